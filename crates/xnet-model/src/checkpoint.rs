@@ -1,0 +1,1 @@
+//! Checkpoints: safetensors weights plus the config as JSON, written atomically.

@@ -1,0 +1,1 @@
+//! Inference: whole-image and tiled probability maps.

@@ -1,0 +1,1 @@
+//! Fast CPU (and CUDA) kernels that replace stock candle operations on hot paths.

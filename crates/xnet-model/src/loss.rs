@@ -1,0 +1,1 @@
+//! Losses: cross-entropy with class weights and ignore label, Dice, focal, L2.

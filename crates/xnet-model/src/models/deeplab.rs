@@ -1,0 +1,5 @@
+//! DeepLab.
+
+/// Configuration of DeepLab.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeepLabConfig {}

@@ -1,0 +1,2 @@
+//! Custom candle operations that candle lacks (max-pool indices and unpooling, bilinear
+//! up-sampling with a backward pass).

@@ -1,0 +1,1 @@
+//! Augmentation: transforms applied jointly to image and mask, and image-only transforms.

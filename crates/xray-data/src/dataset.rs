@@ -1,0 +1,1 @@
+//! Dataset folders, splits, k-fold, category balancing and batching.

@@ -1,0 +1,1 @@
+//! Reading and writing radiographs (PNG, TIFF, DICOM) and label masks.

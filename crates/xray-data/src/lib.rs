@@ -1,0 +1,37 @@
+//! Radiograph and mask input/output, normalisation, synthetic phantoms, augmentation,
+//! datasets, splits and batching for the xray-seg workspace.
+//!
+//! # Conventions
+//! - A radiograph is one grayscale plane of `f32` ([`Radiograph`]); after loading, whatever
+//!   the source format, **larger value = more X-rays reached the detector** (open beam
+//!   brightest).
+//! - A mask is a [`Mask`] (`image::GrayImage`) holding class indices: `0` open beam,
+//!   `1` soft tissue, `2` bone, [`IGNORE_LABEL`] (`255`) ignored.
+//! - Every random operation takes `&mut impl rand::Rng`, so a seed fixes the result.
+#![deny(missing_docs)]
+
+pub mod augment;
+pub mod dataset;
+pub mod error;
+pub mod io;
+pub mod normalize;
+pub mod resize;
+pub mod synth;
+
+pub use error::{DataError, Result};
+
+/// One grayscale radiograph plane, row-major `f32`.
+pub type Radiograph = image::ImageBuffer<image::Luma<f32>, Vec<f32>>;
+
+/// A label mask holding class indices (`0` open beam, `1` soft tissue, `2` bone, `255` ignore).
+pub type Mask = image::GrayImage;
+
+/// The label value that marks pixels to ignore (outside the collimated field or unlabelled).
+pub const IGNORE_LABEL: u8 = 255;
+
+/// Label of open beam (direct exposure) pixels.
+pub const OPEN_BEAM: u8 = 0;
+/// Label of soft-tissue pixels.
+pub const SOFT_TISSUE: u8 = 1;
+/// Label of bone pixels.
+pub const BONE: u8 = 2;

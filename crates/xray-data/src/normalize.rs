@@ -1,0 +1,1 @@
+//! Intensity normalisation: min-max, percentile windowing, log transform.

@@ -1,0 +1,1 @@
+//! Resizing images (area, bilinear) and masks (nearest).

@@ -1,0 +1,1 @@
+//! Synthetic radiographs with exact labels (limb phantoms, X-ray physics, collimation).

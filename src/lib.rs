@@ -1,0 +1,1 @@
+//! xray-seg: the workspace root package; it owns the examples and benches.
