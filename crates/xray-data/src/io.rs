@@ -1,1 +1,0 @@
-//! Reading and writing radiographs (PNG, TIFF, DICOM) and label masks.

@@ -1,0 +1,440 @@
+//! Confidence and calibration: reliability bins (equal-width and equal-mass), ECE (l1),
+//! RMSCE (l2), MCE (max), per-class (class-wise) calibration.
+//!
+//! Equal-width bins reproduce torchmetrics' `MulticlassCalibrationError` exactly: the
+//! boundaries are `torch.linspace(0, 1, n_bins + 1)` in `f32` (rebuilt bit for bit), a
+//! confidence `x` goes to bin `bucketize(x, boundaries, right=True) − 1`, so bin `i` holds
+//! `boundaries[i] ≤ x < boundaries[i+1]` and a confidence of exactly 1.0 lands in an extra
+//! bin `[1, 1]` of its own (torchmetrics does the same). Sums are kept in `f64`.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::confusion::shift_pixel;
+use crate::error::{MetricsError, Result};
+use crate::roc::radix_sort;
+use crate::validate::{check_planes, explain_bad_probs, IGNORE};
+
+/// Norm of the calibration error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationNorm {
+    /// ECE: `Σ_b |acc_b − conf_b| · n_b / N`.
+    L1,
+    /// RMSCE: `sqrt(Σ_b (acc_b − conf_b)² · n_b / N)`.
+    L2,
+    /// MCE: `max_b |acc_b − conf_b|` over non-empty bins.
+    Max,
+}
+
+/// Bin boundaries exactly as `torch.linspace(0, 1, n_bins + 1, dtype=float32)`.
+pub fn torch_bin_boundaries(n_bins: usize) -> Vec<f32> {
+    let steps = n_bins + 1;
+    let step = 1.0f32 / n_bins as f32;
+    let half = steps / 2;
+    // torch's CPU kernel evaluates the two halves from either end with fused multiply-adds.
+    (0..steps)
+        .map(|i| {
+            if i < half {
+                step.mul_add(i as f32, 0.0)
+            } else {
+                (-step).mul_add((steps - i - 1) as f32, 1.0)
+            }
+        })
+        .collect()
+}
+
+/// `bucketize(x, bounds, right=True) − 1` for x ≥ 0: the number of boundaries ≤ x, minus one.
+#[inline(always)]
+pub(crate) fn bucket(x: f32, bounds: &[f32]) -> usize {
+    let n = bounds.len() - 1;
+    let mut g = ((x * n as f32) as usize).min(n);
+    while g > 0 && bounds[g] > x {
+        g -= 1;
+    }
+    while g < n && bounds[g + 1] <= x {
+        g += 1;
+    }
+    g
+}
+
+/// One reliability bin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    /// Lower edge (inclusive).
+    pub lower: f64,
+    /// Upper edge (exclusive, except for the `[1, 1]` bin and equal-mass bins).
+    pub upper: f64,
+    /// Pixels in the bin.
+    pub count: u64,
+    /// Mean confidence (predicted probability) of those pixels; 0 when empty.
+    pub confidence: f64,
+    /// Fraction of those pixels that were correct (top-1) or of the class (class-wise);
+    /// 0 when empty.
+    pub accuracy: f64,
+}
+
+/// A reliability diagram: bins of confidence against observed accuracy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reliability {
+    /// The bins, in increasing confidence.
+    pub bins: Vec<ReliabilityBin>,
+}
+
+impl Reliability {
+    /// Pixels over all bins.
+    pub fn total(&self) -> u64 {
+        self.bins.iter().map(|b| b.count).sum()
+    }
+
+    /// Calibration error under `norm`; 0 when there is no pixel.
+    pub fn error(&self, norm: CalibrationNorm) -> f64 {
+        let total = self.total();
+        if total == 0 {
+            return 0.0;
+        }
+        let gaps = self.bins.iter().map(|b| {
+            (
+                (b.accuracy - b.confidence).abs(),
+                b.count as f64 / total as f64,
+            )
+        });
+        match norm {
+            CalibrationNorm::L1 => gaps.map(|(g, w)| g * w).sum(),
+            CalibrationNorm::L2 => gaps.map(|(g, w)| g * g * w).sum::<f64>().sqrt(),
+            CalibrationNorm::Max => gaps.map(|(g, _)| g).fold(0.0, f64::max),
+        }
+    }
+
+    /// Expected calibration error (l1).
+    pub fn ece(&self) -> f64 {
+        self.error(CalibrationNorm::L1)
+    }
+
+    /// Root-mean-square calibration error (l2).
+    pub fn rmsce(&self) -> f64 {
+        self.error(CalibrationNorm::L2)
+    }
+
+    /// Maximum calibration error.
+    pub fn mce(&self) -> f64 {
+        self.error(CalibrationNorm::Max)
+    }
+}
+
+/// Streaming equal-width reliability bins over (score, hit) pairs.
+#[derive(Clone, Debug)]
+pub struct ReliabilityBins {
+    bounds: Vec<f32>,
+    count: Vec<u64>,
+    sum: Vec<f64>,
+    hits: Vec<u64>,
+}
+
+impl ReliabilityBins {
+    /// `n_bins` torchmetrics-compatible bins (plus the `[1, 1]` bin).
+    pub fn new(n_bins: usize) -> Result<Self> {
+        if n_bins == 0 {
+            return Err(MetricsError::InvalidConfig(
+                "reliability needs at least one bin".into(),
+            ));
+        }
+        Ok(Self {
+            bounds: torch_bin_boundaries(n_bins),
+            count: vec![0; n_bins + 1],
+            sum: vec![0.0; n_bins + 1],
+            hits: vec![0; n_bins + 1],
+        })
+    }
+
+    /// Adds one pixel: `score` in [0, 1], `hit` = correct / of the class.
+    #[inline]
+    pub fn push(&mut self, score: f32, hit: bool) {
+        let b = bucket(score, &self.bounds);
+        self.count[b] += 1;
+        self.sum[b] += score as f64;
+        self.hits[b] += hit as u64;
+    }
+
+    /// Adds another accumulator with the same bins.
+    pub fn merge(&mut self, other: &ReliabilityBins) -> Result<()> {
+        if other.bounds != self.bounds {
+            return Err(MetricsError::InvalidConfig(
+                "cannot merge reliability bins with different boundaries".into(),
+            ));
+        }
+        for i in 0..self.count.len() {
+            self.count[i] += other.count[i];
+            self.sum[i] += other.sum[i];
+            self.hits[i] += other.hits[i];
+        }
+        Ok(())
+    }
+
+    /// Pixels added.
+    pub fn total(&self) -> u64 {
+        self.count.iter().sum()
+    }
+
+    /// Mean score over all pixels (the "confidence" for top-1 bins); `None` if empty.
+    pub fn mean_score(&self) -> Option<f64> {
+        let t = self.total();
+        (t > 0).then(|| self.sum.iter().sum::<f64>() / t as f64)
+    }
+
+    /// The bins as a [`Reliability`].
+    pub fn reliability(&self) -> Reliability {
+        let n = self.bounds.len() - 1;
+        Reliability {
+            bins: (0..=n)
+                .map(|i| {
+                    let c = self.count[i];
+                    ReliabilityBin {
+                        lower: self.bounds[i] as f64,
+                        upper: if i < n {
+                            self.bounds[i + 1] as f64
+                        } else {
+                            1.0
+                        },
+                        count: c,
+                        confidence: if c == 0 { 0.0 } else { self.sum[i] / c as f64 },
+                        accuracy: if c == 0 {
+                            0.0
+                        } else {
+                            self.hits[i] as f64 / c as f64
+                        },
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Equal-mass bins from keys `(f32 bits << 1) | hit`: sorted, then split into `n_bins`
+/// contiguous groups of sizes differing by at most one (like `numpy.array_split`).
+pub(crate) fn equal_mass_from_keys(keys: &mut Vec<u32>, n_bins: usize) -> Reliability {
+    let mut scratch = Vec::new();
+    radix_sort(keys, &mut scratch);
+    let n = keys.len();
+    let bins = n_bins.min(n.max(1));
+    let (base, extra) = (n / bins, n % bins);
+    let mut start = 0;
+    let mut out = Vec::with_capacity(bins);
+    for b in 0..bins {
+        let len = base + usize::from(b < extra);
+        let part = &keys[start..start + len];
+        start += len;
+        if part.is_empty() {
+            continue;
+        }
+        let score = |k: u32| f32::from_bits(k >> 1) as f64;
+        let sum: f64 = part.iter().map(|&k| score(k)).sum();
+        let hits: u64 = part.iter().map(|&k| (k & 1) as u64).sum();
+        out.push(ReliabilityBin {
+            lower: score(part[0]),
+            upper: score(part[len - 1]),
+            count: len as u64,
+            confidence: sum / len as f64,
+            accuracy: hits as f64 / len as f64,
+        });
+    }
+    Reliability { bins: out }
+}
+
+/// Pixels per block of the top-1 kernel (fits L1 with a few planes).
+pub(crate) const BLOCK: usize = 2048;
+
+/// Top-1 confidence and class of pixels `start..start+conf.len()` of class-major planes,
+/// with the probability checks (finite, in [0, 1], sum within `tolerance`) done on the way.
+/// Returns `false` when some pixel of the block failed a check.
+#[inline]
+pub(crate) fn top1_block(
+    probs: &[f32],
+    n: usize,
+    num_classes: usize,
+    start: usize,
+    tolerance: f32,
+    conf: &mut [f32],
+    pred: &mut [u8],
+) -> bool {
+    let m = conf.len();
+    let p0 = &probs[start..start + m];
+    let mut sum = [0f32; BLOCK];
+    let sum = &mut sum[..m];
+    let mut ok = true;
+    for j in 0..m {
+        let v = p0[j];
+        conf[j] = v;
+        pred[j] = 0;
+        sum[j] = v;
+        ok &= (0.0..=1.0).contains(&v);
+    }
+    for c in 1..num_classes {
+        let pc = &probs[c * n + start..c * n + start + m];
+        for j in 0..m {
+            let v = pc[j];
+            // Strict `>` keeps the first maximum, as numpy/torch argmax do.
+            let better = v > conf[j];
+            conf[j] = if better { v } else { conf[j] };
+            pred[j] = if better { c as u8 } else { pred[j] };
+            sum[j] += v;
+            ok &= (0.0..=1.0).contains(&v);
+        }
+    }
+    for s in sum.iter() {
+        ok &= (s - 1.0).abs() <= tolerance;
+    }
+    ok
+}
+
+/// Top-1 confidence and predicted class of every pixel, checking the probabilities.
+pub(crate) fn top1(
+    labels_len: usize,
+    probs: &[f32],
+    num_classes: usize,
+    tolerance: f64,
+    conf: &mut [f32],
+    pred: &mut [u8],
+) -> Result<()> {
+    let n = labels_len;
+    let mut start = 0;
+    while start < n {
+        let m = BLOCK.min(n - start);
+        if !top1_block(
+            probs,
+            n,
+            num_classes,
+            start,
+            tolerance as f32,
+            &mut conf[start..start + m],
+            &mut pred[start..start + m],
+        ) {
+            return Err(explain_bad_probs(probs, n, num_classes, tolerance));
+        }
+        start += m;
+    }
+    Ok(())
+}
+
+/// Top-label calibration of class-major probabilities against labels (255 = ignore), in
+/// torchmetrics-compatible equal-width bins. Pixels run in parallel blocks on the current
+/// rayon pool; the result does not depend on the number of threads.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::calibration_bins;
+/// let labels = [0u8, 1, 1, 255];
+/// let probs = [0.9f32, 0.2, 0.4, 0.5, /* class 1: */ 0.1, 0.8, 0.6, 0.5];
+/// let bins = calibration_bins(&labels, &probs, 2, 10).unwrap();
+/// assert_eq!(bins.total(), 3);
+/// let ece = bins.reliability().ece();
+/// assert!((ece - (0.1 + 0.2 + 0.4) / 3.0).abs() < 1e-6);
+/// ```
+pub fn calibration_bins(
+    labels: &[u8],
+    probs: &[f32],
+    num_classes: usize,
+    n_bins: usize,
+) -> Result<ReliabilityBins> {
+    let n = check_planes(labels, probs, num_classes)?;
+    let proto = ReliabilityBins::new(n_bins)?;
+    const PAR: usize = 1 << 17;
+    let parts: Vec<Result<ReliabilityBins>> = labels
+        .par_chunks(PAR)
+        .enumerate()
+        .map(|(k, lab)| {
+            let mut acc = proto.clone();
+            let base = k * PAR;
+            let mut conf = [0f32; BLOCK];
+            let mut pred = [0u8; BLOCK];
+            let mut off = 0;
+            while off < lab.len() {
+                let m = BLOCK.min(lab.len() - off);
+                if !top1_block(
+                    probs,
+                    n,
+                    num_classes,
+                    base + off,
+                    crate::validate::DEFAULT_SUM_TOLERANCE as f32,
+                    &mut conf[..m],
+                    &mut pred[..m],
+                ) {
+                    return Err(explain_bad_probs(
+                        probs,
+                        n,
+                        num_classes,
+                        crate::validate::DEFAULT_SUM_TOLERANCE,
+                    ));
+                }
+                for j in 0..m {
+                    let l = lab[off + j];
+                    if l != IGNORE {
+                        if l as usize >= num_classes {
+                            return Err(shift_pixel(
+                                MetricsError::LabelOutOfRange {
+                                    pixel: off + j,
+                                    label: l,
+                                    num_classes,
+                                },
+                                base,
+                            ));
+                        }
+                        acc.push(conf[j], pred[j] == l);
+                    }
+                }
+                off += m;
+            }
+            Ok(acc)
+        })
+        .collect();
+    let mut acc = proto;
+    for p in parts {
+        acc.merge(&p?)?;
+    }
+    Ok(acc)
+}
+
+/// Top-label calibration error, as torchmetrics'
+/// `multiclass_calibration_error(probs, target, num_classes, n_bins, norm, ignore_index=255)`.
+pub fn calibration_error(
+    labels: &[u8],
+    probs: &[f32],
+    num_classes: usize,
+    n_bins: usize,
+    norm: CalibrationNorm,
+) -> Result<f64> {
+    Ok(calibration_bins(labels, probs, num_classes, n_bins)?
+        .reliability()
+        .error(norm))
+}
+
+/// Class-wise reliability: for each class `k`, bins of `p_k` over all scored pixels against
+/// the frequency of label `k` (Kull et al. 2019 "classwise-ECE" averages their ECEs).
+pub fn classwise_reliability(
+    labels: &[u8],
+    probs: &[f32],
+    num_classes: usize,
+    n_bins: usize,
+) -> Result<Vec<Reliability>> {
+    let n = check_planes(labels, probs, num_classes)?;
+    crate::validate::first_bad_label(labels, num_classes)?;
+    (0..num_classes)
+        .map(|k| {
+            let mut acc = ReliabilityBins::new(n_bins)?;
+            let plane = &probs[k * n..(k + 1) * n];
+            for (i, (&l, &p)) in labels.iter().zip(plane).enumerate() {
+                if l != IGNORE {
+                    if !(0.0..=1.0).contains(&p) {
+                        return Err(MetricsError::InvalidProbability {
+                            pixel: i,
+                            class: k,
+                            value: p,
+                        });
+                    }
+                    acc.push(p, l as usize == k);
+                }
+            }
+            Ok(acc.reliability())
+        })
+        .collect()
+}

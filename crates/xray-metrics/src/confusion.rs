@@ -1,0 +1,270 @@
+//! The counting kernel: a confusion matrix over pixels (rows = true class, columns = prediction).
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{MetricsError, Result};
+use crate::validate::{check_len, check_num_classes, IGNORE};
+
+/// Pixel counts `counts[t * C + p]`: pixels whose true class is `t` and predicted class is `p`.
+/// Ignored pixels (label 255) are never counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfusionMatrix {
+    num_classes: usize,
+    counts: Vec<u64>,
+}
+
+/// Pixels per rayon task in the parallel kernel; large enough that task overhead is noise.
+const PAR_CHUNK: usize = 1 << 18;
+
+impl ConfusionMatrix {
+    /// An all-zero matrix for `num_classes` classes (2..=255).
+    pub fn new(num_classes: usize) -> Result<Self> {
+        check_num_classes(num_classes)?;
+        Ok(Self {
+            num_classes,
+            counts: vec![0; num_classes * num_classes],
+        })
+    }
+
+    /// Builds a matrix from raw counts, row-major, rows = true class.
+    pub fn from_counts(num_classes: usize, counts: Vec<u64>) -> Result<Self> {
+        check_num_classes(num_classes)?;
+        check_len(
+            "confusion counts (C × C)",
+            num_classes * num_classes,
+            counts.len(),
+        )?;
+        Ok(Self {
+            num_classes,
+            counts,
+        })
+    }
+
+    /// Counts `truth` (255 = ignore) against `pred`, single thread.
+    ///
+    /// Errors: length mismatch, a true label ≥ C other than 255, a prediction ≥ C at a scored
+    /// pixel (predictions at ignored pixels are not looked at).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 2, 255], &[0, 2, 2, 7], 3).unwrap();
+    /// assert_eq!(cm.count(1, 2), 1);
+    /// assert_eq!(cm.total(), 3);
+    /// ```
+    pub fn from_labels(truth: &[u8], pred: &[u8], num_classes: usize) -> Result<Self> {
+        let mut cm = Self::new(num_classes)?;
+        cm.add_labels(truth, pred)?;
+        Ok(cm)
+    }
+
+    /// As [`ConfusionMatrix::from_labels`], split across the rayon pool.
+    pub fn from_labels_par(truth: &[u8], pred: &[u8], num_classes: usize) -> Result<Self> {
+        check_num_classes(num_classes)?;
+        check_len("predicted labels", truth.len(), pred.len())?;
+        let parts: Vec<Result<Self>> = truth
+            .par_chunks(PAR_CHUNK)
+            .zip(pred.par_chunks(PAR_CHUNK))
+            .enumerate()
+            .map(|(k, (t, p))| {
+                let mut cm = Self::new(num_classes)?;
+                cm.add_labels(t, p)
+                    .map_err(|e| shift_pixel(e, k * PAR_CHUNK))?;
+                Ok(cm)
+            })
+            .collect();
+        let mut cm = Self::new(num_classes)?;
+        for part in parts {
+            cm.merge(&part?)?;
+        }
+        Ok(cm)
+    }
+
+    /// Adds the pixels of one image (or any slice of pixels).
+    pub fn add_labels(&mut self, truth: &[u8], pred: &[u8]) -> Result<()> {
+        check_len("predicted labels", truth.len(), pred.len())?;
+        let c = self.num_classes;
+        let stride = c + 2;
+        // Lookup tables turn the per-pixel validity checks into table reads: slot C collects
+        // ignored pixels, slot C+1 invalid values, checked once after the loop.
+        let mut lut_t = [0u16; 256];
+        let mut lut_p = [0u16; 256];
+        for v in 0..256usize {
+            let t = if v < c {
+                v
+            } else if v == IGNORE as usize {
+                c
+            } else {
+                c + 1
+            };
+            lut_t[v] = (t * stride) as u16;
+            lut_p[v] = if v < c { v as u16 } else { (c + 1) as u16 };
+        }
+        let cells = stride * stride;
+        // Four interleaved tables break the store→load dependency when consecutive pixels
+        // hit the same cell, which is the common case in segmentation masks.
+        let mut tables = vec![0u64; 4 * cells];
+        let (t4, t_rest) = truth.split_at(truth.len() / 4 * 4);
+        let (p4, p_rest) = pred.split_at(t4.len());
+        for (t, p) in t4.chunks_exact(4).zip(p4.chunks_exact(4)) {
+            tables[lut_t[t[0] as usize] as usize + lut_p[p[0] as usize] as usize] += 1;
+            tables[cells + lut_t[t[1] as usize] as usize + lut_p[p[1] as usize] as usize] += 1;
+            tables[2 * cells + lut_t[t[2] as usize] as usize + lut_p[p[2] as usize] as usize] += 1;
+            tables[3 * cells + lut_t[t[3] as usize] as usize + lut_p[p[3] as usize] as usize] += 1;
+        }
+        for (&t, &p) in t_rest.iter().zip(p_rest) {
+            tables[lut_t[t as usize] as usize + lut_p[p as usize] as usize] += 1;
+        }
+        let mut merged = vec![0u64; cells];
+        for k in 0..4 {
+            for (m, v) in merged.iter_mut().zip(&tables[k * cells..(k + 1) * cells]) {
+                *m += v;
+            }
+        }
+        let invalid_truth: u64 = merged[(c + 1) * stride..].iter().sum();
+        let invalid_pred: u64 = (0..c).map(|r| merged[r * stride + c + 1]).sum();
+        if invalid_truth > 0 {
+            crate::validate::first_bad_label(truth, c)?;
+        }
+        if invalid_pred > 0 {
+            if let Some(pixel) = truth
+                .iter()
+                .zip(pred)
+                .position(|(&t, &p)| (t as usize) < c && p as usize >= c)
+            {
+                return Err(MetricsError::PredictionOutOfRange {
+                    pixel,
+                    label: pred[pixel],
+                    num_classes: c,
+                });
+            }
+        }
+        for r in 0..c {
+            for q in 0..c {
+                self.counts[r * c + q] += merged[r * stride + q];
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds another matrix with the same number of classes.
+    pub fn merge(&mut self, other: &Self) -> Result<()> {
+        if other.num_classes != self.num_classes {
+            return Err(MetricsError::InvalidConfig(format!(
+                "cannot merge a {}-class confusion matrix into a {}-class one",
+                other.num_classes, self.num_classes
+            )));
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        Ok(())
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Raw counts, row-major, rows = true class.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// Pixels with true class `truth` predicted as `pred`.
+    pub fn count(&self, truth: usize, pred: usize) -> u64 {
+        self.counts[truth * self.num_classes + pred]
+    }
+
+    /// Rows (true class) as nested vectors, for JSON.
+    pub fn rows(&self) -> Vec<Vec<u64>> {
+        self.counts
+            .chunks(self.num_classes)
+            .map(|r| r.to_vec())
+            .collect()
+    }
+
+    /// Each row divided by its sum (the fraction of class-`t` pixels predicted as each class);
+    /// a row with no pixels is all zeros.
+    pub fn row_normalised(&self) -> Vec<Vec<f64>> {
+        self.counts
+            .chunks(self.num_classes)
+            .map(|r| {
+                let s: u64 = r.iter().sum();
+                r.iter()
+                    .map(|&v| if s == 0 { 0.0 } else { v as f64 / s as f64 })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Scored pixels.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Pixels whose true class is `class` (row sum).
+    pub fn support(&self, class: usize) -> u64 {
+        self.counts[class * self.num_classes..(class + 1) * self.num_classes]
+            .iter()
+            .sum()
+    }
+
+    /// Pixels predicted as `class` (column sum).
+    pub fn predicted(&self, class: usize) -> u64 {
+        (0..self.num_classes).map(|t| self.count(t, class)).sum()
+    }
+
+    /// True positives, false positives, false negatives and true negatives of one class
+    /// against the rest.
+    pub fn tp_fp_fn_tn(&self, class: usize) -> [u64; 4] {
+        let tp = self.count(class, class);
+        let fp = self.predicted(class) - tp;
+        let fneg = self.support(class) - tp;
+        let tn = self.total() - tp - fp - fneg;
+        [tp, fp, fneg, tn]
+    }
+}
+
+pub(crate) fn shift_pixel(e: MetricsError, offset: usize) -> MetricsError {
+    match e {
+        MetricsError::LabelOutOfRange {
+            pixel,
+            label,
+            num_classes,
+        } => MetricsError::LabelOutOfRange {
+            pixel: pixel + offset,
+            label,
+            num_classes,
+        },
+        MetricsError::PredictionOutOfRange {
+            pixel,
+            label,
+            num_classes,
+        } => MetricsError::PredictionOutOfRange {
+            pixel: pixel + offset,
+            label,
+            num_classes,
+        },
+        MetricsError::InvalidProbability {
+            pixel,
+            class,
+            value,
+        } => MetricsError::InvalidProbability {
+            pixel: pixel + offset,
+            class,
+            value,
+        },
+        MetricsError::ProbabilitiesNotNormalised {
+            pixel,
+            sum,
+            tolerance,
+        } => MetricsError::ProbabilitiesNotNormalised {
+            pixel: pixel + offset,
+            sum,
+            tolerance,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,124 @@
+//! The crate's single error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `xray-metrics`. Every variant names what was wrong and
+/// where (pixel, class, file, line), so the caller can fix the input.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// Two inputs that must describe the same pixels have different lengths.
+    #[error("length mismatch: {what} has {found} values, expected {expected}")]
+    LengthMismatch {
+        /// Which input, in words (e.g. "probabilities (C × pixels)").
+        what: String,
+        /// Length implied by the other inputs.
+        expected: usize,
+        /// Length received.
+        found: usize,
+    },
+    /// A label is neither a class index below `num_classes` nor 255 (ignore).
+    #[error(
+        "label {label} at pixel {pixel} is not a class: expected 0..{num_classes} or 255 (ignore)"
+    )]
+    LabelOutOfRange {
+        /// Pixel index (row-major within the image).
+        pixel: usize,
+        /// The offending value.
+        label: u8,
+        /// Number of classes configured.
+        num_classes: usize,
+    },
+    /// A predicted class is not below `num_classes` (255 is not allowed in predictions).
+    #[error("predicted class {label} at pixel {pixel} is not below num_classes = {num_classes}")]
+    PredictionOutOfRange {
+        /// Pixel index.
+        pixel: usize,
+        /// The offending value.
+        label: u8,
+        /// Number of classes configured.
+        num_classes: usize,
+    },
+    /// A probability is NaN, infinite or outside [0, 1].
+    #[error("probability of class {class} at pixel {pixel} is {value}, not a number in [0, 1]")]
+    InvalidProbability {
+        /// Pixel index.
+        pixel: usize,
+        /// Class plane.
+        class: usize,
+        /// The offending value.
+        value: f32,
+    },
+    /// The class probabilities of a pixel do not sum to 1.
+    #[error(
+        "probabilities at pixel {pixel} sum to {sum}, not 1 within {tolerance}; \
+         pass softmax outputs laid out class-major (C planes of pixels)"
+    )]
+    ProbabilitiesNotNormalised {
+        /// Pixel index.
+        pixel: usize,
+        /// The sum found.
+        sum: f64,
+        /// Tolerance in force.
+        tolerance: f64,
+    },
+    /// A logit is NaN or infinite.
+    #[error("logit of class {class} at pixel {pixel} is {value}, not finite")]
+    InvalidLogit {
+        /// Pixel index.
+        pixel: usize,
+        /// Class plane.
+        class: usize,
+        /// The offending value.
+        value: f32,
+    },
+    /// One-vs-rest AUC of a class is undefined because the class has no positive or no
+    /// negative pixel (scikit-learn raises in this case too).
+    #[error(
+        "AUC of class {class} is undefined: it has {positives} positive and {negatives} negative \
+         pixels; both must be > 0 (scikit-learn refuses this case as well)"
+    )]
+    AucUndefined {
+        /// Class index.
+        class: usize,
+        /// Pixels labelled `class`.
+        positives: u64,
+        /// Other labelled pixels.
+        negatives: u64,
+    },
+    /// There is nothing to compute on (all pixels ignored, no images added, ...).
+    #[error("nothing to evaluate: {0}")]
+    Empty(String),
+    /// A configuration value is out of its domain.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A trainer log could not be parsed.
+    #[error("training log line {line}: {reason}")]
+    Log {
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Drawing a plot failed.
+    #[error("plot {path}: {reason}")]
+    Plot {
+        /// The output file.
+        path: PathBuf,
+        /// What the backend reported.
+        reason: String,
+    },
+    /// JSON (de)serialisation failed.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// `Result` with [`MetricsError`].
+pub type Result<T> = std::result::Result<T, MetricsError>;

@@ -1,0 +1,429 @@
+//! Streaming evaluation: add images one by one, then produce a [`Report`].
+//!
+//! What is kept between images (never the probability planes themselves):
+//! - the pooled confusion matrix and one `C × C` matrix per image (per-image reduction);
+//! - `n_bins + 1` top-label reliability bins and `C × (n_bins + 1)` class-wise bins;
+//! - exact AUC: one `u32` per scored pixel and class (score bits + label flag, see
+//!   [`crate::ExactAuc`]), i.e. `4·C` bytes per pixel; or binned AUC: `16·B·C` bytes in all;
+//! - equal-mass bins (optional): one `u32` per scored pixel (top-1 confidence + correct);
+//! - surface distances (optional): per class, sums over the images where they are defined.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::boundary::surface_distances;
+use crate::calibration::{equal_mass_from_keys, top1, ReliabilityBins};
+use crate::confusion::ConfusionMatrix;
+use crate::error::{MetricsError, Result};
+use crate::report::{
+    AucSummary, Averages, BoundarySummary, EqualMassSummary, PerImageSummary, Report,
+};
+use crate::roc::{key, BinnedAuc, ExactAuc};
+use crate::scores::{mean_over_images, Average, ClassMetric, ZeroDivision};
+use crate::validate::{check_len, check_planes, IGNORE};
+
+/// How ROC AUC is accumulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AucMethod {
+    /// Exact, ties as scikit-learn; 4 bytes per scored pixel and class.
+    Exact,
+    /// Equal-width histogram with `bins` bins; bounded memory, error bound reported.
+    Binned {
+        /// Number of bins on [0, 1].
+        bins: usize,
+    },
+    /// No AUC.
+    Off,
+}
+
+/// Settings of an [`Evaluator`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalConfig {
+    /// One name per class; its length is the number of classes.
+    pub class_names: Vec<String>,
+    /// Equal-width reliability bins (torchmetrics-compatible), also the equal-mass bin count.
+    pub n_bins: usize,
+    /// AUC method.
+    pub auc: AucMethod,
+    /// Keep top-1 confidences for equal-mass reliability bins (4 bytes per scored pixel).
+    pub equal_mass: bool,
+    /// Compute per-image surface distances (HD95, ASSD) per class.
+    pub boundary: bool,
+    /// Physical size of a pixel for surface distances (1.0 = pixel units).
+    pub pixel_spacing: f64,
+    /// Tolerance on `|Σ_c p_c − 1|` per pixel.
+    pub sum_tolerance: f64,
+    /// Value of ratios with a zero denominator.
+    pub zero_division: ZeroDivision,
+}
+
+impl Default for EvalConfig {
+    /// The project's three classes: open beam, soft tissue, bone.
+    fn default() -> Self {
+        Self::new(["open beam", "soft tissue", "bone"])
+    }
+}
+
+impl EvalConfig {
+    /// Default settings for the given class names.
+    pub fn new<S: Into<String>>(class_names: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            class_names: class_names.into_iter().map(Into::into).collect(),
+            n_bins: 15,
+            auc: AucMethod::Exact,
+            equal_mass: true,
+            boundary: true,
+            pixel_spacing: 1.0,
+            sum_tolerance: crate::validate::DEFAULT_SUM_TOLERANCE,
+            zero_division: ZeroDivision::Zero,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        crate::validate::check_num_classes(self.class_names.len())?;
+        if self.n_bins == 0 {
+            return Err(MetricsError::InvalidConfig("n_bins must be ≥ 1".into()));
+        }
+        if self.sum_tolerance.is_nan() || self.sum_tolerance < 0.0 {
+            return Err(MetricsError::InvalidConfig(format!(
+                "sum_tolerance must be ≥ 0, got {}",
+                self.sum_tolerance
+            )));
+        }
+        if !(self.pixel_spacing.is_finite() && self.pixel_spacing > 0.0) {
+            return Err(MetricsError::InvalidConfig(format!(
+                "pixel_spacing must be positive, got {}",
+                self.pixel_spacing
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+enum AucAcc {
+    Exact(ExactAuc),
+    Binned(BinnedAuc),
+    Off,
+}
+
+/// Accumulates metrics over a dataset, image by image.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::{EvalConfig, Evaluator};
+/// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"])).unwrap();
+/// // a 2 × 2 image: labels and class-major probabilities (plane 0, then plane 1)
+/// let labels = [0u8, 0, 1, 255];
+/// let probs = [0.9f32, 0.7, 0.2, 0.5, 0.1, 0.3, 0.8, 0.5];
+/// ev.add_image(&labels, &probs, 2, 2).unwrap();
+/// let report = ev.finish().unwrap();
+/// assert_eq!(report.accuracy, Some(1.0));
+/// assert_eq!(report.auc.per_class[1], Some(1.0));
+/// println!("{}", report.to_markdown());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    cfg: EvalConfig,
+    pooled: ConfusionMatrix,
+    per_image: Vec<ConfusionMatrix>,
+    top1: ReliabilityBins,
+    classwise: Vec<ReliabilityBins>,
+    top1_keys: Vec<u32>,
+    auc: AucAcc,
+    /// Per class: (sum hd95, sum assd, sum hausdorff, images).
+    boundary: Vec<(f64, f64, f64, usize)>,
+    ignored: u64,
+}
+
+impl Evaluator {
+    /// A new evaluator; fails on an invalid configuration.
+    pub fn new(config: EvalConfig) -> Result<Self> {
+        config.validate()?;
+        let c = config.class_names.len();
+        let auc = match config.auc {
+            AucMethod::Exact => AucAcc::Exact(ExactAuc::new(c)?),
+            AucMethod::Binned { bins } => AucAcc::Binned(BinnedAuc::new(c, bins)?),
+            AucMethod::Off => AucAcc::Off,
+        };
+        Ok(Self {
+            pooled: ConfusionMatrix::new(c)?,
+            per_image: Vec::new(),
+            top1: ReliabilityBins::new(config.n_bins)?,
+            classwise: vec![ReliabilityBins::new(config.n_bins)?; c],
+            top1_keys: Vec::new(),
+            auc,
+            boundary: vec![(0.0, 0.0, 0.0, 0); c],
+            ignored: 0,
+            cfg: config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EvalConfig {
+        &self.cfg
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.cfg.class_names.len()
+    }
+
+    /// Images added so far.
+    pub fn images(&self) -> usize {
+        self.per_image.len()
+    }
+
+    /// Pooled confusion matrix so far.
+    pub fn confusion(&self) -> &ConfusionMatrix {
+        &self.pooled
+    }
+
+    /// Per-image confusion matrices so far, in the order added.
+    pub fn per_image_confusion(&self) -> &[ConfusionMatrix] {
+        &self.per_image
+    }
+
+    /// Adds one image: `labels` (`width × height`, row-major, 255 = ignore) and its softmax
+    /// probabilities, class-major (`C` planes of `width × height`). The prediction is the
+    /// arg-max class (first one on ties).
+    ///
+    /// Errors (nothing is added when one occurs): length mismatch, label ≥ C other than 255,
+    /// a probability that is NaN or outside [0, 1], a pixel whose probabilities do not sum
+    /// to 1 within `sum_tolerance`.
+    pub fn add_image(
+        &mut self,
+        labels: &[u8],
+        probs: &[f32],
+        width: usize,
+        height: usize,
+    ) -> Result<()> {
+        let c = self.num_classes();
+        check_len(
+            &format!("labels ({width} × {height} pixels)"),
+            width * height,
+            labels.len(),
+        )?;
+        let n = check_planes(labels, probs, c)?;
+        crate::validate::first_bad_label(labels, c)?;
+        let mut conf = vec![0f32; n];
+        let mut pred = vec![0u8; n];
+        top1(n, probs, c, self.cfg.sum_tolerance, &mut conf, &mut pred)?;
+        let cm = ConfusionMatrix::from_labels(labels, &pred, c)?;
+        let boundary = if self.cfg.boundary {
+            Some(surface_distances(
+                labels,
+                &pred,
+                width,
+                height,
+                c,
+                self.cfg.pixel_spacing,
+            )?)
+        } else {
+            None
+        };
+        // All checks passed: update the accumulators.
+        match &mut self.auc {
+            AucAcc::Exact(a) => a.add(labels, probs)?,
+            AucAcc::Binned(a) => a.add(labels, probs)?,
+            AucAcc::Off => {}
+        }
+        for ((&l, &p), &k) in labels.iter().zip(&conf).zip(&pred) {
+            if l != IGNORE {
+                self.top1.push(p, k == l);
+            }
+        }
+        if self.cfg.equal_mass {
+            self.top1_keys.extend(
+                labels
+                    .iter()
+                    .zip(&conf)
+                    .zip(&pred)
+                    .filter(|((&l, _), _)| l != IGNORE)
+                    .map(|((&l, &p), &k)| key(p, k == l)),
+            );
+        }
+        self.classwise
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(k, bins)| {
+                for (&l, &p) in labels.iter().zip(&probs[k * n..(k + 1) * n]) {
+                    if l != IGNORE {
+                        bins.push(p, l as usize == k);
+                    }
+                }
+            });
+        if let Some(b) = boundary {
+            for (acc, d) in self.boundary.iter_mut().zip(b) {
+                if let Some(d) = d {
+                    acc.0 += d.hd95;
+                    acc.1 += d.assd;
+                    acc.2 += d.hausdorff;
+                    acc.3 += 1;
+                }
+            }
+        }
+        self.ignored += labels.iter().filter(|&&l| l == IGNORE).count() as u64;
+        self.pooled.merge(&cm)?;
+        self.per_image.push(cm);
+        Ok(())
+    }
+
+    /// Adds another evaluator's images (e.g. one per rayon task over a dataset).
+    pub fn merge(&mut self, other: Evaluator) -> Result<()> {
+        if other.cfg != self.cfg {
+            return Err(MetricsError::InvalidConfig(
+                "cannot merge evaluators with different configurations".into(),
+            ));
+        }
+        self.pooled.merge(&other.pooled)?;
+        self.per_image.extend(other.per_image);
+        self.top1.merge(&other.top1)?;
+        for (a, b) in self.classwise.iter_mut().zip(&other.classwise) {
+            a.merge(b)?;
+        }
+        self.top1_keys.extend(other.top1_keys);
+        match (&mut self.auc, other.auc) {
+            (AucAcc::Exact(a), AucAcc::Exact(b)) => a.merge(b)?,
+            (AucAcc::Binned(a), AucAcc::Binned(b)) => a.merge(&b)?,
+            _ => {}
+        }
+        for (a, b) in self.boundary.iter_mut().zip(other.boundary) {
+            a.0 += b.0;
+            a.1 += b.1;
+            a.2 += b.2;
+            a.3 += b.3;
+        }
+        self.ignored += other.ignored;
+        Ok(())
+    }
+
+    /// Computes every metric. Fails only when no pixel was scored.
+    pub fn finish(self) -> Result<Report> {
+        let c = self.num_classes();
+        let cm = &self.pooled;
+        if cm.total() == 0 {
+            return Err(MetricsError::Empty(format!(
+                "{} images added, every pixel ignored or none at all",
+                self.per_image.len()
+            )));
+        }
+        let zd = self.cfg.zero_division;
+        let averages = |m: ClassMetric| Averages {
+            micro: cm.score(m, Average::Micro, zd).value().unwrap_or(f64::NAN),
+            macro_avg: cm.score(m, Average::Macro, zd).value().unwrap_or(f64::NAN),
+            weighted: cm
+                .score(m, Average::Weighted, zd)
+                .value()
+                .unwrap_or(f64::NAN),
+            per_class: cm.per_class(m, zd),
+        };
+        let per_class_opt = |m: ClassMetric| -> Vec<Option<f64>> {
+            match mean_over_images(&self.per_image, m, Average::None, zd) {
+                crate::Score::PerClass(v) => {
+                    v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()
+                }
+                crate::Score::Value(_) => vec![None; c],
+            }
+        };
+        let per_image = PerImageSummary {
+            images: self.per_image.len(),
+            f1_macro: mean_over_images(&self.per_image, ClassMetric::F1, Average::Macro, zd)
+                .value()
+                .filter(|v| !v.is_nan()),
+            accuracy: {
+                let accs: Vec<f64> = self.per_image.iter().filter_map(|m| m.accuracy()).collect();
+                (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
+            },
+            dice: per_class_opt(ClassMetric::Dice),
+            iou: per_class_opt(ClassMetric::Iou),
+        };
+        let auc_result = match self.auc {
+            AucAcc::Exact(a) => Some(a.finish(true)),
+            AucAcc::Binned(a) => Some(a.finish()),
+            AucAcc::Off => None,
+        };
+        let auc = match &auc_result {
+            Some(r) => {
+                let undefined = r.average(Average::Macro).err().map(|e| e.to_string());
+                AucSummary {
+                    macro_avg: r.average(Average::Macro).ok(),
+                    weighted: r.average(Average::Weighted).ok(),
+                    micro: r.micro,
+                    per_class: r.per_class.iter().map(|x| x.auc).collect(),
+                    method: r.method.clone(),
+                    error_bound: r.error_bound(),
+                    undefined,
+                    curves: r.per_class.iter().map(|x| x.curve.clone()).collect(),
+                }
+            }
+            None => AucSummary {
+                macro_avg: None,
+                weighted: None,
+                micro: None,
+                per_class: vec![None; c],
+                method: "off".into(),
+                error_bound: 0.0,
+                undefined: Some("AUC not computed (AucMethod::Off)".into()),
+                curves: vec![Vec::new(); c],
+            },
+        };
+        let reliability = self.top1.reliability();
+        let classwise: Vec<_> = self.classwise.iter().map(|b| b.reliability()).collect();
+        let classwise_ece: Vec<f64> = classwise.iter().map(|r| r.ece()).collect();
+        let equal_mass = if self.cfg.equal_mass {
+            let mut keys = self.top1_keys;
+            let r = equal_mass_from_keys(&mut keys, self.cfg.n_bins);
+            Some(EqualMassSummary {
+                ece: r.ece(),
+                mce: r.mce(),
+                reliability: r,
+            })
+        } else {
+            None
+        };
+        let boundary = self.cfg.boundary.then(|| {
+            self.boundary
+                .iter()
+                .map(|&(h, a, m, k)| BoundarySummary {
+                    hd95: (k > 0).then(|| h / k as f64),
+                    assd: (k > 0).then(|| a / k as f64),
+                    hausdorff: (k > 0).then(|| m / k as f64),
+                    images: k,
+                })
+                .collect()
+        });
+        Ok(Report {
+            class_names: self.cfg.class_names.clone(),
+            images: self.per_image.len(),
+            pixels: cm.total(),
+            ignored_pixels: self.ignored,
+            accuracy: cm.accuracy(),
+            balanced_accuracy: cm.balanced_accuracy(),
+            confidence: self.top1.mean_score(),
+            precision: averages(ClassMetric::Precision),
+            recall: averages(ClassMetric::Recall),
+            specificity: averages(ClassMetric::Specificity),
+            f1: averages(ClassMetric::F1),
+            iou: averages(ClassMetric::Iou),
+            dice: averages(ClassMetric::Dice),
+            support: (0..c).map(|k| cm.support(k)).collect(),
+            per_image,
+            auc,
+            ece: reliability.ece(),
+            rmsce: reliability.rmsce(),
+            mce: reliability.mce(),
+            n_bins: self.cfg.n_bins,
+            reliability,
+            equal_mass,
+            classwise_ece_mean: classwise_ece.iter().sum::<f64>() / c as f64,
+            classwise_ece,
+            classwise_reliability: classwise,
+            boundary,
+            confusion_matrix: cm.rows(),
+            zero_division: zd,
+            temperature: None,
+        })
+    }
+}

@@ -1,0 +1,315 @@
+//! The evaluation report: JSON (serde) and Markdown.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibration::Reliability;
+use crate::error::{MetricsError, Result};
+use crate::roc::RocPoint;
+use crate::scores::ZeroDivision;
+use crate::temperature::TemperatureFit;
+
+/// A per-class score with its averages. JSON: `{"micro", "macro", "weighted", "per_class"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Averages {
+    /// Micro average (pooled TP/FP/FN/TN).
+    pub micro: f64,
+    /// Macro average over the classes present in truth or prediction.
+    #[serde(rename = "macro")]
+    pub macro_avg: f64,
+    /// Support-weighted average.
+    pub weighted: f64,
+    /// One value per class.
+    pub per_class: Vec<f64>,
+}
+
+/// ROC AUC summary. Undefined values (a class with no positive or no negative pixel) are
+/// `null`, never a number; `undefined` then says why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AucSummary {
+    /// Macro average over classes.
+    #[serde(rename = "macro")]
+    pub macro_avg: Option<f64>,
+    /// Average weighted by positives (scikit-learn `average="weighted"`).
+    pub weighted: Option<f64>,
+    /// Micro average (exact method only).
+    pub micro: Option<f64>,
+    /// Per-class one-vs-rest AUC.
+    pub per_class: Vec<Option<f64>>,
+    /// `"exact"`, `"binned(B)"` or `"off"`.
+    pub method: String,
+    /// Bound on the absolute error of every per-class AUC (0 when exact).
+    pub error_bound: f64,
+    /// Why the averages are missing, if they are.
+    pub undefined: Option<String>,
+    /// Thinned ROC curves per class, for plots.
+    pub curves: Vec<Vec<RocPoint>>,
+}
+
+/// Equal-mass reliability summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EqualMassSummary {
+    /// ECE over equal-mass bins.
+    pub ece: f64,
+    /// MCE over equal-mass bins.
+    pub mce: f64,
+    /// The bins.
+    pub reliability: Reliability,
+}
+
+/// Per-image reduction: every image weighs the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerImageSummary {
+    /// Images.
+    pub images: usize,
+    /// Mean over images of the macro F1.
+    pub f1_macro: Option<f64>,
+    /// Mean over images of the accuracy.
+    pub accuracy: Option<f64>,
+    /// Per class: mean Dice over the images where the class occurs (truth or prediction).
+    pub dice: Vec<Option<f64>>,
+    /// Per class: mean IoU over the images where the class occurs.
+    pub iou: Vec<Option<f64>>,
+}
+
+/// Per-class boundary quality, averaged over the images where it is defined.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoundarySummary {
+    /// Mean HD95.
+    pub hd95: Option<f64>,
+    /// Mean ASSD.
+    pub assd: Option<f64>,
+    /// Mean Hausdorff distance.
+    pub hausdorff: Option<f64>,
+    /// Images where the class is in both truth and prediction.
+    pub images: usize,
+}
+
+/// Everything an evaluation produces. JSON field names are the public contract
+/// (`accuracy`, `f1.weighted`, `f1.macro`, `f1.per_class`, `auc.weighted`, `auc.per_class`,
+/// `ece`, `mce`, `confidence`, `confusion_matrix`, `class_names`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Class names, index = class.
+    pub class_names: Vec<String>,
+    /// Images evaluated.
+    pub images: usize,
+    /// Scored pixels.
+    pub pixels: u64,
+    /// Pixels labelled 255.
+    pub ignored_pixels: u64,
+    /// Pixel accuracy.
+    pub accuracy: Option<f64>,
+    /// Mean recall over classes present in the truth.
+    pub balanced_accuracy: Option<f64>,
+    /// Mean top-1 probability.
+    pub confidence: Option<f64>,
+    /// Precision.
+    pub precision: Averages,
+    /// Recall (sensitivity).
+    pub recall: Averages,
+    /// Specificity.
+    pub specificity: Averages,
+    /// F1.
+    pub f1: Averages,
+    /// IoU (Jaccard).
+    pub iou: Averages,
+    /// Dice.
+    pub dice: Averages,
+    /// True pixels per class.
+    pub support: Vec<u64>,
+    /// Per-image reduction.
+    pub per_image: PerImageSummary,
+    /// ROC AUC.
+    pub auc: AucSummary,
+    /// Expected calibration error (l1, equal-width bins).
+    pub ece: f64,
+    /// Root-mean-square calibration error (l2).
+    pub rmsce: f64,
+    /// Maximum calibration error.
+    pub mce: f64,
+    /// Equal-width bins used.
+    pub n_bins: usize,
+    /// Top-label reliability bins (equal width, torchmetrics-compatible).
+    pub reliability: Reliability,
+    /// Equal-mass reliability, if kept.
+    pub equal_mass: Option<EqualMassSummary>,
+    /// Class-wise ECE per class.
+    pub classwise_ece: Vec<f64>,
+    /// Mean class-wise ECE.
+    pub classwise_ece_mean: f64,
+    /// Class-wise reliability bins per class.
+    pub classwise_reliability: Vec<Reliability>,
+    /// Boundary quality per class, if computed.
+    pub boundary: Option<Vec<BoundarySummary>>,
+    /// Pixel counts, rows = true class, columns = predicted class.
+    pub confusion_matrix: Vec<Vec<u64>>,
+    /// Zero-division rule used.
+    pub zero_division: ZeroDivision,
+    /// Temperature scaling result, when the caller fitted one.
+    pub temperature: Option<TemperatureFit>,
+}
+
+fn f(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.4}"),
+        _ => "n/a".into(),
+    }
+}
+
+impl Report {
+    /// Pretty JSON.
+    pub fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// Parses a report written by [`Report::to_json`].
+    pub fn from_json(s: &str) -> Result<Self> {
+        Ok(serde_json::from_str(s)?)
+    }
+
+    /// Writes pretty JSON to `path`.
+    pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_json()?).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Writes the Markdown tables to `path`.
+    pub fn save_markdown(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_markdown()).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Markdown: a per-class table, the averages, calibration and the confusion matrix.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let c = self.class_names.len();
+        let _ = writeln!(
+            s,
+            "## Evaluation: {} images, {} scored pixels ({} ignored)\n",
+            self.images, self.pixels, self.ignored_pixels
+        );
+        let _ = writeln!(
+            s,
+            "| class | support | precision | recall | specificity | F1 | IoU | Dice | AUC | HD95 px | ASSD px |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for k in 0..c {
+            let (hd, asd) = match &self.boundary {
+                Some(b) => (b[k].hd95, b[k].assd),
+                None => (None, None),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                self.class_names[k],
+                self.support[k],
+                f(Some(self.precision.per_class[k])),
+                f(Some(self.recall.per_class[k])),
+                f(Some(self.specificity.per_class[k])),
+                f(Some(self.f1.per_class[k])),
+                f(Some(self.iou.per_class[k])),
+                f(Some(self.dice.per_class[k])),
+                f(self.auc.per_class[k]),
+                f(hd),
+                f(asd)
+            );
+        }
+        for (name, pick, auc) in [
+            ("macro", 0, self.auc.macro_avg),
+            ("weighted", 1, self.auc.weighted),
+            ("micro", 2, self.auc.micro),
+        ] {
+            let g = |a: &Averages| {
+                f(Some(match pick {
+                    0 => a.macro_avg,
+                    1 => a.weighted,
+                    _ => a.micro,
+                }))
+            };
+            let _ = writeln!(
+                s,
+                "| **{name}** | {} | {} | {} | {} | {} | {} | {} | {} | | |",
+                self.pixels,
+                g(&self.precision),
+                g(&self.recall),
+                g(&self.specificity),
+                g(&self.f1),
+                g(&self.iou),
+                g(&self.dice),
+                f(auc)
+            );
+        }
+        let _ = writeln!(s, "\n| summary | value |\n|---|---:|");
+        let rows = [
+            ("accuracy", self.accuracy),
+            ("balanced accuracy", self.balanced_accuracy),
+            ("confidence (mean top-1 probability)", self.confidence),
+            ("per-image mean accuracy", self.per_image.accuracy),
+            ("per-image mean macro F1", self.per_image.f1_macro),
+            ("ECE (l1, equal width)", Some(self.ece)),
+            ("RMSCE (l2)", Some(self.rmsce)),
+            ("MCE (max)", Some(self.mce)),
+            ("ECE (equal mass)", self.equal_mass.as_ref().map(|e| e.ece)),
+            ("class-wise ECE (mean)", Some(self.classwise_ece_mean)),
+        ];
+        for (name, v) in rows {
+            let _ = writeln!(s, "| {name} | {} |", f(v));
+        }
+        let _ = writeln!(
+            s,
+            "| AUC method | {}{} |",
+            self.auc.method,
+            if self.auc.error_bound > 0.0 {
+                format!(" (± {:.2e})", self.auc.error_bound)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(why) = &self.auc.undefined {
+            let _ = writeln!(s, "| AUC undefined | {why} |");
+        }
+        if let Some(t) = &self.temperature {
+            let _ = writeln!(
+                s,
+                "| temperature | {:.4} (ECE {:.4} → {:.4}, NLL {:.4} → {:.4}) |",
+                t.temperature, t.ece_before, t.ece_after, t.nll_before, t.nll_after
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nConfusion matrix (rows = true class, columns = predicted; count and row %):\n"
+        );
+        let _ = write!(s, "| true \\ pred |");
+        for n in &self.class_names {
+            let _ = write!(s, " {n} |");
+        }
+        let _ = write!(s, "\n|---|");
+        for _ in 0..c {
+            let _ = write!(s, "---:|");
+        }
+        let _ = writeln!(s);
+        for (k, row) in self.confusion_matrix.iter().enumerate() {
+            let total: u64 = row.iter().sum();
+            let _ = write!(s, "| {} |", self.class_names[k]);
+            for &v in row {
+                let pct = if total == 0 {
+                    0.0
+                } else {
+                    100.0 * v as f64 / total as f64
+                };
+                let _ = write!(s, " {v} ({pct:.1}%) |");
+            }
+            let _ = writeln!(s);
+        }
+        s
+    }
+}

@@ -1,0 +1,235 @@
+//! Temperature scaling (Guo et al. 2017): one scalar `T > 0` dividing the logits, fitted on
+//! validation pixels by minimising the negative log-likelihood.
+//!
+//! The NLL is convex in `β = 1/T` (log-sum-exp of functions linear in β minus a linear
+//! term), with gradient `E_softmax[z] − z_y` and curvature `Var_softmax(z)` per pixel, so a
+//! safeguarded Newton iteration on β converges in a handful of passes over the data.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::calibration::ReliabilityBins;
+use crate::error::{MetricsError, Result};
+use crate::validate::{check_len, check_num_classes, first_bad_label, IGNORE};
+
+/// Validation logits of one image: class-major `C × pixels` plus labels (255 = ignore).
+#[derive(Clone, Copy, Debug)]
+pub struct LogitImage<'a> {
+    /// Class-major logits (C planes of `labels.len()` pixels).
+    pub logits: &'a [f32],
+    /// Labels, 255 = ignore.
+    pub labels: &'a [u8],
+}
+
+/// Settings of [`fit_temperature`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemperatureConfig {
+    /// Newton iterations at most.
+    pub max_iter: usize,
+    /// Stop when the step on β = 1/T is below this (relative to β).
+    pub tolerance: f64,
+    /// Equal-width bins for the ECE reported before and after.
+    pub n_bins: usize,
+}
+
+impl Default for TemperatureConfig {
+    fn default() -> Self {
+        Self {
+            max_iter: 100,
+            tolerance: 1e-10,
+            n_bins: 15,
+        }
+    }
+}
+
+/// Result of [`fit_temperature`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemperatureFit {
+    /// Fitted temperature: divide logits by it before the softmax.
+    pub temperature: f64,
+    /// Mean NLL at T = 1.
+    pub nll_before: f64,
+    /// Mean NLL at the fitted T.
+    pub nll_after: f64,
+    /// Top-label ECE (l1, `n_bins` equal-width bins) at T = 1.
+    pub ece_before: f64,
+    /// Top-label ECE at the fitted T.
+    pub ece_after: f64,
+    /// Newton iterations used.
+    pub iterations: usize,
+    /// Scored pixels.
+    pub pixels: u64,
+}
+
+fn check_images(images: &[LogitImage<'_>], c: usize) -> Result<u64> {
+    check_num_classes(c)?;
+    let mut scored = 0u64;
+    for (k, im) in images.iter().enumerate() {
+        let n = im.labels.len();
+        check_len(
+            &format!("logits of image {k} ({c} class planes × {n} pixels)"),
+            n * c,
+            im.logits.len(),
+        )?;
+        first_bad_label(im.labels, c)?;
+        if let Some(i) = im.logits.iter().position(|v| !v.is_finite()) {
+            return Err(MetricsError::InvalidLogit {
+                pixel: i % n,
+                class: i / n,
+                value: im.logits[i],
+            });
+        }
+        scored += im.labels.iter().filter(|&&l| l != IGNORE).count() as u64;
+    }
+    Ok(scored)
+}
+
+/// Sum over pixels of (NLL, dNLL/dβ, d²NLL/dβ²) at β.
+fn nll_terms(images: &[LogitImage<'_>], c: usize, beta: f64) -> (f64, f64, f64) {
+    images
+        .par_iter()
+        .flat_map(|im| {
+            let n = im.labels.len();
+            (0..n)
+                .into_par_iter()
+                .with_min_len(4096)
+                .map(move |i| (im, n, i))
+        })
+        .map(|(im, n, i)| {
+            let y = im.labels[i];
+            if y == IGNORE {
+                return (0.0, 0.0, 0.0);
+            }
+            let z = |k: usize| im.logits[k * n + i] as f64;
+            let m = (0..c).map(z).fold(f64::NEG_INFINITY, f64::max);
+            let (mut s, mut s1, mut s2) = (0.0, 0.0, 0.0);
+            for k in 0..c {
+                let zk = z(k);
+                let e = (beta * (zk - m)).exp();
+                s += e;
+                s1 += e * zk;
+                s2 += e * zk * zk;
+            }
+            let mean = s1 / s;
+            let var = (s2 / s - mean * mean).max(0.0);
+            let zy = z(y as usize);
+            (beta * m + s.ln() - beta * zy, mean - zy, var)
+        })
+        .reduce(|| (0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+}
+
+/// Softmax of `logits / temperature`, class-major in and out.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::softmax_with_temperature;
+/// let p = softmax_with_temperature(&[0.0, 2.0, /* class 1 */ 0.0, 0.0], 2, 1.0).unwrap();
+/// assert!((p[0] - 0.5).abs() < 1e-7 && (p[1] + p[3] - 1.0).abs() < 1e-6);
+/// ```
+pub fn softmax_with_temperature(
+    logits: &[f32],
+    num_classes: usize,
+    temperature: f64,
+) -> Result<Vec<f32>> {
+    check_num_classes(num_classes)?;
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(MetricsError::InvalidConfig(format!(
+            "temperature must be a positive finite number, got {temperature}"
+        )));
+    }
+    if logits.len() / num_classes * num_classes != logits.len() {
+        return Err(MetricsError::LengthMismatch {
+            what: format!("logits (a multiple of {num_classes} class planes)"),
+            expected: logits.len() / num_classes * num_classes,
+            found: logits.len(),
+        });
+    }
+    let n = logits.len() / num_classes;
+    let mut out = vec![0f32; logits.len()];
+    let inv = 1.0 / temperature;
+    for i in 0..n {
+        let m = (0..num_classes)
+            .map(|k| logits[k * n + i] as f64)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut s = 0.0;
+        for k in 0..num_classes {
+            let e = ((logits[k * n + i] as f64 - m) * inv).exp();
+            out[k * n + i] = e as f32;
+            s += e;
+        }
+        for k in 0..num_classes {
+            out[k * n + i] = (out[k * n + i] as f64 / s) as f32;
+        }
+    }
+    Ok(out)
+}
+
+fn ece_at(images: &[LogitImage<'_>], c: usize, t: f64, n_bins: usize) -> Result<f64> {
+    let mut bins = ReliabilityBins::new(n_bins)?;
+    for im in images {
+        let p = softmax_with_temperature(im.logits, c, t)?;
+        bins.merge(&crate::calibration::calibration_bins(
+            im.labels, &p, c, n_bins,
+        )?)?;
+    }
+    Ok(bins.reliability().ece())
+}
+
+/// Fits the temperature on validation logits and reports NLL and ECE before and after.
+///
+/// Errors: no scored pixel, length mismatch, bad label, non-finite logit.
+pub fn fit_temperature(
+    images: &[LogitImage<'_>],
+    num_classes: usize,
+    config: &TemperatureConfig,
+) -> Result<TemperatureFit> {
+    let c = num_classes;
+    let pixels = check_images(images, c)?;
+    if pixels == 0 {
+        return Err(MetricsError::Empty(
+            "temperature scaling needs at least one labelled pixel".into(),
+        ));
+    }
+    let np = pixels as f64;
+    let (nll1, _, _) = nll_terms(images, c, 1.0);
+    let mut beta = 1.0f64;
+    let (mut f, mut g, mut h) = nll_terms(images, c, beta);
+    let mut iterations = 0;
+    while iterations < config.max_iter {
+        iterations += 1;
+        if h <= 0.0 || g == 0.0 {
+            break;
+        }
+        let mut step = g / h;
+        // Keep β positive and make sure the NLL goes down (backtracking on the Newton step).
+        let mut next = beta - step;
+        while next <= beta * 1e-3 {
+            step *= 0.5;
+            next = beta - step;
+        }
+        let mut cand = nll_terms(images, c, next);
+        let mut halvings = 0;
+        while cand.0 > f && halvings < 40 {
+            step *= 0.5;
+            next = beta - step;
+            cand = nll_terms(images, c, next);
+            halvings += 1;
+        }
+        let done = (next - beta).abs() <= config.tolerance * beta;
+        beta = next;
+        (f, g, h) = cand;
+        if done {
+            break;
+        }
+    }
+    let temperature = 1.0 / beta;
+    Ok(TemperatureFit {
+        temperature,
+        nll_before: nll1 / np,
+        nll_after: f / np,
+        ece_before: ece_at(images, c, 1.0, config.n_bins)?,
+        ece_after: ece_at(images, c, temperature, config.n_bins)?,
+        iterations,
+        pixels,
+    })
+}
