@@ -1,1 +1,32 @@
 //! Fast CPU (and CUDA) kernels that replace stock candle operations on hot paths.
+//!
+//! candle 0.11's CPU `conv2d` spends most of its time in a scalar im2col gather, its
+//! `conv_transpose2d` (the input gradient) is a direct loop without GEMM, and nearest
+//! up-sampling runs as a grouped convolution. The kernels here replace them:
+//!
+//! - [`conv2d_fast`]: stride-1 "same" convolution (odd square kernels, any dilation) as
+//!   one GEMM per kernel tap over a strided view of a zero-padded input, so no im2col
+//!   matrix is built; bias and ReLU are fused into the pass that crops the GEMM result.
+//!   Its backward is exact: the input gradient is the same kernel with the weight flipped
+//!   and transposed (by strides, not copies), the weight gradient one GEMM per tap.
+//! - [`fold_batch_norm`]: inference-mode batch norm folded into the convolution's weight
+//!   and bias, so conv + BN + ReLU is a single pass.
+//! - [`upsample_nearest2x_fast`]: nearest ×2 up-sampling as a copy, backward a 2×2 sum.
+//!
+//! Every fast op has a stock-candle twin ([`conv2d_reference`], candle's
+//! `upsample_nearest2d`) that the tests compare it with, and the dispatching functions
+//! ([`conv2d`], [`upsample_nearest2x`]) fall back to it off the CPU, for other dtypes, and
+//! whenever the environment variable `XNET_REFERENCE_KERNELS=1` is set
+//! ([`fast_kernels_enabled`]).
+//!
+//! Threads: the kernels run on rayon's global pool (`RAYON_NUM_THREADS`), like candle.
+
+mod conv;
+mod gemm_conv;
+mod upsample;
+
+pub use conv::{
+    conv2d, conv2d_fast, conv2d_reference, fast_conv_supported, fast_kernels_enabled,
+    fold_batch_norm, FastConv2d,
+};
+pub use upsample::{upsample_nearest2x, upsample_nearest2x_fast};

@@ -1,0 +1,411 @@
+//! The fast stride-1 "same" convolution as candle custom ops, with an exact backward.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor};
+
+use super::gemm_conv::{self, Elem, Epilogue, Geom};
+
+type CResult<T> = candle_core::Result<T>;
+
+fn contiguous_slice<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> CResult<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("fast conv2d: {what} must be contiguous"),
+    }
+}
+
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Checks the shapes of a `[n, c_in, h, w]` input and a `[c_out, c_in, k, k]` weight.
+fn geometry(x: &Layout, w: &Layout, dilation: usize) -> CResult<Geom> {
+    let (n, c_in, h, wd) = x.shape().dims4()?;
+    let (c_out, c_in_w, kh, kw) = w.shape().dims4()?;
+    if c_in != c_in_w {
+        candle_core::bail!(
+            "fast conv2d: input has {c_in} channels but the weight expects {c_in_w} \
+             (weight shape {:?})",
+            w.shape()
+        );
+    }
+    if kh != kw || kh % 2 == 0 {
+        candle_core::bail!("fast conv2d: only square odd kernels are supported, got {kh}x{kw}");
+    }
+    if dilation == 0 {
+        candle_core::bail!("fast conv2d: dilation must be at least 1");
+    }
+    Ok(Geom {
+        n,
+        c_in,
+        c_out,
+        h,
+        w: wd,
+        k: kh,
+        dil: dilation,
+    })
+}
+
+fn wrap<T: Elem>(v: Vec<T>) -> CpuStorage
+where
+    Vec<T>: IntoStorage,
+{
+    v.into_storage()
+}
+
+/// Turns a result vector back into candle storage.
+trait IntoStorage {
+    fn into_storage(self) -> CpuStorage;
+}
+impl IntoStorage for Vec<f32> {
+    fn into_storage(self) -> CpuStorage {
+        CpuStorage::F32(self)
+    }
+}
+impl IntoStorage for Vec<f64> {
+    fn into_storage(self) -> CpuStorage {
+        CpuStorage::F64(self)
+    }
+}
+
+/// Stride-1 "same" 2-D convolution with bias and an optional fused ReLU.
+///
+/// Applied with [`conv2d_fast`]; the op itself is public so that callers can build it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastConv2d {
+    /// Spacing between kernel taps (1 = ordinary convolution).
+    pub dilation: usize,
+    /// Apply `max(·, 0)` to the result, fused into the GEMM epilogue.
+    pub relu: bool,
+}
+
+impl FastConv2d {
+    fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T], g: &Geom) -> CResult<(CpuStorage, Shape)>
+    where
+        Vec<T>: IntoStorage,
+    {
+        if b.len() != g.c_out {
+            candle_core::bail!(
+                "fast conv2d: bias has {} values, expected one per output channel ({})",
+                b.len(),
+                g.c_out
+            );
+        }
+        let xp = gemm_conv::pad_planes(x, g, g.c_in);
+        let kk = (g.k * g.k) as isize;
+        let strides = ((g.c_in as isize) * kk, kk, 1);
+        let epi = if self.relu {
+            Epilogue::BiasRelu
+        } else {
+            Epilogue::Bias
+        };
+        let out = gemm_conv::conv_forward(&xp, g, w, 0, strides, Some(b), epi, threads());
+        Ok((wrap(out), Shape::from((g.n, g.c_out, g.h, g.w))))
+    }
+}
+
+impl CustomOp3 for FastConv2d {
+    fn name(&self) -> &'static str {
+        "xnet-fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let g = geometry(l1, l2, self.dilation)?;
+        match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => self.run(
+                contiguous_slice(x, l1, "input")?,
+                contiguous_slice(w, l2, "weight")?,
+                contiguous_slice(b, l3, "bias")?,
+                &g,
+            ),
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => self.run(
+                contiguous_slice(x, l1, "input")?,
+                contiguous_slice(w, l2, "weight")?,
+                contiguous_slice(b, l3, "bias")?,
+                &g,
+            ),
+            _ => candle_core::bail!(
+                "fast conv2d: input, weight and bias must all be f32 or all f64, got {:?}, {:?}, {:?}",
+                s1.dtype(),
+                s2.dtype(),
+                s3.dtype()
+            ),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = if self.relu {
+            // d relu: pass the gradient where the output is positive.
+            (grad_res * res.gt(0.0)?.to_dtype(grad_res.dtype())?)?
+        } else {
+            grad_res.clone()
+        };
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(
+            &w.contiguous()?,
+            &ConvGradInput {
+                dilation: self.dilation,
+            },
+        )?;
+        let dw = x.contiguous()?.apply_op2_no_bwd(
+            &grad,
+            &ConvGradWeight {
+                dilation: self.dilation,
+                k: w.dim(3)?,
+            },
+        )?;
+        let db = grad.sum((0, 2, 3))?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Gradient of [`FastConv2d`] wrt its input: `(grad_out, weight) -> grad_in`.
+#[derive(Debug, Clone, Copy)]
+struct ConvGradInput {
+    dilation: usize,
+}
+
+impl CustomOp2 for ConvGradInput {
+    fn name(&self) -> &'static str {
+        "xnet-fast-conv2d-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (n, c_out, h, w) = l1.shape().dims4()?;
+        let (c_out_w, c_in, k, _) = l2.shape().dims4()?;
+        if c_out != c_out_w {
+            candle_core::bail!(
+                "fast conv2d backward: gradient has {c_out} channels, weight {c_out_w}"
+            );
+        }
+        let g = Geom {
+            n,
+            c_in,
+            c_out,
+            h,
+            w,
+            k,
+            dil: self.dilation,
+        };
+        let shape = Shape::from((n, c_in, h, w));
+        match (s1, s2) {
+            (CpuStorage::F32(go), CpuStorage::F32(wt)) => Ok((
+                wrap(gemm_conv::conv_grad_input(
+                    contiguous_slice(go, l1, "gradient")?,
+                    &g,
+                    contiguous_slice(wt, l2, "weight")?,
+                    threads(),
+                )),
+                shape,
+            )),
+            (CpuStorage::F64(go), CpuStorage::F64(wt)) => Ok((
+                wrap(gemm_conv::conv_grad_input(
+                    contiguous_slice(go, l1, "gradient")?,
+                    &g,
+                    contiguous_slice(wt, l2, "weight")?,
+                    threads(),
+                )),
+                shape,
+            )),
+            _ => candle_core::bail!("fast conv2d backward: unsupported dtypes"),
+        }
+    }
+}
+
+/// Gradient of [`FastConv2d`] wrt its weight: `(input, grad_out) -> grad_weight`.
+#[derive(Debug, Clone, Copy)]
+struct ConvGradWeight {
+    dilation: usize,
+    k: usize,
+}
+
+impl CustomOp2 for ConvGradWeight {
+    fn name(&self) -> &'static str {
+        "xnet-fast-conv2d-grad-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (n, c_in, h, w) = l1.shape().dims4()?;
+        let (n2, c_out, h2, w2) = l2.shape().dims4()?;
+        if (n, h, w) != (n2, h2, w2) {
+            candle_core::bail!("fast conv2d backward: input and gradient shapes disagree");
+        }
+        let g = Geom {
+            n,
+            c_in,
+            c_out,
+            h,
+            w,
+            k: self.k,
+            dil: self.dilation,
+        };
+        let shape = Shape::from((c_out, c_in, self.k, self.k));
+        match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(go)) => {
+                let xp = gemm_conv::pad_planes(contiguous_slice(x, l1, "input")?, &g, c_in);
+                let go = contiguous_slice(go, l2, "gradient")?;
+                Ok((
+                    wrap(gemm_conv::conv_grad_weight(&xp, go, &g, threads())),
+                    shape,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(go)) => {
+                let xp = gemm_conv::pad_planes(contiguous_slice(x, l1, "input")?, &g, c_in);
+                let go = contiguous_slice(go, l2, "gradient")?;
+                Ok((
+                    wrap(gemm_conv::conv_grad_weight(&xp, go, &g, threads())),
+                    shape,
+                ))
+            }
+            _ => candle_core::bail!("fast conv2d backward: unsupported dtypes"),
+        }
+    }
+}
+
+/// Whether the fast kernels are used where they apply. They are, unless the environment
+/// variable `XNET_REFERENCE_KERNELS` is set to anything but `0` or an empty string, which
+/// forces the stock candle path (the reference the fast path is tested against).
+pub fn fast_kernels_enabled() -> bool {
+    !matches!(std::env::var("XNET_REFERENCE_KERNELS"), Ok(v) if !v.is_empty() && v != "0")
+}
+
+/// Whether [`conv2d_fast`] can run on these operands: CPU tensors of f32 or f64 and a square
+/// odd kernel.
+pub fn fast_conv_supported(x: &Tensor, weight: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu)
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && x.dtype() == weight.dtype()
+        && x.rank() == 4
+        && weight.rank() == 4
+        && weight.dim(2).ok() == weight.dim(3).ok()
+        && weight.dim(2).is_ok_and(|k| k % 2 == 1)
+}
+
+/// Stride-1 "same" convolution `act(conv(x, weight) + bias)` with the fast CPU kernel.
+///
+/// `x` is `[n, c_in, h, w]`, `weight` `[c_out, c_in, k, k]` with `k` odd, `bias` `[c_out]`;
+/// the padding is `dilation·(k-1)/2` on every side so the output keeps the input's size.
+/// With `relu`, `max(·, 0)` is fused into the same pass. Gradients flow to all three
+/// operands.
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let dev = Device::Cpu;
+/// let x = Tensor::ones((1, 2, 5, 5), candle_core::DType::F32, &dev)?;
+/// let w = Tensor::ones((4, 2, 3, 3), candle_core::DType::F32, &dev)?;
+/// let y = xnet_model::kernels::conv2d_fast(&x, &w, None, 1, false)?;
+/// assert_eq!(y.dims(), &[1, 4, 5, 5]);
+/// // The centre pixel sees all 2·3·3 ones.
+/// assert_eq!(y.get(0)?.get(0)?.get(2)?.get(2)?.to_scalar::<f32>()?, 18.0);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn conv2d_fast(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    dilation: usize,
+    relu: bool,
+) -> CResult<Tensor> {
+    let zeros;
+    let bias = match bias {
+        Some(b) => b,
+        None => {
+            zeros = Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?;
+            &zeros
+        }
+    };
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        FastConv2d { dilation, relu },
+    )
+}
+
+/// The same computation as [`conv2d_fast`] with stock candle operations (`conv2d`,
+/// broadcast add, `relu`): the reference the fast kernel is tested against.
+pub fn conv2d_reference(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    dilation: usize,
+    relu: bool,
+) -> CResult<Tensor> {
+    let k = weight.dim(2)?;
+    let pad = dilation * (k - 1) / 2;
+    let mut y = x.conv2d(weight, pad, 1, dilation, 1)?;
+    if let Some(b) = bias {
+        y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
+    }
+    if relu {
+        y = y.relu()?;
+    }
+    Ok(y)
+}
+
+/// `act(conv(x, weight) + bias)` through the fast kernel when it applies and
+/// [`fast_kernels_enabled`], otherwise through [`conv2d_reference`].
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    dilation: usize,
+    relu: bool,
+) -> CResult<Tensor> {
+    if fast_kernels_enabled() && fast_conv_supported(x, weight) {
+        conv2d_fast(x, weight, bias, dilation, relu)
+    } else {
+        conv2d_reference(x, weight, bias, dilation, relu)
+    }
+}
+
+/// Folds an inference-mode batch norm into the preceding convolution:
+/// `bn(conv(x, w) + b) = conv(x, w·s) + (b - mean)·s + beta` with `s = gamma / sqrt(var + eps)`.
+///
+/// Returns the folded `(weight, bias)`; `bias` may be `None` (treated as zero).
+pub fn fold_batch_norm(
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> CResult<(Tensor, Tensor)> {
+    let c_out = weight.dim(0)?;
+    let scale = (gamma / (running_var + eps)?.sqrt()?)?;
+    let w = weight.broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
+    let b = match bias {
+        Some(b) => (b - running_mean)?,
+        None => running_mean.neg()?,
+    };
+    let b = ((b * &scale)? + beta)?;
+    Ok((w, b))
+}

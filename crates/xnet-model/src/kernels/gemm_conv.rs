@@ -1,0 +1,335 @@
+//! Raw slice kernels for stride-1 "same" convolutions, written as shifted GEMMs.
+//!
+//! The input is copied once into a zero-padded plane of width `wp = w + 2·pad`. An output
+//! pixel `(y, x)` is then addressed as `q = y·wp + x`, and the input that tap `(ty, tx)`
+//! multiplies sits at `q + dil·(ty·wp + tx)` of the padded plane: for each tap, the
+//! convolution is one GEMM whose left operand is a *strided view* of the padded input.
+//! No im2col matrix is ever built (the `gemm` crate packs the panels it needs into its
+//! own cache-sized buffers). The two columns per row with `x ≥ w` are computed and
+//! thrown away: 2·pad/wp of the work, about 1 % at 200 pixels.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Element types the kernels run on: `f32` for speed, `f64` for finite-difference tests.
+pub(crate) trait Elem:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::AddAssign
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+impl Elem for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+/// The geometry of one stride-1 "same" convolution over an `[n, c_in, h, w]` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geom {
+    pub n: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Odd kernel side.
+    pub k: usize,
+    pub dil: usize,
+}
+
+impl Geom {
+    pub fn pad(&self) -> usize {
+        self.dil * (self.k - 1) / 2
+    }
+    pub fn hp(&self) -> usize {
+        self.h + 2 * self.pad()
+    }
+    pub fn wp(&self) -> usize {
+        self.w + 2 * self.pad()
+    }
+    pub fn plane(&self) -> usize {
+        self.hp() * self.wp()
+    }
+    /// Elements of the padded input buffer: the last tap of the last row of the last plane
+    /// reads `2·pad` elements past the end of the last plane (only for discarded columns).
+    pub fn padded_len(&self) -> usize {
+        self.n * self.c_in * self.plane() + 2 * self.pad() + 1
+    }
+    fn tap_offset(&self, tap: usize) -> usize {
+        let (ty, tx) = (tap / self.k, tap % self.k);
+        self.dil * (ty * self.wp() + tx)
+    }
+}
+
+/// A raw pointer that may cross threads; every use below writes disjoint ranges.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Copies `[n, c, h, w]` into zero-padded planes `[n, c, hp, wp]` (plus the tail slack).
+pub(crate) fn pad_planes<T: Elem>(x: &[T], g: &Geom, c: usize) -> Vec<T> {
+    let (h, w, pad, wp, plane) = (g.h, g.w, g.pad(), g.wp(), g.plane());
+    let mut out = vec![T::ZERO; g.n * c * plane + 2 * pad + 1];
+    out[..g.n * c * plane]
+        .par_chunks_mut(plane)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            for y in 0..h {
+                let d = (y + pad) * wp + pad;
+                dst[d..d + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+            }
+        });
+    out
+}
+
+/// The element-wise tail applied while the GEMM result is cropped into the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Epilogue {
+    /// `acc + bias[c]`.
+    Bias,
+    /// `max(acc + bias[c], 0)`.
+    BiasRelu,
+}
+
+/// Rows of output computed by one task: enough pixels for the GEMM to stream well, a
+/// scratch block small enough to stay in cache, and at least two tasks per thread.
+fn rows_per_task(g: &Geom, threads: usize) -> usize {
+    let target_pixels = (262_144 / g.c_out.max(1)).clamp(256, 4096);
+    let mut rows = target_pixels.div_ceil(g.wp()).clamp(1, g.h);
+    let min_tasks = 2 * threads;
+    while rows > 1 && g.n * g.h.div_ceil(rows) < min_tasks {
+        rows = rows.div_ceil(2);
+    }
+    rows
+}
+
+/// Forward convolution: `out[n, c_out, h, w] = act(conv(x, weight) + bias)`.
+///
+/// `xp` is the padded input from [`pad_planes`]; `weight` is `[c_out, c_in, k, k]` read
+/// from element `w_base` with strides `(w_co, w_ci, w_tap)`, so that a flipped and
+/// transposed weight (the grad-input convolution) needs no copy. The caller guarantees
+/// that every `w_base + co·w_co + ci·w_ci + tap·w_tap` is inside `weight`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_forward<T: Elem>(
+    xp: &[T],
+    g: &Geom,
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    bias: Option<&[T]>,
+    epilogue: Epilogue,
+    threads: usize,
+) -> Vec<T> {
+    assert!(xp.len() >= g.padded_len());
+    let (h, w, wp, plane, kk) = (g.h, g.w, g.wp(), g.plane(), g.k * g.k);
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let mut out = vec![T::ZERO; g.n * c_out * h * w];
+    let rows = rows_per_task(g, threads);
+    let chunks_per_image = h.div_ceil(rows);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let (w_co, w_ci, w_tap) = w_strides;
+    (0..g.n * chunks_per_image)
+        .into_par_iter()
+        .for_each(|task| {
+            let (b, chunk) = (task / chunks_per_image, task % chunks_per_image);
+            let y0 = chunk * rows;
+            let y1 = (y0 + rows).min(h);
+            let m = (y1 - y0) * wp;
+            // Scratch result, column-major [m pixels, c_out].
+            let mut acc = vec![T::ZERO; m * c_out];
+            let x_base = b * c_in * plane + y0 * wp;
+            for tap in 0..kk {
+                let off = g.tap_offset(tap);
+                // SAFETY: lhs reads rows `x_base + off + [0, m)` of each of the c_in planes,
+                // all inside `xp` (see `Geom::padded_len`); rhs reads the weight with the
+                // caller's strides; dst is the local scratch.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        c_out,
+                        c_in,
+                        acc.as_mut_ptr(),
+                        m as isize,
+                        1,
+                        tap > 0,
+                        xp.as_ptr().add(x_base + off),
+                        plane as isize,
+                        1,
+                        weight.as_ptr().add(w_base).offset(w_tap * tap as isize),
+                        w_co,
+                        w_ci,
+                        T::ONE,
+                        T::ONE,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            }
+            for co in 0..c_out {
+                let bias_c = bias.map_or(T::ZERO, |bb| bb[co]);
+                let src = &acc[co * m..(co + 1) * m];
+                for (yy, y) in (y0..y1).enumerate() {
+                    let row = &src[yy * wp..yy * wp + w];
+                    // SAFETY: task (b, chunk) alone writes rows y0..y1 of image b.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out_ptr.get().add(((b * c_out + co) * h + y) * w),
+                            w,
+                        )
+                    };
+                    match epilogue {
+                        Epilogue::Bias => {
+                            for (d, &s) in dst.iter_mut().zip(row) {
+                                *d = s + bias_c;
+                            }
+                        }
+                        Epilogue::BiasRelu => {
+                            for (d, &s) in dst.iter_mut().zip(row) {
+                                let v = s + bias_c;
+                                *d = if v > T::ZERO { v } else { T::ZERO };
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Gradient wrt the input: the "same" convolution of `grad_out` with the weight flipped
+/// in space and transposed in channels (no copy: only the strides change).
+pub(crate) fn conv_grad_input<T: Elem>(
+    grad_out: &[T],
+    g: &Geom,
+    weight: &[T],
+    threads: usize,
+) -> Vec<T> {
+    let gt = Geom {
+        c_in: g.c_out,
+        c_out: g.c_in,
+        ..*g
+    };
+    let gp = pad_planes(grad_out, &gt, gt.c_in);
+    let kk = (g.k * g.k) as isize;
+    // wt[ci][co][tap] = w[co][ci][kk-1-tap]: start at the last tap, step back per tap.
+    let last = (kk - 1) as usize;
+    let strides = (kk, (g.c_in as isize) * kk, -1);
+    conv_forward(
+        &gp,
+        &gt,
+        weight,
+        last,
+        strides,
+        None,
+        Epilogue::Bias,
+        threads,
+    )
+}
+
+/// Gradient wrt the weight, `[c_out, c_in, k, k]`: per tap, `grad_out · shifted(x)ᵀ`
+/// summed over every pixel of every image. The pixel range is split evenly between
+/// threads, each accumulating into its own buffer.
+pub(crate) fn conv_grad_weight<T: Elem>(
+    xp: &[T],
+    grad_out: &[T],
+    g: &Geom,
+    threads: usize,
+) -> Vec<T> {
+    let (h, w, wp, plane, kk) = (g.h, g.w, g.wp(), g.plane(), g.k * g.k);
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let hw = h * wp;
+    // grad_out in the padded-width layout, zero on the discarded columns so that they
+    // contribute nothing.
+    let mut gpad = vec![T::ZERO; g.n * c_out * hw];
+    gpad.par_chunks_mut(hw)
+        .zip(grad_out.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            for y in 0..h {
+                dst[y * wp..y * wp + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+            }
+        });
+    // Work items: (image, row range). Split rows of all images into `parts` ranges.
+    let parts = threads.max(1).min(g.n * h);
+    let total_rows = g.n * h;
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            // Layout [tap][c_in][c_out]: unit stride along the GEMM's rows (c_out).
+            let mut acc = vec![T::ZERO; kk * c_in * c_out];
+            let r0 = p * total_rows / parts;
+            let r1 = (p + 1) * total_rows / parts;
+            let mut r = r0;
+            let mut first = true;
+            while r < r1 {
+                let b = r / h;
+                let y0 = r % h;
+                let y1 = (h).min(y0 + (r1 - r));
+                let kdepth = (y1 - y0) * wp;
+                for tap in 0..kk {
+                    let off = g.tap_offset(tap);
+                    // SAFETY: lhs = gpad rows of image b (c_out × kdepth, row stride hw);
+                    // rhs = padded x of image b shifted by the tap (kdepth × c_in, column
+                    // stride plane), inside `xp` per `Geom::padded_len`; dst = local.
+                    unsafe {
+                        gemm::gemm(
+                            c_out,
+                            c_in,
+                            kdepth,
+                            acc.as_mut_ptr().add(tap * c_in * c_out),
+                            c_out as isize,
+                            1,
+                            !first,
+                            gpad.as_ptr().add(b * c_out * hw + y0 * wp),
+                            1,
+                            hw as isize,
+                            xp.as_ptr().add(b * c_in * plane + y0 * wp + off),
+                            plane as isize,
+                            1,
+                            T::ONE,
+                            T::ONE,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
+                }
+                first = false;
+                r += y1 - y0;
+            }
+            acc
+        })
+        .collect();
+    let mut dw = vec![T::ZERO; c_out * c_in * kk];
+    for part in &partials {
+        for tap in 0..kk {
+            for ci in 0..c_in {
+                let src = &part[(tap * c_in + ci) * c_out..(tap * c_in + ci + 1) * c_out];
+                for (co, &v) in src.iter().enumerate() {
+                    dw[(co * c_in + ci) * kk + tap] += v;
+                }
+            }
+        }
+    }
+    dw
+}

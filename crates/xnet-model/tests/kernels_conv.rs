@@ -1,0 +1,235 @@
+//! The fast convolution against stock candle (forward and gradients, f32) and against
+//! central finite differences (f64).
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+use xnet_model::kernels::{conv2d, conv2d_fast, conv2d_reference, fold_batch_norm};
+
+fn rand_tensor(rng: &mut StdRng, shape: &[usize], dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .and_then(|t| t.to_dtype(dtype))
+        .unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+fn max_abs(a: &Tensor) -> f64 {
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// `(n, c_in, c_out, h, w, k, dilation)`: odd and even sizes, 1×1 to 5×5, dilated, a
+/// single row, and more channels than pixels.
+const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (1, 1, 4, 6, 6, 3, 1),
+    (2, 3, 5, 7, 9, 3, 1),
+    (2, 8, 3, 5, 4, 1, 1),
+    (1, 4, 6, 9, 8, 5, 1),
+    (2, 5, 4, 8, 7, 3, 2),
+    (1, 2, 3, 1, 11, 3, 1),
+    (3, 16, 24, 4, 4, 3, 1),
+    (1, 6, 2, 12, 10, 5, 2),
+];
+
+#[test]
+fn forward_matches_candle_conv2d() {
+    let mut rng = StdRng::seed_from_u64(1);
+    for &(n, ci, co, h, w, k, d) in CASES {
+        let x = rand_tensor(&mut rng, &[n, ci, h, w], DType::F32);
+        let wt = rand_tensor(&mut rng, &[co, ci, k, k], DType::F32);
+        let b = rand_tensor(&mut rng, &[co], DType::F32);
+        for relu in [false, true] {
+            for bias in [None, Some(&b)] {
+                let fast = conv2d_fast(&x, &wt, bias, d, relu).unwrap();
+                let reference = conv2d_reference(&x, &wt, bias, d, relu).unwrap();
+                let err = max_abs_diff(&fast, &reference);
+                assert!(
+                    err <= 1e-4 * max_abs(&reference).max(1.0),
+                    "case {:?} relu {relu} bias {}: max |fast - candle| = {err}",
+                    (n, ci, co, h, w, k, d),
+                    bias.is_some()
+                );
+                let dispatched = conv2d(&x, &wt, bias, d, relu).unwrap();
+                assert!(
+                    max_abs_diff(&dispatched, &reference) <= 1e-4 * max_abs(&reference).max(1.0)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gradients_match_candle_conv2d() {
+    let mut rng = StdRng::seed_from_u64(2);
+    for &(n, ci, co, h, w, k, d) in CASES {
+        for relu in [false, true] {
+            let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, ci, h, w], DType::F32)).unwrap();
+            let wt = Var::from_tensor(&rand_tensor(&mut rng, &[co, ci, k, k], DType::F32)).unwrap();
+            let b = Var::from_tensor(&rand_tensor(&mut rng, &[co], DType::F32)).unwrap();
+            // A random linear functional of the output, so every output pixel matters.
+            let r = rand_tensor(&mut rng, &[n, co, h, w], DType::F32);
+            let loss = |y: Tensor| (y * &r).unwrap().sum_all().unwrap();
+            let g_fast = loss(conv2d_fast(&x, &wt, Some(&b), d, relu).unwrap())
+                .backward()
+                .unwrap();
+            let g_ref = loss(conv2d_reference(&x, &wt, Some(&b), d, relu).unwrap())
+                .backward()
+                .unwrap();
+            for (name, var) in [("input", &x), ("weight", &wt), ("bias", &b)] {
+                let gf = g_fast.get(var).expect("fast gradient");
+                let gr = g_ref.get(var).expect("reference gradient");
+                let err = max_abs_diff(gf, gr);
+                assert!(
+                    err <= 1e-4 * max_abs(gr).max(1.0),
+                    "case {:?} relu {relu}: grad {name} differs by {err}",
+                    (n, ci, co, h, w, k, d)
+                );
+            }
+        }
+    }
+}
+
+/// Central differences in f64 on the fast op alone: checks the custom backward without
+/// trusting candle's conv backward.
+#[test]
+fn gradients_match_finite_differences_f64() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for &(n, ci, co, h, w, k, d) in &[
+        (1, 2, 3, 5, 4, 3, 1),
+        (2, 2, 2, 6, 5, 3, 2),
+        (1, 3, 2, 4, 4, 5, 1),
+    ] {
+        let xt = rand_tensor(&mut rng, &[n, ci, h, w], DType::F64);
+        let wtt = rand_tensor(&mut rng, &[co, ci, k, k], DType::F64);
+        let bt = rand_tensor(&mut rng, &[co], DType::F64);
+        let r = rand_tensor(&mut rng, &[n, co, h, w], DType::F64);
+        // No ReLU here: its kink makes finite differences ill-defined at zero.
+        let f = |x: &Tensor, wt: &Tensor, b: &Tensor| -> f64 {
+            (conv2d_fast(x, wt, Some(b), d, false).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let x = Var::from_tensor(&xt).unwrap();
+        let wt = Var::from_tensor(&wtt).unwrap();
+        let b = Var::from_tensor(&bt).unwrap();
+        let grads = (conv2d_fast(&x, &wt, Some(&b), d, false).unwrap() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let eps = 1e-6;
+        let perturb = |t: &Tensor, i: usize, delta: f64| -> Tensor {
+            let mut v = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            v[i] += delta;
+            Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap()
+        };
+        for (which, base) in [(0, &xt), (1, &wtt), (2, &bt)] {
+            let analytic = grads
+                .get([&x, &wt, &b][which])
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            for i in 0..base.elem_count() {
+                let eval = |delta: f64| {
+                    let p = perturb(base, i, delta);
+                    match which {
+                        0 => f(&p, &wtt, &bt),
+                        1 => f(&xt, &p, &bt),
+                        _ => f(&xt, &wtt, &p),
+                    }
+                };
+                let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
+                assert!(
+                    (numeric - analytic[i]).abs() <= 1e-6 * numeric.abs().max(1.0),
+                    "operand {which} element {i}: numeric {numeric}, analytic {}",
+                    analytic[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn folded_batch_norm_matches_conv_then_batch_norm() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let (n, ci, co, h, w) = (2, 3, 4, 6, 5);
+    let x = rand_tensor(&mut rng, &[n, ci, h, w], DType::F32);
+    let wt = rand_tensor(&mut rng, &[co, ci, 3, 3], DType::F32);
+    let b = rand_tensor(&mut rng, &[co], DType::F32);
+    let gamma = rand_tensor(&mut rng, &[co], DType::F32);
+    let beta = rand_tensor(&mut rng, &[co], DType::F32);
+    let mean = rand_tensor(&mut rng, &[co], DType::F32);
+    let var = (rand_tensor(&mut rng, &[co], DType::F32).abs().unwrap() + 0.1).unwrap();
+    let eps = 1e-3;
+    let bn = candle_nn::BatchNorm::new(
+        co,
+        mean.clone(),
+        var.clone(),
+        gamma.clone(),
+        beta.clone(),
+        eps,
+    )
+    .unwrap();
+    use candle_nn::ModuleT;
+    let reference = bn
+        .forward_t(
+            &conv2d_reference(&x, &wt, Some(&b), 1, false).unwrap(),
+            false,
+        )
+        .unwrap()
+        .relu()
+        .unwrap();
+    let (wf, bf) = fold_batch_norm(&wt, Some(&b), &gamma, &beta, &mean, &var, eps).unwrap();
+    let fused = conv2d_fast(&x, &wf, Some(&bf), 1, true).unwrap();
+    let err = max_abs_diff(&fused, &reference);
+    assert!(
+        err <= 1e-4 * max_abs(&reference).max(1.0),
+        "folded BN differs by {err}"
+    );
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((1, 3, 4, 4), DType::F32, &dev).unwrap();
+    let w_wrong_cin = Tensor::zeros((2, 4, 3, 3), DType::F32, &dev).unwrap();
+    assert!(conv2d_fast(&x, &w_wrong_cin, None, 1, false).is_err());
+    let w_even = Tensor::zeros((2, 3, 2, 2), DType::F32, &dev).unwrap();
+    assert!(conv2d_fast(&x, &w_even, None, 1, false).is_err());
+    let w = Tensor::zeros((2, 3, 3, 3), DType::F32, &dev).unwrap();
+    let b_wrong = Tensor::zeros(5, DType::F32, &dev).unwrap();
+    assert!(conv2d_fast(&x, &w, Some(&b_wrong), 1, false).is_err());
+    assert!(conv2d_fast(&x, &w, None, 0, false).is_err());
+    let x64 = x.to_dtype(DType::F64).unwrap();
+    assert!(conv2d_fast(&x64, &w, None, 1, false).is_err());
+}
