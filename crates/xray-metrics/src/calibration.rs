@@ -258,33 +258,100 @@ pub(crate) fn top1_block(
     pred: &mut [u8],
 ) -> bool {
     let m = conf.len();
-    let p0 = &probs[start..start + m];
+    let plane = |c: usize| &probs[c * n + start..c * n + start + m];
+    match num_classes {
+        2 => top1_fixed([plane(0), plane(1)], tolerance, conf, pred),
+        3 => top1_fixed([plane(0), plane(1), plane(2)], tolerance, conf, pred),
+        4 => top1_fixed(
+            [plane(0), plane(1), plane(2), plane(3)],
+            tolerance,
+            conf,
+            pred,
+        ),
+        _ => top1_any(probs, n, num_classes, start, tolerance, conf, pred),
+    }
+}
+
+/// Pixel-by-pixel top-1 for a class count known at compile time (the common 2–4 classes).
+#[inline(always)]
+fn top1_fixed<const K: usize>(
+    planes: [&[f32]; K],
+    tolerance: f32,
+    conf: &mut [f32],
+    pred: &mut [u8],
+) -> bool {
+    let m = conf.len();
+    let pred = &mut pred[..m];
+    let planes = planes.map(|p| &p[..m]);
+    let mut bad = false;
+    for j in 0..m {
+        let mut best = planes[0][j];
+        let mut k = 0u8;
+        let mut sum = best;
+        bad |= !(0.0..=1.0).contains(&best);
+        for (c, p) in planes.iter().enumerate().skip(1) {
+            let v = p[j];
+            // Strict `>` keeps the first maximum, as numpy/torch argmax do.
+            if v > best {
+                best = v;
+                k = c as u8;
+            }
+            sum += v;
+            bad |= !(0.0..=1.0).contains(&v);
+        }
+        bad |= !((sum - 1.0).abs() <= tolerance);
+        conf[j] = best;
+        pred[j] = k;
+    }
+    !bad
+}
+
+/// Plane-by-plane top-1 for any class count.
+fn top1_any(
+    probs: &[f32],
+    n: usize,
+    num_classes: usize,
+    start: usize,
+    tolerance: f32,
+    conf: &mut [f32],
+    pred: &mut [u8],
+) -> bool {
+    let m = conf.len();
     let mut sum = [0f32; BLOCK];
     let sum = &mut sum[..m];
-    let mut ok = true;
-    for j in 0..m {
-        let v = p0[j];
-        conf[j] = v;
-        pred[j] = 0;
-        sum[j] = v;
-        ok &= (0.0..=1.0).contains(&v);
+    let mut bad = false;
+    for (((cf, pd), s), &v) in conf
+        .iter_mut()
+        .zip(pred.iter_mut())
+        .zip(sum.iter_mut())
+        .zip(&probs[start..start + m])
+    {
+        *cf = v;
+        *pd = 0;
+        *s = v;
+        bad |= !(0.0..=1.0).contains(&v);
     }
     for c in 1..num_classes {
         let pc = &probs[c * n + start..c * n + start + m];
-        for j in 0..m {
-            let v = pc[j];
-            // Strict `>` keeps the first maximum, as numpy/torch argmax do.
-            let better = v > conf[j];
-            conf[j] = if better { v } else { conf[j] };
-            pred[j] = if better { c as u8 } else { pred[j] };
-            sum[j] += v;
-            ok &= (0.0..=1.0).contains(&v);
+        let cu = c as u8;
+        for (((cf, pd), s), &v) in conf
+            .iter_mut()
+            .zip(pred.iter_mut())
+            .zip(sum.iter_mut())
+            .zip(pc)
+        {
+            if v > *cf {
+                *cf = v;
+                *pd = cu;
+            }
+            *s += v;
+            bad |= !(0.0..=1.0).contains(&v);
         }
     }
     for s in sum.iter() {
-        ok &= (s - 1.0).abs() <= tolerance;
+        bad |= !((s - 1.0).abs() <= tolerance);
     }
-    ok
+    !bad
 }
 
 /// Top-1 confidence and predicted class of every pixel, checking the probabilities.
@@ -343,8 +410,12 @@ pub fn calibration_bins(
         .par_chunks(PAR)
         .enumerate()
         .map(|(k, lab)| {
-            let mut acc = proto.clone();
             let base = k * PAR;
+            let nb = proto.bounds.len();
+            // Four interleaved accumulator sets break the add→add dependency on one bin.
+            let mut count = vec![[0u64; 4]; nb];
+            let mut sum = vec![[0f64; 4]; nb];
+            let mut hits = vec![[0u64; 4]; nb];
             let mut conf = [0f32; BLOCK];
             let mut pred = [0u8; BLOCK];
             let mut off = 0;
@@ -366,23 +437,38 @@ pub fn calibration_bins(
                         crate::validate::DEFAULT_SUM_TOLERANCE,
                     ));
                 }
-                for j in 0..m {
-                    let l = lab[off + j];
-                    if l != IGNORE {
-                        if l as usize >= num_classes {
-                            return Err(shift_pixel(
-                                MetricsError::LabelOutOfRange {
-                                    pixel: off + j,
-                                    label: l,
-                                    num_classes,
-                                },
-                                base,
-                            ));
-                        }
-                        acc.push(conf[j], pred[j] == l);
+                for (j, ((&l, &x), &p)) in lab[off..off + m]
+                    .iter()
+                    .zip(&conf[..m])
+                    .zip(&pred[..m])
+                    .enumerate()
+                {
+                    if l == IGNORE {
+                        continue;
                     }
+                    if l as usize >= num_classes {
+                        return Err(shift_pixel(
+                            MetricsError::LabelOutOfRange {
+                                pixel: off + j,
+                                label: l,
+                                num_classes,
+                            },
+                            base,
+                        ));
+                    }
+                    let b = bucket(x, &proto.bounds);
+                    let lane = j & 3;
+                    count[b][lane] += 1;
+                    sum[b][lane] += x as f64;
+                    hits[b][lane] += u64::from(p == l);
                 }
                 off += m;
+            }
+            let mut acc = proto.clone();
+            for b in 0..nb {
+                acc.count[b] = count[b].iter().sum();
+                acc.sum[b] = (sum[b][0] + sum[b][1]) + (sum[b][2] + sum[b][3]);
+                acc.hits[b] = hits[b].iter().sum();
             }
             Ok(acc)
         })
@@ -406,6 +492,75 @@ pub fn calibration_error(
     Ok(calibration_bins(labels, probs, num_classes, n_bins)?
         .reliability()
         .error(norm))
+}
+
+/// Top-label calibration error computed the way torchmetrics does on the CPU: per-bin sums
+/// accumulated in `f32` in pixel order (`scatter_add_` on a float32 tensor), then `f32`
+/// divisions and an `f32` sum. Use it to reproduce a torchmetrics number to the last digits;
+/// [`calibration_error`] (f64 sums) is the more accurate value. On 10 million pixels the two
+/// differ by about 5e-5 (float32 loses about 0.1 % of a bin's confidence sum).
+///
+/// Single-threaded by construction (the summation order is part of the result).
+pub fn calibration_error_torch_f32(
+    labels: &[u8],
+    probs: &[f32],
+    num_classes: usize,
+    n_bins: usize,
+    norm: CalibrationNorm,
+) -> Result<f64> {
+    let n = check_planes(labels, probs, num_classes)?;
+    crate::validate::first_bad_label(labels, num_classes)?;
+    if n_bins == 0 {
+        return Err(MetricsError::InvalidConfig(
+            "calibration needs at least one bin".into(),
+        ));
+    }
+    let bounds = torch_bin_boundaries(n_bins);
+    let mut count = vec![0f32; n_bins + 1];
+    let mut sum = vec![0f32; n_bins + 1];
+    let mut hits = vec![0f32; n_bins + 1];
+    let mut conf = [0f32; BLOCK];
+    let mut pred = [0u8; BLOCK];
+    let tol = crate::validate::DEFAULT_SUM_TOLERANCE;
+    let mut off = 0;
+    while off < n {
+        let m = BLOCK.min(n - off);
+        if !top1_block(
+            probs,
+            n,
+            num_classes,
+            off,
+            tol as f32,
+            &mut conf[..m],
+            &mut pred[..m],
+        ) {
+            return Err(explain_bad_probs(probs, n, num_classes, tol));
+        }
+        for j in 0..m {
+            let l = labels[off + j];
+            if l != IGNORE {
+                let b = bucket(conf[j], &bounds);
+                count[b] += 1.0;
+                sum[b] += conf[j];
+                hits[b] += f32::from(u8::from(pred[j] == l));
+            }
+        }
+        off += m;
+    }
+    let total: f32 = count.iter().sum();
+    let gaps = (0..=n_bins).map(|b| {
+        let (cb, ab) = if count[b] > 0.0 {
+            (sum[b] / count[b], hits[b] / count[b])
+        } else {
+            (0.0, 0.0)
+        };
+        ((ab - cb).abs(), count[b] / total)
+    });
+    Ok(match norm {
+        CalibrationNorm::L1 => gaps.map(|(g, w)| g * w).sum::<f32>() as f64,
+        CalibrationNorm::L2 => (gaps.map(|(g, w)| g * g * w).sum::<f32>() as f64).sqrt(),
+        CalibrationNorm::Max => gaps.map(|(g, _)| g).fold(0.0f32, f32::max) as f64,
+    })
 }
 
 /// Class-wise reliability: for each class `k`, bins of `p_k` over all scored pixels against

@@ -14,8 +14,8 @@ mod validate;
 
 pub use boundary::{squared_distance_transform, surface_distances, SurfaceDistance};
 pub use calibration::{
-    calibration_bins, calibration_error, classwise_reliability, torch_bin_boundaries,
-    CalibrationNorm, Reliability, ReliabilityBin, ReliabilityBins,
+    calibration_bins, calibration_error, calibration_error_torch_f32, classwise_reliability,
+    torch_bin_boundaries, CalibrationNorm, Reliability, ReliabilityBin, ReliabilityBins,
 };
 pub use confusion::ConfusionMatrix;
 pub use error::{MetricsError, Result};

@@ -93,6 +93,7 @@ pub struct ClassRoc {
 
 /// Scan ascending `(value, positive)` groups and compute the ROC of one binary problem.
 /// `groups` yields `(pos_g, neg_g)` per distinct score, ascending.
+#[inline]
 fn roc_from_groups(
     groups: impl Iterator<Item = (u64, u64)>,
     positives: u64,
@@ -101,30 +102,64 @@ fn roc_from_groups(
     let mut num2: u128 = 0;
     let mut neg_below: u64 = 0;
     let mut pos_below: u64 = 0;
-    let (pf, nf) = (positives.max(1) as f64, negatives.max(1) as f64);
-    // Points in ascending threshold order: (fpr, tpr) at threshold = group value.
-    let mut pts = vec![RocPoint { fpr: 1.0, tpr: 1.0 }];
-    let mut last = pts[0];
+    // Curve thinning in integers (no per-group division): keep a point once 1/1000 of the
+    // negatives or positives went by since the last kept one.
+    let (step_n, step_p) = (
+        negatives.div_ceil(1000).max(1),
+        positives.div_ceil(1000).max(1),
+    );
+    let mut kept = vec![(0u64, 0u64)];
+    let (mut last_n, mut last_p) = (0u64, 0u64);
     for (pos_g, neg_g) in groups {
         num2 += pos_g as u128 * (2 * neg_below as u128 + neg_g as u128);
         neg_below += neg_g;
         pos_below += pos_g;
-        let p = RocPoint {
-            fpr: (negatives - neg_below) as f64 / nf,
-            tpr: (positives - pos_below) as f64 / pf,
-        };
-        if (last.fpr - p.fpr).abs() >= 1e-3 || (last.tpr - p.tpr).abs() >= 1e-3 {
-            pts.push(p);
-            last = p;
+        if neg_below - last_n >= step_n || pos_below - last_p >= step_p {
+            kept.push((neg_below, pos_below));
+            (last_n, last_p) = (neg_below, pos_below);
         }
     }
-    if last != (RocPoint { fpr: 0.0, tpr: 0.0 }) {
-        pts.push(RocPoint { fpr: 0.0, tpr: 0.0 });
+    if kept.last() != Some(&(neg_below, pos_below)) {
+        kept.push((neg_below, pos_below));
     }
-    pts.reverse();
+    let (pf, nf) = (positives.max(1) as f64, negatives.max(1) as f64);
+    // Below-threshold counts → rates of the pixels at or above the threshold.
+    let pts = kept
+        .iter()
+        .rev()
+        .map(|&(nb, pb)| RocPoint {
+            fpr: (negatives - nb) as f64 / nf,
+            tpr: (positives - pb) as f64 / pf,
+        })
+        .collect();
     let auc = (positives > 0 && negatives > 0)
         .then(|| num2 as f64 / (2.0 * positives as f64 * negatives as f64));
     (auc, pts)
+}
+
+/// Groups of a sorted key slice: `(pos_g, neg_g)` per distinct score.
+struct SliceGroups<'a> {
+    keys: &'a [u32],
+    i: usize,
+}
+
+impl Iterator for SliceGroups<'_> {
+    type Item = (u64, u64);
+    #[inline]
+    fn next(&mut self) -> Option<(u64, u64)> {
+        let keys = self.keys;
+        let start = self.i;
+        let first = *keys.get(start)?;
+        let v = first >> 1;
+        let mut j = start + 1;
+        let mut pos = (first & 1) as u64;
+        while j < keys.len() && keys[j] >> 1 == v {
+            pos += (keys[j] & 1) as u64;
+            j += 1;
+        }
+        self.i = j;
+        Some((pos, (j - start) as u64 - pos))
+    }
 }
 
 /// Groups of a sorted key stream: `(pos_g, neg_g)` per distinct score.
@@ -326,13 +361,7 @@ impl ExactAuc {
                 let mut scratch = Vec::new();
                 radix_sort(keys, &mut scratch);
                 let neg = scored - pos;
-                let (auc, curve) = roc_from_groups(
-                    Groups {
-                        it: keys.iter().copied().peekable(),
-                    },
-                    pos,
-                    neg,
-                );
+                let (auc, curve) = roc_from_groups(SliceGroups { keys, i: 0 }, pos, neg);
                 ClassRoc {
                     positives: pos,
                     negatives: neg,

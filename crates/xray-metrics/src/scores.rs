@@ -213,8 +213,7 @@ impl ConfusionMatrix {
                 let s: f64 = (0..c)
                     .filter(|&k| self.support(k) > 0)
                     .map(|k| {
-                        self.support(k) as f64
-                            * metric.evaluate(counts_f64(self, k), zero_division)
+                        self.support(k) as f64 * metric.evaluate(counts_f64(self, k), zero_division)
                     })
                     .sum();
                 Score::Value(s / total as f64)
