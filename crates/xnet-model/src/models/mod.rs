@@ -1,21 +1,44 @@
 //! The networks: XNet, U-Net, SegNet and DeepLab-lite, behind one [`Segmenter`] trait.
+//!
+//! Each network has a serde configuration with `Default`, is built from a
+//! [`candle_nn::VarBuilder`] and implements [`candle_nn::ModuleT`] (`forward_t(x, train)`:
+//! `train` selects batch statistics in batch-norm). Inputs are `[N, C_in, H, W]`, outputs
+//! `[N, num_classes, H, W]` logits (no softmax).
+//!
+//! # Examples
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use candle_nn::{ModuleT, VarBuilder, VarMap};
+//! use xnet_model::models::{ModelConfig, XNetConfig};
+//!
+//! let cfg = ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() });
+//! let varmap = VarMap::new();
+//! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+//! let net = cfg.build(vb)?;
+//! let x = Tensor::zeros((1, 1, 16, 16), DType::F32, &Device::Cpu)?;
+//! let logits = net.forward_t(&x, false)?;
+//! assert_eq!(logits.dims(), &[1, 3, 16, 16]);
+//! # Ok::<(), xnet_model::ModelError>(())
+//! ```
 
-use candle_core::Tensor;
+use crate::Result;
 
+pub mod blocks;
 pub mod deeplab;
 pub mod segnet;
 pub mod unet;
 pub mod xnet;
 
-pub use deeplab::DeepLabConfig;
-pub use segnet::SegNetConfig;
-pub use unet::UNetConfig;
-pub use xnet::XNetConfig;
+pub use blocks::{BatchNormSettings, ConvBnRelu, Upsampling};
+pub use deeplab::{DeepLab, DeepLabConfig};
+pub use segnet::{SegNet, SegNetConfig};
+pub use unet::{UNet, UNetConfig};
+pub use xnet::{XNet, XNetConfig};
 
-/// A segmentation network: maps `[N, 1, H, W]` images to `[N, C, H, W]` logits.
+/// A segmentation network: maps `[N, C_in, H, W]` images to `[N, C, H, W]` logits.
 ///
 /// Every architecture of this crate implements it, so examples, trainers and benches treat
-/// them alike.
+/// them alike. It is object-safe (`Box<dyn Segmenter>`).
 pub trait Segmenter: candle_nn::ModuleT + Send + Sync {
     /// Number of output classes `C`.
     fn num_classes(&self) -> usize;
@@ -23,9 +46,25 @@ pub trait Segmenter: candle_nn::ModuleT + Send + Sync {
     /// Height and width of the input must be multiples of this (the product of the pooling
     /// factors).
     fn size_multiple(&self) -> usize;
+
+    /// The configuration the network was built from.
+    fn config(&self) -> ModelConfig;
+
+    /// Folds every batch-norm into the convolution before it, for faster inference with the
+    /// same eval-mode outputs (within float rounding). The weights become plain tensors
+    /// detached from the `VarMap`: a folded network is inference-only, and a training forward
+    /// returns an error. Returns how many batch-norms were folded (0 when already folded).
+    fn fold_batch_norm(&mut self) -> Result<usize>;
+
+    /// FLOPs (2 per multiply-accumulate, convolution layers) of one forward pass of one
+    /// `height × width` image.
+    fn forward_flops(&self, height: usize, width: usize) -> u64 {
+        self.config().forward_flops(height, width)
+    }
 }
 
-/// The configuration of any network of this crate, serialised as JSON beside checkpoints.
+/// The configuration of any network of this crate, serialised as JSON beside checkpoints
+/// (`{"arch": "xnet", ...fields}`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "arch", rename_all = "lowercase")]
 pub enum ModelConfig {
@@ -37,4 +76,97 @@ pub enum ModelConfig {
     SegNet(SegNetConfig),
     /// DeepLab-style encoder with an atrous spatial pyramid.
     DeepLab(DeepLabConfig),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig::XNet(XNetConfig::default())
+    }
+}
+
+impl ModelConfig {
+    /// Checks the configuration; the error says which field is wrong and what is accepted.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelConfig::XNet(c) => c.validate(),
+            ModelConfig::UNet(c) => c.validate(),
+            ModelConfig::SegNet(c) => c.validate(),
+            ModelConfig::DeepLab(c) => c.validate(),
+        }
+    }
+
+    /// Builds the network, creating its variables in (or loading them from) `vb`.
+    ///
+    /// With `VarBuilder::from_varmap` the variables are initialised randomly and registered
+    /// in the `VarMap` (for training and saving); with a safetensors-backed `VarBuilder` they
+    /// are loaded, and a missing tensor or wrong shape is an error naming it.
+    pub fn build(&self, vb: candle_nn::VarBuilder) -> Result<Box<dyn Segmenter>> {
+        Ok(match self {
+            ModelConfig::XNet(c) => Box::new(c.build(vb)?),
+            ModelConfig::UNet(c) => Box::new(c.build(vb)?),
+            ModelConfig::SegNet(c) => Box::new(c.build(vb)?),
+            ModelConfig::DeepLab(c) => Box::new(c.build(vb)?),
+        })
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            ModelConfig::XNet(c) => c.num_classes,
+            ModelConfig::UNet(c) => c.num_classes,
+            ModelConfig::SegNet(c) => c.num_classes,
+            ModelConfig::DeepLab(c) => c.num_classes,
+        }
+    }
+
+    /// Number of input channels.
+    pub fn in_channels(&self) -> usize {
+        match self {
+            ModelConfig::XNet(c) => c.in_channels,
+            ModelConfig::UNet(c) => c.in_channels,
+            ModelConfig::SegNet(c) => c.in_channels,
+            ModelConfig::DeepLab(c) => c.in_channels,
+        }
+    }
+
+    /// Height and width of inputs must be multiples of this.
+    pub fn size_multiple(&self) -> usize {
+        match self {
+            ModelConfig::XNet(_) => 8,
+            ModelConfig::UNet(c) => c.size_multiple(),
+            ModelConfig::SegNet(c) => c.size_multiple(),
+            ModelConfig::DeepLab(c) => c.size_multiple(),
+        }
+    }
+
+    /// FLOPs (2 per multiply-accumulate, convolution layers) of one forward pass of one
+    /// `height × width` image.
+    pub fn forward_flops(&self, height: usize, width: usize) -> u64 {
+        match self {
+            ModelConfig::XNet(c) => c.forward_flops(height, width),
+            ModelConfig::UNet(c) => c.forward_flops(height, width),
+            ModelConfig::SegNet(c) => c.forward_flops(height, width),
+            ModelConfig::DeepLab(c) => c.forward_flops(height, width),
+        }
+    }
+
+    /// The architecture's short name (`"xnet"`, `"unet"`, `"segnet"`, `"deeplab"`), as in JSON.
+    pub fn arch(&self) -> &'static str {
+        match self {
+            ModelConfig::XNet(_) => "xnet",
+            ModelConfig::UNet(_) => "unet",
+            ModelConfig::SegNet(_) => "segnet",
+            ModelConfig::DeepLab(_) => "deeplab",
+        }
+    }
+}
+
+/// Number of trainable parameters among `vars` (a `VarMap`'s `data()`): batch-norm running
+/// statistics (`running_mean`, `running_var`) are excluded, as in PyTorch and Keras.
+pub fn count_trainable_parameters(varmap: &candle_nn::VarMap) -> usize {
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    data.iter()
+        .filter(|(name, _)| !name.ends_with("running_mean") && !name.ends_with("running_var"))
+        .map(|(_, v)| v.elem_count())
+        .sum()
 }

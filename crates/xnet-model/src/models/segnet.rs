@@ -1,5 +1,73 @@
-//! SegNet.
+//! SegNet (being written: building it returns an error in this revision).
+
+use super::{ModelConfig, Segmenter};
+use crate::{ModelError, Result};
+use candle_core::Tensor;
 
 /// Configuration of SegNet.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SegNetConfig {}
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SegNetConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output classes.
+    pub num_classes: usize,
+}
+
+impl Default for SegNetConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 1,
+            num_classes: 3,
+        }
+    }
+}
+
+impl SegNetConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<()> {
+        Err(ModelError::InvalidConfig(
+            "SegNet is not available in this revision".into(),
+        ))
+    }
+    /// Input sizes must be multiples of this.
+    pub fn size_multiple(&self) -> usize {
+        8
+    }
+    /// Forward FLOPs of one image.
+    pub fn forward_flops(&self, _h: usize, _w: usize) -> u64 {
+        0
+    }
+    /// Builds the network.
+    pub fn build(&self, _vb: candle_nn::VarBuilder) -> Result<SegNet> {
+        self.validate()?;
+        Ok(SegNet { cfg: self.clone() })
+    }
+}
+
+/// The SegNet network.
+#[derive(Debug, Clone)]
+pub struct SegNet {
+    cfg: SegNetConfig,
+}
+
+impl candle_nn::ModuleT for SegNet {
+    fn forward_t(&self, _x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        candle_core::bail!("SegNet is not available in this revision")
+    }
+}
+
+impl Segmenter for SegNet {
+    fn num_classes(&self) -> usize {
+        self.cfg.num_classes
+    }
+    fn size_multiple(&self) -> usize {
+        8
+    }
+    fn config(&self) -> ModelConfig {
+        ModelConfig::SegNet(self.cfg.clone())
+    }
+    fn fold_batch_norm(&mut self) -> Result<usize> {
+        Ok(0)
+    }
+}

@@ -1,5 +1,240 @@
-//! XNet.
+//! XNet (Bullock, Cuesta-Lázaro, Quera-Bofarull, SPIE Medical Imaging 2019), faithful to the
+//! published Keras reference (`JosephPB/XNet`, `XNet.py`).
+//!
+//! Every block is `k × k` "same" convolution + batch-norm + ReLU; max-pool 2×2; ×2
+//! up-sampling (nearest in the reference); skip concatenations with the encoder tensor first.
+//! With widths `f0..f3` (64/128/256/512 in the paper):
+//!
+//! ```text
+//! conv1 in→f0 @H, pool; conv2 f0→f1 @H/2, pool; conv3 f1→f2 @H/4, pool;
+//! conv4 f2→f3, conv5 f3→f3 @H/8; up, conv6 f3→f2, cat[conv3, conv6];
+//! up, conv7 2f2→f1, cat[conv2, conv7]; conv8 2f1→f1 @H/2, pool; conv9 f1→f2 @H/4, pool;
+//! conv10 f2→f3, conv11 f3→f3 @H/8; up, conv12 f3→f2, cat[conv9, conv12];
+//! up, conv13 2f2→f1, cat[conv8, conv13]; up, conv14 2f1→f0, cat[conv1, conv14];
+//! conv15 1×1 2f0→classes (logits; softmax is left to the loss / inference).
+//! ```
 
-/// Configuration of XNet.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XNetConfig {}
+use super::blocks::{
+    check_input, conv_flops, scaled_width, BatchNormSettings, ConvBnRelu, Up2, Upsampling,
+};
+use super::{ModelConfig, Segmenter};
+use crate::{ModelError, Result};
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::VarBuilder;
+
+/// Configuration of XNet. `Default` is the paper's network (11,734,851 trainable parameters).
+///
+/// # Examples
+/// ```
+/// use xnet_model::models::XNetConfig;
+/// let small = XNetConfig { base_width: 8, ..Default::default() };
+/// assert_eq!(small.widths(), [8, 16, 32, 64]);
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct XNetConfig {
+    /// Input channels (1 for a radiograph).
+    pub in_channels: usize,
+    /// Output classes (3: open beam, soft tissue, bone).
+    pub num_classes: usize,
+    /// Channels of the first level; the levels use `base · (1, 2, 4, 8)` (64 in the paper).
+    pub base_width: usize,
+    /// Scales every width (rounded, at least 1): `0.25` gives a CPU-sized XNet.
+    pub width_multiplier: f64,
+    /// Convolution kernel size (odd; 3 in the paper).
+    pub kernel_size: usize,
+    /// How the decoder doubles the resolution (nearest in the paper; `bilinear` and
+    /// `transposed_conv` are also accepted).
+    pub upsampling: Upsampling,
+    /// Batch-norm settings (Keras defaults: eps 1e-3, momentum 0.99 ⇒ 0.01 here).
+    pub batch_norm: BatchNormSettings,
+}
+
+impl Default for XNetConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 1,
+            num_classes: 3,
+            base_width: 64,
+            width_multiplier: 1.0,
+            kernel_size: 3,
+            upsampling: Upsampling::Nearest,
+            batch_norm: BatchNormSettings::default(),
+        }
+    }
+}
+
+impl XNetConfig {
+    /// The four level widths `[f0, f1, f2, f3]`.
+    pub fn widths(&self) -> [usize; 4] {
+        [0, 1, 2, 3].map(|l| scaled_width(self.base_width, l, self.width_multiplier))
+    }
+
+    /// Checks every field; the error names the field and the accepted values.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::InvalidConfig(format!("XNet: {m}")));
+        if self.in_channels == 0 || self.num_classes == 0 {
+            return bad(format!(
+                "in_channels and num_classes must be ≥ 1, found {} and {}",
+                self.in_channels, self.num_classes
+            ));
+        }
+        if self.base_width == 0
+            || !(self.width_multiplier > 0.0 && self.width_multiplier.is_finite())
+        {
+            return bad(format!(
+                "base_width must be ≥ 1 and width_multiplier a positive number, found {} and {}",
+                self.base_width, self.width_multiplier
+            ));
+        }
+        if self.kernel_size % 2 == 0 {
+            return bad(format!(
+                "kernel_size must be odd for 'same' padding, found {}",
+                self.kernel_size
+            ));
+        }
+        if self.upsampling == Upsampling::IndexUnpool {
+            return bad("index_unpool does not fit XNet (the decoder's channels differ from the pooled encoder's); use nearest, bilinear or transposed_conv".into());
+        }
+        self.batch_norm.validate()
+    }
+
+    /// FLOPs (2 per multiply-accumulate, convolutions only) of one forward pass of an
+    /// `h × w` image (66.43 GFLOP for the paper's XNet at 200×200).
+    pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
+        let [f0, f1, f2, f3] = self.widths();
+        let (k, c) = (self.kernel_size, self.in_channels);
+        let s = |d: usize| (h / d, w / d);
+        let cf = |a, b, kk, (y, x): (usize, usize)| conv_flops(a, b, kk, y, x);
+        let up = |a, (y, x): (usize, usize)| Up2::flops(self.upsampling, a, a, y, x);
+        cf(c, f0, k, s(1))
+            + cf(f0, f1, k, s(2))
+            + cf(f1, f2, k, s(4))
+            + cf(f2, f3, k, s(8))
+            + cf(f3, f3, k, s(8))
+            + up(f3, s(8))
+            + cf(f3, f2, k, s(4))
+            + up(2 * f2, s(4))
+            + cf(2 * f2, f1, k, s(2))
+            + cf(2 * f1, f1, k, s(2))
+            + cf(f1, f2, k, s(4))
+            + cf(f2, f3, k, s(8))
+            + cf(f3, f3, k, s(8))
+            + up(f3, s(8))
+            + cf(f3, f2, k, s(4))
+            + up(2 * f2, s(4))
+            + cf(2 * f2, f1, k, s(2))
+            + up(2 * f1, s(2))
+            + cf(2 * f1, f0, k, s(1))
+            + cf(2 * f0, self.num_classes, 1, s(1))
+    }
+
+    /// Builds the network; variables are created in (or loaded from) `vb` under the names
+    /// `conv1` … `conv14` (each a [`ConvBnRelu`]), `up1` … `up5` (transposed convolutions
+    /// only) and `conv15` (the 1×1 classifier).
+    pub fn build(&self, vb: VarBuilder) -> Result<XNet> {
+        self.validate()?;
+        let [f0, f1, f2, f3] = self.widths();
+        let (k, bn) = (self.kernel_size, self.batch_norm);
+        let specs = [
+            (self.in_channels, f0),
+            (f0, f1),
+            (f1, f2),
+            (f2, f3),
+            (f3, f3),
+            (f3, f2),
+            (2 * f2, f1),
+            (2 * f1, f1),
+            (f1, f2),
+            (f2, f3),
+            (f3, f3),
+            (f3, f2),
+            (2 * f2, f1),
+            (2 * f1, f0),
+        ];
+        let convs = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| ConvBnRelu::new(a, b, k, bn, vb.pp(format!("conv{}", i + 1))))
+            .collect::<Result<Vec<_>>>()?;
+        let ups = [f3, 2 * f2, f3, 2 * f2, 2 * f1]
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Up2::new(self.upsampling, c, c, vb.pp(format!("up{}", i + 1))))
+            .collect::<Result<Vec<_>>>()?;
+        let head = candle_nn::conv2d(
+            2 * f0,
+            self.num_classes,
+            1,
+            Default::default(),
+            vb.pp("conv15"),
+        )?;
+        Ok(XNet {
+            cfg: self.clone(),
+            convs,
+            ups,
+            head,
+        })
+    }
+}
+
+/// The XNet network; see the [module documentation](self) for the layer list.
+#[derive(Debug, Clone)]
+pub struct XNet {
+    cfg: XNetConfig,
+    convs: Vec<ConvBnRelu>,
+    ups: Vec<Up2>,
+    head: candle_nn::Conv2d,
+}
+
+impl XNet {
+    /// The configuration it was built from.
+    pub fn config(&self) -> &XNetConfig {
+        &self.cfg
+    }
+}
+
+impl ModuleT for XNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        check_input("XNet", x, self.cfg.in_channels, 8)?;
+        let c = |i: usize, x: &Tensor| self.convs[i - 1].forward_t(x, train);
+        let up = |i: usize, x: &Tensor| self.ups[i - 1].forward(x);
+        let a1 = c(1, x)?;
+        let a2 = c(2, &a1.max_pool2d(2)?)?;
+        let a3 = c(3, &a2.max_pool2d(2)?)?;
+        let x = c(5, &c(4, &a3.max_pool2d(2)?)?)?;
+        let a6 = c(6, &up(1, &x)?)?;
+        let x = Tensor::cat(&[&a3, &a6], 1)?;
+        let a7 = c(7, &up(2, &x)?)?;
+        let x = Tensor::cat(&[&a2, &a7], 1)?;
+        let a8 = c(8, &x)?;
+        let a9 = c(9, &a8.max_pool2d(2)?)?;
+        let x = c(11, &c(10, &a9.max_pool2d(2)?)?)?;
+        let a12 = c(12, &up(3, &x)?)?;
+        let x = Tensor::cat(&[&a9, &a12], 1)?;
+        let a13 = c(13, &up(4, &x)?)?;
+        let x = Tensor::cat(&[&a8, &a13], 1)?;
+        let a14 = c(14, &up(5, &x)?)?;
+        let x = Tensor::cat(&[&a1, &a14], 1)?;
+        self.head.forward(&x)
+    }
+}
+
+impl Segmenter for XNet {
+    fn num_classes(&self) -> usize {
+        self.cfg.num_classes
+    }
+    fn size_multiple(&self) -> usize {
+        8
+    }
+    fn config(&self) -> ModelConfig {
+        ModelConfig::XNet(self.cfg.clone())
+    }
+    fn fold_batch_norm(&mut self) -> Result<usize> {
+        let mut n = 0;
+        for b in &mut self.convs {
+            n += usize::from(b.fold_batch_norm()?);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,319 @@
+//! Building blocks shared by the networks: the convolution + batch-norm + ReLU block, the
+//! up-sampling kinds and the batch-norm settings.
+//!
+//! [`ConvBnRelu`] is the one place where a network's convolutions run, so a faster
+//! convolution (see `crate::kernels`) replaces them all by changing [`ConvBnRelu::forward_dilated`].
+
+use crate::{ModelError, Result};
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
+
+/// Batch-normalisation settings of every block of a network.
+///
+/// `momentum` uses PyTorch's convention (weight of the new batch statistic):
+/// `running = (1 − momentum) · running + momentum · batch`. Keras' `momentum=0.99` (the XNet
+/// reference) is `0.01` here.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct BatchNormSettings {
+    /// Added to the variance before the square root (Keras' default `1e-3`).
+    pub eps: f64,
+    /// Weight of the current batch in the running statistics (PyTorch convention).
+    pub momentum: f64,
+}
+
+impl Default for BatchNormSettings {
+    fn default() -> Self {
+        Self {
+            eps: 1e-3,
+            momentum: 0.01,
+        }
+    }
+}
+
+impl BatchNormSettings {
+    /// Checks `eps > 0` and `0 ≤ momentum ≤ 1`.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(ModelError::InvalidConfig(format!(
+                "batch-norm eps must be a positive number, found {}",
+                self.eps
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(ModelError::InvalidConfig(format!(
+                "batch-norm momentum must be in [0, 1] (PyTorch convention; Keras 0.99 is 0.01), found {}",
+                self.momentum
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl From<BatchNormSettings> for BatchNormConfig {
+    fn from(s: BatchNormSettings) -> Self {
+        BatchNormConfig {
+            eps: s.eps,
+            remove_mean: true,
+            affine: true,
+            momentum: s.momentum,
+        }
+    }
+}
+
+/// How a decoder doubles the resolution (the up-sampling "lego" of the XNet paper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upsampling {
+    /// Nearest-neighbour repetition (Keras `UpSampling2D`), no parameters.
+    Nearest,
+    /// SegNet's unpooling: each value goes back to the position of the maximum recorded by
+    /// the matching encoder pooling, zeros elsewhere. Needs equal channel counts at both ends.
+    IndexUnpool,
+    /// A learnt 2×2 transposed convolution with stride 2 (U-Net).
+    TransposedConv,
+    /// Bilinear interpolation, PyTorch `align_corners=False`, no parameters.
+    Bilinear,
+}
+
+impl std::fmt::Display for Upsampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Upsampling::Nearest => "nearest",
+            Upsampling::IndexUnpool => "index_unpool",
+            Upsampling::TransposedConv => "transposed_conv",
+            Upsampling::Bilinear => "bilinear",
+        })
+    }
+}
+
+/// FLOPs (2 per multiply-accumulate) of a `k × k` convolution from `cin` to `cout` channels
+/// producing an `h × w` output.
+pub fn conv_flops(cin: usize, cout: usize, k: usize, h: usize, w: usize) -> u64 {
+    2 * (cin * cout * k * k) as u64 * (h * w) as u64
+}
+
+/// Convolution ("same" padding, stride 1, with bias) → batch-norm → ReLU.
+///
+/// Variables under its `VarBuilder` prefix: `conv.weight` `[out, in, k, k]`, `conv.bias`,
+/// `bn.weight`, `bn.bias`, `bn.running_mean`, `bn.running_var` (PyTorch's
+/// `Sequential(Conv2d, BatchNorm2d, ReLU)` gives `0.*` and `1.*`).
+#[derive(Debug, Clone)]
+pub struct ConvBnRelu {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    bn: Option<BatchNorm>,
+    kernel_size: usize,
+    dilation: usize,
+}
+
+impl ConvBnRelu {
+    /// A block of `kernel_size × kernel_size` convolutions (odd sizes keep the resolution).
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        bn: BatchNormSettings,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Self::new_dilated(in_channels, out_channels, kernel_size, 1, bn, vb)
+    }
+
+    /// A block whose convolution has the given default dilation (padding `dilation · (k−1)/2`).
+    pub fn new_dilated(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        dilation: usize,
+        bn: BatchNormSettings,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if kernel_size % 2 == 0 || dilation == 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "conv block needs an odd kernel size and dilation ≥ 1, found k={kernel_size}, dilation={dilation}"
+            )));
+        }
+        let conv = candle_nn::conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            candle_nn::Conv2dConfig::default(),
+            vb.pp("conv"),
+        )?;
+        let bn = candle_nn::batch_norm(out_channels, bn, vb.pp("bn"))?;
+        Ok(Self {
+            weight: conv.weight().clone(),
+            bias: conv.bias().cloned(),
+            bn: Some(bn),
+            kernel_size,
+            dilation,
+        })
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// Whether the batch-norm has been folded into the convolution.
+    pub fn is_folded(&self) -> bool {
+        self.bn.is_none()
+    }
+
+    /// The convolution weight `[out, in, k, k]` and bias (after folding, the folded ones).
+    pub fn conv_weights(&self) -> (&Tensor, Option<&Tensor>) {
+        (&self.weight, self.bias.as_ref())
+    }
+
+    /// Forward with the convolution's dilation overridden (DeepLab scales its rates to the
+    /// input size at run time; the weights do not depend on the dilation).
+    pub fn forward_dilated(
+        &self,
+        x: &Tensor,
+        train: bool,
+        dilation: usize,
+    ) -> candle_core::Result<Tensor> {
+        let padding = dilation * (self.kernel_size - 1) / 2;
+        let mut y = x.conv2d(&self.weight, padding, 1, dilation, 1)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+        }
+        let y = match &self.bn {
+            Some(bn) => bn.forward_t(&y, train)?,
+            None if train => candle_core::bail!(
+                "this network's batch-norm was folded for inference; it cannot be trained"
+            ),
+            None => y,
+        };
+        y.relu()
+    }
+
+    /// FLOPs of this block's convolution for an `h × w` output.
+    pub fn flops(&self, h: usize, w: usize) -> u64 {
+        conv_flops(
+            self.in_channels(),
+            self.out_channels(),
+            self.kernel_size,
+            h,
+            w,
+        )
+    }
+
+    /// Folds the batch-norm's running statistics and affine parameters into the convolution:
+    /// `w' = w · γ/√(σ²+ε)`, `b' = (b − μ) · γ/√(σ²+ε) + β`. Afterwards the block is
+    /// inference-only (a training forward is an error). Returns `false` when already folded.
+    pub fn fold_batch_norm(&mut self) -> Result<bool> {
+        let Some(bn) = self.bn.take() else {
+            return Ok(false);
+        };
+        let dev = self.weight.device();
+        let dtype = self.weight.dtype();
+        // Fold in f64 so folding itself adds no rounding worth mentioning.
+        let mean = bn.running_mean().to_dtype(candle_core::DType::F64)?;
+        let var = bn.running_var().to_dtype(candle_core::DType::F64)?;
+        let mut scale = (var + bn.eps())?.sqrt()?.recip()?;
+        let mut shift = scale.zeros_like()?;
+        if let Some((gamma, beta)) = bn.weight_and_bias() {
+            scale = (scale * gamma.to_dtype(candle_core::DType::F64)?)?;
+            shift = beta.to_dtype(candle_core::DType::F64)?;
+        }
+        let w = self
+            .weight
+            .to_dtype(candle_core::DType::F64)?
+            .broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+        let b = match &self.bias {
+            Some(b) => b.to_dtype(candle_core::DType::F64)?,
+            None => mean.zeros_like()?,
+        };
+        let b = ((b - mean)? * &scale)?.broadcast_add(&shift)?;
+        self.weight = w.to_dtype(dtype)?.to_device(dev)?.detach();
+        self.bias = Some(b.to_dtype(dtype)?.detach());
+        Ok(true)
+    }
+}
+
+impl ModuleT for ConvBnRelu {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.forward_dilated(x, train, self.dilation)
+    }
+}
+
+/// A parameter-free or learnt ×2 up-sampling layer (not [`Upsampling::IndexUnpool`], which
+/// needs the encoder's indices and lives in SegNet).
+#[derive(Debug, Clone)]
+pub(crate) enum Up2 {
+    Nearest,
+    Bilinear,
+    Transposed(candle_nn::ConvTranspose2d),
+}
+
+impl Up2 {
+    /// `channels_in → channels_out`; only a transposed convolution may change the channels.
+    pub(crate) fn new(kind: Upsampling, cin: usize, cout: usize, vb: VarBuilder) -> Result<Self> {
+        match kind {
+            Upsampling::Nearest => Ok(Up2::Nearest),
+            Upsampling::Bilinear => Ok(Up2::Bilinear),
+            Upsampling::TransposedConv => {
+                let cfg = candle_nn::ConvTranspose2dConfig {
+                    stride: 2,
+                    ..Default::default()
+                };
+                Ok(Up2::Transposed(candle_nn::conv_transpose2d(
+                    cin, cout, 2, cfg, vb,
+                )?))
+            }
+            Upsampling::IndexUnpool => Err(ModelError::InvalidConfig(
+                "index unpooling needs the encoder's pooling indices; this decoder has none".into(),
+            )),
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        match self {
+            Up2::Nearest => x.upsample_nearest2d(2 * h, 2 * w),
+            Up2::Bilinear => crate::ops::resize_bilinear(x, 2 * h, 2 * w),
+            Up2::Transposed(c) => c.forward(x),
+        }
+    }
+
+    /// FLOPs of a transposed convolution for an `h × w` input (0 for the parameter-free kinds).
+    pub(crate) fn flops(kind: Upsampling, cin: usize, cout: usize, h: usize, w: usize) -> u64 {
+        match kind {
+            Upsampling::TransposedConv => conv_flops(cin, cout, 2, h, w),
+            _ => 0,
+        }
+    }
+}
+
+/// Checks that both spatial sizes of a `[N, C, H, W]` input are positive multiples of `m`.
+pub(crate) fn check_input(
+    arch: &str,
+    x: &Tensor,
+    in_channels: usize,
+    m: usize,
+) -> candle_core::Result<()> {
+    let (_, c, h, w) = x.dims4()?;
+    if c != in_channels {
+        candle_core::bail!(
+            "{arch} expects {in_channels} input channel(s), found {c} (input shape {:?})",
+            x.shape()
+        );
+    }
+    if h == 0 || w == 0 || h % m != 0 || w % m != 0 {
+        candle_core::bail!(
+            "{arch} needs height and width that are positive multiples of {m}, found {h}×{w}; pad or resize the input"
+        );
+    }
+    Ok(())
+}
+
+/// Channels after scaling `base · 2^level` by `multiplier`, at least 1.
+pub(crate) fn scaled_width(base: usize, level: u32, multiplier: f64) -> usize {
+    (((base << level) as f64) * multiplier).round().max(1.0) as usize
+}

@@ -1,0 +1,379 @@
+//! Max-pooling that also returns the arg-max indices, and its adjoint, max-unpooling
+//! (SegNet's pooling-index up-sampling).
+//!
+//! Indices follow PyTorch's `max_pool2d(..., return_indices=True)`: for every output cell,
+//! the flat position `y * W + x` of the maximum inside its own `H × W` input plane; among equal
+//! values the first in row-major window order wins. Pooling uses floor mode (trailing rows and
+//! columns that do not fill a window are dropped).
+
+use super::contiguous;
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor,
+};
+
+type CResult<T> = candle_core::Result<T>;
+
+fn check_kernel(kernel: usize, h: usize, w: usize) -> CResult<()> {
+    if kernel == 0 {
+        candle_core::bail!("max-pool: kernel size must be at least 1");
+    }
+    if h < kernel || w < kernel {
+        candle_core::bail!(
+            "max-pool: input plane {h}×{w} is smaller than the {kernel}×{kernel} window"
+        );
+    }
+    Ok(())
+}
+
+/// Arg-max indices of non-overlapping `kernel × kernel` max-pooling (stride = kernel).
+struct MaxPoolIndices {
+    kernel: usize,
+}
+
+#[allow(clippy::eq_op)] // `v != v` is the NaN test for a generic float
+fn pool_indices<T: PartialOrd + Copy>(
+    x: &[T],
+    (n, c, h, w): (usize, usize, usize, usize),
+    k: usize,
+) -> Vec<u32> {
+    let (oh, ow) = (h / k, w / k);
+    let mut out = Vec::with_capacity(n * c * oh * ow);
+    for plane in x.chunks_exact(h * w).take(n * c) {
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut best = (i * k) * w + j * k;
+                let mut best_v = plane[best];
+                for dy in 0..k {
+                    let row = (i * k + dy) * w + j * k;
+                    for dx in 0..k {
+                        let v = plane[row + dx];
+                        // A NaN wins over numbers, as in PyTorch.
+                        if v > best_v || (v != v && best_v == best_v) {
+                            best = row + dx;
+                            best_v = v;
+                        }
+                    }
+                }
+                out.push(best as u32);
+            }
+        }
+    }
+    out
+}
+
+impl CustomOp1 for MaxPoolIndices {
+    fn name(&self) -> &'static str {
+        "max-pool2d-indices"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let dims = l.shape().dims4()?;
+        let (n, c, h, w) = dims;
+        check_kernel(self.kernel, h, w)?;
+        let k = self.kernel;
+        let idx = match s {
+            CpuStorage::F32(v) => pool_indices(contiguous(v, l, self.name())?, dims, k),
+            CpuStorage::F64(v) => pool_indices(contiguous(v, l, self.name())?, dims, k),
+            other => candle_core::bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((CpuStorage::U32(idx), Shape::from((n, c, h / k, w / k))))
+    }
+}
+
+/// `out[n, c, i] = x[n, c, idx[n, c, i]]` over flattened planes; adjoint of [`Unpool`].
+struct PoolGather;
+
+/// `out[n, c, idx[n, c, i]] += v[n, c, i]` into zero planes of size `h × w`; adjoint of
+/// [`PoolGather`].
+struct Unpool {
+    h: usize,
+    w: usize,
+}
+
+fn check_indices(idx: &[u32], plane: usize, op: &str) -> CResult<()> {
+    if let Some(bad) = idx.iter().find(|&&i| i as usize >= plane) {
+        candle_core::bail!("{op}: index {bad} is outside the {plane}-element plane");
+    }
+    Ok(())
+}
+
+fn gather_planes<T: Copy>(x: &[T], idx: &[u32], in_plane: usize, out_plane: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(idx.len());
+    for (xp, ip) in x.chunks_exact(in_plane).zip(idx.chunks_exact(out_plane)) {
+        out.extend(ip.iter().map(|&i| xp[i as usize]));
+    }
+    out
+}
+
+fn scatter_planes<T: Copy + Default + std::ops::AddAssign>(
+    v: &[T],
+    idx: &[u32],
+    in_plane: usize,
+    out_plane: usize,
+) -> Vec<T> {
+    let planes = v.len() / in_plane.max(1);
+    let mut out = vec![T::default(); planes * out_plane];
+    for ((op, vp), ip) in out
+        .chunks_exact_mut(out_plane)
+        .zip(v.chunks_exact(in_plane))
+        .zip(idx.chunks_exact(in_plane))
+    {
+        for (&val, &i) in vp.iter().zip(ip) {
+            op[i as usize] += val;
+        }
+    }
+    out
+}
+
+impl CustomOp2 for PoolGather {
+    fn name(&self) -> &'static str {
+        "pool-gather"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (n2, c2, oh, ow) = l2.shape().dims4()?;
+        if (n, c) != (n2, c2) {
+            candle_core::bail!(
+                "{}: input {:?} and indices {:?} disagree",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let idx = match s2 {
+            CpuStorage::U32(i) => contiguous(i, l2, self.name())?,
+            other => candle_core::bail!(
+                "{}: indices must be u32, found {:?}",
+                self.name(),
+                other.dtype()
+            ),
+        };
+        check_indices(idx, h * w, self.name())?;
+        let out = match s1 {
+            CpuStorage::F32(v) => CpuStorage::F32(gather_planes(
+                contiguous(v, l1, self.name())?,
+                idx,
+                h * w,
+                oh * ow,
+            )),
+            CpuStorage::F64(v) => CpuStorage::F64(gather_planes(
+                contiguous(v, l1, self.name())?,
+                idx,
+                h * w,
+                oh * ow,
+            )),
+            other => candle_core::bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from((n, c, oh, ow))))
+    }
+
+    fn bwd(
+        &self,
+        arg1: &Tensor,
+        arg2: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, h, w) = arg1.dims4()?;
+        Ok((Some(max_unpool2d(grad_res, arg2, (h, w))?), None))
+    }
+}
+
+impl CustomOp2 for Unpool {
+    fn name(&self) -> &'static str {
+        "max-unpool2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (n, c, ih, iw) = l1.shape().dims4()?;
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "{}: values {:?} and indices {:?} disagree",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let idx = match s2 {
+            CpuStorage::U32(i) => contiguous(i, l2, self.name())?,
+            other => candle_core::bail!(
+                "{}: indices must be u32, found {:?}",
+                self.name(),
+                other.dtype()
+            ),
+        };
+        let plane = self.h * self.w;
+        check_indices(idx, plane, self.name())?;
+        let out = match s1 {
+            CpuStorage::F32(v) => CpuStorage::F32(scatter_planes(
+                contiguous(v, l1, self.name())?,
+                idx,
+                ih * iw,
+                plane,
+            )),
+            CpuStorage::F64(v) => CpuStorage::F64(scatter_planes(
+                contiguous(v, l1, self.name())?,
+                idx,
+                ih * iw,
+                plane,
+            )),
+            other => candle_core::bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from((n, c, self.h, self.w))))
+    }
+
+    fn bwd(
+        &self,
+        _arg1: &Tensor,
+        arg2: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(pool_gather(grad_res, arg2)?), None))
+    }
+}
+
+/// Arg-max indices (`u32`, shape `[N, C, H/k, W/k]`) of `k × k` max-pooling with stride `k`
+/// of a `[N, C, H, W]` tensor. Not differentiable (the indices are integers).
+pub fn max_pool2d_indices(x: &Tensor, kernel: usize) -> CResult<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1_no_bwd(&MaxPoolIndices { kernel })
+    } else {
+        indices_generic(x, kernel)
+    }
+}
+
+/// Picks `x[n, c, idx]` from each flattened `H × W` plane of `x` (`[N, C, H, W]`) at the
+/// indices `idx` (`u32`, `[N, C, h, w]`), giving `[N, C, h, w]`. Differentiable in `x`; its
+/// gradient is [`max_unpool2d`] of the incoming gradient.
+pub fn pool_gather(x: &Tensor, idx: &Tensor) -> CResult<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op2(&idx.contiguous()?, PoolGather)
+    } else {
+        let (n, c, oh, ow) = idx.dims4()?;
+        x.flatten_from(2)?
+            .gather(&idx.flatten_from(2)?.contiguous()?, 2)?
+            .reshape((n, c, oh, ow))
+    }
+}
+
+/// Max-pooling (`kernel × kernel`, stride `kernel`, floor mode) that also returns the arg-max
+/// indices, as PyTorch's `max_pool2d(x, k, return_indices=True)`.
+///
+/// Returns `(values, indices)`; values are differentiable, and the gradient flows only to the
+/// selected maxima (one per window, also when values tie).
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[[[[1f32, 5., 2., 0.], [3., 4., 8., 1.]]]], &Device::Cpu)?;
+/// let (v, i) = xnet_model::ops::max_pool2d_with_indices(&x, 2)?;
+/// assert_eq!(v.flatten_all()?.to_vec1::<f32>()?, vec![5., 8.]);
+/// assert_eq!(i.flatten_all()?.to_vec1::<u32>()?, vec![1, 6]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn max_pool2d_with_indices(x: &Tensor, kernel: usize) -> CResult<(Tensor, Tensor)> {
+    let idx = max_pool2d_indices(x, kernel)?;
+    let values = pool_gather(x, &idx)?;
+    Ok((values, idx))
+}
+
+/// Max-unpooling: places each value of `values` (`[N, C, h, w]`) at its index (from
+/// [`max_pool2d_with_indices`]) inside zero planes of `size = (H, W)`, as PyTorch's
+/// `max_unpool2d`. Values that share an index are summed. Differentiable in `values`.
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[[[[1f32, 5., 2., 0.], [3., 4., 8., 1.]]]], &Device::Cpu)?;
+/// let (v, i) = xnet_model::ops::max_pool2d_with_indices(&x, 2)?;
+/// let u = xnet_model::ops::max_unpool2d(&v, &i, (2, 4))?;
+/// assert_eq!(u.flatten_all()?.to_vec1::<f32>()?, vec![0., 5., 0., 0., 0., 0., 8., 0.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn max_unpool2d(values: &Tensor, indices: &Tensor, size: (usize, usize)) -> CResult<Tensor> {
+    let (h, w) = size;
+    if values.device().is_cpu() {
+        values
+            .contiguous()?
+            .apply_op2(&indices.contiguous()?, Unpool { h, w })
+    } else {
+        max_unpool2d_generic(values, indices, size)
+    }
+}
+
+fn indices_generic(x: &Tensor, k: usize) -> CResult<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    check_kernel(k, h, w)?;
+    let (oh, ow) = (h / k, w / k);
+    let x = x.narrow(2, 0, oh * k)?.narrow(3, 0, ow * k)?;
+    let win = x
+        .reshape((n, c, oh, k, ow, k))?
+        .permute((0, 1, 2, 4, 3, 5))?
+        .reshape((n, c, oh, ow, k * k))?
+        .contiguous()?;
+    // Window position p = dy * k + dx; flat index = (i k + dy) W + j k + dx.
+    let p = win.argmax(4)?.to_dtype(DType::F64)?;
+    let dy = (&p / k as f64)?.floor()?;
+    let dx = (&p - (&dy * k as f64)?)?;
+    let dev = x.device();
+    let rows = (Tensor::arange(0u32, oh as u32, dev)?.to_dtype(DType::F64)? * (k * w) as f64)?
+        .reshape((1, 1, oh, 1))?;
+    let cols = (Tensor::arange(0u32, ow as u32, dev)?.to_dtype(DType::F64)? * k as f64)?
+        .reshape((1, 1, 1, ow))?;
+    let flat = ((dy * w as f64)? + dx)?
+        .broadcast_add(&rows)?
+        .broadcast_add(&cols)?;
+    flat.to_dtype(DType::U32)
+}
+
+/// [`max_pool2d_with_indices`] written with stock candle primitives (`argmax`, `gather`):
+/// runs on any device and is differentiated by candle's autograd.
+pub fn max_pool2d_with_indices_generic(x: &Tensor, kernel: usize) -> CResult<(Tensor, Tensor)> {
+    let idx = indices_generic(x, kernel)?;
+    let (n, c, oh, ow) = idx.dims4()?;
+    let v = x
+        .flatten_from(2)?
+        .contiguous()?
+        .gather(&idx.flatten_from(2)?.contiguous()?, 2)?
+        .reshape((n, c, oh, ow))?;
+    Ok((v, idx))
+}
+
+/// [`max_unpool2d`] written with stock candle primitives (`scatter_add`): runs on any device
+/// and is differentiated by candle's autograd.
+pub fn max_unpool2d_generic(
+    values: &Tensor,
+    indices: &Tensor,
+    size: (usize, usize),
+) -> CResult<Tensor> {
+    let (n, c, _, _) = values.dims4()?;
+    if values.shape() != indices.shape() {
+        candle_core::bail!(
+            "max-unpool2d: values {:?} and indices {:?} disagree",
+            values.shape(),
+            indices.shape()
+        );
+    }
+    let (h, w) = size;
+    Tensor::zeros((n, c, h * w), values.dtype(), values.device())?
+        .scatter_add(
+            &indices.flatten_from(2)?.contiguous()?,
+            &values.flatten_from(2)?.contiguous()?,
+            2,
+        )?
+        .reshape((n, c, h, w))
+}
