@@ -2,7 +2,7 @@
 //! batch-norm folding.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{ModuleT, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use xnet_model::models::{
     count_trainable_parameters, ModelConfig, Segmenter, Upsampling, XNetConfig,
 };

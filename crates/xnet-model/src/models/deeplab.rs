@@ -1,10 +1,30 @@
-//! DeepLab (being written: building it returns an error in this revision).
+//! DeepLab-lite: a small DeepLab-v3-style network — a convolutional encoder, an atrous
+//! spatial pyramid pooling (ASPP) head and bilinear up-sampling to the input size.
+//!
+//! Encoder level `l` is two [`ConvBnRelu`] of width `encoder_widths[l]`, with a 2×2 max-pool
+//! between levels (output stride `2^(levels−1)`). ASPP has five branches on the encoder
+//! output: a 1×1 block, three 3×3 blocks dilated by the scaled rates, and image pooling
+//! (global average → 1×1 convolution + ReLU → broadcast back; no batch-norm, since a 1×1
+//! map gives no spatial statistics). The branches are concatenated, projected by a 1×1 block,
+//! classified by a 1×1 convolution and resized to the input (bilinear, PyTorch
+//! `align_corners=False`, with an exact backward from [`crate::ops::resize_bilinear`]).
+//!
+//! **Rates scale with the input**: the configured rates are meant for an encoder output of
+//! `reference_feature_size` pixels (DeepLab-v3 uses 6/12/18 at 33 ≈ 513/16); at run time a
+//! rate `r` becomes `max(1, round(r · s / reference_feature_size))` with `s` the smaller
+//! side of the actual encoder output. Dilation does not change the weights, so one network
+//! serves every input size.
+//!
+//! Variable names: `enc{l}.conv{1,2}`, `aspp.conv1x1`, `aspp.atrous{1,2,3}`,
+//! `aspp.pool` (plain convolution), `aspp.project`, `head`.
 
+use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Upsampling};
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
-use candle_core::Tensor;
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::VarBuilder;
 
-/// Configuration of DeepLab.
+/// Configuration of DeepLab-lite.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct DeepLabConfig {
@@ -12,6 +32,20 @@ pub struct DeepLabConfig {
     pub in_channels: usize,
     /// Output classes.
     pub num_classes: usize,
+    /// Width of each encoder level (top first); pools between levels.
+    pub encoder_widths: Vec<usize>,
+    /// Convolution kernel size of the encoder (odd).
+    pub kernel_size: usize,
+    /// Channels of every ASPP branch and of its projection.
+    pub aspp_channels: usize,
+    /// Dilation rates of the three 3×3 ASPP branches at the reference feature size.
+    pub aspp_rates: [usize; 3],
+    /// Encoder-output size (pixels, smaller side) at which `aspp_rates` apply unscaled.
+    pub reference_feature_size: usize,
+    /// Final up-sampling to the input size: `bilinear` (default) or `nearest`.
+    pub upsampling: Upsampling,
+    /// Batch-norm settings.
+    pub batch_norm: BatchNormSettings,
 }
 
 impl Default for DeepLabConfig {
@@ -19,41 +53,155 @@ impl Default for DeepLabConfig {
         Self {
             in_channels: 1,
             num_classes: 3,
+            encoder_widths: vec![32, 64, 128, 256],
+            kernel_size: 3,
+            aspp_channels: 128,
+            aspp_rates: [6, 12, 18],
+            reference_feature_size: 33,
+            upsampling: Upsampling::Bilinear,
+            batch_norm: BatchNormSettings::default(),
         }
     }
 }
 
 impl DeepLabConfig {
-    /// Checks the configuration.
+    /// Checks every field.
     pub fn validate(&self) -> Result<()> {
-        Err(ModelError::InvalidConfig(
-            "DeepLab is not available in this revision".into(),
-        ))
+        let bad = |m: String| Err(ModelError::InvalidConfig(format!("DeepLab: {m}")));
+        if self.in_channels == 0 || self.num_classes == 0 || self.aspp_channels == 0 {
+            return bad("in_channels, num_classes and aspp_channels must be ≥ 1".into());
+        }
+        if self.encoder_widths.is_empty()
+            || self.encoder_widths.len() > 8
+            || self.encoder_widths.contains(&0)
+        {
+            return bad(format!(
+                "encoder_widths must list 1 to 8 widths ≥ 1, found {:?}",
+                self.encoder_widths
+            ));
+        }
+        if self.kernel_size % 2 == 0 {
+            return bad(format!(
+                "kernel_size must be odd, found {}",
+                self.kernel_size
+            ));
+        }
+        if self.aspp_rates.contains(&0) || self.reference_feature_size == 0 {
+            return bad("aspp_rates and reference_feature_size must be ≥ 1".into());
+        }
+        if !matches!(self.upsampling, Upsampling::Bilinear | Upsampling::Nearest) {
+            return bad(format!(
+                "upsampling must be bilinear or nearest, found {}",
+                self.upsampling
+            ));
+        }
+        self.batch_norm.validate()
     }
-    /// Input sizes must be multiples of this.
+
+    /// Inputs must have height and width multiples of the output stride `2^(levels−1)`.
     pub fn size_multiple(&self) -> usize {
-        8
+        1 << (self.encoder_widths.len().max(1) - 1)
     }
-    /// Forward FLOPs of one image.
-    pub fn forward_flops(&self, _h: usize, _w: usize) -> u64 {
-        0
+
+    /// The three ASPP dilation rates used for an `h × w` input.
+    pub fn rates_for(&self, h: usize, w: usize) -> [usize; 3] {
+        let s = h.min(w) / self.size_multiple();
+        self.aspp_rates.map(|r| {
+            let scaled = (r * s) as f64 / self.reference_feature_size as f64;
+            (scaled.round() as usize).max(1)
+        })
     }
-    /// Builds the network.
-    pub fn build(&self, _vb: candle_nn::VarBuilder) -> Result<DeepLab> {
+
+    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.
+    pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
+        let k = self.kernel_size;
+        let mut f = 0;
+        let mut c = self.in_channels;
+        for (l, &o) in self.encoder_widths.iter().enumerate() {
+            f += conv_flops(c, o, k, h >> l, w >> l) + conv_flops(o, o, k, h >> l, w >> l);
+            c = o;
+        }
+        let m = self.size_multiple();
+        let (y, x, a) = (h / m, w / m, self.aspp_channels);
+        f += conv_flops(c, a, 1, y, x) + 3 * conv_flops(c, a, 3, y, x) + conv_flops(c, a, 1, 1, 1);
+        f + conv_flops(5 * a, a, 1, y, x) + conv_flops(a, self.num_classes, 1, y, x)
+    }
+
+    /// Builds the network (variable names in the [module documentation](self)).
+    pub fn build(&self, vb: VarBuilder) -> Result<DeepLab> {
         self.validate()?;
-        Ok(DeepLab { cfg: self.clone() })
+        let (k, bn, a) = (self.kernel_size, self.batch_norm, self.aspp_channels);
+        let mut encoder = Vec::new();
+        let mut c = self.in_channels;
+        for (l, &o) in self.encoder_widths.iter().enumerate() {
+            let vb = vb.pp(format!("enc{}", l + 1));
+            encoder.push([
+                ConvBnRelu::new(c, o, k, bn, vb.pp("conv1"))?,
+                ConvBnRelu::new(o, o, k, bn, vb.pp("conv2"))?,
+            ]);
+            c = o;
+        }
+        let va = vb.pp("aspp");
+        let conv1x1 = ConvBnRelu::new(c, a, 1, bn, va.pp("conv1x1"))?;
+        let atrous = [1, 2, 3]
+            .map(|i| ConvBnRelu::new(c, a, 3, bn, va.pp(format!("atrous{i}"))))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let pool = candle_nn::conv2d(c, a, 1, Default::default(), va.pp("pool"))?;
+        let project = ConvBnRelu::new(5 * a, a, 1, bn, va.pp("project"))?;
+        let head = candle_nn::conv2d(a, self.num_classes, 1, Default::default(), vb.pp("head"))?;
+        Ok(DeepLab {
+            cfg: self.clone(),
+            encoder,
+            conv1x1,
+            atrous,
+            pool,
+            project,
+            head,
+        })
     }
 }
 
-/// The DeepLab network.
+/// The DeepLab-lite network.
 #[derive(Debug, Clone)]
 pub struct DeepLab {
     cfg: DeepLabConfig,
+    encoder: Vec<[ConvBnRelu; 2]>,
+    conv1x1: ConvBnRelu,
+    atrous: Vec<ConvBnRelu>,
+    pool: candle_nn::Conv2d,
+    project: ConvBnRelu,
+    head: candle_nn::Conv2d,
 }
 
-impl candle_nn::ModuleT for DeepLab {
-    fn forward_t(&self, _x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        candle_core::bail!("DeepLab is not available in this revision")
+impl ModuleT for DeepLab {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let m = self.cfg.size_multiple();
+        check_input("DeepLab", x, self.cfg.in_channels, m)?;
+        let (_, _, h, w) = x.dims4()?;
+        let mut y = x.clone();
+        for (l, b) in self.encoder.iter().enumerate() {
+            if l > 0 {
+                y = y.max_pool2d(2)?;
+            }
+            y = b[1].forward_t(&b[0].forward_t(&y, train)?, train)?;
+        }
+        let rates = self.cfg.rates_for(h, w);
+        let mut branches = vec![self.conv1x1.forward_t(&y, train)?];
+        for (b, r) in self.atrous.iter().zip(rates) {
+            branches.push(b.forward_dilated(&y, train, r)?);
+        }
+        let pooled = self
+            .pool
+            .forward(&y.mean_keepdim(3)?.mean_keepdim(2)?)?
+            .relu()?;
+        branches.push(pooled.broadcast_as(branches[0].shape())?.contiguous()?);
+        let z = self.project.forward_t(&Tensor::cat(&branches, 1)?, train)?;
+        let logits = self.head.forward(&z)?;
+        match self.cfg.upsampling {
+            Upsampling::Nearest => logits.upsample_nearest2d(h, w),
+            _ => crate::ops::resize_bilinear(&logits, h, w),
+        }
     }
 }
 
@@ -62,12 +210,20 @@ impl Segmenter for DeepLab {
         self.cfg.num_classes
     }
     fn size_multiple(&self) -> usize {
-        8
+        self.cfg.size_multiple()
     }
     fn config(&self) -> ModelConfig {
         ModelConfig::DeepLab(self.cfg.clone())
     }
     fn fold_batch_norm(&mut self) -> Result<usize> {
-        Ok(0)
+        let mut n = 0;
+        let blocks = self.encoder.iter_mut().flatten();
+        let aspp = std::iter::once(&mut self.conv1x1)
+            .chain(self.atrous.iter_mut())
+            .chain(std::iter::once(&mut self.project));
+        for b in blocks.chain(aspp) {
+            n += usize::from(b.fold_batch_norm()?);
+        }
+        Ok(n)
     }
 }

@@ -1,10 +1,35 @@
-//! SegNet (being written: building it returns an error in this revision).
+//! SegNet (Badrinarayanan, Kendall, Cipolla 2017) with true pooling-index unpooling.
+//!
+//! The encoder is a list of levels, each a few [`ConvBnRelu`] followed by a 2×2 max-pool that
+//! records its arg-max indices ([`crate::ops::max_pool2d_with_indices`]). Optional centre
+//! blocks run at the lowest resolution. The decoder visits the levels deepest first: it
+//! doubles the resolution — by default with [`crate::ops::max_unpool2d`] at the recorded
+//! indices — then runs that level's decoder blocks. A 1×1 convolution gives the logits.
+//!
+//! Presets: [`SegNetConfig::basic`] (SegNet-Basic: 4 levels of one 7×7 conv, 64 channels),
+//! [`SegNetConfig::vgg16`] (the VGG-16-depth SegNet: 13 encoder convs, 5 levels) and
+//! [`SegNetConfig::simple`] (the XNet paper's comparator `SimpleSegNet.py`, nearest
+//! up-sampling).
+//!
+//! Variable names: `enc{l}.conv{j}`, `center.conv{j}`, `up{l}` (transposed convolutions only),
+//! `dec{l}.conv{j}`, `head` (levels and blocks 1-based).
 
+use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Up2, Upsampling};
 use super::{ModelConfig, Segmenter};
+use crate::ops::{max_pool2d_with_indices, max_unpool2d};
 use crate::{ModelError, Result};
-use candle_core::Tensor;
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::VarBuilder;
 
-/// Configuration of SegNet.
+/// Configuration of SegNet: explicit output widths of every block. `Default` is
+/// [`SegNetConfig::basic`].
+///
+/// # Examples
+/// ```
+/// use xnet_model::models::SegNetConfig;
+/// assert!(SegNetConfig::vgg16().validate().is_ok());
+/// assert_eq!(SegNetConfig::vgg16().size_multiple(), 32);
+/// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct SegNetConfig {
@@ -12,36 +37,244 @@ pub struct SegNetConfig {
     pub in_channels: usize,
     /// Output classes.
     pub num_classes: usize,
+    /// Output widths of the blocks of each encoder level (top level first); every level ends
+    /// with a 2×2 max-pool.
+    pub encoder: Vec<Vec<usize>>,
+    /// Output widths of blocks at the lowest resolution, between encoder and decoder.
+    pub center: Vec<usize>,
+    /// Output widths of the blocks of each decoder level, indexed like `encoder` (the
+    /// decoder runs `decoder[L−1]` first, right after up-sampling to level `L−1`'s size).
+    pub decoder: Vec<Vec<usize>>,
+    /// Convolution kernel size (odd).
+    pub kernel_size: usize,
+    /// `index_unpool` (SegNet), `nearest`, `bilinear` or `transposed_conv`.
+    pub upsampling: Upsampling,
+    /// Batch-norm settings.
+    pub batch_norm: BatchNormSettings,
 }
 
 impl Default for SegNetConfig {
     fn default() -> Self {
-        Self {
-            in_channels: 1,
-            num_classes: 3,
-        }
+        Self::basic()
     }
 }
 
 impl SegNetConfig {
-    /// Checks the configuration.
+    /// SegNet-Basic: four levels of one 7×7 block of 64 channels each way, index unpooling.
+    pub fn basic() -> Self {
+        Self {
+            in_channels: 1,
+            num_classes: 3,
+            encoder: vec![vec![64]; 4],
+            center: vec![],
+            decoder: vec![vec![64]; 4],
+            kernel_size: 7,
+            upsampling: Upsampling::IndexUnpool,
+            batch_norm: BatchNormSettings::default(),
+        }
+    }
+
+    /// The VGG-16-depth SegNet: encoder 64², 128², 256³, 512³, 512³ (13 convs), mirrored
+    /// decoder whose last block of each level narrows to the next level's width, 3×3 kernels,
+    /// index unpooling.
+    pub fn vgg16() -> Self {
+        Self {
+            in_channels: 1,
+            num_classes: 3,
+            encoder: vec![
+                vec![64; 2],
+                vec![128; 2],
+                vec![256; 3],
+                vec![512; 3],
+                vec![512; 3],
+            ],
+            center: vec![],
+            decoder: vec![
+                vec![64, 64],
+                vec![128, 64],
+                vec![256, 256, 128],
+                vec![512, 512, 256],
+                vec![512, 512, 512],
+            ],
+            kernel_size: 3,
+            upsampling: Upsampling::IndexUnpool,
+            batch_norm: BatchNormSettings::default(),
+        }
+    }
+
+    /// The XNet paper's SegNet comparator (`SimpleSegNet.py`): encoder 64, 128, 256 with
+    /// pools, centre 512, 512, decoder 256, 128, 64 after nearest ×2 up-sampling.
+    pub fn simple() -> Self {
+        Self {
+            in_channels: 1,
+            num_classes: 3,
+            encoder: vec![vec![64], vec![128], vec![256]],
+            center: vec![512, 512],
+            decoder: vec![vec![64], vec![128], vec![256]],
+            kernel_size: 3,
+            upsampling: Upsampling::Nearest,
+            batch_norm: BatchNormSettings::default(),
+        }
+    }
+
+    /// Divides every width by `divisor` (rounding up, at least 1): a CPU-sized variant.
+    pub fn narrowed(mut self, divisor: usize) -> Self {
+        let d = divisor.max(1);
+        let f = |w: &mut usize| *w = w.div_ceil(d).max(1);
+        self.encoder.iter_mut().flatten().for_each(f);
+        self.center.iter_mut().for_each(f);
+        self.decoder.iter_mut().flatten().for_each(f);
+        self
+    }
+
+    /// Channels entering the up-sampling of each level (deepest first visited) and leaving
+    /// the decoder: `(entering[l], out)`.
+    fn channel_walk(&self) -> (Vec<usize>, usize) {
+        let levels = self.encoder.len();
+        let mut c = self.in_channels;
+        for lvl in &self.encoder {
+            c = *lvl.last().unwrap_or(&c);
+        }
+        c = *self.center.last().unwrap_or(&c);
+        let mut entering = vec![0; levels];
+        for l in (0..levels).rev() {
+            entering[l] = c;
+            c = *self.decoder[l].last().unwrap_or(&c);
+        }
+        (entering, c)
+    }
+
+    /// Checks every field, including that index unpooling meets equal channel counts.
     pub fn validate(&self) -> Result<()> {
-        Err(ModelError::InvalidConfig(
-            "SegNet is not available in this revision".into(),
-        ))
+        let bad = |m: String| Err(ModelError::InvalidConfig(format!("SegNet: {m}")));
+        if self.in_channels == 0 || self.num_classes == 0 {
+            return bad("in_channels and num_classes must be ≥ 1".into());
+        }
+        if self.encoder.is_empty() || self.encoder.len() > 8 {
+            return bad(format!(
+                "encoder must have 1 to 8 levels, found {}",
+                self.encoder.len()
+            ));
+        }
+        if self.decoder.len() != self.encoder.len() {
+            return bad(format!(
+                "decoder must have as many levels as the encoder ({}), found {}",
+                self.encoder.len(),
+                self.decoder.len()
+            ));
+        }
+        if let Some(l) = self.encoder.iter().position(|l| l.is_empty()) {
+            return bad(format!("encoder level {} has no blocks", l + 1));
+        }
+        let all = self
+            .encoder
+            .iter()
+            .chain(self.decoder.iter())
+            .flatten()
+            .chain(self.center.iter());
+        if all.into_iter().any(|&w| w == 0) {
+            return bad("every block width must be ≥ 1".into());
+        }
+        if self.kernel_size % 2 == 0 {
+            return bad(format!(
+                "kernel_size must be odd, found {}",
+                self.kernel_size
+            ));
+        }
+        if self.upsampling == Upsampling::IndexUnpool {
+            let (entering, _) = self.channel_walk();
+            for (l, (&c, enc)) in entering.iter().zip(&self.encoder).enumerate() {
+                let pooled = *enc.last().unwrap_or(&0);
+                if c != pooled {
+                    return bad(format!(
+                        "index_unpool at level {} receives {c} channels but its pooling indices have {pooled}; make the blocks before it end with {pooled} channels or use another up-sampling",
+                        l + 1
+                    ));
+                }
+            }
+        }
+        self.batch_norm.validate()
     }
-    /// Input sizes must be multiples of this.
+
+    /// Inputs must have height and width multiples of `2^levels`.
     pub fn size_multiple(&self) -> usize {
-        8
+        1 << self.encoder.len()
     }
-    /// Forward FLOPs of one image.
-    pub fn forward_flops(&self, _h: usize, _w: usize) -> u64 {
-        0
+
+    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.
+    pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
+        let k = self.kernel_size;
+        let levels = self.encoder.len();
+        let mut f = 0;
+        let mut c = self.in_channels;
+        for (l, lvl) in self.encoder.iter().enumerate() {
+            for &o in lvl {
+                f += conv_flops(c, o, k, h >> l, w >> l);
+                c = o;
+            }
+        }
+        for &o in &self.center {
+            f += conv_flops(c, o, k, h >> levels, w >> levels);
+            c = o;
+        }
+        for l in (0..levels).rev() {
+            f += Up2::flops(self.upsampling, c, c, h >> (l + 1), w >> (l + 1));
+            for &o in &self.decoder[l] {
+                f += conv_flops(c, o, k, h >> l, w >> l);
+                c = o;
+            }
+        }
+        f + conv_flops(c, self.num_classes, 1, h, w)
     }
-    /// Builds the network.
-    pub fn build(&self, _vb: candle_nn::VarBuilder) -> Result<SegNet> {
+
+    /// Builds the network (variable names in the [module documentation](self)).
+    pub fn build(&self, vb: VarBuilder) -> Result<SegNet> {
         self.validate()?;
-        Ok(SegNet { cfg: self.clone() })
+        let (k, bn) = (self.kernel_size, self.batch_norm);
+        let mut c = self.in_channels;
+        let mut chain = |widths: &[usize], vb: VarBuilder| -> Result<Vec<ConvBnRelu>> {
+            let mut out = Vec::with_capacity(widths.len());
+            for (j, &o) in widths.iter().enumerate() {
+                out.push(ConvBnRelu::new(
+                    c,
+                    o,
+                    k,
+                    bn,
+                    vb.pp(format!("conv{}", j + 1)),
+                )?);
+                c = o;
+            }
+            Ok(out)
+        };
+        let mut encoder = Vec::new();
+        for (l, lvl) in self.encoder.iter().enumerate() {
+            encoder.push(chain(lvl, vb.pp(format!("enc{}", l + 1)))?);
+        }
+        let center = chain(&self.center, vb.pp("center"))?;
+        let levels = self.encoder.len();
+        let mut decoder: Vec<(Option<Up2>, Vec<ConvBnRelu>)> = Vec::with_capacity(levels);
+        let (entering, _) = self.channel_walk();
+        for l in (0..levels).rev() {
+            let up = match self.upsampling {
+                Upsampling::IndexUnpool => None,
+                kind => Some(Up2::new(
+                    kind,
+                    entering[l],
+                    entering[l],
+                    vb.pp(format!("up{}", l + 1)),
+                )?),
+            };
+            decoder.push((up, chain(&self.decoder[l], vb.pp(format!("dec{}", l + 1)))?));
+        }
+        decoder.reverse();
+        let head = candle_nn::conv2d(c, self.num_classes, 1, Default::default(), vb.pp("head"))?;
+        Ok(SegNet {
+            cfg: self.clone(),
+            encoder,
+            center,
+            decoder,
+            head,
+        })
     }
 }
 
@@ -49,11 +282,47 @@ impl SegNetConfig {
 #[derive(Debug, Clone)]
 pub struct SegNet {
     cfg: SegNetConfig,
+    encoder: Vec<Vec<ConvBnRelu>>,
+    center: Vec<ConvBnRelu>,
+    /// Per level (top first): up-sampling (None = index unpooling) and blocks.
+    decoder: Vec<(Option<Up2>, Vec<ConvBnRelu>)>,
+    head: candle_nn::Conv2d,
 }
 
-impl candle_nn::ModuleT for SegNet {
-    fn forward_t(&self, _x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        candle_core::bail!("SegNet is not available in this revision")
+fn run(blocks: &[ConvBnRelu], x: Tensor, train: bool) -> candle_core::Result<Tensor> {
+    blocks.iter().try_fold(x, |x, b| b.forward_t(&x, train))
+}
+
+impl ModuleT for SegNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        check_input("SegNet", x, self.cfg.in_channels, self.cfg.size_multiple())?;
+        let unpool = self.cfg.upsampling == Upsampling::IndexUnpool;
+        let mut pools = Vec::with_capacity(self.encoder.len());
+        let mut x = x.clone();
+        for lvl in &self.encoder {
+            let y = run(lvl, x, train)?;
+            let (_, _, h, w) = y.dims4()?;
+            x = if unpool {
+                let (v, idx) = max_pool2d_with_indices(&y, 2)?;
+                pools.push(Some((idx, (h, w))));
+                v
+            } else {
+                pools.push(None);
+                y.max_pool2d(2)?
+            };
+        }
+        x = run(&self.center, x, train)?;
+        for (l, (up, blocks)) in self.decoder.iter().enumerate().rev() {
+            x = match (up, &pools[l]) {
+                (Some(up), _) => up.forward(&x)?,
+                (None, Some((idx, size))) => max_unpool2d(&x, idx, *size)?,
+                (None, None) => {
+                    candle_core::bail!("SegNet: missing pooling indices at level {}", l + 1)
+                }
+            };
+            x = run(blocks, x, train)?;
+        }
+        self.head.forward(&x)
     }
 }
 
@@ -62,12 +331,23 @@ impl Segmenter for SegNet {
         self.cfg.num_classes
     }
     fn size_multiple(&self) -> usize {
-        8
+        self.cfg.size_multiple()
     }
     fn config(&self) -> ModelConfig {
         ModelConfig::SegNet(self.cfg.clone())
     }
     fn fold_batch_norm(&mut self) -> Result<usize> {
-        Ok(0)
+        let mut n = 0;
+        let dec = self.decoder.iter_mut().flat_map(|(_, b)| b.iter_mut());
+        for b in self
+            .encoder
+            .iter_mut()
+            .flatten()
+            .chain(self.center.iter_mut())
+            .chain(dec)
+        {
+            n += usize::from(b.fold_batch_norm()?);
+        }
+        Ok(n)
     }
 }

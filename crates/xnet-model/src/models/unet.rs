@@ -1,10 +1,24 @@
-//! UNet (being written: building it returns an error in this revision).
+//! U-Net (Ronneberger, Fischer, Brox 2015) with padded ("same") convolutions and batch-norm.
+//!
+//! `depth` pooling levels; level `l` (1-based from the top) has two [`ConvBnRelu`] of width
+//! `base · 2^(l−1)`, the bottleneck two of width `base · 2^depth`. On the way up each level
+//! doubles the resolution and halves the channels — with a learnt 2×2 stride-2 transposed
+//! convolution (the paper's "up-convolution", the default), or with a parameter-free
+//! nearest/bilinear ×2 followed by a [`ConvBnRelu`] (the PyTorch twin's form) — then
+//! concatenates the encoder tensor first and applies two more [`ConvBnRelu`]. A 1×1
+//! convolution gives the logits.
+//!
+//! Variable names: `enc{l}.conv{1,2}`, `bottleneck.conv{1,2}`, `up{l}`, `dec{l}.conv{1,2}`,
+//! `head`.
 
+use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Up2, Upsampling};
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
-use candle_core::Tensor;
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::VarBuilder;
 
-/// Configuration of UNet.
+/// Configuration of U-Net. `Default` is Ronneberger's widths (64 … 1024, depth 4) with
+/// transposed-convolution up-sampling and batch-norm.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct UNetConfig {
@@ -12,6 +26,16 @@ pub struct UNetConfig {
     pub in_channels: usize,
     /// Output classes.
     pub num_classes: usize,
+    /// Channels of the top level (64 in the paper); level `l` has `base · 2^(l−1)`.
+    pub base_width: usize,
+    /// Number of pooling levels (4 in the paper); inputs must be multiples of `2^depth`.
+    pub depth: usize,
+    /// Convolution kernel size (odd).
+    pub kernel_size: usize,
+    /// Up-sampling: `transposed_conv` (paper), `nearest` or `bilinear` (+ a conv block).
+    pub upsampling: Upsampling,
+    /// Batch-norm settings.
+    pub batch_norm: BatchNormSettings,
 }
 
 impl Default for UNetConfig {
@@ -19,41 +43,162 @@ impl Default for UNetConfig {
         Self {
             in_channels: 1,
             num_classes: 3,
+            base_width: 64,
+            depth: 4,
+            kernel_size: 3,
+            upsampling: Upsampling::TransposedConv,
+            batch_norm: BatchNormSettings::default(),
         }
     }
 }
 
 impl UNetConfig {
-    /// Checks the configuration.
+    /// Width of level `l` (0-based; `depth` is the bottleneck).
+    fn width(&self, l: usize) -> usize {
+        self.base_width << l
+    }
+
+    /// Checks every field.
     pub fn validate(&self) -> Result<()> {
-        Err(ModelError::InvalidConfig(
-            "UNet is not available in this revision".into(),
-        ))
+        let bad = |m: String| Err(ModelError::InvalidConfig(format!("U-Net: {m}")));
+        if self.in_channels == 0 || self.num_classes == 0 || self.base_width == 0 {
+            return bad(format!(
+                "in_channels, num_classes and base_width must be ≥ 1, found {}, {}, {}",
+                self.in_channels, self.num_classes, self.base_width
+            ));
+        }
+        if !(1..=8).contains(&self.depth) {
+            return bad(format!("depth must be 1 to 8, found {}", self.depth));
+        }
+        if self.kernel_size % 2 == 0 {
+            return bad(format!(
+                "kernel_size must be odd, found {}",
+                self.kernel_size
+            ));
+        }
+        if self.upsampling == Upsampling::IndexUnpool {
+            return bad("index_unpool does not fit U-Net (the decoder halves the channels); use transposed_conv, nearest or bilinear".into());
+        }
+        self.batch_norm.validate()
     }
-    /// Input sizes must be multiples of this.
+
+    /// Inputs must have height and width multiples of `2^depth`.
     pub fn size_multiple(&self) -> usize {
-        8
+        1 << self.depth
     }
-    /// Forward FLOPs of one image.
-    pub fn forward_flops(&self, _h: usize, _w: usize) -> u64 {
-        0
+
+    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.
+    pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
+        let k = self.kernel_size;
+        let mut f = 0;
+        let mut cin = self.in_channels;
+        for l in 0..=self.depth {
+            let (y, x, c) = (h >> l, w >> l, self.width(l));
+            f += conv_flops(cin, c, k, y, x) + conv_flops(c, c, k, y, x);
+            cin = c;
+        }
+        for l in (0..self.depth).rev() {
+            let (y, x, c) = (h >> l, w >> l, self.width(l));
+            f += match self.upsampling {
+                Upsampling::TransposedConv => Up2::flops(self.upsampling, 2 * c, c, y / 2, x / 2),
+                _ => conv_flops(2 * c, c, k, y, x),
+            };
+            f += conv_flops(2 * c, c, k, y, x) + conv_flops(c, c, k, y, x);
+        }
+        f + conv_flops(self.base_width, self.num_classes, 1, h, w)
     }
-    /// Builds the network.
-    pub fn build(&self, _vb: candle_nn::VarBuilder) -> Result<UNet> {
+
+    /// Builds the network (variable names in the [module documentation](self)).
+    pub fn build(&self, vb: VarBuilder) -> Result<UNet> {
         self.validate()?;
-        Ok(UNet { cfg: self.clone() })
+        let (k, bn) = (self.kernel_size, self.batch_norm);
+        let double = |cin: usize, c: usize, vb: VarBuilder| -> Result<[ConvBnRelu; 2]> {
+            Ok([
+                ConvBnRelu::new(cin, c, k, bn, vb.pp("conv1"))?,
+                ConvBnRelu::new(c, c, k, bn, vb.pp("conv2"))?,
+            ])
+        };
+        let mut enc = Vec::with_capacity(self.depth);
+        let mut cin = self.in_channels;
+        for l in 0..self.depth {
+            enc.push(double(cin, self.width(l), vb.pp(format!("enc{}", l + 1)))?);
+            cin = self.width(l);
+        }
+        let bottleneck = double(cin, self.width(self.depth), vb.pp("bottleneck"))?;
+        let mut ups = Vec::with_capacity(self.depth);
+        let mut dec = Vec::with_capacity(self.depth);
+        for l in 0..self.depth {
+            let c = self.width(l);
+            let vb_up = vb.pp(format!("up{}", l + 1));
+            ups.push(match self.upsampling {
+                Upsampling::TransposedConv => {
+                    UpStep::Transposed(Up2::new(self.upsampling, 2 * c, c, vb_up)?)
+                }
+                kind => UpStep::Resample(
+                    Up2::new(kind, 2 * c, 2 * c, vb_up.clone())?,
+                    ConvBnRelu::new(2 * c, c, k, bn, vb_up)?,
+                ),
+            });
+            dec.push(double(2 * c, c, vb.pp(format!("dec{}", l + 1)))?);
+        }
+        let head = candle_nn::conv2d(
+            self.base_width,
+            self.num_classes,
+            1,
+            Default::default(),
+            vb.pp("head"),
+        )?;
+        Ok(UNet {
+            cfg: self.clone(),
+            enc,
+            bottleneck,
+            ups,
+            dec,
+            head,
+        })
     }
 }
 
-/// The UNet network.
+#[derive(Debug, Clone)]
+enum UpStep {
+    Transposed(Up2),
+    Resample(Up2, ConvBnRelu),
+}
+
+/// The U-Net network.
 #[derive(Debug, Clone)]
 pub struct UNet {
     cfg: UNetConfig,
+    enc: Vec<[ConvBnRelu; 2]>,
+    bottleneck: [ConvBnRelu; 2],
+    ups: Vec<UpStep>,
+    dec: Vec<[ConvBnRelu; 2]>,
+    head: candle_nn::Conv2d,
 }
 
-impl candle_nn::ModuleT for UNet {
-    fn forward_t(&self, _x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        candle_core::bail!("UNet is not available in this revision")
+fn double(b: &[ConvBnRelu; 2], x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+    b[1].forward_t(&b[0].forward_t(x, train)?, train)
+}
+
+impl ModuleT for UNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        check_input("U-Net", x, self.cfg.in_channels, self.cfg.size_multiple())?;
+        let mut skips = Vec::with_capacity(self.cfg.depth);
+        let mut x = x.clone();
+        for b in &self.enc {
+            let s = double(b, &x, train)?;
+            x = s.max_pool2d(2)?;
+            skips.push(s);
+        }
+        x = double(&self.bottleneck, &x, train)?;
+        for l in (0..self.cfg.depth).rev() {
+            let up = match &self.ups[l] {
+                UpStep::Transposed(t) => t.forward(&x)?,
+                UpStep::Resample(r, c) => c.forward_t(&r.forward(&x)?, train)?,
+            };
+            x = double(&self.dec[l], &Tensor::cat(&[&skips[l], &up], 1)?, train)?;
+        }
+        self.head.forward(&x)
     }
 }
 
@@ -62,12 +207,26 @@ impl Segmenter for UNet {
         self.cfg.num_classes
     }
     fn size_multiple(&self) -> usize {
-        8
+        self.cfg.size_multiple()
     }
     fn config(&self) -> ModelConfig {
         ModelConfig::UNet(self.cfg.clone())
     }
     fn fold_batch_norm(&mut self) -> Result<usize> {
-        Ok(0)
+        let mut n = 0;
+        let ups = self.ups.iter_mut().filter_map(|u| match u {
+            UpStep::Resample(_, c) => Some(c),
+            UpStep::Transposed(_) => None,
+        });
+        let blocks = self
+            .enc
+            .iter_mut()
+            .chain(std::iter::once(&mut self.bottleneck))
+            .chain(self.dec.iter_mut())
+            .flatten();
+        for b in blocks.chain(ups) {
+            n += usize::from(b.fold_batch_norm()?);
+        }
+        Ok(n)
     }
 }

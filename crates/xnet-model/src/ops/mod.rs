@@ -4,7 +4,7 @@
 //! Every operation has two implementations:
 //! - a [`candle_core::CustomOp1`]/[`candle_core::CustomOp2`] with a hand-written CPU
 //!   forward and an exact backward, used for CPU tensors;
-//! - a composition of stock candle primitives (`gather`, `scatter_add`, `argmax`, `matmul`)
+//! - a composition of stock candle primitives (`gather`, `index_add`, `argmax`, `matmul`)
 //!   that runs on any device (CUDA included) and is differentiated by candle's autograd.
 //!   It is the path taken for non-CPU tensors, and the twin the CPU kernels are tested
 //!   against.

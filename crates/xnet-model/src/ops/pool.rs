@@ -353,7 +353,7 @@ pub fn max_pool2d_with_indices_generic(x: &Tensor, kernel: usize) -> CResult<(Te
     Ok((v, idx))
 }
 
-/// [`max_unpool2d`] written with stock candle primitives (`scatter_add`): runs on any device
+/// [`max_unpool2d`] written with stock candle primitives (`index_add`): runs on any device
 /// and is differentiated by candle's autograd.
 pub fn max_unpool2d_generic(
     values: &Tensor,
@@ -369,11 +369,17 @@ pub fn max_unpool2d_generic(
         );
     }
     let (h, w) = size;
-    Tensor::zeros((n, c, h * w), values.dtype(), values.device())?
-        .scatter_add(
-            &indices.flatten_from(2)?.contiguous()?,
-            &values.flatten_from(2)?.contiguous()?,
-            2,
-        )?
+    let (_, _, ih, iw) = values.dims4()?;
+    // Global flat positions `plane · H·W + idx`, then one `index_add` along a flat axis.
+    // (`index_add` rather than `scatter_add`: candle 0.11's scatter_add backward fails when
+    // the source is smaller than the destination.)
+    let offsets: Vec<u32> = (0..n * c).map(|p| (p * h * w) as u32).collect();
+    let offsets = Tensor::from_vec(offsets, (n * c, 1), values.device())?;
+    let global = indices
+        .reshape((n * c, ih * iw))?
+        .broadcast_add(&offsets)?
+        .flatten_all()?;
+    Tensor::zeros(n * c * h * w, values.dtype(), values.device())?
+        .index_add(&global, &values.flatten_all()?, 0)?
         .reshape((n, c, h, w))
 }
