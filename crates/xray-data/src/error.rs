@@ -6,6 +6,9 @@ use std::path::PathBuf;
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong while reading, writing or preparing radiographs and masks.
+///
+/// Every variant that concerns a file names it (`path`); data decoded from memory is
+/// named `<memory>`.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// An operating-system I/O error on a named file.
@@ -20,4 +23,150 @@ pub enum DataError {
     /// A parameter given by the caller is invalid.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    /// The file is neither PNG, TIFF nor DICOM (by content and extension).
+    #[error("{path}: unrecognised image format ({reason}); expected PNG, TIFF or DICOM")]
+    UnknownFormat {
+        /// The file involved.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The file is corrupt, truncated or otherwise not decodable.
+    #[error("{path}: cannot decode {format}: {message}")]
+    Decode {
+        /// The file involved.
+        path: PathBuf,
+        /// The format that was being decoded (`PNG`, `TIFF`, `DICOM`, `CSV`).
+        format: &'static str,
+        /// What the decoder reported.
+        message: String,
+    },
+    /// The file is valid but uses a pixel layout this crate does not support.
+    #[error("{path}: unsupported {what}: found {found}, expected {expected}")]
+    Unsupported {
+        /// The file involved.
+        path: PathBuf,
+        /// The property (bit depth, photometric interpretation, colour type, ...).
+        what: &'static str,
+        /// The value found in the file.
+        found: String,
+        /// What is supported.
+        expected: String,
+    },
+    /// The image is in colour and the caller did not ask for conversion to grayscale.
+    #[error("{path}: colour image ({found}); set LoadOptions::allow_rgb to convert it to luma")]
+    ColorImage {
+        /// The file involved.
+        path: PathBuf,
+        /// The colour type found.
+        found: String,
+    },
+    /// The image has zero width or height.
+    #[error("{path}: empty image ({width}x{height})")]
+    EmptyImage {
+        /// The file involved.
+        path: PathBuf,
+        /// Width found.
+        width: u64,
+        /// Height found.
+        height: u64,
+    },
+    /// The image has more pixels than the configured limit.
+    #[error("{path}: image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")]
+    TooLarge {
+        /// The file involved.
+        path: PathBuf,
+        /// Width found.
+        width: u64,
+        /// Height found.
+        height: u64,
+        /// The configured limit (`LoadOptions::max_pixels`).
+        max_pixels: u64,
+    },
+    /// A pixel value is NaN or infinite.
+    #[error("{path}: non-finite pixel value {value} at (x={x}, y={y})")]
+    NonFinite {
+        /// The file involved.
+        path: PathBuf,
+        /// Column of the first offending pixel.
+        x: u32,
+        /// Row of the first offending pixel.
+        y: u32,
+        /// The value found.
+        value: f32,
+    },
+    /// A pixel value cannot be represented in the output format.
+    #[error("{path}: pixel value {value} at (x={x}, y={y}) outside {min}..={max}")]
+    ValueOutOfRange {
+        /// The file involved.
+        path: PathBuf,
+        /// Column of the first offending pixel.
+        x: u32,
+        /// Row of the first offending pixel.
+        y: u32,
+        /// The value found.
+        value: f32,
+        /// Smallest representable value.
+        min: f32,
+        /// Largest representable value.
+        max: f32,
+    },
+    /// The requested frame of a multi-frame image does not exist.
+    #[error("{path}: frame {frame} requested but the file has {frames} frame(s)")]
+    FrameOutOfRange {
+        /// The file involved.
+        path: PathBuf,
+        /// The frame asked for (0-based).
+        frame: u32,
+        /// The number of frames in the file.
+        frames: u32,
+    },
+    /// A mask holds a value that is not a known label.
+    #[error("{path}: unknown label {value} at (x={x}, y={y}); expected 0..{num_classes} or 255 (ignore)")]
+    UnknownLabel {
+        /// The mask file involved.
+        path: PathBuf,
+        /// Column of the first offending pixel.
+        x: u32,
+        /// Row of the first offending pixel.
+        y: u32,
+        /// The value found.
+        value: u8,
+        /// Number of classes the labels were checked against.
+        num_classes: u8,
+    },
+    /// Two things that must have the same size do not.
+    #[error(
+        "{path}: size {found_width}x{found_height}, expected {expected_width}x{expected_height}"
+    )]
+    SizeMismatch {
+        /// The file (or item) whose size is wrong.
+        path: PathBuf,
+        /// Expected width.
+        expected_width: u32,
+        /// Expected height.
+        expected_height: u32,
+        /// Width found.
+        found_width: u32,
+        /// Height found.
+        found_height: u32,
+    },
+    /// A dataset folder is malformed (missing mask, duplicate stem, empty, bad categories.csv).
+    #[error("{path}: {message}")]
+    Dataset {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+impl DataError {
+    /// Builds [`DataError::Io`] from a path and an I/O error.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }

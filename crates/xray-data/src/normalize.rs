@@ -1,1 +1,144 @@
 //! Intensity normalisation: min-max, percentile windowing, log transform.
+//!
+//! All functions map a radiograph in detector units to `0.0..=1.0` (the log transform alone
+//! keeps its own scale) and never produce NaN: a constant image maps to all zeros.
+
+use crate::{DataError, Radiograph, Result};
+
+/// How [`normalize`] maps intensities to `0.0..=1.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Method {
+    /// Per-image min-max: `(v - min) / (max - min)` (the XNet default).
+    #[default]
+    MinMax,
+    /// Percentile windowing: values below the `low`-th percentile map to 0, above the
+    /// `high`-th to 1, linear between (percentiles as numpy's default "linear" method).
+    Percentile {
+        /// Lower percentile, `0.0..100.0`.
+        low: f32,
+        /// Upper percentile, `low..=100.0`.
+        high: f32,
+    },
+}
+
+/// Configuration of [`normalize`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NormalizeConfig {
+    /// The intensity mapping.
+    pub method: Method,
+    /// Apply [`log_transform`] before the mapping (attenuation-like contrast).
+    pub log: bool,
+}
+
+impl NormalizeConfig {
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] when percentiles are outside `0..=100` or not ordered.
+    pub fn validate(&self) -> Result<()> {
+        if let Method::Percentile { low, high } = self.method {
+            if !(0.0..=100.0).contains(&low) || !(0.0..=100.0).contains(&high) || low >= high {
+                return Err(DataError::InvalidParameter(format!(
+                    "percentile window must satisfy 0 <= low < high <= 100, got low={low}, high={high}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Normalises `img` as `cfg` says.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] from [`NormalizeConfig::validate`].
+///
+/// # Examples
+/// ```
+/// use xray_data::normalize::{normalize, NormalizeConfig};
+/// let img = xray_data::Radiograph::from_raw(3, 1, vec![10.0, 20.0, 30.0]).unwrap();
+/// let out = normalize(&img, &NormalizeConfig::default()).unwrap();
+/// assert_eq!(out.as_raw(), &vec![0.0, 0.5, 1.0]);
+/// ```
+pub fn normalize(img: &Radiograph, cfg: &NormalizeConfig) -> Result<Radiograph> {
+    cfg.validate()?;
+    let mut out = if cfg.log {
+        log_transform(img)
+    } else {
+        img.clone()
+    };
+    match cfg.method {
+        Method::MinMax => min_max_in_place(&mut out),
+        Method::Percentile { low, high } => {
+            let (lo, hi) = percentiles(out.as_raw(), low, high);
+            window_in_place(&mut out, lo, hi);
+        }
+    }
+    Ok(out)
+}
+
+/// Per-image min-max normalisation to `0.0..=1.0`; a constant image becomes all zeros.
+pub fn min_max(img: &Radiograph) -> Radiograph {
+    let mut out = img.clone();
+    min_max_in_place(&mut out);
+    out
+}
+
+/// In-place form of [`min_max`].
+pub fn min_max_in_place(img: &mut Radiograph) {
+    let (lo, hi) = img
+        .as_raw()
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    window_in_place(img, lo, hi);
+}
+
+/// Maps `lo..=hi` linearly to `0.0..=1.0`, clamping outside; `hi <= lo` gives all zeros.
+pub fn window_in_place(img: &mut Radiograph, lo: f32, hi: f32) {
+    let range = hi - lo;
+    if range > 0.0 && range.is_finite() {
+        let inv = 1.0 / range;
+        img.iter_mut()
+            .for_each(|v| *v = ((*v - lo) * inv).clamp(0.0, 1.0));
+    } else {
+        img.iter_mut().for_each(|v| *v = 0.0);
+    }
+}
+
+/// The `low`-th and `high`-th percentiles of `values` (numpy's default linear
+/// interpolation between closest ranks). Empty input gives `(0, 0)`.
+pub fn percentiles(values: &[f32], low: f32, high: f32) -> (f32, f32) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut v = values.to_vec();
+    let lo = percentile_select(&mut v, low);
+    let hi = percentile_select(&mut v, high);
+    (lo, hi)
+}
+
+fn percentile_select(v: &mut [f32], pct: f32) -> f32 {
+    let n = v.len();
+    let pos = (f64::from(pct.clamp(0.0, 100.0)) / 100.0) * (n - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = (pos - i as f64) as f32;
+    let (_, &mut a, rest) = v.select_nth_unstable_by(i, f32::total_cmp);
+    if frac == 0.0 || rest.is_empty() {
+        return a;
+    }
+    // The next order statistic is the minimum of the part above the i-th.
+    let b = rest.iter().copied().fold(f32::INFINITY, f32::min);
+    a + (b - a) * frac
+}
+
+/// Log transform `ln(1 + max(v - min, 0))`: compresses the large dynamic range of
+/// transmitted intensity so that thick and thin parts get comparable contrast. Shifting by
+/// the image minimum keeps the argument at least 1, so the result is finite and `>= 0`.
+pub fn log_transform(img: &Radiograph) -> Radiograph {
+    let lo = img.as_raw().iter().copied().fold(f32::INFINITY, f32::min);
+    let lo = if lo.is_finite() { lo } else { 0.0 };
+    let mut out = img.clone();
+    out.iter_mut().for_each(|v| *v = (*v - lo).max(0.0).ln_1p());
+    out
+}

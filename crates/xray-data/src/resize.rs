@@ -1,1 +1,152 @@
 //! Resizing images (area, bilinear) and masks (nearest).
+//!
+//! Pixel centres are aligned (`align_corners = false` in PyTorch terms): output pixel `x`
+//! covers input `[x·s, (x+1)·s)` with `s = in / out`.
+
+use crate::{DataError, Mask, Radiograph, Result};
+
+/// The interpolation used by [`resize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filter {
+    /// Exact area averaging: every output pixel is the mean of the input area it covers,
+    /// weighted by overlap (OpenCV `INTER_AREA` for shrinking; PyTorch `adaptive_avg_pool2d`
+    /// for integer factors). The right choice for shrinking: no aliasing.
+    #[default]
+    Area,
+    /// Bilinear interpolation between the four nearest input pixel centres, borders
+    /// clamped (PyTorch `interpolate(mode="bilinear", align_corners=False)` without
+    /// antialiasing).
+    Bilinear,
+}
+
+fn check(w_in: u32, h_in: u32, w: u32, h: u32) -> Result<()> {
+    if w_in == 0 || h_in == 0 || w == 0 || h == 0 {
+        return Err(DataError::InvalidParameter(format!(
+            "cannot resize {w_in}x{h_in} to {w}x{h}: sizes must be non-zero"
+        )));
+    }
+    Ok(())
+}
+
+/// Resizes a radiograph to `width × height` with `filter`.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] for a zero input or output size.
+///
+/// # Examples
+/// ```
+/// use xray_data::resize::{resize, Filter};
+/// let img = xray_data::Radiograph::from_raw(2, 2, vec![0.0, 2.0, 4.0, 6.0]).unwrap();
+/// let one = resize(&img, 1, 1, Filter::Area).unwrap();
+/// assert_eq!(one.as_raw(), &vec![3.0]);
+/// ```
+pub fn resize(img: &Radiograph, width: u32, height: u32, filter: Filter) -> Result<Radiograph> {
+    let (w_in, h_in) = img.dimensions();
+    check(w_in, h_in, width, height)?;
+    if (w_in, h_in) == (width, height) {
+        return Ok(img.clone());
+    }
+    let data = match filter {
+        Filter::Area => separable(img.as_raw(), w_in, h_in, width, height, area_weights),
+        Filter::Bilinear => separable(img.as_raw(), w_in, h_in, width, height, bilinear_weights),
+    };
+    Radiograph::from_raw(width, height, data)
+        .ok_or_else(|| DataError::InvalidParameter("resize produced a wrong-sized buffer".into()))
+}
+
+/// Resizes a label mask with nearest-neighbour sampling at pixel centres
+/// (`src = floor((dst + 0.5) · in / out)`, PyTorch's `nearest-exact`), so labels are never
+/// mixed.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] for a zero input or output size.
+pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Result<Mask> {
+    let (w_in, h_in) = mask.dimensions();
+    check(w_in, h_in, width, height)?;
+    let xs: Vec<u32> = (0..width).map(|x| nearest(x, w_in, width)).collect();
+    let mut out = Mask::new(width, height);
+    for y in 0..height {
+        let sy = nearest(y, h_in, height);
+        for (x, &sx) in xs.iter().enumerate() {
+            out.put_pixel(x as u32, y, *mask.get_pixel(sx, sy));
+        }
+    }
+    Ok(out)
+}
+
+fn nearest(dst: u32, n_in: u32, n_out: u32) -> u32 {
+    let s = ((u64::from(dst) * 2 + 1) * u64::from(n_in)) / (2 * u64::from(n_out));
+    (s as u32).min(n_in - 1)
+}
+
+/// Sparse 1-D resampling weights: for each output index, `(first input index, weights)`.
+type Weights = Vec<(usize, Vec<f32>)>;
+
+fn area_weights(n_in: u32, n_out: u32) -> Weights {
+    let scale = f64::from(n_in) / f64::from(n_out);
+    (0..n_out)
+        .map(|o| {
+            let start = f64::from(o) * scale;
+            let end = start + scale;
+            let first = start.floor() as usize;
+            let last = (end.ceil() as usize).min(n_in as usize);
+            let ws: Vec<f32> = (first..last)
+                .map(|i| {
+                    let overlap = end.min(i as f64 + 1.0) - start.max(i as f64);
+                    (overlap.max(0.0) / scale) as f32
+                })
+                .collect();
+            (first, ws)
+        })
+        .collect()
+}
+
+fn bilinear_weights(n_in: u32, n_out: u32) -> Weights {
+    let scale = f64::from(n_in) / f64::from(n_out);
+    let max = f64::from(n_in - 1);
+    (0..n_out)
+        .map(|o| {
+            let src = ((f64::from(o) + 0.5) * scale - 0.5).clamp(0.0, max);
+            let i0 = src.floor() as usize;
+            let t = (src - i0 as f64) as f32;
+            if i0 + 1 < n_in as usize && t > 0.0 {
+                (i0, vec![1.0 - t, t])
+            } else {
+                (i0, vec![1.0])
+            }
+        })
+        .collect()
+}
+
+/// Applies 1-D weights along rows, then along columns.
+fn separable(
+    src: &[f32],
+    w_in: u32,
+    h_in: u32,
+    w: u32,
+    h: u32,
+    weights: fn(u32, u32) -> Weights,
+) -> Vec<f32> {
+    let (w_in, h_in_u, w_u, h_u) = (w_in as usize, h_in as usize, w as usize, h as usize);
+    let wx = weights(w_in as u32, w);
+    let wy = weights(h_in, h);
+    // Horizontal pass: h_in × w.
+    let mut tmp = vec![0.0f32; h_in_u * w_u];
+    for (row_in, row_out) in src.chunks_exact(w_in).zip(tmp.chunks_exact_mut(w_u)) {
+        for (o, (first, ws)) in row_out.iter_mut().zip(&wx) {
+            *o = ws.iter().zip(&row_in[*first..]).map(|(a, b)| a * b).sum();
+        }
+    }
+    // Vertical pass: h × w, accumulating whole rows for cache-friendly access.
+    let mut out = vec![0.0f32; h_u * w_u];
+    for (row_out, (first, ws)) in out.chunks_exact_mut(w_u).zip(&wy) {
+        for (k, &wgt) in ws.iter().enumerate() {
+            let row_in = &tmp[(first + k) * w_u..(first + k + 1) * w_u];
+            row_out
+                .iter_mut()
+                .zip(row_in)
+                .for_each(|(o, &v)| *o += wgt * v);
+        }
+    }
+    out
+}

@@ -1,0 +1,353 @@
+//! DICOM radiographs (CR/DX) through dicom-rs.
+
+use super::{check_finite, check_size, to_radiograph, LoadOptions};
+use crate::{DataError, Radiograph, Result};
+use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::PixelDecoder;
+use std::path::Path;
+
+/// How the stored values of a DICOM image are meant to be displayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Photometric {
+    /// The smallest value displays white (film-like: already "larger = more X-rays").
+    Monochrome1,
+    /// The smallest value displays black (mirrored on loading).
+    Monochrome2,
+}
+
+/// A DICOM radiograph in the crate's convention plus the metadata that explains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DicomImage {
+    /// The selected frame: rescaled values, larger = more X-rays.
+    pub image: Radiograph,
+    /// Photometric interpretation as stored in the file.
+    pub photometric: Photometric,
+    /// Whether the values were mirrored to reach the convention (MONOCHROME2 without an
+    /// `INVERSE` presentation LUT shape, or MONOCHROME1 with one).
+    pub inverted: bool,
+    /// Bits stored per sample (8 to 16).
+    pub bits_stored: u16,
+    /// Bits allocated per sample (8 or 16).
+    pub bits_allocated: u16,
+    /// Whether samples are two's-complement signed (`PixelRepresentation` 1).
+    pub signed: bool,
+    /// Number of rows (image height).
+    pub rows: u32,
+    /// Number of columns (image width).
+    pub columns: u32,
+    /// Number of frames in the file.
+    pub frames: u32,
+    /// The frame that was decoded (0-based).
+    pub frame: u32,
+    /// `RescaleSlope` (1 when absent).
+    pub rescale_slope: f64,
+    /// `RescaleIntercept` (0 when absent).
+    pub rescale_intercept: f64,
+    /// Spacing between rows and between columns in mm: `PixelSpacing`, or
+    /// `ImagerPixelSpacing` (at the detector) when the former is absent.
+    pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// Transfer syntax UID of the file.
+    pub transfer_syntax: String,
+    /// `Modality` (e.g. `CR`, `DX`), when present.
+    pub modality: Option<String>,
+    /// `BodyPartExamined`, when present.
+    pub body_part: Option<String>,
+}
+
+/// Loads a DICOM file (with or without preamble) into a [`DicomImage`].
+///
+/// Supports MONOCHROME1/MONOCHROME2, BitsStored 8 to 16 (signed or unsigned), Rescale
+/// Slope/Intercept, and the uncompressed, RLE lossless, JPEG (lossless), JPEG 2000 and
+/// JPEG-LS transfer syntaxes; [`LoadOptions::frame`] selects the frame of a multi-frame file.
+///
+/// # Errors
+/// A [`DataError`] naming `path`: [`DataError::Decode`] for a corrupt or truncated file or a
+/// missing attribute, [`DataError::Unsupported`] for bit depths, sample counts or photometric
+/// interpretations outside the list above, [`DataError::FrameOutOfRange`],
+/// [`DataError::EmptyImage`], [`DataError::TooLarge`], [`DataError::NonFinite`].
+pub fn load_dicom(path: &Path, opts: &LoadOptions) -> Result<DicomImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_dicom_at(path, &bytes, opts)
+}
+
+/// Decodes an in-memory DICOM file (with or without the 128-byte preamble); errors name the
+/// source `<memory>`.
+///
+/// # Errors
+/// As [`load_dicom`].
+pub fn decode_dicom(bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
+    decode_dicom_at(&super::memory_path(), bytes, opts)
+}
+
+fn derr(path: &Path, message: impl Into<String>) -> DataError {
+    DataError::Decode {
+        path: path.to_path_buf(),
+        format: "DICOM",
+        message: message.into(),
+    }
+}
+
+fn unsupported(path: &Path, what: &'static str, found: String, expected: &str) -> DataError {
+    DataError::Unsupported {
+        path: path.to_path_buf(),
+        what,
+        found,
+        expected: expected.into(),
+    }
+}
+
+fn get_str(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    let e = obj.element_opt(tag).ok()??;
+    let s = e.to_str().ok()?;
+    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn get_int(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+    name: &str,
+) -> Result<Option<i64>> {
+    match obj.element_opt(tag) {
+        Ok(Some(e)) => e
+            .to_int::<i64>()
+            .map(Some)
+            .map_err(|err| derr(path, format!("attribute {name} is not an integer: {err}"))),
+        _ => Ok(None),
+    }
+}
+
+fn require_int(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+    name: &str,
+) -> Result<i64> {
+    get_int(path, obj, tag, name)?
+        .ok_or_else(|| derr(path, format!("required attribute {name} is missing")))
+}
+
+fn get_float(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+    name: &str,
+) -> Result<Option<f64>> {
+    match obj.element_opt(tag) {
+        Ok(Some(e)) => {
+            let v = e
+                .to_float64()
+                .map_err(|err| derr(path, format!("attribute {name} is not a number: {err}")))?;
+            if !v.is_finite() {
+                return Err(derr(path, format!("attribute {name} is not finite ({v})")));
+            }
+            Ok(Some(v))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn get_spacing(obj: &DefaultDicomObject) -> Option<[f64; 2]> {
+    [tags::PIXEL_SPACING, tags::IMAGER_PIXEL_SPACING]
+        .into_iter()
+        .find_map(|tag| {
+            let v = obj.element_opt(tag).ok()??.to_multi_float64().ok()?;
+            match v.as_slice() {
+                [r, c, ..] if r.is_finite() && c.is_finite() && *r > 0.0 && *c > 0.0 => {
+                    Some([*r, *c])
+                }
+                _ => None,
+            }
+        })
+}
+
+pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
+    if bytes.is_empty() {
+        return Err(derr(path, "file is empty (0 bytes)"));
+    }
+    let preamble = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        ReadPreamble::Always
+    } else {
+        ReadPreamble::Never
+    };
+    // A third-party decoder must not take the process down on hostile input; a panic in it
+    // is reported as a decoding error (fuzzing still sees it: libFuzzer aborts on panic).
+    let parsed = std::panic::catch_unwind(|| {
+        OpenFileOptions::new()
+            .read_preamble(preamble)
+            .from_reader(bytes)
+    })
+    .map_err(|_| derr(path, "the DICOM parser panicked on this file"))?;
+    let obj = parsed.map_err(|e| derr(path, format!("not a readable DICOM file: {e}")))?;
+
+    let rows = require_int(path, &obj, tags::ROWS, "Rows")?;
+    let cols = require_int(path, &obj, tags::COLUMNS, "Columns")?;
+    if rows < 0 || cols < 0 || rows > u32::MAX as i64 || cols > u32::MAX as i64 {
+        return Err(derr(path, format!("invalid size {cols}x{rows}")));
+    }
+    check_size(path, cols as u64, rows as u64, opts.max_pixels)?;
+    let (rows, cols) = (rows as u32, cols as u32);
+
+    let frames = get_int(path, &obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1);
+    if !(1..=i64::from(u32::MAX)).contains(&frames) {
+        return Err(derr(path, format!("invalid NumberOfFrames {frames}")));
+    }
+    let frames = frames as u32;
+    if opts.frame >= frames {
+        return Err(DataError::FrameOutOfRange {
+            path: path.to_path_buf(),
+            frame: opts.frame,
+            frames,
+        });
+    }
+
+    let spp = get_int(path, &obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
+    let photometric_str = get_str(&obj, tags::PHOTOMETRIC_INTERPRETATION).ok_or_else(|| {
+        derr(
+            path,
+            "required attribute PhotometricInterpretation is missing",
+        )
+    })?;
+    let photometric = match photometric_str.as_str() {
+        "MONOCHROME1" => Photometric::Monochrome1,
+        "MONOCHROME2" => Photometric::Monochrome2,
+        other => {
+            return Err(unsupported(
+                path,
+                "photometric interpretation",
+                other.to_string(),
+                "MONOCHROME1 or MONOCHROME2",
+            ))
+        }
+    };
+    if spp != 1 {
+        return Err(unsupported(path, "samples per pixel", spp.to_string(), "1"));
+    }
+    let bits_allocated = require_int(path, &obj, tags::BITS_ALLOCATED, "BitsAllocated")?;
+    if bits_allocated != 8 && bits_allocated != 16 {
+        return Err(unsupported(
+            path,
+            "bits allocated",
+            bits_allocated.to_string(),
+            "8 or 16",
+        ));
+    }
+    let bits_stored = require_int(path, &obj, tags::BITS_STORED, "BitsStored")?;
+    if !(8..=bits_allocated).contains(&bits_stored) {
+        return Err(unsupported(
+            path,
+            "bits stored",
+            bits_stored.to_string(),
+            &format!("8 to {bits_allocated} (BitsAllocated)"),
+        ));
+    }
+    let high_bit = get_int(path, &obj, tags::HIGH_BIT, "HighBit")?.unwrap_or(bits_stored - 1);
+    if high_bit < bits_stored - 1 || high_bit >= bits_allocated {
+        return Err(unsupported(
+            path,
+            "high bit",
+            high_bit.to_string(),
+            &format!("{} to {}", bits_stored - 1, bits_allocated - 1),
+        ));
+    }
+    let signed = match get_int(
+        path,
+        &obj,
+        tags::PIXEL_REPRESENTATION,
+        "PixelRepresentation",
+    )?
+    .unwrap_or(0)
+    {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(unsupported(
+                path,
+                "pixel representation",
+                other.to_string(),
+                "0 or 1",
+            ))
+        }
+    };
+    let slope = get_float(path, &obj, tags::RESCALE_SLOPE, "RescaleSlope")?.unwrap_or(1.0);
+    let intercept =
+        get_float(path, &obj, tags::RESCALE_INTERCEPT, "RescaleIntercept")?.unwrap_or(0.0);
+    if slope == 0.0 {
+        return Err(derr(path, "RescaleSlope is 0"));
+    }
+    let inverse_lut = get_str(&obj, tags::PRESENTATION_LUT_SHAPE).as_deref() == Some("INVERSE");
+    let inverted = (photometric == Photometric::Monochrome2) != inverse_lut;
+
+    let decoded = std::panic::catch_unwind(|| obj.decode_pixel_data_frame(opts.frame))
+        .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
+        .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;
+    if decoded.rows() != rows || decoded.columns() != cols {
+        return Err(derr(
+            path,
+            format!(
+                "decoded frame is {}x{}, header says {cols}x{rows}",
+                decoded.columns(),
+                decoded.rows()
+            ),
+        ));
+    }
+    let raw = decoded.frame_data(0).map_err(|e| {
+        derr(
+            path,
+            format!("pixel data too short for frame {}: {e}", opts.frame),
+        )
+    })?;
+
+    let bits = bits_stored as u32;
+    let shift = (high_bit + 1 - bits_stored) as u32;
+    let mask: u32 = (1u32 << bits) - 1;
+    let (lo, hi): (i64, i64) = if signed {
+        (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1)
+    } else {
+        (0, (1i64 << bits) - 1)
+    };
+    let convert = |word: u32| -> f32 {
+        let u = (word >> shift) & mask;
+        let mut v = if signed && u & (1 << (bits - 1)) != 0 {
+            i64::from(u) - (1i64 << bits)
+        } else {
+            i64::from(u)
+        };
+        if inverted {
+            v = lo + hi - v;
+        }
+        (slope * v as f64 + intercept) as f32
+    };
+    let n = rows as usize * cols as usize;
+    let data: Vec<f32> = if bits_allocated == 8 {
+        raw.iter().take(n).map(|&b| convert(u32::from(b))).collect()
+    } else {
+        raw.chunks_exact(2)
+            .take(n)
+            .map(|c| convert(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+            .collect()
+    };
+    check_finite(path, cols, &data)?;
+    let image = to_radiograph(path, "DICOM", cols, rows, data)?;
+    Ok(DicomImage {
+        image,
+        photometric,
+        inverted,
+        bits_stored: bits_stored as u16,
+        bits_allocated: bits_allocated as u16,
+        signed,
+        rows,
+        columns: cols,
+        frames,
+        frame: opts.frame,
+        rescale_slope: slope,
+        rescale_intercept: intercept,
+        pixel_spacing_mm: get_spacing(&obj),
+        transfer_syntax: obj.meta().transfer_syntax().to_string(),
+        modality: get_str(&obj, tags::MODALITY),
+        body_part: get_str(&obj, tags::BODY_PART_EXAMINED),
+    })
+}

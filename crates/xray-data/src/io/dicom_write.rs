@@ -1,0 +1,136 @@
+//! Writing radiographs as uncompressed DICOM (for tests, benches and exchange with viewers).
+
+use super::{check_finite, check_size, Photometric};
+use crate::{DataError, Radiograph, Result};
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::InMemDicomObject;
+use std::path::Path;
+
+/// Options of [`save_dicom`] / [`encode_dicom`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DicomWriteOptions {
+    /// Photometric interpretation to store. With `Monochrome1` the values are stored as they
+    /// are; with `Monochrome2` they are mirrored (`2^bits - 1 - v`) so that loading gives the
+    /// radiograph back either way.
+    pub photometric: Photometric,
+    /// Bits stored per sample, 8 to 16 (16 bits are always allocated).
+    pub bits_stored: u16,
+    /// Pixel spacing (row, column) in mm to record, if known.
+    pub pixel_spacing_mm: Option<[f64; 2]>,
+}
+
+impl Default for DicomWriteOptions {
+    fn default() -> Self {
+        DicomWriteOptions {
+            photometric: Photometric::Monochrome1,
+            bits_stored: 16,
+            pixel_spacing_mm: None,
+        }
+    }
+}
+
+/// Encodes a radiograph as a DICOM Part 10 file (preamble, explicit VR little endian,
+/// uncompressed, modality DX) that [`super::load_dicom`] reads back unchanged.
+///
+/// Values are rounded to the nearest integer and must lie in `0..=2^bits_stored - 1`.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] for `bits_stored` outside 8..=16,
+/// [`DataError::ValueOutOfRange`], [`DataError::NonFinite`], [`DataError::EmptyImage`].
+pub fn encode_dicom(img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8>> {
+    encode_at(&super::memory_path(), img, opts)
+}
+
+/// Writes a radiograph to `path` as [`encode_dicom`] encodes it.
+///
+/// # Errors
+/// As [`encode_dicom`], plus [`DataError::Io`].
+pub fn save_dicom(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<()> {
+    let bytes = encode_at(path, img, opts)?;
+    std::fs::write(path, bytes).map_err(|e| DataError::io(path, e))
+}
+
+fn encode_at(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8>> {
+    let bits = opts.bits_stored;
+    if !(8..=16).contains(&bits) {
+        return Err(DataError::InvalidParameter(format!(
+            "DICOM bits_stored must be 8..=16, got {bits}"
+        )));
+    }
+    let (w, h) = img.dimensions();
+    check_size(path, w.into(), h.into(), u64::MAX)?;
+    if w > u32::from(u16::MAX) || h > u32::from(u16::MAX) {
+        return Err(DataError::InvalidParameter(format!(
+            "{}: DICOM rows/columns are limited to 65535, image is {w}x{h}",
+            path.display()
+        )));
+    }
+    check_finite(path, w, img.as_raw())?;
+    let hi = (1u32 << bits) - 1;
+    let mut samples = Vec::with_capacity(img.len());
+    for (i, &v) in img.as_raw().iter().enumerate() {
+        let r = v.round();
+        if !(0.0..=hi as f32).contains(&r) {
+            return Err(DataError::ValueOutOfRange {
+                path: path.to_path_buf(),
+                x: (i % w as usize) as u32,
+                y: (i / w as usize) as u32,
+                value: v,
+                min: 0.0,
+                max: hi as f32,
+            });
+        }
+        let s = r as u32;
+        samples.push(match opts.photometric {
+            Photometric::Monochrome1 => s,
+            Photometric::Monochrome2 => hi - s,
+        } as u16);
+    }
+    let photometric = match opts.photometric {
+        Photometric::Monochrome1 => "MONOCHROME1",
+        Photometric::Monochrome2 => "MONOCHROME2",
+    };
+    let sop_instance = "2.25.1";
+    let mut obj = InMemDicomObject::from_element_iter([
+        DataElement::new(
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+        ),
+        DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, sop_instance),
+        DataElement::new(tags::MODALITY, VR::CS, "DX"),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+        DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric),
+        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(h as u16)),
+        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(w as u16)),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits)),
+        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1)),
+        DataElement::new(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ),
+        DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(samples.into()),
+        ),
+    ]);
+    if let Some([r, c]) = opts.pixel_spacing_mm {
+        obj.put(DataElement::new(
+            tags::IMAGER_PIXEL_SPACING,
+            VR::DS,
+            format!("{r}\\{c}"),
+        ));
+    }
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .map_err(|e| DataError::InvalidParameter(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    file.write_all(&mut out)
+        .map_err(|e| DataError::InvalidParameter(format!("{}: {e}", path.display())))?;
+    Ok(out)
+}

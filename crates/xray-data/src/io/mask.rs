@@ -1,0 +1,199 @@
+//! Label masks: index PNGs and the colour-coded label images of the XNet reference data.
+
+use super::raster::image_write_err;
+use crate::{DataError, Mask, Result, BONE, IGNORE_LABEL, OPEN_BEAM, SOFT_TISSUE};
+use image::{Rgb, RgbImage};
+use std::io::Cursor;
+use std::path::Path;
+
+/// Per-channel tolerance of [`decode_color_mask`]: a pixel matches a colour when every
+/// channel is within ±100 (inclusive) of it, as `numpy.isclose(..., atol=100)` in XNet's
+/// `rgb2label.py`.
+pub const COLOR_TOLERANCE: u8 = 100;
+
+/// Soft tissue in the XNet label images: BGR `[255,255,0]`, i.e. RGB `(0,255,255)` (cyan).
+const SOFT_TISSUE_RGB: [u8; 3] = [0, 255, 255];
+/// Bone in the XNet label images: BGR `[0,0,255]`, i.e. RGB `(255,0,0)` (red).
+const BONE_RGB: [u8; 3] = [255, 0, 0];
+/// Open beam as [`encode_color_mask`] writes it: white.
+const OPEN_BEAM_RGB: [u8; 3] = [255, 255, 255];
+
+fn close(p: &[u8; 3], c: &[u8; 3]) -> bool {
+    p.iter()
+        .zip(c)
+        .all(|(&a, &b)| a.abs_diff(b) <= COLOR_TOLERANCE)
+}
+
+/// Decodes a colour-coded XNet label image, given in **RGB** channel order (as `image`
+/// loads it), into class indices.
+///
+/// The reference data were read with OpenCV, i.e. in BGR order: BGR `[255,255,0]` (RGB cyan
+/// `(0,255,255)`) is soft tissue (`1`), BGR `[0,0,255]` (RGB red `(255,0,0)`) is bone (`2`),
+/// everything else is open beam (`0`); each channel may differ by up to
+/// [`COLOR_TOLERANCE`]. The two colours are more than twice the tolerance apart, so no
+/// pixel can match both.
+///
+/// # Examples
+/// ```
+/// use image::{Rgb, RgbImage};
+/// let mut rgb = RgbImage::from_pixel(3, 1, Rgb([255, 255, 255]));
+/// rgb.put_pixel(1, 0, Rgb([20, 230, 240])); // cyan-ish: soft tissue
+/// rgb.put_pixel(2, 0, Rgb([200, 90, 0])); // red-ish: bone
+/// let mask = xray_data::io::decode_color_mask(&rgb);
+/// assert_eq!(mask.as_raw(), &vec![0, 1, 2]);
+/// ```
+pub fn decode_color_mask(rgb: &RgbImage) -> Mask {
+    let (w, h) = rgb.dimensions();
+    let data = rgb
+        .pixels()
+        .map(|Rgb(p)| {
+            if close(p, &SOFT_TISSUE_RGB) {
+                SOFT_TISSUE
+            } else if close(p, &BONE_RGB) {
+                BONE
+            } else {
+                OPEN_BEAM
+            }
+        })
+        .collect();
+    Mask::from_raw(w, h, data).unwrap_or_else(|| Mask::new(w, h))
+}
+
+/// Encodes class indices as an XNet colour label image in **RGB** order: open beam white,
+/// soft tissue cyan `(0,255,255)`, bone red `(255,0,0)`. [`decode_color_mask`] inverts it.
+///
+/// # Errors
+/// [`DataError::UnknownLabel`] for any value other than 0, 1, 2 (the colour scheme has no
+/// colour for [`IGNORE_LABEL`]).
+pub fn encode_color_mask(mask: &Mask) -> Result<RgbImage> {
+    let (w, h) = mask.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (x, y, p) in mask.enumerate_pixels() {
+        let c = match p.0[0] {
+            OPEN_BEAM => OPEN_BEAM_RGB,
+            SOFT_TISSUE => SOFT_TISSUE_RGB,
+            BONE => BONE_RGB,
+            value => {
+                return Err(DataError::UnknownLabel {
+                    path: super::memory_path(),
+                    x,
+                    y,
+                    value,
+                    num_classes: 3,
+                })
+            }
+        };
+        out.put_pixel(x, y, Rgb(c));
+    }
+    Ok(out)
+}
+
+/// Checks that every value of `mask` is a class index below `num_classes` or
+/// [`IGNORE_LABEL`]; `path` names the mask in the error.
+///
+/// # Errors
+/// [`DataError::UnknownLabel`] naming the first offending pixel.
+pub fn validate_mask(path: &Path, mask: &Mask, num_classes: u8) -> Result<()> {
+    let w = mask.width().max(1) as usize;
+    if let Some(i) = mask
+        .as_raw()
+        .iter()
+        .position(|&v| v >= num_classes && v != IGNORE_LABEL)
+    {
+        return Err(DataError::UnknownLabel {
+            path: path.to_path_buf(),
+            x: (i % w) as u32,
+            y: (i / w) as u32,
+            value: mask.as_raw()[i],
+            num_classes,
+        });
+    }
+    Ok(())
+}
+
+/// Loads an index-PNG mask (8-bit grayscale) holding labels `0` (open beam), `1` (soft
+/// tissue), `2` (bone) or `255` (ignore).
+///
+/// # Errors
+/// As [`load_mask_with_classes`] with three classes.
+pub fn load_mask(path: &Path) -> Result<Mask> {
+    load_mask_with_classes(path, 3)
+}
+
+/// Loads an index-PNG mask whose labels are `0..num_classes` or `255` (ignore).
+///
+/// # Errors
+/// [`DataError::Io`], [`DataError::Decode`] for a corrupt file, [`DataError::Unsupported`]
+/// for anything but 8-bit grayscale, [`DataError::EmptyImage`], [`DataError::UnknownLabel`].
+pub fn load_mask_with_classes(path: &Path, num_classes: u8) -> Result<Mask> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let img = decode_png_any(path, &bytes)?;
+    let mask = match img {
+        image::DynamicImage::ImageLuma8(m) => m,
+        other => {
+            return Err(DataError::Unsupported {
+                path: path.to_path_buf(),
+                what: "mask colour type",
+                found: format!("{:?}", other.color()),
+                expected: "8-bit grayscale index PNG (use load_color_mask for colour labels)"
+                    .into(),
+            })
+        }
+    };
+    validate_mask(path, &mask, num_classes)?;
+    Ok(mask)
+}
+
+/// Loads a colour-coded XNet label PNG and decodes it with [`decode_color_mask`].
+///
+/// # Errors
+/// [`DataError::Io`], [`DataError::Decode`], [`DataError::EmptyImage`], or
+/// [`DataError::Unsupported`] for a grayscale file.
+pub fn load_color_mask(path: &Path) -> Result<Mask> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let img = decode_png_any(path, &bytes)?;
+    match img {
+        image::DynamicImage::ImageRgb8(_) | image::DynamicImage::ImageRgba8(_) => {
+            Ok(decode_color_mask(&img.to_rgb8()))
+        }
+        other => Err(DataError::Unsupported {
+            path: path.to_path_buf(),
+            what: "colour label image type",
+            found: format!("{:?}", other.color()),
+            expected: "8-bit RGB or RGBA".into(),
+        }),
+    }
+}
+
+fn decode_png_any(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    use image::ImageDecoder;
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let decoder = reader.into_decoder().map_err(|e| DataError::Decode {
+        path: path.to_path_buf(),
+        format: "mask image",
+        message: e.to_string(),
+    })?;
+    let (w, h) = decoder.dimensions();
+    super::check_size(path, w.into(), h.into(), super::DEFAULT_MAX_PIXELS)?;
+    image::DynamicImage::from_decoder(decoder).map_err(|e| DataError::Decode {
+        path: path.to_path_buf(),
+        format: "mask image",
+        message: e.to_string(),
+    })
+}
+
+/// Writes a mask as an 8-bit grayscale index PNG (lossless).
+///
+/// # Errors
+/// [`DataError::EmptyImage`] or [`DataError::Io`].
+pub fn save_mask(path: &Path, mask: &Mask) -> Result<()> {
+    use std::io::Write;
+    super::check_size(path, mask.width().into(), mask.height().into(), u64::MAX)?;
+    let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    mask.write_to(&mut writer, image::ImageFormat::Png)
+        .map_err(|e| image_write_err(path, e))?;
+    writer.flush().map_err(|e| DataError::io(path, e))
+}

@@ -1,0 +1,207 @@
+//! Reading and writing radiographs (PNG, TIFF, DICOM) and label masks.
+//!
+//! # Convention
+//! Every loader returns a [`Radiograph`] in which **a larger value means more X-rays reached
+//! the detector** (the open beam is the brightest part, bone and collimator the darkest):
+//! - DICOM: radiographs are stored for display like film (bone white). `MONOCHROME1`
+//!   (smallest value displays white) is therefore already in the convention and is kept;
+//!   `MONOCHROME2` (largest value displays white) is mirrored within the range the stored
+//!   bits can hold (`v' = lo + hi - v`). A `PresentationLUTShape` of `INVERSE` swaps the two.
+//!   Values are the stored values after `RescaleSlope`/`RescaleIntercept`, not normalised.
+//! - PNG and TIFF carry no such information and are taken **as they are** (sample values
+//!   as `f32`), which is what [`save_png16`] and [`save_tiff_f32`] write. Set
+//!   [`LoadOptions::invert`] for display-polarity PNG/TIFF files (bone white).
+//!
+//! Format detection is by content (PNG signature, TIFF byte-order mark, `DICM` at offset
+//! 128); a file whose content is not recognised but whose extension is `.dcm` is tried as
+//! DICOM without preamble.
+
+mod dicom;
+mod dicom_write;
+mod mask;
+mod raster;
+
+pub use dicom::{decode_dicom, load_dicom, DicomImage, Photometric};
+pub use dicom_write::{encode_dicom, save_dicom, DicomWriteOptions};
+pub use mask::{
+    decode_color_mask, encode_color_mask, load_color_mask, load_mask, load_mask_with_classes,
+    save_mask, validate_mask, COLOR_TOLERANCE,
+};
+pub use raster::{save_png16, save_tiff_f32};
+
+use crate::{DataError, Radiograph, Result};
+use std::path::{Path, PathBuf};
+
+/// The default pixel limit of [`LoadOptions::max_pixels`]: 100 megapixels (10 000 × 10 000),
+/// about ten times the largest detectors in use.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// Options for [`load_image`] and [`load_dicom`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Frame of a multi-frame DICOM file (0-based). Other formats only have frame 0.
+    pub frame: u32,
+    /// Convert colour (RGB/RGBA, grayscale+alpha) PNG and TIFF to luma with the Rec. 709
+    /// weights instead of returning [`DataError::ColorImage`].
+    pub allow_rgb: bool,
+    /// Largest accepted number of pixels (width × height); larger images are rejected with
+    /// [`DataError::TooLarge`] before their pixels are decoded.
+    pub max_pixels: u64,
+    /// Mirror PNG/TIFF values within their type's range (`max - v`) because the file stores
+    /// display polarity (bone white). Ignored for DICOM, whose polarity is known.
+    pub invert: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            frame: 0,
+            allow_rgb: false,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            invert: false,
+        }
+    }
+}
+
+/// The image formats [`load_image`] understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// Portable Network Graphics.
+    Png,
+    /// Tagged Image File Format.
+    Tiff,
+    /// DICOM Part 10 file (with or without the 128-byte preamble).
+    Dicom,
+}
+
+/// Detects the format of `bytes` by content (`DICM` at offset 128 wins over a TIFF header in
+/// the preamble), falling back to the extension of `path`
+/// (`.dcm`/`.dicom` → DICOM without preamble).
+///
+/// # Errors
+/// [`DataError::EmptyImage`] for a zero-byte file, [`DataError::UnknownFormat`] otherwise
+/// when nothing matches.
+pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
+    if bytes.is_empty() {
+        return Err(DataError::Decode {
+            path: path.to_path_buf(),
+            format: "image",
+            message: "file is empty (0 bytes)".into(),
+        });
+    }
+    // DICM first: the 128-byte preamble may itself hold a TIFF header (dual-personality
+    // files such as the NEMA WG-04 samples), and the DICOM view is the authoritative one.
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        return Ok(ImageFormat::Dicom);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(ImageFormat::Png);
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") || bytes.starts_with(b"II+\0") {
+        return Ok(ImageFormat::Tiff);
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("dcm") | Some("dicom") => Ok(ImageFormat::Dicom),
+        _ => Err(DataError::UnknownFormat {
+            path: path.to_path_buf(),
+            reason: format!("first bytes {:02x?}", &bytes[..bytes.len().min(8)]),
+        }),
+    }
+}
+
+/// Loads a radiograph from a PNG, TIFF or DICOM file into the crate's convention
+/// (larger = more X-rays; see the [module documentation](self)).
+///
+/// # Errors
+/// A typed [`DataError`] naming `path` for unreadable, corrupt, truncated, empty, colour
+/// (unless [`LoadOptions::allow_rgb`]), oversized or non-finite images and for unsupported
+/// bit depths or photometric interpretations.
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{load_image, save_png16, LoadOptions};
+/// let dir = std::env::temp_dir().join(format!("xray-doc-load-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("ramp.png");
+/// let img = xray_data::Radiograph::from_fn(4, 3, |x, y| image::Luma([(x * 1000 + y) as f32]));
+/// save_png16(&path, &img).unwrap();
+/// let back = load_image(&path, &LoadOptions::default()).unwrap();
+/// assert_eq!(back, img);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// ```
+pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<Radiograph> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_image(path, &bytes, opts)
+}
+
+/// Decodes an in-memory PNG, TIFF or DICOM file; `path` only names it in errors and
+/// supplies the extension for [`detect_format`].
+///
+/// # Errors
+/// As [`load_image`].
+pub fn decode_image(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    match detect_format(path, bytes)? {
+        ImageFormat::Png => raster::decode_png(path, bytes, opts),
+        ImageFormat::Tiff => raster::decode_tiff(path, bytes, opts),
+        ImageFormat::Dicom => Ok(dicom::decode_dicom_at(path, bytes, opts)?.image),
+    }
+}
+
+/// Checks dimensions against emptiness and the pixel limit.
+pub(crate) fn check_size(path: &Path, width: u64, height: u64, max_pixels: u64) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(DataError::EmptyImage {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
+    if width.saturating_mul(height) > max_pixels {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// Returns the first non-finite value as an error.
+pub(crate) fn check_finite(path: &Path, width: u32, data: &[f32]) -> Result<()> {
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        let w = width.max(1) as usize;
+        return Err(DataError::NonFinite {
+            path: path.to_path_buf(),
+            x: (i % w) as u32,
+            y: (i / w) as u32,
+            value: data[i],
+        });
+    }
+    Ok(())
+}
+
+/// Builds a radiograph, reporting a length mismatch as a decode error.
+pub(crate) fn to_radiograph(
+    path: &Path,
+    format: &'static str,
+    width: u32,
+    height: u32,
+    data: Vec<f32>,
+) -> Result<Radiograph> {
+    let found = data.len();
+    Radiograph::from_raw(width, height, data).ok_or_else(|| DataError::Decode {
+        path: path.to_path_buf(),
+        format,
+        message: format!("pixel buffer holds {found} values, expected {width}x{height}"),
+    })
+}
+
+/// The name used for data decoded from memory.
+pub(crate) fn memory_path() -> PathBuf {
+    PathBuf::from("<memory>")
+}

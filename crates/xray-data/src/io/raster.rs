@@ -1,0 +1,266 @@
+//! PNG and TIFF radiographs.
+
+use super::{check_finite, check_size, to_radiograph, LoadOptions};
+use crate::{DataError, Radiograph, Result};
+use std::fs::File;
+use std::io::{BufWriter, Cursor, Write};
+use std::path::Path;
+
+/// Rec. 709 luma weights, as `image`'s own conversion uses.
+const LUMA: [f32; 3] = [0.2126, 0.7152, 0.0722];
+
+fn decode_err(path: &Path, format: &'static str, e: impl std::fmt::Display) -> DataError {
+    DataError::Decode {
+        path: path.to_path_buf(),
+        format,
+        message: e.to_string(),
+    }
+}
+
+fn check_frame(path: &Path, opts: &LoadOptions) -> Result<()> {
+    if opts.frame != 0 {
+        return Err(DataError::FrameOutOfRange {
+            path: path.to_path_buf(),
+            frame: opts.frame,
+            frames: 1,
+        });
+    }
+    Ok(())
+}
+
+/// Samples of one pixel type converted to the crate's plane, with optional luma conversion
+/// and inversion within the type's range (`range_max`, `None` for floats).
+fn to_plane<T: Copy + Into<f64>>(
+    path: &Path,
+    samples: &[T],
+    channels: usize,
+    has_alpha: bool,
+    range_max: Option<f64>,
+    opts: &LoadOptions,
+    color_name: &str,
+) -> Result<Vec<f32>> {
+    if channels > 1 && !opts.allow_rgb {
+        return Err(DataError::ColorImage {
+            path: path.to_path_buf(),
+            found: color_name.to_string(),
+        });
+    }
+    let colour = channels - usize::from(has_alpha);
+    let mut out: Vec<f32> = if channels == 1 {
+        samples.iter().map(|&v| v.into() as f32).collect()
+    } else if colour == 1 {
+        samples
+            .chunks_exact(channels)
+            .map(|p| p[0].into() as f32)
+            .collect()
+    } else {
+        samples
+            .chunks_exact(channels)
+            .map(|p| {
+                (LUMA[0] as f64 * p[0].into()
+                    + LUMA[1] as f64 * p[1].into()
+                    + LUMA[2] as f64 * p[2].into()) as f32
+            })
+            .collect()
+    };
+    if opts.invert {
+        let Some(max) = range_max else {
+            return Err(DataError::Unsupported {
+                path: path.to_path_buf(),
+                what: "inversion",
+                found: format!("floating-point samples ({color_name})"),
+                expected: "integer samples (a float file has no range to mirror in)".into(),
+            });
+        };
+        let max = max as f32;
+        out.iter_mut().for_each(|v| *v = max - *v);
+    }
+    Ok(out)
+}
+
+pub(crate) fn decode_png(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    use image::{DynamicImage, ImageDecoder};
+    check_frame(path, opts)?;
+    let reader = image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png);
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| decode_err(path, "PNG", e))?;
+    let (w, h) = decoder.dimensions();
+    check_size(path, w.into(), h.into(), opts.max_pixels)?;
+    let color = decoder.color_type();
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(path, "PNG", e))?;
+    let name = format!("{color:?}");
+    let data = match &img {
+        DynamicImage::ImageLuma8(b) => {
+            to_plane(path, b.as_raw(), 1, false, Some(255.0), opts, &name)?
+        }
+        DynamicImage::ImageLumaA8(b) => {
+            to_plane(path, b.as_raw(), 2, true, Some(255.0), opts, &name)?
+        }
+        DynamicImage::ImageRgb8(b) => {
+            to_plane(path, b.as_raw(), 3, false, Some(255.0), opts, &name)?
+        }
+        DynamicImage::ImageRgba8(b) => {
+            to_plane(path, b.as_raw(), 4, true, Some(255.0), opts, &name)?
+        }
+        DynamicImage::ImageLuma16(b) => {
+            to_plane(path, b.as_raw(), 1, false, Some(65535.0), opts, &name)?
+        }
+        DynamicImage::ImageLumaA16(b) => {
+            to_plane(path, b.as_raw(), 2, true, Some(65535.0), opts, &name)?
+        }
+        DynamicImage::ImageRgb16(b) => {
+            to_plane(path, b.as_raw(), 3, false, Some(65535.0), opts, &name)?
+        }
+        DynamicImage::ImageRgba16(b) => {
+            to_plane(path, b.as_raw(), 4, true, Some(65535.0), opts, &name)?
+        }
+        DynamicImage::ImageRgb32F(b) => to_plane(path, b.as_raw(), 3, false, None, opts, &name)?,
+        DynamicImage::ImageRgba32F(b) => to_plane(path, b.as_raw(), 4, true, None, opts, &name)?,
+        other => {
+            return Err(DataError::Unsupported {
+                path: path.to_path_buf(),
+                what: "PNG colour type",
+                found: format!("{:?}", other.color()),
+                expected: "8- or 16-bit grayscale".into(),
+            })
+        }
+    };
+    check_finite(path, w, &data)?;
+    to_radiograph(path, "PNG", w, h, data)
+}
+
+pub(crate) fn decode_tiff(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    use tiff::decoder::{Decoder, DecodingResult, Limits};
+    use tiff::ColorType;
+    check_frame(path, opts)?;
+    let err = |e: tiff::TiffError| decode_err(path, "TIFF", e);
+    let mut limits = Limits::default();
+    // The largest accepted image as 64-bit samples of four channels; the pixel limit itself
+    // is checked on the header's dimensions below.
+    limits.decoding_buffer_size = usize::try_from(opts.max_pixels.saturating_mul(32))
+        .unwrap_or(usize::MAX)
+        .max(1 << 20);
+    let mut dec = Decoder::new(Cursor::new(bytes))
+        .map_err(err)?
+        .with_limits(limits);
+    let (w, h) = dec.dimensions().map_err(err)?;
+    check_size(path, w.into(), h.into(), opts.max_pixels)?;
+    let ct = dec.colortype().map_err(err)?;
+    let (channels, alpha) = match ct {
+        ColorType::Gray(b) if b >= 8 => (1, false),
+        ColorType::GrayA(b) if b >= 8 => (2, true),
+        ColorType::RGB(b) if b >= 8 => (3, false),
+        ColorType::RGBA(b) if b >= 8 => (4, true),
+        other => {
+            return Err(DataError::Unsupported {
+                path: path.to_path_buf(),
+                what: "TIFF colour type",
+                found: format!("{other:?}"),
+                expected: "grayscale with 8, 16 or 32 (float) bits per sample".into(),
+            })
+        }
+    };
+    let name = format!("{ct:?}");
+    let data = match dec.read_image().map_err(err)? {
+        DecodingResult::U8(v) => to_plane(path, &v, channels, alpha, Some(255.0), opts, &name)?,
+        DecodingResult::U16(v) => to_plane(path, &v, channels, alpha, Some(65535.0), opts, &name)?,
+        DecodingResult::I8(v) => to_plane(path, &v, channels, alpha, Some(127.0), opts, &name)?,
+        DecodingResult::I16(v) => to_plane(path, &v, channels, alpha, Some(32767.0), opts, &name)?,
+        DecodingResult::F32(v) => to_plane(path, &v, channels, alpha, None, opts, &name)?,
+        DecodingResult::F64(v) => to_plane(path, &v, channels, alpha, None, opts, &name)?,
+        _ => {
+            return Err(DataError::Unsupported {
+                path: path.to_path_buf(),
+                what: "TIFF sample format",
+                found: name,
+                expected: "8/16-bit integer or 32/64-bit float samples".into(),
+            })
+        }
+    };
+    check_finite(path, w, &data)?;
+    to_radiograph(path, "TIFF", w, h, data)
+}
+
+/// Writes a radiograph as a 16-bit grayscale PNG.
+///
+/// Each value is rounded to the nearest integer (halves away from zero); values must lie in
+/// `0.0..=65535.0` (after rounding, so `-0.4` and `65535.4` are accepted). Integer-valued
+/// radiographs in that range therefore round-trip exactly through [`super::load_image`].
+///
+/// # Errors
+/// [`DataError::ValueOutOfRange`] or [`DataError::NonFinite`] naming the first offending
+/// pixel, [`DataError::EmptyImage`], or [`DataError::Io`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::save_png16;
+/// let path = std::env::temp_dir().join(format!("xray-doc-png16-{}.png", std::process::id()));
+/// let img = xray_data::Radiograph::from_pixel(2, 2, image::Luma([70000.0]));
+/// assert!(save_png16(&path, &img).is_err()); // above 65535
+/// ```
+pub fn save_png16(path: &Path, img: &Radiograph) -> Result<()> {
+    let (w, h) = img.dimensions();
+    check_size(path, w.into(), h.into(), u64::MAX)?;
+    let mut out = Vec::with_capacity(img.len());
+    for (i, &v) in img.as_raw().iter().enumerate() {
+        let (x, y) = ((i % w as usize) as u32, (i / w as usize) as u32);
+        if !v.is_finite() {
+            return Err(DataError::NonFinite {
+                path: path.to_path_buf(),
+                x,
+                y,
+                value: v,
+            });
+        }
+        let r = v.round();
+        if !(0.0..=65535.0).contains(&r) {
+            return Err(DataError::ValueOutOfRange {
+                path: path.to_path_buf(),
+                x,
+                y,
+                value: v,
+                min: 0.0,
+                max: 65535.0,
+            });
+        }
+        out.push(r as u16);
+    }
+    let buf = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(w, h, out)
+        .ok_or_else(|| DataError::InvalidParameter("radiograph buffer size mismatch".into()))?;
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let mut writer = BufWriter::new(file);
+    buf.write_to(&mut writer, image::ImageFormat::Png)
+        .map_err(|e| image_write_err(path, e))?;
+    writer.flush().map_err(|e| DataError::io(path, e))
+}
+
+pub(crate) fn image_write_err(path: &Path, e: image::ImageError) -> DataError {
+    match e {
+        image::ImageError::IoError(io) => DataError::io(path, io),
+        other => DataError::InvalidParameter(format!("{}: {other}", path.display())),
+    }
+}
+
+/// Writes a radiograph as an uncompressed 32-bit float grayscale TIFF (lossless for every
+/// finite `f32`).
+///
+/// # Errors
+/// [`DataError::NonFinite`], [`DataError::EmptyImage`] or [`DataError::Io`].
+pub fn save_tiff_f32(path: &Path, img: &Radiograph) -> Result<()> {
+    use tiff::encoder::{colortype::Gray32Float, TiffEncoder};
+    let (w, h) = img.dimensions();
+    check_size(path, w.into(), h.into(), u64::MAX)?;
+    check_finite(path, w, img.as_raw())?;
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let mut writer = BufWriter::new(file);
+    let tiff_err = |e: tiff::TiffError| match e {
+        tiff::TiffError::IoError(io) => DataError::io(path, io),
+        other => DataError::InvalidParameter(format!("{}: {other}", path.display())),
+    };
+    TiffEncoder::new(&mut writer)
+        .map_err(tiff_err)?
+        .write_image::<Gray32Float>(w, h, img.as_raw())
+        .map_err(tiff_err)?;
+    writer.flush().map_err(|e| DataError::io(path, e))
+}

@@ -1,0 +1,510 @@
+//! DICOM loading: the NEMA WG-04 CR samples and synthetic files covering every branch.
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::InMemDicomObject;
+use std::path::PathBuf;
+use xray_data::io::{
+    decode_dicom, encode_dicom, load_dicom, load_image, DicomWriteOptions, LoadOptions, Photometric,
+};
+use xray_data::{DataError, Radiograph};
+
+fn nema_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/nema-cr"
+    ));
+    if dir.join("RG2_UNC").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: NEMA CR samples not found at {} (see docs/data-format.md)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Mean of a rectangle `[x0, x1) × [y0, y1)`.
+fn mean(img: &Radiograph, x0: u32, x1: u32, y0: u32, y1: u32) -> f64 {
+    let mut s = 0.0;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            s += f64::from(img.get_pixel(x, y).0[0]);
+        }
+    }
+    s / f64::from((x1 - x0) * (y1 - y0))
+}
+
+#[test]
+fn nema_rg2_transfer_syntaxes_are_pixel_identical() {
+    let Some(dir) = nema_dir() else { return };
+    let opts = LoadOptions::default();
+    let unc = load_dicom(&dir.join("RG2_UNC"), &opts).unwrap();
+    assert_eq!((unc.columns, unc.rows), (1760, 2140));
+    assert_eq!(unc.photometric, Photometric::Monochrome2);
+    assert!(unc.inverted);
+    assert_eq!(unc.bits_stored, 10);
+    assert_eq!(unc.pixel_spacing_mm, Some([0.2, 0.2]));
+    for name in ["RG2_RLE", "RG2_J2KR"] {
+        let other = load_dicom(&dir.join(name), &opts).unwrap();
+        assert_eq!(other.image.dimensions(), unc.image.dimensions(), "{name}");
+        let diff = unc
+            .image
+            .as_raw()
+            .iter()
+            .zip(other.image.as_raw())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(diff, 0, "{name} differs from RG2_UNC in {diff} pixels");
+        assert_ne!(other.transfer_syntax, unc.transfer_syntax);
+    }
+    // load_image dispatches files without extension by the DICM magic, even though these
+    // dual-personality files also start with a TIFF header in their preamble.
+    let via_image = load_image(&dir.join("RG2_UNC"), &opts).unwrap();
+    assert_eq!(via_image.dimensions(), unc.image.dimensions());
+    let diff = via_image
+        .as_raw()
+        .iter()
+        .zip(unc.image.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        diff, 0,
+        "load_image differs from load_dicom in {diff} pixels"
+    );
+}
+
+#[test]
+fn nema_rg2_open_beam_is_brighter_than_collimator() {
+    let Some(dir) = nema_dir() else { return };
+    let d = load_dicom(&dir.join("RG2_UNC"), &LoadOptions::default()).unwrap();
+    let img = &d.image;
+    // Stored values 0..893 over 10 bits, mirrored: v' = 1023 - v.
+    let (lo, hi) = img
+        .as_raw()
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    assert!(lo >= 1023.0 - 893.0 && hi <= 1023.0, "range {lo}..{hi}");
+    // Collimator bands down the left and right edges (stored ~890 → ~133 after loading).
+    let left = mean(img, 0, 20, 900, 1200);
+    let right = mean(img, 1740, 1760, 900, 1200);
+    // Open beam: the brightest 1% of the image (stored ~130 → ~893) must be far above them.
+    let mut sorted = img.as_raw().clone();
+    sorted.sort_by(f32::total_cmp);
+    let p99 = f64::from(sorted[sorted.len() * 99 / 100]);
+    eprintln!("RG2: collimator left {left:.0}, right {right:.0}, 99th percentile {p99:.0}");
+    assert!(
+        left < 300.0 && right < 300.0,
+        "collimator bands {left}, {right}"
+    );
+    assert!(p99 > 800.0, "open beam {p99}");
+    assert!(p99 > left + 400.0 && p99 > right + 400.0);
+}
+
+#[test]
+fn nema_rg1_monochrome1_keeps_values() {
+    let Some(dir) = nema_dir() else { return };
+    let path = dir.join("RG1_UNCR.dcm");
+    let d = load_dicom(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(d.photometric, Photometric::Monochrome1);
+    assert!(!d.inverted);
+    assert_eq!(d.bits_stored, 15);
+    assert_eq!((d.columns, d.rows), (1841, 1955));
+    let (lo, hi) = d
+        .image
+        .as_raw()
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    // MONOCHROME1 is already film-like: display-white (collimator, bone) = small values.
+    assert_eq!((lo, hi), (874.0, 26479.0));
+    // Collimation at the top: darker (fewer X-rays) than the lung field in the middle.
+    let top = mean(&d.image, 600, 1200, 0, 40);
+    let lungs = mean(&d.image, 300, 700, 700, 1100);
+    eprintln!("RG1: top band {top:.0}, lung field {lungs:.0}");
+    assert!(top < lungs, "top {top} vs lungs {lungs}");
+}
+
+#[test]
+fn nema_rejects_oversized_and_bad_frame() {
+    let Some(dir) = nema_dir() else { return };
+    let path = dir.join("RG2_UNC");
+    let small = LoadOptions {
+        max_pixels: 1000,
+        ..LoadOptions::default()
+    };
+    match load_dicom(&path, &small) {
+        Err(DataError::TooLarge {
+            path: p,
+            width,
+            height,
+            ..
+        }) => {
+            assert_eq!((width, height), (1760, 2140));
+            assert_eq!(p, path);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let frame1 = LoadOptions {
+        frame: 1,
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load_dicom(&path, &frame1),
+        Err(DataError::FrameOutOfRange {
+            frame: 1,
+            frames: 1,
+            ..
+        })
+    ));
+}
+
+/// Builds a DICOM file with full control over the attributes that matter.
+struct Raw {
+    rows: u16,
+    cols: u16,
+    frames: Option<&'static str>,
+    bits_allocated: u16,
+    bits_stored: u16,
+    high_bit: u16,
+    signed: bool,
+    photometric: &'static str,
+    slope: Option<&'static str>,
+    intercept: Option<&'static str>,
+    inverse_lut: bool,
+    samples_per_pixel: u16,
+    pixels: Vec<u8>,
+}
+
+impl Raw {
+    fn new(rows: u16, cols: u16, pixels_u16: &[u16]) -> Self {
+        Raw {
+            rows,
+            cols,
+            frames: None,
+            bits_allocated: 16,
+            bits_stored: 16,
+            high_bit: 15,
+            signed: false,
+            photometric: "MONOCHROME1",
+            slope: None,
+            intercept: None,
+            inverse_lut: false,
+            samples_per_pixel: 1,
+            pixels: pixels_u16.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut obj = InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::SOP_CLASS_UID,
+                VR::UI,
+                uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
+            ),
+            DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "2.25.7"),
+            DataElement::new(
+                tags::SAMPLES_PER_PIXEL,
+                VR::US,
+                PrimitiveValue::from(self.samples_per_pixel),
+            ),
+            DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, self.photometric),
+            DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(self.rows)),
+            DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(self.cols)),
+            DataElement::new(
+                tags::BITS_ALLOCATED,
+                VR::US,
+                PrimitiveValue::from(self.bits_allocated),
+            ),
+            DataElement::new(
+                tags::BITS_STORED,
+                VR::US,
+                PrimitiveValue::from(self.bits_stored),
+            ),
+            DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(self.high_bit)),
+            DataElement::new(
+                tags::PIXEL_REPRESENTATION,
+                VR::US,
+                PrimitiveValue::from(u16::from(self.signed)),
+            ),
+        ]);
+        if let Some(f) = self.frames {
+            obj.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, f));
+        }
+        if let Some(s) = self.slope {
+            obj.put(DataElement::new(tags::RESCALE_SLOPE, VR::DS, s));
+        }
+        if let Some(i) = self.intercept {
+            obj.put(DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, i));
+        }
+        if self.inverse_lut {
+            obj.put(DataElement::new(
+                tags::PRESENTATION_LUT_SHAPE,
+                VR::CS,
+                "INVERSE",
+            ));
+        }
+        let vr = if self.bits_allocated == 8 {
+            VR::OB
+        } else {
+            VR::OW
+        };
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            vr,
+            PrimitiveValue::U8(self.pixels.clone().into()),
+        ));
+        let file = obj
+            .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+            .unwrap();
+        let mut out = Vec::new();
+        file.write_all(&mut out).unwrap();
+        out
+    }
+}
+
+fn load(raw: &Raw) -> Result<xray_data::io::DicomImage, DataError> {
+    decode_dicom(&raw.bytes(), &LoadOptions::default())
+}
+
+#[test]
+fn monochrome2_is_mirrored_within_bits_stored() {
+    let mut raw = Raw::new(1, 3, &[0, 100, 1023]);
+    raw.bits_stored = 10;
+    raw.high_bit = 9;
+    raw.photometric = "MONOCHROME2";
+    assert_eq!(
+        load(&raw).unwrap().image.as_raw(),
+        &vec![1023.0, 923.0, 0.0]
+    );
+    raw.photometric = "MONOCHROME1";
+    assert_eq!(
+        load(&raw).unwrap().image.as_raw(),
+        &vec![0.0, 100.0, 1023.0]
+    );
+    // An INVERSE presentation LUT flips the meaning back.
+    raw.inverse_lut = true;
+    assert_eq!(
+        load(&raw).unwrap().image.as_raw(),
+        &vec![1023.0, 923.0, 0.0]
+    );
+}
+
+#[test]
+fn rescale_slope_and_intercept_are_applied() {
+    let mut raw = Raw::new(1, 2, &[10, 20]);
+    raw.slope = Some("0.5");
+    raw.intercept = Some("-3");
+    let d = load(&raw).unwrap();
+    assert_eq!(d.image.as_raw(), &vec![2.0, 7.0]);
+    assert_eq!((d.rescale_slope, d.rescale_intercept), (0.5, -3.0));
+}
+
+#[test]
+fn high_bits_outside_bits_stored_are_ignored_and_high_bit_shifts() {
+    // 12 bits stored at bits 0..11; garbage in the top nibble must be masked off.
+    let mut raw = Raw::new(1, 2, &[0xF000 | 4095, 0xA000 | 7]);
+    raw.bits_stored = 12;
+    raw.high_bit = 11;
+    assert_eq!(load(&raw).unwrap().image.as_raw(), &vec![4095.0, 7.0]);
+    // 12 bits stored at bits 4..15.
+    let mut raw = Raw::new(1, 2, &[4095 << 4, 7 << 4 | 0xF]);
+    raw.bits_stored = 12;
+    raw.high_bit = 15;
+    assert_eq!(load(&raw).unwrap().image.as_raw(), &vec![4095.0, 7.0]);
+}
+
+#[test]
+fn signed_samples_are_sign_extended() {
+    let mut raw = Raw::new(1, 3, &[0x0FFF, 0x0800, 0x0001]);
+    raw.bits_stored = 12;
+    raw.high_bit = 11;
+    raw.signed = true;
+    assert_eq!(
+        load(&raw).unwrap().image.as_raw(),
+        &vec![-1.0, -2048.0, 1.0]
+    );
+    // Mirrored within -2048..=2047: v' = -1 - v.
+    raw.photometric = "MONOCHROME2";
+    assert_eq!(load(&raw).unwrap().image.as_raw(), &vec![0.0, 2047.0, -2.0]);
+}
+
+#[test]
+fn eight_bit_samples() {
+    let mut raw = Raw::new(2, 2, &[]);
+    raw.bits_allocated = 8;
+    raw.bits_stored = 8;
+    raw.high_bit = 7;
+    raw.pixels = vec![0, 1, 254, 255];
+    assert_eq!(
+        load(&raw).unwrap().image.as_raw(),
+        &vec![0.0, 1.0, 254.0, 255.0]
+    );
+}
+
+#[test]
+fn multi_frame_selects_the_frame() {
+    let mut raw = Raw::new(1, 2, &[1, 2, 3, 4, 5, 6]);
+    raw.frames = Some("3");
+    for frame in 0..3u32 {
+        let opts = LoadOptions {
+            frame,
+            ..LoadOptions::default()
+        };
+        let d = decode_dicom(&raw.bytes(), &opts).unwrap();
+        assert_eq!(d.frames, 3);
+        let f = frame as f32;
+        assert_eq!(d.image.as_raw(), &vec![2.0 * f + 1.0, 2.0 * f + 2.0]);
+    }
+    let opts = LoadOptions {
+        frame: 3,
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        decode_dicom(&raw.bytes(), &opts),
+        Err(DataError::FrameOutOfRange {
+            frame: 3,
+            frames: 3,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn unsupported_layouts_are_typed_errors() {
+    let mut raw = Raw::new(1, 1, &[1]);
+    raw.photometric = "RGB";
+    assert!(matches!(
+        load(&raw),
+        Err(DataError::Unsupported {
+            what: "photometric interpretation",
+            ..
+        })
+    ));
+    let mut raw = Raw::new(1, 1, &[1]);
+    raw.bits_stored = 6;
+    raw.high_bit = 5;
+    assert!(matches!(
+        load(&raw),
+        Err(DataError::Unsupported {
+            what: "bits stored",
+            ..
+        })
+    ));
+    let mut raw = Raw::new(1, 1, &[1, 1]);
+    raw.bits_allocated = 32;
+    assert!(matches!(
+        load(&raw),
+        Err(DataError::Unsupported {
+            what: "bits allocated",
+            ..
+        })
+    ));
+    let mut raw = Raw::new(1, 1, &[1, 1, 1]);
+    raw.samples_per_pixel = 3;
+    assert!(matches!(
+        load(&raw),
+        Err(DataError::Unsupported {
+            what: "samples per pixel",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn zero_size_truncated_and_corrupt_files_are_errors() {
+    let raw = Raw::new(0, 4, &[]);
+    assert!(matches!(load(&raw), Err(DataError::EmptyImage { .. })));
+    // Pixel data shorter than rows × cols.
+    let raw = Raw::new(4, 4, &[1, 2, 3]);
+    assert!(
+        matches!(
+            load(&raw),
+            Err(DataError::Decode {
+                format: "DICOM",
+                ..
+            })
+        ),
+        "{:?}",
+        load(&raw)
+    );
+    // Truncated file.
+    let good = Raw::new(8, 8, &[7; 64]).bytes();
+    for cut in [0, 10, 131, 200, good.len() - 50] {
+        let r = decode_dicom(&good[..cut], &LoadOptions::default());
+        assert!(
+            matches!(r, Err(DataError::Decode { .. })),
+            "cut at {cut}: {r:?}"
+        );
+    }
+    // Garbage after the magic.
+    let mut bad = good.clone();
+    for b in bad[132..200].iter_mut() {
+        *b = 0xFF;
+    }
+    assert!(decode_dicom(&bad, &LoadOptions::default()).is_err());
+}
+
+#[test]
+fn errors_name_the_file() {
+    let dir = tempdir("names");
+    let path = dir.join("broken.dcm");
+    std::fs::write(&path, b"not a dicom file at all").unwrap();
+    let err = load_image(&path, &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("broken.dcm"), "{err}");
+    let err = load_dicom(&dir.join("missing.dcm"), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }));
+    assert!(err.to_string().contains("missing.dcm"), "{err}");
+}
+
+#[test]
+fn writer_round_trips_both_photometrics() {
+    let img = Radiograph::from_fn(5, 3, |x, y| image::Luma([(x * 700 + y * 11) as f32]));
+    for photometric in [Photometric::Monochrome1, Photometric::Monochrome2] {
+        let opts = DicomWriteOptions {
+            photometric,
+            bits_stored: 12,
+            pixel_spacing_mm: Some([0.15, 0.2]),
+        };
+        let d = decode_dicom(&encode_dicom(&img, &opts).unwrap(), &LoadOptions::default()).unwrap();
+        assert_eq!(d.image, img, "{photometric:?}");
+        assert_eq!(d.photometric, photometric);
+        assert_eq!(d.pixel_spacing_mm, Some([0.15, 0.2]));
+    }
+    let too_big = Radiograph::from_pixel(1, 1, image::Luma([4096.0]));
+    let opts = DicomWriteOptions {
+        bits_stored: 12,
+        ..DicomWriteOptions::default()
+    };
+    assert!(matches!(
+        encode_dicom(&too_big, &opts),
+        Err(DataError::ValueOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn extensionless_file_with_magic_and_dcm_without_preamble() {
+    let dir = tempdir("magic");
+    let img = Radiograph::from_fn(3, 2, |x, y| image::Luma([(x + 10 * y) as f32]));
+    let bytes = encode_dicom(&img, &DicomWriteOptions::default()).unwrap();
+    let p = dir.join("IMG0001");
+    std::fs::write(&p, &bytes).unwrap();
+    assert_eq!(load_image(&p, &LoadOptions::default()).unwrap(), img);
+    // Without the 128-byte preamble only the extension identifies it.
+    let p = dir.join("nopreamble.dcm");
+    std::fs::write(&p, &bytes[128..]).unwrap();
+    assert_eq!(load_image(&p, &LoadOptions::default()).unwrap(), img);
+    let p = dir.join("nopreamble.bin");
+    std::fs::write(&p, &bytes[128..]).unwrap();
+    assert!(matches!(
+        load_image(&p, &LoadOptions::default()),
+        Err(DataError::UnknownFormat { .. })
+    ));
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xray-io-dicom-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,300 @@
+//! PNG/TIFF radiographs and label masks: round trips, conversions and every error path.
+
+use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba};
+use std::path::PathBuf;
+use xray_data::io::{
+    decode_color_mask, encode_color_mask, load_color_mask, load_image, load_mask,
+    load_mask_with_classes, save_mask, save_png16, save_tiff_f32, LoadOptions,
+};
+use xray_data::{DataError, Mask, Radiograph};
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xray-io-raster-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ramp(w: u32, h: u32, step: f32) -> Radiograph {
+    Radiograph::from_fn(w, h, |x, y| Luma([(x + w * y) as f32 * step]))
+}
+
+fn write_tiff<C>(path: &std::path::Path, w: u32, h: u32, data: &[C::Inner])
+where
+    C: tiff::encoder::colortype::ColorType,
+    [C::Inner]: tiff::encoder::TiffValue,
+{
+    let f = std::fs::File::create(path).unwrap();
+    tiff::encoder::TiffEncoder::new(f)
+        .unwrap()
+        .write_image::<C>(w, h, data)
+        .unwrap();
+}
+
+#[test]
+fn png16_round_trip_is_lossless_and_rounds() {
+    let dir = tempdir("png16");
+    let p = dir.join("a.png");
+    let img = ramp(7, 5, 1871.0); // up to 34 * 1871 = 63614
+    save_png16(&p, &img).unwrap();
+    assert_eq!(load_image(&p, &LoadOptions::default()).unwrap(), img);
+    // Rounding to nearest, halves away from zero; -0.4 and 65535.4 still fit.
+    let odd = Radiograph::from_raw(4, 1, vec![-0.4, 1.5, 2.49, 65535.4]).unwrap();
+    save_png16(&p, &odd).unwrap();
+    let back = load_image(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(back.as_raw(), &vec![0.0, 2.0, 2.0, 65535.0]);
+}
+
+#[test]
+fn png16_rejects_unrepresentable_values() {
+    let dir = tempdir("png16-bad");
+    let p = dir.join("bad.png");
+    for (v, nonfinite) in [
+        (-0.6, false),
+        (65535.6, false),
+        (f32::NAN, true),
+        (f32::INFINITY, true),
+    ] {
+        let mut img = ramp(3, 2, 1.0);
+        img.put_pixel(2, 1, Luma([v]));
+        match save_png16(&p, &img) {
+            Err(DataError::ValueOutOfRange { x: 2, y: 1, .. }) if !nonfinite => {}
+            Err(DataError::NonFinite { x: 2, y: 1, .. }) if nonfinite => {}
+            other => panic!("value {v}: {other:?}"),
+        }
+    }
+    let empty = Radiograph::new(0, 3);
+    assert!(matches!(
+        save_png16(&p, &empty),
+        Err(DataError::EmptyImage { .. })
+    ));
+}
+
+#[test]
+fn png8_and_rgb_handling() {
+    let dir = tempdir("png8");
+    let p = dir.join("g8.png");
+    let g = GrayImage::from_fn(4, 2, |x, y| Luma([(x * 60 + y) as u8]));
+    g.save(&p).unwrap();
+    let img = load_image(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(img.get_pixel(3, 1).0[0], 181.0);
+    // Inversion for display-polarity files: 255 - v.
+    let inv = LoadOptions {
+        invert: true,
+        ..LoadOptions::default()
+    };
+    assert_eq!(load_image(&p, &inv).unwrap().get_pixel(3, 1).0[0], 74.0);
+
+    let p = dir.join("rgb.png");
+    RgbImage::from_pixel(2, 2, Rgb([100, 200, 50]))
+        .save(&p)
+        .unwrap();
+    match load_image(&p, &LoadOptions::default()) {
+        Err(e @ DataError::ColorImage { .. }) => assert!(e.to_string().contains("rgb.png")),
+        other => panic!("{other:?}"),
+    }
+    let allow = LoadOptions {
+        allow_rgb: true,
+        ..LoadOptions::default()
+    };
+    let luma = load_image(&p, &allow).unwrap().get_pixel(0, 0).0[0];
+    let expected = 0.2126 * 100.0 + 0.7152 * 200.0 + 0.0722 * 50.0;
+    assert!((luma - expected).abs() < 1e-3, "{luma} vs {expected}");
+
+    let p = dir.join("rgba16.png");
+    ImageBuffer::<Rgba<u16>, Vec<u16>>::from_pixel(1, 1, Rgba([1000, 1000, 1000, 65535]))
+        .save(&p)
+        .unwrap();
+    assert!(matches!(
+        load_image(&p, &LoadOptions::default()),
+        Err(DataError::ColorImage { .. })
+    ));
+    assert!((load_image(&p, &allow).unwrap().get_pixel(0, 0).0[0] - 1000.0).abs() < 0.01);
+}
+
+#[test]
+fn tiff_f32_u16_u8_round_trips() {
+    let dir = tempdir("tiff");
+    let p = dir.join("f.tif");
+    let img = Radiograph::from_raw(3, 2, vec![-1.5, 0.0, 1e-7, 3.25, 1e6, 42.0]).unwrap();
+    save_tiff_f32(&p, &img).unwrap();
+    assert_eq!(load_image(&p, &LoadOptions::default()).unwrap(), img);
+
+    let p = dir.join("u16.tiff");
+    write_tiff::<tiff::encoder::colortype::Gray16>(&p, 2, 2, &[0, 1, 40000, 65535]);
+    let img = load_image(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(img.as_raw(), &vec![0.0, 1.0, 40000.0, 65535.0]);
+    let inv = LoadOptions {
+        invert: true,
+        ..LoadOptions::default()
+    };
+    assert_eq!(
+        load_image(&p, &inv).unwrap().as_raw(),
+        &vec![65535.0, 65534.0, 25535.0, 0.0]
+    );
+
+    let p = dir.join("u8.tif");
+    write_tiff::<tiff::encoder::colortype::Gray8>(&p, 2, 1, &[3, 250]);
+    assert_eq!(
+        load_image(&p, &LoadOptions::default()).unwrap().as_raw(),
+        &vec![3.0, 250.0]
+    );
+
+    let p = dir.join("rgb.tif");
+    write_tiff::<tiff::encoder::colortype::RGB8>(&p, 1, 1, &[10, 20, 30]);
+    assert!(matches!(
+        load_image(&p, &LoadOptions::default()),
+        Err(DataError::ColorImage { .. })
+    ));
+}
+
+#[test]
+fn tiff_nan_and_float_inversion_are_errors() {
+    let dir = tempdir("tiff-nan");
+    let p = dir.join("nan.tif");
+    write_tiff::<tiff::encoder::colortype::Gray32Float>(&p, 2, 2, &[0.0, 1.0, f32::NAN, 2.0]);
+    match load_image(&p, &LoadOptions::default()) {
+        Err(DataError::NonFinite {
+            x: 0, y: 1, path, ..
+        }) => assert_eq!(path, p),
+        other => panic!("{other:?}"),
+    }
+    let p = dir.join("f.tif");
+    save_tiff_f32(&p, &ramp(2, 2, 1.0)).unwrap();
+    let inv = LoadOptions {
+        invert: true,
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load_image(&p, &inv),
+        Err(DataError::Unsupported { .. })
+    ));
+    let bad = Radiograph::from_raw(1, 1, vec![f32::INFINITY]).unwrap();
+    assert!(matches!(
+        save_tiff_f32(&p, &bad),
+        Err(DataError::NonFinite { .. })
+    ));
+}
+
+#[test]
+fn limits_frames_truncation_and_garbage() {
+    let dir = tempdir("limits");
+    let p = dir.join("big.png");
+    save_png16(&p, &ramp(40, 30, 1.0)).unwrap();
+    let small = LoadOptions {
+        max_pixels: 1199,
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load_image(&p, &small),
+        Err(DataError::TooLarge {
+            width: 40,
+            height: 30,
+            max_pixels: 1199,
+            ..
+        })
+    ));
+    let f1 = LoadOptions {
+        frame: 1,
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load_image(&p, &f1),
+        Err(DataError::FrameOutOfRange { .. })
+    ));
+
+    let bytes = std::fs::read(&p).unwrap();
+    for cut in [0, 8, 20, 40, bytes.len() / 2, bytes.len() - 12] {
+        let t = dir.join(format!("cut{cut}.png"));
+        std::fs::write(&t, &bytes[..cut]).unwrap();
+        let r = load_image(&t, &LoadOptions::default());
+        assert!(
+            matches!(r, Err(DataError::Decode { .. })),
+            "cut {cut}: {r:?}"
+        );
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains(&format!("cut{cut}.png")));
+    }
+    let t = dir.join("junk.png");
+    std::fs::write(&t, b"hello, this is not an image").unwrap();
+    assert!(matches!(
+        load_image(&t, &LoadOptions::default()),
+        Err(DataError::UnknownFormat { .. })
+    ));
+
+    let t = dir.join("zero.tif");
+    write_tiff::<tiff::encoder::colortype::Gray16>(&t, 1, 1, &[5]);
+    let tb = std::fs::read(&t).unwrap();
+    std::fs::write(&t, &tb[..tb.len() / 2]).unwrap();
+    assert!(load_image(&t, &LoadOptions::default()).is_err());
+}
+
+#[test]
+fn index_masks_round_trip_and_validate() {
+    let dir = tempdir("mask");
+    let p = dir.join("m.png");
+    let m = Mask::from_raw(4, 1, vec![0, 1, 2, 255]).unwrap();
+    save_mask(&p, &m).unwrap();
+    assert_eq!(load_mask(&p).unwrap(), m);
+    let bad = Mask::from_raw(3, 2, vec![0, 1, 2, 0, 3, 1]).unwrap();
+    save_mask(&p, &bad).unwrap();
+    match load_mask(&p) {
+        Err(
+            e @ DataError::UnknownLabel {
+                x: 1,
+                y: 1,
+                value: 3,
+                num_classes: 3,
+                ..
+            },
+        ) => {
+            assert!(e.to_string().contains("m.png"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(load_mask_with_classes(&p, 4).unwrap(), bad);
+    // A 16-bit or colour PNG is not an index mask.
+    save_png16(&p, &ramp(2, 2, 1.0)).unwrap();
+    assert!(matches!(load_mask(&p), Err(DataError::Unsupported { .. })));
+}
+
+#[test]
+fn color_masks_follow_xnet_bgr_rules() {
+    // RGB order here; XNet's BGR [255,255,0] is RGB (0,255,255), BGR [0,0,255] is RGB (255,0,0).
+    let cases: &[([u8; 3], u8)] = &[
+        ([0, 255, 255], 1),
+        ([100, 155, 155], 1), // every channel exactly at the tolerance
+        ([101, 255, 255], 0), // one channel just outside
+        ([0, 154, 255], 0),
+        ([255, 0, 0], 2),
+        ([155, 100, 100], 2),
+        ([154, 0, 0], 0),
+        ([0, 0, 255], 0),   // BGR-blue read as RGB would be wrong: it is not bone
+        ([255, 255, 0], 0), // nor is RGB yellow soft tissue
+        ([255, 255, 255], 0),
+        ([0, 0, 0], 0),
+    ];
+    let mut rgb = RgbImage::new(cases.len() as u32, 1);
+    for (i, (c, _)) in cases.iter().enumerate() {
+        rgb.put_pixel(i as u32, 0, Rgb(*c));
+    }
+    let mask = decode_color_mask(&rgb);
+    let want: Vec<u8> = cases.iter().map(|&(_, l)| l).collect();
+    assert_eq!(mask.as_raw(), &want);
+
+    let m = Mask::from_raw(3, 1, vec![0, 1, 2]).unwrap();
+    let enc = encode_color_mask(&m).unwrap();
+    assert_eq!(enc.get_pixel(1, 0), &Rgb([0, 255, 255]));
+    assert_eq!(enc.get_pixel(2, 0), &Rgb([255, 0, 0]));
+    assert_eq!(decode_color_mask(&enc), m);
+    let dir = tempdir("color");
+    let p = dir.join("c.png");
+    enc.save(&p).unwrap();
+    assert_eq!(load_color_mask(&p).unwrap(), m);
+    let ign = Mask::from_raw(1, 1, vec![255]).unwrap();
+    assert!(matches!(
+        encode_color_mask(&ign),
+        Err(DataError::UnknownLabel { value: 255, .. })
+    ));
+}
