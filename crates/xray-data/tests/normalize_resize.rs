@@ -1,0 +1,188 @@
+//! Normalisation and resizing against closed forms and PyTorch/NumPy golden values
+//! (produced by `tests/golden/normalize_resize.py`).
+
+use image::Luma;
+use xray_data::normalize::{
+    log_transform, min_max, normalize, percentiles, Method, NormalizeConfig,
+};
+use xray_data::resize::{resize, resize_mask, Filter};
+use xray_data::{Mask, Radiograph};
+
+// Golden values: PyTorch 2.x / NumPy, see tests/golden/normalize_resize.py.
+const BILINEAR_7X5_TO_3X4: &[f32] = &[
+    5.083333, 9.625, 5.458332, 4.833333, 2.5, 4.750001, 2.75, 5.0, 7.250001, 5.25, 7.5, 9.750001,
+];
+const BILINEAR_7X5_TO_11X9: &[f32] = &[
+    0.0, 3.295455, 6.909091, 4.522727, 6.136363, 10.75, 8.363637, 5.977274, 3.590909, 7.204545,
+    10.5, 0.6666667, 3.962121, 7.575758, 5.189394, 5.469697, 7.75, 7.69697, 6.64394, 4.257576,
+    5.871212, 7.5, 1.777778, 5.073232, 8.686869, 6.300505, 4.358586, 2.749999, 6.585857, 7.755052,
+    5.368687, 3.64899, 2.499999, 2.888889, 3.962121, 5.353535, 6.078283, 5.025253, 2.638889,
+    7.252524, 8.866163, 6.479798, 4.093435, 2.388889, 4.0, 2.295455, 0.9090903, 5.522727, 6.136364,
+    3.75, 8.363635, 9.977274, 7.590909, 5.204545, 3.5, 5.111112, 3.406566, 2.020202, 6.633839,
+    7.247476, 4.861112, 5.585857, 6.643937, 8.146464, 6.315657, 4.611112, 6.222222, 4.517676,
+    3.020201, 6.856061, 7.580808, 5.972222, 3.585859, 4.199493, 8.813131, 7.426768, 5.722222,
+    7.333334, 5.628788, 3.575758, 3.522725, 4.803028, 7.083334, 4.696971, 5.310605, 9.924244,
+    8.53788, 6.833334, 8.0, 6.295455, 3.909091, 1.522727, 3.136363, 7.75, 5.363636, 5.977271,
+    10.59091, 9.204545, 7.5,
+];
+const AREA_8X6_TO_4X3: &[f32] = &[
+    4.625, 5.375, 6.125, 6.875, 3.125, 6.625, 7.375, 5.375, 7.125, 5.125, 5.875, 6.625,
+];
+const NEAREST_7X5_TO_4X3: &[f32] = &[0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0];
+const NEAREST_7X5_TO_12X8: &[f32] = &[
+    0.0, 0.0, 2.0, 1.0, 1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 1.0, 1.0, 0.0, 0.0,
+    2.0, 2.0, 1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 1.0, 0.0, 2.0, 2.0, 1.0, 1.0,
+    0.0, 2.0, 2.0, 1.0, 1.0, 0.0, 0.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.0, 2.0, 2.0, 1.0, 1.0, 0.0, 0.0,
+    2.0, 1.0, 1.0, 0.0, 0.0, 2.0, 1.0, 1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 0.0,
+    0.0, 2.0, 2.0, 1.0, 1.0, 0.0, 2.0, 2.0, 2.0, 2.0, 1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 1.0, 0.0, 2.0,
+    2.0,
+];
+const PERCENTILE_7X5_2_98: &[f32] = &[0.17, 11.08];
+const PERCENTILE_7X5_10_50: &[f32] = &[1.6, 5.5];
+
+/// The input of the golden script: `((7x + 13y) mod 11) + x / 4`.
+fn img(w: u32, h: u32) -> Radiograph {
+    Radiograph::from_fn(w, h, |x, y| {
+        Luma([((x * 7 + y * 13) % 11) as f32 + 0.25 * x as f32])
+    })
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol, "index {i}: got {g}, want {w}");
+    }
+}
+
+#[test]
+fn bilinear_matches_pytorch() {
+    let out = resize(&img(7, 5), 3, 4, Filter::Bilinear).unwrap();
+    assert_eq!(out.dimensions(), (3, 4));
+    assert_close(out.as_raw(), BILINEAR_7X5_TO_3X4, 1e-4);
+    let out = resize(&img(7, 5), 11, 9, Filter::Bilinear).unwrap();
+    assert_close(out.as_raw(), BILINEAR_7X5_TO_11X9, 1e-4);
+}
+
+#[test]
+fn area_matches_pytorch_for_integer_factors() {
+    let out = resize(&img(8, 6), 4, 3, Filter::Area).unwrap();
+    assert_close(out.as_raw(), AREA_8X6_TO_4X3, 1e-5);
+}
+
+#[test]
+fn area_fractional_overlap_closed_form() {
+    // 3 → 2 pixels: each output covers 1.5 inputs.
+    let src = Radiograph::from_raw(3, 1, vec![3.0, 6.0, 9.0]).unwrap();
+    let out = resize(&src, 2, 1, Filter::Area).unwrap();
+    assert_close(
+        out.as_raw(),
+        &[(3.0 + 0.5 * 6.0) / 1.5, (0.5 * 6.0 + 9.0) / 1.5],
+        1e-6,
+    );
+    // The mean is preserved by area averaging for any factor.
+    let src = img(37, 23);
+    let mean =
+        |r: &Radiograph| r.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>() / r.len() as f64;
+    for (w, h) in [(5, 3), (10, 7), (37, 1), (1, 1)] {
+        let out = resize(&src, w, h, Filter::Area).unwrap();
+        assert!((mean(&out) - mean(&src)).abs() < 1e-4, "{w}x{h}");
+    }
+    // A constant stays constant with either filter.
+    let c = Radiograph::from_pixel(13, 9, Luma([7.5]));
+    for f in [Filter::Area, Filter::Bilinear] {
+        for (w, h) in [(4, 4), (20, 30)] {
+            let out = resize(&c, w, h, f).unwrap();
+            assert!(
+                out.as_raw().iter().all(|&v| (v - 7.5).abs() < 1e-5),
+                "{f:?} {w}x{h}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mask_nearest_matches_pytorch_nearest_exact() {
+    let m = Mask::from_fn(7, 5, |x, y| Luma([(((x + 7 * y) * 5) % 3) as u8]));
+    let out = resize_mask(&m, 4, 3).unwrap();
+    let got: Vec<f32> = out.as_raw().iter().map(|&v| f32::from(v)).collect();
+    assert_close(&got, NEAREST_7X5_TO_4X3, 0.0);
+    let out = resize_mask(&m, 12, 8).unwrap();
+    let got: Vec<f32> = out.as_raw().iter().map(|&v| f32::from(v)).collect();
+    assert_close(&got, NEAREST_7X5_TO_12X8, 0.0);
+    // Only labels present in the input appear in the output.
+    let m = Mask::from_fn(9, 9, |x, _| Luma([if x < 4 { 0 } else { 255 }]));
+    let out = resize_mask(&m, 5, 2).unwrap();
+    assert!(out.as_raw().iter().all(|&v| v == 0 || v == 255));
+}
+
+#[test]
+fn zero_sizes_are_errors() {
+    assert!(resize(&img(3, 3), 0, 2, Filter::Area).is_err());
+    assert!(resize(&Radiograph::new(0, 0), 2, 2, Filter::Bilinear).is_err());
+    assert!(resize_mask(&Mask::new(2, 2), 2, 0).is_err());
+}
+
+#[test]
+fn min_max_and_constant_images() {
+    let r = Radiograph::from_raw(4, 1, vec![-2.0, 0.0, 2.0, 6.0]).unwrap();
+    assert_eq!(min_max(&r).as_raw(), &vec![0.0, 0.25, 0.5, 1.0]);
+    let c = Radiograph::from_pixel(3, 3, Luma([42.0]));
+    assert!(min_max(&c).as_raw().iter().all(|&v| v == 0.0));
+    for method in [
+        Method::MinMax,
+        Method::Percentile {
+            low: 1.0,
+            high: 99.0,
+        },
+    ] {
+        for log in [false, true] {
+            let out = normalize(&c, &NormalizeConfig { method, log }).unwrap();
+            assert!(
+                out.as_raw().iter().all(|&v| v == 0.0),
+                "{method:?} log={log}"
+            );
+        }
+    }
+}
+
+#[test]
+fn percentiles_match_numpy_and_window_clamps() {
+    let src = img(7, 5);
+    let (lo, hi) = percentiles(src.as_raw(), 2.0, 98.0);
+    assert_close(&[lo, hi], PERCENTILE_7X5_2_98, 1e-5);
+    let (lo, hi) = percentiles(src.as_raw(), 10.0, 50.0);
+    assert_close(&[lo, hi], PERCENTILE_7X5_10_50, 1e-5);
+    let cfg = NormalizeConfig {
+        method: Method::Percentile {
+            low: 10.0,
+            high: 50.0,
+        },
+        log: false,
+    };
+    let out = normalize(&src, &cfg).unwrap();
+    let (lo, hi) = (PERCENTILE_7X5_10_50[0], PERCENTILE_7X5_10_50[1]);
+    for (o, s) in out.as_raw().iter().zip(src.as_raw()) {
+        let want = ((s - lo) / (hi - lo)).clamp(0.0, 1.0);
+        assert!((o - want).abs() < 1e-5);
+    }
+    for (low, high) in [(-1.0, 50.0), (50.0, 50.0), (10.0, 100.5), (f32::NAN, 50.0)] {
+        let cfg = NormalizeConfig {
+            method: Method::Percentile { low, high },
+            log: false,
+        };
+        assert!(normalize(&src, &cfg).is_err(), "{low} {high}");
+    }
+}
+
+#[test]
+fn log_transform_closed_form() {
+    let r = Radiograph::from_raw(3, 1, vec![10.0, 11.0, 10.0 + std::f32::consts::E - 1.0]).unwrap();
+    let out = log_transform(&r);
+    assert_close(out.as_raw(), &[0.0, std::f32::consts::LN_2, 1.0], 1e-6);
+    let cfg = NormalizeConfig {
+        method: Method::MinMax,
+        log: true,
+    };
+    let n = normalize(&r, &cfg).unwrap();
+    assert_close(n.as_raw(), &[0.0, std::f32::consts::LN_2, 1.0], 1e-6);
+}
