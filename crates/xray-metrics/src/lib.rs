@@ -6,6 +6,7 @@ mod calibration;
 mod confusion;
 mod error;
 mod evaluator;
+mod plot;
 mod report;
 mod roc;
 mod scores;
@@ -20,6 +21,10 @@ pub use calibration::{
 pub use confusion::ConfusionMatrix;
 pub use error::{MetricsError, Result};
 pub use evaluator::{AucMethod, EvalConfig, Evaluator};
+pub use plot::{
+    plot_confusion, plot_reliability, plot_roc, plot_training_curves, register_font, save_plots,
+    TrainingLog,
+};
 pub use report::{
     AucSummary, Averages, BoundarySummary, EqualMassSummary, PerImageSummary, Report,
 };

@@ -86,8 +86,8 @@ pub struct ClassRoc {
     pub auc: Option<f64>,
     /// Bound on `|auc − exact AUC|`: 0 for the exact method.
     pub error_bound: f64,
-    /// The curve from (0, 0) to (1, 1), thinned to at most about 1000 points (a point is
-    /// kept when FPR or TPR moved by ≥ 0.001); for plotting.
+    /// The curve from (0, 0) to (1, 1), thinned to at most about 500 points (a point is
+    /// kept when FPR or TPR moved by ≥ 1/250); for plotting.
     pub curve: Vec<RocPoint>,
 }
 
@@ -102,11 +102,11 @@ fn roc_from_groups(
     let mut num2: u128 = 0;
     let mut neg_below: u64 = 0;
     let mut pos_below: u64 = 0;
-    // Curve thinning in integers (no per-group division): keep a point once 1/1000 of the
+    // Curve thinning in integers (no per-group division): keep a point once 1/250 of the
     // negatives or positives went by since the last kept one.
     let (step_n, step_p) = (
-        negatives.div_ceil(1000).max(1),
-        positives.div_ceil(1000).max(1),
+        negatives.div_ceil(250).max(1),
+        positives.div_ceil(250).max(1),
     );
     let mut kept = vec![(0u64, 0u64)];
     let (mut last_n, mut last_p) = (0u64, 0u64);

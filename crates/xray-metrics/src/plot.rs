@@ -1,0 +1,563 @@
+//! Pictures (PNG and SVG, with plotters): ROC curves, reliability diagram, confusion
+//! heatmap, training curves.
+//!
+//! Text is drawn with DejaVu Sans, embedded in the crate (`assets/`, Bitstream Vera /
+//! DejaVu licence in `assets/DejaVuSans-LICENSE.txt`), so no system font is needed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::calibration::ReliabilityBin;
+use crate::error::{MetricsError, Result};
+use crate::report::Report;
+
+const FONT: &str = "sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// Registers the embedded font with plotters (idempotent; every plot function calls it).
+pub fn register_font() -> Result<()> {
+    static DONE: OnceLock<bool> = OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(MetricsError::Plot {
+            path: PathBuf::from("assets/DejaVuSans.ttf"),
+            reason: "embedded font could not be parsed".into(),
+        })
+    }
+}
+
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// Draws with `draw` into `stem.png` and `stem.svg`; returns both paths.
+macro_rules! render_both {
+    ($stem:expr, $size:expr, $draw:ident, $($arg:expr),*) => {{
+        register_font()?;
+        let stem: &Path = $stem;
+        let png = stem.with_extension("png");
+        let svg = stem.with_extension("svg");
+        if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        {
+            let root = BitMapBackend::new(&png, $size).into_drawing_area();
+            $draw(&root, $($arg),*)
+                .and_then(|_| root.present().map_err(|e| e.to_string().into()))
+                .map_err(|e| MetricsError::Plot { path: png.clone(), reason: e.to_string() })?;
+        }
+        {
+            let root = SVGBackend::new(&svg, $size).into_drawing_area();
+            $draw(&root, $($arg),*)
+                .and_then(|_| root.present().map_err(|e| e.to_string().into()))
+                .map_err(|e| MetricsError::Plot { path: svg.clone(), reason: e.to_string() })?;
+        }
+        Ok(vec![png, svg])
+    }};
+}
+
+fn color(i: usize) -> RGBColor {
+    const C: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(23, 190, 207),
+    ];
+    C[i % C.len()]
+}
+
+fn draw_roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let title = match r.auc.weighted {
+        Some(w) => format!("ROC, one vs rest (weighted AUC {w:.4}, {})", r.auc.method),
+        None => format!("ROC, one vs rest ({})", r.auc.method),
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("False positive rate")
+        .y_desc("True positive rate")
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 18))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        vec![(0.0, 0.0), (1.0, 1.0)],
+        RGBColor(150, 150, 150).stroke_width(1),
+    ))?;
+    for (k, curve) in r.auc.curves.iter().enumerate() {
+        let c = color(k);
+        let auc = r.auc.per_class[k]
+            .map(|a| format!("AUC {a:.4}"))
+            .unwrap_or_else(|| "AUC undefined".into());
+        chart
+            .draw_series(LineSeries::new(
+                curve.iter().map(|p| (p.fpr, p.tpr)),
+                c.stroke_width(2),
+            ))?
+            .label(format!("{} ({auc})", r.class_names[k]))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 18))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    Ok(())
+}
+
+/// Display bins: torchmetrics' zero-width `[1, 1]` bin is folded into the last real bin.
+fn display_bins(bins: &[ReliabilityBin]) -> Vec<ReliabilityBin> {
+    let mut out: Vec<ReliabilityBin> = bins.to_vec();
+    if out.len() >= 2 && out[out.len() - 1].lower >= 1.0 {
+        let top = out.pop().unwrap_or_else(|| unreachable!());
+        let last = out.last_mut().unwrap_or_else(|| unreachable!());
+        let n = last.count + top.count;
+        if n > 0 {
+            last.confidence = (last.confidence * last.count as f64
+                + top.confidence * top.count as f64)
+                / n as f64;
+            last.accuracy =
+                (last.accuracy * last.count as f64 + top.accuracy * top.count as f64) / n as f64;
+        }
+        last.count = n;
+        last.upper = 1.0;
+    }
+    out
+}
+
+fn draw_reliability<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically((root.dim_in_pixel().1 as f64 * 0.74) as u32);
+    let bins = display_bins(&r.reliability.bins);
+    let mut chart = ChartBuilder::on(&top)
+        .caption(
+            format!(
+                "Reliability: confidence {:.4} vs accuracy {:.4}",
+                r.confidence.unwrap_or(f64::NAN),
+                r.accuracy.unwrap_or(f64::NAN)
+            ),
+            (FONT, 24),
+        )
+        .margin(20)
+        .x_label_area_size(10)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
+    chart
+        .configure_mesh()
+        .y_desc("Accuracy (fraction correct)")
+        .x_labels(0)
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 18))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let bar = RGBColor(31, 119, 180);
+    let gap = RGBColor(214, 39, 40);
+    chart
+        .draw_series(bins.iter().filter(|b| b.count > 0).map(|b| {
+            Rectangle::new(
+                [(b.lower, 0.0), (b.upper, b.accuracy)],
+                bar.mix(0.85).filled(),
+            )
+        }))?
+        .label("accuracy per bin")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], bar.filled()));
+    chart
+        .draw_series(bins.iter().filter(|b| b.count > 0).map(|b| {
+            Rectangle::new(
+                [(b.lower, b.accuracy), (b.upper, b.confidence)],
+                gap.mix(0.35).filled(),
+            )
+        }))?
+        .label("gap to mean confidence")
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 6), (x + 18, y + 6)], gap.mix(0.35).filled())
+        });
+    chart
+        .draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            BLACK.mix(0.6).stroke_width(2),
+        ))?
+        .label("perfect calibration")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+    chart.draw_series(std::iter::once(Text::new(
+        format!(
+            "ECE {:.4}   MCE {:.4}   RMSCE {:.4}   ({} bins)",
+            r.ece, r.mce, r.rmsce, r.n_bins
+        ),
+        (0.03, 0.95),
+        (FONT, 20).into_font().color(&BLACK),
+    )))?;
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 16))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::MiddleLeft)
+        .draw()?;
+    let total = bins.iter().map(|b| b.count).sum::<u64>().max(1) as f64;
+    let ymax = bins
+        .iter()
+        .map(|b| b.count as f64 / total)
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let mut hist = ChartBuilder::on(&bottom)
+        .margin_left(20)
+        .margin_right(20)
+        .margin_bottom(10)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..1f64, 0f64..ymax)?;
+    hist.configure_mesh()
+        .x_desc("Confidence (top-1 probability)")
+        .y_desc("Fraction of pixels")
+        .y_labels(3)
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 18))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    hist.draw_series(bins.iter().map(|b| {
+        Rectangle::new(
+            [(b.lower, 0.0), (b.upper, b.count as f64 / total)],
+            RGBColor(120, 120, 120).filled(),
+        )
+    }))?;
+    Ok(())
+}
+
+fn draw_confusion<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let c = r.class_names.len() as i32;
+    let rows: Vec<Vec<f64>> = r
+        .confusion_matrix
+        .iter()
+        .map(|row| {
+            let s: u64 = row.iter().sum();
+            row.iter()
+                .map(|&v| if s == 0 { 0.0 } else { v as f64 / s as f64 })
+                .collect()
+        })
+        .collect();
+    let names = r.class_names.clone();
+    let names_y = r.class_names.clone();
+    let mut chart = ChartBuilder::on(root)
+        .caption("Confusion matrix (row-normalised)", (FONT, 24))
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(120)
+        .build_cartesian_2d(0f64..c as f64, 0f64..c as f64)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(0)
+        .y_labels(0)
+        .x_desc("Predicted class")
+        .y_desc("True class")
+        .axis_desc_style((FONT, 18))
+        .draw()?;
+    for t in 0..c as usize {
+        for p in 0..c as usize {
+            let v = rows[t][p];
+            let y = (c as usize - 1 - t) as f64;
+            // White → blue ramp.
+            let shade = |lo: f64, hi: f64| (lo + (hi - lo) * v).round() as u8;
+            let fill = RGBColor(shade(247.0, 8.0), shade(251.0, 48.0), shade(255.0, 107.0));
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(p as f64, y), (p as f64 + 1.0, y + 1.0)],
+                fill.filled(),
+            )))?;
+            let ink = if v > 0.5 { WHITE } else { BLACK };
+            let centre = (p as f64 + 0.5, y + 0.5);
+            let style = |size: i32| {
+                (FONT, size)
+                    .into_font()
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center))
+            };
+            chart.draw_series(std::iter::once(
+                EmptyElement::at(centre)
+                    + Text::new(format!("{:.1}%", 100.0 * v), (0, -12), style(24))
+                    + Text::new(
+                        format!("({})", r.confusion_matrix[t][p]),
+                        (0, 16),
+                        style(16),
+                    ),
+            ))?;
+        }
+    }
+    // Class names under the columns and beside the rows.
+    let label = (FONT, 18)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    for (k, name) in names.iter().enumerate() {
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((k as f64 + 0.5, 0.0))
+                + Text::new(name.clone(), (0, 8), label.clone()),
+        ))?;
+    }
+    let label_y = (FONT, 18)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    for (k, name) in names_y.iter().enumerate() {
+        let y = (c as usize - 1 - k) as f64 + 0.5;
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((0.0, y)) + Text::new(name.clone(), (-8, 0), label_y.clone()),
+        ))?;
+    }
+    Ok(())
+}
+
+/// ROC curves per class with AUC in the legend → `stem.png`, `stem.svg`.
+pub fn plot_roc(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    render_both!(stem.as_ref(), (900, 800), draw_roc, report)
+}
+
+/// Reliability diagram with the gap shaded, ECE printed and a pixel histogram below.
+pub fn plot_reliability(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    render_both!(stem.as_ref(), (900, 900), draw_reliability, report)
+}
+
+/// Row-normalised confusion heatmap with percentages and counts.
+pub fn plot_confusion(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    render_both!(stem.as_ref(), (850, 800), draw_confusion, report)
+}
+
+/// `roc`, `reliability` and `confusion` plots (PNG and SVG) into `dir`.
+pub fn save_plots(report: &Report, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    let mut out = plot_roc(report, dir.join("roc"))?;
+    out.extend(plot_reliability(report, dir.join("reliability"))?);
+    out.extend(plot_confusion(report, dir.join("confusion"))?);
+    Ok(out)
+}
+
+/// A trainer log: one JSON object per line; every numeric field becomes a column.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainingLog {
+    /// Numeric columns by name, one value per row (`NaN` where a row lacks the field).
+    pub columns: BTreeMap<String, Vec<f64>>,
+    /// Rows read.
+    pub rows: usize,
+}
+
+impl TrainingLog {
+    /// Parses JSON lines (blank lines skipped). Non-numeric fields are ignored.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::TrainingLog;
+    /// let log = TrainingLog::parse("{\"epoch\":1,\"train_loss\":0.9}\n{\"epoch\":2,\"train_loss\":0.5}").unwrap();
+    /// assert_eq!(log.columns["train_loss"], vec![0.9, 0.5]);
+    /// ```
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut log = TrainingLog::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| MetricsError::Log {
+                    line: i + 1,
+                    reason: e.to_string(),
+                })?;
+            let obj = v.as_object().ok_or_else(|| MetricsError::Log {
+                line: i + 1,
+                reason: "expected a JSON object".into(),
+            })?;
+            for (k, x) in obj {
+                if let Some(x) = x.as_f64() {
+                    let col = log
+                        .columns
+                        .entry(k.clone())
+                        .or_insert_with(|| vec![f64::NAN; log.rows]);
+                    col.push(x);
+                }
+            }
+            log.rows += 1;
+            for col in log.columns.values_mut() {
+                col.resize(log.rows, f64::NAN);
+            }
+        }
+        if log.rows == 0 {
+            return Err(MetricsError::Log {
+                line: 0,
+                reason: "the log has no rows".into(),
+            });
+        }
+        Ok(log)
+    }
+
+    /// Reads and parses a JSON-lines file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// The x axis: `epoch`, else `step`, else the row number.
+    fn x(&self) -> (String, Vec<f64>) {
+        for name in ["epoch", "step"] {
+            if let Some(c) = self.columns.get(name) {
+                return (name.into(), c.clone());
+            }
+        }
+        ("row".into(), (0..self.rows).map(|i| i as f64).collect())
+    }
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_name: &str,
+    x: &[f64],
+    series: &[(&String, &Vec<f64>)],
+    color_offset: usize,
+    legend: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let finite = |v: &&f64| v.is_finite();
+    let (x0, x1) = x
+        .iter()
+        .filter(finite)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (y0, y1) = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().filter(finite))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (x0, x1) = if x0 < x1 {
+        (x0, x1)
+    } else {
+        (x0 - 1.0, x0 + 1.0)
+    };
+    let pad = ((y1 - y0).abs() * 0.05).max(1e-6);
+    let (y0, y1) = if y0.is_finite() {
+        (y0 - pad, y1 + pad)
+    } else {
+        (0.0, 1.0)
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    let integral = x.iter().all(|v| !v.is_finite() || v.fract() == 0.0);
+    chart
+        .configure_mesh()
+        .x_desc(x_name)
+        .x_label_formatter(&|v| {
+            if integral {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.3}")
+            }
+        })
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 17))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    for (i, (name, v)) in series.iter().enumerate() {
+        let c = color(i + color_offset);
+        let pts: Vec<(f64, f64)> = x
+            .iter()
+            .zip(v.iter())
+            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .map(|(&a, &b)| (a, b))
+            .collect();
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(2)));
+    }
+    if !series.is_empty() {
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(legend)
+            .draw()?;
+    }
+    Ok(())
+}
+
+fn draw_training<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, log: &TrainingLog) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let (x_name, x) = log.x();
+    let others: Vec<(&String, &Vec<f64>)> =
+        log.columns.iter().filter(|(k, _)| **k != x_name).collect();
+    let (losses, metrics): (Vec<_>, Vec<_>) =
+        others.into_iter().partition(|(k, _)| k.contains("loss"));
+    let panels = root.split_evenly((1, 2));
+    draw_panel(
+        &panels[0],
+        "Loss",
+        &x_name,
+        &x,
+        &losses,
+        0,
+        SeriesLabelPosition::UpperRight,
+    )?;
+    draw_panel(
+        &panels[1],
+        "Metrics",
+        &x_name,
+        &x,
+        &metrics,
+        losses.len(),
+        SeriesLabelPosition::LowerRight,
+    )?;
+    Ok(())
+}
+
+/// Training curves: columns whose name contains `loss` on the left, every other numeric
+/// column on the right, against `epoch` (or `step`, or the row number).
+pub fn plot_training_curves(log: &TrainingLog, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    render_both!(stem.as_ref(), (1400, 600), draw_training, log)
+}
