@@ -21,4 +21,77 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
+    /// Input data of the wrong size or content (image plane, label map, batch).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A JSON file (configuration, checkpoint metadata, training state) could not be read or
+    /// written.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file involved.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A safetensors file could not be read or written.
+    #[error("{path}: safetensors: {message}")]
+    Safetensors {
+        /// The file involved.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A stored tensor does not have the shape the configuration expects.
+    #[error(
+        "{path}: tensor `{tensor}` has shape {found:?} but the model configuration expects \
+         {expected:?}; the weights were saved for a different configuration"
+    )]
+    WeightShape {
+        /// The weights file.
+        path: std::path::PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The shape the model built from the configuration has.
+        expected: Vec<usize>,
+        /// The shape stored in the file.
+        found: Vec<usize>,
+    },
+    /// Tensors the model needs are missing from a weights file, or the file holds tensors
+    /// the model does not have.
+    #[error(
+        "{path}: weights do not fit the model configuration: missing {missing:?}, \
+         unexpected {unexpected:?}"
+    )]
+    WeightNames {
+        /// The weights file.
+        path: std::path::PathBuf,
+        /// Tensors the model has but the file lacks.
+        missing: Vec<String>,
+        /// Tensors the file holds but the model does not have.
+        unexpected: Vec<String>,
+    },
+    /// The training loss (or gradient norm) became NaN or infinite.
+    #[error(
+        "non-finite {what} ({value}) at epoch {epoch}, batch {batch}; training stopped{}",
+        match checkpoint {
+            Some(p) => format!(", the last good checkpoint is in {}", p.display()),
+            None => String::from(" (no checkpoint directory was set)"),
+        }
+    )]
+    NonFinite {
+        /// What became non-finite (`"loss"` or `"gradient norm"`).
+        what: &'static str,
+        /// The offending value.
+        value: f64,
+        /// Epoch (0-based) where it happened.
+        epoch: usize,
+        /// Batch within the epoch (0-based).
+        batch: usize,
+        /// Directory of the last good checkpoint, when one was kept.
+        checkpoint: Option<std::path::PathBuf>,
+    },
+    /// An error raised by a caller-supplied batch source (data loading, augmentation).
+    #[error("batch source: {0}")]
+    Data(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -1,1 +1,466 @@
-//! Inference: whole-image and tiled probability maps.
+//! Inference: class probabilities of whole images and of large radiographs by tiles.
+//!
+//! [`predict_proba`] turns one normalised image plane into `C × H × W` probabilities at the
+//! input's own size:
+//!
+//! - **Inputs that fit in a tile** (`height ≤ tile_size` and `width ≤ tile_size`) run in one
+//!   forward pass. With [`SmallInput::Pad`] (the default) the plane is padded by edge
+//!   replication up to the next multiple of the model's
+//!   [`size_multiple`](crate::Segmenter::size_multiple) and the probabilities are cropped back;
+//!   with [`SmallInput::Resize`] it is resized (bilinear, half-pixel centres as PyTorch's
+//!   `align_corners=False`) to the size the model was trained at and the probabilities are
+//!   resized back (a convex combination, so they still sum to 1).
+//! - **Larger inputs** (2000×2000 radiographs and up) run tile by tile: `tile_size²` windows
+//!   with `overlap` pixels between neighbours, `batch_size` tiles per forward pass. Each
+//!   tile's probabilities are blended with a separable window that is 0 on the outer
+//!   `overlap/4` pixels of every edge shared with a neighbour (where the network sees zero
+//!   padding instead of image), rises as a half cosine over the next `overlap/2` pixels and
+//!   is 1 elsewhere, including along the image border. A network whose receptive field
+//!   radius is at most `overlap/4` therefore gives exactly the whole-image result; wider ones
+//!   get smooth seams. Memory for activations is bounded by `batch_size` tiles; only the
+//!   `C × H × W` output and an `H × W` weight plane scale with the image.
+//!
+//! The input plane must already be normalised the way the training data were (the caller's
+//! job: e.g. `xray-data`'s normalisation); this module does no intensity scaling.
+
+use candle_core::{Device, Tensor};
+
+use crate::{ModelError, Result, Segmenter};
+
+/// How inputs that fit in one tile are brought to a size the network accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmallInput {
+    /// Pad by edge replication to a multiple of `size_multiple`, crop the output.
+    #[default]
+    Pad,
+    /// Resize (bilinear) to `height × width` (e.g. the training size, 200×200 for XNet),
+    /// resize the probabilities back.
+    Resize {
+        /// Network input height (a multiple of `size_multiple`).
+        height: usize,
+        /// Network input width (a multiple of `size_multiple`).
+        width: usize,
+    },
+}
+
+/// Options of [`predict_proba`].
+#[derive(Debug, Clone)]
+pub struct InferenceOptions {
+    /// Side of the square tiles; images larger than this in either dimension are tiled.
+    /// Must be a multiple of the model's `size_multiple`.
+    pub tile_size: usize,
+    /// Overlap between neighbouring tiles, pixels (< `tile_size`).
+    pub overlap: usize,
+    /// Tiles (or images) per forward pass.
+    pub batch_size: usize,
+    /// Policy for inputs that fit in one tile.
+    pub small_input: SmallInput,
+    /// Device to run on (the model's).
+    pub device: Device,
+}
+
+impl Default for InferenceOptions {
+    fn default() -> Self {
+        Self {
+            tile_size: 512,
+            overlap: 64,
+            batch_size: 4,
+            small_input: SmallInput::Pad,
+            device: Device::Cpu,
+        }
+    }
+}
+
+impl InferenceOptions {
+    /// Checks the options against a model's `size_multiple`.
+    pub fn validate(&self, size_multiple: usize) -> Result<()> {
+        let m = size_multiple.max(1);
+        if self.tile_size == 0 || self.tile_size % m != 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "tile_size {} must be a positive multiple of the model's size multiple {m}",
+                self.tile_size
+            )));
+        }
+        if self.overlap >= self.tile_size {
+            return Err(ModelError::InvalidConfig(format!(
+                "overlap {} must be smaller than tile_size {}",
+                self.overlap, self.tile_size
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(ModelError::InvalidConfig("batch_size must be ≥ 1".into()));
+        }
+        if let SmallInput::Resize { height, width } = self.small_input {
+            if height == 0 || width == 0 || height % m != 0 || width % m != 0 {
+                return Err(ModelError::InvalidConfig(format!(
+                    "resize target {height}×{width} must be positive multiples of the model's \
+                     size multiple {m}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `C × H × W` class probabilities of one normalised `height × width` plane (row-major).
+///
+/// # Examples
+/// ```
+/// # use candle_core::{DType, Device};
+/// # use candle_nn::{VarBuilder, VarMap};
+/// # use xnet_model::models::{ModelConfig, XNetConfig};
+/// use xnet_model::infer::{predict_proba, InferenceOptions};
+/// # fn main() -> xnet_model::Result<()> {
+/// # let varmap = VarMap::new();
+/// # let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// # let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// let (h, w) = (21, 30); // not a multiple of 8: padded, then cropped
+/// let image = vec![0.5f32; h * w];
+/// let probs = predict_proba(model.as_ref(), &image, h, w, &InferenceOptions::default())?;
+/// assert_eq!(probs.len(), 3 * h * w);
+/// # Ok(())
+/// # }
+/// ```
+pub fn predict_proba(
+    model: &dyn Segmenter,
+    image: &[f32],
+    height: usize,
+    width: usize,
+    opts: &InferenceOptions,
+) -> Result<Vec<f32>> {
+    predict_proba_batch(model, image, 1, height, width, opts)
+}
+
+/// `N × C × H × W` probabilities of `n` equal-size planes (`N × H × W`, row-major), batched
+/// `batch_size` images (or tiles) per forward pass.
+pub fn predict_proba_batch(
+    model: &dyn Segmenter,
+    images: &[f32],
+    n: usize,
+    height: usize,
+    width: usize,
+    opts: &InferenceOptions,
+) -> Result<Vec<f32>> {
+    let m = model.size_multiple().max(1);
+    opts.validate(m)?;
+    let plane = height * width;
+    if n == 0 || height == 0 || width == 0 {
+        return Err(ModelError::InvalidInput(format!(
+            "empty input: n × height × width = {n} × {height} × {width}"
+        )));
+    }
+    if images.len() != n * plane {
+        return Err(ModelError::InvalidInput(format!(
+            "{n} images of {height}×{width} need {} values, got {}",
+            n * plane,
+            images.len()
+        )));
+    }
+    if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+        return Err(ModelError::InvalidInput(format!(
+            "image {} has a non-finite value {} at pixel (x={}, y={})",
+            i / plane,
+            images[i],
+            (i % plane) % width,
+            (i % plane) / width
+        )));
+    }
+    let c = model.num_classes();
+    let mut out = Vec::with_capacity(n * c * plane);
+    if height <= opts.tile_size && width <= opts.tile_size {
+        for chunk in images.chunks(opts.batch_size * plane) {
+            let k = chunk.len() / plane;
+            out.extend(whole(model, chunk, k, height, width, opts)?);
+        }
+    } else {
+        for img in images.chunks(plane) {
+            out.extend(tiled(model, img, height, width, opts)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Per-pixel arg-max of `C × H × W` probabilities: the `H × W` class map.
+///
+/// # Examples
+/// ```
+/// // Two classes, two pixels: class 1 wins the first, class 0 the second.
+/// let probs = [0.2f32, 0.9, 0.8, 0.1];
+/// assert_eq!(xnet_model::infer::argmax_classes(&probs, 2, 1, 2)?, vec![1, 0]);
+/// # Ok::<(), xnet_model::ModelError>(())
+/// ```
+pub fn argmax_classes(
+    probs: &[f32],
+    num_classes: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u8>> {
+    let plane = height * width;
+    if num_classes == 0 || num_classes > 256 || probs.len() != num_classes * plane {
+        return Err(ModelError::InvalidInput(format!(
+            "probabilities must be C × H × W = {num_classes} × {height} × {width} (C in 1..=256), \
+             got {} values",
+            probs.len()
+        )));
+    }
+    Ok((0..plane)
+        .map(|i| {
+            let mut best = 0usize;
+            for k in 1..num_classes {
+                if probs[k * plane + i] > probs[best * plane + i] {
+                    best = k;
+                }
+            }
+            best as u8
+        })
+        .collect())
+}
+
+/// Runs `[k, 1, h, w]` through the model and returns `k × C × h × w` softmax probabilities.
+fn forward_probs(
+    model: &dyn Segmenter,
+    planes: Vec<f32>,
+    k: usize,
+    h: usize,
+    w: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let x = Tensor::from_vec(planes, (k, 1, h, w), device)?;
+    let logits = model.forward_t(&x, false)?;
+    let c = model.num_classes();
+    if logits.dims() != [k, c, h, w] {
+        return Err(ModelError::InvalidInput(format!(
+            "the model returned logits of shape {:?} for input [{k}, 1, {h}, {w}]; expected \
+             [{k}, {c}, {h}, {w}]",
+            logits.dims()
+        )));
+    }
+    let probs = candle_nn::ops::softmax(&logits, 1)?;
+    Ok(probs.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Whole-image path for `k` planes that fit in a tile.
+fn whole(
+    model: &dyn Segmenter,
+    planes: &[f32],
+    k: usize,
+    h: usize,
+    w: usize,
+    opts: &InferenceOptions,
+) -> Result<Vec<f32>> {
+    let c = model.num_classes();
+    let m = model.size_multiple().max(1);
+    let plane = h * w;
+    match opts.small_input {
+        SmallInput::Pad => {
+            let (ph, pw) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
+            let mut input = Vec::with_capacity(k * ph * pw);
+            for img in planes.chunks(plane) {
+                input.extend(extract_clamped(img, h, w, 0, 0, ph, pw));
+            }
+            let probs = forward_probs(model, input, k, ph, pw, &opts.device)?;
+            let mut out = Vec::with_capacity(k * c * plane);
+            for pc in probs.chunks(ph * pw) {
+                for y in 0..h {
+                    out.extend_from_slice(&pc[y * pw..y * pw + w]);
+                }
+            }
+            Ok(out)
+        }
+        SmallInput::Resize {
+            height: rh,
+            width: rw,
+        } => {
+            let mut input = Vec::with_capacity(k * rh * rw);
+            for img in planes.chunks(plane) {
+                input.extend(resize_bilinear(img, h, w, rh, rw));
+            }
+            let probs = forward_probs(model, input, k, rh, rw, &opts.device)?;
+            let mut out = Vec::with_capacity(k * c * plane);
+            for pc in probs.chunks(rh * rw) {
+                out.extend(resize_bilinear(pc, rh, rw, h, w));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The `th × tw` window at `(y0, x0)`, indices clamped into the image (edge replication).
+fn extract_clamped(
+    img: &[f32],
+    h: usize,
+    w: usize,
+    y0: usize,
+    x0: usize,
+    th: usize,
+    tw: usize,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(th * tw);
+    for dy in 0..th {
+        let y = (y0 + dy).min(h - 1);
+        let row = &img[y * w..(y + 1) * w];
+        for dx in 0..tw {
+            out.push(row[(x0 + dx).min(w - 1)]);
+        }
+    }
+    out
+}
+
+/// Tile origins along one axis of `size` pixels with tiles of `extent` and `overlap`.
+fn tile_origins(size: usize, extent: usize, overlap: usize) -> Vec<usize> {
+    if size <= extent {
+        return vec![0];
+    }
+    let stride = extent - overlap;
+    let mut origins: Vec<usize> = (0..)
+        .map(|i| i * stride)
+        .take_while(|&o| o + extent < size)
+        .collect();
+    origins.push(size - extent);
+    origins
+}
+
+/// Blending weights along one axis of a tile of `extent` starting at `origin` on an axis of
+/// `size` (see the module docs).
+fn axis_window(origin: usize, extent: usize, size: usize, overlap: usize) -> Vec<f32> {
+    let discard = overlap / 4;
+    let ramp = (overlap / 2).max(1);
+    let lead_shared = origin > 0;
+    let trail_shared = origin + extent < size;
+    let side = |d: usize, shared: bool| -> f32 {
+        if !shared || overlap == 0 {
+            1.0
+        } else if d < discard {
+            0.0
+        } else if d < discard + ramp {
+            let t = (d - discard) as f32 + 0.5;
+            let s = (std::f32::consts::FRAC_PI_2 * t / ramp as f32).sin();
+            s * s
+        } else {
+            1.0
+        }
+    };
+    (0..extent)
+        .map(|i| side(i, lead_shared) * side(extent - 1 - i, trail_shared))
+        .collect()
+}
+
+/// Tiled path for one plane larger than a tile.
+fn tiled(
+    model: &dyn Segmenter,
+    img: &[f32],
+    h: usize,
+    w: usize,
+    opts: &InferenceOptions,
+) -> Result<Vec<f32>> {
+    let c = model.num_classes();
+    let m = model.size_multiple().max(1);
+    // An axis shorter than a tile is covered by one tile padded to the size multiple.
+    let th = opts.tile_size.min(h.div_ceil(m) * m);
+    let tw = opts.tile_size.min(w.div_ceil(m) * m);
+    let ys = tile_origins(h, th, opts.overlap);
+    let xs = tile_origins(w, tw, opts.overlap);
+    let tiles: Vec<(usize, usize)> = ys
+        .iter()
+        .flat_map(|&y| xs.iter().map(move |&x| (y, x)))
+        .collect();
+
+    let plane = h * w;
+    let mut acc = vec![0f32; c * plane];
+    let mut wsum = vec![0f32; plane];
+    for group in tiles.chunks(opts.batch_size) {
+        let mut input = Vec::with_capacity(group.len() * th * tw);
+        for &(y0, x0) in group {
+            input.extend(extract_clamped(img, h, w, y0, x0, th, tw));
+        }
+        let probs = forward_probs(model, input, group.len(), th, tw, &opts.device)?;
+        for (t, &(y0, x0)) in group.iter().enumerate() {
+            let wy = axis_window(y0, th, h, opts.overlap);
+            let wx = axis_window(x0, tw, w, opts.overlap);
+            let tile = &probs[t * c * th * tw..(t + 1) * c * th * tw];
+            for dy in 0..th.min(h - y0) {
+                let y = y0 + dy;
+                for dx in 0..tw.min(w - x0) {
+                    let x = x0 + dx;
+                    let wt = wy[dy] * wx[dx];
+                    if wt == 0.0 {
+                        continue;
+                    }
+                    wsum[y * w + x] += wt;
+                    for k in 0..c {
+                        acc[k * plane + y * w + x] += wt * tile[k * th * tw + dy * tw + dx];
+                    }
+                }
+            }
+        }
+    }
+    for k in 0..c {
+        for (a, &s) in acc[k * plane..(k + 1) * plane].iter_mut().zip(&wsum) {
+            // Every pixel is covered with positive weight by construction (see axis_window).
+            *a /= s;
+        }
+    }
+    Ok(acc)
+}
+
+/// Bilinear resize of one plane, half-pixel centres (PyTorch `align_corners=False`, no
+/// antialiasing).
+fn resize_bilinear(src: &[f32], h: usize, w: usize, nh: usize, nw: usize) -> Vec<f32> {
+    let coords = |n_out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
+        let scale = n_in as f32 / n_out as f32;
+        (0..n_out)
+            .map(|o| {
+                let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (s.floor() as usize).min(n_in - 1);
+                let i1 = (i0 + 1).min(n_in - 1);
+                (i0, i1, s - i0 as f32)
+            })
+            .collect()
+    };
+    let cy = coords(nh, h);
+    let cx = coords(nw, w);
+    let mut out = Vec::with_capacity(nh * nw);
+    for &(y0, y1, fy) in &cy {
+        for &(x0, x1, fx) in &cx {
+            let top = src[y0 * w + x0] * (1.0 - fx) + src[y0 * w + x1] * fx;
+            let bot = src[y1 * w + x0] * (1.0 - fx) + src[y1 * w + x1] * fx;
+            out.push(top * (1.0 - fy) + bot * fy);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_pixel() {
+        for (size, extent, overlap) in [(100, 32, 8), (65, 32, 16), (300, 64, 63), (33, 32, 0)] {
+            let origins = tile_origins(size, extent, overlap);
+            let mut total = vec![0f32; size];
+            for &o in &origins {
+                for (i, wv) in axis_window(o, extent, size, overlap)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if o + i < size {
+                        total[o + i] += wv;
+                    }
+                }
+            }
+            assert!(
+                total.iter().all(|&t| t > 0.0),
+                "{size} {extent} {overlap}: {total:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bilinear_identity_and_constant() {
+        let src: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        assert_eq!(resize_bilinear(&src, 3, 4, 3, 4), src);
+        let c = resize_bilinear(&[2.0; 6], 2, 3, 7, 5);
+        assert!(c.iter().all(|&v| (v - 2.0).abs() < 1e-6));
+    }
+}

@@ -1,1 +1,722 @@
-//! Losses: cross-entropy with class weights and ignore label, Dice, focal, L2.
+//! Losses: pixel-wise cross-entropy with class weights and an ignore label, focal loss, soft
+//! Dice, L2 regularisation of convolution kernels and U-Net's boundary weight map.
+//!
+//! Every pixel loss takes `[N, C, H, W]` logits (what a [`Segmenter`](crate::Segmenter)
+//! returns) and `[N, H, W]` integer labels (`u8`, `u32` or `i64`). Pixels whose label equals
+//! the ignore label (by default [`IGNORE_LABEL`](crate::IGNORE_LABEL) = 255) contribute
+//! nothing, neither to the numerator nor to the normalisation.
+//!
+//! The weighting follows PyTorch's `F.cross_entropy(weight=w, ignore_index=255)`: the loss is
+//! `Σ w[yᵢ]·ℓᵢ / Σ w[yᵢ]` over the non-ignored pixels `i`. One difference: when every pixel is
+//! ignored, PyTorch returns NaN while these functions return 0 (a batch without labels
+//! teaches nothing, and must not stop training).
+
+use candle_core::{DType, Tensor, Var, D};
+use serde::{Deserialize, Serialize};
+
+use crate::{ModelError, Result, IGNORE_LABEL};
+
+/// Options shared by the pixel losses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PixelLossOptions {
+    /// One weight per class (length `C`), as PyTorch's `weight=`; `None` weighs classes
+    /// equally.
+    pub class_weights: Option<Vec<f32>>,
+    /// Label value excluded from the loss; `None` means every label must be a valid class.
+    pub ignore_label: Option<u8>,
+}
+
+impl Default for PixelLossOptions {
+    fn default() -> Self {
+        Self {
+            class_weights: None,
+            ignore_label: Some(IGNORE_LABEL),
+        }
+    }
+}
+
+/// Which data term the trainer minimises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LossKind {
+    /// Pixel-wise cross-entropy (the paper's loss).
+    CrossEntropy,
+    /// Focal loss `−α_y (1 − p_y)^γ log p_y` (Lin et al. 2017), α = the class weights.
+    Focal {
+        /// Focusing parameter γ ≥ 0 (2 in the paper that introduced it); 0 gives
+        /// cross-entropy.
+        gamma: f64,
+    },
+    /// Soft Dice loss `1 − mean_c (2 Σ p·g + s) / (Σ p + Σ g + s)`.
+    Dice {
+        /// Smoothing term `s` > 0 that keeps absent classes finite.
+        smooth: f64,
+    },
+    /// Cross-entropy plus `dice_weight` × soft Dice.
+    CrossEntropyDice {
+        /// Weight of the Dice term.
+        dice_weight: f64,
+        /// Smoothing term of the Dice part.
+        smooth: f64,
+    },
+}
+
+/// U-Net's boundary weight map (Ronneberger et al. 2015, eq. 2).
+///
+/// `w(x) = w_c(x) + w0 · exp(−(d1(x) + d2(x))² / (2σ²))` on background pixels, where `d1`
+/// and `d2` are the Euclidean distances to the nearest and second-nearest object. Objects are
+/// the 4-connected components of pixels that are neither background nor ignored (tissue and
+/// bone together), so the term emphasises narrow gaps of open beam between separate body
+/// parts. `w_c` is 1, or the class-balancing weight `total / (K · count_c)` over the `K`
+/// classes present when `balance_classes` is set. Ignored pixels get weight 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BoundaryWeightConfig {
+    /// Amplitude of the border term (10 in U-Net).
+    pub w0: f32,
+    /// Width σ of the border term, pixels (5 in U-Net).
+    pub sigma: f32,
+    /// Label of the background between objects (0, open beam).
+    pub background_label: u8,
+    /// Add class-frequency balancing `w_c` instead of 1.
+    pub balance_classes: bool,
+}
+
+impl Default for BoundaryWeightConfig {
+    fn default() -> Self {
+        Self {
+            w0: 10.0,
+            sigma: 5.0,
+            background_label: 0,
+            balance_classes: false,
+        }
+    }
+}
+
+impl BoundaryWeightConfig {
+    /// Checks that the parameters are usable.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.w0.is_finite() && self.w0 >= 0.0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "boundary weight w0 must be finite and ≥ 0, got {}",
+                self.w0
+            )));
+        }
+        if !(self.sigma.is_finite() && self.sigma > 0.0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "boundary weight sigma must be finite and > 0, got {}",
+                self.sigma
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The complete training objective: a data term plus L2 on convolution kernels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LossConfig {
+    /// The data term.
+    pub kind: LossKind,
+    /// Class weights and ignore label.
+    pub pixel: PixelLossOptions,
+    /// Multiply the per-pixel cross-entropy / focal loss by U-Net's boundary weight map.
+    pub boundary: Option<BoundaryWeightConfig>,
+    /// L2 coefficient λ on convolution kernels (Keras convention: the objective gains
+    /// `λ · Σ w²`, whose gradient is `2λw`; PyTorch's `weight_decay=λ'` corresponds to
+    /// `λ = λ'/2`). The paper's value 5·10⁻⁴ is the default.
+    pub l2: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            kind: LossKind::CrossEntropy,
+            pixel: PixelLossOptions::default(),
+            boundary: None,
+            l2: 5e-4,
+        }
+    }
+}
+
+impl LossConfig {
+    /// Checks the configuration against the number of classes of the model.
+    pub fn validate(&self, num_classes: usize) -> Result<()> {
+        if let Some(w) = &self.pixel.class_weights {
+            check_class_weights(w, num_classes)?;
+        }
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "l2 must be finite and ≥ 0, got {}",
+                self.l2
+            )));
+        }
+        match &self.kind {
+            LossKind::CrossEntropy => {}
+            LossKind::Focal { gamma } => {
+                if !(gamma.is_finite() && *gamma >= 0.0) {
+                    return Err(ModelError::InvalidConfig(format!(
+                        "focal gamma must be finite and ≥ 0, got {gamma}"
+                    )));
+                }
+            }
+            LossKind::Dice { smooth } | LossKind::CrossEntropyDice { smooth, .. } => {
+                if !(smooth.is_finite() && *smooth > 0.0) {
+                    return Err(ModelError::InvalidConfig(format!(
+                        "dice smooth must be finite and > 0, got {smooth}"
+                    )));
+                }
+            }
+        }
+        if let LossKind::CrossEntropyDice { dice_weight, .. } = &self.kind {
+            if !(dice_weight.is_finite() && *dice_weight >= 0.0) {
+                return Err(ModelError::InvalidConfig(format!(
+                    "dice_weight must be finite and ≥ 0, got {dice_weight}"
+                )));
+            }
+        }
+        if let Some(b) = &self.boundary {
+            b.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The data term for a batch (a scalar tensor), without the L2 part.
+    ///
+    /// `pixel_weights` (`[N, H, W]`, e.g. from [`boundary_weight_map`]) multiply the
+    /// per-pixel cross-entropy / focal loss; the Dice term ignores them.
+    pub fn data_loss(
+        &self,
+        logits: &Tensor,
+        labels: &Tensor,
+        pixel_weights: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        match &self.kind {
+            LossKind::CrossEntropy => {
+                weighted_cross_entropy(logits, labels, &self.pixel, pixel_weights)
+            }
+            LossKind::Focal { gamma } => {
+                focal_impl(logits, labels, *gamma, &self.pixel, pixel_weights)
+            }
+            LossKind::Dice { smooth } => soft_dice(logits, labels, *smooth, &self.pixel),
+            LossKind::CrossEntropyDice {
+                dice_weight,
+                smooth,
+            } => {
+                let ce = weighted_cross_entropy(logits, labels, &self.pixel, pixel_weights)?;
+                let dice = soft_dice(logits, labels, *smooth, &self.pixel)?;
+                Ok((ce + (dice * *dice_weight)?)?)
+            }
+        }
+    }
+}
+
+fn check_class_weights(w: &[f32], num_classes: usize) -> Result<()> {
+    if w.len() != num_classes {
+        return Err(ModelError::InvalidConfig(format!(
+            "class_weights has {} entries but the model has {num_classes} classes",
+            w.len()
+        )));
+    }
+    if let Some((c, v)) = w
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+    {
+        return Err(ModelError::InvalidConfig(format!(
+            "class weight {c} must be finite and ≥ 0, got {v}"
+        )));
+    }
+    Ok(())
+}
+
+/// Shape checks and the pieces every pixel loss needs.
+struct Prepared {
+    /// `[N, 1, H, W]` u32 target with ignored pixels replaced by class 0.
+    target: Tensor,
+    /// `[N, H, W]` (compute dtype): 1 where the pixel counts, 0 where ignored.
+    valid: Tensor,
+    /// `[N, H, W]` (compute dtype): class weight of the pixel's label times `valid`.
+    class_w: Tensor,
+}
+
+fn prepare(logits: &Tensor, labels: &Tensor, opts: &PixelLossOptions) -> Result<Prepared> {
+    let dtype = compute_dtype(logits);
+    let (n, c, h, w) = logits.dims4().map_err(|_| {
+        ModelError::InvalidInput(format!(
+            "logits must be [N, C, H, W], got shape {:?}",
+            logits.dims()
+        ))
+    })?;
+    if labels.dims() != [n, h, w] {
+        return Err(ModelError::InvalidInput(format!(
+            "labels must be [N, H, W] = [{n}, {h}, {w}] to match logits {:?}, got {:?}",
+            logits.dims(),
+            labels.dims()
+        )));
+    }
+    if labels.dtype().is_float() {
+        return Err(ModelError::InvalidInput(format!(
+            "labels must be an integer tensor (u8, u32 or i64), got {:?}",
+            labels.dtype()
+        )));
+    }
+    let labels = labels.to_dtype(DType::U32)?;
+    let valid = match opts.ignore_label {
+        Some(ignore) => labels.ne(ignore as u32)?,
+        None => labels.ones_like()?.to_dtype(DType::U8)?,
+    };
+    let target = valid.where_cond(&labels, &labels.zeros_like()?)?;
+    let max_label = target.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+    if max_label as usize >= c {
+        return Err(ModelError::InvalidInput(format!(
+            "label {max_label} found but the logits have only {c} classes (valid labels are \
+             0..{c}{})",
+            match opts.ignore_label {
+                Some(i) => format!(" and the ignore label {i}"),
+                None => String::new(),
+            }
+        )));
+    }
+    let valid = valid.to_dtype(dtype)?;
+    let class_w = match &opts.class_weights {
+        Some(weights) => {
+            check_class_weights(weights, c)?;
+            let table = Tensor::from_slice(weights, c, logits.device())?.to_dtype(dtype)?;
+            let per_pixel = table
+                .index_select(&target.flatten_all()?, 0)?
+                .reshape((n, h, w))?;
+            (per_pixel * &valid)?
+        }
+        None => valid.clone(),
+    };
+    Ok(Prepared {
+        target: target.unsqueeze(1)?,
+        valid,
+        class_w,
+    })
+}
+
+/// Losses are computed in f64 for f64 logits and in f32 otherwise (half precision is
+/// upcast: sums over millions of pixels need the mantissa).
+fn compute_dtype(logits: &Tensor) -> DType {
+    if logits.dtype() == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
+fn check_pixel_weights(pw: &Tensor, valid: &Tensor) -> Result<()> {
+    if pw.dims() != valid.dims() {
+        return Err(ModelError::InvalidInput(format!(
+            "pixel weights must be [N, H, W] = {:?}, got {:?}",
+            valid.dims(),
+            pw.dims()
+        )));
+    }
+    Ok(())
+}
+
+/// `Σ num / Σ den`, 0 when nothing counts.
+fn normalised(num: &Tensor, den: &Tensor) -> Result<Tensor> {
+    let den = den.sum_all()?.maximum(f32::MIN_POSITIVE)?;
+    Ok(num.sum_all()?.div(&den)?)
+}
+
+/// Pixel-wise cross-entropy, mean over non-ignored pixels, weighted as PyTorch's
+/// `F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_label)`.
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use xnet_model::loss::{cross_entropy, PixelLossOptions};
+/// # fn main() -> xnet_model::Result<()> {
+/// let dev = Device::Cpu;
+/// // Two classes, one 1×2 image: equal logits give log 2 per pixel.
+/// let logits = Tensor::zeros((1, 2, 1, 2), candle_core::DType::F32, &dev)?;
+/// let labels = Tensor::new(&[[[0u8, 255]]], &dev)?; // second pixel ignored
+/// let loss = cross_entropy(&logits, &labels, &PixelLossOptions::default())?;
+/// assert!((loss.to_scalar::<f32>()? - 2f32.ln()).abs() < 1e-6);
+/// # Ok(())
+/// # }
+/// ```
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor, opts: &PixelLossOptions) -> Result<Tensor> {
+    weighted_cross_entropy(logits, labels, opts, None)
+}
+
+/// Cross-entropy whose per-pixel terms are multiplied by `pixel_weights` (`[N, H, W]`, e.g.
+/// U-Net's boundary map); normalised by the sum of class weights of the non-ignored pixels
+/// (so that a map of ones gives [`cross_entropy`]).
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    opts: &PixelLossOptions,
+    pixel_weights: Option<&Tensor>,
+) -> Result<Tensor> {
+    let p = prepare(logits, labels, opts)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits.to_dtype(compute_dtype(logits))?, 1)?;
+    let nll = log_probs.gather(&p.target, 1)?.squeeze(1)?.neg()?;
+    let mut w = p.class_w.clone();
+    if let Some(pw) = pixel_weights {
+        check_pixel_weights(pw, &p.valid)?;
+        w = (w * pw.to_dtype(compute_dtype(logits))?)?;
+    }
+    normalised(&(nll * w)?, &p.class_w)
+}
+
+/// Multi-class focal loss `−α_y (1 − p_y)^γ log p_y` (Lin et al. 2017), with α the class
+/// weights (1 when `None`), normalised like [`cross_entropy`]: `Σ α_y·FLᵢ / Σ α_y`. With
+/// γ = 0 it equals [`cross_entropy`].
+pub fn focal(
+    logits: &Tensor,
+    labels: &Tensor,
+    gamma: f64,
+    opts: &PixelLossOptions,
+) -> Result<Tensor> {
+    focal_impl(logits, labels, gamma, opts, None)
+}
+
+fn focal_impl(
+    logits: &Tensor,
+    labels: &Tensor,
+    gamma: f64,
+    opts: &PixelLossOptions,
+    pixel_weights: Option<&Tensor>,
+) -> Result<Tensor> {
+    if !(gamma.is_finite() && gamma >= 0.0) {
+        return Err(ModelError::InvalidConfig(format!(
+            "focal gamma must be finite and ≥ 0, got {gamma}"
+        )));
+    }
+    let p = prepare(logits, labels, opts)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits.to_dtype(compute_dtype(logits))?, 1)?;
+    let logp_t = log_probs.gather(&p.target, 1)?.squeeze(1)?;
+    // exp(x) ≤ 1 for x ≤ 0 in IEEE arithmetic, so 1 − p_t never goes negative.
+    let one_minus = (1.0 - logp_t.exp()?)?;
+    let modulating = one_minus.powf(gamma)?;
+    let per_pixel = (modulating * logp_t)?.neg()?;
+    let mut w = p.class_w.clone();
+    if let Some(pw) = pixel_weights {
+        check_pixel_weights(pw, &p.valid)?;
+        w = (w * pw.to_dtype(compute_dtype(logits))?)?;
+    }
+    normalised(&(per_pixel * w)?, &p.class_w)
+}
+
+/// Soft (multi-class) Dice loss over the whole batch:
+/// `1 − Σ_c α_c (2 Σ p_c g_c + s) / (Σ p_c + Σ g_c + s) / Σ_c α_c`, sums over the non-ignored
+/// pixels of all images, `p` the softmax probabilities, `g` the one-hot labels, `α` the class
+/// weights (equal when `None`) and `s` = `smooth` > 0.
+pub fn soft_dice(
+    logits: &Tensor,
+    labels: &Tensor,
+    smooth: f64,
+    opts: &PixelLossOptions,
+) -> Result<Tensor> {
+    if !(smooth.is_finite() && smooth > 0.0) {
+        return Err(ModelError::InvalidConfig(format!(
+            "dice smooth must be finite and > 0, got {smooth}"
+        )));
+    }
+    let prep = prepare(logits, labels, opts)?;
+    let c = logits.dim(1)?;
+    let probs = candle_nn::ops::softmax(&logits.to_dtype(compute_dtype(logits))?, 1)?;
+    let classes = Tensor::arange(0u32, c as u32, logits.device())?.reshape((1, c, 1, 1))?;
+    let valid = prep.valid.unsqueeze(1)?;
+    let onehot = prep
+        .target
+        .broadcast_eq(&classes)?
+        .to_dtype(compute_dtype(logits))?
+        .broadcast_mul(&valid)?;
+    let probs = probs.broadcast_mul(&valid)?;
+    let sum_nhw = |t: &Tensor| -> Result<Tensor> { Ok(t.sum(D::Minus1)?.sum(D::Minus1)?.sum(0)?) };
+    let inter = sum_nhw(&(&probs * &onehot)?)?;
+    let denom = (sum_nhw(&probs)? + sum_nhw(&onehot)?)?;
+    let dice = (((inter * 2.0)? + smooth)? / (denom + smooth)?)?;
+    let mean_dice = match &opts.class_weights {
+        Some(w) => {
+            let wt = Tensor::from_slice(w, c, logits.device())?.to_dtype(compute_dtype(logits))?;
+            let total: f32 = w.iter().sum();
+            if total <= 0.0 {
+                return Err(ModelError::InvalidConfig(
+                    "class weights sum to 0; the Dice loss needs at least one positive weight"
+                        .into(),
+                ));
+            }
+            ((dice * wt)?.sum_all()? / total as f64)?
+        }
+        None => dice.mean_all()?,
+    };
+    Ok((1.0 - mean_dice)?)
+}
+
+/// L2 penalty `λ · Σ w²` over the convolution kernels among `vars` (the rank-4 tensors:
+/// conv and transposed-conv weights; biases and batch-norm parameters are rank 1 and are not
+/// penalised), as Keras' `kernel_regularizer=l2(λ)` of the reference implementation.
+///
+/// Its gradient is `2λw`; PyTorch's `weight_decay=λ'` corresponds to `λ = λ'/2`.
+pub fn l2_penalty(vars: &[Var], lambda: f64) -> Result<Option<Tensor>> {
+    if lambda == 0.0 {
+        return Ok(None);
+    }
+    let mut total: Option<Tensor> = None;
+    for v in vars
+        .iter()
+        .filter(|v| v.rank() == 4 && v.dtype().is_float())
+    {
+        let s = v.as_tensor().sqr()?.sum_all()?.to_dtype(DType::F32)?;
+        total = Some(match total {
+            Some(t) => (t + s)?,
+            None => s,
+        });
+    }
+    match total {
+        Some(t) => Ok(Some((t * lambda)?)),
+        None => Ok(None),
+    }
+}
+
+/// U-Net's boundary weight map of one `height × width` label map (row-major), see
+/// [`BoundaryWeightConfig`]. Plain data in, plain data out (computed on the CPU; cost
+/// `O(K·H·W)` for `K` objects).
+///
+/// # Examples
+/// ```
+/// use xnet_model::loss::{boundary_weight_map, BoundaryWeightConfig};
+/// # fn main() -> xnet_model::Result<()> {
+/// // Two objects (label 1) separated by a one-pixel gap of open beam (label 0).
+/// let labels = [1u8, 0, 1];
+/// let w = boundary_weight_map(&labels, 1, 3, &BoundaryWeightConfig::default(), Some(255))?;
+/// // d1 = d2 = 1 at the gap: 1 + 10·exp(−4/50).
+/// assert!((w[1] - (1.0 + 10.0 * (-4.0f32 / 50.0).exp())).abs() < 1e-5);
+/// assert_eq!(w[0], 1.0);
+/// # Ok(())
+/// # }
+/// ```
+pub fn boundary_weight_map(
+    labels: &[u8],
+    height: usize,
+    width: usize,
+    cfg: &BoundaryWeightConfig,
+    ignore_label: Option<u8>,
+) -> Result<Vec<f32>> {
+    cfg.validate()?;
+    if labels.len() != height * width {
+        return Err(ModelError::InvalidInput(format!(
+            "label map has {} pixels but height × width = {height} × {width} = {}",
+            labels.len(),
+            height * width
+        )));
+    }
+    let ignored = |l: u8| ignore_label == Some(l);
+    let is_object = |l: u8| l != cfg.background_label && !ignored(l);
+    let (components, count) = label_components(labels, height, width, is_object);
+
+    // Two smallest distances to distinct objects, per pixel.
+    let mut d1 = vec![f32::INFINITY; labels.len()];
+    let mut d2 = vec![f32::INFINITY; labels.len()];
+    let mut mask = vec![false; labels.len()];
+    for k in 1..=count {
+        for (m, &c) in mask.iter_mut().zip(&components) {
+            *m = c == k;
+        }
+        let dist = euclidean_distance_transform(&mask, height, width);
+        for i in 0..labels.len() {
+            let d = dist[i];
+            if d < d1[i] {
+                d2[i] = d1[i];
+                d1[i] = d;
+            } else if d < d2[i] {
+                d2[i] = d;
+            }
+        }
+    }
+
+    let class_term = class_balance(labels, cfg.balance_classes, ignore_label);
+    let two_sigma2 = 2.0 * cfg.sigma * cfg.sigma;
+    Ok(labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            if ignored(l) {
+                return 0.0;
+            }
+            let wc = class_term[l as usize];
+            if l == cfg.background_label && d2[i].is_finite() {
+                let s = d1[i] + d2[i];
+                wc + cfg.w0 * (-(s * s) / two_sigma2).exp()
+            } else {
+                wc
+            }
+        })
+        .collect())
+}
+
+/// Per-label weight `w_c`: 1, or `total / (K · count_c)` over the `K` labels present.
+fn class_balance(labels: &[u8], balance: bool, ignore_label: Option<u8>) -> [f32; 256] {
+    let mut out = [1.0f32; 256];
+    if !balance {
+        return out;
+    }
+    let mut counts = [0usize; 256];
+    for &l in labels {
+        if ignore_label != Some(l) {
+            counts[l as usize] += 1;
+        }
+    }
+    let total: usize = counts.iter().sum();
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    for (o, &c) in out.iter_mut().zip(&counts) {
+        if c > 0 {
+            *o = total as f32 / (present as f32 * c as f32);
+        }
+    }
+    out
+}
+
+/// 4-connected components of the pixels where `keep` holds; 0 = not kept, 1..=count.
+fn label_components(
+    labels: &[u8],
+    height: usize,
+    width: usize,
+    keep: impl Fn(u8) -> bool,
+) -> (Vec<u32>, u32) {
+    let mut comp = vec![0u32; labels.len()];
+    let mut count = 0u32;
+    let mut stack = Vec::new();
+    for start in 0..labels.len() {
+        if comp[start] != 0 || !keep(labels[start]) {
+            continue;
+        }
+        count += 1;
+        comp[start] = count;
+        stack.push(start);
+        while let Some(i) = stack.pop() {
+            let (y, x) = (i / width, i % width);
+            let mut visit = |j: usize| {
+                if comp[j] == 0 && keep(labels[j]) {
+                    comp[j] = count;
+                    stack.push(j);
+                }
+            };
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < width {
+                visit(i + 1);
+            }
+            if y > 0 {
+                visit(i - width);
+            }
+            if y + 1 < height {
+                visit(i + width);
+            }
+        }
+    }
+    (comp, count)
+}
+
+/// Exact Euclidean distance from every pixel to the nearest `true` pixel (Felzenszwalb &
+/// Huttenlocher's separable algorithm); infinite everywhere when no pixel is `true`.
+fn euclidean_distance_transform(mask: &[bool], height: usize, width: usize) -> Vec<f32> {
+    const INF: f64 = 1e20;
+    let mut g: Vec<f64> = mask.iter().map(|&m| if m { 0.0 } else { INF }).collect();
+    let mut f = vec![0.0f64; height.max(width)];
+    let mut out = vec![0.0f64; height.max(width)];
+    let mut v = vec![0usize; height.max(width)];
+    let mut z = vec![0.0f64; height.max(width) + 1];
+    // Columns, then rows.
+    for x in 0..width {
+        for y in 0..height {
+            f[y] = g[y * width + x];
+        }
+        dt_1d(&f[..height], &mut out[..height], &mut v, &mut z);
+        for y in 0..height {
+            g[y * width + x] = out[y];
+        }
+    }
+    for y in 0..height {
+        f[..width].copy_from_slice(&g[y * width..(y + 1) * width]);
+        dt_1d(&f[..width], &mut out[..width], &mut v, &mut z);
+        g[y * width..(y + 1) * width].copy_from_slice(&out[..width]);
+    }
+    g.into_iter()
+        .map(|d| {
+            if d >= INF / 2.0 {
+                f32::INFINITY
+            } else {
+                d.sqrt() as f32
+            }
+        })
+        .collect()
+}
+
+/// 1-D squared distance transform of sampled function `f` (lower envelope of parabolas).
+fn dt_1d(f: &[f64], d: &mut [f64], v: &mut [usize], z: &mut [f64]) {
+    let n = f.len();
+    if n == 0 {
+        return;
+    }
+    let mut k = 0usize;
+    v[0] = 0;
+    z[0] = f64::NEG_INFINITY;
+    z[1] = f64::INFINITY;
+    for q in 1..n {
+        loop {
+            let p = v[k];
+            let s =
+                ((f[q] + (q * q) as f64) - (f[p] + (p * p) as f64)) / (2.0 * (q as f64 - p as f64));
+            if s <= z[k] && k > 0 {
+                k -= 1;
+            } else if s <= z[k] {
+                // k == 0 and the new parabola dominates from −∞: replace it.
+                v[0] = q;
+                z[0] = f64::NEG_INFINITY;
+                z[1] = f64::INFINITY;
+                break;
+            } else {
+                k += 1;
+                v[k] = q;
+                z[k] = s;
+                z[k + 1] = f64::INFINITY;
+                break;
+            }
+        }
+    }
+    k = 0;
+    for (q, dq) in d.iter_mut().enumerate() {
+        while z[k + 1] < q as f64 {
+            k += 1;
+        }
+        let p = v[k];
+        let diff = q as f64 - p as f64;
+        *dq = diff * diff + f[p];
+    }
+}
+
+/// The boundary weight maps of a batch of `n` label maps (`N × H × W`, row-major) as one
+/// `N × H × W` vector.
+pub fn boundary_weight_maps(
+    labels: &[u8],
+    n: usize,
+    height: usize,
+    width: usize,
+    cfg: &BoundaryWeightConfig,
+    ignore_label: Option<u8>,
+) -> Result<Vec<f32>> {
+    let plane = height * width;
+    if labels.len() != n * plane {
+        return Err(ModelError::InvalidInput(format!(
+            "label batch has {} values but N × H × W = {n} × {height} × {width} = {}",
+            labels.len(),
+            n * plane
+        )));
+    }
+    let mut out = Vec::with_capacity(labels.len());
+    for img in labels.chunks(plane.max(1)).take(n) {
+        out.extend(boundary_weight_map(img, height, width, cfg, ignore_label)?);
+    }
+    Ok(out)
+}

@@ -1,1 +1,753 @@
 //! The training loop.
+//!
+//! A [`Trainer`] takes batches through the narrow [`BatchSource`] trait (plain data:
+//! [`TrainBatch`]), so that any loader, augmenter or balancer can feed it. Each epoch it
+//! trains, evaluates on a validation source (loss and pixel accuracy), steps the learning-rate
+//! schedule, keeps the best checkpoint, appends one JSON line to a log and stops early when
+//! the validation loss has not improved for `patience` epochs.
+//!
+//! With a checkpoint directory `dir` set it writes:
+//! - `dir/best/`: [`checkpoint`](crate::checkpoint) of the epoch with the lowest validation
+//!   loss;
+//! - `dir/last/`: checkpoint of the last finished epoch plus `optimizer.safetensors` and
+//!   `trainer_state.json`, from which [`Trainer::resume`] continues;
+//! - `dir/log.jsonl`: one [`EpochRecord`] per line;
+//! - `dir/train_config.json`: the [`TrainConfig`].
+//!
+//! A NaN or infinite loss (or gradient norm) stops training with
+//! [`ModelError::NonFinite`]; the update that produced it is not applied and `dir/last/`
+//! still holds the last good state.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::loss::{boundary_weight_maps, l2_penalty, LossConfig};
+use crate::optim::{LrSchedule, LrScheduler, Optimizer, OptimizerConfig};
+use crate::{ModelError, Result, Segmenter};
+
+/// One batch of training data as plain row-major data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainBatch {
+    /// `n × 1 × height × width` normalised image planes.
+    pub images: Vec<f32>,
+    /// `n × height × width` class labels (255 = ignore, see the loss configuration).
+    pub labels: Vec<u8>,
+    /// Number of images.
+    pub n: usize,
+    /// Height of every image.
+    pub height: usize,
+    /// Width of every image.
+    pub width: usize,
+}
+
+impl TrainBatch {
+    /// A batch, checking that the vectors have `n·height·width` elements.
+    pub fn new(
+        images: Vec<f32>,
+        labels: Vec<u8>,
+        n: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<Self> {
+        let b = Self {
+            images,
+            labels,
+            n,
+            height,
+            width,
+        };
+        b.check_shape()?;
+        Ok(b)
+    }
+
+    /// Checks the element counts.
+    pub fn check_shape(&self) -> Result<()> {
+        let expected = self.n * self.height * self.width;
+        if self.n == 0 || self.height == 0 || self.width == 0 {
+            return Err(ModelError::InvalidInput(format!(
+                "empty batch: n × height × width = {} × {} × {}",
+                self.n, self.height, self.width
+            )));
+        }
+        if self.images.len() != expected || self.labels.len() != expected {
+            return Err(ModelError::InvalidInput(format!(
+                "batch of {} images of {}×{} needs {expected} pixels, got {} image values and \
+                 {} labels",
+                self.n,
+                self.height,
+                self.width,
+                self.images.len(),
+                self.labels.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks shapes, finite image values and labels `< num_classes` (or `ignore`); the
+    /// error names the image and pixel.
+    pub fn validate(&self, num_classes: usize, ignore: Option<u8>) -> Result<()> {
+        self.check_shape()?;
+        let plane = self.height * self.width;
+        if let Some(i) = self.images.iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::InvalidInput(format!(
+                "image {} of the batch has a non-finite value {} at pixel (x={}, y={})",
+                i / plane,
+                self.images[i],
+                (i % plane) % self.width,
+                (i % plane) / self.width
+            )));
+        }
+        if let Some(i) = self
+            .labels
+            .iter()
+            .position(|&l| (l as usize) >= num_classes && Some(l) != ignore)
+        {
+            return Err(ModelError::InvalidInput(format!(
+                "image {} of the batch has label {} at pixel (x={}, y={}); the model has {} \
+                 classes{}",
+                i / plane,
+                self.labels[i],
+                (i % plane) % self.width,
+                (i % plane) / self.width,
+                num_classes,
+                ignore
+                    .map(|l| format!(" and {l} is ignored"))
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `([n, 1, h, w]` f32 images, `[n, h, w]` u8 labels`)` on `device`.
+    pub fn to_tensors(&self, device: &Device) -> Result<(Tensor, Tensor)> {
+        self.check_shape()?;
+        let x = Tensor::from_slice(&self.images, (self.n, 1, self.height, self.width), device)?;
+        let y = Tensor::from_slice(&self.labels, (self.n, self.height, self.width), device)?;
+        Ok((x, y))
+    }
+}
+
+/// Where batches come from: a loader, an augmenting pipeline, a balancer...
+pub trait BatchSource {
+    /// The batches of one epoch (0-based). A source may reshuffle or re-augment per epoch;
+    /// for reproducible runs, derive its randomness from a seed and `epoch`.
+    fn epoch_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = Result<TrainBatch>> + '_>;
+
+    /// Number of batches per epoch, if known (sizes the progress bar).
+    fn batches_per_epoch(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// The same batches every epoch, held in memory (tests, small validation sets).
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryBatches {
+    /// The batches, in order.
+    pub batches: Vec<TrainBatch>,
+}
+
+impl InMemoryBatches {
+    /// A source over `batches`.
+    pub fn new(batches: Vec<TrainBatch>) -> Self {
+        Self { batches }
+    }
+}
+
+impl BatchSource for InMemoryBatches {
+    fn epoch_batches(
+        &mut self,
+        _epoch: usize,
+    ) -> Box<dyn Iterator<Item = Result<TrainBatch>> + '_> {
+        Box::new(self.batches.iter().cloned().map(Ok))
+    }
+
+    fn batches_per_epoch(&self) -> Option<usize> {
+        Some(self.batches.len())
+    }
+}
+
+/// Hyper-parameters of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Maximum number of epochs.
+    pub epochs: usize,
+    /// Optimiser (default: RMSprop, lr 10⁻⁴, as the reference).
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule, stepped once per epoch.
+    pub schedule: LrSchedule,
+    /// Loss: data term, class weights, ignore label, boundary weights, L2.
+    pub loss: LossConfig,
+    /// Clip the global gradient norm to this value (`None`: no clipping).
+    pub grad_clip_norm: Option<f64>,
+    /// Stop after this many epochs without validation-loss improvement (`None`: never).
+    pub early_stopping_patience: Option<usize>,
+    /// Improvement of the validation loss smaller than this does not count.
+    pub min_delta: f64,
+    /// Show an indicatif progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 50,
+            optimizer: OptimizerConfig::default(),
+            schedule: LrSchedule::Constant,
+            loss: LossConfig::default(),
+            grad_clip_norm: None,
+            early_stopping_patience: Some(10),
+            min_delta: 0.0,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field against a model with `num_classes` classes.
+    pub fn validate(&self, num_classes: usize) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(ModelError::InvalidConfig("epochs must be ≥ 1".into()));
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()?;
+        self.loss.validate(num_classes)?;
+        if let Some(c) = self.grad_clip_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(ModelError::InvalidConfig(format!(
+                    "grad_clip_norm must be finite and > 0, got {c}"
+                )));
+            }
+        }
+        if self.early_stopping_patience == Some(0) {
+            return Err(ModelError::InvalidConfig(
+                "early_stopping_patience must be ≥ 1 (or null to disable)".into(),
+            ));
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "min_delta must be finite and ≥ 0, got {}",
+                self.min_delta
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One line of the training log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Mean data loss over the epoch's training batches (pixel-weighted, without L2).
+    pub train_loss: f64,
+    /// The L2 penalty at the end of the epoch.
+    pub l2_penalty: f64,
+    /// Validation loss (data term only), when a validation source was given.
+    pub val_loss: Option<f64>,
+    /// Validation pixel accuracy over non-ignored pixels.
+    pub val_accuracy: Option<f64>,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
+    /// Whether this epoch became the best checkpoint.
+    pub best: bool,
+}
+
+/// The resumable state of a run (`trainer_state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The next epoch to run.
+    pub next_epoch: usize,
+    /// Lowest monitored loss so far (validation loss, or training loss without validation).
+    pub best_loss: Option<f64>,
+    /// Epoch of `best_loss`.
+    pub best_epoch: Option<usize>,
+    /// Epochs since the last improvement.
+    pub epochs_without_improvement: usize,
+    /// The learning-rate scheduler.
+    pub scheduler: LrScheduler,
+}
+
+/// What [`Trainer::fit`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// One record per epoch run by this call.
+    pub epochs: Vec<EpochRecord>,
+    /// Epoch with the lowest monitored loss (over the whole run, resumes included).
+    pub best_epoch: Option<usize>,
+    /// That loss.
+    pub best_loss: Option<f64>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// Loss and pixel accuracy of a model on a batch source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Data loss, the mean of batch losses weighted by their non-ignored pixel counts.
+    pub loss: f64,
+    /// Fraction of non-ignored pixels whose arg-max class equals the label.
+    pub accuracy: f64,
+    /// Number of non-ignored pixels.
+    pub pixels: usize,
+}
+
+/// Evaluates `model` (inference mode) on every batch of `source` epoch 0.
+pub fn evaluate(
+    model: &dyn Segmenter,
+    source: &mut dyn BatchSource,
+    loss: &LossConfig,
+    device: &Device,
+) -> Result<Evaluation> {
+    let mut acc = EvalAccumulator::default();
+    for batch in source.epoch_batches(0) {
+        let batch = batch?;
+        acc.add(model, &batch, loss, device)?;
+    }
+    acc.finish()
+}
+
+#[derive(Default)]
+struct EvalAccumulator {
+    loss_sum: f64,
+    correct: usize,
+    pixels: usize,
+    batches: usize,
+}
+
+impl EvalAccumulator {
+    fn add(
+        &mut self,
+        model: &dyn Segmenter,
+        batch: &TrainBatch,
+        loss: &LossConfig,
+        device: &Device,
+    ) -> Result<()> {
+        let ignore = loss.pixel.ignore_label;
+        batch.validate(model.num_classes(), ignore)?;
+        let (x, y) = batch.to_tensors(device)?;
+        let logits = model.forward_t(&x, false)?;
+        let pw = pixel_weights(batch, loss, device)?;
+        let l = loss
+            .data_loss(&logits, &y, pw.as_ref())?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        let pred = logits.argmax(1)?.flatten_all()?.to_vec1::<u32>()?;
+        let mut valid = 0usize;
+        for (&p, &l) in pred.iter().zip(&batch.labels) {
+            if Some(l) != ignore {
+                valid += 1;
+                if p == l as u32 {
+                    self.correct += 1;
+                }
+            }
+        }
+        self.loss_sum += l * valid as f64;
+        self.pixels += valid;
+        self.batches += 1;
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<Evaluation> {
+        if self.batches == 0 {
+            return Err(ModelError::InvalidInput(
+                "the evaluation source yielded no batches".into(),
+            ));
+        }
+        let denom = self.pixels.max(1) as f64;
+        Ok(Evaluation {
+            loss: self.loss_sum / denom,
+            accuracy: self.correct as f64 / denom,
+            pixels: self.pixels,
+        })
+    }
+}
+
+fn pixel_weights(batch: &TrainBatch, loss: &LossConfig, device: &Device) -> Result<Option<Tensor>> {
+    match &loss.boundary {
+        None => Ok(None),
+        Some(cfg) => {
+            let w = boundary_weight_maps(
+                &batch.labels,
+                batch.n,
+                batch.height,
+                batch.width,
+                cfg,
+                loss.pixel.ignore_label,
+            )?;
+            Ok(Some(Tensor::from_vec(
+                w,
+                (batch.n, batch.height, batch.width),
+                device,
+            )?))
+        }
+    }
+}
+
+const BEST_DIR: &str = "best";
+const LAST_DIR: &str = "last";
+const LOG_FILE: &str = "log.jsonl";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "trainer_state.json";
+const TRAIN_CONFIG_FILE: &str = "train_config.json";
+
+/// Trains a [`Segmenter`] whose variables live in a [`VarMap`].
+///
+/// # Examples
+/// ```no_run
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// use xnet_model::train::{InMemoryBatches, TrainBatch, TrainConfig, Trainer};
+/// # fn main() -> xnet_model::Result<()> {
+/// let device = Device::Cpu;
+/// let varmap = VarMap::new();
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() });
+/// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+/// let batch = TrainBatch::new(vec![0.0; 2 * 32 * 32], vec![0; 2 * 32 * 32], 2, 32, 32)?;
+/// let mut train = InMemoryBatches::new(vec![batch.clone()]);
+/// let mut val = InMemoryBatches::new(vec![batch]);
+/// let mut trainer = Trainer::new(model.as_ref(), &varmap, TrainConfig::default(), &device)?
+///     .with_checkpoint_dir("runs/xnet");
+/// trainer.resume()?; // continues runs/xnet/last when present
+/// let summary = trainer.fit(&mut train, Some(&mut val))?;
+/// println!("best epoch {:?}", summary.best_epoch);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Trainer<'a> {
+    model: &'a dyn Segmenter,
+    varmap: &'a VarMap,
+    config: TrainConfig,
+    device: Device,
+    checkpoint_dir: Option<PathBuf>,
+    optimizer: Optimizer,
+    vars: Vec<Var>,
+    state: TrainState,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("checkpoint_dir", &self.checkpoint_dir)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer for `model`, whose variables are those of `varmap`, on `device`.
+    pub fn new(
+        model: &'a dyn Segmenter,
+        varmap: &'a VarMap,
+        config: TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate(model.num_classes())?;
+        let optimizer = Optimizer::from_varmap(config.optimizer.clone(), varmap)?;
+        let vars = optimizer.vars();
+        let scheduler =
+            LrScheduler::new(config.schedule.clone(), config.optimizer.learning_rate())?;
+        Ok(Self {
+            model,
+            varmap,
+            config,
+            device: device.clone(),
+            checkpoint_dir: None,
+            optimizer,
+            vars,
+            state: TrainState {
+                next_epoch: 0,
+                best_loss: None,
+                best_epoch: None,
+                epochs_without_improvement: 0,
+                scheduler,
+            },
+        })
+    }
+
+    /// Keep checkpoints and the log in `dir` (see the module docs for the layout).
+    pub fn with_checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The resumable state (next epoch, best loss, scheduler).
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The optimiser.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// Continues from `checkpoint_dir/last` when it exists: weights, optimiser state, epoch
+    /// counter, best loss and scheduler. Returns the epoch training will continue at, or
+    /// `None` when there was nothing to resume. The stored model configuration must equal
+    /// the model's.
+    pub fn resume(&mut self) -> Result<Option<usize>> {
+        let Some(dir) = &self.checkpoint_dir else {
+            return Ok(None);
+        };
+        let last = dir.join(LAST_DIR);
+        let state_path = last.join(STATE_FILE);
+        if !state_path.exists() {
+            return Ok(None);
+        }
+        let stored = checkpoint::read_config(&last)?;
+        let ours = self.model.config();
+        if stored.model != ours {
+            return Err(ModelError::InvalidConfig(format!(
+                "{}: the checkpoint was written for model {:?} but the trainer's model is {:?}",
+                last.display(),
+                stored.model,
+                ours
+            )));
+        }
+        let text = std::fs::read_to_string(&state_path).map_err(|source| ModelError::Io {
+            path: state_path.clone(),
+            source,
+        })?;
+        let state: TrainState = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: state_path.clone(),
+            source,
+        })?;
+        checkpoint::load_weights_into(
+            self.varmap,
+            &last.join(checkpoint::WEIGHTS_FILE),
+            &self.device,
+        )?;
+        self.optimizer
+            .load_state(&last.join(OPTIMIZER_FILE), &self.device)?;
+        self.optimizer
+            .set_learning_rate(state.scheduler.learning_rate());
+        self.state = state;
+        Ok(Some(self.state.next_epoch))
+    }
+
+    /// One optimisation step on `batch`; returns its data loss (without L2). A non-finite
+    /// loss or gradient norm is an error and the update is not applied.
+    pub fn train_step(&mut self, batch: &TrainBatch) -> Result<f64> {
+        self.step_at(batch, self.state.next_epoch, 0)
+    }
+
+    fn step_at(&mut self, batch: &TrainBatch, epoch: usize, index: usize) -> Result<f64> {
+        let loss_cfg = &self.config.loss;
+        batch.validate(self.model.num_classes(), loss_cfg.pixel.ignore_label)?;
+        let (x, y) = batch.to_tensors(&self.device)?;
+        let logits = self.model.forward_t(&x, true)?;
+        let pw = pixel_weights(batch, loss_cfg, &self.device)?;
+        let data = loss_cfg.data_loss(&logits, &y, pw.as_ref())?;
+        let value = data.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Err(self.non_finite("loss", value, epoch, index));
+        }
+        let total = match l2_penalty(&self.vars, loss_cfg.l2)? {
+            Some(l2) => (&data + l2.to_dtype(data.dtype())?)?,
+            None => data,
+        };
+        let mut grads = total.backward()?;
+        if let Some(max_norm) = self.config.grad_clip_norm {
+            let norm = self.optimizer.clip_grad_norm(&mut grads, max_norm)?;
+            if !norm.is_finite() {
+                return Err(self.non_finite("gradient norm", norm, epoch, index));
+            }
+        }
+        self.optimizer.step(&grads)?;
+        Ok(value)
+    }
+
+    fn non_finite(&self, what: &'static str, value: f64, epoch: usize, batch: usize) -> ModelError {
+        let checkpoint = self
+            .checkpoint_dir
+            .as_ref()
+            .map(|d| d.join(LAST_DIR))
+            .filter(|d| d.join(STATE_FILE).exists());
+        ModelError::NonFinite {
+            what,
+            value,
+            epoch,
+            batch,
+            checkpoint,
+        }
+    }
+
+    /// Trains until `config.epochs` (counting resumed epochs) or early stopping.
+    ///
+    /// Without a validation source the training loss is monitored for early stopping and the
+    /// best checkpoint.
+    pub fn fit(
+        &mut self,
+        train: &mut dyn BatchSource,
+        mut val: Option<&mut dyn BatchSource>,
+    ) -> Result<TrainSummary> {
+        if let Some(dir) = self.checkpoint_dir.clone() {
+            std::fs::create_dir_all(&dir).map_err(|source| ModelError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            checkpoint::write_json_atomic(&dir.join(TRAIN_CONFIG_FILE), &self.config)?;
+            if !dir.join(LAST_DIR).join(STATE_FILE).exists() {
+                // A "last good" state exists from the start, so a NaN in epoch 0 still leaves one.
+                self.save_last(&dir)?;
+            }
+        }
+        let mut records = Vec::new();
+        let mut stopped_early = false;
+        while self.state.next_epoch < self.config.epochs {
+            let epoch = self.state.next_epoch;
+            let started = Instant::now();
+            let lr = self.state.scheduler.learning_rate();
+            self.optimizer.set_learning_rate(lr);
+
+            let bar = self.progress_bar(train.batches_per_epoch(), epoch);
+            let (mut loss_sum, mut weight_sum) = (0f64, 0f64);
+            let mut batches = 0usize;
+            for (i, batch) in train.epoch_batches(epoch).enumerate() {
+                let batch = batch?;
+                let l = self.step_at(&batch, epoch, i)?;
+                let ignore = self.config.loss.pixel.ignore_label;
+                let valid = batch.labels.iter().filter(|&&v| Some(v) != ignore).count() as f64;
+                loss_sum += l * valid;
+                weight_sum += valid;
+                batches += 1;
+                bar.set_message(format!("loss {l:.4}"));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            if batches == 0 {
+                return Err(ModelError::InvalidInput(format!(
+                    "the training source yielded no batches in epoch {epoch}"
+                )));
+            }
+            let train_loss = loss_sum / weight_sum.max(1.0);
+
+            let (val_loss, val_accuracy) = match val.as_deref_mut() {
+                Some(source) => {
+                    let mut acc = EvalAccumulator::default();
+                    for batch in source.epoch_batches(epoch) {
+                        acc.add(self.model, &batch?, &self.config.loss, &self.device)?;
+                    }
+                    let e = acc.finish()?;
+                    if !e.loss.is_finite() {
+                        return Err(self.non_finite("validation loss", e.loss, epoch, 0));
+                    }
+                    (Some(e.loss), Some(e.accuracy))
+                }
+                None => (None, None),
+            };
+            let monitored = val_loss.unwrap_or(train_loss);
+            let improved = match self.state.best_loss {
+                None => true,
+                Some(b) => monitored < b - self.config.min_delta,
+            };
+            if improved {
+                self.state.best_loss = Some(monitored);
+                self.state.best_epoch = Some(epoch);
+                self.state.epochs_without_improvement = 0;
+            } else {
+                self.state.epochs_without_improvement += 1;
+            }
+            let l2 = match l2_penalty(&self.vars, self.config.loss.l2)? {
+                Some(t) => t.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+                None => 0.0,
+            };
+            self.state.scheduler.step(epoch, Some(monitored));
+            self.state.next_epoch = epoch + 1;
+            let record = EpochRecord {
+                epoch,
+                train_loss,
+                l2_penalty: l2,
+                val_loss,
+                val_accuracy,
+                lr,
+                seconds: started.elapsed().as_secs_f64(),
+                best: improved,
+            };
+            if let Some(dir) = self.checkpoint_dir.clone() {
+                if improved {
+                    let meta = serde_json::json!({
+                        "epoch": epoch, "monitored_loss": monitored,
+                        "val_loss": val_loss, "val_accuracy": val_accuracy,
+                    });
+                    checkpoint::save(&dir.join(BEST_DIR), self.varmap, &self.model.config(), meta)?;
+                }
+                self.save_last(&dir)?;
+                append_log(&dir.join(LOG_FILE), &record)?;
+            }
+            records.push(record);
+            if let Some(patience) = self.config.early_stopping_patience {
+                if self.state.epochs_without_improvement >= patience {
+                    stopped_early = true;
+                    break;
+                }
+            }
+        }
+        Ok(TrainSummary {
+            epochs: records,
+            best_epoch: self.state.best_epoch,
+            best_loss: self.state.best_loss,
+            stopped_early,
+        })
+    }
+
+    fn save_last(&self, dir: &Path) -> Result<()> {
+        let last = dir.join(LAST_DIR);
+        let meta = serde_json::json!({ "next_epoch": self.state.next_epoch });
+        checkpoint::save(&last, self.varmap, &self.model.config(), meta)?;
+        self.optimizer.save_state(&last.join(OPTIMIZER_FILE))?;
+        // Written last: its presence marks a complete "last" checkpoint.
+        checkpoint::write_json_atomic(&last.join(STATE_FILE), &self.state)
+    }
+
+    fn progress_bar(&self, len: Option<usize>, epoch: usize) -> indicatif::ProgressBar {
+        if !self.config.progress {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = match len {
+            Some(n) => indicatif::ProgressBar::new(n as u64),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, self.config.epochs));
+        bar
+    }
+}
+
+fn append_log(path: &Path, record: &EpochRecord) -> Result<()> {
+    let line = serde_json::to_string(record).map_err(|source| ModelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    writeln!(f, "{line}").map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

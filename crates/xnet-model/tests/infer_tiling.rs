@@ -1,0 +1,245 @@
+//! Inference: output size, probabilities, tiling versus whole-image, batching.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder, VarMap};
+use xnet_model::infer::{
+    argmax_classes, predict_proba, predict_proba_batch, InferenceOptions, SmallInput,
+};
+use xnet_model::models::{ModelConfig, XNetConfig};
+use xnet_model::{Result, Segmenter};
+
+/// Translation-equivariant toy: two 3×3 "same" convolutions with a ReLU between (receptive
+/// field radius 2).
+struct Toy {
+    a: Conv2d,
+    b: Conv2d,
+    multiple: usize,
+}
+
+impl Toy {
+    fn new(multiple: usize) -> Self {
+        let dev = Device::Cpu;
+        let cfg = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let wa = Tensor::randn(0f32, 1.0, (4, 1, 3, 3), &dev).unwrap();
+        let ba = Tensor::randn(0f32, 0.1, 4, &dev).unwrap();
+        let wb = Tensor::randn(0f32, 1.0, (3, 4, 3, 3), &dev).unwrap();
+        Self {
+            a: Conv2d::new(wa, Some(ba), cfg),
+            b: Conv2d::new(wb, None, cfg),
+            multiple,
+        }
+    }
+}
+
+impl Module for Toy {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.b.forward(&self.a.forward(x)?.relu()?)
+    }
+}
+
+impl Segmenter for Toy {
+    fn num_classes(&self) -> usize {
+        3
+    }
+    fn size_multiple(&self) -> usize {
+        self.multiple
+    }
+    fn config(&self) -> ModelConfig {
+        ModelConfig::default()
+    }
+    fn fold_batch_norm(&mut self) -> Result<usize> {
+        Ok(0)
+    }
+}
+
+fn image(h: usize, w: usize) -> Vec<f32> {
+    (0..h * w)
+        .map(|i| (((i * 7919) % 97) as f32 / 97.0 - 0.5) * 2.0)
+        .collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn tiled_equals_whole_image_for_a_local_model() {
+    let toy = Toy::new(4);
+    let (h, w) = (70, 93);
+    let img = image(h, w);
+    let whole = predict_proba(
+        &toy,
+        &img,
+        h,
+        w,
+        &InferenceOptions {
+            tile_size: 128,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Overlap 8 discards 2 px at shared tile edges: enough for radius 2, so the match is exact
+    // wherever the whole-image pass saw no padding (both sizes are not multiples of 4, so the
+    // whole-image pass pads the last row/column strip: compare 2 px away from it).
+    for batch_size in [1, 3] {
+        let opts = InferenceOptions {
+            tile_size: 32,
+            overlap: 8,
+            batch_size,
+            ..Default::default()
+        };
+        let tiled = predict_proba(&toy, &img, h, w, &opts).unwrap();
+        assert_eq!(tiled.len(), 3 * h * w);
+        let mut worst = 0f32;
+        for k in 0..3 {
+            for y in 0..h - 2 {
+                for x in 0..w - 2 {
+                    let i = k * h * w + y * w + x;
+                    worst = worst.max((tiled[i] - whole[i]).abs());
+                }
+            }
+        }
+        assert!(worst < 1e-5, "batch {batch_size}: max difference {worst}");
+    }
+}
+
+#[test]
+fn probabilities_sum_to_one_at_the_input_size() {
+    let toy = Toy::new(8);
+    for (h, w, opts) in [
+        (5, 3, InferenceOptions::default()),
+        (37, 41, InferenceOptions::default()),
+        (
+            37,
+            41,
+            InferenceOptions {
+                small_input: SmallInput::Resize {
+                    height: 16,
+                    width: 24,
+                },
+                ..Default::default()
+            },
+        ),
+        (
+            100,
+            20,
+            InferenceOptions {
+                tile_size: 32,
+                overlap: 12,
+                ..Default::default()
+            },
+        ),
+        (
+            90,
+            75,
+            InferenceOptions {
+                tile_size: 24,
+                overlap: 23,
+                batch_size: 7,
+                ..Default::default()
+            },
+        ),
+    ] {
+        let p = predict_proba(&toy, &image(h, w), h, w, &opts).unwrap();
+        assert_eq!(p.len(), 3 * h * w, "{h}×{w}");
+        for i in 0..h * w {
+            let s: f32 = (0..3).map(|k| p[k * h * w + i]).sum();
+            assert!((s - 1.0).abs() < 1e-5, "{h}×{w} pixel {i}: sum {s}");
+            assert!((0..3).all(|k| (0.0..=1.0).contains(&p[k * h * w + i])));
+        }
+        assert_eq!(argmax_classes(&p, 3, h, w).unwrap().len(), h * w);
+    }
+}
+
+#[test]
+fn batch_equals_one_by_one() {
+    let toy = Toy::new(4);
+    for (h, w, tile) in [(20, 28, 64), (50, 45, 16)] {
+        let n = 3;
+        let imgs: Vec<f32> = (0..n)
+            .flat_map(|k| image(h, w).into_iter().map(move |v| v * (k as f32 + 1.0)))
+            .collect();
+        let opts = InferenceOptions {
+            tile_size: tile,
+            overlap: 4,
+            batch_size: 2,
+            ..Default::default()
+        };
+        let batched = predict_proba_batch(&toy, &imgs, n, h, w, &opts).unwrap();
+        for k in 0..n {
+            let single =
+                predict_proba(&toy, &imgs[k * h * w..(k + 1) * h * w], h, w, &opts).unwrap();
+            assert!(max_abs_diff(&single, &batched[k * 3 * h * w..(k + 1) * 3 * h * w]) < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn xnet_runs_tiled_on_a_larger_image() {
+    let varmap = VarMap::new();
+    let cfg = ModelConfig::XNet(XNetConfig {
+        base_width: 2,
+        ..Default::default()
+    });
+    let model = cfg
+        .build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+        .unwrap();
+    let (h, w) = (150, 131);
+    let opts = InferenceOptions {
+        tile_size: 64,
+        overlap: 16,
+        batch_size: 4,
+        ..Default::default()
+    };
+    let p = predict_proba(model.as_ref(), &image(h, w), h, w, &opts).unwrap();
+    assert_eq!(p.len(), 3 * h * w);
+    assert!(p.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_inputs_and_options_are_errors() {
+    let toy = Toy::new(8);
+    let opts = InferenceOptions::default();
+    assert!(predict_proba(&toy, &[0.0; 10], 3, 4, &opts).is_err());
+    assert!(predict_proba(&toy, &[], 0, 4, &opts).is_err());
+    let mut img = vec![0.0f32; 12];
+    img[5] = f32::NAN;
+    let e = predict_proba(&toy, &img, 3, 4, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x=1, y=1"), "{e}");
+    for bad in [
+        InferenceOptions {
+            tile_size: 30,
+            ..Default::default()
+        },
+        InferenceOptions {
+            tile_size: 32,
+            overlap: 32,
+            ..Default::default()
+        },
+        InferenceOptions {
+            batch_size: 0,
+            ..Default::default()
+        },
+        InferenceOptions {
+            small_input: SmallInput::Resize {
+                height: 12,
+                width: 16,
+            },
+            ..Default::default()
+        },
+    ] {
+        assert!(
+            predict_proba(&toy, &[0.0; 12], 3, 4, &bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(argmax_classes(&[0.5; 5], 2, 1, 2).is_err());
+}
