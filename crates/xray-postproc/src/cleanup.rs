@@ -1,0 +1,373 @@
+//! Morphological clean-up of label maps: XNet's bone clean-up, small-component removal,
+//! hole filling and keep-largest-component, built on `imageproc`'s morphology and
+//! connected-component labelling.
+
+use image::{GrayImage, ImageBuffer, Luma};
+use imageproc::distance_transform::Norm;
+use imageproc::morphology::{dilate, open};
+use imageproc::region_labelling::{connected_components, Connectivity as IpConnectivity};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PostprocError, Result};
+use crate::threshold::IGNORE;
+
+/// Pixel connectivity used to group a class's pixels into components.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Connectivity {
+    /// Edge neighbours only.
+    Four,
+    /// Edge and corner neighbours.
+    #[default]
+    Eight,
+}
+
+impl From<Connectivity> for IpConnectivity {
+    fn from(c: Connectivity) -> Self {
+        match c {
+            Connectivity::Four => IpConnectivity::Four,
+            Connectivity::Eight => IpConnectivity::Eight,
+        }
+    }
+}
+
+/// Hole filling for one class.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoleFill {
+    /// The class whose holes are filled.
+    pub class: u8,
+    /// Largest hole (in pixels) that is filled; 0 fills holes of any size.
+    pub max_area: usize,
+}
+
+/// Clean-up steps, applied in this order: bone clean-up, small-component removal,
+/// hole filling, keep-largest. Every step is off by default.
+///
+/// # Examples
+/// ```
+/// use xray_postproc::CleanupConfig;
+/// let cfg: CleanupConfig = serde_json::from_str(r#"{"min_component_size": [0, 20, 20]}"#).unwrap();
+/// assert_eq!(cfg.min_component_size[1], 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleanupConfig {
+    /// The bone class (2 in the project's convention).
+    pub bone_class: u8,
+    /// Radius (square structuring element, L∞) of the opening of the bone mask; 0 = off.
+    pub bone_open_radius: u8,
+    /// Radius (L∞) of the dilation of the opened bone mask; 0 = off.
+    pub bone_dilate_radius: u8,
+    /// Per class (indexed by label), components smaller than this many pixels are given to
+    /// the class most common along their border. Empty or 0 = off for that class.
+    pub min_component_size: Vec<usize>,
+    /// Hole filling per class.
+    pub fill_holes: Vec<HoleFill>,
+    /// Classes for which only the largest component is kept (the rest are reassigned).
+    pub keep_largest: Vec<u8>,
+    /// Connectivity of a class's components.
+    pub connectivity: Connectivity,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self {
+            bone_class: 2,
+            bone_open_radius: 0,
+            bone_dilate_radius: 0,
+            min_component_size: Vec::new(),
+            fill_holes: Vec::new(),
+            keep_largest: Vec::new(),
+            connectivity: Connectivity::Eight,
+        }
+    }
+}
+
+impl CleanupConfig {
+    /// Checks class indices against [`IGNORE`] (which is not a class).
+    ///
+    /// # Errors
+    /// [`PostprocError::ClassOutOfRange`] when a class index is 255.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |c: u8| c == IGNORE;
+        if bad(self.bone_class)
+            || self.fill_holes.iter().any(|h| bad(h.class))
+            || self.keep_largest.iter().any(|&c| bad(c))
+        {
+            return Err(PostprocError::ClassOutOfRange {
+                name: "clean-up class (255 means ignore, not a class)",
+                class: 255,
+                classes: 255,
+            });
+        }
+        if self.min_component_size.len() > 255 {
+            return Err(PostprocError::ShapeMismatch {
+                what: "min_component_size",
+                expected: "at most 255 entries (one per class)".into(),
+                found: format!("{} entries", self.min_component_size.len()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Applies every step of `cfg` to `labels` in place.
+///
+/// # Errors
+/// When `cfg` fails [`CleanupConfig::validate`].
+pub fn cleanup(labels: &mut GrayImage, cfg: &CleanupConfig) -> Result<()> {
+    cfg.validate()?;
+    if cfg.bone_open_radius > 0 || cfg.bone_dilate_radius > 0 {
+        bone_cleanup(
+            labels,
+            cfg.bone_class,
+            cfg.bone_open_radius,
+            cfg.bone_dilate_radius,
+        );
+    }
+    for (class, &min) in cfg.min_component_size.iter().enumerate() {
+        if min > 0 {
+            remove_small_components(labels, class as u8, min, cfg.connectivity);
+        }
+    }
+    for h in &cfg.fill_holes {
+        fill_holes(labels, h.class, h.max_area);
+    }
+    for &c in &cfg.keep_largest {
+        keep_largest_component(labels, c, cfg.connectivity);
+    }
+    Ok(())
+}
+
+fn class_mask(labels: &GrayImage, class: u8) -> GrayImage {
+    let mut m = GrayImage::new(labels.width(), labels.height());
+    for (o, &l) in m.iter_mut().zip(labels.iter()) {
+        *o = if l == class { 255 } else { 0 };
+    }
+    m
+}
+
+/// Gives every component `k` with `selected[k]` the label most common among the
+/// 4-neighbours just outside it, preferring real classes over [`IGNORE`] and never choosing
+/// `exclude`. Components with no eligible neighbour are left as they are.
+fn reassign_components(
+    labels: &mut GrayImage,
+    comps: &ImageBuffer<Luma<u32>, Vec<u32>>,
+    selected: &[bool],
+    exclude: Option<u8>,
+) {
+    let (w, h) = (labels.width() as usize, labels.height() as usize);
+    let cid = comps.as_raw();
+    let lab = labels.as_raw();
+    // One 256-bin histogram per selected component (sparse: selected ones are few and small).
+    let mut slot = vec![usize::MAX; selected.len()];
+    let mut hists: Vec<[u32; 256]> = Vec::new();
+    for (k, &s) in selected.iter().enumerate() {
+        if s {
+            slot[k] = hists.len();
+            hists.push([0; 256]);
+        }
+    }
+    if hists.is_empty() {
+        return;
+    }
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let k = cid[i] as usize;
+            if k == 0 || !selected[k] {
+                continue;
+            }
+            let hist = &mut hists[slot[k]];
+            let mut see = |j: usize| {
+                if cid[j] as usize != k {
+                    hist[lab[j] as usize] += 1;
+                }
+            };
+            if x > 0 {
+                see(i - 1);
+            }
+            if x + 1 < w {
+                see(i + 1);
+            }
+            if y > 0 {
+                see(i - w);
+            }
+            if y + 1 < h {
+                see(i + w);
+            }
+        }
+    }
+    let choice: Vec<Option<u8>> = hists
+        .iter()
+        .map(|hist| {
+            let mut best: Option<(u32, u8)> = None;
+            for (l, &n) in hist.iter().enumerate() {
+                let l = l as u8;
+                if n == 0 || Some(l) == exclude || l == IGNORE {
+                    continue;
+                }
+                if best.is_none_or(|(bn, _)| n > bn) {
+                    best = Some((n, l));
+                }
+            }
+            best.map(|(_, l)| l)
+                .or((hist[IGNORE as usize] > 0 && exclude != Some(IGNORE)).then_some(IGNORE))
+        })
+        .collect();
+    for (l, &k) in labels.iter_mut().zip(cid.iter()) {
+        let k = k as usize;
+        if k != 0 && selected[k] {
+            if let Some(c) = choice[slot[k]] {
+                *l = c;
+            }
+        }
+    }
+}
+
+fn component_sizes(comps: &ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<usize> {
+    let n = comps.iter().copied().max().unwrap_or(0) as usize;
+    let mut sizes = vec![0usize; n + 1];
+    for &k in comps.iter() {
+        sizes[k as usize] += 1;
+    }
+    sizes
+}
+
+/// Reassigns components of `class` smaller than `min_size` pixels to the class most common
+/// along their border (the surrounding class). Returns how many components were removed.
+///
+/// # Examples
+/// ```
+/// use image::GrayImage;
+/// use xray_postproc::{remove_small_components, Connectivity};
+/// let mut l = GrayImage::from_pixel(5, 5, image::Luma([1]));
+/// l.put_pixel(2, 2, image::Luma([2])); // a one-pixel "bone" speck inside soft tissue
+/// assert_eq!(remove_small_components(&mut l, 2, 2, Connectivity::Eight), 1);
+/// assert_eq!(l.get_pixel(2, 2)[0], 1);
+/// ```
+pub fn remove_small_components(
+    labels: &mut GrayImage,
+    class: u8,
+    min_size: usize,
+    conn: Connectivity,
+) -> usize {
+    let comps = connected_components(&class_mask(labels, class), conn.into(), Luma([0u8]));
+    let sizes = component_sizes(&comps);
+    let selected: Vec<bool> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| k > 0 && s < min_size)
+        .collect();
+    let n = selected.iter().filter(|&&s| s).count();
+    reassign_components(labels, &comps, &selected, Some(class));
+    n
+}
+
+/// Keeps only the largest component of `class`; the others are reassigned to the class
+/// most common along their border. Returns how many components were reassigned.
+///
+/// # Examples
+/// ```
+/// use image::GrayImage;
+/// use xray_postproc::{keep_largest_component, Connectivity};
+/// let mut l = GrayImage::from_raw(5, 1, vec![1, 1, 0, 1, 0]).unwrap();
+/// assert_eq!(keep_largest_component(&mut l, 1, Connectivity::Four), 1);
+/// assert_eq!(l.as_raw(), &vec![1, 1, 0, 0, 0]);
+/// ```
+pub fn keep_largest_component(labels: &mut GrayImage, class: u8, conn: Connectivity) -> usize {
+    let comps = connected_components(&class_mask(labels, class), conn.into(), Luma([0u8]));
+    let sizes = component_sizes(&comps);
+    let Some(largest) = (1..sizes.len()).max_by_key(|&k| (sizes[k], std::cmp::Reverse(k))) else {
+        return 0;
+    };
+    let selected: Vec<bool> = (0..sizes.len()).map(|k| k > 0 && k != largest).collect();
+    reassign_components(labels, &comps, &selected, Some(class));
+    sizes.len().saturating_sub(2)
+}
+
+/// Fills holes in `class`: 4-connected regions of other labels that do not touch the image
+/// border and are entirely enclosed by `class`, of at most `max_area` pixels (0 = any size).
+/// Returns the number of pixels filled.
+///
+/// # Examples
+/// ```
+/// use image::GrayImage;
+/// use xray_postproc::fill_holes;
+/// let mut l = GrayImage::from_pixel(5, 5, image::Luma([2]));
+/// l.put_pixel(2, 2, image::Luma([1]));
+/// assert_eq!(fill_holes(&mut l, 2, 0), 1);
+/// assert_eq!(l.get_pixel(2, 2)[0], 2);
+/// ```
+pub fn fill_holes(labels: &mut GrayImage, class: u8, max_area: usize) -> usize {
+    let (w, h) = labels.dimensions();
+    let mut other = class_mask(labels, class);
+    for p in other.iter_mut() {
+        *p = 255 - *p;
+    }
+    // Components of "not this class" are holes when they touch neither the border nor,
+    // through 8-adjacency of the class, the outside; 4-connectivity for the background is the
+    // dual of 8-connectivity for the foreground.
+    let comps = connected_components(&other, IpConnectivity::Four, Luma([0u8]));
+    let sizes = component_sizes(&comps);
+    let mut touches = vec![false; sizes.len()];
+    for x in 0..w {
+        touches[comps.get_pixel(x, 0)[0] as usize] = true;
+        touches[comps.get_pixel(x, h - 1)[0] as usize] = true;
+    }
+    for y in 0..h {
+        touches[comps.get_pixel(0, y)[0] as usize] = true;
+        touches[comps.get_pixel(w - 1, y)[0] as usize] = true;
+    }
+    let fill: Vec<bool> = (0..sizes.len())
+        .map(|k| k > 0 && !touches[k] && (max_area == 0 || sizes[k] <= max_area))
+        .collect();
+    let mut n = 0;
+    for (l, &k) in labels.iter_mut().zip(comps.iter()) {
+        if fill[k as usize] {
+            *l = class;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// XNet's bone clean-up: open the bone mask with a square of radius `open_radius`
+/// (removing thin false-positive bone), give the removed pixels to the class most common
+/// around them, then dilate the opened mask by `dilate_radius` pixels and label the grown
+/// pixels bone (never pixels marked [`IGNORE`]).
+///
+/// # Examples
+/// ```
+/// use image::GrayImage;
+/// use xray_postproc::bone_cleanup;
+/// let mut l = GrayImage::from_pixel(9, 9, image::Luma([1]));
+/// for x in 0..9 { l.put_pixel(x, 4, image::Luma([2])); } // a 1-px bone line: noise
+/// bone_cleanup(&mut l, 2, 1, 0);
+/// assert!(l.iter().all(|&v| v == 1));
+/// ```
+pub fn bone_cleanup(labels: &mut GrayImage, bone: u8, open_radius: u8, dilate_radius: u8) {
+    let mask = class_mask(labels, bone);
+    let opened = if open_radius > 0 {
+        open(&mask, Norm::LInf, open_radius)
+    } else {
+        mask.clone()
+    };
+    let mut removed = GrayImage::new(labels.width(), labels.height());
+    for ((r, &m), &o) in removed.iter_mut().zip(mask.iter()).zip(opened.iter()) {
+        *r = if m > 0 && o == 0 { 255 } else { 0 };
+    }
+    let comps = connected_components(&removed, IpConnectivity::Eight, Luma([0u8]));
+    let n = comps.iter().copied().max().unwrap_or(0) as usize;
+    let selected: Vec<bool> = (0..=n).map(|k| k > 0).collect();
+    reassign_components(labels, &comps, &selected, Some(bone));
+    if dilate_radius > 0 {
+        let grown = dilate(&opened, Norm::LInf, dilate_radius);
+        for (l, &g) in labels.iter_mut().zip(grown.iter()) {
+            if g > 0 && *l != IGNORE {
+                *l = bone;
+            }
+        }
+    }
+}

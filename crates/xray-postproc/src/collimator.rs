@@ -1,0 +1,918 @@
+//! Collimator detection from the raw radiograph alone.
+//!
+//! The exposed field is a convex polygon bounded by up to four straight collimator edges,
+//! one per image side, each possibly rotated and each possibly absent. Outside the field few
+//! X-rays arrive, so (in the project's convention, larger = more X-rays) the collimated band
+//! between an edge and the image border is dark and nearly uniform, and the image brightens
+//! across the edge going inwards.
+//!
+//! Method (see `docs/postprocessing.md`):
+//! 1. a working copy, box-averaged so that its longest side is about
+//!    [`CollimatorConfig::working_size`], log-compressed (so linear and log-processed inputs
+//!    behave alike) and normalised to its 0.5–99.5 % range, then Gaussian-smoothed;
+//! 2. per side, a Hough vote of strong gradients that point inwards (brighter inside), over
+//!    angles within ±[`CollimatorConfig::max_angle_deg`] of the side's direction;
+//! 3. a strict acceptance test of the best peaks: contrast across the line along most of its
+//!    visible length, and the region between the line and the border uniformly dark. A side
+//!    with no accepted peak has no edge: edges are never invented to complete a rectangle;
+//! 4. refinement on the full-resolution image: the half-level crossing of profiles across
+//!    the edge (averaged over short chunks along it), then a robust total-least-squares fit.
+
+use image::GrayImage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PostprocError, Result};
+use crate::probs::{check_labels, Plane};
+use crate::threshold::IGNORE;
+
+/// Which side of the image an edge bounds the field on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The edge near x = 0; the field lies to its right.
+    Left,
+    /// The edge near y = 0; the field lies below it.
+    Top,
+    /// The edge near x = width − 1; the field lies to its left.
+    Right,
+    /// The edge near y = height − 1; the field lies above it.
+    Bottom,
+}
+
+impl Side {
+    /// All four sides, in the order edges are reported.
+    pub const ALL: [Side; 4] = [Side::Left, Side::Top, Side::Right, Side::Bottom];
+
+    /// Angle (degrees) of the inward normal of an unrotated edge on this side.
+    fn nominal_deg(self) -> f32 {
+        match self {
+            Side::Left => 0.0,
+            Side::Top => 90.0,
+            Side::Right => 180.0,
+            Side::Bottom => 270.0,
+        }
+    }
+}
+
+/// A straight line in input pixel coordinates (pixel centres at integer `(x, y)`, x to the
+/// right, y down), stored as an inward unit normal `(nx, ny)` and offset `c`: the signed
+/// distance of a point from the line is `nx·x + ny·y − c`, positive on the field side.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    /// x component of the unit normal pointing into the field.
+    pub nx: f32,
+    /// y component of the unit normal pointing into the field.
+    pub ny: f32,
+    /// Offset: the line is `nx·x + ny·y = c`.
+    pub c: f32,
+}
+
+impl Line {
+    /// The line through `(x0, y0)` and `(x1, y1)`, with the field on the side containing
+    /// `inside`. Returns `None` for coincident points.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Line;
+    /// let l = Line::through((10.0, 0.0), (10.0, 5.0), (20.0, 0.0)).unwrap();
+    /// assert!((l.signed_distance(12.0, 3.0) - 2.0).abs() < 1e-6);
+    /// ```
+    pub fn through(p0: (f32, f32), p1: (f32, f32), inside: (f32, f32)) -> Option<Line> {
+        let (dx, dy) = (p1.0 - p0.0, p1.1 - p0.1);
+        let len = (dx * dx + dy * dy).sqrt();
+        if !(len > 0.0) {
+            return None;
+        }
+        let (mut nx, mut ny) = (-dy / len, dx / len);
+        let mut c = nx * p0.0 + ny * p0.1;
+        if nx * inside.0 + ny * inside.1 - c < 0.0 {
+            nx = -nx;
+            ny = -ny;
+            c = -c;
+        }
+        Some(Line { nx, ny, c })
+    }
+
+    /// Signed distance of `(x, y)` from the line; positive on the field side.
+    pub fn signed_distance(&self, x: f32, y: f32) -> f32 {
+        self.nx * x + self.ny * y - self.c
+    }
+
+    /// Angle of the line's direction to the nearest image axis, in degrees (−45..45):
+    /// 0 for an edge parallel to the image side, positive when rotated clockwise on screen.
+    pub fn tilt_deg(&self) -> f32 {
+        let a = self.ny.atan2(self.nx).to_degrees();
+        let r = a - (a / 90.0).round() * 90.0;
+        if r > 45.0 {
+            r - 90.0
+        } else {
+            r
+        }
+    }
+
+    /// The part of the line inside the rectangle `[0, width−1] × [0, height−1]`, as two end
+    /// points, or `None` when the line misses it.
+    pub fn clip_to(&self, width: usize, height: usize) -> Option<((f32, f32), (f32, f32))> {
+        let (w, h) = ((width.max(1) - 1) as f32, (height.max(1) - 1) as f32);
+        let (tx, ty) = (-self.ny, self.nx);
+        let (px, py) = (self.nx * self.c, self.ny * self.c);
+        let (mut s0, mut s1) = (f32::NEG_INFINITY, f32::INFINITY);
+        for (p, d, lo, hi) in [(px, tx, 0.0, w), (py, ty, 0.0, h)] {
+            if d.abs() < 1e-9 {
+                if p < lo - 1e-4 || p > hi + 1e-4 {
+                    return None;
+                }
+            } else {
+                let (a, b) = ((lo - p) / d, (hi - p) / d);
+                s0 = s0.max(a.min(b));
+                s1 = s1.min(a.max(b));
+            }
+        }
+        (s0 <= s1).then(|| ((px + s0 * tx, py + s0 * ty), (px + s1 * tx, py + s1 * ty)))
+    }
+}
+
+/// Mean distance (pixels) from points along `truth` (its part inside a `width × height`
+/// image, 101 evenly spaced points) to the line `found`: the accuracy measure used for
+/// collimator edges. `None` when `truth` misses the image.
+///
+/// # Examples
+/// ```
+/// use xray_postproc::{edge_distance, Line};
+/// let a = Line { nx: 1.0, ny: 0.0, c: 10.0 };
+/// let b = Line { nx: 1.0, ny: 0.0, c: 11.5 };
+/// assert!((edge_distance(&b, &a, 64, 64).unwrap() - 1.5).abs() < 1e-5);
+/// ```
+pub fn edge_distance(found: &Line, truth: &Line, width: usize, height: usize) -> Option<f32> {
+    let (p0, p1) = truth.clip_to(width, height)?;
+    let n = 100;
+    let sum: f32 = (0..=n)
+        .map(|i| {
+            let t = i as f32 / n as f32;
+            let (x, y) = (p0.0 + t * (p1.0 - p0.0), p0.1 + t * (p1.1 - p0.1));
+            found.signed_distance(x, y).abs()
+        })
+        .sum();
+    Some(sum / (n + 1) as f32)
+}
+
+/// One detected collimator edge.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FieldEdge {
+    /// The image side this edge bounds the field on.
+    pub side: Side,
+    /// The edge, in input pixel coordinates, normal pointing into the field.
+    pub line: Line,
+    /// Median contrast across the edge, in units of the working image's range (0..1).
+    pub contrast: f32,
+    /// Share of the edge's visible length along which the inside is clearly brighter.
+    pub support: f32,
+}
+
+/// The detected exposed field: up to four edges (at most one per side) in an image of
+/// `width × height` pixels. With no edges the whole image is the field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collimator {
+    /// Width of the image the edges refer to.
+    pub width: usize,
+    /// Height of the image the edges refer to.
+    pub height: usize,
+    /// The edges found, in the order left, top, right, bottom (absent sides omitted).
+    pub edges: Vec<FieldEdge>,
+}
+
+impl Collimator {
+    /// The edge on `side`, if one was found.
+    pub fn edge(&self, side: Side) -> Option<&FieldEdge> {
+        self.edges.iter().find(|e| e.side == side)
+    }
+
+    /// Whether the point `(x, y)` lies in the field (on the inner side of every edge, or on it).
+    pub fn contains(&self, x: f32, y: f32) -> bool {
+        self.edges
+            .iter()
+            .all(|e| e.line.signed_distance(x, y) >= 0.0)
+    }
+
+    /// The field mask at input resolution: 255 inside the field, 0 in the collimated region.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Collimator, FieldEdge, Line, Side};
+    /// let c = Collimator { width: 8, height: 4, edges: vec![FieldEdge {
+    ///     side: Side::Left, line: Line { nx: 1.0, ny: 0.0, c: 2.5 }, contrast: 1.0, support: 1.0 }] };
+    /// let m = c.field_mask();
+    /// assert_eq!(m.get_pixel(2, 0)[0], 0);
+    /// assert_eq!(m.get_pixel(3, 0)[0], 255);
+    /// ```
+    pub fn field_mask(&self) -> GrayImage {
+        let (w, h) = (self.width as u32, self.height as u32);
+        let mut m = GrayImage::new(w, h);
+        for y in 0..h {
+            // Per row, the field is an interval (convex polygon): find it edge by edge.
+            let (mut lo, mut hi) = (0.0f32, (w as f32) - 1.0);
+            for e in &self.edges {
+                let l = &e.line;
+                let rest = l.c - l.ny * y as f32; // nx·x >= rest
+                if l.nx.abs() < 1e-9 {
+                    if rest > 0.0 {
+                        hi = -1.0;
+                    }
+                } else if l.nx > 0.0 {
+                    lo = lo.max(rest / l.nx);
+                } else {
+                    hi = hi.min(rest / l.nx);
+                }
+            }
+            let x0 = lo.ceil().max(0.0) as i64;
+            let x1 = (hi.floor() as i64).min(w as i64 - 1);
+            for x in x0..=x1 {
+                m.put_pixel(x as u32, y, image::Luma([255]));
+            }
+        }
+        m
+    }
+
+    /// The field polygon: the image rectangle `[0, w−1] × [0, h−1]` cut by every edge,
+    /// as vertices in order (empty when nothing of the image is in the field).
+    pub fn polygon(&self) -> Vec<(f32, f32)> {
+        let (w, h) = (
+            (self.width.max(1) - 1) as f32,
+            (self.height.max(1) - 1) as f32,
+        );
+        let mut poly = vec![(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)];
+        for e in &self.edges {
+            let l = e.line;
+            let mut out = Vec::with_capacity(poly.len() + 1);
+            for i in 0..poly.len() {
+                let a = poly[i];
+                let b = poly[(i + 1) % poly.len()];
+                let (da, db) = (l.signed_distance(a.0, a.1), l.signed_distance(b.0, b.1));
+                if da >= 0.0 {
+                    out.push(a);
+                }
+                if (da >= 0.0) != (db >= 0.0) {
+                    let t = da / (da - db);
+                    out.push((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1)));
+                }
+            }
+            poly = out;
+            if poly.is_empty() {
+                break;
+            }
+        }
+        poly
+    }
+
+    /// Marks every pixel of `labels` outside the field as [`IGNORE`].
+    ///
+    /// # Errors
+    /// [`PostprocError::ShapeMismatch`] when `labels` is not `width × height`.
+    pub fn mask_labels(&self, labels: &mut GrayImage) -> Result<()> {
+        check_labels("label map", labels, self.width, self.height)?;
+        let m = self.field_mask();
+        for (l, &f) in labels.iter_mut().zip(m.iter()) {
+            if f == 0 {
+                *l = IGNORE;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parameters of [`detect_collimator`]. Contrast-like values are in units of the working
+/// image's range (its 0.5–99.5 % spread after log compression), so they do not depend on
+/// the input's scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollimatorConfig {
+    /// Longest side of the working copy in pixels (≥ 32).
+    pub working_size: usize,
+    /// Log-compress the input before searching (recommended for both linear and log data).
+    pub log_compress: bool,
+    /// Gaussian smoothing of the working copy, in working pixels (0..=8).
+    pub smoothing_sigma: f32,
+    /// Largest rotation of an edge from its image side, degrees (0..=45).
+    pub max_angle_deg: f32,
+    /// Least contrast across an edge (0..1).
+    pub min_contrast: f32,
+    /// Least share of the edge's visible length showing that contrast (0..1).
+    pub min_support: f32,
+    /// Largest rise of the region between an edge and the border (its 95th percentile) above
+    /// the level just outside the edge, as a share of the contrast across the edge (0..1).
+    pub max_outside_spread: f32,
+    /// Least visible length of an edge, as a share of the image side it bounds (0..1).
+    pub min_length_fraction: f32,
+    /// Refine edges to sub-pixel accuracy on the full-resolution image.
+    pub refine: bool,
+}
+
+impl Default for CollimatorConfig {
+    fn default() -> Self {
+        Self {
+            working_size: 256,
+            log_compress: true,
+            smoothing_sigma: 1.0,
+            max_angle_deg: 30.0,
+            min_contrast: 0.12,
+            min_support: 0.6,
+            max_outside_spread: 0.35,
+            min_length_fraction: 0.25,
+            refine: true,
+        }
+    }
+}
+
+impl CollimatorConfig {
+    /// Checks every parameter's range.
+    ///
+    /// # Errors
+    /// [`PostprocError::OutOfRange`] naming the parameter.
+    pub fn validate(&self) -> Result<()> {
+        let range = |name: &str, v: f32, lo: f32, hi: f32, expected: &'static str| {
+            if v.is_finite() && v >= lo && v <= hi {
+                Ok(())
+            } else {
+                Err(PostprocError::OutOfRange {
+                    name: name.to_string(),
+                    value: v as f64,
+                    expected,
+                })
+            }
+        };
+        if self.working_size < 32 || self.working_size > 4096 {
+            return Err(PostprocError::OutOfRange {
+                name: "working_size".into(),
+                value: self.working_size as f64,
+                expected: "32..=4096 pixels",
+            });
+        }
+        range(
+            "smoothing_sigma",
+            self.smoothing_sigma,
+            0.0,
+            8.0,
+            "0..=8 working pixels",
+        )?;
+        range(
+            "max_angle_deg",
+            self.max_angle_deg,
+            0.0,
+            45.0,
+            "0..=45 degrees",
+        )?;
+        range("min_contrast", self.min_contrast, 0.0, 1.0, "[0, 1]")?;
+        range("min_support", self.min_support, 0.0, 1.0, "[0, 1]")?;
+        range(
+            "max_outside_spread",
+            self.max_outside_spread,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
+        range(
+            "min_length_fraction",
+            self.min_length_fraction,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
+        Ok(())
+    }
+}
+
+/// The downsampled, normalised working copy.
+struct Work {
+    w: usize,
+    h: usize,
+    /// Downsampling factor: working pixel (i, j) covers input pixels [i·f, i·f+f).
+    f: usize,
+    v: Vec<f32>,
+    gx: Vec<f32>,
+    gy: Vec<f32>,
+}
+
+impl Work {
+    #[inline]
+    fn at(&self, x: f32, y: f32) -> Option<f32> {
+        bilinear(&self.v, self.w, self.h, x, y)
+    }
+}
+
+#[inline]
+fn bilinear(v: &[f32], w: usize, h: usize, x: f32, y: f32) -> Option<f32> {
+    if !(x >= 0.0 && y >= 0.0 && x <= (w - 1) as f32 && y <= (h - 1) as f32) {
+        return None;
+    }
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let a = v[y0 * w + x0] + fx * (v[y0 * w + x1] - v[y0 * w + x0]);
+    let b = v[y1 * w + x0] + fx * (v[y1 * w + x1] - v[y1 * w + x0]);
+    Some(a + fy * (b - a))
+}
+
+fn percentile_sorted(sorted: &[f32], q: f32) -> f32 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f32 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub(crate) fn gaussian_smooth(v: &mut [f32], w: usize, h: usize, sigma: f32) {
+    if sigma <= 0.0 {
+        return;
+    }
+    let r = (3.0 * sigma).ceil() as isize;
+    let k: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let s: f32 = k.iter().sum();
+    let k: Vec<f32> = k.iter().map(|x| x / s).collect();
+    let mut tmp = vec![0.0f32; v.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = 0.0;
+            for (j, kv) in k.iter().enumerate() {
+                let xx = (x as isize + j as isize - r).clamp(0, w as isize - 1) as usize;
+                acc += kv * v[y * w + xx];
+            }
+            tmp[y * w + x] = acc;
+        }
+    }
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = 0.0;
+            for (j, kv) in k.iter().enumerate() {
+                let yy = (y as isize + j as isize - r).clamp(0, h as isize - 1) as usize;
+                acc += kv * tmp[yy * w + x];
+            }
+            v[y * w + x] = acc;
+        }
+    }
+}
+
+fn build_work(img: &Plane, cfg: &CollimatorConfig) -> Option<Work> {
+    let (iw, ih) = (img.width(), img.height());
+    let f = iw.max(ih).div_ceil(cfg.working_size).max(1);
+    let (w, h) = (iw.div_ceil(f), ih.div_ceil(f));
+    if w < 8 || h < 8 {
+        return None;
+    }
+    let data = img.data();
+    let mut sum = vec![0.0f64; w * h];
+    let mut cnt = vec![0u32; w * h];
+    for y in 0..ih {
+        let row = &data[y * iw..(y + 1) * iw];
+        let base = (y / f) * w;
+        for (x, &val) in row.iter().enumerate() {
+            sum[base + x / f] += val as f64;
+            cnt[base + x / f] += 1;
+        }
+    }
+    let mut v: Vec<f32> = sum
+        .iter()
+        .zip(&cnt)
+        .map(|(s, &c)| (*s / c as f64) as f32)
+        .collect();
+    // Smooth the linear values first: isolated dark noise must not set the range.
+    gaussian_smooth(&mut v, w, h, cfg.smoothing_sigma);
+    let mut sorted = v.clone();
+    sorted.sort_by(f32::total_cmp);
+    let (lo, hi) = (
+        percentile_sorted(&sorted, 0.005),
+        percentile_sorted(&sorted, 0.995),
+    );
+    if !(hi > lo) {
+        return None;
+    }
+    let span = hi - lo;
+    if cfg.log_compress {
+        // An offset of 10 % of the range keeps the dark collimator's noise from being blown up.
+        let delta = 0.1 * span;
+        let (l0, l1) = (delta.ln(), (span + delta).ln());
+        for x in v.iter_mut() {
+            *x = (((*x - lo).max(0.0) + delta).ln() - l0) / (l1 - l0);
+        }
+    } else {
+        for x in v.iter_mut() {
+            *x = (*x - lo) / span;
+        }
+    }
+    let mut gx = vec![0.0f32; w * h];
+    let mut gy = vec![0.0f32; w * h];
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let p = |dx: isize, dy: isize| {
+                v[(y as isize + dy) as usize * w + (x as isize + dx) as usize]
+            };
+            gx[y * w + x] =
+                (p(1, -1) + 2.0 * p(1, 0) + p(1, 1) - p(-1, -1) - 2.0 * p(-1, 0) - p(-1, 1)) / 8.0;
+            gy[y * w + x] =
+                (p(-1, 1) + 2.0 * p(0, 1) + p(1, 1) - p(-1, -1) - 2.0 * p(0, -1) - p(1, -1)) / 8.0;
+        }
+    }
+    Some(Work { w, h, f, v, gx, gy })
+}
+
+/// A candidate line in working coordinates: inward normal angle `phi` (radians), offset `rho`.
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    phi: f32,
+    rho: f32,
+}
+
+struct Verdict {
+    score: f32,
+    contrast: f32,
+    support: f32,
+}
+
+const MARGIN: f32 = 3.0;
+
+fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
+    let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
+    let (w, h) = (work.w, work.h);
+    // Outside region beyond the margin: all of it must be dark and uniform.
+    let mut outside = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            if nx * x as f32 + ny * y as f32 - cand.rho < -MARGIN {
+                outside.push(work.v[y * w + x]);
+            }
+        }
+    }
+    if outside.len() < w.min(h) {
+        return None;
+    }
+    outside.sort_by(f32::total_cmp);
+    let (o50, o95) = (
+        percentile_sorted(&outside, 0.5),
+        percentile_sorted(&outside, 0.95),
+    );
+    let dark = o50 + cfg.min_contrast;
+    let line = Line {
+        nx,
+        ny,
+        c: cand.rho,
+    };
+    let ((x0, y0), (x1, y1)) = line.clip_to(w, h)?;
+    let len = ((x1 - x0).powi(2) + (y1 - y0).powi(2)).sqrt();
+    let n = len.floor() as usize;
+    let (mut pass, mut counted, mut visible) = (0usize, 0usize, 0usize);
+    let mut contrasts = Vec::with_capacity(n + 1);
+    let mut outs = Vec::with_capacity(n + 1);
+    for i in 0..=n {
+        let t = if n == 0 { 0.0 } else { i as f32 / n as f32 };
+        let (px, py) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
+        let (Some(vin), Some(vout)) = (
+            work.at(px + MARGIN * nx, py + MARGIN * ny),
+            work.at(px - MARGIN * nx, py - MARGIN * ny),
+        ) else {
+            continue;
+        };
+        visible += 1;
+        outs.push(vout);
+        let c = vin - vout;
+        if c >= cfg.min_contrast {
+            pass += 1;
+            counted += 1;
+            contrasts.push(c);
+        } else if vin >= dark {
+            counted += 1;
+        }
+        // else: the inside is as dark as the collimator here (another side's band, or very
+        // dense anatomy), which neither supports nor refutes the edge.
+    }
+    let side_len = match side {
+        Side::Left | Side::Right => h,
+        Side::Top | Side::Bottom => w,
+    } as f32;
+    if (counted as f32) < cfg.min_length_fraction * side_len || counted == 0 {
+        return None;
+    }
+    let support = pass as f32 / counted as f32;
+    if support < cfg.min_support {
+        return None;
+    }
+    contrasts.sort_by(f32::total_cmp);
+    let contrast = percentile_sorted(&contrasts, 0.5);
+    let _ = visible;
+    // The collimated band must be uniform: nothing in it may approach the step's height
+    // (open beam, anatomy, the field beyond a marker's or a bone's edge).
+    // The collimated band must hold nothing bright: nothing in it may approach the step's
+    // height (open beam, anatomy, the field beyond a marker's or a bone's edge). Darker
+    // parts are allowed: anatomy shows through the collimator in log-processed images.
+    outs.sort_by(f32::total_cmp);
+    let just_outside = percentile_sorted(&outs, 0.5);
+    if o95 - just_outside > cfg.max_outside_spread * contrast {
+        return None;
+    }
+    Some(Verdict {
+        score: support * contrast * counted as f32,
+        contrast,
+        support,
+    })
+}
+
+fn hough_side(work: &Work, side: Side, cfg: &CollimatorConfig) -> Vec<Cand> {
+    let (w, h) = (work.w, work.h);
+    let amax = cfg.max_angle_deg.round() as i32;
+    let n_theta = (2 * amax + 1) as usize;
+    let phi0 = side.nominal_deg();
+    let diag = ((w * w + h * h) as f32).sqrt().ceil() as i32 + 2;
+    let n_rho = (2 * diag + 1) as usize;
+    let trig: Vec<(f32, f32)> = (0..n_theta)
+        .map(|k| {
+            let a = (phi0 + (k as i32 - amax) as f32).to_radians();
+            (a.cos(), a.sin())
+        })
+        .collect();
+    let mut acc = vec![0.0f32; n_theta * n_rho];
+    let gmin = cfg.min_contrast / 8.0;
+    let spread = 3i32;
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let (gx, gy) = (work.gx[y * w + x], work.gy[y * w + x]);
+            let m2 = gx * gx + gy * gy;
+            if m2 < gmin * gmin {
+                continue;
+            }
+            let mut rel = gy.atan2(gx).to_degrees() - phi0;
+            rel -= (rel / 360.0).round() * 360.0;
+            if rel.abs() > (amax + spread) as f32 {
+                continue;
+            }
+            let m = m2.sqrt();
+            let k0 = rel.round() as i32 + amax;
+            for k in (k0 - spread).max(0)..=(k0 + spread).min(2 * amax) {
+                let (c, s) = trig[k as usize];
+                let rho = c * x as f32 + s * y as f32;
+                let r = rho.round() as i32 + diag;
+                acc[k as usize * n_rho + r as usize] += m;
+            }
+        }
+    }
+    // Peaks: local maxima over ±2 angle bins and ±2 offsets, strongest first.
+    let mut peaks: Vec<(f32, usize, usize)> = Vec::new();
+    for k in 0..n_theta {
+        for r in 0..n_rho {
+            let v = acc[k * n_rho + r];
+            if v <= 0.0 {
+                continue;
+            }
+            let mut is_max = true;
+            'n: for dk in -2i32..=2 {
+                for dr in -2i32..=2 {
+                    let (kk, rr) = (k as i32 + dk, r as i32 + dr);
+                    if (dk, dr) == (0, 0)
+                        || kk < 0
+                        || rr < 0
+                        || kk >= n_theta as i32
+                        || rr >= n_rho as i32
+                    {
+                        continue;
+                    }
+                    let u = acc[kk as usize * n_rho + rr as usize];
+                    if u > v || (u == v && (kk, rr) < (k as i32, r as i32)) {
+                        is_max = false;
+                        break 'n;
+                    }
+                }
+            }
+            if is_max {
+                peaks.push((v, k, r));
+            }
+        }
+    }
+    peaks.sort_by(|a, b| b.0.total_cmp(&a.0));
+    peaks.truncate(12);
+    peaks
+        .into_iter()
+        .map(|(_, k, r)| Cand {
+            phi: (phi0 + (k as i32 - amax) as f32).to_radians(),
+            rho: (r as i32 - diag) as f32,
+        })
+        .collect()
+}
+
+/// Finds the exposed field of a radiograph (larger value = more X-rays; linear or log).
+///
+/// # Examples
+/// ```
+/// use xray_postproc::{detect_collimator, CollimatorConfig, Plane, Side};
+/// // 64 x 64, collimated (dark) left of x = 15.5, open beam elsewhere.
+/// let img: Vec<f32> = (0..64 * 64).map(|i| if i % 64 < 16 { 10.0 } else { 1000.0 }).collect();
+/// let c = detect_collimator(&Plane::new(&img, 64, 64).unwrap(), &CollimatorConfig::default()).unwrap();
+/// let left = c.edge(Side::Left).unwrap();
+/// assert!((left.line.signed_distance(15.5, 30.0)).abs() < 0.5);
+/// assert_eq!(c.edges.len(), 1);
+/// ```
+///
+/// # Errors
+/// When `cfg` fails [`CollimatorConfig::validate`]. A flat or tiny image (under 8 working
+/// pixels a side) is not an error: it gives no edges.
+pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimator> {
+    cfg.validate()?;
+    let mut out = Collimator {
+        width: img.width(),
+        height: img.height(),
+        edges: Vec::new(),
+    };
+    let Some(work) = build_work(img, cfg) else {
+        return Ok(out);
+    };
+    let f = work.f as f32;
+    let off = (f - 1.0) / 2.0;
+    for side in Side::ALL {
+        let mut best: Option<(Cand, Verdict)> = None;
+        for cand in hough_side(&work, side, cfg) {
+            if let Some(v) = evaluate(&work, cand, side, cfg) {
+                if best.as_ref().is_none_or(|(_, b)| v.score > b.score) {
+                    best = Some((cand, v));
+                }
+            }
+        }
+        let Some((cand, verdict)) = best else {
+            continue;
+        };
+        let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
+        // Working (i, j) is the mean of input pixels i·f .. i·f+f−1, centred at i·f + off.
+        let line = Line {
+            nx,
+            ny,
+            c: f * cand.rho + off * (nx + ny),
+        };
+        out.edges.push(FieldEdge {
+            side,
+            line,
+            contrast: verdict.contrast,
+            support: verdict.support,
+        });
+    }
+    if cfg.refine {
+        let coarse: Vec<Line> = out.edges.iter().map(|e| e.line).collect();
+        for (i, e) in out.edges.iter_mut().enumerate() {
+            let others: Vec<Line> = coarse
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, l)| *l)
+                .collect();
+            e.line = refine(img, coarse[i], &others, work.f);
+        }
+    }
+    Ok(out)
+}
+
+/// Sub-pixel refinement on the full-resolution image (two passes, narrowing the window).
+fn refine(img: &Plane, coarse: Line, others: &[Line], f: usize) -> Line {
+    let mut line = coarse;
+    for &r in &[(4 * f + 8) as f32, (2 * f + 6) as f32] {
+        if let Some(l) = refine_pass(img, line, others, r) {
+            // A refinement that wanders off (profiles dominated by anatomy) is not trusted.
+            let (w, h) = (img.width(), img.height());
+            let turned = (l.nx * coarse.nx + l.ny * coarse.ny)
+                .clamp(-1.0, 1.0)
+                .acos()
+                .to_degrees();
+            if turned < 3.0 && edge_distance(&l, &coarse, w, h).is_some_and(|d| d <= r) {
+                line = l;
+            }
+        }
+    }
+    line
+}
+
+fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32) -> Option<Line> {
+    let (w, h) = (img.width(), img.height());
+    let data = img.data();
+    let ((x0, y0), (x1, y1)) = line.clip_to(w, h)?;
+    let len = ((x1 - x0).powi(2) + (y1 - y0).powi(2)).sqrt();
+    let (tx, ty) = ((x1 - x0) / len.max(1e-6), (y1 - y0) / len.max(1e-6));
+    let (nx, ny) = (line.nx, line.ny);
+    let chunk = (radius / 2.0).clamp(8.0, 24.0);
+    let n_chunks = (len / chunk).floor() as usize;
+    let r = radius.ceil() as i32;
+    let n_u = (2 * r + 1) as usize;
+    // (edge point, contrast) per chunk.
+    let mut pts: Vec<((f32, f32), f32)> = Vec::new();
+    let mut prof = vec![0.0f32; n_u];
+    let mut cnt = vec![0u32; n_u];
+    for ci in 0..n_chunks {
+        prof.iter_mut().for_each(|p| *p = 0.0);
+        cnt.iter_mut().for_each(|c| *c = 0);
+        let s_start = ci as f32 * chunk;
+        let steps = chunk as usize;
+        // Chunks near or beyond another edge mix two edges' profiles: skip them.
+        let (mx, my) = (
+            x0 + (s_start + chunk / 2.0) * tx,
+            y0 + (s_start + chunk / 2.0) * ty,
+        );
+        if others
+            .iter()
+            .any(|o| o.signed_distance(mx, my) < radius + chunk / 2.0)
+        {
+            continue;
+        }
+        for si in 0..steps {
+            let s = s_start + si as f32 + 0.5;
+            let (px, py) = (x0 + s * tx, y0 + s * ty);
+            for (k, (p, c)) in prof.iter_mut().zip(cnt.iter_mut()).enumerate() {
+                let u = k as f32 - r as f32;
+                if let Some(v) = bilinear(data, w, h, px + u * nx, py + u * ny) {
+                    *p += v;
+                    *c += 1;
+                }
+            }
+        }
+        // Profiles need most of their samples on both sides to locate the crossing.
+        if cnt.iter().any(|&c| (c as usize) < steps / 2) {
+            continue;
+        }
+        for (p, &c) in prof.iter_mut().zip(&cnt) {
+            *p /= c as f32;
+        }
+        let q = n_u / 4;
+        let mut outs: Vec<f32> = prof[..q.max(1)].to_vec();
+        let mut ins: Vec<f32> = prof[n_u - q.max(1)..].to_vec();
+        outs.sort_by(f32::total_cmp);
+        ins.sort_by(f32::total_cmp);
+        let (lo, hi) = (percentile_sorted(&outs, 0.5), percentile_sorted(&ins, 0.5));
+        if !(hi > lo) {
+            continue;
+        }
+        let half = 0.5 * (lo + hi);
+        // The crossing nearest the current line.
+        let mut best: Option<f32> = None;
+        for k in 0..n_u - 1 {
+            let (a, b) = (prof[k], prof[k + 1]);
+            if a < half && b >= half {
+                let u = k as f32 + (half - a) / (b - a) - r as f32;
+                if best.is_none_or(|bu| u.abs() < bu.abs()) {
+                    best = Some(u);
+                }
+            }
+        }
+        if let Some(u) = best {
+            let s = s_start + chunk / 2.0;
+            pts.push(((x0 + s * tx + u * nx, y0 + s * ty + u * ny), hi - lo));
+        }
+    }
+    // Chunks with little contrast (anatomy as dark as the collimator inside) are unreliable.
+    let mut cs: Vec<f32> = pts.iter().map(|p| p.1).collect();
+    cs.sort_by(f32::total_cmp);
+    let cmin = 0.3 * percentile_sorted(&cs, 0.5);
+    let pts: Vec<(f32, f32)> = pts.iter().filter(|p| p.1 >= cmin).map(|p| p.0).collect();
+    fit_line_robust(&pts, line)
+}
+
+/// Total-least-squares fit with iterative rejection of outliers; keeps `reference`'s side.
+fn fit_line_robust(pts: &[(f32, f32)], reference: Line) -> Option<Line> {
+    let mut keep: Vec<(f32, f32)> = pts.to_vec();
+    let mut line = None;
+    for _ in 0..4 {
+        if keep.len() < 3 {
+            return line;
+        }
+        let n = keep.len() as f64;
+        let (mx, my) = keep.iter().fold((0.0f64, 0.0f64), |a, p| {
+            (a.0 + p.0 as f64, a.1 + p.1 as f64)
+        });
+        let (mx, my) = (mx / n, my / n);
+        let (mut sxx, mut sxy, mut syy) = (0.0f64, 0.0f64, 0.0f64);
+        for p in &keep {
+            let (dx, dy) = (p.0 as f64 - mx, p.1 as f64 - my);
+            sxx += dx * dx;
+            sxy += dx * dy;
+            syy += dy * dy;
+        }
+        // Normal = eigenvector of the smaller eigenvalue of the scatter matrix.
+        let theta = 0.5 * (2.0 * sxy).atan2(sxx - syy); // direction of largest spread
+        let (mut nx, mut ny) = (-(theta.sin()), theta.cos());
+        if nx * reference.nx as f64 + ny * reference.ny as f64 <= 0.0 {
+            nx = -nx;
+            ny = -ny;
+        }
+        let l = Line {
+            nx: nx as f32,
+            ny: ny as f32,
+            c: (nx * mx + ny * my) as f32,
+        };
+        let mut res: Vec<f32> = keep
+            .iter()
+            .map(|p| l.signed_distance(p.0, p.1).abs())
+            .collect();
+        line = Some(l);
+        res.sort_by(f32::total_cmp);
+        let mad = percentile_sorted(&res, 0.5) * 1.4826;
+        let cut = (2.5 * mad).max(0.75);
+        let before = keep.len();
+        keep.retain(|p| l.signed_distance(p.0, p.1).abs() <= cut);
+        if keep.len() == before {
+            break;
+        }
+    }
+    line
+}

@@ -1,0 +1,156 @@
+//! The whole post-processing chain from one serde config: radiograph + probabilities →
+//! final label map (pixels outside the collimated field → 255).
+
+use image::GrayImage;
+use serde::{Deserialize, Serialize};
+
+use crate::cleanup::{cleanup, CleanupConfig};
+use crate::collimator::{detect_collimator, Collimator, CollimatorConfig};
+use crate::error::{PostprocError, Result};
+use crate::probs::{Plane, ProbMap};
+use crate::threshold::{apply_thresholds, ThresholdConfig};
+
+/// Configuration of a [`Pipeline`]; every part has a default, so `{}` is a valid config.
+///
+/// # Examples
+/// ```
+/// use xray_postproc::PipelineConfig;
+/// let cfg: PipelineConfig = serde_json::from_str(r#"{
+///     "thresholds": {"soft_threshold": 0.9, "per_category": {"hand": 0.95}},
+///     "cleanup": {"bone_open_radius": 1, "bone_dilate_radius": 1, "min_component_size": [0, 30, 30]},
+///     "detect_field": true
+/// }"#).unwrap();
+/// assert_eq!(cfg.thresholds.soft_threshold, 0.9);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// How probabilities become labels.
+    pub thresholds: ThresholdConfig,
+    /// Clean-up of the label map.
+    pub cleanup: CleanupConfig,
+    /// Whether to find the collimated field and mark everything outside it 255.
+    pub detect_field: bool,
+    /// Parameters of the collimator detection.
+    pub collimator: CollimatorConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            thresholds: ThresholdConfig::default(),
+            cleanup: CleanupConfig::default(),
+            detect_field: true,
+            collimator: CollimatorConfig::default(),
+        }
+    }
+}
+
+/// What a [`Pipeline`] run gives.
+#[derive(Debug, Clone)]
+pub struct PipelineOutput {
+    /// The final labels (`W × H`): class indices, 255 for uncertain or outside the field.
+    pub labels: GrayImage,
+    /// The detected field, when `detect_field` is on.
+    pub field: Option<Collimator>,
+}
+
+/// Thresholds, field detection and clean-up, configured once and run per image.
+///
+/// # Examples
+/// ```
+/// use xray_postproc::{Pipeline, PipelineConfig, Plane, ProbMap};
+/// let (w, h) = (32, 32);
+/// let img: Vec<f32> = (0..w * h).map(|i| if i % w < 8 { 5.0 } else { 900.0 }).collect();
+/// let mut probs = vec![0.0f32; 3 * w * h];
+/// probs[..w * h].iter_mut().for_each(|p| *p = 1.0); // everything "open beam"
+/// let pipe = Pipeline::new(PipelineConfig::default()).unwrap();
+/// let out = pipe.run(&Plane::new(&img, w, h).unwrap(), &ProbMap::new(&probs, 3, h, w).unwrap(), None).unwrap();
+/// assert_eq!(out.labels.get_pixel(2, 10)[0], 255); // collimated
+/// assert_eq!(out.labels.get_pixel(20, 10)[0], 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    cfg: PipelineConfig,
+}
+
+impl Pipeline {
+    /// Validates and wraps a config (class-count checks happen per run).
+    ///
+    /// # Errors
+    /// Thresholds outside `[0, 1]` or other out-of-range parameters.
+    pub fn new(cfg: PipelineConfig) -> Result<Self> {
+        crate::probs::check_unit("thresholds.soft_threshold", cfg.thresholds.soft_threshold)?;
+        for (k, &v) in &cfg.thresholds.per_category {
+            crate::probs::check_unit(&format!("thresholds.per_category[{k:?}]"), v)?;
+        }
+        for (c, &v) in cfg.thresholds.min_confidence.iter().enumerate() {
+            crate::probs::check_unit(&format!("thresholds.min_confidence[{c}]"), v)?;
+        }
+        cfg.cleanup.validate()?;
+        cfg.collimator.validate()?;
+        Ok(Self { cfg })
+    }
+
+    /// Parses a JSON config and validates it.
+    ///
+    /// # Errors
+    /// [`PostprocError::Config`] for malformed JSON or unknown fields, else as [`Pipeline::new`].
+    pub fn from_json(json: &str) -> Result<Self> {
+        let cfg: PipelineConfig =
+            serde_json::from_str(json).map_err(|e| PostprocError::Config(e.to_string()))?;
+        Self::new(cfg)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    /// Runs the chain: thresholds → field detection (outside → 255) → clean-up.
+    ///
+    /// `category` picks a per-category soft-tissue threshold (e.g. a body part).
+    ///
+    /// # Errors
+    /// Image and probability map of different sizes, or a config that does not fit the
+    /// map's class count.
+    pub fn run(
+        &self,
+        image: &Plane,
+        probs: &ProbMap,
+        category: Option<&str>,
+    ) -> Result<PipelineOutput> {
+        let field = if self.cfg.detect_field {
+            if (image.width(), image.height()) != (probs.width(), probs.height()) {
+                return Err(PostprocError::ShapeMismatch {
+                    what: "probability map versus image",
+                    expected: format!("{} x {} (the image)", image.width(), image.height()),
+                    found: format!("{} x {}", probs.width(), probs.height()),
+                });
+            }
+            Some(detect_collimator(image, &self.cfg.collimator)?)
+        } else {
+            None
+        };
+        self.run_with_field(probs, field, category)
+    }
+
+    /// As [`Pipeline::run`], with a field found elsewhere (or `None` for no masking); the
+    /// image is not needed.
+    ///
+    /// # Errors
+    /// A field of another size than the map, or a config that does not fit the map.
+    pub fn run_with_field(
+        &self,
+        probs: &ProbMap,
+        field: Option<Collimator>,
+        category: Option<&str>,
+    ) -> Result<PipelineOutput> {
+        let mut labels = apply_thresholds(probs, &self.cfg.thresholds, category)?;
+        if let Some(f) = &field {
+            f.mask_labels(&mut labels)?;
+        }
+        cleanup(&mut labels, &self.cfg.cleanup)?;
+        Ok(PipelineOutput { labels, field })
+    }
+}

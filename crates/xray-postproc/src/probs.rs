@@ -1,0 +1,228 @@
+//! Validated views of class-major probability maps and radiograph planes.
+
+use crate::error::{PostprocError, Result};
+
+/// A borrowed, validated `C × H × W` class-major probability map (what a softmax over an
+/// `[N, C, H, W]` network output gives for one image).
+///
+/// Construction checks the length, that no dimension is zero, and that every value is a
+/// finite number in `[0, 1]`, so the functions that take a `ProbMap` need not check again.
+///
+/// # Examples
+/// ```
+/// use xray_postproc::ProbMap;
+/// let p = vec![0.2f32, 0.8, 0.8, 0.2]; // 2 classes, 1 x 2 pixels
+/// let map = ProbMap::new(&p, 2, 1, 2).unwrap();
+/// assert_eq!(map.prob(1, 0, 0), 0.8);
+/// assert!(ProbMap::new(&p, 3, 1, 2).is_err());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ProbMap<'a> {
+    data: &'a [f32],
+    classes: usize,
+    height: usize,
+    width: usize,
+}
+
+impl<'a> ProbMap<'a> {
+    /// Wraps `data` (`classes × height × width` values, class-major, rows in order).
+    ///
+    /// # Errors
+    /// [`PostprocError::Empty`] for a zero dimension, [`PostprocError::ShapeMismatch`] when
+    /// `data.len()` differs from the product, [`PostprocError::NonFinite`] for NaN/inf and
+    /// [`PostprocError::NotAProbability`] for values outside `[0, 1]` (a small tolerance of
+    /// 1e-4 is allowed for softmax rounding).
+    pub fn new(data: &'a [f32], classes: usize, height: usize, width: usize) -> Result<Self> {
+        if classes == 0 || height == 0 || width == 0 {
+            return Err(PostprocError::Empty {
+                what: "probability map",
+                width,
+                height,
+                classes,
+            });
+        }
+        let n = classes
+            .checked_mul(height)
+            .and_then(|v| v.checked_mul(width))
+            .ok_or_else(|| PostprocError::ShapeMismatch {
+                what: "probability map",
+                expected: format!("{classes} x {height} x {width} values (overflows usize)"),
+                found: format!("{} values", data.len()),
+            })?;
+        if data.len() != n {
+            return Err(PostprocError::ShapeMismatch {
+                what: "probability map",
+                expected: format!("{classes} x {height} x {width} = {n} values"),
+                found: format!("{} values", data.len()),
+            });
+        }
+        let plane = height * width;
+        for (i, &v) in data.iter().enumerate() {
+            if !v.is_finite() || !(-1e-4..=1.0 + 1e-4).contains(&v) {
+                let (class, rest) = (i / plane, i % plane);
+                let (y, x) = (rest / width, rest % width);
+                return Err(if v.is_finite() {
+                    PostprocError::NotAProbability {
+                        what: "probability map",
+                        class,
+                        x,
+                        y,
+                        value: v,
+                    }
+                } else {
+                    PostprocError::NonFinite {
+                        what: "probability map",
+                        class,
+                        x,
+                        y,
+                        value: v,
+                    }
+                });
+            }
+        }
+        Ok(Self {
+            data,
+            classes,
+            height,
+            width,
+        })
+    }
+
+    /// Number of classes `C`.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+    /// Height `H` in pixels.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    /// Width `W` in pixels.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    /// The whole class-major buffer.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+    /// The plane of class `c` (`H × W` values). Panics if `c >= classes()`.
+    pub fn plane(&self, c: usize) -> &'a [f32] {
+        let n = self.height * self.width;
+        &self.data[c * n..(c + 1) * n]
+    }
+    /// Probability of class `c` at pixel `(x, y)`. Panics when out of bounds.
+    pub fn prob(&self, c: usize, x: usize, y: usize) -> f32 {
+        self.data[(c * self.height + y) * self.width + x]
+    }
+}
+
+/// A borrowed, validated single-plane `f32` image (a radiograph: larger = more X-rays).
+///
+/// # Examples
+/// ```
+/// use xray_postproc::Plane;
+/// let v = vec![0.0f32; 6];
+/// let p = Plane::new(&v, 3, 2).unwrap();
+/// assert_eq!((p.width(), p.height()), (3, 2));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Plane<'a> {
+    data: &'a [f32],
+    width: usize,
+    height: usize,
+}
+
+impl<'a> Plane<'a> {
+    /// Wraps `data` (`height` rows of `width` values).
+    ///
+    /// # Errors
+    /// Zero size, wrong length or a non-finite value.
+    pub fn new(data: &'a [f32], width: usize, height: usize) -> Result<Self> {
+        if width == 0 || height == 0 {
+            return Err(PostprocError::Empty {
+                what: "image",
+                width,
+                height,
+                classes: 1,
+            });
+        }
+        if width.checked_mul(height) != Some(data.len()) {
+            return Err(PostprocError::ShapeMismatch {
+                what: "image",
+                expected: format!(
+                    "{width} x {height} = {} values",
+                    width.saturating_mul(height)
+                ),
+                found: format!("{} values", data.len()),
+            });
+        }
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(PostprocError::NonFinite {
+                what: "image",
+                class: 0,
+                x: i % width,
+                y: i / width,
+                value: data[i],
+            });
+        }
+        Ok(Self {
+            data,
+            width,
+            height,
+        })
+    }
+
+    /// Wraps an `image` crate `f32` grayscale buffer (e.g. `xray_data::Radiograph`).
+    ///
+    /// # Errors
+    /// As [`Plane::new`].
+    pub fn from_image(img: &'a image::ImageBuffer<image::Luma<f32>, Vec<f32>>) -> Result<Self> {
+        Self::new(img.as_raw(), img.width() as usize, img.height() as usize)
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    /// Height in pixels.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    /// The row-major values.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+    /// Value at `(x, y)`. Panics when out of bounds.
+    pub fn get(&self, x: usize, y: usize) -> f32 {
+        self.data[y * self.width + x]
+    }
+}
+
+/// Checks that `value` lies in `[0, 1]`.
+pub(crate) fn check_unit(name: &str, value: f32) -> Result<()> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(PostprocError::OutOfRange {
+            name: name.to_string(),
+            value: value as f64,
+            expected: "a probability threshold in [0, 1]",
+        })
+    }
+}
+
+/// Checks that a label map matches `width × height`.
+pub(crate) fn check_labels(
+    what: &'static str,
+    labels: &image::GrayImage,
+    width: usize,
+    height: usize,
+) -> Result<()> {
+    if labels.width() as usize != width || labels.height() as usize != height {
+        return Err(PostprocError::ShapeMismatch {
+            what,
+            expected: format!("{width} x {height} pixels"),
+            found: format!("{} x {} pixels", labels.width(), labels.height()),
+        });
+    }
+    Ok(())
+}

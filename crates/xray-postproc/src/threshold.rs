@@ -1,0 +1,295 @@
+//! Probability thresholds: the paper's soft-tissue confidence threshold, per-category
+//! thresholds, a per-class "uncertain" threshold, and the sweep that helps pick `t`.
+
+use std::collections::BTreeMap;
+
+use image::GrayImage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PostprocError, Result};
+use crate::probs::{check_unit, ProbMap};
+
+/// Label written for pixels that are uncertain, outside the field, or otherwise ignored.
+pub const IGNORE: u8 = 255;
+
+/// How probabilities become labels.
+///
+/// The rule per pixel: take the most likely class; if it is `soft_class` and its probability
+/// is not above the soft-tissue threshold `t`, take the most likely of the *other* classes
+/// instead (XNet's post-processing, which cut soft-tissue false positives from 5% to 0.5%).
+/// Then, if `min_confidence` is non-empty and the chosen class's probability is below
+/// `min_confidence[class]`, the pixel becomes [`IGNORE`] ("uncertain").
+///
+/// `t` is `per_category[category]` when a category (e.g. a body part) is given and listed,
+/// else `soft_threshold`.
+///
+/// # Examples
+/// ```
+/// use xray_postproc::{ProbMap, ThresholdConfig, apply_thresholds};
+/// // 3 classes, one pixel: P = (0.3, 0.45, 0.25)
+/// let p = [0.3f32, 0.45, 0.25];
+/// let map = ProbMap::new(&p, 3, 1, 1).unwrap();
+/// let cfg = ThresholdConfig { soft_threshold: 0.5, ..Default::default() };
+/// let labels = apply_thresholds(&map, &cfg, None).unwrap();
+/// assert_eq!(labels.get_pixel(0, 0)[0], 0); // soft tissue not confident enough -> open beam
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdConfig {
+    /// Index of the soft-tissue class (1 in the project's convention).
+    pub soft_class: usize,
+    /// Soft-tissue threshold `t` in `[0, 1]`; 0 disables it (plain arg-max).
+    pub soft_threshold: f32,
+    /// Soft-tissue thresholds per category (e.g. `"hand" -> 0.9`), overriding `soft_threshold`.
+    pub per_category: BTreeMap<String, f32>,
+    /// Per-class minimum confidence; empty disables it, otherwise one value in `[0, 1]` per class.
+    pub min_confidence: Vec<f32>,
+}
+
+impl Default for ThresholdConfig {
+    fn default() -> Self {
+        Self {
+            soft_class: 1,
+            soft_threshold: 0.0,
+            per_category: BTreeMap::new(),
+            min_confidence: Vec::new(),
+        }
+    }
+}
+
+impl ThresholdConfig {
+    /// Checks every threshold against `[0, 1]` and the class indices against `classes`.
+    ///
+    /// # Errors
+    /// [`PostprocError::OutOfRange`], [`PostprocError::ClassOutOfRange`] or
+    /// [`PostprocError::ShapeMismatch`] (wrong `min_confidence` length).
+    pub fn validate(&self, classes: usize) -> Result<()> {
+        if self.soft_class >= classes {
+            return Err(PostprocError::ClassOutOfRange {
+                name: "soft_class",
+                class: self.soft_class,
+                classes,
+            });
+        }
+        check_unit("soft_threshold", self.soft_threshold)?;
+        for (k, &v) in &self.per_category {
+            check_unit(&format!("per_category[{k:?}]"), v)?;
+        }
+        if !self.min_confidence.is_empty() && self.min_confidence.len() != classes {
+            return Err(PostprocError::ShapeMismatch {
+                what: "min_confidence",
+                expected: format!("{classes} values (one per class) or none"),
+                found: format!("{} values", self.min_confidence.len()),
+            });
+        }
+        for (c, &v) in self.min_confidence.iter().enumerate() {
+            check_unit(&format!("min_confidence[{c}]"), v)?;
+        }
+        Ok(())
+    }
+
+    /// The soft-tissue threshold in force for `category`.
+    pub fn threshold_for(&self, category: Option<&str>) -> f32 {
+        category
+            .and_then(|c| self.per_category.get(c).copied())
+            .unwrap_or(self.soft_threshold)
+    }
+}
+
+/// Most likely class per pixel (ties go to the lower index).
+///
+/// # Examples
+/// ```
+/// use xray_postproc::{ProbMap, argmax};
+/// let p = [0.9f32, 0.2, 0.1, 0.8]; // 2 classes, 1 x 2
+/// let l = argmax(&ProbMap::new(&p, 2, 1, 2).unwrap());
+/// assert_eq!(l.as_raw(), &vec![0u8, 1]);
+/// ```
+pub fn argmax(probs: &ProbMap) -> GrayImage {
+    let cfg = ThresholdConfig {
+        soft_class: 0,
+        ..Default::default()
+    };
+    label_with(probs, &cfg, 0.0)
+}
+
+/// Applies [`ThresholdConfig`] to a probability map, giving a label map (`W × H`).
+///
+/// # Errors
+/// When the config fails [`ThresholdConfig::validate`] for this map's class count.
+pub fn apply_thresholds(
+    probs: &ProbMap,
+    cfg: &ThresholdConfig,
+    category: Option<&str>,
+) -> Result<GrayImage> {
+    cfg.validate(probs.classes())?;
+    if probs.classes() > 255 {
+        return Err(PostprocError::ClassOutOfRange {
+            name: "number of classes (labels are u8, 255 = ignore)",
+            class: probs.classes(),
+            classes: 255,
+        });
+    }
+    Ok(label_with(probs, cfg, cfg.threshold_for(category)))
+}
+
+fn label_with(probs: &ProbMap, cfg: &ThresholdConfig, t: f32) -> GrayImage {
+    let (w, h, c) = (probs.width(), probs.height(), probs.classes());
+    let n = w * h;
+    let data = probs.data();
+    let mut out = vec![0u8; n];
+    for (i, o) in out.iter_mut().enumerate() {
+        let (best, second) = best_two(data, c, n, i, cfg.soft_class);
+        let mut lab = best;
+        if t > 0.0 && best == cfg.soft_class && c > 1 && data[best * n + i] <= t {
+            lab = second;
+        }
+        if !cfg.min_confidence.is_empty() && data[lab * n + i] < cfg.min_confidence[lab] {
+            *o = IGNORE;
+        } else {
+            *o = lab as u8;
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out).unwrap_or_default()
+}
+
+/// Returns (arg-max over all classes, arg-max over classes other than `skip`).
+#[inline]
+fn best_two(data: &[f32], classes: usize, n: usize, i: usize, skip: usize) -> (usize, usize) {
+    let mut best = 0;
+    let mut other = usize::MAX;
+    for k in 0..classes {
+        let v = data[k * n + i];
+        if v > data[best * n + i] {
+            best = k;
+        }
+        if k != skip && (other == usize::MAX || v > data[other * n + i]) {
+            other = k;
+        }
+    }
+    (best, if other == usize::MAX { best } else { other })
+}
+
+/// One point of a soft-tissue threshold sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// The threshold `t`.
+    pub threshold: f32,
+    /// Pixels labelled soft tissue that are soft tissue.
+    pub true_positives: u64,
+    /// Pixels labelled soft tissue that are not.
+    pub false_positives: u64,
+    /// Soft-tissue pixels labelled otherwise.
+    pub false_negatives: u64,
+    /// Other pixels labelled otherwise.
+    pub true_negatives: u64,
+    /// `FP / (FP + TN)`: share of non-soft-tissue pixels wrongly called soft tissue.
+    pub false_positive_rate: f64,
+    /// `TP / (TP + FN)`: share of soft-tissue pixels found.
+    pub recall: f64,
+    /// `TP / (TP + FP)` (1 when nothing is labelled soft tissue).
+    pub precision: f64,
+}
+
+/// Sweeps the soft-tissue threshold over `thresholds` and reports, for each, the
+/// false-positive rate and recall of the soft-tissue class against `truth`
+/// (`W × H` labels; [`IGNORE`] pixels are skipped), with the same rule as
+/// [`apply_thresholds`] (no `min_confidence`).
+///
+/// # Examples
+/// ```
+/// use xray_postproc::{ProbMap, threshold_sweep};
+/// let p = [0.4f32, 0.1, 0.6, 0.9]; // 2 classes, 1 x 2; class 1 = soft tissue
+/// let m = ProbMap::new(&p, 2, 1, 2).unwrap();
+/// let s = threshold_sweep(&m, &[1, 0], 1, &[0.0, 0.7]).unwrap();
+/// assert_eq!(s[0].recall, 1.0);
+/// assert_eq!(s[0].false_positive_rate, 1.0);
+/// assert_eq!(s[1].false_positive_rate, 0.0);
+/// ```
+///
+/// # Errors
+/// Length mismatch of `truth`, a threshold outside `[0, 1]`, or `soft_class` out of range.
+pub fn threshold_sweep(
+    probs: &ProbMap,
+    truth: &[u8],
+    soft_class: usize,
+    thresholds: &[f32],
+) -> Result<Vec<SweepPoint>> {
+    let (w, h, c) = (probs.width(), probs.height(), probs.classes());
+    let n = w * h;
+    if truth.len() != n {
+        return Err(PostprocError::ShapeMismatch {
+            what: "ground-truth labels",
+            expected: format!("{w} x {h} = {n} labels"),
+            found: format!("{} labels", truth.len()),
+        });
+    }
+    if soft_class >= c {
+        return Err(PostprocError::ClassOutOfRange {
+            name: "soft_class",
+            class: soft_class,
+            classes: c,
+        });
+    }
+    for (i, &t) in thresholds.iter().enumerate() {
+        check_unit(&format!("thresholds[{i}]"), t)?;
+    }
+    // Only pixels whose arg-max is soft tissue depend on t: keep their P(soft), split by truth.
+    let data = probs.data();
+    let (mut pos_p, mut neg_p) = (Vec::new(), Vec::new());
+    let (mut total_pos, mut total_neg) = (0u64, 0u64);
+    for (i, &g) in truth.iter().enumerate() {
+        if g == IGNORE {
+            continue;
+        }
+        let is_soft = g as usize == soft_class;
+        if is_soft {
+            total_pos += 1;
+        } else {
+            total_neg += 1;
+        }
+        let (best, _) = best_two(data, c, n, i, soft_class);
+        if best == soft_class {
+            let p = data[soft_class * n + i];
+            if is_soft {
+                pos_p.push(p);
+            } else {
+                neg_p.push(p);
+            }
+        }
+    }
+    pos_p.sort_by(f32::total_cmp);
+    neg_p.sort_by(f32::total_cmp);
+    let above = |v: &[f32], t: f32| (v.len() - v.partition_point(|&p| p <= t)) as u64;
+    Ok(thresholds
+        .iter()
+        .map(|&t| {
+            let tp = above(&pos_p, t);
+            let fp = above(&neg_p, t);
+            let fn_ = total_pos - tp;
+            let tn = total_neg - fp;
+            SweepPoint {
+                threshold: t,
+                true_positives: tp,
+                false_positives: fp,
+                false_negatives: fn_,
+                true_negatives: tn,
+                false_positive_rate: if total_neg == 0 {
+                    0.0
+                } else {
+                    fp as f64 / total_neg as f64
+                },
+                recall: if total_pos == 0 {
+                    1.0
+                } else {
+                    tp as f64 / total_pos as f64
+                },
+                precision: if tp + fp == 0 {
+                    1.0
+                } else {
+                    tp as f64 / (tp + fp) as f64
+                },
+            }
+        })
+        .collect())
+}
