@@ -688,7 +688,8 @@ pub struct LrScheduler {
     schedule: LrSchedule,
     base_lr: f64,
     lr: f64,
-    best: f64,
+    /// Best metric so far (`None` before the first; JSON has no infinity).
+    best: Option<f64>,
     bad_epochs: usize,
     cooldown_left: usize,
 }
@@ -701,7 +702,7 @@ impl LrScheduler {
             schedule,
             base_lr,
             lr: base_lr,
-            best: f64::INFINITY,
+            best: None,
             bad_epochs: 0,
             cooldown_left: 0,
         })
@@ -738,8 +739,12 @@ impl LrScheduler {
             } => {
                 let mut lr = self.lr;
                 if let Some(metric) = val_loss {
-                    if metric < self.best * (1.0 - threshold) {
-                        self.best = metric;
+                    let better = match self.best {
+                        None => true,
+                        Some(best) => metric < best * (1.0 - threshold),
+                    };
+                    if better {
+                        self.best = Some(metric);
                         self.bad_epochs = 0;
                     } else {
                         self.bad_epochs += 1;

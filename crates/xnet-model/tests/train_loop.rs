@@ -1,0 +1,367 @@
+//! The trainer: logging, best/last checkpoints, early stopping, resume, NaN handling.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Init, VarBuilder, VarMap};
+use xnet_model::checkpoint;
+use xnet_model::loss::{BoundaryWeightConfig, LossConfig};
+use xnet_model::models::ModelConfig;
+use xnet_model::optim::{LrSchedule, OptimizerConfig};
+use xnet_model::train::{
+    evaluate, BatchSource, EpochRecord, InMemoryBatches, TrainBatch, TrainConfig, Trainer,
+};
+use xnet_model::{ModelError, Result, Segmenter};
+
+/// A 3×3 convolution with deterministic (zero) initial weights; `poison` makes it return NaN.
+struct Toy {
+    weight: Tensor,
+    bias: Tensor,
+    poison: AtomicBool,
+}
+
+impl Toy {
+    fn new(vb: VarBuilder) -> Self {
+        Self {
+            weight: vb
+                .get_with_hints((3, 1, 3, 3), "conv.weight", Init::Const(0.0))
+                .unwrap(),
+            bias: vb.get_with_hints(3, "conv.bias", Init::Const(0.0)).unwrap(),
+            poison: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Module for Toy {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = x
+            .conv2d(&self.weight, 1, 1, 1, 1)?
+            .broadcast_add(&self.bias.reshape((1, 3, 1, 1))?)?;
+        if self.poison.load(Ordering::SeqCst) {
+            y * f64::NAN
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+impl Segmenter for Toy {
+    fn num_classes(&self) -> usize {
+        3
+    }
+    fn size_multiple(&self) -> usize {
+        1
+    }
+    fn config(&self) -> ModelConfig {
+        ModelConfig::default()
+    }
+    fn fold_batch_norm(&mut self) -> Result<usize> {
+        Ok(0)
+    }
+}
+
+/// Intensity bands → classes (0.9 open beam, 0.5 tissue, 0.1 bone), a few ignored pixels.
+fn batch(seed: usize) -> TrainBatch {
+    let (n, h, w) = (2, 12, 12);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n * h * w {
+        let class = (i * 31 + seed * 7 + (i / 5) * 3) % 3;
+        images.push([0.9f32, 0.5, 0.1][class] + ((i * 13) % 7) as f32 * 0.005);
+        labels.push(if i % 29 == 0 { 255 } else { class as u8 });
+    }
+    TrainBatch::new(images, labels, n, h, w).unwrap()
+}
+
+fn sources() -> (InMemoryBatches, InMemoryBatches) {
+    (
+        InMemoryBatches::new(vec![batch(0), batch(1)]),
+        InMemoryBatches::new(vec![batch(2)]),
+    )
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        optimizer: OptimizerConfig::adam(0.05),
+        progress: false,
+        early_stopping_patience: None,
+        ..Default::default()
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xnet-train-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    d
+}
+
+fn read_log(dir: &Path) -> Vec<EpochRecord> {
+    std::fs::read_to_string(dir.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn weights(varmap: &VarMap) -> Vec<f32> {
+    let data = varmap.data().lock().unwrap();
+    let mut names: Vec<_> = data.keys().cloned().collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| {
+            data[n]
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn fit_logs_checkpoints_and_learns() {
+    let dir = temp_dir("fit");
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev));
+    let (mut train, mut val) = sources();
+    let mut cfg = config(12);
+    cfg.schedule = LrSchedule::Step {
+        step_size: 6,
+        gamma: 0.5,
+    };
+    cfg.grad_clip_norm = Some(5.0);
+    let mut trainer = Trainer::new(&toy, &varmap, cfg, &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    let summary = trainer.fit(&mut train, Some(&mut val)).unwrap();
+    assert_eq!(summary.epochs.len(), 12);
+    assert!(!summary.stopped_early);
+    let first = &summary.epochs[0];
+    let last = &summary.epochs[11];
+    assert!(
+        last.val_loss.unwrap() < 0.5 * first.val_loss.unwrap(),
+        "{first:?} → {last:?}"
+    );
+    assert!(last.val_accuracy.unwrap() > 0.95, "{last:?}");
+    assert_eq!(first.lr, 0.05);
+    assert_eq!(
+        last.lr, 0.025,
+        "step schedule halves the rate after 6 epochs"
+    );
+    assert!(last.l2_penalty > 0.0);
+    // The log on disk holds the records returned (to JSON's decimal precision).
+    let log = read_log(&dir);
+    assert_eq!(log.len(), summary.epochs.len());
+    for (a, b) in log.iter().zip(&summary.epochs) {
+        assert_eq!((a.epoch, a.best, a.lr), (b.epoch, b.best, b.lr));
+        assert!((a.train_loss - b.train_loss).abs() < 1e-12);
+        assert!((a.val_loss.unwrap() - b.val_loss.unwrap()).abs() < 1e-12);
+    }
+    // Best checkpoint: loadable, metadata names its epoch.
+    let best = checkpoint::read_config(&dir.join("best")).unwrap();
+    assert_eq!(
+        best.metadata["epoch"].as_u64().map(|e| e as usize),
+        summary.best_epoch
+    );
+    assert!(dir.join("last/optimizer.safetensors").is_file());
+    assert!(dir.join("train_config.json").is_file());
+    // Evaluating the trained model on the validation source agrees with the last record.
+    let e = evaluate(&toy, &mut val, &LossConfig::default(), &dev).unwrap();
+    assert!((e.loss - last.val_loss.unwrap()).abs() < 1e-6);
+    assert_eq!(e.pixels, 2 * 144 - (0..288).filter(|i| i % 29 == 0).count());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn early_stopping_after_patience() {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev));
+    let (mut train, mut val) = sources();
+    let cfg = TrainConfig {
+        early_stopping_patience: Some(2),
+        min_delta: 10.0, // no improvement can be this large
+        ..config(20)
+    };
+    let mut trainer = Trainer::new(&toy, &varmap, cfg, &dev).unwrap();
+    let summary = trainer.fit(&mut train, Some(&mut val)).unwrap();
+    assert!(summary.stopped_early);
+    assert_eq!(
+        summary.epochs.len(),
+        3,
+        "epoch 0 is the best; 1 and 2 do not improve"
+    );
+    assert_eq!(summary.best_epoch, Some(0));
+    assert!(summary.epochs[0].best && !summary.epochs[1].best);
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let dev = Device::Cpu;
+    let cfg4 = TrainConfig {
+        schedule: LrSchedule::reduce_on_plateau(),
+        ..config(4)
+    };
+    // Uninterrupted: four epochs.
+    let vm_a = VarMap::new();
+    let toy_a = Toy::new(VarBuilder::from_varmap(&vm_a, DType::F32, &dev));
+    let (mut train, mut val) = sources();
+    Trainer::new(&toy_a, &vm_a, cfg4.clone(), &dev)
+        .unwrap()
+        .fit(&mut train, Some(&mut val))
+        .unwrap();
+
+    // Two epochs, then a new process (fresh model and trainer) resumes to four.
+    let dir = temp_dir("resume");
+    let vm_b = VarMap::new();
+    let toy_b = Toy::new(VarBuilder::from_varmap(&vm_b, DType::F32, &dev));
+    let cfg2 = TrainConfig {
+        epochs: 2,
+        ..cfg4.clone()
+    };
+    let mut t = Trainer::new(&toy_b, &vm_b, cfg2, &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    assert_eq!(t.resume().unwrap(), None);
+    t.fit(&mut train, Some(&mut val)).unwrap();
+
+    let vm_c = VarMap::new();
+    let toy_c = Toy::new(VarBuilder::from_varmap(&vm_c, DType::F32, &dev));
+    let mut t = Trainer::new(&toy_c, &vm_c, cfg4, &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    assert_eq!(t.resume().unwrap(), Some(2));
+    let summary = t.fit(&mut train, Some(&mut val)).unwrap();
+    assert_eq!(
+        summary.epochs.iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(
+        weights(&vm_c),
+        weights(&vm_a),
+        "weights and optimiser state restored exactly"
+    );
+    assert_eq!(read_log(&dir).len(), 4);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = temp_dir("nan");
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev));
+    let (mut train, mut val) = sources();
+    let mut t = Trainer::new(&toy, &varmap, config(1), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    t.fit(&mut train, Some(&mut val)).unwrap();
+    let good = weights(&varmap);
+
+    toy.poison.store(true, Ordering::SeqCst);
+    let mut t = Trainer::new(&toy, &varmap, config(3), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    assert_eq!(t.resume().unwrap(), Some(1));
+    let err = t.fit(&mut train, Some(&mut val)).unwrap_err();
+    match &err {
+        ModelError::NonFinite {
+            what,
+            epoch,
+            batch,
+            checkpoint,
+            ..
+        } => {
+            assert_eq!((*what, *epoch, *batch), ("loss", 1, 0));
+            assert_eq!(checkpoint.as_deref(), Some(dir.join("last").as_path()));
+        }
+        other => panic!("expected NonFinite, got {other}"),
+    }
+    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    // The failing update was not applied, and the checkpoint holds the good weights.
+    assert_eq!(weights(&varmap), good);
+    let vm = VarMap::new();
+    Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    checkpoint::load_weights_into(&vm, &dir.join("last/model.safetensors"), &dev).unwrap();
+    assert_eq!(weights(&vm), good);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn boundary_weighted_training_runs() {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev));
+    let (mut train, _) = sources();
+    let mut cfg = config(2);
+    cfg.loss.boundary = Some(BoundaryWeightConfig::default());
+    let summary = Trainer::new(&toy, &varmap, cfg, &dev)
+        .unwrap()
+        .fit(&mut train, None)
+        .unwrap();
+    assert!(summary
+        .epochs
+        .iter()
+        .all(|r| r.train_loss.is_finite() && r.val_loss.is_none()));
+}
+
+#[test]
+fn bad_batches_and_configs_are_errors() {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev));
+    assert!(TrainBatch::new(vec![0.0; 3], vec![0; 4], 1, 2, 2).is_err());
+    let mut b = batch(0);
+    b.labels[12 * 3 + 5] = 7;
+    let mut t = Trainer::new(&toy, &varmap, config(1), &dev).unwrap();
+    let e = t.train_step(&b).unwrap_err().to_string();
+    assert!(e.contains("label 7") && e.contains("x=5, y=3"), "{e}");
+    for bad in [
+        TrainConfig {
+            epochs: 0,
+            ..config(1)
+        },
+        TrainConfig {
+            early_stopping_patience: Some(0),
+            ..config(1)
+        },
+        TrainConfig {
+            grad_clip_norm: Some(-1.0),
+            ..config(1)
+        },
+        TrainConfig {
+            optimizer: OptimizerConfig::adam(0.0),
+            ..config(1)
+        },
+    ] {
+        assert!(Trainer::new(&toy, &varmap, bad, &dev).is_err());
+    }
+    // An empty source is an error, not a silent no-op.
+    let mut empty = InMemoryBatches::default();
+    assert!(t.fit(&mut empty, None).is_err());
+    // TrainConfig round-trips through JSON, and missing fields take defaults.
+    let json = serde_json::to_string(&TrainConfig::default()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<TrainConfig>(&json).unwrap(),
+        TrainConfig::default()
+    );
+    let partial: TrainConfig = serde_json::from_str(r#"{"epochs": 3}"#).unwrap();
+    assert_eq!(partial.epochs, 3);
+    assert_eq!(partial.loss.l2, 5e-4);
+    // A source's errors pass through.
+    struct Failing;
+    impl BatchSource for Failing {
+        fn epoch_batches(&mut self, _: usize) -> Box<dyn Iterator<Item = Result<TrainBatch>> + '_> {
+            Box::new(std::iter::once(Err(ModelError::Data(
+                "disk on fire".into(),
+            ))))
+        }
+    }
+    let e = t.fit(&mut Failing, None).unwrap_err().to_string();
+    assert!(e.contains("disk on fire"), "{e}");
+}
