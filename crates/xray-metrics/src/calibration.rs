@@ -299,7 +299,7 @@ fn top1_fixed<const K: usize>(
             sum += v;
             bad |= !(0.0..=1.0).contains(&v);
         }
-        bad |= !((sum - 1.0).abs() <= tolerance);
+        bad |= sum.is_nan() || (sum - 1.0).abs() > tolerance;
         conf[j] = best;
         pred[j] = k;
     }
@@ -349,7 +349,7 @@ fn top1_any(
         }
     }
     for s in sum.iter() {
-        bad |= !((s - 1.0).abs() <= tolerance);
+        bad |= s.is_nan() || (s - 1.0).abs() > tolerance;
     }
     !bad
 }

@@ -286,9 +286,8 @@ where
         .y_desc("True class")
         .axis_desc_style((FONT, 18))
         .draw()?;
-    for t in 0..c as usize {
-        for p in 0..c as usize {
-            let v = rows[t][p];
+    for (t, row) in rows.iter().enumerate() {
+        for (p, &v) in row.iter().enumerate() {
             let y = (c as usize - 1 - t) as f64;
             // White → blue ramp.
             let shade = |lo: f64, hi: f64| (lo + (hi - lo) * v).round() as u8;
