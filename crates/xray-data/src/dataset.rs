@@ -1,1 +1,22 @@
-//! Dataset folders, splits, k-fold, category balancing and batching.
+//! Dataset folders, splits, k-fold, category balancing, class statistics and batching.
+//!
+//! # Folder format
+//! ```text
+//! root/
+//!   images/<stem>.{png,tif,tiff,dcm}   one radiograph per stem (required)
+//!   masks/<stem>.png                   index-PNG label mask per stem (optional folder)
+//!   categories.csv                     `stem,category` lines (optional)
+//! ```
+//! Without `masks/` the dataset is inference-only. See `docs/data-format.md`.
+
+mod balance;
+mod batch;
+mod folder;
+mod split;
+mod stats;
+
+pub use balance::{BalancedSampler, Draw};
+pub use batch::{Batch, BatchConfig, BatchIter, PrepareFn, SampleContext};
+pub use folder::{parse_categories, Dataset, DatasetOptions, Sample, IMAGE_EXTENSIONS};
+pub use split::{stratified_kfold, xnet_split, Fold, Split, SplitConfig};
+pub use stats::ClassStats;

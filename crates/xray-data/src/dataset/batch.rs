@@ -1,0 +1,317 @@
+//! Parallel batch preparation with bounded prefetch.
+
+use super::{Dataset, Draw};
+use crate::normalize::{normalize, NormalizeConfig};
+use crate::resize::{resize, resize_mask, Filter};
+use crate::{DataError, Mask, Radiograph, Result, IGNORE_LABEL};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Where a sample being prepared comes from; handed to the prepare function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleContext<'a> {
+    /// The epoch number given to [`Dataset::batches`].
+    pub epoch: u64,
+    /// The draw (sample index and copy number).
+    pub draw: Draw,
+    /// The sample's stem.
+    pub stem: &'a str,
+}
+
+/// The per-sample preparation hook (typically augmentation): receives the resized,
+/// normalised image and mask (all [`IGNORE_LABEL`] for an inference dataset) and an RNG
+/// seeded from `(seed, epoch, index, copy)` only, so the result does not depend on thread
+/// scheduling. It must return the configured size.
+pub type PrepareFn = dyn Fn(&SampleContext<'_>, Radiograph, Mask, &mut StdRng) -> Result<(Radiograph, Mask)>
+    + Send
+    + Sync;
+
+/// Configuration of [`Dataset::batches`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchConfig {
+    /// Samples per batch (the last batch may be smaller unless `drop_last`).
+    pub batch_size: usize,
+    /// Width every sample is resized to.
+    pub width: u32,
+    /// Height every sample is resized to.
+    pub height: u32,
+    /// Interpolation of images when resizing (masks always use nearest).
+    pub filter: Filter,
+    /// Intensity normalisation after resizing; `None` keeps detector units.
+    pub normalize: Option<NormalizeConfig>,
+    /// Batches prepared ahead of the consumer (bounded channel capacity).
+    pub prefetch: usize,
+    /// Drop a final incomplete batch.
+    pub drop_last: bool,
+    /// Seed of the per-sample RNGs.
+    pub seed: u64,
+}
+
+impl Default for BatchConfig {
+    /// Batches of 8 at 200×200 (XNet's input size), area resizing, min-max
+    /// normalisation, 2 batches of prefetch.
+    fn default() -> Self {
+        BatchConfig {
+            batch_size: 8,
+            width: 200,
+            height: 200,
+            filter: Filter::Area,
+            normalize: Some(NormalizeConfig::default()),
+            prefetch: 2,
+            drop_last: false,
+            seed: 0,
+        }
+    }
+}
+
+/// A batch ready for a network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Images, `n × 1 × height × width`, row-major.
+    pub images: Vec<f32>,
+    /// Labels, `n × height × width` ([`IGNORE_LABEL`] where unknown).
+    pub labels: Vec<u8>,
+    /// Number of samples.
+    pub n: usize,
+    /// Height of every sample.
+    pub height: usize,
+    /// Width of every sample.
+    pub width: usize,
+    /// Stems of the samples, in batch order.
+    pub stems: Vec<String>,
+    /// The draws the samples came from, in batch order.
+    pub draws: Vec<Draw>,
+}
+
+/// Iterator over prepared batches; a background thread prepares them with rayon and stays
+/// at most [`BatchConfig::prefetch`] batches ahead. Dropping it stops the thread.
+pub struct BatchIter {
+    rx: Option<Receiver<Result<Batch>>>,
+    worker: Option<JoinHandle<()>>,
+    remaining: usize,
+}
+
+impl std::fmt::Debug for BatchIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchIter")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+/// A 64-bit mix (SplitMix64 finaliser) combining the seed with a draw's coordinates.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The RNG seed of one draw in one epoch.
+pub(crate) fn draw_seed(seed: u64, epoch: u64, draw: Draw) -> u64 {
+    let mut h = mix(seed ^ 0x9e37_79b9_7f4a_7c15);
+    h = mix(h ^ epoch);
+    h = mix(h ^ draw.index as u64);
+    mix(h ^ u64::from(draw.copy))
+}
+
+impl Dataset {
+    /// Loads, resizes, normalises and prepares one draw (what a batch is made of).
+    ///
+    /// # Errors
+    /// Loading errors, and [`DataError::SizeMismatch`] when `prepare` returns another size.
+    pub fn prepare_sample(
+        &self,
+        draw: Draw,
+        epoch: u64,
+        cfg: &BatchConfig,
+        prepare: &PrepareFn,
+    ) -> Result<(Radiograph, Mask)> {
+        let (img, mask) = self.load(draw.index)?;
+        let s = &self.samples[draw.index];
+        let img = resize(&img, cfg.width, cfg.height, cfg.filter)?;
+        let img = match &cfg.normalize {
+            Some(n) => normalize(&img, n)?,
+            None => img,
+        };
+        let mask = match mask {
+            Some(m) => resize_mask(&m, cfg.width, cfg.height)?,
+            None => Mask::from_pixel(cfg.width, cfg.height, image::Luma([IGNORE_LABEL])),
+        };
+        let mut rng = StdRng::seed_from_u64(draw_seed(cfg.seed, epoch, draw));
+        let ctx = SampleContext {
+            epoch,
+            draw,
+            stem: &s.stem,
+        };
+        let (img, mask) = prepare(&ctx, img, mask, &mut rng)?;
+        for (what, dims) in [("image", img.dimensions()), ("mask", mask.dimensions())] {
+            if dims != (cfg.width, cfg.height) {
+                return Err(DataError::SizeMismatch {
+                    path: std::path::PathBuf::from(format!("{} ({what} after prepare)", s.stem)),
+                    expected_width: cfg.width,
+                    expected_height: cfg.height,
+                    found_width: dims.0,
+                    found_height: dims.1,
+                });
+            }
+        }
+        Ok((img, mask))
+    }
+
+    /// Batches of `draws` (e.g. [`Draw::plain`] of a split, or a
+    /// [`super::BalancedSampler`] epoch) prepared in parallel in the background.
+    /// `prepare` is applied to every sample after resizing and normalisation (pass
+    /// `|_, i, m, _| Ok((i, m))` for none); its RNG depends only on
+    /// `(cfg.seed, epoch, draw)`, so batches are reproducible.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] for a zero batch size or output size, or a draw
+    /// index out of range. Per-sample errors arrive as `Err` items of the iterator, after
+    /// which it ends.
+    pub fn batches<F>(
+        self: &Arc<Self>,
+        draws: Vec<Draw>,
+        epoch: u64,
+        cfg: &BatchConfig,
+        prepare: F,
+    ) -> Result<BatchIter>
+    where
+        F: Fn(&SampleContext<'_>, Radiograph, Mask, &mut StdRng) -> Result<(Radiograph, Mask)>
+            + Send
+            + Sync
+            + 'static,
+    {
+        if cfg.batch_size == 0 || cfg.width == 0 || cfg.height == 0 {
+            return Err(DataError::InvalidParameter(format!(
+                "batch size and output size must be non-zero, got batch_size={}, {}x{}",
+                cfg.batch_size, cfg.width, cfg.height
+            )));
+        }
+        if let Some(d) = draws.iter().find(|d| d.index >= self.len()) {
+            return Err(DataError::InvalidParameter(format!(
+                "draw index {} out of range (dataset has {} samples)",
+                d.index,
+                self.len()
+            )));
+        }
+        let n_batches = if cfg.drop_last {
+            draws.len() / cfg.batch_size
+        } else {
+            draws.len().div_ceil(cfg.batch_size)
+        };
+        let (tx, rx) = sync_channel(cfg.prefetch);
+        let ds = Arc::clone(self);
+        let cfg = cfg.clone();
+        let worker = std::thread::Builder::new()
+            .name("xray-data-batches".into())
+            .spawn(move || {
+                let prepare: &PrepareFn = &prepare;
+                for chunk in draws.chunks(cfg.batch_size).take(n_batches) {
+                    let samples: Vec<Result<(Radiograph, Mask)>> = chunk
+                        .par_iter()
+                        .map(|&d| ds.prepare_sample(d, epoch, &cfg, prepare))
+                        .collect();
+                    let batch = assemble(&ds, chunk, samples, &cfg);
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| DataError::io("<batch worker thread>", e))?;
+        Ok(BatchIter {
+            rx: Some(rx),
+            worker: Some(worker),
+            remaining: n_batches,
+        })
+    }
+}
+
+fn assemble(
+    ds: &Dataset,
+    chunk: &[Draw],
+    samples: Vec<Result<(Radiograph, Mask)>>,
+    cfg: &BatchConfig,
+) -> Result<Batch> {
+    let (w, h) = (cfg.width as usize, cfg.height as usize);
+    let n = chunk.len();
+    let mut images = Vec::with_capacity(n * w * h);
+    let mut labels = Vec::with_capacity(n * w * h);
+    for s in samples {
+        let (img, mask) = s?;
+        images.extend_from_slice(img.as_raw());
+        labels.extend_from_slice(mask.as_raw());
+    }
+    Ok(Batch {
+        images,
+        labels,
+        n,
+        height: h,
+        width: w,
+        stems: chunk
+            .iter()
+            .map(|d| ds.samples[d.index].stem.clone())
+            .collect(),
+        draws: chunk.to_vec(),
+    })
+}
+
+impl BatchIter {
+    /// Batches not yet received.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let rx = self.rx.as_ref()?;
+        match rx.recv() {
+            Ok(item) => {
+                self.remaining = if item.is_err() { 0 } else { self.remaining - 1 };
+                Some(item)
+            }
+            Err(_) => {
+                // The worker ended early without an error item: it panicked.
+                self.remaining = 0;
+                self.rx = None;
+                let panicked = self
+                    .worker
+                    .take()
+                    .map(|h| h.join().is_err())
+                    .unwrap_or(false);
+                Some(Err(DataError::InvalidParameter(format!(
+                    "batch preparation thread stopped unexpectedly{}",
+                    if panicked {
+                        " (the prepare function panicked)"
+                    } else {
+                        ""
+                    }
+                ))))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining))
+    }
+}
+
+impl Drop for BatchIter {
+    fn drop(&mut self) {
+        // Closing the channel makes the worker's next send fail, so it stops.
+        self.rx = None;
+        if let Some(h) = self.worker.take() {
+            let _ = h.join();
+        }
+    }
+}

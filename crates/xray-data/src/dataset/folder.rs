@@ -1,0 +1,414 @@
+//! Parsing a dataset folder.
+
+use crate::io::{load_image, load_mask_with_classes, LoadOptions};
+use crate::{DataError, Mask, Radiograph, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Extensions (lower case) accepted in `images/`; other files there are ignored.
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "tif", "tiff", "dcm"];
+
+/// Options of [`Dataset::open`] and sample loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetOptions {
+    /// How images are decoded.
+    pub load: LoadOptions,
+    /// Number of classes; mask values must be below it or `255` (ignore).
+    pub num_classes: u8,
+}
+
+impl Default for DatasetOptions {
+    fn default() -> Self {
+        DatasetOptions {
+            load: LoadOptions::default(),
+            num_classes: 3,
+        }
+    }
+}
+
+/// One entry of a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// File name without extension, unique in the dataset.
+    pub stem: String,
+    /// The radiograph file.
+    pub image: PathBuf,
+    /// The mask file, when the dataset has masks.
+    pub mask: Option<PathBuf>,
+    /// The category from `categories.csv` (e.g. body part), when present.
+    pub category: Option<String>,
+}
+
+/// A dataset folder: samples sorted by stem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    /// The folder it was read from.
+    pub root: PathBuf,
+    /// Samples, sorted by stem.
+    pub samples: Vec<Sample>,
+    /// Options used to load samples.
+    pub options: DatasetOptions,
+}
+
+fn ds_err(path: impl Into<PathBuf>, message: impl Into<String>) -> DataError {
+    DataError::Dataset {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let is_file = entry
+            .file_type()
+            .map_err(|e| DataError::io(entry.path(), e))?
+            .is_file()
+            || entry.path().is_file();
+        if !is_file {
+            continue;
+        }
+        match entry.file_name().into_string() {
+            Ok(n) => names.push(n),
+            Err(n) => {
+                return Err(ds_err(
+                    dir.join(&n),
+                    "file name is not valid UTF-8; rename it",
+                ))
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Splits `name` into (stem, lower-case extension); hidden files and files without an
+/// extension give `None`.
+fn split_name(name: &str) -> Option<(&str, String)> {
+    if name.starts_with('.') {
+        return None;
+    }
+    let (stem, ext) = name.rsplit_once('.')?;
+    (!stem.is_empty()).then(|| (stem, ext.to_ascii_lowercase()))
+}
+
+/// Parses `categories.csv` text into `(stem, category)` pairs, in file order.
+///
+/// One `stem,category` pair per line; surrounding whitespace is trimmed; blank lines and
+/// lines starting with `#` are skipped; a first line `stem,category` (any case) is a header.
+/// `path` only names the file in errors.
+///
+/// # Errors
+/// [`DataError::Dataset`] naming the line for a line without a comma, an empty stem or
+/// category, more than two fields, or a stem listed twice.
+///
+/// # Examples
+/// ```
+/// use std::path::Path;
+/// let pairs = xray_data::dataset::parse_categories("stem,category\na, hand\nb,foot\n", Path::new("c.csv")).unwrap();
+/// assert_eq!(pairs, vec![("a".to_string(), "hand".to_string()), ("b".to_string(), "foot".to_string())]);
+/// ```
+pub fn parse_categories(text: &str, path: &Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if out.is_empty()
+            && seen.is_empty()
+            && fields.len() == 2
+            && fields[0].eq_ignore_ascii_case("stem")
+            && fields[1].eq_ignore_ascii_case("category")
+        {
+            continue;
+        }
+        let [stem, category] = fields.as_slice() else {
+            return Err(ds_err(
+                path,
+                format!(
+                    "line {line_no}: expected `stem,category`, found {} field(s): {line:?}",
+                    fields.len()
+                ),
+            ));
+        };
+        if stem.is_empty() || category.is_empty() {
+            return Err(ds_err(
+                path,
+                format!("line {line_no}: empty stem or category: {line:?}"),
+            ));
+        }
+        if let Some(first) = seen.insert(stem.to_string(), line_no) {
+            return Err(ds_err(
+                path,
+                format!("line {line_no}: stem {stem:?} already listed on line {first}"),
+            ));
+        }
+        out.push((stem.to_string(), category.to_string()));
+    }
+    Ok(out)
+}
+
+impl Dataset {
+    /// Reads a dataset folder (see the [module documentation](super)): lists `images/`,
+    /// pairs every image with `masks/<stem>.png` when `masks/` exists, and attaches
+    /// categories from `categories.csv` when it exists. Pixels are not read; see
+    /// [`Dataset::validate`].
+    ///
+    /// # Errors
+    /// [`DataError::Dataset`] naming the file for a duplicate stem, a missing mask, a mask
+    /// without image, an image missing from `categories.csv` (or a listed stem without
+    /// image), a malformed `categories.csv`, or an empty `images/`; [`DataError::Io`] when
+    /// `images/` cannot be read.
+    pub fn open(root: &Path, options: &DatasetOptions) -> Result<Dataset> {
+        let images = list_dir(&root.join("images"))?;
+        let masks_dir = root.join("masks");
+        let masks = if masks_dir.is_dir() {
+            Some(list_dir(&masks_dir)?)
+        } else {
+            None
+        };
+        let csv_path = root.join("categories.csv");
+        let csv = if csv_path.is_file() {
+            Some(std::fs::read_to_string(&csv_path).map_err(|e| DataError::io(&csv_path, e))?)
+        } else {
+            None
+        };
+        Self::from_listing(root, &images, masks.as_deref(), csv.as_deref(), options)
+    }
+
+    /// Builds a dataset from file names (as [`Dataset::open`] lists them) without touching
+    /// the file system: `images` and `masks` are bare file names inside `root/images` and
+    /// `root/masks`, `categories_csv` the text of `categories.csv`.
+    ///
+    /// # Errors
+    /// As [`Dataset::open`].
+    pub fn from_listing(
+        root: &Path,
+        images: &[String],
+        masks: Option<&[String]>,
+        categories_csv: Option<&str>,
+        options: &DatasetOptions,
+    ) -> Result<Dataset> {
+        let image_dir = root.join("images");
+        let mut by_stem: BTreeMap<&str, &str> = BTreeMap::new();
+        for name in images {
+            let Some((stem, ext)) = split_name(name) else {
+                continue;
+            };
+            if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+                continue;
+            }
+            if let Some(prev) = by_stem.insert(stem, name) {
+                return Err(ds_err(
+                    image_dir.join(name),
+                    format!(
+                        "duplicate stem {stem:?}: also {}",
+                        image_dir.join(prev).display()
+                    ),
+                ));
+            }
+        }
+        if by_stem.is_empty() {
+            return Err(ds_err(
+                &image_dir,
+                format!(
+                    "no images found (expected files with extensions {})",
+                    IMAGE_EXTENSIONS.join(", ")
+                ),
+            ));
+        }
+
+        let mask_dir = root.join("masks");
+        let mask_set: Option<BTreeMap<&str, &str>> = match masks {
+            None => None,
+            Some(list) => {
+                let mut m = BTreeMap::new();
+                for name in list {
+                    let Some((stem, ext)) = split_name(name) else {
+                        continue;
+                    };
+                    if ext != "png" {
+                        continue;
+                    }
+                    if m.insert(stem, name.as_str()).is_some() {
+                        return Err(ds_err(
+                            mask_dir.join(name),
+                            format!("duplicate mask stem {stem:?} (file names differing only in extension case)"),
+                        ));
+                    }
+                    if !by_stem.contains_key(stem) {
+                        return Err(ds_err(
+                            mask_dir.join(name),
+                            format!("mask without image: no images/{stem}.{{png,tif,tiff,dcm}}"),
+                        ));
+                    }
+                }
+                Some(m)
+            }
+        };
+
+        let csv_path = root.join("categories.csv");
+        let categories: Option<HashMap<String, String>> = match categories_csv {
+            None => None,
+            Some(text) => {
+                let pairs = parse_categories(text, &csv_path)?;
+                for (stem, _) in &pairs {
+                    if !by_stem.contains_key(stem.as_str()) {
+                        return Err(ds_err(
+                            &csv_path,
+                            format!("stem {stem:?} has no image in images/"),
+                        ));
+                    }
+                }
+                Some(pairs.into_iter().collect())
+            }
+        };
+
+        let mut samples = Vec::with_capacity(by_stem.len());
+        for (stem, name) in by_stem {
+            let mask = match &mask_set {
+                None => None,
+                Some(m) => match m.get(stem) {
+                    Some(mname) => Some(mask_dir.join(mname)),
+                    None => {
+                        return Err(ds_err(
+                            mask_dir.join(format!("{stem}.png")),
+                            format!("missing mask for image {}", image_dir.join(name).display()),
+                        ))
+                    }
+                },
+            };
+            let category = match &categories {
+                None => None,
+                Some(c) => match c.get(stem) {
+                    Some(cat) => Some(cat.clone()),
+                    None => {
+                        return Err(ds_err(
+                            &csv_path,
+                            format!("no category for image {}", image_dir.join(name).display()),
+                        ))
+                    }
+                },
+            };
+            samples.push(Sample {
+                stem: stem.to_string(),
+                image: image_dir.join(name),
+                mask,
+                category,
+            });
+        }
+        Ok(Dataset {
+            root: root.to_path_buf(),
+            samples,
+            options: options.clone(),
+        })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether the dataset has no samples (never true for an opened dataset).
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Whether every sample has a mask (a training dataset) rather than none (inference).
+    pub fn has_masks(&self) -> bool {
+        self.samples.iter().all(|s| s.mask.is_some())
+    }
+
+    /// The category of every sample, in sample order; samples without one get `""`.
+    pub fn categories(&self) -> Vec<String> {
+        self.samples
+            .iter()
+            .map(|s| s.category.clone().unwrap_or_default())
+            .collect()
+    }
+
+    /// Loads sample `index`: its radiograph and, when present, its mask, checked to have the
+    /// image's size and only labels below `num_classes` or 255.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] for an index out of range; the loaders' errors;
+    /// [`DataError::SizeMismatch`] naming the mask when sizes differ.
+    pub fn load(&self, index: usize) -> Result<(Radiograph, Option<Mask>)> {
+        let s = self.samples.get(index).ok_or_else(|| {
+            DataError::InvalidParameter(format!(
+                "sample index {index} out of range (dataset has {})",
+                self.samples.len()
+            ))
+        })?;
+        let img = load_image(&s.image, &self.options.load)?;
+        let mask = match &s.mask {
+            None => None,
+            Some(p) => {
+                let m = load_mask_with_classes(p, self.options.num_classes)?;
+                if m.dimensions() != img.dimensions() {
+                    return Err(DataError::SizeMismatch {
+                        path: p.clone(),
+                        expected_width: img.width(),
+                        expected_height: img.height(),
+                        found_width: m.width(),
+                        found_height: m.height(),
+                    });
+                }
+                Some(m)
+            }
+        };
+        Ok((img, mask))
+    }
+
+    /// Per-class pixel statistics of the masks of `indices` (e.g. the training split),
+    /// loaded in parallel; feed [`super::ClassStats::inverse_frequency_weights`] or
+    /// [`super::ClassStats::median_frequency_weights`] to a weighted loss.
+    ///
+    /// # Errors
+    /// [`DataError::Dataset`] when the dataset has no masks; the first error of
+    /// [`Dataset::load`].
+    pub fn class_stats(&self, indices: &[usize]) -> Result<super::ClassStats> {
+        use rayon::prelude::*;
+        if !self.has_masks() {
+            return Err(ds_err(&self.root, "no masks/ folder: class statistics need masks"));
+        }
+        let c = usize::from(self.options.num_classes);
+        let parts: Vec<Result<super::ClassStats>> = indices
+            .par_iter()
+            .map(|&i| {
+                let (_, m) = self.load(i)?;
+                let mut s = super::ClassStats::new(c);
+                if let Some(m) = m {
+                    s.add(&m);
+                }
+                Ok(s)
+            })
+            .collect();
+        let mut total = super::ClassStats::new(c);
+        for p in parts {
+            total.merge(&p?);
+        }
+        Ok(total)
+    }
+
+    /// Loads every sample in parallel and returns the first error in sample order: catches
+    /// corrupt files, mis-sized masks and unknown labels before training starts.
+    ///
+    /// # Errors
+    /// The first error of [`Dataset::load`].
+    pub fn validate(&self) -> Result<()> {
+        use rayon::prelude::*;
+        (0..self.len())
+            .into_par_iter()
+            .map(|i| self.load(i).map(|_| ()))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
+    }
+}

@@ -1,0 +1,136 @@
+//! Per-class pixel statistics and loss weights.
+
+use crate::{Mask, IGNORE_LABEL};
+
+/// Pixel counts per class over a set of masks ([`IGNORE_LABEL`] pixels excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Pixels of each class.
+    pub pixels: Vec<u64>,
+    /// For each class, the total pixel count (ignore excluded) of the masks in which the
+    /// class appears (the denominator of median-frequency balancing).
+    pub pixels_of_images_with: Vec<u64>,
+    /// Pixels labelled [`IGNORE_LABEL`].
+    pub ignored: u64,
+    /// Number of masks counted.
+    pub masks: usize,
+}
+
+impl ClassStats {
+    /// Empty statistics for `num_classes` classes.
+    pub fn new(num_classes: usize) -> Self {
+        ClassStats {
+            pixels: vec![0; num_classes],
+            pixels_of_images_with: vec![0; num_classes],
+            ignored: 0,
+            masks: 0,
+        }
+    }
+
+    /// Adds one mask. Values other than `0..num_classes` and [`IGNORE_LABEL`] are counted
+    /// as ignored (validated masks hold none).
+    pub fn add(&mut self, mask: &Mask) {
+        let c = self.pixels.len();
+        let mut counts = vec![0u64; c];
+        for &v in mask.as_raw() {
+            match counts.get_mut(usize::from(v)) {
+                Some(n) if v != IGNORE_LABEL => *n += 1,
+                _ => self.ignored += 1,
+            }
+        }
+        let total: u64 = counts.iter().sum();
+        for ((p, with), &n) in self
+            .pixels
+            .iter_mut()
+            .zip(self.pixels_of_images_with.iter_mut())
+            .zip(&counts)
+        {
+            *p += n;
+            if n > 0 {
+                *with += total;
+            }
+        }
+        self.masks += 1;
+    }
+
+    /// Merges statistics gathered separately (e.g. in parallel).
+    pub fn merge(&mut self, other: &ClassStats) {
+        for (a, b) in self.pixels.iter_mut().zip(&other.pixels) {
+            *a += b;
+        }
+        for (a, b) in self
+            .pixels_of_images_with
+            .iter_mut()
+            .zip(&other.pixels_of_images_with)
+        {
+            *a += b;
+        }
+        self.ignored += other.ignored;
+        self.masks += other.masks;
+    }
+
+    /// Statistics of a set of masks.
+    pub fn from_masks<'a>(num_classes: usize, masks: impl IntoIterator<Item = &'a Mask>) -> Self {
+        let mut s = ClassStats::new(num_classes);
+        masks.into_iter().for_each(|m| s.add(m));
+        s
+    }
+
+    /// Fraction of labelled pixels in each class.
+    pub fn frequencies(&self) -> Vec<f64> {
+        let total: u64 = self.pixels.iter().sum();
+        self.pixels
+            .iter()
+            .map(|&p| {
+                if total == 0 {
+                    0.0
+                } else {
+                    p as f64 / total as f64
+                }
+            })
+            .collect()
+    }
+
+    /// Inverse-frequency weights `total / (C · pixels_c)` (scikit-learn's
+    /// `class_weight="balanced"`); a class with no pixels gets weight 0.
+    pub fn inverse_frequency_weights(&self) -> Vec<f32> {
+        let total: u64 = self.pixels.iter().sum();
+        let c = self.pixels.len() as f64;
+        self.pixels
+            .iter()
+            .map(|&p| {
+                if p == 0 {
+                    0.0
+                } else {
+                    (total as f64 / (c * p as f64)) as f32
+                }
+            })
+            .collect()
+    }
+
+    /// Median-frequency weights (Eigen & Fergus 2015, as SegNet): with
+    /// `freq_c = pixels_c / pixels of the masks where c appears`, the weight is
+    /// `median(freq) / freq_c` over the classes that appear; absent classes get 0.
+    pub fn median_frequency_weights(&self) -> Vec<f32> {
+        let freq: Vec<Option<f64>> = self
+            .pixels
+            .iter()
+            .zip(&self.pixels_of_images_with)
+            .map(|(&p, &d)| (p > 0 && d > 0).then(|| p as f64 / d as f64))
+            .collect();
+        let mut present: Vec<f64> = freq.iter().flatten().copied().collect();
+        if present.is_empty() {
+            return vec![0.0; self.pixels.len()];
+        }
+        present.sort_by(f64::total_cmp);
+        let m = present.len();
+        let median = if m % 2 == 1 {
+            present[m / 2]
+        } else {
+            0.5 * (present[m / 2 - 1] + present[m / 2])
+        };
+        freq.iter()
+            .map(|f| f.map_or(0.0, |f| (median / f) as f32))
+            .collect()
+    }
+}
