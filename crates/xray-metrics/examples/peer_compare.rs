@@ -127,6 +127,21 @@ fn main() {
             let ece = time(repeats, || {
                 calibration_error(&y, &probs, c, 15, CalibrationNorm::L1).unwrap()
             });
+            // Memory floor: one pass that only reads the probabilities (what any ECE must do).
+            let floor = time(repeats, || {
+                let mut acc = [0f32; 8];
+                for ch in probs.chunks_exact(8) {
+                    for (a, v) in acc.iter_mut().zip(ch) {
+                        *a += v;
+                    }
+                }
+                acc.iter().sum::<f32>()
+            });
+            println!(
+                "{pool_threads} thr  read-only pass over the probabilities (memory floor): \
+                 median {:.4} s (min {:.4}, CPU {:.4})",
+                floor.1, floor.2, floor.3
+            );
             let ece32 = time(repeats, || {
                 calibration_error_torch_f32(&y, &probs, c, 15, CalibrationNorm::L1).unwrap()
             });

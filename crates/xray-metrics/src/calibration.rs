@@ -291,11 +291,11 @@ fn top1_fixed<const K: usize>(
         bad |= !(0.0..=1.0).contains(&best);
         for (c, p) in planes.iter().enumerate().skip(1) {
             let v = p[j];
-            // Strict `>` keeps the first maximum, as numpy/torch argmax do.
-            if v > best {
-                best = v;
-                k = c as u8;
-            }
+            // Strict `>` keeps the first maximum, as numpy/torch argmax do. Selects, not a
+            // branch: which class wins is data-dependent and would mispredict half the time.
+            let gt = v > best;
+            best = if gt { v } else { best };
+            k = if gt { c as u8 } else { k };
             sum += v;
             bad |= !(0.0..=1.0).contains(&v);
         }
