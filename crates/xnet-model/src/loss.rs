@@ -3,7 +3,7 @@
 //!
 //! Every pixel loss takes `[N, C, H, W]` logits (what a [`Segmenter`](crate::Segmenter)
 //! returns) and `[N, H, W]` integer labels (`u8`, `u32` or `i64`). Pixels whose label equals
-//! the ignore label (by default [`IGNORE_LABEL`](crate::IGNORE_LABEL) = 255) contribute
+//! the ignore label (by default [`crate::IGNORE_LABEL`] = 255) contribute
 //! nothing, neither to the numerator nor to the normalisation.
 //!
 //! The weighting follows PyTorch's `F.cross_entropy(weight=w, ignore_index=255)`: the loss is

@@ -575,10 +575,11 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
 }
 
 /// A learning-rate schedule, stepped once per epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LrSchedule {
     /// The initial learning rate throughout.
+    #[default]
     Constant,
     /// `lr₀ · γ^⌊epoch / step_size⌋` (`torch.optim.lr_scheduler.StepLR`).
     Step {
@@ -610,12 +611,6 @@ pub enum LrSchedule {
         /// Lower bound of the learning rate.
         min_lr: f64,
     },
-}
-
-impl Default for LrSchedule {
-    fn default() -> Self {
-        Self::Constant
-    }
 }
 
 impl LrSchedule {

@@ -7,7 +7,7 @@
 //! the validation loss has not improved for `patience` epochs.
 //!
 //! With a checkpoint directory `dir` set it writes:
-//! - `dir/best/`: [`checkpoint`](crate::checkpoint) of the epoch with the lowest validation
+//! - `dir/best/`: [`crate::checkpoint`] of the epoch with the lowest validation
 //!   loss;
 //! - `dir/last/`: checkpoint of the last finished epoch plus `optimizer.safetensors` and
 //!   `trainer_state.json`, from which [`Trainer::resume`] continues;
