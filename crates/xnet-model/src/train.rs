@@ -589,6 +589,9 @@ impl<'a> Trainer<'a> {
 
     /// Trains until `config.epochs` (counting resumed epochs) or early stopping.
     ///
+    /// A run that starts at epoch 0 (not resumed) replaces any log and `last/` checkpoint
+    /// already in the checkpoint directory; call [`Trainer::resume`] first to continue one.
+    ///
     /// Without a validation source the training loss is monitored for early stopping and the
     /// best checkpoint.
     pub fn fit(
@@ -602,8 +605,14 @@ impl<'a> Trainer<'a> {
                 source,
             })?;
             checkpoint::write_json_atomic(&dir.join(TRAIN_CONFIG_FILE), &self.config)?;
-            if !dir.join(LAST_DIR).join(STATE_FILE).exists() {
-                // A "last good" state exists from the start, so a NaN in epoch 0 still leaves one.
+            if self.state.next_epoch == 0 {
+                // A fresh run (not resumed): start a new log, and write a "last good" state
+                // now so that a NaN in epoch 0 still leaves one.
+                let log = dir.join(LOG_FILE);
+                if log.exists() {
+                    std::fs::remove_file(&log)
+                        .map_err(|source| ModelError::Io { path: log, source })?;
+                }
                 self.save_last(&dir)?;
             }
         }

@@ -247,6 +247,18 @@ fn resume_continues_exactly() {
         "weights and optimiser state restored exactly"
     );
     assert_eq!(read_log(&dir).len(), 4);
+    // A new run (not resumed) into the same directory starts a fresh log.
+    let vm_d = VarMap::new();
+    let toy_d = Toy::new(VarBuilder::from_varmap(&vm_d, DType::F32, &dev));
+    let cfg1 = TrainConfig {
+        epochs: 1,
+        ..config(1)
+    };
+    let mut t = Trainer::new(&toy_d, &vm_d, cfg1, &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    t.fit(&mut train, None).unwrap();
+    assert_eq!(read_log(&dir).len(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }
 
