@@ -109,6 +109,30 @@ fn tiled_equals_whole_image_for_a_local_model() {
     }
 }
 
+/// A large radiograph with the default options (512-pixel tiles, overlap 64; 3 × 3 tiles
+/// here, kept smaller than 2000×2000 so that the test stays fast): tiles of bounded size, yet
+/// the same result as one whole-image pass of this local model.
+#[test]
+fn large_radiograph_tiles_match_whole_image() {
+    let toy = Toy::new(8);
+    let (h, w) = (1104, 1032); // multiples of 8: the whole-image pass needs no padding
+    let img = image(h, w);
+    let tiled = predict_proba(&toy, &img, h, w, &InferenceOptions::default()).unwrap();
+    let whole = predict_proba(
+        &toy,
+        &img,
+        h,
+        w,
+        &InferenceOptions {
+            tile_size: 1104,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(tiled.len(), 3 * h * w);
+    assert!(max_abs_diff(&tiled, &whole) < 1e-5);
+}
+
 #[test]
 fn probabilities_sum_to_one_at_the_input_size() {
     let toy = Toy::new(8);
