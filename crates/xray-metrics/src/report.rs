@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::calibration::Reliability;
 use crate::error::{MetricsError, Result};
@@ -11,17 +11,32 @@ use crate::roc::RocPoint;
 use crate::scores::ZeroDivision;
 use crate::temperature::TemperatureFit;
 
-/// A per-class score with its averages. JSON: `{"micro", "macro", "weighted", "per_class"}`.
+/// JSON has no NaN: serde_json writes it as `null`; read `null` back as NaN.
+fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nans_from_nulls<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+/// A per-class score with its averages (NaN, from `ZeroDivision::Nan`, is `null` in JSON). JSON: `{"micro", "macro", "weighted", "per_class"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Averages {
     /// Micro average (pooled TP/FP/FN/TN).
+    #[serde(deserialize_with = "nan_from_null")]
     pub micro: f64,
     /// Macro average over the classes present in truth or prediction.
-    #[serde(rename = "macro")]
+    #[serde(rename = "macro", deserialize_with = "nan_from_null")]
     pub macro_avg: f64,
     /// Support-weighted average.
+    #[serde(deserialize_with = "nan_from_null")]
     pub weighted: f64,
     /// One value per class.
+    #[serde(deserialize_with = "nans_from_nulls")]
     pub per_class: Vec<f64>,
 }
 

@@ -458,6 +458,21 @@ fn report_json_has_the_contract_fields_and_markdown_renders() {
     assert_eq!(back.confusion_matrix, r.confusion_matrix);
     assert_eq!(back.class_names, r.class_names);
     assert!((back.f1.weighted - r.f1.weighted).abs() < 1e-15);
+    // NaN scores (ZeroDivision::Nan) survive the trip as null.
+    let mut cfg = config(3);
+    cfg.zero_division = ZeroDivision::Nan;
+    let mut ev = Evaluator::new(cfg).unwrap();
+    ev.add_image(
+        &[0, 0, 1, 1],
+        &[0.9, 0.8, 0.7, 0.6, 0.05, 0.1, 0.2, 0.3, 0.05, 0.1, 0.1, 0.1],
+        4,
+        1,
+    )
+    .unwrap();
+    let nan = ev.finish().unwrap();
+    assert!(nan.precision.per_class[2].is_nan());
+    let back = Report::from_json(&nan.to_json().unwrap()).unwrap();
+    assert!(back.precision.per_class[2].is_nan());
     let md = r.to_markdown();
     assert!(md.contains("| class 2 |") && md.contains("ECE") && md.contains("**weighted**"));
 }
