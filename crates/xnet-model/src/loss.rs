@@ -44,8 +44,8 @@ pub enum LossKind {
     CrossEntropy,
     /// Focal loss `−α_y (1 − p_y)^γ log p_y` (Lin et al. 2017), α = the class weights.
     Focal {
-        /// Focusing parameter γ ≥ 0 (2 in the paper that introduced it); 0 gives
-        /// cross-entropy.
+        /// Focusing parameter γ: 0 (cross-entropy) or ≥ 1 (2 in the paper that introduced
+        /// it); [`LossConfig::validate`] refuses 0 < γ < 1.
         gamma: f64,
     },
     /// Soft Dice loss `1 − mean_c (2 Σ p·g + s) / (Σ p + Σ g + s)`.
@@ -155,9 +155,10 @@ impl LossConfig {
         match &self.kind {
             LossKind::CrossEntropy => {}
             LossKind::Focal { gamma } => {
-                if !(gamma.is_finite() && *gamma >= 0.0) {
+                if !(gamma.is_finite() && (*gamma == 0.0 || *gamma >= 1.0)) {
                     return Err(ModelError::InvalidConfig(format!(
-                        "focal gamma must be finite and ≥ 0, got {gamma}"
+                        "focal gamma must be 0 or a finite value ≥ 1 (the gradient is unbounded \
+                         for 0 < γ < 1), got {gamma}"
                     )));
                 }
             }
@@ -368,7 +369,8 @@ pub fn weighted_cross_entropy(
 
 /// Multi-class focal loss `−α_y (1 − p_y)^γ log p_y` (Lin et al. 2017), with α the class
 /// weights (1 when `None`), normalised like [`cross_entropy`]: `Σ α_y·FLᵢ / Σ α_y`. With
-/// γ = 0 it equals [`cross_entropy`].
+/// γ = 0 it equals [`cross_entropy`]. Use γ = 0 or γ ≥ 1: for 0 < γ < 1 the gradient of
+/// `(1 − p_y)^γ` is unbounded as `p_y → 1`.
 pub fn focal(
     logits: &Tensor,
     labels: &Tensor,
