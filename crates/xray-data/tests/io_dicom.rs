@@ -508,3 +508,57 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Re-encodes `bytes` with another transfer syntax through dicom-rs' own encoders.
+fn transcode(bytes: &[u8], uid: &str) -> Vec<u8> {
+    use dicom_pixeldata::Transcode;
+    use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+    let mut obj = dicom_object::OpenFileOptions::new()
+        .from_reader(&bytes[128..])
+        .unwrap();
+    let ts = TransferSyntaxRegistry.get(uid).unwrap();
+    obj.transcode(ts).unwrap();
+    let mut out = Vec::new();
+    obj.write_all(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn jpeg_ls_lossless_round_trips_exactly() {
+    let img = Radiograph::from_fn(37, 23, |x, y| {
+        image::Luma([((x * 131 + y * 977) % 4096) as f32])
+    });
+    for photometric in [Photometric::Monochrome1, Photometric::Monochrome2] {
+        let opts = DicomWriteOptions {
+            photometric,
+            bits_stored: 12,
+            pixel_spacing_mm: None,
+        };
+        let plain = encode_dicom(&img, &opts).unwrap();
+        // dicom-rs has no RLE encoder; RLE decoding is covered by RG2_RLE.
+        let uid = uids::JPEGLS_LOSSLESS;
+        let d = decode_dicom(&transcode(&plain, uid), &LoadOptions::default()).unwrap();
+        assert_eq!(d.transfer_syntax, uid);
+        assert!(
+            d.image.as_raw() == img.as_raw(),
+            "{photometric:?} not lossless"
+        );
+    }
+}
+
+#[test]
+fn nema_rg2_jpeg_ls_lossless_is_pixel_identical() {
+    let Some(dir) = nema_dir() else { return };
+    let bytes = std::fs::read(dir.join("RG2_UNC")).unwrap();
+    let unc = decode_dicom(&bytes, &LoadOptions::default()).unwrap();
+    let jls = decode_dicom(
+        &transcode(&bytes, uids::JPEGLS_LOSSLESS),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(jls.transfer_syntax, uids::JPEGLS_LOSSLESS);
+    assert!(
+        jls.image.as_raw() == unc.image.as_raw(),
+        "JPEG-LS decode differs"
+    );
+}
