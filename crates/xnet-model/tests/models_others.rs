@@ -36,6 +36,26 @@ fn parameter_counts_match_the_pytorch_twin() {
 }
 
 #[test]
+fn forward_flops_match_the_pytorch_twin_hand_count() {
+    // xnet_torch.conv_flops_by_hand(model, 1×1×128×128) (forward hooks on real shapes).
+    let unet3 = UNetConfig {
+        depth: 3,
+        upsampling: Upsampling::Nearest,
+        ..Default::default()
+    };
+    assert_eq!(
+        ModelConfig::UNet(unet3).forward_flops(128, 128),
+        24_788_336_640
+    );
+    assert_eq!(
+        ModelConfig::SegNet(SegNetConfig::simple()).forward_flops(128, 128),
+        10_292_822_016
+    );
+    let xnet = ModelConfig::XNet(xnet_model::models::XNetConfig::default());
+    assert_eq!(xnet.forward_flops(128, 128), 27_210_547_200);
+}
+
+#[test]
 fn parameter_counts_of_the_standard_networks() {
     // Expected values from an independent layer-by-layer count (docs/models.md).
     assert_eq!(params(ModelConfig::UNet(UNetConfig::default())), 31_042_499);

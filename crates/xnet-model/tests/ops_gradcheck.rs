@@ -150,3 +150,42 @@ fn bad_arguments_are_errors() {
     assert!(max_unpool2d(&v, &i.narrow(3, 0, 1).unwrap(), (4, 4)).is_err());
     assert!(resize_bilinear(&randn(&[3, 3]), 2, 2).is_err());
 }
+
+#[test]
+fn cuda_twins_match_cpu_kernels_when_a_gpu_is_present() {
+    if !candle_core::utils::cuda_is_available() {
+        eprintln!("skipped: built without the `cuda` feature or no GPU present");
+        return;
+    }
+    let dev = Device::new_cuda(0).unwrap();
+    let x = Tensor::randn(0f32, 1., (2, 3, 10, 12), &Device::Cpu).unwrap();
+    let xg = x.to_device(&dev).unwrap();
+    let (v, i) = max_pool2d_with_indices(&x, 2).unwrap();
+    let (vg, ig) = max_pool2d_with_indices(&xg, 2).unwrap();
+    let back = |t: &Tensor| t.to_device(&Device::Cpu).unwrap().flatten_all().unwrap();
+    assert_eq!(
+        i.flatten_all().unwrap().to_vec1::<u32>().unwrap(),
+        back(&ig).to_vec1::<u32>().unwrap()
+    );
+    assert_eq!(
+        v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        back(&vg).to_vec1::<f32>().unwrap()
+    );
+    let u = max_unpool2d(&v, &i, (10, 12)).unwrap();
+    let ug = max_unpool2d(&vg, &ig, (10, 12)).unwrap();
+    assert_eq!(
+        u.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        back(&ug).to_vec1::<f32>().unwrap()
+    );
+    let b = resize_bilinear(&x, 7, 25).unwrap();
+    let bg = back(&resize_bilinear(&xg, 7, 25).unwrap());
+    let d = (b.flatten_all().unwrap() - bg)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d < 1e-5, "{d}");
+}
