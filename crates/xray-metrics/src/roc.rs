@@ -28,38 +28,59 @@ pub(crate) fn key(score: f32, positive: bool) -> u32 {
     ((score + 0.0).to_bits() << 1) | positive as u32
 }
 
+/// Digit histograms of the 3-pass radix sort (11 + 11 + 9 bits).
+pub(crate) type RadixHist = [[u32; 1 << RADIX_BITS]; 3];
+const RADIX_BITS: usize = 11;
+const RADIX_MASK: u32 = (1 << RADIX_BITS) - 1;
+
+#[inline(always)]
+fn count_digits(hist: &mut RadixHist, k: u32) {
+    hist[0][(k & RADIX_MASK) as usize] += 1;
+    hist[1][((k >> RADIX_BITS) & RADIX_MASK) as usize] += 1;
+    hist[2][((k >> (2 * RADIX_BITS)) & RADIX_MASK) as usize] += 1;
+}
+
 /// LSD radix sort of keys below 2^31 (scores in [0, 1]); `scratch` is reused.
 pub(crate) fn radix_sort(keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
-    const B: usize = 11;
-    const M: u32 = (1 << B) - 1;
+    if keys.len() > u32::MAX as usize {
+        keys.sort_unstable();
+        return;
+    }
+    let mut hist: Box<RadixHist> = Box::new([[0; 1 << RADIX_BITS]; 3]);
+    for &k in keys.iter() {
+        count_digits(&mut hist, k);
+    }
+    radix_sort_with_hist(keys, scratch, &mut hist);
+}
+
+/// Radix sort with the digit histograms already counted (while the keys were built).
+/// Counts are `u32`: callers sort at most `u32::MAX` keys per call.
+pub(crate) fn radix_sort_with_hist(
+    keys: &mut Vec<u32>,
+    scratch: &mut Vec<u32>,
+    hist: &mut RadixHist,
+) {
     let n = keys.len();
     if n < 2 {
         return;
-    }
-    let mut hist = vec![[0usize; 1 << B]; 3];
-    for &k in keys.iter() {
-        hist[0][(k & M) as usize] += 1;
-        hist[1][((k >> B) & M) as usize] += 1;
-        hist[2][(k >> (2 * B)) as usize & 0x7FF] += 1;
     }
     scratch.clear();
     scratch.resize(n, 0);
     for (pass, h) in hist.iter_mut().enumerate() {
         // A digit shared by every key does not reorder anything: skip the pass.
-        if h.contains(&n) {
+        if h.contains(&(n as u32)) {
             continue;
         }
-        let mut sum = 0;
+        let mut sum = 0u32;
         for c in h.iter_mut() {
             let v = *c;
             *c = sum;
             sum += v;
         }
-        let shift = pass * B;
+        let shift = pass * RADIX_BITS;
         for &k in keys.iter() {
-            let d = ((k >> shift) & M) as usize;
-            // SAFETY-free indexing: offsets come from the histogram of these same keys.
-            scratch[h[d]] = k;
+            let d = ((k >> shift) & RADIX_MASK) as usize;
+            scratch[h[d] as usize] = k;
             h[d] += 1;
         }
         std::mem::swap(keys, scratch);
@@ -281,6 +302,8 @@ pub struct ExactAuc {
     keys: Vec<Vec<u32>>,
     positives: Vec<u64>,
     scored: u64,
+    /// Every class's keys are already sorted (set by `roc_ovr`, cleared by `add`/`merge`).
+    sorted: bool,
 }
 
 impl ExactAuc {
@@ -291,6 +314,7 @@ impl ExactAuc {
             keys: vec![Vec::new(); num_classes],
             positives: vec![0; num_classes],
             scored: 0,
+            sorted: false,
         })
     }
 
@@ -328,6 +352,7 @@ impl ExactAuc {
             }
         }
         self.scored += scored;
+        self.sorted = false;
         Ok(())
     }
 
@@ -345,6 +370,7 @@ impl ExactAuc {
             *a += b;
         }
         self.scored += other.scored;
+        self.sorted = false;
         Ok(())
     }
 
@@ -353,13 +379,16 @@ impl ExactAuc {
     pub fn finish(mut self, micro: bool) -> AucResult {
         let scored = self.scored;
         let positives = self.positives.clone();
+        let sorted = self.sorted;
         let per_class: Vec<ClassRoc> = self
             .keys
             .par_iter_mut()
             .zip(positives.par_iter())
             .map(|(keys, &pos)| {
-                let mut scratch = Vec::new();
-                radix_sort(keys, &mut scratch);
+                if !sorted {
+                    let mut scratch = Vec::new();
+                    radix_sort(keys, &mut scratch);
+                }
                 let neg = scored - pos;
                 let (auc, curve) = roc_from_groups(SliceGroups { keys, i: 0 }, pos, neg);
                 ClassRoc {
@@ -520,11 +549,14 @@ pub fn roc_ovr(labels: &[u8], probs: &[f32], num_classes: usize, micro: bool) ->
             let plane = &probs[class * n..(class + 1) * n];
             let cl = class as u8;
             let mut keys = Vec::with_capacity(n);
+            let mut hist: Box<RadixHist> = Box::new([[0; 1 << RADIX_BITS]; 3]);
             let mut bad = false;
             for (&l, &p) in labels.iter().zip(plane) {
                 bad |= !(0.0..=1.0).contains(&p);
                 if l != IGNORE {
-                    keys.push(key(p, l == cl));
+                    let k = key(p, l == cl);
+                    count_digits(&mut hist, k);
+                    keys.push(k);
                 }
             }
             if bad {
@@ -537,6 +569,12 @@ pub fn roc_ovr(labels: &[u8], probs: &[f32], num_classes: usize, micro: bool) ->
                     class,
                     value: plane[i],
                 });
+            }
+            let mut scratch = Vec::new();
+            if keys.len() > u32::MAX as usize {
+                radix_sort(&mut keys, &mut scratch);
+            } else {
+                radix_sort_with_hist(&mut keys, &mut scratch, &mut hist);
             }
             Ok(keys)
         })
@@ -553,6 +591,7 @@ pub fn roc_ovr(labels: &[u8], probs: &[f32], num_classes: usize, micro: bool) ->
         keys: keys.into_iter().collect::<Result<_>>()?,
         positives,
         scored,
+        sorted: true,
     };
     Ok(acc.finish(micro))
 }
