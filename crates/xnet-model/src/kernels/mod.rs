@@ -11,6 +11,9 @@
 //!   and transposed (by strides, not copies), the weight gradient one GEMM per tap.
 //! - [`fold_batch_norm`]: inference-mode batch norm folded into the convolution's weight
 //!   and bias, so conv + BN + ReLU is a single pass.
+//! - [`batch_norm_relu_train`]: training-mode batch norm + ReLU in one op (statistics
+//!   pass, output pass; backward one reduction and one output pass), with the same
+//!   running-statistics update as `candle_nn::BatchNorm`.
 //! - [`upsample_nearest2x_fast`]: nearest ×2 up-sampling as a copy, backward a 2×2 sum.
 //!
 //! Every fast op has a stock-candle twin ([`conv2d_reference`], candle's
@@ -21,10 +24,12 @@
 //!
 //! Threads: the kernels run on rayon's global pool (`RAYON_NUM_THREADS`), like candle.
 
+mod batch_norm;
 mod conv;
 mod gemm_conv;
 mod upsample;
 
+pub use batch_norm::{batch_norm_relu_train, fused_batch_norm_supported};
 pub use conv::{
     conv2d, conv2d_fast, conv2d_reference, fast_conv_supported, fast_kernels_enabled,
     fold_batch_norm, FastConv2d,
