@@ -1,4 +1,28 @@
 //! Segmentation metrics you can trust: confusion matrices, F1, AUC, calibration, reports and plots.
+//!
+//! Inputs are plain slices, no candle or image types: labels `&[u8]` (255 = ignore) and
+//! softmax probabilities `&[f32]` laid out class-major (`C` planes of `width × height`).
+//! Numbers are checked against scikit-learn, torchmetrics and scipy (`tests/golden/`).
+//!
+//! - [`Evaluator`]: add images one by one, then [`Evaluator::finish`] gives a [`Report`]
+//!   (JSON via serde, Markdown via [`Report::to_markdown`]);
+//! - plots: [`save_plots`] (ROC, reliability, confusion), [`plot_training_curves`];
+//! - building blocks: [`ConfusionMatrix`] and [`ConfusionMatrix::score`], [`roc_auc_ovr`] /
+//!   [`ExactAuc`] / [`BinnedAuc`], [`calibration_error`] (and the float32, torchmetrics-exact
+//!   [`calibration_error_torch_f32`]), [`classwise_reliability`], [`fit_temperature`],
+//!   [`surface_distances`].
+//!
+//! ```
+//! use xray_metrics::{EvalConfig, Evaluator};
+//! let mut ev = Evaluator::new(EvalConfig::new(["open beam", "soft tissue", "bone"])).unwrap();
+//! let (w, h) = (2, 1);
+//! let labels = [0u8, 2];
+//! let probs = [0.7f32, 0.1, /* soft tissue */ 0.2, 0.2, /* bone */ 0.1, 0.7];
+//! ev.add_image(&labels, &probs, w, h).unwrap();
+//! let report = ev.finish().unwrap();
+//! assert_eq!(report.accuracy, Some(1.0));
+//! assert_eq!(report.auc.weighted, None); // soft tissue has no pixel: AUC undefined, not a number
+//! ```
 #![deny(missing_docs)]
 
 mod boundary;
