@@ -1,1 +1,447 @@
 //! Synthetic radiographs with exact labels (limb phantoms, X-ray physics, collimation).
+//!
+//! [`generate`] draws one [`Phantom`]: a limb (see [`BodyPart`]) rasterised as projected
+//! soft-tissue and bone thickness ([`anatomy`]), exposed through a collimator
+//! ([`collimation`]) with optional lead markers ([`markers`]) and formed into a 16-bit
+//! image by the detector model ([`physics`]). The mask is computed from the same thickness
+//! maps, so it is exact: bone where any bone is in the beam path, soft tissue where only
+//! tissue is, open beam elsewhere, [`IGNORE_LABEL`] outside the collimated field and under
+//! lead markers.
+//!
+//! Image values follow the crate convention (larger = more X-rays, open beam brightest)
+//! in `0..=65535`, either linear in detector counts or log-processed (CR-like).
+//!
+//! # Examples
+//! ```
+//! use rand::SeedableRng;
+//! use xray_data::synth::{generate, BodyPart, PhantomConfig};
+//! let cfg = PhantomConfig::with_size(64);
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+//! let p = generate(&cfg, BodyPart::Hand, &mut rng).unwrap();
+//! assert_eq!(p.image.dimensions(), (64, 64));
+//! assert!(p.mask.pixels().all(|m| [0, 1, 2, 255].contains(&m.0[0])));
+//! ```
+
+pub mod anatomy;
+pub mod collimation;
+pub mod markers;
+pub mod physics;
+pub mod preview;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, RngExt, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use anatomy::BodyPart;
+pub use collimation::{CollimationConfig, FieldPolygon, Side};
+pub use markers::{Marker, MarkerLetter};
+pub use physics::{OutputScale, PhysicsConfig};
+pub use preview::{preview, preview_grid};
+
+use crate::{DataError, Mask, Radiograph, Result, BONE, IGNORE_LABEL, OPEN_BEAM, SOFT_TISSUE};
+
+/// Settings of the phantom generator. Every range is drawn uniformly per image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PhantomConfig {
+    /// Image width, pixels.
+    pub width: u32,
+    /// Image height, pixels.
+    pub height: u32,
+    /// Linear, log (CR-like) or a mix.
+    pub output: OutputScale,
+    /// X-ray physics ranges.
+    pub physics: PhysicsConfig,
+    /// Probability that an image is collimated (at least one blade shows).
+    pub collimation_probability: f32,
+    /// Collimator geometry ranges.
+    pub collimation: CollimationConfig,
+    /// Probability of a lead "L"/"R" marker in the field.
+    pub marker_probability: f32,
+    /// Relative frequency of each body part for [`sample_category`]; deliberately
+    /// unbalanced by default, as clinical sets are.
+    pub category_weights: BTreeMap<BodyPart, f32>,
+}
+
+/// The default, deliberately unbalanced category weights (hands common, femurs rare).
+pub fn default_category_weights() -> BTreeMap<BodyPart, f32> {
+    [
+        (BodyPart::Hand, 0.30),
+        (BodyPart::Wrist, 0.18),
+        (BodyPart::Knee, 0.16),
+        (BodyPart::AnkleFoot, 0.12),
+        (BodyPart::Forearm, 0.09),
+        (BodyPart::LowerLeg, 0.07),
+        (BodyPart::Elbow, 0.05),
+        (BodyPart::Femur, 0.03),
+    ]
+    .into_iter()
+    .collect()
+}
+
+impl Default for PhantomConfig {
+    fn default() -> Self {
+        Self {
+            width: 256,
+            height: 256,
+            output: OutputScale::Mixed,
+            physics: PhysicsConfig::default(),
+            collimation_probability: 0.7,
+            collimation: CollimationConfig::default(),
+            marker_probability: 0.4,
+            category_weights: default_category_weights(),
+        }
+    }
+}
+
+impl PhantomConfig {
+    /// The default configuration for `size × size` images.
+    pub fn with_size(size: u32) -> Self {
+        Self {
+            width: size,
+            height: size,
+            ..Self::default()
+        }
+    }
+
+    /// Check sizes, probabilities and ranges.
+    pub fn validate(&self) -> Result<()> {
+        if !(16..=8192).contains(&self.width) || !(16..=8192).contains(&self.height) {
+            return Err(DataError::InvalidParameter(format!(
+                "phantom size {}x{} must be between 16 and 8192 pixels per side",
+                self.width, self.height
+            )));
+        }
+        for (name, p) in [
+            ("collimation_probability", self.collimation_probability),
+            ("marker_probability", self.marker_probability),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(DataError::InvalidParameter(format!(
+                    "{name} = {p} must be in [0, 1]"
+                )));
+            }
+        }
+        self.collimation.validate()?;
+        let ph = &self.physics;
+        for (name, r, lo) in [
+            ("mu_tissue", ph.mu_tissue, 1e-5),
+            ("bone_ratio", ph.bone_ratio, 1.0),
+            ("hardening", ph.hardening, 0.0),
+            ("heel", ph.heel, 0.0),
+            ("scatter", ph.scatter, 0.0),
+            ("detector_blur_px", ph.detector_blur_px, 0.0),
+            ("photons", ph.photons, 1.0),
+            ("electronic_noise", ph.electronic_noise, 0.0),
+            ("gain_variation", ph.gain_variation, 0.0),
+        ] {
+            if !(r[0].is_finite() && r[1].is_finite() && r[0] >= lo && r[0] <= r[1]) {
+                return Err(DataError::InvalidParameter(format!(
+                    "physics.{name} = [{}, {}] must be an ordered finite range with low >= {lo}",
+                    r[0], r[1]
+                )));
+            }
+        }
+        if ph.heel[1] >= 1.0 {
+            return Err(DataError::InvalidParameter(
+                "physics.heel must stay below 1".into(),
+            ));
+        }
+        check_weights(&self.category_weights)?;
+        Ok(())
+    }
+}
+
+fn check_weights(w: &BTreeMap<BodyPart, f32>) -> Result<f32> {
+    let mut total = 0.0;
+    for (part, &v) in w {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(DataError::InvalidParameter(format!(
+                "category weight of {part} is {v}; weights must be finite and >= 0"
+            )));
+        }
+        total += v;
+    }
+    if total <= 0.0 {
+        return Err(DataError::InvalidParameter(
+            "category weights are all zero: give at least one body part a positive weight".into(),
+        ));
+    }
+    Ok(total)
+}
+
+/// Draw a body part with probability proportional to its weight.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] when a weight is negative or not finite, or all are 0.
+pub fn sample_category(rng: &mut impl Rng, weights: &BTreeMap<BodyPart, f32>) -> Result<BodyPart> {
+    let total = check_weights(weights)?;
+    let mut u = rng.random_range(0.0..total);
+    let mut last = BodyPart::Hand;
+    for (&part, &v) in weights {
+        if v > 0.0 {
+            last = part;
+            if u < v {
+                return Ok(part);
+            }
+            u -= v;
+        }
+    }
+    Ok(last)
+}
+
+/// One synthetic radiograph with its exact labels.
+#[derive(Debug, Clone)]
+pub struct Phantom {
+    /// The image, `0..=65535`, larger = more X-rays.
+    pub image: Radiograph,
+    /// Labels: 0 open beam, 1 soft tissue, 2 bone, 255 outside the field or under lead.
+    pub mask: Mask,
+    /// The collimated field (polygon in image coordinates plus which blades cut).
+    pub field: FieldPolygon,
+    /// The body part.
+    pub category: BodyPart,
+    /// The lead marker, if one was placed.
+    pub marker: Option<Marker>,
+    /// Whether the values are log-processed (CR-like) rather than linear.
+    pub log_output: bool,
+}
+
+/// Generate one phantom of the given body part.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] when `cfg` fails [`PhantomConfig::validate`].
+pub fn generate(cfg: &PhantomConfig, category: BodyPart, rng: &mut impl Rng) -> Result<Phantom> {
+    cfg.validate()?;
+    let (w, h) = (cfg.width as usize, cfg.height as usize);
+    let size = w.min(h) as f32;
+    let anat = anatomy::build(category, rng);
+    let pose = anatomy::sample_pose(&anat, w, h, rng);
+    let maps = anat.rasterise(w, h, &pose);
+
+    let field = if rng.random_bool(cfg.collimation_probability as f64) {
+        collimation::sample_field(cfg.width, cfg.height, &cfg.collimation, true, rng)
+    } else {
+        FieldPolygon::full(cfg.width, cfg.height)
+    };
+    let dist = field.distance_map(cfg.width, cfg.height);
+    let penumbra = physics::draw(rng, cfg.collimation.penumbra_px) * size / 256.0;
+    let leakage = physics::draw(rng, cfg.collimation.leakage);
+    let blades = collimation::transmission(&dist, penumbra, leakage);
+
+    let mut lead = vec![1.0f32; w * h];
+    let mut marker_cover = Vec::new();
+    let marker = if rng.random_bool(cfg.marker_probability as f64) {
+        markers::place(&field, w, h, rng)
+    } else {
+        None
+    };
+    if let Some(m) = &marker {
+        let (x0, x1, y0, y1) = m.bbox(w, h);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let c = m.coverage(x, y);
+                if c > 0.0 {
+                    // About 3 % of the beam passes the lead.
+                    lead[y * w + x] = 1.0 - 0.97 * c;
+                    marker_cover.push((y * w + x, c));
+                }
+            }
+        }
+    }
+    let log_output = match cfg.output {
+        OutputScale::Linear => false,
+        OutputScale::Log => true,
+        OutputScale::Mixed => rng.random_bool(0.5),
+    };
+    let exposure = physics::Exposure {
+        tissue: &maps.tissue,
+        bone: &maps.bone,
+        blades: &blades,
+        marker: &lead,
+    };
+    let values = physics::expose(&exposure, w, h, &cfg.physics, log_output, rng);
+
+    let mut labels: Vec<u8> = dist
+        .iter()
+        .zip(maps.tissue.iter().zip(&maps.bone))
+        .map(|(&d, (&t, &b))| {
+            if d > 0.0 {
+                IGNORE_LABEL
+            } else if b > 0.0 {
+                BONE
+            } else if t > 0.0 {
+                SOFT_TISSUE
+            } else {
+                OPEN_BEAM
+            }
+        })
+        .collect();
+    for (i, c) in marker_cover {
+        if c >= 0.5 {
+            labels[i] = IGNORE_LABEL;
+        }
+    }
+    let image = Radiograph::from_raw(cfg.width, cfg.height, values)
+        .ok_or_else(|| DataError::InvalidParameter("internal: image buffer size".into()))?;
+    let mask = Mask::from_raw(cfg.width, cfg.height, labels)
+        .ok_or_else(|| DataError::InvalidParameter("internal: mask buffer size".into()))?;
+    Ok(Phantom {
+        image,
+        mask,
+        field,
+        category,
+        marker,
+        log_output,
+    })
+}
+
+/// What [`generate_dataset`] wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    /// The dataset folder.
+    pub dir: PathBuf,
+    /// File stems in index order (`synth_00000`, ...).
+    pub stems: Vec<String>,
+    /// Body part of each stem, same order.
+    pub categories: Vec<BodyPart>,
+}
+
+impl DatasetSummary {
+    /// Number of images per body part.
+    pub fn counts(&self) -> BTreeMap<BodyPart, usize> {
+        let mut m = BTreeMap::new();
+        for &c in &self.categories {
+            *m.entry(c).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// Independent, well-mixed seed for item `index` of a dataset seeded with `seed`
+/// (SplitMix64), so every image is the same whatever the thread count or order.
+pub fn item_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed
+        ^ index
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Generate item `index` of a seeded dataset: category then phantom, from
+/// [`item_seed`]`(seed, index)`.
+///
+/// # Errors
+/// As [`generate`].
+pub fn generate_item(cfg: &PhantomConfig, seed: u64, index: u64) -> Result<Phantom> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(item_seed(seed, index));
+    let category = sample_category(&mut rng, &cfg.category_weights)?;
+    generate(cfg, category, &mut rng)
+}
+
+/// Write `count` phantoms of `size × size` with the default configuration into `dir` (see
+/// [`generate_dataset_with`] for the layout).
+///
+/// # Errors
+/// As [`generate_dataset_with`].
+pub fn generate_dataset(dir: &Path, count: usize, size: u32, seed: u64) -> Result<DatasetSummary> {
+    generate_dataset_with(dir, count, &PhantomConfig::with_size(size), seed, &|| {})
+}
+
+/// Write `count` phantoms into `dir`, in parallel (rayon), deterministic by `seed`:
+///
+/// ```text
+/// dir/images/<stem>.png   16-bit grayscale, larger = more X-rays
+/// dir/masks/<stem>.png    8-bit labels 0/1/2/255
+/// dir/categories.csv      header `stem,category`, one row per image
+/// dir/fields.json         per stem: collimated field polygon and cut blades
+/// ```
+///
+/// `progress` is called once per image written (from worker threads).
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] for a bad configuration, [`DataError::Io`] naming the
+/// file that could not be written.
+pub fn generate_dataset_with(
+    dir: &Path,
+    count: usize,
+    cfg: &PhantomConfig,
+    seed: u64,
+    progress: &(dyn Fn() + Sync),
+) -> Result<DatasetSummary> {
+    cfg.validate()?;
+    let images = dir.join("images");
+    let masks = dir.join("masks");
+    for d in [&images, &masks] {
+        std::fs::create_dir_all(d).map_err(|e| DataError::Io {
+            path: d.clone(),
+            source: e,
+        })?;
+    }
+    let results: Vec<Result<(String, BodyPart, FieldPolygon)>> = (0..count)
+        .into_par_iter()
+        .map(|i| {
+            let p = generate_item(cfg, seed, i as u64)?;
+            let stem = format!("synth_{i:05}");
+            crate::io::save_png16(&images.join(format!("{stem}.png")), &p.image)?;
+            crate::io::save_mask(&masks.join(format!("{stem}.png")), &p.mask)?;
+            progress();
+            Ok((stem, p.category, p.field))
+        })
+        .collect();
+    let mut summary = DatasetSummary {
+        dir: dir.to_path_buf(),
+        stems: Vec::new(),
+        categories: Vec::new(),
+    };
+    let mut fields = Vec::with_capacity(count);
+    for r in results {
+        let (stem, cat, field) = r?;
+        fields.push(serde_json::json!({ "stem": stem, "field": field }));
+        summary.stems.push(stem);
+        summary.categories.push(cat);
+    }
+    let mut csv = String::from("stem,category\n");
+    for (s, c) in summary.stems.iter().zip(&summary.categories) {
+        csv.push_str(&format!("{s},{}\n", c.name()));
+    }
+    write_file(&dir.join("categories.csv"), csv.as_bytes())?;
+    let json = serde_json::to_vec_pretty(&fields)
+        .map_err(|e| DataError::InvalidParameter(format!("cannot serialise fields: {e}")))?;
+    write_file(&dir.join("fields.json"), &json)?;
+    Ok(summary)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e| DataError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut f = std::fs::File::create(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)
+}
+
+/// Save an RGB preview (as made by [`preview`] or [`preview_grid`]) as PNG.
+///
+/// # Errors
+/// [`DataError::Io`] naming the file.
+pub fn save_preview(path: &Path, rgb: &image::RgbImage) -> Result<()> {
+    let io = |e| DataError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let f = std::fs::File::create(path).map_err(io)?;
+    let mut wtr = std::io::BufWriter::new(f);
+    rgb.write_to(&mut wtr, image::ImageFormat::Png)
+        .map_err(|e| DataError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+    wtr.flush().map_err(io)
+}

@@ -1,0 +1,206 @@
+//! Separable Gaussian filtering of `f32` planes (used by blur, elastic fields and the
+//! synthetic physics).
+//!
+//! The inner loops run over whole rows (`out[x] += w * src[x + j]`), which the compiler
+//! vectorises; borders are handled once per row by padding, so no per-pixel bounds logic.
+
+/// Index reflection without repeating the edge sample (`dcb|abcd|cba`, OpenCV's
+/// `BORDER_REFLECT_101`), valid for any offset, also far outside `0..n`.
+#[inline]
+pub(crate) fn reflect101(i: isize, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let n = n as isize;
+    let period = 2 * n - 2;
+    let mut m = i.rem_euclid(period);
+    if m >= n {
+        m = period - m;
+    }
+    m as usize
+}
+
+/// Normalised 1-D Gaussian kernel of standard deviation `sigma` (pixels), truncated at
+/// `truncate` standard deviations (at least one tap either side).
+pub fn gaussian_kernel(sigma: f32, truncate: f32) -> Vec<f32> {
+    let radius = ((truncate * sigma).ceil() as usize).max(1);
+    let s2 = 2.0 * (sigma as f64) * (sigma as f64);
+    let mut k: Vec<f64> = (0..=2 * radius)
+        .map(|i| {
+            let d = i as f64 - radius as f64;
+            (-d * d / s2).exp()
+        })
+        .collect();
+    let sum: f64 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= sum);
+    k.into_iter().map(|v| v as f32).collect()
+}
+
+/// Blur a `width × height` row-major plane in place with a Gaussian of standard deviation
+/// `sigma` pixels (truncated at 3σ), reflecting at the borders. `sigma <= 0` leaves the
+/// plane unchanged.
+///
+/// # Panics
+/// Never for consistent input; if `data.len() != width * height` the plane is left as is.
+///
+/// # Examples
+/// ```
+/// let mut plane = vec![0.0f32; 9];
+/// plane[4] = 1.0;
+/// xray_data::augment::filter::gaussian_blur(&mut plane, 3, 3, 0.8);
+/// let sum: f32 = plane.iter().sum();
+/// assert!((sum - 1.0).abs() < 1e-5);
+/// assert!(plane[4] > plane[0]);
+/// ```
+pub fn gaussian_blur(data: &mut [f32], width: usize, height: usize, sigma: f32) {
+    if sigma <= 0.0 || !sigma.is_finite() || data.len() != width * height || data.is_empty() {
+        return;
+    }
+    let kernel = gaussian_kernel(sigma, 3.0);
+    convolve_separable(data, width, height, &kernel);
+}
+
+/// Convolve a plane in place with the same symmetric 1-D `kernel` along x then y
+/// (reflect-101 borders). `kernel.len()` must be odd.
+pub(crate) fn convolve_separable(data: &mut [f32], width: usize, height: usize, kernel: &[f32]) {
+    let r = kernel.len() / 2;
+    let mut tmp = vec![0.0f32; width * height];
+    // Horizontal pass into tmp.
+    let mut pad = vec![0.0f32; width + 2 * r];
+    for (src_row, dst_row) in data.chunks_exact(width).zip(tmp.chunks_exact_mut(width)) {
+        for (i, p) in pad.iter_mut().enumerate() {
+            *p = src_row[reflect101(i as isize - r as isize, width)];
+        }
+        dst_row.fill(0.0);
+        for (j, &kj) in kernel.iter().enumerate() {
+            let src = &pad[j..j + width];
+            for (o, &s) in dst_row.iter_mut().zip(src) {
+                *o += kj * s;
+            }
+        }
+    }
+    // Vertical pass back into data.
+    for y in 0..height {
+        let dst_row = &mut data[y * width..(y + 1) * width];
+        dst_row.fill(0.0);
+        for (j, &kj) in kernel.iter().enumerate() {
+            let sy = reflect101(y as isize + j as isize - r as isize, height);
+            let src = &tmp[sy * width..(sy + 1) * width];
+            for (o, &s) in dst_row.iter_mut().zip(src) {
+                *o += kj * s;
+            }
+        }
+    }
+}
+
+/// Down-sample a plane by an integer factor `f` (block mean; a partial last block
+/// averages what it has). Returns the plane and its size.
+pub(crate) fn downsample_mean(
+    data: &[f32],
+    width: usize,
+    height: usize,
+    f: usize,
+) -> (Vec<f32>, usize, usize) {
+    let f = f.max(1);
+    let (cw, ch) = (width.div_ceil(f), height.div_ceil(f));
+    let mut out = vec![0.0f32; cw * ch];
+    let mut cnt = vec![0u32; cw * ch];
+    for y in 0..height {
+        let cy = y / f;
+        let row = &data[y * width..(y + 1) * width];
+        for (x, &v) in row.iter().enumerate() {
+            let i = cy * cw + x / f;
+            out[i] += v;
+            cnt[i] += 1;
+        }
+    }
+    for (o, &c) in out.iter_mut().zip(&cnt) {
+        *o /= c.max(1) as f32;
+    }
+    (out, cw, ch)
+}
+
+/// Bilinear up-sampling of a coarse plane made by [`downsample_mean`] with factor `f` back to
+/// `width × height` (coarse sample `i` sits at the centre of its block).
+pub(crate) fn upsample_bilinear(
+    coarse: &[f32],
+    cw: usize,
+    ch: usize,
+    f: usize,
+    width: usize,
+    height: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; width * height];
+    let f32f = f as f32;
+    let half = (f32f - 1.0) * 0.5;
+    // Precompute the x taps once; they are the same on every row.
+    let xtaps: Vec<(usize, usize, f32)> = (0..width)
+        .map(|x| {
+            let cx = ((x as f32 - half) / f32f).clamp(0.0, (cw - 1) as f32);
+            let x0 = cx.floor() as usize;
+            let x1 = (x0 + 1).min(cw - 1);
+            (x0, x1, cx - x0 as f32)
+        })
+        .collect();
+    for y in 0..height {
+        let cy = ((y as f32 - half) / f32f).clamp(0.0, (ch - 1) as f32);
+        let y0 = cy.floor() as usize;
+        let y1 = (y0 + 1).min(ch - 1);
+        let fy = cy - y0 as f32;
+        let r0 = &coarse[y0 * cw..(y0 + 1) * cw];
+        let r1 = &coarse[y1 * cw..(y1 + 1) * cw];
+        let orow = &mut out[y * width..(y + 1) * width];
+        for (o, &(x0, x1, fx)) in orow.iter_mut().zip(&xtaps) {
+            let a = r0[x0] + fx * (r0[x1] - r0[x0]);
+            let b = r1[x0] + fx * (r1[x1] - r1[x0]);
+            *o = a + fy * (b - a);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect101_matches_opencv_convention() {
+        // n = 4: ... 2 1 | 0 1 2 3 | 2 1 0 ...
+        let got: Vec<usize> = (-3..8).map(|i| reflect101(i, 4)).collect();
+        assert_eq!(got, vec![3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]);
+        assert_eq!(reflect101(-5, 1), 0);
+    }
+
+    #[test]
+    fn blur_preserves_constant_and_mass() {
+        let mut c = vec![3.5f32; 7 * 5];
+        gaussian_blur(&mut c, 7, 5, 1.3);
+        assert!(c.iter().all(|v| (v - 3.5).abs() < 1e-5));
+        // Impulse far from the border: the 2-D response is the outer product of the kernel.
+        let (w, h) = (21, 21);
+        let mut d = vec![0.0f32; w * h];
+        d[10 * w + 10] = 1.0;
+        gaussian_blur(&mut d, w, h, 1.5);
+        let k = gaussian_kernel(1.5, 3.0);
+        let r = k.len() / 2;
+        for dy in 0..k.len() {
+            for dx in 0..k.len() {
+                let v = d[(10 + dy - r) * w + 10 + dx - r];
+                assert!((v - k[dy] * k[dx]).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_matches_closed_form() {
+        let k = gaussian_kernel(1.0, 3.0);
+        assert_eq!(k.len(), 7);
+        let raw: Vec<f64> = (-3..=3)
+            .map(|d: i32| (-(d * d) as f64 / 2.0).exp())
+            .collect();
+        let s: f64 = raw.iter().sum();
+        for (a, b) in k.iter().zip(&raw) {
+            assert!((*a as f64 - b / s).abs() < 1e-7);
+        }
+    }
+}

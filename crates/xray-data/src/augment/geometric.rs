@@ -1,0 +1,268 @@
+//! Geometric transforms: flips, affine (translate, rotate, shear, scale) and random crop
+//! resized back to the input size.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::warp::{remap, Border, Interpolation};
+use super::{check_range, check_same_size, uniform, Transform};
+use crate::{Mask, Radiograph, Result};
+
+/// Mirror left-right. Exact (a permutation of pixels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct HorizontalFlip;
+
+/// Mirror top-bottom. Exact (a permutation of pixels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerticalFlip;
+
+fn flip_rows<T: Copy>(data: &mut [T], width: usize) {
+    for row in data.chunks_exact_mut(width) {
+        row.reverse();
+    }
+}
+
+fn flip_cols<T: Copy>(data: &mut [T], width: usize, height: usize) {
+    for y in 0..height / 2 {
+        let (top, bottom) = data.split_at_mut((height - 1 - y) * width);
+        top[y * width..(y + 1) * width].swap_with_slice(&mut bottom[..width]);
+    }
+}
+
+impl Transform for HorizontalFlip {
+    fn apply(&self, image: &mut Radiograph, mask: &mut Mask, _rng: &mut dyn Rng) -> Result<()> {
+        check_same_size(image, mask)?;
+        let w = image.width() as usize;
+        if w == 0 {
+            return Ok(());
+        }
+        flip_rows(image, w);
+        flip_rows(mask, w);
+        Ok(())
+    }
+}
+
+impl Transform for VerticalFlip {
+    fn apply(&self, image: &mut Radiograph, mask: &mut Mask, _rng: &mut dyn Rng) -> Result<()> {
+        check_same_size(image, mask)?;
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        if w == 0 {
+            return Ok(());
+        }
+        flip_cols(image, w, h);
+        flip_cols(mask, w, h);
+        Ok(())
+    }
+}
+
+/// Random affine map about the image centre: rotation, shear along x, isotropic scale and
+/// translation, each drawn uniformly from its range.
+///
+/// A positive angle rotates counter-clockwise as displayed (y pointing down). Angles that
+/// are multiples of 90° use exact sines and cosines, so a 90° rotation of a square image is
+/// the exact pixel rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Affine {
+    /// Rotation range in degrees.
+    pub rotate_deg: [f32; 2],
+    /// Shear range in degrees (x shear).
+    pub shear_deg: [f32; 2],
+    /// Translation range as a fraction of width (x) and height (y), drawn independently.
+    pub translate_frac: [f32; 2],
+    /// Scale range (1 = unchanged).
+    pub scale: [f32; 2],
+    /// Image interpolation (the mask is always nearest).
+    pub interpolation: Interpolation,
+    /// What is read outside the source.
+    pub border: Border,
+}
+
+impl Default for Affine {
+    /// XNet's on-the-fly ranges (JosephPB/XNet `TrainingClass.py`): translate ±1 %, rotate
+    /// ±15°, shear ±2°, bilinear, reflect.
+    fn default() -> Self {
+        Self {
+            rotate_deg: [-15.0, 15.0],
+            shear_deg: [-2.0, 2.0],
+            translate_frac: [-0.01, 0.01],
+            scale: [1.0, 1.0],
+            interpolation: Interpolation::Bilinear,
+            border: Border::Reflect,
+        }
+    }
+}
+
+/// Sine and cosine of an angle in degrees, exact at multiples of 90°.
+fn sin_cos_deg(deg: f64) -> (f64, f64) {
+    let q = deg / 90.0;
+    if (q - q.round()).abs() < 1e-12 {
+        match (q.round() as i64).rem_euclid(4) {
+            0 => (0.0, 1.0),
+            1 => (1.0, 0.0),
+            2 => (0.0, -1.0),
+            _ => (-1.0, 0.0),
+        }
+    } else {
+        deg.to_radians().sin_cos()
+    }
+}
+
+impl Affine {
+    /// Check the ranges (scale must be positive, shear within ±60°).
+    pub fn validate(&self) -> Result<()> {
+        check_range("affine rotate_deg", self.rotate_deg, -360.0, 360.0)?;
+        check_range("affine shear_deg", self.shear_deg, -60.0, 60.0)?;
+        check_range("affine translate_frac", self.translate_frac, -1.0, 1.0)?;
+        check_range("affine scale", self.scale, 1e-3, 1e3)?;
+        Ok(())
+    }
+
+    /// Apply one fixed map (angles in degrees, translation in pixels). Used by
+    /// [`Transform::apply`] after drawing the parameters, and by callers wanting a known
+    /// geometry.
+    pub fn apply_fixed(
+        &self,
+        image: &mut Radiograph,
+        mask: &mut Mask,
+        rotate_deg: f32,
+        shear_deg: f32,
+        scale: f32,
+        translate_px: [f32; 2],
+    ) -> Result<()> {
+        check_same_size(image, mask)?;
+        let (w, h) = (image.width() as f64, image.height() as f64);
+        let (cx, cy) = ((w - 1.0) / 2.0, (h - 1.0) / 2.0);
+        let (s, c) = sin_cos_deg(rotate_deg as f64);
+        let sh = (shear_deg as f64).to_radians().tan();
+        let k = scale as f64;
+        // Forward map of centred coordinates: A = R · Shear · Scale, with the displayed
+        // counter-clockwise rotation R = [[c, s], [-s, c]] (y down).
+        let a11 = k * c;
+        let a12 = k * (c * sh + s);
+        let a21 = -k * s;
+        let a22 = k * (-s * sh + c);
+        let det = a11 * a22 - a12 * a21;
+        if det.abs() < 1e-12 {
+            return Err(crate::DataError::InvalidParameter(format!(
+                "affine map is singular (rotate {rotate_deg}, shear {shear_deg}, scale {scale})"
+            )));
+        }
+        // Inverse map: source = A⁻¹ (out − c − t) + c.
+        let (i11, i12, i21, i22) = (a22 / det, -a12 / det, -a21 / det, a11 / det);
+        let (tx, ty) = (translate_px[0] as f64, translate_px[1] as f64);
+        if i11 == 1.0 && i12 == 0.0 && i21 == 0.0 && i22 == 1.0 && tx == 0.0 && ty == 0.0 {
+            return Ok(());
+        }
+        let (img, m) = remap(
+            image,
+            Some(mask),
+            self.interpolation,
+            self.border,
+            |y, xs, ys| {
+                let dy = y as f64 - cy - ty;
+                // Row start and per-pixel increments; computed in f64 so long rows do not drift.
+                for (x, (sx, sy)) in xs.iter_mut().zip(ys.iter_mut()).enumerate() {
+                    let dx = x as f64 - cx - tx;
+                    *sx = (i11 * dx + i12 * dy + cx) as f32;
+                    *sy = (i21 * dx + i22 * dy + cy) as f32;
+                }
+            },
+        );
+        *image = img;
+        if let Some(m) = m {
+            *mask = m;
+        }
+        Ok(())
+    }
+}
+
+impl Transform for Affine {
+    fn apply(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut dyn Rng) -> Result<()> {
+        self.validate()?;
+        let rot = uniform(rng, self.rotate_deg);
+        let shear = uniform(rng, self.shear_deg);
+        let scale = uniform(rng, self.scale);
+        let tx = uniform(rng, self.translate_frac) * image.width() as f32;
+        let ty = uniform(rng, self.translate_frac) * image.height() as f32;
+        self.apply_fixed(image, mask, rot, shear, scale, [tx, ty])
+    }
+}
+
+/// Random crop keeping a fraction of each side (drawn independently for width and
+/// height), resized back to the input size. XNet crops away 10–40 % (keep 0.6–0.9).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RandomCrop {
+    /// Fraction of each side kept, `(0, 1]`.
+    pub keep: [f32; 2],
+    /// Image interpolation for the resize (the mask is nearest).
+    pub interpolation: Interpolation,
+}
+
+impl Default for RandomCrop {
+    fn default() -> Self {
+        Self {
+            keep: [0.6, 0.9],
+            interpolation: Interpolation::Bilinear,
+        }
+    }
+}
+
+impl RandomCrop {
+    /// Check the keep range.
+    pub fn validate(&self) -> Result<()> {
+        check_range("random crop keep", self.keep, 1e-3, 1.0)?;
+        Ok(())
+    }
+
+    /// Crop the window starting at `origin` (pixels) of size `size` (pixels, fractional
+    /// allowed) and resize it to the full image.
+    pub fn apply_window(
+        &self,
+        image: &mut Radiograph,
+        mask: &mut Mask,
+        origin: [f32; 2],
+        size: [f32; 2],
+    ) -> Result<()> {
+        check_same_size(image, mask)?;
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        let (sx, sy) = (size[0] / w, size[1] / h);
+        let (ox, oy) = (origin[0], origin[1]);
+        if sx == 1.0 && sy == 1.0 && ox == 0.0 && oy == 0.0 {
+            return Ok(());
+        }
+        // Pixel-centre alignment as in OpenCV's resize: src = o + (x + 0.5) · s − 0.5.
+        let (img, m) = remap(
+            image,
+            Some(mask),
+            self.interpolation,
+            Border::Reflect,
+            |y, xs, ys| {
+                let syv = oy + (y as f32 + 0.5) * sy - 0.5;
+                for (x, (px, py)) in xs.iter_mut().zip(ys.iter_mut()).enumerate() {
+                    *px = ox + (x as f32 + 0.5) * sx - 0.5;
+                    *py = syv;
+                }
+            },
+        );
+        *image = img;
+        if let Some(m) = m {
+            *mask = m;
+        }
+        Ok(())
+    }
+}
+
+impl Transform for RandomCrop {
+    fn apply(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut dyn Rng) -> Result<()> {
+        self.validate()?;
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        let kw = uniform(rng, self.keep);
+        let kh = uniform(rng, self.keep);
+        let (cw, ch) = ((kw * w).round().max(1.0), (kh * h).round().max(1.0));
+        let ox = uniform(rng, [0.0, w - cw]).floor();
+        let oy = uniform(rng, [0.0, h - ch]).floor();
+        self.apply_window(image, mask, [ox, oy], [cw, ch])
+    }
+}

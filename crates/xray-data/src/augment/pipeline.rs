@@ -1,0 +1,372 @@
+//! A seeded sequence of transforms with probabilities, built from a serde config.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_same_size, Affine, BrightnessContrast, CollimatorSim, Elastic, Gamma, GaussianBlur,
+    GaussianNoise, HorizontalFlip, ImageTransform, PoissonNoise, RandomCrop, Transform,
+    VerticalFlip,
+};
+use crate::synth::item_seed;
+use crate::{DataError, Mask, Radiograph, Result};
+
+/// One transform with its settings, tagged by `type` in JSON/TOML
+/// (e.g. `{"type": "affine", "rotate_deg": [-15, 15]}`); omitted settings take the
+/// transform's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TransformSpec {
+    /// [`HorizontalFlip`].
+    HorizontalFlip,
+    /// [`VerticalFlip`].
+    VerticalFlip,
+    /// [`Affine`].
+    Affine(Affine),
+    /// [`RandomCrop`].
+    RandomCrop(RandomCrop),
+    /// [`Elastic`] (joint, or image-only with `image_only = true`).
+    Elastic(Elastic),
+    /// [`GaussianBlur`] (image only).
+    GaussianBlur(GaussianBlur),
+    /// [`GaussianNoise`] (image only).
+    GaussianNoise(GaussianNoise),
+    /// [`PoissonNoise`] (image only).
+    PoissonNoise(PoissonNoise),
+    /// [`Gamma`] (image only).
+    Gamma(Gamma),
+    /// [`BrightnessContrast`] (image only).
+    BrightnessContrast(BrightnessContrast),
+    /// [`CollimatorSim`].
+    Collimator(CollimatorSim),
+    /// Exactly one of the choices, drawn uniformly.
+    OneOf {
+        /// The alternatives.
+        choices: Vec<TransformSpec>,
+    },
+}
+
+/// A transform and the probability of applying it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepConfig {
+    /// Probability in `[0, 1]` (default 1).
+    #[serde(default = "one")]
+    pub p: f32,
+    /// The transform.
+    #[serde(flatten)]
+    pub transform: TransformSpec,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// A pipeline configuration: steps applied in order.
+///
+/// JSON: `{"steps": [{"type": "horizontal_flip", "p": 0.5}, {"type": "affine"}]}`.
+/// TOML: `[[steps]]` tables with the same keys.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PipelineConfig {
+    /// The steps, in order.
+    pub steps: Vec<StepConfig>,
+}
+
+impl PipelineConfig {
+    /// The XNet reference's on-the-fly augmentation: flips (p = 0.5 each), affine
+    /// (±1 % translate, ±15° rotate, ±2° shear, reflect), a random crop keeping 60–90 % of
+    /// each side resized back, then one of a Gaussian blur (σ ≤ 0.4) or the mild image-only
+    /// elastic jitter.
+    pub fn xnet() -> Self {
+        Self {
+            steps: vec![
+                StepConfig {
+                    p: 0.5,
+                    transform: TransformSpec::HorizontalFlip,
+                },
+                StepConfig {
+                    p: 0.5,
+                    transform: TransformSpec::VerticalFlip,
+                },
+                StepConfig {
+                    p: 1.0,
+                    transform: TransformSpec::Affine(Affine::default()),
+                },
+                StepConfig {
+                    p: 1.0,
+                    transform: TransformSpec::RandomCrop(RandomCrop::default()),
+                },
+                StepConfig {
+                    p: 1.0,
+                    transform: TransformSpec::OneOf {
+                        choices: vec![
+                            TransformSpec::GaussianBlur(GaussianBlur { sigma: [0.0, 0.4] }),
+                            TransformSpec::Elastic(Elastic::xnet_mild()),
+                        ],
+                    },
+                },
+            ],
+        }
+    }
+
+    /// [`PipelineConfig::xnet`] plus the reference's strong joint elastic deformation
+    /// (α 50–60 px, σ 16 px, p = 0.5) after the affine step, and collimator simulation
+    /// (p = 0.3) so uncollimated images teach the 255 border.
+    pub fn xnet_strong() -> Self {
+        let mut c = Self::xnet();
+        c.steps.insert(
+            3,
+            StepConfig {
+                p: 0.5,
+                transform: TransformSpec::Elastic(Elastic::xnet_strong()),
+            },
+        );
+        c.steps.push(StepConfig {
+            p: 0.3,
+            transform: TransformSpec::Collimator(CollimatorSim::default()),
+        });
+        c
+    }
+
+    /// Parse JSON.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] with serde's message (line and column).
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text)
+            .map_err(|e| DataError::InvalidParameter(format!("augmentation config (JSON): {e}")))
+    }
+
+    /// Parse TOML.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] with the TOML parser's message.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text)
+            .map_err(|e| DataError::InvalidParameter(format!("augmentation config (TOML): {e}")))
+    }
+
+    /// Read a `.json` or `.toml` file (by extension).
+    ///
+    /// # Errors
+    /// [`DataError::Io`] or [`DataError::InvalidParameter`] naming the file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let is_toml = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        let r = if is_toml {
+            Self::from_toml(&text)
+        } else {
+            Self::from_json(&text)
+        };
+        r.map_err(|e| DataError::InvalidParameter(format!("{}: {e}", path.display())))
+    }
+}
+
+#[derive(Debug)]
+enum Step {
+    Joint(Box<dyn Transform>),
+    Image(Box<dyn ImageTransform>),
+    OneOf(Vec<Step>),
+}
+
+impl Step {
+    fn from_spec(spec: &TransformSpec) -> Result<Self> {
+        Ok(match spec {
+            TransformSpec::HorizontalFlip => Step::Joint(Box::new(HorizontalFlip)),
+            TransformSpec::VerticalFlip => Step::Joint(Box::new(VerticalFlip)),
+            TransformSpec::Affine(a) => {
+                a.validate()?;
+                Step::Joint(Box::new(*a))
+            }
+            TransformSpec::RandomCrop(c) => {
+                c.validate()?;
+                Step::Joint(Box::new(*c))
+            }
+            TransformSpec::Elastic(e) => {
+                e.validate()?;
+                if e.image_only {
+                    Step::Image(Box::new(*e))
+                } else {
+                    Step::Joint(Box::new(*e))
+                }
+            }
+            TransformSpec::GaussianBlur(t) => Step::Image(Box::new(*t)),
+            TransformSpec::GaussianNoise(t) => Step::Image(Box::new(*t)),
+            TransformSpec::PoissonNoise(t) => Step::Image(Box::new(*t)),
+            TransformSpec::Gamma(t) => Step::Image(Box::new(*t)),
+            TransformSpec::BrightnessContrast(t) => Step::Image(Box::new(*t)),
+            TransformSpec::Collimator(t) => {
+                t.collimation.validate()?;
+                Step::Joint(Box::new(*t))
+            }
+            TransformSpec::OneOf { choices } => {
+                if choices.is_empty() {
+                    return Err(DataError::InvalidParameter(
+                        "one_of needs at least one choice".into(),
+                    ));
+                }
+                Step::OneOf(choices.iter().map(Step::from_spec).collect::<Result<_>>()?)
+            }
+        })
+    }
+
+    fn run(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut dyn Rng) -> Result<()> {
+        match self {
+            Step::Joint(t) => t.apply(image, mask, rng),
+            Step::Image(t) => t.apply_image(image, rng),
+            Step::OneOf(c) => {
+                let k = ((rng.next_u32() as u64 * c.len() as u64) >> 32) as usize;
+                c[k.min(c.len() - 1)].run(image, mask, rng)
+            }
+        }
+    }
+}
+
+/// An image with its mask.
+pub type Sample = (Radiograph, Mask);
+
+/// A seeded sequence of transforms, each applied with its probability.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    steps: Vec<(Step, f32)>,
+}
+
+fn check_p(p: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(DataError::InvalidParameter(format!(
+            "step probability {p} must be in [0, 1]"
+        )));
+    }
+    Ok(())
+}
+
+impl Pipeline {
+    /// An empty pipeline (the identity).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Build from a config, validating every step.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] naming the bad setting.
+    pub fn from_config(cfg: &PipelineConfig) -> Result<Self> {
+        let mut p = Self::new();
+        for (i, s) in cfg.steps.iter().enumerate() {
+            check_p(s.p).map_err(|e| DataError::InvalidParameter(format!("step {i}: {e}")))?;
+            let step = Step::from_spec(&s.transform)
+                .map_err(|e| DataError::InvalidParameter(format!("step {i}: {e}")))?;
+            p.steps.push((step, s.p));
+        }
+        Ok(p)
+    }
+
+    /// Append a joint transform applied with probability `p`.
+    ///
+    /// # Errors
+    /// When `p` is outside `[0, 1]`.
+    pub fn push(&mut self, t: Box<dyn Transform>, p: f32) -> Result<&mut Self> {
+        check_p(p)?;
+        self.steps.push((Step::Joint(t), p));
+        Ok(self)
+    }
+
+    /// Append an image-only transform applied with probability `p`.
+    ///
+    /// # Errors
+    /// When `p` is outside `[0, 1]`.
+    pub fn push_image(&mut self, t: Box<dyn ImageTransform>, p: f32) -> Result<&mut Self> {
+        check_p(p)?;
+        self.steps.push((Step::Image(t), p));
+        Ok(self)
+    }
+
+    /// Number of steps.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// True when there are no steps.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Apply the pipeline to one image and mask in place. Every step draws its coin even
+    /// when skipped, so the random stream of later steps does not depend on earlier coins.
+    ///
+    /// # Errors
+    /// When image and mask sizes differ, or a transform rejects its input.
+    pub fn apply(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut impl Rng) -> Result<()> {
+        check_same_size(image, mask)?;
+        let rng: &mut dyn Rng = rng;
+        for (step, p) in &self.steps {
+            let u = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+            if u < *p {
+                step.run(image, mask, rng)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply to a batch in parallel (rayon). Item `i` uses its own generator seeded from
+    /// `(seed, i)`, so the result does not depend on the number of threads.
+    ///
+    /// # Errors
+    /// The first error of any item.
+    pub fn apply_batch(&self, batch: &mut [(Radiograph, Mask)], seed: u64) -> Result<()> {
+        batch
+            .par_iter_mut()
+            .enumerate()
+            .try_for_each(|(i, (img, m))| {
+                let mut rng = StdRng::seed_from_u64(item_seed(seed, i as u64));
+                self.apply(img, m, &mut rng)
+            })
+    }
+
+    /// Balance categories by augmentation: every category is brought to the size of the
+    /// largest by cycling through its members, and **every** copy (originals included) is
+    /// augmented with its own seed (see [`balanced_indices`]). Returns the augmented copies
+    /// and, for each, the index of its source.
+    ///
+    /// # Errors
+    /// When `samples` and `categories` differ in length, or as [`Pipeline::apply_batch`].
+    pub fn augment_balanced<C: Ord + Clone + Sync>(
+        &self,
+        samples: &[(Radiograph, Mask)],
+        categories: &[C],
+        seed: u64,
+    ) -> Result<(Vec<Sample>, Vec<usize>)> {
+        if samples.len() != categories.len() {
+            return Err(DataError::InvalidParameter(format!(
+                "{} samples but {} categories",
+                samples.len(),
+                categories.len()
+            )));
+        }
+        let idx = balanced_indices(categories);
+        let mut out: Vec<Sample> = idx.iter().map(|&i| samples[i].clone()).collect();
+        self.apply_batch(&mut out, seed)?;
+        Ok((out, idx))
+    }
+}
+
+/// Indices that balance `categories`: each category's members are cycled until it has as
+/// many entries as the largest category. Order: by category, then cycle.
+pub fn balanced_indices<C: Ord + Clone>(categories: &[C]) -> Vec<usize> {
+    let mut groups: std::collections::BTreeMap<C, Vec<usize>> = Default::default();
+    for (i, c) in categories.iter().enumerate() {
+        groups.entry(c.clone()).or_default().push(i);
+    }
+    let target = groups.values().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(target * groups.len());
+    for members in groups.values() {
+        out.extend((0..target).map(|k| members[k % members.len()]));
+    }
+    out
+}

@@ -1,0 +1,744 @@
+//! Limb anatomy as projected thickness maps.
+//!
+//! Each body part is a set of analytic primitives in millimetres (a canonical frame with
+//! the limb axis along y), placed in the image by a random pose and rasterised to
+//! - `tissue`: soft-tissue path length (mm), the union (max) of smooth tubes and ellipsoids;
+//! - `bone`: bone path length in cortical-bone equivalents (mm), the sum over bones, so
+//!   overlapping bones add up as they do on film.
+//!
+//! Long bones are tubes whose radius widens towards the ends (metaphysis, epiphysis) with
+//! a dense cortical shell around a light medulla; at the ends the shell thins and the
+//! interior becomes denser trabecular bone. Carpals, tarsals, the patella and condyles are
+//! ellipsoids with a thin shell.
+
+use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
+
+/// Body part (examination category).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyPart {
+    /// Hand, PA: five fingers with their phalanges, metacarpals, carpals.
+    Hand,
+    /// Wrist: distal radius and ulna, carpals, metacarpal bases.
+    Wrist,
+    /// Forearm: radius and ulna (crossing when pronated).
+    Forearm,
+    /// Elbow: distal humerus with condyles, radial head, olecranon.
+    Elbow,
+    /// Knee: femoral condyles, patella, tibial plateau, fibular head.
+    Knee,
+    /// Lower leg: tibia and fibula.
+    LowerLeg,
+    /// Ankle and foot (dorsoplantar): distal tibia/fibula, tarsals, metatarsals, toes.
+    AnkleFoot,
+    /// Femur segment in thick soft tissue.
+    Femur,
+}
+
+impl BodyPart {
+    /// Every body part, in a fixed order (the index used by category weights).
+    pub const ALL: [BodyPart; 8] = [
+        BodyPart::Hand,
+        BodyPart::Wrist,
+        BodyPart::Forearm,
+        BodyPart::Elbow,
+        BodyPart::Knee,
+        BodyPart::LowerLeg,
+        BodyPart::AnkleFoot,
+        BodyPart::Femur,
+    ];
+
+    /// The name written to `categories.csv` (snake case).
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyPart::Hand => "hand",
+            BodyPart::Wrist => "wrist",
+            BodyPart::Forearm => "forearm",
+            BodyPart::Elbow => "elbow",
+            BodyPart::Knee => "knee",
+            BodyPart::LowerLeg => "lower_leg",
+            BodyPart::AnkleFoot => "ankle_foot",
+            BodyPart::Femur => "femur",
+        }
+    }
+
+    /// Parse a name written by [`BodyPart::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Position in [`BodyPart::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|&b| b == self).unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for BodyPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A ray of the hand or foot: base, direction (degrees), long-bone length, radius and
+/// phalanx lengths (0 = absent).
+type Ray = ([f32; 2], f32, f32, f32, [f32; 3]);
+
+/// Shape of a primitive in canonical millimetres.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// Capsule from `a` to `b`; radius `ra → rb` linearly, times `1 + widen_a` (resp.
+    /// `widen_b`) at the ends, fading over the end fifth.
+    Tube {
+        a: [f32; 2],
+        b: [f32; 2],
+        ra: f32,
+        rb: f32,
+        widen_a: f32,
+        widen_b: f32,
+    },
+    /// Ellipse (projected ellipsoid) with centre, semi-axes and rotation (radians).
+    Blob {
+        c: [f32; 2],
+        rx: f32,
+        ry: f32,
+        angle: f32,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Bone with cortical shell fraction (of the radius) and relative density of the
+    /// medulla in the shaft.
+    Bone { cortex: f32, medulla: f32 },
+    /// Soft tissue: depth factor (path length / projected width) and outline wobble
+    /// (amplitudes and phases of three harmonics along the tube).
+    Tissue { depth: f32, wobble: [f32; 6] },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Prim {
+    shape: Shape,
+    kind: Kind,
+    /// Bone identity: primitives of one bone (shaft, condyles...) merge by maximum,
+    /// different bones add up where they overlap.
+    group: u32,
+}
+
+/// A body part's primitives plus its nominal framing.
+#[derive(Debug, Clone)]
+pub(crate) struct Anatomy {
+    prims: Vec<Prim>,
+    /// Point (mm) the framing centres on.
+    pub center: [f32; 2],
+    /// Nominal field of view (mm) across the image.
+    pub extent: f32,
+}
+
+/// Rasterised thickness maps.
+#[derive(Debug, Clone)]
+pub(crate) struct ThicknessMaps {
+    /// Soft-tissue path length, mm.
+    pub tissue: Vec<f32>,
+    /// Bone path length in cortical equivalents, mm.
+    pub bone: Vec<f32>,
+}
+
+fn j(rng: &mut (impl Rng + ?Sized), s: f32) -> f32 {
+    rng.random_range(-s..=s)
+}
+
+fn wobble(rng: &mut (impl Rng + ?Sized), amp: f32) -> [f32; 6] {
+    let mut w = [0.0; 6];
+    for k in 0..3 {
+        w[2 * k] = rng.random_range(0.0..amp) / (k as f32 + 1.0);
+        w[2 * k + 1] = rng.random_range(0.0..std::f32::consts::TAU);
+    }
+    w
+}
+
+struct Builder<'a, R: Rng + ?Sized> {
+    prims: Vec<Prim>,
+    rng: &'a mut R,
+    group: u32,
+    join: bool,
+}
+
+impl<R: Rng + ?Sized> Builder<'_, R> {
+    /// The next bone primitive belongs to the same bone as the previous one.
+    fn join(&mut self) -> &mut Self {
+        self.join = true;
+        self
+    }
+    fn next_group(&mut self) -> u32 {
+        if !std::mem::take(&mut self.join) {
+            self.group += 1;
+        }
+        self.group
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn bone(&mut self, a: [f32; 2], b: [f32; 2], ra: f32, rb: f32, wa: f32, wb: f32, cortex: f32) {
+        let s = 1.0 + j(self.rng, 0.06);
+        let group = self.next_group();
+        self.prims.push(Prim {
+            shape: Shape::Tube {
+                a,
+                b,
+                ra: ra * s,
+                rb: rb * s,
+                widen_a: wa,
+                widen_b: wb,
+            },
+            kind: Kind::Bone {
+                cortex,
+                medulla: 0.12,
+            },
+            group,
+        });
+    }
+    fn blob(&mut self, c: [f32; 2], rx: f32, ry: f32, angle_deg: f32) {
+        let s = 1.0 + j(self.rng, 0.07);
+        let group = self.next_group();
+        self.prims.push(Prim {
+            shape: Shape::Blob {
+                c,
+                rx: rx * s,
+                ry: ry * s,
+                angle: angle_deg.to_radians(),
+            },
+            kind: Kind::Bone {
+                cortex: 0.12,
+                medulla: 0.45,
+            },
+            group,
+        });
+    }
+    fn tissue(&mut self, a: [f32; 2], b: [f32; 2], ra: f32, rb: f32, depth: f32) {
+        let w = wobble(self.rng, 0.06);
+        self.prims.push(Prim {
+            shape: Shape::Tube {
+                a,
+                b,
+                ra,
+                rb,
+                widen_a: 0.0,
+                widen_b: 0.0,
+            },
+            kind: Kind::Tissue { depth, wobble: w },
+            group: 0,
+        });
+    }
+    fn tissue_blob(&mut self, c: [f32; 2], rx: f32, ry: f32, angle_deg: f32, depth: f32) {
+        let w = wobble(self.rng, 0.05);
+        self.prims.push(Prim {
+            shape: Shape::Blob {
+                c,
+                rx,
+                ry,
+                angle: angle_deg.to_radians(),
+            },
+            kind: Kind::Tissue { depth, wobble: w },
+            group: 0,
+        });
+    }
+}
+
+fn add(p: [f32; 2], d: [f32; 2], len: f32) -> [f32; 2] {
+    [p[0] + d[0] * len, p[1] + d[1] * len]
+}
+
+fn dir(deg: f32) -> [f32; 2] {
+    // 0° points up (−y, towards the fingertips), positive angles turn towards +x.
+    let r = deg.to_radians();
+    [r.sin(), -r.cos()]
+}
+
+/// Upper limb, canonical frame: wrist at the origin, fingers towards −y, elbow at
+/// y ≈ +255, shoulder towards +y. Thumb on the −x side.
+fn upper_limb<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
+    let pronated = b.rng.random_bool(0.35);
+    // Forearm: radius (thumb side) and ulna. Pronation crosses the radius over the ulna.
+    let rad_d = if pronated { [-13.0, 6.0] } else { [-14.0, 6.0] };
+    let rad_p = if pronated {
+        [9.0, 262.0]
+    } else {
+        [-12.0, 262.0]
+    };
+    b.bone(rad_d, rad_p, 11.0, 7.5, 0.6, 0.3, 0.3);
+    b.join().blob([rad_p[0], 267.0], 10.5, 5.0, 0.0); // radial head, a disc seen edge-on
+    b.bone([14.0, 14.0], [7.0, 262.0], 6.0, 9.0, 0.25, 0.55, 0.32);
+    b.join().blob([6.0, 252.0], 10.0, 11.0, 0.0); // olecranon, superimposed on the humerus
+                                                  // Distal humerus: widened metaphysis, trochlea and capitulum, epicondyles.
+    b.bone([0.0, 246.0], [0.0, 600.0], 13.0, 11.0, 1.1, 0.15, 0.28);
+    b.join().blob([-13.0, 248.0], 12.0, 8.0, 0.0);
+    b.join().blob([12.0, 249.0], 13.0, 7.5, 0.0);
+    b.join().blob([-25.0, 240.0], 8.0, 6.0, 20.0);
+    b.join().blob([25.0, 238.0], 9.0, 6.5, -20.0);
+    // Carpals (two rows), metacarpals, phalanges.
+    let carpals: [([f32; 2], f32, f32, f32); 8] = [
+        ([-14.0, -9.0], 9.0, 6.0, 35.0),
+        ([-2.0, -7.0], 7.0, 7.0, 0.0),
+        ([9.0, -9.0], 6.0, 6.5, -20.0),
+        ([14.5, -13.0], 4.0, 4.0, 0.0),
+        ([-19.0, -23.0], 7.0, 6.0, 20.0),
+        ([-9.0, -25.0], 5.0, 6.0, 0.0),
+        ([1.0, -23.0], 7.0, 9.5, 0.0),
+        ([12.0, -22.0], 7.0, 8.0, -10.0),
+    ];
+    for (c, rx, ry, a) in carpals {
+        let c = [c[0] + j(b.rng, 0.8), c[1] + j(b.rng, 0.8)];
+        let a = a + j(b.rng, 15.0);
+        b.blob(c, rx * 1.12, ry * 1.08, a);
+    }
+    b.tissue([0.0, 300.0], [0.0, 0.0], 44.0, 29.0, 0.85);
+    b.tissue([0.0, 620.0], [0.0, 280.0], 50.0, 44.0, 0.9);
+    b.tissue_blob([0.0, -55.0], 40.0, 36.0, 0.0, 0.55);
+    let spread = b.rng.random_range(0.4..1.3f32);
+    // (base, angle of the ray, metacarpal length, radius, phalanx lengths)
+    let rays: [Ray; 5] = [
+        ([-20.0, -27.0], -38.0, 44.0, 5.0, [31.0, 0.0, 23.0]),
+        ([-11.0, -34.0], -7.0, 64.0, 4.6, [40.0, 24.0, 18.0]),
+        ([-1.0, -35.0], 0.0, 62.0, 4.6, [44.0, 28.0, 19.0]),
+        ([8.0, -34.0], 7.0, 57.0, 4.3, [41.0, 26.0, 18.0]),
+        ([16.0, -31.0], 15.0, 52.0, 4.0, [33.0, 19.0, 16.0]),
+    ];
+    for (i, (base, ang, mlen, r, ph)) in rays.into_iter().enumerate() {
+        let ray_ang = ang * spread + j(b.rng, 3.0);
+        let d = dir(ray_ang);
+        let head = add(base, d, mlen);
+        b.bone(base, head, r * 1.05, r, 0.35, 0.45, 0.34);
+        // Fingers continue with extra spread at the knuckle.
+        let fa = ray_ang + (ray_ang * 0.25 + j(b.rng, 4.0)) * spread;
+        let fd = dir(fa);
+        let mut p = add(head, fd, 3.0 + r * 0.3);
+        let mut pr = r * 0.92;
+        let mut tip = p;
+        for (k, &len) in ph.iter().enumerate() {
+            if len == 0.0 {
+                continue;
+            }
+            let len = len * (1.0 + j(b.rng, 0.05));
+            let q = add(p, fd, len);
+            let taper = if k == 2 { 0.65 } else { 0.85 };
+            b.bone(p, q, pr, pr * taper, 0.45, 0.35, 0.36);
+            tip = q;
+            p = add(q, fd, 3.2);
+            pr *= 0.82;
+        }
+        let fr = if i == 0 { 11.0 } else { 9.0 };
+        b.tissue(
+            add(head, fd, -14.0),
+            add(tip, fd, 4.0),
+            fr * 1.15,
+            fr * 0.75,
+            0.85,
+        );
+    }
+}
+
+/// Lower limb, canonical frame: knee joint at the origin, hip towards −y, ankle at
+/// y ≈ +380.
+fn lower_limb<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
+    // Femur with two condyles; joint space of ~6 mm above the tibial plateau.
+    b.bone([0.0, -30.0], [4.0, -470.0], 24.0, 15.0, 0.8, 0.1, 0.3);
+    b.join().blob([-20.0, -16.0], 19.0, 15.0, 0.0);
+    b.join().blob([20.0, -16.0], 18.0, 14.0, 0.0);
+    // Patella over the femur (superimposed on AP).
+    let pat = [j(b.rng, 5.0), -34.0 + j(b.rng, 6.0)];
+    let tilt = j(b.rng, 8.0);
+    b.blob(pat, 21.0, 24.0, tilt);
+    // Tibia: wide plateau, medial malleolus at the ankle.
+    b.bone([-2.0, 22.0], [-4.0, 372.0], 26.0, 15.0, 0.65, 0.3, 0.3);
+    b.join().blob([-20.0, 382.0], 7.0, 10.0, 0.0);
+    // Fibula: head beside (partly behind) the lateral tibia, lateral malleolus.
+    b.bone([34.0, 36.0], [33.0, 392.0], 7.0, 7.0, 0.45, 0.35, 0.4);
+    b.tissue([0.0, -500.0], [0.0, -40.0], 85.0, 60.0, 0.9);
+    b.tissue([0.0, -60.0], [0.0, 170.0], 62.0, 60.0, 0.9);
+    b.tissue([0.0, 150.0], [0.0, 420.0], 60.0, 38.0, 0.9);
+}
+
+/// Foot in dorsoplantar projection: ankle joint at the origin, toes towards +y.
+fn foot<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
+    b.bone([-2.0, -160.0], [-2.0, -6.0], 14.0, 18.0, 0.1, 0.45, 0.3);
+    b.join().blob([-22.0, 2.0], 6.0, 9.0, 0.0); // medial malleolus
+    b.bone([26.0, -160.0], [27.0, 8.0], 6.0, 8.0, 0.1, 0.4, 0.4);
+    b.blob([0.0, 18.0], 19.0, 17.0, 0.0); // talus
+    b.blob([8.0, 14.0], 21.0, 28.0, 10.0); // calcaneus behind the talus
+    b.blob([-8.0, 43.0], 15.0, 8.0, -10.0); // navicular
+    b.blob([17.0, 52.0], 10.0, 12.0, 10.0); // cuboid
+    b.blob([-16.0, 60.0], 7.0, 10.0, 0.0);
+    b.blob([-5.0, 62.0], 5.0, 8.0, 0.0);
+    b.blob([5.0, 63.0], 5.0, 8.0, 0.0);
+    let spread = b.rng.random_range(0.7..1.2f32);
+    // (base, angle from +y, metatarsal length, radius, phalanges)
+    let rays: [Ray; 5] = [
+        ([-17.0, 70.0], -8.0, 62.0, 7.5, [30.0, 0.0, 22.0]),
+        ([-6.0, 72.0], -2.0, 72.0, 4.5, [22.0, 12.0, 9.0]),
+        ([4.0, 71.0], 4.0, 68.0, 4.2, [20.0, 11.0, 8.0]),
+        ([13.0, 68.0], 10.0, 64.0, 4.2, [18.0, 10.0, 8.0]),
+        ([22.0, 63.0], 16.0, 58.0, 4.4, [16.0, 9.0, 8.0]),
+    ];
+    b.tissue([0.0, -180.0], [2.0, 20.0], 36.0, 34.0, 1.0);
+    b.tissue_blob([4.0, 80.0], 44.0, 68.0, 0.0, 0.7);
+    for (i, (base, ang, mlen, r, ph)) in rays.into_iter().enumerate() {
+        let a = ang * spread + j(b.rng, 2.0);
+        let rr = (180.0 - a).to_radians();
+        let d = [rr.sin(), -rr.cos()];
+        let head = add(base, d, mlen);
+        b.bone(base, head, r * 1.1, r * 0.9, 0.4, 0.5, 0.34);
+        let mut p = add(head, d, 3.2);
+        let mut pr = r * 0.85;
+        let mut tip = p;
+        for &len in ph.iter() {
+            if len == 0.0 {
+                continue;
+            }
+            let q = add(p, d, len * (1.0 + j(b.rng, 0.06)));
+            b.bone(p, q, pr, pr * 0.85, 0.35, 0.35, 0.38);
+            tip = q;
+            p = add(q, d, 2.8);
+            pr *= 0.85;
+        }
+        let tr = if i == 0 { 12.0 } else { 8.5 };
+        b.tissue(add(head, d, -10.0), add(tip, d, 3.0), tr, tr * 0.8, 0.8);
+    }
+}
+
+/// Build a body part with random anatomy variations (not yet posed).
+pub(crate) fn build(part: BodyPart, rng: &mut (impl Rng + ?Sized)) -> Anatomy {
+    let mut b = Builder {
+        prims: Vec::with_capacity(48),
+        rng,
+        group: 0,
+        join: false,
+    };
+    let (center, extent) = match part {
+        BodyPart::Hand => {
+            upper_limb(&mut b);
+            ([0.0, -62.0], 215.0)
+        }
+        BodyPart::Wrist => {
+            upper_limb(&mut b);
+            ([0.0, -8.0], 120.0)
+        }
+        BodyPart::Forearm => {
+            upper_limb(&mut b);
+            ([0.0, 130.0], 300.0)
+        }
+        BodyPart::Elbow => {
+            upper_limb(&mut b);
+            ([0.0, 255.0], 160.0)
+        }
+        BodyPart::Knee => {
+            lower_limb(&mut b);
+            ([0.0, 0.0], 210.0)
+        }
+        BodyPart::LowerLeg => {
+            lower_limb(&mut b);
+            ([0.0, 190.0], 430.0)
+        }
+        BodyPart::Femur => {
+            lower_limb(&mut b);
+            ([0.0, -230.0], 380.0)
+        }
+        BodyPart::AnkleFoot => {
+            foot(&mut b);
+            ([0.0, 55.0], 240.0)
+        }
+    };
+    Anatomy {
+        prims: b.prims,
+        center,
+        extent,
+    }
+}
+
+/// Similarity pose from canonical mm to pixel coordinates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pose {
+    /// Pixels per millimetre.
+    pub scale: f32,
+    /// Rotation, radians.
+    pub angle: f32,
+    /// Mirror x before rotating (left/right limb).
+    pub mirror: bool,
+    /// Canonical point mapped to `target`.
+    pub origin: [f32; 2],
+    /// Pixel position of `origin`.
+    pub target: [f32; 2],
+}
+
+impl Pose {
+    fn map(&self, p: [f32; 2]) -> [f32; 2] {
+        let mut x = p[0] - self.origin[0];
+        let y = p[1] - self.origin[1];
+        if self.mirror {
+            x = -x;
+        }
+        let (s, c) = self.angle.sin_cos();
+        [
+            self.target[0] + self.scale * (c * x - s * y),
+            self.target[1] + self.scale * (s * x + c * y),
+        ]
+    }
+}
+
+/// Wobble of a tissue outline at tube parameter `t`.
+#[inline]
+fn wobble_at(w: &[f32; 6], t: f32) -> f32 {
+    1.0 + w[0] * (std::f32::consts::TAU * t + w[1]).sin()
+        + w[2] * (2.0 * std::f32::consts::TAU * t + w[3]).sin()
+        + w[4] * (3.0 * std::f32::consts::TAU * t + w[5]).sin()
+}
+
+impl Anatomy {
+    /// Rasterise into `width × height` maps under `pose`. Values in mm.
+    pub(crate) fn rasterise(&self, width: usize, height: usize, pose: &Pose) -> ThicknessMaps {
+        let mut tissue = vec![0.0f32; width * height];
+        let mut bone = vec![0.0f32; width * height];
+        // One bone's primitives merge by maximum in `gbuf`; finished bones add into `bone`.
+        let mut gbuf = vec![0.0f32; width * height];
+        let mut gbox: Option<(usize, usize, usize, usize)> = None;
+        let mut current = u32::MAX;
+        let flush = |gbuf: &mut [f32],
+                     bone: &mut [f32],
+                     gbox: &mut Option<(usize, usize, usize, usize)>| {
+            if let Some((x0, x1, y0, y1)) = gbox.take() {
+                for y in y0..y1 {
+                    let r = y * width;
+                    for (b, g) in bone[r + x0..r + x1]
+                        .iter_mut()
+                        .zip(&mut gbuf[r + x0..r + x1])
+                    {
+                        *b += *g;
+                        *g = 0.0;
+                    }
+                }
+            }
+        };
+        let mm_per_px = 1.0 / pose.scale;
+        for prim in &self.prims {
+            if matches!(prim.kind, Kind::Bone { .. }) && prim.group != current {
+                flush(&mut gbuf, &mut bone, &mut gbox);
+                current = prim.group;
+            }
+            match prim.shape {
+                Shape::Tube {
+                    a,
+                    b,
+                    ra,
+                    rb,
+                    widen_a,
+                    widen_b,
+                } => {
+                    let (pa, pb) = (pose.map(a), pose.map(b));
+                    let (ra, rb) = (ra * pose.scale, rb * pose.scale);
+                    let rmax = ra.max(rb) * (1.0 + widen_a.max(widen_b)) * 1.2 + 1.0;
+                    let Some((x0, x1, y0, y1)) = bbox(pa, pb, rmax, width, height) else {
+                        continue;
+                    };
+                    if matches!(prim.kind, Kind::Bone { .. }) {
+                        gbox = Some(union(gbox, (x0, x1, y0, y1)));
+                    }
+                    let (dx, dy) = (pb[0] - pa[0], pb[1] - pa[1]);
+                    let len = (dx * dx + dy * dy).sqrt().max(1e-3);
+                    let (ux, uy) = (dx / len, dy / len);
+                    // Bone ends are flattened caps (an articular surface, not a hemisphere):
+                    // the axial overshoot counts `cap` times, so the cap reaches r/cap.
+                    let cap = match prim.kind {
+                        Kind::Bone { .. } => 2.0,
+                        Kind::Tissue { .. } => 1.0,
+                    };
+                    for y in y0..y1 {
+                        let py = y as f32 + 0.5 - pa[1];
+                        let row = y * width;
+                        for x in x0..x1 {
+                            let px = x as f32 + 0.5 - pa[0];
+                            let along = px * ux + py * uy;
+                            let perp = px * uy - py * ux;
+                            let over = if along < 0.0 {
+                                -along
+                            } else if along > len {
+                                along - len
+                            } else {
+                                0.0
+                            };
+                            let t = (along / len).clamp(0.0, 1.0);
+                            let d2 = perp * perp + cap * cap * over * over;
+                            let base = ra + (rb - ra) * t;
+                            match prim.kind {
+                                Kind::Bone { cortex, medulla } => {
+                                    let ea = (1.0 - t / 0.2).max(0.0);
+                                    let eb = ((t - 0.8) / 0.2).max(0.0);
+                                    let r = base * (1.0 + widen_a * ea * ea + widen_b * eb * eb);
+                                    let r2 = r * r;
+                                    if d2 >= r2 {
+                                        continue;
+                                    }
+                                    let endness = ea.max(eb);
+                                    let ri = r * (1.0 - cortex * (1.0 - 0.7 * endness));
+                                    let rho = medulla + (0.42 - medulla) * endness;
+                                    let outer = 2.0 * (r2 - d2).sqrt();
+                                    let inner = 2.0 * (ri * ri - d2).max(0.0).sqrt();
+                                    let v = (outer - inner + rho * inner) * mm_per_px;
+                                    let g = &mut gbuf[row + x];
+                                    *g = g.max(v);
+                                }
+                                Kind::Tissue { depth, wobble } => {
+                                    let r = base * wobble_at(&wobble, t);
+                                    let r2 = r * r;
+                                    if d2 >= r2 {
+                                        continue;
+                                    }
+                                    let th = depth * 2.0 * (r2 - d2).sqrt() * mm_per_px;
+                                    let cell = &mut tissue[row + x];
+                                    *cell = cell.max(th);
+                                }
+                            }
+                        }
+                    }
+                }
+                Shape::Blob { c, rx, ry, angle } => {
+                    let pc = pose.map(c);
+                    let (rx, ry) = (rx * pose.scale, ry * pose.scale);
+                    let r = rx.max(ry) * 1.2 + 1.0;
+                    let Some((x0, x1, y0, y1)) = bbox(pc, pc, r, width, height) else {
+                        continue;
+                    };
+                    if matches!(prim.kind, Kind::Bone { .. }) {
+                        gbox = Some(union(gbox, (x0, x1, y0, y1)));
+                    }
+                    // Axis directions in the image: the canonical angle plus the pose's.
+                    let mut ang = angle;
+                    if pose.mirror {
+                        ang = -ang;
+                    }
+                    let (s, co) = (ang + pose.angle).sin_cos();
+                    let rz = 0.5 * (rx + ry);
+                    for y in y0..y1 {
+                        let py = y as f32 + 0.5 - pc[1];
+                        let row = y * width;
+                        for x in x0..x1 {
+                            let px = x as f32 + 0.5 - pc[0];
+                            let u = (co * px + s * py) / rx;
+                            let v = (-s * px + co * py) / ry;
+                            let q = u * u + v * v;
+                            match prim.kind {
+                                Kind::Bone { cortex, medulla } => {
+                                    if q >= 1.0 {
+                                        continue;
+                                    }
+                                    let k = 1.0 - cortex;
+                                    let outer = 2.0 * rz * (1.0 - q).sqrt();
+                                    let inner = 2.0 * rz * k * (1.0 - q / (k * k)).max(0.0).sqrt();
+                                    let v = (outer - inner + medulla * inner) * mm_per_px;
+                                    let g = &mut gbuf[row + x];
+                                    *g = g.max(v);
+                                }
+                                Kind::Tissue { depth, wobble } => {
+                                    let theta = v.atan2(u) / std::f32::consts::TAU;
+                                    let wr = wobble_at(&wobble, theta);
+                                    let q = q / (wr * wr);
+                                    if q >= 1.0 {
+                                        continue;
+                                    }
+                                    let th = depth * 2.0 * rz * (1.0 - q).sqrt() * mm_per_px;
+                                    let cell = &mut tissue[row + x];
+                                    *cell = cell.max(th);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        flush(&mut gbuf, &mut bone, &mut gbox);
+        // Bone lies inside the limb: where a bone pokes out of a tissue outline, give it a
+        // covering of about 2 mm (at least one pixel) all round, so the labels stay nested
+        // (bone ⊂ tissue) as in a real limb.
+        let r = ((2.0 * pose.scale).round() as isize).max(1);
+        for y in 0..height {
+            for x in 0..width {
+                let b = bone[y * width + x];
+                if b <= 0.0 {
+                    continue;
+                }
+                let need = b + 2.0;
+                for yy in (y as isize - r).max(0)..(y as isize + r + 1).min(height as isize) {
+                    let row = yy as usize * width;
+                    for xx in (x as isize - r).max(0)..(x as isize + r + 1).min(width as isize) {
+                        let t = &mut tissue[row + xx as usize];
+                        let cover = if xx as usize == x && yy as usize == y {
+                            need
+                        } else {
+                            2.0
+                        };
+                        *t = t.max(cover);
+                    }
+                }
+            }
+        }
+        ThicknessMaps { tissue, bone }
+    }
+}
+
+fn union(
+    a: Option<(usize, usize, usize, usize)>,
+    b: (usize, usize, usize, usize),
+) -> (usize, usize, usize, usize) {
+    match a {
+        None => b,
+        Some(a) => (a.0.min(b.0), a.1.max(b.1), a.2.min(b.2), a.3.max(b.3)),
+    }
+}
+
+fn bbox(
+    a: [f32; 2],
+    b: [f32; 2],
+    r: f32,
+    w: usize,
+    h: usize,
+) -> Option<(usize, usize, usize, usize)> {
+    let x0 = (a[0].min(b[0]) - r).floor().max(0.0);
+    let x1 = (a[0].max(b[0]) + r).ceil().min(w as f32);
+    let y0 = (a[1].min(b[1]) - r).floor().max(0.0);
+    let y1 = (a[1].max(b[1]) + r).ceil().min(h as f32);
+    if x0 >= x1 || y0 >= y1 {
+        None
+    } else {
+        Some((x0 as usize, x1 as usize, y0 as usize, y1 as usize))
+    }
+}
+
+/// Draw a pose: the part's framing centre near the image centre, scale so that its nominal
+/// extent fills 75–130 % of the image, rotation mostly near vertical.
+pub(crate) fn sample_pose(
+    anat: &Anatomy,
+    width: usize,
+    height: usize,
+    rng: &mut (impl Rng + ?Sized),
+) -> Pose {
+    let size = width.min(height) as f32;
+    let scale = size / anat.extent * rng.random_range(0.75..1.3f32);
+    let base = if rng.random_bool(0.8) {
+        0.0
+    } else {
+        std::f32::consts::FRAC_PI_2
+    };
+    let flip = if rng.random_bool(0.5) {
+        std::f32::consts::PI
+    } else {
+        0.0
+    };
+    let angle = base + flip + rng.random_range(-0.35..0.35f32);
+    Pose {
+        scale,
+        angle,
+        mirror: rng.random_bool(0.5),
+        origin: anat.center,
+        target: [
+            width as f32 * (0.5 + rng.random_range(-0.12..0.12f32)),
+            height as f32 * (0.5 + rng.random_range(-0.12..0.12f32)),
+        ],
+    }
+}

@@ -1,0 +1,392 @@
+//! Augmentation properties: identities are exact, 90° rotation is the pixel rotation,
+//! masks stay in the label set, image-only transforms leave masks byte-identical, seeds
+//! reproduce.
+
+use image::Luma;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use xray_data::augment::*;
+use xray_data::{Mask, Radiograph};
+
+fn sample(w: u32, h: u32) -> (Radiograph, Mask) {
+    let img = Radiograph::from_fn(w, h, |x, y| {
+        Luma([1000.0 + (x * 37 + y * 101 % 89) as f32 + ((x * y) % 7) as f32 * 13.5])
+    });
+    let mask = Mask::from_fn(w, h, |x, y| {
+        let v = (x / 5 + y / 3) % 4;
+        Luma([[0u8, 1, 2, 255][v as usize]])
+    });
+    (img, mask)
+}
+
+fn labels_ok(m: &Mask) -> bool {
+    m.pixels().all(|p| matches!(p.0[0], 0 | 1 | 2 | 255))
+}
+
+#[test]
+fn identity_parameters_are_exact() {
+    let (img, mask) = sample(23, 17);
+    let mut rng = StdRng::seed_from_u64(0);
+    let joint: Vec<Box<dyn Transform>> = vec![
+        Box::new(Affine {
+            rotate_deg: [0.0, 0.0],
+            shear_deg: [0.0, 0.0],
+            translate_frac: [0.0, 0.0],
+            ..Affine::default()
+        }),
+        Box::new(Affine {
+            rotate_deg: [0.0, 0.0],
+            shear_deg: [0.0, 0.0],
+            translate_frac: [0.0, 0.0],
+            interpolation: Interpolation::Bicubic,
+            ..Affine::default()
+        }),
+        Box::new(RandomCrop {
+            keep: [1.0, 1.0],
+            ..RandomCrop::default()
+        }),
+        Box::new(Elastic {
+            alpha: [0.0, 0.0],
+            ..Elastic::default()
+        }),
+    ];
+    for t in &joint {
+        let (mut i2, mut m2) = (img.clone(), mask.clone());
+        t.apply(&mut i2, &mut m2, &mut rng).unwrap();
+        assert_eq!(i2.as_raw(), img.as_raw(), "{t:?}");
+        assert_eq!(m2.as_raw(), mask.as_raw(), "{t:?}");
+    }
+    let image_only: Vec<Box<dyn ImageTransform>> = vec![
+        Box::new(GaussianBlur { sigma: [0.0, 0.0] }),
+        Box::new(GaussianNoise { std: [0.0, 0.0] }),
+        Box::new(Gamma { gamma: [1.0, 1.0] }),
+        Box::new(BrightnessContrast {
+            brightness: [0.0, 0.0],
+            contrast: [1.0, 1.0],
+        }),
+    ];
+    for t in &image_only {
+        let mut i2 = img.clone();
+        t.apply_image(&mut i2, &mut rng).unwrap();
+        assert_eq!(i2.as_raw(), img.as_raw(), "{t:?}");
+    }
+}
+
+#[test]
+fn elastic_alpha_zero_is_identity_with_any_sigma_and_border() {
+    let (img, mask) = sample(31, 29);
+    for sigma in [0.25, 4.0, 16.0] {
+        for border in [
+            Border::Reflect,
+            Border::Constant {
+                value: 0.0,
+                mask_value: 255,
+            },
+        ] {
+            let e = Elastic {
+                alpha: [0.0, 0.0],
+                sigma,
+                border,
+                ..Elastic::default()
+            };
+            let (mut i2, mut m2) = (img.clone(), mask.clone());
+            e.apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(5))
+                .unwrap();
+            assert_eq!(i2.as_raw(), img.as_raw());
+            assert_eq!(m2.as_raw(), mask.as_raw());
+        }
+    }
+}
+
+/// Counter-clockwise as displayed (y down): out(x, y) = in(w − 1 − y, x).
+fn rot90_ccw<P: image::Pixel>(
+    src: &image::ImageBuffer<P, Vec<P::Subpixel>>,
+) -> image::ImageBuffer<P, Vec<P::Subpixel>> {
+    let (w, h) = src.dimensions();
+    assert_eq!(w, h);
+    image::ImageBuffer::from_fn(w, h, |x, y| *src.get_pixel(w - 1 - y, x))
+}
+
+#[test]
+fn rotation_by_90_degrees_is_the_exact_pixel_rotation() {
+    for n in [16u32, 17] {
+        let (img, mask) = sample(n, n);
+        for interp in [
+            Interpolation::Bilinear,
+            Interpolation::Bicubic,
+            Interpolation::Nearest,
+        ] {
+            let a = Affine {
+                interpolation: interp,
+                ..Affine::default()
+            };
+            let (mut i2, mut m2) = (img.clone(), mask.clone());
+            a.apply_fixed(&mut i2, &mut m2, 90.0, 0.0, 1.0, [0.0, 0.0])
+                .unwrap();
+            assert_eq!(i2.as_raw(), rot90_ccw(&img).as_raw(), "{interp:?} n={n}");
+            assert_eq!(m2.as_raw(), rot90_ccw(&mask).as_raw(), "{interp:?} n={n}");
+            // Four quarter turns bring it back.
+            for _ in 0..3 {
+                a.apply_fixed(&mut i2, &mut m2, 90.0, 0.0, 1.0, [0.0, 0.0])
+                    .unwrap();
+            }
+            assert_eq!(i2.as_raw(), img.as_raw());
+            assert_eq!(m2.as_raw(), mask.as_raw());
+        }
+    }
+}
+
+#[test]
+fn integer_translation_shifts_pixels() {
+    let (img, mask) = sample(20, 20);
+    let a = Affine {
+        border: Border::Constant {
+            value: -1.0,
+            mask_value: 255,
+        },
+        ..Affine::default()
+    };
+    let (mut i2, mut m2) = (img.clone(), mask.clone());
+    a.apply_fixed(&mut i2, &mut m2, 0.0, 0.0, 1.0, [3.0, -2.0])
+        .unwrap();
+    for y in 0..20u32 {
+        for x in 0..20u32 {
+            let (sx, sy) = (x as i32 - 3, y as i32 + 2);
+            if (0..20).contains(&sx) && (0..20).contains(&sy) {
+                assert_eq!(i2.get_pixel(x, y), img.get_pixel(sx as u32, sy as u32));
+                assert_eq!(m2.get_pixel(x, y), mask.get_pixel(sx as u32, sy as u32));
+            } else {
+                assert_eq!(i2.get_pixel(x, y).0[0], -1.0);
+                assert_eq!(m2.get_pixel(x, y).0[0], 255);
+            }
+        }
+    }
+}
+
+#[test]
+fn flips_are_involutions_and_mirror() {
+    let (img, mask) = sample(9, 6);
+    let mut rng = StdRng::seed_from_u64(1);
+    let (mut i2, mut m2) = (img.clone(), mask.clone());
+    HorizontalFlip.apply(&mut i2, &mut m2, &mut rng).unwrap();
+    assert_eq!(i2.get_pixel(0, 2), img.get_pixel(8, 2));
+    assert_eq!(m2.get_pixel(1, 5), mask.get_pixel(7, 5));
+    HorizontalFlip.apply(&mut i2, &mut m2, &mut rng).unwrap();
+    assert_eq!(i2.as_raw(), img.as_raw());
+    VerticalFlip.apply(&mut i2, &mut m2, &mut rng).unwrap();
+    assert_eq!(i2.get_pixel(3, 0), img.get_pixel(3, 5));
+    assert_eq!(m2.get_pixel(4, 1), mask.get_pixel(4, 4));
+    VerticalFlip.apply(&mut i2, &mut m2, &mut rng).unwrap();
+    assert_eq!(m2.as_raw(), mask.as_raw());
+}
+
+#[test]
+fn masks_stay_in_label_set_and_image_only_leaves_mask_identical() {
+    let (img, mask) = sample(40, 33);
+    let joint: Vec<Box<dyn Transform>> = vec![
+        Box::new(Affine {
+            rotate_deg: [-40.0, 40.0],
+            shear_deg: [-10.0, 10.0],
+            scale: [0.7, 1.4],
+            ..Affine::default()
+        }),
+        Box::new(Affine {
+            interpolation: Interpolation::Bicubic,
+            border: Border::Constant {
+                value: 0.0,
+                mask_value: 255,
+            },
+            ..Affine::default()
+        }),
+        Box::new(RandomCrop::default()),
+        Box::new(Elastic::default()),
+        Box::new(Elastic::xnet_strong()),
+        Box::new(Elastic {
+            noise: NoiseDistribution::Gaussian,
+            exact: true,
+            ..Elastic::default()
+        }),
+        Box::new(CollimatorSim::default()),
+        Box::new(HorizontalFlip),
+        Box::new(VerticalFlip),
+    ];
+    let image_only: Vec<Box<dyn ImageTransform>> = vec![
+        Box::new(GaussianBlur { sigma: [0.5, 2.0] }),
+        Box::new(GaussianNoise { std: [0.01, 0.05] }),
+        Box::new(PoissonNoise::default()),
+        Box::new(Gamma::default()),
+        Box::new(BrightnessContrast::default()),
+        Box::new(Elastic::xnet_mild()),
+    ];
+    for seed in 0..4 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for t in &joint {
+            let (mut i2, mut m2) = (img.clone(), mask.clone());
+            t.apply(&mut i2, &mut m2, &mut rng).unwrap();
+            assert!(labels_ok(&m2), "{t:?}");
+            assert!(i2.as_raw().iter().all(|v| v.is_finite()), "{t:?}");
+        }
+        for t in &image_only {
+            let mut i2 = img.clone();
+            t.apply_image(&mut i2, &mut rng).unwrap();
+            assert_ne!(i2.as_raw(), img.as_raw(), "{t:?} changed nothing");
+        }
+    }
+    // Through the pipeline, image-only steps must not touch the mask at all.
+    let cfg = PipelineConfig::from_json(
+        r#"{"steps": [
+            {"type": "gaussian_blur", "sigma": [0.5, 1.0]},
+            {"type": "gaussian_noise"},
+            {"type": "poisson_noise"},
+            {"type": "gamma"},
+            {"type": "brightness_contrast"},
+            {"type": "elastic", "image_only": true, "alpha": [1.0, 2.0], "sigma": 0.25}
+        ]}"#,
+    )
+    .unwrap();
+    let p = Pipeline::from_config(&cfg).unwrap();
+    let (mut i2, mut m2) = (img.clone(), mask.clone());
+    p.apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(9))
+        .unwrap();
+    assert_eq!(m2.as_raw(), mask.as_raw());
+    assert_ne!(i2.as_raw(), img.as_raw());
+}
+
+#[test]
+fn collimator_sim_labels_border_255_and_darkens_it() {
+    let (img, _) = sample(64, 64);
+    let mask = Mask::from_pixel(64, 64, Luma([1]));
+    let (mut i2, mut m2) = (img.clone(), mask.clone());
+    CollimatorSim::default()
+        .apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(2))
+        .unwrap();
+    let outside: Vec<usize> = (0..64 * 64).filter(|&i| m2.as_raw()[i] == 255).collect();
+    assert!(!outside.is_empty());
+    assert!(m2.as_raw().iter().all(|&v| v == 1 || v == 255));
+    let (lo, _) = (1000.0f32, 0.0);
+    let mean_out = outside.iter().map(|&i| i2.as_raw()[i] - lo).sum::<f32>() / outside.len() as f32;
+    let mean_orig =
+        outside.iter().map(|&i| img.as_raw()[i] - lo).sum::<f32>() / outside.len() as f32;
+    assert!(mean_out < 0.5 * mean_orig, "{mean_out} vs {mean_orig}");
+}
+
+#[test]
+fn same_seed_same_output_and_batch_is_thread_independent() {
+    let (img, mask) = sample(48, 40);
+    let p = Pipeline::from_config(&PipelineConfig::xnet_strong()).unwrap();
+    let run = |seed| {
+        let (mut i2, mut m2) = (img.clone(), mask.clone());
+        p.apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        (i2, m2)
+    };
+    let (a, am) = run(42);
+    let (b, bm) = run(42);
+    let (c, _) = run(43);
+    assert_eq!(a.as_raw(), b.as_raw());
+    assert_eq!(am.as_raw(), bm.as_raw());
+    assert_ne!(a.as_raw(), c.as_raw());
+    assert!(labels_ok(&am));
+
+    let mut batch1: Vec<_> = (0..6).map(|_| (img.clone(), mask.clone())).collect();
+    let mut batch2 = batch1.clone();
+    p.apply_batch(&mut batch1, 7).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| p.apply_batch(&mut batch2, 7)).unwrap();
+    for ((i1, m1), (i2, m2)) in batch1.iter().zip(&batch2) {
+        assert_eq!(i1.as_raw(), i2.as_raw());
+        assert_eq!(m1.as_raw(), m2.as_raw());
+    }
+    assert_ne!(batch1[0].0.as_raw(), batch1[1].0.as_raw());
+}
+
+#[test]
+fn config_round_trips_json_and_toml_and_rejects_bad_input() {
+    let cfg = PipelineConfig::xnet_strong();
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(PipelineConfig::from_json(&json).unwrap(), cfg);
+    let toml_text = r#"
+        [[steps]]
+        type = "horizontal_flip"
+        p = 0.5
+
+        [[steps]]
+        type = "affine"
+        rotate_deg = [-15.0, 15.0]
+        border = { mode = "constant", value = 0.0 }
+
+        [[steps]]
+        type = "elastic"
+        alpha = [50.0, 60.0]
+        sigma = 16.0
+        p = 0.5
+    "#;
+    let t = PipelineConfig::from_toml(toml_text).unwrap();
+    assert_eq!(t.steps.len(), 3);
+    assert_eq!(t.steps[0].p, 0.5);
+    assert_eq!(t.steps[1].p, 1.0);
+    match &t.steps[1].transform {
+        TransformSpec::Affine(a) => {
+            assert_eq!(
+                a.border,
+                Border::Constant {
+                    value: 0.0,
+                    mask_value: 255
+                }
+            );
+            assert_eq!(a.shear_deg, [-2.0, 2.0]);
+        }
+        other => panic!("{other:?}"),
+    }
+    Pipeline::from_config(&t).unwrap();
+
+    assert!(PipelineConfig::from_json(r#"{"steps": [{"type": "warp_drive"}]}"#).is_err());
+    let bad_p = PipelineConfig::from_json(r#"{"steps": [{"type": "gamma", "p": 1.5}]}"#).unwrap();
+    let err = Pipeline::from_config(&bad_p).unwrap_err().to_string();
+    assert!(err.contains("step 0"), "{err}");
+    let bad_range =
+        PipelineConfig::from_json(r#"{"steps": [{"type": "random_crop", "keep": [0.9, 0.6]}]}"#)
+            .unwrap();
+    assert!(Pipeline::from_config(&bad_range).is_err());
+    let bad_sigma =
+        PipelineConfig::from_json(r#"{"steps": [{"type": "elastic", "sigma": -1}]}"#).unwrap();
+    assert!(Pipeline::from_config(&bad_sigma).is_err());
+}
+
+#[test]
+fn size_mismatch_is_an_error_not_a_panic() {
+    let (img, _) = sample(10, 10);
+    let mask = Mask::new(9, 10);
+    let p = Pipeline::from_config(&PipelineConfig::xnet()).unwrap();
+    let (mut i2, mut m2) = (img, mask);
+    assert!(p
+        .apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(0))
+        .is_err());
+}
+
+#[test]
+fn balanced_indices_equalise_categories() {
+    let cats = ["hand", "hand", "hand", "knee", "femur", "hand", "knee"];
+    let idx = balanced_indices(&cats);
+    assert_eq!(idx.len(), 3 * 4);
+    let count = |c: &str| idx.iter().filter(|&&i| cats[i] == c).count();
+    assert_eq!((count("hand"), count("knee"), count("femur")), (4, 4, 4));
+    let (img, mask) = sample(12, 12);
+    let samples: Vec<_> = (0..cats.len())
+        .map(|_| (img.clone(), mask.clone()))
+        .collect();
+    let p = Pipeline::from_config(&PipelineConfig::xnet()).unwrap();
+    let (out, src) = p.augment_balanced(&samples, &cats, 3).unwrap();
+    assert_eq!(out.len(), 12);
+    assert_eq!(src, idx);
+    // The femur image appears four times, each copy augmented differently.
+    let femurs: Vec<_> = out
+        .iter()
+        .zip(&src)
+        .filter(|(_, &s)| cats[s] == "femur")
+        .collect();
+    assert_ne!(femurs[0].0 .0.as_raw(), femurs[1].0 .0.as_raw());
+}
