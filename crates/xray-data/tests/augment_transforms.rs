@@ -390,3 +390,33 @@ fn balanced_indices_equalise_categories() {
         .collect();
     assert_ne!(femurs[0].0 .0.as_raw(), femurs[1].0 .0.as_raw());
 }
+
+/// Renders docs/images/augment-grid.png: one phantom, then eleven draws of
+/// `PipelineConfig::xnet_strong()`. Run with
+/// `XRAY_AUGMENT_GRID=$PWD/docs/images/augment-grid.png cargo test -p xray-data --test augment_transforms -- --ignored`.
+#[test]
+#[ignore = "writes a picture; run by hand to refresh docs/images"]
+fn render_augmentation_grid() {
+    use xray_data::synth::{
+        generate, preview, preview_grid, save_preview, BodyPart, PhantomConfig,
+    };
+    let Ok(path) = std::env::var("XRAY_AUGMENT_GRID") else {
+        eprintln!("XRAY_AUGMENT_GRID not set; nothing written");
+        return;
+    };
+    let cfg = PhantomConfig {
+        collimation_probability: 0.0,
+        marker_probability: 0.0,
+        ..PhantomConfig::with_size(192)
+    };
+    let p = generate(&cfg, BodyPart::Hand, &mut StdRng::seed_from_u64(3)).unwrap();
+    let pipe = Pipeline::from_config(&PipelineConfig::xnet_strong()).unwrap();
+    let mut tiles = vec![preview(&p.image, &p.mask)];
+    for seed in 0..11 {
+        let (mut i, mut m) = (p.image.clone(), p.mask.clone());
+        pipe.apply(&mut i, &mut m, &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        tiles.push(preview(&i, &m));
+    }
+    save_preview(std::path::Path::new(&path), &preview_grid(&tiles, 4)).unwrap();
+}

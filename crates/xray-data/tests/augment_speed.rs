@@ -1,0 +1,163 @@
+//! Throughput measurements (ignored by default; no wall-clock assertions). The criterion
+//! benches `benches/augment.rs` and `benches/synth.rs` in the root package measure the same
+//! things; this file gives the figures without building the whole workspace in release:
+//!
+//! ```bash
+//! cargo test --release -p xray-data --test augment_speed -- --ignored --nocapture --test-threads 1
+//! ```
+
+use std::time::Instant;
+
+use image::Luma;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use xray_data::augment::{Affine, Elastic, Pipeline, Transform};
+use xray_data::synth::{generate, sample_category, PhantomConfig};
+use xray_data::{Mask, Radiograph};
+
+fn peer_sample(size: u32) -> (Radiograph, Mask) {
+    let s = size as f32;
+    let img = Radiograph::from_fn(size, size, |x, y| {
+        let (xx, yy) = (x as f32 / s, y as f32 / s);
+        Luma([(0.5 + 0.3 * (6.0 * xx).sin() * (4.0 * yy).cos()).clamp(0.0, 1.0)])
+    });
+    let mask = Mask::from_fn(size, size, |x, y| {
+        let v = img.get_pixel(x, y).0[0];
+        Luma([if v > 0.7 {
+            2
+        } else if v > 0.45 {
+            1
+        } else {
+            0
+        }])
+    });
+    (img, mask)
+}
+
+/// Median seconds per call over `iters` calls after 5 warm-up calls, plus process CPU time.
+fn time<F: FnMut()>(iters: usize, mut f: F) -> (f64, f64) {
+    for _ in 0..5 {
+        f();
+    }
+    let cpu0 = cpu_seconds();
+    let mut ts: Vec<f64> = (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let cpu = cpu_seconds() - cpu0;
+    ts.sort_by(|a, b| a.total_cmp(b));
+    (ts[ts.len() / 2], cpu / iters as f64)
+}
+
+/// CPU time of this process (user + system), from /proc/self/stat; 0 where unavailable.
+fn cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = s.rsplit(')').next() else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields after the command: state is index 0, utime 11, stime 12 (clock ticks of 100 Hz).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[test]
+#[ignore = "timing; run in release by hand"]
+fn augmentation_throughput_512() {
+    let (img, mask) = peer_sample(512);
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let e = Elastic::default();
+    let ex = Elastic {
+        exact: true,
+        ..Elastic::default()
+    };
+    let a = Affine::default();
+    let cases: Vec<(&str, Vec<Box<dyn Transform>>)> = vec![
+        ("elastic", vec![Box::new(e)]),
+        ("elastic_exact", vec![Box::new(ex)]),
+        ("affine", vec![Box::new(a)]),
+        ("elastic+affine", vec![Box::new(e), Box::new(a)]),
+        ("elastic_exact+affine", vec![Box::new(ex), Box::new(a)]),
+    ];
+    println!(
+        "load: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    for (name, steps) in cases {
+        let mut p = Pipeline::new();
+        for s in steps {
+            p.push(s, 1.0).unwrap();
+        }
+        let mut rng = StdRng::seed_from_u64(1);
+        let (med, cpu) = one.install(|| {
+            time(60, || {
+                let (mut i, mut m) = (img.clone(), mask.clone());
+                p.apply(&mut i, &mut m, &mut rng).unwrap();
+            })
+        });
+        println!(
+            "{name:22} median {:7.2} ms  {:7.1} img/s   cpu {:7.2} ms/img",
+            med * 1e3,
+            1.0 / med,
+            cpu * 1e3
+        );
+    }
+    let mut p = Pipeline::new();
+    p.push(Box::new(e), 1.0)
+        .unwrap()
+        .push(Box::new(a), 1.0)
+        .unwrap();
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut seed = 0;
+        let (med, _) = pool.install(|| {
+            time(8, || {
+                let mut batch: Vec<_> = (0..16).map(|_| (img.clone(), mask.clone())).collect();
+                seed += 1;
+                p.apply_batch(&mut batch, seed).unwrap();
+            })
+        });
+        println!(
+            "batch16 elastic+affine {threads} thread(s): {:7.1} img/s",
+            16.0 / med
+        );
+    }
+}
+
+#[test]
+#[ignore = "timing; run in release by hand"]
+fn synth_throughput_256() {
+    println!(
+        "load: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    for size in [256u32, 512] {
+        let cfg = PhantomConfig::with_size(size);
+        let mut rng = StdRng::seed_from_u64(1);
+        let (med, cpu) = time(60, || {
+            let part = sample_category(&mut rng, &cfg.category_weights).unwrap();
+            generate(&cfg, part, &mut rng).unwrap();
+        });
+        println!(
+            "synth {size}x{size}: median {:7.2} ms  {:7.1} img/s   cpu {:7.2} ms/img",
+            med * 1e3,
+            1.0 / med,
+            cpu * 1e3
+        );
+    }
+}
