@@ -298,9 +298,18 @@ pub struct CollimatorConfig {
     pub min_contrast: f32,
     /// Least share of the edge's visible length showing that contrast (0..1).
     pub min_support: f32,
-    /// Largest rise of the region between an edge and the border (its 95th percentile) above
-    /// the level just outside the edge, as a share of the contrast across the edge (0..1).
+    /// Largest rise, on the way from just outside an edge to the border, above the level just
+    /// outside, as a share of the (linear) contrast across the edge (0..1).
     pub max_outside_spread: f32,
+    /// Least share of the edge's counted length along which the way to the border stays
+    /// that dark (0..1).
+    pub min_dark_beyond: f32,
+    /// Largest share of the band between an edge and the border that may be that bright
+    /// (scatter glow) (0..1).
+    pub max_bright_share: f32,
+    /// Largest ratio of the (linear, range-normalised) level just outside an edge to the
+    /// level just inside (0..1).
+    pub max_outside_ratio: f32,
     /// Least visible length of an edge, as a share of the image side it bounds (0..1).
     pub min_length_fraction: f32,
     /// Refine edges to sub-pixel accuracy on the full-resolution image.
@@ -317,6 +326,9 @@ impl Default for CollimatorConfig {
             min_contrast: 0.12,
             min_support: 0.6,
             max_outside_spread: 0.35,
+            min_dark_beyond: 0.5,
+            max_bright_share: 0.25,
+            max_outside_ratio: 0.5,
             min_length_fraction: 0.25,
             refine: true,
         }
@@ -364,6 +376,21 @@ impl CollimatorConfig {
         range("min_contrast", self.min_contrast, 0.0, 1.0, "[0, 1]")?;
         range("min_support", self.min_support, 0.0, 1.0, "[0, 1]")?;
         range(
+            "max_outside_ratio",
+            self.max_outside_ratio,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
+        range("min_dark_beyond", self.min_dark_beyond, 0.0, 1.0, "[0, 1]")?;
+        range(
+            "max_bright_share",
+            self.max_bright_share,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
+        range(
             "max_outside_spread",
             self.max_outside_spread,
             0.0,
@@ -387,7 +414,11 @@ struct Work {
     h: usize,
     /// Downsampling factor: working pixel (i, j) covers input pixels [i·f, i·f+f).
     f: usize,
+    /// Log-compressed, normalised values: gradients and contrast.
     v: Vec<f32>,
+    /// Linearly normalised values: the test that the collimated band holds nothing bright
+    /// (log compression would magnify the dim scatter glow that real collimators show).
+    lin: Vec<f32>,
     gx: Vec<f32>,
     gy: Vec<f32>,
 }
@@ -488,6 +519,7 @@ fn build_work(img: &Plane, cfg: &CollimatorConfig) -> Option<Work> {
         return None;
     }
     let span = hi - lo;
+    let lin: Vec<f32> = v.iter().map(|x| (x - lo) / span).collect();
     if cfg.log_compress {
         // An offset of 10 % of the range keeps the dark collimator's noise from being blown up.
         let delta = 0.1 * span;
@@ -513,7 +545,15 @@ fn build_work(img: &Plane, cfg: &CollimatorConfig) -> Option<Work> {
                 (p(-1, 1) + 2.0 * p(0, 1) + p(1, 1) - p(-1, -1) - 2.0 * p(0, -1) - p(1, -1)) / 8.0;
         }
     }
-    Some(Work { w, h, f, v, gx, gy })
+    Some(Work {
+        w,
+        h,
+        f,
+        v,
+        lin,
+        gx,
+        gy,
+    })
 }
 
 /// A candidate line in working coordinates: inward normal angle `phi` (radians), offset `rho`.
@@ -534,24 +574,18 @@ const MARGIN: f32 = 3.0;
 fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
     let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
     let (w, h) = (work.w, work.h);
-    // Outside region beyond the margin: all of it must be dark and uniform.
-    let mut outside = Vec::new();
+    // Some collimated band must lie beyond the margin.
+    let mut outside: Vec<f32> = Vec::new();
     for y in 0..h {
         for x in 0..w {
             if nx * x as f32 + ny * y as f32 - cand.rho < -MARGIN {
-                outside.push(work.v[y * w + x]);
+                outside.push(work.lin[y * w + x]);
             }
         }
     }
     if outside.len() < w.min(h) {
         return None;
     }
-    outside.sort_by(f32::total_cmp);
-    let (o50, o95) = (
-        percentile_sorted(&outside, 0.5),
-        percentile_sorted(&outside, 0.95),
-    );
-    let dark = o50 + cfg.min_contrast;
     let line = Line {
         nx,
         ny,
@@ -560,30 +594,51 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
     let ((x0, y0), (x1, y1)) = line.clip_to(w, h)?;
     let len = ((x1 - x0).powi(2) + (y1 - y0).powi(2)).sqrt();
     let n = len.floor() as usize;
-    let (mut pass, mut counted, mut visible) = (0usize, 0usize, 0usize);
-    let mut contrasts = Vec::with_capacity(n + 1);
-    let mut outs = Vec::with_capacity(n + 1);
+    // (log inside, log outside, linear inside, linear outside, brightest linear value on the
+    // ray from just outside to the border) per visible sample.
+    let mut samples: Vec<[f32; 5]> = Vec::with_capacity(n + 1);
     for i in 0..=n {
         let t = if n == 0 { 0.0 } else { i as f32 / n as f32 };
         let (px, py) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
-        let (Some(vin), Some(vout)) = (
-            work.at(px + MARGIN * nx, py + MARGIN * ny),
-            work.at(px - MARGIN * nx, py - MARGIN * ny),
-        ) else {
+        let (qx, qy) = (px + MARGIN * nx, py + MARGIN * ny);
+        let (rx, ry) = (px - MARGIN * nx, py - MARGIN * ny);
+        let (Some(vin), Some(vout)) = (work.at(qx, qy), work.at(rx, ry)) else {
             continue;
         };
-        visible += 1;
-        outs.push(vout);
-        let c = vin - vout;
+        let lin_in = bilinear(&work.lin, w, h, qx, qy).unwrap_or(vin);
+        let lin_out = bilinear(&work.lin, w, h, rx, ry).unwrap_or(vout);
+        let mut ray_max = lin_out;
+        let (mut x, mut y) = (rx - nx, ry - ny);
+        while x >= -0.5 && y >= -0.5 && x < w as f32 - 0.5 && y < h as f32 - 0.5 {
+            ray_max = ray_max.max(work.lin[y.round() as usize * w + x.round() as usize]);
+            x -= nx;
+            y -= ny;
+        }
+        samples.push([vin, vout, lin_in, lin_out, ray_max]);
+    }
+    let median_of = |k: usize, only_pass: bool| {
+        let mut v: Vec<f32> = samples
+            .iter()
+            .filter(|s| !only_pass || s[0] - s[1] >= cfg.min_contrast)
+            .map(|s| if k == 99 { s[2] - s[3] } else { s[k] })
+            .collect();
+        v.sort_by(f32::total_cmp);
+        percentile_sorted(&v, 0.5)
+    };
+    // Inside as dark as the collimator: another side's band or very dense anatomy, which
+    // neither supports nor refutes the edge.
+    let dark = median_of(1, false) + cfg.min_contrast;
+    let (mut pass, mut counted) = (0usize, 0usize);
+    let mut contrasts = Vec::with_capacity(samples.len());
+    for s in &samples {
+        let c = s[0] - s[1];
         if c >= cfg.min_contrast {
             pass += 1;
             counted += 1;
             contrasts.push(c);
-        } else if vin >= dark {
+        } else if s[0] >= dark {
             counted += 1;
         }
-        // else: the inside is as dark as the collimator here (another side's band, or very
-        // dense anatomy), which neither supports nor refutes the edge.
     }
     let side_len = match side {
         Side::Left | Side::Right => h,
@@ -598,15 +653,28 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
     }
     contrasts.sort_by(f32::total_cmp);
     let contrast = percentile_sorted(&contrasts, 0.5);
-    let _ = visible;
-    // The collimated band must be uniform: nothing in it may approach the step's height
-    // (open beam, anatomy, the field beyond a marker's or a bone's edge).
-    // The collimated band must hold nothing bright: nothing in it may approach the step's
-    // height (open beam, anatomy, the field beyond a marker's or a bone's edge). Darker
-    // parts are allowed: anatomy shows through the collimator in log-processed images.
-    outs.sort_by(f32::total_cmp);
-    let just_outside = percentile_sorted(&outs, 0.5);
-    if o95 - just_outside > cfg.max_outside_spread * contrast {
+    // The collimated band must hold nothing bright, judged on linear values: along most of
+    // the edge, nothing on the way from just outside it to the border may rise above the
+    // level just outside by a good part of the step (open beam beyond a skin line, the
+    // field beyond a marker's or a bone's edge). Scatter glow, which fades outwards, and
+    // darker anatomy showing through the collimator are allowed.
+    let lin_contrast = median_of(99, true);
+    let just_outside = median_of(3, true);
+    let rise = cfg.max_outside_spread * lin_contrast;
+    let dark_beyond = samples
+        .iter()
+        .filter(|s| (s[0] - s[1] >= cfg.min_contrast || s[0] >= dark) && s[4] - s[3] <= rise)
+        .count() as f32
+        / counted.max(1) as f32;
+    // And, over the whole band, only a small share (scatter glow) may be that bright.
+    let bright_share =
+        outside.iter().filter(|&&v| v - just_outside > rise).count() as f32 / outside.len() as f32;
+    // Just outside a collimator edge few X-rays arrive: far fewer than just inside.
+    let inside_level = median_of(2, true);
+    if dark_beyond < cfg.min_dark_beyond
+        || bright_share > cfg.max_bright_share
+        || just_outside > cfg.max_outside_ratio * inside_level
+    {
         return None;
     }
     Some(Verdict {

@@ -1,0 +1,201 @@
+//! The pipeline, the classical baseline and overlays on synthetic cases with known answers.
+
+mod common;
+
+use common::{make, EdgeSpec, PhantomSpec};
+use image::GrayImage;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use xray_postproc::{
+    baseline_segment, detect_collimator, overlay, save_png, BaselineConfig, CollimatorConfig,
+    OverlayConfig, Pipeline, PipelineConfig, Plane, PostprocError, ProbMap, Side, CLASS_COLOURS,
+    FIELD_EDGE_COLOUR, IGNORE,
+};
+
+/// Three vertical bands (open beam | soft tissue | bone) inside a field collimated on the
+/// left and right; the ground truth is known exactly.
+fn bands(w: usize, h: usize) -> (Vec<f32>, Vec<u8>) {
+    let mut img = vec![0.0f32; w * h];
+    let mut truth = vec![0u8; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let class = if x < w / 3 {
+                0
+            } else if x < 2 * w / 3 {
+                1
+            } else {
+                2
+            };
+            let t = [1.0, 0.35, 0.12][class];
+            let field = if x < 12 || x >= w - 12 { 0.02 } else { 1.0 };
+            // Deterministic, mild texture.
+            let tex = 1.0 + 0.03 * (((x * 7 + y * 13) % 17) as f32 / 17.0 - 0.5);
+            img[y * w + x] = 1000.0 * t * field * tex;
+            truth[y * w + x] = if field < 1.0 { IGNORE } else { class as u8 };
+        }
+    }
+    (img, truth)
+}
+
+#[test]
+fn baseline_recovers_three_bands_inside_the_field() {
+    let (w, h) = (120, 60);
+    let (img, truth) = bands(w, h);
+    let plane = Plane::new(&img, w, h).unwrap();
+    let field = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+    assert_eq!(
+        field.edges.iter().map(|e| e.side).collect::<Vec<_>>(),
+        vec![Side::Left, Side::Right]
+    );
+    let l = baseline_segment(&plane, Some(&field), &BaselineConfig::default()).unwrap();
+    let agree = l.iter().zip(&truth).filter(|(a, b)| a == b).count();
+    assert!(
+        agree as f32 >= 0.97 * (w * h) as f32,
+        "{agree} of {} pixels agree",
+        w * h
+    );
+    // Without open beam in the field, no class is called open beam.
+    let img2: Vec<f32> = img
+        .iter()
+        .zip(&truth)
+        .map(|(&v, &t)| if t == 0 { 350.0 } else { v })
+        .collect();
+    let l2 = baseline_segment(
+        &Plane::new(&img2, w, h).unwrap(),
+        Some(&field),
+        &BaselineConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(l2.iter().filter(|&&v| v == 0).count(), 0);
+}
+
+#[test]
+fn pipeline_masks_outside_the_field_and_applies_thresholds() {
+    let (w, h) = (120, 60);
+    let (img, truth) = bands(w, h);
+    // Probabilities: the truth with confidence 0.7, soft tissue ones at 0.55.
+    let n = w * h;
+    let mut p = vec![0.0f32; 3 * n];
+    for i in 0..n {
+        let c = if truth[i] == IGNORE {
+            1
+        } else {
+            truth[i] as usize
+        };
+        let conf = if c == 1 { 0.55 } else { 0.7 };
+        for k in 0..3 {
+            p[k * n + i] = if k == c { conf } else { (1.0 - conf) / 2.0 };
+        }
+    }
+    let probs = ProbMap::new(&p, 3, h, w).unwrap();
+    let plane = Plane::new(&img, w, h).unwrap();
+    let pipe = Pipeline::from_json(r#"{"thresholds": {"soft_threshold": 0.5}, "cleanup": {"min_component_size": [20, 20, 20]}}"#).unwrap();
+    let out = pipe.run(&plane, &probs, None).unwrap();
+    assert_eq!(
+        out.labels,
+        GrayImage::from_raw(w as u32, h as u32, truth.clone()).unwrap()
+    );
+    // A stricter soft-tissue threshold turns soft tissue into the next most likely class.
+    let strict = Pipeline::from_json(r#"{"thresholds": {"soft_threshold": 0.6}}"#).unwrap();
+    let out = strict.run(&plane, &probs, None).unwrap();
+    assert_eq!(out.labels.iter().filter(|&&v| v == 1).count(), 0);
+    assert!(out.field.is_some());
+}
+
+#[test]
+fn pipeline_errors() {
+    assert!(matches!(
+        Pipeline::from_json(r#"{"thresholds": {"soft_threshold": 2.0}}"#),
+        Err(PostprocError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        Pipeline::from_json(r#"{"threshold": {}}"#),
+        Err(PostprocError::Config(_))
+    ));
+    assert!(matches!(
+        Pipeline::from_json(r#"{"collimator": {"max_angle_deg": 80}}"#),
+        Err(PostprocError::OutOfRange { .. })
+    ));
+    let img = vec![1.0f32; 20 * 10];
+    let p = vec![0.5f32; 2 * 10 * 10];
+    let pipe = Pipeline::new(PipelineConfig::default()).unwrap();
+    let e = pipe
+        .run(
+            &Plane::new(&img, 20, 10).unwrap(),
+            &ProbMap::new(&p, 2, 10, 10).unwrap(),
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(e, PostprocError::ShapeMismatch { .. }), "{e}");
+    assert!(matches!(
+        Plane::new(&[], 0, 0),
+        Err(PostprocError::Empty { .. })
+    ));
+    assert!(matches!(
+        Plane::new(&[1.0, f32::NAN], 2, 1),
+        Err(PostprocError::NonFinite { x: 1, .. })
+    ));
+    assert!(matches!(
+        Plane::new(&[1.0; 5], 2, 2),
+        Err(PostprocError::ShapeMismatch { .. })
+    ));
+}
+
+#[test]
+fn overlay_colours_legend_and_field() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let edges = vec![
+        EdgeSpec {
+            side: Side::Left,
+            tilt_deg: 5.0,
+            inset: 30.0,
+        },
+        EdgeSpec {
+            side: Side::Bottom,
+            tilt_deg: 0.0,
+            inset: 20.0,
+        },
+    ];
+    let mut spec = PhantomSpec::new(200, 160, edges);
+    spec.anatomy = true;
+    let p = make(&spec, &mut rng);
+    let plane = Plane::new(&p.image, 200, 160).unwrap();
+    let field = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+    let labels = baseline_segment(&plane, Some(&field), &BaselineConfig::default()).unwrap();
+    let cfg = OverlayConfig {
+        alpha: 1.0,
+        contours: false,
+        legend: false,
+        ..Default::default()
+    };
+    let rgb = overlay(&plane, &labels, Some(&field), &cfg).unwrap();
+    // With alpha 1, a class pixel away from edges is exactly its colour.
+    let (x, y) = (150, 60);
+    let l = labels.get_pixel(x, y)[0] as usize;
+    assert_eq!(rgb.get_pixel(x, y).0, CLASS_COLOURS[l]);
+    // The left edge is drawn in the edge colour.
+    let e = field.edge(Side::Left).unwrap().line;
+    let yy = 80.0;
+    let xx = ((e.c - e.ny * yy) / e.nx).round() as u32;
+    assert_eq!(rgb.get_pixel(xx, yy as u32).0, FIELD_EDGE_COLOUR);
+    // Outside the field: darkened grey.
+    let px = rgb.get_pixel(2, 80).0;
+    assert!(px[0] == px[1] && px[1] == px[2]);
+    // Legend drawn in the corner; save round trip.
+    let with_legend = overlay(&plane, &labels, Some(&field), &OverlayConfig::default()).unwrap();
+    assert_ne!(with_legend.get_pixel(4, 4), rgb.get_pixel(4, 4));
+    let path =
+        std::env::temp_dir().join(format!("xray-postproc-overlay-{}.png", std::process::id()));
+    save_png(&with_legend, &path).unwrap();
+    let back = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(back, with_legend);
+    std::fs::remove_file(&path).ok();
+    // Errors.
+    let bad = OverlayConfig {
+        alpha: 1.5,
+        ..Default::default()
+    };
+    assert!(overlay(&plane, &labels, None, &bad).is_err());
+    assert!(overlay(&plane, &GrayImage::new(3, 3), None, &cfg).is_err());
+    assert!(save_png(&rgb, "/nonexistent-dir/x.png").is_err());
+}
