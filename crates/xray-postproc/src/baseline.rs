@@ -169,7 +169,7 @@ pub fn baseline_segment(
         }
     }
     let mut labels = GrayImage::from_pixel(w as u32, h as u32, image::Luma([IGNORE]));
-    if !(hi >= lo) {
+    if hi.partial_cmp(&lo).is_none_or(|o| o.is_lt()) {
         return Ok(labels); // empty field
     }
     let span = (hi - lo).max(f32::MIN_POSITIVE);

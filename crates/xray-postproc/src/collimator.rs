@@ -80,7 +80,7 @@ impl Line {
     pub fn through(p0: (f32, f32), p1: (f32, f32), inside: (f32, f32)) -> Option<Line> {
         let (dx, dy) = (p1.0 - p0.0, p1.1 - p0.1);
         let len = (dx * dx + dy * dy).sqrt();
-        if !(len > 0.0) {
+        if len.is_nan() || len <= 0.0 {
             return None;
         }
         let (mut nx, mut ny) = (-dy / len, dx / len);
@@ -128,7 +128,7 @@ impl Line {
                 s1 = s1.min(a.max(b));
             }
         }
-        (s0 <= s1).then(|| ((px + s0 * tx, py + s0 * ty), (px + s1 * tx, py + s1 * ty)))
+        (s0 <= s1).then_some(((px + s0 * tx, py + s0 * ty), (px + s1 * tx, py + s1 * ty)))
     }
 }
 
@@ -515,7 +515,7 @@ fn build_work(img: &Plane, cfg: &CollimatorConfig) -> Option<Work> {
         percentile_sorted(&sorted, 0.005),
         percentile_sorted(&sorted, 0.995),
     );
-    if !(hi > lo) {
+    if hi.is_nan() || lo.is_nan() || hi <= lo {
         return None;
     }
     let span = hi - lo;
@@ -866,6 +866,8 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32) -> Option<
     let n_u = (2 * r + 1) as usize;
     // (edge point, contrast) per chunk.
     let mut pts: Vec<((f32, f32), f32)> = Vec::new();
+    // (position along the edge, profile normalised to its plateaus, contrast) per chunk.
+    let mut chunks: Vec<(f32, Vec<f32>, f32)> = Vec::new();
     let mut prof = vec![0.0f32; n_u];
     let mut cnt = vec![0u32; n_u];
     for ci in 0..n_chunks {
@@ -908,24 +910,35 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32) -> Option<
         outs.sort_by(f32::total_cmp);
         ins.sort_by(f32::total_cmp);
         let (lo, hi) = (percentile_sorted(&outs, 0.5), percentile_sorted(&ins, 0.5));
-        if !(hi > lo) {
+        if hi.is_nan() || lo.is_nan() || hi <= lo {
             continue;
         }
-        let half = 0.5 * (lo + hi);
-        // The crossing nearest the current line.
-        let mut best: Option<f32> = None;
-        for k in 0..n_u - 1 {
-            let (a, b) = (prof[k], prof[k + 1]);
-            if a < half && b >= half {
-                let u = k as f32 + (half - a) / (b - a) - r as f32;
-                if best.is_none_or(|bu| u.abs() < bu.abs()) {
-                    best = Some(u);
-                }
+        let s = s_start + chunk / 2.0;
+        let t: Vec<f32> = prof.iter().map(|p| (p - lo) / (hi - lo)).collect();
+        chunks.push((s, t, hi - lo));
+    }
+    // The input may be linear or log-processed. A penumbra blurs linear intensities, so the
+    // profile is point-symmetric about the edge only in the linear domain: pick the
+    // linearisation T_k(t) = (e^{kt} − 1)/(e^k − 1) (k = 0: already linear) that makes the
+    // profiles most symmetric, then take the half-level crossing in that domain.
+    let mut best_k = (f32::INFINITY, 0.0f32);
+    for step in 0..=16 {
+        let k = step as f32 * 0.5;
+        let mut cost = 0.0f32;
+        for (_, t, _) in &chunks {
+            let lt: Vec<f32> = t.iter().map(|&v| linearise(v, k)).collect();
+            if let Some(u) = crossing(&lt, r) {
+                cost += asymmetry(&lt, u + r as f32);
             }
         }
-        if let Some(u) = best {
-            let s = s_start + chunk / 2.0;
-            pts.push(((x0 + s * tx + u * nx, y0 + s * ty + u * ny), hi - lo));
+        if cost < best_k.0 {
+            best_k = (cost, k);
+        }
+    }
+    for (s, t, c) in &chunks {
+        let lt: Vec<f32> = t.iter().map(|&v| linearise(v, best_k.1)).collect();
+        if let Some(u) = crossing(&lt, r) {
+            pts.push(((x0 + s * tx + u * nx, y0 + s * ty + u * ny), *c));
         }
     }
     // Chunks with little contrast (anatomy as dark as the collimator inside) are unreliable.
@@ -934,6 +947,49 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32) -> Option<
     let cmin = 0.3 * percentile_sorted(&cs, 0.5);
     let pts: Vec<(f32, f32)> = pts.iter().filter(|p| p.1 >= cmin).map(|p| p.0).collect();
     fit_line_robust(&pts, line)
+}
+
+#[inline]
+fn linearise(t: f32, k: f32) -> f32 {
+    if k == 0.0 {
+        t
+    } else {
+        ((k * t).exp() - 1.0) / (k.exp() - 1.0)
+    }
+}
+
+/// Offset (relative to the profile's centre index `r`) of the 0.5 crossing nearest the centre.
+fn crossing(t: &[f32], r: i32) -> Option<f32> {
+    let mut best: Option<f32> = None;
+    for k in 0..t.len().saturating_sub(1) {
+        let (a, b) = (t[k], t[k + 1]);
+        if a < 0.5 && b >= 0.5 {
+            let u = k as f32 + (0.5 - a) / (b - a) - r as f32;
+            if best.is_none_or(|bu| u.abs() < bu.abs()) {
+                best = Some(u);
+            }
+        }
+    }
+    best
+}
+
+/// How far a profile is from point symmetry about (`centre`, 0.5).
+fn asymmetry(t: &[f32], centre: f32) -> f32 {
+    let at = |x: f32| {
+        let i = x.floor();
+        if i < 0.0 || i as usize + 1 >= t.len() {
+            return None;
+        }
+        let f = x - i;
+        Some(t[i as usize] * (1.0 - f) + t[i as usize + 1] * f)
+    };
+    let mut cost = 0.0;
+    let mut s = 1.0;
+    while let (Some(a), Some(b)) = (at(centre + s), at(centre - s)) {
+        cost += (a + b - 1.0).powi(2);
+        s += 1.0;
+    }
+    cost
 }
 
 /// Total-least-squares fit with iterative rejection of outliers; keeps `reference`'s side.

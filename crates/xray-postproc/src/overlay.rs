@@ -190,8 +190,8 @@ fn draw_legend(out: &mut RgbImage, labels: &GrayImage, with_field: bool, cfg: &O
     }
     let mut rows: Vec<([u8; 3], String)> = Vec::new();
     let n_named = cfg.class_names.len().max(3);
-    for l in 0..255usize {
-        if present[l] || l < n_named.min(cfg.class_names.len()) {
+    for (l, &here) in present.iter().enumerate().take(255) {
+        if here || l < n_named.min(cfg.class_names.len()) {
             let name = cfg
                 .class_names
                 .get(l)

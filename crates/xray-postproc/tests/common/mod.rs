@@ -1,5 +1,5 @@
 //! Simple synthetic collimated radiographs with known field edges, for tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::excessive_precision)]
 
 use rand::{Rng, RngExt};
 use xray_postproc::{Line, Side};
