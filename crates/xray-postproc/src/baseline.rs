@@ -82,7 +82,9 @@ pub struct BaselineConfig {
     pub bins: usize,
     /// Least gap (in units of the field's log range) between the brightest class's mean and
     /// the middle one's for the brightest class to count as open beam; below it the field is
-    /// taken to hold no open beam and is split into soft tissue and bone only.
+    /// taken to hold no open beam and is split into soft tissue and bone only (likewise when
+    /// the middle class holds under 5 % of the field: it is then only the blur between two
+    /// materials).
     pub min_open_beam_gap: f32,
     /// Components smaller than this share of the field's area are merged into their surroundings.
     pub min_component_fraction: f32,
@@ -203,7 +205,12 @@ pub fn baseline_segment(
     };
     let gap = mean(t[1] + 1, nb) - mean(t[0] + 1, t[1] + 1);
     // Label by bin: above t_open → open beam, above t_bone → soft tissue, else bone.
-    let (t_bone, t_open) = if gap.is_finite() && gap >= cfg.min_open_beam_gap as f64 {
+    // A middle class of a few per cent is only the blur between two materials: no open beam.
+    let middle: u64 = hist[t[0] + 1..=t[1]].iter().sum();
+    let three = gap.is_finite()
+        && gap >= cfg.min_open_beam_gap as f64
+        && middle as f64 >= 0.05 * area as f64;
+    let (t_bone, t_open) = if three {
         (t[0], t[1])
     } else {
         (multi_otsu(&hist, 1)?[0], nb)

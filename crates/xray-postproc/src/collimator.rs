@@ -677,8 +677,11 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
     {
         return None;
     }
+    // Prefer the darkest outside: a dark, uniform band of anatomy next to the collimator
+    // (bone along the field edge) also steps down, but to a level well above the collimator's.
+    let darkness = (1.0 - just_outside / inside_level.max(1e-6)).clamp(0.0, 1.0);
     Some(Verdict {
-        score: support * contrast * counted as f32,
+        score: support * contrast * counted as f32 * darkness * darkness,
         contrast,
         support,
     })

@@ -201,7 +201,7 @@ pub struct SweepPoint {
 /// use xray_postproc::{ProbMap, threshold_sweep};
 /// let p = [0.4f32, 0.1, 0.6, 0.9]; // 2 classes, 1 x 2; class 1 = soft tissue
 /// let m = ProbMap::new(&p, 2, 1, 2).unwrap();
-/// let s = threshold_sweep(&m, &[1, 0], 1, &[0.0, 0.7]).unwrap();
+/// let s = threshold_sweep(&m, &[0, 1], 1, &[0.0, 0.7]).unwrap();
 /// assert_eq!(s[0].recall, 1.0);
 /// assert_eq!(s[0].false_positive_rate, 1.0);
 /// assert_eq!(s[1].false_positive_rate, 0.0);
