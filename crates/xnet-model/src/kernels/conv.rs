@@ -91,7 +91,6 @@ impl FastConv2d {
                 g.c_out
             );
         }
-        let xp = gemm_conv::pad_planes(x, g, g.c_in);
         let kk = (g.k * g.k) as isize;
         let strides = ((g.c_in as isize) * kk, kk, 1);
         let epi = if self.relu {
@@ -99,7 +98,7 @@ impl FastConv2d {
         } else {
             Epilogue::Bias
         };
-        let out = gemm_conv::conv_forward(&xp, g, w, 0, strides, Some(b), epi, threads());
+        let out = gemm_conv::conv_same(x, g, w, 0, strides, Some(b), epi, threads());
         Ok((wrap(out), Shape::from((g.n, g.c_out, g.h, g.w))))
     }
 }

@@ -18,22 +18,26 @@ pub(crate) trait Elem:
     + Sync
     + PartialOrd
     + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
     + std::ops::AddAssign
     + 'static
 {
     const ZERO: Self;
     const ONE: Self;
+    const HALF: Self;
 }
 
 impl Elem for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    const HALF: Self = 0.5;
 }
 
 impl Elem for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    const HALF: Self = 0.5;
 }
 
 /// The geometry of one stride-1 "same" convolution over an `[n, c_in, h, w]` input.
@@ -119,6 +123,33 @@ fn rows_per_task(g: &Geom, threads: usize) -> usize {
         rows = rows.div_ceil(2);
     }
     rows
+}
+
+/// `act(conv(x, weight) + bias)` over an unpadded `[n, c_in, h, w]` input: Winograd
+/// F(2×2, 3×3) where it applies ([`super::winograd::applies`]), the shifted GEMMs of
+/// [`conv_forward`] otherwise. Weight addressing as in [`conv_forward`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_same<T: Elem>(
+    x: &[T],
+    g: &Geom,
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    bias: Option<&[T]>,
+    epilogue: Epilogue,
+    threads: usize,
+) -> Vec<T> {
+    if super::winograd::applies(g) && !direct_only() {
+        super::winograd::conv3x3(x, g, weight, w_base, w_strides, bias, epilogue, threads)
+    } else {
+        let xp = pad_planes(x, g, g.c_in);
+        conv_forward(&xp, g, weight, w_base, w_strides, bias, epilogue, threads)
+    }
+}
+
+/// `XNET_CONV_DIRECT=1` disables the Winograd path (to measure or test the direct one).
+fn direct_only() -> bool {
+    matches!(std::env::var("XNET_CONV_DIRECT"), Ok(v) if !v.is_empty() && v != "0")
 }
 
 /// Forward convolution: `out[n, c_out, h, w] = act(conv(x, weight) + bias)`.
@@ -229,13 +260,12 @@ pub(crate) fn conv_grad_input<T: Elem>(
         c_out: g.c_in,
         ..*g
     };
-    let gp = pad_planes(grad_out, &gt, gt.c_in);
     let kk = (g.k * g.k) as isize;
     // wt[ci][co][tap] = w[co][ci][kk-1-tap]: start at the last tap, step back per tap.
     let last = (kk - 1) as usize;
     let strides = (kk, (g.c_in as isize) * kk, -1);
-    conv_forward(
-        &gp,
+    conv_same(
+        grad_out,
         &gt,
         weight,
         last,
