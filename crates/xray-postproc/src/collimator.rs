@@ -329,7 +329,7 @@ impl Default for CollimatorConfig {
             min_dark_beyond: 0.5,
             max_bright_share: 0.25,
             max_outside_ratio: 0.5,
-            min_length_fraction: 0.25,
+            min_length_fraction: 0.1,
             refine: true,
         }
     }

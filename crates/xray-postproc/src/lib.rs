@@ -7,11 +7,11 @@
 //!
 //! - [`threshold`]: the soft-tissue confidence threshold, per-category thresholds, the
 //!   "uncertain" threshold, and [`threshold_sweep`] to choose `t`;
-//! - [`cleanup`]: XNet's bone clean-up, small components, holes, largest component;
+//! - [`mod@cleanup`]: XNet's bone clean-up, small components, holes, largest component;
 //! - [`collimator`]: [`detect_collimator`] finds the exposed field from the image alone;
 //! - [`baseline`]: a classical, network-free segmenter for comparison;
 //! - [`pipeline`]: [`Pipeline`] ties the steps together from a serde config;
-//! - [`overlay`]: label maps blended over the radiograph in fixed colours, PNG output.
+//! - [`mod@overlay`]: label maps blended over the radiograph in fixed colours, PNG output.
 #![deny(missing_docs)]
 
 pub mod baseline;
