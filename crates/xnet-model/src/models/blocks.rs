@@ -128,7 +128,7 @@ impl ConvBnRelu {
         bn: BatchNormSettings,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if kernel_size % 2 == 0 || dilation == 0 {
+        if kernel_size % 2 != 1 || dilation == 0 {
             return Err(ModelError::InvalidConfig(format!(
                 "conv block needs an odd kernel size and dilation ≥ 1, found k={kernel_size}, dilation={dilation}"
             )));

@@ -80,7 +80,7 @@ impl DeepLabConfig {
                 self.encoder_widths
             ));
         }
-        if self.kernel_size % 2 == 0 {
+        if self.kernel_size % 2 != 1 {
             return bad(format!(
                 "kernel_size must be odd, found {}",
                 self.kernel_size

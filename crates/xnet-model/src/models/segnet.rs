@@ -175,7 +175,7 @@ impl SegNetConfig {
         if all.into_iter().any(|&w| w == 0) {
             return bad("every block width must be ≥ 1".into());
         }
-        if self.kernel_size % 2 == 0 {
+        if self.kernel_size % 2 != 1 {
             return bad(format!(
                 "kernel_size must be odd, found {}",
                 self.kernel_size

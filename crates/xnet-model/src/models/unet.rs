@@ -70,7 +70,7 @@ impl UNetConfig {
         if !(1..=8).contains(&self.depth) {
             return bad(format!("depth must be 1 to 8, found {}", self.depth));
         }
-        if self.kernel_size % 2 == 0 {
+        if self.kernel_size % 2 != 1 {
             return bad(format!(
                 "kernel_size must be odd, found {}",
                 self.kernel_size

@@ -87,7 +87,7 @@ impl XNetConfig {
                 self.base_width, self.width_multiplier
             ));
         }
-        if self.kernel_size % 2 == 0 {
+        if self.kernel_size % 2 != 1 {
             return bad(format!(
                 "kernel_size must be odd for 'same' padding, found {}",
                 self.kernel_size
