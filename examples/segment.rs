@@ -1,0 +1,118 @@
+//! Segment radiographs (PNG, TIFF or DICOM, any size).
+//!
+//! ```text
+//! cargo run --release --example segment -- ../shared/data/nema-cr/RG2_UNC --out out/
+//! cargo run --release --example segment -- --weights runs/x --probs a.png b.dcm --out out/
+//! ```
+//! Per input stem: `<stem>.labels.png` (class indices at the input's resolution, 255 outside
+//! the collimated field), `<stem>.field.png`, `<stem>.field.json`, `<stem>.overlay.png`
+//! and with `--probs` one 16-bit probability PNG per class.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use xray_postproc::{Pipeline, PipelineConfig};
+use xray_seg::predict::Predictor;
+use xray_seg::segment::{segment_file, SegmentOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Segment radiographs into open beam, soft tissue and bone, and find the collimator"
+)]
+struct Args {
+    /// Input radiographs.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Checkpoint directory (or its model.safetensors); default: the shipped weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Also write the probability maps.
+    #[arg(long)]
+    probs: bool,
+    /// Soft-tissue threshold t in [0, 1] (soft tissue only where P(soft) > t).
+    #[arg(long, default_value_t = 0.0)]
+    tissue_threshold: f32,
+    /// Post-processing config (JSON, see xray_postproc::PipelineConfig); overrides
+    /// --tissue-threshold.
+    #[arg(long)]
+    postproc: Option<PathBuf>,
+    /// DICOM frame of multi-frame files.
+    #[arg(long, default_value_t = 0)]
+    frame: u32,
+    /// Convert colour inputs to grey instead of refusing them.
+    #[arg(long)]
+    allow_rgb: bool,
+    /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(failures) if failures == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> xray_seg::Result<usize> {
+    let weights = args
+        .weights
+        .clone()
+        .unwrap_or_else(xray_seg::shipped_weights_dir);
+    let predictor = Predictor::load(&weights, &candle_core::Device::Cpu)?;
+    let pipeline = match &args.postproc {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| xray_seg::Error::io(p, e))?;
+            Pipeline::from_json(&text)?
+        }
+        None => {
+            let mut cfg = PipelineConfig::default();
+            cfg.thresholds.soft_threshold = args.tissue_threshold;
+            Pipeline::new(cfg)?
+        }
+    };
+    let mut opts = SegmentOptions {
+        pipeline,
+        probabilities: args.probs,
+        ..SegmentOptions::default()
+    };
+    opts.load.frame = args.frame;
+    opts.load.allow_rgb = args.allow_rgb;
+    let bar = ProgressBar::new(args.inputs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut failures = 0;
+    for input in &args.inputs {
+        bar.set_message(input.display().to_string());
+        match segment_file(&predictor, input, &args.out, &opts) {
+            Ok(s) => bar.println(format!(
+                "{}: {}x{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
+                input.display(),
+                s.size.0,
+                s.size.1,
+                s.edges,
+                s.label_counts,
+                s.overlay.display()
+            )),
+            Err(e) => {
+                failures += 1;
+                bar.println(format!("error: {}: {e}", input.display()));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(failures)
+}

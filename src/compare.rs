@@ -1,0 +1,214 @@
+//! `compare`: every architecture (and up-sampling variant) and the classical no-network
+//! baseline under the same data, budget and seed, in one table.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+use xnet_model::models::Upsampling;
+use xray_data::dataset::{xnet_split, Dataset, SplitConfig};
+use xray_metrics::ConfusionMatrix;
+use xray_postproc::{baseline_segment, detect_collimator, BaselineConfig, CollimatorConfig, Plane};
+
+use crate::evaluate::LabelScores;
+use crate::predict::Predictor;
+use crate::train::{model_config, open_dataset, train_split, Arch, TrainJob};
+use crate::{Error, Result};
+
+/// One contestant: a network family with an up-sampling kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    /// Network family.
+    pub arch: Arch,
+    /// Up-sampling used by its decoder.
+    pub upsampling: Upsampling,
+}
+
+impl Variant {
+    /// A short name, e.g. `xnet/nearest`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.arch, self.upsampling)
+    }
+}
+
+/// The default line-up: each family with its own up-sampling, plus the paper's "lego"
+/// alternatives where the decoder allows them.
+pub fn default_variants() -> Vec<Variant> {
+    use Upsampling::*;
+    [
+        (Arch::SegNet, IndexUnpool),
+        (Arch::SegNet, Nearest),
+        (Arch::UNet, TransposedConv),
+        (Arch::UNet, Bilinear),
+        (Arch::XNet, Nearest),
+        (Arch::XNet, TransposedConv),
+        (Arch::DeepLab, Bilinear),
+    ]
+    .into_iter()
+    .map(|(arch, upsampling)| Variant { arch, upsampling })
+    .collect()
+}
+
+/// One row of the comparison table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Contestant.
+    pub name: String,
+    /// Trainable parameters (0 for the baseline).
+    pub parameters: usize,
+    /// Forward GFLOP per network input (0 for the baseline).
+    pub gflop_per_image: f64,
+    /// Training wall-clock seconds.
+    pub train_seconds: f64,
+    /// Inference images per second on the test images (whole pipeline: resize, network,
+    /// resize back).
+    pub images_per_second: f64,
+    /// Weighted F1 on the test split.
+    pub f1_weighted: f64,
+    /// Weighted one-vs-rest AUC (`None` for the baseline: it has no probabilities).
+    pub auc_weighted: Option<f64>,
+    /// Expected calibration error (`None` for the baseline).
+    pub ece: Option<f64>,
+    /// Epochs trained before early stopping.
+    pub epochs: usize,
+}
+
+/// The table as Markdown.
+pub fn to_markdown(rows: &[Row]) -> String {
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    let mut s = String::from(
+        "| model | params | GFLOP/img | epochs | train s | infer img/s | F1 (weighted) | AUC (weighted) | ECE |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {:.3} | {} | {:.0} | {:.1} | {:.4} | {} | {} |\n",
+            r.name,
+            r.parameters,
+            r.gflop_per_image,
+            r.epochs,
+            r.train_seconds,
+            r.images_per_second,
+            r.f1_weighted,
+            opt(r.auc_weighted),
+            opt(r.ece)
+        );
+    }
+    s
+}
+
+/// Trains and evaluates every variant with `job`'s data, budget and seed (each in
+/// `<run>/<arch>-<upsampling>/`), then the classical baseline; writes `compare.json` and
+/// `compare.md` into the run directory and returns the rows.
+///
+/// # Errors
+/// As [`crate::train::run`].
+pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
+    if job.kfold.is_some() {
+        return Err(Error::Invalid(
+            "compare uses one split; --kfold is not supported here".into(),
+        ));
+    }
+    std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
+    let ds = open_dataset(job)?;
+    let mut rng = StdRng::seed_from_u64(job.seed);
+    let split = xnet_split(&ds.categories(), &SplitConfig::default(), &mut rng)?;
+    let test = if split.test.is_empty() {
+        split.val.clone()
+    } else {
+        split.test.clone()
+    };
+    let mut rows = Vec::new();
+    for v in variants {
+        let mut j = job.clone();
+        j.arch = v.arch;
+        j.upsampling = Some(v.upsampling);
+        j.overlays = 0;
+        let dir = job.run_dir.join(format!("{}-{}", v.arch, v.upsampling));
+        let out = train_split(&j, &ds, &split, &dir)?;
+        let predictor = Predictor::load(&dir, &job.device)?;
+        let ips = inference_rate(&predictor, &ds, &test)?;
+        let cfg = model_config(v.arch, job.width, Some(v.upsampling));
+        let r = &out.evaluation.report;
+        rows.push(Row {
+            name: v.name(),
+            parameters: out.parameters,
+            gflop_per_image: cfg.forward_flops(job.size as usize, job.size as usize) as f64 / 1e9,
+            train_seconds: out.train_seconds,
+            images_per_second: ips,
+            f1_weighted: r.f1.weighted,
+            auc_weighted: r.auc.weighted,
+            ece: Some(r.ece),
+            epochs: out.summary.epochs.len(),
+        });
+    }
+    rows.push(baseline_row(&ds, &test)?);
+    let json = serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
+    let path = job.run_dir.join("compare.json");
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    let path: PathBuf = job.run_dir.join("compare.md");
+    std::fs::write(&path, to_markdown(&rows)).map_err(|e| Error::io(&path, e))?;
+    Ok(rows)
+}
+
+fn inference_rate(predictor: &Predictor, ds: &Dataset, indices: &[usize]) -> Result<f64> {
+    let images = indices
+        .iter()
+        .map(|&i| ds.load(i).map(|(img, _)| img))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    for img in &images {
+        predictor.predict(img)?;
+    }
+    Ok(images.len() as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Predicted labels as the confusion matrix can score them: a pixel the prediction left
+/// out (255) where the truth has a class counts as wrong.
+pub fn scoreable_prediction(truth: &[u8], pred: &[u8], classes: usize) -> Vec<u8> {
+    truth
+        .iter()
+        .zip(pred)
+        .map(|(&t, &p)| {
+            if (p as usize) < classes {
+                p
+            } else if (t as usize) < classes {
+                ((t as usize + 1) % classes) as u8
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
+    let classes = 3;
+    let mut cm = ConfusionMatrix::new(classes)?;
+    let started = Instant::now();
+    for &i in indices {
+        let (image, mask) = ds.load(i)?;
+        let mask =
+            mask.ok_or_else(|| Error::Invalid(format!("{}: no mask", ds.samples[i].stem)))?;
+        let plane = Plane::from_image(&image)?;
+        let field = detect_collimator(&plane, &CollimatorConfig::default())?;
+        let labels = baseline_segment(&plane, Some(&field), &BaselineConfig::default())?;
+        cm.add_labels(
+            mask.as_raw(),
+            &scoreable_prediction(mask.as_raw(), labels.as_raw(), classes),
+        )?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let scores = LabelScores::from_confusion("classical baseline", &cm);
+    Ok(Row {
+        name: "classical baseline (Otsu + field)".into(),
+        parameters: 0,
+        gflop_per_image: 0.0,
+        train_seconds: 0.0,
+        images_per_second: indices.len() as f64 / seconds.max(1e-9),
+        f1_weighted: scores.f1_weighted,
+        auc_weighted: None,
+        ece: None,
+        epochs: 0,
+    })
+}

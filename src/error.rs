@@ -1,0 +1,45 @@
+//! The error type of the jobs: one variant per crate, plus the jobs' own checks.
+
+use std::path::PathBuf;
+
+/// Result alias with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a job can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading, writing or preparing data.
+    #[error(transparent)]
+    Data(#[from] xray_data::DataError),
+    /// Building, training or running a network.
+    #[error(transparent)]
+    Model(#[from] xnet_model::ModelError),
+    /// Computing metrics, reports or plots.
+    #[error(transparent)]
+    Metrics(#[from] xray_metrics::MetricsError),
+    /// Post-processing (thresholds, collimator, overlays).
+    #[error(transparent)]
+    Postproc(#[from] xray_postproc::PostprocError),
+    /// An operating-system error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A job option that cannot work, with what was expected.
+    #[error("invalid option: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

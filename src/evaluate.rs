@@ -1,0 +1,190 @@
+//! `evaluate`: a checkpoint against a labelled dataset folder → report and plots, with and
+//! without the paper's soft-tissue threshold.
+
+use std::path::Path;
+
+use serde::Serialize;
+use xray_data::dataset::Dataset;
+use xray_metrics::{
+    Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator, Report, ZeroDivision,
+};
+use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig};
+
+use crate::predict::Predictor;
+use crate::{Error, Result, CLASS_NAMES};
+
+/// Label-only scores of a thresholded prediction (no probabilities left to score AUC or
+/// calibration on).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelScores {
+    /// What produced the labels (e.g. `"soft-tissue threshold 0.9"`, `"classical baseline"`).
+    pub method: String,
+    /// Pixel accuracy.
+    pub accuracy: Option<f64>,
+    /// F1 averaged by support.
+    pub f1_weighted: f64,
+    /// Unweighted mean F1 over present classes.
+    pub f1_macro: f64,
+    /// F1 per class.
+    pub f1_per_class: Vec<f64>,
+    /// Fraction of pixels that are not soft tissue but were labelled soft tissue (the paper's
+    /// "soft-tissue false positives").
+    pub soft_tissue_false_positive_rate: f64,
+    /// Recall of soft tissue.
+    pub soft_tissue_recall: f64,
+    /// Confusion matrix, rows = true labels.
+    pub confusion_matrix: Vec<Vec<u64>>,
+}
+
+impl LabelScores {
+    /// Scores from a confusion matrix (soft tissue = class 1).
+    pub fn from_confusion(method: impl Into<String>, cm: &ConfusionMatrix) -> Self {
+        let zd = ZeroDivision::Zero;
+        let f1 = |avg| cm.score(ClassMetric::F1, avg, zd).value().unwrap_or(0.0);
+        let [tp, fp, fneg, tn] = if cm.num_classes() > 1 {
+            cm.tp_fp_fn_tn(1)
+        } else {
+            [0; 4]
+        };
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        LabelScores {
+            method: method.into(),
+            accuracy: cm.accuracy(),
+            f1_weighted: f1(Average::Weighted),
+            f1_macro: f1(Average::Macro),
+            f1_per_class: cm.per_class(ClassMetric::F1, zd),
+            soft_tissue_false_positive_rate: ratio(fp, fp + tn),
+            soft_tissue_recall: ratio(tp, tp + fneg),
+            confusion_matrix: cm.rows(),
+        }
+    }
+
+    /// A Markdown table of these scores.
+    pub fn to_markdown(&self, class_names: &[String]) -> String {
+        let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+        let mut s = format!("## {}\n\n| metric | value |\n|---|---|\n", self.method);
+        s += &format!(
+            "| accuracy | {} |\n",
+            self.accuracy.map_or("n/a".into(), |a| format!("{a:.4}"))
+        );
+        s += &format!(
+            "| F1 weighted | {:.4} |\n| F1 macro | {:.4} |\n",
+            self.f1_weighted, self.f1_macro
+        );
+        for (name, f) in class_names.iter().zip(&self.f1_per_class) {
+            s += &format!("| F1 {name} | {f:.4} |\n");
+        }
+        s += &format!(
+            "| soft-tissue false positives | {} |\n| soft-tissue recall | {} |\n",
+            pct(self.soft_tissue_false_positive_rate),
+            pct(self.soft_tissue_recall),
+        );
+        s
+    }
+}
+
+/// What [`evaluate_samples`] measured.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The full report on arg-max predictions and raw probabilities.
+    pub report: Report,
+    /// Arg-max labels scored as labels (comparable with `thresholded`).
+    pub argmax: LabelScores,
+    /// Labels after the soft-tissue threshold, when one was asked for.
+    pub thresholded: Option<LabelScores>,
+}
+
+/// The class names for `classes` classes: the project's names for three, else `class k`.
+pub fn class_names(classes: usize) -> Vec<String> {
+    if classes == CLASS_NAMES.len() {
+        CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        (0..classes).map(|k| format!("class {k}")).collect()
+    }
+}
+
+/// Evaluates `predictor` on the samples `indices` of a labelled dataset, at each image's own
+/// resolution, streaming image by image.
+///
+/// # Errors
+/// A dataset without masks, no indices, loading errors, a threshold outside `[0, 1]`.
+pub fn evaluate_samples(
+    predictor: &Predictor,
+    dataset: &Dataset,
+    indices: &[usize],
+    tissue_threshold: Option<f32>,
+) -> Result<Evaluation> {
+    if indices.is_empty() {
+        return Err(Error::Invalid(
+            "nothing to evaluate: no labelled samples".into(),
+        ));
+    }
+    if !dataset.has_masks() {
+        return Err(Error::Invalid(format!(
+            "{}: evaluation needs masks/ beside images/",
+            dataset.root.display()
+        )));
+    }
+    let c = predictor.num_classes();
+    let names = class_names(c);
+    let mut evaluator = Evaluator::new(EvalConfig::new(names.clone()))?;
+    let mut argmax_cm = ConfusionMatrix::new(c)?;
+    let mut thresh_cm = ConfusionMatrix::new(c)?;
+    let plain = ThresholdConfig::default();
+    let thresholds = tissue_threshold.map(|t| ThresholdConfig {
+        soft_threshold: t,
+        ..ThresholdConfig::default()
+    });
+    if let Some(t) = &thresholds {
+        t.validate(c)?;
+    }
+    for &i in indices {
+        let (image, mask) = dataset.load(i)?;
+        let mask =
+            mask.ok_or_else(|| Error::Invalid(format!("{}: no mask", dataset.samples[i].stem)))?;
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let probs = predictor.predict(&image)?;
+        evaluator.add_image(mask.as_raw(), &probs, w, h)?;
+        let map = ProbMap::new(&probs, c, h, w)?;
+        argmax_cm.add_labels(
+            mask.as_raw(),
+            apply_thresholds(&map, &plain, None)?.as_raw(),
+        )?;
+        if let Some(t) = &thresholds {
+            let category = dataset.samples[i].category.as_deref();
+            let labels = apply_thresholds(&map, t, category)?;
+            thresh_cm.add_labels(mask.as_raw(), labels.as_raw())?;
+        }
+    }
+    Ok(Evaluation {
+        report: evaluator.finish()?,
+        argmax: LabelScores::from_confusion("arg-max", &argmax_cm),
+        thresholded: tissue_threshold
+            .map(|t| LabelScores::from_confusion(format!("soft-tissue threshold {t}"), &thresh_cm)),
+    })
+}
+
+/// Writes `report.json`, `report.md` (with the thresholded comparison when present) and the
+/// plots (`roc`, `reliability`, `confusion`, PNG and SVG) into `dir`.
+///
+/// # Errors
+/// File-system or plotting errors.
+pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    eval.report.save_json(dir.join("report.json"))?;
+    let mut md = eval.report.to_markdown();
+    if let Some(t) = &eval.thresholded {
+        md += "\n";
+        md += &eval.argmax.to_markdown(&eval.report.class_names);
+        md += "\n";
+        md += &t.to_markdown(&eval.report.class_names);
+        let json = serde_json::to_string_pretty(&[&eval.argmax, t])
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = dir.join("thresholds.json");
+        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).map_err(|e| Error::io(&path, e))?;
+    xray_metrics::save_plots(&eval.report, dir)?;
+    Ok(())
+}

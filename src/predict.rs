@@ -1,0 +1,151 @@
+//! A loaded checkpoint that returns class probabilities at the input's own size.
+
+use std::path::Path;
+
+use candle_core::Device;
+use candle_nn::VarMap;
+use xnet_model::checkpoint;
+use xnet_model::infer::{predict_proba_batch, InferenceOptions};
+use xnet_model::{ModelConfig, Segmenter};
+use xray_data::Radiograph;
+
+use crate::prepare::{resize_probabilities, Preprocess};
+use crate::{Error, Result};
+
+/// A network plus the preprocessing it was trained with.
+pub struct Predictor {
+    model: Box<dyn Segmenter>,
+    config: ModelConfig,
+    preprocess: Preprocess,
+    options: InferenceOptions,
+    // Keeps the weights alive for the model's lifetime.
+    _varmap: VarMap,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictor")
+            .field("config", &self.config)
+            .field("preprocess", &self.preprocess)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Predictor {
+    /// Loads a checkpoint directory (or its `model.safetensors`) written by `train`.
+    ///
+    /// The preprocessing comes from the checkpoint's metadata (`"preprocess"`); a checkpoint
+    /// without it is taken as XNet's default (200×200, min-max).
+    ///
+    /// # Errors
+    /// Missing or corrupt files, weights that do not fit the config, a preprocessing record
+    /// that does not fit the network.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let loaded = checkpoint::load(path, device)?;
+        let preprocess = match loaded.metadata.get("preprocess") {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: metadata.preprocess is not a preprocessing record: {e}",
+                    path.display()
+                ))
+            })?,
+            None => Preprocess::default(),
+        };
+        Self::new(
+            loaded.model,
+            loaded.config,
+            loaded.varmap,
+            preprocess,
+            device,
+        )
+    }
+
+    /// Wraps an already built model.
+    ///
+    /// # Errors
+    /// A preprocessing size that is not a multiple of the network's size multiple.
+    pub fn new(
+        model: Box<dyn Segmenter>,
+        config: ModelConfig,
+        varmap: VarMap,
+        preprocess: Preprocess,
+        device: &Device,
+    ) -> Result<Self> {
+        preprocess.validate(model.size_multiple())?;
+        let tile = preprocess.width.max(preprocess.height) as usize;
+        let options = InferenceOptions {
+            tile_size: tile,
+            overlap: 0,
+            batch_size: 4,
+            device: device.clone(),
+            ..InferenceOptions::default()
+        };
+        Ok(Predictor {
+            model,
+            config,
+            preprocess,
+            options,
+            _varmap: varmap,
+        })
+    }
+
+    /// The network's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The preprocessing applied before the network.
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    /// Number of classes of the probability maps.
+    pub fn num_classes(&self) -> usize {
+        self.model.num_classes()
+    }
+
+    /// Images per forward pass (default 4).
+    pub fn set_batch_size(&mut self, batch_size: usize) {
+        self.options.batch_size = batch_size.max(1);
+    }
+
+    /// `C × H × W` probabilities of one radiograph (detector units, any size), at its own
+    /// size: the image is resized to the network input and normalised as in training, and the
+    /// probabilities are resized back (bilinear).
+    ///
+    /// # Errors
+    /// An empty image, or a network error.
+    pub fn predict(&self, image: &Radiograph) -> Result<Vec<f32>> {
+        Ok(self.predict_many(std::slice::from_ref(image))?.remove(0))
+    }
+
+    /// As [`Predictor::predict`] for several radiographs, batched through the network.
+    ///
+    /// # Errors
+    /// As [`Predictor::predict`].
+    pub fn predict_many(&self, images: &[Radiograph]) -> Result<Vec<Vec<f32>>> {
+        let (w, h) = (self.preprocess.width, self.preprocess.height);
+        let plane = w as usize * h as usize;
+        let mut inputs = Vec::with_capacity(images.len() * plane);
+        for img in images {
+            inputs.extend_from_slice(self.preprocess.network_input(img)?.as_raw());
+        }
+        let probs = predict_proba_batch(
+            self.model.as_ref(),
+            &inputs,
+            images.len(),
+            h as usize,
+            w as usize,
+            &self.options,
+        )?;
+        let c = self.num_classes();
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let p = &probs[i * c * plane..(i + 1) * c * plane];
+                resize_probabilities(p, c, (w, h), img.dimensions())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,171 @@
+//! How a radiograph becomes network input, in one place for training and inference.
+//!
+//! Training batches are made by [`xray_data::dataset::Dataset::batches`], which resizes every
+//! image to the network's input size (area filter) and then normalises it. Inference must do
+//! exactly the same, or the network sees other statistics than it learned from; the
+//! [`Preprocess`] record travels in the checkpoint's metadata for that reason.
+
+use serde::{Deserialize, Serialize};
+use xray_data::dataset::BatchConfig;
+use xray_data::normalize::{normalize, Method, NormalizeConfig};
+use xray_data::resize::{resize, Filter};
+use xray_data::Radiograph;
+
+use crate::{Error, Result};
+
+/// The preprocessing a checkpoint was trained with (stored under `"preprocess"` in its
+/// `config.json` metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    /// Network input width: whole radiographs are resized to it.
+    pub width: u32,
+    /// Network input height.
+    pub height: u32,
+    /// Log-transform intensities before normalising.
+    pub log: bool,
+    /// Percentile window `(low, high)` instead of per-image min-max (the XNet default).
+    pub percentile: Option<(f32, f32)>,
+}
+
+impl Default for Preprocess {
+    /// XNet's 200×200 input with per-image min-max normalisation.
+    fn default() -> Self {
+        Preprocess {
+            width: 200,
+            height: 200,
+            log: false,
+            percentile: None,
+        }
+    }
+}
+
+impl Preprocess {
+    /// A square input of `size` pixels, min-max normalised.
+    pub fn square(size: u32) -> Self {
+        Preprocess {
+            width: size,
+            height: size,
+            ..Self::default()
+        }
+    }
+
+    /// The normalisation as `xray-data` configures it.
+    pub fn normalize_config(&self) -> NormalizeConfig {
+        NormalizeConfig {
+            method: match self.percentile {
+                Some((low, high)) => Method::Percentile { low, high },
+                None => Method::MinMax,
+            },
+            log: self.log,
+        }
+    }
+
+    /// Checks the sizes against a network's size multiple.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when a side is zero or not a multiple of `size_multiple`.
+    pub fn validate(&self, size_multiple: usize) -> Result<()> {
+        let m = size_multiple.max(1) as u32;
+        if self.width == 0 || self.height == 0 || self.width % m != 0 || self.height % m != 0 {
+            return Err(Error::Invalid(format!(
+                "input size {}x{} must be a non-zero multiple of {m} for this network",
+                self.width, self.height
+            )));
+        }
+        self.normalize_config().validate()?;
+        Ok(())
+    }
+
+    /// Batch settings that prepare training samples exactly as [`Preprocess::network_input`].
+    pub fn batch_config(&self, batch_size: usize, seed: u64) -> BatchConfig {
+        BatchConfig {
+            batch_size,
+            width: self.width,
+            height: self.height,
+            filter: Filter::Area,
+            normalize: Some(self.normalize_config()),
+            seed,
+            ..BatchConfig::default()
+        }
+    }
+
+    /// The network input for `image`: resized (area) to the input size, then normalised.
+    ///
+    /// # Errors
+    /// An empty image or invalid normalisation parameters.
+    pub fn network_input(&self, image: &Radiograph) -> Result<Radiograph> {
+        let small = resize(image, self.width, self.height, Filter::Area)?;
+        Ok(normalize(&small, &self.normalize_config())?)
+    }
+}
+
+/// Resizes class-major probabilities `C × from_h × from_w` to `C × to_h × to_w` (bilinear,
+/// per class), then renormalises each pixel so the classes still sum to one.
+///
+/// # Errors
+/// A length that does not match `C × from_h × from_w`, or a zero size.
+pub fn resize_probabilities(
+    probs: &[f32],
+    classes: usize,
+    (from_w, from_h): (u32, u32),
+    (to_w, to_h): (u32, u32),
+) -> Result<Vec<f32>> {
+    let plane = from_w as usize * from_h as usize;
+    if classes == 0 || probs.len() != classes * plane {
+        return Err(Error::Invalid(format!(
+            "probabilities hold {} values, expected {classes} classes x {from_w} x {from_h}",
+            probs.len()
+        )));
+    }
+    if (from_w, from_h) == (to_w, to_h) {
+        return Ok(probs.to_vec());
+    }
+    let out_plane = to_w as usize * to_h as usize;
+    let mut out = Vec::with_capacity(classes * out_plane);
+    for c in 0..classes {
+        let p = Radiograph::from_raw(from_w, from_h, probs[c * plane..(c + 1) * plane].to_vec())
+            .ok_or_else(|| Error::Invalid("probability plane of the wrong size".into()))?;
+        out.extend_from_slice(resize(&p, to_w, to_h, Filter::Bilinear)?.as_raw());
+    }
+    for i in 0..out_plane {
+        let sum: f32 = (0..classes).map(|c| out[c * out_plane + i]).sum();
+        if sum > 0.0 {
+            for c in 0..classes {
+                out[c * out_plane + i] /= sum;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resized_probabilities_still_sum_to_one() {
+        let (w, h) = (4u32, 3u32);
+        let n = (w * h) as usize;
+        let mut probs = vec![0f32; 2 * n];
+        for i in 0..n {
+            probs[i] = i as f32 / n as f32;
+            probs[n + i] = 1.0 - probs[i];
+        }
+        let out = resize_probabilities(&probs, 2, (w, h), (9, 7)).unwrap();
+        assert_eq!(out.len(), 2 * 63);
+        for i in 0..63 {
+            assert!((out[i] + out[63 + i] - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn wrong_length_is_an_error() {
+        assert!(resize_probabilities(&[0.5; 5], 2, (2, 2), (4, 4)).is_err());
+    }
+
+    #[test]
+    fn input_size_must_fit_the_network() {
+        assert!(Preprocess::square(100).validate(8).is_err());
+        assert!(Preprocess::square(96).validate(8).is_ok());
+    }
+}

@@ -1,0 +1,504 @@
+//! `train`: a dataset (synthetic when none is given) → split the XNet way → train with
+//! augmentation and category balancing → checkpoint, report on the test split, plots and
+//! overlays in one run directory. Optionally k-fold cross-validation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use xnet_model::checkpoint;
+use xnet_model::init::seeded_var_builder;
+use xnet_model::models::{DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig};
+use xnet_model::optim::{LrSchedule, OptimizerConfig};
+use xnet_model::train::{TrainConfig, TrainSummary, Trainer};
+use xnet_model::ModelConfig;
+use xray_data::augment::{Pipeline as Augment, PipelineConfig as AugmentConfig};
+use xray_data::dataset::{
+    stratified_kfold, xnet_split, Dataset, DatasetOptions, Split, SplitConfig,
+};
+use xray_metrics::Report;
+
+use crate::evaluate::{evaluate_samples, write_evaluation, Evaluation};
+use crate::predict::Predictor;
+use crate::prepare::Preprocess;
+use crate::segment::{segment_image, SegmentOptions};
+use crate::source::DatasetSource;
+use crate::{Error, Result};
+
+/// The network families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// XNet (Bullock et al. 2019).
+    XNet,
+    /// U-Net (Ronneberger et al. 2015).
+    UNet,
+    /// SegNet-Basic with index unpooling.
+    SegNet,
+    /// DeepLab-lite (atrous spatial pyramid).
+    DeepLab,
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "xnet" => Ok(Arch::XNet),
+            "unet" | "u-net" => Ok(Arch::UNet),
+            "segnet" => Ok(Arch::SegNet),
+            "deeplab" | "deeplab-lite" => Ok(Arch::DeepLab),
+            other => Err(Error::Invalid(format!(
+                "unknown model {other:?}: expected xnet, unet, segnet or deeplab"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arch::XNet => "xnet",
+            Arch::UNet => "unet",
+            Arch::SegNet => "segnet",
+            Arch::DeepLab => "deeplab",
+        })
+    }
+}
+
+/// A network of family `arch` whose first level has `width` channels (the paper's XNet
+/// and U-Net use 64), with an optional up-sampling override.
+pub fn model_config(arch: Arch, width: usize, upsampling: Option<Upsampling>) -> ModelConfig {
+    let width = width.max(1);
+    match arch {
+        Arch::XNet => ModelConfig::XNet(XNetConfig {
+            base_width: width,
+            upsampling: upsampling.unwrap_or(Upsampling::Nearest),
+            ..XNetConfig::default()
+        }),
+        Arch::UNet => ModelConfig::UNet(UNetConfig {
+            base_width: width,
+            upsampling: upsampling.unwrap_or(Upsampling::TransposedConv),
+            ..UNetConfig::default()
+        }),
+        Arch::SegNet => {
+            let mut cfg = SegNetConfig::basic();
+            for w in cfg
+                .encoder
+                .iter_mut()
+                .chain(cfg.decoder.iter_mut())
+                .flatten()
+            {
+                *w = width;
+            }
+            cfg.kernel_size = 3;
+            if let Some(u) = upsampling {
+                cfg.upsampling = u;
+            }
+            ModelConfig::SegNet(cfg)
+        }
+        Arch::DeepLab => ModelConfig::DeepLab(DeepLabConfig {
+            encoder_widths: vec![width, 2 * width, 4 * width, 8 * width],
+            aspp_channels: 4 * width,
+            upsampling: upsampling.unwrap_or(Upsampling::Bilinear),
+            ..DeepLabConfig::default()
+        }),
+    }
+}
+
+/// Everything the `train` job needs; [`TrainJob::default`] is the README's main command.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// Dataset folder; `None` generates a synthetic one into `<run>/data`.
+    pub data: Option<PathBuf>,
+    /// Run directory (created).
+    pub run_dir: PathBuf,
+    /// Network family.
+    pub arch: Arch,
+    /// Up-sampling override (`None`: the family's own).
+    pub upsampling: Option<Upsampling>,
+    /// Network input side, pixels (whole radiographs are resized to it).
+    pub size: u32,
+    /// Channels of the first level.
+    pub width: usize,
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Learning rate (Adam).
+    pub lr: f64,
+    /// Early-stopping patience, epochs.
+    pub patience: usize,
+    /// Seed of every random choice (data, split, initialisation, augmentation).
+    pub seed: u64,
+    /// Synthetic images to generate when `data` is `None`.
+    pub synth_count: usize,
+    /// Side of the synthetic images.
+    pub synth_size: u32,
+    /// Augment training samples (the XNet pipeline).
+    pub augment: bool,
+    /// Oversample categories to the largest.
+    pub balance: bool,
+    /// k-fold cross-validation instead of one split.
+    pub kfold: Option<usize>,
+    /// Continue from `<run>/last` when present.
+    pub resume: bool,
+    /// Progress bars.
+    pub progress: bool,
+    /// Overlays of this many test images.
+    pub overlays: usize,
+    /// Device.
+    pub device: Device,
+}
+
+impl Default for TrainJob {
+    fn default() -> Self {
+        TrainJob {
+            data: None,
+            run_dir: PathBuf::from("runs/train"),
+            arch: Arch::XNet,
+            upsampling: None,
+            size: 128,
+            width: 8,
+            epochs: 40,
+            batch: 8,
+            lr: 2e-3,
+            patience: 6,
+            seed: 1,
+            synth_count: 160,
+            synth_size: 256,
+            augment: true,
+            balance: true,
+            kfold: None,
+            resume: false,
+            progress: true,
+            overlays: 4,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// What one training run (or one fold) produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The run (or fold) directory.
+    pub run_dir: PathBuf,
+    /// Evaluation on the test split.
+    pub evaluation: Evaluation,
+    /// The trainer's summary.
+    pub summary: TrainSummary,
+    /// Wall-clock seconds of training alone.
+    pub train_seconds: f64,
+    /// Trainable parameters.
+    pub parameters: usize,
+    /// Sizes of the train / validation / test subsets.
+    pub split_sizes: [usize; 3],
+}
+
+/// Summary of k-fold cross-validation: the mean and standard deviation of each metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct KFoldSummary {
+    /// Number of folds.
+    pub folds: usize,
+    /// Per fold: `[accuracy, f1 weighted, f1 macro, auc weighted, ece]`.
+    pub per_fold: Vec<[f64; 5]>,
+    /// Means of the columns.
+    pub mean: [f64; 5],
+    /// Sample standard deviations of the columns.
+    pub std: [f64; 5],
+}
+
+fn check_job(job: &TrainJob) -> Result<()> {
+    if job.epochs == 0 || job.batch == 0 || job.size == 0 {
+        return Err(Error::Invalid("epochs, batch and size must be ≥ 1".into()));
+    }
+    if !(job.lr.is_finite() && job.lr > 0.0) {
+        return Err(Error::Invalid(format!(
+            "learning rate must be > 0, got {}",
+            job.lr
+        )));
+    }
+    if job.data.is_none() && job.synth_count < 6 {
+        return Err(Error::Invalid(format!(
+            "at least 6 synthetic images are needed for a train/val/test split, got {}",
+            job.synth_count
+        )));
+    }
+    if let Some(k) = job.kfold {
+        if k < 2 {
+            return Err(Error::Invalid(format!("--kfold needs k ≥ 2, got {k}")));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the job's dataset, generating the synthetic one first when no folder is given (and
+/// reusing it when it is already there, so a resumed run sees the same data).
+///
+/// # Errors
+/// Dataset errors (named files), generation errors.
+pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
+    let root = match &job.data {
+        Some(d) => d.clone(),
+        None => {
+            let dir = job.run_dir.join("data");
+            if !dir.join("categories.csv").exists() {
+                xray_data::synth::generate_dataset(
+                    &dir,
+                    job.synth_count,
+                    job.synth_size,
+                    job.seed,
+                )?;
+            }
+            dir
+        }
+    };
+    let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    if ds.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: the dataset is empty",
+            root.display()
+        )));
+    }
+    if !ds.has_masks() {
+        return Err(Error::Invalid(format!(
+            "{}: training needs masks/ beside images/",
+            root.display()
+        )));
+    }
+    Ok(Arc::new(ds))
+}
+
+/// Runs the job: one split, or k folds (`<run>/fold-<k>/` each plus `kfold.json`).
+///
+/// # Errors
+/// Invalid options, data, model or file-system errors, a non-finite loss.
+pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> {
+    check_job(job)?;
+    std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
+    let ds = open_dataset(job)?;
+    let categories = ds.categories();
+    let mut rng = StdRng::seed_from_u64(job.seed);
+    match job.kfold {
+        None => {
+            let split = xnet_split(&categories, &SplitConfig::default(), &mut rng)?;
+            Ok((vec![train_split(job, &ds, &split, &job.run_dir)?], None))
+        }
+        Some(k) => {
+            let folds = stratified_kfold(&categories, k, &mut rng)?;
+            let mut outcomes = Vec::new();
+            for (f, fold) in folds.iter().enumerate() {
+                // The fold's training part gives up a validation share for early stopping.
+                let sub_categories: Vec<String> =
+                    fold.train.iter().map(|&i| categories[i].clone()).collect();
+                let cfg = SplitConfig {
+                    train: 0.85,
+                    val: 0.15,
+                    test: 0.0,
+                };
+                let inner = xnet_split(&sub_categories, &cfg, &mut rng)?;
+                let split = Split {
+                    train: inner
+                        .train
+                        .iter()
+                        .chain(&inner.test)
+                        .map(|&j| fold.train[j])
+                        .collect(),
+                    val: inner.val.iter().map(|&j| fold.train[j]).collect(),
+                    test: fold.test.clone(),
+                };
+                let dir = job.run_dir.join(format!("fold-{f}"));
+                outcomes.push(train_split(job, &ds, &split, &dir)?);
+            }
+            let summary = kfold_summary(&outcomes);
+            let path = job.run_dir.join("kfold.json");
+            let json = serde_json::to_string_pretty(&summary)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+            Ok((outcomes, Some(summary)))
+        }
+    }
+}
+
+fn key_metrics(r: &Report) -> [f64; 5] {
+    [
+        r.accuracy.unwrap_or(f64::NAN),
+        r.f1.weighted,
+        r.f1.macro_avg,
+        r.auc.weighted.unwrap_or(f64::NAN),
+        r.ece,
+    ]
+}
+
+fn kfold_summary(outcomes: &[TrainOutcome]) -> KFoldSummary {
+    let per_fold: Vec<[f64; 5]> = outcomes
+        .iter()
+        .map(|o| key_metrics(&o.evaluation.report))
+        .collect();
+    let n = per_fold.len() as f64;
+    let mut mean = [0.0; 5];
+    let mut std = [0.0; 5];
+    for j in 0..5 {
+        mean[j] = per_fold.iter().map(|r| r[j]).sum::<f64>() / n;
+        std[j] = if n > 1.0 {
+            (per_fold
+                .iter()
+                .map(|r| (r[j] - mean[j]).powi(2))
+                .sum::<f64>()
+                / (n - 1.0))
+                .sqrt()
+        } else {
+            0.0
+        };
+    }
+    KFoldSummary {
+        folds: outcomes.len(),
+        per_fold,
+        mean,
+        std,
+    }
+}
+
+/// Trains on `split.train`, stops early on `split.val`, evaluates the best weights on
+/// `split.test` and writes everything into `dir`.
+///
+/// # Errors
+/// As [`run`]; also an empty train or validation subset.
+pub fn train_split(
+    job: &TrainJob,
+    ds: &Arc<Dataset>,
+    split: &Split,
+    dir: &Path,
+) -> Result<TrainOutcome> {
+    if split.train.is_empty() || split.val.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the split left {} training and {} validation images; more data is needed",
+            split.train.len(),
+            split.val.len()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let config = model_config(job.arch, job.width, job.upsampling);
+    config.validate()?;
+    let preprocess = Preprocess::square(job.size);
+    preprocess.validate(config.size_multiple())?;
+
+    let varmap = VarMap::new();
+    // Seeded so the same --seed gives the same initial weights (candle's CPU RNG has no seed).
+    let model = config.build(seeded_var_builder(
+        &varmap,
+        job.seed,
+        DType::F32,
+        &job.device,
+    ))?;
+    let parameters = xnet_model::models::count_trainable_parameters(&varmap);
+    let augment = if job.augment {
+        Some(Augment::from_config(&AugmentConfig::xnet())?)
+    } else {
+        None
+    };
+    let batch_cfg = preprocess.batch_config(job.batch, job.seed);
+    let mut train_src = DatasetSource::training(
+        ds.clone(),
+        split.train.clone(),
+        batch_cfg.clone(),
+        job.balance,
+        augment,
+    )?;
+    let mut val_src = DatasetSource::plain(ds.clone(), split.val.clone(), batch_cfg)?;
+
+    let train_cfg = TrainConfig {
+        epochs: job.epochs,
+        optimizer: OptimizerConfig::adam(job.lr),
+        schedule: LrSchedule::Cosine {
+            t_max: job.epochs,
+            eta_min: job.lr * 0.05,
+        },
+        early_stopping_patience: Some(job.patience.max(1)),
+        progress: job.progress,
+        ..TrainConfig::default()
+    };
+    let started = Instant::now();
+    let summary = {
+        let mut trainer =
+            Trainer::new(model.as_ref(), &varmap, train_cfg, &job.device)?.with_checkpoint_dir(dir);
+        if job.resume {
+            trainer.resume()?;
+        }
+        trainer.fit(&mut train_src, Some(&mut val_src))?
+    };
+    let train_seconds = started.elapsed().as_secs_f64();
+
+    // The best epoch's weights become the run's model, with what inference needs to know.
+    let best = dir.join("best");
+    if best.join(checkpoint::WEIGHTS_FILE).exists() {
+        checkpoint::load_weights_into(&varmap, &best.join(checkpoint::WEIGHTS_FILE), &job.device)?;
+    }
+    let metadata = serde_json::json!({
+        "preprocess": preprocess,
+        "seed": job.seed,
+        "best_epoch": summary.best_epoch,
+        "best_val_loss": summary.best_loss,
+        "epochs_run": summary.epochs.len(),
+        "dataset": ds.root.display().to_string(),
+    });
+    checkpoint::save(dir, &varmap, &config, metadata)?;
+
+    let predictor = Predictor::new(model, config, varmap, preprocess, &job.device)?;
+    let test: &[usize] = if split.test.is_empty() {
+        &split.val
+    } else {
+        &split.test
+    };
+    let evaluation = evaluate_samples(&predictor, ds, test, Some(0.5))?;
+    write_evaluation(&evaluation, dir)?;
+    let log = dir.join("log.jsonl");
+    if log.exists() {
+        let curves = xray_metrics::TrainingLog::load(&log)?;
+        xray_metrics::plot_training_curves(&curves, dir.join("training"))?;
+    }
+    write_overlays(
+        &predictor,
+        ds,
+        &test[..test.len().min(job.overlays)],
+        &dir.join("overlays"),
+    )?;
+    Ok(TrainOutcome {
+        run_dir: dir.to_path_buf(),
+        evaluation,
+        summary,
+        train_seconds,
+        parameters,
+        split_sizes: [split.train.len(), split.val.len(), split.test.len()],
+    })
+}
+
+/// Segments the given samples into `dir` (labels, field, overlay per sample).
+///
+/// # Errors
+/// Loading, network or file-system errors.
+pub fn write_overlays(
+    predictor: &Predictor,
+    ds: &Dataset,
+    indices: &[usize],
+    dir: &Path,
+) -> Result<()> {
+    let opts = SegmentOptions::default();
+    for &i in indices {
+        let (image, _) = ds.load(i)?;
+        let s = &ds.samples[i];
+        segment_image(
+            predictor,
+            &image,
+            &s.stem,
+            &s.image.display().to_string(),
+            dir,
+            &opts,
+        )?;
+    }
+    Ok(())
+}

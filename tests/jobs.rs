@@ -1,0 +1,131 @@
+//! The examples' core paths on a tiny configuration: train → checkpoint → evaluate →
+//! segment, asserting the files and their contents.
+
+use std::path::Path;
+
+use xray_data::dataset::{Dataset, DatasetOptions};
+use xray_data::io::load_mask;
+use xray_seg::evaluate::{evaluate_samples, write_evaluation};
+use xray_seg::predict::Predictor;
+use xray_seg::segment::{segment_file, SegmentOptions};
+use xray_seg::train::{run, TrainJob};
+
+fn tiny_job(dir: &Path) -> TrainJob {
+    TrainJob {
+        run_dir: dir.join("run"),
+        size: 32,
+        width: 2,
+        epochs: 2,
+        batch: 4,
+        patience: 2,
+        synth_count: 14,
+        synth_size: 48,
+        progress: false,
+        overlays: 1,
+        seed: 3,
+        ..TrainJob::default()
+    }
+}
+
+fn in_unit(v: f64) -> bool {
+    (0.0..=1.0).contains(&v)
+}
+
+#[test]
+fn train_then_evaluate_then_segment() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-jobs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let job = tiny_job(&tmp);
+    let (outcomes, kfold) = run(&job).expect("training runs");
+    assert!(kfold.is_none());
+    let o = &outcomes[0];
+    let run_dir = &job.run_dir;
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "log.jsonl",
+        "report.json",
+        "report.md",
+        "roc.png",
+        "reliability.png",
+        "confusion.png",
+        "training.png",
+    ] {
+        assert!(
+            run_dir.join(f).is_file(),
+            "{f} missing from the run directory"
+        );
+    }
+    assert_eq!(o.split_sizes.iter().sum::<usize>(), 14);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    for key in ["accuracy", "ece", "mce", "confidence"] {
+        let v = report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is not a number"));
+        assert!(in_unit(v), "{key} = {v} outside [0, 1]");
+    }
+    let f1 = report["f1"]["weighted"].as_f64().unwrap();
+    assert!(in_unit(f1));
+    assert_eq!(report["confusion_matrix"].as_array().unwrap().len(), 3);
+    assert!(std::fs::read_dir(run_dir.join("overlays")).unwrap().count() >= 4);
+
+    // Evaluate the checkpoint on the whole synthetic folder, with the tissue threshold.
+    let predictor = Predictor::load(run_dir, &candle_core::Device::Cpu).expect("checkpoint loads");
+    assert_eq!(predictor.preprocess().width, 32);
+    let ds = Dataset::open(&run_dir.join("data"), &DatasetOptions::default()).unwrap();
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let eval = evaluate_samples(&predictor, &ds, &all, Some(0.9)).unwrap();
+    assert_eq!(eval.report.images, ds.len());
+    let t = eval.thresholded.as_ref().unwrap();
+    assert!(
+        t.soft_tissue_false_positive_rate <= eval.argmax.soft_tissue_false_positive_rate + 1e-12,
+        "a higher soft-tissue threshold cannot add soft-tissue false positives"
+    );
+    let out = tmp.join("eval");
+    write_evaluation(&eval, &out).unwrap();
+    assert!(out.join("thresholds.json").is_file());
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("soft-tissue threshold 0.9"));
+
+    // Segment one image at its own resolution.
+    let input = &ds.samples[0].image;
+    let seg_dir = tmp.join("seg");
+    let opts = SegmentOptions {
+        probabilities: true,
+        ..SegmentOptions::default()
+    };
+    let s = segment_file(&predictor, input, &seg_dir, &opts).unwrap();
+    let labels = load_mask(&s.labels).unwrap();
+    assert_eq!(labels.dimensions(), (48, 48));
+    assert!(
+        labels.as_raw().iter().all(|&v| v <= 2 || v == 255),
+        "labels outside {{0,1,2,255}}"
+    );
+    let field = image::open(&s.field_mask).unwrap().to_luma8();
+    assert_eq!(field.dimensions(), (48, 48));
+    assert!(field.as_raw().iter().all(|&v| v == 0 || v == 255));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&s.field_json).unwrap()).unwrap();
+    assert_eq!(json["width"], 48);
+    assert_eq!(s.probabilities.len(), 3);
+    assert!(s.overlay.is_file());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn bad_options_are_clear_errors() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-bad-{}", std::process::id()));
+    let mut job = tiny_job(&tmp);
+    job.size = 30; // not a multiple of XNet's 8
+    let err = run(&job).unwrap_err().to_string();
+    assert!(err.contains("multiple of 8"), "{err}");
+    let mut job = tiny_job(&tmp);
+    job.kfold = Some(1);
+    assert!(run(&job).unwrap_err().to_string().contains("k ≥ 2"));
+    let missing = Predictor::load(&tmp.join("nowhere"), &candle_core::Device::Cpu);
+    assert!(missing.is_err());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
