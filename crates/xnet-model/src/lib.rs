@@ -42,6 +42,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod infer;
+pub mod init;
 pub mod kernels;
 pub mod loss;
 pub mod models;
