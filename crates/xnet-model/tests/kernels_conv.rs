@@ -44,7 +44,7 @@ fn max_abs(a: &Tensor) -> f64 {
 
 /// `(n, c_in, c_out, h, w, k, dilation)`: odd and even sizes, 1×1 to 5×5, dilated, a
 /// single row, and more channels than pixels; below 16 channels the direct shifted-GEMM
-/// path runs, from 16 channels (3×3, no dilation) the Winograd one.
+/// path runs, from 256 channels in (3×3, no dilation) the Winograd one.
 const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (1, 1, 4, 6, 6, 3, 1),
     (2, 3, 5, 7, 9, 3, 1),
@@ -54,13 +54,12 @@ const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (1, 2, 3, 1, 11, 3, 1),
     (3, 16, 24, 4, 4, 3, 1),
     (1, 6, 2, 12, 10, 5, 2),
-    // ≥ 16 channels in and out: the Winograd path (odd and even sizes, a single row).
-    (2, 16, 24, 7, 9, 3, 1),
-    (1, 32, 16, 8, 8, 3, 1),
-    (1, 20, 17, 1, 5, 3, 1),
-    (1, 17, 16, 3, 1, 3, 1),
+    // ≥ 256 channels in, 128..=in out: the Winograd path (odd and even sizes, one row).
+    (2, 256, 128, 5, 7, 3, 1),
+    (1, 256, 256, 4, 4, 3, 1),
+    (1, 300, 129, 1, 5, 3, 1),
     // Many channels but dilated: the direct path again.
-    (1, 16, 16, 6, 6, 3, 2),
+    (1, 256, 128, 6, 6, 3, 2),
 ];
 
 #[test]
@@ -130,7 +129,7 @@ fn gradients_match_finite_differences_f64() {
         (1, 2, 3, 5, 4, 3, 1),
         (2, 2, 2, 6, 5, 3, 2),
         (1, 3, 2, 4, 4, 5, 1),
-        (1, 16, 16, 3, 5, 3, 1),
+        (1, 256, 128, 3, 2, 3, 1),
     ] {
         let xt = rand_tensor(&mut rng, &[n, ci, h, w], DType::F64);
         let wtt = rand_tensor(&mut rng, &[co, ci, k, k], DType::F64);

@@ -7,7 +7,7 @@
 //! - [`conv2d_fast`]: stride-1 "same" convolution (odd square kernels, any dilation) as
 //!   one GEMM per kernel tap over a strided view of a zero-padded input, so no im2col
 //!   matrix is built; bias and ReLU are fused into the pass that crops the GEMM result.
-//!   3×3 convolutions with at least 16 channels in and out use Winograd F(2×2, 3×3)
+//!   3×3 convolutions with many channels (≥ 256 in, 128..=in out) use Winograd F(2×2, 3×3)
 //!   instead (2.25× fewer multiplications; `XNET_CONV_DIRECT=1` turns it off).
 //!   Its backward is exact: the input gradient is the same kernel with the weight flipped
 //!   and transposed (by strides, not copies), the weight gradient one GEMM per tap.
