@@ -161,11 +161,16 @@ impl Affine {
             self.border,
             |y, xs, ys| {
                 let dy = y as f64 - cy - ty;
-                // Row start and per-pixel increments; computed in f64 so long rows do not drift.
+                // Row origin in f64, then one multiply-add per pixel in f32 (vectorised);
+                // the f32 step error stays far below a pixel for any realistic width.
+                let x0 = -cx - tx;
+                let bx = (i11 * x0 + i12 * dy + cx) as f32;
+                let by = (i21 * x0 + i22 * dy + cy) as f32;
+                let (ax, ay) = (i11 as f32, i21 as f32);
                 for (x, (sx, sy)) in xs.iter_mut().zip(ys.iter_mut()).enumerate() {
-                    let dx = x as f64 - cx - tx;
-                    *sx = (i11 * dx + i12 * dy + cx) as f32;
-                    *sy = (i21 * dx + i22 * dy + cy) as f32;
+                    let xf = x as f32;
+                    *sx = bx + ax * xf;
+                    *sy = by + ay * xf;
                 }
             },
         );

@@ -69,6 +69,12 @@ where
     for y in 0..h {
         coords(y, &mut xs, &mut ys);
         let orow = &mut out[y * w..(y + 1) * w];
+        if let (Interpolation::Bilinear, Some(ms), Some(mo)) = (interp, msrc, mout.as_mut()) {
+            // The common case, fused: one coordinate decode serves image and mask.
+            let mrow = &mut mo[y * w..(y + 1) * w];
+            bilinear_nearest_row(src, ms, w, h, &xs, &ys, border, orow, mrow);
+            continue;
+        }
         match interp {
             Interpolation::Bilinear => bilinear_row(src, w, h, &xs, &ys, border, orow),
             Interpolation::Nearest => nearest_row_f32(src, w, h, &xs, &ys, border, orow),
@@ -119,17 +125,13 @@ fn bilinear_row(
 ) {
     let (wm1, hm1) = (w as f32 - 1.0, h as f32 - 1.0);
     for ((o, &sx), &sy) in out.iter_mut().zip(xs).zip(ys) {
-        if !(sx.is_finite() && sy.is_finite()) {
-            *o = border_value(border);
-            continue;
-        }
-        let x0f = sx.floor();
-        let y0f = sy.floor();
-        let fx = sx - x0f;
-        let fy = sy - y0f;
-        // Fast path: the 2×2 neighbourhood is inside (or the weight of the outside taps is 0).
-        if x0f >= 0.0 && y0f >= 0.0 && x0f < wm1 && y0f < hm1 {
-            let i = y0f as usize * w + x0f as usize;
+        // Fast path: the 2×2 neighbourhood is inside. The comparisons are false for NaN, and
+        // for non-negative values `as usize` truncation is `floor` (without SSE4.1 a real
+        // `floor` is a libm call, which dominated the cost of this loop).
+        if sx >= 0.0 && sy >= 0.0 && sx < wm1 && sy < hm1 {
+            let (x0, y0) = (sx as usize, sy as usize);
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            let i = y0 * w + x0;
             // i + w + 1 < w * h holds by the checks above. With fx = fy = 0 the result is
             // exactly `a` (a + 0 * (b - a)), which keeps identity maps exact.
             let (a, b) = (src[i], src[i + 1]);
@@ -138,20 +140,65 @@ fn bilinear_row(
             let bot = c + fx * (d - c);
             *o = top + fy * (bot - top);
         } else {
-            let (x0, y0) = (x0f as isize, y0f as isize);
-            let a = fetch(src, w, h, x0, y0, border);
-            if fx == 0.0 && fy == 0.0 {
-                *o = a;
-                continue;
-            }
-            let b = fetch(src, w, h, x0 + 1, y0, border);
-            let c = fetch(src, w, h, x0, y0 + 1, border);
-            let d = fetch(src, w, h, x0 + 1, y0 + 1, border);
+            *o = bilinear_slow(src, w, h, sx, sy, border);
+        }
+    }
+}
+
+/// Bilinear image and nearest mask in one pass. In the fast path the nearest pixel is the
+/// bilinear corner rounded by the fractions (`floor(s + 0.5) = floor(s) + (frac >= 0.5)`),
+/// so both use one conversion.
+#[allow(clippy::too_many_arguments)]
+fn bilinear_nearest_row(
+    src: &[f32],
+    msrc: &[u8],
+    w: usize,
+    h: usize,
+    xs: &[f32],
+    ys: &[f32],
+    border: Border,
+    out: &mut [f32],
+    mout: &mut [u8],
+) {
+    let (wm1, hm1) = (w as f32 - 1.0, h as f32 - 1.0);
+    for (((o, m), &sx), &sy) in out.iter_mut().zip(mout.iter_mut()).zip(xs).zip(ys) {
+        if sx >= 0.0 && sy >= 0.0 && sx < wm1 && sy < hm1 {
+            let (x0, y0) = (sx as usize, sy as usize);
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            let i = y0 * w + x0;
+            let (a, b) = (src[i], src[i + 1]);
+            let (c, d) = (src[i + w], src[i + w + 1]);
             let top = a + fx * (b - a);
             let bot = c + fx * (d - c);
             *o = top + fy * (bot - top);
+            let j = i + (fx >= 0.5) as usize + if fy >= 0.5 { w } else { 0 };
+            *m = msrc[j];
+        } else {
+            *o = bilinear_slow(src, w, h, sx, sy, border);
+            nearest_row_u8(msrc, w, h, &[sx], &[sy], border, std::slice::from_mut(m));
         }
     }
+}
+
+#[cold]
+fn bilinear_slow(src: &[f32], w: usize, h: usize, sx: f32, sy: f32, border: Border) -> f32 {
+    if !(sx.is_finite() && sy.is_finite()) {
+        return border_value(border);
+    }
+    let x0f = sx.floor();
+    let y0f = sy.floor();
+    let (fx, fy) = (sx - x0f, sy - y0f);
+    let (x0, y0) = (x0f as isize, y0f as isize);
+    let a = fetch(src, w, h, x0, y0, border);
+    if fx == 0.0 && fy == 0.0 {
+        return a;
+    }
+    let b = fetch(src, w, h, x0 + 1, y0, border);
+    let c = fetch(src, w, h, x0, y0 + 1, border);
+    let d = fetch(src, w, h, x0 + 1, y0 + 1, border);
+    let top = a + fx * (b - a);
+    let bot = c + fx * (d - c);
+    top + fy * (bot - top)
 }
 
 fn nearest_row_f32(
@@ -187,7 +234,14 @@ fn nearest_row_u8(
         Border::Reflect => IGNORE_LABEL,
         Border::Constant { mask_value, .. } => mask_value,
     };
+    let (wf, hf) = (w as f32 - 0.5, h as f32 - 0.5);
     for ((o, &sx), &sy) in out.iter_mut().zip(xs).zip(ys) {
+        // Fast path without `floor` (see `bilinear_row`): round half up of a value >= -0.5.
+        if sx >= -0.5 && sy >= -0.5 && sx < wf && sy < hf {
+            let (x, y) = ((sx + 0.5) as usize, (sy + 0.5) as usize);
+            *o = src[y * w + x];
+            continue;
+        }
         if !(sx.is_finite() && sy.is_finite()) {
             *o = fill;
             continue;
