@@ -79,7 +79,7 @@ pub enum ImageFormat {
 /// (`.dcm`/`.dicom` → DICOM without preamble).
 ///
 /// # Errors
-/// [`DataError::EmptyImage`] for a zero-byte file, [`DataError::UnknownFormat`] otherwise
+/// [`DataError::Decode`] for a zero-byte file, [`DataError::UnknownFormat`] otherwise
 /// when nothing matches.
 pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     if bytes.is_empty() {
