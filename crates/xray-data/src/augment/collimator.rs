@@ -1,5 +1,5 @@
 //! Collimator simulation: add a shuttered border to an uncollimated image and label it
-//! [`IGNORE_LABEL`](crate::IGNORE_LABEL).
+//! [`crate::IGNORE_LABEL`] (255).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};

@@ -45,12 +45,12 @@ pub fn gaussian_kernel(sigma: f32, truncate: f32) -> Vec<f32> {
 ///
 /// # Examples
 /// ```
-/// let mut plane = vec![0.0f32; 9];
-/// plane[4] = 1.0;
-/// xray_data::augment::filter::gaussian_blur(&mut plane, 3, 3, 0.8);
+/// let mut plane = vec![0.0f32; 81];
+/// plane[40] = 1.0; // centre of a 9 × 9 plane, away from the borders
+/// xray_data::augment::filter::gaussian_blur(&mut plane, 9, 9, 0.8);
 /// let sum: f32 = plane.iter().sum();
 /// assert!((sum - 1.0).abs() < 1e-5);
-/// assert!(plane[4] > plane[0]);
+/// assert!(plane[40] > plane[39] && plane[39] > plane[38]);
 /// ```
 pub fn gaussian_blur(data: &mut [f32], width: usize, height: usize, sigma: f32) {
     if sigma <= 0.0 || !sigma.is_finite() || data.len() != width * height || data.is_empty() {

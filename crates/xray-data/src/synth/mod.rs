@@ -427,7 +427,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(io)
 }
 
-/// Save an RGB preview (as made by [`preview`] or [`preview_grid`]) as PNG.
+/// Save an RGB preview (as made by [`preview()`] or [`preview_grid`]) as PNG.
 ///
 /// # Errors
 /// [`DataError::Io`] naming the file.
