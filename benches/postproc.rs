@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use xray_postproc::{
-    apply_thresholds, baseline_segment, cleanup, detect_collimator, BaselineConfig, CleanupConfig, CollimatorConfig, Plane, ProbMap,
-    ThresholdConfig,
+    apply_thresholds, baseline_segment, cleanup, detect_collimator, BaselineConfig, CleanupConfig,
+    CollimatorConfig, Plane, ProbMap, ThresholdConfig,
 };
 
 /// A collimated field (edges rotated by a few degrees), a soft-tissue ellipse with a bone
@@ -37,7 +37,13 @@ fn phantom(n: usize) -> Vec<f32> {
             }
             let (dx, dy) = ((xf - s * 0.5) / (s * 0.25), (yf - s * 0.5) / (s * 0.45));
             let r2 = dx * dx + dy * dy;
-            let t = if r2 < 0.1 { 0.15 } else if r2 < 1.0 { 0.4 } else { 1.0 };
+            let t = if r2 < 0.1 {
+                0.15
+            } else if r2 < 1.0 {
+                0.4
+            } else {
+                1.0
+            };
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -53,7 +59,9 @@ fn bench(c: &mut Criterion) {
     let plane = Plane::new(&big, 2000, 2000).unwrap();
     let cfg = CollimatorConfig::default();
     assert_eq!(detect_collimator(&plane, &cfg).unwrap().edges.len(), 4);
-    c.bench_function("detect_collimator 2000x2000", |b| b.iter(|| detect_collimator(black_box(&plane), &cfg).unwrap()));
+    c.bench_function("detect_collimator 2000x2000", |b| {
+        b.iter(|| detect_collimator(black_box(&plane), &cfg).unwrap())
+    });
 
     let n = 512;
     let small = phantom(n);
@@ -61,7 +69,10 @@ fn bench(c: &mut Criterion) {
     let mut probs = vec![0.0f32; 3 * n * n];
     for i in 0..n * n {
         let v = small[i] / 1000.0;
-        let (a, b) = (v.clamp(0.0, 1.0), (1.0 - (v - 0.4).abs() * 2.0).clamp(0.0, 1.0));
+        let (a, b) = (
+            v.clamp(0.0, 1.0),
+            (1.0 - (v - 0.4).abs() * 2.0).clamp(0.0, 1.0),
+        );
         let cc = (1.0 - a).max(0.0);
         let z = a + b + cc + 1e-6;
         probs[i] = a / z;
@@ -69,7 +80,10 @@ fn bench(c: &mut Criterion) {
         probs[2 * n * n + i] = cc / z;
     }
     let pm = ProbMap::new(&probs, 3, n, n).unwrap();
-    let tcfg = ThresholdConfig { soft_threshold: 0.6, ..Default::default() };
+    let tcfg = ThresholdConfig {
+        soft_threshold: 0.6,
+        ..Default::default()
+    };
     let ccfg = CleanupConfig {
         bone_open_radius: 2,
         bone_dilate_radius: 1,
@@ -85,7 +99,9 @@ fn bench(c: &mut Criterion) {
     });
     let field = detect_collimator(&splane, &cfg).unwrap();
     c.bench_function("baseline_segment 512x512", |b| {
-        b.iter(|| baseline_segment(black_box(&splane), Some(&field), &BaselineConfig::default()).unwrap())
+        b.iter(|| {
+            baseline_segment(black_box(&splane), Some(&field), &BaselineConfig::default()).unwrap()
+        })
     });
 }
 
