@@ -178,6 +178,12 @@ impl ConvBnRelu {
         train: bool,
         dilation: usize,
     ) -> candle_core::Result<Tensor> {
+        if crate::kernels::fast_kernels_enabled()
+            && crate::kernels::fast_conv_supported(x, &self.weight)
+        {
+            return self.forward_fast(x, train, dilation);
+        }
+        // The reference path (stock candle ops), also forced by XNET_REFERENCE_KERNELS=1.
         let padding = dilation * (self.kernel_size - 1) / 2;
         let mut y = x.conv2d(&self.weight, padding, 1, dilation, 1)?;
         if let Some(b) = &self.bias {
@@ -191,6 +197,31 @@ impl ConvBnRelu {
             None => y,
         };
         y.relu()
+    }
+
+    /// [`Self::forward_dilated`] through `crate::kernels`: conv + bias + ReLU in one pass
+    /// with the inference batch-norm folded on the fly, or conv + bias then the fused
+    /// training batch-norm + ReLU (same running-statistics update as candle's).
+    fn forward_fast(&self, x: &Tensor, train: bool, dilation: usize) -> candle_core::Result<Tensor> {
+        use crate::kernels;
+        let (w, b) = (&self.weight, self.bias.as_ref());
+        let Some(bn) = &self.bn else {
+            if train {
+                candle_core::bail!("this network's batch-norm was folded for inference; it cannot be trained");
+            }
+            return kernels::conv2d_fast(x, w, b, dilation, true);
+        };
+        match bn.weight_and_bias() {
+            Some(_) if train && kernels::fused_batch_norm_supported(x) => {
+                kernels::batch_norm_relu_train(&kernels::conv2d_fast(x, w, b, dilation, false)?, bn, true)
+            }
+            Some((gamma, beta)) if !train => {
+                let (wf, bf) =
+                    kernels::fold_batch_norm(w, b, gamma, beta, bn.running_mean(), bn.running_var(), bn.eps())?;
+                kernels::conv2d_fast(x, &wf, Some(&bf), dilation, true)
+            }
+            _ => bn.forward_t(&kernels::conv2d_fast(x, w, b, dilation, false)?, train)?.relu(),
+        }
     }
 
     /// FLOPs of this block's convolution for an `h × w` output.
@@ -276,7 +307,7 @@ impl Up2 {
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         match self {
-            Up2::Nearest => x.upsample_nearest2d(2 * h, 2 * w),
+            Up2::Nearest => crate::kernels::upsample_nearest2x(x),
             Up2::Bilinear => crate::ops::resize_bilinear(x, 2 * h, 2 * w),
             Up2::Transposed(c) => c.forward(x),
         }

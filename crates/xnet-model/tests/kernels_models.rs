@@ -1,0 +1,119 @@
+//! The networks with the fast kernels (`crate::kernels`, the default) against the same
+//! networks on stock candle ops (`XNET_REFERENCE_KERNELS=1`): eval outputs, train-mode
+//! outputs and every gradient. One test in this binary, because it flips a process-wide
+//! environment variable.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use xnet_model::models::{SegNetConfig, UNetConfig, Upsampling, XNetConfig};
+use xnet_model::ModelConfig;
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn scale(a: &Tensor) -> f32 {
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1.0)
+}
+
+/// Runs `f` with the fast kernels (`reference = false`) or the stock candle path.
+fn with_kernels<T>(reference: bool, f: impl FnOnce() -> T) -> T {
+    if reference {
+        std::env::set_var("XNET_REFERENCE_KERNELS", "1");
+    } else {
+        std::env::remove_var("XNET_REFERENCE_KERNELS");
+    }
+    let out = f();
+    std::env::remove_var("XNET_REFERENCE_KERNELS");
+    out
+}
+
+/// Train-mode logits and the gradients of `Σ logits²` by variable name.
+fn train_step(
+    net: &dyn xnet_model::Segmenter,
+    varmap: &VarMap,
+    x: &Tensor,
+) -> (Tensor, Vec<(String, Tensor)>) {
+    let train = net.forward_t(x, true).unwrap();
+    let grads = (&train * &train)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let data = varmap.data().lock().unwrap();
+    let mut named: Vec<(String, Tensor)> = data
+        .iter()
+        .filter_map(|(name, var)| Some((name.clone(), grads.get(var)?.clone())))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    (train, named)
+}
+
+#[test]
+fn fast_kernels_match_the_reference_path() {
+    let dev = Device::Cpu;
+    let x = Tensor::rand(0f32, 1., (2, 1, 16, 16), &dev).unwrap();
+    // base width 32 reaches 256 channels, so the Winograd path runs too.
+    let configs = [
+        ModelConfig::XNet(XNetConfig {
+            base_width: 32,
+            ..Default::default()
+        }),
+        ModelConfig::UNet(UNetConfig {
+            base_width: 16,
+            depth: 3,
+            upsampling: Upsampling::Nearest,
+            ..Default::default()
+        }),
+        ModelConfig::SegNet(SegNetConfig::simple().narrowed(4)),
+    ];
+    for cfg in &configs {
+        let arch = cfg.arch();
+        let varmap = VarMap::new();
+        let net = cfg
+            .build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+            .unwrap();
+        // Eval first: the train-mode forwards below update the running statistics.
+        let ef = with_kernels(false, || net.forward_t(&x, false).unwrap());
+        let er = with_kernels(true, || net.forward_t(&x, false).unwrap());
+        assert!(
+            max_diff(&ef, &er) <= 1e-4 * scale(&er),
+            "{arch} eval differs"
+        );
+        // Train-mode outputs use batch statistics, so the update does not matter here.
+        let (tf, gf) = with_kernels(false, || train_step(net.as_ref(), &varmap, &x));
+        let (tr, gr) = with_kernels(true, || train_step(net.as_ref(), &varmap, &x));
+        assert!(
+            max_diff(&tf, &tr) <= 1e-4 * scale(&tr),
+            "{arch} train output differs"
+        );
+        assert_eq!(gf.len(), gr.len(), "{arch}: same variables get gradients");
+        assert!(!gf.is_empty());
+        for ((nf, a), (nr, b)) in gf.iter().zip(&gr) {
+            assert_eq!(nf, nr);
+            let err = max_diff(a, b);
+            assert!(
+                err <= 1e-4 * scale(b),
+                "{arch} gradient of {nf} differs by {err}"
+            );
+        }
+    }
+}

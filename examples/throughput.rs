@@ -1,0 +1,243 @@
+//! CPU throughput of the crate's networks, printed as one JSON line in the same shape as the
+//! PyTorch twin (`../shared/peers/xnet_torch.py --json`), so both can run alternately.
+//!
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo run --release --example throughput -- \
+//!     --model xnet --mode forward --batch 1 --size 200 --threads 2 --iters 5
+//! ```
+//!
+//! `forward`: eval mode + softmax over classes (batch-norm folded into the convolutions
+//! unless `--no-fold`). `train`: forward with batch statistics, cross-entropy + 5e-4·Σw²
+//! over the convolution kernels, backward and one Adam step (lr 1e-4), as the twin does.
+//! `--reference` forces the stock candle kernels (`XNET_REFERENCE_KERNELS=1`).
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use clap::{Parser, ValueEnum};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+use xnet_model::models::{
+    count_trainable_parameters, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
+};
+use xnet_model::ModelConfig;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Model {
+    Xnet,
+    Unet,
+    Segnet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Forward,
+    Train,
+}
+
+/// Images per second of a network's forward pass or training step on the CPU.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Network, configured as the PyTorch twin's (XNet 64/128/256/512; 3-level U-Net with
+    /// nearest up-sampling; SimpleSegNet).
+    #[arg(long, value_enum, default_value = "xnet")]
+    model: Model,
+    /// `forward` (inference + softmax) or `train` (forward, loss, backward, Adam step).
+    #[arg(long, value_enum, default_value = "forward")]
+    mode: Mode,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Square image side in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 128)]
+    size: usize,
+    /// Worker threads (rayon's global pool, which candle and the kernels share).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timed iterations (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Use the stock candle kernels instead of `xnet_model::kernels`.
+    #[arg(long)]
+    reference: bool,
+    /// Keep the batch-norms separate in forward mode (the twin does not fold them either).
+    #[arg(long)]
+    no_fold: bool,
+    /// Random seed for weights, input and labels.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Free text copied into the JSON record.
+    #[arg(long, default_value = "")]
+    tag: String,
+}
+
+/// CPU time of this process so far (all threads), from `/proc/self/task/*/schedstat`, in
+/// seconds; 0 where that is unavailable. On a shared machine it separates our work from
+/// waiting for a core.
+fn process_cpu_s() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e9
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        0.5 * (s[s.len() / 2 - 1] + s[s.len() / 2])
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("throughput: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if args.iters == 0 || args.batch == 0 || args.threads == 0 {
+        return Err("--iters, --batch and --threads must be at least 1".into());
+    }
+    if args.reference {
+        // Before any thread starts: the kernels read it on every call.
+        std::env::set_var("XNET_REFERENCE_KERNELS", "1");
+    }
+    // candle sizes its own gemm parallelism from RAYON_NUM_THREADS as well.
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()?;
+
+    let cfg = match args.model {
+        Model::Xnet => ModelConfig::XNet(XNetConfig::default()),
+        // The twin's U-Net: 3 levels of 64/128/256, 512 bottleneck, nearest ×2 + conv up.
+        Model::Unet => ModelConfig::UNet(UNetConfig {
+            depth: 3,
+            upsampling: Upsampling::Nearest,
+            ..Default::default()
+        }),
+        // The twin's SimpleSegNet (the XNet paper's comparator).
+        Model::Segnet => ModelConfig::SegNet(SegNetConfig::simple()),
+    };
+    let m = cfg.size_multiple();
+    if args.size == 0 || args.size % m != 0 {
+        return Err(format!("--size must be a positive multiple of {m}").into());
+    }
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let mut net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    let params = count_trainable_parameters(&varmap);
+
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let (n, s) = (args.batch, args.size);
+    let x: Vec<f32> = (0..n * s * s).map(|_| rng.random::<f32>()).collect();
+    let x = Tensor::from_vec(x, (n, cfg.in_channels(), s, s), &dev)?;
+    let classes = cfg.num_classes();
+    let y: Vec<u32> = (0..n * s * s)
+        .map(|_| rng.random_range(0..classes as u32))
+        .collect();
+    let y = Tensor::from_vec(y, n * s * s, &dev)?;
+
+    let mut folded = false;
+    let mut times = Vec::with_capacity(args.iters);
+    let mut cpu_times = Vec::with_capacity(args.iters);
+    match args.mode {
+        Mode::Forward => {
+            if !args.no_fold {
+                folded = net.fold_batch_norm()? > 0;
+            }
+            for i in 0..args.warmup + args.iters {
+                let (t0, c0) = (Instant::now(), process_cpu_s());
+                let p = candle_nn::ops::softmax(&net.forward_t(&x, false)?, 1)?;
+                // Make sure the result exists (candle is eager, but be explicit).
+                let _ = p.dims();
+                let dt = t0.elapsed().as_secs_f64();
+                if i >= args.warmup {
+                    times.push(dt);
+                    cpu_times.push(process_cpu_s() - c0);
+                }
+            }
+        }
+        Mode::Train => {
+            let vars = varmap.all_vars();
+            // Kernels of the convolutions: the rank-4 variables.
+            let kernels: Vec<_> = vars.iter().filter(|v| v.rank() == 4).cloned().collect();
+            let mut opt = candle_nn::AdamW::new(
+                vars,
+                candle_nn::ParamsAdamW {
+                    lr: 1e-4,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.0,
+                },
+            )?;
+            for i in 0..args.warmup + args.iters {
+                let (t0, c0) = (Instant::now(), process_cpu_s());
+                let logits = net.forward_t(&x, true)?;
+                // [N, C, H, W] -> [N·H·W, C] for the per-pixel cross-entropy.
+                let flat = logits.permute((0, 2, 3, 1))?.reshape(((), classes))?;
+                let ce = candle_nn::loss::cross_entropy(&flat, &y)?;
+                let mut l2 = Tensor::zeros((), DType::F32, &dev)?;
+                for k in &kernels {
+                    l2 = (l2 + k.as_tensor().sqr()?.sum_all()?)?;
+                }
+                let loss = (ce + (l2 * 5e-4)?)?;
+                opt.backward_step(&loss)?;
+                let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+                let dt = t0.elapsed().as_secs_f64();
+                if i >= args.warmup {
+                    times.push(dt);
+                    cpu_times.push(process_cpu_s() - c0);
+                }
+            }
+        }
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_s = median(&times);
+    let cpu_median = median(&cpu_times);
+    let fwd_flops = cfg.forward_flops(s, s) as f64;
+    // Forward + backward is 3× the forward convolution FLOPs (as the twin's FlopCounter).
+    let flops_per_image = match args.mode {
+        Mode::Forward => fwd_flops,
+        Mode::Train => 3.0 * fwd_flops,
+    };
+    let images_per_s = n as f64 / median_s;
+    let record = serde_json::json!({
+        "impl": "xray-seg",
+        "model": format!("{:?}", args.model).to_lowercase(),
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "batch": n,
+        "size": s,
+        "threads": args.threads,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "median_s": median_s,
+        "min_s": sorted[0],
+        "cpu_s_median": cpu_median,
+        "max_s": sorted[sorted.len() - 1],
+        "images_per_s": images_per_s,
+        "params": params,
+        "params_trainable": params,
+        "gflop_per_image": flops_per_image / 1e9,
+        "achieved_gflops": flops_per_image * images_per_s / 1e9,
+        "kernels": if xnet_model::kernels::fast_kernels_enabled() { "fast" } else { "reference" },
+        "bn_folded": folded,
+        "tag": args.tag,
+    });
+    println!("{record}");
+    Ok(())
+}
