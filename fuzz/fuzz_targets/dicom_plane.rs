@@ -1,0 +1,22 @@
+//! DICOM-to-plane conversion on arbitrary bytes: never panics; a decoded plane has the
+//! announced size and only finite values. The same bytes also go through format detection.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use xray_data::io::{decode_dicom, decode_image, LoadOptions};
+
+fuzz_target!(|data: &[u8]| {
+    let opts = LoadOptions {
+        max_pixels: 1 << 20,
+        frame: u32::from(data.first().copied().unwrap_or(0) % 3),
+        ..LoadOptions::default()
+    };
+    if let Ok(d) = decode_dicom(data, &opts) {
+        assert_eq!(d.image.dimensions(), (d.columns, d.rows));
+        assert!(d.image.as_raw().iter().all(|v| v.is_finite()));
+        assert!(d.frame < d.frames);
+    }
+    if let Ok(img) = decode_image(std::path::Path::new("fuzz.dcm"), data, &opts) {
+        assert!(u64::from(img.width()) * u64::from(img.height()) <= opts.max_pixels);
+        assert!(img.as_raw().iter().all(|v| v.is_finite()));
+    }
+});
