@@ -13,7 +13,9 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use xnet_model::checkpoint;
 use xnet_model::init::seeded_var_builder;
-use xnet_model::models::{DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig};
+use xnet_model::models::{
+    BatchNormSettings, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
+};
 use xnet_model::optim::{LrSchedule, OptimizerConfig};
 use xnet_model::train::{TrainConfig, TrainSummary, Trainer};
 use xnet_model::ModelConfig;
@@ -72,17 +74,27 @@ impl std::fmt::Display for Arch {
 
 /// A network of family `arch` whose first level has `width` channels (the paper's XNet
 /// and U-Net use 64), with an optional up-sampling override.
+///
+/// Batch-norm running statistics use PyTorch's momentum 0.1 rather than Keras' 0.01 (the
+/// paper's): a CPU-sized run makes a few hundred optimiser steps, and with 0.01 the
+/// inference-mode statistics would still lag far behind the weights when training stops.
 pub fn model_config(arch: Arch, width: usize, upsampling: Option<Upsampling>) -> ModelConfig {
     let width = width.max(1);
+    let batch_norm = BatchNormSettings {
+        momentum: 0.1,
+        ..BatchNormSettings::default()
+    };
     match arch {
         Arch::XNet => ModelConfig::XNet(XNetConfig {
             base_width: width,
             upsampling: upsampling.unwrap_or(Upsampling::Nearest),
+            batch_norm,
             ..XNetConfig::default()
         }),
         Arch::UNet => ModelConfig::UNet(UNetConfig {
             base_width: width,
             upsampling: upsampling.unwrap_or(Upsampling::TransposedConv),
+            batch_norm,
             ..UNetConfig::default()
         }),
         Arch::SegNet => {
@@ -96,6 +108,7 @@ pub fn model_config(arch: Arch, width: usize, upsampling: Option<Upsampling>) ->
                 *w = width;
             }
             cfg.kernel_size = 3;
+            cfg.batch_norm = batch_norm;
             if let Some(u) = upsampling {
                 cfg.upsampling = u;
             }
@@ -105,6 +118,7 @@ pub fn model_config(arch: Arch, width: usize, upsampling: Option<Upsampling>) ->
             encoder_widths: vec![width, 2 * width, 4 * width, 8 * width],
             aspp_channels: 4 * width,
             upsampling: upsampling.unwrap_or(Upsampling::Bilinear),
+            batch_norm,
             ..DeepLabConfig::default()
         }),
     }
