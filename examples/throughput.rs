@@ -33,6 +33,9 @@ enum Model {
 enum Mode {
     Forward,
     Train,
+    /// Whole-radiograph inference by tiles (`xnet_model::infer::predict_proba`) of one
+    /// `size × size` plane; `batch` is ignored.
+    Tiled,
 }
 
 /// Images per second of a network's forward pass or training step on the CPU.
@@ -66,6 +69,15 @@ struct Args {
     /// Keep the batch-norms separate in forward mode (the twin does not fold them either).
     #[arg(long)]
     no_fold: bool,
+    /// Tiled mode: tile side (a multiple of the model's size multiple).
+    #[arg(long, default_value_t = 256)]
+    tile: usize,
+    /// Tiled mode: overlap between neighbouring tiles, pixels.
+    #[arg(long, default_value_t = 32)]
+    overlap: usize,
+    /// Tiled mode: tiles per forward pass.
+    #[arg(long, default_value_t = 1)]
+    tile_batch: usize,
     /// Random seed for weights, input and labels.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -141,7 +153,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let params = count_trainable_parameters(&varmap);
 
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let (n, s) = (args.batch, args.size);
+    // Tiled mode runs one plane; the batch tensors below stay small.
+    let n = if args.mode == Mode::Tiled {
+        1
+    } else {
+        args.batch
+    };
+    let s = args.size;
     let x: Vec<f32> = (0..n * s * s).map(|_| rng.random::<f32>()).collect();
     let x = Tensor::from_vec(x, (n, cfg.in_channels(), s, s), &dev)?;
     let classes = cfg.num_classes();
@@ -163,6 +181,26 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let p = candle_nn::ops::softmax(&net.forward_t(&x, false)?, 1)?;
                 // Make sure the result exists (candle is eager, but be explicit).
                 let _ = p.dims();
+                let dt = t0.elapsed().as_secs_f64();
+                if i >= args.warmup {
+                    times.push(dt);
+                    cpu_times.push(process_cpu_s() - c0);
+                }
+            }
+        }
+        Mode::Tiled => {
+            folded = net.fold_batch_norm()? > 0;
+            let opts = xnet_model::infer::InferenceOptions {
+                tile_size: args.tile,
+                overlap: args.overlap,
+                batch_size: args.tile_batch,
+                ..Default::default()
+            };
+            let plane: Vec<f32> = (0..s * s).map(|_| rng.random::<f32>()).collect();
+            for i in 0..args.warmup + args.iters {
+                let (t0, c0) = (Instant::now(), process_cpu_s());
+                let p = xnet_model::infer::predict_proba(net.as_ref(), &plane, s, s, &opts)?;
+                let _ = p.len();
                 let dt = t0.elapsed().as_secs_f64();
                 if i >= args.warmup {
                     times.push(dt);
@@ -212,7 +250,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let fwd_flops = cfg.forward_flops(s, s) as f64;
     // Forward + backward is 3× the forward convolution FLOPs (as the twin's FlopCounter).
     let flops_per_image = match args.mode {
-        Mode::Forward => fwd_flops,
+        // Nominal (un-tiled) FLOPs: overlapping tiles do more work than this.
+        Mode::Forward | Mode::Tiled => fwd_flops,
         Mode::Train => 3.0 * fwd_flops,
     };
     let images_per_s = n as f64 / median_s;
