@@ -64,7 +64,8 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ -n "$b" ]; then ib=$(field images_per_s <<<"$b"); else ib=nan; fi
     ratio=$("$PYTHON" -c "print(f'{$ia/$ib:.2f}' if '$ib'!='nan' else 'n/a')")
     R["$c"]+="$ratio "
-    printf '%-28s %5s %-6s %12.3f %12s %8s\n' "$c" "$round" "$first" "$ia" "$ib" "$ratio"
+    ibf=$("$PYTHON" -c "print(f'{float(\"$ib\"):.3f}')")
+    printf '%-28s %5s %-6s %12.3f %12s %8s\n' "$c" "$round" "$first" "$ia" "$ibf" "$ratio"
   done
 done
 echo "# ratios (ours / torch) per config over rounds; median:"
