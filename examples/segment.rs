@@ -97,18 +97,20 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     for input in &args.inputs {
         bar.set_message(input.display().to_string());
         match segment_file(&predictor, input, &args.out, &opts) {
-            Ok(s) => bar.println(format!(
-                "{}: {}x{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
-                input.display(),
-                s.size.0,
-                s.size.1,
-                s.edges,
-                s.label_counts,
-                s.overlay.display()
-            )),
+            Ok(s) => bar.suspend(|| {
+                println!(
+                    "{}: {}x{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
+                    input.display(),
+                    s.size.0,
+                    s.size.1,
+                    s.edges,
+                    s.label_counts,
+                    s.overlay.display()
+                )
+            }),
             Err(e) => {
                 failures += 1;
-                bar.println(format!("error: {}: {e}", input.display()));
+                bar.suspend(|| eprintln!("error: {}: {e}", input.display()));
             }
         }
         bar.inc(1);

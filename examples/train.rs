@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     width: usize,
     /// Maximum number of epochs.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 60)]
     epochs: usize,
     /// Batch size.
     #[arg(long, default_value_t = 8)]
@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
     /// Early-stopping patience in epochs.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 8)]
     patience: usize,
     /// k-fold cross-validation (a report per fold plus mean ± std).
     #[arg(long)]
