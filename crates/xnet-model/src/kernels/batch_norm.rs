@@ -120,7 +120,7 @@ impl BnReluTrain {
                     let dst = unsafe { std::slice::from_raw_parts_mut(yp.get().add(off), hw) };
                     for (d, &v) in dst.iter_mut().zip(&x[off..off + hw]) {
                         let o = v.into() * scale + shift;
-                        *d = T::from_f64(if self.relu && !(o > 0.0) { 0.0 } else { o });
+                        *d = T::from_f64(if !self.relu || o > 0.0 { o } else { 0.0 });
                     }
                 }
                 (mean, var)
@@ -158,10 +158,10 @@ impl BnReluTrain {
             .map(|ch| {
                 let (mean, inv_std) = (st.mean[ch], 1.0 / (st.var[ch] + self.eps).sqrt());
                 let gate = |yv: T, gv: T| -> f64 {
-                    if relu && !(yv.into() > 0.0) {
-                        0.0
-                    } else {
+                    if !relu || yv.into() > 0.0 {
                         gv.into()
+                    } else {
+                        0.0
                     }
                 };
                 // dbeta = Σ g', dgamma = Σ g'·x̂.

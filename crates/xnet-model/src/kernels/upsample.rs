@@ -7,10 +7,7 @@ use rayon::prelude::*;
 
 type CResult<T> = candle_core::Result<T>;
 
-fn up2<T: Copy + Send + Sync>(src: &[T], planes: usize, h: usize, w: usize) -> Vec<T>
-where
-    T: Default,
-{
+fn up2<T: Copy + Send + Sync + Default>(src: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
     let mut out = vec![T::default(); planes * 4 * h * w];
     out.par_chunks_mut(4 * h * w)
         .zip(src.par_chunks(h * w))

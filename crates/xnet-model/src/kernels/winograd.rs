@@ -176,6 +176,7 @@ pub(crate) fn conv3x3<T: Elem>(
                 for tx in 0..tw {
                     let t = (ty - tr0) * tw + tx;
                     let mut s = [[T::ZERO; 4]; 2];
+                    #[allow(clippy::needless_range_loop)]
                     for j in 0..4 {
                         let (m0, m1, m2, m3) =
                             (at(j, t), at(4 + j, t), at(8 + j, t), at(12 + j, t));
@@ -194,8 +195,8 @@ pub(crate) fn conv3x3<T: Elem>(
                                 continue;
                             }
                             let mut r = val + bias_o;
-                            if epilogue == Epilogue::BiasRelu && !(r > T::ZERO) {
-                                r = T::ZERO;
+                            if epilogue == Epilogue::BiasRelu {
+                                r = if r > T::ZERO { r } else { T::ZERO };
                             }
                             // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image b.
                             unsafe { *outp.get().add(((b * co + o) * h + y) * w + xx) = r };
