@@ -100,8 +100,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("evaluator_4_images_512x488_no_boundary", |b| {
         let (w, h) = (512, 488);
         b.iter(|| {
-            let mut cfg = EvalConfig::default();
-            cfg.boundary = false;
+            let cfg = EvalConfig {
+                boundary: false,
+                ..EvalConfig::default()
+            };
             let mut ev = Evaluator::new(cfg).unwrap();
             for im in 0..4 {
                 let (lo, m) = (im * w * h, w * h);

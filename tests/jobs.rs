@@ -129,3 +129,41 @@ fn bad_options_are_clear_errors() {
     assert!(missing.is_err());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn shipped_weights_segment_the_real_hip_radiograph() {
+    let weights = xray_seg::shipped_weights_dir();
+    let predictor =
+        Predictor::load(&weights, &candle_core::Device::Cpu).expect("the shipped checkpoint loads");
+    assert_eq!(predictor.num_classes(), 3);
+    let rg2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nema-cr/RG2_UNC");
+    if !rg2.exists() {
+        eprintln!(
+            "skipped: {} is absent (the shared NEMA CR samples are not on this machine)",
+            rg2.display()
+        );
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("xray-seg-rg2-{}", std::process::id()));
+    let s = segment_file(&predictor, &rg2, &out, &SegmentOptions::default()).expect("RG2 segments");
+    assert_eq!(s.size, (1760, 2140));
+    let labels = load_mask(&s.labels).unwrap();
+    assert_eq!(labels.dimensions(), (1760, 2140));
+    assert!(
+        s.edges >= 2,
+        "the left and right collimator bands must be found, got {} edges",
+        s.edges
+    );
+    // The collimator bands (left and right borders) are outside the field: 255.
+    for y in [100, 1000, 2000] {
+        assert_eq!(labels.get_pixel(20, y)[0], 255);
+        assert_eq!(labels.get_pixel(1740, y)[0], 255);
+    }
+    let [open, soft, bone, _] = s.label_counts;
+    assert!(
+        open > 0 && soft > 0 && bone > 0,
+        "every class should appear on a hip radiograph: {:?}",
+        s.label_counts
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -202,25 +202,45 @@ impl ConvBnRelu {
     /// [`Self::forward_dilated`] through `crate::kernels`: conv + bias + ReLU in one pass
     /// with the inference batch-norm folded on the fly, or conv + bias then the fused
     /// training batch-norm + ReLU (same running-statistics update as candle's).
-    fn forward_fast(&self, x: &Tensor, train: bool, dilation: usize) -> candle_core::Result<Tensor> {
+    fn forward_fast(
+        &self,
+        x: &Tensor,
+        train: bool,
+        dilation: usize,
+    ) -> candle_core::Result<Tensor> {
         use crate::kernels;
         let (w, b) = (&self.weight, self.bias.as_ref());
         let Some(bn) = &self.bn else {
             if train {
-                candle_core::bail!("this network's batch-norm was folded for inference; it cannot be trained");
+                candle_core::bail!(
+                    "this network's batch-norm was folded for inference; it cannot be trained"
+                );
             }
             return kernels::conv2d_fast(x, w, b, dilation, true);
         };
         match bn.weight_and_bias() {
             Some(_) if train && kernels::fused_batch_norm_supported(x) => {
-                kernels::batch_norm_relu_train(&kernels::conv2d_fast(x, w, b, dilation, false)?, bn, true)
+                kernels::batch_norm_relu_train(
+                    &kernels::conv2d_fast(x, w, b, dilation, false)?,
+                    bn,
+                    true,
+                )
             }
             Some((gamma, beta)) if !train => {
-                let (wf, bf) =
-                    kernels::fold_batch_norm(w, b, gamma, beta, bn.running_mean(), bn.running_var(), bn.eps())?;
+                let (wf, bf) = kernels::fold_batch_norm(
+                    w,
+                    b,
+                    gamma,
+                    beta,
+                    bn.running_mean(),
+                    bn.running_var(),
+                    bn.eps(),
+                )?;
                 kernels::conv2d_fast(x, &wf, Some(&bf), dilation, true)
             }
-            _ => bn.forward_t(&kernels::conv2d_fast(x, w, b, dilation, false)?, train)?.relu(),
+            _ => bn
+                .forward_t(&kernels::conv2d_fast(x, w, b, dilation, false)?, train)?
+                .relu(),
         }
     }
 

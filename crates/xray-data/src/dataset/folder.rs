@@ -376,7 +376,10 @@ impl Dataset {
     pub fn class_stats(&self, indices: &[usize]) -> Result<super::ClassStats> {
         use rayon::prelude::*;
         if !self.has_masks() {
-            return Err(ds_err(&self.root, "no masks/ folder: class statistics need masks"));
+            return Err(ds_err(
+                &self.root,
+                "no masks/ folder: class statistics need masks",
+            ));
         }
         let c = usize::from(self.options.num_classes);
         let parts: Vec<Result<super::ClassStats>> = indices
