@@ -17,7 +17,7 @@ use xnet_model::models::{
     BatchNormSettings, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
 };
 use xnet_model::optim::{LrSchedule, OptimizerConfig};
-use xnet_model::train::{TrainConfig, TrainSummary, Trainer};
+use xnet_model::train::{BatchSource, TrainConfig, TrainSummary, Trainer};
 use xnet_model::ModelConfig;
 use xray_data::augment::{Pipeline as Augment, PipelineConfig as AugmentConfig};
 use xray_data::dataset::{
@@ -218,6 +218,8 @@ pub struct TrainOutcome {
 pub struct KFoldSummary {
     /// Number of folds.
     pub folds: usize,
+    /// Names of the columns of `per_fold`, `mean` and `std`.
+    pub columns: [&'static str; 5],
     /// Per fold: `[accuracy, f1 weighted, f1 macro, auc weighted, ece]`.
     pub per_fold: Vec<[f64; 5]>,
     /// Means of the columns.
@@ -371,6 +373,7 @@ fn kfold_summary(outcomes: &[TrainOutcome]) -> KFoldSummary {
     }
     KFoldSummary {
         folds: outcomes.len(),
+        columns: ["accuracy", "f1_weighted", "f1_macro", "auc_weighted", "ece"],
         per_fold,
         mean,
         std,
@@ -388,12 +391,10 @@ pub fn train_split(
     split: &Split,
     dir: &Path,
 ) -> Result<TrainOutcome> {
-    if split.train.is_empty() || split.val.is_empty() {
-        return Err(Error::Invalid(format!(
-            "the split left {} training and {} validation images; more data is needed",
-            split.train.len(),
-            split.val.len()
-        )));
+    if split.train.is_empty() {
+        return Err(Error::Invalid(
+            "the split left no training images; more data is needed".into(),
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let config = model_config(job.arch, job.width, job.upsampling);
@@ -423,7 +424,17 @@ pub fn train_split(
         job.balance,
         augment,
     )?;
-    let mut val_src = DatasetSource::plain(ds.clone(), split.val.clone(), batch_cfg)?;
+    // A very small subset (e.g. a k-fold fold of a tiny set) may leave no validation image:
+    // the trainer then monitors the training loss for early stopping and the best epoch.
+    let mut val_src = if split.val.is_empty() {
+        None
+    } else {
+        Some(DatasetSource::plain(
+            ds.clone(),
+            split.val.clone(),
+            batch_cfg,
+        )?)
+    };
 
     let train_cfg = TrainConfig {
         epochs: job.epochs,
@@ -443,7 +454,10 @@ pub fn train_split(
         if job.resume {
             trainer.resume()?;
         }
-        trainer.fit(&mut train_src, Some(&mut val_src))?
+        trainer.fit(
+            &mut train_src,
+            val_src.as_mut().map(|v| v as &mut dyn BatchSource),
+        )?
     };
     let train_seconds = started.elapsed().as_secs_f64();
 

@@ -167,3 +167,33 @@ fn shipped_weights_segment_the_real_hip_radiograph() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn kfold_writes_a_report_per_fold_and_the_summary() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-kfold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut job = tiny_job(&tmp);
+    job.kfold = Some(2);
+    job.epochs = 1;
+    job.overlays = 0;
+    let (outcomes, summary) = run(&job).expect("k-fold runs");
+    let summary = summary.expect("a k-fold summary");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(summary.folds, 2);
+    for (f, o) in outcomes.iter().enumerate() {
+        assert!(job.run_dir.join(format!("fold-{f}/report.json")).is_file());
+        assert!(o.split_sizes[2] > 0);
+    }
+    // Every image is tested exactly once across the folds.
+    assert_eq!(outcomes.iter().map(|o| o.split_sizes[2]).sum::<usize>(), 14);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.run_dir.join("kfold.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["columns"][1], "f1_weighted");
+    let f1: Vec<f64> = outcomes
+        .iter()
+        .map(|o| o.evaluation.report.f1.weighted)
+        .collect();
+    assert!((summary.mean[1] - (f1[0] + f1[1]) / 2.0).abs() < 1e-12);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
