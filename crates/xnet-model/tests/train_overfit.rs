@@ -1,7 +1,8 @@
 //! A small XNet overfits two synthetic radiographs to ≥ 99% pixel accuracy (issue 4).
 
 use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
+use xnet_model::init::seeded_var_builder;
 use xnet_model::infer::{argmax_classes, predict_proba_batch, InferenceOptions};
 use xnet_model::models::{BatchNormSettings, ModelConfig, XNetConfig};
 use xnet_model::optim::{LrSchedule, OptimizerConfig};
@@ -56,7 +57,7 @@ fn small_xnet_overfits_two_synthetic_images() {
     });
     let varmap = VarMap::new();
     let model = cfg
-        .build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+        .build(seeded_var_builder(&varmap, 7, DType::F32, &dev))
         .unwrap();
     let train_cfg = TrainConfig {
         epochs: 100,
