@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
-use xnet_model::init::seeded_var_builder;
 use xnet_model::infer::{argmax_classes, predict_proba_batch, InferenceOptions};
+use xnet_model::init::seeded_var_builder;
 use xnet_model::models::{BatchNormSettings, ModelConfig, XNetConfig};
 use xnet_model::optim::{LrSchedule, OptimizerConfig};
 use xnet_model::train::{evaluate, InMemoryBatches, TrainBatch, TrainConfig, Trainer};
