@@ -128,9 +128,7 @@ pub fn evaluate_samples(
     let c = predictor.num_classes();
     let names = class_names(c);
     let mut evaluator = Evaluator::new(EvalConfig::new(names.clone()))?;
-    let mut argmax_cm = ConfusionMatrix::new(c)?;
     let mut thresh_cm = ConfusionMatrix::new(c)?;
-    let plain = ThresholdConfig::default();
     let thresholds = tissue_threshold.map(|t| ThresholdConfig {
         soft_threshold: t,
         ..ThresholdConfig::default()
@@ -145,20 +143,18 @@ pub fn evaluate_samples(
         let (w, h) = (image.width() as usize, image.height() as usize);
         let probs = predictor.predict(&image)?;
         evaluator.add_image(mask.as_raw(), &probs, w, h)?;
-        let map = ProbMap::new(&probs, c, h, w)?;
-        argmax_cm.add_labels(
-            mask.as_raw(),
-            apply_thresholds(&map, &plain, None)?.as_raw(),
-        )?;
         if let Some(t) = &thresholds {
+            let map = ProbMap::new(&probs, c, h, w)?;
             let category = dataset.samples[i].category.as_deref();
             let labels = apply_thresholds(&map, t, category)?;
             thresh_cm.add_labels(mask.as_raw(), labels.as_raw())?;
         }
     }
+    // The evaluator already counts the arg-max predictions; reuse its matrix.
+    let argmax = LabelScores::from_confusion("arg-max", evaluator.confusion());
     Ok(Evaluation {
         report: evaluator.finish()?,
-        argmax: LabelScores::from_confusion("arg-max", &argmax_cm),
+        argmax,
         thresholded: tissue_threshold
             .map(|t| LabelScores::from_confusion(format!("soft-tissue threshold {t}"), &thresh_cm)),
     })
