@@ -14,7 +14,7 @@ use xray_postproc::{baseline_segment, detect_collimator, BaselineConfig, Collima
 
 use crate::evaluate::LabelScores;
 use crate::predict::Predictor;
-use crate::train::{model_config, open_dataset, train_split, Arch, TrainJob};
+use crate::train::{open_dataset, train_split, Arch, TrainJob};
 use crate::{Error, Result};
 
 /// One contestant: a network family with an up-sampling kind.
@@ -127,14 +127,17 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
         j.overlays = 0;
         let dir = job.run_dir.join(format!("{}-{}", v.arch, v.upsampling));
         let out = train_split(&j, &ds, &split, &dir)?;
-        let predictor = Predictor::load(&dir, &job.device)?;
-        let ips = inference_rate(&predictor, &ds, &test)?;
-        let cfg = model_config(v.arch, job.width, Some(v.upsampling));
+        let ips = inference_rate(&out.predictor, &ds, &test)?;
         let r = &out.evaluation.report;
         rows.push(Row {
             name: v.name(),
             parameters: out.parameters,
-            gflop_per_image: cfg.forward_flops(job.size as usize, job.size as usize) as f64 / 1e9,
+            gflop_per_image: out
+                .predictor
+                .config()
+                .forward_flops(job.size as usize, job.size as usize)
+                as f64
+                / 1e9,
             train_seconds: out.train_seconds,
             images_per_second: ips,
             f1_weighted: r.f1.weighted,

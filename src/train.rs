@@ -211,6 +211,8 @@ pub struct TrainOutcome {
     pub parameters: usize,
     /// Sizes of the train / validation / test subsets.
     pub split_sizes: [usize; 3],
+    /// The trained network (best epoch), ready for inference.
+    pub predictor: Predictor,
 }
 
 /// Summary of k-fold cross-validation: the mean and standard deviation of each metric.
@@ -502,6 +504,7 @@ pub fn train_split(
         train_seconds,
         parameters,
         split_sizes: [split.train.len(), split.val.len(), split.test.len()],
+        predictor,
     })
 }
 
