@@ -404,8 +404,12 @@ pub fn calibration_bins(
 ) -> Result<ReliabilityBins> {
     let n = check_planes(labels, probs, num_classes)?;
     let proto = ReliabilityBins::new(n_bins)?;
-    // Labels are checked once up front (a vectorised scan), so the hot loop has no error path.
-    crate::validate::first_bad_label(labels, num_classes)?;
+    let fast = crate::calibration_kernel::supports(num_classes, n_bins);
+    if !fast {
+        // Labels are checked once up front (a vectorised scan), so the hot loop has no
+        // error path; the fast kernel checks them on its way instead.
+        crate::validate::first_bad_label(labels, num_classes)?;
+    }
     const PAR: usize = 1 << 17;
     let nb = proto.bounds.len();
     // Boundaries padded with +∞ so the one-step correction below may look at `g + 1 = n + 1`.
@@ -417,6 +421,44 @@ pub fn calibration_bins(
         .enumerate()
         .map(|(k, lab)| {
             let base = k * PAR;
+            if fast {
+                return match crate::calibration_kernel::bin_pixels(
+                    lab,
+                    probs,
+                    n,
+                    num_classes,
+                    base,
+                    &padded,
+                    crate::validate::DEFAULT_SUM_TOLERANCE as f32,
+                ) {
+                    Ok(t) => {
+                        let mut acc = proto.clone();
+                        let unit = (-(crate::calibration_kernel::CONF_FRAC_BITS as f64)).exp2();
+                        for b in 0..nb {
+                            acc.count[b] = t.count[b];
+                            acc.hits[b] = t.hits[b];
+                            // Exact: a chunk's fixed-point sum stays far below 2^53.
+                            acc.sum[b] = t.conf_fixed[b] as f64 * unit;
+                        }
+                        Ok(acc)
+                    }
+                    Err(crate::calibration_kernel::Refused::Labels) => {
+                        crate::validate::first_bad_label(labels, num_classes).and(Err(
+                            MetricsError::InvalidConfig(
+                                "internal: the label check of the binning kernel disagreed".into(),
+                            ),
+                        ))
+                    }
+                    Err(crate::calibration_kernel::Refused::Probabilities) => {
+                        Err(explain_bad_probs(
+                            probs,
+                            n,
+                            num_classes,
+                            crate::validate::DEFAULT_SUM_TOLERANCE,
+                        ))
+                    }
+                };
+            }
             // Slot `nb` collects ignored pixels and is dropped. Four interleaved lanes break
             // the add→add dependency when neighbouring pixels share a bin; count and hits share
             // one u64 (hits in the high half: a chunk has far fewer than 2^32 pixels).

@@ -27,6 +27,7 @@
 
 mod boundary;
 mod calibration;
+mod calibration_kernel;
 mod confusion;
 mod error;
 mod evaluator;

@@ -1,0 +1,317 @@
+//! The hot loop of [`crate::calibration_bins`]: top-1, bin index and bin sums in two
+//! passes over an L1-sized block of pixels.
+//!
+//! Pass one is branch-free and vectorises (compiled twice: portable, and with AVX2 + FMA
+//! chosen at run time): per pixel it finds the top-1 class and confidence, checks the
+//! probabilities, computes the bin as `⌊conf · n_bins⌋`, and packs "one pixel, hit or not,
+//! its confidence" into a single `u64` (count in bits 0..12, hit in 12..24, confidence in
+//! 2⁻²⁸ fixed point in 24..64). Pass two is the only scatter: one integer add per pixel
+//! into four interleaved lanes per bin. So a pixel costs one read-modify-write instead of
+//! three, and integer sums do not depend on the order or the number of threads.
+//!
+//! `⌊conf · n⌋` is the torchmetrics bin except within a few ulps of a boundary (the
+//! `f32` boundaries of `torch.linspace` are not exactly `i / n`); pixels that close to a
+//! boundary are flagged in pass one and re-binned exactly against the boundaries.
+//!
+//! Fixed point: each confidence is rounded to a multiple of 2⁻²⁸ (error ≤ 2⁻²⁸ ≈ 3.7e-9
+//! per pixel, so a bin's mean confidence, and the ECE, move by at most that much).
+
+use crate::calibration::{bucket_fast, BLOCK};
+use crate::validate::IGNORE;
+
+/// Bits of the fixed-point confidence fraction.
+pub(crate) const CONF_FRAC_BITS: u32 = 28;
+const CONF_SCALE: f32 = (1u32 << CONF_FRAC_BITS) as f32;
+/// Lanes per bin in the scatter (breaks the add→add chain of neighbouring pixels).
+const LANES: usize = 4;
+/// Most bins the kernel takes (bin indices and the ignore slot must fit a `u8`).
+pub(crate) const MAX_FAST_BINS: usize = 250;
+const _: () = assert!(BLOCK / LANES < (1 << 12), "a lane's count must fit 12 bits");
+
+/// Per-bin totals of a run of pixels, in integers.
+#[derive(Clone, Debug)]
+pub(crate) struct BinTotals {
+    /// Pixels per bin (`n_bins + 1` bins; the last is the `[1, 1]` bin).
+    pub count: Vec<u64>,
+    /// Correct top-1 predictions per bin.
+    pub hits: Vec<u64>,
+    /// Sum of confidences per bin, in units of 2⁻²⁸.
+    pub conf_fixed: Vec<u64>,
+}
+
+/// Why a run of pixels was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// A probability is NaN or outside [0, 1], or a pixel's probabilities do not sum to 1.
+    Probabilities,
+    /// A label is ≥ the class count and not 255.
+    Labels,
+}
+
+const FLAG_BAD_PROB: u32 = 1;
+const FLAG_BAD_LABEL: u32 = 2;
+const FLAG_NEAR: u32 = 4;
+/// Bin written by pass one for a pixel too close to a boundary to trust `⌊conf · n⌋`
+/// (above every real bin and the ignore slot, since bins ≤ [`MAX_FAST_BINS`]).
+const NEAR_SLOT: u8 = 255;
+
+/// Bins pixels `start..start + labels.len()` of class-major `probs` (`n` pixels per plane)
+/// into `n_bins` torchmetrics-compatible equal-width bins, checking labels and
+/// probabilities on the way. `padded` is the boundaries followed by +∞.
+pub(crate) fn bin_pixels(
+    labels: &[u8],
+    probs: &[f32],
+    n: usize,
+    num_classes: usize,
+    start: usize,
+    padded: &[f32],
+    tolerance: f32,
+) -> Result<BinTotals, Refused> {
+    let n_bins = padded.len() - 2;
+    debug_assert!(supports(num_classes, n_bins));
+    let slots = n_bins + 1;
+    let mut totals = BinTotals {
+        count: vec![0; slots],
+        hits: vec![0; slots],
+        conf_fixed: vec![0; slots],
+    };
+    // Slot `slots` collects ignored pixels and is dropped; sized 256 bins so that a `u8`
+    // bin times LANES plus a lane can never index out of it.
+    let mut hist = [0u64; 256 * LANES];
+    let mut bin = [0u8; BLOCK];
+    let mut packed = [0u32; BLOCK];
+    let mut keys = [0u64; BLOCK];
+    let mut off = 0;
+    while off < labels.len() {
+        let m = BLOCK.min(labels.len() - off);
+        let lab = &labels[off..off + m];
+        let plane = |c: usize| &probs[c * n + start + off..c * n + start + off + m];
+        let args = PassArgs {
+            labels: lab,
+            num_classes: num_classes as u32,
+            tolerance,
+            n_bins,
+            bin: &mut bin[..m],
+            packed: &mut packed[..m],
+        };
+        let flags = match num_classes {
+            2 => pass_one([plane(0), plane(1)], args),
+            3 => pass_one([plane(0), plane(1), plane(2)], args),
+            _ => pass_one([plane(0), plane(1), plane(2), plane(3)], args),
+        };
+        if flags & FLAG_BAD_LABEL != 0 {
+            return Err(Refused::Labels);
+        }
+        if flags & FLAG_BAD_PROB != 0 {
+            return Err(Refused::Probabilities);
+        }
+        if flags & FLAG_NEAR != 0 {
+            // Rare (a pixel within a few ulps of a boundary, marked NEAR_SLOT): re-bin it
+            // exactly against the boundaries.
+            for (j, g) in bin[..m].iter_mut().enumerate() {
+                if *g == NEAR_SLOT {
+                    let x = (0..num_classes).map(|c| plane(c)[j]).fold(0.0f32, f32::max);
+                    *g = bucket_fast(x, n_bins as f32, padded) as u8;
+                }
+            }
+        }
+        widen_keys(&packed[..m], &mut keys[..m]);
+        // Four pixels at a time, one lane each: a fixed lane per position, no index math.
+        let (bins4, keys4) = (bin[..m].chunks_exact(LANES), keys[..m].chunks_exact(LANES));
+        let (bin_tail, key_tail) = (bins4.remainder(), keys4.remainder());
+        for (g, k) in bins4.zip(keys4) {
+            for lane in 0..LANES {
+                hist[g[lane] as usize * LANES + lane] += k[lane];
+            }
+        }
+        for (lane, (&g, &k)) in bin_tail.iter().zip(key_tail).enumerate() {
+            hist[g as usize * LANES + lane] += k;
+        }
+        for b in 0..slots {
+            for v in &mut hist[b * LANES..(b + 1) * LANES] {
+                totals.count[b] += *v & 0xFFF;
+                totals.hits[b] += (*v >> 12) & 0xFFF;
+                totals.conf_fixed[b] += *v >> 24;
+                *v = 0;
+            }
+        }
+        hist[slots * LANES..(slots + 1) * LANES].fill(0);
+        off += m;
+    }
+    Ok(totals)
+}
+
+/// `packed` (`q << 1 | hit`) → the scatter key: count 1 in bits 0..12, the hit in 12..24,
+/// `q` in 24..64. A separate loop so that pass one stays 32 bits wide.
+fn widen_keys(packed: &[u32], keys: &mut [u64]) {
+    for (k, &p) in keys.iter_mut().zip(packed) {
+        *k = 1 | (u64::from(p & 1) << 12) | (u64::from(p >> 1) << 24);
+    }
+}
+
+/// Whether [`bin_pixels`] handles this class and bin count (others take the general path).
+pub(crate) fn supports(num_classes: usize, n_bins: usize) -> bool {
+    (2..=4).contains(&num_classes) && n_bins <= MAX_FAST_BINS
+}
+
+struct PassArgs<'a> {
+    labels: &'a [u8],
+    num_classes: u32,
+    tolerance: f32,
+    n_bins: usize,
+    bin: &'a mut [u8],
+    packed: &'a mut [u32],
+}
+
+/// Pass one, dispatched to the AVX2 + FMA build when the CPU has it. Returns `FLAG_*` bits.
+fn pass_one<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features this build of the body was compiled for.
+            return unsafe { pass_one_avx2(planes, args) };
+        }
+    }
+    pass_one_body(planes, args)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pass_one_avx2<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32 {
+    pass_one_body(planes, args)
+}
+
+/// Per pixel: top-1 class and confidence, checks, `⌊conf · n⌋`, and `packed` =
+/// `(conf in 2⁻²⁸ fixed point) << 1 | hit`. All lanes 32 bits wide so that it vectorises
+/// eight pixels at a time.
+#[inline(always)]
+fn pass_one_body<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32 {
+    let PassArgs {
+        labels,
+        num_classes,
+        tolerance,
+        n_bins,
+        bin,
+        packed,
+    } = args;
+    let m = labels.len();
+    let (bin, packed) = (&mut bin[..m], &mut packed[..m]);
+    let planes = planes.map(|p| &p[..m]);
+    let scale = n_bins as f32;
+    // |⌊x·n⌋ − torch bin| can only be nonzero within n·2e-7 of a boundary (rounding of
+    // x·n plus that of torch's boundaries); flag a margin four times as wide.
+    let eps = 8.0 * scale * f32::EPSILON;
+    let ignore_slot = (n_bins + 1) as u32;
+    let ignore = u32::from(IGNORE);
+    let (mut bad, mut bad_label, mut any_near) = (false, false, false);
+    for j in 0..m {
+        let mut best = planes[0][j];
+        let mut k = 0u32;
+        let mut sum = best;
+        bad |= !(0.0..=1.0).contains(&best);
+        for (c, p) in planes.iter().enumerate().skip(1) {
+            let v = p[j];
+            // Strict `>` keeps the first maximum, as numpy/torch argmax do.
+            let gt = v > best;
+            best = if gt { v } else { best };
+            k = if gt { c as u32 } else { k };
+            sum += v;
+            bad |= !(0.0..=1.0).contains(&v);
+        }
+        bad |= sum.is_nan() || (sum - 1.0).abs() > tolerance;
+        // Clamped (NaN becomes 0) so that the unchecked conversions below are defined;
+        // a pixel outside [0, 1] already failed the check above and its block is refused.
+        let x = best.max(0.0).min(1.0);
+        let t = x * scale;
+        // SAFETY: t is finite and in [0, n_bins], x·2^28 + 0.5 finite and below 2^29.
+        let g = unsafe { t.to_int_unchecked::<i32>() } as u32;
+        let q = unsafe { (x * CONF_SCALE + 0.5).to_int_unchecked::<i32>() } as u32;
+        let frac = t - g as f32;
+        let near = (frac < eps || frac > 1.0 - eps) & (x > 0.0) & (x < 1.0);
+        any_near |= near;
+        let l = u32::from(labels[j]);
+        bad_label |= (l >= num_classes) & (l != ignore);
+        packed[j] = (q << 1) | u32::from(k == l);
+        let slot = if near { u32::from(NEAR_SLOT) } else { g };
+        bin[j] = if l == ignore { ignore_slot } else { slot } as u8;
+    }
+    u32::from(bad) * FLAG_BAD_PROB
+        | u32::from(bad_label) * FLAG_BAD_LABEL
+        | u32::from(any_near) * FLAG_NEAR
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::calibration::{calibration_bins, ReliabilityBins};
+
+    /// Class-major probabilities whose top-1 confidences sit on, and a few ulps either
+    /// side of, every bin boundary, plus ordinary random pixels.
+    fn planted(num_classes: usize, n_bins: usize, n: usize) -> (Vec<u8>, Vec<f32>) {
+        let bounds = crate::calibration::torch_bin_boundaries(n_bins);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut labels = Vec::with_capacity(n);
+        let mut probs = vec![0f32; num_classes * n];
+        for i in 0..n {
+            let r = next();
+            // Every other pixel takes a planted confidence near a boundary.
+            let conf = if i % 2 == 0 {
+                let b = bounds[(r as usize >> 8) % bounds.len()];
+                let ulps = ((r >> 40) % 7) as i32 - 3;
+                f32::from_bits((b.to_bits() as i32 + ulps).max(0) as u32).min(1.0)
+            } else {
+                (r >> 40) as f32 / (1u64 << 24) as f32
+            };
+            let conf = conf.max(1.0 / num_classes as f32);
+            let top = (r % num_classes as u64) as usize;
+            let rest = (1.0 - conf) / (num_classes - 1) as f32;
+            for c in 0..num_classes {
+                probs[c * n + i] = if c == top { conf } else { rest };
+            }
+            labels.push(match (r >> 20) % 5 {
+                0 => crate::validate::IGNORE,
+                _ => ((r >> 24) % num_classes as u64) as u8,
+            });
+        }
+        (labels, probs)
+    }
+
+    #[test]
+    fn fast_bins_equal_the_reference_bins() {
+        for num_classes in 2..=4 {
+            for n_bins in [1, 2, 10, 15, 100, 250] {
+                let n = 9_000;
+                let (labels, probs) = planted(num_classes, n_bins, n);
+                assert!(super::supports(num_classes, n_bins));
+                let fast = calibration_bins(&labels, &probs, num_classes, n_bins).unwrap();
+                let mut reference = ReliabilityBins::new(n_bins).unwrap();
+                for (i, &l) in labels.iter().enumerate() {
+                    if l == crate::validate::IGNORE {
+                        continue;
+                    }
+                    let (mut best, mut k) = (probs[i], 0);
+                    for c in 1..num_classes {
+                        if probs[c * n + i] > best {
+                            (best, k) = (probs[c * n + i], c);
+                        }
+                    }
+                    reference.push(best, k == l as usize);
+                }
+                let (f, r) = (fast.reliability(), reference.reliability());
+                for (bf, br) in f.bins.iter().zip(&r.bins) {
+                    let what = format!("{num_classes} classes, {n_bins} bins, bin {}", bf.lower);
+                    assert_eq!(bf.count, br.count, "{what}");
+                    assert_eq!(bf.accuracy, br.accuracy, "{what}");
+                    // Fixed-point confidences: each within 2^-29 of its f32 value.
+                    assert!((bf.confidence - br.confidence).abs() <= 2e-9, "{what}");
+                }
+            }
+        }
+    }
+}
