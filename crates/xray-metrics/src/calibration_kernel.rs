@@ -222,6 +222,8 @@ fn pass_one_body<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32
         bad |= sum.is_nan() || (sum - 1.0).abs() > tolerance;
         // Clamped (NaN becomes 0) so that the unchecked conversions below are defined;
         // a pixel outside [0, 1] already failed the check above and its block is refused.
+        // Not `clamp`: it keeps NaN, `max` does not.
+        #[allow(clippy::manual_clamp)]
         let x = best.max(0.0).min(1.0);
         let t = x * scale;
         // SAFETY: t is finite and in [0, n_bins], x·2^28 + 0.5 finite and below 2^29.
@@ -236,9 +238,9 @@ fn pass_one_body<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32
         let slot = if near { u32::from(NEAR_SLOT) } else { g };
         bin[j] = if l == ignore { ignore_slot } else { slot } as u8;
     }
-    u32::from(bad) * FLAG_BAD_PROB
-        | u32::from(bad_label) * FLAG_BAD_LABEL
-        | u32::from(any_near) * FLAG_NEAR
+    (u32::from(bad) * FLAG_BAD_PROB)
+        | (u32::from(bad_label) * FLAG_BAD_LABEL)
+        | (u32::from(any_near) * FLAG_NEAR)
 }
 
 #[cfg(test)]
