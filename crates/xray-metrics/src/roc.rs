@@ -2,7 +2,8 @@
 //!
 //! **Exact AUC** keeps, per class, one `u32` per scored pixel: the score's `f32` bit pattern
 //! shifted left by one with the "is this class" flag in the low bit. Non-negative floats
-//! order like their bit patterns, so a 3-pass LSD radix sort (11 + 11 + 9 bits) sorts the
+//! order like their bit patterns, so a radix sort (one scatter on the top 12 bits, then two
+//! in-cache passes of 10 and 9 bits inside each top bucket) sorts the
 //! scores exactly, and one scan over equal-score groups gives the Mann–Whitney statistic
 //! `Σ_groups pos_g · (2·neg_below + neg_g)` in integers. That is exactly the trapezoidal area
 //! scikit-learn's `roc_auc_score` computes (a tied group is one diagonal step, worth half a
@@ -28,62 +29,111 @@ pub(crate) fn key(score: f32, positive: bool) -> u32 {
     ((score + 0.0).to_bits() << 1) | positive as u32
 }
 
-/// Digit histograms of the 3-pass radix sort (11 + 11 + 9 bits).
-pub(crate) type RadixHist = [[u32; 1 << RADIX_BITS]; 3];
-const RADIX_BITS: usize = 11;
-const RADIX_MASK: u32 = (1 << RADIX_BITS) - 1;
+/// Top-digit histogram of the radix sort: keys are below 2^31, the top digit is bits 19..31.
+pub(crate) type TopHist = [usize; TOP_BUCKETS];
+const TOP_SHIFT: u32 = 19;
+const TOP_BUCKETS: usize = 1 << (31 - TOP_SHIFT);
+/// The low 19 bits are sorted inside each top bucket in two passes of 10 and 9 bits.
+const LOW_A_BITS: u32 = 10;
+const LOW_A_MASK: u32 = (1 << LOW_A_BITS) - 1;
+const LOW_B_MASK: u32 = (1 << (TOP_SHIFT - LOW_A_BITS)) - 1;
 
+/// Counts a key's top digit (done while the keys are built, so the sort needs no extra pass).
 #[inline(always)]
-fn count_digits(hist: &mut RadixHist, k: u32) {
-    hist[0][(k & RADIX_MASK) as usize] += 1;
-    hist[1][((k >> RADIX_BITS) & RADIX_MASK) as usize] += 1;
-    hist[2][((k >> (2 * RADIX_BITS)) & RADIX_MASK) as usize] += 1;
+pub(crate) fn count_top_digit(hist: &mut TopHist, k: u32) {
+    hist[(k >> TOP_SHIFT) as usize] += 1;
 }
 
-/// LSD radix sort of keys below 2^31 (scores in [0, 1]); `scratch` is reused.
+/// An empty top-digit histogram.
+pub(crate) fn new_top_hist() -> Box<TopHist> {
+    Box::new([0; TOP_BUCKETS])
+}
+
+/// Radix sort of keys below 2^31 (scores in [0, 1]); `scratch` is reused.
 pub(crate) fn radix_sort(keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
-    if keys.len() > u32::MAX as usize {
-        keys.sort_unstable();
-        return;
-    }
-    let mut hist: Box<RadixHist> = Box::new([[0; 1 << RADIX_BITS]; 3]);
+    let mut hist = new_top_hist();
     for &k in keys.iter() {
-        count_digits(&mut hist, k);
+        count_top_digit(&mut hist, k);
     }
-    radix_sort_with_hist(keys, scratch, &mut hist);
+    radix_sort_with_hist(keys, scratch, &hist);
 }
 
-/// Radix sort with the digit histograms already counted (while the keys were built).
-/// Counts are `u32`: callers sort at most `u32::MAX` keys per call.
-pub(crate) fn radix_sort_with_hist(
-    keys: &mut Vec<u32>,
-    scratch: &mut Vec<u32>,
-    hist: &mut RadixHist,
-) {
+/// Radix sort with the top-digit histogram already counted: one scatter pass on the top 12
+/// bits, then each top bucket (a few hundred kB at most for ordinary score spreads, so it
+/// stays in cache) sorted on its low 19 bits by two in-cache LSD passes. Three passes over
+/// the keys as a whole fell out of cache on every pass; this makes one.
+pub(crate) fn radix_sort_with_hist(keys: &mut Vec<u32>, scratch: &mut Vec<u32>, hist: &TopHist) {
     let n = keys.len();
     if n < 2 {
         return;
     }
     scratch.clear();
     scratch.resize(n, 0);
-    for (pass, h) in hist.iter_mut().enumerate() {
+    let mut next = [0usize; TOP_BUCKETS];
+    let mut sum = 0;
+    for (nx, &c) in next.iter_mut().zip(hist.iter()) {
+        *nx = sum;
+        sum += c;
+    }
+    debug_assert_eq!(sum, n, "histogram does not match the keys");
+    for &k in keys.iter() {
+        let d = (k >> TOP_SHIFT) as usize;
+        scratch[next[d]] = k;
+        next[d] += 1;
+    }
+    // `next[d]` is now the end of bucket d; the same range of `keys` is its temp space.
+    let mut start = 0;
+    for &end in next.iter() {
+        if end - start > 1 {
+            sort_low_bits(&mut scratch[start..end], &mut keys[start..end]);
+        }
+        start = end;
+    }
+    std::mem::swap(keys, scratch);
+}
+
+/// Sorts keys that share their top digit by their low 19 bits; `tmp` is as long as `keys`.
+fn sort_low_bits(keys: &mut [u32], tmp: &mut [u32]) {
+    let n = keys.len();
+    if n <= 64 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut ha = [0usize; 1 << LOW_A_BITS];
+    let mut hb = [0usize; 1 << (TOP_SHIFT - LOW_A_BITS)];
+    for &k in keys.iter() {
+        ha[(k & LOW_A_MASK) as usize] += 1;
+        hb[((k >> LOW_A_BITS) & LOW_B_MASK) as usize] += 1;
+    }
+    let mut in_tmp = false;
+    for (shift, mask, h) in [
+        (0, LOW_A_MASK, &mut ha[..]),
+        (LOW_A_BITS, LOW_B_MASK, &mut hb[..]),
+    ] {
         // A digit shared by every key does not reorder anything: skip the pass.
-        if h.contains(&(n as u32)) {
+        if h.contains(&n) {
             continue;
         }
-        let mut sum = 0u32;
+        let mut sum = 0;
         for c in h.iter_mut() {
             let v = *c;
             *c = sum;
             sum += v;
         }
-        let shift = pass * RADIX_BITS;
-        for &k in keys.iter() {
-            let d = ((k >> shift) & RADIX_MASK) as usize;
-            scratch[h[d] as usize] = k;
+        let (src, dst): (&[u32], &mut [u32]) = if in_tmp {
+            (&*tmp, &mut *keys)
+        } else {
+            (&*keys, &mut *tmp)
+        };
+        for &k in src {
+            let d = ((k >> shift) & mask) as usize;
+            dst[h[d]] = k;
             h[d] += 1;
         }
-        std::mem::swap(keys, scratch);
+        in_tmp = !in_tmp;
+    }
+    if in_tmp {
+        keys.copy_from_slice(tmp);
     }
 }
 
@@ -158,29 +208,70 @@ fn roc_from_groups(
     (auc, pts)
 }
 
-/// Groups of a sorted key slice: `(pos_g, neg_g)` per distinct score.
-struct SliceGroups<'a> {
-    keys: &'a [u32],
-    i: usize,
-}
-
-impl Iterator for SliceGroups<'_> {
-    type Item = (u64, u64);
-    #[inline]
-    fn next(&mut self) -> Option<(u64, u64)> {
-        let keys = self.keys;
-        let start = self.i;
-        let first = *keys.get(start)?;
-        let v = first >> 1;
-        let mut j = start + 1;
-        let mut pos = (first & 1) as u64;
-        while j < keys.len() && keys[j] >> 1 == v {
-            pos += (keys[j] & 1) as u64;
-            j += 1;
+/// [`roc_from_groups`] over a sorted key slice, without a branch per group (groups of
+/// random length would mispredict on almost every key). Within a score, negatives (flag 0)
+/// sort before positives, so a positive's credit `2·neg_below_group + neg_in_group` is
+/// `neg_before_it + neg_before_its_group`.
+fn roc_from_sorted_keys(
+    keys: &[u32],
+    positives: u64,
+    negatives: u64,
+) -> (Option<f64>, Vec<RocPoint>) {
+    let (step_n, step_p) = (
+        negatives.div_ceil(250).max(1),
+        positives.div_ceil(250).max(1),
+    );
+    let mut kept = vec![(0u64, 0u64)];
+    let (mut last_n, mut last_p) = (0u64, 0u64);
+    let mut num2: u128 = 0;
+    let mut neg_before = 0u64;
+    let mut group_neg_start = 0u64;
+    let mut seen = 0u64;
+    // Contributions are below 2^36 each; a u64 partial over 2^26 keys cannot overflow.
+    for chunk in keys.chunks(1 << 26) {
+        let mut partial = 0u64;
+        let mut prev = u32::MAX;
+        if seen > 0 {
+            prev = keys[seen as usize - 1] >> 1;
         }
-        self.i = j;
-        Some((pos, (j - start) as u64 - pos))
+        for &k in chunk {
+            let v = k >> 1;
+            let pos = u64::from(k & 1);
+            let new_group = v != prev;
+            let pos_before = seen - neg_before;
+            let want = (neg_before - last_n >= step_n) | (pos_before - last_p >= step_p);
+            if want & new_group {
+                kept.push((neg_before, pos_before));
+                (last_n, last_p) = (neg_before, pos_before);
+            }
+            group_neg_start = if new_group {
+                neg_before
+            } else {
+                group_neg_start
+            };
+            partial += pos * (neg_before + group_neg_start);
+            neg_before += 1 - pos;
+            seen += 1;
+            prev = v;
+        }
+        num2 += u128::from(partial);
     }
+    let pos_below = seen - neg_before;
+    if kept.last() != Some(&(neg_before, pos_below)) {
+        kept.push((neg_before, pos_below));
+    }
+    let (pf, nf) = (positives.max(1) as f64, negatives.max(1) as f64);
+    let pts = kept
+        .iter()
+        .rev()
+        .map(|&(nb, pb)| RocPoint {
+            fpr: (negatives - nb) as f64 / nf,
+            tpr: (positives - pb) as f64 / pf,
+        })
+        .collect();
+    let auc = (positives > 0 && negatives > 0)
+        .then(|| num2 as f64 / (2.0 * positives as f64 * negatives as f64));
+    (auc, pts)
 }
 
 /// Groups of a sorted key stream: `(pos_g, neg_g)` per distinct score.
@@ -390,7 +481,7 @@ impl ExactAuc {
                     radix_sort(keys, &mut scratch);
                 }
                 let neg = scored - pos;
-                let (auc, curve) = roc_from_groups(SliceGroups { keys, i: 0 }, pos, neg);
+                let (auc, curve) = roc_from_sorted_keys(keys, pos, neg);
                 ClassRoc {
                     positives: pos,
                     negatives: neg,
@@ -549,13 +640,13 @@ pub fn roc_ovr(labels: &[u8], probs: &[f32], num_classes: usize, micro: bool) ->
             let plane = &probs[class * n..(class + 1) * n];
             let cl = class as u8;
             let mut keys = Vec::with_capacity(n);
-            let mut hist: Box<RadixHist> = Box::new([[0; 1 << RADIX_BITS]; 3]);
+            let mut hist = new_top_hist();
             let mut bad = false;
             for (&l, &p) in labels.iter().zip(plane) {
                 bad |= !(0.0..=1.0).contains(&p);
                 if l != IGNORE {
                     let k = key(p, l == cl);
-                    count_digits(&mut hist, k);
+                    count_top_digit(&mut hist, k);
                     keys.push(k);
                 }
             }
@@ -571,11 +662,7 @@ pub fn roc_ovr(labels: &[u8], probs: &[f32], num_classes: usize, micro: bool) ->
                 });
             }
             let mut scratch = Vec::new();
-            if keys.len() > u32::MAX as usize {
-                radix_sort(&mut keys, &mut scratch);
-            } else {
-                radix_sort_with_hist(&mut keys, &mut scratch, &mut hist);
-            }
+            radix_sort_with_hist(&mut keys, &mut scratch, &hist);
             Ok(keys)
         })
         .collect();
@@ -594,4 +681,66 @@ pub fn roc_ovr(labels: &[u8], probs: &[f32], num_classes: usize, micro: bool) ->
         sorted: true,
     };
     Ok(acc.finish(micro))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    #[test]
+    fn radix_sort_sorts_any_spread_of_scores() {
+        let mut next = xorshift(7);
+        // Wide spread, heavy ties, one crowded top bucket, tiny and empty inputs.
+        let cases: Vec<Vec<u32>> = vec![
+            (0..50_000)
+                .map(|_| key((next() >> 40) as f32 / (1u64 << 24) as f32, next() & 1 == 1))
+                .collect(),
+            (0..20_000)
+                .map(|_| key((next() % 7) as f32 / 6.0, next() & 1 == 1))
+                .collect(),
+            (0..30_000)
+                .map(|_| key(0.999 + (next() % 1000) as f32 * 1e-6, next() & 1 == 1))
+                .collect(),
+            vec![key(0.5, true)],
+            vec![],
+        ];
+        for mut keys in cases {
+            let mut want = keys.clone();
+            want.sort_unstable();
+            radix_sort(&mut keys, &mut Vec::new());
+            assert_eq!(keys, want);
+        }
+    }
+
+    #[test]
+    fn branch_free_scan_equals_the_group_scan() {
+        let mut next = xorshift(11);
+        for ties in [3u64, 50, 1 << 20] {
+            let mut keys: Vec<u32> = (0..40_000)
+                .map(|_| key((next() % ties) as f32 / ties as f32, next() % 3 < 1))
+                .collect();
+            keys.sort_unstable();
+            let pos = keys.iter().filter(|&&k| k & 1 == 1).count() as u64;
+            let neg = keys.len() as u64 - pos;
+            let fast = roc_from_sorted_keys(&keys, pos, neg);
+            let groups = Groups {
+                it: keys.iter().copied().peekable(),
+            };
+            assert_eq!(
+                fast,
+                roc_from_groups(groups, pos, neg),
+                "{ties} distinct scores"
+            );
+        }
+    }
 }
