@@ -2,8 +2,8 @@
 //!
 //! **Exact AUC** keeps, per class, one `u32` per scored pixel: the score's `f32` bit pattern
 //! shifted left by one with the "is this class" flag in the low bit. Non-negative floats
-//! order like their bit patterns, so a radix sort (one scatter on the top 12 bits, then two
-//! in-cache passes of 10 and 9 bits inside each top bucket) sorts the
+//! order like their bit patterns, so a radix sort (one scatter on the top 13 bits, then two
+//! in-cache passes of 9 bits inside each top bucket) sorts the
 //! scores exactly, and one scan over equal-score groups gives the Mann–Whitney statistic
 //! `Σ_groups pos_g · (2·neg_below + neg_g)` in integers. That is exactly the trapezoidal area
 //! scikit-learn's `roc_auc_score` computes (a tied group is one diagonal step, worth half a
@@ -29,12 +29,12 @@ pub(crate) fn key(score: f32, positive: bool) -> u32 {
     ((score + 0.0).to_bits() << 1) | positive as u32
 }
 
-/// Top-digit histogram of the radix sort: keys are below 2^31, the top digit is bits 19..31.
+/// Top-digit histogram of the radix sort: keys are below 2^31, the top digit is bits 18..31.
 pub(crate) type TopHist = [usize; TOP_BUCKETS];
-const TOP_SHIFT: u32 = 19;
+const TOP_SHIFT: u32 = 18;
 const TOP_BUCKETS: usize = 1 << (31 - TOP_SHIFT);
-/// The low 19 bits are sorted inside each top bucket in two passes of 10 and 9 bits.
-const LOW_A_BITS: u32 = 10;
+/// The low 18 bits are sorted inside each top bucket in two passes of 9 bits.
+const LOW_A_BITS: u32 = 9;
 const LOW_A_MASK: u32 = (1 << LOW_A_BITS) - 1;
 const LOW_B_MASK: u32 = (1 << (TOP_SHIFT - LOW_A_BITS)) - 1;
 
@@ -58,9 +58,9 @@ pub(crate) fn radix_sort(keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
     radix_sort_with_hist(keys, scratch, &hist);
 }
 
-/// Radix sort with the top-digit histogram already counted: one scatter pass on the top 12
-/// bits, then each top bucket (a few hundred kB at most for ordinary score spreads, so it
-/// stays in cache) sorted on its low 19 bits by two in-cache LSD passes. Three passes over
+/// Radix sort with the top-digit histogram already counted: one scatter pass on the top 13
+/// bits (exponent and 4 mantissa bits), then each top bucket (a few hundred kB at most for
+/// ordinary score spreads, so it stays in L2) sorted on its low 18 bits by two LSD passes. Three passes over
 /// the keys as a whole fell out of cache on every pass; this makes one.
 pub(crate) fn radix_sort_with_hist(keys: &mut Vec<u32>, scratch: &mut Vec<u32>, hist: &TopHist) {
     let n = keys.len();
@@ -92,7 +92,7 @@ pub(crate) fn radix_sort_with_hist(keys: &mut Vec<u32>, scratch: &mut Vec<u32>, 
     std::mem::swap(keys, scratch);
 }
 
-/// Sorts keys that share their top digit by their low 19 bits; `tmp` is as long as `keys`.
+/// Sorts keys that share their top digit by their low 18 bits; `tmp` is as long as `keys`.
 fn sort_low_bits(keys: &mut [u32], tmp: &mut [u32]) {
     let n = keys.len();
     if n <= 64 {
