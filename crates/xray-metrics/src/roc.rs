@@ -82,13 +82,22 @@ pub(crate) fn radix_sort_with_hist(keys: &mut Vec<u32>, scratch: &mut Vec<u32>, 
         next[d] += 1;
     }
     // `next[d]` is now the end of bucket d; the same range of `keys` is its temp space.
+    // Buckets are independent: they are sorted in parallel on the current rayon pool.
+    let mut buckets = Vec::new();
+    let (mut rest_s, mut rest_k) = (&mut scratch[..], &mut keys[..]);
     let mut start = 0;
     for &end in next.iter() {
+        let (b_s, r_s) = std::mem::take(&mut rest_s).split_at_mut(end - start);
+        let (b_k, r_k) = std::mem::take(&mut rest_k).split_at_mut(end - start);
         if end - start > 1 {
-            sort_low_bits(&mut scratch[start..end], &mut keys[start..end]);
+            buckets.push((b_s, b_k));
         }
-        start = end;
+        (rest_s, rest_k, start) = (r_s, r_k, end);
     }
+    buckets
+        .into_par_iter()
+        .with_min_len(8)
+        .for_each(|(b, tmp)| sort_low_bits(b, tmp));
     std::mem::swap(keys, scratch);
 }
 
