@@ -182,7 +182,7 @@ impl ModuleT for DeepLab {
         let mut y = x.clone();
         for (l, b) in self.encoder.iter().enumerate() {
             if l > 0 {
-                y = y.max_pool2d(2)?;
+                y = crate::ops::max_pool2d(&y, 2)?;
             }
             y = b[1].forward_t(&b[0].forward_t(&y, train)?, train)?;
         }

@@ -308,7 +308,7 @@ impl ModuleT for SegNet {
                 v
             } else {
                 pools.push(None);
-                y.max_pool2d(2)?
+                crate::ops::max_pool2d(&y, 2)?
             };
         }
         x = run(&self.center, x, train)?;

@@ -187,7 +187,7 @@ impl ModuleT for UNet {
         let mut x = x.clone();
         for b in &self.enc {
             let s = double(b, &x, train)?;
-            x = s.max_pool2d(2)?;
+            x = crate::ops::max_pool2d(&s, 2)?;
             skips.push(s);
         }
         x = double(&self.bottleneck, &x, train)?;

@@ -9,15 +9,16 @@
 //!   It is the path taken for non-CPU tensors, and the twin the CPU kernels are tested
 //!   against.
 //!
-//! No hand-written CUDA kernels are supplied: the CUDA path is the primitive composition.
+//! No hand-written CUDA kernels are supplied: the CUDA path is the primitive composition
+//! (or, for [`max_pool2d`], candle's own pooling).
 
 pub mod bilinear;
 pub mod pool;
 
 pub use bilinear::{resize_bilinear, resize_bilinear_generic};
 pub use pool::{
-    max_pool2d_indices, max_pool2d_with_indices, max_pool2d_with_indices_generic, max_unpool2d,
-    max_unpool2d_generic, pool_gather,
+    max_pool2d, max_pool2d_indices, max_pool2d_with_indices, max_pool2d_with_indices_generic,
+    max_unpool2d, max_unpool2d_generic, pool_gather,
 };
 
 use candle_core::{Layout, Result};

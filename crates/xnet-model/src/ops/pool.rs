@@ -291,6 +291,32 @@ pub fn max_pool2d_with_indices(x: &Tensor, kernel: usize) -> CResult<(Tensor, Te
     Ok((values, idx))
 }
 
+/// Max-pooling (`kernel × kernel`, stride `kernel`, floor mode) whose backward sends each
+/// window's gradient to its first maximum only, as PyTorch does. Candle's own
+/// `Tensor::max_pool2d` gives the gradient to every maximum of a window when values tie,
+/// so a window of equal values would get `k²` times the gradient. The forward values are
+/// the same. XNet, U-Net and DeepLab-lite pool with this on the CPU; on other devices it
+/// is candle's pooling (the composition of primitives would be slower than the difference
+/// is worth there).
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// let x = Var::from_tensor(&Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu)?)?;
+/// let y = xnet_model::ops::max_pool2d(&x, 2)?;
+/// let g = y.sum_all()?.backward()?;
+/// let gx = g.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?;
+/// assert_eq!(gx, vec![1., 0., 0., 0.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn max_pool2d(x: &Tensor, kernel: usize) -> CResult<Tensor> {
+    if x.device().is_cpu() {
+        Ok(max_pool2d_with_indices(x, kernel)?.0)
+    } else {
+        x.max_pool2d(kernel)
+    }
+}
+
 /// Max-unpooling: places each value of `values` (`[N, C, h, w]`) at its index (from
 /// [`max_pool2d_with_indices`]) inside zero planes of `size = (H, W)`, as PyTorch's
 /// `max_unpool2d`. Values that share an index are summed. Differentiable in `values`.
