@@ -105,106 +105,122 @@ pub(crate) fn conv3x3<T: Elem>(
         trows = trows.div_ceil(2);
     }
     let blocks = th.div_ceil(trows);
-    (0..n * blocks).into_par_iter().for_each(|task| {
-        let (b, blk) = (task / blocks, task % blocks);
-        let tr0 = blk * trows;
-        let tr1 = (tr0 + trows).min(th);
-        let tb = (tr1 - tr0) * tw;
-        // V = Bᵀ d B, layout [16][c_in][tiles] (the GEMM's left operand, unit stride on tiles).
-        let mut v = vec![T::ZERO; 16 * ci * tb];
-        for c in 0..ci {
-            let base = (b * ci + c) * plane;
-            for ty in tr0..tr1 {
-                for tx in 0..tw {
-                    let t = (ty - tr0) * tw + tx;
-                    let r0 = base + 2 * ty * wp + 2 * tx;
-                    let row = |r: usize| {
-                        let s = &xp[r0 + r * wp..r0 + r * wp + 4];
-                        [s[0], s[1], s[2], s[3]]
-                    };
+    // Per-job scratch (transformed input, GEMM results), reused across the tasks of a job:
+    // every element is overwritten before it is read, so it is never cleared.
+    let scratch = || {
+        (
+            vec![T::ZERO; 16 * ci * trows * tw],
+            vec![T::ZERO; 16 * co * trows * tw],
+        )
+    };
+    (0..n * blocks)
+        .into_par_iter()
+        .for_each_init(scratch, |(v, mm), task| {
+            let (b, blk) = (task / blocks, task % blocks);
+            let tr0 = blk * trows;
+            let tr1 = (tr0 + trows).min(th);
+            let tb = (tr1 - tr0) * tw;
+            // V = Bᵀ d B, layout [16][c_in][tiles] (the GEMM's left operand, unit stride on tiles).
+            // Separable and vectorised along the row: Bᵀ over the four input rows of a tile row
+            // (whole padded rows at once), then B over each tile's four columns, written as
+            // four contiguous runs of `tw` tiles per row of the 4×4 transform.
+            let mut m = vec![T::ZERO; 4 * wp];
+            for c in 0..ci {
+                let base = (b * ci + c) * plane;
+                for ty in tr0..tr1 {
+                    let r0 = base + 2 * ty * wp;
+                    let row = |r: usize| &xp[r0 + r * wp..r0 + (r + 1) * wp];
                     let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
                     // Bᵀ d: rows d0−d2, d1+d2, d2−d1, d1−d3.
-                    let mut m = [[T::ZERO; 4]; 4];
-                    for j in 0..4 {
-                        m[0][j] = d0[j] - d2[j];
-                        m[1][j] = d1[j] + d2[j];
-                        m[2][j] = d2[j] - d1[j];
-                        m[3][j] = d1[j] - d3[j];
+                    let (m0, rest) = m.split_at_mut(wp);
+                    let (m1, rest) = rest.split_at_mut(wp);
+                    let (m2, m3) = rest.split_at_mut(wp);
+                    for x in 0..wp {
+                        m0[x] = d0[x] - d2[x];
+                        m1[x] = d1[x] + d2[x];
+                        m2[x] = d2[x] - d1[x];
+                        m3[x] = d1[x] - d3[x];
                     }
-                    for (r, mr) in m.iter().enumerate() {
-                        let vals = [mr[0] - mr[2], mr[1] + mr[2], mr[2] - mr[1], mr[1] - mr[3]];
-                        for (cc, &val) in vals.iter().enumerate() {
-                            v[((4 * r + cc) * ci + c) * tb + t] = val;
+                    let t0 = (ty - tr0) * tw;
+                    for (r, mr) in [&*m0, &*m1, &*m2, &*m3].into_iter().enumerate() {
+                        // (· B) of tile tx reads columns 2tx .. 2tx+3 of this transformed row.
+                        let out = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
+                        let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
+                        for tx in 0..tw {
+                            let (a0, a1, a2, a3) =
+                                (mr[2 * tx], mr[2 * tx + 1], mr[2 * tx + 2], mr[2 * tx + 3]);
+                            v[o0 + tx] = a0 - a2;
+                            v[o1 + tx] = a1 + a2;
+                            v[o2 + tx] = a2 - a1;
+                            v[o3 + tx] = a1 - a3;
                         }
                     }
                 }
             }
-        }
-        // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [16][c_out][tiles].
-        let mut mm = vec![T::ZERO; 16 * co * tb];
-        for xi in 0..16 {
-            // SAFETY: all three operands are local or `u`, with the extents given.
-            unsafe {
-                gemm::gemm(
-                    tb,
-                    co,
-                    ci,
-                    mm.as_mut_ptr().add(xi * co * tb),
-                    tb as isize,
-                    1,
-                    false,
-                    v.as_ptr().add(xi * ci * tb),
-                    tb as isize,
-                    1,
-                    u.as_ptr().add(xi * co * ci),
-                    ci as isize,
-                    1,
-                    T::ZERO,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
+            // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [16][c_out][tiles].
+            for xi in 0..16 {
+                // SAFETY: all three operands are local or `u`, with the extents given.
+                unsafe {
+                    gemm::gemm(
+                        tb,
+                        co,
+                        ci,
+                        mm.as_mut_ptr().add(xi * co * tb),
+                        tb as isize,
+                        1,
+                        false,
+                        v.as_ptr().add(xi * ci * tb),
+                        tb as isize,
+                        1,
+                        u.as_ptr().add(xi * co * ci),
+                        ci as isize,
+                        1,
+                        T::ZERO,
+                        T::ONE,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
             }
-        }
-        // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], then bias and activation.
-        for o in 0..co {
-            let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
-            let at = |xi: usize, t: usize| mm[(xi * co + o) * tb + t];
-            for ty in tr0..tr1 {
-                for tx in 0..tw {
-                    let t = (ty - tr0) * tw + tx;
-                    let mut s = [[T::ZERO; 4]; 2];
-                    #[allow(clippy::needless_range_loop)]
-                    for j in 0..4 {
-                        let (m0, m1, m2, m3) =
-                            (at(j, t), at(4 + j, t), at(8 + j, t), at(12 + j, t));
-                        s[0][j] = m0 + m1 + m2;
-                        s[1][j] = m1 - m2 - m3;
-                    }
-                    for (dy, sr) in s.iter().enumerate() {
-                        let y = 2 * ty + dy;
-                        if y >= h {
-                            continue;
+            // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], then bias and activation.
+            for o in 0..co {
+                let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
+                let at = |xi: usize, t: usize| mm[(xi * co + o) * tb + t];
+                for ty in tr0..tr1 {
+                    for tx in 0..tw {
+                        let t = (ty - tr0) * tw + tx;
+                        let mut s = [[T::ZERO; 4]; 2];
+                        #[allow(clippy::needless_range_loop)]
+                        for j in 0..4 {
+                            let (m0, m1, m2, m3) =
+                                (at(j, t), at(4 + j, t), at(8 + j, t), at(12 + j, t));
+                            s[0][j] = m0 + m1 + m2;
+                            s[1][j] = m1 - m2 - m3;
                         }
-                        let vals = [sr[0] + sr[1] + sr[2], sr[1] - sr[2] - sr[3]];
-                        for (dx, &val) in vals.iter().enumerate() {
-                            let xx = 2 * tx + dx;
-                            if xx >= w {
+                        for (dy, sr) in s.iter().enumerate() {
+                            let y = 2 * ty + dy;
+                            if y >= h {
                                 continue;
                             }
-                            let mut r = val + bias_o;
-                            if epilogue == Epilogue::BiasRelu {
-                                r = if r > T::ZERO { r } else { T::ZERO };
+                            let vals = [sr[0] + sr[1] + sr[2], sr[1] - sr[2] - sr[3]];
+                            for (dx, &val) in vals.iter().enumerate() {
+                                let xx = 2 * tx + dx;
+                                if xx >= w {
+                                    continue;
+                                }
+                                let mut r = val + bias_o;
+                                if epilogue == Epilogue::BiasRelu {
+                                    r = if r > T::ZERO { r } else { T::ZERO };
+                                }
+                                // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image b.
+                                unsafe { *outp.get().add(((b * co + o) * h + y) * w + xx) = r };
                             }
-                            // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image b.
-                            unsafe { *outp.get().add(((b * co + o) * h + y) * w + xx) = r };
                         }
                     }
                 }
             }
-        }
-    });
+        });
     out
 }
