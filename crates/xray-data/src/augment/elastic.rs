@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::filter::{convolve_separable, gaussian_kernel, upsample_bilinear};
+use super::filter::{convolve_separable, gaussian_kernel};
 use super::warp::{remap, Border, Interpolation};
 use super::{check_range, check_same_size, uniform, ImageTransform, Transform};
 use crate::{DataError, Mask, Radiograph, Result};
@@ -100,21 +100,41 @@ impl Elastic {
     }
 
     /// Draw one smoothed, unit-`alpha` displacement field `(dx, dy)` for a `width × height`
-    /// image (row-major).
+    /// image (row-major). This is the field [`Transform::apply`] uses, bit for bit.
     pub fn unit_field(
         &self,
         width: usize,
         height: usize,
         rng: &mut dyn Rng,
     ) -> (Vec<f32>, Vec<f32>) {
+        let f = self.coarse_field(width, height, rng);
+        let mut up = RowUpsampler::new(f.cw, f.ch, f.stride, width);
+        let mut dx = vec![0.0f32; width * height];
+        let mut dy = vec![0.0f32; width * height];
+        if width > 0 {
+            for (y, (rx, ry)) in dx
+                .chunks_exact_mut(width)
+                .zip(dy.chunks_exact_mut(width))
+                .enumerate()
+            {
+                up.row(&f.dx, y, rx);
+                up.row(&f.dy, y, ry);
+            }
+        }
+        (dx, dy)
+    }
+
+    /// The smoothed field on its own grid (full resolution, or `floor(sigma / 2)` times
+    /// coarser, see [`Elastic::exact`]).
+    fn coarse_field(&self, width: usize, height: usize, rng: &mut dyn Rng) -> CoarseField {
         let mut local = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
         let stride = if self.exact || self.sigma < 4.0 {
             1
         } else {
             (self.sigma / 2.0).floor() as usize
         };
+        let (cw, ch) = (width.div_ceil(stride), height.div_ceil(stride));
         let mut one = || -> Vec<f32> {
-            let (cw, ch) = (width.div_ceil(stride), height.div_ceil(stride));
             // Keep the smoothed variance of the field independent of the grid: white noise
             // of variance v smoothed by σ has variance ∝ v/σ²; on a grid s times coarser the
             // kernel is σ/s wide, so the noise amplitude is divided by s.
@@ -132,17 +152,21 @@ impl Elastic {
                     })
                     .collect(),
             };
-            let kernel = gaussian_kernel(self.sigma / stride as f32, 3.0);
-            convolve_separable(&mut noise, cw, ch, &kernel);
-            if stride == 1 {
-                noise
-            } else {
-                upsample_bilinear(&noise, cw, ch, stride, width, height)
+            if cw > 0 && ch > 0 {
+                let kernel = gaussian_kernel(self.sigma / stride as f32, 3.0);
+                convolve_separable(&mut noise, cw, ch, &kernel);
             }
+            noise
         };
         let dx = one();
         let dy = one();
-        (dx, dy)
+        CoarseField {
+            dx,
+            dy,
+            cw,
+            ch,
+            stride,
+        }
     }
 
     fn warp(
@@ -159,21 +183,30 @@ impl Elastic {
             let _ = rng.next_u64();
             return Ok(());
         }
-        let (dx, dy) = self.unit_field(w, h, rng);
+        // The field is up-sampled row by row inside the resampler instead of into two
+        // full-size planes first: the coordinates are consumed while still in L1.
+        let f = self.coarse_field(w, h, rng);
+        let mut up = RowUpsampler::new(f.cw, f.ch, f.stride, w);
+        let (mut rdx, mut rdy) = (vec![0.0f32; w], vec![0.0f32; w]);
+        let mut row_y = usize::MAX;
         let (img, m) = remap(
             image,
             mask.as_deref(),
             self.interpolation,
             self.border,
-            |y, xs, ys| {
-                let row = y * w;
-                let (rdx, rdy) = (&dx[row..row + w], &dy[row..row + w]);
+            usize::MAX,
+            |y, xstart, xs, ys| {
+                if y != row_y {
+                    up.row(&f.dx, y, &mut rdx);
+                    up.row(&f.dy, y, &mut rdy);
+                    row_y = y;
+                }
+                let n = xs.len();
+                let (rdx, rdy) = (&rdx[xstart..xstart + n], &rdy[xstart..xstart + n]);
                 let yf = y as f32;
-                for (x, ((sx, sy), (&ddx, &ddy))) in xs
-                    .iter_mut()
-                    .zip(ys.iter_mut())
-                    .zip(rdx.iter().zip(rdy))
-                    .enumerate()
+                // i32 -> f32 vectorises (usize -> f32 does not); widths are far below 2^24.
+                for (x, ((sx, sy), (&ddx, &ddy))) in
+                    (xstart as i32..).zip(xs.iter_mut().zip(ys.iter_mut()).zip(rdx.iter().zip(rdy)))
                 {
                     *sx = x as f32 + alpha * ddx;
                     *sy = yf + alpha * ddy;
@@ -185,6 +218,79 @@ impl Elastic {
             *dst = m;
         }
         Ok(())
+    }
+}
+
+/// A smoothed unit-alpha displacement field on a grid `stride` times coarser than the image.
+struct CoarseField {
+    dx: Vec<f32>,
+    dy: Vec<f32>,
+    cw: usize,
+    ch: usize,
+    stride: usize,
+}
+
+/// Bilinear up-sampling of a coarse plane, one output row at a time. Coarse sample `i` sits
+/// at the centre of its block of `stride` pixels (as in `filter::upsample_bilinear`); the
+/// two coarse rows are blended first (a contiguous, vectorised pass over the coarse width),
+/// then the columns, so each output pixel costs two indexed loads instead of four.
+struct RowUpsampler {
+    /// Per output column: left coarse column, right coarse column, weight of the right.
+    taps: Vec<(usize, usize, f32)>,
+    /// One vertically blended coarse row.
+    blend: Vec<f32>,
+    cw: usize,
+    ch: usize,
+    stride: usize,
+}
+
+impl RowUpsampler {
+    fn new(cw: usize, ch: usize, stride: usize, width: usize) -> Self {
+        let s = stride.max(1) as f32;
+        let half = (s - 1.0) * 0.5;
+        let last = cw.saturating_sub(1) as f32;
+        let taps = (0..width)
+            .map(|x| {
+                let cx = ((x as f32 - half) / s).clamp(0.0, last);
+                let x0 = cx as usize;
+                (x0, (x0 + 1).min(cw.saturating_sub(1)), cx - x0 as f32)
+            })
+            .collect();
+        Self {
+            taps,
+            blend: vec![0.0; cw],
+            cw,
+            ch,
+            stride: stride.max(1),
+        }
+    }
+
+    /// Write output row `y` of the up-sampled `coarse` plane into `out` (the full width).
+    #[inline]
+    fn row(&mut self, coarse: &[f32], y: usize, out: &mut [f32]) {
+        let cw = self.cw;
+        if self.stride == 1 {
+            out.copy_from_slice(&coarse[y * cw..(y + 1) * cw]);
+            return;
+        }
+        let s = self.stride as f32;
+        let half = (s - 1.0) * 0.5;
+        let cy = ((y as f32 - half) / s).clamp(0.0, self.ch.saturating_sub(1) as f32);
+        let y0 = cy as usize;
+        let y1 = (y0 + 1).min(self.ch.saturating_sub(1));
+        let fy = cy - y0 as f32;
+        let (r0, r1) = (
+            &coarse[y0 * cw..(y0 + 1) * cw],
+            &coarse[y1 * cw..(y1 + 1) * cw],
+        );
+        for ((b, &a0), &a1) in self.blend.iter_mut().zip(r0).zip(r1) {
+            *b = a0 + fy * (a1 - a0);
+        }
+        let blend = &self.blend;
+        for (o, &(x0, x1, fx)) in out.iter_mut().zip(&self.taps) {
+            let (a, b) = (blend[x0], blend[x1]);
+            *o = a + fx * (b - a);
+        }
     }
 }
 
@@ -215,6 +321,87 @@ mod tests {
         let n = dx.len() as f32;
         let mean = dx.iter().sum::<f32>() / n;
         (dx.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt()
+    }
+
+    /// The fused path (field up-sampled row by row inside the tiled, vectorised resampler)
+    /// equals drawing the full field with `unit_field` and resampling it with the row-wise
+    /// scalar reference, bit for bit.
+    #[test]
+    fn elastic_matches_full_field_and_scalar_reference() {
+        use crate::augment::warp::remap_reference;
+        let (w, h) = (53usize, 38usize);
+        let img = Radiograph::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([((x * 31 + y * 17) % 97) as f32 + 0.25 * (x % 3) as f32])
+        });
+        let mask = Mask::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([[0u8, 1, 2, 255][((x / 3 + y / 4) % 4) as usize]])
+        });
+        let cases = [
+            Elastic::default(),
+            Elastic {
+                exact: true,
+                ..Elastic::default()
+            },
+            Elastic::xnet_strong(),
+            Elastic::xnet_mild(),
+            Elastic {
+                sigma: 6.0,
+                noise: NoiseDistribution::Gaussian,
+                border: Border::Constant {
+                    value: -1.0,
+                    mask_value: 255,
+                },
+                ..Elastic::default()
+            },
+        ];
+        for e in cases {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let (mut i2, mut m2) = (img.clone(), mask.clone());
+            e.apply(&mut i2, &mut m2, &mut rng).unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let alpha = uniform(&mut rng, e.alpha);
+            let (dx, dy) = e.unit_field(w, h, &mut rng);
+            let (ri, rm) = remap_reference(
+                &img,
+                (!e.image_only).then_some(&mask),
+                e.interpolation,
+                e.border,
+                |y, xs, ys| {
+                    for (x, (sx, sy)) in xs.iter_mut().zip(ys.iter_mut()).enumerate() {
+                        *sx = x as f32 + alpha * dx[y * w + x];
+                        *sy = y as f32 + alpha * dy[y * w + x];
+                    }
+                },
+            );
+            assert_eq!(i2.as_raw(), ri.as_raw(), "{e:?}");
+            assert_eq!(m2.as_raw(), rm.as_ref().unwrap_or(&mask).as_raw(), "{e:?}");
+            assert_ne!(i2.as_raw(), img.as_raw(), "{e:?} changed nothing");
+        }
+    }
+
+    /// Blending the coarse rows first is the same bilinear up-sampling as
+    /// `filter::upsample_bilinear` (columns first), up to f32 rounding.
+    #[test]
+    fn row_upsampler_matches_plane_upsampler() {
+        use crate::augment::filter::upsample_bilinear;
+        for (stride, w, h) in [(2usize, 37usize, 20usize), (3, 16, 16), (8, 100, 9)] {
+            let (cw, ch) = (w.div_ceil(stride), h.div_ceil(stride));
+            let coarse: Vec<f32> = (0..cw * ch)
+                .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let want = upsample_bilinear(&coarse, cw, ch, stride, w, h);
+            let mut up = RowUpsampler::new(cw, ch, stride, w);
+            let mut row = vec![0.0f32; w];
+            for y in 0..h {
+                up.row(&coarse, y, &mut row);
+                for (x, (a, b)) in row.iter().zip(&want[y * w..(y + 1) * w]).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-6,
+                        "stride {stride} ({x}, {y}): {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
