@@ -113,6 +113,15 @@ fn augmentation_throughput_512() {
         ("elastic_gaussian", vec![Box::new(eg)]),
         ("elastic_exact", vec![Box::new(ex)]),
         ("affine", vec![Box::new(a)]),
+        // Translation only: the same kernel with sequential source access.
+        (
+            "affine_translate",
+            vec![Box::new(Affine {
+                rotate_deg: [0.0, 0.0],
+                shear_deg: [0.0, 0.0],
+                ..a
+            })],
+        ),
         ("elastic+affine", vec![Box::new(e), Box::new(a)]),
         ("elastic_exact+affine", vec![Box::new(ex), Box::new(a)]),
     ];
