@@ -25,13 +25,29 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// Four disjoint runs of `len` elements starting at increasing offsets of `v`.
+fn four_runs<T>(v: &mut [T], starts: [usize; 4], len: usize) -> [&mut [T]; 4] {
+    let [a, b, c, d] = starts;
+    debug_assert!(a + len <= b && b + len <= c && c + len <= d);
+    let (_, rest) = v.split_at_mut(a);
+    let (r0, rest) = rest.split_at_mut(b - a);
+    let (r1, rest) = rest.split_at_mut(c - b);
+    let (r2, r3) = rest.split_at_mut(d - c);
+    [
+        &mut r0[..len],
+        &mut r1[..len],
+        &mut r2[..len],
+        &mut r3[..len],
+    ]
+}
+
 /// Whether the Winograd path applies and pays: 3×3, no dilation, and enough channels that
-/// the (scalar) transforms are cheap next to the GEMMs. Measured per XNet layer on the
-/// 2-core Zen 3 (CPU time, loaded machine): it saves 17–26 % for 512→512, 512→256 and
-/// 256→128, breaks even at 512→128, and loses up to 30 % with fewer output channels
-/// (256→64) or more outputs than inputs (256→512, 128→256).
+/// the transforms are cheap next to the GEMMs. Measured per XNet layer on the 2-core Zen 3
+/// (CPU time, 1×200² and 8×128², after the transforms were vectorised): from 64 channels in
+/// and out it beats the direct path on every layer but one (256→128 at 64², −15 %), by
+/// 10–30 % on most and ~30 % on the largest direct layer (256→64 at 200²).
 pub(crate) fn applies(g: &Geom) -> bool {
-    g.k == 3 && g.dil == 1 && g.c_in >= 256 && g.c_out >= 128 && g.c_out <= g.c_in
+    g.k == 3 && g.dil == 1 && g.c_in >= 64 && g.c_out >= 64
 }
 
 /// `act(conv3x3(x, weight) + bias)` over an unpadded `[n, c_in, h, w]` input; the weight is
@@ -65,46 +81,71 @@ pub(crate) fn conv3x3<T: Elem>(
     // U = G g Gᵀ, layout [16][c_out][c_in] (the GEMM's right operand, unit stride on c_in).
     let mut u = vec![T::ZERO; 16 * co * ci];
     let up = SendPtr(u.as_mut_ptr());
-    (0..co).into_par_iter().for_each(|o| {
-        for i in 0..ci {
-            let mut k = [[T::ZERO; 3]; 3];
-            for (r, row) in k.iter_mut().enumerate() {
-                for (c, v) in row.iter_mut().enumerate() {
+    // One output channel per task; the nine taps of all its input channels are gathered
+    // into contiguous rows first, so that both halves of the transform run along `c_in`
+    // (vectorised) and write contiguous rows of `u`.
+    (0..co).into_par_iter().for_each_init(
+        || vec![T::ZERO; 9 * ci],
+        |k, o| {
+            for tap in 0..9 {
+                let row = &mut k[tap * ci..(tap + 1) * ci];
+                for (i, v) in row.iter_mut().enumerate() {
                     let idx = w_base as isize
                         + o as isize * w_co
                         + i as isize * w_ci
-                        + (3 * r + c) as isize * w_tap;
+                        + tap as isize * w_tap;
                     *v = weight[idx as usize];
                 }
             }
-            // G k: rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2.
-            let mut gk = [[T::ZERO; 3]; 4];
-            for c in 0..3 {
-                let (a, b, d) = (k[0][c], k[1][c], k[2][c]);
-                gk[0][c] = a;
-                gk[1][c] = T::HALF * (a + b + d);
-                gk[2][c] = T::HALF * (a - b + d);
-                gk[3][c] = d;
-            }
-            for (r, row) in gk.iter().enumerate() {
-                let (a, b, d) = (row[0], row[1], row[2]);
-                let vals = [a, T::HALF * (a + b + d), T::HALF * (a - b + d), d];
-                for (c, &v) in vals.iter().enumerate() {
-                    // SAFETY: output channel `o` alone writes u[ξ][o][·].
-                    unsafe { *up.get().add(((4 * r + c) * co + o) * ci + i) = v };
+            let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
+            // G k: rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2 (per column c of the kernel).
+            let gk = |row: usize, c: usize, i: usize| {
+                let (a, b, d) = (tap(0, c)[i], tap(1, c)[i], tap(2, c)[i]);
+                match row {
+                    0 => a,
+                    1 => T::HALF * (a + b + d),
+                    2 => T::HALF * (a - b + d),
+                    _ => d,
+                }
+            };
+            for r in 0..4 {
+                // SAFETY: output channel `o` alone writes rows u[ξ][o][·]; the four rows
+                // ξ = 4r..4r+3 are disjoint ranges of `u`.
+                let row = |c: usize| unsafe {
+                    std::slice::from_raw_parts_mut(up.get().add(((4 * r + c) * co + o) * ci), ci)
+                };
+                let (u0, u1, u2, u3) = (row(0), row(1), row(2), row(3));
+                for i in 0..ci {
+                    let (a, b, d) = (gk(r, 0, i), gk(r, 1, i), gk(r, 2, i));
+                    u0[i] = a;
+                    u1[i] = T::HALF * (a + b + d);
+                    u2[i] = T::HALF * (a - b + d);
+                    u3[i] = d;
                 }
             }
-        }
-    });
+        },
+    );
 
     let mut out = vec![T::ZERO; n * co * h * w];
     let outp = SendPtr(out.as_mut_ptr());
     let target_tiles = (32_768 / ci.max(1)).clamp(64, 1024);
     let mut trows = target_tiles.div_ceil(tw).clamp(1, th);
-    while trows > 1 && n * th.div_ceil(trows) < 2 * threads {
+    // Few tiles (the 25² layers of a 200² XNet have 169): splitting them into blocks would
+    // give GEMMs of a few dozen rows, each repacking the whole transformed weight. Keep one
+    // block per image instead and let the GEMMs use the threads.
+    let few_tiles = n * th * tw < 2 * threads * 128;
+    if few_tiles {
+        trows = th;
+    }
+    while !few_tiles && trows > 1 && n * th.div_ceil(trows) < 2 * threads {
         trows = trows.div_ceil(2);
     }
     let blocks = th.div_ceil(trows);
+    let gemm_threads = if n * blocks < threads {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // Per-job scratch (transformed input, GEMM results), reused across the tasks of a job:
     // every element is overwritten before it is read, so it is never cleared.
     let scratch = || {
@@ -143,16 +184,18 @@ pub(crate) fn conv3x3<T: Elem>(
                     }
                     let t0 = (ty - tr0) * tw;
                     for (r, mr) in [&*m0, &*m1, &*m2, &*m3].into_iter().enumerate() {
-                        // (· B) of tile tx reads columns 2tx .. 2tx+3 of this transformed row.
-                        let out = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
-                        let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
+                        // (· B) of tile tx reads columns 2tx .. 2tx+3 of this transformed row;
+                        // the four results go to rows ξ = 4r .. 4r+3 of V (disjoint runs).
+                        let at = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
+                        let [v0, v1, v2, v3] = four_runs(v, [at(0), at(1), at(2), at(3)], tw);
+                        let mr = &mr[..2 * tw + 2];
                         for tx in 0..tw {
                             let (a0, a1, a2, a3) =
                                 (mr[2 * tx], mr[2 * tx + 1], mr[2 * tx + 2], mr[2 * tx + 3]);
-                            v[o0 + tx] = a0 - a2;
-                            v[o1 + tx] = a1 + a2;
-                            v[o2 + tx] = a2 - a1;
-                            v[o3 + tx] = a1 - a3;
+                            v0[tx] = a0 - a2;
+                            v1[tx] = a1 + a2;
+                            v2[tx] = a2 - a1;
+                            v3[tx] = a1 - a3;
                         }
                     }
                 }
@@ -180,44 +223,60 @@ pub(crate) fn conv3x3<T: Elem>(
                         false,
                         false,
                         false,
-                        Parallelism::None,
+                        gemm_threads,
                     );
                 }
             }
-            // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], then bias and activation.
+            // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], then bias and activation,
+            // one tile row at a time: Aᵀ over the ξ rows (vectorised along the tiles), then
+            // A over each tile's columns into a two-row buffer, cropped into the output.
+            let mut s = vec![T::ZERO; 8 * tw];
+            let mut rows = vec![T::ZERO; 4 * tw];
             for o in 0..co {
                 let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
-                let at = |xi: usize, t: usize| mm[(xi * co + o) * tb + t];
                 for ty in tr0..tr1 {
-                    for tx in 0..tw {
-                        let t = (ty - tr0) * tw + tx;
-                        let mut s = [[T::ZERO; 4]; 2];
-                        #[allow(clippy::needless_range_loop)]
-                        for j in 0..4 {
-                            let (m0, m1, m2, m3) =
-                                (at(j, t), at(4 + j, t), at(8 + j, t), at(12 + j, t));
-                            s[0][j] = m0 + m1 + m2;
-                            s[1][j] = m1 - m2 - m3;
+                    let t0 = (ty - tr0) * tw;
+                    let m = |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + tw];
+                    let (s0, s1) = s.split_at_mut(4 * tw);
+                    for j in 0..4 {
+                        let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
+                        let (a, b) = (&mut s0[j * tw..(j + 1) * tw], &mut s1[j * tw..(j + 1) * tw]);
+                        for tx in 0..tw {
+                            a[tx] = m0[tx] + m1[tx] + m2[tx];
+                            b[tx] = m1[tx] - m2[tx] - m3[tx];
                         }
-                        for (dy, sr) in s.iter().enumerate() {
-                            let y = 2 * ty + dy;
-                            if y >= h {
-                                continue;
-                            }
-                            let vals = [sr[0] + sr[1] + sr[2], sr[1] - sr[2] - sr[3]];
-                            for (dx, &val) in vals.iter().enumerate() {
-                                let xx = 2 * tx + dx;
-                                if xx >= w {
-                                    continue;
-                                }
-                                let mut r = val + bias_o;
-                                if epilogue == Epilogue::BiasRelu {
-                                    r = if r > T::ZERO { r } else { T::ZERO };
-                                }
-                                // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image b.
-                                unsafe { *outp.get().add(((b * co + o) * h + y) * w + xx) = r };
-                            }
+                    }
+                    for (dy, sr) in [&*s0, &*s1].into_iter().enumerate() {
+                        let y = 2 * ty + dy;
+                        if y >= h {
+                            continue;
                         }
+                        let (q0, q1, q2, q3) = (
+                            &sr[..tw],
+                            &sr[tw..2 * tw],
+                            &sr[2 * tw..3 * tw],
+                            &sr[3 * tw..],
+                        );
+                        let row = &mut rows[..2 * tw];
+                        for tx in 0..tw {
+                            let mut e = q0[tx] + q1[tx] + q2[tx] + bias_o;
+                            let mut od = q1[tx] - q2[tx] - q3[tx] + bias_o;
+                            if epilogue == Epilogue::BiasRelu {
+                                e = if e > T::ZERO { e } else { T::ZERO };
+                                od = if od > T::ZERO { od } else { T::ZERO };
+                            }
+                            row[2 * tx] = e;
+                            row[2 * tx + 1] = od;
+                        }
+                        // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image b;
+                        // the row holds `w` elements.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                outp.get().add(((b * co + o) * h + y) * w),
+                                w,
+                            )
+                        };
+                        dst.copy_from_slice(&row[..w]);
                     }
                 }
             }
