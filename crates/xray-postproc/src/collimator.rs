@@ -13,10 +13,14 @@
 //! 2. per side, a Hough vote of strong gradients that point inwards (brighter inside), over
 //!    angles within ±[`CollimatorConfig::max_angle_deg`] of the side's direction;
 //! 3. a strict acceptance test of the best peaks: contrast across the line along most of its
-//!    visible length, and the region between the line and the border uniformly dark. A side
-//!    with no accepted peak has no edge: edges are never invented to complete a rectangle;
+//!    visible length, the step on one straight line (anatomy such as a diaphragm curves),
+//!    and the region between the line and the border dark: nothing in it as bright as the
+//!    field just inside, and not most of the image. A side with no accepted peak has no
+//!    edge: edges are never invented to complete a rectangle;
 //! 4. refinement on the full-resolution image: the half-level crossing of profiles across
-//!    the edge (averaged over short chunks along it), then a robust total-least-squares fit.
+//!    the edge (averaged over short chunks along it, undoing any log first: whether the
+//!    input is log-processed is judged from how its noise varies with the level), then a
+//!    robust total-least-squares fit.
 
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
@@ -310,10 +314,40 @@ pub struct CollimatorConfig {
     /// Largest ratio of the (linear, range-normalised) level just outside an edge to the
     /// level just inside (0..1).
     pub max_outside_ratio: f32,
+    /// Least share of the edge's contrasted length along which the way from the edge to the
+    /// border stays clearly darker than the field just inside (0..1): rejects steps whose
+    /// "outside" opens onto brighter field again (a skin line, the far side of a bone).
+    pub min_dark_rays: f32,
+    /// Least share of the edge's contrasted length whose steepest step lies on one straight
+    /// line, within about a working pixel (0..1): a collimator blade is straight, anatomy
+    /// (a diaphragm, a skin line) curves.
+    pub min_straightness: f32,
+    /// Largest share of the image one collimated band may cover (0..1): the field is centred
+    /// on the anatomy, so a "band" holding most of the image is the field itself.
+    pub max_band_fraction: f32,
     /// Least visible length of an edge, as a share of the image side it bounds (0..1).
     pub min_length_fraction: f32,
     /// Refine edges to sub-pixel accuracy on the full-resolution image.
     pub refine: bool,
+    /// Whether the input values are linear in the exposure or log-processed; `auto` judges
+    /// it from the image's noise. Only the sub-pixel refinement depends on it.
+    pub input_scale: InputScale,
+    /// For log-processed input: the assumed exposure ratio between the field and the
+    /// collimated band, in e-folds (3 ≈ a band at 5 % of the field, leakage plus scatter),
+    /// used to undo the log across an edge before taking its half level (0.5..=10).
+    pub log_contrast: f32,
+}
+
+/// How an image's values relate to the exposure, for [`CollimatorConfig::input_scale`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputScale {
+    /// Judge from the image: quantum noise grows with linear values, shrinks with log ones.
+    Auto,
+    /// Values proportional to the exposure (DR "for processing" style).
+    Linear,
+    /// Values proportional to the logarithm of the exposure (CR, "for presentation").
+    Log,
 }
 
 impl Default for CollimatorConfig {
@@ -328,9 +362,14 @@ impl Default for CollimatorConfig {
             max_outside_spread: 0.35,
             min_dark_beyond: 0.5,
             max_bright_share: 0.25,
-            max_outside_ratio: 0.5,
-            min_length_fraction: 0.1,
+            max_outside_ratio: 0.7,
+            min_dark_rays: 0.8,
+            min_straightness: 0.8,
+            max_band_fraction: 0.5,
+            min_length_fraction: 0.03,
             refine: true,
+            input_scale: InputScale::Auto,
+            log_contrast: 3.0,
         }
     }
 }
@@ -393,6 +432,28 @@ impl CollimatorConfig {
         range(
             "max_outside_spread",
             self.max_outside_spread,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
+        range(
+            "log_contrast",
+            self.log_contrast,
+            0.5,
+            10.0,
+            "0.5..=10 e-folds",
+        )?;
+        range("min_dark_rays", self.min_dark_rays, 0.0, 1.0, "[0, 1]")?;
+        range(
+            "min_straightness",
+            self.min_straightness,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
+        range(
+            "max_band_fraction",
+            self.max_band_fraction,
             0.0,
             1.0,
             "[0, 1]",
@@ -492,20 +553,20 @@ fn build_work(img: &Plane, cfg: &CollimatorConfig) -> Option<Work> {
         return None;
     }
     let data = img.data();
+    // Box average: each working pixel is the mean of an f × f block (smaller at the far
+    // borders). Summed in f64 so that huge finite inputs cannot overflow.
     let mut sum = vec![0.0f64; w * h];
-    let mut cnt = vec![0u32; w * h];
-    for y in 0..ih {
-        let row = &data[y * iw..(y + 1) * iw];
-        let base = (y / f) * w;
-        for (x, &val) in row.iter().enumerate() {
-            sum[base + x / f] += val as f64;
-            cnt[base + x / f] += 1;
+    for (y, row) in data.chunks_exact(iw).enumerate() {
+        let acc = &mut sum[(y / f) * w..(y / f + 1) * w];
+        for (a, block) in acc.iter_mut().zip(row.chunks(f)) {
+            *a += block.iter().map(|&v| v as f64).sum::<f64>();
         }
     }
+    let block = |i: usize, n: usize| (n - i * f).min(f) as f64;
     let mut v: Vec<f32> = sum
         .iter()
-        .zip(&cnt)
-        .map(|(s, &c)| (*s / c as f64) as f32)
+        .enumerate()
+        .map(|(k, s)| (s / (block(k % w, iw) * block(k / w, ih))) as f32)
         .collect();
     // Smooth the linear values first: isolated dark noise must not set the range.
     gaussian_smooth(&mut v, w, h, cfg.smoothing_sigma);
@@ -570,11 +631,78 @@ struct Verdict {
 }
 
 const MARGIN: f32 = 3.0;
+/// How far (working px) on either side of a candidate line its steepest step is looked for.
+const STEEP_REACH: i32 = 4;
+/// Least number of working pixels in a collimated band.
+const MIN_BAND: usize = 16;
 
-fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
+/// Share of `(t, d)` points (position along a line, offset across it) within `tol` of a
+/// straight line fitted to them by least squares with one round of outlier rejection.
+fn straightness(pts: &[(f32, f32)], tol: f32) -> f32 {
+    let fit = |p: &[(f32, f32)]| -> Option<(f32, f32)> {
+        let n = p.len() as f64;
+        if n < 2.0 {
+            return None;
+        }
+        let (st, sd) = p.iter().fold((0.0f64, 0.0f64), |a, q| {
+            (a.0 + q.0 as f64, a.1 + q.1 as f64)
+        });
+        let (mt, md) = (st / n, sd / n);
+        let (mut stt, mut std) = (0.0f64, 0.0f64);
+        for q in p {
+            stt += (q.0 as f64 - mt).powi(2);
+            std += (q.0 as f64 - mt) * (q.1 as f64 - md);
+        }
+        let b = if stt > 0.0 { std / stt } else { 0.0 };
+        Some(((md - b * mt) as f32, b as f32))
+    };
+    let Some((a, b)) = fit(pts) else {
+        return 0.0;
+    };
+    let near: Vec<(f32, f32)> = pts
+        .iter()
+        .copied()
+        .filter(|q| (q.1 - a - b * q.0).abs() <= 2.0 * tol)
+        .collect();
+    let (a, b) = fit(&near).unwrap_or((a, b));
+    pts.iter()
+        .filter(|q| (q.1 - a - b * q.0).abs() <= tol)
+        .count() as f32
+        / pts.len().max(1) as f32
+}
+
+/// What [`measure`] finds along a candidate line (working units).
+#[derive(Debug, Clone, Copy, Default)]
+struct Measures {
+    /// Working pixels of the band between the line (beyond the margin) and the border.
+    band: usize,
+    /// Visible samples along the line (both sides inside the image).
+    visible: usize,
+    /// Samples that count for or against the edge.
+    counted: usize,
+    /// Samples whose inside is brighter than the outside by at least `min_contrast`.
+    pass: usize,
+    /// Median log contrast of the passing samples.
+    contrast: f32,
+    /// Share of passing samples whose steepest step lies on one straight line.
+    straight: f32,
+    /// Share of counted samples whose ray to the border never rises far above just outside.
+    dark_beyond: f32,
+    /// Share of the band brighter than just outside by that much.
+    bright_share: f32,
+    /// Median linear level just outside / just inside the passing samples.
+    just_outside: f32,
+    inside_level: f32,
+    /// Median linear contrast of the passing samples.
+    lin_contrast: f32,
+    /// Share of passing samples whose ray to the border stays well below the inside level.
+    dark_rays: f32,
+}
+
+fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> {
     let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
     let (w, h) = (work.w, work.h);
-    // Some collimated band must lie beyond the margin.
+    let mut m = Measures::default();
     let mut outside: Vec<f32> = Vec::new();
     for y in 0..h {
         for x in 0..w {
@@ -583,8 +711,9 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
             }
         }
     }
-    if outside.len() < w.min(h) {
-        return None;
+    m.band = outside.len();
+    if outside.is_empty() {
+        return Some(m);
     }
     let line = Line {
         nx,
@@ -595,8 +724,8 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
     let len = ((x1 - x0).powi(2) + (y1 - y0).powi(2)).sqrt();
     let n = len.floor() as usize;
     // (log inside, log outside, linear inside, linear outside, brightest linear value on the
-    // ray from just outside to the border) per visible sample.
-    let mut samples: Vec<[f32; 5]> = Vec::with_capacity(n + 1);
+    // ray from just outside to the border, offset of the steepest step) per visible sample.
+    let mut samples: Vec<[f32; 6]> = Vec::with_capacity(n + 1);
     for i in 0..=n {
         let t = if n == 0 { 0.0 } else { i as f32 / n as f32 };
         let (px, py) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
@@ -614,12 +743,26 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
             x -= nx;
             y -= ny;
         }
-        samples.push([vin, vout, lin_in, lin_out, ray_max]);
+        // Where across the line the step is steepest (working px, positive inwards).
+        let mut steep = (f32::NEG_INFINITY, f32::NAN);
+        for k in -2 * STEEP_REACH..=2 * STEEP_REACH {
+            let u = k as f32 * 0.5;
+            let a = work.at(px + (u + 0.5) * nx, py + (u + 0.5) * ny);
+            let b = work.at(px + (u - 0.5) * nx, py + (u - 0.5) * ny);
+            if let (Some(a), Some(b)) = (a, b) {
+                if a - b > steep.0 {
+                    steep = (a - b, u);
+                }
+            }
+        }
+        samples.push([vin, vout, lin_in, lin_out, ray_max, steep.1]);
     }
+    m.visible = samples.len();
+    let passes = |s: &[f32; 6]| s[0] - s[1] >= cfg.min_contrast;
     let median_of = |k: usize, only_pass: bool| {
         let mut v: Vec<f32> = samples
             .iter()
-            .filter(|s| !only_pass || s[0] - s[1] >= cfg.min_contrast)
+            .filter(|s| !only_pass || passes(s))
             .map(|s| if k == 99 { s[2] - s[3] } else { s[k] })
             .collect();
         v.sort_by(f32::total_cmp);
@@ -628,61 +771,100 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
     // Inside as dark as the collimator: another side's band or very dense anatomy, which
     // neither supports nor refutes the edge.
     let dark = median_of(1, false) + cfg.min_contrast;
-    let (mut pass, mut counted) = (0usize, 0usize);
     let mut contrasts = Vec::with_capacity(samples.len());
     for s in &samples {
         let c = s[0] - s[1];
         if c >= cfg.min_contrast {
-            pass += 1;
-            counted += 1;
+            m.pass += 1;
+            m.counted += 1;
             contrasts.push(c);
         } else if s[0] >= dark {
-            counted += 1;
+            m.counted += 1;
         }
     }
+    if m.pass == 0 {
+        return Some(m);
+    }
+    contrasts.sort_by(f32::total_cmp);
+    m.contrast = percentile_sorted(&contrasts, 0.5);
+    let steep: Vec<(f32, f32)> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| passes(s) && s[5].is_finite())
+        .map(|(i, s)| (i as f32, s[5]))
+        .collect();
+    m.straight = straightness(&steep, 1.25);
+    m.lin_contrast = median_of(99, true);
+    m.just_outside = median_of(3, true);
+    m.inside_level = median_of(2, true);
+    let rise = cfg.max_outside_spread * m.lin_contrast;
+    m.dark_beyond = samples
+        .iter()
+        .filter(|s| (passes(s) || s[0] >= dark) && s[4] - s[3] <= rise)
+        .count() as f32
+        / m.counted.max(1) as f32;
+    m.bright_share = outside
+        .iter()
+        .filter(|&&v| v - m.just_outside > rise)
+        .count() as f32
+        / outside.len() as f32;
+    m.dark_rays = samples
+        .iter()
+        .filter(|s| passes(s) && s[4] <= s[2] - 0.25 * (s[2] - s[3]))
+        .count() as f32
+        / m.pass as f32;
+    Some(m)
+}
+
+fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
+    let m = measure(work, cand, cfg)?;
+    accept(&m, work, side, cfg)
+}
+
+fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
     let side_len = match side {
-        Side::Left | Side::Right => h,
-        Side::Top | Side::Bottom => w,
+        Side::Left | Side::Right => work.h,
+        Side::Top | Side::Bottom => work.w,
     } as f32;
-    if (counted as f32) < cfg.min_length_fraction * side_len || counted == 0 {
+    // A collimated band must lie beyond the margin, on average at least a working pixel
+    // deep (a line hugging the border has no band to judge), and must not hold most of the
+    // image (then the "field" would be a corner of it).
+    if m.band < m.visible.max(MIN_BAND)
+        || m.band as f32 > cfg.max_band_fraction * (work.w * work.h) as f32
+    {
         return None;
     }
-    let support = pass as f32 / counted as f32;
+    if (m.counted as f32) < cfg.min_length_fraction * side_len || m.counted == 0 {
+        return None;
+    }
+    let support = m.pass as f32 / m.counted as f32;
     if support < cfg.min_support {
         return None;
     }
-    contrasts.sort_by(f32::total_cmp);
-    let contrast = percentile_sorted(&contrasts, 0.5);
     // The collimated band must hold nothing bright, judged on linear values: along most of
     // the edge, nothing on the way from just outside it to the border may rise above the
     // level just outside by a good part of the step (open beam beyond a skin line, the
     // field beyond a marker's or a bone's edge). Scatter glow, which fades outwards, and
-    // darker anatomy showing through the collimator are allowed.
-    let lin_contrast = median_of(99, true);
-    let just_outside = median_of(3, true);
-    let rise = cfg.max_outside_spread * lin_contrast;
-    let dark_beyond = samples
-        .iter()
-        .filter(|s| (s[0] - s[1] >= cfg.min_contrast || s[0] >= dark) && s[4] - s[3] <= rise)
-        .count() as f32
-        / counted.max(1) as f32;
-    // And, over the whole band, only a small share (scatter glow) may be that bright.
-    let bright_share =
-        outside.iter().filter(|&&v| v - just_outside > rise).count() as f32 / outside.len() as f32;
-    // Just outside a collimator edge few X-rays arrive: far fewer than just inside.
-    let inside_level = median_of(2, true);
-    if dark_beyond < cfg.min_dark_beyond
-        || bright_share > cfg.max_bright_share
-        || just_outside > cfg.max_outside_ratio * inside_level
+    // darker anatomy showing through the collimator are allowed. Over the whole band only
+    // a small share (scatter glow) may be that bright, and just outside a collimator edge
+    // few X-rays arrive: far fewer than just inside.
+    if m.dark_beyond < cfg.min_dark_beyond
+        || m.bright_share > cfg.max_bright_share
+        || m.just_outside > cfg.max_outside_ratio * m.inside_level
     {
+        return None;
+    }
+    // Where the edge shows, the band beyond it stays darker than the field just inside, and
+    // the step runs along one straight line.
+    if m.dark_rays < cfg.min_dark_rays || m.straight < cfg.min_straightness {
         return None;
     }
     // Prefer the darkest outside: a dark, uniform band of anatomy next to the collimator
     // (bone along the field edge) also steps down, but to a level well above the collimator's.
-    let darkness = (1.0 - just_outside / inside_level.max(1e-6)).clamp(0.0, 1.0);
+    let darkness = (1.0 - m.just_outside / m.inside_level.max(1e-6)).clamp(0.0, 1.0);
     Some(Verdict {
-        score: support * contrast * counted as f32 * darkness * darkness,
-        contrast,
+        score: support * m.contrast * m.counted as f32 * darkness * darkness,
+        contrast: m.contrast,
         support,
     })
 }
@@ -822,7 +1004,13 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             support: verdict.support,
         });
     }
-    if cfg.refine {
+    if cfg.refine && !out.edges.is_empty() {
+        let log = match cfg.input_scale {
+            InputScale::Auto => looks_log(img),
+            InputScale::Linear => false,
+            InputScale::Log => true,
+        };
+        let k = if log { cfg.log_contrast } else { 0.0 };
         let coarse: Vec<Line> = out.edges.iter().map(|e| e.line).collect();
         for (i, e) in out.edges.iter_mut().enumerate() {
             let others: Vec<Line> = coarse
@@ -831,17 +1019,18 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 .filter(|(j, _)| *j != i)
                 .map(|(_, l)| *l)
                 .collect();
-            e.line = refine(img, coarse[i], &others, work.f);
+            e.line = refine(img, coarse[i], &others, work.f, k);
         }
     }
     Ok(out)
 }
 
 /// Sub-pixel refinement on the full-resolution image (two passes, narrowing the window).
-fn refine(img: &Plane, coarse: Line, others: &[Line], f: usize) -> Line {
+/// `k` linearises log-processed profiles (see [`linearise`]); 0 for linear input.
+fn refine(img: &Plane, coarse: Line, others: &[Line], f: usize, k: f32) -> Line {
     let mut line = coarse;
     for &r in &[(4 * f + 8) as f32, (2 * f + 6) as f32] {
-        if let Some(l) = refine_pass(img, line, others, r) {
+        if let Some(l) = refine_pass(img, line, others, r, k) {
             // A refinement that wanders off (profiles dominated by anatomy) is not trusted.
             let (w, h) = (img.width(), img.height());
             let turned = (l.nx * coarse.nx + l.ny * coarse.ny)
@@ -856,7 +1045,9 @@ fn refine(img: &Plane, coarse: Line, others: &[Line], f: usize) -> Line {
     line
 }
 
-fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32) -> Option<Line> {
+/// One pass: profiles across the edge averaged over short chunks along it, each normalised
+/// to its plateaus and linearised, the half-level crossing per chunk, then a robust line fit.
+fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32, k: f32) -> Option<Line> {
     let (w, h) = (img.width(), img.height());
     let data = img.data();
     let ((x0, y0), (x1, y1)) = line.clip_to(w, h)?;
@@ -867,9 +1058,7 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32) -> Option<
     let n_chunks = (len / chunk).floor() as usize;
     let r = radius.ceil() as i32;
     let n_u = (2 * r + 1) as usize;
-    // (edge point, contrast) per chunk.
-    let mut pts: Vec<((f32, f32), f32)> = Vec::new();
-    // (position along the edge, profile normalised to its plateaus, contrast) per chunk.
+    // (position along the edge, profile normalised to its plateaus, plateau difference).
     let mut chunks: Vec<(f32, Vec<f32>, f32)> = Vec::new();
     let mut prof = vec![0.0f32; n_u];
     let mut cnt = vec![0u32; n_u];
@@ -907,50 +1096,93 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32) -> Option<
         for (p, &c) in prof.iter_mut().zip(&cnt) {
             *p /= c as f32;
         }
-        let q = n_u / 4;
-        let mut outs: Vec<f32> = prof[..q.max(1)].to_vec();
-        let mut ins: Vec<f32> = prof[n_u - q.max(1)..].to_vec();
+        let q = (n_u / 4).max(1);
+        let mut outs: Vec<f32> = prof[..q].to_vec();
+        let mut ins: Vec<f32> = prof[n_u - q..].to_vec();
         outs.sort_by(f32::total_cmp);
         ins.sort_by(f32::total_cmp);
         let (lo, hi) = (percentile_sorted(&outs, 0.5), percentile_sorted(&ins, 0.5));
         if hi.is_nan() || lo.is_nan() || hi <= lo {
             continue;
         }
-        let s = s_start + chunk / 2.0;
-        let t: Vec<f32> = prof.iter().map(|p| (p - lo) / (hi - lo)).collect();
-        chunks.push((s, t, hi - lo));
-    }
-    // The input may be linear or log-processed. A penumbra blurs linear intensities, so the
-    // profile is point-symmetric about the edge only in the linear domain: pick the
-    // linearisation T_k(t) = (e^{kt} − 1)/(e^k − 1) (k = 0: already linear) that makes the
-    // profiles most symmetric, then take the half-level crossing in that domain.
-    let mut best_k = (f32::INFINITY, 0.0f32);
-    for step in 0..=16 {
-        let k = step as f32 * 0.5;
-        let mut cost = 0.0f32;
-        for (_, t, _) in &chunks {
-            let lt: Vec<f32> = t.iter().map(|&v| linearise(v, k)).collect();
-            if let Some(u) = crossing(&lt, r) {
-                cost += asymmetry(&lt, u + r as f32);
-            }
-        }
-        if cost < best_k.0 {
-            best_k = (cost, k);
-        }
-    }
-    for (s, t, c) in &chunks {
-        let lt: Vec<f32> = t.iter().map(|&v| linearise(v, best_k.1)).collect();
-        if let Some(u) = crossing(&lt, r) {
-            pts.push(((x0 + s * tx + u * nx, y0 + s * ty + u * ny), *c));
-        }
+        let t: Vec<f32> = prof
+            .iter()
+            .map(|p| linearise((p - lo) / (hi - lo), k))
+            .collect();
+        chunks.push((s_start + chunk / 2.0, t, hi - lo));
     }
     // Chunks with little contrast (anatomy as dark as the collimator inside) are unreliable.
-    let mut cs: Vec<f32> = pts.iter().map(|p| p.1).collect();
+    let mut cs: Vec<f32> = chunks.iter().map(|c| c.2).collect();
     cs.sort_by(f32::total_cmp);
     let cmin = 0.3 * percentile_sorted(&cs, 0.5);
-    let pts: Vec<(f32, f32)> = pts.iter().filter(|p| p.1 >= cmin).map(|p| p.0).collect();
+    let pts: Vec<(f32, f32)> = chunks
+        .iter()
+        .filter(|c| c.2 >= cmin)
+        .filter_map(|(s, t, _)| {
+            crossing(t, r).map(|u| (x0 + s * tx + u * nx, y0 + s * ty + u * ny))
+        })
+        .collect();
     fit_line_robust(&pts, line)
 }
+
+/// Whether the input looks log-processed, judged from its quantum noise: in linear data
+/// the noise grows with the signal (Poisson), after a log it shrinks (the log compresses
+/// bright values). Measured on a sparse grid: the robust (median absolute) Laplacian per
+/// tenth of the level distribution, then the slope of its log-square against the level.
+fn looks_log(img: &Plane) -> bool {
+    let (w, h) = (img.width(), img.height());
+    if w < 8 || h < 8 {
+        return false;
+    }
+    let data = img.data();
+    let stride = (((w * h) as f32 / 60_000.0).sqrt().ceil() as usize).max(1);
+    let mut pts: Vec<(f32, f32)> = Vec::new();
+    for y in (1..h - 1).step_by(stride) {
+        for x in (1..w - 1).step_by(stride) {
+            let c = data[y * w + x];
+            let n4 = data[(y - 1) * w + x]
+                + data[(y + 1) * w + x]
+                + data[y * w + x - 1]
+                + data[y * w + x + 1];
+            pts.push(((c + n4) / 5.0, (c - n4 / 4.0).abs()));
+        }
+    }
+    if pts.len() < 500 {
+        return false;
+    }
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = pts.len();
+    let range = pts[n * 995 / 1000].0 - pts[n * 5 / 1000].0;
+    if !range.is_finite() || range <= 0.0 {
+        return false;
+    }
+    let bins = 10;
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for b in 0..bins {
+        let lo = n * (20 + 96 * b) / 1000;
+        let hi = n * (20 + 96 * (b + 1)) / 1000;
+        let mut noise: Vec<f32> = pts[lo..hi].iter().map(|p| p.1).collect();
+        let mid = noise.len() / 2;
+        let (_, &mut m, _) = noise.select_nth_unstable_by(mid, f32::total_cmp);
+        if m > 0.0 {
+            xs.push(pts[(lo + hi) / 2].0 as f64);
+            ys.push(2.0 * (m as f64).ln());
+        }
+    }
+    if xs.len() < 5 {
+        return false;
+    }
+    let k = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / k, ys.iter().sum::<f64>() / k);
+    let (sxx, sxy) = xs.iter().zip(&ys).fold((0.0, 0.0), |a, (x, y)| {
+        (a.0 + (x - mx).powi(2), a.1 + (x - mx) * (y - my))
+    });
+    sxx > 0.0 && sxy / sxx * (range as f64) < LOG_NOISE_SLOPE
+}
+
+/// Slope of ln(noise²) over the image's level range below which the input is taken as
+/// log-processed (synthetic phantoms: linear ≥ −0.3, log ≤ −0.5).
+const LOG_NOISE_SLOPE: f64 = -0.4;
 
 #[inline]
 fn linearise(t: f32, k: f32) -> f32 {
@@ -974,25 +1206,6 @@ fn crossing(t: &[f32], r: i32) -> Option<f32> {
         }
     }
     best
-}
-
-/// How far a profile is from point symmetry about (`centre`, 0.5).
-fn asymmetry(t: &[f32], centre: f32) -> f32 {
-    let at = |x: f32| {
-        let i = x.floor();
-        if i < 0.0 || i as usize + 1 >= t.len() {
-            return None;
-        }
-        let f = x - i;
-        Some(t[i as usize] * (1.0 - f) + t[i as usize + 1] * f)
-    };
-    let mut cost = 0.0;
-    let mut s = 1.0;
-    while let (Some(a), Some(b)) = (at(centre + s), at(centre - s)) {
-        cost += (a + b - 1.0).powi(2);
-        s += 1.0;
-    }
-    cost
 }
 
 /// Total-least-squares fit with iterative rejection of outliers; keeps `reference`'s side.

@@ -29,7 +29,8 @@ pub use cleanup::{
     CleanupConfig, Connectivity, HoleFill,
 };
 pub use collimator::{
-    detect_collimator, edge_distance, Collimator, CollimatorConfig, FieldEdge, Line, Side,
+    detect_collimator, edge_distance, Collimator, CollimatorConfig, FieldEdge, InputScale, Line,
+    Side,
 };
 pub use error::{PostprocError, Result};
 pub use overlay::{

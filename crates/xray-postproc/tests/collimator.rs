@@ -5,7 +5,7 @@ mod common;
 use common::{make, random_spec, EdgeSpec, PhantomSpec};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use xray_postproc::{detect_collimator, edge_distance, CollimatorConfig, Plane, Side};
+use xray_postproc::{detect_collimator, edge_distance, CollimatorConfig, InputScale, Plane, Side};
 
 fn detect(p: &common::Phantom) -> xray_postproc::Collimator {
     detect_collimator(
@@ -290,5 +290,112 @@ fn timing_2000() {
     println!(
         "detect_collimator 2000x2000: median {:.1} ms, min {:.1} ms (15 runs, one thread)",
         times[7], times[0]
+    );
+}
+
+/// A bright field above a dark region whose boundary is `y = y0 + curvature·(x − w/2)²`,
+/// with Poisson-like noise: a straight collimator blade when `curvature` is 0, a dome (like
+/// a diaphragm) otherwise.
+fn field_over_dark(w: usize, h: usize, y0: f32, curvature: f32, rng: &mut StdRng) -> Vec<f32> {
+    use rand::RngExt;
+    let mut img = vec![0.0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let b = y0 + curvature * (x as f32 - w as f32 / 2.0).powi(2);
+            let field = 1.0 / (1.0 + ((y as f32 - b) / 1.5).exp());
+            let mean = 1000.0 * (0.04 + 0.96 * field);
+            let u: f32 = rng.random_range(-1.0..1.0);
+            img[y * w + x] = mean + mean.sqrt() * u * 1.7;
+        }
+    }
+    img
+}
+
+#[test]
+fn a_curved_step_is_not_an_edge_but_a_straight_one_is() {
+    let mut rng = StdRng::seed_from_u64(8);
+    let (w, h) = (256, 256);
+    let straight = field_over_dark(w, h, 180.0, 0.0, &mut rng);
+    let c = detect_collimator(
+        &Plane::new(&straight, w, h).unwrap(),
+        &CollimatorConfig::default(),
+    )
+    .unwrap();
+    let bottom = c.edge(Side::Bottom).expect("the straight blade is found");
+    assert!((bottom.line.signed_distance(128.0, 180.0)).abs() < 1.0);
+    // The same step bent into a dome 40 px deep at the sides: no blade is that curved.
+    let dome = field_over_dark(w, h, 180.0, 40.0 / 128.0f32.powi(2), &mut rng);
+    let c = detect_collimator(
+        &Plane::new(&dome, w, h).unwrap(),
+        &CollimatorConfig::default(),
+    )
+    .unwrap();
+    assert!(
+        c.edges.is_empty(),
+        "a curved step taken for an edge: {:?}",
+        c.edges
+    );
+}
+
+#[test]
+fn new_parameters_are_validated() {
+    for cfg in [
+        CollimatorConfig {
+            log_contrast: 0.0,
+            ..Default::default()
+        },
+        CollimatorConfig {
+            min_straightness: 1.5,
+            ..Default::default()
+        },
+        CollimatorConfig {
+            min_dark_rays: f32::NAN,
+            ..Default::default()
+        },
+        CollimatorConfig {
+            max_band_fraction: -0.1,
+            ..Default::default()
+        },
+    ] {
+        assert!(cfg.validate().is_err(), "{cfg:?}");
+    }
+    let json = r#"{"input_scale": "log", "log_contrast": 4.0}"#;
+    let cfg: CollimatorConfig = serde_json::from_str(json).unwrap();
+    assert_eq!(cfg.input_scale, InputScale::Log);
+    assert!(cfg.validate().is_ok());
+}
+
+#[test]
+fn log_input_is_recognised_and_linearised() {
+    // The same field in linear and log-processed form, with a wide penumbra where taking
+    // the half level of the log values would put the edge ~2 px into the dark band.
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut spec = PhantomSpec::new(256, 256, all_sides([2.0, -3.0, 1.0, 4.0], [30.0; 4]));
+    spec.photons = 2000.0;
+    spec.penumbra = 3.0;
+    let mut p = make(&spec, &mut rng);
+    let auto = check(&p, 0.5, "linear, auto");
+    let linear_cfg = CollimatorConfig {
+        input_scale: InputScale::Linear,
+        ..Default::default()
+    };
+    let found = detect_collimator(&Plane::new(&p.image, 256, 256).unwrap(), &linear_cfg).unwrap();
+    assert_eq!(found.edges.len(), 4);
+    for v in p.image.iter_mut() {
+        *v = 20000.0 + 3000.0 * (*v + 1.0).ln();
+    }
+    let log = check(&p, 1.0, "log, auto");
+    let mean = |d: &[f32]| d.iter().sum::<f32>() / d.len() as f32;
+    assert!(mean(&log) < 0.6, "log edges {log:?} (linear {auto:?})");
+    // Taken as linear, the log profiles' half level lies well inside the dark band.
+    let found = detect_collimator(&Plane::new(&p.image, 256, 256).unwrap(), &linear_cfg).unwrap();
+    let as_linear: Vec<f32> = p
+        .edges
+        .iter()
+        .map(|(s, l)| edge_distance(&found.edge(*s).unwrap().line, l, 256, 256).unwrap())
+        .collect();
+    assert!(
+        mean(&as_linear) > mean(&log) + 0.5,
+        "as linear {as_linear:?}, as log {log:?}"
     );
 }
