@@ -266,7 +266,7 @@ fn run_study(n: usize, size: usize, seed: u64, print: bool) {
 }
 
 #[test]
-#[ignore = "timing on 2000 x 2000; run with CARGO_PROFILE_DEV_OPT_LEVEL=3 ... -- --ignored --nocapture (the criterion bench is benches/postproc.rs)"]
+#[ignore = "timing on 2000 x 2000: cargo test --release -p xray-postproc --test collimator -- --ignored --nocapture timing_2000 (the criterion bench is benches/postproc.rs)"]
 fn timing_2000() {
     let mut rng = StdRng::seed_from_u64(99);
     let mut spec = PhantomSpec::new(
