@@ -131,7 +131,7 @@ fn augmentation_throughput_512() {
             .unwrap_or_default()
             .trim()
     );
-    // `AUGMENT_SPEED_ONLY=affine` runs one case (for profiling).
+    // `AUGMENT_SPEED_ONLY=affine` runs one case (for profiling), `=batch` the rayon batch.
     let only = std::env::var("AUGMENT_SPEED_ONLY").ok();
     for (name, steps) in cases {
         if only.as_deref().is_some_and(|o| o != name) {
@@ -161,7 +161,7 @@ fn augmentation_throughput_512() {
         .push(Box::new(a), 1.0)
         .unwrap();
     for threads in [1usize, 2] {
-        if only.is_some() {
+        if only.as_deref().is_some_and(|o| o != "batch") {
             break;
         }
         let pool = rayon::ThreadPoolBuilder::new()
