@@ -57,6 +57,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Large layer buffers are reused instead of page-faulted in again on every step.
+    xnet_model::memory::keep_freed_memory();
     let job = TrainJob {
         data: args.data.clone(),
         run_dir: args.runs.join(&args.name),

@@ -38,6 +38,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Large layer buffers are reused instead of page-faulted in again on every step.
+    xnet_model::memory::keep_freed_memory();
     if let Some(t) = args.tissue_threshold {
         if !(0.0..=1.0).contains(&t) {
             eprintln!("error: --tissue-threshold must be in [0, 1], got {t}");

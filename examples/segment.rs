@@ -54,6 +54,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Large layer buffers are reused instead of page-faulted in again on every step.
+    xnet_model::memory::keep_freed_memory();
     match run(&args) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,

@@ -81,6 +81,11 @@ struct Args {
     /// Random seed for weights, input and labels.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Leave the C allocator at its defaults instead of calling
+    /// `xnet_model::memory::keep_freed_memory` (which stops large freed buffers from being
+    /// returned to the kernel and page-faulted in again on the next step).
+    #[arg(long)]
+    malloc_default: bool,
     /// Free text copied into the JSON record.
     #[arg(long, default_value = "")]
     tag: String,
@@ -119,6 +124,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let kept_freed_memory = !args.malloc_default && xnet_model::memory::keep_freed_memory();
     if args.iters == 0 || args.batch == 0 || args.threads == 0 {
         return Err("--iters, --batch and --threads must be at least 1".into());
     }
@@ -273,6 +279,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "params_trainable": params,
         "gflop_per_image": flops_per_image / 1e9,
         "achieved_gflops": flops_per_image * images_per_s / 1e9,
+        "keep_freed_memory": kept_freed_memory,
         "kernels": if xnet_model::kernels::fast_kernels_enabled() { "fast" } else { "reference" },
         "bn_folded": folded,
         "tag": args.tag,

@@ -98,6 +98,8 @@ fn timestamp() -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Large layer buffers are reused instead of page-faulted in again on every step.
+    xnet_model::memory::keep_freed_memory();
     let device = match device(&args.device) {
         Ok(d) => d,
         Err(e) => {

@@ -45,6 +45,7 @@ pub mod infer;
 pub mod init;
 pub mod kernels;
 pub mod loss;
+pub mod memory;
 pub mod models;
 pub mod ops;
 pub mod optim;

@@ -1,0 +1,40 @@
+//! Process-wide memory-allocator settings for programs that run these networks.
+//!
+//! A forward pass allocates and frees tens of large buffers (layer outputs, padded inputs,
+//! concatenations): 33 MB each for one 64-channel 128² map of a batch of 8. glibc's `malloc`
+//! serves blocks of more than a few MB with `mmap` and gives them back to the kernel on
+//! `free`, so every layer of every step page-faults its output in again, zeroed by the
+//! kernel: on the 2-core build machine that was about a quarter of the CPU time of an XNet
+//! forward (see docs/performance.md). [`keep_freed_memory`] asks glibc to keep freed memory
+//! for reuse instead. It is a choice for the whole process (a library should not make it
+//! behind a program's back), so the project's example programs call it at start and other
+//! programs may.
+
+/// Asks the C allocator to keep freed memory for reuse instead of returning large blocks to
+/// the operating system (glibc: `mallopt(M_MMAP_MAX, 0)` and `mallopt(M_TRIM_THRESHOLD, ∞)`).
+/// Returns `true` when the settings were applied; on other C libraries it does nothing and
+/// returns `false`.
+///
+/// The cost is that the process keeps its peak heap until it exits (resident memory does
+/// not shrink after a large batch). Call it once, early, before threads allocate.
+///
+/// # Examples
+/// ```
+/// let applied = xnet_model::memory::keep_freed_memory();
+/// assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
+/// ```
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; both calls are valid at any time.
+        unsafe {
+            let no_mmap = libc::mallopt(libc::M_MMAP_MAX, 0) == 1;
+            let no_trim = libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1;
+            no_mmap && no_trim
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
