@@ -1089,15 +1089,20 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32, k: f32) ->
                 }
             }
         }
-        // Profiles need most of their samples on both sides to locate the crossing.
-        if cnt.iter().any(|&c| (c as usize) < steps / 2) {
+        // The inside must be fully sampled; the outside may be cut short by the image border
+        // (a thin band), as long as a few pixels of its plateau remain.
+        let full = |c: &u32| (*c as usize) >= steps / 2;
+        let first = cnt.iter().rposition(|c| !full(c)).map_or(0, |i| i + 1);
+        let q = (n_u / 4).max(1);
+        let outer = (r as usize).saturating_sub(first);
+        if first > r as usize || outer < (q / 2).max(3) {
             continue;
         }
-        for (p, &c) in prof.iter_mut().zip(&cnt) {
+        for (p, &c) in prof.iter_mut().zip(&cnt).skip(first) {
             *p /= c as f32;
         }
-        let q = (n_u / 4).max(1);
-        let mut outs: Vec<f32> = prof[..q].to_vec();
+        let q_out = q.min(outer / 2).max(2);
+        let mut outs: Vec<f32> = prof[first..first + q_out].to_vec();
         let mut ins: Vec<f32> = prof[n_u - q..].to_vec();
         outs.sort_by(f32::total_cmp);
         ins.sort_by(f32::total_cmp);
@@ -1107,7 +1112,14 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32, k: f32) ->
         }
         let t: Vec<f32> = prof
             .iter()
-            .map(|p| linearise((p - lo) / (hi - lo), k))
+            .enumerate()
+            .map(|(j, p)| {
+                if j < first {
+                    f32::NAN
+                } else {
+                    linearise((p - lo) / (hi - lo), k)
+                }
+            })
             .collect();
         chunks.push((s_start + chunk / 2.0, t, hi - lo));
     }
