@@ -635,6 +635,9 @@ const MARGIN: f32 = 3.0;
 const STEEP_REACH: i32 = 4;
 /// Least number of working pixels in a collimated band.
 const MIN_BAND: usize = 16;
+/// A ray from an edge to the border counts as dark when it stays below the level just inside
+/// by at least this share of the step across the edge.
+const DARK_RAY_MARGIN: f32 = 0.25;
 
 /// Share of `(t, d)` points (position along a line, offset across it) within `tol` of a
 /// straight line fitted to them by least squares with one round of outlier rejection.
@@ -810,7 +813,7 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
         / outside.len() as f32;
     m.dark_rays = samples
         .iter()
-        .filter(|s| passes(s) && s[4] <= s[2] - 0.25 * (s[2] - s[3]))
+        .filter(|s| passes(s) && s[4] <= s[2] - DARK_RAY_MARGIN * (s[2] - s[3]))
         .count() as f32
         / m.pass as f32;
     Some(m)
