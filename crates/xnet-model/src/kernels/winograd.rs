@@ -68,25 +68,36 @@ pub(crate) fn conv3x3<T: Elem>(
     // Zero border of 1 on top/left and enough on bottom/right for whole 4×4 tiles.
     let (hp, wp) = (2 * th + 2, 2 * tw + 2);
     let plane = hp * wp;
-    let mut xp = vec![T::ZERO; n * ci * plane];
-    xp.par_chunks_mut(plane)
+    // Every element is written once (zero border included), so nothing is cleared first.
+    let mut xp: Vec<T> = Vec::with_capacity(n * ci * plane);
+    xp.spare_capacity_mut()[..n * ci * plane]
+        .par_chunks_mut(plane)
         .zip(x.par_chunks(h * w))
         .for_each(|(dst, src)| {
+            let zero = std::mem::MaybeUninit::new(T::ZERO);
+            dst[..wp].fill(zero);
             for y in 0..h {
-                let d = (y + 1) * wp + 1;
-                dst[d..d + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+                let d = &mut dst[(y + 1) * wp..(y + 2) * wp];
+                d[0] = zero;
+                for (o, &v) in d[1..=w].iter_mut().zip(&src[y * w..(y + 1) * w]) {
+                    *o = std::mem::MaybeUninit::new(v);
+                }
+                d[w + 1..].fill(zero);
             }
+            dst[(h + 1) * wp..].fill(zero);
         });
+    // SAFETY: the loop above initialised all n·ci planes of `plane` elements.
+    unsafe { xp.set_len(n * ci * plane) };
 
     // U = G g Gᵀ, layout [16][c_out][c_in] (the GEMM's right operand, unit stride on c_in).
-    let mut u = vec![T::ZERO; 16 * co * ci];
+    let mut u: Vec<T> = Vec::with_capacity(16 * co * ci);
     let up = SendPtr(u.as_mut_ptr());
     // One output channel per task; the nine taps of all its input channels are gathered
     // into contiguous rows first, so that both halves of the transform run along `c_in`
-    // (vectorised) and write contiguous rows of `u`.
+    // (vectorised), then copied as rows into `u` (written once, never cleared).
     (0..co).into_par_iter().for_each_init(
-        || vec![T::ZERO; 9 * ci],
-        |k, o| {
+        || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 4 * ci]),
+        |(k, rows), o| {
             for tap in 0..9 {
                 let row = &mut k[tap * ci..(tap + 1) * ci];
                 for (i, v) in row.iter_mut().enumerate() {
@@ -109,12 +120,9 @@ pub(crate) fn conv3x3<T: Elem>(
                 }
             };
             for r in 0..4 {
-                // SAFETY: output channel `o` alone writes rows u[ξ][o][·]; the four rows
-                // ξ = 4r..4r+3 are disjoint ranges of `u`.
-                let row = |c: usize| unsafe {
-                    std::slice::from_raw_parts_mut(up.get().add(((4 * r + c) * co + o) * ci), ci)
-                };
-                let (u0, u1, u2, u3) = (row(0), row(1), row(2), row(3));
+                let (u0, rest) = rows.split_at_mut(ci);
+                let (u1, rest) = rest.split_at_mut(ci);
+                let (u2, u3) = rest.split_at_mut(ci);
                 for i in 0..ci {
                     let (a, b, d) = (gk(r, 0, i), gk(r, 1, i), gk(r, 2, i));
                     u0[i] = a;
@@ -122,11 +130,25 @@ pub(crate) fn conv3x3<T: Elem>(
                     u2[i] = T::HALF * (a - b + d);
                     u3[i] = d;
                 }
+                for (c, src) in rows.chunks_exact(ci).enumerate() {
+                    // SAFETY: output channel `o` alone writes row u[4r + c][o][·], inside
+                    // the allocation of 16·co·ci elements.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.as_ptr(),
+                            up.get().add(((4 * r + c) * co + o) * ci),
+                            ci,
+                        )
+                    };
+                }
             }
         },
     );
+    // SAFETY: the tasks above wrote all 16·co rows of ci elements.
+    unsafe { u.set_len(16 * co * ci) };
 
-    let mut out = vec![T::ZERO; n * co * h * w];
+    // Written once below (every row y < h of every channel), never cleared.
+    let mut out: Vec<T> = Vec::with_capacity(n * co * h * w);
     let outp = SendPtr(out.as_mut_ptr());
     let target_tiles = (32_768 / ci.max(1)).clamp(64, 1024);
     let mut trows = target_tiles.div_ceil(tw).clamp(1, th);
@@ -268,18 +290,21 @@ pub(crate) fn conv3x3<T: Elem>(
                             row[2 * tx] = e;
                             row[2 * tx + 1] = od;
                         }
-                        // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image b;
-                        // the row holds `w` elements.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(
+                        // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image
+                        // b; the row holds `w` elements inside the allocation.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                row.as_ptr(),
                                 outp.get().add(((b * co + o) * h + y) * w),
                                 w,
                             )
                         };
-                        dst.copy_from_slice(&row[..w]);
                     }
                 }
             }
         });
+    // SAFETY: the blocks cover every tile row of every image, and each writes rows
+    // 2·tr0..min(2·tr1, h) of every channel: all n·co·h·w elements.
+    unsafe { out.set_len(n * co * h * w) };
     out
 }
