@@ -268,18 +268,18 @@ impl CustomOp2 for ConvGradWeight {
         let shape = Shape::from((c_out, c_in, self.k, self.k));
         match (s1, s2) {
             (CpuStorage::F32(x), CpuStorage::F32(go)) => {
-                let xp = gemm_conv::pad_planes(contiguous_slice(x, l1, "input")?, &g, c_in);
+                let x = contiguous_slice(x, l1, "input")?;
                 let go = contiguous_slice(go, l2, "gradient")?;
                 Ok((
-                    wrap(gemm_conv::conv_grad_weight(&xp, go, &g, threads())),
+                    wrap(gemm_conv::conv_grad_weight_same(x, go, &g, threads())),
                     shape,
                 ))
             }
             (CpuStorage::F64(x), CpuStorage::F64(go)) => {
-                let xp = gemm_conv::pad_planes(contiguous_slice(x, l1, "input")?, &g, c_in);
+                let x = contiguous_slice(x, l1, "input")?;
                 let go = contiguous_slice(go, l2, "gradient")?;
                 Ok((
-                    wrap(gemm_conv::conv_grad_weight(&xp, go, &g, threads())),
+                    wrap(gemm_conv::conv_grad_weight_same(x, go, &g, threads())),
                     shape,
                 ))
             }

@@ -147,6 +147,23 @@ pub(crate) fn conv_same<T: Elem>(
     }
 }
 
+/// Weight gradient of a stride-1 "same" convolution over an unpadded input: Winograd where
+/// it applies ([`super::winograd::applies`]), one GEMM per tap otherwise. Result layout
+/// `[c_out, c_in, k, k]`.
+pub(crate) fn conv_grad_weight_same<T: Elem>(
+    x: &[T],
+    grad_out: &[T],
+    g: &Geom,
+    threads: usize,
+) -> Vec<T> {
+    if super::winograd::applies(g) && !direct_only() {
+        super::winograd::grad_weight3x3(x, grad_out, g, threads)
+    } else {
+        let xp = pad_planes(x, g, g.c_in);
+        conv_grad_weight(&xp, grad_out, g, threads)
+    }
+}
+
 /// `XNET_CONV_DIRECT=1` disables the Winograd path (to measure or test the direct one).
 fn direct_only() -> bool {
     matches!(std::env::var("XNET_CONV_DIRECT"), Ok(v) if !v.is_empty() && v != "0")

@@ -308,3 +308,172 @@ pub(crate) fn conv3x3<T: Elem>(
     unsafe { out.set_len(n * co * h * w) };
     out
 }
+
+/// Weight gradient of a stride-1, pad-1 3×3 convolution by Winograd F(2×2, 3×3):
+/// `dW = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G`, the transpose of [`conv3x3`]'s algebra. The
+/// 16 products summed over tiles are GEMMs `dU_ξ [c_out × c_in] += dM_ξ [c_out × tiles] ·
+/// V_ξᵀ [tiles × c_in]`, accumulated per thread over its share of tile blocks and then
+/// added. `x` is the unpadded `[n, c_in, h, w]` input, `grad_out` the `[n, c_out, h, w]`
+/// gradient; the result is `[c_out, c_in, 3, 3]`.
+pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads: usize) -> Vec<T> {
+    let (n, ci, co, h, w) = (g.n, g.c_in, g.c_out, g.h, g.w);
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let (hp, wp) = (2 * th + 2, 2 * tw + 2);
+    let plane = hp * wp;
+    let mut xp = vec![T::ZERO; n * ci * plane];
+    xp.par_chunks_mut(plane)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            for y in 0..h {
+                let d = (y + 1) * wp + 1;
+                dst[d..d + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+            }
+        });
+    let target_tiles = (65_536 / ci.max(co).max(1)).clamp(64, 1024);
+    let trows = target_tiles.div_ceil(tw).clamp(1, th);
+    let blocks = th.div_ceil(trows);
+    let total = n * blocks;
+    let parts = threads.max(1).min(total);
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let mut du = vec![T::ZERO; 16 * co * ci];
+            let mut v = vec![T::ZERO; 16 * ci * trows * tw];
+            let mut dm = vec![T::ZERO; 16 * co * trows * tw];
+            let mut m = vec![T::ZERO; 4 * wp];
+            let mut first = true;
+            for task in p * total / parts..(p + 1) * total / parts {
+                let (b, blk) = (task / blocks, task % blocks);
+                let tr0 = blk * trows;
+                let tr1 = (tr0 + trows).min(th);
+                let tb = (tr1 - tr0) * tw;
+                // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
+                for c in 0..ci {
+                    let base = (b * ci + c) * plane;
+                    for ty in tr0..tr1 {
+                        let r0 = base + 2 * ty * wp;
+                        let row = |r: usize| &xp[r0 + r * wp..r0 + (r + 1) * wp];
+                        let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
+                        let (m0, rest) = m.split_at_mut(wp);
+                        let (m1, rest) = rest.split_at_mut(wp);
+                        let (m2, m3) = rest.split_at_mut(wp);
+                        for x in 0..wp {
+                            m0[x] = d0[x] - d2[x];
+                            m1[x] = d1[x] + d2[x];
+                            m2[x] = d2[x] - d1[x];
+                            m3[x] = d1[x] - d3[x];
+                        }
+                        let t0 = (ty - tr0) * tw;
+                        for (r, mr) in [&*m0, &*m1, &*m2, &*m3].into_iter().enumerate() {
+                            let at = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
+                            let [v0, v1, v2, v3] =
+                                four_runs(&mut v, [at(0), at(1), at(2), at(3)], tw);
+                            let mr = &mr[..2 * tw + 2];
+                            for tx in 0..tw {
+                                let (a0, a1, a2, a3) =
+                                    (mr[2 * tx], mr[2 * tx + 1], mr[2 * tx + 2], mr[2 * tx + 3]);
+                                v0[tx] = a0 - a2;
+                                v1[tx] = a1 + a2;
+                                v2[tx] = a2 - a1;
+                                v3[tx] = a1 - a3;
+                            }
+                        }
+                    }
+                }
+                // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
+                // [16][c_out][tiles]; output pixels beyond the image have dY = 0.
+                for o in 0..co {
+                    let go = &grad_out[(b * co + o) * h * w..(b * co + o + 1) * h * w];
+                    for ty in tr0..tr1 {
+                        let t0 = (ty - tr0) * tw;
+                        let dy = |y: usize, x: usize| {
+                            if y < h && x < w {
+                                go[y * w + x]
+                            } else {
+                                T::ZERO
+                            }
+                        };
+                        for tx in 0..tw {
+                            let (y0, x0) = (2 * ty, 2 * tx);
+                            let d = [
+                                [dy(y0, x0), dy(y0, x0 + 1)],
+                                [dy(y0 + 1, x0), dy(y0 + 1, x0 + 1)],
+                            ];
+                            // P = A dY (4 × 2), then dM = P Aᵀ (4 × 4).
+                            let pr = [
+                                d[0],
+                                [d[0][0] + d[1][0], d[0][1] + d[1][1]],
+                                [d[0][0] - d[1][0], d[0][1] - d[1][1]],
+                                [T::ZERO - d[1][0], T::ZERO - d[1][1]],
+                            ];
+                            for (r, p) in pr.iter().enumerate() {
+                                let vals = [p[0], p[0] + p[1], p[0] - p[1], T::ZERO - p[1]];
+                                for (c, &val) in vals.iter().enumerate() {
+                                    dm[((4 * r + c) * co + o) * tb + t0 + tx] = val;
+                                }
+                            }
+                        }
+                    }
+                }
+                for xi in 0..16 {
+                    // dU_ξ [co × ci] (+)= dM_ξ [co × tb] · V_ξᵀ [tb × ci].
+                    // SAFETY: all operands are local buffers with the extents given.
+                    unsafe {
+                        gemm::gemm(
+                            co,
+                            ci,
+                            tb,
+                            du.as_mut_ptr().add(xi * co * ci),
+                            1,
+                            ci as isize,
+                            !first,
+                            dm.as_ptr().add(xi * co * tb),
+                            1,
+                            tb as isize,
+                            v.as_ptr().add(xi * ci * tb),
+                            tb as isize,
+                            1,
+                            T::ONE,
+                            T::ONE,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
+                }
+                first = false;
+            }
+            du
+        })
+        .collect();
+    let mut parts_iter = partials.into_iter();
+    let mut du = parts_iter
+        .next()
+        .unwrap_or_else(|| vec![T::ZERO; 16 * co * ci]);
+    for part in parts_iter {
+        for (a, b) in du.iter_mut().zip(&part) {
+            *a += *b;
+        }
+    }
+    // dW = Gᵀ dU G with G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
+    let mut dw = vec![T::ZERO; co * ci * 9];
+    dw.par_chunks_mut(ci * 9).enumerate().for_each(|(o, dwo)| {
+        for (i, k) in dwo.chunks_exact_mut(9).enumerate() {
+            let d = |r: usize, c: usize| du[((4 * r + c) * co + o) * ci + i];
+            let mut q = [[T::ZERO; 4]; 3];
+            for c in 0..4 {
+                let (d0, d1, d2, d3) = (d(0, c), d(1, c), d(2, c), d(3, c));
+                q[0][c] = d0 + T::HALF * (d1 + d2);
+                q[1][c] = T::HALF * (d1 - d2);
+                q[2][c] = T::HALF * (d1 + d2) + d3;
+            }
+            for (a, qa) in q.iter().enumerate() {
+                k[3 * a] = qa[0] + T::HALF * (qa[1] + qa[2]);
+                k[3 * a + 1] = T::HALF * (qa[1] - qa[2]);
+                k[3 * a + 2] = T::HALF * (qa[1] + qa[2]) + qa[3];
+            }
+        }
+    });
+    dw
+}
