@@ -462,6 +462,7 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
         for (i, k) in dwo.chunks_exact_mut(9).enumerate() {
             let d = |r: usize, c: usize| du[((4 * r + c) * co + o) * ci + i];
             let mut q = [[T::ZERO; 4]; 3];
+            #[allow(clippy::needless_range_loop)]
             for c in 0..4 {
                 let (d0, d1, d2, d3) = (d(0, c), d(1, c), d(2, c), d(3, c));
                 q[0][c] = d0 + T::HALF * (d1 + d2);
