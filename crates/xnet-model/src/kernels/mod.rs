@@ -7,10 +7,11 @@
 //! - [`conv2d_fast`]: stride-1 "same" convolution (odd square kernels, any dilation) as
 //!   one GEMM per kernel tap over a strided view of a zero-padded input, so no im2col
 //!   matrix is built; bias and ReLU are fused into the pass that crops the GEMM result.
-//!   3×3 convolutions with many channels (≥ 256 in, 128..=in out) use Winograd F(2×2, 3×3)
-//!   instead (2.25× fewer multiplications; `XNET_CONV_DIRECT=1` turns it off).
+//!   3×3 convolutions with ≥ 64 channels in and out use Winograd F(2×2, 3×3) instead
+//!   (2.25× fewer multiplications; `XNET_CONV_DIRECT=1` turns it off).
 //!   Its backward is exact: the input gradient is the same kernel with the weight flipped
-//!   and transposed (by strides, not copies), the weight gradient one GEMM per tap.
+//!   and transposed (by strides, not copies), the weight gradient one GEMM per tap or, for
+//!   the Winograd layers, the transpose of the Winograd algebra.
 //! - [`fold_batch_norm`]: inference-mode batch norm folded into the convolution's weight
 //!   and bias, so conv + BN + ReLU is a single pass.
 //! - [`batch_norm_relu_train`]: training-mode batch norm + ReLU in one op (statistics
