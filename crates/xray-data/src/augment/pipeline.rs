@@ -317,6 +317,12 @@ impl Pipeline {
     /// Apply to a batch in parallel (rayon). Item `i` uses its own generator seeded from
     /// `(seed, i)`, so the result does not depend on the number of threads.
     ///
+    /// Each transform allocates its output; with glibc's default settings those blocks go
+    /// back to the kernel on free and threads then contend page-faulting them in again, which
+    /// caps the scaling (1.3–1.4× on two cores). A program that sets the allocator to keep
+    /// freed memory (as `xnet_model::memory::keep_freed_memory` does) scales 1.6–1.9×; see
+    /// docs/performance.md.
+    ///
     /// # Errors
     /// The first error of any item.
     pub fn apply_batch(&self, batch: &mut [(Radiograph, Mask)], seed: u64) -> Result<()> {
