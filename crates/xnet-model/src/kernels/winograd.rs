@@ -25,6 +25,104 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// Copies `planes` planes of `h × w` into zero-bordered planes of `hp × wp` (one zero row and
+/// column before, the rest after), as the 4×4 tiles need. Every element is written once
+/// (zero border included), so nothing is cleared first.
+fn pad_for_tiles<T: Elem>(
+    x: &[T],
+    planes: usize,
+    h: usize,
+    w: usize,
+    hp: usize,
+    wp: usize,
+) -> Vec<T> {
+    let plane = hp * wp;
+    if h * w == 0 {
+        return vec![T::ZERO; planes * plane];
+    }
+    let mut xp: Vec<T> = Vec::with_capacity(planes * plane);
+    xp.spare_capacity_mut()[..planes * plane]
+        .par_chunks_mut(plane)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            let zero = std::mem::MaybeUninit::new(T::ZERO);
+            dst[..wp].fill(zero);
+            for y in 0..h {
+                let d = &mut dst[(y + 1) * wp..(y + 2) * wp];
+                d[0] = zero;
+                for (o, &v) in d[1..=w].iter_mut().zip(&src[y * w..(y + 1) * w]) {
+                    *o = std::mem::MaybeUninit::new(v);
+                }
+                d[w + 1..].fill(zero);
+            }
+            dst[(h + 1) * wp..].fill(zero);
+        });
+    // SAFETY: the loop above initialised all `planes` planes of `plane` elements.
+    unsafe { xp.set_len(planes * plane) };
+    xp
+}
+
+/// The tile rows `tr0..tr1` of one image, `tw` tiles wide, over padded planes of width `wp`
+/// and `plane` elements.
+struct TileRows {
+    tw: usize,
+    wp: usize,
+    plane: usize,
+    tr0: usize,
+    tr1: usize,
+}
+
+/// `V = Bᵀ d B` of every 4×4 input tile of `rows` of image `b`, written to `v` in the layout
+/// `[16][c_in][tiles]` (the GEMM operand, unit stride on tiles). Separable and vectorised
+/// along the row: Bᵀ over the four input rows of a tile row (whole padded rows at once),
+/// then B over each tile's four columns, written as four contiguous runs of `tw` tiles per
+/// row of the 4×4 transform.
+fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, rows: &TileRows, v: &mut [T]) {
+    let TileRows {
+        tw,
+        wp,
+        plane,
+        tr0,
+        tr1,
+    } = *rows;
+    let tb = (tr1 - tr0) * tw;
+    let mut m = vec![T::ZERO; 4 * wp];
+    for c in 0..ci {
+        let base = (b * ci + c) * plane;
+        for ty in tr0..tr1 {
+            let r0 = base + 2 * ty * wp;
+            let row = |r: usize| &xp[r0 + r * wp..r0 + (r + 1) * wp];
+            let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
+            // Bᵀ d: rows d0−d2, d1+d2, d2−d1, d1−d3.
+            let (m0, rest) = m.split_at_mut(wp);
+            let (m1, rest) = rest.split_at_mut(wp);
+            let (m2, m3) = rest.split_at_mut(wp);
+            for x in 0..wp {
+                m0[x] = d0[x] - d2[x];
+                m1[x] = d1[x] + d2[x];
+                m2[x] = d2[x] - d1[x];
+                m3[x] = d1[x] - d3[x];
+            }
+            let t0 = (ty - tr0) * tw;
+            for (r, mr) in [&*m0, &*m1, &*m2, &*m3].into_iter().enumerate() {
+                // (· B) of tile tx reads columns 2tx .. 2tx+3 of this transformed row; the
+                // four results go to rows ξ = 4r .. 4r+3 of V (disjoint runs).
+                let at = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
+                let [v0, v1, v2, v3] = four_runs(v, [at(0), at(1), at(2), at(3)], tw);
+                let mr = &mr[..2 * tw + 2];
+                for tx in 0..tw {
+                    let (a0, a1, a2, a3) =
+                        (mr[2 * tx], mr[2 * tx + 1], mr[2 * tx + 2], mr[2 * tx + 3]);
+                    v0[tx] = a0 - a2;
+                    v1[tx] = a1 + a2;
+                    v2[tx] = a2 - a1;
+                    v3[tx] = a1 - a3;
+                }
+            }
+        }
+    }
+}
+
 /// Four disjoint runs of `len` elements starting at increasing offsets of `v`.
 fn four_runs<T>(v: &mut [T], starts: [usize; 4], len: usize) -> [&mut [T]; 4] {
     let [a, b, c, d] = starts;
@@ -68,26 +166,7 @@ pub(crate) fn conv3x3<T: Elem>(
     // Zero border of 1 on top/left and enough on bottom/right for whole 4×4 tiles.
     let (hp, wp) = (2 * th + 2, 2 * tw + 2);
     let plane = hp * wp;
-    // Every element is written once (zero border included), so nothing is cleared first.
-    let mut xp: Vec<T> = Vec::with_capacity(n * ci * plane);
-    xp.spare_capacity_mut()[..n * ci * plane]
-        .par_chunks_mut(plane)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(dst, src)| {
-            let zero = std::mem::MaybeUninit::new(T::ZERO);
-            dst[..wp].fill(zero);
-            for y in 0..h {
-                let d = &mut dst[(y + 1) * wp..(y + 2) * wp];
-                d[0] = zero;
-                for (o, &v) in d[1..=w].iter_mut().zip(&src[y * w..(y + 1) * w]) {
-                    *o = std::mem::MaybeUninit::new(v);
-                }
-                d[w + 1..].fill(zero);
-            }
-            dst[(h + 1) * wp..].fill(zero);
-        });
-    // SAFETY: the loop above initialised all n·ci planes of `plane` elements.
-    unsafe { xp.set_len(n * ci * plane) };
+    let xp = pad_for_tiles(x, n * ci, h, w, hp, wp);
 
     // U = G g Gᵀ, layout [16][c_out][c_in] (the GEMM's right operand, unit stride on c_in).
     let mut u: Vec<T> = Vec::with_capacity(16 * co * ci);
@@ -184,44 +263,14 @@ pub(crate) fn conv3x3<T: Elem>(
             let tr1 = (tr0 + trows).min(th);
             let tb = (tr1 - tr0) * tw;
             // V = Bᵀ d B, layout [16][c_in][tiles] (the GEMM's left operand, unit stride on tiles).
-            // Separable and vectorised along the row: Bᵀ over the four input rows of a tile row
-            // (whole padded rows at once), then B over each tile's four columns, written as
-            // four contiguous runs of `tw` tiles per row of the 4×4 transform.
-            let mut m = vec![T::ZERO; 4 * wp];
-            for c in 0..ci {
-                let base = (b * ci + c) * plane;
-                for ty in tr0..tr1 {
-                    let r0 = base + 2 * ty * wp;
-                    let row = |r: usize| &xp[r0 + r * wp..r0 + (r + 1) * wp];
-                    let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
-                    // Bᵀ d: rows d0−d2, d1+d2, d2−d1, d1−d3.
-                    let (m0, rest) = m.split_at_mut(wp);
-                    let (m1, rest) = rest.split_at_mut(wp);
-                    let (m2, m3) = rest.split_at_mut(wp);
-                    for x in 0..wp {
-                        m0[x] = d0[x] - d2[x];
-                        m1[x] = d1[x] + d2[x];
-                        m2[x] = d2[x] - d1[x];
-                        m3[x] = d1[x] - d3[x];
-                    }
-                    let t0 = (ty - tr0) * tw;
-                    for (r, mr) in [&*m0, &*m1, &*m2, &*m3].into_iter().enumerate() {
-                        // (· B) of tile tx reads columns 2tx .. 2tx+3 of this transformed row;
-                        // the four results go to rows ξ = 4r .. 4r+3 of V (disjoint runs).
-                        let at = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
-                        let [v0, v1, v2, v3] = four_runs(v, [at(0), at(1), at(2), at(3)], tw);
-                        let mr = &mr[..2 * tw + 2];
-                        for tx in 0..tw {
-                            let (a0, a1, a2, a3) =
-                                (mr[2 * tx], mr[2 * tx + 1], mr[2 * tx + 2], mr[2 * tx + 3]);
-                            v0[tx] = a0 - a2;
-                            v1[tx] = a1 + a2;
-                            v2[tx] = a2 - a1;
-                            v3[tx] = a1 - a3;
-                        }
-                    }
-                }
-            }
+            let tiles = TileRows {
+                tw,
+                wp,
+                plane,
+                tr0,
+                tr1,
+            };
+            transform_input(&xp, b, ci, &tiles, v);
             // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [16][c_out][tiles].
             for xi in 0..16 {
                 // SAFETY: all three operands are local or `u`, with the extents given.
@@ -320,15 +369,7 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let (hp, wp) = (2 * th + 2, 2 * tw + 2);
     let plane = hp * wp;
-    let mut xp = vec![T::ZERO; n * ci * plane];
-    xp.par_chunks_mut(plane)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(dst, src)| {
-            for y in 0..h {
-                let d = (y + 1) * wp + 1;
-                dst[d..d + w].copy_from_slice(&src[y * w..(y + 1) * w]);
-            }
-        });
+    let xp = pad_for_tiles(x, n * ci, h, w, hp, wp);
     let target_tiles = (65_536 / ci.max(co).max(1)).clamp(64, 1024);
     let trows = target_tiles.div_ceil(tw).clamp(1, th);
     let blocks = th.div_ceil(trows);
@@ -340,7 +381,6 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
             let mut du = vec![T::ZERO; 16 * co * ci];
             let mut v = vec![T::ZERO; 16 * ci * trows * tw];
             let mut dm = vec![T::ZERO; 16 * co * trows * tw];
-            let mut m = vec![T::ZERO; 4 * wp];
             let mut first = true;
             for task in p * total / parts..(p + 1) * total / parts {
                 let (b, blk) = (task / blocks, task % blocks);
@@ -348,38 +388,14 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
                 let tr1 = (tr0 + trows).min(th);
                 let tb = (tr1 - tr0) * tw;
                 // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
-                for c in 0..ci {
-                    let base = (b * ci + c) * plane;
-                    for ty in tr0..tr1 {
-                        let r0 = base + 2 * ty * wp;
-                        let row = |r: usize| &xp[r0 + r * wp..r0 + (r + 1) * wp];
-                        let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
-                        let (m0, rest) = m.split_at_mut(wp);
-                        let (m1, rest) = rest.split_at_mut(wp);
-                        let (m2, m3) = rest.split_at_mut(wp);
-                        for x in 0..wp {
-                            m0[x] = d0[x] - d2[x];
-                            m1[x] = d1[x] + d2[x];
-                            m2[x] = d2[x] - d1[x];
-                            m3[x] = d1[x] - d3[x];
-                        }
-                        let t0 = (ty - tr0) * tw;
-                        for (r, mr) in [&*m0, &*m1, &*m2, &*m3].into_iter().enumerate() {
-                            let at = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
-                            let [v0, v1, v2, v3] =
-                                four_runs(&mut v, [at(0), at(1), at(2), at(3)], tw);
-                            let mr = &mr[..2 * tw + 2];
-                            for tx in 0..tw {
-                                let (a0, a1, a2, a3) =
-                                    (mr[2 * tx], mr[2 * tx + 1], mr[2 * tx + 2], mr[2 * tx + 3]);
-                                v0[tx] = a0 - a2;
-                                v1[tx] = a1 + a2;
-                                v2[tx] = a2 - a1;
-                                v3[tx] = a1 - a3;
-                            }
-                        }
-                    }
-                }
+                let tiles = TileRows {
+                    tw,
+                    wp,
+                    plane,
+                    tr0,
+                    tr1,
+                };
+                transform_input(&xp, b, ci, &tiles, &mut v);
                 // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
                 // [16][c_out][tiles]; output pixels beyond the image have dY = 0.
                 for o in 0..co {
