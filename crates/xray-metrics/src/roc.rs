@@ -199,11 +199,23 @@ fn roc_from_groups(
             (last_n, last_p) = (neg_below, pos_below);
         }
     }
-    if kept.last() != Some(&(neg_below, pos_below)) {
-        kept.push((neg_below, pos_below));
+    finish_roc(kept, (neg_below, pos_below), num2, positives, negatives)
+}
+
+/// Closes a scan: adds the end point `(neg_below, pos_below)` if the thinning skipped it,
+/// turns below-threshold counts into rates of the pixels at or above the threshold (from
+/// (0, 0) to (1, 1)), and the doubled Mann–Whitney count `num2` into the AUC.
+fn finish_roc(
+    mut kept: Vec<(u64, u64)>,
+    end: (u64, u64),
+    num2: u128,
+    positives: u64,
+    negatives: u64,
+) -> (Option<f64>, Vec<RocPoint>) {
+    if kept.last() != Some(&end) {
+        kept.push(end);
     }
     let (pf, nf) = (positives.max(1) as f64, negatives.max(1) as f64);
-    // Below-threshold counts → rates of the pixels at or above the threshold.
     let pts = kept
         .iter()
         .rev()
@@ -265,22 +277,8 @@ fn roc_from_sorted_keys(
         }
         num2 += u128::from(partial);
     }
-    let pos_below = seen - neg_before;
-    if kept.last() != Some(&(neg_before, pos_below)) {
-        kept.push((neg_before, pos_below));
-    }
-    let (pf, nf) = (positives.max(1) as f64, negatives.max(1) as f64);
-    let pts = kept
-        .iter()
-        .rev()
-        .map(|&(nb, pb)| RocPoint {
-            fpr: (negatives - nb) as f64 / nf,
-            tpr: (positives - pb) as f64 / pf,
-        })
-        .collect();
-    let auc = (positives > 0 && negatives > 0)
-        .then(|| num2 as f64 / (2.0 * positives as f64 * negatives as f64));
-    (auc, pts)
+    let end = (neg_before, seen - neg_before);
+    finish_roc(kept, end, num2, positives, negatives)
 }
 
 /// Groups of a sorted key stream: `(pos_g, neg_g)` per distinct score.
