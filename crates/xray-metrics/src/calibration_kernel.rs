@@ -24,6 +24,9 @@ pub(crate) const CONF_FRAC_BITS: u32 = 28;
 const CONF_SCALE: f32 = (1u32 << CONF_FRAC_BITS) as f32;
 /// Lanes per bin in the scatter (breaks the add→add chain of neighbouring pixels).
 const LANES: usize = 4;
+/// Pixels per alternation of pass one and the scatter (the lane counters are emptied every
+/// `BLOCK` pixels).
+const SUB: usize = 512;
 /// Most bins the kernel takes (bin indices and the ignore slot must fit a `u8`).
 pub(crate) const MAX_FAST_BINS: usize = 250;
 const _: () = assert!(BLOCK / LANES < (1 << 12), "a lane's count must fit 12 bits");
@@ -78,54 +81,65 @@ pub(crate) fn bin_pixels(
     // Slot `slots` collects ignored pixels and is dropped; sized 256 bins so that a `u8`
     // bin times LANES plus a lane can never index out of it.
     let mut hist = [0u64; 256 * LANES];
-    let mut bin = [0u8; BLOCK];
-    let mut packed = [0u32; BLOCK];
-    let mut keys = [0u64; BLOCK];
+    let mut bin = [0u8; SUB];
+    let mut packed = [0u32; SUB];
+    let mut keys = [0u64; SUB];
     let mut off = 0;
     while off < labels.len() {
         let m = BLOCK.min(labels.len() - off);
-        let lab = &labels[off..off + m];
-        let plane = |c: usize| &probs[c * n + start + off..c * n + start + off + m];
-        let args = PassArgs {
-            labels: lab,
-            num_classes: num_classes as u32,
-            tolerance,
-            n_bins,
-            bin: &mut bin[..m],
-            packed: &mut packed[..m],
-        };
-        let flags = match num_classes {
-            2 => pass_one([plane(0), plane(1)], args),
-            3 => pass_one([plane(0), plane(1), plane(2)], args),
-            _ => pass_one([plane(0), plane(1), plane(2), plane(3)], args),
-        };
-        if flags & FLAG_BAD_LABEL != 0 {
-            return Err(Refused::Labels);
-        }
-        if flags & FLAG_BAD_PROB != 0 {
-            return Err(Refused::Probabilities);
-        }
-        if flags & FLAG_NEAR != 0 {
-            // Rare (a pixel within a few ulps of a boundary, marked NEAR_SLOT): re-bin it
-            // exactly against the boundaries.
-            for (j, g) in bin[..m].iter_mut().enumerate() {
-                if *g == NEAR_SLOT {
-                    let x = (0..num_classes).map(|c| plane(c)[j]).fold(0.0f32, f32::max);
-                    *g = bucket_fast(x, n_bins as f32, padded) as u8;
+        // Small sub-blocks alternate the streaming pass with the scatter finely, so that the
+        // loads of the next sub-block overlap the scatter of this one.
+        let mut so = 0;
+        while so < m {
+            let sm = SUB.min(m - so);
+            let at = off + so;
+            let lab = &labels[at..at + sm];
+            let plane = |c: usize| &probs[c * n + start + at..c * n + start + at + sm];
+            let args = PassArgs {
+                labels: lab,
+                num_classes: num_classes as u32,
+                tolerance,
+                n_bins,
+                bin: &mut bin[..sm],
+                packed: &mut packed[..sm],
+            };
+            let flags = match num_classes {
+                2 => pass_one([plane(0), plane(1)], args),
+                3 => pass_one([plane(0), plane(1), plane(2)], args),
+                _ => pass_one([plane(0), plane(1), plane(2), plane(3)], args),
+            };
+            if flags & FLAG_BAD_LABEL != 0 {
+                return Err(Refused::Labels);
+            }
+            if flags & FLAG_BAD_PROB != 0 {
+                return Err(Refused::Probabilities);
+            }
+            if flags & FLAG_NEAR != 0 {
+                // Rare (a pixel within a few ulps of a boundary, marked NEAR_SLOT): re-bin it
+                // exactly against the boundaries.
+                for (j, g) in bin[..sm].iter_mut().enumerate() {
+                    if *g == NEAR_SLOT {
+                        let x = (0..num_classes).map(|c| plane(c)[j]).fold(0.0f32, f32::max);
+                        *g = bucket_fast(x, n_bins as f32, padded) as u8;
+                    }
                 }
             }
-        }
-        widen_keys(&packed[..m], &mut keys[..m]);
-        // Four pixels at a time, one lane each: a fixed lane per position, no index math.
-        let (bins4, keys4) = (bin[..m].chunks_exact(LANES), keys[..m].chunks_exact(LANES));
-        let (bin_tail, key_tail) = (bins4.remainder(), keys4.remainder());
-        for (g, k) in bins4.zip(keys4) {
-            for lane in 0..LANES {
-                hist[g[lane] as usize * LANES + lane] += k[lane];
+            widen_keys(&packed[..sm], &mut keys[..sm]);
+            // Four pixels at a time, one lane each: a fixed lane per position, no index math.
+            let (bins4, keys4) = (
+                bin[..sm].chunks_exact(LANES),
+                keys[..sm].chunks_exact(LANES),
+            );
+            let (bin_tail, key_tail) = (bins4.remainder(), keys4.remainder());
+            for (g, k) in bins4.zip(keys4) {
+                for lane in 0..LANES {
+                    hist[g[lane] as usize * LANES + lane] += k[lane];
+                }
             }
-        }
-        for (lane, (&g, &k)) in bin_tail.iter().zip(key_tail).enumerate() {
-            hist[g as usize * LANES + lane] += k;
+            for (lane, (&g, &k)) in bin_tail.iter().zip(key_tail).enumerate() {
+                hist[g as usize * LANES + lane] += k;
+            }
+            so += sm;
         }
         for b in 0..slots {
             for v in &mut hist[b * LANES..(b + 1) * LANES] {
