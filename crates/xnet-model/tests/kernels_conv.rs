@@ -243,3 +243,35 @@ fn bad_shapes_are_errors_not_panics() {
     let x64 = x.to_dtype(DType::F64).unwrap();
     assert!(conv2d_fast(&x64, &w, None, 1, false).is_err());
 }
+
+/// Empty images and zero channels give empty or bias-only results, forward and backward,
+/// on the direct and the Winograd path, instead of panicking while splitting the work.
+#[test]
+fn empty_shapes_give_empty_results() {
+    let dev = Device::Cpu;
+    for (n, ci, co, h, w) in [
+        (1, 64, 64, 0, 5),
+        (0, 64, 64, 6, 6),
+        (1, 3, 2, 4, 0),
+        (1, 64, 0, 6, 6),
+    ] {
+        let x = Var::from_tensor(&Tensor::zeros((n, ci, h, w), DType::F32, &dev).unwrap()).unwrap();
+        let wt =
+            Var::from_tensor(&Tensor::ones((co, ci, 3, 3), DType::F32, &dev).unwrap()).unwrap();
+        let y = conv2d_fast(&x, &wt, None, 1, true).unwrap();
+        assert_eq!(y.dims(), &[n, co, h, w]);
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let gw = grads
+            .get(&wt)
+            .map(|g| g.sum_all().unwrap().to_scalar::<f32>().unwrap());
+        assert!(gw.unwrap_or(0.0) == 0.0, "{n}×{ci}→{co} at {h}×{w}");
+    }
+    // No input channel: every pixel is the activated bias.
+    let x = Tensor::zeros((1, 0, 3, 3), DType::F32, &dev).unwrap();
+    let wt = Tensor::zeros((2, 0, 3, 3), DType::F32, &dev).unwrap();
+    let b = Tensor::new(&[1.5f32, -2.0], &dev).unwrap();
+    let y = conv2d_fast(&x, &wt, Some(&b), 1, true).unwrap();
+    let v = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(&v[..9], &[1.5; 9]);
+    assert_eq!(&v[9..], &[0.0; 9]);
+}

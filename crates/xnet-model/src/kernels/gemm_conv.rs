@@ -139,6 +139,27 @@ pub(crate) fn conv_same<T: Elem>(
     epilogue: Epilogue,
     threads: usize,
 ) -> Vec<T> {
+    if g.n * g.h * g.w * g.c_out == 0 {
+        // An empty image or no output channel: an empty result (and no tile or row to split).
+        return Vec::new();
+    }
+    if g.c_in == 0 {
+        // No input channel: every output pixel is the activated bias.
+        let mut out = Vec::with_capacity(g.n * g.c_out * g.h * g.w);
+        for _ in 0..g.n {
+            for o in 0..g.c_out {
+                let b = bias.map_or(T::ZERO, |b| b[o]);
+                // Same rule as the epilogue: max(b, 0), with NaN passed to 0.
+                let v = match epilogue {
+                    Epilogue::BiasRelu if b > T::ZERO => b,
+                    Epilogue::BiasRelu => T::ZERO,
+                    Epilogue::Bias => b,
+                };
+                out.extend(std::iter::repeat_n(v, g.h * g.w));
+            }
+        }
+        return out;
+    }
     if super::winograd::applies(g) && !direct_only() {
         super::winograd::conv3x3(x, g, weight, w_base, w_strides, bias, epilogue, threads)
     } else {
@@ -156,6 +177,10 @@ pub(crate) fn conv_grad_weight_same<T: Elem>(
     g: &Geom,
     threads: usize,
 ) -> Vec<T> {
+    if g.n * g.h * g.w * g.c_in * g.c_out == 0 {
+        // No pixel or no channel contributes: the gradient is zero.
+        return vec![T::ZERO; g.c_out * g.c_in * g.k * g.k];
+    }
     if super::winograd::applies(g) && !direct_only() {
         super::winograd::grad_weight3x3(x, grad_out, g, threads)
     } else {
