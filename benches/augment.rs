@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use image::Luma;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use xray_data::augment::{Affine, Elastic, Pipeline, Transform};
+use xray_data::augment::{Affine, Elastic, NoiseDistribution, Pipeline, Transform};
 use xray_data::{Mask, Radiograph};
 
 /// The peer's sample: `0.5 + 0.3 sin(6x) cos(4y)` on `[0, 1)²`, thresholded into 3 classes
@@ -60,6 +60,23 @@ fn bench_augment(c: &mut Criterion) {
         (
             "elastic_exact+affine",
             pipeline(vec![Box::new(elastic_exact), Box::new(affine)]),
+        ),
+        // The peer draws Gaussian noise (albumentations 2); our default is uniform (Simard).
+        (
+            "elastic_gaussian",
+            pipeline(vec![Box::new(Elastic {
+                noise: NoiseDistribution::Gaussian,
+                ..Elastic::default()
+            })]),
+        ),
+        // Translation only: the same kernel with sequential source access.
+        (
+            "affine_translate",
+            pipeline(vec![Box::new(Affine {
+                rotate_deg: [0.0, 0.0],
+                shear_deg: [0.0, 0.0],
+                ..affine
+            })]),
         ),
     ];
     let one = rayon::ThreadPoolBuilder::new()
