@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::gemm_conv::SendPtr;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
@@ -65,17 +66,6 @@ impl Float for f64 {
             CpuStorage::F64(v) => Some(v),
             _ => None,
         }
-    }
-}
-
-/// Raw pointer shared by tasks that write disjoint channels.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
     }
 }
 

@@ -77,13 +77,14 @@ impl Geom {
     }
 }
 
-/// A raw pointer that may cross threads; every use below writes disjoint ranges.
+/// A raw pointer that may cross threads, for the kernels' parallel tasks; every user writes
+/// disjoint ranges through it (each use says which).
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }

@@ -13,17 +13,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::gemm_conv::{Elem, Epilogue, Geom};
-
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
+use super::gemm_conv::{Elem, Epilogue, Geom, SendPtr};
 
 /// Copies `planes` planes of `h × w` into zero-bordered planes of `hp × wp` (one zero row and
 /// column before, the rest after), as the 4×4 tiles need. Every element is written once
