@@ -6,6 +6,9 @@ use candle_nn::{BatchNorm, ModuleT};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::kernels::batch_norm_relu_train;
 
+mod common;
+use common::max_abs_diff as max_diff;
+
 fn rand_vec(rng: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
@@ -34,21 +37,6 @@ fn make_bn(rng: &mut StdRng, c: usize, dtype: DType) -> (BatchNorm, Var, Var) {
     )
     .unwrap();
     (bn, gamma, beta)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
 }
 
 #[test]

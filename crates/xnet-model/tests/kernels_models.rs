@@ -8,18 +8,8 @@ use candle_nn::{VarBuilder, VarMap};
 use xnet_model::models::{SegNetConfig, UNetConfig, Upsampling, XNetConfig};
 use xnet_model::ModelConfig;
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+mod common;
+use common::max_abs_diff as max_diff;
 
 fn rel_norm_diff(a: &Tensor, b: &Tensor) -> f32 {
     let norm = |t: &Tensor| {
@@ -35,16 +25,17 @@ fn rel_norm_diff(a: &Tensor, b: &Tensor) -> f32 {
     norm(&(a - b).unwrap()) / norm(b).max(1e-12)
 }
 
-fn scale(a: &Tensor) -> f32 {
-    a.abs()
+fn scale(a: &Tensor) -> f64 {
+    let m = a
+        .abs()
         .unwrap()
         .flatten_all()
         .unwrap()
         .max(0)
         .unwrap()
         .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0)
+        .unwrap();
+    f64::from(m.max(1.0))
 }
 
 /// Runs `f` with the fast kernels (`reference = false`) or the stock candle path.

@@ -6,26 +6,15 @@ use candle_core::{Device, Tensor, Var};
 use std::collections::HashMap;
 use xnet_model::ops::{max_pool2d_with_indices, max_unpool2d, resize_bilinear};
 
+mod common;
+use common::max_abs_diff as max_diff;
+
 fn golden() -> HashMap<String, Tensor> {
     let p = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/golden/ops_golden.safetensors"
     );
     candle_core::safetensors::load(p, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
 }
 
 #[test]

@@ -10,26 +10,15 @@ use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use xnet_model::models::{ModelConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig};
 
+mod common;
+use common::max_abs_diff as max_diff;
+
 fn golden(name: &str) -> (String, HashMap<String, Tensor>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
     let w = format!("{dir}/{name}_weights.safetensors");
     let io = candle_core::safetensors::load(format!("{dir}/{name}_io.safetensors"), &Device::Cpu)
         .unwrap();
     (w, io)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn check(name: &str, cfg: ModelConfig) {
