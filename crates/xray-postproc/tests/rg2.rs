@@ -2,38 +2,20 @@
 //!
 //! Set `XRAY_POSTPROC_WRITE_DOCS=1` to (re)write `docs/images/rg2-collimator.png`.
 
-use std::path::Path;
+mod common;
 
-use xray_data::io::{load_image, LoadOptions};
-use xray_postproc::{
-    baseline_segment, detect_collimator, overlay, save_png, BaselineConfig, CollimatorConfig,
-    OverlayConfig, Plane, Side,
-};
-
-const RG2: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/nema-cr/RG2_UNC"
-);
+use common::nema;
+use xray_postproc::{Plane, Side};
 
 #[test]
 fn rg2_collimator_bands_left_and_right() {
-    let path = Path::new(RG2);
-    if !path.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (the shared NEMA data are not on this machine)",
-            path.display()
-        );
+    let Some(img) = nema::load("RG2_UNC") else {
         return;
-    }
-    let img = load_image(path, &LoadOptions::default()).expect("RG2 loads");
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    assert_eq!((w, h), (1760, 2140));
+    };
     let plane = Plane::from_image(&img).unwrap();
-    let c = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
-    for e in &c.edges {
-        let ((x0, y0), (x1, y1)) = e.line.clip_to(w, h).unwrap();
-        eprintln!("{:?}: ({x0:.1}, {y0:.1}) - ({x1:.1}, {y1:.1}), tilt {:.2} deg, contrast {:.2}, support {:.2}", e.side, e.line.tilt_deg(), e.contrast, e.support);
-    }
+    let (w, h) = (plane.width(), plane.height());
+    assert_eq!((w, h), (1760, 2140));
+    let c = nema::detect_and_print(&plane);
     let left = c.edge(Side::Left).expect("left collimator band found");
     let right = c.edge(Side::Right).expect("right collimator band found");
     // Both bands run the whole height, nearly vertical, in the outer fifth of the image.
@@ -72,20 +54,5 @@ fn rg2_collimator_bands_left_and_right() {
         c.edges
     );
 
-    let labels = baseline_segment(&plane, Some(&c), &BaselineConfig::default()).unwrap();
-    let rgb = overlay(&plane, &labels, Some(&c), &OverlayConfig::default()).unwrap();
-    if std::env::var_os("XRAY_POSTPROC_WRITE_DOCS").is_some() {
-        let small = image::imageops::resize(
-            &rgb,
-            (w / 2) as u32,
-            (h / 2) as u32,
-            image::imageops::FilterType::Triangle,
-        );
-        let out = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/images/rg2-collimator.png"
-        );
-        save_png(&small, out).unwrap();
-        eprintln!("wrote {out}");
-    }
+    nema::overlay_for_docs(&plane, &c, "rg2-collimator.png");
 }

@@ -1,6 +1,8 @@
 //! Simple synthetic collimated radiographs with known field edges, for tests.
 #![allow(dead_code, clippy::excessive_precision)]
 
+pub mod nema;
+
 use rand::{Rng, RngExt};
 use xray_postproc::{Line, Side};
 
