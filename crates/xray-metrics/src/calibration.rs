@@ -273,6 +273,33 @@ pub(crate) fn top1_block(
     }
 }
 
+/// Top-1 of pixel `j` over `K` class planes: `(confidence, class, invalid)`, where invalid
+/// means a value outside [0, 1] (NaN included) or a sum off 1 by more than `tolerance`.
+/// Strict `>` keeps the first maximum, as numpy/torch argmax do. Selects, not branches:
+/// which class wins is data-dependent and would mispredict half the time; callers' loops
+/// vectorise.
+#[inline(always)]
+pub(crate) fn top1_pixel<const K: usize>(
+    planes: &[&[f32]; K],
+    j: usize,
+    tolerance: f32,
+) -> (f32, u32, bool) {
+    let mut best = planes[0][j];
+    let mut k = 0u32;
+    let mut sum = best;
+    let mut bad = !(0.0..=1.0).contains(&best);
+    for (c, p) in planes.iter().enumerate().skip(1) {
+        let v = p[j];
+        let gt = v > best;
+        best = if gt { v } else { best };
+        k = if gt { c as u32 } else { k };
+        sum += v;
+        bad |= !(0.0..=1.0).contains(&v);
+    }
+    bad |= sum.is_nan() || (sum - 1.0).abs() > tolerance;
+    (best, k, bad)
+}
+
 /// Pixel-by-pixel top-1 for a class count known at compile time (the common 2–4 classes).
 #[inline(always)]
 fn top1_fixed<const K: usize>(
@@ -286,23 +313,10 @@ fn top1_fixed<const K: usize>(
     let planes = planes.map(|p| &p[..m]);
     let mut bad = false;
     for j in 0..m {
-        let mut best = planes[0][j];
-        let mut k = 0u8;
-        let mut sum = best;
-        bad |= !(0.0..=1.0).contains(&best);
-        for (c, p) in planes.iter().enumerate().skip(1) {
-            let v = p[j];
-            // Strict `>` keeps the first maximum, as numpy/torch argmax do. Selects, not a
-            // branch: which class wins is data-dependent and would mispredict half the time.
-            let gt = v > best;
-            best = if gt { v } else { best };
-            k = if gt { c as u8 } else { k };
-            sum += v;
-            bad |= !(0.0..=1.0).contains(&v);
-        }
-        bad |= sum.is_nan() || (sum - 1.0).abs() > tolerance;
+        let (best, k, invalid) = top1_pixel(&planes, j, tolerance);
+        bad |= invalid;
         conf[j] = best;
-        pred[j] = k;
+        pred[j] = k as u8;
     }
     !bad
 }

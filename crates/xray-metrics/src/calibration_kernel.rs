@@ -16,7 +16,7 @@
 //! Fixed point: each confidence is rounded to a multiple of 2⁻²⁸ (error ≤ 2⁻²⁸ ≈ 3.7e-9
 //! per pixel, so a bin's mean confidence, and the ECE, move by at most that much).
 
-use crate::calibration::{bucket_fast, BLOCK};
+use crate::calibration::{bucket_fast, top1_pixel, BLOCK};
 use crate::validate::IGNORE;
 
 /// Bits of the fixed-point confidence fraction.
@@ -220,20 +220,8 @@ fn pass_one_body<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32
     let ignore = u32::from(IGNORE);
     let (mut bad, mut bad_label, mut any_near) = (false, false, false);
     for j in 0..m {
-        let mut best = planes[0][j];
-        let mut k = 0u32;
-        let mut sum = best;
-        bad |= !(0.0..=1.0).contains(&best);
-        for (c, p) in planes.iter().enumerate().skip(1) {
-            let v = p[j];
-            // Strict `>` keeps the first maximum, as numpy/torch argmax do.
-            let gt = v > best;
-            best = if gt { v } else { best };
-            k = if gt { c as u32 } else { k };
-            sum += v;
-            bad |= !(0.0..=1.0).contains(&v);
-        }
-        bad |= sum.is_nan() || (sum - 1.0).abs() > tolerance;
+        let (best, k, invalid) = top1_pixel(&planes, j, tolerance);
+        bad |= invalid;
         // Clamped (NaN becomes 0) so that the unchecked conversions below are defined;
         // a pixel outside [0, 1] already failed the check above and its block is refused.
         // Not `clamp`: it keeps NaN, `max` does not.
