@@ -1,37 +1,14 @@
 //! Augmentation throughput on a 512×512 f32 image + u8 mask, one thread, side by side with
 //! the albumentations peer (`../shared/peers/aug_peer.py`: ElasticTransform α = 34, σ = 4
 //! and XNet's Affine ±15°/±2°/±1 %, bilinear image, nearest mask, reflect-101 border).
-//! The sample image is the peer's `make_sample` pattern.
+//! The sample image is the peer's `make_sample` pattern (`xray_data::augment::peer_sample`).
 //!
 //! `cargo bench --bench augment` (one thread per pipeline, plus a rayon batch of 16).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use image::Luma;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use xray_data::augment::{Affine, Elastic, NoiseDistribution, Pipeline, Transform};
-use xray_data::{Mask, Radiograph};
-
-/// The peer's sample: `0.5 + 0.3 sin(6x) cos(4y)` on `[0, 1)²`, thresholded into 3 classes
-/// (its small Gaussian noise term is left out; it does not change the cost).
-pub fn peer_sample(size: u32) -> (Radiograph, Mask) {
-    let s = size as f32;
-    let img = Radiograph::from_fn(size, size, |x, y| {
-        let (xx, yy) = (x as f32 / s, y as f32 / s);
-        Luma([(0.5 + 0.3 * (6.0 * xx).sin() * (4.0 * yy).cos()).clamp(0.0, 1.0)])
-    });
-    let mask = Mask::from_fn(size, size, |x, y| {
-        let v = img.get_pixel(x, y).0[0];
-        Luma([if v > 0.7 {
-            2
-        } else if v > 0.45 {
-            1
-        } else {
-            0
-        }])
-    });
-    (img, mask)
-}
+use xray_data::augment::{peer_sample, Affine, Elastic, NoiseDistribution, Pipeline, Transform};
 
 fn pipeline(steps: Vec<Box<dyn Transform>>) -> Pipeline {
     let mut p = Pipeline::new();

@@ -8,31 +8,10 @@
 
 use std::time::Instant;
 
-use image::Luma;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use xray_data::augment::{Affine, Elastic, NoiseDistribution, Pipeline, Transform};
+use xray_data::augment::{peer_sample, Affine, Elastic, NoiseDistribution, Pipeline, Transform};
 use xray_data::synth::{generate, sample_category, PhantomConfig};
-use xray_data::{Mask, Radiograph};
-
-fn peer_sample(size: u32) -> (Radiograph, Mask) {
-    let s = size as f32;
-    let img = Radiograph::from_fn(size, size, |x, y| {
-        let (xx, yy) = (x as f32 / s, y as f32 / s);
-        Luma([(0.5 + 0.3 * (6.0 * xx).sin() * (4.0 * yy).cos()).clamp(0.0, 1.0)])
-    });
-    let mask = Mask::from_fn(size, size, |x, y| {
-        let v = img.get_pixel(x, y).0[0];
-        Luma([if v > 0.7 {
-            2
-        } else if v > 0.45 {
-            1
-        } else {
-            0
-        }])
-    });
-    (img, mask)
-}
 
 /// Median seconds per call over `iters` calls after 5 warm-up calls, plus process CPU time
 /// per call.

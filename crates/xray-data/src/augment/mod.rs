@@ -28,6 +28,7 @@ pub mod elastic;
 pub mod filter;
 pub mod geometric;
 pub mod intensity;
+mod peer_sample;
 pub mod pipeline;
 mod warp;
 
@@ -35,6 +36,7 @@ pub use collimator::CollimatorSim;
 pub use elastic::{Elastic, NoiseDistribution};
 pub use geometric::{Affine, HorizontalFlip, RandomCrop, VerticalFlip};
 pub use intensity::{BrightnessContrast, Gamma, GaussianBlur, GaussianNoise, PoissonNoise};
+pub use peer_sample::peer_sample;
 pub use pipeline::{balanced_indices, Pipeline, PipelineConfig, Sample, StepConfig, TransformSpec};
 pub use warp::{Border, Interpolation};
 
