@@ -341,16 +341,14 @@ pub(crate) fn conv_grad_weight<T: Elem>(
                 dst[y * wp..y * wp + w].copy_from_slice(&src[y * w..(y + 1) * w]);
             }
         });
-    // Work items: (image, row range). Split rows of all images into `parts` ranges.
-    let parts = threads.max(1).min(g.n * h);
-    let total_rows = g.n * h;
-    let partials: Vec<Vec<T>> = (0..parts)
-        .into_par_iter()
-        .map(|p| {
-            // Layout [tap][c_in][c_out]: unit stride along the GEMM's rows (c_out).
-            let mut acc = vec![T::ZERO; kk * c_in * c_out];
-            let r0 = p * total_rows / parts;
-            let r1 = (p + 1) * total_rows / parts;
+    // Work items: the rows of all images, one contiguous range per thread. Accumulator
+    // layout [tap][c_in][c_out]: unit stride along the GEMM's rows (c_out).
+    let acc = sum_over_parts(
+        g.n * h,
+        threads,
+        kk * c_in * c_out,
+        |rows, acc: &mut [T]| {
+            let (r0, r1) = (rows.start, rows.end);
             let mut r = r0;
             let mut first = true;
             while r < r1 {
@@ -390,19 +388,44 @@ pub(crate) fn conv_grad_weight<T: Elem>(
                 first = false;
                 r += y1 - y0;
             }
-            acc
-        })
-        .collect();
+        },
+    );
     let mut dw = vec![T::ZERO; c_out * c_in * kk];
-    for part in &partials {
-        for tap in 0..kk {
-            for ci in 0..c_in {
-                let src = &part[(tap * c_in + ci) * c_out..(tap * c_in + ci + 1) * c_out];
-                for (co, &v) in src.iter().enumerate() {
-                    dw[(co * c_in + ci) * kk + tap] += v;
-                }
+    for tap in 0..kk {
+        for ci in 0..c_in {
+            let src = &acc[(tap * c_in + ci) * c_out..(tap * c_in + ci + 1) * c_out];
+            for (co, &v) in src.iter().enumerate() {
+                dw[(co * c_in + ci) * kk + tap] = v;
             }
         }
     }
     dw
+}
+
+/// Splits work items `0..total` into one contiguous range per thread, lets `part`
+/// accumulate its range into a zeroed buffer of `len` elements, and returns the sum of the
+/// buffers: the reduction of both weight gradients (GEMM per tap and Winograd).
+pub(crate) fn sum_over_parts<T: Elem>(
+    total: usize,
+    threads: usize,
+    len: usize,
+    part: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync,
+) -> Vec<T> {
+    let parts = threads.max(1).min(total);
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let mut acc = vec![T::ZERO; len];
+            part(p * total / parts..(p + 1) * total / parts, &mut acc);
+            acc
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut sum = partials.next().unwrap_or_else(|| vec![T::ZERO; len]);
+    for p in partials {
+        for (a, &b) in sum.iter_mut().zip(&p) {
+            *a += b;
+        }
+    }
+    sum
 }

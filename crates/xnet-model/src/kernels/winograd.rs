@@ -13,7 +13,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::gemm_conv::{Elem, Epilogue, Geom, SendPtr};
+use super::gemm_conv::{sum_over_parts, Elem, Epilogue, Geom, SendPtr};
 
 /// Copies `planes` planes of `h × w` into zero-bordered planes of `hp × wp` (one zero row and
 /// column before, the rest after), as the 4×4 tiles need. Every element is written once
@@ -363,105 +363,89 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
     let target_tiles = (65_536 / ci.max(co).max(1)).clamp(64, 1024);
     let trows = target_tiles.div_ceil(tw).clamp(1, th);
     let blocks = th.div_ceil(trows);
-    let total = n * blocks;
-    let parts = threads.max(1).min(total);
-    let partials: Vec<Vec<T>> = (0..parts)
-        .into_par_iter()
-        .map(|p| {
-            let mut du = vec![T::ZERO; 16 * co * ci];
-            let mut v = vec![T::ZERO; 16 * ci * trows * tw];
-            let mut dm = vec![T::ZERO; 16 * co * trows * tw];
-            let mut first = true;
-            for task in p * total / parts..(p + 1) * total / parts {
-                let (b, blk) = (task / blocks, task % blocks);
-                let tr0 = blk * trows;
-                let tr1 = (tr0 + trows).min(th);
-                let tb = (tr1 - tr0) * tw;
-                // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
-                let tiles = TileRows {
-                    tw,
-                    wp,
-                    plane,
-                    tr0,
-                    tr1,
-                };
-                transform_input(&xp, b, ci, &tiles, &mut v);
-                // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
-                // [16][c_out][tiles]; output pixels beyond the image have dY = 0.
-                for o in 0..co {
-                    let go = &grad_out[(b * co + o) * h * w..(b * co + o + 1) * h * w];
-                    for ty in tr0..tr1 {
-                        let t0 = (ty - tr0) * tw;
-                        let dy = |y: usize, x: usize| {
-                            if y < h && x < w {
-                                go[y * w + x]
-                            } else {
-                                T::ZERO
-                            }
-                        };
-                        for tx in 0..tw {
-                            let (y0, x0) = (2 * ty, 2 * tx);
-                            let d = [
-                                [dy(y0, x0), dy(y0, x0 + 1)],
-                                [dy(y0 + 1, x0), dy(y0 + 1, x0 + 1)],
-                            ];
-                            // P = A dY (4 × 2), then dM = P Aᵀ (4 × 4).
-                            let pr = [
-                                d[0],
-                                [d[0][0] + d[1][0], d[0][1] + d[1][1]],
-                                [d[0][0] - d[1][0], d[0][1] - d[1][1]],
-                                [T::ZERO - d[1][0], T::ZERO - d[1][1]],
-                            ];
-                            for (r, p) in pr.iter().enumerate() {
-                                let vals = [p[0], p[0] + p[1], p[0] - p[1], T::ZERO - p[1]];
-                                for (c, &val) in vals.iter().enumerate() {
-                                    dm[((4 * r + c) * co + o) * tb + t0 + tx] = val;
-                                }
+    let du = sum_over_parts(n * blocks, threads, 16 * co * ci, |tasks, du: &mut [T]| {
+        let mut v = vec![T::ZERO; 16 * ci * trows * tw];
+        let mut dm = vec![T::ZERO; 16 * co * trows * tw];
+        let mut first = true;
+        for task in tasks {
+            let (b, blk) = (task / blocks, task % blocks);
+            let tr0 = blk * trows;
+            let tr1 = (tr0 + trows).min(th);
+            let tb = (tr1 - tr0) * tw;
+            // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
+            let tiles = TileRows {
+                tw,
+                wp,
+                plane,
+                tr0,
+                tr1,
+            };
+            transform_input(&xp, b, ci, &tiles, &mut v);
+            // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
+            // [16][c_out][tiles]; output pixels beyond the image have dY = 0.
+            for o in 0..co {
+                let go = &grad_out[(b * co + o) * h * w..(b * co + o + 1) * h * w];
+                for ty in tr0..tr1 {
+                    let t0 = (ty - tr0) * tw;
+                    let dy = |y: usize, x: usize| {
+                        if y < h && x < w {
+                            go[y * w + x]
+                        } else {
+                            T::ZERO
+                        }
+                    };
+                    for tx in 0..tw {
+                        let (y0, x0) = (2 * ty, 2 * tx);
+                        let d = [
+                            [dy(y0, x0), dy(y0, x0 + 1)],
+                            [dy(y0 + 1, x0), dy(y0 + 1, x0 + 1)],
+                        ];
+                        // P = A dY (4 × 2), then dM = P Aᵀ (4 × 4).
+                        let pr = [
+                            d[0],
+                            [d[0][0] + d[1][0], d[0][1] + d[1][1]],
+                            [d[0][0] - d[1][0], d[0][1] - d[1][1]],
+                            [T::ZERO - d[1][0], T::ZERO - d[1][1]],
+                        ];
+                        for (r, p) in pr.iter().enumerate() {
+                            let vals = [p[0], p[0] + p[1], p[0] - p[1], T::ZERO - p[1]];
+                            for (c, &val) in vals.iter().enumerate() {
+                                dm[((4 * r + c) * co + o) * tb + t0 + tx] = val;
                             }
                         }
                     }
                 }
-                for xi in 0..16 {
-                    // dU_ξ [co × ci] (+)= dM_ξ [co × tb] · V_ξᵀ [tb × ci].
-                    // SAFETY: all operands are local buffers with the extents given.
-                    unsafe {
-                        gemm::gemm(
-                            co,
-                            ci,
-                            tb,
-                            du.as_mut_ptr().add(xi * co * ci),
-                            1,
-                            ci as isize,
-                            !first,
-                            dm.as_ptr().add(xi * co * tb),
-                            1,
-                            tb as isize,
-                            v.as_ptr().add(xi * ci * tb),
-                            tb as isize,
-                            1,
-                            T::ONE,
-                            T::ONE,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
-                }
-                first = false;
             }
-            du
-        })
-        .collect();
-    let mut parts_iter = partials.into_iter();
-    let mut du = parts_iter
-        .next()
-        .unwrap_or_else(|| vec![T::ZERO; 16 * co * ci]);
-    for part in parts_iter {
-        for (a, b) in du.iter_mut().zip(&part) {
-            *a += *b;
+            for xi in 0..16 {
+                // dU_ξ [co × ci] (+)= dM_ξ [co × tb] · V_ξᵀ [tb × ci].
+                // SAFETY: all operands are local buffers with the extents given.
+                unsafe {
+                    gemm::gemm(
+                        co,
+                        ci,
+                        tb,
+                        du.as_mut_ptr().add(xi * co * ci),
+                        1,
+                        ci as isize,
+                        !first,
+                        dm.as_ptr().add(xi * co * tb),
+                        1,
+                        tb as isize,
+                        v.as_ptr().add(xi * ci * tb),
+                        tb as isize,
+                        1,
+                        T::ONE,
+                        T::ONE,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            }
+            first = false;
         }
-    }
+    });
     // dW = Gᵀ dU G with G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
     let mut dw = vec![T::ZERO; co * ci * 9];
     dw.par_chunks_mut(ci * 9).enumerate().for_each(|(o, dwo)| {
