@@ -1,8 +1,9 @@
 //! The hot loop of [`crate::calibration_bins`]: top-1, bin index and bin sums in two
 //! passes over an L1-sized block of pixels.
 //!
-//! Pass one is branch-free and vectorises (compiled twice: portable, and with AVX2 + FMA
-//! chosen at run time): per pixel it finds the top-1 class and confidence, checks the
+//! Pass one is branch-free: hand-written AVX2 intrinsics ([`avx2`]) when the CPU has them,
+//! else a portable loop the compiler vectorises (the reference the intrinsics are tested
+//! against, bit for bit). Per pixel it finds the top-1 class and confidence, checks the
 //! probabilities, computes the bin as `⌊conf · n_bins⌋`, and packs "one pixel, hit or not,
 //! its confidence" into a single `u64` (count in bits 0..12, hit in 12..24, confidence in
 //! 2⁻²⁸ fixed point in 24..64). Pass two is the only scatter: one integer add per pixel
@@ -18,6 +19,9 @@
 
 use crate::calibration::{bucket_fast, top1_pixel, BLOCK};
 use crate::validate::IGNORE;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Bits of the fixed-point confidence fraction.
 pub(crate) const CONF_FRAC_BITS: u32 = 28;
@@ -103,10 +107,11 @@ pub(crate) fn bin_pixels(
                 bin: &mut bin[..sm],
                 packed: &mut packed[..sm],
             };
+            let keys = &mut keys[..sm];
             let flags = match num_classes {
-                2 => pass_one([plane(0), plane(1)], args),
-                3 => pass_one([plane(0), plane(1), plane(2)], args),
-                _ => pass_one([plane(0), plane(1), plane(2), plane(3)], args),
+                2 => pass_one([plane(0), plane(1)], args, keys),
+                3 => pass_one([plane(0), plane(1), plane(2)], args, keys),
+                _ => pass_one([plane(0), plane(1), plane(2), plane(3)], args, keys),
             };
             if flags & FLAG_BAD_LABEL != 0 {
                 return Err(Refused::Labels);
@@ -124,7 +129,6 @@ pub(crate) fn bin_pixels(
                     }
                 }
             }
-            widen_keys(&packed[..sm], &mut keys[..sm]);
             // Four pixels at a time, one lane each: a fixed lane per position, no index math.
             let (bins4, keys4) = (
                 bin[..sm].chunks_exact(LANES),
@@ -177,23 +181,46 @@ struct PassArgs<'a> {
     packed: &'a mut [u32],
 }
 
-/// Pass one, dispatched to the AVX2 + FMA build when the CPU has it. Returns `FLAG_*` bits.
-fn pass_one<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32 {
+/// Pass one and the scatter keys, dispatched to the AVX2 intrinsics when the CPU has them
+/// (the portable body followed by [`widen_keys`] otherwise). Returns `FLAG_*` bits.
+fn pass_one<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>, keys: &mut [u64]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            // SAFETY: the CPU supports the features this build of the body was compiled for.
-            return unsafe { pass_one_avx2(planes, args) };
+            // SAFETY: the CPU supports the features the intrinsics need.
+            return unsafe { avx2::pass_one_keys(planes, args, keys) };
         }
     }
-    pass_one_body(planes, args)
+    pass_one_portable(planes, args, keys)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn pass_one_avx2<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32 {
-    pass_one_body(planes, args)
+/// The portable pass one: the vectorised-by-the-compiler body, then [`widen_keys`].
+fn pass_one_portable<const K: usize>(
+    planes: [&[f32]; K],
+    args: PassArgs<'_>,
+    keys: &mut [u64],
+) -> u32 {
+    let PassArgs {
+        labels,
+        num_classes,
+        tolerance,
+        n_bins,
+        bin,
+        packed,
+    } = args;
+    let m = labels.len();
+    let args = PassArgs {
+        labels,
+        num_classes,
+        tolerance,
+        n_bins,
+        bin,
+        packed: &mut packed[..m],
+    };
+    let flags = pass_one_body(planes, args);
+    widen_keys(&packed[..m], &mut keys[..m]);
+    flags
 }
 
 /// Per pixel: top-1 class and confidence, checks, `⌊conf · n⌋`, and `packed` =
@@ -314,6 +341,118 @@ mod tests {
                     assert_eq!(bf.accuracy, br.accuracy, "{what}");
                     // Fixed-point confidences: each within 2^-29 of its f32 value.
                     assert!((bf.confidence - br.confidence).abs() <= 2e-9, "{what}");
+                }
+            }
+        }
+    }
+
+    /// The AVX2 intrinsics and the portable pass give the same bins, keys and flags, on
+    /// boundary-near confidences, ties, -0.0, exact 0 and 1, ignored pixels, lengths that are
+    /// not a multiple of eight, and on each kind of bad input.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_pass_equals_the_portable_pass() {
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
+            eprintln!("skipped: this CPU has no AVX2 + FMA");
+            return;
+        }
+        for num_classes in 2..=4 {
+            for n_bins in [1, 7, 15, 100, 250] {
+                let n = 509;
+                let (labels, mut probs) = planted(num_classes, n_bins, n);
+                // Ties, signed zero, exact 0/1 confidences at fixed places.
+                for i in (0..n).step_by(11) {
+                    let tie = 1.0 / num_classes as f32;
+                    for c in 0..num_classes {
+                        probs[c * n + i] = tie;
+                    }
+                }
+                for i in (5..n).step_by(13) {
+                    for c in 0..num_classes {
+                        probs[c * n + i] = if c == i % num_classes { 1.0 } else { 0.0 };
+                    }
+                    probs[((i + 1) % num_classes) * n + i] = -0.0;
+                }
+                let run = |labels: &[u8], probs: &[f32], vector: bool| {
+                    let planes: Vec<&[f32]> =
+                        (0..num_classes).map(|c| &probs[c * n..][..n]).collect();
+                    let (mut bin, mut packed, mut keys) =
+                        (vec![0u8; n], vec![0u32; n], vec![0u64; n]);
+                    let args = super::PassArgs {
+                        labels,
+                        num_classes: num_classes as u32,
+                        tolerance: 1e-4,
+                        n_bins,
+                        bin: &mut bin,
+                        packed: &mut packed,
+                    };
+                    let flags = match (num_classes, vector) {
+                        (2, false) => {
+                            super::pass_one_portable([planes[0], planes[1]], args, &mut keys)
+                        }
+                        (2, true) => unsafe {
+                            super::avx2::pass_one_keys([planes[0], planes[1]], args, &mut keys)
+                        },
+                        (3, false) => super::pass_one_portable(
+                            [planes[0], planes[1], planes[2]],
+                            args,
+                            &mut keys,
+                        ),
+                        (3, true) => unsafe {
+                            super::avx2::pass_one_keys(
+                                [planes[0], planes[1], planes[2]],
+                                args,
+                                &mut keys,
+                            )
+                        },
+                        (_, false) => super::pass_one_portable(
+                            [planes[0], planes[1], planes[2], planes[3]],
+                            args,
+                            &mut keys,
+                        ),
+                        (_, true) => unsafe {
+                            super::avx2::pass_one_keys(
+                                [planes[0], planes[1], planes[2], planes[3]],
+                                args,
+                                &mut keys,
+                            )
+                        },
+                    };
+                    (flags, bin, keys)
+                };
+                let what = format!("{num_classes} classes, {n_bins} bins");
+                let (portable, vector) = (run(&labels, &probs, false), run(&labels, &probs, true));
+                assert_eq!(portable.0, vector.0, "flags, {what}");
+                assert_eq!(
+                    portable.0 & (super::FLAG_BAD_PROB | super::FLAG_BAD_LABEL),
+                    0,
+                    "{what}"
+                );
+                assert_eq!(portable.1, vector.1, "bins, {what}");
+                assert_eq!(portable.2, vector.2, "keys, {what}");
+
+                // Each kind of bad input, in the vector part and in the tail.
+                for at in [3, n - 2] {
+                    let mut bad_label = labels.clone();
+                    bad_label[at] = num_classes as u8;
+                    let mut cases = vec![(bad_label, probs.clone(), super::FLAG_BAD_LABEL)];
+                    for v in [f32::NAN, -0.25, 1.5, f32::INFINITY] {
+                        let mut p = probs.clone();
+                        p[(at % num_classes) * n + at] = v;
+                        cases.push((labels.clone(), p, super::FLAG_BAD_PROB));
+                    }
+                    let mut off_sum = probs.clone();
+                    for c in 0..num_classes {
+                        off_sum[c * n + at] = 0.9 / num_classes as f32;
+                    }
+                    cases.push((labels.clone(), off_sum, super::FLAG_BAD_PROB));
+                    for (l, p, flag) in cases {
+                        let (a, b) = (run(&l, &p, false).0, run(&l, &p, true).0);
+                        assert_ne!(a & flag, 0, "{what}, pixel {at}, portable");
+                        assert_ne!(b & flag, 0, "{what}, pixel {at}, avx2");
+                    }
                 }
             }
         }
