@@ -94,10 +94,9 @@ pub(super) unsafe fn pass_one_keys<const K: usize>(
             _mm256_cmp_ps::<_CMP_LT_OQ>(frac, lo_eps),
             _mm256_cmp_ps::<_CMP_GT_OQ>(frac, hi_eps),
         );
-        let inside = _mm256_and_ps(
-            _mm256_cmp_ps::<_CMP_GT_OQ>(best, zero),
-            _mm256_cmp_ps::<_CMP_LT_OQ>(best, one),
-        );
+        // `x > 0` is implied for accepted input (the top-1 of probabilities summing to 1 is
+        // at least 1/K); for refused input the bins do not matter.
+        let inside = _mm256_cmp_ps::<_CMP_LT_OQ>(best, one);
         let near = _mm256_castps_si256(_mm256_and_ps(near_edge, inside));
         near_any = _mm256_or_si256(near_any, near);
         // Multiply then add, two roundings, exactly as the portable body.

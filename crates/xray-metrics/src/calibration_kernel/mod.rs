@@ -82,8 +82,9 @@ pub(crate) fn bin_pixels(
         hits: vec![0; slots],
         conf_fixed: vec![0; slots],
     };
-    // Slot `slots` collects ignored pixels and is dropped; sized 256 bins so that a `u8`
-    // bin times LANES plus a lane can never index out of it.
+    // Lane-major (`lane · 256 + bin`): each lane's address is `base + bin · 8`, one
+    // addressing mode with no shift. Slot `slots` collects ignored pixels and is dropped;
+    // 256 bins per lane so that no `u8` bin can index out of it.
     let mut hist = [0u64; 256 * LANES];
     let mut bin = [0u8; SUB];
     let mut packed = [0u32; SUB];
@@ -137,23 +138,23 @@ pub(crate) fn bin_pixels(
             let (bin_tail, key_tail) = (bins4.remainder(), keys4.remainder());
             for (g, k) in bins4.zip(keys4) {
                 for lane in 0..LANES {
-                    hist[g[lane] as usize * LANES + lane] += k[lane];
+                    hist[lane * 256 + g[lane] as usize] += k[lane];
                 }
             }
             for (lane, (&g, &k)) in bin_tail.iter().zip(key_tail).enumerate() {
-                hist[g as usize * LANES + lane] += k;
+                hist[lane * 256 + g as usize] += k;
             }
             so += sm;
         }
-        for b in 0..slots {
-            for v in &mut hist[b * LANES..(b + 1) * LANES] {
+        for lane in hist.chunks_exact_mut(256) {
+            for (b, v) in lane[..slots].iter_mut().enumerate() {
                 totals.count[b] += *v & 0xFFF;
                 totals.hits[b] += (*v >> 12) & 0xFFF;
                 totals.conf_fixed[b] += *v >> 24;
                 *v = 0;
             }
+            lane[slots] = 0;
         }
-        hist[slots * LANES..(slots + 1) * LANES].fill(0);
         off += m;
     }
     Ok(totals)
