@@ -1,4 +1,4 @@
-//! Fast CPU (and CUDA) kernels that replace stock candle operations on hot paths.
+//! Fast CPU kernels that replace stock candle operations on hot paths.
 //!
 //! candle 0.11's CPU `conv2d` spends most of its time in a scalar im2col gather, its
 //! `conv_transpose2d` (the input gradient) is a direct loop without GEMM, and nearest
@@ -24,6 +24,12 @@
 //! ([`conv2d`], [`upsample_nearest2x`]) fall back to it off the CPU, for other dtypes, and
 //! whenever the environment variable `XNET_REFERENCE_KERNELS=1` is set
 //! ([`fast_kernels_enabled`]).
+//!
+//! CUDA: these kernels are CPU-only on purpose. Every caller in the networks checks
+//! [`fast_conv_supported`], [`fused_batch_norm_supported`] or the device first, so CUDA
+//! tensors take candle's own `conv2d` (cuBLAS, or cuDNN with the `cudnn` feature),
+//! `BatchNorm` and `upsample_nearest2d`, which are already fast there. Calling a `*_fast`
+//! function directly with a CUDA tensor returns candle's "no cuda implementation" error.
 //!
 //! Threads: the kernels run on rayon's global pool (`RAYON_NUM_THREADS`), like candle.
 

@@ -37,6 +37,38 @@ fn taps(n_in: usize, n_out: usize) -> Vec<Tap> {
         .collect()
 }
 
+/// The taps of one axis as the CUDA kernels read them: four runs of `n_out` values
+/// (`i0`, `i1`, `w0`, `w1`; indices stored exactly as f64).
+#[cfg(feature = "cuda")]
+fn tap_table(n_in: usize, n_out: usize) -> Vec<f64> {
+    let t = taps(n_in, n_out);
+    let mut table = Vec::with_capacity(4 * n_out);
+    table.extend(t.iter().map(|t| t.i0 as f64));
+    table.extend(t.iter().map(|t| t.i1 as f64));
+    table.extend(t.iter().map(|t| t.w0));
+    table.extend(t.iter().map(|t| t.w1));
+    table
+}
+
+/// For each input sample of one axis, the half-open range `[lo, hi)` of output samples whose
+/// taps reach it (two runs of `n_in` values; `lo = hi = 0` when none does). Both tap indices
+/// are non-decreasing in the output sample, so the outputs touching an input are contiguous.
+#[cfg(feature = "cuda")]
+fn range_table(n_in: usize, n_out: usize) -> Vec<f64> {
+    let mut lo = vec![usize::MAX; n_in];
+    let mut hi = vec![0usize; n_in];
+    for (d, t) in taps(n_in, n_out).iter().enumerate() {
+        for i in [t.i0, t.i1] {
+            lo[i] = lo[i].min(d);
+            hi[i] = hi[i].max(d + 1);
+        }
+    }
+    let lo = lo
+        .into_iter()
+        .map(|l| if l == usize::MAX { 0.0 } else { l as f64 });
+    lo.chain(hi.into_iter().map(|h| h as f64)).collect()
+}
+
 trait Float: Copy + Default + std::ops::AddAssign + 'static {
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -129,6 +161,19 @@ impl CustomOp1 for Resize {
         Ok((out, Shape::from((n, c, self.out_h, self.out_w))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> CResult<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let o = (self.out_h, self.out_w);
+        let (ty, tx) = (tap_table(h, o.0), tap_table(w, o.1));
+        let out = super::cuda::resize(s, l, n * c, (h, w), o, (&ty, &tx), None, self.name())?;
+        Ok((out, Shape::from((n, c, self.out_h, self.out_w))))
+    }
+
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> CResult<Option<Tensor>> {
         let (_, _, in_h, in_w) = arg.dims4()?;
         Ok(Some(
@@ -159,6 +204,29 @@ impl CustomOp1 for ResizeBackward {
         Ok((out, Shape::from((n, c, self.in_h, self.in_w))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> CResult<(candle_core::CudaStorage, Shape)> {
+        let (n, c, oh, ow) = l.shape().dims4()?;
+        let (h, w) = (self.in_h, self.in_w);
+        let (ty, tx) = (tap_table(h, oh), tap_table(w, ow));
+        let (ry, rx) = (range_table(h, oh), range_table(w, ow));
+        let out = super::cuda::resize(
+            s,
+            l,
+            n * c,
+            (h, w),
+            (oh, ow),
+            (&ty, &tx),
+            Some((&ry, &rx)),
+            self.name(),
+        )?;
+        Ok((out, Shape::from((n, c, h, w))))
+    }
+
     // The adjoint of the adjoint is the forward resize, so second derivatives work too.
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> CResult<Option<Tensor>> {
         let (_, _, oh, ow) = arg.dims4()?;
@@ -181,8 +249,8 @@ fn check_sizes(x: &Tensor, out_h: usize, out_w: usize) -> CResult<()> {
 /// `F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=False)`.
 ///
 /// Differentiable (candle's own `upsample_bilinear2d` has no backward). CPU tensors of f32/f64
-/// use a custom operation with an exact backward; other devices use
-/// [`resize_bilinear_generic`].
+/// (and, with the `cuda` feature, CUDA tensors of f32/f64) use a custom operation with an
+/// exact backward; other devices and dtypes use [`resize_bilinear_generic`].
 ///
 /// # Examples
 /// ```
@@ -194,7 +262,9 @@ fn check_sizes(x: &Tensor, out_h: usize, out_w: usize) -> CResult<()> {
 /// ```
 pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> CResult<Tensor> {
     check_sizes(x, out_h, out_w)?;
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    let custom_device = x.device().is_cpu()
+        || (cfg!(feature = "cuda") && x.device().is_cuda() && x.elem_count() > 0);
+    if custom_device && matches!(x.dtype(), DType::F32 | DType::F64) {
         x.contiguous()?.apply_op1(Resize { out_h, out_w })
     } else {
         resize_bilinear_generic(x, out_h, out_w)

@@ -3,16 +3,20 @@
 //!
 //! Every operation has two implementations:
 //! - a [`candle_core::CustomOp1`]/[`candle_core::CustomOp2`] with a hand-written CPU
-//!   forward and an exact backward, used for CPU tensors;
+//!   forward, a CUDA forward (feature `cuda`: CUDA C kernels compiled at run time with
+//!   NVRTC, see `ops::cuda`) and an exact backward built from the same custom operations,
+//!   used for CPU tensors and for f32/f64 CUDA tensors;
 //! - a composition of stock candle primitives (`gather`, `index_add`, `argmax`, `matmul`)
-//!   that runs on any device (CUDA included) and is differentiated by candle's autograd.
-//!   It is the path taken for non-CPU tensors, and the twin the CPU kernels are tested
-//!   against.
+//!   that runs on any device and is differentiated by candle's autograd. It is the path
+//!   taken for other devices and dtypes (and, for [`max_pool2d`], candle's own pooling),
+//!   and the twin the custom operations are tested against.
 //!
-//! No hand-written CUDA kernels are supplied: the CUDA path is the primitive composition
-//! (or, for [`max_pool2d`], candle's own pooling).
+//! The CUDA forwards compute what the CPU forwards compute, in the same floating-point
+//! order; `tests/cuda_ops.rs` compares the two when a GPU is present.
 
 pub mod bilinear;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod pool;
 
 pub use bilinear::{resize_bilinear, resize_bilinear_generic};

@@ -78,16 +78,38 @@ impl CustomOp1 for MaxPoolIndices {
         };
         Ok((CpuStorage::U32(idx), Shape::from((n, c, h / k, w / k))))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> CResult<(candle_core::CudaStorage, Shape)> {
+        let dims = l.shape().dims4()?;
+        let (n, c, h, w) = dims;
+        check_kernel(self.kernel, h, w)?;
+        let k = self.kernel;
+        let out = super::cuda::pool_indices(s, l, dims, k, self.name())?;
+        Ok((out, Shape::from((n, c, h / k, w / k))))
+    }
 }
 
 /// `out[n, c, i] = x[n, c, idx[n, c, i]]` over flattened planes; adjoint of [`Unpool`].
-struct PoolGather;
+///
+/// `check`: whether the CUDA forward verifies the indices (a device-to-host read that waits
+/// for the kernel); off for indices this module made. The CPU forward always checks.
+struct PoolGather {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    check: bool,
+}
 
 /// `out[n, c, idx[n, c, i]] += v[n, c, i]` into zero planes of size `h × w`; adjoint of
 /// [`PoolGather`].
 struct Unpool {
     h: usize,
     w: usize,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    check: bool,
 }
 
 fn check_indices(idx: &[u32], plane: usize, op: &str) -> CResult<()> {
@@ -137,16 +159,7 @@ impl CustomOp2 for PoolGather {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let (n2, c2, oh, ow) = l2.shape().dims4()?;
-        if (n, c) != (n2, c2) {
-            candle_core::bail!(
-                "{}: input {:?} and indices {:?} disagree",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            );
-        }
+        let (n, c, h, w, oh, ow) = self.dims(l1, l2)?;
         let idx = match s2 {
             CpuStorage::U32(i) => contiguous(i, l2, self.name())?,
             other => candle_core::bail!(
@@ -174,6 +187,28 @@ impl CustomOp2 for PoolGather {
         Ok((out, Shape::from((n, c, oh, ow))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> CResult<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w, oh, ow) = self.dims(l1, l2)?;
+        let out = super::cuda::index_op(
+            super::cuda::IndexOp::Gather,
+            (s1, l1),
+            (s2, l2),
+            n * c,
+            h * w,
+            oh * ow,
+            self.check,
+            self.name(),
+        )?;
+        Ok((out, Shape::from((n, c, oh, ow))))
+    }
+
     fn bwd(
         &self,
         arg1: &Tensor,
@@ -182,7 +217,29 @@ impl CustomOp2 for PoolGather {
         grad_res: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, w) = arg1.dims4()?;
-        Ok((Some(max_unpool2d(grad_res, arg2, (h, w))?), None))
+        // The forward has validated (or made) the indices.
+        Ok((Some(unpool_impl(grad_res, arg2, (h, w), false)?), None))
+    }
+}
+
+impl PoolGather {
+    /// `(n, c, h, w, oh, ow)` of input `[n, c, h, w]` and indices `[n, c, oh, ow]`.
+    fn dims(
+        &self,
+        l1: &Layout,
+        l2: &Layout,
+    ) -> CResult<(usize, usize, usize, usize, usize, usize)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (n2, c2, oh, ow) = l2.shape().dims4()?;
+        if (n, c) != (n2, c2) {
+            candle_core::bail!(
+                "{}: input {:?} and indices {:?} disagree",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        Ok((n, c, h, w, oh, ow))
     }
 }
 
@@ -198,15 +255,7 @@ impl CustomOp2 for Unpool {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let (n, c, ih, iw) = l1.shape().dims4()?;
-        if l1.shape() != l2.shape() {
-            candle_core::bail!(
-                "{}: values {:?} and indices {:?} disagree",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            );
-        }
+        let (n, c, ih, iw) = self.dims(l1, l2)?;
         let idx = match s2 {
             CpuStorage::U32(i) => contiguous(i, l2, self.name())?,
             other => candle_core::bail!(
@@ -235,6 +284,28 @@ impl CustomOp2 for Unpool {
         Ok((out, Shape::from((n, c, self.h, self.w))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> CResult<(candle_core::CudaStorage, Shape)> {
+        let (n, c, ih, iw) = self.dims(l1, l2)?;
+        let out = super::cuda::index_op(
+            super::cuda::IndexOp::Unpool,
+            (s1, l1),
+            (s2, l2),
+            n * c,
+            ih * iw,
+            self.h * self.w,
+            self.check,
+            self.name(),
+        )?;
+        Ok((out, Shape::from((n, c, self.h, self.w))))
+    }
+
     fn bwd(
         &self,
         _arg1: &Tensor,
@@ -242,14 +313,41 @@ impl CustomOp2 for Unpool {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(pool_gather(grad_res, arg2)?), None))
+        // The forward has validated the indices.
+        Ok((Some(gather_impl(grad_res, arg2, false)?), None))
     }
+}
+
+impl Unpool {
+    /// `(n, c, ih, iw)` of values and indices, which must have the same shape.
+    fn dims(&self, l1: &Layout, l2: &Layout) -> CResult<(usize, usize, usize, usize)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "{}: values {:?} and indices {:?} disagree",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        l1.shape().dims4()
+    }
+}
+
+/// Whether `x` goes through this module's custom operations: CPU tensors always (the CPU
+/// forwards report unsupported dtypes), and with the `cuda` feature, non-empty f32/f64 CUDA
+/// tensors. Anything else takes the stock-candle composition.
+fn custom_op_device(x: &Tensor) -> bool {
+    x.device().is_cpu()
+        || (cfg!(feature = "cuda")
+            && x.device().is_cuda()
+            && matches!(x.dtype(), DType::F32 | DType::F64)
+            && x.elem_count() > 0)
 }
 
 /// Arg-max indices (`u32`, shape `[N, C, H/k, W/k]`) of `k × k` max-pooling with stride `k`
 /// of a `[N, C, H, W]` tensor. Not differentiable (the indices are integers).
 pub fn max_pool2d_indices(x: &Tensor, kernel: usize) -> CResult<Tensor> {
-    if x.device().is_cpu() {
+    if custom_op_device(x) {
         x.contiguous()?.apply_op1_no_bwd(&MaxPoolIndices { kernel })
     } else {
         indices_generic(x, kernel)
@@ -260,8 +358,14 @@ pub fn max_pool2d_indices(x: &Tensor, kernel: usize) -> CResult<Tensor> {
 /// indices `idx` (`u32`, `[N, C, h, w]`), giving `[N, C, h, w]`. Differentiable in `x`; its
 /// gradient is [`max_unpool2d`] of the incoming gradient.
 pub fn pool_gather(x: &Tensor, idx: &Tensor) -> CResult<Tensor> {
-    if x.device().is_cpu() {
-        x.contiguous()?.apply_op2(&idx.contiguous()?, PoolGather)
+    gather_impl(x, idx, true)
+}
+
+/// [`pool_gather`]; `check: false` skips the CUDA index check for indices made here.
+fn gather_impl(x: &Tensor, idx: &Tensor, check: bool) -> CResult<Tensor> {
+    if custom_op_device(x) {
+        x.contiguous()?
+            .apply_op2(&idx.contiguous()?, PoolGather { check })
     } else {
         let (n, c, oh, ow) = idx.dims4()?;
         x.flatten_from(2)?
@@ -287,7 +391,7 @@ pub fn pool_gather(x: &Tensor, idx: &Tensor) -> CResult<Tensor> {
 /// ```
 pub fn max_pool2d_with_indices(x: &Tensor, kernel: usize) -> CResult<(Tensor, Tensor)> {
     let idx = max_pool2d_indices(x, kernel)?;
-    let values = pool_gather(x, &idx)?;
+    let values = gather_impl(x, &idx, false)?;
     Ok((values, idx))
 }
 
@@ -295,9 +399,10 @@ pub fn max_pool2d_with_indices(x: &Tensor, kernel: usize) -> CResult<(Tensor, Te
 /// window's gradient to its first maximum only, as PyTorch does. Candle's own
 /// `Tensor::max_pool2d` gives the gradient to every maximum of a window when values tie,
 /// so a window of equal values would get `k²` times the gradient. The forward values are
-/// the same. XNet, U-Net and DeepLab-lite pool with this on the CPU; on other devices it
-/// is candle's pooling (the composition of primitives would be slower than the difference
-/// is worth there).
+/// the same. XNet, U-Net and DeepLab-lite pool with this on the CPU and, with the `cuda`
+/// feature, on CUDA (f32/f64, through the kernels of `ops::cuda`); on other devices and
+/// dtypes it is candle's pooling (the composition of primitives would be slower than the
+/// difference is worth there).
 ///
 /// # Examples
 /// ```
@@ -310,7 +415,7 @@ pub fn max_pool2d_with_indices(x: &Tensor, kernel: usize) -> CResult<(Tensor, Te
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn max_pool2d(x: &Tensor, kernel: usize) -> CResult<Tensor> {
-    if x.device().is_cpu() {
+    if custom_op_device(x) {
         Ok(max_pool2d_with_indices(x, kernel)?.0)
     } else {
         x.max_pool2d(kernel)
@@ -331,11 +436,21 @@ pub fn max_pool2d(x: &Tensor, kernel: usize) -> CResult<Tensor> {
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn max_unpool2d(values: &Tensor, indices: &Tensor, size: (usize, usize)) -> CResult<Tensor> {
+    unpool_impl(values, indices, size, true)
+}
+
+/// [`max_unpool2d`]; `check: false` skips the CUDA index check for validated indices.
+fn unpool_impl(
+    values: &Tensor,
+    indices: &Tensor,
+    size: (usize, usize),
+    check: bool,
+) -> CResult<Tensor> {
     let (h, w) = size;
-    if values.device().is_cpu() {
+    if custom_op_device(values) {
         values
             .contiguous()?
-            .apply_op2(&indices.contiguous()?, Unpool { h, w })
+            .apply_op2(&indices.contiguous()?, Unpool { h, w, check })
     } else {
         max_unpool2d_generic(values, indices, size)
     }
