@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ModelError, Result};
 
+mod fused_adam;
+
+/// `XNET_REFERENCE_OPTIMIZER=1` makes Adam/AdamW take the allocating tensor-op path on the
+/// CPU too (the reference the fused in-place update is tested against).
+fn reference_optimizer() -> bool {
+    matches!(std::env::var("XNET_REFERENCE_OPTIMIZER"), Ok(v) if !v.is_empty() && v != "0")
+}
+
 /// Which optimiser, with its hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -248,6 +256,9 @@ pub struct Optimizer {
     config: OptimizerConfig,
     lr: f64,
     params: Vec<Param>,
+    /// Adam/AdamW on contiguous CPU tensors in place ([`fused_adam`]); off with
+    /// `XNET_REFERENCE_OPTIMIZER=1`.
+    fused: bool,
 }
 
 impl std::fmt::Debug for Optimizer {
@@ -286,6 +297,7 @@ impl Optimizer {
             lr: config.learning_rate(),
             config,
             params,
+            fused: !reference_optimizer(),
         })
     }
 
@@ -350,6 +362,31 @@ impl Optimizer {
                     ..
                 } => {
                     let decoupled = matches!(config, OptimizerConfig::AdamW { .. });
+                    if self.fused && fused_adam::applies(&theta, &g) {
+                        let s = fused_adam::AdamStep {
+                            beta1,
+                            beta2,
+                            eps,
+                            l2: if decoupled { 0.0 } else { weight_decay },
+                            decay: if decoupled {
+                                1.0 - lr * weight_decay
+                            } else {
+                                1.0
+                            },
+                            step_size: lr / (1.0 - beta1.powi(t)),
+                            sqrt_bc2: (1.0 - beta2.powi(t)).sqrt(),
+                        };
+                        let (m, v) = fused_adam::step(
+                            &theta,
+                            &g,
+                            p.state.get("exp_avg"),
+                            p.state.get("exp_avg_sq"),
+                            s,
+                        )?;
+                        p.state.insert("exp_avg", m);
+                        p.state.insert("exp_avg_sq", v);
+                        continue;
+                    }
                     let g = if !decoupled && weight_decay != 0.0 {
                         (g + (&theta * weight_decay)?)?
                     } else {
@@ -460,7 +497,8 @@ impl Optimizer {
         let mut out = HashMap::new();
         for p in &self.params {
             for (k, t) in &p.state {
-                out.insert(format!("{}/{k}", p.name), t.clone());
+                // A copy: the fused Adam step updates its moments in place.
+                out.insert(format!("{}/{k}", p.name), t.copy()?);
             }
             out.insert(
                 format!("{}/step", p.name),
