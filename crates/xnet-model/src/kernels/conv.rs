@@ -288,6 +288,48 @@ impl CustomOp2 for ConvGradWeight {
     }
 }
 
+/// The kernel [`conv2d_fast`] runs on the CPU for an `[n, c_in, h, w]` input and a
+/// `[c_out, c_in, k, k]` weight with this dilation: `"direct"` (one GEMM per tap),
+/// `"winograd-f23"` or `"winograd-f43"` (Winograd F(2×2, 3×3) or F(4×4, 3×3)). The input
+/// gradient runs the kernel of the transposed shape (`c_in` and `c_out` swapped).
+///
+/// The choice follows per-layer timings unless the environment forces one:
+/// `XNET_CONV_DIRECT=1`, or `XNET_CONV_PATH=direct|f23|f43` (Winograd only for 3×3 kernels
+/// without dilation; others stay direct).
+///
+/// # Examples
+///
+/// ```
+/// use xnet_model::kernels::conv2d_fast_path;
+///
+/// // A 5×5 kernel has no Winograd variant here.
+/// assert_eq!(conv2d_fast_path(1, 64, 64, 50, 50, 5, 1), "direct");
+/// ```
+pub fn conv2d_fast_path(
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    dilation: usize,
+) -> &'static str {
+    let g = Geom {
+        n,
+        c_in,
+        c_out,
+        h,
+        w,
+        k,
+        dil: dilation,
+    };
+    match gemm_conv::forward_path(&g) {
+        gemm_conv::ConvPath::Direct => "direct",
+        gemm_conv::ConvPath::Winograd2 => "winograd-f23",
+        gemm_conv::ConvPath::Winograd4 => "winograd-f43",
+    }
+}
+
 /// Whether the fast kernels are used where they apply. They are, unless the environment
 /// variable `XNET_REFERENCE_KERNELS` is set to anything but `0` or an empty string, which
 /// forces the stock candle path (the reference the fast path is tested against).

@@ -26,18 +26,26 @@ pub(crate) trait Elem:
     const ZERO: Self;
     const ONE: Self;
     const HALF: Self;
+    /// `v` rounded to the type (for the transforms' constants; folded at compile time).
+    fn from_f64(v: f64) -> Self;
 }
 
 impl Elem for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const HALF: Self = 0.5;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
 }
 
 impl Elem for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const HALF: Self = 0.5;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
 }
 
 /// The geometry of one stride-1 "same" convolution over an `[n, c_in, h, w]` input.
@@ -127,8 +135,8 @@ fn rows_per_task(g: &Geom, threads: usize) -> usize {
 }
 
 /// `act(conv(x, weight) + bias)` over an unpadded `[n, c_in, h, w]` input: Winograd
-/// F(2×2, 3×3) where it applies ([`super::winograd::applies`]), the shifted GEMMs of
-/// [`conv_forward`] otherwise. Weight addressing as in [`conv_forward`].
+/// F(4×4, 3×3) or F(2×2, 3×3), or the shifted GEMMs of [`conv_forward`], as
+/// [`forward_path`] picks. Weight addressing as in [`conv_forward`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_same<T: Elem>(
     x: &[T],
@@ -161,11 +169,17 @@ pub(crate) fn conv_same<T: Elem>(
         }
         return out;
     }
-    if super::winograd::applies(g) && !direct_only() {
-        super::winograd::conv3x3(x, g, weight, w_base, w_strides, bias, epilogue, threads)
-    } else {
-        let xp = pad_planes(x, g, g.c_in);
-        conv_forward(&xp, g, weight, w_base, w_strides, bias, epilogue, threads)
+    match forward_path(g) {
+        ConvPath::Winograd4 => {
+            super::winograd4::conv3x3(x, g, weight, w_base, w_strides, bias, epilogue, threads)
+        }
+        ConvPath::Winograd2 => {
+            super::winograd::conv3x3(x, g, weight, w_base, w_strides, bias, epilogue, threads)
+        }
+        ConvPath::Direct => {
+            let xp = pad_planes(x, g, g.c_in);
+            conv_forward(&xp, g, weight, w_base, w_strides, bias, epilogue, threads)
+        }
     }
 }
 
@@ -182,7 +196,7 @@ pub(crate) fn conv_grad_weight_same<T: Elem>(
         // No pixel or no channel contributes: the gradient is zero.
         return vec![T::ZERO; g.c_out * g.c_in * g.k * g.k];
     }
-    if super::winograd::applies(g) && !direct_only() {
+    if super::winograd::applies(g) && forced_path() != Some(ConvPath::Direct) {
         super::winograd::grad_weight3x3(x, grad_out, g, threads)
     } else {
         let xp = pad_planes(x, g, g.c_in);
@@ -190,9 +204,42 @@ pub(crate) fn conv_grad_weight_same<T: Elem>(
     }
 }
 
-/// `XNET_CONV_DIRECT=1` disables the Winograd path (to measure or test the direct one).
-fn direct_only() -> bool {
-    matches!(std::env::var("XNET_CONV_DIRECT"), Ok(v) if !v.is_empty() && v != "0")
+/// The kernel a stride-1 "same" convolution runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConvPath {
+    /// One GEMM per tap over the padded input ([`conv_forward`]).
+    Direct,
+    /// Winograd F(2×2, 3×3) ([`super::winograd::conv3x3`]).
+    Winograd2,
+    /// Winograd F(4×4, 3×3) ([`super::winograd4::conv3x3`]).
+    Winograd4,
+}
+
+/// The path forced by the environment, to measure or test one of them:
+/// `XNET_CONV_DIRECT=1` (the direct path everywhere, forward and weight gradient) or
+/// `XNET_CONV_PATH=direct|f23|f43`.
+pub(crate) fn forced_path() -> Option<ConvPath> {
+    if matches!(std::env::var("XNET_CONV_DIRECT"), Ok(v) if !v.is_empty() && v != "0") {
+        return Some(ConvPath::Direct);
+    }
+    match std::env::var("XNET_CONV_PATH").ok()?.as_str() {
+        "direct" => Some(ConvPath::Direct),
+        "f23" => Some(ConvPath::Winograd2),
+        "f43" => Some(ConvPath::Winograd4),
+        _ => None,
+    }
+}
+
+/// The forward (and input-gradient) path of `g`: the forced one ([`forced_path`]) where
+/// the geometry allows it (Winograd needs 3×3 without dilation), otherwise the one
+/// measured fastest for its shape ([`super::winograd4::preferred`]).
+pub(crate) fn forward_path(g: &Geom) -> ConvPath {
+    let winograd_fits = g.k == 3 && g.dil == 1;
+    match forced_path() {
+        Some(p) if winograd_fits || p == ConvPath::Direct => p,
+        Some(_) => ConvPath::Direct,
+        None => super::winograd4::preferred(g),
+    }
 }
 
 /// Forward convolution: `out[n, c_out, h, w] = act(conv(x, weight) + bias)`.

@@ -7,8 +7,10 @@
 //! - [`conv2d_fast`]: stride-1 "same" convolution (odd square kernels, any dilation) as
 //!   one GEMM per kernel tap over a strided view of a zero-padded input, so no im2col
 //!   matrix is built; bias and ReLU are fused into the pass that crops the GEMM result.
-//!   3×3 convolutions with ≥ 64 channels in and out use Winograd F(2×2, 3×3) instead
-//!   (2.25× fewer multiplications; `XNET_CONV_DIRECT=1` turns it off).
+//!   3×3 convolutions with ≥ 64 channels in and out use Winograd instead: F(4×4, 3×3)
+//!   (4× fewer multiplications) where there are many 4×4 output tiles, F(2×2, 3×3) (2.25×)
+//!   otherwise ([`conv2d_fast_path`] says which; `XNET_CONV_DIRECT=1` turns Winograd off,
+//!   `XNET_CONV_PATH=direct|f23|f43` forces one path).
 //!   Its backward is exact: the input gradient is the same kernel with the weight flipped
 //!   and transposed (by strides, not copies), the weight gradient one GEMM per tap or, for
 //!   the Winograd layers, the transpose of the Winograd algebra.
@@ -38,10 +40,11 @@ mod conv;
 mod gemm_conv;
 mod upsample;
 mod winograd;
+mod winograd4;
 
 pub use batch_norm::{batch_norm_relu_train, fused_batch_norm_supported};
 pub use conv::{
-    conv2d, conv2d_fast, conv2d_reference, fast_conv_supported, fast_kernels_enabled,
-    fold_batch_norm, FastConv2d,
+    conv2d, conv2d_fast, conv2d_fast_path, conv2d_reference, fast_conv_supported,
+    fast_kernels_enabled, fold_batch_norm, FastConv2d,
 };
 pub use upsample::{upsample_nearest2x, upsample_nearest2x_fast};

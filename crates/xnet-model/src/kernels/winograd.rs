@@ -9,6 +9,14 @@
 //!
 //! Tiles are processed in blocks (one block of tile rows of one image per task) so that the
 //! transformed input and the GEMM results of a block stay in cache.
+//!
+//! Two variants share this design. F(2×2, 3×3), here, runs the forward of layers with few
+//! tiles and every Winograd weight gradient ([`grad_weight3x3`]). F(4×4, 3×3), in
+//! [`super::winograd4`], takes 6×6 input tiles to 4×4 outputs with 36 GEMMs: 36 multiplies
+//! per 16 outputs, 4× fewer than direct, at about 10–20× F(2×2, 3×3)'s rounding error (still
+//! within 2e-5 of the largest output on XNet's layers in f32). It runs the forward and input
+//! gradient of layers with many tiles; [`super::winograd4::preferred`] chooses per layer
+//! from measured timings, and `XNET_CONV_PATH=direct|f23|f43` forces one.
 
 use gemm::Parallelism;
 use rayon::prelude::*;

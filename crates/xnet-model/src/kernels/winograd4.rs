@@ -1,0 +1,710 @@
+//! Winograd F(4×4, 3×3) for stride-1, pad-1, 3×3 convolutions: the forward (and thereby
+//! the input gradient, the same convolution with the weight flipped and transposed).
+//!
+//! Each 4×4 output tile comes from a 6×6 input tile: `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` with
+//! the Lavin & Gray matrices for the points 0, ±1, ±2, ∞. Summed over input channels the
+//! element-wise products are 36 GEMMs of `[tiles × c_in] · [c_in × c_out]`: 36 multiplies
+//! per 16 outputs instead of 144, 4× fewer than the direct convolution (F(2×2, 3×3) in
+//! [`super::winograd`] saves 2.25×). The price is rounding: the transforms scale by up to
+//! 8 (output) and 5 (input) and the weight transform by 1/6 and 1/24, so the error grows
+//! by roughly an order of magnitude over F(2×2, 3×3); it stays within 1e-4 relative to the
+//! largest output on XNet's layers (measured up to 512 input channels, see the tests).
+//!
+//! Structure and speed tricks as in [`super::winograd`]: the padded input is written once;
+//! the transforms are separable and vectorised along rows (input: Bᵀ over six whole padded
+//! rows, then B per tile into six contiguous runs; output: Aᵀ over the ξ rows along the
+//! tiles, then A per tile into an output row); tiles go in blocks of tile rows so that the
+//! transformed block stays in cache; bias and ReLU are fused into the output transform;
+//! partial tiles at the right and bottom edges read zero padding and are cropped.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::gemm_conv::{ConvPath, Elem, Epilogue, Geom, SendPtr};
+
+/// Side of the output tile.
+const M: usize = 4;
+/// Side of the input tile (`M + 3 − 1`).
+const A: usize = 6;
+/// Element-wise products per tile (`A²`): the number of GEMMs.
+const XI: usize = A * A;
+
+/// `N` disjoint runs of `len` elements starting at increasing offsets of `v`.
+#[inline(always)]
+fn runs<T, const N: usize>(v: &mut [T], starts: [usize; N], len: usize) -> [&mut [T]; N] {
+    for i in 1..N {
+        assert!(starts[i - 1] + len <= starts[i]);
+    }
+    assert!(N == 0 || starts[N - 1] + len <= v.len());
+    let p = v.as_mut_ptr();
+    // SAFETY: the runs are inside `v` and pairwise disjoint (checked above), and borrow
+    // `v` mutably for their lifetime.
+    std::array::from_fn(|i| unsafe { std::slice::from_raw_parts_mut(p.add(starts[i]), len) })
+}
+
+/// `Bᵀ` applied element-wise along six equal-length rows `d0..d5` into `o0..o5`:
+/// `o0 = 4d0 − 5d2 + d4`, `o1 = d3 + d4 − 4(d1 + d2)`, `o2 = d4 − d3 + 4(d1 − d2)`,
+/// `o3 = d4 − d2 + 2(d3 − d1)`, `o4 = d4 − d2 − 2(d3 − d1)`, `o5 = 4d1 − 5d3 + d5`.
+/// A function of separate slices so that the compiler knows they do not alias and
+/// vectorises the loop without run-time overlap checks.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn bt6<T: Elem>(
+    d0: &[T],
+    d1: &[T],
+    d2: &[T],
+    d3: &[T],
+    d4: &[T],
+    d5: &[T],
+    o0: &mut [T],
+    o1: &mut [T],
+    o2: &mut [T],
+    o3: &mut [T],
+    o4: &mut [T],
+    o5: &mut [T],
+) {
+    let n = o0.len();
+    let (d0, d1, d2, d3, d4, d5) = (&d0[..n], &d1[..n], &d2[..n], &d3[..n], &d4[..n], &d5[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    let (two, four, five) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(5.0));
+    for x in 0..n {
+        let (p, q) = (d4[x] - d2[x], d3[x] - d1[x]);
+        let (s, t) = (d1[x] + d2[x], d1[x] - d2[x]);
+        o0[x] = four * d0[x] - five * d2[x] + d4[x];
+        o1[x] = d4[x] + d3[x] - four * s;
+        o2[x] = d4[x] - d3[x] + four * t;
+        o3[x] = p + two * q;
+        o4[x] = p - two * q;
+        o5[x] = four * d1[x] - five * d3[x] + d5[x];
+    }
+}
+
+/// `Aᵀ` applied element-wise along six equal-length rows `m0..m5` into `s0..s3`:
+/// `s0 = m0 + m1 + m2 + m3 + m4`, `s1 = m1 − m2 + 2(m3 − m4)`, `s2 = m1 + m2 + 4(m3 + m4)`,
+/// `s3 = m1 − m2 + 8(m3 − m4) + m5` (separate slices for the reason given at [`bt6`]).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn at6<T: Elem>(
+    m0: &[T],
+    m1: &[T],
+    m2: &[T],
+    m3: &[T],
+    m4: &[T],
+    m5: &[T],
+    s0: &mut [T],
+    s1: &mut [T],
+    s2: &mut [T],
+    s3: &mut [T],
+) {
+    let n = s0.len();
+    let (m0, m1, m2, m3, m4, m5) = (&m0[..n], &m1[..n], &m2[..n], &m3[..n], &m4[..n], &m5[..n]);
+    let (s1, s2, s3) = (&mut s1[..n], &mut s2[..n], &mut s3[..n]);
+    let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+    for i in 0..n {
+        let (p, q) = (m1[i] + m2[i], m1[i] - m2[i]);
+        let (r, t) = (m3[i] + m4[i], m3[i] - m4[i]);
+        s0[i] = m0[i] + p + r;
+        s1[i] = q + two * t;
+        s2[i] = p + four * r;
+        s3[i] = q + eight * t + m5[i];
+    }
+}
+
+/// `A` over each tile's six columns `q0..q5` (one element per tile), plus the bias and
+/// the activation, interleaved into `row` (four output pixels per tile).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn a6_row<T: Elem>(
+    q0: &[T],
+    q1: &[T],
+    q2: &[T],
+    q3: &[T],
+    q4: &[T],
+    q5: &[T],
+    bias: T,
+    epilogue: Epilogue,
+    row: &mut [T],
+) {
+    let n = row.len() / M;
+    let (q0, q1, q2, q3, q4, q5) = (&q0[..n], &q1[..n], &q2[..n], &q3[..n], &q4[..n], &q5[..n]);
+    let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+    let relu = |v: T| if v > T::ZERO { v } else { T::ZERO };
+    for (i, y4) in row.chunks_exact_mut(M).enumerate() {
+        let (p, d) = (q1[i] + q2[i], q1[i] - q2[i]);
+        let (r, t) = (q3[i] + q4[i], q3[i] - q4[i]);
+        let y = [
+            q0[i] + p + r + bias,
+            d + two * t + bias,
+            p + four * r + bias,
+            d + eight * t + q5[i] + bias,
+        ];
+        match epilogue {
+            Epilogue::Bias => y4.copy_from_slice(&y),
+            Epilogue::BiasRelu => y4.copy_from_slice(&y.map(relu)),
+        }
+    }
+}
+
+/// Copies `planes` planes of `h × w` into zero-bordered planes of `hp = 4·th + 2` rows
+/// (one zero row before, the rest after), each row stored *phase-major*: padded column
+/// `xx` (one zero column before the image) at `(xx mod 4)·(tw + 1) + xx / 4`. The column
+/// half of the input transform then reads six contiguous runs (phases 0–3 at `tx`, phases
+/// 0–1 at `tx + 1`) instead of stride-4 gathers, so it vectorises. Every element is
+/// written once (zeros included), so nothing is cleared first.
+fn pad_phased<T: Elem>(x: &[T], planes: usize, h: usize, w: usize, th: usize, tw: usize) -> Vec<T> {
+    let (hp, rl) = (M * th + 2, M * (tw + 1));
+    let plane = hp * rl;
+    if h * w == 0 {
+        return vec![T::ZERO; planes * plane];
+    }
+    let mut xp: Vec<T> = Vec::with_capacity(planes * plane);
+    xp.spare_capacity_mut()[..planes * plane]
+        .par_chunks_mut(plane)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            let zero = std::mem::MaybeUninit::new(T::ZERO);
+            dst[..rl].fill(zero);
+            for y in 0..h {
+                let d = &mut dst[(y + 1) * rl..(y + 2) * rl];
+                let srow = &src[y * w..(y + 1) * w];
+                for (k, ph) in d.chunks_exact_mut(tw + 1).enumerate() {
+                    // Padded column 4·j + k holds image column 4·j + k − 1.
+                    for (j, o) in ph.iter_mut().enumerate() {
+                        let xx = M * j + k;
+                        *o = if xx >= 1 && xx <= w {
+                            std::mem::MaybeUninit::new(srow[xx - 1])
+                        } else {
+                            zero
+                        };
+                    }
+                }
+            }
+            dst[(h + 1) * rl..].fill(zero);
+        });
+    // SAFETY: the loop above initialised all `planes` planes of `plane` elements.
+    unsafe { xp.set_len(planes * plane) };
+    xp
+}
+
+/// Tiles `f0..f1` (row-major over the `th × tw` tiles) of one image, and the padded
+/// planes ([`pad_phased`]) they are read from.
+#[derive(Clone, Copy)]
+struct TileSpan {
+    tw: usize,
+    plane: usize,
+    f0: usize,
+    f1: usize,
+}
+
+impl TileSpan {
+    /// The tile rows the span touches, each with its tile-column range and the offset of
+    /// its first tile within the span.
+    fn rows(self) -> impl Iterator<Item = (usize, std::ops::Range<usize>, usize)> {
+        let tw = self.tw;
+        (self.f0 / tw..self.f1.div_ceil(tw)).map(move |ty| {
+            let a = self.f0.max(ty * tw) - ty * tw;
+            let b = self.f1.min((ty + 1) * tw) - ty * tw;
+            (ty, a..b, ty * tw + a - self.f0)
+        })
+    }
+}
+
+/// `V = Bᵀ d B` of the 6×6 input tiles of `span` of image `b`, written to `v` in the
+/// layout `[36][c_in][tiles]` (the GEMM operand, unit stride on tiles). With
+/// `Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
+/// [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]]`: first over the six
+/// input rows of a tile row (along the phase-major row, vectorised), then over each
+/// tile's six columns (contiguous phase runs, vectorised), written as six contiguous runs
+/// per row of the 6×6 transform.
+fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &mut [T]) {
+    let TileSpan {
+        tw, plane, f0, f1, ..
+    } = span;
+    let tb = f1 - f0;
+    let p1 = tw + 1;
+    let rl = M * p1;
+    let mut m = vec![T::ZERO; A * rl];
+    for c in 0..ci {
+        let base = (b * ci + c) * plane;
+        for (ty, txs, t0) in span.rows() {
+            let r0 = base + M * ty * rl;
+            let row = |r: usize| &xp[r0 + r * rl..r0 + (r + 1) * rl];
+            let (d0, d1, d2, d3, d4, d5) = (row(0), row(1), row(2), row(3), row(4), row(5));
+            {
+                let [m0, m1, m2, m3, m4, m5] =
+                    runs(&mut m, [0, rl, 2 * rl, 3 * rl, 4 * rl, 5 * rl], rl);
+                // Each phase from the span's first tile to one past its last.
+                for k in 0..M {
+                    let r = k * p1 + txs.start..k * p1 + txs.end + 1;
+                    bt6(
+                        &d0[r.clone()],
+                        &d1[r.clone()],
+                        &d2[r.clone()],
+                        &d3[r.clone()],
+                        &d4[r.clone()],
+                        &d5[r.clone()],
+                        &mut m0[r.clone()],
+                        &mut m1[r.clone()],
+                        &mut m2[r.clone()],
+                        &mut m3[r.clone()],
+                        &mut m4[r.clone()],
+                        &mut m5[r],
+                    );
+                }
+            }
+            let len = txs.len();
+            for r in 0..A {
+                // (· B) of tile tx reads padded columns 4tx .. 4tx+5: phases 0–3 at tx and
+                // phases 0–1 at tx+1. The six results go to rows ξ = 6r .. 6r+5 of V.
+                let at = |cc: usize| ((A * r + cc) * ci + c) * tb + t0;
+                let [v0, v1, v2, v3, v4, v5] =
+                    runs(v, [at(0), at(1), at(2), at(3), at(4), at(5)], len);
+                let mr = &m[r * rl..(r + 1) * rl];
+                let ph = |k: usize, d: usize| &mr[k * p1 + txs.start + d..k * p1 + txs.end + d];
+                bt6(
+                    ph(0, 0),
+                    ph(1, 0),
+                    ph(2, 0),
+                    ph(3, 0),
+                    ph(0, 1),
+                    ph(1, 1),
+                    v0,
+                    v1,
+                    v2,
+                    v3,
+                    v4,
+                    v5,
+                );
+            }
+        }
+    }
+}
+
+/// `G` applied element-wise to three equal-length rows `a, b, d` (a kernel column or a
+/// row of `G k`) into `o0..o5`: `a/4`, `−(a + b + d)/6`, `−(a − b + d)/6`,
+/// `a/24 + b/12 + d/6`, `a/24 − b/12 + d/6`, `d` (separate slices for the reason given at
+/// [`bt6`]).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn g6<T: Elem>(
+    a: &[T],
+    b: &[T],
+    d: &[T],
+    o0: &mut [T],
+    o1: &mut [T],
+    o2: &mut [T],
+    o3: &mut [T],
+    o4: &mut [T],
+    o5: &mut [T],
+) {
+    let n = o0.len();
+    let (a, b, d) = (&a[..n], &b[..n], &d[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    let quarter = T::from_f64(0.25);
+    let sixth = T::from_f64(1.0 / 6.0);
+    let twelfth = T::from_f64(1.0 / 12.0);
+    let twenty_fourth = T::from_f64(1.0 / 24.0);
+    for i in 0..n {
+        let (ad, b) = (a[i] + d[i], b[i]);
+        let (e, f) = (twenty_fourth * a[i] + sixth * d[i], twelfth * b);
+        o0[i] = quarter * a[i];
+        o1[i] = T::ZERO - sixth * (ad + b);
+        o2[i] = T::ZERO - sixth * (ad - b);
+        o3[i] = e + f;
+        o4[i] = e - f;
+        o5[i] = d[i];
+    }
+}
+
+/// `U = G g Gᵀ` of every `[c_out, c_in, 3, 3]` kernel (read with the caller's base and
+/// strides, tap = `3·row + col`), layout `[36][c_out][c_in]` (the GEMM's right operand,
+/// unit stride on `c_in`). `G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1/24, 1/12, ⅙],
+/// [1/24, −1/12, ⅙], [0, 0, 1]]`.
+fn transform_weight<T: Elem>(
+    g: &Geom,
+    weight: &[T],
+    w_base: usize,
+    (w_co, w_ci, w_tap): (isize, isize, isize),
+) -> Vec<T> {
+    let (ci, co) = (g.c_in, g.c_out);
+    let mut u: Vec<T> = Vec::with_capacity(XI * co * ci);
+    let up = SendPtr(u.as_mut_ptr());
+    // One output channel per task; the nine taps of all its input channels are gathered
+    // into contiguous rows first, so that both halves of the transform run along `c_in`
+    // (vectorised, [`g6`]), then copied as rows into `u` (written once, never cleared).
+    (0..co).into_par_iter().for_each_init(
+        || {
+            (
+                vec![T::ZERO; 9 * ci],
+                vec![T::ZERO; 3 * A * ci],
+                vec![T::ZERO; A * ci],
+            )
+        },
+        |(k, gk, rows), o| {
+            for tap in 0..9 {
+                let row = &mut k[tap * ci..(tap + 1) * ci];
+                for (i, v) in row.iter_mut().enumerate() {
+                    let idx = w_base as isize
+                        + o as isize * w_co
+                        + i as isize * w_ci
+                        + tap as isize * w_tap;
+                    *v = weight[idx as usize];
+                }
+            }
+            let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
+            // G k, layout [6 rows][3 kernel columns][c_in].
+            for c in 0..3 {
+                let at = |r: usize| (3 * r + c) * ci;
+                let [t0, t1, t2, t3, t4, t5] =
+                    runs(gk, [at(0), at(1), at(2), at(3), at(4), at(5)], ci);
+                g6(tap(0, c), tap(1, c), tap(2, c), t0, t1, t2, t3, t4, t5);
+            }
+            for r in 0..A {
+                // Row r of (G k) Gᵀ: G applied along the row's three columns.
+                let [u0, u1, u2, u3, u4, u5] =
+                    runs(rows, [0, ci, 2 * ci, 3 * ci, 4 * ci, 5 * ci], ci);
+                let t = |c: usize| &gk[(3 * r + c) * ci..(3 * r + c + 1) * ci];
+                g6(t(0), t(1), t(2), u0, u1, u2, u3, u4, u5);
+                for (c, src) in rows.chunks_exact(ci).enumerate() {
+                    // SAFETY: output channel `o` alone writes row u[6r + c][o][·], inside
+                    // the allocation of 36·co·ci elements.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.as_ptr(),
+                            up.get().add(((A * r + c) * co + o) * ci),
+                            ci,
+                        )
+                    };
+                }
+            }
+        },
+    );
+    // SAFETY: the tasks above wrote all 36·co rows of ci elements.
+    unsafe { u.set_len(XI * co * ci) };
+    u
+}
+
+/// `act(conv3x3(x, weight) + bias)` over an unpadded `[n, c_in, h, w]` input by
+/// F(4×4, 3×3); the weight is read as in [`super::gemm_conv::conv_forward`] (base and
+/// strides), tap = `3·row + col`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv3x3<T: Elem>(
+    x: &[T],
+    g: &Geom,
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    bias: Option<&[T]>,
+    epilogue: Epilogue,
+    threads: usize,
+) -> Vec<T> {
+    let (n, ci, co, h, w) = (g.n, g.c_in, g.c_out, g.h, g.w);
+    let (th, tw) = (h.div_ceil(M), w.div_ceil(M));
+    let plane = (M * th + 2) * M * (tw + 1);
+    let xp = pad_phased(x, n * ci, h, w, th, tw);
+    let u = transform_weight(g, weight, w_base, w_strides);
+
+    // Written once below (every row y < h of every channel), never cleared.
+    let mut out: Vec<T> = Vec::with_capacity(n * co * h * w);
+    let outp = SendPtr(out.as_mut_ptr());
+    // Blocks of `tb` consecutive tiles of one image, a multiple of 16 (the GEMM
+    // micro-kernel's rows), large enough that repacking U per GEMM is cheap next to the
+    // products, and at least two blocks per thread where there are enough tiles.
+    let tiles = th * tw;
+    let target = 128;
+    let per_task = (n * tiles).div_ceil(2 * threads).div_ceil(16) * 16;
+    let tb_max = target.min(per_task).max(16).min(tiles);
+    let blocks = tiles.div_ceil(tb_max);
+    let gemm_threads = if n * blocks < threads {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // Per-job scratch (transformed input, GEMM results), reused across the tasks of a job:
+    // every element is overwritten before it is read, so it is never cleared.
+    let scratch = || {
+        (
+            vec![T::ZERO; XI * ci * tb_max],
+            vec![T::ZERO; XI * co * tb_max],
+        )
+    };
+    (0..n * blocks)
+        .into_par_iter()
+        .for_each_init(scratch, |(v, mm), task| {
+            let (b, blk) = (task / blocks, task % blocks);
+            let f0 = blk * tb_max;
+            let f1 = (f0 + tb_max).min(tiles);
+            let tb = f1 - f0;
+            let span = TileSpan { tw, plane, f0, f1 };
+            transform_input(&xp, b, ci, span, v);
+            // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [36][c_out][tiles].
+            for xi in 0..XI {
+                // SAFETY: all three operands are local or `u`, with the extents given.
+                unsafe {
+                    gemm::gemm(
+                        tb,
+                        co,
+                        ci,
+                        mm.as_mut_ptr().add(xi * co * tb),
+                        tb as isize,
+                        1,
+                        false,
+                        v.as_ptr().add(xi * ci * tb),
+                        tb as isize,
+                        1,
+                        u.as_ptr().add(xi * co * ci),
+                        ci as isize,
+                        1,
+                        T::ZERO,
+                        T::ONE,
+                        false,
+                        false,
+                        false,
+                        gemm_threads,
+                    );
+                }
+            }
+            // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0],
+            // [0, 1, 1, 4, 4, 0], [0, 1, −1, 8, −8, 1]], then bias and activation, one
+            // tile row of the span at a time: Aᵀ over the ξ rows (vectorised along the
+            // tiles) into four rows of six runs, then A over each tile's columns into an
+            // output row, cropped to the image and to the span's columns.
+            let mut s = vec![T::ZERO; M * A * tw];
+            let mut row = vec![T::ZERO; M * tw];
+            for o in 0..co {
+                let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
+                for (ty, txs, t0) in span.rows() {
+                    let len = txs.len();
+                    let m = |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + len];
+                    for j in 0..A {
+                        let (m0, m1, m2, m3, m4, m5) = (
+                            m(j),
+                            m(A + j),
+                            m(2 * A + j),
+                            m(3 * A + j),
+                            m(4 * A + j),
+                            m(5 * A + j),
+                        );
+                        let at = |k: usize| (k * A + j) * tw;
+                        let [s0, s1, s2, s3] = runs(&mut s, [at(0), at(1), at(2), at(3)], len);
+                        at6(m0, m1, m2, m3, m4, m5, s0, s1, s2, s3);
+                    }
+                    let (x0, x1) = (M * txs.start, (M * txs.end).min(w));
+                    for dy in 0..M {
+                        let y = M * ty + dy;
+                        if y >= h {
+                            break;
+                        }
+                        let sr = &s[dy * A * tw..(dy + 1) * A * tw];
+                        let q = |j: usize| &sr[j * tw..j * tw + len];
+                        let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
+                        a6_row(
+                            q0,
+                            q1,
+                            q2,
+                            q3,
+                            q4,
+                            q5,
+                            bias_o,
+                            epilogue,
+                            &mut row[..M * len],
+                        );
+                        // SAFETY: task (b, blk) alone writes columns x0..x1 of the output
+                        // rows of its tiles in image b; inside the allocation.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                row.as_ptr(),
+                                outp.get().add(((b * co + o) * h + y) * w + x0),
+                                x1 - x0,
+                            )
+                        };
+                    }
+                }
+            }
+        });
+    // SAFETY: the blocks cover every tile of every image, and each writes the output
+    // pixels of its tiles inside the image, in every channel: all n·co·h·w elements.
+    unsafe { out.set_len(n * co * h * w) };
+    out
+}
+
+/// The fastest forward path for `g` when none is forced, from per-layer timings of XNet's
+/// 3×3 layers (forward and input-gradient shapes, 1×200² and 8×128², 1 and 2 threads) on
+/// the shared 2-core machine:
+///
+/// - below 64 channels in or out ([`super::winograd::applies`]): direct;
+/// - few tiles (n·⌈h/4⌉·⌈w/4⌉ < 160: the 25² layers of a 200² input, 49 tiles, and the
+///   16² layers of 8×128², 128 tiles): F(2×2, 3×3). F(4×4, 3×3)'s transformed weight
+///   (36·c_in·c_out, 38 MB at 512→512) is re-read and repacked by each of its 36 GEMMs,
+///   which costs more than the products it saves;
+/// - otherwise F(4×4, 3×3), 10–30 % faster than F(2×2, 3×3) from 50² (1 image) or 32²
+///   (8 images) up; except 512→512-sized weights (more than 256·512 channel pairs,
+///   whose transform outgrows the last-level cache) below 512 tiles.
+pub(crate) fn preferred(g: &Geom) -> ConvPath {
+    if !super::winograd::applies(g) {
+        return ConvPath::Direct;
+    }
+    let tiles = g.n * g.h.div_ceil(M) * g.w.div_ceil(M);
+    if tiles >= 160 && (g.c_in * g.c_out <= 256 * 512 || tiles >= 512) {
+        ConvPath::Winograd4
+    } else {
+        ConvPath::Winograd2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gemm_conv::{conv_forward, pad_planes};
+    use rand::{rngs::StdRng, RngExt, SeedableRng};
+
+    fn geom(n: usize, c_in: usize, c_out: usize, h: usize, w: usize) -> Geom {
+        Geom {
+            n,
+            c_in,
+            c_out,
+            h,
+            w,
+            k: 3,
+            dil: 1,
+        }
+    }
+
+    /// The direct shifted-GEMM convolution, the reference.
+    fn direct<T: Elem>(
+        x: &[T],
+        g: &Geom,
+        w: &[T],
+        w_base: usize,
+        strides: (isize, isize, isize),
+        bias: Option<&[T]>,
+        epi: Epilogue,
+    ) -> Vec<T> {
+        conv_forward(
+            &pad_planes(x, g, g.c_in),
+            g,
+            w,
+            w_base,
+            strides,
+            bias,
+            epi,
+            2,
+        )
+    }
+
+    fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    fn max_abs(a: &[f64]) -> f64 {
+        a.iter().fold(0.0, |m, v| m.max(v.abs()))
+    }
+
+    /// `(n, c_in, c_out, h, w)`: tiny images (1×1, 2×3, 5×7), sides that are not multiples
+    /// of 4, single rows and columns, batches, and enough tiles for several blocks.
+    const CASES: &[(usize, usize, usize, usize, usize)] = &[
+        (1, 1, 1, 1, 1),
+        (2, 3, 2, 2, 3),
+        (1, 4, 5, 5, 7),
+        (3, 8, 16, 9, 6),
+        (1, 5, 3, 12, 1),
+        (1, 2, 4, 1, 13),
+        (2, 64, 64, 13, 11),
+        (1, 17, 9, 4, 8),
+        (2, 8, 6, 52, 44),
+    ];
+
+    /// f64: F(4×4, 3×3) equals the direct convolution up to f64 rounding, with and without
+    /// bias and ReLU, for 1 and 2 threads (one block per image or several).
+    #[test]
+    fn matches_direct_in_f64() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for &(n, ci, co, h, w) in CASES {
+            let g = geom(n, ci, co, h, w);
+            let x = random(&mut rng, n * ci * h * w);
+            let wt = random(&mut rng, co * ci * 9);
+            let b = random(&mut rng, co);
+            let strides = (9 * ci as isize, 9, 1);
+            for bias in [None, Some(&b[..])] {
+                for epi in [Epilogue::Bias, Epilogue::BiasRelu] {
+                    let want = direct(&x, &g, &wt, 0, strides, bias, epi);
+                    for threads in [1, 2] {
+                        let got = conv3x3(&x, &g, &wt, 0, strides, bias, epi, threads);
+                        assert_eq!(got.len(), want.len());
+                        let err = got
+                            .iter()
+                            .zip(&want)
+                            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                        assert!(
+                            err <= 1e-12 * max_abs(&want).max(1.0),
+                            "{:?} {epi:?} bias {}: {err}",
+                            (n, ci, co, h, w),
+                            bias.is_some()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The weight read through the input gradient's strides (flipped taps, swapped
+    /// channels), as `conv_grad_input` passes them.
+    #[test]
+    fn flipped_transposed_weight_matches_direct() {
+        let mut rng = StdRng::seed_from_u64(12);
+        for &(n, ci, co, h, w) in &[(2, 3, 5, 6, 7), (1, 9, 4, 11, 5)] {
+            // The forward conv is co' = ci → ci' = co; its gradient maps co' channels to ci.
+            let g = geom(n, ci, co, h, w);
+            let wt = random(&mut rng, ci * co * 9);
+            let x = random(&mut rng, n * ci * h * w);
+            let strides = (9, (co * 9) as isize, -1);
+            let want = direct(&x, &g, &wt, 8, strides, None, Epilogue::Bias);
+            let got = conv3x3(&x, &g, &wt, 8, strides, None, Epilogue::Bias, 2);
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= 1e-12 * max_abs(&want).max(1.0), "{err}");
+        }
+    }
+
+    /// f32 against the f64 direct convolution on a deep layer (256 channels in, He-scaled
+    /// weights, non-negative post-ReLU-like inputs): within 1e-4 of the largest output.
+    #[test]
+    fn f32_error_is_small_on_a_deep_layer() {
+        let mut rng = StdRng::seed_from_u64(13);
+        let (n, ci, co, h, w) = (1, 256, 8, 9, 10);
+        let g = geom(n, ci, co, h, w);
+        let he = (2.0 / (9.0 * ci as f64)).sqrt() * 3f64.sqrt();
+        let x: Vec<f64> = random(&mut rng, n * ci * h * w)
+            .into_iter()
+            .map(|v| v.max(0.0) * 2.0)
+            .collect();
+        let wt: Vec<f64> = random(&mut rng, co * ci * 9)
+            .into_iter()
+            .map(|v| v * he)
+            .collect();
+        let strides = (9 * ci as isize, 9, 1);
+        let want = direct(&x, &g, &wt, 0, strides, None, Epilogue::Bias);
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let w32: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
+        let got = conv3x3(&x32, &g, &w32, 0, strides, None, Epilogue::Bias, 2);
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0.0f64, |m, (&a, b)| m.max((a as f64 - b).abs()));
+        assert!(err <= 1e-4 * max_abs(&want), "{err} vs {}", max_abs(&want));
+    }
+}
