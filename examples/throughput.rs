@@ -14,12 +14,13 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use clap::{Parser, ValueEnum};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::models::{
     count_trainable_parameters, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
 };
+use xnet_model::optim::{Optimizer, OptimizerConfig};
 use xnet_model::ModelConfig;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,16 +39,27 @@ enum Mode {
     Tiled,
 }
 
-/// Images per second of a network's forward pass or training step on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceKind {
+    Cpu,
+    /// The first CUDA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// Images per second of a network's forward pass or training step on the CPU or a CUDA GPU.
 #[derive(Debug, Parser)]
 struct Args {
     /// Network, configured as the PyTorch twin's (XNet 64/128/256/512; 3-level U-Net with
     /// nearest up-sampling; SimpleSegNet).
     #[arg(long, value_enum, default_value = "xnet")]
     model: Model,
-    /// `forward` (inference + softmax) or `train` (forward, loss, backward, Adam step).
+    /// `forward` (inference + softmax) or `train` (forward, loss, backward, Adam step with
+    /// `xnet_model::optim`, lr 1e-4, as the twin's `torch.optim.Adam`).
     #[arg(long, value_enum, default_value = "forward")]
     mode: Mode,
+    /// Where to run. The timer stops after the device has finished (`synchronize`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -153,7 +165,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if args.size == 0 || args.size % m != 0 {
         return Err(format!("--size must be a positive multiple of {m}").into());
     }
-    let dev = Device::Cpu;
+    let dev = match args.device {
+        DeviceKind::Cpu => Device::Cpu,
+        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
+            format!("--device cuda: {e} (the CUDA path needs a build with --features cuda)")
+        })?,
+    };
     let varmap = VarMap::new();
     let mut net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     let params = count_trainable_parameters(&varmap);
@@ -185,8 +202,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             for i in 0..args.warmup + args.iters {
                 let (t0, c0) = (Instant::now(), process_cpu_s());
                 let p = candle_nn::ops::softmax(&net.forward_t(&x, false)?, 1)?;
-                // Make sure the result exists (candle is eager, but be explicit).
+                // candle is eager on the CPU; a GPU runs asynchronously.
                 let _ = p.dims();
+                dev.synchronize()?;
                 let dt = t0.elapsed().as_secs_f64();
                 if i >= args.warmup {
                     times.push(dt);
@@ -200,6 +218,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 tile_size: args.tile,
                 overlap: args.overlap,
                 batch_size: args.tile_batch,
+                device: dev.clone(),
                 ..Default::default()
             };
             let plane: Vec<f32> = (0..s * s).map(|_| rng.random::<f32>()).collect();
@@ -215,19 +234,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Mode::Train => {
-            let vars = varmap.all_vars();
             // Kernels of the convolutions: the rank-4 variables.
-            let kernels: Vec<_> = vars.iter().filter(|v| v.rank() == 4).cloned().collect();
-            let mut opt = candle_nn::AdamW::new(
-                vars,
-                candle_nn::ParamsAdamW {
-                    lr: 1e-4,
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    eps: 1e-8,
-                    weight_decay: 0.0,
-                },
-            )?;
+            let kernels: Vec<_> = varmap
+                .all_vars()
+                .into_iter()
+                .filter(|v| v.rank() == 4)
+                .collect();
+            // The library's optimiser (the trainer's): Adam as the twin's, L2 in the loss.
+            let mut opt = Optimizer::from_varmap(OptimizerConfig::adam(1e-4), &varmap)?;
             for i in 0..args.warmup + args.iters {
                 let (t0, c0) = (Instant::now(), process_cpu_s());
                 let logits = net.forward_t(&x, true)?;
@@ -239,8 +253,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     l2 = (l2 + k.as_tensor().sqr()?.sum_all()?)?;
                 }
                 let loss = (ce + (l2 * 5e-4)?)?;
-                opt.backward_step(&loss)?;
+                opt.step(&loss.backward()?)?;
                 let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+                dev.synchronize()?;
                 let dt = t0.elapsed().as_secs_f64();
                 if i >= args.warmup {
                     times.push(dt);
@@ -268,6 +283,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "batch": n,
         "size": s,
         "threads": args.threads,
+        "device": format!("{:?}", args.device).to_lowercase(),
         "iters": args.iters,
         "warmup": args.warmup,
         "median_s": median_s,

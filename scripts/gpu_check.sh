@@ -58,13 +58,17 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 
-echo "== GPU throughput"
-if grep -q -- '--device' examples/throughput.rs; then
-  cargo build --release --features xnet-model/cuda --example throughput
-  TARGET=${CARGO_TARGET_DIR:-target}
-  "$TARGET/release/examples/throughput" --model xnet --mode forward --batch 8 --size 128 \
-    --iters 5 --device cuda
-else
-  echo "examples/throughput.rs has no --device option: it runs on the CPU only, so no GPU"
-  echo "throughput is measured here (see docs/performance.md, 'CUDA')."
-fi
+echo "== GPU throughput (examples/throughput.rs --device cuda)"
+cargo build --release --features cuda --example throughput
+TARGET=${CARGO_TARGET_DIR:-target}
+for mode in forward train; do
+  for shape in "1 200" "8 128"; do
+    set -- $shape
+    "$TARGET/release/examples/throughput" --model xnet --mode "$mode" --batch "$1" --size "$2" \
+      --iters 10 --warmup 3 --device cuda
+  done
+done
+for model in unet segnet; do
+  "$TARGET/release/examples/throughput" --model "$model" --mode forward --batch 8 --size 128 \
+    --iters 10 --warmup 3 --device cuda
+done
