@@ -3,7 +3,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
-use xnet_model::kernels::{conv2d, conv2d_fast, conv2d_reference, fold_batch_norm};
+use xnet_model::kernels::{
+    conv2d, conv2d_fast, conv2d_fast_path, conv2d_reference, fold_batch_norm,
+};
 
 mod common;
 use common::max_abs_diff;
@@ -30,8 +32,11 @@ fn max_abs(a: &Tensor) -> f64 {
 }
 
 /// `(n, c_in, c_out, h, w, k, dilation)`: odd and even sizes, 1×1 to 5×5, dilated, a
-/// single row, and more channels than pixels; below 16 channels the direct shifted-GEMM
-/// path runs, from 256 channels in (3×3, no dilation) the Winograd one.
+/// single row, and more channels than pixels; below 64 channels the direct shifted-GEMM
+/// path runs, from 64 channels in and out (3×3, no dilation) Winograd F(2×2, 3×3), with
+/// enough 4×4 tiles F(4×4, 3×3) ([`path_choice_follows_the_measured_rule`]).
+/// `XNET_CONV_PATH=direct|f23|f43 cargo test --test kernels_conv` runs every 3×3,
+/// undilated case through one path.
 const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (1, 1, 4, 6, 6, 3, 1),
     (2, 3, 5, 7, 9, 3, 1),
@@ -47,7 +52,48 @@ const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (1, 300, 129, 1, 5, 3, 1),
     // Many channels but dilated: the direct path again.
     (1, 256, 128, 6, 6, 3, 2),
+    // 13·13 = 169 tiles of 4×4 with 64 channels: Winograd F(4×4, 3×3) by default, forward
+    // and input gradient (sides not multiples of 4: partial tiles at both edges).
+    (1, 64, 64, 50, 51, 3, 1),
 ];
+
+/// The per-layer choice of [`conv2d_fast_path`] on XNet's shapes, and that the test cases
+/// above reach every path (unless the environment forces one).
+#[test]
+fn path_choice_follows_the_measured_rule() {
+    if std::env::var_os("XNET_CONV_PATH").is_some()
+        || std::env::var_os("XNET_CONV_DIRECT").is_some()
+    {
+        println!("a path is forced by the environment; the default choice is not checked");
+        return;
+    }
+    // (n, c_in, c_out, side, expected)
+    for (n, ci, co, s, want) in [
+        (1, 1, 64, 200, "direct"),
+        (1, 256, 64, 200, "winograd-f43"),
+        (1, 512, 128, 100, "winograd-f43"),
+        (1, 512, 256, 50, "winograd-f43"),
+        (1, 512, 512, 25, "winograd-f23"),
+        (8, 512, 256, 16, "winograd-f23"),
+        (8, 512, 512, 32, "winograd-f43"),
+        (1, 256, 128, 6, "winograd-f23"),
+    ] {
+        assert_eq!(
+            conv2d_fast_path(n, ci, co, s, s, 3, 1),
+            want,
+            "{n}×{ci}→{co} @{s}"
+        );
+    }
+    assert_eq!(conv2d_fast_path(1, 256, 256, 100, 100, 3, 2), "direct");
+    assert_eq!(conv2d_fast_path(1, 256, 256, 100, 100, 5, 1), "direct");
+    let paths: Vec<&str> = CASES
+        .iter()
+        .map(|&(n, ci, co, h, w, k, d)| conv2d_fast_path(n, ci, co, h, w, k, d))
+        .collect();
+    for p in ["direct", "winograd-f23", "winograd-f43"] {
+        assert!(paths.contains(&p), "no test case takes the {p} path");
+    }
+}
 
 #[test]
 fn forward_matches_candle_conv2d() {
