@@ -1,7 +1,9 @@
 //! The fast stride-1 "same" convolution as candle custom ops, with an exact backward.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor,
+};
 
 use super::gemm_conv::{self, Elem, Epilogue, Geom};
 
@@ -168,9 +170,69 @@ impl CustomOp3 for FastConv2d {
                 k: w.dim(3)?,
             },
         )?;
-        let db = grad.sum((0, 2, 3))?;
+        // candle's `sum((0, 2, 3))` is a strided scalar reduction: 6 % of an XNet train step.
+        let db = if grad.device().is_cpu() {
+            grad.apply_op1_no_bwd(&ChannelSum)?
+        } else {
+            grad.sum((0, 2, 3))?
+        };
         Ok((Some(dx), Some(dw), Some(db)))
     }
+}
+
+/// `Σ_{n,h,w} x[n, c, h, w]` per channel of a contiguous `[n, c, h, w]` tensor (the bias
+/// gradient of a convolution): channels in parallel, each plane summed in eight lanes.
+#[derive(Debug, Clone, Copy)]
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "xnet-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let out = match s {
+            CpuStorage::F32(v) => wrap(channel_sum(
+                contiguous_slice(v, l, "gradient")?,
+                n,
+                c,
+                h * w,
+            )),
+            CpuStorage::F64(v) => wrap(channel_sum(
+                contiguous_slice(v, l, "gradient")?,
+                n,
+                c,
+                h * w,
+            )),
+            _ => candle_core::bail!("channel sum: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, Shape::from(c)))
+    }
+}
+
+fn channel_sum<T: Elem>(x: &[T], n: usize, c: usize, plane: usize) -> Vec<T> {
+    use rayon::prelude::*;
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut lanes = [T::ZERO; 8];
+            let mut rest = T::ZERO;
+            for b in 0..n {
+                let run = &x[(b * c + ch) * plane..][..plane];
+                let chunks = run.chunks_exact(8);
+                for &v in chunks.remainder() {
+                    rest += v;
+                }
+                for chunk in chunks {
+                    for (a, &v) in lanes.iter_mut().zip(chunk) {
+                        *a += v;
+                    }
+                }
+            }
+            lanes.iter().fold(rest, |s, &a| s + a)
+        })
+        .collect()
 }
 
 /// Gradient of [`FastConv2d`] wrt its input: `(grad_out, weight) -> grad_in`.
