@@ -248,13 +248,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 // [N, C, H, W] -> [N·H·W, C] for the per-pixel cross-entropy.
                 let flat = logits.permute((0, 2, 3, 1))?.reshape(((), classes))?;
                 let ce = candle_nn::loss::cross_entropy(&flat, &y)?;
-                let mut l2 = Tensor::zeros((), DType::F32, &dev)?;
-                for k in &kernels {
-                    l2 = (l2 + k.as_tensor().sqr()?.sum_all()?)?;
-                }
-                let loss = (ce + (l2 * 5e-4)?)?;
-                opt.step(&loss.backward()?)?;
-                let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+                // L2 5e-4 on the kernels as the twin's loss, its gradient 2λw added directly
+                // (as the trainer does; the same gradient as back-propagating λΣw²).
+                let mut grads = ce.backward()?;
+                xnet_model::loss::add_l2_gradient(&mut grads, &kernels, 5e-4)?;
+                opt.step(&grads)?;
+                let _ = ce.to_dtype(DType::F32)?.to_scalar::<f32>()?;
                 dev.synchronize()?;
                 let dt = t0.elapsed().as_secs_f64();
                 if i >= args.warmup {

@@ -27,7 +27,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
-use crate::loss::{boundary_weight_maps, l2_penalty, LossConfig};
+use crate::loss::{add_l2_gradient, boundary_weight_maps, l2_penalty, LossConfig};
 use crate::optim::{LrSchedule, LrScheduler, Optimizer, OptimizerConfig};
 use crate::{ModelError, Result, Segmenter};
 
@@ -557,11 +557,9 @@ impl<'a> Trainer<'a> {
         if !value.is_finite() {
             return Err(self.non_finite("loss", value, epoch, index));
         }
-        let total = match l2_penalty(&self.vars, loss_cfg.l2)? {
-            Some(l2) => (&data + l2.to_dtype(data.dtype())?)?,
-            None => data,
-        };
-        let mut grads = total.backward()?;
+        // The L2 term's gradient is added directly (the same 2λw the graph would give).
+        let mut grads = data.backward()?;
+        add_l2_gradient(&mut grads, &self.vars, loss_cfg.l2)?;
         if let Some(max_norm) = self.config.grad_clip_norm {
             let norm = self.optimizer.clip_grad_norm(&mut grads, max_norm)?;
             if !norm.is_finite() {

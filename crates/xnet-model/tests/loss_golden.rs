@@ -3,8 +3,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use xnet_model::loss::{
-    boundary_weight_map, cross_entropy, focal, l2_penalty, soft_dice, weighted_cross_entropy,
-    BoundaryWeightConfig, LossConfig, LossKind, PixelLossOptions,
+    add_l2_gradient, boundary_weight_map, cross_entropy, focal, l2_penalty, soft_dice,
+    weighted_cross_entropy, BoundaryWeightConfig, LossConfig, LossKind, PixelLossOptions,
 };
 use xnet_model::ModelError;
 
@@ -284,6 +284,84 @@ fn l2_penalty_is_keras_convention_on_conv_kernels_only() {
         "biases are not penalised"
     );
     assert!(l2_penalty(&vars, 0.0).unwrap().is_none());
+}
+
+/// `add_l2_gradient` after `data.backward()` gives the gradients of `data + l2_penalty`:
+/// in place on CPU kernels that have a gradient, inserted for a kernel the data term does not
+/// use, nothing for biases; f32 and f64.
+#[test]
+fn add_l2_gradient_equals_backprop_through_l2_penalty() {
+    let dev = Device::Cpu;
+    for dtype in [DType::F32, DType::F64] {
+        let lambda = 5e-4;
+        let vals = |n: usize, k: f64| -> Vec<f64> {
+            (0..n).map(|i| ((i as f64 + 1.0) * k).sin()).collect()
+        };
+        let var = |v: Vec<f64>, shape: &[usize]| {
+            Var::from_tensor(
+                &Tensor::from_vec(v, shape, &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let used = var(vals(2 * 3 * 3 * 3, 0.7), &[2, 3, 3, 3]);
+        let unused = var(vals(4, 1.3), &[1, 1, 2, 2]);
+        let bias = var(vals(2, 0.4), &[2]);
+        let vars = vec![used.clone(), unused.clone(), bias.clone()];
+        let data = |vars: &[Var]| {
+            let w = vars[0].as_tensor();
+            let b = vars[2].as_tensor();
+            ((w.sqr().unwrap() * 0.3).unwrap().sum_all().unwrap()
+                + (w.sin().unwrap().sum_all().unwrap() * b.sum_all().unwrap()).unwrap())
+            .unwrap()
+        };
+        let reference = {
+            let l2 = l2_penalty(&vars, lambda)
+                .unwrap()
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            (data(&vars) + l2).unwrap().backward().unwrap()
+        };
+        let mut direct = data(&vars).backward().unwrap();
+        add_l2_gradient(&mut direct, &vars, lambda).unwrap();
+        // f64: `l2_penalty` sums in f32, so the graph's λ is λ rounded to f32 (≈ 3e-8 relative
+        // on the L2 part); the direct gradient uses λ itself.
+        let tol = if dtype == DType::F32 { 1e-6 } else { 1e-9 };
+        for (name, v) in [("used", &used), ("unused", &unused), ("bias", &bias)] {
+            let r = reference.get(v.as_tensor()).map(|t| {
+                t.to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            });
+            let d = direct.get(v.as_tensor()).map(|t| {
+                t.to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            });
+            assert_eq!(
+                r.is_some(),
+                d.is_some(),
+                "{name} {dtype:?}: gradient presence"
+            );
+            if let (Some(r), Some(d)) = (r, d) {
+                for (a, b) in r.iter().zip(&d) {
+                    assert!(
+                        (a - b).abs() <= tol * a.abs().max(1.0),
+                        "{name} {dtype:?}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn golden_map(g: &Golden, key: &str) -> Vec<f64> {
