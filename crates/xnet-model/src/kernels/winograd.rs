@@ -121,6 +121,54 @@ fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, rows: &TileRows, v: &
     }
 }
 
+/// `M_ξ = V_ξ · U_ξ` for the `components` Winograd components of a block of `tb` tiles
+/// (16 for F(2×2, 3×3), 36 for F(4×4, 3×3)): `v` is `[ξ][c_in][tb]`, `u` is
+/// `[ξ][c_out][c_in]`, and `mm` receives `[ξ][c_out][tb]` (unit stride on tiles).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn component_gemms<T: Elem>(
+    components: usize,
+    tb: usize,
+    ci: usize,
+    co: usize,
+    v: &[T],
+    u: &[T],
+    mm: &mut [T],
+    parallelism: Parallelism,
+) {
+    assert!(
+        v.len() >= components * ci * tb
+            && u.len() >= components * co * ci
+            && mm.len() >= components * co * tb,
+        "winograd GEMM operands smaller than their extents"
+    );
+    for xi in 0..components {
+        // SAFETY: the three operands hold at least the extents asserted above.
+        unsafe {
+            gemm::gemm(
+                tb,
+                co,
+                ci,
+                mm.as_mut_ptr().add(xi * co * tb),
+                tb as isize,
+                1,
+                false,
+                v.as_ptr().add(xi * ci * tb),
+                tb as isize,
+                1,
+                u.as_ptr().add(xi * co * ci),
+                ci as isize,
+                1,
+                T::ZERO,
+                T::ONE,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+}
+
 /// Four disjoint runs of `len` elements starting at increasing offsets of `v`.
 fn four_runs<T>(v: &mut [T], starts: [usize; 4], len: usize) -> [&mut [T]; 4] {
     let [a, b, c, d] = starts;
@@ -270,32 +318,7 @@ pub(crate) fn conv3x3<T: Elem>(
             };
             transform_input(&xp, b, ci, &tiles, v);
             // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [16][c_out][tiles].
-            for xi in 0..16 {
-                // SAFETY: all three operands are local or `u`, with the extents given.
-                unsafe {
-                    gemm::gemm(
-                        tb,
-                        co,
-                        ci,
-                        mm.as_mut_ptr().add(xi * co * tb),
-                        tb as isize,
-                        1,
-                        false,
-                        v.as_ptr().add(xi * ci * tb),
-                        tb as isize,
-                        1,
-                        u.as_ptr().add(xi * co * ci),
-                        ci as isize,
-                        1,
-                        T::ZERO,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        gemm_threads,
-                    );
-                }
-            }
+            component_gemms(16, tb, ci, co, v, &u, mm, gemm_threads);
             // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], then bias and activation,
             // one tile row at a time: Aᵀ over the ξ rows (vectorised along the tiles), then
             // A over each tile's columns into a two-row buffer, cropped into the output.

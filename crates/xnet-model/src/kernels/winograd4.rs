@@ -462,32 +462,7 @@ pub(crate) fn conv3x3<T: Elem>(
             let span = TileSpan { tw, plane, f0, f1 };
             transform_input(&xp, b, ci, span, v);
             // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [36][c_out][tiles].
-            for xi in 0..XI {
-                // SAFETY: all three operands are local or `u`, with the extents given.
-                unsafe {
-                    gemm::gemm(
-                        tb,
-                        co,
-                        ci,
-                        mm.as_mut_ptr().add(xi * co * tb),
-                        tb as isize,
-                        1,
-                        false,
-                        v.as_ptr().add(xi * ci * tb),
-                        tb as isize,
-                        1,
-                        u.as_ptr().add(xi * co * ci),
-                        ci as isize,
-                        1,
-                        T::ZERO,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        gemm_threads,
-                    );
-                }
-            }
+            super::winograd::component_gemms(XI, tb, ci, co, v, &u, mm, gemm_threads);
             // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0],
             // [0, 1, 1, 4, 4, 0], [0, 1, −1, 8, −8, 1]], then bias and activation, one
             // tile row of the span at a time: Aᵀ over the ξ rows (vectorised along the

@@ -47,12 +47,19 @@ pub(super) struct AdamStep {
     pub sqrt_bc2: f64,
 }
 
-/// `m ← β₁·m + (1 − β₁)·(g + l2·θ)` with sources `[g, θ]`.
-struct FirstMoment(AdamStep);
-/// `v ← β₂·v + (1 − β₂)·(g + l2·θ)²` with sources `[g, θ]`.
-struct SecondMoment(AdamStep);
-/// `θ ← decay·θ − step_size · m / (√v / √(1 − β₂ᵗ) + ε)` with sources `[m, v]`.
-struct ApplyStep(AdamStep);
+/// One of the three in-place passes of a step.
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    /// `m ← β₁·m + (1 − β₁)·(g + l2·θ)` with sources `[g, θ]`.
+    FirstMoment,
+    /// `v ← β₂·v + (1 − β₂)·(g + l2·θ)²` with sources `[g, θ]`.
+    SecondMoment,
+    /// `θ ← decay·θ − step_size · m / (√v / √(1 − β₂ᵗ) + ε)` with sources `[m, v]`.
+    Apply,
+}
+
+/// A pass with the step's scalars, as a candle in-place op.
+struct AdamPass(Pass, AdamStep);
 
 /// The contiguous elements a layout addresses.
 fn span<'a, T>(data: &'a [T], layout: &Layout, name: &str) -> candle_core::Result<&'a [T]> {
@@ -187,9 +194,13 @@ fn apply_step<T: AdamFloat>(s: AdamStep) -> impl Fn(&mut T, T, T) + Sync {
     move |theta, m, v| *theta = *theta * decay - m / (v.sqrt() / bc2 + eps) * step
 }
 
-impl InplaceOp3 for FirstMoment {
+impl InplaceOp3 for AdamPass {
     fn name(&self) -> &'static str {
-        "xnet-adam-first-moment"
+        match self.0 {
+            Pass::FirstMoment => "xnet-adam-first-moment",
+            Pass::SecondMoment => "xnet-adam-second-moment",
+            Pass::Apply => "xnet-adam-apply",
+        }
     }
 
     fn cpu_fwd(
@@ -201,70 +212,12 @@ impl InplaceOp3 for FirstMoment {
         b: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<()> {
-        let name = self.name();
-        let srcs = [(a, al), (b, bl)];
-        run(
-            name,
-            dst,
-            dst_l,
-            srcs,
-            first_moment(self.0),
-            first_moment(self.0),
-        )
-    }
-}
-
-impl InplaceOp3 for SecondMoment {
-    fn name(&self) -> &'static str {
-        "xnet-adam-second-moment"
-    }
-
-    fn cpu_fwd(
-        &self,
-        dst: &mut CpuStorage,
-        dst_l: &Layout,
-        a: &CpuStorage,
-        al: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<()> {
-        let name = self.name();
-        let srcs = [(a, al), (b, bl)];
-        run(
-            name,
-            dst,
-            dst_l,
-            srcs,
-            second_moment(self.0),
-            second_moment(self.0),
-        )
-    }
-}
-
-impl InplaceOp3 for ApplyStep {
-    fn name(&self) -> &'static str {
-        "xnet-adam-apply"
-    }
-
-    fn cpu_fwd(
-        &self,
-        dst: &mut CpuStorage,
-        dst_l: &Layout,
-        a: &CpuStorage,
-        al: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<()> {
-        let name = self.name();
-        let srcs = [(a, al), (b, bl)];
-        run(
-            name,
-            dst,
-            dst_l,
-            srcs,
-            apply_step(self.0),
-            apply_step(self.0),
-        )
+        let (name, srcs, s) = (self.name(), [(a, al), (b, bl)], self.1);
+        match self.0 {
+            Pass::FirstMoment => run(name, dst, dst_l, srcs, first_moment(s), first_moment(s)),
+            Pass::SecondMoment => run(name, dst, dst_l, srcs, second_moment(s), second_moment(s)),
+            Pass::Apply => run(name, dst, dst_l, srcs, apply_step(s), apply_step(s)),
+        }
     }
 }
 
@@ -286,9 +239,9 @@ pub(super) fn step(
         }
     };
     let (m, v) = (own(m)?, own(v)?);
-    m.inplace_op3(grad, theta, &FirstMoment(s))?;
-    v.inplace_op3(grad, theta, &SecondMoment(s))?;
-    theta.inplace_op3(&m, &v, &ApplyStep(s))?;
+    m.inplace_op3(grad, theta, &AdamPass(Pass::FirstMoment, s))?;
+    v.inplace_op3(grad, theta, &AdamPass(Pass::SecondMoment, s))?;
+    theta.inplace_op3(&m, &v, &AdamPass(Pass::Apply, s))?;
     Ok((m, v))
 }
 
