@@ -21,23 +21,17 @@ const STEP: usize = 8;
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn pass_one_keys<const K: usize>(
     planes: [&[f32]; K],
-    args: PassArgs<'_>,
+    mut args: PassArgs<'_>,
     keys: &mut [u64],
 ) -> u32 {
-    let PassArgs {
-        labels,
-        num_classes,
-        tolerance,
-        n_bins,
-        bin,
-        packed,
-    } = args;
+    let (labels, num_classes, tolerance, n_bins) =
+        (args.labels, args.num_classes, args.tolerance, args.n_bins);
     let m = labels.len();
     assert!(
         K >= 1
             && planes.iter().all(|p| p.len() >= m)
-            && bin.len() >= m
-            && packed.len() >= m
+            && args.bin.len() >= m
+            && args.packed.len() >= m
             && keys.len() >= m
     );
     let main = m - m % STEP;
@@ -111,7 +105,7 @@ pub(super) unsafe fn pass_one_keys<const K: usize>(
         let slot = _mm256_blendv_epi8(slot, ignore_slot, is_ignore);
         let bytes = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(slot, low_bytes), gather_lanes);
         _mm_storel_epi64(
-            bin.as_mut_ptr().add(j).cast(),
+            args.bin.as_mut_ptr().add(j).cast(),
             _mm256_castsi256_si128(bytes),
         );
 
@@ -147,16 +141,8 @@ pub(super) unsafe fn pass_one_keys<const K: usize>(
     }
 
     if main < m {
-        let tail = PassArgs {
-            labels: &labels[main..],
-            num_classes,
-            tolerance,
-            n_bins,
-            bin: &mut bin[main..m],
-            packed: &mut packed[main..m],
-        };
-        flags |= super::pass_one_body(planes.map(|p| &p[main..m]), tail);
-        super::widen_keys(&packed[main..m], &mut keys[main..m]);
+        let tail = planes.map(|p| &p[main..m]);
+        flags |= super::pass_one_portable(tail, args.from(main), &mut keys[main..m]);
     }
     flags
 }

@@ -182,6 +182,21 @@ struct PassArgs<'a> {
     packed: &'a mut [u32],
 }
 
+impl PassArgs<'_> {
+    /// The same pass over pixels `start..` only (what a vector loop leaves as its tail).
+    fn from(&mut self, start: usize) -> PassArgs<'_> {
+        let m = self.labels.len();
+        PassArgs {
+            labels: &self.labels[start..],
+            num_classes: self.num_classes,
+            tolerance: self.tolerance,
+            n_bins: self.n_bins,
+            bin: &mut self.bin[start..m],
+            packed: &mut self.packed[start..m],
+        }
+    }
+}
+
 /// Pass one and the scatter keys, dispatched to the AVX2 intrinsics when the CPU has them
 /// (the portable body followed by [`widen_keys`] otherwise). Returns `FLAG_*` bits.
 fn pass_one<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>, keys: &mut [u64]) -> u32 {
@@ -199,28 +214,12 @@ fn pass_one<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>, keys: &mut 
 /// The portable pass one: the vectorised-by-the-compiler body, then [`widen_keys`].
 fn pass_one_portable<const K: usize>(
     planes: [&[f32]; K],
-    args: PassArgs<'_>,
+    mut args: PassArgs<'_>,
     keys: &mut [u64],
 ) -> u32 {
-    let PassArgs {
-        labels,
-        num_classes,
-        tolerance,
-        n_bins,
-        bin,
-        packed,
-    } = args;
-    let m = labels.len();
-    let args = PassArgs {
-        labels,
-        num_classes,
-        tolerance,
-        n_bins,
-        bin,
-        packed: &mut packed[..m],
-    };
-    let flags = pass_one_body(planes, args);
-    widen_keys(&packed[..m], &mut keys[..m]);
+    let flags = pass_one_body(planes, args.from(0));
+    let m = args.labels.len();
+    widen_keys(&args.packed[..m], &mut keys[..m]);
     flags
 }
 
