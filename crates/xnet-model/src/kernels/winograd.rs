@@ -18,14 +18,53 @@
 //! gradient of layers with many tiles; [`super::winograd4::preferred`] chooses per layer
 //! from measured timings, and `XNET_CONV_PATH=direct|f23|f43` forces one.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gemm_conv::{sum_over_parts, Elem, Epilogue, Geom, SendPtr};
 
+/// `planes` padded planes of `plane` elements made from the `h × w` image planes of `x`: a
+/// zero row of `row_len`, then image row `y` written by `fill_row(padded row y + 1, image
+/// row y)` (which must write all `row_len` elements), then zeros to the end of the plane.
+/// Every element is written once, so nothing is cleared first.
+pub(crate) fn padded_planes<T: Elem>(
+    x: &[T],
+    (planes, h, w): (usize, usize, usize),
+    (plane, row_len): (usize, usize),
+    fill_row: impl Fn(&mut [MaybeUninit<T>], &[T]) + Sync,
+) -> Vec<T> {
+    if h * w == 0 {
+        return vec![T::ZERO; planes * plane];
+    }
+    assert!(
+        (h + 1) * row_len <= plane,
+        "padded plane too small for its rows"
+    );
+    let mut xp: Vec<T> = Vec::with_capacity(planes * plane);
+    xp.spare_capacity_mut()[..planes * plane]
+        .par_chunks_mut(plane)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            let zero = MaybeUninit::new(T::ZERO);
+            dst[..row_len].fill(zero);
+            for y in 0..h {
+                fill_row(
+                    &mut dst[(y + 1) * row_len..(y + 2) * row_len],
+                    &src[y * w..(y + 1) * w],
+                );
+            }
+            dst[(h + 1) * row_len..].fill(zero);
+        });
+    // SAFETY: the loop above initialised all `planes` planes of `plane` elements (the
+    // `fill_row` contract covers the image rows).
+    unsafe { xp.set_len(planes * plane) };
+    xp
+}
+
 /// Copies `planes` planes of `h × w` into zero-bordered planes of `hp × wp` (one zero row and
-/// column before, the rest after), as the 4×4 tiles need. Every element is written once
-/// (zero border included), so nothing is cleared first.
+/// column before, the rest after), as the 4×4 tiles need.
 fn pad_for_tiles<T: Elem>(
     x: &[T],
     planes: usize,
@@ -34,30 +73,34 @@ fn pad_for_tiles<T: Elem>(
     hp: usize,
     wp: usize,
 ) -> Vec<T> {
-    let plane = hp * wp;
-    if h * w == 0 {
-        return vec![T::ZERO; planes * plane];
+    padded_planes(x, (planes, h, w), (hp * wp, wp), |d, srow| {
+        let zero = MaybeUninit::new(T::ZERO);
+        d[0] = zero;
+        for (o, &v) in d[1..=w].iter_mut().zip(srow) {
+            *o = MaybeUninit::new(v);
+        }
+        d[w + 1..].fill(zero);
+    })
+}
+
+/// The nine taps of output channel `o` of a `[c_out, c_in, 3, 3]` weight (read from `w_base`
+/// with strides `(w_co, w_ci, w_tap)`, tap = `3·row + col`) as nine contiguous rows of
+/// `c_in` in `k`, so that the weight transforms run along `c_in`.
+pub(crate) fn gather_taps<T: Elem>(
+    weight: &[T],
+    w_base: usize,
+    (w_co, w_ci, w_tap): (isize, isize, isize),
+    o: usize,
+    k: &mut [T],
+) {
+    let ci = k.len() / 9;
+    for (tap, row) in k.chunks_exact_mut(ci.max(1)).take(9).enumerate() {
+        for (i, v) in row.iter_mut().enumerate() {
+            let idx =
+                w_base as isize + o as isize * w_co + i as isize * w_ci + tap as isize * w_tap;
+            *v = weight[idx as usize];
+        }
     }
-    let mut xp: Vec<T> = Vec::with_capacity(planes * plane);
-    xp.spare_capacity_mut()[..planes * plane]
-        .par_chunks_mut(plane)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(dst, src)| {
-            let zero = std::mem::MaybeUninit::new(T::ZERO);
-            dst[..wp].fill(zero);
-            for y in 0..h {
-                let d = &mut dst[(y + 1) * wp..(y + 2) * wp];
-                d[0] = zero;
-                for (o, &v) in d[1..=w].iter_mut().zip(&src[y * w..(y + 1) * w]) {
-                    *o = std::mem::MaybeUninit::new(v);
-                }
-                d[w + 1..].fill(zero);
-            }
-            dst[(h + 1) * wp..].fill(zero);
-        });
-    // SAFETY: the loop above initialised all `planes` planes of `plane` elements.
-    unsafe { xp.set_len(planes * plane) };
-    xp
 }
 
 /// The tile rows `tr0..tr1` of one image, `tw` tiles wide, over padded planes of width `wp`
@@ -68,6 +111,37 @@ struct TileRows {
     plane: usize,
     tr0: usize,
     tr1: usize,
+}
+
+impl TileRows {
+    /// Task `task` of a split of every image's `th` tile rows into `blocks` blocks of
+    /// `trows` rows: its image and its tile rows.
+    fn of_task(
+        task: usize,
+        (blocks, trows, th): (usize, usize, usize),
+        tw: usize,
+        wp: usize,
+        plane: usize,
+    ) -> (usize, Self) {
+        let (b, blk) = (task / blocks, task % blocks);
+        let tr0 = blk * trows;
+        let tr1 = (tr0 + trows).min(th);
+        (
+            b,
+            Self {
+                tw,
+                wp,
+                plane,
+                tr0,
+                tr1,
+            },
+        )
+    }
+
+    /// Number of tiles.
+    fn count(&self) -> usize {
+        (self.tr1 - self.tr0) * self.tw
+    }
 }
 
 /// `V = Bᵀ d B` of every 4×4 input tile of `rows` of image `b`, written to `v` in the layout
@@ -83,7 +157,7 @@ fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, rows: &TileRows, v: &
         tr0,
         tr1,
     } = *rows;
-    let tb = (tr1 - tr0) * tw;
+    let tb = rows.count();
     let mut m = vec![T::ZERO; 4 * wp];
     for c in 0..ci {
         let base = (b * ci + c) * plane;
@@ -223,16 +297,7 @@ pub(crate) fn conv3x3<T: Elem>(
     (0..co).into_par_iter().for_each_init(
         || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 4 * ci]),
         |(k, rows), o| {
-            for tap in 0..9 {
-                let row = &mut k[tap * ci..(tap + 1) * ci];
-                for (i, v) in row.iter_mut().enumerate() {
-                    let idx = w_base as isize
-                        + o as isize * w_co
-                        + i as isize * w_ci
-                        + tap as isize * w_tap;
-                    *v = weight[idx as usize];
-                }
-            }
+            gather_taps(weight, w_base, (w_co, w_ci, w_tap), o, k);
             let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
             // G k: rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2 (per column c of the kernel).
             let gk = |row: usize, c: usize, i: usize| {
@@ -304,18 +369,9 @@ pub(crate) fn conv3x3<T: Elem>(
     (0..n * blocks)
         .into_par_iter()
         .for_each_init(scratch, |(v, mm), task| {
-            let (b, blk) = (task / blocks, task % blocks);
-            let tr0 = blk * trows;
-            let tr1 = (tr0 + trows).min(th);
-            let tb = (tr1 - tr0) * tw;
+            let (b, tiles) = TileRows::of_task(task, (blocks, trows, th), tw, wp, plane);
+            let (tr0, tr1, tb) = (tiles.tr0, tiles.tr1, tiles.count());
             // V = Bᵀ d B, layout [16][c_in][tiles] (the GEMM's left operand, unit stride on tiles).
-            let tiles = TileRows {
-                tw,
-                wp,
-                plane,
-                tr0,
-                tr1,
-            };
             transform_input(&xp, b, ci, &tiles, v);
             // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [16][c_out][tiles].
             component_gemms(16, tb, ci, co, v, &u, mm, gemm_threads);
@@ -399,18 +455,9 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
         let mut dm = vec![T::ZERO; 16 * co * trows * tw];
         let mut first = true;
         for task in tasks {
-            let (b, blk) = (task / blocks, task % blocks);
-            let tr0 = blk * trows;
-            let tr1 = (tr0 + trows).min(th);
-            let tb = (tr1 - tr0) * tw;
+            let (b, tiles) = TileRows::of_task(task, (blocks, trows, th), tw, wp, plane);
+            let (tr0, tr1, tb) = (tiles.tr0, tiles.tr1, tiles.count());
             // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
-            let tiles = TileRows {
-                tw,
-                wp,
-                plane,
-                tr0,
-                tr1,
-            };
             transform_input(&xp, b, ci, &tiles, &mut v);
             // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
             // [16][c_out][tiles]; output pixels beyond the image have dY = 0.

@@ -171,37 +171,19 @@ fn a6_row<T: Elem>(
 /// written once (zeros included), so nothing is cleared first.
 fn pad_phased<T: Elem>(x: &[T], planes: usize, h: usize, w: usize, th: usize, tw: usize) -> Vec<T> {
     let (hp, rl) = (M * th + 2, M * (tw + 1));
-    let plane = hp * rl;
-    if h * w == 0 {
-        return vec![T::ZERO; planes * plane];
-    }
-    let mut xp: Vec<T> = Vec::with_capacity(planes * plane);
-    xp.spare_capacity_mut()[..planes * plane]
-        .par_chunks_mut(plane)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(dst, src)| {
-            let zero = std::mem::MaybeUninit::new(T::ZERO);
-            dst[..rl].fill(zero);
-            for y in 0..h {
-                let d = &mut dst[(y + 1) * rl..(y + 2) * rl];
-                let srow = &src[y * w..(y + 1) * w];
-                for (k, ph) in d.chunks_exact_mut(tw + 1).enumerate() {
-                    // Padded column 4·j + k holds image column 4·j + k − 1.
-                    for (j, o) in ph.iter_mut().enumerate() {
-                        let xx = M * j + k;
-                        *o = if xx >= 1 && xx <= w {
-                            std::mem::MaybeUninit::new(srow[xx - 1])
-                        } else {
-                            zero
-                        };
-                    }
-                }
+    super::winograd::padded_planes(x, (planes, h, w), (hp * rl, rl), |d, srow| {
+        for (k, ph) in d.chunks_exact_mut(tw + 1).enumerate() {
+            // Padded column 4·j + k holds image column 4·j + k − 1.
+            for (j, o) in ph.iter_mut().enumerate() {
+                let xx = M * j + k;
+                *o = std::mem::MaybeUninit::new(if xx >= 1 && xx <= w {
+                    srow[xx - 1]
+                } else {
+                    T::ZERO
+                });
             }
-            dst[(h + 1) * rl..].fill(zero);
-        });
-    // SAFETY: the loop above initialised all `planes` planes of `plane` elements.
-    unsafe { xp.set_len(planes * plane) };
-    xp
+        }
+    })
 }
 
 /// Tiles `f0..f1` (row-major over the `th × tw` tiles) of one image, and the padded
@@ -365,16 +347,7 @@ fn transform_weight<T: Elem>(
             )
         },
         |(k, gk, rows), o| {
-            for tap in 0..9 {
-                let row = &mut k[tap * ci..(tap + 1) * ci];
-                for (i, v) in row.iter_mut().enumerate() {
-                    let idx = w_base as isize
-                        + o as isize * w_co
-                        + i as isize * w_ci
-                        + tap as isize * w_tap;
-                    *v = weight[idx as usize];
-                }
-            }
+            super::winograd::gather_taps(weight, w_base, (w_co, w_ci, w_tap), o, k);
             let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
             // G k, layout [6 rows][3 kernel columns][c_in].
             for c in 0..3 {

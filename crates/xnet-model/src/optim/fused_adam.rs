@@ -230,11 +230,11 @@ pub(super) fn step(
     v: Option<&Tensor>,
     s: AdamStep,
 ) -> candle_core::Result<(Tensor, Tensor)> {
-    // A moment restored from a checkpoint may be a view or shared: own a contiguous copy.
+    // A moment restored from a checkpoint could be a strided view: `contiguous` copies it then
+    // (a moment of the wrong size is refused by the in-place ops' length check).
     let own = |t: Option<&Tensor>| -> candle_core::Result<Tensor> {
         match t {
-            Some(t) if t.is_contiguous() && t.shape() == theta.shape() => Ok(t.clone()),
-            Some(t) => t.contiguous()?.copy(),
+            Some(t) => t.contiguous(),
             None => theta.zeros_like(),
         }
     };
