@@ -4,7 +4,10 @@
 //! environment variable.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use xnet_model::init::seeded_var_builder;
 use xnet_model::models::{SegNetConfig, UNetConfig, Upsampling, XNetConfig};
 use xnet_model::ModelConfig;
 
@@ -75,8 +78,13 @@ fn train_step(
 #[test]
 fn fast_kernels_match_the_reference_path() {
     let dev = Device::Cpu;
+    // Seeded input and weights (`init::seeded_var_builder`): with unseeded ones this test
+    // failed the aggregate bound below in about one run of eight (ReLU-side flips, see
+    // below), so CI passed or failed by chance; now a failure reproduces.
+    let mut rng = StdRng::seed_from_u64(1);
     // 32² so that the deepest batch-norms still see 2·4·4 values per channel.
-    let x = Tensor::rand(0f32, 1., (2, 1, 32, 32), &dev).unwrap();
+    let pixels: Vec<f32> = (0..2 * 32 * 32).map(|_| rng.random::<f32>()).collect();
+    let x = Tensor::from_vec(pixels, (2, 1, 32, 32), &dev).unwrap();
     // base width 32 reaches 256 channels, so the Winograd path runs too.
     let configs = [
         ModelConfig::XNet(XNetConfig {
@@ -95,7 +103,7 @@ fn fast_kernels_match_the_reference_path() {
         let arch = cfg.arch();
         let varmap = VarMap::new();
         let net = cfg
-            .build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+            .build(seeded_var_builder(&varmap, 1, DType::F32, &dev))
             .unwrap();
         // Eval first: the train-mode forwards below update the running statistics.
         let ef = with_kernels(false, || net.forward_t(&x, false).unwrap());
