@@ -9,13 +9,17 @@
 //! path, and the path `conv2d_fast` picks by default. `--accuracy` prints instead the
 //! largest absolute error of each path in f32 against the direct path in f64, on
 //! He-initialised weights and post-BN-ReLU-like inputs (`max(N(0, 1), 0)`).
+//! `--weight-grad` does either for the weight gradient of each forward layer (output
+//! gradient `N(0, 1)`) instead.
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use rand::{rngs::StdRng, RngExt, SeedableRng};
-use xnet_model::kernels::{conv2d_fast, conv2d_fast_path};
+use xnet_model::kernels::{
+    conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad, conv2d_fast_weight_grad_path,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time and check the direct / F(2,3) / F(4,3) paths on XNet's layer shapes")]
@@ -41,6 +45,10 @@ struct Args {
     /// Print accuracy against f64 instead of timings.
     #[arg(long)]
     accuracy: bool,
+    /// Time (or check) the weight gradient of each forward layer instead of the forward
+    /// and input-gradient convolutions.
+    #[arg(long)]
+    weight_grad: bool,
     /// Compare whole-XNet logits (eval and train mode, `batch × 1 × size²`, random
     /// weights) of the default paths and of each forced path with the stock candle kernels.
     #[arg(long)]
@@ -143,6 +151,9 @@ fn set_path(path: &str) {
 
 fn main() -> candle_core::Result<()> {
     let args = Args::parse();
+    // As the throughput example and the trainer: large freed buffers stay mapped, so the
+    // timings do not include the page faults a long-running process avoids.
+    xnet_model::memory::keep_freed_memory();
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build_global()
@@ -154,7 +165,13 @@ fn main() -> candle_core::Result<()> {
     // Forward shapes, then the input-gradient shapes (channels swapped) not already listed.
     let mut shapes: Vec<(usize, usize, usize)> = Vec::new();
     for &(ci, co, d) in FORWARD {
-        for s in [(ci, co, args.size / d), (co, ci, args.size / d)] {
+        let transposed = (co, ci, args.size / d);
+        let candidates = if args.weight_grad {
+            vec![(ci, co, args.size / d)]
+        } else {
+            vec![(ci, co, args.size / d), transposed]
+        };
+        for s in candidates {
             if !shapes.contains(&s) {
                 shapes.push(s);
             }
@@ -181,6 +198,9 @@ fn main() -> candle_core::Result<()> {
             .collect();
         let he = (2.0 / (9.0 * ci as f64)).sqrt();
         let w: Vec<f64> = (0..co * ci * 9).map(|_| he * normal(&mut rng)).collect();
+        let dy: Vec<f64> = (0..n * co * s * s).map(|_| normal(&mut rng)).collect();
+        let dy64 = Tensor::from_vec(dy, (n, co, s, s), &dev)?;
+        let dy32 = dy64.to_dtype(DType::F32)?;
         let x64 = Tensor::from_vec(x, (n, ci, s, s), &dev)?;
         let w64 = Tensor::from_vec(w, (co, ci, 3, 3), &dev)?;
         let x32 = x64.to_dtype(DType::F32)?;
@@ -192,8 +212,16 @@ fn main() -> candle_core::Result<()> {
             &["direct"]
         };
         if args.accuracy {
+            // The operation checked: the forward, or with --weight-grad the weight gradient.
+            let op = |x: &Tensor, w: &Tensor, dy: &Tensor| {
+                if args.weight_grad {
+                    conv2d_fast_weight_grad(x, dy, 3, 1)
+                } else {
+                    conv2d_fast(x, w, None, 1, false)
+                }
+            };
             set_path("direct");
-            let reference = conv2d_fast(&x64, &w64, None, 1, false)?;
+            let reference = op(&x64, &w64, &dy64)?;
             let max_ref = reference.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?;
             let err = |y: &Tensor| -> candle_core::Result<f64> {
                 (y.to_dtype(DType::F64)? - &reference)?
@@ -206,7 +234,7 @@ fn main() -> candle_core::Result<()> {
             for p in ["direct", "f23", "f43"] {
                 set_path(p);
                 cells.push(if paths.contains(&p) {
-                    let e = err(&conv2d_fast(&x32, &w32, None, 1, false)?)?;
+                    let e = err(&op(&x32, &w32, &dy32)?)?;
                     format!("{e:.2e} ({:.1e} rel)", e / max_ref)
                 } else {
                     "–".into()
@@ -214,7 +242,7 @@ fn main() -> candle_core::Result<()> {
             }
             set_path("f43");
             let e64 = if winograd {
-                format!("{:.1e}", err(&conv2d_fast(&x64, &w64, None, 1, false)?)?)
+                format!("{:.1e}", err(&op(&x64, &w64, &dy64)?)?)
             } else {
                 "–".into()
             };
@@ -232,11 +260,18 @@ fn main() -> candle_core::Result<()> {
                 continue;
             }
             set_path(p);
-            drop(conv2d_fast(&x32, &w32, Some(&b), 1, true)?);
+            let run = || {
+                if args.weight_grad {
+                    conv2d_fast_weight_grad(&x32, &dy32, 3, 1)
+                } else {
+                    conv2d_fast(&x32, &w32, Some(&b), 1, true)
+                }
+            };
+            drop(run()?);
             let (mut best, mut cpu) = (f64::INFINITY, f64::INFINITY);
             for _ in 0..args.reps {
                 let (t0, c0) = (Instant::now(), cpu_seconds());
-                drop(conv2d_fast(&x32, &w32, Some(&b), 1, true)?);
+                drop(run()?);
                 best = best.min(t0.elapsed().as_secs_f64());
                 cpu = cpu.min(cpu_seconds() - c0);
             }
@@ -248,7 +283,11 @@ fn main() -> candle_core::Result<()> {
             cells[0],
             cells[1],
             cells[2],
-            conv2d_fast_path(n, ci, co, s, s, 3, 1)
+            if args.weight_grad {
+                conv2d_fast_weight_grad_path(n, ci, co, s, s, 3, 1)
+            } else {
+                conv2d_fast_path(n, ci, co, s, s, 3, 1)
+            }
         );
     }
     Ok(())

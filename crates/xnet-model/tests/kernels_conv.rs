@@ -4,7 +4,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::kernels::{
-    conv2d, conv2d_fast, conv2d_fast_path, conv2d_reference, fold_batch_norm,
+    conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad_path, conv2d_reference,
+    fold_batch_norm,
 };
 
 mod common;
@@ -85,6 +86,25 @@ fn path_choice_follows_the_measured_rule() {
             "{n}×{ci}→{co} @{s}"
         );
     }
+    // The weight gradient: F(3×3, 4×4) wherever Winograd applies, whatever the tiles.
+    for (n, ci, co, s, want) in [
+        (1, 1, 64, 200, "direct"),
+        (1, 256, 64, 200, "winograd-f43"),
+        (1, 512, 512, 25, "winograd-f43"),
+        (8, 512, 512, 16, "winograd-f43"),
+        (1, 256, 128, 6, "winograd-f43"),
+        (1, 32, 128, 100, "direct"),
+    ] {
+        assert_eq!(
+            conv2d_fast_weight_grad_path(n, ci, co, s, s, 3, 1),
+            want,
+            "weight gradient {n}×{ci}→{co} @{s}"
+        );
+    }
+    assert_eq!(
+        conv2d_fast_weight_grad_path(1, 256, 256, 100, 100, 3, 2),
+        "direct"
+    );
     assert_eq!(conv2d_fast_path(1, 256, 256, 100, 100, 3, 2), "direct");
     assert_eq!(conv2d_fast_path(1, 256, 256, 100, 100, 5, 1), "direct");
     let paths: Vec<&str> = CASES

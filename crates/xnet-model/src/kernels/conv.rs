@@ -385,11 +385,7 @@ pub fn conv2d_fast_path(
         k,
         dil: dilation,
     };
-    match gemm_conv::forward_path(&g) {
-        gemm_conv::ConvPath::Direct => "direct",
-        gemm_conv::ConvPath::Winograd2 => "winograd-f23",
-        gemm_conv::ConvPath::Winograd4 => "winograd-f43",
-    }
+    path_name(gemm_conv::forward_path(&g))
 }
 
 /// Whether the fast kernels are used where they apply. They are, unless the environment
@@ -450,6 +446,77 @@ pub fn conv2d_fast(
         &bias.contiguous()?,
         FastConv2d { dilation, relu },
     )
+}
+
+/// The weight gradient [`conv2d_fast`]'s backward computes, on its own: for an
+/// `[n, c_in, h, w]` input and the `[n, c_out, h, w]` gradient of the (pre-activation)
+/// output, the `[c_out, c_in, k, k]` gradient of the weight of a `k × k` "same"
+/// convolution with this dilation. Public so that it can be timed and tested apart from
+/// the rest of a backward pass ([`conv2d_fast_weight_grad_path`] says which kernel runs).
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// let dev = Device::Cpu;
+/// let x = Tensor::ones((1, 1, 4, 4), DType::F32, &dev)?;
+/// let dy = Tensor::ones((1, 1, 4, 4), DType::F32, &dev)?;
+/// let dw = xnet_model::kernels::conv2d_fast_weight_grad(&x, &dy, 3, 1)?;
+/// // The centre tap sees all 16 pixels, a corner tap the 3×3 that stay inside.
+/// assert_eq!(dw.flatten_all()?.to_vec1::<f32>()?[4], 16.0);
+/// assert_eq!(dw.flatten_all()?.to_vec1::<f32>()?[0], 9.0);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn conv2d_fast_weight_grad(
+    x: &Tensor,
+    grad_output: &Tensor,
+    k: usize,
+    dilation: usize,
+) -> CResult<Tensor> {
+    if k % 2 != 1 || dilation == 0 {
+        candle_core::bail!("fast conv2d weight gradient: k must be odd and dilation ≥ 1, got k = {k}, dilation = {dilation}");
+    }
+    x.contiguous()?
+        .apply_op2_no_bwd(&grad_output.contiguous()?, &ConvGradWeight { dilation, k })
+}
+
+/// The kernel [`conv2d_fast_weight_grad`] (and so [`conv2d_fast`]'s backward) runs for the
+/// weight gradient of this shape: `"direct"`, `"winograd-f23"` or `"winograd-f43"`, chosen
+/// from per-layer timings unless the environment forces one, as for
+/// [`conv2d_fast_path`].
+///
+/// # Examples
+/// ```
+/// use xnet_model::kernels::conv2d_fast_weight_grad_path;
+///
+/// assert_eq!(conv2d_fast_weight_grad_path(1, 64, 64, 50, 50, 5, 1), "direct");
+/// ```
+pub fn conv2d_fast_weight_grad_path(
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    dilation: usize,
+) -> &'static str {
+    let g = Geom {
+        n,
+        c_in,
+        c_out,
+        h,
+        w,
+        k,
+        dil: dilation,
+    };
+    path_name(gemm_conv::grad_weight_path(&g))
+}
+
+fn path_name(p: gemm_conv::ConvPath) -> &'static str {
+    match p {
+        gemm_conv::ConvPath::Direct => "direct",
+        gemm_conv::ConvPath::Winograd2 => "winograd-f23",
+        gemm_conv::ConvPath::Winograd4 => "winograd-f43",
+    }
 }
 
 /// The same computation as [`conv2d_fast`] with stock candle operations (`conv2d`,

@@ -196,11 +196,25 @@ pub(crate) fn conv_grad_weight_same<T: Elem>(
         // No pixel or no channel contributes: the gradient is zero.
         return vec![T::ZERO; g.c_out * g.c_in * g.k * g.k];
     }
-    if super::winograd::applies(g) && forced_path() != Some(ConvPath::Direct) {
-        super::winograd::grad_weight3x3(x, grad_out, g, threads)
-    } else {
-        let xp = pad_planes(x, g, g.c_in);
-        conv_grad_weight(&xp, grad_out, g, threads)
+    match grad_weight_path(g) {
+        ConvPath::Winograd4 => super::winograd4::grad_weight3x3(x, grad_out, g, threads),
+        ConvPath::Winograd2 => super::winograd::grad_weight3x3(x, grad_out, g, threads),
+        ConvPath::Direct => {
+            let xp = pad_planes(x, g, g.c_in);
+            conv_grad_weight(&xp, grad_out, g, threads)
+        }
+    }
+}
+
+/// The weight-gradient path of `g`: the forced one ([`forced_path`]) where the geometry
+/// allows it, otherwise the one measured fastest for its shape
+/// ([`super::winograd4::preferred_grad_weight`]).
+pub(crate) fn grad_weight_path(g: &Geom) -> ConvPath {
+    let winograd_fits = g.k == 3 && g.dil == 1;
+    match forced_path() {
+        Some(p) if winograd_fits || p == ConvPath::Direct => p,
+        Some(_) => ConvPath::Direct,
+        None => super::winograd4::preferred_grad_weight(g),
     }
 }
 

@@ -44,7 +44,7 @@ mod winograd4;
 
 pub use batch_norm::{batch_norm_relu_train, fused_batch_norm_supported};
 pub use conv::{
-    conv2d, conv2d_fast, conv2d_fast_path, conv2d_reference, fast_conv_supported,
-    fast_kernels_enabled, fold_batch_norm, FastConv2d,
+    conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad, conv2d_fast_weight_grad_path,
+    conv2d_reference, fast_conv_supported, fast_kernels_enabled, fold_batch_norm, FastConv2d,
 };
 pub use upsample::{upsample_nearest2x, upsample_nearest2x_fast};

@@ -11,7 +11,8 @@
 //! transformed input and the GEMM results of a block stay in cache.
 //!
 //! Two variants share this design. F(2×2, 3×3), here, runs the forward of layers with few
-//! tiles and every Winograd weight gradient ([`grad_weight3x3`]). F(4×4, 3×3), in
+//! tiles; its weight gradient ([`grad_weight3x3`]) runs only when `XNET_CONV_PATH=f23`
+//! forces it (the default is F(4×4, 3×3)'s). F(4×4, 3×3), in
 //! [`super::winograd4`], takes 6×6 input tiles to 4×4 outputs with 36 GEMMs: 36 multiplies
 //! per 16 outputs, 4× fewer than direct, at about 10–20× F(2×2, 3×3)'s rounding error (still
 //! within 2e-5 of the largest output on XNet's layers in f32). It runs the forward and input
