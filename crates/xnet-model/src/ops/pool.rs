@@ -6,6 +6,10 @@
 //! values the first in row-major window order wins. Pooling uses floor mode (trailing rows and
 //! columns that do not fill a window are dropped).
 
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
 use super::contiguous;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor,
@@ -31,14 +35,13 @@ struct MaxPoolIndices {
 }
 
 #[allow(clippy::eq_op)] // `v != v` is the NaN test for a generic float
-fn pool_indices<T: PartialOrd + Copy>(
+fn pool_indices<T: PartialOrd + Copy + Sync>(
     x: &[T],
     (n, c, h, w): (usize, usize, usize, usize),
     k: usize,
 ) -> Vec<u32> {
     let (oh, ow) = (h / k, w / k);
-    let mut out = Vec::with_capacity(n * c * oh * ow);
-    for plane in x.chunks_exact(h * w).take(n * c) {
+    map_planes(&x[..n * c * h * w], h * w, oh * ow, |plane, out| {
         for i in 0..oh {
             for j in 0..ow {
                 let mut best = (i * k) * w + j * k;
@@ -54,11 +57,40 @@ fn pool_indices<T: PartialOrd + Copy>(
                         }
                     }
                 }
-                out.push(best as u32);
+                out[i * ow + j] = MaybeUninit::new(best as u32);
             }
         }
+    })
+}
+
+/// `f(input plane, output plane)` over every plane, planes in parallel (rayon): the output
+/// has `out_plane` elements per `in_plane` elements of `x`, and `f` must write all of them.
+/// The pooling ops are memory-bound passes that ran serially, with the other core idle.
+fn map_planes<T: Sync, U: Send>(
+    x: &[T],
+    in_plane: usize,
+    out_plane: usize,
+    f: impl Fn(&[T], &mut [MaybeUninit<U>]) + Sync,
+) -> Vec<U> {
+    let planes = x.len().checked_div(in_plane).unwrap_or(0);
+    let len = planes * out_plane;
+    let mut out: Vec<U> = Vec::with_capacity(len);
+    if out_plane > 0 && planes > 0 {
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(out_plane)
+            .zip(x.par_chunks_exact(in_plane))
+            .with_min_len(min_planes_per_task(in_plane))
+            .for_each(|(o, p)| f(p, o));
     }
+    // SAFETY: every one of the `planes` output planes was fully written by `f` (its
+    // contract); with no plane or an empty plane the length is 0.
+    unsafe { out.set_len(len) };
     out
+}
+
+/// Planes per rayon task so that a task reads at least about 64 K elements.
+fn min_planes_per_task(plane: usize) -> usize {
+    (65_536 / plane.max(1)).max(1)
 }
 
 impl CustomOp1 for MaxPoolIndices {
@@ -113,21 +145,42 @@ struct Unpool {
 }
 
 fn check_indices(idx: &[u32], plane: usize, op: &str) -> CResult<()> {
-    if let Some(bad) = idx.iter().find(|&&i| i as usize >= plane) {
+    if let Some(bad) = idx.par_iter().find_any(|&&i| i as usize >= plane) {
         candle_core::bail!("{op}: index {bad} is outside the {plane}-element plane");
     }
     Ok(())
 }
 
-fn gather_planes<T: Copy>(x: &[T], idx: &[u32], in_plane: usize, out_plane: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(idx.len());
-    for (xp, ip) in x.chunks_exact(in_plane).zip(idx.chunks_exact(out_plane)) {
-        out.extend(ip.iter().map(|&i| xp[i as usize]));
+fn gather_planes<T: Copy + Send + Sync>(
+    x: &[T],
+    idx: &[u32],
+    in_plane: usize,
+    out_plane: usize,
+) -> Vec<T> {
+    let planes = idx.len() / out_plane.max(1);
+    let x = &x[..(planes * in_plane).min(x.len())];
+    let mut out: Vec<T> = Vec::with_capacity(planes * out_plane);
+    if out_plane > 0 && in_plane > 0 {
+        out.spare_capacity_mut()[..planes * out_plane]
+            .par_chunks_mut(out_plane)
+            .zip(
+                x.par_chunks_exact(in_plane)
+                    .zip(idx.par_chunks_exact(out_plane)),
+            )
+            .with_min_len(min_planes_per_task(in_plane))
+            .for_each(|(o, (xp, ip))| {
+                for (d, &i) in o.iter_mut().zip(ip) {
+                    *d = MaybeUninit::new(xp[i as usize]);
+                }
+            });
     }
+    // SAFETY: each of the `planes` output planes was written element by element above (the
+    // callers pass one index plane per input plane).
+    unsafe { out.set_len(planes * out_plane) };
     out
 }
 
-fn scatter_planes<T: Copy + Default + std::ops::AddAssign>(
+fn scatter_planes<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
     v: &[T],
     idx: &[u32],
     in_plane: usize,
@@ -135,14 +188,18 @@ fn scatter_planes<T: Copy + Default + std::ops::AddAssign>(
 ) -> Vec<T> {
     let planes = v.len() / in_plane.max(1);
     let mut out = vec![T::default(); planes * out_plane];
-    for ((op, vp), ip) in out
-        .chunks_exact_mut(out_plane)
-        .zip(v.chunks_exact(in_plane))
-        .zip(idx.chunks_exact(in_plane))
-    {
-        for (&val, &i) in vp.iter().zip(ip) {
-            op[i as usize] += val;
-        }
+    if in_plane > 0 && out_plane > 0 {
+        out.par_chunks_mut(out_plane)
+            .zip(
+                v.par_chunks_exact(in_plane)
+                    .zip(idx.par_chunks_exact(in_plane)),
+            )
+            .with_min_len(min_planes_per_task(out_plane))
+            .for_each(|(op, (vp, ip))| {
+                for (&val, &i) in vp.iter().zip(ip) {
+                    op[i as usize] += val;
+                }
+            });
     }
     out
 }
