@@ -342,6 +342,14 @@ impl Up2 {
     }
 }
 
+/// A 1×1 classifier head (`candle_nn::Conv2d` without padding, stride or dilation) run
+/// through [`crate::kernels::conv2d`]: the fast kernel on the CPU, whose backward is a GEMM
+/// (candle's input gradient of a convolution is a serial direct loop), candle's
+/// convolution elsewhere.
+pub(crate) fn head_forward(head: &candle_nn::Conv2d, x: &Tensor) -> candle_core::Result<Tensor> {
+    crate::kernels::conv2d(x, head.weight(), head.bias(), 1, false)
+}
+
 /// Checks that both spatial sizes of a `[N, C, H, W]` input are positive multiples of `m`.
 pub(crate) fn check_input(
     arch: &str,

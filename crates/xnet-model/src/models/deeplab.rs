@@ -197,7 +197,7 @@ impl ModuleT for DeepLab {
             .relu()?;
         branches.push(pooled.broadcast_as(branches[0].shape())?.contiguous()?);
         let z = self.project.forward_t(&Tensor::cat(&branches, 1)?, train)?;
-        let logits = self.head.forward(&z)?;
+        let logits = super::blocks::head_forward(&self.head, &z)?;
         match self.cfg.upsampling {
             Upsampling::Nearest => logits.upsample_nearest2d(h, w),
             _ => crate::ops::resize_bilinear(&logits, h, w),

@@ -18,7 +18,7 @@ use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Up2,
 use super::{ModelConfig, Segmenter};
 use crate::ops::{max_pool2d_with_indices, max_unpool2d};
 use crate::{ModelError, Result};
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
 
 /// Configuration of SegNet: explicit output widths of every block. `Default` is
@@ -322,7 +322,7 @@ impl ModuleT for SegNet {
             };
             x = run(blocks, x, train)?;
         }
-        self.head.forward(&x)
+        super::blocks::head_forward(&self.head, &x)
     }
 }
 

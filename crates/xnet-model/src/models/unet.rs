@@ -14,7 +14,7 @@
 use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Up2, Upsampling};
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
 
 /// Configuration of U-Net. `Default` is Ronneberger's widths (64 … 1024, depth 4) with
@@ -198,7 +198,7 @@ impl ModuleT for UNet {
             };
             x = double(&self.dec[l], &Tensor::cat(&[&skips[l], &up], 1)?, train)?;
         }
-        self.head.forward(&x)
+        super::blocks::head_forward(&self.head, &x)
     }
 }
 

@@ -19,7 +19,7 @@ use super::blocks::{
 };
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
 
 /// Configuration of XNet. `Default` is the paper's network (11,734,851 trainable parameters).
@@ -216,7 +216,7 @@ impl ModuleT for XNet {
         let x = Tensor::cat(&[&a8, &a13], 1)?;
         let a14 = c(14, &up(5, &x)?)?;
         let x = Tensor::cat(&[&a1, &a14], 1)?;
-        self.head.forward(&x)
+        super::blocks::head_forward(&self.head, &x)
     }
 }
 
