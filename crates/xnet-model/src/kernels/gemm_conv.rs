@@ -483,10 +483,18 @@ pub(crate) fn sum_over_parts<T: Elem>(
         .collect();
     let mut partials = partials.into_iter();
     let mut sum = partials.next().unwrap_or_else(|| vec![T::ZERO; len]);
-    for p in partials {
-        for (a, &b) in sum.iter_mut().zip(&p) {
-            *a += b;
-        }
+    let rest: Vec<Vec<T>> = partials.collect();
+    if !rest.is_empty() {
+        // In parallel: 36·512·512 elements for a 512→512 Winograd weight gradient, which
+        // summed serially kept the other cores idle for milliseconds.
+        const CHUNK: usize = 16_384;
+        sum.par_chunks_mut(CHUNK).enumerate().for_each(|(i, dst)| {
+            for p in &rest {
+                for (a, &b) in dst.iter_mut().zip(&p[i * CHUNK..]) {
+                    *a += b;
+                }
+            }
+        });
     }
     sum
 }

@@ -768,24 +768,24 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
 }
 
 /// The fastest forward path for `g` when none is forced, from per-layer timings of XNet's
-/// 3×3 layers (forward and input-gradient shapes, 1×200² and 8×128², 1 and 2 threads,
-/// minimum of 3 on a shared, loaded 2-core machine; `examples/conv_paths.rs`):
+/// 3×3 layers (forward and input-gradient shapes, 1×200² and 8×128², 2 threads, minimum
+/// of 3–5 on a shared 2-core machine, freed memory kept as the programs keep it;
+/// `examples/conv_paths.rs`):
 ///
 /// - below 64 channels in or out ([`super::winograd::applies`]): direct;
 /// - few 4×4 tiles (n·⌈h/4⌉·⌈w/4⌉ < 128; the 25² layers of a 200² input have 49):
-///   F(2×2, 3×3). F(4×4, 3×3)'s transformed weight (36·c_in·c_out, 38 MB at 512→512) is
-///   re-read and repacked by each of its 36 GEMMs, which costs more than the products it
-///   saves (512→512 at 25²: 36 ms against 20 ms);
-/// - the same for weights of more than 256·512 channel pairs (512→512), whose transform
-///   outgrows the last-level cache, below 512 tiles (8×16²: a tie, 64 against 61 ms);
-/// - otherwise F(4×4, 3×3): 15–30 % faster than F(2×2, 3×3) from 50² (1 image) or 16²
-///   (8 images) up, e.g. 512→128 at 100²: 38 against 53 ms, two threads.
+///   F(2×2, 3×3), a tie with F(4×4, 3×3) there (512→512 at 25²: 16.9 against 17.2 ms),
+///   whose transformed weight (36·c_in·c_out, 38 MB at 512→512) is re-read and repacked
+///   by each of its 36 GEMMs for few products;
+/// - otherwise F(4×4, 3×3): 15–30 % faster than F(2×2, 3×3), e.g. 512→128 at 100²: 47
+///   against 56 ms, 8×512→512 at 16²: 39–41 against 44–46 ms. (Before the programs kept
+///   freed memory, 512→512 below 512 tiles measured a tie and stayed on F(2×2, 3×3).)
 pub(crate) fn preferred(g: &Geom) -> ConvPath {
     if !super::winograd::applies(g) {
         return ConvPath::Direct;
     }
     let tiles = g.n * g.h.div_ceil(M) * g.w.div_ceil(M);
-    if tiles >= 128 && (g.c_in * g.c_out <= 256 * 512 || tiles >= 512) {
+    if tiles >= 128 {
         ConvPath::Winograd4
     } else {
         ConvPath::Winograd2
