@@ -194,6 +194,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut folded = false;
     let mut times = Vec::with_capacity(args.iters);
     let mut cpu_times = Vec::with_capacity(args.iters);
+    // Train mode: wall seconds of [forward + loss, backward, L2 gradient + optimiser step].
+    let mut phases: Vec<[f64; 3]> = Vec::with_capacity(args.iters);
     match args.mode {
         Mode::Forward => {
             if !args.no_fold {
@@ -248,9 +250,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 // [N, C, H, W] -> [N·H·W, C] for the per-pixel cross-entropy.
                 let flat = logits.permute((0, 2, 3, 1))?.reshape(((), classes))?;
                 let ce = candle_nn::loss::cross_entropy(&flat, &y)?;
+                dev.synchronize()?;
+                let t_forward = t0.elapsed().as_secs_f64();
                 // L2 5e-4 on the kernels as the twin's loss, its gradient 2λw added directly
                 // (as the trainer does; the same gradient as back-propagating λΣw²).
                 let mut grads = ce.backward()?;
+                dev.synchronize()?;
+                let t_backward = t0.elapsed().as_secs_f64();
                 xnet_model::loss::add_l2_gradient(&mut grads, &kernels, 5e-4)?;
                 opt.step(&grads)?;
                 let _ = ce.to_dtype(DType::F32)?.to_scalar::<f32>()?;
@@ -259,6 +265,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 if i >= args.warmup {
                     times.push(dt);
                     cpu_times.push(process_cpu_s() - c0);
+                    phases.push([t_forward, t_backward - t_forward, dt - t_backward]);
                 }
             }
         }
@@ -295,6 +302,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "gflop_per_image": flops_per_image / 1e9,
         "achieved_gflops": flops_per_image * images_per_s / 1e9,
         "keep_freed_memory": kept_freed_memory,
+        // Train mode: medians of the forward (with the loss), backward and update phases.
+        "phase_s": if phases.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!({
+                "forward": median(&phases.iter().map(|p| p[0]).collect::<Vec<_>>()),
+                "backward": median(&phases.iter().map(|p| p[1]).collect::<Vec<_>>()),
+                "update": median(&phases.iter().map(|p| p[2]).collect::<Vec<_>>()),
+            })
+        },
         "kernels": if xnet_model::kernels::fast_kernels_enabled() { "fast" } else { "reference" },
         "bn_folded": folded,
         "tag": args.tag,
