@@ -174,6 +174,43 @@ fn gradients_match_candle_conv2d() {
     }
 }
 
+/// Operands that carry no gradient (a plain input tensor, a frozen weight, the zero bias
+/// behind `None`) get none, and the gradients of the others are unchanged.
+#[test]
+fn untracked_operands_get_no_gradient() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (n, ci, co, h, w) = (2, 64, 64, 9, 11);
+    let x_t = rand_tensor(&mut rng, &[n, ci, h, w], DType::F32);
+    let w_t = rand_tensor(&mut rng, &[co, ci, 3, 3], DType::F32);
+    let r = rand_tensor(&mut rng, &[n, co, h, w], DType::F32);
+    let loss = |y: Tensor| (y * &r).unwrap().sum_all().unwrap();
+    let (xv, wv) = (
+        Var::from_tensor(&x_t).unwrap(),
+        Var::from_tensor(&w_t).unwrap(),
+    );
+    let all = loss(conv2d_fast(&xv, &wv, None, 1, false).unwrap())
+        .backward()
+        .unwrap();
+    // The input as a plain tensor: only the weight's gradient.
+    let only_w = loss(conv2d_fast(&x_t, &wv, None, 1, false).unwrap())
+        .backward()
+        .unwrap();
+    assert!(only_w.get(&x_t).is_none());
+    assert_eq!(
+        max_abs_diff(only_w.get(&wv).unwrap(), all.get(&wv).unwrap()),
+        0.0
+    );
+    // A frozen weight: only the input's gradient.
+    let only_x = loss(conv2d_fast(&xv, &w_t, None, 1, false).unwrap())
+        .backward()
+        .unwrap();
+    assert!(only_x.get(&w_t).is_none());
+    assert_eq!(
+        max_abs_diff(only_x.get(&xv).unwrap(), all.get(&xv).unwrap()),
+        0.0
+    );
+}
+
 /// Central differences in f64 on the fast op alone: checks the custom backward without
 /// trusting candle's conv backward.
 #[test]

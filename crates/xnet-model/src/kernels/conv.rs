@@ -146,7 +146,7 @@ impl CustomOp3 for FastConv2d {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -157,26 +157,39 @@ impl CustomOp3 for FastConv2d {
             grad_res.clone()
         };
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(
-            &w.contiguous()?,
-            &ConvGradInput {
-                dilation: self.dilation,
-            },
-        )?;
-        let dw = x.contiguous()?.apply_op2_no_bwd(
-            &grad,
-            &ConvGradWeight {
-                dilation: self.dilation,
-                k: w.dim(3)?,
-            },
-        )?;
-        // candle's `sum((0, 2, 3))` is a strided scalar reduction: 6 % of an XNet train step.
-        let db = if grad.device().is_cpu() {
-            grad.apply_op1_no_bwd(&ChannelSum)?
+        // Only the operands that carry gradients: the first layer's input (the image) and
+        // the zero bias stood in for `None` do not, and their gradients would be a whole
+        // convolution and a reduction computed for nothing.
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(
+                &w.contiguous()?,
+                &ConvGradInput {
+                    dilation: self.dilation,
+                },
+            )?)
         } else {
-            grad.sum((0, 2, 3))?
+            None
         };
-        Ok((Some(dx), Some(dw), Some(db)))
+        let dw = if w.track_op() {
+            Some(x.contiguous()?.apply_op2_no_bwd(
+                &grad,
+                &ConvGradWeight {
+                    dilation: self.dilation,
+                    k: w.dim(3)?,
+                },
+            )?)
+        } else {
+            None
+        };
+        // candle's `sum((0, 2, 3))` is a strided scalar reduction: 6 % of an XNet train step.
+        let db = if !b.track_op() {
+            None
+        } else if grad.device().is_cpu() {
+            Some(grad.apply_op1_no_bwd(&ChannelSum)?)
+        } else {
+            Some(grad.sum((0, 2, 3))?)
+        };
+        Ok((dx, dw, db))
     }
 }
 
