@@ -38,3 +38,36 @@ pub fn keep_freed_memory() -> bool {
         false
     }
 }
+
+/// `len` copies of `value`, written by all rayon threads: `vec![value; len]` fills (or,
+/// once freed memory is kept, clears) the whole buffer on the calling thread while the
+/// other cores wait, which for the 10–40 MB activations and gradients of the kernels was a
+/// visible serial slice of a train step.
+pub(crate) fn filled_par<T: Copy + Send + Sync>(len: usize, value: T) -> Vec<T> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 32_768;
+    if len < 4 * CHUNK {
+        return vec![value; len];
+    }
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(CHUNK)
+        .for_each(|c| c.fill(std::mem::MaybeUninit::new(value)));
+    // SAFETY: the loop above initialised all `len` elements.
+    unsafe { v.set_len(len) };
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filled_par;
+
+    #[test]
+    fn filled_par_fills_every_element() {
+        for len in [0, 1, 1000, 4 * 32_768, 4 * 32_768 + 17, 1_000_003] {
+            let v = filled_par(len, 2.5f32);
+            assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x == 2.5));
+        }
+    }
+}

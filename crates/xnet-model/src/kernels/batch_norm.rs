@@ -77,7 +77,7 @@ impl BnReluTrain {
         beta: &[T],
         (n, c, hw): (usize, usize, usize),
     ) -> Vec<T> {
-        let mut y: Vec<T> = vec![T::from_f64(0.0); x.len()];
+        let mut y: Vec<T> = crate::memory::filled_par(x.len(), T::from_f64(0.0));
         let yp = SendPtr(y.as_mut_ptr());
         let count = (n * hw) as f64;
         let stats: Vec<(f64, f64)> = (0..c)
@@ -140,7 +140,7 @@ impl BnReluTrain {
             candle_core::bail!("fused batch norm: backward without a forward");
         }
         let count = (n * hw) as f64;
-        let mut dx: Vec<T> = vec![T::from_f64(0.0); x.len()];
+        let mut dx: Vec<T> = crate::memory::filled_par(x.len(), T::from_f64(0.0));
         let dxp = SendPtr(dx.as_mut_ptr());
         let relu = self.relu;
         let sums: Vec<(f64, f64)> = (0..c)

@@ -100,7 +100,7 @@ impl<T> SendPtr<T> {
 /// Copies `[n, c, h, w]` into zero-padded planes `[n, c, hp, wp]` (plus the tail slack).
 pub(crate) fn pad_planes<T: Elem>(x: &[T], g: &Geom, c: usize) -> Vec<T> {
     let (h, w, pad, wp, plane) = (g.h, g.w, g.pad(), g.wp(), g.plane());
-    let mut out = vec![T::ZERO; g.n * c * plane + 2 * pad + 1];
+    let mut out = crate::memory::filled_par(g.n * c * plane + 2 * pad + 1, T::ZERO);
     out[..g.n * c * plane]
         .par_chunks_mut(plane)
         .zip(x.par_chunks(h * w))
@@ -276,7 +276,7 @@ pub(crate) fn conv_forward<T: Elem>(
     assert!(xp.len() >= g.padded_len());
     let (h, w, wp, plane, kk) = (g.h, g.w, g.wp(), g.plane(), g.k * g.k);
     let (c_in, c_out) = (g.c_in, g.c_out);
-    let mut out = vec![T::ZERO; g.n * c_out * h * w];
+    let mut out = crate::memory::filled_par(g.n * c_out * h * w, T::ZERO);
     let rows = rows_per_task(g, threads);
     let chunks_per_image = h.div_ceil(rows);
     let out_ptr = SendPtr(out.as_mut_ptr());
@@ -394,7 +394,7 @@ pub(crate) fn conv_grad_weight<T: Elem>(
     let hw = h * wp;
     // grad_out in the padded-width layout, zero on the discarded columns so that they
     // contribute nothing.
-    let mut gpad = vec![T::ZERO; g.n * c_out * hw];
+    let mut gpad = crate::memory::filled_par(g.n * c_out * hw, T::ZERO);
     gpad.par_chunks_mut(hw)
         .zip(grad_out.par_chunks(h * w))
         .for_each(|(dst, src)| {

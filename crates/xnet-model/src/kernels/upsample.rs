@@ -8,7 +8,7 @@ use rayon::prelude::*;
 type CResult<T> = candle_core::Result<T>;
 
 fn up2<T: Copy + Send + Sync + Default>(src: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
-    let mut out = vec![T::default(); planes * 4 * h * w];
+    let mut out = crate::memory::filled_par(planes * 4 * h * w, T::default());
     out.par_chunks_mut(4 * h * w)
         .zip(src.par_chunks(h * w))
         .for_each(|(dst, s)| {
@@ -31,7 +31,7 @@ where
     T: Copy + Send + Sync + Default + std::ops::Add<Output = T>,
 {
     // `h`, `w` are the sizes of the (small) result.
-    let mut out = vec![T::default(); planes * h * w];
+    let mut out = crate::memory::filled_par(planes * h * w, T::default());
     out.par_chunks_mut(h * w)
         .zip(src.par_chunks(4 * h * w))
         .for_each(|(dst, s)| {

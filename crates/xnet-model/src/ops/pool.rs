@@ -187,7 +187,7 @@ fn scatter_planes<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
     out_plane: usize,
 ) -> Vec<T> {
     let planes = v.len() / in_plane.max(1);
-    let mut out = vec![T::default(); planes * out_plane];
+    let mut out = crate::memory::filled_par(planes * out_plane, T::default());
     if in_plane > 0 && out_plane > 0 {
         out.par_chunks_mut(out_plane)
             .zip(
