@@ -20,6 +20,7 @@
 //!   pass, output pass; backward one reduction and one output pass), with the same
 //!   running-statistics update as `candle_nn::BatchNorm`.
 //! - [`upsample_nearest2x_fast`]: nearest ×2 up-sampling as a copy, backward a 2×2 sum.
+//! - [`concat_channels`]: the skip connections' channel concatenation as a parallel copy.
 //!
 //! Every fast op has a stock-candle twin ([`conv2d_reference`], candle's
 //! `upsample_nearest2d`) that the tests compare it with, and the dispatching functions
@@ -36,6 +37,7 @@
 //! Threads: the kernels run on rayon's global pool (`RAYON_NUM_THREADS`), like candle.
 
 mod batch_norm;
+mod concat;
 mod conv;
 mod gemm_conv;
 mod upsample;
@@ -43,6 +45,7 @@ mod winograd;
 mod winograd4;
 
 pub use batch_norm::{batch_norm_relu_train, fused_batch_norm_supported};
+pub use concat::concat_channels;
 pub use conv::{
     conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad, conv2d_fast_weight_grad_path,
     conv2d_reference, fast_conv_supported, fast_kernels_enabled, fold_batch_norm, FastConv2d,

@@ -196,7 +196,11 @@ impl ModuleT for UNet {
                 UpStep::Transposed(t) => t.forward(&x)?,
                 UpStep::Resample(r, c) => c.forward_t(&r.forward(&x)?, train)?,
             };
-            x = double(&self.dec[l], &Tensor::cat(&[&skips[l], &up], 1)?, train)?;
+            x = double(
+                &self.dec[l],
+                &crate::kernels::concat_channels(&skips[l], &up)?,
+                train,
+            )?;
         }
         super::blocks::head_forward(&self.head, &x)
     }

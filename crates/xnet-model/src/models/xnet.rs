@@ -204,18 +204,18 @@ impl ModuleT for XNet {
         let a3 = c(3, &crate::ops::max_pool2d(&a2, 2)?)?;
         let x = c(5, &c(4, &crate::ops::max_pool2d(&a3, 2)?)?)?;
         let a6 = c(6, &up(1, &x)?)?;
-        let x = Tensor::cat(&[&a3, &a6], 1)?;
+        let x = crate::kernels::concat_channels(&a3, &a6)?;
         let a7 = c(7, &up(2, &x)?)?;
-        let x = Tensor::cat(&[&a2, &a7], 1)?;
+        let x = crate::kernels::concat_channels(&a2, &a7)?;
         let a8 = c(8, &x)?;
         let a9 = c(9, &crate::ops::max_pool2d(&a8, 2)?)?;
         let x = c(11, &c(10, &crate::ops::max_pool2d(&a9, 2)?)?)?;
         let a12 = c(12, &up(3, &x)?)?;
-        let x = Tensor::cat(&[&a9, &a12], 1)?;
+        let x = crate::kernels::concat_channels(&a9, &a12)?;
         let a13 = c(13, &up(4, &x)?)?;
-        let x = Tensor::cat(&[&a8, &a13], 1)?;
+        let x = crate::kernels::concat_channels(&a8, &a13)?;
         let a14 = c(14, &up(5, &x)?)?;
-        let x = Tensor::cat(&[&a1, &a14], 1)?;
+        let x = crate::kernels::concat_channels(&a1, &a14)?;
         super::blocks::head_forward(&self.head, &x)
     }
 }
