@@ -40,6 +40,7 @@ mod batch_norm;
 mod concat;
 mod conv;
 mod gemm_conv;
+mod simd;
 mod upsample;
 mod winograd;
 mod winograd4;

@@ -61,7 +61,7 @@ fn runs<T, const N: usize>(v: &mut [T], starts: [usize; N], len: usize) -> [&mut
 /// A function of separate slices so that the compiler knows they do not alias and
 /// vectorises the loop without run-time overlap checks.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn bt6<T: Elem>(
     d0: &[T],
     d1: &[T],
@@ -102,7 +102,7 @@ fn bt6<T: Elem>(
 /// `s0 = m0 + m1 + m2 + m3 + m4`, `s1 = m1 − m2 + 2(m3 − m4)`, `s2 = m1 + m2 + 4(m3 + m4)`,
 /// `s3 = m1 − m2 + 8(m3 − m4) + m5` (separate slices for the reason given at [`bt6`]).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn at6<T: Elem>(
     m0: &[T],
     m1: &[T],
@@ -132,7 +132,7 @@ fn at6<T: Elem>(
 /// `A` over each tile's six columns `q0..q5` (one element per tile), plus the bias and
 /// the activation, interleaved into `row` (four output pixels per tile).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn a6_row<T: Elem>(
     q0: &[T],
     q1: &[T],
@@ -218,6 +218,11 @@ impl TileSpan {
 /// tile's six columns (contiguous phase runs, vectorised), written as six contiguous runs
 /// per row of the 6×6 transform.
 fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &mut [T]) {
+    super::simd::with_avx2(|| transform_input_impl(xp, b, ci, span, v))
+}
+
+#[inline(always)]
+fn transform_input_impl<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &mut [T]) {
     let TileSpan {
         tw, plane, f0, f1, ..
     } = span;
@@ -286,7 +291,7 @@ fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &m
 /// `a/24 + b/12 + d/6`, `a/24 − b/12 + d/6`, `d` (separate slices for the reason given at
 /// [`bt6`]).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn g6<T: Elem>(
     a: &[T],
     b: &[T],
@@ -442,58 +447,61 @@ pub(crate) fn conv3x3<T: Elem>(
             // tile row of the span at a time: Aᵀ over the ξ rows (vectorised along the
             // tiles) into four rows of six runs, then A over each tile's columns into an
             // output row, cropped to the image and to the span's columns.
-            let mut s = vec![T::ZERO; M * A * tw];
-            let mut row = vec![T::ZERO; M * tw];
-            for o in 0..co {
-                let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
-                for (ty, txs, t0) in span.rows() {
-                    let len = txs.len();
-                    let m = |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + len];
-                    for j in 0..A {
-                        let (m0, m1, m2, m3, m4, m5) = (
-                            m(j),
-                            m(A + j),
-                            m(2 * A + j),
-                            m(3 * A + j),
-                            m(4 * A + j),
-                            m(5 * A + j),
-                        );
-                        let at = |k: usize| (k * A + j) * tw;
-                        let [s0, s1, s2, s3] = runs(&mut s, [at(0), at(1), at(2), at(3)], len);
-                        at6(m0, m1, m2, m3, m4, m5, s0, s1, s2, s3);
-                    }
-                    let (x0, x1) = (M * txs.start, (M * txs.end).min(w));
-                    for dy in 0..M {
-                        let y = M * ty + dy;
-                        if y >= h {
-                            break;
+            super::simd::with_avx2(|| {
+                let mut s = vec![T::ZERO; M * A * tw];
+                let mut row = vec![T::ZERO; M * tw];
+                for o in 0..co {
+                    let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
+                    for (ty, txs, t0) in span.rows() {
+                        let len = txs.len();
+                        let m =
+                            |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + len];
+                        for j in 0..A {
+                            let (m0, m1, m2, m3, m4, m5) = (
+                                m(j),
+                                m(A + j),
+                                m(2 * A + j),
+                                m(3 * A + j),
+                                m(4 * A + j),
+                                m(5 * A + j),
+                            );
+                            let at = |k: usize| (k * A + j) * tw;
+                            let [s0, s1, s2, s3] = runs(&mut s, [at(0), at(1), at(2), at(3)], len);
+                            at6(m0, m1, m2, m3, m4, m5, s0, s1, s2, s3);
                         }
-                        let sr = &s[dy * A * tw..(dy + 1) * A * tw];
-                        let q = |j: usize| &sr[j * tw..j * tw + len];
-                        let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
-                        a6_row(
-                            q0,
-                            q1,
-                            q2,
-                            q3,
-                            q4,
-                            q5,
-                            bias_o,
-                            epilogue,
-                            &mut row[..M * len],
-                        );
-                        // SAFETY: task (b, blk) alone writes columns x0..x1 of the output
-                        // rows of its tiles in image b; inside the allocation.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                row.as_ptr(),
-                                outp.get().add(((b * co + o) * h + y) * w + x0),
-                                x1 - x0,
-                            )
-                        };
+                        let (x0, x1) = (M * txs.start, (M * txs.end).min(w));
+                        for dy in 0..M {
+                            let y = M * ty + dy;
+                            if y >= h {
+                                break;
+                            }
+                            let sr = &s[dy * A * tw..(dy + 1) * A * tw];
+                            let q = |j: usize| &sr[j * tw..j * tw + len];
+                            let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
+                            a6_row(
+                                q0,
+                                q1,
+                                q2,
+                                q3,
+                                q4,
+                                q5,
+                                bias_o,
+                                epilogue,
+                                &mut row[..M * len],
+                            );
+                            // SAFETY: task (b, blk) alone writes columns x0..x1 of the output
+                            // rows of its tiles in image b; inside the allocation.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    row.as_ptr(),
+                                    outp.get().add(((b * co + o) * h + y) * w + x0),
+                                    x1 - x0,
+                                )
+                            };
+                        }
                     }
                 }
-            }
+            });
         });
     // SAFETY: the blocks cover every tile of every image, and each writes the output
     // pixels of its tiles inside the image, in every channel: all n·co·h·w elements.
@@ -506,7 +514,7 @@ pub(crate) fn conv3x3<T: Elem>(
 /// `w0`, `w0 + w1 + w2 + w3`, `w0 − w1 + w2 − w3`, `w0 + 2w1 + 4w2 + 8w3`,
 /// `w0 − 2w1 + 4w2 − 8w3`, `w3` (separate slices for the reason given at [`bt6`]).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn a4<T: Elem>(
     w0: &[T],
     w1: &[T],
@@ -545,7 +553,7 @@ fn a4<T: Elem>(
 /// `m0/4 − (m1 + m2)/6 + (m3 + m4)/24`, `(m2 − m1)/6 + (m3 − m4)/12`,
 /// `(m3 + m4 − m1 − m2)/6 + m5` (separate slices for the reason given at [`bt6`]).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn gt6<T: Elem>(
     m0: &[T],
     m1: &[T],
@@ -606,6 +614,18 @@ fn phase_grad<T: Elem>(
 /// the tile row's four gradient rows (vectorised along the phase-major row), then along
 /// each tile's four columns (four contiguous phase runs), six runs per transformed row.
 fn transform_grad<T: Elem>(
+    gp: &[T],
+    b: usize,
+    co: usize,
+    span: TileSpan,
+    gplane: usize,
+    dm: &mut [T],
+) {
+    super::simd::with_avx2(|| transform_grad_impl(gp, b, co, span, gplane, dm))
+}
+
+#[inline(always)]
+fn transform_grad_impl<T: Elem>(
     gp: &[T],
     b: usize,
     co: usize,
