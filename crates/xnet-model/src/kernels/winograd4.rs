@@ -172,19 +172,46 @@ fn a6_row<T: Elem>(
 /// written once (zeros included), so nothing is cleared first.
 fn pad_phased<T: Elem>(x: &[T], planes: usize, h: usize, w: usize, th: usize, tw: usize) -> Vec<T> {
     let (hp, rl) = (M * th + 2, M * (tw + 1));
+    // Padded column 4·j + k holds image column 4·j + k − 1.
     super::winograd::padded_planes(x, (planes, h, w), (hp * rl, rl), |d, srow| {
-        for (k, ph) in d.chunks_exact_mut(tw + 1).enumerate() {
-            // Padded column 4·j + k holds image column 4·j + k − 1.
-            for (j, o) in ph.iter_mut().enumerate() {
-                let xx = M * j + k;
-                *o = std::mem::MaybeUninit::new(if xx >= 1 && xx <= w {
-                    srow[xx - 1]
-                } else {
-                    T::ZERO
-                });
+        deinterleave4(srow, 1, d, tw + 1)
+    })
+}
+
+crate::avx2_dispatch!(
+/// Splits a row into its four column phases: phase `k` (the `k`-th run of `plen` elements
+/// of `d`) gets `src[4·j + k − shift]` at `j` where that index is inside `src`, zero
+/// elsewhere. The zero runs at both ends are filled apart, so the gather in between has
+/// no branch.
+fn deinterleave4<T: Elem>(
+    src: &[T],
+    shift: usize,
+    d: &mut [std::mem::MaybeUninit<T>],
+    plen: usize,
+) => deinterleave4_impl);
+
+#[inline(always)]
+fn deinterleave4_impl<T: Elem>(
+    src: &[T],
+    shift: usize,
+    d: &mut [std::mem::MaybeUninit<T>],
+    plen: usize,
+) {
+    let zero = std::mem::MaybeUninit::new(T::ZERO);
+    let w = src.len();
+    for (k, ph) in d.chunks_exact_mut(plen).enumerate() {
+        // j is valid iff shift ≤ 4·j + k < w + shift.
+        let hi = (w + shift).saturating_sub(k).div_ceil(M).min(plen);
+        let lo = shift.saturating_sub(k).div_ceil(M).min(hi);
+        ph[..lo].fill(zero);
+        if lo < hi {
+            let from = M * lo + k - shift;
+            for (o, &v) in ph[lo..hi].iter_mut().zip(src[from..].iter().step_by(M)) {
+                *o = std::mem::MaybeUninit::new(v);
             }
         }
-    })
+        ph[hi..].fill(zero);
+    }
 }
 
 /// Tiles `f0..f1` (row-major over the `th × tw` tiles) of one image, and the padded
@@ -210,6 +237,7 @@ impl TileSpan {
     }
 }
 
+crate::avx2_dispatch!(
 /// `V = Bᵀ d B` of the 6×6 input tiles of `span` of image `b`, written to `v` in the
 /// layout `[36][c_in][tiles]` (the GEMM operand, unit stride on tiles). With
 /// `Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
@@ -217,9 +245,7 @@ impl TileSpan {
 /// input rows of a tile row (along the phase-major row, vectorised), then over each
 /// tile's six columns (contiguous phase runs, vectorised), written as six contiguous runs
 /// per row of the 6×6 transform.
-fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &mut [T]) {
-    super::simd::with_avx2(|| transform_input_impl(xp, b, ci, span, v))
-}
+fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &mut [T]) => transform_input_impl);
 
 #[inline(always)]
 fn transform_input_impl<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &mut [T]) {
@@ -447,66 +473,99 @@ pub(crate) fn conv3x3<T: Elem>(
             // tile row of the span at a time: Aᵀ over the ξ rows (vectorised along the
             // tiles) into four rows of six runs, then A over each tile's columns into an
             // output row, cropped to the image and to the span's columns.
-            super::simd::with_avx2(|| {
-                let mut s = vec![T::ZERO; M * A * tw];
-                let mut row = vec![T::ZERO; M * tw];
-                for o in 0..co {
-                    let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
-                    for (ty, txs, t0) in span.rows() {
-                        let len = txs.len();
-                        let m =
-                            |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + len];
-                        for j in 0..A {
-                            let (m0, m1, m2, m3, m4, m5) = (
-                                m(j),
-                                m(A + j),
-                                m(2 * A + j),
-                                m(3 * A + j),
-                                m(4 * A + j),
-                                m(5 * A + j),
-                            );
-                            let at = |k: usize| (k * A + j) * tw;
-                            let [s0, s1, s2, s3] = runs(&mut s, [at(0), at(1), at(2), at(3)], len);
-                            at6(m0, m1, m2, m3, m4, m5, s0, s1, s2, s3);
-                        }
-                        let (x0, x1) = (M * txs.start, (M * txs.end).min(w));
-                        for dy in 0..M {
-                            let y = M * ty + dy;
-                            if y >= h {
-                                break;
-                            }
-                            let sr = &s[dy * A * tw..(dy + 1) * A * tw];
-                            let q = |j: usize| &sr[j * tw..j * tw + len];
-                            let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
-                            a6_row(
-                                q0,
-                                q1,
-                                q2,
-                                q3,
-                                q4,
-                                q5,
-                                bias_o,
-                                epilogue,
-                                &mut row[..M * len],
-                            );
-                            // SAFETY: task (b, blk) alone writes columns x0..x1 of the output
-                            // rows of its tiles in image b; inside the allocation.
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    row.as_ptr(),
-                                    outp.get().add(((b * co + o) * h + y) * w + x0),
-                                    x1 - x0,
-                                )
-                            };
-                        }
-                    }
-                }
-            });
+            output_transform(mm, span, co, tb, h, w, b, bias, epilogue, outp);
         });
     // SAFETY: the blocks cover every tile of every image, and each writes the output
     // pixels of its tiles inside the image, in every channel: all n·co·h·w elements.
     unsafe { out.set_len(n * co * h * w) };
     out
+}
+
+crate::avx2_dispatch!(fn output_transform<T: Elem>(
+    mm: &[T],
+    span: TileSpan,
+    co: usize,
+    tb: usize,
+    h: usize,
+    w: usize,
+    b: usize,
+    bias: Option<&[T]>,
+    epilogue: Epilogue,
+    outp: SendPtr<T>,
+) => output_transform_impl);
+
+/// `Y = Aᵀ M A` of the GEMM results `mm` (`[36][c_out][tiles]`) of `span` of image `b`,
+/// plus bias and activation, written into the output rows of its tiles through `outp`
+/// (`[n, c_out, h, w]`): Aᵀ over the ξ rows of a tile row (vectorised along the tiles)
+/// into four rows of six runs, then A over each tile's columns into an output row,
+/// cropped to the image and to the span's columns.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn output_transform_impl<T: Elem>(
+    mm: &[T],
+    span: TileSpan,
+    co: usize,
+    tb: usize,
+    h: usize,
+    w: usize,
+    b: usize,
+    bias: Option<&[T]>,
+    epilogue: Epilogue,
+    outp: SendPtr<T>,
+) {
+    let tw = span.tw;
+    let mut s = vec![T::ZERO; M * A * tw];
+    let mut row = vec![T::ZERO; M * tw];
+    for o in 0..co {
+        let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
+        for (ty, txs, t0) in span.rows() {
+            let len = txs.len();
+            let m = |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + len];
+            for j in 0..A {
+                let (m0, m1, m2, m3, m4, m5) = (
+                    m(j),
+                    m(A + j),
+                    m(2 * A + j),
+                    m(3 * A + j),
+                    m(4 * A + j),
+                    m(5 * A + j),
+                );
+                let at = |k: usize| (k * A + j) * tw;
+                let [s0, s1, s2, s3] = runs(&mut s, [at(0), at(1), at(2), at(3)], len);
+                at6(m0, m1, m2, m3, m4, m5, s0, s1, s2, s3);
+            }
+            let (x0, x1) = (M * txs.start, (M * txs.end).min(w));
+            for dy in 0..M {
+                let y = M * ty + dy;
+                if y >= h {
+                    break;
+                }
+                let sr = &s[dy * A * tw..(dy + 1) * A * tw];
+                let q = |j: usize| &sr[j * tw..j * tw + len];
+                let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
+                a6_row(
+                    q0,
+                    q1,
+                    q2,
+                    q3,
+                    q4,
+                    q5,
+                    bias_o,
+                    epilogue,
+                    &mut row[..M * len],
+                );
+                // SAFETY: task (b, blk) alone writes columns x0..x1 of the output
+                // rows of its tiles in image b; inside the allocation.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        row.as_ptr(),
+                        outp.get().add(((b * co + o) * h + y) * w + x0),
+                        x1 - x0,
+                    )
+                };
+            }
+        }
+    }
 }
 
 /// `A` (the transpose of the output transform `Aᵀ`) applied element-wise along four
@@ -598,17 +657,11 @@ fn phase_grad<T: Elem>(
         grad_out,
         (planes, h, w),
         ((M * th + 1) * rl, rl),
-        |d, srow| {
-            for (k, ph) in d.chunks_exact_mut(tw).enumerate() {
-                for (j, o) in ph.iter_mut().enumerate() {
-                    let xx = M * j + k;
-                    *o = std::mem::MaybeUninit::new(if xx < w { srow[xx] } else { T::ZERO });
-                }
-            }
-        },
+        |d, srow| deinterleave4(srow, 0, d, tw),
     )
 }
 
+crate::avx2_dispatch!(
 /// `A dY Aᵀ` of the 4×4 gradient tiles of `span` of image `b` (from [`phase_grad`] planes
 /// of `gplane` elements), written to `dm` in the layout `[36][c_out][tiles]`: first along
 /// the tile row's four gradient rows (vectorised along the phase-major row), then along
@@ -620,9 +673,7 @@ fn transform_grad<T: Elem>(
     span: TileSpan,
     gplane: usize,
     dm: &mut [T],
-) {
-    super::simd::with_avx2(|| transform_grad_impl(gp, b, co, span, gplane, dm))
-}
+) => transform_grad_impl);
 
 #[inline(always)]
 fn transform_grad_impl<T: Elem>(
