@@ -21,6 +21,7 @@ pub(crate) trait Elem:
     + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
     + std::ops::AddAssign
+    + super::scratch::Pooled
     + 'static
 {
     const ZERO: Self;
@@ -464,26 +465,36 @@ pub(crate) fn conv_grad_weight<T: Elem>(
 }
 
 /// Splits work items `0..total` into one contiguous range per thread, lets `part`
-/// accumulate its range into a zeroed buffer of `len` elements, and returns the sum of the
+/// accumulate its range into a buffer of `len` elements, and returns the sum of the
 /// buffers: the reduction of both weight gradients (GEMM per tap and Winograd).
+///
+/// The buffers come from the scratch pool ([`super::scratch::Scratch`]) with unspecified
+/// contents: `part` must overwrite every element before it adds to it (the weight
+/// gradients' first GEMMs write without reading).
 pub(crate) fn sum_over_parts<T: Elem>(
     total: usize,
     threads: usize,
     len: usize,
     part: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync,
-) -> Vec<T> {
+) -> super::scratch::Scratch<T> {
+    use super::scratch::Scratch;
     let parts = threads.max(1).min(total);
-    let partials: Vec<Vec<T>> = (0..parts)
+    let partials: Vec<Scratch<T>> = (0..parts)
         .into_par_iter()
         .map(|p| {
-            let mut acc = vec![T::ZERO; len];
+            let mut acc = Scratch::take(len);
             part(p * total / parts..(p + 1) * total / parts, &mut acc);
             acc
         })
         .collect();
     let mut partials = partials.into_iter();
-    let mut sum = partials.next().unwrap_or_else(|| vec![T::ZERO; len]);
-    let rest: Vec<Vec<T>> = partials.collect();
+    let Some(mut sum) = partials.next() else {
+        // No work item: the sum is zero.
+        let mut zero = Scratch::take(len);
+        zero.fill(T::ZERO);
+        return zero;
+    };
+    let rest: Vec<Scratch<T>> = partials.collect();
     if !rest.is_empty() {
         // In parallel: 36·512·512 elements for a 512→512 Winograd weight gradient, which
         // summed serially kept the other cores idle for milliseconds.

@@ -40,6 +40,7 @@ mod batch_norm;
 mod concat;
 mod conv;
 mod gemm_conv;
+mod scratch;
 mod simd;
 mod upsample;
 mod winograd;

@@ -25,6 +25,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gemm_conv::{sum_over_parts, Elem, Epilogue, Geom, SendPtr};
+use super::scratch::Scratch;
 
 /// `planes` padded planes of `plane` elements made from the `h × w` image planes of `x`: a
 /// zero row of `row_len`, then image row `y` written by `fill_row(padded row y + 1, image
@@ -363,8 +364,8 @@ pub(crate) fn conv3x3<T: Elem>(
     // every element is overwritten before it is read, so it is never cleared.
     let scratch = || {
         (
-            vec![T::ZERO; 16 * ci * trows * tw],
-            vec![T::ZERO; 16 * co * trows * tw],
+            Scratch::<T>::take(16 * ci * trows * tw),
+            Scratch::<T>::take(16 * co * trows * tw),
         )
     };
     (0..n * blocks)
@@ -452,8 +453,9 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
     let trows = target_tiles.div_ceil(tw).clamp(1, th);
     let blocks = th.div_ceil(trows);
     let du = sum_over_parts(n * blocks, threads, 16 * co * ci, |tasks, du: &mut [T]| {
-        let mut v = vec![T::ZERO; 16 * ci * trows * tw];
-        let mut dm = vec![T::ZERO; 16 * co * trows * tw];
+        // `v` is written before it is read; `dm` is written below for every tile.
+        let mut v = Scratch::<T>::take(16 * ci * trows * tw);
+        let mut dm = Scratch::<T>::take(16 * co * trows * tw);
         let mut first = true;
         for task in tasks {
             let (b, tiles) = TileRows::of_task(task, (blocks, trows, th), tw, wp, plane);

@@ -34,6 +34,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gemm_conv::{ConvPath, Elem, Epilogue, Geom, SendPtr};
+use super::scratch::Scratch;
 
 /// Side of the output tile.
 const M: usize = 4;
@@ -449,12 +450,12 @@ pub(crate) fn conv3x3<T: Elem>(
     } else {
         Parallelism::None
     };
-    // Per-job scratch (transformed input, GEMM results), reused across the tasks of a job:
-    // every element is overwritten before it is read, so it is never cleared.
+    // Per-job scratch (transformed input, GEMM results) from the pool, reused across the
+    // tasks of a job: every element is overwritten before it is read.
     let scratch = || {
         (
-            vec![T::ZERO; XI * ci * tb_max],
-            vec![T::ZERO; XI * co * tb_max],
+            Scratch::<T>::take(XI * ci * tb_max),
+            Scratch::<T>::take(XI * co * tb_max),
         )
     };
     (0..n * blocks)
@@ -758,8 +759,9 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
         threads,
         XI * co * ci,
         |tasks, du: &mut [T]| {
-            let mut v = vec![T::ZERO; XI * ci * tb_max];
-            let mut dm = vec![T::ZERO; XI * co * tb_max];
+            // Every element a task reads is written first (see `transform_*`).
+            let mut v = Scratch::<T>::take(XI * ci * tb_max);
+            let mut dm = Scratch::<T>::take(XI * co * tb_max);
             let mut first = true;
             for task in tasks {
                 let (b, blk) = (task / blocks, task % blocks);
