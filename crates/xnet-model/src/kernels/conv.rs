@@ -389,7 +389,7 @@ pub fn conv2d_fast_path(
     k: usize,
     dilation: usize,
 ) -> &'static str {
-    let g = Geom {
+    path_name(gemm_conv::forward_path(&Geom {
         n,
         c_in,
         c_out,
@@ -397,8 +397,7 @@ pub fn conv2d_fast_path(
         w,
         k,
         dil: dilation,
-    };
-    path_name(gemm_conv::forward_path(&g))
+    }))
 }
 
 /// Whether the fast kernels are used where they apply. They are, unless the environment
@@ -512,7 +511,7 @@ pub fn conv2d_fast_weight_grad_path(
     k: usize,
     dilation: usize,
 ) -> &'static str {
-    let g = Geom {
+    path_name(gemm_conv::grad_weight_path(&Geom {
         n,
         c_in,
         c_out,
@@ -520,8 +519,7 @@ pub fn conv2d_fast_weight_grad_path(
         w,
         k,
         dil: dilation,
-    };
-    path_name(gemm_conv::grad_weight_path(&g))
+    }))
 }
 
 fn path_name(p: gemm_conv::ConvPath) -> &'static str {

@@ -245,6 +245,54 @@ pub(crate) fn component_gemms<T: Elem>(
     }
 }
 
+/// `dU_ξ (+)= dM_ξ · V_ξᵀ` for the `components` Winograd components of a block of `tb`
+/// tiles, the weight gradients' sum over tiles: `dm` is `[ξ][c_out][tb]`, `v` is
+/// `[ξ][c_in][tb]`, `du` is `[ξ][c_out][c_in]`, overwritten unless `accumulate`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn accumulate_component_gemms<T: Elem>(
+    components: usize,
+    tb: usize,
+    ci: usize,
+    co: usize,
+    dm: &[T],
+    v: &[T],
+    du: &mut [T],
+    accumulate: bool,
+) {
+    assert!(
+        dm.len() >= components * co * tb
+            && v.len() >= components * ci * tb
+            && du.len() >= components * co * ci,
+        "winograd weight-gradient GEMM operands smaller than their extents"
+    );
+    for xi in 0..components {
+        // SAFETY: the three operands hold at least the extents asserted above.
+        unsafe {
+            gemm::gemm(
+                co,
+                ci,
+                tb,
+                du.as_mut_ptr().add(xi * co * ci),
+                1,
+                ci as isize,
+                accumulate,
+                dm.as_ptr().add(xi * co * tb),
+                1,
+                tb as isize,
+                v.as_ptr().add(xi * ci * tb),
+                tb as isize,
+                1,
+                T::ONE,
+                T::ONE,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+    }
+}
+
 /// Four disjoint runs of `len` elements starting at increasing offsets of `v`.
 fn four_runs<T>(v: &mut [T], starts: [usize; 4], len: usize) -> [&mut [T]; 4] {
     let [a, b, c, d] = starts;
@@ -497,33 +545,7 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
                     }
                 }
             }
-            for xi in 0..16 {
-                // dU_ξ [co × ci] (+)= dM_ξ [co × tb] · V_ξᵀ [tb × ci].
-                // SAFETY: all operands are local buffers with the extents given.
-                unsafe {
-                    gemm::gemm(
-                        co,
-                        ci,
-                        tb,
-                        du.as_mut_ptr().add(xi * co * ci),
-                        1,
-                        ci as isize,
-                        !first,
-                        dm.as_ptr().add(xi * co * tb),
-                        1,
-                        tb as isize,
-                        v.as_ptr().add(xi * ci * tb),
-                        tb as isize,
-                        1,
-                        T::ONE,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
-                }
-            }
+            accumulate_component_gemms(16, tb, ci, co, &dm, &v, du, !first);
             first = false;
         }
     });

@@ -771,33 +771,7 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
                 let span = TileSpan { tw, plane, f0, f1 };
                 transform_input(&xp, b, ci, span, &mut v);
                 transform_grad(&gp, b, co, span, gplane, &mut dm);
-                for xi in 0..XI {
-                    // dU_ξ [co × ci] (+)= dM_ξ [co × tb] · V_ξᵀ [tb × ci].
-                    // SAFETY: all operands are local buffers holding the extents given.
-                    unsafe {
-                        gemm::gemm(
-                            co,
-                            ci,
-                            tb,
-                            du.as_mut_ptr().add(xi * co * ci),
-                            1,
-                            ci as isize,
-                            !first,
-                            dm.as_ptr().add(xi * co * tb),
-                            1,
-                            tb as isize,
-                            v.as_ptr().add(xi * ci * tb),
-                            tb as isize,
-                            1,
-                            T::ONE,
-                            T::ONE,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
-                }
+                super::winograd::accumulate_component_gemms(XI, tb, ci, co, &dm, &v, du, !first);
                 first = false;
             }
         },
