@@ -414,6 +414,22 @@ fn transform_weight<T: Elem>(
     u
 }
 
+/// Tiles per block and blocks per image for `n` images of `tiles` tiles, starting from
+/// `blocks` blocks per image: the block count is raised (by at most `threads − 1`, never
+/// beyond one tile per block) until the `n · blocks` tasks divide evenly among the threads,
+/// and the tiles are spread evenly over the blocks. Five blocks of a 100² layer on two
+/// threads kept one thread idle for a fifth of the layer.
+fn balanced_blocks(n: usize, tiles: usize, blocks: usize, threads: usize) -> (usize, usize) {
+    let threads = threads.max(1);
+    let max_blocks = tiles.max(1);
+    let blocks = blocks.clamp(1, max_blocks);
+    let chosen = (blocks..(blocks + threads).min(max_blocks + 1))
+        .find(|&b| (n * b) % threads == 0)
+        .unwrap_or(blocks);
+    let tb = tiles.div_ceil(chosen).max(1);
+    (tb, tiles.div_ceil(tb))
+}
+
 /// `act(conv3x3(x, weight) + bias)` over an unpadded `[n, c_in, h, w]` input by
 /// F(4×4, 3×3); the weight is read as in [`super::gemm_conv::conv_forward`] (base and
 /// strides), tap = `3·row + col`.
@@ -444,7 +460,7 @@ pub(crate) fn conv3x3<T: Elem>(
     let target = 128;
     let per_task = (n * tiles).div_ceil(2 * threads).div_ceil(16) * 16;
     let tb_max = target.min(per_task).max(16).min(tiles);
-    let blocks = tiles.div_ceil(tb_max);
+    let (tb_max, blocks) = balanced_blocks(n, tiles, tiles.div_ceil(tb_max), threads);
     let gemm_threads = if n * blocks < threads {
         Parallelism::Rayon(threads)
     } else {
@@ -946,6 +962,24 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Blocks: a multiple of the threads where a few more blocks allow it, tiles spread
+    /// evenly, every tile covered.
+    #[test]
+    fn blocks_are_balanced_between_threads() {
+        // 100² (25 × 25 tiles), one image, 2 threads: 5 blocks of 128 become 6 of 105.
+        assert_eq!(balanced_blocks(1, 625, 5, 2), (105, 6));
+        assert_eq!(balanced_blocks(8, 1024, 8, 2), (128, 8));
+        assert_eq!(balanced_blocks(1, 1, 1, 2), (1, 1));
+        assert_eq!(balanced_blocks(3, 7, 1, 2), (4, 2));
+        for (n, tiles, blocks, threads) in [(1, 625, 5, 3), (2, 49, 4, 2), (1, 2500, 20, 2)] {
+            let (tb, b) = balanced_blocks(n, tiles, blocks, threads);
+            assert!(
+                tb * b >= tiles && tb * (b - 1) < tiles,
+                "{tb} × {b} vs {tiles}"
+            );
         }
     }
 
