@@ -424,7 +424,7 @@ fn balanced_blocks(n: usize, tiles: usize, blocks: usize, threads: usize) -> (us
     let max_blocks = tiles.max(1);
     let blocks = blocks.clamp(1, max_blocks);
     let chosen = (blocks..(blocks + threads).min(max_blocks + 1))
-        .find(|&b| (n * b) % threads == 0)
+        .find(|&b| (n * b).checked_rem(threads) == Some(0))
         .unwrap_or(blocks);
     let tb = tiles.div_ceil(chosen).max(1);
     (tb, tiles.div_ceil(tb))
