@@ -69,6 +69,55 @@ impl Float for f64 {
     }
 }
 
+/// Lanes of the reductions below: eight independent f64 partial sums, so that the loop
+/// vectorises and is not bound by the latency of one serial chain of additions.
+const LANES: usize = 8;
+
+/// `Σ f(x_i)` in f64 over [`LANES`] interleaved partial sums, added at the end.
+#[inline(always)]
+fn lane_sum<T: Float>(x: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v.into());
+        }
+    }
+    let mut s: f64 = acc.iter().sum();
+    for &v in tail {
+        s += f(v.into());
+    }
+    s
+}
+
+/// `(Σ f(x_i, y_i, g_i).0, Σ f(x_i, y_i, g_i).1)` in f64 over [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum2<T: Float>(
+    x: &[T],
+    y: &[T],
+    g: &[T],
+    f: impl Fn(f64, T, T) -> (f64, f64),
+) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let n = x.len().min(y.len()).min(g.len());
+    let whole = n / LANES * LANES;
+    for i in (0..whole).step_by(LANES) {
+        for l in 0..LANES {
+            let (p, q) = f(x[i + l].into(), y[i + l], g[i + l]);
+            a[l] += p;
+            b[l] += q;
+        }
+    }
+    let (mut sa, mut sb): (f64, f64) = (a.iter().sum(), b.iter().sum());
+    for i in whole..n {
+        let (p, q) = f(x[i].into(), y[i], g[i]);
+        sa += p;
+        sb += q;
+    }
+    (sa, sb)
+}
+
 impl BnReluTrain {
     fn run<T: Float>(
         &self,
@@ -86,21 +135,11 @@ impl BnReluTrain {
                 let planes = (0..n).map(|b| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw]);
                 // Two passes (mean, then squared deviations): exact enough in f64 and the
                 // channel's planes are still in cache for the second.
-                let mut s = 0.0f64;
-                for p in planes.clone() {
-                    s += p.iter().map(|&v| v.into()).sum::<f64>();
-                }
+                let s: f64 = planes.clone().map(|p| lane_sum(p, |v| v)).sum();
                 let mean = s / count;
-                let mut q = 0.0f64;
-                for p in planes {
-                    q += p
-                        .iter()
-                        .map(|&v| {
-                            let d = v.into() - mean;
-                            d * d
-                        })
-                        .sum::<f64>();
-                }
+                let q: f64 = planes
+                    .map(|p| lane_sum(p, |v| (v - mean) * (v - mean)))
+                    .sum();
                 let var = q / count;
                 let scale = gamma[ch].into() / (var + self.eps).sqrt();
                 let shift = beta[ch].into() - mean * scale;
@@ -157,12 +196,13 @@ impl BnReluTrain {
                 // dbeta = Σ g', dgamma = Σ g'·x̂.
                 let (mut sg, mut sgx) = (0.0f64, 0.0f64);
                 for b in 0..n {
-                    let off = (b * c + ch) * hw;
-                    for i in off..off + hw {
-                        let gp = gate(y[i], g[i]);
-                        sg += gp;
-                        sgx += gp * (x[i].into() - mean) * inv_std;
-                    }
+                    let r = (b * c + ch) * hw..(b * c + ch + 1) * hw;
+                    let (a, d) = lane_sum2(&x[r.clone()], &y[r.clone()], &g[r], |xv, yv, gv| {
+                        let gp = gate(yv, gv);
+                        (gp, gp * (xv - mean))
+                    });
+                    sg += a;
+                    sgx += d * inv_std;
                 }
                 let k = gamma[ch].into() * inv_std;
                 let (mg, mgx) = (sg / count, sgx / count);
