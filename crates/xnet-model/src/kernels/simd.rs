@@ -3,7 +3,7 @@
 //! The project builds for the baseline `x86-64` target (SSE2), so that its binaries run on
 //! any x86-64 CPU; the GEMMs choose AVX2 at run time themselves, but the Winograd
 //! transforms and the other element-wise passes of the kernels were compiled for 4-wide
-//! SSE. [`avx2_dispatch!`](crate::avx2_dispatch) gives them the same run-time choice. The
+//! SSE. `avx2_dispatch!` gives them the same run-time choice. The
 //! results do not change: Rust never contracts `a * b + c` into a fused multiply-add, so
 //! enabling FMA only widens the vectors, and every lane computes what the SSE code computes.
 //!
@@ -14,8 +14,6 @@
 /// Defines `fn $name<T: Bound>(args)` that runs `$imp(args)` compiled for AVX2 + FMA when
 /// [`avx2_enabled`], and for the baseline otherwise. `$imp` and everything it calls on the
 /// hot path must be `#[inline(always)]`, so that their code is generated inside each copy.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! avx2_dispatch {
     ($(#[$meta:meta])* fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) => $imp:ident) => {
         $(#[$meta])*
@@ -37,6 +35,7 @@ macro_rules! avx2_dispatch {
         }
     };
 }
+pub(crate) use avx2_dispatch;
 
 /// Whether the AVX2 copies run: the CPU has AVX2 and FMA, and `XNET_NO_AVX2` is not set
 /// (to a non-empty value other than `0`; read once), which forces the baseline code to
@@ -74,7 +73,7 @@ mod tests {
     trait Num: Copy + std::ops::Mul<Output = Self> + std::ops::Sub<Output = Self> + From<f32> {}
     impl Num for f32 {}
 
-    crate::avx2_dispatch!(fn mix_dispatched<T: Num>(a: &[T], b: &[T], out: &mut [T]) => mix);
+    super::avx2_dispatch!(fn mix_dispatched<T: Num>(a: &[T], b: &[T], out: &mut [T]) => mix);
 
     /// The dispatched copy (AVX2 on this machine when it has it) and the baseline compute
     /// the same values bit for bit.

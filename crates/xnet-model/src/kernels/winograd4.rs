@@ -179,7 +179,7 @@ fn pad_phased<T: Elem>(x: &[T], planes: usize, h: usize, w: usize, th: usize, tw
     })
 }
 
-crate::avx2_dispatch!(
+super::simd::avx2_dispatch!(
 /// Splits a row into its four column phases: phase `k` (the `k`-th run of `plen` elements
 /// of `d`) gets `src[4·j + k − shift]` at `j` where that index is inside `src`, zero
 /// elsewhere. The zero runs at both ends are filled apart, so the gather in between has
@@ -238,7 +238,7 @@ impl TileSpan {
     }
 }
 
-crate::avx2_dispatch!(
+super::simd::avx2_dispatch!(
 /// `V = Bᵀ d B` of the 6×6 input tiles of `span` of image `b`, written to `v` in the
 /// layout `[36][c_in][tiles]` (the GEMM operand, unit stride on tiles). With
 /// `Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
@@ -498,7 +498,7 @@ pub(crate) fn conv3x3<T: Elem>(
     out
 }
 
-crate::avx2_dispatch!(fn output_transform<T: Elem>(
+super::simd::avx2_dispatch!(fn output_transform<T: Elem>(
     mm: &[T],
     span: TileSpan,
     co: usize,
@@ -678,7 +678,7 @@ fn phase_grad<T: Elem>(
     )
 }
 
-crate::avx2_dispatch!(
+super::simd::avx2_dispatch!(
 /// `A dY Aᵀ` of the 4×4 gradient tiles of `span` of image `b` (from [`phase_grad`] planes
 /// of `gplane` elements), written to `dm` in the layout `[36][c_out][tiles]`: first along
 /// the tile row's four gradient rows (vectorised along the phase-major row), then along
