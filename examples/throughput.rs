@@ -98,6 +98,10 @@ struct Args {
     /// returned to the kernel and page-faulted in again on the next step).
     #[arg(long)]
     malloc_default: bool,
+    /// Leave candle's barrier-pool workers spinning after each job (candle's default)
+    /// instead of calling `xnet_model::runtime::park_idle_candle_workers`.
+    #[arg(long)]
+    candle_spin_default: bool,
     /// Free text copied into the JSON record.
     #[arg(long, default_value = "")]
     tag: String,
@@ -137,6 +141,8 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let kept_freed_memory = !args.malloc_default && xnet_model::memory::keep_freed_memory();
+    let parked_candle_workers =
+        !args.candle_spin_default && xnet_model::runtime::park_idle_candle_workers();
     if args.iters == 0 || args.batch == 0 || args.threads == 0 {
         return Err("--iters, --batch and --threads must be at least 1".into());
     }
@@ -302,6 +308,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "gflop_per_image": flops_per_image / 1e9,
         "achieved_gflops": flops_per_image * images_per_s / 1e9,
         "keep_freed_memory": kept_freed_memory,
+        "candle_workers_parked": parked_candle_workers,
         // Train mode: medians of the forward (with the loss), backward and update phases.
         "phase_s": if phases.is_empty() {
             serde_json::Value::Null

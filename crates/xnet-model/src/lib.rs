@@ -49,6 +49,7 @@ pub mod memory;
 pub mod models;
 pub mod ops;
 pub mod optim;
+pub mod runtime;
 pub mod train;
 
 pub use error::{ModelError, Result};
