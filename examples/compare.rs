@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // Large layer buffers are reused instead of page-faulted in again on every step.
     xnet_model::memory::keep_freed_memory();
-    xnet_model::runtime::park_idle_candle_workers();
+    xnet_model::runtime::tune_candle_threads();
     let job = TrainJob {
         data: args.data.clone(),
         run_dir: args.runs.join(&args.name),

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // Large layer buffers are reused instead of page-faulted in again on every step.
     xnet_model::memory::keep_freed_memory();
-    xnet_model::runtime::park_idle_candle_workers();
+    xnet_model::runtime::tune_candle_threads();
     if let Some(t) = args.tissue_threshold {
         if !(0.0..=1.0).contains(&t) {
             eprintln!("error: --tissue-threshold must be in [0, 1], got {t}");

@@ -98,10 +98,10 @@ struct Args {
     /// returned to the kernel and page-faulted in again on the next step).
     #[arg(long)]
     malloc_default: bool,
-    /// Leave candle's barrier-pool workers spinning after each job (candle's default)
-    /// instead of calling `xnet_model::runtime::park_idle_candle_workers`.
+    /// Leave candle's thread pool at its defaults (workers spin after each job, one per
+    /// core) instead of calling `xnet_model::runtime::tune_candle_threads`.
     #[arg(long)]
-    candle_spin_default: bool,
+    candle_default: bool,
     /// Free text copied into the JSON record.
     #[arg(long, default_value = "")]
     tag: String,
@@ -141,8 +141,7 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let kept_freed_memory = !args.malloc_default && xnet_model::memory::keep_freed_memory();
-    let parked_candle_workers =
-        !args.candle_spin_default && xnet_model::runtime::park_idle_candle_workers();
+    let candle_threads = (!args.candle_default).then(xnet_model::runtime::tune_candle_threads);
     if args.iters == 0 || args.batch == 0 || args.threads == 0 {
         return Err("--iters, --batch and --threads must be at least 1".into());
     }
@@ -308,7 +307,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "gflop_per_image": flops_per_image / 1e9,
         "achieved_gflops": flops_per_image * images_per_s / 1e9,
         "keep_freed_memory": kept_freed_memory,
-        "candle_workers_parked": parked_candle_workers,
+        "candle_workers_park_at_once": candle_threads.is_some_and(|t| t.workers_park_at_once),
+        "candle_single_threaded": candle_threads.is_some_and(|t| t.single_threaded),
         // Train mode: medians of the forward (with the loss), backward and update phases.
         "phase_s": if phases.is_empty() {
             serde_json::Value::Null

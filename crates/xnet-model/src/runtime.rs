@@ -4,36 +4,65 @@
 //! kernels and the GEMMs, and candle 0.11's own "barrier pool", which runs candle's
 //! element-wise operations (the gradient accumulation of its backward pass, the loss). A
 //! barrier-pool worker spins 25 000 times after each job before it sleeps, so right after
-//! every candle operation it holds a core that the rayon workers of the next kernel need.
-//! On the 2-core build machine, letting it sleep at once made the XNet 1×200² train step
-//! faster in every one of seven alternating pairs (see docs/performance.md); it is a
-//! choice for the whole process, so the project's example programs call
-//! [`park_idle_candle_workers`] at start and other programs may.
+//! every candle operation it holds a core that the rayon workers of the next kernel need;
+//! and with no more cores than rayon threads, the pool's workers only ever take cores from
+//! rayon's. [`tune_candle_threads`] lets the workers sleep at once and, on machines with at
+//! most two cores, runs candle's element-wise operations on the calling thread. Measured on
+//! the 2-core build machine (docs/performance.md): the XNet 1×200² train step was faster in
+//! 9 of 11 alternating pairs with the first setting, and in 4 of 4 more with both; the
+//! forward pass was unchanged. It is a choice for the whole process, so the project's
+//! example programs call it at start and other programs may.
 
 /// The environment variable candle reads, once, when its barrier pool starts.
 const SPIN_LIMIT_VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+/// The environment variable that sizes candle's barrier pool (workers + calling thread).
+const THREADS_VAR: &str = "CANDLE_NUM_THREADS";
 
-/// Lets candle's barrier-pool workers sleep as soon as they run out of work, by setting
-/// `CANDLE_BARRIER_POOL_SPIN_LIMIT=0` unless the environment already sets it. Returns
-/// whether the setting is in force (set here or already 0).
+/// What [`tune_candle_threads`] left in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CandleThreads {
+    /// candle's pool workers sleep as soon as they run out of work
+    /// (`CANDLE_BARRIER_POOL_SPIN_LIMIT=0`).
+    pub workers_park_at_once: bool,
+    /// candle's element-wise operations run on the calling thread only
+    /// (`CANDLE_NUM_THREADS=1`).
+    pub single_threaded: bool,
+}
+
+/// Sets `CANDLE_BARRIER_POOL_SPIN_LIMIT=0` and, where the machine has at most two cores,
+/// `CANDLE_NUM_THREADS=1`, leaving either alone when the environment already sets it;
+/// returns the settings in force.
 ///
 /// Call it once, first thing in `main`, before any thread starts and before the first
-/// candle operation on the CPU (candle reads the variable when its pool starts).
+/// candle operation on the CPU (candle reads both when its pool starts).
 ///
 /// # Examples
 /// ```
-/// let parked = xnet_model::runtime::park_idle_candle_workers();
+/// let tuned = xnet_model::runtime::tune_candle_threads();
 /// assert_eq!(
-///     parked,
+///     tuned.workers_park_at_once,
 ///     std::env::var("CANDLE_BARRIER_POOL_SPIN_LIMIT").as_deref() == Ok("0")
 /// );
 /// ```
-pub fn park_idle_candle_workers() -> bool {
-    match std::env::var(SPIN_LIMIT_VAR) {
+pub fn tune_candle_threads() -> CandleThreads {
+    let workers_park_at_once = match std::env::var(SPIN_LIMIT_VAR) {
         Ok(v) => v.trim() == "0",
         Err(_) => {
             std::env::set_var(SPIN_LIMIT_VAR, "0");
             true
         }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let single_threaded = match std::env::var(THREADS_VAR) {
+        Ok(v) => v.trim() == "1",
+        Err(_) if cores <= 2 => {
+            std::env::set_var(THREADS_VAR, "1");
+            true
+        }
+        Err(_) => false,
+    };
+    CandleThreads {
+        workers_park_at_once,
+        single_threaded,
     }
 }
