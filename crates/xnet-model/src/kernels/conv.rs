@@ -389,15 +389,7 @@ pub fn conv2d_fast_path(
     k: usize,
     dilation: usize,
 ) -> &'static str {
-    path_name(gemm_conv::forward_path(&Geom {
-        n,
-        c_in,
-        c_out,
-        h,
-        w,
-        k,
-        dil: dilation,
-    }))
+    path_of(gemm_conv::forward_path, (n, c_in, c_out, h, w, k, dilation))
 }
 
 /// Whether the fast kernels are used where they apply. They are, unless the environment
@@ -511,19 +503,27 @@ pub fn conv2d_fast_weight_grad_path(
     k: usize,
     dilation: usize,
 ) -> &'static str {
-    path_name(gemm_conv::grad_weight_path(&Geom {
+    path_of(
+        gemm_conv::grad_weight_path,
+        (n, c_in, c_out, h, w, k, dilation),
+    )
+}
+
+/// The name of the path `choose` picks for the geometry `(n, c_in, c_out, h, w, k,
+/// dilation)`.
+fn path_of(
+    choose: fn(&Geom) -> gemm_conv::ConvPath,
+    (n, c_in, c_out, h, w, k, dil): (usize, usize, usize, usize, usize, usize, usize),
+) -> &'static str {
+    match choose(&Geom {
         n,
         c_in,
         c_out,
         h,
         w,
         k,
-        dil: dilation,
-    }))
-}
-
-fn path_name(p: gemm_conv::ConvPath) -> &'static str {
-    match p {
+        dil,
+    }) {
         gemm_conv::ConvPath::Direct => "direct",
         gemm_conv::ConvPath::Winograd2 => "winograd-f23",
         gemm_conv::ConvPath::Winograd4 => "winograd-f43",

@@ -207,16 +207,10 @@ pub(crate) fn conv_grad_weight_same<T: Elem>(
     }
 }
 
-/// The weight-gradient path of `g`: the forced one ([`forced_path`]) where the geometry
-/// allows it, otherwise the one measured fastest for its shape
-/// ([`super::winograd4::preferred_grad_weight`]).
+/// The weight-gradient path of `g`: the forced one where the geometry allows it, otherwise
+/// the one measured fastest for its shape ([`super::winograd4::preferred_grad_weight`]).
 pub(crate) fn grad_weight_path(g: &Geom) -> ConvPath {
-    let winograd_fits = g.k == 3 && g.dil == 1;
-    match forced_path() {
-        Some(p) if winograd_fits || p == ConvPath::Direct => p,
-        Some(_) => ConvPath::Direct,
-        None => super::winograd4::preferred_grad_weight(g),
-    }
+    forced_or(g, super::winograd4::preferred_grad_weight)
 }
 
 /// The kernel a stride-1 "same" convolution runs.
@@ -245,15 +239,20 @@ pub(crate) fn forced_path() -> Option<ConvPath> {
     }
 }
 
-/// The forward (and input-gradient) path of `g`: the forced one ([`forced_path`]) where
-/// the geometry allows it (Winograd needs 3×3 without dilation), otherwise the one
-/// measured fastest for its shape ([`super::winograd4::preferred`]).
+/// The forward (and input-gradient) path of `g`: the forced one where the geometry allows
+/// it, otherwise the one measured fastest for its shape ([`super::winograd4::preferred`]).
 pub(crate) fn forward_path(g: &Geom) -> ConvPath {
+    forced_or(g, super::winograd4::preferred)
+}
+
+/// The path forced by the environment ([`forced_path`]) where `g` allows it (Winograd needs
+/// 3×3 without dilation; otherwise direct), else `preferred(g)`.
+fn forced_or(g: &Geom, preferred: fn(&Geom) -> ConvPath) -> ConvPath {
     let winograd_fits = g.k == 3 && g.dil == 1;
     match forced_path() {
         Some(p) if winograd_fits || p == ConvPath::Direct => p,
         Some(_) => ConvPath::Direct,
-        None => super::winograd4::preferred(g),
+        None => preferred(g),
     }
 }
 

@@ -41,7 +41,7 @@ fn pool_indices<T: PartialOrd + Copy + Sync>(
     k: usize,
 ) -> Vec<u32> {
     let (oh, ow) = (h / k, w / k);
-    map_planes(&x[..n * c * h * w], h * w, oh * ow, |plane, out| {
+    map_planes(&x[..n * c * h * w], h * w, oh * ow, |_, plane, out| {
         for i in 0..oh {
             for j in 0..ow {
                 let mut best = (i * k) * w + j * k;
@@ -63,14 +63,15 @@ fn pool_indices<T: PartialOrd + Copy + Sync>(
     })
 }
 
-/// `f(input plane, output plane)` over every plane, planes in parallel (rayon): the output
-/// has `out_plane` elements per `in_plane` elements of `x`, and `f` must write all of them.
+/// `f(plane index, input plane, output plane)` over every plane, planes in parallel
+/// (rayon): the output has `out_plane` elements per `in_plane` elements of `x`, and `f`
+/// must write all of them.
 /// The pooling ops are memory-bound passes that ran serially, with the other core idle.
 fn map_planes<T: Sync, U: Send>(
     x: &[T],
     in_plane: usize,
     out_plane: usize,
-    f: impl Fn(&[T], &mut [MaybeUninit<U>]) + Sync,
+    f: impl Fn(usize, &[T], &mut [MaybeUninit<U>]) + Sync,
 ) -> Vec<U> {
     let planes = x.len().checked_div(in_plane).unwrap_or(0);
     let len = planes * out_plane;
@@ -79,8 +80,9 @@ fn map_planes<T: Sync, U: Send>(
         out.spare_capacity_mut()[..len]
             .par_chunks_mut(out_plane)
             .zip(x.par_chunks_exact(in_plane))
+            .enumerate()
             .with_min_len(min_planes_per_task(in_plane))
-            .for_each(|(o, p)| f(p, o));
+            .for_each(|(i, (o, p))| f(i, p, o));
     }
     // SAFETY: every one of the `planes` output planes was fully written by `f` (its
     // contract); with no plane or an empty plane the length is 0.
@@ -157,27 +159,13 @@ fn gather_planes<T: Copy + Send + Sync>(
     in_plane: usize,
     out_plane: usize,
 ) -> Vec<T> {
-    let planes = idx.len() / out_plane.max(1);
-    let x = &x[..(planes * in_plane).min(x.len())];
-    let mut out: Vec<T> = Vec::with_capacity(planes * out_plane);
-    if out_plane > 0 && in_plane > 0 {
-        out.spare_capacity_mut()[..planes * out_plane]
-            .par_chunks_mut(out_plane)
-            .zip(
-                x.par_chunks_exact(in_plane)
-                    .zip(idx.par_chunks_exact(out_plane)),
-            )
-            .with_min_len(min_planes_per_task(in_plane))
-            .for_each(|(o, (xp, ip))| {
-                for (d, &i) in o.iter_mut().zip(ip) {
-                    *d = MaybeUninit::new(xp[i as usize]);
-                }
-            });
-    }
-    // SAFETY: each of the `planes` output planes was written element by element above (the
-    // callers pass one index plane per input plane).
-    unsafe { out.set_len(planes * out_plane) };
-    out
+    // One output plane per index plane; the callers check that `x` has as many planes.
+    map_planes(idx, out_plane, out_plane, |p, ip, o| {
+        let xp = &x[p * in_plane..(p + 1) * in_plane];
+        for (d, &i) in o.iter_mut().zip(ip) {
+            *d = MaybeUninit::new(xp[i as usize]);
+        }
+    })
 }
 
 fn scatter_planes<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
