@@ -226,6 +226,25 @@ struct TileSpan {
 }
 
 impl TileSpan {
+    /// Task `task` of a split of every image's `tiles` tiles into `blocks` blocks of
+    /// `tb_max` tiles: its image and its span.
+    fn of_task(
+        task: usize,
+        (blocks, tb_max, tiles): (usize, usize, usize),
+        tw: usize,
+        plane: usize,
+    ) -> (usize, Self) {
+        let (b, blk) = (task / blocks, task % blocks);
+        let f0 = blk * tb_max;
+        let f1 = (f0 + tb_max).min(tiles);
+        (b, Self { tw, plane, f0, f1 })
+    }
+
+    /// Number of tiles.
+    fn count(self) -> usize {
+        self.f1 - self.f0
+    }
+
     /// The tile rows the span touches, each with its tile-column range and the offset of
     /// its first tile within the span.
     fn rows(self) -> impl Iterator<Item = (usize, std::ops::Range<usize>, usize)> {
@@ -250,10 +269,8 @@ fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &m
 
 #[inline(always)]
 fn transform_input_impl<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, v: &mut [T]) {
-    let TileSpan {
-        tw, plane, f0, f1, ..
-    } = span;
-    let tb = f1 - f0;
+    let TileSpan { tw, plane, .. } = span;
+    let tb = span.count();
     let p1 = tw + 1;
     let rl = M * p1;
     let mut m = vec![T::ZERO; A * rl];
@@ -477,11 +494,8 @@ pub(crate) fn conv3x3<T: Elem>(
     (0..n * blocks)
         .into_par_iter()
         .for_each_init(scratch, |(v, mm), task| {
-            let (b, blk) = (task / blocks, task % blocks);
-            let f0 = blk * tb_max;
-            let f1 = (f0 + tb_max).min(tiles);
-            let tb = f1 - f0;
-            let span = TileSpan { tw, plane, f0, f1 };
+            let (b, span) = TileSpan::of_task(task, (blocks, tb_max, tiles), tw, plane);
+            let tb = span.count();
             transform_input(&xp, b, ci, span, v);
             // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [36][c_out][tiles].
             super::winograd::component_gemms(XI, tb, ci, co, v, &u, mm, gemm_threads);
@@ -701,8 +715,8 @@ fn transform_grad_impl<T: Elem>(
     gplane: usize,
     dm: &mut [T],
 ) {
-    let TileSpan { tw, f0, f1, .. } = span;
-    let tb = f1 - f0;
+    let tw = span.tw;
+    let tb = span.count();
     let rl = M * tw;
     let mut m = vec![T::ZERO; A * rl];
     for o in 0..co {
@@ -780,11 +794,8 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
             let mut dm = Scratch::<T>::take(XI * co * tb_max);
             let mut first = true;
             for task in tasks {
-                let (b, blk) = (task / blocks, task % blocks);
-                let f0 = blk * tb_max;
-                let f1 = (f0 + tb_max).min(tiles);
-                let tb = f1 - f0;
-                let span = TileSpan { tw, plane, f0, f1 };
+                let (b, span) = TileSpan::of_task(task, (blocks, tb_max, tiles), tw, plane);
+                let tb = span.count();
                 transform_input(&xp, b, ci, span, &mut v);
                 transform_grad(&gp, b, co, span, gplane, &mut dm);
                 super::winograd::accumulate_component_gemms(XI, tb, ci, co, &dm, &v, du, !first);
