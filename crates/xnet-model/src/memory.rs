@@ -58,9 +58,51 @@ pub(crate) fn filled_par<T: Copy + Send + Sync>(len: usize, value: T) -> Vec<T> 
     v
 }
 
+/// `planes · plane_len` elements written plane by plane by `write(plane index, plane)`, the
+/// planes in parallel (at least `min_planes` per rayon task). `write` must write every
+/// element of its plane; nothing is filled beforehand, so outputs that are written in full
+/// are not cleared first (a whole extra pass over them).
+pub(crate) fn written_par<U: Send>(
+    planes: usize,
+    plane_len: usize,
+    min_planes: usize,
+    write: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync,
+) -> Vec<U> {
+    use rayon::prelude::*;
+    let len = planes * plane_len;
+    let mut v: Vec<U> = Vec::with_capacity(len);
+    if len > 0 {
+        v.spare_capacity_mut()[..len]
+            .par_chunks_mut(plane_len)
+            .enumerate()
+            .with_min_len(min_planes.max(1))
+            .for_each(|(i, plane)| write(i, plane));
+    }
+    // SAFETY: every one of the `planes` planes was written in full by `write` (its
+    // contract).
+    unsafe { v.set_len(len) };
+    v
+}
+
 #[cfg(test)]
 mod tests {
-    use super::filled_par;
+    use super::{filled_par, written_par};
+
+    #[test]
+    fn written_par_writes_every_plane_with_its_index() {
+        for (planes, len) in [(0, 5), (3, 0), (1, 1), (37, 1000)] {
+            let v = written_par(planes, len, 4, |i, p| {
+                for (j, e) in p.iter_mut().enumerate() {
+                    e.write(i * 10_000 + j);
+                }
+            });
+            assert_eq!(v.len(), planes * len);
+            assert!(v
+                .iter()
+                .enumerate()
+                .all(|(k, &e)| e == (k / len.max(1)) * 10_000 + k % len.max(1)));
+        }
+    }
 
     #[test]
     fn filled_par_fills_every_element() {

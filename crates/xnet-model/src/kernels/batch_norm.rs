@@ -2,6 +2,7 @@
 //! forward, one reduction pass and one output pass backward (candle's `BatchNorm` plus
 //! `relu` make about a dozen full-size passes with a transpose copy each way).
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use super::gemm_conv::SendPtr;
@@ -126,8 +127,10 @@ impl BnReluTrain {
         beta: &[T],
         (n, c, hw): (usize, usize, usize),
     ) -> Vec<T> {
-        let mut y: Vec<T> = crate::memory::filled_par(x.len(), T::from_f64(0.0));
-        let yp = SendPtr(y.as_mut_ptr());
+        // Written in full below (every channel writes its planes of every image), so it is
+        // not cleared first.
+        let mut y: Vec<T> = Vec::with_capacity(x.len());
+        let yp = SendPtr(y.as_mut_ptr().cast::<MaybeUninit<T>>());
         let count = (n * hw) as f64;
         let stats: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -149,12 +152,14 @@ impl BnReluTrain {
                     let dst = unsafe { std::slice::from_raw_parts_mut(yp.get().add(off), hw) };
                     for (d, &v) in dst.iter_mut().zip(&x[off..off + hw]) {
                         let o = v.into() * scale + shift;
-                        *d = T::from_f64(if !self.relu || o > 0.0 { o } else { 0.0 });
+                        d.write(T::from_f64(if !self.relu || o > 0.0 { o } else { 0.0 }));
                     }
                 }
                 (mean, var)
             })
             .collect();
+        // SAFETY: the `c` channel tasks above wrote all `n · c · hw = x.len()` elements.
+        unsafe { y.set_len(x.len()) };
         if let Ok(mut st) = self.stats.lock() {
             st.mean = stats.iter().map(|s| s.0).collect();
             st.var = stats.iter().map(|s| s.1).collect();
@@ -179,8 +184,9 @@ impl BnReluTrain {
             candle_core::bail!("fused batch norm: backward without a forward");
         }
         let count = (n * hw) as f64;
-        let mut dx: Vec<T> = crate::memory::filled_par(x.len(), T::from_f64(0.0));
-        let dxp = SendPtr(dx.as_mut_ptr());
+        // Written in full below, so it is not cleared first.
+        let mut dx: Vec<T> = Vec::with_capacity(x.len());
+        let dxp = SendPtr(dx.as_mut_ptr().cast::<MaybeUninit<T>>());
         let relu = self.relu;
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -213,12 +219,14 @@ impl BnReluTrain {
                     for (j, d) in dst.iter_mut().enumerate() {
                         let i = off + j;
                         let xh = (x[i].into() - mean) * inv_std;
-                        *d = T::from_f64(k * (gate(y[i], g[i]) - mg - xh * mgx));
+                        d.write(T::from_f64(k * (gate(y[i], g[i]) - mg - xh * mgx)));
                     }
                 }
                 (sgx, sg)
             })
             .collect();
+        // SAFETY: the `c` channel tasks above wrote all `n · c · hw = x.len()` elements.
+        unsafe { dx.set_len(x.len()) };
         let dgamma = sums.iter().map(|s| T::from_f64(s.0)).collect();
         let dbeta = sums.iter().map(|s| T::from_f64(s.1)).collect();
         Ok((dx, dgamma, dbeta))

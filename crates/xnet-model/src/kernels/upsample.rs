@@ -3,47 +3,40 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
 type CResult<T> = candle_core::Result<T>;
 
-fn up2<T: Copy + Send + Sync + Default>(src: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
-    let mut out = crate::memory::filled_par(planes * 4 * h * w, T::default());
-    out.par_chunks_mut(4 * h * w)
-        .zip(src.par_chunks(h * w))
-        .for_each(|(dst, s)| {
-            for y in 0..h {
-                let row = &s[y * w..(y + 1) * w];
-                let d = &mut dst[2 * y * 2 * w..(2 * y + 1) * 2 * w];
-                for (pair, &v) in d.chunks_exact_mut(2).zip(row) {
-                    pair[0] = v;
-                    pair[1] = v;
-                }
-                let (top, bottom) = dst[2 * y * 2 * w..(2 * y + 2) * 2 * w].split_at_mut(2 * w);
-                bottom.copy_from_slice(top);
+fn up2<T: Copy + Send + Sync>(src: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
+    crate::memory::written_par(planes, 4 * h * w, 1, |p, dst| {
+        let s = &src[p * h * w..(p + 1) * h * w];
+        for y in 0..h {
+            let row = &s[y * w..(y + 1) * w];
+            let d = &mut dst[2 * y * 2 * w..(2 * y + 1) * 2 * w];
+            for (pair, &v) in d.chunks_exact_mut(2).zip(row) {
+                pair[0].write(v);
+                pair[1].write(v);
             }
-        });
-    out
+            let (top, bottom) = dst[2 * y * 2 * w..(2 * y + 2) * 2 * w].split_at_mut(2 * w);
+            bottom.copy_from_slice(top);
+        }
+    })
 }
 
 fn down_sum2<T>(src: &[T], planes: usize, h: usize, w: usize) -> Vec<T>
 where
-    T: Copy + Send + Sync + Default + std::ops::Add<Output = T>,
+    T: Copy + Send + Sync + std::ops::Add<Output = T>,
 {
     // `h`, `w` are the sizes of the (small) result.
-    let mut out = crate::memory::filled_par(planes * h * w, T::default());
-    out.par_chunks_mut(h * w)
-        .zip(src.par_chunks(4 * h * w))
-        .for_each(|(dst, s)| {
-            for y in 0..h {
-                let r0 = &s[2 * y * 2 * w..(2 * y + 1) * 2 * w];
-                let r1 = &s[(2 * y + 1) * 2 * w..(2 * y + 2) * 2 * w];
-                for (x, d) in dst[y * w..(y + 1) * w].iter_mut().enumerate() {
-                    *d = r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1];
-                }
+    crate::memory::written_par(planes, h * w, 1, |p, dst| {
+        let s = &src[p * 4 * h * w..(p + 1) * 4 * h * w];
+        for y in 0..h {
+            let r0 = &s[2 * y * 2 * w..(2 * y + 1) * 2 * w];
+            let r1 = &s[(2 * y + 1) * 2 * w..(2 * y + 2) * 2 * w];
+            for (x, d) in dst[y * w..(y + 1) * w].iter_mut().enumerate() {
+                d.write(r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1]);
             }
-        });
-    out
+        }
+    })
 }
 
 fn dims(layout: &Layout) -> CResult<(usize, usize, usize, usize, usize, usize)> {

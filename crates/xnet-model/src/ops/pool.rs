@@ -74,20 +74,9 @@ fn map_planes<T: Sync, U: Send>(
     f: impl Fn(usize, &[T], &mut [MaybeUninit<U>]) + Sync,
 ) -> Vec<U> {
     let planes = x.len().checked_div(in_plane).unwrap_or(0);
-    let len = planes * out_plane;
-    let mut out: Vec<U> = Vec::with_capacity(len);
-    if out_plane > 0 && planes > 0 {
-        out.spare_capacity_mut()[..len]
-            .par_chunks_mut(out_plane)
-            .zip(x.par_chunks_exact(in_plane))
-            .enumerate()
-            .with_min_len(min_planes_per_task(in_plane))
-            .for_each(|(i, (o, p))| f(i, p, o));
-    }
-    // SAFETY: every one of the `planes` output planes was fully written by `f` (its
-    // contract); with no plane or an empty plane the length is 0.
-    unsafe { out.set_len(len) };
-    out
+    crate::memory::written_par(planes, out_plane, min_planes_per_task(in_plane), |i, o| {
+        f(i, &x[i * in_plane..(i + 1) * in_plane], o)
+    })
 }
 
 /// Planes per rayon task so that a task reads at least about 64 K elements.
