@@ -147,15 +147,20 @@ impl OptimizerConfig {
 
     /// Checks every hyper-parameter's range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str, v: f64, range: &str| {
-            Err(ModelError::InvalidConfig(format!(
-                "optimizer {what} must be {range}, got {v}"
-            )))
+        let check = |what: &str, v: f64, ok: bool, range: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ModelError::InvalidConfig(format!(
+                    "optimizer {what} must be {range}, got {v}"
+                )))
+            }
         };
+        let non_negative =
+            |what: &str, v: f64| check(what, v, v.is_finite() && v >= 0.0, "finite and ≥ 0");
+        let unit = |what: &str, v: f64| check(what, v, (0.0..1.0).contains(&v), "in [0, 1)");
         let lr = self.learning_rate();
-        if !(lr.is_finite() && lr > 0.0) {
-            return bad("lr", lr, "finite and > 0");
-        }
+        check("lr", lr, lr.is_finite() && lr > 0.0, "finite and > 0")?;
         match *self {
             Self::Adam {
                 beta1,
@@ -171,18 +176,10 @@ impl OptimizerConfig {
                 weight_decay,
                 ..
             } => {
-                if !(0.0..1.0).contains(&beta1) {
-                    return bad("beta1", beta1, "in [0, 1)");
-                }
-                if !(0.0..1.0).contains(&beta2) {
-                    return bad("beta2", beta2, "in [0, 1)");
-                }
-                if !(eps.is_finite() && eps >= 0.0) {
-                    return bad("eps", eps, "finite and ≥ 0");
-                }
-                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-                    return bad("weight_decay", weight_decay, "finite and ≥ 0");
-                }
+                unit("beta1", beta1)?;
+                unit("beta2", beta2)?;
+                non_negative("eps", eps)?;
+                non_negative("weight_decay", weight_decay)?;
             }
             Self::RmsProp {
                 alpha,
@@ -190,15 +187,9 @@ impl OptimizerConfig {
                 momentum,
                 ..
             } => {
-                if !(0.0..1.0).contains(&alpha) {
-                    return bad("alpha", alpha, "in [0, 1)");
-                }
-                if !(eps.is_finite() && eps >= 0.0) {
-                    return bad("eps", eps, "finite and ≥ 0");
-                }
-                if !(momentum.is_finite() && momentum >= 0.0) {
-                    return bad("momentum", momentum, "finite and ≥ 0");
-                }
+                unit("alpha", alpha)?;
+                non_negative("eps", eps)?;
+                non_negative("momentum", momentum)?;
             }
             Self::Sgd {
                 momentum,
@@ -207,15 +198,9 @@ impl OptimizerConfig {
                 weight_decay,
                 ..
             } => {
-                if !(momentum.is_finite() && momentum >= 0.0) {
-                    return bad("momentum", momentum, "finite and ≥ 0");
-                }
-                if !(dampening.is_finite() && dampening >= 0.0) {
-                    return bad("dampening", dampening, "finite and ≥ 0");
-                }
-                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-                    return bad("weight_decay", weight_decay, "finite and ≥ 0");
-                }
+                non_negative("momentum", momentum)?;
+                non_negative("dampening", dampening)?;
+                non_negative("weight_decay", weight_decay)?;
                 if nesterov && (momentum <= 0.0 || dampening != 0.0) {
                     return Err(ModelError::InvalidConfig(
                         "Nesterov momentum needs momentum > 0 and dampening = 0".into(),
