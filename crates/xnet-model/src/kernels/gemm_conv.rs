@@ -276,10 +276,11 @@ pub(crate) fn conv_forward<T: Elem>(
     assert!(xp.len() >= g.padded_len());
     let (h, w, wp, plane, kk) = (g.h, g.w, g.wp(), g.plane(), g.k * g.k);
     let (c_in, c_out) = (g.c_in, g.c_out);
-    let mut out = crate::memory::filled_par(g.n * c_out * h * w, T::ZERO);
+    // Written in full below (every row of every channel of every image), never cleared.
+    let mut out: Vec<T> = Vec::with_capacity(g.n * c_out * h * w);
     let rows = rows_per_task(g, threads);
     let chunks_per_image = h.div_ceil(rows);
-    let out_ptr = SendPtr(out.as_mut_ptr());
+    let out_ptr = SendPtr(out.as_mut_ptr().cast::<std::mem::MaybeUninit<T>>());
     let (w_co, w_ci, w_tap) = w_strides;
     (0..g.n * chunks_per_image)
         .into_par_iter()
@@ -288,8 +289,9 @@ pub(crate) fn conv_forward<T: Elem>(
             let y0 = chunk * rows;
             let y1 = (y0 + rows).min(h);
             let m = (y1 - y0) * wp;
-            // Scratch result, column-major [m pixels, c_out].
-            let mut acc = vec![T::ZERO; m * c_out];
+            // Scratch result, column-major [m pixels, c_out]; the first tap's GEMM writes it
+            // without reading.
+            let mut acc = super::scratch::Scratch::<T>::take(m * c_out);
             let x_base = b * c_in * plane + y0 * wp;
             for tap in 0..kk {
                 let off = g.tap_offset(tap);
@@ -335,19 +337,22 @@ pub(crate) fn conv_forward<T: Elem>(
                     match epilogue {
                         Epilogue::Bias => {
                             for (d, &s) in dst.iter_mut().zip(row) {
-                                *d = s + bias_c;
+                                d.write(s + bias_c);
                             }
                         }
                         Epilogue::BiasRelu => {
                             for (d, &s) in dst.iter_mut().zip(row) {
                                 let v = s + bias_c;
-                                *d = if v > T::ZERO { v } else { T::ZERO };
+                                d.write(if v > T::ZERO { v } else { T::ZERO });
                             }
                         }
                     }
                 }
             }
         });
+    // SAFETY: the tasks cover every row chunk of every image and write every row of every
+    // output channel: all n·c_out·h·w elements.
+    unsafe { out.set_len(g.n * c_out * h * w) };
     out
 }
 
