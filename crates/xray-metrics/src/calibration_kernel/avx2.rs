@@ -1,4 +1,5 @@
-//! Pass one in AVX2 intrinsics, eight pixels a step, writing the scatter keys directly.
+//! Pass one in AVX2 intrinsics, eight pixels a step, writing the scatter keys directly and
+//! scattering them a few steps later in the same loop.
 //!
 //! The compiler's vectorisation of [`super::pass_one_body`] spends most of its time turning
 //! per-pixel booleans into bytes and OR-ing them; here every check is folded into a running
@@ -11,29 +12,37 @@
 //!   so `max |fl(s − 1)|` is decided by the two extremes exactly as pixel by pixel);
 //! - the confidence's fixed point is the exact product `conf · 2²⁸`, the low half of the key.
 //!
+//! Pass one is bound by the vector ports and the scatter by memory operations, so they are
+//! interleaved: each step scatters the pixels pass one made [`LAG`] pixels earlier (read back
+//! from L1, long enough after their stores), and the two streams overlap in the core.
+//!
 //! Results are bit-identical to the portable body followed by [`super::widen_keys`] (a unit
 //! test compares them).
 
 use std::arch::x86_64::*;
 
 use super::{
-    PassArgs, CONF_SCALE, FLAG_BAD_LABEL, FLAG_BAD_PROB, FLAG_NEAR, HIT_KEY_HIGH, NEAR_SLOT,
+    Hist, PassArgs, CONF_SCALE, FLAG_BAD_LABEL, FLAG_BAD_PROB, FLAG_NEAR, HIT_KEY_HIGH, NEAR_SLOT,
     PIXEL_KEY_HIGH,
 };
 
 /// Pixels per step.
 const STEP: usize = 8;
+/// How many pixels the scatter trails pass one by (a multiple of [`STEP`]).
+const LAG: usize = 4 * STEP;
 
-/// [`super::pass_one_body`] + [`super::widen_keys`] for `K` classes, writing `keys`
-/// (`keys.len() == args.labels.len()`). Returns `FLAG_*` bits.
+/// [`super::pass_one_body`] + [`super::widen_keys`] + [`super::scatter`] for `K` classes,
+/// writing `keys` (`keys.len() == args.labels.len()`) and `args.bin`, and adding the keys
+/// into `hist`. Returns `FLAG_*` bits.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn pass_one_keys<const K: usize>(
+pub(super) unsafe fn pass_one_scatter<const K: usize>(
     planes: [&[f32]; K],
     mut args: PassArgs<'_>,
     keys: &mut [u64],
+    hist: &mut Hist,
 ) -> u32 {
     let (labels, num_classes, tolerance, n_bins) =
         (args.labels, args.num_classes, args.tolerance, args.n_bins);
@@ -75,6 +84,8 @@ pub(super) unsafe fn pass_one_keys<const K: usize>(
     let mut label_max = _mm256_setzero_si256();
     let mut near_any = _mm256_setzero_ps();
 
+    // One pointer each for the stores and the scatter's loads of the same buffers.
+    let (bin_out, key_out) = (args.bin.as_mut_ptr(), keys.as_mut_ptr());
     let mut j = 0;
     while j < main {
         // SAFETY (all loads and stores below): j + 8 <= main <= m and every slice holds at
@@ -120,27 +131,39 @@ pub(super) unsafe fn pass_one_keys<const K: usize>(
         let slot = _mm256_blendv_epi8(g, near_slot, _mm256_castps_si256(near));
         let slot = _mm256_blendv_epi8(slot, ignore_slot, is_ignore);
         let bytes = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(slot, low_bytes), gather_lanes);
-        _mm_storel_epi64(
-            args.bin.as_mut_ptr().add(j).cast(),
-            _mm256_castsi256_si128(bytes),
-        );
+        _mm_storel_epi64(bin_out.add(j).cast(), _mm256_castsi256_si128(bytes));
 
         // key = q | (1 pixel, hit) << 32: the two halves interleaved.
         let high = _mm256_blendv_epi8(miss_high, hit_high, hit);
         let a = _mm256_unpacklo_epi32(q, high); // keys 0, 1 | 4, 5
         let b = _mm256_unpackhi_epi32(q, high); // keys 2, 3 | 6, 7
-        let out = keys.as_mut_ptr().add(j).cast::<__m256i>();
+        let out = key_out.add(j).cast::<__m256i>();
         _mm256_storeu_si256(out, _mm256_permute2x128_si256::<0x20>(a, b));
         _mm256_storeu_si256(out.add(1), _mm256_permute2x128_si256::<0x31>(a, b));
+
+        if j >= LAG {
+            // SAFETY: pixels j - LAG .. j - LAG + 8 were written by an earlier step.
+            let s = j - LAG;
+            super::scatter8(
+                hist,
+                &*bin_out.add(s).cast::<[u8; STEP]>(),
+                &*key_out.add(s).cast::<[u64; STEP]>(),
+            );
+        }
         j += STEP;
     }
+    let done = main.saturating_sub(LAG);
+    super::scatter(hist, &args.bin[done..main], &keys[done..main]);
 
     let one_bits = _mm256_set1_epi32(1.0f32.to_bits() as i32);
     let probs_in_range = _mm256_cmpeq_epi32(_mm256_max_epu32(bits_max, one_bits), one_bits);
     let all = |v: __m256i| _mm256_movemask_epi8(v) == -1;
     if !all(probs_in_range) {
-        // Out of range, NaN, or merely -0.0: the portable pass tells them apart.
-        return super::pass_one_portable(planes, args, keys);
+        // Out of range, NaN, or merely -0.0: the portable pass tells them apart (rewriting
+        // the same bins and keys; the tail is scattered here as it would have been below).
+        let flags = super::pass_one_portable(planes, args.from(0), keys);
+        super::scatter(hist, &args.bin[main..m], &keys[main..m]);
+        return flags;
     }
     let one = _mm256_set1_ps(1.0);
     let dev = _mm256_max_ps(_mm256_sub_ps(sum_max, one), _mm256_sub_ps(one, sum_min));
@@ -161,6 +184,7 @@ pub(super) unsafe fn pass_one_keys<const K: usize>(
     if main < m {
         let tail = planes.map(|p| &p[main..m]);
         flags |= super::pass_one_portable(tail, args.from(main), &mut keys[main..m]);
+        super::scatter(hist, &args.bin[main..m], &keys[main..m]);
     }
     flags
 }

@@ -129,9 +129,14 @@ pub(crate) fn bin_pixels(
             };
             let keys = &mut keys[..sm];
             let flags = match num_classes {
-                2 => pass_one([plane(0), plane(1)], args, keys),
-                3 => pass_one([plane(0), plane(1), plane(2)], args, keys),
-                _ => pass_one([plane(0), plane(1), plane(2), plane(3)], args, keys),
+                2 => pass_and_scatter([plane(0), plane(1)], args, keys, &mut hist),
+                3 => pass_and_scatter([plane(0), plane(1), plane(2)], args, keys, &mut hist),
+                _ => pass_and_scatter(
+                    [plane(0), plane(1), plane(2), plane(3)],
+                    args,
+                    keys,
+                    &mut hist,
+                ),
             };
             if flags & FLAG_BAD_LABEL != 0 {
                 return Err(Refused::Labels);
@@ -140,28 +145,18 @@ pub(crate) fn bin_pixels(
                 return Err(Refused::Probabilities);
             }
             if flags & FLAG_NEAR != 0 {
-                // Rare (a pixel within a few ulps of a boundary, marked NEAR_SLOT): re-bin it
-                // exactly against the boundaries.
-                for (j, g) in bin[..sm].iter_mut().enumerate() {
-                    if *g == NEAR_SLOT {
+                // Rare (a pixel within a few ulps of a boundary, scattered into NEAR_SLOT):
+                // re-bin it exactly against the boundaries, in its own lane.
+                for (j, &g) in bin[..sm].iter().enumerate() {
+                    if g == NEAR_SLOT {
                         let x = (0..num_classes).map(|c| plane(c)[j]).fold(0.0f32, f32::max);
-                        *g = bucket_fast(x, n_bins as f32, padded) as u8;
+                        let b = bucket_fast(x, n_bins as f32, padded);
+                        hist[(j % LANES) * LANE_STRIDE + b] += keys[j];
                     }
                 }
-            }
-            // Eight pixels at a time, their bins from one load (the loop is bound by memory
-            // operations, three per pixel this way), a fixed lane per position.
-            let (bins8, keys8) = (bin[..sm].chunks_exact(8), keys[..sm].chunks_exact(8));
-            let (bin_tail, key_tail) = (bins8.remainder(), keys8.remainder());
-            for (g, k) in bins8.zip(keys8) {
-                let mut word = u64::from_le_bytes([g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]]);
-                for (i, &key) in k.iter().enumerate() {
-                    hist[(i % LANES) * LANE_STRIDE + (word & 0xFF) as usize] += key;
-                    word >>= 8;
+                for lane in hist.chunks_exact_mut(LANE_STRIDE) {
+                    lane[usize::from(NEAR_SLOT)] = 0;
                 }
-            }
-            for (i, (&g, &k)) in bin_tail.iter().zip(key_tail).enumerate() {
-                hist[(i % LANES) * LANE_STRIDE + g as usize] += k;
             }
             so += sm;
         }
@@ -228,18 +223,68 @@ impl PassArgs<'_> {
     }
 }
 
-/// Pass one and the scatter keys, dispatched to the AVX2 intrinsics when the CPU has them
-/// (the portable body followed by [`widen_keys`] otherwise). Returns `FLAG_*` bits.
-fn pass_one<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>, keys: &mut [u64]) -> u32 {
+/// The lane counters of one block: lane-major (`lane · LANE_STRIDE + bin`).
+type Hist = [u64; LANE_STRIDE * LANES];
+
+/// Adds the keys of eight pixels into their bins, pixel `i` into lane `i % LANES`; the
+/// bins come from one load (the scatter is bound by memory operations: three per pixel
+/// this way).
+#[inline(always)]
+fn scatter8(hist: &mut Hist, bins: &[u8; 8], keys: &[u64; 8]) {
+    let mut word = u64::from_le_bytes(*bins);
+    for (i, &key) in keys.iter().enumerate() {
+        hist[(i % LANES) * LANE_STRIDE + (word & 0xFF) as usize] += key;
+        word >>= 8;
+    }
+}
+
+/// [`scatter8`] over a run of pixels whose first one is in lane 0.
+fn scatter(hist: &mut Hist, bins: &[u8], keys: &[u64]) {
+    let (bins8, keys8) = (bins.chunks_exact(8), keys.chunks_exact(8));
+    let (bin_tail, key_tail) = (bins8.remainder(), keys8.remainder());
+    for (g, k) in bins8.zip(keys8) {
+        if let (Ok(g), Ok(k)) = (g.try_into(), k.try_into()) {
+            scatter8(hist, g, k);
+        }
+    }
+    for (i, (&g, &k)) in bin_tail.iter().zip(key_tail).enumerate() {
+        hist[(i % LANES) * LANE_STRIDE + usize::from(g)] += k;
+    }
+}
+
+/// Pass one, its keys scattered into `hist` (pixel `j` into lane `j % LANES`; pixels near a
+/// boundary into [`NEAR_SLOT`], ignored ones into slot `n_bins + 1`). Dispatched to the AVX2
+/// intrinsics, which scatter as they go, when the CPU has them; the portable body,
+/// [`widen_keys`] and [`scatter`] otherwise. `bin` and `keys` are left filled either way.
+/// Returns `FLAG_*` bits.
+fn pass_and_scatter<const K: usize>(
+    planes: [&[f32]; K],
+    args: PassArgs<'_>,
+    keys: &mut [u64],
+    hist: &mut Hist,
+) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports the features the intrinsics need.
-            return unsafe { avx2::pass_one_keys(planes, args, keys) };
+            return unsafe { avx2::pass_one_scatter(planes, args, keys, hist) };
         }
     }
-    pass_one_portable(planes, args, keys)
+    portable_pass_and_scatter(planes, args, keys, hist)
+}
+
+/// [`pass_one_portable`] followed by [`scatter`].
+fn portable_pass_and_scatter<const K: usize>(
+    planes: [&[f32]; K],
+    mut args: PassArgs<'_>,
+    keys: &mut [u64],
+    hist: &mut Hist,
+) -> u32 {
+    let m = args.labels.len();
+    let flags = pass_one_portable(planes, args.from(0), keys);
+    scatter(hist, &args.bin[..m], &keys[..m]);
+    flags
 }
 
 /// The portable pass one: the vectorised-by-the-compiler body, then [`widen_keys`].
@@ -377,7 +422,29 @@ mod tests {
         }
     }
 
-    /// The AVX2 intrinsics and the portable pass give the same bins, keys and flags, on
+    fn to_array<'a, const K: usize>(planes: &[&'a [f32]]) -> [&'a [f32]; K] {
+        std::array::from_fn(|c| planes[c])
+    }
+
+    /// The portable pass and scatter, or the AVX2 one.
+    #[cfg(target_arch = "x86_64")]
+    fn one_path<const K: usize>(
+        planes: [&[f32]; K],
+        args: super::PassArgs<'_>,
+        keys: &mut [u64],
+        hist: &mut super::Hist,
+        vector: bool,
+    ) -> u32 {
+        if vector {
+            // SAFETY: the caller checked for AVX2 and FMA.
+            unsafe { super::avx2::pass_one_scatter(planes, args, keys, hist) }
+        } else {
+            super::portable_pass_and_scatter(planes, args, keys, hist)
+        }
+    }
+
+    /// The AVX2 intrinsics and the portable pass give the same bins, keys, scattered
+    /// counters and flags, on
     /// boundary-near confidences, ties, -0.0, exact 0 and 1, ignored pixels, lengths that are
     /// not a multiple of eight, and on each kind of bad input.
     #[cfg(target_arch = "x86_64")]
@@ -389,11 +456,12 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX2 + FMA");
             return;
         }
-        for num_classes in 2..=4 {
+        // With -0.0 the intrinsics hand the run to the portable pass; without, they decide.
+        for (num_classes, negative_zero) in (2..=4).flat_map(|k| [(k, false), (k, true)]) {
             for n_bins in [1, 7, 15, 100, 250] {
                 let n = 509;
                 let (labels, mut probs) = planted(num_classes, n_bins, n);
-                // Ties, signed zero, exact 0/1 confidences at fixed places.
+                // Ties, exact 0/1 confidences (and signed zeros) at fixed places.
                 for i in (0..n).step_by(11) {
                     let tie = 1.0 / num_classes as f32;
                     for c in 0..num_classes {
@@ -404,13 +472,16 @@ mod tests {
                     for c in 0..num_classes {
                         probs[c * n + i] = if c == i % num_classes { 1.0 } else { 0.0 };
                     }
-                    probs[((i + 1) % num_classes) * n + i] = -0.0;
+                    if negative_zero {
+                        probs[((i + 1) % num_classes) * n + i] = -0.0;
+                    }
                 }
                 let run = |labels: &[u8], probs: &[f32], vector: bool| {
                     let planes: Vec<&[f32]> =
                         (0..num_classes).map(|c| &probs[c * n..][..n]).collect();
                     let (mut bin, mut packed, mut keys) =
                         (vec![0u8; n], vec![0u32; n], vec![0u64; n]);
+                    let mut hist = [0u64; super::LANE_STRIDE * super::LANES];
                     let args = super::PassArgs {
                         labels,
                         num_classes: num_classes as u32,
@@ -419,41 +490,14 @@ mod tests {
                         bin: &mut bin,
                         packed: &mut packed,
                     };
-                    let flags = match (num_classes, vector) {
-                        (2, false) => {
-                            super::pass_one_portable([planes[0], planes[1]], args, &mut keys)
-                        }
-                        (2, true) => unsafe {
-                            super::avx2::pass_one_keys([planes[0], planes[1]], args, &mut keys)
-                        },
-                        (3, false) => super::pass_one_portable(
-                            [planes[0], planes[1], planes[2]],
-                            args,
-                            &mut keys,
-                        ),
-                        (3, true) => unsafe {
-                            super::avx2::pass_one_keys(
-                                [planes[0], planes[1], planes[2]],
-                                args,
-                                &mut keys,
-                            )
-                        },
-                        (_, false) => super::pass_one_portable(
-                            [planes[0], planes[1], planes[2], planes[3]],
-                            args,
-                            &mut keys,
-                        ),
-                        (_, true) => unsafe {
-                            super::avx2::pass_one_keys(
-                                [planes[0], planes[1], planes[2], planes[3]],
-                                args,
-                                &mut keys,
-                            )
-                        },
+                    let flags = match num_classes {
+                        2 => one_path(to_array::<2>(&planes), args, &mut keys, &mut hist, vector),
+                        3 => one_path(to_array::<3>(&planes), args, &mut keys, &mut hist, vector),
+                        _ => one_path(to_array::<4>(&planes), args, &mut keys, &mut hist, vector),
                     };
-                    (flags, bin, keys)
+                    (flags, bin, keys, hist)
                 };
-                let what = format!("{num_classes} classes, {n_bins} bins");
+                let what = format!("{num_classes} classes, {n_bins} bins, -0.0 {negative_zero}");
                 let (portable, vector) = (run(&labels, &probs, false), run(&labels, &probs, true));
                 assert_eq!(portable.0, vector.0, "flags, {what}");
                 assert_eq!(
@@ -463,6 +507,7 @@ mod tests {
                 );
                 assert_eq!(portable.1, vector.1, "bins, {what}");
                 assert_eq!(portable.2, vector.2, "keys, {what}");
+                assert_eq!(portable.3, vector.3, "scattered lane counters, {what}");
 
                 // Each kind of bad input, in the vector part and in the tail.
                 for at in [3, n - 2] {
