@@ -31,6 +31,29 @@ const STEP: usize = 8;
 /// How many pixels the scatter trails pass one by (a multiple of [`STEP`]).
 const LAG: usize = 4 * STEP;
 
+/// Whether every label is below `num_classes` or ignored: `l + 1` wraps 255 to 0, so one
+/// unsigned byte maximum of `l + 1` over 32 labels at a time decides (the main loop then
+/// needs no label check).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn labels_in_range(labels: &[u8], num_classes: u32) -> bool {
+    let one = _mm256_set1_epi8(1);
+    let mut top = _mm256_setzero_si256();
+    let chunks = labels.chunks_exact(32);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        // SAFETY: the chunk holds 32 bytes.
+        let l = _mm256_loadu_si256(chunk.as_ptr().cast());
+        top = _mm256_max_epu8(top, _mm256_add_epi8(l, one));
+    }
+    let mut lanes = [0u8; 32];
+    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), top);
+    let vector_top = lanes.into_iter().fold(0, u8::max);
+    let top = tail
+        .iter()
+        .fold(vector_top, |t, &l| t.max(l.wrapping_add(1)));
+    u32::from(top) <= num_classes
+}
+
 /// [`super::pass_one_body`] + [`super::widen_keys`] + [`super::scatter`] for `K` classes,
 /// writing `keys` (`keys.len() == args.labels.len()`) and `args.bin`, and adding the keys
 /// into `hist`. Returns `FLAG_*` bits.
@@ -59,6 +82,7 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
     let scale = _mm256_set1_ps(n_bins as f32);
     // Same margin as the portable body.
     let eps = _mm256_set1_ps(super::near_margin(n_bins));
+    let cap = _mm256_set1_ps(super::near_cap(n_bins));
     let sign = _mm256_set1_ps(-0.0);
     let conf_scale = _mm256_set1_ps(CONF_SCALE);
     let ignore = _mm256_set1_epi32(i32::from(crate::validate::IGNORE));
@@ -81,7 +105,6 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
     let mut bits_max = _mm256_setzero_si256();
     let mut sum_min = _mm256_set1_ps(1.0);
     let mut sum_max = _mm256_set1_ps(1.0);
-    let mut label_max = _mm256_setzero_si256();
     let mut near_any = _mm256_setzero_ps();
 
     // One pointer each for the stores and the scatter's loads of the same buffers.
@@ -113,19 +136,16 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
 
         let t = _mm256_mul_ps(best, scale);
         let g = _mm256_cvttps_epi32(t);
-        // Distance to the nearest integer; `x = 1` (t = n, the [1, 1] bin) is never near.
-        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
-        let dist = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r));
-        let near = _mm256_andnot_ps(
-            _mm256_cmp_ps::<_CMP_GE_OQ>(t, scale),
-            _mm256_cmp_ps::<_CMP_LT_OQ>(dist, eps),
-        );
+        // Distance to the nearest integer, `t` capped below n (see the portable body).
+        let capped = _mm256_min_ps(t, cap);
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(capped);
+        let dist = _mm256_andnot_ps(sign, _mm256_sub_ps(capped, r));
+        let near = _mm256_cmp_ps::<_CMP_LT_OQ>(dist, eps);
         near_any = _mm256_or_ps(near_any, near);
         let q = _mm256_cvttps_epi32(_mm256_mul_ps(best, conf_scale));
 
         let l = _mm256_cvtepu8_epi32(_mm_loadl_epi64(labels.as_ptr().add(j).cast()));
         let is_ignore = _mm256_cmpeq_epi32(l, ignore);
-        label_max = _mm256_max_epu32(label_max, _mm256_andnot_si256(is_ignore, l));
         let hit = _mm256_cmpeq_epi32(k, l);
 
         let slot = _mm256_blendv_epi8(g, near_slot, _mm256_castps_si256(near));
@@ -168,13 +188,11 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
     let one = _mm256_set1_ps(1.0);
     let dev = _mm256_max_ps(_mm256_sub_ps(sum_max, one), _mm256_sub_ps(one, sum_min));
     let sums_ok = _mm256_cmp_ps::<_CMP_LE_OQ>(dev, _mm256_set1_ps(tolerance));
-    let top_label = _mm256_set1_epi32(num_classes as i32 - 1);
-    let labels_ok = _mm256_cmpeq_epi32(_mm256_max_epu32(label_max, top_label), top_label);
     let mut flags = 0;
     if _mm256_movemask_ps(sums_ok) != 0xFF {
         flags |= FLAG_BAD_PROB;
     }
-    if !all(labels_ok) {
+    if !labels_in_range(&labels[..main], num_classes) {
         flags |= FLAG_BAD_LABEL;
     }
     if _mm256_movemask_ps(near_any) != 0 {

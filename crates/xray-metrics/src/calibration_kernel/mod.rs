@@ -190,6 +190,14 @@ fn near_margin(n_bins: usize) -> f32 {
     8.0 * n_bins as f32 * f32::EPSILON
 }
 
+/// `t = conf · n` is capped here before the nearest-integer test. Below `n − ½` only
+/// boundaries `1..n − 1` are near; above it only the top boundary `n`, which is exactly 1.0
+/// in torch's boundaries and exactly `n` in `t` (every `x < 1` has `fl(x · n) < n`), so
+/// pixels there need no re-binning, and `x = 1` (the `[1, 1]` bin) is not flagged.
+fn near_cap(n_bins: usize) -> f32 {
+    n_bins as f32 - 0.5
+}
+
 /// Adding then subtracting 1.5 · 2²³ rounds an `f32` in [0, 2²²) to the nearest integer,
 /// ties to even (what `vroundps` does), in any vector width.
 const ROUND_MAGIC: f32 = 12_582_912.0;
@@ -317,6 +325,7 @@ fn pass_one_body<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32
     let planes = planes.map(|p| &p[..m]);
     let scale = n_bins as f32;
     let eps = near_margin(n_bins);
+    let cap = near_cap(n_bins);
     let ignore_slot = (n_bins + 1) as u32;
     let ignore = u32::from(IGNORE);
     let (mut bad, mut bad_label, mut any_near) = (false, false, false);
@@ -332,9 +341,9 @@ fn pass_one_body<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32
         // SAFETY: t is finite and in [0, n_bins], x·2^28 finite and at most 2^28.
         let g = unsafe { t.to_int_unchecked::<i32>() } as u32;
         let q = unsafe { (x * CONF_SCALE).to_int_unchecked::<i32>() } as u32;
-        // Near an integer, except x = 1 (t = n, the [1, 1] bin), which is exact.
-        let nearest = (t + ROUND_MAGIC) - ROUND_MAGIC;
-        let near = ((t - nearest).abs() < eps) & (t < scale);
+        let capped = t.min(cap);
+        let nearest = (capped + ROUND_MAGIC) - ROUND_MAGIC;
+        let near = (capped - nearest).abs() < eps;
         any_near |= near;
         let l = u32::from(labels[j]);
         bad_label |= (l >= num_classes) & (l != ignore);
