@@ -7,7 +7,8 @@
 //! `boundaries[i] ≤ x < boundaries[i+1]` and a confidence of exactly 1.0 lands in an extra
 //! bin `[1, 1]` of its own (torchmetrics does the same). Sums are kept in `f64`, except in
 //! the fast kernel of [`calibration_bins`] (2–4 classes, ≤ 250 bins), which sums confidences
-//! exactly in 2⁻²⁸ fixed point (a bin's mean confidence moves by at most 3.7e-9).
+//! exactly in 2⁻²⁸ fixed point (exact for every top-1 confidence ≥ 2⁻⁵, which the top-1 of
+//! 2–4 classes always is; below that each pixel moves by less than 3.7e-9).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
