@@ -73,11 +73,9 @@ impl Default for InferenceOptions {
 
 impl InferenceOptions {
     /// Checks the options against a model's `size_multiple`.
-    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
         let m = size_multiple.max(1);
-        if self.tile_size == 0 || self.tile_size % m != 0 {
+        if self.tile_size == 0 || !self.tile_size.is_multiple_of(m) {
             return Err(ModelError::InvalidConfig(format!(
                 "tile_size {} must be a positive multiple of the model's size multiple {m}",
                 self.tile_size
