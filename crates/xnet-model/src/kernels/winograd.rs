@@ -96,11 +96,15 @@ pub(crate) fn gather_taps<T: Elem>(
     k: &mut [T],
 ) {
     let ci = k.len() / 9;
-    for (tap, row) in k.chunks_exact_mut(ci.max(1)).take(9).enumerate() {
-        for (i, v) in row.iter_mut().enumerate() {
-            let idx =
-                w_base as isize + o as isize * w_co + i as isize * w_ci + tap as isize * w_tap;
-            *v = weight[idx as usize];
+    // Input channel outer, taps inner: the nine taps of one (o, i) pair are adjacent in the
+    // weight (|w_tap| = 1), so each weight cache line is read once, also when `w_ci` is a
+    // large stride (the input gradient's transposed weight), and the nine rows of `k` are
+    // written as nine sequential streams.
+    let start = w_base as isize + o as isize * w_co;
+    for i in 0..ci {
+        let at = start + i as isize * w_ci;
+        for tap in 0..9 {
+            k[tap * ci + i] = weight[(at + tap as isize * w_tap) as usize];
         }
     }
 }
