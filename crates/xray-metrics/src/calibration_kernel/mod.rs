@@ -431,6 +431,7 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
     fn to_array<'a, const K: usize>(planes: &[&'a [f32]]) -> [&'a [f32]; K] {
         std::array::from_fn(|c| planes[c])
     }
