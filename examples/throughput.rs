@@ -320,9 +320,37 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             })
         },
         "kernels": if xnet_model::kernels::fast_kernels_enabled() { "fast" } else { "reference" },
+        // The same VM has changed CPU generation under the project (Zen 3 → Zen 4).
+        "cpu": cpu_description(),
         "bn_folded": folded,
         "tag": args.tag,
     });
     println!("{record}");
     Ok(())
+}
+
+/// The CPU this ran on: `/proc/cpuinfo`'s model name, family and model (Linux; null
+/// elsewhere) and the vector extensions the kernels choose from at run time.
+fn cpu_description() -> serde_json::Value {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    #[cfg(target_arch = "x86_64")]
+    let (avx2, avx512f) = (
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+        std::arch::is_x86_feature_detected!("avx512f"),
+    );
+    #[cfg(not(target_arch = "x86_64"))]
+    let (avx2, avx512f) = (false, false);
+    serde_json::json!({
+        "model_name": field("model name"),
+        "family": field("cpu family"),
+        "model": field("model"),
+        "avx2_fma": avx2,
+        "avx512f": avx512f,
+    })
 }
