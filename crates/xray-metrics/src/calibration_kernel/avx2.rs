@@ -100,8 +100,8 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
     let gather_lanes = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
 
     // Running checks: the unsigned maximum of every probability's bits (anything negative,
-    // NaN or above 1.0 has bits above 1.0's), the extreme sums, the maximum non-ignored
-    // label, and any pixel near a boundary.
+    // NaN or above 1.0 has bits above 1.0's), the extreme sums, and any pixel near a
+    // boundary (the labels are checked apart, by `labels_in_range`).
     let mut bits_max = _mm256_setzero_si256();
     let mut sum_min = _mm256_set1_ps(1.0);
     let mut sum_max = _mm256_set1_ps(1.0);
