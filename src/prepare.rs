@@ -66,7 +66,11 @@ impl Preprocess {
     /// [`Error::Invalid`] when a side is zero or not a multiple of `size_multiple`.
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
         let m = size_multiple.max(1) as u32;
-        if self.width == 0 || self.height == 0 || !self.width.is_multiple_of(m) || !self.height.is_multiple_of(m) {
+        if self.width == 0
+            || self.height == 0
+            || !self.width.is_multiple_of(m)
+            || !self.height.is_multiple_of(m)
+        {
             return Err(Error::Invalid(format!(
                 "input size {}x{} must be a non-zero multiple of {m} for this network",
                 self.width, self.height
