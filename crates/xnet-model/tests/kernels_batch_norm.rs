@@ -7,7 +7,7 @@ use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::kernels::batch_norm_relu_train;
 
 mod common;
-use common::max_abs_diff as max_diff;
+use common::{grads_of_weighted_sum, max_abs_diff as max_diff};
 
 fn rand_vec(rng: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
@@ -71,18 +71,8 @@ fn matches_candle_batch_norm_and_relu() {
             );
             assert!(max_diff(bn_fast.running_mean(), bn_ref.running_mean()) <= 1e-6);
             assert!(max_diff(bn_fast.running_var(), bn_ref.running_var()) <= 1e-6);
-            let gf = (y_fast * &weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gr = (y_ref * &weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = grads_of_weighted_sum(&y_fast, &weights);
+            let gr = grads_of_weighted_sum(&y_ref, &weights);
             let dx = max_diff(gf.get(&x).unwrap(), gr.get(&x).unwrap());
             let dg = max_diff(gf.get(&g_fast).unwrap(), gr.get(&g_ref).unwrap());
             let db = max_diff(gf.get(&b_fast).unwrap(), gr.get(&b_ref).unwrap());

@@ -6,7 +6,7 @@ use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::kernels::concat_channels;
 
 mod common;
-use common::max_abs_diff;
+use common::{grads_of_weighted_sum, max_abs_diff};
 
 fn rand_tensor(rng: &mut StdRng, shape: &[usize], dtype: DType) -> Tensor {
     let n: usize = shape.iter().product();
@@ -43,13 +43,8 @@ fn forward_and_gradients_match_candle_cat() {
                 (n, c1, c2, h, w)
             );
             let r = rand_tensor(&mut rng, &[n, c1 + c2, h, w], dtype);
-            let gf = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            let gr = (reference * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = grads_of_weighted_sum(&fast, &r);
+            let gr = grads_of_weighted_sum(&reference, &r);
             for v in [&a, &b] {
                 let d = max_abs_diff(gf.get(v).unwrap(), gr.get(v).unwrap());
                 assert_eq!(d, 0.0, "gradient {:?}", (n, c1, c2, h, w));

@@ -4,6 +4,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::kernels::{upsample_nearest2x, upsample_nearest2x_fast};
 
+mod common;
+use common::grads_of_weighted_sum;
+
 fn rand_tensor(rng: &mut StdRng, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -32,13 +35,8 @@ fn forward_and_gradient_match_candle() {
         );
         let dispatched = upsample_nearest2x(&x).unwrap();
         assert_eq!(dispatched.dims(), reference.dims());
-        let gf = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gr = (reference * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = grads_of_weighted_sum(&fast, &r);
+        let gr = grads_of_weighted_sum(&reference, &r);
         let err = (gf.get(&x).unwrap() - gr.get(&x).unwrap())
             .unwrap()
             .abs()
