@@ -43,18 +43,30 @@ pub(crate) fn check_planes(labels: &[u8], probs: &[f32], num_classes: usize) -> 
 }
 
 /// Finds the first label that is neither a class nor [`IGNORE`].
+///
+/// `l + 1` wraps [`IGNORE`] (255) to 0, so every label is valid when the largest `l + 1`
+/// is at most `num_classes`: a branch-free byte maximum per chunk, which vectorises, and
+/// a search for the position only in a chunk that fails.
 pub(crate) fn first_bad_label(labels: &[u8], num_classes: usize) -> Result<()> {
-    match labels
-        .iter()
-        .position(|&l| l as usize >= num_classes && l != IGNORE)
-    {
-        Some(pixel) => Err(MetricsError::LabelOutOfRange {
-            pixel,
-            label: labels[pixel],
-            num_classes,
-        }),
-        None => Ok(()),
+    const CHUNK: usize = 4096;
+    for (k, chunk) in labels.chunks(CHUNK).enumerate() {
+        let top = chunk.iter().fold(0u8, |t, &l| t.max(l.wrapping_add(1)));
+        if usize::from(top) <= num_classes {
+            continue;
+        }
+        if let Some(i) = chunk
+            .iter()
+            .position(|&l| l as usize >= num_classes && l != IGNORE)
+        {
+            let pixel = k * CHUNK + i;
+            return Err(MetricsError::LabelOutOfRange {
+                pixel,
+                label: labels[pixel],
+                num_classes,
+            });
+        }
     }
+    Ok(())
 }
 
 /// Slow path run only after a fast kernel flagged a problem, to name the first bad pixel.
@@ -86,4 +98,39 @@ pub(crate) fn explain_bad_probs(
         }
     }
     MetricsError::InvalidConfig("probability check failed but no bad pixel was found".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{first_bad_label, IGNORE};
+    use crate::MetricsError;
+
+    /// The first bad label is named at its pixel, also past the first chunk and after
+    /// ignored pixels; ignored labels and the largest class pass.
+    #[test]
+    fn first_bad_label_names_the_first_offender() {
+        let mut labels = vec![2u8; 10_000];
+        for i in (0..labels.len()).step_by(7) {
+            labels[i] = IGNORE;
+        }
+        assert!(first_bad_label(&labels, 3).is_ok());
+        assert!(first_bad_label(&labels, 2).is_err());
+        for at in [0, 4095, 4096, 9_999] {
+            let mut bad = labels.clone();
+            bad[at] = 3;
+            if let Some(later) = bad.get_mut(at + 10) {
+                *later = 200;
+            }
+            match first_bad_label(&bad, 3) {
+                Err(MetricsError::LabelOutOfRange {
+                    pixel,
+                    label,
+                    num_classes,
+                }) => assert_eq!((pixel, label, num_classes), (at, 3, 3)),
+                other => panic!("pixel {at}: {other:?}"),
+            }
+        }
+        assert!(first_bad_label(&[254, IGNORE, 0], 255).is_ok());
+        assert!(first_bad_label(&[], 1).is_ok());
+    }
 }

@@ -31,29 +31,6 @@ const STEP: usize = 8;
 /// How many pixels the scatter trails pass one by (a multiple of [`STEP`]).
 const LAG: usize = 4 * STEP;
 
-/// Whether every label is below `num_classes` or ignored: `l + 1` wraps 255 to 0, so one
-/// unsigned byte maximum of `l + 1` over 32 labels at a time decides (the main loop then
-/// needs no label check).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn labels_in_range(labels: &[u8], num_classes: u32) -> bool {
-    let one = _mm256_set1_epi8(1);
-    let mut top = _mm256_setzero_si256();
-    let chunks = labels.chunks_exact(32);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        // SAFETY: the chunk holds 32 bytes.
-        let l = _mm256_loadu_si256(chunk.as_ptr().cast());
-        top = _mm256_max_epu8(top, _mm256_add_epi8(l, one));
-    }
-    let mut lanes = [0u8; 32];
-    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), top);
-    let vector_top = lanes.into_iter().fold(0, u8::max);
-    let top = tail
-        .iter()
-        .fold(vector_top, |t, &l| t.max(l.wrapping_add(1)));
-    u32::from(top) <= num_classes
-}
-
 /// [`super::pass_one_body`] + [`super::widen_keys`] + [`super::scatter`] for `K` classes,
 /// writing `keys` (`keys.len() == args.labels.len()`) and `args.bin`, and adding the keys
 /// into `hist`. Returns `FLAG_*` bits.
@@ -101,7 +78,7 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
 
     // Running checks: the unsigned maximum of every probability's bits (anything negative,
     // NaN or above 1.0 has bits above 1.0's), the extreme sums, and any pixel near a
-    // boundary (the labels are checked apart, by `labels_in_range`).
+    // boundary (the labels are checked apart, by `first_bad_label`).
     let mut bits_max = _mm256_setzero_si256();
     let mut sum_min = _mm256_set1_ps(1.0);
     let mut sum_max = _mm256_set1_ps(1.0);
@@ -192,7 +169,7 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
     if _mm256_movemask_ps(sums_ok) != 0xFF {
         flags |= FLAG_BAD_PROB;
     }
-    if !labels_in_range(&labels[..main], num_classes) {
+    if crate::validate::first_bad_label(&labels[..main], num_classes as usize).is_err() {
         flags |= FLAG_BAD_LABEL;
     }
     if _mm256_movemask_ps(near_any) != 0 {
