@@ -121,6 +121,16 @@ fn process_cpu_s() -> f64 {
         / 1e9
 }
 
+/// On-CPU seconds of the calling thread: candle's element-wise ops and the backward's
+/// gradient accumulation run here while the pool's workers wait, so it measures the
+/// step's serial part.
+fn calling_thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -199,6 +209,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut folded = false;
     let mut times = Vec::with_capacity(args.iters);
     let mut cpu_times = Vec::with_capacity(args.iters);
+    let mut calling_cpu_times = Vec::with_capacity(args.iters);
     // Train mode: wall seconds of [forward + loss, backward, L2 gradient + optimiser step].
     let mut phases: Vec<[f64; 3]> = Vec::with_capacity(args.iters);
     match args.mode {
@@ -207,7 +218,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 folded = net.fold_batch_norm()? > 0;
             }
             for i in 0..args.warmup + args.iters {
-                let (t0, c0) = (Instant::now(), process_cpu_s());
+                let (t0, c0, m0) = (Instant::now(), process_cpu_s(), calling_thread_cpu_s());
                 let p = candle_nn::ops::softmax(&net.forward_t(&x, false)?, 1)?;
                 // candle is eager on the CPU; a GPU runs asynchronously.
                 let _ = p.dims();
@@ -216,6 +227,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 if i >= args.warmup {
                     times.push(dt);
                     cpu_times.push(process_cpu_s() - c0);
+                    calling_cpu_times.push(calling_thread_cpu_s() - m0);
                 }
             }
         }
@@ -230,13 +242,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             };
             let plane: Vec<f32> = (0..s * s).map(|_| rng.random::<f32>()).collect();
             for i in 0..args.warmup + args.iters {
-                let (t0, c0) = (Instant::now(), process_cpu_s());
+                let (t0, c0, m0) = (Instant::now(), process_cpu_s(), calling_thread_cpu_s());
                 let p = xnet_model::infer::predict_proba(net.as_ref(), &plane, s, s, &opts)?;
                 let _ = p.len();
                 let dt = t0.elapsed().as_secs_f64();
                 if i >= args.warmup {
                     times.push(dt);
                     cpu_times.push(process_cpu_s() - c0);
+                    calling_cpu_times.push(calling_thread_cpu_s() - m0);
                 }
             }
         }
@@ -250,7 +263,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             // The library's optimiser (the trainer's): Adam as the twin's, L2 in the loss.
             let mut opt = Optimizer::from_varmap(OptimizerConfig::adam(1e-4), &varmap)?;
             for i in 0..args.warmup + args.iters {
-                let (t0, c0) = (Instant::now(), process_cpu_s());
+                let (t0, c0, m0) = (Instant::now(), process_cpu_s(), calling_thread_cpu_s());
                 let logits = net.forward_t(&x, true)?;
                 // [N, C, H, W] -> [N·H·W, C] for the per-pixel cross-entropy.
                 let flat = logits.permute((0, 2, 3, 1))?.reshape(((), classes))?;
@@ -270,6 +283,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 if i >= args.warmup {
                     times.push(dt);
                     cpu_times.push(process_cpu_s() - c0);
+                    calling_cpu_times.push(calling_thread_cpu_s() - m0);
                     phases.push([t_forward, t_backward - t_forward, dt - t_backward]);
                 }
             }
@@ -300,6 +314,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "median_s": median_s,
         "min_s": sorted[0],
         "cpu_s_median": cpu_median,
+        "calling_thread_cpu_s_median": median(&calling_cpu_times),
         "max_s": sorted[sorted.len() - 1],
         "images_per_s": images_per_s,
         "params": params,
