@@ -102,6 +102,11 @@ struct Args {
     /// core) instead of calling `xnet_model::runtime::tune_candle_threads`.
     #[arg(long)]
     candle_default: bool,
+    /// Train mode: candle's own `loss.backward()` instead of `xnet_model::kernels::backward`
+    /// (which hands the convolutions' parameter gradients over without candle's serial
+    /// `zeros_like + add`).
+    #[arg(long)]
+    candle_backward: bool,
     /// Free text copied into the JSON record.
     #[arg(long, default_value = "")]
     tag: String,
@@ -272,7 +277,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let t_forward = t0.elapsed().as_secs_f64();
                 // L2 5e-4 on the kernels as the twin's loss, its gradient 2λw added directly
                 // (as the trainer does; the same gradient as back-propagating λΣw²).
-                let mut grads = ce.backward()?;
+                // As the trainer does: parameter gradients without candle's serial
+                // accumulation (`--candle-backward` times candle's own).
+                let mut grads = if args.candle_backward {
+                    ce.backward()?
+                } else {
+                    xnet_model::kernels::backward(&ce)?
+                };
                 dev.synchronize()?;
                 let t_backward = t0.elapsed().as_secs_f64();
                 xnet_model::loss::add_l2_gradient(&mut grads, &kernels, 5e-4)?;
@@ -324,6 +335,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "keep_freed_memory": kept_freed_memory,
         "candle_workers_park_at_once": candle_threads.is_some_and(|t| t.workers_park_at_once),
         "candle_single_threaded": candle_threads.is_some_and(|t| t.single_threaded),
+        "candle_backward": args.candle_backward,
         // Train mode: medians of the forward (with the loss), backward and update phases.
         "phase_s": if phases.is_empty() {
             serde_json::Value::Null

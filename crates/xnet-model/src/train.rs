@@ -558,7 +558,8 @@ impl<'a> Trainer<'a> {
             return Err(self.non_finite("loss", value, epoch, index));
         }
         // The L2 term's gradient is added directly (the same 2λw the graph would give).
-        let mut grads = data.backward()?;
+        // Parameter gradients delivered directly (see `kernels::backward`).
+        let mut grads = crate::kernels::backward(&data)?;
         add_l2_gradient(&mut grads, &self.vars, loss_cfg.l2)?;
         if let Some(max_norm) = self.config.grad_clip_norm {
             let norm = self.optimizer.clip_grad_norm(&mut grads, max_norm)?;

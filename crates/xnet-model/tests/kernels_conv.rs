@@ -366,3 +366,73 @@ fn empty_shapes_give_empty_results() {
     assert_eq!(&v[..9], &[1.5; 9]);
     assert_eq!(&v[9..], &[0.0; 9]);
 }
+
+/// Gradients of `loss` by candle's own backward and by `kernels::backward`, for `vars`.
+fn both_backwards(loss: &Tensor, vars: &[&Var]) -> Vec<(Tensor, Tensor)> {
+    let candle = loss.backward().unwrap();
+    let direct = xnet_model::kernels::backward(loss).unwrap();
+    vars.iter()
+        .map(|v| {
+            (
+                candle.get(v.as_tensor()).expect("candle gradient").clone(),
+                direct.get(v.as_tensor()).expect("direct gradient").clone(),
+            )
+        })
+        .collect()
+}
+
+/// `kernels::backward` hands the parameter gradients over without candle's accumulation:
+/// every gradient is bit-identical to `loss.backward()`'s, for a two-layer net with a
+/// ReLU, a weight shared by two convolutions (the sink sums its two gradients), and a
+/// weight that also gets a gradient from outside the convolution (a penalty).
+#[test]
+fn direct_backward_gives_candle_gradients() {
+    let mut rng = StdRng::seed_from_u64(81);
+    let x = rand_tensor(&mut rng, &[2, 3, 9, 7], DType::F32);
+    let w1 = Var::from_tensor(&rand_tensor(&mut rng, &[5, 3, 3, 3], DType::F32)).unwrap();
+    let b1 = Var::from_tensor(&rand_tensor(&mut rng, &[5], DType::F32)).unwrap();
+    let shared = Var::from_tensor(&rand_tensor(&mut rng, &[5, 5, 3, 3], DType::F32)).unwrap();
+    let head = Var::from_tensor(&rand_tensor(&mut rng, &[2, 5, 1, 1], DType::F32)).unwrap();
+    let h = conv2d_fast(&x, w1.as_tensor(), Some(b1.as_tensor()), 1, true).unwrap();
+    let h = conv2d_fast(&h, shared.as_tensor(), None, 1, true).unwrap();
+    let h = conv2d_fast(&h, shared.as_tensor(), None, 2, false).unwrap();
+    let y = conv2d_fast(&h, head.as_tensor(), None, 1, false).unwrap();
+    let penalty = head.as_tensor().sqr().unwrap().sum_all().unwrap();
+    let loss = (y.sqr().unwrap().mean_all().unwrap() + penalty).unwrap();
+    let vars = [&w1, &b1, &shared, &head];
+    for (i, (candle, direct)) in both_backwards(&loss, &vars).into_iter().enumerate() {
+        assert_eq!(candle.dims(), direct.dims(), "variable {i}");
+        let (c, d) = (
+            candle.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            direct.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        // Candle sums the shared weight's two gradients into zeros in its order; the
+        // sink adds the second to the first: the same two roundings.
+        assert_eq!(c, d, "variable {i}");
+    }
+}
+
+/// After `kernels::backward` returns, a plain `loss.backward()` on the same thread gets
+/// the parameter gradients from candle again (no sink is left behind).
+#[test]
+fn no_sink_is_left_behind() {
+    let mut rng = StdRng::seed_from_u64(82);
+    let x = rand_tensor(&mut rng, &[1, 2, 6, 6], DType::F32);
+    let w = Var::from_tensor(&rand_tensor(&mut rng, &[3, 2, 3, 3], DType::F32)).unwrap();
+    let loss = conv2d_fast(&x, w.as_tensor(), None, 1, false)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let direct = xnet_model::kernels::backward(&loss).unwrap();
+    let plain = loss.backward().unwrap();
+    let (a, b) = (
+        direct.get(w.as_tensor()).expect("direct gradient"),
+        plain
+            .get(w.as_tensor())
+            .expect("a plain backward still stores the weight gradient"),
+    );
+    assert_eq!(
+        a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+}

@@ -21,6 +21,8 @@
 //!   running-statistics update as `candle_nn::BatchNorm`.
 //! - [`upsample_nearest2x_fast`]: nearest ×2 up-sampling as a copy, backward a 2×2 sum.
 //! - [`concat_channels`]: the skip connections' channel concatenation as a parallel copy.
+//! - [`backward`]: `loss.backward()` with the fast convolutions' parameter gradients
+//!   delivered directly, without candle's serial `zeros_like + add` per parameter.
 //!
 //! Every fast op has a stock-candle twin ([`conv2d_reference`], candle's
 //! `upsample_nearest2d`) that the tests compare it with, and the dispatching functions
@@ -40,6 +42,7 @@ mod batch_norm;
 mod concat;
 mod conv;
 mod gemm_conv;
+mod grad_sink;
 mod scratch;
 mod simd;
 mod upsample;
@@ -52,4 +55,5 @@ pub use conv::{
     conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad, conv2d_fast_weight_grad_path,
     conv2d_reference, fast_conv_supported, fast_kernels_enabled, fold_batch_norm, FastConv2d,
 };
+pub use grad_sink::backward;
 pub use upsample::{upsample_nearest2x, upsample_nearest2x_fast};
