@@ -45,6 +45,7 @@ mod gemm_conv;
 mod grad_sink;
 mod scratch;
 mod simd;
+mod transpose;
 mod upsample;
 mod winograd;
 mod winograd4;

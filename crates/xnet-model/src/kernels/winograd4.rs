@@ -35,6 +35,7 @@ use rayon::prelude::*;
 
 use super::gemm_conv::{ConvPath, Elem, Epilogue, Geom, SendPtr};
 use super::scratch::Scratch;
+use super::winograd::WeightGradLayout;
 
 /// Side of the output tile.
 const M: usize = 4;
@@ -768,6 +769,19 @@ fn transform_grad_impl<T: Elem>(
 /// block of tiles, accumulated per thread: 36 multiplies per 16 pixels and tap set instead
 /// of 144 (F(2×2, 3×3)'s weight gradient, [`super::winograd::grad_weight3x3`], does 64).
 pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads: usize) -> Vec<T> {
+    let layout = WeightGradLayout::preferred(g.c_in, g.c_out);
+    grad_weight3x3_with(x, grad_out, g, threads, layout)
+}
+
+/// [`grad_weight3x3`] with the weight-gradient GEMMs' layout chosen by the caller (the
+/// tests run both).
+fn grad_weight3x3_with<T: Elem>(
+    x: &[T],
+    grad_out: &[T],
+    g: &Geom,
+    threads: usize,
+    layout: WeightGradLayout,
+) -> Vec<T> {
     let (n, ci, co, h, w) = (g.n, g.c_in, g.c_out, g.h, g.w);
     let (th, tw) = (h.div_ceil(M), w.div_ceil(M));
     let plane = (M * th + 2) * M * (tw + 1);
@@ -800,17 +814,39 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
             // Every element a task reads is written first (see `transform_*`).
             let mut v = Scratch::<T>::take(XI * ci * tb_max);
             let mut dm = Scratch::<T>::take(XI * co * tb_max);
+            let mut dmt = match layout {
+                WeightGradLayout::GradTransposed => Some(Scratch::<T>::take(XI * co * tb_max)),
+                WeightGradLayout::Direct => None,
+            };
             let mut first = true;
             for task in tasks {
                 let (b, span) = TileSpan::of_task(task, (blocks, tb_max, tiles), tw, plane);
                 let tb = span.count();
                 transform_input(&xp, b, ci, span, &mut v);
                 transform_grad(&gp, b, co, span, gplane, &mut dm);
-                super::winograd::accumulate_component_gemms(XI, tb, ci, co, &dm, &v, du, !first);
+                let dm: &[T] = match dmt.as_mut() {
+                    Some(dmt) => {
+                        super::winograd::transpose_components(XI, co, tb, &dm, dmt);
+                        dmt
+                    }
+                    None => &dm,
+                };
+                super::winograd::accumulate_component_gemms(
+                    XI, tb, ci, co, dm, &v, layout, du, !first,
+                );
                 first = false;
             }
         },
     );
+    // [ξ][c_in][c_out] → [ξ][c_out][c_in] (36·c_in·c_out elements once per layer).
+    let du = match layout {
+        WeightGradLayout::Direct => du,
+        WeightGradLayout::GradTransposed => {
+            let mut t = Scratch::<T>::take(XI * co * ci);
+            super::winograd::transpose_components(XI, ci, co, &du, &mut t);
+            t
+        }
+    };
     // dW = Gᵀ dU G per output channel, vectorised along c_in: Gᵀ over the six rows of each
     // of the six columns, then over each row's six columns, then the nine taps interleaved.
     let mut dw = vec![T::ZERO; co * ci * 9];
@@ -1018,17 +1054,19 @@ mod tests {
             let go = random(&mut rng, n * co * h * w);
             let want = direct_grad_weight(&x, &go, &g);
             for threads in [1, 2, 3] {
-                let got = grad_weight3x3(&x, &go, &g, threads);
-                assert_eq!(got.len(), want.len());
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-                assert!(
-                    err <= 1e-12 * max_abs(&want).max(1.0),
-                    "{:?} threads {threads}: {err}",
-                    (n, ci, co, h, w)
-                );
+                for layout in [WeightGradLayout::Direct, WeightGradLayout::GradTransposed] {
+                    let got = grad_weight3x3_with(&x, &go, &g, threads, layout);
+                    assert_eq!(got.len(), want.len());
+                    let err = got
+                        .iter()
+                        .zip(&want)
+                        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(
+                        err <= 1e-12 * max_abs(&want).max(1.0),
+                        "{:?} threads {threads} {layout:?}: {err}",
+                        (n, ci, co, h, w)
+                    );
+                }
             }
         }
     }
@@ -1048,12 +1086,18 @@ mod tests {
         let want = direct_grad_weight(&x, &go, &g);
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let go32: Vec<f32> = go.iter().map(|&v| v as f32).collect();
-        let got = grad_weight3x3(&x32, &go32, &g, 2);
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0.0f64, |m, (&a, b)| m.max((a as f64 - b).abs()));
-        assert!(err <= 1e-4 * max_abs(&want), "{err} vs {}", max_abs(&want));
+        for layout in [WeightGradLayout::Direct, WeightGradLayout::GradTransposed] {
+            let got = grad_weight3x3_with(&x32, &go32, &g, 2, layout);
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0.0f64, |m, (&a, b)| m.max((a as f64 - b).abs()));
+            assert!(
+                err <= 1e-4 * max_abs(&want),
+                "{layout:?}: {err} vs {}",
+                max_abs(&want)
+            );
+        }
     }
 
     /// The weight read through the input gradient's strides (flipped taps, swapped
