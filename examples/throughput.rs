@@ -136,6 +136,41 @@ fn calling_thread_cpu_s() -> f64 {
         .map_or(0.0, |ns| ns / 1e9)
 }
 
+/// Where a timed step started: wall clock, process CPU and calling-thread CPU.
+struct StepStart {
+    at: Instant,
+    cpu_s: f64,
+    calling_cpu_s: f64,
+}
+
+impl StepStart {
+    fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            cpu_s: process_cpu_s(),
+            calling_cpu_s: calling_thread_cpu_s(),
+        }
+    }
+}
+
+/// Wall, process-CPU and calling-thread-CPU seconds of the timed (post-warm-up) steps.
+#[derive(Default)]
+struct StepTimes {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+    calling_cpu: Vec<f64>,
+}
+
+impl StepTimes {
+    /// Records a step that began at `start` and took `wall` seconds.
+    fn record(&mut self, start: &StepStart, wall: f64) {
+        self.wall.push(wall);
+        self.cpu.push(process_cpu_s() - start.cpu_s);
+        self.calling_cpu
+            .push(calling_thread_cpu_s() - start.calling_cpu_s);
+    }
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -212,9 +247,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let y = Tensor::from_vec(y, n * s * s, &dev)?;
 
     let mut folded = false;
-    let mut times = Vec::with_capacity(args.iters);
-    let mut cpu_times = Vec::with_capacity(args.iters);
-    let mut calling_cpu_times = Vec::with_capacity(args.iters);
+    let mut steps = StepTimes::default();
     // Train mode: wall seconds of [forward + loss, backward, L2 gradient + optimiser step].
     let mut phases: Vec<[f64; 3]> = Vec::with_capacity(args.iters);
     match args.mode {
@@ -223,16 +256,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 folded = net.fold_batch_norm()? > 0;
             }
             for i in 0..args.warmup + args.iters {
-                let (t0, c0, m0) = (Instant::now(), process_cpu_s(), calling_thread_cpu_s());
+                let t0 = StepStart::now();
                 let p = candle_nn::ops::softmax(&net.forward_t(&x, false)?, 1)?;
                 // candle is eager on the CPU; a GPU runs asynchronously.
                 let _ = p.dims();
                 dev.synchronize()?;
-                let dt = t0.elapsed().as_secs_f64();
+                let dt = t0.at.elapsed().as_secs_f64();
                 if i >= args.warmup {
-                    times.push(dt);
-                    cpu_times.push(process_cpu_s() - c0);
-                    calling_cpu_times.push(calling_thread_cpu_s() - m0);
+                    steps.record(&t0, dt);
                 }
             }
         }
@@ -247,14 +278,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             };
             let plane: Vec<f32> = (0..s * s).map(|_| rng.random::<f32>()).collect();
             for i in 0..args.warmup + args.iters {
-                let (t0, c0, m0) = (Instant::now(), process_cpu_s(), calling_thread_cpu_s());
+                let t0 = StepStart::now();
                 let p = xnet_model::infer::predict_proba(net.as_ref(), &plane, s, s, &opts)?;
                 let _ = p.len();
-                let dt = t0.elapsed().as_secs_f64();
+                let dt = t0.at.elapsed().as_secs_f64();
                 if i >= args.warmup {
-                    times.push(dt);
-                    cpu_times.push(process_cpu_s() - c0);
-                    calling_cpu_times.push(calling_thread_cpu_s() - m0);
+                    steps.record(&t0, dt);
                 }
             }
         }
@@ -268,15 +297,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             // The library's optimiser (the trainer's): Adam as the twin's, L2 in the loss.
             let mut opt = Optimizer::from_varmap(OptimizerConfig::adam(1e-4), &varmap)?;
             for i in 0..args.warmup + args.iters {
-                let (t0, c0, m0) = (Instant::now(), process_cpu_s(), calling_thread_cpu_s());
+                let t0 = StepStart::now();
                 let logits = net.forward_t(&x, true)?;
                 // [N, C, H, W] -> [N·H·W, C] for the per-pixel cross-entropy.
                 let flat = logits.permute((0, 2, 3, 1))?.reshape(((), classes))?;
                 let ce = candle_nn::loss::cross_entropy(&flat, &y)?;
                 dev.synchronize()?;
-                let t_forward = t0.elapsed().as_secs_f64();
-                // L2 5e-4 on the kernels as the twin's loss, its gradient 2λw added directly
-                // (as the trainer does; the same gradient as back-propagating λΣw²).
+                let t_forward = t0.at.elapsed().as_secs_f64();
                 // As the trainer does: parameter gradients without candle's serial
                 // accumulation (`--candle-backward` times candle's own).
                 let mut grads = if args.candle_backward {
@@ -285,25 +312,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     xnet_model::kernels::backward(&ce)?
                 };
                 dev.synchronize()?;
-                let t_backward = t0.elapsed().as_secs_f64();
+                let t_backward = t0.at.elapsed().as_secs_f64();
+                // L2 5e-4 on the kernels as the twin's loss, its gradient 2λw added directly
+                // (as the trainer does; the same gradient as back-propagating λΣw²).
                 xnet_model::loss::add_l2_gradient(&mut grads, &kernels, 5e-4)?;
                 opt.step(&grads)?;
                 let _ = ce.to_dtype(DType::F32)?.to_scalar::<f32>()?;
                 dev.synchronize()?;
-                let dt = t0.elapsed().as_secs_f64();
+                let dt = t0.at.elapsed().as_secs_f64();
                 if i >= args.warmup {
-                    times.push(dt);
-                    cpu_times.push(process_cpu_s() - c0);
-                    calling_cpu_times.push(calling_thread_cpu_s() - m0);
+                    steps.record(&t0, dt);
                     phases.push([t_forward, t_backward - t_forward, dt - t_backward]);
                 }
             }
         }
     }
-    let mut sorted = times.clone();
+    let mut sorted = steps.wall.clone();
     sorted.sort_by(f64::total_cmp);
-    let median_s = median(&times);
-    let cpu_median = median(&cpu_times);
+    let median_s = median(&steps.wall);
+    let cpu_median = median(&steps.cpu);
     let fwd_flops = cfg.forward_flops(s, s) as f64;
     // Forward + backward is 3× the forward convolution FLOPs (as the twin's FlopCounter).
     let flops_per_image = match args.mode {
@@ -325,7 +352,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "median_s": median_s,
         "min_s": sorted[0],
         "cpu_s_median": cpu_median,
-        "calling_thread_cpu_s_median": median(&calling_cpu_times),
+        "calling_thread_cpu_s_median": median(&steps.calling_cpu),
         "max_s": sorted[sorted.len() - 1],
         "images_per_s": images_per_s,
         "params": params,

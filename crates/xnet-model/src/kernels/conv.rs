@@ -190,14 +190,8 @@ impl CustomOp3 for FastConv2d {
             Some(grad.sum((0, 2, 3))?)
         };
         // Parameters go straight to `kernels::backward`'s sink when one is installed.
-        let dw = match dw {
-            Some(dw) => super::grad_sink::offer(w, dw)?,
-            None => None,
-        };
-        let db = match db {
-            Some(db) => super::grad_sink::offer(b, db)?,
-            None => None,
-        };
+        let dw = super::grad_sink::offer(w, dw)?;
+        let db = super::grad_sink::offer(b, db)?;
         Ok((dx, dw, db))
     }
 }

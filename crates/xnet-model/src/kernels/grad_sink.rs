@@ -70,9 +70,13 @@ pub fn backward(loss: &Tensor) -> CResult<GradStore> {
     Ok(grads)
 }
 
-/// Hands `grad`, the gradient of `operand`, to the calling thread's sink when there is
-/// one and `operand` is a variable; otherwise gives it back for candle to accumulate.
-pub(crate) fn offer(operand: &Tensor, grad: Tensor) -> CResult<Option<Tensor>> {
+/// Hands `grad`, the gradient of `operand` (if any), to the calling thread's sink when
+/// there is one and `operand` is a variable; otherwise gives it back for candle to
+/// accumulate.
+pub(crate) fn offer(operand: &Tensor, grad: Option<Tensor>) -> CResult<Option<Tensor>> {
+    let Some(grad) = grad else {
+        return Ok(None);
+    };
     if !operand.is_variable() {
         return Ok(Some(grad));
     }

@@ -973,6 +973,13 @@ mod tests {
         a.iter().fold(0.0, |m, v| m.max(v.abs()))
     }
 
+    /// Largest absolute difference of a result (f32 or f64) from its f64 reference.
+    fn max_err<T: Copy + Into<f64>>(got: &[T], want: &[f64]) -> f64 {
+        got.iter()
+            .zip(want)
+            .fold(0.0, |m, (&a, b)| m.max((a.into() - b).abs()))
+    }
+
     /// `(n, c_in, c_out, h, w)`: tiny images (1×1, 2×3, 5×7), sides that are not multiples
     /// of 4, single rows and columns, batches, and enough tiles for several blocks.
     const CASES: &[(usize, usize, usize, usize, usize)] = &[
@@ -1004,10 +1011,7 @@ mod tests {
                     for threads in [1, 2] {
                         let got = conv3x3(&x, &g, &wt, 0, strides, bias, epi, threads);
                         assert_eq!(got.len(), want.len());
-                        let err = got
-                            .iter()
-                            .zip(&want)
-                            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                        let err = max_err(&got, &want);
                         assert!(
                             err <= 1e-12 * max_abs(&want).max(1.0),
                             "{:?} {epi:?} bias {}: {err}",
@@ -1057,10 +1061,7 @@ mod tests {
                 for layout in [WeightGradLayout::Direct, WeightGradLayout::GradTransposed] {
                     let got = grad_weight3x3_with(&x, &go, &g, threads, layout);
                     assert_eq!(got.len(), want.len());
-                    let err = got
-                        .iter()
-                        .zip(&want)
-                        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                    let err = max_err(&got, &want);
                     assert!(
                         err <= 1e-12 * max_abs(&want).max(1.0),
                         "{:?} threads {threads} {layout:?}: {err}",
@@ -1088,10 +1089,7 @@ mod tests {
         let go32: Vec<f32> = go.iter().map(|&v| v as f32).collect();
         for layout in [WeightGradLayout::Direct, WeightGradLayout::GradTransposed] {
             let got = grad_weight3x3_with(&x32, &go32, &g, 2, layout);
-            let err = got
-                .iter()
-                .zip(&want)
-                .fold(0.0f64, |m, (&a, b)| m.max((a as f64 - b).abs()));
+            let err = max_err(&got, &want);
             assert!(
                 err <= 1e-4 * max_abs(&want),
                 "{layout:?}: {err} vs {}",
@@ -1113,10 +1111,7 @@ mod tests {
             let strides = (9, (co * 9) as isize, -1);
             let want = direct(&x, &g, &wt, 8, strides, None, Epilogue::Bias);
             let got = conv3x3(&x, &g, &wt, 8, strides, None, Epilogue::Bias, 2);
-            let err = got
-                .iter()
-                .zip(&want)
-                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let err = max_err(&got, &want);
             assert!(err <= 1e-12 * max_abs(&want).max(1.0), "{err}");
         }
     }
@@ -1142,10 +1137,7 @@ mod tests {
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let w32: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
         let got = conv3x3(&x32, &g, &w32, 0, strides, None, Epilogue::Bias, 2);
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0.0f64, |m, (&a, b)| m.max((a as f64 - b).abs()));
+        let err = max_err(&got, &want);
         assert!(err <= 1e-4 * max_abs(&want), "{err} vs {}", max_abs(&want));
     }
 }
