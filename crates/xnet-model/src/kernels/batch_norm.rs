@@ -2,6 +2,7 @@
 //! forward, one reduction pass and one output pass backward (candle's `BatchNorm` plus
 //! `relu` make about a dozen full-size passes with a transpose copy each way).
 
+use std::any::TypeId;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
@@ -42,6 +43,7 @@ trait Float: Copy + Send + Sync + Into<f64> + 'static {
     fn view(s: &CpuStorage) -> Option<&[Self]>;
 }
 impl Float for f32 {
+    #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v as f32
     }
@@ -56,6 +58,7 @@ impl Float for f32 {
     }
 }
 impl Float for f64 {
+    #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v
     }
@@ -74,49 +77,250 @@ impl Float for f64 {
 /// vectorises and is not bound by the latency of one serial chain of additions.
 const LANES: usize = 8;
 
-/// `Σ f(x_i)` in f64 over [`LANES`] interleaved partial sums, added at the end.
+super::simd::avx2_dispatch!(
+/// `(Σ x_i, Σ (x_i − mean)²)` of one plane in f64, each over [`LANES`] interleaved
+/// partial sums added at the end; the second only when `mean` is given.
+fn plane_moments<T: Float>(x: &[T], mean: Option<f64>) -> f64 => plane_moments_impl);
+
 #[inline(always)]
-fn lane_sum<T: Float>(x: &[T], f: impl Fn(f64) -> f64) -> f64 {
+fn plane_moments_impl<T: Float>(x: &[T], mean: Option<f64>) -> f64 {
     let mut acc = [0.0f64; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v.into());
+    match mean {
+        None => {
+            for c in chunks {
+                for (a, &v) in acc.iter_mut().zip(c) {
+                    *a += v.into();
+                }
+            }
+        }
+        Some(m) => {
+            for c in chunks {
+                for (a, &v) in acc.iter_mut().zip(c) {
+                    let d = v.into() - m;
+                    *a += d * d;
+                }
+            }
         }
     }
     let mut s: f64 = acc.iter().sum();
     for &v in tail {
-        s += f(v.into());
+        s += match mean {
+            None => v.into(),
+            Some(m) => (v.into() - m) * (v.into() - m),
+        };
     }
     s
 }
 
-/// `(Σ f(x_i, y_i, g_i).0, Σ f(x_i, y_i, g_i).1)` in f64 over [`LANES`] partial sums.
+super::simd::avx2_dispatch!(
+/// `relu?(x · scale + shift)` of one plane into `dst`, computed in f64.
+fn plane_affine<T: Float>(x: &[T], scale: f64, shift: f64, relu: bool, dst: &mut [MaybeUninit<T>]) => plane_affine_impl);
+
 #[inline(always)]
-fn lane_sum2<T: Float>(
+fn plane_affine_impl<T: Float>(
     x: &[T],
-    y: &[T],
-    g: &[T],
-    f: impl Fn(f64, T, T) -> (f64, f64),
-) -> (f64, f64) {
-    let (mut a, mut b) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let n = x.len().min(y.len()).min(g.len());
-    let whole = n / LANES * LANES;
-    for i in (0..whole).step_by(LANES) {
-        for l in 0..LANES {
-            let (p, q) = f(x[i + l].into(), y[i + l], g[i + l]);
-            a[l] += p;
-            b[l] += q;
+    scale: f64,
+    shift: f64,
+    relu: bool,
+    dst: &mut [MaybeUninit<T>],
+) {
+    // The ReLU test is hoisted out of the loop so that each copy is a plain vector loop.
+    if relu {
+        for (d, &v) in dst.iter_mut().zip(x) {
+            let o = v.into() * scale + shift;
+            d.write(T::from_f64(if o > 0.0 { o } else { 0.0 }));
+        }
+    } else {
+        for (d, &v) in dst.iter_mut().zip(x) {
+            d.write(T::from_f64(v.into() * scale + shift));
         }
     }
+}
+
+/// The ReLU-gated output gradient `g'`: `g` where the output `y` is positive (or without
+/// a ReLU), zero elsewhere.
+#[inline(always)]
+fn gate<T: Float>(relu: bool, y: T, g: T) -> f64 {
+    // Both operands are computed first, so that the choice is a select, not a branch.
+    let (open, g) = (!relu || y.into() > 0.0, g.into());
+    if open {
+        g
+    } else {
+        0.0
+    }
+}
+
+/// `(Σ g', Σ g'·(x − mean))` of one plane in f64 over [`LANES`] partial sums, `g'` the
+/// ReLU-gated output gradient ([`gate`]). f32 with AVX2 takes explicit vectors (the
+/// compiler leaves the two interleaved accumulators scalar); every path adds the same
+/// products in the same lane order, so all give the same sums bit for bit.
+fn plane_grad_sums<T: Float>(x: &[T], y: &[T], g: &[T], mean: f64, relu: bool) -> (f64, f64) {
+    let n = x.len().min(y.len()).min(g.len());
+    #[cfg(target_arch = "x86_64")]
+    if TypeId::of::<T>() == TypeId::of::<f32>() && super::simd::avx2_enabled() {
+        let f32s = |v: &[T]| {
+            // SAFETY: T is f32 (same type id), so the cast only renames the element type,
+            // over the first `n ≤ v.len()` elements.
+            unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), n) }
+        };
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { grad_sums_f32_avx2(f32s(x), f32s(y), f32s(g), mean, relu) };
+    }
+    if relu {
+        grad_sums::<T, true>(&x[..n], &y[..n], &g[..n], mean)
+    } else {
+        grad_sums::<T, false>(&x[..n], &y[..n], &g[..n], mean)
+    }
+}
+
+/// The portable [`plane_grad_sums`], one copy per value of `relu`.
+fn grad_sums<T: Float, const RELU: bool>(x: &[T], y: &[T], g: &[T], mean: f64) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let ((xc, xt), (yc, yt), (gc, gt)) = (
+        x.as_chunks::<LANES>(),
+        y.as_chunks::<LANES>(),
+        g.as_chunks::<LANES>(),
+    );
+    for ((xs, ys), gs) in xc.iter().zip(yc).zip(gc) {
+        for l in 0..LANES {
+            let gp = gate(RELU, ys[l], gs[l]);
+            a[l] += gp;
+            b[l] += gp * (xs[l].into() - mean);
+        }
+    }
+    finish_lanes(a, b, xt.iter().zip(yt).zip(gt), |((&xv, &yv), &gv)| {
+        let gp = gate(RELU, yv, gv);
+        (gp, gp * (xv.into() - mean))
+    })
+}
+
+/// The lane sums of `a` and `b`, each added from lane 0 up, plus the tail's terms in order.
+#[inline(always)]
+fn finish_lanes<I: Iterator>(
+    a: [f64; LANES],
+    b: [f64; LANES],
+    tail: I,
+    term: impl Fn(I::Item) -> (f64, f64),
+) -> (f64, f64) {
     let (mut sa, mut sb): (f64, f64) = (a.iter().sum(), b.iter().sum());
-    for i in whole..n {
-        let (p, q) = f(x[i].into(), y[i], g[i]);
+    for t in tail {
+        let (p, q) = term(t);
         sa += p;
         sb += q;
     }
     (sa, sb)
+}
+
+/// [`plane_grad_sums`] of f32 planes with AVX2: the gate is a mask on the f32 gradient
+/// (exact, as the widening is), lanes 0–3 and 4–7 in two f64 vectors per sum, and a
+/// separate multiply and add (never fused, as in the portable copy).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn grad_sums_f32_avx2(x: &[f32], y: &[f32], g: &[f32], mean: f64, relu: bool) -> (f64, f64) {
+    use std::arch::x86_64::*;
+    let n = x.len().min(y.len()).min(g.len());
+    let ((xc, xt), (yc, yt), (gc, gt)) = (
+        x[..n].as_chunks::<LANES>(),
+        y[..n].as_chunks::<LANES>(),
+        g[..n].as_chunks::<LANES>(),
+    );
+    let (mut a0, mut a1, mut b0, mut b1) = (
+        _mm256_setzero_pd(),
+        _mm256_setzero_pd(),
+        _mm256_setzero_pd(),
+        _mm256_setzero_pd(),
+    );
+    let m = _mm256_set1_pd(mean);
+    let zero = _mm256_setzero_ps();
+    for ((xs, ys), gs) in xc.iter().zip(yc).zip(gc) {
+        // SAFETY: each chunk holds LANES = 8 f32, one unaligned 256-bit load.
+        let (xv, yv, gv) = unsafe {
+            (
+                _mm256_loadu_ps(xs.as_ptr()),
+                _mm256_loadu_ps(ys.as_ptr()),
+                _mm256_loadu_ps(gs.as_ptr()),
+            )
+        };
+        let gp = if relu {
+            _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(yv, zero), gv)
+        } else {
+            gv
+        };
+        let (g0, g1) = (
+            _mm256_cvtps_pd(_mm256_castps256_ps128(gp)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(gp)),
+        );
+        let (x0, x1) = (
+            _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), m),
+            _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps::<1>(xv)), m),
+        );
+        a0 = _mm256_add_pd(a0, g0);
+        a1 = _mm256_add_pd(a1, g1);
+        b0 = _mm256_add_pd(b0, _mm256_mul_pd(g0, x0));
+        b1 = _mm256_add_pd(b1, _mm256_mul_pd(g1, x1));
+    }
+    let (mut a, mut b) = ([0.0f64; LANES], [0.0f64; LANES]);
+    // SAFETY: each array holds 8 f64, two unaligned 256-bit stores.
+    unsafe {
+        _mm256_storeu_pd(a.as_mut_ptr(), a0);
+        _mm256_storeu_pd(a.as_mut_ptr().add(4), a1);
+        _mm256_storeu_pd(b.as_mut_ptr(), b0);
+        _mm256_storeu_pd(b.as_mut_ptr().add(4), b1);
+    }
+    finish_lanes(a, b, xt.iter().zip(yt).zip(gt), |((&xv, &yv), &gv)| {
+        let gp = gate(relu, yv, gv);
+        (gp, gp * (f64::from(xv) - mean))
+    })
+}
+
+/// Per-channel coefficients of the input gradient
+/// `dx = k · (g' − mean(g') − x̂ · mean(g'·x̂))`, `x̂ = (x − mean) · inv_std`.
+#[derive(Clone, Copy)]
+struct GradCoef {
+    mean: f64,
+    inv_std: f64,
+    k: f64,
+    mg: f64,
+    mgx: f64,
+}
+
+super::simd::avx2_dispatch!(
+/// The input gradient of one plane into `dst` ([`GradCoef`]), computed in f64.
+fn plane_grad<T: Float>(x: &[T], y: &[T], g: &[T], c: GradCoef, relu: bool, dst: &mut [MaybeUninit<T>]) => plane_grad_impl);
+
+#[inline(always)]
+fn plane_grad_impl<T: Float>(
+    x: &[T],
+    y: &[T],
+    g: &[T],
+    c: GradCoef,
+    relu: bool,
+    dst: &mut [MaybeUninit<T>],
+) {
+    let GradCoef {
+        mean,
+        inv_std,
+        k,
+        mg,
+        mgx,
+    } = c;
+    let one = |d: &mut MaybeUninit<T>, xv: T, gp: f64| {
+        let xh = (xv.into() - mean) * inv_std;
+        d.write(T::from_f64(k * (gp - mg - xh * mgx)));
+    };
+    // The ReLU test is hoisted out of the loop, as in `plane_affine`.
+    let it = dst.iter_mut().zip(x).zip(y).zip(g);
+    if relu {
+        for (((d, &xv), &yv), &gv) in it {
+            one(d, xv, gate(true, yv, gv));
+        }
+    } else {
+        for (((d, &xv), _), &gv) in it {
+            one(d, xv, gv.into());
+        }
+    }
 }
 
 impl BnReluTrain {
@@ -138,11 +342,9 @@ impl BnReluTrain {
                 let planes = (0..n).map(|b| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw]);
                 // Two passes (mean, then squared deviations): exact enough in f64 and the
                 // channel's planes are still in cache for the second.
-                let s: f64 = planes.clone().map(|p| lane_sum(p, |v| v)).sum();
+                let s: f64 = planes.clone().map(|p| plane_moments(p, None)).sum();
                 let mean = s / count;
-                let q: f64 = planes
-                    .map(|p| lane_sum(p, |v| (v - mean) * (v - mean)))
-                    .sum();
+                let q: f64 = planes.map(|p| plane_moments(p, Some(mean))).sum();
                 let var = q / count;
                 let scale = gamma[ch].into() / (var + self.eps).sqrt();
                 let shift = beta[ch].into() - mean * scale;
@@ -150,10 +352,7 @@ impl BnReluTrain {
                     let off = (b * c + ch) * hw;
                     // SAFETY: channel `ch` alone writes these `hw` elements.
                     let dst = unsafe { std::slice::from_raw_parts_mut(yp.get().add(off), hw) };
-                    for (d, &v) in dst.iter_mut().zip(&x[off..off + hw]) {
-                        let o = v.into() * scale + shift;
-                        d.write(T::from_f64(if !self.relu || o > 0.0 { o } else { 0.0 }));
-                    }
+                    plane_affine(&x[off..off + hw], scale, shift, self.relu, dst);
                 }
                 (mean, var)
             })
@@ -192,35 +391,27 @@ impl BnReluTrain {
             .into_par_iter()
             .map(|ch| {
                 let (mean, inv_std) = (st.mean[ch], 1.0 / (st.var[ch] + self.eps).sqrt());
-                let gate = |yv: T, gv: T| -> f64 {
-                    if !relu || yv.into() > 0.0 {
-                        gv.into()
-                    } else {
-                        0.0
-                    }
-                };
+                let plane = |b: usize| (b * c + ch) * hw..(b * c + ch + 1) * hw;
                 // dbeta = Σ g', dgamma = Σ g'·x̂.
                 let (mut sg, mut sgx) = (0.0f64, 0.0f64);
                 for b in 0..n {
-                    let r = (b * c + ch) * hw..(b * c + ch + 1) * hw;
-                    let (a, d) = lane_sum2(&x[r.clone()], &y[r.clone()], &g[r], |xv, yv, gv| {
-                        let gp = gate(yv, gv);
-                        (gp, gp * (xv - mean))
-                    });
+                    let r = plane(b);
+                    let (a, d) = plane_grad_sums(&x[r.clone()], &y[r.clone()], &g[r], mean, relu);
                     sg += a;
                     sgx += d * inv_std;
                 }
-                let k = gamma[ch].into() * inv_std;
-                let (mg, mgx) = (sg / count, sgx / count);
+                let coef = GradCoef {
+                    mean,
+                    inv_std,
+                    k: gamma[ch].into() * inv_std,
+                    mg: sg / count,
+                    mgx: sgx / count,
+                };
                 for b in 0..n {
-                    let off = (b * c + ch) * hw;
+                    let r = plane(b);
                     // SAFETY: channel `ch` alone writes these `hw` elements.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(off), hw) };
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        let i = off + j;
-                        let xh = (x[i].into() - mean) * inv_std;
-                        d.write(T::from_f64(k * (gate(y[i], g[i]) - mg - xh * mgx)));
-                    }
+                    let dst = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(r.start), hw) };
+                    plane_grad(&x[r.clone()], &y[r.clone()], &g[r], coef, relu, dst);
                 }
                 (sgx, sg)
             })
@@ -411,4 +602,79 @@ pub fn fused_batch_norm_supported(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu)
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && x.rank() == 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ragged planes (not a multiple of the lanes) with negative outputs, for the gate.
+    fn planes(n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0 + 0.5)
+            .collect();
+        let y = (0..n).map(|i| (i as f32 * 0.91).cos()).collect();
+        let g = (0..n).map(|i| (i as f32 * 1.3).sin() * 1e-2).collect();
+        (x, y, g)
+    }
+
+    /// The AVX2 f32 sums (where the CPU has AVX2) and the portable copy are equal bit for
+    /// bit, with and without the ReLU gate, and match a plain f64 sum closely.
+    #[test]
+    fn grad_sums_paths_agree() {
+        for n in [0, 7, 8, 1003] {
+            let (x, y, g) = planes(n);
+            for relu in [false, true] {
+                let fast = plane_grad_sums(&x, &y, &g, 0.4, relu);
+                let portable = if relu {
+                    grad_sums::<f32, true>(&x, &y, &g, 0.4)
+                } else {
+                    grad_sums::<f32, false>(&x, &y, &g, 0.4)
+                };
+                assert_eq!(fast, portable, "n = {n}, relu = {relu}");
+                let (mut sa, mut sb) = (0.0f64, 0.0f64);
+                for i in 0..n {
+                    let gp = if relu && y[i] <= 0.0 {
+                        0.0
+                    } else {
+                        g[i] as f64
+                    };
+                    sa += gp;
+                    sb += gp * (x[i] as f64 - 0.4);
+                }
+                assert!((fast.0 - sa).abs() < 1e-12 && (fast.1 - sb).abs() < 1e-12);
+            }
+        }
+    }
+
+    /// The dispatched element-wise passes compute what their portable bodies compute.
+    #[test]
+    fn dispatched_passes_match_the_portable_bodies() {
+        let (x, y, g) = planes(1003);
+        let uninit = || vec![MaybeUninit::<f32>::uninit(); x.len()];
+        let read = |v: Vec<MaybeUninit<f32>>| -> Vec<f32> {
+            // SAFETY: every element was written by the pass under test.
+            v.into_iter().map(|e| unsafe { e.assume_init() }).collect()
+        };
+        for relu in [false, true] {
+            let (mut a, mut b) = (uninit(), uninit());
+            plane_affine(&x, 1.7, -0.2, relu, &mut a);
+            plane_affine_impl(&x, 1.7, -0.2, relu, &mut b);
+            assert_eq!(read(a), read(b));
+            let coef = GradCoef {
+                mean: 0.4,
+                inv_std: 0.8,
+                k: 1.1,
+                mg: 1e-3,
+                mgx: -2e-3,
+            };
+            let (mut a, mut b) = (uninit(), uninit());
+            plane_grad(&x, &y, &g, coef, relu, &mut a);
+            plane_grad_impl(&x, &y, &g, coef, relu, &mut b);
+            assert_eq!(read(a), read(b));
+        }
+        for mean in [None, Some(0.3)] {
+            assert_eq!(plane_moments(&x, mean), plane_moments_impl(&x, mean));
+        }
+    }
 }

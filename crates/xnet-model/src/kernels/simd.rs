@@ -11,19 +11,19 @@
 //! large closures into it, and their code stays baseline. The macro writes a
 //! `#[target_feature]` function that calls the `#[inline(always)]` implementation by name.
 
-/// Defines `fn $name<T: Bound>(args)` that runs `$imp(args)` compiled for AVX2 + FMA when
+/// Defines `fn $name<T: Bound>(args) -> Ret` (the return type optional) that runs `$imp(args)` compiled for AVX2 + FMA when
 /// [`avx2_enabled`], and for the baseline otherwise. `$imp` and everything it calls on the
 /// hot path must be `#[inline(always)]`, so that their code is generated inside each copy.
 macro_rules! avx2_dispatch {
-    ($(#[$meta:meta])* fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) => $imp:ident) => {
+    ($(#[$meta:meta])* fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        fn $name<$t: $bound>($($arg: $ty),*) {
+        fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2<$t: $bound>($($arg: $ty),*) {
+                unsafe fn avx2<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
                     $imp($($arg),*)
                 }
                 if $crate::kernels::simd::avx2_enabled() {
