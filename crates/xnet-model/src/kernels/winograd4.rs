@@ -199,20 +199,122 @@ fn deinterleave4_impl<T: Elem>(
     d: &mut [std::mem::MaybeUninit<T>],
     plen: usize,
 ) {
+    if plen == 0 {
+        return;
+    }
     let zero = std::mem::MaybeUninit::new(T::ZERO);
     let w = src.len();
+    // Blocks of eight j inside the span where all four phases read inside `src`
+    // (shift ≤ 4·j and 4·j + 3 < w + shift) go to the vector copy; the rest is gathered
+    // one element at a time.
+    let (v0, v1) = {
+        let lo = shift.div_ceil(M).min(plen);
+        let hi = (w + shift)
+            .saturating_sub(M - 1)
+            .div_ceil(M)
+            .min(plen)
+            .max(lo);
+        (lo, lo + (hi - lo) / 8 * 8)
+    };
+    let vector =
+        v1 > v0 && d.len() >= M * plen && deinterleave4_blocks(src, shift, d, plen, v0..v1);
+    let (v0, v1) = if vector { (v0, v1) } else { (0, 0) };
     for (k, ph) in d.chunks_exact_mut(plen).enumerate() {
         // j is valid iff shift ≤ 4·j + k < w + shift.
         let hi = (w + shift).saturating_sub(k).div_ceil(M).min(plen);
         let lo = shift.saturating_sub(k).div_ceil(M).min(hi);
         ph[..lo].fill(zero);
-        if lo < hi {
-            let from = M * lo + k - shift;
-            for (o, &v) in ph[lo..hi].iter_mut().zip(src[from..].iter().step_by(M)) {
-                *o = std::mem::MaybeUninit::new(v);
+        let gather = |ph: &mut [std::mem::MaybeUninit<T>], js: std::ops::Range<usize>| {
+            if js.start < js.end {
+                let from = M * js.start + k - shift;
+                for (o, &v) in ph[js].iter_mut().zip(src[from..].iter().step_by(M)) {
+                    *o = std::mem::MaybeUninit::new(v);
+                }
             }
+        };
+        if v1 > v0 {
+            // lo ≤ v0 and v1 ≤ hi for every phase, by the choice of v0 and v1.
+            gather(ph, lo..v0);
+            gather(ph, v1..hi);
+        } else {
+            gather(ph, lo..hi);
         }
         ph[hi..].fill(zero);
+    }
+}
+
+/// The four phases of `j` in `js` (a multiple of eight long, every read inside `src`)
+/// with AVX2 shuffles when `T` is f32 and the CPU has AVX2; returns whether it did.
+#[inline(always)]
+fn deinterleave4_blocks<T: Elem>(
+    src: &[T],
+    shift: usize,
+    d: &mut [std::mem::MaybeUninit<T>],
+    plen: usize,
+    js: std::ops::Range<usize>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && super::simd::avx2_enabled()
+        && js.start * M >= shift
+        && M * js.end - shift <= src.len()
+        && js.end <= plen
+    {
+        // SAFETY: T is f32 (same type id), so the casts only rename the element type; the
+        // CPU has AVX2 (checked); the reads 4·j − shift .. 4·j_end − shift are inside
+        // `src` and the writes k·plen + j stay below 4·plen ≤ d.len() (checked here and
+        // by the caller).
+        unsafe {
+            let src = std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len());
+            let dst = d.as_mut_ptr().cast::<f32>();
+            deinterleave4_f32_avx2(src, shift, dst, plen, js);
+        }
+        return true;
+    }
+    let _ = (src, shift, d, plen, js);
+    false
+}
+
+/// [`deinterleave4_blocks`] for f32: 32 consecutive elements (eight `j`, four phases
+/// each) as four rows, a 4×4 transpose in each 128-bit lane (phase k of j = 0, 2, 4, 6 in
+/// the low lane, 1, 3, 5, 7 in the high), then one permutation to put `j` in order.
+///
+/// # Safety
+/// AVX2; `src[4·j − shift]` readable for every `j` in `js` (all four phases), and
+/// `dst[k·plen + j]` writable for `k < 4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn deinterleave4_f32_avx2(
+    src: &[f32],
+    shift: usize,
+    dst: *mut f32,
+    plen: usize,
+    js: std::ops::Range<usize>,
+) {
+    use std::arch::x86_64::*;
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for j in js.step_by(8) {
+        // SAFETY: the caller's contract covers these 32 reads and 4 × 8 writes.
+        unsafe {
+            let p = src.as_ptr().add(M * j - shift);
+            let (r0, r1, r2, r3) = (
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            );
+            let (lo01, hi01) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+            let (lo23, hi23) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+            let phases = [
+                _mm256_shuffle_ps::<0x44>(lo01, lo23),
+                _mm256_shuffle_ps::<0xEE>(lo01, lo23),
+                _mm256_shuffle_ps::<0x44>(hi01, hi23),
+                _mm256_shuffle_ps::<0xEE>(hi01, hi23),
+            ];
+            for (k, v) in phases.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(k * plen + j), _mm256_permutevar8x32_ps(v, order));
+            }
+        }
     }
 }
 
@@ -940,6 +1042,38 @@ mod tests {
             w,
             k: 3,
             dil: 1,
+        }
+    }
+
+    /// The phase split against its definition (`src[4·j + k − shift]`, zero outside),
+    /// in f32 (the AVX2 blocks where the CPU has them) and f64 (the gather), over widths
+    /// that leave ragged blocks, both shifts and phases longer than the row needs.
+    #[test]
+    fn deinterleave4_matches_its_definition() {
+        fn check<T: Elem + std::fmt::Debug>(w: usize, shift: usize, plen: usize) {
+            let src: Vec<T> = (0..w).map(|i| T::from_f64(i as f64 + 1.0)).collect();
+            let mut d = vec![std::mem::MaybeUninit::new(T::from_f64(-7.0)); M * plen];
+            deinterleave4(&src, shift, &mut d, plen);
+            for k in 0..M {
+                for j in 0..plen {
+                    let want = (M * j + k)
+                        .checked_sub(shift)
+                        .and_then(|i| src.get(i).copied())
+                        .unwrap_or(T::ZERO);
+                    // SAFETY: every element was initialised above (and overwritten).
+                    let got = unsafe { d[k * plen + j].assume_init() };
+                    assert_eq!(got, want, "w {w}, shift {shift}, plen {plen}, k {k}, j {j}");
+                }
+            }
+        }
+        for w in [0usize, 1, 5, 31, 32, 33, 64, 100, 131, 200] {
+            for shift in [0usize, 1] {
+                let plen = (w + shift).div_ceil(M);
+                for extra in [0, 1, 9] {
+                    check::<f32>(w, shift, plen + extra);
+                    check::<f64>(w, shift, plen + extra);
+                }
+            }
         }
     }
 
