@@ -132,7 +132,8 @@ fn at6<T: Elem>(
 }
 
 /// `A` over each tile's six columns `q0..q5` (one element per tile), plus the bias and
-/// the activation, interleaved into `row` (four output pixels per tile).
+/// the activation, interleaved into `row` (four output pixels per tile, every element
+/// written).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn a6_row<T: Elem>(
@@ -144,7 +145,7 @@ fn a6_row<T: Elem>(
     q5: &[T],
     bias: T,
     epilogue: Epilogue,
-    row: &mut [T],
+    row: &mut [std::mem::MaybeUninit<T>],
 ) {
     let n = row.len() / M;
     let (q0, q1, q2, q3, q4, q5) = (&q0[..n], &q1[..n], &q2[..n], &q3[..n], &q4[..n], &q5[..n]);
@@ -159,9 +160,12 @@ fn a6_row<T: Elem>(
             p + four * r + bias,
             d + eight * t + q5[i] + bias,
         ];
-        match epilogue {
-            Epilogue::Bias => y4.copy_from_slice(&y),
-            Epilogue::BiasRelu => y4.copy_from_slice(&y.map(relu)),
+        let y = match epilogue {
+            Epilogue::Bias => y,
+            Epilogue::BiasRelu => y.map(relu),
+        };
+        for (d, v) in y4.iter_mut().zip(y) {
+            d.write(v);
         }
     }
 }
@@ -649,7 +653,8 @@ fn output_transform_impl<T: Elem>(
 ) {
     let tw = span.tw;
     let mut s = vec![T::ZERO; M * A * tw];
-    let mut row = vec![T::ZERO; M * tw];
+    // The last tile of a row may stick out of the image: its four pixels go through here.
+    let mut edge = [std::mem::MaybeUninit::new(T::ZERO); M];
     for o in 0..co {
         let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
         for (ty, txs, t0) in span.rows() {
@@ -668,35 +673,62 @@ fn output_transform_impl<T: Elem>(
                 let [s0, s1, s2, s3] = runs(&mut s, [at(0), at(1), at(2), at(3)], len);
                 at6(m0, m1, m2, m3, m4, m5, s0, s1, s2, s3);
             }
-            let (x0, x1) = (M * txs.start, (M * txs.end).min(w));
+            let x0 = M * txs.start;
+            // Tiles wholly inside the image are written in place; a last partial one
+            // through `edge`, cropped.
+            let whole = ((w - x0) / M).min(len);
             for dy in 0..M {
                 let y = M * ty + dy;
                 if y >= h {
                     break;
                 }
                 let sr = &s[dy * A * tw..(dy + 1) * A * tw];
-                let q = |j: usize| &sr[j * tw..j * tw + len];
-                let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
-                a6_row(
-                    q0,
-                    q1,
-                    q2,
-                    q3,
-                    q4,
-                    q5,
-                    bias_o,
-                    epilogue,
-                    &mut row[..M * len],
-                );
-                // SAFETY: task (b, blk) alone writes columns x0..x1 of the output
-                // rows of its tiles in image b; inside the allocation.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        row.as_ptr(),
-                        outp.get().add(((b * co + o) * h + y) * w + x0),
-                        x1 - x0,
+                let q = |j: usize, r: std::ops::Range<usize>| &sr[j * tw + r.start..j * tw + r.end];
+                let out_row = ((b * co + o) * h + y) * w + x0;
+                // SAFETY: task (b, blk) alone writes columns x0..x0 + 4·whole ≤ w of this
+                // output row of image b, channel o; inside the allocation.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        outp.get().add(out_row).cast::<std::mem::MaybeUninit<T>>(),
+                        M * whole,
                     )
                 };
+                let r = 0..whole;
+                a6_row(
+                    q(0, r.clone()),
+                    q(1, r.clone()),
+                    q(2, r.clone()),
+                    q(3, r.clone()),
+                    q(4, r.clone()),
+                    q(5, r),
+                    bias_o,
+                    epilogue,
+                    dst,
+                );
+                if whole < len {
+                    let r = whole..whole + 1;
+                    a6_row(
+                        q(0, r.clone()),
+                        q(1, r.clone()),
+                        q(2, r.clone()),
+                        q(3, r.clone()),
+                        q(4, r.clone()),
+                        q(5, r),
+                        bias_o,
+                        epilogue,
+                        &mut edge,
+                    );
+                    let keep = w - (x0 + M * whole);
+                    // SAFETY: the partial tile's pixels x0 + 4·whole .. w of the same row,
+                    // written by this task alone; `keep < 4` elements of `edge`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            edge.as_ptr().cast::<T>(),
+                            outp.get().add(out_row + M * whole),
+                            keep,
+                        )
+                    };
+                }
             }
         }
     }
