@@ -150,12 +150,35 @@ impl TileRows {
     }
 }
 
-/// `V = Bᵀ d B` of every 4×4 input tile of `rows` of image `b`, written to `v` in the layout
-/// `[16][c_in][tiles]` (the GEMM operand, unit stride on tiles). Separable and vectorised
-/// along the row: Bᵀ over the four input rows of a tile row (whole padded rows at once),
-/// then B over each tile's four columns, written as four contiguous runs of `tw` tiles per
-/// row of the 4×4 transform.
-fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, rows: &TileRows, v: &mut [T]) {
+super::simd::avx2_dispatch!(
+/// `V = Bᵀ d B` of every 4×4 input tile of `rows` of image `b`, for the input channels
+/// `chans`, written through `v` into the block's `[16][c_in][tiles]` (the GEMM operand,
+/// unit stride on tiles) of `v_len` elements. Separable and vectorised along the row: Bᵀ
+/// over the four input rows of a tile row (whole padded rows at once), then B over each
+/// tile's four columns, written as four contiguous runs of `tw` tiles per row of the 4×4
+/// transform. Calls with disjoint `chans` write disjoint elements, so they may run in
+/// parallel on the same `v`.
+fn transform_input<T: Elem>(
+    xp: &[T],
+    b: usize,
+    ci: usize,
+    chans: std::ops::Range<usize>,
+    rows: &TileRows,
+    v: SendPtr<T>,
+    v_len: usize,
+) => transform_input_impl);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn transform_input_impl<T: Elem>(
+    xp: &[T],
+    b: usize,
+    ci: usize,
+    chans: std::ops::Range<usize>,
+    rows: &TileRows,
+    v: SendPtr<T>,
+    v_len: usize,
+) {
     let TileRows {
         tw,
         wp,
@@ -164,8 +187,12 @@ fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, rows: &TileRows, v: &
         tr1,
     } = *rows;
     let tb = rows.count();
+    assert!(
+        chans.end <= ci && 16 * ci * tb <= v_len,
+        "transformed-input block too small"
+    );
     let mut m = vec![T::ZERO; 4 * wp];
-    for c in 0..ci {
+    for c in chans {
         let base = (b * ci + c) * plane;
         for ty in tr0..tr1 {
             let r0 = base + 2 * ty * wp;
@@ -184,9 +211,15 @@ fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, rows: &TileRows, v: &
             let t0 = (ty - tr0) * tw;
             for (r, mr) in [&*m0, &*m1, &*m2, &*m3].into_iter().enumerate() {
                 // (· B) of tile tx reads columns 2tx .. 2tx+3 of this transformed row; the
-                // four results go to rows ξ = 4r .. 4r+3 of V (disjoint runs).
-                let at = |cc: usize| ((4 * r + cc) * ci + c) * tb + t0;
-                let [v0, v1, v2, v3] = four_runs(v, [at(0), at(1), at(2), at(3)], tw);
+                // four results go to rows ξ = 4r .. 4r+3 of V.
+                let run = |cc: usize| {
+                    let at = ((4 * r + cc) * ci + c) * tb + t0;
+                    // SAFETY: `at + tw ≤ 16·ci·tb ≤ v_len` (asserted above); the run
+                    // belongs to channel c alone (callers split by channel), and the four
+                    // runs are disjoint (different ξ).
+                    unsafe { std::slice::from_raw_parts_mut(v.get().add(at), tw) }
+                };
+                let (v0, v1, v2, v3) = (run(0), run(1), run(2), run(3));
                 let mr = &mr[..2 * tw + 2];
                 for tx in 0..tw {
                     let (a0, a1, a2, a3) =
@@ -199,6 +232,103 @@ fn transform_input<T: Elem>(xp: &[T], b: usize, ci: usize, rows: &TileRows, v: &
             }
         }
     }
+}
+
+super::simd::avx2_dispatch!(
+/// `Y = Aᵀ M A` of the GEMM results `mm` (`[16][c_out][tiles]`) of the tile rows `rows` of
+/// image `b` (`hwb` = (h, w, b)), for the output channels `chans`, with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]],
+/// plus bias and activation, written through `outp` (`[n, c_out, h, w]`): Aᵀ over the ξ
+/// rows (vectorised along the tiles), then A over each tile's columns into a two-row
+/// buffer, cropped into the output. Calls with disjoint `chans` write disjoint rows.
+fn output_transform<T: Elem>(
+    mm: &[T],
+    co: usize,
+    chans: std::ops::Range<usize>,
+    rows: &TileRows,
+    hwb: (usize, usize, usize),
+    bias: Option<&[T]>,
+    epilogue: Epilogue,
+    outp: SendPtr<T>,
+) => output_transform_impl);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn output_transform_impl<T: Elem>(
+    mm: &[T],
+    co: usize,
+    chans: std::ops::Range<usize>,
+    rows: &TileRows,
+    (h, w, b): (usize, usize, usize),
+    bias: Option<&[T]>,
+    epilogue: Epilogue,
+    outp: SendPtr<T>,
+) {
+    let (tw, tr0, tr1, tb) = (rows.tw, rows.tr0, rows.tr1, rows.count());
+    let mut s = vec![T::ZERO; 8 * tw];
+    let mut out_row = vec![T::ZERO; 2 * tw];
+    for o in chans {
+        let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
+        for ty in tr0..tr1 {
+            let t0 = (ty - tr0) * tw;
+            let m = |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + tw];
+            let (s0, s1) = s.split_at_mut(4 * tw);
+            for j in 0..4 {
+                let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
+                let (a, b) = (&mut s0[j * tw..(j + 1) * tw], &mut s1[j * tw..(j + 1) * tw]);
+                for tx in 0..tw {
+                    a[tx] = m0[tx] + m1[tx] + m2[tx];
+                    b[tx] = m1[tx] - m2[tx] - m3[tx];
+                }
+            }
+            for (dy, sr) in [&*s0, &*s1].into_iter().enumerate() {
+                let y = 2 * ty + dy;
+                if y >= h {
+                    continue;
+                }
+                let (q0, q1, q2, q3) = (
+                    &sr[..tw],
+                    &sr[tw..2 * tw],
+                    &sr[2 * tw..3 * tw],
+                    &sr[3 * tw..],
+                );
+                let row = &mut out_row[..2 * tw];
+                for tx in 0..tw {
+                    let mut e = q0[tx] + q1[tx] + q2[tx] + bias_o;
+                    let mut od = q1[tx] - q2[tx] - q3[tx] + bias_o;
+                    if epilogue == Epilogue::BiasRelu {
+                        e = if e > T::ZERO { e } else { T::ZERO };
+                        od = if od > T::ZERO { od } else { T::ZERO };
+                    }
+                    row[2 * tx] = e;
+                    row[2 * tx + 1] = od;
+                }
+                // SAFETY: the caller's task alone writes output rows 2·tr0..2·tr1 of image
+                // b in channels `chans`; the row holds `w ≤ 2·tw` elements inside the
+                // allocation.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        row.as_ptr(),
+                        outp.get().add(((b * co + o) * h + y) * w),
+                        w,
+                    )
+                };
+            }
+        }
+    }
+}
+
+/// The parts of `0..len` for `threads` parallel calls when `split` (one part otherwise).
+fn split_range(len: usize, threads: usize, split: bool) -> Vec<std::ops::Range<usize>> {
+    let parts = if split {
+        threads.clamp(1, len.max(1))
+    } else {
+        1
+    };
+    let step = len.div_ceil(parts).max(1);
+    (0..len)
+        .step_by(step)
+        .map(|a| a..(a + step).min(len))
+        .collect()
 }
 
 /// `M_ξ = V_ξ · U_ξ` for the `components` Winograd components of a block of `tb` tiles
@@ -351,22 +481,6 @@ pub(crate) fn accumulate_component_gemms<T: Elem>(
     }
 }
 
-/// Four disjoint runs of `len` elements starting at increasing offsets of `v`.
-fn four_runs<T>(v: &mut [T], starts: [usize; 4], len: usize) -> [&mut [T]; 4] {
-    let [a, b, c, d] = starts;
-    debug_assert!(a + len <= b && b + len <= c && c + len <= d);
-    let (_, rest) = v.split_at_mut(a);
-    let (r0, rest) = rest.split_at_mut(b - a);
-    let (r1, rest) = rest.split_at_mut(c - b);
-    let (r2, r3) = rest.split_at_mut(d - c);
-    [
-        &mut r0[..len],
-        &mut r1[..len],
-        &mut r2[..len],
-        &mut r3[..len],
-    ]
-}
-
 /// Whether the Winograd path applies and pays: 3×3, no dilation, and enough channels that
 /// the transforms are cheap next to the GEMMs. Measured per XNet layer on the 2-core Zen 3
 /// (CPU time, 1×200² and 8×128², after the transforms were vectorised): from 64 channels in
@@ -478,64 +592,23 @@ pub(crate) fn conv3x3<T: Elem>(
         .into_par_iter()
         .for_each_init(scratch, |(v, mm), task| {
             let (b, tiles) = TileRows::of_task(task, (blocks, trows, th), tw, wp, plane);
-            let (tr0, tr1, tb) = (tiles.tr0, tiles.tr1, tiles.count());
+            let tb = tiles.count();
             // V = Bᵀ d B, layout [16][c_in][tiles] (the GEMM's left operand, unit stride on tiles).
-            transform_input(&xp, b, ci, &tiles, v);
+            // With fewer tasks than threads, the transforms split their channels between
+            // the threads too (the GEMMs already do, inside `gemm`).
+            let split = matches!(gemm_threads, Parallelism::Rayon(_));
+            let (vp, v_len) = (SendPtr(v.as_mut_ptr()), v.len());
+            split_range(ci, threads, split)
+                .into_par_iter()
+                .for_each(|cs| transform_input(&xp, b, ci, cs, &tiles, vp, v_len));
             // M_ξ [tiles × c_out] = V_ξ [tiles × c_in] · U_ξ [c_in × c_out], layout [16][c_out][tiles].
             component_gemms(16, tb, ci, co, v, &u, mm, gemm_threads);
-            // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], then bias and activation,
-            // one tile row at a time: Aᵀ over the ξ rows (vectorised along the tiles), then
-            // A over each tile's columns into a two-row buffer, cropped into the output.
-            let mut s = vec![T::ZERO; 8 * tw];
-            let mut rows = vec![T::ZERO; 4 * tw];
-            for o in 0..co {
-                let bias_o = bias.map_or(T::ZERO, |bb| bb[o]);
-                for ty in tr0..tr1 {
-                    let t0 = (ty - tr0) * tw;
-                    let m = |xi: usize| &mm[(xi * co + o) * tb + t0..(xi * co + o) * tb + t0 + tw];
-                    let (s0, s1) = s.split_at_mut(4 * tw);
-                    for j in 0..4 {
-                        let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
-                        let (a, b) = (&mut s0[j * tw..(j + 1) * tw], &mut s1[j * tw..(j + 1) * tw]);
-                        for tx in 0..tw {
-                            a[tx] = m0[tx] + m1[tx] + m2[tx];
-                            b[tx] = m1[tx] - m2[tx] - m3[tx];
-                        }
-                    }
-                    for (dy, sr) in [&*s0, &*s1].into_iter().enumerate() {
-                        let y = 2 * ty + dy;
-                        if y >= h {
-                            continue;
-                        }
-                        let (q0, q1, q2, q3) = (
-                            &sr[..tw],
-                            &sr[tw..2 * tw],
-                            &sr[2 * tw..3 * tw],
-                            &sr[3 * tw..],
-                        );
-                        let row = &mut rows[..2 * tw];
-                        for tx in 0..tw {
-                            let mut e = q0[tx] + q1[tx] + q2[tx] + bias_o;
-                            let mut od = q1[tx] - q2[tx] - q3[tx] + bias_o;
-                            if epilogue == Epilogue::BiasRelu {
-                                e = if e > T::ZERO { e } else { T::ZERO };
-                                od = if od > T::ZERO { od } else { T::ZERO };
-                            }
-                            row[2 * tx] = e;
-                            row[2 * tx + 1] = od;
-                        }
-                        // SAFETY: task (b, blk) alone writes output rows 2·tr0..2·tr1 of image
-                        // b; the row holds `w` elements inside the allocation.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                row.as_ptr(),
-                                outp.get().add(((b * co + o) * h + y) * w),
-                                w,
-                            )
-                        };
-                    }
-                }
-            }
+            let mm: &[T] = mm;
+            split_range(co, threads, split)
+                .into_par_iter()
+                .for_each(|os| {
+                    output_transform(mm, co, os, &tiles, (h, w, b), bias, epilogue, outp)
+                });
         });
     // SAFETY: the blocks cover every tile row of every image, and each writes rows
     // 2·tr0..min(2·tr1, h) of every channel: all n·co·h·w elements.
@@ -567,7 +640,7 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
             let (b, tiles) = TileRows::of_task(task, (blocks, trows, th), tw, wp, plane);
             let (tr0, tr1, tb) = (tiles.tr0, tiles.tr1, tiles.count());
             // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
-            transform_input(&xp, b, ci, &tiles, &mut v);
+            transform_input(&xp, b, ci, 0..ci, &tiles, SendPtr(v.as_mut_ptr()), v.len());
             // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
             // [16][c_out][tiles]; output pixels beyond the image have dY = 0.
             for o in 0..co {
@@ -638,4 +711,26 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
         }
     });
     dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_range;
+
+    /// The parts cover `0..len` in order without overlap, one part unless split, and never
+    /// more parts than threads or elements.
+    #[test]
+    fn split_range_covers_in_order() {
+        for len in [0, 1, 2, 3, 7, 512] {
+            for threads in [1, 2, 3, 16] {
+                for split in [false, true] {
+                    let parts = split_range(len, threads, split);
+                    let flat: Vec<usize> = parts.iter().cloned().flatten().collect();
+                    assert_eq!(flat, (0..len).collect::<Vec<_>>());
+                    assert!(parts.iter().all(|r| !r.is_empty()));
+                    assert!(parts.len() <= if split { threads.min(len) } else { 1 });
+                }
+            }
+        }
+    }
 }
