@@ -30,6 +30,8 @@
 //!
 //! [`preferred`] decides per layer between this, F(2×2, 3×3) and the direct path.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -447,12 +449,12 @@ fn g6<T: Elem>(
     a: &[T],
     b: &[T],
     d: &[T],
-    o0: &mut [T],
-    o1: &mut [T],
-    o2: &mut [T],
-    o3: &mut [T],
-    o4: &mut [T],
-    o5: &mut [T],
+    o0: &mut [MaybeUninit<T>],
+    o1: &mut [MaybeUninit<T>],
+    o2: &mut [MaybeUninit<T>],
+    o3: &mut [MaybeUninit<T>],
+    o4: &mut [MaybeUninit<T>],
+    o5: &mut [MaybeUninit<T>],
 ) {
     let n = o0.len();
     let (a, b, d) = (&a[..n], &b[..n], &d[..n]);
@@ -470,12 +472,12 @@ fn g6<T: Elem>(
     for i in 0..n {
         let (ad, b) = (a[i] + d[i], b[i]);
         let (e, f) = (twenty_fourth * a[i] + sixth * d[i], twelfth * b);
-        o0[i] = quarter * a[i];
-        o1[i] = T::ZERO - sixth * (ad + b);
-        o2[i] = T::ZERO - sixth * (ad - b);
-        o3[i] = e + f;
-        o4[i] = e - f;
-        o5[i] = d[i];
+        o0[i].write(quarter * a[i]);
+        o1[i].write(T::ZERO - sixth * (ad + b));
+        o2[i].write(T::ZERO - sixth * (ad - b));
+        o3[i].write(e + f);
+        o4[i].write(e - f);
+        o5[i].write(d[i]);
     }
 }
 
@@ -487,55 +489,95 @@ fn transform_weight<T: Elem>(
     g: &Geom,
     weight: &[T],
     w_base: usize,
-    (w_co, w_ci, w_tap): (isize, isize, isize),
+    w_strides: (isize, isize, isize),
 ) -> Vec<T> {
     let (ci, co) = (g.c_in, g.c_out);
     let mut u: Vec<T> = Vec::with_capacity(XI * co * ci);
     let up = SendPtr(u.as_mut_ptr());
-    // One output channel per task; the nine taps of all its input channels are gathered
-    // into contiguous rows first, so that both halves of the transform run along `c_in`
-    // (vectorised, [`g6`]), then copied as rows into `u` (written once, never cleared).
+    // One output channel per task ([`weight_rows`]).
     (0..co).into_par_iter().for_each_init(
-        || {
-            (
-                vec![T::ZERO; 9 * ci],
-                vec![T::ZERO; 3 * A * ci],
-                vec![T::ZERO; A * ci],
-            )
-        },
-        |(k, gk, rows), o| {
-            super::winograd::gather_taps(weight, w_base, (w_co, w_ci, w_tap), o, k);
-            let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
-            // G k, layout [6 rows][3 kernel columns][c_in].
-            for c in 0..3 {
-                let at = |r: usize| (3 * r + c) * ci;
-                let [t0, t1, t2, t3, t4, t5] =
-                    runs(gk, [at(0), at(1), at(2), at(3), at(4), at(5)], ci);
-                g6(tap(0, c), tap(1, c), tap(2, c), t0, t1, t2, t3, t4, t5);
-            }
-            for r in 0..A {
-                // Row r of (G k) Gᵀ: G applied along the row's three columns.
-                let [u0, u1, u2, u3, u4, u5] =
-                    runs(rows, [0, ci, 2 * ci, 3 * ci, 4 * ci, 5 * ci], ci);
-                let t = |c: usize| &gk[(3 * r + c) * ci..(3 * r + c + 1) * ci];
-                g6(t(0), t(1), t(2), u0, u1, u2, u3, u4, u5);
-                for (c, src) in rows.chunks_exact(ci).enumerate() {
-                    // SAFETY: output channel `o` alone writes row u[6r + c][o][·], inside
-                    // the allocation of 36·co·ci elements.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            src.as_ptr(),
-                            up.get().add(((A * r + c) * co + o) * ci),
-                            ci,
-                        )
-                    };
-                }
-            }
-        },
+        || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 3 * A * ci]),
+        |(k, gk), o| weight_rows(weight, w_base, w_strides, o, co, k, gk, up),
     );
     // SAFETY: the tasks above wrote all 36·co rows of ci elements.
     unsafe { u.set_len(XI * co * ci) };
     u
+}
+
+super::simd::avx2_dispatch!(
+/// Rows `u[ξ][o][·]` of output channel `o` of `U = G k Gᵀ` (`[36][c_out][c_in]`, through
+/// `up`): the nine taps of all its input channels are gathered into contiguous rows of `k`
+/// first, so that both halves of the transform run along `c_in` (vectorised, [`g6`]); the
+/// second half writes the rows of `u` in place. `gk` is scratch of `18·c_in`.
+fn weight_rows<T: Elem>(
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    o: usize,
+    co: usize,
+    k: &mut [T],
+    gk: &mut [T],
+    up: SendPtr<T>,
+) => weight_rows_impl);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn weight_rows_impl<T: Elem>(
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    o: usize,
+    co: usize,
+    k: &mut [T],
+    gk: &mut [T],
+    up: SendPtr<T>,
+) {
+    let ci = k.len() / 9;
+    assert!(
+        o < co && gk.len() >= 3 * A * ci,
+        "weight transform scratch too small"
+    );
+    super::winograd::gather_taps(weight, w_base, w_strides, o, k);
+    let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
+    // G k, layout [6 rows][3 kernel columns][c_in].
+    {
+        // SAFETY: a view of initialised `T`s as `MaybeUninit<T>`, only written with `T`s.
+        let gk = unsafe {
+            std::slice::from_raw_parts_mut(gk.as_mut_ptr().cast::<MaybeUninit<T>>(), gk.len())
+        };
+        for c in 0..3 {
+            let at = |r: usize| (3 * r + c) * ci;
+            let [t0, t1, t2, t3, t4, t5] = runs(gk, [at(0), at(1), at(2), at(3), at(4), at(5)], ci);
+            g6(tap(0, c), tap(1, c), tap(2, c), t0, t1, t2, t3, t4, t5);
+        }
+    }
+    for r in 0..A {
+        // Row r of (G k) Gᵀ: G applied along the row's three columns, into u[6r + c][o][·].
+        let row = |c: usize| {
+            // SAFETY: output channel `o` alone writes row u[6r + c][o][·] (callers run one
+            // task per channel), inside the allocation of 36·co·ci elements (o < co).
+            unsafe {
+                std::slice::from_raw_parts_mut(
+                    up.get()
+                        .add(((A * r + c) * co + o) * ci)
+                        .cast::<MaybeUninit<T>>(),
+                    ci,
+                )
+            }
+        };
+        let t = |c: usize| &gk[(3 * r + c) * ci..(3 * r + c + 1) * ci];
+        g6(
+            t(0),
+            t(1),
+            t(2),
+            row(0),
+            row(1),
+            row(2),
+            row(3),
+            row(4),
+            row(5),
+        );
+    }
 }
 
 /// Tiles per block and blocks per image for `n` images of `tiles` tiles, starting from
