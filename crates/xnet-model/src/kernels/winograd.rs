@@ -317,6 +317,88 @@ fn output_transform_impl<T: Elem>(
     }
 }
 
+/// `G` = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]] applied element-wise to three
+/// equal-length rows `a, b, d` into `o0..o3`.
+#[inline(always)]
+fn g4<T: Elem>(a: &[T], b: &[T], d: &[T], o: [&mut [MaybeUninit<T>]; 4]) {
+    let [o0, o1, o2, o3] = o;
+    let n = o0.len();
+    let (a, b, d) = (&a[..n], &b[..n], &d[..n]);
+    let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    for i in 0..n {
+        o0[i].write(a[i]);
+        o1[i].write(T::HALF * (a[i] + b[i] + d[i]));
+        o2[i].write(T::HALF * (a[i] - b[i] + d[i]));
+        o3[i].write(d[i]);
+    }
+}
+
+super::simd::avx2_dispatch!(
+/// Rows `u[ξ][o][·]` of output channel `o` of `U = G k Gᵀ` (`[16][c_out][c_in]`, through
+/// `up`): the nine taps of all its input channels gathered into contiguous rows of `k`,
+/// `G k` into `gk` (`12·c_in`), then `(G k) Gᵀ` written in place, all along `c_in`.
+fn weight_rows<T: Elem>(
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    o: usize,
+    co: usize,
+    k: &mut [T],
+    gk: &mut [T],
+    up: SendPtr<T>,
+) => weight_rows_impl);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn weight_rows_impl<T: Elem>(
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    o: usize,
+    co: usize,
+    k: &mut [T],
+    gk: &mut [T],
+    up: SendPtr<T>,
+) {
+    let ci = k.len() / 9;
+    assert!(
+        o < co && gk.len() >= 12 * ci,
+        "weight transform scratch too small"
+    );
+    gather_taps(weight, w_base, w_strides, o, k);
+    let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
+    {
+        // G k, layout [4 rows][3 kernel columns][c_in]. SAFETY: a view of initialised
+        // `T`s as `MaybeUninit<T>`, only written with `T`s.
+        let gk = unsafe {
+            std::slice::from_raw_parts_mut(gk.as_mut_ptr().cast::<MaybeUninit<T>>(), gk.len())
+        };
+        for c in 0..3 {
+            let mut rows = gk.chunks_exact_mut(ci).skip(c).step_by(3);
+            let mut next = || rows.next().unwrap_or_default();
+            let o = [next(), next(), next(), next()];
+            g4(tap(0, c), tap(1, c), tap(2, c), o);
+        }
+    }
+    for r in 0..4 {
+        // Row r of (G k) Gᵀ: G applied along the row's three columns, into u[4r + c][o][·].
+        let row = |c: usize| {
+            // SAFETY: output channel `o` alone writes row u[4r + c][o][·] (one task per
+            // channel), inside the allocation of 16·co·ci elements (o < co).
+            unsafe {
+                std::slice::from_raw_parts_mut(
+                    up.get()
+                        .add(((4 * r + c) * co + o) * ci)
+                        .cast::<MaybeUninit<T>>(),
+                    ci,
+                )
+            }
+        };
+        let t = |c: usize| &gk[(3 * r + c) * ci..(3 * r + c + 1) * ci];
+        g4(t(0), t(1), t(2), [row(0), row(1), row(2), row(3)]);
+    }
+}
+
 /// The parts of `0..len` for `threads` parallel calls when `split` (one part otherwise).
 fn split_range(len: usize, threads: usize, split: bool) -> Vec<std::ops::Range<usize>> {
     let parts = if split {
@@ -510,51 +592,13 @@ pub(crate) fn conv3x3<T: Elem>(
     let plane = hp * wp;
     let xp = pad_for_tiles(x, n * ci, h, w, hp, wp);
 
-    // U = G g Gᵀ, layout [16][c_out][c_in] (the GEMM's right operand, unit stride on c_in).
+    // U = G g Gᵀ, layout [16][c_out][c_in] (the GEMM's right operand, unit stride on c_in),
+    // one output channel per task ([`weight_rows`]).
     let mut u: Vec<T> = Vec::with_capacity(16 * co * ci);
     let up = SendPtr(u.as_mut_ptr());
-    // One output channel per task; the nine taps of all its input channels are gathered
-    // into contiguous rows first, so that both halves of the transform run along `c_in`
-    // (vectorised), then copied as rows into `u` (written once, never cleared).
     (0..co).into_par_iter().for_each_init(
-        || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 4 * ci]),
-        |(k, rows), o| {
-            gather_taps(weight, w_base, (w_co, w_ci, w_tap), o, k);
-            let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
-            // G k: rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2 (per column c of the kernel).
-            let gk = |row: usize, c: usize, i: usize| {
-                let (a, b, d) = (tap(0, c)[i], tap(1, c)[i], tap(2, c)[i]);
-                match row {
-                    0 => a,
-                    1 => T::HALF * (a + b + d),
-                    2 => T::HALF * (a - b + d),
-                    _ => d,
-                }
-            };
-            for r in 0..4 {
-                let (u0, rest) = rows.split_at_mut(ci);
-                let (u1, rest) = rest.split_at_mut(ci);
-                let (u2, u3) = rest.split_at_mut(ci);
-                for i in 0..ci {
-                    let (a, b, d) = (gk(r, 0, i), gk(r, 1, i), gk(r, 2, i));
-                    u0[i] = a;
-                    u1[i] = T::HALF * (a + b + d);
-                    u2[i] = T::HALF * (a - b + d);
-                    u3[i] = d;
-                }
-                for (c, src) in rows.chunks_exact(ci).enumerate() {
-                    // SAFETY: output channel `o` alone writes row u[4r + c][o][·], inside
-                    // the allocation of 16·co·ci elements.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            src.as_ptr(),
-                            up.get().add(((4 * r + c) * co + o) * ci),
-                            ci,
-                        )
-                    };
-                }
-            }
-        },
+        || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 12 * ci]),
+        |(k, gk), o| weight_rows(weight, w_base, (w_co, w_ci, w_tap), o, co, k, gk, up),
     );
     // SAFETY: the tasks above wrote all 16·co rows of ci elements.
     unsafe { u.set_len(16 * co * ci) };
