@@ -508,6 +508,25 @@ pub(crate) fn transpose_components<T: Elem>(
     }
 }
 
+/// [`transpose_components`] with the components split between rayon's threads: for a
+/// whole layer's accumulator, which would otherwise keep the other cores idle.
+pub(crate) fn transpose_components_par<T: Elem>(
+    components: usize,
+    rows: usize,
+    cols: usize,
+    src: &[T],
+    dst: &mut [T],
+) {
+    let plane = rows * cols;
+    if plane == 0 {
+        return;
+    }
+    src.par_chunks_exact(plane)
+        .zip(dst.par_chunks_exact_mut(plane))
+        .take(components)
+        .for_each(|(s, d)| super::transpose::transpose(s, rows, cols, d));
+}
+
 /// `dU_ξ (+)= dM_ξ · V_ξᵀ` for the `components` Winograd components of a block of `tb`
 /// tiles, the weight gradients' sum over tiles: `v` is `[ξ][c_in][tb]`; `dm` and `du` are
 /// laid out as `layout` says; `du` is overwritten unless `accumulate`.

@@ -1019,45 +1019,53 @@ fn grad_weight3x3_with<T: Elem>(
         WeightGradLayout::Direct => du,
         WeightGradLayout::GradTransposed => {
             let mut t = Scratch::<T>::take(XI * co * ci);
-            super::winograd::transpose_components(XI, ci, co, &du, &mut t);
+            super::winograd::transpose_components_par(XI, ci, co, &du, &mut t);
             t
         }
     };
     // dW = Gᵀ dU G per output channel, vectorised along c_in: Gᵀ over the six rows of each
     // of the six columns, then over each row's six columns, then the nine taps interleaved.
-    let mut dw = vec![T::ZERO; co * ci * 9];
-    dw.par_chunks_mut(ci * 9).enumerate().for_each_init(
-        || (vec![T::ZERO; 3 * A * ci], vec![T::ZERO; 9 * ci]),
-        |(q, k), (o, dwo)| {
-            let d = |xi: usize| &du[(xi * co + o) * ci..(xi * co + o + 1) * ci];
-            // q layout [3 rows a][6 columns c][c_in].
-            for c in 0..A {
-                let at = |a: usize| (a * A + c) * ci;
-                let [z0, z1, z2] = runs(q, [at(0), at(1), at(2)], ci);
-                gt6(
-                    d(c),
-                    d(A + c),
-                    d(2 * A + c),
-                    d(3 * A + c),
-                    d(4 * A + c),
-                    d(5 * A + c),
-                    z0,
-                    z1,
-                    z2,
-                );
-            }
-            for a in 0..3 {
-                let [k0, k1, k2] = runs(k, [(3 * a) * ci, (3 * a + 1) * ci, (3 * a + 2) * ci], ci);
-                let qc = |c: usize| &q[(a * A + c) * ci..(a * A + c + 1) * ci];
-                gt6(qc(0), qc(1), qc(2), qc(3), qc(4), qc(5), k0, k1, k2);
-            }
-            for (i, taps) in dwo.chunks_exact_mut(9).enumerate() {
-                for (tap, t) in taps.iter_mut().enumerate() {
-                    *t = k[tap * ci + i];
+    // Every element is written below (nine taps of every input channel of every output
+    // channel), so it is not cleared first.
+    let mut dw: Vec<T> = Vec::with_capacity(co * ci * 9);
+    dw.spare_capacity_mut()[..co * ci * 9]
+        .par_chunks_mut(ci * 9)
+        .enumerate()
+        .for_each_init(
+            || (vec![T::ZERO; 3 * A * ci], vec![T::ZERO; 9 * ci]),
+            |(q, k), (o, dwo)| {
+                let d = |xi: usize| &du[(xi * co + o) * ci..(xi * co + o + 1) * ci];
+                // q layout [3 rows a][6 columns c][c_in].
+                for c in 0..A {
+                    let at = |a: usize| (a * A + c) * ci;
+                    let [z0, z1, z2] = runs(q, [at(0), at(1), at(2)], ci);
+                    gt6(
+                        d(c),
+                        d(A + c),
+                        d(2 * A + c),
+                        d(3 * A + c),
+                        d(4 * A + c),
+                        d(5 * A + c),
+                        z0,
+                        z1,
+                        z2,
+                    );
                 }
-            }
-        },
-    );
+                for a in 0..3 {
+                    let [k0, k1, k2] =
+                        runs(k, [(3 * a) * ci, (3 * a + 1) * ci, (3 * a + 2) * ci], ci);
+                    let qc = |c: usize| &q[(a * A + c) * ci..(a * A + c + 1) * ci];
+                    gt6(qc(0), qc(1), qc(2), qc(3), qc(4), qc(5), k0, k1, k2);
+                }
+                for (i, taps) in dwo.chunks_exact_mut(9).enumerate() {
+                    for (tap, t) in taps.iter_mut().enumerate() {
+                        t.write(k[tap * ci + i]);
+                    }
+                }
+            },
+        );
+    // SAFETY: the tasks above wrote all co·ci·9 elements.
+    unsafe { dw.set_len(co * ci * 9) };
     dw
 }
 
