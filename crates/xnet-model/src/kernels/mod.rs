@@ -44,7 +44,7 @@ mod conv;
 mod gemm_conv;
 mod grad_sink;
 mod scratch;
-mod simd;
+pub(crate) mod simd;
 mod transpose;
 mod upsample;
 mod winograd;

@@ -34,8 +34,19 @@ struct MaxPoolIndices {
     kernel: usize,
 }
 
+/// The element types of the CPU pooling (f32, f64).
+trait PoolValue: PartialOrd + Copy + Sync {}
+impl<T: PartialOrd + Copy + Sync> PoolValue for T {}
+
+/// Whether `v` replaces the running maximum `best`: larger, or a NaN over a number (as in
+/// PyTorch); ties keep the earlier element.
 #[allow(clippy::eq_op)] // `v != v` is the NaN test for a generic float
-fn pool_indices<T: PartialOrd + Copy + Sync>(
+#[inline(always)]
+fn beats<T: PoolValue>(v: T, best: T) -> bool {
+    v > best || (v != v && best == best)
+}
+
+fn pool_indices<T: PoolValue>(
     x: &[T],
     (n, c, h, w): (usize, usize, usize, usize),
     k: usize,
@@ -43,24 +54,59 @@ fn pool_indices<T: PartialOrd + Copy + Sync>(
     let (oh, ow) = (h / k, w / k);
     map_planes(&x[..n * c * h * w], h * w, oh * ow, |_, plane, out| {
         for i in 0..oh {
-            for j in 0..ow {
-                let mut best = (i * k) * w + j * k;
-                let mut best_v = plane[best];
-                for dy in 0..k {
-                    let row = (i * k + dy) * w + j * k;
-                    for dx in 0..k {
-                        let v = plane[row + dx];
-                        // A NaN wins over numbers, as in PyTorch.
-                        if v > best_v || (v != v && best_v == best_v) {
-                            best = row + dx;
-                            best_v = v;
-                        }
-                    }
-                }
-                out[i * ow + j] = MaybeUninit::new(best as u32);
+            let out_row = &mut out[i * ow..(i + 1) * ow];
+            if k == 2 {
+                let (r0, r1) = (2 * i * w, (2 * i + 1) * w);
+                pool2_row(&plane[r0..r0 + w], &plane[r1..r1 + w], r0 as u32, out_row);
+            } else {
+                pool_row(plane, w, k, i, out_row);
             }
         }
     })
+}
+
+/// Output row `i` of `k × k` pooling of one `· × w` plane, window by window.
+fn pool_row<T: PoolValue>(plane: &[T], w: usize, k: usize, i: usize, out: &mut [MaybeUninit<u32>]) {
+    for (j, o) in out.iter_mut().enumerate() {
+        let mut best = (i * k) * w + j * k;
+        let mut best_v = plane[best];
+        for dy in 0..k {
+            let row = (i * k + dy) * w + j * k;
+            for dx in 0..k {
+                let v = plane[row + dx];
+                if beats(v, best_v) {
+                    best = row + dx;
+                    best_v = v;
+                }
+            }
+        }
+        *o = MaybeUninit::new(best as u32);
+    }
+}
+
+crate::kernels::simd::avx2_dispatch!(
+/// A 2×2 output row from its two input rows `r0`, `r1` (`r0` starting at flat index `base`
+/// of the plane, `r1` one row of `r0.len()` later): the four window elements compared in
+/// row-major order with selects instead of branches, so that the loop vectorises.
+fn pool2_row<T: PoolValue>(r0: &[T], r1: &[T], base: u32, out: &mut [MaybeUninit<u32>]) => pool2_row_impl);
+
+#[inline(always)]
+fn pool2_row_impl<T: PoolValue>(r0: &[T], r1: &[T], base: u32, out: &mut [MaybeUninit<u32>]) {
+    let w = r0.len() as u32;
+    for (j, (o, (a, b))) in out
+        .iter_mut()
+        .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+        .enumerate()
+    {
+        let i0 = base + 2 * j as u32;
+        let (mut bi, mut bv) = (i0, a[0]);
+        for (v, idx) in [(a[1], i0 + 1), (b[0], i0 + w), (b[1], i0 + w + 1)] {
+            let take = beats(v, bv);
+            bi = if take { idx } else { bi };
+            bv = if take { v } else { bv };
+        }
+        *o = MaybeUninit::new(bi);
+    }
 }
 
 /// `f(plane index, input plane, output plane)` over every plane, planes in parallel
@@ -557,4 +603,37 @@ pub fn max_unpool2d_generic(
     Tensor::zeros(n * c * h * w, values.dtype(), values.device())?
         .index_add(&global, &values.flatten_all()?, 0)?
         .reshape((n, c, h, w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2×2 row kernel (AVX2 where the CPU has it) picks the same index as the window
+    /// loop, on rows full of ties, NaNs (one per window, two per window, a whole window)
+    /// and infinities, at even and odd widths, in f32 and f64.
+    #[test]
+    fn pool2_row_matches_the_window_loop() {
+        fn check<T: PoolValue + std::fmt::Debug>(vals: &[T]) {
+            for w in [2usize, 3, 8, 17, 33, 64] {
+                let h = 2;
+                let plane: Vec<T> = (0..h * w).map(|i| vals[(i * 7 + i / 3) % vals.len()]).collect();
+                let ow = w / 2;
+                let init = || vec![MaybeUninit::new(u32::MAX); ow];
+                let (mut fast, mut slow) = (init(), init());
+                pool2_row(&plane[..w], &plane[w..2 * w], 0, &mut fast);
+                pool_row(&plane, w, 2, 0, &mut slow);
+                // SAFETY: both kernels write every output element.
+                let read = |v: Vec<MaybeUninit<u32>>| -> Vec<u32> {
+                    v.into_iter().map(|e| unsafe { e.assume_init() }).collect()
+                };
+                assert_eq!(read(fast), read(slow), "width {w}");
+            }
+        }
+        let f = [1.0f32, 1.0, f32::NAN, 0.0, -1.0, f32::INFINITY, f32::NAN, 2.0, 2.0, -0.0];
+        check(&f);
+        check(&f.map(f64::from));
+        check(&[3.0f32; 5]);
+        check(&[f32::NAN; 3]);
+    }
 }
