@@ -776,6 +776,59 @@ fn output_transform_impl<T: Elem>(
     }
 }
 
+super::simd::avx2_dispatch!(
+/// `dW[o] = Gᵀ dU[·][o] G` of output channel `o` from the accumulator `du`
+/// (`[36][c_out][c_in]`) into `dwo` (`[c_in][9]`), vectorised along `c_in`: Gᵀ over the six
+/// rows of each of the six columns into `q` (`[3][6][c_in]`), then over each row's six
+/// columns into `k` (`[9][c_in]`), then the nine taps interleaved.
+fn weight_grad_rows<T: Elem>(
+    du: &[T],
+    co: usize,
+    o: usize,
+    q: &mut [T],
+    k: &mut [T],
+    dwo: &mut [MaybeUninit<T>],
+) => weight_grad_rows_impl);
+
+#[inline(always)]
+fn weight_grad_rows_impl<T: Elem>(
+    du: &[T],
+    co: usize,
+    o: usize,
+    q: &mut [T],
+    k: &mut [T],
+    dwo: &mut [MaybeUninit<T>],
+) {
+    let ci = k.len() / 9;
+    let d = |xi: usize| &du[(xi * co + o) * ci..(xi * co + o + 1) * ci];
+    // q layout [3 rows a][6 columns c][c_in].
+    for c in 0..A {
+        let at = |a: usize| (a * A + c) * ci;
+        let [z0, z1, z2] = runs(q, [at(0), at(1), at(2)], ci);
+        gt6(
+            d(c),
+            d(A + c),
+            d(2 * A + c),
+            d(3 * A + c),
+            d(4 * A + c),
+            d(5 * A + c),
+            z0,
+            z1,
+            z2,
+        );
+    }
+    for a in 0..3 {
+        let [k0, k1, k2] = runs(k, [(3 * a) * ci, (3 * a + 1) * ci, (3 * a + 2) * ci], ci);
+        let qc = |c: usize| &q[(a * A + c) * ci..(a * A + c + 1) * ci];
+        gt6(qc(0), qc(1), qc(2), qc(3), qc(4), qc(5), k0, k1, k2);
+    }
+    for (i, taps) in dwo.chunks_exact_mut(9).enumerate() {
+        for (tap, t) in taps.iter_mut().enumerate() {
+            t.write(k[tap * ci + i]);
+        }
+    }
+}
+
 /// `A` (the transpose of the output transform `Aᵀ`) applied element-wise along four
 /// equal-length rows `w0..w3` (a 4×4 gradient tile's rows or columns) into `o0..o5`:
 /// `w0`, `w0 + w1 + w2 + w3`, `w0 − w1 + w2 − w3`, `w0 + 2w1 + 4w2 + 8w3`,
@@ -1033,36 +1086,7 @@ fn grad_weight3x3_with<T: Elem>(
         .enumerate()
         .for_each_init(
             || (vec![T::ZERO; 3 * A * ci], vec![T::ZERO; 9 * ci]),
-            |(q, k), (o, dwo)| {
-                let d = |xi: usize| &du[(xi * co + o) * ci..(xi * co + o + 1) * ci];
-                // q layout [3 rows a][6 columns c][c_in].
-                for c in 0..A {
-                    let at = |a: usize| (a * A + c) * ci;
-                    let [z0, z1, z2] = runs(q, [at(0), at(1), at(2)], ci);
-                    gt6(
-                        d(c),
-                        d(A + c),
-                        d(2 * A + c),
-                        d(3 * A + c),
-                        d(4 * A + c),
-                        d(5 * A + c),
-                        z0,
-                        z1,
-                        z2,
-                    );
-                }
-                for a in 0..3 {
-                    let [k0, k1, k2] =
-                        runs(k, [(3 * a) * ci, (3 * a + 1) * ci, (3 * a + 2) * ci], ci);
-                    let qc = |c: usize| &q[(a * A + c) * ci..(a * A + c + 1) * ci];
-                    gt6(qc(0), qc(1), qc(2), qc(3), qc(4), qc(5), k0, k1, k2);
-                }
-                for (i, taps) in dwo.chunks_exact_mut(9).enumerate() {
-                    for (tap, t) in taps.iter_mut().enumerate() {
-                        t.write(k[tap * ci + i]);
-                    }
-                }
-            },
+            |(q, k), (o, dwo)| weight_grad_rows(&du, co, o, q, k, dwo),
         );
     // SAFETY: the tasks above wrote all co·ci·9 elements.
     unsafe { dw.set_len(co * ci * 9) };

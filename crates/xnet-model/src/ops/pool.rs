@@ -617,7 +617,9 @@ mod tests {
         fn check<T: PoolValue + std::fmt::Debug>(vals: &[T]) {
             for w in [2usize, 3, 8, 17, 33, 64] {
                 let h = 2;
-                let plane: Vec<T> = (0..h * w).map(|i| vals[(i * 7 + i / 3) % vals.len()]).collect();
+                let plane: Vec<T> = (0..h * w)
+                    .map(|i| vals[(i * 7 + i / 3) % vals.len()])
+                    .collect();
                 let ow = w / 2;
                 let init = || vec![MaybeUninit::new(u32::MAX); ow];
                 let (mut fast, mut slow) = (init(), init());
@@ -630,7 +632,18 @@ mod tests {
                 assert_eq!(read(fast), read(slow), "width {w}");
             }
         }
-        let f = [1.0f32, 1.0, f32::NAN, 0.0, -1.0, f32::INFINITY, f32::NAN, 2.0, 2.0, -0.0];
+        let f = [
+            1.0f32,
+            1.0,
+            f32::NAN,
+            0.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NAN,
+            2.0,
+            2.0,
+            -0.0,
+        ];
         check(&f);
         check(&f.map(f64::from));
         check(&[3.0f32; 5]);
