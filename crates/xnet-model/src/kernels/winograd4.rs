@@ -776,6 +776,73 @@ fn output_transform_impl<T: Elem>(
     }
 }
 
+/// Tiles per image up to which [`grad_weight3x3_with`] splits its work by Winograd
+/// component instead of by tiles: at 25² (49 tiles) the tile split gave each thread a
+/// whole `36·c_in·c_out` accumulator (38 MB at 512→512) for a contraction over 25 tiles,
+/// then summed them.
+const FEW_TILES_PER_IMAGE: usize = 64;
+
+/// The accumulator `dU` (`[36][c_out][c_in]`, or `[36][c_in][c_out]` for
+/// [`WeightGradLayout::GradTransposed`]) of images with few tiles: every image's
+/// transformed input and gradient first (images in parallel), then the 36 components'
+/// GEMMs in parallel, each summing over the images into its own slice of `dU` (written
+/// once, no partial sums).
+fn grad_weight_by_components<T: Elem>(
+    xp: &[T],
+    gp: &[T],
+    g: &Geom,
+    (tw, plane, gplane): (usize, usize, usize),
+    layout: WeightGradLayout,
+) -> Scratch<T> {
+    let (n, ci, co) = (g.n, g.c_in, g.c_out);
+    let tiles = g.h.div_ceil(M) * tw;
+    let mut du = Scratch::<T>::take(XI * co * ci);
+    if n == 0 || co * ci == 0 {
+        du.fill(T::ZERO);
+        return du;
+    }
+    let transformed: Vec<(Scratch<T>, Scratch<T>)> = (0..n)
+        .into_par_iter()
+        .map(|b| {
+            let span = TileSpan {
+                tw,
+                plane,
+                f0: 0,
+                f1: tiles,
+            };
+            let mut v = Scratch::<T>::take(XI * ci * tiles);
+            let mut dm = Scratch::<T>::take(XI * co * tiles);
+            transform_input(xp, b, ci, span, &mut v);
+            transform_grad(gp, b, co, span, gplane, &mut dm);
+            if layout == WeightGradLayout::GradTransposed {
+                let mut dmt = Scratch::<T>::take(XI * co * tiles);
+                super::winograd::transpose_components(XI, co, tiles, &dm, &mut dmt);
+                dm = dmt;
+            }
+            (v, dm)
+        })
+        .collect();
+    // Each component's slice is written by its first image's GEMM (not accumulating).
+    du.par_chunks_mut(co * ci)
+        .enumerate()
+        .for_each(|(xi, du_xi)| {
+            for (b, (v, dm)) in transformed.iter().enumerate() {
+                super::winograd::accumulate_component_gemms(
+                    1,
+                    tiles,
+                    ci,
+                    co,
+                    &dm[xi * co * tiles..(xi + 1) * co * tiles],
+                    &v[xi * ci * tiles..(xi + 1) * ci * tiles],
+                    layout,
+                    du_xi,
+                    b > 0,
+                );
+            }
+        });
+    du
+}
+
 super::simd::avx2_dispatch!(
 /// `dW[o] = Gᵀ dU[·][o] G` of output channel `o` from the accumulator `du`
 /// (`[36][c_out][c_in]`) into `dwo` (`[c_in][9]`), vectorised along `c_in`: Gᵀ over the six
@@ -1035,38 +1102,42 @@ fn grad_weight3x3_with<T: Elem>(
         blocks
     };
     let (tb_max, blocks) = balanced_blocks(n, tiles, blocks, threads);
-    let du = super::gemm_conv::sum_over_parts(
-        n * blocks,
-        threads,
-        XI * co * ci,
-        |tasks, du: &mut [T]| {
-            // Every element a task reads is written first (see `transform_*`).
-            let mut v = Scratch::<T>::take(XI * ci * tb_max);
-            let mut dm = Scratch::<T>::take(XI * co * tb_max);
-            let mut dmt = match layout {
-                WeightGradLayout::GradTransposed => Some(Scratch::<T>::take(XI * co * tb_max)),
-                WeightGradLayout::Direct => None,
-            };
-            let mut first = true;
-            for task in tasks {
-                let (b, span) = TileSpan::of_task(task, (blocks, tb_max, tiles), tw, plane);
-                let tb = span.count();
-                transform_input(&xp, b, ci, span, &mut v);
-                transform_grad(&gp, b, co, span, gplane, &mut dm);
-                let dm: &[T] = match dmt.as_mut() {
-                    Some(dmt) => {
-                        super::winograd::transpose_components(XI, co, tb, &dm, dmt);
-                        dmt
-                    }
-                    None => &dm,
+    let du = if tiles <= FEW_TILES_PER_IMAGE && threads > 1 {
+        grad_weight_by_components(&xp, &gp, g, (tw, plane, gplane), layout)
+    } else {
+        super::gemm_conv::sum_over_parts(
+            n * blocks,
+            threads,
+            XI * co * ci,
+            |tasks, du: &mut [T]| {
+                // Every element a task reads is written first (see `transform_*`).
+                let mut v = Scratch::<T>::take(XI * ci * tb_max);
+                let mut dm = Scratch::<T>::take(XI * co * tb_max);
+                let mut dmt = match layout {
+                    WeightGradLayout::GradTransposed => Some(Scratch::<T>::take(XI * co * tb_max)),
+                    WeightGradLayout::Direct => None,
                 };
-                super::winograd::accumulate_component_gemms(
-                    XI, tb, ci, co, dm, &v, layout, du, !first,
-                );
-                first = false;
-            }
-        },
-    );
+                let mut first = true;
+                for task in tasks {
+                    let (b, span) = TileSpan::of_task(task, (blocks, tb_max, tiles), tw, plane);
+                    let tb = span.count();
+                    transform_input(&xp, b, ci, span, &mut v);
+                    transform_grad(&gp, b, co, span, gplane, &mut dm);
+                    let dm: &[T] = match dmt.as_mut() {
+                        Some(dmt) => {
+                            super::winograd::transpose_components(XI, co, tb, &dm, dmt);
+                            dmt
+                        }
+                        None => &dm,
+                    };
+                    super::winograd::accumulate_component_gemms(
+                        XI, tb, ci, co, dm, &v, layout, du, !first,
+                    );
+                    first = false;
+                }
+            },
+        )
+    };
     // [ξ][c_in][c_out] → [ξ][c_out][c_in] (36·c_in·c_out elements once per layer).
     let du = match layout {
         WeightGradLayout::Direct => du,
