@@ -15,10 +15,10 @@
 /// [`avx2_enabled`], and for the baseline otherwise. `$imp` and everything it calls on the
 /// hot path must be `#[inline(always)]`, so that their code is generated inside each copy.
 macro_rules! avx2_dispatch {
-    ($(#[$meta:meta])* fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]

@@ -333,19 +333,28 @@ fn g4<T: Elem>(a: &[T], b: &[T], d: &[T], o: [&mut [MaybeUninit<T>]; 4]) {
     }
 }
 
+/// The output-tile side of a Winograd variant: F(2×2, 3×3) or F(4×4, 3×3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TileSize {
+    /// F(2×2, 3×3): 4×4 input tiles, 16 components.
+    Two,
+    /// F(4×4, 3×3): 6×6 input tiles, 36 components.
+    Four,
+}
+
 super::simd::avx2_dispatch!(
-/// Rows `u[ξ][o][·]` of output channel `o` of `U = G k Gᵀ` (`[16][c_out][c_in]`, through
-/// `up`): the nine taps of all its input channels gathered into contiguous rows of `k`,
-/// `G k` into `gk` (`12·c_in`), then `(G k) Gᵀ` written in place, all along `c_in`.
-fn weight_rows<T: Elem>(
+/// Rows `u[ξ][o][·]` of output channel `o` (`oc` = (o, c_out)) of `U = G k Gᵀ` of the
+/// variant `tile` (`[16 or 36][c_out][c_in]`, through `up`), by [`weight_rows_with`];
+/// `gk` is scratch of `12·c_in` or `18·c_in`.
+pub(crate) fn weight_rows<T: Elem>(
     weight: &[T],
     w_base: usize,
     w_strides: (isize, isize, isize),
-    o: usize,
-    co: usize,
+    oc: (usize, usize),
     k: &mut [T],
     gk: &mut [T],
     up: SendPtr<T>,
+    tile: TileSize,
 ) => weight_rows_impl);
 
 #[allow(clippy::too_many_arguments)]
@@ -354,48 +363,89 @@ fn weight_rows_impl<T: Elem>(
     weight: &[T],
     w_base: usize,
     w_strides: (isize, isize, isize),
-    o: usize,
-    co: usize,
+    oc: (usize, usize),
+    k: &mut [T],
+    gk: &mut [T],
+    up: SendPtr<T>,
+    tile: TileSize,
+) {
+    match tile {
+        TileSize::Two => weight_rows_with::<T, 4, G4>(weight, w_base, w_strides, oc, k, gk, up),
+        TileSize::Four => {
+            weight_rows_with::<T, 6, super::winograd4::G6>(weight, w_base, w_strides, oc, k, gk, up)
+        }
+    }
+}
+
+/// `G` (`A × 3`) of a Winograd variant applied element-wise to three equal-length rows
+/// into `A` rows. A trait rather than a function argument, so that the call is inlined into
+/// the AVX2 copies (a passed function stays an out-of-line, baseline `Fn::call`).
+pub(crate) trait KernelRows<T: Elem, const A: usize> {
+    /// `o[i] = Σ_j G[i][j] · [a, b, d][j]`, element-wise.
+    fn apply(a: &[T], b: &[T], d: &[T], o: [&mut [MaybeUninit<T>]; A]);
+}
+
+/// F(2×2, 3×3)'s `G` ([`g4`]).
+struct G4;
+
+impl<T: Elem> KernelRows<T, 4> for G4 {
+    #[inline(always)]
+    fn apply(a: &[T], b: &[T], d: &[T], o: [&mut [MaybeUninit<T>]; 4]) {
+        g4(a, b, d, o)
+    }
+}
+
+/// Rows `u[ξ][o][·]` of output channel `o` of `U = G k Gᵀ` for `A × A` input tiles
+/// (`[A²][c_out][c_in]`, through `up`), `G` as given by `G`. The nine taps of all its input channels are gathered into contiguous rows of `k`
+/// first, so that both halves run along `c_in` (vectorised): `G k` into `gk`
+/// (`[a rows][3 kernel columns][c_in]`, at least `3·a·c_in`), then `(G k) Gᵀ` row by row,
+/// written into `u` in place. Callers run one output channel per task.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn weight_rows_with<T: Elem, const A: usize, G: KernelRows<T, A>>(
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+    (o, co): (usize, usize),
     k: &mut [T],
     gk: &mut [T],
     up: SendPtr<T>,
 ) {
     let ci = k.len() / 9;
     assert!(
-        o < co && gk.len() >= 12 * ci,
+        o < co && gk.len() >= 3 * A * ci,
         "weight transform scratch too small"
     );
     gather_taps(weight, w_base, w_strides, o, k);
     let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
     {
-        // G k, layout [4 rows][3 kernel columns][c_in]. SAFETY: a view of initialised
-        // `T`s as `MaybeUninit<T>`, only written with `T`s.
+        // SAFETY: a view of initialised `T`s as `MaybeUninit<T>`, only written with `T`s.
         let gk = unsafe {
             std::slice::from_raw_parts_mut(gk.as_mut_ptr().cast::<MaybeUninit<T>>(), gk.len())
         };
         for c in 0..3 {
-            let mut rows = gk.chunks_exact_mut(ci).skip(c).step_by(3);
-            let mut next = || rows.next().unwrap_or_default();
-            let o = [next(), next(), next(), next()];
-            g4(tap(0, c), tap(1, c), tap(2, c), o);
+            // Rows 3r + c, r < A, of `gk`: column c of `G k`.
+            let mut rows = gk.chunks_exact_mut(ci.max(1)).skip(c).step_by(3);
+            let outs = std::array::from_fn(|_| rows.next().unwrap_or_default());
+            G::apply(tap(0, c), tap(1, c), tap(2, c), outs);
         }
     }
-    for r in 0..4 {
-        // Row r of (G k) Gᵀ: G applied along the row's three columns, into u[4r + c][o][·].
-        let row = |c: usize| {
-            // SAFETY: output channel `o` alone writes row u[4r + c][o][·] (one task per
-            // channel), inside the allocation of 16·co·ci elements (o < co).
+    for r in 0..A {
+        // Row r of (G k) Gᵀ: G applied along the row's three columns, into u[A·r + c][o][·].
+        let outs = std::array::from_fn(|c| {
+            // SAFETY: output channel `o` alone writes row u[A·r + c][o][·] (one task per
+            // channel), inside the allocation of A²·co·ci elements (o < co).
             unsafe {
                 std::slice::from_raw_parts_mut(
                     up.get()
-                        .add(((4 * r + c) * co + o) * ci)
+                        .add(((A * r + c) * co + o) * ci)
                         .cast::<MaybeUninit<T>>(),
                     ci,
                 )
             }
-        };
+        });
         let t = |c: usize| &gk[(3 * r + c) * ci..(3 * r + c + 1) * ci];
-        g4(t(0), t(1), t(2), [row(0), row(1), row(2), row(3)]);
+        G::apply(t(0), t(1), t(2), outs);
     }
 }
 
@@ -617,7 +667,18 @@ pub(crate) fn conv3x3<T: Elem>(
     let up = SendPtr(u.as_mut_ptr());
     (0..co).into_par_iter().for_each_init(
         || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 12 * ci]),
-        |(k, gk), o| weight_rows(weight, w_base, (w_co, w_ci, w_tap), o, co, k, gk, up),
+        |(k, gk), o| {
+            weight_rows(
+                weight,
+                w_base,
+                (w_co, w_ci, w_tap),
+                (o, co),
+                k,
+                gk,
+                up,
+                TileSize::Two,
+            )
+        },
     );
     // SAFETY: the tasks above wrote all 16·co rows of ci elements.
     unsafe { u.set_len(16 * co * ci) };

@@ -543,19 +543,9 @@ fn transform_input_impl<T: Elem>(xp: &[T], b: usize, ci: usize, span: TileSpan, 
 /// row of `G k`) into `o0..o5`: `a/4`, `−(a + b + d)/6`, `−(a − b + d)/6`,
 /// `a/24 + b/12 + d/6`, `a/24 − b/12 + d/6`, `d` (separate slices for the reason given at
 /// [`bt6`]).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn g6<T: Elem>(
-    a: &[T],
-    b: &[T],
-    d: &[T],
-    o0: &mut [MaybeUninit<T>],
-    o1: &mut [MaybeUninit<T>],
-    o2: &mut [MaybeUninit<T>],
-    o3: &mut [MaybeUninit<T>],
-    o4: &mut [MaybeUninit<T>],
-    o5: &mut [MaybeUninit<T>],
-) {
+fn g6<T: Elem>(a: &[T], b: &[T], d: &[T], o: [&mut [MaybeUninit<T>]; 6]) {
+    let [o0, o1, o2, o3, o4, o5] = o;
     let n = o0.len();
     let (a, b, d) = (&a[..n], &b[..n], &d[..n]);
     let (o1, o2, o3, o4, o5) = (
@@ -594,89 +584,34 @@ fn transform_weight<T: Elem>(
     let (ci, co) = (g.c_in, g.c_out);
     let mut u: Vec<T> = Vec::with_capacity(XI * co * ci);
     let up = SendPtr(u.as_mut_ptr());
-    // One output channel per task ([`weight_rows`]).
+    // One output channel per task ([`super::winograd::weight_rows`]).
     (0..co).into_par_iter().for_each_init(
         || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 3 * A * ci]),
-        |(k, gk), o| weight_rows(weight, w_base, w_strides, o, co, k, gk, up),
+        |(k, gk), o| {
+            super::winograd::weight_rows(
+                weight,
+                w_base,
+                w_strides,
+                (o, co),
+                k,
+                gk,
+                up,
+                super::winograd::TileSize::Four,
+            )
+        },
     );
     // SAFETY: the tasks above wrote all 36·co rows of ci elements.
     unsafe { u.set_len(XI * co * ci) };
     u
 }
 
-super::simd::avx2_dispatch!(
-/// Rows `u[ξ][o][·]` of output channel `o` of `U = G k Gᵀ` (`[36][c_out][c_in]`, through
-/// `up`): the nine taps of all its input channels are gathered into contiguous rows of `k`
-/// first, so that both halves of the transform run along `c_in` (vectorised, [`g6`]); the
-/// second half writes the rows of `u` in place. `gk` is scratch of `18·c_in`.
-fn weight_rows<T: Elem>(
-    weight: &[T],
-    w_base: usize,
-    w_strides: (isize, isize, isize),
-    o: usize,
-    co: usize,
-    k: &mut [T],
-    gk: &mut [T],
-    up: SendPtr<T>,
-) => weight_rows_impl);
+/// F(4×4, 3×3)'s `G` ([`g6`]).
+pub(crate) struct G6;
 
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn weight_rows_impl<T: Elem>(
-    weight: &[T],
-    w_base: usize,
-    w_strides: (isize, isize, isize),
-    o: usize,
-    co: usize,
-    k: &mut [T],
-    gk: &mut [T],
-    up: SendPtr<T>,
-) {
-    let ci = k.len() / 9;
-    assert!(
-        o < co && gk.len() >= 3 * A * ci,
-        "weight transform scratch too small"
-    );
-    super::winograd::gather_taps(weight, w_base, w_strides, o, k);
-    let tap = |r: usize, c: usize| &k[(3 * r + c) * ci..(3 * r + c + 1) * ci];
-    // G k, layout [6 rows][3 kernel columns][c_in].
-    {
-        // SAFETY: a view of initialised `T`s as `MaybeUninit<T>`, only written with `T`s.
-        let gk = unsafe {
-            std::slice::from_raw_parts_mut(gk.as_mut_ptr().cast::<MaybeUninit<T>>(), gk.len())
-        };
-        for c in 0..3 {
-            let at = |r: usize| (3 * r + c) * ci;
-            let [t0, t1, t2, t3, t4, t5] = runs(gk, [at(0), at(1), at(2), at(3), at(4), at(5)], ci);
-            g6(tap(0, c), tap(1, c), tap(2, c), t0, t1, t2, t3, t4, t5);
-        }
-    }
-    for r in 0..A {
-        // Row r of (G k) Gᵀ: G applied along the row's three columns, into u[6r + c][o][·].
-        let row = |c: usize| {
-            // SAFETY: output channel `o` alone writes row u[6r + c][o][·] (callers run one
-            // task per channel), inside the allocation of 36·co·ci elements (o < co).
-            unsafe {
-                std::slice::from_raw_parts_mut(
-                    up.get()
-                        .add(((A * r + c) * co + o) * ci)
-                        .cast::<MaybeUninit<T>>(),
-                    ci,
-                )
-            }
-        };
-        let t = |c: usize| &gk[(3 * r + c) * ci..(3 * r + c + 1) * ci];
-        g6(
-            t(0),
-            t(1),
-            t(2),
-            row(0),
-            row(1),
-            row(2),
-            row(3),
-            row(4),
-            row(5),
-        );
+impl<T: Elem> super::winograd::KernelRows<T, A> for G6 {
+    #[inline(always)]
+    fn apply(a: &[T], b: &[T], d: &[T], o: [&mut [MaybeUninit<T>]; A]) {
+        g6(a, b, d, o)
     }
 }
 
