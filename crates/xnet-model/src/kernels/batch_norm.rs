@@ -78,8 +78,8 @@ impl Float for f64 {
 const LANES: usize = 8;
 
 super::simd::avx2_dispatch!(
-/// `(Σ x_i, Σ (x_i − mean)²)` of one plane in f64, each over [`LANES`] interleaved
-/// partial sums added at the end; the second only when `mean` is given.
+/// `Σ x_i` of one plane (`mean` = `None`) or `Σ (x_i − mean)²`, in f64 over [`LANES`]
+/// interleaved partial sums added at the end.
 fn plane_moments<T: Float>(x: &[T], mean: Option<f64>) -> f64 => plane_moments_impl);
 
 #[inline(always)]
