@@ -75,8 +75,9 @@ fn path_choice_follows_the_measured_rule() {
         (1, 512, 128, 100, "winograd-f43"),
         (1, 512, 256, 50, "winograd-f43"),
         (1, 512, 512, 25, "winograd-f23"),
-        (8, 512, 256, 16, "winograd-f43"),
-        (8, 512, 512, 16, "winograd-f43"),
+        (8, 512, 256, 16, "winograd-f23"),
+        (8, 512, 512, 16, "winograd-f23"),
+        (8, 512, 512, 20, "winograd-f43"),
         (8, 512, 512, 32, "winograd-f43"),
         (1, 256, 128, 6, "winograd-f23"),
     ] {

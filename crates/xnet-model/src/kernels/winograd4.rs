@@ -1209,15 +1209,20 @@ fn grad_weight3x3_with<T: Elem>(
 ///   F(2×2, 3×3), a tie with F(4×4, 3×3) there (512→512 at 25²: 16.9 against 17.2 ms),
 ///   whose transformed weight (36·c_in·c_out, 38 MB at 512→512) is re-read and repacked
 ///   by each of its 36 GEMMs for few products;
+/// - images of at most 16 tiles (16² and smaller): F(2×2, 3×3). F(4×4, 3×3) blocks cannot
+///   span images, so its GEMMs there have 16 rows (`gemm`'s narrowest micro-kernel).
+///   Measured 2026-11-29 after the F(2,3) weight transform was vectorised, 8×·@16²:
+///   256→512 15.3/17.3 against 19.8/21.8 ms, 512→256 15.6/17.4 against 18.9/19.8,
+///   512→512 30.7/32.1 against 35.2/37.5; at 20² (25 tiles an image) F(4,3) was again
+///   faster (8×512→512: 39.3 against 49.0 ms), as at 24², 25², 28² and 32²;
 /// - otherwise F(4×4, 3×3): 15–30 % faster than F(2×2, 3×3), e.g. 512→128 at 100²: 47
-///   against 56 ms, 8×512→512 at 16²: 39–41 against 44–46 ms. (Before the programs kept
-///   freed memory, 512→512 below 512 tiles measured a tie and stayed on F(2×2, 3×3).)
+///   against 56 ms, 8×512→256 at 32²: 36.5 against 54.9 ms.
 pub(crate) fn preferred(g: &Geom) -> ConvPath {
     if !super::winograd::applies(g) {
         return ConvPath::Direct;
     }
-    let tiles = g.n * g.h.div_ceil(M) * g.w.div_ceil(M);
-    if tiles >= 128 {
+    let per_image = g.h.div_ceil(M) * g.w.div_ceil(M);
+    if g.n * per_image >= 128 && per_image > 16 {
         ConvPath::Winograd4
     } else {
         ConvPath::Winograd2
