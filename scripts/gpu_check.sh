@@ -9,8 +9,10 @@
 #    and backward are compared with the CPU's (within 1e-5). It builds the crate with the
 #    `cuda` feature first if the target dir does not hold that build yet (about 14 minutes on
 #    2 cores from scratch: candle's own kernels go through nvcc).
-# 3. The GPU throughput run: examples/throughput.rs has no device option yet (it always runs
-#    on the CPU), so this step only says so; see docs/performance.md.
+# 3. The GPU throughput: `throughput --device cuda` (built with `--features cuda`) for XNet
+#    forward and train at 1×200² and 8×128², U-Net and SegNet forward at 8×128², each next to
+#    the PyTorch twin on the same GPU (scripts/torch_twin_device.py, which imports the twin's
+#    models from TWIN_DIR, default ../shared/peers), alternately, with the ratio per config.
 #
 # Environment:
 #   CUDA_COMPUTE_CAP  the compute capability candle's kernels are built for (default 80: PTX
@@ -18,6 +20,9 @@
 #                     cannot target 90). Set 90 with an nvcc from CUDA 12 or later.
 #   CARGO_TARGET_DIR  as usual (default target/).
 #   TEST_THREADS      cargo test threads (default 1: one CUDA context at a time).
+#   PYTHON            the Python with PyTorch for the twin (default python3); the twin step
+#                     is skipped with a message when it cannot import torch or find the twin.
+#   TWIN_DIR          folder of xnet_torch.py and cpuguard.py (default ../shared/peers).
 #
 # Fails (non-zero) when a test fails; a test that found no GPU prints
 # "skipped: no CUDA device" and passes, so read the output, which ends with a count of skips.
@@ -58,17 +63,45 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 
-echo "== GPU throughput (examples/throughput.rs --device cuda)"
+echo "== GPU throughput (examples/throughput.rs --device cuda, then the PyTorch twin)"
 cargo build --release --features cuda --example throughput
 TARGET=${CARGO_TARGET_DIR:-target}
-for mode in forward train; do
-  for shape in "1 200" "8 128"; do
-    set -- $shape
-    "$TARGET/release/examples/throughput" --model xnet --mode "$mode" --batch "$1" --size "$2" \
-      --iters 10 --warmup 3 --device cuda
-  done
+PYTHON=${PYTHON:-python3}
+TWIN_OK=1
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+  echo "$PYTHON cannot import torch: only our side runs"
+  TWIN_OK=0
+fi
+OUT=$(mktemp)
+for config in xnet:forward:1:200 xnet:forward:8:128 xnet:train:1:200 xnet:train:8:128 \
+              unet:forward:8:128 segnet:forward:8:128; do
+  IFS=: read -r model mode batch size <<<"$config"
+  ours=$("$TARGET/release/examples/throughput" --model "$model" --mode "$mode" \
+    --batch "$batch" --size "$size" --iters 10 --warmup 3 --device cuda | tail -n 1) || ours=""
+  echo "$ours"
+  twin=""
+  if [ $TWIN_OK = 1 ]; then
+    twin=$("$PYTHON" scripts/torch_twin_device.py --model "$model" --mode "$mode" \
+      --batch "$batch" --size "$size" --iters 10 --warmup 3 --device cuda 2>/dev/null | tail -n 1) \
+      || twin=""
+    echo "${twin:-twin failed}"
+  fi
+  printf '%s\t%s\t%s\n' "$config" "$ours" "$twin" >>"$OUT"
 done
-for model in unet segnet; do
-  "$TARGET/release/examples/throughput" --model "$model" --mode forward --batch 8 --size 128 \
-    --iters 10 --warmup 3 --device cuda
-done
+echo "== ratios (ours / twin images/s on the same GPU)"
+python3 - "$OUT" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    config, ours, twin = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+    try:
+        o = json.loads(ours)["images_per_s"]
+    except (ValueError, KeyError):
+        print(f"{config:24} ours failed")
+        continue
+    try:
+        t = json.loads(twin)["images_per_s"]
+        print(f"{config:24} ours {o:9.2f}  twin {t:9.2f}  ratio {o / t:5.2f}")
+    except (ValueError, KeyError):
+        print(f"{config:24} ours {o:9.2f}  twin -")
+PY
+rm -f "$OUT"
