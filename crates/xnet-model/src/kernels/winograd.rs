@@ -342,11 +342,45 @@ pub(crate) enum TileSize {
     Four,
 }
 
+impl TileSize {
+    /// Side of the input tile (`G`'s rows): 4 or 6.
+    fn input_side(self) -> usize {
+        match self {
+            TileSize::Two => 4,
+            TileSize::Four => 6,
+        }
+    }
+}
+
+/// `U = G k Gᵀ` of every `(c_out, c_in)` kernel of the weight read from `w_base` with strides
+/// `(w_co, w_ci, w_tap)` (tap = `3·row + col`), for the variant `tile`, in the layout
+/// `[a²][c_out][c_in]` (`a` the input-tile side; the GEMMs' right operand, unit stride on
+/// `c_in`): one output channel per task ([`weight_rows`]), every row written once.
+pub(crate) fn transform_weight<T: Elem>(
+    tile: TileSize,
+    (ci, co): (usize, usize),
+    weight: &[T],
+    w_base: usize,
+    w_strides: (isize, isize, isize),
+) -> Vec<T> {
+    let a = tile.input_side();
+    let len = a * a * co * ci;
+    let mut u: Vec<T> = Vec::with_capacity(len);
+    let up = SendPtr(u.as_mut_ptr());
+    (0..co).into_par_iter().for_each_init(
+        || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 3 * a * ci]),
+        |(k, gk), o| weight_rows(weight, w_base, w_strides, (o, co), k, gk, up, tile),
+    );
+    // SAFETY: the tasks above wrote all a²·co rows of ci elements.
+    unsafe { u.set_len(len) };
+    u
+}
+
 super::simd::avx2_dispatch!(
 /// Rows `u[ξ][o][·]` of output channel `o` (`oc` = (o, c_out)) of `U = G k Gᵀ` of the
 /// variant `tile` (`[16 or 36][c_out][c_in]`, through `up`), by [`weight_rows_with`];
 /// `gk` is scratch of `12·c_in` or `18·c_in`.
-pub(crate) fn weight_rows<T: Elem>(
+fn weight_rows<T: Elem>(
     weight: &[T],
     w_base: usize,
     w_strides: (isize, isize, isize),
@@ -402,7 +436,7 @@ impl<T: Elem> KernelRows<T, 4> for G4 {
 /// written into `u` in place. Callers run one output channel per task.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn weight_rows_with<T: Elem, const A: usize, G: KernelRows<T, A>>(
+fn weight_rows_with<T: Elem, const A: usize, G: KernelRows<T, A>>(
     weight: &[T],
     w_base: usize,
     w_strides: (isize, isize, isize),
@@ -537,44 +571,34 @@ impl WeightGradLayout {
     }
 }
 
-/// `[ξ][rows][cols]` → `[ξ][cols][rows]` for the first `components` planes of `src`.
+/// `[ξ][rows][cols]` → `[ξ][cols][rows]` for the first `components` planes of `src`, the
+/// planes split between rayon's threads when `parallel` (for a whole layer's accumulator,
+/// which would otherwise keep the other cores idle; not inside a task that is already one
+/// of many).
 pub(crate) fn transpose_components<T: Elem>(
     components: usize,
     rows: usize,
     cols: usize,
     src: &[T],
     dst: &mut [T],
+    parallel: bool,
 ) {
     let plane = rows * cols;
     if plane == 0 {
         return;
     }
-    for (s, d) in src
-        .chunks_exact(plane)
-        .zip(dst.chunks_exact_mut(plane))
-        .take(components)
-    {
-        super::transpose::transpose(s, rows, cols, d);
+    let one = |(s, d): (&[T], &mut [T])| super::transpose::transpose(s, rows, cols, d);
+    if parallel {
+        src.par_chunks_exact(plane)
+            .zip(dst.par_chunks_exact_mut(plane))
+            .take(components)
+            .for_each(one);
+    } else {
+        src.chunks_exact(plane)
+            .zip(dst.chunks_exact_mut(plane))
+            .take(components)
+            .for_each(one);
     }
-}
-
-/// [`transpose_components`] with the components split between rayon's threads: for a
-/// whole layer's accumulator, which would otherwise keep the other cores idle.
-pub(crate) fn transpose_components_par<T: Elem>(
-    components: usize,
-    rows: usize,
-    cols: usize,
-    src: &[T],
-    dst: &mut [T],
-) {
-    let plane = rows * cols;
-    if plane == 0 {
-        return;
-    }
-    src.par_chunks_exact(plane)
-        .zip(dst.par_chunks_exact_mut(plane))
-        .take(components)
-        .for_each(|(s, d)| super::transpose::transpose(s, rows, cols, d));
 }
 
 /// `dU_ξ (+)= dM_ξ · V_ξᵀ` for the `components` Winograd components of a block of `tb`
@@ -661,27 +685,8 @@ pub(crate) fn conv3x3<T: Elem>(
     let plane = hp * wp;
     let xp = pad_for_tiles(x, n * ci, h, w, hp, wp);
 
-    // U = G g Gᵀ, layout [16][c_out][c_in] (the GEMM's right operand, unit stride on c_in),
-    // one output channel per task ([`weight_rows`]).
-    let mut u: Vec<T> = Vec::with_capacity(16 * co * ci);
-    let up = SendPtr(u.as_mut_ptr());
-    (0..co).into_par_iter().for_each_init(
-        || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 12 * ci]),
-        |(k, gk), o| {
-            weight_rows(
-                weight,
-                w_base,
-                (w_co, w_ci, w_tap),
-                (o, co),
-                k,
-                gk,
-                up,
-                TileSize::Two,
-            )
-        },
-    );
-    // SAFETY: the tasks above wrote all 16·co rows of ci elements.
-    unsafe { u.set_len(16 * co * ci) };
+    // U = G g Gᵀ, layout [16][c_out][c_in] (the GEMM's right operand, unit stride on c_in).
+    let u = transform_weight(TileSize::Two, (ci, co), weight, w_base, (w_co, w_ci, w_tap));
 
     // Written once below (every row y < h of every channel), never cleared.
     let mut out: Vec<T> = Vec::with_capacity(n * co * h * w);

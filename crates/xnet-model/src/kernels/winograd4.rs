@@ -571,40 +571,6 @@ fn g6<T: Elem>(a: &[T], b: &[T], d: &[T], o: [&mut [MaybeUninit<T>]; 6]) {
     }
 }
 
-/// `U = G g Gᵀ` of every `[c_out, c_in, 3, 3]` kernel (read with the caller's base and
-/// strides, tap = `3·row + col`), layout `[36][c_out][c_in]` (the GEMM's right operand,
-/// unit stride on `c_in`). `G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1/24, 1/12, ⅙],
-/// [1/24, −1/12, ⅙], [0, 0, 1]]`.
-fn transform_weight<T: Elem>(
-    g: &Geom,
-    weight: &[T],
-    w_base: usize,
-    w_strides: (isize, isize, isize),
-) -> Vec<T> {
-    let (ci, co) = (g.c_in, g.c_out);
-    let mut u: Vec<T> = Vec::with_capacity(XI * co * ci);
-    let up = SendPtr(u.as_mut_ptr());
-    // One output channel per task ([`super::winograd::weight_rows`]).
-    (0..co).into_par_iter().for_each_init(
-        || (vec![T::ZERO; 9 * ci], vec![T::ZERO; 3 * A * ci]),
-        |(k, gk), o| {
-            super::winograd::weight_rows(
-                weight,
-                w_base,
-                w_strides,
-                (o, co),
-                k,
-                gk,
-                up,
-                super::winograd::TileSize::Four,
-            )
-        },
-    );
-    // SAFETY: the tasks above wrote all 36·co rows of ci elements.
-    unsafe { u.set_len(XI * co * ci) };
-    u
-}
-
 /// F(4×4, 3×3)'s `G` ([`g6`]).
 pub(crate) struct G6;
 
@@ -649,7 +615,13 @@ pub(crate) fn conv3x3<T: Elem>(
     let (th, tw) = (h.div_ceil(M), w.div_ceil(M));
     let plane = (M * th + 2) * M * (tw + 1);
     let xp = pad_phased(x, n * ci, h, w, th, tw);
-    let u = transform_weight(g, weight, w_base, w_strides);
+    let u = super::winograd::transform_weight(
+        super::winograd::TileSize::Four,
+        (ci, co),
+        weight,
+        w_base,
+        w_strides,
+    );
 
     // Written once below (every row y < h of every channel), never cleared.
     let mut out: Vec<T> = Vec::with_capacity(n * co * h * w);
@@ -817,65 +789,145 @@ fn output_transform_impl<T: Elem>(
 /// then summed them.
 const FEW_TILES_PER_IMAGE: usize = 64;
 
-/// The accumulator `dU` (`[36][c_out][c_in]`, or `[36][c_in][c_out]` for
-/// [`WeightGradLayout::GradTransposed`]) of images with few tiles: every image's
-/// transformed input and gradient first (images in parallel), then the 36 components'
-/// GEMMs in parallel, each summing over the images into its own slice of `dU` (written
-/// once, no partial sums).
-fn grad_weight_by_components<T: Elem>(
-    xp: &[T],
-    gp: &[T],
-    g: &Geom,
-    (tw, plane, gplane): (usize, usize, usize),
+/// What both work splits of [`grad_weight3x3_with`] read: the phase-split input and output
+/// gradient ([`pad_phased`], [`phase_grad`]) and their geometry, and the accumulator's layout.
+struct GradWeightInputs<'a, T> {
+    xp: &'a [T],
+    gp: &'a [T],
+    ci: usize,
+    co: usize,
+    tw: usize,
+    /// Tiles per image.
+    tiles: usize,
+    plane: usize,
+    gplane: usize,
     layout: WeightGradLayout,
-) -> Scratch<T> {
-    let (n, ci, co) = (g.n, g.c_in, g.c_out);
-    let tiles = g.h.div_ceil(M) * tw;
-    let mut du = Scratch::<T>::take(XI * co * ci);
-    if n == 0 || co * ci == 0 {
-        du.fill(T::ZERO);
-        return du;
+}
+
+impl<T: Elem> GradWeightInputs<'_, T> {
+    /// Scratch for the transposed gradient of `tb` tiles, where the layout needs one.
+    fn spare(&self, tb: usize) -> Option<Scratch<T>> {
+        (self.layout == WeightGradLayout::GradTransposed).then(|| Scratch::take(XI * self.co * tb))
     }
-    let transformed: Vec<(Scratch<T>, Scratch<T>)> = (0..n)
-        .into_par_iter()
-        .map(|b| {
-            let span = TileSpan {
-                tw,
-                plane,
-                f0: 0,
-                f1: tiles,
-            };
-            let mut v = Scratch::<T>::take(XI * ci * tiles);
-            let mut dm = Scratch::<T>::take(XI * co * tiles);
-            transform_input(xp, b, ci, span, &mut v);
-            transform_grad(gp, b, co, span, gplane, &mut dm);
-            if layout == WeightGradLayout::GradTransposed {
-                let mut dmt = Scratch::<T>::take(XI * co * tiles);
-                super::winograd::transpose_components(XI, co, tiles, &dm, &mut dmt);
-                dm = dmt;
-            }
-            (v, dm)
-        })
-        .collect();
-    // Each component's slice is written by its first image's GEMM (not accumulating).
-    du.par_chunks_mut(co * ci)
-        .enumerate()
-        .for_each(|(xi, du_xi)| {
-            for (b, (v, dm)) in transformed.iter().enumerate() {
-                super::winograd::accumulate_component_gemms(
-                    1,
-                    tiles,
-                    ci,
-                    co,
-                    &dm[xi * co * tiles..(xi + 1) * co * tiles],
-                    &v[xi * ci * tiles..(xi + 1) * ci * tiles],
-                    layout,
-                    du_xi,
-                    b > 0,
-                );
-            }
-        });
-    du
+
+    /// `V` of `span` of image `b` into `v` (`[36][c_in][tb]`) and `dM` into `dm`, in the
+    /// accumulator's layout: `[36][c_out][tb]`, or transposed through `spare` (which then
+    /// holds the untransposed one) for [`WeightGradLayout::GradTransposed`].
+    fn transform_block(
+        &self,
+        b: usize,
+        span: TileSpan,
+        v: &mut [T],
+        dm: &mut Scratch<T>,
+        spare: &mut Option<Scratch<T>>,
+    ) {
+        transform_input(self.xp, b, self.ci, span, v);
+        transform_grad(self.gp, b, self.co, span, self.gplane, dm);
+        if let Some(spare) = spare {
+            super::winograd::transpose_components(XI, self.co, span.count(), dm, spare, false);
+            std::mem::swap(dm, spare);
+        }
+    }
+
+    /// The accumulator `dU` (`[36][c_out][c_in]`, or `[36][c_in][c_out]` for
+    /// [`WeightGradLayout::GradTransposed`]) of `n` images split by tiles: blocks of
+    /// consecutive tiles of one image, each thread summing its blocks into its own whole
+    /// accumulator, the accumulators added at the end.
+    ///
+    /// The transformed input and gradient of a block (36·(c_in + c_out)·tb elements) stay
+    /// near 8 MB, at least one block per thread, and the block count a multiple of the
+    /// threads. Where that leaves fewer than four blocks per thread, one block per thread
+    /// instead: each block adds its GEMMs into the thread's whole 36·c_in·c_out accumulator
+    /// (9.4 MB at 512→128), so a few short blocks re-read it for little work, and 625 tiles
+    /// in 5 or 3 blocks kept one of two threads idle for a fifth or a third of the layer.
+    /// XNet 1×200² backward, in-process alternating steps: 2–4 % faster (0.615 against
+    /// 0.629 s, 0.656 against 0.681 s); 8×128² (blocks unchanged): 1.707 against 1.704 s,
+    /// 1.544 against 1.561 s.
+    fn by_tiles(&self, n: usize, threads: usize) -> Scratch<T> {
+        let (ci, co, tiles) = (self.ci, self.co, self.tiles);
+        let target = (65_536 / ci.max(co).max(1)).clamp(32, 1024);
+        let blocks = tiles.div_ceil(target).max(1);
+        let blocks = if n * blocks < 4 * threads {
+            threads.div_ceil(n)
+        } else {
+            blocks
+        };
+        let (tb_max, blocks) = balanced_blocks(n, tiles, blocks, threads);
+        super::gemm_conv::sum_over_parts(
+            n * blocks,
+            threads,
+            XI * co * ci,
+            |tasks, du: &mut [T]| {
+                // Every element a task reads is written first (see `transform_*`).
+                let mut v = Scratch::<T>::take(XI * ci * tb_max);
+                let mut dm = Scratch::<T>::take(XI * co * tb_max);
+                let mut spare = self.spare(tb_max);
+                for (i, task) in tasks.enumerate() {
+                    let (b, span) =
+                        TileSpan::of_task(task, (blocks, tb_max, tiles), self.tw, self.plane);
+                    self.transform_block(b, span, &mut v, &mut dm, &mut spare);
+                    super::winograd::accumulate_component_gemms(
+                        XI,
+                        span.count(),
+                        ci,
+                        co,
+                        &dm,
+                        &v,
+                        self.layout,
+                        du,
+                        i > 0,
+                    );
+                }
+            },
+        )
+    }
+
+    /// The same accumulator for images of few tiles, split by component: every image's
+    /// transformed input and gradient first (images in parallel), then the 36 components'
+    /// GEMMs in parallel, each summing over the images into its own slice of `dU` (written
+    /// once, no partial sums).
+    fn by_components(&self, n: usize) -> Scratch<T> {
+        let (ci, co, tiles) = (self.ci, self.co, self.tiles);
+        let mut du = Scratch::<T>::take(XI * co * ci);
+        if n == 0 || co * ci == 0 {
+            du.fill(T::ZERO);
+            return du;
+        }
+        let span = TileSpan {
+            tw: self.tw,
+            plane: self.plane,
+            f0: 0,
+            f1: tiles,
+        };
+        let transformed: Vec<(Scratch<T>, Scratch<T>)> = (0..n)
+            .into_par_iter()
+            .map(|b| {
+                let mut v = Scratch::<T>::take(XI * ci * tiles);
+                let mut dm = Scratch::<T>::take(XI * co * tiles);
+                self.transform_block(b, span, &mut v, &mut dm, &mut self.spare(tiles));
+                (v, dm)
+            })
+            .collect();
+        // Each component's slice is written by its first image's GEMM (not accumulating).
+        du.par_chunks_mut(co * ci)
+            .enumerate()
+            .for_each(|(xi, du_xi)| {
+                for (b, (v, dm)) in transformed.iter().enumerate() {
+                    super::winograd::accumulate_component_gemms(
+                        1,
+                        tiles,
+                        ci,
+                        co,
+                        &dm[xi * co * tiles..(xi + 1) * co * tiles],
+                        &v[xi * ci * tiles..(xi + 1) * ci * tiles],
+                        self.layout,
+                        du_xi,
+                        b > 0,
+                    );
+                }
+            });
+        du
+    }
 }
 
 super::simd::avx2_dispatch!(
@@ -1115,70 +1167,28 @@ fn grad_weight3x3_with<T: Elem>(
 ) -> Vec<T> {
     let (n, ci, co, h, w) = (g.n, g.c_in, g.c_out, g.h, g.w);
     let (th, tw) = (h.div_ceil(M), w.div_ceil(M));
-    let plane = (M * th + 2) * M * (tw + 1);
-    let gplane = (M * th + 1) * M * tw;
-    let xp = pad_phased(x, n * ci, h, w, th, tw);
-    let gp = phase_grad(grad_out, n * co, h, w, th, tw);
-    // Blocks of consecutive tiles of one image: the transformed input and gradient of a
-    // block (36·(c_in + c_out)·tb elements) stay near 8 MB, at least one block per thread,
-    // and the block count a multiple of the threads. Where that leaves fewer than four
-    // blocks per thread, one block per thread instead: each block adds its GEMMs into the
-    // thread's whole 36·c_in·c_out accumulator (9.4 MB at 512→128), so a few short blocks
-    // re-read it for little work, and 625 tiles in 5 or 3 blocks kept one of two threads
-    // idle for a fifth or a third of the layer. XNet 1×200² backward, in-process
-    // alternating steps: 2–4 % faster (0.615 against 0.629 s, 0.656 against 0.681 s);
-    // 8×128² (blocks unchanged): 1.707 against 1.704 s, 1.544 against 1.561 s.
-    let tiles = th * tw;
-    let target = (65_536 / ci.max(co).max(1)).clamp(32, 1024);
-    let blocks = tiles.div_ceil(target).max(1);
-    let blocks = if n * blocks < 4 * threads {
-        threads.div_ceil(n)
-    } else {
-        blocks
+    let inputs = GradWeightInputs {
+        xp: &pad_phased(x, n * ci, h, w, th, tw),
+        gp: &phase_grad(grad_out, n * co, h, w, th, tw),
+        ci,
+        co,
+        tw,
+        tiles: th * tw,
+        plane: (M * th + 2) * M * (tw + 1),
+        gplane: (M * th + 1) * M * tw,
+        layout,
     };
-    let (tb_max, blocks) = balanced_blocks(n, tiles, blocks, threads);
-    let du = if tiles <= FEW_TILES_PER_IMAGE && threads > 1 {
-        grad_weight_by_components(&xp, &gp, g, (tw, plane, gplane), layout)
+    let du = if inputs.tiles <= FEW_TILES_PER_IMAGE && threads > 1 {
+        inputs.by_components(n)
     } else {
-        super::gemm_conv::sum_over_parts(
-            n * blocks,
-            threads,
-            XI * co * ci,
-            |tasks, du: &mut [T]| {
-                // Every element a task reads is written first (see `transform_*`).
-                let mut v = Scratch::<T>::take(XI * ci * tb_max);
-                let mut dm = Scratch::<T>::take(XI * co * tb_max);
-                let mut dmt = match layout {
-                    WeightGradLayout::GradTransposed => Some(Scratch::<T>::take(XI * co * tb_max)),
-                    WeightGradLayout::Direct => None,
-                };
-                let mut first = true;
-                for task in tasks {
-                    let (b, span) = TileSpan::of_task(task, (blocks, tb_max, tiles), tw, plane);
-                    let tb = span.count();
-                    transform_input(&xp, b, ci, span, &mut v);
-                    transform_grad(&gp, b, co, span, gplane, &mut dm);
-                    let dm: &[T] = match dmt.as_mut() {
-                        Some(dmt) => {
-                            super::winograd::transpose_components(XI, co, tb, &dm, dmt);
-                            dmt
-                        }
-                        None => &dm,
-                    };
-                    super::winograd::accumulate_component_gemms(
-                        XI, tb, ci, co, dm, &v, layout, du, !first,
-                    );
-                    first = false;
-                }
-            },
-        )
+        inputs.by_tiles(n, threads)
     };
     // [ξ][c_in][c_out] → [ξ][c_out][c_in] (36·c_in·c_out elements once per layer).
     let du = match layout {
         WeightGradLayout::Direct => du,
         WeightGradLayout::GradTransposed => {
             let mut t = Scratch::<T>::take(XI * co * ci);
-            super::winograd::transpose_components_par(XI, ci, co, &du, &mut t);
+            super::winograd::transpose_components(XI, ci, co, &du, &mut t, true);
             t
         }
     };
