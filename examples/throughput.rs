@@ -223,7 +223,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dev = match args.device {
         DeviceKind::Cpu => Device::Cpu,
         DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
-            format!("--device cuda: {e} (the CUDA path needs a build with --features cuda)")
+            let hint = if cfg!(feature = "cuda") {
+                ""
+            } else {
+                " (the CUDA path needs a build with --features cuda)"
+            };
+            format!("--device cuda: {e}{hint}")
         })?,
     };
     let varmap = VarMap::new();

@@ -1,36 +1,74 @@
 #!/usr/bin/env bash
 # The checks of xnet-model's CUDA path, for a machine with an NVIDIA GPU.
 #
-#   scripts/gpu_check.sh
+#   scripts/gpu_check.sh                      # builds here with cargo and nvcc
+#   scripts/gpu_check.sh --bundle gpu-bundle  # runs what scripts/gpu_bundle.sh built elsewhere
 #
-# 1. Shows the GPU (nvidia-smi) and the CUDA compiler the build will use.
-# 2. Runs `cargo test -p xnet-model --features cuda --test cuda_ops`: NVRTC compiles every
-#    kernel of crates/xnet-model/src/ops/cuda_kernels.cu, and each custom op's CUDA forward
-#    and backward are compared with the CPU's (within 1e-5). It builds the crate with the
-#    `cuda` feature first if the target dir does not hold that build yet (about 14 minutes on
-#    2 cores from scratch: candle's own kernels go through nvcc).
-# 3. The GPU throughput: `throughput --device cuda` (built with `--features cuda`) for XNet
-#    forward and train at 1×200² and 8×128², U-Net and SegNet forward at 8×128², each next to
-#    the PyTorch twin on the same GPU (scripts/torch_twin_device.py, which imports the twin's
-#    models from TWIN_DIR, default ../shared/peers), alternately, with the ratio per config.
+# 1. Shows the GPU (nvidia-smi) and, when building, the CUDA compiler.
+# 2. Runs xnet-model's `cuda_ops` test: NVRTC compiles every kernel of
+#    crates/xnet-model/src/ops/cuda_kernels.cu, and each custom op's CUDA forward and
+#    backward are compared with the CPU's (within 1e-5), tiny networks within 1e-4. Without
+#    --bundle it is `cargo test -p xnet-model --features cuda --test cuda_ops`, which builds
+#    the crate with the `cuda` feature first (about 14 minutes on 2 cores from scratch:
+#    candle's own kernels go through nvcc).
+# 3. The GPU throughput: `throughput --device cuda` for XNet forward and train at 1×200² and
+#    8×128², U-Net and SegNet forward at 8×128², each next to the PyTorch twin on the same
+#    GPU (scripts/torch_twin_device.py, which imports the twin's models from TWIN_DIR),
+#    alternately, with the ratio per config; with a bundle that holds `throughput-cudnn`
+#    (candle's convolutions through cuDNN), that one too.
+#
+# With --bundle DIR, no Rust toolchain or nvcc is needed: the binaries in DIR/bin were built
+# against CUDA 13.0 and find cuBLAS, cuRAND, NVRTC and cuDNN in the Python packages of
+# NVIDIA's libraries (nvidia-cublas, ... as PyTorch installs them), which this script puts
+# on LD_LIBRARY_PATH. The twin's files default to DIR/twin.
 #
 # Environment:
-#   CUDA_COMPUTE_CAP  the compute capability candle's kernels are built for (default 80: PTX
-#                     for sm_80, which newer GPUs run through the driver's JIT; nvcc 11.8
-#                     cannot target 90). Set 90 with an nvcc from CUDA 12 or later.
-#   CARGO_TARGET_DIR  as usual (default target/).
-#   TEST_THREADS      cargo test threads (default 1: one CUDA context at a time).
+#   CUDA_COMPUTE_CAP  (building only) the compute capability of candle's kernels (default
+#                     80: PTX for sm_80, which newer GPUs run through the driver's JIT;
+#                     nvcc 11.8 cannot target 90). Set 90 with an nvcc from CUDA 12 or later.
+#   CARGO_TARGET_DIR  (building only) as usual (default target/).
+#   TEST_THREADS      test threads (default 1: one CUDA context at a time).
 #   PYTHON            the Python with PyTorch for the twin (default python3); the twin step
 #                     is skipped with a message when it cannot import torch or find the twin.
-#   TWIN_DIR          folder of xnet_torch.py and cpuguard.py (default ../shared/peers).
+#   TWIN_DIR          folder of xnet_torch.py and cpuguard.py (default DIR/twin with a
+#                     bundle, else ../shared/peers).
+#   OUT               when set (as on the device tool's machines), a copy of everything
+#                     printed goes to $OUT/gpu_check.log.
 #
 # Fails (non-zero) when a test fails; a test that found no GPU prints
 # "skipped: no CUDA device" and passes, so read the output, which ends with a count of skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+BUNDLE=""
+if [ "${1:-}" = "--bundle" ]; then
+  BUNDLE=${2:?"--bundle needs the folder that scripts/gpu_bundle.sh wrote"}
+  # The binaries travel xz-compressed (the device tool carries 64 MiB in all).
+  for packed in "$BUNDLE"/bin/*.xz; do
+    [ -e "$packed" ] || continue
+    python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)' "$packed" "${packed%.xz}"
+    chmod +x "${packed%.xz}"
+    rm -f "$packed"
+  done
+  [ -x "$BUNDLE/bin/throughput" ] && [ -x "$BUNDLE/bin/cuda_ops" ] \
+    || { echo "$BUNDLE/bin holds no throughput and cuda_ops: run scripts/gpu_bundle.sh" >&2; exit 2; }
+  BUNDLE=$(cd "$BUNDLE" && pwd)
+elif [ $# -gt 0 ]; then
+  echo "usage: $0 [--bundle DIR]" >&2
+  exit 2
+fi
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+  exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+fi
+
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
 TEST_THREADS=${TEST_THREADS:-1}
+PYTHON=${PYTHON:-python3}
+if [ -n "$BUNDLE" ] && [ -d "$BUNDLE/twin" ]; then
+  export TWIN_DIR=${TWIN_DIR:-$BUNDLE/twin}
+fi
 
 echo "== GPU"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -39,21 +77,57 @@ else
   echo "nvidia-smi not found: the comparison tests will report 'skipped: no CUDA device'"
 fi
 
-echo "== CUDA compiler (needed to build candle's kernels)"
-if command -v nvcc >/dev/null 2>&1; then
-  nvcc --version | tail -n 2
+if [ -n "$BUNDLE" ]; then
+  echo "== bundle $BUNDLE"
+  cat "$BUNDLE/MANIFEST" 2>/dev/null || true
+  # Every lib folder of the `nvidia` Python packages (cu13/lib, cudnn/lib, ...).
+  libs=$("$PYTHON" - <<'PY' 2>/dev/null || true
+import importlib.util, pathlib
+spec = importlib.util.find_spec("nvidia")
+dirs = sorted({str(p.parent) for root in (spec.submodule_search_locations if spec else [])
+               for p in pathlib.Path(root).glob("**/lib/lib*.so*")})
+print(":".join(dirs))
+PY
+)
+  # The driver's libcuda.so.1, where the loader does not already know it.
+  if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+    for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64; do
+      [ -e "$d/libcuda.so.1" ] && libs=${libs:+$libs:}$d
+    done
+  fi
+  export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  missing=0
+  for b in "$BUNDLE"/bin/*; do
+    if ldd "$b" | grep "not found"; then
+      echo "$(basename "$b") cannot start: the libraries above are missing"
+      missing=1
+    fi
+  done
+  [ $missing = 0 ] || exit 3
 else
-  echo "nvcc not found. On Debian 12: enable the non-free component in"
-  echo "/etc/apt/sources.list.d/debian.sources, then apt-get update &&"
-  echo "apt-get install -y nvidia-cuda-toolkit (CUDA 11.8); see ../shared/DESIGN.md."
-  exit 2
+  echo "== CUDA compiler (needed to build candle's kernels)"
+  if command -v nvcc >/dev/null 2>&1; then
+    nvcc --version | tail -n 2
+  else
+    echo "nvcc not found. On Debian 12: enable the non-free component in"
+    echo "/etc/apt/sources.list.d/debian.sources, then apt-get update &&"
+    echo "apt-get install -y nvidia-cuda-toolkit (CUDA 11.8); see ../shared/DESIGN.md."
+    echo "Or build a bundle on another machine with scripts/gpu_bundle.sh and pass --bundle."
+    exit 2
+  fi
 fi
 
-echo "== cuda_ops tests (CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
+echo "== cuda_ops tests"
 LOG=$(mktemp)
 set +e
-cargo test -p xnet-model --features cuda --test cuda_ops -- \
-  --nocapture --test-threads="$TEST_THREADS" 2>&1 | tee "$LOG"
+if [ -n "$BUNDLE" ]; then
+  "$BUNDLE/bin/cuda_ops" --nocapture --test-threads="$TEST_THREADS" 2>&1 | tee "$LOG"
+else
+  echo "(CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
+  cargo test -p xnet-model --features cuda --test cuda_ops -- \
+    --nocapture --test-threads="$TEST_THREADS" 2>&1 | tee "$LOG"
+fi
 status=${PIPESTATUS[0]}
 set -e
 skips=$(grep -c "skipped: no CUDA device" "$LOG" || true)
@@ -64,44 +138,56 @@ if [ "$status" -ne 0 ]; then
 fi
 
 echo "== GPU throughput (examples/throughput.rs --device cuda, then the PyTorch twin)"
-cargo build --release --features cuda --example throughput
-TARGET=${CARGO_TARGET_DIR:-target}
-PYTHON=${PYTHON:-python3}
+if [ -n "$BUNDLE" ]; then
+  OURS=("$BUNDLE/bin/throughput")
+  [ -x "$BUNDLE/bin/throughput-cudnn" ] && OURS+=("$BUNDLE/bin/throughput-cudnn")
+else
+  cargo build --release --features cuda --example throughput
+  OURS=("${CARGO_TARGET_DIR:-target}/release/examples/throughput")
+fi
 TWIN_OK=1
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   echo "$PYTHON cannot import torch: only our side runs"
   TWIN_OK=0
 fi
-OUT=$(mktemp)
+RESULTS=$(mktemp)
 for config in xnet:forward:1:200 xnet:forward:8:128 xnet:train:1:200 xnet:train:8:128 \
               unet:forward:8:128 segnet:forward:8:128; do
   IFS=: read -r model mode batch size <<<"$config"
-  ours=$("$TARGET/release/examples/throughput" --model "$model" --mode "$mode" \
-    --batch "$batch" --size "$size" --iters 10 --warmup 3 --device cuda | tail -n 1) || ours=""
-  echo "$ours"
-  twin=""
+  for bin in "${OURS[@]}"; do
+    ours=$("$bin" --model "$model" --mode "$mode" --batch "$batch" --size "$size" \
+      --iters 10 --warmup 3 --device cuda --tag "$(basename "$bin")" | tail -n 1) || ours=""
+    echo "${ours:-$(basename "$bin") failed}"
+    printf '%s\t%s\t%s\n' "$config" "$(basename "$bin")" "$ours" >>"$RESULTS"
+  done
   if [ $TWIN_OK = 1 ]; then
     twin=$("$PYTHON" scripts/torch_twin_device.py --model "$model" --mode "$mode" \
-      --batch "$batch" --size "$size" --iters 10 --warmup 3 --device cuda 2>/dev/null | tail -n 1) \
+      --batch "$batch" --size "$size" --iters 10 --warmup 3 --device cuda | tail -n 1) \
       || twin=""
     echo "${twin:-twin failed}"
+    printf '%s\t%s\t%s\n' "$config" "twin" "$twin" >>"$RESULTS"
   fi
-  printf '%s\t%s\t%s\n' "$config" "$ours" "$twin" >>"$OUT"
 done
 echo "== ratios (ours / twin images/s on the same GPU)"
-python3 - "$OUT" <<'PY'
+python3 - "$RESULTS" <<'PY'
 import json, sys
+rows = {}
 for line in open(sys.argv[1]):
-    config, ours, twin = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+    config, who, js = (line.rstrip("\n").split("\t") + ["", ""])[:3]
     try:
-        o = json.loads(ours)["images_per_s"]
+        rows.setdefault(config, {})[who] = json.loads(js)["images_per_s"]
     except (ValueError, KeyError):
-        print(f"{config:24} ours failed")
-        continue
-    try:
-        t = json.loads(twin)["images_per_s"]
-        print(f"{config:24} ours {o:9.2f}  twin {t:9.2f}  ratio {o / t:5.2f}")
-    except (ValueError, KeyError):
-        print(f"{config:24} ours {o:9.2f}  twin -")
+        rows.setdefault(config, {})[who] = None
+for config, r in rows.items():
+    twin = r.get("twin")
+    for who, v in r.items():
+        if who == "twin":
+            continue
+        if v is None:
+            print(f"{config:22} {who:18} failed")
+        elif twin:
+            print(f"{config:22} {who:18} {v:9.2f} img/s  twin {twin:9.2f}  ratio {v / twin:5.2f}")
+        else:
+            print(f"{config:22} {who:18} {v:9.2f} img/s  twin -")
 PY
-rm -f "$OUT"
+rm -f "$RESULTS"
