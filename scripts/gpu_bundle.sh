@@ -69,13 +69,18 @@ if [ "${NO_CUDNN:-0}" != 1 ] && [ ! -e "$CUDNN_HOME/include/cudnn.h" ]; then
 fi
 echo "== toolkit $TOOLKIT: nvcc $(nvcc_version "$TOOLKIT"), CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
 
-# The linker wants unversioned names; the wheels ship only the sonames.
-LINK_DIR=$TARGET/cuda13-link
-mkdir -p "$LINK_DIR"
-for lib in "$TOOLKIT"/lib/lib*.so.* "$CUDNN_HOME"/lib/libcudnn.so.*; do
-  [ -e "$lib" ] || continue
+# The linker wants unversioned names, and the wheels ship only the sonames. In the
+# toolkit's own lib folder, which the build scripts put first on the link path: through
+# LIBRARY_PATH, a system CUDA's libcudart.so (Debian's 11.8, say) would win.
+for lib in "$TOOLKIT"/lib/lib*.so.*; do
   base=$(basename "$lib")
-  ln -sf "$(cd "$(dirname "$lib")" && pwd)/$base" "$LINK_DIR/${base%%.so.*}.so"
+  [ -e "$TOOLKIT/lib/${base%%.so.*}.so" ] || ln -s "$base" "$TOOLKIT/lib/${base%%.so.*}.so"
+done
+LINK_DIR=$TARGET/cudnn-link
+mkdir -p "$LINK_DIR"
+for lib in "$CUDNN_HOME"/lib/libcudnn.so.*; do
+  [ -e "$lib" ] || continue
+  ln -sf "$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")" "$LINK_DIR/libcudnn.so"
 done
 # The driver's libcuda.so is linked from the system (the GPU machine's driver provides the
 # real one at run time): Debian's libcuda1 (non-free) or any NVIDIA driver package.
