@@ -3,7 +3,11 @@
 //! ```text
 //! cargo run --release --example segment -- ../shared/data/nema-cr/RG2_UNC --out out/
 //! cargo run --release --example segment -- --weights runs/x --probs a.png b.dcm --out out/
+//! cargo run --release --example segment -- ../shared/data/nema-cr --out out/
 //! ```
+//! A folder stands for its PNG, TIFF and DICOM files (by content, so extension-less DICOM
+//! files count); two inputs with the same file stem are refused, since their outputs would
+//! share names.
 //! Per input stem: `<stem>.labels.png` (class indices at the input's resolution, 255 outside
 //! the collimated field), `<stem>.field.png`, `<stem>.field.json`, `<stem>.overlay.png`
 //! and with `--probs` one 16-bit probability PNG per class.
@@ -15,14 +19,14 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use xray_postproc::{Pipeline, PipelineConfig};
 use xray_seg::predict::Predictor;
-use xray_seg::segment::{segment_file, SegmentOptions};
+use xray_seg::segment::{expand_inputs, segment_file, SegmentOptions};
 
 #[derive(Parser, Debug)]
 #[command(
     about = "Segment radiographs into open beam, soft tissue and bone, and find the collimator"
 )]
 struct Args {
-    /// Input radiographs.
+    /// Input radiographs, or folders of them (not recursive; other files there are skipped).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output directory.
@@ -68,6 +72,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> xray_seg::Result<usize> {
+    let inputs = expand_inputs(&args.inputs)?;
+    for skipped in &inputs.skipped {
+        eprintln!(
+            "skipped (not a PNG, TIFF or DICOM file): {}",
+            skipped.display()
+        );
+    }
     let weights = args
         .weights
         .clone()
@@ -91,13 +102,13 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     };
     opts.load.frame = args.frame;
     opts.load.allow_rgb = args.allow_rgb;
-    let bar = ProgressBar::new(args.inputs.len() as u64);
+    let bar = ProgressBar::new(inputs.files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut failures = 0;
-    for input in &args.inputs {
+    for input in &inputs.files {
         bar.set_message(input.display().to_string());
         match segment_file(&predictor, input, &args.out, &opts) {
             Ok(s) => bar.suspend(|| {

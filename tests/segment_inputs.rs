@@ -1,0 +1,109 @@
+//! `segment::expand_inputs`: folders stand for their radiographs (by content or image
+//! extension), other files are listed as skipped, and inputs whose outputs would share names
+//! are refused before anything is written.
+
+use std::path::{Path, PathBuf};
+
+use xray_seg::segment::{check_unique_stems, expand_inputs};
+use xray_seg::Error;
+
+/// A fresh, empty folder for one test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xray-seg-inputs-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write test file");
+}
+
+/// 128 bytes of preamble, then `DICM`, as a DICOM Part 10 file starts.
+fn dicom_head() -> Vec<u8> {
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    bytes.extend_from_slice(&[0u8; 16]);
+    bytes
+}
+
+#[test]
+fn a_folder_gives_its_radiographs_sorted_and_lists_the_rest() {
+    let dir = scratch("folder");
+    write(&dir.join("b.png"), b"\x89PNG\r\n\x1a\n....");
+    write(&dir.join("a_tiff"), b"II*\0........");
+    write(&dir.join("RG2_UNC"), &dicom_head());
+    // Named as images, corrupt or empty: kept, so that reading them reports the problem.
+    write(&dir.join("corrupt.tif"), b"not a tiff");
+    write(&dir.join("empty.DCM"), b"");
+    write(&dir.join("README.md"), b"# notes");
+    write(&dir.join("SHA256SUMS"), b"0123  RG2_UNC\n");
+    std::fs::create_dir_all(dir.join("sub")).expect("sub-folder");
+    write(&dir.join("sub").join("deeper.png"), b"\x89PNG\r\n\x1a\n");
+
+    let inputs = expand_inputs(std::slice::from_ref(&dir)).expect("folder expands");
+    let names = |paths: &[PathBuf]| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&inputs.files),
+        ["RG2_UNC", "a_tiff", "b.png", "corrupt.tif", "empty.DCM"]
+    );
+    assert_eq!(names(&inputs.skipped), ["README.md", "SHA256SUMS", "sub"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn named_files_are_kept_in_the_order_given() {
+    let dir = scratch("files");
+    // Named files are kept as given, whatever their content: their errors come on reading.
+    let z = dir.join("z.txt");
+    let a = dir.join("a.png");
+    write(&z, b"text");
+    write(&a, b"\x89PNG\r\n\x1a\n");
+    let inputs = expand_inputs(&[z.clone(), a.clone()]).expect("files are kept");
+    assert_eq!(inputs.files, vec![z, a]);
+    assert!(inputs.skipped.is_empty());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn missing_inputs_empty_folders_and_no_inputs_are_errors() {
+    let dir = scratch("errors");
+    let missing = dir.join("absent.png");
+    match expand_inputs(std::slice::from_ref(&missing)) {
+        Err(Error::Io { path, .. }) => assert_eq!(path, missing),
+        other => panic!("expected an I/O error naming the file, got {other:?}"),
+    }
+    write(&dir.join("README.md"), b"# notes");
+    let err = expand_inputs(std::slice::from_ref(&dir)).expect_err("no radiograph in it");
+    assert!(
+        err.to_string().contains("no PNG, TIFF or DICOM file"),
+        "{err}"
+    );
+    assert!(matches!(expand_inputs(&[]), Err(Error::Invalid(_))));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inputs_whose_outputs_would_collide_are_refused() {
+    let dir = scratch("stems");
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).expect("second folder");
+    write(&dir.join("hip.png"), b"\x89PNG\r\n\x1a\n");
+    write(&other.join("hip.dcm"), &dicom_head());
+    let err = expand_inputs(&[dir.join("hip.png"), other.clone()]).expect_err("same stem");
+    let text = err.to_string();
+    assert!(
+        text.contains("hip.png") && text.contains("hip.dcm"),
+        "{text}"
+    );
+    // The same file twice collides with itself too.
+    let twice = [dir.join("hip.png"), dir.join("hip.png")];
+    assert!(check_unique_stems(&twice).is_err());
+    assert!(check_unique_stems(&[dir.join("hip.png"), other.join("knee.dcm")]).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
