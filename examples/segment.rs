@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,6 +52,10 @@ struct Args {
     /// Convert colour inputs to grey instead of refusing them.
     #[arg(long)]
     allow_rgb: bool,
+    /// Files segmented at the same time (default: one per core). Each holds its image and
+    /// outputs in memory.
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -104,31 +109,44 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     opts.load.allow_rgb = args.allow_rgb;
     let bar = ProgressBar::new(inputs.files.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+        ProgressStyle::with_template("{bar:30} {pos}/{len}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut failures = 0;
-    for input in &inputs.files {
-        bar.set_message(input.display().to_string());
-        match segment_file(&predictor, input, &args.out, &opts) {
-            Ok(s) => bar.suspend(|| {
-                println!(
-                    "{}: {}x{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
-                    input.display(),
-                    s.size.0,
-                    s.size.1,
-                    s.edges,
-                    s.label_counts,
-                    s.overlay.display()
-                )
-            }),
-            Err(e) => {
-                failures += 1;
-                bar.suspend(|| eprintln!("error: {}: {e}", input.display()));
-            }
+    // Files in parallel, `jobs` at a time (each also uses the kernels' threads): decoding,
+    // post-processing and PNG encoding are single-threaded per file. A fixed set of
+    // workers rather than a parallel iterator keeps at most `jobs` images in memory.
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, inputs.files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                while let Some(input) = inputs.files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match segment_file(&predictor, input, &args.out, &opts) {
+                        Ok(s) => bar.suspend(|| {
+                            println!(
+                                "{}: {}x{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
+                                input.display(),
+                                s.size.0,
+                                s.size.1,
+                                s.edges,
+                                s.label_counts,
+                                s.overlay.display()
+                            )
+                        }),
+                        Err(e) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            bar.suspend(|| eprintln!("error: {}: {e}", input.display()));
+                        }
+                    }
+                    bar.inc(1);
+                }
+            });
         }
-        bar.inc(1);
-    }
+    });
     bar.finish_and_clear();
-    Ok(failures)
+    Ok(failures.into_inner())
 }
