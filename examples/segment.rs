@@ -139,7 +139,16 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                         }),
                         Err(e) => {
                             failures.fetch_add(1, Ordering::Relaxed);
-                            bar.suspend(|| eprintln!("error: {}: {e}", input.display()));
+                            // Most errors already start with the file's name.
+                            let text = e.to_string();
+                            let name = input.display().to_string();
+                            bar.suspend(|| {
+                                if text.starts_with(&name) {
+                                    eprintln!("error: {text}");
+                                } else {
+                                    eprintln!("error: {name}: {text}");
+                                }
+                            });
                         }
                     }
                     bar.inc(1);
