@@ -140,7 +140,13 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                         Err(e) => {
                             failures.fetch_add(1, Ordering::Relaxed);
                             // Most errors already start with the file's name.
-                            let text = e.to_string();
+                            let mut text = e.to_string();
+                            if matches!(
+                                e,
+                                xray_seg::Error::Data(xray_data::DataError::ColorImage { .. })
+                            ) {
+                                text.push_str(" (here: --allow-rgb)");
+                            }
                             let name = input.display().to_string();
                             bar.suspend(|| {
                                 if text.starts_with(&name) {
