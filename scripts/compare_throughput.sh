@@ -34,11 +34,13 @@ if [ $HAVE_TORCH = 0 ]; then
 fi
 
 ours() { # model mode batch size iters warmup
+  # EXTRA is split into words on purpose (several flags).
+  # shellcheck disable=SC2086
   RAYON_NUM_THREADS=$THREADS "$OURS" --model "$1" --mode "$2" --batch "$3" --size "$4" \
     --iters "$5" --warmup "$6" --threads "$THREADS" $EXTRA
 }
 twin() {
-  CUDA_VISIBLE_DEVICES= CPUGUARD_MAX_WAIT=${CPUGUARD_MAX_WAIT:-0} OMP_NUM_THREADS=$THREADS \
+  CUDA_VISIBLE_DEVICES='' CPUGUARD_MAX_WAIT=${CPUGUARD_MAX_WAIT:-0} OMP_NUM_THREADS=$THREADS \
     "$PYTHON" "$TWIN" --model "$1" --mode "$2" --batch "$3" --size "$4" --iters "$5" \
     --warmup "$6" --threads "$THREADS" --json --retries 0
 }

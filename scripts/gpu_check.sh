@@ -55,8 +55,10 @@ with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
     chmod +x "${packed%.xz}"
     rm -f "$packed"
   done
-  [ -x "$BUNDLE/bin/throughput" ] && [ -x "$BUNDLE/bin/cuda_ops" ] \
-    || { echo "$BUNDLE/bin holds no throughput and cuda_ops: run scripts/gpu_bundle.sh" >&2; exit 2; }
+  if [ ! -x "$BUNDLE/bin/throughput" ] || [ ! -x "$BUNDLE/bin/cuda_ops" ]; then
+    echo "$BUNDLE/bin holds no throughput and cuda_ops: run scripts/gpu_bundle.sh" >&2
+    exit 2
+  fi
   BUNDLE=$(cd "$BUNDLE" && pwd)
 elif [ $# -gt 0 ]; then
   echo "usage: $0 [--bundle DIR]" >&2
