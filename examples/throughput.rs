@@ -18,7 +18,7 @@ use candle_nn::{VarBuilder, VarMap};
 use clap::{Parser, ValueEnum};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::models::{
-    count_trainable_parameters, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
+    count_trainable_parameters, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
 };
 use xnet_model::optim::{Optimizer, OptimizerConfig};
 use xnet_model::ModelConfig;
@@ -28,6 +28,9 @@ enum Model {
     Xnet,
     Unet,
     Segnet,
+    /// DeepLab-lite (`DeepLabConfig::default()`: dilated ASPP, bilinear up-sampling). The
+    /// PyTorch twin has no counterpart, so only this side runs.
+    Deeplab,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,7 +53,7 @@ enum DeviceKind {
 #[derive(Debug, Parser)]
 struct Args {
     /// Network, configured as the PyTorch twin's (XNet 64/128/256/512; 3-level U-Net with
-    /// nearest up-sampling; SimpleSegNet).
+    /// nearest up-sampling; SimpleSegNet), or DeepLab-lite with its defaults.
     #[arg(long, value_enum, default_value = "xnet")]
     model: Model,
     /// `forward` (inference + softmax) or `train` (forward, loss, backward, Adam step with
@@ -215,6 +218,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }),
         // The twin's SimpleSegNet (the XNet paper's comparator).
         Model::Segnet => ModelConfig::SegNet(SegNetConfig::simple()),
+        Model::Deeplab => ModelConfig::DeepLab(DeepLabConfig::default()),
     };
     let m = cfg.size_multiple();
     if args.size == 0 || args.size % m != 0 {
