@@ -158,7 +158,7 @@ pub fn segment_image(
                 h,
                 probs[k * n..(k + 1) * n]
                     .iter()
-                    .map(|&v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
+                    .map(|&v| xray_postproc::round_nonnegative(v.clamp(0.0, 1.0) * 65535.0) as u16)
                     .collect(),
             )
             .ok_or_else(|| Error::Invalid("probability plane of the wrong size".into()))?;

@@ -41,3 +41,74 @@ pub use probs::{Plane, ProbMap};
 pub use threshold::{
     apply_thresholds, argmax, threshold_sweep, SweepPoint, ThresholdConfig, IGNORE,
 };
+
+/// `x.round() as u32` for every `x`, without a library call: on the x86-64
+/// baseline, `f32::round` is a call to `roundf` (no SSE4.1), which showed up as 9 % of the
+/// `segment` example's time when quantising images and probability maps pixel by pixel.
+/// Meant for non-negative values (NaN and negative inputs give 0, as `x.round() as u32`
+/// does; large ones saturate as it does).
+///
+/// # Examples
+/// ```
+/// use xray_postproc::round_nonnegative;
+/// assert_eq!(round_nonnegative(2.5), 3);
+/// assert_eq!(round_nonnegative(2.4999998), 2);
+/// assert_eq!(round_nonnegative(65534.5), 65535);
+/// assert_eq!(round_nonnegative(f32::NAN), 0);
+/// assert_eq!(round_nonnegative(-0.7), 0);
+/// ```
+#[inline]
+pub fn round_nonnegative(x: f32) -> u32 {
+    // `as` truncates (saturating, NaN → 0). The fraction `x − i` is exact: below 2²³ `i`
+    // and `x` share a binade or differ by less than one unit, and from 2²³ up every float
+    // is an integer (fraction 0). Comparing it with ½ rounds half away from zero, as
+    // `f32::round`.
+    let i = x as u32;
+    i.saturating_add(u32::from(x - i as f32 >= 0.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_nonnegative;
+
+    fn agrees(x: f32) {
+        assert_eq!(
+            round_nonnegative(x),
+            x.round() as u32,
+            "x = {x:e} ({:#010x})",
+            x.to_bits()
+        );
+    }
+
+    #[test]
+    fn round_nonnegative_is_f32_round() {
+        // Every 251st bit pattern: all signs, binades, NaNs and infinities.
+        for bits in (0..=u32::MAX).step_by(251) {
+            agrees(f32::from_bits(bits));
+        }
+        // The halves and their neighbours, where rounding decides, up to 2¹⁷.
+        for k in 0..(1u32 << 17) {
+            let half = k as f32 + 0.5;
+            for x in [
+                half.next_down(),
+                half,
+                half.next_up(),
+                k as f32,
+                (k as f32).next_up(),
+            ] {
+                agrees(x);
+            }
+        }
+        for x in [
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            4294967040.0,
+            1e30,
+        ] {
+            agrees(x);
+        }
+    }
+}

@@ -87,7 +87,7 @@ fn display_grey(img: &Plane, radiology: bool) -> Vec<u8> {
         .map(|&v| {
             let g = ((v - lo) / span).clamp(0.0, 1.0);
             let g = if radiology { 1.0 - g } else { g };
-            (g * 255.0).round() as u8
+            crate::round_nonnegative(g * 255.0) as u8
         })
         .collect()
 }
@@ -133,19 +133,29 @@ pub fn overlay(
     let grey = display_grey(img, cfg.radiology_display);
     let lab = labels.as_raw();
     let a = cfg.alpha;
+    // Every pixel's colour depends only on its 8-bit grey level and its label: one table of
+    // 256 colours per label value, filled with the per-pixel formula, instead of three
+    // blends and roundings per pixel.
+    let mut table: Vec<Option<Box<[Rgb<u8>; 256]>>> = vec![None; 256];
+    let colour_of = |l: u8| -> Box<[Rgb<u8>; 256]> {
+        Box::new(std::array::from_fn(|grey_level| {
+            let g = grey_level as f32;
+            if l == IGNORE {
+                let d = (g * 0.4).round() as u8;
+                Rgb([d, d, d])
+            } else {
+                let c = class_colour(l);
+                Rgb(std::array::from_fn(|k| {
+                    ((1.0 - a) * g + a * c[k] as f32).round() as u8
+                }))
+            }
+        }))
+    };
     let mut out = RgbImage::new(w as u32, h as u32);
     for (i, px) in out.pixels_mut().enumerate() {
-        let g = grey[i] as f32;
         let l = lab[i];
-        *px = if l == IGNORE {
-            let d = (g * 0.4).round() as u8;
-            Rgb([d, d, d])
-        } else {
-            let c = class_colour(l);
-            Rgb(std::array::from_fn(|k| {
-                ((1.0 - a) * g + a * c[k] as f32).round() as u8
-            }))
-        };
+        let colours = table[l as usize].get_or_insert_with(|| colour_of(l));
+        *px = colours[grey[i] as usize];
     }
     if cfg.contours {
         for y in 0..h {
