@@ -130,7 +130,8 @@ fi
   echo "commit $(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)')"
   echo "built $(date -u +%FT%TZ) on $(uname -m), nvcc $(nvcc_version "$TOOLKIT"), CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
   for b in "$BUNDLE"/bin/*; do
-    echo "$(basename "$b"): $(stat -c %s "$b") bytes, needs $(ldd "$b" 2>/dev/null | awk '/=>/ {print $1}' | grep -E 'cu|nvrtc' | tr '\n' ' ')"
+    glibc=$(objdump -T "$b" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1)
+    echo "$(basename "$b"): $(stat -c %s "$b") bytes, needs $glibc and $(ldd "$b" 2>/dev/null | awk '/=>/ {print $1}' | grep -E 'cu|nvrtc' | tr '\n' ' ')"
   done
 } >"$BUNDLE/MANIFEST"
 cat "$BUNDLE/MANIFEST"
