@@ -131,43 +131,64 @@ pub fn segment_image(
 
     let path = |suffix: &str| out_dir.join(format!("{stem}.{suffix}"));
     let labels_path = path("labels.png");
-    save_mask(&labels_path, &out.labels)?;
     let field_path = path("field.png");
-    save_mask(&field_path, &field.field_mask())?;
     let json_path = path("field.json");
-    let report = FieldReport {
-        input: source.to_string(),
-        width: wu,
-        height: hu,
-        polygon: field.polygon(),
-        field: &field,
-    };
-    let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(&json_path, json).map_err(|e| Error::io(&json_path, e))?;
     let overlay_path = path("overlay.png");
-    let rgb = overlay(&plane, &out.labels, Some(&field), &opts.overlay)?;
-    save_png(&rgb, &overlay_path)?;
-
-    let mut prob_paths = Vec::new();
-    if opts.probabilities {
-        let n = wu * hu;
-        for k in 0..c {
-            let p = path(&format!("prob-{k}.png"));
-            let plane16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
-                w,
-                h,
-                probs[k * n..(k + 1) * n]
-                    .iter()
-                    .map(|&v| xray_postproc::round_nonnegative(v.clamp(0.0, 1.0) * 65535.0) as u16)
-                    .collect(),
-            )
-            .ok_or_else(|| Error::Invalid("probability plane of the wrong size".into()))?;
-            plane16
-                .save(&p)
-                .map_err(|e| Error::io(&p, std::io::Error::other(e)))?;
-            prob_paths.push(p);
-        }
-    }
+    let prob_paths: Vec<PathBuf> = if opts.probabilities {
+        (0..c).map(|k| path(&format!("prob-{k}.png"))).collect()
+    } else {
+        Vec::new()
+    };
+    // The outputs are independent and their PNG encoders single-threaded: written side by
+    // side, so that one radiograph's latency does not add up every encoder.
+    let write_masks = || -> Result<()> {
+        save_mask(&labels_path, &out.labels)?;
+        save_mask(&field_path, &field.field_mask())?;
+        let report = FieldReport {
+            input: source.to_string(),
+            width: wu,
+            height: hu,
+            polygon: field.polygon(),
+            field: &field,
+        };
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(&json_path, json).map_err(|e| Error::io(&json_path, e))
+    };
+    let write_overlay = || -> Result<()> {
+        let rgb = overlay(&plane, &out.labels, Some(&field), &opts.overlay)?;
+        save_png(&rgb, &overlay_path)?;
+        Ok(())
+    };
+    let n = wu * hu;
+    let write_probability = |k: usize| -> Result<()> {
+        let p = &prob_paths[k];
+        let plane16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
+            w,
+            h,
+            probs[k * n..(k + 1) * n]
+                .iter()
+                .map(|&v| xray_postproc::round_nonnegative(v.clamp(0.0, 1.0) * 65535.0) as u16)
+                .collect(),
+        )
+        .ok_or_else(|| Error::Invalid("probability plane of the wrong size".into()))?;
+        plane16
+            .save(p)
+            .map_err(|e| Error::io(p, std::io::Error::other(e)))
+    };
+    let ((masks, overlay_written), probabilities) = rayon::join(
+        || rayon::join(write_masks, write_overlay),
+        || {
+            use rayon::prelude::*;
+            (0..prob_paths.len())
+                .into_par_iter()
+                .map(write_probability)
+                .collect::<Result<Vec<()>>>()
+        },
+    );
+    masks?;
+    overlay_written?;
+    probabilities?;
     Ok(Segmented {
         stem: stem.to_string(),
         size: (w, h),
