@@ -272,6 +272,21 @@ fn a6_row<T: Elem>(
     }
 }
 
+/// [`a6_row`] over the tiles `r` of one output row, whose six column runs of `tw` tiles
+/// lie one after the other in `sr`. A function, not a closure: a closure is compiled out
+/// of line without the caller's AVX2.
+#[inline(always)]
+fn a6_tiles<T: Elem>(
+    sr: &[T],
+    tw: usize,
+    r: std::ops::Range<usize>,
+    (bias, epilogue): (T, Epilogue),
+    dst: &mut [std::mem::MaybeUninit<T>],
+) {
+    let q = |j: usize| &sr[j * tw + r.start..j * tw + r.end];
+    a6_row(q(0), q(1), q(2), q(3), q(4), q(5), bias, epilogue, dst);
+}
+
 /// Copies `planes` planes of `h × w` into zero-bordered planes of `hp = 4·th + 2` rows
 /// (one zero row before, the rest after), each row stored *phase-major*: padded column
 /// `xx` (one zero column before the image) at `(xx mod 4)·(tw + 1) + xx / 4`. The column
@@ -732,7 +747,6 @@ fn output_transform_impl<T: Elem>(
                     break;
                 }
                 let sr = &s[dy * A * tw..(dy + 1) * A * tw];
-                let q = |j: usize, r: std::ops::Range<usize>| &sr[j * tw + r.start..j * tw + r.end];
                 let out_row = ((b * co + o) * h + y) * w + x0;
                 // SAFETY: task (b, blk) alone writes columns x0..x0 + 4·whole ≤ w of this
                 // output row of image b, channel o; inside the allocation.
@@ -742,31 +756,9 @@ fn output_transform_impl<T: Elem>(
                         M * whole,
                     )
                 };
-                let r = 0..whole;
-                a6_row(
-                    q(0, r.clone()),
-                    q(1, r.clone()),
-                    q(2, r.clone()),
-                    q(3, r.clone()),
-                    q(4, r.clone()),
-                    q(5, r),
-                    bias_o,
-                    epilogue,
-                    dst,
-                );
+                a6_tiles(sr, tw, 0..whole, (bias_o, epilogue), dst);
                 if whole < len {
-                    let r = whole..whole + 1;
-                    a6_row(
-                        q(0, r.clone()),
-                        q(1, r.clone()),
-                        q(2, r.clone()),
-                        q(3, r.clone()),
-                        q(4, r.clone()),
-                        q(5, r),
-                        bias_o,
-                        epilogue,
-                        &mut edge,
-                    );
+                    a6_tiles(sr, tw, whole..whole + 1, (bias_o, epilogue), &mut edge);
                     let keep = w - (x0 + M * whole);
                     // SAFETY: the partial tile's pixels x0 + 4·whole .. w of the same row,
                     // written by this task alone; `keep < 4` elements of `edge`.
