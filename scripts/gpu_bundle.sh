@@ -37,6 +37,20 @@ TWIN_DIR=${TWIN_DIR:-../shared/peers}
 PIP=${PIP:-python3 -m pip}
 TARGET=${CARGO_TARGET_DIR:-target}
 
+# fetch_wheels GROUP SPEC...: downloads the wheels (pip requirement specifiers) into
+# $CUDA13_DIR/wheels/GROUP and unpacks each into $CUDA13_DIR (a wheel is a zip whose
+# nvidia/ tree is the library).
+fetch_wheels() {
+  local dir=$CUDA13_DIR/wheels/$1
+  shift
+  mkdir -p "$dir"
+  $PIP download --no-deps --dest "$dir" "$@"
+  for w in "$dir"/*.whl; do
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+      "$w" "$CUDA13_DIR"
+  done
+}
+
 nvcc_version() { "$1/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\),.*/\1/p'; }
 
 if [ -n "${CUDA_HOME:-}" ] && [ "$(nvcc_version "$CUDA_HOME")" = "13.0" ]; then
@@ -45,27 +59,16 @@ else
   TOOLKIT=$CUDA13_DIR/nvidia/cu13
   if [ "$(nvcc_version "$TOOLKIT")" != "13.0" ]; then
     echo "== fetching the CUDA 13.0 wheels into $CUDA13_DIR"
-    mkdir -p "$CUDA13_DIR/wheels"
-    $PIP download --no-deps --dest "$CUDA13_DIR/wheels" \
-      "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-nvvm==13.0.*" \
+    fetch_wheels toolkit "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-nvvm==13.0.*" \
       "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-cublas==13.0.*" \
       "nvidia-cuda-nvrtc==13.0.*" "nvidia-curand==10.4.0.*"
-    for w in "$CUDA13_DIR"/wheels/nvidia_{cuda,nvvm,cublas,curand}*.whl; do
-      python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
-        "$w" "$CUDA13_DIR"
-    done
     chmod +x "$TOOLKIT"/bin/* "$TOOLKIT"/nvvm/bin/* 2>/dev/null || true
   fi
 fi
 CUDNN_HOME=${CUDNN_HOME:-$CUDA13_DIR/nvidia/cudnn}
 if [ "${NO_CUDNN:-0}" != 1 ] && [ ! -e "$CUDNN_HOME/include/cudnn.h" ]; then
   echo "== fetching cuDNN 9 for CUDA 13 (about 700 MB) into $CUDA13_DIR"
-  mkdir -p "$CUDA13_DIR/wheels"
-  $PIP download --no-deps --dest "$CUDA13_DIR/wheels" "nvidia-cudnn-cu13==9.*"
-  for w in "$CUDA13_DIR"/wheels/nvidia_cudnn*.whl; do
-    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
-      "$w" "$CUDA13_DIR"
-  done
+  fetch_wheels cudnn "nvidia-cudnn-cu13==9.*"
 fi
 echo "== toolkit $TOOLKIT: nvcc $(nvcc_version "$TOOLKIT"), CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
 
