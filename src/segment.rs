@@ -315,19 +315,17 @@ fn is_radiograph_file(path: &Path) -> std::io::Result<bool> {
 /// assert!(clash.unwrap_err().to_string().contains("a/x.png"));
 /// ```
 pub fn check_unique_stems(files: &[PathBuf]) -> Result<()> {
-    let mut seen: std::collections::HashMap<std::ffi::OsString, &PathBuf> =
+    let mut seen: std::collections::HashMap<&std::ffi::OsStr, &PathBuf> =
         std::collections::HashMap::new();
     for file in files {
-        let stem = file.file_stem().unwrap_or(file.as_os_str()).to_os_string();
+        let stem = file.file_stem().unwrap_or(file.as_os_str());
         if let Some(first) = seen.insert(stem, file) {
             return Err(Error::Invalid(format!(
                 "{} and {} would write the same outputs ({}.*): segment them into \
                  different --out folders or rename one",
                 first.display(),
                 file.display(),
-                file.file_stem()
-                    .unwrap_or(file.as_os_str())
-                    .to_string_lossy()
+                stem.to_string_lossy()
             )));
         }
     }
