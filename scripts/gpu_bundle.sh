@@ -87,7 +87,7 @@ for lib in "$CUDNN_HOME"/lib/libcudnn.so.*; do
 done
 # The driver's libcuda.so is linked from the system (the GPU machine's driver provides the
 # real one at run time): Debian's libcuda1 (non-free) or any NVIDIA driver package.
-if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so '; then
+if ! grep -q 'libcuda\.so ' <<<"$(ldconfig -p 2>/dev/null)"; then
   echo "no libcuda.so to link against: install the NVIDIA driver's library (Debian: enable" >&2
   echo "non-free, apt-get install libcuda1)" >&2
   exit 2

@@ -96,7 +96,7 @@ print(":".join(dirs))
 PY
 )
   # The driver's libcuda.so.1, where the loader does not already know it.
-  if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+  if ! grep -q 'libcuda\.so\.1 ' <<<"$(ldconfig -p 2>/dev/null)"; then
     for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64; do
       [ -e "$d/libcuda.so.1" ] && libs=${libs:+$libs:}$d
     done
