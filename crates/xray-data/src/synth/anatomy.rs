@@ -1,15 +1,24 @@
-//! Limb anatomy as projected thickness maps.
+//! Limb and trunk anatomy as projected thickness maps.
 //!
 //! Each body part is a set of analytic primitives in millimetres (a canonical frame with
-//! the limb axis along y), placed in the image by a random pose and rasterised to
-//! - `tissue`: soft-tissue path length (mm), the union (max) of smooth tubes and ellipsoids;
+//! the limb or spine axis along y), placed in the image by a random pose and rasterised to
+//! - `tissue`: soft-tissue path length (mm), the union (max) of smooth tubes and ellipsoids,
+//!   less the air inside the body (lungs, bowel gas; see below);
 //! - `bone`: bone path length in cortical-bone equivalents (mm), the sum over bones, so
 //!   overlapping bones add up as they do on film.
 //!
 //! Long bones are tubes whose radius widens towards the ends (metaphysis, epiphysis) with
 //! a dense cortical shell around a light medulla; at the ends the shell thins and the
-//! interior becomes denser trabecular bone. Carpals, tarsals, the patella and condyles are
-//! ellipsoids with a thin shell.
+//! interior becomes denser trabecular bone. Carpals, tarsals, the patella, condyles and
+//! vertebral bodies are ellipsoids with a thin shell; flat bones (scapula, iliac wing,
+//! sacrum) are ellipsoids flattened along the beam. Ribs and clavicles are chains of short
+//! tubes along quadratic Bézier curves.
+//!
+//! The trunk is thick (200–250 mm of tissue), and what makes a chest a chest is air: the
+//! lungs (and gas in the bowel) are ellipsoids of air whose path length is taken out of the
+//! tissue's, while the heart and the diaphragm's domes push the air aside. Air never removes
+//! more than 70 % of a ray's tissue (the chest wall stays), so the lungs remain soft tissue
+//! in the labels, as they are in the paper's convention.
 
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
@@ -34,11 +43,17 @@ pub enum BodyPart {
     AnkleFoot,
     /// Femur segment in thick soft tissue.
     Femur,
+    /// Chest, PA: lungs, heart, ribs, clavicles, spine, scapulae, shoulders and upper arms.
+    Chest,
+    /// Pelvis, AP: both hip bones, sacrum, lower lumbar spine, proximal femurs, bowel gas.
+    Pelvis,
+    /// Hip, AP: one hip joint and proximal femur, with the hemipelvis around it.
+    Hip,
 }
 
 impl BodyPart {
     /// Every body part, in a fixed order (the index used by category weights).
-    pub const ALL: [BodyPart; 8] = [
+    pub const ALL: [BodyPart; 11] = [
         BodyPart::Hand,
         BodyPart::Wrist,
         BodyPart::Forearm,
@@ -47,6 +62,9 @@ impl BodyPart {
         BodyPart::LowerLeg,
         BodyPart::AnkleFoot,
         BodyPart::Femur,
+        BodyPart::Chest,
+        BodyPart::Pelvis,
+        BodyPart::Hip,
     ];
 
     /// The name written to `categories.csv` (snake case).
@@ -60,6 +78,9 @@ impl BodyPart {
             BodyPart::LowerLeg => "lower_leg",
             BodyPart::AnkleFoot => "ankle_foot",
             BodyPart::Femur => "femur",
+            BodyPart::Chest => "chest",
+            BodyPart::Pelvis => "pelvis",
+            BodyPart::Hip => "hip",
         }
     }
 
@@ -108,12 +129,34 @@ enum Shape {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    /// Bone with cortical shell fraction (of the radius) and relative density of the
-    /// medulla in the shaft.
-    Bone { cortex: f32, medulla: f32 },
-    /// Soft tissue: depth factor (path length / projected width) and outline wobble
-    /// (amplitudes and phases of three harmonics along the tube).
-    Tissue { depth: f32, wobble: [f32; 6] },
+    /// Bone with cortical shell fraction (of the radius), relative density of the medulla
+    /// in the shaft, and a factor on the path length (1 for round bones, less for flat
+    /// bones seen face on).
+    Bone {
+        cortex: f32,
+        medulla: f32,
+        scale: f32,
+    },
+    /// Soft matter: which map it goes to, depth factor (path length / projected width) and
+    /// outline wobble (amplitudes and phases of three harmonics along the tube or around
+    /// the ellipse).
+    Soft {
+        layer: Layer,
+        depth: f32,
+        wobble: [f32; 6],
+    },
+}
+
+/// Where a soft primitive's path length goes; each map is the union (max) of its
+/// primitives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    /// Soft tissue.
+    Tissue,
+    /// Air inside the body (lungs, bowel gas): taken out of the tissue's path length.
+    Air,
+    /// Organs that push the air aside (heart, the diaphragm's domes): taken out of `Air`.
+    Displace,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -133,7 +176,12 @@ pub(crate) struct Anatomy {
     pub center: [f32; 2],
     /// Nominal field of view (mm) across the image.
     pub extent: f32,
+    /// Dose relative to a limb (multiplies the open beam's quanta per pixel).
+    pub technique: f32,
 }
+
+/// The fraction of a ray's tissue that air (lungs, gas) always leaves: the body wall.
+const MIN_TISSUE_LEFT: f32 = 0.3;
 
 /// Rasterised thickness maps.
 #[derive(Debug, Clone)]
@@ -157,11 +205,54 @@ fn wobble(rng: &mut (impl Rng + ?Sized), amp: f32) -> [f32; 6] {
     w
 }
 
+/// How a bone's path length is made up: cortical shell fraction (of the radius), relative
+/// density inside, and a factor on the whole (1 for round bones, well below 1 for flat
+/// bones seen face on).
+#[derive(Debug, Clone, Copy)]
+struct Density {
+    cortex: f32,
+    medulla: f32,
+    scale: f32,
+}
+
+impl Density {
+    const fn new(cortex: f32, medulla: f32, scale: f32) -> Self {
+        Self {
+            cortex,
+            medulla,
+            scale,
+        }
+    }
+    /// Rounded ends of long bones, femoral and humeral heads, trochanters: thin shell
+    /// around dense trabecular bone.
+    const EPIPHYSIS: Self = Self::new(0.12, 0.5, 1.0);
+    /// Vertebral bodies: a thin shell around light trabecular bone.
+    const VERTEBRA: Self = Self::new(0.1, 0.22, 0.8);
+    /// Pedicles and small processes: rings of cortex seen end on.
+    const PEDICLE: Self = Self::new(0.4, 0.4, 1.0);
+    /// Scapula and iliac wing seen face on: a thin plate.
+    const PLATE: Self = Self::new(0.35, 0.3, 0.1);
+    /// The thick parts of flat bones (glenoid, acromion, above the acetabulum).
+    const FLAT_BODY: Self = Self::new(0.15, 0.45, 0.7);
+    /// Sacrum: spongy, with the foramina lightening it.
+    const SACRUM: Self = Self::new(0.2, 0.4, 0.3);
+    /// Posterior rib arcs and floating ribs.
+    const RIB: Self = Self::new(0.3, 0.3, 0.8);
+    /// Anterior rib arcs: thinner, flatter, fainter.
+    const RIB_FRONT: Self = Self::new(0.35, 0.3, 0.6);
+    /// Clavicle: a round tubular bone.
+    const CLAVICLE: Self = Self::new(0.3, 0.25, 1.0);
+}
+
 struct Builder<'a, R: Rng + ?Sized> {
     prims: Vec<Prim>,
     rng: &'a mut R,
     group: u32,
     join: bool,
+    /// Size of this individual: multiplies the canonical positions and radii given to
+    /// `bone_blob`, `curved_bone`, `bone_at`, `tissue_at` and `soft_blob` (not those of
+    /// the limb builders, whose size comes from the pose alone).
+    size: f32,
 }
 
 impl<R: Rng + ?Sized> Builder<'_, R> {
@@ -192,6 +283,7 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
             kind: Kind::Bone {
                 cortex,
                 medulla: 0.12,
+                scale: 1.0,
             },
             group,
         });
@@ -209,6 +301,7 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
             kind: Kind::Bone {
                 cortex: 0.12,
                 medulla: 0.45,
+                scale: 1.0,
             },
             group,
         });
@@ -224,22 +317,130 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
                 widen_a: 0.0,
                 widen_b: 0.0,
             },
-            kind: Kind::Tissue { depth, wobble: w },
+            kind: Kind::Soft {
+                layer: Layer::Tissue,
+                depth,
+                wobble: w,
+            },
             group: 0,
         });
     }
     fn tissue_blob(&mut self, c: [f32; 2], rx: f32, ry: f32, angle_deg: f32, depth: f32) {
+        self.soft_blob(Layer::Tissue, c, rx, ry, angle_deg, depth);
+    }
+    fn soft_blob(
+        &mut self,
+        layer: Layer,
+        c: [f32; 2],
+        rx: f32,
+        ry: f32,
+        angle_deg: f32,
+        depth: f32,
+    ) {
+        let k = self.size;
         let w = wobble(self.rng, 0.05);
         self.prims.push(Prim {
             shape: Shape::Blob {
-                c,
-                rx,
-                ry,
+                c: [c[0] * k, c[1] * k],
+                rx: rx * k,
+                ry: ry * k,
                 angle: angle_deg.to_radians(),
             },
-            kind: Kind::Tissue { depth, wobble: w },
+            kind: Kind::Soft {
+                layer,
+                depth,
+                wobble: w,
+            },
             group: 0,
         });
+    }
+    /// A tube of soft tissue at the individual's size (trunk, neck, arms, thighs).
+    fn tissue_at(&mut self, a: [f32; 2], b: [f32; 2], ra: f32, rb: f32, depth: f32) {
+        let k = self.size;
+        self.tissue(
+            [a[0] * k, a[1] * k],
+            [b[0] * k, b[1] * k],
+            ra * k,
+            rb * k,
+            depth,
+        );
+    }
+    /// An ellipsoidal bone of the given make-up, at the individual's size.
+    fn bone_blob(&mut self, c: [f32; 2], rx: f32, ry: f32, angle_deg: f32, d: Density) {
+        let s = self.size * (1.0 + j(self.rng, 0.07));
+        let group = self.next_group();
+        self.prims.push(Prim {
+            shape: Shape::Blob {
+                c: [c[0] * self.size, c[1] * self.size],
+                rx: rx * s,
+                ry: ry * s,
+                angle: angle_deg.to_radians(),
+            },
+            kind: d.kind(),
+            group,
+        });
+    }
+    /// A straight tube of bone (radius `ra → rb`, ends widened by `widen`), at the
+    /// individual's size.
+    fn bone_at(&mut self, a: [f32; 2], b: [f32; 2], r: [f32; 2], widen: [f32; 2], d: Density) {
+        let k = self.size;
+        let s = k * (1.0 + j(self.rng, 0.06));
+        let group = self.next_group();
+        self.prims.push(Prim {
+            shape: Shape::Tube {
+                a: [a[0] * k, a[1] * k],
+                b: [b[0] * k, b[1] * k],
+                ra: r[0] * s,
+                rb: r[1] * s,
+                widen_a: widen[0],
+                widen_b: widen[1],
+            },
+            kind: d.kind(),
+            group,
+        });
+    }
+    /// A curved bone (rib, clavicle): short tubes along the quadratic Bézier curve
+    /// `p[0] → p[2]` with control point `p[1]`, radius `r[0] → r[1]`, all one bone.
+    fn curved_bone(&mut self, p: [[f32; 2]; 3], r: [f32; 2], d: Density) {
+        const SEGMENTS: usize = 6;
+        let k = self.size;
+        let at = |t: f32| {
+            let u = 1.0 - t;
+            let (w0, w1, w2) = (u * u, 2.0 * u * t, t * t);
+            [
+                k * (w0 * p[0][0] + w1 * p[1][0] + w2 * p[2][0]),
+                k * (w0 * p[0][1] + w1 * p[1][1] + w2 * p[2][1]),
+            ]
+        };
+        for i in 0..SEGMENTS {
+            let (t0, t1) = (i as f32 / SEGMENTS as f32, (i + 1) as f32 / SEGMENTS as f32);
+            if i > 0 {
+                self.join = true;
+            }
+            let group = self.next_group();
+            self.prims.push(Prim {
+                shape: Shape::Tube {
+                    a: at(t0),
+                    b: at(t1),
+                    ra: k * (r[0] + (r[1] - r[0]) * t0),
+                    rb: k * (r[0] + (r[1] - r[0]) * t1),
+                    widen_a: 0.0,
+                    widen_b: 0.0,
+                },
+                kind: d.kind(),
+                group,
+            });
+        }
+    }
+}
+
+impl Density {
+    fn kind(self) -> Kind {
+        Kind::Bone {
+            cortex: self.cortex,
+            medulla: self.medulla,
+            scale: self.scale,
+        }
     }
 }
 
@@ -404,6 +605,247 @@ fn foot<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
     }
 }
 
+/// Chest, PA, canonical frame: origin in the middle of the chest at about the seventh
+/// thoracic vertebra, head towards −y, the heart on the +x side. An adult of about 300 mm
+/// across the ribs and 220 mm front to back.
+fn thorax<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
+    b.size = 1.0 + j(b.rng, 0.08);
+    // Body: trunk, shoulders, neck, upper arms at the sides.
+    let depth = b.rng.random_range(0.62..0.8f32);
+    b.tissue_at([0.0, -200.0], [0.0, 460.0], 150.0, 158.0, depth);
+    b.tissue_at([-195.0, -182.0], [195.0, -182.0], 48.0, 48.0, 0.9);
+    b.tissue_at([0.0, -420.0], [0.0, -190.0], 56.0, 62.0, 0.95);
+    let arm_out = b.rng.random_range(0.0..40.0f32);
+    for side in [-1.0f32, 1.0] {
+        let shoulder = [side * 205.0, -180.0];
+        let elbow = [side * (225.0 + arm_out), 250.0];
+        b.tissue_at(shoulder, elbow, 47.0, 40.0, 0.9);
+        // Humerus with its head in the glenoid; scapula (a plate, face on) with the glenoid
+        // and acromion; clavicle from the sternum to the acromion.
+        let head = [side * 198.0, -178.0];
+        b.bone_at(
+            head,
+            elbow,
+            [14.0, 11.0],
+            [0.9, 0.2],
+            Density::new(0.3, 0.12, 1.0),
+        );
+        b.join()
+            .bone_blob(head, 23.0, 24.0, 0.0, Density::EPIPHYSIS);
+        let tilt = side * (12.0 + j(b.rng, 8.0));
+        b.bone_blob([side * 150.0, -100.0], 48.0, 78.0, tilt, Density::PLATE);
+        b.join()
+            .bone_blob([side * 178.0, -176.0], 12.0, 20.0, 0.0, Density::FLAT_BODY);
+        b.join().bone_blob(
+            [side * 172.0, -206.0],
+            24.0,
+            9.0,
+            side * 10.0,
+            Density::FLAT_BODY,
+        );
+        let dip = j(b.rng, 10.0);
+        let clavicle = [
+            [side * 18.0, -165.0],
+            [side * 95.0, -170.0 + dip],
+            [side * 172.0, -202.0],
+        ];
+        b.curved_bone(clavicle, [8.5, 7.0], Density::CLAVICLE);
+    }
+    // Thoracic and upper lumbar spine: vertebral bodies widening downwards, with pedicles.
+    for k in 0..18 {
+        let y = -290.0 + 30.0 * k as f32;
+        let w = 17.0 + 0.75 * k as f32;
+        let x = j(b.rng, 1.5);
+        b.bone_blob([x, y], w, 12.5, 0.0, Density::VERTEBRA);
+        for side in [-1.0f32, 1.0] {
+            b.join()
+                .bone_blob([side * (w - 3.0), y - 3.0], 4.5, 7.0, 0.0, Density::PEDICLE);
+        }
+    }
+    // Ribs 1–10 as seen PA: the posterior arc rises from the spine and runs out to the
+    // lateral chest wall; the fainter anterior arc curves down and in towards the sternum
+    // (its cartilage is invisible, so it stops short of the midline). Ribs 11–12 float.
+    let half_width = [
+        72.0, 102.0, 122.0, 135.0, 142.0, 146.0, 147.0, 145.0, 140.0, 132.0,
+    ];
+    let slope = b.rng.random_range(0.8..1.2f32);
+    for side in [-1.0f32, 1.0] {
+        for (k, &w) in half_width.iter().enumerate() {
+            let k = k as f32;
+            let y0 = -192.0 + 26.0 * k + j(b.rng, 2.0);
+            let lateral = [side * w, y0 + 18.0 * slope + 2.0 * k];
+            let r = 5.0 + 0.15 * k;
+            let back = [[side * 20.0, y0], [side * w * 0.55, y0 - 24.0], lateral];
+            b.curved_bone(back, [r, r], Density::RIB);
+            let front = [
+                lateral,
+                [side * w * 1.02, y0 + 62.0 * slope],
+                [side * (w * 0.3 + 12.0), y0 + (70.0 + 5.0 * k) * slope],
+            ];
+            b.join()
+                .curved_bone(front, [r, 0.8 * r], Density::RIB_FRONT);
+        }
+        for k in [0.0f32, 1.0] {
+            let y0 = 72.0 + 26.0 * k;
+            let floating = [
+                [side * 24.0, y0],
+                [side * 60.0, y0 - 6.0],
+                [side * (110.0 - 30.0 * k), y0 + 40.0],
+            ];
+            b.curved_bone(floating, [5.0, 4.0], Density::RIB);
+        }
+    }
+    // Lungs: air, each the union of an upper and a lower ellipsoid; the right lung is
+    // the larger. The heart and the domes of the diaphragm (liver on the right) push the
+    // air aside; the trachea is a narrow column of air above.
+    let inspiration = b.rng.random_range(0.9..1.1f32);
+    let air = b.rng.random_range(0.6..0.72f32);
+    for (side, width) in [(-1.0f32, 62.0f32), (1.0, 58.0)] {
+        let (upper, lower) = ([side * 78.0, -30.0], [side * 95.0, 35.0 * inspiration]);
+        b.soft_blob(
+            Layer::Air,
+            upper,
+            width,
+            135.0 * inspiration,
+            -side * 4.0,
+            air,
+        );
+        b.soft_blob(
+            Layer::Air,
+            lower,
+            width - 8.0,
+            80.0 * inspiration,
+            -side * 8.0,
+            air * 0.95,
+        );
+        let dome = [
+            side * 80.0,
+            if side < 0.0 { 150.0 } else { 165.0 } * inspiration,
+        ];
+        b.soft_blob(Layer::Displace, dome, 95.0, 62.0, 0.0, 1.0);
+    }
+    let heart = b.rng.random_range(0.85..1.2f32);
+    let centre = [28.0, 45.0 * inspiration];
+    b.soft_blob(
+        Layer::Displace,
+        centre,
+        72.0 * heart,
+        56.0 * heart,
+        -25.0,
+        0.75,
+    );
+    b.soft_blob(Layer::Air, [0.0, -215.0], 9.0, 75.0, 0.0, 0.14);
+}
+
+/// Pelvis, AP, canonical frame: origin midway between the hip joints, head towards −y.
+/// About 380 mm across the hips and 230 mm front to back.
+fn pelvis<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
+    b.size = 1.0 + j(b.rng, 0.08);
+    let depth = b.rng.random_range(0.62..0.8f32);
+    b.tissue_at([0.0, -420.0], [0.0, 40.0], 160.0, 185.0, depth);
+    for side in [-1.0f32, 1.0] {
+        b.tissue_at([side * 92.0, 0.0], [side * 110.0, 500.0], 98.0, 72.0, 0.85);
+    }
+    // Gas in the bowel above the pelvic inlet, and often in the rectum.
+    let pockets = b.rng.random_range(4..12);
+    for _ in 0..pockets {
+        let c = [
+            b.rng.random_range(-120.0..120.0f32),
+            b.rng.random_range(-320.0..-60.0f32),
+        ];
+        let (rx, ry) = (
+            b.rng.random_range(8.0..32.0f32),
+            b.rng.random_range(6.0..22.0f32),
+        );
+        let a = b.rng.random_range(-90.0..90.0f32);
+        b.soft_blob(Layer::Air, c, rx, ry, a, 0.8);
+    }
+    if b.rng.random_bool(0.5) {
+        let x = j(b.rng, 10.0);
+        b.soft_blob(Layer::Air, [x, -30.0], 14.0, 20.0, 0.0, 0.8);
+    }
+    // Lower lumbar spine (L4, L5) with transverse processes, then the sacrum and coccyx.
+    for (k, y) in [-262.0f32, -222.0].into_iter().enumerate() {
+        let w = 27.0 + 2.0 * k as f32;
+        b.bone_blob([0.0, y], w, 16.0, 0.0, Density::VERTEBRA);
+        for side in [-1.0f32, 1.0] {
+            let tip = [side * (52.0 - 4.0 * k as f32), y + 3.0];
+            b.join().bone_at(
+                [side * 14.0, y],
+                tip,
+                [6.0, 5.0],
+                [0.0, 0.3],
+                Density::PEDICLE,
+            );
+        }
+    }
+    b.bone_blob([0.0, -150.0], 58.0, 42.0, 0.0, Density::SACRUM);
+    b.join()
+        .bone_blob([0.0, -95.0], 32.0, 42.0, 0.0, Density::SACRUM);
+    b.bone_blob([0.0, -45.0], 7.0, 14.0, 0.0, Density::EPIPHYSIS);
+    let flare = j(b.rng, 8.0);
+    let cortical = Density::new(0.35, 0.12, 1.0);
+    for side in [-1.0f32, 1.0] {
+        // Hip bone: iliac wing (a plate, seen obliquely), the thick body above the
+        // acetabulum, ischium, both pubic rami and the body at the symphysis.
+        let wing = side * (-22.0 + flare);
+        b.bone_blob([side * 112.0, -140.0], 76.0, 56.0, wing, Density::PLATE);
+        b.join()
+            .bone_blob([side * 98.0, -95.0], 46.0, 44.0, 0.0, Density::PLATE);
+        b.join().bone_blob(
+            [side * 92.0, -55.0],
+            32.0,
+            40.0,
+            side * 15.0,
+            Density::FLAT_BODY,
+        );
+        let (ischium, tuberosity) = ([side * 88.0, -30.0], [side * 74.0, 52.0]);
+        b.join()
+            .bone_at(ischium, tuberosity, [16.0, 13.0], [0.0, 0.45], cortical);
+        let (acetabulum, symphysis) = ([side * 78.0, -28.0], [side * 16.0, 2.0]);
+        b.join()
+            .bone_at(acetabulum, symphysis, [10.0, 9.0], [0.0, 0.0], cortical);
+        b.join().bone_at(
+            tuberosity,
+            [side * 18.0, 28.0],
+            [8.0, 8.0],
+            [0.0, 0.0],
+            cortical,
+        );
+        b.join()
+            .bone_blob([side * 11.0, 14.0], 9.0, 22.0, 0.0, Density::EPIPHYSIS);
+        // Proximal femur: head in the acetabulum, neck, greater and lesser trochanter,
+        // shaft.
+        let abduction = j(b.rng, 6.0);
+        let head = [side * 96.0, -38.0];
+        b.bone_blob(head, 24.0, 24.0, 0.0, Density::EPIPHYSIS);
+        b.join().bone_at(
+            head,
+            [side * 130.0, 2.0],
+            [15.0, 17.0],
+            [0.0, 0.3],
+            cortical,
+        );
+        b.join().bone_blob(
+            [side * 143.0, 4.0],
+            20.0,
+            28.0,
+            side * 10.0,
+            Density::EPIPHYSIS,
+        );
+        b.join()
+            .bone_blob([side * 112.0, 46.0], 9.0, 11.0, 0.0, Density::EPIPHYSIS);
+        let (top, knee) = ([side * 136.0, 10.0], [side * (122.0 + abduction), 500.0]);
+        b.join().bone_at(
+            top,
+            knee,
+            [17.0, 14.0],
+            [0.5, 0.1],
+            Density::new(0.3, 0.12, 1.0),
+        );
+    }
+}
+
 /// Build a body part with random anatomy variations (not yet posed).
 pub(crate) fn build(part: BodyPart, rng: &mut (impl Rng + ?Sized)) -> Anatomy {
     let mut b = Builder {
@@ -411,6 +853,7 @@ pub(crate) fn build(part: BodyPart, rng: &mut (impl Rng + ?Sized)) -> Anatomy {
         rng,
         group: 0,
         join: false,
+        size: 1.0,
     };
     let (center, extent) = match part {
         BodyPart::Hand => {
@@ -445,11 +888,32 @@ pub(crate) fn build(part: BodyPart, rng: &mut (impl Rng + ?Sized)) -> Anatomy {
             foot(&mut b);
             ([0.0, 55.0], 240.0)
         }
+        BodyPart::Chest => {
+            thorax(&mut b);
+            ([0.0, -20.0], 400.0)
+        }
+        BodyPart::Pelvis => {
+            pelvis(&mut b);
+            ([0.0, -70.0], 400.0)
+        }
+        BodyPart::Hip => {
+            pelvis(&mut b);
+            let side = if b.rng.random_bool(0.5) { -1.0 } else { 1.0 };
+            ([side * 100.0, -10.0], 250.0)
+        }
+    };
+    // Trunk examinations use several times a limb's dose (higher kV and mAs), so they are
+    // not more quantum-limited than a hand.
+    let technique = match part {
+        BodyPart::Chest => 4.0,
+        BodyPart::Pelvis | BodyPart::Hip => 8.0,
+        _ => 1.0,
     };
     Anatomy {
         prims: b.prims,
         center,
         extent,
+        technique,
     }
 }
 
@@ -494,10 +958,27 @@ fn wobble_at(w: &[f32; 6], t: f32) -> f32 {
 impl Anatomy {
     /// Rasterise into `width × height` maps under `pose`. Values in mm.
     pub(crate) fn rasterise(&self, width: usize, height: usize, pose: &Pose) -> ThicknessMaps {
-        let mut tissue = vec![0.0f32; width * height];
-        let mut bone = vec![0.0f32; width * height];
+        let n = width * height;
+        let mut tissue = vec![0.0f32; n];
+        let mut bone = vec![0.0f32; n];
+        let uses = |layer: Layer| {
+            self.prims
+                .iter()
+                .any(|p| matches!(p.kind, Kind::Soft { layer: l, .. } if l == layer))
+        };
+        // Limbs have no air: its maps are only allocated for the trunk.
+        let mut air = if uses(Layer::Air) {
+            vec![0.0f32; n]
+        } else {
+            Vec::new()
+        };
+        let mut displaced = if uses(Layer::Displace) {
+            vec![0.0f32; n]
+        } else {
+            Vec::new()
+        };
         // One bone's primitives merge by maximum in `gbuf`; finished bones add into `bone`.
-        let mut gbuf = vec![0.0f32; width * height];
+        let mut gbuf = vec![0.0f32; n];
         let mut gbox: Option<(usize, usize, usize, usize)> = None;
         let mut current = u32::MAX;
         let flush = |gbuf: &mut [f32],
@@ -522,6 +1003,16 @@ impl Anatomy {
                 flush(&mut gbuf, &mut bone, &mut gbox);
                 current = prim.group;
             }
+            let soft_map: &mut Vec<f32> = match prim.kind {
+                Kind::Soft {
+                    layer: Layer::Air, ..
+                } => &mut air,
+                Kind::Soft {
+                    layer: Layer::Displace,
+                    ..
+                } => &mut displaced,
+                _ => &mut tissue,
+            };
             match prim.shape {
                 Shape::Tube {
                     a,
@@ -547,7 +1038,7 @@ impl Anatomy {
                     // the axial overshoot counts `cap` times, so the cap reaches r/cap.
                     let cap = match prim.kind {
                         Kind::Bone { .. } => 2.0,
-                        Kind::Tissue { .. } => 1.0,
+                        Kind::Soft { .. } => 1.0,
                     };
                     for y in y0..y1 {
                         let py = y as f32 + 0.5 - pa[1];
@@ -567,7 +1058,11 @@ impl Anatomy {
                             let d2 = perp * perp + cap * cap * over * over;
                             let base = ra + (rb - ra) * t;
                             match prim.kind {
-                                Kind::Bone { cortex, medulla } => {
+                                Kind::Bone {
+                                    cortex,
+                                    medulla,
+                                    scale,
+                                } => {
                                     let ea = (1.0 - t / 0.2).max(0.0);
                                     let eb = ((t - 0.8) / 0.2).max(0.0);
                                     let r = base * (1.0 + widen_a * ea * ea + widen_b * eb * eb);
@@ -580,18 +1075,18 @@ impl Anatomy {
                                     let rho = medulla + (0.42 - medulla) * endness;
                                     let outer = 2.0 * (r2 - d2).sqrt();
                                     let inner = 2.0 * (ri * ri - d2).max(0.0).sqrt();
-                                    let v = (outer - inner + rho * inner) * mm_per_px;
+                                    let v = (outer - inner + rho * inner) * scale * mm_per_px;
                                     let g = &mut gbuf[row + x];
                                     *g = g.max(v);
                                 }
-                                Kind::Tissue { depth, wobble } => {
+                                Kind::Soft { depth, wobble, .. } => {
                                     let r = base * wobble_at(&wobble, t);
                                     let r2 = r * r;
                                     if d2 >= r2 {
                                         continue;
                                     }
                                     let th = depth * 2.0 * (r2 - d2).sqrt() * mm_per_px;
-                                    let cell = &mut tissue[row + x];
+                                    let cell = &mut soft_map[row + x];
                                     *cell = cell.max(th);
                                 }
                             }
@@ -624,18 +1119,22 @@ impl Anatomy {
                             let v = (-s * px + co * py) / ry;
                             let q = u * u + v * v;
                             match prim.kind {
-                                Kind::Bone { cortex, medulla } => {
+                                Kind::Bone {
+                                    cortex,
+                                    medulla,
+                                    scale,
+                                } => {
                                     if q >= 1.0 {
                                         continue;
                                     }
                                     let k = 1.0 - cortex;
                                     let outer = 2.0 * rz * (1.0 - q).sqrt();
                                     let inner = 2.0 * rz * k * (1.0 - q / (k * k)).max(0.0).sqrt();
-                                    let v = (outer - inner + medulla * inner) * mm_per_px;
+                                    let v = (outer - inner + medulla * inner) * scale * mm_per_px;
                                     let g = &mut gbuf[row + x];
                                     *g = g.max(v);
                                 }
-                                Kind::Tissue { depth, wobble } => {
+                                Kind::Soft { depth, wobble, .. } => {
                                     let theta = v.atan2(u) / std::f32::consts::TAU;
                                     let wr = wobble_at(&wobble, theta);
                                     let q = q / (wr * wr);
@@ -643,7 +1142,7 @@ impl Anatomy {
                                         continue;
                                     }
                                     let th = depth * 2.0 * rz * (1.0 - q).sqrt() * mm_per_px;
-                                    let cell = &mut tissue[row + x];
+                                    let cell = &mut soft_map[row + x];
                                     *cell = cell.max(th);
                                 }
                             }
@@ -653,6 +1152,14 @@ impl Anatomy {
             }
         }
         flush(&mut gbuf, &mut bone, &mut gbox);
+        if !air.is_empty() {
+            for (i, t) in tissue.iter_mut().enumerate() {
+                let a = air[i] - displaced.get(i).copied().unwrap_or(0.0);
+                if a > 0.0 && *t > 0.0 {
+                    *t = (*t - a).max(MIN_TISSUE_LEFT * *t);
+                }
+            }
+        }
         // Bone lies inside the limb: where a bone pokes out of a tissue outline, give it a
         // covering of about 2 mm (at least one pixel) all round, so the labels stay nested
         // (bone ⊂ tissue) as in a real limb.
@@ -740,5 +1247,140 @@ pub(crate) fn sample_pose(
             width as f32 * (0.5 + rng.random_range(-0.12..0.12f32)),
             height as f32 * (0.5 + rng.random_range(-0.12..0.12f32)),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn soft(layer: Layer, c: [f32; 2], r: f32, depth: f32) -> Prim {
+        Prim {
+            shape: Shape::Blob {
+                c,
+                rx: r,
+                ry: r,
+                angle: 0.0,
+            },
+            kind: Kind::Soft {
+                layer,
+                depth,
+                wobble: [0.0; 6],
+            },
+            group: 0,
+        }
+    }
+
+    /// One pixel per millimetre, canonical origin at the image's top-left corner.
+    fn identity_pose() -> Pose {
+        Pose {
+            scale: 1.0,
+            angle: 0.0,
+            mirror: false,
+            origin: [0.0; 2],
+            target: [0.0; 2],
+        }
+    }
+
+    #[test]
+    fn air_is_taken_from_tissue_but_leaves_the_body_wall_and_yields_to_organs() {
+        // A ball of tissue (100 mm through its centre), a ball of air (radius 20, 40 mm
+        // through its centre) inside it, and an organ displacing 25 mm of air at the
+        // air ball's centre. Pixel centres sit at half-millimetres.
+        let anat = Anatomy {
+            prims: vec![
+                soft(Layer::Tissue, [50.5, 50.5], 50.0, 1.0),
+                soft(Layer::Air, [30.5, 50.5], 20.0, 1.0),
+                soft(Layer::Air, [70.5, 50.5], 20.0, 5.0),
+                soft(Layer::Displace, [30.5, 50.5], 12.5, 1.0),
+            ],
+            center: [50.0; 2],
+            extent: 100.0,
+            technique: 1.0,
+        };
+        let maps = anat.rasterise(101, 101, &identity_pose());
+        let at = |x: usize, y: usize| maps.tissue[y * 101 + x];
+        let chord = |r: f32, d: f32| 2.0 * (r * r - d * d).max(0.0).sqrt();
+        // Air ball centre: 40 mm of air less 25 mm displaced leaves 15 mm of air.
+        let t = chord(50.0, 20.0);
+        assert!((at(30, 50) - (t - 15.0)).abs() < 1e-3, "{}", at(30, 50));
+        // Beside the organ (10 mm off its centre... outside its 12.5 mm radius at 15 mm).
+        let a = chord(20.0, 15.0);
+        assert!(
+            (at(30, 35) - (chord(50.0, (20.0f32.powi(2) + 15.0f32.powi(2)).sqrt()) - a)).abs()
+                < 1e-3
+        );
+        // Five times more air than tissue would leave nothing: the wall's 30 % stays.
+        assert!(
+            (at(70, 50) - MIN_TISSUE_LEFT * t).abs() < 1e-3,
+            "{}",
+            at(70, 50)
+        );
+        // No air: tissue untouched; outside the body: nothing.
+        assert!((at(50, 10) - chord(50.0, 40.0)).abs() < 1e-3);
+        assert_eq!(at(0, 0), 0.0);
+        assert!(maps.bone.iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn chest_lungs_are_thinner_than_the_mediastinum_and_the_spine_is_bone() {
+        for seed in 0..4 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let anat = build(BodyPart::Chest, &mut rng);
+            assert!(anat.technique > 1.0);
+            // 2 mm per pixel, canonical (0, 0) at pixel (150, 150).
+            let pose = Pose {
+                scale: 0.5,
+                angle: 0.0,
+                mirror: false,
+                origin: [0.0; 2],
+                target: [150.0; 2],
+            };
+            let maps = anat.rasterise(300, 300, &pose);
+            let px = |p: [f32; 2]| {
+                let q = pose.map(p);
+                q[1] as usize * 300 + q[0] as usize
+            };
+            for side in [-1.0f32, 1.0] {
+                let lung = maps.tissue[px([side * 80.0, -60.0])];
+                let middle = maps.tissue[px([0.0, -60.0])];
+                assert!(
+                    lung > 0.0 && lung < 0.7 * middle,
+                    "seed {seed}: lung {lung} mm, mediastinum {middle} mm"
+                );
+            }
+            assert!(
+                maps.bone[px([0.0, -20.0])] > 0.0,
+                "seed {seed}: no vertebra"
+            );
+            // Below the diaphragm (liver): full thickness of tissue again.
+            let liver = maps.tissue[px([-80.0, 230.0])];
+            assert!(liver > 120.0, "seed {seed}: liver {liver} mm");
+        }
+    }
+
+    #[test]
+    fn pelvis_and_hip_share_one_anatomy_with_bone_at_both_hip_joints() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let anat = build(BodyPart::Pelvis, &mut rng);
+        let pose = Pose {
+            scale: 0.5,
+            angle: 0.0,
+            mirror: false,
+            origin: [0.0; 2],
+            target: [150.0; 2],
+        };
+        let maps = anat.rasterise(300, 300, &pose);
+        for side in [-1.0f32, 1.0] {
+            let q = pose.map([side * 96.0, -38.0]);
+            let i = q[1] as usize * 300 + q[0] as usize;
+            // Femoral head over the acetabulum: two bones add up.
+            assert!(maps.bone[i] > 20.0, "femoral head {} mm", maps.bone[i]);
+            assert!(maps.tissue[i] > maps.bone[i]);
+        }
+        let hip = build(BodyPart::Hip, &mut rng);
+        assert_eq!(hip.extent, 250.0);
+        assert_eq!(hip.center[0].abs(), 100.0);
     }
 }

@@ -1,6 +1,6 @@
-//! Synthetic radiographs with exact labels (limb phantoms, X-ray physics, collimation).
+//! Synthetic radiographs with exact labels (limb and trunk phantoms, X-ray physics, collimation).
 //!
-//! [`generate`] draws one [`Phantom`]: a limb (see [`BodyPart`]) rasterised as projected
+//! [`generate`] draws one [`Phantom`]: a limb, chest or pelvis (see [`BodyPart`]) rasterised as projected
 //! soft-tissue and bone thickness ([`anatomy`]), exposed through a collimator
 //! ([`collimation`]) with optional lead markers ([`markers`]) and formed into a 16-bit
 //! image by the detector model ([`physics`]). The mask is computed from the same thickness
@@ -67,16 +67,21 @@ pub struct PhantomConfig {
     pub category_weights: BTreeMap<BodyPart, f32>,
 }
 
-/// The default, deliberately unbalanced category weights (hands common, femurs rare).
+/// The default, deliberately unbalanced category weights (hands common, femurs rare;
+/// a tenth chests and as many pelvis and hip views together, so a model trained on the
+/// default set has seen thick, air-filled anatomy).
 pub fn default_category_weights() -> BTreeMap<BodyPart, f32> {
     [
-        (BodyPart::Hand, 0.30),
-        (BodyPart::Wrist, 0.18),
-        (BodyPart::Knee, 0.16),
-        (BodyPart::AnkleFoot, 0.12),
-        (BodyPart::Forearm, 0.09),
-        (BodyPart::LowerLeg, 0.07),
-        (BodyPart::Elbow, 0.05),
+        (BodyPart::Hand, 0.24),
+        (BodyPart::Wrist, 0.14),
+        (BodyPart::Knee, 0.13),
+        (BodyPart::AnkleFoot, 0.10),
+        (BodyPart::Chest, 0.10),
+        (BodyPart::Forearm, 0.07),
+        (BodyPart::LowerLeg, 0.06),
+        (BodyPart::Pelvis, 0.05),
+        (BodyPart::Elbow, 0.04),
+        (BodyPart::Hip, 0.04),
         (BodyPart::Femur, 0.03),
     ]
     .into_iter()
@@ -263,6 +268,7 @@ pub fn generate(cfg: &PhantomConfig, category: BodyPart, rng: &mut impl Rng) -> 
         bone: &maps.bone,
         blades: &blades,
         marker: &lead,
+        technique: anat.technique,
     };
     let values = physics::expose(&exposure, w, h, &cfg.physics, log_output, rng);
 

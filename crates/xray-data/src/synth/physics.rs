@@ -80,6 +80,8 @@ pub(crate) struct Exposure<'a> {
     pub blades: &'a [f32],
     /// Extra transmission factor (lead markers), 1 elsewhere.
     pub marker: &'a [f32],
+    /// Dose relative to a limb examination (multiplies the drawn quanta per pixel).
+    pub technique: f32,
 }
 
 /// Form the image. Returns values in `0..=65535` (rounded), larger = more X-rays.
@@ -105,7 +107,7 @@ pub(crate) fn expose(
     let (hs, hc) = heel_dir.sin_cos();
     let spr = draw(rng, cfg.scatter);
     let blur = draw(rng, cfg.detector_blur_px) * size / 256.0;
-    let n0 = draw(rng, cfg.photons);
+    let n0 = draw(rng, cfg.photons) * e.technique;
     let sigma_e = draw(rng, cfg.electronic_noise);
     let gain_sd = draw(rng, cfg.gain_variation);
     let mut local = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
