@@ -27,7 +27,7 @@ enum Output {
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Generate synthetic limb radiographs with exact open-beam / soft-tissue / bone labels"
+    about = "Generate synthetic limb, chest and pelvis radiographs with exact open-beam / soft-tissue / bone labels"
 )]
 struct Args {
     /// Output folder (created).

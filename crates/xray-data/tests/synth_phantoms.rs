@@ -318,7 +318,12 @@ fn render_preview_grid() {
     };
     let cfg = PhantomConfig::with_size(256);
     let mut tiles = Vec::new();
-    for (i, part) in BodyPart::ALL.iter().cycle().take(16).enumerate() {
+    for (i, part) in BodyPart::ALL
+        .iter()
+        .cycle()
+        .take(2 * BodyPart::ALL.len())
+        .enumerate()
+    {
         let mut rng = StdRng::seed_from_u64(1000 + i as u64);
         let p = generate(&cfg, *part, &mut rng).unwrap();
         tiles.push(preview(&p.image, &p.mask));
