@@ -250,6 +250,18 @@ fn invalid_config_is_an_error() {
     let mut ph = PhantomConfig::with_size(64);
     ph.physics.photons = [100.0, 10.0];
     assert!(generate(&ph, BodyPart::Hand, &mut rng).is_err());
+    let mut ph = PhantomConfig::with_size(64);
+    ph.physics.presentation_probability = f32::NAN;
+    assert!(generate(&ph, BodyPart::Chest, &mut rng)
+        .unwrap_err()
+        .to_string()
+        .contains("presentation_probability"));
+    ph.physics.presentation_probability = 1.0;
+    ph.physics.unsharp_gain = [-1.0, 1.0];
+    assert!(generate(&ph, BodyPart::Chest, &mut rng)
+        .unwrap_err()
+        .to_string()
+        .contains("unsharp_gain"));
 }
 
 #[test]

@@ -16,9 +16,10 @@
 //!
 //! The trunk is thick (200–250 mm of tissue), and what makes a chest a chest is air: the
 //! lungs (and gas in the bowel) are ellipsoids of air whose path length is taken out of the
-//! tissue's, while the heart and the diaphragm's domes push the air aside. Air never removes
-//! more than 70 % of a ray's tissue (the chest wall stays), so the lungs remain soft tissue
-//! in the labels, as they are in the paper's convention.
+//! tissue's, while the heart, the diaphragm's domes and the branching pulmonary vessels (the
+//! lung markings) push the air aside. Air never removes more than 70 % of a ray's tissue (the
+//! chest wall stays), so the lungs remain soft tissue in the labels, as they are in the
+//! paper's convention.
 
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
@@ -155,7 +156,8 @@ enum Layer {
     Tissue,
     /// Air inside the body (lungs, bowel gas): taken out of the tissue's path length.
     Air,
-    /// Organs that push the air aside (heart, the diaphragm's domes): taken out of `Air`.
+    /// Organs and vessels that push the air aside (heart, the diaphragm's domes, the lung
+    /// markings): taken out of `Air`.
     Displace,
 }
 
@@ -227,7 +229,7 @@ impl Density {
     /// around dense trabecular bone.
     const EPIPHYSIS: Self = Self::new(0.12, 0.5, 1.0);
     /// Vertebral bodies: a thin shell around light trabecular bone.
-    const VERTEBRA: Self = Self::new(0.1, 0.22, 0.8);
+    const VERTEBRA: Self = Self::new(0.1, 0.22, 0.55);
     /// Pedicles and small processes: rings of cortex seen end on.
     const PEDICLE: Self = Self::new(0.4, 0.4, 1.0);
     /// Scapula and iliac wing seen face on: a thin plate.
@@ -308,6 +310,17 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
     }
     fn tissue(&mut self, a: [f32; 2], b: [f32; 2], ra: f32, rb: f32, depth: f32) {
         let w = wobble(self.rng, 0.06);
+        self.soft_tube(Layer::Tissue, a, b, [ra, rb], depth, w);
+    }
+    fn soft_tube(
+        &mut self,
+        layer: Layer,
+        a: [f32; 2],
+        b: [f32; 2],
+        [ra, rb]: [f32; 2],
+        depth: f32,
+        w: [f32; 6],
+    ) {
         self.prims.push(Prim {
             shape: Shape::Tube {
                 a,
@@ -318,12 +331,35 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
                 widen_b: 0.0,
             },
             kind: Kind::Soft {
-                layer: Layer::Tissue,
+                layer,
                 depth,
                 wobble: w,
             },
             group: 0,
         });
+    }
+    /// The pulmonary vessels of one lung: a tree of blood-filled tubes from the hilum
+    /// that push the lung's air aside (the lung markings). Five trunks fan out from
+    /// `hilum` (`side` −1 or 1 gives the outward direction), each forking in two, four
+    /// times over, shorter and thinner at every fork.
+    fn vessel_tree(&mut self, hilum: [f32; 2], side: f32) {
+        let k = self.size;
+        let mut stack: Vec<([f32; 2], f32, f32, f32, u32)> = [20.0f32, 60.0, 100.0, 140.0, 168.0]
+            .iter()
+            .map(|&a| (hilum, side * (a + j(self.rng, 10.0)), 42.0, 6.5, 0))
+            .collect();
+        while let Some((start, angle, len, r, level)) = stack.pop() {
+            let len = len * self.rng.random_range(0.75..1.25f32);
+            let end = add(start, dir(angle), len);
+            let (a, b) = ([start[0] * k, start[1] * k], [end[0] * k, end[1] * k]);
+            self.soft_tube(Layer::Displace, a, b, [r * k, 0.85 * r * k], 1.0, [0.0; 6]);
+            if level < 3 {
+                for turn in [-1.0f32, 1.0] {
+                    let fork = angle + turn * self.rng.random_range(15.0..35.0f32);
+                    stack.push((end, fork, len * 0.72, r * 0.7, level + 1));
+                }
+            }
+        }
     }
     fn tissue_blob(&mut self, c: [f32; 2], rx: f32, ry: f32, angle_deg: f32, depth: f32) {
         self.soft_blob(Layer::Tissue, c, rx, ry, angle_deg, depth);
@@ -699,7 +735,7 @@ fn thorax<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
     // the larger. The heart and the domes of the diaphragm (liver on the right) push the
     // air aside; the trachea is a narrow column of air above.
     let inspiration = b.rng.random_range(0.9..1.1f32);
-    let air = b.rng.random_range(0.6..0.72f32);
+    let air = b.rng.random_range(0.45..0.58f32);
     for (side, width) in [(-1.0f32, 62.0f32), (1.0, 58.0)] {
         let (upper, lower) = ([side * 78.0, -30.0], [side * 95.0, 35.0 * inspiration]);
         b.soft_blob(
@@ -723,6 +759,9 @@ fn thorax<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
             if side < 0.0 { 150.0 } else { 165.0 } * inspiration,
         ];
         b.soft_blob(Layer::Displace, dome, 95.0, 62.0, 0.0, 1.0);
+    }
+    for side in [-1.0f32, 1.0] {
+        b.vessel_tree([side * 45.0, -25.0], side);
     }
     let heart = b.rng.random_range(0.85..1.2f32);
     let centre = [28.0, 45.0 * inspiration];

@@ -124,6 +124,10 @@ impl PhantomConfig {
         for (name, p) in [
             ("collimation_probability", self.collimation_probability),
             ("marker_probability", self.marker_probability),
+            (
+                "physics.presentation_probability",
+                self.physics.presentation_probability,
+            ),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(DataError::InvalidParameter(format!(
@@ -143,6 +147,8 @@ impl PhantomConfig {
             ("photons", ph.photons, 1.0),
             ("electronic_noise", ph.electronic_noise, 0.0),
             ("gain_variation", ph.gain_variation, 0.0),
+            ("unsharp_sigma", ph.unsharp_sigma, 0.0),
+            ("unsharp_gain", ph.unsharp_gain, 0.0),
         ] {
             if !(r[0].is_finite() && r[1].is_finite() && r[0] >= lo && r[0] <= r[1]) {
                 return Err(DataError::InvalidParameter(format!(

@@ -45,6 +45,15 @@ pub struct PhysicsConfig {
     pub electronic_noise: [f32; 2],
     /// Relative standard deviation of the low-frequency gain non-uniformity.
     pub gain_variation: [f32; 2],
+    /// Probability that a log-processed (CR-like) image also gets a vendor's presentation
+    /// processing: a wide unsharp mask, `v + g·(v − blur_σ(v))`, which compresses the
+    /// large-scale range (lungs against mediastinum) and sharpens edges, as CR readers'
+    /// "for presentation" images have. Linear images are never processed.
+    pub presentation_probability: f32,
+    /// Width σ of the unsharp mask's blur, as a fraction of the image's smaller side.
+    pub unsharp_sigma: [f32; 2],
+    /// Gain `g` of the unsharp mask.
+    pub unsharp_gain: [f32; 2],
 }
 
 impl Default for PhysicsConfig {
@@ -59,6 +68,9 @@ impl Default for PhysicsConfig {
             photons: [400.0, 6000.0],
             electronic_noise: [0.5, 4.0],
             gain_variation: [0.0, 0.03],
+            presentation_probability: 0.5,
+            unsharp_sigma: [0.02, 0.1],
+            unsharp_gain: [0.5, 2.0],
         }
     }
 }
@@ -195,7 +207,17 @@ pub(crate) fn expose(
         let b = white / (decades * std::f32::consts::LN_10);
         for s in signal.iter_mut() {
             let c = s.max(0.5) / n0;
-            *s = (white + b * c.ln()).clamp(0.0, 65535.0).round();
+            *s = (white + b * c.ln()).clamp(0.0, 65535.0);
+        }
+        // Drawn after everything else, so an unprocessed image is the same as without
+        // this step.
+        if rng.random_bool(cfg.presentation_probability as f64) {
+            let sigma = draw(rng, cfg.unsharp_sigma) * size;
+            let gain = draw(rng, cfg.unsharp_gain);
+            unsharp_mask(&mut signal, width, height, sigma, gain);
+        }
+        for s in signal.iter_mut() {
+            *s = s.clamp(0.0, 65535.0).round();
         }
     } else {
         let white = rng.random_range(30000.0..60000.0f32);
@@ -206,4 +228,47 @@ pub(crate) fn expose(
         }
     }
     signal
+}
+
+/// `v + gain·(v − blur_σ(v))`, the blur on a coarse grid when σ is wide (the blurred image
+/// is smooth, so this loses nothing visible and keeps the cost linear in the pixels).
+fn unsharp_mask(signal: &mut [f32], width: usize, height: usize, sigma: f32, gain: f32) {
+    let f = ((sigma / 3.0) as usize)
+        .clamp(1, width.min(height) / 4)
+        .max(1);
+    let (mut coarse, cw, ch) = downsample_mean(signal, width, height, f);
+    gaussian_blur(&mut coarse, cw, ch, sigma / f as f32);
+    let blurred = upsample_bilinear(&coarse, cw, ch, f, width, height);
+    for (v, &b) in signal.iter_mut().zip(&blurred) {
+        *v += gain * (*v - b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsharp_mask_keeps_flat_images_and_steepens_edges() {
+        let (w, h) = (64, 64);
+        let mut flat = vec![1000.0f32; w * h];
+        unsharp_mask(&mut flat, w, h, 6.0, 1.5);
+        assert!(
+            flat.iter().all(|&v| (v - 1000.0).abs() < 1e-2),
+            "a flat image stays flat"
+        );
+        // A step from 0 to 1000 at x = 32: overshoot on the bright side, undershoot on the
+        // dark side, and far from the edge the levels are kept.
+        let mut step: Vec<f32> = (0..w * h)
+            .map(|i| if i % w >= 32 { 1000.0 } else { 0.0 })
+            .collect();
+        unsharp_mask(&mut step, w, h, 6.0, 1.5);
+        let row = &step[32 * w..33 * w];
+        assert!(row[33] > 1100.0, "bright side {}", row[33]);
+        assert!(row[30] < -100.0, "dark side {}", row[30]);
+        assert!(
+            (row[63] - 1000.0).abs() < 60.0 && row[0].abs() < 60.0,
+            "{row:?}"
+        );
+    }
 }
