@@ -5,7 +5,9 @@
 //! ```
 //! Writes `OUT/report.json`, `OUT/report.md` and the plots (ROC, reliability, confusion);
 //! with `--tissue-threshold` also the arg-max versus thresholded comparison
-//! (`OUT/thresholds.json`, appended to `report.md`).
+//! (`OUT/thresholds.json`, appended to `report.md`); when the folder has a `categories.csv`,
+//! the scores per category (`OUT/categories.json`, a table in `report.md`, a line each on
+//! the terminal).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +91,12 @@ fn run(args: &Args) -> xray_seg::Result<()> {
             100.0 * t.soft_tissue_false_positive_rate,
             100.0 * eval.argmax.soft_tissue_recall,
             100.0 * t.soft_tissue_recall
+        );
+    }
+    for c in &eval.per_category {
+        println!(
+            "  {:<16} {:>4} images: weighted F1 {:.4}",
+            c.category, c.images, c.scores.f1_weighted
         );
     }
     println!("wrote {}", args.out.display());

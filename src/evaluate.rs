@@ -1,6 +1,7 @@
 //! `evaluate`: a checkpoint against a labelled dataset folder → report and plots, with and
 //! without the paper's soft-tissue threshold.
 
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::path::Path;
 
 use serde::Serialize;
@@ -83,6 +84,23 @@ impl LabelScores {
     }
 }
 
+/// Arg-max scores of the images of one category (body part), so a model that is good on
+/// hands and poor on chests shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CategoryScores {
+    /// The category as the dataset's `categories.csv` names it.
+    pub category: String,
+    /// Number of images of this category that were evaluated.
+    pub images: usize,
+    /// Scored (not ignored) pixels of these images.
+    pub pixels: u64,
+    /// Their pooled arg-max scores (`method` is the category).
+    pub scores: LabelScores,
+}
+
+/// Category of images that `categories.csv` does not list.
+pub const UNCATEGORISED: &str = "(no category)";
+
 /// What [`evaluate_samples`] measured.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
@@ -92,6 +110,44 @@ pub struct Evaluation {
     pub argmax: LabelScores,
     /// Labels after the soft-tissue threshold, when one was asked for.
     pub thresholded: Option<LabelScores>,
+    /// Arg-max scores per category, sorted by name; empty when the dataset has no
+    /// categories. Images without one are pooled under [`UNCATEGORISED`].
+    pub per_category: Vec<CategoryScores>,
+}
+
+/// A Markdown table of per-category scores (empty string for no categories).
+pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) -> String {
+    if scores.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "## By category (arg-max)\n\n| category | images | pixels | accuracy | F1 weighted | F1 macro |",
+    );
+    let mut rule = String::from("|---|---:|---:|---:|---:|---:|");
+    for name in class_names {
+        s += &format!(" F1 {name} |");
+        rule += "---:|";
+    }
+    s += "\n";
+    s += &rule;
+    s += "\n";
+    for c in scores {
+        let l = &c.scores;
+        s += &format!(
+            "| {} | {} | {} | {} | {:.4} | {:.4} |",
+            c.category,
+            c.images,
+            c.pixels,
+            l.accuracy.map_or("n/a".into(), |a| format!("{a:.4}")),
+            l.f1_weighted,
+            l.f1_macro
+        );
+        for f in &l.f1_per_class {
+            s += &format!(" {f:.4} |");
+        }
+        s += "\n";
+    }
+    s
 }
 
 /// The class names for `classes` classes: the project's names for three, else `class k`.
@@ -150,18 +206,50 @@ pub fn evaluate_samples(
             thresh_cm.add_labels(mask.as_raw(), labels.as_raw())?;
         }
     }
-    // The evaluator already counts the arg-max predictions; reuse its matrix.
+    // The evaluator already counts the arg-max predictions; reuse its matrices.
     let argmax = LabelScores::from_confusion("arg-max", evaluator.confusion());
+    let per_category = if indices
+        .iter()
+        .any(|&i| dataset.samples[i].category.is_some())
+    {
+        let mut groups: BTreeMap<&str, (usize, ConfusionMatrix)> = BTreeMap::new();
+        for (&i, cm) in indices.iter().zip(evaluator.per_image_confusion()) {
+            let name = dataset.samples[i]
+                .category
+                .as_deref()
+                .unwrap_or(UNCATEGORISED);
+            let entry = match groups.entry(name) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert((0, ConfusionMatrix::new(c)?)),
+            };
+            entry.0 += 1;
+            entry.1.merge(cm)?;
+        }
+        groups
+            .into_iter()
+            .map(|(name, (images, cm))| CategoryScores {
+                category: name.to_string(),
+                images,
+                pixels: cm.total(),
+                scores: LabelScores::from_confusion(name, &cm),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Evaluation {
         report: evaluator.finish()?,
         argmax,
         thresholded: tissue_threshold
             .map(|t| LabelScores::from_confusion(format!("soft-tissue threshold {t}"), &thresh_cm)),
+        per_category,
     })
 }
 
-/// Writes `report.json`, `report.md` (with the thresholded comparison when present) and the
-/// plots (`roc`, `reliability`, `confusion`, PNG and SVG) into `dir`.
+/// Writes `report.json`, `report.md` (with the thresholded comparison when present, and the
+/// per-category table when the dataset has categories), `categories.json` (per-category
+/// scores, when there are any) and the plots (`roc`, `reliability`, `confusion`, PNG and
+/// SVG) into `dir`.
 ///
 /// # Errors
 /// File-system or plotting errors.
@@ -177,6 +265,14 @@ pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(&[&eval.argmax, t])
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let path = dir.join("thresholds.json");
+        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    }
+    if !eval.per_category.is_empty() {
+        md += "\n";
+        md += &per_category_markdown(&eval.per_category, &eval.report.class_names);
+        let json = serde_json::to_string_pretty(&eval.per_category)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = dir.join("categories.json");
         std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
     }
     let path = dir.join("report.md");

@@ -83,9 +83,48 @@ fn train_then_evaluate_then_segment() {
         t.soft_tissue_false_positive_rate <= eval.argmax.soft_tissue_false_positive_rate + 1e-12,
         "a higher soft-tissue threshold cannot add soft-tissue false positives"
     );
+    // Per category: every image counted once, and the categories' matrices add up to the
+    // pooled one.
+    let mut names: Vec<&str> = ds
+        .samples
+        .iter()
+        .filter_map(|s| s.category.as_deref())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let got: Vec<&str> = eval
+        .per_category
+        .iter()
+        .map(|c| c.category.as_str())
+        .collect();
+    assert_eq!(got, names);
+    assert_eq!(
+        eval.per_category.iter().map(|c| c.images).sum::<usize>(),
+        ds.len()
+    );
+    let mut pooled = vec![vec![0u64; 3]; 3];
+    for c in &eval.per_category {
+        assert_eq!(
+            c.pixels,
+            c.scores.confusion_matrix.iter().flatten().sum::<u64>()
+        );
+        for (row, add) in pooled.iter_mut().zip(&c.scores.confusion_matrix) {
+            for (v, a) in row.iter_mut().zip(add) {
+                *v += a;
+            }
+        }
+    }
+    assert_eq!(pooled, eval.argmax.confusion_matrix);
     let out = tmp.join("eval");
     write_evaluation(&eval, &out).unwrap();
     assert!(out.join("thresholds.json").is_file());
+    let per_category: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("categories.json")).unwrap())
+            .unwrap();
+    assert_eq!(per_category.as_array().unwrap().len(), names.len());
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("## By category (arg-max)"));
     assert!(std::fs::read_to_string(out.join("report.md"))
         .unwrap()
         .contains("soft-tissue threshold 0.9"));
