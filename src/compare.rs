@@ -1,6 +1,8 @@
 //! `compare`: every architecture (and up-sampling variant) and the classical no-network
-//! baseline under the same data, budget and seed, in one table.
+//! baseline under the same data, budget and seed, in one table (and, when the data has
+//! categories, a second one of weighted F1 per category).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use xray_data::dataset::{xnet_split, Dataset, SplitConfig};
 use xray_metrics::ConfusionMatrix;
 use xray_postproc::{baseline_segment, detect_collimator, BaselineConfig, CollimatorConfig, Plane};
 
-use crate::evaluate::LabelScores;
+use crate::evaluate::{per_category_scores, CategoryScores, LabelScores};
 use crate::predict::Predictor;
 use crate::train::{open_dataset, train_split, Arch, TrainJob};
 use crate::{Error, Result};
@@ -73,6 +75,15 @@ pub struct Row {
     pub ece: Option<f64>,
     /// Epochs trained before early stopping.
     pub epochs: usize,
+    /// Weighted F1 of each category's test images (empty without categories).
+    pub f1_by_category: BTreeMap<String, f64>,
+}
+
+fn f1_by_category(scores: &[CategoryScores]) -> BTreeMap<String, f64> {
+    scores
+        .iter()
+        .map(|c| (c.category.clone(), c.scores.f1_weighted))
+        .collect()
 }
 
 /// The table as Markdown.
@@ -94,6 +105,28 @@ pub fn to_markdown(rows: &[Row]) -> String {
             opt(r.auc_weighted),
             opt(r.ece)
         );
+    }
+    let categories: BTreeSet<&String> = rows.iter().flat_map(|r| r.f1_by_category.keys()).collect();
+    if !categories.is_empty() {
+        s += "\nWeighted F1 by category of the test images:\n\n| model |";
+        let mut rule = String::from("|---|");
+        for c in &categories {
+            s += &format!(" {c} |");
+            rule += "---:|";
+        }
+        s += "\n";
+        s += &rule;
+        s += "\n";
+        for r in rows {
+            s += &format!("| {} |", r.name);
+            for c in &categories {
+                s += &r
+                    .f1_by_category
+                    .get(*c)
+                    .map_or(" n/a |".to_string(), |f| format!(" {f:.4} |"));
+            }
+            s += "\n";
+        }
     }
     s
 }
@@ -144,6 +177,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
             auc_weighted: r.auc.weighted,
             ece: Some(r.ece),
             epochs: out.summary.epochs.len(),
+            f1_by_category: f1_by_category(&out.evaluation.per_category),
         });
     }
     rows.push(baseline_row(&ds, &test)?);
@@ -188,6 +222,7 @@ pub fn scoreable_prediction(truth: &[u8], pred: &[u8], classes: usize) -> Vec<u8
 fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
     let classes = 3;
     let mut cm = ConfusionMatrix::new(classes)?;
+    let mut per_image = Vec::with_capacity(indices.len());
     let started = Instant::now();
     for &i in indices {
         let (image, mask) = ds.load(i)?;
@@ -196,12 +231,17 @@ fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
         let plane = Plane::from_image(&image)?;
         let field = detect_collimator(&plane, &CollimatorConfig::default())?;
         let labels = baseline_segment(&plane, Some(&field), &BaselineConfig::default())?;
-        cm.add_labels(
+        let image_cm = ConfusionMatrix::from_labels(
             mask.as_raw(),
             &scoreable_prediction(mask.as_raw(), labels.as_raw(), classes),
+            classes,
         )?;
+        cm.merge(&image_cm)?;
+        per_image.push(image_cm);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let categories = indices.iter().map(|&i| ds.samples[i].category.as_deref());
+    let by_category = per_category_scores(categories, &per_image, classes)?;
     let scores = LabelScores::from_confusion("classical baseline", &cm);
     Ok(Row {
         name: "classical baseline (Otsu + field)".into(),
@@ -213,5 +253,6 @@ fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
         auc_weighted: None,
         ece: None,
         epochs: 0,
+        f1_by_category: f1_by_category(&by_category),
     })
 }

@@ -115,6 +115,42 @@ pub struct Evaluation {
     pub per_category: Vec<CategoryScores>,
 }
 
+/// Pools per-image confusion matrices by category (`categories[k]` is image `k`'s), sorted
+/// by name; images without a category go under [`UNCATEGORISED`]. Empty when no image has
+/// a category.
+///
+/// # Errors
+/// Matrices of other than `classes` classes.
+pub fn per_category_scores<'a>(
+    categories: impl IntoIterator<Item = Option<&'a str>>,
+    matrices: &[ConfusionMatrix],
+    classes: usize,
+) -> Result<Vec<CategoryScores>> {
+    let mut any = false;
+    let mut groups: BTreeMap<&str, (usize, ConfusionMatrix)> = BTreeMap::new();
+    for (category, cm) in categories.into_iter().zip(matrices) {
+        any |= category.is_some();
+        let entry = match groups.entry(category.unwrap_or(UNCATEGORISED)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert((0, ConfusionMatrix::new(classes)?)),
+        };
+        entry.0 += 1;
+        entry.1.merge(cm)?;
+    }
+    if !any {
+        return Ok(Vec::new());
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(name, (images, cm))| CategoryScores {
+            category: name.to_string(),
+            images,
+            pixels: cm.total(),
+            scores: LabelScores::from_confusion(name, &cm),
+        })
+        .collect())
+}
+
 /// A Markdown table of per-category scores (empty string for no categories).
 pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) -> String {
     if scores.is_empty() {
@@ -208,35 +244,10 @@ pub fn evaluate_samples(
     }
     // The evaluator already counts the arg-max predictions; reuse its matrices.
     let argmax = LabelScores::from_confusion("arg-max", evaluator.confusion());
-    let per_category = if indices
+    let categories = indices
         .iter()
-        .any(|&i| dataset.samples[i].category.is_some())
-    {
-        let mut groups: BTreeMap<&str, (usize, ConfusionMatrix)> = BTreeMap::new();
-        for (&i, cm) in indices.iter().zip(evaluator.per_image_confusion()) {
-            let name = dataset.samples[i]
-                .category
-                .as_deref()
-                .unwrap_or(UNCATEGORISED);
-            let entry = match groups.entry(name) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert((0, ConfusionMatrix::new(c)?)),
-            };
-            entry.0 += 1;
-            entry.1.merge(cm)?;
-        }
-        groups
-            .into_iter()
-            .map(|(name, (images, cm))| CategoryScores {
-                category: name.to_string(),
-                images,
-                pixels: cm.total(),
-                scores: LabelScores::from_confusion(name, &cm),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+        .map(|&i| dataset.samples[i].category.as_deref());
+    let per_category = per_category_scores(categories, evaluator.per_image_confusion(), c)?;
     Ok(Evaluation {
         report: evaluator.finish()?,
         argmax,

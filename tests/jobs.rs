@@ -236,3 +236,45 @@ fn kfold_writes_a_report_per_fold_and_the_summary() {
     assert!((summary.mean[1] - (f1[0] + f1[1]) / 2.0).abs() < 1e-12);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn compare_scores_every_variant_and_the_baseline_per_category() {
+    use xnet_model::models::Upsampling;
+    use xray_seg::compare::{run as compare, Variant};
+    use xray_seg::train::Arch;
+    let tmp = std::env::temp_dir().join(format!("xray-seg-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut job = tiny_job(&tmp);
+    job.epochs = 1;
+    job.overlays = 0;
+    let variants = [
+        Variant {
+            arch: Arch::XNet,
+            upsampling: Upsampling::Nearest,
+        },
+        Variant {
+            arch: Arch::SegNet,
+            upsampling: Upsampling::IndexUnpool,
+        },
+    ];
+    let rows = compare(&job, &variants).expect("compare runs");
+    assert_eq!(rows.len(), 3, "two variants and the baseline");
+    assert_eq!(rows[0].name, "xnet/nearest");
+    assert!(rows[2].name.starts_with("classical baseline"));
+    // Every contestant is scored on the same test images, so on the same categories.
+    let categories: Vec<&String> = rows[0].f1_by_category.keys().collect();
+    assert!(!categories.is_empty());
+    for r in &rows {
+        assert_eq!(r.f1_by_category.keys().collect::<Vec<_>>(), categories);
+        assert!(r.f1_by_category.values().all(|&f| in_unit(f)), "{r:?}");
+        assert!(in_unit(r.f1_weighted));
+    }
+    let md = std::fs::read_to_string(job.run_dir.join("compare.md")).unwrap();
+    assert!(md.contains("| classical baseline (Otsu + field) |"));
+    assert!(md.contains("Weighted F1 by category of the test images"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.run_dir.join("compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
