@@ -121,6 +121,26 @@ pub struct Evaluation {
 ///
 /// # Errors
 /// Matrices of other than `classes` classes.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::ConfusionMatrix;
+/// use xray_seg::evaluate::{per_category_scores, UNCATEGORISED};
+/// let right = ConfusionMatrix::from_labels(&[0, 1, 2], &[0, 1, 2], 3).unwrap();
+/// let wrong = ConfusionMatrix::from_labels(&[0, 1, 2], &[1, 2, 0], 3).unwrap();
+/// let scores = per_category_scores(
+///     [Some("hand"), Some("chest"), None, Some("hand")],
+///     &[right.clone(), wrong.clone(), wrong, right],
+///     3,
+/// )
+/// .unwrap();
+/// let names: Vec<&str> = scores.iter().map(|c| c.category.as_str()).collect();
+/// assert_eq!(names, ["(no category)", "chest", "hand"]);
+/// assert_eq!(scores[0].category, UNCATEGORISED);
+/// assert_eq!((scores[2].images, scores[2].pixels), (2, 6));
+/// assert_eq!(scores[2].scores.accuracy, Some(1.0));
+/// assert_eq!(scores[1].scores.accuracy, Some(0.0));
+/// ```
 pub fn per_category_scores<'a>(
     categories: impl IntoIterator<Item = Option<&'a str>>,
     matrices: &[ConfusionMatrix],
@@ -152,6 +172,17 @@ pub fn per_category_scores<'a>(
 }
 
 /// A Markdown table of per-category scores (empty string for no categories).
+///
+/// # Examples
+/// ```
+/// use xray_metrics::ConfusionMatrix;
+/// use xray_seg::evaluate::{class_names, per_category_markdown, per_category_scores};
+/// let cm = ConfusionMatrix::from_labels(&[0, 1, 2, 2], &[0, 1, 2, 1], 3).unwrap();
+/// let scores = per_category_scores([Some("knee")], &[cm], 3).unwrap();
+/// let md = per_category_markdown(&scores, &class_names(3));
+/// assert!(md.contains("| knee | 1 | 4 | 0.7500 |"));
+/// assert!(per_category_markdown(&[], &class_names(3)).is_empty());
+/// ```
 pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) -> String {
     if scores.is_empty() {
         return String::new();
