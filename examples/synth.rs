@@ -36,22 +36,23 @@ struct Args {
     /// Number of images.
     #[arg(long, default_value_t = 24)]
     count: usize,
-    /// Image side, pixels.
-    #[arg(long, default_value_t = 256)]
-    size: u32,
+    /// Image side, pixels [default: 256, or the config's].
+    #[arg(long)]
+    size: Option<u32>,
     /// Random seed (same seed, same dataset).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Detector output scale.
-    #[arg(long, value_enum, default_value_t = Output::Mixed)]
-    output: Output,
+    /// Detector output scale [default: mixed, or the config's].
+    #[arg(long, value_enum)]
+    output: Option<Output>,
     /// Probability that an image is collimated.
     #[arg(long)]
     collimation_probability: Option<f32>,
     /// Probability of a lead L/R marker.
     #[arg(long)]
     marker_probability: Option<f32>,
-    /// Full generator configuration as JSON (overrides size/output/probabilities).
+    /// Generator configuration as JSON (a serialised `PhantomConfig`; missing fields take
+    /// their defaults). The flags above, when given, override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// How many previews to write to OUT/preview (0 = none).
@@ -72,16 +73,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             serde_json::from_str::<PhantomConfig>(&text)
                 .map_err(|e| format!("{}: {e}", p.display()))?
         }
-        None => {
-            let mut c = PhantomConfig::with_size(args.size);
-            c.output = match args.output {
-                Output::Linear => OutputScale::Linear,
-                Output::Log => OutputScale::Log,
-                Output::Mixed => OutputScale::Mixed,
-            };
-            c
-        }
+        None => PhantomConfig::default(),
     };
+    if let Some(size) = args.size {
+        (cfg.width, cfg.height) = (size, size);
+    }
+    if let Some(output) = args.output {
+        cfg.output = match output {
+            Output::Linear => OutputScale::Linear,
+            Output::Log => OutputScale::Log,
+            Output::Mixed => OutputScale::Mixed,
+        };
+    }
     if let Some(p) = args.collimation_probability {
         cfg.collimation_probability = p;
     }

@@ -1202,30 +1202,53 @@ impl Anatomy {
         // Bone lies inside the limb: where a bone pokes out of a tissue outline, give it a
         // covering of about 2 mm (at least one pixel) all round, so the labels stay nested
         // (bone ⊂ tissue) as in a real limb.
-        let r = ((2.0 * pose.scale).round() as isize).max(1);
-        for y in 0..height {
-            for x in 0..width {
-                let b = bone[y * width + x];
-                if b <= 0.0 {
-                    continue;
-                }
-                let need = b + 2.0;
-                for yy in (y as isize - r).max(0)..(y as isize + r + 1).min(height as isize) {
-                    let row = yy as usize * width;
-                    for xx in (x as isize - r).max(0)..(x as isize + r + 1).min(width as isize) {
-                        let t = &mut tissue[row + xx as usize];
-                        let cover = if xx as usize == x && yy as usize == y {
-                            need
-                        } else {
-                            2.0
-                        };
-                        *t = t.max(cover);
-                    }
-                }
+        let r = ((2.0 * pose.scale).round() as usize).max(1);
+        let near_bone = dilate_square(&bone, width, height, r);
+        for ((t, &b), &near) in tissue.iter_mut().zip(&bone).zip(&near_bone) {
+            if b > 0.0 {
+                *t = t.max(b + 2.0);
+            } else if near {
+                *t = t.max(2.0);
             }
         }
         ThicknessMaps { tissue, bone }
     }
+}
+
+/// Whether each pixel has a positive value of `v` within the `(2r + 1)²` square around it
+/// (clipped to the image): two sliding-window passes, so the cost does not grow with `r`.
+fn dilate_square(v: &[f32], width: usize, height: usize, r: usize) -> Vec<bool> {
+    let mut rows = vec![0u32; width * height];
+    for (src, dst) in v.chunks_exact(width).zip(rows.chunks_exact_mut(width)) {
+        let mut count = 0u32;
+        for x in 0..width + r {
+            if x < width && src[x] > 0.0 {
+                count += 1;
+            }
+            if x >= 2 * r + 1 && src[x - 2 * r - 1] > 0.0 {
+                count -= 1;
+            }
+            if x >= r {
+                dst[x - r] = count;
+            }
+        }
+    }
+    let mut out = vec![false; width * height];
+    for x in 0..width {
+        let mut count = 0u32;
+        for y in 0..height + r {
+            if y < height && rows[y * width + x] > 0 {
+                count += 1;
+            }
+            if y >= 2 * r + 1 && rows[(y - 2 * r - 1) * width + x] > 0 {
+                count -= 1;
+            }
+            if y >= r {
+                out[(y - r) * width + x] = count > 0;
+            }
+        }
+    }
+    out
 }
 
 fn union(
@@ -1360,6 +1383,25 @@ mod tests {
         assert!((at(50, 10) - chord(50.0, 40.0)).abs() < 1e-3);
         assert_eq!(at(0, 0), 0.0);
         assert!(maps.bone.iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn square_dilation_matches_the_brute_force_window() {
+        let (w, h) = (23, 17);
+        let v: Vec<f32> = (0..w * h)
+            .map(|i| if (i * 7919) % 53 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        for r in [1, 2, 5, 30] {
+            let fast = dilate_square(&v, w, h, r);
+            for y in 0..h {
+                for x in 0..w {
+                    let slow = (y.saturating_sub(r)..(y + r + 1).min(h)).any(|yy| {
+                        (x.saturating_sub(r)..(x + r + 1).min(w)).any(|xx| v[yy * w + xx] > 0.0)
+                    });
+                    assert_eq!(fast[y * w + x], slow, "r {r} at ({x}, {y})");
+                }
+            }
+        }
     }
 
     #[test]
