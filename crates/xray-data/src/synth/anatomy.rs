@@ -1218,6 +1218,7 @@ impl Anatomy {
 /// Whether each pixel has a positive value of `v` within the `(2r + 1)²` square around it
 /// (clipped to the image): two sliding-window passes, so the cost does not grow with `r`.
 fn dilate_square(v: &[f32], width: usize, height: usize, r: usize) -> Vec<bool> {
+    let span = 2 * r + 1;
     let mut rows = vec![0u32; width * height];
     for (src, dst) in v.chunks_exact(width).zip(rows.chunks_exact_mut(width)) {
         let mut count = 0u32;
@@ -1225,7 +1226,7 @@ fn dilate_square(v: &[f32], width: usize, height: usize, r: usize) -> Vec<bool> 
             if x < width && src[x] > 0.0 {
                 count += 1;
             }
-            if x >= 2 * r + 1 && src[x - 2 * r - 1] > 0.0 {
+            if x >= span && src[x - span] > 0.0 {
                 count -= 1;
             }
             if x >= r {
@@ -1240,7 +1241,7 @@ fn dilate_square(v: &[f32], width: usize, height: usize, r: usize) -> Vec<bool> 
             if y < height && rows[y * width + x] > 0 {
                 count += 1;
             }
-            if y >= 2 * r + 1 && rows[(y - 2 * r - 1) * width + x] > 0 {
+            if y >= span && rows[(y - span) * width + x] > 0 {
                 count -= 1;
             }
             if y >= r {
