@@ -342,3 +342,31 @@ fn render_preview_grid() {
     }
     save_preview(std::path::Path::new(&path), &preview_grid(&tiles, 4)).unwrap();
 }
+
+#[test]
+fn tiny_and_oblong_images_of_every_part_are_well_formed() {
+    // The smallest allowed sides and an oblong field, with every optional step on: no
+    // panic, values in range, labels from the convention.
+    let mut rng = StdRng::seed_from_u64(8);
+    for (width, height) in [(16, 16), (16, 40), (40, 16)] {
+        let mut cfg = PhantomConfig {
+            width,
+            height,
+            output: OutputScale::Log,
+            collimation_probability: 1.0,
+            marker_probability: 1.0,
+            ..PhantomConfig::default()
+        };
+        cfg.physics.presentation_probability = 1.0;
+        for part in BodyPart::ALL {
+            let p = generate(&cfg, part, &mut rng).unwrap();
+            assert_eq!(p.image.dimensions(), (width, height));
+            assert!(p
+                .image
+                .as_raw()
+                .iter()
+                .all(|&v| (0.0..=65535.0).contains(&v) && v.fract() == 0.0));
+            assert!(p.mask.pixels().all(|m| [0, 1, 2, 255].contains(&m.0[0])));
+        }
+    }
+}
