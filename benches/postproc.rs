@@ -63,6 +63,26 @@ fn bench(c: &mut Criterion) {
         b.iter(|| detect_collimator(black_box(&plane), &cfg).unwrap())
     });
 
+    // The label rule alone on a radiograph-sized map (the `segment` pixel loop).
+    let m = 2000 * 2000;
+    let mut big_probs = vec![0.0f32; 3 * m];
+    for (i, &v) in big.iter().enumerate() {
+        let a = (v / 1000.0).clamp(0.0, 1.0);
+        let b = (1.0 - (a - 0.4).abs() * 2.0).clamp(0.0, 1.0);
+        let z = a + b + (1.0 - a) + 1e-6;
+        big_probs[i] = a / z;
+        big_probs[m + i] = b / z;
+        big_probs[2 * m + i] = (1.0 - a) / z;
+    }
+    let big_pm = ProbMap::new(&big_probs, 3, 2000, 2000).unwrap();
+    let soft = ThresholdConfig {
+        soft_threshold: 0.6,
+        ..Default::default()
+    };
+    c.bench_function("apply_thresholds 2000x2000", |b| {
+        b.iter(|| apply_thresholds(black_box(&big_pm), &soft, None).unwrap())
+    });
+
     let n = 512;
     let small = phantom(n);
     let splane = Plane::new(&small, n, n).unwrap();
