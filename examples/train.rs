@@ -149,6 +149,21 @@ fn main() -> ExitCode {
                     r.ece,
                     r.confidence.map_or("n/a".into(), |c| format!("{c:.4}")),
                 );
+                // The weakest body part of the test split (all of them in report.md).
+                if let Some(worst) = o
+                    .evaluation
+                    .per_category
+                    .iter()
+                    .min_by(|a, b| a.scores.f1_weighted.total_cmp(&b.scores.f1_weighted))
+                {
+                    println!(
+                        "  weakest category: {} (weighted F1 {:.4} on {} image{}; every category in report.md)",
+                        worst.category,
+                        worst.scores.f1_weighted,
+                        worst.images,
+                        if worst.images == 1 { "" } else { "s" }
+                    );
+                }
             }
             if let Some(k) = kfold {
                 let names = ["accuracy", "F1 weighted", "F1 macro", "AUC weighted", "ECE"];
