@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use xray_data::synth::{self, OutputScale, PhantomConfig};
+use xray_data::synth::{self, BodyPart, OutputScale, PhantomConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Output {
@@ -51,6 +51,10 @@ struct Args {
     /// Probability of a lead L/R marker.
     #[arg(long)]
     marker_probability: Option<f32>,
+    /// Only these body parts, equally often (comma separated, names as in categories.csv:
+    /// hand, wrist, forearm, elbow, knee, lower_leg, ankle_foot, femur, chest, pelvis, hip).
+    #[arg(long, value_delimiter = ',')]
+    parts: Vec<String>,
     /// Generator configuration as JSON (a serialised `PhantomConfig`; missing fields take
     /// their defaults). The flags above, when given, override it.
     #[arg(long)]
@@ -90,6 +94,23 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(p) = args.marker_probability {
         cfg.marker_probability = p;
+    }
+    if !args.parts.is_empty() {
+        cfg.category_weights = args
+            .parts
+            .iter()
+            .map(|name| {
+                BodyPart::from_name(name.trim())
+                    .map(|part| (part, 1.0))
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = BodyPart::ALL.iter().map(|b| b.name()).collect();
+                        format!(
+                            "--parts: unknown body part {name:?}; known: {}",
+                            known.join(", ")
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
     }
     cfg.validate()?;
 
