@@ -228,6 +228,8 @@ impl Density {
     /// Rounded ends of long bones, femoral and humeral heads, trochanters: thin shell
     /// around dense trabecular bone.
     const EPIPHYSIS: Self = Self::new(0.12, 0.5, 1.0);
+    /// Carpals, tarsals, condyles, the patella: the limbs' small bones.
+    const EPIPHYSIS_SMALL: Self = Self::new(0.12, 0.45, 1.0);
     /// Vertebral bodies: a thin shell around light trabecular bone.
     const VERTEBRA: Self = Self::new(0.1, 0.22, 0.55);
     /// Pedicles and small processes: rings of cortex seen end on.
@@ -269,44 +271,14 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
         }
         self.group
     }
+    /// A long bone of the limbs: light medulla, cortex `cortex`.
     #[allow(clippy::too_many_arguments)]
     fn bone(&mut self, a: [f32; 2], b: [f32; 2], ra: f32, rb: f32, wa: f32, wb: f32, cortex: f32) {
-        let s = 1.0 + j(self.rng, 0.06);
-        let group = self.next_group();
-        self.prims.push(Prim {
-            shape: Shape::Tube {
-                a,
-                b,
-                ra: ra * s,
-                rb: rb * s,
-                widen_a: wa,
-                widen_b: wb,
-            },
-            kind: Kind::Bone {
-                cortex,
-                medulla: 0.12,
-                scale: 1.0,
-            },
-            group,
-        });
+        self.bone_at(a, b, [ra, rb], [wa, wb], Density::new(cortex, 0.12, 1.0));
     }
+    /// A small bone of the limbs (carpal, tarsal, condyle, patella).
     fn blob(&mut self, c: [f32; 2], rx: f32, ry: f32, angle_deg: f32) {
-        let s = 1.0 + j(self.rng, 0.07);
-        let group = self.next_group();
-        self.prims.push(Prim {
-            shape: Shape::Blob {
-                c,
-                rx: rx * s,
-                ry: ry * s,
-                angle: angle_deg.to_radians(),
-            },
-            kind: Kind::Bone {
-                cortex: 0.12,
-                medulla: 0.45,
-                scale: 1.0,
-            },
-            group,
-        });
+        self.bone_blob(c, rx, ry, angle_deg, Density::EPIPHYSIS_SMALL);
     }
     fn tissue(&mut self, a: [f32; 2], b: [f32; 2], ra: f32, rb: f32, depth: f32) {
         let w = wobble(self.rng, 0.06);
@@ -886,7 +858,7 @@ fn pelvis<R: Rng + ?Sized>(b: &mut Builder<'_, R>) {
 }
 
 /// Build a body part with random anatomy variations (not yet posed).
-pub(crate) fn build(part: BodyPart, rng: &mut (impl Rng + ?Sized)) -> Anatomy {
+pub(crate) fn build<R: Rng + ?Sized>(part: BodyPart, rng: &mut R) -> Anatomy {
     let mut b = Builder {
         prims: Vec::with_capacity(48),
         rng,
@@ -894,60 +866,28 @@ pub(crate) fn build(part: BodyPart, rng: &mut (impl Rng + ?Sized)) -> Anatomy {
         join: false,
         size: 1.0,
     };
-    let (center, extent) = match part {
-        BodyPart::Hand => {
-            upper_limb(&mut b);
-            ([0.0, -62.0], 215.0)
-        }
-        BodyPart::Wrist => {
-            upper_limb(&mut b);
-            ([0.0, -8.0], 120.0)
-        }
-        BodyPart::Forearm => {
-            upper_limb(&mut b);
-            ([0.0, 130.0], 300.0)
-        }
-        BodyPart::Elbow => {
-            upper_limb(&mut b);
-            ([0.0, 255.0], 160.0)
-        }
-        BodyPart::Knee => {
-            lower_limb(&mut b);
-            ([0.0, 0.0], 210.0)
-        }
-        BodyPart::LowerLeg => {
-            lower_limb(&mut b);
-            ([0.0, 190.0], 430.0)
-        }
-        BodyPart::Femur => {
-            lower_limb(&mut b);
-            ([0.0, -230.0], 380.0)
-        }
-        BodyPart::AnkleFoot => {
-            foot(&mut b);
-            ([0.0, 55.0], 240.0)
-        }
-        BodyPart::Chest => {
-            thorax(&mut b);
-            ([0.0, -20.0], 400.0)
-        }
-        BodyPart::Pelvis => {
-            pelvis(&mut b);
-            ([0.0, -70.0], 400.0)
-        }
-        BodyPart::Hip => {
-            pelvis(&mut b);
-            let side = if b.rng.random_bool(0.5) { -1.0 } else { 1.0 };
-            ([side * 100.0, -10.0], 250.0)
-        }
+    // Which model, the point the framing centres on (mm) and the nominal field of view (mm);
+    // parts of one model differ only in framing. Trunk examinations use several times a
+    // limb's dose (higher kV and mAs), so they are not more quantum-limited than a hand.
+    type Model<R> = fn(&mut Builder<'_, R>);
+    let (model, mut center, extent, technique): (Model<R>, [f32; 2], f32, f32) = match part {
+        BodyPart::Hand => (upper_limb, [0.0, -62.0], 215.0, 1.0),
+        BodyPart::Wrist => (upper_limb, [0.0, -8.0], 120.0, 1.0),
+        BodyPart::Forearm => (upper_limb, [0.0, 130.0], 300.0, 1.0),
+        BodyPart::Elbow => (upper_limb, [0.0, 255.0], 160.0, 1.0),
+        BodyPart::Knee => (lower_limb, [0.0, 0.0], 210.0, 1.0),
+        BodyPart::LowerLeg => (lower_limb, [0.0, 190.0], 430.0, 1.0),
+        BodyPart::Femur => (lower_limb, [0.0, -230.0], 380.0, 1.0),
+        BodyPart::AnkleFoot => (foot, [0.0, 55.0], 240.0, 1.0),
+        BodyPart::Chest => (thorax, [0.0, -20.0], 400.0, 4.0),
+        BodyPart::Pelvis => (pelvis, [0.0, -70.0], 400.0, 8.0),
+        BodyPart::Hip => (pelvis, [100.0, -10.0], 250.0, 8.0),
     };
-    // Trunk examinations use several times a limb's dose (higher kV and mAs), so they are
-    // not more quantum-limited than a hand.
-    let technique = match part {
-        BodyPart::Chest => 4.0,
-        BodyPart::Pelvis | BodyPart::Hip => 8.0,
-        _ => 1.0,
-    };
+    model(&mut b);
+    // A hip view centres on either hip joint.
+    if part == BodyPart::Hip && b.rng.random_bool(0.5) {
+        center[0] = -center[0];
+    }
     Anatomy {
         prims: b.prims,
         center,
