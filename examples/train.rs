@@ -171,6 +171,12 @@ fn main() -> ExitCode {
                 for (j, n) in names.iter().enumerate() {
                     println!("  {n}: {:.4} ± {:.4}", k.mean[j], k.std[j]);
                 }
+                for c in &k.per_category {
+                    println!(
+                        "  {:<16} {:>4} images: weighted F1 {:.4} (pooled over the folds)",
+                        c.category, c.images, c.scores.f1_weighted
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

@@ -171,6 +171,65 @@ pub fn per_category_scores<'a>(
         .collect())
 }
 
+/// Pools per-category scores of disjoint image sets (the folds of a cross-validation) into
+/// one entry per category: images and confusion matrices add up, scores are recomputed.
+///
+/// # Errors
+/// Matrices of different class counts for one category.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::ConfusionMatrix;
+/// use xray_seg::evaluate::{per_category_scores, pool_category_scores};
+/// let right = ConfusionMatrix::from_labels(&[0, 1], &[0, 1], 2).unwrap();
+/// let wrong = ConfusionMatrix::from_labels(&[0, 1], &[1, 0], 2).unwrap();
+/// let fold_a = per_category_scores([Some("hand")], &[right], 2).unwrap();
+/// let fold_b = per_category_scores([Some("hand")], &[wrong], 2).unwrap();
+/// let pooled = pool_category_scores([fold_a.as_slice(), fold_b.as_slice()]).unwrap();
+/// assert_eq!((pooled[0].images, pooled[0].pixels), (2, 4));
+/// assert_eq!(pooled[0].scores.accuracy, Some(0.5));
+/// ```
+pub fn pool_category_scores<'a>(
+    parts: impl IntoIterator<Item = &'a [CategoryScores]>,
+) -> Result<Vec<CategoryScores>> {
+    let mut groups: BTreeMap<&str, (usize, Vec<Vec<u64>>)> = BTreeMap::new();
+    for part in parts {
+        for c in part {
+            let rows = &c.scores.confusion_matrix;
+            let entry = groups
+                .entry(c.category.as_str())
+                .or_insert_with(|| (0, vec![vec![0; rows.len()]; rows.len()]));
+            if entry.1.len() != rows.len() {
+                return Err(Error::Invalid(format!(
+                    "category {}: {} classes in one part, {} in another",
+                    c.category,
+                    entry.1.len(),
+                    rows.len()
+                )));
+            }
+            entry.0 += c.images;
+            for (sum, row) in entry.1.iter_mut().zip(rows) {
+                for (s, v) in sum.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, (images, rows))| {
+            let classes = rows.len();
+            let cm = ConfusionMatrix::from_counts(classes, rows.into_iter().flatten().collect())?;
+            Ok(CategoryScores {
+                category: name.to_string(),
+                images,
+                pixels: cm.total(),
+                scores: LabelScores::from_confusion(name, &cm),
+            })
+        })
+        .collect()
+}
+
 /// A Markdown table of per-category scores (empty string for no categories).
 ///
 /// # Examples

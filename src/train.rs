@@ -25,7 +25,9 @@ use xray_data::dataset::{
 };
 use xray_metrics::Report;
 
-use crate::evaluate::{evaluate_samples, write_evaluation, Evaluation};
+use crate::evaluate::{
+    evaluate_samples, pool_category_scores, write_evaluation, CategoryScores, Evaluation,
+};
 use crate::predict::Predictor;
 use crate::prepare::Preprocess;
 use crate::segment::{segment_image, SegmentOptions};
@@ -228,6 +230,10 @@ pub struct KFoldSummary {
     pub mean: [f64; 5],
     /// Sample standard deviations of the columns.
     pub std: [f64; 5],
+    /// Arg-max scores per category, pooled over the folds' test images (each image is
+    /// tested once, so this is the cross-validated score of each category); empty without
+    /// categories.
+    pub per_category: Vec<CategoryScores>,
 }
 
 fn check_job(job: &TrainJob) -> Result<()> {
@@ -332,7 +338,7 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
                 let dir = job.run_dir.join(format!("fold-{f}"));
                 outcomes.push(train_split(job, &ds, &split, &dir)?);
             }
-            let summary = kfold_summary(&outcomes);
+            let summary = kfold_summary(&outcomes)?;
             let path = job.run_dir.join("kfold.json");
             let json = serde_json::to_string_pretty(&summary)
                 .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -352,7 +358,7 @@ fn key_metrics(r: &Report) -> [f64; 5] {
     ]
 }
 
-fn kfold_summary(outcomes: &[TrainOutcome]) -> KFoldSummary {
+fn kfold_summary(outcomes: &[TrainOutcome]) -> Result<KFoldSummary> {
     let per_fold: Vec<[f64; 5]> = outcomes
         .iter()
         .map(|o| key_metrics(&o.evaluation.report))
@@ -373,13 +379,18 @@ fn kfold_summary(outcomes: &[TrainOutcome]) -> KFoldSummary {
             0.0
         };
     }
-    KFoldSummary {
+    Ok(KFoldSummary {
         folds: outcomes.len(),
         columns: ["accuracy", "f1_weighted", "f1_macro", "auc_weighted", "ece"],
         per_fold,
         mean,
         std,
-    }
+        per_category: pool_category_scores(
+            outcomes
+                .iter()
+                .map(|o| o.evaluation.per_category.as_slice()),
+        )?,
+    })
 }
 
 /// Trains on `split.train`, stops early on `split.val`, evaluates the best weights on

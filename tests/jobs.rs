@@ -31,6 +31,15 @@ fn in_unit(v: f64) -> bool {
     (0.0..=1.0).contains(&v)
 }
 
+/// Adds confusion matrix `m` (rows) into `sum`.
+fn add_rows(sum: &mut [Vec<u64>], m: &[Vec<u64>]) {
+    for (row, add) in sum.iter_mut().zip(m) {
+        for (v, a) in row.iter_mut().zip(add) {
+            *v += a;
+        }
+    }
+}
+
 #[test]
 fn train_then_evaluate_then_segment() {
     let tmp = std::env::temp_dir().join(format!("xray-seg-jobs-{}", std::process::id()));
@@ -108,11 +117,7 @@ fn train_then_evaluate_then_segment() {
             c.pixels,
             c.scores.confusion_matrix.iter().flatten().sum::<u64>()
         );
-        for (row, add) in pooled.iter_mut().zip(&c.scores.confusion_matrix) {
-            for (v, a) in row.iter_mut().zip(add) {
-                *v += a;
-            }
-        }
+        add_rows(&mut pooled, &c.scores.confusion_matrix);
     }
     assert_eq!(pooled, eval.argmax.confusion_matrix);
     let out = tmp.join("eval");
@@ -225,6 +230,21 @@ fn kfold_writes_a_report_per_fold_and_the_summary() {
     }
     // Every image is tested exactly once across the folds.
     assert_eq!(outcomes.iter().map(|o| o.split_sizes[2]).sum::<usize>(), 14);
+    // Per category, pooled over the folds: every image once, and the categories' matrices
+    // add up to the folds' pooled arg-max matrices.
+    assert_eq!(
+        summary.per_category.iter().map(|c| c.images).sum::<usize>(),
+        14
+    );
+    let mut by_category = vec![vec![0u64; 3]; 3];
+    for c in &summary.per_category {
+        add_rows(&mut by_category, &c.scores.confusion_matrix);
+    }
+    let mut by_fold = vec![vec![0u64; 3]; 3];
+    for o in &outcomes {
+        add_rows(&mut by_fold, &o.evaluation.argmax.confusion_matrix);
+    }
+    assert_eq!(by_category, by_fold);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(job.run_dir.join("kfold.json")).unwrap())
             .unwrap();
