@@ -95,8 +95,8 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     }
     for c in &eval.per_category {
         println!(
-            "  {:<16} {:>4} images: weighted F1 {:.4}",
-            c.category, c.images, c.scores.f1_weighted
+            "  {:<16} weighted F1 {:.4} over {:>3} image(s)",
+            c.category, c.scores.f1_weighted, c.images
         );
     }
     println!("wrote {}", args.out.display());

@@ -173,8 +173,8 @@ fn main() -> ExitCode {
                 }
                 for c in &k.per_category {
                     println!(
-                        "  {:<16} {:>4} images: weighted F1 {:.4} (pooled over the folds)",
-                        c.category, c.images, c.scores.f1_weighted
+                        "  {:<16} weighted F1 {:.4} over {:>3} image(s), pooled over the folds",
+                        c.category, c.scores.f1_weighted, c.images
                     );
                 }
             }
