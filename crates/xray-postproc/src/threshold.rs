@@ -143,44 +143,47 @@ fn label_with(probs: &ProbMap, cfg: &ThresholdConfig, t: f32) -> GrayImage {
     } else {
         for (i, o) in out.iter_mut().enumerate() {
             let (best, second) = best_two(data, c, n, i, cfg.soft_class);
-            *o = finish_label(data, n, i, best, second, cfg, t);
+            *o = finish_label(|k| data[k * n + i], best, second, cfg, t);
         }
     }
     GrayImage::from_raw(w as u32, h as u32, out).unwrap_or_default()
 }
 
-/// The threshold rule and `min_confidence` for one pixel whose best class is `best` and best
-/// class other than the soft one is `second`.
-#[inline]
+/// The threshold rule and `min_confidence` for one pixel whose probabilities `p(class)`
+/// give `best` overall and `second` among the classes other than the soft one.
+#[inline(always)]
 fn finish_label(
-    data: &[f32],
-    n: usize,
-    i: usize,
+    p: impl Fn(usize) -> f32,
     best: usize,
     second: usize,
     cfg: &ThresholdConfig,
     t: f32,
 ) -> u8 {
-    let mut lab = best;
-    if t > 0.0 && best == cfg.soft_class && second != best && data[best * n + i] <= t {
-        lab = second;
-    }
-    if !cfg.min_confidence.is_empty() && data[lab * n + i] < cfg.min_confidence[lab] {
+    let lab = if t > 0.0 && best == cfg.soft_class && second != best && p(best) <= t {
+        second
+    } else {
+        best
+    };
+    if !cfg.min_confidence.is_empty() && p(lab) < cfg.min_confidence[lab] {
         IGNORE
     } else {
         lab as u8
     }
 }
 
-/// [`label_with`] for the project's three classes: the same comparisons in the same order
-/// as [`best_two`], over the three planes zipped, so the loop has no bounds checks or
-/// class loop (the pixel loop of `segment` on a 2000² radiograph).
+/// [`label_with`] for the project's three classes: the arg-max comparisons of
+/// [`best_two`] in the same order, over the three planes zipped, so the loop has no bounds
+/// checks or class loop (the pixel loop of `segment` on a 2000² radiograph).
 fn label_three(data: &[f32], n: usize, cfg: &ThresholdConfig, t: f32, out: &mut [u8]) {
     let (p0, rest) = data.split_at(n);
     let (p1, p2) = rest.split_at(n);
-    let skip = cfg.soft_class;
-    let plain = cfg.min_confidence.is_empty();
-    for (i, (((o, &a), &b), &c)) in out.iter_mut().zip(p0).zip(p1).zip(p2).enumerate() {
+    // The two classes other than the soft one, in index order (ties go to the lower).
+    let (x, y) = match cfg.soft_class {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    for (((o, &a), &b), &c) in out.iter_mut().zip(p0).zip(p1).zip(p2) {
         let v = [a, b, c];
         let mut best = 0;
         if b > a {
@@ -189,23 +192,8 @@ fn label_three(data: &[f32], n: usize, cfg: &ThresholdConfig, t: f32, out: &mut 
         if c > v[best] {
             best = 2;
         }
-        // Best of the two classes other than `skip`, the lower index on ties.
-        let (x, y) = match skip {
-            0 => (1, 2),
-            1 => (0, 2),
-            _ => (0, 1),
-        };
         let second = if v[y] > v[x] { y } else { x };
-        let lab = if t > 0.0 && best == skip && v[best] <= t {
-            second
-        } else {
-            best
-        };
-        *o = if plain {
-            lab as u8
-        } else {
-            finish_label(data, n, i, best, second, cfg, t)
-        };
+        *o = finish_label(|k| v[k], best, second, cfg, t);
     }
 }
 
@@ -394,7 +382,7 @@ mod tests {
                     let general: Vec<u8> = (0..n)
                         .map(|i| {
                             let (best, second) = best_two(&data, 3, n, i, soft_class);
-                            finish_label(&data, n, i, best, second, &cfg, t)
+                            finish_label(|k| data[k * n + i], best, second, &cfg, t)
                         })
                         .collect();
                     assert_eq!(
