@@ -225,6 +225,13 @@ impl Density {
             scale,
         }
     }
+    fn kind(self) -> Kind {
+        Kind::Bone {
+            cortex: self.cortex,
+            medulla: self.medulla,
+            scale: self.scale,
+        }
+    }
     /// Rounded ends of long bones, femoral and humeral heads, trochanters: thin shell
     /// around dense trabecular bone.
     const EPIPHYSIS: Self = Self::new(0.12, 0.5, 1.0);
@@ -260,6 +267,10 @@ struct Builder<'a, R: Rng + ?Sized> {
 }
 
 impl<R: Rng + ?Sized> Builder<'_, R> {
+    /// A canonical point at the individual's size.
+    fn sized(&self, p: [f32; 2]) -> [f32; 2] {
+        [p[0] * self.size, p[1] * self.size]
+    }
     /// The next bone primitive belongs to the same bone as the previous one.
     fn join(&mut self) -> &mut Self {
         self.join = true;
@@ -323,7 +334,7 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
         while let Some((start, angle, len, r, level)) = stack.pop() {
             let len = len * self.rng.random_range(0.75..1.25f32);
             let end = add(start, dir(angle), len);
-            let (a, b) = ([start[0] * k, start[1] * k], [end[0] * k, end[1] * k]);
+            let (a, b) = (self.sized(start), self.sized(end));
             self.soft_tube(Layer::Displace, a, b, [r * k, 0.85 * r * k], 1.0, [0.0; 6]);
             if level < 3 {
                 for turn in [-1.0f32, 1.0] {
@@ -349,7 +360,7 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
         let w = wobble(self.rng, 0.05);
         self.prims.push(Prim {
             shape: Shape::Blob {
-                c: [c[0] * k, c[1] * k],
+                c: self.sized(c),
                 rx: rx * k,
                 ry: ry * k,
                 angle: angle_deg.to_radians(),
@@ -365,13 +376,7 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
     /// A tube of soft tissue at the individual's size (trunk, neck, arms, thighs).
     fn tissue_at(&mut self, a: [f32; 2], b: [f32; 2], ra: f32, rb: f32, depth: f32) {
         let k = self.size;
-        self.tissue(
-            [a[0] * k, a[1] * k],
-            [b[0] * k, b[1] * k],
-            ra * k,
-            rb * k,
-            depth,
-        );
+        self.tissue(self.sized(a), self.sized(b), ra * k, rb * k, depth);
     }
     /// An ellipsoidal bone of the given make-up, at the individual's size.
     fn bone_blob(&mut self, c: [f32; 2], rx: f32, ry: f32, angle_deg: f32, d: Density) {
@@ -379,7 +384,7 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
         let group = self.next_group();
         self.prims.push(Prim {
             shape: Shape::Blob {
-                c: [c[0] * self.size, c[1] * self.size],
+                c: self.sized(c),
                 rx: rx * s,
                 ry: ry * s,
                 angle: angle_deg.to_radians(),
@@ -391,13 +396,12 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
     /// A straight tube of bone (radius `ra → rb`, ends widened by `widen`), at the
     /// individual's size.
     fn bone_at(&mut self, a: [f32; 2], b: [f32; 2], r: [f32; 2], widen: [f32; 2], d: Density) {
-        let k = self.size;
-        let s = k * (1.0 + j(self.rng, 0.06));
+        let s = self.size * (1.0 + j(self.rng, 0.06));
         let group = self.next_group();
         self.prims.push(Prim {
             shape: Shape::Tube {
-                a: [a[0] * k, a[1] * k],
-                b: [b[0] * k, b[1] * k],
+                a: self.sized(a),
+                b: self.sized(b),
                 ra: r[0] * s,
                 rb: r[1] * s,
                 widen_a: widen[0],
@@ -438,16 +442,6 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
                 kind: d.kind(),
                 group,
             });
-        }
-    }
-}
-
-impl Density {
-    fn kind(self) -> Kind {
-        Kind::Bone {
-            cortex: self.cortex,
-            medulla: self.medulla,
-            scale: self.scale,
         }
     }
 }
@@ -940,22 +934,20 @@ impl Anatomy {
         let n = width * height;
         let mut tissue = vec![0.0f32; n];
         let mut bone = vec![0.0f32; n];
-        let uses = |layer: Layer| {
-            self.prims
-                .iter()
-                .any(|p| matches!(p.kind, Kind::Soft { layer: l, .. } if l == layer))
-        };
         // Limbs have no air: its maps are only allocated for the trunk.
-        let mut air = if uses(Layer::Air) {
-            vec![0.0f32; n]
-        } else {
-            Vec::new()
+        let map_for = |layer: Layer| {
+            let used = self
+                .prims
+                .iter()
+                .any(|p| matches!(p.kind, Kind::Soft { layer: l, .. } if l == layer));
+            if used {
+                vec![0.0f32; n]
+            } else {
+                Vec::new()
+            }
         };
-        let mut displaced = if uses(Layer::Displace) {
-            vec![0.0f32; n]
-        } else {
-            Vec::new()
-        };
+        let mut air = map_for(Layer::Air);
+        let mut displaced = map_for(Layer::Displace);
         // One bone's primitives merge by maximum in `gbuf`; finished bones add into `bone`.
         let mut gbuf = vec![0.0f32; n];
         let mut gbox: Option<(usize, usize, usize, usize)> = None;

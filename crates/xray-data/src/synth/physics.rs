@@ -233,9 +233,7 @@ pub(crate) fn expose(
 /// `v + gain·(v − blur_σ(v))`, the blur on a coarse grid when σ is wide (the blurred image
 /// is smooth, so this loses nothing visible and keeps the cost linear in the pixels).
 fn unsharp_mask(signal: &mut [f32], width: usize, height: usize, sigma: f32, gain: f32) {
-    let f = ((sigma / 3.0) as usize)
-        .clamp(1, width.min(height) / 4)
-        .max(1);
+    let f = ((sigma / 3.0) as usize).min(width.min(height) / 4).max(1);
     let (mut coarse, cw, ch) = downsample_mean(signal, width, height, f);
     gaussian_blur(&mut coarse, cw, ch, sigma / f as f32);
     let blurred = upsample_bilinear(&coarse, cw, ch, f, width, height);
