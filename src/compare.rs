@@ -14,7 +14,7 @@ use xray_data::dataset::{xnet_split, Dataset, SplitConfig};
 use xray_metrics::ConfusionMatrix;
 use xray_postproc::{baseline_segment, detect_collimator, BaselineConfig, CollimatorConfig, Plane};
 
-use crate::evaluate::{per_category_scores, CategoryScores, LabelScores};
+use crate::evaluate::{per_category_scores, table_header, CategoryScores, LabelScores};
 use crate::predict::Predictor;
 use crate::train::{open_dataset, train_split, Arch, TrainJob};
 use crate::{Error, Result};
@@ -108,15 +108,8 @@ pub fn to_markdown(rows: &[Row]) -> String {
     }
     let categories: BTreeSet<&String> = rows.iter().flat_map(|r| r.f1_by_category.keys()).collect();
     if !categories.is_empty() {
-        s += "\nWeighted F1 by category of the test images:\n\n| model |";
-        let mut rule = String::from("|---|");
-        for c in &categories {
-            s += &format!(" {c} |");
-            rule += "---:|";
-        }
-        s += "\n";
-        s += &rule;
-        s += "\n";
+        s += "\nWeighted F1 by category of the test images:\n\n";
+        s += &table_header("model", categories.iter().map(|c| c.to_string()));
         for r in rows {
             s += &format!("| {} |", r.name);
             for c in &categories {

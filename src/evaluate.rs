@@ -246,17 +246,10 @@ pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) 
     if scores.is_empty() {
         return String::new();
     }
-    let mut s = String::from(
-        "## By category (arg-max)\n\n| category | images | pixels | accuracy | F1 weighted | F1 macro |",
-    );
-    let mut rule = String::from("|---|---:|---:|---:|---:|---:|");
-    for name in class_names {
-        s += &format!(" F1 {name} |");
-        rule += "---:|";
-    }
-    s += "\n";
-    s += &rule;
-    s += "\n";
+    let fixed = ["images", "pixels", "accuracy", "F1 weighted", "F1 macro"].map(String::from);
+    let per_class = class_names.iter().map(|name| format!("F1 {name}"));
+    let mut s = String::from("## By category (arg-max)\n\n");
+    s += &table_header("category", fixed.into_iter().chain(per_class));
     for c in scores {
         let l = &c.scores;
         s += &format!(
@@ -274,6 +267,17 @@ pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) 
         s += "\n";
     }
     s
+}
+
+/// Header and rule of a Markdown table: `first` left-aligned, then the `rest` right-aligned
+/// (numbers), each line ending in a newline.
+pub(crate) fn table_header(first: &str, rest: impl IntoIterator<Item = String>) -> String {
+    let (mut head, mut rule) = (format!("| {first} |"), String::from("|---|"));
+    for name in rest {
+        head += &format!(" {name} |");
+        rule += "---:|";
+    }
+    format!("{head}\n{rule}\n")
 }
 
 /// The class names for `classes` classes: the project's names for three, else `class k`.
