@@ -50,6 +50,9 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -60,6 +63,13 @@ fn main() -> ExitCode {
     // Large layer buffers are reused instead of page-faulted in again on every step.
     xnet_model::memory::keep_freed_memory();
     xnet_model::runtime::tune_candle_threads();
+    let device = match xnet_model::runtime::device_by_name(&args.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let job = TrainJob {
         data: args.data.clone(),
         run_dir: args.runs.join(&args.name),
@@ -72,6 +82,7 @@ fn main() -> ExitCode {
         seed: args.seed,
         synth_count: args.synth_count,
         progress: !args.quiet,
+        device,
         ..TrainJob::default()
     };
     let variants: Vec<_> = default_variants()

@@ -33,6 +33,9 @@ struct Args {
     /// The paper's soft-tissue threshold t in [0, 1]: soft tissue only where P(soft) > t.
     #[arg(long)]
     tissue_threshold: Option<f32>,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Seed (evaluation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -63,7 +66,8 @@ fn run(args: &Args) -> xray_seg::Result<()> {
         .weights
         .clone()
         .unwrap_or_else(xray_seg::shipped_weights_dir);
-    let predictor = Predictor::load(&weights, &candle_core::Device::Cpu)?;
+    let device = xnet_model::runtime::device_by_name(&args.device)?;
+    let predictor = Predictor::load(&weights, &device)?;
     let ds = Dataset::open(&args.data, &DatasetOptions::default())?;
     let indices: Vec<usize> = (0..ds.len()).collect();
     let bar = ProgressBar::new_spinner().with_message(format!("evaluating {} images", ds.len()));

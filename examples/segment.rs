@@ -52,10 +52,13 @@ struct Args {
     /// Convert colour inputs to grey instead of refusing them.
     #[arg(long)]
     allow_rgb: bool,
-    /// Files segmented at the same time (default: one per core). Each holds its image and
-    /// outputs in memory.
+    /// Files segmented at the same time (default: one per core on the CPU, one on a GPU).
+    /// Each holds its image and outputs in memory.
     #[arg(long)]
     jobs: Option<usize>,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -88,7 +91,8 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         .weights
         .clone()
         .unwrap_or_else(xray_seg::shipped_weights_dir);
-    let predictor = Predictor::load(&weights, &candle_core::Device::Cpu)?;
+    let device = xnet_model::runtime::device_by_name(&args.device)?;
+    let predictor = Predictor::load(&weights, &device)?;
     let pipeline = match &args.postproc {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| xray_seg::Error::io(p, e))?;
@@ -115,9 +119,13 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     // Files in parallel, `jobs` at a time (each also uses the kernels' threads): decoding,
     // post-processing and PNG encoding are single-threaded per file. A fixed set of
     // workers rather than a parallel iterator keeps at most `jobs` images in memory.
+    // On a GPU one file at a time: the network's work is queued on one stream anyway.
     let jobs = args
         .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(|| match device {
+            candle_core::Device::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            _ => 1,
+        })
         .clamp(1, inputs.files.len().max(1));
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);

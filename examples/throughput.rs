@@ -226,14 +226,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let dev = match args.device {
         DeviceKind::Cpu => Device::Cpu,
-        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
-            let hint = if cfg!(feature = "cuda") {
-                ""
-            } else {
-                " (the CUDA path needs a build with --features cuda)"
-            };
-            format!("--device cuda: {e}{hint}")
-        })?,
+        DeviceKind::Cuda => xnet_model::runtime::device_by_name("cuda")?,
     };
     let varmap = VarMap::new();
     let mut net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;

@@ -65,7 +65,7 @@ struct Args {
     /// Do not balance categories.
     #[arg(long)]
     no_balance: bool,
-    /// Device: cpu or cuda.
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Continue the run from its last checkpoint.
@@ -77,16 +77,6 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
-}
-
-fn device(name: &str) -> Result<candle_core::Device, String> {
-    match name {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        "cuda" => candle_core::Device::new_cuda(0).map_err(|e| {
-            format!("--device cuda: {e} (build with --features xnet-model/cuda on a machine with a GPU)")
-        }),
-        other => Err(format!("--device must be cpu or cuda, got {other:?}")),
-    }
 }
 
 fn timestamp() -> String {
@@ -101,7 +91,7 @@ fn main() -> ExitCode {
     // Large layer buffers are reused instead of page-faulted in again on every step.
     xnet_model::memory::keep_freed_memory();
     xnet_model::runtime::tune_candle_threads();
-    let device = match device(&args.device) {
+    let device = match xnet_model::runtime::device_by_name(&args.device) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,4 +1,5 @@
-//! Process-wide thread settings for programs that run these networks on the CPU.
+//! Process-wide runtime choices for programs that run these networks: the CPU thread pools
+//! and the device.
 //!
 //! Two thread pools share the cores during a train step: rayon's, which runs this crate's
 //! kernels and the GEMMs, and candle 0.11's own "barrier pool", which runs candle's
@@ -12,6 +13,12 @@
 //! 9 of 11 alternating pairs with the first setting, and in 4 of 4 more with both; the
 //! forward pass was unchanged. It is a choice for the whole process, so the project's
 //! example programs call it at start and other programs may.
+//!
+//! [`device_by_name`] turns a command-line device name into a candle [`Device`].
+
+use candle_core::Device;
+
+use crate::{ModelError, Result};
 
 /// The environment variable candle reads, once, when its barrier pool starts.
 const SPIN_LIMIT_VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
@@ -64,5 +71,66 @@ pub fn tune_candle_threads() -> CandleThreads {
     CandleThreads {
         workers_park_at_once,
         single_threaded,
+    }
+}
+
+/// The device a command-line name stands for: `cpu`, `cuda` (the first GPU) or `cuda:N`.
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] for any other name, and for a CUDA device that cannot be
+/// opened: no GPU, or a build without this crate's `cuda` feature (the message says which).
+///
+/// # Examples
+/// ```
+/// use xnet_model::runtime::device_by_name;
+/// assert!(device_by_name("cpu")?.is_cpu());
+/// assert!(device_by_name("tpu").is_err());
+/// # Ok::<(), xnet_model::ModelError>(())
+/// ```
+pub fn device_by_name(name: &str) -> Result<Device> {
+    let ordinal = match name.trim().to_ascii_lowercase().as_str() {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" | "gpu" => 0,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => {
+                return Err(ModelError::InvalidConfig(format!(
+                    "device must be cpu, cuda or cuda:N, got {name:?}"
+                )))
+            }
+        },
+    };
+    Device::new_cuda(ordinal).map_err(|e| {
+        let hint = if cfg!(feature = "cuda") {
+            "no usable GPU with that index"
+        } else {
+            "this build has no CUDA support: rebuild with --features cuda (root package) or \
+             xnet-model/cuda, with nvcc on the PATH"
+        };
+        ModelError::InvalidConfig(format!("device {name:?}: {hint} ({e})"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        assert!(device_by_name("cpu").unwrap().is_cpu());
+        assert!(device_by_name(" CPU ").unwrap().is_cpu());
+        for bad in ["", "tpu", "cuda:", "cuda:x", "cuda:-1", "cpu:0"] {
+            let e = device_by_name(bad).unwrap_err().to_string();
+            assert!(e.contains("cpu, cuda or cuda:N"), "{bad:?}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_says_how_to_build_it() {
+        for name in ["cuda", "gpu", "cuda:1"] {
+            let e = device_by_name(name).unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{name}: {e}");
+        }
     }
 }
