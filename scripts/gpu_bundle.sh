@@ -107,6 +107,13 @@ echo "== cargo build --release --features cuda --example throughput"
 cargo build --release --features cuda --example throughput
 cp "$TARGET/release/examples/throughput" "$BUNDLE/bin/throughput"
 
+echo "== cargo build --release --features cuda --example segment --example evaluate --example synth"
+cargo build --release --features cuda --example segment --example evaluate --example synth
+cp "$TARGET/release/examples/segment" "$TARGET/release/examples/evaluate" "$BUNDLE/bin/"
+# A small labelled set for the end-to-end check (segment and evaluate, CPU against GPU).
+"$TARGET/release/examples/synth" --out "$BUNDLE/check-data" --count 8 --size 256 --seed 5 \
+  --previews 0 >/dev/null
+
 echo "== cargo test --release -p xnet-model --features cuda --test cuda_ops --no-run"
 test_bin=$(cargo test --release -p xnet-model --features cuda --test cuda_ops --no-run \
   --message-format=json | python3 -c '

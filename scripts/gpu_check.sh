@@ -11,7 +11,10 @@
 #    --bundle it is `cargo test -p xnet-model --features cuda --test cuda_ops`, which builds
 #    the crate with the `cuda` feature first (about 14 minutes on 2 cores from scratch:
 #    candle's own kernels go through nvcc).
-# 3. The GPU throughput: `throughput --device cuda` for XNet forward and train at 1×200² and
+# 3. End to end: `segment` and `evaluate` on 8 synthetic radiographs, the same binary with
+#    --device cpu and --device cuda; the label maps must agree on ≥ 99.9 % of pixels, and
+#    both evaluations' scores are printed.
+# 4. The GPU throughput: `throughput --device cuda` for XNet forward and train at 1×200² and
 #    8×128², U-Net and SegNet forward at 8×128², each next to the PyTorch twin on the same
 #    GPU (scripts/torch_twin_device.py, which imports the twin's models from TWIN_DIR),
 #    alternately, with the ratio per config; with a bundle that holds `throughput-cudnn`
@@ -142,6 +145,82 @@ echo "== cuda_ops: exit status $status, $skips test(s) skipped for want of a CUD
 # Device time is scarce: a failed comparison does not stop the throughput runs below; the
 # script still exits with the tests' status at the end.
 TEST_STATUS=$status
+
+echo "== end to end: segment and evaluate, --device cpu against --device cuda (same binary)"
+if [ -n "$BUNDLE" ]; then
+  BIN=$BUNDLE/bin
+  CHECK_DATA=$BUNDLE/check-data
+else
+  cargo build --release --features cuda --example segment --example evaluate --example synth
+  BIN=${CARGO_TARGET_DIR:-target}/release/examples
+  CHECK_DATA=$(mktemp -d)/check-data
+  "$BIN/synth" --out "$CHECK_DATA" --count 8 --size 256 --seed 5 --previews 0 >/dev/null
+fi
+E2E=$(mktemp -d)
+e2e_status=0
+for dev in cpu cuda; do
+  start=$(date +%s%N)
+  if ! timeout "$RUN_TIMEOUT" "$BIN/segment" --device "$dev" "$CHECK_DATA/images" \
+    --out "$E2E/seg-$dev" --probs >"$E2E/seg-$dev.txt" 2>&1; then
+    echo "segment --device $dev failed:"; tail -n 5 "$E2E/seg-$dev.txt"; e2e_status=1
+  fi
+  echo "segment --device $dev: $(grep -c ' → ' "$E2E/seg-$dev.txt") images in $((($(date +%s%N) - start) / 1000000)) ms"
+  if timeout "$RUN_TIMEOUT" "$BIN/evaluate" --device "$dev" --data "$CHECK_DATA" \
+    --out "$E2E/eval-$dev" >"$E2E/eval-$dev.txt" 2>&1; then
+    echo "evaluate --device $dev: $(head -n 1 "$E2E/eval-$dev.txt")"
+  else
+    echo "evaluate --device $dev failed:"; tail -n 5 "$E2E/eval-$dev.txt"; e2e_status=1
+  fi
+done
+# Labels compared pixel by pixel (8-bit grey PNGs, decoded with the standard library only).
+python3 - "$E2E/seg-cpu" "$E2E/seg-cuda" <<'PY' || e2e_status=1
+import pathlib, struct, sys, zlib
+
+def grey8(path):
+    data = pathlib.Path(path).read_bytes()
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and colour == 0 and interlace == 0, f"{path}: not 8-bit grey"
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw, rows, prev = zlib.decompress(idat), [], bytearray(width)
+    for y in range(height):
+        f, line = raw[y * (width + 1)], bytearray(raw[y * (width + 1) + 1:(y + 1) * (width + 1)])
+        for x in range(width):
+            a = line[x - 1] if x else 0
+            b, c = prev[x], (prev[x - 1] if x else 0)
+            if f == 1: line[x] = (line[x] + a) & 255
+            elif f == 2: line[x] = (line[x] + b) & 255
+            elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(line)
+        prev = line
+    return b"".join(rows)
+
+cpu, gpu = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+files = sorted(cpu.glob("*.labels.png"))
+if not files or len(list(gpu.glob("*.labels.png"))) != len(files):
+    print(f"labels: {len(files)} from the CPU, {len(list(gpu.glob('*.labels.png')))} from the GPU")
+    sys.exit(1)
+total = same = 0
+for f in files:
+    a, b = grey8(f), grey8(gpu / f.name)
+    total += len(a)
+    same += sum(x == y for x, y in zip(a, b))
+print(f"labels: {same}/{total} pixels equal ({100 * same / total:.3f} %) over {len(files)} images")
+sys.exit(0 if same >= 0.999 * total else 1)
+PY
+echo "== end to end: exit status $e2e_status (labels must agree on at least 99.9 % of pixels)"
+[ $e2e_status = 0 ] || TEST_STATUS=1
+rm -rf "$E2E"
 
 echo "== GPU throughput (examples/throughput.rs --device cuda, then the PyTorch twin)"
 if [ -n "$BUNDLE" ]; then
