@@ -3,16 +3,18 @@
 //! outputs and every gradient. The tests here flip a process-wide environment variable, so
 //! they hold one lock while they run.
 //!
-//! Gradients are compared in two ways, because in `f32` a dozen train-mode batch-norms over
-//! only 2·4·4 to 2·32·32 values amplify rounding far beyond `f32`'s epsilon (in either path):
+//! Gradients are compared in two ways, because the gradient of a ReLU network is not
+//! continuous: an input moved by 3e-5 (relative) moves the exact (f64) XNet gradient by
+//! about 2e-3, where a pre-activation crosses 0. In f32 either path's rounding can cross such
+//! a kink by chance, so:
 //! - in `f64` the two paths must agree elementwise to 1e-10 of the largest gradient: the same
 //!   function and the same derivative, with rounding out of the way (measured: 1e-14);
-//! - in `f32` the fast path must stay within 1e-4 (relative L2, all gradients together) of
-//!   the `f64` gradient of the same weights. It is the more accurate of the two `f32` paths:
-//!   over seeds 1–8 the fast path was 1.6e-6–5.7e-6 from the `f64` gradient except on one
-//!   XNet seed where both paths were 1.1e-3 off alike, and the stock path up to 3.1e-3 on
-//!   XNet (docs/performance.md, "Gradients of the fast path"; those figures come from the
-//!   ignored `gradient_accuracy_over_seeds` below).
+//! - in `f32` the fast path's gradients, against the `f64` ones of the same weights, must be
+//!   within 1e-5 (relative L2, all of them together) for the median of three seeds; away
+//!   from a kink they are 3e-7 to 1.2e-6, on a kink about 2e-3, and the stock path's alike.
+//!
+//! The figures in docs/performance.md ("Gradients of the fast path") come from the ignored
+//! `gradient_accuracy_over_seeds` below.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -104,10 +106,22 @@ fn gradient_distance(a: &NamedGrads, b: &NamedGrads) -> (f64, f64) {
     )
 }
 
-/// The network of `cfg` in `dtype` with the weights of `seed`, or of `like` (cast) when given.
+/// How the batch-norms' γ and β are set.
+#[derive(Clone, Copy, Debug)]
+enum Affine {
+    /// γ = 1, β = 0, as initialised: about half the pre-activations sit near 0.
+    Initial,
+    /// γ and β drawn in [0.5, 1.5), as after some training; a kernel that mishandled them
+    /// cannot match the reference by accident.
+    Drawn,
+}
+
+/// The network of `cfg` in `dtype` with the weights of `seed` and batch-norm γ, β as
+/// `affine` says, or with the weights of `like` (cast) when given.
 fn build(
     cfg: &ModelConfig,
     seed: u64,
+    affine: Affine,
     dtype: DType,
     like: Option<&VarMap>,
 ) -> (Box<dyn Segmenter>, VarMap) {
@@ -115,11 +129,30 @@ fn build(
     let net = cfg
         .build(seeded_var_builder(&varmap, seed, dtype, &Device::Cpu))
         .unwrap();
-    if let Some(source) = like {
-        let source = source.data().lock().unwrap();
-        for (name, var) in varmap.data().lock().unwrap().iter() {
-            var.set(&source[name].as_tensor().to_dtype(dtype).unwrap())
-                .unwrap();
+    match like {
+        None if matches!(affine, Affine::Initial) => {}
+        None => {
+            let mut rng = StdRng::seed_from_u64(seed + 1000);
+            let data = varmap.data().lock().unwrap();
+            let mut names: Vec<&String> = data.keys().collect();
+            names.sort();
+            for name in names {
+                if name.ends_with("bn.weight") || name.ends_with("bn.bias") {
+                    let var = &data[name];
+                    let values: Vec<f32> = (0..var.elem_count())
+                        .map(|_| rng.random_range(0.5f32..1.5))
+                        .collect();
+                    let t = Tensor::from_vec(values, var.elem_count(), &Device::Cpu).unwrap();
+                    var.set(&t.to_dtype(dtype).unwrap()).unwrap();
+                }
+            }
+        }
+        Some(source) => {
+            let source = source.data().lock().unwrap();
+            for (name, var) in varmap.data().lock().unwrap().iter() {
+                var.set(&source[name].as_tensor().to_dtype(dtype).unwrap())
+                    .unwrap();
+            }
         }
     }
     (net, varmap)
@@ -161,7 +194,7 @@ struct Distances {
     grad_f32_stock: f64,
 }
 
-fn compare(cfg: &ModelConfig, seed: u64) -> Distances {
+fn compare(cfg: &ModelConfig, seed: u64, affine: Affine) -> Distances {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(seed);
     // 32² so that the deepest batch-norms still see 2·4·4 values per channel.
@@ -174,7 +207,7 @@ fn compare(cfg: &ModelConfig, seed: u64) -> Distances {
         xnet_model::kernels::fast_conv_supported(&x64, &w64)
             && xnet_model::kernels::fused_batch_norm_supported(&x64)
     );
-    let (net, varmap) = build(cfg, seed, DType::F32, None);
+    let (net, varmap) = build(cfg, seed, affine, DType::F32, None);
     // Eval first: the train-mode forwards below update the running statistics.
     let ef = with_kernels(false, || net.forward_t(&x, false).unwrap());
     let er = with_kernels(true, || net.forward_t(&x, false).unwrap());
@@ -182,7 +215,7 @@ fn compare(cfg: &ModelConfig, seed: u64) -> Distances {
     let (tf, gf) = with_kernels(false, || train_step(net.as_ref(), &varmap, &x));
     let (tr, gr) = with_kernels(true, || train_step(net.as_ref(), &varmap, &x));
     // The same weights in f64: both paths, outputs and gradients.
-    let (net64, varmap64) = build(cfg, seed, DType::F64, Some(&varmap));
+    let (net64, varmap64) = build(cfg, seed, affine, DType::F64, Some(&varmap));
     let (tf64, gf64) = with_kernels(false, || train_step(net64.as_ref(), &varmap64, &x64));
     let (tr64, gr64) = with_kernels(true, || train_step(net64.as_ref(), &varmap64, &x64));
     let (grad_f64_elementwise, grad_f64) = gradient_distance(&gf64, &gr64);
@@ -202,31 +235,36 @@ fn fast_kernels_match_the_reference_path() {
     let _switch = KERNEL_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     for cfg in &configs() {
         let arch = cfg.arch();
-        let d = compare(cfg, 1);
-        assert!(d.eval_f32 <= 1e-4, "{arch} eval differs: {:e}", d.eval_f32);
+        let mut f32_distances = Vec::new();
+        for seed in 1..=3 {
+            let d = compare(cfg, seed, Affine::Drawn);
+            assert!(d.eval_f32 <= 1e-4, "{arch} eval differs: {:e}", d.eval_f32);
+            assert!(
+                d.train_f32 <= 1e-4,
+                "{arch} train output differs: {:e}",
+                d.train_f32
+            );
+            assert!(
+                d.train_f64 <= 1e-10,
+                "{arch} f64 train output differs: {:e}",
+                d.train_f64
+            );
+            assert!(
+                d.grad_f64_elementwise <= 1e-10,
+                "{arch} seed {seed}: f64 gradients differ by {:e} of the largest",
+                d.grad_f64_elementwise
+            );
+            println!(
+                "{arch} seed {seed}: f32 gradients from the f64 ones (relative L2): fast {:.2e}, stock {:.2e}",
+                d.grad_f32_fast, d.grad_f32_stock
+            );
+            f32_distances.push(d.grad_f32_fast);
+        }
+        f32_distances.sort_by(f64::total_cmp);
         assert!(
-            d.train_f32 <= 1e-4,
-            "{arch} train output differs: {:e}",
-            d.train_f32
-        );
-        assert!(
-            d.train_f64 <= 1e-10,
-            "{arch} f64 train output differs: {:e}",
-            d.train_f64
-        );
-        assert!(
-            d.grad_f64_elementwise <= 1e-10,
-            "{arch}: f64 gradients differ by {:e} of the largest",
-            d.grad_f64_elementwise
-        );
-        println!(
-            "{arch}: f32 gradients from the f64 ones (relative L2): fast {:.2e}, stock {:.2e}",
-            d.grad_f32_fast, d.grad_f32_stock
-        );
-        assert!(
-            d.grad_f32_fast <= 1e-4,
-            "{arch}: f32 fast-path gradients are {:e} (relative L2) from the f64 ones",
-            d.grad_f32_fast
+            f32_distances[1] <= 1e-5,
+            "{arch}: f32 fast-path gradients are {:e} (relative L2, median of 3 seeds) from the f64 ones",
+            f32_distances[1]
         );
     }
 }
@@ -234,19 +272,47 @@ fn fast_kernels_match_the_reference_path() {
 /// The figures of docs/performance.md, "Gradients of the fast path":
 /// `cargo test -p xnet-model --test kernels_models -- --ignored --nocapture`.
 #[test]
-#[ignore = "measurement over eight seeds (about 20 s); prints, asserts nothing new"]
+#[ignore = "measurement over eight seeds and two γ/β settings (about 45 s); prints only"]
 fn gradient_accuracy_over_seeds() {
     let _switch = KERNEL_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
-    println!("seed arch: f64 fast vs stock | f32 fast vs f64 | f32 stock vs f64 (relative L2 of all gradients)");
-    for seed in 1..=8 {
-        for cfg in &configs() {
-            let d = compare(cfg, seed);
+    for affine in [Affine::Initial, Affine::Drawn] {
+        println!("γ, β {affine:?}; seed arch: f64 fast vs stock | f32 fast vs f64 | f32 stock vs f64 (relative L2 of all gradients)");
+        for seed in 1..=8 {
+            for cfg in &configs() {
+                let d = compare(cfg, seed, affine);
+                println!(
+                    "{seed} {}: {:.2e} | {:.2e} | {:.2e}",
+                    cfg.arch(),
+                    d.grad_f64,
+                    d.grad_f32_fast,
+                    d.grad_f32_stock
+                );
+            }
+        }
+    }
+    // The kinks: how far the exact (f64, stock path) XNet gradient moves when the input moves.
+    let cfg = &configs()[0];
+    for seed in [1u64, 5] {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let pixels: Vec<f64> = (0..2 * 32 * 32)
+            .map(|_| f64::from(rng.random::<f32>()))
+            .collect();
+        let (_, varmap) = build(cfg, seed, Affine::Drawn, DType::F32, None);
+        let (net, varmap) = build(cfg, seed, Affine::Drawn, DType::F64, Some(&varmap));
+        let input = |eps: f64| {
+            let mut r = StdRng::seed_from_u64(99);
+            let v: Vec<f64> = pixels
+                .iter()
+                .map(|&p| p * (1.0 + eps * r.random_range(-1.0..1.0)))
+                .collect();
+            Tensor::from_vec(v, (2, 1, 32, 32), &Device::Cpu).unwrap()
+        };
+        let (_, exact) = with_kernels(true, || train_step(net.as_ref(), &varmap, &input(0.0)));
+        for eps in [1e-6, 1e-5, 3e-5, 1e-4] {
+            let (_, moved) = with_kernels(true, || train_step(net.as_ref(), &varmap, &input(eps)));
             println!(
-                "{seed} {}: {:.2e} | {:.2e} | {:.2e}",
-                cfg.arch(),
-                d.grad_f64,
-                d.grad_f32_fast,
-                d.grad_f32_stock
+                "xnet seed {seed}, γ, β drawn: input moved by {eps:e} (relative) moves the f64 gradient by {:.2e}",
+                gradient_distance(&moved, &exact).1
             );
         }
     }
