@@ -169,7 +169,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
             f1_weighted: r.f1.weighted,
             auc_weighted: r.auc.weighted,
             ece: Some(r.ece),
-            epochs: out.summary.epochs.len(),
+            epochs: out.summary.epochs_run,
             f1_by_category: f1_by_category(&out.evaluation.per_category),
         });
     }

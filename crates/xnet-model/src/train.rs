@@ -281,6 +281,8 @@ pub struct TrainState {
 pub struct TrainSummary {
     /// One record per epoch run by this call.
     pub epochs: Vec<EpochRecord>,
+    /// Epochs run over the whole run, resumes included.
+    pub epochs_run: usize,
     /// Epoch with the lowest monitored loss (over the whole run, resumes included).
     pub best_epoch: Option<usize>,
     /// That loss.
@@ -590,6 +592,7 @@ impl<'a> Trainer<'a> {
     ///
     /// A run that starts at epoch 0 (not resumed) replaces any log and `last/` checkpoint
     /// already in the checkpoint directory; call [`Trainer::resume`] first to continue one.
+    /// A resumed run that had stopped early trains no further unless the patience was raised.
     ///
     /// Without a validation source the training loss is monitored for early stopping and the
     /// best checkpoint.
@@ -616,8 +619,14 @@ impl<'a> Trainer<'a> {
             }
         }
         let mut records = Vec::new();
-        let mut stopped_early = false;
-        while self.state.next_epoch < self.config.epochs {
+        // A resumed run that had already stopped early (under the current patience) trains
+        // no further: resuming a finished run must not change it.
+        let mut stopped_early = self.state.next_epoch > 0
+            && self
+                .config
+                .early_stopping_patience
+                .is_some_and(|p| self.state.epochs_without_improvement >= p);
+        while !stopped_early && self.state.next_epoch < self.config.epochs {
             let epoch = self.state.next_epoch;
             let started = Instant::now();
             let lr = self.state.scheduler.learning_rate();
@@ -708,6 +717,7 @@ impl<'a> Trainer<'a> {
         }
         Ok(TrainSummary {
             epochs: records,
+            epochs_run: self.state.next_epoch,
             best_epoch: self.state.best_epoch,
             best_loss: self.state.best_loss,
             stopped_early,

@@ -201,6 +201,60 @@ fn early_stopping_after_patience() {
 }
 
 #[test]
+fn resuming_an_early_stopped_run_changes_nothing_unless_patience_grows() {
+    let dev = Device::Cpu;
+    let dir = temp_dir("resume-stopped");
+    let stopping = TrainConfig {
+        early_stopping_patience: Some(2),
+        min_delta: 10.0, // no improvement can be this large: stops after epoch 2
+        ..config(20)
+    };
+    let (mut train, mut val) = sources();
+    let vm = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    let first = Trainer::new(&toy, &vm, stopping.clone(), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir)
+        .fit(&mut train, Some(&mut val))
+        .unwrap();
+    assert!(first.stopped_early);
+    assert_eq!(first.epochs_run, 3);
+    let before = weights(&vm);
+
+    // Resumed under the same patience: no epoch, same weights, same log.
+    let vm2 = VarMap::new();
+    let toy2 = Toy::new(VarBuilder::from_varmap(&vm2, DType::F32, &dev));
+    let mut t = Trainer::new(&toy2, &vm2, stopping.clone(), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    assert_eq!(t.resume().unwrap(), Some(3));
+    let again = t.fit(&mut train, Some(&mut val)).unwrap();
+    assert!(again.stopped_early && again.epochs.is_empty());
+    assert_eq!((again.epochs_run, again.best_epoch), (3, Some(0)));
+    assert_eq!(weights(&vm2), before);
+    assert_eq!(read_log(&dir).len(), 3);
+
+    // Resumed with more patience: it goes on from epoch 3.
+    let vm3 = VarMap::new();
+    let toy3 = Toy::new(VarBuilder::from_varmap(&vm3, DType::F32, &dev));
+    let patient = TrainConfig {
+        early_stopping_patience: Some(4),
+        ..stopping
+    };
+    let mut t = Trainer::new(&toy3, &vm3, patient, &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    t.resume().unwrap();
+    let more = t.fit(&mut train, Some(&mut val)).unwrap();
+    assert_eq!(
+        more.epochs.iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert_eq!(more.epochs_run, 5);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn resume_continues_exactly() {
     let dev = Device::Cpu;
     let cfg4 = TrainConfig {
