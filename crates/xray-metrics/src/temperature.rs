@@ -30,6 +30,16 @@ pub struct TemperatureConfig {
     pub tolerance: f64,
     /// Equal-width bins for the ECE reported before and after.
     pub n_bins: usize,
+    /// The fitted temperature is the NLL's minimiser within `[low, high]` (default
+    /// `[0.05, 20]`). An unbounded fit runs off to T → ∞ for a network no better than
+    /// chance (uniform probabilities minimise its NLL), where `f32` probabilities tie and
+    /// arg-max labels degrade to the first class.
+    #[serde(default = "default_temperature_range")]
+    pub temperature_range: (f64, f64),
+}
+
+fn default_temperature_range() -> (f64, f64) {
+    (0.05, 20.0)
 }
 
 impl Default for TemperatureConfig {
@@ -38,6 +48,7 @@ impl Default for TemperatureConfig {
             max_iter: 100,
             tolerance: 1e-10,
             n_bins: 15,
+            temperature_range: default_temperature_range(),
         }
     }
 }
@@ -177,12 +188,22 @@ fn ece_at(images: &[LogitImage<'_>], c: usize, t: f64, n_bins: usize) -> Result<
 
 /// Fits the temperature on validation logits and reports NLL and ECE before and after.
 ///
-/// Errors: no scored pixel, length mismatch, bad label, non-finite logit.
+/// The NLL is convex in `β = 1/T`, so the minimiser within `config.temperature_range` is
+/// the unconstrained one clamped to that range.
+///
+/// Errors: no scored pixel, length mismatch, bad label, non-finite logit, a temperature range
+/// that is not `0 < low ≤ high < ∞`.
 pub fn fit_temperature(
     images: &[LogitImage<'_>],
     num_classes: usize,
     config: &TemperatureConfig,
 ) -> Result<TemperatureFit> {
+    let (low, high) = config.temperature_range;
+    if !(low > 0.0 && low <= high && high.is_finite()) {
+        return Err(MetricsError::InvalidConfig(format!(
+            "temperature_range must satisfy 0 < low ≤ high < ∞, got ({low}, {high})"
+        )));
+    }
     let c = num_classes;
     let pixels = check_images(images, c)?;
     if pixels == 0 {
@@ -221,6 +242,11 @@ pub fn fit_temperature(
         if done {
             break;
         }
+    }
+    let bounded = beta.clamp(1.0 / high, 1.0 / low);
+    if bounded != beta {
+        beta = bounded;
+        f = nll_terms(images, c, beta).0;
     }
     let temperature = 1.0 / beta;
     Ok(TemperatureFit {

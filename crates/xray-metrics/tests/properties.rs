@@ -508,3 +508,72 @@ fn plots_and_training_log() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn temperature_stays_in_its_range() {
+    // Logits unrelated to the labels: the NLL keeps falling as T grows (towards uniform
+    // probabilities), so the fit stops at the range's upper end.
+    let (c, n) = (3, 5_000);
+    let mut rng = Rng(21);
+    let z: Vec<f32> = (0..c * n).map(|_| (3.0 * rng.normal()) as f32).collect();
+    let labels: Vec<u8> = (0..n)
+        .map(|_| (rng.uniform() * 3.0).min(2.0) as u8)
+        .collect();
+    let images = [LogitImage {
+        logits: &z,
+        labels: &labels,
+    }];
+    let bounded = fit_temperature(&images, c, &TemperatureConfig::default()).unwrap();
+    assert_eq!(bounded.temperature, 20.0);
+    assert!(bounded.nll_after < bounded.nll_before);
+    let wide = TemperatureConfig {
+        temperature_range: (0.05, 1e6),
+        ..TemperatureConfig::default()
+    };
+    let unbounded = fit_temperature(&images, c, &wide).unwrap();
+    assert!(
+        unbounded.temperature > 20.0,
+        "T = {}",
+        unbounded.temperature
+    );
+    assert!(unbounded.nll_after <= bounded.nll_after);
+    // A sharp, correct network wants T < 1; a floor above its optimum holds it there.
+    let sharp: Vec<f32> = (0..c * n)
+        .map(|j| {
+            if j / n == usize::from(labels[j % n]) {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let floor = TemperatureConfig {
+        temperature_range: (0.5, 20.0),
+        ..TemperatureConfig::default()
+    };
+    let fit = fit_temperature(
+        &[LogitImage {
+            logits: &sharp,
+            labels: &labels,
+        }],
+        c,
+        &floor,
+    )
+    .unwrap();
+    assert_eq!(fit.temperature, 0.5);
+    for bad in [
+        (0.0, 1.0),
+        (2.0, 1.0),
+        (0.1, f64::INFINITY),
+        (f64::NAN, 1.0),
+    ] {
+        let cfg = TemperatureConfig {
+            temperature_range: bad,
+            ..TemperatureConfig::default()
+        };
+        assert!(
+            fit_temperature(&images, c, &cfg).is_err(),
+            "range {bad:?} accepted"
+        );
+    }
+}
