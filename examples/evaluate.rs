@@ -33,6 +33,9 @@ struct Args {
     /// The paper's soft-tissue threshold t in [0, 1]: soft tissue only where P(soft) > t.
     #[arg(long)]
     tissue_threshold: Option<f32>,
+    /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
+    #[arg(long)]
+    temperature: Option<f64>,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -67,7 +70,10 @@ fn run(args: &Args) -> xray_seg::Result<()> {
         .clone()
         .unwrap_or_else(xray_seg::shipped_weights_dir);
     let device = xnet_model::runtime::device_by_name(&args.device)?;
-    let predictor = Predictor::load(&weights, &device)?;
+    let mut predictor = Predictor::load(&weights, &device)?;
+    if let Some(t) = args.temperature {
+        predictor.set_temperature(t)?;
+    }
     let ds = Dataset::open(&args.data, &DatasetOptions::default())?;
     let indices: Vec<usize> = (0..ds.len()).collect();
     let bar = ProgressBar::new_spinner().with_message(format!("evaluating {} images", ds.len()));
@@ -78,14 +84,15 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     write_evaluation(&eval, &args.out)?;
     let r = &eval.report;
     println!(
-        "{} images: accuracy {:.4}, weighted F1 {:.4}, weighted AUC {}, ECE {:.4}",
+        "{} images: accuracy {:.4}, weighted F1 {:.4}, weighted AUC {}, ECE {:.4} (softmax temperature {:.3})",
         r.images,
         r.accuracy.unwrap_or(f64::NAN),
         r.f1.weighted,
         r.auc
             .weighted
             .map_or("undefined".into(), |a| format!("{a:.4}")),
-        r.ece
+        r.ece,
+        predictor.temperature()
     );
     if let Some(t) = &eval.thresholded {
         println!(

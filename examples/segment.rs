@@ -56,6 +56,9 @@ struct Args {
     /// Each holds its image and outputs in memory.
     #[arg(long)]
     jobs: Option<usize>,
+    /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
+    #[arg(long)]
+    temperature: Option<f64>,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -92,7 +95,10 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         .clone()
         .unwrap_or_else(xray_seg::shipped_weights_dir);
     let device = xnet_model::runtime::device_by_name(&args.device)?;
-    let predictor = Predictor::load(&weights, &device)?;
+    let mut predictor = Predictor::load(&weights, &device)?;
+    if let Some(t) = args.temperature {
+        predictor.set_temperature(t)?;
+    }
     let pipeline = match &args.postproc {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| xray_seg::Error::io(p, e))?;

@@ -65,6 +65,10 @@ struct Args {
     /// Do not balance categories.
     #[arg(long)]
     no_balance: bool,
+    /// Do not fit the softmax temperature on the validation split (the checkpoint then
+    /// predicts the network's own softmax).
+    #[arg(long)]
+    no_calibrate: bool,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         synth_size: args.synth_size,
         augment: !args.no_augment,
         balance: !args.no_balance,
+        calibrate: !args.no_calibrate,
         kfold: args.kfold,
         resume: args.resume,
         progress: !args.quiet,
@@ -130,7 +135,7 @@ fn main() -> ExitCode {
                     o.run_dir.display(),
                     o.parameters,
                     o.split_sizes,
-                    o.summary.epochs.len(),
+                    o.summary.epochs_run,
                     o.train_seconds,
                     o.summary.best_epoch,
                     r.accuracy.unwrap_or(f64::NAN),
@@ -139,6 +144,12 @@ fn main() -> ExitCode {
                     r.ece,
                     r.confidence.map_or("n/a".into(), |c| format!("{c:.4}")),
                 );
+                if let Some(t) = &r.temperature {
+                    println!(
+                        "  softmax temperature {:.3}, fitted on the validation split (its ECE {:.4} → {:.4}); the test scores above use it",
+                        t.temperature, t.ece_before, t.ece_after
+                    );
+                }
                 // The weakest body part of the test split (all of them in report.md).
                 if let Some(worst) = o
                     .evaluation

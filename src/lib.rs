@@ -10,12 +10,14 @@
 //! | [`prepare`] | how an image becomes network input (shared by training and inference) |
 //! | [`source`] | dataset folders as batch sources for the trainer (augmentation, balancing) |
 //! | [`predict`] | a loaded checkpoint that returns probabilities at the input's size |
+//! | [`calibrate`] | the softmax temperature fitted on labelled images |
 //! | [`train`] | `train`: synthetic or given data → checkpoint, report, plots, overlays |
 //! | [`evaluate`] | `evaluate`: checkpoint + labelled folder → report and plots |
 //! | [`segment`] | `segment`: radiographs → labels, field, overlays |
 //! | [`compare`] | `compare`: every architecture under one budget → one table |
 #![deny(missing_docs)]
 
+pub mod calibrate;
 pub mod compare;
 pub mod error;
 pub mod evaluate;

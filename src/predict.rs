@@ -12,12 +12,17 @@ use xray_data::Radiograph;
 use crate::prepare::{resize_probabilities, Preprocess};
 use crate::{Error, Result};
 
-/// A network plus the preprocessing it was trained with.
+/// The checkpoint metadata key of the fitted softmax temperature (a number > 0).
+pub const TEMPERATURE_KEY: &str = "temperature";
+
+/// A network plus the preprocessing it was trained with and the softmax temperature it was
+/// calibrated with.
 pub struct Predictor {
     model: Box<dyn Segmenter>,
     config: ModelConfig,
     preprocess: Preprocess,
     options: InferenceOptions,
+    temperature: f64,
     // Keeps the weights alive for the model's lifetime.
     _varmap: VarMap,
 }
@@ -27,6 +32,7 @@ impl std::fmt::Debug for Predictor {
         f.debug_struct("Predictor")
             .field("config", &self.config)
             .field("preprocess", &self.preprocess)
+            .field("temperature", &self.temperature)
             .finish_non_exhaustive()
     }
 }
@@ -35,11 +41,13 @@ impl Predictor {
     /// Loads a checkpoint directory (or its `model.safetensors`) written by `train`.
     ///
     /// The preprocessing comes from the checkpoint's metadata (`"preprocess"`); a checkpoint
-    /// without it is taken as XNet's default (200×200, min-max).
+    /// without it is taken as XNet's default (200×200, min-max). The softmax temperature
+    /// comes from `"temperature"` (written by the train job, see [`crate::calibrate`]); a
+    /// checkpoint without it is uncalibrated (T = 1).
     ///
     /// # Errors
     /// Missing or corrupt files, weights that do not fit the config, a preprocessing record
-    /// that does not fit the network.
+    /// that does not fit the network, a temperature that is not a finite number > 0.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let loaded = checkpoint::load(path, device)?;
         let preprocess = match loaded.metadata.get("preprocess") {
@@ -51,13 +59,25 @@ impl Predictor {
             })?,
             None => Preprocess::default(),
         };
-        Self::new(
+        let mut predictor = Self::new(
             loaded.model,
             loaded.config,
             loaded.varmap,
             preprocess,
             device,
-        )
+        )?;
+        if let Some(v) = loaded.metadata.get(TEMPERATURE_KEY) {
+            let t = v.as_f64().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: metadata.{TEMPERATURE_KEY} must be a number, got {v}",
+                    path.display()
+                ))
+            })?;
+            predictor
+                .set_temperature(t)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        }
+        Ok(predictor)
     }
 
     /// Wraps an already built model, folding its batch-norms into the convolutions
@@ -90,6 +110,7 @@ impl Predictor {
             config,
             preprocess,
             options,
+            temperature: 1.0,
             _varmap: varmap,
         })
     }
@@ -109,14 +130,35 @@ impl Predictor {
         self.model.num_classes()
     }
 
+    /// The softmax temperature applied to every prediction (1 = the network's own softmax).
+    pub fn temperature(&self) -> f64 {
+        self.temperature
+    }
+
+    /// Sets the softmax temperature: predictions become `softmax(z / T)` for the network's
+    /// logits `z`. It changes confidences, never the arg-max.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] unless `temperature` is finite and > 0.
+    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Error::Invalid(format!(
+                "the softmax temperature must be a finite number > 0, got {temperature}"
+            )));
+        }
+        self.temperature = temperature;
+        Ok(())
+    }
+
     /// Images per forward pass (default 4).
     pub fn set_batch_size(&mut self, batch_size: usize) {
         self.options.batch_size = batch_size.max(1);
     }
 
     /// `C × H × W` probabilities of one radiograph (detector units, any size), at its own
-    /// size: the image is resized to the network input and normalised as in training, and the
-    /// probabilities are resized back (bilinear).
+    /// size: the image is resized to the network input and normalised as in training, the
+    /// network's softmax is taken at the predictor's temperature, and the probabilities are
+    /// resized back (bilinear).
     ///
     /// # Errors
     /// An empty image, or a network error.
@@ -129,6 +171,24 @@ impl Predictor {
     /// # Errors
     /// As [`Predictor::predict`].
     pub fn predict_many(&self, images: &[Radiograph]) -> Result<Vec<Vec<f32>>> {
+        self.predict_many_at(images, self.temperature)
+    }
+
+    /// As [`Predictor::predict_many`] at the given temperature instead of the predictor's
+    /// (1 gives the network's own softmax, which a temperature fit starts from).
+    ///
+    /// # Errors
+    /// As [`Predictor::predict`]; a temperature that is not finite and > 0.
+    pub fn predict_many_at(
+        &self,
+        images: &[Radiograph],
+        temperature: f64,
+    ) -> Result<Vec<Vec<f32>>> {
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Error::Invalid(format!(
+                "the softmax temperature must be a finite number > 0, got {temperature}"
+            )));
+        }
         let (w, h) = (self.preprocess.width, self.preprocess.height);
         let plane = w as usize * h as usize;
         let mut inputs = Vec::with_capacity(images.len() * plane);
@@ -149,9 +209,75 @@ impl Predictor {
             .enumerate()
             .map(|(i, img)| {
                 let p = &probs[i * c * plane..(i + 1) * c * plane];
-                resize_probabilities(p, c, (w, h), img.dimensions())
+                let mut out = resize_probabilities(p, c, (w, h), img.dimensions())?;
+                // After the resize, so that each output pixel keeps its arg-max: the
+                // temperature changes confidences, not labels.
+                if temperature != 1.0 {
+                    rescale_temperature(&mut out, c, temperature);
+                }
+                Ok(out)
             })
             .collect()
+    }
+}
+
+/// Turns class-major `softmax(z)` into `softmax(z / T)` pixel by pixel: since
+/// `ln softmax(z)_k = z_k − logsumexp(z)`, dividing the log-probabilities by `T` and taking
+/// the softmax again gives exactly `softmax(z / T)` (the per-pixel constant cancels). A
+/// monotone map of each pixel's probabilities, so its arg-max stays (unless `f32` rounding
+/// makes two classes equal). Zero probabilities (softmax underflow) stay zero. Parallel over
+/// blocks of pixels.
+fn rescale_temperature(probs: &mut [f32], classes: usize, temperature: f64) {
+    use rayon::prelude::*;
+    const BLOCK: usize = 4096;
+    let c = classes.max(1);
+    let plane = probs.len() / c;
+    let inv_t = (1.0 / temperature) as f32;
+    // Gather each block's pixels (class-major planes are far apart), rescale, scatter back.
+    let blocks: Vec<(usize, Vec<f32>)> = (0..plane.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(plane));
+            let n = end - start;
+            let mut out = vec![0f32; c * n];
+            for i in 0..n {
+                let mut max = f32::NEG_INFINITY;
+                for k in 0..c {
+                    let p = probs[k * plane + start + i];
+                    let l = if p > 0.0 {
+                        p.ln() * inv_t
+                    } else {
+                        f32::NEG_INFINITY
+                    };
+                    out[k * n + i] = l;
+                    max = max.max(l);
+                }
+                if max == f32::NEG_INFINITY {
+                    // Not a distribution (all zero): left as it is.
+                    for k in 0..c {
+                        out[k * n + i] = probs[k * plane + start + i];
+                    }
+                    continue;
+                }
+                let mut sum = 0f32;
+                for k in 0..c {
+                    let e = (out[k * n + i] - max).exp();
+                    out[k * n + i] = e;
+                    sum += e;
+                }
+                for k in 0..c {
+                    out[k * n + i] /= sum;
+                }
+            }
+            (start, out)
+        })
+        .collect();
+    for (start, out) in blocks {
+        let n = out.len() / c;
+        for k in 0..c {
+            probs[k * plane + start..k * plane + start + n]
+                .copy_from_slice(&out[k * n..(k + 1) * n]);
+        }
     }
 }
 
@@ -161,6 +287,41 @@ mod tests {
     use candle_core::{DType, Tensor};
     use xnet_model::init::seeded_var_builder;
     use xnet_model::models::XNetConfig;
+
+    #[test]
+    fn temperature_rescaling_is_the_softmax_of_scaled_logits() {
+        let softmax = |z: &[f64]| {
+            let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(|v| v / s).collect::<Vec<f64>>()
+        };
+        // Three pixels of three classes, class-major; the last pixel's logits are extreme.
+        let logits = [[2.0, -1.0, 0.5], [0.1, 0.2, 0.3], [40.0, -40.0, 0.0]];
+        for t in [0.5, 1.0, 1.7, 4.0] {
+            let mut probs = vec![0f32; 9];
+            for (i, z) in logits.iter().enumerate() {
+                for (k, p) in softmax(z).iter().enumerate() {
+                    probs[k * 3 + i] = *p as f32;
+                }
+            }
+            rescale_temperature(&mut probs, 3, t);
+            for (i, z) in logits.iter().enumerate() {
+                let scaled: Vec<f64> = z.iter().map(|v| v / t).collect();
+                for (k, want) in softmax(&scaled).iter().enumerate() {
+                    let got = f64::from(probs[k * 3 + i]);
+                    assert!(
+                        (got - want).abs() < 1e-6,
+                        "T {t} pixel {i} class {k}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+        // Underflowed zeros stay zero and the rest still sums to one.
+        let mut probs = vec![1.0f32, 0.0];
+        rescale_temperature(&mut probs, 2, 3.0);
+        assert_eq!(probs, vec![1.0, 0.0]);
+    }
 
     /// The predictor folds its network's batch-norms; its probabilities must equal those of
     /// the unfolded network on the same weights, and the trained weights stay trainable.

@@ -25,10 +25,11 @@ use xray_data::dataset::{
 };
 use xray_metrics::Report;
 
+use crate::calibrate::fit_temperature_on;
 use crate::evaluate::{
     evaluate_samples, pool_category_scores, write_evaluation, CategoryScores, Evaluation,
 };
-use crate::predict::Predictor;
+use crate::predict::{Predictor, TEMPERATURE_KEY};
 use crate::prepare::Preprocess;
 use crate::segment::{segment_image, SegmentOptions};
 use crate::source::DatasetSource;
@@ -167,6 +168,10 @@ pub struct TrainJob {
     pub progress: bool,
     /// Overlays of this many test images.
     pub overlays: usize,
+    /// Fit the softmax temperature on the validation split after training and store it in
+    /// the checkpoint ([`crate::calibrate`]); the test report is then on calibrated
+    /// probabilities and shows the fit.
+    pub calibrate: bool,
     /// Device.
     pub device: Device,
 }
@@ -193,6 +198,7 @@ impl Default for TrainJob {
             resume: false,
             progress: true,
             overlays: 4,
+            calibrate: true,
             device: Device::Cpu,
         }
     }
@@ -479,23 +485,43 @@ pub fn train_split(
     if best.join(checkpoint::WEIGHTS_FILE).exists() {
         checkpoint::load_weights_into(&varmap, &best.join(checkpoint::WEIGHTS_FILE), &job.device)?;
     }
-    let metadata = serde_json::json!({
+    let mut predictor = Predictor::new(
+        model,
+        config.clone(),
+        varmap.clone(),
+        preprocess,
+        &job.device,
+    )?;
+    // Calibrated on the validation split (the images that chose the best epoch), never on
+    // the test split that the report scores.
+    let temperature = if job.calibrate && !split.val.is_empty() {
+        let fit = fit_temperature_on(&predictor, ds, &split.val)?;
+        predictor.set_temperature(fit.temperature)?;
+        Some(fit)
+    } else {
+        None
+    };
+    let mut metadata = serde_json::json!({
         "preprocess": preprocess,
         "seed": job.seed,
         "best_epoch": summary.best_epoch,
         "best_val_loss": summary.best_loss,
-        "epochs_run": summary.epochs.len(),
+        "epochs_run": summary.epochs_run,
         "dataset": ds.root.display().to_string(),
     });
+    if let Some(fit) = &temperature {
+        metadata[TEMPERATURE_KEY] = serde_json::json!(fit.temperature);
+        metadata["temperature_fit"] = serde_json::json!(fit);
+    }
     checkpoint::save(dir, &varmap, &config, metadata)?;
 
-    let predictor = Predictor::new(model, config, varmap, preprocess, &job.device)?;
     let test: &[usize] = if split.test.is_empty() {
         &split.val
     } else {
         &split.test
     };
-    let evaluation = evaluate_samples(&predictor, ds, test, Some(0.5))?;
+    let mut evaluation = evaluate_samples(&predictor, ds, test, Some(0.5))?;
+    evaluation.report.temperature = temperature;
     write_evaluation(&evaluation, dir)?;
     let log = dir.join("log.jsonl");
     if log.exists() {

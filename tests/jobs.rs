@@ -44,7 +44,12 @@ fn add_rows(sum: &mut [Vec<u64>], m: &[Vec<u64>]) {
 fn train_then_evaluate_then_segment() {
     let tmp = std::env::temp_dir().join(format!("xray-seg-jobs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let job = tiny_job(&tmp);
+    // 24 images leave a validation split (with 14, every category but one has a single
+    // image, and the XNet split puts those in training), which the temperature is fitted on.
+    let job = TrainJob {
+        synth_count: 24,
+        ..tiny_job(&tmp)
+    };
     let (outcomes, kfold) = run(&job).expect("training runs");
     assert!(kfold.is_none());
     let o = &outcomes[0];
@@ -65,7 +70,12 @@ fn train_then_evaluate_then_segment() {
             "{f} missing from the run directory"
         );
     }
-    assert_eq!(o.split_sizes.iter().sum::<usize>(), 14);
+    assert_eq!(o.split_sizes.iter().sum::<usize>(), 24);
+    assert!(
+        o.split_sizes[1] > 0,
+        "no validation split: {:?}",
+        o.split_sizes
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
             .unwrap();
@@ -80,13 +90,42 @@ fn train_then_evaluate_then_segment() {
     assert_eq!(report["confusion_matrix"].as_array().unwrap().len(), 3);
     assert!(std::fs::read_dir(run_dir.join("overlays")).unwrap().count() >= 4);
 
+    // The softmax temperature, fitted on the validation split, is in the checkpoint, the
+    // report shows the fit, and the loaded predictor applies it.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    let temperature = config["metadata"]["temperature"]
+        .as_f64()
+        .expect("metadata.temperature is a number");
+    assert!(temperature.is_finite() && temperature > 0.0);
+    let fit = &report["temperature"];
+    assert_eq!(fit["temperature"].as_f64(), Some(temperature));
+    assert!(
+        fit["nll_after"].as_f64().unwrap() <= fit["nll_before"].as_f64().unwrap() + 1e-12,
+        "the fit cannot raise the validation NLL: {fit}"
+    );
+    assert!(fit["pixels"].as_u64().unwrap() > 0);
+
     // Evaluate the checkpoint on the whole synthetic folder, with the tissue threshold.
     let predictor = Predictor::load(run_dir, &candle_core::Device::Cpu).expect("checkpoint loads");
     assert_eq!(predictor.preprocess().width, 32);
+    assert_eq!(predictor.temperature(), temperature);
     let ds = Dataset::open(&run_dir.join("data"), &DatasetOptions::default()).unwrap();
     let all: Vec<usize> = (0..ds.len()).collect();
     let eval = evaluate_samples(&predictor, &ds, &all, Some(0.9)).unwrap();
     assert_eq!(eval.report.images, ds.len());
+    // The temperature moves confidences, never the arg-max.
+    let mut raw = Predictor::load(run_dir, &candle_core::Device::Cpu).unwrap();
+    raw.set_temperature(1.0).unwrap();
+    let eval_raw = evaluate_samples(&raw, &ds, &all, None).unwrap();
+    assert_eq!(
+        eval_raw.report.confusion_matrix,
+        eval.report.confusion_matrix
+    );
+    if (temperature - 1.0).abs() > 1e-3 {
+        assert_ne!(eval_raw.report.confidence, eval.report.confidence);
+    }
     let t = eval.thresholded.as_ref().unwrap();
     assert!(
         t.soft_tissue_false_positive_rate <= eval.argmax.soft_tissue_false_positive_rate + 1e-12,
@@ -171,6 +210,44 @@ fn bad_options_are_clear_errors() {
     assert!(run(&job).unwrap_err().to_string().contains("k ≥ 2"));
     let missing = Predictor::load(&tmp.join("nowhere"), &candle_core::Device::Cpu);
     assert!(missing.is_err());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_bad_temperature_in_a_checkpoint_is_an_error() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-temperature-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let shipped = xray_seg::shipped_weights_dir();
+    std::fs::copy(
+        shipped.join("model.safetensors"),
+        tmp.join("model.safetensors"),
+    )
+    .unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap())
+            .unwrap();
+    for (value, ok) in [
+        (serde_json::json!(1.5), true),
+        (serde_json::json!(0.0), false),
+        (serde_json::json!(-2.0), false),
+        (serde_json::json!("warm"), false),
+        (serde_json::json!(null), false),
+    ] {
+        let mut c = config.clone();
+        c["metadata"]["temperature"] = value.clone();
+        std::fs::write(tmp.join("config.json"), c.to_string()).unwrap();
+        match Predictor::load(&tmp, &candle_core::Device::Cpu) {
+            Ok(p) => {
+                assert!(ok, "temperature {value} was accepted");
+                assert_eq!(p.temperature(), 1.5);
+            }
+            Err(e) => {
+                assert!(!ok, "temperature {value}: {e}");
+                assert!(e.to_string().contains("temperature"), "{e}");
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -1,0 +1,90 @@
+//! Temperature scaling of a trained network's softmax on labelled images: one `T` that makes
+//! the confidences honest (docs/calibration.md), fitted on the validation split by the train
+//! job and stored in the checkpoint, so that `segment` and `evaluate` report calibrated
+//! probabilities.
+
+use xray_data::dataset::Dataset;
+use xray_metrics::{fit_temperature, LogitImage, TemperatureConfig, TemperatureFit};
+
+use crate::predict::Predictor;
+use crate::{Error, Result};
+
+/// At most this many pixels, over all images, enter a fit: the fit needs the network's
+/// log-probabilities of every pixel it uses, `C` floats each, so large radiographs are
+/// sampled on a regular grid (every `s`-th pixel in raster order) to stay within it.
+pub const MAX_FIT_PIXELS: usize = 1 << 22;
+
+/// Fits the softmax temperature of `predictor`'s network on the labelled samples `indices`
+/// of `dataset` (at the images' own resolution, as `evaluate` scores them), starting from the
+/// network's own softmax whatever temperature the predictor holds.
+///
+/// The log-probabilities `ln softmax(z)` stand in for the logits `z`: they differ by one
+/// constant per pixel, which the softmax ignores, so the fitted `T` is the same.
+///
+/// # Errors
+/// No samples, a sample without a mask, a mask whose size differs from its image, no
+/// labelled pixel, or a network error.
+///
+/// # Examples
+/// ```no_run
+/// # fn main() -> xray_seg::Result<()> {
+/// use xray_data::dataset::{Dataset, DatasetOptions};
+/// use xray_seg::{calibrate, predict::Predictor};
+/// let mut predictor = Predictor::load("runs/hip".as_ref(), &candle_core::Device::Cpu)?;
+/// let site_data = Dataset::open("site-labels".as_ref(), &DatasetOptions::default())?;
+/// let all: Vec<usize> = (0..site_data.len()).collect();
+/// let fit = calibrate::fit_temperature_on(&predictor, &site_data, &all)?;
+/// predictor.set_temperature(fit.temperature)?;
+/// println!("T = {:.3}, ECE {:.4} → {:.4}", fit.temperature, fit.ece_before, fit.ece_after);
+/// # Ok(())
+/// # }
+/// ```
+pub fn fit_temperature_on(
+    predictor: &Predictor,
+    dataset: &Dataset,
+    indices: &[usize],
+) -> Result<TemperatureFit> {
+    if indices.is_empty() {
+        return Err(Error::Invalid(
+            "temperature scaling needs at least one labelled image".into(),
+        ));
+    }
+    let c = predictor.num_classes();
+    let per_image = (MAX_FIT_PIXELS / indices.len()).max(1);
+    let mut logits: Vec<Vec<f32>> = Vec::with_capacity(indices.len());
+    let mut labels: Vec<Vec<u8>> = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let stem = &dataset.samples[i].stem;
+        let (image, mask) = dataset.load(i)?;
+        let mask = mask
+            .ok_or_else(|| Error::Invalid(format!("{stem}: temperature scaling needs a mask")))?;
+        if mask.dimensions() != image.dimensions() {
+            return Err(Error::Invalid(format!(
+                "{stem}: mask {:?} and image {:?} differ in size",
+                mask.dimensions(),
+                image.dimensions()
+            )));
+        }
+        let probs = predictor
+            .predict_many_at(std::slice::from_ref(&image), 1.0)?
+            .remove(0);
+        let plane = mask.as_raw().len();
+        let stride = plane.div_ceil(per_image);
+        let kept: Vec<usize> = (0..plane).step_by(stride).collect();
+        // ln 0 would be -inf, which the fit refuses; the smallest normal f32 is far below
+        // any probability that matters (its log is -87).
+        let mut z = Vec::with_capacity(c * kept.len());
+        for k in 0..c {
+            let class = &probs[k * plane..(k + 1) * plane];
+            z.extend(kept.iter().map(|&p| class[p].max(f32::MIN_POSITIVE).ln()));
+        }
+        logits.push(z);
+        labels.push(kept.iter().map(|&p| mask.as_raw()[p]).collect());
+    }
+    let images: Vec<LogitImage<'_>> = logits
+        .iter()
+        .zip(&labels)
+        .map(|(logits, labels)| LogitImage { logits, labels })
+        .collect();
+    Ok(fit_temperature(&images, c, &TemperatureConfig::default())?)
+}
