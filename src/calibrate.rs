@@ -22,7 +22,7 @@ pub const MAX_FIT_PIXELS: usize = 1 << 22;
 /// constant per pixel, which the softmax ignores, so the fitted `T` is the same.
 ///
 /// # Errors
-/// No samples, a sample without a mask, a mask whose size differs from its image, no
+/// No samples, an index out of range, a sample without a mask, a mask whose size differs from its image, no
 /// labelled pixel, or a network error.
 ///
 /// # Examples
@@ -54,7 +54,16 @@ pub fn fit_temperature_on(
     let mut logits: Vec<Vec<f32>> = Vec::with_capacity(indices.len());
     let mut labels: Vec<Vec<u8>> = Vec::with_capacity(indices.len());
     for &i in indices {
-        let stem = &dataset.samples[i].stem;
+        let stem = &dataset
+            .samples
+            .get(i)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "sample {i} does not exist ({} samples)",
+                    dataset.len()
+                ))
+            })?
+            .stem;
         let (image, mask) = dataset.load(i)?;
         let mask = mask
             .ok_or_else(|| Error::Invalid(format!("{stem}: temperature scaling needs a mask")))?;
@@ -87,4 +96,64 @@ pub fn fit_temperature_on(
         .map(|(logits, labels)| LogitImage { logits, labels })
         .collect();
     Ok(fit_temperature(&images, c, &TemperatureConfig::default())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepare::Preprocess;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+    use xnet_model::init::seeded_var_builder;
+    use xnet_model::models::{ModelConfig, XNetConfig};
+    use xray_data::dataset::DatasetOptions;
+
+    fn tiny_predictor() -> Predictor {
+        let config = ModelConfig::XNet(XNetConfig {
+            base_width: 2,
+            ..Default::default()
+        });
+        let varmap = VarMap::new();
+        let model = config
+            .build(seeded_var_builder(&varmap, 5, DType::F32, &Device::Cpu))
+            .unwrap();
+        Predictor::new(model, config, varmap, Preprocess::square(32), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn fits_within_the_range_and_refuses_bad_requests() {
+        let dir = std::env::temp_dir().join(format!("xray-seg-calibrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        xray_data::synth::generate_dataset(&dir, 3, 40, 2).unwrap();
+        let ds = Dataset::open(&dir, &DatasetOptions::default()).unwrap();
+        let mut predictor = tiny_predictor();
+        // The fit starts from the raw softmax whatever the predictor holds.
+        predictor.set_temperature(3.0).unwrap();
+        let fit = fit_temperature_on(&predictor, &ds, &[0, 1, 2]).unwrap();
+        predictor.set_temperature(1.0).unwrap();
+        assert_eq!(
+            fit_temperature_on(&predictor, &ds, &[0, 1, 2]).unwrap(),
+            fit
+        );
+        assert!(
+            (0.05..=20.0).contains(&fit.temperature),
+            "T = {}",
+            fit.temperature
+        );
+        assert!(fit.nll_after <= fit.nll_before + 1e-12);
+        assert!(fit.pixels > 0 && fit.pixels <= 3 * 40 * 40);
+        assert!(fit_temperature_on(&predictor, &ds, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("at least one"));
+        assert!(fit_temperature_on(&predictor, &ds, &[0, 7])
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        // Without masks there is nothing to fit on.
+        std::fs::remove_dir_all(dir.join("masks")).unwrap();
+        let unlabelled = Dataset::open(&dir, &DatasetOptions::default()).unwrap();
+        assert!(fit_temperature_on(&predictor, &unlabelled, &[0]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

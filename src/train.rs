@@ -494,10 +494,21 @@ pub fn train_split(
     )?;
     // Calibrated on the validation split (the images that chose the best epoch), never on
     // the test split that the report scores.
+    // A failed fit (say, validation masks that are all "ignore") must not throw away the
+    // training: the run goes on uncalibrated, and says so.
     let temperature = if job.calibrate && !split.val.is_empty() {
-        let fit = fit_temperature_on(&predictor, ds, &split.val)?;
-        predictor.set_temperature(fit.temperature)?;
-        Some(fit)
+        match fit_temperature_on(&predictor, ds, &split.val) {
+            Ok(fit) => {
+                predictor.set_temperature(fit.temperature)?;
+                Some(fit)
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: no softmax temperature fitted, the run stays uncalibrated: {e}"
+                );
+                None
+            }
+        }
     } else {
         None
     };
