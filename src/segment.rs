@@ -118,7 +118,19 @@ pub fn segment_image(
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let (w, h) = image.dimensions();
     let (wu, hu) = (w as usize, h as usize);
-    let probs = predictor.predict(image)?;
+    // The softmax temperature moves each output pixel's confidences but never its arg-max:
+    // when no probability map is written and the thresholds are the plain arg-max, the raw
+    // softmax gives the same outputs without the per-pixel rescale (a third of the time of a
+    // 2000² radiograph).
+    let temperature = if opts.probabilities || !opts.pipeline.config().thresholds.is_plain_argmax()
+    {
+        predictor.temperature()
+    } else {
+        1.0
+    };
+    let probs = predictor
+        .predict_many_at(std::slice::from_ref(image), temperature)?
+        .remove(0);
     let c = predictor.num_classes();
     let plane = Plane::from_image(image)?;
     let map = ProbMap::new(&probs, c, hu, wu)?;

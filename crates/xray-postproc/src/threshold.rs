@@ -58,6 +58,24 @@ impl Default for ThresholdConfig {
 }
 
 impl ThresholdConfig {
+    /// Whether these settings give the plain arg-max for every pixel: no soft-tissue
+    /// threshold (global or per category) and no minimum confidence above 0. Then only the
+    /// order of each pixel's probabilities matters, not their values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ThresholdConfig;
+    /// let mut cfg = ThresholdConfig::default();
+    /// assert!(cfg.is_plain_argmax());
+    /// cfg.soft_threshold = 0.9;
+    /// assert!(!cfg.is_plain_argmax());
+    /// ```
+    pub fn is_plain_argmax(&self) -> bool {
+        self.soft_threshold == 0.0
+            && self.per_category.values().all(|&t| t == 0.0)
+            && self.min_confidence.iter().all(|&c| c == 0.0)
+    }
+
     /// Checks every threshold against `[0, 1]` and the class indices against `classes`.
     ///
     /// # Errors
