@@ -68,6 +68,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    xnet_model::runtime::exit_quietly_on_closed_pipe();
     let args = Args::parse();
     // Large layer buffers are reused instead of page-faulted in again on every step.
     xnet_model::memory::keep_freed_memory();

@@ -185,6 +185,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn main() {
+    xnet_model::runtime::exit_quietly_on_closed_pipe();
     if let Err(e) = run() {
         eprintln!("throughput: {e}");
         std::process::exit(1);

@@ -14,7 +14,9 @@
 //! forward pass was unchanged. It is a choice for the whole process, so the project's
 //! example programs call it at start and other programs may.
 //!
-//! [`device_by_name`] turns a command-line device name into a candle [`Device`].
+//! [`device_by_name`] turns a command-line device name into a candle [`Device`], and
+//! [`exit_quietly_on_closed_pipe`] lets a command-line program stop like a C tool when the
+//! reader of its output goes away.
 
 use candle_core::Device;
 
@@ -71,6 +73,36 @@ pub fn tune_candle_threads() -> CandleThreads {
     CandleThreads {
         workers_park_at_once,
         single_threaded,
+    }
+}
+
+/// Makes a write to a closed pipe end the process quietly (the default action of `SIGPIPE`),
+/// as for C programs: `evaluate … | head -n 1` stops after its first line instead of
+/// panicking in `println!` with "failed printing to stdout: Broken pipe". Rust programs start
+/// with `SIGPIPE` ignored, which turns the signal into that error. A no-op off Unix. Returns
+/// whether the default action is now in force.
+///
+/// Call it first thing in `main` of a program whose output may be piped; not in a library
+/// or a program that writes to sockets, where a closed peer should be an error to handle.
+///
+/// # Examples
+/// ```no_run
+/// // First thing in `main`:
+/// xnet_model::runtime::exit_quietly_on_closed_pipe();
+/// for i in 0.. {
+///     println!("{i}"); // `prog | head -n 3` prints 0, 1, 2 and the program stops
+/// }
+/// ```
+pub fn exit_quietly_on_closed_pipe() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: restoring a signal's default disposition is valid at any time; no handler
+        // code runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) != libc::SIG_ERR }
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }
 
