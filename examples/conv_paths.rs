@@ -150,6 +150,7 @@ fn set_path(path: &str) {
 }
 
 fn main() -> candle_core::Result<()> {
+    xnet_model::runtime::exit_quietly_on_closed_pipe();
     let args = Args::parse();
     // As the throughput example and the trainer: large freed buffers stay mapped, so the
     // timings do not include the page faults a long-running process avoids.
