@@ -111,7 +111,9 @@ echo "== cargo build --release --features cuda --example segment --example evalu
 cargo build --release --features cuda --example segment --example evaluate --example synth
 cp "$TARGET/release/examples/segment" "$TARGET/release/examples/evaluate" "$BUNDLE/bin/"
 # A small labelled set for the end-to-end check (segment and evaluate, CPU against GPU).
-"$TARGET/release/examples/synth" --out "$BUNDLE/check-data" --count 8 --size 256 --seed 5 \
+# (The CUDA build links the toolkit's runtime even where no GPU is used.)
+LD_LIBRARY_PATH=$TOOLKIT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+  "$TARGET/release/examples/synth" --out "$BUNDLE/check-data" --count 8 --size 256 --seed 5 \
   --previews 0 >/dev/null
 
 echo "== cargo test --release -p xnet-model --features cuda --test cuda_ops --no-run"
