@@ -15,6 +15,22 @@ use crate::{Error, Result};
 /// The checkpoint metadata key of the fitted softmax temperature (a number > 0).
 pub const TEMPERATURE_KEY: &str = "temperature";
 
+/// The softmax temperatures a predictor accepts. Wider than the fitted range
+/// (`xray_metrics::TemperatureConfig::temperature_range`, [0.05, 20] by default), and narrow
+/// enough that `1/T` times a log-probability stays finite in `f32`.
+pub const TEMPERATURE_RANGE: (f64, f64) = (0.01, 100.0);
+
+fn check_temperature(temperature: f64) -> Result<()> {
+    let (low, high) = TEMPERATURE_RANGE;
+    if (low..=high).contains(&temperature) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "the softmax temperature must be in [{low}, {high}], got {temperature}"
+        )))
+    }
+}
+
 /// A network plus the preprocessing it was trained with and the softmax temperature it was
 /// calibrated with.
 pub struct Predictor {
@@ -139,13 +155,9 @@ impl Predictor {
     /// logits `z`. It changes confidences, never the arg-max.
     ///
     /// # Errors
-    /// [`Error::Invalid`] unless `temperature` is finite and > 0.
+    /// [`Error::Invalid`] unless `temperature` is in [`TEMPERATURE_RANGE`].
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(Error::Invalid(format!(
-                "the softmax temperature must be a finite number > 0, got {temperature}"
-            )));
-        }
+        check_temperature(temperature)?;
         self.temperature = temperature;
         Ok(())
     }
@@ -157,8 +169,8 @@ impl Predictor {
 
     /// `C × H × W` probabilities of one radiograph (detector units, any size), at its own
     /// size: the image is resized to the network input and normalised as in training, the
-    /// network's softmax is taken at the predictor's temperature, and the probabilities are
-    /// resized back (bilinear).
+    /// network's probabilities are resized back (bilinear), and each output pixel's are taken
+    /// to the predictor's temperature (so its arg-max is the uncalibrated one).
     ///
     /// # Errors
     /// An empty image, or a network error.
@@ -178,17 +190,13 @@ impl Predictor {
     /// (1 gives the network's own softmax, which a temperature fit starts from).
     ///
     /// # Errors
-    /// As [`Predictor::predict`]; a temperature that is not finite and > 0.
+    /// As [`Predictor::predict`]; a temperature outside [`TEMPERATURE_RANGE`].
     pub fn predict_many_at(
         &self,
         images: &[Radiograph],
         temperature: f64,
     ) -> Result<Vec<Vec<f32>>> {
-        if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(Error::Invalid(format!(
-                "the softmax temperature must be a finite number > 0, got {temperature}"
-            )));
-        }
+        check_temperature(temperature)?;
         let (w, h) = (self.preprocess.width, self.preprocess.height);
         let plane = w as usize * h as usize;
         let mut inputs = Vec::with_capacity(images.len() * plane);

@@ -231,6 +231,8 @@ fn a_bad_temperature_in_a_checkpoint_is_an_error() {
         (serde_json::json!(1.5), true),
         (serde_json::json!(0.0), false),
         (serde_json::json!(-2.0), false),
+        (serde_json::json!(1e-9), false),
+        (serde_json::json!(1e9), false),
         (serde_json::json!("warm"), false),
         (serde_json::json!(null), false),
     ] {
