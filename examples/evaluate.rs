@@ -7,7 +7,9 @@
 //! with `--tissue-threshold` also the arg-max versus thresholded comparison
 //! (`OUT/thresholds.json`, appended to `report.md`); when the folder has a `categories.csv`,
 //! the scores per category (`OUT/categories.json`, a table in `report.md`, a line each on
-//! the terminal).
+//! the terminal). `--fit-temperature` first fits the softmax temperature on the folder and
+//! stores it in the checkpoint (calibrating a trained network on a site's labelled images
+//! without retraining; docs/calibration.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use xray_data::dataset::{Dataset, DatasetOptions};
+use xray_seg::calibrate::{fit_temperature_on, store_temperature};
 use xray_seg::evaluate::{evaluate_samples, write_evaluation};
 use xray_seg::predict::Predictor;
 
@@ -34,8 +37,13 @@ struct Args {
     #[arg(long)]
     tissue_threshold: Option<f32>,
     /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fit_temperature")]
     temperature: Option<f64>,
+    /// Fit the softmax temperature on DATA first and store it in the checkpoint given by
+    /// --weights (its config.json; the weights are not touched). The scores are then on the
+    /// images it was fitted on: evaluate on other images to judge it.
+    #[arg(long, requires = "weights")]
+    fit_temperature: bool,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -77,11 +85,35 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     }
     let ds = Dataset::open(&args.data, &DatasetOptions::default())?;
     let indices: Vec<usize> = (0..ds.len()).collect();
-    let bar = ProgressBar::new_spinner().with_message(format!("evaluating {} images", ds.len()));
+    let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::default_spinner());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let eval = evaluate_samples(&predictor, &ds, &indices, args.tissue_threshold)?;
+    let fit = if args.fit_temperature {
+        bar.set_message(format!(
+            "fitting the softmax temperature on {} images",
+            ds.len()
+        ));
+        let fit = fit_temperature_on(&predictor, &ds, &indices)?;
+        predictor.set_temperature(fit.temperature)?;
+        store_temperature(&weights, &fit)?;
+        Some(fit)
+    } else {
+        None
+    };
+    bar.set_message(format!("evaluating {} images", ds.len()));
+    let mut eval = evaluate_samples(&predictor, &ds, &indices, args.tissue_threshold)?;
     bar.finish_and_clear();
+    if let Some(fit) = &fit {
+        println!(
+            "softmax temperature {:.3} fitted on these {} images (ECE {:.4} → {:.4}), stored in {}; the scores below are on the same images",
+            fit.temperature,
+            ds.len(),
+            fit.ece_before,
+            fit.ece_after,
+            weights.display()
+        );
+    }
+    eval.report.temperature = fit;
     write_evaluation(&eval, &args.out)?;
     let r = &eval.report;
     println!(

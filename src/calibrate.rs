@@ -6,7 +6,11 @@
 use xray_data::dataset::Dataset;
 use xray_metrics::{fit_temperature, LogitImage, TemperatureConfig, TemperatureFit};
 
-use crate::predict::Predictor;
+use std::path::Path;
+
+use xnet_model::checkpoint;
+
+use crate::predict::{Predictor, TEMPERATURE_KEY};
 use crate::{Error, Result};
 
 /// At most this many pixels, over all images, enter a fit: the fit needs the network's
@@ -96,6 +100,31 @@ pub fn fit_temperature_on(
         .map(|(logits, labels)| LogitImage { logits, labels })
         .collect();
     Ok(fit_temperature(&images, c, &TemperatureConfig::default())?)
+}
+
+/// Stores a fitted temperature in a checkpoint (directory or weights file): its
+/// `config.json` gets `metadata.temperature` (which [`Predictor::load`] applies) and the whole
+/// fit under `metadata.temperature_fit`; the rest of the file and the weights stay as they
+/// are. Written atomically.
+///
+/// # Errors
+/// An unreadable or invalid `config.json`, metadata that is not a JSON object, or a write
+/// error.
+pub fn store_temperature(checkpoint_path: &Path, fit: &TemperatureFit) -> Result<()> {
+    let mut config = checkpoint::read_config(checkpoint_path)?;
+    if config.metadata.is_null() {
+        config.metadata = serde_json::json!({});
+    }
+    let Some(metadata) = config.metadata.as_object_mut() else {
+        return Err(Error::Invalid(format!(
+            "{}: the checkpoint's metadata is not a JSON object",
+            checkpoint_path.display()
+        )));
+    };
+    metadata.insert(TEMPERATURE_KEY.into(), serde_json::json!(fit.temperature));
+    metadata.insert("temperature_fit".into(), serde_json::json!(fit));
+    checkpoint::write_config(checkpoint_path, &config)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -250,6 +250,32 @@ fn a_bad_temperature_in_a_checkpoint_is_an_error() {
             }
         }
     }
+    // A fit stored afterwards replaces the temperature and keeps the rest.
+    std::fs::write(tmp.join("config.json"), config.to_string()).unwrap();
+    let fit = xray_metrics::TemperatureFit {
+        temperature: 2.25,
+        nll_before: 0.5,
+        nll_after: 0.4,
+        ece_before: 0.05,
+        ece_after: 0.01,
+        iterations: 3,
+        pixels: 100,
+    };
+    xray_seg::calibrate::store_temperature(&tmp, &fit).unwrap();
+    assert_eq!(
+        Predictor::load(&tmp, &candle_core::Device::Cpu)
+            .unwrap()
+            .temperature(),
+        2.25
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        stored["metadata"]["preprocess"],
+        config["metadata"]["preprocess"]
+    );
+    assert_eq!(stored["model"], config["model"]);
+    assert_eq!(stored["metadata"]["temperature_fit"]["pixels"], 100);
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -114,6 +114,16 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
     Ok(cfg)
 }
 
+/// Rewrites `config.json` of a checkpoint (directory or weights file) atomically, e.g. with
+/// metadata added to what [`read_config`] returned; the weights are not touched.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_config(path: &Path, config: &CheckpointConfig) -> Result<()> {
+    let (_, cfg_path) = resolve(path);
+    write_json_atomic(&cfg_path, config)
+}
+
 /// Loads a checkpoint (directory or weights file) onto `device`, building the network with
 /// [`ModelConfig::build`].
 pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
