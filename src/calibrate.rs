@@ -13,6 +13,10 @@ use xnet_model::checkpoint;
 use crate::predict::{Predictor, TEMPERATURE_KEY};
 use crate::{Error, Result};
 
+/// The checkpoint metadata key of the whole [`TemperatureFit`] (beside
+/// [`TEMPERATURE_KEY`], which holds the temperature itself).
+pub const TEMPERATURE_FIT_KEY: &str = "temperature_fit";
+
 /// At most this many pixels, over all images, enter a fit: the fit needs the network's
 /// log-probabilities of every pixel it uses, `C` floats each, so large radiographs are
 /// sampled on a regular grid (every `s`-th pixel in raster order) to stay within it.
@@ -122,7 +126,7 @@ pub fn store_temperature(checkpoint_path: &Path, fit: &TemperatureFit) -> Result
         )));
     };
     metadata.insert(TEMPERATURE_KEY.into(), serde_json::json!(fit.temperature));
-    metadata.insert("temperature_fit".into(), serde_json::json!(fit));
+    metadata.insert(TEMPERATURE_FIT_KEY.into(), serde_json::json!(fit));
     checkpoint::write_config(checkpoint_path, &config)?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use xray_data::dataset::{
 };
 use xray_metrics::Report;
 
-use crate::calibrate::fit_temperature_on;
+use crate::calibrate::{fit_temperature_on, TEMPERATURE_FIT_KEY};
 use crate::evaluate::{
     evaluate_samples, pool_category_scores, write_evaluation, CategoryScores, Evaluation,
 };
@@ -522,7 +522,7 @@ pub fn train_split(
     });
     if let Some(fit) = &temperature {
         metadata[TEMPERATURE_KEY] = serde_json::json!(fit.temperature);
-        metadata["temperature_fit"] = serde_json::json!(fit);
+        metadata[TEMPERATURE_FIT_KEY] = serde_json::json!(fit);
     }
     checkpoint::save(dir, &varmap, &config, metadata)?;
 
