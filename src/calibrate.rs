@@ -3,12 +3,11 @@
 //! job and stored in the checkpoint, so that `segment` and `evaluate` report calibrated
 //! probabilities.
 
-use xray_data::dataset::Dataset;
-use xray_metrics::{fit_temperature, LogitImage, TemperatureConfig, TemperatureFit};
-
 use std::path::Path;
 
 use xnet_model::checkpoint;
+use xray_data::dataset::Dataset;
+use xray_metrics::{fit_temperature, LogitImage, TemperatureConfig, TemperatureFit};
 
 use crate::predict::{Predictor, TEMPERATURE_KEY};
 use crate::{Error, Result};
@@ -30,8 +29,8 @@ pub const MAX_FIT_PIXELS: usize = 1 << 22;
 /// constant per pixel, which the softmax ignores, so the fitted `T` is the same.
 ///
 /// # Errors
-/// No samples, an index out of range, a sample without a mask, a mask whose size differs from its image, no
-/// labelled pixel, or a network error.
+/// No samples, an index out of range, a sample without a mask, a mask whose size differs
+/// from its image, no labelled pixel, or a network error.
 ///
 /// # Examples
 /// ```no_run
