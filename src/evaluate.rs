@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 use xray_data::dataset::Dataset;
 use xray_metrics::{
-    Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator, Report, ZeroDivision,
+    calibration_bins, Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator,
+    ReliabilityBins, Report, ZeroDivision,
 };
 use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig};
 
@@ -96,6 +97,13 @@ pub struct CategoryScores {
     pub pixels: u64,
     /// Their pooled arg-max scores (`method` is the category).
     pub scores: LabelScores,
+    /// Top-label ECE (l1, the report's 15 equal-width torchmetrics bins) of these images'
+    /// probabilities, at the predictor's temperature; `None` when only labels were scored.
+    pub ece: Option<f64>,
+    /// The reliability bins the ECE comes from, kept so that disjoint image sets (folds)
+    /// can be pooled.
+    #[serde(skip)]
+    pub calibration: Option<ReliabilityBins>,
 }
 
 /// Category of images that `categories.csv` does not list.
@@ -167,8 +175,40 @@ pub fn per_category_scores<'a>(
             images,
             pixels: cm.total(),
             scores: LabelScores::from_confusion(name, &cm),
+            ece: None,
+            calibration: None,
         })
         .collect())
+}
+
+/// Adds each category's calibration to `scores` (from [`per_category_scores`] over the same
+/// images): `bins[k]` are image `k`'s top-label reliability bins, `categories` as there.
+///
+/// # Errors
+/// Bins with different boundaries, or a category that `scores` lacks.
+pub fn add_category_calibration<'a>(
+    scores: &mut [CategoryScores],
+    categories: impl IntoIterator<Item = Option<&'a str>>,
+    bins: &[ReliabilityBins],
+) -> Result<()> {
+    let mut groups: BTreeMap<&str, ReliabilityBins> = BTreeMap::new();
+    for (category, b) in categories.into_iter().zip(bins) {
+        match groups.entry(category.unwrap_or(UNCATEGORISED)) {
+            Entry::Occupied(e) => e.into_mut().merge(b)?,
+            Entry::Vacant(e) => {
+                e.insert(b.clone());
+            }
+        }
+    }
+    for (name, pooled) in groups {
+        let entry = scores
+            .iter_mut()
+            .find(|c| c.category == name)
+            .ok_or_else(|| Error::Invalid(format!("category {name} has no scores")))?;
+        entry.ece = Some(pooled.reliability().ece());
+        entry.calibration = Some(pooled);
+    }
+    Ok(())
 }
 
 /// Pools per-category scores of disjoint image sets (the folds of a cross-validation) into
@@ -192,13 +232,31 @@ pub fn per_category_scores<'a>(
 pub fn pool_category_scores<'a>(
     parts: impl IntoIterator<Item = &'a [CategoryScores]>,
 ) -> Result<Vec<CategoryScores>> {
-    let mut groups: BTreeMap<&str, (usize, Vec<Vec<u64>>)> = BTreeMap::new();
+    // Per category: images, summed confusion rows, and the pooled reliability bins while
+    // every part so far had them.
+    type Pooled = (usize, Vec<Vec<u64>>, Option<ReliabilityBins>);
+    let mut groups: BTreeMap<&str, Pooled> = BTreeMap::new();
     for part in parts {
         for c in part {
             let rows = &c.scores.confusion_matrix;
-            let entry = groups
-                .entry(c.category.as_str())
-                .or_insert_with(|| (0, vec![vec![0; rows.len()]; rows.len()]));
+            let entry = match groups.entry(c.category.as_str()) {
+                Entry::Occupied(e) => {
+                    let entry = e.into_mut();
+                    entry.2 = match (entry.2.take(), &c.calibration) {
+                        (Some(mut pooled), Some(b)) => {
+                            pooled.merge(b)?;
+                            Some(pooled)
+                        }
+                        _ => None,
+                    };
+                    entry
+                }
+                Entry::Vacant(e) => e.insert((
+                    0,
+                    vec![vec![0; rows.len()]; rows.len()],
+                    c.calibration.clone(),
+                )),
+            };
             if entry.1.len() != rows.len() {
                 return Err(Error::Invalid(format!(
                     "category {}: {} classes in one part, {} in another",
@@ -217,7 +275,7 @@ pub fn pool_category_scores<'a>(
     }
     groups
         .into_iter()
-        .map(|(name, (images, rows))| {
+        .map(|(name, (images, rows, calibration))| {
             let classes = rows.len();
             let cm = ConfusionMatrix::from_counts(classes, rows.into_iter().flatten().collect())?;
             Ok(CategoryScores {
@@ -225,6 +283,8 @@ pub fn pool_category_scores<'a>(
                 images,
                 pixels: cm.total(),
                 scores: LabelScores::from_confusion(name, &cm),
+                ece: calibration.as_ref().map(|b| b.reliability().ece()),
+                calibration,
             })
         })
         .collect()
@@ -249,7 +309,13 @@ pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) 
     let fixed = ["images", "pixels", "accuracy", "F1 weighted", "F1 macro"].map(String::from);
     let per_class = class_names.iter().map(|name| format!("F1 {name}"));
     let mut s = String::from("## By category (arg-max)\n\n");
-    s += &table_header("category", fixed.into_iter().chain(per_class));
+    s += &table_header(
+        "category",
+        fixed
+            .into_iter()
+            .chain(per_class)
+            .chain(std::iter::once("ECE".to_string())),
+    );
     for c in scores {
         let l = &c.scores;
         s += &format!(
@@ -264,7 +330,7 @@ pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) 
         for f in &l.f1_per_class {
             s += &format!(" {f:.4} |");
         }
-        s += "\n";
+        s += &format!(" {} |\n", c.ece.map_or("n/a".into(), |e| format!("{e:.4}")));
     }
     s
 }
@@ -313,7 +379,12 @@ pub fn evaluate_samples(
     }
     let c = predictor.num_classes();
     let names = class_names(c);
-    let mut evaluator = Evaluator::new(EvalConfig::new(names.clone()))?;
+    let config = EvalConfig::new(names.clone());
+    // The per-category ECE uses the report's bins.
+    const REPORT_BINS: usize = 15;
+    debug_assert_eq!(config.n_bins, REPORT_BINS);
+    let mut evaluator = Evaluator::new(config)?;
+    let mut image_bins = Vec::with_capacity(indices.len());
     let mut thresh_cm = ConfusionMatrix::new(c)?;
     let thresholds = tissue_threshold.map(|t| ThresholdConfig {
         soft_threshold: t,
@@ -329,6 +400,7 @@ pub fn evaluate_samples(
         let (w, h) = (image.width() as usize, image.height() as usize);
         let probs = predictor.predict(&image)?;
         evaluator.add_image(mask.as_raw(), &probs, w, h)?;
+        image_bins.push(calibration_bins(mask.as_raw(), &probs, c, REPORT_BINS)?);
         if let Some(t) = &thresholds {
             let map = ProbMap::new(&probs, c, h, w)?;
             let category = dataset.samples[i].category.as_deref();
@@ -341,7 +413,11 @@ pub fn evaluate_samples(
     let categories = indices
         .iter()
         .map(|&i| dataset.samples[i].category.as_deref());
-    let per_category = per_category_scores(categories, evaluator.per_image_confusion(), c)?;
+    let mut per_category =
+        per_category_scores(categories.clone(), evaluator.per_image_confusion(), c)?;
+    if !per_category.is_empty() {
+        add_category_calibration(&mut per_category, categories, &image_bins)?;
+    }
     Ok(Evaluation {
         report: evaluator.finish()?,
         argmax,

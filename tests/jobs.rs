@@ -159,6 +159,24 @@ fn train_then_evaluate_then_segment() {
         add_rows(&mut pooled, &c.scores.confusion_matrix);
     }
     assert_eq!(pooled, eval.argmax.confusion_matrix);
+    // Their calibration: the categories' reliability bins pooled again give the report's ECE.
+    let mut all_bins: Option<xray_metrics::ReliabilityBins> = None;
+    for c in &eval.per_category {
+        let ece = c.ece.expect("probabilities were scored");
+        assert!((0.0..=1.0).contains(&ece));
+        let bins = c.calibration.as_ref().unwrap();
+        assert_eq!(bins.total(), c.pixels);
+        match &mut all_bins {
+            Some(all) => all.merge(bins).unwrap(),
+            None => all_bins = Some(bins.clone()),
+        }
+    }
+    let pooled_ece = all_bins.unwrap().reliability().ece();
+    assert!(
+        (pooled_ece - eval.report.ece).abs() < 1e-12,
+        "{pooled_ece} vs the report's {}",
+        eval.report.ece
+    );
     let out = tmp.join("eval");
     write_evaluation(&eval, &out).unwrap();
     assert!(out.join("thresholds.json").is_file());
@@ -350,6 +368,14 @@ fn kfold_writes_a_report_per_fold_and_the_summary() {
         add_rows(&mut by_fold, &o.evaluation.argmax.confusion_matrix);
     }
     assert_eq!(by_category, by_fold);
+    for c in &summary.per_category {
+        let bins = c
+            .calibration
+            .as_ref()
+            .expect("every fold scored probabilities");
+        assert_eq!(bins.total(), c.pixels);
+        assert_eq!(c.ece, Some(bins.reliability().ece()));
+    }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(job.run_dir.join("kfold.json")).unwrap())
             .unwrap();

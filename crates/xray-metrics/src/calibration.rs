@@ -125,7 +125,7 @@ impl Reliability {
 }
 
 /// Streaming equal-width reliability bins over (score, hit) pairs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ReliabilityBins {
     bounds: Vec<f32>,
     count: Vec<u64>,
