@@ -10,7 +10,8 @@
 //! share names.
 //! Per input stem: `<stem>.labels.png` (class indices at the input's resolution, 255 outside
 //! the collimated field), `<stem>.field.png`, `<stem>.field.json`, `<stem>.overlay.png`
-//! and with `--probs` one 16-bit probability PNG per class.
+//! and with `--probs` one 16-bit probability PNG per class (at the checkpoint's softmax
+//! temperature, docs/calibration.md; `--temperature 1` for the network's raw softmax).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
