@@ -47,6 +47,10 @@ struct Args {
     /// --tissue-threshold.
     #[arg(long)]
     postproc: Option<PathBuf>,
+    /// Category (body part, as in categories.csv) for per-category thresholds of --postproc;
+    /// default: a DICOM input's BodyPartExamined (CHEST → chest, FOOT → ankle_foot, ...).
+    #[arg(long)]
+    category: Option<String>,
     /// DICOM frame of multi-frame files.
     #[arg(long, default_value_t = 0)]
     frame: u32,
@@ -115,6 +119,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     let mut opts = SegmentOptions {
         pipeline,
         probabilities: args.probs,
+        category: args.category.clone(),
         ..SegmentOptions::default()
     };
     opts.load.frame = args.frame;
@@ -144,10 +149,11 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                     match segment_file(&predictor, input, &args.out, &opts) {
                         Ok(s) => bar.suspend(|| {
                             println!(
-                                "{}: {}x{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
+                                "{}: {}x{}{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
                                 input.display(),
                                 s.size.0,
                                 s.size.1,
+                                s.category.as_deref().map_or(String::new(), |c| format!(" ({c})")),
                                 s.edges,
                                 s.label_counts,
                                 s.overlay.display()

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use xray_data::io::{detect_format, load_image, save_mask, LoadOptions};
+use xray_data::io::{detect_format, load_image_with_body_part, save_mask, LoadOptions};
+use xray_data::synth::BodyPart;
 use xray_data::{Mask, Radiograph};
 use xray_postproc::{overlay, save_png, Collimator, OverlayConfig, Pipeline, Plane, ProbMap};
 
@@ -22,7 +23,8 @@ pub struct SegmentOptions {
     pub overlay: OverlayConfig,
     /// Also write one 16-bit PNG probability map per class.
     pub probabilities: bool,
-    /// Category (e.g. body part) for per-category thresholds.
+    /// Category (e.g. body part) for per-category thresholds. When `None`, [`segment_file`]
+    /// takes it from a DICOM input's `BodyPartExamined` ([`category_of_body_part`]).
     pub category: Option<String>,
 }
 
@@ -75,6 +77,28 @@ pub struct Segmented {
     pub edges: usize,
     /// Pixel count per label value 0, 1, 2 and 255 (last).
     pub label_counts: [u64; 4],
+    /// The category the thresholds were chosen by: [`SegmentOptions::category`], or the
+    /// one a DICOM input's `BodyPartExamined` names.
+    pub category: Option<String>,
+}
+
+/// The category of a DICOM `BodyPartExamined` value: the project's body-part name
+/// (`categories.csv`, e.g. `"chest"`, `"ankle_foot"`) where [`BodyPart::from_dicom`] knows
+/// the term, else the term itself in lower case (so a `--postproc` file can still key a
+/// threshold on it).
+///
+/// # Examples
+/// ```
+/// use xray_seg::segment::category_of_body_part;
+/// assert_eq!(category_of_body_part("CHEST"), "chest");
+/// assert_eq!(category_of_body_part("FOOT"), "ankle_foot");
+/// assert_eq!(category_of_body_part("SKULL"), "skull");
+/// ```
+pub fn category_of_body_part(body_part_examined: &str) -> String {
+    BodyPart::from_dicom(body_part_examined).map_or_else(
+        || body_part_examined.trim().to_ascii_lowercase(),
+        |b| b.name().to_string(),
+    )
 }
 
 /// Segments one radiograph file and writes its outputs into `out_dir`.
@@ -88,11 +112,22 @@ pub fn segment_file(
     out_dir: &Path,
     opts: &SegmentOptions,
 ) -> Result<Segmented> {
-    let image = load_image(input, &opts.load)?;
+    let (image, body_part) = load_image_with_body_part(input, &opts.load)?;
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .ok_or_else(|| Error::Invalid(format!("{}: no file name", input.display())))?;
+    let from_body_part;
+    let opts = match (&opts.category, body_part) {
+        (None, Some(part)) => {
+            from_body_part = SegmentOptions {
+                category: Some(category_of_body_part(&part)),
+                ..opts.clone()
+            };
+            &from_body_part
+        }
+        _ => opts,
+    };
     segment_image(
         predictor,
         &image,
@@ -115,6 +150,7 @@ pub fn segment_image(
     out_dir: &Path,
     opts: &SegmentOptions,
 ) -> Result<Segmented> {
+    let category = opts.category.clone();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let (w, h) = image.dimensions();
     let (wu, hu) = (w as usize, h as usize);
@@ -134,7 +170,7 @@ pub fn segment_image(
     let c = predictor.num_classes();
     let plane = Plane::from_image(image)?;
     let map = ProbMap::new(&probs, c, hu, wu)?;
-    let out = opts.pipeline.run(&plane, &map, opts.category.as_deref())?;
+    let out = opts.pipeline.run(&plane, &map, category.as_deref())?;
     let field = out.field.unwrap_or(Collimator {
         width: wu,
         height: hu,
@@ -211,6 +247,7 @@ pub fn segment_image(
         probabilities: prob_paths,
         edges: field.edges.len(),
         label_counts: count_labels(&out.labels),
+        category,
     })
 }
 

@@ -332,6 +332,52 @@ fn shipped_weights_segment_the_real_hip_radiograph() {
         "every class should appear on a hip radiograph: {:?}",
         s.label_counts
     );
+    // Its DICOM BodyPartExamined ("HIP") chose the category.
+    assert_eq!(s.category.as_deref(), Some("hip"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_dicom_body_part_picks_the_per_category_threshold() {
+    let rg1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nema-cr/RG1_UNCR.dcm");
+    if !rg1.exists() {
+        eprintln!(
+            "skipped: {} is absent (the shared NEMA CR samples are not on this machine)",
+            rg1.display()
+        );
+        return;
+    }
+    let predictor =
+        Predictor::load(&xray_seg::shipped_weights_dir(), &candle_core::Device::Cpu).unwrap();
+    let out = std::env::temp_dir().join(format!("xray-seg-bodypart-{}", std::process::id()));
+    let plain = segment_file(&predictor, &rg1, &out, &SegmentOptions::default()).unwrap();
+    assert_eq!(
+        plain.category.as_deref(),
+        Some("chest"),
+        "BodyPartExamined is CHEST"
+    );
+    // A soft-tissue threshold for chests only: RG1 gets it without being told it is a chest.
+    let mut cfg = xray_postproc::PipelineConfig::default();
+    cfg.thresholds.per_category.insert("chest".into(), 0.999);
+    let chest_threshold = SegmentOptions {
+        pipeline: xray_postproc::Pipeline::new(cfg).unwrap(),
+        ..SegmentOptions::default()
+    };
+    let strict = segment_file(&predictor, &rg1, &out, &chest_threshold).unwrap();
+    assert!(
+        strict.label_counts[1] < plain.label_counts[1],
+        "the chest threshold must take soft tissue away: {:?} vs {:?}",
+        strict.label_counts,
+        plain.label_counts
+    );
+    // A category given by the caller wins over the file's.
+    let as_hand = SegmentOptions {
+        category: Some("hand".into()),
+        ..chest_threshold
+    };
+    let hand = segment_file(&predictor, &rg1, &out, &as_hand).unwrap();
+    assert_eq!(hand.category.as_deref(), Some("hand"));
+    assert_eq!(hand.label_counts, plain.label_counts);
     let _ = std::fs::remove_dir_all(&out);
 }
 

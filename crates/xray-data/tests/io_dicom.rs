@@ -6,7 +6,8 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 use std::path::PathBuf;
 use xray_data::io::{
-    decode_dicom, encode_dicom, load_dicom, load_image, DicomWriteOptions, LoadOptions, Photometric,
+    decode_dicom, encode_dicom, load_dicom, load_image, load_image_with_body_part,
+    DicomWriteOptions, LoadOptions, Photometric,
 };
 use xray_data::{DataError, Radiograph};
 
@@ -124,6 +125,27 @@ fn nema_rg1_monochrome1_keeps_values() {
     let lungs = mean(&d.image, 300, 700, 700, 1100);
     eprintln!("RG1: top band {top:.0}, lung field {lungs:.0}");
     assert!(top < lungs, "top {top} vs lungs {lungs}");
+}
+
+#[test]
+fn nema_body_parts_are_read_with_the_image() {
+    let Some(dir) = nema_dir() else { return };
+    let opts = LoadOptions::default();
+    for (file, part) in [
+        ("RG1_UNCR.dcm", "CHEST"),
+        ("RG2_UNC", "HIP"),
+        ("RG2_J2KR", "HIP"),
+    ] {
+        let (image, body_part) = load_image_with_body_part(&dir.join(file), &opts).unwrap();
+        assert_eq!(body_part.as_deref(), Some(part), "{file}");
+        assert_eq!(image, load_image(&dir.join(file), &opts).unwrap(), "{file}");
+    }
+    // A PNG has no body part.
+    let png = tempdir("body-part").join("plain.png");
+    let img = Radiograph::from_raw(3, 2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    xray_data::io::save_png16(&png, &img).unwrap();
+    assert_eq!(load_image_with_body_part(&png, &opts).unwrap(), (img, None));
+    std::fs::remove_dir_all(png.parent().unwrap()).ok();
 }
 
 #[test]

@@ -138,6 +138,29 @@ pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<Radiograph> {
     decode_image(path, &bytes, opts)
 }
 
+/// As [`load_image`], with the DICOM `BodyPartExamined` (trimmed; `None` when absent or
+/// empty, and for PNG and TIFF files, which carry no such tag).
+///
+/// # Errors
+/// As [`load_image`].
+pub fn load_image_with_body_part(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(Radiograph, Option<String>)> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    match detect_format(path, &bytes)? {
+        ImageFormat::Dicom => {
+            let d = dicom::decode_dicom_at(path, &bytes, opts)?;
+            let part = d
+                .body_part
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty());
+            Ok((d.image, part))
+        }
+        _ => Ok((decode_image(path, &bytes, opts)?, None)),
+    }
+}
+
 /// Decodes an in-memory PNG, TIFF or DICOM file; `path` only names it in errors and
 /// supplies the extension for [`detect_format`].
 ///

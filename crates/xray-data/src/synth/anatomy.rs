@@ -90,6 +90,37 @@ impl BodyPart {
         Self::ALL.into_iter().find(|b| b.name() == name)
     }
 
+    /// The body part a DICOM `BodyPartExamined` value (a defined term of PS3.16 CID 4031,
+    /// upper case; surrounding spaces ignored) stands for, where it is one of these:
+    /// `HAND`, `WRIST`, `FOREARM`, `ELBOW`, `KNEE`, `LEG` / `LOWER_LEG`, `ANKLE` / `FOOT`,
+    /// `THIGH` / `FEMUR`, `CHEST` / `THORAX`, `PELVIS`, `HIP`. Anything else is `None`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::BodyPart;
+    /// assert_eq!(BodyPart::from_dicom("CHEST "), Some(BodyPart::Chest));
+    /// assert_eq!(BodyPart::from_dicom("foot"), Some(BodyPart::AnkleFoot));
+    /// assert_eq!(BodyPart::from_dicom("SKULL"), None);
+    /// ```
+    pub fn from_dicom(body_part_examined: &str) -> Option<Self> {
+        Some(
+            match body_part_examined.trim().to_ascii_uppercase().as_str() {
+                "HAND" => BodyPart::Hand,
+                "WRIST" => BodyPart::Wrist,
+                "FOREARM" => BodyPart::Forearm,
+                "ELBOW" => BodyPart::Elbow,
+                "KNEE" => BodyPart::Knee,
+                "LEG" | "LOWER_LEG" | "LOWERLEG" => BodyPart::LowerLeg,
+                "ANKLE" | "FOOT" => BodyPart::AnkleFoot,
+                "THIGH" | "FEMUR" => BodyPart::Femur,
+                "CHEST" | "THORAX" => BodyPart::Chest,
+                "PELVIS" => BodyPart::Pelvis,
+                "HIP" => BodyPart::Hip,
+                _ => return None,
+            },
+        )
+    }
+
     /// Position in [`BodyPart::ALL`].
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|&b| b == self).unwrap_or(0)
