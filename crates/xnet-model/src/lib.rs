@@ -8,9 +8,12 @@
 //! # Segmenting an image from another crate
 //!
 //! Load a checkpoint (weights + config, as written by [`checkpoint::save`] or the trainer),
-//! get `C × H × W` probabilities with [`infer::predict_proba`] and take the arg-max. The image
-//! plane must be normalised as the training data were; any size works (small images are
-//! padded, large ones tiled).
+//! fold its batch norms for inference ([`Segmenter::fold_batch_norm`]), get `C × H × W`
+//! probabilities with [`infer::predict_proba`] and take the arg-max. The image plane must be
+//! normalised as the training data were; any size works (small images are padded, large ones
+//! tiled). A checkpoint from the `train` job also holds the softmax temperature fitted on its
+//! validation split (`metadata["temperature"]`): divide the logits by it, or apply it to the
+//! probabilities as `p^(1/T)` renormalised, for calibrated confidences.
 //!
 //! ```
 //! use candle_core::Device;
@@ -28,7 +31,9 @@
 //! let (height, width) = (40, 52);
 //! let image: Vec<f32> = vec![0.25; height * width]; // a normalised radiograph plane
 //!
-//! let loaded = checkpoint::load(&dir, &Device::Cpu)?;
+//! let mut loaded = checkpoint::load(&dir, &Device::Cpu)?;
+//! // Inference only: one convolution per block instead of convolution + batch norm.
+//! loaded.model.fold_batch_norm()?;
 //! let probs = infer::predict_proba(
 //!     loaded.model.as_ref(), &image, height, width, &infer::InferenceOptions::default())?;
 //! let classes = infer::argmax_classes(&probs, loaded.model.num_classes(), height, width)?;
