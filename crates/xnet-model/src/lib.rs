@@ -12,8 +12,8 @@
 //! probabilities with [`infer::predict_proba`] and take the arg-max. The image plane must be
 //! normalised as the training data were; any size works (small images are padded, large ones
 //! tiled). A checkpoint from the `train` job also holds the softmax temperature fitted on its
-//! validation split (`metadata["temperature"]`): divide the logits by it, or apply it to the
-//! probabilities as `p^(1/T)` renormalised, for calibrated confidences.
+//! validation split (`metadata["temperature"]`): [`infer::apply_temperature`] takes the
+//! probabilities to it, for calibrated confidences with the same arg-max.
 //!
 //! ```
 //! use candle_core::Device;
