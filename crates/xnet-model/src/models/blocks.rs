@@ -5,7 +5,7 @@
 //! convolution (see `crate::kernels`) replaces them all by changing [`ConvBnRelu::forward_dilated`].
 
 use crate::{ModelError, Result};
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
 
 /// Batch-normalisation settings of every block of a network.
@@ -262,28 +262,28 @@ impl ConvBnRelu {
         let Some(bn) = self.bn.take() else {
             return Ok(false);
         };
-        let dev = self.weight.device();
+        let dev = self.weight.device().clone();
         let dtype = self.weight.dtype();
-        // Fold in f64 so folding itself adds no rounding worth mentioning.
-        let mean = bn.running_mean().to_dtype(candle_core::DType::F64)?;
-        let var = bn.running_var().to_dtype(candle_core::DType::F64)?;
+        // Folded on the CPU in f64, whatever the device: folding adds no rounding worth
+        // mentioning, needs no f64 kernels on a GPU, and gives the same folded weights on
+        // every device.
+        let f64_cpu = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F64);
+        let mean = f64_cpu(bn.running_mean())?;
+        let var = f64_cpu(bn.running_var())?;
         let mut scale = (var + bn.eps())?.sqrt()?.recip()?;
         let mut shift = scale.zeros_like()?;
         if let Some((gamma, beta)) = bn.weight_and_bias() {
-            scale = (scale * gamma.to_dtype(candle_core::DType::F64)?)?;
-            shift = beta.to_dtype(candle_core::DType::F64)?;
+            scale = (scale * f64_cpu(gamma)?)?;
+            shift = f64_cpu(beta)?;
         }
-        let w = self
-            .weight
-            .to_dtype(candle_core::DType::F64)?
-            .broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+        let w = f64_cpu(&self.weight)?.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
         let b = match &self.bias {
-            Some(b) => b.to_dtype(candle_core::DType::F64)?,
+            Some(b) => f64_cpu(b)?,
             None => mean.zeros_like()?,
         };
         let b = ((b - mean)? * &scale)?.broadcast_add(&shift)?;
-        self.weight = w.to_dtype(dtype)?.to_device(dev)?.detach();
-        self.bias = Some(b.to_dtype(dtype)?.detach());
+        self.weight = w.to_dtype(dtype)?.to_device(&dev)?.detach();
+        self.bias = Some(b.to_dtype(dtype)?.to_device(&dev)?.detach());
         Ok(true)
     }
 }
