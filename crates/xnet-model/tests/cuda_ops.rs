@@ -3,7 +3,8 @@
 //! - with a GPU, every operation's CUDA forward and backward match the CPU's within 1e-5 on
 //!   small seeded inputs, ties and NaNs included for the pooling operations. Without a GPU
 //!   those tests print `skipped: no CUDA device` and pass. Tiny SegNet, DeepLab-lite and
-//!   XNet networks also agree between the devices (within 1e-4: cuBLAS convolutions).
+//!   XNet networks also agree between the devices (within 1e-4: cuBLAS convolutions), in
+//!   train and eval mode and with their batch norms folded for inference.
 //!
 //! Run: `CUDA_COMPUTE_CAP=80 cargo test -p xnet-model --features cuda --test cuda_ops`.
 #![cfg(feature = "cuda")]
@@ -282,11 +283,11 @@ fn tiny_networks_match_cpu_on_cuda() {
     let mut rng = StdRng::seed_from_u64(6);
     for cfg in tiny_networks() {
         let vm_cpu = VarMap::new();
-        let net_cpu = cfg
+        let mut net_cpu = cfg
             .build(VarBuilder::from_varmap(&vm_cpu, DType::F32, &Device::Cpu))
             .unwrap();
         let vm_gpu = VarMap::new();
-        let net_gpu = cfg
+        let mut net_gpu = cfg
             .build(VarBuilder::from_varmap(&vm_gpu, DType::F32, &gpu))
             .unwrap();
         // The same weights on both devices.
@@ -312,5 +313,16 @@ fn tiny_networks_match_cpu_on_cuda() {
             assert!(dy <= 1e-4, "{what}: outputs differ by {dy}");
             assert!(dg <= 1e-4, "{what}: input gradients differ by {dg}");
         }
+        // Folded for inference (as `Predictor` does; the folding itself runs on the CPU).
+        let folded = net_cpu.fold_batch_norm().unwrap();
+        assert_eq!(net_gpu.fold_batch_norm().unwrap(), folded);
+        let y_cpu = net_cpu.forward_t(&x, false).unwrap();
+        let y_gpu = net_gpu
+            .forward_t(&x.to_device(&gpu).unwrap(), false)
+            .unwrap()
+            .to_device(&Device::Cpu)
+            .unwrap();
+        let d = max_abs_diff(&y_cpu, &y_gpu);
+        assert!(d <= 1e-4, "{} folded: outputs differ by {d}", cfg.arch());
     }
 }
