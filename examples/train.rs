@@ -145,11 +145,20 @@ fn main() -> ExitCode {
                     r.ece,
                     r.confidence.map_or("n/a".into(), |c| format!("{c:.4}")),
                 );
-                if let Some(t) = &r.temperature {
-                    println!(
+                match &r.temperature {
+                    Some(t) => println!(
                         "  softmax temperature {:.3}, fitted on the validation split (its ECE {:.4} → {:.4}); the test scores above use it",
                         t.temperature, t.ece_before, t.ece_after
-                    );
+                    ),
+                    None if !args.no_calibrate => println!(
+                        "  not calibrated: {}",
+                        if o.split_sizes[1] == 0 {
+                            "the split left no validation image to fit the softmax temperature on"
+                        } else {
+                            "the temperature fit failed (see the warning above)"
+                        }
+                    ),
+                    None => {}
                 }
                 // The weakest body part of the test split (all of them in report.md).
                 if let Some(worst) = o
