@@ -9,9 +9,11 @@
 //! files count); two inputs with the same file stem are refused, since their outputs would
 //! share names.
 //! Per input stem: `<stem>.labels.png` (class indices at the input's resolution, 255 outside
-//! the collimated field), `<stem>.field.png`, `<stem>.field.json`, `<stem>.overlay.png`
-//! and with `--probs` one 16-bit probability PNG per class (at the checkpoint's softmax
-//! temperature, docs/calibration.md; `--temperature 1` for the network's raw softmax).
+//! the collimated field), `<stem>.field.png`, `<stem>.field.json`, `<stem>.overlay.png`;
+//! with `--probs` one 16-bit probability PNG per class (at the checkpoint's softmax
+//! temperature, docs/calibration.md; `--temperature 1` for the network's raw softmax); with
+//! `--uncertainty` `<stem>.uncertainty.png` (16-bit, `1 − max_k p_k`) plus the file's
+//! expected error rate.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,10 @@ struct Args {
     /// Also write the probability maps.
     #[arg(long)]
     probs: bool,
+    /// Also write <stem>.uncertainty.png (1 − the top class's probability: the calibrated
+    /// chance that a pixel's label is wrong) and print each file's expected error rate.
+    #[arg(long)]
+    uncertainty: bool,
     /// Soft-tissue threshold t in [0, 1] (soft tissue only where P(soft) > t).
     #[arg(long, default_value_t = 0.0)]
     tissue_threshold: f32,
@@ -119,6 +125,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     let mut opts = SegmentOptions {
         pipeline,
         probabilities: args.probs,
+        uncertainty: args.uncertainty,
         category: args.category.clone(),
         ..SegmentOptions::default()
     };
@@ -149,13 +156,17 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                     match segment_file(&predictor, input, &args.out, &opts) {
                         Ok(s) => bar.suspend(|| {
                             println!(
-                                "{}: {}x{}{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?} → {}",
+                                "{}: {}x{}{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?}{} → {}",
                                 input.display(),
                                 s.size.0,
                                 s.size.1,
                                 s.category.as_deref().map_or(String::new(), |c| format!(" ({c})")),
                                 s.edges,
                                 s.label_counts,
+                                s.expected_error.map_or(String::new(), |e| format!(
+                                    ", expected error {:.1} %",
+                                    100.0 * e
+                                )),
                                 s.overlay.display()
                             )
                         }),

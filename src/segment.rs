@@ -23,6 +23,9 @@ pub struct SegmentOptions {
     pub overlay: OverlayConfig,
     /// Also write one 16-bit PNG probability map per class.
     pub probabilities: bool,
+    /// Also write `<stem>.uncertainty.png` (`1 − max_k p_k`, the calibrated probability that
+    /// a pixel's label is wrong) and report its mean over the labelled pixels.
+    pub uncertainty: bool,
     /// Category (e.g. body part) for per-category thresholds. When `None`, [`segment_file`]
     /// takes it from a DICOM input's `BodyPartExamined` ([`category_of_body_part`]).
     pub category: Option<String>,
@@ -36,6 +39,7 @@ impl Default for SegmentOptions {
                 .expect("the default post-processing config is valid"),
             overlay: OverlayConfig::default(),
             probabilities: false,
+            uncertainty: false,
             category: None,
         }
     }
@@ -73,6 +77,13 @@ pub struct Segmented {
     pub overlay: PathBuf,
     /// `<stem>.prob-<k>.png` per class, when asked for.
     pub probabilities: Vec<PathBuf>,
+    /// `<stem>.uncertainty.png`, when asked for.
+    pub uncertainty: Option<PathBuf>,
+    /// With [`SegmentOptions::uncertainty`]: the mean of `1 − max_k p_k` over the labelled
+    /// pixels (inside the field, not marked uncertain), i.e. the fraction of them the
+    /// calibrated network expects to have labelled wrongly. It cannot see what the network
+    /// never learnt (a radiograph unlike its training data can be wrong with confidence).
+    pub expected_error: Option<f64>,
     /// Number of collimator edges found.
     pub edges: usize,
     /// Pixel count per label value 0, 1, 2 and 255 (last).
@@ -158,7 +169,9 @@ pub fn segment_image(
     // when no probability map is written and the thresholds are the plain arg-max, the raw
     // softmax gives the same outputs without the per-pixel rescale (a third of the time of a
     // 2000² radiograph).
-    let temperature = if opts.probabilities || !opts.pipeline.config().thresholds.is_plain_argmax()
+    let temperature = if opts.probabilities
+        || opts.uncertainty
+        || !opts.pipeline.config().thresholds.is_plain_argmax()
     {
         predictor.temperature()
     } else {
@@ -209,6 +222,43 @@ pub fn segment_image(
         Ok(())
     };
     let n = wu * hu;
+    // 1 − max_k p_k per pixel, and its mean over the labelled pixels.
+    let (uncertainty_path, doubt, expected_error) = if opts.uncertainty {
+        let doubt: Vec<f32> = (0..n)
+            .map(|i| {
+                let top = (0..c).map(|k| probs[k * n + i]).fold(0f32, f32::max);
+                (1.0 - top).clamp(0.0, 1.0)
+            })
+            .collect();
+        let (sum, count) = out
+            .labels
+            .as_raw()
+            .iter()
+            .zip(&doubt)
+            .filter(|(&l, _)| usize::from(l) < c)
+            .fold((0f64, 0u64), |(s, k), (_, &d)| (s + f64::from(d), k + 1));
+        let mean = (count > 0).then(|| sum / count as f64);
+        (Some(path("uncertainty.png")), doubt, mean)
+    } else {
+        (None, Vec::new(), None)
+    };
+    let write_uncertainty = || -> Result<()> {
+        let Some(p) = &uncertainty_path else {
+            return Ok(());
+        };
+        let plane16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
+            w,
+            h,
+            doubt
+                .iter()
+                .map(|&v| xray_postproc::round_nonnegative(v * 65535.0) as u16)
+                .collect(),
+        )
+        .ok_or_else(|| Error::Invalid("uncertainty plane of the wrong size".into()))?;
+        plane16
+            .save(p)
+            .map_err(|e| Error::io(p, std::io::Error::other(e)))
+    };
     let write_probability = |k: usize| -> Result<()> {
         let p = &prob_paths[k];
         let plane16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
@@ -224,19 +274,25 @@ pub fn segment_image(
             .save(p)
             .map_err(|e| Error::io(p, std::io::Error::other(e)))
     };
-    let ((masks, overlay_written), probabilities) = rayon::join(
+    let ((masks, overlay_written), (probabilities, uncertainty_written)) = rayon::join(
         || rayon::join(write_masks, write_overlay),
         || {
             use rayon::prelude::*;
-            (0..prob_paths.len())
-                .into_par_iter()
-                .map(write_probability)
-                .collect::<Result<Vec<()>>>()
+            rayon::join(
+                || {
+                    (0..prob_paths.len())
+                        .into_par_iter()
+                        .map(write_probability)
+                        .collect::<Result<Vec<()>>>()
+                },
+                write_uncertainty,
+            )
         },
     );
     masks?;
     overlay_written?;
     probabilities?;
+    uncertainty_written?;
     Ok(Segmented {
         stem: stem.to_string(),
         size: (w, h),
@@ -245,6 +301,8 @@ pub fn segment_image(
         field_json: json_path,
         overlay: overlay_path,
         probabilities: prob_paths,
+        uncertainty: uncertainty_path,
+        expected_error,
         edges: field.edges.len(),
         label_counts: count_labels(&out.labels),
         category,

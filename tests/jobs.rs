@@ -338,6 +338,49 @@ fn shipped_weights_segment_the_real_hip_radiograph() {
 }
 
 #[test]
+fn the_uncertainty_map_is_one_minus_the_top_probability() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-doubt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    xray_data::synth::generate_dataset(&tmp.join("data"), 1, 64, 4).unwrap();
+    let input = tmp.join("data/images/synth_00000.png");
+    let mut predictor =
+        Predictor::load(&xray_seg::shipped_weights_dir(), &candle_core::Device::Cpu).unwrap();
+    let opts = SegmentOptions {
+        uncertainty: true,
+        probabilities: true,
+        ..SegmentOptions::default()
+    };
+    let mut expected = Vec::new();
+    for t in [0.5, 2.0] {
+        predictor.set_temperature(t).unwrap();
+        let s = segment_file(&predictor, &input, &tmp.join(format!("t{t}")), &opts).unwrap();
+        let map = image::open(s.uncertainty.as_ref().unwrap())
+            .unwrap()
+            .to_luma16();
+        assert_eq!(map.dimensions(), s.size);
+        // Pixel by pixel: 1 − the largest of the written probabilities (both 16-bit).
+        let probs: Vec<_> = s
+            .probabilities
+            .iter()
+            .map(|p| image::open(p).unwrap().to_luma16())
+            .collect();
+        for (i, d) in map.as_raw().iter().enumerate() {
+            let top = probs.iter().map(|p| p.as_raw()[i]).max().unwrap();
+            assert!(
+                (i32::from(*d) - (65535 - i32::from(top))).abs() <= 2,
+                "pixel {i}"
+            );
+        }
+        let e = s.expected_error.unwrap();
+        assert!((0.0..=1.0).contains(&e));
+        expected.push(e);
+    }
+    // A softer softmax (T = 2) is less sure of every label than a sharper one (T = 0.5).
+    assert!(expected[1] > expected[0], "{expected:?}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
 fn a_dicom_body_part_picks_the_per_category_threshold() {
     let rg1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nema-cr/RG1_UNCR.dcm");
     if !rg1.exists() {
