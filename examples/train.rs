@@ -182,6 +182,15 @@ fn main() -> ExitCode {
                 for (j, n) in names.iter().enumerate() {
                     println!("  {n}: {:.4} ± {:.4}", k.mean[j], k.std[j]);
                 }
+                let temperatures: Vec<String> = k
+                    .temperatures
+                    .iter()
+                    .map(|t| t.map_or("none".into(), |t| format!("{t:.3}")))
+                    .collect();
+                println!(
+                    "  softmax temperature per fold: {}",
+                    temperatures.join(", ")
+                );
                 for c in &k.per_category {
                     println!(
                         "  {:<16} weighted F1 {:.4}, ECE {} over {:>3} image(s), pooled over the folds",

@@ -236,6 +236,9 @@ pub struct KFoldSummary {
     pub mean: [f64; 5],
     /// Sample standard deviations of the columns.
     pub std: [f64; 5],
+    /// Per fold: the softmax temperature fitted on its validation split (`None` where the
+    /// fold was not calibrated); the folds' ECE above is at these temperatures.
+    pub temperatures: Vec<Option<f64>>,
     /// Arg-max scores per category, pooled over the folds' test images (each image is
     /// tested once, so this is the cross-validated score of each category); empty without
     /// categories.
@@ -391,6 +394,16 @@ fn kfold_summary(outcomes: &[TrainOutcome]) -> Result<KFoldSummary> {
         per_fold,
         mean,
         std,
+        temperatures: outcomes
+            .iter()
+            .map(|o| {
+                o.evaluation
+                    .report
+                    .temperature
+                    .as_ref()
+                    .map(|t| t.temperature)
+            })
+            .collect(),
         per_category: pool_category_scores(
             outcomes
                 .iter()

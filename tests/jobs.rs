@@ -469,6 +469,17 @@ fn kfold_writes_a_report_per_fold_and_the_summary() {
         serde_json::from_str(&std::fs::read_to_string(job.run_dir.join("kfold.json")).unwrap())
             .unwrap();
     assert_eq!(json["columns"][1], "f1_weighted");
+    assert_eq!(summary.temperatures.len(), 2);
+    for (t, o) in summary.temperatures.iter().zip(&outcomes) {
+        assert_eq!(
+            *t,
+            o.evaluation
+                .report
+                .temperature
+                .as_ref()
+                .map(|f| f.temperature)
+        );
+    }
     let f1: Vec<f64> = outcomes
         .iter()
         .map(|o| o.evaluation.report.f1.weighted)
