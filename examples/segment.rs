@@ -13,7 +13,9 @@
 //! with `--probs` one 16-bit probability PNG per class (at the checkpoint's softmax
 //! temperature, docs/calibration.md; `--temperature 1` for the network's raw softmax); with
 //! `--uncertainty` `<stem>.uncertainty.png` (16-bit, `1 − max_k p_k`) plus the file's
-//! expected error rate.
+//! expected error rate. `OUT/segment.jsonl` has one JSON line per input, in input order:
+//! what was written for it (size, category, edges, label counts, expected error, paths) or
+//! its error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -148,13 +150,29 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         })
         .clamp(1, inputs.files.len().max(1));
     let next = AtomicUsize::new(0);
+    let records = std::sync::Mutex::new(Vec::new());
     let failures = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
-                while let Some(input) = inputs.files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(input) = inputs.files.get(index) else {
+                        break;
+                    };
+                    let record = |fields: serde_json::Value| {
+                        let mut line = serde_json::json!({ "input": input.display().to_string() });
+                        if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
+                            line.extend(fields.clone());
+                        }
+                        if let Ok(mut r) = records.lock() {
+                            r.push((index, line));
+                        }
+                    };
                     match segment_file(&predictor, input, &args.out, &opts) {
-                        Ok(s) => bar.suspend(|| {
+                        Ok(s) => {
+                            record(serde_json::to_value(&s).unwrap_or_default());
+                            bar.suspend(|| {
                             println!(
                                 "{}: {}x{}{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?}{} → {}",
                                 input.display(),
@@ -169,7 +187,8 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                                 )),
                                 s.overlay.display()
                             )
-                        }),
+                        })
+                        }
                         Err(e) => {
                             failures.fetch_add(1, Ordering::Relaxed);
                             // Most errors already start with the file's name.
@@ -180,6 +199,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                             ) {
                                 text.push_str(" (here: --allow-rgb)");
                             }
+                            record(serde_json::json!({ "error": text }));
                             let name = input.display().to_string();
                             bar.suspend(|| {
                                 if text.starts_with(&name) {
@@ -196,5 +216,13 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         }
     });
     bar.finish_and_clear();
+    // One JSON line per input, in the order of the inputs: what was written, or the error.
+    let mut records = records.into_inner().unwrap_or_default();
+    records.sort_by_key(|(index, _)| *index);
+    let summary = args.out.join("segment.jsonl");
+    let text: String = records.iter().map(|(_, r)| format!("{r}\n")).collect();
+    std::fs::create_dir_all(&args.out).map_err(|e| xray_seg::Error::io(&args.out, e))?;
+    std::fs::write(&summary, text).map_err(|e| xray_seg::Error::io(&summary, e))?;
+    println!("summary of every input: {}", summary.display());
     Ok(failures.into_inner())
 }

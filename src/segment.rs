@@ -60,8 +60,9 @@ pub struct FieldReport<'a> {
     pub field: &'a Collimator,
 }
 
-/// What [`segment_file`] wrote for one input.
-#[derive(Debug, Clone, PartialEq)]
+/// What [`segment_file`] wrote for one input (serialised as a line of the `segment`
+/// example's `segment.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Segmented {
     /// The input's file stem, prefix of every output.
     pub stem: String,

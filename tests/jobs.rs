@@ -374,6 +374,14 @@ fn the_uncertainty_map_is_one_minus_the_top_probability() {
         let e = s.expected_error.unwrap();
         assert!((0.0..=1.0).contains(&e));
         expected.push(e);
+        // As a line of segment.jsonl.
+        let line = serde_json::to_value(&s).unwrap();
+        assert_eq!(line["expected_error"].as_f64(), Some(e));
+        assert_eq!(line["size"], serde_json::json!([s.size.0, s.size.1]));
+        assert!(line["uncertainty"]
+            .as_str()
+            .unwrap()
+            .ends_with(".uncertainty.png"));
     }
     // A softer softmax (T = 2) is less sure of every label than a sharper one (T = 0.5).
     assert!(expected[1] > expected[0], "{expected:?}");
