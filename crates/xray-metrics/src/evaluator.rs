@@ -128,6 +128,7 @@ pub struct Evaluator {
     cfg: EvalConfig,
     pooled: ConfusionMatrix,
     per_image: Vec<ConfusionMatrix>,
+    per_image_top1: Vec<ReliabilityBins>,
     top1: ReliabilityBins,
     classwise: Vec<ReliabilityBins>,
     top1_keys: Vec<u32>,
@@ -150,6 +151,7 @@ impl Evaluator {
         Ok(Self {
             pooled: ConfusionMatrix::new(c)?,
             per_image: Vec::new(),
+            per_image_top1: Vec::new(),
             top1: ReliabilityBins::new(config.n_bins)?,
             classwise: vec![ReliabilityBins::new(config.n_bins)?; c],
             top1_keys: Vec::new(),
@@ -185,6 +187,12 @@ impl Evaluator {
         &self.per_image
     }
 
+    /// Per-image top-label reliability bins so far (the report's bins), in the order added:
+    /// merged over any subset of images they give that subset's calibration error.
+    pub fn per_image_calibration(&self) -> &[ReliabilityBins] {
+        &self.per_image_top1
+    }
+
     /// Adds one image: `labels` (`width × height`, row-major, 255 = ignore) and its softmax
     /// probabilities, class-major (`C` planes of `width × height`). The prediction is the
     /// arg-max class (first one on ties).
@@ -211,6 +219,7 @@ impl Evaluator {
         let mut pred = vec![0u8; n];
         top1(n, probs, c, self.cfg.sum_tolerance, &mut conf, &mut pred)?;
         let cm = ConfusionMatrix::from_labels(labels, &pred, c)?;
+        let mut image_top1 = ReliabilityBins::new(self.cfg.n_bins)?;
         let boundary = if self.cfg.boundary {
             Some(surface_distances(
                 labels,
@@ -231,9 +240,10 @@ impl Evaluator {
         }
         for ((&l, &p), &k) in labels.iter().zip(&conf).zip(&pred) {
             if l != IGNORE {
-                self.top1.push(p, k == l);
+                image_top1.push(p, k == l);
             }
         }
+        self.top1.merge(&image_top1)?;
         if self.cfg.equal_mass {
             self.top1_keys.extend(
                 labels
@@ -267,6 +277,7 @@ impl Evaluator {
         self.ignored += labels.iter().filter(|&&l| l == IGNORE).count() as u64;
         self.pooled.merge(&cm)?;
         self.per_image.push(cm);
+        self.per_image_top1.push(image_top1);
         Ok(())
     }
 
@@ -279,6 +290,7 @@ impl Evaluator {
         }
         self.pooled.merge(&other.pooled)?;
         self.per_image.extend(other.per_image);
+        self.per_image_top1.extend(other.per_image_top1);
         self.top1.merge(&other.top1)?;
         for (a, b) in self.classwise.iter_mut().zip(&other.classwise) {
             a.merge(b)?;
