@@ -234,7 +234,7 @@ fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let categories = indices.iter().map(|&i| ds.samples[i].category.as_deref());
-    let by_category = per_category_scores(categories, &per_image, classes)?;
+    let by_category = per_category_scores(categories, &per_image, None, classes)?;
     let scores = LabelScores::from_confusion("classical baseline", &cm);
     Ok(Row {
         name: "classical baseline (Otsu + field)".into(),

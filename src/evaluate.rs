@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 use xray_data::dataset::Dataset;
 use xray_metrics::{
-    calibration_bins, Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator,
-    ReliabilityBins, Report, ZeroDivision,
+    Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator, ReliabilityBins, Report,
+    ZeroDivision,
 };
 use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig};
 
@@ -123,12 +123,64 @@ pub struct Evaluation {
     pub per_category: Vec<CategoryScores>,
 }
 
+/// One category's images pooled: confusion counts add up, and reliability bins merge while
+/// every part added has them.
+struct CategoryPool {
+    images: usize,
+    confusion: ConfusionMatrix,
+    calibration: Option<ReliabilityBins>,
+    calibrated: bool,
+}
+
+impl CategoryPool {
+    fn new(classes: usize) -> Result<Self> {
+        Ok(CategoryPool {
+            images: 0,
+            confusion: ConfusionMatrix::new(classes)?,
+            calibration: None,
+            calibrated: true,
+        })
+    }
+
+    fn add(
+        &mut self,
+        images: usize,
+        confusion: &ConfusionMatrix,
+        calibration: Option<&ReliabilityBins>,
+    ) -> Result<()> {
+        self.images += images;
+        self.confusion.merge(confusion)?;
+        match (calibration, &mut self.calibration) {
+            (Some(b), Some(pooled)) if self.calibrated => pooled.merge(b)?,
+            (Some(b), None) if self.calibrated => self.calibration = Some(b.clone()),
+            _ => {
+                self.calibrated = false;
+                self.calibration = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, name: &str) -> CategoryScores {
+        CategoryScores {
+            category: name.to_string(),
+            images: self.images,
+            pixels: self.confusion.total(),
+            scores: LabelScores::from_confusion(name, &self.confusion),
+            ece: self.calibration.as_ref().map(|b| b.reliability().ece()),
+            calibration: self.calibration,
+        }
+    }
+}
+
 /// Pools per-image confusion matrices by category (`categories[k]` is image `k`'s), sorted
-/// by name; images without a category go under [`UNCATEGORISED`]. Empty when no image has
-/// a category.
+/// by name; images without a category go under [`UNCATEGORISED`]. With `calibration` (image
+/// `k`'s top-label reliability bins, e.g. [`Evaluator::per_image_calibration`]) each category
+/// also gets its ECE. Empty when no image has a category.
 ///
 /// # Errors
-/// Matrices of other than `classes` classes.
+/// Matrices of other than `classes` classes, or a `calibration` of another length than
+/// `matrices`.
 ///
 /// # Examples
 /// ```
@@ -139,6 +191,7 @@ pub struct Evaluation {
 /// let scores = per_category_scores(
 ///     [Some("hand"), Some("chest"), None, Some("hand")],
 ///     &[right.clone(), wrong.clone(), wrong, right],
+///     None,
 ///     3,
 /// )
 /// .unwrap();
@@ -148,71 +201,45 @@ pub struct Evaluation {
 /// assert_eq!((scores[2].images, scores[2].pixels), (2, 6));
 /// assert_eq!(scores[2].scores.accuracy, Some(1.0));
 /// assert_eq!(scores[1].scores.accuracy, Some(0.0));
+/// assert_eq!(scores[1].ece, None); // no reliability bins given
 /// ```
 pub fn per_category_scores<'a>(
     categories: impl IntoIterator<Item = Option<&'a str>>,
     matrices: &[ConfusionMatrix],
+    calibration: Option<&[ReliabilityBins]>,
     classes: usize,
 ) -> Result<Vec<CategoryScores>> {
+    if let Some(bins) = calibration {
+        if bins.len() != matrices.len() {
+            return Err(Error::Invalid(format!(
+                "{} images' reliability bins for {} confusion matrices",
+                bins.len(),
+                matrices.len()
+            )));
+        }
+    }
     let mut any = false;
-    let mut groups: BTreeMap<&str, (usize, ConfusionMatrix)> = BTreeMap::new();
-    for (category, cm) in categories.into_iter().zip(matrices) {
+    let mut pools: BTreeMap<&str, CategoryPool> = BTreeMap::new();
+    for (k, (category, cm)) in categories.into_iter().zip(matrices).enumerate() {
         any |= category.is_some();
-        let entry = match groups.entry(category.unwrap_or(UNCATEGORISED)) {
+        let pool = match pools.entry(category.unwrap_or(UNCATEGORISED)) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert((0, ConfusionMatrix::new(classes)?)),
+            Entry::Vacant(e) => e.insert(CategoryPool::new(classes)?),
         };
-        entry.0 += 1;
-        entry.1.merge(cm)?;
+        pool.add(1, cm, calibration.map(|bins| &bins[k]))?;
     }
     if !any {
         return Ok(Vec::new());
     }
-    Ok(groups
+    Ok(pools
         .into_iter()
-        .map(|(name, (images, cm))| CategoryScores {
-            category: name.to_string(),
-            images,
-            pixels: cm.total(),
-            scores: LabelScores::from_confusion(name, &cm),
-            ece: None,
-            calibration: None,
-        })
+        .map(|(name, pool)| pool.finish(name))
         .collect())
 }
 
-/// Adds each category's calibration to `scores` (from [`per_category_scores`] over the same
-/// images): `bins[k]` are image `k`'s top-label reliability bins, `categories` as there.
-///
-/// # Errors
-/// Bins with different boundaries, or a category that `scores` lacks.
-pub fn add_category_calibration<'a>(
-    scores: &mut [CategoryScores],
-    categories: impl IntoIterator<Item = Option<&'a str>>,
-    bins: &[ReliabilityBins],
-) -> Result<()> {
-    let mut groups: BTreeMap<&str, ReliabilityBins> = BTreeMap::new();
-    for (category, b) in categories.into_iter().zip(bins) {
-        match groups.entry(category.unwrap_or(UNCATEGORISED)) {
-            Entry::Occupied(e) => e.into_mut().merge(b)?,
-            Entry::Vacant(e) => {
-                e.insert(b.clone());
-            }
-        }
-    }
-    for (name, pooled) in groups {
-        let entry = scores
-            .iter_mut()
-            .find(|c| c.category == name)
-            .ok_or_else(|| Error::Invalid(format!("category {name} has no scores")))?;
-        entry.ece = Some(pooled.reliability().ece());
-        entry.calibration = Some(pooled);
-    }
-    Ok(())
-}
-
 /// Pools per-category scores of disjoint image sets (the folds of a cross-validation) into
-/// one entry per category: images and confusion matrices add up, scores are recomputed.
+/// one entry per category: images and confusion matrices add up, scores are recomputed, and
+/// a category's calibration is pooled when every part has it.
 ///
 /// # Errors
 /// Matrices of different class counts for one category.
@@ -223,8 +250,8 @@ pub fn add_category_calibration<'a>(
 /// use xray_seg::evaluate::{per_category_scores, pool_category_scores};
 /// let right = ConfusionMatrix::from_labels(&[0, 1], &[0, 1], 2).unwrap();
 /// let wrong = ConfusionMatrix::from_labels(&[0, 1], &[1, 0], 2).unwrap();
-/// let fold_a = per_category_scores([Some("hand")], &[right], 2).unwrap();
-/// let fold_b = per_category_scores([Some("hand")], &[wrong], 2).unwrap();
+/// let fold_a = per_category_scores([Some("hand")], &[right], None, 2).unwrap();
+/// let fold_b = per_category_scores([Some("hand")], &[wrong], None, 2).unwrap();
 /// let pooled = pool_category_scores([fold_a.as_slice(), fold_b.as_slice()]).unwrap();
 /// assert_eq!((pooled[0].images, pooled[0].pixels), (2, 4));
 /// assert_eq!(pooled[0].scores.accuracy, Some(0.5));
@@ -232,62 +259,23 @@ pub fn add_category_calibration<'a>(
 pub fn pool_category_scores<'a>(
     parts: impl IntoIterator<Item = &'a [CategoryScores]>,
 ) -> Result<Vec<CategoryScores>> {
-    // Per category: images, summed confusion rows, and the pooled reliability bins while
-    // every part so far had them.
-    type Pooled = (usize, Vec<Vec<u64>>, Option<ReliabilityBins>);
-    let mut groups: BTreeMap<&str, Pooled> = BTreeMap::new();
+    let mut pools: BTreeMap<&str, CategoryPool> = BTreeMap::new();
     for part in parts {
         for c in part {
             let rows = &c.scores.confusion_matrix;
-            let entry = match groups.entry(c.category.as_str()) {
-                Entry::Occupied(e) => {
-                    let entry = e.into_mut();
-                    entry.2 = match (entry.2.take(), &c.calibration) {
-                        (Some(mut pooled), Some(b)) => {
-                            pooled.merge(b)?;
-                            Some(pooled)
-                        }
-                        _ => None,
-                    };
-                    entry
-                }
-                Entry::Vacant(e) => e.insert((
-                    0,
-                    vec![vec![0; rows.len()]; rows.len()],
-                    c.calibration.clone(),
-                )),
+            let cm =
+                ConfusionMatrix::from_counts(rows.len(), rows.iter().flatten().copied().collect())?;
+            let pool = match pools.entry(c.category.as_str()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(CategoryPool::new(rows.len())?),
             };
-            if entry.1.len() != rows.len() {
-                return Err(Error::Invalid(format!(
-                    "category {}: {} classes in one part, {} in another",
-                    c.category,
-                    entry.1.len(),
-                    rows.len()
-                )));
-            }
-            entry.0 += c.images;
-            for (sum, row) in entry.1.iter_mut().zip(rows) {
-                for (s, v) in sum.iter_mut().zip(row) {
-                    *s += v;
-                }
-            }
+            pool.add(c.images, &cm, c.calibration.as_ref())?;
         }
     }
-    groups
+    Ok(pools
         .into_iter()
-        .map(|(name, (images, rows, calibration))| {
-            let classes = rows.len();
-            let cm = ConfusionMatrix::from_counts(classes, rows.into_iter().flatten().collect())?;
-            Ok(CategoryScores {
-                category: name.to_string(),
-                images,
-                pixels: cm.total(),
-                scores: LabelScores::from_confusion(name, &cm),
-                ece: calibration.as_ref().map(|b| b.reliability().ece()),
-                calibration,
-            })
-        })
-        .collect()
+        .map(|(name, pool)| pool.finish(name))
+        .collect())
 }
 
 /// A Markdown table of per-category scores (empty string for no categories).
@@ -297,7 +285,7 @@ pub fn pool_category_scores<'a>(
 /// use xray_metrics::ConfusionMatrix;
 /// use xray_seg::evaluate::{class_names, per_category_markdown, per_category_scores};
 /// let cm = ConfusionMatrix::from_labels(&[0, 1, 2, 2], &[0, 1, 2, 1], 3).unwrap();
-/// let scores = per_category_scores([Some("knee")], &[cm], 3).unwrap();
+/// let scores = per_category_scores([Some("knee")], &[cm], None, 3).unwrap();
 /// let md = per_category_markdown(&scores, &class_names(3));
 /// assert!(md.contains("| knee | 1 | 4 | 0.7500 |"));
 /// assert!(per_category_markdown(&[], &class_names(3)).is_empty());
@@ -379,12 +367,7 @@ pub fn evaluate_samples(
     }
     let c = predictor.num_classes();
     let names = class_names(c);
-    let config = EvalConfig::new(names.clone());
-    // The per-category ECE uses the report's bins.
-    const REPORT_BINS: usize = 15;
-    debug_assert_eq!(config.n_bins, REPORT_BINS);
-    let mut evaluator = Evaluator::new(config)?;
-    let mut image_bins = Vec::with_capacity(indices.len());
+    let mut evaluator = Evaluator::new(EvalConfig::new(names.clone()))?;
     let mut thresh_cm = ConfusionMatrix::new(c)?;
     let thresholds = tissue_threshold.map(|t| ThresholdConfig {
         soft_threshold: t,
@@ -400,7 +383,6 @@ pub fn evaluate_samples(
         let (w, h) = (image.width() as usize, image.height() as usize);
         let probs = predictor.predict(&image)?;
         evaluator.add_image(mask.as_raw(), &probs, w, h)?;
-        image_bins.push(calibration_bins(mask.as_raw(), &probs, c, REPORT_BINS)?);
         if let Some(t) = &thresholds {
             let map = ProbMap::new(&probs, c, h, w)?;
             let category = dataset.samples[i].category.as_deref();
@@ -408,16 +390,17 @@ pub fn evaluate_samples(
             thresh_cm.add_labels(mask.as_raw(), labels.as_raw())?;
         }
     }
-    // The evaluator already counts the arg-max predictions; reuse its matrices.
+    // The evaluator already counts the arg-max predictions and bins the confidences per
+    // image; reuse both.
     let argmax = LabelScores::from_confusion("arg-max", evaluator.confusion());
-    let categories = indices
-        .iter()
-        .map(|&i| dataset.samples[i].category.as_deref());
-    let mut per_category =
-        per_category_scores(categories.clone(), evaluator.per_image_confusion(), c)?;
-    if !per_category.is_empty() {
-        add_category_calibration(&mut per_category, categories, &image_bins)?;
-    }
+    let per_category = per_category_scores(
+        indices
+            .iter()
+            .map(|&i| dataset.samples[i].category.as_deref()),
+        evaluator.per_image_confusion(),
+        Some(evaluator.per_image_calibration()),
+        c,
+    )?;
     Ok(Evaluation {
         report: evaluator.finish()?,
         argmax,
