@@ -138,13 +138,7 @@ fn run(args: &Args) -> xray_seg::Result<()> {
         );
     }
     for c in &eval.per_category {
-        println!(
-            "  {:<16} weighted F1 {:.4}, ECE {} over {:>3} image(s)",
-            c.category,
-            c.scores.f1_weighted,
-            c.ece.map_or("n/a".into(), |e| format!("{e:.4}")),
-            c.images
-        );
+        println!("  {}", c.summary_line());
     }
     println!("wrote {}", args.out.display());
     Ok(())

@@ -192,13 +192,7 @@ fn main() -> ExitCode {
                     temperatures.join(", ")
                 );
                 for c in &k.per_category {
-                    println!(
-                        "  {:<16} weighted F1 {:.4}, ECE {} over {:>3} image(s), pooled over the folds",
-                        c.category,
-                        c.scores.f1_weighted,
-                        c.ece.map_or("n/a".into(), |e| format!("{e:.4}")),
-                        c.images
-                    );
+                    println!("  {}, pooled over the folds", c.summary_line());
                 }
             }
             ExitCode::SUCCESS

@@ -106,6 +106,31 @@ pub struct CategoryScores {
     pub calibration: Option<ReliabilityBins>,
 }
 
+impl CategoryScores {
+    /// One line for a terminal: name, weighted F1, ECE and image count.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::ConfusionMatrix;
+    /// use xray_seg::evaluate::per_category_scores;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1], &[0, 1], 2).unwrap();
+    /// let scores = per_category_scores([Some("knee")], &[cm], None, 2).unwrap();
+    /// assert_eq!(
+    ///     scores[0].summary_line(),
+    ///     "knee             weighted F1 1.0000, ECE n/a over   1 image(s)"
+    /// );
+    /// ```
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{:<16} weighted F1 {:.4}, ECE {} over {:>3} image(s)",
+            self.category,
+            self.scores.f1_weighted,
+            self.ece.map_or("n/a".into(), |e| format!("{e:.4}")),
+            self.images
+        )
+    }
+}
+
 /// Category of images that `categories.csv` does not list.
 pub const UNCATEGORISED: &str = "(no category)";
 
