@@ -124,10 +124,19 @@ pub fn store_temperature(checkpoint_path: &Path, fit: &TemperatureFit) -> Result
             checkpoint_path.display()
         )));
     };
-    metadata.insert(TEMPERATURE_KEY.into(), serde_json::json!(fit.temperature));
-    metadata.insert(TEMPERATURE_FIT_KEY.into(), serde_json::json!(fit));
+    record_temperature(metadata, fit);
     checkpoint::write_config(checkpoint_path, &config)?;
     Ok(())
+}
+
+/// Writes a fit into checkpoint metadata: the temperature that [`Predictor::load`] reads
+/// and the whole fit beside it.
+pub(crate) fn record_temperature(
+    metadata: &mut serde_json::Map<String, serde_json::Value>,
+    fit: &TemperatureFit,
+) {
+    metadata.insert(TEMPERATURE_KEY.into(), serde_json::json!(fit.temperature));
+    metadata.insert(TEMPERATURE_FIT_KEY.into(), serde_json::json!(fit));
 }
 
 #[cfg(test)]

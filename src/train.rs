@@ -25,11 +25,11 @@ use xray_data::dataset::{
 };
 use xray_metrics::Report;
 
-use crate::calibrate::{fit_temperature_on, TEMPERATURE_FIT_KEY};
+use crate::calibrate::{fit_temperature_on, record_temperature};
 use crate::evaluate::{
     evaluate_samples, pool_category_scores, write_evaluation, CategoryScores, Evaluation,
 };
-use crate::predict::{Predictor, TEMPERATURE_KEY};
+use crate::predict::Predictor;
 use crate::prepare::Preprocess;
 use crate::segment::{segment_image, SegmentOptions};
 use crate::source::DatasetSource;
@@ -533,9 +533,8 @@ pub fn train_split(
         "epochs_run": summary.epochs_run,
         "dataset": ds.root.display().to_string(),
     });
-    if let Some(fit) = &temperature {
-        metadata[TEMPERATURE_KEY] = serde_json::json!(fit.temperature);
-        metadata[TEMPERATURE_FIT_KEY] = serde_json::json!(fit);
+    if let (Some(fit), Some(metadata)) = (&temperature, metadata.as_object_mut()) {
+        record_temperature(metadata, fit);
     }
     checkpoint::save(dir, &varmap, &config, metadata)?;
 
