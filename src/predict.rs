@@ -5,7 +5,9 @@ use std::path::Path;
 use candle_core::Device;
 use candle_nn::VarMap;
 use xnet_model::checkpoint;
-use xnet_model::infer::{apply_temperature, predict_proba_batch, InferenceOptions};
+use xnet_model::infer::{
+    apply_temperature, check_temperature, predict_proba_batch, InferenceOptions,
+};
 use xnet_model::{ModelConfig, Segmenter};
 use xray_data::Radiograph;
 
@@ -18,17 +20,6 @@ pub const TEMPERATURE_KEY: &str = "temperature";
 /// The softmax temperatures a predictor accepts (wider than the fitted range,
 /// `xray_metrics::TemperatureConfig::temperature_range`, [0.05, 20] by default).
 pub use xnet_model::infer::TEMPERATURE_RANGE;
-
-fn check_temperature(temperature: f64) -> Result<()> {
-    let (low, high) = TEMPERATURE_RANGE;
-    if (low..=high).contains(&temperature) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "the softmax temperature must be in [{low}, {high}], got {temperature}"
-        )))
-    }
-}
 
 /// A network plus the preprocessing it was trained with and the softmax temperature it was
 /// calibrated with.
@@ -62,7 +53,8 @@ impl Predictor {
     ///
     /// # Errors
     /// Missing or corrupt files, weights that do not fit the config, a preprocessing record
-    /// that does not fit the network, a temperature that is not a finite number > 0.
+    /// that does not fit the network, a temperature that is not a number in
+    /// [`TEMPERATURE_RANGE`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let loaded = checkpoint::load(path, device)?;
         let preprocess = match loaded.metadata.get("preprocess") {
@@ -154,7 +146,7 @@ impl Predictor {
     /// logits `z`. It changes confidences, never the arg-max.
     ///
     /// # Errors
-    /// [`Error::Invalid`] unless `temperature` is in [`TEMPERATURE_RANGE`].
+    /// A temperature outside [`TEMPERATURE_RANGE`].
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
         check_temperature(temperature)?;
         self.temperature = temperature;
@@ -195,6 +187,7 @@ impl Predictor {
         images: &[Radiograph],
         temperature: f64,
     ) -> Result<Vec<Vec<f32>>> {
+        // Before the network runs, not after.
         check_temperature(temperature)?;
         let (w, h) = (self.preprocess.width, self.preprocess.height);
         let plane = w as usize * h as usize;
@@ -219,9 +212,7 @@ impl Predictor {
                 let mut out = resize_probabilities(p, c, (w, h), img.dimensions())?;
                 // After the resize, so that each output pixel keeps its arg-max: the
                 // temperature changes confidences, not labels.
-                if temperature != 1.0 {
-                    apply_temperature(&mut out, c, temperature)?;
-                }
+                apply_temperature(&mut out, c, temperature)?;
                 Ok(out)
             })
             .collect()

@@ -184,6 +184,21 @@ pub fn predict_proba_batch(
 /// log-probability leaves `f32`'s useful range.
 pub const TEMPERATURE_RANGE: (f64, f64) = (0.01, 100.0);
 
+/// Checks a softmax temperature against [`TEMPERATURE_RANGE`].
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] outside it (NaN included).
+pub fn check_temperature(temperature: f64) -> Result<()> {
+    let (low, high) = TEMPERATURE_RANGE;
+    if (low..=high).contains(&temperature) {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidConfig(format!(
+            "the softmax temperature must be in [{low}, {high}], got {temperature}"
+        )))
+    }
+}
+
 /// Takes class-major probabilities `softmax(z)` (`C` planes, any number of pixels) to the
 /// softmax temperature `T` in place: each pixel becomes `softmax(z / T)`, computed from the
 /// probabilities themselves (their logarithms differ from `z` by one constant per pixel,
@@ -209,12 +224,7 @@ pub fn apply_temperature(probs: &mut [f32], num_classes: usize, temperature: f64
             probs.len()
         )));
     }
-    let (low, high) = TEMPERATURE_RANGE;
-    if !(low..=high).contains(&temperature) {
-        return Err(ModelError::InvalidConfig(format!(
-            "the softmax temperature must be in [{low}, {high}], got {temperature}"
-        )));
-    }
+    check_temperature(temperature)?;
     if temperature != 1.0 {
         rescale_temperature(probs, num_classes, temperature);
     }
@@ -233,7 +243,7 @@ pub fn apply_temperature(probs: &mut [f32], num_classes: usize, temperature: f64
 fn rescale_temperature(probs: &mut [f32], classes: usize, temperature: f64) {
     use rayon::prelude::*;
     const BLOCK: usize = 8192;
-    let c = classes.max(1);
+    let c = classes;
     let plane = probs.len() / c;
     if plane == 0 {
         return;
