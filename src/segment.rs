@@ -226,10 +226,7 @@ pub fn segment_image(
     // 1 − max_k p_k per pixel, and its mean over the labelled pixels.
     let (uncertainty_path, doubt, expected_error) = if opts.uncertainty {
         let doubt: Vec<f32> = (0..n)
-            .map(|i| {
-                let top = (0..c).map(|k| probs[k * n + i]).fold(0f32, f32::max);
-                (1.0 - top).clamp(0.0, 1.0)
-            })
+            .map(|i| (1.0 - (0..c).map(|k| probs[k * n + i]).fold(0f32, f32::max)).max(0.0))
             .collect();
         let (sum, count) = out
             .labels
@@ -243,38 +240,12 @@ pub fn segment_image(
     } else {
         (None, Vec::new(), None)
     };
-    let write_uncertainty = || -> Result<()> {
-        let Some(p) = &uncertainty_path else {
-            return Ok(());
-        };
-        let plane16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
-            w,
-            h,
-            doubt
-                .iter()
-                .map(|&v| xray_postproc::round_nonnegative(v * 65535.0) as u16)
-                .collect(),
-        )
-        .ok_or_else(|| Error::Invalid("uncertainty plane of the wrong size".into()))?;
-        plane16
-            .save(p)
-            .map_err(|e| Error::io(p, std::io::Error::other(e)))
+    let write_uncertainty = || match &uncertainty_path {
+        Some(p) => save_unit_png16(p, w, h, &doubt),
+        None => Ok(()),
     };
-    let write_probability = |k: usize| -> Result<()> {
-        let p = &prob_paths[k];
-        let plane16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
-            w,
-            h,
-            probs[k * n..(k + 1) * n]
-                .iter()
-                .map(|&v| xray_postproc::round_nonnegative(v.clamp(0.0, 1.0) * 65535.0) as u16)
-                .collect(),
-        )
-        .ok_or_else(|| Error::Invalid("probability plane of the wrong size".into()))?;
-        plane16
-            .save(p)
-            .map_err(|e| Error::io(p, std::io::Error::other(e)))
-    };
+    let write_probability =
+        |k: usize| save_unit_png16(&prob_paths[k], w, h, &probs[k * n..(k + 1) * n]);
     let ((masks, overlay_written), (probabilities, uncertainty_written)) = rayon::join(
         || rayon::join(write_masks, write_overlay),
         || {
@@ -308,6 +279,22 @@ pub fn segment_image(
         label_counts: count_labels(&out.labels),
         category,
     })
+}
+
+/// Writes a plane of values in [0, 1] (clamped) as a 16-bit grey PNG, 1 → 65535.
+fn save_unit_png16(path: &Path, width: u32, height: u32, values: &[f32]) -> Result<()> {
+    let plane16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
+        width,
+        height,
+        values
+            .iter()
+            .map(|&v| xray_postproc::round_nonnegative(v.clamp(0.0, 1.0) * 65535.0) as u16)
+            .collect(),
+    )
+    .ok_or_else(|| Error::Invalid(format!("{}: plane of the wrong size", path.display())))?;
+    plane16
+        .save(path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))
 }
 
 /// The files a list of command-line inputs stands for ([`expand_inputs`]).
