@@ -26,7 +26,7 @@ use xnet_model::models::{SegNetConfig, UNetConfig, Upsampling, XNetConfig};
 use xnet_model::{ModelConfig, Segmenter};
 
 mod common;
-use common::max_abs_diff as max_diff;
+use common::{draw_batch_norm_affine, max_abs_diff as max_diff};
 
 fn scale(a: &Tensor) -> f64 {
     let m = a
@@ -131,22 +131,7 @@ fn build(
         .unwrap();
     match like {
         None if matches!(affine, Affine::Initial) => {}
-        None => {
-            let mut rng = StdRng::seed_from_u64(seed + 1000);
-            let data = varmap.data().lock().unwrap();
-            let mut names: Vec<&String> = data.keys().collect();
-            names.sort();
-            for name in names {
-                if name.ends_with("bn.weight") || name.ends_with("bn.bias") {
-                    let var = &data[name];
-                    let values: Vec<f32> = (0..var.elem_count())
-                        .map(|_| rng.random_range(0.5f32..1.5))
-                        .collect();
-                    let t = Tensor::from_vec(values, var.elem_count(), &Device::Cpu).unwrap();
-                    var.set(&t.to_dtype(dtype).unwrap()).unwrap();
-                }
-            }
-        }
+        None => draw_batch_norm_affine(&varmap, seed + 1000),
         Some(source) => {
             let source = source.data().lock().unwrap();
             for (name, var) in varmap.data().lock().unwrap().iter() {

@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 mod common;
-use common::max_abs_diff;
+use common::{draw_batch_norm_affine, max_abs_diff};
 use xnet_model::models::{
     BatchNormSettings, DeepLabConfig, ModelConfig, SegNetConfig, UNetConfig, XNetConfig,
 };
@@ -51,14 +51,7 @@ fn folded_networks_match_within_1e5() {
         let mut net = cfg
             .build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
             .unwrap();
-        // γ and β away from their 1 and 0 start, or folding them wrong would go unseen.
-        for (name, var) in vm.data().lock().unwrap().iter() {
-            if name.ends_with("bn.weight") || name.ends_with("bn.bias") {
-                let n = var.elem_count();
-                var.set(&Tensor::rand(0.5f32, 1.5, n, &Device::Cpu).unwrap())
-                    .unwrap();
-            }
-        }
+        draw_batch_norm_affine(&vm, 7);
         for _ in 0..3 {
             let x = (Tensor::rand(0f32, 1., (2, 1, 16, 16), &Device::Cpu).unwrap() * 3.0).unwrap();
             net.forward_t(&x, true).unwrap();

@@ -2,7 +2,10 @@
 #![allow(dead_code)]
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 /// The gradients of `Σ y ⊙ weights`, i.e. of every input of `y` for an output gradient of
 /// `weights`.
@@ -30,4 +33,24 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap()
+}
+
+/// Sets every batch norm's γ (`*bn.weight`) and β (`*bn.bias`) in `varmap` to values drawn
+/// in [0.5, 1.5) from `seed`, away from their 1 and 0 start: a kernel or a folding that
+/// mishandled them would otherwise match its reference by accident.
+pub fn draw_batch_norm_affine(varmap: &VarMap, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let data = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        if name.ends_with("bn.weight") || name.ends_with("bn.bias") {
+            let var = &data[name];
+            let values: Vec<f32> = (0..var.elem_count())
+                .map(|_| rng.random_range(0.5f32..1.5))
+                .collect();
+            let t = Tensor::from_vec(values, var.elem_count(), &Device::Cpu).unwrap();
+            var.set(&t.to_dtype(var.dtype()).unwrap()).unwrap();
+        }
+    }
 }
