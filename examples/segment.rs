@@ -160,11 +160,9 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                     let Some(input) = inputs.files.get(index) else {
                         break;
                     };
-                    let record = |fields: serde_json::Value| {
-                        let mut line = serde_json::json!({ "input": input.display().to_string() });
-                        if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
-                            line.extend(fields.clone());
-                        }
+                    // Both kinds of line are JSON objects.
+                    let record = |mut line: serde_json::Value| {
+                        line["input"] = input.display().to_string().into();
                         if let Ok(mut r) = records.lock() {
                             r.push((index, line));
                         }
