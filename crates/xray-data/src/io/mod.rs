@@ -134,8 +134,7 @@ pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
 /// # std::fs::remove_dir_all(&dir).ok();
 /// ```
 pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<Radiograph> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    decode_image(path, &bytes, opts)
+    Ok(load_image_with_body_part(path, opts)?.0)
 }
 
 /// As [`load_image`], with the DICOM `BodyPartExamined` (trimmed; `None` when absent or
