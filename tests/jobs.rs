@@ -27,6 +27,23 @@ fn tiny_job(dir: &Path) -> TrainJob {
     }
 }
 
+/// A NEMA WG-04 sample of `../shared/data/nema-cr`, or `None` (saying so) where the shared
+/// folder is absent.
+fn nema_sample(name: &str) -> Option<std::path::PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/nema-cr")
+        .join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (the shared NEMA CR samples are not on this machine)",
+            path.display()
+        );
+        None
+    }
+}
+
 fn in_unit(v: f64) -> bool {
     (0.0..=1.0).contains(&v)
 }
@@ -303,14 +320,9 @@ fn shipped_weights_segment_the_real_hip_radiograph() {
     let predictor =
         Predictor::load(&weights, &candle_core::Device::Cpu).expect("the shipped checkpoint loads");
     assert_eq!(predictor.num_classes(), 3);
-    let rg2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nema-cr/RG2_UNC");
-    if !rg2.exists() {
-        eprintln!(
-            "skipped: {} is absent (the shared NEMA CR samples are not on this machine)",
-            rg2.display()
-        );
+    let Some(rg2) = nema_sample("RG2_UNC") else {
         return;
-    }
+    };
     let out = std::env::temp_dir().join(format!("xray-seg-rg2-{}", std::process::id()));
     let s = segment_file(&predictor, &rg2, &out, &SegmentOptions::default()).expect("RG2 segments");
     assert_eq!(s.size, (1760, 2140));
@@ -390,14 +402,9 @@ fn the_uncertainty_map_is_one_minus_the_top_probability() {
 
 #[test]
 fn a_dicom_body_part_picks_the_per_category_threshold() {
-    let rg1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nema-cr/RG1_UNCR.dcm");
-    if !rg1.exists() {
-        eprintln!(
-            "skipped: {} is absent (the shared NEMA CR samples are not on this machine)",
-            rg1.display()
-        );
+    let Some(rg1) = nema_sample("RG1_UNCR.dcm") else {
         return;
-    }
+    };
     let predictor =
         Predictor::load(&xray_seg::shipped_weights_dir(), &candle_core::Device::Cpu).unwrap();
     let out = std::env::temp_dir().join(format!("xray-seg-bodypart-{}", std::process::id()));
