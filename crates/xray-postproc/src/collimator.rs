@@ -314,6 +314,13 @@ pub struct CollimatorConfig {
     /// Largest ratio of the (linear, range-normalised) level just outside an edge to the
     /// level just inside (0..1).
     pub max_outside_ratio: f32,
+    /// Largest fall, within a few working pixels beyond the level just outside an edge, as a
+    /// share of the contrast across the edge, on linear input (0..1). A collimated band is
+    /// flat there; beyond a skin line the tissue keeps thickening (an arm at the side of a
+    /// chest, a thigh), so the level keeps falling. An edge is rejected when the fall
+    /// exceeds this on most of its contrasted length. Not applied to log-processed input,
+    /// where the anatomy seen through the collimator keeps its full contrast.
+    pub max_outside_fall: f32,
     /// Least share of the edge's contrasted length along which the way from the edge to the
     /// border stays clearly darker than the field just inside (0..1): rejects steps whose
     /// "outside" opens onto brighter field again (a skin line, the far side of a bone).
@@ -330,7 +337,8 @@ pub struct CollimatorConfig {
     /// Refine edges to sub-pixel accuracy on the full-resolution image.
     pub refine: bool,
     /// Whether the input values are linear in the exposure or log-processed; `auto` judges
-    /// it from the image's noise. Only the sub-pixel refinement depends on it.
+    /// it from the image's noise. The sub-pixel refinement and the fall test
+    /// (`max_outside_fall`) depend on it.
     pub input_scale: InputScale,
     /// For log-processed input: the assumed exposure ratio between the field and the
     /// collimated band, in e-folds (3 ≈ a band at 5 % of the field, leakage plus scatter),
@@ -363,6 +371,7 @@ impl Default for CollimatorConfig {
             min_dark_beyond: 0.5,
             max_bright_share: 0.25,
             max_outside_ratio: 0.7,
+            max_outside_fall: 0.2,
             min_dark_rays: 0.8,
             min_straightness: 0.8,
             max_band_fraction: 0.5,
@@ -445,6 +454,13 @@ impl CollimatorConfig {
         )?;
         range("min_dark_rays", self.min_dark_rays, 0.0, 1.0, "[0, 1]")?;
         range(
+            "max_outside_fall",
+            self.max_outside_fall,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
+        range(
             "min_straightness",
             self.min_straightness,
             0.0,
@@ -480,6 +496,8 @@ struct Work {
     /// Linearly normalised values: the test that the collimated band holds nothing bright
     /// (log compression would magnify the dim scatter glow that real collimators show).
     lin: Vec<f32>,
+    /// Whether the input's values are log-processed ([`CollimatorConfig::input_scale`]).
+    log_input: bool,
     gx: Vec<f32>,
     gy: Vec<f32>,
 }
@@ -545,7 +563,7 @@ pub(crate) fn gaussian_smooth(v: &mut [f32], w: usize, h: usize, sigma: f32) {
     }
 }
 
-fn build_work(img: &Plane, cfg: &CollimatorConfig) -> Option<Work> {
+fn build_work(img: &Plane, cfg: &CollimatorConfig, log_input: bool) -> Option<Work> {
     let (iw, ih) = (img.width(), img.height());
     let f = iw.max(ih).div_ceil(cfg.working_size).max(1);
     let (w, h) = (iw.div_ceil(f), ih.div_ceil(f));
@@ -612,6 +630,7 @@ fn build_work(img: &Plane, cfg: &CollimatorConfig) -> Option<Work> {
         f,
         v,
         lin,
+        log_input,
         gx,
         gy,
     })
@@ -638,6 +657,11 @@ const MIN_BAND: usize = 16;
 /// A ray from an edge to the border counts as dark when it stays below the level just inside
 /// by at least this share of the step across the edge.
 const DARK_RAY_MARGIN: f32 = 0.25;
+/// How far (working px) beyond the level just outside an edge the fall is measured.
+const FALL_REACH: usize = 10;
+/// Share of an edge's contrasted length on which a fall beyond
+/// [`CollimatorConfig::max_outside_fall`] rejects it.
+const FALLING_SHARE: f32 = 0.5;
 
 /// Share of `(t, d)` points (position along a line, offset across it) within `tol` of a
 /// straight line fitted to them by least squares with one round of outlier rejection.
@@ -700,6 +724,9 @@ struct Measures {
     lin_contrast: f32,
     /// Share of passing samples whose ray to the border stays well below the inside level.
     dark_rays: f32,
+    /// Share of passing samples whose level falls, within [`FALL_REACH`] beyond just outside,
+    /// by more than `max_outside_fall` of their linear contrast.
+    falling: f32,
 }
 
 fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> {
@@ -727,8 +754,9 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
     let len = ((x1 - x0).powi(2) + (y1 - y0).powi(2)).sqrt();
     let n = len.floor() as usize;
     // (log inside, log outside, linear inside, linear outside, brightest linear value on the
-    // ray from just outside to the border, offset of the steepest step) per visible sample.
-    let mut samples: Vec<[f32; 6]> = Vec::with_capacity(n + 1);
+    // ray from just outside to the border, offset of the steepest step, darkest linear value
+    // within FALL_REACH of just outside) per visible sample.
+    let mut samples: Vec<[f32; 7]> = Vec::with_capacity(n + 1);
     for i in 0..=n {
         let t = if n == 0 { 0.0 } else { i as f32 / n as f32 };
         let (px, py) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
@@ -739,10 +767,16 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
         };
         let lin_in = bilinear(&work.lin, w, h, qx, qy).unwrap_or(vin);
         let lin_out = bilinear(&work.lin, w, h, rx, ry).unwrap_or(vout);
-        let mut ray_max = lin_out;
+        let (mut ray_max, mut near_min) = (lin_out, lin_out);
         let (mut x, mut y) = (rx - nx, ry - ny);
+        let mut step = 0;
         while x >= -0.5 && y >= -0.5 && x < w as f32 - 0.5 && y < h as f32 - 0.5 {
-            ray_max = ray_max.max(work.lin[y.round() as usize * w + x.round() as usize]);
+            let v = work.lin[y.round() as usize * w + x.round() as usize];
+            ray_max = ray_max.max(v);
+            if step < FALL_REACH {
+                near_min = near_min.min(v);
+            }
+            step += 1;
             x -= nx;
             y -= ny;
         }
@@ -758,10 +792,10 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
                 }
             }
         }
-        samples.push([vin, vout, lin_in, lin_out, ray_max, steep.1]);
+        samples.push([vin, vout, lin_in, lin_out, ray_max, steep.1, near_min]);
     }
     m.visible = samples.len();
-    let passes = |s: &[f32; 6]| s[0] - s[1] >= cfg.min_contrast;
+    let passes = |s: &[f32; 7]| s[0] - s[1] >= cfg.min_contrast;
     let median_of = |k: usize, only_pass: bool| {
         let mut v: Vec<f32> = samples
             .iter()
@@ -811,6 +845,11 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
         .filter(|&&v| v - m.just_outside > rise)
         .count() as f32
         / outside.len() as f32;
+    m.falling = samples
+        .iter()
+        .filter(|s| passes(s) && s[3] - s[6] > cfg.max_outside_fall * (s[2] - s[3]))
+        .count() as f32
+        / m.pass as f32;
     m.dark_rays = samples
         .iter()
         .filter(|s| passes(s) && s[4] <= s[2] - DARK_RAY_MARGIN * (s[2] - s[3]))
@@ -860,6 +899,11 @@ fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Opti
     // Where the edge shows, the band beyond it stays darker than the field just inside, and
     // the step runs along one straight line.
     if m.dark_rays < cfg.min_dark_rays || m.straight < cfg.min_straightness {
+        return None;
+    }
+    // On linear input the band right beyond a blade is flat; beyond a skin line it keeps
+    // darkening as the tissue thickens.
+    if !work.log_input && m.falling > FALLING_SHARE {
         return None;
     }
     // Prefer the darkest outside: a dark, uniform band of anatomy next to the collimator
@@ -976,7 +1020,12 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         height: img.height(),
         edges: Vec::new(),
     };
-    let Some(work) = build_work(img, cfg) else {
+    let log_input = match cfg.input_scale {
+        InputScale::Auto => looks_log(img),
+        InputScale::Linear => false,
+        InputScale::Log => true,
+    };
+    let Some(work) = build_work(img, cfg, log_input) else {
         return Ok(out);
     };
     let f = work.f as f32;
@@ -1008,12 +1057,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         });
     }
     if cfg.refine && !out.edges.is_empty() {
-        let log = match cfg.input_scale {
-            InputScale::Auto => looks_log(img),
-            InputScale::Linear => false,
-            InputScale::Log => true,
-        };
-        let k = if log { cfg.log_contrast } else { 0.0 };
+        let k = if log_input { cfg.log_contrast } else { 0.0 };
         let coarse: Vec<Line> = out.edges.iter().map(|e| e.line).collect();
         for (i, e) in out.edges.iter_mut().enumerate() {
             let others: Vec<Line> = coarse
