@@ -354,8 +354,8 @@ impl<R: Rng + ?Sized> Builder<'_, R> {
     }
     /// The pulmonary vessels of one lung: a tree of blood-filled tubes from the hilum
     /// that push the lung's air aside (the lung markings). Five trunks fan out from
-    /// `hilum` (`side` −1 or 1 gives the outward direction), each forking in two, four
-    /// times over, shorter and thinner at every fork.
+    /// `hilum` (`side` −1 or 1 gives the outward direction), each forking in two
+    /// three times over (four generations of tubes), shorter and thinner at every fork.
     fn vessel_tree(&mut self, hilum: [f32; 2], side: f32) {
         let k = self.size;
         let mut stack: Vec<([f32; 2], f32, f32, f32, u32)> = [20.0f32, 60.0, 100.0, 140.0, 168.0]
