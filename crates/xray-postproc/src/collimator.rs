@@ -321,6 +321,11 @@ pub struct CollimatorConfig {
     /// exceeds this on most of its contrasted length. Not applied to log-processed input,
     /// where the anatomy seen through the collimator keeps its full contrast.
     pub max_outside_fall: f32,
+    /// Largest level just outside an edge, as a share of the image's range (its 0.5–99.5 %
+    /// spread), on linear input (0..1). Behind a blade only leakage (a few per cent) and
+    /// scatter arrive; the strip of arm between a skin line and the image border passes a
+    /// fifth of the beam or more. Not applied to log-processed input.
+    pub max_outside_level: f32,
     /// Least share of the edge's contrasted length along which the way from the edge to the
     /// border stays clearly darker than the field just inside (0..1): rejects steps whose
     /// "outside" opens onto brighter field again (a skin line, the far side of a bone).
@@ -337,8 +342,8 @@ pub struct CollimatorConfig {
     /// Refine edges to sub-pixel accuracy on the full-resolution image.
     pub refine: bool,
     /// Whether the input values are linear in the exposure or log-processed; `auto` judges
-    /// it from the image's noise. The sub-pixel refinement and the fall test
-    /// (`max_outside_fall`) depend on it.
+    /// it from the image's noise. The sub-pixel refinement and the linear-only tests
+    /// (`max_outside_fall`, `max_outside_level`) depend on it.
     pub input_scale: InputScale,
     /// For log-processed input: the assumed exposure ratio between the field and the
     /// collimated band, in e-folds (3 ≈ a band at 5 % of the field, leakage plus scatter),
@@ -372,6 +377,7 @@ impl Default for CollimatorConfig {
             max_bright_share: 0.25,
             max_outside_ratio: 0.7,
             max_outside_fall: 0.2,
+            max_outside_level: 0.15,
             min_dark_rays: 0.8,
             min_straightness: 0.8,
             max_band_fraction: 0.5,
@@ -453,6 +459,13 @@ impl CollimatorConfig {
             "0.5..=10 e-folds",
         )?;
         range("min_dark_rays", self.min_dark_rays, 0.0, 1.0, "[0, 1]")?;
+        range(
+            "max_outside_level",
+            self.max_outside_level,
+            0.0,
+            1.0,
+            "[0, 1]",
+        )?;
         range(
             "max_outside_fall",
             self.max_outside_fall,
@@ -901,9 +914,9 @@ fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Opti
     if m.dark_rays < cfg.min_dark_rays || m.straight < cfg.min_straightness {
         return None;
     }
-    // On linear input the band right beyond a blade is flat; beyond a skin line it keeps
-    // darkening as the tissue thickens.
-    if !work.log_input && m.falling > FALLING_SHARE {
+    // On linear input the band right beyond a blade is flat and dark (leakage and scatter);
+    // beyond a skin line the tissue keeps thickening, and it passes far more of the beam.
+    if !work.log_input && (m.falling > FALLING_SHARE || m.just_outside > cfg.max_outside_level) {
         return None;
     }
     // Prefer the darkest outside: a dark, uniform band of anatomy next to the collimator

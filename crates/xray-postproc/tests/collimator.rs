@@ -356,6 +356,14 @@ fn new_parameters_are_validated() {
             max_band_fraction: -0.1,
             ..Default::default()
         },
+        CollimatorConfig {
+            max_outside_fall: 1.5,
+            ..Default::default()
+        },
+        CollimatorConfig {
+            max_outside_level: f32::NAN,
+            ..Default::default()
+        },
     ] {
         assert!(cfg.validate().is_err(), "{cfg:?}");
     }
@@ -398,4 +406,74 @@ fn log_input_is_recognised_and_linearised() {
         mean(&as_linear) > mean(&log) + 0.5,
         "as linear {as_linear:?}, as log {log:?}"
     );
+}
+
+/// A linear 256 × 256 image: open beam (1000) with a dense body in the middle, and to the
+/// right of column 220 either a flat collimated band (leakage 30) or an upper arm whose far
+/// side lies beyond the border: a tube of soft tissue (radius 60 px, μ = 0.02 per px) whose
+/// path length, and so its darkness, grows from its skin line at column 220 outwards.
+fn right_strip(arm: bool) -> Vec<f32> {
+    let (w, h) = (256usize, 256usize);
+    let mut img = vec![0.0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = ((x as f32 - 110.0) / 70.0, (y as f32 - 128.0) / 110.0);
+            let body = if dx * dx + dy * dy < 1.0 { 0.25 } else { 1.0 };
+            let v = if x < 220 {
+                1000.0 * body
+            } else if arm {
+                let d = x as f32 - 219.5;
+                let path = 2.0 * (60.0f32.powi(2) - (60.0 - d).powi(2)).max(0.0).sqrt();
+                1000.0 * (-0.02 * path).exp()
+            } else {
+                30.0
+            };
+            img[y * w + x] = v;
+        }
+    }
+    img
+}
+
+#[test]
+fn a_skin_line_at_the_border_is_not_a_blade_but_a_flat_dark_band_is() {
+    let cfg = CollimatorConfig {
+        input_scale: InputScale::Linear,
+        ..Default::default()
+    };
+    let blade = right_strip(false);
+    let c = detect_collimator(&Plane::new(&blade, 256, 256).unwrap(), &cfg).unwrap();
+    let right = c.edge(Side::Right).expect("the flat band's edge");
+    assert!(
+        right.line.signed_distance(219.5, 128.0).abs() < 1.0,
+        "{right:?}"
+    );
+    let arm = right_strip(true);
+    let c = detect_collimator(&Plane::new(&arm, 256, 256).unwrap(), &cfg).unwrap();
+    assert!(
+        c.edges.is_empty(),
+        "the arm's skin line taken for a blade: {:?}",
+        c.edges
+    );
+    // Each of the two tests rejects it on its own.
+    for cfg in [
+        CollimatorConfig {
+            max_outside_level: 1.0,
+            ..cfg.clone()
+        },
+        CollimatorConfig {
+            max_outside_fall: 1.0,
+            ..cfg.clone()
+        },
+    ] {
+        let c = detect_collimator(&Plane::new(&arm, 256, 256).unwrap(), &cfg).unwrap();
+        assert!(c.edges.is_empty(), "{cfg:?}: {:?}", c.edges);
+    }
+    // Without them it is taken for one: what the two tests are for.
+    let off = CollimatorConfig {
+        max_outside_level: 1.0,
+        max_outside_fall: 1.0,
+        ..cfg
+    };
+    let c = detect_collimator(&Plane::new(&arm, 256, 256).unwrap(), &off).unwrap();
+    assert!(c.edge(Side::Right).is_some(), "{:?}", c.edges);
 }
