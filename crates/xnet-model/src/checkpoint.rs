@@ -6,15 +6,19 @@
 //! a temporary name in the same directory and renamed into place, so a crash mid-write never
 //! leaves a truncated file under the final name.
 //!
-//! Loading builds the network from the stored configuration and then fills its variables
-//! strictly: a tensor whose shape differs from what the configuration builds, a missing
-//! tensor or an unexpected one is an error naming it.
+//! Loading validates the stored configuration, compares the tensors it needs (names and
+//! shapes, found without allocating them) with the safetensors header, and only then reads
+//! the data, builds the network and fills its variables: a tensor whose shape differs from
+//! what the configuration builds, a missing tensor, an unexpected one, a NaN or infinite
+//! value or a negative batch-norm running variance is an error naming it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::{ModelConfig, ModelError, Result, Segmenter};
@@ -126,23 +130,51 @@ pub fn write_config(path: &Path, config: &CheckpointConfig) -> Result<()> {
 
 /// Loads a checkpoint (directory or weights file) onto `device`, building the network with
 /// [`ModelConfig::build`].
+///
+/// Nothing the size of the network is allocated before the checkpoint has been checked: the
+/// configuration is validated ([`ModelConfig::validate`]: bounded channel counts, kernel
+/// sizes, classes), the names and shapes of the tensors it needs are compared with the
+/// safetensors header, and every stored value must be finite (batch-norm running variances
+/// also non-negative).
+///
+/// # Errors
+/// Unreadable files; an invalid configuration ([`ModelError::InvalidConfig`], naming the
+/// file and field); tensors missing, unexpected or of other shapes than the configuration
+/// builds ([`ModelError::WeightNames`], [`ModelError::WeightShape`]); a corrupt weights file
+/// ([`ModelError::Safetensors`]); a non-finite value or a negative running variance
+/// ([`ModelError::WeightValue`], naming the tensor).
 pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     load_with(path, device, |cfg, vb| cfg.build(vb))
 }
 
 /// Loads a checkpoint with a caller-supplied builder (for networks defined outside this
 /// crate, or a modified variant of a stored configuration).
+///
+/// `build` is called twice: once with a variable builder that only records the names and
+/// shapes asked for (nothing is allocated; they are compared with the weights file's header),
+/// then for the network itself. It must ask for the same variables both times.
+///
+/// # Errors
+/// As [`load`].
 pub fn load_with(
     path: &Path,
     device: &Device,
-    build: impl FnOnce(&ModelConfig, VarBuilder) -> Result<Box<dyn Segmenter>>,
+    build: impl Fn(&ModelConfig, VarBuilder) -> Result<Box<dyn Segmenter>>,
 ) -> Result<LoadedModel> {
     let cfg = read_config(path)?;
-    let (weights, _) = resolve(path);
+    let (weights, cfg_path) = resolve(path);
+    cfg.model.validate().map_err(|e| match e {
+        ModelError::InvalidConfig(m) => {
+            ModelError::InvalidConfig(format!("{}: {m}", cfg_path.display()))
+        }
+        other => other,
+    })?;
+    let expected = expected_shapes(|vb| build(&cfg.model, vb).map(|_| ()))?;
+    let stored = read_weights_checked(&weights, &expected)?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = build(&cfg.model, vb)?;
-    load_weights_into(&varmap, &weights, device)?;
+    set_weights(&varmap, stored, &weights, device)?;
     Ok(LoadedModel {
         model,
         config: cfg.model,
@@ -152,57 +184,277 @@ pub fn load_with(
 }
 
 /// Fills every variable of `varmap` from a safetensors file, strictly: every variable must
-/// be present with the same shape, and the file must hold nothing else.
+/// be present with the same shape, and the file must hold nothing else. Names and shapes are
+/// compared with the file's header before its data are read, and every value must be finite
+/// (batch-norm running variances also non-negative).
+///
+/// # Errors
+/// As [`load`], less the configuration.
 pub fn load_weights_into(varmap: &VarMap, weights: &Path, device: &Device) -> Result<()> {
-    let stored = candle_core::safetensors::load(weights, device).map_err(|e| match e {
-        candle_core::Error::Io(source) => ModelError::Io {
-            path: weights.to_path_buf(),
-            source,
-        },
-        other => ModelError::Safetensors {
-            path: weights.to_path_buf(),
-            message: other.to_string(),
-        },
-    })?;
-    let data = varmap
-        .data()
+    let expected: BTreeMap<String, Vec<usize>> = {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("the VarMap's lock is poisoned".into()))?;
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+            .collect()
+    };
+    let stored = read_weights_checked(weights, &expected)?;
+    set_weights(varmap, stored, weights, device)
+}
+
+/// The name and shape of every variable `build` asks for, found without allocating them:
+/// the builder gets zero-strided views of one scalar.
+///
+/// # Errors
+/// Whatever `build` returns.
+pub fn expected_shapes(
+    build: impl FnOnce(VarBuilder) -> Result<()>,
+) -> Result<BTreeMap<String, Vec<usize>>> {
+    let shapes = Arc::new(Mutex::new(BTreeMap::new()));
+    let recorder = ShapeRecorder {
+        shapes: Arc::clone(&shapes),
+    };
+    build(VarBuilder::from_backend(
+        Box::new(recorder),
+        DType::F32,
+        Device::Cpu,
+    ))?;
+    let shapes = shapes
         .lock()
-        .map_err(|_| ModelError::InvalidConfig("the VarMap's lock is poisoned".into()))?;
-    let mut missing: Vec<String> = data
+        .map_err(|_| ModelError::InvalidConfig("the shape recorder's lock is poisoned".into()))?
+        .clone();
+    Ok(shapes)
+}
+
+/// A variable-builder backend that records what is asked for and hands back a broadcast
+/// scalar (no storage of the requested size).
+struct ShapeRecorder {
+    shapes: Arc<Mutex<BTreeMap<String, Vec<usize>>>>,
+}
+
+impl SimpleBackend for ShapeRecorder {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.shapes
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("shape recorder lock poisoned".into()))?
+            .insert(name.to_string(), shape.dims().to_vec());
+        Tensor::zeros((), dtype, dev)?.broadcast_as(shape)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: a tensor asked for without a shape cannot be checked")
+    }
+
+    fn contains_tensor(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+/// Largest safetensors header accepted (the `safetensors` crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// One tensor's entry in a safetensors header.
+#[derive(Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    #[allow(dead_code)]
+    data_offsets: [u64; 2],
+}
+
+fn st_error(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Safetensors {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Reads a safetensors file whose tensors must be exactly `expected` (names and shapes):
+/// the header is read and compared first, the data only when it fits, and every value is
+/// checked ([`check_values`]). Returns the tensors in `f32` on the CPU.
+fn read_weights_checked(
+    path: &Path,
+    expected: &BTreeMap<String, Vec<usize>>,
+) -> Result<HashMap<String, Tensor>> {
+    use std::io::{Read, Seek};
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut n = [0u8; 8];
+    if len < 8 {
+        return Err(st_error(
+            path,
+            format!("the file is {len} bytes, too short for a safetensors header"),
+        ));
+    }
+    file.read_exact(&mut n).map_err(io)?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER_BYTES || n > len - 8 {
+        return Err(st_error(
+            path,
+            format!("header length {n} does not fit the file ({len} bytes) or exceeds {MAX_HEADER_BYTES}"),
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| st_error(path, format!("the header is not a JSON object: {e}")))?;
+    let mut found: BTreeMap<String, HeaderEntry> = BTreeMap::new();
+    for (name, value) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let entry: HeaderEntry = serde_json::from_value(value).map_err(|e| {
+            st_error(
+                path,
+                format!("header entry of tensor `{name}` is malformed: {e}"),
+            )
+        })?;
+        found.insert(name, entry);
+    }
+    check_names_and_shapes(path, expected, found.iter().map(|(k, e)| (k, &e.shape)))?;
+    // The data cannot be larger than the expected tensors in the widest dtype (f64): a file
+    // that is must not be read into memory whole.
+    let most = expected
+        .values()
+        .try_fold(8 + n, |acc, dims| {
+            dims.iter()
+                .try_fold(8u64, |b, &d| b.checked_mul(d as u64))
+                .and_then(|bytes| acc.checked_add(bytes))
+        })
+        .unwrap_or(u64::MAX);
+    if len > most {
+        return Err(st_error(
+            path,
+            format!("the file ({len} bytes) is larger than its tensors can be ({most} bytes)"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.rewind().map_err(io)?;
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let st =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| st_error(path, e.to_string()))?;
+    let mut out = HashMap::with_capacity(expected.len());
+    for (name, view) in st.tensors() {
+        let dtype = found.get(&name).map_or("?", |e| e.dtype.as_str());
+        let t = candle_core::safetensors::Load::load(&view, &Device::Cpu).map_err(|e| {
+            st_error(
+                path,
+                format!("tensor `{name}` ({dtype}) cannot be read: {e}"),
+            )
+        })?;
+        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        check_values(path, &name, &values)?;
+        out.insert(name, Tensor::from_vec(values, t.dims(), &Device::Cpu)?);
+    }
+    Ok(out)
+}
+
+/// A network cannot run with NaN or infinite weights, nor with a negative batch-norm
+/// running variance (its square root is taken).
+fn check_values(path: &Path, name: &str, values: &[f32]) -> Result<()> {
+    let bad = |message: String| ModelError::WeightValue {
+        path: path.to_path_buf(),
+        tensor: name.to_string(),
+        message,
+    };
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(bad(format!(
+            "value {v} at index {i} is not finite (as f32); the weights are corrupt"
+        )));
+    }
+    if name.ends_with("running_var") {
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, &v)| v < 0.0) {
+            return Err(bad(format!(
+                "batch-norm running variance {v} at channel {i} is negative; the weights are corrupt"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Compares stored names and shapes with the expected ones: every expected tensor present,
+/// nothing else, the same shapes.
+fn check_names_and_shapes<'a>(
+    path: &Path,
+    expected: &BTreeMap<String, Vec<usize>>,
+    found: impl Iterator<Item = (&'a String, &'a Vec<usize>)>,
+) -> Result<()> {
+    let found: BTreeMap<&String, &Vec<usize>> = found.collect();
+    let missing: Vec<String> = expected
         .keys()
-        .filter(|k| !stored.contains_key(*k))
+        .filter(|k| !found.contains_key(k))
         .cloned()
         .collect();
-    let mut unexpected: Vec<String> = stored
+    let unexpected: Vec<String> = found
         .keys()
-        .filter(|k| !data.contains_key(*k))
-        .cloned()
+        .filter(|k| !expected.contains_key(**k))
+        .map(|k| (*k).clone())
         .collect();
     if !missing.is_empty() || !unexpected.is_empty() {
-        missing.sort();
-        unexpected.sort();
         return Err(ModelError::WeightNames {
-            path: weights.to_path_buf(),
+            path: path.to_path_buf(),
             missing,
             unexpected,
         });
     }
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in &names {
-        let (var, t) = (&data[*name], &stored[*name]);
-        if var.dims() != t.dims() {
-            return Err(ModelError::WeightShape {
-                path: weights.to_path_buf(),
-                tensor: (*name).clone(),
-                expected: var.dims().to_vec(),
-                found: t.dims().to_vec(),
-            });
+    for (name, dims) in expected {
+        if let Some(&stored) = found.get(name) {
+            if stored != dims {
+                return Err(ModelError::WeightShape {
+                    path: path.to_path_buf(),
+                    tensor: name.clone(),
+                    expected: dims.clone(),
+                    found: stored.clone(),
+                });
+            }
         }
     }
-    for name in names {
-        let var = &data[name];
-        var.set(&stored[name].to_dtype(var.dtype())?)?;
+    Ok(())
+}
+
+/// Sets every variable of `varmap` from checked tensors (names and shapes compared again:
+/// a builder could have asked for other variables the second time).
+fn set_weights(
+    varmap: &VarMap,
+    stored: HashMap<String, Tensor>,
+    path: &Path,
+    device: &Device,
+) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ModelError::InvalidConfig("the VarMap's lock is poisoned".into()))?;
+    let expected: BTreeMap<String, Vec<usize>> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect();
+    let shapes: Vec<(String, Vec<usize>)> = stored
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    check_names_and_shapes(path, &expected, shapes.iter().map(|(k, d)| (k, d)))?;
+    for (name, t) in stored {
+        if let Some(var) = data.get(&name) {
+            var.set(&t.to_device(device)?.to_dtype(var.dtype())?)?;
+        }
     }
     Ok(())
 }

@@ -71,6 +71,17 @@ pub enum ModelError {
         /// Tensors the file holds but the model does not have.
         unexpected: Vec<String>,
     },
+    /// A stored tensor holds a value the network cannot run with: NaN or infinity, or a
+    /// negative batch-norm running variance.
+    #[error("{path}: tensor `{tensor}`: {message}")]
+    WeightValue {
+        /// The weights file.
+        path: std::path::PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// What is wrong and where (flat index and value).
+        message: String,
+    },
     /// The training loss (or gradient norm) became NaN or infinite.
     #[error(
         "non-finite {what} ({value}) at epoch {epoch}, batch {batch}; training stopped{}",

@@ -175,3 +175,220 @@ fn missing_or_corrupt_files_are_errors_naming_the_file() {
     assert!(e.to_string().contains(WEIGHTS_FILE), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A checkpoint directory holding `cfg` (written as JSON) beside the weights of a small
+/// XNet: enough for loading to reach the configuration check.
+fn checkpoint_with_config(tag: &str, model: serde_json::Value) -> PathBuf {
+    let dir = temp_dir(tag);
+    let varmap = VarMap::new();
+    let cfg = small(2);
+    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+        .unwrap();
+    checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
+    let text = serde_json::json!({"format_version": 1, "model": model, "metadata": null});
+    std::fs::write(dir.join(CONFIG_FILE), text.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn absurd_configurations_are_errors_naming_the_field_and_file() {
+    // Each once panicked ("capacity overflow"), aborted on a huge allocation or overflowed
+    // a shift before any shape was compared.
+    let cases = [
+        (
+            serde_json::json!({"arch": "xnet", "base_width": 8, "width_multiplier": 1e30}),
+            "width_multiplier",
+        ),
+        (
+            serde_json::json!({"arch": "xnet", "base_width": 100000}),
+            "base_width",
+        ),
+        (
+            serde_json::json!({"arch": "xnet", "base_width": usize::MAX}),
+            "base_width",
+        ),
+        (
+            serde_json::json!({"arch": "xnet", "base_width": 2, "in_channels": 1usize << 40}),
+            "in_channels",
+        ),
+        (
+            serde_json::json!({"arch": "xnet", "base_width": 2, "num_classes": 300}),
+            "num_classes",
+        ),
+        (
+            serde_json::json!({"arch": "xnet", "base_width": 2, "kernel_size": 1001}),
+            "kernel_size",
+        ),
+        (
+            serde_json::json!({"arch": "unet", "base_width": 1usize << 62}),
+            "base_width",
+        ),
+        (
+            serde_json::json!({"arch": "unet", "base_width": 64, "depth": 8}),
+            "base_width",
+        ),
+        (
+            serde_json::json!({"arch": "segnet", "encoder": [[100000]], "decoder": [[4]]}),
+            "width",
+        ),
+        (
+            serde_json::json!({"arch": "segnet", "encoder": [vec![1; 1000]], "decoder": [[1]]}),
+            "blocks",
+        ),
+        (
+            serde_json::json!({"arch": "deeplab", "aspp_channels": 1usize << 40}),
+            "aspp_channels",
+        ),
+        (
+            serde_json::json!({"arch": "deeplab", "encoder_widths": [8, 100000]}),
+            "encoder_widths",
+        ),
+        (
+            serde_json::json!({"arch": "deeplab", "aspp_rates": [6, 12, usize::MAX]}),
+            "aspp_rates",
+        ),
+    ];
+    for (k, (model, field)) in cases.into_iter().enumerate() {
+        let dir = checkpoint_with_config(&format!("absurd-{k}"), model.clone());
+        match checkpoint::load(&dir, &Device::Cpu) {
+            Err(ModelError::InvalidConfig(msg)) => {
+                assert!(msg.contains(field), "{model}: {msg}");
+                assert!(msg.contains(CONFIG_FILE), "{model}: {msg}");
+            }
+            other => panic!(
+                "{model}: expected InvalidConfig, got {:?}",
+                other.map(|m| m.config)
+            ),
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    // The bounds leave every preset and the paper's sizes valid.
+    for cfg in [
+        ModelConfig::XNet(XNetConfig::default()),
+        ModelConfig::UNet(Default::default()),
+        ModelConfig::SegNet(xnet_model::models::SegNetConfig::vgg16()),
+        ModelConfig::SegNet(xnet_model::models::SegNetConfig::simple()),
+        ModelConfig::DeepLab(Default::default()),
+    ] {
+        cfg.validate().unwrap();
+    }
+}
+
+#[test]
+fn expected_shapes_are_the_built_variables_of_every_architecture() {
+    use xnet_model::models::{DeepLabConfig, SegNetConfig, UNetConfig, Upsampling};
+    let configs = [
+        small(2),
+        ModelConfig::XNet(XNetConfig {
+            base_width: 2,
+            upsampling: Upsampling::TransposedConv,
+            ..Default::default()
+        }),
+        ModelConfig::UNet(UNetConfig {
+            base_width: 2,
+            depth: 2,
+            ..Default::default()
+        }),
+        ModelConfig::SegNet(SegNetConfig::vgg16().narrowed(32)),
+        ModelConfig::DeepLab(DeepLabConfig {
+            encoder_widths: vec![2, 4],
+            aspp_channels: 4,
+            ..Default::default()
+        }),
+    ];
+    for cfg in configs {
+        let shapes = checkpoint::expected_shapes(|vb| cfg.build(vb).map(|_| ())).unwrap();
+        let varmap = VarMap::new();
+        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+            .unwrap();
+        let built: std::collections::BTreeMap<String, Vec<usize>> = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+            .collect();
+        assert_eq!(shapes, built, "{}", cfg.arch());
+    }
+}
+
+#[test]
+fn header_names_are_compared_before_the_data_are_read() {
+    // A tensor dropped from the header (its bytes still in the file): the error lists it,
+    // instead of the safetensors reader's "invalid offset".
+    let dir = temp_dir("header-missing");
+    let varmap = VarMap::new();
+    let cfg = small(2);
+    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+        .unwrap();
+    checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
+    let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header.remove("conv3.bn.running_mean").unwrap();
+    let mut h = serde_json::to_vec(&header).unwrap();
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(dir.join(WEIGHTS_FILE), out).unwrap();
+    match checkpoint::load(&dir, &Device::Cpu) {
+        Err(ModelError::WeightNames {
+            missing,
+            unexpected,
+            ..
+        }) => {
+            assert_eq!(missing, ["conv3.bn.running_mean"]);
+            assert!(unexpected.is_empty());
+        }
+        other => panic!("expected WeightNames, got {:?}", other.map(|m| m.config)),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn non_finite_weights_and_negative_running_variances_are_refused() {
+    let dev = Device::Cpu;
+    let cases = [
+        ("conv2.conv.weight", f32::NAN, "not finite"),
+        ("conv15.bias", f32::INFINITY, "not finite"),
+        ("conv4.bn.running_var", f32::INFINITY, "not finite"),
+        ("conv4.bn.running_var", -1.0, "negative"),
+    ];
+    for (k, (name, value, what)) in cases.into_iter().enumerate() {
+        let dir = temp_dir(&format!("values-{k}"));
+        let varmap = VarMap::new();
+        let cfg = small(2);
+        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+            .unwrap();
+        {
+            let data = varmap.data().lock().unwrap();
+            let var = &data[name];
+            let mut values = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            values[1] = value;
+            var.set(&Tensor::from_vec(values, var.dims(), &dev).unwrap())
+                .unwrap();
+        }
+        checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
+        for result in [
+            checkpoint::load(&dir, &dev).map(|_| ()),
+            checkpoint::load_weights_into(&varmap, &dir.join(WEIGHTS_FILE), &dev),
+        ] {
+            match result {
+                Err(ModelError::WeightValue {
+                    tensor, message, ..
+                }) => {
+                    assert_eq!(tensor, name);
+                    assert!(message.contains(what), "{message}");
+                    assert!(
+                        message.contains("index 1") || message.contains("channel 1"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{name} = {value}: expected WeightValue, got {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

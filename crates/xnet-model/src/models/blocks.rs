@@ -372,7 +372,66 @@ pub(crate) fn check_input(
     Ok(())
 }
 
-/// Channels after scaling `base · 2^level` by `multiplier`, at least 1.
+/// Channels after scaling `base · 2^level` by `multiplier`, at least 1 (and at most
+/// `usize::MAX` for a configuration that [`check_channels`] would refuse: computed in `f64`,
+/// so that no product overflows).
 pub(crate) fn scaled_width(base: usize, level: u32, multiplier: f64) -> usize {
-    (((base << level) as f64) * multiplier).round().max(1.0) as usize
+    scaled_width_f64(base, level, multiplier) as usize
+}
+
+/// [`scaled_width`] before the conversion to an integer (may be huge or not finite).
+pub(crate) fn scaled_width_f64(base: usize, level: u32, multiplier: f64) -> f64 {
+    (base as f64 * f64::from(1u32 << level.min(31)) * multiplier)
+        .round()
+        .max(1.0)
+}
+
+/// `2^n`, saturating at `usize::MAX` (a size multiple of a configuration that `validate`
+/// would refuse must not overflow a shift).
+pub(crate) fn pow2_saturating(n: usize) -> usize {
+    u32::try_from(n)
+        .ok()
+        .and_then(|n| 1usize.checked_shl(n))
+        .unwrap_or(usize::MAX)
+}
+
+/// The most channels any layer of a network may have. The widest layers in use have 512
+/// (XNet) to 1024 (U-Net); a checkpoint or config asking for more than this is corrupt or
+/// mistyped and is refused before anything is allocated.
+pub const MAX_CHANNELS: usize = 8192;
+/// The largest convolution kernel side a network may have.
+pub const MAX_KERNEL_SIZE: usize = 31;
+/// The most output classes a network may have: labels are `u8`, and 255 means "ignore".
+pub const MAX_CLASSES: usize = 255;
+
+/// Checks a channel count: `1 ≤ value ≤ MAX_CHANNELS`. The error names `arch` and `field`.
+pub(crate) fn check_channels(arch: &str, field: &str, value: usize) -> Result<()> {
+    if !(1..=MAX_CHANNELS).contains(&value) {
+        return Err(ModelError::InvalidConfig(format!(
+            "{arch}: {field} must be 1 to {MAX_CHANNELS}, found {value}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the fields every network has: `in_channels` (≤ [`MAX_CHANNELS`]), `num_classes`
+/// (≤ [`MAX_CLASSES`]) and an odd `kernel_size` ≤ [`MAX_KERNEL_SIZE`].
+pub(crate) fn check_common(
+    arch: &str,
+    in_channels: usize,
+    num_classes: usize,
+    kernel_size: usize,
+) -> Result<()> {
+    check_channels(arch, "in_channels", in_channels)?;
+    if !(1..=MAX_CLASSES).contains(&num_classes) {
+        return Err(ModelError::InvalidConfig(format!(
+            "{arch}: num_classes must be 1 to {MAX_CLASSES} (labels are bytes, 255 means ignore), found {num_classes}"
+        )));
+    }
+    if kernel_size % 2 != 1 || kernel_size > MAX_KERNEL_SIZE {
+        return Err(ModelError::InvalidConfig(format!(
+            "{arch}: kernel_size must be odd (for 'same' padding) and at most {MAX_KERNEL_SIZE}, found {kernel_size}"
+        )));
+    }
+    Ok(())
 }

@@ -18,11 +18,17 @@
 //! Variable names: `enc{l}.conv{1,2}`, `aspp.conv1x1`, `aspp.atrous{1,2,3}`,
 //! `aspp.pool` (plain convolution), `aspp.project`, `head`.
 
-use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Upsampling};
+use super::blocks::{
+    check_channels, check_common, check_input, conv_flops, pow2_saturating, BatchNormSettings,
+    ConvBnRelu, Upsampling, MAX_CHANNELS,
+};
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
+
+/// The largest ASPP dilation rate and reference feature size (DeepLab-v3 uses 6 to 18 at 33).
+const MAX_RATE: usize = 4096;
 
 /// Configuration of DeepLab-lite.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -68,26 +74,32 @@ impl DeepLabConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("DeepLab: {m}")));
-        if self.in_channels == 0 || self.num_classes == 0 || self.aspp_channels == 0 {
-            return bad("in_channels, num_classes and aspp_channels must be ≥ 1".into());
-        }
+        check_common(
+            "DeepLab",
+            self.in_channels,
+            self.num_classes,
+            self.kernel_size,
+        )?;
+        check_channels("DeepLab", "aspp_channels", self.aspp_channels)?;
         if self.encoder_widths.is_empty()
             || self.encoder_widths.len() > 8
-            || self.encoder_widths.contains(&0)
+            || self
+                .encoder_widths
+                .iter()
+                .any(|w| !(1..=MAX_CHANNELS).contains(w))
         {
             return bad(format!(
-                "encoder_widths must list 1 to 8 widths ≥ 1, found {:?}",
+                "encoder_widths must list 1 to 8 widths of 1 to {MAX_CHANNELS}, found {:?}",
                 self.encoder_widths
             ));
         }
-        if self.kernel_size % 2 != 1 {
+        if self.aspp_rates.iter().any(|r| !(1..=MAX_RATE).contains(r))
+            || !(1..=MAX_RATE).contains(&self.reference_feature_size)
+        {
             return bad(format!(
-                "kernel_size must be odd, found {}",
-                self.kernel_size
+                "aspp_rates and reference_feature_size must be 1 to {MAX_RATE}, found {:?} and {}",
+                self.aspp_rates, self.reference_feature_size
             ));
-        }
-        if self.aspp_rates.contains(&0) || self.reference_feature_size == 0 {
-            return bad("aspp_rates and reference_feature_size must be ≥ 1".into());
         }
         if !matches!(self.upsampling, Upsampling::Bilinear | Upsampling::Nearest) {
             return bad(format!(
@@ -100,14 +112,14 @@ impl DeepLabConfig {
 
     /// Inputs must have height and width multiples of the output stride `2^(levels−1)`.
     pub fn size_multiple(&self) -> usize {
-        1 << (self.encoder_widths.len().max(1) - 1)
+        pow2_saturating(self.encoder_widths.len().max(1) - 1)
     }
 
     /// The three ASPP dilation rates used for an `h × w` input.
     pub fn rates_for(&self, h: usize, w: usize) -> [usize; 3] {
         let s = h.min(w) / self.size_multiple();
         self.aspp_rates.map(|r| {
-            let scaled = (r * s) as f64 / self.reference_feature_size as f64;
+            let scaled = (r as f64 * s as f64) / self.reference_feature_size.max(1) as f64;
             (scaled.round() as usize).max(1)
         })
     }

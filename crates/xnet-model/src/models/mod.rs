@@ -29,7 +29,9 @@ pub mod segnet;
 pub mod unet;
 pub mod xnet;
 
-pub use blocks::{BatchNormSettings, ConvBnRelu, Upsampling};
+pub use blocks::{
+    BatchNormSettings, ConvBnRelu, Upsampling, MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL_SIZE,
+};
 pub use deeplab::{DeepLab, DeepLabConfig};
 pub use segnet::{SegNet, SegNetConfig};
 pub use unet::{UNet, UNetConfig};

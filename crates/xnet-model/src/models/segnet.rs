@@ -14,12 +14,18 @@
 //! Variable names: `enc{l}.conv{j}`, `center.conv{j}`, `up{l}` (transposed convolutions only),
 //! `dec{l}.conv{j}`, `head` (levels and blocks 1-based).
 
-use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Up2, Upsampling};
+use super::blocks::{
+    check_common, check_input, conv_flops, pow2_saturating, BatchNormSettings, ConvBnRelu, Up2,
+    Upsampling, MAX_CHANNELS,
+};
 use super::{ModelConfig, Segmenter};
 use crate::ops::{max_pool2d_with_indices, max_unpool2d};
 use crate::{ModelError, Result};
 use candle_core::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
+
+/// The most blocks one SegNet level (or its centre) may have (VGG-16 has 3).
+const MAX_BLOCKS: usize = 64;
 
 /// Configuration of SegNet: explicit output widths of every block. `Default` is
 /// [`SegNetConfig::basic`].
@@ -147,9 +153,12 @@ impl SegNetConfig {
     /// Checks every field, including that index unpooling meets equal channel counts.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("SegNet: {m}")));
-        if self.in_channels == 0 || self.num_classes == 0 {
-            return bad("in_channels and num_classes must be ≥ 1".into());
-        }
+        check_common(
+            "SegNet",
+            self.in_channels,
+            self.num_classes,
+            self.kernel_size,
+        )?;
         if self.encoder.is_empty() || self.encoder.len() > 8 {
             return bad(format!(
                 "encoder must have 1 to 8 levels, found {}",
@@ -172,13 +181,20 @@ impl SegNetConfig {
             .chain(self.decoder.iter())
             .flatten()
             .chain(self.center.iter());
-        if all.into_iter().any(|&w| w == 0) {
-            return bad("every block width must be ≥ 1".into());
-        }
-        if self.kernel_size % 2 != 1 {
+        if let Some(w) = all.into_iter().find(|&&w| !(1..=MAX_CHANNELS).contains(&w)) {
             return bad(format!(
-                "kernel_size must be odd, found {}",
-                self.kernel_size
+                "every block width must be 1 to {MAX_CHANNELS}, found {w}"
+            ));
+        }
+        let blocks = self
+            .encoder
+            .iter()
+            .chain(self.decoder.iter())
+            .map(Vec::len)
+            .chain(std::iter::once(self.center.len()));
+        if let Some(n) = blocks.into_iter().find(|&n| n > MAX_BLOCKS) {
+            return bad(format!(
+                "a level (or the centre) may have at most {MAX_BLOCKS} blocks, found {n}"
             ));
         }
         if self.upsampling == Upsampling::IndexUnpool {
@@ -198,7 +214,7 @@ impl SegNetConfig {
 
     /// Inputs must have height and width multiples of `2^levels`.
     pub fn size_multiple(&self) -> usize {
-        1 << self.encoder.len()
+        pow2_saturating(self.encoder.len())
     }
 
     /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.

@@ -11,7 +11,10 @@
 //! Variable names: `enc{l}.conv{1,2}`, `bottleneck.conv{1,2}`, `up{l}`, `dec{l}.conv{1,2}`,
 //! `head`.
 
-use super::blocks::{check_input, conv_flops, BatchNormSettings, ConvBnRelu, Up2, Upsampling};
+use super::blocks::{
+    check_common, check_input, conv_flops, pow2_saturating, BatchNormSettings, ConvBnRelu, Up2,
+    Upsampling, MAX_CHANNELS,
+};
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
 use candle_core::{ModuleT, Tensor};
@@ -61,19 +64,22 @@ impl UNetConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("U-Net: {m}")));
-        if self.in_channels == 0 || self.num_classes == 0 || self.base_width == 0 {
-            return bad(format!(
-                "in_channels, num_classes and base_width must be ≥ 1, found {}, {}, {}",
-                self.in_channels, self.num_classes, self.base_width
-            ));
-        }
+        check_common(
+            "U-Net",
+            self.in_channels,
+            self.num_classes,
+            self.kernel_size,
+        )?;
         if !(1..=8).contains(&self.depth) {
             return bad(format!("depth must be 1 to 8, found {}", self.depth));
         }
-        if self.kernel_size % 2 != 1 {
+        // The bottleneck, base · 2^depth, is the widest level (checked: no overflow).
+        let widest = self.base_width.checked_mul(1 << self.depth);
+        if self.base_width == 0 || widest.is_none_or(|w| w > MAX_CHANNELS) {
             return bad(format!(
-                "kernel_size must be odd, found {}",
-                self.kernel_size
+                "base_width must be ≥ 1 and base_width · 2^depth (the bottleneck's channels) at \
+                 most {MAX_CHANNELS}, found base_width {} and depth {}",
+                self.base_width, self.depth
             ));
         }
         if self.upsampling == Upsampling::IndexUnpool {
@@ -84,7 +90,7 @@ impl UNetConfig {
 
     /// Inputs must have height and width multiples of `2^depth`.
     pub fn size_multiple(&self) -> usize {
-        1 << self.depth
+        pow2_saturating(self.depth)
     }
 
     /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.

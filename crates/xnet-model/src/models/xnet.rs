@@ -15,7 +15,8 @@
 //! ```
 
 use super::blocks::{
-    check_input, conv_flops, scaled_width, BatchNormSettings, ConvBnRelu, Up2, Upsampling,
+    check_common, check_input, conv_flops, scaled_width, scaled_width_f64, BatchNormSettings,
+    ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
@@ -73,12 +74,7 @@ impl XNetConfig {
     /// Checks every field; the error names the field and the accepted values.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("XNet: {m}")));
-        if self.in_channels == 0 || self.num_classes == 0 {
-            return bad(format!(
-                "in_channels and num_classes must be ≥ 1, found {} and {}",
-                self.in_channels, self.num_classes
-            ));
-        }
+        check_common("XNet", self.in_channels, self.num_classes, self.kernel_size)?;
         if self.base_width == 0
             || !(self.width_multiplier > 0.0 && self.width_multiplier.is_finite())
         {
@@ -87,10 +83,13 @@ impl XNetConfig {
                 self.base_width, self.width_multiplier
             ));
         }
-        if self.kernel_size % 2 != 1 {
+        // The widest level, f3 = base · 8 · multiplier, computed in f64 (no overflow).
+        let widest = scaled_width_f64(self.base_width, 3, self.width_multiplier);
+        if widest > MAX_CHANNELS as f64 {
             return bad(format!(
-                "kernel_size must be odd for 'same' padding, found {}",
-                self.kernel_size
+                "base_width {} × width_multiplier {} gives {widest:.0} channels at the deepest \
+                 level (8 × base_width × width_multiplier); at most {MAX_CHANNELS} are accepted",
+                self.base_width, self.width_multiplier
             ));
         }
         if self.upsampling == Upsampling::IndexUnpool {
