@@ -249,6 +249,10 @@ fn check_job(job: &TrainJob) -> Result<()> {
     if job.epochs == 0 || job.batch == 0 || job.size == 0 {
         return Err(Error::Invalid("epochs, batch and size must be ≥ 1".into()));
     }
+    // The network and its input size, before any file is written or image read.
+    let config = model_config(job.arch, job.width, job.upsampling);
+    config.validate()?;
+    Preprocess::square(job.size).validate(config.size_multiple())?;
     if !(job.lr.is_finite() && job.lr > 0.0) {
         return Err(Error::Invalid(format!(
             "learning rate must be > 0, got {}",
@@ -306,55 +310,148 @@ pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
     Ok(Arc::new(ds))
 }
 
+/// The splits a job trains on, with the directory of each: one XNet split in the run
+/// directory, or k folds in `<run>/fold-<k>/` (each fold's training part gives up a
+/// validation share for early stopping). Drawn from `job.seed` only.
+///
+/// # Errors
+/// Splitting errors (too few images, bad k).
+pub fn plan_splits(job: &TrainJob, categories: &[String]) -> Result<Vec<(Split, PathBuf)>> {
+    let mut rng = StdRng::seed_from_u64(job.seed);
+    let Some(k) = job.kfold else {
+        let split = xnet_split(categories, &SplitConfig::default(), &mut rng)?;
+        return Ok(vec![(split, job.run_dir.clone())]);
+    };
+    let folds = stratified_kfold(categories, k, &mut rng)?;
+    let mut plan = Vec::with_capacity(folds.len());
+    for (f, fold) in folds.iter().enumerate() {
+        let sub_categories: Vec<String> =
+            fold.train.iter().map(|&i| categories[i].clone()).collect();
+        let cfg = SplitConfig {
+            train: 0.85,
+            val: 0.15,
+            test: 0.0,
+        };
+        let inner = xnet_split(&sub_categories, &cfg, &mut rng)?;
+        let split = Split {
+            train: inner
+                .train
+                .iter()
+                .chain(&inner.test)
+                .map(|&j| fold.train[j])
+                .collect(),
+            val: inner.val.iter().map(|&j| fold.train[j]).collect(),
+            test: fold.test.clone(),
+        };
+        plan.push((split, job.run_dir.join(format!("fold-{f}"))));
+    }
+    Ok(plan)
+}
+
+/// Reads every image and mask of `splits` as training will (decoding, finite pixels, known
+/// labels, mask size; the first error in sample order, naming the file), and checks that
+/// each split's masks label at least one pixel where it is needed: training, validation
+/// (early stopping) and the scored split (the test split, or validation without one).
+/// Run before the first epoch, so bad data is not found after training.
+///
+/// # Errors
+/// The loaders' errors naming the file; [`xray_data::DataError::Dataset`] naming the masks
+/// of a split whose every pixel is ignored.
+pub fn check_splits<'a>(ds: &Dataset, splits: impl IntoIterator<Item = &'a Split>) -> Result<()> {
+    use rayon::prelude::*;
+    let splits: Vec<&Split> = splits.into_iter().collect();
+    let mut used: Vec<usize> = splits
+        .iter()
+        .flat_map(|s| s.train.iter().chain(&s.val).chain(&s.test).copied())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let classes = usize::from(ds.options.num_classes);
+    let counts: Vec<Result<(usize, u64)>> = used
+        .par_iter()
+        .map(|&i| {
+            let (_, mask) = ds.load(i)?;
+            let labelled = mask.map_or(0, |m| {
+                m.as_raw()
+                    .iter()
+                    .filter(|&&v| usize::from(v) < classes)
+                    .count() as u64
+            });
+            Ok((i, labelled))
+        })
+        .collect();
+    let mut labelled = std::collections::HashMap::with_capacity(counts.len());
+    for c in counts {
+        let (i, n) = c?;
+        labelled.insert(i, n);
+    }
+    for split in splits {
+        // Without a test split the validation split is scored, and checked as such.
+        for (name, indices) in [
+            ("training", &split.train),
+            ("validation", &split.val),
+            ("test", &split.test),
+        ] {
+            if indices.is_empty() || indices.iter().any(|i| labelled.get(i) != Some(&0)) {
+                continue;
+            }
+            let masks: Vec<String> = indices
+                .iter()
+                .take(4)
+                .filter_map(|&i| ds.samples.get(i)?.mask.as_ref())
+                .map(|p| p.display().to_string())
+                .collect();
+            let more = indices.len().saturating_sub(masks.len());
+            return Err(xray_data::DataError::Dataset {
+                path: ds.root.join("masks"),
+                message: format!(
+                    "the masks of the {} {name} image(s) label no pixel (all {}, ignore): \
+                     nothing to {} ({}{})",
+                    indices.len(),
+                    xray_data::IGNORE_LABEL,
+                    if name == "training" {
+                        "learn from"
+                    } else {
+                        "score"
+                    },
+                    masks.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Runs the job: one split, or k folds (`<run>/fold-<k>/` each plus `kfold.json`).
+///
+/// Before the first epoch it reads every image and mask of every split ([`check_splits`]).
 ///
 /// # Errors
 /// Invalid options, data, model or file-system errors, a non-finite loss.
 pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> {
     check_job(job)?;
-    std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
     let ds = open_dataset(job)?;
-    let categories = ds.categories();
-    let mut rng = StdRng::seed_from_u64(job.seed);
-    match job.kfold {
-        None => {
-            let split = xnet_split(&categories, &SplitConfig::default(), &mut rng)?;
-            Ok((vec![train_split(job, &ds, &split, &job.run_dir)?], None))
-        }
-        Some(k) => {
-            let folds = stratified_kfold(&categories, k, &mut rng)?;
-            let mut outcomes = Vec::new();
-            for (f, fold) in folds.iter().enumerate() {
-                // The fold's training part gives up a validation share for early stopping.
-                let sub_categories: Vec<String> =
-                    fold.train.iter().map(|&i| categories[i].clone()).collect();
-                let cfg = SplitConfig {
-                    train: 0.85,
-                    val: 0.15,
-                    test: 0.0,
-                };
-                let inner = xnet_split(&sub_categories, &cfg, &mut rng)?;
-                let split = Split {
-                    train: inner
-                        .train
-                        .iter()
-                        .chain(&inner.test)
-                        .map(|&j| fold.train[j])
-                        .collect(),
-                    val: inner.val.iter().map(|&j| fold.train[j]).collect(),
-                    test: fold.test.clone(),
-                };
-                let dir = job.run_dir.join(format!("fold-{f}"));
-                outcomes.push(train_split(job, &ds, &split, &dir)?);
-            }
-            let summary = kfold_summary(&outcomes)?;
-            let path = job.run_dir.join("kfold.json");
-            let json = serde_json::to_string_pretty(&summary)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-            std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
-            Ok((outcomes, Some(summary)))
-        }
+    let plan = plan_splits(job, &ds.categories())?;
+    check_splits(&ds, plan.iter().map(|(split, _)| split))?;
+    std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
+    let mut outcomes = Vec::with_capacity(plan.len());
+    for (split, dir) in &plan {
+        outcomes.push(train_checked_split(job, &ds, split, dir)?);
     }
+    if job.kfold.is_none() {
+        return Ok((outcomes, None));
+    }
+    let summary = kfold_summary(&outcomes)?;
+    let path = job.run_dir.join("kfold.json");
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    Ok((outcomes, Some(summary)))
 }
 
 fn key_metrics(r: &Report) -> [f64; 5] {
@@ -413,11 +510,23 @@ fn kfold_summary(outcomes: &[TrainOutcome]) -> Result<KFoldSummary> {
 }
 
 /// Trains on `split.train`, stops early on `split.val`, evaluates the best weights on
-/// `split.test` and writes everything into `dir`.
+/// `split.test` and writes everything into `dir`. Every image of the split is read and
+/// checked first ([`check_splits`]).
 ///
 /// # Errors
 /// As [`run`]; also an empty train or validation subset.
 pub fn train_split(
+    job: &TrainJob,
+    ds: &Arc<Dataset>,
+    split: &Split,
+    dir: &Path,
+) -> Result<TrainOutcome> {
+    check_splits(ds, [split])?;
+    train_checked_split(job, ds, split, dir)
+}
+
+/// [`train_split`] on a split [`check_splits`] has passed.
+fn train_checked_split(
     job: &TrainJob,
     ds: &Arc<Dataset>,
     split: &Split,

@@ -1,0 +1,179 @@
+//! The train job's checks before it trains: every image of every split is read and checked
+//! first.
+
+use std::path::{Path, PathBuf};
+
+use xray_data::dataset::{Dataset, DatasetOptions};
+use xray_seg::train::{plan_splits, run, TrainJob};
+
+/// Damages one file of a dataset folder.
+type Spoil<'a> = Box<dyn Fn(&Path) + 'a>;
+
+/// A fresh temporary folder for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xray-seg-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tiny_job(run_dir: PathBuf) -> TrainJob {
+    TrainJob {
+        run_dir,
+        size: 32,
+        width: 2,
+        epochs: 1,
+        batch: 4,
+        patience: 1,
+        synth_count: 14,
+        synth_size: 40,
+        progress: false,
+        overlays: 0,
+        calibrate: false,
+        seed: 5,
+        ..TrainJob::default()
+    }
+}
+
+/// A synthetic labelled folder of 14 images in `dir/data`.
+fn synthetic_folder(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    xray_data::synth::generate_dataset(&data, 14, 40, 9).unwrap();
+    data
+}
+
+/// The error `run(job)` fails with (the outcome of a run is too long to print).
+fn error_of(job: &TrainJob, what: &str) -> String {
+    match run(job) {
+        Ok(_) => panic!("{what}: the run succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts that `job` fails naming `needle` and that no training happened.
+fn fails_before_training(job: &TrainJob, needle: &str) -> String {
+    let err = error_of(job, "bad data must be an error");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    for trained in ["log.jsonl", "last", "model.safetensors"] {
+        assert!(
+            !job.run_dir.join(trained).exists(),
+            "{trained} exists: training ran before the data was checked ({err})"
+        );
+    }
+    err
+}
+
+#[test]
+fn every_image_is_checked_before_the_first_epoch() {
+    let tmp = temp_dir("train-bad-data");
+    let data = synthetic_folder(&tmp);
+    let stems: Vec<String> = std::fs::read_dir(data.join("masks"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.trim_end_matches(".png").to_string()
+        })
+        .collect();
+    let mut stems = stems;
+    stems.sort();
+    // Every sample in turn: wherever the split puts it, it is read before training.
+    let last = stems.last().unwrap().clone();
+    let first = stems.first().unwrap().clone();
+    let cases: Vec<(&str, Spoil)> = vec![
+        (
+            "unreadable image",
+            Box::new(|d: &Path| {
+                std::fs::write(d.join(format!("images/{last}.png")), "not an image").unwrap()
+            }),
+        ),
+        (
+            "label 7",
+            Box::new(|d: &Path| {
+                let p = d.join(format!("masks/{first}.png"));
+                let mut m = image::open(&p).unwrap().to_luma8();
+                m.put_pixel(3, 4, image::Luma([7]));
+                m.save(&p).unwrap();
+            }),
+        ),
+        (
+            "NaN pixel in a float TIFF",
+            Box::new(|d: &Path| {
+                let png = d.join(format!("images/{first}.png"));
+                let mut img = xray_data::Radiograph::from_pixel(40, 40, image::Luma([0.5]));
+                img.put_pixel(5, 6, image::Luma([1234.5]));
+                let tif = d.join(format!("images/{first}.tif"));
+                xray_data::io::save_tiff_f32(&tif, &img).unwrap();
+                std::fs::remove_file(png).unwrap();
+                // The one 1234.5 becomes a NaN (an uncompressed TIFF holds the raw floats).
+                let mut bytes = std::fs::read(&tif).unwrap();
+                let marker = 1234.5f32.to_le_bytes();
+                let at = bytes.windows(4).position(|w| w == marker).unwrap();
+                bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+                std::fs::write(&tif, bytes).unwrap();
+            }),
+        ),
+        (
+            "wrong-size mask",
+            Box::new(|d: &Path| {
+                let p = d.join(format!("masks/{last}.png"));
+                image::GrayImage::new(40, 36).save(&p).unwrap();
+            }),
+        ),
+    ];
+    for (i, (what, spoil)) in cases.iter().enumerate() {
+        let copy = tmp.join(format!("case-{i}"));
+        copy_folder(&data, &copy);
+        spoil(&copy);
+        let job = TrainJob {
+            data: Some(copy.clone()),
+            ..tiny_job(tmp.join(format!("run-{i}")))
+        };
+        let err = fails_before_training(&job, &copy.display().to_string());
+        eprintln!("{what}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_split_without_labelled_pixels_is_an_error_before_training() {
+    let tmp = temp_dir("train-all-ignore");
+    let data = synthetic_folder(&tmp);
+    let job = TrainJob {
+        data: Some(data.clone()),
+        ..tiny_job(tmp.join("run"))
+    };
+    let ds = Dataset::open(&data, &DatasetOptions::default()).unwrap();
+    let plan = plan_splits(&job, &ds.categories()).unwrap();
+    let blank = |indices: &[usize]| {
+        for &i in indices {
+            let p = ds.samples[i].mask.as_ref().unwrap();
+            let (w, h) = image::image_dimensions(p).unwrap();
+            image::GrayImage::from_pixel(w, h, image::Luma([255]))
+                .save(p)
+                .unwrap();
+        }
+    };
+    // Only the test split is unlabelled: the training would run, and score nothing.
+    blank(&plan[0].0.test);
+    let err = fails_before_training(&job, "ignore");
+    assert!(err.contains("test image"), "{err}");
+    eprintln!("{err}");
+    // Nothing labelled at all: nothing to learn from.
+    blank(&(0..ds.len()).collect::<Vec<_>>());
+    let err = fails_before_training(&job, "ignore");
+    assert!(err.contains("training image"), "{err}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_folder(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
