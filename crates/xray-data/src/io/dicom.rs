@@ -1,5 +1,6 @@
 //! DICOM radiographs (CR/DX) through dicom-rs.
 
+use super::quiet_panic::catch_unwind_quietly;
 use super::{check_finite, check_size, to_radiograph, LoadOptions};
 use crate::{DataError, Radiograph, Result};
 use dicom_dictionary_std::tags;
@@ -174,8 +175,9 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
         ReadPreamble::Never
     };
     // A third-party decoder must not take the process down on hostile input; a panic in it
-    // is reported as a decoding error (fuzzing still sees it: libFuzzer aborts on panic).
-    let parsed = std::panic::catch_unwind(|| {
+    // is reported as a decoding error, without the panic hook's report on stderr (fuzzing
+    // still sees it: under `cfg(fuzzing)` libFuzzer's hook runs, and aborts).
+    let parsed = catch_unwind_quietly(|| {
         OpenFileOptions::new()
             .read_preamble(preamble)
             .from_reader(bytes)
@@ -281,7 +283,7 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
     let inverse_lut = get_str(&obj, tags::PRESENTATION_LUT_SHAPE).as_deref() == Some("INVERSE");
     let inverted = (photometric == Photometric::Monochrome2) != inverse_lut;
 
-    let decoded = std::panic::catch_unwind(|| obj.decode_pixel_data_frame(opts.frame))
+    let decoded = catch_unwind_quietly(|| obj.decode_pixel_data_frame(opts.frame))
         .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
         .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;
     if decoded.rows() != rows || decoded.columns() != cols {

@@ -19,6 +19,7 @@
 mod dicom;
 mod dicom_write;
 mod mask;
+mod quiet_panic;
 mod raster;
 
 pub use dicom::{decode_dicom, load_dicom, DicomImage, Photometric};

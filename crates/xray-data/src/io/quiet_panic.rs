@@ -1,0 +1,62 @@
+//! Catching a third-party decoder's panic without its report on stderr.
+//!
+//! `std::panic::catch_unwind` stops the unwinding, but the process-wide panic hook has
+//! already run by then and printed `thread '…' panicked at …` (and a backtrace when
+//! `RUST_BACKTRACE` is set). Swapping the hook around each call would not be thread-safe:
+//! the hook is global, so a decoder on one thread would silence (or restore the hook under)
+//! an unrelated panic on another. Instead a wrapper around the hook in place is installed
+//! once, for the life of the process; it stays silent only for a panic on a thread that is
+//! inside [`catch_unwind_quietly`] at that moment (a thread-local flag, so decoding on any
+//! number of threads, rayon's included, is fine), and hands every other panic to the hook it
+//! wraps, unchanged. A program that sets its own hook later replaces the wrapper; panics are
+//! then still caught, only no longer silenced.
+
+use std::cell::Cell;
+use std::panic;
+use std::sync::Once;
+
+thread_local! {
+    /// Whether this thread is inside [`catch_unwind_quietly`].
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+static INSTALL: Once = Once::new();
+
+/// Whether this build is a fuzzing one (`cargo fuzz` sets `--cfg fuzzing`): there the
+/// fuzzer's own panic hook must see every panic, since it is what reports them.
+#[allow(unexpected_cfgs)]
+const FUZZING: bool = cfg!(fuzzing);
+
+fn install_hook() {
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            // `try_with`: a panic while this thread's locals are being torn down is reported.
+            if !QUIET.try_with(Cell::get).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Puts the thread's flag back as it was (an enclosing call may have set it) when dropped.
+struct Restore(bool);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = QUIET.try_with(|q| q.set(self.0));
+    }
+}
+
+/// Runs `f`, turning a panic in it into `Err` (as `catch_unwind`) without the panic hook's
+/// report: the caller turns it into an error of its own.
+pub(crate) fn catch_unwind_quietly<R>(
+    f: impl FnOnce() -> R + panic::UnwindSafe,
+) -> std::thread::Result<R> {
+    if FUZZING {
+        return panic::catch_unwind(f);
+    }
+    install_hook();
+    let _restore = Restore(QUIET.with(|q| q.replace(true)));
+    panic::catch_unwind(f)
+}
