@@ -7,7 +7,9 @@
 //! ```
 //! Writes into `runs/<name>/`: `model.safetensors` + `config.json`, `log.jsonl`,
 //! `report.json` + `report.md` (test split), plots (ROC, reliability, confusion, training
-//! curves) and `overlays/`.
+//! curves), `overlays/` and `train_job.json` (the options a `--resume` must repeat). Every
+//! image and mask is read and checked before the first epoch; a run name in use needs
+//! `--resume` (or another `--name`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +25,8 @@ struct Args {
     /// Dataset folder (images/, masks/, categories.csv); synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Run name: outputs go to runs/<name>/ (default: a timestamp).
+    /// Run name: outputs go to runs/<name>/ (default: a timestamp). A new run needs a name
+    /// not in use (or an empty folder).
     #[arg(long)]
     name: Option<String>,
     /// Directory that holds the runs.
@@ -72,7 +75,9 @@ struct Args {
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Continue the run from its last checkpoint.
+    /// Continue the run from its last checkpoint; the run must exist, and --data, --seed,
+    /// --synth-count, --synth-size, --kfold, --model, --width and --size must be the ones
+    /// it was started with (stored in runs/<name>/train_job.json).
     #[arg(long)]
     resume: bool,
     /// Seed of every random choice.

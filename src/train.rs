@@ -132,7 +132,7 @@ pub fn model_config(arch: Arch, width: usize, upsampling: Option<Upsampling>) ->
 pub struct TrainJob {
     /// Dataset folder; `None` generates a synthetic one into `<run>/data`.
     pub data: Option<PathBuf>,
-    /// Run directory (created).
+    /// Run directory (created): for [`run`], missing or empty unless `resume`.
     pub run_dir: PathBuf,
     /// Network family.
     pub arch: Arch,
@@ -162,7 +162,8 @@ pub struct TrainJob {
     pub balance: bool,
     /// k-fold cross-validation instead of one split.
     pub kfold: Option<usize>,
-    /// Continue from `<run>/last` when present.
+    /// Continue the run in `run_dir` from `<run>/last` (when present); for [`run`] the
+    /// directory must hold a run started with the same [`RunOptions`].
     pub resume: bool,
     /// Progress bars.
     pub progress: bool,
@@ -243,6 +244,233 @@ pub struct KFoldSummary {
     /// tested once, so this is the cross-validated score of each category); empty without
     /// categories.
     pub per_category: Vec<CategoryScores>,
+}
+
+/// The file in a run directory that records the options fixing the run's data, split and
+/// network ([`RunOptions`]); written when training starts, compared on a resume.
+pub const RUN_OPTIONS_FILE: &str = "train_job.json";
+
+/// The options of a [`TrainJob`] that fix which images a run trains, validates and tests on,
+/// and which network it trains: a resumed run must keep every one of them (another seed
+/// re-splits the data and moves test images into training; another size or network does
+/// not fit the stored weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// The dataset folder (canonical path), `None` for synthetic data in `<run>/data`.
+    pub data: Option<PathBuf>,
+    /// The seed of the split (and of the synthetic data).
+    pub seed: u64,
+    /// Synthetic images (`None` with a dataset folder).
+    pub synth_count: Option<usize>,
+    /// Side of the synthetic images (`None` with a dataset folder).
+    pub synth_size: Option<u32>,
+    /// k-fold cross-validation.
+    pub kfold: Option<usize>,
+    /// Network family.
+    pub model: Arch,
+    /// Channels of the first level.
+    pub width: usize,
+    /// Up-sampling override.
+    pub upsampling: Option<Upsampling>,
+    /// Network input side.
+    pub size: u32,
+}
+
+impl RunOptions {
+    /// The options of `job`.
+    pub fn of(job: &TrainJob) -> Self {
+        let synthetic = job.data.is_none();
+        RunOptions {
+            data: job
+                .data
+                .as_ref()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())),
+            seed: job.seed,
+            synth_count: synthetic.then_some(job.synth_count),
+            synth_size: synthetic.then_some(job.synth_size),
+            kfold: job.kfold,
+            model: job.arch,
+            width: job.width,
+            upsampling: job.upsampling,
+            size: job.size,
+        }
+    }
+
+    /// What differs between the stored options (`self`) and `now`, one line per option,
+    /// named as the `train` example's flag.
+    pub fn differences(&self, now: &RunOptions) -> Vec<String> {
+        fn show<T: std::fmt::Debug>(v: &Option<T>) -> String {
+            v.as_ref().map_or("none".into(), |v| format!("{v:?}"))
+        }
+        let mut out = Vec::new();
+        let mut differ = |flag: &str, stored: String, given: String| {
+            if stored != given {
+                out.push(format!("{flag}: the run has {stored}, this call {given}"));
+            }
+        };
+        let data = |d: &Option<PathBuf>| {
+            d.as_ref().map_or("synthetic data (no --data)".into(), |d| {
+                format!("{}", d.display())
+            })
+        };
+        differ("--data", data(&self.data), data(&now.data));
+        differ("--seed", self.seed.to_string(), now.seed.to_string());
+        if self.data.is_none() && now.data.is_none() {
+            differ(
+                "--synth-count",
+                show(&self.synth_count),
+                show(&now.synth_count),
+            );
+            differ(
+                "--synth-size",
+                show(&self.synth_size),
+                show(&now.synth_size),
+            );
+        }
+        differ("--kfold", show(&self.kfold), show(&now.kfold));
+        differ("--model", self.model.to_string(), now.model.to_string());
+        differ("--width", self.width.to_string(), now.width.to_string());
+        differ("up-sampling", show(&self.upsampling), show(&now.upsampling));
+        differ("--size", self.size.to_string(), now.size.to_string());
+        out
+    }
+}
+
+/// Whether `dir` holds anything (a missing directory holds nothing).
+fn holds_anything(dir: &Path) -> Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+/// Reads `<run>/train_job.json`, or `None` where the run has none.
+fn read_run_options(dir: &Path) -> Result<Option<RunOptions>> {
+    let path = dir.join(RUN_OPTIONS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Writes `<run>/train_job.json` (temporary file, then rename).
+fn write_run_options(dir: &Path, options: &RunOptions) -> Result<()> {
+    let path = dir.join(RUN_OPTIONS_FILE);
+    let tmp = dir.join(format!("{RUN_OPTIONS_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(options).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// For a run written before `train_job.json` existed: the seed and input size its
+/// checkpoint's metadata records (`<run>/config.json`, or the first fold's).
+fn legacy_seed_and_size(dir: &Path) -> (Option<u64>, Option<u32>) {
+    for candidate in [dir.to_path_buf(), dir.join("fold-0")] {
+        if let Ok(config) = checkpoint::read_config(&candidate) {
+            let seed = config.metadata.get("seed").and_then(|v| v.as_u64());
+            let size = config
+                .metadata
+                .get("preprocess")
+                .and_then(|p| p.get("width"))
+                .and_then(|v| v.as_u64())
+                .and_then(|v| u32::try_from(v).ok());
+            return (seed, size);
+        }
+    }
+    (None, None)
+}
+
+/// Whether `dir` holds a run of the train job written before `train_job.json` existed.
+fn is_legacy_run(dir: &Path) -> bool {
+    let trained = |d: &Path| {
+        d.join("last/trainer_state.json").is_file() || d.join(checkpoint::CONFIG_FILE).is_file()
+    };
+    trained(dir) || trained(&dir.join("fold-0"))
+}
+
+/// The run directory's rules: a fresh run needs a directory that does not exist or is empty
+/// (a run is never overwritten); a resume needs a run there, with the same [`RunOptions`].
+///
+/// # Errors
+/// [`Error::Invalid`] saying which rule failed and what to do instead.
+fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
+    let dir = &job.run_dir;
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "run directory {} is a file, not a folder",
+            dir.display()
+        )));
+    }
+    let used = holds_anything(dir)?;
+    if !job.resume {
+        if used {
+            return Err(Error::Invalid(format!(
+                "run directory {} already exists and holds a run: pass --resume to continue \
+                 it, or another --name for a new run",
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    if !used {
+        return Err(Error::Invalid(format!(
+            "nothing to resume: run directory {} {}; drop --resume to start a new run",
+            dir.display(),
+            if dir.exists() {
+                "is empty"
+            } else {
+                "does not exist"
+            }
+        )));
+    }
+    let differences = match read_run_options(dir)? {
+        Some(stored) => stored.differences(options),
+        None if is_legacy_run(dir) => {
+            // Written before train_job.json: its checkpoint metadata still records the seed
+            // and size; the trainer compares the network when it resumes.
+            let (seed, size) = legacy_seed_and_size(dir);
+            eprintln!(
+                "warning: {} has no {RUN_OPTIONS_FILE} (an older run): only its seed, size and \
+                 network can be checked against this call",
+                dir.display()
+            );
+            let mut d = Vec::new();
+            if let Some(seed) = seed.filter(|&s| s != job.seed) {
+                d.push(format!(
+                    "--seed: the run has {seed}, this call {}",
+                    job.seed
+                ));
+            }
+            if let Some(size) = size.filter(|&s| s != job.size) {
+                d.push(format!(
+                    "--size: the run has {size}, this call {}",
+                    job.size
+                ));
+            }
+            d
+        }
+        None => {
+            return Err(Error::Invalid(format!(
+                "nothing to resume: {} holds no train run (no {RUN_OPTIONS_FILE})",
+                dir.display()
+            )))
+        }
+    };
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "cannot resume {} with other options than it was started with ({}); rerun with \
+             the run's options, or start a new run under another --name",
+            dir.display(),
+            differences.join("; ")
+        )))
+    }
 }
 
 fn check_job(job: &TrainJob) -> Result<()> {
@@ -430,16 +658,23 @@ pub fn check_splits<'a>(ds: &Dataset, splits: impl IntoIterator<Item = &'a Split
 
 /// Runs the job: one split, or k folds (`<run>/fold-<k>/` each plus `kfold.json`).
 ///
-/// Before the first epoch it reads every image and mask of every split ([`check_splits`]).
+/// Before the first epoch it checks the run directory (a new run needs a missing or empty
+/// one; `resume` needs a run there, started with the same [`RunOptions`], recorded in
+/// `<run>/train_job.json`) and reads every image and mask of every split
+/// ([`check_splits`]).
 ///
 /// # Errors
-/// Invalid options, data, model or file-system errors, a non-finite loss.
+/// Invalid options, a run directory in use (or nothing to resume, or a resume with other
+/// options), data, model or file-system errors, a non-finite loss.
 pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> {
     check_job(job)?;
+    let options = RunOptions::of(job);
+    check_run_dir(job, &options)?;
     let ds = open_dataset(job)?;
     let plan = plan_splits(job, &ds.categories())?;
     check_splits(&ds, plan.iter().map(|(split, _)| split))?;
     std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
+    write_run_options(&job.run_dir, &options)?;
     let mut outcomes = Vec::with_capacity(plan.len());
     for (split, dir) in &plan {
         outcomes.push(train_checked_split(job, &ds, split, dir)?);

@@ -1,5 +1,6 @@
 //! The train job's checks before it trains: every image of every split is read and checked
-//! first.
+//! first, run directories are not overwritten, and a resumed run keeps its data, split and
+//! network.
 
 use std::path::{Path, PathBuf};
 
@@ -176,4 +177,115 @@ fn copy_folder(from: &Path, to: &Path) {
             std::fs::copy(e.path(), target).unwrap();
         }
     }
+}
+
+#[test]
+fn a_run_name_in_use_needs_resume() {
+    let tmp = temp_dir("train-reuse");
+    let job = tiny_job(tmp.join("run"));
+    run(&job).expect("first run trains");
+    let weights = std::fs::read(job.run_dir.join("model.safetensors")).unwrap();
+    // Run again, with other synthetic data: refused, and nothing is overwritten.
+    let again = TrainJob {
+        synth_size: 48,
+        ..job.clone()
+    };
+    let err = error_of(&again, "a used run name is an error");
+    eprintln!("{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--resume"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(job.run_dir.join("model.safetensors")).unwrap(),
+        weights
+    );
+    // Resuming with another seed, size or data is refused, naming the option.
+    for (changed, option) in [
+        (
+            TrainJob {
+                seed: 6,
+                resume: true,
+                ..job.clone()
+            },
+            "--seed",
+        ),
+        (
+            TrainJob {
+                size: 64,
+                resume: true,
+                ..job.clone()
+            },
+            "--size",
+        ),
+        (
+            TrainJob {
+                synth_size: 48,
+                resume: true,
+                ..job.clone()
+            },
+            "--synth-size",
+        ),
+        (
+            TrainJob {
+                width: 4,
+                resume: true,
+                ..job.clone()
+            },
+            "--width",
+        ),
+        (
+            TrainJob {
+                data: Some(tmp.join("elsewhere")),
+                resume: true,
+                ..job.clone()
+            },
+            "--data",
+        ),
+    ] {
+        let err = error_of(&changed, "a resume with other options is an error");
+        assert!(err.contains(option), "{option} not in: {err}");
+        eprintln!("{err}");
+    }
+    // The same options resume (a finished run trains no further).
+    let resumed = TrainJob {
+        resume: true,
+        epochs: 2,
+        ..job.clone()
+    };
+    run(&resumed).expect("the same options resume");
+    // A run from before train_job.json: its checkpoint's metadata still tells the seed.
+    std::fs::remove_file(job.run_dir.join("train_job.json")).unwrap();
+    let err = error_of(
+        &TrainJob {
+            seed: 6,
+            ..resumed.clone()
+        },
+        "an older run resumed with another seed",
+    );
+    assert!(err.contains("--seed"), "{err}");
+    run(&resumed).expect("an older run resumes with its own options");
+    assert!(job.run_dir.join("train_job.json").is_file());
+    // An empty directory may be used for a fresh run.
+    let empty = tmp.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    run(&tiny_job(empty)).expect("an empty run directory is a fresh run");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn resuming_a_run_that_does_not_exist_is_an_error() {
+    let tmp = temp_dir("train-resume-missing");
+    let job = TrainJob {
+        resume: true,
+        ..tiny_job(tmp.join("never-ran"))
+    };
+    let err = error_of(&job, "nothing to resume is an error");
+    eprintln!("{err}");
+    assert!(err.contains("never-ran"), "{err}");
+    assert!(
+        !job.run_dir.join("log.jsonl").exists(),
+        "a fresh run was started"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
 }
