@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use xray_seg::train::{run, Arch, TrainJob};
+use xray_seg::train::{check_run_name, run, Arch, TrainJob};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,8 +25,8 @@ struct Args {
     /// Dataset folder (images/, masks/, categories.csv); synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Run name: outputs go to runs/<name>/ (default: a timestamp). A new run needs a name
-    /// not in use (or an empty folder).
+    /// Run name: outputs go to runs/<name>/ (default: a timestamp); a plain folder name.
+    /// A new run needs a name not in use (or an empty folder).
     #[arg(long)]
     name: Option<String>,
     /// Directory that holds the runs.
@@ -109,6 +109,10 @@ fn main() -> ExitCode {
         }
     };
     let name = args.name.clone().unwrap_or_else(timestamp);
+    if let Err(e) = check_run_name(&name) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let job = TrainJob {
         data: args.data.clone(),
         run_dir: args.runs.join(&name),

@@ -336,6 +336,34 @@ impl RunOptions {
     }
 }
 
+/// Checks a run name (`runs/<name>/`): one plain path component, so that the run stays
+/// inside the runs folder.
+///
+/// # Errors
+/// [`Error::Invalid`] for an empty or blank name, `.`, `..`, a name with a path separator
+/// (`/` or `\`) or an absolute one.
+pub fn check_run_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Invalid(format!(
+            "run name {name:?} {why}: use a plain name such as \"hip-unet\""
+        )))
+    };
+    if name.trim().is_empty() {
+        return bad("is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("names a folder, not a run");
+    }
+    if name.contains(['/', '\\']) || Path::new(name).has_root() || Path::new(name).is_absolute() {
+        return bad("holds a path separator");
+    }
+    let mut components = Path::new(name).components();
+    match (components.next(), components.next()) {
+        (Some(std::path::Component::Normal(c)), None) if c == name => Ok(()),
+        _ => bad("is not a plain folder name"),
+    }
+}
+
 /// Whether `dir` holds anything (a missing directory holds nothing).
 fn holds_anything(dir: &Path) -> Result<bool> {
     match std::fs::read_dir(dir) {

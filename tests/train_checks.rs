@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use xray_data::dataset::{Dataset, DatasetOptions};
-use xray_seg::train::{plan_splits, run, TrainJob};
+use xray_seg::train::{check_run_name, plan_splits, run, TrainJob};
 
 /// Damages one file of a dataset folder.
 type Spoil<'a> = Box<dyn Fn(&Path) + 'a>;
@@ -288,4 +288,17 @@ fn resuming_a_run_that_does_not_exist_is_an_error() {
         "a fresh run was started"
     );
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn run_names_stay_inside_the_runs_folder() {
+    for good in ["hip", "hip-unet_2", "run-1700000000", "a.b", "..hip"] {
+        check_run_name(good).unwrap_or_else(|e| panic!("{good:?} refused: {e}"));
+    }
+    for bad in ["", " ", ".", "..", "a/b", "../x", "/tmp/x", "a\\b", "hip/"] {
+        let err = check_run_name(bad)
+            .expect_err("an unsafe run name is an error")
+            .to_string();
+        assert!(err.contains("run name"), "{bad:?}: {err}");
+    }
 }
