@@ -110,7 +110,7 @@ fn run(args: &Args) -> xray_seg::Result<()> {
             ds.len(),
             fit.ece_before,
             fit.ece_after,
-            weights.display()
+            xnet_model::checkpoint::resolve(&weights).1.display()
         );
     }
     eval.report.temperature = fit;
