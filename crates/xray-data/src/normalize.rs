@@ -1,7 +1,10 @@
 //! Intensity normalisation: min-max, percentile windowing, log transform.
 //!
 //! All functions map a radiograph in detector units to `0.0..=1.0` (the log transform alone
-//! keeps its own scale) and never produce NaN: a constant image maps to all zeros.
+//! keeps its own scale) and never produce NaN from finite values, whatever their range
+//! (subnormal values around `1e-40`, or a range wider than `f32::MAX`: computed in `f64`
+//! where `f32` would overflow): a constant image maps to all zeros ([`value_range`] tells
+//! one apart).
 
 use crate::{DataError, Radiograph, Result};
 
@@ -95,15 +98,49 @@ pub fn min_max_in_place(img: &mut Radiograph) {
 }
 
 /// Maps `lo..=hi` linearly to `0.0..=1.0`, clamping outside; `hi <= lo` gives all zeros.
+///
+/// Where `f32` holds the range and its inverse as normal numbers (every ordinary image) the
+/// mapping is computed in `f32`, as it always was; otherwise in `f64`, so that a range of
+/// subnormal values (around `1e-40`, whose inverse overflows `f32`) or one wider than
+/// `f32::MAX` (`-3e38..3e38`) still maps to `0..=1` instead of NaN or all zeros.
 pub fn window_in_place(img: &mut Radiograph, lo: f32, hi: f32) {
+    let range = hi - lo;
+    let inv = 1.0 / range;
+    if range > 0.0 && range.is_normal() && inv.is_normal() {
+        img.iter_mut()
+            .for_each(|v| *v = ((*v - lo) * inv).clamp(0.0, 1.0));
+        return;
+    }
+    let (lo, hi) = (f64::from(lo), f64::from(hi));
     let range = hi - lo;
     if range > 0.0 && range.is_finite() {
         let inv = 1.0 / range;
         img.iter_mut()
-            .for_each(|v| *v = ((*v - lo) * inv).clamp(0.0, 1.0));
+            .for_each(|v| *v = ((f64::from(*v) - lo) * inv).clamp(0.0, 1.0) as f32);
     } else {
         img.iter_mut().for_each(|v| *v = 0.0);
     }
+}
+
+/// The smallest and largest value of an image, or `None` when it has no finite value.
+/// A constant image has `min == max`: min-max normalisation maps it to all zeros, which a
+/// caller may want to report rather than process (nothing in it can be told apart).
+///
+/// # Examples
+/// ```
+/// use xray_data::normalize::value_range;
+/// let img = xray_data::Radiograph::from_raw(3, 1, vec![2.0, -1.0, 7.0]).unwrap();
+/// assert_eq!(value_range(&img), Some((-1.0, 7.0)));
+/// ```
+pub fn value_range(img: &Radiograph) -> Option<(f32, f32)> {
+    let (lo, hi) = img
+        .as_raw()
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    (lo <= hi).then_some((lo, hi))
 }
 
 /// The `low`-th and `high`-th percentiles of `values` (numpy's default linear
@@ -129,7 +166,13 @@ fn percentile_select(v: &mut [f32], pct: f32) -> f32 {
     }
     // The next order statistic is the minimum of the part above the i-th.
     let b = rest.iter().copied().fold(f32::INFINITY, f32::min);
-    a + (b - a) * frac
+    let d = b - a;
+    if d.is_finite() {
+        a + d * frac
+    } else {
+        // Values more than f32::MAX apart: interpolated in f64.
+        (f64::from(a) + (f64::from(b) - f64::from(a)) * f64::from(frac)) as f32
+    }
 }
 
 /// Log transform `ln(1 + max(v - min, 0))`: compresses the large dynamic range of
@@ -139,6 +182,14 @@ pub fn log_transform(img: &Radiograph) -> Radiograph {
     let lo = img.as_raw().iter().copied().fold(f32::INFINITY, f32::min);
     let lo = if lo.is_finite() { lo } else { 0.0 };
     let mut out = img.clone();
-    out.iter_mut().for_each(|v| *v = (*v - lo).max(0.0).ln_1p());
+    out.iter_mut().for_each(|v| {
+        let d = *v - lo;
+        *v = if d.is_finite() {
+            d.max(0.0).ln_1p()
+        } else {
+            // Values more than f32::MAX apart: the difference in f64.
+            (f64::from(*v) - f64::from(lo)).max(0.0).ln_1p() as f32
+        }
+    });
     out
 }

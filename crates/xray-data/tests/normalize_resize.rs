@@ -3,7 +3,7 @@
 
 use image::Luma;
 use xray_data::normalize::{
-    log_transform, min_max, normalize, percentiles, Method, NormalizeConfig,
+    log_transform, min_max, normalize, percentiles, value_range, Method, NormalizeConfig,
 };
 use xray_data::resize::{resize, resize_mask, Filter};
 use xray_data::{Mask, Radiograph};
@@ -185,4 +185,69 @@ fn log_transform_closed_form() {
     };
     let n = normalize(&r, &cfg).unwrap();
     assert_close(n.as_raw(), &[0.0, std::f32::consts::LN_2, 1.0], 1e-6);
+}
+
+#[test]
+fn subnormal_and_huge_ranges_normalise_without_nan_or_blanking() {
+    // Values around 1e-40 (subnormal f32): the inverse of their range overflows f32, which
+    // once gave NaN (0 · ∞) at the minimum.
+    let tiny: Vec<f32> = (0..6).map(|k| 1e-40 + k as f32 * 2e-41).collect();
+    let r = Radiograph::from_raw(6, 1, tiny.clone()).unwrap();
+    let out = min_max(&r);
+    let (lo, hi) = (f64::from(tiny[0]), f64::from(tiny[5]));
+    for (o, v) in out.as_raw().iter().zip(&tiny) {
+        let want = ((f64::from(*v) - lo) / (hi - lo)) as f32;
+        assert!((o - want).abs() <= 1e-6, "{o} vs {want}");
+    }
+    assert_eq!((out.as_raw()[0], out.as_raw()[5]), (0.0, 1.0));
+    // A range wider than f32::MAX: its width overflowed to infinity and blanked the image.
+    let wide = Radiograph::from_raw(3, 1, vec![-3.0e38, 0.0, 3.0e38]).unwrap();
+    assert_eq!(min_max(&wide).as_raw(), &vec![0.0, 0.5, 1.0]);
+    for method in [
+        Method::MinMax,
+        Method::Percentile {
+            low: 10.0,
+            high: 90.0,
+        },
+    ] {
+        for log in [false, true] {
+            for img in [&r, &wide] {
+                let out = normalize(img, &NormalizeConfig { method, log }).unwrap();
+                assert!(
+                    out.as_raw().iter().all(|v| (0.0..=1.0).contains(v)),
+                    "{method:?} log={log}: {:?}",
+                    out.as_raw()
+                );
+                assert!(
+                    out.as_raw().iter().any(|&v| v > 0.0),
+                    "{method:?} log={log}: blanked"
+                );
+            }
+        }
+    }
+    // Percentiles between values more than f32::MAX apart stay finite.
+    let (lo, hi) = percentiles(&[-3.0e38, 3.0e38], 25.0, 50.0);
+    assert_eq!((lo, hi), (-1.5e38, 0.0));
+    assert!(log_transform(&wide).as_raw().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn ordinary_images_normalise_exactly_as_in_f32() {
+    // The f64 fallback must not move ordinary results: bit-identical to the f32 formula.
+    for (w, h, scale, offset) in [(37, 23, 1.0, 0.0), (50, 40, 0.37, 12.5), (64, 3, 1e-3, 5.0)] {
+        let img = Radiograph::from_fn(w, h, |x, y| {
+            Luma([(((x * 7919 + y * 104_729) % 65_521) as f32) * scale + offset])
+        });
+        let (lo, hi) = value_range(&img).unwrap();
+        let inv = 1.0 / (hi - lo);
+        let want: Vec<f32> = img
+            .as_raw()
+            .iter()
+            .map(|v| ((v - lo) * inv).clamp(0.0, 1.0))
+            .collect();
+        assert_eq!(min_max(&img).as_raw(), &want);
+    }
+    let constant = Radiograph::from_pixel(4, 4, Luma([3.5]));
+    assert_eq!(value_range(&constant), Some((3.5, 3.5)));
+    assert_eq!(value_range(&Radiograph::new(0, 0)), None);
 }
