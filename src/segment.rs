@@ -301,7 +301,9 @@ fn save_unit_png16(path: &Path, width: u32, height: u32, values: &[f32]) -> Resu
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inputs {
     /// The radiographs to segment: files given by name, in the order given, then each
-    /// folder's radiographs sorted by name.
+    /// folder's radiographs sorted by name. A folder entry that cannot be inspected (a
+    /// dangling symbolic link, a link loop, no permission) is among them, so that segmenting
+    /// it reports the problem for that entry alone.
     pub files: Vec<PathBuf>,
     /// Files inside the folders that are not radiographs (a `README.md`, checksums,
     /// sub-folders), left out.
@@ -316,7 +318,8 @@ const IMAGE_EXTENSIONS: &[&str] = &["png", "tif", "tiff", "dcm", "dicom"];
 /// a folder gives its radiographs, not recursively, sorted by name: files whose content is
 /// PNG, TIFF or DICOM ([`detect_format`] on the first 132 bytes, so extension-less DICOM
 /// files count), and files named `.png`, `.tif(f)`, `.dcm` or `.dicom` whatever their
-/// content. Everything else in a folder is listed in [`Inputs::skipped`]. Then no two
+/// content, and entries that cannot be inspected (a broken symbolic link: reading it
+/// reports why). Everything else in a folder is listed in [`Inputs::skipped`]. Then no two
 /// inputs may share a file stem, since the outputs are named after it
 /// ([`check_unique_stems`]).
 ///
@@ -357,7 +360,10 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
         entries.sort();
         let before = out.files.len();
         for path in entries {
-            if is_radiograph_file(&path).map_err(|e| Error::io(&path, e))? {
+            // An entry that cannot be inspected (a dangling symbolic link, a link loop, no
+            // permission) is kept: reading it reports why, as for any other input, and the
+            // rest of the folder is still segmented.
+            if is_radiograph_file(&path).unwrap_or(true) {
                 out.files.push(path);
             } else {
                 out.skipped.push(path);
@@ -436,4 +442,68 @@ fn count_labels(labels: &Mask) -> [u64; 4] {
         }] += 1;
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh, empty folder for one test.
+    fn scratch(test: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("xray-seg-segment-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn broken_links_in_a_folder_are_per_file_errors_not_the_folders() {
+        use std::os::unix::fs::symlink;
+        let dir = scratch("links");
+        let ok = dir.join("ok.png");
+        let image = Radiograph::from_fn(16, 16, |x, y| image::Luma([(x * 16 + y) as f32]));
+        xray_data::io::save_png16(&ok, &image).expect("test image");
+        symlink(dir.join("absent.png"), dir.join("dangling.png")).expect("dangling link");
+        symlink(dir.join("loop.png"), dir.join("loop.png")).expect("link loop");
+        symlink(dir.join("b.tif"), dir.join("a.tif")).expect("link cycle");
+        symlink(dir.join("a.tif"), dir.join("b.tif")).expect("link cycle");
+        symlink(dir.join("nowhere"), dir.join("notes")).expect("extension-less link");
+
+        let inputs = expand_inputs(std::slice::from_ref(&dir)).expect("the folder expands");
+        let names: Vec<String> = inputs
+            .files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.tif",
+                "b.tif",
+                "dangling.png",
+                "loop.png",
+                "notes",
+                "ok.png"
+            ]
+        );
+        assert!(inputs.skipped.is_empty());
+
+        // Each broken entry is its own error, naming it; the good file is segmented.
+        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
+            .expect("shipped weights");
+        let out = dir.join("out");
+        let opts = SegmentOptions::default();
+        for path in &inputs.files {
+            let result = segment_file(&predictor, path, &out, &opts);
+            if path == &ok {
+                assert_eq!(result.expect("ok.png is segmented").size, (16, 16));
+            } else {
+                let e = result.expect_err("a broken link is an error");
+                assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
