@@ -235,6 +235,30 @@ fn category_sampling_follows_the_unbalanced_weights() {
 }
 
 #[test]
+fn a_misspelt_config_key_is_an_error_not_a_default() {
+    // `heigth` would otherwise leave the height at its default without a word.
+    for json in [
+        r#"{"width": 40, "heigth": 40}"#,
+        r#"{"colimation_probability": 0.2}"#,
+        r#"{"physics": {"photon": [100, 200]}}"#,
+        r#"{"collimation": {"angle": 3}}"#,
+    ] {
+        let err = serde_json::from_str::<PhantomConfig>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field"), "{json}: {err}");
+    }
+    let ok: PhantomConfig = serde_json::from_str(r#"{"width": 40, "height": 40}"#).unwrap();
+    assert_eq!((ok.width, ok.height), (40, 40));
+    // What the generator writes it reads back.
+    let round = serde_json::to_string(&PhantomConfig::default()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<PhantomConfig>(&round).unwrap(),
+        PhantomConfig::default()
+    );
+}
+
+#[test]
 fn invalid_config_is_an_error() {
     let mut rng = StdRng::seed_from_u64(0);
     let small = PhantomConfig::with_size(4);

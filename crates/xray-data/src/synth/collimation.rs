@@ -107,7 +107,7 @@ impl FieldPolygon {
 
 /// How collimation is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CollimationConfig {
     /// Probability that each blade independently cuts into the image.
     pub side_probability: f32,

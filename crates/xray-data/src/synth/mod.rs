@@ -46,7 +46,7 @@ use crate::{DataError, Mask, Radiograph, Result, BONE, IGNORE_LABEL, OPEN_BEAM, 
 
 /// Settings of the phantom generator. Every range is drawn uniformly per image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PhantomConfig {
     /// Image width, pixels.
     pub width: u32,

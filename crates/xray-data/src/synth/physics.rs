@@ -23,7 +23,7 @@ pub enum OutputScale {
 
 /// Ranges of the physical parameters, each drawn uniformly per image.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PhysicsConfig {
     /// Soft-tissue linear attenuation, 1/mm (water is 0.027 at 40 keV, 0.020 at 60 keV).
     pub mu_tissue: [f32; 2],
