@@ -87,7 +87,7 @@ impl XNetConfig {
         let widest = scaled_width_f64(self.base_width, 3, self.width_multiplier);
         if widest > MAX_CHANNELS as f64 {
             return bad(format!(
-                "base_width {} × width_multiplier {} gives {widest:.0} channels at the deepest \
+                "base_width {} × width_multiplier {:?} gives {widest:.3e} channels at the deepest \
                  level (8 × base_width × width_multiplier); at most {MAX_CHANNELS} are accepted",
                 self.base_width, self.width_multiplier
             ));
