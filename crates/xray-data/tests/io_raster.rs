@@ -298,3 +298,21 @@ fn color_masks_follow_xnet_bgr_rules() {
         Err(DataError::UnknownLabel { value: 255, .. })
     ));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_dangling_symbolic_link_is_named_as_such() {
+    let dir = std::env::temp_dir().join(format!("xray-io-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("scan.png");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(dir.join("gone.png"), &link).unwrap();
+    let e = xray_data::io::load_image(&link, &xray_data::io::LoadOptions::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with(&link.display().to_string()), "{text}");
+    assert!(
+        text.contains("broken symbolic link") && text.contains("gone.png"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -147,7 +147,8 @@ pub fn load_image_with_body_part(
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<(Radiograph, Option<String>)> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| DataError::io(path, explain_broken_link(path, e)))?;
     match detect_format(path, &bytes)? {
         ImageFormat::Dicom => {
             let d = dicom::decode_dicom_at(path, &bytes, opts)?;
@@ -158,6 +159,24 @@ pub fn load_image_with_body_part(
             Ok((d.image, part))
         }
         _ => Ok((decode_image(path, &bytes, opts)?, None)),
+    }
+}
+
+/// "No such file or directory" for a file that is there, as a symbolic link whose target is
+/// not: says so, and names the target.
+fn explain_broken_link(path: &Path, e: std::io::Error) -> std::io::Error {
+    if e.kind() != std::io::ErrorKind::NotFound {
+        return e;
+    }
+    match std::fs::read_link(path) {
+        Ok(target) => std::io::Error::new(
+            e.kind(),
+            format!(
+                "broken symbolic link: its target {} does not exist",
+                target.display()
+            ),
+        ),
+        Err(_) => e,
     }
 }
 
