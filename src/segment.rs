@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use xray_data::io::{detect_format, load_image_with_body_part, save_mask, LoadOptions};
+use xray_data::normalize::value_range;
 use xray_data::synth::BodyPart;
 use xray_data::{Mask, Radiograph};
 use xray_postproc::{overlay, save_png, Collimator, OverlayConfig, Pipeline, Plane, ProbMap};
@@ -150,10 +151,36 @@ pub fn segment_file(
     )
 }
 
+/// The largest network input side [`segment_image`] accepts from a checkpoint's
+/// preprocessing record (`metadata.preprocess`; the shipped weights use 128, the XNet paper
+/// 200). A larger one is a corrupt or mistyped record: one 100 000 × 100 000 input plane
+/// alone is 40 GB.
+pub const MAX_NETWORK_INPUT_SIDE: u32 = 8192;
+
+/// Checks that the predictor's network input fits [`MAX_NETWORK_INPUT_SIDE`] (before any
+/// buffer of that size is allocated).
+///
+/// # Errors
+/// [`Error::Invalid`] naming the size.
+pub fn check_network_input(predictor: &Predictor) -> Result<()> {
+    let p = predictor.preprocess();
+    if p.width > MAX_NETWORK_INPUT_SIDE || p.height > MAX_NETWORK_INPUT_SIDE {
+        return Err(Error::Invalid(format!(
+            "the checkpoint's network input is {}x{} (metadata.preprocess); at most \
+             {MAX_NETWORK_INPUT_SIDE}x{MAX_NETWORK_INPUT_SIDE} is accepted",
+            p.width, p.height
+        )));
+    }
+    Ok(())
+}
+
 /// As [`segment_file`] for an image already in memory; `stem` names the outputs.
 ///
 /// # Errors
-/// As [`segment_file`].
+/// As [`segment_file`]; also a network input larger than [`MAX_NETWORK_INPUT_SIDE`]
+/// ([`check_network_input`]) and a constant image (every pixel the same value: min-max
+/// normalisation has nothing to scale, so the network would see a blank input), an
+/// [`Error::Io`] of kind `InvalidData` naming `source`.
 pub fn segment_image(
     predictor: &Predictor,
     image: &Radiograph,
@@ -162,6 +189,18 @@ pub fn segment_image(
     out_dir: &Path,
     opts: &SegmentOptions,
 ) -> Result<Segmented> {
+    check_network_input(predictor)?;
+    if let Some((value, _)) = value_range(image).filter(|(lo, hi)| lo == hi) {
+        return Err(Error::io(
+            source,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the image is constant (every pixel is {value}): there is nothing to segment"
+                ),
+            ),
+        ));
+    }
     let category = opts.category.clone();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let (w, h) = image.dimensions();
@@ -504,6 +543,70 @@ mod tests {
                 assert!(e.to_string().contains(&path.display().to_string()), "{e}");
             }
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_absurd_network_input_size_is_an_error_before_any_allocation() {
+        use candle_nn::{VarBuilder, VarMap};
+        use xnet_model::models::{ModelConfig, XNetConfig};
+        let cfg = ModelConfig::XNet(XNetConfig {
+            base_width: 2,
+            ..Default::default()
+        });
+        let varmap = VarMap::new();
+        let device = candle_core::Device::Cpu;
+        let model = cfg
+            .build(VarBuilder::from_varmap(
+                &varmap,
+                candle_core::DType::F32,
+                &device,
+            ))
+            .expect("small network");
+        // A multiple of 8, as the network asks, but a 40 GB input plane.
+        let preprocess = crate::prepare::Preprocess::square(100_000);
+        let predictor =
+            Predictor::new(model, cfg, varmap, preprocess, &device).expect("a valid record");
+        let e = check_network_input(&predictor).expect_err("too large");
+        assert!(e.to_string().contains("100000x100000"), "{e}");
+        let dir = scratch("huge-input");
+        let image = Radiograph::from_fn(8, 8, |x, y| image::Luma([(x + y) as f32]));
+        let e = segment_image(
+            &predictor,
+            &image,
+            "x",
+            "x.png",
+            &dir,
+            &SegmentOptions::default(),
+        )
+        .expect_err("too large");
+        assert!(e.to_string().contains("network input"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn constant_and_subnormal_images() {
+        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
+            .expect("shipped weights");
+        let dir = scratch("constant");
+        let opts = SegmentOptions::default();
+        // A constant image is reported as such, naming it.
+        let flat = Radiograph::from_pixel(24, 16, image::Luma([42.0]));
+        let e = segment_image(&predictor, &flat, "flat", "flat.png", &dir, &opts)
+            .expect_err("a constant image is an error");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("flat.png: ") && text.contains("constant") && text.contains("42"),
+            "{text}"
+        );
+        // Values around 1e-40 (subnormal f32) are not constant: they are segmented (they
+        // once gave a NaN network input).
+        let tiny = Radiograph::from_fn(24, 16, |x, y| {
+            image::Luma([1e-40 + (x * 16 + y) as f32 * 1e-42])
+        });
+        let s = segment_image(&predictor, &tiny, "tiny", "tiny.tif", &dir, &opts)
+            .expect("subnormal values are segmented");
+        assert_eq!(s.label_counts.iter().sum::<u64>(), 24 * 16);
         std::fs::remove_dir_all(&dir).ok();
     }
 }
