@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use xray_seg::compare::{default_variants, run, to_markdown};
-use xray_seg::train::{Arch, TrainJob};
+use xray_seg::train::{check_run_name, Arch, TrainJob};
 
 #[derive(Parser, Debug)]
 #[command(about = "Compare architectures and the classical baseline on the same data and budget")]
@@ -20,7 +20,7 @@ struct Args {
     /// Dataset folder; synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Run name: outputs go to runs/<name>/.
+    /// Run name: outputs go to runs/<name>/ (a rerun under the same name replaces them).
     #[arg(long, default_value = "compare")]
     name: String,
     /// Directory that holds the runs.
@@ -71,6 +71,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = check_run_name(&args.name) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let job = TrainJob {
         data: args.data.clone(),
         run_dir: args.runs.join(&args.name),
