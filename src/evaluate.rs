@@ -23,11 +23,12 @@ pub struct LabelScores {
     pub method: String,
     /// Pixel accuracy.
     pub accuracy: Option<f64>,
-    /// F1 averaged by support.
+    /// F1 averaged by support; NaN (`null` in JSON, "n/a" in tables) when no pixel was
+    /// scored, since there is nothing to score (not a score of 0).
     pub f1_weighted: f64,
-    /// Unweighted mean F1 over present classes.
+    /// Unweighted mean F1 over present classes; NaN when no pixel was scored.
     pub f1_macro: f64,
-    /// F1 per class.
+    /// F1 per class; NaN for every class when no pixel was scored.
     pub f1_per_class: Vec<f64>,
     /// Fraction of pixels that are not soft tissue but were labelled soft tissue (the paper's
     /// "soft-tissue false positives").
@@ -39,10 +40,18 @@ pub struct LabelScores {
 }
 
 impl LabelScores {
-    /// Scores from a confusion matrix (soft tissue = class 1).
+    /// Scores from a confusion matrix (soft tissue = class 1). A matrix without a scored
+    /// pixel gives NaN F1 scores (see [`LabelScores::f1_weighted`]).
     pub fn from_confusion(method: impl Into<String>, cm: &ConfusionMatrix) -> Self {
         let zd = ZeroDivision::Zero;
-        let f1 = |avg| cm.score(ClassMetric::F1, avg, zd).value().unwrap_or(0.0);
+        let scored = cm.total() > 0;
+        let f1 = |avg| {
+            if scored {
+                cm.score(ClassMetric::F1, avg, zd).value().unwrap_or(0.0)
+            } else {
+                f64::NAN
+            }
+        };
         let [tp, fp, fneg, tn] = if cm.num_classes() > 1 {
             cm.tp_fp_fn_tn(1)
         } else {
@@ -54,7 +63,11 @@ impl LabelScores {
             accuracy: cm.accuracy(),
             f1_weighted: f1(Average::Weighted),
             f1_macro: f1(Average::Macro),
-            f1_per_class: cm.per_class(ClassMetric::F1, zd),
+            f1_per_class: if scored {
+                cm.per_class(ClassMetric::F1, zd)
+            } else {
+                vec![f64::NAN; cm.num_classes()]
+            },
             soft_tissue_false_positive_rate: ratio(fp, fp + tn),
             soft_tissue_recall: ratio(tp, tp + fneg),
             confusion_matrix: cm.rows(),
@@ -70,11 +83,12 @@ impl LabelScores {
             self.accuracy.map_or("n/a".into(), |a| format!("{a:.4}"))
         );
         s += &format!(
-            "| F1 weighted | {:.4} |\n| F1 macro | {:.4} |\n",
-            self.f1_weighted, self.f1_macro
+            "| F1 weighted | {} |\n| F1 macro | {} |\n",
+            score(self.f1_weighted),
+            score(self.f1_macro)
         );
-        for (name, f) in class_names.iter().zip(&self.f1_per_class) {
-            s += &format!("| F1 {name} | {f:.4} |\n");
+        for (name, &f) in class_names.iter().zip(&self.f1_per_class) {
+            s += &format!("| F1 {name} | {} |\n", score(f));
         }
         s += &format!(
             "| soft-tissue false positives | {} |\n| soft-tissue recall | {} |\n",
@@ -82,6 +96,15 @@ impl LabelScores {
             pct(self.soft_tissue_recall),
         );
         s
+    }
+}
+
+/// A score to four decimals, or "n/a" when it is undefined (NaN: nothing was scored).
+fn score(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "n/a".into()
     }
 }
 
@@ -98,7 +121,8 @@ pub struct CategoryScores {
     /// Their pooled arg-max scores (`method` is the category).
     pub scores: LabelScores,
     /// Top-label ECE (l1, the report's 15 equal-width torchmetrics bins) of these images'
-    /// probabilities, at the predictor's temperature; `None` when only labels were scored.
+    /// probabilities, at the predictor's temperature; `None` when only labels were scored,
+    /// or when no pixel was.
     pub ece: Option<f64>,
     /// The reliability bins the ECE comes from, kept so that disjoint image sets (folds)
     /// can be pooled.
@@ -107,7 +131,8 @@ pub struct CategoryScores {
 }
 
 impl CategoryScores {
-    /// One line for a terminal: name, weighted F1, ECE and image count.
+    /// One line for a terminal: name, weighted F1, ECE and image count ("n/a" for a score
+    /// that is undefined: no probabilities, or no scored pixel).
     ///
     /// # Examples
     /// ```
@@ -122,10 +147,10 @@ impl CategoryScores {
     /// ```
     pub fn summary_line(&self) -> String {
         format!(
-            "{:<16} weighted F1 {:.4}, ECE {} over {:>3} image(s)",
+            "{:<16} weighted F1 {}, ECE {} over {:>3} image(s)",
             self.category,
-            self.scores.f1_weighted,
-            self.ece.map_or("n/a".into(), |e| format!("{e:.4}")),
+            score(self.scores.f1_weighted),
+            self.ece.map_or("n/a".into(), score),
             self.images
         )
     }
@@ -192,7 +217,12 @@ impl CategoryPool {
             images: self.images,
             pixels: self.confusion.total(),
             scores: LabelScores::from_confusion(name, &self.confusion),
-            ece: self.calibration.as_ref().map(|b| b.reliability().ece()),
+            // No scored pixel: no calibration to speak of (the bins' ECE would read 0).
+            ece: self
+                .calibration
+                .as_ref()
+                .filter(|b| b.total() > 0)
+                .map(|b| b.reliability().ece()),
             calibration: self.calibration,
         }
     }
@@ -332,18 +362,18 @@ pub fn per_category_markdown(scores: &[CategoryScores], class_names: &[String]) 
     for c in scores {
         let l = &c.scores;
         s += &format!(
-            "| {} | {} | {} | {} | {:.4} | {:.4} |",
+            "| {} | {} | {} | {} | {} | {} |",
             c.category,
             c.images,
             c.pixels,
             l.accuracy.map_or("n/a".into(), |a| format!("{a:.4}")),
-            l.f1_weighted,
-            l.f1_macro
+            score(l.f1_weighted),
+            score(l.f1_macro)
         );
-        for f in &l.f1_per_class {
-            s += &format!(" {f:.4} |");
+        for &f in &l.f1_per_class {
+            s += &format!(" {} |", score(f));
         }
-        s += &format!(" {} |\n", c.ece.map_or("n/a".into(), |e| format!("{e:.4}")));
+        s += &format!(" {} |\n", c.ece.map_or("n/a".into(), score));
     }
     s
 }
@@ -468,4 +498,62 @@ pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
     std::fs::write(&path, md).map_err(|e| Error::io(&path, e))?;
     xray_metrics::save_plots(&eval.report, dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_category_without_scored_pixels_has_no_scores_and_is_not_the_weakest() {
+        // "knee": one image, every pixel ignored; "hand": scored, half right.
+        let empty = ConfusionMatrix::new(3).unwrap();
+        let half = ConfusionMatrix::from_labels(&[0, 1, 2, 2], &[0, 1, 0, 1], 3).unwrap();
+        let mut bins = ReliabilityBins::new(15).unwrap();
+        bins.push(0.9, true);
+        bins.push(0.8, false);
+        let calibration = [ReliabilityBins::new(15).unwrap(), bins];
+        let scores = per_category_scores(
+            [Some("knee"), Some("hand")],
+            &[empty, half],
+            Some(&calibration),
+            3,
+        )
+        .unwrap();
+        let (hand, knee) = (&scores[0], &scores[1]);
+        assert_eq!((knee.category.as_str(), knee.pixels), ("knee", 0));
+        assert!(knee.scores.f1_weighted.is_nan() && knee.scores.f1_macro.is_nan());
+        assert_eq!(knee.ece, None);
+        assert_eq!(
+            knee.summary_line(),
+            "knee             weighted F1 n/a, ECE n/a over   1 image(s)"
+        );
+        assert!(
+            hand.summary_line().contains("weighted F1 0."),
+            "{}",
+            hand.summary_line()
+        );
+        let md = per_category_markdown(&scores, &class_names(3));
+        assert!(
+            md.contains("| knee | 1 | 0 | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"),
+            "{md}"
+        );
+        assert!(!md.contains("NaN"), "{md}");
+        // JSON says null, not 0.
+        let json = serde_json::to_value(knee).unwrap();
+        assert!(json["scores"]["f1_weighted"].is_null(), "{json}");
+        // The train job names the category of least weighted F1 (`total_cmp`): never one
+        // without pixels, whose NaN sorts after every score.
+        let weakest = scores
+            .iter()
+            .min_by(|a, b| a.scores.f1_weighted.total_cmp(&b.scores.f1_weighted))
+            .unwrap();
+        assert_eq!(weakest.category, "hand");
+        let md = LabelScores::from_confusion("arg-max", &ConfusionMatrix::new(3).unwrap())
+            .to_markdown(&class_names(3));
+        assert!(
+            md.contains("| F1 weighted | n/a |") && !md.contains("NaN"),
+            "{md}"
+        );
+    }
 }
