@@ -13,6 +13,11 @@ use xray_data::Radiograph;
 
 use crate::{Error, Result};
 
+/// Largest network input side accepted. Radiographs are resized to the network input, whose
+/// side is a few hundred pixels (the shipped weights use 128, the XNet paper 200); a larger
+/// one is a corrupt or mistyped record: one 100 000 × 100 000 input plane alone is 40 GB.
+pub const MAX_INPUT_SIDE: u32 = 8192;
+
 /// The preprocessing a checkpoint was trained with (stored under `"preprocess"` in its
 /// `config.json` metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -63,8 +68,16 @@ impl Preprocess {
     /// Checks the sizes against a network's size multiple.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when a side is zero or not a multiple of `size_multiple`.
+    /// [`Error::Invalid`] when a side is zero, larger than [`MAX_INPUT_SIDE`] or not a
+    /// multiple of `size_multiple`.
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
+        if self.width > MAX_INPUT_SIDE || self.height > MAX_INPUT_SIDE {
+            return Err(Error::Invalid(format!(
+                "network input {}x{} is larger than {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} \
+                 (metadata.preprocess of a checkpoint, or --size)",
+                self.width, self.height
+            )));
+        }
         let m = size_multiple.max(1) as u32;
         if self.width == 0
             || self.height == 0

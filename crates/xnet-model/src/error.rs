@@ -84,7 +84,8 @@ pub enum ModelError {
     },
     /// The training loss (or gradient norm) became NaN or infinite.
     #[error(
-        "non-finite {what} ({value}) at epoch {epoch}, batch {batch}; training stopped{}",
+        "non-finite {what} ({value}) at epoch {epoch}, batch {batch}; training stopped{} \
+         (the training diverged: a lower learning rate, or gradient clipping, usually helps)",
         match checkpoint {
             Some(p) => format!(", the last good checkpoint is in {}", p.display()),
             None => String::from(" (no checkpoint directory was set)"),
