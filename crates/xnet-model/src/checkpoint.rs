@@ -86,19 +86,46 @@ pub fn save(
     write_json_atomic(&dir.join(CONFIG_FILE), &cfg)
 }
 
-/// Resolves a checkpoint path: a directory, or its weights file (the config is its
-/// sibling). Returns `(weights file, config file)`.
+/// Resolves a checkpoint path: a directory, its weights file or its `config.json` (the
+/// other file is the sibling). Returns `(weights file, config file)`.
+///
+/// # Examples
+/// ```
+/// use std::path::Path;
+/// use xnet_model::checkpoint::resolve;
+/// let (w, c) = resolve(Path::new("runs/hip/config.json"));
+/// assert_eq!((w.as_path(), c.as_path()), (Path::new("runs/hip/model.safetensors"), Path::new("runs/hip/config.json")));
+/// ```
 pub fn resolve(path: &Path) -> (PathBuf, PathBuf) {
     if path.is_dir() {
-        (path.join(WEIGHTS_FILE), path.join(CONFIG_FILE))
+        return (path.join(WEIGHTS_FILE), path.join(CONFIG_FILE));
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if path.file_name().is_some_and(|n| n == CONFIG_FILE) {
+        (dir.join(WEIGHTS_FILE), path.to_path_buf())
     } else {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         (path.to_path_buf(), dir.join(CONFIG_FILE))
     }
 }
 
-/// Reads `config.json` of a checkpoint (directory or weights file).
+/// Reads `config.json` of a checkpoint (directory, weights file or the config itself).
+///
+/// # Errors
+/// A path that does not exist (named as given, not as the config file it would imply), an
+/// unreadable or invalid `config.json`, or a format version newer than this crate's.
 pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
+    if !path.exists() {
+        return Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no checkpoint here: expected a run directory holding {WEIGHTS_FILE} and \
+                     {CONFIG_FILE}, or one of those files"
+                ),
+            ),
+        });
+    }
     let (_, cfg_path) = resolve(path);
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| ModelError::Io {
         path: cfg_path.clone(),

@@ -44,7 +44,7 @@ fn save_then_load_gives_the_same_outputs() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
-    for path in [dir.clone(), dir.join(WEIGHTS_FILE)] {
+    for path in [dir.clone(), dir.join(WEIGHTS_FILE), dir.join(CONFIG_FILE)] {
         let loaded = checkpoint::load(&path, &dev).unwrap();
         assert_eq!(loaded.config, cfg);
         assert_eq!(loaded.metadata["epoch"], 7);
@@ -161,6 +161,15 @@ fn missing_or_corrupt_files_are_errors_naming_the_file() {
     let e = checkpoint::load(&dir, &dev).unwrap_err();
     assert!(matches!(e, ModelError::Io { .. }), "{e}");
     assert!(e.to_string().contains(CONFIG_FILE), "{e}");
+    // A path that does not exist is named as given, not as the config it would imply.
+    let typo = dir.join("no-such-run");
+    let e = checkpoint::load(&typo, &dev).unwrap_err();
+    assert!(matches!(e, ModelError::Io { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no-such-run") && msg.contains("no checkpoint here"),
+        "{msg}"
+    );
     std::fs::write(dir.join(CONFIG_FILE), "{ not json").unwrap();
     let e = checkpoint::load(&dir, &dev).unwrap_err();
     assert!(matches!(e, ModelError::Json { .. }), "{e}");
