@@ -121,7 +121,8 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     let pipeline = match &args.postproc {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| xray_seg::Error::io(p, e))?;
-            Pipeline::from_json(&text)?
+            Pipeline::from_json(&text)
+                .map_err(|e| xray_seg::Error::Invalid(format!("{}: {e}", p.display())))?
         }
         None => {
             let mut cfg = PipelineConfig::default();
