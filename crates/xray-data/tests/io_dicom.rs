@@ -584,3 +584,37 @@ fn nema_rg2_jpeg_ls_lossless_is_pixel_identical() {
         "JPEG-LS decode differs"
     );
 }
+
+#[test]
+fn a_header_that_does_not_describe_the_pixel_data_is_an_error() {
+    let pixels: Vec<u16> = (0..24).collect();
+    // As written: 4 × 6, 16 bits.
+    assert!(load(&Raw::new(4, 6, &pixels)).is_ok());
+    // Rows understated: the decoder would read the first row and say nothing.
+    let e = load(&Raw::new(1, 6, &pixels)).unwrap_err().to_string();
+    assert!(e.contains("48 bytes") && e.contains("1 × 6 × 2 × 1 = 12"), "{e}");
+    // BitsAllocated 8 over 16-bit data.
+    let mut raw = Raw::new(4, 6, &pixels);
+    (raw.bits_allocated, raw.bits_stored, raw.high_bit) = (8, 8, 7);
+    let e = load(&raw).unwrap_err().to_string();
+    assert!(e.contains("does not describe"), "{e}");
+    // Short data: the message suggests truncation.
+    let e = load(&Raw::new(8, 6, &pixels)).unwrap_err().to_string();
+    assert!(e.contains("truncated"), "{e}");
+    // NumberOfFrames counts: two frames of 2 × 6.
+    let mut raw = Raw::new(2, 6, &pixels);
+    raw.frames = Some("2");
+    assert!(load(&raw).is_ok());
+}
+
+#[test]
+fn a_truncated_file_is_called_truncated() {
+    let pixels: Vec<u16> = (0..24).collect();
+    let bytes = Raw::new(4, 6, &pixels).bytes();
+    for cut in [bytes.len() - 10, bytes.len() / 2] {
+        let e = decode_dicom(&bytes[..cut], &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated"), "cut at {cut}: {e}");
+    }
+}

@@ -151,6 +151,52 @@ fn get_float(
     }
 }
 
+/// Native (uncompressed) pixel data must hold exactly what the header describes: Rows ×
+/// Columns × BitsAllocated / 8 bytes per frame, times NumberOfFrames, plus at most one
+/// padding byte. The decoder reads only the first frame's worth, so a header that
+/// understates the data (Rows 1 over a whole image, BitsAllocated 8 over 16-bit data) would
+/// otherwise give a wrong image without a word. Encapsulated (compressed) data is checked by
+/// its decoder.
+fn check_native_length(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    rows: u32,
+    cols: u32,
+    bits_allocated: i64,
+    frames: u32,
+) -> Result<()> {
+    use dicom_core::header::HasLength;
+    let Ok(element) = obj.element(tags::PIXEL_DATA) else {
+        return Err(derr(path, "required attribute PixelData is missing"));
+    };
+    let Some(value) = element.value().primitive() else {
+        return Ok(());
+    };
+    let Some(found) = value.length().get() else {
+        return Ok(());
+    };
+    let expected =
+        u64::from(rows) * u64::from(cols) * (bits_allocated as u64 / 8) * u64::from(frames);
+    let found = u64::from(found);
+    if found == expected || found == expected + 1 {
+        return Ok(());
+    }
+    Err(derr(
+        path,
+        format!(
+            "the pixel data holds {found} bytes, but Rows × Columns × BitsAllocated/8 × \
+             NumberOfFrames = {rows} × {cols} × {} × {frames} = {expected}: the header does not \
+             describe this data{}",
+            bits_allocated / 8,
+            if found < expected {
+                " (is the file truncated?)"
+            } else {
+                ""
+            }
+        ),
+    ))
+}
+
 fn get_spacing(obj: &DefaultDicomObject) -> Option<[f64; 2]> {
     [tags::PIXEL_SPACING, tags::IMAGER_PIXEL_SPACING]
         .into_iter()
@@ -183,7 +229,32 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
             .from_reader(bytes)
     })
     .map_err(|_| derr(path, "the DICOM parser panicked on this file"))?;
-    let obj = parsed.map_err(|e| derr(path, format!("not a readable DICOM file: {e}")))?;
+    let obj = parsed.map_err(|e| {
+        // The parser's top-level message ("Could not read data set token") hides the cause;
+        // give the chain, and say so plainly when the file simply ends too early.
+        let mut message = e.to_string();
+        let mut truncated = false;
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            if cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+            {
+                truncated = true;
+            }
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
+            source = cause.source();
+        }
+        let hint = if truncated {
+            " (the file ends early: truncated?)"
+        } else {
+            ""
+        };
+        derr(path, format!("not a readable DICOM file: {message}{hint}"))
+    })?;
 
     let rows = require_int(path, &obj, tags::ROWS, "Rows")?;
     let cols = require_int(path, &obj, tags::COLUMNS, "Columns")?;
@@ -283,6 +354,7 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
     let inverse_lut = get_str(&obj, tags::PRESENTATION_LUT_SHAPE).as_deref() == Some("INVERSE");
     let inverted = (photometric == Photometric::Monochrome2) != inverse_lut;
 
+    check_native_length(path, &obj, rows, cols, bits_allocated, frames)?;
     let decoded = catch_unwind_quietly(|| obj.decode_pixel_data_frame(opts.frame))
         .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
         .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;
