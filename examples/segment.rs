@@ -104,6 +104,14 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
             skipped.display()
         );
     }
+    if !inputs.previous_outputs.is_empty() {
+        eprintln!(
+            "skipped {} file(s) named like segment's own outputs (<stem>.labels.png, \
+             .overlay.png, ...), e.g. {}",
+            inputs.previous_outputs.len(),
+            inputs.previous_outputs[0].display()
+        );
+    }
     let weights = args
         .weights
         .clone()

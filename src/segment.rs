@@ -322,6 +322,29 @@ pub struct Inputs {
     /// Files inside the folders that are not radiographs (a `README.md`, checksums,
     /// sub-folders), left out.
     pub skipped: Vec<PathBuf>,
+    /// Files inside the folders that an earlier `segment` run wrote (named
+    /// `<stem>.labels.png`, `.field.png`, `.overlay.png`, `.uncertainty.png` or
+    /// `.prob-<k>.png`), left out so that a folder used as its own `--out` is not segmented
+    /// again with its results. Named explicitly, such a file is segmented like any other.
+    pub previous_outputs: Vec<PathBuf>,
+}
+
+/// Whether a file name is one that [`segment_file`] writes.
+fn is_segment_output(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some(stem) = name.strip_suffix(".png") else {
+        return false;
+    };
+    let Some((base, kind)) = stem.rsplit_once('.') else {
+        return false;
+    };
+    !base.is_empty()
+        && (matches!(kind, "labels" | "field" | "overlay" | "uncertainty")
+            || kind
+                .strip_prefix("prob-")
+                .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// File extensions taken as radiographs inside a folder even when their content is not
@@ -333,7 +356,8 @@ const IMAGE_EXTENSIONS: &[&str] = &["png", "tif", "tiff", "dcm", "dicom"];
 /// PNG, TIFF or DICOM ([`detect_format`] on the first 132 bytes, so extension-less DICOM
 /// files count), and files named `.png`, `.tif(f)`, `.dcm` or `.dicom` whatever their
 /// content, and entries that cannot be inspected (a broken symbolic link: reading it
-/// reports why). Everything else in a folder is listed in [`Inputs::skipped`]. Then no two
+/// reports why). An earlier run's outputs are listed in [`Inputs::previous_outputs`],
+/// everything else in a folder in [`Inputs::skipped`]. Then no two
 /// inputs may share a file stem, since the outputs are named after it
 /// ([`check_unique_stems`]).
 ///
@@ -377,7 +401,9 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
             // An entry that cannot be inspected (a dangling symbolic link, a link loop, no
             // permission) is kept: reading it reports why, as for any other input, and the
             // rest of the folder is still segmented.
-            if is_radiograph_file(&path).unwrap_or(true) {
+            if is_segment_output(&path) {
+                out.previous_outputs.push(path);
+            } else if is_radiograph_file(&path).unwrap_or(true) {
                 out.files.push(path);
             } else {
                 out.skipped.push(path);

@@ -40,6 +40,20 @@ fn a_folder_gives_its_radiographs_sorted_and_lists_the_rest() {
     write(&dir.join("SHA256SUMS"), b"0123  RG2_UNC\n");
     std::fs::create_dir_all(dir.join("sub")).expect("sub-folder");
     write(&dir.join("sub").join("deeper.png"), b"\x89PNG\r\n\x1a\n");
+    // What an earlier run with this folder as --out wrote beside its inputs.
+    for out in [
+        "b.labels.png",
+        "b.field.png",
+        "b.overlay.png",
+        "b.uncertainty.png",
+        "b.prob-0.png",
+        "b.prob-12.png",
+    ] {
+        write(&dir.join(out), b"\x89PNG\r\n\x1a\n");
+    }
+    // Names that only look alike are radiographs.
+    write(&dir.join("c.prob-x.png"), b"\x89PNG\r\n\x1a\n");
+    write(&dir.join(".labels.png"), b"\x89PNG\r\n\x1a\n");
 
     let inputs = expand_inputs(std::slice::from_ref(&dir)).expect("folder expands");
     let names = |paths: &[PathBuf]| -> Vec<String> {
@@ -50,9 +64,28 @@ fn a_folder_gives_its_radiographs_sorted_and_lists_the_rest() {
     };
     assert_eq!(
         names(&inputs.files),
-        ["RG2_UNC", "a_tiff", "b.png", "corrupt.tif", "empty.DCM"]
+        [
+            ".labels.png",
+            "RG2_UNC",
+            "a_tiff",
+            "b.png",
+            "c.prob-x.png",
+            "corrupt.tif",
+            "empty.DCM"
+        ]
     );
     assert_eq!(names(&inputs.skipped), ["README.md", "SHA256SUMS", "sub"]);
+    assert_eq!(
+        names(&inputs.previous_outputs),
+        [
+            "b.field.png",
+            "b.labels.png",
+            "b.overlay.png",
+            "b.prob-0.png",
+            "b.prob-12.png",
+            "b.uncertainty.png"
+        ]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
