@@ -59,7 +59,7 @@ struct Args {
     /// default: a DICOM input's BodyPartExamined (CHEST → chest, FOOT → ankle_foot, ...).
     #[arg(long)]
     category: Option<String>,
-    /// DICOM frame of multi-frame files.
+    /// Frame of multi-frame DICOM files, page of multi-page TIFF files (0-based).
     #[arg(long, default_value_t = 0)]
     frame: u32,
     /// Convert colour inputs to grey instead of refusing them.

@@ -316,3 +316,40 @@ fn a_dangling_symbolic_link_is_named_as_such() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_multi_page_tiff_gives_the_page_asked_for() {
+    use tiff::encoder::colortype::Gray16;
+    let dir = tempdir("pages");
+    let p = dir.join("pages.tif");
+    let pages: [(u32, u32, u16); 3] = [(4, 3, 100), (5, 2, 200), (2, 2, 300)];
+    let f = std::fs::File::create(&p).unwrap();
+    let mut enc = tiff::encoder::TiffEncoder::new(f).unwrap();
+    for (w, h, v) in pages {
+        let data: Vec<u16> = (0..w * h).map(|i| v + i as u16).collect();
+        enc.write_image::<Gray16>(w, h, &data).unwrap();
+    }
+    drop(enc);
+    for (frame, (w, h, v)) in pages.iter().enumerate() {
+        let opts = LoadOptions {
+            frame: frame as u32,
+            ..LoadOptions::default()
+        };
+        let img = load_image(&p, &opts).unwrap();
+        assert_eq!(img.dimensions(), (*w, *h), "page {frame}");
+        assert_eq!(img.as_raw()[0], f32::from(*v), "page {frame}");
+    }
+    let past = LoadOptions {
+        frame: 3,
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load_image(&p, &past),
+        Err(DataError::FrameOutOfRange {
+            frame: 3,
+            frames: 3,
+            ..
+        })
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}

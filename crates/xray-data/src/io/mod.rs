@@ -40,7 +40,8 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 /// Options for [`load_image`] and [`load_dicom`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Frame of a multi-frame DICOM file (0-based). Other formats only have frame 0.
+    /// Frame of a multi-frame DICOM file, or page of a multi-page TIFF (0-based). A PNG only
+    /// has frame 0.
     pub frame: u32,
     /// Convert colour (RGB/RGBA, grayscale+alpha) PNG and TIFF to luma with the Rec. 709
     /// weights instead of returning [`DataError::ColorImage`].

@@ -133,7 +133,6 @@ pub(crate) fn decode_png(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Resul
 pub(crate) fn decode_tiff(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
     use tiff::decoder::{Decoder, DecodingResult, Limits};
     use tiff::ColorType;
-    check_frame(path, opts)?;
     let err = |e: tiff::TiffError| decode_err(path, "TIFF", e);
     let mut limits = Limits::default();
     // The largest accepted image as 64-bit samples of four channels; the pixel limit itself
@@ -144,6 +143,17 @@ pub(crate) fn decode_tiff(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Resu
     let mut dec = Decoder::new(Cursor::new(bytes))
         .map_err(err)?
         .with_limits(limits);
+    // A multi-page TIFF holds one image per page; `frame` picks the page (0-based).
+    for page in 0..opts.frame {
+        if !dec.more_images() {
+            return Err(DataError::FrameOutOfRange {
+                path: path.to_path_buf(),
+                frame: opts.frame,
+                frames: page + 1,
+            });
+        }
+        dec.next_image().map_err(err)?;
+    }
     let (w, h) = dec.dimensions().map_err(err)?;
     check_size(path, w.into(), h.into(), opts.max_pixels)?;
     let ct = dec.colortype().map_err(err)?;
