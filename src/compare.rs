@@ -116,6 +116,8 @@ pub fn to_markdown(rows: &[Row]) -> String {
                 s += &r
                     .f1_by_category
                     .get(*c)
+                    // A category without a scored pixel has F1 NaN (see CategoryScores).
+                    .filter(|f| f.is_finite())
                     .map_or(" n/a |".to_string(), |f| format!(" {f:.4} |"));
             }
             s += "\n";
