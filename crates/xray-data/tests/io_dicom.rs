@@ -592,7 +592,10 @@ fn a_header_that_does_not_describe_the_pixel_data_is_an_error() {
     assert!(load(&Raw::new(4, 6, &pixels)).is_ok());
     // Rows understated: the decoder would read the first row and say nothing.
     let e = load(&Raw::new(1, 6, &pixels)).unwrap_err().to_string();
-    assert!(e.contains("48 bytes") && e.contains("1 × 6 × 2 × 1 = 12"), "{e}");
+    assert!(
+        e.contains("48 bytes") && e.contains("1 × 6 × 2 × 1 = 12"),
+        "{e}"
+    );
     // BitsAllocated 8 over 16-bit data.
     let mut raw = Raw::new(4, 6, &pixels);
     (raw.bits_allocated, raw.bits_stored, raw.high_bit) = (8, 8, 7);
