@@ -502,8 +502,11 @@ fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
 }
 
 fn check_job(job: &TrainJob) -> Result<()> {
-    if job.epochs == 0 || job.batch == 0 || job.size == 0 {
-        return Err(Error::Invalid("epochs, batch and size must be ≥ 1".into()));
+    if job.epochs == 0 || job.batch == 0 || job.size == 0 || job.width == 0 || job.patience == 0 {
+        return Err(Error::Invalid(format!(
+            "epochs, batch, size, width and patience must be ≥ 1, got {}, {}, {}, {} and {}",
+            job.epochs, job.batch, job.size, job.width, job.patience
+        )));
     }
     // The network and its input size, before any file is written or image read.
     let config = model_config(job.arch, job.width, job.upsampling);

@@ -302,3 +302,29 @@ fn run_names_stay_inside_the_runs_folder() {
         assert!(err.contains("run name"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn a_zero_width_or_patience_is_an_error_not_one() {
+    let tmp = temp_dir("train-zero-options");
+    for (job, what) in [
+        (
+            TrainJob {
+                width: 0,
+                ..tiny_job(tmp.join("w"))
+            },
+            "width 0",
+        ),
+        (
+            TrainJob {
+                patience: 0,
+                ..tiny_job(tmp.join("p"))
+            },
+            "patience 0",
+        ),
+    ] {
+        let err = error_of(&job, what);
+        assert!(err.contains("must be ≥ 1"), "{what}: {err}");
+        assert!(!job.run_dir.exists(), "{what}: a run folder was made");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
