@@ -4,7 +4,9 @@
 //! [`VarMap`], batch-norm running statistics included) and [`CONFIG_FILE`] (a
 //! [`CheckpointConfig`]: the [`ModelConfig`] plus free-form metadata). Each file is written to
 //! a temporary name in the same directory and renamed into place, so a crash mid-write never
-//! leaves a truncated file under the final name.
+//! leaves a truncated file under the final name. The two are renamed one after the other, so
+//! the config records the weights' [`weights_digest`]: a pair from two saves (a crash between
+//! the renames) is refused at load ([`check_weights_digest`]) rather than mixed.
 //!
 //! Loading validates the stored configuration, compares the tensors it needs (names and
 //! shapes, found without allocating them) with the safetensors header, and only then reads
@@ -40,6 +42,30 @@ pub struct CheckpointConfig {
     /// Free-form metadata (training epoch, validation loss, normalisation, ...).
     #[serde(default)]
     pub metadata: serde_json::Value,
+    /// Digest of the weights file saved with this config ([`weights_digest`]), so that a
+    /// pair torn by an interrupted save (the two files are renamed into place one after the
+    /// other) is refused at load instead of mixing two saves. Absent in checkpoints written
+    /// before it existed, which load unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_digest: Option<String>,
+}
+
+/// A digest of a weights file's bytes: their length and 64-bit FNV-1a hash, as
+/// `"fnv1a64:<16 hex digits>:<length>"`. Not cryptographic: it tells two saves apart.
+///
+/// # Examples
+/// ```
+/// use xnet_model::checkpoint::weights_digest;
+/// assert_eq!(weights_digest(b""), "fnv1a64:cbf29ce484222325:0");
+/// assert_eq!(weights_digest(b"a"), "fnv1a64:af63dc4c8601ec8c:1");
+/// ```
+pub fn weights_digest(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("fnv1a64:{hash:016x}:{}", bytes.len())
 }
 
 /// A network loaded from a checkpoint.
@@ -77,11 +103,12 @@ pub fn save(
         source,
     })?;
     let tensors = varmap_tensors(varmap)?;
-    write_safetensors_atomic(&dir.join(WEIGHTS_FILE), &tensors)?;
+    let digest = write_safetensors_atomic(&dir.join(WEIGHTS_FILE), &tensors)?;
     let cfg = CheckpointConfig {
         format_version: FORMAT_VERSION,
         model: config.clone(),
         metadata,
+        weights_digest: Some(digest),
     };
     write_json_atomic(&dir.join(CONFIG_FILE), &cfg)
 }
@@ -106,6 +133,37 @@ pub fn resolve(path: &Path) -> (PathBuf, PathBuf) {
     } else {
         (path.to_path_buf(), dir.join(CONFIG_FILE))
     }
+}
+
+/// Checks that `weights` is the file saved with `config` (read from `config_path`), by its
+/// [`weights_digest`]; a config without one (written before it existed) passes.
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] when the two come from different saves (an interrupted
+/// save, or a file replaced by hand), [`ModelError::Io`] when `weights` cannot be read.
+pub fn check_weights_digest(
+    config: &CheckpointConfig,
+    weights: &Path,
+    config_path: &Path,
+) -> Result<()> {
+    let Some(want) = &config.weights_digest else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(weights).map_err(|source| ModelError::Io {
+        path: weights.to_path_buf(),
+        source,
+    })?;
+    let found = weights_digest(&bytes);
+    if &found == want {
+        return Ok(());
+    }
+    Err(ModelError::InvalidConfig(format!(
+        "{} and {} come from different saves (the config records the weights as {want}, the \
+         file is {found}): a save was interrupted between the two, or one file was replaced \
+         by hand",
+        weights.display(),
+        config_path.display(),
+    )))
 }
 
 /// Reads `config.json` of a checkpoint (directory, weights file or the config itself).
@@ -198,6 +256,9 @@ pub fn load_with(
     })?;
     let expected = expected_shapes(|vb| build(&cfg.model, vb).map(|_| ()))?;
     let stored = read_weights_checked(&weights, &expected)?;
+    // After the names and shapes: a file that does not fit the network at all is reported
+    // as such; one that fits but is from another save, here.
+    check_weights_digest(&cfg, &weights, &cfg_path)?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = build(&cfg.model, vb)?;
@@ -517,11 +578,12 @@ fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
     })
 }
 
-/// Writes named tensors as safetensors: temporary file, then rename.
+/// Writes named tensors as safetensors: temporary file, then rename. Returns the file's
+/// [`weights_digest`].
 pub(crate) fn write_safetensors_atomic(
     path: &Path,
     tensors: &HashMap<String, Tensor>,
-) -> Result<()> {
+) -> Result<String> {
     let tmp = temp_path(path);
     // Sorted for a deterministic file.
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
@@ -531,11 +593,13 @@ pub(crate) fn write_safetensors_atomic(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+    let digest = weights_digest(&bytes);
     std::fs::write(&tmp, bytes).map_err(|source| ModelError::Io {
         path: tmp.clone(),
         source,
     })?;
-    rename_into_place(&tmp, path)
+    rename_into_place(&tmp, path)?;
+    Ok(digest)
 }
 
 /// Writes a value as pretty JSON: temporary file, then rename.

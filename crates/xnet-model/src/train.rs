@@ -529,11 +529,23 @@ impl<'a> Trainer<'a> {
             path: state_path.clone(),
             source,
         })?;
-        checkpoint::load_weights_into(
-            self.varmap,
-            &last.join(checkpoint::WEIGHTS_FILE),
-            &self.device,
-        )?;
+        // `last/` is four files renamed into place one by one (weights, config, optimizer,
+        // state); an interrupted save leaves them from two epochs. The weights must be the
+        // config's, and the config (written second) of the state's epoch (written last).
+        let weights = last.join(checkpoint::WEIGHTS_FILE);
+        checkpoint::check_weights_digest(&stored, &weights, &last.join(checkpoint::CONFIG_FILE))?;
+        let saved_epoch = stored.metadata.get("next_epoch").and_then(|v| v.as_u64());
+        if saved_epoch.is_some_and(|e| e != state.next_epoch as u64) {
+            return Err(ModelError::InvalidConfig(format!(
+                "{}: an interrupted save left it inconsistent (its weights and config were saved \
+                 before epoch {}, its trainer state before epoch {}); the run's best/ checkpoint \
+                 is not affected",
+                last.display(),
+                saved_epoch.unwrap_or_default(),
+                state.next_epoch
+            )));
+        }
+        checkpoint::load_weights_into(self.varmap, &weights, &self.device)?;
         self.optimizer
             .load_state(&last.join(OPTIMIZER_FILE), &self.device)?;
         self.optimizer

@@ -401,3 +401,43 @@ fn non_finite_weights_and_negative_running_variances_are_refused() {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+#[test]
+fn weights_and_config_from_different_saves_are_refused() {
+    let dev = Device::Cpu;
+    let (a, b) = (temp_dir("torn-a"), temp_dir("torn-b"));
+    let cfg = small(2);
+    for dir in [&a, &b] {
+        let varmap = VarMap::new();
+        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+            .unwrap();
+        checkpoint::save(dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
+    }
+    let stored = checkpoint::read_config(&a).unwrap();
+    let digest = stored
+        .weights_digest
+        .clone()
+        .expect("save records the digest");
+    assert_eq!(
+        digest,
+        checkpoint::weights_digest(&std::fs::read(a.join(WEIGHTS_FILE)).unwrap())
+    );
+    assert!(checkpoint::load(&a, &dev).is_ok());
+    // What an interrupted save leaves: the other save's weights beside this config (same
+    // network, so every shape still fits).
+    std::fs::copy(b.join(WEIGHTS_FILE), a.join(WEIGHTS_FILE)).unwrap();
+    let e = checkpoint::load(&a, &dev).unwrap_err().to_string();
+    assert!(e.contains("different saves"), "{e}");
+    // A config without the digest (written before it existed) loads unchecked.
+    let old = checkpoint::CheckpointConfig {
+        weights_digest: None,
+        ..stored
+    };
+    checkpoint::write_config(&a, &old).unwrap();
+    assert!(!std::fs::read_to_string(a.join(CONFIG_FILE))
+        .unwrap()
+        .contains("weights_digest"));
+    assert!(checkpoint::load(&a, &dev).is_ok());
+    std::fs::remove_dir_all(&a).ok();
+    std::fs::remove_dir_all(&b).ok();
+}

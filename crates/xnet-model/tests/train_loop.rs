@@ -431,3 +431,48 @@ fn bad_batches_and_configs_are_errors() {
     let e = t.fit(&mut Failing, None).unwrap_err().to_string();
     assert!(e.contains("disk on fire"), "{e}");
 }
+
+#[test]
+fn a_last_checkpoint_torn_by_an_interrupted_save_is_refused_on_resume() {
+    let dev = Device::Cpu;
+    let (mut train, mut val) = sources();
+    // Two runs into two directories: after one epoch, and after two.
+    let (one, two) = (temp_dir("torn-one"), temp_dir("torn-two"));
+    for (dir, epochs) in [(&one, 1), (&two, 2)] {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        Trainer::new(&toy, &vm, config(epochs), &dev)
+            .unwrap()
+            .with_checkpoint_dir(dir)
+            .fit(&mut train, Some(&mut val))
+            .unwrap();
+    }
+    let resume = |dir: &Path| {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        let mut t = Trainer::new(&toy, &vm, config(4), &dev)
+            .unwrap()
+            .with_checkpoint_dir(dir);
+        t.resume().map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(resume(&one).is_ok());
+    let last = |dir: &Path, file: &str| dir.join("last").join(file);
+    // Interrupted after the weights: the other save's weights beside this config.
+    let good = std::fs::read(last(&one, "model.safetensors")).unwrap();
+    std::fs::copy(
+        last(&two, "model.safetensors"),
+        last(&one, "model.safetensors"),
+    )
+    .unwrap();
+    let e = resume(&one).unwrap_err();
+    assert!(e.contains("different saves"), "{e}");
+    // Interrupted before the trainer state: weights and config of epoch 2, state of epoch 1.
+    std::fs::write(last(&one, "model.safetensors"), good).unwrap();
+    for file in ["model.safetensors", "config.json"] {
+        std::fs::copy(last(&two, file), last(&one, file)).unwrap();
+    }
+    let e = resume(&one).unwrap_err();
+    assert!(e.contains("interrupted save"), "{e}");
+    std::fs::remove_dir_all(&one).ok();
+    std::fs::remove_dir_all(&two).ok();
+}

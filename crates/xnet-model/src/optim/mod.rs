@@ -496,7 +496,7 @@ impl Optimizer {
     /// Writes [`Optimizer::state_tensors`] to a safetensors file, atomically.
     pub fn save_state(&self, path: &Path) -> Result<()> {
         let tensors = self.state_tensors()?;
-        crate::checkpoint::write_safetensors_atomic(path, &tensors)
+        crate::checkpoint::write_safetensors_atomic(path, &tensors).map(|_| ())
     }
 
     /// Restores state written by [`Optimizer::save_state`] for the same variables. A state
