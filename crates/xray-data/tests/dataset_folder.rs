@@ -204,3 +204,20 @@ fn class_stats_from_folder() {
     let ds = Dataset::open(&root, &DatasetOptions::default()).unwrap();
     assert!(ds.class_stats(&[0]).is_err());
 }
+
+#[test]
+fn masks_or_categories_of_the_wrong_kind_are_errors_not_absent() {
+    let root = tempdir("wrong-kind");
+    make(&root, &["x", "y"], false);
+    std::fs::create_dir_all(root.join("categories.csv")).unwrap();
+    let e = message(&Dataset::open(&root, &DatasetOptions::default()).unwrap_err());
+    assert!(
+        e.contains("categories.csv") && e.contains("not a file"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(root.join("categories.csv")).unwrap();
+    std::fs::write(root.join("masks"), "not a folder").unwrap();
+    let e = message(&Dataset::open(&root, &DatasetOptions::default()).unwrap_err());
+    assert!(e.contains("masks") && e.contains("not a folder"), "{e}");
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -167,14 +167,23 @@ impl Dataset {
     /// `images/` cannot be read.
     pub fn open(root: &Path, options: &DatasetOptions) -> Result<Dataset> {
         let images = list_dir(&root.join("images"))?;
+        // `masks` and `categories.csv` are optional, but one that exists as the wrong kind
+        // of entry (a file named masks, a folder named categories.csv) is an error, not
+        // silently absent.
         let masks_dir = root.join("masks");
-        let masks = if masks_dir.is_dir() {
+        let masks = if masks_dir.exists() {
+            if !masks_dir.is_dir() {
+                return Err(ds_err(&masks_dir, "exists but is not a folder"));
+            }
             Some(list_dir(&masks_dir)?)
         } else {
             None
         };
         let csv_path = root.join("categories.csv");
-        let csv = if csv_path.is_file() {
+        let csv = if csv_path.exists() {
+            if !csv_path.is_file() {
+                return Err(ds_err(&csv_path, "exists but is not a file"));
+            }
             Some(std::fs::read_to_string(&csv_path).map_err(|e| DataError::io(&csv_path, e))?)
         } else {
             None
