@@ -53,8 +53,12 @@ pub enum DataError {
         /// What is supported.
         expected: String,
     },
-    /// The image is in colour and the caller did not ask for conversion to grayscale.
-    #[error("{path}: colour image ({found}); set LoadOptions::allow_rgb to convert it to luma")]
+    /// The image is in colour, or grayscale with an alpha channel (a PNG `tRNS` chunk makes
+    /// one), and the caller did not ask for conversion to plain grayscale.
+    #[error(
+        "{path}: not plain grayscale ({found}: colour, or an alpha channel); set \
+         LoadOptions::allow_rgb to convert it to luma (alpha is dropped)"
+    )]
     ColorImage {
         /// The file involved.
         path: PathBuf,
