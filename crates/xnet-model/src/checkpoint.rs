@@ -6,7 +6,8 @@
 //! a temporary name in the same directory and renamed into place, so a crash mid-write never
 //! leaves a truncated file under the final name. The two are renamed one after the other, so
 //! the config records the weights' [`weights_digest`]: a pair from two saves (a crash between
-//! the renames) is refused at load ([`check_weights_digest`]) rather than mixed.
+//! the renames) is refused at load ([`load`], [`load_checkpoint_weights_into`]) rather than
+//! mixed.
 //!
 //! Loading validates the stored configuration, compares the tensors it needs (names and
 //! shapes, found without allocating them) with the safetensors header, and only then reads
@@ -135,26 +136,11 @@ pub fn resolve(path: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
-/// Checks that `weights` is the file saved with `config` (read from `config_path`), by its
-/// [`weights_digest`]; a config without one (written before it existed) passes.
-///
-/// # Errors
-/// [`ModelError::InvalidConfig`] when the two come from different saves (an interrupted
-/// save, or a file replaced by hand), [`ModelError::Io`] when `weights` cannot be read.
-pub fn check_weights_digest(
-    config: &CheckpointConfig,
-    weights: &Path,
-    config_path: &Path,
-) -> Result<()> {
-    let Some(want) = &config.weights_digest else {
-        return Ok(());
-    };
-    let bytes = std::fs::read(weights).map_err(|source| ModelError::Io {
-        path: weights.to_path_buf(),
-        source,
-    })?;
-    let found = weights_digest(&bytes);
-    if &found == want {
+/// The weights file must be the one saved with its config: what [`weights_digest`] gave
+/// when the pair was saved (`want`, from `config_path`), against what the bytes read give.
+fn check_digest(want: &str, bytes: &[u8], weights: &Path, config_path: &Path) -> Result<()> {
+    let found = weights_digest(bytes);
+    if found == want {
         return Ok(());
     }
     Err(ModelError::InvalidConfig(format!(
@@ -255,10 +241,11 @@ pub fn load_with(
         other => other,
     })?;
     let expected = expected_shapes(|vb| build(&cfg.model, vb).map(|_| ()))?;
-    let stored = read_weights_checked(&weights, &expected)?;
-    // After the names and shapes: a file that does not fit the network at all is reported
-    // as such; one that fits but is from another save, here.
-    check_weights_digest(&cfg, &weights, &cfg_path)?;
+    let saved_with = cfg
+        .weights_digest
+        .as_deref()
+        .map(|d| (d, cfg_path.as_path()));
+    let stored = read_weights_checked(&weights, &expected, saved_with)?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = build(&cfg.model, vb)?;
@@ -279,6 +266,32 @@ pub fn load_with(
 /// # Errors
 /// As [`load`], less the configuration.
 pub fn load_weights_into(varmap: &VarMap, weights: &Path, device: &Device) -> Result<()> {
+    load_weights_into_checked(varmap, weights, None, device)
+}
+
+/// [`load_weights_into`] for a checkpoint's weights file, which must also be the one saved
+/// with `config` (read from `config_path`): its [`CheckpointConfig::weights_digest`], when
+/// recorded, must match.
+///
+/// # Errors
+/// As [`load_weights_into`]; [`ModelError::InvalidConfig`] for weights from another save.
+pub fn load_checkpoint_weights_into(
+    varmap: &VarMap,
+    weights: &Path,
+    config: &CheckpointConfig,
+    config_path: &Path,
+    device: &Device,
+) -> Result<()> {
+    let saved_with = config.weights_digest.as_deref().map(|d| (d, config_path));
+    load_weights_into_checked(varmap, weights, saved_with, device)
+}
+
+fn load_weights_into_checked(
+    varmap: &VarMap,
+    weights: &Path,
+    saved_with: Option<(&str, &Path)>,
+    device: &Device,
+) -> Result<()> {
     let expected: BTreeMap<String, Vec<usize>> = {
         let data = varmap
             .data()
@@ -288,7 +301,7 @@ pub fn load_weights_into(varmap: &VarMap, weights: &Path, device: &Device) -> Re
             .map(|(k, v)| (k.clone(), v.dims().to_vec()))
             .collect()
     };
-    let stored = read_weights_checked(weights, &expected)?;
+    let stored = read_weights_checked(weights, &expected, saved_with)?;
     set_weights(varmap, stored, weights, device)
 }
 
@@ -372,11 +385,14 @@ fn st_error(path: &Path, message: impl Into<String>) -> ModelError {
 }
 
 /// Reads a safetensors file whose tensors must be exactly `expected` (names and shapes):
-/// the header is read and compared first, the data only when it fits, and every value is
-/// checked ([`check_values`]). Returns the tensors in `f32` on the CPU.
+/// the header is read and compared first, the data only when it fits; then the whole file
+/// must have the digest its config recorded (`saved_with`: the digest and the config's path,
+/// when there is one), and every value is checked ([`check_values`]). Returns the tensors in
+/// `f32` on the CPU.
 fn read_weights_checked(
     path: &Path,
     expected: &BTreeMap<String, Vec<usize>>,
+    saved_with: Option<(&str, &Path)>,
 ) -> Result<HashMap<String, Tensor>> {
     use std::io::{Read, Seek};
     let io = |source| ModelError::Io {
@@ -437,6 +453,11 @@ fn read_weights_checked(
     let mut bytes = Vec::with_capacity(len as usize);
     file.rewind().map_err(io)?;
     file.read_to_end(&mut bytes).map_err(io)?;
+    // After the names and shapes: a file that does not fit the network at all is reported
+    // as such; one that fits but is from another save, here.
+    if let Some((want, config_path)) = saved_with {
+        check_digest(want, &bytes, path, config_path)?;
+    }
     let st =
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| st_error(path, e.to_string()))?;
     let mut out = HashMap::with_capacity(expected.len());

@@ -533,7 +533,6 @@ impl<'a> Trainer<'a> {
         // state); an interrupted save leaves them from two epochs. The weights must be the
         // config's, and the config (written second) of the state's epoch (written last).
         let weights = last.join(checkpoint::WEIGHTS_FILE);
-        checkpoint::check_weights_digest(&stored, &weights, &last.join(checkpoint::CONFIG_FILE))?;
         let saved_epoch = stored.metadata.get("next_epoch").and_then(|v| v.as_u64());
         if saved_epoch.is_some_and(|e| e != state.next_epoch as u64) {
             return Err(ModelError::InvalidConfig(format!(
@@ -545,7 +544,13 @@ impl<'a> Trainer<'a> {
                 state.next_epoch
             )));
         }
-        checkpoint::load_weights_into(self.varmap, &weights, &self.device)?;
+        checkpoint::load_checkpoint_weights_into(
+            self.varmap,
+            &weights,
+            &stored,
+            &last.join(checkpoint::CONFIG_FILE),
+            &self.device,
+        )?;
         self.optimizer
             .load_state(&last.join(OPTIMIZER_FILE), &self.device)?;
         self.optimizer
