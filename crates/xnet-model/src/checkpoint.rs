@@ -6,8 +6,7 @@
 //! a temporary name in the same directory and renamed into place, so a crash mid-write never
 //! leaves a truncated file under the final name. The two are renamed one after the other, so
 //! the config records the weights' [`weights_digest`]: a pair from two saves (a crash between
-//! the renames) is refused at load ([`load`], [`load_checkpoint_weights_into`]) rather than
-//! mixed.
+//! the renames) is refused at load ([`load`], [`load_weights_into`]) rather than mixed.
 //!
 //! Loading validates the stored configuration, compares the tensors it needs (names and
 //! shapes, found without allocating them) with the safetensors header, and only then reads
@@ -261,28 +260,21 @@ pub fn load_with(
 /// Fills every variable of `varmap` from a safetensors file, strictly: every variable must
 /// be present with the same shape, and the file must hold nothing else. Names and shapes are
 /// compared with the file's header before its data are read, and every value must be finite
-/// (batch-norm running variances also non-negative).
+/// (batch-norm running variances also non-negative). A checkpoint's own weights file
+/// ([`WEIGHTS_FILE`] with a [`CONFIG_FILE`] beside it) must also be the one saved with that
+/// config, by its [`CheckpointConfig::weights_digest`] when recorded.
 ///
 /// # Errors
 /// As [`load`], less the configuration.
 pub fn load_weights_into(varmap: &VarMap, weights: &Path, device: &Device) -> Result<()> {
-    load_weights_into_checked(varmap, weights, None, device)
-}
-
-/// [`load_weights_into`] for a checkpoint's weights file, which must also be the one saved
-/// with `config` (read from `config_path`): its [`CheckpointConfig::weights_digest`], when
-/// recorded, must match.
-///
-/// # Errors
-/// As [`load_weights_into`]; [`ModelError::InvalidConfig`] for weights from another save.
-pub fn load_checkpoint_weights_into(
-    varmap: &VarMap,
-    weights: &Path,
-    config: &CheckpointConfig,
-    config_path: &Path,
-    device: &Device,
-) -> Result<()> {
-    let saved_with = config.weights_digest.as_deref().map(|d| (d, config_path));
+    let (_, config_path) = resolve(weights);
+    let is_checkpoint = weights.file_name().is_some_and(|n| n == WEIGHTS_FILE);
+    let digest = if is_checkpoint && config_path.is_file() {
+        read_config(&config_path)?.weights_digest
+    } else {
+        None
+    };
+    let saved_with = digest.as_deref().map(|d| (d, config_path.as_path()));
     load_weights_into_checked(varmap, weights, saved_with, device)
 }
 
@@ -373,8 +365,6 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 struct HeaderEntry {
     dtype: String,
     shape: Vec<usize>,
-    #[allow(dead_code)]
-    data_offsets: [u64; 2],
 }
 
 fn st_error(path: &Path, message: impl Into<String>) -> ModelError {
@@ -469,9 +459,9 @@ fn read_weights_checked(
                 format!("tensor `{name}` ({dtype}) cannot be read: {e}"),
             )
         })?;
-        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        check_values(path, &name, &values)?;
-        out.insert(name, Tensor::from_vec(values, t.dims(), &Device::Cpu)?);
+        let t = t.to_dtype(DType::F32)?;
+        check_values(path, &name, &t.flatten_all()?.to_vec1::<f32>()?)?;
+        out.insert(name, t);
     }
     Ok(out)
 }
@@ -624,7 +614,10 @@ pub(crate) fn write_safetensors_atomic(
 }
 
 /// Writes a value as pretty JSON: temporary file, then rename.
-pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+///
+/// # Errors
+/// A value that does not serialise, or a file-system error.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = temp_path(path);
     let text = serde_json::to_string_pretty(value).map_err(|source| ModelError::Json {
         path: path.to_path_buf(),

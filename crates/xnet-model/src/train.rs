@@ -544,13 +544,7 @@ impl<'a> Trainer<'a> {
                 state.next_epoch
             )));
         }
-        checkpoint::load_checkpoint_weights_into(
-            self.varmap,
-            &weights,
-            &stored,
-            &last.join(checkpoint::CONFIG_FILE),
-            &self.device,
-        )?;
+        checkpoint::load_weights_into(self.varmap, &weights, &self.device)?;
         self.optimizer
             .load_state(&last.join(OPTIMIZER_FILE), &self.device)?;
         self.optimizer
