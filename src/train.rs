@@ -388,11 +388,11 @@ fn read_run_options(dir: &Path) -> Result<Option<RunOptions>> {
 
 /// Writes `<run>/train_job.json` (temporary file, then rename).
 fn write_run_options(dir: &Path, options: &RunOptions) -> Result<()> {
-    let path = dir.join(RUN_OPTIONS_FILE);
-    let tmp = dir.join(format!("{RUN_OPTIONS_FILE}.tmp"));
-    let text = serde_json::to_string_pretty(options).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(checkpoint::write_json_atomic(
+        &dir.join(RUN_OPTIONS_FILE),
+        options,
+    )?)
 }
 
 /// For a run written before `train_job.json` existed: the seed and input size its
@@ -701,11 +701,20 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
     check_job(job)?;
     let options = RunOptions::of(job);
     check_run_dir(job, &options)?;
+    // Synthetic data is generated into the run folder: record the options it is made with
+    // first, so that a run that fails later (in the split checks) can be resumed with the
+    // same options, and not rerun with others over data made for these. A folder of the
+    // user's is only checked, so nothing is written until it passes.
+    let synthetic = job.data.is_none();
+    if synthetic {
+        write_run_options(&job.run_dir, &options)?;
+    }
     let ds = open_dataset(job)?;
     let plan = plan_splits(job, &ds.categories())?;
     check_splits(&ds, plan.iter().map(|(split, _)| split))?;
-    std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
-    write_run_options(&job.run_dir, &options)?;
+    if !synthetic {
+        write_run_options(&job.run_dir, &options)?;
+    }
     let mut outcomes = Vec::with_capacity(plan.len());
     for (split, dir) in &plan {
         outcomes.push(train_checked_split(job, &ds, split, dir)?);
@@ -714,9 +723,7 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
         return Ok((outcomes, None));
     }
     let summary = kfold_summary(&outcomes)?;
-    let path = job.run_dir.join("kfold.json");
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    checkpoint::write_json_atomic(&job.run_dir.join("kfold.json"), &summary)?;
     Ok((outcomes, Some(summary)))
 }
 
