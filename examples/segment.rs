@@ -117,12 +117,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         .clone()
         .unwrap_or_else(xray_seg::shipped_weights_dir);
     let device = xnet_model::runtime::device_by_name(&args.device)?;
-    let mut predictor = Predictor::load(&weights, &device).map_err(|e| match e {
-        xray_seg::Error::Invalid(m) => {
-            xray_seg::Error::Invalid(format!("{}: {m}", weights.display()))
-        }
-        other => other,
-    })?;
+    let mut predictor = Predictor::load(&weights, &device)?;
     if let Some(t) = args.temperature {
         predictor.set_temperature(t)?;
     }

@@ -72,7 +72,12 @@ impl Predictor {
             loaded.varmap,
             preprocess,
             device,
-        )?;
+        )
+        .map_err(|e| match e {
+            // Every other record error here names the checkpoint; so must this one.
+            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
         if let Some(v) = loaded.metadata.get(TEMPERATURE_KEY) {
             let t = v.as_f64().ok_or_else(|| {
                 Error::Invalid(format!(

@@ -88,12 +88,8 @@ pub fn min_max(img: &Radiograph) -> Radiograph {
 
 /// In-place form of [`min_max`].
 pub fn min_max_in_place(img: &mut Radiograph) {
-    let (lo, hi) = img
-        .as_raw()
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
+    // No finite value at all: an empty window, so all zeros.
+    let (lo, hi) = value_range(img).unwrap_or((0.0, 0.0));
     window_in_place(img, lo, hi);
 }
 

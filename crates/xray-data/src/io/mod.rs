@@ -150,16 +150,14 @@ pub fn load_image_with_body_part(
 ) -> Result<(Radiograph, Option<String>)> {
     let bytes =
         std::fs::read(path).map_err(|e| DataError::io(path, explain_broken_link(path, e)))?;
+    // The DICOM reader already trims the tag and drops an empty one.
     match detect_format(path, &bytes)? {
         ImageFormat::Dicom => {
             let d = dicom::decode_dicom_at(path, &bytes, opts)?;
-            let part = d
-                .body_part
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty());
-            Ok((d.image, part))
+            Ok((d.image, d.body_part))
         }
-        _ => Ok((decode_image(path, &bytes, opts)?, None)),
+        ImageFormat::Png => Ok((raster::decode_png(path, &bytes, opts)?, None)),
+        ImageFormat::Tiff => Ok((raster::decode_tiff(path, &bytes, opts)?, None)),
     }
 }
 
