@@ -3,8 +3,8 @@
 //! A checkpoint is a directory holding [`WEIGHTS_FILE`] (every variable of the model's
 //! [`VarMap`], batch-norm running statistics included) and [`CONFIG_FILE`] (a
 //! [`CheckpointConfig`]: the [`ModelConfig`] plus free-form metadata). Each file is written to
-//! a temporary name in the same directory and renamed into place, so a crash mid-write never
-//! leaves a truncated file under the final name. The two are renamed one after the other, so
+//! a temporary name in the same directory, flushed to the disk and renamed into place, so a
+//! crash (or a power cut) mid-write never leaves a truncated file under the final name. The two are renamed one after the other, so
 //! the config records the weights' [`weights_digest`]: a pair from two saves (a crash between
 //! the renames) is refused at load ([`load`], [`load_weights_into`]) rather than mixed.
 //!
@@ -605,12 +605,123 @@ pub(crate) fn write_safetensors_atomic(
             message: e.to_string(),
         })?;
     let digest = weights_digest(&bytes);
-    std::fs::write(&tmp, bytes).map_err(|source| ModelError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
+    write_synced(&tmp, &bytes)?;
     rename_into_place(&tmp, path)?;
     Ok(digest)
+}
+
+/// Writes `bytes` to `path` and flushes them to the disk before returning, so that a rename
+/// that follows cannot reach the disk before the data (a power cut would otherwise be able to
+/// leave an empty file under the final name).
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// Flushes a directory's entries (renames into it) to the disk. Best effort: not every
+/// platform can open a directory for that, and the data are already safe.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The sibling a directory is written under before it replaces the directory.
+fn staging_dir(dir: &Path) -> PathBuf {
+    sibling_with_suffix(dir, "partial")
+}
+
+/// The sibling the replaced directory is moved to until its successor is in place.
+fn previous_dir(dir: &Path) -> PathBuf {
+    sibling_with_suffix(dir, "previous")
+}
+
+fn sibling_with_suffix(dir: &Path, suffix: &str) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.with_file_name(format!("{name}.{suffix}"))
+}
+
+/// Replaces the directory `dir` as a whole: `write` fills a fresh staging sibling
+/// (`<dir>.partial`), which then takes `dir`'s place by two renames (`dir` to
+/// `<dir>.previous`, the staging directory to `dir`) before the old one is removed. A reader
+/// therefore never finds files from two saves mixed in `dir`; a crash between the renames
+/// leaves no `dir` but a complete staging directory, which [`recover_replaced_dir`] puts in
+/// place. `dir` must be a directory this crate owns: whatever else it held is replaced too.
+pub(crate) fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    recover_replaced_dir(dir)?;
+    let staging = staging_dir(dir);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    if let Err(e) = write(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    sync_dir(&staging);
+    let previous = previous_dir(dir);
+    if dir.exists() {
+        std::fs::rename(dir, &previous).map_err(io(dir))?;
+    }
+    std::fs::rename(&staging, dir).map_err(io(dir))?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent);
+    }
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous).map_err(io(&previous))?;
+    }
+    Ok(())
+}
+
+/// Finishes or undoes a [`replace_dir`] that a crash interrupted, so that `dir` holds one
+/// whole save again. Returns whether anything was left to clean up.
+///
+/// - No `dir` but a `<dir>.previous`: the crash came between the two renames, after the
+///   staging directory was complete: it becomes `dir` (if it is missing, the previous save is
+///   put back).
+/// - A `<dir>.partial` beside an existing `dir`: an unfinished save; it is removed, and `dir`
+///   keeps the last complete one.
+/// - A `<dir>.previous` beside an existing `dir`: the old save that was not yet removed.
+pub(crate) fn recover_replaced_dir(dir: &Path) -> Result<bool> {
+    let (staging, previous) = (staging_dir(dir), previous_dir(dir));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    let mut recovered = false;
+    if !dir.exists() && previous.is_dir() {
+        let newest = if staging.is_dir() {
+            &staging
+        } else {
+            &previous
+        };
+        std::fs::rename(newest, dir).map_err(io(dir))?;
+        recovered = true;
+    }
+    for leftover in [staging, previous] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(&leftover).map_err(io(&leftover))?;
+            recovered = true;
+        }
+    }
+    Ok(recovered)
+}
+
+/// Writes text: temporary file (flushed to the disk), then rename.
+pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = temp_path(path);
+    write_synced(&tmp, text.as_bytes())?;
+    rename_into_place(&tmp, path)
 }
 
 /// Writes a value as pretty JSON: temporary file, then rename.
@@ -618,14 +729,9 @@ pub(crate) fn write_safetensors_atomic(
 /// # Errors
 /// A value that does not serialise, or a file-system error.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = temp_path(path);
     let text = serde_json::to_string_pretty(value).map_err(|source| ModelError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    std::fs::write(&tmp, text).map_err(|source| ModelError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    rename_into_place(&tmp, path)
+    write_text_atomic(path, &text)
 }

@@ -14,6 +14,12 @@
 //! - `dir/log.jsonl`: one [`EpochRecord`] per line;
 //! - `dir/train_config.json`: the [`TrainConfig`].
 //!
+//! `best/` and `last/` are each replaced as a whole: written into `<name>.partial/`, then
+//! swapped in by renames, every file flushed to the disk first. A process killed at any point
+//! leaves the previous epoch's checkpoint or the new one, never files of both;
+//! [`Trainer::resume`] finishes or undoes a swap it finds interrupted, and drops the log
+//! records of epochs it will train again, so each epoch is logged once.
+//!
 //! A NaN or infinite loss (or gradient norm) stops training with
 //! [`ModelError::NonFinite`]; the update that produced it is not applied and `dir/last/`
 //! still holds the last good state.
@@ -507,6 +513,9 @@ impl<'a> Trainer<'a> {
             return Ok(None);
         };
         let last = dir.join(LAST_DIR);
+        // A save the previous process did not finish: put the last whole one in place.
+        checkpoint::recover_replaced_dir(&last)?;
+        checkpoint::recover_replaced_dir(&dir.join(BEST_DIR))?;
         let state_path = last.join(STATE_FILE);
         if !state_path.exists() {
             return Ok(None);
@@ -529,9 +538,10 @@ impl<'a> Trainer<'a> {
             path: state_path.clone(),
             source,
         })?;
-        // `last/` is four files renamed into place one by one (weights, config, optimizer,
-        // state); an interrupted save leaves them from two epochs. The weights must be the
-        // config's, and the config (written second) of the state's epoch (written last).
+        // `last/` is replaced as a whole, but runs written before that renamed its four
+        // files into place one by one (weights, config, optimizer, state), and an interrupted
+        // save left them from two epochs. The weights must be the config's, and the config
+        // (written second) of the state's epoch (written last).
         let weights = last.join(checkpoint::WEIGHTS_FILE);
         let saved_epoch = stored.metadata.get("next_epoch").and_then(|v| v.as_u64());
         if saved_epoch.is_some_and(|e| e != state.next_epoch as u64) {
@@ -550,6 +560,7 @@ impl<'a> Trainer<'a> {
         self.optimizer
             .set_learning_rate(state.scheduler.learning_rate());
         self.state = state;
+        trim_log(&dir.join(LOG_FILE), self.state.next_epoch)?;
         Ok(Some(self.state.next_epoch))
     }
 
@@ -713,10 +724,14 @@ impl<'a> Trainer<'a> {
                         "epoch": epoch, "monitored_loss": monitored,
                         "val_loss": val_loss, "val_accuracy": val_accuracy,
                     });
-                    checkpoint::save(&dir.join(BEST_DIR), self.varmap, &self.model.config(), meta)?;
+                    checkpoint::replace_dir(&dir.join(BEST_DIR), |staging| {
+                        checkpoint::save(staging, self.varmap, &self.model.config(), meta)
+                    })?;
                 }
-                self.save_last(&dir)?;
+                // The record goes first: a crash before `last/` is replaced re-runs this
+                // epoch on resume, which drops the records of epochs it will run again.
                 append_log(&dir.join(LOG_FILE), &record)?;
+                self.save_last(&dir)?;
             }
             records.push(record);
             if let Some(patience) = self.config.early_stopping_patience {
@@ -735,13 +750,15 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// Replaces `last/` as a whole (see [`checkpoint::replace_dir`]): a crash leaves either
+    /// the previous epoch's four files or this one's, never a mix.
     fn save_last(&self, dir: &Path) -> Result<()> {
-        let last = dir.join(LAST_DIR);
         let meta = serde_json::json!({ "next_epoch": self.state.next_epoch });
-        checkpoint::save(&last, self.varmap, &self.model.config(), meta)?;
-        self.optimizer.save_state(&last.join(OPTIMIZER_FILE))?;
-        // Written last: its presence marks a complete "last" checkpoint.
-        checkpoint::write_json_atomic(&last.join(STATE_FILE), &self.state)
+        checkpoint::replace_dir(&dir.join(LAST_DIR), |staging| {
+            checkpoint::save(staging, self.varmap, &self.model.config(), meta)?;
+            self.optimizer.save_state(&staging.join(OPTIMIZER_FILE))?;
+            checkpoint::write_json_atomic(&staging.join(STATE_FILE), &self.state)
+        })
     }
 
     fn progress_bar(&self, len: Option<usize>, epoch: usize) -> indicatif::ProgressBar {
@@ -760,6 +777,40 @@ impl<'a> Trainer<'a> {
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, self.config.epochs));
         bar
     }
+}
+
+/// Keeps only the log records of epochs before `next_epoch`: those after it belong to epochs
+/// a resumed run trains again (their record was written, the checkpoint was not), and a line
+/// cut short by a crash is dropped too. The log is rewritten atomically, and only if needed.
+fn trim_log(path: &Path, next_epoch: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            #[derive(Deserialize)]
+            struct Epoch {
+                epoch: usize,
+            }
+            serde_json::from_str::<Epoch>(line).is_ok_and(|r| r.epoch < next_epoch)
+        })
+        .collect();
+    if kept.len() == text.lines().count() && (text.is_empty() || text.ends_with('\n')) {
+        return Ok(());
+    }
+    let mut trimmed = kept.join("\n");
+    if !trimmed.is_empty() {
+        trimmed.push('\n');
+    }
+    checkpoint::write_text_atomic(path, &trimmed)
 }
 
 fn append_log(path: &Path, record: &EpochRecord) -> Result<()> {

@@ -476,3 +476,157 @@ fn a_last_checkpoint_torn_by_an_interrupted_save_is_refused_on_resume() {
     std::fs::remove_dir_all(&one).ok();
     std::fs::remove_dir_all(&two).ok();
 }
+
+/// Copies a directory's files, not its subdirectories.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
+    let dev = Device::Cpu;
+    let (mut train, mut val) = sources();
+    let mut run = |dir: &Path, epochs: usize| {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        Trainer::new(&toy, &vm, config(epochs), &dev)
+            .unwrap()
+            .with_checkpoint_dir(dir)
+            .fit(&mut train, Some(&mut val))
+            .unwrap();
+    };
+    let (one, two) = (temp_dir("crash-one"), temp_dir("crash-two"));
+    run(&one, 1);
+    run(&two, 2);
+    // Nothing of a save's staging is left behind by a save that finished.
+    for name in [
+        "last.partial",
+        "last.previous",
+        "best.partial",
+        "best.previous",
+    ] {
+        assert!(!two.join(name).exists(), "{name} left behind");
+    }
+    let resume_at = |dir: &Path| {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        let mut t = Trainer::new(&toy, &vm, config(4), &dev)
+            .unwrap()
+            .with_checkpoint_dir(dir);
+        let at = t.resume().unwrap();
+        (at, weights(&vm))
+    };
+    let weights_of = |dir: &Path| {
+        let vm = VarMap::new();
+        let _toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        checkpoint::load_weights_into(&vm, &dir.join("model.safetensors"), &dev).unwrap();
+        weights(&vm)
+    };
+    let (epoch_one, epoch_two) = (weights_of(&one.join("last")), weights_of(&two.join("last")));
+    assert_ne!(epoch_one, epoch_two);
+
+    // 1. Crashed while the staging directory was written: the last whole save stays, and
+    //    the torn staging files go.
+    let case = temp_dir("crash-staging");
+    copy_dir(&one, &case);
+    copy_dir(&one.join("last"), &case.join("last"));
+    copy_dir(&one.join("best"), &case.join("best"));
+    std::fs::create_dir_all(case.join("last.partial")).unwrap();
+    std::fs::copy(
+        two.join("last/model.safetensors"),
+        case.join("last.partial/model.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert!(!case.join("last.partial").exists());
+
+    // 2. Crashed between the two renames: no `last/`, the old save moved aside and the new
+    //    one complete in staging. The new one is put in place.
+    let case = temp_dir("crash-between");
+    copy_dir(&one, &case);
+    copy_dir(&one.join("last"), &case.join("last.previous"));
+    copy_dir(&two.join("last"), &case.join("last.partial"));
+    copy_dir(&two.join("best"), &case.join("best"));
+    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+    assert!(case.join("last/trainer_state.json").is_file());
+    assert!(!case.join("last.previous").exists() && !case.join("last.partial").exists());
+
+    // 3. Crashed before the old save was removed.
+    let case = temp_dir("crash-after");
+    copy_dir(&one, &case);
+    copy_dir(&one.join("last"), &case.join("last.previous"));
+    copy_dir(&two.join("last"), &case.join("last"));
+    copy_dir(&two.join("best"), &case.join("best"));
+    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+    assert!(!case.join("last.previous").exists());
+
+    // 4. best/ crashed between its renames: put back before training goes on.
+    let case = temp_dir("crash-best");
+    copy_dir(&one, &case);
+    copy_dir(&one.join("last"), &case.join("last"));
+    copy_dir(&one.join("best"), &case.join("best.previous"));
+    copy_dir(&two.join("best"), &case.join("best.partial"));
+    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert!(case.join("best/model.safetensors").is_file());
+    assert!(!case.join("best.partial").exists() && !case.join("best.previous").exists());
+
+    for dir in [&one, &two] {
+        std::fs::remove_dir_all(dir).ok();
+    }
+    for tag in [
+        "crash-staging",
+        "crash-between",
+        "crash-after",
+        "crash-best",
+    ] {
+        std::fs::remove_dir_all(temp_dir(tag)).ok();
+    }
+}
+
+#[test]
+fn a_resumed_run_logs_each_epoch_once_even_after_a_crash_between_log_and_checkpoint() {
+    let dev = Device::Cpu;
+    let (mut train, mut val) = sources();
+    let dir = temp_dir("log-crash");
+    {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        Trainer::new(&toy, &vm, config(2), &dev)
+            .unwrap()
+            .with_checkpoint_dir(&dir)
+            .fit(&mut train, Some(&mut val))
+            .unwrap();
+    }
+    // The record of epoch 2 was written, its checkpoint was not, and the process died in
+    // the middle of one more line.
+    let log = dir.join("log.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    let mut extra = read_log(&dir)[1].clone();
+    extra.epoch = 2;
+    text.push_str(&serde_json::to_string(&extra).unwrap());
+    text.push_str("\n{\"epoch\": 3, \"train_lo");
+    std::fs::write(&log, text).unwrap();
+
+    let vm = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    let mut t = Trainer::new(&toy, &vm, config(4), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    assert_eq!(t.resume().unwrap(), Some(2));
+    assert_eq!(
+        read_log(&dir).iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    t.fit(&mut train, Some(&mut val)).unwrap();
+    assert_eq!(
+        read_log(&dir).iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
