@@ -488,6 +488,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A run folder `tag` holding `one`'s files plus the listed folders, each copied from a
+/// source folder.
+fn crashed_run(tag: &str, one: &Path, folders: &[(&Path, &str)]) -> PathBuf {
+    let case = temp_dir(tag);
+    copy_dir(one, &case);
+    for (from, name) in folders {
+        copy_dir(from, &case.join(name));
+    }
+    case
+}
+
 #[test]
 fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     let dev = Device::Cpu;
@@ -533,10 +544,11 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
 
     // 1. Crashed while the staging directory was written: the last whole save stays, and
     //    the torn staging files go.
-    let case = temp_dir("crash-staging");
-    copy_dir(&one, &case);
-    copy_dir(&one.join("last"), &case.join("last"));
-    copy_dir(&one.join("best"), &case.join("best"));
+    let case = crashed_run(
+        "crash-staging",
+        &one,
+        &[(&one.join("last"), "last"), (&one.join("best"), "best")],
+    );
     std::fs::create_dir_all(case.join("last.partial")).unwrap();
     std::fs::copy(
         two.join("last/model.safetensors"),
@@ -548,30 +560,42 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
 
     // 2. Crashed between the two renames: no `last/`, the old save moved aside and the new
     //    one complete in staging. The new one is put in place.
-    let case = temp_dir("crash-between");
-    copy_dir(&one, &case);
-    copy_dir(&one.join("last"), &case.join("last.previous"));
-    copy_dir(&two.join("last"), &case.join("last.partial"));
-    copy_dir(&two.join("best"), &case.join("best"));
+    let case = crashed_run(
+        "crash-between",
+        &one,
+        &[
+            (&one.join("last"), "last.previous"),
+            (&two.join("last"), "last.partial"),
+            (&two.join("best"), "best"),
+        ],
+    );
     assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
     assert!(case.join("last/trainer_state.json").is_file());
     assert!(!case.join("last.previous").exists() && !case.join("last.partial").exists());
 
     // 3. Crashed before the old save was removed.
-    let case = temp_dir("crash-after");
-    copy_dir(&one, &case);
-    copy_dir(&one.join("last"), &case.join("last.previous"));
-    copy_dir(&two.join("last"), &case.join("last"));
-    copy_dir(&two.join("best"), &case.join("best"));
+    let case = crashed_run(
+        "crash-after",
+        &one,
+        &[
+            (&one.join("last"), "last.previous"),
+            (&two.join("last"), "last"),
+            (&two.join("best"), "best"),
+        ],
+    );
     assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
     assert!(!case.join("last.previous").exists());
 
     // 4. best/ crashed between its renames: put back before training goes on.
-    let case = temp_dir("crash-best");
-    copy_dir(&one, &case);
-    copy_dir(&one.join("last"), &case.join("last"));
-    copy_dir(&one.join("best"), &case.join("best.previous"));
-    copy_dir(&two.join("best"), &case.join("best.partial"));
+    let case = crashed_run(
+        "crash-best",
+        &one,
+        &[
+            (&one.join("last"), "last"),
+            (&one.join("best"), "best.previous"),
+            (&two.join("best"), "best.partial"),
+        ],
+    );
     assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
     assert!(case.join("best/model.safetensors").is_file());
     assert!(!case.join("best.partial").exists() && !case.join("best.previous").exists());
