@@ -45,12 +45,13 @@ fn true_edges(f: &FieldPolygon) -> Vec<(Side, Line)> {
     out
 }
 
-/// Writes `image` (log-compressed for display) with the true edges in green and the found
-/// ones in red, for looking at failures.
+/// Writes `image` (log-compressed for display unless it is log output already) with the true
+/// edges in green and the found ones in red, for looking at failures.
 fn dump(
     dir: &Path,
     name: &str,
     image: &xray_data::Radiograph,
+    log_output: bool,
     truth: &[(Side, Line)],
     found: &[Line],
 ) {
@@ -58,7 +59,13 @@ fn dump(
     let v: Vec<f32> = image
         .as_raw()
         .iter()
-        .map(|&x| (x.max(0.0) + 1.0).ln())
+        .map(|&x| {
+            if log_output {
+                x
+            } else {
+                (x.max(0.0) + 1.0).ln()
+            }
+        })
         .collect();
     let (lo, hi) = v
         .iter()
@@ -178,7 +185,7 @@ fn study(n: usize, size: u32, seed: u64) -> Study {
         }
         if let Some(dir) = &dump_dir {
             if wrong || distances.iter().any(|&d| d > 1.0) {
-                dump(dir, &name, &p.image, &truth, &lines);
+                dump(dir, &name, &p.image, p.log_output, &truth, &lines);
             }
         }
         st.all.add(wrong, &distances);
