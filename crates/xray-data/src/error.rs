@@ -53,8 +53,9 @@ pub enum DataError {
         /// What is supported.
         expected: String,
     },
-    /// The image is in colour, or grayscale with an alpha channel (a PNG `tRNS` chunk makes
-    /// one), and the caller did not ask for conversion to plain grayscale.
+    /// The image is in colour, or grayscale with an alpha channel that carries more than a
+    /// `tRNS` chunk's one transparent grey value (partly transparent pixels, or transparent
+    /// ones of several values), and the caller did not ask for conversion to plain grayscale.
     #[error(
         "{path}: not plain grayscale ({found}: colour, or an alpha channel); set \
          LoadOptions::allow_rgb to convert it to luma (alpha is dropped)"

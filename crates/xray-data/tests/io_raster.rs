@@ -353,3 +353,66 @@ fn a_multi_page_tiff_gives_the_page_asked_for() {
     ));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A 16-bit grayscale PNG whose `tRNS` chunk marks the grey value `key` transparent.
+fn write_png_with_trns(path: &std::path::Path, w: u32, h: u32, values: &[u16], key: u16) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Sixteen);
+    enc.set_trns(key.to_be_bytes().to_vec());
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_be_bytes()).collect();
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&bytes)
+        .unwrap();
+}
+
+#[test]
+fn grey_with_an_alpha_channel_that_hides_nothing_loads_as_grey() {
+    let dir = tempdir("alpha");
+    // A tRNS chunk (one grey value transparent, as some exporters mark the collimator's
+    // zero): decoded as grey + alpha, and its grey samples are the image.
+    let p = dir.join("trns.png");
+    let values = [0u16, 1200, 40000, 0, 65535, 7];
+    write_png_with_trns(&p, 3, 2, &values, 0);
+    let img = load_image(&p, &LoadOptions::default()).unwrap();
+    let expected: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    assert_eq!(img.as_raw(), &expected);
+
+    // All opaque: the alpha channel says nothing.
+    let p = dir.join("opaque-la.png");
+    ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(2, 1, |x, _| {
+        image::LumaA([x as u8 * 9, 255])
+    })
+    .save(&p)
+    .unwrap();
+    assert_eq!(
+        load_image(&p, &LoadOptions::default()).unwrap().as_raw(),
+        &vec![0.0, 9.0]
+    );
+
+    // Partly transparent pixels, or transparent ones of different values: the grey alone
+    // is not what the file shows, so conversion must be asked for.
+    for (name, pixels) in [
+        ("partial-la.png", [[10u8, 255], [20, 128]]),
+        ("two-keys-la.png", [[10u8, 0], [20, 0]]),
+    ] {
+        let p = dir.join(name);
+        ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(2, 1, |x, _| {
+            image::LumaA(pixels[x as usize])
+        })
+        .save(&p)
+        .unwrap();
+        match load_image(&p, &LoadOptions::default()) {
+            Err(e @ DataError::ColorImage { .. }) => assert!(e.to_string().contains(name)),
+            other => panic!("{name}: {other:?}"),
+        }
+        let allow = LoadOptions {
+            allow_rgb: true,
+            ..LoadOptions::default()
+        };
+        assert_eq!(load_image(&p, &allow).unwrap().as_raw(), &vec![10.0, 20.0]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -44,7 +44,9 @@ pub struct LoadOptions {
     /// has frame 0.
     pub frame: u32,
     /// Convert colour (RGB/RGBA, grayscale+alpha) PNG and TIFF to luma with the Rec. 709
-    /// weights instead of returning [`DataError::ColorImage`].
+    /// weights instead of returning [`DataError::ColorImage`]. A grayscale + alpha image
+    /// whose pixels are all opaque, or whose transparent pixels all hold one grey value (a
+    /// grayscale PNG with a `tRNS` chunk), loads without it: its grey samples are the image.
     pub allow_rgb: bool,
     /// Largest accepted number of pixels (width × height); larger images are rejected with
     /// [`DataError::TooLarge`] before their pixels are decoded.

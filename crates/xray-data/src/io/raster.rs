@@ -39,7 +39,8 @@ fn to_plane<T: Copy + Into<f64>>(
     opts: &LoadOptions,
     color_name: &str,
 ) -> Result<Vec<f32>> {
-    if channels > 1 && !opts.allow_rgb {
+    let grey_intact = channels == 2 && has_alpha && alpha_keeps_grey(samples, range_max);
+    if channels > 1 && !opts.allow_rgb && !grey_intact {
         return Err(DataError::ColorImage {
             path: path.to_path_buf(),
             found: color_name.to_string(),
@@ -76,6 +77,27 @@ fn to_plane<T: Copy + Into<f64>>(
         out.iter_mut().for_each(|v| *v = max - *v);
     }
     Ok(out)
+}
+
+/// Whether a grayscale + alpha image's grey samples are the image, alpha adding nothing to
+/// drop: every pixel opaque, or every transparent one holding the same grey value (what a
+/// grayscale PNG with a `tRNS` chunk decodes to: one grey value marked transparent). Partly
+/// transparent pixels, or transparent ones of several values, are left to
+/// [`LoadOptions::allow_rgb`].
+fn alpha_keeps_grey<T: Copy + Into<f64>>(samples: &[T], range_max: Option<f64>) -> bool {
+    let opaque = range_max.unwrap_or(1.0);
+    let mut transparent_value: Option<f64> = None;
+    for p in samples.chunks_exact(2) {
+        let (grey, alpha) = (p[0].into(), p[1].into());
+        if alpha == opaque {
+            continue;
+        }
+        if alpha != 0.0 || transparent_value.is_some_and(|v| v != grey) {
+            return false;
+        }
+        transparent_value = Some(grey);
+    }
+    true
 }
 
 pub(crate) fn decode_png(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
