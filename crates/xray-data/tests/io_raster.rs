@@ -416,3 +416,37 @@ fn grey_with_an_alpha_channel_that_hides_nothing_loads_as_grey() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[cfg(unix)]
+#[test]
+fn a_pipe_a_device_or_a_folder_is_an_error_not_a_hang() {
+    use xray_data::io::{load_dicom, load_mask};
+    let dir = tempdir("special");
+    let fifo = dir.join("scanner.png");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut cases = vec![
+        (PathBuf::from("/dev/zero"), "a device"),
+        (dir.clone(), "a folder"),
+    ];
+    if made {
+        cases.push((fifo, "a named pipe"));
+    } else {
+        eprintln!("mkfifo is not available: the named-pipe case is not checked");
+    }
+    for (path, what) in cases {
+        // Each would block (no writer on the pipe) or read forever (/dev/zero).
+        let image = load_image(&path, &LoadOptions::default()).unwrap_err();
+        let dicom = load_dicom(&path, &LoadOptions::default()).unwrap_err();
+        let mask = load_mask(&path).unwrap_err();
+        for e in [image.to_string(), dicom.to_string(), mask.to_string()] {
+            assert!(
+                e.contains(what) && e.contains(&*path.to_string_lossy()),
+                "{e}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -69,7 +69,7 @@ pub struct DicomImage {
 /// interpretations outside the list above, [`DataError::FrameOutOfRange`],
 /// [`DataError::EmptyImage`], [`DataError::TooLarge`], [`DataError::NonFinite`].
 pub fn load_dicom(path: &Path, opts: &LoadOptions) -> Result<DicomImage> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = super::read_image_file(path)?;
     decode_dicom_at(path, &bytes, opts)
 }
 

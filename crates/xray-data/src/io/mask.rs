@@ -126,7 +126,7 @@ pub fn load_mask(path: &Path) -> Result<Mask> {
 /// [`DataError::Io`], [`DataError::Decode`] for a corrupt file, [`DataError::Unsupported`]
 /// for anything but 8-bit grayscale, [`DataError::EmptyImage`], [`DataError::UnknownLabel`].
 pub fn load_mask_with_classes(path: &Path, num_classes: u8) -> Result<Mask> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = super::read_image_file(path)?;
     let img = decode_png_any(path, &bytes)?;
     let mask = match img {
         image::DynamicImage::ImageLuma8(m) => m,
@@ -150,7 +150,7 @@ pub fn load_mask_with_classes(path: &Path, num_classes: u8) -> Result<Mask> {
 /// [`DataError::Io`], [`DataError::Decode`], [`DataError::EmptyImage`], or
 /// [`DataError::Unsupported`] for a grayscale file.
 pub fn load_color_mask(path: &Path) -> Result<Mask> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = super::read_image_file(path)?;
     let img = decode_png_any(path, &bytes)?;
     match img {
         image::DynamicImage::ImageRgb8(_) | image::DynamicImage::ImageRgba8(_) => {

@@ -150,8 +150,7 @@ pub fn load_image_with_body_part(
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<(Radiograph, Option<String>)> {
-    let bytes =
-        std::fs::read(path).map_err(|e| DataError::io(path, explain_broken_link(path, e)))?;
+    let bytes = read_image_file(path)?;
     // The DICOM reader already trims the tag and drops an empty one.
     match detect_format(path, &bytes)? {
         ImageFormat::Dicom => {
@@ -160,6 +159,46 @@ pub fn load_image_with_body_part(
         }
         ImageFormat::Png => Ok((raster::decode_png(path, &bytes, opts)?, None)),
         ImageFormat::Tiff => Ok((raster::decode_tiff(path, &bytes, opts)?, None)),
+    }
+}
+
+/// Reads an image file whole. Only a regular file (or a link to one) is read: a named pipe
+/// would block until something writes to it, and a device such as `/dev/zero` never ends.
+pub(crate) fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| DataError::io(path, explain_broken_link(path, e)))?;
+    if !meta.is_file() {
+        let what = describe_file_type(&meta.file_type());
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("not a regular file but {what}; radiographs are read from files"),
+            ),
+        ));
+    }
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+/// What a file that is not a regular file is, for an error message.
+fn describe_file_type(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a named pipe (FIFO)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else {
+        "neither a file nor a folder"
     }
 }
 
