@@ -345,6 +345,14 @@ pub struct CollimatorConfig {
     /// it from the image's noise. The sub-pixel refinement and the linear-only tests
     /// (`max_outside_fall`, `max_outside_level`) depend on it.
     pub input_scale: InputScale,
+    /// Largest difference between the rotations of two edges of one field, in degrees
+    /// (0..=45), or `None` to judge every side on its own. A collimator's blades form a
+    /// rectangle, so every edge of its field is rotated alike; a candidate rotated otherwise
+    /// is anatomy (the skin line of an arm cutting a corner of a chest image). The rotation
+    /// that the sides' best consistent candidates support most (summed scores) is kept, and
+    /// each side takes its best candidate within this much of it. The search runs in 1°
+    /// steps, and true edges of one field were found up to 3° apart.
+    pub rotation_spread_deg: Option<f32>,
     /// For log-processed input: the assumed exposure ratio between the field and the
     /// collimated band, in e-folds (3 ≈ a band at 5 % of the field, leakage plus scatter),
     /// used to undo the log across an edge before taking its half level (0.5..=10).
@@ -384,6 +392,7 @@ impl Default for CollimatorConfig {
             min_length_fraction: 0.03,
             refine: true,
             input_scale: InputScale::Auto,
+            rotation_spread_deg: Some(4.0),
             log_contrast: 3.0,
         }
     }
@@ -473,6 +482,15 @@ impl CollimatorConfig {
             1.0,
             "[0, 1]",
         )?;
+        if let Some(spread) = self.rotation_spread_deg {
+            range(
+                "rotation_spread_deg",
+                spread,
+                0.0,
+                45.0,
+                "0..=45 degrees, or null",
+            )?;
+        }
         range(
             "min_straightness",
             self.min_straightness,
@@ -1010,6 +1028,39 @@ fn hough_side(work: &Work, side: Side, cfg: &CollimatorConfig) -> Vec<Cand> {
         .collect()
 }
 
+/// How far a candidate's edge is rotated from its image side, in degrees (positive
+/// counter-clockwise in image coordinates, the same for every edge of a rotated rectangle).
+fn rotation_of(cand: Cand, side: Side) -> f32 {
+    let mut d = cand.phi.to_degrees() - side.nominal_deg();
+    d -= (d / 360.0).round() * 360.0;
+    d
+}
+
+/// The rotation of the collimated field (see [`CollimatorConfig::rotation_spread_deg`]):
+/// each accepted candidate's rotation is tried, and the one whose sides' best candidates
+/// within `spread` of it score highest in sum wins (the smaller rotation on a tie). `None`
+/// when nothing was accepted.
+fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Option<f32> {
+    let support = |r: f32| -> f32 {
+        accepted
+            .iter()
+            .map(|(side, found)| {
+                found
+                    .iter()
+                    .filter(|(c, _)| (rotation_of(*c, *side) - r).abs() <= spread)
+                    .map(|(_, v)| v.score)
+                    .fold(0.0f32, f32::max)
+            })
+            .sum()
+    };
+    accepted
+        .iter()
+        .flat_map(|(side, found)| found.iter().map(move |(c, _)| rotation_of(*c, *side)))
+        .map(|r| (support(r), r))
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.abs().total_cmp(&a.1.abs())))
+        .map(|(_, r)| r)
+}
+
 /// Finds the exposed field of a radiograph (larger value = more X-rays; linear or log).
 ///
 /// # Examples
@@ -1043,15 +1094,33 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     };
     let f = work.f as f32;
     let off = (f - 1.0) / 2.0;
-    for side in Side::ALL {
-        let mut best: Option<(Cand, Verdict)> = None;
-        for cand in hough_side(&work, side, cfg) {
-            if let Some(v) = evaluate(&work, cand, side, cfg) {
-                if best.as_ref().is_none_or(|(_, b)| v.score > b.score) {
-                    best = Some((cand, v));
+    let accepted: Vec<(Side, Vec<(Cand, Verdict)>)> = Side::ALL
+        .iter()
+        .map(|&side| {
+            let found = hough_side(&work, side, cfg)
+                .into_iter()
+                .filter_map(|cand| evaluate(&work, cand, side, cfg).map(|v| (cand, v)))
+                .collect();
+            (side, found)
+        })
+        .collect();
+    let rotation = cfg
+        .rotation_spread_deg
+        .and_then(|spread| field_rotation(&accepted, spread).map(|r| (r, spread)));
+    for (side, found) in accepted {
+        let best = found
+            .into_iter()
+            .filter(|(cand, _)| {
+                rotation.is_none_or(|(r, spread)| (rotation_of(*cand, side) - r).abs() <= spread)
+            })
+            // The first of equal scores (the stronger Hough peak).
+            .reduce(|best, next| {
+                if next.1.score > best.1.score {
+                    next
+                } else {
+                    best
                 }
-            }
-        }
+            });
         let Some((cand, verdict)) = best else {
             continue;
         };

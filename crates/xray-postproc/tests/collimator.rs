@@ -7,10 +7,21 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use xray_postproc::{detect_collimator, edge_distance, CollimatorConfig, InputScale, Plane, Side};
 
+/// The default configuration, but judging each side on its own: these phantoms tilt each
+/// side independently (up to ±20°), which no rectangular collimator does, and the default
+/// keeps only edges rotated alike ([`CollimatorConfig::rotation_spread_deg`], tested in
+/// `one_field_is_one_rotated_rectangle_by_default`).
+fn independent_sides() -> CollimatorConfig {
+    CollimatorConfig {
+        rotation_spread_deg: None,
+        ..CollimatorConfig::default()
+    }
+}
+
 fn detect(p: &common::Phantom) -> xray_postproc::Collimator {
     detect_collimator(
         &Plane::new(&p.image, p.width, p.height).unwrap(),
-        &CollimatorConfig::default(),
+        &independent_sides(),
     )
     .unwrap()
 }
@@ -272,7 +283,7 @@ fn timing_2000() {
     let mut spec = PhantomSpec::new(
         2000,
         2000,
-        all_sides([3.0, -2.0, 4.0, -5.0], [240.0, 200.0, 300.0, 160.0]),
+        all_sides([3.0; 4], [240.0, 200.0, 300.0, 160.0]),
     );
     spec.photons = 1000.0;
     spec.anatomy = true;
@@ -364,9 +375,21 @@ fn new_parameters_are_validated() {
             max_outside_level: f32::NAN,
             ..Default::default()
         },
+        CollimatorConfig {
+            rotation_spread_deg: Some(46.0),
+            ..Default::default()
+        },
+        CollimatorConfig {
+            rotation_spread_deg: Some(f32::NAN),
+            ..Default::default()
+        },
     ] {
         assert!(cfg.validate().is_err(), "{cfg:?}");
     }
+    let independent: CollimatorConfig =
+        serde_json::from_str(r#"{"rotation_spread_deg": null}"#).unwrap();
+    assert_eq!(independent.rotation_spread_deg, None);
+    assert!(independent.validate().is_ok());
     let json = r#"{"input_scale": "log", "log_contrast": 4.0}"#;
     let cfg: CollimatorConfig = serde_json::from_str(json).unwrap();
     assert_eq!(cfg.input_scale, InputScale::Log);
@@ -385,7 +408,7 @@ fn log_input_is_recognised_and_linearised() {
     let auto = check(&p, 0.5, "linear, auto");
     let linear_cfg = CollimatorConfig {
         input_scale: InputScale::Linear,
-        ..Default::default()
+        ..independent_sides()
     };
     let found = detect_collimator(&Plane::new(&p.image, 256, 256).unwrap(), &linear_cfg).unwrap();
     assert_eq!(found.edges.len(), 4);
@@ -476,4 +499,29 @@ fn a_skin_line_at_the_border_is_not_a_blade_but_a_flat_dark_band_is() {
     };
     let c = detect_collimator(&Plane::new(&arm, 256, 256).unwrap(), &off).unwrap();
     assert!(c.edge(Side::Right).is_some(), "{:?}", c.edges);
+}
+
+#[test]
+fn one_field_is_one_rotated_rectangle_by_default() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let mut spec = PhantomSpec::new(256, 256, all_sides([6.0; 4], [30.0, 25.0, 35.0, 28.0]));
+    spec.photons = 1500.0;
+    spec.penumbra = 1.5;
+    let rectangle = make(&spec, &mut rng);
+    let c = detect_collimator(
+        &Plane::new(&rectangle.image, 256, 256).unwrap(),
+        &CollimatorConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(c.edges.len(), 4, "{:?}", c.edges);
+    // One side rotated 20° against the other three: not one collimator's field. By default
+    // the three that agree are kept; judged side by side, all four.
+    spec.edges = all_sides([6.0, 6.0, 6.0, -14.0], [30.0, 25.0, 35.0, 28.0]);
+    let skewed = make(&spec, &mut rng);
+    let plane = Plane::new(&skewed.image, 256, 256).unwrap();
+    let c = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+    let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
+    assert_eq!(sides, [Side::Left, Side::Top, Side::Right]);
+    let c = detect_collimator(&plane, &independent_sides()).unwrap();
+    assert_eq!(c.edges.len(), 4, "{:?}", c.edges);
 }
