@@ -602,14 +602,20 @@ const LOG_OFFSET: f32 = 0.1;
 /// edges already found it loses none (synth studies, docs/postprocessing.md).
 const FAINT_LOG_OFFSET: f32 = 0.01;
 
-/// The working copy: box-averaged to `cfg.working_size`, smoothed, and (with
-/// `cfg.log_compress`) log-compressed with an offset of `log_offset` of its range.
-fn build_work(
-    img: &Plane,
-    cfg: &CollimatorConfig,
-    log_input: bool,
-    log_offset: f32,
-) -> Option<Work> {
+/// The working copy's linear values: box-averaged to `cfg.working_size` and smoothed, with
+/// their range (the 0.5–99.5 % spread).
+struct Downsampled {
+    w: usize,
+    h: usize,
+    f: usize,
+    v: Vec<f32>,
+    lo: f32,
+    span: f32,
+}
+
+/// The input box-averaged and smoothed; `None` for an image under 8 working pixels a side or
+/// a flat one.
+fn downsample(img: &Plane, cfg: &CollimatorConfig) -> Option<Downsampled> {
     let (iw, ih) = (img.width(), img.height());
     let f = iw.max(ih).div_ceil(cfg.working_size).max(1);
     let (w, h) = (iw.div_ceil(f), ih.div_ceil(f));
@@ -643,7 +649,22 @@ fn build_work(
     if hi.is_nan() || lo.is_nan() || hi <= lo {
         return None;
     }
-    let span = hi - lo;
+    Some(Downsampled {
+        w,
+        h,
+        f,
+        v,
+        lo,
+        span: hi - lo,
+    })
+}
+
+/// The working copy: the downsampled values normalised to their range and (with
+/// `cfg.log_compress`) log-compressed with an offset of `log_offset` of it, and their
+/// gradients.
+fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_input: bool, log_offset: f32) -> Work {
+    let (w, h, f, lo, span) = (d.w, d.h, d.f, d.lo, d.span);
+    let mut v = d.v.clone();
     let lin: Vec<f32> = v.iter().map(|x| (x - lo) / span).collect();
     if cfg.log_compress {
         let delta = log_offset * span;
@@ -669,7 +690,7 @@ fn build_work(
                 (p(-1, 1) + 2.0 * p(0, 1) + p(1, 1) - p(-1, -1) - 2.0 * p(0, -1) - p(1, -1)) / 8.0;
         }
     }
-    Some(Work {
+    Work {
         w,
         h,
         f,
@@ -678,7 +699,7 @@ fn build_work(
         log_input,
         gx,
         gy,
-    })
+    }
 }
 
 /// A candidate line in working coordinates: inward normal angle `phi` (radians), offset `rho`.
@@ -1103,9 +1124,10 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         InputScale::Linear => false,
         InputScale::Log => true,
     };
-    let Some(work) = build_work(img, cfg, log_input, LOG_OFFSET) else {
+    let Some(down) = downsample(img, cfg) else {
         return Ok(out);
     };
+    let work = build_work(&down, cfg, log_input, LOG_OFFSET);
     let f = work.f as f32;
     let off = (f - 1.0) / 2.0;
     let accepted: Vec<(Side, Vec<(Cand, Verdict)>)> = Side::ALL
@@ -1128,24 +1150,21 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // whose log compression spreads the dark end (a blade over a thick trunk: field and band
     // both within a few per cent of the range), for candidates at that rotation only.
     let mut accepted = accepted;
-    if rotation.is_some() {
+    if rotation.is_some() && cfg.log_compress {
         let empty: Vec<Side> = accepted
             .iter()
             .filter(|(side, found)| !found.iter().any(|(c, _)| consistent(*c, *side)))
             .map(|(side, _)| *side)
             .collect();
         if !empty.is_empty() {
-            if let Some(faint) = build_work(img, cfg, log_input, FAINT_LOG_OFFSET) {
-                for (side, found) in accepted.iter_mut() {
-                    if empty.contains(side) {
-                        *found = hough_side(&faint, *side, cfg)
-                            .into_iter()
-                            .filter(|c| consistent(*c, *side))
-                            .filter_map(|cand| {
-                                evaluate(&faint, cand, *side, cfg).map(|v| (cand, v))
-                            })
-                            .collect();
-                    }
+            let faint = build_work(&down, cfg, log_input, FAINT_LOG_OFFSET);
+            for (side, found) in accepted.iter_mut() {
+                if empty.contains(side) {
+                    *found = hough_side(&faint, *side, cfg)
+                        .into_iter()
+                        .filter(|c| consistent(*c, *side))
+                        .filter_map(|cand| evaluate(&faint, cand, *side, cfg).map(|v| (cand, v)))
+                        .collect();
                 }
             }
         }
