@@ -632,6 +632,9 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// The empty file that marks a staging folder as completely written.
+const COMPLETE_MARKER: &str = ".complete";
+
 /// The sibling a directory is written under before it replaces the directory.
 fn staging_dir(dir: &Path) -> PathBuf {
     sibling_with_suffix(dir, "partial")
@@ -651,7 +654,8 @@ fn sibling_with_suffix(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Replaces the directory `dir` as a whole: `write` fills a fresh staging sibling
-/// (`<dir>.partial`), which then takes `dir`'s place by two renames (`dir` to
+/// (`<dir>.partial`, marked complete by an empty `.complete` file written last), which then
+/// takes `dir`'s place by two renames (`dir` to
 /// `<dir>.previous`, the staging directory to `dir`) before the old one is removed. A reader
 /// therefore never finds files from two saves mixed in `dir`; a crash between the renames
 /// leaves no `dir` but a complete staging directory, which [`recover_replaced_dir`] puts in
@@ -668,8 +672,16 @@ pub(crate) fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
+    // Written last, once everything else is on the disk: recovery promotes only a staging
+    // folder that holds it.
+    write_synced(&staging.join(COMPLETE_MARKER), b"")?;
     sync_dir(&staging);
-    let previous = previous_dir(dir);
+    let mut previous = previous_dir(dir);
+    if previous.exists() {
+        // An old save that could not be removed (a file in it still open on NFS, say): the
+        // swap needs the name, and recovery only needs it while `dir` is missing.
+        previous = unused_sibling(&previous);
+    }
     if dir.exists() {
         std::fs::rename(dir, &previous).map_err(io(dir))?;
     }
@@ -677,18 +689,25 @@ pub(crate) fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -
     if let Some(parent) = dir.parent() {
         sync_dir(parent);
     }
-    if previous.exists() {
-        std::fs::remove_dir_all(&previous).map_err(io(&previous))?;
-    }
+    // The new save is in place: failing to delete the old one loses nothing.
+    let _ = std::fs::remove_dir_all(&previous);
     Ok(())
+}
+
+/// `path` with the first free numeric suffix (`.1`, `.2`, ...).
+fn unused_sibling(path: &Path) -> PathBuf {
+    (1u32..)
+        .map(|n| sibling_with_suffix(path, &n.to_string()))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path.to_path_buf())
 }
 
 /// Finishes or undoes a [`replace_dir`] that a crash interrupted, so that `dir` holds one
 /// whole save again. Returns whether anything was left to clean up.
 ///
-/// - No `dir` but a `<dir>.previous`: the crash came between the two renames, after the
-///   staging directory was complete: it becomes `dir` (if it is missing, the previous save is
-///   put back).
+/// - No `dir`: the crash came between the two renames. The staging directory becomes `dir`
+///   if it was completely written (it holds the marker written last), else the previous save
+///   (`<dir>.previous`) is put back.
 /// - A `<dir>.partial` beside an existing `dir`: an unfinished save; it is removed, and `dir`
 ///   keeps the last complete one.
 /// - A `<dir>.previous` beside an existing `dir`: the old save that was not yet removed.
@@ -699,18 +718,24 @@ pub(crate) fn recover_replaced_dir(dir: &Path) -> Result<bool> {
         move |source| ModelError::Io { path, source }
     };
     let mut recovered = false;
-    if !dir.exists() && previous.is_dir() {
-        let newest = if staging.is_dir() {
-            &staging
+    if !dir.exists() {
+        let newest = if staging.join(COMPLETE_MARKER).is_file() {
+            Some(&staging)
+        } else if previous.is_dir() {
+            Some(&previous)
         } else {
-            &previous
+            None
         };
-        std::fs::rename(newest, dir).map_err(io(dir))?;
-        recovered = true;
+        if let Some(newest) = newest {
+            std::fs::rename(newest, dir).map_err(io(dir))?;
+            recovered = true;
+        }
     }
+    // `dir` holds a whole save now: leftovers that cannot be deleted are left, not an error
+    // (the next save swaps around them).
     for leftover in [staging, previous] {
         if leftover.exists() {
-            std::fs::remove_dir_all(&leftover).map_err(io(&leftover))?;
+            let _ = std::fs::remove_dir_all(&leftover);
             recovered = true;
         }
     }

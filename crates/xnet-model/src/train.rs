@@ -829,5 +829,10 @@ fn append_log(path: &Path, record: &EpochRecord) -> Result<()> {
     writeln!(f, "{line}").map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    // On the disk before `last/` says the epoch is done (`last/` is flushed too).
+    f.sync_data().map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
     })
 }

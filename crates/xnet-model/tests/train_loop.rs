@@ -600,6 +600,26 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     assert!(case.join("best/model.safetensors").is_file());
     assert!(!case.join("best.partial").exists() && !case.join("best.previous").exists());
 
+    // 5. Between the renames, with the old save's folder gone too: the staging folder is
+    //    complete (its marker was written last), so it is the save.
+    let case = crashed_run("crash-alone", &one, &[(&two.join("last"), "last.partial")]);
+    assert!(case.join("last.partial/.complete").is_file());
+    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+
+    // 6. No `last/` and a staging folder without its marker beside the old save: the
+    //    staging folder may be incomplete, so the old save comes back.
+    let case = crashed_run(
+        "crash-unmarked",
+        &one,
+        &[
+            (&one.join("last"), "last.previous"),
+            (&two.join("last"), "last.partial"),
+        ],
+    );
+    std::fs::remove_file(case.join("last.partial/.complete")).unwrap();
+    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert!(!case.join("last.partial").exists());
+
     for dir in [&one, &two] {
         std::fs::remove_dir_all(dir).ok();
     }
@@ -608,6 +628,8 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
         "crash-between",
         "crash-after",
         "crash-best",
+        "crash-alone",
+        "crash-unmarked",
     ] {
         std::fs::remove_dir_all(temp_dir(tag)).ok();
     }
