@@ -707,6 +707,9 @@ fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_input: bool, log_offs
 struct Cand {
     phi: f32,
     rho: f32,
+    /// Degrees the line is turned from its side's nominal direction (the Hough angle step),
+    /// kept whole so that candidates of different sides compare exactly.
+    turn: i32,
 }
 
 struct Verdict {
@@ -1059,16 +1062,22 @@ fn hough_side(work: &Work, side: Side, cfg: &CollimatorConfig) -> Vec<Cand> {
         .map(|(_, k, r)| Cand {
             phi: (phi0 + (k as i32 - amax) as f32).to_radians(),
             rho: (r as i32 - diag) as f32,
+            turn: k as i32 - amax,
         })
         .collect()
 }
 
 /// How far a candidate's edge is rotated from its image side, in degrees (positive
 /// counter-clockwise in image coordinates, the same for every edge of a rotated rectangle).
-fn rotation_of(cand: Cand, side: Side) -> f32 {
-    let mut d = cand.phi.to_degrees() - side.nominal_deg();
-    d -= (d / 360.0).round() * 360.0;
-    d
+fn rotation_of(cand: Cand) -> f32 {
+    cand.turn as f32
+}
+
+/// The difference between two field rotations, in degrees: a rectangle turned by `r` is the
+/// one turned by `r ± 90°`, so it is taken modulo 90, within ±45.
+fn rotation_gap(a: f32, b: f32) -> f32 {
+    let d = a - b;
+    (d - 90.0 * (d / 90.0).round()).abs()
 }
 
 /// The rotation of the collimated field (see [`CollimatorConfig::rotation_spread_deg`]):
@@ -1079,10 +1088,10 @@ fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Opt
     let support = |r: f32| -> f32 {
         accepted
             .iter()
-            .map(|(side, found)| {
+            .map(|(_, found)| {
                 found
                     .iter()
-                    .filter(|(c, _)| (rotation_of(*c, *side) - r).abs() <= spread)
+                    .filter(|(c, _)| rotation_gap(rotation_of(*c), r) <= spread)
                     .map(|(_, v)| v.score)
                     .fold(0.0f32, f32::max)
             })
@@ -1090,7 +1099,7 @@ fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Opt
     };
     accepted
         .iter()
-        .flat_map(|(side, found)| found.iter().map(move |(c, _)| rotation_of(*c, *side)))
+        .flat_map(|(_, found)| found.iter().map(|(c, _)| rotation_of(*c)))
         .map(|r| (support(r), r))
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.abs().total_cmp(&a.1.abs())))
         .map(|(_, r)| r)
@@ -1143,8 +1152,8 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     let rotation = cfg
         .rotation_spread_deg
         .and_then(|spread| field_rotation(&accepted, spread).map(|r| (r, spread)));
-    let consistent = |cand: Cand, side: Side| {
-        rotation.is_none_or(|(r, spread)| (rotation_of(cand, side) - r).abs() <= spread)
+    let consistent = |cand: Cand| {
+        rotation.is_none_or(|(r, spread)| rotation_gap(rotation_of(cand), r) <= spread)
     };
     // A side with no edge at the field's rotation is searched again on a working image
     // whose log compression spreads the dark end (a blade over a thick trunk: field and band
@@ -1153,7 +1162,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     if rotation.is_some() && cfg.log_compress {
         let empty: Vec<Side> = accepted
             .iter()
-            .filter(|(side, found)| !found.iter().any(|(c, _)| consistent(*c, *side)))
+            .filter(|(_, found)| !found.iter().any(|(c, _)| consistent(*c)))
             .map(|(side, _)| *side)
             .collect();
         if !empty.is_empty() {
@@ -1162,7 +1171,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 if empty.contains(side) {
                     *found = hough_side(&faint, *side, cfg)
                         .into_iter()
-                        .filter(|c| consistent(*c, *side))
+                        .filter(|c| consistent(*c))
                         .filter_map(|cand| evaluate(&faint, cand, *side, cfg).map(|v| (cand, v)))
                         .collect();
                 }
@@ -1172,9 +1181,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     for (side, found) in accepted {
         let best = found
             .into_iter()
-            .filter(|(cand, _)| {
-                rotation.is_none_or(|(r, spread)| (rotation_of(*cand, side) - r).abs() <= spread)
-            })
+            .filter(|(cand, _)| consistent(*cand))
             // The first of equal scores (the stronger Hough peak).
             .reduce(|best, next| {
                 if next.1.score > best.1.score {
@@ -1458,4 +1465,19 @@ fn fit_line_robust(pts: &[(f32, f32)], reference: Line) -> Option<Line> {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotation_gap;
+
+    #[test]
+    fn rotation_gaps_are_taken_modulo_a_quarter_turn() {
+        assert_eq!(rotation_gap(4.0, -4.0), 8.0);
+        assert_eq!(rotation_gap(-16.0, -20.0), 4.0);
+        // A rectangle turned by 44° is the one turned by −46°: 2° from one turned by −44°.
+        assert_eq!(rotation_gap(44.0, -44.0), 2.0);
+        assert_eq!(rotation_gap(-45.0, 45.0), 0.0);
+        assert_eq!(rotation_gap(30.0, -30.0), 30.0);
+    }
 }
