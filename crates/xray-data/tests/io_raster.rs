@@ -419,25 +419,14 @@ fn grey_with_an_alpha_channel_that_hides_nothing_loads_as_grey() {
 
 #[cfg(unix)]
 #[test]
-fn a_pipe_a_device_or_a_folder_is_an_error_not_a_hang() {
+fn a_device_a_folder_or_an_idle_pipe_is_an_error_not_a_hang_and_a_fed_pipe_is_read() {
     use xray_data::io::{load_dicom, load_mask};
     let dir = tempdir("special");
-    let fifo = dir.join("scanner.png");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .is_ok_and(|s| s.success());
-    let mut cases = vec![
+    // /dev/zero would be read without end, a folder is not an image.
+    for (path, what) in [
         (PathBuf::from("/dev/zero"), "a device"),
         (dir.clone(), "a folder"),
-    ];
-    if made {
-        cases.push((fifo, "a named pipe"));
-    } else {
-        eprintln!("mkfifo is not available: the named-pipe case is not checked");
-    }
-    for (path, what) in cases {
-        // Each would block (no writer on the pipe) or read forever (/dev/zero).
+    ] {
         let image = load_image(&path, &LoadOptions::default()).unwrap_err();
         let dicom = load_dicom(&path, &LoadOptions::default()).unwrap_err();
         let mask = load_mask(&path).unwrap_err();
@@ -448,5 +437,59 @@ fn a_pipe_a_device_or_a_folder_is_an_error_not_a_hang() {
             );
         }
     }
+    let fifo = dir.join("scanner.png");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("mkfifo is not available: the named-pipe cases are not checked");
+        std::fs::remove_dir_all(&dir).ok();
+        return;
+    }
+    // Nothing writes to it: reading used to wait for a writer for ever.
+    let e = load_image(&fifo, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("named pipe") && e.contains("scanner.png"), "{e}");
+    // Something writes an image into it (`cat scan.png | segment /dev/stdin`): it is read.
+    let png = dir.join("ramp.png");
+    let img = ramp(5, 3, 100.0);
+    save_png16(&png, &img).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            // Opening for writing waits for a reader; the image goes in two parts, slowly. A
+            // reader that gave up before the first part (it found the pipe empty) makes the
+            // writes fail: then it starts again for the reader's next try.
+            for _ in 0..200 {
+                let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) else {
+                    continue;
+                };
+                let (a, b) = bytes.split_at(bytes.len() / 2);
+                let first = f.write_all(a);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                if first.is_ok() && f.write_all(b).is_ok() {
+                    return true;
+                }
+            }
+            false
+        })
+    };
+    // The writer may open the pipe after the reader: retry while the pipe reads empty.
+    let mut loaded = None;
+    for _ in 0..200 {
+        match load_image(&fifo, &LoadOptions::default()) {
+            Ok(read) => {
+                loaded = Some(read);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    assert_eq!(loaded.expect("the fed pipe was read"), img);
+    assert!(writer.join().unwrap());
     std::fs::remove_dir_all(&dir).ok();
 }

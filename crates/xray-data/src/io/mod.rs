@@ -162,22 +162,92 @@ pub fn load_image_with_body_part(
     }
 }
 
-/// Reads an image file whole. Only a regular file (or a link to one) is read: a named pipe
-/// would block until something writes to it, and a device such as `/dev/zero` never ends.
+/// Reads an image file whole: a regular file (or a link to one), or a named pipe that
+/// something writes into (`cat scan.dcm | segment /dev/stdin`). It is opened without waiting
+/// for a writer, so a pipe that nothing writes to reads as empty instead of blocking the
+/// program, and a device such as `/dev/zero` (which never ends), a folder or a socket is an
+/// error naming what it is.
 pub(crate) fn read_image_file(path: &Path) -> Result<Vec<u8>> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| DataError::io(path, explain_broken_link(path, e)))?;
-    if !meta.is_file() {
-        let what = describe_file_type(&meta.file_type());
+    use std::io::Read;
+    let mut file = open_without_waiting(path)
+        .map_err(|e| DataError::io(path, explain_broken_link(path, e)))?;
+    let kind = file
+        .metadata()
+        .map_err(|e| DataError::io(path, e))?
+        .file_type();
+    let pipe = is_pipe(&kind);
+    if !kind.is_file() && !pipe {
+        let what = describe_file_type(&kind);
         return Err(DataError::io(
             path,
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("not a regular file but {what}; radiographs are read from files"),
+                format!("not a regular file but {what}; radiographs are read from files or pipes"),
             ),
         ));
     }
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+    let mut bytes = Vec::new();
+    if pipe {
+        wait_when_reading(&file).map_err(|e| DataError::io(path, e))?;
+    }
+    file.read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(path, e))?;
+    if pipe && bytes.is_empty() {
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a named pipe that gave no data (nothing was writing to it)",
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(unix)]
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+#[cfg(unix)]
+fn is_pipe(kind: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    kind.is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_pipe(_: &std::fs::FileType) -> bool {
+    false
+}
+
+/// Makes reads from an opened pipe wait for data again: opened without waiting, a read
+/// would fail as soon as the writer is slower than the reader. With no writer at all, a
+/// read returns end-of-file at once.
+#[cfg(unix)]
+fn wait_when_reading(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL on a descriptor `file` owns and keeps open; they take and
+    // return plain integer flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn wait_when_reading(_: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// What a file that is not a regular file is, for an error message.
@@ -185,9 +255,6 @@ fn describe_file_type(t: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return "a named pipe (FIFO)";
-        }
         if t.is_char_device() || t.is_block_device() {
             return "a device";
         }
