@@ -167,7 +167,10 @@ pub struct FieldEdge {
     pub side: Side,
     /// The edge, in input pixel coordinates, normal pointing into the field.
     pub line: Line,
-    /// Median contrast across the edge, in units of the working image's range (0..1).
+    /// Median contrast across the edge, in units of the working image's range (0..1), after
+    /// its log compression. An edge found by the second look at the dark end (a side with no
+    /// edge at first, see docs/postprocessing.md) is measured on that look's working image,
+    /// whose compression spreads the dark end: its contrast is not on the other edges' scale.
     pub contrast: f32,
     /// Share of the edge's visible length along which the inside is clearly brighter.
     pub support: f32,
