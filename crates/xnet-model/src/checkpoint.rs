@@ -595,7 +595,6 @@ pub(crate) fn write_safetensors_atomic(
     path: &Path,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<String> {
-    let tmp = temp_path(path);
     // Sorted for a deterministic file.
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -605,8 +604,7 @@ pub(crate) fn write_safetensors_atomic(
             message: e.to_string(),
         })?;
     let digest = weights_digest(&bytes);
-    write_synced(&tmp, &bytes)?;
-    rename_into_place(&tmp, path)?;
+    write_bytes_atomic(path, &bytes)?;
     Ok(digest)
 }
 
@@ -742,10 +740,10 @@ pub(crate) fn recover_replaced_dir(dir: &Path) -> Result<bool> {
     Ok(recovered)
 }
 
-/// Writes text: temporary file (flushed to the disk), then rename.
-pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
+/// Writes bytes: temporary file (flushed to the disk), then rename.
+pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
-    write_synced(&tmp, text.as_bytes())?;
+    write_synced(&tmp, bytes)?;
     rename_into_place(&tmp, path)
 }
 
@@ -758,5 +756,5 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })?;
-    write_text_atomic(path, &text)
+    write_bytes_atomic(path, text.as_bytes())
 }

@@ -810,7 +810,7 @@ fn trim_log(path: &Path, next_epoch: usize) -> Result<()> {
     if !trimmed.is_empty() {
         trimmed.push('\n');
     }
-    checkpoint::write_text_atomic(path, &trimmed)
+    checkpoint::write_bytes_atomic(path, trimmed.as_bytes())
 }
 
 fn append_log(path: &Path, record: &EpochRecord) -> Result<()> {

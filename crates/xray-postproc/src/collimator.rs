@@ -715,6 +715,15 @@ struct Cand {
     turn: i32,
 }
 
+impl Cand {
+    /// How far the edge is rotated from its image side, in degrees (positive
+    /// counter-clockwise in image coordinates, the same for every edge of a rotated
+    /// rectangle).
+    fn rotation(self) -> f32 {
+        self.turn as f32
+    }
+}
+
 struct Verdict {
     score: f32,
     contrast: f32,
@@ -1070,10 +1079,19 @@ fn hough_side(work: &Work, side: Side, cfg: &CollimatorConfig) -> Vec<Cand> {
         .collect()
 }
 
-/// How far a candidate's edge is rotated from its image side, in degrees (positive
-/// counter-clockwise in image coordinates, the same for every edge of a rotated rectangle).
-fn rotation_of(cand: Cand) -> f32 {
-    cand.turn as f32
+/// The Hough candidates of `side` that `keep` keeps and the acceptance tests accept, with
+/// their verdicts, strongest peak first.
+fn accepted_candidates(
+    work: &Work,
+    side: Side,
+    cfg: &CollimatorConfig,
+    keep: impl Fn(Cand) -> bool,
+) -> Vec<(Cand, Verdict)> {
+    hough_side(work, side, cfg)
+        .into_iter()
+        .filter(|c| keep(*c))
+        .filter_map(|cand| evaluate(work, cand, side, cfg).map(|v| (cand, v)))
+        .collect()
 }
 
 /// The difference between two field rotations, in degrees: a rectangle turned by `r` is the
@@ -1094,7 +1112,7 @@ fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Opt
             .map(|(_, found)| {
                 found
                     .iter()
-                    .filter(|(c, _)| rotation_gap(rotation_of(*c), r) <= spread)
+                    .filter(|(c, _)| rotation_gap(c.rotation(), r) <= spread)
                     .map(|(_, v)| v.score)
                     .fold(0.0f32, f32::max)
             })
@@ -1102,7 +1120,7 @@ fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Opt
     };
     accepted
         .iter()
-        .flat_map(|(_, found)| found.iter().map(|(c, _)| rotation_of(*c)))
+        .flat_map(|(_, found)| found.iter().map(|(c, _)| c.rotation()))
         .map(|r| (support(r), r))
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.abs().total_cmp(&a.1.abs())))
         .map(|(_, r)| r)
@@ -1142,42 +1160,25 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     let work = build_work(&down, cfg, log_input, LOG_OFFSET);
     let f = work.f as f32;
     let off = (f - 1.0) / 2.0;
-    let accepted: Vec<(Side, Vec<(Cand, Verdict)>)> = Side::ALL
+    let mut accepted: Vec<(Side, Vec<(Cand, Verdict)>)> = Side::ALL
         .iter()
-        .map(|&side| {
-            let found = hough_side(&work, side, cfg)
-                .into_iter()
-                .filter_map(|cand| evaluate(&work, cand, side, cfg).map(|v| (cand, v)))
-                .collect();
-            (side, found)
-        })
+        .map(|&side| (side, accepted_candidates(&work, side, cfg, |_| true)))
         .collect();
     let rotation = cfg
         .rotation_spread_deg
         .and_then(|spread| field_rotation(&accepted, spread).map(|r| (r, spread)));
-    let consistent = |cand: Cand| {
-        rotation.is_none_or(|(r, spread)| rotation_gap(rotation_of(cand), r) <= spread)
-    };
+    let consistent =
+        |cand: Cand| rotation.is_none_or(|(r, spread)| rotation_gap(cand.rotation(), r) <= spread);
     // A side with no edge at the field's rotation is searched again on a working image
     // whose log compression spreads the dark end (a blade over a thick trunk: field and band
     // both within a few per cent of the range), for candidates at that rotation only.
-    let mut accepted = accepted;
     if rotation.is_some() && cfg.log_compress {
-        let empty: Vec<Side> = accepted
-            .iter()
-            .filter(|(_, found)| !found.iter().any(|(c, _)| consistent(*c)))
-            .map(|(side, _)| *side)
-            .collect();
-        if !empty.is_empty() {
-            let faint = build_work(&down, cfg, log_input, FAINT_LOG_OFFSET);
-            for (side, found) in accepted.iter_mut() {
-                if empty.contains(side) {
-                    *found = hough_side(&faint, *side, cfg)
-                        .into_iter()
-                        .filter(|c| consistent(*c))
-                        .filter_map(|cand| evaluate(&faint, cand, *side, cfg).map(|v| (cand, v)))
-                        .collect();
-                }
+        let mut faint: Option<Work> = None;
+        for (side, found) in accepted.iter_mut() {
+            if !found.iter().any(|(c, _)| consistent(*c)) {
+                let faint = faint
+                    .get_or_insert_with(|| build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
+                *found = accepted_candidates(faint, *side, cfg, consistent);
             }
         }
     }

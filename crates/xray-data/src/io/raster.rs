@@ -39,8 +39,10 @@ fn to_plane<T: Copy + Into<f64>>(
     opts: &LoadOptions,
     color_name: &str,
 ) -> Result<Vec<f32>> {
-    let grey_intact = channels == 2 && has_alpha && alpha_keeps_grey(samples, range_max);
-    if channels > 1 && !opts.allow_rgb && !grey_intact {
+    if channels > 1
+        && !opts.allow_rgb
+        && !(channels == 2 && has_alpha && alpha_keeps_grey(samples, range_max))
+    {
         return Err(DataError::ColorImage {
             path: path.to_path_buf(),
             found: color_name.to_string(),
