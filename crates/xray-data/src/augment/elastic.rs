@@ -7,7 +7,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::filter::{convolve_separable, gaussian_kernel};
-use super::warp::{remap, Border, Interpolation};
+use super::warp::{remap, replace_planes, Border, Interpolation};
 use super::{check_range, check_same_size, uniform, ImageTransform, Transform};
 use crate::{DataError, Mask, Radiograph, Result};
 
@@ -213,10 +213,7 @@ impl Elastic {
                 }
             },
         );
-        *image = img;
-        if let (Some(dst), Some(m)) = (mask, m) {
-            *dst = m;
-        }
+        replace_planes(image, mask, img, m);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::warp::{remap, Border, Interpolation, AFFINE_TILE_COLS};
+use super::warp::{remap, replace_planes, Border, Interpolation, AFFINE_TILE_COLS};
 use super::{check_range, check_same_size, uniform, Transform};
 use crate::{Mask, Radiograph, Result};
 
@@ -150,10 +150,7 @@ impl Affine {
             AFFINE_TILE_COLS,
             |y, xstart, xs, ys| inv.coords(y, xstart, xs, ys),
         );
-        *image = img;
-        if let Some(m) = m {
-            *mask = m;
-        }
+        replace_planes(image, Some(mask), img, m);
         Ok(())
     }
 }
@@ -304,10 +301,7 @@ impl RandomCrop {
                 }
             },
         );
-        *image = img;
-        if let Some(m) = m {
-            *mask = m;
-        }
+        replace_planes(image, Some(mask), img, m);
         Ok(())
     }
 }
