@@ -53,6 +53,9 @@ struct Args {
     /// Early-stopping patience in epochs.
     #[arg(long, default_value_t = 8)]
     patience: usize,
+    /// L2 coefficient on convolution kernels (the paper's 5e-4; the objective gains l2 · Σ w²).
+    #[arg(long, default_value_t = 5e-4)]
+    l2: f64,
     /// k-fold cross-validation (a report per fold plus mean ± std).
     #[arg(long)]
     kfold: Option<usize>,
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         batch: args.batch,
         lr: args.lr,
         patience: args.patience,
+        l2: args.l2,
         seed: args.seed,
         synth_count: args.synth_count,
         synth_size: args.synth_size,

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use xnet_model::checkpoint;
 use xnet_model::init::seeded_var_builder;
+use xnet_model::loss::LossConfig;
 use xnet_model::models::{
     BatchNormSettings, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
 };
@@ -150,6 +151,9 @@ pub struct TrainJob {
     pub lr: f64,
     /// Early-stopping patience, epochs.
     pub patience: usize,
+    /// L2 coefficient λ on convolution kernels (the objective gains `λ · Σ w²`; see
+    /// [`xnet_model::loss::LossConfig::l2`]). The paper's 5·10⁻⁴ is the default.
+    pub l2: f64,
     /// Seed of every random choice (data, split, initialisation, augmentation).
     pub seed: u64,
     /// Synthetic images to generate when `data` is `None`.
@@ -190,6 +194,7 @@ impl Default for TrainJob {
             batch: 8,
             lr: 2e-3,
             patience: 8,
+            l2: 5e-4,
             seed: 1,
             synth_count: 160,
             synth_size: 256,
@@ -516,6 +521,12 @@ fn check_job(job: &TrainJob) -> Result<()> {
         return Err(Error::Invalid(format!(
             "learning rate must be > 0, got {}",
             job.lr
+        )));
+    }
+    if !(job.l2.is_finite() && job.l2 >= 0.0) {
+        return Err(Error::Invalid(format!(
+            "L2 coefficient must be ≥ 0, got {}",
+            job.l2
         )));
     }
     if job.data.is_none() && job.synth_count < 6 {
@@ -859,6 +870,10 @@ fn train_checked_split(
         },
         early_stopping_patience: Some(job.patience.max(1)),
         progress: job.progress,
+        loss: LossConfig {
+            l2: job.l2,
+            ..LossConfig::default()
+        },
         ..TrainConfig::default()
     };
     let started = Instant::now();
