@@ -18,7 +18,10 @@
 //! swapped in by renames, every file flushed to the disk first. A process killed at any point
 //! leaves the previous epoch's checkpoint or the new one, never files of both;
 //! [`Trainer::resume`] finishes or undoes a swap it finds interrupted, and drops the log
-//! records of epochs it will train again, so each epoch is logged once.
+//! records of epochs it will train again, so each epoch is logged once. An epoch saves its
+//! log record, then `last/`, then `best/`; a run stopped between the last two gets its
+//! `best/` written from `last/` on resume, so `best/` always holds the epoch the trainer
+//! state names.
 //!
 //! A NaN or infinite loss (or gradient norm) stops training with
 //! [`ModelError::NonFinite`]; the update that produced it is not applied and `dir/last/`
@@ -561,7 +564,38 @@ impl<'a> Trainer<'a> {
             .set_learning_rate(state.scheduler.learning_rate());
         self.state = state;
         trim_log(&dir.join(LOG_FILE), self.state.next_epoch)?;
+        self.catch_up_best(dir)?;
         Ok(Some(self.state.next_epoch))
+    }
+
+    /// A process stopped after `last/` was replaced by an improving epoch and before
+    /// `best/` was leaves `best/` behind the trainer state (or absent after the first
+    /// epoch). `last/` holds that epoch's weights, loaded by now, so `best/` is written from
+    /// them, with the epoch's validation figures from the log.
+    fn catch_up_best(&self, dir: &Path) -> Result<()> {
+        let (Some(epoch), Some(monitored)) = (self.state.best_epoch, self.state.best_loss) else {
+            return Ok(());
+        };
+        if epoch + 1 != self.state.next_epoch {
+            return Ok(());
+        }
+        let saved_epoch = checkpoint::read_config(&dir.join(BEST_DIR))
+            .ok()
+            .and_then(|c| c.metadata.get("epoch").and_then(|v| v.as_u64()));
+        if saved_epoch == Some(epoch as u64) {
+            return Ok(());
+        }
+        let record = log_record(&dir.join(LOG_FILE), epoch)?;
+        let (val_loss, val_accuracy) =
+            record.map_or((None, None), |r| (r.val_loss, r.val_accuracy));
+        self.save_best(dir, best_metadata(epoch, monitored, val_loss, val_accuracy))
+    }
+
+    /// Replaces `best/` as a whole with the current weights.
+    fn save_best(&self, dir: &Path, meta: serde_json::Value) -> Result<()> {
+        checkpoint::replace_dir(&dir.join(BEST_DIR), |staging| {
+            checkpoint::save(staging, self.varmap, &self.model.config(), meta)
+        })
     }
 
     /// One optimisation step on `batch`; returns its data loss (without L2). A non-finite
@@ -719,19 +753,19 @@ impl<'a> Trainer<'a> {
                 best: improved,
             };
             if let Some(dir) = self.checkpoint_dir.clone() {
-                if improved {
-                    let meta = serde_json::json!({
-                        "epoch": epoch, "monitored_loss": monitored,
-                        "val_loss": val_loss, "val_accuracy": val_accuracy,
-                    });
-                    checkpoint::replace_dir(&dir.join(BEST_DIR), |staging| {
-                        checkpoint::save(staging, self.varmap, &self.model.config(), meta)
-                    })?;
-                }
-                // The record goes first: a crash before `last/` is replaced re-runs this
-                // epoch on resume, which drops the records of epochs it will run again.
+                // The record, then `last/`, then `best/`: a crash before `last/` is replaced
+                // re-runs this epoch on resume (which drops the records of epochs it will
+                // run again); a crash after it leaves this epoch's weights in `last/`, from
+                // which resume rebuilds a `best/` that was not replaced yet. Saving `best/`
+                // first instead left it an epoch ahead of the trainer state after a crash.
                 append_log(&dir.join(LOG_FILE), &record)?;
                 self.save_last(&dir)?;
+                if improved {
+                    self.save_best(
+                        &dir,
+                        best_metadata(epoch, monitored, val_loss, val_accuracy),
+                    )?;
+                }
             }
             records.push(record);
             if let Some(patience) = self.config.early_stopping_patience {
@@ -811,6 +845,37 @@ fn trim_log(path: &Path, next_epoch: usize) -> Result<()> {
         trimmed.push('\n');
     }
     checkpoint::write_bytes_atomic(path, trimmed.as_bytes())
+}
+
+/// What `best/`'s config records of the epoch it holds.
+fn best_metadata(
+    epoch: usize,
+    monitored: f64,
+    val_loss: Option<f64>,
+    val_accuracy: Option<f64>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "epoch": epoch, "monitored_loss": monitored,
+        "val_loss": val_loss, "val_accuracy": val_accuracy,
+    })
+}
+
+/// The log's record of `epoch`, if it has one (a missing log has none).
+fn log_record(path: &Path, epoch: usize) -> Result<Option<EpochRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<EpochRecord>(line).ok())
+        .find(|r| r.epoch == epoch))
 }
 
 fn append_log(path: &Path, record: &EpochRecord) -> Result<()> {

@@ -620,10 +620,66 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
     assert!(!case.join("last.partial").exists());
 
+    // 7. Crashed after `last/` was replaced by an improving epoch, before `best/` was:
+    //    `best/` is an epoch behind (or, after the first epoch, absent). Resume writes it
+    //    from `last/`'s weights, with that epoch's figures from the log.
+    let best_epoch_of =
+        |dir: &Path| checkpoint::read_config(&dir.join("best")).unwrap().metadata["epoch"].as_u64();
+    assert_eq!(
+        best_epoch_of(&two),
+        Some(1),
+        "the toy improves in its second epoch"
+    );
+    let case = crashed_run(
+        "crash-before-best",
+        &two,
+        &[(&two.join("last"), "last"), (&one.join("best"), "best")],
+    );
+    assert_eq!(best_epoch_of(&case), Some(0));
+    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+    assert_eq!(best_epoch_of(&case), Some(1));
+    assert_eq!(weights_of(&case.join("best")), epoch_two);
+    let (saved, written) = (
+        checkpoint::read_config(&case.join("best"))
+            .unwrap()
+            .metadata,
+        checkpoint::read_config(&two.join("best")).unwrap().metadata,
+    );
+    assert_eq!(saved, written, "the same record as an uninterrupted save");
+    let case = crashed_run("crash-first-best", &one, &[(&one.join("last"), "last")]);
+    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert_eq!(best_epoch_of(&case), Some(0));
+    assert_eq!(weights_of(&case.join("best")), epoch_one);
+    // A `best/` of an earlier epoch than the last one is left alone.
+    let case = crashed_run(
+        "crash-best-older",
+        &two,
+        &[(&two.join("last"), "last"), (&two.join("best"), "best")],
+    );
+    let mut state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(case.join("last/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    state["best_epoch"] = serde_json::json!(0);
+    std::fs::write(
+        case.join("last/trainer_state.json"),
+        serde_json::to_string(&state).unwrap(),
+    )
+    .unwrap();
+    let before = std::fs::read(case.join("best/model.safetensors")).unwrap();
+    assert_eq!(resume_at(&case).0, Some(2));
+    assert_eq!(
+        std::fs::read(case.join("best/model.safetensors")).unwrap(),
+        before
+    );
+
     for dir in [&one, &two] {
         std::fs::remove_dir_all(dir).ok();
     }
     for tag in [
+        "crash-before-best",
+        "crash-first-best",
+        "crash-best-older",
         "crash-staging",
         "crash-between",
         "crash-after",
