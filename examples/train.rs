@@ -79,8 +79,8 @@ struct Args {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Continue the run from its last checkpoint; the run must exist, and --data, --seed,
-    /// --synth-count, --synth-size, --kfold, --model, --width and --size must be the ones
-    /// it was started with (stored in runs/<name>/train_job.json).
+    /// --synth-count, --synth-size, --kfold, --model, --width, --size and --l2 must be the
+    /// ones it was started with (stored in runs/<name>/train_job.json).
     #[arg(long)]
     resume: bool,
     /// Seed of every random choice.

@@ -256,9 +256,10 @@ pub struct KFoldSummary {
 pub const RUN_OPTIONS_FILE: &str = "train_job.json";
 
 /// The options of a [`TrainJob`] that fix which images a run trains, validates and tests on,
-/// and which network it trains: a resumed run must keep every one of them (another seed
-/// re-splits the data and moves test images into training; another size or network does
-/// not fit the stored weights).
+/// which network it trains and on which objective: a resumed run must keep every one of them
+/// (another seed re-splits the data and moves test images into training; another size or
+/// network does not fit the stored weights; another L2 coefficient would change the
+/// objective halfway through, with nothing in the run's files to say so).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
     /// The dataset folder (canonical path), `None` for synthetic data in `<run>/data`.
@@ -279,6 +280,15 @@ pub struct RunOptions {
     pub upsampling: Option<Upsampling>,
     /// Network input side.
     pub size: u32,
+    /// L2 coefficient on convolution kernels (runs stored before it existed used the
+    /// default, 5·10⁻⁴).
+    #[serde(default = "default_l2")]
+    pub l2: f64,
+}
+
+/// The L2 coefficient of runs stored before [`RunOptions::l2`] existed.
+fn default_l2() -> f64 {
+    TrainJob::default().l2
 }
 
 impl RunOptions {
@@ -298,6 +308,7 @@ impl RunOptions {
             width: job.width,
             upsampling: job.upsampling,
             size: job.size,
+            l2: job.l2,
         }
     }
 
@@ -337,6 +348,7 @@ impl RunOptions {
         differ("--width", self.width.to_string(), now.width.to_string());
         differ("up-sampling", show(&self.upsampling), show(&now.upsampling));
         differ("--size", self.size.to_string(), now.size.to_string());
+        differ("--l2", self.l2.to_string(), now.l2.to_string());
         out
     }
 }
@@ -525,7 +537,7 @@ fn check_job(job: &TrainJob) -> Result<()> {
     }
     if !(job.l2.is_finite() && job.l2 >= 0.0) {
         return Err(Error::Invalid(format!(
-            "L2 coefficient must be ≥ 0, got {}",
+            "L2 coefficient must be finite and ≥ 0, got {}",
             job.l2
         )));
     }
@@ -925,6 +937,8 @@ fn train_checked_split(
     let mut metadata = serde_json::json!({
         "preprocess": preprocess,
         "seed": job.seed,
+        "lr": job.lr,
+        "l2": job.l2,
         "best_epoch": summary.best_epoch,
         "best_val_loss": summary.best_loss,
         "epochs_run": summary.epochs_run,

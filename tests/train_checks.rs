@@ -242,6 +242,14 @@ fn a_run_name_in_use_needs_resume() {
             },
             "--data",
         ),
+        (
+            TrainJob {
+                l2: 0.0,
+                resume: true,
+                ..job.clone()
+            },
+            "--l2",
+        ),
     ] {
         let err = error_of(&changed, "a resume with other options is an error");
         assert!(err.contains(option), "{option} not in: {err}");
@@ -254,6 +262,20 @@ fn a_run_name_in_use_needs_resume() {
         ..job.clone()
     };
     run(&resumed).expect("the same options resume");
+    // A train_job.json from before --l2 existed reads as the default it was trained with.
+    let options_path = job.run_dir.join("train_job.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&options_path).unwrap()).unwrap();
+    stored.as_object_mut().unwrap().remove("l2");
+    std::fs::write(&options_path, stored.to_string()).unwrap();
+    run(&resumed).expect("a run stored without l2 resumes at the default");
+    let meta = xnet_model::checkpoint::read_config(&job.run_dir)
+        .unwrap()
+        .metadata;
+    assert_eq!(
+        (meta["lr"].as_f64(), meta["l2"].as_f64()),
+        (Some(job.lr), Some(job.l2))
+    );
     // A run from before train_job.json: its checkpoint's metadata still tells the seed.
     std::fs::remove_file(job.run_dir.join("train_job.json")).unwrap();
     let err = error_of(

@@ -20,8 +20,9 @@
 //! [`Trainer::resume`] finishes or undoes a swap it finds interrupted, and drops the log
 //! records of epochs it will train again, so each epoch is logged once. An epoch saves its
 //! log record, then `last/`, then `best/`; a run stopped between the last two gets its
-//! `best/` written from `last/` on resume, so `best/` always holds the epoch the trainer
-//! state names.
+//! `best/` written from `last/` on resume, so `best/` holds the epoch the trainer state
+//! names. (Runs saved before this order wrote `best/` first; one stopped right after that
+//! keeps a `best/` of the epoch it trains again.)
 //!
 //! A NaN or infinite loss (or gradient norm) stops training with
 //! [`ModelError::NonFinite`]; the update that produced it is not applied and `dir/last/`
@@ -579,10 +580,13 @@ impl<'a> Trainer<'a> {
         if epoch + 1 != self.state.next_epoch {
             return Ok(());
         }
-        let saved_epoch = checkpoint::read_config(&dir.join(BEST_DIR))
-            .ok()
-            .and_then(|c| c.metadata.get("epoch").and_then(|v| v.as_u64()));
-        if saved_epoch == Some(epoch as u64) {
+        // Epoch and loss together: a `best/` left by another run in the folder may carry the
+        // same epoch number.
+        let saved = checkpoint::read_config(&dir.join(BEST_DIR)).ok().map(|c| {
+            let field = |k: &str| c.metadata.get(k).cloned();
+            (field("epoch"), field("monitored_loss"))
+        });
+        if saved == Some((Some(epoch.into()), Some(monitored.into()))) {
             return Ok(());
         }
         let record = log_record(&dir.join(LOG_FILE), epoch)?;

@@ -586,7 +586,9 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
     assert!(!case.join("last.previous").exists());
 
-    // 4. best/ crashed between its renames: put back before training goes on.
+    // 4. best/ crashed between its renames: put back before training goes on. (The staged
+    //    best/ is epoch 1's, ahead of last/: only runs saved before best/ moved after last/
+    //    can leave that; the catch-up then rolls best/ back to the state's epoch 0.)
     let case = crashed_run(
         "crash-best",
         &one,
@@ -650,6 +652,20 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
     assert_eq!(best_epoch_of(&case), Some(0));
     assert_eq!(weights_of(&case.join("best")), epoch_one);
+    // A `best/` another run left in the folder under the same epoch number (here epoch 1's
+    // relabelled as epoch 0) is not taken for this run's.
+    let case = crashed_run(
+        "crash-foreign-best",
+        &one,
+        &[(&one.join("last"), "last"), (&two.join("best"), "best")],
+    );
+    let config_path = case.join("best/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["metadata"]["epoch"] = serde_json::json!(0);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert_eq!(weights_of(&case.join("best")), epoch_one);
     // A `best/` of an earlier epoch than the last one is left alone.
     let case = crashed_run(
         "crash-best-older",
@@ -679,6 +695,7 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     for tag in [
         "crash-before-best",
         "crash-first-best",
+        "crash-foreign-best",
         "crash-best-older",
         "crash-staging",
         "crash-between",

@@ -62,7 +62,8 @@ const TILE_ROWS: usize = 16;
 /// crop) pass `usize::MAX` and are visited row by row.
 pub(crate) const AFFINE_TILE_COLS: usize = 256;
 
-/// Resample `image` (and `mask` if given) into new buffers of the same size.
+/// Resample `image` (and `mask` if given) into planes of the same size: new ones, or those a
+/// transform on this thread replaced before (see [`spare_or_zeroed`]).
 /// `coords(y, x0, xs, ys)` must fill the source x and y coordinates of the output pixels
 /// `x0 .. x0 + xs.len()` of row `y`. The output is visited in tiles of [`TILE_ROWS`] rows
 /// by `tile_cols` columns, each tile row by row.
@@ -278,9 +279,10 @@ where
     (img, m)
 }
 
-/// Largest buffer (in elements) kept for reuse: a 2048 × 2048 plane. Larger planes are
-/// rare in augmentation, and keeping them would hold tens of MB per thread.
-const MAX_SPARE_LEN: usize = 2048 * 2048;
+/// Largest plane (in elements of capacity) kept for reuse: 1024 × 1024, at most 5 MiB per
+/// thread (image and mask), held until the thread ends. Training augments at 128–512 px;
+/// keeping radiograph-sized planes would hold tens of MB in every rayon worker.
+const MAX_SPARE_LEN: usize = 1024 * 1024;
 
 thread_local! {
     /// The image plane a transform on this thread replaced last, for the next output.
@@ -325,7 +327,7 @@ pub(crate) fn replace_planes(
 }
 
 fn keep_spare<T>(spare: &'static std::thread::LocalKey<RefCell<Vec<T>>>, plane: Vec<T>) {
-    if plane.len() > MAX_SPARE_LEN {
+    if plane.capacity() > MAX_SPARE_LEN {
         return;
     }
     // During thread teardown, or re-entered, the plane is simply freed.
