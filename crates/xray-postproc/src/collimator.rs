@@ -724,6 +724,7 @@ impl Cand {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Verdict {
     score: f32,
     contrast: f32,
@@ -810,20 +811,56 @@ struct Measures {
     falling: f32,
 }
 
-fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> {
+/// Per row of the working image, the columns `lo..hi` of the band beyond `cand`'s line: the
+/// pixels more than [`MARGIN`] outside it (an empty range where the row has none).
+fn band_rows(work: &Work, cand: Cand) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
+    let w = work.w;
+    (0..work.h).map(move |y| {
+        let out = |x: usize| nx * x as f32 + ny * y as f32 - cand.rho < -MARGIN;
+        if nx == 0.0 {
+            return (y, 0, if out(0) { w } else { 0 });
+        }
+        // The distance is monotonic along the row: start from the solved boundary and step
+        // to the last (nx > 0) or first (nx < 0) pixel that is out.
+        let b = (cand.rho - MARGIN - ny * y as f32) / nx;
+        let guess = if b.is_finite() {
+            b.floor().clamp(0.0, (w - 1) as f32) as usize
+        } else {
+            0
+        };
+        if nx > 0.0 {
+            // Out for x < boundary: find the count of leading out pixels.
+            let mut k = guess;
+            while k < w && out(k) {
+                k += 1;
+            }
+            while k > 0 && !out(k - 1) {
+                k -= 1;
+            }
+            (y, 0, k)
+        } else {
+            // Out for x > boundary: find the first out pixel.
+            let mut k = guess;
+            while k > 0 && out(k - 1) {
+                k -= 1;
+            }
+            while k < w && !out(k) {
+                k += 1;
+            }
+            (y, k, w)
+        }
+    })
+}
+
+fn measure(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Option<Measures> {
     let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
     let (w, h) = (work.w, work.h);
-    let mut m = Measures::default();
-    let mut outside: Vec<f32> = Vec::new();
-    for y in 0..h {
-        for x in 0..w {
-            if nx * x as f32 + ny * y as f32 - cand.rho < -MARGIN {
-                outside.push(work.lin[y * w + x]);
-            }
-        }
-    }
-    m.band = outside.len();
-    if outside.is_empty() {
+    let mut m = Measures {
+        band: band_rows(work, cand).map(|(_, lo, hi)| hi - lo).sum(),
+        ..Measures::default()
+    };
+    if m.band == 0 {
         return Some(m);
     }
     let line = Line {
@@ -838,6 +875,8 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
     // ray from just outside to the border, offset of the steepest step, darkest linear value
     // within FALL_REACH of just outside) per visible sample.
     let mut samples: Vec<[f32; 7]> = Vec::with_capacity(n + 1);
+    // Where each sample lies on the line.
+    let mut at: Vec<(f32, f32)> = Vec::with_capacity(n + 1);
     for i in 0..=n {
         let t = if n == 0 { 0.0 } else { i as f32 / n as f32 };
         let (px, py) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
@@ -848,7 +887,43 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
         };
         let lin_in = bilinear(&work.lin, w, h, qx, qy).unwrap_or(vin);
         let lin_out = bilinear(&work.lin, w, h, rx, ry).unwrap_or(vout);
-        let (mut ray_max, mut near_min) = (lin_out, lin_out);
+        // The ray and the steepest step are filled in below, for the samples that count.
+        samples.push([vin, vout, lin_in, lin_out, lin_out, f32::NAN, lin_out]);
+        at.push((px, py));
+    }
+    m.visible = samples.len();
+    let passes = |s: &[f32; 7]| s[0] - s[1] >= cfg.min_contrast;
+    // Inside as dark as the collimator: another side's band or very dense anatomy, which
+    // neither supports nor refutes the edge.
+    let mut outs: Vec<f32> = samples.iter().map(|s| s[1]).collect();
+    outs.sort_by(f32::total_cmp);
+    let dark = percentile_sorted(&outs, 0.5) + cfg.min_contrast;
+    let mut contrasts = Vec::with_capacity(samples.len());
+    for s in &samples {
+        let c = s[0] - s[1];
+        if c >= cfg.min_contrast {
+            m.pass += 1;
+            m.counted += 1;
+            contrasts.push(c);
+        } else if s[0] >= dark {
+            m.counted += 1;
+        }
+    }
+    if m.pass == 0 {
+        return Some(m);
+    }
+    contrasts.sort_by(f32::total_cmp);
+    m.contrast = percentile_sorted(&contrasts, 0.5);
+    // The rest is only needed for a candidate that passes the band, length and support tests.
+    if !long_and_supported(&m, work, side, cfg) {
+        return Some(m);
+    }
+    for (s, &(px, py)) in samples.iter_mut().zip(&at) {
+        if !(s[0] - s[1] >= cfg.min_contrast || s[0] >= dark) {
+            continue;
+        }
+        let (rx, ry) = (px - MARGIN * nx, py - MARGIN * ny);
+        let (mut ray_max, mut near_min) = (s[3], s[3]);
         let (mut x, mut y) = (rx - nx, ry - ny);
         let mut step = 0;
         while x >= -0.5 && y >= -0.5 && x < w as f32 - 0.5 && y < h as f32 - 0.5 {
@@ -873,10 +948,10 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
                 }
             }
         }
-        samples.push([vin, vout, lin_in, lin_out, ray_max, steep.1, near_min]);
+        s[4] = ray_max;
+        s[5] = steep.1;
+        s[6] = near_min;
     }
-    m.visible = samples.len();
-    let passes = |s: &[f32; 7]| s[0] - s[1] >= cfg.min_contrast;
     let median_of = |k: usize, only_pass: bool| {
         let mut v: Vec<f32> = samples
             .iter()
@@ -886,25 +961,6 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
         v.sort_by(f32::total_cmp);
         percentile_sorted(&v, 0.5)
     };
-    // Inside as dark as the collimator: another side's band or very dense anatomy, which
-    // neither supports nor refutes the edge.
-    let dark = median_of(1, false) + cfg.min_contrast;
-    let mut contrasts = Vec::with_capacity(samples.len());
-    for s in &samples {
-        let c = s[0] - s[1];
-        if c >= cfg.min_contrast {
-            m.pass += 1;
-            m.counted += 1;
-            contrasts.push(c);
-        } else if s[0] >= dark {
-            m.counted += 1;
-        }
-    }
-    if m.pass == 0 {
-        return Some(m);
-    }
-    contrasts.sort_by(f32::total_cmp);
-    m.contrast = percentile_sorted(&contrasts, 0.5);
     let steep: Vec<(f32, f32)> = samples
         .iter()
         .enumerate()
@@ -921,11 +977,15 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
         .filter(|s| (passes(s) || s[0] >= dark) && s[4] - s[3] <= rise)
         .count() as f32
         / m.counted.max(1) as f32;
-    m.bright_share = outside
-        .iter()
-        .filter(|&&v| v - m.just_outside > rise)
-        .count() as f32
-        / outside.len() as f32;
+    m.bright_share = band_rows(work, cand)
+        .map(|(y, lo, hi)| {
+            work.lin[y * w + lo..y * w + hi]
+                .iter()
+                .filter(|&&v| v - m.just_outside > rise)
+                .count()
+        })
+        .sum::<usize>() as f32
+        / m.band as f32;
     m.falling = samples
         .iter()
         .filter(|s| passes(s) && s[3] - s[6] > cfg.max_outside_fall * (s[2] - s[3]))
@@ -940,11 +1000,13 @@ fn measure(work: &Work, cand: Cand, cfg: &CollimatorConfig) -> Option<Measures> 
 }
 
 fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
-    let m = measure(work, cand, cfg)?;
+    let m = measure(work, cand, side, cfg)?;
     accept(&m, work, side, cfg)
 }
 
-fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
+/// The first acceptance tests, which need only the levels just inside and outside: a band
+/// of the right size, enough counted length, and enough of it contrasted.
+fn long_and_supported(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> bool {
     let side_len = match side {
         Side::Left | Side::Right => work.h,
         Side::Top | Side::Bottom => work.w,
@@ -955,15 +1017,19 @@ fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Opti
     if m.band < m.visible.max(MIN_BAND)
         || m.band as f32 > cfg.max_band_fraction * (work.w * work.h) as f32
     {
-        return None;
+        return false;
     }
     if (m.counted as f32) < cfg.min_length_fraction * side_len || m.counted == 0 {
+        return false;
+    }
+    m.pass as f32 / m.counted as f32 >= cfg.min_support
+}
+
+fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Option<Verdict> {
+    if !long_and_supported(m, work, side, cfg) {
         return None;
     }
     let support = m.pass as f32 / m.counted as f32;
-    if support < cfg.min_support {
-        return None;
-    }
     // The collimated band must hold nothing bright, judged on linear values: along most of
     // the edge, nothing on the way from just outside it to the border may rise above the
     // level just outside by a good part of the step (open beam beyond a skin line, the
@@ -1079,8 +1145,16 @@ fn hough_side(work: &Work, side: Side, cfg: &CollimatorConfig) -> Vec<Cand> {
         .collect()
 }
 
+/// How far (working px) either side of a Hough peak's offset the acceptance tests also try
+/// the line. The accumulator's offsets are whole working pixels and each vote is spread over
+/// ±3°, so a peak can sit a pixel or two off the edge; there its "just outside" samples fall
+/// in the penumbra or, a step further, its rays from the band start in brighter anatomy, and a
+/// true edge failed the tests one or two pixels from where it passes them.
+const OFFSET_JITTER: i32 = 2;
+
 /// The Hough candidates of `side` that `keep` keeps and the acceptance tests accept, with
-/// their verdicts, strongest peak first.
+/// their verdicts, strongest peak first. Each peak's line is tried at its offset and up to
+/// [`OFFSET_JITTER`] working px either side, and the best-scoring accepted one stands for it.
 fn accepted_candidates(
     work: &Work,
     side: Side,
@@ -1090,8 +1164,34 @@ fn accepted_candidates(
     hough_side(work, side, cfg)
         .into_iter()
         .filter(|c| keep(*c))
-        .filter_map(|cand| evaluate(work, cand, side, cfg).map(|v| (cand, v)))
+        .filter_map(|peak| near_peak(work, peak, side, cfg))
         .collect()
+}
+
+/// The best-scoring accepted line among `peak`'s and its shifts by up to [`OFFSET_JITTER`]
+/// working px (the first of equal scores: the peak's own, then the nearer shifts).
+fn near_peak(
+    work: &Work,
+    peak: Cand,
+    side: Side,
+    cfg: &CollimatorConfig,
+) -> Option<(Cand, Verdict)> {
+    std::iter::once(0)
+        .chain((1..=OFFSET_JITTER).flat_map(|k| [-k, k]))
+        .filter_map(|d| {
+            let cand = Cand {
+                rho: peak.rho + d as f32,
+                ..peak
+            };
+            evaluate(work, cand, side, cfg).map(|v| (cand, v))
+        })
+        .reduce(|best, next| {
+            if next.1.score > best.1.score {
+                next
+            } else {
+                best
+            }
+        })
 }
 
 /// The difference between two field rotations, in degrees: a rectangle turned by `r` is the
@@ -1101,10 +1201,24 @@ fn rotation_gap(a: f32, b: f32) -> f32 {
     (d - 90.0 * (d / 90.0).round()).abs()
 }
 
+/// How much a candidate rotated `gap` degrees from the field's rotation counts, for a
+/// largest spread of `spread` degrees: 1 at the rotation, falling as `1 − (gap/(spread+1))²`
+/// (0.36 at the spread for 4°), 0 beyond it. A strong edge leaves a ridge of accepted
+/// candidates through the middle of its visible length at neighbouring angles, all scoring
+/// alike; weighting them by their gap makes the field's rotation the one its strongest edges
+/// agree on, not the middle of a ridge, and lets each side take the line at that rotation.
+fn rotation_weight(gap: f32, spread: f32) -> f32 {
+    if gap > spread {
+        0.0
+    } else {
+        (1.0 - (gap / (spread + 1.0)).powi(2)).max(0.0)
+    }
+}
+
 /// The rotation of the collimated field (see [`CollimatorConfig::rotation_spread_deg`]):
 /// each accepted candidate's rotation is tried, and the one whose sides' best candidates
-/// within `spread` of it score highest in sum wins (the smaller rotation on a tie). `None`
-/// when nothing was accepted.
+/// within `spread` of it, weighted by [`rotation_weight`], score highest in sum wins (the
+/// smaller rotation on a tie). `None` when nothing was accepted.
 fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Option<f32> {
     let support = |r: f32| -> f32 {
         accepted
@@ -1112,8 +1226,7 @@ fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Opt
             .map(|(_, found)| {
                 found
                     .iter()
-                    .filter(|(c, _)| rotation_gap(c.rotation(), r) <= spread)
-                    .map(|(_, v)| v.score)
+                    .map(|(c, v)| v.score * rotation_weight(rotation_gap(c.rotation(), r), spread))
                     .fold(0.0f32, f32::max)
             })
             .sum()
@@ -1124,6 +1237,33 @@ fn field_rotation(accepted: &[(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Opt
         .map(|r| (support(r), r))
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.abs().total_cmp(&a.1.abs())))
         .map(|(_, r)| r)
+}
+
+/// A side's edge among its accepted candidates: with the field's `rotation` (rotation,
+/// spread), the candidate within the spread whose score weighted by [`rotation_weight`] is
+/// highest; without, the highest score. The first of equal ones (the stronger Hough peak).
+fn best_at_rotation(
+    found: Vec<(Cand, Verdict)>,
+    rotation: Option<(f32, f32)>,
+) -> Option<(Cand, Verdict)> {
+    let weighted = |(cand, verdict): &(Cand, Verdict)| {
+        verdict.score
+            * rotation.map_or(1.0, |(r, spread)| {
+                rotation_weight(rotation_gap(cand.rotation(), r), spread)
+            })
+    };
+    found
+        .into_iter()
+        .filter(|(cand, _)| {
+            rotation.is_none_or(|(r, spread)| rotation_gap(cand.rotation(), r) <= spread)
+        })
+        .reduce(|best, next| {
+            if weighted(&next) > weighted(&best) {
+                next
+            } else {
+                best
+            }
+        })
 }
 
 /// Finds the exposed field of a radiograph (larger value = more X-rays; linear or log).
@@ -1183,17 +1323,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         }
     }
     for (side, found) in accepted {
-        let best = found
-            .into_iter()
-            .filter(|(cand, _)| consistent(*cand))
-            // The first of equal scores (the stronger Hough peak).
-            .reduce(|best, next| {
-                if next.1.score > best.1.score {
-                    next
-                } else {
-                    best
-                }
-            });
+        let best = best_at_rotation(found, rotation);
         let Some((cand, verdict)) = best else {
             continue;
         };
@@ -1473,7 +1603,89 @@ fn fit_line_robust(pts: &[(f32, f32)], reference: Line) -> Option<Line> {
 
 #[cfg(test)]
 mod tests {
-    use super::rotation_gap;
+    use super::{
+        best_at_rotation, build_work, downsample, evaluate, field_rotation, near_peak,
+        rotation_gap, rotation_weight, Cand, CollimatorConfig, Side, Verdict, LOG_OFFSET,
+    };
+    use crate::probs::Plane;
+
+    fn found(cands: &[(i32, f32)]) -> Vec<(Cand, Verdict)> {
+        cands
+            .iter()
+            .map(|&(turn, score)| {
+                (
+                    Cand {
+                        phi: (turn as f32).to_radians(),
+                        rho: 10.0 + turn as f32,
+                        turn,
+                    },
+                    Verdict {
+                        score,
+                        contrast: 0.5,
+                        support: 1.0,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_field_rotation_is_where_its_strongest_edges_agree() {
+        // Synth pelvis (seed 2024, image 19): one strong edge at 7°, and a weak top edge that
+        // left a ridge of accepted lines from 4° to 8°, the best of them at 4°. Counting
+        // every candidate within 4° alike, 4° and 7° tie (and the smaller won), and the top
+        // took its 4° line, 13 px off at the corner; weighted by the gap, 7° wins.
+        let accepted = vec![
+            (Side::Left, found(&[(3, 1.07), (2, 1.20)])),
+            (
+                Side::Top,
+                found(&[(5, 12.38), (4, 12.44), (6, 12.20), (7, 12.32), (8, 12.35)]),
+            ),
+            (Side::Right, found(&[(7, 134.2), (12, 22.5), (-2, 25.1)])),
+            (Side::Bottom, found(&[(8, 6.68), (7, 6.51), (10, 6.30)])),
+        ];
+        assert_eq!(field_rotation(&accepted, 4.0), Some(7.0));
+        let top = best_at_rotation(accepted[1].1.clone(), Some((7.0, 4.0))).unwrap();
+        assert_eq!(top.0.turn, 7);
+        // Judged alone, a side takes its best score; beyond the spread nothing counts.
+        let top = best_at_rotation(accepted[1].1.clone(), None).unwrap();
+        assert_eq!(top.0.turn, 4);
+        assert!(best_at_rotation(found(&[(12, 5.0)]), Some((7.0, 4.0))).is_none());
+        assert_eq!(rotation_weight(0.0, 4.0), 1.0);
+        assert_eq!(rotation_weight(4.5, 4.0), 0.0);
+    }
+
+    #[test]
+    fn a_peak_beside_a_thin_band_is_tried_a_pixel_or_two_further_in() {
+        // A collimated band 6 px wide along the left border (linear, 4 % leakage), a field
+        // with a darker body across its middle. The Hough accumulator's offsets are whole
+        // pixels and its votes are spread over ±3°, so a peak can land 2 px outwards of the
+        // edge: there the band beyond the margin is empty and the line is rejected; 2 px
+        // further in, at the edge, it is accepted.
+        let (w, h) = (128usize, 128usize);
+        let img: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f32, (i / w) as f32);
+                let body = if (40.0..90.0).contains(&y) { 0.3 } else { 1.0 };
+                let field = 1.0 / (1.0 + (-(x - 5.5) / 0.7).exp());
+                1000.0 * body * (0.04 + 0.96 * field)
+            })
+            .collect();
+        let cfg = CollimatorConfig::default();
+        let plane = Plane::new(&img, w, h).unwrap();
+        let down = downsample(&plane, &cfg).unwrap();
+        assert_eq!(down.f, 1);
+        let work = build_work(&down, &cfg, false, LOG_OFFSET);
+        let peak = Cand {
+            phi: 0.0,
+            rho: 3.0,
+            turn: 0,
+        };
+        assert!(evaluate(&work, peak, Side::Left, &cfg).is_none());
+        let (found, _) = near_peak(&work, peak, Side::Left, &cfg).expect("the edge 2 px in");
+        // (the sub-pixel refinement on the full image then places it)
+        assert!((found.rho - 5.5).abs() <= 1.5, "found at {}", found.rho);
+    }
 
     #[test]
     fn rotation_gaps_are_taken_modulo_a_quarter_turn() {
