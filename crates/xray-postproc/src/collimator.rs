@@ -532,6 +532,10 @@ struct Work {
     lin: Vec<f32>,
     /// Whether the input's values are log-processed ([`CollimatorConfig::input_scale`]).
     log_input: bool,
+    /// Linear level (share of the range) up to which the band may be bright without counting
+    /// against an edge, besides the usual rise above just outside: the third look's
+    /// collimated open beam beside a dark trunk (see [`DARKEST_LOG_OFFSET`]).
+    band_ceiling: f32,
     gx: Vec<f32>,
     gy: Vec<f32>,
 }
@@ -604,6 +608,14 @@ const LOG_OFFSET: f32 = 0.1;
 /// first look it found more faint edges but invented more; restricted to the rotation of the
 /// edges already found it loses none (synth studies, docs/postprocessing.md).
 const FAINT_LOG_OFFSET: f32 = 0.01;
+/// The offset of the third look, on linear input, at sides still without an edge at the
+/// field's rotation: the very dark end, where a blade over a pelvis or hip leaves the field
+/// at under 1 % of the range and the band at a third of that.
+const DARKEST_LOG_OFFSET: f32 = 0.002;
+/// The third look only takes an edge whose field just inside is at most this share of the
+/// range (linear): it is there for edges that only the dark end hides. A step above it that
+/// the first two looks did not accept is not a blade (a blade there steps by far more).
+const DARKEST_FIELD_LEVEL: f32 = 0.05;
 
 /// The working copy's linear values: box-averaged to `cfg.working_size` and smoothed, with
 /// their range (the 0.5–99.5 % spread).
@@ -700,6 +712,7 @@ fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_input: bool, log_offs
         v,
         lin,
         log_input,
+        band_ceiling: 0.0,
         gx,
         gy,
     }
@@ -727,6 +740,8 @@ impl Cand {
 #[derive(Debug, Clone, Copy)]
 struct Verdict {
     score: f32,
+    /// Median linear level just inside (share of the range).
+    inside: f32,
     contrast: f32,
     support: f32,
 }
@@ -971,7 +986,7 @@ fn measure(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Optio
     m.lin_contrast = median_of(99, true);
     m.just_outside = median_of(3, true);
     m.inside_level = median_of(2, true);
-    let rise = cfg.max_outside_spread * m.lin_contrast;
+    let rise = (cfg.max_outside_spread * m.lin_contrast).max(work.band_ceiling - m.just_outside);
     m.dark_beyond = samples
         .iter()
         .filter(|s| (passes(s) || s[0] >= dark) && s[4] - s[3] <= rise)
@@ -1057,6 +1072,7 @@ fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Opti
     // (bone along the field edge) also steps down, but to a level well above the collimator's.
     let darkness = (1.0 - m.just_outside / m.inside_level.max(1e-6)).clamp(0.0, 1.0);
     Some(Verdict {
+        inside: m.inside_level,
         score: support * m.contrast * m.counted as f32 * darkness * darkness,
         contrast: m.contrast,
         support,
@@ -1319,6 +1335,34 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 let faint = faint
                     .get_or_insert_with(|| build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
                 *found = accepted_candidates(faint, *side, cfg, consistent);
+            }
+        }
+        // A third look, on linear input, at sides still empty: the darkest end, for edges
+        // whose field just inside is itself dark (DARKEST_FIELD_LEVEL). Its contrast asks
+        // for the same exposure ratio as the first look's; the flat-beyond test is left out
+        // (the band's scatter gradient is as large as such an edge's linear step, and the arm
+        // strips that test is there for pass a fifth of the beam, far above this level), and the band
+        // may hold collimated open beam up to `max_outside_level` (brighter than the field
+        // over a thick trunk).
+        if !log_input {
+            let lr = |e: f32| ((1.0 + e) / e).ln();
+            let darkest_cfg = CollimatorConfig {
+                min_contrast: cfg.min_contrast * lr(LOG_OFFSET) / lr(DARKEST_LOG_OFFSET),
+                max_outside_fall: 1.0,
+                ..cfg.clone()
+            };
+            let mut darkest: Option<Work> = None;
+            for (side, found) in accepted.iter_mut() {
+                if !found.iter().any(|(c, _)| consistent(*c)) {
+                    let work = darkest.get_or_insert_with(|| Work {
+                        band_ceiling: cfg.max_outside_level,
+                        ..build_work(&down, cfg, log_input, DARKEST_LOG_OFFSET)
+                    });
+                    *found = accepted_candidates(work, *side, &darkest_cfg, consistent)
+                        .into_iter()
+                        .filter(|(_, v)| v.inside <= DARKEST_FIELD_LEVEL)
+                        .collect();
+                }
             }
         }
     }
@@ -1621,6 +1665,7 @@ mod tests {
                     },
                     Verdict {
                         score,
+                        inside: 0.0,
                         contrast: 0.5,
                         support: 1.0,
                     },

@@ -525,3 +525,55 @@ fn one_field_is_one_rotated_rectangle_by_default() {
     let c = detect_collimator(&plane, &independent_sides()).unwrap();
     assert_eq!(c.edges.len(), 4, "{:?}", c.edges);
 }
+
+/// A linear 256 × 256 image of a field with three blades, axis-aligned: right of column 230
+/// and below row 220 over open beam (1000 → 30), and left of column 30 over a dense trunk that
+/// fills the left two thirds, passing `trunk` of the beam; behind the left blade it passes
+/// `band` of it (leakage plus scatter), a soft penumbra of about a pixel.
+fn dark_trunk_field(trunk: f32, band: f32) -> Vec<f32> {
+    let (w, h) = (256usize, 256usize);
+    let edge = |d: f32| 1.0 / (1.0 + (-d / 0.8).exp());
+    (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f32, (i / w) as f32);
+            let body = if x < 180.0 { trunk } else { 1.0 };
+            let left = band / trunk + (1.0 - band / trunk) * edge(x - 29.5);
+            let right = 0.03 + 0.97 * edge(229.5 - x);
+            let bottom = 0.03 + 0.97 * edge(219.5 - y);
+            1000.0 * body * left * right * bottom
+        })
+        .collect()
+}
+
+#[test]
+fn a_faint_blade_over_a_dense_trunk_is_found_at_the_dark_end() {
+    let cfg = CollimatorConfig {
+        input_scale: InputScale::Linear,
+        ..Default::default()
+    };
+    // A pelvis-like field: the trunk passes 0.8 % of the beam, the band behind the left blade
+    // 0.24 %. The right and bottom blades give the field's rotation; at the left, field and
+    // band are both within 1 % of the range, below what the first two looks can see, and the
+    // third finds it.
+    let img = dark_trunk_field(0.008, 0.0024);
+    let c = detect_collimator(&Plane::new(&img, 256, 256).unwrap(), &cfg).unwrap();
+    let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
+    assert_eq!(
+        sides,
+        [Side::Left, Side::Right, Side::Bottom],
+        "{:?}",
+        c.edges
+    );
+    let left = c.edge(Side::Left).unwrap();
+    assert!(
+        left.line.signed_distance(29.5, 100.0).abs() < 1.0,
+        "{left:?}"
+    );
+    // The same faint step (a ratio of 1.5) where the field is brighter, at 12 % of the beam,
+    // is not a blade (a blade there steps down many times further): the third look only
+    // takes edges whose field is at the dark end.
+    let img = dark_trunk_field(0.12, 0.08);
+    let c = detect_collimator(&Plane::new(&img, 256, 256).unwrap(), &cfg).unwrap();
+    let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
+    assert_eq!(sides, [Side::Right, Side::Bottom], "{:?}", c.edges);
+}
