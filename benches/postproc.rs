@@ -12,11 +12,14 @@ use xray_postproc::{
     CollimatorConfig, Plane, ProbMap, ThresholdConfig,
 };
 
-/// A collimated field (edges rotated by a few degrees), a soft-tissue ellipse with a bone
-/// inside, penumbra and deterministic pseudo-noise. Larger = more X-rays.
+/// A collimated field (a rectangle turned by 3°, as the blades of a collimator make it, with
+/// a different inset on each side), a soft-tissue ellipse with a bone inside, penumbra and
+/// deterministic pseudo-noise. Larger = more X-rays.
 fn phantom(n: usize) -> Vec<f32> {
     let s = n as f32;
-    let edges = [(3f32, 0.12), (-2.0, 0.1), (4.0, 0.15), (-5.0, 0.08)];
+    // Each side tilted on its own (as this phantom had until 2026-11-29) is no collimator's
+    // field: the detector's one-rectangle rule then keeps 3 of the 4 edges.
+    let edges = [(3f32, 0.12), (3.0, 0.1), (3.0, 0.15), (3.0, 0.08)];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut out = vec![0.0f32; n * n];
     for y in 0..n {
