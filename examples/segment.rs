@@ -123,7 +123,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     }
     let pipeline = match &args.postproc {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| xray_seg::Error::io(p, e))?;
+            let text = xray_data::io::read_text_file(p)?;
             Pipeline::from_json(&text)
                 .map_err(|e| xray_seg::Error::Invalid(format!("{}: {e}", p.display())))?
         }

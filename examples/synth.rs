@@ -73,7 +73,7 @@ struct Args {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let text = xray_data::io::read_text_file(p)?;
             serde_json::from_str::<PhantomConfig>(&text)
                 .map_err(|e| format!("{}: {e}", p.display()))?
         }

@@ -452,6 +452,36 @@ fn a_device_a_folder_or_an_idle_pipe_is_an_error_not_a_hang_and_a_fed_pipe_is_re
         .unwrap_err()
         .to_string();
     assert!(e.contains("named pipe") && e.contains("scanner.png"), "{e}");
+    // Settings files a user names go through the same checks: an idle pipe given as an
+    // augmentation config is an error at once; a data set's categories.csv must be a file.
+    let e = xray_data::augment::PipelineConfig::from_file(&fifo)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("named pipe") && e.contains("scanner.png"), "{e}");
+    let set = dir.join("set");
+    std::fs::create_dir_all(set.join("images")).unwrap();
+    save_png16(&set.join("images/a.png"), &ramp(4, 4, 10.0)).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(set.join("categories.csv"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made);
+    let e = xray_data::dataset::Dataset::open(&set, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not a file") && e.contains("categories.csv"),
+        "{e}"
+    );
+    for (path, what) in [
+        (PathBuf::from("/dev/zero"), "a device"),
+        (dir.clone(), "a folder"),
+    ] {
+        let e = xray_data::io::read_text_file(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(what) && e.contains("settings"), "{e}");
+    }
     // Something writes an image into it (`cat scan.png | segment /dev/stdin`): it is read.
     let png = dir.join("ramp.png");
     let img = ramp(5, 3, 100.0);

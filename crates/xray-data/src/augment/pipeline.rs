@@ -152,10 +152,7 @@ impl PipelineConfig {
     /// # Errors
     /// [`DataError::Io`] or [`DataError::InvalidParameter`] naming the file.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = crate::io::read_text_file(path)?;
         let is_toml = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("toml"));

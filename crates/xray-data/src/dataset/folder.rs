@@ -184,7 +184,7 @@ impl Dataset {
             if !csv_path.is_file() {
                 return Err(ds_err(&csv_path, "exists but is not a file"));
             }
-            Some(std::fs::read_to_string(&csv_path).map_err(|e| DataError::io(&csv_path, e))?)
+            Some(crate::io::read_text_file(&csv_path)?)
         } else {
             None
         };

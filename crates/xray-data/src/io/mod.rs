@@ -162,12 +162,56 @@ pub fn load_image_with_body_part(
     }
 }
 
+/// Reads a text file a user named (a configuration, a `categories.csv`) whole, with the same
+/// rules as images: a regular file, or a named pipe that something writes into
+/// (`--config <(jq … base.json)`); a pipe that nothing writes into is an error at once
+/// instead of a program that waits forever, and a device, folder or socket is refused,
+/// naming what it is.
+///
+/// # Errors
+/// [`DataError::Io`] naming the file: it cannot be read, is not a file or a pipe, a pipe
+/// gave no data, or the text is not UTF-8.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_data::DataError> {
+/// let path = std::env::temp_dir().join("xray-data-doc-read-text.json");
+/// std::fs::write(&path, r#"{"count": 3}"#).unwrap();
+/// assert_eq!(xray_data::io::read_text_file(&path)?, r#"{"count": 3}"#);
+/// let folder = xray_data::io::read_text_file(&std::env::temp_dir()).unwrap_err();
+/// assert!(folder.to_string().contains("folder"));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok(())
+/// # }
+/// ```
+pub fn read_text_file(path: &Path) -> Result<String> {
+    let bytes = read_user_file(path, "settings are read from files or pipes")?;
+    String::from_utf8(bytes).map_err(|e| {
+        DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "not UTF-8 text (byte {} is not)",
+                    e.utf8_error().valid_up_to()
+                ),
+            ),
+        )
+    })
+}
+
 /// Reads an image file whole: a regular file (or a link to one), or a named pipe that
 /// something writes into (`cat scan.dcm | segment /dev/stdin`). It is opened without waiting
 /// for a writer, so a pipe that nothing writes to reads as empty instead of blocking the
 /// program, and a device such as `/dev/zero` (which never ends), a folder or a socket is an
 /// error naming what it is.
 pub(crate) fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    read_user_file(path, "radiographs are read from files or pipes")
+}
+
+/// [`read_image_file`] and [`read_text_file`]: `what_is_read` ends the message for a path
+/// that is neither a file nor a pipe.
+fn read_user_file(path: &Path, what_is_read: &str) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut file = open_without_waiting(path)
         .map_err(|e| DataError::io(path, explain_broken_link(path, e)))?;
@@ -182,7 +226,7 @@ pub(crate) fn read_image_file(path: &Path) -> Result<Vec<u8>> {
             path,
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("not a regular file but {what}; radiographs are read from files or pipes"),
+                format!("not a regular file but {what}; {what_is_read}"),
             ),
         ));
     }
