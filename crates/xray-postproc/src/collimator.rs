@@ -617,6 +617,10 @@ const DARKEST_LOG_OFFSET: f32 = 0.002;
 /// the first two looks did not accept is not a blade (a blade there steps by far more).
 const DARKEST_FIELD_LEVEL: f32 = 0.05;
 
+/// The relaxed look (log input; see `detect_collimator`) only takes lines within this many
+/// degrees of the field's rotation.
+const RELAXED_ROTATION_GAP: f32 = 1.0;
+
 /// The working copy's linear values: box-averaged to `cfg.working_size` and smoothed, with
 /// their range (the 0.5–99.5 % spread).
 struct Downsampled {
@@ -1363,6 +1367,27 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                         .filter(|(_, v)| v.inside <= DARKEST_FIELD_LEVEL)
                         .collect();
                 }
+            }
+        }
+    }
+    // On log input, a side still without an edge at the field's rotation is searched once
+    // more on the first working image with the dark-band tests relaxed, for lines within
+    // RELAXED_ROTATION_GAP of the rotation that are long, straight and fully supported: the
+    // band beyond a blade over a thick trunk can hold collimated open beam (the beam beside
+    // the body, attenuated by the blade's leakage), brighter than the band next to the edge.
+    if let (true, Some((r, _))) = (log_input, rotation) {
+        let relaxed = CollimatorConfig {
+            min_dark_beyond: cfg.min_dark_beyond.min(0.2),
+            max_bright_share: cfg.max_bright_share.max(0.6),
+            min_dark_rays: cfg.min_dark_rays.min(0.4),
+            min_support: cfg.min_support.max(0.9),
+            min_straightness: cfg.min_straightness.max(0.95),
+            ..cfg.clone()
+        };
+        let tight = |c: Cand| rotation_gap(c.rotation(), r) <= RELAXED_ROTATION_GAP;
+        for (side, found) in accepted.iter_mut() {
+            if !found.iter().any(|(c, _)| consistent(*c)) {
+                *found = accepted_candidates(&work, *side, &relaxed, tight);
             }
         }
     }

@@ -577,3 +577,37 @@ fn a_faint_blade_over_a_dense_trunk_is_found_at_the_dark_end() {
     let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
     assert_eq!(sides, [Side::Right, Side::Bottom], "{:?}", c.edges);
 }
+
+/// A log image (256²) with a field at x 40..215, y 40..199 and a dark band on every side,
+/// except that part of the bottom band, from row 216 and column 110 on, holds collimated
+/// open beam (brighter than the band next to the edge, darker than the field): the bottom
+/// edge fails the dark-band tests of the first looks, and is found at the rotation of the
+/// other three with those tests relaxed.
+#[test]
+fn a_log_band_holding_collimated_open_beam_is_found_at_the_fields_rotation() {
+    let (w, h) = (256usize, 256usize);
+    let img: Vec<f32> = (0..w * h)
+        .map(|i| {
+            let (x, y) = (i % w, i / w);
+            if (40..216).contains(&x) && (40..200).contains(&y) {
+                1.0
+            } else if y >= 216 && x >= 110 {
+                0.65
+            } else {
+                0.3
+            }
+        })
+        .collect();
+    let cfg = CollimatorConfig {
+        input_scale: InputScale::Log,
+        ..CollimatorConfig::default()
+    };
+    let c = detect_collimator(&Plane::new(&img, w, h).unwrap(), &cfg).unwrap();
+    let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
+    assert_eq!(sides, Side::ALL.to_vec(), "{:?}", c.edges);
+    let bottom = c.edge(Side::Bottom).unwrap().line;
+    for x in [60.0, 128.0, 200.0] {
+        let d = bottom.signed_distance(x, 199.5);
+        assert!(d.abs() < 1.0, "bottom edge {d} px off at x = {x}");
+    }
+}
