@@ -564,16 +564,16 @@ impl<'a> Trainer<'a> {
         self.optimizer
             .set_learning_rate(state.scheduler.learning_rate());
         self.state = state;
-        trim_log(&dir.join(LOG_FILE), self.state.next_epoch)?;
-        self.catch_up_best(dir)?;
+        let log = trim_log(&dir.join(LOG_FILE), self.state.next_epoch)?;
+        self.catch_up_best(dir, &log)?;
         Ok(Some(self.state.next_epoch))
     }
 
     /// A process stopped after `last/` was replaced by an improving epoch and before
     /// `best/` was leaves `best/` behind the trainer state (or absent after the first
     /// epoch). `last/` holds that epoch's weights, loaded by now, so `best/` is written from
-    /// them, with the epoch's validation figures from the log.
-    fn catch_up_best(&self, dir: &Path) -> Result<()> {
+    /// them, with the epoch's validation figures from the (trimmed) `log`.
+    fn catch_up_best(&self, dir: &Path, log: &str) -> Result<()> {
         let (Some(epoch), Some(monitored)) = (self.state.best_epoch, self.state.best_loss) else {
             return Ok(());
         };
@@ -589,9 +589,8 @@ impl<'a> Trainer<'a> {
         if saved == Some((Some(epoch.into()), Some(monitored.into()))) {
             return Ok(());
         }
-        let record = log_record(&dir.join(LOG_FILE), epoch)?;
         let (val_loss, val_accuracy) =
-            record.map_or((None, None), |r| (r.val_loss, r.val_accuracy));
+            log_record(log, epoch).map_or((None, None), |r| (r.val_loss, r.val_accuracy));
         self.save_best(dir, best_metadata(epoch, monitored, val_loss, val_accuracy))
     }
 
@@ -820,10 +819,11 @@ impl<'a> Trainer<'a> {
 /// Keeps only the log records of epochs before `next_epoch`: those after it belong to epochs
 /// a resumed run trains again (their record was written, the checkpoint was not), and a line
 /// cut short by a crash is dropped too. The log is rewritten atomically, and only if needed.
-fn trim_log(path: &Path, next_epoch: usize) -> Result<()> {
+/// Returns the kept records' text (empty without a log).
+fn trim_log(path: &Path, next_epoch: usize) -> Result<String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
         Err(source) => {
             return Err(ModelError::Io {
                 path: path.to_path_buf(),
@@ -842,13 +842,14 @@ fn trim_log(path: &Path, next_epoch: usize) -> Result<()> {
         })
         .collect();
     if kept.len() == text.lines().count() && (text.is_empty() || text.ends_with('\n')) {
-        return Ok(());
+        return Ok(text);
     }
     let mut trimmed = kept.join("\n");
     if !trimmed.is_empty() {
         trimmed.push('\n');
     }
-    checkpoint::write_bytes_atomic(path, trimmed.as_bytes())
+    checkpoint::write_bytes_atomic(path, trimmed.as_bytes())?;
+    Ok(trimmed)
 }
 
 /// What `best/`'s config records of the epoch it holds.
@@ -864,22 +865,11 @@ fn best_metadata(
     })
 }
 
-/// The log's record of `epoch`, if it has one (a missing log has none).
-fn log_record(path: &Path, epoch: usize) -> Result<Option<EpochRecord>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ModelError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    Ok(text
-        .lines()
+/// The record of `epoch` in the log's text, if it has one.
+fn log_record(log: &str, epoch: usize) -> Option<EpochRecord> {
+    log.lines()
         .filter_map(|line| serde_json::from_str::<EpochRecord>(line).ok())
-        .find(|r| r.epoch == epoch))
+        .find(|r| r.epoch == epoch)
 }
 
 fn append_log(path: &Path, record: &EpochRecord) -> Result<()> {
