@@ -1214,6 +1214,20 @@ fn near_peak(
         })
 }
 
+/// Each later look: the candidates of every side with none `consistent` with the field's
+/// rotation are replaced by what `search` accepts for that side.
+fn search_empty_sides(
+    accepted: &mut [(Side, Vec<(Cand, Verdict)>)],
+    consistent: impl Fn(Cand) -> bool,
+    mut search: impl FnMut(Side) -> Vec<(Cand, Verdict)>,
+) {
+    for (side, found) in accepted.iter_mut() {
+        if !found.iter().any(|(c, _)| consistent(*c)) {
+            *found = search(*side);
+        }
+    }
+}
+
 /// The difference between two field rotations, in degrees: a rectangle turned by `r` is the
 /// one turned by `r ± 90°`, so it is taken modulo 90, within ±45.
 fn rotation_gap(a: f32, b: f32) -> f32 {
@@ -1334,13 +1348,11 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // both within a few per cent of the range), for candidates at that rotation only.
     if rotation.is_some() && cfg.log_compress {
         let mut faint: Option<Work> = None;
-        for (side, found) in accepted.iter_mut() {
-            if !found.iter().any(|(c, _)| consistent(*c)) {
-                let faint = faint
-                    .get_or_insert_with(|| build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
-                *found = accepted_candidates(faint, *side, cfg, consistent);
-            }
-        }
+        search_empty_sides(&mut accepted, consistent, |side| {
+            let faint =
+                faint.get_or_insert_with(|| build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
+            accepted_candidates(faint, side, cfg, consistent)
+        });
         // A third look, on linear input, at sides still empty: the darkest end, for edges
         // whose field just inside is itself dark (DARKEST_FIELD_LEVEL). Its contrast asks
         // for the same exposure ratio as the first look's; the flat-beyond test is left out
@@ -1356,18 +1368,16 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 ..cfg.clone()
             };
             let mut darkest: Option<Work> = None;
-            for (side, found) in accepted.iter_mut() {
-                if !found.iter().any(|(c, _)| consistent(*c)) {
-                    let work = darkest.get_or_insert_with(|| Work {
-                        band_ceiling: cfg.max_outside_level,
-                        ..build_work(&down, cfg, log_input, DARKEST_LOG_OFFSET)
-                    });
-                    *found = accepted_candidates(work, *side, &darkest_cfg, consistent)
-                        .into_iter()
-                        .filter(|(_, v)| v.inside <= DARKEST_FIELD_LEVEL)
-                        .collect();
-                }
-            }
+            search_empty_sides(&mut accepted, consistent, |side| {
+                let work = darkest.get_or_insert_with(|| Work {
+                    band_ceiling: cfg.max_outside_level,
+                    ..build_work(&down, cfg, log_input, DARKEST_LOG_OFFSET)
+                });
+                accepted_candidates(work, side, &darkest_cfg, consistent)
+                    .into_iter()
+                    .filter(|(_, v)| v.inside <= DARKEST_FIELD_LEVEL)
+                    .collect()
+            });
         }
     }
     // On log input, a side still without an edge at the field's rotation is searched once
@@ -1385,11 +1395,9 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             ..cfg.clone()
         };
         let tight = |c: Cand| rotation_gap(c.rotation(), r) <= RELAXED_ROTATION_GAP;
-        for (side, found) in accepted.iter_mut() {
-            if !found.iter().any(|(c, _)| consistent(*c)) {
-                *found = accepted_candidates(&work, *side, &relaxed, tight);
-            }
-        }
+        search_empty_sides(&mut accepted, consistent, |side| {
+            accepted_candidates(&work, side, &relaxed, tight)
+        });
     }
     for (side, found) in accepted {
         let best = best_at_rotation(found, rotation);
