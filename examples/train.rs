@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use xray_data::augment::PipelineConfig;
 use xray_seg::train::{check_run_name, run, Arch, TrainJob};
 
 #[derive(Parser, Debug)]
@@ -68,6 +69,9 @@ struct Args {
     /// Do not augment training images.
     #[arg(long)]
     no_augment: bool,
+    /// Augmentation pipeline (JSON or TOML, docs/augmentation.md) instead of the XNet one.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_augment")]
+    augment_config: Option<PathBuf>,
     /// Do not balance categories.
     #[arg(long)]
     no_balance: bool,
@@ -111,6 +115,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let augment_config = match &args.augment_config {
+        Some(path) => match PipelineConfig::from_file(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let name = args.name.clone().unwrap_or_else(timestamp);
     if let Err(e) = check_run_name(&name) {
         eprintln!("error: {e}");
@@ -131,6 +145,7 @@ fn main() -> ExitCode {
         synth_count: args.synth_count,
         synth_size: args.synth_size,
         augment: !args.no_augment,
+        augment_config,
         balance: !args.no_balance,
         calibrate: !args.no_calibrate,
         kfold: args.kfold,

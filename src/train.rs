@@ -160,8 +160,11 @@ pub struct TrainJob {
     pub synth_count: usize,
     /// Side of the synthetic images.
     pub synth_size: u32,
-    /// Augment training samples (the XNet pipeline).
+    /// Augment training samples.
     pub augment: bool,
+    /// The augmentation pipeline when `augment` is set (`None`: the XNet pipeline,
+    /// [`AugmentConfig::xnet`]).
+    pub augment_config: Option<AugmentConfig>,
     /// Oversample categories to the largest.
     pub balance: bool,
     /// k-fold cross-validation instead of one split.
@@ -199,6 +202,7 @@ impl Default for TrainJob {
             synth_count: 160,
             synth_size: 256,
             augment: true,
+            augment_config: None,
             balance: true,
             kfold: None,
             resume: false,
@@ -541,6 +545,10 @@ fn check_job(job: &TrainJob) -> Result<()> {
             job.l2
         )));
     }
+    if let (true, Some(augment)) = (job.augment, &job.augment_config) {
+        Augment::from_config(augment)
+            .map_err(|e| Error::Invalid(format!("augmentation pipeline: {e}")))?;
+    }
     if job.data.is_none() && job.synth_count < 6 {
         return Err(Error::Invalid(format!(
             "at least 6 synthetic images are needed for a train/val/test split, got {}",
@@ -849,7 +857,11 @@ fn train_checked_split(
     ))?;
     let parameters = xnet_model::models::count_trainable_parameters(&varmap);
     let augment = if job.augment {
-        Some(Augment::from_config(&AugmentConfig::xnet())?)
+        let config = job
+            .augment_config
+            .clone()
+            .unwrap_or_else(AugmentConfig::xnet);
+        Some(Augment::from_config(&config)?)
     } else {
         None
     };
@@ -939,6 +951,7 @@ fn train_checked_split(
         "seed": job.seed,
         "lr": job.lr,
         "l2": job.l2,
+        "augment": job.augment.then(|| job.augment_config.clone().unwrap_or_else(AugmentConfig::xnet)),
         "best_epoch": summary.best_epoch,
         "best_val_loss": summary.best_loss,
         "epochs_run": summary.epochs_run,

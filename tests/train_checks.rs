@@ -350,3 +350,50 @@ fn a_zero_width_or_patience_is_an_error_not_one() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn a_custom_augmentation_pipeline_is_checked_first_and_recorded() {
+    use xray_data::augment::{PipelineConfig, StepConfig, TransformSpec};
+    let tmp = temp_dir("train-augment-config");
+    let flip = |p: f32| PipelineConfig {
+        steps: vec![StepConfig {
+            p,
+            transform: TransformSpec::HorizontalFlip,
+        }],
+    };
+    let bad = TrainJob {
+        augment_config: Some(flip(1.5)),
+        ..tiny_job(tmp.join("bad"))
+    };
+    let err = error_of(&bad, "a step with p = 1.5");
+    assert!(
+        err.contains("augmentation pipeline") && err.contains("step 0"),
+        "{err}"
+    );
+    assert!(!bad.run_dir.exists(), "a run folder was made");
+
+    let good = TrainJob {
+        augment_config: Some(flip(0.5)),
+        ..tiny_job(tmp.join("good"))
+    };
+    run(&good).expect("trains with the custom pipeline");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(good.run_dir.join("config.json")).unwrap())
+            .unwrap();
+    let recorded: PipelineConfig =
+        serde_json::from_value(config["metadata"]["augment"].clone()).unwrap();
+    assert_eq!(recorded, flip(0.5));
+
+    // Without augmentation the checkpoint says so, whatever pipeline was configured.
+    let off = TrainJob {
+        augment: false,
+        augment_config: Some(flip(1.5)),
+        ..tiny_job(tmp.join("off"))
+    };
+    run(&off).expect("an unused pipeline is not checked");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(off.run_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert!(config["metadata"]["augment"].is_null());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
