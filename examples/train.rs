@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use xnet_model::loss::LossKind;
 use xray_data::augment::PipelineConfig;
 use xray_seg::train::{check_run_name, run, Arch, TrainJob};
 
@@ -57,6 +58,16 @@ struct Args {
     /// L2 coefficient on convolution kernels (the paper's 5e-4; the objective gains l2 · Σ w²).
     #[arg(long, default_value_t = 5e-4)]
     l2: f64,
+    /// Data term: ce (cross-entropy, the paper's), focal, dice (soft Dice) or ce-dice
+    /// (cross-entropy plus --dice-weight × soft Dice).
+    #[arg(long, value_enum, default_value_t = LossArg::Ce)]
+    loss: LossArg,
+    /// Focusing parameter γ of --loss focal (0, or ≥ 1).
+    #[arg(long, default_value_t = 2.0)]
+    focal_gamma: f64,
+    /// Weight of the Dice term in --loss ce-dice.
+    #[arg(long, default_value_t = 1.0)]
+    dice_weight: f64,
     /// k-fold cross-validation (a report per fold plus mean ± std).
     #[arg(long)]
     kfold: Option<usize>,
@@ -83,7 +94,7 @@ struct Args {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Continue the run from its last checkpoint; the run must exist, and --data, --seed,
-    /// --synth-count, --synth-size, --kfold, --model, --width, --size and --l2 must be the
+    /// --synth-count, --synth-size, --kfold, --model, --width, --size, --l2 and --loss must be the
     /// ones it was started with (stored in runs/<name>/train_job.json).
     #[arg(long)]
     resume: bool,
@@ -93,6 +104,34 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+}
+
+/// The `--loss` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LossArg {
+    /// Pixel-wise cross-entropy.
+    Ce,
+    /// Focal loss with --focal-gamma.
+    Focal,
+    /// Soft Dice.
+    Dice,
+    /// Cross-entropy plus --dice-weight × soft Dice.
+    CeDice,
+}
+
+impl LossArg {
+    /// The data term, with the soft Dice smoothing term fixed at 1.
+    fn kind(self, focal_gamma: f64, dice_weight: f64) -> LossKind {
+        match self {
+            LossArg::Ce => LossKind::CrossEntropy,
+            LossArg::Focal => LossKind::Focal { gamma: focal_gamma },
+            LossArg::Dice => LossKind::Dice { smooth: 1.0 },
+            LossArg::CeDice => LossKind::CrossEntropyDice {
+                dice_weight,
+                smooth: 1.0,
+            },
+        }
+    }
 }
 
 fn timestamp() -> String {
@@ -141,6 +180,7 @@ fn main() -> ExitCode {
         lr: args.lr,
         patience: args.patience,
         l2: args.l2,
+        loss: args.loss.kind(args.focal_gamma, args.dice_weight),
         seed: args.seed,
         synth_count: args.synth_count,
         synth_size: args.synth_size,

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use xnet_model::checkpoint;
 use xnet_model::init::seeded_var_builder;
-use xnet_model::loss::LossConfig;
+use xnet_model::loss::{LossConfig, LossKind};
 use xnet_model::models::{
     BatchNormSettings, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
 };
@@ -154,6 +154,8 @@ pub struct TrainJob {
     /// L2 coefficient λ on convolution kernels (the objective gains `λ · Σ w²`; see
     /// [`xnet_model::loss::LossConfig::l2`]). The paper's 5·10⁻⁴ is the default.
     pub l2: f64,
+    /// The data term (cross-entropy, the paper's, by default).
+    pub loss: LossKind,
     /// Seed of every random choice (data, split, initialisation, augmentation).
     pub seed: u64,
     /// Synthetic images to generate when `data` is `None`.
@@ -198,6 +200,7 @@ impl Default for TrainJob {
             lr: 2e-3,
             patience: 8,
             l2: 5e-4,
+            loss: LossKind::CrossEntropy,
             seed: 1,
             synth_count: 160,
             synth_size: 256,
@@ -288,6 +291,14 @@ pub struct RunOptions {
     /// default, 5·10⁻⁴).
     #[serde(default = "default_l2")]
     pub l2: f64,
+    /// The data term (runs stored before it existed used cross-entropy).
+    #[serde(default = "default_loss")]
+    pub loss: LossKind,
+}
+
+/// The data term of runs stored before [`RunOptions::loss`] existed.
+fn default_loss() -> LossKind {
+    LossKind::CrossEntropy
 }
 
 /// The L2 coefficient of runs stored before [`RunOptions::l2`] existed.
@@ -313,6 +324,7 @@ impl RunOptions {
             upsampling: job.upsampling,
             size: job.size,
             l2: job.l2,
+            loss: job.loss.clone(),
         }
     }
 
@@ -353,6 +365,11 @@ impl RunOptions {
         differ("up-sampling", show(&self.upsampling), show(&now.upsampling));
         differ("--size", self.size.to_string(), now.size.to_string());
         differ("--l2", self.l2.to_string(), now.l2.to_string());
+        differ(
+            "--loss",
+            format!("{:?}", self.loss),
+            format!("{:?}", now.loss),
+        );
         out
     }
 }
@@ -545,6 +562,12 @@ fn check_job(job: &TrainJob) -> Result<()> {
             job.l2
         )));
     }
+    LossConfig {
+        kind: job.loss.clone(),
+        l2: job.l2,
+        ..LossConfig::default()
+    }
+    .validate(config.num_classes())?;
     if let (true, Some(augment)) = (job.augment, &job.augment_config) {
         Augment::from_config(augment)
             .map_err(|e| Error::Invalid(format!("augmentation pipeline: {e}")))?;
@@ -895,6 +918,7 @@ fn train_checked_split(
         early_stopping_patience: Some(job.patience.max(1)),
         progress: job.progress,
         loss: LossConfig {
+            kind: job.loss.clone(),
             l2: job.l2,
             ..LossConfig::default()
         },
@@ -951,6 +975,7 @@ fn train_checked_split(
         "seed": job.seed,
         "lr": job.lr,
         "l2": job.l2,
+        "loss": job.loss,
         "augment": job.augment.then(|| job.augment_config.clone().unwrap_or_else(AugmentConfig::xnet)),
         "best_epoch": summary.best_epoch,
         "best_val_loss": summary.best_loss,

@@ -250,6 +250,14 @@ fn a_run_name_in_use_needs_resume() {
             },
             "--l2",
         ),
+        (
+            TrainJob {
+                loss: xnet_model::loss::LossKind::Dice { smooth: 1.0 },
+                resume: true,
+                ..job.clone()
+            },
+            "--loss",
+        ),
     ] {
         let err = error_of(&changed, "a resume with other options is an error");
         assert!(err.contains(option), "{option} not in: {err}");
@@ -267,8 +275,9 @@ fn a_run_name_in_use_needs_resume() {
     let mut stored: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&options_path).unwrap()).unwrap();
     stored.as_object_mut().unwrap().remove("l2");
+    stored.as_object_mut().unwrap().remove("loss");
     std::fs::write(&options_path, stored.to_string()).unwrap();
-    run(&resumed).expect("a run stored without l2 resumes at the default");
+    run(&resumed).expect("a run stored without l2 and loss resumes at the defaults");
     let meta = xnet_model::checkpoint::read_config(&job.run_dir)
         .unwrap()
         .metadata;
@@ -276,6 +285,7 @@ fn a_run_name_in_use_needs_resume() {
         (meta["lr"].as_f64(), meta["l2"].as_f64()),
         (Some(job.lr), Some(job.l2))
     );
+    assert_eq!(meta["loss"]["kind"].as_str(), Some("cross_entropy"));
     // A run from before train_job.json: its checkpoint's metadata still tells the seed.
     std::fs::remove_file(job.run_dir.join("train_job.json")).unwrap();
     let err = error_of(
@@ -326,7 +336,7 @@ fn run_names_stay_inside_the_runs_folder() {
 }
 
 #[test]
-fn a_zero_width_or_patience_is_an_error_not_one() {
+fn a_zero_width_patience_or_bad_loss_is_an_error_before_any_file() {
     let tmp = temp_dir("train-zero-options");
     for (job, what) in [
         (
@@ -343,9 +353,19 @@ fn a_zero_width_or_patience_is_an_error_not_one() {
             },
             "patience 0",
         ),
+        (
+            TrainJob {
+                loss: xnet_model::loss::LossKind::Focal { gamma: 0.5 },
+                ..tiny_job(tmp.join("g"))
+            },
+            "focal gamma 0.5",
+        ),
     ] {
         let err = error_of(&job, what);
-        assert!(err.contains("must be ≥ 1"), "{what}: {err}");
+        assert!(
+            err.contains("must be ≥ 1") || err.contains("focal gamma must be 0 or"),
+            "{what}: {err}"
+        );
         assert!(!job.run_dir.exists(), "{what}: a run folder was made");
     }
     let _ = std::fs::remove_dir_all(&tmp);
