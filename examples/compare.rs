@@ -44,6 +44,10 @@ struct Args {
     /// Learning rate.
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
+    /// Flip averaging at evaluation (off, horizontal, horizontal-vertical), the same for
+    /// every network; off keeps the inference rate a single pass's.
+    #[arg(long, value_name = "FLIPS", default_value_t = xnet_model::infer::FlipAverage::Off)]
+    flip_average: xnet_model::infer::FlipAverage,
     /// Synthetic images when no --data is given.
     #[arg(long, default_value_t = 120)]
     synth_count: usize,
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         batch: args.batch,
         lr: args.lr,
         patience: args.epochs,
+        flip_average: args.flip_average,
         seed: args.seed,
         synth_count: args.synth_count,
         progress: !args.quiet,

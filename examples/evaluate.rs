@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use xnet_model::infer::FlipAverage;
 use xray_data::dataset::{Dataset, DatasetOptions};
 use xray_seg::calibrate::{fit_temperature_on, store_temperature};
 use xray_seg::evaluate::{evaluate_samples, write_evaluation};
@@ -44,6 +45,12 @@ struct Args {
     /// images it was fitted on: evaluate on other images to judge it.
     #[arg(long, requires = "weights")]
     fit_temperature: bool,
+    /// Flip averaging instead of the checkpoint's (off, horizontal, horizontal-vertical:
+    /// the mean over the image's mirror images, one network pass each). The checkpoint's
+    /// temperature was fitted with its own; with --fit-temperature the new fit and this
+    /// averaging are stored together.
+    #[arg(long, value_name = "FLIPS")]
+    flip_average: Option<FlipAverage>,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -83,6 +90,9 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     if let Some(t) = args.temperature {
         predictor.set_temperature(t)?;
     }
+    if let Some(flips) = args.flip_average {
+        predictor.set_flip_average(flips);
+    }
     let ds = Dataset::open(&args.data, &DatasetOptions::default())?;
     let indices: Vec<usize> = (0..ds.len()).collect();
     let bar = ProgressBar::new_spinner();
@@ -95,7 +105,7 @@ fn run(args: &Args) -> xray_seg::Result<()> {
         ));
         let fit = fit_temperature_on(&predictor, &ds, &indices)?;
         predictor.set_temperature(fit.temperature)?;
-        store_temperature(&weights, &fit)?;
+        store_temperature(&weights, &fit, predictor.flip_average())?;
         Some(fit)
     } else {
         None
@@ -117,7 +127,7 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     write_evaluation(&eval, &args.out)?;
     let r = &eval.report;
     println!(
-        "{} images: accuracy {:.4}, weighted F1 {:.4}, weighted AUC {}, ECE {:.4} (softmax temperature {:.3})",
+        "{} images: accuracy {:.4}, weighted F1 {:.4}, weighted AUC {}, ECE {:.4} (softmax temperature {:.3}, flip averaging {})",
         r.images,
         r.accuracy.unwrap_or(f64::NAN),
         r.f1.weighted,
@@ -125,7 +135,8 @@ fn run(args: &Args) -> xray_seg::Result<()> {
             .weighted
             .map_or("undefined".into(), |a| format!("{a:.4}")),
         r.ece,
-        predictor.temperature()
+        predictor.temperature(),
+        predictor.flip_average()
     );
     if let Some(t) = &eval.thresholded {
         println!(

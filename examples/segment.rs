@@ -72,6 +72,11 @@ struct Args {
     /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
     #[arg(long)]
     temperature: Option<f64>,
+    /// Flip averaging instead of the checkpoint's (off, horizontal, horizontal-vertical:
+    /// the mean over the image's mirror images, one network pass each; the checkpoint's
+    /// temperature was fitted with its own).
+    #[arg(long, value_name = "FLIPS")]
+    flip_average: Option<xnet_model::infer::FlipAverage>,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -120,6 +125,9 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     let mut predictor = Predictor::load(&weights, &device)?;
     if let Some(t) = args.temperature {
         predictor.set_temperature(t)?;
+    }
+    if let Some(flips) = args.flip_average {
+        predictor.set_flip_average(flips);
     }
     let pipeline = match &args.postproc {
         Some(p) => {

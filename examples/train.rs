@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use xnet_model::infer::FlipAverage;
 use xnet_model::loss::LossKind;
 use xray_data::augment::PipelineConfig;
 use xray_seg::train::{check_run_name, run, Arch, TrainJob};
@@ -86,6 +87,12 @@ struct Args {
     /// Do not balance categories.
     #[arg(long)]
     no_balance: bool,
+    /// Flip averaging of the trained model's predictions (off, horizontal,
+    /// horizontal-vertical: the mean over the image's mirror images, one network pass each),
+    /// stored in its checkpoint for evaluate and segment; the temperature is fitted and the
+    /// test split scored with it.
+    #[arg(long, value_name = "FLIPS", default_value_t = TrainJob::default().flip_average)]
+    flip_average: FlipAverage,
     /// Do not fit the softmax temperature on the validation split (the checkpoint then
     /// predicts the network's own softmax).
     #[arg(long)]
@@ -188,6 +195,7 @@ fn main() -> ExitCode {
         augment_config,
         balance: !args.no_balance,
         calibrate: !args.no_calibrate,
+        flip_average: args.flip_average,
         kfold: args.kfold,
         resume: args.resume,
         progress: !args.quiet,
@@ -213,6 +221,12 @@ fn main() -> ExitCode {
                     r.ece,
                     r.confidence.map_or("n/a".into(), |c| format!("{c:.4}")),
                 );
+                if args.flip_average != FlipAverage::Off {
+                    println!(
+                        "  predictions averaged over the image's mirror images (--flip-average {}), stored in the checkpoint",
+                        args.flip_average
+                    );
+                }
                 match &r.temperature {
                     Some(t) => println!(
                         "  softmax temperature {:.3}, fitted on the validation split (its ECE {:.4} → {:.4}); the test scores above use it",

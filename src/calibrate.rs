@@ -6,10 +6,11 @@
 use std::path::Path;
 
 use xnet_model::checkpoint;
+use xnet_model::infer::FlipAverage;
 use xray_data::dataset::Dataset;
 use xray_metrics::{fit_temperature, LogitImage, TemperatureConfig, TemperatureFit};
 
-use crate::predict::{Predictor, TEMPERATURE_KEY};
+use crate::predict::{Predictor, FLIP_AVERAGE_KEY, TEMPERATURE_KEY};
 use crate::{Error, Result};
 
 /// The checkpoint metadata key of the whole [`TemperatureFit`] (beside
@@ -107,13 +108,19 @@ pub fn fit_temperature_on(
 
 /// Stores a fitted temperature in a checkpoint (directory or weights file): its
 /// `config.json` gets `metadata.temperature` (which [`Predictor::load`] applies) and the whole
-/// fit under `metadata.temperature_fit`; the rest of the file and the weights stay as they
-/// are. Written atomically.
+/// fit under `metadata.temperature_fit`, and `metadata.flip_average` the flip averaging the
+/// fit's predictions were made with (the predictor's, [`Predictor::flip_average`]), since the
+/// temperature holds for that averaging only; the rest of the file and the weights stay as
+/// they are. Written atomically.
 ///
 /// # Errors
 /// An unreadable or invalid `config.json`, metadata that is not a JSON object, or a write
 /// error.
-pub fn store_temperature(checkpoint_path: &Path, fit: &TemperatureFit) -> Result<()> {
+pub fn store_temperature(
+    checkpoint_path: &Path,
+    fit: &TemperatureFit,
+    flip_average: FlipAverage,
+) -> Result<()> {
     let mut config = checkpoint::read_config(checkpoint_path)?;
     if config.metadata.is_null() {
         config.metadata = serde_json::json!({});
@@ -125,6 +132,7 @@ pub fn store_temperature(checkpoint_path: &Path, fit: &TemperatureFit) -> Result
         )));
     };
     record_temperature(metadata, fit);
+    metadata.insert(FLIP_AVERAGE_KEY.into(), serde_json::json!(flip_average));
     checkpoint::write_config(checkpoint_path, &config)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use candle_core::Device;
 use candle_nn::VarMap;
 use xnet_model::checkpoint;
 use xnet_model::infer::{
-    apply_temperature, check_temperature, predict_proba_batch, InferenceOptions,
+    apply_temperature, check_temperature, predict_proba_batch, FlipAverage, InferenceOptions,
 };
 use xnet_model::{ModelConfig, Segmenter};
 use xray_data::Radiograph;
@@ -16,6 +16,11 @@ use crate::{Error, Result};
 
 /// The checkpoint metadata key of the fitted softmax temperature (a number > 0).
 pub const TEMPERATURE_KEY: &str = "temperature";
+
+/// The checkpoint metadata key of the flip averaging its predictions use
+/// ([`FlipAverage`], e.g. `"horizontal_vertical"`; absent means off). The train job writes
+/// it with the temperature, which it fitted on predictions made that way.
+pub const FLIP_AVERAGE_KEY: &str = "flip_average";
 
 /// The softmax temperatures a predictor accepts (wider than the fitted range,
 /// `xray_metrics::TemperatureConfig::temperature_range`, [0.05, 20] by default).
@@ -39,6 +44,7 @@ impl std::fmt::Debug for Predictor {
             .field("config", &self.config)
             .field("preprocess", &self.preprocess)
             .field("temperature", &self.temperature)
+            .field("flip_average", &self.options.flip_average)
             .finish_non_exhaustive()
     }
 }
@@ -49,12 +55,13 @@ impl Predictor {
     /// The preprocessing comes from the checkpoint's metadata (`"preprocess"`); a checkpoint
     /// without it is taken as XNet's default (200×200, min-max). The softmax temperature
     /// comes from `"temperature"` (written by the train job, see [`crate::calibrate`]); a
-    /// checkpoint without it is uncalibrated (T = 1).
+    /// checkpoint without it is uncalibrated (T = 1). The flip averaging comes from
+    /// `"flip_average"` ([`FLIP_AVERAGE_KEY`]); without it there is none.
     ///
     /// # Errors
     /// Missing or corrupt files, weights that do not fit the config, a preprocessing record
     /// that does not fit the network, a temperature that is not a number in
-    /// [`TEMPERATURE_RANGE`].
+    /// [`TEMPERATURE_RANGE`], a flip-averaging record that is not one of [`FlipAverage`]'s.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let loaded = checkpoint::load(path, device)?;
         let preprocess = match loaded.metadata.get("preprocess") {
@@ -88,6 +95,16 @@ impl Predictor {
             predictor
                 .set_temperature(t)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        }
+        if let Some(v) = loaded.metadata.get(FLIP_AVERAGE_KEY) {
+            let flips = serde_json::from_value(v.clone()).map_err(|_| {
+                Error::Invalid(format!(
+                    "{}: metadata.{FLIP_AVERAGE_KEY} must be \"off\", \"horizontal\" or \
+                     \"horizontal_vertical\", got {v}",
+                    path.display()
+                ))
+            })?;
+            predictor.set_flip_average(flips);
         }
         Ok(predictor)
     }
@@ -125,6 +142,19 @@ impl Predictor {
             temperature: 1.0,
             _varmap: varmap,
         })
+    }
+
+    /// The flip averaging of every prediction ([`InferenceOptions::flip_average`]).
+    pub fn flip_average(&self) -> FlipAverage {
+        self.options.flip_average
+    }
+
+    /// Sets the flip averaging: each prediction becomes the mean over the image and its
+    /// mirror images (one network pass per copy). A temperature fitted without it (or with
+    /// another) is no longer the fitted one; the train job fits it with the averaging it
+    /// records.
+    pub fn set_flip_average(&mut self, flips: FlipAverage) {
+        self.options.flip_average = flips;
     }
 
     /// The network's configuration.

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use xnet_model::checkpoint;
+use xnet_model::infer::FlipAverage;
 use xnet_model::init::seeded_var_builder;
 use xnet_model::loss::{LossConfig, LossKind};
 use xnet_model::models::{
@@ -30,7 +31,7 @@ use crate::calibrate::{fit_temperature_on, record_temperature};
 use crate::evaluate::{
     evaluate_samples, pool_category_scores, write_evaluation, CategoryScores, Evaluation,
 };
-use crate::predict::Predictor;
+use crate::predict::{Predictor, FLIP_AVERAGE_KEY};
 use crate::prepare::Preprocess;
 use crate::segment::{segment_image, SegmentOptions};
 use crate::source::DatasetSource;
@@ -178,6 +179,10 @@ pub struct TrainJob {
     pub progress: bool,
     /// Overlays of this many test images.
     pub overlays: usize,
+    /// Flip averaging of the trained model's predictions (test-time augmentation), recorded
+    /// in its checkpoint so that `evaluate` and `segment` predict the same way; the
+    /// temperature is fitted on predictions made with it, and the test report scores them.
+    pub flip_average: FlipAverage,
     /// Fit the softmax temperature on the validation split after training and store it in
     /// the checkpoint ([`crate::calibrate`]); the test report is then on calibrated
     /// probabilities and shows the fit.
@@ -211,6 +216,7 @@ impl Default for TrainJob {
             resume: false,
             progress: true,
             overlays: 4,
+            flip_average: FlipAverage::Off,
             calibrate: true,
             device: Device::Cpu,
         }
@@ -950,6 +956,7 @@ fn train_checked_split(
         preprocess,
         &job.device,
     )?;
+    predictor.set_flip_average(job.flip_average);
     // Calibrated on the validation split (the images that chose the best epoch), never on
     // the test split that the report scores.
     // A failed fit (say, validation masks that are all "ignore") must not throw away the
@@ -976,6 +983,7 @@ fn train_checked_split(
         "lr": job.lr,
         "l2": job.l2,
         "loss": job.loss,
+        (FLIP_AVERAGE_KEY): job.flip_average,
         "augment": job.augment.then(|| job.augment_config.clone().unwrap_or_else(AugmentConfig::xnet)),
         "best_epoch": summary.best_epoch,
         "best_val_loss": summary.best_loss,

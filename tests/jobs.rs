@@ -296,12 +296,14 @@ fn a_bad_temperature_in_a_checkpoint_is_an_error() {
         iterations: 3,
         pixels: 100,
     };
-    xray_seg::calibrate::store_temperature(&tmp, &fit).unwrap();
+    xray_seg::calibrate::store_temperature(&tmp, &fit, xnet_model::infer::FlipAverage::Horizontal)
+        .unwrap();
+    let reloaded = Predictor::load(&tmp, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(reloaded.temperature(), 2.25);
+    // The temperature holds for the flip averaging it was fitted with, which is stored too.
     assert_eq!(
-        Predictor::load(&tmp, &candle_core::Device::Cpu)
-            .unwrap()
-            .temperature(),
-        2.25
+        reloaded.flip_average(),
+        xnet_model::infer::FlipAverage::Horizontal
     );
     let stored: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.join("config.json")).unwrap()).unwrap();

@@ -372,7 +372,7 @@ fn a_zero_width_patience_or_bad_loss_is_an_error_before_any_file() {
 }
 
 #[test]
-fn a_custom_augmentation_pipeline_is_checked_first_and_recorded() {
+fn a_custom_augmentation_pipeline_and_flip_averaging_are_checked_first_and_recorded() {
     use xray_data::augment::{PipelineConfig, StepConfig, TransformSpec};
     let tmp = temp_dir("train-augment-config");
     let flip = |p: f32| PipelineConfig {
@@ -394,6 +394,7 @@ fn a_custom_augmentation_pipeline_is_checked_first_and_recorded() {
 
     let good = TrainJob {
         augment_config: Some(flip(0.5)),
+        flip_average: xnet_model::infer::FlipAverage::Horizontal,
         ..tiny_job(tmp.join("good"))
     };
     run(&good).expect("trains with the custom pipeline");
@@ -403,6 +404,21 @@ fn a_custom_augmentation_pipeline_is_checked_first_and_recorded() {
     let recorded: PipelineConfig =
         serde_json::from_value(config["metadata"]["augment"].clone()).unwrap();
     assert_eq!(recorded, flip(0.5));
+    assert_eq!(config["metadata"]["flip_average"], "horizontal");
+    let predictor =
+        xray_seg::predict::Predictor::load(&good.run_dir, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(
+        predictor.flip_average(),
+        xnet_model::infer::FlipAverage::Horizontal
+    );
+    // A record that is not a flip averaging is refused by name.
+    let mut spoiled = config.clone();
+    spoiled["metadata"]["flip_average"] = serde_json::json!("diagonal");
+    std::fs::write(good.run_dir.join("config.json"), spoiled.to_string()).unwrap();
+    let err = xray_seg::predict::Predictor::load(&good.run_dir, &candle_core::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metadata.flip_average"), "{err}");
 
     // Without augmentation the checkpoint says so, whatever pipeline was configured.
     let off = TrainJob {

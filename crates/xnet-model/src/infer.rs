@@ -20,10 +20,17 @@
 //!   get smooth seams. Memory for activations is bounded by `batch_size` tiles; only the
 //!   `C × H × W` output and an `H × W` weight plane scale with the image.
 //!
+//! - **Flip averaging** ([`InferenceOptions::flip_average`], off by default): the
+//!   probabilities are averaged over the input and its mirror images (left–right, and with
+//!   [`FlipAverage::HorizontalVertical`] also top–bottom and both), each mirrored back before
+//!   the average. It costs one pass per copy and suits networks trained with flips (the XNet
+//!   augmentation pipeline flips both ways); the result is equivariant to the flips averaged.
+//!
 //! The input plane must already be normalised the way the training data were (the caller's
 //! job: e.g. `xray-data`'s normalisation); this module does no intensity scaling.
 
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::{ModelError, Result, Segmenter};
 
@@ -43,6 +50,76 @@ pub enum SmallInput {
     },
 }
 
+/// Test-time augmentation by mirror images: which flipped copies of the input
+/// [`predict_proba`] averages the probabilities over.
+///
+/// JSON (e.g. in checkpoint metadata): `"off"`, `"horizontal"`, `"horizontal_vertical"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipAverage {
+    /// One pass on the input as it is.
+    #[default]
+    Off,
+    /// The input and its left–right mirror image (2 passes).
+    Horizontal,
+    /// The input, its left–right, top–bottom and both-ways mirror images (4 passes).
+    HorizontalVertical,
+}
+
+impl FlipAverage {
+    /// The copies averaged, as `(left–right, top–bottom)` flips; the first is the input.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::infer::FlipAverage;
+    /// assert_eq!(FlipAverage::Off.flips(), &[(false, false)]);
+    /// assert_eq!(FlipAverage::HorizontalVertical.flips().len(), 4);
+    /// ```
+    pub fn flips(self) -> &'static [(bool, bool)] {
+        match self {
+            FlipAverage::Off => &[(false, false)],
+            FlipAverage::Horizontal => &[(false, false), (true, false)],
+            FlipAverage::HorizontalVertical => {
+                &[(false, false), (true, false), (false, true), (true, true)]
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FlipAverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlipAverage::Off => "off",
+            FlipAverage::Horizontal => "horizontal",
+            FlipAverage::HorizontalVertical => "horizontal-vertical",
+        })
+    }
+}
+
+impl std::str::FromStr for FlipAverage {
+    type Err = ModelError;
+
+    /// `off`, `horizontal` (or `h`), `horizontal-vertical` (or `horizontal_vertical`, `hv`).
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::infer::FlipAverage;
+    /// assert_eq!("hv".parse::<FlipAverage>()?, FlipAverage::HorizontalVertical);
+    /// assert!("diagonal".parse::<FlipAverage>().is_err());
+    /// # Ok::<(), xnet_model::ModelError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "off" | "none" => Ok(FlipAverage::Off),
+            "horizontal" | "h" => Ok(FlipAverage::Horizontal),
+            "horizontal-vertical" | "hv" => Ok(FlipAverage::HorizontalVertical),
+            _ => Err(ModelError::InvalidConfig(format!(
+                "flip averaging must be off, horizontal or horizontal-vertical, got {s:?}"
+            ))),
+        }
+    }
+}
+
 /// Options of [`predict_proba`].
 #[derive(Debug, Clone)]
 pub struct InferenceOptions {
@@ -57,6 +134,8 @@ pub struct InferenceOptions {
     pub small_input: SmallInput,
     /// Device to run on (the model's).
     pub device: Device,
+    /// Average the probabilities over mirror images of the input (test-time augmentation).
+    pub flip_average: FlipAverage,
 }
 
 impl Default for InferenceOptions {
@@ -67,6 +146,7 @@ impl Default for InferenceOptions {
             batch_size: 4,
             small_input: SmallInput::Pad,
             device: Device::Cpu,
+            flip_average: FlipAverage::Off,
         }
     }
 }
@@ -132,7 +212,30 @@ pub fn predict_proba(
 }
 
 /// `N × C × H × W` probabilities of `n` equal-size planes (`N × H × W`, row-major), batched
-/// `batch_size` images (or tiles) per forward pass.
+/// `batch_size` images (or tiles) per forward pass; with [`InferenceOptions::flip_average`]
+/// the mean over the mirrored copies.
+///
+/// # Examples
+/// ```
+/// # use candle_core::{DType, Device};
+/// # use candle_nn::{VarBuilder, VarMap};
+/// # use xnet_model::models::{ModelConfig, XNetConfig};
+/// use xnet_model::infer::{predict_proba_batch, FlipAverage, InferenceOptions};
+/// # fn main() -> xnet_model::Result<()> {
+/// # let varmap = VarMap::new();
+/// # let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// # let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// let (n, h, w) = (2, 16, 24);
+/// let images: Vec<f32> = (0..n * h * w).map(|i| (i % 7) as f32 / 7.0).collect();
+/// let opts = InferenceOptions {
+///     flip_average: FlipAverage::Horizontal,
+///     ..InferenceOptions::default()
+/// };
+/// let probs = predict_proba_batch(model.as_ref(), &images, n, h, w, &opts)?;
+/// assert_eq!(probs.len(), n * 3 * h * w);
+/// # Ok(())
+/// # }
+/// ```
 pub fn predict_proba_batch(
     model: &dyn Segmenter,
     images: &[f32],
@@ -165,6 +268,60 @@ pub fn predict_proba_batch(
             (i % plane) / width
         )));
     }
+    let flips = opts.flip_average.flips();
+    if flips.len() == 1 {
+        return predict_as_is(model, images, n, height, width, opts);
+    }
+    let mut sum = predict_as_is(model, images, n, height, width, opts)?;
+    for &(left_right, top_bottom) in &flips[1..] {
+        let mirrored = mirror_planes(images, height, width, left_right, top_bottom);
+        let probs = predict_as_is(model, &mirrored, n, height, width, opts)?;
+        let back = mirror_planes(&probs, height, width, left_right, top_bottom);
+        for (s, p) in sum.iter_mut().zip(&back) {
+            *s += p;
+        }
+    }
+    let share = 1.0 / flips.len() as f32;
+    for s in &mut sum {
+        *s *= share;
+    }
+    Ok(sum)
+}
+
+/// The planes of `data` (`… × height × width`, row-major) mirrored left–right and/or
+/// top–bottom (its own inverse).
+fn mirror_planes(
+    data: &[f32],
+    height: usize,
+    width: usize,
+    left_right: bool,
+    top_bottom: bool,
+) -> Vec<f32> {
+    let plane = height * width;
+    let mut out = vec![0f32; data.len()];
+    for (src, dst) in data.chunks_exact(plane).zip(out.chunks_exact_mut(plane)) {
+        for (y, row) in src.chunks_exact(width).enumerate() {
+            let to = if top_bottom { height - 1 - y } else { y };
+            let dst_row = &mut dst[to * width..(to + 1) * width];
+            dst_row.copy_from_slice(row);
+            if left_right {
+                dst_row.reverse();
+            }
+        }
+    }
+    out
+}
+
+/// [`predict_proba_batch`] without flip averaging, on checked input.
+fn predict_as_is(
+    model: &dyn Segmenter,
+    images: &[f32],
+    n: usize,
+    height: usize,
+    width: usize,
+    opts: &InferenceOptions,
+) -> Result<Vec<f32>> {
+    let plane = height * width;
     let c = model.num_classes();
     let mut out = Vec::with_capacity(n * c * plane);
     if height <= opts.tile_size && width <= opts.tile_size {

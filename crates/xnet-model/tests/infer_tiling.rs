@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder, VarMap};
 use xnet_model::infer::{
-    argmax_classes, predict_proba, predict_proba_batch, InferenceOptions, SmallInput,
+    argmax_classes, predict_proba, predict_proba_batch, FlipAverage, InferenceOptions, SmallInput,
 };
 use xnet_model::models::{ModelConfig, XNetConfig};
 use xnet_model::{Result, Segmenter};
@@ -266,4 +266,98 @@ fn bad_inputs_and_options_are_errors() {
         );
     }
     assert!(argmax_classes(&[0.5; 5], 2, 1, 2).is_err());
+}
+
+/// `planes` (`… × h × w`) mirrored left–right and/or top–bottom, pixel by pixel.
+fn mirrored(planes: &[f32], h: usize, w: usize, left_right: bool, top_bottom: bool) -> Vec<f32> {
+    let mut out = vec![0f32; planes.len()];
+    for p in 0..planes.len() / (h * w) {
+        for y in 0..h {
+            for x in 0..w {
+                let (sy, sx) = (
+                    if top_bottom { h - 1 - y } else { y },
+                    if left_right { w - 1 - x } else { x },
+                );
+                out[p * h * w + y * w + x] = planes[p * h * w + sy * w + sx];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn flip_averaging_is_the_mean_of_the_mirrored_passes() {
+    let toy = Toy::new(4);
+    let (n, h, w) = (2, 12, 20);
+    let images: Vec<f32> = (0..n)
+        .flat_map(|i| image(h, w + i)[..h * w].to_vec())
+        .collect();
+    let plain = InferenceOptions::default();
+    let as_is = predict_proba_batch(&toy, &images, n, h, w, &plain).unwrap();
+    for (mode, copies) in [
+        (FlipAverage::Horizontal, vec![(true, false)]),
+        (
+            FlipAverage::HorizontalVertical,
+            vec![(true, false), (false, true), (true, true)],
+        ),
+    ] {
+        // By hand: each mirrored input's probabilities mirrored back, then the mean.
+        let mut want = as_is.clone();
+        for &(lr, tb) in &copies {
+            let input = mirrored(&images, h, w, lr, tb);
+            let probs = predict_proba_batch(&toy, &input, n, h, w, &plain).unwrap();
+            for (s, p) in want.iter_mut().zip(mirrored(&probs, h, w, lr, tb)) {
+                *s += p;
+            }
+        }
+        let k = (copies.len() + 1) as f32;
+        want.iter_mut().for_each(|v| *v /= k);
+        let opts = InferenceOptions {
+            flip_average: mode,
+            ..InferenceOptions::default()
+        };
+        let got = predict_proba_batch(&toy, &images, n, h, w, &opts).unwrap();
+        assert!(max_abs_diff(&got, &want) < 1e-6, "{mode:?}");
+        // The toy is not itself symmetric: the average differs from one pass.
+        assert!(max_abs_diff(&got, &as_is) > 1e-3, "{mode:?}");
+        // Probabilities still sum to 1 per pixel.
+        for i in 0..n {
+            for px in 0..h * w {
+                let s: f32 = (0..3).map(|c| got[(i * 3 + c) * h * w + px]).sum();
+                assert!((s - 1.0).abs() < 1e-5, "{mode:?}: pixel sum {s}");
+            }
+        }
+        // Equivariance: the prediction of a mirrored image is the mirrored prediction.
+        for &(lr, tb) in &copies {
+            let of_mirror =
+                predict_proba_batch(&toy, &mirrored(&images, h, w, lr, tb), n, h, w, &opts)
+                    .unwrap();
+            let diff = max_abs_diff(&of_mirror, &mirrored(&got, h, w, lr, tb));
+            assert!(diff < 1e-6, "{mode:?} flip ({lr}, {tb}): {diff}");
+        }
+    }
+}
+
+#[test]
+fn flip_averaging_applies_to_tiled_inputs_too() {
+    let toy = Toy::new(4);
+    // Multiples of 4, so that the whole-image pass pads no strip that mirroring would move.
+    let (h, w) = (72, 92);
+    let img = image(h, w);
+    let tiles = InferenceOptions {
+        tile_size: 32,
+        overlap: 8,
+        flip_average: FlipAverage::Horizontal,
+        ..InferenceOptions::default()
+    };
+    let whole = InferenceOptions {
+        tile_size: 128,
+        flip_average: FlipAverage::Horizontal,
+        ..InferenceOptions::default()
+    };
+    // The toy's receptive field radius (2) is within overlap/4, so tiles give the whole-image
+    // result, with flips as without.
+    let tiled = predict_proba(&toy, &img, h, w, &tiles).unwrap();
+    let one = predict_proba(&toy, &img, h, w, &whole).unwrap();
+    assert!(max_abs_diff(&tiled, &one) < 1e-5);
 }
