@@ -44,8 +44,8 @@ struct Args {
     /// Channels of the first level (64 in the paper; 8 is CPU-sized).
     #[arg(long, default_value_t = 8)]
     width: usize,
-    /// Maximum number of epochs.
-    #[arg(long, default_value_t = 60)]
+    /// Maximum number of epochs (the cosine schedule spans them).
+    #[arg(long, default_value_t = TrainJob::default().epochs)]
     epochs: usize,
     /// Batch size.
     #[arg(long, default_value_t = 8)]
@@ -54,7 +54,7 @@ struct Args {
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
     /// Early-stopping patience in epochs.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = TrainJob::default().patience)]
     patience: usize,
     /// L2 coefficient on convolution kernels (the paper's 5e-4; the objective gains l2 · Σ w²).
     #[arg(long, default_value_t = 5e-4)]
@@ -81,7 +81,8 @@ struct Args {
     /// Do not augment training images.
     #[arg(long)]
     no_augment: bool,
-    /// Augmentation pipeline (JSON or TOML, docs/augmentation.md) instead of the XNet one.
+    /// Augmentation pipeline (JSON or TOML, docs/augmentation.md) instead of the default,
+    /// XNet's without its random crop (`PipelineConfig::xnet_no_crop`).
     #[arg(long, value_name = "FILE", conflicts_with = "no_augment")]
     augment_config: Option<PathBuf>,
     /// Do not balance categories.
@@ -163,13 +164,13 @@ fn main() -> ExitCode {
     };
     let augment_config = match &args.augment_config {
         Some(path) => match PipelineConfig::from_file(path) {
-            Ok(c) => Some(c),
+            Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         },
-        None => None,
+        None => TrainJob::default().augment_config,
     };
     let name = args.name.clone().unwrap_or_else(timestamp);
     if let Err(e) = check_run_name(&name) {

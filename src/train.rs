@@ -165,9 +165,9 @@ pub struct TrainJob {
     pub synth_size: u32,
     /// Augment training samples.
     pub augment: bool,
-    /// The augmentation pipeline when `augment` is set (`None`: the XNet pipeline,
-    /// [`AugmentConfig::xnet`]).
-    pub augment_config: Option<AugmentConfig>,
+    /// The augmentation pipeline when `augment` is set (default:
+    /// [`AugmentConfig::xnet_no_crop`], XNet's without its random crop).
+    pub augment_config: AugmentConfig,
     /// Oversample categories to the largest.
     pub balance: bool,
     /// k-fold cross-validation instead of one split.
@@ -200,23 +200,23 @@ impl Default for TrainJob {
             upsampling: None,
             size: 128,
             width: 8,
-            epochs: 60,
+            epochs: 100,
             batch: 8,
             lr: 2e-3,
-            patience: 8,
+            patience: 15,
             l2: 5e-4,
             loss: LossKind::CrossEntropy,
             seed: 1,
             synth_count: 160,
             synth_size: 256,
             augment: true,
-            augment_config: None,
+            augment_config: AugmentConfig::xnet_no_crop(),
             balance: true,
             kfold: None,
             resume: false,
             progress: true,
             overlays: 4,
-            flip_average: FlipAverage::Off,
+            flip_average: FlipAverage::HorizontalVertical,
             calibrate: true,
             device: Device::Cpu,
         }
@@ -574,8 +574,8 @@ fn check_job(job: &TrainJob) -> Result<()> {
         ..LossConfig::default()
     }
     .validate(config.num_classes())?;
-    if let (true, Some(augment)) = (job.augment, &job.augment_config) {
-        Augment::from_config(augment)
+    if job.augment {
+        Augment::from_config(&job.augment_config)
             .map_err(|e| Error::Invalid(format!("augmentation pipeline: {e}")))?;
     }
     if job.data.is_none() && job.synth_count < 6 {
@@ -886,11 +886,7 @@ fn train_checked_split(
     ))?;
     let parameters = xnet_model::models::count_trainable_parameters(&varmap);
     let augment = if job.augment {
-        let config = job
-            .augment_config
-            .clone()
-            .unwrap_or_else(AugmentConfig::xnet);
-        Some(Augment::from_config(&config)?)
+        Some(Augment::from_config(&job.augment_config)?)
     } else {
         None
     };
@@ -984,7 +980,7 @@ fn train_checked_split(
         "l2": job.l2,
         "loss": job.loss,
         (FLIP_AVERAGE_KEY): job.flip_average,
-        "augment": job.augment.then(|| job.augment_config.clone().unwrap_or_else(AugmentConfig::xnet)),
+        "augment": job.augment.then_some(&job.augment_config),
         "best_epoch": summary.best_epoch,
         "best_val_loss": summary.best_loss,
         "epochs_run": summary.epochs_run,

@@ -382,7 +382,7 @@ fn a_custom_augmentation_pipeline_and_flip_averaging_are_checked_first_and_recor
         }],
     };
     let bad = TrainJob {
-        augment_config: Some(flip(1.5)),
+        augment_config: flip(1.5),
         ..tiny_job(tmp.join("bad"))
     };
     let err = error_of(&bad, "a step with p = 1.5");
@@ -393,7 +393,7 @@ fn a_custom_augmentation_pipeline_and_flip_averaging_are_checked_first_and_recor
     assert!(!bad.run_dir.exists(), "a run folder was made");
 
     let good = TrainJob {
-        augment_config: Some(flip(0.5)),
+        augment_config: flip(0.5),
         flip_average: xnet_model::infer::FlipAverage::Horizontal,
         ..tiny_job(tmp.join("good"))
     };
@@ -423,7 +423,7 @@ fn a_custom_augmentation_pipeline_and_flip_averaging_are_checked_first_and_recor
     // Without augmentation the checkpoint says so, whatever pipeline was configured.
     let off = TrainJob {
         augment: false,
-        augment_config: Some(flip(1.5)),
+        augment_config: flip(1.5),
         ..tiny_job(tmp.join("off"))
     };
     run(&off).expect("an unused pipeline is not checked");

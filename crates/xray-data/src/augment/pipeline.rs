@@ -110,6 +110,28 @@ impl PipelineConfig {
         }
     }
 
+    /// [`PipelineConfig::xnet`] without its random crop: flips, affine, then one of the blur
+    /// or the mild elastic jitter. The train job's default: networks that infer on whole
+    /// radiographs resized to their input see anatomy at the scale they trained on, where
+    /// the crop enlarged it 1.1–1.7× (measured in docs/augmentation.md).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{PipelineConfig, TransformSpec};
+    /// let uncropped = PipelineConfig::xnet_no_crop();
+    /// assert_eq!(uncropped.steps.len(), PipelineConfig::xnet().steps.len() - 1);
+    /// assert!(!uncropped
+    ///     .steps
+    ///     .iter()
+    ///     .any(|s| matches!(s.transform, TransformSpec::RandomCrop(_))));
+    /// ```
+    pub fn xnet_no_crop() -> Self {
+        let mut c = Self::xnet();
+        c.steps
+            .retain(|s| !matches!(s.transform, TransformSpec::RandomCrop(_)));
+        c
+    }
+
     /// [`PipelineConfig::xnet`] plus the reference's strong joint elastic deformation
     /// (α 50–60 px, σ 16 px, p = 0.5) after the affine step, and collimator simulation
     /// (p = 0.3) so uncollimated images teach the 255 border.
