@@ -200,7 +200,7 @@ impl Default for TrainJob {
             upsampling: None,
             size: 128,
             width: 8,
-            epochs: 100,
+            epochs: 120,
             batch: 8,
             lr: 2e-3,
             patience: 15,
