@@ -300,6 +300,27 @@ pub struct RunOptions {
     /// The data term (runs stored before it existed used cross-entropy).
     #[serde(default = "default_loss")]
     pub loss: LossKind,
+    /// The schedule and augmentation the run trains with (`None` in runs stored before it
+    /// was recorded). A resume may change them, but says so ([`RunOptions::setting_changes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<TrainSettings>,
+}
+
+/// The training settings a resumed run may change: they fix neither its data, split nor
+/// network, and extending a finished run with more epochs is a use of `--resume`; but a
+/// resume that changes them (say, after the defaults moved) should not do so silently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Maximum epochs (the cosine schedule spans them).
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Early-stopping patience.
+    pub patience: usize,
+    /// The augmentation pipeline (`None` without augmentation).
+    pub augment: Option<AugmentConfig>,
 }
 
 /// The data term of runs stored before [`RunOptions::loss`] existed.
@@ -331,7 +352,66 @@ impl RunOptions {
             size: job.size,
             l2: job.l2,
             loss: job.loss.clone(),
+            settings: Some(TrainSettings {
+                epochs: job.epochs,
+                batch: job.batch,
+                lr: job.lr,
+                patience: job.patience,
+                augment: job.augment.then(|| job.augment_config.clone()),
+            }),
         }
+    }
+
+    /// What a resume with `now` changes in the stored run's [`TrainSettings`], one line per
+    /// setting, named as the `train` example's flag; for a run stored without them, one line
+    /// saying that this call's apply.
+    pub fn setting_changes(&self, now: &RunOptions) -> Vec<String> {
+        let (Some(stored), Some(given)) = (&self.settings, &now.settings) else {
+            return match (&self.settings, &now.settings) {
+                (None, Some(given)) => vec![format!(
+                    "the run does not record its schedule and augmentation (started before \
+                     they were recorded): this call trains up to {} epochs, batch {}, lr {}, \
+                     patience {}, {} (the defaults before 2026-11-29 were 60 epochs, patience 8 \
+                     and the XNet pipeline with its random crop)",
+                    given.epochs,
+                    given.batch,
+                    given.lr,
+                    given.patience,
+                    if given.augment.is_some() {
+                        "with its augmentation pipeline"
+                    } else {
+                        "without augmentation"
+                    }
+                )],
+                _ => Vec::new(),
+            };
+        };
+        let mut out = Vec::new();
+        let mut differ = |flag: &str, was: String, is: String| {
+            if was != is {
+                out.push(format!("{flag}: the run has {was}, this call {is}"));
+            }
+        };
+        differ(
+            "--epochs",
+            stored.epochs.to_string(),
+            given.epochs.to_string(),
+        );
+        differ("--batch", stored.batch.to_string(), given.batch.to_string());
+        differ("--lr", stored.lr.to_string(), given.lr.to_string());
+        differ(
+            "--patience",
+            stored.patience.to_string(),
+            given.patience.to_string(),
+        );
+        if stored.augment != given.augment {
+            out.push(
+                "--augment-config / --no-augment: this call's augmentation pipeline is not the \
+                 run's"
+                    .into(),
+            );
+        }
+        out
     }
 
     /// What differs between the stored options (`self`) and `now`, one line per option,
@@ -501,7 +581,15 @@ fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
         )));
     }
     let differences = match read_run_options(dir)? {
-        Some(stored) => stored.differences(options),
+        Some(stored) => {
+            for change in stored.setting_changes(options) {
+                eprintln!(
+                    "warning: resuming {} with other settings: {change}",
+                    dir.display()
+                );
+            }
+            stored.differences(options)
+        }
         None if is_legacy_run(dir) => {
             // Written before train_job.json: its checkpoint metadata still records the seed
             // and size; the trainer compares the network when it resumes.

@@ -433,3 +433,42 @@ fn a_custom_augmentation_pipeline_and_flip_averaging_are_checked_first_and_recor
     assert!(config["metadata"]["augment"].is_null());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn a_resume_that_changes_the_schedule_or_augmentation_says_so_without_refusing() {
+    use xray_seg::train::RunOptions;
+    let job = tiny_job(PathBuf::from("runs/unused"));
+    let stored = RunOptions::of(&job);
+    assert!(stored.setting_changes(&RunOptions::of(&job)).is_empty());
+    let longer = TrainJob {
+        epochs: 200,
+        augment: false,
+        ..job.clone()
+    };
+    let now = RunOptions::of(&longer);
+    // Not a difference that refuses the resume...
+    assert!(stored.differences(&now).is_empty());
+    // ...but each change is named.
+    let changes = stored.setting_changes(&now);
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes[0].contains("--epochs: the run has 1, this call 200"));
+    assert!(changes[1].contains("augmentation pipeline"));
+    // A run stored before the settings were recorded: this call's are stated.
+    let older = RunOptions {
+        settings: None,
+        ..stored.clone()
+    };
+    let changes = older.setting_changes(&now);
+    assert_eq!(changes.len(), 1);
+    assert!(
+        changes[0].contains("does not record") && changes[0].contains("200 epochs"),
+        "{}",
+        changes[0]
+    );
+    // The stored file round-trips, and one without the settings still reads.
+    let json = serde_json::to_string(&stored).unwrap();
+    assert_eq!(serde_json::from_str::<RunOptions>(&json).unwrap(), stored);
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v.as_object_mut().unwrap().remove("settings");
+    assert_eq!(serde_json::from_value::<RunOptions>(v).unwrap(), older);
+}
