@@ -323,6 +323,21 @@ pub struct TrainSettings {
     pub augment: Option<AugmentConfig>,
 }
 
+/// `"FLAG: the run has STORED, this call GIVEN"` where the two differ.
+fn change_line(flag: &str, stored: impl ToString, given: impl ToString) -> Option<String> {
+    let (stored, given) = (stored.to_string(), given.to_string());
+    (stored != given).then(|| format!("{flag}: the run has {stored}, this call {given}"))
+}
+
+/// The training objective of `job`.
+fn loss_config(job: &TrainJob) -> LossConfig {
+    LossConfig {
+        kind: job.loss.clone(),
+        l2: job.l2,
+        ..LossConfig::default()
+    }
+}
+
 /// The data term of runs stored before [`RunOptions::loss`] existed.
 fn default_loss() -> LossKind {
     LossKind::CrossEntropy
@@ -366,52 +381,38 @@ impl RunOptions {
     /// setting, named as the `train` example's flag; for a run stored without them, one line
     /// saying that this call's apply.
     pub fn setting_changes(&self, now: &RunOptions) -> Vec<String> {
-        let (Some(stored), Some(given)) = (&self.settings, &now.settings) else {
-            return match (&self.settings, &now.settings) {
-                (None, Some(given)) => vec![format!(
-                    "the run does not record its schedule and augmentation (started before \
-                     they were recorded): this call trains up to {} epochs, batch {}, lr {}, \
-                     patience {}, {} (the defaults before 2026-11-29 were 60 epochs, patience 8 \
-                     and the XNet pipeline with its random crop)",
-                    given.epochs,
-                    given.batch,
-                    given.lr,
-                    given.patience,
-                    if given.augment.is_some() {
-                        "with its augmentation pipeline"
-                    } else {
-                        "without augmentation"
-                    }
-                )],
-                _ => Vec::new(),
-            };
-        };
-        let mut out = Vec::new();
-        let mut differ = |flag: &str, was: String, is: String| {
-            if was != is {
-                out.push(format!("{flag}: the run has {was}, this call {is}"));
-            }
-        };
-        differ(
-            "--epochs",
-            stored.epochs.to_string(),
-            given.epochs.to_string(),
-        );
-        differ("--batch", stored.batch.to_string(), given.batch.to_string());
-        differ("--lr", stored.lr.to_string(), given.lr.to_string());
-        differ(
-            "--patience",
-            stored.patience.to_string(),
-            given.patience.to_string(),
-        );
-        if stored.augment != given.augment {
-            out.push(
-                "--augment-config / --no-augment: this call's augmentation pipeline is not the \
-                 run's"
-                    .into(),
-            );
+        match (&self.settings, &now.settings) {
+            (Some(stored), Some(given)) => [
+                change_line("--epochs", stored.epochs, given.epochs),
+                change_line("--batch", stored.batch, given.batch),
+                change_line("--lr", stored.lr, given.lr),
+                change_line("--patience", stored.patience, given.patience),
+                (stored.augment != given.augment).then(|| {
+                    "--augment-config / --no-augment: this call's augmentation pipeline is \
+                     not the run's"
+                        .to_string()
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            (None, Some(given)) => vec![format!(
+                "the run does not record its schedule and augmentation (started before they \
+                 were recorded): this call trains up to {} epochs, batch {}, lr {}, patience \
+                 {}, {} (the defaults before 2026-11-29 were 60 epochs, patience 8 and the \
+                 XNet pipeline with its random crop)",
+                given.epochs,
+                given.batch,
+                given.lr,
+                given.patience,
+                if given.augment.is_some() {
+                    "with its augmentation pipeline"
+                } else {
+                    "without augmentation"
+                }
+            )],
+            _ => Vec::new(),
         }
-        out
     }
 
     /// What differs between the stored options (`self`) and `now`, one line per option,
@@ -422,9 +423,7 @@ impl RunOptions {
         }
         let mut out = Vec::new();
         let mut differ = |flag: &str, stored: String, given: String| {
-            if stored != given {
-                out.push(format!("{flag}: the run has {stored}, this call {given}"));
-            }
+            out.extend(change_line(flag, stored, given));
         };
         let data = |d: &Option<PathBuf>| {
             d.as_ref().map_or("synthetic data (no --data)".into(), |d| {
@@ -599,20 +598,13 @@ fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
                  network can be checked against this call",
                 dir.display()
             );
-            let mut d = Vec::new();
-            if let Some(seed) = seed.filter(|&s| s != job.seed) {
-                d.push(format!(
-                    "--seed: the run has {seed}, this call {}",
-                    job.seed
-                ));
-            }
-            if let Some(size) = size.filter(|&s| s != job.size) {
-                d.push(format!(
-                    "--size: the run has {size}, this call {}",
-                    job.size
-                ));
-            }
-            d
+            [
+                seed.and_then(|seed| change_line("--seed", seed, job.seed)),
+                size.and_then(|size| change_line("--size", size, job.size)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
         }
         None => {
             return Err(Error::Invalid(format!(
@@ -656,12 +648,7 @@ fn check_job(job: &TrainJob) -> Result<()> {
             job.l2
         )));
     }
-    LossConfig {
-        kind: job.loss.clone(),
-        l2: job.l2,
-        ..LossConfig::default()
-    }
-    .validate(config.num_classes())?;
+    loss_config(job).validate(config.num_classes())?;
     if job.augment {
         Augment::from_config(&job.augment_config)
             .map_err(|e| Error::Invalid(format!("augmentation pipeline: {e}")))?;
@@ -1007,11 +994,7 @@ fn train_checked_split(
         },
         early_stopping_patience: Some(job.patience.max(1)),
         progress: job.progress,
-        loss: LossConfig {
-            kind: job.loss.clone(),
-            l2: job.l2,
-            ..LossConfig::default()
-        },
+        loss: loss_config(job),
         ..TrainConfig::default()
     };
     let started = Instant::now();

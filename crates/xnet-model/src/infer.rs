@@ -268,10 +268,8 @@ pub fn predict_proba_batch(
             (i % plane) / width
         )));
     }
+    // The first copy is the input as it is.
     let flips = opts.flip_average.flips();
-    if flips.len() == 1 {
-        return predict_as_is(model, images, n, height, width, opts);
-    }
     let mut sum = predict_as_is(model, images, n, height, width, opts)?;
     for &(left_right, top_bottom) in &flips[1..] {
         let mirrored = mirror_planes(images, height, width, left_right, top_bottom);
@@ -281,9 +279,9 @@ pub fn predict_proba_batch(
             *s += p;
         }
     }
-    let share = 1.0 / flips.len() as f32;
-    for s in &mut sum {
-        *s *= share;
+    if flips.len() > 1 {
+        let share = 1.0 / flips.len() as f32;
+        sum.iter_mut().for_each(|s| *s *= share);
     }
     Ok(sum)
 }
