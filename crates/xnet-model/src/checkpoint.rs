@@ -135,6 +135,29 @@ pub fn resolve(path: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
+/// A checkpoint's files are read whole: a named pipe, socket or device given in their place
+/// would block the read or never end, so anything but a regular file (after symbolic links)
+/// is refused by name before it is opened.
+fn require_regular_file(path: &Path) -> Result<()> {
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let kind = std::fs::metadata(path).map_err(io)?.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        "a named pipe, socket or device"
+    };
+    Err(io(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("not a regular file but {what}: a checkpoint file is read whole"),
+    )))
+}
+
 /// The weights file must be the one saved with its config: what [`weights_digest`] gave
 /// when the pair was saved (`want`, from `config_path`), against what the bytes read give.
 fn check_digest(want: &str, bytes: &[u8], weights: &Path, config_path: &Path) -> Result<()> {
@@ -170,6 +193,7 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
         });
     }
     let (_, cfg_path) = resolve(path);
+    require_regular_file(&cfg_path)?;
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| ModelError::Io {
         path: cfg_path.clone(),
         source,
@@ -389,6 +413,7 @@ fn read_weights_checked(
         path: path.to_path_buf(),
         source,
     };
+    require_regular_file(path)?;
     let mut file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     let mut n = [0u8; 8];

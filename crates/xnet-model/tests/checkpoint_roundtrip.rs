@@ -185,6 +185,54 @@ fn missing_or_corrupt_files_are_errors_naming_the_file() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn pipes_and_directories_in_place_of_checkpoint_files_are_refused_without_blocking() {
+    let dev = Device::Cpu;
+    let dir = temp_dir("pipes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let varmap = VarMap::new();
+    let cfg = small(2);
+    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+        .unwrap();
+    checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
+    // A directory where the config should be.
+    let nested = dir.join("nested");
+    std::fs::create_dir_all(nested.join(CONFIG_FILE)).unwrap();
+    let e = checkpoint::load(&nested, &dev).unwrap_err().to_string();
+    assert!(e.contains("a directory") && e.contains(CONFIG_FILE), "{e}");
+    let piped = dir.join("piped");
+    std::fs::create_dir_all(&piped).unwrap();
+    std::fs::copy(dir.join(CONFIG_FILE), piped.join(CONFIG_FILE)).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(piped.join(WEIGHTS_FILE))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("mkfifo is not available: the named-pipe cases are not checked");
+        std::fs::remove_dir_all(&dir).ok();
+        return;
+    }
+    // Nothing writes to these pipes: opening one to read used to wait for a writer for ever.
+    let e = checkpoint::load(&piped, &dev).unwrap_err().to_string();
+    assert!(e.contains("named pipe") && e.contains(WEIGHTS_FILE), "{e}");
+    let varmap2 = VarMap::new();
+    cfg.build(VarBuilder::from_varmap(&varmap2, DType::F32, &dev))
+        .unwrap();
+    let e = checkpoint::load_weights_into(&varmap2, &piped.join(WEIGHTS_FILE), &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("named pipe"), "{e}");
+    std::fs::remove_file(piped.join(CONFIG_FILE)).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(piped.join(CONFIG_FILE))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made);
+    let e = checkpoint::read_config(&piped).unwrap_err().to_string();
+    assert!(e.contains("named pipe") && e.contains(CONFIG_FILE), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A checkpoint directory holding `cfg` (written as JSON) beside the weights of a small
 /// XNet: enough for loading to reach the configuration check.
 fn checkpoint_with_config(tag: &str, model: serde_json::Value) -> PathBuf {
