@@ -25,7 +25,9 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use xray_postproc::{Pipeline, PipelineConfig};
 use xray_seg::predict::Predictor;
-use xray_seg::segment::{expand_inputs, segment_file, SegmentOptions};
+use xray_seg::segment::{
+    check_outputs_spare_inputs, expand_inputs, segment_file, SegmentOptions, SUMMARY_FILE,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> xray_seg::Result<usize> {
     let inputs = expand_inputs(&args.inputs)?;
+    check_outputs_spare_inputs(&inputs.files, &args.out)?;
     for skipped in &inputs.skipped {
         eprintln!(
             "skipped (not a PNG, TIFF or DICOM file): {}",
@@ -234,7 +237,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     // One JSON line per input, in the order of the inputs: what was written, or the error.
     let mut records = records.into_inner().unwrap_or_default();
     records.sort_by_key(|(index, _)| *index);
-    let summary = args.out.join("segment.jsonl");
+    let summary = args.out.join(SUMMARY_FILE);
     let text: String = records.iter().map(|(_, r)| format!("{r}\n")).collect();
     std::fs::create_dir_all(&args.out).map_err(|e| xray_seg::Error::io(&args.out, e))?;
     std::fs::write(&summary, text).map_err(|e| xray_seg::Error::io(&summary, e))?;

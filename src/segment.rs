@@ -329,22 +329,95 @@ pub struct Inputs {
     pub previous_outputs: Vec<PathBuf>,
 }
 
-/// Whether a file name is one that [`segment_file`] writes.
+/// Whether a file name is one of the images [`segment_file`] writes.
 fn is_segment_output(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(output_stem)
+        .is_some()
+}
+
+/// The input stem of a file name that [`segment_file`] writes (`hip` for `hip.labels.png`,
+/// `hip.field.json`, `hip.prob-2.png`, ...), or `None` for any other name.
+fn output_stem(name: &str) -> Option<&str> {
+    if let Some(base) = name.strip_suffix(".field.json") {
+        return (!base.is_empty()).then_some(base);
+    }
+    let (base, kind) = name.strip_suffix(".png")?.rsplit_once('.')?;
+    let known = matches!(kind, "labels" | "field" | "overlay" | "uncertainty")
+        || kind
+            .strip_prefix("prob-")
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+    (!base.is_empty() && known).then_some(base)
+}
+
+/// The summary the `segment` example writes into its output folder, one JSON line per input.
+pub const SUMMARY_FILE: &str = "segment.jsonl";
+
+/// Checks that segmenting `files` into `out_dir` overwrites none of them: every input's
+/// outputs are named after its stem (`<stem>.labels.png`, `.field.png`, `.field.json`,
+/// `.overlay.png`, `.uncertainty.png`, `.prob-<k>.png`, plus [`SUMMARY_FILE`]), so an input
+/// named `x.labels.png` in `out_dir` beside an input `x.png` would be replaced by `x.png`'s
+/// label map, and then read (or not) in its place. Inputs found in a folder never include
+/// such names ([`Inputs::previous_outputs`]); inputs named explicitly can.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the first input that would be overwritten.
+///
+/// # Examples
+/// ```
+/// use std::path::PathBuf;
+/// use xray_seg::segment::check_outputs_spare_inputs;
+/// let dir = std::env::temp_dir().join(format!("xray-doc-spare-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let (a, b) = (dir.join("a.png"), dir.join("a.labels.png"));
+/// std::fs::write(&a, b"\x89PNG\r\n\x1a\n")?;
+/// std::fs::write(&b, b"\x89PNG\r\n\x1a\n")?;
+/// assert!(check_outputs_spare_inputs(&[a.clone(), b.clone()], &dir).is_err());
+/// assert!(check_outputs_spare_inputs(&[a, b], &dir.join("out")).is_ok());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_outputs_spare_inputs(files: &[PathBuf], out_dir: &Path) -> Result<()> {
+    // A folder that does not exist yet holds no input.
+    let Ok(out_dir) = std::fs::canonicalize(out_dir) else {
+        return Ok(());
     };
-    let Some(stem) = name.strip_suffix(".png") else {
-        return false;
+    let stems: std::collections::HashSet<&str> = files
+        .iter()
+        .filter_map(|f| f.file_stem().and_then(|s| s.to_str()))
+        .collect();
+    let written = |name: &str| {
+        name == SUMMARY_FILE || output_stem(name).is_some_and(|stem| stems.contains(stem))
     };
-    let Some((base, kind)) = stem.rsplit_once('.') else {
-        return false;
-    };
-    !base.is_empty()
-        && (matches!(kind, "labels" | "field" | "overlay" | "uncertainty")
-            || kind
-                .strip_prefix("prob-")
-                .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())))
+    for file in files {
+        // The entry as named, and the file it leads to after symbolic links: writing the
+        // output opens the first and replaces the second.
+        let named = file.file_name().and_then(|name| {
+            let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+            std::fs::canonicalize(parent.unwrap_or(Path::new(".")))
+                .ok()
+                .map(|p| p.join(name))
+        });
+        let target = std::fs::canonicalize(file).ok();
+        let overwritten = [named, target].into_iter().flatten().any(|path| {
+            path.parent() == Some(out_dir.as_path())
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(written)
+        });
+        if overwritten {
+            return Err(Error::Invalid(format!(
+                "{}: segmenting into {} would overwrite this input with an output (outputs \
+                 are named <stem>.labels.png, .field.png, .field.json, .overlay.png, ... and \
+                 {SUMMARY_FILE}): choose another --out or rename the input",
+                file.display(),
+                out_dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// File extensions taken as radiographs inside a folder even when their content is not

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use xray_seg::segment::{check_unique_stems, expand_inputs};
+use xray_seg::segment::{check_outputs_spare_inputs, check_unique_stems, expand_inputs};
 use xray_seg::Error;
 
 /// A fresh, empty folder for one test.
@@ -138,5 +138,46 @@ fn inputs_whose_outputs_would_collide_are_refused() {
     let twice = [dir.join("hip.png"), dir.join("hip.png")];
     assert!(check_unique_stems(&twice).is_err());
     assert!(check_unique_stems(&[dir.join("hip.png"), other.join("knee.dcm")]).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inputs_that_the_outputs_would_overwrite_are_refused() {
+    let dir = scratch("spare");
+    let (a, a_labels) = (dir.join("a.png"), dir.join("a.labels.png"));
+    write(&a, b"\x89PNG\r\n\x1a\n");
+    // A radiograph that happens to be named like a's label map, named explicitly: segmenting
+    // both into their own folder once replaced it with a's labels, then segmented those.
+    write(&a_labels, b"\x89PNG\r\n\x1a\n");
+    let both = [a.clone(), a_labels.clone()];
+    let err = check_outputs_spare_inputs(&both, &dir).expect_err("a.labels.png is overwritten");
+    assert!(
+        matches!(err, Error::Invalid(_)) && err.to_string().contains("a.labels.png"),
+        "{err}"
+    );
+    // The same folder named another way (relative, with `..`) is still the same folder.
+    let roundabout = dir.join("sub").join("..");
+    std::fs::create_dir_all(dir.join("sub")).expect("sub-folder");
+    assert!(check_outputs_spare_inputs(&both, &roundabout).is_err());
+    // A field report and the summary are outputs too.
+    let json = dir.join("a.field.json");
+    write(&json, b"\x89PNG\r\n\x1a\n");
+    assert!(check_outputs_spare_inputs(&[a.clone(), json], &dir).is_err());
+    let summary = dir.join("segment.jsonl");
+    write(&summary, b"\x89PNG\r\n\x1a\n");
+    assert!(check_outputs_spare_inputs(std::slice::from_ref(&summary), &dir).is_err());
+    // Another folder, one not made yet, or no input of that stem: nothing is overwritten.
+    assert!(check_outputs_spare_inputs(&both, &dir.join("sub")).is_ok());
+    assert!(check_outputs_spare_inputs(&both, &dir.join("absent")).is_ok());
+    assert!(check_outputs_spare_inputs(std::slice::from_ref(&a_labels), &dir).is_ok());
+    // A symbolic link named as an input, leading to a file the outputs replace.
+    #[cfg(unix)]
+    {
+        let elsewhere = scratch("spare-link");
+        let link = elsewhere.join("b.png");
+        std::os::unix::fs::symlink(&a_labels, &link).expect("link");
+        assert!(check_outputs_spare_inputs(&[a.clone(), link], &dir).is_err());
+        std::fs::remove_dir_all(&elsewhere).ok();
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
