@@ -394,3 +394,47 @@ fn tiny_and_oblong_images_of_every_part_are_well_formed() {
         }
     }
 }
+
+#[test]
+fn a_smaller_data_set_is_not_written_over_a_larger_one() {
+    let dir = std::env::temp_dir().join(format!("xray-synth-over-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    generate_dataset(&dir, 4, 32, 1).unwrap();
+    let csv = std::fs::read_to_string(dir.join("categories.csv")).unwrap();
+    let first = std::fs::read(dir.join("images/synth_00000.png")).unwrap();
+    // Two images fewer: synth_00002 and synth_00003 would stay behind, unlisted in the new
+    // categories.csv, beside two images of another seed (once written without a word).
+    let err = generate_dataset(&dir, 2, 32, 2).expect_err("a smaller data set over a larger one");
+    let text = err.to_string();
+    assert!(
+        matches!(err, xray_data::DataError::Dataset { .. }) && text.contains("synth_00002.png"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("categories.csv")).unwrap(),
+        csv
+    );
+    assert_eq!(
+        std::fs::read(dir.join("images/synth_00000.png")).unwrap(),
+        first
+    );
+    // A file of its own in masks/ is refused the same way.
+    std::fs::write(dir.join("masks/notes.txt"), "x").unwrap();
+    assert!(generate_dataset(&dir, 4, 32, 1).is_err());
+    std::fs::remove_file(dir.join("masks/notes.txt")).unwrap();
+    // The same call again, or one with more images, rewrites the folder.
+    generate_dataset(&dir, 4, 32, 1).expect("the same data set again");
+    assert_eq!(
+        std::fs::read(dir.join("images/synth_00000.png")).unwrap(),
+        first
+    );
+    generate_dataset(&dir, 5, 32, 1).expect("a larger data set");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("categories.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -377,9 +377,15 @@ pub fn generate_dataset(dir: &Path, count: usize, size: u32, seed: u64) -> Resul
 ///
 /// `progress` is called once per image written (from worker threads).
 ///
+/// A folder that already holds a data set may be written again (the same call rewrites the
+/// same files), but not with fewer images: `images/` and `masks/` may hold no file that this
+/// call does not write, since such a file would stay behind, unlisted in the new
+/// `categories.csv`, and mix two data sets in one folder.
+///
 /// # Errors
-/// [`DataError::InvalidParameter`] for a bad configuration, [`DataError::Io`] naming the
-/// file that could not be written.
+/// [`DataError::InvalidParameter`] for a bad configuration, [`DataError::Dataset`] naming a
+/// file in `images/` or `masks/` that this call would not replace, [`DataError::Io`] naming
+/// the file that could not be written.
 pub fn generate_dataset_with(
     dir: &Path,
     count: usize,
@@ -390,6 +396,9 @@ pub fn generate_dataset_with(
     cfg.validate()?;
     let images = dir.join("images");
     let masks = dir.join("masks");
+    for d in [&images, &masks] {
+        check_only_own_files(d, count)?;
+    }
     for d in [&images, &masks] {
         std::fs::create_dir_all(d).map_err(|e| DataError::Io {
             path: d.clone(),
@@ -428,6 +437,43 @@ pub fn generate_dataset_with(
         .map_err(|e| DataError::InvalidParameter(format!("cannot serialise fields: {e}")))?;
     write_file(&dir.join("fields.json"), &json)?;
     Ok(summary)
+}
+
+/// Refuses a folder (`images/` or `masks/` of a data set being written) holding any entry
+/// other than the `synth_<i>.png`, `i < count`, that [`generate_dataset_with`] writes.
+fn check_only_own_files(dir: &Path, count: usize) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(DataError::io(dir, e)),
+    };
+    let mut others = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| DataError::io(dir, e))?.file_name();
+        let ours = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("synth_")?.strip_suffix(".png"))
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| {
+                i < count && name.to_str() == Some(format!("synth_{i:05}.png").as_str())
+            });
+        if !ours {
+            others.push(name.to_string_lossy().into_owned());
+        }
+    }
+    if others.is_empty() {
+        return Ok(());
+    }
+    others.sort();
+    Err(DataError::Dataset {
+        path: dir.to_path_buf(),
+        message: format!(
+            "holds {} file(s) that a data set of {count} image(s) would not replace (e.g. {}): \
+             they would stay behind and mix two data sets; write into a new or empty folder",
+            others.len(),
+            others[0]
+        ),
+    })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
