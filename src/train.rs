@@ -544,6 +544,38 @@ fn is_legacy_run(dir: &Path) -> bool {
     trained(dir) || trained(&dir.join("fold-0"))
 }
 
+/// A resume with no saved epoch to continue from (`last/` absent) trains from epoch 0, which
+/// is right for a run stopped during its first epoch, but would replace the results of a run
+/// that got further and then lost `last/` (deleted to save space, say): its `best/`
+/// checkpoint and final model are written only after `last/`, so either one means the
+/// restart would overwrite a trained model.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the folder and what it holds.
+fn refuse_restart_over_results(dir: &Path) -> Result<()> {
+    let results: Vec<String> = ["best", checkpoint::WEIGHTS_FILE]
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .map(|name| {
+            if dir.join(name).is_dir() {
+                format!("{name}/")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    if results.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "cannot resume {}: it has no last/ checkpoint to continue from, but holds {} of a \
+         trained model; a resume would train again from epoch 0 and replace them. Start a new \
+         run under another --name (or move the folder away)",
+        dir.display(),
+        results.join(" and ")
+    )))
+}
+
 /// The run directory's rules: a fresh run needs a directory that does not exist or is empty
 /// (a run is never overwritten); a resume needs a run there, with the same [`RunOptions`].
 ///
@@ -1001,8 +1033,8 @@ fn train_checked_split(
     let summary = {
         let mut trainer =
             Trainer::new(model.as_ref(), &varmap, train_cfg, &job.device)?.with_checkpoint_dir(dir);
-        if job.resume {
-            trainer.resume()?;
+        if job.resume && trainer.resume()?.is_none() {
+            refuse_restart_over_results(dir)?;
         }
         trainer.fit(
             &mut train_src,

@@ -323,6 +323,42 @@ fn resuming_a_run_that_does_not_exist_is_an_error() {
 }
 
 #[test]
+fn resuming_a_trained_run_without_its_last_checkpoint_is_refused() {
+    let tmp = temp_dir("train-resume-no-last");
+    let job = tiny_job(tmp.join("run"));
+    run(&job).expect("first run trains");
+    let weights = std::fs::read(job.run_dir.join("model.safetensors")).unwrap();
+    let log = std::fs::read(job.run_dir.join("log.jsonl")).unwrap();
+    // last/ lost (deleted to save space): a resume once trained again from epoch 0 and
+    // replaced the model, best/ and the log without a word.
+    std::fs::remove_dir_all(job.run_dir.join("last")).unwrap();
+    let resumed = TrainJob {
+        resume: true,
+        epochs: 2,
+        ..job.clone()
+    };
+    let err = error_of(&resumed, "a resume without last/ over a trained model");
+    assert!(err.contains("last/") && err.contains("run"), "{err}");
+    assert_eq!(
+        std::fs::read(job.run_dir.join("model.safetensors")).unwrap(),
+        weights
+    );
+    assert_eq!(std::fs::read(job.run_dir.join("log.jsonl")).unwrap(), log);
+    // A run stopped before its first epoch ended has nothing to lose: it starts over.
+    for result in ["best", "model.safetensors", "config.json"] {
+        let path = job.run_dir.join(result);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    run(&resumed).expect("a run with no epoch saved starts over");
+    assert!(job.run_dir.join("last").is_dir());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
 fn run_names_stay_inside_the_runs_folder() {
     for good in ["hip", "hip-unet_2", "run-1700000000", "a.b", "..hip"] {
         check_run_name(good).unwrap_or_else(|e| panic!("{good:?} refused: {e}"));
