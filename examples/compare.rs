@@ -20,7 +20,7 @@ struct Args {
     /// Dataset folder; synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Run name: outputs go to runs/<name>/ (a rerun under the same name replaces them).
+    /// Run name: outputs go to runs/<name>/ (a rerun under the same name replaces them; without --data it reuses runs/<name>/data, which must hold --synth-count images).
     #[arg(long, default_value = "compare")]
     name: String,
     /// Directory that holds the runs.

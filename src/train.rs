@@ -699,17 +699,51 @@ fn check_job(job: &TrainJob) -> Result<()> {
     Ok(())
 }
 
+/// A synthetic data set found in the run folder (an earlier run's, reused so that a resumed
+/// run sees the same data) must be the one this job would generate: as many images, of the
+/// same side. `compare` reruns under the same name, which `train_job.json` does not guard,
+/// once silently evaluated on the earlier run's images whatever `--synth-count` said.
+fn check_reused_synthetic(ds: &Dataset, job: &TrainJob) -> Result<()> {
+    let size = match ds.samples.first() {
+        Some(s) => Some(
+            image::image_dimensions(&s.image)
+                .map_err(|e| Error::io(&s.image, std::io::Error::other(e)))?,
+        ),
+        None => None,
+    };
+    let want = (job.synth_size, job.synth_size);
+    if ds.len() == job.synth_count && size.is_none_or(|s| s == want) {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{} holds an earlier run's synthetic data set ({} image(s){}), not the {} image(s) of \
+         {}x{} this call asks for (--synth-count, --synth-size): use another --name, or \
+         remove the folder to generate it again",
+        ds.root.display(),
+        ds.len(),
+        size.map_or(String::new(), |(w, h)| format!(" of {w}x{h}")),
+        job.synth_count,
+        job.synth_size,
+        job.synth_size
+    )))
+}
+
 /// Opens the job's dataset, generating the synthetic one first when no folder is given (and
-/// reusing it when it is already there, so a resumed run sees the same data).
+/// reusing it when it is already there, so a resumed run sees the same data; it must then
+/// hold as many images of the same side as the job asks for).
 ///
 /// # Errors
-/// Dataset errors (named files), generation errors.
+/// Dataset errors (named files), generation errors, a reused synthetic data set of another
+/// count or size.
 pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
+    let mut reused = false;
     let root = match &job.data {
         Some(d) => d.clone(),
         None => {
             let dir = job.run_dir.join("data");
-            if !dir.join("categories.csv").exists() {
+            if dir.join("categories.csv").exists() {
+                reused = true;
+            } else {
                 xray_data::synth::generate_dataset(
                     &dir,
                     job.synth_count,
@@ -721,6 +755,9 @@ pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
         }
     };
     let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    if reused {
+        check_reused_synthetic(&ds, job)?;
+    }
     if ds.is_empty() {
         return Err(Error::Invalid(format!(
             "{}: the dataset is empty",

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use xray_data::dataset::{Dataset, DatasetOptions};
-use xray_seg::train::{check_run_name, plan_splits, run, TrainJob};
+use xray_seg::train::{check_run_name, open_dataset, plan_splits, run, TrainJob};
 
 /// Damages one file of a dataset folder.
 type Spoil<'a> = Box<dyn Fn(&Path) + 'a>;
@@ -355,6 +355,40 @@ fn resuming_a_trained_run_without_its_last_checkpoint_is_refused() {
     }
     run(&resumed).expect("a run with no epoch saved starts over");
     assert!(job.run_dir.join("last").is_dir());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_reused_synthetic_data_set_must_be_the_one_asked_for() {
+    let tmp = temp_dir("train-synth-reuse");
+    let job = TrainJob {
+        synth_count: 6,
+        synth_size: 32,
+        ..tiny_job(tmp.join("run"))
+    };
+    assert_eq!(open_dataset(&job).expect("generated").len(), 6);
+    assert_eq!(open_dataset(&job).expect("reused as it is").len(), 6);
+    // `compare` reruns under the same name: the earlier data set was reused whatever
+    // --synth-count or --synth-size said.
+    for other in [
+        TrainJob {
+            synth_count: 9,
+            ..job.clone()
+        },
+        TrainJob {
+            synth_size: 48,
+            ..job.clone()
+        },
+    ] {
+        let err = open_dataset(&other)
+            .map(|ds| ds.len())
+            .expect_err("another data set");
+        let text = err.to_string();
+        assert!(
+            text.contains("6 image(s) of 32x32") && text.contains("--synth-count"),
+            "{text}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
