@@ -103,7 +103,9 @@ struct Args {
     device: String,
     /// Continue the run from its last checkpoint; the run must exist, and --data, --seed,
     /// --synth-count, --synth-size, --kfold, --model, --width, --size, --l2 and --loss must be the
-    /// ones it was started with (stored in runs/<name>/train_job.json).
+    /// ones it was started with (stored in runs/<name>/train_job.json). --epochs, --batch, --lr,
+    /// --patience and the augmentation may change (with a warning): more epochs extend a
+    /// finished run, and the cosine schedule then spans the new count from the resumed epoch.
     #[arg(long)]
     resume: bool,
     /// Seed of every random choice.

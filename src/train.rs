@@ -615,7 +615,8 @@ fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
         Some(stored) => {
             for change in stored.setting_changes(options) {
                 eprintln!(
-                    "warning: resuming {} with other settings: {change}",
+                    "warning: resuming {} with other settings, which apply from the epoch it \
+                     resumes at (the cosine schedule spans this call's epochs): {change}",
                     dir.display()
                 );
             }

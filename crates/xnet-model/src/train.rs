@@ -511,7 +511,9 @@ impl<'a> Trainer<'a> {
     /// Continues from `checkpoint_dir/last` when it exists: weights, optimiser state, epoch
     /// counter, best loss and scheduler. Returns the epoch training will continue at, or
     /// `None` when there was nothing to resume. The stored model configuration must equal
-    /// the model's.
+    /// the model's. When this trainer's schedule or learning rate differ from the run's
+    /// (e.g. more epochs for a cosine schedule), they apply from the resumed epoch
+    /// ([`LrScheduler::resumed_at`]); otherwise the stored scheduler continues exactly.
     pub fn resume(&mut self) -> Result<Option<usize>> {
         let Some(dir) = &self.checkpoint_dir else {
             return Ok(None);
@@ -561,6 +563,15 @@ impl<'a> Trainer<'a> {
         checkpoint::load_weights_into(self.varmap, &weights, &self.device)?;
         self.optimizer
             .load_state(&last.join(OPTIMIZER_FILE), &self.device)?;
+        let mut state = state;
+        // The stored scheduler continues the run exactly; a configuration with another
+        // schedule or rate (more epochs for a cosine, a new learning rate) takes effect from
+        // the epoch the run resumes at, instead of being ignored.
+        let base_lr = self.config.optimizer.learning_rate();
+        if !state.scheduler.follows(&self.config.schedule, base_lr) {
+            state.scheduler =
+                LrScheduler::resumed_at(self.config.schedule.clone(), base_lr, state.next_epoch)?;
+        }
         self.optimizer
             .set_learning_rate(state.scheduler.learning_rate());
         self.state = state;

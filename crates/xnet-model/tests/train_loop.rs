@@ -749,3 +749,52 @@ fn a_resumed_run_logs_each_epoch_once_even_after_a_crash_between_log_and_checkpo
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn resuming_with_another_schedule_or_rate_continues_on_the_new_one() {
+    let dev = Device::Cpu;
+    let cosine = |t_max: usize, lr: f64| TrainConfig {
+        schedule: LrSchedule::Cosine {
+            t_max,
+            eta_min: 0.005,
+        },
+        optimizer: OptimizerConfig::adam(lr),
+        ..config(t_max)
+    };
+    let (mut train, mut val) = sources();
+    let dir = temp_dir("resume-schedule");
+    let run = |cfg: TrainConfig, train: &mut InMemoryBatches, val: &mut InMemoryBatches| {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        let mut t = Trainer::new(&toy, &vm, cfg, &dev)
+            .unwrap()
+            .with_checkpoint_dir(&dir);
+        t.resume().unwrap();
+        t.fit(train, Some(val)).unwrap()
+    };
+    // A finished two-epoch cosine run ends at its floor...
+    run(cosine(2, 0.05), &mut train, &mut val);
+    // ...and extended to four epochs it follows the four-epoch cosine from epoch 2, not
+    // the old one's floor (0.005).
+    let summary = run(cosine(4, 0.05), &mut train, &mut val);
+    let lrs: Vec<f64> = summary.epochs.iter().map(|r| r.lr).collect();
+    let want = |epoch: usize, t_max: usize, lr: f64| {
+        0.005
+            + (lr - 0.005) * (1.0 + (std::f64::consts::PI * epoch as f64 / t_max as f64).cos())
+                / 2.0
+    };
+    assert_eq!(lrs.len(), 2);
+    for (got, epoch) in lrs.iter().zip([2, 3]) {
+        assert!((got - want(epoch, 4, 0.05)).abs() < 1e-12, "{lrs:?}");
+    }
+    // A new learning rate takes effect too (it used to be ignored for the stored one).
+    let summary = run(cosine(5, 0.1), &mut train, &mut val);
+    assert_eq!(summary.epochs.len(), 1);
+    assert!(
+        (summary.epochs[0].lr - want(4, 5, 0.1)).abs() < 1e-12,
+        "{:?}",
+        summary.epochs[0].lr
+    );
+    assert_eq!(read_log(&dir).len(), 5);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -731,6 +731,37 @@ impl LrScheduler {
         self.lr
     }
 
+    /// Whether this scheduler runs `schedule` from `base_lr` (a resumed run whose
+    /// configuration changed its schedule does not).
+    pub fn follows(&self, schedule: &LrSchedule, base_lr: f64) -> bool {
+        self.schedule == *schedule && self.base_lr == base_lr
+    }
+
+    /// A scheduler for `schedule` from `base_lr` as it stands before epoch `next_epoch`: the
+    /// rate the schedule gives that epoch. What a resumed run whose schedule or rate changed
+    /// continues with (say, a finished cosine run extended to more epochs: the cosine then
+    /// spans the new count, instead of staying at its floor). Reduce-on-plateau depends on
+    /// the losses seen, not on the epoch, so it starts afresh at `base_lr`.
+    ///
+    /// # Errors
+    /// As [`LrScheduler::new`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::optim::{LrSchedule, LrScheduler};
+    /// let cosine = LrSchedule::Cosine { t_max: 200, eta_min: 0.0 };
+    /// let at = LrScheduler::resumed_at(cosine, 1.0, 100)?;
+    /// assert!((at.learning_rate() - 0.5).abs() < 1e-12);
+    /// # Ok::<(), xnet_model::ModelError>(())
+    /// ```
+    pub fn resumed_at(schedule: LrSchedule, base_lr: f64, next_epoch: usize) -> Result<Self> {
+        let mut scheduler = Self::new(schedule, base_lr)?;
+        if next_epoch > 0 {
+            scheduler.step(next_epoch - 1, None);
+        }
+        Ok(scheduler)
+    }
+
     /// Call after epoch `epoch` (0-based) with its validation loss (needed only by
     /// reduce-on-plateau; `None` leaves it unchanged); returns the rate for epoch `epoch + 1`.
     pub fn step(&mut self, epoch: usize, val_loss: Option<f64>) -> f64 {
