@@ -389,6 +389,8 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 struct HeaderEntry {
     dtype: String,
     shape: Vec<usize>,
+    /// Start and end of the tensor's bytes in the data section.
+    data_offsets: [u64; 2],
 }
 
 fn st_error(path: &Path, message: impl Into<String>) -> ModelError {
@@ -399,7 +401,8 @@ fn st_error(path: &Path, message: impl Into<String>) -> ModelError {
 }
 
 /// Reads a safetensors file whose tensors must be exactly `expected` (names and shapes):
-/// the header is read and compared first, the data only when it fits; then the whole file
+/// the header is read and compared first, the data only when it fits (and the data section
+/// is as long as the header says: [`check_data_length`]); then the whole file
 /// must have the digest its config recorded (`saved_with`: the digest and the config's path,
 /// when there is one), and every value is checked ([`check_values`]). Returns the tensors in
 /// `f32` on the CPU.
@@ -449,6 +452,7 @@ fn read_weights_checked(
         found.insert(name, entry);
     }
     check_names_and_shapes(path, expected, found.iter().map(|(k, e)| (k, &e.shape)))?;
+    check_data_length(path, &found, len - 8 - n)?;
     // The data cannot be larger than the expected tensors in the widest dtype (f64): a file
     // that is must not be read into memory whole.
     let most = expected
@@ -489,6 +493,34 @@ fn read_weights_checked(
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// The data section (what follows the header: `held` bytes) must be as long as the header's
+/// tensors say (the largest end of their `data_offsets`): a shorter one is a truncated file
+/// (an interrupted copy or download), reported as such before the digest is compared, which
+/// would only say that the bytes are not the ones saved; a longer one holds trailing bytes.
+fn check_data_length(path: &Path, found: &BTreeMap<String, HeaderEntry>, held: u64) -> Result<()> {
+    let described = found.values().map(|e| e.data_offsets[1]).max().unwrap_or(0);
+    if held < described {
+        return Err(st_error(
+            path,
+            format!(
+                "truncated: the header describes {described} bytes of tensor data, the file \
+                 holds {held}"
+            ),
+        ));
+    }
+    if held > described {
+        return Err(st_error(
+            path,
+            format!(
+                "{} trailing bytes: the header describes {described} bytes of tensor data, \
+                 the file holds {held}",
+                held - described
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A network cannot run with NaN or infinite weights, nor with a negative batch-norm

@@ -489,3 +489,57 @@ fn weights_and_config_from_different_saves_are_refused() {
     std::fs::remove_dir_all(&a).ok();
     std::fs::remove_dir_all(&b).ok();
 }
+
+#[test]
+fn a_truncated_weights_file_is_reported_as_truncated_not_as_another_save() {
+    let dev = Device::Cpu;
+    let dir = temp_dir("truncated");
+    let varmap = VarMap::new();
+    let cfg = small(2);
+    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+        .unwrap();
+    checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
+    assert!(checkpoint::read_config(&dir)
+        .unwrap()
+        .weights_digest
+        .is_some());
+    let weights = dir.join(WEIGHTS_FILE);
+    let bytes = std::fs::read(&weights).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let data = bytes.len() - 8 - n;
+    // An interrupted copy: the header is whole, the data are cut short. It used to be
+    // reported as weights and config "from different saves" (the digest differs).
+    std::fs::write(&weights, &bytes[..bytes.len() - 20]).unwrap();
+    let e = checkpoint::load(&dir, &dev).unwrap_err();
+    assert!(matches!(e, ModelError::Safetensors { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(WEIGHTS_FILE)
+            && msg.contains(&format!(
+                "truncated: the header describes {data} bytes of tensor data, the file holds {}",
+                data - 20
+            ))
+            && !msg.contains("different saves"),
+        "{msg}"
+    );
+    // The same through load_weights_into, which reads the config's digest too.
+    let varmap2 = VarMap::new();
+    cfg.build(VarBuilder::from_varmap(&varmap2, DType::F32, &dev))
+        .unwrap();
+    let msg = checkpoint::load_weights_into(&varmap2, &weights, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("truncated"), "{msg}");
+    // Bytes appended after the data.
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(&[0u8; 12]);
+    std::fs::write(&weights, &longer).unwrap();
+    let msg = checkpoint::load(&dir, &dev).unwrap_err().to_string();
+    assert!(
+        msg.contains("12 trailing bytes") && !msg.contains("different saves"),
+        "{msg}"
+    );
+    std::fs::write(&weights, &bytes).unwrap();
+    assert!(checkpoint::load(&dir, &dev).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
