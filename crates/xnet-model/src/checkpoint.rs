@@ -177,8 +177,9 @@ fn check_digest(want: &str, bytes: &[u8], weights: &Path, config_path: &Path) ->
 /// Reads `config.json` of a checkpoint (directory, weights file or the config itself).
 ///
 /// # Errors
-/// A path that does not exist (named as given, not as the config file it would imply), an
-/// unreadable or invalid `config.json`, or a format version newer than this crate's.
+/// A path that does not exist, or a file without a `config.json` beside it (both named as
+/// given, not as the config file they would imply), an unreadable or invalid `config.json`,
+/// or a format version newer than this crate's.
 pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
     if !path.exists() {
         return Err(ModelError::Io {
@@ -193,6 +194,20 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
         });
     }
     let (_, cfg_path) = resolve(path);
+    if !path.is_dir() && cfg_path != path && !cfg_path.exists() {
+        // A file given for the weights (an image, say) with nothing beside it: saying that
+        // the config it implies does not exist would hide that the path is no checkpoint.
+        return Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "not a checkpoint: no {CONFIG_FILE} beside it (expected a run directory \
+                     holding {WEIGHTS_FILE} and {CONFIG_FILE}, or one of those files)"
+                ),
+            ),
+        });
+    }
     require_regular_file(&cfg_path)?;
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| ModelError::Io {
         path: cfg_path.clone(),

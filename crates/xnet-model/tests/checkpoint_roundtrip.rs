@@ -543,3 +543,40 @@ fn a_truncated_weights_file_is_reported_as_truncated_not_as_another_save() {
     assert!(checkpoint::load(&dir, &dev).is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_file_without_a_config_beside_it_is_not_a_checkpoint() {
+    let dev = Device::Cpu;
+    let dir = temp_dir("not-a-checkpoint");
+    std::fs::create_dir_all(&dir).unwrap();
+    // What `segment --weights scan.png` gave: a file that exists, no config.json beside it.
+    // It was reported as "<dir>/config.json: No such file or directory".
+    let png = dir.join("scan.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n").unwrap();
+    for e in [
+        checkpoint::load(&png, &dev).unwrap_err(),
+        checkpoint::read_config(&png).unwrap_err(),
+    ] {
+        assert!(matches!(e, ModelError::Io { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "{}: not a checkpoint: no {CONFIG_FILE} beside it",
+                png.display()
+            )),
+            "{msg}"
+        );
+    }
+    // A weights file alone is no checkpoint either.
+    let weights = dir.join(WEIGHTS_FILE);
+    std::fs::write(&weights, b"").unwrap();
+    let msg = checkpoint::load(&weights, &dev).unwrap_err().to_string();
+    assert!(msg.contains("not a checkpoint"), "{msg}");
+    // A config.json given by name is still reported as missing under its own name.
+    std::fs::remove_file(&weights).unwrap();
+    let msg = checkpoint::read_config(&dir.join(CONFIG_FILE))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no checkpoint here"), "{msg}");
+    std::fs::remove_dir_all(&dir).ok();
+}
