@@ -64,27 +64,37 @@ impl Predictor {
     /// [`TEMPERATURE_RANGE`], a flip-averaging record that is not one of [`FlipAverage`]'s.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let loaded = checkpoint::load(path, device)?;
-        let preprocess = match loaded.metadata.get("preprocess") {
+        // The record is in the config file: its errors name it (a percentile window out of
+        // order said only "invalid parameter: percentile window must satisfy ...").
+        let config_file = checkpoint::resolve(path).1;
+        let preprocess: Preprocess = match loaded.metadata.get("preprocess") {
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
                 Error::Invalid(format!(
                     "{}: metadata.preprocess is not a preprocessing record: {e}",
-                    path.display()
+                    config_file.display()
                 ))
             })?,
             None => Preprocess::default(),
         };
+        preprocess
+            .validate(loaded.model.size_multiple())
+            .map_err(|e| {
+                let why = match e {
+                    Error::Invalid(m) | Error::Data(xray_data::DataError::InvalidParameter(m)) => m,
+                    other => other.to_string(),
+                };
+                Error::Invalid(format!(
+                    "{}: metadata.preprocess: {why}",
+                    config_file.display()
+                ))
+            })?;
         let mut predictor = Self::new(
             loaded.model,
             loaded.config,
             loaded.varmap,
             preprocess,
             device,
-        )
-        .map_err(|e| match e {
-            // Every other record error here names the checkpoint; so must this one.
-            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
-            other => other,
-        })?;
+        )?;
         if let Some(v) = loaded.metadata.get(TEMPERATURE_KEY) {
             let t = v.as_f64().ok_or_else(|| {
                 Error::Invalid(format!(

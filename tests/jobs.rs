@@ -317,6 +317,52 @@ fn a_bad_temperature_in_a_checkpoint_is_an_error() {
 }
 
 #[test]
+fn a_bad_preprocessing_record_in_a_checkpoint_names_its_config_file() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-preprocess-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let shipped = xray_seg::shipped_weights_dir();
+    std::fs::copy(
+        shipped.join("model.safetensors"),
+        tmp.join("model.safetensors"),
+    )
+    .unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap())
+            .unwrap();
+    let config_file = tmp.join("config.json");
+    for (field, value, what) in [
+        (
+            "percentile",
+            serde_json::json!([99.0, 1.0]),
+            "percentile window must satisfy 0 <= low < high <= 100, got low=99, high=1",
+        ),
+        ("width", serde_json::json!(30), "multiple of 8"),
+        (
+            "log",
+            serde_json::json!("yes"),
+            "not a preprocessing record",
+        ),
+    ] {
+        let mut c = config.clone();
+        c["metadata"]["preprocess"][field] = value.clone();
+        std::fs::write(&config_file, c.to_string()).unwrap();
+        // Given as the directory or as the weights file, the error names the config file.
+        for given in [tmp.clone(), tmp.join("model.safetensors")] {
+            let err = Predictor::load(&given, &candle_core::Device::Cpu)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("{}: metadata.preprocess", config_file.display()))
+                    && err.contains(what),
+                "{field} = {value}: {err}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
 fn shipped_weights_segment_the_real_hip_radiograph() {
     let weights = xray_seg::shipped_weights_dir();
     let predictor =
