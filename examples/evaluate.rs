@@ -81,6 +81,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> xray_seg::Result<()> {
+    // Before the model loads and the images are evaluated: the report is written last.
+    xray_seg::check_out_dir(&args.out)?;
     let weights = args
         .weights
         .clone()

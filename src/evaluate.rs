@@ -473,6 +473,7 @@ pub fn evaluate_samples(
 /// # Errors
 /// File-system or plotting errors.
 pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
+    crate::check_out_dir(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     eval.report.save_json(dir.join("report.json"))?;
     let mut md = eval.report.to_markdown();

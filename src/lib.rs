@@ -37,3 +37,46 @@ pub const CLASS_NAMES: [&str; 3] = ["open beam", "soft tissue", "bone"];
 pub fn shipped_weights_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/weights/xnet-small")
 }
+
+/// Checks an output folder given on the command line (`--out`) before any work is done: it
+/// must be a folder or not exist yet, and the nearest part of its path that exists must be a
+/// folder. A file given there is then reported once, up front, rather than by every write
+/// into it after the model has loaded and the inputs have been processed.
+///
+/// # Errors
+/// [`Error::Invalid`] ("--out X is a file, not a folder") when `out`, or the part of it
+/// that exists, is a file.
+///
+/// # Examples
+/// ```
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-out-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// assert!(xray_seg::check_out_dir(&dir.join("new/out")).is_ok());
+/// std::fs::write(dir.join("notes.txt"), "x")?;
+/// let e = xray_seg::check_out_dir(&dir.join("notes.txt")).unwrap_err();
+/// assert!(e.to_string().contains("is a file, not a folder"));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_out_dir(out: &std::path::Path) -> Result<()> {
+    for dir in out.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+        // A part that cannot be read (missing, or behind a file) is passed over: the first
+        // that can says whether the folder can be made; other errors come when it is.
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if meta.is_dir() {
+            return Ok(());
+        }
+        return Err(Error::Invalid(if dir == out {
+            format!("--out {} is a file, not a folder", out.display())
+        } else {
+            format!(
+                "--out {}: {} is a file, not a folder",
+                out.display(),
+                dir.display()
+            )
+        }));
+    }
+    Ok(())
+}

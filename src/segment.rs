@@ -177,6 +177,7 @@ pub fn segment_image(
         ));
     }
     let category = opts.category.clone();
+    crate::check_out_dir(out_dir)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let (w, h) = image.dimensions();
     let (wu, hu) = (w as usize, h as usize);
@@ -361,8 +362,12 @@ pub const SUMMARY_FILE: &str = "segment.jsonl";
 /// label map, and then read (or not) in its place. Inputs found in a folder never include
 /// such names ([`Inputs::previous_outputs`]); inputs named explicitly can.
 ///
+/// `out_dir` itself is checked first ([`crate::check_out_dir`]): a file there is refused
+/// once, before the model loads, rather than by every input's outputs.
+///
 /// # Errors
-/// [`Error::Invalid`] naming the first input that would be overwritten.
+/// [`Error::Invalid`] for an `out_dir` that is a file, or naming the first input that would
+/// be overwritten.
 ///
 /// # Examples
 /// ```
@@ -379,6 +384,7 @@ pub const SUMMARY_FILE: &str = "segment.jsonl";
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn check_outputs_spare_inputs(files: &[PathBuf], out_dir: &Path) -> Result<()> {
+    crate::check_out_dir(out_dir)?;
     // A folder that does not exist yet holds no input.
     let Ok(out_dir) = std::fs::canonicalize(out_dir) else {
         return Ok(());

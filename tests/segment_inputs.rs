@@ -181,3 +181,41 @@ fn inputs_that_the_outputs_would_overwrite_are_refused() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn an_output_folder_that_is_a_file_is_refused_once_up_front() {
+    let dir = scratch("out-file");
+    let a = dir.join("a.png");
+    write(&a, b"\x89PNG\r\n\x1a\n");
+    // `segment --out notes.txt` (or `evaluate --out notes.txt`): each input's outputs, then
+    // the summary, failed with "notes.txt: File exists (os error 17)" after the model had
+    // loaded. The check made before loading it now says what is wrong.
+    let file = dir.join("notes.txt");
+    write(&file, b"notes");
+    let err = check_outputs_spare_inputs(std::slice::from_ref(&a), &file)
+        .expect_err("a file is no output folder");
+    assert!(
+        matches!(err, Error::Invalid(_))
+            && err
+                .to_string()
+                .contains(&format!("--out {} is a file, not a folder", file.display())),
+        "{err}"
+    );
+    assert_eq!(
+        xray_seg::check_out_dir(&file).unwrap_err().to_string(),
+        err.to_string()
+    );
+    // A folder to be made under a file names the file.
+    let err = xray_seg::check_out_dir(&file.join("sub/out"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{} is a file, not a folder", file.display())),
+        "{err}"
+    );
+    // Folders that exist or can be made are fine.
+    assert!(xray_seg::check_out_dir(&dir).is_ok());
+    assert!(xray_seg::check_out_dir(&dir.join("new/out")).is_ok());
+    assert!(xray_seg::check_out_dir(Path::new("relative-out-not-made")).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
