@@ -26,7 +26,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use xray_postproc::{Pipeline, PipelineConfig};
 use xray_seg::predict::Predictor;
 use xray_seg::segment::{
-    check_outputs_spare_inputs, expand_inputs, segment_file, SegmentOptions, SUMMARY_FILE,
+    check_outputs_spare_inputs, expand_inputs, segment_file, worker_count, SegmentOptions,
+    SUMMARY_FILE,
 };
 
 #[derive(Parser, Debug)]
@@ -68,8 +69,8 @@ struct Args {
     #[arg(long)]
     allow_rgb: bool,
     /// Files segmented at the same time (default: one per core on the CPU, one on a GPU).
-    /// Each holds its image and outputs in memory.
-    #[arg(long)]
+    /// Each holds its image and outputs in memory. At least 1.
+    #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
     #[arg(long)]
@@ -85,6 +86,15 @@ struct Args {
     /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// `--jobs`: a whole number, at least 1 (0 used to be taken as 1 without a word).
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (the number of files segmented at the same time)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -162,13 +172,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     // post-processing and PNG encoding are single-threaded per file. A fixed set of
     // workers rather than a parallel iterator keeps at most `jobs` images in memory.
     // On a GPU one file at a time: the network's work is queued on one stream anyway.
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| match device {
-            candle_core::Device::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            _ => 1,
-        })
-        .clamp(1, inputs.files.len().max(1));
+    let jobs = worker_count(args.jobs, &device, inputs.files.len())?;
     let next = AtomicUsize::new(0);
     let records = std::sync::Mutex::new(Vec::new());
     let failures = AtomicUsize::new(0);

@@ -426,6 +426,42 @@ pub fn check_outputs_spare_inputs(files: &[PathBuf], out_dir: &Path) -> Result<(
     Ok(())
 }
 
+/// How many files `segment` works on at the same time: `requested` (`--jobs`) when given,
+/// else one per core on the CPU and one on a GPU (the network's work is queued on one stream
+/// anyway); never more than there are `files` (but at least one).
+///
+/// # Errors
+/// [`Error::Invalid`] for a request of 0 (it used to be taken as 1 without a word).
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xray_seg::segment::worker_count;
+/// assert_eq!(worker_count(Some(4), &Device::Cpu, 2)?, 2);
+/// assert_eq!(worker_count(Some(3), &Device::Cpu, 10)?, 3);
+/// assert!(worker_count(Some(0), &Device::Cpu, 10).is_err());
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
+pub fn worker_count(
+    requested: Option<usize>,
+    device: &candle_core::Device,
+    files: usize,
+) -> Result<usize> {
+    let jobs = match requested {
+        Some(0) => {
+            return Err(Error::Invalid(
+                "--jobs must be at least 1 (the number of files segmented at the same time)".into(),
+            ))
+        }
+        Some(n) => n,
+        None => match device {
+            candle_core::Device::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            _ => 1,
+        },
+    };
+    Ok(jobs.clamp(1, files.max(1)))
+}
+
 /// File extensions taken as radiographs inside a folder even when their content is not
 /// recognised, so that a corrupt image is reported rather than silently left out.
 const IMAGE_EXTENSIONS: &[&str] = &["png", "tif", "tiff", "dcm", "dicom"];

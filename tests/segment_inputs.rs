@@ -219,3 +219,24 @@ fn an_output_folder_that_is_a_file_is_refused_once_up_front() {
     assert!(xray_seg::check_out_dir(Path::new("relative-out-not-made")).is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn zero_jobs_is_refused_not_taken_as_one() {
+    use candle_core::Device;
+    use xray_seg::segment::worker_count;
+    // `segment --jobs 0` segmented one file at a time without a word.
+    let err = worker_count(Some(0), &Device::Cpu, 5).expect_err("0 workers");
+    assert!(
+        matches!(err, Error::Invalid(_)) && err.to_string().contains("--jobs must be at least 1"),
+        "{err}"
+    );
+    assert_eq!(worker_count(Some(2), &Device::Cpu, 5).unwrap(), 2);
+    // Never more workers than files, and at least one.
+    assert_eq!(worker_count(Some(8), &Device::Cpu, 3).unwrap(), 3);
+    assert_eq!(worker_count(Some(8), &Device::Cpu, 0).unwrap(), 1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        worker_count(None, &Device::Cpu, 1000).unwrap(),
+        cores.min(1000)
+    );
+}
