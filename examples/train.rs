@@ -210,20 +210,7 @@ fn main() -> ExitCode {
         Ok((outcomes, kfold)) => {
             for o in &outcomes {
                 let r = &o.evaluation.report;
-                println!(
-                    "{}: {} params, split {:?}, {} epochs in {:.0} s (best {:?}); test: accuracy {:.4}, weighted F1 {:.4}, weighted AUC {}, ECE {:.4}, confidence {}",
-                    o.run_dir.display(),
-                    o.parameters,
-                    o.split_sizes,
-                    o.summary.epochs_run,
-                    o.train_seconds,
-                    o.summary.best_epoch,
-                    r.accuracy.unwrap_or(f64::NAN),
-                    r.f1.weighted,
-                    r.auc.weighted.map_or("undefined".into(), |a| format!("{a:.4}")),
-                    r.ece,
-                    r.confidence.map_or("n/a".into(), |c| format!("{c:.4}")),
-                );
+                println!("{}", o.summary_line());
                 if args.flip_average != FlipAverage::Off {
                     println!(
                         "  predictions averaged over the image's mirror images (--flip-average {}), stored in the checkpoint",

@@ -242,6 +242,44 @@ pub struct TrainOutcome {
     pub predictor: Predictor,
 }
 
+impl TrainOutcome {
+    /// The line `train` prints for the run (or fold): where it is, its size and split, how
+    /// long it trained and its best epoch ("best epoch 12", or "no best epoch" when no epoch
+    /// was scored), then the test split's scores.
+    pub fn summary_line(&self) -> String {
+        let r = &self.evaluation.report;
+        format!(
+            "{}: {} params, split {:?}, {} epochs in {:.0} s ({}); test: accuracy {:.4}, \
+             weighted F1 {:.4}, weighted AUC {}, ECE {:.4}, confidence {}",
+            self.run_dir.display(),
+            self.parameters,
+            self.split_sizes,
+            self.summary.epochs_run,
+            self.train_seconds,
+            best_epoch_text(self.summary.best_epoch),
+            r.accuracy.unwrap_or(f64::NAN),
+            r.f1.weighted,
+            r.auc
+                .weighted
+                .map_or("undefined".into(), |a| format!("{a:.4}")),
+            r.ece,
+            r.confidence.map_or("n/a".into(), |c| format!("{c:.4}")),
+        )
+    }
+}
+
+/// "best epoch N", or "no best epoch" (it printed as `best Some(N)`).
+///
+/// # Examples
+/// ```
+/// use xray_seg::train::best_epoch_text;
+/// assert_eq!(best_epoch_text(Some(0)), "best epoch 0");
+/// assert_eq!(best_epoch_text(None), "no best epoch");
+/// ```
+pub fn best_epoch_text(best: Option<usize>) -> String {
+    best.map_or_else(|| "no best epoch".into(), |e| format!("best epoch {e}"))
+}
+
 /// Summary of k-fold cross-validation: the mean and standard deviation of each metric.
 #[derive(Debug, Clone, Serialize)]
 pub struct KFoldSummary {

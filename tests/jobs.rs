@@ -88,6 +88,17 @@ fn train_then_evaluate_then_segment() {
         );
     }
     assert_eq!(o.split_sizes.iter().sum::<usize>(), 24);
+    // The printed summary names the best epoch in words (it printed `best Some(0)`).
+    let line = o.summary_line();
+    let best = o
+        .summary
+        .best_epoch
+        .expect("a validation split gives a best epoch");
+    assert!(
+        line.contains(&format!("(best epoch {best})")) && !line.contains("Some("),
+        "{line}"
+    );
+    assert_eq!(xray_seg::train::best_epoch_text(None), "no best epoch");
     assert!(
         o.split_sizes[1] > 0,
         "no validation split: {:?}",

@@ -431,7 +431,9 @@ const TRAIN_CONFIG_FILE: &str = "train_config.json";
 ///     .with_checkpoint_dir("runs/xnet");
 /// trainer.resume()?; // continues runs/xnet/last when present
 /// let summary = trainer.fit(&mut train, Some(&mut val))?;
-/// println!("best epoch {:?}", summary.best_epoch);
+/// if let Some(best) = summary.best_epoch {
+///     println!("best epoch {best}");
+/// }
 /// # Ok(())
 /// # }
 /// ```
