@@ -33,8 +33,8 @@ struct Args {
     /// Output folder (created).
     #[arg(long)]
     out: PathBuf,
-    /// Number of images.
-    #[arg(long, default_value_t = 24)]
+    /// Number of images (at least 1).
+    #[arg(long, default_value_t = 24, value_parser = parse_count)]
     count: usize,
     /// Image side, pixels [default: 256, or the config's].
     #[arg(long)]
@@ -166,6 +166,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("  {part:<11} {n}");
     }
     Ok(())
+}
+
+/// `--count`: a whole number, at least 1 (0 wrote an empty data set and succeeded).
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1: an empty data set is of no use".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {

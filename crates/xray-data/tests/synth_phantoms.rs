@@ -438,3 +438,19 @@ fn a_smaller_data_set_is_not_written_over_a_larger_one() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn an_empty_data_set_is_refused_before_anything_is_written() {
+    let dir = std::env::temp_dir().join(format!("xray-synth-zero-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // `synth --count 0` wrote empty images/ and masks/ and a header-only categories.csv,
+    // and succeeded.
+    let err = generate_dataset(&dir, 0, 32, 1).expect_err("0 images");
+    let text = err.to_string();
+    assert!(
+        matches!(err, xray_data::DataError::InvalidParameter(_))
+            && text.contains("at least 1 image"),
+        "{text}"
+    );
+    assert!(!dir.exists(), "the folder was made");
+}

@@ -383,7 +383,8 @@ pub fn generate_dataset(dir: &Path, count: usize, size: u32, seed: u64) -> Resul
 /// `categories.csv`, and mix two data sets in one folder.
 ///
 /// # Errors
-/// [`DataError::InvalidParameter`] for a bad configuration, [`DataError::Dataset`] naming a
+/// [`DataError::InvalidParameter`] for a `count` of 0 (an empty data set, which nothing can
+/// train or be scored on) or a bad configuration, [`DataError::Dataset`] naming a
 /// file in `images/` or `masks/` that this call would not replace, [`DataError::Io`] naming
 /// the file that could not be written.
 pub fn generate_dataset_with(
@@ -393,6 +394,12 @@ pub fn generate_dataset_with(
     seed: u64,
     progress: &(dyn Fn() + Sync),
 ) -> Result<DatasetSummary> {
+    if count == 0 {
+        return Err(DataError::InvalidParameter(format!(
+            "a synthetic data set needs at least 1 image, asked for 0 (into {})",
+            dir.display()
+        )));
+    }
     cfg.validate()?;
     let images = dir.join("images");
     let masks = dir.join("masks");
