@@ -16,7 +16,7 @@ use xray_postproc::{baseline_segment, detect_collimator, BaselineConfig, Collima
 
 use crate::evaluate::{per_category_scores, table_header, CategoryScores, LabelScores};
 use crate::predict::Predictor;
-use crate::train::{open_dataset, train_split, Arch, TrainJob};
+use crate::train::{check_job, open_dataset, train_split, Arch, TrainJob};
 use crate::{Error, Result};
 
 /// One contestant: a network family with an up-sampling kind.
@@ -130,6 +130,8 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// `<run>/<arch>-<upsampling>/`), then the classical baseline; writes `compare.json` and
 /// `compare.md` into the run directory and returns the rows.
 ///
+/// Every variant's options are checked first, before any image is generated or folder made.
+///
 /// # Errors
 /// As [`crate::train::run`].
 pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
@@ -137,6 +139,11 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
         return Err(Error::Invalid(
             "compare uses one split; --kfold is not supported here".into(),
         ));
+    }
+    // Every contestant's options, before any image is generated or folder made (`--epochs
+    // 0` once generated the synthetic data and a model folder before it was refused).
+    for v in variants {
+        check_job(&variant_job(job, v))?;
     }
     std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
     let ds = open_dataset(job)?;
@@ -149,10 +156,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     };
     let mut rows = Vec::new();
     for v in variants {
-        let mut j = job.clone();
-        j.arch = v.arch;
-        j.upsampling = Some(v.upsampling);
-        j.overlays = 0;
+        let j = variant_job(job, v);
         let dir = job.run_dir.join(format!("{}-{}", v.arch, v.upsampling));
         let out = train_split(&j, &ds, &split, &dir)?;
         let ips = inference_rate(&out.predictor, &ds, &test)?;
@@ -182,6 +186,16 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     let path: PathBuf = job.run_dir.join("compare.md");
     std::fs::write(&path, to_markdown(&rows)).map_err(|e| Error::io(&path, e))?;
     Ok(rows)
+}
+
+/// `job` for one contestant: its network family and up-sampling, no overlays.
+fn variant_job(job: &TrainJob, v: &Variant) -> TrainJob {
+    TrainJob {
+        arch: v.arch,
+        upsampling: Some(v.upsampling),
+        overlays: 0,
+        ..job.clone()
+    }
 }
 
 fn inference_rate(predictor: &Predictor, ds: &Dataset, indices: &[usize]) -> Result<f64> {

@@ -696,7 +696,10 @@ fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
     }
 }
 
-fn check_job(job: &TrainJob) -> Result<()> {
+/// Checks a job's options before any file is written or image read: the budget, the
+/// network and its input size, the optimiser, loss and augmentation settings, the synthetic
+/// data's size and the number of folds.
+pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
     if job.epochs == 0 || job.batch == 0 || job.size == 0 || job.width == 0 || job.patience == 0 {
         return Err(Error::Invalid(format!(
             "epochs, batch, size, width and patience must be ≥ 1, got {}, {}, {}, {} and {}",

@@ -603,3 +603,30 @@ fn compare_scores_every_variant_and_the_baseline_per_category() {
     assert_eq!(json.as_array().unwrap().len(), 3);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn compare_checks_its_options_before_generating_data() {
+    use xnet_model::models::Upsampling;
+    use xray_seg::compare::{run as compare, Variant};
+    use xray_seg::train::Arch;
+    let tmp = std::env::temp_dir().join(format!("xray-seg-compare-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let variants = [Variant {
+        arch: Arch::XNet,
+        upsampling: Upsampling::Nearest,
+    }];
+    // `compare --epochs 0` generated its synthetic images and made a model folder before
+    // the training of the first variant refused the budget.
+    let mut job = tiny_job(&tmp);
+    job.epochs = 0;
+    let err = compare(&job, &variants).unwrap_err().to_string();
+    assert!(err.contains("epochs"), "{err}");
+    assert!(!job.run_dir.exists(), "the run folder was made");
+    // A variant whose network does not fit the input size is refused up front too.
+    let mut job = tiny_job(&tmp);
+    job.size = 30;
+    let err = compare(&job, &variants).unwrap_err().to_string();
+    assert!(err.contains("multiple of 8"), "{err}");
+    assert!(!job.run_dir.exists(), "the run folder was made");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
