@@ -700,11 +700,25 @@ fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
 /// network and its input size, the optimiser, loss and augmentation settings, the synthetic
 /// data's size and the number of folds.
 pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
-    if job.epochs == 0 || job.batch == 0 || job.size == 0 || job.width == 0 || job.patience == 0 {
-        return Err(Error::Invalid(format!(
-            "epochs, batch, size, width and patience must be ≥ 1, got {}, {}, {}, {} and {}",
-            job.epochs, job.batch, job.size, job.width, job.patience
-        )));
+    // Each option that is 0, by its flag. The patience is left out while the epochs are 0:
+    // `compare` derives its patience from `--epochs`, and a patience cannot be judged
+    // without a budget, so `--epochs 0` must not also report a `--patience` never given.
+    let mut counts = vec![
+        ("--epochs", job.epochs == 0),
+        ("--batch", job.batch == 0),
+        ("--size", job.size == 0),
+        ("--width", job.width == 0),
+    ];
+    if job.epochs > 0 {
+        counts.push(("--patience", job.patience == 0));
+    }
+    let zero: Vec<String> = counts
+        .into_iter()
+        .filter(|&(_, is_zero)| is_zero)
+        .map(|(flag, _)| format!("{flag} must be at least 1, got 0"))
+        .collect();
+    if !zero.is_empty() {
+        return Err(Error::Invalid(zero.join("; ")));
     }
     // The network and its input size, before any file is written or image read.
     let config = model_config(job.arch, job.width, job.upsampling);

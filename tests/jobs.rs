@@ -617,10 +617,18 @@ fn compare_checks_its_options_before_generating_data() {
     }];
     // `compare --epochs 0` generated its synthetic images and made a model folder before
     // the training of the first variant refused the budget.
+    // The compare example derives the patience from --epochs, as here; the message names
+    // the option the user gave, by its flag, and not the derived patience.
     let mut job = tiny_job(&tmp);
     job.epochs = 0;
+    job.patience = 0;
     let err = compare(&job, &variants).unwrap_err().to_string();
-    assert!(err.contains("epochs"), "{err}");
+    assert!(err.contains("--epochs must be at least 1, got 0"), "{err}");
+    assert!(
+        !err.contains("patience"),
+        "a derived patience reported: {err}"
+    );
+    assert!(!err.contains("--batch"), "a valid batch reported: {err}");
     assert!(!job.run_dir.exists(), "the run folder was made");
     // A variant whose network does not fit the input size is refused up front too.
     let mut job = tiny_job(&tmp);

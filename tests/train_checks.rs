@@ -408,13 +408,14 @@ fn run_names_stay_inside_the_runs_folder() {
 #[test]
 fn a_zero_width_patience_or_bad_loss_is_an_error_before_any_file() {
     let tmp = temp_dir("train-zero-options");
-    for (job, what) in [
+    for (job, what, expected) in [
         (
             TrainJob {
                 width: 0,
                 ..tiny_job(tmp.join("w"))
             },
             "width 0",
+            "--width must be at least 1, got 0",
         ),
         (
             TrainJob {
@@ -422,6 +423,16 @@ fn a_zero_width_patience_or_bad_loss_is_an_error_before_any_file() {
                 ..tiny_job(tmp.join("p"))
             },
             "patience 0",
+            "--patience must be at least 1, got 0",
+        ),
+        (
+            TrainJob {
+                batch: 0,
+                size: 0,
+                ..tiny_job(tmp.join("bs"))
+            },
+            "batch and size 0",
+            "--batch must be at least 1, got 0; --size must be at least 1, got 0",
         ),
         (
             TrainJob {
@@ -429,13 +440,19 @@ fn a_zero_width_patience_or_bad_loss_is_an_error_before_any_file() {
                 ..tiny_job(tmp.join("g"))
             },
             "focal gamma 0.5",
+            "focal gamma must be 0 or",
         ),
     ] {
         let err = error_of(&job, what);
-        assert!(
-            err.contains("must be ≥ 1") || err.contains("focal gamma must be 0 or"),
-            "{what}: {err}"
-        );
+        assert!(err.contains(expected), "{what}: {err}");
+        // Only the options that are wrong are named.
+        for flag in ["--epochs", "--batch", "--size", "--width", "--patience"] {
+            assert_eq!(
+                err.contains(flag),
+                expected.contains(flag),
+                "{what}: {flag} in {err}"
+            );
+        }
         assert!(!job.run_dir.exists(), "{what}: a run folder was made");
     }
     let _ = std::fs::remove_dir_all(&tmp);
