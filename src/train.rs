@@ -502,7 +502,9 @@ impl RunOptions {
 ///
 /// # Errors
 /// [`Error::Invalid`] for an empty or blank name, `.`, `..`, a name with a path separator
-/// (`/` or `\`) or an absolute one.
+/// (`/` or `\`), an absolute one, or one holding a control character (a newline, a tab,
+/// an escape…), which would make an unreadable folder name and break the log lines that
+/// print it.
 pub fn check_run_name(name: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(Error::Invalid(format!(
@@ -517,6 +519,9 @@ pub fn check_run_name(name: &str) -> Result<()> {
     }
     if name.contains(['/', '\\']) || Path::new(name).has_root() || Path::new(name).is_absolute() {
         return bad("holds a path separator");
+    }
+    if name.chars().any(char::is_control) {
+        return bad("holds a control character (a newline, tab or the like)");
     }
     let mut components = Path::new(name).components();
     match (components.next(), components.next()) {

@@ -403,6 +403,21 @@ fn run_names_stay_inside_the_runs_folder() {
             .to_string();
         assert!(err.contains("run name"), "{bad:?}: {err}");
     }
+    // `train --name $'a\nb'` made a folder with a newline in its name.
+    for bad in [
+        "a\nb",
+        "a\tb",
+        "hip\r",
+        "\u{1b}[31mred",
+        "a\u{0}b",
+        "a\u{7f}b",
+        "a\u{85}b",
+    ] {
+        let err = check_run_name(bad)
+            .expect_err("a run name with a control character is an error")
+            .to_string();
+        assert!(err.contains("control character"), "{bad:?}: {err}");
+    }
 }
 
 #[test]
