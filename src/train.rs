@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use xnet_model::checkpoint;
+use xnet_model::error::readable_number;
 use xnet_model::infer::FlipAverage;
 use xnet_model::init::seeded_var_builder;
 use xnet_model::loss::{LossConfig, LossKind};
@@ -731,14 +732,14 @@ pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
     Preprocess::square(job.size).validate(config.size_multiple())?;
     if !(job.lr.is_finite() && job.lr > 0.0) {
         return Err(Error::Invalid(format!(
-            "learning rate must be > 0, got {}",
-            job.lr
+            "--lr must be a finite number > 0, got {}",
+            readable_number(job.lr)
         )));
     }
     if !(job.l2.is_finite() && job.l2 >= 0.0) {
         return Err(Error::Invalid(format!(
-            "L2 coefficient must be finite and ≥ 0, got {}",
-            job.l2
+            "--l2 must be finite and ≥ 0, got {}",
+            readable_number(job.l2)
         )));
     }
     loss_config(job).validate(config.num_classes())?;

@@ -296,6 +296,23 @@ fn a_bad_temperature_in_a_checkpoint_is_an_error() {
             }
         }
     }
+    // An out-of-range number is printed readably: 1e308 once came out as 309 digits.
+    for (value, shown) in [
+        (1e308, "got 1e308"),
+        (1e-300, "got 1e-300"),
+        (250.0, "got 250"),
+    ] {
+        let mut c = config.clone();
+        c["metadata"]["temperature"] = serde_json::json!(value);
+        std::fs::write(tmp.join("config.json"), c.to_string()).unwrap();
+        let err = Predictor::load(&tmp, &candle_core::Device::Cpu)
+            .err()
+            .unwrap_or_else(|| panic!("temperature {value} was accepted"))
+            .to_string();
+        assert!(err.contains("must be in [0.01, 100]"), "{err}");
+        assert!(err.contains(shown), "{shown:?} not in: {err}");
+        assert!(!err.contains("00000000"), "a long run of digits: {err}");
+    }
     // A fit stored afterwards replaces the temperature and keeps the rest.
     std::fs::write(tmp.join("config.json"), config.to_string()).unwrap();
     let fit = xray_metrics::TemperatureFit {

@@ -107,3 +107,30 @@ pub enum ModelError {
     #[error("batch source: {0}")]
     Data(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// A number as an error message should show it: `{}` for everyday magnitudes, scientific
+/// notation (`{:e}`) from 10⁶ up and below 10⁻⁴, so that a refused `1e308` reads `1e308`
+/// rather than a 309-digit integer. NaN and the infinities print as `NaN`, `inf`, `-inf`.
+/// An `f32` prints with its own shortest digits (`0.1f32` reads `0.1`).
+///
+/// ```
+/// use xnet_model::error::readable_number;
+/// assert_eq!(readable_number(1e308), "1e308");
+/// assert_eq!(readable_number(-2.5e-9), "-2.5e-9");
+/// assert_eq!(readable_number(0.5), "0.5");
+/// assert_eq!(readable_number(0.0), "0");
+/// assert_eq!(readable_number(123456.0), "123456");
+/// assert_eq!(readable_number(0.1f32), "0.1");
+/// assert_eq!(readable_number(f32::MAX), "3.4028235e38");
+/// ```
+pub fn readable_number<T>(v: T) -> String
+where
+    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
+{
+    let x: f64 = v.into();
+    if x.is_finite() && x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}

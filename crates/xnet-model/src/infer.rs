@@ -32,6 +32,7 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::error::readable_number;
 use crate::{ModelError, Result, Segmenter};
 
 /// How inputs that fit in one tile are brought to a size the network accepts.
@@ -349,7 +350,8 @@ pub fn check_temperature(temperature: f64) -> Result<()> {
         Ok(())
     } else {
         Err(ModelError::InvalidConfig(format!(
-            "the softmax temperature must be in [{low}, {high}], got {temperature}"
+            "the softmax temperature must be in [{low}, {high}], got {}",
+            readable_number(temperature)
         )))
     }
 }

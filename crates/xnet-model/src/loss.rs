@@ -14,6 +14,7 @@
 use candle_core::{DType, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
+use crate::error::readable_number;
 use crate::{ModelError, Result, IGNORE_LABEL};
 
 /// Options shared by the pixel losses.
@@ -100,13 +101,13 @@ impl BoundaryWeightConfig {
         if !(self.w0.is_finite() && self.w0 >= 0.0) {
             return Err(ModelError::InvalidConfig(format!(
                 "boundary weight w0 must be finite and ≥ 0, got {}",
-                self.w0
+                readable_number(self.w0)
             )));
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
             return Err(ModelError::InvalidConfig(format!(
                 "boundary weight sigma must be finite and > 0, got {}",
-                self.sigma
+                readable_number(self.sigma)
             )));
         }
         Ok(())
@@ -149,7 +150,7 @@ impl LossConfig {
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return Err(ModelError::InvalidConfig(format!(
                 "l2 must be finite and ≥ 0, got {}",
-                self.l2
+                readable_number(self.l2)
             )));
         }
         match &self.kind {
@@ -158,14 +159,16 @@ impl LossConfig {
                 if !(gamma.is_finite() && (*gamma == 0.0 || *gamma >= 1.0)) {
                     return Err(ModelError::InvalidConfig(format!(
                         "focal gamma must be 0 or a finite value ≥ 1 (the gradient is unbounded \
-                         for 0 < γ < 1), got {gamma}"
+                         for 0 < γ < 1), got {}",
+                        readable_number(*gamma)
                     )));
                 }
             }
             LossKind::Dice { smooth } | LossKind::CrossEntropyDice { smooth, .. } => {
                 if !(smooth.is_finite() && *smooth > 0.0) {
                     return Err(ModelError::InvalidConfig(format!(
-                        "dice smooth must be finite and > 0, got {smooth}"
+                        "dice smooth must be finite and > 0, got {}",
+                        readable_number(*smooth)
                     )));
                 }
             }
@@ -173,7 +176,8 @@ impl LossConfig {
         if let LossKind::CrossEntropyDice { dice_weight, .. } = &self.kind {
             if !(dice_weight.is_finite() && *dice_weight >= 0.0) {
                 return Err(ModelError::InvalidConfig(format!(
-                    "dice_weight must be finite and ≥ 0, got {dice_weight}"
+                    "dice_weight must be finite and ≥ 0, got {}",
+                    readable_number(*dice_weight)
                 )));
             }
         }
@@ -226,7 +230,8 @@ fn check_class_weights(w: &[f32], num_classes: usize) -> Result<()> {
         .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
     {
         return Err(ModelError::InvalidConfig(format!(
-            "class weight {c} must be finite and ≥ 0, got {v}"
+            "class weight {c} must be finite and ≥ 0, got {}",
+            readable_number(*v)
         )));
     }
     Ok(())
@@ -389,7 +394,8 @@ fn focal_impl(
 ) -> Result<Tensor> {
     if !(gamma.is_finite() && gamma >= 0.0) {
         return Err(ModelError::InvalidConfig(format!(
-            "focal gamma must be finite and ≥ 0, got {gamma}"
+            "focal gamma must be finite and ≥ 0, got {}",
+            readable_number(gamma)
         )));
     }
     let p = prepare(logits, labels, opts)?;
@@ -419,7 +425,8 @@ pub fn soft_dice(
 ) -> Result<Tensor> {
     if !(smooth.is_finite() && smooth > 0.0) {
         return Err(ModelError::InvalidConfig(format!(
-            "dice smooth must be finite and > 0, got {smooth}"
+            "dice smooth must be finite and > 0, got {}",
+            readable_number(smooth)
         )));
     }
     let prep = prepare(logits, labels, opts)?;

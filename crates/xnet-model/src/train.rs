@@ -37,6 +37,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
+use crate::error::readable_number;
 use crate::loss::{add_l2_gradient, boundary_weight_maps, l2_penalty, LossConfig};
 use crate::optim::{LrSchedule, LrScheduler, Optimizer, OptimizerConfig};
 use crate::{ModelError, Result, Segmenter};
@@ -231,7 +232,8 @@ impl TrainConfig {
         if let Some(c) = self.grad_clip_norm {
             if !(c.is_finite() && c > 0.0) {
                 return Err(ModelError::InvalidConfig(format!(
-                    "grad_clip_norm must be finite and > 0, got {c}"
+                    "grad_clip_norm must be finite and > 0, got {}",
+                    readable_number(c)
                 )));
             }
         }
@@ -243,7 +245,7 @@ impl TrainConfig {
         if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
             return Err(ModelError::InvalidConfig(format!(
                 "min_delta must be finite and ≥ 0, got {}",
-                self.min_delta
+                readable_number(self.min_delta)
             )));
         }
         Ok(())

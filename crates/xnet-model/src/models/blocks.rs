@@ -4,6 +4,7 @@
 //! [`ConvBnRelu`] is the one place where a network's convolutions run, so a faster
 //! convolution (see `crate::kernels`) replaces them all by changing [`ConvBnRelu::forward_dilated`].
 
+use crate::error::readable_number;
 use crate::{ModelError, Result};
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
@@ -37,13 +38,13 @@ impl BatchNormSettings {
         if !(self.eps > 0.0 && self.eps.is_finite()) {
             return Err(ModelError::InvalidConfig(format!(
                 "batch-norm eps must be a positive number, found {}",
-                self.eps
+                readable_number(self.eps)
             )));
         }
         if !(0.0..=1.0).contains(&self.momentum) {
             return Err(ModelError::InvalidConfig(format!(
                 "batch-norm momentum must be in [0, 1] (PyTorch convention; Keras 0.99 is 0.01), found {}",
-                self.momentum
+                readable_number(self.momentum)
             )));
         }
         Ok(())

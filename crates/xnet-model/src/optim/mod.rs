@@ -12,6 +12,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use crate::error::readable_number;
 use crate::{ModelError, Result};
 
 mod fused_adam;
@@ -572,7 +573,8 @@ pub fn named_vars(varmap: &candle_nn::VarMap) -> Result<Vec<(String, Var)>> {
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
         return Err(ModelError::InvalidConfig(format!(
-            "gradient clipping max_norm must be finite and > 0, got {max_norm}"
+            "gradient clipping max_norm must be finite and > 0, got {}",
+            readable_number(max_norm)
         )));
     }
     let mut sq = 0f64;
@@ -658,7 +660,10 @@ impl LrSchedule {
                     return err("step schedule: step_size must be > 0".into());
                 }
                 if !(gamma.is_finite() && gamma > 0.0) {
-                    return err(format!("step schedule: gamma must be > 0, got {gamma}"));
+                    return err(format!(
+                        "step schedule: gamma must be > 0, got {}",
+                        readable_number(gamma)
+                    ));
                 }
                 Ok(())
             }
@@ -668,7 +673,8 @@ impl LrSchedule {
                 }
                 if !(eta_min.is_finite() && eta_min >= 0.0) {
                     return err(format!(
-                        "cosine schedule: eta_min must be ≥ 0, got {eta_min}"
+                        "cosine schedule: eta_min must be ≥ 0, got {}",
+                        readable_number(eta_min)
                     ));
                 }
                 Ok(())
@@ -681,17 +687,20 @@ impl LrSchedule {
             } => {
                 if !(factor > 0.0 && factor < 1.0) {
                     return err(format!(
-                        "reduce-on-plateau: factor must be in (0, 1), got {factor}"
+                        "reduce-on-plateau: factor must be in (0, 1), got {}",
+                        readable_number(factor)
                     ));
                 }
                 if !(threshold.is_finite() && threshold >= 0.0) {
                     return err(format!(
-                        "reduce-on-plateau: threshold must be ≥ 0, got {threshold}"
+                        "reduce-on-plateau: threshold must be ≥ 0, got {}",
+                        readable_number(threshold)
                     ));
                 }
                 if !(min_lr.is_finite() && min_lr >= 0.0) {
                     return err(format!(
-                        "reduce-on-plateau: min_lr must be ≥ 0, got {min_lr}"
+                        "reduce-on-plateau: min_lr must be ≥ 0, got {}",
+                        readable_number(min_lr)
                     ));
                 }
                 Ok(())
