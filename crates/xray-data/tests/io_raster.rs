@@ -523,3 +523,67 @@ fn a_device_a_folder_or_an_idle_pipe_is_an_error_not_a_hang_and_a_fed_pipe_is_re
     assert!(writer.join().unwrap());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A grayscale PNG of bit depth `depth` (1, 2 or 4) holding `values` (each < 2^depth), rows
+/// packed most significant bits first as the PNG standard has them.
+fn write_low_bit_png(path: &std::path::Path, w: u32, h: u32, depth: u8, values: &[u8]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(match depth {
+        1 => png::BitDepth::One,
+        2 => png::BitDepth::Two,
+        4 => png::BitDepth::Four,
+        _ => unreachable!(),
+    });
+    let per_byte = 8 / depth as usize;
+    let mut bytes = Vec::new();
+    for row in values.chunks(w as usize) {
+        for group in row.chunks(per_byte) {
+            let mut b = 0u8;
+            for (i, &v) in group.iter().enumerate() {
+                b |= v << (8 - depth as usize * (i + 1));
+            }
+            bytes.push(b);
+        }
+    }
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&bytes)
+        .unwrap();
+}
+
+#[test]
+fn low_bit_grey_pngs_load_scaled_to_eight_bits_and_are_refused_as_masks() {
+    let dir = tempdir("low-bit");
+    let p = dir.join("low.png");
+    // A 1-, 2- or 4-bit grey value v loads as v · 255 / (2^depth − 1), the 8-bit grey of
+    // the same brightness: 1 bit gives 0 and 255.
+    for (depth, values, expected) in [
+        (
+            1u8,
+            vec![0u8, 1, 1, 0, 1],
+            vec![0.0f32, 255.0, 255.0, 0.0, 255.0],
+        ),
+        (2, vec![0, 1, 2, 3, 0], vec![0.0, 85.0, 170.0, 255.0, 0.0]),
+        (
+            4,
+            vec![0, 1, 7, 15, 8],
+            vec![0.0, 17.0, 119.0, 255.0, 136.0],
+        ),
+    ] {
+        write_low_bit_png(&p, 5, 1, depth, &values);
+        let img = load_image(&p, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{depth}-bit PNG refused: {e}"));
+        assert_eq!((img.width(), img.height()), (5, 1));
+        assert_eq!(img.as_raw(), &expected, "{depth}-bit PNG");
+        // As a mask, the expansion would turn label 1 into 255 (ignore) or 85: refused.
+        match load_mask(&p) {
+            Err(e @ DataError::Unsupported { .. }) => {
+                assert!(e.to_string().contains(&format!("{depth}-bit")), "{e}")
+            }
+            other => panic!("{depth}-bit mask: {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -124,9 +124,23 @@ pub fn load_mask(path: &Path) -> Result<Mask> {
 ///
 /// # Errors
 /// [`DataError::Io`], [`DataError::Decode`] for a corrupt file, [`DataError::Unsupported`]
-/// for anything but 8-bit grayscale, [`DataError::EmptyImage`], [`DataError::UnknownLabel`].
+/// for anything but 8-bit grayscale (a 1-, 2- or 4-bit grayscale PNG included: decoding
+/// scales its values to 0..255, so its labels would not survive), [`DataError::EmptyImage`],
+/// [`DataError::UnknownLabel`].
 pub fn load_mask_with_classes(path: &Path, num_classes: u8) -> Result<Mask> {
     let bytes = super::read_image_file(path)?;
+    // The decoder expands 1-, 2- and 4-bit grey to 8 bits by scaling (a 1-bit 1 becomes
+    // 255, the ignore label; a 2-bit 1 becomes 85): the labels would be silently wrong.
+    if let Some(depth) = low_bit_grey_png_depth(&bytes) {
+        return Err(DataError::Unsupported {
+            path: path.to_path_buf(),
+            what: "mask bit depth",
+            found: format!("{depth}-bit grayscale"),
+            expected: "8-bit grayscale index PNG (a 1-, 2- or 4-bit one would load its labels \
+                       scaled to 0..255)"
+                .into(),
+        });
+    }
     let img = decode_png_any(path, &bytes)?;
     let mask = match img {
         image::DynamicImage::ImageLuma8(m) => m,
@@ -163,6 +177,20 @@ pub fn load_color_mask(path: &Path) -> Result<Mask> {
             expected: "8-bit RGB or RGBA".into(),
         }),
     }
+}
+
+/// The bit depth of a PNG whose header (`IHDR`) says grayscale or grayscale+alpha with
+/// fewer than 8 bits per sample; `None` for any other file.
+fn low_bit_grey_png_depth(bytes: &[u8]) -> Option<u8> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    // Signature, IHDR length and type, width, height, then bit depth and colour type.
+    let header = bytes.get(..26)?;
+    if &header[..8] != SIGNATURE || &header[12..16] != b"IHDR" {
+        return None;
+    }
+    let (depth, colour_type) = (header[24], header[25]);
+    // Colour types 0 (grayscale) and 4 (grayscale+alpha); palettes decode to colour.
+    (matches!(colour_type, 0 | 4) && depth < 8).then_some(depth)
 }
 
 fn decode_png_any(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {

@@ -120,6 +120,9 @@ pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
 /// Loads a radiograph from a PNG, TIFF or DICOM file into the crate's convention
 /// (larger = more X-rays; see the [module documentation](self)).
 ///
+/// A 1-, 2- or 4-bit grayscale PNG loads as the 8-bit grey of the same brightness,
+/// `v · 255 / (2^depth − 1)` (a 1-bit PNG as 0 and 255), as its decoder expands it.
+///
 /// # Errors
 /// A typed [`DataError`] naming `path` for unreadable, corrupt, truncated, empty, colour
 /// (unless [`LoadOptions::allow_rgb`]), oversized or non-finite images and for unsupported
