@@ -76,25 +76,23 @@ impl Predictor {
             })?,
             None => Preprocess::default(),
         };
-        preprocess
-            .validate(loaded.model.size_multiple())
-            .map_err(|e| {
-                let why = match e {
-                    Error::Invalid(m) | Error::Data(xray_data::DataError::InvalidParameter(m)) => m,
-                    other => other.to_string(),
-                };
-                Error::Invalid(format!(
-                    "{}: metadata.preprocess: {why}",
-                    config_file.display()
-                ))
-            })?;
+        // `new` validates the record; its errors name the config file that holds it.
         let mut predictor = Self::new(
             loaded.model,
             loaded.config,
             loaded.varmap,
             preprocess,
             device,
-        )?;
+        )
+        .map_err(|e| match e {
+            Error::Invalid(m) | Error::Data(xray_data::DataError::InvalidParameter(m)) => {
+                Error::Invalid(format!(
+                    "{}: metadata.preprocess: {m}",
+                    config_file.display()
+                ))
+            }
+            other => other,
+        })?;
         if let Some(v) = loaded.metadata.get(TEMPERATURE_KEY) {
             let t = v.as_f64().ok_or_else(|| {
                 Error::Invalid(format!(

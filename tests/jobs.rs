@@ -259,20 +259,23 @@ fn bad_options_are_clear_errors() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-#[test]
-fn a_bad_temperature_in_a_checkpoint_is_an_error() {
-    let tmp = std::env::temp_dir().join(format!("xray-seg-temperature-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
+/// A fresh `tmp` holding the shipped weights file, and the shipped config to write beside it.
+fn shipped_weights_copy(tmp: &std::path::Path) -> serde_json::Value {
+    let _ = std::fs::remove_dir_all(tmp);
+    std::fs::create_dir_all(tmp).unwrap();
     let shipped = xray_seg::shipped_weights_dir();
     std::fs::copy(
         shipped.join("model.safetensors"),
         tmp.join("model.safetensors"),
     )
     .unwrap();
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap())
-            .unwrap();
+    serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_bad_temperature_in_a_checkpoint_is_an_error() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-temperature-{}", std::process::id()));
+    let config = shipped_weights_copy(&tmp);
     for (value, ok) in [
         (serde_json::json!(1.5), true),
         (serde_json::json!(0.0), false),
@@ -347,17 +350,7 @@ fn a_bad_temperature_in_a_checkpoint_is_an_error() {
 #[test]
 fn a_bad_preprocessing_record_in_a_checkpoint_names_its_config_file() {
     let tmp = std::env::temp_dir().join(format!("xray-seg-preprocess-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let shipped = xray_seg::shipped_weights_dir();
-    std::fs::copy(
-        shipped.join("model.safetensors"),
-        tmp.join("model.safetensors"),
-    )
-    .unwrap();
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap())
-            .unwrap();
+    let config = shipped_weights_copy(&tmp);
     let config_file = tmp.join("config.json");
     for (field, value, what) in [
         (
