@@ -26,8 +26,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use xray_postproc::{Pipeline, PipelineConfig};
 use xray_seg::predict::Predictor;
 use xray_seg::segment::{
-    check_outputs_spare_inputs, expand_inputs, segment_file, worker_count, SegmentOptions,
-    SUMMARY_FILE,
+    check_category, check_outputs_spare_inputs, expand_inputs, segment_file, worker_count,
+    SegmentOptions, SUMMARY_FILE,
 };
 
 #[derive(Parser, Debug)]
@@ -59,7 +59,9 @@ struct Args {
     #[arg(long)]
     postproc: Option<PathBuf>,
     /// Category (body part, as in categories.csv) for per-category thresholds of --postproc;
-    /// default: a DICOM input's BodyPartExamined (CHEST → chest, FOOT → ankle_foot, ...).
+    /// one the file does not list is refused. Default: a DICOM input's BodyPartExamined
+    /// (CHEST → chest, FOOT → ankle_foot, ...); a body part the file does not list gets its
+    /// default thresholds.
     #[arg(long)]
     category: Option<String>,
     /// Frame of multi-frame DICOM files, page of multi-page TIFF files (0-based).
@@ -154,6 +156,12 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
             Pipeline::new(cfg)?
         }
     };
+    // A category typed here that the config does not know is refused (a typo would apply
+    // the default thresholds to every input); a DICOM's body part it does not know gets the
+    // default thresholds, so that one file does not stop a batch.
+    if let Some(category) = &args.category {
+        check_category(&pipeline, category)?;
+    }
     let mut opts = SegmentOptions {
         pipeline,
         probabilities: args.probs,

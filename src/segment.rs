@@ -28,7 +28,9 @@ pub struct SegmentOptions {
     /// a pixel's label is wrong) and report its mean over the labelled pixels.
     pub uncertainty: bool,
     /// Category (e.g. body part) for per-category thresholds. When `None`, [`segment_file`]
-    /// takes it from a DICOM input's `BodyPartExamined` ([`category_of_body_part`]).
+    /// takes it from a DICOM input's `BodyPartExamined` ([`category_of_body_part`]). A
+    /// category the pipeline does not list gets its default threshold; [`check_category`]
+    /// refuses one given by the user instead.
     pub category: Option<String>,
 }
 
@@ -112,6 +114,50 @@ pub fn category_of_body_part(body_part_examined: &str) -> String {
         || body_part_examined.trim().to_ascii_lowercase(),
         |b| b.name().to_string(),
     )
+}
+
+/// Checks a category the user gave (`segment --category`) against the post-processing
+/// config's categories, the keys of `thresholds.per_category`.
+///
+/// [`Pipeline::run`] gives a category the config does not list its default soft-tissue
+/// threshold. For a DICOM input's `BodyPartExamined` that is right (an unknown body part
+/// should not stop a batch), so [`segment_file`] does not call this; but a category typed
+/// on the command line that the config does not know is most likely a typo, which would
+/// otherwise apply the defaults to every input without a word.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the category and the categories the config knows (or saying
+/// that it knows none).
+///
+/// # Examples
+/// ```
+/// use xray_postproc::Pipeline;
+/// use xray_seg::segment::check_category;
+/// let pipeline = Pipeline::from_json(r#"{"thresholds": {"per_category": {"chest": 0.9}}}"#)?;
+/// assert!(check_category(&pipeline, "chest").is_ok());
+/// let err = check_category(&pipeline, "chets").unwrap_err().to_string();
+/// assert!(err.contains(r#"its categories: "chest""#), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_category(pipeline: &Pipeline, category: &str) -> Result<()> {
+    let known = &pipeline.config().thresholds.per_category;
+    if known.contains_key(category) {
+        return Ok(());
+    }
+    let message = if known.is_empty() {
+        format!(
+            "--category {category:?} would change nothing: the post-processing config has no \
+             per-category thresholds (thresholds.per_category of a --postproc file)"
+        )
+    } else {
+        let names: Vec<String> = known.keys().map(|k| format!("{k:?}")).collect();
+        format!(
+            "--category {category:?} is not a category of the post-processing config \
+             (thresholds.per_category); its categories: {}",
+            names.join(", ")
+        )
+    };
+    Err(Error::Invalid(message))
 }
 
 /// Segments one radiograph file and writes its outputs into `out_dir`.

@@ -1,6 +1,7 @@
 //! `segment::expand_inputs`: folders stand for their radiographs (by content or image
 //! extension), other files are listed as skipped, and inputs whose outputs would share names
-//! are refused before anything is written.
+//! are refused before anything is written; a `--category` the post-processing config does not
+//! know is refused.
 
 use std::path::{Path, PathBuf};
 
@@ -238,5 +239,37 @@ fn zero_jobs_is_refused_not_taken_as_one() {
     assert_eq!(
         worker_count(None, &Device::Cpu, 1000).unwrap(),
         cores.min(1000)
+    );
+}
+
+#[test]
+fn a_category_the_postproc_config_does_not_know_is_refused() {
+    use xray_postproc::{Pipeline, PipelineConfig};
+    use xray_seg::segment::check_category;
+    // `segment --postproc chest.json --category chets` applied the default thresholds to
+    // every input without a word.
+    let pipeline =
+        Pipeline::from_json(r#"{"thresholds": {"per_category": {"chest": 0.9, "hand": 0.95}}}"#)
+            .expect("valid config");
+    for known in ["chest", "hand"] {
+        assert!(check_category(&pipeline, known).is_ok(), "{known}");
+    }
+    for typo in ["chets", "Chest", "chest ", ""] {
+        let err = check_category(&pipeline, typo).expect_err("an unknown category");
+        let text = err.to_string();
+        assert!(matches!(err, Error::Invalid(_)), "{text}");
+        assert!(
+            text.contains(&format!("--category {typo:?} is not a category"))
+                && text.ends_with(r#"its categories: "chest", "hand""#),
+            "{typo:?}: {text}"
+        );
+    }
+    // Without per-category thresholds (no --postproc), any --category would change nothing.
+    let plain = Pipeline::new(PipelineConfig::default()).unwrap();
+    let text = check_category(&plain, "chest").unwrap_err().to_string();
+    assert!(
+        text.contains(r#"--category "chest" would change nothing"#)
+            && text.contains("no per-category thresholds"),
+        "{text}"
     );
 }
