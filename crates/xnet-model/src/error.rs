@@ -113,6 +113,9 @@ pub enum ModelError {
 /// rather than a 309-digit integer. NaN and the infinities print as `NaN`, `inf`, `-inf`.
 /// An `f32` prints with its own shortest digits (`0.1f32` reads `0.1`).
 ///
+/// xray-data and xray-metrics keep private copies for their own messages (the crates do not
+/// depend on one another): change the three together.
+///
 /// ```
 /// use xnet_model::error::readable_number;
 /// assert_eq!(readable_number(1e308), "1e308");

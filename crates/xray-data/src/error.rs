@@ -101,7 +101,12 @@ pub enum DataError {
         value: f32,
     },
     /// A pixel value cannot be represented in the output format.
-    #[error("{path}: pixel value {value} at (x={x}, y={y}) outside {min}..={max}")]
+    #[error(
+        "{path}: pixel value {} at (x={x}, y={y}) outside {}..={}",
+        readable_number(*.value),
+        readable_number(*.min),
+        readable_number(*.max)
+    )]
     ValueOutOfRange {
         /// The file involved.
         path: PathBuf,
@@ -173,5 +178,25 @@ impl DataError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A number as an error message should show it: `{}` for everyday magnitudes, scientific
+/// notation (`{:e}`) from 10⁶ up and below 10⁻⁴, so that a refused `1e308` reads `1e308`
+/// rather than a 309-digit integer; NaN and the infinities print as `NaN`, `inf`, `-inf`.
+///
+/// A copy of `xnet_model::error::readable_number` (same rule, same output): xray-data,
+/// xnet-model and xray-metrics do not depend on one another, and a dependency edge for ten lines
+/// would pull candle or the image and DICOM decoders into a crate that has no use for them.
+/// Change the copies together.
+pub(crate) fn readable_number<T>(v: T) -> String
+where
+    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
+{
+    let x: f64 = v.into();
+    if x.is_finite() && x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }

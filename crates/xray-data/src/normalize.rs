@@ -6,6 +6,7 @@
 //! where `f32` would overflow): a constant image maps to all zeros ([`value_range`] tells
 //! one apart).
 
+use crate::error::readable_number;
 use crate::{DataError, Radiograph, Result};
 
 /// How [`normalize`] maps intensities to `0.0..=1.0`.
@@ -42,7 +43,9 @@ impl NormalizeConfig {
         if let Method::Percentile { low, high } = self.method {
             if !(0.0..=100.0).contains(&low) || !(0.0..=100.0).contains(&high) || low >= high {
                 return Err(DataError::InvalidParameter(format!(
-                    "percentile window must satisfy 0 <= low < high <= 100, got low={low}, high={high}"
+                    "percentile window must satisfy 0 <= low < high <= 100, got low={}, high={}",
+                    readable_number(low),
+                    readable_number(high)
                 )));
             }
         }

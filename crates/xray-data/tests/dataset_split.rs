@@ -108,6 +108,21 @@ fn xnet_split_is_disjoint_complete_seeded_and_keeps_categories_in_train() {
 }
 
 #[test]
+fn refused_fractions_print_as_readable_numbers() {
+    // A train fraction of 1e308 was printed as a 309-digit integer.
+    let bad = SplitConfig {
+        train: 1e308,
+        val: -1e-9,
+        test: 0.25,
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(
+        err.ends_with("got train=1e308, val=-1e-9, test=0.25"),
+        "{err}"
+    );
+}
+
+#[test]
 fn kfold_tests_every_sample_once_and_is_stratified() {
     let c = cats(&[("a", 10), ("b", 5), ("c", 1)]);
     let k = 5;

@@ -62,6 +62,14 @@ fn png16_rejects_unrepresentable_values() {
             other => panic!("value {v}: {other:?}"),
         }
     }
+    // The refused value reads as a number, not as 39 digits.
+    let mut img = ramp(3, 2, 1.0);
+    img.put_pixel(2, 1, Luma([f32::MAX]));
+    let err = save_png16(&p, &img).unwrap_err().to_string();
+    assert!(
+        err.ends_with("pixel value 3.4028235e38 at (x=2, y=1) outside 0..=65535"),
+        "{err}"
+    );
     let empty = Radiograph::new(0, 3);
     assert!(matches!(
         save_png16(&p, &empty),

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{MetricsError, Result};
+use crate::error::{readable_number, MetricsError, Result};
 use crate::validate::{check_len, check_num_classes, first_bad_label, IGNORE};
 
 /// Squared Euclidean distance of every pixel to the nearest `true` pixel of `features`
@@ -172,7 +172,8 @@ pub fn surface_distances(
     first_bad_label(truth, num_classes)?;
     if !(spacing.is_finite() && spacing > 0.0) {
         return Err(MetricsError::InvalidConfig(format!(
-            "pixel spacing must be positive, got {spacing}"
+            "pixel spacing must be positive, got {}",
+            readable_number(spacing)
         )));
     }
     if let Some(i) = truth

@@ -39,7 +39,10 @@ pub enum MetricsError {
         num_classes: usize,
     },
     /// A probability is NaN, infinite or outside [0, 1].
-    #[error("probability of class {class} at pixel {pixel} is {value}, not a number in [0, 1]")]
+    #[error(
+        "probability of class {class} at pixel {pixel} is {}, not a number in [0, 1]",
+        readable_number(*.value)
+    )]
     InvalidProbability {
         /// Pixel index.
         pixel: usize,
@@ -50,8 +53,10 @@ pub enum MetricsError {
     },
     /// The class probabilities of a pixel do not sum to 1.
     #[error(
-        "probabilities at pixel {pixel} sum to {sum}, not 1 within {tolerance}; \
-         pass softmax outputs laid out class-major (C planes of pixels)"
+        "probabilities at pixel {pixel} sum to {}, not 1 within {}; \
+         pass softmax outputs laid out class-major (C planes of pixels)",
+        readable_number(*.sum),
+        readable_number(*.tolerance)
     )]
     ProbabilitiesNotNormalised {
         /// Pixel index.
@@ -122,3 +127,23 @@ pub enum MetricsError {
 
 /// `Result` with [`MetricsError`].
 pub type Result<T> = std::result::Result<T, MetricsError>;
+
+/// A number as an error message should show it: `{}` for everyday magnitudes, scientific
+/// notation (`{:e}`) from 10⁶ up and below 10⁻⁴, so that a refused `1e308` reads `1e308`
+/// rather than a 309-digit integer; NaN and the infinities print as `NaN`, `inf`, `-inf`.
+///
+/// A copy of `xnet_model::error::readable_number` (same rule, same output): xray-metrics,
+/// xnet-model and xray-data do not depend on one another, and a dependency edge for ten lines
+/// would pull candle or the image and DICOM decoders into a crate that has no use for them.
+/// Change the copies together.
+pub(crate) fn readable_number<T>(v: T) -> String
+where
+    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
+{
+    let x: f64 = v.into();
+    if x.is_finite() && x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::boundary::surface_distances;
 use crate::calibration::{equal_mass_from_keys, top1, ReliabilityBins};
 use crate::confusion::ConfusionMatrix;
-use crate::error::{MetricsError, Result};
+use crate::error::{readable_number, MetricsError, Result};
 use crate::report::{
     AucSummary, Averages, BoundarySummary, EqualMassSummary, PerImageSummary, Report,
 };
@@ -88,13 +88,13 @@ impl EvalConfig {
         if self.sum_tolerance.is_nan() || self.sum_tolerance < 0.0 {
             return Err(MetricsError::InvalidConfig(format!(
                 "sum_tolerance must be ≥ 0, got {}",
-                self.sum_tolerance
+                readable_number(self.sum_tolerance)
             )));
         }
         if !(self.pixel_spacing.is_finite() && self.pixel_spacing > 0.0) {
             return Err(MetricsError::InvalidConfig(format!(
                 "pixel_spacing must be positive, got {}",
-                self.pixel_spacing
+                readable_number(self.pixel_spacing)
             )));
         }
         Ok(())

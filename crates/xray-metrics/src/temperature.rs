@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::ReliabilityBins;
-use crate::error::{MetricsError, Result};
+use crate::error::{readable_number, MetricsError, Result};
 use crate::validate::{check_len, check_num_classes, first_bad_label, IGNORE};
 
 /// Validation logits of one image: class-major `C × pixels` plus labels (255 = ignore).
@@ -145,7 +145,8 @@ pub fn softmax_with_temperature(
     check_num_classes(num_classes)?;
     if !(temperature.is_finite() && temperature > 0.0) {
         return Err(MetricsError::InvalidConfig(format!(
-            "temperature must be a positive finite number, got {temperature}"
+            "temperature must be a positive finite number, got {}",
+            readable_number(temperature)
         )));
     }
     if logits.len() / num_classes * num_classes != logits.len() {
@@ -201,7 +202,9 @@ pub fn fit_temperature(
     let (low, high) = config.temperature_range;
     if !(low > 0.0 && low <= high && high.is_finite()) {
         return Err(MetricsError::InvalidConfig(format!(
-            "temperature_range must satisfy 0 < low ≤ high < ∞, got ({low}, {high})"
+            "temperature_range must satisfy 0 < low ≤ high < ∞, got ({}, {})",
+            readable_number(low),
+            readable_number(high)
         )));
     }
     let c = num_classes;

@@ -218,6 +218,37 @@ fn bad_input_is_an_error_naming_the_pixel() {
 }
 
 #[test]
+fn refused_numbers_print_readably() {
+    // Each of these printed the refused number in full (-1e300: 301 digits).
+    let err = softmax_with_temperature(&[0.0; 3], 3, -1e300).unwrap_err();
+    assert!(err.to_string().ends_with("got -1e300"), "{err}");
+    let (logits, labels) = ([0.0f32; 3], [0u8]);
+    let images = [LogitImage {
+        logits: &logits,
+        labels: &labels,
+    }];
+    let range = TemperatureConfig {
+        temperature_range: (0.0, 1e300),
+        ..TemperatureConfig::default()
+    };
+    let err = fit_temperature(&images, 3, &range).unwrap_err();
+    assert!(err.to_string().ends_with("got (0, 1e300)"), "{err}");
+    let spacing = EvalConfig {
+        pixel_spacing: -1e-7,
+        ..config(3)
+    };
+    let err = Evaluator::new(spacing).unwrap_err();
+    assert!(err.to_string().ends_with("got -1e-7"), "{err}");
+    let mut ev = Evaluator::new(config(3)).unwrap();
+    let err = ev.add_image(&[0], &[1e30, 0.0, 0.0], 1, 1).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("probability of class 0 at pixel 0 is 1e30, not a number"),
+        "{err}"
+    );
+}
+
+#[test]
 fn auc_of_an_absent_class_is_undefined_not_a_number() {
     let labels = [0u8, 1, 0, 1];
     let probs = [

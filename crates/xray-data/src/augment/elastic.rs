@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::{convolve_separable, gaussian_kernel};
 use super::warp::{remap, replace_planes, Border, Interpolation};
 use super::{check_range, check_same_size, uniform, ImageTransform, Transform};
+use crate::error::readable_number;
 use crate::{DataError, Mask, Radiograph, Result};
 
 /// Distribution of the raw displacement noise before smoothing.
@@ -93,7 +94,7 @@ impl Elastic {
         if !(self.sigma.is_finite() && self.sigma > 0.0 && self.sigma <= 1e3) {
             return Err(DataError::InvalidParameter(format!(
                 "elastic sigma must be in (0, 1000] pixels, got {}",
-                self.sigma
+                readable_number(self.sigma)
             )));
         }
         Ok(())

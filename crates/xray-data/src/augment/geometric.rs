@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::warp::{remap, replace_planes, Border, Interpolation, AFFINE_TILE_COLS};
 use super::{check_range, check_same_size, uniform, Transform};
+use crate::error::readable_number;
 use crate::{Mask, Radiograph, Result};
 
 /// Mirror left-right. Exact (a permutation of pixels).
@@ -191,7 +192,10 @@ impl InverseMap {
         let det = a11 * a22 - a12 * a21;
         if det.abs() < 1e-12 {
             return Err(crate::DataError::InvalidParameter(format!(
-                "affine map is singular (rotate {rotate_deg}, shear {shear_deg}, scale {scale})"
+                "affine map is singular (rotate {}, shear {}, scale {})",
+                readable_number(rotate_deg),
+                readable_number(shear_deg),
+                readable_number(scale)
             )));
         }
         let (i11, i12, i21, i22) = (a22 / det, -a12 / det, -a21 / det, a11 / det);

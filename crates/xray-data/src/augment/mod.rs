@@ -42,6 +42,7 @@ pub use warp::{Border, Interpolation};
 
 use rand::Rng;
 
+use crate::error::readable_number;
 use crate::{DataError, Mask, Radiograph, Result};
 
 /// A transform applied jointly to an image and its label mask (same geometry for both).
@@ -74,8 +75,11 @@ pub(crate) fn check_same_size(image: &Radiograph, mask: &Mask) -> Result<()> {
 pub(crate) fn check_range(name: &str, r: [f32; 2], min: f32, max: f32) -> Result<()> {
     if !(r[0].is_finite() && r[1].is_finite()) || r[0] > r[1] || r[0] < min || r[1] > max {
         return Err(DataError::InvalidParameter(format!(
-            "{name} range [{}, {}] must be finite, ordered and within [{min}, {max}]",
-            r[0], r[1]
+            "{name} range [{}, {}] must be finite, ordered and within [{}, {}]",
+            readable_number(r[0]),
+            readable_number(r[1]),
+            readable_number(min),
+            readable_number(max)
         )));
     }
     Ok(())

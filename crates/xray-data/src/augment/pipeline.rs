@@ -10,6 +10,7 @@ use super::{
     GaussianNoise, HorizontalFlip, ImageTransform, PoissonNoise, RandomCrop, Transform,
     VerticalFlip,
 };
+use crate::error::readable_number;
 use crate::synth::item_seed;
 use crate::{DataError, Mask, Radiograph, Result};
 
@@ -259,7 +260,8 @@ pub struct Pipeline {
 fn check_p(p: f32) -> Result<()> {
     if !(0.0..=1.0).contains(&p) {
         return Err(DataError::InvalidParameter(format!(
-            "step probability {p} must be in [0, 1]"
+            "step probability {} must be in [0, 1]",
+            readable_number(p)
         )));
     }
     Ok(())

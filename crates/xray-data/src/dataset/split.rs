@@ -1,5 +1,6 @@
 //! Train/validation/test splits and stratified k-fold, by category.
 
+use crate::error::readable_number;
 use crate::{DataError, Result};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -41,7 +42,9 @@ impl SplitConfig {
         {
             return Err(DataError::InvalidParameter(format!(
                 "split fractions must be in 0..=1, sum to 1 and train > 0; got train={}, val={}, test={}",
-                self.train, self.val, self.test
+                readable_number(self.train),
+                readable_number(self.val),
+                readable_number(self.test)
             )));
         }
         Ok(())

@@ -42,6 +42,7 @@ pub use markers::{Marker, MarkerLetter};
 pub use physics::{OutputScale, PhysicsConfig};
 pub use preview::{preview, preview_grid};
 
+use crate::error::readable_number;
 use crate::{DataError, Mask, Radiograph, Result, BONE, IGNORE_LABEL, OPEN_BEAM, SOFT_TISSUE};
 
 /// Settings of the phantom generator. Every range is drawn uniformly per image.
@@ -131,7 +132,8 @@ impl PhantomConfig {
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(DataError::InvalidParameter(format!(
-                    "{name} = {p} must be in [0, 1]"
+                    "{name} = {} must be in [0, 1]",
+                    readable_number(p)
                 )));
             }
         }
@@ -152,8 +154,10 @@ impl PhantomConfig {
         ] {
             if !(r[0].is_finite() && r[1].is_finite() && r[0] >= lo && r[0] <= r[1]) {
                 return Err(DataError::InvalidParameter(format!(
-                    "physics.{name} = [{}, {}] must be an ordered finite range with low >= {lo}",
-                    r[0], r[1]
+                    "physics.{name} = [{}, {}] must be an ordered finite range with low >= {}",
+                    readable_number(r[0]),
+                    readable_number(r[1]),
+                    readable_number(lo)
                 )));
             }
         }
@@ -172,7 +176,8 @@ fn check_weights(w: &BTreeMap<BodyPart, f32>) -> Result<f32> {
     for (part, &v) in w {
         if !(v.is_finite() && v >= 0.0) {
             return Err(DataError::InvalidParameter(format!(
-                "category weight of {part} is {v}; weights must be finite and >= 0"
+                "category weight of {part} is {}; weights must be finite and >= 0",
+                readable_number(v)
             )));
         }
         total += v;
