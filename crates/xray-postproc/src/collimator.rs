@@ -617,6 +617,12 @@ const DARKEST_LOG_OFFSET: f32 = 0.002;
 /// the first two looks did not accept is not a blade (a blade there steps by far more).
 const DARKEST_FIELD_LEVEL: f32 = 0.05;
 
+/// The look at an image whose first look found nothing (see `strict_first_edge`) only takes
+/// a line whose band is on average at least this many working px deep: a line hugging the
+/// border (the far, darkest part of an arm cut by it) leaves the flat-beyond test too short
+/// a stretch to see the tissue thicken. The lone blades it is there for left 9.7 and 11.6.
+const LONE_EDGE_BAND_DEPTH: f32 = 5.0;
+
 /// The relaxed look (log input; see `detect_collimator`) only takes lines within this many
 /// degrees of the field's rotation.
 const RELAXED_ROTATION_GAP: f32 = 1.0;
@@ -746,6 +752,8 @@ struct Verdict {
     score: f32,
     /// Median linear level just inside (share of the range).
     inside: f32,
+    /// Mean depth of the band beyond the line, working px (its pixels per visible sample).
+    band_depth: f32,
     contrast: f32,
     support: f32,
 }
@@ -1077,6 +1085,7 @@ fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Opti
     let darkness = (1.0 - m.just_outside / m.inside_level.max(1e-6)).clamp(0.0, 1.0);
     Some(Verdict {
         inside: m.inside_level,
+        band_depth: m.band as f32 / m.visible.max(1) as f32,
         score: support * m.contrast * m.counted as f32 * darkness * darkness,
         contrast: m.contrast,
         support,
@@ -1228,6 +1237,24 @@ fn search_empty_sides(
     }
 }
 
+/// The acceptance tests of the look at an image whose first look found no edge at all (see
+/// `detect_collimator`): the second look's working image with no field rotation to hold
+/// candidates to, so only lines at least as straight (0.95), as fully supported (0.9), with
+/// as little bright beyond them (0.1 of the band) and as dark just outside (0.35 of the level
+/// just inside) as the blades it is there for are taken. With the plain tests this look invented edges on chests without any (an arm's
+/// skin line, a weak line through the shoulder); with these it invented none on the three
+/// synth studies (docs/postprocessing.md, "Accuracy"). A configuration already stricter
+/// keeps its own values.
+fn strict_first_edge(cfg: &CollimatorConfig) -> CollimatorConfig {
+    CollimatorConfig {
+        min_support: cfg.min_support.max(0.9),
+        min_straightness: cfg.min_straightness.max(0.95),
+        max_bright_share: cfg.max_bright_share.min(0.1),
+        max_outside_ratio: cfg.max_outside_ratio.min(0.35),
+        ..cfg.clone()
+    }
+}
+
 /// The difference between two field rotations, in degrees: a rectangle turned by `r` is the
 /// one turned by `r ± 90°`, so it is taken modulo 90, within ±45.
 fn rotation_gap(a: f32, b: f32) -> f32 {
@@ -1338,16 +1365,35 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         .iter()
         .map(|&side| (side, accepted_candidates(&work, side, cfg, |_| true)))
         .collect();
-    let rotation = cfg
+    let mut rotation = cfg
         .rotation_spread_deg
         .and_then(|spread| field_rotation(&accepted, spread).map(|r| (r, spread)));
+    // Nothing found at all: a lone blade over thick anatomy (a pelvis's top edge, a hip's
+    // side) leaves field and band both within a few per cent of the range, which the first
+    // look compresses below its contrast. Its sides are searched once on the second look's
+    // working image, taking only lines that are straight, fully supported and hold almost
+    // nothing bright beyond them (see `strict_first_edge`); an edge found this way gives the
+    // field its rotation for the looks below.
+    let mut faint: Option<Work> = None;
+    if rotation.is_none() && cfg.log_compress {
+        if let Some(spread) = cfg.rotation_spread_deg {
+            let work = faint.insert(build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
+            let strict = strict_first_edge(cfg);
+            for (side, found) in accepted.iter_mut() {
+                *found = accepted_candidates(work, *side, &strict, |_| true)
+                    .into_iter()
+                    .filter(|(_, v)| v.band_depth >= LONE_EDGE_BAND_DEPTH)
+                    .collect();
+            }
+            rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
+        }
+    }
     let consistent =
         |cand: Cand| rotation.is_none_or(|(r, spread)| rotation_gap(cand.rotation(), r) <= spread);
     // A side with no edge at the field's rotation is searched again on a working image
     // whose log compression spreads the dark end (a blade over a thick trunk: field and band
     // both within a few per cent of the range), for candidates at that rotation only.
     if rotation.is_some() && cfg.log_compress {
-        let mut faint: Option<Work> = None;
         search_empty_sides(&mut accepted, consistent, |side| {
             let faint =
                 faint.get_or_insert_with(|| build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
@@ -1699,6 +1745,7 @@ mod tests {
                     Verdict {
                         score,
                         inside: 0.0,
+                        band_depth: 20.0,
                         contrast: 0.5,
                         support: 1.0,
                     },
