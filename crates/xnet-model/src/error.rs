@@ -113,8 +113,8 @@ pub enum ModelError {
 /// rather than a 309-digit integer. NaN and the infinities print as `NaN`, `inf`, `-inf`.
 /// An `f32` prints with its own shortest digits (`0.1f32` reads `0.1`).
 ///
-/// xray-data and xray-metrics keep private copies for their own messages (the crates do not
-/// depend on one another): change the three together.
+/// xray-data, xray-metrics and xray-postproc keep private copies for their own messages (the
+/// crates do not depend on one another): change the four together.
 ///
 /// ```
 /// use xnet_model::error::readable_number;

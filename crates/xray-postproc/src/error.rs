@@ -43,7 +43,10 @@ pub enum PostprocError {
         value: f32,
     },
     /// A probability lies outside [0, 1].
-    #[error("{what} holds {value} at class {class}, pixel (x={x}, y={y}); probabilities must lie in [0, 1] (apply softmax first)")]
+    #[error(
+        "{what} holds {} at class {class}, pixel (x={x}, y={y}); probabilities must lie in [0, 1] (apply softmax first)",
+        readable_number(*.value)
+    )]
     NotAProbability {
         /// Which input held the value.
         what: &'static str,
@@ -57,11 +60,14 @@ pub enum PostprocError {
         value: f32,
     },
     /// A threshold or other parameter is outside its valid range.
-    #[error("parameter {name} = {value} is out of range: {expected}")]
+    #[error(
+        "parameter {name} = {} is out of range: {expected}",
+        readable_parameter(*.value)
+    )]
     OutOfRange {
         /// Parameter name as it appears in the config.
         name: String,
-        /// The value given.
+        /// The value given (the crate's `f32` parameters and `usize` counts, widened).
         value: f64,
         /// The valid range, in words.
         expected: &'static str,
@@ -92,3 +98,37 @@ pub enum PostprocError {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, PostprocError>;
+
+/// A number as an error message should show it: `{}` for everyday magnitudes, scientific
+/// notation (`{:e}`) from 10⁶ up and below 10⁻⁴, so that a refused `1e30` reads `1e30`
+/// rather than a 31-digit integer; NaN and the infinities print as `NaN`, `inf`, `-inf`.
+///
+/// A copy of `xnet_model::error::readable_number` (same rule, same output): xray-postproc,
+/// xnet-model, xray-data and xray-metrics do not depend on one another, and a dependency edge
+/// for ten lines would pull candle or the image and DICOM decoders into a crate that has no use
+/// for them. Change the copies together.
+pub(crate) fn readable_number<T>(v: T) -> String
+where
+    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
+{
+    let x: f64 = v.into();
+    if x.is_finite() && x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// [`readable_number`] for [`PostprocError::OutOfRange`]'s `value`, an `f64` that mostly holds
+/// a widened `f32` parameter: a value an `f32` holds exactly prints with the `f32`'s shortest
+/// digits, so that a threshold of `1.1` reads `1.1`, not `1.100000023841858` (and `1e30`
+/// reads `1e30`, not `1.0000000150474662e30`). A count of 2²⁴ or more that an `f32` holds
+/// exactly (a power of two) so prints with the `f32`'s eight significant digits.
+fn readable_parameter(v: f64) -> String {
+    let narrow = v as f32;
+    if f64::from(narrow) == v {
+        readable_number(narrow)
+    } else {
+        readable_number(v)
+    }
+}

@@ -149,6 +149,33 @@ fn pipeline_errors() {
 }
 
 #[test]
+fn refused_numbers_print_readably() {
+    // Refused parameters were printed in full: a threshold of 1e30 as the 31 digits
+    // 1000000015047466200000000000000, one of 1.1 as 1.100000023841858 (the f32 widened to
+    // f64). A threshold of 1e308 does not reach the check as 1e308: the f32 field saturates it
+    // to inf while parsing, and the message says `inf`.
+    let refused = |json: &str| Pipeline::from_json(json).unwrap_err().to_string();
+    let e = refused(r#"{"thresholds": {"soft_threshold": 1e30}}"#);
+    assert!(
+        e.contains("thresholds.soft_threshold = 1e30 is out of range"),
+        "{e}"
+    );
+    let e = refused(r#"{"thresholds": {"per_category": {"chest": -1e-7}}}"#);
+    assert!(e.contains("= -1e-7 is out of range"), "{e}");
+    let e = refused(r#"{"thresholds": {"min_confidence": [0.5, 1.1]}}"#);
+    assert!(
+        e.contains("thresholds.min_confidence[1] = 1.1 is out of range"),
+        "{e}"
+    );
+    let e = refused(r#"{"collimator": {"max_angle_deg": 1e30}}"#);
+    assert!(e.contains("max_angle_deg = 1e30 is out of range"), "{e}");
+    let e = refused(r#"{"collimator": {"working_size": 20000000}}"#);
+    assert!(e.contains("working_size = 2e7 is out of range"), "{e}");
+    let e = ProbMap::new(&[0.5, 1e30], 1, 1, 2).unwrap_err().to_string();
+    assert!(e.contains("holds 1e30 at class 0, pixel (x=1, y=0)"), "{e}");
+}
+
+#[test]
 fn overlay_colours_legend_and_field() {
     let mut rng = StdRng::seed_from_u64(9);
     let edges = vec![
