@@ -749,7 +749,8 @@ pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
     }
     if job.data.is_none() && job.synth_count < 6 {
         return Err(Error::Invalid(format!(
-            "at least 6 synthetic images are needed for a train/val/test split, got {}",
+            "--synth-count must be at least 6 without --data (a train/val/test split of \
+             synthetic images), got {}",
             job.synth_count
         )));
     }

@@ -646,5 +646,14 @@ fn compare_checks_its_options_before_generating_data() {
     let err = compare(&job, &variants).unwrap_err().to_string();
     assert!(err.contains("multiple of 8"), "{err}");
     assert!(!job.run_dir.exists(), "the run folder was made");
+    // Too few synthetic images are refused by their flag, as in `train`.
+    let mut job = tiny_job(&tmp);
+    job.synth_count = 5;
+    let err = compare(&job, &variants).unwrap_err().to_string();
+    assert!(
+        err.contains("--synth-count must be at least 6 without --data"),
+        "{err}"
+    );
+    assert!(!job.run_dir.exists(), "the run folder was made");
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -474,6 +474,33 @@ fn a_zero_width_patience_or_bad_loss_is_an_error_before_any_file() {
 }
 
 #[test]
+fn too_few_synthetic_images_name_the_synth_count_flag() {
+    // The message said "at least 6 synthetic images are needed ..., got 5" without the flag
+    // to change, where every other option check names its flag.
+    let tmp = temp_dir("train-synth-count");
+    let job = TrainJob {
+        synth_count: 5,
+        ..tiny_job(tmp.join("s"))
+    };
+    let err = error_of(&job, "5 synthetic images");
+    assert!(
+        err.contains("--synth-count must be at least 6 without --data") && err.ends_with("got 5"),
+        "{err}"
+    );
+    assert!(!job.run_dir.exists(), "a run folder was made");
+    // With --data the count is not used and not checked: the check after it speaks.
+    let job = TrainJob {
+        synth_count: 5,
+        data: Some(synthetic_folder(&tmp)),
+        kfold: Some(1),
+        ..tiny_job(tmp.join("d"))
+    };
+    let err = error_of(&job, "k = 1 with --data");
+    assert!(err.contains("--kfold needs k ≥ 2, got 1"), "{err}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
 fn a_custom_augmentation_pipeline_and_flip_averaging_are_checked_first_and_recorded() {
     use xray_data::augment::{PipelineConfig, StepConfig, TransformSpec};
     let tmp = temp_dir("train-augment-config");
