@@ -185,6 +185,9 @@ impl InferenceOptions {
 
 /// `C × H × W` class probabilities of one normalised `height × width` plane (row-major).
 ///
+/// # Errors
+/// As [`predict_proba_batch`].
+///
 /// # Examples
 /// ```
 /// # use candle_core::{DType, Device};
@@ -215,6 +218,13 @@ pub fn predict_proba(
 /// `N × C × H × W` probabilities of `n` equal-size planes (`N × H × W`, row-major), batched
 /// `batch_size` images (or tiles) per forward pass; with [`InferenceOptions::flip_average`]
 /// the mean over the mirrored copies.
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] for options that do not fit the model
+/// ([`InferenceOptions::validate`]); [`ModelError::InvalidInput`] for a zero dimension,
+/// dimensions whose product overflows `usize`, an `images` length other than
+/// `n × height × width`, or a non-finite value (naming the image and pixel); candle's errors
+/// from the forward pass.
 ///
 /// # Examples
 /// ```
@@ -247,16 +257,23 @@ pub fn predict_proba_batch(
 ) -> Result<Vec<f32>> {
     let m = model.size_multiple().max(1);
     opts.validate(m)?;
-    let plane = height * width;
     if n == 0 || height == 0 || width == 0 {
         return Err(ModelError::InvalidInput(format!(
             "empty input: n × height × width = {n} × {height} × {width}"
         )));
     }
-    if images.len() != n * plane {
+    // Checked: sizes that overflow `usize` are a wrong argument, not a panic.
+    let Some(values) = height.checked_mul(width).and_then(|p| p.checked_mul(n)) else {
         return Err(ModelError::InvalidInput(format!(
-            "{n} images of {height}×{width} need {} values, got {}",
-            n * plane,
+            "n × height × width = {n} × {height} × {width} overflows usize; pass the \
+             dimensions of the planes in `images` ({} values)",
+            images.len()
+        )));
+    };
+    let plane = height * width;
+    if images.len() != values {
+        return Err(ModelError::InvalidInput(format!(
+            "{n} images of {height}×{width} need {values} values, got {}",
             images.len()
         )));
     }
@@ -324,7 +341,8 @@ fn predict_as_is(
     let c = model.num_classes();
     let mut out = Vec::with_capacity(n * c * plane);
     if height <= opts.tile_size && width <= opts.tile_size {
-        for chunk in images.chunks(opts.batch_size * plane) {
+        // Saturating: a `batch_size` beyond the number of images means one chunk.
+        for chunk in images.chunks(opts.batch_size.saturating_mul(plane)) {
             let k = chunk.len() / plane;
             out.extend(whole(model, chunk, k, height, width, opts)?);
         }
@@ -505,14 +523,18 @@ pub fn argmax_classes(
     height: usize,
     width: usize,
 ) -> Result<Vec<u8>> {
-    let plane = height * width;
-    if num_classes == 0 || num_classes > 256 || probs.len() != num_classes * plane {
+    // Checked: sizes that overflow `usize` are a wrong argument, not a panic.
+    let values = height
+        .checked_mul(width)
+        .and_then(|p| p.checked_mul(num_classes));
+    if num_classes == 0 || num_classes > 256 || values != Some(probs.len()) {
         return Err(ModelError::InvalidInput(format!(
             "probabilities must be C × H × W = {num_classes} × {height} × {width} (C in 1..=256), \
              got {} values",
             probs.len()
         )));
     }
+    let plane = height * width;
     Ok((0..plane)
         .map(|i| {
             let mut best = 0usize;

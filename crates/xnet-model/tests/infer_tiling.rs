@@ -268,6 +268,36 @@ fn bad_inputs_and_options_are_errors() {
     assert!(argmax_classes(&[0.5; 5], 2, 1, 2).is_err());
 }
 
+/// Dimensions whose product overflows `usize`, and a `batch_size` far beyond the number of
+/// images, come from a caller's arguments: an error (or one chunk), never an overflow panic.
+#[test]
+fn sizes_that_overflow_are_errors_not_panics() {
+    let toy = Toy::new(8);
+    let opts = InferenceOptions::default();
+    for (n, h, w) in [
+        (1, usize::MAX, 2),
+        (2, 1 << 33, 1 << 31),
+        (usize::MAX, 2, 2),
+    ] {
+        let e = predict_proba_batch(&toy, &[0.0; 4], n, h, w, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overflows usize"), "{n} × {h} × {w}: {e}");
+    }
+    for (c, h, w) in [(1, usize::MAX, 2), (3, 1 << 32, 1 << 32)] {
+        assert!(
+            argmax_classes(&[0.5; 4], c, h, w).is_err(),
+            "{c} × {h} × {w}"
+        );
+    }
+    let huge_batch = InferenceOptions {
+        batch_size: usize::MAX,
+        ..Default::default()
+    };
+    let p = predict_proba_batch(&toy, &image(6, 10).repeat(3), 3, 6, 10, &huge_batch).unwrap();
+    assert_eq!(p.len(), 3 * 3 * 6 * 10);
+}
+
 /// `planes` (`… × h × w`) mirrored left–right and/or top–bottom, pixel by pixel.
 fn mirrored(planes: &[f32], h: usize, w: usize, left_right: bool, top_bottom: bool) -> Vec<f32> {
     let mut out = vec![0f32; planes.len()];
