@@ -120,14 +120,16 @@ impl Pipeline {
         probs: &ProbMap,
         category: Option<&str>,
     ) -> Result<PipelineOutput> {
+        // Checked whether or not the field is detected: a map of another size than its
+        // image is the caller's mistake either way (labels at the wrong size).
+        if (image.width(), image.height()) != (probs.width(), probs.height()) {
+            return Err(PostprocError::ShapeMismatch {
+                what: "probability map versus image",
+                expected: format!("{} x {} (the image)", image.width(), image.height()),
+                found: format!("{} x {}", probs.width(), probs.height()),
+            });
+        }
         let field = if self.cfg.detect_field {
-            if (image.width(), image.height()) != (probs.width(), probs.height()) {
-                return Err(PostprocError::ShapeMismatch {
-                    what: "probability map versus image",
-                    expected: format!("{} x {} (the image)", image.width(), image.height()),
-                    found: format!("{} x {}", probs.width(), probs.height()),
-                });
-            }
             Some(detect_collimator(image, &self.cfg.collimator)?)
         } else {
             None

@@ -148,6 +148,28 @@ fn pipeline_errors() {
     ));
 }
 
+/// `run` refuses a probability map of another size than its image with the field detection
+/// off too (its doc promises the error; it used to label the map and return labels of the
+/// map's size); `run_with_field`, which takes no image, still runs.
+#[test]
+fn run_refuses_a_map_of_another_size_without_field_detection() {
+    let img = vec![1.0f32; 20 * 10];
+    let p = vec![1.0f32 / 3.0; 3 * 10 * 10];
+    let probs = ProbMap::new(&p, 3, 10, 10).unwrap();
+    let pipe = Pipeline::new(PipelineConfig {
+        detect_field: false,
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let e = pipe
+        .run(&Plane::new(&img, 20, 10).unwrap(), &probs, None)
+        .unwrap_err();
+    assert!(matches!(e, PostprocError::ShapeMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("20 x 10"), "{e}");
+    let out = pipe.run_with_field(&probs, None, None).unwrap();
+    assert_eq!(out.labels.dimensions(), (10, 10));
+}
+
 #[test]
 fn refused_numbers_print_readably() {
     // Refused parameters were printed in full: a threshold of 1e30 as the 31 digits
