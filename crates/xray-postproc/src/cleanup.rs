@@ -110,6 +110,52 @@ impl CleanupConfig {
         }
         Ok(())
     }
+
+    /// Checks the classes the enabled steps name against a label map of `classes` classes
+    /// (`0..classes`): the bone class when the bone opening or dilation is on, every class
+    /// with a non-zero `min_component_size`, every `fill_holes` and `keep_largest` class. A
+    /// step naming a class the map cannot hold would change nothing: a config written for
+    /// another number of classes (e.g. three-class settings on a two-class model).
+    ///
+    /// # Errors
+    /// [`PostprocError::ClassOutOfRange`] naming the field and the class.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::CleanupConfig;
+    /// let cfg = CleanupConfig { bone_open_radius: 1, ..CleanupConfig::default() };
+    /// assert!(cfg.validate_classes(3).is_ok());
+    /// assert!(cfg.validate_classes(2).is_err()); // no class 2 to open
+    /// assert!(CleanupConfig::default().validate_classes(2).is_ok()); // bone steps off
+    /// ```
+    pub fn validate_classes(&self, classes: usize) -> Result<()> {
+        let check = |name: &'static str, class: usize| {
+            if class < classes {
+                Ok(())
+            } else {
+                Err(PostprocError::ClassOutOfRange {
+                    name,
+                    class,
+                    classes,
+                })
+            }
+        };
+        if self.bone_open_radius > 0 || self.bone_dilate_radius > 0 {
+            check("cleanup.bone_class", usize::from(self.bone_class))?;
+        }
+        for (class, &min) in self.min_component_size.iter().enumerate() {
+            if min > 0 {
+                check("cleanup.min_component_size (one entry per class)", class)?;
+            }
+        }
+        for h in &self.fill_holes {
+            check("cleanup.fill_holes class", usize::from(h.class))?;
+        }
+        for &c in &self.keep_largest {
+            check("cleanup.keep_largest", usize::from(c))?;
+        }
+        Ok(())
+    }
 }
 
 /// Applies every step of `cfg` to `labels` in place.

@@ -141,13 +141,16 @@ impl Pipeline {
     /// image is not needed.
     ///
     /// # Errors
-    /// A field of another size than the map, or a config that does not fit the map.
+    /// A field of another size than the map, or a config that does not fit the map's class
+    /// count ([`ThresholdConfig::validate`](crate::ThresholdConfig::validate),
+    /// [`CleanupConfig::validate_classes`](crate::CleanupConfig::validate_classes)).
     pub fn run_with_field(
         &self,
         probs: &ProbMap,
         field: Option<Collimator>,
         category: Option<&str>,
     ) -> Result<PipelineOutput> {
+        self.cfg.cleanup.validate_classes(probs.classes())?;
         let mut labels = apply_thresholds(probs, &self.cfg.thresholds, category)?;
         if let Some(f) = &field {
             f.mask_labels(&mut labels)?;

@@ -170,6 +170,60 @@ fn run_refuses_a_map_of_another_size_without_field_detection() {
     assert_eq!(out.labels.dimensions(), (10, 10));
 }
 
+/// A clean-up written for three classes (docs/postprocessing.md's example) on a two-class
+/// map is refused, naming the field, instead of skipping the steps whose class the map
+/// lacks; steps that are off, and classes the map has, pass.
+#[test]
+fn cleanup_classes_must_exist_in_the_map() {
+    let three_class = r#"{"cleanup": {"bone_open_radius": 1, "min_component_size": [50, 50, 50]},
+                          "detect_field": false}"#;
+    let pipe = Pipeline::from_json(three_class).unwrap();
+    let p2 = vec![0.5f32; 2 * 8 * 8];
+    let e = pipe
+        .run_with_field(&ProbMap::new(&p2, 2, 8, 8).unwrap(), None, None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PostprocError::ClassOutOfRange {
+                class: 2,
+                classes: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("cleanup.bone_class"), "{e}");
+    let p3 = vec![1.0f32 / 3.0; 3 * 8 * 8];
+    assert!(pipe
+        .run_with_field(&ProbMap::new(&p3, 3, 8, 8).unwrap(), None, None)
+        .is_ok());
+    // Bone steps off: only the component sizes name classes, and the third is set.
+    let sizes = Pipeline::from_json(r#"{"cleanup": {"min_component_size": [0, 0, 5]}}"#).unwrap();
+    let e = sizes
+        .run_with_field(&ProbMap::new(&p2, 2, 8, 8).unwrap(), None, None)
+        .unwrap_err();
+    assert!(e.to_string().contains("min_component_size"), "{e}");
+    for json in [
+        r#"{"cleanup": {"keep_largest": [3]}}"#,
+        r#"{"cleanup": {"fill_holes": [{"class": 3, "max_area": 0}]}}"#,
+    ] {
+        let pipe = Pipeline::from_json(json).unwrap();
+        let e = pipe
+            .run_with_field(&ProbMap::new(&p3, 3, 8, 8).unwrap(), None, None)
+            .unwrap_err();
+        assert!(
+            matches!(e, PostprocError::ClassOutOfRange { class: 3, .. }),
+            "{json}: {e}"
+        );
+    }
+    // The default clean-up (bone steps off, nothing else) fits any class count.
+    let default = Pipeline::new(PipelineConfig::default()).unwrap();
+    assert!(default
+        .run_with_field(&ProbMap::new(&p2, 2, 8, 8).unwrap(), None, None)
+        .is_ok());
+}
+
 #[test]
 fn refused_numbers_print_readably() {
     // Refused parameters were printed in full: a threshold of 1e30 as the 31 digits
