@@ -26,8 +26,10 @@
 //!   the average. It costs one pass per copy and suits networks trained with flips (the XNet
 //!   augmentation pipeline flips both ways); the result is equivariant to the flips averaged.
 //!
-//! The input plane must already be normalised the way the training data were (the caller's
-//! job: e.g. `xray-data`'s normalisation); this module does no intensity scaling.
+//! The input plane must already be prepared the way the training data were (the caller's
+//! job: e.g. `xray-data`'s resizing and normalisation); this module does no intensity
+//! scaling. For checkpoints of the `train` job, which record how, see the crate
+//! documentation's section on them ([`crate`]).
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};

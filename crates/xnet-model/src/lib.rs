@@ -10,10 +10,10 @@
 //! Load a checkpoint (weights + config, as written by [`checkpoint::save`] or the trainer),
 //! fold its batch norms for inference ([`Segmenter::fold_batch_norm`]), get `C × H × W`
 //! probabilities with [`infer::predict_proba`] and take the arg-max. The image plane must be
-//! normalised as the training data were; any size works (small images are padded, large ones
-//! tiled). A checkpoint from the `train` job also holds the softmax temperature fitted on its
-//! validation split (`metadata["temperature"]`): [`infer::apply_temperature`] takes the
-//! probabilities to it, for calibrated confidences with the same arg-max.
+//! prepared as the training data were: [`infer::predict_proba`] runs any size (small images
+//! are padded, large ones tiled), but a network trained on whole radiographs shrunk to a
+//! small input, as the `train` job's and the shipped weights are, must be given the image at
+//! that size (see [the next section](#checkpoints-of-the-train-job-and-the-shipped-weights)).
 //!
 //! ```
 //! use candle_core::Device;
@@ -39,6 +39,54 @@
 //! let classes = infer::argmax_classes(&probs, loaded.model.num_classes(), height, width)?;
 //! assert_eq!(classes.len(), height * width); // 0 open beam, 1 soft tissue, 2 bone
 //! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Checkpoints of the `train` job and the shipped weights
+//!
+//! The workspace's `train` job (and so `fixtures/weights/xnet-small`) records in
+//! `config.json`'s metadata what inference must repeat:
+//!
+//! | key | what it means | what to do |
+//! |---|---|---|
+//! | `preprocess` | `{"width", "height", "log", "percentile"}`: every training radiograph was shrunk whole to `width × height` (area averaging), then normalised per image: min-max to `0..=1`, or the `percentile: [low, high]` window; after `ln(1 + v − min)` when `log` | the same with `xray-data`: `resize::resize(&image, width, height, Filter::Area)`, then `normalize::normalize` (`Method::MinMax` or `Method::Percentile`, `log`); run the network on that `height × width` plane |
+//! | `flip_average` | `"off"`, `"horizontal"` or `"horizontal_vertical"` ([`infer::FlipAverage`]; absent: off) | [`infer::InferenceOptions::flip_average`] |
+//! | `temperature` | the softmax temperature fitted on the validation split, with that flip averaging | [`infer::apply_temperature`] on the probabilities |
+//!
+//! The probabilities come out at `width × height`: resize each class plane back to the
+//! radiograph (`Filter::Bilinear`), divide each pixel's by their sum, then apply the
+//! temperature (it keeps every pixel's arg-max). A full-size radiograph given straight to
+//! [`infer::predict_proba`] instead is tiled at a scale the network never saw: on the NEMA
+//! chest radiograph (1841 × 1955) the shipped weights then call 40 % of it soft tissue
+//! instead of 15 %, and take 10 s instead of a fraction of one. In this workspace
+//! `xray_seg::predict::Predictor` does all of the above (`tests/embedding.rs` checks that
+//! these steps give its probabilities).
+//!
+//! ```
+//! use candle_core::Device;
+//! use xnet_model::{checkpoint, infer};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+//! #     .join("../../fixtures/weights/xnet-small");
+//! let mut loaded = checkpoint::load(&shipped, &Device::Cpu)?;
+//! loaded.model.fold_batch_norm()?;
+//! let meta = &loaded.metadata;
+//! let input = |key: &str| meta["preprocess"][key].as_u64().ok_or("no metadata.preprocess");
+//! let (width, height) = (input("width")? as usize, input("height")? as usize);
+//! assert_eq!((width, height), (128, 128));
+//! let flip_average: infer::FlipAverage = match meta.get("flip_average") {
+//!     Some(v) => serde_json::from_value(v.clone())?,
+//!     None => infer::FlipAverage::Off,
+//! };
+//! let temperature = meta.get("temperature").and_then(|t| t.as_f64()).unwrap_or(1.0);
+//!
+//! // `plane`: the radiograph resized to width × height and normalised (xray-data).
+//! # let plane = vec![0.5f32; width * height];
+//! let opts = infer::InferenceOptions { flip_average, ..Default::default() };
+//! let mut probs = infer::predict_proba(loaded.model.as_ref(), &plane, height, width, &opts)?;
+//! // ... resize each class plane back to the radiograph, renormalise, then:
+//! infer::apply_temperature(&mut probs, loaded.model.num_classes(), temperature)?;
 //! # Ok(())
 //! # }
 //! ```
