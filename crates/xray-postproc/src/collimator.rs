@@ -623,6 +623,12 @@ const DARKEST_FIELD_LEVEL: f32 = 0.05;
 /// a stretch to see the tissue thicken. The lone blades it is there for left 9.7 and 11.6.
 const LONE_EDGE_BAND_DEPTH: f32 = 5.0;
 
+/// ... and a line visible along at least this share of its image side: with no other edge to
+/// agree with, a line clipping a corner is too little evidence (a fresh synth sample, seed 3,
+/// gave a line 0.2 of its side long deep inside a chest's collimated band, 78 px from the true
+/// edge, which this look had missed). The lone blades it found were visible along 0.37–0.71.
+const LONE_EDGE_VISIBLE_SHARE: f32 = 0.3;
+
 /// The relaxed look (log input; see `detect_collimator`) only takes lines within this many
 /// degrees of the field's rotation.
 const RELAXED_ROTATION_GAP: f32 = 1.0;
@@ -754,6 +760,8 @@ struct Verdict {
     inside: f32,
     /// Mean depth of the band beyond the line, working px (its pixels per visible sample).
     band_depth: f32,
+    /// Share of its image side along which the line is visible (both sides inside the image).
+    visible_share: f32,
     contrast: f32,
     support: f32,
 }
@@ -1031,13 +1039,19 @@ fn evaluate(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Opti
     accept(&m, work, side, cfg)
 }
 
+/// The length of `side` of the working image, working px.
+fn side_length(work: &Work, side: Side) -> f32 {
+    let len = match side {
+        Side::Left | Side::Right => work.h,
+        Side::Top | Side::Bottom => work.w,
+    };
+    len as f32
+}
+
 /// The first acceptance tests, which need only the levels just inside and outside: a band
 /// of the right size, enough counted length, and enough of it contrasted.
 fn long_and_supported(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> bool {
-    let side_len = match side {
-        Side::Left | Side::Right => work.h,
-        Side::Top | Side::Bottom => work.w,
-    } as f32;
+    let side_len = side_length(work, side);
     // A collimated band must lie beyond the margin, on average at least a working pixel
     // deep (a line hugging the border has no band to judge), and must not hold most of the
     // image (then the "field" would be a corner of it).
@@ -1086,6 +1100,7 @@ fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Opti
     Some(Verdict {
         inside: m.inside_level,
         band_depth: m.band as f32 / m.visible.max(1) as f32,
+        visible_share: m.visible as f32 / side_length(work, side),
         score: support * m.contrast * m.counted as f32 * darkness * darkness,
         contrast: m.contrast,
         support,
@@ -1382,7 +1397,10 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             for (side, found) in accepted.iter_mut() {
                 *found = accepted_candidates(work, *side, &strict, |_| true)
                     .into_iter()
-                    .filter(|(_, v)| v.band_depth >= LONE_EDGE_BAND_DEPTH)
+                    .filter(|(_, v)| {
+                        v.band_depth >= LONE_EDGE_BAND_DEPTH
+                            && v.visible_share >= LONE_EDGE_VISIBLE_SHARE
+                    })
                     .collect();
             }
             rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
@@ -1746,6 +1764,7 @@ mod tests {
                         score,
                         inside: 0.0,
                         band_depth: 20.0,
+                        visible_share: 1.0,
                         contrast: 0.5,
                         support: 1.0,
                     },
