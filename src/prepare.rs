@@ -16,7 +16,8 @@ use crate::{Error, Result};
 /// Largest network input side accepted. Radiographs are resized to the network input, whose
 /// side is a few hundred pixels (the shipped weights use 128, the XNet paper 200); a larger
 /// one is a corrupt or mistyped record: one 100 000 × 100 000 input plane alone is 40 GB.
-pub const MAX_INPUT_SIDE: u32 = 8192;
+/// The same bound as [`xnet_model::infer::MAX_INPUT_SIDE`], which caps a resize target.
+pub const MAX_INPUT_SIDE: u32 = xnet_model::infer::MAX_INPUT_SIDE as u32;
 
 /// The preprocessing a checkpoint was trained with (stored under `"preprocess"` in its
 /// `config.json` metadata).

@@ -123,6 +123,13 @@ impl std::str::FromStr for FlipAverage {
     }
 }
 
+/// Largest side of a [`SmallInput::Resize`] target that [`InferenceOptions::validate`]
+/// accepts. The network input is a few hundred pixels (the shipped weights use 128, the XNet
+/// paper 200); a larger target is a mistyped option, and one 8192 × 8192 plane is already
+/// 256 MiB per image and class. The workspace's preprocessing (`xray_seg::prepare`) caps the
+/// network input at this same side.
+pub const MAX_INPUT_SIDE: usize = 8192;
+
 /// Options of [`predict_proba`].
 #[derive(Debug, Clone)]
 pub struct InferenceOptions {
@@ -156,6 +163,12 @@ impl Default for InferenceOptions {
 
 impl InferenceOptions {
     /// Checks the options against a model's `size_multiple`.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] for a `tile_size` that is zero or not a multiple of
+    /// `size_multiple`, an `overlap` not below `tile_size`, a zero `batch_size`, or a
+    /// [`SmallInput::Resize`] target with a side that is zero, not a multiple of
+    /// `size_multiple` or larger than [`MAX_INPUT_SIDE`].
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
         let m = size_multiple.max(1);
         if self.tile_size == 0 || !self.tile_size.is_multiple_of(m) {
@@ -178,6 +191,12 @@ impl InferenceOptions {
                 return Err(ModelError::InvalidConfig(format!(
                     "resize target {height}×{width} must be positive multiples of the model's \
                      size multiple {m}"
+                )));
+            }
+            if height > MAX_INPUT_SIDE || width > MAX_INPUT_SIDE {
+                return Err(ModelError::InvalidConfig(format!(
+                    "resize target {height}×{width} is larger than the largest network input \
+                     accepted, {MAX_INPUT_SIDE}×{MAX_INPUT_SIDE} (infer::MAX_INPUT_SIDE)"
                 )));
             }
         }

@@ -298,6 +298,38 @@ fn sizes_that_overflow_are_errors_not_panics() {
     assert_eq!(p.len(), 3 * 3 * 6 * 10);
 }
 
+/// A `SmallInput::Resize` target far beyond any network input (2^31 × 2^31) is refused by
+/// `InferenceOptions::validate`, naming the limit, instead of overflowing an allocation.
+#[test]
+fn huge_resize_targets_are_errors_not_panics() {
+    let toy = Toy::new(8);
+    let limit = xnet_model::infer::MAX_INPUT_SIDE;
+    for (height, width) in [(1 << 31, 1 << 31), (limit + 8, 16), (16, limit + 8)] {
+        let opts = InferenceOptions {
+            small_input: SmallInput::Resize { height, width },
+            ..Default::default()
+        };
+        let e = opts.validate(8).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{limit}×{limit}")),
+            "{height}×{width}: {e}"
+        );
+        let e = predict_proba(&toy, &[0.0; 12], 3, 4, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("{height}×{width}")), "{e}");
+    }
+    // The limit itself is accepted.
+    let at_limit = InferenceOptions {
+        small_input: SmallInput::Resize {
+            height: limit,
+            width: limit,
+        },
+        ..Default::default()
+    };
+    at_limit.validate(8).unwrap();
+}
+
 /// `planes` (`… × h × w`) mirrored left–right and/or top–bottom, pixel by pixel.
 fn mirrored(planes: &[f32], h: usize, w: usize, left_right: bool, top_bottom: bool) -> Vec<f32> {
     let mut out = vec![0f32; planes.len()];
