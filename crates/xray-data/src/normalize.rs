@@ -5,6 +5,12 @@
 //! (subnormal values around `1e-40`, or a range wider than `f32::MAX`: computed in `f64`
 //! where `f32` would overflow): a constant image maps to all zeros ([`value_range`] tells
 //! one apart).
+//!
+//! [`normalize`] refuses NaN and ±∞ pixels, as the loaders in [`crate::io`] do:
+//! [`DataError::NonFinite`] at the first one's `(x, y)` in the image it was given (source
+//! `<memory>`). The building blocks it uses ([`min_max`], [`window_in_place`],
+//! [`log_transform`], [`value_range`], [`percentiles`]) do not check; [`min_max`] documents
+//! what they do with such values.
 
 use crate::error::readable_number;
 use crate::{DataError, Radiograph, Result};
@@ -56,7 +62,9 @@ impl NormalizeConfig {
 /// Normalises `img` as `cfg` says.
 ///
 /// # Errors
-/// [`DataError::InvalidParameter`] from [`NormalizeConfig::validate`].
+/// [`DataError::InvalidParameter`] from [`NormalizeConfig::validate`];
+/// [`DataError::NonFinite`] for a NaN or infinite pixel, naming the first one (row by row)
+/// at its `(x, y)` in `img`, with the source `<memory>`.
 ///
 /// # Examples
 /// ```
@@ -67,6 +75,9 @@ impl NormalizeConfig {
 /// ```
 pub fn normalize(img: &Radiograph, cfg: &NormalizeConfig) -> Result<Radiograph> {
     cfg.validate()?;
+    // As the loaders: a NaN would pass through (or vanish into an all-zero image when the
+    // finite pixels are all equal) and ±∞ would squash the window.
+    crate::io::check_finite(&crate::io::memory_path(), img.width(), img.as_raw())?;
     let mut out = if cfg.log {
         log_transform(img)
     } else {
@@ -83,6 +94,21 @@ pub fn normalize(img: &Radiograph, cfg: &NormalizeConfig) -> Result<Radiograph> 
 }
 
 /// Per-image min-max normalisation to `0.0..=1.0`; a constant image becomes all zeros.
+///
+/// Non-finite pixels are not refused here ([`normalize`] refuses them) but left out of the
+/// range: where the finite pixels span one, `+∞` maps to 1, `−∞` to 0 and NaN stays NaN;
+/// where they are all equal (or there are none), every pixel becomes 0, NaN included.
+///
+/// # Examples
+/// ```
+/// use xray_data::normalize::min_max;
+/// let img = xray_data::Radiograph::from_raw(4, 1, vec![0.0, 10.0, f32::INFINITY, f32::NAN]);
+/// let out = min_max(&img.unwrap());
+/// assert_eq!(&out.as_raw()[..3], &[0.0, 1.0, 1.0]);
+/// assert!(out.as_raw()[3].is_nan());
+/// let flat = xray_data::Radiograph::from_raw(2, 1, vec![5.0, f32::NAN]).unwrap();
+/// assert_eq!(min_max(&flat).as_raw(), &vec![0.0, 0.0]);
+/// ```
 pub fn min_max(img: &Radiograph) -> Radiograph {
     let mut out = img.clone();
     min_max_in_place(&mut out);

@@ -128,21 +128,22 @@ fn min_max_and_constant_images() {
     assert_eq!(min_max(&r).as_raw(), &vec![0.0, 0.25, 0.5, 1.0]);
     let c = Radiograph::from_pixel(3, 3, Luma([42.0]));
     assert!(min_max(&c).as_raw().iter().all(|&v| v == 0.0));
-    for method in [
-        Method::MinMax,
-        Method::Percentile {
-            low: 1.0,
-            high: 99.0,
-        },
-    ] {
-        for log in [false, true] {
-            let out = normalize(&c, &NormalizeConfig { method, log }).unwrap();
-            assert!(
-                out.as_raw().iter().all(|&v| v == 0.0),
-                "{method:?} log={log}"
-            );
-        }
+    for cfg in min_max_and_percentile_with_and_without_log() {
+        let out = normalize(&c, &cfg).unwrap();
+        assert!(out.as_raw().iter().all(|&v| v == 0.0), "{cfg:?}");
     }
+}
+
+/// Min-max and the 1–99 percentile window, each with and without the log transform.
+fn min_max_and_percentile_with_and_without_log() -> Vec<NormalizeConfig> {
+    let percentile = Method::Percentile {
+        low: 1.0,
+        high: 99.0,
+    };
+    [Method::MinMax, percentile]
+        .into_iter()
+        .flat_map(|method| [false, true].map(|log| NormalizeConfig { method, log }))
+        .collect()
 }
 
 #[test]
@@ -250,4 +251,29 @@ fn ordinary_images_normalise_exactly_as_in_f32() {
     let constant = Radiograph::from_pixel(4, 4, Luma([3.5]));
     assert_eq!(value_range(&constant), Some((3.5, 3.5)));
     assert_eq!(value_range(&Radiograph::new(0, 0)), None);
+}
+
+/// The loaders refuse NaN and ±∞ pixels, and so does `normalize`, naming the first one at
+/// its (x, y) in the image it was given, for every method. Before, min-max skipped them when
+/// finding the range and passed NaN through: finite pixels all equal plus one NaN came out
+/// as all zeros with no error.
+#[test]
+fn non_finite_pixels_are_refused_at_their_position() {
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for base in [|_: usize| 5.0f32, |i: usize| i as f32] {
+            // 4 × 3; the first bad pixel is (x=1, y=2), a later one (x=3, y=2).
+            let mut data: Vec<f32> = (0..12).map(base).collect();
+            data[2 * 4 + 1] = bad;
+            data[2 * 4 + 3] = bad;
+            let img = Radiograph::from_raw(4, 3, data).unwrap();
+            for cfg in min_max_and_percentile_with_and_without_log() {
+                let e = normalize(&img, &cfg).unwrap_err();
+                assert!(
+                    matches!(e, xray_data::DataError::NonFinite { x: 1, y: 2, .. }),
+                    "{bad} {cfg:?}: {e:?}"
+                );
+                assert!(e.to_string().contains("(x=1, y=2)"), "{e}");
+            }
+        }
+    }
 }
