@@ -293,8 +293,13 @@ pub fn predict_proba_batch(
     };
     let plane = height * width;
     if images.len() != values {
+        let (images_of, need) = if n == 1 {
+            ("image", "needs")
+        } else {
+            ("images", "need")
+        };
         return Err(ModelError::InvalidInput(format!(
-            "{n} images of {height}×{width} need {values} values, got {}",
+            "{n} {images_of} of {height}×{width} {need} {values} values, got {}",
             images.len()
         )));
     }

@@ -298,6 +298,23 @@ fn sizes_that_overflow_are_errors_not_panics() {
     assert_eq!(p.len(), 3 * 3 * 6 * 10);
 }
 
+/// A wrong `images` length says how many values the images need, in words that agree with
+/// their number ("1 images of 2×2 need …" before).
+#[test]
+fn wrong_lengths_count_images_in_singular_and_plural() {
+    let toy = Toy::new(8);
+    let opts = InferenceOptions::default();
+    for (n, want) in [
+        (1, "1 image of 2×2 needs 4 values, got 3"),
+        (2, "2 images of 2×2 need 8 values, got 3"),
+    ] {
+        let e = predict_proba_batch(&toy, &[0.0; 3], n, 2, 2, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
 /// A `SmallInput::Resize` target far beyond any network input (2^31 × 2^31) is refused by
 /// `InferenceOptions::validate`, naming the limit, instead of overflowing an allocation.
 #[test]
