@@ -1449,9 +1449,13 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // RELAXED_ROTATION_GAP of the rotation that are long, straight and fully supported: the
     // band beyond a blade over a thick trunk can hold collimated open beam (the beam beside
     // the body, attenuated by the blade's leakage), brighter than the band next to the edge.
+    // On log output that beam can stand above the band next to the edge by more than a third
+    // of the edge's step on almost every ray (its log contrast against the body survives the
+    // blade), so the look does not ask for any dark-beyond share; the rays must still stay
+    // clear of the field's level (`min_dark_rays`), and most of the band must not be bright.
     if let (true, Some((r, _))) = (log_input, rotation) {
         let relaxed = CollimatorConfig {
-            min_dark_beyond: cfg.min_dark_beyond.min(0.2),
+            min_dark_beyond: 0.0,
             max_bright_share: cfg.max_bright_share.max(0.6),
             min_dark_rays: cfg.min_dark_rays.min(0.4),
             min_support: cfg.min_support.max(0.9),

@@ -662,3 +662,51 @@ fn a_lone_blade_over_thick_anatomy_is_found_when_nothing_else_is() {
     let top = c.edge(Side::Top).unwrap();
     assert!(top.line.signed_distance(128.0, 49.5).abs() < 1.0, "{top:?}");
 }
+
+/// A log-processed 256 × 256 image (values `1000 + 1000·L`, `L` in log units of the range):
+/// open beam at `L = 1`, a body at 0.75 (from column 8, its inner outline a diagonal,
+/// `x − 8 < y − 28`, too steep for any side's blade), and three blades that each take
+/// 0.5 off (a corner under two, 1.0): left of column 30, above row 30 and right of column 225, each with a penumbra of
+/// about a pixel and a little noise. Beyond the left edge the band over the body (0.25) gives
+/// way, towards the border, to collimated open beam (0.5): every ray from the edge to the
+/// border rises by half the edge's step.
+fn log_band_with_collimated_open_beam(rng: &mut StdRng) -> Vec<f32> {
+    use rand::RngExt;
+    let (w, h) = (256usize, 256usize);
+    let edge = |d: f32| 1.0 / (1.0 + (-d / 0.8).exp());
+    (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f32, (i / w) as f32);
+            let under = if x >= 8.0 && x - 8.0 < y - 28.0 {
+                0.75
+            } else {
+                1.0
+            };
+            let shut = |d: f32| 0.5 * (1.0 - edge(d));
+            let l = under - shut(x - 29.5) - shut(y - 29.5) - shut(225.5 - x);
+            let u: f32 = rng.random_range(-1.0..1.0);
+            1000.0 + 1000.0 * l + 4.0 * u
+        })
+        .collect()
+}
+
+#[test]
+fn a_log_band_holding_collimated_open_beam_is_still_a_band() {
+    let mut rng = StdRng::seed_from_u64(14);
+    let img = log_band_with_collimated_open_beam(&mut rng);
+    let cfg = CollimatorConfig {
+        input_scale: InputScale::Log,
+        ..Default::default()
+    };
+    let c = detect_collimator(&Plane::new(&img, 256, 256).unwrap(), &cfg).unwrap();
+    let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
+    assert_eq!(sides, [Side::Left, Side::Top, Side::Right], "{:?}", c.edges);
+    // The phantom blurs the log values themselves, not the intensities as a penumbra does,
+    // so the log linearisation puts every edge of it about a pixel inwards (Top and Right
+    // too).
+    let left = c.edge(Side::Left).unwrap();
+    assert!(
+        left.line.signed_distance(29.5, 128.0).abs() < 1.5,
+        "{left:?}"
+    );
+}
