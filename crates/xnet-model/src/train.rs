@@ -88,9 +88,10 @@ impl TrainBatch {
         }
         if self.images.len() != expected || self.labels.len() != expected {
             return Err(ModelError::InvalidInput(format!(
-                "batch of {} images of {}×{} needs {expected} pixels, got {} image values and \
+                "batch of {} image{} of {}×{} needs {expected} pixels, got {} image values and \
                  {} labels",
                 self.n,
+                if self.n == 1 { "" } else { "s" },
                 self.height,
                 self.width,
                 self.images.len(),

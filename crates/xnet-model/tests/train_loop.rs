@@ -798,3 +798,18 @@ fn resuming_with_another_schedule_or_rate_continues_on_the_new_one() {
     assert_eq!(read_log(&dir).len(), 5);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A batch with the wrong number of values says how many its images need, in words that
+/// agree with their number ("batch of 1 images" before).
+#[test]
+fn wrong_batch_lengths_count_images_in_singular_and_plural() {
+    for (n, want) in [
+        (1, "batch of 1 image of 2×2 needs 4 pixels"),
+        (2, "batch of 2 images of 2×2 needs 8 pixels"),
+    ] {
+        let e = TrainBatch::new(vec![0.0; 3], vec![0; 3], n, 2, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
