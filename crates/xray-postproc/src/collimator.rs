@@ -1670,7 +1670,8 @@ fn looks_log(img: &Plane) -> bool {
 }
 
 /// Slope of ln(noise²) over the image's level range below which the input is taken as
-/// log-processed (synthetic phantoms: linear ≥ −0.3, log ≤ −0.5).
+/// log-processed (the limbs-only phantoms it was set on: linear ≥ −0.3, log ≤ −0.5; today's
+/// phantoms overlap: about 2 % of images are misjudged, docs/postprocessing.md).
 const LOG_NOISE_SLOPE: f64 = -0.4;
 
 #[inline]
