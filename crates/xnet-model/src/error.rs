@@ -114,7 +114,10 @@ pub enum ModelError {
 /// An `f32` prints with its own shortest digits (`0.1f32` reads `0.1`).
 ///
 /// xray-data, xray-metrics and xray-postproc keep private copies for their own messages (the
-/// crates do not depend on one another): change the four together.
+/// crates do not depend on one another). The four places are this function in
+/// `crates/xnet-model/src/error.rs` and the private `readable_number` in
+/// `crates/xray-data/src/error.rs`, `crates/xray-metrics/src/error.rs` and
+/// `crates/xray-postproc/src/error.rs`: change the four together.
 ///
 /// ```
 /// use xnet_model::error::readable_number;

@@ -133,9 +133,11 @@ pub type Result<T> = std::result::Result<T, MetricsError>;
 /// rather than a 309-digit integer; NaN and the infinities print as `NaN`, `inf`, `-inf`.
 ///
 /// A copy of `xnet_model::error::readable_number` (same rule, same output): xray-metrics,
-/// xnet-model and xray-data do not depend on one another, and a dependency edge for ten lines
-/// would pull candle or the image and DICOM decoders into a crate that has no use for them.
-/// Change the copies together.
+/// xnet-model, xray-data and xray-postproc do not depend on one another, and a dependency edge
+/// for ten lines would pull candle or the image and DICOM decoders into a crate that has no use
+/// for them. The four places are `crates/xnet-model/src/error.rs` (the public one),
+/// `crates/xray-data/src/error.rs`, this file and `crates/xray-postproc/src/error.rs`: change
+/// the four together.
 pub(crate) fn readable_number<T>(v: T) -> String
 where
     T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,

@@ -106,7 +106,9 @@ pub type Result<T> = std::result::Result<T, PostprocError>;
 /// A copy of `xnet_model::error::readable_number` (same rule, same output): xray-postproc,
 /// xnet-model, xray-data and xray-metrics do not depend on one another, and a dependency edge
 /// for ten lines would pull candle or the image and DICOM decoders into a crate that has no use
-/// for them. Change the copies together.
+/// for them. The four places are `crates/xnet-model/src/error.rs` (the public one),
+/// `crates/xray-data/src/error.rs`, `crates/xray-metrics/src/error.rs` and this file: change
+/// the four together.
 pub(crate) fn readable_number<T>(v: T) -> String
 where
     T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
