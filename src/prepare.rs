@@ -110,7 +110,11 @@ impl Preprocess {
     /// The network input for `image`: resized (area) to the input size, then normalised.
     ///
     /// # Errors
-    /// An empty image or invalid normalisation parameters.
+    /// An empty image or invalid normalisation parameters; [`xray_data::DataError::NonFinite`]
+    /// (as [`Error::Data`]) for a NaN or infinite pixel, found after resizing: its `(x, y)` is
+    /// a position in the resized network input (`width × height`), not in `image`, and its
+    /// source reads `<memory>`. A NaN in `image` spreads to every input pixel that averages
+    /// it, and finite values near `f32::MAX` can overflow to ±∞ in the resize.
     pub fn network_input(&self, image: &Radiograph) -> Result<Radiograph> {
         let small = resize(image, self.width, self.height, Filter::Area)?;
         Ok(normalize(&small, &self.normalize_config())?)
@@ -185,5 +189,20 @@ mod tests {
     fn input_size_must_fit_the_network() {
         assert!(Preprocess::square(100).validate(8).is_err());
         assert!(Preprocess::square(96).validate(8).is_ok());
+    }
+
+    #[test]
+    fn a_nan_pixel_is_refused_at_its_place_in_the_network_input() {
+        // 8×8 with one NaN at (6, 5): the 4×4 input's pixel (3, 2) averages it.
+        let mut img = Radiograph::from_fn(8, 8, |x, y| image::Luma([(x + y) as f32]));
+        img.put_pixel(6, 5, image::Luma([f32::NAN]));
+        match Preprocess::square(4).network_input(&img) {
+            Err(Error::Data(xray_data::DataError::NonFinite { path, x, y, value })) => {
+                assert_eq!((x, y), (3, 2));
+                assert!(value.is_nan());
+                assert_eq!(path, std::path::Path::new("<memory>"));
+            }
+            other => panic!("expected NonFinite, got {other:?}"),
+        }
     }
 }

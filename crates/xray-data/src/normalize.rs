@@ -8,9 +8,10 @@
 //!
 //! [`normalize`] refuses NaN and ±∞ pixels, as the loaders in [`crate::io`] do:
 //! [`DataError::NonFinite`] at the first one's `(x, y)` in the image it was given (source
-//! `<memory>`). The building blocks it uses ([`min_max`], [`window_in_place`],
-//! [`log_transform`], [`value_range`], [`percentiles`]) do not check; [`min_max`] documents
-//! what they do with such values.
+//! `<memory>`; [`crate::dataset::Dataset::prepare_sample`] names the sample's file instead).
+//! The building blocks it uses ([`min_max`], [`window_in_place`], [`log_transform`],
+//! [`value_range`], [`percentiles`]) do not check; [`min_max`] documents what they do with
+//! such values.
 
 use crate::error::readable_number;
 use crate::{DataError, Radiograph, Result};

@@ -210,6 +210,61 @@ fn errors_surface_as_items_and_end_the_iterator() {
 }
 
 #[test]
+fn a_sample_that_resizes_to_nan_is_refused_naming_its_file() {
+    // Finite in the file, so the loader takes it; the area filter's f32 sums overflow (ten
+    // weights of 0.1f32, a little over 1/10 each): the top row (f32::MAX) shrinks to +inf,
+    // the bottom one (-f32::MAX) to -inf, and the two average to NaN. `normalize` refuses
+    // it, and the error names the file, not `<memory>`.
+    let root = std::env::temp_dir().join(format!("xray-ds-batch-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    let img = Radiograph::from_fn(10, 2, |_, y| {
+        Luma([if y == 0 { f32::MAX } else { -f32::MAX }])
+    });
+    let file = root.join("images/huge.tiff");
+    xray_data::io::save_tiff_f32(&file, &img).unwrap();
+    let ds = Arc::new(Dataset::open(&root, &DatasetOptions::default()).unwrap());
+    let cfg = BatchConfig {
+        width: 1,
+        height: 1,
+        normalize: Some(NormalizeConfig::default()),
+        ..cfg(1)
+    };
+    let e = ds
+        .prepare_sample(Draw::plain(&[0])[0], 0, &cfg, &identity)
+        .unwrap_err();
+    match &e {
+        DataError::NonFinite {
+            path,
+            x: 0,
+            y: 0,
+            value,
+        } => {
+            assert!(value.is_nan(), "{e}");
+            assert_eq!(
+                path,
+                &PathBuf::from(format!("{} (resized to 1x1)", file.display()))
+            );
+        }
+        other => panic!("expected NonFinite, got {other:?}"),
+    }
+    assert!(
+        e.to_string()
+            .contains("huge.tiff (resized to 1x1): non-finite pixel value NaN"),
+        "{e}"
+    );
+    // Through `batches` too.
+    let mut it = ds.batches(Draw::plain(&[0]), 0, &cfg, identity).unwrap();
+    match it.next() {
+        Some(Err(e @ DataError::NonFinite { .. })) => {
+            assert!(e.to_string().contains("huge.tiff"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
 fn dropping_the_iterator_early_stops_the_worker() {
     let ds = Arc::new(Dataset::open(&folder("drop", 4, true), &DatasetOptions::default()).unwrap());
     let draws = Draw::plain(&[0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);

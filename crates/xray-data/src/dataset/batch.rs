@@ -122,7 +122,11 @@ impl Dataset {
     /// Loads, resizes, normalises and prepares one draw (what a batch is made of).
     ///
     /// # Errors
-    /// Loading errors, and [`DataError::SizeMismatch`] when `prepare` returns another size.
+    /// Loading errors (a NaN or infinite pixel in the file is [`DataError::NonFinite`] from
+    /// the loader, naming the file); [`DataError::NonFinite`] when resizing makes a pixel
+    /// non-finite (finite values near `f32::MAX` can overflow) and `cfg.normalize` is set,
+    /// naming the image file as `<file> (resized to WxH)` with the pixel's `(x, y)` in the
+    /// resized image; and [`DataError::SizeMismatch`] when `prepare` returns another size.
     pub fn prepare_sample(
         &self,
         draw: Draw,
@@ -134,7 +138,22 @@ impl Dataset {
         let s = &self.samples[draw.index];
         let img = resize(&img, cfg.width, cfg.height, cfg.filter)?;
         let img = match &cfg.normalize {
-            Some(n) => normalize(&img, n)?,
+            // `normalize` names an in-memory image `<memory>`: name the sample's file, and
+            // that the position is in the resized image, not in the file.
+            Some(n) => normalize(&img, n).map_err(|e| match e {
+                DataError::NonFinite { x, y, value, .. } => DataError::NonFinite {
+                    path: std::path::PathBuf::from(format!(
+                        "{} (resized to {}x{})",
+                        s.image.display(),
+                        cfg.width,
+                        cfg.height
+                    )),
+                    x,
+                    y,
+                    value,
+                },
+                other => other,
+            })?,
             None => img,
         };
         let mask = match mask {
