@@ -44,11 +44,13 @@ pub enum SmallInput {
     #[default]
     Pad,
     /// Resize (bilinear) to `height × width` (e.g. the training size, 200×200 for XNet),
-    /// resize the probabilities back.
+    /// resize the probabilities back. Each side must be a positive multiple of
+    /// `size_multiple` and at most [`MAX_INPUT_SIDE`]: [`InferenceOptions::validate`]
+    /// refuses a larger target as a mistyped option.
     Resize {
-        /// Network input height (a multiple of `size_multiple`).
+        /// Network input height (a multiple of `size_multiple`, at most [`MAX_INPUT_SIDE`]).
         height: usize,
-        /// Network input width (a multiple of `size_multiple`).
+        /// Network input width (a multiple of `size_multiple`, at most [`MAX_INPUT_SIDE`]).
         width: usize,
     },
 }
@@ -169,6 +171,29 @@ impl InferenceOptions {
     /// `size_multiple`, an `overlap` not below `tile_size`, a zero `batch_size`, or a
     /// [`SmallInput::Resize`] target with a side that is zero, not a multiple of
     /// `size_multiple` or larger than [`MAX_INPUT_SIDE`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::infer::{InferenceOptions, SmallInput, MAX_INPUT_SIDE};
+    /// // The defaults (512-pixel tiles, 64 overlap) fit a network of size multiple 16.
+    /// let opts = InferenceOptions::default();
+    /// opts.validate(16)?;
+    /// // A resize target at the cap is accepted; one past it is refused.
+    /// let at_cap = InferenceOptions {
+    ///     small_input: SmallInput::Resize { height: 200, width: MAX_INPUT_SIDE },
+    ///     ..InferenceOptions::default()
+    /// };
+    /// at_cap.validate(8)?;
+    /// let too_large = InferenceOptions {
+    ///     small_input: SmallInput::Resize { height: 200, width: MAX_INPUT_SIDE + 8 },
+    ///     ..InferenceOptions::default()
+    /// };
+    /// let e = too_large.validate(8).unwrap_err();
+    /// assert!(e.to_string().contains("larger than the largest network input"), "{e}");
+    /// // Tiles that are not a multiple of the network's size multiple are refused too.
+    /// assert!(InferenceOptions { tile_size: 500, ..opts }.validate(16).is_err());
+    /// # Ok::<(), xnet_model::ModelError>(())
+    /// ```
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
         let m = size_multiple.max(1);
         if self.tile_size == 0 || !self.tile_size.is_multiple_of(m) {
