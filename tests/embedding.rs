@@ -40,8 +40,12 @@ fn documented_steps(checkpoint_dir: &std::path::Path, image: &Radiograph) -> Vec
 
     let small = resize(image, w, h, Filter::Area).unwrap();
     let plane = normalize(&small, &NormalizeConfig { method, log }).unwrap();
+    // The whole network input in one tile, as the Predictor runs it: a checkpoint trained at
+    // a size above the default tile (512) would otherwise be tiled.
     let opts = InferenceOptions {
         flip_average,
+        tile_size: w.max(h) as usize,
+        overlap: 0,
         ..Default::default()
     };
     let probs = infer::predict_proba(

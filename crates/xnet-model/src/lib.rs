@@ -50,7 +50,7 @@
 //!
 //! | key | what it means | what to do |
 //! |---|---|---|
-//! | `preprocess` | `{"width", "height", "log", "percentile"}`: every training radiograph was shrunk whole to `width × height` (area averaging), then normalised per image: min-max to `0..=1`, or the `percentile: [low, high]` window; after `ln(1 + v − min)` when `log` | the same with `xray-data`: `resize::resize(&image, width, height, Filter::Area)`, then `normalize::normalize` (`Method::MinMax` or `Method::Percentile`, `log`); run the network on that `height × width` plane |
+//! | `preprocess` | `{"width", "height", "log", "percentile"}`: every training radiograph was shrunk whole to `width × height` (area averaging), then normalised per image: min-max to `0..=1`, or the `percentile: [low, high]` window; after `ln(1 + v − min)` when `log` | the same with `xray-data`: `resize::resize(&image, width, height, Filter::Area)`, then `normalize::normalize` (`Method::MinMax` or `Method::Percentile`, `log`); run the network on that `height × width` plane in one tile ([`infer::InferenceOptions::tile_size`] at least `max(width, height)`, `overlap` 0) |
 //! | `flip_average` | `"off"`, `"horizontal"` or `"horizontal_vertical"` ([`infer::FlipAverage`]; absent: off) | [`infer::InferenceOptions::flip_average`] |
 //! | `temperature` | the softmax temperature fitted on the validation split, with that flip averaging | [`infer::apply_temperature`] on the probabilities |
 //!
@@ -83,7 +83,14 @@
 //!
 //! // `plane`: the radiograph resized to width × height and normalised (xray-data).
 //! # let plane = vec![0.5f32; width * height];
-//! let opts = infer::InferenceOptions { flip_average, ..Default::default() };
+//! // One tile holding the whole network input, as in training (the default tile, 512 px,
+//! // would cut a checkpoint trained at a larger size into tiles).
+//! let opts = infer::InferenceOptions {
+//!     flip_average,
+//!     tile_size: width.max(height),
+//!     overlap: 0,
+//!     ..Default::default()
+//! };
 //! let mut probs = infer::predict_proba(loaded.model.as_ref(), &plane, height, width, &opts)?;
 //! // ... resize each class plane back to the radiograph, renormalise, then:
 //! infer::apply_temperature(&mut probs, loaded.model.num_classes(), temperature)?;
