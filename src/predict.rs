@@ -207,7 +207,9 @@ impl Predictor {
     /// to the predictor's temperature (so its arg-max is the uncalibrated one).
     ///
     /// # Errors
-    /// An empty image, or a network error.
+    /// An empty image; a NaN or infinite pixel, reported at its position in the shrunk network
+    /// input ([`Preprocess::network_input`]), not in `image`; a network error, or probabilities
+    /// that are not finite (a network with non-finite weights).
     pub fn predict(&self, image: &Radiograph) -> Result<Vec<f32>> {
         Ok(self.predict_many(std::slice::from_ref(image))?.remove(0))
     }
