@@ -108,16 +108,17 @@ pub enum ModelError {
     Data(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+#[path = "../../shared-src/readable_number.rs"]
+mod readable;
+
 /// A number as an error message should show it: `{}` for everyday magnitudes, scientific
 /// notation (`{:e}`) from 10⁶ up and below 10⁻⁴, so that a refused `1e308` reads `1e308`
 /// rather than a 309-digit integer. NaN and the infinities print as `NaN`, `inf`, `-inf`.
 /// An `f32` prints with its own shortest digits (`0.1f32` reads `0.1`).
 ///
-/// xray-data, xray-metrics and xray-postproc keep private copies for their own messages (the
-/// crates do not depend on one another). The four places are this function in
-/// `crates/xnet-model/src/error.rs` and the private `readable_number` in
-/// `crates/xray-data/src/error.rs`, `crates/xray-metrics/src/error.rs` and
-/// `crates/xray-postproc/src/error.rs`: change the four together.
+/// The rule lives in `crates/shared-src/readable_number.rs`, which xray-data, xray-metrics
+/// and xray-postproc include for their own messages too (the crates do not depend on one
+/// another).
 ///
 /// ```
 /// use xnet_model::error::readable_number;
@@ -133,10 +134,5 @@ pub fn readable_number<T>(v: T) -> String
 where
     T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
 {
-    let x: f64 = v.into();
-    if x.is_finite() && x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
-        format!("{v:e}")
-    } else {
-        format!("{v}")
-    }
+    readable::readable_number(v)
 }

@@ -128,24 +128,8 @@ pub enum MetricsError {
 /// `Result` with [`MetricsError`].
 pub type Result<T> = std::result::Result<T, MetricsError>;
 
-/// A number as an error message should show it: `{}` for everyday magnitudes, scientific
-/// notation (`{:e}`) from 10⁶ up and below 10⁻⁴, so that a refused `1e308` reads `1e308`
-/// rather than a 309-digit integer; NaN and the infinities print as `NaN`, `inf`, `-inf`.
-///
-/// A copy of `xnet_model::error::readable_number` (same rule, same output): xray-metrics,
-/// xnet-model, xray-data and xray-postproc do not depend on one another, and a dependency edge
-/// for ten lines would pull candle or the image and DICOM decoders into a crate that has no use
-/// for them. The four places are `crates/xnet-model/src/error.rs` (the public one),
-/// `crates/xray-data/src/error.rs`, this file and `crates/xray-postproc/src/error.rs`: change
-/// the four together.
-pub(crate) fn readable_number<T>(v: T) -> String
-where
-    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
-{
-    let x: f64 = v.into();
-    if x.is_finite() && x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
-        format!("{v:e}")
-    } else {
-        format!("{v}")
-    }
-}
+/// How error messages print a number: the rule of `xnet_model::error::readable_number`,
+/// included by source (see the file) because the crates do not depend on one another.
+#[path = "../../shared-src/readable_number.rs"]
+mod readable;
+pub(crate) use readable::readable_number;

@@ -99,27 +99,11 @@ pub enum PostprocError {
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, PostprocError>;
 
-/// A number as an error message should show it: `{}` for everyday magnitudes, scientific
-/// notation (`{:e}`) from 10⁶ up and below 10⁻⁴, so that a refused `1e30` reads `1e30`
-/// rather than a 31-digit integer; NaN and the infinities print as `NaN`, `inf`, `-inf`.
-///
-/// A copy of `xnet_model::error::readable_number` (same rule, same output): xray-postproc,
-/// xnet-model, xray-data and xray-metrics do not depend on one another, and a dependency edge
-/// for ten lines would pull candle or the image and DICOM decoders into a crate that has no use
-/// for them. The four places are `crates/xnet-model/src/error.rs` (the public one),
-/// `crates/xray-data/src/error.rs`, `crates/xray-metrics/src/error.rs` and this file: change
-/// the four together.
-pub(crate) fn readable_number<T>(v: T) -> String
-where
-    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
-{
-    let x: f64 = v.into();
-    if x.is_finite() && x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
-        format!("{v:e}")
-    } else {
-        format!("{v}")
-    }
-}
+/// How error messages print a number: the rule of `xnet_model::error::readable_number`,
+/// included by source (see the file) because the crates do not depend on one another.
+#[path = "../../shared-src/readable_number.rs"]
+mod readable;
+pub(crate) use readable::readable_number;
 
 /// [`readable_number`] for [`PostprocError::OutOfRange`]'s `value`, an `f64` that mostly holds
 /// a widened `f32` parameter: a value an `f32` holds exactly prints with the `f32`'s shortest
