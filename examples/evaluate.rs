@@ -129,14 +129,9 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     write_evaluation(&eval, &args.out)?;
     let r = &eval.report;
     println!(
-        "{} images: accuracy {:.4}, weighted F1 {:.4}, weighted AUC {}, ECE {:.4} (softmax temperature {:.3}, flip averaging {})",
+        "{} images: {} (softmax temperature {:.3}, flip averaging {})",
         r.images,
-        r.accuracy.unwrap_or(f64::NAN),
-        r.f1.weighted,
-        r.auc
-            .weighted
-            .map_or("undefined".into(), |a| format!("{a:.4}")),
-        r.ece,
+        r.headline(),
         predictor.temperature(),
         predictor.flip_average()
     );

@@ -250,20 +250,14 @@ impl TrainOutcome {
     pub fn summary_line(&self) -> String {
         let r = &self.evaluation.report;
         format!(
-            "{}: {} params, split {:?}, {} epochs in {:.0} s ({}); test: accuracy {:.4}, \
-             weighted F1 {:.4}, weighted AUC {}, ECE {:.4}, confidence {}",
+            "{}: {} params, split {:?}, {} epochs in {:.0} s ({}); test: {}, confidence {}",
             self.run_dir.display(),
             self.parameters,
             self.split_sizes,
             self.summary.epochs_run,
             self.train_seconds,
             best_epoch_text(self.summary.best_epoch),
-            r.accuracy.unwrap_or(f64::NAN),
-            r.f1.weighted,
-            r.auc
-                .weighted
-                .map_or("undefined".into(), |a| format!("{a:.4}")),
-            r.ece,
+            r.headline(),
             r.confidence.map_or("n/a".into(), |c| format!("{c:.4}")),
         )
     }

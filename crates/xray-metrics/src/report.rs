@@ -175,6 +175,29 @@ fn f(v: Option<f64>) -> String {
 }
 
 impl Report {
+    /// The headline scores on one line, as the `train` and `evaluate` jobs print them:
+    /// accuracy, weighted F1, weighted AUC (`undefined` without one) and ECE, four decimals.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"])).unwrap();
+    /// ev.add_image(&[0u8, 0, 1, 1], &[0.9f32, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2).unwrap();
+    /// let line = ev.finish().unwrap().headline();
+    /// assert!(line.starts_with("accuracy 1.0000, weighted F1 1.0000, weighted AUC 1.0000, ECE "));
+    /// ```
+    pub fn headline(&self) -> String {
+        format!(
+            "accuracy {:.4}, weighted F1 {:.4}, weighted AUC {}, ECE {:.4}",
+            self.accuracy.unwrap_or(f64::NAN),
+            self.f1.weighted,
+            self.auc
+                .weighted
+                .map_or("undefined".into(), |a| format!("{a:.4}")),
+            self.ece
+        )
+    }
+
     /// Pretty JSON.
     pub fn to_json(&self) -> Result<String> {
         Ok(serde_json::to_string_pretty(self)?)
