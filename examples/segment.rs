@@ -72,7 +72,7 @@ struct Args {
     allow_rgb: bool,
     /// Files segmented at the same time (default: one per core on the CPU, one on a GPU).
     /// Each holds its image and outputs in memory. At least 1.
-    #[arg(long, value_parser = parse_jobs)]
+    #[arg(long)]
     jobs: Option<usize>,
     /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
     #[arg(long)]
@@ -88,15 +88,6 @@ struct Args {
     /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// `--jobs`: a whole number, at least 1 (0 used to be taken as 1 without a word).
-fn parse_jobs(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1 (the number of files segmented at the same time)".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 fn main() -> ExitCode {
@@ -137,6 +128,12 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         .clone()
         .unwrap_or_else(xray_seg::shipped_weights_dir);
     let device = xnet_model::runtime::device_by_name(&args.device)?;
+    // Files in parallel, `jobs` at a time (each also uses the kernels' threads): decoding,
+    // post-processing and PNG encoding are single-threaded per file. A fixed set of
+    // workers rather than a parallel iterator keeps at most `jobs` images in memory.
+    // On a GPU one file at a time: the network's work is queued on one stream anyway.
+    // Checked here, before the model is loaded: `--jobs 0` is refused at once.
+    let jobs = worker_count(args.jobs, &device, inputs.files.len())?;
     let mut predictor = Predictor::load(&weights, &device)?;
     if let Some(t) = args.temperature {
         predictor.set_temperature(t)?;
@@ -176,11 +173,6 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         ProgressStyle::with_template("{bar:30} {pos}/{len}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    // Files in parallel, `jobs` at a time (each also uses the kernels' threads): decoding,
-    // post-processing and PNG encoding are single-threaded per file. A fixed set of
-    // workers rather than a parallel iterator keeps at most `jobs` images in memory.
-    // On a GPU one file at a time: the network's work is queued on one stream anyway.
-    let jobs = worker_count(args.jobs, &device, inputs.files.len())?;
     let next = AtomicUsize::new(0);
     let records = std::sync::Mutex::new(Vec::new());
     let failures = AtomicUsize::new(0);
