@@ -186,3 +186,26 @@ impl DataError {
 #[path = "../../shared-src/readable_number.rs"]
 mod readable;
 pub(crate) use readable::readable_number;
+
+/// Refuses the first setting of a configuration holding a NaN or an infinity, as
+/// `{prefix}{name} = {value} must be finite` (`[low, high]` for a range). serde reads an
+/// `f32` written `1e308` or `-1e39` as ±∞ and TOML spells `inf`, so range checks alone
+/// (`low > 0 && low <= high`) would let one through. A config whose rules do not already
+/// require finite values (`CollimationConfig`, a constant `Border`) lists all its float
+/// settings here once, before those rules.
+pub(crate) fn check_finite(prefix: &str, fields: &[(&str, &[f32])]) -> Result<()> {
+    for (name, values) in fields {
+        if values.iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        let shown: Vec<String> = values.iter().map(|&v| readable_number(v)).collect();
+        let shown = match shown.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        return Err(DataError::InvalidParameter(format!(
+            "{prefix}{name} = {shown} must be finite"
+        )));
+    }
+    Ok(())
+}

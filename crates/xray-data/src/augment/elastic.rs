@@ -88,7 +88,7 @@ impl Elastic {
         }
     }
 
-    /// Check the parameters.
+    /// Check the parameters (all finite, including a constant border's value).
     pub fn validate(&self) -> Result<()> {
         check_range("elastic alpha", self.alpha, 0.0, 1e4)?;
         if !(self.sigma.is_finite() && self.sigma > 0.0 && self.sigma <= 1e3) {
@@ -97,7 +97,7 @@ impl Elastic {
                 readable_number(self.sigma)
             )));
         }
-        Ok(())
+        self.border.validate("elastic")
     }
 
     /// Draw one smoothed, unit-`alpha` displacement field `(dx, dy)` for a `width × height`

@@ -110,13 +110,14 @@ fn sin_cos_deg(deg: f64) -> (f64, f64) {
 }
 
 impl Affine {
-    /// Check the ranges (scale must be positive, shear within ±60°).
+    /// Check the ranges (finite, scale positive, shear within ±60°) and that a constant
+    /// border's value is finite.
     pub fn validate(&self) -> Result<()> {
         check_range("affine rotate_deg", self.rotate_deg, -360.0, 360.0)?;
         check_range("affine shear_deg", self.shear_deg, -60.0, 60.0)?;
         check_range("affine translate_frac", self.translate_frac, -1.0, 1.0)?;
         check_range("affine scale", self.scale, 1e-3, 1e3)?;
-        Ok(())
+        self.border.validate("affine")
     }
 
     /// Apply one fixed map (angles in degrees, translation in pixels). Used by

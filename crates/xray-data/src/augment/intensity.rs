@@ -26,9 +26,20 @@ impl Default for GaussianBlur {
     }
 }
 
+impl GaussianBlur {
+    /// Check the σ range: finite, ordered, within `[0, 1000]` pixels.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    pub fn validate(&self) -> Result<()> {
+        check_range("gaussian blur sigma", self.sigma, 0.0, 1e3)?;
+        Ok(())
+    }
+}
+
 impl ImageTransform for GaussianBlur {
     fn apply_image(&self, image: &mut Radiograph, rng: &mut dyn Rng) -> Result<()> {
-        check_range("gaussian blur sigma", self.sigma, 0.0, 1e3)?;
+        self.validate()?;
         let s = uniform(rng, self.sigma);
         let (w, h) = (image.width() as usize, image.height() as usize);
         gaussian_blur(image, w, h, s);
@@ -51,9 +62,20 @@ impl Default for GaussianNoise {
     }
 }
 
+impl GaussianNoise {
+    /// Check the std range: finite, ordered, within `[0, 10]`.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    pub fn validate(&self) -> Result<()> {
+        check_range("gaussian noise std", self.std, 0.0, 10.0)?;
+        Ok(())
+    }
+}
+
 impl ImageTransform for GaussianNoise {
     fn apply_image(&self, image: &mut Radiograph, rng: &mut dyn Rng) -> Result<()> {
-        check_range("gaussian noise std", self.std, 0.0, 10.0)?;
+        self.validate()?;
         let f = uniform(rng, self.std);
         let seed = rng.next_u64();
         let (lo, hi) = value_range(image);
@@ -89,9 +111,20 @@ impl Default for PoissonNoise {
     }
 }
 
+impl PoissonNoise {
+    /// Check the photons range: finite, ordered, within `[0.001, 1e9]`.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    pub fn validate(&self) -> Result<()> {
+        check_range("poisson noise photons", self.photons, 1e-3, 1e9)?;
+        Ok(())
+    }
+}
+
 impl ImageTransform for PoissonNoise {
     fn apply_image(&self, image: &mut Radiograph, rng: &mut dyn Rng) -> Result<()> {
-        check_range("poisson noise photons", self.photons, 1e-3, 1e9)?;
+        self.validate()?;
         let n = uniform(rng, self.photons);
         let seed = rng.next_u64();
         let (_, hi) = value_range(image);
@@ -136,9 +169,20 @@ impl Default for Gamma {
     }
 }
 
+impl Gamma {
+    /// Check the γ range: finite, ordered, within `[0.001, 1000]`.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    pub fn validate(&self) -> Result<()> {
+        check_range("gamma", self.gamma, 1e-3, 1e3)?;
+        Ok(())
+    }
+}
+
 impl ImageTransform for Gamma {
     fn apply_image(&self, image: &mut Radiograph, rng: &mut dyn Rng) -> Result<()> {
-        check_range("gamma", self.gamma, 1e-3, 1e3)?;
+        self.validate()?;
         let g = uniform(rng, self.gamma);
         let (lo, hi) = value_range(image);
         if g == 1.0 || hi <= lo {
@@ -174,10 +218,21 @@ impl Default for BrightnessContrast {
     }
 }
 
+impl BrightnessContrast {
+    /// Check both ranges: finite, ordered, brightness within `[-10, 10]`, contrast within
+    /// `[0, 100]`.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    pub fn validate(&self) -> Result<()> {
+        check_range("brightness", self.brightness, -10.0, 10.0)?;
+        check_range("contrast", self.contrast, 0.0, 100.0)
+    }
+}
+
 impl ImageTransform for BrightnessContrast {
     fn apply_image(&self, image: &mut Radiograph, rng: &mut dyn Rng) -> Result<()> {
-        check_range("brightness", self.brightness, -10.0, 10.0)?;
-        check_range("contrast", self.contrast, 0.0, 100.0)?;
+        self.validate()?;
         let b = uniform(rng, self.brightness);
         let c = uniform(rng, self.contrast);
         if b == 0.0 && c == 1.0 {

@@ -216,11 +216,26 @@ impl Step {
                     Step::Joint(Box::new(*e))
                 }
             }
-            TransformSpec::GaussianBlur(t) => Step::Image(Box::new(*t)),
-            TransformSpec::GaussianNoise(t) => Step::Image(Box::new(*t)),
-            TransformSpec::PoissonNoise(t) => Step::Image(Box::new(*t)),
-            TransformSpec::Gamma(t) => Step::Image(Box::new(*t)),
-            TransformSpec::BrightnessContrast(t) => Step::Image(Box::new(*t)),
+            TransformSpec::GaussianBlur(t) => {
+                t.validate()?;
+                Step::Image(Box::new(*t))
+            }
+            TransformSpec::GaussianNoise(t) => {
+                t.validate()?;
+                Step::Image(Box::new(*t))
+            }
+            TransformSpec::PoissonNoise(t) => {
+                t.validate()?;
+                Step::Image(Box::new(*t))
+            }
+            TransformSpec::Gamma(t) => {
+                t.validate()?;
+                Step::Image(Box::new(*t))
+            }
+            TransformSpec::BrightnessContrast(t) => {
+                t.validate()?;
+                Step::Image(Box::new(*t))
+            }
             TransformSpec::Collimator(t) => {
                 t.collimation.validate()?;
                 Step::Joint(Box::new(*t))

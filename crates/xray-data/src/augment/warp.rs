@@ -47,6 +47,17 @@ pub enum Border {
     },
 }
 
+impl Border {
+    /// Refuses a constant border whose image value is NaN or infinite (`owner` names the
+    /// transform in the message: `affine border value = inf must be finite`).
+    pub(crate) fn validate(&self, owner: &str) -> crate::Result<()> {
+        if let Border::Constant { value, .. } = *self {
+            crate::error::check_finite(&format!("{owner} border "), &[("value", &[value])])?;
+        }
+        Ok(())
+    }
+}
+
 fn default_mask_fill() -> u8 {
     IGNORE_LABEL
 }

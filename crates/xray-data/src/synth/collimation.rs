@@ -8,6 +8,7 @@
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
+use crate::error::check_finite;
 use crate::{DataError, Result};
 
 /// One side of the collimator rectangle, in the collimator's own (rotated) frame: `Left`
@@ -135,8 +136,21 @@ impl Default for CollimationConfig {
 }
 
 impl CollimationConfig {
-    /// Check the ranges.
+    /// Check the ranges: every setting finite, then the rules below.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] naming the first bad setting (`collimation: ...`).
     pub fn validate(&self) -> Result<()> {
+        check_finite(
+            "collimation: ",
+            &[
+                ("side_probability", &[self.side_probability]),
+                ("inset", &self.inset),
+                ("rotation_deg", &self.rotation_deg),
+                ("penumbra_px", &self.penumbra_px),
+                ("leakage", &self.leakage),
+            ],
+        )?;
         let bad = |what: &str| Err(DataError::InvalidParameter(format!("collimation: {what}")));
         if !(0.0..=1.0).contains(&self.side_probability) {
             return bad("side_probability must be in [0, 1]");

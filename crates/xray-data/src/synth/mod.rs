@@ -114,7 +114,8 @@ impl PhantomConfig {
         }
     }
 
-    /// Check sizes, probabilities and ranges.
+    /// Check sizes, probabilities and ranges; every float setting must be finite (serde
+    /// reads `1e308` as `inf`), and the error names the first one that is not.
     pub fn validate(&self) -> Result<()> {
         if !(16..=8192).contains(&self.width) || !(16..=8192).contains(&self.height) {
             return Err(DataError::InvalidParameter(format!(

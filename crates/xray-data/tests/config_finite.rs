@@ -1,0 +1,269 @@
+//! Non-finite numbers in deserialised configurations. serde reads an `f32` written as `1e308`
+//! (or `-1e39`) as ±infinity, and TOML spells `inf` outright; every float setting of the
+//! augmentation and phantom configs must then be refused, naming the setting, when the
+//! pipeline is built or the phantom config validated, not run with infinite parameters.
+//!
+//! The table-driven tests walk the serialised configs and overwrite every float leaf in
+//! turn (`f32` fields serialise as JSON floats, integer fields as integers), so a float
+//! field added later is covered without touching this file.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::Value;
+use xray_data::augment::*;
+use xray_data::synth::{generate, BodyPart, CollimationConfig, PhantomConfig};
+
+/// The values substituted: both overflow `f32` (to `+inf` and `-inf`).
+const HUGE: [f64; 2] = [1e308, -1e39];
+
+/// Every float leaf of `v` as (JSON pointer, name of the nearest enclosing key).
+fn float_leaves(v: &Value) -> Vec<(String, String)> {
+    fn walk(v: &Value, pointer: String, key: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    walk(child, format!("{pointer}/{k}"), k, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(child, format!("{pointer}/{i}"), key, out);
+                }
+            }
+            Value::Number(n) if n.is_f64() => out.push((pointer, key.to_string())),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, String::new(), "", &mut out);
+    out
+}
+
+/// `v` with the leaf at `pointer` replaced by `x`, as JSON text.
+fn with_leaf(v: &Value, pointer: &str, x: f64) -> String {
+    let mut v = v.clone();
+    let leaf = v.pointer_mut(pointer).expect("pointer from float_leaves");
+    *leaf = Value::from(x);
+    serde_json::to_string(&v).expect("a JSON value serialises")
+}
+
+/// One step of every transform type, every float setting present (constant borders carry
+/// a float `value`), plus a `one_of` holding a transform.
+fn every_transform() -> PipelineConfig {
+    let constant = Border::Constant {
+        value: 0.5,
+        mask_value: 255,
+    };
+    let specs = vec![
+        TransformSpec::HorizontalFlip,
+        TransformSpec::Affine(Affine {
+            border: constant,
+            ..Affine::default()
+        }),
+        TransformSpec::RandomCrop(RandomCrop::default()),
+        TransformSpec::Elastic(Elastic {
+            border: constant,
+            ..Elastic::default()
+        }),
+        TransformSpec::GaussianBlur(GaussianBlur::default()),
+        TransformSpec::GaussianNoise(GaussianNoise::default()),
+        TransformSpec::PoissonNoise(PoissonNoise::default()),
+        TransformSpec::Gamma(Gamma::default()),
+        TransformSpec::BrightnessContrast(BrightnessContrast::default()),
+        TransformSpec::Collimator(CollimatorSim::default()),
+        TransformSpec::OneOf {
+            choices: vec![
+                TransformSpec::VerticalFlip,
+                TransformSpec::Gamma(Gamma::default()),
+            ],
+        },
+    ];
+    PipelineConfig {
+        steps: specs
+            .into_iter()
+            .map(|transform| StepConfig { p: 0.5, transform })
+            .collect(),
+    }
+}
+
+/// What the error must contain to name the setting called `key` in JSON.
+fn expected_name(key: &str) -> &str {
+    match key {
+        "p" => "step probability",
+        k => k,
+    }
+}
+
+#[test]
+fn every_float_of_every_transform_refuses_infinity_when_the_pipeline_is_built() {
+    let base = serde_json::to_value(every_transform()).unwrap();
+    Pipeline::from_config(&PipelineConfig::from_json(&base.to_string()).unwrap()).unwrap();
+    let leaves = float_leaves(&base);
+    // Guard the walk itself: the fields this test exists for are among the leaves.
+    for must in [
+        "p",
+        "rotate_deg",
+        "keep",
+        "alpha",
+        "sigma",
+        "value",
+        "std",
+        "photons",
+    ] {
+        assert!(leaves.iter().any(|(_, k)| k == must), "{must} not walked");
+    }
+    for must in ["gamma", "brightness", "contrast", "penumbra_px", "leakage"] {
+        assert!(leaves.iter().any(|(_, k)| k == must), "{must} not walked");
+    }
+    assert!(leaves.len() > 40, "{} leaves", leaves.len());
+    for (pointer, key) in &leaves {
+        let step: usize = pointer
+            .split('/')
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .expect("/steps/<i>/...");
+        for x in HUGE {
+            let text = with_leaf(&base, pointer, x);
+            let cfg = PipelineConfig::from_json(&text).unwrap();
+            let err = Pipeline::from_config(&cfg)
+                .expect_err(&format!("{pointer} = {x:e} accepted"))
+                .to_string();
+            let name = expected_name(key);
+            assert!(
+                err.contains(&format!("step {step}: "))
+                    && err.contains(name)
+                    && err.contains("inf"),
+                "{pointer} = {x:e}: {err}"
+            );
+            // TOML spells the same value `inf`; it is refused alike.
+            let toml_text = toml::to_string(&cfg).unwrap();
+            assert!(toml_text.contains("inf"), "{toml_text}");
+            let err_toml = Pipeline::from_config(&PipelineConfig::from_toml(&toml_text).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err_toml, err);
+        }
+    }
+}
+
+#[test]
+fn collimator_penumbra_of_1e308_is_refused_by_name() {
+    let json =
+        r#"{"steps": [{"type": "collimator", "collimation": {"penumbra_px": [0.8, 1e308]}}]}"#;
+    let cfg = PipelineConfig::from_json(json).unwrap();
+    match &cfg.steps[0].transform {
+        TransformSpec::Collimator(c) => assert_eq!(c.collimation.penumbra_px[1], f32::INFINITY),
+        other => panic!("{other:?}"),
+    }
+    let err = Pipeline::from_config(&cfg).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid parameter: step 0: invalid parameter: collimation: penumbra_px = [0.8, inf] \
+         must be finite"
+    );
+    // The config validated directly refuses it too.
+    let collimation = CollimationConfig {
+        penumbra_px: [0.8, f32::INFINITY],
+        ..CollimationConfig::default()
+    };
+    assert!(collimation
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("penumbra_px = [0.8, inf] must be finite"));
+}
+
+#[test]
+fn an_infinite_border_value_and_intensity_setting_are_refused_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("xray-config-finite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "affine.json",
+            r#"{"steps": [{"type": "affine", "border": {"mode": "constant", "value": -1e39}}]}"#,
+            "step 0: invalid parameter: affine border value = -inf must be finite",
+        ),
+        (
+            "elastic.toml",
+            "[[steps]]\ntype = \"elastic\"\nborder = { mode = \"constant\", value = inf }\n",
+            "step 0: invalid parameter: elastic border value = inf must be finite",
+        ),
+        (
+            "noise.json",
+            r#"{"steps": [{"type": "gaussian_noise", "std": [1e308, 1e308]}]}"#,
+            "step 0: invalid parameter: gaussian noise std range [inf, inf] must be finite",
+        ),
+        (
+            "gamma.json",
+            r#"{"steps": [{"type": "horizontal_flip"}, {"type": "gamma", "p": 0.1, "gamma": [0.8, 1e308]}]}"#,
+            "step 1: invalid parameter: gamma range [0.8, inf] must be finite",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let err = PipelineConfig::from_file(&path)
+            .and_then(|cfg| Pipeline::from_config(&cfg))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_float_of_the_phantom_config_refuses_infinity() {
+    let base = serde_json::to_value(PhantomConfig::with_size(32)).unwrap();
+    let ok: PhantomConfig = serde_json::from_value(base.clone()).unwrap();
+    ok.validate().unwrap();
+    let leaves = float_leaves(&base);
+    for must in [
+        "collimation_probability",
+        "marker_probability",
+        "mu_tissue",
+        "presentation_probability",
+        "unsharp_gain",
+        "penumbra_px",
+        "side_probability",
+        "hand",
+    ] {
+        assert!(leaves.iter().any(|(_, k)| k == must), "{must} not walked");
+    }
+    let mut rng = StdRng::seed_from_u64(0);
+    for (pointer, key) in &leaves {
+        for x in HUGE {
+            let text = with_leaf(&base, pointer, x);
+            let cfg: PhantomConfig = serde_json::from_str(&text).unwrap();
+            let err = cfg
+                .validate()
+                .expect_err(&format!("{pointer} = {x:e} accepted"))
+                .to_string();
+            assert!(
+                err.contains(key.as_str()) && err.contains("inf"),
+                "{pointer} = {x:e}: {err}"
+            );
+            let err_gen = generate(&cfg, BodyPart::Hand, &mut rng)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err_gen, err);
+        }
+    }
+}
+
+#[test]
+fn phantom_penumbra_of_1e308_is_refused_by_name() {
+    let cfg: PhantomConfig =
+        serde_json::from_str(r#"{"collimation": {"penumbra_px": [1.0, 1e308]}}"#).unwrap();
+    assert_eq!(cfg.collimation.penumbra_px, [1.0, f32::INFINITY]);
+    assert_eq!(
+        cfg.validate().unwrap_err().to_string(),
+        "invalid parameter: collimation: penumbra_px = [1, inf] must be finite"
+    );
+    let cfg: PhantomConfig =
+        serde_json::from_str(r#"{"collimation": {"penumbra_px": [1e308, 1e308]}}"#).unwrap();
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("penumbra_px = [inf, inf] must be finite"));
+}
