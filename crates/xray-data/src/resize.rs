@@ -30,6 +30,10 @@ fn check(w_in: u32, h_in: u32, w: u32, h: u32) -> Result<()> {
 
 /// Resizes a radiograph to `width × height` with `filter`.
 ///
+/// Sums run in `f32`. Where one overflows, which values near `f32::MAX` can do although
+/// their mean is finite, the image is redone in `f64`, so a finite image always resizes to
+/// a finite one.
+///
 /// # Errors
 /// [`DataError::InvalidParameter`] for a zero input or output size.
 ///
@@ -46,10 +50,15 @@ pub fn resize(img: &Radiograph, width: u32, height: u32, filter: Filter) -> Resu
     if (w_in, h_in) == (width, height) {
         return Ok(img.clone());
     }
-    let data = match filter {
-        Filter::Area => separable(img.as_raw(), w_in, h_in, width, height, area_weights),
-        Filter::Bilinear => separable(img.as_raw(), w_in, h_in, width, height, bilinear_weights),
-    };
+    let src = img.as_raw();
+    let mut data = separable::<f32>(src, w_in, h_in, width, height, filter);
+    // Weights such as 0.1 round up in f32, so an f32 weighted sum of values near f32::MAX
+    // can overflow although the mean is finite. Only then (the check is one pass over the
+    // output) is the image redone in f64, where the sums cannot overflow and the means
+    // round back into f32 range; ordinary images keep the f32 results bit for bit.
+    if data.iter().any(|v| !v.is_finite()) {
+        data = separable::<f64>(src, w_in, h_in, width, height, filter);
+    }
     Radiograph::from_raw(width, height, data)
         .ok_or_else(|| DataError::InvalidParameter("resize produced a wrong-sized buffer".into()))
 }
@@ -79,10 +88,55 @@ fn nearest(dst: u32, n_in: u32, n_out: u32) -> u32 {
     (s as u32).min(n_in - 1)
 }
 
-/// Sparse 1-D resampling weights: for each output index, `(first input index, weights)`.
-type Weights = Vec<(usize, Vec<f32>)>;
+/// The arithmetic of a resampling pass: `f32`, the fast path, or `f64`, the fallback where
+/// an `f32` sum overflows.
+trait Accumulator:
+    Copy
+    + PartialOrd
+    + std::iter::Sum
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn from_f64(v: f64) -> Self;
+    fn from_f32(v: f32) -> Self;
+    fn into_f32(plane: Vec<Self>) -> Vec<f32>;
+}
 
-fn area_weights(n_in: u32, n_out: u32) -> Weights {
+impl Accumulator for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn into_f32(plane: Vec<Self>) -> Vec<f32> {
+        plane
+    }
+}
+
+impl Accumulator for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn from_f32(v: f32) -> Self {
+        f64::from(v)
+    }
+    fn into_f32(plane: Vec<Self>) -> Vec<f32> {
+        plane.into_iter().map(|v| v as f32).collect()
+    }
+}
+
+/// Sparse 1-D resampling weights: for each output index, `(first input index, weights)`.
+type Weights<T> = Vec<(usize, Vec<T>)>;
+
+fn area_weights<T: Accumulator>(n_in: u32, n_out: u32) -> Weights<T> {
     let scale = f64::from(n_in) / f64::from(n_out);
     (0..n_out)
         .map(|o| {
@@ -90,10 +144,10 @@ fn area_weights(n_in: u32, n_out: u32) -> Weights {
             let end = start + scale;
             let first = start.floor() as usize;
             let last = (end.ceil() as usize).min(n_in as usize);
-            let ws: Vec<f32> = (first..last)
+            let ws: Vec<T> = (first..last)
                 .map(|i| {
                     let overlap = end.min(i as f64 + 1.0) - start.max(i as f64);
-                    (overlap.max(0.0) / scale) as f32
+                    T::from_f64(overlap.max(0.0) / scale)
                 })
                 .collect();
             (first, ws)
@@ -101,52 +155,60 @@ fn area_weights(n_in: u32, n_out: u32) -> Weights {
         .collect()
 }
 
-fn bilinear_weights(n_in: u32, n_out: u32) -> Weights {
+fn bilinear_weights<T: Accumulator>(n_in: u32, n_out: u32) -> Weights<T> {
     let scale = f64::from(n_in) / f64::from(n_out);
     let max = f64::from(n_in - 1);
     (0..n_out)
         .map(|o| {
             let src = ((f64::from(o) + 0.5) * scale - 0.5).clamp(0.0, max);
             let i0 = src.floor() as usize;
-            let t = (src - i0 as f64) as f32;
-            if i0 + 1 < n_in as usize && t > 0.0 {
-                (i0, vec![1.0 - t, t])
+            let t = T::from_f64(src - i0 as f64);
+            if i0 + 1 < n_in as usize && t > T::ZERO {
+                (i0, vec![T::ONE - t, t])
             } else {
-                (i0, vec![1.0])
+                (i0, vec![T::ONE])
             }
         })
         .collect()
 }
 
-/// Applies 1-D weights along rows, then along columns.
-fn separable(
+/// Applies the filter's 1-D weights along rows, then along columns, in `T` arithmetic.
+fn separable<T: Accumulator>(
     src: &[f32],
     w_in: u32,
     h_in: u32,
     w: u32,
     h: u32,
-    weights: fn(u32, u32) -> Weights,
+    filter: Filter,
 ) -> Vec<f32> {
-    let (w_in, h_in_u, w_u, h_u) = (w_in as usize, h_in as usize, w as usize, h as usize);
-    let wx = weights(w_in as u32, w);
+    let weights: fn(u32, u32) -> Weights<T> = match filter {
+        Filter::Area => area_weights,
+        Filter::Bilinear => bilinear_weights,
+    };
+    let wx = weights(w_in, w);
     let wy = weights(h_in, h);
+    let (w_in, h_in, w, h) = (w_in as usize, h_in as usize, w as usize, h as usize);
     // Horizontal pass: h_in × w.
-    let mut tmp = vec![0.0f32; h_in_u * w_u];
-    for (row_in, row_out) in src.chunks_exact(w_in).zip(tmp.chunks_exact_mut(w_u)) {
+    let mut tmp = vec![T::ZERO; h_in * w];
+    for (row_in, row_out) in src.chunks_exact(w_in).zip(tmp.chunks_exact_mut(w)) {
         for (o, (first, ws)) in row_out.iter_mut().zip(&wx) {
-            *o = ws.iter().zip(&row_in[*first..]).map(|(a, b)| a * b).sum();
+            *o = ws
+                .iter()
+                .zip(&row_in[*first..])
+                .map(|(&a, &b)| a * T::from_f32(b))
+                .sum();
         }
     }
     // Vertical pass: h × w, accumulating whole rows for cache-friendly access.
-    let mut out = vec![0.0f32; h_u * w_u];
-    for (row_out, (first, ws)) in out.chunks_exact_mut(w_u).zip(&wy) {
+    let mut out = vec![T::ZERO; h * w];
+    for (row_out, (first, ws)) in out.chunks_exact_mut(w).zip(&wy) {
         for (k, &wgt) in ws.iter().enumerate() {
-            let row_in = &tmp[(first + k) * w_u..(first + k + 1) * w_u];
+            let row_in = &tmp[(first + k) * w..(first + k + 1) * w];
             row_out
                 .iter_mut()
                 .zip(row_in)
-                .for_each(|(o, &v)| *o += wgt * v);
+                .for_each(|(o, &v)| *o = *o + wgt * v);
         }
     }
-    out
+    T::into_f32(out)
 }

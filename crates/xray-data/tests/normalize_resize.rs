@@ -101,6 +101,64 @@ fn area_fractional_overlap_closed_form() {
 }
 
 #[test]
+fn values_near_f32_max_resize_to_finite_correct_means() {
+    // Area weights such as 0.1 round up in f32, so summing ten tenths of f32::MAX in f32
+    // overflowed to infinity although every mean is finite.
+    let m = f32::MAX;
+    for v in [m, -m, 3.4e38, -3.4e38] {
+        let c = Radiograph::from_pixel(30, 20, Luma([v]));
+        for (f, w, h) in [
+            (Filter::Area, 3, 2),
+            (Filter::Area, 1, 1),
+            (Filter::Area, 7, 3),
+            (Filter::Bilinear, 7, 3),
+            (Filter::Bilinear, 61, 45),
+        ] {
+            let out = resize(&c, w, h, f).unwrap();
+            assert!(
+                out.as_raw()
+                    .iter()
+                    .all(|&o| o.is_finite() && (o - v).abs() <= 1e-6 * v.abs()),
+                "{v:e} {f:?} {w}x{h}: {:?}",
+                &out.as_raw()[..3]
+            );
+        }
+    }
+    // Mixed values near ±f32::MAX, against the block means in f64: 10 × 10 blocks, the first
+    // all f32::MAX, the second all −f32::MAX.
+    let src = Radiograph::from_fn(30, 20, |x, y| {
+        let (bx, by) = (x / 10, y / 10);
+        let v = match (bx, by) {
+            (0, 0) => m,
+            (1, 0) => -m,
+            _ => m * (1.0 - 0.05 * ((x * 7 + y * 13) % 11) as f32),
+        };
+        Luma([if (bx + by) % 2 == 1 && (x + y) % 3 == 0 {
+            -v
+        } else {
+            v
+        }])
+    });
+    let out = resize(&src, 3, 2, Filter::Area).unwrap();
+    for by in 0..2 {
+        for bx in 0..3 {
+            let mut sum = 0.0f64;
+            for y in by * 10..by * 10 + 10 {
+                for x in bx * 10..bx * 10 + 10 {
+                    sum += f64::from(src.get_pixel(x, y).0[0]);
+                }
+            }
+            let want = sum / 100.0;
+            let got = out.get_pixel(bx, by).0[0];
+            assert!(
+                got.is_finite() && (f64::from(got) - want).abs() <= 1e-6 * f64::from(m),
+                "block ({bx}, {by}): got {got:e}, want {want:e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn mask_nearest_matches_pytorch_nearest_exact() {
     let m = Mask::from_fn(7, 5, |x, y| Luma([(((x + 7 * y) * 5) % 3) as u8]));
     let out = resize_mask(&m, 4, 3).unwrap();

@@ -123,10 +123,11 @@ impl Dataset {
     ///
     /// # Errors
     /// Loading errors (a NaN or infinite pixel in the file is [`DataError::NonFinite`] from
-    /// the loader, naming the file); [`DataError::NonFinite`] when resizing makes a pixel
-    /// non-finite (finite values near `f32::MAX` can overflow) and `cfg.normalize` is set,
-    /// naming the image file as `<file> (resized to WxH)` with the pixel's `(x, y)` in the
-    /// resized image; and [`DataError::SizeMismatch`] when `prepare` returns another size.
+    /// the loader, naming the file; [`resize`] keeps a finite image finite, even near
+    /// `f32::MAX`); should a resized pixel still be non-finite and `cfg.normalize` be set,
+    /// [`DataError::NonFinite`] names the image file as `<file> (resized to WxH)` with the
+    /// pixel's `(x, y)` in the resized image; and [`DataError::SizeMismatch`] when `prepare`
+    /// returns another size.
     pub fn prepare_sample(
         &self,
         draw: Draw,
