@@ -104,14 +104,74 @@ impl<'a> ProbMap<'a> {
     pub fn data(&self) -> &'a [f32] {
         self.data
     }
-    /// The plane of class `c` (`H × W` values). Panics if `c >= classes()`.
+    /// The plane of class `c` (`H × W` values, rows in order).
+    ///
+    /// # Panics
+    /// If `c >= classes()`; [`ProbMap::get_plane`] returns `None` instead.
     pub fn plane(&self, c: usize) -> &'a [f32] {
         let n = self.height * self.width;
         &self.data[c * n..(c + 1) * n]
     }
-    /// Probability of class `c` at pixel `(x, y)`. Panics when out of bounds.
+
+    /// Probability of class `c` at pixel `(x, y)`.
+    ///
+    /// # Panics
+    /// If `c`, `x` or `y` is out of bounds; [`ProbMap::get`] returns `None` instead. (An
+    /// `x` past the width with a `y` inside the map would otherwise read another pixel, so
+    /// each index is checked on its own.)
     pub fn prob(&self, c: usize, x: usize, y: usize) -> f32 {
+        assert!(
+            c < self.classes && x < self.width && y < self.height,
+            "ProbMap::prob: class {c}, pixel (x={x}, y={y}) is outside the map ({} classes, \
+             {} x {} pixels)",
+            self.classes,
+            self.width,
+            self.height
+        );
         self.data[(c * self.height + y) * self.width + x]
+    }
+
+    /// The plane of class `class` (`H × W` values, rows in order), or `None` when
+    /// `class >= classes()`: [`ProbMap::plane`] without the panic, as [`slice::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.25f32, 1.0, 0.75, 0.0]; // 2 classes, 1 x 2 pixels
+    /// let map = ProbMap::new(&p, 2, 1, 2).unwrap();
+    /// assert_eq!(map.get_plane(1), Some(&[0.75f32, 0.0][..]));
+    /// assert_eq!(map.get_plane(2), None);
+    /// ```
+    pub fn get_plane(&self, class: usize) -> Option<&'a [f32]> {
+        if class >= self.classes {
+            return None;
+        }
+        let n = self.height * self.width;
+        self.data.get(class * n..(class + 1) * n)
+    }
+
+    /// Probability of class `class` at pixel `(x, y)`, or `None` when the class, column or
+    /// row is out of bounds (each is checked on its own: an `x` past the width is `None`,
+    /// not the next row's pixel): [`ProbMap::prob`] without the panic, as [`slice::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.25f32, 1.0, 0.75, 0.0]; // 2 classes, 1 x 2 pixels
+    /// let map = ProbMap::new(&p, 2, 1, 2).unwrap();
+    /// assert_eq!(map.get(1, 0, 0), Some(0.75));
+    /// assert_eq!(map.get(0, 1, 0), Some(1.0));
+    /// assert_eq!(map.get(2, 0, 0), None); // no class 2
+    /// assert_eq!(map.get(0, 2, 0), None); // x past the width
+    /// assert_eq!(map.get(0, 0, 1), None); // y past the height
+    /// ```
+    pub fn get(&self, class: usize, x: usize, y: usize) -> Option<f32> {
+        if class >= self.classes || x >= self.width || y >= self.height {
+            return None;
+        }
+        self.data
+            .get((class * self.height + y) * self.width + x)
+            .copied()
     }
 }
 
