@@ -92,6 +92,57 @@ pub struct BaselineConfig {
     pub bone_open_radius: u8,
 }
 
+impl BaselineConfig {
+    /// Checks every parameter's range: `bins` in 16..=4096, `smoothing_sigma` in 0..=8,
+    /// `min_open_beam_gap` and `min_component_fraction` in `[0, 1]`. NaN and infinities are
+    /// refused (in JSON, a value beyond the `f32` range, such as `1e308`, reads as infinity).
+    ///
+    /// # Errors
+    /// [`PostprocError::OutOfRange`] naming the parameter and its range.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::BaselineConfig;
+    /// assert!(BaselineConfig::default().validate().is_ok());
+    /// let cfg: BaselineConfig = serde_json::from_str(r#"{"min_open_beam_gap": 1e308}"#).unwrap();
+    /// let e = cfg.validate().unwrap_err().to_string();
+    /// assert!(e.contains("min_open_beam_gap = inf"), "{e}");
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if !(16..=4096).contains(&self.bins) {
+            return Err(PostprocError::OutOfRange {
+                name: "bins".into(),
+                value: self.bins as f64,
+                expected: "16..=4096",
+            });
+        }
+        for (name, v, hi, expected) in [
+            ("smoothing_sigma", self.smoothing_sigma, 8.0, "0..=8 pixels"),
+            (
+                "min_open_beam_gap",
+                self.min_open_beam_gap,
+                1.0,
+                "[0, 1] (a share of the field's log range)",
+            ),
+            (
+                "min_component_fraction",
+                self.min_component_fraction,
+                1.0,
+                "[0, 1] (a share of the field's area)",
+            ),
+        ] {
+            if !(v.is_finite() && (0.0..=hi).contains(&v)) {
+                return Err(PostprocError::OutOfRange {
+                    name: name.into(),
+                    value: v as f64,
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for BaselineConfig {
     fn default() -> Self {
         Self {
@@ -122,33 +173,15 @@ impl Default for BaselineConfig {
 /// ```
 ///
 /// # Errors
-/// A `field` of another size than the image, or parameters out of range.
+/// A `field` of another size than the image, or parameters out of range
+/// ([`BaselineConfig::validate`]).
 pub fn baseline_segment(
     img: &Plane,
     field: Option<&Collimator>,
     cfg: &BaselineConfig,
 ) -> Result<GrayImage> {
     let (w, h) = (img.width(), img.height());
-    if !(16..=4096).contains(&cfg.bins) {
-        return Err(PostprocError::OutOfRange {
-            name: "bins".into(),
-            value: cfg.bins as f64,
-            expected: "16..=4096",
-        });
-    }
-    for (name, v, hi) in [
-        ("smoothing_sigma", cfg.smoothing_sigma, 8.0),
-        ("min_open_beam_gap", cfg.min_open_beam_gap, 1.0),
-        ("min_component_fraction", cfg.min_component_fraction, 1.0),
-    ] {
-        if !(v.is_finite() && (0.0..=hi).contains(&v)) {
-            return Err(PostprocError::OutOfRange {
-                name: name.into(),
-                value: v as f64,
-                expected: "a finite value in its documented range",
-            });
-        }
-    }
+    cfg.validate()?;
     let mask = match field {
         Some(c) => {
             if (c.width, c.height) != (w, h) {

@@ -405,10 +405,13 @@ impl Default for CollimatorConfig {
 }
 
 impl CollimatorConfig {
-    /// Checks every parameter's range.
+    /// Checks every parameter's range; NaN and infinities are refused (in JSON, a value
+    /// beyond the `f32` range, such as `1e308`, reads as infinity). Every `f32` parameter has
+    /// a bounded range; `rotation_spread_deg` may be `null` (no spread test), not infinite.
     ///
     /// # Errors
-    /// [`PostprocError::OutOfRange`] naming the parameter.
+    /// [`PostprocError::OutOfRange`] naming the parameter (as in the JSON config; a
+    /// [`Pipeline`](crate::Pipeline) prefixes it with `collimator.`).
     pub fn validate(&self) -> Result<()> {
         let range = |name: &str, v: f32, lo: f32, hi: f32, expected: &'static str| {
             if v.is_finite() && v >= lo && v <= hi {

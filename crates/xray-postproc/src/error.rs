@@ -60,9 +60,14 @@ pub enum PostprocError {
         value: f32,
     },
     /// A threshold or other parameter is outside its valid range.
+    ///
+    /// A NaN or infinite value is refused by every parameter's range, and the message then
+    /// says so: in JSON, an `f32` parameter reads a number beyond its range (about
+    /// ±3.4·10³⁸, e.g. `1e308`) as infinity, so the value shown is `inf`.
     #[error(
-        "parameter {name} = {} is out of range: {expected}",
-        readable_parameter(*.value)
+        "parameter {name} = {} is out of range: {expected}{}",
+        readable_parameter(*.value),
+        non_finite_note(*.value)
     )]
     OutOfRange {
         /// Parameter name as it appears in the config.
@@ -116,5 +121,18 @@ fn readable_parameter(v: f64) -> String {
         readable_number(narrow)
     } else {
         readable_number(v)
+    }
+}
+
+/// What [`PostprocError::OutOfRange`] adds after the range for a NaN or infinite value (empty
+/// for a finite one). The value shown is then `inf` where the user may have written `1e308`:
+/// an `f32` field of a JSON config saturates a number beyond its range to infinity while
+/// parsing, before any check sees it.
+fn non_finite_note(v: f64) -> &'static str {
+    if v.is_finite() {
+        ""
+    } else {
+        " (not a finite number; an f32 parameter reads a JSON value beyond ±3.4e38, such as \
+         1e308, as infinity)"
     }
 }

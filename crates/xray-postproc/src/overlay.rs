@@ -70,6 +70,34 @@ impl Default for OverlayConfig {
     }
 }
 
+impl OverlayConfig {
+    /// Checks `alpha`, the one number of the config: an opacity in `[0, 1]` (NaN and
+    /// infinities refused; in JSON, a value beyond the `f32` range, such as `1e308`, reads as
+    /// infinity).
+    ///
+    /// # Errors
+    /// [`PostprocError::OutOfRange`] naming `alpha`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::OverlayConfig;
+    /// assert!(OverlayConfig::default().validate().is_ok());
+    /// let cfg: OverlayConfig = serde_json::from_str(r#"{"alpha": 1e308}"#).unwrap();
+    /// assert!(cfg.validate().unwrap_err().to_string().contains("alpha = inf"));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.alpha.is_finite() && (0.0..=1.0).contains(&self.alpha) {
+            Ok(())
+        } else {
+            Err(PostprocError::OutOfRange {
+                name: "alpha".into(),
+                value: self.alpha as f64,
+                expected: "an opacity in [0, 1]",
+            })
+        }
+    }
+}
+
 fn class_colour(l: u8) -> [u8; 3] {
     CLASS_COLOURS[l as usize % CLASS_COLOURS.len()]
 }
@@ -105,7 +133,8 @@ fn display_grey(img: &Plane, radiology: bool) -> Vec<u8> {
 /// ```
 ///
 /// # Errors
-/// Label map or field of another size than the image; `alpha` outside `[0, 1]`.
+/// Label map or field of another size than the image; `alpha` outside `[0, 1]`
+/// ([`OverlayConfig::validate`]).
 pub fn overlay(
     img: &Plane,
     labels: &GrayImage,
@@ -114,13 +143,7 @@ pub fn overlay(
 ) -> Result<RgbImage> {
     let (w, h) = (img.width(), img.height());
     check_labels("label map", labels, w, h)?;
-    if !(cfg.alpha.is_finite() && (0.0..=1.0).contains(&cfg.alpha)) {
-        return Err(PostprocError::OutOfRange {
-            name: "alpha".into(),
-            value: cfg.alpha as f64,
-            expected: "an opacity in [0, 1]",
-        });
-    }
+    cfg.validate()?;
     if let Some(c) = field {
         if (c.width, c.height) != (w, h) {
             return Err(PostprocError::ShapeMismatch {

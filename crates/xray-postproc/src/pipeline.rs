@@ -12,6 +12,10 @@ use crate::threshold::{apply_thresholds, ThresholdConfig};
 
 /// Configuration of a [`Pipeline`]; every part has a default, so `{}` is a valid config.
 ///
+/// Every `f32` parameter must be finite and within its documented range
+/// ([`Pipeline::new`]); in JSON, a value beyond ±3.4·10³⁸ (`1e308`) reads as infinity and is
+/// refused as such.
+///
 /// # Examples
 /// ```
 /// use xray_postproc::PipelineConfig;
@@ -78,7 +82,11 @@ impl Pipeline {
     /// Validates and wraps a config (class-count checks happen per run).
     ///
     /// # Errors
-    /// Thresholds outside `[0, 1]` or other out-of-range parameters.
+    /// [`PostprocError::OutOfRange`] naming the parameter as in the JSON config (e.g.
+    /// `thresholds.soft_threshold`, `collimator.max_angle_deg`): thresholds outside
+    /// `[0, 1]`, other parameters outside their ranges, and any NaN or infinite value (which
+    /// is what a JSON value beyond the `f32` range, such as `1e308`, reads as). Clean-up
+    /// classes of 255 ([`CleanupConfig::validate`](crate::CleanupConfig::validate)).
     pub fn new(cfg: PipelineConfig) -> Result<Self> {
         crate::probs::check_unit("thresholds.soft_threshold", cfg.thresholds.soft_threshold)?;
         for (k, &v) in &cfg.thresholds.per_category {
@@ -88,7 +96,18 @@ impl Pipeline {
             crate::probs::check_unit(&format!("thresholds.min_confidence[{c}]"), v)?;
         }
         cfg.cleanup.validate()?;
-        cfg.collimator.validate()?;
+        cfg.collimator.validate().map_err(|e| match e {
+            PostprocError::OutOfRange {
+                name,
+                value,
+                expected,
+            } => PostprocError::OutOfRange {
+                name: format!("collimator.{name}"),
+                value,
+                expected,
+            },
+            other => other,
+        })?;
         Ok(Self { cfg })
     }
 
