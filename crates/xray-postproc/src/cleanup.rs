@@ -99,6 +99,7 @@ impl CleanupConfig {
                 name: "clean-up class (255 means ignore, not a class)",
                 class: 255,
                 classes: 255,
+                hint: "name a class below 255",
             });
         }
         if self.min_component_size.len() > 255 {
@@ -137,6 +138,8 @@ impl CleanupConfig {
                     name,
                     class,
                     classes,
+                    hint: "the step names a class the map does not have (a config written for \
+                           more classes): turn the step off or name one of the map's classes",
                 })
             }
         };

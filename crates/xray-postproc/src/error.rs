@@ -78,7 +78,10 @@ pub enum PostprocError {
         expected: &'static str,
     },
     /// A class index refers to a class the probability map or label map does not have.
-    #[error("{name} refers to class {class}, but there are only {classes} classes (0..{classes})")]
+    #[error(
+        "{name} refers to class {class}, but there {} (0..{classes}); {hint}",
+        class_count(*.classes)
+    )]
     ClassOutOfRange {
         /// Parameter name.
         name: &'static str,
@@ -86,6 +89,8 @@ pub enum PostprocError {
         class: usize,
         /// Number of classes available.
         classes: usize,
+        /// What to do about it, in words.
+        hint: &'static str,
     },
     /// A configuration could not be parsed.
     #[error("invalid configuration: {0}")]
@@ -134,5 +139,14 @@ fn non_finite_note(v: f64) -> &'static str {
     } else {
         " (not a finite number; an f32 parameter reads a JSON value beyond ±3.4e38, such as \
          1e308, as infinity)"
+    }
+}
+
+/// "are only 3 classes", "is only 1 class" for [`PostprocError::ClassOutOfRange`].
+fn class_count(classes: usize) -> String {
+    if classes == 1 {
+        "is only 1 class".to_string()
+    } else {
+        format!("are only {classes} classes")
     }
 }

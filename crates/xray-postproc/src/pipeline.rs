@@ -12,6 +12,18 @@ use crate::threshold::{apply_thresholds, ThresholdConfig};
 
 /// Configuration of a [`Pipeline`]; every part has a default, so `{}` is a valid config.
 ///
+/// # Class counts
+///
+/// The configuration is checked against each probability map's number of classes when it
+/// runs. The default configuration accepts maps of **2 to 255 classes** and refuses a
+/// one-class map: the soft-tissue threshold needs its class in the map
+/// (`thresholds.soft_class`, 1 by default, see [`ThresholdConfig`]'s "Class counts"), and
+/// labels are `u8` with 255 meaning ignore. A one-class map has nothing to decide (every
+/// pixel's arg-max is class 0): a network with one sigmoid output `p` gives the two planes
+/// `1 − p` and `p`. Settings that name classes narrow this further: a non-empty
+/// `thresholds.min_confidence` needs one value per class, and every class an enabled
+/// clean-up step names must exist ([`CleanupConfig::validate_classes`]).
+///
 /// Every `f32` parameter must be finite and within its documented range
 /// ([`Pipeline::new`]); in JSON, a value beyond ±3.4·10³⁸ (`1e308`) reads as infinity and is
 /// refused as such.
@@ -61,6 +73,10 @@ pub struct PipelineOutput {
 
 /// Thresholds, field detection and clean-up, configured once and run per image.
 ///
+/// With the default configuration, a probability map needs 2 to 255 classes: a one-class
+/// map is refused with [`PostprocError::ClassOutOfRange`] naming `soft_class` and what to do
+/// (see "Class counts" on [`PipelineConfig`]).
+///
 /// # Examples
 /// ```
 /// use xray_postproc::{Pipeline, PipelineConfig, Plane, ProbMap};
@@ -79,7 +95,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Validates and wraps a config (class-count checks happen per run).
+    /// Validates and wraps a config (class-count checks happen per run, see "Class counts"
+    /// on [`PipelineConfig`]).
     ///
     /// # Errors
     /// [`PostprocError::OutOfRange`] naming the parameter as in the JSON config (e.g.
@@ -132,7 +149,8 @@ impl Pipeline {
     ///
     /// # Errors
     /// Image and probability map of different sizes, or a config that does not fit the
-    /// map's class count.
+    /// map's class count (with the default config, a one-class map). Both are checked before
+    /// the field is detected.
     pub fn run(
         &self,
         image: &Plane,
@@ -148,6 +166,9 @@ impl Pipeline {
                 found: format!("{} x {}", probs.width(), probs.height()),
             });
         }
+        // Before the field detection, the slowest step: a map the config cannot label is
+        // refused at once.
+        self.check_classes(probs.classes())?;
         let field = if self.cfg.detect_field {
             Some(detect_collimator(image, &self.cfg.collimator)?)
         } else {
@@ -161,7 +182,7 @@ impl Pipeline {
     ///
     /// # Errors
     /// A field of another size than the map, or a config that does not fit the map's class
-    /// count ([`ThresholdConfig::validate`](crate::ThresholdConfig::validate),
+    /// count ([`ThresholdConfig::validate`],
     /// [`CleanupConfig::validate_classes`](crate::CleanupConfig::validate_classes)).
     pub fn run_with_field(
         &self,
@@ -169,12 +190,19 @@ impl Pipeline {
         field: Option<Collimator>,
         category: Option<&str>,
     ) -> Result<PipelineOutput> {
-        self.cfg.cleanup.validate_classes(probs.classes())?;
+        self.check_classes(probs.classes())?;
         let mut labels = apply_thresholds(probs, &self.cfg.thresholds, category)?;
         if let Some(f) = &field {
             f.mask_labels(&mut labels)?;
         }
         cleanup(&mut labels, &self.cfg.cleanup)?;
         Ok(PipelineOutput { labels, field })
+    }
+
+    /// Whether the config fits a map of `classes` classes: the thresholds' classes (a
+    /// one-class map has no `soft_class` 1) and those the enabled clean-up steps name.
+    fn check_classes(&self, classes: usize) -> Result<()> {
+        self.cfg.thresholds.validate(classes)?;
+        self.cfg.cleanup.validate_classes(classes)
     }
 }

@@ -12,6 +12,13 @@ use crate::probs::{check_unit, ProbMap};
 /// Label written for pixels that are uncertain, outside the field, or otherwise ignored.
 pub const IGNORE: u8 = 255;
 
+/// What to do when `soft_class` is not a class of the map ([`ThresholdConfig::validate`]):
+/// with the default `soft_class` 1, a one-class map.
+const SOFT_CLASS_HINT: &str = "the soft-tissue threshold needs its class in the map \
+     (soft_class, 1 by default; thresholds.soft_class in a pipeline config): give a map of at \
+     least two classes (for a single sigmoid output p, the two planes 1 - p and p), or set \
+     soft_class to one of the map's classes";
+
 /// How probabilities become labels.
 ///
 /// The rule per pixel: take the most likely class; if it is `soft_class` and its probability
@@ -22,6 +29,16 @@ pub const IGNORE: u8 = 255;
 ///
 /// `t` is `per_category[category]` when a category (e.g. a body part) is given and listed,
 /// else `soft_threshold`.
+///
+/// # Class counts
+///
+/// A map must have `soft_class` among its classes, even with no soft-tissue threshold set
+/// (a config naming a class the map lacks was written for other maps), so the default `soft_class` 1
+/// accepts maps of 2 to 255 classes and refuses a one-class map
+/// ([`PostprocError::ClassOutOfRange`], saying what to do). A one-class map has nothing to
+/// decide, since every pixel's arg-max is class 0; a network with one sigmoid output `p`
+/// gives the two planes `1 − p` and `p`. At most 255 classes: labels are `u8` and 255 is
+/// [`IGNORE`]. A non-empty `min_confidence` needs exactly one value per class.
 ///
 /// # Examples
 /// ```
@@ -36,7 +53,8 @@ pub const IGNORE: u8 = 255;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThresholdConfig {
-    /// Index of the soft-tissue class (1 in the project's convention).
+    /// Index of the soft-tissue class (1 in the project's convention). It must be a class of
+    /// the map, so the default 1 needs at least two classes (see "Class counts" above).
     pub soft_class: usize,
     /// Soft-tissue threshold `t` in `[0, 1]`; 0 disables it (plain arg-max).
     pub soft_threshold: f32,
@@ -76,17 +94,40 @@ impl ThresholdConfig {
             && self.min_confidence.iter().all(|&c| c == 0.0)
     }
 
-    /// Checks every threshold against `[0, 1]` and the class indices against `classes`.
+    /// Checks every threshold against `[0, 1]` (NaN and infinities refused) and the class
+    /// indices against a map of `classes` classes.
     ///
     /// # Errors
-    /// [`PostprocError::OutOfRange`], [`PostprocError::ClassOutOfRange`] or
+    /// [`PostprocError::OutOfRange`] naming the threshold,
+    /// [`PostprocError::ClassOutOfRange`] when `classes` exceeds 255 or `soft_class` is not
+    /// below it (with the default `soft_class` 1: a one-class map, see "Class counts" on
+    /// [`ThresholdConfig`]), or
     /// [`PostprocError::ShapeMismatch`] (wrong `min_confidence` length).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{PostprocError, ThresholdConfig};
+    /// let cfg = ThresholdConfig::default(); // soft_class 1
+    /// assert!(cfg.validate(2).is_ok());
+    /// let e = cfg.validate(1).unwrap_err();
+    /// assert!(matches!(e, PostprocError::ClassOutOfRange { class: 1, classes: 1, .. }));
+    /// assert!(e.to_string().contains("at least two classes"), "{e}");
+    /// ```
     pub fn validate(&self, classes: usize) -> Result<()> {
+        if classes > 255 {
+            return Err(PostprocError::ClassOutOfRange {
+                name: "number of classes (labels are u8, 255 = ignore)",
+                class: classes,
+                classes: 255,
+                hint: "a label map holds at most 255 classes; merge classes before thresholding",
+            });
+        }
         if self.soft_class >= classes {
             return Err(PostprocError::ClassOutOfRange {
                 name: "soft_class",
                 class: self.soft_class,
                 classes,
+                hint: SOFT_CLASS_HINT,
             });
         }
         check_unit("soft_threshold", self.soft_threshold)?;
@@ -134,20 +175,14 @@ pub fn argmax(probs: &ProbMap) -> GrayImage {
 /// Applies [`ThresholdConfig`] to a probability map, giving a label map (`W × H`).
 ///
 /// # Errors
-/// When the config fails [`ThresholdConfig::validate`] for this map's class count.
+/// When the config fails [`ThresholdConfig::validate`] for this map's class count (with the
+/// default `soft_class`, a one-class map), or the map has more than 255 classes.
 pub fn apply_thresholds(
     probs: &ProbMap,
     cfg: &ThresholdConfig,
     category: Option<&str>,
 ) -> Result<GrayImage> {
     cfg.validate(probs.classes())?;
-    if probs.classes() > 255 {
-        return Err(PostprocError::ClassOutOfRange {
-            name: "number of classes (labels are u8, 255 = ignore)",
-            class: probs.classes(),
-            classes: 255,
-        });
-    }
     Ok(label_with(probs, cfg, cfg.threshold_for(category)))
 }
 
@@ -291,6 +326,7 @@ pub fn threshold_sweep(
             name: "soft_class",
             class: soft_class,
             classes: c,
+            hint: "pass the index of the soft-tissue class, one of the map's classes",
         });
     }
     for (i, &t) in thresholds.iter().enumerate() {

@@ -309,3 +309,54 @@ fn overlay_colours_legend_and_field() {
     assert!(overlay(&plane, &GrayImage::new(3, 3), None, &cfg).is_err());
     assert!(save_png(&rgb, "/nonexistent-dir/x.png").is_err());
 }
+
+/// The default config refuses a one-class map (its `soft_class` is 1), saying so and what to
+/// do; two classes are the fewest it takes. `run` refuses the map before detecting the field.
+#[test]
+fn a_one_class_map_is_refused_saying_what_to_do() {
+    let (w, h) = (16, 12);
+    let img = vec![100.0f32; w * h];
+    let image = Plane::new(&img, w, h).unwrap();
+    let one = vec![1.0f32; w * h];
+    let probs = ProbMap::new(&one, 1, h, w).unwrap();
+    let pipe = Pipeline::new(PipelineConfig::default()).unwrap();
+    for e in [
+        pipe.run(&image, &probs, None).unwrap_err(),
+        pipe.run_with_field(&probs, None, None).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                e,
+                PostprocError::ClassOutOfRange {
+                    name: "soft_class",
+                    class: 1,
+                    classes: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        for part in [
+            "soft_class refers to class 1, but there is only 1 class (0..1)",
+            "thresholds.soft_class",
+            "give a map of at least two classes",
+            "the two planes 1 - p and p",
+        ] {
+            assert!(message.contains(part), "{part:?} not in: {message}");
+        }
+    }
+    // Two planes (1 - p and p) are accepted.
+    let two: Vec<f32> = vec![0.25f32; w * h]
+        .into_iter()
+        .chain(vec![0.75f32; w * h])
+        .collect();
+    let out = pipe
+        .run_with_field(&ProbMap::new(&two, 2, h, w).unwrap(), None, None)
+        .unwrap();
+    assert!(out.labels.iter().all(|&l| l == 1));
+    // So is a one-class map under a soft_class the map has (every pixel is class 0).
+    let soft0 = Pipeline::from_json(r#"{"thresholds": {"soft_class": 0}}"#).unwrap();
+    let out = soft0.run_with_field(&probs, None, None).unwrap();
+    assert!(out.labels.iter().all(|&l| l == 0));
+}
