@@ -50,9 +50,11 @@ pub struct EvalConfig {
     pub equal_mass: bool,
     /// Compute per-image surface distances (HD95, ASSD) per class.
     pub boundary: bool,
-    /// Physical size of a pixel for surface distances (1.0 = pixel units).
+    /// Physical size of a pixel for surface distances (1.0 = pixel units); finite and `> 0`.
     pub pixel_spacing: f64,
-    /// Tolerance on `|Σ_c p_c − 1|` per pixel.
+    /// Tolerance on `|Σ_c p_c − 1|` per pixel; `≥ 0`, not NaN. Infinity is accepted by
+    /// design and turns the sum check off (every probability must still lie in `[0, 1]`);
+    /// the check runs in `f32`, so any value beyond `f32::MAX` acts as infinity.
     pub sum_tolerance: f64,
     /// Value of ratios with a zero denominator.
     pub zero_division: ZeroDivision,
@@ -85,15 +87,16 @@ impl EvalConfig {
         if self.n_bins == 0 {
             return Err(MetricsError::InvalidConfig("n_bins must be ≥ 1".into()));
         }
+        // Infinity is allowed: it turns the sum check off (see the field's doc).
         if self.sum_tolerance.is_nan() || self.sum_tolerance < 0.0 {
             return Err(MetricsError::InvalidConfig(format!(
-                "sum_tolerance must be ≥ 0, got {}",
+                "sum_tolerance must be ≥ 0 (infinity turns the sum check off), got {}",
                 readable_number(self.sum_tolerance)
             )));
         }
         if !(self.pixel_spacing.is_finite() && self.pixel_spacing > 0.0) {
             return Err(MetricsError::InvalidConfig(format!(
-                "pixel_spacing must be positive, got {}",
+                "pixel_spacing must be finite and > 0, got {}",
                 readable_number(self.pixel_spacing)
             )));
         }

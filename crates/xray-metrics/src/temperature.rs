@@ -26,9 +26,10 @@ pub struct LogitImage<'a> {
 pub struct TemperatureConfig {
     /// Newton iterations at most.
     pub max_iter: usize,
-    /// Stop when the step on β = 1/T is below this (relative to β).
+    /// Stop when the step on β = 1/T is below this (relative to β); finite and `≥ 0`
+    /// (0 runs `max_iter` iterations unless the gradient vanishes).
     pub tolerance: f64,
-    /// Equal-width bins for the ECE reported before and after.
+    /// Equal-width bins for the ECE reported before and after (`≥ 1`).
     pub n_bins: usize,
     /// The fitted temperature is the NLL's minimiser within `[low, high]` (default
     /// `[0.05, 20]`). An unbounded fit runs off to T → ∞ for a network no better than
@@ -40,6 +41,47 @@ pub struct TemperatureConfig {
 
 fn default_temperature_range() -> (f64, f64) {
     (0.05, 20.0)
+}
+
+impl TemperatureConfig {
+    /// Checks every field: `temperature_range` must satisfy `0 < low ≤ high < ∞`,
+    /// `tolerance` must be finite and `≥ 0` (a NaN tolerance never stops the iteration, an
+    /// infinite one stops it after the first step), `n_bins` must be `≥ 1`.
+    /// [`fit_temperature`] calls it before touching the data.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] naming the field and the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::TemperatureConfig;
+    /// assert!(TemperatureConfig::default().validate().is_ok());
+    /// let cfg = TemperatureConfig { tolerance: f64::INFINITY, ..TemperatureConfig::default() };
+    /// let e = cfg.validate().unwrap_err().to_string();
+    /// assert!(e.contains("tolerance must be finite and ≥ 0, got inf"), "{e}");
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let (low, high) = self.temperature_range;
+        if !(low > 0.0 && low <= high && high.is_finite()) {
+            return Err(MetricsError::InvalidConfig(format!(
+                "temperature_range must satisfy 0 < low ≤ high < ∞, got ({}, {})",
+                readable_number(low),
+                readable_number(high)
+            )));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(MetricsError::InvalidConfig(format!(
+                "temperature tolerance must be finite and ≥ 0, got {}",
+                readable_number(self.tolerance)
+            )));
+        }
+        if self.n_bins == 0 {
+            return Err(MetricsError::InvalidConfig(
+                "temperature n_bins must be ≥ 1, got 0".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for TemperatureConfig {
@@ -192,21 +234,16 @@ fn ece_at(images: &[LogitImage<'_>], c: usize, t: f64, n_bins: usize) -> Result<
 /// The NLL is convex in `β = 1/T`, so the minimiser within `config.temperature_range` is
 /// the unconstrained one clamped to that range.
 ///
-/// Errors: no scored pixel, length mismatch, bad label, non-finite logit, a temperature range
-/// that is not `0 < low ≤ high < ∞`.
+/// Errors: no scored pixel, length mismatch, bad label, non-finite logit, a config that
+/// fails [`TemperatureConfig::validate`] (a temperature range that is not
+/// `0 < low ≤ high < ∞`, a NaN, infinite or negative tolerance, no bins).
 pub fn fit_temperature(
     images: &[LogitImage<'_>],
     num_classes: usize,
     config: &TemperatureConfig,
 ) -> Result<TemperatureFit> {
+    config.validate()?;
     let (low, high) = config.temperature_range;
-    if !(low > 0.0 && low <= high && high.is_finite()) {
-        return Err(MetricsError::InvalidConfig(format!(
-            "temperature_range must satisfy 0 < low ≤ high < ∞, got ({}, {})",
-            readable_number(low),
-            readable_number(high)
-        )));
-    }
     let c = num_classes;
     let pixels = check_images(images, c)?;
     if pixels == 0 {

@@ -1,0 +1,143 @@
+//! The float fields of the crate's serde configs ([`EvalConfig`], [`TemperatureConfig`]) refuse
+//! NaN and infinity, naming the field, except `EvalConfig::sum_tolerance`, where infinity
+//! turns the sum check off by design.
+//!
+//! Both configs hold `f64` fields, which JSON cannot set to infinity: serde_json refuses a
+//! number beyond the `f64` range (`1e309`) while parsing, and reads `1e308` as the finite
+//! number it is. NaN and the infinities reach these configs from code only, so that is how
+//! they are tested here.
+
+use serde_json::json;
+use xray_metrics::{fit_temperature, EvalConfig, Evaluator, LogitImage, TemperatureConfig};
+
+fn eval_config() -> EvalConfig {
+    let mut cfg = EvalConfig::new(["a", "b"]);
+    cfg.boundary = false;
+    cfg
+}
+
+#[test]
+fn json_cannot_carry_infinity_into_an_f64_field() {
+    let mut v = serde_json::to_value(eval_config()).unwrap();
+    v["pixel_spacing"] = json!(1e308);
+    let cfg: EvalConfig = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(cfg.pixel_spacing, 1e308);
+    let text = v.to_string();
+    let at = text.find("\"pixel_spacing\":").unwrap() + "\"pixel_spacing\":".len();
+    let end = at + text[at..].find([',', '}']).unwrap();
+    let text = format!("{}1e309{}", &text[..at], &text[end..]);
+    let e = serde_json::from_str::<EvalConfig>(&text).unwrap_err();
+    assert!(e.to_string().contains("number out of range"), "{e}");
+    let e = serde_json::from_str::<TemperatureConfig>(
+        r#"{"max_iter": 10, "tolerance": 1e309, "n_bins": 15}"#,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("number out of range"), "{e}");
+}
+
+#[test]
+fn eval_config_refuses_non_finite_pixel_spacing_and_nan_sum_tolerance() {
+    for v in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        let cfg = EvalConfig {
+            pixel_spacing: v,
+            ..eval_config()
+        };
+        let e = Evaluator::new(cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("pixel_spacing must be finite and > 0"),
+            "{v}: {e}"
+        );
+    }
+    for v in [f64::NAN, f64::NEG_INFINITY, -1e-3] {
+        let cfg = EvalConfig {
+            sum_tolerance: v,
+            ..eval_config()
+        };
+        let e = Evaluator::new(cfg).unwrap_err().to_string();
+        assert!(e.contains("sum_tolerance must be ≥ 0"), "{v}: {e}");
+    }
+}
+
+/// An infinite `sum_tolerance` (or one beyond the `f32` range, where the check runs) turns
+/// the sum check off and nothing else: every probability must still lie in `[0, 1]`.
+#[test]
+fn an_infinite_sum_tolerance_turns_the_sum_check_off() {
+    let labels = [0u8, 1];
+    let unnormalised = [0.9f32, 0.2, 0.9, 0.7]; // pixel sums 1.8 and 0.9
+    let mut strict = Evaluator::new(eval_config()).unwrap();
+    let e = strict
+        .add_image(&labels, &unnormalised, 2, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sum to"), "{e}");
+    for tolerance in [f64::INFINITY, 1e308] {
+        let cfg = EvalConfig {
+            sum_tolerance: tolerance,
+            ..eval_config()
+        };
+        let mut ev = Evaluator::new(cfg).unwrap();
+        ev.add_image(&labels, &unnormalised, 2, 1).unwrap();
+        let e = ev
+            .add_image(&labels, &[1.5f32, 0.0, 0.0, 1.0], 2, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a number in [0, 1]"), "{tolerance}: {e}");
+    }
+}
+
+#[test]
+fn temperature_config_refuses_non_finite_fields_naming_them() {
+    let (logits, labels) = ([2.0f32, 0.0, 0.0, 1.0], [0u8, 1]);
+    let images = [LogitImage {
+        logits: &logits,
+        labels: &labels,
+    }];
+    let cases: Vec<(TemperatureConfig, &str)> = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY]
+        .into_iter()
+        .flat_map(|v| {
+            [
+                (
+                    TemperatureConfig {
+                        tolerance: v,
+                        ..TemperatureConfig::default()
+                    },
+                    "tolerance must be finite and ≥ 0",
+                ),
+                (
+                    TemperatureConfig {
+                        temperature_range: (0.05, v),
+                        ..TemperatureConfig::default()
+                    },
+                    "temperature_range must satisfy 0 < low ≤ high < ∞",
+                ),
+                (
+                    TemperatureConfig {
+                        temperature_range: (v, 20.0),
+                        ..TemperatureConfig::default()
+                    },
+                    "temperature_range must satisfy 0 < low ≤ high < ∞",
+                ),
+            ]
+        })
+        .collect();
+    for (cfg, expected) in cases {
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains(expected), "{cfg:?}: {e}");
+        let e = fit_temperature(&images, 2, &cfg).unwrap_err().to_string();
+        assert!(e.contains(expected), "{cfg:?}: {e}");
+    }
+    let negative = TemperatureConfig {
+        tolerance: -1e-10,
+        ..TemperatureConfig::default()
+    };
+    assert!(negative.validate().is_err());
+    let no_bins = TemperatureConfig {
+        n_bins: 0,
+        ..TemperatureConfig::default()
+    };
+    let e = fit_temperature(&images, 2, &no_bins)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("n_bins must be ≥ 1"), "{e}");
+    assert!(fit_temperature(&images, 2, &TemperatureConfig::default()).is_ok());
+}
