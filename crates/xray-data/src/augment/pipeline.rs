@@ -282,6 +282,15 @@ fn check_p(p: f32) -> Result<()> {
     Ok(())
 }
 
+/// `e` with the step's index in front: "invalid parameter: step 2: gamma …", not the
+/// inner error's own "invalid parameter: " a second time.
+fn in_step(i: usize, e: DataError) -> DataError {
+    match e {
+        DataError::InvalidParameter(m) => DataError::InvalidParameter(format!("step {i}: {m}")),
+        other => DataError::InvalidParameter(format!("step {i}: {other}")),
+    }
+}
+
 impl Pipeline {
     /// An empty pipeline (the identity).
     pub fn new() -> Self {
@@ -295,9 +304,8 @@ impl Pipeline {
     pub fn from_config(cfg: &PipelineConfig) -> Result<Self> {
         let mut p = Self::new();
         for (i, s) in cfg.steps.iter().enumerate() {
-            check_p(s.p).map_err(|e| DataError::InvalidParameter(format!("step {i}: {e}")))?;
-            let step = Step::from_spec(&s.transform)
-                .map_err(|e| DataError::InvalidParameter(format!("step {i}: {e}")))?;
+            check_p(s.p).map_err(|e| in_step(i, e))?;
+            let step = Step::from_spec(&s.transform).map_err(|e| in_step(i, e))?;
             p.steps.push((step, s.p));
         }
         Ok(p)
