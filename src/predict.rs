@@ -62,6 +62,31 @@ impl Predictor {
     /// Missing or corrupt files, weights that do not fit the config, a preprocessing record
     /// that does not fit the network, a temperature that is not a number in
     /// [`TEMPERATURE_RANGE`], a flip-averaging record that is not one of [`FlipAverage`]'s.
+    ///
+    /// # Examples
+    ///
+    /// The shipped weights on a radiograph of any size (here a gradient standing in for one
+    /// read with `xray_data::io::load_image`):
+    ///
+    /// ```
+    /// use candle_core::Device;
+    /// use xray_data::Radiograph;
+    /// use xray_seg::predict::Predictor;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    /// let weights = root.join("fixtures/weights/xnet-small");
+    /// let predictor = Predictor::load(&weights, &Device::Cpu)?;
+    /// let (width, height) = (300u32, 200u32);
+    /// let image = Radiograph::from_fn(width, height, |x, _| image::Luma([x as f32 / 300.0]));
+    /// let probs = predictor.predict(&image)?; // class-major: C planes of height × width
+    /// let plane = (width * height) as usize;
+    /// assert_eq!(probs.len(), predictor.num_classes() * plane);
+    /// // Each pixel's probabilities sum to 1; its label is the arg-max.
+    /// let p: Vec<f32> = (0..predictor.num_classes()).map(|c| probs[c * plane]).collect();
+    /// assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let loaded = checkpoint::load(path, device)?;
         // The record is in the config file: its errors name it (a percentile window out of
