@@ -129,6 +129,18 @@ pub fn min_max_in_place(img: &mut Radiograph) {
 /// mapping is computed in `f32`, as it always was; otherwise in `f64`, so that a range of
 /// subnormal values (around `1e-40`, whose inverse overflows `f32`) or one wider than
 /// `f32::MAX` (`-3e38..3e38`) still maps to `0..=1` instead of NaN or all zeros.
+///
+/// # Examples
+/// ```
+/// use xray_data::normalize::window_in_place;
+/// let raw = vec![0.0, 64.0, 128.0, 160.0, 255.0];
+/// let mut img = xray_data::Radiograph::from_raw(5, 1, raw.clone()).unwrap();
+/// window_in_place(&mut img, 64.0, 192.0);
+/// assert_eq!(img.as_raw(), &vec![0.0, 0.0, 0.5, 0.75, 1.0]); // clamped outside 64..=192
+/// let mut empty_window = xray_data::Radiograph::from_raw(5, 1, raw).unwrap();
+/// window_in_place(&mut empty_window, 100.0, 100.0);
+/// assert!(empty_window.pixels().all(|p| p.0[0] == 0.0));
+/// ```
 pub fn window_in_place(img: &mut Radiograph, lo: f32, hi: f32) {
     let range = hi - lo;
     let inv = 1.0 / range;
@@ -171,6 +183,15 @@ pub fn value_range(img: &Radiograph) -> Option<(f32, f32)> {
 
 /// The `low`-th and `high`-th percentiles of `values` (numpy's default linear
 /// interpolation between closest ranks). Empty input gives `(0, 0)`.
+///
+/// # Examples
+/// ```
+/// use xray_data::normalize::percentiles;
+/// // Sorted, the values are 1..=5 at ranks 0..=4: the 12.5th percentile sits at rank 0.5,
+/// // halfway between 1 and 2; the 75th at rank 3, the value 4.
+/// assert_eq!(percentiles(&[5.0, 1.0, 4.0, 2.0, 3.0], 12.5, 75.0), (1.5, 4.0));
+/// assert_eq!(percentiles(&[], 1.0, 99.0), (0.0, 0.0));
+/// ```
 pub fn percentiles(values: &[f32], low: f32, high: f32) -> (f32, f32) {
     if values.is_empty() {
         return (0.0, 0.0);

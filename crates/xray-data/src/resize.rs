@@ -69,6 +69,21 @@ pub fn resize(img: &Radiograph, width: u32, height: u32, filter: Filter) -> Resu
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] for a zero input or output size.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_data::resize::resize_mask;
+/// let mask = xray_data::Mask::from_raw(2, 1, vec![1, 2]).ok_or("2 labels")?;
+/// let up = resize_mask(&mask, 4, 2)?;
+/// assert_eq!(up.as_raw(), &vec![1, 1, 2, 2, 1, 1, 2, 2]);
+/// // Halving picks input pixels 1 and 3 (the centres of 0..2 and 2..4), never a blend.
+/// let row = xray_data::Mask::from_raw(4, 1, vec![0, 1, 2, 255]).ok_or("4 labels")?;
+/// assert_eq!(resize_mask(&row, 2, 1)?.as_raw(), &vec![1, 255]);
+/// assert!(resize_mask(&row, 0, 1).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Result<Mask> {
     let (w_in, h_in) = mask.dimensions();
     check(w_in, h_in, width, height)?;

@@ -301,6 +301,31 @@ impl Pipeline {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] naming the bad setting.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::{Pipeline, PipelineConfig};
+    /// use xray_data::{Mask, Radiograph};
+    /// // One step, applied always (`p` defaults to 1).
+    /// let cfg = PipelineConfig::from_json(r#"{"steps": [{"type": "horizontal_flip"}]}"#)?;
+    /// let pipeline = Pipeline::from_config(&cfg)?;
+    /// let mut image = Radiograph::from_raw(3, 1, vec![1.0, 2.0, 3.0]).ok_or("3 values")?;
+    /// let mut mask = Mask::from_raw(3, 1, vec![0, 1, 2]).ok_or("3 labels")?;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// pipeline.apply(&mut image, &mut mask, &mut rng)?;
+    /// assert_eq!(image.as_raw(), &vec![3.0, 2.0, 1.0]); // image and mask move together
+    /// assert_eq!(mask.as_raw(), &vec![2, 1, 0]);
+    /// // A bad setting is refused, naming its step.
+    /// let bad = PipelineConfig::from_json(
+    ///     r#"{"steps": [{"type": "vertical_flip"}, {"type": "horizontal_flip", "p": 1.5}]}"#,
+    /// )?;
+    /// let err = Pipeline::from_config(&bad).unwrap_err();
+    /// assert!(err.to_string().contains("step 1"), "{err}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_config(cfg: &PipelineConfig) -> Result<Self> {
         let mut p = Self::new();
         for (i, s) in cfg.steps.iter().enumerate() {

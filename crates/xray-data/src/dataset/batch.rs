@@ -192,6 +192,29 @@ impl Dataset {
     /// [`DataError::InvalidParameter`] for a zero batch size or output size, or a draw
     /// index out of range. Per-sample errors arrive as `Err` items of the iterator, after
     /// which it ends.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use xray_data::dataset::{BatchConfig, Dataset, DatasetOptions, Draw};
+    /// let root = std::env::temp_dir().join(format!("xray-doc-batches-{}", std::process::id()));
+    /// xray_data::synth::generate_dataset(&root, 3, 32, 1)?;
+    /// let ds = Arc::new(Dataset::open(&root, &DatasetOptions::default())?);
+    /// let cfg = BatchConfig { batch_size: 2, width: 16, height: 16, ..BatchConfig::default() };
+    /// // The last argument would augment each sample; this one keeps it as it is.
+    /// let draws = Draw::plain(&[0, 1, 2]);
+    /// let batches = ds.batches(draws, 0, &cfg, |_, img, mask, _| Ok((img, mask)))?;
+    /// let batches: Vec<_> = batches.collect::<Result<_, _>>()?;
+    /// assert_eq!(batches.iter().map(|b| b.n).collect::<Vec<_>>(), [2, 1]); // the last is smaller
+    /// assert_eq!(batches[0].images.len(), 2 * 16 * 16); // n × 1 × height × width
+    /// assert_eq!(batches[0].labels.len(), 2 * 16 * 16);
+    /// assert!(batches[0].images.iter().all(|v| (0.0..=1.0).contains(v))); // min-max normalised
+    /// assert_eq!(batches[1].stems, ["synth_00002"]);
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn batches<F>(
         self: &Arc<Self>,
         draws: Vec<Draw>,

@@ -165,6 +165,38 @@ impl Dataset {
     /// without image, an image missing from `categories.csv` (or a listed stem without
     /// image), a malformed `categories.csv`, or an empty `images/`; [`DataError::Io`] when
     /// `images/` cannot be read.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_data::io::{save_mask, save_png16};
+    /// use xray_data::{Mask, Radiograph};
+    /// let root = std::env::temp_dir().join(format!("xray-doc-open-{}", std::process::id()));
+    /// std::fs::create_dir_all(root.join("images"))?;
+    /// std::fs::create_dir_all(root.join("masks"))?;
+    /// for stem in ["b", "a"] {
+    ///     let image = Radiograph::from_pixel(4, 3, image::Luma([500.0]));
+    ///     save_png16(&root.join(format!("images/{stem}.png")), &image)?;
+    ///     let mask = Mask::from_pixel(4, 3, image::Luma([1])); // soft tissue
+    ///     save_mask(&root.join(format!("masks/{stem}.png")), &mask)?;
+    /// }
+    /// std::fs::write(root.join("categories.csv"), "stem,category\na,hand\nb,knee\n")?;
+    /// let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    /// assert_eq!(ds.len(), 2);
+    /// assert_eq!(ds.samples[0].stem, "a"); // sorted by stem
+    /// assert_eq!(ds.categories(), ["hand", "knee"]);
+    /// let (image, mask) = ds.load(1)?;
+    /// assert_eq!(image.dimensions(), (4, 3));
+    /// assert!(mask.is_some_and(|m| m.pixels().all(|p| p.0[0] == 1)));
+    /// // A mask without an image is refused, naming the file.
+    /// save_mask(&root.join("masks/c.png"), &Mask::new(4, 3))?;
+    /// let err = Dataset::open(&root, &DatasetOptions::default()).unwrap_err();
+    /// assert!(err.to_string().contains("c.png"), "{err}");
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(root: &Path, options: &DatasetOptions) -> Result<Dataset> {
         let images = list_dir(&root.join("images"))?;
         // `masks` and `categories.csv` are optional, but one that exists as the wrong kind

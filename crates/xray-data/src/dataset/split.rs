@@ -144,6 +144,27 @@ pub fn xnet_split<R: Rng + ?Sized>(
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] for `k < 2` or `k` larger than the number of samples.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_data::DataError> {
+/// use rand::SeedableRng;
+/// use xray_data::dataset::stratified_kfold;
+/// let cats: Vec<String> =
+///     ["hand", "hand", "hand", "hand", "knee", "knee"].map(String::from).to_vec();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+/// let folds = stratified_kfold(&cats, 2, &mut rng)?;
+/// let mut tested: Vec<usize> = folds.iter().flat_map(|f| f.test.clone()).collect();
+/// tested.sort();
+/// assert_eq!(tested, [0, 1, 2, 3, 4, 5]); // every sample tested exactly once
+/// for fold in &folds {
+///     assert_eq!(fold.train.len() + fold.test.len(), 6);
+///     assert_eq!(fold.test.iter().filter(|&&i| cats[i] == "knee").count(), 1); // stratified
+/// }
+/// assert!(stratified_kfold(&cats, 7, &mut rng).is_err()); // more folds than samples
+/// # Ok(())
+/// # }
+/// ```
 pub fn stratified_kfold<R: Rng + ?Sized>(
     categories: &[String],
     k: usize,

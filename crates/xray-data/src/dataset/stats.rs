@@ -93,6 +93,18 @@ impl ClassStats {
 
     /// Inverse-frequency weights `total / (C · pixels_c)` (scikit-learn's
     /// `class_weight="balanced"`); a class with no pixels gets weight 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::ClassStats;
+    /// let mask = xray_data::Mask::from_raw(5, 1, vec![0, 0, 1, 2, 255]).unwrap();
+    /// let stats = ClassStats::from_masks(3, [&mask]);
+    /// assert_eq!((stats.pixels.clone(), stats.ignored), (vec![2, 1, 1], 1));
+    /// // 4 labelled pixels, 3 classes: 4 / (3 · 2), 4 / (3 · 1), 4 / (3 · 1)
+    /// let w = stats.inverse_frequency_weights();
+    /// let expected = [2.0 / 3.0, 4.0 / 3.0, 4.0 / 3.0];
+    /// assert!(w.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{w:?}");
+    /// ```
     pub fn inverse_frequency_weights(&self) -> Vec<f32> {
         let total: u64 = self.pixels.iter().sum();
         let c = self.pixels.len() as f64;

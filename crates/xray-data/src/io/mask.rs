@@ -65,6 +65,22 @@ pub fn decode_color_mask(rgb: &RgbImage) -> Mask {
 /// # Errors
 /// [`DataError::UnknownLabel`] for any value other than 0, 1, 2 (the colour scheme has no
 /// colour for [`IGNORE_LABEL`]).
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_data::io::{decode_color_mask, encode_color_mask};
+/// let mask = xray_data::Mask::from_raw(3, 1, vec![0, 1, 2]).ok_or("3 labels")?;
+/// let rgb = encode_color_mask(&mask)?;
+/// assert_eq!(rgb.get_pixel(1, 0).0, [0, 255, 255]); // soft tissue: cyan
+/// assert_eq!(rgb.get_pixel(2, 0).0, [255, 0, 0]); // bone: red
+/// assert_eq!(decode_color_mask(&rgb), mask);
+/// // 255 (ignore) has no colour in the scheme
+/// let ignored = xray_data::Mask::from_raw(1, 1, vec![255]).ok_or("1 label")?;
+/// assert!(encode_color_mask(&ignored).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn encode_color_mask(mask: &Mask) -> Result<RgbImage> {
     let (w, h) = mask.dimensions();
     let mut out = RgbImage::new(w, h);
@@ -116,6 +132,26 @@ pub fn validate_mask(path: &Path, mask: &Mask, num_classes: u8) -> Result<()> {
 ///
 /// # Errors
 /// As [`load_mask_with_classes`] with three classes.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_data::io::{load_mask, save_mask};
+/// use xray_data::{DataError, Mask};
+/// let dir = std::env::temp_dir().join(format!("xray-doc-load-mask-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("mask.png");
+/// let mask = Mask::from_raw(3, 1, vec![0, 2, 255]).ok_or("3 labels")?;
+/// save_mask(&path, &mask)?;
+/// assert_eq!(load_mask(&path)?, mask);
+/// // 7 is neither a class (0, 1, 2) nor 255: refused, naming the pixel
+/// save_mask(&path, &Mask::from_raw(2, 1, vec![1, 7]).ok_or("2 labels")?)?;
+/// let err = load_mask(&path).unwrap_err();
+/// assert!(matches!(err, DataError::UnknownLabel { x: 1, y: 0, value: 7, .. }));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(())
+/// # }
+/// ```
 pub fn load_mask(path: &Path) -> Result<Mask> {
     load_mask_with_classes(path, 3)
 }

@@ -339,6 +339,25 @@ fn explain_broken_link(path: &Path, e: std::io::Error) -> std::io::Error {
 ///
 /// # Errors
 /// As [`load_image`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::path::Path;
+/// use xray_data::io::{decode_image, LoadOptions};
+/// // A 2 × 1 16-bit PNG held in memory (received over a network, read from an archive).
+/// let png = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![100u16, 60000])
+///     .ok_or("2 samples")?;
+/// let mut bytes = Vec::new();
+/// png.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+/// let img = decode_image(Path::new("upload.png"), &bytes, &LoadOptions::default())?;
+/// assert_eq!(img.as_raw(), &vec![100.0, 60000.0]);
+/// // Not an image: the error names the path given.
+/// let err = decode_image(Path::new("notes.txt"), b"hello", &LoadOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("notes.txt"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn decode_image(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
     match detect_format(path, bytes)? {
         ImageFormat::Png => raster::decode_png(path, bytes, opts),
