@@ -545,6 +545,23 @@ pub(crate) fn bucket_fast(x: f32, scale: f32, padded: &[f32]) -> usize {
 
 /// Top-label calibration error, as torchmetrics'
 /// `multiclass_calibration_error(probs, target, num_classes, n_bins, norm, ignore_index=255)`.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_metrics::MetricsError> {
+/// use xray_metrics::{calibration_error, calibration_error_torch_f32, CalibrationNorm};
+/// // Pixel 0: class 0 at 0.75, right. Pixel 1: class 0 at 0.65, wrong. Pixel 2: ignored.
+/// let labels = [0u8, 1, 255];
+/// let probs = [0.75f32, 0.65, 0.5, /* class 1 */ 0.25, 0.35, 0.5];
+/// let ece = calibration_error(&labels, &probs, 2, 10, CalibrationNorm::L1)?;
+/// assert!((ece - (0.25 + 0.65) / 2.0).abs() < 1e-6); // gaps |1 − 0.75|, |0 − 0.65|
+/// let mce = calibration_error(&labels, &probs, 2, 10, CalibrationNorm::Max)?;
+/// assert!((mce - 0.65).abs() < 1e-6);
+/// let torch = calibration_error_torch_f32(&labels, &probs, 2, 10, CalibrationNorm::L1)?;
+/// assert!((torch - ece).abs() < 1e-6);
+/// # Ok(())
+/// # }
+/// ```
 pub fn calibration_error(
     labels: &[u8],
     probs: &[f32],
@@ -628,6 +645,23 @@ pub fn calibration_error_torch_f32(
 
 /// Class-wise reliability: for each class `k`, bins of `p_k` over all scored pixels against
 /// the frequency of label `k` (Kull et al. 2019 "classwise-ECE" averages their ECEs).
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_metrics::MetricsError> {
+/// use xray_metrics::classwise_reliability;
+/// let labels = [0u8, 0, 1, 1];
+/// let probs = [0.95f32, 0.85, 0.45, 0.15, /* class 1 */ 0.05, 0.15, 0.55, 0.85];
+/// let per_class = classwise_reliability(&labels, &probs, 2, 10)?;
+/// assert_eq!(per_class.len(), 2);
+/// // Class 1: p = 0.05 and 0.15 on class-0 pixels (gaps 0.05, 0.15), 0.55 and 0.85 on
+/// // class-1 pixels (gaps 0.45, 0.15), each alone in its bin.
+/// let ece = per_class[1].ece();
+/// assert!((ece - (0.05 + 0.15 + 0.45 + 0.15) / 4.0).abs() < 1e-6, "{ece}");
+/// assert_eq!(per_class[1].total(), 4);
+/// # Ok(())
+/// # }
+/// ```
 pub fn classwise_reliability(
     labels: &[u8],
     probs: &[f32],

@@ -218,6 +218,19 @@ impl ConfusionMatrix {
 
     /// True positives, false positives, false negatives and true negatives of one class
     /// against the rest.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// // One class-1 pixel is predicted as class 0.
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 2], &[0, 0, 1, 2], 3)?;
+    /// assert_eq!(cm.tp_fp_fn_tn(0), [1, 1, 0, 2]); // [TP, FP, FN, TN]
+    /// assert_eq!(cm.tp_fp_fn_tn(1), [1, 0, 1, 2]);
+    /// assert_eq!(cm.tp_fp_fn_tn(2), [1, 0, 0, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn tp_fp_fn_tn(&self, class: usize) -> [u64; 4] {
         let tp = self.count(class, class);
         let fp = self.predicted(class) - tp;

@@ -203,6 +203,22 @@ impl Evaluator {
     /// Errors (nothing is added when one occurs): length mismatch, label ≥ C other than 255,
     /// a probability that is NaN or outside [0, 1], a pixel whose probabilities do not sum
     /// to 1 within `sum_tolerance`.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator, MetricsError};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// // 1 × 2 pixels; pixel 1's probabilities sum to 1.2: refused, and nothing is added.
+    /// let err = ev.add_image(&[0, 1], &[0.9, 0.5, 0.1, 0.7], 2, 1).unwrap_err();
+    /// assert!(matches!(err, MetricsError::ProbabilitiesNotNormalised { pixel: 1, .. }));
+    /// assert_eq!(ev.images(), 0);
+    /// ev.add_image(&[0, 1], &[0.9, 0.3, 0.1, 0.7], 2, 1)?;
+    /// assert_eq!(ev.images(), 1);
+    /// assert_eq!(ev.confusion().total(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_image(
         &mut self,
         labels: &[u8],

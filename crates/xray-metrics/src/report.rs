@@ -199,6 +199,23 @@ impl Report {
     }
 
     /// Pretty JSON.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator, Report};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 0, 1, 1], &[0.9, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2)?;
+    /// let report = ev.finish()?;
+    /// let json = report.to_json()?;
+    /// assert!(json.contains(r#""accuracy": 1.0"#));
+    /// // Counts come back exact; a float may be read back one unit in the last place off.
+    /// let back = Report::from_json(&json)?;
+    /// assert_eq!(back.confusion_matrix, [[2, 0], [0, 2]]);
+    /// assert_eq!(back.headline(), report.headline());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_json(&self) -> Result<String> {
         Ok(serde_json::to_string_pretty(self)?)
     }
@@ -227,6 +244,20 @@ impl Report {
     }
 
     /// Markdown: a per-class table, the averages, calibration and the confusion matrix.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 1, 1, 255], &[0.9, 0.2, 0.6, 0.5, 0.1, 0.8, 0.4, 0.5], 2, 2)?;
+    /// let md = ev.finish()?.to_markdown();
+    /// assert!(md.starts_with("## Evaluation: 1 images, 3 scored pixels (1 ignored)"));
+    /// // class, support, precision, recall, ...: one object pixel of two was missed
+    /// assert!(md.contains("| object | 2 | 1.0000 | 0.5000 |"), "{md}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         let c = self.class_names.len();

@@ -347,6 +347,22 @@ impl AucResult {
     /// positives (scikit-learn `multi_class="ovr"`). Fails with
     /// [`MetricsError::AucUndefined`] when any class has no positive or no negative pixel,
     /// as scikit-learn does; [`Average::None`] is not a single number and is refused too.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{roc_ovr, Average, MetricsError};
+    /// let labels = [0u8, 1, 0, 1];
+    /// // Class-major: planes of classes 0, 1 and 2; no pixel is of class 2.
+    /// let probs = [0.9f32, 0.4, 0.6, 0.2, 0.1, 0.6, 0.4, 0.8, 0.0, 0.0, 0.0, 0.0];
+    /// let roc = roc_ovr(&labels, &probs, 3, false)?;
+    /// assert_eq!(roc.per_class[1].auc, Some(1.0));
+    /// assert_eq!(roc.per_class[2].auc, None);
+    /// let err = roc.average(Average::Macro).unwrap_err();
+    /// assert!(matches!(err, MetricsError::AucUndefined { class: 2, positives: 0, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn average(&self, average: Average) -> Result<f64> {
         if let Some((class, r)) = self
             .per_class
@@ -419,6 +435,23 @@ impl ExactAuc {
     /// Adds one image: `labels` (255 = ignore) and class-major probabilities. Labels are
     /// checked; probabilities are assumed checked by the caller (the evaluator does) but
     /// must lie in [0, 1] for the key order to hold, so values outside are rejected here.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ExactAuc;
+    /// let mut acc = ExactAuc::new(2)?;
+    /// // Two images of two pixels, class-major: class-0 plane, then class-1 plane.
+    /// acc.add(&[0, 1], &[0.8, 0.3, 0.2, 0.7])?;
+    /// acc.add(&[1, 0], &[0.7, 0.6, 0.3, 0.4])?;
+    /// let roc = acc.finish(false);
+    /// // Class 1 over both images: positives score 0.7 and 0.3, negatives 0.2 and 0.4;
+    /// // 3 of the 4 (positive, negative) pairs are ordered right.
+    /// assert_eq!(roc.per_class[1].auc, Some(0.75));
+    /// assert_eq!((roc.per_class[1].positives, roc.per_class[1].negatives), (2, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add(&mut self, labels: &[u8], probs: &[f32]) -> Result<()> {
         let c = self.keys.len();
         let n = check_planes(labels, probs, c)?;

@@ -147,6 +147,19 @@ impl ConfusionMatrix {
 
     /// Mean recall over the classes present in the truth (scikit-learn's
     /// `balanced_accuracy_score`); `None` when no pixel was scored.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// // Everything predicted as class 0: 3 of 4 pixels right, but class 1 is never found.
+    /// let cm = ConfusionMatrix::from_labels(&[0, 0, 0, 1], &[0, 0, 0, 0], 3)?;
+    /// assert_eq!(cm.accuracy(), Some(0.75));
+    /// assert_eq!(cm.balanced_accuracy(), Some(0.5)); // (1 + 0) / 2; class 2 is absent
+    /// assert_eq!(ConfusionMatrix::new(3)?.balanced_accuracy(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn balanced_accuracy(&self) -> Option<f64> {
         let classes: Vec<usize> = (0..self.num_classes())
             .filter(|&c| self.support(c) > 0)
@@ -228,6 +241,22 @@ impl ConfusionMatrix {
 /// For [`Average::None`] class `k`'s mean is taken over the images where `k` occurs in the
 /// truth or the prediction; a class that never occurs gets NaN. Images with no scored pixel
 /// are skipped.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_metrics::MetricsError> {
+/// use xray_metrics::{mean_over_images, Average, ClassMetric, ConfusionMatrix, ZeroDivision};
+/// let small = ConfusionMatrix::from_labels(&[0, 1], &[0, 1], 2)?; // micro F1 1
+/// let large = ConfusionMatrix::from_labels(&[0, 0, 0, 0, 0, 0, 0, 1], &[0; 8], 2)?; // 7/8
+/// let (f1, micro, zd) = (ClassMetric::F1, Average::Micro, ZeroDivision::Zero);
+/// let per_image = mean_over_images(&[small.clone(), large.clone()], f1, micro, zd);
+/// assert_eq!(per_image.value(), Some((1.0 + 0.875) / 2.0)); // each image weighs the same
+/// let mut pooled = small;
+/// pooled.merge(&large)?;
+/// assert_eq!(pooled.score(f1, micro, zd).value(), Some(0.9)); // each pixel weighs the same
+/// # Ok(())
+/// # }
+/// ```
 pub fn mean_over_images(
     images: &[ConfusionMatrix],
     metric: ClassMetric,

@@ -237,6 +237,23 @@ fn ece_at(images: &[LogitImage<'_>], c: usize, t: f64, n_bins: usize) -> Result<
 /// Errors: no scored pixel, length mismatch, bad label, non-finite logit, a config that
 /// fails [`TemperatureConfig::validate`] (a temperature range that is not
 /// `0 < low ≤ high < ∞`, a NaN, infinite or negative tolerance, no bins).
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_metrics::MetricsError> {
+/// use xray_metrics::{fit_temperature, LogitImage, TemperatureConfig};
+/// // Four pixels with logits (2 ln 3, 0), three of them of class 0. At T = 1 the network
+/// // says 0.9 for class 0; the NLL is least at 3/4 = sigmoid(2 ln 3 / T), so T = 2.
+/// let d = 2.0 * 3f32.ln();
+/// let logits = [d, d, d, d, /* class 1 */ 0.0, 0.0, 0.0, 0.0];
+/// let image = LogitImage { logits: &logits, labels: &[0, 0, 0, 1] };
+/// let fit = fit_temperature(&[image], 2, &TemperatureConfig::default())?;
+/// assert!((fit.temperature - 2.0).abs() < 1e-5, "{}", fit.temperature);
+/// assert!(fit.nll_after < fit.nll_before);
+/// assert!((fit.ece_before - 0.15).abs() < 1e-6 && fit.ece_after < 1e-6); // 0.9 vs 3/4 right
+/// # Ok(())
+/// # }
+/// ```
 pub fn fit_temperature(
     images: &[LogitImage<'_>],
     num_classes: usize,
