@@ -136,3 +136,28 @@ where
 {
     readable::readable_number(v)
 }
+
+/// Refuses the first of `fields` (name as in the JSON config, value) that is NaN, infinite or
+/// beyond the `f32` range (rounds to an infinite `f32`), naming it.
+///
+/// For the `f64` hyper-parameters that have no upper bound of their own (learning rates,
+/// epsilons, weight decays, loss coefficients): the networks compute in `f32`, and candle
+/// rounds a scalar to the tensor's type, so a value beyond `f32::MAX` (such as a `1e308`
+/// typed into a JSON config, which `f64` holds) would run as infinity. Fields bounded by
+/// their own range (a momentum in `[0, 1]`) are refused by that check instead, whose message
+/// says more.
+pub(crate) fn check_f32_range(fields: &[(&str, f64)]) -> Result<()> {
+    for &(name, v) in fields {
+        // What candle does with the scalar: round it to f32 (nearest), which overflows to
+        // infinity only beyond f32::MAX by half an f32 ulp or more.
+        if !(v as f32).is_finite() {
+            return Err(ModelError::InvalidConfig(format!(
+                "{name} must be a finite number no larger than {} in magnitude (the network \
+                 computes in f32, where a larger value is infinity), got {}",
+                readable_number(f32::MAX),
+                readable_number(v)
+            )));
+        }
+    }
+    Ok(())
+}

@@ -142,11 +142,38 @@ impl Default for LossConfig {
 }
 
 impl LossConfig {
-    /// Checks the configuration against the number of classes of the model.
+    /// Checks the configuration against the number of classes of the model. NaN and
+    /// infinities are refused, and so is an `f64` coefficient beyond the `f32` range (a
+    /// `1e308` in a JSON config), which the loss, computed in `f32`, would run as infinity.
+    /// (The `f32` class weights and boundary weights read such a value as infinity already.)
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the field and the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::loss::LossConfig;
+    /// assert!(LossConfig::default().validate(3).is_ok());
+    /// let cfg: LossConfig = serde_json::from_str(r#"{"l2": 1e308}"#)?;
+    /// let e = cfg.validate(3).unwrap_err().to_string();
+    /// assert!(e.contains("l2 must be a finite number"), "{e}");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn validate(&self, num_classes: usize) -> Result<()> {
         if let Some(w) = &self.pixel.class_weights {
             check_class_weights(w, num_classes)?;
         }
+        let data_term: &[(&str, f64)] = match self.kind {
+            LossKind::CrossEntropy => &[],
+            LossKind::Focal { gamma } => &[("focal gamma", gamma)],
+            LossKind::Dice { smooth } => &[("dice smooth", smooth)],
+            LossKind::CrossEntropyDice {
+                dice_weight,
+                smooth,
+            } => &[("dice_weight", dice_weight), ("dice smooth", smooth)],
+        };
+        crate::error::check_f32_range(&[("l2", self.l2)])?;
+        crate::error::check_f32_range(data_term)?;
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return Err(ModelError::InvalidConfig(format!(
                 "l2 must be finite and ≥ 0, got {}",

@@ -222,7 +222,14 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks every field against a model with `num_classes` classes.
+    /// Checks every field against a model with `num_classes` classes: the optimiser
+    /// ([`OptimizerConfig::validate`]), schedule ([`LrSchedule::validate`]) and loss
+    /// ([`LossConfig::validate`]), which refuse NaN, infinities and values beyond the `f32`
+    /// range; `grad_clip_norm` and `min_delta` must be finite (they are compared in `f64`,
+    /// with the gradient norm and the validation loss).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the field and the value.
     pub fn validate(&self, num_classes: usize) -> Result<()> {
         if self.epochs == 0 {
             return Err(ModelError::InvalidConfig("epochs must be ≥ 1".into()));
@@ -519,6 +526,11 @@ impl<'a> Trainer<'a> {
     /// the model's. When this trainer's schedule or learning rate differ from the run's
     /// (e.g. more epochs for a cosine schedule), they apply from the resumed epoch
     /// ([`LrScheduler::resumed_at`]); otherwise the stored scheduler continues exactly.
+    ///
+    /// # Errors
+    /// Unreadable or inconsistent files in `last/`, a model configuration other than the
+    /// model's, or a stored learning rate that is negative, NaN or beyond the `f32` range
+    /// (one edited into `trainer_state.json`), naming the file.
     pub fn resume(&mut self) -> Result<Option<usize>> {
         let Some(dir) = &self.checkpoint_dir else {
             return Ok(None);
@@ -549,6 +561,32 @@ impl<'a> Trainer<'a> {
             path: state_path.clone(),
             source,
         })?;
+        // A stored scheduler that continues the run brings its rate: one edited into the file
+        // (`1e308`, which f64 holds, would run as infinity in the f32 update) is refused like
+        // a configured one, before anything is loaded.
+        if state
+            .scheduler
+            .follows(&self.config.schedule, self.config.optimizer.learning_rate())
+        {
+            let lr = state.scheduler.learning_rate();
+            crate::error::check_f32_range(&[("the scheduler's learning rate (lr)", lr)])
+                .and_then(|()| {
+                    if lr >= 0.0 {
+                        Ok(())
+                    } else {
+                        Err(ModelError::InvalidConfig(format!(
+                            "the scheduler's learning rate (lr) must be ≥ 0, got {}",
+                            readable_number(lr)
+                        )))
+                    }
+                })
+                .map_err(|e| match e {
+                    ModelError::InvalidConfig(m) => {
+                        ModelError::InvalidConfig(format!("{}: {m}", state_path.display()))
+                    }
+                    other => other,
+                })?;
+        }
         // `last/` is replaced as a whole, but runs written before that renamed its four
         // files into place one by one (weights, config, optimizer, state), and an interrupted
         // save left them from two epochs. The weights must be the config's, and the config

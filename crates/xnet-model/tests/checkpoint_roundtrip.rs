@@ -580,3 +580,82 @@ fn a_file_without_a_config_beside_it_is_not_a_checkpoint() {
     assert!(msg.contains("no checkpoint here"), "{msg}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Paths (`a.b`) of the float values in `v`.
+fn float_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                float_paths(x, &path, out);
+            }
+        }
+        serde_json::Value::Number(n) if n.is_f64() => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
+
+/// A `config.json` edited by hand with a huge number in any float field of any architecture
+/// (`1e308`, which its f64 holds but the f32 network would run as infinity: a batch-norm
+/// `eps` of `1e308` zeroed every output) is refused at load, naming the field and the file.
+/// The fields are every float of each architecture's default config, so a field added
+/// later is covered.
+#[test]
+fn huge_float_values_in_config_json_are_refused_naming_the_field_and_file() {
+    use xnet_model::models::{DeepLabConfig, SegNetConfig, UNetConfig};
+    let mut cases = Vec::new();
+    for model in [
+        ModelConfig::XNet(XNetConfig::default()),
+        ModelConfig::UNet(UNetConfig::default()),
+        ModelConfig::SegNet(SegNetConfig::default()),
+        ModelConfig::DeepLab(DeepLabConfig::default()),
+    ] {
+        let v = serde_json::to_value(&model).unwrap();
+        let mut paths = Vec::new();
+        float_paths(&v, "", &mut paths);
+        assert!(
+            paths.iter().any(|p| p == "batch_norm.eps"),
+            "{}: {paths:?}",
+            model.arch()
+        );
+        for path in paths {
+            for x in [1e308, -1e308, 1e39] {
+                let mut edited = v.clone();
+                let mut at = &mut edited;
+                for k in path.split('.') {
+                    at = &mut at[k];
+                }
+                *at = serde_json::json!(x);
+                cases.push((edited, path.clone()));
+            }
+        }
+    }
+    for (k, (model, path)) in cases.into_iter().enumerate() {
+        let dir = checkpoint_with_config(&format!("huge-{k}"), model.clone());
+        match checkpoint::load(&dir, &Device::Cpu) {
+            Err(ModelError::InvalidConfig(msg)) => {
+                let field = path.rsplit('.').next().unwrap();
+                assert!(msg.contains(field), "{model}: {msg}");
+                assert!(msg.contains(CONFIG_FILE), "{model}: {msg}");
+                assert!(!msg.contains("00000000"), "a long run of digits: {msg}");
+            }
+            other => panic!(
+                "{model}: expected InvalidConfig, got {:?}",
+                other.map(|m| m.config)
+            ),
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    // The largest f32 eps is a number (if an absurd one); the weights then load.
+    let dir = checkpoint_with_config(
+        "huge-eps-f32-max",
+        serde_json::json!({"arch": "xnet", "base_width": 2,
+                           "batch_norm": {"eps": f32::MAX as f64, "momentum": 0.01}}),
+    );
+    checkpoint::load(&dir, &Device::Cpu).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -813,3 +813,48 @@ fn wrong_batch_lengths_count_images_in_singular_and_plural() {
         assert!(e.contains(want), "{e}");
     }
 }
+
+/// A learning rate edited into `trainer_state.json` beyond the `f32` range (`1e308`, which
+/// the file's f64 holds, would run as infinity in the f32 update) or below 0 is refused on
+/// resume, naming the file, like a configured one.
+#[test]
+fn a_huge_learning_rate_in_the_trainer_state_is_refused_on_resume() {
+    let dev = Device::Cpu;
+    let (mut train, mut val) = sources();
+    let dir = temp_dir("state-lr");
+    let vm = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    Trainer::new(&toy, &vm, config(1), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir)
+        .fit(&mut train, Some(&mut val))
+        .unwrap();
+    let state_path = dir.join("last").join("trainer_state.json");
+    let good = std::fs::read_to_string(&state_path).unwrap();
+    let resume = || {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        let mut t = Trainer::new(&toy, &vm, config(3), &dev)
+            .unwrap()
+            .with_checkpoint_dir(&dir);
+        t.resume().map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(resume().is_ok());
+    for (lr, expected) in [
+        (1e308, "must be a finite number"),
+        (-1e308, "must be a finite number"),
+        (1e39, "must be a finite number"),
+        (-0.5, "must be ≥ 0"),
+    ] {
+        let mut state: serde_json::Value = serde_json::from_str(&good).unwrap();
+        state["scheduler"]["lr"] = serde_json::json!(lr);
+        std::fs::write(&state_path, state.to_string()).unwrap();
+        let e = resume().unwrap_err();
+        assert!(e.contains("trainer_state.json"), "{lr}: {e}");
+        assert!(e.contains("learning rate (lr)"), "{lr}: {e}");
+        assert!(e.contains(expected), "{lr}: {e}");
+    }
+    std::fs::write(&state_path, &good).unwrap();
+    assert!(resume().is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}

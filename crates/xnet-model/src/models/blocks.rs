@@ -33,8 +33,23 @@ impl Default for BatchNormSettings {
 }
 
 impl BatchNormSettings {
-    /// Checks `eps > 0` and `0 ≤ momentum ≤ 1`.
+    /// Checks `0 < eps ≤ f32::MAX` and `0 ≤ momentum ≤ 1`. NaN and infinities are refused,
+    /// and so is an `eps` beyond the `f32` range (a `1e308` in a checkpoint's `config.json`):
+    /// the network computes in `f32`, where it would be infinity and zero every output.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the field and the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::BatchNormSettings;
+    /// assert!(BatchNormSettings::default().validate().is_ok());
+    /// let huge = BatchNormSettings { eps: 1e308, ..Default::default() };
+    /// let e = huge.validate().unwrap_err().to_string();
+    /// assert!(e.contains("batch-norm eps must be a finite number"), "{e}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
+        crate::error::check_f32_range(&[("batch-norm eps", self.eps)])?;
         if !(self.eps > 0.0 && self.eps.is_finite()) {
             return Err(ModelError::InvalidConfig(format!(
                 "batch-norm eps must be a positive number, found {}",

@@ -19,6 +19,7 @@ use super::blocks::{
     ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
 use super::{ModelConfig, Segmenter};
+use crate::error::readable_number;
 use crate::{ModelError, Result};
 use candle_core::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
@@ -80,7 +81,8 @@ impl XNetConfig {
         {
             return bad(format!(
                 "base_width must be ≥ 1 and width_multiplier a positive number, found {} and {}",
-                self.base_width, self.width_multiplier
+                self.base_width,
+                readable_number(self.width_multiplier)
             ));
         }
         // The widest level, f3 = base · 8 · multiplier, computed in f64 (no overflow).

@@ -146,14 +146,68 @@ impl OptimizerConfig {
         }
     }
 
-    /// Checks every hyper-parameter's range.
+    /// Checks every hyper-parameter's range. NaN and infinities are refused, and so is a
+    /// value beyond the `f32` range (a `1e308` in a JSON config): the update runs in `f32`,
+    /// where a learning rate of `1e308` would be infinity.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the hyper-parameter and the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::optim::OptimizerConfig;
+    /// assert!(OptimizerConfig::adam(1e-3).validate().is_ok());
+    /// let e = OptimizerConfig::adam(1e308).validate().unwrap_err().to_string();
+    /// assert!(e.contains("optimizer lr must be a finite number"), "{e}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
+        // The hyper-parameters without an upper bound of their own; the betas and alpha lie
+        // in [0, 1), checked below.
+        let unbounded: &[(&str, f64)] = match *self {
+            Self::Adam {
+                lr,
+                eps,
+                weight_decay,
+                ..
+            }
+            | Self::AdamW {
+                lr,
+                eps,
+                weight_decay,
+                ..
+            } => &[
+                ("optimizer lr", lr),
+                ("optimizer eps", eps),
+                ("optimizer weight_decay", weight_decay),
+            ],
+            Self::RmsProp {
+                lr, eps, momentum, ..
+            } => &[
+                ("optimizer lr", lr),
+                ("optimizer eps", eps),
+                ("optimizer momentum", momentum),
+            ],
+            Self::Sgd {
+                lr,
+                momentum,
+                dampening,
+                weight_decay,
+                ..
+            } => &[
+                ("optimizer lr", lr),
+                ("optimizer momentum", momentum),
+                ("optimizer dampening", dampening),
+                ("optimizer weight_decay", weight_decay),
+            ],
+        };
+        crate::error::check_f32_range(unbounded)?;
         let check = |what: &str, v: f64, ok: bool, range: &str| {
             if ok {
                 Ok(())
             } else {
                 Err(ModelError::InvalidConfig(format!(
-                    "optimizer {what} must be {range}, got {v}"
+                    "optimizer {what} must be {range}, got {}",
+                    readable_number(v)
                 )))
             }
         };
@@ -650,9 +704,34 @@ impl LrSchedule {
         }
     }
 
-    /// Checks the parameters.
+    /// Checks the parameters. NaN and infinities are refused, and so is a value beyond the
+    /// `f32` range (a `1e308` in a JSON config): the learning rate it gives runs in `f32`.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the schedule, the parameter and the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::optim::LrSchedule;
+    /// assert!(LrSchedule::Step { step_size: 10, gamma: 0.5 }.validate().is_ok());
+    /// let e = LrSchedule::Cosine { t_max: 10, eta_min: 1e308 }.validate().unwrap_err();
+    /// assert!(e.to_string().contains("cosine schedule: eta_min must be a finite number"), "{e}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let err = |m: String| Err(ModelError::InvalidConfig(m));
+        // The parameters without an upper bound of their own (factor lies in (0, 1)).
+        let unbounded: &[(&str, f64)] = match *self {
+            Self::Constant => &[],
+            Self::Step { gamma, .. } => &[("step schedule: gamma", gamma)],
+            Self::Cosine { eta_min, .. } => &[("cosine schedule: eta_min", eta_min)],
+            Self::ReduceOnPlateau {
+                threshold, min_lr, ..
+            } => &[
+                ("reduce-on-plateau: threshold", threshold),
+                ("reduce-on-plateau: min_lr", min_lr),
+            ],
+        };
+        crate::error::check_f32_range(unbounded)?;
         match *self {
             Self::Constant => Ok(()),
             Self::Step { step_size, gamma } => {
