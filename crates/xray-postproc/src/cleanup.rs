@@ -165,6 +165,27 @@ impl CleanupConfig {
 ///
 /// # Errors
 /// When `cfg` fails [`CleanupConfig::validate`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_postproc::PostprocError> {
+/// use image::{GrayImage, Luma};
+/// use xray_postproc::{cleanup, CleanupConfig};
+/// let mut labels = GrayImage::from_pixel(5, 5, Luma([1])); // soft tissue
+/// labels.put_pixel(2, 1, Luma([2])); // a stray bone pixel
+/// for x in 0..5 {
+///     labels.put_pixel(x, 4, Luma([2])); // a bone of 5 pixels along the bottom
+/// }
+/// let cfg = CleanupConfig { min_component_size: vec![0, 0, 3], ..CleanupConfig::default() };
+/// cleanup(&mut labels, &cfg)?;
+/// assert_eq!(labels.get_pixel(2, 1)[0], 1); // given to the class around it
+/// assert_eq!(labels.get_pixel(2, 4)[0], 2); // large enough: kept
+/// // 255 means ignore, not a class.
+/// let bad = CleanupConfig { keep_largest: vec![255], ..CleanupConfig::default() };
+/// assert!(cleanup(&mut labels, &bad).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn cleanup(labels: &mut GrayImage, cfg: &CleanupConfig) -> Result<()> {
     cfg.validate()?;
     if cfg.bone_open_radius > 0 || cfg.bone_dilate_radius > 0 {

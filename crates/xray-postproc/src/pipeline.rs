@@ -151,6 +151,28 @@ impl Pipeline {
     /// Image and probability map of different sizes, or a config that does not fit the
     /// map's class count (with the default config, a one-class map). Both are checked before
     /// the field is detected.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_postproc::PostprocError> {
+    /// use xray_postproc::{Pipeline, Plane, ProbMap};
+    /// let pipe = Pipeline::from_json(
+    ///     r#"{"thresholds": {"soft_threshold": 0.6, "per_category": {"hand": 0.9}},
+    ///         "detect_field": false}"#,
+    /// )?;
+    /// // 2 × 1 pixels, 3 classes: both most likely soft tissue, at 0.7.
+    /// let probs = [0.2, 0.2, /* soft tissue */ 0.7, 0.7, /* bone */ 0.1, 0.1];
+    /// let map = ProbMap::new(&probs, 3, 1, 2)?;
+    /// let pixels = [500.0, 600.0];
+    /// let image = Plane::new(&pixels, 2, 1)?;
+    /// assert_eq!(pipe.run(&image, &map, None)?.labels.as_raw(), &vec![1, 1]); // 0.7 > 0.6
+    /// // A hand's threshold is 0.9: the next most likely class, open beam, wins.
+    /// assert_eq!(pipe.run(&image, &map, Some("hand"))?.labels.as_raw(), &vec![0, 0]);
+    /// // An image of another size than the map is refused.
+    /// assert!(pipe.run(&Plane::new(&pixels[..1], 1, 1)?, &map, None).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn run(
         &self,
         image: &Plane,
@@ -184,6 +206,31 @@ impl Pipeline {
     /// A field of another size than the map, or a config that does not fit the map's class
     /// count ([`ThresholdConfig::validate`],
     /// [`CleanupConfig::validate_classes`](crate::CleanupConfig::validate_classes)).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_postproc::PostprocError> {
+    /// use xray_postproc::{Collimator, FieldEdge, Line, Pipeline, PipelineConfig, ProbMap, Side};
+    /// // 4 × 1 pixels, 3 classes, all open beam.
+    /// let mut probs = vec![0.0f32; 3 * 4];
+    /// probs[..4].fill(1.0);
+    /// let map = ProbMap::new(&probs, 3, 1, 4)?;
+    /// // A field found elsewhere: collimated left of x = 1.5.
+    /// let left = FieldEdge {
+    ///     side: Side::Left,
+    ///     line: Line { nx: 1.0, ny: 0.0, c: 1.5 },
+    ///     contrast: 1.0,
+    ///     support: 1.0,
+    /// };
+    /// let field = Collimator { width: 4, height: 1, edges: vec![left] };
+    /// let pipe = Pipeline::new(PipelineConfig::default())?;
+    /// let out = pipe.run_with_field(&map, Some(field), None)?;
+    /// assert_eq!(out.labels.as_raw(), &vec![255, 255, 0, 0]);
+    /// // Without a field nothing is masked.
+    /// assert_eq!(pipe.run_with_field(&map, None, None)?.labels.as_raw(), &vec![0; 4]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn run_with_field(
         &self,
         probs: &ProbMap,

@@ -177,6 +177,22 @@ pub fn argmax(probs: &ProbMap) -> GrayImage {
 /// # Errors
 /// When the config fails [`ThresholdConfig::validate`] for this map's class count (with the
 /// default `soft_class`, a one-class map), or the map has more than 255 classes.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_postproc::PostprocError> {
+/// use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig, IGNORE};
+/// // 3 classes, 1 × 2 pixels: pixel 0 is bone at 0.9, pixel 1 bone at only 0.4.
+/// let probs = [0.05, 0.3, /* soft tissue */ 0.05, 0.3, /* bone */ 0.9, 0.4];
+/// let map = ProbMap::new(&probs, 3, 1, 2)?;
+/// let cfg = ThresholdConfig { min_confidence: vec![0.5; 3], ..ThresholdConfig::default() };
+/// assert_eq!(apply_thresholds(&map, &cfg, None)?.as_raw(), &vec![2, IGNORE]); // uncertain
+/// // `min_confidence` needs one value per class.
+/// let two = ThresholdConfig { min_confidence: vec![0.5; 2], ..ThresholdConfig::default() };
+/// assert!(apply_thresholds(&map, &two, None).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn apply_thresholds(
     probs: &ProbMap,
     cfg: &ThresholdConfig,
