@@ -739,6 +739,10 @@ pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
     loss_config(job).validate(config.num_classes())?;
     if job.augment {
         Augment::from_config(&job.augment_config)
+            .and_then(|_| {
+                let classes = u8::try_from(config.num_classes()).unwrap_or(u8::MAX);
+                job.augment_config.check_mask_labels(classes)
+            })
             .map_err(|e| Error::Invalid(format!("augmentation pipeline: {e}")))?;
     }
     if job.data.is_none() && job.synth_count < 6 {

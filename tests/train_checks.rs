@@ -564,6 +564,29 @@ fn a_custom_augmentation_pipeline_and_flip_averaging_are_checked_first_and_recor
 }
 
 #[test]
+fn a_border_label_the_model_cannot_take_is_refused_before_the_run_starts() {
+    // It used to fail at the first batch that showed a border: "image 0 of the batch has
+    // label 7 at pixel (x=0, y=0)", which does not point at the augmentation setting.
+    let tmp = temp_dir("train-augment-mask-value");
+    let job = TrainJob {
+        augment_config: xray_data::augment::PipelineConfig::from_json(
+            r#"{"steps": [{"type": "affine", "rotate_deg": [30, 40],
+                "border": {"mode": "constant", "value": 0, "mask_value": 7}}]}"#,
+        )
+        .unwrap(),
+        ..tiny_job(tmp.join("m7"))
+    };
+    let err = error_of(&job, "a constant border labelled 7 for 3 classes");
+    assert!(
+        err.contains("augmentation pipeline")
+            && err.contains("step 0: affine border mask_value 7 is not a class"),
+        "{err}"
+    );
+    assert!(!job.run_dir.exists(), "a run folder was made");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
 fn a_resume_that_changes_the_schedule_or_augmentation_says_so_without_refusing() {
     use xray_seg::train::RunOptions;
     let job = tiny_job(PathBuf::from("runs/unused"));

@@ -267,3 +267,56 @@ fn phantom_penumbra_of_1e308_is_refused_by_name() {
         .to_string()
         .contains("penumbra_px = [inf, inf] must be finite"));
 }
+
+#[test]
+fn a_constant_border_may_write_only_a_class_or_the_ignore_label_into_masks() {
+    let config =
+        |step: &str| PipelineConfig::from_json(&format!(r#"{{"steps": [{step}]}}"#)).unwrap();
+    let affine = |mask: u8| {
+        format!(
+            r#"{{"type": "affine", "border": {{"mode": "constant", "value": 0, "mask_value": {mask}}}}}"#
+        )
+    };
+    // Classes 0..=2 and the ignore label pass; reflect borders write nothing.
+    for ok in [0u8, 2, 255] {
+        config(&affine(ok)).check_mask_labels(3).unwrap();
+    }
+    config(r#"{"type": "affine"}"#)
+        .check_mask_labels(1)
+        .unwrap();
+    let err = config(&affine(3))
+        .check_mask_labels(3)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "invalid parameter: step 0: affine border mask_value 3 is not a class of a 3-class \
+         model (0..=2) nor the ignore label 255"
+    );
+    // A joint elastic deformation is checked, an image-only one never touches the mask;
+    // one_of choices are checked, and the step is named.
+    let elastic = |image_only: bool| {
+        format!(
+            r#"{{"type": "elastic", "image_only": {image_only}, "border": {{"mode": "constant", "value": 0, "mask_value": 9}}}}"#
+        )
+    };
+    config(&elastic(true)).check_mask_labels(3).unwrap();
+    let err = config(&elastic(false))
+        .check_mask_labels(3)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 0: elastic border mask_value 9"), "{err}");
+    let nested = format!(
+        r#"{{"type": "horizontal_flip"}}, {{"type": "one_of", "choices": [{{"type": "gaussian_blur"}}, {}]}}"#,
+        affine(4)
+    );
+    let err = config(&nested)
+        .check_mask_labels(3)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 1: affine border mask_value 4"), "{err}");
+    // The shipped presets pass for any class count.
+    for preset in [PipelineConfig::xnet(), PipelineConfig::xnet_strong()] {
+        preset.check_mask_labels(1).unwrap();
+    }
+}

@@ -6,9 +6,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_same_size, Affine, BrightnessContrast, CollimatorSim, Elastic, Gamma, GaussianBlur,
-    GaussianNoise, HorizontalFlip, ImageTransform, PoissonNoise, RandomCrop, Transform,
-    VerticalFlip,
+    check_same_size, Affine, Border, BrightnessContrast, CollimatorSim, Elastic, Gamma,
+    GaussianBlur, GaussianNoise, HorizontalFlip, ImageTransform, PoissonNoise, RandomCrop,
+    Transform, VerticalFlip,
 };
 use crate::error::readable_number;
 use crate::synth::item_seed;
@@ -185,6 +185,57 @@ impl PipelineConfig {
             Self::from_json(&text)
         };
         r.map_err(|e| DataError::InvalidParameter(format!("{}: {e}", path.display())))
+    }
+
+    /// Refuses a pipeline that may write a mask label a network with `num_classes` classes
+    /// cannot take: a constant border's `mask_value` that is neither a class
+    /// (`0..num_classes`) nor [`crate::IGNORE_LABEL`]. Without this check such a pipeline
+    /// fails only when a border first shows up in a training batch, which names the batch,
+    /// not the setting.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] naming the step and the label.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::PipelineConfig;
+    /// let ok = r#"{"steps": [{"type": "affine", "border": {"mode": "constant", "value": 0}}]}"#;
+    /// PipelineConfig::from_json(ok)?.check_mask_labels(3)?; // mask_value defaults to 255
+    /// let bad = r#"{"steps": [{"type": "affine",
+    ///     "border": {"mode": "constant", "value": 0, "mask_value": 7}}]}"#;
+    /// let err = PipelineConfig::from_json(bad)?.check_mask_labels(3).unwrap_err();
+    /// assert!(err.to_string().contains("step 0: affine border mask_value 7"));
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
+    pub fn check_mask_labels(&self, num_classes: u8) -> Result<()> {
+        fn check(spec: &TransformSpec, num_classes: u8) -> std::result::Result<(), String> {
+            let (owner, border) = match spec {
+                TransformSpec::Affine(t) => ("affine", t.border),
+                TransformSpec::Elastic(t) if !t.image_only => ("elastic", t.border),
+                TransformSpec::OneOf { choices } => {
+                    return choices.iter().try_for_each(|c| check(c, num_classes));
+                }
+                _ => return Ok(()),
+            };
+            match border {
+                Border::Constant { mask_value, .. }
+                    if mask_value >= num_classes && mask_value != crate::IGNORE_LABEL =>
+                {
+                    Err(format!(
+                        "{owner} border mask_value {mask_value} is not a class of a \
+                         {num_classes}-class model (0..={}) nor the ignore label {}",
+                        num_classes.saturating_sub(1),
+                        crate::IGNORE_LABEL
+                    ))
+                }
+                _ => Ok(()),
+            }
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            check(&s.transform, num_classes)
+                .map_err(|m| DataError::InvalidParameter(format!("step {i}: {m}")))?;
+        }
+        Ok(())
     }
 }
 
