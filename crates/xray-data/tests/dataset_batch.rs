@@ -1,18 +1,19 @@
 //! Batching: shapes, layout, determinism regardless of threads, errors, prefetch.
 
+mod common;
+use common::Scratch;
+
 use image::Luma;
 use rand::rngs::StdRng;
 use rand::RngExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use xray_data::dataset::{BatchConfig, Dataset, DatasetOptions, Draw, SampleContext};
 use xray_data::io::{save_mask, save_png16};
 use xray_data::normalize::NormalizeConfig;
 use xray_data::{DataError, Mask, Radiograph, Result, IGNORE_LABEL};
 
-fn folder(tag: &str, n: usize, masks: bool) -> PathBuf {
-    let root = std::env::temp_dir().join(format!("xray-ds-batch-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+fn folder(tag: &str, n: usize, masks: bool) -> Scratch {
+    let root = Scratch::new(&format!("xray-ds-batch-{tag}"));
     std::fs::create_dir_all(root.join("images")).unwrap();
     if masks {
         std::fs::create_dir_all(root.join("masks")).unwrap();
@@ -53,8 +54,8 @@ fn cfg(batch_size: usize) -> BatchConfig {
 
 #[test]
 fn batches_have_the_documented_layout() {
-    let ds =
-        Arc::new(Dataset::open(&folder("layout", 5, true), &DatasetOptions::default()).unwrap());
+    let root = folder("layout", 5, true);
+    let ds = Arc::new(Dataset::open(&root, &DatasetOptions::default()).unwrap());
     let draws = Draw::plain(&[4, 0, 1, 2, 3]);
     let batches: Vec<_> = ds
         .batches(draws, 0, &cfg(2), identity)
@@ -104,8 +105,8 @@ fn batches_have_the_documented_layout() {
 
 #[test]
 fn inference_datasets_get_ignore_labels() {
-    let ds =
-        Arc::new(Dataset::open(&folder("infer", 2, false), &DatasetOptions::default()).unwrap());
+    let root = folder("infer", 2, false);
+    let ds = Arc::new(Dataset::open(&root, &DatasetOptions::default()).unwrap());
     let b = ds
         .batches(Draw::plain(&[0, 1]), 0, &cfg(2), identity)
         .unwrap()
@@ -130,7 +131,8 @@ fn noisy(
 
 #[test]
 fn prepare_rng_depends_only_on_seed_epoch_and_draw() {
-    let ds = Arc::new(Dataset::open(&folder("det", 6, true), &DatasetOptions::default()).unwrap());
+    let root = folder("det", 6, true);
+    let ds = Arc::new(Dataset::open(&root, &DatasetOptions::default()).unwrap());
     let draws = vec![
         Draw { index: 0, copy: 0 },
         Draw { index: 0, copy: 1 },
@@ -244,7 +246,8 @@ fn a_sample_near_f32_max_resizes_to_its_finite_mean() {
 
 #[test]
 fn dropping_the_iterator_early_stops_the_worker() {
-    let ds = Arc::new(Dataset::open(&folder("drop", 4, true), &DatasetOptions::default()).unwrap());
+    let root = folder("drop", 4, true);
+    let ds = Arc::new(Dataset::open(&root, &DatasetOptions::default()).unwrap());
     let draws = Draw::plain(&[0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
     let mut it = ds
         .batches(

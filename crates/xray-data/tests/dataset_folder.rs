@@ -1,14 +1,16 @@
 //! Dataset folder parsing: happy path and every malformed-folder error.
 
+mod common;
+use common::Scratch;
+
 use image::Luma;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use xray_data::dataset::{parse_categories, Dataset, DatasetOptions};
 use xray_data::io::{save_mask, save_png16, save_tiff_f32};
 use xray_data::{DataError, Mask, Radiograph};
 
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xray-ds-folder-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn tempdir(tag: &str) -> Scratch {
+    let dir = Scratch::new(&format!("xray-ds-folder-{tag}"));
     std::fs::create_dir_all(dir.join("images")).unwrap();
     dir
 }

@@ -1,5 +1,8 @@
 //! DICOM loading: the NEMA WG-04 CR samples and synthetic files covering every branch.
 
+mod common;
+use common::Scratch;
+
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
@@ -141,7 +144,8 @@ fn nema_body_parts_are_read_with_the_image() {
         assert_eq!(image, load_image(&dir.join(file), &opts).unwrap(), "{file}");
     }
     // A PNG has no body part.
-    let png = tempdir("body-part").join("plain.png");
+    let dir = tempdir("body-part");
+    let png = dir.join("plain.png");
     let img = Radiograph::from_raw(3, 2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
     xray_data::io::save_png16(&png, &img).unwrap();
     assert_eq!(load_image_with_body_part(&png, &opts).unwrap(), (img, None));
@@ -525,10 +529,8 @@ fn extensionless_file_with_magic_and_dcm_without_preamble() {
     ));
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xray-io-dicom-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir(tag: &str) -> Scratch {
+    Scratch::new(&format!("xray-io-dicom-{tag}"))
 }
 
 /// Re-encodes `bytes` with another transfer syntax through dicom-rs' own encoders.

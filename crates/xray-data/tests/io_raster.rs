@@ -1,5 +1,8 @@
 //! PNG/TIFF radiographs and label masks: round trips, conversions and every error path.
 
+mod common;
+use common::Scratch;
+
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba};
 use std::path::PathBuf;
 use xray_data::io::{
@@ -8,10 +11,8 @@ use xray_data::io::{
 };
 use xray_data::{DataError, Mask, Radiograph};
 
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xray-io-raster-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir(tag: &str) -> Scratch {
+    Scratch::new(&format!("xray-io-raster-{tag}"))
 }
 
 fn ramp(w: u32, h: u32, step: f32) -> Radiograph {

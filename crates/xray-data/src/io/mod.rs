@@ -178,7 +178,8 @@ pub fn load_image_with_body_part(
 /// # Examples
 /// ```
 /// # fn main() -> Result<(), xray_data::DataError> {
-/// let path = std::env::temp_dir().join("xray-data-doc-read-text.json");
+/// let name = format!("xray-data-doc-read-text-{}.json", std::process::id());
+/// let path = std::env::temp_dir().join(name);
 /// std::fs::write(&path, r#"{"count": 3}"#).unwrap();
 /// assert_eq!(xray_data::io::read_text_file(&path)?, r#"{"count": 3}"#);
 /// let folder = xray_data::io::read_text_file(&std::env::temp_dir()).unwrap_err();
