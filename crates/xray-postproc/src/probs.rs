@@ -251,9 +251,40 @@ impl<'a> Plane<'a> {
     pub fn data(&self) -> &'a [f32] {
         self.data
     }
-    /// Value at `(x, y)`. Panics when out of bounds.
+    /// Value at `(x, y)`.
+    ///
+    /// # Panics
+    /// If `x` or `y` is out of bounds; [`Plane::try_get`] returns `None` instead. (An `x`
+    /// past the width with a `y` inside the image would otherwise read another pixel, so
+    /// each index is checked on its own.)
     pub fn get(&self, x: usize, y: usize) -> f32 {
+        assert!(
+            x < self.width && y < self.height,
+            "Plane::get: pixel (x={x}, y={y}) is outside the image ({} x {} pixels)",
+            self.width,
+            self.height
+        );
         self.data[y * self.width + x]
+    }
+
+    /// Value at `(x, y)`, or `None` when the column or row is out of bounds (each is checked
+    /// on its own: an `x` past the width is `None`, not the next row's pixel):
+    /// [`Plane::get`] without the panic, as [`slice::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Plane;
+    /// let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]; // 3 x 2 pixels
+    /// let p = Plane::new(&v, 3, 2).unwrap();
+    /// assert_eq!(p.try_get(2, 1), Some(5.0));
+    /// assert_eq!(p.try_get(3, 0), None); // x past the width
+    /// assert_eq!(p.try_get(0, 2), None); // y past the height
+    /// ```
+    pub fn try_get(&self, x: usize, y: usize) -> Option<f32> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        self.data.get(y * self.width + x).copied()
     }
 }
 
