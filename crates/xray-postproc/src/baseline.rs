@@ -173,7 +173,8 @@ impl Default for BaselineConfig {
 /// ```
 ///
 /// # Errors
-/// A `field` of another size than the image, or parameters out of range
+/// A `field` of another size than the image or whose edges break their rules
+/// ([`Collimator::validate`], named `field.edges[i]...`), or parameters out of range
 /// ([`BaselineConfig::validate`]).
 pub fn baseline_segment(
     img: &Plane,
@@ -191,6 +192,8 @@ pub fn baseline_segment(
                     found: format!("{} x {}", c.width, c.height),
                 });
             }
+            c.validate()
+                .map_err(|e| e.renamed(|name| format!("field.{name}")))?;
             c.field_mask().into_raw()
         }
         None => vec![255u8; w * h],

@@ -47,6 +47,16 @@ impl Side {
     /// All four sides, in the order edges are reported.
     pub const ALL: [Side; 4] = [Side::Left, Side::Top, Side::Right, Side::Bottom];
 
+    /// The side's name as in JSON (`"left"`, ...), for error messages.
+    fn name(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Top => "top",
+            Side::Right => "right",
+            Side::Bottom => "bottom",
+        }
+    }
+
     /// Angle (degrees) of the inward normal of an unrotated edge on this side.
     fn nominal_deg(self) -> f32 {
         match self {
@@ -61,6 +71,10 @@ impl Side {
 /// A straight line in input pixel coordinates (pixel centres at integer `(x, y)`, x to the
 /// right, y down), stored as an inward unit normal `(nx, ny)` and offset `c`: the signed
 /// distance of a point from the line is `nx·x + ny·y − c`, positive on the field side.
+///
+/// The fields are public (and a line can be read from JSON), so nothing stops a caller
+/// building a line that breaks these rules; [`Line::validate`] checks them, and every
+/// function that masks or draws with a caller's field runs it first.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Line {
     /// x component of the unit normal pointing into the field.
@@ -96,6 +110,50 @@ impl Line {
         }
         Some(Line { nx, ny, c })
     }
+
+    /// Checks the line's rules: `nx`, `ny` and `c` finite, and `(nx, ny)` a unit vector
+    /// (its length within [`Line::UNIT_TOLERANCE`] of 1, so that normals written with four
+    /// decimals pass). A NaN line would otherwise be skipped when masking (as if absent) and
+    /// an infinite offset would put the whole image outside the field.
+    ///
+    /// # Errors
+    /// [`PostprocError::OutOfRange`] named `nx`, `ny` or `c` for a NaN or infinite value
+    /// (checked in that order), or `(nx, ny)`, with the normal's length as the value, for a
+    /// normal that is not a unit vector, such as `(0, 0)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Line;
+    /// assert!(Line { nx: 0.6, ny: 0.8, c: 10.0 }.validate().is_ok());
+    /// assert!(Line { nx: 1.0, ny: 0.0, c: f32::INFINITY }.validate().is_err());
+    /// assert!(Line { nx: 0.0, ny: 0.0, c: 10.0 }.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [("nx", self.nx), ("ny", self.ny), ("c", self.c)] {
+            if !value.is_finite() {
+                return Err(PostprocError::OutOfRange {
+                    name: name.to_string(),
+                    value: f64::from(value),
+                    expected: "a finite number",
+                });
+            }
+        }
+        // In f64, so that a huge component gives its length, not infinity.
+        let length = f64::from(self.nx).hypot(f64::from(self.ny));
+        if (length - 1.0).abs() > f64::from(Self::UNIT_TOLERANCE) {
+            return Err(PostprocError::OutOfRange {
+                name: "(nx, ny)".to_string(),
+                value: length,
+                expected: "a unit vector, length 1 within 1e-3 (the value shown is its \
+                           length): the normal pointing into the field",
+            });
+        }
+        Ok(())
+    }
+
+    /// How far from 1 the length of a valid line's normal `(nx, ny)` may be
+    /// ([`Line::validate`]).
+    pub const UNIT_TOLERANCE: f32 = 1e-3;
 
     /// Signed distance of `(x, y)` from the line; positive on the field side.
     pub fn signed_distance(&self, x: f32, y: f32) -> f32 {
@@ -176,8 +234,45 @@ pub struct FieldEdge {
     pub support: f32,
 }
 
+impl FieldEdge {
+    /// Checks the edge: its line ([`Line::validate`]), a finite `contrast` and a `support`
+    /// in `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`PostprocError::OutOfRange`] named as in JSON: `line.nx`, `line.ny`, `line.c`,
+    /// `line.(nx, ny)` (a normal that is not a unit vector), `contrast` or `support`.
+    pub fn validate(&self) -> Result<()> {
+        self.line
+            .validate()
+            .map_err(|e| e.renamed(|n| format!("line.{n}")))?;
+        if !self.contrast.is_finite() {
+            return Err(PostprocError::OutOfRange {
+                name: "contrast".to_string(),
+                value: f64::from(self.contrast),
+                expected: "a finite number",
+            });
+        }
+        if !(self.support.is_finite() && (0.0..=1.0).contains(&self.support)) {
+            return Err(PostprocError::OutOfRange {
+                name: "support".to_string(),
+                value: f64::from(self.support),
+                expected: "a share in [0, 1]",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The detected exposed field: up to four edges (at most one per side) in an image of
 /// `width × height` pixels. With no edges the whole image is the field.
+///
+/// A field built by hand or read from JSON (a `field.json`) may break the rules of its edges
+/// ([`FieldEdge::validate`]); [`Collimator::validate`] checks them.
+/// [`Collimator::mask_labels`], [`Pipeline::run_with_field`](crate::Pipeline::run_with_field),
+/// [`overlay`](crate::overlay()) and [`baseline_segment`](crate::baseline_segment) refuse a
+/// field that fails it; [`Collimator::field_mask`], [`Collimator::contains`] and
+/// [`Collimator::polygon`] return no error and assume a valid field (a NaN edge is then
+/// skipped, an infinite offset puts everything outside the field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Collimator {
     /// Width of the image the edges refer to.
@@ -189,6 +284,35 @@ pub struct Collimator {
 }
 
 impl Collimator {
+    /// Checks every edge ([`FieldEdge::validate`]): finite line coefficients, a unit
+    /// normal, a finite contrast and a support in `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`PostprocError::OutOfRange`] naming the edge by its index and side, and its field,
+    /// e.g. `edges[1].line.c (right edge)` for an infinite offset.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Collimator, FieldEdge, Line, Side};
+    /// let edge = FieldEdge {
+    ///     side: Side::Top,
+    ///     line: Line { nx: 0.0, ny: 1.0, c: f32::NAN },
+    ///     contrast: 0.5,
+    ///     support: 1.0,
+    /// };
+    /// let field = Collimator { width: 8, height: 8, edges: vec![edge] };
+    /// let e = field.validate().unwrap_err();
+    /// assert!(e.to_string().contains("edges[0].line.c (top edge)"), "{e}");
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        for (i, e) in self.edges.iter().enumerate() {
+            e.validate().map_err(|err| {
+                err.renamed(|n| format!("edges[{i}].{n} ({} edge)", e.side.name()))
+            })?;
+        }
+        Ok(())
+    }
+
     /// The edge on `side`, if one was found.
     pub fn edge(&self, side: Side) -> Option<&FieldEdge> {
         self.edges.iter().find(|e| e.side == side)
@@ -274,9 +398,12 @@ impl Collimator {
     /// Marks every pixel of `labels` outside the field as [`IGNORE`].
     ///
     /// # Errors
-    /// [`PostprocError::ShapeMismatch`] when `labels` is not `width × height`.
+    /// [`PostprocError::ShapeMismatch`] when `labels` is not `width × height`;
+    /// [`PostprocError::OutOfRange`] for an edge that fails [`Collimator::validate`] (then
+    /// `labels` is left as it was).
     pub fn mask_labels(&self, labels: &mut GrayImage) -> Result<()> {
         check_labels("label map", labels, self.width, self.height)?;
+        self.validate()?;
         let m = self.field_mask();
         for (l, &f) in labels.iter_mut().zip(m.iter()) {
             if f == 0 {

@@ -106,6 +106,26 @@ pub enum PostprocError {
     },
 }
 
+impl PostprocError {
+    /// The error with an [`PostprocError::OutOfRange`]'s parameter name rewritten by `f`
+    /// (e.g. prefixed with where the parameter sits in a larger config); other variants are
+    /// returned unchanged.
+    pub(crate) fn renamed(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            PostprocError::OutOfRange {
+                name,
+                value,
+                expected,
+            } => PostprocError::OutOfRange {
+                name: f(&name),
+                value,
+                expected,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, PostprocError>;
 

@@ -134,7 +134,8 @@ fn display_grey(img: &Plane, radiology: bool) -> Vec<u8> {
 ///
 /// # Errors
 /// Label map or field of another size than the image; `alpha` outside `[0, 1]`
-/// ([`OverlayConfig::validate`]).
+/// ([`OverlayConfig::validate`]); a field whose edges break their rules
+/// ([`Collimator::validate`]), named `field.edges[i]...`.
 pub fn overlay(
     img: &Plane,
     labels: &GrayImage,
@@ -152,6 +153,8 @@ pub fn overlay(
                 found: format!("{} x {}", c.width, c.height),
             });
         }
+        c.validate()
+            .map_err(|e| e.renamed(|name| format!("field.{name}")))?;
     }
     let grey = display_grey(img, cfg.radiology_display);
     let lab = labels.as_raw();

@@ -113,18 +113,9 @@ impl Pipeline {
             crate::probs::check_unit(&format!("thresholds.min_confidence[{c}]"), v)?;
         }
         cfg.cleanup.validate()?;
-        cfg.collimator.validate().map_err(|e| match e {
-            PostprocError::OutOfRange {
-                name,
-                value,
-                expected,
-            } => PostprocError::OutOfRange {
-                name: format!("collimator.{name}"),
-                value,
-                expected,
-            },
-            other => other,
-        })?;
+        cfg.collimator
+            .validate()
+            .map_err(|e| e.renamed(|name| format!("collimator.{name}")))?;
         Ok(Self { cfg })
     }
 
@@ -203,8 +194,11 @@ impl Pipeline {
     /// image is not needed.
     ///
     /// # Errors
-    /// A field of another size than the map, or a config that does not fit the map's class
-    /// count ([`ThresholdConfig::validate`],
+    /// A field whose edges break their rules, checked first ([`Collimator::validate`]: a NaN
+    /// or infinite line coefficient, a normal that is not a unit vector, ...), as
+    /// [`PostprocError::OutOfRange`] naming the edge and its field, e.g.
+    /// `field.edges[1].line.c (right edge)`; a field of another size than the map, or a
+    /// config that does not fit the map's class count ([`ThresholdConfig::validate`],
     /// [`CleanupConfig::validate_classes`](crate::CleanupConfig::validate_classes)).
     ///
     /// # Examples
@@ -237,6 +231,10 @@ impl Pipeline {
         field: Option<Collimator>,
         category: Option<&str>,
     ) -> Result<PipelineOutput> {
+        if let Some(f) = &field {
+            f.validate()
+                .map_err(|e| e.renamed(|name| format!("field.{name}")))?;
+        }
         self.check_classes(probs.classes())?;
         let mut labels = apply_thresholds(probs, &self.cfg.thresholds, category)?;
         if let Some(f) = &field {
