@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::confusion::ConfusionMatrix;
+use crate::error::{readable_number, MetricsError, Result};
 
 /// How per-class scores are combined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +58,29 @@ impl ZeroDivision {
 }
 
 /// A per-class score computed from one-vs-rest counts.
+///
+/// # F-beta's β
+///
+/// [`ClassMetric::FBeta`] takes any finite β ≥ 0: β = 0 is precision (as scikit-learn's
+/// `fbeta_score`), β = 1 is F1, and a large β approaches recall (one whose square overflows,
+/// such as `1e308`, scores as recall). A NaN, negative or infinite β is refused where a
+/// metric is built from a config: deserialising `{"f_beta": -2}` fails naming `f_beta`, and
+/// [`ClassMetric::validate`] returns [`MetricsError::InvalidConfig`]. The scoring functions
+/// ([`ConfusionMatrix::score`], [`ConfusionMatrix::per_class`], [`mean_over_images`]) return
+/// no error: given such a β they score NaN for every class, never another F-score (a
+/// negative β would otherwise score as F|β|), so call `validate` first on a β that comes
+/// from code.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::ClassMetric;
+/// let f2: ClassMetric = serde_json::from_str(r#"{"f_beta": 2.0}"#).unwrap();
+/// assert_eq!(f2, ClassMetric::FBeta(2.0));
+/// assert!(serde_json::from_str::<ClassMetric>(r#"{"f_beta": -2.0}"#).is_err());
+/// assert!(ClassMetric::FBeta(f64::NAN).validate().is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "ClassMetricRepr")]
 pub enum ClassMetric {
     /// TP / (TP + FP).
     Precision,
@@ -68,7 +90,8 @@ pub enum ClassMetric {
     Specificity,
     /// 2 TP / (2 TP + FP + FN).
     F1,
-    /// (1 + β²) TP / ((1 + β²) TP + β² FN + FP); β > 1 favours recall.
+    /// (1 + β²) TP / ((1 + β²) TP + β² FN + FP); β > 1 favours recall. β must be finite
+    /// and ≥ 0 (see "F-beta's β" above).
     FBeta(f64),
     /// Jaccard index TP / (TP + FP + FN).
     Iou,
@@ -76,7 +99,62 @@ pub enum ClassMetric {
     Dice,
 }
 
+/// What a [`ClassMetric`] deserialises from before its β is checked.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ClassMetricRepr {
+    Precision,
+    Recall,
+    Specificity,
+    F1,
+    FBeta(f64),
+    Iou,
+    Dice,
+}
+
+impl TryFrom<ClassMetricRepr> for ClassMetric {
+    type Error = MetricsError;
+
+    fn try_from(r: ClassMetricRepr) -> Result<Self> {
+        let m = match r {
+            ClassMetricRepr::Precision => ClassMetric::Precision,
+            ClassMetricRepr::Recall => ClassMetric::Recall,
+            ClassMetricRepr::Specificity => ClassMetric::Specificity,
+            ClassMetricRepr::F1 => ClassMetric::F1,
+            ClassMetricRepr::FBeta(beta) => ClassMetric::FBeta(beta),
+            ClassMetricRepr::Iou => ClassMetric::Iou,
+            ClassMetricRepr::Dice => ClassMetric::Dice,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+}
+
+/// Whether `beta` is a β that [`ClassMetric::FBeta`] takes: finite and ≥ 0.
+fn beta_ok(beta: f64) -> bool {
+    beta.is_finite() && beta >= 0.0
+}
+
 impl ClassMetric {
+    /// Checks the metric's parameter: an [`FBeta`](ClassMetric::FBeta)'s β must be finite
+    /// and ≥ 0 (see "F-beta's β" on [`ClassMetric`]). Deserialising runs this check.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] naming `f_beta` and the value, for a NaN, negative or
+    /// infinite β.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            ClassMetric::FBeta(beta) if !beta_ok(beta) => {
+                Err(MetricsError::InvalidConfig(format!(
+                    "f_beta (β) must be finite and ≥ 0, got {} (β = 0 is precision, β = 1 \
+                     is F1, a large β approaches recall)",
+                    readable_number(beta)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn evaluate(self, [tp, fp, fneg, tn]: [f64; 4], zd: ZeroDivision) -> f64 {
         match self {
             ClassMetric::Precision => zd.ratio(tp, tp + fp),
@@ -84,8 +162,20 @@ impl ClassMetric {
             ClassMetric::Specificity => zd.ratio(tn, tn + fp),
             ClassMetric::F1 | ClassMetric::Dice => zd.ratio(2.0 * tp, 2.0 * tp + fp + fneg),
             ClassMetric::FBeta(beta) => {
+                if !beta_ok(beta) {
+                    return f64::NAN;
+                }
+                // The definition divided by 1 + β²: TP / (TP + β²/(1+β²) FN + 1/(1+β²) FP),
+                // whose weights stay finite when β² overflows (the weights become 1 and 0:
+                // recall), where (1 + β²) TP would be infinite and the ratio NaN.
                 let b2 = beta * beta;
-                zd.ratio((1.0 + b2) * tp, (1.0 + b2) * tp + b2 * fneg + fp)
+                let w_fp = 1.0 / (1.0 + b2);
+                let w_fn = if b2 == 0.0 {
+                    0.0
+                } else {
+                    1.0 / (1.0 + 1.0 / b2)
+                };
+                zd.ratio(tp, tp + w_fn * fneg + w_fp * fp)
             }
             ClassMetric::Iou => zd.ratio(tp, tp + fp + fneg),
         }
