@@ -16,6 +16,8 @@ use crate::error::readable_number;
 use crate::{ModelError, Result};
 
 mod fused_adam;
+#[cfg(test)]
+mod schedule_tests;
 
 /// `XNET_REFERENCE_OPTIMIZER=1` makes Adam/AdamW take the allocating tensor-op path on the
 /// CPU too (the reference the fused in-place update is tested against).
@@ -661,10 +663,16 @@ pub enum LrSchedule {
     #[default]
     Constant,
     /// `lr₀ · γ^⌊epoch / step_size⌋` (`torch.optim.lr_scheduler.StepLR`).
+    ///
+    /// `gamma` is a decay factor in (0, 1] (1 keeps the rate). PyTorch's `StepLR` takes any
+    /// gamma, but one above 1 grows the rate geometrically without bound: from 10⁻³ with
+    /// gamma 2 it passes the `f32` range the update runs in (infinity) after 138 decays,
+    /// mid-run. [`LrSchedule::validate`] refuses it, so that every rate a valid schedule gives
+    /// lies between 0 and its base rate.
     Step {
         /// Epochs between decays (> 0).
         step_size: usize,
-        /// Decay factor.
+        /// Decay factor, in (0, 1].
         gamma: f64,
     },
     /// `η_min + (lr₀ − η_min)(1 + cos(π·epoch/t_max))/2` for `epoch ≤ t_max`, then `η_min`
@@ -705,7 +713,8 @@ impl LrSchedule {
     }
 
     /// Checks the parameters. NaN and infinities are refused, and so is a value beyond the
-    /// `f32` range (a `1e308` in a JSON config): the learning rate it gives runs in `f32`.
+    /// `f32` range (a `1e308` in a JSON config): the learning rate it gives runs in `f32`. A
+    /// step schedule's `gamma` must lie in (0, 1] (see [`LrSchedule::Step`]).
     ///
     /// # Errors
     /// [`ModelError::InvalidConfig`] naming the schedule, the parameter and the value.
@@ -738,9 +747,11 @@ impl LrSchedule {
                 if step_size == 0 {
                     return err("step schedule: step_size must be > 0".into());
                 }
-                if !(gamma.is_finite() && gamma > 0.0) {
+                // Above 1 the rate would grow without bound, past the f32 range mid-run.
+                if !(gamma > 0.0 && gamma <= 1.0) {
                     return err(format!(
-                        "step schedule: gamma must be > 0, got {}",
+                        "step schedule: gamma must be in (0, 1] (a decay factor; above 1 the \
+                         learning rate grows without bound), got {}",
                         readable_number(gamma)
                     ));
                 }
@@ -802,8 +813,33 @@ pub struct LrScheduler {
 
 impl LrScheduler {
     /// A scheduler starting at `base_lr`.
+    ///
+    /// With a valid schedule and base rate, every rate the scheduler gives lies in
+    /// `[0, max(base_lr, eta_min or min_lr)]`, within the `f32` range the update runs in.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] for a schedule that [`LrSchedule::validate`] refuses,
+    /// or a `base_lr` that is not a positive number within the `f32` range: NaN, infinite,
+    /// beyond `f32::MAX` (such as `1e308`, infinity in the `f32` update) or ≤ 0. The message
+    /// names `base_lr`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::optim::{LrSchedule, LrScheduler};
+    /// assert!(LrScheduler::new(LrSchedule::Constant, 1e-3).is_ok());
+    /// let e = LrScheduler::new(LrSchedule::Constant, 1e308).unwrap_err().to_string();
+    /// assert!(e.contains("base_lr must be a finite number"), "{e}");
+    /// assert!(LrScheduler::new(LrSchedule::Constant, 0.0).is_err());
+    /// ```
     pub fn new(schedule: LrSchedule, base_lr: f64) -> Result<Self> {
         schedule.validate()?;
+        crate::error::check_f32_range(&[("lr scheduler: base_lr", base_lr)])?;
+        if base_lr <= 0.0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "lr scheduler: base_lr must be > 0, got {}",
+                readable_number(base_lr)
+            )));
+        }
         Ok(Self {
             schedule,
             base_lr,
