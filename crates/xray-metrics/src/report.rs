@@ -252,7 +252,7 @@ impl Report {
     /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
     /// ev.add_image(&[0, 1, 1, 255], &[0.9, 0.2, 0.6, 0.5, 0.1, 0.8, 0.4, 0.5], 2, 2)?;
     /// let md = ev.finish()?.to_markdown();
-    /// assert!(md.starts_with("## Evaluation: 1 images, 3 scored pixels (1 ignored)"));
+    /// assert!(md.starts_with("## Evaluation: 1 image, 3 scored pixels (1 ignored)"));
     /// // class, support, precision, recall, ...: one object pixel of two was missed
     /// assert!(md.contains("| object | 2 | 1.0000 | 0.5000 |"), "{md}");
     /// # Ok(())
@@ -263,8 +263,12 @@ impl Report {
         let c = self.class_names.len();
         let _ = writeln!(
             s,
-            "## Evaluation: {} images, {} scored pixels ({} ignored)\n",
-            self.images, self.pixels, self.ignored_pixels
+            "## Evaluation: {} image{}, {} scored pixel{} ({} ignored)\n",
+            self.images,
+            if self.images == 1 { "" } else { "s" },
+            self.pixels,
+            if self.pixels == 1 { "" } else { "s" },
+            self.ignored_pixels
         );
         let _ = writeln!(
             s,
