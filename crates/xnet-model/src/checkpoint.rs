@@ -92,6 +92,28 @@ impl std::fmt::Debug for LoadedModel {
 /// Saves `varmap` and `config` (plus `metadata`, e.g. `serde_json::json!({"epoch": 3})` or
 /// `Value::Null`) into directory `dir`, creating it if needed. Both files are written
 /// atomically (temporary file + rename).
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::checkpoint;
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("xnet-doc-save-{}", std::process::id()));
+/// let varmap = VarMap::new();
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// checkpoint::save(&dir, &varmap, &cfg, serde_json::json!({ "epoch": 3 }))?;
+///
+/// assert!(dir.join(checkpoint::WEIGHTS_FILE).is_file());
+/// let stored = checkpoint::read_config(&dir.join(checkpoint::CONFIG_FILE))?;
+/// assert_eq!(stored.model, cfg);
+/// assert_eq!(stored.metadata["epoch"], 3);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn save(
     dir: &Path,
     varmap: &VarMap,
@@ -180,6 +202,33 @@ fn check_digest(want: &str, bytes: &[u8], weights: &Path, config_path: &Path) ->
 /// A path that does not exist, or a file without a `config.json` beside it (both named as
 /// given, not as the config file they would imply), an unreadable or invalid `config.json`,
 /// or a format version newer than this crate's.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::checkpoint;
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("xnet-doc-read-config-{}", std::process::id()));
+/// # let varmap = VarMap::new();
+/// # let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// # cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// # checkpoint::save(&dir, &varmap, &cfg, serde_json::json!({ "epoch": 7 }))?;
+/// // `dir`: a checkpoint saved with `{"epoch": 7}` as metadata. Its configuration is read
+/// // without loading the weights, from the directory or from either file in it.
+/// let stored = checkpoint::read_config(&dir)?;
+/// assert_eq!((stored.model.arch(), stored.model.num_classes()), ("xnet", 3));
+/// assert_eq!(stored.metadata["epoch"], 7);
+/// assert_eq!(checkpoint::read_config(&dir.join(checkpoint::WEIGHTS_FILE))?, stored);
+///
+/// // A path that does not exist is an error naming it.
+/// let e = checkpoint::read_config(&dir.join("no-such-run")).unwrap_err().to_string();
+/// assert!(e.contains("no-such-run") && e.contains("no checkpoint here"), "{e}");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
     if !path.exists() {
         return Err(ModelError::Io {
@@ -232,6 +281,33 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
 ///
 /// # Errors
 /// The file cannot be written.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::checkpoint;
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("xnet-doc-write-config-{}", std::process::id()));
+/// # let varmap = VarMap::new();
+/// # let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// # cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// # checkpoint::save(&dir, &varmap, &cfg, serde_json::json!({ "epoch": 7 }))?;
+/// // `dir`: a saved checkpoint. Record a fitted softmax temperature beside its weights.
+/// let mut stored = checkpoint::read_config(&dir)?;
+/// stored.metadata["temperature"] = serde_json::json!(1.5);
+/// checkpoint::write_config(&dir, &stored)?;
+///
+/// // The weights still pair with the config (its weights digest is kept), and the
+/// // metadata holds the old key and the new one.
+/// let loaded = checkpoint::load(&dir, &Device::Cpu)?;
+/// assert_eq!(loaded.metadata["temperature"], 1.5);
+/// assert_eq!(loaded.metadata["epoch"], 7);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn write_config(path: &Path, config: &CheckpointConfig) -> Result<()> {
     let (_, cfg_path) = resolve(path);
     write_json_atomic(&cfg_path, config)
@@ -252,6 +328,45 @@ pub fn write_config(path: &Path, config: &CheckpointConfig) -> Result<()> {
 /// builds ([`ModelError::WeightNames`], [`ModelError::WeightShape`]); a corrupt weights file
 /// ([`ModelError::Safetensors`]); a non-finite value or a negative running variance
 /// ([`ModelError::WeightValue`], naming the tensor).
+///
+/// # Examples
+/// A save → load round trip gives the same network:
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{ModuleT, VarBuilder, VarMap};
+/// use xnet_model::{checkpoint, ModelError};
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("xnet-doc-load-{}", std::process::id()));
+/// let dev = Device::Cpu;
+/// let varmap = VarMap::new();
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// let net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+/// checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null)?;
+///
+/// let loaded = checkpoint::load(&dir, &dev)?;
+/// assert_eq!(loaded.config, cfg);
+/// let x = Tensor::rand(0f32, 1f32, (1, 1, 16, 16), &dev)?;
+/// let before = net.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>()?;
+/// let after = loaded.model.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>()?;
+/// assert_eq!(before, after);
+///
+/// // A config.json edited to another width no longer fits the weights: refused, naming the
+/// // first tensor whose shape differs, before anything the size of the network is read.
+/// let mut stored = checkpoint::read_config(&dir)?;
+/// stored.model = ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() });
+/// checkpoint::write_config(&dir, &stored)?;
+/// match checkpoint::load(&dir, &dev) {
+///     Err(ModelError::WeightShape { tensor, expected, found, .. }) => {
+///         assert_eq!(tensor, "conv1.bn.bias");
+///         assert_eq!((expected, found), (vec![4], vec![2]));
+///     }
+///     other => panic!("expected a shape mismatch, got {other:?}"),
+/// }
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     load_with(path, device, |cfg, vb| cfg.build(vb))
 }
@@ -265,6 +380,50 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
 ///
 /// # Errors
 /// As [`load`].
+///
+/// # Examples
+/// Weights trained with nearest up-sampling, run with bilinear up-sampling (neither has
+/// variables, so the same weights fit):
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{ModuleT, VarBuilder, VarMap};
+/// use xnet_model::checkpoint;
+/// use xnet_model::models::{ModelConfig, Upsampling, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("xnet-doc-load-with-{}", std::process::id()));
+/// # let varmap = VarMap::new();
+/// # let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// # cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// # checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null)?;
+/// // `dir`: a checkpoint of an XNet with the default (nearest) up-sampling.
+/// let bilinear = |stored: &ModelConfig, vb: VarBuilder| match stored {
+///     ModelConfig::XNet(c) => {
+///         let c = XNetConfig { upsampling: Upsampling::Bilinear, ..c.clone() };
+///         ModelConfig::XNet(c).build(vb)
+///     }
+///     other => other.build(vb),
+/// };
+/// let loaded = checkpoint::load_with(&dir, &Device::Cpu, bilinear)?;
+/// let ModelConfig::XNet(running) = loaded.model.config() else { unreachable!() };
+/// assert_eq!(running.upsampling, Upsampling::Bilinear);
+/// // `config` is what the checkpoint stores, not what the builder made of it.
+/// let ModelConfig::XNet(stored) = &loaded.config else { unreachable!() };
+/// assert_eq!(stored.upsampling, Upsampling::Nearest);
+/// let x = Tensor::zeros((1, 1, 16, 16), DType::F32, &Device::Cpu)?;
+/// assert_eq!(loaded.model.forward_t(&x, false)?.dims(), &[1, 3, 16, 16]);
+///
+/// // A builder whose network asks for other variables is refused.
+/// let two_classes = |stored: &ModelConfig, vb: VarBuilder| match stored {
+///     ModelConfig::XNet(c) => {
+///         ModelConfig::XNet(XNetConfig { num_classes: 2, ..c.clone() }).build(vb)
+///     }
+///     other => other.build(vb),
+/// };
+/// assert!(checkpoint::load_with(&dir, &Device::Cpu, two_classes).is_err());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn load_with(
     path: &Path,
     device: &Device,

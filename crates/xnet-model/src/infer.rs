@@ -413,6 +413,18 @@ pub const TEMPERATURE_RANGE: (f64, f64) = (0.01, 100.0);
 ///
 /// # Errors
 /// [`ModelError::InvalidConfig`] outside it (NaN included).
+///
+/// # Examples
+/// ```
+/// use xnet_model::infer::{check_temperature, TEMPERATURE_RANGE};
+/// assert!(check_temperature(1.0).is_ok()); // T = 1 leaves the probabilities as they are
+/// let (low, high) = TEMPERATURE_RANGE; // both accepted
+/// assert!(check_temperature(low).is_ok() && check_temperature(high).is_ok());
+/// for refused in [0.0, -1.0, 1000.0, f64::NAN] {
+///     let e = check_temperature(refused).unwrap_err().to_string();
+///     assert!(e.contains("the softmax temperature must be in [0.01, 100]"), "{e}");
+/// }
+/// ```
 pub fn check_temperature(temperature: f64) -> Result<()> {
     let (low, high) = TEMPERATURE_RANGE;
     if (low..=high).contains(&temperature) {

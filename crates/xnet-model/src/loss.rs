@@ -218,6 +218,26 @@ impl LossConfig {
     ///
     /// `pixel_weights` (`[N, H, W]`, e.g. from [`boundary_weight_map`]) multiply the
     /// per-pixel cross-entropy / focal loss; the Dice term ignores them.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use xnet_model::loss::{LossConfig, LossKind};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let dev = Device::Cpu;
+    /// // Two classes, one 1×2 image labelled [0, 1], equal logits: every probability is 1/2.
+    /// let logits = Tensor::zeros((1, 2, 1, 2), DType::F32, &dev)?;
+    /// let labels = Tensor::new(&[[[0u8, 1]]], &dev)?;
+    /// let cfg = LossConfig {
+    ///     kind: LossKind::CrossEntropyDice { dice_weight: 0.5, smooth: 1.0 },
+    ///     ..Default::default()
+    /// };
+    /// // Cross-entropy ln 2, plus 0.5 × Dice loss 1 − (2·½ + 1)/(1 + 1 + 1) = 1/3 per class.
+    /// let loss = cfg.data_loss(&logits, &labels, None)?.to_scalar::<f32>()?;
+    /// assert!((loss - (2f32.ln() + 0.5 / 3.0)).abs() < 1e-6);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn data_loss(
         &self,
         logits: &Tensor,
@@ -382,6 +402,32 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, opts: &PixelLossOptions) 
 /// Cross-entropy whose per-pixel terms are multiplied by `pixel_weights` (`[N, H, W]`, e.g.
 /// U-Net's boundary map); normalised by the sum of class weights of the non-ignored pixels
 /// (so that a map of ones gives [`cross_entropy`]).
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::loss::{cross_entropy, weighted_cross_entropy, PixelLossOptions};
+/// # fn main() -> xnet_model::Result<()> {
+/// let dev = Device::Cpu;
+/// let opts = PixelLossOptions::default();
+/// // Three classes, equal logits: ln 3 per pixel.
+/// let logits = Tensor::zeros((1, 3, 1, 2), DType::F32, &dev)?;
+/// let labels = Tensor::new(&[[[0u8, 2]]], &dev)?;
+/// let ones = Tensor::ones((1, 1, 2), DType::F32, &dev)?;
+/// let plain = cross_entropy(&logits, &labels, &opts)?.to_scalar::<f32>()?;
+/// let with_ones = weighted_cross_entropy(&logits, &labels, &opts, Some(&ones))?;
+/// assert_eq!(with_ones.to_scalar::<f32>()?, plain);
+/// // Weights 1 and 3 multiply the two terms; the sum is still divided by the 2 pixels'
+/// // class weights: (1 + 3)·ln 3 / 2.
+/// let w = Tensor::new(&[[[1f32, 3.0]]], &dev)?;
+/// let loss = weighted_cross_entropy(&logits, &labels, &opts, Some(&w))?.to_scalar::<f32>()?;
+/// assert!((loss - 2.0 * 3f32.ln()).abs() < 1e-6);
+/// // Weights of another shape than the labels are refused.
+/// let wrong = Tensor::ones((1, 2, 1), DType::F32, &dev)?;
+/// assert!(weighted_cross_entropy(&logits, &labels, &opts, Some(&wrong)).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn weighted_cross_entropy(
     logits: &Tensor,
     labels: &Tensor,
@@ -403,6 +449,26 @@ pub fn weighted_cross_entropy(
 /// weights (1 when `None`), normalised like [`cross_entropy`]: `Σ α_y·FLᵢ / Σ α_y`. With
 /// γ = 0 it equals [`cross_entropy`]. Use γ = 0 or γ ≥ 1: for 0 < γ < 1 the gradient of
 /// `(1 − p_y)^γ` is unbounded as `p_y → 1`.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::loss::{cross_entropy, focal, PixelLossOptions};
+/// # fn main() -> xnet_model::Result<()> {
+/// let dev = Device::Cpu;
+/// let opts = PixelLossOptions::default();
+/// // Two classes, equal logits: p_y = 1/2, so the loss is (1 − ½)^γ · ln 2.
+/// let logits = Tensor::zeros((1, 2, 1, 2), DType::F32, &dev)?;
+/// let labels = Tensor::new(&[[[0u8, 1]]], &dev)?;
+/// let fl = focal(&logits, &labels, 2.0, &opts)?.to_scalar::<f32>()?;
+/// assert!((fl - 0.25 * 2f32.ln()).abs() < 1e-6);
+/// // γ = 0 is the cross-entropy.
+/// let ce = cross_entropy(&logits, &labels, &opts)?.to_scalar::<f32>()?;
+/// assert!((focal(&logits, &labels, 0.0, &opts)?.to_scalar::<f32>()? - ce).abs() < 1e-6);
+/// assert!(focal(&logits, &labels, -1.0, &opts).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn focal(
     logits: &Tensor,
     labels: &Tensor,
@@ -444,6 +510,29 @@ fn focal_impl(
 /// `1 − Σ_c α_c (2 Σ p_c g_c + s) / (Σ p_c + Σ g_c + s) / Σ_c α_c`, sums over the non-ignored
 /// pixels of all images, `p` the softmax probabilities, `g` the one-hot labels, `α` the class
 /// weights (equal when `None`) and `s` = `smooth` > 0.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::loss::{soft_dice, PixelLossOptions};
+/// # fn main() -> xnet_model::Result<()> {
+/// let dev = Device::Cpu;
+/// let opts = PixelLossOptions::default();
+/// let labels = Tensor::new(&[[[0u8, 1], [1, 2]]], &dev)?; // one 2×2 image, 3 classes
+/// // Logits that pick every label with near certainty: the masks are identical, loss ≈ 0.
+/// let onehot: Vec<f32> = [[1., 0., 0., 0.], [0., 1., 1., 0.], [0., 0., 0., 1.]].concat();
+/// let sure = (Tensor::from_vec(onehot, (1, 3, 2, 2), &dev)? * 30.0)?;
+/// assert!(soft_dice(&sure, &labels, 1.0, &opts)?.to_scalar::<f32>()? < 1e-6);
+///
+/// // Two classes, equal logits on a 1×2 image labelled [0, 1]: per class 2·½ shared,
+/// // Σp = Σg = 1, so Dice (1 + s)/(2 + s) = 2/3 with s = 1, and the loss is 1/3.
+/// let even = Tensor::zeros((1, 2, 1, 2), DType::F32, &dev)?;
+/// let labels = Tensor::new(&[[[0u8, 1]]], &dev)?;
+/// let loss = soft_dice(&even, &labels, 1.0, &opts)?.to_scalar::<f32>()?;
+/// assert!((loss - 1.0 / 3.0).abs() < 1e-6);
+/// # Ok(())
+/// # }
+/// ```
 pub fn soft_dice(
     logits: &Tensor,
     labels: &Tensor,
@@ -493,6 +582,22 @@ pub fn soft_dice(
 /// penalised), as Keras' `kernel_regularizer=l2(λ)` of the reference implementation.
 ///
 /// Its gradient is `2λw`; PyTorch's `weight_decay=λ'` corresponds to `λ = λ'/2`.
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Var};
+/// use xnet_model::loss::l2_penalty;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let kernel = Var::from_vec(vec![1.0f32, -2.0, 3.0, 0.5], (1, 1, 2, 2), &Device::Cpu)?;
+/// let bias = Var::from_vec(vec![100.0f32], 1, &Device::Cpu)?; // rank 1: not penalised
+/// let vars = [kernel, bias];
+/// let penalty = l2_penalty(&vars, 1e-2)?.ok_or("a kernel is among the vars")?;
+/// // λ · Σ w² = 0.01 · (1 + 4 + 9 + 0.25)
+/// assert!((penalty.to_scalar::<f32>()? - 0.1425).abs() < 1e-6);
+/// assert!(l2_penalty(&vars, 0.0)?.is_none()); // λ = 0: no term at all
+/// # Ok(())
+/// # }
+/// ```
 pub fn l2_penalty(vars: &[Var], lambda: f64) -> Result<Option<Tensor>> {
     if lambda == 0.0 {
         return Ok(None);
@@ -838,6 +943,24 @@ fn dt_1d(f: &[f64], d: &mut [f64], v: &mut [usize], z: &mut [f64]) {
 
 /// The boundary weight maps of a batch of `n` label maps (`N × H × W`, row-major) as one
 /// `N × H × W` vector.
+///
+/// # Examples
+/// ```
+/// use xnet_model::loss::{boundary_weight_map, boundary_weight_maps, BoundaryWeightConfig};
+/// # fn main() -> xnet_model::Result<()> {
+/// let cfg = BoundaryWeightConfig::default();
+/// // Two 1×3 label maps: a gap of open beam between two objects, then one object.
+/// let labels = [1u8, 0, 1, /* image 2 */ 1, 1, 1];
+/// let w = boundary_weight_maps(&labels, 2, 1, 3, &cfg, Some(255))?;
+/// assert_eq!(w.len(), 6);
+/// assert_eq!(w[..3], boundary_weight_map(&labels[..3], 1, 3, &cfg, Some(255))?[..]);
+/// assert!((w[1] - (1.0 + 10.0 * (-4.0f32 / 50.0).exp())).abs() < 1e-5); // d1 = d2 = 1
+/// assert_eq!(w[3..], [1.0, 1.0, 1.0]); // no background: no border term
+/// // Labels that do not fill N × H × W are refused.
+/// assert!(boundary_weight_maps(&labels[..5], 2, 1, 3, &cfg, Some(255)).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn boundary_weight_maps(
     labels: &[u8],
     n: usize,

@@ -59,6 +59,23 @@ pub struct TrainBatch {
 
 impl TrainBatch {
     /// A batch, checking that the vectors have `n·height·width` elements.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::train::TrainBatch;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two 2×3 images: planes and label maps one after the other, rows first.
+    /// let images = vec![0.1, 0.2, 0.9, 0.1, 0.8, 0.9, /* image 2 */ 0.0, 0.5, 0.5, 0.0, 0.5, 1.0];
+    /// let labels = vec![0, 1, 2, 0, 2, 2, /* image 2 */ 0, 1, 1, 0, 1, 255];
+    /// let batch = TrainBatch::new(images.clone(), labels, 2, 2, 3)?;
+    /// assert_eq!(batch.labels[11], 255); // ignored by the losses
+    ///
+    /// // A label map of the wrong length is refused.
+    /// let e = TrainBatch::new(images, vec![0; 6], 2, 2, 3).unwrap_err().to_string();
+    /// assert!(e.contains("needs 12 pixels, got 12 image values and 6 labels"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         images: Vec<f32>,
         labels: Vec<u8>,
@@ -137,6 +154,20 @@ impl TrainBatch {
     }
 
     /// `([n, 1, h, w]` f32 images, `[n, h, w]` u8 labels`)` on `device`.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use xnet_model::train::TrainBatch;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let batch = TrainBatch::new(vec![0.5; 2 * 4 * 4], vec![1; 2 * 4 * 4], 2, 4, 4)?;
+    /// let (x, y) = batch.to_tensors(&Device::Cpu)?;
+    /// assert_eq!((x.dims(), x.dtype()), (&[2, 1, 4, 4][..], DType::F32));
+    /// assert_eq!((y.dims(), y.dtype()), (&[2, 4, 4][..], DType::U8));
+    /// assert_eq!(y.flatten_all()?.to_vec1::<u8>()?, batch.labels);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_tensors(&self, device: &Device) -> Result<(Tensor, Tensor)> {
         self.check_shape()?;
         let x = Tensor::from_slice(&self.images, (self.n, 1, self.height, self.width), device)?;
@@ -470,6 +501,34 @@ impl std::fmt::Debug for Trainer<'_> {
 
 impl<'a> Trainer<'a> {
     /// A trainer for `model`, whose variables are those of `varmap`, on `device`.
+    ///
+    /// # Errors
+    /// A configuration that [`TrainConfig::validate`] refuses for the model's number of
+    /// classes, or an optimiser or schedule that cannot be set up.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::train::{TrainConfig, Trainer};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dev = Device::Cpu;
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let config = TrainConfig { epochs: 5, progress: false, ..Default::default() };
+    /// let trainer = Trainer::new(model.as_ref(), &varmap, config.clone(), &dev)?;
+    /// assert_eq!(trainer.state().next_epoch, 0);
+    ///
+    /// // The configuration is checked against the model: three classes, three weights.
+    /// let mut two_weights = config;
+    /// two_weights.loss.pixel.class_weights = Some(vec![1.0, 5.0]);
+    /// let e = Trainer::new(model.as_ref(), &varmap, two_weights, &dev).unwrap_err().to_string();
+    /// assert!(e.contains("class_weights has 2 entries but the model has 3 classes"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         model: &'a dyn Segmenter,
         varmap: &'a VarMap,
@@ -500,6 +559,35 @@ impl<'a> Trainer<'a> {
     }
 
     /// Keep checkpoints and the log in `dir` (see the module docs for the layout).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::checkpoint;
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::train::{InMemoryBatches, TrainBatch, TrainConfig, Trainer};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("xnet-doc-trainer-dir-{}", std::process::id()));
+    /// let dev = Device::Cpu;
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let batch = TrainBatch::new(vec![0.5; 16 * 16], vec![1; 16 * 16], 1, 16, 16)?;
+    /// let config = TrainConfig { epochs: 1, progress: false, ..Default::default() };
+    /// let mut trainer = Trainer::new(model.as_ref(), &varmap, config, &dev)?
+    ///     .with_checkpoint_dir(&dir);
+    /// trainer.fit(&mut InMemoryBatches::new(vec![batch]), None)?;
+    ///
+    /// for name in ["best", "last", "log.jsonl", "train_config.json"] {
+    ///     assert!(dir.join(name).exists(), "{name}");
+    /// }
+    /// let best = checkpoint::load(&dir.join("best"), &dev)?; // an ordinary checkpoint
+    /// assert_eq!((best.config, &best.metadata["epoch"]), (cfg, &serde_json::json!(0)));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
         self
@@ -531,6 +619,44 @@ impl<'a> Trainer<'a> {
     /// Unreadable or inconsistent files in `last/`, a model configuration other than the
     /// model's, or a stored learning rate that is negative, NaN or beyond the `f32` range
     /// (one edited into `trainer_state.json`), naming the file.
+    ///
+    /// # Examples
+    /// A run of one epoch, continued to two by another trainer (as a new process would):
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::train::{InMemoryBatches, TrainBatch, TrainConfig, Trainer};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("xnet-doc-resume-{}", std::process::id()));
+    /// let dev = Device::Cpu;
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let batch = TrainBatch::new(vec![0.5; 16 * 16], vec![1; 16 * 16], 1, 16, 16)?;
+    /// let mut data = InMemoryBatches::new(vec![batch]);
+    /// let config = |epochs| TrainConfig { epochs, progress: false, ..Default::default() };
+    /// let x = Tensor::rand(0f32, 1f32, (1, 1, 16, 16), &dev)?;
+    ///
+    /// let varmap = VarMap::new();
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let mut first =
+    ///     Trainer::new(model.as_ref(), &varmap, config(1), &dev)?.with_checkpoint_dir(&dir);
+    /// assert_eq!(first.resume()?, None); // nothing to resume yet
+    /// first.fit(&mut data, None)?;
+    /// let trained = model.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>()?;
+    ///
+    /// // A freshly built network: resume loads the weights of `dir/last`.
+    /// let varmap = VarMap::new();
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let mut second =
+    ///     Trainer::new(model.as_ref(), &varmap, config(2), &dev)?.with_checkpoint_dir(&dir);
+    /// assert_eq!(second.resume()?, Some(1));
+    /// assert_eq!(model.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>()?, trained);
+    /// let summary = second.fit(&mut data, None)?;
+    /// assert_eq!((summary.epochs.len(), summary.epochs[0].epoch, summary.epochs_run), (1, 1, 2));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn resume(&mut self) -> Result<Option<usize>> {
         let Some(dir) = &self.checkpoint_dir else {
             return Ok(None);
@@ -657,6 +783,45 @@ impl<'a> Trainer<'a> {
 
     /// One optimisation step on `batch`; returns its data loss (without L2). A non-finite
     /// loss or gradient norm is an error and the update is not applied.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::optim::OptimizerConfig;
+    /// use xnet_model::train::{TrainBatch, TrainConfig, Trainer};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dev = Device::Cpu;
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let config = TrainConfig {
+    ///     optimizer: OptimizerConfig::sgd(0.01, 0.9),
+    ///     progress: false,
+    ///     ..Default::default()
+    /// };
+    /// let mut trainer = Trainer::new(model.as_ref(), &varmap, config, &dev)?;
+    /// let x = Tensor::rand(0f32, 1f32, (1, 1, 16, 16), &dev)?;
+    /// let outputs = || model.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>();
+    /// let before = outputs()?;
+    ///
+    /// // Left half open beam, right half bone.
+    /// let labels: Vec<u8> = (0..16 * 16).map(|i| if i % 16 < 8 { 0 } else { 2 }).collect();
+    /// let images = labels.iter().map(|&l| f32::from(l) / 2.0).collect();
+    /// let loss = trainer.train_step(&TrainBatch::new(images, labels, 1, 16, 16)?)?;
+    /// assert!(loss.is_finite() && loss > 0.0);
+    /// let updated = outputs()?;
+    /// assert_ne!(updated, before);
+    ///
+    /// // A label the 3-class model does not have: refused, naming the pixel, and no update.
+    /// let bad = TrainBatch::new(vec![0.0; 64], vec![3; 64], 1, 8, 8)?;
+    /// let e = trainer.train_step(&bad).unwrap_err().to_string();
+    /// assert!(e.contains("label 3 at pixel (x=0, y=0)"), "{e}");
+    /// assert_eq!(outputs()?, updated);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn train_step(&mut self, batch: &TrainBatch) -> Result<f64> {
         self.step_at(batch, self.state.next_epoch, 0)
     }
@@ -709,6 +874,47 @@ impl<'a> Trainer<'a> {
     ///
     /// Without a validation source the training loss is monitored for early stopping and the
     /// best checkpoint.
+    ///
+    /// # Examples
+    /// Two epochs on one in-memory batch, validated on the same batch (a real run holds out
+    /// a validation split):
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::train::{InMemoryBatches, TrainBatch, TrainConfig, Trainer};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dev = Device::Cpu;
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// // Dark rows open beam (0), bright rows bone (2); the last row is not labelled.
+    /// let labels: Vec<u8> = (0..16 * 16)
+    ///     .map(|i| match i / 16 { 15 => 255, r if r < 8 => 0, _ => 2 })
+    ///     .collect();
+    /// let images: Vec<f32> = labels.iter().map(|&l| if l == 0 { 0.1 } else { 0.9 }).collect();
+    /// let batch = TrainBatch::new(images, labels, 1, 16, 16)?;
+    /// let mut train = InMemoryBatches::new(vec![batch.clone()]);
+    /// let mut val = InMemoryBatches::new(vec![batch]);
+    ///
+    /// let config = TrainConfig {
+    ///     epochs: 2,
+    ///     early_stopping_patience: None,
+    ///     progress: false,
+    ///     ..Default::default()
+    /// };
+    /// let mut trainer = Trainer::new(model.as_ref(), &varmap, config, &dev)?;
+    /// let summary = trainer.fit(&mut train, Some(&mut val))?;
+    /// assert_eq!((summary.epochs.len(), summary.epochs_run), (2, 2));
+    /// assert!(!summary.stopped_early && summary.best_epoch.is_some());
+    /// for record in &summary.epochs {
+    ///     assert!(record.train_loss.is_finite() && record.lr == 1e-4); // default RMSprop
+    ///     let accuracy = record.val_accuracy.ok_or("validated")?;
+    ///     assert!((0.0..=1.0).contains(&accuracy));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fit(
         &mut self,
         train: &mut dyn BatchSource,

@@ -88,6 +88,20 @@ impl Default for ModelConfig {
 
 impl ModelConfig {
     /// Checks the configuration; the error says which field is wrong and what is accepted.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::ModelConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ok: ModelConfig = serde_json::from_str(r#"{"arch": "unet", "depth": 2}"#)?;
+    /// assert!(ok.validate().is_ok());
+    /// // An even kernel has no centre for "same" padding.
+    /// let even: ModelConfig = serde_json::from_str(r#"{"arch": "unet", "kernel_size": 4}"#)?;
+    /// let e = even.validate().unwrap_err().to_string();
+    /// assert!(e.contains("U-Net: kernel_size must be odd"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn validate(&self) -> Result<()> {
         match self {
             ModelConfig::XNet(c) => c.validate(),
@@ -102,6 +116,29 @@ impl ModelConfig {
     /// With `VarBuilder::from_varmap` the variables are initialised randomly and registered
     /// in the `VarMap` (for training and saving); with a safetensors-backed `VarBuilder` they
     /// are loaded, and a missing tensor or wrong shape is an error naming it.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::ModelConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A small U-Net, as a config.json would give it.
+    /// let json = r#"{"arch": "unet", "base_width": 4, "depth": 2}"#;
+    /// let cfg: ModelConfig = serde_json::from_str(json)?;
+    /// let varmap = VarMap::new();
+    /// let net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    /// assert_eq!(net.config(), cfg);
+    /// let x = Tensor::zeros((2, 1, 16, 16), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), &[2, 3, 16, 16]); // [N, classes, H, W] logits
+    ///
+    /// // The configuration is validated first.
+    /// let bad: ModelConfig = serde_json::from_str(r#"{"arch": "unet", "depth": 0}"#)?;
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// assert!(bad.build(vb).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(&self, vb: candle_nn::VarBuilder) -> Result<Box<dyn Segmenter>> {
         Ok(match self {
             ModelConfig::XNet(c) => Box::new(c.build(vb)?),
@@ -132,6 +169,27 @@ impl ModelConfig {
     }
 
     /// Height and width of inputs must be multiples of this.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, UNetConfig, XNetConfig};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// assert_eq!(cfg.size_multiple(), 8); // three 2×2 poolings
+    /// let unet = ModelConfig::UNet(UNetConfig { depth: 2, ..Default::default() });
+    /// assert_eq!(unet.size_multiple(), 4); // 2^depth
+    ///
+    /// let net = cfg.build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::zeros((1, 1, 20, 20), DType::F32, &Device::Cpu)?;
+    /// assert!(net.forward_t(&x, false).is_err()); // 20 is no multiple of 8
+    /// let side = 20usize.next_multiple_of(cfg.size_multiple()); // pad to 24
+    /// let x = x.pad_with_zeros(2, 0, side - 20)?.pad_with_zeros(3, 0, side - 20)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), &[1, 3, 24, 24]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn size_multiple(&self) -> usize {
         match self {
             ModelConfig::XNet(_) => 8,
@@ -143,6 +201,17 @@ impl ModelConfig {
 
     /// FLOPs (2 per multiply-accumulate, convolution layers) of one forward pass of one
     /// `height × width` image.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::ModelConfig;
+    /// // The paper's XNet (the default) at 200 × 200: 66.43 GFLOP.
+    /// let paper = ModelConfig::default();
+    /// let flops = paper.forward_flops(200, 200);
+    /// assert_eq!((flops as f64 / 1e7).round() / 100.0, 66.43);
+    /// // Every convolution's cost grows with the pixels: twice the side, four times the FLOPs.
+    /// assert_eq!(paper.forward_flops(400, 400), 4 * flops);
+    /// ```
     pub fn forward_flops(&self, height: usize, width: usize) -> u64 {
         match self {
             ModelConfig::XNet(c) => c.forward_flops(height, width),
@@ -165,6 +234,22 @@ impl ModelConfig {
 
 /// Number of trainable parameters among `vars` (a `VarMap`'s `data()`): batch-norm running
 /// statistics (`running_mean`, `running_var`) are excluded, as in PyTorch and Keras.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::models::{count_trainable_parameters, BatchNormSettings, ConvBnRelu};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // One 3×3 block from 1 to 4 channels: a 4·1·3·3 kernel, 4 biases, and the batch norm's
+/// // 4 scales and 4 shifts; its 4 running means and 4 running variances are not trained.
+/// let varmap = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+/// ConvBnRelu::new(1, 4, 3, BatchNormSettings::default(), vb)?;
+/// assert_eq!(count_trainable_parameters(&varmap), 36 + 4 + 4 + 4);
+/// # Ok(())
+/// # }
+/// ```
 pub fn count_trainable_parameters(varmap: &candle_nn::VarMap) -> usize {
     let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
     data.iter()
