@@ -72,7 +72,9 @@ pub fn weights_digest(bytes: &[u8]) -> String {
 pub struct LoadedModel {
     /// The network, ready for [`crate::infer::predict_proba`].
     pub model: Box<dyn Segmenter>,
-    /// The configuration it was built from.
+    /// The configuration stored in the checkpoint's `config.json`. [`load_with`] builds the
+    /// network with a builder that may change it (another up-sampling, say): then
+    /// `model.config()` is the one the network was built from, and this stays the stored one.
     pub config: ModelConfig,
     /// Its variables (keep it to fine-tune or save again).
     pub varmap: VarMap,
@@ -276,7 +278,8 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
     Ok(cfg)
 }
 
-/// Rewrites `config.json` of a checkpoint (directory or weights file) atomically, e.g. with
+/// Rewrites `config.json` of a checkpoint (given as its directory, its weights file or the
+/// `config.json` itself) atomically, e.g. with
 /// metadata added to what [`read_config`] returned; the weights are not touched.
 ///
 /// # Errors

@@ -232,7 +232,7 @@ impl ModelConfig {
     }
 }
 
-/// Number of trainable parameters among `vars` (a `VarMap`'s `data()`): batch-norm running
+/// Number of trainable parameters in `varmap`: batch-norm running
 /// statistics (`running_mean`, `running_var`) are excluded, as in PyTorch and Keras.
 ///
 /// # Examples
