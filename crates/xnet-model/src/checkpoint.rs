@@ -279,8 +279,8 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
 }
 
 /// Rewrites `config.json` of a checkpoint (given as its directory, its weights file or the
-/// `config.json` itself) atomically, e.g. with
-/// metadata added to what [`read_config`] returned; the weights are not touched.
+/// `config.json` itself) atomically, e.g. with metadata added to what [`read_config`]
+/// returned; the weights are not touched.
 ///
 /// # Errors
 /// The file cannot be written.
