@@ -149,12 +149,13 @@ pub struct TrainJob {
     pub epochs: usize,
     /// Batch size.
     pub batch: usize,
-    /// Learning rate (Adam).
+    /// Learning rate (Adam): > 0 and within the `f32` range the network computes in.
     pub lr: f64,
     /// Early-stopping patience, epochs.
     pub patience: usize,
     /// L2 coefficient λ on convolution kernels (the objective gains `λ · Σ w²`; see
-    /// [`xnet_model::loss::LossConfig::l2`]). The paper's 5·10⁻⁴ is the default.
+    /// [`xnet_model::loss::LossConfig::l2`]). The paper's 5·10⁻⁴ is the default. ≥ 0 and
+    /// within the `f32` range.
     pub l2: f64,
     /// The data term (cross-entropy, the paper's, by default).
     pub loss: LossKind,
@@ -724,15 +725,23 @@ pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
     let config = model_config(job.arch, job.width, job.upsampling);
     config.validate()?;
     Preprocess::square(job.size).validate(config.size_multiple())?;
-    if !(job.lr.is_finite() && job.lr > 0.0) {
+    // The network computes in f32: a value that rounds to infinity there (beyond f32::MAX,
+    // such as 1e308, which f64 holds) is refused here by its flag, as the optimiser and the
+    // loss would refuse it later under their own field names ("optimizer lr", "l2").
+    let in_f32 = |v: f64| (v as f32).is_finite();
+    if !(job.lr.is_finite() && job.lr > 0.0 && in_f32(job.lr)) {
         return Err(Error::Invalid(format!(
-            "--lr must be a finite number > 0, got {}",
+            "--lr must be a finite number > 0 and no larger than {} (the network computes in \
+             f32, where a larger value is infinity), got {}",
+            readable_number(f32::MAX),
             readable_number(job.lr)
         )));
     }
-    if !(job.l2.is_finite() && job.l2 >= 0.0) {
+    if !(job.l2.is_finite() && job.l2 >= 0.0 && in_f32(job.l2)) {
         return Err(Error::Invalid(format!(
-            "--l2 must be finite and ≥ 0, got {}",
+            "--l2 must be finite, ≥ 0 and no larger than {} (the network computes in f32, \
+             where a larger value is infinity), got {}",
+            readable_number(f32::MAX),
             readable_number(job.l2)
         )));
     }

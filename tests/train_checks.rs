@@ -473,6 +473,62 @@ fn a_zero_width_patience_or_bad_loss_is_an_error_before_any_file() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// `--lr 1e308` is a finite f64 but infinity in the f32 network: it was let through and the
+/// run refused later as "optimizer lr ...", a name the user never typed. `--l2` likewise
+/// (refused as the loss's "l2"). Both are refused naming the flag, before any file.
+#[test]
+fn an_lr_or_l2_beyond_the_f32_range_names_its_flag() {
+    let tmp = temp_dir("train-f32-range");
+    let beyond_f32 = f64::from(f32::MAX) * 2.0;
+    for (i, v) in [1e308, f64::MAX, beyond_f32].into_iter().enumerate() {
+        for (flag, job) in [
+            (
+                "--lr",
+                TrainJob {
+                    lr: v,
+                    ..tiny_job(tmp.join(format!("lr{i}")))
+                },
+            ),
+            (
+                "--l2",
+                TrainJob {
+                    l2: v,
+                    ..tiny_job(tmp.join(format!("l2{i}")))
+                },
+            ),
+        ] {
+            let err = error_of(&job, &format!("{flag} {v:e}"));
+            assert!(
+                err.contains(&format!("{flag} must be")) && err.contains("f32"),
+                "{flag} {v:e}: {err}"
+            );
+            assert!(!err.contains("optimizer lr"), "{flag} {v:e}: {err}");
+            assert!(!job.run_dir.exists(), "{flag} {v:e}: a run folder was made");
+        }
+    }
+    // Negative values and NaN are still refused as before, naming the flag.
+    for (flag, job) in [
+        (
+            "--lr",
+            TrainJob {
+                lr: -1e-3,
+                ..tiny_job(tmp.join("lr-neg"))
+            },
+        ),
+        (
+            "--l2",
+            TrainJob {
+                l2: f64::NAN,
+                ..tiny_job(tmp.join("l2-nan"))
+            },
+        ),
+    ] {
+        let err = error_of(&job, flag);
+        assert!(err.contains(&format!("{flag} must be")), "{flag}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 #[test]
 fn too_few_synthetic_images_name_the_synth_count_flag() {
     // The message said "at least 6 synthetic images are needed ..., got 5" without the flag
