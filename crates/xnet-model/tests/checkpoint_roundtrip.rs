@@ -1,5 +1,8 @@
 //! Checkpoints: save/load round trip, strict loading, atomic writes.
 
+mod common;
+use common::float_paths;
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
@@ -579,24 +582,6 @@ fn a_file_without_a_config_beside_it_is_not_a_checkpoint() {
         .to_string();
     assert!(msg.contains("no checkpoint here"), "{msg}");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Paths (`a.b`) of the float values in `v`.
-fn float_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, x) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                float_paths(x, &path, out);
-            }
-        }
-        serde_json::Value::Number(n) if n.is_f64() => out.push(prefix.to_string()),
-        _ => {}
-    }
 }
 
 /// A `config.json` edited by hand with a huge number in any float field of any architecture

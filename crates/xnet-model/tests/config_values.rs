@@ -6,29 +6,14 @@
 //! The fields are found by serialising each config with its defaults and taking every
 //! float value, so a field added later is covered too.
 
+mod common;
+use common::float_paths;
+
 use serde_json::{json, Value};
 use xnet_model::loss::{BoundaryWeightConfig, LossConfig, LossKind};
 use xnet_model::optim::{LrSchedule, OptimizerConfig};
 use xnet_model::train::TrainConfig;
 use xnet_model::ModelError;
-
-/// Paths (`a.b`) of the float values in `v`, depth first.
-fn float_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    match v {
-        Value::Object(map) => {
-            for (k, x) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                float_paths(x, &path, out);
-            }
-        }
-        Value::Number(n) if n.is_f64() => out.push(prefix.to_string()),
-        _ => {}
-    }
-}
 
 fn with(v: &Value, path: &str, x: f64) -> Value {
     let mut v = v.clone();

@@ -54,3 +54,23 @@ pub fn draw_batch_norm_affine(varmap: &VarMap, seed: u64) {
         }
     }
 }
+
+/// Paths (`a.b`) of the float values in a JSON value, depth first: the fields a "every float
+/// field refuses a huge value" test walks, found from a config serialised with its defaults
+/// so that a field added later is covered too.
+pub fn float_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                float_paths(x, &path, out);
+            }
+        }
+        serde_json::Value::Number(n) if n.is_f64() => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
