@@ -48,7 +48,7 @@ impl Side {
     pub const ALL: [Side; 4] = [Side::Left, Side::Top, Side::Right, Side::Bottom];
 
     /// The side's name as in JSON (`"left"`, ...), for error messages.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Side::Left => "left",
             Side::Top => "top",
@@ -266,7 +266,8 @@ impl FieldEdge {
 /// The detected exposed field: up to four edges (at most one per side) in an image of
 /// `width × height` pixels. With no edges the whole image is the field.
 ///
-/// A field built by hand or read from JSON (a `field.json`) may break the rules of its edges
+/// A field built by hand or read from JSON (a `field.json`) may break these rules (a zero
+/// `width` or `height`, two edges on one side) or the rules of its edges
 /// ([`FieldEdge::validate`]); [`Collimator::validate`] checks them.
 /// [`Collimator::mask_labels`], [`Pipeline::run_with_field`](crate::Pipeline::run_with_field),
 /// [`overlay`](crate::overlay()) and [`baseline_segment`](crate::baseline_segment) refuse a
@@ -284,12 +285,18 @@ pub struct Collimator {
 }
 
 impl Collimator {
-    /// Checks every edge ([`FieldEdge::validate`]): finite line coefficients, a unit
-    /// normal, a finite contrast and a support in `[0, 1]`.
+    /// Checks the field: a `width` and `height` of at least one pixel, and every edge
+    /// ([`FieldEdge::validate`]: finite line coefficients, a unit normal, a finite contrast
+    /// and a support in `[0, 1]`), at most one per side. [`Collimator::edge`] returns only
+    /// the first edge on a side while masking uses them all, so a second edge on a side is
+    /// refused rather than half used. [`detect_collimator`]'s fields always pass.
     ///
     /// # Errors
-    /// [`PostprocError::OutOfRange`] naming the edge by its index and side, and its field,
-    /// e.g. `edges[1].line.c (right edge)` for an infinite offset.
+    /// [`PostprocError::OutOfRange`] named `width` or `height` for a zero size, or naming
+    /// the edge by its index and side, and its field, e.g. `edges[1].line.c (right edge)` for
+    /// an infinite offset; [`PostprocError::DuplicateEdge`] naming the side and the indices
+    /// of the first two edges on one side. Checked in that order, the edges by index (an
+    /// edge's own rules before whether an earlier edge has its side).
     ///
     /// # Examples
     /// ```
@@ -305,15 +312,33 @@ impl Collimator {
     /// assert!(e.to_string().contains("edges[0].line.c (top edge)"), "{e}");
     /// ```
     pub fn validate(&self) -> Result<()> {
+        for (name, value) in [("width", self.width), ("height", self.height)] {
+            if value == 0 {
+                return Err(PostprocError::OutOfRange {
+                    name: name.to_string(),
+                    value: value as f64,
+                    expected: "at least 1 pixel: the size of the image the edges refer to",
+                });
+            }
+        }
         for (i, e) in self.edges.iter().enumerate() {
             e.validate().map_err(|err| {
                 err.renamed(|n| format!("edges[{i}].{n} ({} edge)", e.side.name()))
             })?;
+            if let Some(first) = self.edges[..i].iter().position(|o| o.side == e.side) {
+                return Err(PostprocError::DuplicateEdge {
+                    name: "edges".to_string(),
+                    side: e.side,
+                    first,
+                    second: i,
+                });
+            }
         }
         Ok(())
     }
 
-    /// The edge on `side`, if one was found.
+    /// The edge on `side`, if one was found (the first one, in a field that breaks the rule
+    /// of one edge per side: see [`Collimator::validate`]).
     pub fn edge(&self, side: Side) -> Option<&FieldEdge> {
         self.edges.iter().find(|e| e.side == side)
     }
@@ -399,8 +424,8 @@ impl Collimator {
     ///
     /// # Errors
     /// [`PostprocError::ShapeMismatch`] when `labels` is not `width × height`;
-    /// [`PostprocError::OutOfRange`] for an edge that fails [`Collimator::validate`] (then
-    /// `labels` is left as it was).
+    /// [`PostprocError::OutOfRange`] or [`PostprocError::DuplicateEdge`] for a field that
+    /// fails [`Collimator::validate`] (then `labels` is left as it was).
     pub fn mask_labels(&self, labels: &mut GrayImage) -> Result<()> {
         check_labels("label map", labels, self.width, self.height)?;
         self.validate()?;

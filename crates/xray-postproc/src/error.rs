@@ -77,6 +77,22 @@ pub enum PostprocError {
         /// The valid range, in words.
         expected: &'static str,
     },
+    /// A collimator field has two edges on the same side of the image; a field has at most
+    /// one edge per side (see [`Collimator`](crate::Collimator)).
+    #[error(
+        "{name}[{first}] and {name}[{second}] are both {} edges; a field has at most one edge per side (remove one of them)",
+        .side.name()
+    )]
+    DuplicateEdge {
+        /// Where the edges sit, as in JSON: `edges`, or `field.edges` inside a larger input.
+        name: String,
+        /// The side both edges bound the field on.
+        side: crate::Side,
+        /// Index of the first edge on that side.
+        first: usize,
+        /// Index of the second edge on that side.
+        second: usize,
+    },
     /// A class index refers to a class the probability map or label map does not have.
     #[error(
         "{name} refers to class {class}, but there {} (0..{classes}); {hint}",
@@ -107,9 +123,9 @@ pub enum PostprocError {
 }
 
 impl PostprocError {
-    /// The error with an [`PostprocError::OutOfRange`]'s parameter name rewritten by `f`
-    /// (e.g. prefixed with where the parameter sits in a larger config); other variants are
-    /// returned unchanged.
+    /// The error with an [`PostprocError::OutOfRange`]'s parameter name or a
+    /// [`PostprocError::DuplicateEdge`]'s name rewritten by `f` (e.g. prefixed with where the
+    /// parameter sits in a larger config); other variants are returned unchanged.
     pub(crate) fn renamed(self, f: impl FnOnce(&str) -> String) -> Self {
         match self {
             PostprocError::OutOfRange {
@@ -120,6 +136,17 @@ impl PostprocError {
                 name: f(&name),
                 value,
                 expected,
+            },
+            PostprocError::DuplicateEdge {
+                name,
+                side,
+                first,
+                second,
+            } => PostprocError::DuplicateEdge {
+                name: f(&name),
+                side,
+                first,
+                second,
             },
             other => other,
         }

@@ -197,7 +197,8 @@ impl Pipeline {
     /// A field whose edges break their rules, checked first ([`Collimator::validate`]: a NaN
     /// or infinite line coefficient, a normal that is not a unit vector, ...), as
     /// [`PostprocError::OutOfRange`] naming the edge and its field, e.g.
-    /// `field.edges[1].line.c (right edge)`; a field of another size than the map, or a
+    /// `field.edges[1].line.c (right edge)` (or `field.width` for a zero size), or with two
+    /// edges on one side, as [`PostprocError::DuplicateEdge`]; a field of another size than the map, or a
     /// config that does not fit the map's class count ([`ThresholdConfig::validate`],
     /// [`CleanupConfig::validate_classes`](crate::CleanupConfig::validate_classes)).
     ///

@@ -18,12 +18,16 @@ fn independent_sides() -> CollimatorConfig {
     }
 }
 
+/// The detected field, checked by [`xray_postproc::Collimator::validate`] (at most one edge
+/// per side, every edge valid): the detector's own output always passes.
 fn detect(p: &common::Phantom) -> xray_postproc::Collimator {
-    detect_collimator(
+    let c = detect_collimator(
         &Plane::new(&p.image, p.width, p.height).unwrap(),
         &independent_sides(),
     )
-    .unwrap()
+    .unwrap();
+    c.validate().unwrap();
+    c
 }
 
 /// Per true edge, the distance to the detected one on that side; panics on missed/invented.

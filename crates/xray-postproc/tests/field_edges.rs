@@ -225,3 +225,126 @@ fn a_field_from_json_with_a_huge_offset_is_refused() {
         "field.edges[0].line.c (top edge)",
     );
 }
+
+/// A field has at most one edge per side: `Collimator::edge` returns only the first, while
+/// masking would use both, so a second edge on a side is refused, naming the side and both
+/// indices, wherever a caller's field is taken.
+#[test]
+fn two_edges_on_one_side_are_refused_naming_the_side_and_indices() {
+    // Left edge at index 0, right at 1, another left at 2.
+    let mut field = field_with(right_edge(|_| {}));
+    let mut second_left = field.edges[0];
+    second_left.line.c = 2.5;
+    field.edges.push(second_left);
+    match field.validate() {
+        Err(
+            e @ PostprocError::DuplicateEdge {
+                side: Side::Left,
+                first: 0,
+                second: 2,
+                ..
+            },
+        ) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("edges[0] and edges[2] are both left edges"),
+                "{message}"
+            );
+        }
+        other => panic!("expected DuplicateEdge, got {other:?}"),
+    }
+    let mut labels = GrayImage::new(W as u32, H as u32);
+    assert!(matches!(
+        field.mask_labels(&mut labels),
+        Err(PostprocError::DuplicateEdge { .. })
+    ));
+    assert!(labels.iter().all(|&l| l == 0), "nothing masked");
+
+    let p = open_beam();
+    let map = ProbMap::new(&p, 3, H, W).unwrap();
+    let pipe = Pipeline::new(PipelineConfig::default()).unwrap();
+    let e = pipe
+        .run_with_field(&map, Some(field.clone()), None)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("field.edges[0] and field.edges[2] are both left edges"),
+        "{e}"
+    );
+    let img = vec![1.0f32; W * H];
+    let plane = Plane::new(&img, W, H).unwrap();
+    assert!(matches!(
+        overlay(&plane, &labels, Some(&field), &OverlayConfig::default()),
+        Err(PostprocError::DuplicateEdge { .. })
+    ));
+    assert!(matches!(
+        baseline_segment(&plane, Some(&field), &BaselineConfig::default()),
+        Err(PostprocError::DuplicateEdge { .. })
+    ));
+
+    // The same two right edges, adjacent: indices 1 and 2.
+    let mut field = field_with(right_edge(|_| {}));
+    field.edges.push(right_edge(|e| e.line.c = -4.0));
+    assert!(matches!(
+        field.validate(),
+        Err(PostprocError::DuplicateEdge {
+            side: Side::Right,
+            first: 1,
+            second: 2,
+            ..
+        })
+    ));
+    // One edge per side, all four: valid.
+    let four = Collimator {
+        width: W,
+        height: H,
+        edges: vec![
+            field.edges[0],
+            FieldEdge {
+                side: Side::Top,
+                line: Line {
+                    nx: 0.0,
+                    ny: 1.0,
+                    c: 0.5,
+                },
+                contrast: 0.5,
+                support: 1.0,
+            },
+            field.edges[1],
+            FieldEdge {
+                side: Side::Bottom,
+                line: Line {
+                    nx: 0.0,
+                    ny: -1.0,
+                    c: -2.5,
+                },
+                contrast: 0.5,
+                support: 1.0,
+            },
+        ],
+    };
+    four.validate().unwrap();
+}
+
+/// A field of zero width or height is refused, naming which.
+#[test]
+fn a_field_of_zero_width_or_height_is_refused() {
+    for (width, height, name) in [(0, H, "width"), (W, 0, "height"), (0, 0, "width")] {
+        let field = Collimator {
+            width,
+            height,
+            edges: Vec::new(),
+        };
+        let message = refused(field.validate(), name);
+        assert!(message.contains("at least 1 pixel"), "{message}");
+    }
+    let p = open_beam();
+    let map = ProbMap::new(&p, 3, H, W).unwrap();
+    let pipe = Pipeline::new(PipelineConfig::default()).unwrap();
+    let field = Collimator {
+        width: 0,
+        height: H,
+        edges: Vec::new(),
+    };
+    refused(pipe.run_with_field(&map, Some(field), None), "field.width");
+}

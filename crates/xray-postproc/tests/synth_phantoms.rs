@@ -153,6 +153,8 @@ fn study(n: usize, size: u32, seed: u64) -> Study {
         let p = generate(&cfg, cat, &mut rng).unwrap();
         let plane = Plane::from_image(&p.image).unwrap();
         let found = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+        // The detector's own field always passes the checks a caller's field goes through.
+        found.validate().unwrap();
         let truth = true_edges(&p.field);
         let fs: Vec<Side> = found.edges.iter().map(|e| e.side).collect();
         let ts: Vec<Side> = truth.iter().map(|t| t.0).collect();
