@@ -19,6 +19,10 @@ const PAR_CHUNK: usize = 1 << 18;
 
 impl ConfusionMatrix {
     /// An all-zero matrix for `num_classes` classes (2..=255).
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `num_classes` is not in `2..=255` (255 is the
+    /// ignore label).
     pub fn new(num_classes: usize) -> Result<Self> {
         check_num_classes(num_classes)?;
         Ok(Self {
@@ -28,6 +32,10 @@ impl ConfusionMatrix {
     }
 
     /// Builds a matrix from raw counts, row-major, rows = true class.
+    ///
+    /// # Errors
+    /// - [`MetricsError::InvalidConfig`] when `num_classes` is not in `2..=255`;
+    /// - [`MetricsError::LengthMismatch`] when `counts` does not hold `num_classes²` values.
     pub fn from_counts(num_classes: usize, counts: Vec<u64>) -> Result<Self> {
         check_num_classes(num_classes)?;
         check_len(
@@ -43,8 +51,13 @@ impl ConfusionMatrix {
 
     /// Counts `truth` (255 = ignore) against `pred`, single thread.
     ///
-    /// Errors: length mismatch, a true label ≥ C other than 255, a prediction ≥ C at a scored
-    /// pixel (predictions at ignored pixels are not looked at).
+    /// # Errors
+    /// - [`MetricsError::InvalidConfig`] when `num_classes` is not in `2..=255`;
+    /// - [`MetricsError::LengthMismatch`] when `pred` is not as long as `truth`;
+    /// - [`MetricsError::LabelOutOfRange`] for the first true label ≥ `num_classes` other
+    ///   than 255 (ignore), checked before the predictions;
+    /// - [`MetricsError::PredictionOutOfRange`] for the first prediction ≥ `num_classes` at
+    ///   a scored pixel (predictions at ignored pixels are not looked at).
     ///
     /// # Examples
     /// ```
@@ -60,6 +73,11 @@ impl ConfusionMatrix {
     }
 
     /// As [`ConfusionMatrix::from_labels`], split across the rayon pool.
+    ///
+    /// # Errors
+    /// As [`ConfusionMatrix::from_labels`], with the same pixel indices (counted from the
+    /// start of `truth`, not of a chunk); when several chunks hold a bad value, the first
+    /// chunk's error is returned.
     pub fn from_labels_par(truth: &[u8], pred: &[u8], num_classes: usize) -> Result<Self> {
         check_num_classes(num_classes)?;
         check_len("predicted labels", truth.len(), pred.len())?;
@@ -82,6 +100,14 @@ impl ConfusionMatrix {
     }
 
     /// Adds the pixels of one image (or any slice of pixels).
+    ///
+    /// # Errors
+    /// Nothing is added when one occurs.
+    /// - [`MetricsError::LengthMismatch`] when `pred` is not as long as `truth`;
+    /// - [`MetricsError::LabelOutOfRange`] for the first true label ≥ the class count other
+    ///   than 255 (ignore), checked before the predictions;
+    /// - [`MetricsError::PredictionOutOfRange`] for the first prediction ≥ the class count
+    ///   at a scored pixel (predictions at ignored pixels are not looked at).
     pub fn add_labels(&mut self, truth: &[u8], pred: &[u8]) -> Result<()> {
         check_len("predicted labels", truth.len(), pred.len())?;
         let c = self.num_classes;
@@ -149,6 +175,10 @@ impl ConfusionMatrix {
     }
 
     /// Adds another matrix with the same number of classes.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `other` has a different number of classes (then
+    /// nothing is added).
     pub fn merge(&mut self, other: &Self) -> Result<()> {
         if other.num_classes != self.num_classes {
             return Err(MetricsError::InvalidConfig(format!(

@@ -200,9 +200,16 @@ impl Evaluator {
     /// probabilities, class-major (`C` planes of `width × height`). The prediction is the
     /// arg-max class (first one on ties).
     ///
-    /// Errors (nothing is added when one occurs): length mismatch, label ≥ C other than 255,
-    /// a probability that is NaN or outside [0, 1], a pixel whose probabilities do not sum
-    /// to 1 within `sum_tolerance`.
+    /// # Errors
+    /// Nothing is added when one occurs.
+    /// - [`MetricsError::LengthMismatch`] when `labels` does not hold `width × height`
+    ///   values, or `probs` not `C × width × height`;
+    /// - [`MetricsError::LabelOutOfRange`] for the first label ≥ C other than 255 (ignore);
+    /// - [`MetricsError::InvalidProbability`] for the first pixel holding a probability that
+    ///   is NaN or outside [0, 1], or [`MetricsError::ProbabilitiesNotNormalised`] for the
+    ///   first whose probabilities do not sum to 1 within
+    ///   [`EvalConfig::sum_tolerance`] (pixels checked in order, each pixel's values before
+    ///   its sum).
     ///
     /// # Examples
     /// ```

@@ -234,9 +234,16 @@ fn ece_at(images: &[LogitImage<'_>], c: usize, t: f64, n_bins: usize) -> Result<
 /// The NLL is convex in `β = 1/T`, so the minimiser within `config.temperature_range` is
 /// the unconstrained one clamped to that range.
 ///
-/// Errors: no scored pixel, length mismatch, bad label, non-finite logit, a config that
-/// fails [`TemperatureConfig::validate`] (a temperature range that is not
-/// `0 < low ≤ high < ∞`, a NaN, infinite or negative tolerance, no bins).
+/// # Errors
+/// Checked in this order:
+/// - [`MetricsError::InvalidConfig`] for a config that fails
+///   [`TemperatureConfig::validate`] (a temperature range that is not `0 < low ≤ high < ∞`,
+///   a NaN, infinite or negative tolerance, no bins), or a `num_classes` not in `2..=255`;
+/// - then per image, in order: [`MetricsError::LengthMismatch`] when its logits do not hold
+///   `num_classes ×` its pixel count, [`MetricsError::LabelOutOfRange`] for a label
+///   ≥ `num_classes` other than 255 (ignore), [`MetricsError::InvalidLogit`] for a NaN or
+///   infinite logit;
+/// - [`MetricsError::Empty`] when no pixel is scored (no images, or every label 255).
 ///
 /// # Examples
 /// ```
