@@ -455,26 +455,50 @@ const TRAIN_CONFIG_FILE: &str = "train_config.json";
 /// Trains a [`Segmenter`] whose variables live in a [`VarMap`].
 ///
 /// # Examples
-/// ```no_run
+/// A run of two epochs (one batch each) with checkpoints, then a new trainer (as a restarted
+/// process would build) that resumes the finished run and trains nothing more:
+/// ```
 /// use candle_core::{DType, Device};
 /// use candle_nn::{VarBuilder, VarMap};
 /// use xnet_model::models::{ModelConfig, XNetConfig};
 /// use xnet_model::train::{InMemoryBatches, TrainBatch, TrainConfig, Trainer};
-/// # fn main() -> xnet_model::Result<()> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A real run keeps its checkpoints in a folder of its own, e.g. `runs/xnet`.
+/// let dir = std::env::temp_dir().join(format!("xnet-doc-trainer-{}", std::process::id()));
 /// let device = Device::Cpu;
-/// let varmap = VarMap::new();
-/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() });
-/// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-/// let batch = TrainBatch::new(vec![0.0; 2 * 32 * 32], vec![0; 2 * 32 * 32], 2, 32, 32)?;
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// // Left half open beam (0), right half bone (2).
+/// let labels: Vec<u8> = (0..16 * 16).map(|i| if i % 16 < 8 { 0 } else { 2 }).collect();
+/// let images = labels.iter().map(|&l| f32::from(l) / 2.0).collect();
+/// let batch = TrainBatch::new(images, labels, 1, 16, 16)?;
 /// let mut train = InMemoryBatches::new(vec![batch.clone()]);
 /// let mut val = InMemoryBatches::new(vec![batch]);
-/// let mut trainer = Trainer::new(model.as_ref(), &varmap, TrainConfig::default(), &device)?
-///     .with_checkpoint_dir("runs/xnet");
-/// trainer.resume()?; // continues runs/xnet/last when present
+/// let config = TrainConfig { epochs: 2, progress: false, ..Default::default() };
+///
+/// let varmap = VarMap::new();
+/// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+/// let mut trainer =
+///     Trainer::new(model.as_ref(), &varmap, config.clone(), &device)?.with_checkpoint_dir(&dir);
+/// assert_eq!(trainer.resume()?, None); // nothing in `dir` yet: a fresh run
 /// let summary = trainer.fit(&mut train, Some(&mut val))?;
-/// if let Some(best) = summary.best_epoch {
-///     println!("best epoch {best}");
+/// assert_eq!((summary.epochs.len(), summary.epochs_run), (2, 2));
+/// for name in ["best", "last", "log.jsonl", "train_config.json"] {
+///     assert!(dir.join(name).exists(), "{name}");
 /// }
+/// let log = || std::fs::read_to_string(dir.join("log.jsonl"));
+/// assert_eq!(log()?.lines().count(), 2); // one record per epoch
+///
+/// // Resuming the finished run continues at epoch 2 of 2: nothing more is trained or logged.
+/// let varmap = VarMap::new();
+/// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+/// let mut again =
+///     Trainer::new(model.as_ref(), &varmap, config, &device)?.with_checkpoint_dir(&dir);
+/// assert_eq!(again.resume()?, Some(2));
+/// let resumed = again.fit(&mut train, Some(&mut val))?;
+/// assert!(resumed.epochs.is_empty());
+/// assert_eq!((resumed.epochs_run, resumed.best_epoch), (2, summary.best_epoch));
+/// assert_eq!(log()?.lines().count(), 2);
+/// std::fs::remove_dir_all(&dir)?;
 /// # Ok(())
 /// # }
 /// ```
