@@ -320,3 +320,100 @@ fn a_constant_border_may_write_only_a_class_or_the_ignore_label_into_masks() {
         preset.check_mask_labels(1).unwrap();
     }
 }
+
+/// Finite but huge: `3e38` is an `f32` (below `f32::MAX`), so finiteness checks pass it, and
+/// it overflows to infinity once scaled (a penumbra times the image size / 256).
+const FINITE_HUGE: [f64; 2] = [3e38, -3e38];
+
+/// Every float setting of the phantom config (the category weights aside: they are relative
+/// frequencies, see the next test) has bounds, so a finite but huge value is refused by
+/// name, by `validate` and by `generate` alike; the default config and every body part pass.
+#[test]
+fn every_float_of_the_phantom_config_refuses_a_finite_huge_value() {
+    let base = serde_json::to_value(PhantomConfig::with_size(32)).unwrap();
+    PhantomConfig::default().validate().unwrap();
+    let ok: PhantomConfig = serde_json::from_value(base.clone()).unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    for part in BodyPart::ALL {
+        generate(&ok, part, &mut rng).unwrap();
+    }
+    let leaves: Vec<_> = float_leaves(&base)
+        .into_iter()
+        .filter(|(pointer, _)| !pointer.starts_with("/category_weights/"))
+        .collect();
+    // The ranges this test exists for are among the leaves.
+    for must in [
+        "penumbra_px",
+        "photons",
+        "detector_blur_px",
+        "scatter",
+        "mu_tissue",
+        "bone_ratio",
+        "hardening",
+        "electronic_noise",
+        "gain_variation",
+        "unsharp_sigma",
+        "unsharp_gain",
+    ] {
+        assert!(leaves.iter().any(|(_, k)| k == must), "{must} not walked");
+    }
+    for (pointer, key) in &leaves {
+        for x in FINITE_HUGE {
+            let text = with_leaf(&base, pointer, x);
+            let cfg: PhantomConfig = serde_json::from_str(&text).unwrap();
+            let err = cfg
+                .validate()
+                .expect_err(&format!("{pointer} = {x:e} accepted"))
+                .to_string();
+            assert!(err.contains(key.as_str()), "{pointer} = {x:e}: {err}");
+            let err_gen = generate(&cfg, BodyPart::Hand, &mut rng)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err_gen, err);
+        }
+    }
+}
+
+/// The bounds named in the messages, at and beyond them.
+#[test]
+fn phantom_range_bounds_are_named_and_inclusive() {
+    let mut cfg = PhantomConfig::with_size(32);
+    cfg.collimation.penumbra_px = [0.8, 3e38];
+    assert_eq!(
+        cfg.validate().unwrap_err().to_string(),
+        "invalid parameter: collimation: penumbra_px must be an ordered positive range \
+         within (0, 256]"
+    );
+    cfg.collimation.penumbra_px = [0.8, 256.0];
+    cfg.validate().unwrap();
+
+    let mut cfg = PhantomConfig::with_size(32);
+    cfg.physics.photons = [400.0, 3e38];
+    assert_eq!(
+        cfg.validate().unwrap_err().to_string(),
+        "invalid parameter: physics.photons = [400, 3e38] must be an ordered finite range \
+         within [1, 1e9]"
+    );
+    cfg.physics.photons = [400.0, 1e9];
+    cfg.validate().unwrap();
+    cfg.physics.detector_blur_px = [0.4, 33.0];
+    assert!(cfg.validate().unwrap_err().to_string().contains(
+        "physics.detector_blur_px = [0.4, 33] must be an ordered finite range within [0, 32]"
+    ));
+}
+
+/// Category weights are relative, so one huge weight is fine, but weights whose sum leaves
+/// the `f32` range are refused (drawing a category from an infinite total would panic).
+#[test]
+fn category_weights_whose_sum_overflows_are_refused() {
+    let mut cfg = PhantomConfig::with_size(32);
+    cfg.category_weights.insert(BodyPart::Hand, 3e38);
+    cfg.validate().unwrap();
+    for part in BodyPart::ALL {
+        cfg.category_weights.insert(part, 3e38);
+    }
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("category weights sum to inf"), "{err}");
+    let mut rng = StdRng::seed_from_u64(0);
+    assert!(xray_data::synth::sample_category(&mut rng, &cfg.category_weights).is_err());
+}

@@ -117,7 +117,9 @@ pub struct CollimationConfig {
     pub inset: [f32; 2],
     /// Range of the rectangle's rotation, degrees.
     pub rotation_deg: [f32; 2],
-    /// Range of the penumbra width (pixels, 10–90 % ramp).
+    /// Range of the penumbra width (pixels at 256 px, 10–90 % ramp; scaled with the image
+    /// size). Range within `(0, 256]`: a penumbra as wide as the image, far above the few
+    /// pixels a real one spans.
     pub penumbra_px: [f32; 2],
     /// Range of the leakage (fraction of the primary that passes the blades).
     pub leakage: [f32; 2],
@@ -164,8 +166,11 @@ impl CollimationConfig {
         {
             return bad("rotation_deg must be an ordered range within [-90, 90]");
         }
-        if !(self.penumbra_px[0] > 0.0 && self.penumbra_px[0] <= self.penumbra_px[1]) {
-            return bad("penumbra_px must be an ordered positive range");
+        if !(self.penumbra_px[0] > 0.0
+            && self.penumbra_px[0] <= self.penumbra_px[1]
+            && self.penumbra_px[1] <= 256.0)
+        {
+            return bad("penumbra_px must be an ordered positive range within (0, 256]");
         }
         if !(self.leakage[0] >= 0.0 && self.leakage[0] <= self.leakage[1] && self.leakage[1] < 1.0)
         {

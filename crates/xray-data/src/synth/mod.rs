@@ -115,7 +115,13 @@ impl PhantomConfig {
     }
 
     /// Check sizes, probabilities and ranges; every float setting must be finite (serde
-    /// reads `1e308` as `inf`), and the error names the first one that is not.
+    /// reads `1e308` as `inf`) and within its bounds (documented on each field of
+    /// [`PhysicsConfig`] and [`CollimationConfig`]: a finite but huge value such as `3e38`
+    /// is refused too), the category weights' sum must be finite, and the error names the
+    /// first setting that fails.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] naming that setting.
     pub fn validate(&self) -> Result<()> {
         if !(16..=8192).contains(&self.width) || !(16..=8192).contains(&self.height) {
             return Err(DataError::InvalidParameter(format!(
@@ -140,25 +146,29 @@ impl PhantomConfig {
         }
         self.collimation.validate()?;
         let ph = &self.physics;
-        for (name, r, lo) in [
-            ("mu_tissue", ph.mu_tissue, 1e-5),
-            ("bone_ratio", ph.bone_ratio, 1.0),
-            ("hardening", ph.hardening, 0.0),
-            ("heel", ph.heel, 0.0),
-            ("scatter", ph.scatter, 0.0),
-            ("detector_blur_px", ph.detector_blur_px, 0.0),
-            ("photons", ph.photons, 1.0),
-            ("electronic_noise", ph.electronic_noise, 0.0),
-            ("gain_variation", ph.gain_variation, 0.0),
-            ("unsharp_sigma", ph.unsharp_sigma, 0.0),
-            ("unsharp_gain", ph.unsharp_gain, 0.0),
+        // Each range's bounds (documented on its field): the upper ones lie far above any
+        // realistic value, so that a finite but huge setting (`3e38`) is refused instead of
+        // overflowing to infinity once scaled (or running a blur of σ = 3e38 pixels).
+        for (name, r, lo, hi) in [
+            ("mu_tissue", ph.mu_tissue, 1e-5, 1.0),
+            ("bone_ratio", ph.bone_ratio, 1.0, 100.0),
+            ("hardening", ph.hardening, 0.0, 10.0),
+            ("heel", ph.heel, 0.0, 1.0),
+            ("scatter", ph.scatter, 0.0, 100.0),
+            ("detector_blur_px", ph.detector_blur_px, 0.0, 32.0),
+            ("photons", ph.photons, 1.0, 1e9),
+            ("electronic_noise", ph.electronic_noise, 0.0, 1e6),
+            ("gain_variation", ph.gain_variation, 0.0, 1.0),
+            ("unsharp_sigma", ph.unsharp_sigma, 0.0, 1.0),
+            ("unsharp_gain", ph.unsharp_gain, 0.0, 100.0),
         ] {
-            if !(r[0].is_finite() && r[1].is_finite() && r[0] >= lo && r[0] <= r[1]) {
+            if !(r[0].is_finite() && r[1].is_finite() && r[0] >= lo && r[0] <= r[1] && r[1] <= hi) {
                 return Err(DataError::InvalidParameter(format!(
-                    "physics.{name} = [{}, {}] must be an ordered finite range with low >= {}",
+                    "physics.{name} = [{}, {}] must be an ordered finite range within [{}, {}]",
                     readable_number(r[0]),
                     readable_number(r[1]),
-                    readable_number(lo)
+                    readable_number(lo),
+                    readable_number(hi)
                 )));
             }
         }
@@ -183,6 +193,12 @@ fn check_weights(w: &BTreeMap<BodyPart, f32>) -> Result<f32> {
         }
         total += v;
     }
+    if !total.is_finite() {
+        return Err(DataError::InvalidParameter(format!(
+            "category weights sum to {}; weights are relative frequencies: scale them down",
+            readable_number(total)
+        )));
+    }
     if total <= 0.0 {
         return Err(DataError::InvalidParameter(
             "category weights are all zero: give at least one body part a positive weight".into(),
@@ -194,7 +210,8 @@ fn check_weights(w: &BTreeMap<BodyPart, f32>) -> Result<f32> {
 /// Draw a body part with probability proportional to its weight.
 ///
 /// # Errors
-/// [`DataError::InvalidParameter`] when a weight is negative or not finite, or all are 0.
+/// [`DataError::InvalidParameter`] when a weight is negative or not finite, all are 0, or
+/// their sum is beyond the `f32` range.
 pub fn sample_category(rng: &mut impl Rng, weights: &BTreeMap<BodyPart, f32>) -> Result<BodyPart> {
     let total = check_weights(weights)?;
     let mut u = rng.random_range(0.0..total);

@@ -26,33 +26,43 @@ pub enum OutputScale {
 #[serde(default, deny_unknown_fields)]
 pub struct PhysicsConfig {
     /// Soft-tissue linear attenuation, 1/mm (water is 0.027 at 40 keV, 0.020 at 60 keV).
+    /// Range within `[1e-5, 1]` (1/mm is fifty times water's).
     pub mu_tissue: [f32; 2],
     /// Ratio of cortical-bone to soft-tissue attenuation (≈ 4.8 at 40 keV, 2.9 at 60 keV);
-    /// drawn anti-correlated with `mu_tissue` so low energies have both higher.
+    /// drawn anti-correlated with `mu_tissue` so low energies have both higher. Range
+    /// within `[1, 100]`.
     pub bone_ratio: [f32; 2],
-    /// Beam-hardening coefficient: the line integral `L` becomes `L / (1 + h·L)`.
+    /// Beam-hardening coefficient: the line integral `L` becomes `L / (1 + h·L)`. Range
+    /// within `[0, 10]`.
     pub hardening: [f32; 2],
     /// Heel effect: relative intensity change from one side of the field to the other.
+    /// Range within `[0, 1)`.
     pub heel: [f32; 2],
     /// Scatter strength: scatter = this × (wide blur of the scatter source
     /// `I₀ (1 − e^{−0.9 μT}) e^{−μT/2}`); about the scatter-to-primary ratio of a hand.
+    /// Range within `[0, 100]`.
     pub scatter: [f32; 2],
-    /// Detector blur (Gaussian σ, pixels at 256 px; scaled with the image size).
+    /// Detector blur (Gaussian σ, pixels at 256 px; scaled with the image size). Range
+    /// within `[0, 32]` (an eighth of the image; real detectors blur about a pixel, and the
+    /// blur's cost grows with σ).
     pub detector_blur_px: [f32; 2],
-    /// Quanta per pixel in the open beam (sets the quantum noise).
+    /// Quanta per pixel in the open beam (sets the quantum noise). Range within
+    /// `[1, 1e9]`.
     pub photons: [f32; 2],
-    /// Electronic noise σ in quanta.
+    /// Electronic noise σ in quanta. Range within `[0, 1e6]`.
     pub electronic_noise: [f32; 2],
-    /// Relative standard deviation of the low-frequency gain non-uniformity.
+    /// Relative standard deviation of the low-frequency gain non-uniformity. Range within
+    /// `[0, 1]`.
     pub gain_variation: [f32; 2],
     /// Probability that a log-processed (CR-like) image also gets a vendor's presentation
     /// processing: a wide unsharp mask, `v + g·(v − blur_σ(v))`, which compresses the
     /// large-scale range (lungs against mediastinum) and sharpens edges, as CR readers'
     /// "for presentation" images have. Linear images are never processed.
     pub presentation_probability: f32,
-    /// Width σ of the unsharp mask's blur, as a fraction of the image's smaller side.
+    /// Width σ of the unsharp mask's blur, as a fraction of the image's smaller side. Range
+    /// within `[0, 1]`.
     pub unsharp_sigma: [f32; 2],
-    /// Gain `g` of the unsharp mask.
+    /// Gain `g` of the unsharp mask. Range within `[0, 100]`.
     pub unsharp_gain: [f32; 2],
 }
 
