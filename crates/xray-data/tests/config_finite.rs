@@ -382,7 +382,7 @@ fn phantom_range_bounds_are_named_and_inclusive() {
     assert_eq!(
         cfg.validate().unwrap_err().to_string(),
         "invalid parameter: collimation: penumbra_px must be an ordered positive range \
-         within (0, 256]"
+         within (0, 256], got [0.8, 3e38]"
     );
     cfg.collimation.penumbra_px = [0.8, 256.0];
     cfg.validate().unwrap();

@@ -8,7 +8,7 @@
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use crate::error::check_finite;
+use crate::error::{check_finite, readable_number};
 use crate::{DataError, Result};
 
 /// One side of the collimator rectangle, in the collimator's own (rotated) frame: `Left`
@@ -153,28 +153,49 @@ impl CollimationConfig {
                 ("leakage", &self.leakage),
             ],
         )?;
-        let bad = |what: &str| Err(DataError::InvalidParameter(format!("collimation: {what}")));
+        let bad = |what: &str, got: &[f32]| {
+            let got: Vec<String> = got.iter().map(|&v| readable_number(v)).collect();
+            Err(DataError::InvalidParameter(format!(
+                "collimation: {what}, got [{}]",
+                got.join(", ")
+            )))
+        };
         if !(0.0..=1.0).contains(&self.side_probability) {
-            return bad("side_probability must be in [0, 1]");
+            return bad(
+                "side_probability must be in [0, 1]",
+                &[self.side_probability],
+            );
         }
         if !(self.inset[0] >= 0.0 && self.inset[0] <= self.inset[1] && self.inset[1] < 0.45) {
-            return bad("inset must be an ordered range within [0, 0.45)");
+            return bad(
+                "inset must be an ordered range within [0, 0.45)",
+                &self.inset,
+            );
         }
         if !(self.rotation_deg[0] <= self.rotation_deg[1]
             && self.rotation_deg[0] >= -90.0
             && self.rotation_deg[1] <= 90.0)
         {
-            return bad("rotation_deg must be an ordered range within [-90, 90]");
+            return bad(
+                "rotation_deg must be an ordered range within [-90, 90]",
+                &self.rotation_deg,
+            );
         }
         if !(self.penumbra_px[0] > 0.0
             && self.penumbra_px[0] <= self.penumbra_px[1]
             && self.penumbra_px[1] <= 256.0)
         {
-            return bad("penumbra_px must be an ordered positive range within (0, 256]");
+            return bad(
+                "penumbra_px must be an ordered positive range within (0, 256]",
+                &self.penumbra_px,
+            );
         }
         if !(self.leakage[0] >= 0.0 && self.leakage[0] <= self.leakage[1] && self.leakage[1] < 1.0)
         {
-            return bad("leakage must be an ordered range within [0, 1)");
+            return bad(
+                "leakage must be an ordered range within [0, 1)",
+                &self.leakage,
+            );
         }
         Ok(())
     }
