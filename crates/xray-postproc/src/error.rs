@@ -126,30 +126,13 @@ impl PostprocError {
     /// The error with an [`PostprocError::OutOfRange`]'s parameter name or a
     /// [`PostprocError::DuplicateEdge`]'s name rewritten by `f` (e.g. prefixed with where the
     /// parameter sits in a larger config); other variants are returned unchanged.
-    pub(crate) fn renamed(self, f: impl FnOnce(&str) -> String) -> Self {
-        match self {
-            PostprocError::OutOfRange {
-                name,
-                value,
-                expected,
-            } => PostprocError::OutOfRange {
-                name: f(&name),
-                value,
-                expected,
-            },
-            PostprocError::DuplicateEdge {
-                name,
-                side,
-                first,
-                second,
-            } => PostprocError::DuplicateEdge {
-                name: f(&name),
-                side,
-                first,
-                second,
-            },
-            other => other,
+    pub(crate) fn renamed(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        if let PostprocError::OutOfRange { name, .. } | PostprocError::DuplicateEdge { name, .. } =
+            &mut self
+        {
+            *name = f(name);
         }
+        self
     }
 }
 

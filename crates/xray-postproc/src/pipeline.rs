@@ -187,7 +187,7 @@ impl Pipeline {
         } else {
             None
         };
-        self.run_with_field(probs, field, category)
+        self.label(probs, field, category)
     }
 
     /// As [`Pipeline::run`], with a field found elsewhere (or `None` for no masking); the
@@ -237,6 +237,18 @@ impl Pipeline {
                 .map_err(|e| e.renamed(|name| format!("field.{name}")))?;
         }
         self.check_classes(probs.classes())?;
+        self.label(probs, field, category)
+    }
+
+    /// Thresholds, masking by `field` and clean-up, once the class counts have been checked
+    /// ([`Pipeline::run`] checks them before detecting the field, [`Pipeline::run_with_field`]
+    /// with the field it was given).
+    fn label(
+        &self,
+        probs: &ProbMap,
+        field: Option<Collimator>,
+        category: Option<&str>,
+    ) -> Result<PipelineOutput> {
         let mut labels = apply_thresholds(probs, &self.cfg.thresholds, category)?;
         if let Some(f) = &field {
             f.mask_labels(&mut labels)?;

@@ -109,8 +109,12 @@ impl<'a> ProbMap<'a> {
     /// # Panics
     /// If `c >= classes()`; [`ProbMap::get_plane`] returns `None` instead.
     pub fn plane(&self, c: usize) -> &'a [f32] {
-        let n = self.height * self.width;
-        &self.data[c * n..(c + 1) * n]
+        self.get_plane(c).unwrap_or_else(|| {
+            panic!(
+                "ProbMap::plane: class {c} is outside the map ({} classes)",
+                self.classes
+            )
+        })
     }
 
     /// Probability of class `c` at pixel `(x, y)`.
@@ -120,15 +124,13 @@ impl<'a> ProbMap<'a> {
     /// `x` past the width with a `y` inside the map would otherwise read another pixel, so
     /// each index is checked on its own.)
     pub fn prob(&self, c: usize, x: usize, y: usize) -> f32 {
-        assert!(
-            c < self.classes && x < self.width && y < self.height,
-            "ProbMap::prob: class {c}, pixel (x={x}, y={y}) is outside the map ({} classes, \
-             {} x {} pixels)",
-            self.classes,
-            self.width,
-            self.height
-        );
-        self.data[(c * self.height + y) * self.width + x]
+        self.get(c, x, y).unwrap_or_else(|| {
+            panic!(
+                "ProbMap::prob: class {c}, pixel (x={x}, y={y}) is outside the map ({} classes, \
+                 {} x {} pixels)",
+                self.classes, self.width, self.height
+            )
+        })
     }
 
     /// The plane of class `class` (`H × W` values, rows in order), or `None` when
@@ -258,13 +260,12 @@ impl<'a> Plane<'a> {
     /// past the width with a `y` inside the image would otherwise read another pixel, so
     /// each index is checked on its own.)
     pub fn get(&self, x: usize, y: usize) -> f32 {
-        assert!(
-            x < self.width && y < self.height,
-            "Plane::get: pixel (x={x}, y={y}) is outside the image ({} x {} pixels)",
-            self.width,
-            self.height
-        );
-        self.data[y * self.width + x]
+        self.try_get(x, y).unwrap_or_else(|| {
+            panic!(
+                "Plane::get: pixel (x={x}, y={y}) is outside the image ({} x {} pixels)",
+                self.width, self.height
+            )
+        })
     }
 
     /// Value at `(x, y)`, or `None` when the column or row is out of bounds (each is checked
