@@ -80,7 +80,7 @@ impl ZeroDivision {
 /// assert!(ClassMetric::FBeta(f64::NAN).validate().is_err());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", try_from = "ClassMetricRepr")]
+#[serde(rename_all = "snake_case")]
 pub enum ClassMetric {
     /// TP / (TP + FP).
     Precision,
@@ -92,42 +92,20 @@ pub enum ClassMetric {
     F1,
     /// (1 + β²) TP / ((1 + β²) TP + β² FN + FP); β > 1 favours recall. β must be finite
     /// and ≥ 0 (see "F-beta's β" above).
-    FBeta(f64),
+    FBeta(#[serde(deserialize_with = "checked_beta")] f64),
     /// Jaccard index TP / (TP + FP + FN).
     Iou,
     /// Sørensen–Dice 2 TP / (2 TP + FP + FN); equal to F1 on pixels.
     Dice,
 }
 
-/// What a [`ClassMetric`] deserialises from before its β is checked.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ClassMetricRepr {
-    Precision,
-    Recall,
-    Specificity,
-    F1,
-    FBeta(f64),
-    Iou,
-    Dice,
-}
-
-impl TryFrom<ClassMetricRepr> for ClassMetric {
-    type Error = MetricsError;
-
-    fn try_from(r: ClassMetricRepr) -> Result<Self> {
-        let m = match r {
-            ClassMetricRepr::Precision => ClassMetric::Precision,
-            ClassMetricRepr::Recall => ClassMetric::Recall,
-            ClassMetricRepr::Specificity => ClassMetric::Specificity,
-            ClassMetricRepr::F1 => ClassMetric::F1,
-            ClassMetricRepr::FBeta(beta) => ClassMetric::FBeta(beta),
-            ClassMetricRepr::Iou => ClassMetric::Iou,
-            ClassMetricRepr::Dice => ClassMetric::Dice,
-        };
-        m.validate()?;
-        Ok(m)
-    }
+/// Reads an [`ClassMetric::FBeta`]'s β and refuses one [`ClassMetric::validate`] refuses.
+fn checked_beta<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    let beta = f64::deserialize(d)?;
+    ClassMetric::FBeta(beta)
+        .validate()
+        .map_err(serde::de::Error::custom)?;
+    Ok(beta)
 }
 
 /// Whether `beta` is a β that [`ClassMetric::FBeta`] takes: finite and ≥ 0.
