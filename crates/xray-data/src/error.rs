@@ -198,13 +198,33 @@ pub(crate) fn check_finite(prefix: &str, fields: &[(&str, &[f32])]) -> Result<()
         if values.iter().all(|v| v.is_finite()) {
             continue;
         }
-        let shown: Vec<String> = values.iter().map(|&v| readable_number(v)).collect();
-        let shown = match shown.as_slice() {
-            [one] => one.clone(),
-            many => format!("[{}]", many.join(", ")),
-        };
         return Err(DataError::InvalidParameter(format!(
-            "{prefix}{name} = {shown} must be finite"
+            "{prefix}{name} = {} must be finite",
+            readable_values(values)
+        )));
+    }
+    Ok(())
+}
+
+/// Settings as messages print them: one value alone, several as `[low, high]`, each by
+/// [`readable_number`].
+pub(crate) fn readable_values(values: &[f32]) -> String {
+    let shown: Vec<String> = values.iter().map(|&v| readable_number(v)).collect();
+    match shown.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
+/// Check a `[low, high]` range: finite, ordered, inside `[min, max]` (augmentation and
+/// phantom settings).
+pub(crate) fn check_range(name: &str, r: [f32; 2], min: f32, max: f32) -> Result<()> {
+    if !(r[0].is_finite() && r[1].is_finite()) || r[0] > r[1] || r[0] < min || r[1] > max {
+        return Err(DataError::InvalidParameter(format!(
+            "{name} range {} must be finite, ordered and within [{}, {}]",
+            readable_values(&r),
+            readable_number(min),
+            readable_number(max)
         )));
     }
     Ok(())

@@ -384,14 +384,14 @@ fn phantom_range_bounds_are_named_and_inclusive() {
     cfg.physics.photons = [400.0, 3e38];
     assert_eq!(
         cfg.validate().unwrap_err().to_string(),
-        "invalid parameter: physics.photons = [400, 3e38] must be an ordered finite range \
+        "invalid parameter: physics.photons range [400, 3e38] must be finite, ordered and \
          within [1, 1e9]"
     );
     cfg.physics.photons = [400.0, 1e9];
     cfg.validate().unwrap();
     cfg.physics.detector_blur_px = [0.4, 33.0];
     assert!(cfg.validate().unwrap_err().to_string().contains(
-        "physics.detector_blur_px = [0.4, 33] must be an ordered finite range within [0, 32]"
+        "physics.detector_blur_px range [0.4, 33] must be finite, ordered and within [0, 32]"
     ));
 }
 

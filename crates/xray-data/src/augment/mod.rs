@@ -42,7 +42,6 @@ pub use warp::{Border, Interpolation};
 
 use rand::Rng;
 
-use crate::error::readable_number;
 use crate::{DataError, Mask, Radiograph, Result};
 
 /// A transform applied jointly to an image and its label mask (same geometry for both).
@@ -71,19 +70,7 @@ pub(crate) fn check_same_size(image: &Radiograph, mask: &Mask) -> Result<()> {
     Ok(())
 }
 
-/// Check a `[low, high]` range: finite, ordered, inside `[min, max]`.
-pub(crate) fn check_range(name: &str, r: [f32; 2], min: f32, max: f32) -> Result<()> {
-    if !(r[0].is_finite() && r[1].is_finite()) || r[0] > r[1] || r[0] < min || r[1] > max {
-        return Err(DataError::InvalidParameter(format!(
-            "{name} range [{}, {}] must be finite, ordered and within [{}, {}]",
-            readable_number(r[0]),
-            readable_number(r[1]),
-            readable_number(min),
-            readable_number(max)
-        )));
-    }
-    Ok(())
-}
+pub(crate) use crate::error::check_range;
 
 /// Uniform draw from `[r[0], r[1]]` (exactly `r[0]` when the range is empty).
 pub(crate) fn uniform(rng: &mut dyn Rng, r: [f32; 2]) -> f32 {

@@ -8,7 +8,7 @@
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{check_finite, readable_number};
+use crate::error::{check_finite, readable_values};
 use crate::{DataError, Result};
 
 /// One side of the collimator rectangle, in the collimator's own (rotated) frame: `Left`
@@ -154,10 +154,9 @@ impl CollimationConfig {
             ],
         )?;
         let bad = |what: &str, got: &[f32]| {
-            let got: Vec<String> = got.iter().map(|&v| readable_number(v)).collect();
             Err(DataError::InvalidParameter(format!(
-                "collimation: {what}, got [{}]",
-                got.join(", ")
+                "collimation: {what}, got {}",
+                readable_values(got)
             )))
         };
         if !(0.0..=1.0).contains(&self.side_probability) {

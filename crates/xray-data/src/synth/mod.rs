@@ -42,7 +42,7 @@ pub use markers::{Marker, MarkerLetter};
 pub use physics::{OutputScale, PhysicsConfig};
 pub use preview::{preview, preview_grid};
 
-use crate::error::readable_number;
+use crate::error::{check_range, readable_number};
 use crate::{DataError, Mask, Radiograph, Result, BONE, IGNORE_LABEL, OPEN_BEAM, SOFT_TISSUE};
 
 /// Settings of the phantom generator. Every range is drawn uniformly per image.
@@ -162,15 +162,7 @@ impl PhantomConfig {
             ("unsharp_sigma", ph.unsharp_sigma, 0.0, 1.0),
             ("unsharp_gain", ph.unsharp_gain, 0.0, 100.0),
         ] {
-            if !(r[0].is_finite() && r[1].is_finite() && r[0] >= lo && r[0] <= r[1] && r[1] <= hi) {
-                return Err(DataError::InvalidParameter(format!(
-                    "physics.{name} = [{}, {}] must be an ordered finite range within [{}, {}]",
-                    readable_number(r[0]),
-                    readable_number(r[1]),
-                    readable_number(lo),
-                    readable_number(hi)
-                )));
-            }
+            check_range(&format!("physics.{name}"), r, lo, hi)?;
         }
         if ph.heel[1] >= 1.0 {
             return Err(DataError::InvalidParameter(
