@@ -713,29 +713,18 @@ impl<'a> Trainer<'a> {
         })?;
         // A stored scheduler that continues the run brings its rate: one edited into the file
         // (`1e308`, which f64 holds, would run as infinity in the f32 update) is refused like
-        // a configured one, before anything is loaded.
+        // a configured one, before anything is loaded. One that does not is rebuilt from the
+        // config below, so its contents do not matter.
         if state
             .scheduler
             .follows(&self.config.schedule, self.config.optimizer.learning_rate())
         {
-            let lr = state.scheduler.learning_rate();
-            crate::error::check_f32_range(&[("the scheduler's learning rate (lr)", lr)])
-                .and_then(|()| {
-                    if lr >= 0.0 {
-                        Ok(())
-                    } else {
-                        Err(ModelError::InvalidConfig(format!(
-                            "the scheduler's learning rate (lr) must be ≥ 0, got {}",
-                            readable_number(lr)
-                        )))
-                    }
-                })
-                .map_err(|e| match e {
-                    ModelError::InvalidConfig(m) => {
-                        ModelError::InvalidConfig(format!("{}: {m}", state_path.display()))
-                    }
-                    other => other,
-                })?;
+            state.scheduler.validate().map_err(|e| match e {
+                ModelError::InvalidConfig(m) => {
+                    ModelError::InvalidConfig(format!("{}: {m}", state_path.display()))
+                }
+                other => other,
+            })?;
         }
         // `last/` is replaced as a whole, but runs written before that renamed its four
         // files into place one by one (weights, config, optimizer, state), and an interrupted

@@ -832,22 +832,57 @@ impl LrScheduler {
     /// assert!(LrScheduler::new(LrSchedule::Constant, 0.0).is_err());
     /// ```
     pub fn new(schedule: LrSchedule, base_lr: f64) -> Result<Self> {
-        schedule.validate()?;
-        crate::error::check_f32_range(&[("lr scheduler: base_lr", base_lr)])?;
-        if base_lr <= 0.0 {
-            return Err(ModelError::InvalidConfig(format!(
-                "lr scheduler: base_lr must be > 0, got {}",
-                readable_number(base_lr)
-            )));
-        }
-        Ok(Self {
+        let scheduler = Self {
             schedule,
             base_lr,
             lr: base_lr,
             best: None,
             bad_epochs: 0,
             cooldown_left: 0,
-        })
+        };
+        scheduler.validate()?;
+        Ok(scheduler)
+    }
+
+    /// Checks what [`LrScheduler::new`] checks, and the current rate: finite in `f32` and
+    /// ≥ 0. A scheduler read back from a file (a `trainer_state.json`) was not built by
+    /// `new`, and an edited rate (`1e308`, which `f64` holds) would run as infinity.
+    ///
+    /// # Errors
+    /// As [`LrScheduler::new`]; a current rate that is NaN, beyond the `f32` range or
+    /// negative, naming `learning rate (lr)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::optim::{LrSchedule, LrScheduler};
+    /// let s = LrScheduler::new(LrSchedule::Constant, 1e-3)?;
+    /// s.validate()?;
+    /// let mut state = serde_json::to_value(&s)?;
+    /// state["lr"] = serde_json::json!(-0.5);
+    /// let edited: LrScheduler = serde_json::from_value(state)?;
+    /// assert!(edited.validate().unwrap_err().to_string().contains("must be ≥ 0"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        self.schedule.validate()?;
+        crate::error::check_f32_range(&[
+            ("lr scheduler: base_lr", self.base_lr),
+            ("lr scheduler: learning rate (lr)", self.lr),
+        ])?;
+        if self.base_lr <= 0.0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "lr scheduler: base_lr must be > 0, got {}",
+                readable_number(self.base_lr)
+            )));
+        }
+        // A schedule decays to 0 at most (eta_min, min_lr ≥ 0).
+        if self.lr < 0.0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "lr scheduler: learning rate (lr) must be ≥ 0, got {}",
+                readable_number(self.lr)
+            )));
+        }
+        Ok(())
     }
 
     /// The learning rate for the next epoch.
