@@ -7,7 +7,10 @@
 # CONFIG is model:mode:batch:size:iters, e.g. xnet:forward:1:200:5 (defaults below).
 # Environment: THREADS (2), PYTHON (/work/venv/bin/python), TWIN (../shared/peers/xnet_torch.py),
 # EXTRA (extra flags for our example, e.g. "--no-fold" or "--reference"),
-# OUT (JSONL file, default target/compare_throughput.jsonl).
+# OUT (JSONL file, default target/compare_throughput.jsonl),
+# ISA (unset: each side uses the best the CPU has; "avx2": both sides kept to AVX2 + FMA, as on
+# a CPU without AVX-512: ours built with --no-default-features, so `gemm` keeps its AVX2
+# kernels, and the twin run with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -23,9 +26,20 @@ TWIN=${TWIN:-../shared/peers/xnet_torch.py}
 EXTRA=${EXTRA:-}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET/compare_throughput.jsonl}
+ISA=${ISA:-}
 mkdir -p "$(dirname "$OUT")"
 
-cargo build --release --example throughput >&2
+BUILD_FLAGS=()
+TWIN_ENV=()
+case "$ISA" in
+  "") ;;
+  avx2)
+    BUILD_FLAGS=(--no-default-features)
+    TWIN_ENV=(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)
+    ;;
+  *) echo "ISA must be unset or avx2, not '$ISA'" >&2; exit 2 ;;
+esac
+cargo build --release "${BUILD_FLAGS[@]}" --example throughput >&2
 OURS="$TARGET/release/examples/throughput"
 HAVE_TORCH=1
 "$PYTHON" -c "import torch" 2>/dev/null || HAVE_TORCH=0
@@ -40,13 +54,13 @@ ours() { # model mode batch size iters warmup
     --iters "$5" --warmup "$6" --threads "$THREADS" $EXTRA
 }
 twin() {
-  CUDA_VISIBLE_DEVICES='' CPUGUARD_MAX_WAIT=${CPUGUARD_MAX_WAIT:-0} OMP_NUM_THREADS=$THREADS \
-    "$PYTHON" "$TWIN" --model "$1" --mode "$2" --batch "$3" --size "$4" --iters "$5" \
+  env "${TWIN_ENV[@]}" CUDA_VISIBLE_DEVICES='' CPUGUARD_MAX_WAIT=${CPUGUARD_MAX_WAIT:-0} \
+    OMP_NUM_THREADS=$THREADS "$PYTHON" "$TWIN" --model "$1" --mode "$2" --batch "$3" --size "$4" --iters "$5" \
     --warmup "$6" --threads "$THREADS" --json --retries 0
 }
 field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
 
-echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg) threads=$THREADS extra='$EXTRA'"
+echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg) threads=$THREADS extra='$EXTRA' isa='${ISA:-native}'"
 printf '%-28s %5s %-6s %12s %12s %8s\n' config round first ours_img/s torch_img/s ratio
 declare -A R
 for round in $(seq 1 "$ROUNDS"); do
@@ -61,7 +75,7 @@ for round in $(seq 1 "$ROUNDS"); do
       b=$(twin "$model" "$mode" "$batch" "$size" "$iters" "$warm"); first=torch
       a=$(ours "$model" "$mode" "$batch" "$size" "$iters" "$warm")
     fi
-    echo "{\"round\": $round, \"config\": \"$c\", \"ours\": $a, \"torch\": ${b:-null}}" >>"$OUT"
+    echo "{\"round\": $round, \"isa\": \"${ISA:-native}\", \"config\": \"$c\", \"ours\": $a, \"torch\": ${b:-null}}" >>"$OUT"
     ia=$(field images_per_s <<<"$a")
     if [ -n "$b" ]; then ib=$(field images_per_s <<<"$b"); else ib=nan; fi
     ratio=$("$PYTHON" -c "print(f'{$ia/$ib:.2f}' if '$ib'!='nan' else 'n/a')")
