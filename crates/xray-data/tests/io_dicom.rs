@@ -623,3 +623,68 @@ fn a_truncated_file_is_called_truncated() {
         assert!(e.contains("truncated"), "cut at {cut}: {e}");
     }
 }
+
+/// `raw`'s file with `depth` nested sequences (Referenced Image Sequence, one item each)
+/// before the pixel data.
+fn with_nested_sequences(raw: &Raw, depth: usize) -> Vec<u8> {
+    use dicom_core::value::DataSetSequence;
+    let file = dicom_object::from_reader(std::io::Cursor::new(raw.bytes())).unwrap();
+    let mut obj = file.into_inner();
+    let mut inner = InMemDicomObject::from_element_iter([DataElement::new(
+        tags::REFERENCED_SOP_INSTANCE_UID,
+        VR::UI,
+        "2.25.8",
+    )]);
+    for _ in 0..depth {
+        inner = InMemDicomObject::from_element_iter([DataElement::new(
+            tags::REFERENCED_IMAGE_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![inner]),
+        )]);
+    }
+    for e in inner {
+        obj.put(e);
+    }
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap();
+    let mut out = Vec::new();
+    file.write_all(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn declared_lengths_beyond_the_file_are_refused_before_parsing() {
+    // The pixel data's header claims 2 GiB in a file of a few hundred bytes: the parser
+    // would allocate that before finding the file short (2.1 GB of memory, a second).
+    let raw = Raw::new(4, 6, &(0..24).collect::<Vec<u16>>());
+    let mut bytes = raw.bytes();
+    let at = bytes
+        .windows(6)
+        .position(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'W'])
+        .unwrap();
+    bytes[at + 8..at + 12].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+    let e = decode_dicom(&bytes, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("element (7FE0,0010) at byte {at} of the file"))
+            && e.contains("2147483632 bytes, but only 48 follow")
+            && e.contains("truncated or corrupt"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nested_sequences_decode_up_to_a_depth_and_are_refused_beyond() {
+    let raw = Raw::new(4, 6, &(0..24).collect::<Vec<u16>>());
+    let plain = load(&raw).unwrap();
+    let ok = decode_dicom(&with_nested_sequences(&raw, 40), &LoadOptions::default()).unwrap();
+    assert_eq!(ok.image.as_raw(), plain.image.as_raw());
+    // Past 64 levels the parser's recursion would, some thousands deep, overflow the stack
+    // and abort the process; such files are refused.
+    let e = decode_dicom(&with_nested_sequences(&raw, 65), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nested more than 64 deep"), "{e}");
+}

@@ -65,7 +65,9 @@ pub struct DicomImage {
 ///
 /// # Errors
 /// A [`DataError`] naming `path`: [`DataError::Decode`] for a corrupt or truncated file or a
-/// missing attribute, [`DataError::Unsupported`] for bit depths, sample counts or photometric
+/// missing attribute (a value longer than the file, sequences nested more than 64 deep, or a
+/// deflated data set inflating past 64 times its size and 64 MiB are refused before the
+/// DICOM parser sees them: docs/data-format.md), [`DataError::Unsupported`] for bit depths, sample counts or photometric
 /// interpretations outside the list above, [`DataError::FrameOutOfRange`],
 /// [`DataError::EmptyImage`], [`DataError::TooLarge`], [`DataError::NonFinite`].
 pub fn load_dicom(path: &Path, opts: &LoadOptions) -> Result<DicomImage> {
@@ -215,6 +217,11 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
     if bytes.is_empty() {
         return Err(derr(path, "file is empty (0 bytes)"));
     }
+    // Before the parser: it allocates a value's buffer from its declared length and nests
+    // sequences by recursion, so a few corrupt bytes could cost gigabytes or overflow the
+    // stack (an abort, which no catch_unwind stops).
+    super::dicom_structure::check_structure(bytes)
+        .map_err(|m| derr(path, format!("not a readable DICOM file: {m}")))?;
     let preamble = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         ReadPreamble::Always
     } else {

@@ -17,6 +17,7 @@
 //! DICOM without preamble.
 
 mod dicom;
+mod dicom_structure;
 mod dicom_write;
 mod mask;
 mod quiet_panic;

@@ -1,0 +1,574 @@
+//! A walk over a DICOM file's element headers before the DICOM parser sees it.
+//!
+//! The parser (dicom-rs) trusts two things in a file that a few hundred corrupt bytes can
+//! set to anything:
+//! - **declared value lengths**: it allocates an element's buffer from its header before
+//!   reading it, so a 374-byte file declaring a 2 GiB value took 2.1 GB of memory and a
+//!   second before failing (found by fuzzing, `fuzz/README.md`);
+//! - **sequence nesting**: it builds nested sequences by recursion, so 3,000 nested empty
+//!   sequences (a 60 kB file) overflowed the thread's stack, which aborts the whole process
+//!   and cannot be caught.
+//!
+//! [`check_structure`] refuses such files first, reading only headers: a value that claims
+//! more bytes than the file has left (the parser would fail on it anyway, once it had
+//! allocated the buffer), or sequences nested deeper than [`MAX_NESTING`]. Whatever else it
+//! does not understand (a VR that is not two capital letters, an unknown structure) it
+//! leaves to the parser, so it refuses nothing the parser would have read.
+//!
+//! A deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) is inflated first and
+//! walked the same way. Inflating is also where a small file becomes a large one (1 MB of
+//! deflated zeros is 1 GB), so it stops at [`MAX_DEFLATE_RATIO`] times the compressed size,
+//! or [`MIN_INFLATE_LIMIT`] if that is larger.
+
+use std::io::Read;
+
+/// Deepest nesting of sequences accepted. Real files nest a few levels (structured reports
+/// a dozen or so); each level costs the parser a few hundred bytes to kilobytes of stack, so
+/// 64 levels stay far below even a small thread stack.
+pub(crate) const MAX_NESTING: usize = 64;
+
+/// Largest accepted ratio of a deflated data set's inflated size to its compressed size
+/// (beyond [`MIN_INFLATE_LIMIT`]). Deflate shrinks radiographs two to four times, and even
+/// an image that is mostly one value some tens of times; a thousand is a decompression bomb.
+pub(crate) const MAX_DEFLATE_RATIO: u64 = 64;
+
+/// Inflated size every deflated data set may reach whatever its compressed size: 64 MiB.
+pub(crate) const MIN_INFLATE_LIMIT: u64 = 64 << 20;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const ITEM: (u16, u16) = (0xFFFE, 0xE000);
+const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
+const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
+const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+const TRANSFER_SYNTAX: (u16, u16) = (0x0002, 0x0010);
+
+/// Value representations whose explicit-VR header has two reserved bytes and a 32-bit length.
+const LONG_VRS: [&[u8; 2]; 13] = [
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+];
+
+/// Checks the declared value lengths and the sequence nesting of a whole DICOM file (with or
+/// without its 128-byte preamble). `Err` holds the reason, for a decoding error's message.
+/// Files whose data set is deflated are checked up to the end of their meta group.
+pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
+    let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        132
+    } else if bytes.starts_with(b"DICM") {
+        4
+    } else {
+        return Ok(()); // not a file the parser reads either
+    };
+    let meta = Walker {
+        bytes,
+        explicit: true,
+        big_endian: false,
+        place: "of the file",
+    };
+    let mut pos = start;
+    let mut syntax = None;
+    while let Some(tag) = meta.tag(pos) {
+        if tag.0 != 0x0002 {
+            break;
+        }
+        let Some(h) = meta.header(pos) else {
+            return Ok(());
+        };
+        if h.length == UNDEFINED {
+            return Ok(());
+        }
+        let end = meta.value_end(&h).map_err(Refusal::message)?;
+        if tag == TRANSFER_SYNTAX {
+            let text = String::from_utf8_lossy(&bytes[h.value..end]);
+            syntax = Some(text.trim_end_matches(['\0', ' ']).to_string());
+        }
+        pos = end;
+    }
+    let (explicit, big_endian) = match syntax.as_deref() {
+        None => return Ok(()), // the parser reports the missing transfer syntax
+        Some("1.2.840.10008.1.2") => (false, false),
+        Some("1.2.840.10008.1.2.2") => (true, true),
+        Some("1.2.840.10008.1.2.1.99") => return check_deflated(&bytes[pos..]),
+        // Explicit VR little endian, and every encapsulated (compressed) syntax.
+        Some(_) => (true, false),
+    };
+    let walker = Walker {
+        bytes,
+        explicit,
+        big_endian,
+        place: "of the file",
+    };
+    walker
+        .data_set(pos, bytes.len(), 0, false)
+        .map(|_| ())
+        .map_err(Refusal::message)
+}
+
+/// Inflates a deflated data set (explicit VR little endian once inflated), up to the limit
+/// above, and walks it.
+fn check_deflated(compressed: &[u8]) -> Result<(), String> {
+    let limit = (compressed.len() as u64)
+        .saturating_mul(MAX_DEFLATE_RATIO)
+        .max(MIN_INFLATE_LIMIT);
+    let mut inflated = Vec::new();
+    let read = flate2::read::DeflateDecoder::new(compressed)
+        .take(limit + 1)
+        .read_to_end(&mut inflated);
+    if read.is_err() {
+        return Ok(()); // a corrupt stream: the parser says so
+    }
+    if inflated.len() as u64 > limit {
+        return Err(format!(
+            "its deflated data set of {} bytes inflates to more than {limit} bytes (over \
+             {MAX_DEFLATE_RATIO} times its size, and over {} MiB): refused as a decompression bomb",
+            compressed.len(),
+            MIN_INFLATE_LIMIT >> 20
+        ));
+    }
+    let walker = Walker {
+        bytes: &inflated,
+        explicit: true,
+        big_endian: false,
+        place: "of the inflated data set",
+    };
+    walker
+        .data_set(0, inflated.len(), 0, false)
+        .map(|_| ())
+        .map_err(Refusal::message)
+}
+
+/// Why a file is refused.
+enum Refusal {
+    /// A value claims more bytes than the file has left.
+    Length(String),
+    /// Sequences nest deeper than [`MAX_NESTING`].
+    Nesting(String),
+}
+
+impl Refusal {
+    fn message(self) -> String {
+        match self {
+            Refusal::Length(m) | Refusal::Nesting(m) => m,
+        }
+    }
+}
+
+/// Where a walk goes on: `Some(position after the part read)`, or `None` when the
+/// structure is not one this walk follows (then the parser judges the file).
+type Flow = Result<Option<usize>, Refusal>;
+
+struct Walker<'a> {
+    bytes: &'a [u8],
+    explicit: bool,
+    big_endian: bool,
+    /// What byte offsets count from, for messages.
+    place: &'static str,
+}
+
+/// An element's header: its tag, VR (explicit files), declared length and where its value
+/// starts.
+struct Header {
+    tag: (u16, u16),
+    vr: Option<[u8; 2]>,
+    length: u32,
+    value: usize,
+    offset: usize,
+}
+
+impl Walker<'_> {
+    fn u16_at(&self, pos: usize) -> Option<u16> {
+        let b: [u8; 2] = self.bytes.get(pos..pos.checked_add(2)?)?.try_into().ok()?;
+        Some(if self.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    }
+
+    fn u32_at(&self, pos: usize) -> Option<u32> {
+        let b: [u8; 4] = self.bytes.get(pos..pos.checked_add(4)?)?.try_into().ok()?;
+        Some(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    fn tag(&self, pos: usize) -> Option<(u16, u16)> {
+        Some((self.u16_at(pos)?, self.u16_at(pos + 2)?))
+    }
+
+    /// The header at `pos`; `None` when the file ends inside it or its VR is not two
+    /// capital letters (the parser reports both).
+    fn header(&self, pos: usize) -> Option<Header> {
+        let tag = self.tag(pos)?;
+        // Items and delimiters have no VR, in explicit files too.
+        if tag.0 == 0xFFFE || !self.explicit {
+            return Some(Header {
+                tag,
+                vr: None,
+                length: self.u32_at(pos + 4)?,
+                value: pos + 8,
+                offset: pos,
+            });
+        }
+        let vr: [u8; 2] = self.bytes.get(pos + 4..pos + 6)?.try_into().ok()?;
+        if !vr.iter().all(u8::is_ascii_uppercase) {
+            return None;
+        }
+        let (length, value) = if LONG_VRS.contains(&&vr) {
+            (self.u32_at(pos + 8)?, pos + 12)
+        } else {
+            (u32::from(self.u16_at(pos + 6)?), pos + 8)
+        };
+        Some(Header {
+            tag,
+            vr: Some(vr),
+            length,
+            value,
+            offset: pos,
+        })
+    }
+
+    /// The end of a defined-length value, refusing one that claims more than the file holds.
+    fn value_end(&self, h: &Header) -> Result<usize, Refusal> {
+        let left = self.bytes.len().saturating_sub(h.value);
+        if h.length as usize > left {
+            return Err(Refusal::Length(format!(
+                "element ({:04X},{:04X}) at byte {} {} declares a value of {} bytes, but only \
+                 {left} follow (truncated or corrupt)",
+                h.tag.0, h.tag.1, h.offset, self.place, h.length
+            )));
+        }
+        Ok(h.value + h.length as usize)
+    }
+
+    /// Walks the elements from `pos` to `end`, or to an item delimiter when `in_item` (an
+    /// item of undefined length). `depth` counts the sequences around them.
+    fn data_set(&self, mut pos: usize, end: usize, depth: usize, in_item: bool) -> Flow {
+        while pos < end {
+            let Some(h) = self.header(pos) else {
+                return Ok(None);
+            };
+            if h.tag == ITEM_END && in_item {
+                return Ok(Some(h.value));
+            }
+            if h.tag.0 == 0xFFFE {
+                return Ok(None); // an item or delimiter out of place
+            }
+            let vr = h.vr.as_ref().map(|v| &v[..]);
+            pos = if h.length == UNDEFINED {
+                let next = if h.tag == PIXEL_DATA {
+                    self.fragments(h.value)?
+                } else if vr == Some(b"UN") {
+                    // An undefined-length UN is a sequence encoded implicit VR little endian.
+                    let implicit = Walker {
+                        bytes: self.bytes,
+                        explicit: false,
+                        big_endian: false,
+                        place: self.place,
+                    };
+                    implicit.sequence(&h, depth)?
+                } else if matches!(vr, None | Some(b"SQ")) {
+                    self.sequence(&h, depth)?
+                } else {
+                    None
+                };
+                match next {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
+            } else if vr == Some(b"SQ") {
+                let value_end = h.value.saturating_add(h.length as usize);
+                match self.items(h.value, value_end.min(self.bytes.len()), depth + 1, &h)? {
+                    Some(_) => value_end,
+                    None => return Ok(None),
+                }
+            } else {
+                let value_end = self.value_end(&h)?;
+                // Without VRs a defined-length sequence looks like any value; one that starts
+                // with an item is walked for its nesting (what it holds stays unchecked: it
+                // may be a value that only starts like an item).
+                if vr.is_none() && self.tag(h.value) == Some(ITEM) && h.length >= 8 {
+                    if let Err(Refusal::Nesting(e)) = self.items(h.value, value_end, depth + 1, &h)
+                    {
+                        return Err(Refusal::Nesting(e));
+                    }
+                }
+                value_end
+            };
+        }
+        Ok(Some(pos))
+    }
+
+    /// The items of a sequence of undefined length, up to its delimiter.
+    fn sequence(&self, h: &Header, depth: usize) -> Flow {
+        self.items(h.value, self.bytes.len(), depth + 1, h)
+    }
+
+    /// Items from `pos` until `end` or a sequence delimiter; `depth` is the sequence's.
+    fn items(&self, mut pos: usize, end: usize, depth: usize, seq: &Header) -> Flow {
+        if depth > MAX_NESTING {
+            return Err(Refusal::Nesting(format!(
+                "sequences nested more than {MAX_NESTING} deep (element ({:04X},{:04X}) at byte \
+                 {} {}): refused, as the parser would overflow its stack on them",
+                seq.tag.0, seq.tag.1, seq.offset, self.place
+            )));
+        }
+        while pos < end {
+            let Some(h) = self.header(pos) else {
+                return Ok(None);
+            };
+            pos = match h.tag {
+                SEQUENCE_END => return Ok(Some(h.value)),
+                ITEM if h.length == UNDEFINED => {
+                    match self.data_set(h.value, self.bytes.len(), depth, true)? {
+                        Some(p) => p,
+                        None => return Ok(None),
+                    }
+                }
+                ITEM => {
+                    let item_end = h.value.saturating_add(h.length as usize);
+                    if self
+                        .data_set(h.value, item_end.min(self.bytes.len()), depth, false)?
+                        .is_none()
+                    {
+                        return Ok(None);
+                    }
+                    item_end
+                }
+                _ => return Ok(None),
+            };
+        }
+        Ok(Some(pos))
+    }
+
+    /// The fragments of encapsulated pixel data, up to the sequence delimiter.
+    fn fragments(&self, mut pos: usize) -> Flow {
+        loop {
+            let Some(h) = self.header(pos) else {
+                return Ok(None);
+            };
+            match h.tag {
+                SEQUENCE_END => return Ok(Some(h.value)),
+                ITEM if h.length != UNDEFINED => pos = self.value_end(&h)?,
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An explicit VR little endian element.
+    fn el(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(tag.0.to_le_bytes());
+        out.extend(tag.1.to_le_bytes());
+        out.extend(vr);
+        if LONG_VRS.contains(&vr) {
+            out.extend([0, 0]);
+            out.extend((value.len() as u32).to_le_bytes());
+        } else {
+            out.extend((value.len() as u16).to_le_bytes());
+        }
+        out.extend(value);
+        out
+    }
+
+    fn raw(tag: (u16, u16), length: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(tag.0.to_le_bytes());
+        out.extend(tag.1.to_le_bytes());
+        out.extend(length.to_le_bytes());
+        out
+    }
+
+    fn file(syntax: &str, data_set: &[u8]) -> Vec<u8> {
+        let mut uid = syntax.as_bytes().to_vec();
+        if uid.len() % 2 == 1 {
+            uid.push(0);
+        }
+        let mut out = vec![0u8; 128];
+        out.extend(b"DICM");
+        out.extend(el(TRANSFER_SYNTAX, b"UI", &uid));
+        out.extend(data_set);
+        out
+    }
+
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+    #[test]
+    fn a_value_longer_than_the_file_is_refused_with_its_tag_and_offset() {
+        let mut ds = el((0x0028, 0x0010), b"US", &4u16.to_le_bytes());
+        let at = 128 + 4 + 8 + 20 + ds.len();
+        ds.extend([0x09, 0x00, 0x10, 0x10]);
+        ds.extend(b"OB\0\0");
+        ds.extend(0x7FFF_FFF0u32.to_le_bytes());
+        ds.extend([0u8; 10]);
+        let e = check_structure(&file(EXPLICIT_LE, &ds)).unwrap_err();
+        assert!(e.contains("(0009,1010)"), "{e}");
+        assert!(e.contains(&format!("at byte {at}")), "{e}");
+        assert!(
+            e.contains("2147483632 bytes") && e.contains("only 10 follow"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn well_formed_nesting_and_fragments_pass() {
+        // A sequence of undefined length holding an item of undefined length holding a
+        // defined-length sequence, then encapsulated pixel data with two fragments.
+        let mut inner = raw(ITEM, 10);
+        inner.extend(el((0x0008, 0x0100), b"SH", b"AB"));
+        let mut ds = el((0x0008, 0x1140), b"SQ", &[]);
+        ds.truncate(ds.len() - 4);
+        ds.extend(UNDEFINED.to_le_bytes());
+        ds.extend(raw(ITEM, UNDEFINED));
+        ds.extend(el((0x0008, 0x1150), b"SQ", &inner));
+        ds.extend(raw(ITEM_END, 0));
+        ds.extend(raw(SEQUENCE_END, 0));
+        ds.extend([0xE0, 0x7F, 0x10, 0x00]);
+        ds.extend(b"OB\0\0");
+        ds.extend(UNDEFINED.to_le_bytes());
+        ds.extend(raw(ITEM, 0));
+        ds.extend(raw(ITEM, 4));
+        ds.extend([1, 2, 3, 4]);
+        ds.extend(raw(SEQUENCE_END, 0));
+        assert_eq!(
+            check_structure(&file("1.2.840.10008.1.2.4.80", &ds)),
+            Ok(())
+        );
+        // The same with a fragment claiming more than is left.
+        let mut bad = ds.clone();
+        let n = bad.len();
+        bad[n - 16..n - 12].copy_from_slice(&1000u32.to_le_bytes());
+        bad.truncate(n - 8);
+        let e = check_structure(&file("1.2.840.10008.1.2.4.80", &bad)).unwrap_err();
+        assert!(e.contains("(FFFE,E000)") && e.contains("1000 bytes"), "{e}");
+    }
+
+    /// `depth` sequences of undefined length, each holding one item of undefined length.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut ds = Vec::new();
+        for _ in 0..depth {
+            ds.extend(el((0x0008, 0x1140), b"SQ", &[]));
+            let n = ds.len();
+            ds[n - 4..].copy_from_slice(&UNDEFINED.to_le_bytes());
+            ds.extend(raw(ITEM, UNDEFINED));
+        }
+        for _ in 0..depth {
+            ds.extend(raw(ITEM_END, 0));
+            ds.extend(raw(SEQUENCE_END, 0));
+        }
+        ds
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused() {
+        assert_eq!(
+            check_structure(&file(EXPLICIT_LE, &nested(MAX_NESTING))),
+            Ok(())
+        );
+        let e = check_structure(&file(EXPLICIT_LE, &nested(MAX_NESTING + 1))).unwrap_err();
+        assert!(e.contains("nested more than 64 deep"), "{e}");
+        // 100,000 levels: refused without the walk itself going deeper than the limit.
+        assert!(check_structure(&file(EXPLICIT_LE, &nested(100_000))).is_err());
+    }
+
+    #[test]
+    fn implicit_vr_nesting_with_defined_lengths_is_counted() {
+        // Implicit VR: a defined-length sequence looks like any value but starts with an item.
+        let mut value = Vec::new();
+        for _ in 0..(MAX_NESTING + 1) {
+            let mut outer = raw((0x0008, 0x1140), 0);
+            let mut item = raw(ITEM, value.len() as u32);
+            item.extend(&value);
+            outer[4..8].copy_from_slice(&(item.len() as u32).to_le_bytes());
+            outer.extend(item);
+            value = outer;
+        }
+        let e = check_structure(&file("1.2.840.10008.1.2", &value)).unwrap_err();
+        assert!(e.contains("nested"), "{e}");
+    }
+
+    #[test]
+    fn big_endian_lengths_are_read_big_endian() {
+        let mut ds = vec![0x00, 0x28, 0x00, 0x10];
+        ds.extend(b"US");
+        ds.extend(2u16.to_be_bytes());
+        ds.extend(4u16.to_be_bytes());
+        assert_eq!(check_structure(&file("1.2.840.10008.1.2.2", &ds)), Ok(()));
+        ds.extend([0x7F, 0xE0, 0x00, 0x10]);
+        ds.extend(b"OW\0\0");
+        ds.extend(0x0100_0000u32.to_be_bytes());
+        ds.extend([0u8; 8]);
+        let e = check_structure(&file("1.2.840.10008.1.2.2", &ds)).unwrap_err();
+        assert!(
+            e.contains("(7FE0,0010)") && e.contains("16777216 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn what_the_walk_does_not_follow_is_left_to_the_parser() {
+        // No magic, a lower-case VR, a stray item, a file ending inside a header.
+        assert_eq!(check_structure(b"not a dicom file"), Ok(()));
+        let odd = el((0x0010, 0x0010), b"pn", b"AB");
+        assert_eq!(check_structure(&file(EXPLICIT_LE, &odd)), Ok(()));
+        assert_eq!(
+            check_structure(&file(EXPLICIT_LE, &raw(ITEM, 1 << 30))),
+            Ok(())
+        );
+        assert_eq!(
+            check_structure(&file(EXPLICIT_LE, &[0x08, 0x00, 0x10])),
+            Ok(())
+        );
+        // A deflated data set that is not a deflate stream.
+        let deflated = file(DEFLATED, &[0xFF; 40]);
+        assert_eq!(check_structure(&deflated), Ok(()));
+    }
+
+    const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn deflated_data_sets_are_inflated_and_walked() {
+        let good = el((0x0028, 0x0010), b"US", &4u16.to_le_bytes());
+        assert_eq!(check_structure(&file(DEFLATED, &deflate(&good))), Ok(()));
+        let mut bad = good.clone();
+        bad.extend([0x09, 0x00, 0x10, 0x10]);
+        bad.extend(b"OB\0\0");
+        bad.extend(0x7FFF_FFF0u32.to_le_bytes());
+        let e = check_structure(&file(DEFLATED, &deflate(&bad))).unwrap_err();
+        assert!(e.contains("at byte 10 of the inflated data set"), "{e}");
+        assert!(check_structure(&file(DEFLATED, &deflate(&nested(80)))).is_err());
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused() {
+        // 80 MiB of zeros in one value: about 80 kB deflated, a thousand times smaller.
+        let n = 80usize << 20;
+        let mut bomb = Vec::with_capacity(n + 12);
+        bomb.extend([0x09, 0x00, 0x10, 0x10]);
+        bomb.extend(b"OB\0\0");
+        bomb.extend((n as u32).to_le_bytes());
+        bomb.resize(n + 12, 0);
+        let compressed = deflate(&bomb);
+        assert!(compressed.len() < 200_000, "{}", compressed.len());
+        let e = check_structure(&file(DEFLATED, &compressed)).unwrap_err();
+        assert!(e.contains("decompression bomb"), "{e}");
+        // The same value under the 64 MiB floor passes.
+        let n = 1usize << 20;
+        bomb.truncate(n + 12);
+        bomb[8..12].copy_from_slice(&(n as u32).to_le_bytes());
+        assert_eq!(check_structure(&file(DEFLATED, &deflate(&bomb))), Ok(()));
+    }
+}
