@@ -688,3 +688,43 @@ fn nested_sequences_decode_up_to_a_depth_and_are_refused_beyond() {
         .to_string();
     assert!(e.contains("nested more than 64 deep"), "{e}");
 }
+
+#[test]
+fn a_codestream_declaring_another_size_is_refused_before_decoding() {
+    // JPEG-LS: the frame header (SOF55) of a 37 × 23 image set to 60000 × 60000, which its
+    // decoder would have allocated for.
+    let img = Radiograph::from_fn(37, 23, |x, y| image::Luma([(x * 7 + y) as f32]));
+    let plain = encode_dicom(&img, &DicomWriteOptions::default()).unwrap();
+    let mut ls = transcode(&plain, uids::JPEGLS_LOSSLESS);
+    assert!(decode_dicom(&ls, &LoadOptions::default()).is_ok());
+    let sof = ls.windows(2).position(|w| w == [0xFF, 0xF7]).unwrap();
+    assert_eq!(ls[sof + 5..sof + 9], [0, 23, 0, 37]);
+    ls[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+    let e = decode_dicom(&ls, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fragment 0 of the pixel data is a 60000x60000 image by its own header")
+            && e.contains("Columns x Rows say 37x23"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nema_rg2_jpeg_2000_with_a_forged_size_is_refused_at_once() {
+    // Four bytes of the SIZ marker set to 60000 × 60000: the decoder took 14 GB and 106 s
+    // before panicking.
+    let Some(dir) = nema_dir() else { return };
+    let mut bytes = std::fs::read(dir.join("RG2_J2KR")).unwrap();
+    let siz = bytes
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+        .unwrap();
+    for at in [siz + 8, siz + 12] {
+        bytes[at..at + 4].copy_from_slice(&60000u32.to_be_bytes());
+    }
+    let e = decode_dicom(&bytes, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("60000x60000") && e.contains("1760x2140"), "{e}");
+}

@@ -158,7 +158,7 @@ fn get_float(
 /// padding byte. The decoder reads only the first frame's worth, so a header that
 /// understates the data (Rows 1 over a whole image, BitsAllocated 8 over 16-bit data) would
 /// otherwise give a wrong image without a word. Encapsulated (compressed) data is checked by
-/// its decoder.
+/// [`check_codestream_size`] and its decoder.
 fn check_native_length(
     path: &Path,
     obj: &DefaultDicomObject,
@@ -197,6 +197,39 @@ fn check_native_length(
             }
         ),
     ))
+}
+
+/// Compressed (encapsulated) pixel data: every fragment that starts a JPEG, JPEG-LS or
+/// JPEG 2000 codestream must declare Rows × Columns in its own header. The decoders allocate
+/// for the codestream's size, which `max_pixels` never saw (a SIZ marker changed to 60000 ×
+/// 60000 cost 14 GB and 106 s before the decoder panicked); a frame of another size was
+/// refused after decoding anyway.
+fn check_codestream_size(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    rows: u32,
+    cols: u32,
+) -> Result<()> {
+    let Ok(element) = obj.element(tags::PIXEL_DATA) else {
+        return Ok(()); // check_native_length reports it
+    };
+    let Some(fragments) = element.value().fragments() else {
+        return Ok(());
+    };
+    for (i, fragment) in fragments.iter().enumerate() {
+        if let Some((w, h)) = super::codestream::declared_size(fragment) {
+            if (w, h) != (cols, rows) {
+                return Err(derr(
+                    path,
+                    format!(
+                        "fragment {i} of the pixel data is a {w}x{h} image by its own header, \
+                         but Columns x Rows say {cols}x{rows}: refused before decoding"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn get_spacing(obj: &DefaultDicomObject) -> Option<[f64; 2]> {
@@ -362,6 +395,7 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
     let inverted = (photometric == Photometric::Monochrome2) != inverse_lut;
 
     check_native_length(path, &obj, rows, cols, bits_allocated, frames)?;
+    check_codestream_size(path, &obj, rows, cols)?;
     let decoded = catch_unwind_quietly(|| obj.decode_pixel_data_frame(opts.frame))
         .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
         .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;

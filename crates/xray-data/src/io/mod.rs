@@ -16,6 +16,7 @@
 //! 128); a file whose content is not recognised but whose extension is `.dcm` is tried as
 //! DICOM without preamble.
 
+mod codestream;
 mod dicom;
 mod dicom_structure;
 mod dicom_write;
