@@ -1,7 +1,9 @@
 //! DICOM loading: the NEMA WG-04 CR samples and synthetic files covering every branch.
 
 mod common;
+mod transcode;
 use common::Scratch;
+use transcode::transcode;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
@@ -533,20 +535,6 @@ fn tempdir(tag: &str) -> Scratch {
     Scratch::new(&format!("xray-io-dicom-{tag}"))
 }
 
-/// Re-encodes `bytes` with another transfer syntax through dicom-rs' own encoders.
-fn transcode(bytes: &[u8], uid: &str) -> Vec<u8> {
-    use dicom_pixeldata::Transcode;
-    use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
-    let mut obj = dicom_object::OpenFileOptions::new()
-        .from_reader(&bytes[128..])
-        .unwrap();
-    let ts = TransferSyntaxRegistry.get(uid).unwrap();
-    obj.transcode(ts).unwrap();
-    let mut out = Vec::new();
-    obj.write_all(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn jpeg_ls_lossless_round_trips_exactly() {
     let img = Radiograph::from_fn(37, 23, |x, y| {
@@ -727,4 +715,15 @@ fn nema_rg2_jpeg_2000_with_a_forged_size_is_refused_at_once() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("60000x60000") && e.contains("1760x2140"), "{e}");
+}
+
+#[test]
+fn a_deflated_file_decodes_like_the_plain_one() {
+    // The structure check inflates deflated data sets itself; a valid one must pass it.
+    let raw = Raw::new(4, 6, &(0..24).map(|v| v * 100).collect::<Vec<u16>>());
+    let plain = load(&raw).unwrap();
+    let deflated = transcode(&raw.bytes(), uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN);
+    let d = decode_dicom(&deflated, &LoadOptions::default()).unwrap();
+    assert_eq!(d.transfer_syntax, uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN);
+    assert_eq!(d.image.as_raw(), plain.image.as_raw());
 }

@@ -1,6 +1,9 @@
 //! Writes the seed corpora of the cargo-fuzz targets in `fuzz/` (ignored by default):
 //! `cargo test -p xray-data --test io_fuzz_seeds -- --ignored`.
 
+mod transcode;
+use transcode::transcode;
+
 use std::fs;
 use std::path::PathBuf;
 use xray_data::io::{encode_color_mask, encode_dicom, DicomWriteOptions, Photometric};
@@ -30,6 +33,21 @@ fn write_fuzz_seeds() {
         let bytes = encode_dicom(&img, &opts).unwrap();
         fs::write(dicom.join(format!("seed{i}.dcm")), &bytes).unwrap();
         fs::write(dicom.join(format!("seed{i}_nopreamble.dcm")), &bytes[128..]).unwrap();
+    }
+    // Compressed and deflated copies of the 12-bit seed, so that the fuzzer starts inside
+    // the codestream-size check and the inflate path too.
+    let plain = fs::read(dicom.join("seed1.dcm")).unwrap();
+    for (name, uid) in [
+        (
+            "seed_jpegls.dcm",
+            dicom_dictionary_std::uids::JPEGLS_LOSSLESS,
+        ),
+        (
+            "seed_deflated.dcm",
+            dicom_dictionary_std::uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+        ),
+    ] {
+        fs::write(dicom.join(name), transcode(&plain, uid)).unwrap();
     }
     let colour = root.join("color_mask");
     fs::create_dir_all(&colour).unwrap();
