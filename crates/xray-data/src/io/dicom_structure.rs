@@ -9,11 +9,12 @@
 //!   sequences (a 60 kB file) overflowed the thread's stack, which aborts the whole process
 //!   and cannot be caught.
 //!
-//! [`check_structure`] refuses such files first, reading only headers: a value that claims
-//! more bytes than the file has left (the parser would fail on it anyway, once it had
-//! allocated the buffer), or sequences nested deeper than [`MAX_NESTING`]. Whatever else it
-//! does not understand (a VR that is not two capital letters, an unknown structure) it
-//! leaves to the parser, so it refuses nothing the parser would have read.
+//! [`check_structure`] refuses such files first, reading only headers, the way the parser
+//! will: a value that claims more bytes than the file has left (the parser would fail on it
+//! anyway, once it had allocated the buffer), or sequences nested deeper than
+//! [`MAX_NESTING`]. Where the parser itself would stop (the file ends inside a header, a
+//! sequence holds something other than items) the walk stops and leaves the file to it, so it
+//! refuses nothing the parser would have read.
 //!
 //! A deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) is inflated first and
 //! walked the same way. Inflating is also where a small file becomes a large one (1 MB of
@@ -42,14 +43,21 @@ const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
 const TRANSFER_SYNTAX: (u16, u16) = (0x0002, 0x0010);
 
-/// Value representations whose explicit-VR header has two reserved bytes and a 32-bit length.
-const LONG_VRS: [&[u8; 2]; 13] = [
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+/// Value representations whose explicit-VR header has a 16-bit length; every other VR, and
+/// two bytes that are no VR, have two reserved bytes and a 32-bit length (PS3.5 7.1.2, and
+/// what dicom-rs reads).
+const SHORT_VRS: [&[u8; 2]; 21] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 ];
 
 /// Checks the declared value lengths and the sequence nesting of a whole DICOM file (with or
 /// without its 128-byte preamble). `Err` holds the reason, for a decoding error's message.
-/// Files whose data set is deflated are checked up to the end of their meta group.
+///
+/// The walk reads the file as dicom-rs 0.10 does: the meta group as long as its group length
+/// says, element headers by the transfer syntax (an unknown explicit VR as UN with a 32-bit
+/// length; implicit VRs from the standard dictionary), a sequence for VR SQ or any undefined
+/// length, fragments for encapsulated pixel data.
 pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         132
@@ -64,12 +72,21 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
         big_endian: false,
         place: "of the file",
     };
-    let mut pos = start;
+    // The meta group: (0002,0000) with its length, then elements until that many bytes
+    // are read, whatever their group (so the data set starts where the parser starts it).
+    let Some(h) = meta.header(start) else {
+        return Ok(());
+    };
+    let Some(group_length) = meta
+        .u32_at(h.value)
+        .filter(|_| h.tag == (2, 0) && h.length == 4)
+    else {
+        return Ok(()); // the parser refuses a meta group without it
+    };
+    let mut pos = h.value + 4;
+    let mut read = 0u64;
     let mut syntax = None;
-    while let Some(tag) = meta.tag(pos) {
-        if tag.0 != 0x0002 {
-            break;
-        }
+    while read < u64::from(group_length) {
         let Some(h) = meta.header(pos) else {
             return Ok(());
         };
@@ -77,10 +94,11 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
             return Ok(());
         }
         let end = meta.value_end(&h).map_err(Refusal::message)?;
-        if tag == TRANSFER_SYNTAX {
+        if h.tag == TRANSFER_SYNTAX {
             let text = String::from_utf8_lossy(&bytes[h.value..end]);
             syntax = Some(text.trim_end_matches(['\0', ' ']).to_string());
         }
+        read += (end - pos) as u64;
         pos = end;
     }
     let (explicit, big_endian) = match syntax.as_deref() {
@@ -152,8 +170,8 @@ impl Refusal {
     }
 }
 
-/// Where a walk goes on: `Some(position after the part read)`, or `None` when the
-/// structure is not one this walk follows (then the parser judges the file).
+/// Where a walk goes on: `Some(position after the part read)`, or `None` where the parser
+/// stops too (the file ends inside a header, a sequence holds something other than items).
 type Flow = Result<Option<usize>, Refusal>;
 
 struct Walker<'a> {
@@ -164,11 +182,11 @@ struct Walker<'a> {
     place: &'static str,
 }
 
-/// An element's header: its tag, VR (explicit files), declared length and where its value
-/// starts.
+/// An element's header: its tag, whether it opens a sequence by its VR, its declared
+/// length and where its value starts.
 struct Header {
     tag: (u16, u16),
-    vr: Option<[u8; 2]>,
+    sequence: bool,
     length: u32,
     value: usize,
     offset: usize,
@@ -197,32 +215,29 @@ impl Walker<'_> {
         Some((self.u16_at(pos)?, self.u16_at(pos + 2)?))
     }
 
-    /// The header at `pos`; `None` when the file ends inside it or its VR is not two
-    /// capital letters (the parser reports both).
+    /// The header at `pos`; `None` when the file ends inside it.
     fn header(&self, pos: usize) -> Option<Header> {
         let tag = self.tag(pos)?;
         // Items and delimiters have no VR, in explicit files too.
         if tag.0 == 0xFFFE || !self.explicit {
             return Some(Header {
                 tag,
-                vr: None,
+                sequence: !self.explicit && tag.0 != 0xFFFE && implicit_vr_is_sequence(tag),
                 length: self.u32_at(pos + 4)?,
                 value: pos + 8,
                 offset: pos,
             });
         }
         let vr: [u8; 2] = self.bytes.get(pos + 4..pos + 6)?.try_into().ok()?;
-        if !vr.iter().all(u8::is_ascii_uppercase) {
-            return None;
-        }
-        let (length, value) = if LONG_VRS.contains(&&vr) {
-            (self.u32_at(pos + 8)?, pos + 12)
-        } else {
+        let (length, value) = if SHORT_VRS.contains(&&vr) {
             (u32::from(self.u16_at(pos + 6)?), pos + 8)
+        } else {
+            // Every other VR, and bytes that are no VR (read as UN).
+            (self.u32_at(pos + 8)?, pos + 12)
         };
         Some(Header {
             tag,
-            vr: Some(vr),
+            sequence: &vr == b"SQ",
             length,
             value,
             offset: pos,
@@ -249,60 +264,32 @@ impl Walker<'_> {
             let Some(h) = self.header(pos) else {
                 return Ok(None);
             };
-            if h.tag == ITEM_END && in_item {
-                return Ok(Some(h.value));
+            if h.tag == ITEM_END && !h.sequence {
+                if in_item {
+                    return Ok(Some(h.value));
+                }
+                pos = h.value; // outside an item the parser skips it
+                continue;
             }
-            if h.tag.0 == 0xFFFE {
-                return Ok(None); // an item or delimiter out of place
-            }
-            let vr = h.vr.as_ref().map(|v| &v[..]);
-            pos = if h.length == UNDEFINED {
-                let next = if h.tag == PIXEL_DATA {
-                    self.fragments(h.value)?
-                } else if vr == Some(b"UN") {
-                    // An undefined-length UN is a sequence encoded implicit VR little endian.
-                    let implicit = Walker {
-                        bytes: self.bytes,
-                        explicit: false,
-                        big_endian: false,
-                        place: self.place,
-                    };
-                    implicit.sequence(&h, depth)?
-                } else if matches!(vr, None | Some(b"SQ")) {
-                    self.sequence(&h, depth)?
+            let next = if h.tag == PIXEL_DATA && h.length == UNDEFINED && !h.sequence {
+                self.fragments(h.value)?
+            } else if h.sequence || h.length == UNDEFINED {
+                let seq_end = if h.length == UNDEFINED {
+                    self.bytes.len()
                 } else {
-                    None
+                    h.value.saturating_add(h.length as usize)
                 };
-                match next {
-                    Some(p) => p,
-                    None => return Ok(None),
-                }
-            } else if vr == Some(b"SQ") {
-                let value_end = h.value.saturating_add(h.length as usize);
-                match self.items(h.value, value_end.min(self.bytes.len()), depth + 1, &h)? {
-                    Some(_) => value_end,
-                    None => return Ok(None),
-                }
+                self.items(h.value, seq_end.min(self.bytes.len()), depth + 1, &h)?
+                    .map(|p| if h.length == UNDEFINED { p } else { seq_end })
             } else {
-                let value_end = self.value_end(&h)?;
-                // Without VRs a defined-length sequence looks like any value; one that starts
-                // with an item is walked for its nesting (what it holds stays unchecked: it
-                // may be a value that only starts like an item).
-                if vr.is_none() && self.tag(h.value) == Some(ITEM) && h.length >= 8 {
-                    if let Err(Refusal::Nesting(e)) = self.items(h.value, value_end, depth + 1, &h)
-                    {
-                        return Err(Refusal::Nesting(e));
-                    }
-                }
-                value_end
+                Some(self.value_end(&h)?)
             };
+            match next {
+                Some(p) => pos = p,
+                None => return Ok(None),
+            }
         }
         Ok(Some(pos))
-    }
-
-    /// The items of a sequence of undefined length, up to its delimiter.
-    fn sequence(&self, h: &Header, depth: usize) -> Flow {
-        self.items(h.value, self.bytes.len(), depth + 1, h)
     }
 
     /// Items from `pos` until `end` or a sequence delimiter; `depth` is the sequence's.
@@ -320,6 +307,7 @@ impl Walker<'_> {
             };
             pos = match h.tag {
                 SEQUENCE_END => return Ok(Some(h.value)),
+                ITEM_END => h.value,
                 ITEM if h.length == UNDEFINED => {
                     match self.data_set(h.value, self.bytes.len(), depth, true)? {
                         Some(p) => p,
@@ -336,7 +324,7 @@ impl Walker<'_> {
                     }
                     item_end
                 }
-                _ => return Ok(None),
+                _ => return Ok(None), // the parser stops: not an item
             };
         }
         Ok(Some(pos))
@@ -357,6 +345,18 @@ impl Walker<'_> {
     }
 }
 
+/// Whether the implicit-VR reader takes `tag` for a sequence: its VR in the standard
+/// dictionary (Pixel Data and overlay data are OW whatever the dictionary says).
+fn implicit_vr_is_sequence(tag: (u16, u16)) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    if tag == PIXEL_DATA || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
+        return false;
+    }
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(tag.0, tag.1))
+        .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,11 +367,11 @@ mod tests {
         out.extend(tag.0.to_le_bytes());
         out.extend(tag.1.to_le_bytes());
         out.extend(vr);
-        if LONG_VRS.contains(&vr) {
+        if SHORT_VRS.contains(&vr) {
+            out.extend((value.len() as u16).to_le_bytes());
+        } else {
             out.extend([0, 0]);
             out.extend((value.len() as u32).to_le_bytes());
-        } else {
-            out.extend((value.len() as u16).to_le_bytes());
         }
         out.extend(value);
         out
@@ -390,9 +390,15 @@ mod tests {
         if uid.len() % 2 == 1 {
             uid.push(0);
         }
+        let syntax = el(TRANSFER_SYNTAX, b"UI", &uid);
         let mut out = vec![0u8; 128];
         out.extend(b"DICM");
-        out.extend(el(TRANSFER_SYNTAX, b"UI", &uid));
+        out.extend(el(
+            (0x0002, 0x0000),
+            b"UL",
+            &(syntax.len() as u32).to_le_bytes(),
+        ));
+        out.extend(syntax);
         out.extend(data_set);
         out
     }
@@ -402,7 +408,7 @@ mod tests {
     #[test]
     fn a_value_longer_than_the_file_is_refused_with_its_tag_and_offset() {
         let mut ds = el((0x0028, 0x0010), b"US", &4u16.to_le_bytes());
-        let at = 128 + 4 + 8 + 20 + ds.len();
+        let at = 128 + 4 + 12 + 8 + 20 + ds.len();
         ds.extend([0x09, 0x00, 0x10, 0x10]);
         ds.extend(b"OB\0\0");
         ds.extend(0x7FFF_FFF0u32.to_le_bytes());
@@ -512,22 +518,58 @@ mod tests {
     }
 
     #[test]
-    fn what_the_walk_does_not_follow_is_left_to_the_parser() {
-        // No magic, a lower-case VR, a stray item, a file ending inside a header.
+    fn where_the_parser_stops_the_walk_stops() {
+        // No magic; no group length first; a file ending inside a header; a sequence
+        // holding something other than an item (then the huge value after it is the
+        // parser's to refuse, which it does before reaching it).
         assert_eq!(check_structure(b"not a dicom file"), Ok(()));
-        let odd = el((0x0010, 0x0010), b"pn", b"AB");
-        assert_eq!(check_structure(&file(EXPLICIT_LE, &odd)), Ok(()));
-        assert_eq!(
-            check_structure(&file(EXPLICIT_LE, &raw(ITEM, 1 << 30))),
-            Ok(())
-        );
+        let mut no_group_length = vec![0u8; 128];
+        no_group_length.extend(b"DICM");
+        no_group_length.extend(el(TRANSFER_SYNTAX, b"UI", b"1.2.840.10008.1.2.1\0"));
+        no_group_length.extend(raw((0x0009, 0x0010), u32::MAX - 1));
+        assert_eq!(check_structure(&no_group_length), Ok(()));
         assert_eq!(
             check_structure(&file(EXPLICIT_LE, &[0x08, 0x00, 0x10])),
             Ok(())
         );
+        let mut not_an_item = el((0x0008, 0x1140), b"SQ", &[]);
+        let n = not_an_item.len();
+        not_an_item[n - 4..].copy_from_slice(&UNDEFINED.to_le_bytes());
+        not_an_item.extend(el((0x0008, 0x0100), b"SH", b"AB"));
+        assert_eq!(check_structure(&file(EXPLICIT_LE, &not_an_item)), Ok(()));
         // A deflated data set that is not a deflate stream.
         let deflated = file(DEFLATED, &[0xFF; 40]);
         assert_eq!(check_structure(&deflated), Ok(()));
+    }
+
+    #[test]
+    fn headers_are_read_as_the_parser_reads_them() {
+        // Two bytes that are no VR: a 32-bit length after two reserved bytes, as UN (the
+        // fuzzer's first find: such a header declaring 3.6 GB).
+        let mut ds = vec![0xD6, 0xD6, 0xD6, 0xD6, 0xD6, 0xD6, 0, 0];
+        ds.extend(0xD6D6_D6D6u32.to_le_bytes());
+        ds.extend([0; 6]);
+        let e = check_structure(&file(EXPLICIT_LE, &ds)).unwrap_err();
+        assert!(
+            e.contains("(D6D6,D6D6)") && e.contains("3604403926 bytes"),
+            "{e}"
+        );
+        // An item outside any sequence is read as a plain element with its length.
+        let e = check_structure(&file(EXPLICIT_LE, &raw(ITEM, 1 << 30))).unwrap_err();
+        assert!(e.contains("(FFFE,E000)"), "{e}");
+        // An item delimiter outside any item is skipped.
+        let mut ds = raw(ITEM_END, 0);
+        ds.extend(el((0x0028, 0x0010), b"US", &4u16.to_le_bytes()));
+        assert_eq!(check_structure(&file(EXPLICIT_LE, &ds)), Ok(()));
+        // The meta group ends where its group length says: a group length running into
+        // the data set makes the parser read the data set's first element as meta.
+        let mut bytes = file(EXPLICIT_LE, &el((0x0009, 0x0010), b"OB", &[0; 4]));
+        let n = bytes.len();
+        bytes[n - 8..n - 4].copy_from_slice(&1000u32.to_le_bytes());
+        let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap());
+        bytes[140..144].copy_from_slice(&(group_length + 16).to_le_bytes());
+        let e = check_structure(&bytes).unwrap_err();
+        assert!(e.contains("(0009,0010)") && e.contains("1000 bytes"), "{e}");
     }
 
     const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
