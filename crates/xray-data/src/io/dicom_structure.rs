@@ -128,12 +128,12 @@ fn check_deflated(compressed: &[u8]) -> Result<(), String> {
         .saturating_mul(MAX_DEFLATE_RATIO)
         .max(MIN_INFLATE_LIMIT);
     let mut inflated = Vec::new();
-    let read = flate2::read::DeflateDecoder::new(compressed)
+    // A corrupt or cut stream still gives the parser what inflated before the fault, and it
+    // reads that as far as it goes (a cut stream declaring a 3.7 GB value took 3.7 GB): walk
+    // that part too. `read_to_end` keeps what it read before an error.
+    let _ = flate2::read::DeflateDecoder::new(compressed)
         .take(limit + 1)
         .read_to_end(&mut inflated);
-    if read.is_err() {
-        return Ok(()); // a corrupt stream: the parser says so
-    }
     if inflated.len() as u64 > limit {
         return Err(format!(
             "its deflated data set of {} bytes inflates to more than {limit} bytes (over \
@@ -540,6 +540,15 @@ mod tests {
         // A deflated data set that is not a deflate stream.
         let deflated = file(DEFLATED, &[0xFF; 40]);
         assert_eq!(check_structure(&deflated), Ok(()));
+        // A deflate stream cut short: what inflated before the cut is walked.
+        let mut big = el((0x0028, 0x0010), b"US", &4u16.to_le_bytes());
+        big.extend([0x09, 0x00, 0x10, 0x10]);
+        big.extend(b"OB\0\0");
+        big.extend(0x7FFF_FFF0u32.to_le_bytes());
+        big.extend((0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+        let stream = deflate(&big);
+        let e = check_structure(&file(DEFLATED, &stream[..stream.len() / 2])).unwrap_err();
+        assert!(e.contains("(0009,1010)"), "{e}");
     }
 
     #[test]
