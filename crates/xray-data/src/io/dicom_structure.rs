@@ -105,7 +105,10 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
         None => return Ok(()), // the parser reports the missing transfer syntax
         Some("1.2.840.10008.1.2") => (false, false),
         Some("1.2.840.10008.1.2.2") => (true, true),
-        Some("1.2.840.10008.1.2.1.99") => return check_deflated(&bytes[pos..]),
+        // Deflated explicit VR little endian, and the two deflated JPIP referenced syntaxes.
+        Some("1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95" | "1.2.840.10008.1.2.4.205") => {
+            return check_deflated(&bytes[pos..])
+        }
         // Explicit VR little endian, and every encapsulated (compressed) syntax.
         Some(_) => (true, false),
     };
@@ -182,11 +185,13 @@ struct Walker<'a> {
     place: &'static str,
 }
 
-/// An element's header: its tag, whether it opens a sequence by its VR, its declared
-/// length and where its value starts.
+/// An element's header: its tag, whether it opens a sequence by its VR, the size of one
+/// number of its value (1 for text and bytes), its declared length and where its value
+/// starts.
 struct Header {
     tag: (u16, u16),
     sequence: bool,
+    unit: u32,
     length: u32,
     value: usize,
     offset: usize,
@@ -220,9 +225,15 @@ impl Walker<'_> {
         let tag = self.tag(pos)?;
         // Items and delimiters have no VR, in explicit files too.
         if tag.0 == 0xFFFE || !self.explicit {
+            let vr = if tag.0 == 0xFFFE {
+                *b"UN"
+            } else {
+                implicit_vr(tag)
+            };
             return Some(Header {
                 tag,
-                sequence: !self.explicit && tag.0 != 0xFFFE && implicit_vr_is_sequence(tag),
+                sequence: &vr == b"SQ",
+                unit: number_size(&vr),
                 length: self.u32_at(pos + 4)?,
                 value: pos + 8,
                 offset: pos,
@@ -238,23 +249,27 @@ impl Walker<'_> {
         Some(Header {
             tag,
             sequence: &vr == b"SQ",
+            unit: number_size(&vr),
             length,
             value,
             offset: pos,
         })
     }
 
-    /// The end of a defined-length value, refusing one that claims more than the file holds.
+    /// The end of a defined-length value as the parser reads it, refusing one that claims
+    /// more than the file holds. A value of numbers is read as whole numbers only: 7 bytes
+    /// declared as UL are read as one UL of 4, and the next header starts 3 bytes early.
     fn value_end(&self, h: &Header) -> Result<usize, Refusal> {
         let left = self.bytes.len().saturating_sub(h.value);
-        if h.length as usize > left {
+        let read = h.length - h.length % h.unit;
+        if read as usize > left {
             return Err(Refusal::Length(format!(
                 "element ({:04X},{:04X}) at byte {} {} declares a value of {} bytes, but only \
                  {left} follow (truncated or corrupt)",
                 h.tag.0, h.tag.1, h.offset, self.place, h.length
             )));
         }
-        Ok(h.value + h.length as usize)
+        Ok(h.value + read as usize)
     }
 
     /// Walks the elements from `pos` to `end`, or to an item delimiter when `in_item` (an
@@ -345,16 +360,28 @@ impl Walker<'_> {
     }
 }
 
-/// Whether the implicit-VR reader takes `tag` for a sequence: its VR in the standard
-/// dictionary (Pixel Data and overlay data are OW whatever the dictionary says).
-fn implicit_vr_is_sequence(tag: (u16, u16)) -> bool {
+/// The VR the implicit-VR reader gives `tag`: the standard dictionary's (Pixel Data and
+/// overlay data are OW whatever it says), UN for a tag it does not list.
+fn implicit_vr(tag: (u16, u16)) -> [u8; 2] {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     if tag == PIXEL_DATA || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
-        return false;
+        return *b"OW";
     }
-    dicom_dictionary_std::StandardDataDictionary
+    let vr = dicom_dictionary_std::StandardDataDictionary
         .by_tag(dicom_core::Tag(tag.0, tag.1))
-        .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ)
+        .map_or(dicom_core::VR::UN, |e| e.vr().relaxed());
+    let name = vr.to_string().as_bytes();
+    [name[0], name[1]]
+}
+
+/// Bytes per number of a value of VR `vr`, as the parser reads it (1 for text and bytes).
+fn number_size(vr: &[u8; 2]) -> u32 {
+    match vr {
+        b"US" | b"OW" | b"SS" => 2,
+        b"UL" | b"OL" | b"SL" | b"FL" | b"OF" | b"AT" => 4,
+        b"FD" | b"OD" | b"SV" | b"OV" | b"UV" => 8,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]
@@ -566,6 +593,17 @@ mod tests {
         // An item outside any sequence is read as a plain element with its length.
         let e = check_structure(&file(EXPLICIT_LE, &raw(ITEM, 1 << 30))).unwrap_err();
         assert!(e.contains("(FFFE,E000)"), "{e}");
+        // A value of numbers is read as whole numbers: 7 bytes declared as UL are read as 4,
+        // and the parser reads the next header from there (the fuzzer's third find).
+        let mut ds = vec![0x28, 0x00, 0x00, 0x00, b'U', b'L', 7, 0, 0, 0, 0, 0];
+        ds.extend([0x10, 0x00, 0x20, 0x00]);
+        ds.extend(b"UN\0\0");
+        ds.extend(0xFFFF_0000u32.to_le_bytes());
+        let e = check_structure(&file(EXPLICIT_LE, &ds)).unwrap_err();
+        assert!(
+            e.contains("(0010,0020)") && e.contains("4294901760 bytes"),
+            "{e}"
+        );
         // An item delimiter outside any item is skipped.
         let mut ds = raw(ITEM_END, 0);
         ds.extend(el((0x0028, 0x0010), b"US", &4u16.to_le_bytes()));
