@@ -21,6 +21,7 @@
 //! deflated zeros is 1 GB), so it stops at [`MAX_DEFLATE_RATIO`] times the compressed size,
 //! or [`MIN_INFLATE_LIMIT`] if that is larger.
 
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use std::io::Read;
 
 /// Deepest nesting of sequences accepted. Real files nest a few levels (structured reports
@@ -96,21 +97,30 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
         let end = meta.value_end(&h).map_err(Refusal::message)?;
         if h.tag == TRANSFER_SYNTAX {
             let text = String::from_utf8_lossy(&bytes[h.value..end]);
-            syntax = Some(text.trim_end_matches(['\0', ' ']).to_string());
+            // Trimmed as dicom-object trims it (a tab, too).
+            syntax = Some(
+                text.trim_end_matches(|c: char| c.is_whitespace() || c == '\0')
+                    .to_string(),
+            );
         }
         read += (end - pos) as u64;
         pos = end;
     }
-    let (explicit, big_endian) = match syntax.as_deref() {
-        None => return Ok(()), // the parser reports the missing transfer syntax
-        Some("1.2.840.10008.1.2") => (false, false),
-        Some("1.2.840.10008.1.2.2") => (true, true),
-        // Deflated explicit VR little endian, and the two deflated JPIP referenced syntaxes.
-        Some("1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95" | "1.2.840.10008.1.2.4.205") => {
-            return check_deflated(&bytes[pos..])
-        }
+    // A syntax the registry does not know, the parser refuses before reading the data set.
+    let Some(syntax) = syntax.and_then(|uid| TransferSyntaxRegistry.get(&uid)) else {
+        return Ok(());
+    };
+    if syntax.is_unsupported() {
+        return Ok(()); // the parser refuses it too
+    }
+    if !syntax.is_codec_free() && !syntax.is_encapsulated_pixel_data() {
+        return check_deflated(&bytes[pos..]); // a data set codec: deflate, the only one
+    }
+    let (explicit, big_endian) = match syntax.uid() {
+        "1.2.840.10008.1.2" => (false, false),
+        "1.2.840.10008.1.2.2" => (true, true),
         // Explicit VR little endian, and every encapsulated (compressed) syntax.
-        Some(_) => (true, false),
+        _ => (true, false),
     };
     let walker = Walker {
         bytes,
@@ -602,6 +612,15 @@ mod tests {
         let e = check_structure(&file(EXPLICIT_LE, &ds)).unwrap_err();
         assert!(
             e.contains("(0010,0020)") && e.contains("4294901760 bytes"),
+            "{e}"
+        );
+        // The transfer syntax UID is trimmed of any trailing white space, a tab too: this
+        // one is implicit VR (the fuzzer's fourth find, read as explicit before).
+        let mut ds = raw((0x0009, 0x0010), 0x7FFF_FFF0);
+        ds.extend([0; 8]);
+        let e = check_structure(&file("1.2.840.10008.1.2\t", &ds)).unwrap_err();
+        assert!(
+            e.contains("(0009,0010)") && e.contains("2147483632 bytes"),
             "{e}"
         );
         // An item delimiter outside any item is skipped.
