@@ -88,9 +88,11 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
     let mut read = 0u64;
     let mut syntax = None;
     while read < u64::from(group_length) {
-        let Some(h) = meta.header(pos) else {
+        let Some(mut h) = meta.header(pos) else {
             return Ok(());
         };
+        // The meta reader takes every value whole, numbers or not.
+        h.unit = 1;
         if h.length == UNDEFINED {
             return Ok(());
         }
@@ -621,6 +623,21 @@ mod tests {
         let e = check_structure(&file("1.2.840.10008.1.2\t", &ds)).unwrap_err();
         assert!(
             e.contains("(0009,0010)") && e.contains("2147483632 bytes"),
+            "{e}"
+        );
+        // In the meta group every value is read whole, numbers too (the fuzzer's fifth
+        // find: a 2-byte UV there, which the data set reader would read as 0 bytes).
+        let mut bytes = file(EXPLICIT_LE, &[]);
+        let uv = el((0x7FE0, 0x0003), b"UV", &[0, 0]);
+        let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap());
+        bytes[140..144].copy_from_slice(&(group_length + uv.len() as u32).to_le_bytes());
+        bytes.extend(uv);
+        bytes.extend([0x09, 0x00, 0x10, 0x00]);
+        bytes.extend(b"OB\0\0");
+        bytes.extend(0x7FE0_0000u32.to_le_bytes());
+        let e = check_structure(&bytes).unwrap_err();
+        assert!(
+            e.contains("(0009,0010)") && e.contains("2145386496 bytes"),
             "{e}"
         );
         // An item delimiter outside any item is skipped.
