@@ -13,8 +13,11 @@
 //! will: a value that claims more bytes than the file has left (the parser would fail on it
 //! anyway, once it had allocated the buffer), or sequences nested deeper than
 //! [`MAX_NESTING`]. Where the parser itself would stop (the file ends inside a header, a
-//! sequence holds something other than items) the walk stops and leaves the file to it, so it
-//! refuses nothing the parser would have read.
+//! sequence holds something other than items) the walk stops and leaves the file to it. A
+//! length refusal is therefore always a file the parser would have failed on; only the nesting
+//! and inflation limits refuse files it could have read. Every rule by which the walk follows
+//! dicom-rs 0.10 is a test below, most of them found by fuzzing (`fuzz/README.md`); a new
+//! dicom-rs version may read some header differently, which the fuzz target would show.
 //!
 //! A deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) is inflated first and
 //! walked the same way. Inflating is also where a small file becomes a large one (1 MB of
