@@ -596,3 +596,60 @@ fn low_bit_grey_pngs_load_scaled_to_eight_bits_and_are_refused_as_masks() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A little-endian TIFF of 1 × 1 8-bit pages; `page_extra` adds IFD entries to each page.
+fn tiff_pages(page_extra: &[&[(u16, u16, u32, u32)]]) -> Vec<u8> {
+    let mut out = b"II*\0".to_vec();
+    out.extend(8u32.to_le_bytes());
+    for (i, extra) in page_extra.iter().enumerate() {
+        let entries = 8 + extra.len();
+        let ifd_len = 2 + 12 * entries + 4;
+        let pixel = out.len() + ifd_len;
+        let next = if i + 1 < page_extra.len() {
+            (pixel + 2) as u32 // after this page's pixel byte and a pad byte
+        } else {
+            0
+        };
+        let mut tags: Vec<(u16, u16, u32, u32)> = vec![
+            (256, 3, 1, 1),
+            (257, 3, 1, 1),
+            (258, 3, 1, 8),
+            (259, 3, 1, 1),
+            (262, 3, 1, 1),
+            (273, 4, 1, pixel as u32),
+            (278, 3, 1, 1),
+            (279, 4, 1, 1),
+        ];
+        tags.extend_from_slice(extra);
+        tags.sort_by_key(|t| t.0);
+        out.extend((entries as u16).to_le_bytes());
+        for (tag, typ, count, value) in tags {
+            out.extend(tag.to_le_bytes());
+            out.extend(typ.to_le_bytes());
+            out.extend(count.to_le_bytes());
+            out.extend(value.to_le_bytes());
+        }
+        out.extend(next.to_le_bytes());
+        out.extend([200, 0]);
+    }
+    out
+}
+
+#[test]
+fn a_tiff_page_with_an_empty_sample_format_is_an_error_not_a_panic() {
+    // Found by fuzzing: tiff 0.10 indexed the first SampleFormat of a page whose tag has
+    // none, and panicked while moving to that page; tiff 0.11 reports it.
+    let bytes = tiff_pages(&[&[], &[(339, 3, 0, 0)]]);
+    let path = std::path::Path::new("two-pages.tif");
+    let first = xray_data::io::decode_image(path, &bytes, &LoadOptions::default()).unwrap();
+    assert_eq!(first.get_pixel(0, 0)[0], 200.0);
+    let second = LoadOptions {
+        frame: 1,
+        ..LoadOptions::default()
+    };
+    let e = xray_data::io::decode_image(path, &bytes, &second).unwrap_err();
+    assert!(
+        matches!(e, DataError::Decode { format: "TIFF", .. }),
+        "{e:?}"
+    );
+}

@@ -229,7 +229,13 @@ fn low_bit_grey_png_depth(bytes: &[u8]) -> Option<u8> {
     (matches!(colour_type, 0 | 4) && depth < 8).then_some(depth)
 }
 
+/// Decodes a mask image of any format `image` reads; a panic in the decoder is a decoding
+/// error.
 fn decode_png_any(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    super::quiet_panic::decode_guarded(path, "mask image", || decode_any_unguarded(path, bytes))
+}
+
+fn decode_any_unguarded(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
     use image::ImageDecoder;
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()

@@ -60,3 +60,21 @@ pub(crate) fn catch_unwind_quietly<R>(
     let _restore = Restore(QUIET.with(|q| q.replace(true)));
     panic::catch_unwind(f)
 }
+
+/// Runs a third-party decoder on user bytes, turning a panic in it into
+/// [`DataError::Decode`](crate::DataError::Decode) for `path` and `format` ("the TIFF decoder
+/// panicked on this file"): hostile input must give an error, not take the process down (tiff
+/// 0.10 panicked on a page with an empty SampleFormat tag, found by fuzzing).
+pub(crate) fn decode_guarded<R>(
+    path: &std::path::Path,
+    format: &'static str,
+    decode: impl FnOnce() -> crate::Result<R> + panic::UnwindSafe,
+) -> crate::Result<R> {
+    catch_unwind_quietly(decode).unwrap_or_else(|_| {
+        Err(crate::DataError::Decode {
+            path: path.to_path_buf(),
+            format,
+            message: format!("the {format} decoder panicked on this file"),
+        })
+    })
+}

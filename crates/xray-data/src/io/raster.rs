@@ -102,7 +102,12 @@ fn alpha_keeps_grey<T: Copy + Into<f64>>(samples: &[T], range_max: Option<f64>) 
     true
 }
 
+/// Decodes a PNG radiograph; a panic in the decoder is a decoding error.
 pub(crate) fn decode_png(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    super::quiet_panic::decode_guarded(path, "PNG", || decode_png_unguarded(path, bytes, opts))
+}
+
+fn decode_png_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
     use image::{DynamicImage, ImageDecoder};
     check_frame(path, opts)?;
     let reader = image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png);
@@ -154,7 +159,12 @@ pub(crate) fn decode_png(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Resul
     to_radiograph(path, "PNG", w, h, data)
 }
 
+/// Decodes a TIFF radiograph (page `opts.frame`); a panic in the decoder is a decoding error.
 pub(crate) fn decode_tiff(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    super::quiet_panic::decode_guarded(path, "TIFF", || decode_tiff_unguarded(path, bytes, opts))
+}
+
+fn decode_tiff_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
     use tiff::decoder::{Decoder, DecodingResult, Limits};
     use tiff::ColorType;
     let err = |e: tiff::TiffError| decode_err(path, "TIFF", e);
