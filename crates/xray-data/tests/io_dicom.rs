@@ -283,13 +283,18 @@ impl Raw {
             vr,
             PrimitiveValue::U8(self.pixels.clone().into()),
         ));
-        let file = obj
-            .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
-            .unwrap();
-        let mut out = Vec::new();
-        file.write_all(&mut out).unwrap();
-        out
+        explicit_le_file(obj)
     }
+}
+
+/// `obj` as a whole DICOM file (preamble, meta group), explicit VR little endian.
+fn explicit_le_file(obj: InMemDicomObject) -> Vec<u8> {
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap();
+    let mut out = Vec::new();
+    file.write_all(&mut out).unwrap();
+    out
 }
 
 fn load(raw: &Raw) -> Result<xray_data::io::DicomImage, DataError> {
@@ -633,12 +638,7 @@ fn with_nested_sequences(raw: &Raw, depth: usize) -> Vec<u8> {
     for e in inner {
         obj.put(e);
     }
-    let file = obj
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
-        .unwrap();
-    let mut out = Vec::new();
-    file.write_all(&mut out).unwrap();
-    out
+    explicit_le_file(obj)
 }
 
 #[test]
