@@ -420,3 +420,31 @@ fn render_augmentation_grid() {
     }
     save_preview(std::path::Path::new(&path), &preview_grid(&tiles, 4)).unwrap();
 }
+
+#[test]
+fn a_config_file_that_does_not_parse_is_named_once() {
+    let dir = std::env::temp_dir().join(format!("xray-aug-parse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text, says) in [
+        (
+            "bad.json",
+            r#"{"steps": 3}"#,
+            "augmentation config (JSON): invalid type",
+        ),
+        (
+            "bad.toml",
+            "steps = 3\n",
+            "augmentation config (TOML): TOML parse error",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let e = PipelineConfig::from_file(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("invalid parameter: {}: {says}", path.display())),
+            "{e}"
+        );
+        assert_eq!(e.matches("invalid parameter").count(), 1, "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -184,7 +184,13 @@ impl PipelineConfig {
         } else {
             Self::from_json(&text)
         };
-        r.map_err(|e| DataError::InvalidParameter(format!("{}: {e}", path.display())))
+        r.map_err(|e| match e {
+            // Its own message, after the path: not "invalid parameter: " twice.
+            DataError::InvalidParameter(m) => {
+                DataError::InvalidParameter(format!("{}: {m}", path.display()))
+            }
+            other => other,
+        })
     }
 
     /// Refuses a pipeline that may write a mask label a network with `num_classes` classes
