@@ -687,6 +687,13 @@ fn a_codestream_declaring_another_size_is_refused_before_decoding() {
     assert!(decode_dicom(&ls, &LoadOptions::default()).is_ok());
     let sof = ls.windows(2).position(|w| w == [0xFF, 0xF7]).unwrap();
     assert_eq!(ls[sof + 5..sof + 9], [0, 23, 0, 37]);
+    // Three components in a one-sample image: each would cost the decoder a plane.
+    let mut three = ls.clone();
+    three[sof + 9] = 3;
+    let e = decode_dicom(&three, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has 3 components by its own header"), "{e}");
     ls[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
     let e = decode_dicom(&ls, &LoadOptions::default())
         .unwrap_err()

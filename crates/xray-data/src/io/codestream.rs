@@ -7,10 +7,19 @@
 //! 14 GB of memory and 106 s before its decoder panicked. Comparing the two sizes first
 //! refuses such a frame at once.
 
-/// The `(width, height)` in the header of the codestream that `fragment` begins with, or
-/// `None` when it begins with none this reads (a continuation fragment, an unknown
-/// format) or declares a size of 0 (a JPEG whose height comes later, in a DNL marker).
-pub(crate) fn declared_size(fragment: &[u8]) -> Option<(u32, u32)> {
+/// What a codestream's own header declares about its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Declared {
+    pub width: u32,
+    pub height: u32,
+    /// Components (samples per pixel): each costs the decoder a whole plane.
+    pub components: u32,
+}
+
+/// What the header of the codestream that `fragment` begins with declares, or `None` when
+/// it begins with none this reads (a continuation fragment, an unknown format) or declares
+/// a size of 0 (a JPEG whose height comes later, in a DNL marker).
+pub(crate) fn declared_size(fragment: &[u8]) -> Option<Declared> {
     if fragment.starts_with(&[0xFF, 0xD8]) {
         jpeg_size(fragment)
     } else if fragment.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
@@ -37,16 +46,20 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// JPEG 2000: the SIZ segment that follows SOC (image extent minus image offset).
-fn j2k_size(cs: &[u8]) -> Option<(u32, u32)> {
+/// JPEG 2000: the SIZ segment that follows SOC (image extent minus image offset, Csiz).
+fn j2k_size(cs: &[u8]) -> Option<Declared> {
     let (xsiz, ysiz) = (be32(cs, 8)?, be32(cs, 12)?);
     let (xosiz, yosiz) = (be32(cs, 16)?, be32(cs, 20)?);
-    let size = (xsiz.checked_sub(xosiz)?, ysiz.checked_sub(yosiz)?);
-    (size.0 > 0 && size.1 > 0).then_some(size)
+    let d = Declared {
+        width: xsiz.checked_sub(xosiz)?,
+        height: ysiz.checked_sub(yosiz)?,
+        components: be16(cs, 40)?,
+    };
+    (d.width > 0 && d.height > 0).then_some(d)
 }
 
-/// JPEG (every process) and JPEG-LS: the first start-of-frame marker's size.
-fn jpeg_size(cs: &[u8]) -> Option<(u32, u32)> {
+/// JPEG (every process) and JPEG-LS: the first start-of-frame marker's size and Nf.
+fn jpeg_size(cs: &[u8]) -> Option<Declared> {
     let mut at = 2;
     loop {
         if *cs.get(at)? != 0xFF {
@@ -58,8 +71,12 @@ fn jpeg_size(cs: &[u8]) -> Option<(u32, u32)> {
             0x01 | 0xD0..=0xD7 => at += 2,
             // SOF0–SOF15 except DHT (C4), JPG (C8) and DAC (CC); SOF55 for JPEG-LS.
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xF7 => {
-                let (height, width) = (be16(cs, at + 5)?, be16(cs, at + 7)?);
-                return (width > 0 && height > 0).then_some((width, height));
+                let d = Declared {
+                    height: be16(cs, at + 5)?,
+                    width: be16(cs, at + 7)?,
+                    components: u32::from(*cs.get(at + 9)?),
+                };
+                return (d.width > 0 && d.height > 0).then_some(d);
             }
             // Start of scan or end of image before any frame header.
             0xDA | 0xD9 => return None,
@@ -79,12 +96,19 @@ mod tests {
         jpeg.extend([
             0xFF, 0xC3, 0x00, 0x0B, 16, 0x01, 0xE0, 0x02, 0x80, 1, 1, 0x11, 0,
         ]);
-        assert_eq!(declared_size(&jpeg), Some((640, 480)));
+        let size = |width, height, components| {
+            Some(Declared {
+                width,
+                height,
+                components,
+            })
+        };
+        assert_eq!(declared_size(&jpeg), size(640, 480, 1));
         let mut ls = vec![
             0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B, 12, 0x00, 0x20, 0x00, 0x30,
         ];
         ls.extend([1, 1, 0x11, 0]);
-        assert_eq!(declared_size(&ls), Some((48, 32)));
+        assert_eq!(declared_size(&ls), size(48, 32, 1));
         // A height of 0 (given later by DNL) and a scan before any frame header: unknown.
         let dnl = [
             0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0x00, 0x00, 0x00, 0x30,
@@ -101,13 +125,19 @@ mod tests {
         for v in [1760u32, 2140, 10, 20, 1760, 2140, 0, 0] {
             cs.extend(v.to_be_bytes());
         }
-        assert_eq!(declared_size(&cs), Some((1750, 2120)));
+        cs.extend([0, 3, 15, 1, 1, 15, 1, 1, 15, 1, 1]); // Csiz 3, then Ssiz XRsiz YRsiz each
+        let want = Some(Declared {
+            width: 1750,
+            height: 2120,
+            components: 3,
+        });
+        assert_eq!(declared_size(&cs), want);
         let mut jp2 = vec![
             0, 0, 0, 0x0C, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A,
         ];
         jp2.extend([0u8; 30]);
         jp2.extend(&cs);
-        assert_eq!(declared_size(&jp2), Some((1750, 2120)));
+        assert_eq!(declared_size(&jp2), want);
         // Offset beyond the extent, and data that is no codestream.
         cs[16..20].copy_from_slice(&5000u32.to_be_bytes());
         assert_eq!(declared_size(&cs), None);

@@ -200,7 +200,7 @@ fn check_native_length(
 }
 
 /// Compressed (encapsulated) pixel data: every fragment that starts a JPEG, JPEG-LS or
-/// JPEG 2000 codestream must declare Rows × Columns in its own header. The decoders allocate
+/// JPEG 2000 codestream must declare Rows × Columns and one component in its own header. The decoders allocate
 /// for the codestream's size, which `max_pixels` never saw (a SIZ marker changed to 60000 ×
 /// 60000 cost 14 GB and 106 s before the decoder panicked); a frame of another size was
 /// refused after decoding anyway.
@@ -217,16 +217,29 @@ fn check_codestream_size(
         return Ok(());
     };
     for (i, fragment) in fragments.iter().enumerate() {
-        if let Some((w, h)) = super::codestream::declared_size(fragment) {
-            if (w, h) != (cols, rows) {
-                return Err(derr(
-                    path,
-                    format!(
-                        "fragment {i} of the pixel data is a {w}x{h} image by its own header, \
-                         but Columns x Rows say {cols}x{rows}: refused before decoding"
-                    ),
-                ));
-            }
+        let Some(d) = super::codestream::declared_size(fragment) else {
+            continue;
+        };
+        if (d.width, d.height) != (cols, rows) {
+            return Err(derr(
+                path,
+                format!(
+                    "fragment {i} of the pixel data is a {}x{} image by its own header, but \
+                     Columns x Rows say {cols}x{rows}: refused before decoding",
+                    d.width, d.height
+                ),
+            ));
+        }
+        // SamplesPerPixel is 1 by now; more components would each cost a whole plane.
+        if d.components != 1 {
+            return Err(derr(
+                path,
+                format!(
+                    "fragment {i} of the pixel data has {} components by its own header, but \
+                     SamplesPerPixel is 1: refused before decoding",
+                    d.components
+                ),
+            ));
         }
     }
     Ok(())
