@@ -4,7 +4,7 @@
 //! set to anything:
 //! - **declared value lengths**: it allocates an element's buffer from its header before
 //!   reading it, so a 374-byte file declaring a 2 GiB value took 2.1 GB of memory and a
-//!   second before failing (found by fuzzing, `fuzz/README.md`);
+//!   second before failing (the fuzz target's standing finding, `fuzz/README.md`);
 //! - **sequence nesting**: it builds nested sequences by recursion, so 3,000 nested empty
 //!   sequences (a 60 kB file) overflowed the thread's stack, which aborts the whole process
 //!   and cannot be caught.
@@ -99,7 +99,7 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
         if h.length == UNDEFINED {
             return Ok(());
         }
-        let end = meta.value_end(&h).map_err(Refusal::message)?;
+        let end = meta.value_end(&h)?;
         if h.tag == TRANSFER_SYNTAX {
             let text = String::from_utf8_lossy(&bytes[h.value..end]);
             // Trimmed as dicom-object trims it (a tab, too).
@@ -133,10 +133,7 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
         big_endian,
         place: "of the file",
     };
-    walker
-        .data_set(pos, bytes.len(), 0, false)
-        .map(|_| ())
-        .map_err(Refusal::message)
+    walker.data_set(pos, bytes.len(), 0, false).map(|_| ())
 }
 
 /// Inflates a deflated data set (explicit VR little endian once inflated), up to the limit
@@ -166,31 +163,13 @@ fn check_deflated(compressed: &[u8]) -> Result<(), String> {
         big_endian: false,
         place: "of the inflated data set",
     };
-    walker
-        .data_set(0, inflated.len(), 0, false)
-        .map(|_| ())
-        .map_err(Refusal::message)
-}
-
-/// Why a file is refused.
-enum Refusal {
-    /// A value claims more bytes than the file has left.
-    Length(String),
-    /// Sequences nest deeper than [`MAX_NESTING`].
-    Nesting(String),
-}
-
-impl Refusal {
-    fn message(self) -> String {
-        match self {
-            Refusal::Length(m) | Refusal::Nesting(m) => m,
-        }
-    }
+    walker.data_set(0, inflated.len(), 0, false).map(|_| ())
 }
 
 /// Where a walk goes on: `Some(position after the part read)`, or `None` where the parser
-/// stops too (the file ends inside a header, a sequence holds something other than items).
-type Flow = Result<Option<usize>, Refusal>;
+/// stops too (the file ends inside a header, a sequence holds something other than items);
+/// `Err` is a refusal and its reason.
+type Flow = Result<Option<usize>, String>;
 
 struct Walker<'a> {
     bytes: &'a [u8],
@@ -274,15 +253,15 @@ impl Walker<'_> {
     /// The end of a defined-length value as the parser reads it, refusing one that claims
     /// more than the file holds. A value of numbers is read as whole numbers only: 7 bytes
     /// declared as UL are read as one UL of 4, and the next header starts 3 bytes early.
-    fn value_end(&self, h: &Header) -> Result<usize, Refusal> {
+    fn value_end(&self, h: &Header) -> Result<usize, String> {
         let left = self.bytes.len().saturating_sub(h.value);
         let read = h.length - h.length % h.unit;
         if read as usize > left {
-            return Err(Refusal::Length(format!(
+            return Err(format!(
                 "element ({:04X},{:04X}) at byte {} {} declares a value of {} bytes, but only \
                  {left} follow (truncated or corrupt)",
                 h.tag.0, h.tag.1, h.offset, self.place, h.length
-            )));
+            ));
         }
         Ok(h.value + read as usize)
     }
@@ -325,11 +304,11 @@ impl Walker<'_> {
     /// Items from `pos` until `end` or a sequence delimiter; `depth` is the sequence's.
     fn items(&self, mut pos: usize, end: usize, depth: usize, seq: &Header) -> Flow {
         if depth > MAX_NESTING {
-            return Err(Refusal::Nesting(format!(
+            return Err(format!(
                 "sequences nested more than {MAX_NESTING} deep (element ({:04X},{:04X}) at byte \
                  {} {}): refused, as the parser would overflow its stack on them",
                 seq.tag.0, seq.tag.1, seq.offset, self.place
-            )));
+            ));
         }
         while pos < end {
             let Some(h) = self.header(pos) else {
