@@ -67,8 +67,10 @@ pub struct DicomImage {
 /// A [`DataError`] naming `path`: [`DataError::Decode`] for a corrupt or truncated file or a
 /// missing attribute (a value longer than the file, sequences nested more than 64 deep, or a
 /// deflated data set inflating past 64 times its size and 64 MiB are refused before the
-/// DICOM parser sees them: docs/data-format.md), [`DataError::Unsupported`] for bit depths, sample counts or photometric
-/// interpretations outside the list above, [`DataError::FrameOutOfRange`],
+/// DICOM parser sees them, and a compressed frame whose own header disagrees with Columns ×
+/// Rows before it is decoded: docs/data-format.md), [`DataError::Unsupported`] for bit
+/// depths, sample counts or photometric interpretations outside the list above,
+/// [`DataError::FrameOutOfRange`],
 /// [`DataError::EmptyImage`], [`DataError::TooLarge`], [`DataError::NonFinite`].
 pub fn load_dicom(path: &Path, opts: &LoadOptions) -> Result<DicomImage> {
     let bytes = super::read_image_file(path)?;
@@ -200,10 +202,10 @@ fn check_native_length(
 }
 
 /// Compressed (encapsulated) pixel data: every fragment that starts a JPEG, JPEG-LS or
-/// JPEG 2000 codestream must declare Rows × Columns and one component in its own header. The decoders allocate
-/// for the codestream's size, which `max_pixels` never saw (a SIZ marker changed to 60000 ×
-/// 60000 cost 14 GB and 106 s before the decoder panicked); a frame of another size was
-/// refused after decoding anyway.
+/// JPEG 2000 codestream must declare Rows × Columns and one component in its own header.
+/// The decoders allocate for the codestream's size, which `max_pixels` never saw (a SIZ
+/// marker changed to 60000 × 60000 cost 14 GB and 106 s before the decoder panicked); a
+/// frame of another size was refused after decoding anyway.
 fn check_codestream_size(
     path: &Path,
     obj: &DefaultDicomObject,
