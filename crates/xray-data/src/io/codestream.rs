@@ -3,9 +3,8 @@
 //!
 //! The decoders allocate for the size in the codestream, not for the DICOM header's Rows ×
 //! Columns, which [`LoadOptions::max_pixels`](super::LoadOptions::max_pixels) checks: the
-//! NEMA JPEG 2000 hip (`RG2_J2KR`) with the image size in its SIZ marker set to 60000 ×
-//! 60000 (two 4-byte fields changed) took 14 GB of memory and 106 s before its decoder
-//! panicked. Comparing the two sizes first
+//! NEMA JPEG 2000 hip (`RG2_J2KR`) with the image and tile sizes in its SIZ marker set to
+//! 60000 × 60000 took 14 GB of memory and 106 s before its decoder panicked. Comparing the two sizes first
 //! refuses such a frame at once.
 
 /// What a codestream's own header declares about its image.
