@@ -6,8 +6,10 @@
 //! (the fuzz target in `fuzz/` searches far wider, but is not run by CI). Allocations inside
 //! the C decoders (OpenJPEG, CharLS) are not counted: they do not go through Rust's allocator.
 
+mod common;
 mod transcode;
 
+use common::Scratch;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -58,13 +60,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     use dicom_dictionary_std::uids;
     let img = Radiograph::from_fn(16, 12, |x, y| image::Luma([(x * 211 + y * 37) as f32]));
     let plain = encode_dicom(&img, &DicomWriteOptions::default()).unwrap();
-    let dir = std::env::temp_dir().join(format!("xray-io-corrupted-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("xray-io-corrupted");
     xray_data::io::save_png16(&dir.join("s.png"), &img).unwrap();
     xray_data::io::save_tiff_f32(&dir.join("s.tif"), &img).unwrap();
     let png = std::fs::read(dir.join("s.png")).unwrap();
     let tiff = std::fs::read(dir.join("s.tif")).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     vec![
         ("dicom", plain.clone()),
         ("jpeg-ls", transcode(&plain, uids::JPEGLS_LOSSLESS)),

@@ -19,18 +19,18 @@ pub(crate) struct Declared {
 /// What the header of the codestream that `fragment` begins with declares, or `None` when
 /// it begins with none this reads (a continuation fragment, an unknown format) or declares
 /// a size of 0 (a JPEG whose height comes later, in a DNL marker).
-pub(crate) fn declared_size(fragment: &[u8]) -> Option<Declared> {
+pub(crate) fn declared_frame(fragment: &[u8]) -> Option<Declared> {
     if fragment.starts_with(&[0xFF, 0xD8]) {
-        jpeg_size(fragment)
+        jpeg_frame(fragment)
     } else if fragment.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
-        j2k_size(fragment)
+        j2k_frame(fragment)
     } else if fragment.starts_with(&[0, 0, 0, 0x0C, b'j', b'P', b' ', b' ']) {
         // A JP2 file rather than a bare codestream: find the codestream's start.
         let head = &fragment[..fragment.len().min(1 << 16)];
         let at = head
             .windows(4)
             .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
-        j2k_size(&fragment[at..])
+        j2k_frame(&fragment[at..])
     } else {
         None
     }
@@ -47,7 +47,7 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// JPEG 2000: the SIZ segment that follows SOC (image extent minus image offset, Csiz).
-fn j2k_size(cs: &[u8]) -> Option<Declared> {
+fn j2k_frame(cs: &[u8]) -> Option<Declared> {
     let (xsiz, ysiz) = (be32(cs, 8)?, be32(cs, 12)?);
     let (xosiz, yosiz) = (be32(cs, 16)?, be32(cs, 20)?);
     let d = Declared {
@@ -59,7 +59,7 @@ fn j2k_size(cs: &[u8]) -> Option<Declared> {
 }
 
 /// JPEG (every process) and JPEG-LS: the first start-of-frame marker's size and Nf.
-fn jpeg_size(cs: &[u8]) -> Option<Declared> {
+fn jpeg_frame(cs: &[u8]) -> Option<Declared> {
     let mut at = 2;
     loop {
         if *cs.get(at)? != 0xFF {
@@ -103,20 +103,20 @@ mod tests {
                 components,
             })
         };
-        assert_eq!(declared_size(&jpeg), size(640, 480, 1));
+        assert_eq!(declared_frame(&jpeg), size(640, 480, 1));
         let mut ls = vec![
             0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B, 12, 0x00, 0x20, 0x00, 0x30,
         ];
         ls.extend([1, 1, 0x11, 0]);
-        assert_eq!(declared_size(&ls), size(48, 32, 1));
+        assert_eq!(declared_frame(&ls), size(48, 32, 1));
         // A height of 0 (given later by DNL) and a scan before any frame header: unknown.
         let dnl = [
             0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0x00, 0x00, 0x00, 0x30,
         ];
-        assert_eq!(declared_size(&dnl), None);
-        assert_eq!(declared_size(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
+        assert_eq!(declared_frame(&dnl), None);
+        assert_eq!(declared_frame(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
         // Cut inside a segment.
-        assert_eq!(declared_size(&jpeg[..12]), None);
+        assert_eq!(declared_frame(&jpeg[..12]), None);
     }
 
     #[test]
@@ -131,16 +131,16 @@ mod tests {
             height: 2120,
             components: 3,
         });
-        assert_eq!(declared_size(&cs), want);
+        assert_eq!(declared_frame(&cs), want);
         let mut jp2 = vec![
             0, 0, 0, 0x0C, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A,
         ];
         jp2.extend([0u8; 30]);
         jp2.extend(&cs);
-        assert_eq!(declared_size(&jp2), want);
+        assert_eq!(declared_frame(&jp2), want);
         // Offset beyond the extent, and data that is no codestream.
         cs[16..20].copy_from_slice(&5000u32.to_be_bytes());
-        assert_eq!(declared_size(&cs), None);
-        assert_eq!(declared_size(&[1, 2, 3, 4, 5, 6, 7, 8]), None);
+        assert_eq!(declared_frame(&cs), None);
+        assert_eq!(declared_frame(&[1, 2, 3, 4, 5, 6, 7, 8]), None);
     }
 }

@@ -160,7 +160,7 @@ fn get_float(
 /// padding byte. The decoder reads only the first frame's worth, so a header that
 /// understates the data (Rows 1 over a whole image, BitsAllocated 8 over 16-bit data) would
 /// otherwise give a wrong image without a word. Encapsulated (compressed) data is checked by
-/// [`check_codestream_size`] and its decoder.
+/// [`check_codestream_header`] and its decoder.
 fn check_native_length(
     path: &Path,
     obj: &DefaultDicomObject,
@@ -206,7 +206,7 @@ fn check_native_length(
 /// The decoders allocate for the codestream's size, which `max_pixels` never saw (a SIZ
 /// marker changed to 60000 × 60000 cost 14 GB and 106 s before the decoder panicked); a
 /// frame of another size was refused after decoding anyway.
-fn check_codestream_size(
+fn check_codestream_header(
     path: &Path,
     obj: &DefaultDicomObject,
     rows: u32,
@@ -219,7 +219,7 @@ fn check_codestream_size(
         return Ok(());
     };
     for (i, fragment) in fragments.iter().enumerate() {
-        let Some(d) = super::codestream::declared_size(fragment) else {
+        let Some(d) = super::codestream::declared_frame(fragment) else {
             continue;
         };
         if (d.width, d.height) != (cols, rows) {
@@ -410,7 +410,7 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
     let inverted = (photometric == Photometric::Monochrome2) != inverse_lut;
 
     check_native_length(path, &obj, rows, cols, bits_allocated, frames)?;
-    check_codestream_size(path, &obj, rows, cols)?;
+    check_codestream_header(path, &obj, rows, cols)?;
     let decoded = catch_unwind_quietly(|| obj.decode_pixel_data_frame(opts.frame))
         .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
         .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;
