@@ -508,8 +508,10 @@ pub struct CollimatorConfig {
     /// that the sides' best consistent candidates support most (summed scores) is kept, and
     /// each side takes its best candidate within this much of it. The search runs in 1°
     /// steps, and true edges of one field were found up to 3° apart. The later looks at
-    /// sides left empty (the dark end, the relaxed look at log bands) and the look for a lone
-    /// blade when nothing was found run only with a spread (docs/postprocessing.md).
+    /// sides left empty (the dark end, the relaxed look at log bands), the look for a lone
+    /// blade when nothing was found and the check of a line found on one side only (a weak
+    /// step over a narrow strip is an arm beside a chest) run only with a spread
+    /// (docs/postprocessing.md).
     pub rotation_spread_deg: Option<f32>,
     /// For log-processed input: the assumed exposure ratio between the field and the
     /// collimated band, in e-folds (3 ≈ a band at 5 % of the field, leakage plus scatter),
@@ -787,6 +789,27 @@ const LONE_EDGE_BAND_DEPTH: f32 = 5.0;
 /// edge, which this look had missed). The lone blades it found were visible along 0.37–0.71.
 const LONE_EDGE_VISIBLE_SHARE: f32 = 0.3;
 
+/// A first look that accepts lines on one side only has no other edge to agree with, and
+/// there an arm beside a chest, cut by the image border, passes for a blade: the edge of the
+/// humerus's shaft or the arm's skin line, with the rest of the arm as the "band". Such a line
+/// steps down little (log contrast at most 0.21 on the synth studies), to a level still far
+/// from dark (0.40–0.70 of the level just inside) and over a narrow strip (the arm: at most
+/// 25 working px deep). A lone line with all three ([`weak_lone_edge`]) is dropped; the look
+/// for a lone blade then searches the image as if the first look had found nothing.
+const WEAK_LONE_CONTRAST: f32 = 0.22;
+/// See [`WEAK_LONE_CONTRAST`]: the least ratio of the level just outside to just inside.
+const WEAK_LONE_OUTSIDE_RATIO: f32 = 0.38;
+/// See [`WEAK_LONE_CONTRAST`]: the band depth (working px) below which the band may be an arm.
+const WEAK_LONE_BAND_DEPTH: f32 = 30.0;
+
+/// Whether a line the first look accepted on the only side it accepted any looks like an arm
+/// cut by the image border rather than a blade (see [`WEAK_LONE_CONTRAST`]).
+fn weak_lone_edge(v: &Verdict) -> bool {
+    v.contrast < WEAK_LONE_CONTRAST
+        && v.outside > WEAK_LONE_OUTSIDE_RATIO * v.inside
+        && v.band_depth < WEAK_LONE_BAND_DEPTH
+}
+
 /// The relaxed look (log input; see `detect_collimator`) only takes lines within this many
 /// degrees of the field's rotation.
 const RELAXED_ROTATION_GAP: f32 = 1.0;
@@ -916,6 +939,8 @@ struct Verdict {
     score: f32,
     /// Median linear level just inside (share of the range).
     inside: f32,
+    /// Median linear level just outside (share of the range).
+    outside: f32,
     /// Mean depth of the band beyond the line, working px (its pixels per visible sample).
     band_depth: f32,
     /// Share of its image side along which the line is visible (both sides inside the image).
@@ -1257,6 +1282,7 @@ fn accept(m: &Measures, work: &Work, side: Side, cfg: &CollimatorConfig) -> Opti
     let darkness = (1.0 - m.just_outside / m.inside_level.max(1e-6)).clamp(0.0, 1.0);
     Some(Verdict {
         inside: m.inside_level,
+        outside: m.just_outside,
         band_depth: m.band as f32 / m.visible.max(1) as f32,
         visible_share: m.visible as f32 / side_length(work, side),
         score: support * m.contrast * m.counted as f32 * darkness * darkness,
@@ -1544,6 +1570,20 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         .iter()
         .map(|&side| (side, accepted_candidates(&work, side, cfg, |_| true)))
         .collect();
+    // Lines on one side only have no other edge to agree with; among them a weak step over
+    // a narrow strip is an arm cut by the border, not a blade (see `weak_lone_edge`). Only
+    // with the one-rectangle rule: judged side by side, every side stands alone.
+    if cfg.rotation_spread_deg.is_some()
+        && accepted
+            .iter()
+            .filter(|(_, found)| !found.is_empty())
+            .count()
+            == 1
+    {
+        for (_, found) in accepted.iter_mut() {
+            found.retain(|(_, v)| !weak_lone_edge(v));
+        }
+    }
     let mut rotation = cfg
         .rotation_spread_deg
         .and_then(|spread| field_rotation(&accepted, spread).map(|r| (r, spread)));
@@ -1932,6 +1972,7 @@ mod tests {
                     Verdict {
                         score,
                         inside: 0.0,
+                        outside: 0.0,
                         band_depth: 20.0,
                         visible_share: 1.0,
                         contrast: 0.5,

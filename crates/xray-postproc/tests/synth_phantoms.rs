@@ -281,7 +281,8 @@ fn synth_phantoms_guard_256() {
     // Measured when added: limbs 0 of 79 wrong (mean 0.24 px), trunk views 9 of 21; 7 of 21
     // since the one-rectangle rule and the second look at the dark end; 5 of 21 (limbs 0,
     // mean 0.16 px) since the rotation-weighted choice and the tries either side of a peak;
-    // 3 of 21 since the third look at the darkest end.
+    // 3 of 21 since the third look at the darkest end; 2 of 21 since the look for a lone
+    // blade; 0 of 21 since a weak lone step over a narrow strip counts as an arm.
     assert!(
         st.limbs.wrong <= 1 && limbs_mean <= 0.5,
         "limbs: {} of {} wrong, mean {limbs_mean} px (were 0 and 0.24)",
@@ -289,8 +290,8 @@ fn synth_phantoms_guard_256() {
         st.limbs.images
     );
     assert!(
-        st.trunk.wrong <= 4,
-        "trunk views: {} of {} wrong (were 3)",
+        st.trunk.wrong <= 2,
+        "trunk views: {} of {} wrong (were 0)",
         st.trunk.wrong,
         st.trunk.images
     );
