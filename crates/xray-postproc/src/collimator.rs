@@ -789,21 +789,23 @@ const LONE_EDGE_BAND_DEPTH: f32 = 5.0;
 /// edge, which this look had missed). The lone blades it found were visible along 0.37–0.71.
 const LONE_EDGE_VISIBLE_SHARE: f32 = 0.3;
 
-/// A first look that accepts lines on one side only has no other edge to agree with, and
-/// there an arm beside a chest, cut by the image border, passes for a blade: the edge of the
+/// A line the first look accepts on the only side with any at the field's rotation has no
+/// other edge to agree with, and there an arm beside a chest, cut by the image border, passes
+/// for a blade: the edge of the
 /// humerus's shaft or the arm's skin line, with the rest of the arm as the "band". Such a line
 /// steps down little (log contrast at most 0.21 on the synth studies), to a level still far
 /// from dark (0.40–0.70 of the level just inside) and over a narrow strip (the arm: at most
-/// 25 working px deep). A lone line with all three ([`weak_lone_edge`]) is dropped; the look
-/// for a lone blade then searches the image as if the first look had found nothing.
+/// 25 working px deep). A lone line with all three ([`weak_lone_edge`]) is dropped
+/// (`drop_lone_arms`); with nothing left, the look for a lone blade then searches the image
+/// as if the first look had found nothing.
 const WEAK_LONE_CONTRAST: f32 = 0.22;
 /// See [`WEAK_LONE_CONTRAST`]: the least ratio of the level just outside to just inside.
 const WEAK_LONE_OUTSIDE_RATIO: f32 = 0.38;
 /// See [`WEAK_LONE_CONTRAST`]: the band depth (working px) below which the band may be an arm.
 const WEAK_LONE_BAND_DEPTH: f32 = 30.0;
 
-/// Whether a line the first look accepted on the only side it accepted any looks like an arm
-/// cut by the image border rather than a blade (see [`WEAK_LONE_CONTRAST`]).
+/// Whether a lone line of the first look looks like an arm cut by the image border rather
+/// than a blade (see [`WEAK_LONE_CONTRAST`]).
 fn weak_lone_edge(v: &Verdict) -> bool {
     v.contrast < WEAK_LONE_CONTRAST
         && v.outside > WEAK_LONE_OUTSIDE_RATIO * v.inside
@@ -1460,6 +1462,30 @@ fn strict_first_edge(cfg: &CollimatorConfig) -> CollimatorConfig {
     }
 }
 
+/// While the field's rotation (from the first look's candidates) leaves one side alone with
+/// candidates at it, drops that side's weak lone lines at the rotation (see
+/// [`weak_lone_edge`]) and takes the rotation again from what is left. Every round drops a
+/// candidate or stops.
+fn drop_lone_arms(accepted: &mut [(Side, Vec<(Cand, Verdict)>)], spread: f32) {
+    loop {
+        let Some(r) = field_rotation(accepted, spread) else {
+            return;
+        };
+        let at = |c: &Cand| rotation_gap(c.rotation(), r) <= spread;
+        let mut sides = accepted
+            .iter_mut()
+            .filter(|(_, found)| found.iter().any(|(c, _)| at(c)));
+        let (Some((_, found)), None) = (sides.next(), sides.next()) else {
+            return;
+        };
+        let before = found.len();
+        found.retain(|(c, v)| !(at(c) && weak_lone_edge(v)));
+        if found.len() == before {
+            return;
+        }
+    }
+}
+
 /// The difference between two field rotations, in degrees: a rectangle turned by `r` is the
 /// one turned by `r ± 90°`, so it is taken modulo 90, within ±45.
 fn rotation_gap(a: f32, b: f32) -> f32 {
@@ -1570,19 +1596,12 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         .iter()
         .map(|&side| (side, accepted_candidates(&work, side, cfg, |_| true)))
         .collect();
-    // Lines on one side only have no other edge to agree with; among them a weak step over
-    // a narrow strip is an arm cut by the border, not a blade (see `weak_lone_edge`). Only
-    // with the one-rectangle rule: judged side by side, every side stands alone.
-    if cfg.rotation_spread_deg.is_some()
-        && accepted
-            .iter()
-            .filter(|(_, found)| !found.is_empty())
-            .count()
-            == 1
-    {
-        for (_, found) in accepted.iter_mut() {
-            found.retain(|(_, v)| !weak_lone_edge(v));
-        }
+    // Lines on the only side with any at the field's rotation have no other edge to agree
+    // with; among them a weak step over a narrow strip is an arm cut by the border, not a
+    // blade (see `weak_lone_edge`). Only with the one-rectangle rule: judged side by side,
+    // every side stands alone.
+    if let Some(spread) = cfg.rotation_spread_deg {
+        drop_lone_arms(&mut accepted, spread);
     }
     let mut rotation = cfg
         .rotation_spread_deg

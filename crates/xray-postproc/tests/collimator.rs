@@ -800,3 +800,35 @@ fn a_lone_weak_step_over_a_narrow_strip_is_an_arm_not_a_blade() {
         );
     }
 }
+
+/// Arm-like strips at two borders of a chest without collimation, turned 10° against each
+/// other: the first look accepts a line on each side, but no field rotation holds both, so
+/// each stands alone in turn and each is dropped as an arm.
+#[test]
+fn arms_at_both_borders_turned_apart_are_not_a_field() {
+    let cfg = CollimatorConfig {
+        input_scale: InputScale::Linear,
+        ..Default::default()
+    };
+    let (s, c) = 10f32.to_radians().sin_cos();
+    let mut rng = StdRng::seed_from_u64(18);
+    let img = noisy_trunk(&mut rng, 150.0, true, |x, y| {
+        let arm = |d: f32| 0.5 + 0.5 * edge(d);
+        arm(235.5 - x) * arm(c * (y - 20.5) - s * (x - 128.0))
+    });
+    let plane = Plane::new(&img, 256, 256).unwrap();
+    let alone = CollimatorConfig {
+        rotation_spread_deg: None,
+        ..cfg.clone()
+    };
+    let c = detect_collimator(&plane, &alone).unwrap();
+    let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
+    assert_eq!(
+        sides,
+        [Side::Top, Side::Right],
+        "judged side by side: {:?}",
+        c.edges
+    );
+    let c = detect_collimator(&plane, &cfg).unwrap();
+    assert!(c.edges.is_empty(), "arms taken for blades: {:?}", c.edges);
+}
