@@ -657,3 +657,86 @@ fn compare_checks_its_options_before_generating_data() {
     assert!(!job.run_dir.exists(), "the run folder was made");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn a_dicom_intensity_relationship_sets_the_collimator_scale() {
+    use xray_data::io::{
+        encode_dicom, load_image, DicomWriteOptions, IntensityRelationship, LoadOptions,
+    };
+    use xray_postproc::{InputScale, Pipeline, PipelineConfig};
+    let tmp = std::env::temp_dir().join(format!("xray-seg-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    xray_data::synth::generate_dataset(&tmp.join("data"), 1, 96, 5).unwrap();
+    let img = load_image(
+        &tmp.join("data/images/synth_00000.png"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let predictor =
+        Predictor::load(&xray_seg::shipped_weights_dir(), &candle_core::Device::Cpu).unwrap();
+    let dicom = |rel: Option<IntensityRelationship>, name: &str| {
+        let opts = DicomWriteOptions {
+            intensity_relationship: rel,
+            ..DicomWriteOptions::default()
+        };
+        let path = tmp.join(name);
+        std::fs::write(&path, encode_dicom(&img, &opts).unwrap()).unwrap();
+        path
+    };
+    let with_scale = |scale: InputScale| {
+        let mut cfg = PipelineConfig::default();
+        cfg.collimator.input_scale = scale;
+        SegmentOptions {
+            pipeline: Pipeline::new(cfg).unwrap(),
+            ..SegmentOptions::default()
+        }
+    };
+    let field = |s: &xray_seg::segment::Segmented| std::fs::read_to_string(&s.field_json).unwrap();
+    let segment = |input: &Path, dir: &str, opts: &SegmentOptions| {
+        segment_file(&predictor, input, &tmp.join(dir), opts).unwrap()
+    };
+    let plain = dicom(None, "plain.dcm");
+    for (rel, scale, name) in [
+        (IntensityRelationship::Log, InputScale::Log, "log"),
+        (IntensityRelationship::Linear, InputScale::Linear, "linear"),
+    ] {
+        let tagged = dicom(Some(rel), &format!("{name}.dcm"));
+        let from_tag = segment(&tagged, &format!("{name}-tag"), &SegmentOptions::default());
+        assert_eq!(from_tag.input_scale_from_file.as_deref(), Some(name));
+        let line = serde_json::to_value(&from_tag).unwrap();
+        assert_eq!(line["input_scale_from_file"], name);
+        // The field found is the one the untagged file gives with that scale set by hand.
+        let by_hand = segment(&plain, &format!("{name}-hand"), &with_scale(scale));
+        assert_eq!(by_hand.input_scale_from_file, None);
+        assert_eq!(
+            field(&from_tag).replace(&format!("{name}.dcm"), "plain.dcm"),
+            field(&by_hand)
+        );
+        // A scale the configuration sets wins over the file's.
+        let other = if scale == InputScale::Log {
+            InputScale::Linear
+        } else {
+            InputScale::Log
+        };
+        let config_wins = segment(&tagged, &format!("{name}-config"), &with_scale(other));
+        assert_eq!(config_wins.input_scale_from_file, None);
+    }
+    // The two scales place this phantom's edges differently (the refinement linearises log
+    // profiles), so the equalities above say which scale the detector used.
+    let fields: Vec<String> = ["log", "linear"]
+        .iter()
+        .map(|n| std::fs::read_to_string(tmp.join(format!("{n}-hand/plain.field.json"))).unwrap())
+        .collect();
+    assert_ne!(fields[0], fields[1]);
+    // DISP names neither scale: the noise test stays in charge.
+    let disp = dicom(Some(IntensityRelationship::Display), "disp.dcm");
+    let s = segment_file(
+        &predictor,
+        &disp,
+        &tmp.join("disp"),
+        &SegmentOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(s.input_scale_from_file, None);
+    let _ = std::fs::remove_dir_all(&tmp);
+}

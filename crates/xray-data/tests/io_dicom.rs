@@ -12,7 +12,7 @@ use dicom_object::InMemDicomObject;
 use std::path::PathBuf;
 use xray_data::io::{
     decode_dicom, encode_dicom, load_dicom, load_image, load_image_with_body_part,
-    DicomWriteOptions, LoadOptions, Photometric,
+    load_image_with_info, DicomWriteOptions, IntensityRelationship, LoadOptions, Photometric,
 };
 use xray_data::{DataError, Radiograph};
 
@@ -493,17 +493,40 @@ fn errors_name_the_file() {
 
 #[test]
 fn writer_round_trips_both_photometrics() {
+    let dir = tempdir("writer");
     let img = Radiograph::from_fn(5, 3, |x, y| image::Luma([(x * 700 + y * 11) as f32]));
     for photometric in [Photometric::Monochrome1, Photometric::Monochrome2] {
         let opts = DicomWriteOptions {
             photometric,
             bits_stored: 12,
             pixel_spacing_mm: Some([0.15, 0.2]),
+            intensity_relationship: None,
         };
         let d = decode_dicom(&encode_dicom(&img, &opts).unwrap(), &LoadOptions::default()).unwrap();
         assert_eq!(d.image, img, "{photometric:?}");
         assert_eq!(d.photometric, photometric);
         assert_eq!(d.pixel_spacing_mm, Some([0.15, 0.2]));
+        assert_eq!(d.intensity_relationship, None);
+        for rel in [
+            IntensityRelationship::Linear,
+            IntensityRelationship::Log,
+            IntensityRelationship::Display,
+        ] {
+            let opts = DicomWriteOptions {
+                intensity_relationship: Some(rel),
+                ..opts.clone()
+            };
+            let bytes = encode_dicom(&img, &opts).unwrap();
+            let d = decode_dicom(&bytes, &LoadOptions::default()).unwrap();
+            assert_eq!(d.image, img, "{photometric:?} {rel:?}");
+            assert_eq!(d.intensity_relationship, Some(rel));
+            // The same through the format-independent loader.
+            let path = dir.join(format!("{photometric:?}-{rel:?}.dcm"));
+            std::fs::write(&path, &bytes).unwrap();
+            let (back, info) = load_image_with_info(&path, &LoadOptions::default()).unwrap();
+            assert_eq!(back, img);
+            assert_eq!(info.intensity_relationship, Some(rel));
+        }
     }
     let too_big = Radiograph::from_pixel(1, 1, image::Luma([4096.0]));
     let opts = DicomWriteOptions {
@@ -549,7 +572,7 @@ fn jpeg_ls_lossless_round_trips_exactly() {
         let opts = DicomWriteOptions {
             photometric,
             bits_stored: 12,
-            pixel_spacing_mm: None,
+            ..DicomWriteOptions::default()
         };
         let plain = encode_dicom(&img, &opts).unwrap();
         // dicom-rs has no RLE encoder; RLE decoding is covered by RG2_RLE.

@@ -29,6 +29,7 @@ fn write_fuzz_seeds() {
             photometric,
             bits_stored: bits,
             pixel_spacing_mm: Some([0.2, 0.2]),
+            intensity_relationship: None,
         };
         let bytes = encode_dicom(&img, &opts).unwrap();
         fs::write(dicom.join(format!("seed{i}.dcm")), &bytes).unwrap();

@@ -18,6 +18,54 @@ pub enum Photometric {
     Monochrome2,
 }
 
+/// What the stored values are proportional to: DICOM `PixelIntensityRelationship`
+/// (0028,1040), required in DX images, optional elsewhere (CR files rarely carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntensityRelationship {
+    /// `LIN`: linear in the X-ray intensity at the detector ("for processing" DX data).
+    Linear,
+    /// `LOG`: proportional to the logarithm of the intensity (most CR and processed data).
+    Log,
+    /// `DISP`: already mapped for display; neither linear nor logarithmic.
+    Display,
+}
+
+impl IntensityRelationship {
+    /// The relationship a `PixelIntensityRelationship` value names (`LIN`, `LOG`, `DISP`;
+    /// surrounding spaces and case ignored), `None` for anything else.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::io::IntensityRelationship;
+    /// assert_eq!(IntensityRelationship::from_dicom("LOG "), Some(IntensityRelationship::Log));
+    /// assert_eq!(IntensityRelationship::from_dicom("lin"), Some(IntensityRelationship::Linear));
+    /// assert_eq!(IntensityRelationship::from_dicom("SQRT"), None);
+    /// ```
+    pub fn from_dicom(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "LIN" => Some(Self::Linear),
+            "LOG" => Some(Self::Log),
+            "DISP" => Some(Self::Display),
+            _ => None,
+        }
+    }
+
+    /// The DICOM value: `LIN`, `LOG` or `DISP`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::io::IntensityRelationship;
+    /// assert_eq!(IntensityRelationship::Log.as_dicom(), "LOG");
+    /// ```
+    pub fn as_dicom(self) -> &'static str {
+        match self {
+            Self::Linear => "LIN",
+            Self::Log => "LOG",
+            Self::Display => "DISP",
+        }
+    }
+}
+
 /// A DICOM radiograph in the crate's convention plus the metadata that explains it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DicomImage {
@@ -55,6 +103,10 @@ pub struct DicomImage {
     pub modality: Option<String>,
     /// `BodyPartExamined`, when present.
     pub body_part: Option<String>,
+    /// `PixelIntensityRelationship`, when present and one of `LIN`, `LOG`, `DISP`. Mirroring
+    /// a MONOCHROME2 image to the crate's convention keeps a linear image linear (up to an
+    /// offset) and a logarithmic one logarithmic.
+    pub intensity_relationship: Option<IntensityRelationship>,
 }
 
 /// Loads a DICOM file (with or without preamble) into a [`DicomImage`].
@@ -479,5 +531,7 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
         transfer_syntax: obj.meta().transfer_syntax().to_string(),
         modality: get_str(&obj, tags::MODALITY),
         body_part: get_str(&obj, tags::BODY_PART_EXAMINED),
+        intensity_relationship: get_str(&obj, tags::PIXEL_INTENSITY_RELATIONSHIP)
+            .and_then(|v| IntensityRelationship::from_dicom(&v)),
     })
 }

@@ -1,6 +1,6 @@
 //! Writing radiographs as uncompressed DICOM (for tests, benches and exchange with viewers).
 
-use super::{check_finite, check_size, Photometric};
+use super::{check_finite, check_size, IntensityRelationship, Photometric};
 use crate::{DataError, Radiograph, Result};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
@@ -19,6 +19,10 @@ pub struct DicomWriteOptions {
     pub bits_stored: u16,
     /// Pixel spacing (row, column) in mm to record, if known.
     pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// `PixelIntensityRelationship` to record, if known (with its sign: +1 for
+    /// `Monochrome1`, whose stored values grow with the X-rays, −1 for the mirrored
+    /// `Monochrome2`).
+    pub intensity_relationship: Option<IntensityRelationship>,
 }
 
 impl Default for DicomWriteOptions {
@@ -27,6 +31,7 @@ impl Default for DicomWriteOptions {
             photometric: Photometric::Monochrome1,
             bits_stored: 16,
             pixel_spacing_mm: None,
+            intensity_relationship: None,
         }
     }
 }
@@ -124,6 +129,22 @@ fn encode_at(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<
             tags::IMAGER_PIXEL_SPACING,
             VR::DS,
             format!("{r}\\{c}"),
+        ));
+    }
+    if let Some(rel) = opts.intensity_relationship {
+        let sign: i16 = match opts.photometric {
+            Photometric::Monochrome1 => 1,
+            Photometric::Monochrome2 => -1,
+        };
+        obj.put(DataElement::new(
+            tags::PIXEL_INTENSITY_RELATIONSHIP,
+            VR::CS,
+            rel.as_dicom(),
+        ));
+        obj.put(DataElement::new(
+            tags::PIXEL_INTENSITY_RELATIONSHIP_SIGN,
+            VR::SS,
+            PrimitiveValue::from(sign),
         ));
     }
     let file = obj

@@ -24,7 +24,7 @@ mod mask;
 mod quiet_panic;
 mod raster;
 
-pub use dicom::{decode_dicom, load_dicom, DicomImage, Photometric};
+pub use dicom::{decode_dicom, load_dicom, DicomImage, IntensityRelationship, Photometric};
 pub use dicom_write::{encode_dicom, save_dicom, DicomWriteOptions};
 pub use mask::{
     decode_color_mask, encode_color_mask, load_color_mask, load_mask, load_mask_with_classes,
@@ -143,7 +143,7 @@ pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
 /// # std::fs::remove_dir_all(&dir).ok();
 /// ```
 pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<Radiograph> {
-    Ok(load_image_with_body_part(path, opts)?.0)
+    Ok(load_image_with_info(path, opts)?.0)
 }
 
 /// As [`load_image`], with the DICOM `BodyPartExamined` (trimmed; `None` when absent or
@@ -155,15 +155,58 @@ pub fn load_image_with_body_part(
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<(Radiograph, Option<String>)> {
+    let (image, info) = load_image_with_info(path, opts)?;
+    Ok((image, info.body_part))
+}
+
+/// What a file says about its image beyond the pixels: only DICOM files carry any of it, so
+/// every field is `None` for PNG and TIFF files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `BodyPartExamined`, trimmed (`None` when absent or empty).
+    pub body_part: Option<String>,
+    /// `PixelIntensityRelationship` (see [`DicomImage::intensity_relationship`]).
+    pub intensity_relationship: Option<IntensityRelationship>,
+}
+
+/// As [`load_image`], with what the file says about the image ([`ImageInfo`]).
+///
+/// # Errors
+/// As [`load_image`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{load_image_with_info, save_png16, LoadOptions};
+/// let dir = std::env::temp_dir().join(format!("xray-doc-info-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("ramp.png");
+/// let img = xray_data::Radiograph::from_fn(4, 3, |x, y| image::Luma([(x * 1000 + y) as f32]));
+/// save_png16(&path, &img).unwrap();
+/// let (back, info) = load_image_with_info(&path, &LoadOptions::default()).unwrap();
+/// assert_eq!(back, img);
+/// assert_eq!(info.body_part, None); // a PNG carries no body part
+/// # std::fs::remove_dir_all(&dir).ok();
+/// ```
+pub fn load_image_with_info(path: &Path, opts: &LoadOptions) -> Result<(Radiograph, ImageInfo)> {
     let bytes = read_image_file(path)?;
-    // The DICOM reader already trims the tag and drops an empty one.
+    // The DICOM reader already trims the tags and drops empty ones.
     match detect_format(path, &bytes)? {
         ImageFormat::Dicom => {
             let d = dicom::decode_dicom_at(path, &bytes, opts)?;
-            Ok((d.image, d.body_part))
+            let info = ImageInfo {
+                body_part: d.body_part,
+                intensity_relationship: d.intensity_relationship,
+            };
+            Ok((d.image, info))
         }
-        ImageFormat::Png => Ok((raster::decode_png(path, &bytes, opts)?, None)),
-        ImageFormat::Tiff => Ok((raster::decode_tiff(path, &bytes, opts)?, None)),
+        ImageFormat::Png => Ok((
+            raster::decode_png(path, &bytes, opts)?,
+            ImageInfo::default(),
+        )),
+        ImageFormat::Tiff => Ok((
+            raster::decode_tiff(path, &bytes, opts)?,
+            ImageInfo::default(),
+        )),
     }
 }
 
