@@ -509,8 +509,8 @@ pub struct CollimatorConfig {
     /// each side takes its best candidate within this much of it. The search runs in 1°
     /// steps, and true edges of one field were found up to 3° apart. The later looks at
     /// sides left empty (the dark end, the relaxed look at log bands), the look for a lone
-    /// blade when nothing was found and the check of a line found on one side only (a weak
-    /// step over a narrow strip is an arm beside a chest) run only with a spread
+    /// blade when nothing was found and the check of lines alone at the field's rotation (a
+    /// weak step over a narrow strip is an arm beside a chest) run only with a spread
     /// (docs/postprocessing.md).
     pub rotation_spread_deg: Option<f32>,
     /// For log-processed input: the assumed exposure ratio between the field and the
@@ -791,13 +791,12 @@ const LONE_EDGE_VISIBLE_SHARE: f32 = 0.3;
 
 /// A line the first look accepts on the only side with any at the field's rotation has no
 /// other edge to agree with, and there an arm beside a chest, cut by the image border, passes
-/// for a blade: the edge of the
-/// humerus's shaft or the arm's skin line, with the rest of the arm as the "band". Such a line
-/// steps down little (log contrast at most 0.21 on the synth studies), to a level still far
-/// from dark (0.40–0.70 of the level just inside) and over a narrow strip (the arm: at most
-/// 25 working px deep). A lone line with all three ([`weak_lone_edge`]) is dropped
-/// (`drop_lone_arms`); with nothing left, the look for a lone blade then searches the image
-/// as if the first look had found nothing.
+/// for a blade: the edge of the humerus's shaft or the arm's skin line, with the rest of the
+/// arm as the "band". Such a line steps down little (log contrast at most 0.21 on the synth
+/// studies), to a level still far from dark (0.40–0.70 of the level just inside) and over a
+/// narrow strip (the arm: at most 25 working px deep). A lone line with all three
+/// ([`weak_lone_edge`]) is dropped (`drop_lone_arms`); with nothing left, the look for a lone
+/// blade then searches the image as if the first look had found nothing.
 const WEAK_LONE_CONTRAST: f32 = 0.22;
 /// See [`WEAK_LONE_CONTRAST`]: the least ratio of the level just outside to just inside.
 const WEAK_LONE_OUTSIDE_RATIO: f32 = 0.38;
