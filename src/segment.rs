@@ -102,8 +102,8 @@ pub struct Segmented {
     /// The scale the collimator search took from a DICOM input's
     /// `PixelIntensityRelationship` (`"linear"` for `LIN`, `"log"` for `LOG`), in place of
     /// judging it from the image's noise (`auto`, which misjudges about 2 % of images:
-    /// docs/postprocessing.md). `None` when the file names neither, or the pipeline's
-    /// collimator configuration already sets a scale.
+    /// docs/postprocessing.md). `None` when the file names neither, when the pipeline's
+    /// collimator configuration already sets a scale, or when it does not look for the field.
     pub input_scale_from_file: Option<String>,
 }
 
@@ -197,9 +197,9 @@ pub fn segment_file(
             ..opts.clone()
         });
     }
-    let collimator = &opts.pipeline.config().collimator;
+    let config = opts.pipeline.config();
     let scale = input_scale_of(info.intensity_relationship)
-        .filter(|_| collimator.input_scale == InputScale::Auto);
+        .filter(|_| config.detect_field && config.collimator.input_scale == InputScale::Auto);
     if let Some(scale) = scale {
         let mut cfg = opts.pipeline.config().clone();
         cfg.collimator.input_scale = scale;

@@ -728,6 +728,19 @@ fn a_dicom_intensity_relationship_sets_the_collimator_scale() {
         .map(|n| std::fs::read_to_string(tmp.join(format!("{n}-hand/plain.field.json"))).unwrap())
         .collect();
     assert_ne!(fields[0], fields[1]);
+    // Without a field search there is no scale to set.
+    let mut cfg = PipelineConfig::default();
+    cfg.detect_field = false;
+    let no_field = SegmentOptions {
+        pipeline: Pipeline::new(cfg).unwrap(),
+        ..SegmentOptions::default()
+    };
+    let s = segment(
+        &dicom(Some(IntensityRelationship::Log), "nofield.dcm"),
+        "nofield",
+        &no_field,
+    );
+    assert_eq!((s.input_scale_from_file, s.edges), (None, 0));
     // DISP names neither scale: the noise test stays in charge.
     let disp = dicom(Some(IntensityRelationship::Display), "disp.dcm");
     let s = segment_file(
