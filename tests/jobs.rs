@@ -729,10 +729,12 @@ fn a_dicom_intensity_relationship_sets_the_collimator_scale() {
         .collect();
     assert_ne!(fields[0], fields[1]);
     // Without a field search there is no scale to set.
-    let mut cfg = PipelineConfig::default();
-    cfg.detect_field = false;
     let no_field = SegmentOptions {
-        pipeline: Pipeline::new(cfg).unwrap(),
+        pipeline: Pipeline::new(PipelineConfig {
+            detect_field: false,
+            ..PipelineConfig::default()
+        })
+        .unwrap(),
         ..SegmentOptions::default()
     };
     let s = segment(
