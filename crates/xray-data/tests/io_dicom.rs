@@ -201,6 +201,7 @@ struct Raw {
     slope: Option<&'static str>,
     intercept: Option<&'static str>,
     inverse_lut: bool,
+    intensity_sign: Option<i16>,
     samples_per_pixel: u16,
     pixels: Vec<u8>,
 }
@@ -219,6 +220,7 @@ impl Raw {
             slope: None,
             intercept: None,
             inverse_lut: false,
+            intensity_sign: None,
             samples_per_pixel: 1,
             pixels: pixels_u16.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
@@ -273,6 +275,13 @@ impl Raw {
                 "INVERSE",
             ));
         }
+        if let Some(sign) = self.intensity_sign {
+            obj.put(DataElement::new(
+                tags::PIXEL_INTENSITY_RELATIONSHIP_SIGN,
+                VR::SS,
+                PrimitiveValue::from(sign),
+            ));
+        }
         let vr = if self.bits_allocated == 8 {
             VR::OB
         } else {
@@ -322,6 +331,37 @@ fn monochrome2_is_mirrored_within_bits_stored() {
         load(&raw).unwrap().image.as_raw(),
         &vec![1023.0, 923.0, 0.0]
     );
+}
+
+#[test]
+fn the_intensity_sign_decides_the_mirroring_where_given() {
+    let stored = [0u16, 100, 1023];
+    let kept = vec![0.0, 100.0, 1023.0];
+    let mirrored = vec![1023.0, 923.0, 0.0];
+    for (photometric, inverse_lut) in [
+        ("MONOCHROME1", false),
+        ("MONOCHROME2", false),
+        ("MONOCHROME1", true),
+        ("MONOCHROME2", true),
+    ] {
+        let mut raw = Raw::new(1, 3, &stored);
+        raw.bits_stored = 10;
+        raw.high_bit = 9;
+        raw.photometric = photometric;
+        raw.inverse_lut = inverse_lut;
+        // +1: larger stored values are more X-rays, as the convention wants; −1: fewer.
+        for (sign, want, inverted) in [(1, &kept, false), (-1, &mirrored, true)] {
+            raw.intensity_sign = Some(sign);
+            let d = load(&raw).unwrap();
+            assert_eq!(d.image.as_raw(), want, "{photometric} {inverse_lut} {sign}");
+            assert_eq!((d.inverted, d.intensity_sign), (inverted, Some(sign as i8)));
+        }
+        // Any other value says nothing: display polarity decides, as without the tag.
+        raw.intensity_sign = Some(0);
+        let d = load(&raw).unwrap();
+        let by_display = (photometric == "MONOCHROME2") != inverse_lut;
+        assert_eq!((d.inverted, d.intensity_sign), (by_display, None));
+    }
 }
 
 #[test]

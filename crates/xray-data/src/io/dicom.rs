@@ -73,8 +73,9 @@ pub struct DicomImage {
     pub image: Radiograph,
     /// Photometric interpretation as stored in the file.
     pub photometric: Photometric,
-    /// Whether the values were mirrored to reach the convention (MONOCHROME2 without an
-    /// `INVERSE` presentation LUT shape, or MONOCHROME1 with one).
+    /// Whether the values were mirrored to reach the convention: a
+    /// `PixelIntensityRelationshipSign` of −1 where the file gives the sign, else MONOCHROME2
+    /// without an `INVERSE` presentation LUT shape, or MONOCHROME1 with one.
     pub inverted: bool,
     /// Bits stored per sample (8 to 16).
     pub bits_stored: u16,
@@ -107,6 +108,11 @@ pub struct DicomImage {
     /// a MONOCHROME2 image to the crate's convention keeps a linear image linear (up to an
     /// offset) and a logarithmic one logarithmic.
     pub intensity_relationship: Option<IntensityRelationship>,
+    /// `PixelIntensityRelationshipSign` (0028,1041), when present and +1 or −1: +1 when
+    /// larger stored values mean more X-rays, −1 when they mean fewer. Where it is given it
+    /// decides [`DicomImage::inverted`] (−1 mirrors), whatever the photometric
+    /// interpretation and presentation LUT say about display.
+    pub intensity_sign: Option<i8>,
 }
 
 /// Loads a DICOM file (with or without preamble) into a [`DicomImage`].
@@ -152,6 +158,19 @@ fn unsupported(path: &Path, what: &'static str, found: String, expected: &str) -
         what,
         found,
         expected: expected.into(),
+    }
+}
+
+/// `PixelIntensityRelationshipSign` when it is +1 or −1 (any other value, or none, is
+/// `None`: the photometric interpretation then decides the orientation).
+fn get_intensity_sign(obj: &DefaultDicomObject) -> Option<i8> {
+    let e = obj
+        .element_opt(tags::PIXEL_INTENSITY_RELATIONSHIP_SIGN)
+        .ok()??;
+    match e.to_int::<i32>().ok()? {
+        1 => Some(1),
+        -1 => Some(-1),
+        _ => None,
     }
 }
 
@@ -459,7 +478,13 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
         return Err(derr(path, "RescaleSlope is 0"));
     }
     let inverse_lut = get_str(&obj, tags::PRESENTATION_LUT_SHAPE).as_deref() == Some("INVERSE");
-    let inverted = (photometric == Photometric::Monochrome2) != inverse_lut;
+    let intensity_sign = get_intensity_sign(&obj);
+    // The sign states how stored values follow the beam; photometric interpretation and
+    // presentation LUT only say how to display them, so the sign decides where it is given.
+    let inverted = match intensity_sign {
+        Some(sign) => sign < 0,
+        None => (photometric == Photometric::Monochrome2) != inverse_lut,
+    };
 
     check_native_length(path, &obj, rows, cols, bits_allocated, frames)?;
     check_codestream_header(path, &obj, rows, cols)?;
@@ -533,5 +558,6 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
         body_part: get_str(&obj, tags::BODY_PART_EXAMINED),
         intensity_relationship: get_str(&obj, tags::PIXEL_INTENSITY_RELATIONSHIP)
             .and_then(|v| IntensityRelationship::from_dicom(&v)),
+        intensity_sign,
     })
 }
