@@ -100,11 +100,12 @@ pub struct Segmented {
     /// one a DICOM input's `BodyPartExamined` names.
     pub category: Option<String>,
     /// The scale the collimator search took from a DICOM input's
-    /// `PixelIntensityRelationship` (`"linear"` for `LIN`, `"log"` for `LOG`), in place of
+    /// `PixelIntensityRelationship` (linear for `LIN`, log for `LOG`; `"linear"` / `"log"` in
+    /// `segment.jsonl`), in place of
     /// judging it from the image's noise (`auto`, which misjudges about 2 % of images:
     /// docs/postprocessing.md). `None` when the file names neither, when the pipeline's
     /// collimator configuration already sets a scale, or when it does not look for the field.
-    pub input_scale_from_file: Option<String>,
+    pub input_scale_from_file: Option<InputScale>,
 }
 
 /// The category of a DICOM `BodyPartExamined` value: the project's body-part name
@@ -217,10 +218,7 @@ pub fn segment_file(
         out_dir,
         from_file.as_ref().unwrap_or(opts),
     )?;
-    done.input_scale_from_file = scale.map(|s| match s {
-        InputScale::Log => "log".to_string(),
-        _ => "linear".to_string(),
-    });
+    done.input_scale_from_file = scale;
     Ok(done)
 }
 

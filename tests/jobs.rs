@@ -702,7 +702,7 @@ fn a_dicom_intensity_relationship_sets_the_collimator_scale() {
     ] {
         let tagged = dicom(Some(rel), &format!("{name}.dcm"));
         let from_tag = segment(&tagged, &format!("{name}-tag"), &SegmentOptions::default());
-        assert_eq!(from_tag.input_scale_from_file.as_deref(), Some(name));
+        assert_eq!(from_tag.input_scale_from_file, Some(scale));
         let line = serde_json::to_value(&from_tag).unwrap();
         assert_eq!(line["input_scale_from_file"], name);
         // The field found is the one the untagged file gives with that scale set by hand.

@@ -1464,23 +1464,21 @@ fn strict_first_edge(cfg: &CollimatorConfig) -> CollimatorConfig {
 /// While the field's rotation (from the first look's candidates) leaves one side alone with
 /// candidates at it, drops that side's weak lone lines at the rotation (see
 /// [`weak_lone_edge`]) and takes the rotation again from what is left. Every round drops a
-/// candidate or stops.
-fn drop_lone_arms(accepted: &mut [(Side, Vec<(Cand, Verdict)>)], spread: f32) {
+/// candidate or stops. Returns the field's rotation from what is left ([`field_rotation`]).
+fn drop_lone_arms(accepted: &mut [(Side, Vec<(Cand, Verdict)>)], spread: f32) -> Option<f32> {
     loop {
-        let Some(r) = field_rotation(accepted, spread) else {
-            return;
-        };
+        let r = field_rotation(accepted, spread)?;
         let at = |c: &Cand| rotation_gap(c.rotation(), r) <= spread;
         let mut sides = accepted
             .iter_mut()
             .filter(|(_, found)| found.iter().any(|(c, _)| at(c)));
         let (Some((_, found)), None) = (sides.next(), sides.next()) else {
-            return;
+            return Some(r);
         };
         let before = found.len();
         found.retain(|(c, v)| !(at(c) && weak_lone_edge(v)));
         if found.len() == before {
-            return;
+            return Some(r);
         }
     }
 }
@@ -1599,12 +1597,9 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // with; among them a weak step over a narrow strip is an arm cut by the border, not a
     // blade (see `weak_lone_edge`). Only with the one-rectangle rule: judged side by side,
     // every side stands alone.
-    if let Some(spread) = cfg.rotation_spread_deg {
-        drop_lone_arms(&mut accepted, spread);
-    }
     let mut rotation = cfg
         .rotation_spread_deg
-        .and_then(|spread| field_rotation(&accepted, spread).map(|r| (r, spread)));
+        .and_then(|spread| drop_lone_arms(&mut accepted, spread).map(|r| (r, spread)));
     // Nothing found at all: a lone blade over thick anatomy (a pelvis's top edge, a hip's
     // side) leaves field and band both within a few per cent of the range, which the first
     // look compresses below its contrast. Its sides are searched once on the second look's
