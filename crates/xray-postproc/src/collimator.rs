@@ -229,8 +229,11 @@ pub struct FieldEdge {
     /// its log compression. An edge found by the second look at the dark end (a side with no
     /// edge at first, see docs/postprocessing.md) is measured on that look's working image,
     /// whose compression spreads the dark end: its contrast is not on the other edges' scale.
+    /// An edge found by the last look, the step along the found edges' rotation, gives its
+    /// median step in e-folds of the exposure (docs/postprocessing.md).
     pub contrast: f32,
-    /// Share of the edge's visible length along which the inside is clearly brighter.
+    /// Share of the edge's visible length along which the inside is clearly brighter (for
+    /// the last look's edges: the share of 8-sample stretches showing half the median step).
     pub support: f32,
 }
 
@@ -508,10 +511,10 @@ pub struct CollimatorConfig {
     /// that the sides' best consistent candidates support most (summed scores) is kept, and
     /// each side takes its best candidate within this much of it. The search runs in 1°
     /// steps, and true edges of one field were found up to 3° apart. The later looks at
-    /// sides left empty (the dark end, the relaxed look at log bands), the look for a lone
-    /// blade when nothing was found and the check of lines alone at the field's rotation (a
-    /// weak step over a narrow strip is an arm beside a chest) run only with a spread
-    /// (docs/postprocessing.md).
+    /// sides left empty (the dark end, the relaxed look at log bands, the step along the
+    /// found edges' rotation), the look for a lone blade when nothing was found and the check
+    /// of lines alone at the field's rotation (a weak step over a narrow strip is an arm
+    /// beside a chest) run only with a spread (docs/postprocessing.md).
     pub rotation_spread_deg: Option<f32>,
     /// For log-processed input: the assumed exposure ratio between the field and the
     /// collimated band, in e-folds (3 ≈ a band at 5 % of the field, leakage plus scatter),
@@ -1716,7 +1719,195 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             e.line = refine(img, coarse[i], &others, work.f, k);
         }
     }
+    // A last look at sides still without an edge, now that the found edges give the field's
+    // rotation to sub-pixel accuracy: a blade missed by every look above is often still a
+    // clean step along the whole line at that rotation (see `step_look`).
+    if cfg.rotation_spread_deg.is_some() {
+        let k = if log_input { cfg.log_contrast } else { 0.0 };
+        for (side, line, step, share) in step_look(&down, log_input, &out.edges) {
+            let others: Vec<Line> = out.edges.iter().map(|e| e.line).collect();
+            let line = if cfg.refine {
+                refine(img, line, &others, down.f, k)
+            } else {
+                line
+            };
+            out.edges.push(FieldEdge {
+                side,
+                line,
+                contrast: step,
+                support: share,
+            });
+        }
+        out.edges
+            .sort_by_key(|e| Side::ALL.iter().position(|s| *s == e.side));
+    }
     Ok(out)
+}
+
+/// The step look's least step across a line, in e-folds of the exposure (see [`step_look`]).
+const STEP_LOOK_MIN_STEP: f32 = 0.2;
+/// The step look's least share of a line's stretches that show at least half its step.
+const STEP_LOOK_MIN_SHARE: f32 = 0.7;
+/// How deep into the image (share of its extent across the side) the step look searches.
+const STEP_LOOK_DEPTH: f32 = 0.3;
+/// Working px either side of a line at which the step look compares levels.
+const STEP_LOOK_REACH: f32 = 2.0;
+/// Working samples per stretch of a line, for the step look's share.
+const STEP_LOOK_STRETCH: usize = 8;
+/// The e-folds a log-processed input's range is taken to span in the step look (the
+/// phantoms' CR-like output spans 2.5–4 decades, 6–9 e-folds, from open beam to zero).
+const STEP_LOOK_LOG_SPAN: f32 = 7.0;
+/// The step look takes no line whose level just inside is at least this share of the range:
+/// that is open beam, beside which a blade steps down by the whole range (its leakage passes
+/// a few per cent), which the first look always sees. A weaker step there is the body's
+/// outline (a shoulder, an arm), not a blade.
+const STEP_LOOK_OPEN_BEAM: f32 = 0.9;
+/// A step look line whose field just inside receives at least this share of the exposure at
+/// the top of the range must step down to at most [`WEAK_LONE_OUTSIDE_RATIO`] of it: behind
+/// a blade only leakage and scatter arrive, and only where the field itself is dark (a thick
+/// trunk, whose scatter is large next to its primary) does the band come close to the
+/// field's level. A shallower step beside a bright field is anatomy: an arm cut by the border
+/// (whose strip stays at 0.40–0.70 of the level inside, see [`WEAK_LONE_CONTRAST`]), a
+/// limb's outline seen through the presentation mask.
+const STEP_LOOK_BRIGHT_FIELD: f32 = DARKEST_FIELD_LEVEL;
+
+/// Samples across a line at `rho` (working units, inward unit normal `n`) of a working
+/// plane `p`: the values [`STEP_LOOK_REACH`] inside and outside, where both lie in the image.
+fn across_line(p: &[f32], w: usize, h: usize, n: (f32, f32), rho: f32) -> Vec<(f32, f32)> {
+    let (nx, ny) = n;
+    let (fx, fy) = (nx * rho, ny * rho);
+    let reach = (w + h) as i32;
+    (-reach..=reach)
+        .filter_map(|t| {
+            let (x, y) = (fx - t as f32 * ny, fy + t as f32 * nx);
+            let r = STEP_LOOK_REACH;
+            Some((
+                bilinear(p, w, h, x + r * nx, y + r * ny)?,
+                bilinear(p, w, h, x - r * nx, y - r * ny)?,
+            ))
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f32::NAN)
+}
+
+/// The last look, at the sides still without an edge once the field's edges are found and
+/// refined: the field is a rectangle, so a missing side's blade lies at the rotation of the
+/// first found edge (in [`Side::ALL`] order), and along it the exposure steps down across
+/// the whole line, however faint the step (a blade over a thick trunk, field and band both
+/// in the dark end) and whatever lies beyond it. For each such side, among the lines at that
+/// rotation within [`STEP_LOOK_DEPTH`] of the border and visible along at least a fifth of
+/// the side, the one with the largest median step (log exposure [`STEP_LOOK_REACH`] working
+/// px inside minus outside) is taken when that step is at least [`STEP_LOOK_MIN_STEP`]
+/// e-folds, at least [`STEP_LOOK_MIN_SHARE`] of its stretches show half of it, and it is
+/// not the body's outline, an arm or a limb's outline ([`STEP_LOOK_OPEN_BEAM`],
+/// [`STEP_LOOK_BRIGHT_FIELD`]). Returns (side, line in input coordinates, step, share).
+fn step_look(
+    down: &Downsampled,
+    log_input: bool,
+    edges: &[FieldEdge],
+) -> Vec<(Side, Line, f32, f32)> {
+    let Some(first) = edges.first() else {
+        return Vec::new();
+    };
+    let (w, h, f) = (down.w, down.h, down.f);
+    let lin: Vec<f32> = down.v.iter().map(|&x| (x - down.lo) / down.span).collect();
+    // Log exposure: linear input with the third look's offset at the dark end, where the
+    // faint blades this look is for lie.
+    let exposure: Vec<f32> = lin
+        .iter()
+        .map(|&l| {
+            if log_input {
+                l * STEP_LOOK_LOG_SPAN
+            } else {
+                (l.max(0.0) + DARKEST_LOG_OFFSET).ln()
+            }
+        })
+        .collect();
+    // The inward normal of side k: the first edge's normal turned by quarter turns.
+    let index = |s: Side| Side::ALL.iter().position(|t| *t == s).unwrap_or(0);
+    let j = index(first.side);
+    let normal = |k: usize| {
+        let (mut nx, mut ny) = (first.line.nx, first.line.ny);
+        for _ in 0..(k + 4 - j) % 4 {
+            (nx, ny) = (-ny, nx);
+        }
+        (nx, ny)
+    };
+    let corners = [
+        (0.0, 0.0),
+        ((w - 1) as f32, 0.0),
+        (0.0, (h - 1) as f32),
+        ((w - 1) as f32, (h - 1) as f32),
+    ];
+    let off = (f as f32 - 1.0) / 2.0;
+    let mut out = Vec::new();
+    for (k, &side) in Side::ALL.iter().enumerate() {
+        if edges.iter().any(|e| e.side == side) {
+            continue;
+        }
+        let n = normal(k);
+        let (lo, hi) = corners
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &(x, y)| {
+                let d = n.0 * x + n.1 * y;
+                (a.min(d), b.max(d))
+            });
+        let side_len = if n.0.abs() > n.1.abs() { h } else { w } as f32;
+        // (median step, offset) of the line with the largest step.
+        let mut best: Option<(f32, f32)> = None;
+        let mut rho = lo;
+        while rho <= lo + STEP_LOOK_DEPTH * (hi - lo) {
+            let samples = across_line(&exposure, w, h, n, rho);
+            if samples.len() as f32 >= 0.2 * side_len && samples.len() >= STEP_LOOK_STRETCH {
+                let step = median(samples.iter().map(|s| s.0).collect())
+                    - median(samples.iter().map(|s| s.1).collect());
+                if best.is_none_or(|b| step > b.0) {
+                    best = Some((step, rho));
+                }
+            }
+            rho += 1.0;
+        }
+        let Some((step, rho)) = best else {
+            continue;
+        };
+        let stretches: Vec<f32> = across_line(&exposure, w, h, n, rho)
+            .chunks_exact(STEP_LOOK_STRETCH)
+            .map(|c| c.iter().map(|s| s.0 - s.1).sum::<f32>() / c.len() as f32)
+            .collect();
+        let share =
+            stretches.iter().filter(|&&d| d > step / 2.0).count() as f32 / stretches.len() as f32;
+        let inside = median(
+            across_line(&lin, w, h, n, rho)
+                .iter()
+                .map(|s| s.0)
+                .collect(),
+        );
+        // The exposure just inside in e-folds below the top of the range.
+        let inside_exposure = if log_input {
+            (inside - 1.0) * STEP_LOOK_LOG_SPAN
+        } else {
+            inside.max(f32::MIN_POSITIVE).ln()
+        };
+        let shallow_beside_bright =
+            inside_exposure >= STEP_LOOK_BRIGHT_FIELD.ln() && step < -WEAK_LONE_OUTSIDE_RATIO.ln();
+        if step >= STEP_LOOK_MIN_STEP
+            && share >= STEP_LOOK_MIN_SHARE
+            && inside < STEP_LOOK_OPEN_BEAM
+            && !shallow_beside_bright
+        {
+            let line = Line {
+                nx: n.0,
+                ny: n.1,
+                c: f as f32 * rho + off * (n.0 + n.1),
+            };
+            out.push((side, line, step, share));
+        }
+    }
+    out
 }
 
 /// Sub-pixel refinement on the full-resolution image (two passes, narrowing the window).
@@ -1968,7 +2159,8 @@ fn fit_line_robust(pts: &[(f32, f32)], reference: Line) -> Option<Line> {
 mod tests {
     use super::{
         best_at_rotation, build_work, downsample, evaluate, field_rotation, near_peak,
-        rotation_gap, rotation_weight, Cand, CollimatorConfig, Side, Verdict, LOG_OFFSET,
+        rotation_gap, rotation_weight, step_look, Cand, CollimatorConfig, FieldEdge, Line, Side,
+        Verdict, LOG_OFFSET,
     };
     use crate::probs::Plane;
 
@@ -2062,5 +2254,92 @@ mod tests {
         assert_eq!(rotation_gap(44.0, -44.0), 2.0);
         assert_eq!(rotation_gap(-45.0, 45.0), 0.0);
         assert_eq!(rotation_gap(30.0, -30.0), 30.0);
+    }
+
+    /// 256 × 256 (one working pixel per input pixel): a dark band left of x = 29.5 (the
+    /// field's known left edge), the field at `inside` with open beam at the top middle (so
+    /// the range is open beam's), and from x = 220 on, `beyond(x)` (the right band).
+    fn field_with_right_band(inside: f32, beyond: impl Fn(usize) -> f32) -> Vec<f32> {
+        let n = 256;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut out = vec![0.0f32; n * n];
+        for y in 0..n {
+            for x in 0..n {
+                let v = if x < 30 {
+                    5.0
+                } else if x >= 220 {
+                    beyond(x)
+                } else if y < 40 && (60..180).contains(&x) {
+                    1000.0
+                } else {
+                    inside
+                };
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let noise = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.04;
+                out[y * n + x] = v * (1.0 + noise);
+            }
+        }
+        out
+    }
+
+    /// The sides and lines the step look adds to a field whose left edge is known.
+    fn step_look_on(img: &[f32], log_input: bool) -> Vec<(Side, Line)> {
+        let plane = Plane::new(img, 256, 256).unwrap();
+        let down = downsample(&plane, &CollimatorConfig::default()).unwrap();
+        let left = FieldEdge {
+            side: Side::Left,
+            line: Line {
+                nx: 1.0,
+                ny: 0.0,
+                c: 29.5,
+            },
+            contrast: 1.0,
+            support: 1.0,
+        };
+        step_look(&down, log_input, &[left])
+            .into_iter()
+            .map(|(side, line, _, _)| (side, line))
+            .collect()
+    }
+
+    #[test]
+    fn the_step_look_finds_a_faint_blade_over_a_dark_trunk() {
+        // Field and band both in the dark end (2 % and 1.2 % of the open beam): a log step
+        // of about 0.45 e-folds, with scatter keeping the band at 0.6 of the field.
+        let found = step_look_on(&field_with_right_band(20.0, |_| 12.0), false);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (side, line) = found[0];
+        assert_eq!(side, Side::Right);
+        assert!(line.signed_distance(219.5, 128.0).abs() <= 1.0, "{line:?}");
+        // No step at all: nothing.
+        assert!(step_look_on(&field_with_right_band(20.0, |_| 20.0), false).is_empty());
+    }
+
+    #[test]
+    fn the_step_look_takes_no_shallow_step_beside_a_bright_field() {
+        // A field at 0.3 of the range stepping to 0.67 of itself: an arm cut by the border.
+        assert!(step_look_on(&field_with_right_band(300.0, |_| 200.0), false).is_empty());
+        // The same field stepping to a fifth of itself is a blade.
+        let found = step_look_on(&field_with_right_band(300.0, |_| 60.0), false);
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn the_step_look_takes_no_step_from_open_beam() {
+        // Open beam inside, 0.3 of it beyond (a step of 1.2 e-folds, deep enough for a bright
+        // field): a blade there would step by the whole range.
+        assert!(step_look_on(&field_with_right_band(1000.0, |_| 300.0), false).is_empty());
+    }
+
+    #[test]
+    fn on_log_input_a_bright_field_needs_a_deep_step_too() {
+        // Log input: a field at 0.85 of the range (about a third of the open beam's
+        // exposure) stepping down by 0.28 e-folds is a limb's outline, not a blade.
+        assert!(step_look_on(&field_with_right_band(850.0, |_| 810.0), true).is_empty());
+        // The same step from a field at 0.4 of the range (a thick trunk) is a blade.
+        let found = step_look_on(&field_with_right_band(400.0, |_| 360.0), true);
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 }
