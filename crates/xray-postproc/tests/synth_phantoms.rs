@@ -257,11 +257,17 @@ fn synth_phantoms_study_512() {
         limbs_mean <= 1.0 && st.limbs.wrong * 100 <= st.limbs.images,
         "goal on limbs: mean <= 1 px and <= 1 % images with a missed/invented edge"
     );
-    // Trunk views are a known weakness (docs/postprocessing.md); the whole set is held to a
-    // looser bound so that it cannot get worse unnoticed.
+    // Trunk views are a known weakness (docs/postprocessing.md); they and the whole set are
+    // held to looser bounds so that neither can get worse unnoticed. Over sixteen samples of
+    // 400 (2026-11-30, session 27) the worst read 3.5 % of all images and 15.2 % of trunk
+    // views wrong (seed 31); the bounds were 10 % of all images and none on trunk views before.
     assert!(
-        mean <= 1.0 && st.all.wrong * 100 <= 10 * n,
-        "all images: mean <= 1 px and <= 10 % images with a missed/invented edge"
+        mean <= 1.0 && st.all.wrong * 100 <= 5 * n,
+        "all images: mean <= 1 px and <= 5 % images with a missed/invented edge"
+    );
+    assert!(
+        st.trunk.wrong * 100 <= 20 * st.trunk.images,
+        "trunk views: <= 20 % with a missed/invented edge"
     );
 }
 
