@@ -2016,7 +2016,15 @@ fn refine_pass(img: &Plane, line: Line, others: &[Line], radius: f32, k: f32) ->
         .iter()
         .filter(|c| c.2 >= cmin)
         .filter_map(|(s, t, _)| {
-            crossing(t, r).map(|u| (x0 + s * tx + u * nx, y0 + s * ty + u * ny))
+            // On log input, the steepest point near the half-level crossing: see
+            // `STEEPEST_REACH`.
+            let u = crossing(t, r);
+            let u = if k > 0.0 {
+                u.map(|c| steepest_near(t, r, c).unwrap_or(c))
+            } else {
+                u
+            };
+            u.map(|u| (x0 + s * tx + u * nx, y0 + s * ty + u * ny))
         })
         .collect();
     fit_line_robust(&pts, line)
@@ -2092,6 +2100,42 @@ fn linearise(t: f32, k: f32) -> f32 {
 }
 
 /// Offset (relative to the profile's centre index `r`) of the 0.5 crossing nearest the centre.
+/// How far (input px) either side of a chunk's half-level crossing the refinement of a log
+/// input's edge looks for the profile's steepest point. The half level lies between the
+/// plateaus either side of the edge, and a vendor's presentation processing (an unsharp
+/// mask) tilts them, each its own way, so the crossing wanders off the edge; the steepest
+/// point of the linearised profile stays at it (the mask's own term, `v − blur(v)`, is
+/// antisymmetric across a step). Taken anywhere in the window, the steepest point is as
+/// often some anatomy's (trunk edges moved off); near the crossing it is the edge's.
+const STEEPEST_REACH: i32 = 3;
+
+/// The steepest rise of the profile `t` (offsets −r..=r) within [`STEEPEST_REACH`] of the
+/// offset `near`, to a fraction of a sample (a parabola through the central differences).
+/// `None` without a rise there or with the window cut by the profile's ends.
+fn steepest_near(t: &[f32], r: i32, near: f32) -> Option<f32> {
+    let j0 = (near + r as f32).round() as i32;
+    let (lo, hi) = (j0 - STEEPEST_REACH, j0 + STEEPEST_REACH);
+    if lo < 2 || hi as usize + 2 >= t.len() {
+        return None;
+    }
+    let slope = |j: i32| t[j as usize + 1] - t[j as usize - 1];
+    let (j, d) = (lo..=hi)
+        .map(|j| (j, slope(j)))
+        .filter(|(_, d)| d.is_finite())
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    if d <= 0.0 {
+        return None;
+    }
+    let (a, c) = (slope(j - 1), slope(j + 1));
+    let curvature = a - 2.0 * d + c;
+    let shift = if a.is_finite() && c.is_finite() && curvature < 0.0 {
+        (0.5 * (a - c) / curvature).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    Some(j as f32 + shift - r as f32)
+}
+
 fn crossing(t: &[f32], r: i32) -> Option<f32> {
     let mut best: Option<f32> = None;
     for k in 0..t.len().saturating_sub(1) {
