@@ -1789,6 +1789,7 @@ fn across_line(p: &[f32], w: usize, h: usize, n: (f32, f32), rho: f32) -> Vec<(f
         .collect()
 }
 
+/// The upper median of `v` (NaN when empty).
 fn median(mut v: Vec<f32>) -> f32 {
     v.sort_by(f32::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f32::NAN)
@@ -2099,7 +2100,6 @@ fn linearise(t: f32, k: f32) -> f32 {
     }
 }
 
-/// Offset (relative to the profile's centre index `r`) of the 0.5 crossing nearest the centre.
 /// How far (input px) either side of a chunk's half-level crossing the refinement of a log
 /// input's edge looks for the profile's steepest point. The half level lies between the
 /// plateaus either side of the edge, and a vendor's presentation processing (an unsharp
@@ -2136,6 +2136,7 @@ fn steepest_near(t: &[f32], r: i32, near: f32) -> Option<f32> {
     Some(j as f32 + shift - r as f32)
 }
 
+/// Offset (relative to the profile's centre index `r`) of the 0.5 crossing nearest the centre.
 fn crossing(t: &[f32], r: i32) -> Option<f32> {
     let mut best: Option<f32> = None;
     for k in 0..t.len().saturating_sub(1) {
