@@ -191,32 +191,33 @@ pub fn segment_file(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .ok_or_else(|| Error::Invalid(format!("{}: no file name", input.display())))?;
-    let mut from_file: Option<SegmentOptions> = None;
-    if let (None, Some(part)) = (&opts.category, &info.body_part) {
-        from_file = Some(SegmentOptions {
-            category: Some(category_of_body_part(part)),
-            ..opts.clone()
-        });
-    }
     let config = opts.pipeline.config();
     let scale = input_scale_of(info.intensity_relationship)
         .filter(|_| config.detect_field && config.collimator.input_scale == InputScale::Auto);
-    if let Some(scale) = scale {
-        let mut cfg = opts.pipeline.config().clone();
-        cfg.collimator.input_scale = scale;
-        let base = from_file.take().unwrap_or_else(|| opts.clone());
-        from_file = Some(SegmentOptions {
-            pipeline: Pipeline::new(cfg)?,
-            ..base
-        });
-    }
+    let pipeline = match scale {
+        Some(scale) => {
+            let mut cfg = config.clone();
+            cfg.collimator.input_scale = scale;
+            Pipeline::new(cfg)?
+        }
+        None => opts.pipeline.clone(),
+    };
+    let category = opts
+        .category
+        .clone()
+        .or_else(|| info.body_part.as_deref().map(category_of_body_part));
+    let opts = SegmentOptions {
+        category,
+        pipeline,
+        ..opts.clone()
+    };
     let mut done = segment_image(
         predictor,
         &image,
         &stem,
         &input.display().to_string(),
         out_dir,
-        from_file.as_ref().unwrap_or(opts),
+        &opts,
     )?;
     done.input_scale_from_file = scale;
     Ok(done)

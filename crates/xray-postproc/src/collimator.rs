@@ -57,6 +57,11 @@ impl Side {
         }
     }
 
+    /// The side's position in [`Side::ALL`] (the order edges are reported in).
+    fn index(self) -> usize {
+        self as usize
+    }
+
     /// Angle (degrees) of the inward normal of an unrotated edge on this side.
     fn nominal_deg(self) -> f32 {
         match self {
@@ -1706,8 +1711,9 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             support: verdict.support,
         });
     }
+    // Linearises log profiles in the refinement (see `linearise`); 0 for linear input.
+    let k = if log_input { cfg.log_contrast } else { 0.0 };
     if cfg.refine && !out.edges.is_empty() {
-        let k = if log_input { cfg.log_contrast } else { 0.0 };
         let coarse: Vec<Line> = out.edges.iter().map(|e| e.line).collect();
         for (i, e) in out.edges.iter_mut().enumerate() {
             let others: Vec<Line> = coarse
@@ -1723,11 +1729,10 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // rotation to sub-pixel accuracy: a blade missed by every look above is often still a
     // clean step along the whole line at that rotation (see `step_look`).
     if cfg.rotation_spread_deg.is_some() {
-        let k = if log_input { cfg.log_contrast } else { 0.0 };
-        for (side, line, step, share) in step_look(&down, log_input, &out.edges) {
+        for (side, line, step, share) in step_look(&work, &out.edges) {
             let others: Vec<Line> = out.edges.iter().map(|e| e.line).collect();
             let line = if cfg.refine {
-                refine(img, line, &others, down.f, k)
+                refine(img, line, &others, work.f, k)
             } else {
                 line
             };
@@ -1738,8 +1743,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 support: share,
             });
         }
-        out.edges
-            .sort_by_key(|e| Side::ALL.iter().position(|s| *s == e.side));
+        out.edges.sort_by_key(|e| e.side.index());
     }
     Ok(out)
 }
@@ -1789,10 +1793,10 @@ fn across_line(p: &[f32], w: usize, h: usize, n: (f32, f32), rho: f32) -> Vec<(f
         .collect()
 }
 
-/// The upper median of `v` (NaN when empty).
+/// The median of `v` ([`percentile_sorted`]'s; 0 when empty).
 fn median(mut v: Vec<f32>) -> f32 {
     v.sort_by(f32::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f32::NAN)
+    percentile_sorted(&v, 0.5)
 }
 
 /// The last look, at the sides still without an edge once the field's edges are found and
@@ -1806,16 +1810,11 @@ fn median(mut v: Vec<f32>) -> f32 {
 /// e-folds, at least [`STEP_LOOK_MIN_SHARE`] of its stretches show half of it, and it is
 /// not the body's outline, an arm or a limb's outline ([`STEP_LOOK_OPEN_BEAM`],
 /// [`STEP_LOOK_BRIGHT_FIELD`]). Returns (side, line in input coordinates, step, share).
-fn step_look(
-    down: &Downsampled,
-    log_input: bool,
-    edges: &[FieldEdge],
-) -> Vec<(Side, Line, f32, f32)> {
+fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32, f32)> {
     let Some(first) = edges.first() else {
         return Vec::new();
     };
-    let (w, h, f) = (down.w, down.h, down.f);
-    let lin: Vec<f32> = down.v.iter().map(|&x| (x - down.lo) / down.span).collect();
+    let (w, h, f, lin, log_input) = (work.w, work.h, work.f, &work.lin, work.log_input);
     // Log exposure: linear input with the third look's offset at the dark end, where the
     // faint blades this look is for lie.
     let exposure: Vec<f32> = lin
@@ -1829,8 +1828,7 @@ fn step_look(
         })
         .collect();
     // The inward normal of side k: the first edge's normal turned by quarter turns.
-    let index = |s: Side| Side::ALL.iter().position(|t| *t == s).unwrap_or(0);
-    let j = index(first.side);
+    let j = first.side.index();
     let normal = |k: usize| {
         let (mut nx, mut ny) = (first.line.nx, first.line.ny);
         for _ in 0..(k + 4 - j) % 4 {
@@ -1881,12 +1879,7 @@ fn step_look(
             .collect();
         let share =
             stretches.iter().filter(|&&d| d > step / 2.0).count() as f32 / stretches.len() as f32;
-        let inside = median(
-            across_line(&lin, w, h, n, rho)
-                .iter()
-                .map(|s| s.0)
-                .collect(),
-        );
+        let inside = median(across_line(lin, w, h, n, rho).iter().map(|s| s.0).collect());
         // The exposure just inside in e-folds below the top of the range.
         let inside_exposure = if log_input {
             (inside - 1.0) * STEP_LOOK_LOG_SPAN
@@ -2332,7 +2325,13 @@ mod tests {
     /// The sides and lines the step look adds to a field whose left edge is known.
     fn step_look_on(img: &[f32], log_input: bool) -> Vec<(Side, Line)> {
         let plane = Plane::new(img, 256, 256).unwrap();
-        let down = downsample(&plane, &CollimatorConfig::default()).unwrap();
+        let cfg = CollimatorConfig::default();
+        let work = build_work(
+            &downsample(&plane, &cfg).unwrap(),
+            &cfg,
+            log_input,
+            LOG_OFFSET,
+        );
         let left = FieldEdge {
             side: Side::Left,
             line: Line {
@@ -2343,7 +2342,7 @@ mod tests {
             contrast: 1.0,
             support: 1.0,
         };
-        step_look(&down, log_input, &[left])
+        step_look(&work, &[left])
             .into_iter()
             .map(|(side, line, _, _)| (side, line))
             .collect()
