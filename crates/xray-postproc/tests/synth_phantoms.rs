@@ -96,19 +96,26 @@ fn dump(
 struct Group {
     images: usize,
     wrong: usize,
+    /// Images with the right sides, one of whose edges lies over [`FAR_PX`] from the truth.
+    far: usize,
     distances: Vec<f32>,
 }
+
+/// An edge this far (px) from the true one is misplaced, not merely imprecise: the image has
+/// the right sides but not the right field.
+const FAR_PX: f32 = 10.0;
 
 impl Group {
     fn add(&mut self, wrong: bool, distances: &[f32]) {
         self.images += 1;
         self.wrong += wrong as usize;
+        self.far += distances.iter().any(|&d| d > FAR_PX) as usize;
         self.distances.extend_from_slice(distances);
     }
 
     /// Prints one line; returns the mean distance.
     fn report(&mut self, what: &str) -> f32 {
-        let (n, wrong, d) = (self.images, self.wrong, &mut self.distances);
+        let (n, wrong, far, d) = (self.images, self.wrong, self.far, &mut self.distances);
         if d.is_empty() {
             println!("{what}: {n} images, {wrong} with a missed or invented edge, no edges");
             return 0.0;
@@ -117,7 +124,7 @@ impl Group {
         let q = |p: f32| d[((d.len() - 1) as f32 * p) as usize];
         let mean = d.iter().sum::<f32>() / d.len() as f32;
         println!(
-            "{what}: {n} images, {wrong} with a missed or invented edge; {} edges: mean {mean:.3} px, median {:.3}, p90 {:.3}, p99 {:.3}, max {:.3}",
+            "{what}: {n} images, {wrong} with a missed or invented edge, {far} more with an edge over {FAR_PX} px off; {} edges: mean {mean:.3} px, median {:.3}, p90 {:.3}, p99 {:.3}, max {:.3}",
             d.len(),
             q(0.5),
             q(0.9),
