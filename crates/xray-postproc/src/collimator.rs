@@ -230,12 +230,14 @@ pub struct FieldEdge {
     pub side: Side,
     /// The edge, in input pixel coordinates, normal pointing into the field.
     pub line: Line,
-    /// Median contrast across the edge, in units of the working image's range (0..1), after
-    /// its log compression. An edge found by the second look at the dark end (a side with no
-    /// edge at first, see docs/postprocessing.md) is measured on that look's working image,
-    /// whose compression spreads the dark end: its contrast is not on the other edges' scale.
-    /// An edge found by the last look, the step along the found edges' rotation, gives its
-    /// median step in e-folds of the exposure (docs/postprocessing.md).
+    /// How far the exposure steps down across the edge, in e-folds: the median of the log
+    /// level a little inside the (refined) line minus the median a little outside, at the
+    /// detector's working resolution (2 working px either side). On linear input that is
+    /// `ln(inside / outside)`, with a floor of 0.2 % of the image's range under both levels
+    /// (a band at the floor reads about 6 e-folds below a field at the range's top); on log
+    /// input the range is taken to span 7 e-folds (docs/postprocessing.md). The same scale
+    /// for every edge, whichever look found it; 0 when the line has no sample pair inside
+    /// the image.
     pub contrast: f32,
     /// Share of the edge's visible length along which the inside is clearly brighter (for
     /// the last look's edges: the share of 8-sample stretches showing half the median step).
@@ -1753,7 +1755,20 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         }
         out.edges.sort_by_key(|e| e.side.index());
     }
+    for e in out.edges.iter_mut() {
+        e.contrast = edge_step(&work, &e.line);
+    }
     Ok(out)
+}
+
+/// The median step of the log exposure across `line` (input coordinates), e-folds: what
+/// [`FieldEdge::contrast`] reports (see [`step_exposure`], [`across_line`]).
+fn edge_step(work: &Work, line: &Line) -> f32 {
+    let f = work.f as f32;
+    let n = (line.nx, line.ny);
+    let rho = (line.c - (f - 1.0) / 2.0 * (n.0 + n.1)) / f;
+    let samples = across_line(&work.exposure, work.w, work.h, n, rho);
+    median(samples.iter().map(|s| s.0).collect()) - median(samples.iter().map(|s| s.1).collect())
 }
 
 /// The step look's least step across a line, in e-folds of the exposure (see [`step_look`]).

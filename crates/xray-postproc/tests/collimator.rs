@@ -872,3 +872,44 @@ fn arms_at_both_borders_turned_apart_are_not_a_field() {
     let c = detect_collimator(&plane, &cfg).unwrap();
     assert!(c.edges.is_empty(), "arms taken for blades: {:?}", c.edges);
 }
+
+/// A noise-free linear field (1000) with an open-beam disc (2000) in it, a band at 300 left of
+/// x = 40 and one at 0 above y = 30.
+fn field_with_two_bands() -> Vec<f32> {
+    let n = 256;
+    (0..n * n)
+        .map(|i| {
+            let (x, y) = ((i % n) as f32, (i / n) as f32);
+            if y < 30.0 {
+                0.0
+            } else if x < 40.0 {
+                300.0
+            } else if (x - 150.0).powi(2) + (y - 140.0).powi(2) < 900.0 {
+                2000.0
+            } else {
+                1000.0
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn edge_contrast_is_the_exposure_step_in_e_folds_whichever_edge() {
+    let img = field_with_two_bands();
+    let plane = Plane::new(&img, 256, 256).unwrap();
+    let c = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+    let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
+    assert_eq!(sides, [Side::Left, Side::Top], "{c:?}");
+    // Range 0..2000; with the 0.2 % floor the field reads ln(0.502) and the left band
+    // ln(0.152): a step of ln(0.502 / 0.152) = 1.19 e-folds, less the smoothing's blend
+    // at 2 working px (≈ 2 % of the step each side).
+    let left = c.edge(Side::Left).unwrap().contrast;
+    let expected = (0.502f32 / 0.152).ln();
+    assert!(
+        (left - expected).abs() < 0.15,
+        "left {left} against {expected}"
+    );
+    // A band at the floor steps down much further, on the same scale.
+    let top = c.edge(Side::Top).unwrap().contrast;
+    assert!(top > left + 2.0, "top {top}, left {left}");
+}
