@@ -308,5 +308,11 @@ fn synth_phantoms_guard_256() {
         st.trunk.wrong,
         st.trunk.images
     );
+    // Since the study counts them (2026-11-30, session 28): none of the 100 has the right
+    // sides with an edge over FAR_PX off.
+    assert_eq!(
+        st.all.far, 0,
+        "images with the right sides but an edge over {FAR_PX} px off (were 0)"
+    );
     assert!(mean.is_finite());
 }
