@@ -1739,7 +1739,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // rotation to sub-pixel accuracy: a blade missed by every look above is often still a
     // clean step along the whole line at that rotation (see `step_look`).
     if cfg.rotation_spread_deg.is_some() {
-        for (side, line, step, share) in step_look(&work, &out.edges) {
+        for (side, line, share) in step_look(&work, &out.edges) {
             let others: Vec<Line> = out.edges.iter().map(|e| e.line).collect();
             let line = if cfg.refine {
                 refine(img, line, &others, work.f, k)
@@ -1749,7 +1749,8 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             out.edges.push(FieldEdge {
                 side,
                 line,
-                contrast: step,
+                // Every edge's contrast is measured alike once all are refined, below.
+                contrast: 0.0,
                 support: share,
             });
         }
@@ -1767,8 +1768,22 @@ fn edge_step(work: &Work, line: &Line) -> f32 {
     let f = work.f as f32;
     let n = (line.nx, line.ny);
     let rho = (line.c - (f - 1.0) / 2.0 * (n.0 + n.1)) / f;
-    let samples = across_line(&work.exposure, work.w, work.h, n, rho);
+    median_step(&across_line(&work.exposure, work.w, work.h, n, rho))
+}
+
+/// The median of the inside samples minus the median of the outside ones (see
+/// [`across_line`]).
+fn median_step(samples: &[(f32, f32)]) -> f32 {
     median(samples.iter().map(|s| s.0).collect()) - median(samples.iter().map(|s| s.1).collect())
+}
+
+/// The mean step (inside minus outside) over each whole stretch of [`STEP_LOOK_STRETCH`]
+/// samples along a line (see [`across_line`]).
+fn stretch_steps(samples: &[(f32, f32)]) -> Vec<f32> {
+    samples
+        .chunks_exact(STEP_LOOK_STRETCH)
+        .map(|c| c.iter().map(|s| s.0 - s.1).sum::<f32>() / c.len() as f32)
+        .collect()
 }
 
 /// The step look's least step across a line, in e-folds of the exposure (see [`step_look`]).
@@ -1836,10 +1851,7 @@ fn step_exposure(lin: &[f32], log_input: bool) -> Vec<f32> {
 /// working px either side (1 when no whole stretch lies in the image). `n` is the inward unit
 /// normal and `rho` the offset, working units.
 fn stepping_share(work: &Work, n: (f32, f32), rho: f32) -> f32 {
-    let stretches: Vec<f32> = across_line(&work.exposure, work.w, work.h, n, rho)
-        .chunks_exact(STEP_LOOK_STRETCH)
-        .map(|c| c.iter().map(|s| s.0 - s.1).sum::<f32>() / c.len() as f32)
-        .collect();
+    let stretches = stretch_steps(&across_line(&work.exposure, work.w, work.h, n, rho));
     if stretches.is_empty() {
         return 1.0;
     }
@@ -1874,8 +1886,8 @@ fn median(mut v: Vec<f32>) -> f32 {
 /// px inside minus outside) is taken when that step is at least [`STEP_LOOK_MIN_STEP`]
 /// e-folds, at least [`STEP_LOOK_MIN_SHARE`] of its stretches show half of it, and it is
 /// not the body's outline, an arm or a limb's outline ([`STEP_LOOK_OPEN_BEAM`],
-/// [`STEP_LOOK_BRIGHT_FIELD`]). Returns (side, line in input coordinates, step, share).
-fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32, f32)> {
+/// [`STEP_LOOK_BRIGHT_FIELD`]). Returns (side, line in input coordinates, share).
+fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
     let Some(first) = edges.first() else {
         return Vec::new();
     };
@@ -1916,8 +1928,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32, f32)> {
         while rho <= lo + STEP_LOOK_DEPTH * (hi - lo) {
             let samples = across_line(exposure, w, h, n, rho);
             if samples.len() as f32 >= 0.2 * side_len && samples.len() >= STEP_LOOK_STRETCH {
-                let step = median(samples.iter().map(|s| s.0).collect())
-                    - median(samples.iter().map(|s| s.1).collect());
+                let step = median_step(&samples);
                 if best.is_none_or(|b| step > b.0) {
                     best = Some((step, rho));
                 }
@@ -1927,10 +1938,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32, f32)> {
         let Some((step, rho)) = best else {
             continue;
         };
-        let stretches: Vec<f32> = across_line(exposure, w, h, n, rho)
-            .chunks_exact(STEP_LOOK_STRETCH)
-            .map(|c| c.iter().map(|s| s.0 - s.1).sum::<f32>() / c.len() as f32)
-            .collect();
+        let stretches = stretch_steps(&across_line(exposure, w, h, n, rho));
         let share =
             stretches.iter().filter(|&&d| d > step / 2.0).count() as f32 / stretches.len() as f32;
         let inside = median(across_line(lin, w, h, n, rho).iter().map(|s| s.0).collect());
@@ -1952,7 +1960,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32, f32)> {
                 ny: n.1,
                 c: f as f32 * rho + off * (n.0 + n.1),
             };
-            out.push((side, line, step, share));
+            out.push((side, line, share));
         }
     }
     out
@@ -2398,7 +2406,7 @@ mod tests {
         };
         step_look(&work, &[left])
             .into_iter()
-            .map(|(side, line, _, _)| (side, line))
+            .map(|(side, line, _)| (side, line))
             .collect()
     }
 
