@@ -18,7 +18,7 @@ use crate::error::{readable_number, MetricsError, Result};
 use crate::report::{
     AucSummary, Averages, BoundarySummary, EqualMassSummary, PerImageSummary, Report,
 };
-use crate::roc::{key, BinnedAuc, ExactAuc};
+use crate::roc::{key, BinnedAuc, ExactAuc, MicroAuc};
 use crate::scores::{mean_over_images, Average, ClassMetric, ZeroDivision};
 use crate::validate::{check_len, check_planes, IGNORE};
 
@@ -378,7 +378,7 @@ impl Evaluator {
             iou: per_class_opt(ClassMetric::Iou),
         };
         let auc_result = match self.auc {
-            AucAcc::Exact(a) => Some(a.finish(true)),
+            AucAcc::Exact(a) => Some(a.finish(MicroAuc::Compute)),
             AucAcc::Binned(a) => Some(a.finish()),
             AucAcc::Off => None,
         };

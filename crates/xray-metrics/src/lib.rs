@@ -53,7 +53,7 @@ pub use plot::{
 pub use report::{
     AucSummary, Averages, BoundarySummary, EqualMassSummary, PerImageSummary, Report,
 };
-pub use roc::{roc_auc_ovr, roc_ovr, AucResult, BinnedAuc, ClassRoc, ExactAuc, RocPoint};
+pub use roc::{roc_auc_ovr, roc_ovr, AucResult, BinnedAuc, ClassRoc, ExactAuc, MicroAuc, RocPoint};
 pub use scores::{mean_over_images, Average, ClassMetric, Score, ZeroDivision};
 pub use temperature::{
     fit_temperature, softmax_with_temperature, LogitImage, TemperatureConfig, TemperatureFit,

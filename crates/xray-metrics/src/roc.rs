@@ -330,6 +330,17 @@ impl Iterator for MergeSorted<'_> {
     }
 }
 
+/// Whether [`roc_ovr`] and [`ExactAuc::finish`] also compute the micro-averaged AUC
+/// (scikit-learn's `average="micro"`: every class's pixels ranked together as one binary
+/// problem), which costs a merge over all classes' sorted keys and as much memory again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MicroAuc {
+    /// Per-class results only; [`AucResult::micro`] is `None`.
+    Skip,
+    /// Per-class results and the micro average.
+    Compute,
+}
+
 /// ROC results for all classes plus micro averaging.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AucResult {
@@ -351,11 +362,11 @@ impl AucResult {
     /// # Examples
     /// ```
     /// # fn main() -> Result<(), xray_metrics::MetricsError> {
-    /// use xray_metrics::{roc_ovr, Average, MetricsError};
+    /// use xray_metrics::{roc_ovr, Average, MetricsError, MicroAuc};
     /// let labels = [0u8, 1, 0, 1];
     /// // Class-major: planes of classes 0, 1 and 2; no pixel is of class 2.
     /// let probs = [0.9f32, 0.4, 0.6, 0.2, 0.1, 0.6, 0.4, 0.8, 0.0, 0.0, 0.0, 0.0];
-    /// let roc = roc_ovr(&labels, &probs, 3, false)?;
+    /// let roc = roc_ovr(&labels, &probs, 3, MicroAuc::Skip)?;
     /// assert_eq!(roc.per_class[1].auc, Some(1.0));
     /// assert_eq!(roc.per_class[2].auc, None);
     /// let err = roc.average(Average::Macro).unwrap_err();
@@ -439,12 +450,12 @@ impl ExactAuc {
     /// # Examples
     /// ```
     /// # fn main() -> Result<(), xray_metrics::MetricsError> {
-    /// use xray_metrics::ExactAuc;
+    /// use xray_metrics::{ExactAuc, MicroAuc};
     /// let mut acc = ExactAuc::new(2)?;
     /// // Two images of two pixels, class-major: class-0 plane, then class-1 plane.
     /// acc.add(&[0, 1], &[0.8, 0.3, 0.2, 0.7])?;
     /// acc.add(&[1, 0], &[0.7, 0.6, 0.3, 0.4])?;
-    /// let roc = acc.finish(false);
+    /// let roc = acc.finish(MicroAuc::Skip);
     /// // Class 1 over both images: positives score 0.7 and 0.3, negatives 0.2 and 0.4;
     /// // 3 of the 4 (positive, negative) pairs are ordered right.
     /// assert_eq!(roc.per_class[1].auc, Some(0.75));
@@ -506,8 +517,8 @@ impl ExactAuc {
     }
 
     /// Sorts (classes in parallel on the rayon pool) and computes the ROC of every class,
-    /// plus the micro average when `micro` is set (a merge over all classes' keys).
-    pub fn finish(mut self, micro: bool) -> AucResult {
+    /// plus the micro average when `micro` asks for it (a merge over all classes' keys).
+    pub fn finish(mut self, micro: MicroAuc) -> AucResult {
         let scored = self.scored;
         let positives = self.positives.clone();
         let sorted = self.sorted;
@@ -531,7 +542,7 @@ impl ExactAuc {
                 }
             })
             .collect();
-        let micro = if micro {
+        let micro = if micro == MicroAuc::Compute {
             let c = self.keys.len() as u64;
             let it = MergeSorted {
                 slices: self.keys.iter().map(|k| k.as_slice()).collect(),
@@ -666,11 +677,21 @@ pub fn roc_auc_ovr(
     num_classes: usize,
     average: Average,
 ) -> Result<f64> {
-    roc_ovr(labels, probs, num_classes, average == Average::Micro)?.average(average)
+    let micro = if average == Average::Micro {
+        MicroAuc::Compute
+    } else {
+        MicroAuc::Skip
+    };
+    roc_ovr(labels, probs, num_classes, micro)?.average(average)
 }
 
 /// All per-class ROC curves and AUCs (exact), plus micro when asked.
-pub fn roc_ovr(labels: &[u8], probs: &[f32], num_classes: usize, micro: bool) -> Result<AucResult> {
+pub fn roc_ovr(
+    labels: &[u8],
+    probs: &[f32],
+    num_classes: usize,
+    micro: MicroAuc,
+) -> Result<AucResult> {
     let n = check_planes(labels, probs, num_classes)?;
     first_bad_label(labels, num_classes)?;
     // Build each class's keys on its own rayon task.

@@ -263,7 +263,7 @@ fn auc_of_an_absent_class_is_undefined_not_a_number() {
             negatives: 4
         }
     ));
-    let r = roc_ovr(&labels, &probs, 3, false).unwrap();
+    let r = roc_ovr(&labels, &probs, 3, MicroAuc::Skip).unwrap();
     assert_eq!(r.per_class[2].auc, None);
     assert_eq!(r.per_class[0].auc, Some(1.0));
     let rep = report(&labels, &probs, 3);
@@ -283,7 +283,7 @@ fn auc_of_an_absent_class_is_undefined_not_a_number() {
 fn binned_auc_stays_within_its_bound_and_the_bound_shrinks() {
     let (c, n) = (3, 20_000);
     let (labels, probs) = data(n, c, 4);
-    let exact = roc_ovr(&labels, &probs, c, false).unwrap();
+    let exact = roc_ovr(&labels, &probs, c, MicroAuc::Skip).unwrap();
     let mut last = f64::INFINITY;
     for bins in [16, 256, 4096] {
         let mut b = BinnedAuc::new(c, bins).unwrap();
