@@ -714,6 +714,24 @@ struct Work {
 }
 
 impl Work {
+    /// The line with inward unit normal `n` at working offset `rho`, in input coordinates:
+    /// working pixel (i, j) is the mean of input pixels i·f ..= i·f + f − 1, centred at
+    /// i·f + (f − 1)/2.
+    fn input_line(&self, n: (f32, f32), rho: f32) -> Line {
+        let f = self.f as f32;
+        Line {
+            nx: n.0,
+            ny: n.1,
+            c: f * rho + (f - 1.0) / 2.0 * (n.0 + n.1),
+        }
+    }
+
+    /// The working offset of `line` (input coordinates): [`Work::input_line`] undone.
+    fn working_offset(&self, line: &Line) -> f32 {
+        let f = self.f as f32;
+        (line.c - (f - 1.0) / 2.0 * (line.nx + line.ny)) / f
+    }
+
     #[inline]
     fn at(&self, x: f32, y: f32) -> Option<f32> {
         bilinear(&self.v, self.w, self.h, x, y)
@@ -829,7 +847,8 @@ fn weak_lone_edge(v: &Verdict) -> bool {
 const RELAXED_ROTATION_GAP: f32 = 1.0;
 
 /// The working copy's linear values: box-averaged to `cfg.working_size` and smoothed, with
-/// their range (the 0.5–99.5 % spread).
+/// their range (the 0.5–99.5 % spread), and what every look's working image shares: the
+/// values normalised to that range and their log exposure.
 struct Downsampled {
     w: usize,
     h: usize,
@@ -837,11 +856,17 @@ struct Downsampled {
     v: Vec<f32>,
     lo: f32,
     span: f32,
+    /// See [`Work::lin`].
+    lin: Vec<f32>,
+    /// See [`Work::log_input`].
+    log_input: bool,
+    /// See [`Work::exposure`].
+    exposure: Vec<f32>,
 }
 
 /// The input box-averaged and smoothed; `None` for an image under 8 working pixels a side or
 /// a flat one.
-fn downsample(img: &Plane, cfg: &CollimatorConfig) -> Option<Downsampled> {
+fn downsample(img: &Plane, cfg: &CollimatorConfig, log_input: bool) -> Option<Downsampled> {
     let (iw, ih) = (img.width(), img.height());
     let f = iw.max(ih).div_ceil(cfg.working_size).max(1);
     let (w, h) = (iw.div_ceil(f), ih.div_ceil(f));
@@ -875,23 +900,28 @@ fn downsample(img: &Plane, cfg: &CollimatorConfig) -> Option<Downsampled> {
     if hi.is_nan() || lo.is_nan() || hi <= lo {
         return None;
     }
+    let span = hi - lo;
+    let lin: Vec<f32> = v.iter().map(|x| (x - lo) / span).collect();
+    let exposure = step_exposure(&lin, log_input);
     Some(Downsampled {
         w,
         h,
         f,
         v,
         lo,
-        span: hi - lo,
+        span,
+        lin,
+        log_input,
+        exposure,
     })
 }
 
 /// The working copy: the downsampled values normalised to their range and (with
 /// `cfg.log_compress`) log-compressed with an offset of `log_offset` of it, and their
 /// gradients.
-fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_input: bool, log_offset: f32) -> Work {
+fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_offset: f32) -> Work {
     let (w, h, f, lo, span) = (d.w, d.h, d.f, d.lo, d.span);
     let mut v = d.v.clone();
-    let lin: Vec<f32> = v.iter().map(|x| (x - lo) / span).collect();
     if cfg.log_compress {
         let delta = log_offset * span;
         let (l0, l1) = (delta.ln(), (span + delta).ln());
@@ -916,18 +946,17 @@ fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_input: bool, log_offs
                 (p(-1, 1) + 2.0 * p(0, 1) + p(1, 1) - p(-1, -1) - 2.0 * p(0, -1) - p(1, -1)) / 8.0;
         }
     }
-    let exposure = step_exposure(&lin, log_input);
     Work {
         w,
         h,
         f,
         v,
-        lin,
-        log_input,
+        lin: d.lin.clone(),
+        log_input: d.log_input,
         band_ceiling: 0.0,
         gx,
         gy,
-        exposure,
+        exposure: d.exposure.clone(),
     }
 }
 
@@ -1601,12 +1630,10 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         InputScale::Linear => false,
         InputScale::Log => true,
     };
-    let Some(down) = downsample(img, cfg) else {
+    let Some(down) = downsample(img, cfg, log_input) else {
         return Ok(out);
     };
-    let work = build_work(&down, cfg, log_input, LOG_OFFSET);
-    let f = work.f as f32;
-    let off = (f - 1.0) / 2.0;
+    let work = build_work(&down, cfg, LOG_OFFSET);
     let mut accepted: Vec<(Side, Vec<(Cand, Verdict)>)> = Side::ALL
         .iter()
         .map(|&side| (side, accepted_candidates(&work, side, cfg, |_| true)))
@@ -1627,7 +1654,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     let mut faint: Option<Work> = None;
     if rotation.is_none() && cfg.log_compress {
         if let Some(spread) = cfg.rotation_spread_deg {
-            let work = faint.insert(build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
+            let work = faint.insert(build_work(&down, cfg, FAINT_LOG_OFFSET));
             let strict = strict_first_edge(cfg);
             for (side, found) in accepted.iter_mut() {
                 *found = accepted_candidates(work, *side, &strict, |_| true)
@@ -1648,8 +1675,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // both within a few per cent of the range), for candidates at that rotation only.
     if rotation.is_some() && cfg.log_compress {
         search_empty_sides(&mut accepted, consistent, |side| {
-            let faint =
-                faint.get_or_insert_with(|| build_work(&down, cfg, log_input, FAINT_LOG_OFFSET));
+            let faint = faint.get_or_insert_with(|| build_work(&down, cfg, FAINT_LOG_OFFSET));
             accepted_candidates(faint, side, cfg, consistent)
         });
         // A third look, on linear input, at sides still empty: the darkest end, for edges
@@ -1670,7 +1696,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             search_empty_sides(&mut accepted, consistent, |side| {
                 let work = darkest.get_or_insert_with(|| Work {
                     band_ceiling: cfg.max_outside_level,
-                    ..build_work(&down, cfg, log_input, DARKEST_LOG_OFFSET)
+                    ..build_work(&down, cfg, DARKEST_LOG_OFFSET)
                 });
                 accepted_candidates(work, side, &darkest_cfg, consistent)
                     .into_iter()
@@ -1707,17 +1733,11 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         let Some((cand, verdict)) = best else {
             continue;
         };
-        let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
-        // Working (i, j) is the mean of input pixels i·f .. i·f+f−1, centred at i·f + off.
-        let line = Line {
-            nx,
-            ny,
-            c: f * cand.rho + off * (nx + ny),
-        };
         out.edges.push(FieldEdge {
             side,
-            line,
-            contrast: verdict.contrast,
+            line: work.input_line((cand.phi.cos(), cand.phi.sin()), cand.rho),
+            // Every edge's contrast is measured alike once all are refined, below.
+            contrast: 0.0,
             support: verdict.support,
         });
     }
@@ -1749,7 +1769,6 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             out.edges.push(FieldEdge {
                 side,
                 line,
-                // Every edge's contrast is measured alike once all are refined, below.
                 contrast: 0.0,
                 support: share,
             });
@@ -1765,10 +1784,14 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
 /// The median step of the log exposure across `line` (input coordinates), e-folds: what
 /// [`FieldEdge::contrast`] reports (see [`step_exposure`], [`across_line`]).
 fn edge_step(work: &Work, line: &Line) -> f32 {
-    let f = work.f as f32;
-    let n = (line.nx, line.ny);
-    let rho = (line.c - (f - 1.0) / 2.0 * (n.0 + n.1)) / f;
-    median_step(&across_line(&work.exposure, work.w, work.h, n, rho))
+    let rho = work.working_offset(line);
+    median_step(&across_line(
+        &work.exposure,
+        work.w,
+        work.h,
+        (line.nx, line.ny),
+        rho,
+    ))
 }
 
 /// The median of the inside samples minus the median of the outside ones (see
@@ -1852,10 +1875,16 @@ fn step_exposure(lin: &[f32], log_input: bool) -> Vec<f32> {
 /// normal and `rho` the offset, working units.
 fn stepping_share(work: &Work, n: (f32, f32), rho: f32) -> f32 {
     let stretches = stretch_steps(&across_line(&work.exposure, work.w, work.h, n, rho));
+    share_over(&stretches, STEPPING_MIN_STEP)
+}
+
+/// The share of `stretches` (see [`stretch_steps`]) whose step exceeds `min` (1 when there
+/// are none).
+fn share_over(stretches: &[f32], min: f32) -> f32 {
     if stretches.is_empty() {
         return 1.0;
     }
-    stretches.iter().filter(|&&d| d > STEPPING_MIN_STEP).count() as f32 / stretches.len() as f32
+    stretches.iter().filter(|&&d| d > min).count() as f32 / stretches.len() as f32
 }
 
 /// The step (e-folds) a stretch of a line must show to count in [`stepping_share`].
@@ -1870,10 +1899,14 @@ const STEPPING_MIN_STEP: f32 = 0.1;
 /// 0.2–0.5 there.
 const MIN_STEPPING_SHARE: f32 = 0.4;
 
-/// The median of `v` ([`percentile_sorted`]'s; 0 when empty).
+/// The median of `v`: [`percentile_sorted`]'s element at 0.5, found by selection instead of
+/// a full sort (0 when empty).
 fn median(mut v: Vec<f32>) -> f32 {
-    v.sort_by(f32::total_cmp);
-    percentile_sorted(&v, 0.5)
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() - 1) as f32 * 0.5).round() as usize;
+    *v.select_nth_unstable_by(i, f32::total_cmp).1
 }
 
 /// The last look, at the sides still without an edge once the field's edges are found and
@@ -1891,7 +1924,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
     let Some(first) = edges.first() else {
         return Vec::new();
     };
-    let (w, h, f, lin, log_input) = (work.w, work.h, work.f, &work.lin, work.log_input);
+    let (w, h, lin, log_input) = (work.w, work.h, &work.lin, work.log_input);
     let exposure = &work.exposure;
     // The inward normal of side k: the first edge's normal turned by quarter turns.
     let j = first.side.index();
@@ -1908,7 +1941,6 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
         (0.0, (h - 1) as f32),
         ((w - 1) as f32, (h - 1) as f32),
     ];
-    let off = (f as f32 - 1.0) / 2.0;
     let mut out = Vec::new();
     for (k, &side) in Side::ALL.iter().enumerate() {
         if edges.iter().any(|e| e.side == side) {
@@ -1938,9 +1970,10 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
         let Some((step, rho)) = best else {
             continue;
         };
-        let stretches = stretch_steps(&across_line(exposure, w, h, n, rho));
-        let share =
-            stretches.iter().filter(|&&d| d > step / 2.0).count() as f32 / stretches.len() as f32;
+        let share = share_over(
+            &stretch_steps(&across_line(exposure, w, h, n, rho)),
+            step / 2.0,
+        );
         let inside = median(across_line(lin, w, h, n, rho).iter().map(|s| s.0).collect());
         // The exposure just inside in e-folds below the top of the range.
         let inside_exposure = if log_input {
@@ -1955,12 +1988,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
             && inside < STEP_LOOK_OPEN_BEAM
             && !shallow_beside_bright
         {
-            let line = Line {
-                nx: n.0,
-                ny: n.1,
-                c: f as f32 * rho + off * (n.0 + n.1),
-            };
-            out.push((side, line, share));
+            out.push((side, work.input_line(n, rho), share));
         }
     }
     out
@@ -2332,9 +2360,9 @@ mod tests {
             .collect();
         let cfg = CollimatorConfig::default();
         let plane = Plane::new(&img, w, h).unwrap();
-        let down = downsample(&plane, &cfg).unwrap();
+        let down = downsample(&plane, &cfg, false).unwrap();
         assert_eq!(down.f, 1);
-        let work = build_work(&down, &cfg, false, LOG_OFFSET);
+        let work = build_work(&down, &cfg, LOG_OFFSET);
         let peak = Cand {
             phi: 0.0,
             rho: 3.0,
@@ -2389,9 +2417,8 @@ mod tests {
         let plane = Plane::new(img, 256, 256).unwrap();
         let cfg = CollimatorConfig::default();
         let work = build_work(
-            &downsample(&plane, &cfg).unwrap(),
+            &downsample(&plane, &cfg, log_input).unwrap(),
             &cfg,
-            log_input,
             LOG_OFFSET,
         );
         let left = FieldEdge {
@@ -2466,7 +2493,7 @@ mod tests {
             .collect();
         let plane = Plane::new(&img, n, n).unwrap();
         let cfg = CollimatorConfig::default();
-        let work = build_work(&downsample(&plane, &cfg).unwrap(), &cfg, false, LOG_OFFSET);
+        let work = build_work(&downsample(&plane, &cfg, false).unwrap(), &cfg, LOG_OFFSET);
         assert_eq!(work.f, 1);
         stepping_share(&work, (1.0, 0.0), 29.5)
     }
