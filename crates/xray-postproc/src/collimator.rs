@@ -803,10 +803,6 @@ const FAINT_LOG_OFFSET: f32 = 0.01;
 /// field's rotation: the very dark end, where a blade over a pelvis or hip leaves the field
 /// at under 1 % of the range and the band at a third of that.
 const DARKEST_LOG_OFFSET: f32 = 0.002;
-/// The third look only takes an edge whose field just inside is at most this share of the
-/// range (linear): it is there for edges that only the dark end hides. A step above it that
-/// the first two looks did not accept is not a blade (a blade there steps by far more).
-const DARKEST_FIELD_LEVEL: f32 = 0.05;
 
 /// The look at an image whose first look found nothing (see `strict_first_edge`) only takes
 /// a line whose band is on average at least this many working px deep: a line hugging the
@@ -1679,12 +1675,13 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             accepted_candidates(faint, side, cfg, consistent)
         });
         // A third look, on linear input, at sides still empty: the darkest end, for edges
-        // whose field just inside is itself dark (DARKEST_FIELD_LEVEL). Its contrast asks
-        // for the same exposure ratio as the first look's; the flat-beyond test is left out
-        // (the band's scatter gradient is as large as such an edge's linear step, and the arm
-        // strips that test is there for pass a fifth of the beam, far above this level), and the band
+        // over thick anatomy, whose field and band the first two looks compress together.
+        // Its contrast asks for the same exposure ratio as the first look's; the flat-beyond
+        // test is left out (over a thick trunk the band's scatter glow falls by more than
+        // that test allows, on blades the first looks refused for it alone), and the band
         // may hold collimated open beam up to `max_outside_level` (brighter than the field
-        // over a thick trunk).
+        // over a thick trunk). Only candidates at the field's rotation are tried, which is
+        // what keeps arm strips out here.
         if !log_input {
             let lr = |e: f32| ((1.0 + e) / e).ln();
             let darkest_cfg = CollimatorConfig {
@@ -1700,7 +1697,10 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 });
                 accepted_candidates(work, side, &darkest_cfg, consistent)
                     .into_iter()
-                    .filter(|(_, v)| v.inside <= DARKEST_FIELD_LEVEL)
+                    .filter(|(_, v)| {
+                        v.inside < BRIGHT_FIELD_LEVEL
+                            || v.outside <= DARKEST_LOOK_OUTSIDE_RATIO * v.inside
+                    })
                     .collect()
             });
         }
@@ -1828,13 +1828,20 @@ const STEP_LOOK_LOG_SPAN: f32 = 7.0;
 /// outline (a shoulder, an arm), not a blade.
 const STEP_LOOK_OPEN_BEAM: f32 = 0.9;
 /// A step look line whose field just inside receives at least this share of the exposure at
-/// the top of the range must step down to at most [`WEAK_LONE_OUTSIDE_RATIO`] of it: behind
-/// a blade only leakage and scatter arrive, and only where the field itself is dark (a thick
-/// trunk, whose scatter is large next to its primary) does the band come close to the
-/// field's level. A shallower step beside a bright field is anatomy: an arm cut by the border
-/// (whose strip stays at 0.40–0.70 of the level inside, see [`WEAK_LONE_CONTRAST`]), a
-/// limb's outline seen through the presentation mask.
-const STEP_LOOK_BRIGHT_FIELD: f32 = DARKEST_FIELD_LEVEL;
+/// the top of the range must step down to at most [`WEAK_LONE_OUTSIDE_RATIO`] of it (a third
+/// look line to [`DARKEST_LOOK_OUTSIDE_RATIO`]): behind a blade only leakage and scatter
+/// arrive, and only where the field itself is dark (a thick trunk, whose scatter is large
+/// next to its primary) does the band come close to the field's level. A shallower step
+/// beside a bright field is anatomy: an arm cut by the border (whose strip stays at 0.40–0.70
+/// of the level inside, see [`WEAK_LONE_CONTRAST`]), a limb's outline seen through the
+/// presentation mask.
+const BRIGHT_FIELD_LEVEL: f32 = 0.05;
+/// The third look's largest level just outside a line beside a field above
+/// [`BRIGHT_FIELD_LEVEL`], as a share of the level just inside (linear, range-normalised
+/// values). Looser than the step look's [`WEAK_LONE_OUTSIDE_RATIO`]: the blades this look
+/// finds lie over thick trunks whose scatter glows in the band next to the edge; those the
+/// first two looks refused on the synth studies stepped down to 0.12–0.5 of their field.
+const DARKEST_LOOK_OUTSIDE_RATIO: f32 = 0.55;
 
 /// Samples across a line at `rho` (working units, inward unit normal `n`) of a working
 /// plane `p`: the values [`STEP_LOOK_REACH`] inside and outside, where both lie in the image.
@@ -1919,7 +1926,7 @@ fn median(mut v: Vec<f32>) -> f32 {
 /// px inside minus outside) is taken when that step is at least [`STEP_LOOK_MIN_STEP`]
 /// e-folds, at least [`STEP_LOOK_MIN_SHARE`] of its stretches show half of it, and it is
 /// not the body's outline, an arm or a limb's outline ([`STEP_LOOK_OPEN_BEAM`],
-/// [`STEP_LOOK_BRIGHT_FIELD`]). Returns (side, line in input coordinates, share).
+/// [`BRIGHT_FIELD_LEVEL`]). Returns (side, line in input coordinates, share).
 fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
     let Some(first) = edges.first() else {
         return Vec::new();
@@ -1982,7 +1989,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
             inside.max(f32::MIN_POSITIVE).ln()
         };
         let shallow_beside_bright =
-            inside_exposure >= STEP_LOOK_BRIGHT_FIELD.ln() && step < -WEAK_LONE_OUTSIDE_RATIO.ln();
+            inside_exposure >= BRIGHT_FIELD_LEVEL.ln() && step < -WEAK_LONE_OUTSIDE_RATIO.ln();
         if step >= STEP_LOOK_MIN_STEP
             && share >= STEP_LOOK_MIN_SHARE
             && inside < STEP_LOOK_OPEN_BEAM
