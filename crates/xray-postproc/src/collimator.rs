@@ -1680,8 +1680,10 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         // test is left out (over a thick trunk the band's scatter glow falls by more than
         // that test allows, on blades the first looks refused for it alone), and the band
         // may hold collimated open beam up to `max_outside_level` (brighter than the field
-        // over a thick trunk). Only candidates at the field's rotation are tried, which is
-        // what keeps arm strips out here.
+        // over a thick trunk). What keeps arms out: candidates at the field's rotation only,
+        // the level just outside under `max_outside_level` as in the first look (an arm's
+        // strip beside a chest lies above it), and, beside a field above
+        // BRIGHT_FIELD_LEVEL, a step down to at most DARKEST_LOOK_OUTSIDE_RATIO of it.
         if !log_input {
             let lr = |e: f32| ((1.0 + e) / e).ln();
             let darkest_cfg = CollimatorConfig {
