@@ -1842,8 +1842,10 @@ const BRIGHT_FIELD_LEVEL: f32 = 0.05;
 /// [`BRIGHT_FIELD_LEVEL`], as a share of the level just inside (linear, range-normalised
 /// values). Looser than the step look's [`WEAK_LONE_OUTSIDE_RATIO`]: the blades this look
 /// finds lie over thick trunks whose scatter glows in the band next to the edge; those the
-/// first two looks refused on the synth studies stepped down to 0.12–0.5 of their field.
-const DARKEST_LOOK_OUTSIDE_RATIO: f32 = 0.55;
+/// first two looks refused on the synth studies stepped down to 0.12–0.5 of their field
+/// (5th–95th percentile), and a step to two thirds of a field at 12 % of the range is refused
+/// (tests/collimator.rs).
+const DARKEST_LOOK_OUTSIDE_RATIO: f32 = 0.62;
 
 /// Samples across a line at `rho` (working units, inward unit normal `n`) of a working
 /// plane `p`: the values [`STEP_LOOK_REACH`] inside and outside, where both lie in the image.

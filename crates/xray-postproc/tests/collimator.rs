@@ -626,7 +626,7 @@ fn a_faint_blade_over_a_dense_trunk_is_found_at_the_dark_end() {
     assert_left_blade_found(&dark_trunk_field(0.008, 0.0024), 1.0);
     // The same faint step (a ratio of 1.5) where the field is brighter, at 12 % of the beam,
     // is not a blade (a blade there steps down many times further): beside a field that
-    // bright the third look only takes a step down to at most 0.55 of its level.
+    // bright the third look only takes a step down to at most 0.62 of its level.
     let img = dark_trunk_field(0.12, 0.08);
     let cfg = CollimatorConfig {
         input_scale: InputScale::Linear,
