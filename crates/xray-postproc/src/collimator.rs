@@ -1853,10 +1853,37 @@ fn across_line(p: &[f32], w: usize, h: usize, n: (f32, f32), rho: f32) -> Vec<(f
     let (nx, ny) = n;
     let (fx, fy) = (nx * rho, ny * rho);
     let reach = (w + h) as i32;
-    (-reach..=reach)
+    let r = STEP_LOOK_REACH;
+    // Only the steps along the line where both samples can lie in the image: each of their
+    // coordinates, a + b·t, must stay within 0..=len. Widened by a step either side against
+    // rounding; the samples themselves are still checked.
+    let mut lo = -reach as f32;
+    let mut hi = reach as f32;
+    for (a, b, len) in [
+        (fx + r * nx, -ny, (w - 1) as f32),
+        (fx - r * nx, -ny, (w - 1) as f32),
+        (fy + r * ny, nx, (h - 1) as f32),
+        (fy - r * ny, nx, (h - 1) as f32),
+    ] {
+        if b.abs() < 1e-6 {
+            // Moves by under 0.002 px over the whole range of steps.
+            if !(-1.0..=len + 1.0).contains(&a) {
+                return Vec::new();
+            }
+            continue;
+        }
+        let (t0, t1) = ((0.0 - a) / b, (len - a) / b);
+        lo = lo.max(t0.min(t1));
+        hi = hi.min(t0.max(t1));
+    }
+    if lo > hi {
+        return Vec::new();
+    }
+    let first = (lo.floor() as i32 - 1).max(-reach);
+    let last = (hi.ceil() as i32 + 1).min(reach);
+    (first..=last)
         .filter_map(|t| {
             let (x, y) = (fx - t as f32 * ny, fy + t as f32 * nx);
-            let r = STEP_LOOK_REACH;
             Some((
                 bilinear(p, w, h, x + r * nx, y + r * ny)?,
                 bilinear(p, w, h, x - r * nx, y - r * ny)?,
@@ -2302,6 +2329,52 @@ mod tests {
         FieldEdge, Line, Side, Verdict, LOG_OFFSET, MIN_STEPPING_SHARE,
     };
     use crate::probs::Plane;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    #[test]
+    fn across_line_visits_exactly_the_steps_whose_samples_lie_in_the_image() {
+        // The reference: every step of the line's full range, each sample checked.
+        fn every_step(p: &[f32], w: usize, h: usize, n: (f32, f32), rho: f32) -> Vec<(f32, f32)> {
+            let (nx, ny) = n;
+            let r = super::STEP_LOOK_REACH;
+            let reach = (w + h) as i32;
+            (-reach..=reach)
+                .filter_map(|t| {
+                    let (x, y) = (nx * rho - t as f32 * ny, ny * rho + t as f32 * nx);
+                    Some((
+                        super::bilinear(p, w, h, x + r * nx, y + r * ny)?,
+                        super::bilinear(p, w, h, x - r * nx, y - r * ny)?,
+                    ))
+                })
+                .collect()
+        }
+        let mut rng = StdRng::seed_from_u64(7);
+        for &(w, h) in &[(256usize, 256usize), (97, 203), (5, 5)] {
+            let p: Vec<f32> = (0..w * h).map(|_| rng.random_range(0.0..1.0)).collect();
+            let mut lines: Vec<((f32, f32), f32)> = Vec::new();
+            // Axis-aligned normals (a zero component), near-axis ones and any angle; offsets
+            // inside, at and beyond the border.
+            for deg in [0.0f32, 90.0, 180.0, 270.0, 0.0001, 89.9999, 45.0] {
+                for rho in [-300.0f32, -4.0, -2.0, 0.0, 1.5, 100.0, 250.0, 400.0] {
+                    let a = deg.to_radians();
+                    lines.push(((a.cos(), a.sin()), rho));
+                }
+            }
+            for _ in 0..500 {
+                let a: f32 = rng.random_range(0.0..std::f32::consts::TAU);
+                let rho = rng.random_range(-400.0..400.0);
+                lines.push(((a.cos(), a.sin()), rho));
+            }
+            for (n, rho) in lines {
+                assert_eq!(
+                    super::across_line(&p, w, h, n, rho),
+                    every_step(&p, w, h, n, rho),
+                    "{w}x{h}, n {n:?}, rho {rho}"
+                );
+            }
+        }
+    }
 
     fn found(cands: &[(i32, f32)]) -> Vec<(Cand, Verdict)> {
         cands
