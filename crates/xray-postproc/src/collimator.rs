@@ -689,8 +689,9 @@ impl CollimatorConfig {
     }
 }
 
-/// The downsampled, normalised working copy.
-struct Work {
+/// The downsampled, normalised working copy: one per look's log offset, sharing the
+/// offset-free planes of the [`Downsampled`] it was built from.
+struct Work<'a> {
     w: usize,
     h: usize,
     /// Downsampling factor: working pixel (i, j) covers input pixels [i·f, i·f+f).
@@ -699,7 +700,7 @@ struct Work {
     v: Vec<f32>,
     /// Linearly normalised values: the test that the collimated band holds nothing bright
     /// (log compression would magnify the dim scatter glow that real collimators show).
-    lin: Vec<f32>,
+    lin: &'a [f32],
     /// Whether the input's values are log-processed ([`CollimatorConfig::input_scale`]).
     log_input: bool,
     /// Linear level (share of the range) up to which the band may be bright without counting
@@ -710,10 +711,10 @@ struct Work {
     gy: Vec<f32>,
     /// Log exposure (see [`step_exposure`]): the step look's plane, and the test that a
     /// candidate line steps down along enough of its length ([`stepping_share`]).
-    exposure: Vec<f32>,
+    exposure: &'a [f32],
 }
 
-impl Work {
+impl Work<'_> {
     /// The line with inward unit normal `n` at working offset `rho`, in input coordinates:
     /// working pixel (i, j) is the mean of input pixels i·f ..= i·f + f − 1, centred at
     /// i·f + (f − 1)/2.
@@ -915,7 +916,7 @@ fn downsample(img: &Plane, cfg: &CollimatorConfig, log_input: bool) -> Option<Do
 /// The working copy: the downsampled values normalised to their range and (with
 /// `cfg.log_compress`) log-compressed with an offset of `log_offset` of it, and their
 /// gradients.
-fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_offset: f32) -> Work {
+fn build_work<'a>(d: &'a Downsampled, cfg: &CollimatorConfig, log_offset: f32) -> Work<'a> {
     let (w, h, f, lo, span) = (d.w, d.h, d.f, d.lo, d.span);
     let mut v = d.v.clone();
     if cfg.log_compress {
@@ -947,12 +948,12 @@ fn build_work(d: &Downsampled, cfg: &CollimatorConfig, log_offset: f32) -> Work 
         h,
         f,
         v,
-        lin: d.lin.clone(),
+        lin: &d.lin,
         log_input: d.log_input,
         band_ceiling: 0.0,
         gx,
         gy,
-        exposure: d.exposure.clone(),
+        exposure: &d.exposure,
     }
 }
 
@@ -1072,7 +1073,10 @@ struct Measures {
 
 /// Per row of the working image, the columns `lo..hi` of the band beyond `cand`'s line: the
 /// pixels more than [`MARGIN`] outside it (an empty range where the row has none).
-fn band_rows(work: &Work, cand: Cand) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+fn band_rows<'w>(
+    work: &'w Work<'_>,
+    cand: Cand,
+) -> impl Iterator<Item = (usize, usize, usize)> + 'w {
     let (nx, ny) = (cand.phi.cos(), cand.phi.sin());
     let w = work.w;
     (0..work.h).map(move |y| {
@@ -1144,8 +1148,8 @@ fn measure(work: &Work, cand: Cand, side: Side, cfg: &CollimatorConfig) -> Optio
         let (Some(vin), Some(vout)) = (work.at(qx, qy), work.at(rx, ry)) else {
             continue;
         };
-        let lin_in = bilinear(&work.lin, w, h, qx, qy).unwrap_or(vin);
-        let lin_out = bilinear(&work.lin, w, h, rx, ry).unwrap_or(vout);
+        let lin_in = bilinear(work.lin, w, h, qx, qy).unwrap_or(vin);
+        let lin_out = bilinear(work.lin, w, h, rx, ry).unwrap_or(vout);
         // The ray and the steepest step are filled in below, for the samples that count.
         samples.push([vin, vout, lin_in, lin_out, lin_out, f32::NAN, lin_out]);
         at.push((px, py));
@@ -1700,8 +1704,12 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 accepted_candidates(work, side, &darkest_cfg, consistent)
                     .into_iter()
                     .filter(|(_, v)| {
-                        v.inside < BRIGHT_FIELD_LEVEL
-                            || v.outside <= DARKEST_LOOK_OUTSIDE_RATIO * v.inside
+                        let (inside, outside) = (v.inside.ln(), v.outside.ln());
+                        !shallow_beside_bright_field(
+                            inside,
+                            inside - outside,
+                            DARKEST_LOOK_OUTSIDE_RATIO,
+                        )
                     })
                     .collect()
             });
@@ -1788,7 +1796,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
 fn edge_step(work: &Work, line: &Line) -> f32 {
     let rho = work.working_offset(line);
     median_step(&across_line(
-        &work.exposure,
+        work.exposure,
         work.w,
         work.h,
         (line.nx, line.ny),
@@ -1846,6 +1854,14 @@ const BRIGHT_FIELD_LEVEL: f32 = 0.05;
 /// (5th–95th percentile), and a step to two thirds of a field at 12 % of the range is refused
 /// (tests/collimator.rs).
 const DARKEST_LOOK_OUTSIDE_RATIO: f32 = 0.62;
+
+/// Whether a step of `step` e-folds down from a field whose exposure just inside is `inside`
+/// (natural log of its share of the top of the range) is too shallow for a blade beside a
+/// field that bright: above [`BRIGHT_FIELD_LEVEL`], the band must fall to at most
+/// `max_ratio` of the field's level.
+fn shallow_beside_bright_field(inside: f32, step: f32, max_ratio: f32) -> bool {
+    inside >= BRIGHT_FIELD_LEVEL.ln() && step < -max_ratio.ln()
+}
 
 /// Samples across a line at `rho` (working units, inward unit normal `n`) of a working
 /// plane `p`: the values [`STEP_LOOK_REACH`] inside and outside, where both lie in the image.
@@ -1912,7 +1928,7 @@ fn step_exposure(lin: &[f32], log_input: bool) -> Vec<f32> {
 /// working px either side (1 when no whole stretch lies in the image). `n` is the inward unit
 /// normal and `rho` the offset, working units.
 fn stepping_share(work: &Work, n: (f32, f32), rho: f32) -> f32 {
-    let stretches = stretch_steps(&across_line(&work.exposure, work.w, work.h, n, rho));
+    let stretches = stretch_steps(&across_line(work.exposure, work.w, work.h, n, rho));
     share_over(&stretches, STEPPING_MIN_STEP)
 }
 
@@ -1962,8 +1978,8 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
     let Some(first) = edges.first() else {
         return Vec::new();
     };
-    let (w, h, lin, log_input) = (work.w, work.h, &work.lin, work.log_input);
-    let exposure = &work.exposure;
+    let (w, h, lin, log_input) = (work.w, work.h, work.lin, work.log_input);
+    let exposure = work.exposure;
     // The inward normal of side k: the first edge's normal turned by quarter turns.
     let j = first.side.index();
     let normal = |k: usize| {
@@ -1992,8 +2008,9 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
                 (a.min(d), b.max(d))
             });
         let side_len = if n.0.abs() > n.1.abs() { h } else { w } as f32;
-        // (median step, offset) of the line with the largest step.
+        // (median step, offset) of the line with the largest step, and its samples.
         let mut best: Option<(f32, f32)> = None;
+        let mut best_samples = Vec::new();
         let mut rho = lo;
         while rho <= lo + STEP_LOOK_DEPTH * (hi - lo) {
             let samples = across_line(exposure, w, h, n, rho);
@@ -2001,6 +2018,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
                 let step = median_step(&samples);
                 if best.is_none_or(|b| step > b.0) {
                     best = Some((step, rho));
+                    best_samples = samples;
                 }
             }
             rho += 1.0;
@@ -2008,10 +2026,7 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
         let Some((step, rho)) = best else {
             continue;
         };
-        let share = share_over(
-            &stretch_steps(&across_line(exposure, w, h, n, rho)),
-            step / 2.0,
-        );
+        let share = share_over(&stretch_steps(&best_samples), step / 2.0);
         let inside = median(across_line(lin, w, h, n, rho).iter().map(|s| s.0).collect());
         // The exposure just inside in e-folds below the top of the range.
         let inside_exposure = if log_input {
@@ -2019,12 +2034,10 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
         } else {
             inside.max(f32::MIN_POSITIVE).ln()
         };
-        let shallow_beside_bright =
-            inside_exposure >= BRIGHT_FIELD_LEVEL.ln() && step < -WEAK_LONE_OUTSIDE_RATIO.ln();
         if step >= STEP_LOOK_MIN_STEP
             && share >= STEP_LOOK_MIN_SHARE
             && inside < STEP_LOOK_OPEN_BEAM
-            && !shallow_beside_bright
+            && !shallow_beside_bright_field(inside_exposure, step, WEAK_LONE_OUTSIDE_RATIO)
         {
             out.push((side, work.input_line(n, rho), share));
         }
@@ -2500,11 +2513,8 @@ mod tests {
     fn step_look_on(img: &[f32], log_input: bool) -> Vec<(Side, Line)> {
         let plane = Plane::new(img, 256, 256).unwrap();
         let cfg = CollimatorConfig::default();
-        let work = build_work(
-            &downsample(&plane, &cfg, log_input).unwrap(),
-            &cfg,
-            LOG_OFFSET,
-        );
+        let down = downsample(&plane, &cfg, log_input).unwrap();
+        let work = build_work(&down, &cfg, LOG_OFFSET);
         let left = FieldEdge {
             side: Side::Left,
             line: Line {
@@ -2577,7 +2587,8 @@ mod tests {
             .collect();
         let plane = Plane::new(&img, n, n).unwrap();
         let cfg = CollimatorConfig::default();
-        let work = build_work(&downsample(&plane, &cfg, false).unwrap(), &cfg, LOG_OFFSET);
+        let down = downsample(&plane, &cfg, false).unwrap();
+        let work = build_work(&down, &cfg, LOG_OFFSET);
         assert_eq!(work.f, 1);
         stepping_share(&work, (1.0, 0.0), 29.5)
     }
