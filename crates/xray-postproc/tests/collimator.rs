@@ -756,6 +756,7 @@ fn a_dark_half_of_the_image_is_anatomy_not_a_band_by_default() {
     // middle of the image, their bands 38-50 % of it; no true band of the synth studies held
     // more than about 28 %).
     let mut rng = StdRng::seed_from_u64(17);
+    // The outline is softer than a blade's penumbra (`edge`): about 2.5 px instead of 0.8.
     let img = noisy_trunk(&mut rng, 200.0, false, |x, _| {
         0.1 + 0.9 / (1.0 + ((x - 140.5) / 2.5).exp())
     });
