@@ -268,6 +268,8 @@ fn synth_phantoms_study_512() {
     // held to looser bounds so that neither can get worse unnoticed. Over sixteen samples of
     // 400 (2026-11-30, session 27) the worst read 3.5 % of all images and 15.2 % of trunk
     // views wrong (seed 31); the bounds were 10 % of all images and none on trunk views before.
+    // On the fresh seeds 1001-1016 and 2001-2016 (session 30) the worst read 17.3 % of trunk
+    // views (seed 1012) and 17.2 % (seed 2016): a fresh seed may come near the bound.
     assert!(
         mean <= 1.0 && st.all.wrong * 100 <= 5 * n,
         "all images: mean <= 1 px and <= 5 % images with a missed/invented edge"
