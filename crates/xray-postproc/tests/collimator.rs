@@ -18,6 +18,15 @@ fn independent_sides() -> CollimatorConfig {
     }
 }
 
+/// The default configuration for the images built linear here: their scale is stated, not
+/// left to the noise test of [`InputScale::Auto`].
+fn linear() -> CollimatorConfig {
+    CollimatorConfig {
+        input_scale: InputScale::Linear,
+        ..CollimatorConfig::default()
+    }
+}
+
 /// The detected field, checked by [`xray_postproc::Collimator::validate`] (at most one edge
 /// per side, every edge valid): the detector's own output always passes.
 fn detect(p: &common::Phantom) -> xray_postproc::Collimator {
@@ -503,10 +512,7 @@ fn right_strip(arm: bool) -> Vec<f32> {
 
 #[test]
 fn a_skin_line_at_the_border_is_not_a_blade_but_a_flat_dark_band_is() {
-    let cfg = CollimatorConfig {
-        input_scale: InputScale::Linear,
-        ..Default::default()
-    };
+    let cfg = linear();
     let blade = right_strip(false);
     let c = detect_collimator(&Plane::new(&blade, 256, 256).unwrap(), &cfg).unwrap();
     let right = c.edge(Side::Right).expect("the flat band's edge");
@@ -598,10 +604,7 @@ fn dark_trunk_field(trunk: f32, band: f32) -> Vec<f32> {
 /// Asserts that linear `img` (256²) yields the left, right and bottom edges, the left one
 /// within `tol` px of column 29.5.
 fn assert_left_blade_found(img: &[f32], tol: f32) {
-    let cfg = CollimatorConfig {
-        input_scale: InputScale::Linear,
-        ..Default::default()
-    };
+    let cfg = linear();
     let c = detect_collimator(&Plane::new(img, 256, 256).unwrap(), &cfg).unwrap();
     let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
     assert_eq!(
@@ -628,10 +631,7 @@ fn a_faint_blade_over_a_dense_trunk_is_found_at_the_dark_end() {
     // is not a blade (a blade there steps down many times further): beside a field that
     // bright the third look only takes a step down to at most 0.62 of its level.
     let img = dark_trunk_field(0.12, 0.08);
-    let cfg = CollimatorConfig {
-        input_scale: InputScale::Linear,
-        ..Default::default()
-    };
+    let cfg = linear();
     let c = detect_collimator(&Plane::new(&img, 256, 256).unwrap(), &cfg).unwrap();
     let sides: Vec<Side> = c.edges.iter().map(|e| e.side).collect();
     assert_eq!(sides, [Side::Right, Side::Bottom], "{:?}", c.edges);
@@ -766,9 +766,8 @@ fn a_dark_half_of_the_image_is_anatomy_not_a_band_by_default() {
     // supports nor refutes it), and at 6° such a line passes (docs/postprocessing.md, "Known
     // limits"); this test is about the step along the whole height.
     let cfg = CollimatorConfig {
-        input_scale: InputScale::Linear,
         max_angle_deg: 2.0,
-        ..Default::default()
+        ..linear()
     };
     let c = detect_collimator(&plane, &cfg).unwrap();
     assert!(c.edges.is_empty(), "{:?}", c.edges);
@@ -863,10 +862,7 @@ fn trunk_with_right_band(rng: &mut StdRng, depth: f32, ratio: f32) -> Vec<f32> {
 /// for an arm, is still taken.
 #[test]
 fn a_lone_weak_step_over_a_narrow_strip_is_an_arm_not_a_blade() {
-    let cfg = CollimatorConfig {
-        input_scale: InputScale::Linear,
-        ..Default::default()
-    };
+    let cfg = linear();
     let find = |depth: f32, ratio: f32, seed: u64| {
         let mut rng = StdRng::seed_from_u64(seed);
         let img = trunk_with_right_band(&mut rng, depth, ratio);
@@ -910,10 +906,7 @@ fn a_lone_weak_step_over_a_narrow_strip_is_an_arm_not_a_blade() {
 /// each stands alone in turn and each is dropped as an arm.
 #[test]
 fn arms_at_both_borders_turned_apart_are_not_a_field() {
-    let cfg = CollimatorConfig {
-        input_scale: InputScale::Linear,
-        ..Default::default()
-    };
+    let cfg = linear();
     let (s, c) = 10f32.to_radians().sin_cos();
     let mut rng = StdRng::seed_from_u64(18);
     let img = noisy_trunk(&mut rng, 150.0, true, |x, y| {
