@@ -4,6 +4,7 @@ use super::quiet_panic::catch_unwind_quietly;
 use super::{check_finite, check_size, to_radiograph, LoadOptions};
 use crate::{DataError, Radiograph, Result};
 use dicom_dictionary_std::tags;
+use dicom_dictionary_std::uids::RLE_LOSSLESS;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
@@ -318,6 +319,39 @@ fn check_codestream_header(
     Ok(())
 }
 
+/// For RLE Lossless, the frame's segments must decode to exactly one byte plane each
+/// (see `super::rle`); other transfer syntaxes pass.
+fn check_rle_segments(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    rows: u32,
+    cols: u32,
+    bits_allocated: i64,
+    frame: u32,
+) -> Result<()> {
+    if obj.meta().transfer_syntax().trim_end_matches('\0') != RLE_LOSSLESS {
+        return Ok(());
+    }
+    let Some(fragments) = obj
+        .element(tags::PIXEL_DATA)
+        .ok()
+        .and_then(|e| e.value().fragments())
+    else {
+        return Ok(()); // the decoder reports the missing fragments
+    };
+    let Some(fragment) = fragments.get(frame as usize) else {
+        return Ok(());
+    };
+    let pixels = rows as usize * cols as usize;
+    let segments = (bits_allocated / 8) as usize;
+    super::rle::check_rle_frame(fragment, pixels, segments).map_err(|e| {
+        derr(
+            path,
+            format!("frame {frame} of the pixel data is refused: {e}"),
+        )
+    })
+}
+
 fn get_spacing(obj: &DefaultDicomObject) -> Option<[f64; 2]> {
     [tags::PIXEL_SPACING, tags::IMAGER_PIXEL_SPACING]
         .into_iter()
@@ -488,6 +522,7 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
 
     check_native_length(path, &obj, rows, cols, bits_allocated, frames)?;
     check_codestream_header(path, &obj, rows, cols)?;
+    check_rle_segments(path, &obj, rows, cols, bits_allocated, opts.frame)?;
     let decoded = catch_unwind_quietly(|| obj.decode_pixel_data_frame(opts.frame))
         .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
         .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;

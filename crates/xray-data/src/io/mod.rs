@@ -23,6 +23,7 @@ mod dicom_write;
 mod mask;
 mod quiet_panic;
 mod raster;
+mod rle;
 
 pub use dicom::{decode_dicom, load_dicom, DicomImage, IntensityRelationship, Photometric};
 pub use dicom_write::{encode_dicom, save_dicom, DicomWriteOptions};

@@ -78,3 +78,94 @@ pub(crate) fn decode_guarded<R>(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    const CHILD_ENV: &str = "XRAY_DATA_QUIET_PANIC_CHILD";
+    const LOUD: &str = "a deliberate panic outside the decoder";
+    const QUIET: &str = "index out of bounds in a stand-in decoder";
+
+    /// The check needs the real stderr of a process, so it runs this test binary again
+    /// (`child`, which does nothing unless the environment asks for it) and reads what it
+    /// printed.
+    #[test]
+    fn decoder_panics_are_errors_and_silent_while_other_panics_are_reported() {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "io::quiet_panic::tests::child",
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CHILD_ENV, "1")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("run the child");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child test did not run:\n{stdout}"
+        );
+        // The unrelated panic, on another thread at the same time, still reaches the hook.
+        assert!(
+            stderr.contains(LOUD),
+            "the other panic was silenced:\n{stderr}"
+        );
+        // Nothing of the decoder's panics: neither its message nor a backtrace through it.
+        for leak in [QUIET, "stand_in_decoder"] {
+            assert!(
+                !stderr.contains(leak),
+                "the decoder's panic reached stderr ({leak}):\n{stderr}"
+            );
+        }
+    }
+
+    #[inline(never)]
+    fn stand_in_decoder(bytes: &[u8]) -> crate::Result<u8> {
+        if bytes.len() < 4 {
+            panic!("{QUIET}");
+        }
+        Ok(bytes[0])
+    }
+
+    #[test]
+    fn child() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        let loud = std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            panic!("{LOUD}");
+        });
+        let path = std::path::Path::new("hostile.dcm");
+        let errors: Vec<String> = (0..64)
+            .into_par_iter()
+            .map(
+                |_| match decode_guarded(path, "DICOM", || stand_in_decoder(&[1])) {
+                    Err(e @ crate::DataError::Decode { .. }) => e.to_string(),
+                    other => panic!("expected a decoding error, got {other:?}"),
+                },
+            )
+            .collect();
+        assert!(loud.join().is_err());
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.contains("the DICOM decoder panicked") && e.contains("hostile.dcm")),
+            "{}",
+            errors[0]
+        );
+        // A decoder that does not panic passes its result through.
+        assert_eq!(
+            decode_guarded(path, "DICOM", || stand_in_decoder(&[7; 4])).ok(),
+            Some(7)
+        );
+    }
+}
