@@ -356,6 +356,60 @@ fn config_round_trips_json_and_toml_and_rejects_bad_input() {
     assert!(Pipeline::from_config(&bad_sigma).is_err());
 }
 
+/// A misspelt setting used to be dropped and the default used in its place
+/// (`rotation_deg` trained with ±15°, `prob` on a flip left it at p = 1).
+#[test]
+fn unknown_settings_are_errors_that_name_the_key() {
+    let cases = [
+        (
+            r#"{"steps": [{"type": "affine", "rotation_deg": [1000, 2000]}]}"#,
+            "rotation_deg",
+        ),
+        (
+            r#"{"steps": [{"type": "horizontal_flip", "prob": 0.0}]}"#,
+            "prob",
+        ),
+        (
+            r#"{"steps": [{"type": "vertical_flip", "p": 0.5, "axis": 1}]}"#,
+            "axis",
+        ),
+        (r#"{"steps": [{"type": "elastic", "alpah": 34}]}"#, "alpah"),
+        (
+            r#"{"steps": [{"type": "gamma", "gama": [0.5, 2]}]}"#,
+            "gama",
+        ),
+        (
+            r#"{"steps": [{"type": "collimator", "insets": 0.2}]}"#,
+            "insets",
+        ),
+        (
+            r#"{"steps": [{"type": "one_of", "choices": [], "weights": [1]}]}"#,
+            "weights",
+        ),
+        (
+            r#"{"steps": [{"type": "one_of", "choices": [{"type": "gaussian_blur", "sigmaa": 1}]}]}"#,
+            "sigmaa",
+        ),
+        (r#"{"steps": [], "extra": 1}"#, "extra"),
+    ];
+    for (json, key) in cases {
+        let err = PipelineConfig::from_json(json).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{key}`")), "{json}: {err}");
+    }
+    let toml_err =
+        PipelineConfig::from_toml("[[steps]]\ntype = \"random_crop\"\nkeeep = [0.6, 0.9]\n")
+            .unwrap_err()
+            .to_string();
+    assert!(toml_err.contains("keeep"), "{toml_err}");
+    // Flips with `p` only, or nothing, still parse.
+    let ok = PipelineConfig::from_json(
+        r#"{"steps": [{"type": "horizontal_flip", "p": 0.5}, {"type": "vertical_flip"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.steps.len(), 2);
+    assert_eq!(ok.steps[0].p, 0.5);
+}
+
 #[test]
 fn size_mismatch_is_an_error_not_a_panic() {
     let (img, _) = sample(10, 10);

@@ -13,7 +13,7 @@ use crate::{Mask, Radiograph, Result, IGNORE_LABEL};
 /// soft penumbra, where `lo` is the image minimum (zero signal for linear images), and the
 /// mask becomes 255.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CollimatorSim {
     /// Field geometry, penumbra and leakage ranges.
     pub collimation: CollimationConfig,

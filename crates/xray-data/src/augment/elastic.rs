@@ -27,7 +27,7 @@ pub enum NoiseDistribution {
 /// mild setting, [`Elastic::xnet_mild`]); otherwise image and mask move together
 /// ([`Elastic::xnet_strong`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Elastic {
     /// Displacement scale in pixels, drawn uniformly from the range.
     pub alpha: [f32; 2],

@@ -63,7 +63,7 @@ impl Transform for VerticalFlip {
 /// are multiples of 90° use exact sines and cosines, so a 90° rotation of a square image is
 /// the exact pixel rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Affine {
     /// Rotation range in degrees.
     pub rotate_deg: [f32; 2],
@@ -251,7 +251,7 @@ impl Transform for Affine {
 /// Random crop keeping a fraction of each side (drawn independently for width and
 /// height), resized back to the input size. XNet crops away 10–40 % (keep 0.6–0.9).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RandomCrop {
     /// Fraction of each side kept, `(0, 1]`.
     pub keep: [f32; 2],

@@ -14,7 +14,7 @@ use crate::{Radiograph, Result};
 /// Gaussian blur with σ (pixels) drawn from a range; σ = 0 is the identity. XNet draws
 /// σ in `[0, 0.4]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GaussianBlur {
     /// Range of the standard deviation, pixels.
     pub sigma: [f32; 2],
@@ -50,7 +50,7 @@ impl ImageTransform for GaussianBlur {
 /// Additive Gaussian noise whose standard deviation is a fraction (drawn from `std`) of the
 /// image's value range (max − min).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GaussianNoise {
     /// Range of the noise standard deviation, as a fraction of the value range.
     pub std: [f32; 2],
@@ -97,7 +97,7 @@ impl ImageTransform for GaussianNoise {
 /// each pixel is redrawn from a Poisson law with that mean and scaled back. Fewer photons,
 /// more noise. Values below zero are treated as zero.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PoissonNoise {
     /// Range of the number of quanta at the image maximum.
     pub photons: [f32; 2],
@@ -157,7 +157,7 @@ impl ImageTransform for PoissonNoise {
 /// Gamma curve on the image normalised to its own range: `v' = lo + (hi − lo)·t^γ` with
 /// `t = (v − lo)/(hi − lo)`; γ = 1 is the identity.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Gamma {
     /// Range of γ.
     pub gamma: [f32; 2],
@@ -201,7 +201,7 @@ impl ImageTransform for Gamma {
 /// `contrast` and `b` from `brightness` (a fraction of the value range). `c = 1, b = 0` is
 /// the identity.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BrightnessContrast {
     /// Range of the additive shift, as a fraction of the value range.
     pub brightness: [f32; 2],

@@ -17,12 +17,17 @@ use crate::{DataError, Mask, Radiograph, Result};
 /// One transform with its settings, tagged by `type` in JSON/TOML
 /// (e.g. `{"type": "affine", "rotate_deg": [-15, 15]}`); omitted settings take the
 /// transform's defaults.
+///
+/// A setting the transform does not have is an error (a misspelt name would otherwise leave
+/// the default in place without a word), and so is any setting given to a flip.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransformSpec {
     /// [`HorizontalFlip`].
+    #[serde(deserialize_with = "no_settings")]
     HorizontalFlip,
     /// [`VerticalFlip`].
+    #[serde(deserialize_with = "no_settings")]
     VerticalFlip,
     /// [`Affine`].
     Affine(Affine),
@@ -64,11 +69,41 @@ fn one() -> f32 {
     1.0
 }
 
+/// The settings of a transform that has none (a flip): any key besides `type` and `p` is an
+/// error naming it.
+fn no_settings<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<(), D::Error> {
+    struct NoSettings;
+    impl<'de> serde::de::Visitor<'de> for NoSettings {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("no settings besides `type` and `p`")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(
+            self,
+            mut map: M,
+        ) -> std::result::Result<(), M::Error> {
+            match map.next_key::<String>()? {
+                None => Ok(()),
+                Some(key) => Err(serde::de::Error::custom(format!(
+                    "unknown field `{key}`: a flip takes no settings besides `p`"
+                ))),
+            }
+        }
+    }
+    deserializer.deserialize_any(NoSettings)
+}
+
 /// A pipeline configuration: steps applied in order.
 ///
 /// JSON: `{"steps": [{"type": "horizontal_flip", "p": 0.5}, {"type": "affine"}]}`.
 /// TOML: `[[steps]]` tables with the same keys.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// The steps, in order.
     pub steps: Vec<StepConfig>,
