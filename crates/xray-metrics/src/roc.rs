@@ -22,7 +22,9 @@ use crate::error::{MetricsError, Result};
 use crate::scores::Average;
 use crate::validate::{check_planes, first_bad_label, IGNORE};
 
-/// Sort key of a score in [0, 1] and its positive flag.
+/// Sort key of a score in [0, 1] and its positive flag. Callers check the score first: the
+/// key of NaN, an infinity or a score of 2 or more is 2^31 or more, past the radix sort's
+/// top-digit histogram ([`count_top_digit`] would index out of bounds).
 #[inline(always)]
 pub(crate) fn key(score: f32, positive: bool) -> u32 {
     // `+ 0.0` turns -0.0 into +0.0 so both sort as zero.
@@ -662,6 +664,10 @@ impl BinnedAuc {
 /// `roc_auc_score(y, p, multi_class="ovr", average=...)` (pixels labelled 255 are left out).
 /// Classes run in parallel on the current rayon pool.
 ///
+/// # Errors
+/// As [`roc_ovr`], plus [`AucResult::average`]'s: [`MetricsError::AucUndefined`] when a class
+/// has no positive or no negative pixel.
+///
 /// # Examples
 /// ```
 /// use xray_metrics::{roc_auc_ovr, Average};
@@ -686,6 +692,14 @@ pub fn roc_auc_ovr(
 }
 
 /// All per-class ROC curves and AUCs (exact), plus micro when asked.
+///
+/// # Errors
+/// - [`MetricsError::InvalidConfig`] when `num_classes` is not in 2..=255;
+/// - [`MetricsError::LengthMismatch`] when `probs` is not `num_classes` planes of
+///   `labels.len()` values;
+/// - [`MetricsError::LabelOutOfRange`] for a label that is neither a class nor 255;
+/// - [`MetricsError::InvalidProbability`] for a probability that is NaN, infinite or outside
+///   [0, 1] (an ignored pixel's included).
 pub fn roc_ovr(
     labels: &[u8],
     probs: &[f32],
@@ -704,8 +718,11 @@ pub fn roc_ovr(
             let mut hist = new_top_hist();
             let mut bad = false;
             for (&l, &p) in labels.iter().zip(plane) {
-                bad |= !(0.0..=1.0).contains(&p);
-                if l != IGNORE {
+                // Checked before the key reaches the histogram: NaN, the infinities and
+                // scores of 2 or more have keys of 2^31 or more, past its last bucket.
+                let ok = (0.0..=1.0).contains(&p);
+                bad |= !ok;
+                if l != IGNORE && ok {
                     let k = key(p, l == cl);
                     count_top_digit(&mut hist, k);
                     keys.push(k);

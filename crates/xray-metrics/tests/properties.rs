@@ -279,6 +279,48 @@ fn auc_of_an_absent_class_is_undefined_not_a_number() {
     assert!(json.contains("\"weighted\": null"));
 }
 
+/// Every AUC entry point refuses a score outside [0, 1] with the pixel and class; NaN, the
+/// infinities and values of 2 or more used to overflow the radix sort's histogram of
+/// `roc_ovr` (a panic) instead.
+#[test]
+fn auc_refuses_probabilities_outside_0_1() {
+    let labels = [0u8, 1];
+    for bad in [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        2.0,
+        1e30,
+        1.5,
+        -0.5,
+    ] {
+        let probs = [bad, 0.2, 0.5, 0.8];
+        let is_refusal = |r: std::result::Result<(), MetricsError>| match r {
+            Err(MetricsError::InvalidProbability {
+                pixel: 0,
+                class: 0,
+                value,
+            }) => value.to_bits() == bad.to_bits(),
+            _ => false,
+        };
+        for average in [Average::Macro, Average::Weighted, Average::Micro] {
+            let r = roc_auc_ovr(&labels, &probs, 2, average).map(|_| ());
+            assert!(is_refusal(r), "roc_auc_ovr, {bad}, {average:?}");
+        }
+        for micro in [MicroAuc::Skip, MicroAuc::Compute] {
+            let r = roc_ovr(&labels, &probs, 2, micro).map(|_| ());
+            assert!(is_refusal(r), "roc_ovr, {bad}");
+        }
+        // An ignored pixel's score is checked as well.
+        let r = roc_ovr(&[255, 1], &probs, 2, MicroAuc::Skip).map(|_| ());
+        assert!(is_refusal(r), "roc_ovr, ignored pixel, {bad}");
+        let mut exact = ExactAuc::new(2).unwrap();
+        assert!(is_refusal(exact.add(&labels, &probs)), "ExactAuc, {bad}");
+        let mut binned = BinnedAuc::new(2, 16).unwrap();
+        assert!(is_refusal(binned.add(&labels, &probs)), "BinnedAuc, {bad}");
+    }
+}
+
 #[test]
 fn binned_auc_stays_within_its_bound_and_the_bound_shrinks() {
     let (c, n) = (3, 20_000);
