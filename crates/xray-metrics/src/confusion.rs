@@ -203,8 +203,26 @@ impl ConfusionMatrix {
     }
 
     /// Pixels with true class `truth` predicted as `pred`.
+    ///
+    /// # Panics
+    /// When `truth` or `pred` is not below [`ConfusionMatrix::num_classes`] (the message
+    /// names the index and the class count); an index out of range never reads another cell.
+    #[track_caller]
     pub fn count(&self, truth: usize, pred: usize) -> u64 {
+        self.assert_class("true class", truth);
+        self.assert_class("predicted class", pred);
         self.counts[truth * self.num_classes + pred]
+    }
+
+    /// Panics, naming the index (`what` says which) and the class count, unless
+    /// `class < num_classes`.
+    #[track_caller]
+    fn assert_class(&self, what: &str, class: usize) {
+        let c = self.num_classes;
+        assert!(
+            class < c,
+            "ConfusionMatrix: {what} {class} is out of range; this matrix has {c} classes (0..{c})"
+        );
     }
 
     /// Rows (true class) as nested vectors, for JSON.
@@ -235,19 +253,32 @@ impl ConfusionMatrix {
     }
 
     /// Pixels whose true class is `class` (row sum).
+    ///
+    /// # Panics
+    /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
+    #[track_caller]
     pub fn support(&self, class: usize) -> u64 {
+        self.assert_class("true class", class);
         self.counts[class * self.num_classes..(class + 1) * self.num_classes]
             .iter()
             .sum()
     }
 
     /// Pixels predicted as `class` (column sum).
+    ///
+    /// # Panics
+    /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
+    #[track_caller]
     pub fn predicted(&self, class: usize) -> u64 {
+        self.assert_class("predicted class", class);
         (0..self.num_classes).map(|t| self.count(t, class)).sum()
     }
 
     /// True positives, false positives, false negatives and true negatives of one class
     /// against the rest.
+    ///
+    /// # Panics
+    /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
     ///
     /// # Examples
     /// ```
@@ -261,7 +292,9 @@ impl ConfusionMatrix {
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn tp_fp_fn_tn(&self, class: usize) -> [u64; 4] {
+        self.assert_class("class", class);
         let tp = self.count(class, class);
         let fp = self.predicted(class) - tp;
         let fneg = self.support(class) - tp;
@@ -309,5 +342,40 @@ pub(crate) fn shift_pixel(e: MetricsError, offset: usize) -> MetricsError {
             tolerance,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A class index out of range is a clear panic on either index; `count(0, 5)` of a
+    /// 3-class matrix used to read cell (1, 2), and the others panicked on a slice index.
+    #[test]
+    fn out_of_range_classes_panic_with_a_clear_message_and_never_alias() {
+        let cm = ConfusionMatrix::from_labels(&[0, 1, 2], &[0, 2, 2], 3).unwrap();
+        type Call = fn(&ConfusionMatrix) -> u64;
+        let calls: [(&str, Call); 7] = [
+            ("true class 3", |cm| cm.count(3, 0)),
+            ("predicted class 5", |cm| cm.count(0, 5)),
+            ("predicted class 3", |cm| cm.count(1, 3)),
+            ("true class 3", |cm| cm.support(3)),
+            ("predicted class 3", |cm| cm.predicted(3)),
+            ("class 3", |cm| cm.tp_fp_fn_tn(3)[0]),
+            ("true class 18446744073709551615", |cm| {
+                cm.count(usize::MAX, 0)
+            }),
+        ];
+        for (want, f) in calls {
+            let err =
+                std::panic::catch_unwind(|| f(&cm)).expect_err(&format!("no panic for {want}"));
+            let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(msg.contains(want), "{msg}");
+            assert!(msg.contains("this matrix has 3 classes"), "{msg}");
+        }
+        // In range, the cells read are the ones asked for.
+        assert_eq!(cm.count(1, 2), 1);
+        assert_eq!(cm.count(2, 2), 1);
+        assert_eq!(cm.tp_fp_fn_tn(2), [1, 1, 0, 1]);
     }
 }
