@@ -89,6 +89,9 @@ fn run(args: &Args) -> xray_seg::Result<()> {
         .unwrap_or_else(xray_seg::shipped_weights_dir);
     let device = xnet_model::runtime::device_by_name(&args.device)?;
     let mut predictor = Predictor::load(&weights, &device)?;
+    if let Some(warning) = predictor.preprocess_warning(&weights) {
+        eprintln!("{warning}");
+    }
     if let Some(t) = args.temperature {
         predictor.set_temperature(t)?;
     }

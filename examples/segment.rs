@@ -137,6 +137,9 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     // Checked here, before the model is loaded: `--jobs 0` is refused at once.
     let jobs = worker_count(args.jobs, &device, inputs.files.len())?;
     let mut predictor = Predictor::load(&weights, &device)?;
+    if let Some(warning) = predictor.preprocess_warning(&weights) {
+        eprintln!("{warning}");
+    }
     if let Some(t) = args.temperature {
         predictor.set_temperature(t)?;
     }

@@ -32,6 +32,7 @@ pub struct Predictor {
     model: Box<dyn Segmenter>,
     config: ModelConfig,
     preprocess: Preprocess,
+    preprocess_recorded: bool,
     options: InferenceOptions,
     temperature: f64,
     // Keeps the weights alive for the model's lifetime.
@@ -92,6 +93,7 @@ impl Predictor {
         // The record is in the config file: its errors name it (a percentile window out of
         // order said only "invalid parameter: percentile window must satisfy ...").
         let config_file = checkpoint::resolve(path).1;
+        let recorded = loaded.metadata.get("preprocess").is_some();
         let preprocess: Preprocess = match loaded.metadata.get("preprocess") {
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
                 Error::Invalid(format!(
@@ -139,6 +141,7 @@ impl Predictor {
             })?;
             predictor.set_flip_average(flips);
         }
+        predictor.preprocess_recorded = recorded;
         Ok(predictor)
     }
 
@@ -171,6 +174,7 @@ impl Predictor {
             model,
             config,
             preprocess,
+            preprocess_recorded: true,
             options,
             temperature: 1.0,
             _varmap: varmap,
@@ -198,6 +202,44 @@ impl Predictor {
     /// The preprocessing applied before the network.
     pub fn preprocess(&self) -> &Preprocess {
         &self.preprocess
+    }
+
+    /// Whether the preprocessing is the checkpoint's own record: false when [`Self::load`]
+    /// found none and took XNet's default (200×200, min-max) instead, which is wrong for a
+    /// network trained at another size. Programs that load checkpoints they did not write
+    /// should say so to their user (the example programs print a warning).
+    pub fn preprocess_recorded(&self) -> bool {
+        self.preprocess_recorded
+    }
+
+    /// The warning to show a user when the preprocessing is a guess
+    /// ([`Self::preprocess_recorded`] is false), naming the checkpoint `path`; `None` when
+    /// the checkpoint recorded it.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xray_seg::predict::Predictor;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/weights/xnet-small");
+    /// let predictor = Predictor::load(&weights, &Device::Cpu)?;
+    /// assert!(predictor.preprocess_recorded());
+    /// assert_eq!(predictor.preprocess_warning(&weights), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn preprocess_warning(&self, path: &Path) -> Option<String> {
+        (!self.preprocess_recorded).then(|| {
+            format!(
+                "warning: {} records no preprocessing (metadata.preprocess), so its inputs are \
+                 shaped as XNet's default ({}x{}); a network trained at another size \
+                 will segment badly. The `best/` and `last/` folders of runs trained before \
+                 2026-11-30 lack the record: load the run folder itself.",
+                path.display(),
+                self.preprocess.width,
+                self.preprocess.height,
+            )
+        })
     }
 
     /// Number of classes of the probability maps.

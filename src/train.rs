@@ -1056,6 +1056,20 @@ fn kfold_summary(outcomes: &[TrainOutcome]) -> Result<KFoldSummary> {
     })
 }
 
+/// What inference needs to use a checkpoint's weights as they were trained: the
+/// preprocessing record and the flip averaging (the run's own `config.json` adds the fitted
+/// temperature). Written into `best/` and `last/` as well, so that `--weights RUN/best`
+/// shapes its inputs like the run did instead of falling back to XNet's 200 × 200.
+fn inference_metadata(
+    preprocess: &Preprocess,
+    flip_average: FlipAverage,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("preprocess".into(), serde_json::json!(preprocess));
+    m.insert(FLIP_AVERAGE_KEY.into(), serde_json::json!(flip_average));
+    m
+}
+
 /// Trains on `split.train`, stops early on `split.val`, evaluates the best weights on
 /// `split.test` and writes everything into `dir`. Every image of the split is read and
 /// checked first ([`check_splits`]).
@@ -1138,8 +1152,9 @@ fn train_checked_split(
     };
     let started = Instant::now();
     let summary = {
-        let mut trainer =
-            Trainer::new(model.as_ref(), &varmap, train_cfg, &job.device)?.with_checkpoint_dir(dir);
+        let mut trainer = Trainer::new(model.as_ref(), &varmap, train_cfg, &job.device)?
+            .with_checkpoint_dir(dir)
+            .with_checkpoint_metadata(inference_metadata(&preprocess, job.flip_average));
         if job.resume && trainer.resume()?.is_none() {
             refuse_restart_over_results(dir)?;
         }

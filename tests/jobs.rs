@@ -123,6 +123,25 @@ fn train_then_evaluate_then_segment() {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
             .unwrap();
+    // `best/` and `last/` record how inputs were shaped too: loaded on their own they
+    // preprocess like the run (they fell back to 200 × 200 and segmented badly).
+    for sub in ["best", "last"] {
+        let loaded = Predictor::load(&run_dir.join(sub), &candle_core::Device::Cpu).unwrap();
+        assert!(loaded.preprocess_recorded(), "{sub}");
+        assert_eq!(
+            serde_json::json!(loaded.preprocess()),
+            config["metadata"]["preprocess"],
+            "{sub}"
+        );
+        assert_eq!(
+            loaded.flip_average(),
+            Predictor::load(run_dir, &candle_core::Device::Cpu)
+                .unwrap()
+                .flip_average(),
+            "{sub}"
+        );
+        assert_eq!(loaded.preprocess_warning(run_dir), None);
+    }
     let temperature = config["metadata"]["temperature"]
         .as_f64()
         .expect("metadata.temperature is a number");
@@ -380,6 +399,21 @@ fn a_bad_preprocessing_record_in_a_checkpoint_names_its_config_file() {
             );
         }
     }
+    // No record at all loads with XNet's default, and the predictor says it is a guess.
+    let mut c = config.clone();
+    c["metadata"].as_object_mut().unwrap().remove("preprocess");
+    std::fs::write(&config_file, c.to_string()).unwrap();
+    let guessed = Predictor::load(&tmp, &candle_core::Device::Cpu).unwrap();
+    assert!(!guessed.preprocess_recorded());
+    assert_eq!(
+        (guessed.preprocess().width, guessed.preprocess().height),
+        (200, 200)
+    );
+    let warning = guessed.preprocess_warning(&tmp).unwrap();
+    assert!(
+        warning.contains(&tmp.display().to_string()) && warning.contains("no preprocessing"),
+        "{warning}"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

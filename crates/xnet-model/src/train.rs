@@ -8,7 +8,8 @@
 //!
 //! With a checkpoint directory `dir` set it writes:
 //! - `dir/best/`: [`crate::checkpoint`] of the epoch with the lowest validation
-//!   loss;
+//!   loss (its metadata: the epoch, its losses and whatever
+//!   [`Trainer::with_checkpoint_metadata`] adds);
 //! - `dir/last/`: checkpoint of the last finished epoch plus `optimizer.safetensors` and
 //!   `trainer_state.json`, from which [`Trainer::resume`] continues;
 //! - `dir/log.jsonl`: one [`EpochRecord`] per line;
@@ -508,6 +509,7 @@ pub struct Trainer<'a> {
     config: TrainConfig,
     device: Device,
     checkpoint_dir: Option<PathBuf>,
+    checkpoint_metadata: serde_json::Map<String, serde_json::Value>,
     optimizer: Optimizer,
     vars: Vec<Var>,
     state: TrainState,
@@ -570,6 +572,7 @@ impl<'a> Trainer<'a> {
             config,
             device: device.clone(),
             checkpoint_dir: None,
+            checkpoint_metadata: serde_json::Map::new(),
             optimizer,
             vars,
             state: TrainState {
@@ -615,6 +618,56 @@ impl<'a> Trainer<'a> {
     pub fn with_checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
         self
+    }
+
+    /// Entries every `best/` and `last/` checkpoint's metadata carries besides the trainer's
+    /// own (`epoch`, `next_epoch`, …, which win a clash): what inference needs to use those
+    /// weights as they were trained, such as the preprocessing record. Without it, a
+    /// `best/` checkpoint loaded on its own cannot say how its inputs were shaped.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::checkpoint;
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::train::{InMemoryBatches, TrainBatch, TrainConfig, Trainer};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dev = Device::Cpu;
+    /// let dir = std::env::temp_dir().join(format!("xnet-doc-meta-{}", std::process::id()));
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let batch = TrainBatch::new(vec![0.5; 16 * 16], vec![1; 16 * 16], 1, 16, 16)?;
+    /// let config = TrainConfig { epochs: 1, progress: false, ..Default::default() };
+    /// let extra = serde_json::json!({ "preprocess": { "width": 16, "height": 16 } });
+    /// let mut trainer = Trainer::new(model.as_ref(), &varmap, config, &dev)?
+    ///     .with_checkpoint_dir(&dir)
+    ///     .with_checkpoint_metadata(extra.as_object().cloned().unwrap_or_default());
+    /// trainer.fit(&mut InMemoryBatches::new(vec![batch]), None)?;
+    /// for sub in ["best", "last"] {
+    ///     let c = checkpoint::load(&dir.join(sub), &dev)?;
+    ///     assert_eq!(c.metadata["preprocess"], extra["preprocess"], "{sub}");
+    /// }
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_checkpoint_metadata(
+        mut self,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        self.checkpoint_metadata = metadata;
+        self
+    }
+
+    /// The trainer's own checkpoint metadata `own` (an object) over the caller's entries.
+    fn checkpoint_meta(&self, own: serde_json::Value) -> serde_json::Value {
+        let mut merged = self.checkpoint_metadata.clone();
+        if let serde_json::Value::Object(own) = own {
+            merged.extend(own);
+        }
+        serde_json::Value::Object(merged)
     }
 
     /// The configuration.
@@ -789,6 +842,7 @@ impl<'a> Trainer<'a> {
 
     /// Replaces `best/` as a whole with the current weights.
     fn save_best(&self, dir: &Path, meta: serde_json::Value) -> Result<()> {
+        let meta = self.checkpoint_meta(meta);
         checkpoint::replace_dir(&dir.join(BEST_DIR), |staging| {
             checkpoint::save(staging, self.varmap, &self.model.config(), meta)
         })
@@ -1063,7 +1117,7 @@ impl<'a> Trainer<'a> {
     /// Replaces `last/` as a whole (see [`checkpoint::replace_dir`]): a crash leaves either
     /// the previous epoch's four files or this one's, never a mix.
     fn save_last(&self, dir: &Path) -> Result<()> {
-        let meta = serde_json::json!({ "next_epoch": self.state.next_epoch });
+        let meta = self.checkpoint_meta(serde_json::json!({ "next_epoch": self.state.next_epoch }));
         checkpoint::replace_dir(&dir.join(LAST_DIR), |staging| {
             checkpoint::save(staging, self.varmap, &self.model.config(), meta)?;
             self.optimizer.save_state(&staging.join(OPTIMIZER_FILE))?;
