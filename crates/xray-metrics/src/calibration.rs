@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MetricsError, Result};
 use crate::roc::radix_sort;
-use crate::validate::{check_planes, explain_bad_probs, IGNORE};
+use crate::validate::{check_max_bins, check_planes, explain_bad_probs, IGNORE};
 
 /// Norm of the calibration error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,12 +30,23 @@ pub enum CalibrationNorm {
 }
 
 /// Bin boundaries exactly as `torch.linspace(0, 1, n_bins + 1, dtype=float32)`.
-pub fn torch_bin_boundaries(n_bins: usize) -> Vec<f32> {
+///
+/// # Errors
+/// [`MetricsError::InvalidConfig`] when `n_bins` is 0 or above [`MAX_BINS`](crate::MAX_BINS).
+///
+/// # Examples
+/// ```
+/// use xray_metrics::torch_bin_boundaries;
+/// assert_eq!(torch_bin_boundaries(4).unwrap(), [0.0, 0.25, 0.5, 0.75, 1.0]);
+/// assert!(torch_bin_boundaries(0).is_err());
+/// ```
+pub fn torch_bin_boundaries(n_bins: usize) -> Result<Vec<f32>> {
+    check_bin_count("n_bins", n_bins)?;
     let steps = n_bins + 1;
     let step = 1.0f32 / n_bins as f32;
     let half = steps / 2;
     // torch's CPU kernel evaluates the two halves from either end with fused multiply-adds.
-    (0..steps)
+    Ok((0..steps)
         .map(|i| {
             if i < half {
                 step.mul_add(i as f32, 0.0)
@@ -43,7 +54,17 @@ pub fn torch_bin_boundaries(n_bins: usize) -> Vec<f32> {
                 (-step).mul_add((steps - i - 1) as f32, 1.0)
             }
         })
-        .collect()
+        .collect())
+}
+
+/// Refuses a reliability bin count of 0 or above [`MAX_BINS`](crate::MAX_BINS); `what` names the parameter.
+fn check_bin_count(what: &str, n_bins: usize) -> Result<()> {
+    if n_bins == 0 {
+        return Err(MetricsError::InvalidConfig(format!(
+            "{what} must be ≥ 1: reliability needs at least one bin"
+        )));
+    }
+    check_max_bins(what, n_bins)
 }
 
 /// `bucketize(x, bounds, right=True) − 1` for x ≥ 0: the number of boundaries ≤ x, minus one.
@@ -135,14 +156,12 @@ pub struct ReliabilityBins {
 
 impl ReliabilityBins {
     /// `n_bins` torchmetrics-compatible bins (plus the `[1, 1]` bin).
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `n_bins` is 0 or above [`MAX_BINS`](crate::MAX_BINS).
     pub fn new(n_bins: usize) -> Result<Self> {
-        if n_bins == 0 {
-            return Err(MetricsError::InvalidConfig(
-                "reliability needs at least one bin".into(),
-            ));
-        }
         Ok(Self {
-            bounds: torch_bin_boundaries(n_bins),
+            bounds: torch_bin_boundaries(n_bins)?,
             count: vec![0; n_bins + 1],
             sum: vec![0.0; n_bins + 1],
             hits: vec![0; n_bins + 1],
@@ -403,6 +422,14 @@ pub(crate) fn top1(
 /// torchmetrics-compatible equal-width bins. Pixels run in parallel blocks on the current
 /// rayon pool; the result does not depend on the number of threads.
 ///
+/// # Errors
+/// - [`MetricsError::InvalidConfig`] when `num_classes` is not in 2..=255 or `n_bins` is 0
+///   or above [`MAX_BINS`](crate::MAX_BINS);
+/// - [`MetricsError::LengthMismatch`] when `probs` is not `num_classes` planes of
+///   `labels.len()` values;
+/// - [`MetricsError::LabelOutOfRange`], [`MetricsError::InvalidProbability`] or
+///   [`MetricsError::ProbabilitiesNotNormalised`] for the first bad label or pixel.
+///
 /// # Examples
 /// ```
 /// use xray_metrics::calibration_bins;
@@ -546,6 +573,9 @@ pub(crate) fn bucket_fast(x: f32, scale: f32, padded: &[f32]) -> usize {
 /// Top-label calibration error, as torchmetrics'
 /// `multiclass_calibration_error(probs, target, num_classes, n_bins, norm, ignore_index=255)`.
 ///
+/// # Errors
+/// As [`calibration_bins`].
+///
 /// # Examples
 /// ```
 /// # fn main() -> Result<(), xray_metrics::MetricsError> {
@@ -580,6 +610,9 @@ pub fn calibration_error(
 /// [`calibration_error`] (f64 sums) is the more accurate value. On 10 million pixels the two
 /// differ by about 5e-5 (float32 loses about 0.1 % of a bin's confidence sum).
 ///
+/// # Errors
+/// As [`calibration_bins`].
+///
 /// Single-threaded by construction (the summation order is part of the result).
 pub fn calibration_error_torch_f32(
     labels: &[u8],
@@ -590,12 +623,7 @@ pub fn calibration_error_torch_f32(
 ) -> Result<f64> {
     let n = check_planes(labels, probs, num_classes)?;
     crate::validate::first_bad_label(labels, num_classes)?;
-    if n_bins == 0 {
-        return Err(MetricsError::InvalidConfig(
-            "calibration needs at least one bin".into(),
-        ));
-    }
-    let bounds = torch_bin_boundaries(n_bins);
+    let bounds = torch_bin_boundaries(n_bins)?;
     let mut count = vec![0f32; n_bins + 1];
     let mut sum = vec![0f32; n_bins + 1];
     let mut hits = vec![0f32; n_bins + 1];
@@ -645,6 +673,10 @@ pub fn calibration_error_torch_f32(
 
 /// Class-wise reliability: for each class `k`, bins of `p_k` over all scored pixels against
 /// the frequency of label `k` (Kull et al. 2019 "classwise-ECE" averages their ECEs).
+///
+/// # Errors
+/// As [`calibration_bins`], except that the probabilities are checked one by one (finite,
+/// in [0, 1]; [`MetricsError::InvalidProbability`]), not for their sum.
 ///
 /// # Examples
 /// ```
@@ -700,7 +732,7 @@ mod tests {
     #[test]
     fn fast_bucket_matches_reference() {
         for n in 1..=64usize {
-            let bounds = torch_bin_boundaries(n);
+            let bounds = torch_bin_boundaries(n).unwrap();
             let mut padded = bounds.clone();
             padded.push(f32::INFINITY);
             let mut xs: Vec<f32> = (0..=2000).map(|i| i as f32 / 2000.0).collect();

@@ -30,7 +30,7 @@ pub enum AucMethod {
     Exact,
     /// Equal-width histogram with `bins` bins; bounded memory, error bound reported.
     Binned {
-        /// Number of bins on [0, 1].
+        /// Number of bins on [0, 1]; 2..=[`MAX_BINS`](crate::MAX_BINS).
         bins: usize,
     },
     /// No AUC.
@@ -42,7 +42,8 @@ pub enum AucMethod {
 pub struct EvalConfig {
     /// One name per class; its length is the number of classes.
     pub class_names: Vec<String>,
-    /// Equal-width reliability bins (torchmetrics-compatible), also the equal-mass bin count.
+    /// Equal-width reliability bins (torchmetrics-compatible), also the equal-mass bin count;
+    /// 1..=[`MAX_BINS`](crate::MAX_BINS).
     pub n_bins: usize,
     /// AUC method.
     pub auc: AucMethod,
@@ -86,6 +87,15 @@ impl EvalConfig {
         crate::validate::check_num_classes(self.class_names.len())?;
         if self.n_bins == 0 {
             return Err(MetricsError::InvalidConfig("n_bins must be ≥ 1".into()));
+        }
+        crate::validate::check_max_bins("n_bins", self.n_bins)?;
+        if let AucMethod::Binned { bins } = self.auc {
+            if bins < 2 {
+                return Err(MetricsError::InvalidConfig(format!(
+                    "binned AUC needs at least 2 bins, got {bins}"
+                )));
+            }
+            crate::validate::check_max_bins("auc bins", bins)?;
         }
         // Infinity is allowed: it turns the sum check off (see the field's doc).
         if self.sum_tolerance.is_nan() || self.sum_tolerance < 0.0 {
@@ -143,6 +153,12 @@ pub struct Evaluator {
 
 impl Evaluator {
     /// A new evaluator; fails on an invalid configuration.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] naming the field when the class count is not in
+    /// 2..=255, `n_bins` is not in 1..=[`MAX_BINS`](crate::MAX_BINS), binned AUC's `bins` is
+    /// not in 2..=[`MAX_BINS`](crate::MAX_BINS), `sum_tolerance` is NaN or negative, or
+    /// `pixel_spacing` is not finite and `> 0`. Nothing is allocated before the checks.
     pub fn new(config: EvalConfig) -> Result<Self> {
         config.validate()?;
         let c = config.class_names.len();

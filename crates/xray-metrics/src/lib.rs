@@ -58,4 +58,4 @@ pub use scores::{mean_over_images, Average, ClassMetric, Score, ZeroDivision};
 pub use temperature::{
     fit_temperature, softmax_with_temperature, LogitImage, TemperatureConfig, TemperatureFit,
 };
-pub use validate::{DEFAULT_SUM_TOLERANCE, IGNORE};
+pub use validate::{DEFAULT_SUM_TOLERANCE, IGNORE, MAX_BINS};

@@ -571,7 +571,11 @@ pub struct BinnedAuc {
 }
 
 impl BinnedAuc {
-    /// `bins` equal-width bins on [0, 1] (at least 2).
+    /// `bins` equal-width bins on [0, 1] (at least 2, at most [`MAX_BINS`](crate::MAX_BINS)).
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `num_classes` is not in 2..=255 or `bins` is
+    /// below 2 or above [`MAX_BINS`](crate::MAX_BINS).
     pub fn new(num_classes: usize, bins: usize) -> Result<Self> {
         crate::validate::check_num_classes(num_classes)?;
         if bins < 2 {
@@ -579,6 +583,7 @@ impl BinnedAuc {
                 "binned AUC needs at least 2 bins, got {bins}"
             )));
         }
+        crate::validate::check_max_bins("binned AUC bins", bins)?;
         Ok(Self {
             num_classes,
             bins,

@@ -29,7 +29,7 @@ pub struct TemperatureConfig {
     /// Stop when the step on β = 1/T is below this (relative to β); finite and `≥ 0`
     /// (0 runs `max_iter` iterations unless the gradient vanishes).
     pub tolerance: f64,
-    /// Equal-width bins for the ECE reported before and after (`≥ 1`).
+    /// Equal-width bins for the ECE reported before and after (1..=[`MAX_BINS`](crate::MAX_BINS)).
     pub n_bins: usize,
     /// The fitted temperature is the NLL's minimiser within `[low, high]` (default
     /// `[0.05, 20]`). An unbounded fit runs off to T → ∞ for a network no better than
@@ -46,7 +46,8 @@ fn default_temperature_range() -> (f64, f64) {
 impl TemperatureConfig {
     /// Checks every field: `temperature_range` must satisfy `0 < low ≤ high < ∞`,
     /// `tolerance` must be finite and `≥ 0` (a NaN tolerance never stops the iteration, an
-    /// infinite one stops it after the first step), `n_bins` must be `≥ 1`.
+    /// infinite one stops it after the first step), `n_bins` must be in
+    /// 1..=[`MAX_BINS`](crate::MAX_BINS).
     /// [`fit_temperature`] calls it before touching the data.
     ///
     /// # Errors
@@ -80,6 +81,7 @@ impl TemperatureConfig {
                 "temperature n_bins must be ≥ 1, got 0".into(),
             ));
         }
+        crate::validate::check_max_bins("temperature n_bins", self.n_bins)?;
         Ok(())
     }
 }

@@ -10,6 +10,25 @@ pub const IGNORE: u8 = 255;
 /// (logits, a missing class plane, a pixel-major layout...).
 pub const DEFAULT_SUM_TOLERANCE: f64 = 1e-3;
 
+/// Most bins a binned quantity may have: reliability bins (`n_bins` of [`crate::EvalConfig`],
+/// [`crate::TemperatureConfig`], [`crate::ReliabilityBins::new`], the calibration functions,
+/// [`crate::torch_bin_boundaries`]) and binned AUC ([`crate::AucMethod::Binned`],
+/// [`crate::BinnedAuc::new`]). A million bins already resolve probabilities to 10⁻⁶, far finer
+/// than any evaluation needs; a larger count is refused with
+/// [`MetricsError::InvalidConfig`](crate::MetricsError::InvalidConfig) before anything is
+/// allocated (2³³ bins would ask for tens of GB, `usize::MAX` overflowed).
+pub const MAX_BINS: usize = 1_000_000;
+
+/// Refuses a bin count above [`MAX_BINS`]; `what` names the parameter (e.g. "n_bins").
+pub(crate) fn check_max_bins(what: &str, bins: usize) -> Result<()> {
+    if bins > MAX_BINS {
+        return Err(MetricsError::InvalidConfig(format!(
+            "{what} must be at most {MAX_BINS} (MAX_BINS), got {bins}"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_num_classes(num_classes: usize) -> Result<()> {
     if !(2..=255).contains(&num_classes) {
         return Err(MetricsError::InvalidConfig(format!(

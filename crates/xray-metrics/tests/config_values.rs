@@ -8,7 +8,11 @@
 //! they are tested here.
 
 use serde_json::json;
-use xray_metrics::{fit_temperature, EvalConfig, Evaluator, LogitImage, TemperatureConfig};
+use xray_metrics::{
+    calibration_bins, calibration_error, calibration_error_torch_f32, classwise_reliability,
+    fit_temperature, torch_bin_boundaries, AucMethod, BinnedAuc, CalibrationNorm, EvalConfig,
+    Evaluator, LogitImage, ReliabilityBins, TemperatureConfig, MAX_BINS,
+};
 
 fn eval_config() -> EvalConfig {
     let mut cfg = EvalConfig::new(["a", "b"]);
@@ -140,4 +144,63 @@ fn temperature_config_refuses_non_finite_fields_naming_them() {
         .to_string();
     assert!(e.contains("n_bins must be ≥ 1"), "{e}");
     assert!(fit_temperature(&images, 2, &TemperatureConfig::default()).is_ok());
+}
+
+/// Bin counts are capped at `MAX_BINS` wherever they are taken, refused before anything is
+/// allocated: `n_bins: 1 << 33` aborted on a 34 GB allocation, and `usize::MAX` bins
+/// overflowed `n_bins + 1` and `classes × bins`.
+#[test]
+fn bin_counts_above_max_bins_are_refused() {
+    let too_many = [MAX_BINS + 1, 1 << 33, usize::MAX];
+    for n in too_many {
+        let cfg = EvalConfig {
+            n_bins: n,
+            ..eval_config()
+        };
+        let e = Evaluator::new(cfg).unwrap_err().to_string();
+        assert!(e.contains("n_bins must be at most 1000000"), "{n}: {e}");
+        let cfg = EvalConfig {
+            auc: AucMethod::Binned { bins: n },
+            ..eval_config()
+        };
+        let e = Evaluator::new(cfg).unwrap_err().to_string();
+        assert!(e.contains("auc bins must be at most 1000000"), "{n}: {e}");
+        let e = BinnedAuc::new(3, n).unwrap_err().to_string();
+        assert!(e.contains("bins must be at most 1000000"), "{n}: {e}");
+        let e = ReliabilityBins::new(n).unwrap_err().to_string();
+        assert!(e.contains("n_bins must be at most 1000000"), "{n}: {e}");
+        assert!(torch_bin_boundaries(n).is_err(), "{n}");
+        let cfg = TemperatureConfig {
+            n_bins: n,
+            ..TemperatureConfig::default()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("temperature n_bins must be at most"), "{n}: {e}");
+        let (labels, probs) = ([0u8, 1], [0.75f32, 0.4, 0.25, 0.6]);
+        assert!(calibration_bins(&labels, &probs, 2, n).is_err(), "{n}");
+        for norm in [CalibrationNorm::L1, CalibrationNorm::Max] {
+            assert!(calibration_error(&labels, &probs, 2, n, norm).is_err());
+            assert!(calibration_error_torch_f32(&labels, &probs, 2, n, norm).is_err());
+        }
+        assert!(classwise_reliability(&labels, &probs, 2, n).is_err(), "{n}");
+    }
+    // The cap itself is accepted; 0 bins (1 for binned AUC) still is not.
+    assert_eq!(ReliabilityBins::new(MAX_BINS).unwrap().total(), 0);
+    assert_eq!(torch_bin_boundaries(MAX_BINS).unwrap().len(), MAX_BINS + 1);
+    BinnedAuc::new(2, MAX_BINS).unwrap();
+    let cfg = EvalConfig {
+        n_bins: MAX_BINS,
+        auc: AucMethod::Binned { bins: MAX_BINS },
+        ..eval_config()
+    };
+    Evaluator::new(cfg).unwrap();
+    assert!(ReliabilityBins::new(0).is_err());
+    assert!(torch_bin_boundaries(0).is_err());
+    assert!(BinnedAuc::new(2, 1).is_err());
+    let cfg = EvalConfig {
+        auc: AucMethod::Binned { bins: 1 },
+        ..eval_config()
+    };
+    let e = Evaluator::new(cfg).unwrap_err().to_string();
+    assert!(e.contains("at least 2 bins, got 1"), "{e}");
 }

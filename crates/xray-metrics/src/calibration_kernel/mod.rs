@@ -363,7 +363,7 @@ mod tests {
     /// Class-major probabilities whose top-1 confidences sit on, and a few ulps either
     /// side of, every bin boundary, plus ordinary random pixels.
     fn planted(num_classes: usize, n_bins: usize, n: usize) -> (Vec<u8>, Vec<f32>) {
-        let bounds = crate::calibration::torch_bin_boundaries(n_bins);
+        let bounds = crate::calibration::torch_bin_boundaries(n_bins).unwrap();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             state ^= state << 13;
