@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> xray_seg::Result<()> {
     // Before the model loads and the images are evaluated: the report is written last.
-    xray_seg::check_out_dir(&args.out)?;
+    xray_seg::evaluate::check_evaluation_out_dir(&args.out)?;
     let weights = args
         .weights
         .clone()

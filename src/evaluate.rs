@@ -465,6 +465,38 @@ pub fn evaluate_samples(
     })
 }
 
+/// Checks `dir` as the output folder of a stand-alone evaluation, before any work:
+/// [`crate::check_out_dir`], and not a training run's folder (one holding
+/// [`crate::train::RUN_OPTIONS_FILE`], `log.jsonl` or `best/`), whose test-split report,
+/// plots and `categories.json` the evaluation would overwrite with scores of other images.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the folder.
+///
+/// # Examples
+/// ```
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-eval-out-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// assert!(xray_seg::evaluate::check_evaluation_out_dir(&dir).is_ok());
+/// std::fs::write(dir.join("log.jsonl"), "")?;
+/// let e = xray_seg::evaluate::check_evaluation_out_dir(&dir).unwrap_err();
+/// assert!(e.to_string().contains("training run"));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_evaluation_out_dir(dir: &Path) -> Result<()> {
+    crate::check_out_dir(dir)?;
+    let marks = [crate::train::RUN_OPTIONS_FILE, "log.jsonl", "best"];
+    if let Some(mark) = marks.iter().find(|m| dir.join(m).exists()) {
+        return Err(Error::Invalid(format!(
+            "{} holds a training run ({mark}): its report and plots would be overwritten by \
+             this evaluation; give --out another folder",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes `report.json`, `report.md` (with the thresholded comparison when present, and the
 /// per-category table when the dataset has categories), `categories.json` (per-category
 /// scores, when there are any) and the plots (`roc`, `reliability`, `confusion`, PNG and
