@@ -12,11 +12,32 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{readable_number, MetricsError, Result};
-use crate::validate::{check_len, check_num_classes, first_bad_label, IGNORE};
+use crate::validate::{check_image_len, check_len, check_num_classes, first_bad_label, IGNORE};
 
 /// Squared Euclidean distance of every pixel to the nearest `true` pixel of `features`
 /// (row-major, `width × height`); `f64::INFINITY` everywhere when there is none.
-pub fn squared_distance_transform(features: &[bool], width: usize, height: usize) -> Vec<f64> {
+///
+/// # Errors
+/// [`MetricsError::LengthMismatch`] when `features` does not hold `width × height` values
+/// (a product that overflows `usize` included).
+///
+/// # Examples
+/// ```
+/// use xray_metrics::squared_distance_transform;
+/// let d = squared_distance_transform(&[true, false, false], 3, 1).unwrap();
+/// assert_eq!(d, [0.0, 1.0, 4.0]);
+/// assert!(squared_distance_transform(&[true; 3], 2, 2).is_err());
+/// ```
+pub fn squared_distance_transform(
+    features: &[bool],
+    width: usize,
+    height: usize,
+) -> Result<Vec<f64>> {
+    check_image_len("features", width, height, features.len())?;
+    if features.is_empty() {
+        // A zero dimension: nothing to transform (and no buffer sized by the other one).
+        return Ok(Vec::new());
+    }
     let mut d: Vec<f64> = features
         .iter()
         .map(|&f| if f { 0.0 } else { f64::INFINITY })
@@ -40,7 +61,7 @@ pub fn squared_distance_transform(features: &[bool], width: usize, height: usize
         edt_1d(&buf[..width], &mut out[..width], &mut v, &mut z);
         d[y * width..(y + 1) * width].copy_from_slice(&out[..width]);
     }
-    d
+    Ok(d)
 }
 
 /// 1-D squared distance transform of sampled function `f` (lower envelope of parabolas).
@@ -146,6 +167,15 @@ fn directed(from: &[bool], to_dt: &[f64], spacing: f64) -> Vec<f64> {
 /// Per-class surface distances between `truth` and `pred` label images (`width × height`,
 /// row-major). `None` for a class missing from either image (the distance is undefined).
 ///
+/// # Errors
+/// - [`MetricsError::InvalidConfig`] when `num_classes` is not in 2..=255 or `spacing` is not
+///   finite and `> 0`;
+/// - [`MetricsError::LengthMismatch`] when `truth` does not hold `width × height` values (a
+///   product that overflows `usize` included) or `pred` is not as long as `truth`;
+/// - [`MetricsError::LabelOutOfRange`] for a true label that is neither a class nor 255;
+/// - [`MetricsError::PredictionOutOfRange`] for a prediction ≥ `num_classes` at a scored
+///   pixel.
+///
 /// # Examples
 /// ```
 /// use xray_metrics::surface_distances;
@@ -163,11 +193,7 @@ pub fn surface_distances(
     spacing: f64,
 ) -> Result<Vec<Option<SurfaceDistance>>> {
     check_num_classes(num_classes)?;
-    check_len(
-        &format!("truth labels ({width} × {height})"),
-        width * height,
-        truth.len(),
-    )?;
+    check_image_len("truth labels", width, height, truth.len())?;
     check_len("predicted labels", truth.len(), pred.len())?;
     first_bad_label(truth, num_classes)?;
     if !(spacing.is_finite() && spacing > 0.0) {
@@ -187,7 +213,7 @@ pub fn surface_distances(
             num_classes,
         });
     }
-    Ok((0..num_classes)
+    (0..num_classes)
         .map(|k| {
             let a: Vec<bool> = truth.iter().map(|&t| t as usize == k).collect();
             let b: Vec<bool> = truth
@@ -196,12 +222,12 @@ pub fn surface_distances(
                 .map(|(&t, &p)| t != IGNORE && p as usize == k)
                 .collect();
             if !a.iter().any(|&v| v) || !b.iter().any(|&v| v) {
-                return None;
+                return Ok(None);
             }
             let (sa, sb) = (surface(&a, width, height), surface(&b, width, height));
             let (da, db) = (
-                squared_distance_transform(&sa, width, height),
-                squared_distance_transform(&sb, width, height),
+                squared_distance_transform(&sa, width, height)?,
+                squared_distance_transform(&sb, width, height)?,
             );
             let ab = directed(&sa, &db, spacing);
             let ba = directed(&sb, &da, spacing);
@@ -209,11 +235,11 @@ pub fn surface_distances(
             let assd =
                 (ab.iter().sum::<f64>() + ba.iter().sum::<f64>()) / (ab.len() + ba.len()) as f64;
             let hausdorff = ab[ab.len() - 1].max(ba[ba.len() - 1]);
-            Some(SurfaceDistance {
+            Ok(Some(SurfaceDistance {
                 hd95,
                 assd,
                 hausdorff,
-            })
+            }))
         })
-        .collect())
+        .collect()
 }

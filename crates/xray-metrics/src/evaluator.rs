@@ -20,7 +20,7 @@ use crate::report::{
 };
 use crate::roc::{key, BinnedAuc, ExactAuc, MicroAuc};
 use crate::scores::{mean_over_images, Average, ClassMetric, ZeroDivision};
-use crate::validate::{check_len, check_planes, IGNORE};
+use crate::validate::{check_image_len, check_planes, IGNORE};
 
 /// How ROC AUC is accumulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,7 +219,8 @@ impl Evaluator {
     /// # Errors
     /// Nothing is added when one occurs.
     /// - [`MetricsError::LengthMismatch`] when `labels` does not hold `width × height`
-    ///   values, or `probs` not `C × width × height`;
+    ///   values (a product that overflows `usize` included), or `probs` not
+    ///   `C × width × height`;
     /// - [`MetricsError::LabelOutOfRange`] for the first label ≥ C other than 255 (ignore);
     /// - [`MetricsError::InvalidProbability`] for the first pixel holding a probability that
     ///   is NaN or outside [0, 1], or [`MetricsError::ProbabilitiesNotNormalised`] for the
@@ -250,11 +251,7 @@ impl Evaluator {
         height: usize,
     ) -> Result<()> {
         let c = self.num_classes();
-        check_len(
-            &format!("labels ({width} × {height} pixels)"),
-            width * height,
-            labels.len(),
-        )?;
+        check_image_len("labels", width, height, labels.len())?;
         let n = check_planes(labels, probs, c)?;
         crate::validate::first_bad_label(labels, c)?;
         let mut conf = vec![0f32; n];

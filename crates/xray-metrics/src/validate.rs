@@ -49,6 +49,28 @@ pub(crate) fn check_len(what: &str, expected: usize, found: usize) -> Result<()>
     Ok(())
 }
 
+/// Checks that `found` values are `width × height` pixels and returns the pixel count;
+/// `what` names the input. A product that overflows `usize` is a mismatch too: no slice is
+/// that long (`expected` then saturates at `usize::MAX` and `what` says it overflows).
+pub(crate) fn check_image_len(
+    what: &str,
+    width: usize,
+    height: usize,
+    found: usize,
+) -> Result<usize> {
+    match width.checked_mul(height) {
+        Some(n) => {
+            check_len(&format!("{what} ({width} × {height} pixels)"), n, found)?;
+            Ok(n)
+        }
+        None => Err(MetricsError::LengthMismatch {
+            what: format!("{what} ({width} × {height} pixels, a product that overflows usize)"),
+            expected: usize::MAX,
+            found,
+        }),
+    }
+}
+
 /// Checks `probs.len() == num_classes * labels.len()` and returns the pixel count.
 pub(crate) fn check_planes(labels: &[u8], probs: &[f32], num_classes: usize) -> Result<usize> {
     check_num_classes(num_classes)?;

@@ -217,6 +217,41 @@ fn bad_input_is_an_error_naming_the_pixel() {
     assert!(matches!(ev.finish(), Err(MetricsError::Empty(_))));
 }
 
+/// A width × height that overflows `usize` is a length mismatch naming the overflow (it
+/// panicked in `width * height`), for the evaluator and for surface distances.
+#[test]
+fn image_sizes_that_overflow_are_a_length_mismatch() {
+    let (w, h) = (1usize << 33, 1usize << 31);
+    let labels = [0u8, 1, 2, 1];
+    let probs = [
+        0.8f32, 0.1, 0.1, 0.2, 0.1, 0.8, 0.1, 0.7, 0.1, 0.1, 0.8, 0.1,
+    ];
+    let mut cfg = config(3);
+    cfg.boundary = true;
+    let mut ev = Evaluator::new(cfg).unwrap();
+    for e in [
+        ev.add_image(&labels, &probs, w, h).unwrap_err(),
+        ev.add_image(&labels, &probs, h, w).unwrap_err(),
+        surface_distances(&labels, &labels, w, h, 3, 1.0).unwrap_err(),
+        surface_distances(&labels, &labels, usize::MAX, 2, 3, 1.0).unwrap_err(),
+    ] {
+        assert!(
+            matches!(e, MetricsError::LengthMismatch { found: 4, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("overflows usize"), "{e}");
+    }
+    assert_eq!(ev.images(), 0);
+    // The sizes that fit still work.
+    ev.add_image(&labels, &probs, 2, 2).unwrap();
+    assert_eq!(
+        surface_distances(&labels, &labels, 2, 2, 3, 1.0)
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
 #[test]
 fn refused_numbers_print_readably() {
     // Each of these printed the refused number in full (-1e300: 301 digits).
@@ -424,7 +459,7 @@ fn distance_transform_matches_brute_force() {
     let mut rng = Rng(7);
     for &(w, h) in &[(1, 1), (7, 3), (13, 11), (1, 9)] {
         let f: Vec<bool> = (0..w * h).map(|_| rng.uniform() < 0.15).collect();
-        let d = squared_distance_transform(&f, w, h);
+        let d = squared_distance_transform(&f, w, h).unwrap();
         for y in 0..h {
             for x in 0..w {
                 let mut best = f64::INFINITY;
@@ -440,6 +475,30 @@ fn distance_transform_matches_brute_force() {
             }
         }
     }
+}
+
+/// A feature map that is not `width × height` values is an error, not a panic (too short)
+/// or a silently ignored tail (too long); a zero dimension is an empty map.
+#[test]
+fn distance_transform_refuses_a_map_of_the_wrong_size() {
+    for (len, w, h) in [(3, 2, 2), (5, 2, 2), (0, 2, 2), (1, 0, 1)] {
+        let e = squared_distance_transform(&vec![true; len], w, h).unwrap_err();
+        assert!(
+            matches!(e, MetricsError::LengthMismatch { expected, found, .. }
+                if expected == w * h && found == len),
+            "{len} for {w}x{h}: {e}"
+        );
+    }
+    let e = squared_distance_transform(&[true; 4], 1 << 33, 1 << 31).unwrap_err();
+    assert!(e.to_string().contains("overflows usize"), "{e}");
+    assert_eq!(
+        squared_distance_transform(&[], 0, 1 << 40).unwrap(),
+        Vec::<f64>::new()
+    );
+    assert_eq!(
+        squared_distance_transform(&[], 7, 0).unwrap(),
+        Vec::<f64>::new()
+    );
 }
 
 #[test]
