@@ -979,19 +979,28 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
     // first, so that a run that fails later (in the split checks) can be resumed with the
     // same options, and not rerun with others over data made for these. A folder of the
     // user's is only checked, so nothing is written until it passes.
+    // A resume records its options (new epochs, say) only once the trainer has taken up
+    // the run: a resume that fails (a damaged `last/`) must leave the record as it was.
     let synthetic = job.data.is_none();
-    if synthetic {
+    if synthetic && !job.resume {
         write_run_options(&job.run_dir, &options)?;
     }
     let ds = open_dataset(job)?;
     let plan = plan_splits(job, &ds.categories())?;
     check_splits(&ds, plan.iter().map(|(split, _)| split))?;
-    if !synthetic {
+    if !synthetic && !job.resume {
         write_run_options(&job.run_dir, &options)?;
     }
+    let mut record_after_resume = job.resume.then_some(&options);
     let mut outcomes = Vec::with_capacity(plan.len());
     for (split, dir) in &plan {
-        outcomes.push(train_checked_split(job, &ds, split, dir)?);
+        outcomes.push(train_checked_split(
+            job,
+            &ds,
+            split,
+            dir,
+            record_after_resume.take(),
+        )?);
     }
     if job.kfold.is_none() {
         return Ok((outcomes, None));
@@ -1083,15 +1092,17 @@ pub fn train_split(
     dir: &Path,
 ) -> Result<TrainOutcome> {
     check_splits(ds, [split])?;
-    train_checked_split(job, ds, split, dir)
+    train_checked_split(job, ds, split, dir, None)
 }
 
-/// [`train_split`] on a split [`check_splits`] has passed.
+/// [`train_split`] on a split [`check_splits`] has passed; `record_after_resume`: the
+/// options to write into the run folder once a resume has succeeded.
 fn train_checked_split(
     job: &TrainJob,
     ds: &Arc<Dataset>,
     split: &Split,
     dir: &Path,
+    record_after_resume: Option<&RunOptions>,
 ) -> Result<TrainOutcome> {
     if split.train.is_empty() {
         return Err(Error::Invalid(
@@ -1155,8 +1166,21 @@ fn train_checked_split(
         let mut trainer = Trainer::new(model.as_ref(), &varmap, train_cfg, &job.device)?
             .with_checkpoint_dir(dir)
             .with_checkpoint_metadata(inference_metadata(&preprocess, job.flip_average));
-        if job.resume && trainer.resume()?.is_none() {
-            refuse_restart_over_results(dir)?;
+        let resumed_at = if job.resume { trainer.resume()? } else { None };
+        match resumed_at {
+            None if job.resume => refuse_restart_over_results(dir)?,
+            Some(next) if next > job.epochs => {
+                return Err(Error::Invalid(format!(
+                    "{} has trained {next} epochs already, more than --epochs {}: nothing \
+                     was changed; resume with --epochs above {next} to train on",
+                    dir.display(),
+                    job.epochs
+                )))
+            }
+            _ => {}
+        }
+        if let Some(options) = record_after_resume {
+            write_run_options(&job.run_dir, options)?;
         }
         trainer.fit(
             &mut train_src,

@@ -680,3 +680,51 @@ fn a_resume_that_changes_the_schedule_or_augmentation_says_so_without_refusing()
     v.as_object_mut().unwrap().remove("settings");
     assert_eq!(serde_json::from_value::<RunOptions>(v).unwrap(), older);
 }
+
+/// A resume that fails leaves `train_job.json` as it was (it recorded the new `--epochs`
+/// before the damaged `last/` was read), and one asking for fewer epochs than the run has
+/// trained is refused instead of rewriting the record and training nothing.
+#[test]
+fn a_failed_or_shrinking_resume_leaves_the_run_record_alone() {
+    let tmp = temp_dir("train-resume-record");
+    let job = TrainJob {
+        epochs: 2,
+        ..tiny_job(tmp.join("run"))
+    };
+    run(&job).expect("the first run trains");
+    let record = job.run_dir.join(xray_seg::train::RUN_OPTIONS_FILE);
+    let before = std::fs::read(&record).unwrap();
+
+    let shorter = TrainJob {
+        resume: true,
+        epochs: 1,
+        ..job.clone()
+    };
+    let err = error_of(&shorter, "fewer epochs than trained");
+    assert!(
+        err.contains("trained 2 epochs already, more than --epochs 1"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&record).unwrap(), before);
+
+    // The optimizer state cut short: the resume fails, the record stays.
+    let optimizer = job.run_dir.join("last/optimizer.safetensors");
+    let bytes = std::fs::read(&optimizer).unwrap();
+    std::fs::write(&optimizer, &bytes[..bytes.len() / 2]).unwrap();
+    let longer = TrainJob {
+        resume: true,
+        epochs: 3,
+        ..job.clone()
+    };
+    let err = error_of(&longer, "a damaged optimizer state");
+    assert!(err.contains("optimizer.safetensors"), "{err}");
+    assert_eq!(std::fs::read(&record).unwrap(), before);
+
+    // Mended, the same resume trains on and records its epochs.
+    std::fs::write(&optimizer, &bytes).unwrap();
+    run(&longer).expect("the resume trains a third epoch");
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(after["settings"]["epochs"], 3, "{after}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -1144,9 +1144,12 @@ impl<'a> Trainer<'a> {
 }
 
 /// Keeps only the log records of epochs before `next_epoch`: those after it belong to epochs
-/// a resumed run trains again (their record was written, the checkpoint was not), and a line
-/// cut short by a crash is dropped too. The log is rewritten atomically, and only if needed.
-/// Returns the kept records' text (empty without a log).
+/// a resumed run trains again (their record was written, the checkpoint was not), and a last
+/// line cut short by a crash (no newline after it) is dropped too. Any other line that is not
+/// an epoch record is an error and the log is left as it is: a crash only ever cuts the last
+/// line, so such a line was edited or damaged, and rewriting the log would delete it. The
+/// log is rewritten atomically, and only if needed. Returns the kept records' text (empty
+/// without a log).
 fn trim_log(path: &Path, next_epoch: usize) -> Result<String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -1158,16 +1161,29 @@ fn trim_log(path: &Path, next_epoch: usize) -> Result<String> {
             })
         }
     };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|line| {
-            #[derive(Deserialize)]
-            struct Epoch {
-                epoch: usize,
+    #[derive(Deserialize)]
+    struct Epoch {
+        epoch: usize,
+    }
+    let torn_tail = !text.is_empty() && !text.ends_with('\n');
+    let count = text.lines().count();
+    let mut kept: Vec<&str> = Vec::with_capacity(count);
+    for (n, line) in text.lines().enumerate() {
+        match serde_json::from_str::<Epoch>(line) {
+            Ok(r) if r.epoch < next_epoch => kept.push(line),
+            Ok(_) => {}
+            Err(_) if torn_tail && n + 1 == count => {}
+            Err(e) => {
+                return Err(ModelError::InvalidConfig(format!(
+                    "{}: line {} is not an epoch record ({e}); a crash only cuts the last \
+                     line short, so the log was edited or damaged: mend or delete that line \
+                     and resume again (nothing was changed)",
+                    path.display(),
+                    n + 1
+                )))
             }
-            serde_json::from_str::<Epoch>(line).is_ok_and(|r| r.epoch < next_epoch)
-        })
-        .collect();
+        }
+    }
     if kept.len() == text.lines().count() && (text.is_empty() || text.ends_with('\n')) {
         return Ok(text);
     }

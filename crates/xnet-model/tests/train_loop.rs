@@ -750,6 +750,42 @@ fn a_resumed_run_logs_each_epoch_once_even_after_a_crash_between_log_and_checkpo
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A damaged line that is not the last one cannot come from a crash: the resume refuses and
+/// leaves the log as it was (it used to delete the line and go on).
+#[test]
+fn a_damaged_log_line_before_the_last_is_refused_and_kept() {
+    let dev = Device::Cpu;
+    let (mut train, mut val) = sources();
+    let dir = temp_dir("log-damaged");
+    {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        Trainer::new(&toy, &vm, config(2), &dev)
+            .unwrap()
+            .with_checkpoint_dir(&dir)
+            .fit(&mut train, Some(&mut val))
+            .unwrap();
+    }
+    let log = dir.join("log.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let second = text.lines().nth(1).unwrap().to_string();
+    let damaged = format!("{{\"epoch\": 0, \"train_lo\n{second}\n");
+    std::fs::write(&log, &damaged).unwrap();
+    let vm = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    let mut t = Trainer::new(&toy, &vm, config(4), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir);
+    let err = t.resume().unwrap_err().to_string();
+    assert!(
+        err.contains("log.jsonl: line 1 is not an epoch record")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), damaged);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn resuming_with_another_schedule_or_rate_continues_on_the_new_one() {
     let dev = Device::Cpu;
