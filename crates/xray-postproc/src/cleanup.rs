@@ -296,6 +296,19 @@ fn reassign_components(
     }
 }
 
+/// Connected components of the non-zero pixels of `mask` (labels from 1, 0 = background),
+/// as imageproc's `connected_components`, which indexes its union-find with one slot per
+/// pixel by label from 1: the one label of a 1 × 1 mask's set pixel is past its only slot
+/// (an assertion panic). Any larger binary mask has fewer labels than pixels (two of its
+/// pixels are neighbours), so only that size is labelled here.
+fn components(mask: &GrayImage, conn: IpConnectivity) -> ImageBuffer<Luma<u32>, Vec<u32>> {
+    if mask.dimensions() == (1, 1) {
+        let set = u32::from(mask.get_pixel(0, 0)[0] != 0);
+        return ImageBuffer::from_pixel(1, 1, Luma([set]));
+    }
+    connected_components(mask, conn, Luma([0u8]))
+}
+
 fn component_sizes(comps: &ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<usize> {
     let n = comps.iter().copied().max().unwrap_or(0) as usize;
     let mut sizes = vec![0usize; n + 1];
@@ -323,7 +336,7 @@ pub fn remove_small_components(
     min_size: usize,
     conn: Connectivity,
 ) -> usize {
-    let comps = connected_components(&class_mask(labels, class), conn.into(), Luma([0u8]));
+    let comps = components(&class_mask(labels, class), conn.into());
     let sizes = component_sizes(&comps);
     let selected: Vec<bool> = sizes
         .iter()
@@ -347,7 +360,7 @@ pub fn remove_small_components(
 /// assert_eq!(l.as_raw(), &vec![1, 1, 0, 0, 0]);
 /// ```
 pub fn keep_largest_component(labels: &mut GrayImage, class: u8, conn: Connectivity) -> usize {
-    let comps = connected_components(&class_mask(labels, class), conn.into(), Luma([0u8]));
+    let comps = components(&class_mask(labels, class), conn.into());
     let sizes = component_sizes(&comps);
     let Some(largest) = (1..sizes.len()).max_by_key(|&k| (sizes[k], std::cmp::Reverse(k))) else {
         return 0;
@@ -359,7 +372,8 @@ pub fn keep_largest_component(labels: &mut GrayImage, class: u8, conn: Connectiv
 
 /// Fills holes in `class`: 4-connected regions of other labels that do not touch the image
 /// border and are entirely enclosed by `class`, of at most `max_area` pixels (0 = any size).
-/// Returns the number of pixels filled.
+/// Returns the number of pixels filled. A map one pixel wide or high has no hole (every
+/// pixel is on the border), nor has a map with no pixel.
 ///
 /// # Examples
 /// ```
@@ -372,6 +386,10 @@ pub fn keep_largest_component(labels: &mut GrayImage, class: u8, conn: Connectiv
 /// ```
 pub fn fill_holes(labels: &mut GrayImage, class: u8, max_area: usize) -> usize {
     let (w, h) = labels.dimensions();
+    if w == 0 || h == 0 {
+        // No pixel, so no hole (and no border row or column to look along).
+        return 0;
+    }
     let mut other = class_mask(labels, class);
     for p in other.iter_mut() {
         *p = 255 - *p;
@@ -379,7 +397,7 @@ pub fn fill_holes(labels: &mut GrayImage, class: u8, max_area: usize) -> usize {
     // Components of "not this class" are holes when they touch neither the border nor,
     // through 8-adjacency of the class, the outside; 4-connectivity for the background is the
     // dual of 8-connectivity for the foreground.
-    let comps = connected_components(&other, IpConnectivity::Four, Luma([0u8]));
+    let comps = components(&other, IpConnectivity::Four);
     let sizes = component_sizes(&comps);
     let mut touches = vec![false; sizes.len()];
     for x in 0..w {
@@ -428,7 +446,7 @@ pub fn bone_cleanup(labels: &mut GrayImage, bone: u8, open_radius: u8, dilate_ra
     for ((r, &m), &o) in removed.iter_mut().zip(mask.iter()).zip(opened.iter()) {
         *r = if m > 0 && o == 0 { 255 } else { 0 };
     }
-    let comps = connected_components(&removed, IpConnectivity::Eight, Luma([0u8]));
+    let comps = components(&removed, IpConnectivity::Eight);
     let n = comps.iter().copied().max().unwrap_or(0) as usize;
     let selected: Vec<bool> = (0..=n).map(|k| k > 0).collect();
     reassign_components(labels, &comps, &selected, Some(bone));

@@ -123,3 +123,73 @@ fn config_runs_all_steps_and_parses_from_json() {
         max_area: 3,
     };
 }
+
+/// Every clean-up step on the smallest maps: a 1 × 1 map is one component (imageproc's
+/// labelling panicked on it), a row or column is labelled like any map, and a map with no
+/// pixel (W × 0, 0 × H) has nothing to change (`fill_holes` panicked on its border).
+#[test]
+fn tiny_and_empty_maps() {
+    for v in [0u8, 1, 2, IGNORE] {
+        for conn in [Connectivity::Four, Connectivity::Eight] {
+            // 1 × 1: the class's one component is the largest and touches the border, so it
+            // is kept; a component too small with no neighbour to take it stays (as on any
+            // map whose class fills it).
+            let one = GrayImage::from_pixel(1, 1, Luma([v]));
+            let mut l = one.clone();
+            assert_eq!(keep_largest_component(&mut l, v, conn), 0);
+            assert_eq!(l, one);
+            let mut l = one.clone();
+            assert_eq!(remove_small_components(&mut l, v, 5, conn), 1, "{v}");
+            assert_eq!(l, one);
+            let mut l = one.clone();
+            assert_eq!(remove_small_components(&mut l, v, 1, conn), 0);
+            assert_eq!(remove_small_components(&mut l, 7, 5, conn), 0);
+            assert_eq!(keep_largest_component(&mut l, 7, conn), 0);
+            assert_eq!(l, one);
+        }
+        let one = GrayImage::from_pixel(1, 1, Luma([v]));
+        for class in [0u8, 1, 7] {
+            for max_area in [0, 1, 5] {
+                // The pixel is on the border: never a hole, whatever its label.
+                let mut l = one.clone();
+                assert_eq!(fill_holes(&mut l, class, max_area), 0);
+                assert_eq!(l, one);
+            }
+        }
+        let mut l = one.clone();
+        bone_cleanup(&mut l, v, 1, 1);
+        bone_cleanup(&mut l, 2, 2, 0);
+    }
+    // 1 × 1 through the whole clean-up (Pipeline's step).
+    let cfg: CleanupConfig = serde_json::from_str(
+        r#"{"bone_open_radius": 1, "bone_dilate_radius": 1, "min_component_size": [0, 3, 3],
+            "fill_holes": [{"class": 2, "max_area": 0}], "keep_largest": [1, 2]}"#,
+    )
+    .unwrap();
+    let mut l = GrayImage::from_pixel(1, 1, Luma([1]));
+    cleanup(&mut l, &cfg).unwrap();
+    assert_eq!(l.as_raw(), &[1]);
+    // A row and a column: holes need a border on both sides, which a 1-pixel-wide map
+    // never leaves, and components are found as on larger maps.
+    for (w, h) in [(5, 1), (1, 5)] {
+        let row = GrayImage::from_raw(w, h, vec![2, 1, 2, 2, 1]).unwrap();
+        let mut l = row.clone();
+        assert_eq!(fill_holes(&mut l, 2, 0), 0);
+        assert_eq!(l, row);
+        assert_eq!(keep_largest_component(&mut l, 2, Connectivity::Four), 1);
+        assert_eq!(l.as_raw(), &[1, 1, 2, 2, 1]);
+    }
+    // No pixel at all.
+    for (w, h) in [(3, 0), (0, 3), (0, 0)] {
+        let mut l = GrayImage::new(w, h);
+        assert_eq!(fill_holes(&mut l, 1, 0), 0);
+        assert_eq!(
+            remove_small_components(&mut l, 1, 5, Connectivity::Eight),
+            0
+        );
+        assert_eq!(keep_largest_component(&mut l, 1, Connectivity::Eight), 0);
+        bone_cleanup(&mut l, 2, 1, 1);
+        cleanup(&mut l, &cfg).unwrap();
+        assert_eq!(l.dimensions(), (w, h));
+    }
+}

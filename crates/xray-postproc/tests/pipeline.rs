@@ -173,6 +173,29 @@ fn run_refuses_a_map_of_another_size_without_field_detection() {
 /// A clean-up written for three classes (docs/postprocessing.md's example) on a two-class
 /// map is refused, naming the field, instead of skipping the steps whose class the map
 /// lacks; steps that are off, and classes the map has, pass.
+/// A 1 × 1 image runs through every clean-up step, field detection included (the
+/// connected-component labelling panicked on it).
+#[test]
+fn a_one_pixel_image_runs_through_the_pipeline() {
+    let pipe = Pipeline::from_json(
+        r#"{"cleanup": {"keep_largest": [1], "min_component_size": [0, 5, 5],
+            "fill_holes": [{"class": 2, "max_area": 0}], "bone_open_radius": 1}}"#,
+    )
+    .unwrap();
+    let image = Plane::new(&[500.0], 1, 1).unwrap();
+    for (probs, want) in [
+        ([0.1f32, 0.8, 0.1], 1u8),
+        ([0.1, 0.1, 0.8], 2),
+        ([0.8, 0.1, 0.1], 0),
+    ] {
+        let map = ProbMap::new(&probs, 3, 1, 1).unwrap();
+        let out = pipe.run(&image, &map, None).unwrap();
+        assert_eq!(out.labels.as_raw(), &vec![want]);
+        let out = pipe.run_with_field(&map, None, None).unwrap();
+        assert_eq!(out.labels.as_raw(), &vec![want]);
+    }
+}
+
 #[test]
 fn cleanup_classes_must_exist_in_the_map() {
     let three_class = r#"{"cleanup": {"bone_open_radius": 1, "min_component_size": [50, 50, 50]},
