@@ -2,11 +2,27 @@
 
 use crate::error::{PostprocError, Result};
 
+/// Refuses more than 255 classes: labels are `u8` and 255 is [`IGNORE`](crate::IGNORE), so a
+/// label map holds classes 0..=254 at most. [`ProbMap::new`] and
+/// [`ThresholdConfig::validate`](crate::ThresholdConfig::validate) both check it.
+pub(crate) fn check_class_count(classes: usize) -> Result<()> {
+    if classes > 255 {
+        return Err(PostprocError::ClassOutOfRange {
+            name: "number of classes (labels are u8, 255 = ignore)",
+            class: classes,
+            classes: 255,
+            hint: "a label map holds at most 255 classes; merge classes before thresholding",
+        });
+    }
+    Ok(())
+}
+
 /// A borrowed, validated `C × H × W` class-major probability map (what a softmax over an
 /// `[N, C, H, W]` network output gives for one image).
 ///
-/// Construction checks the length, that no dimension is zero, and that every value is a
-/// finite number in `[0, 1]`, so the functions that take a `ProbMap` need not check again.
+/// Construction checks the length, that no dimension is zero, that there are at most 255
+/// classes (labels are `u8` and 255 is [`IGNORE`](crate::IGNORE)), and that every value is
+/// a finite number in `[0, 1]`, so the functions that take a `ProbMap` need not check again.
 ///
 /// # Examples
 /// ```
@@ -28,10 +44,21 @@ impl<'a> ProbMap<'a> {
     /// Wraps `data` (`classes × height × width` values, class-major, rows in order).
     ///
     /// # Errors
-    /// [`PostprocError::Empty`] for a zero dimension, [`PostprocError::ShapeMismatch`] when
+    /// [`PostprocError::Empty`] for a zero dimension, [`PostprocError::ClassOutOfRange`] for
+    /// more than 255 classes (no `u8` label map could hold its arg-max: class 255 would read
+    /// as [`IGNORE`](crate::IGNORE), class 256 as 0), [`PostprocError::ShapeMismatch`] when
     /// `data.len()` differs from the product, [`PostprocError::NonFinite`] for NaN/inf and
     /// [`PostprocError::NotAProbability`] for values outside `[0, 1]` (a small tolerance of
     /// 1e-4 is allowed for softmax rounding).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{PostprocError, ProbMap};
+    /// let p = vec![1.0 / 256.0; 256]; // 256 classes, 1 x 1
+    /// let e = ProbMap::new(&p, 256, 1, 1).unwrap_err();
+    /// assert!(matches!(e, PostprocError::ClassOutOfRange { class: 256, classes: 255, .. }));
+    /// assert!(ProbMap::new(&p[..255], 255, 1, 1).is_ok());
+    /// ```
     pub fn new(data: &'a [f32], classes: usize, height: usize, width: usize) -> Result<Self> {
         if classes == 0 || height == 0 || width == 0 {
             return Err(PostprocError::Empty {
@@ -41,6 +68,7 @@ impl<'a> ProbMap<'a> {
                 classes,
             });
         }
+        check_class_count(classes)?;
         let n = classes
             .checked_mul(height)
             .and_then(|v| v.checked_mul(width))

@@ -7,7 +7,7 @@ use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PostprocError, Result};
-use crate::probs::{check_unit, ProbMap};
+use crate::probs::{check_class_count, check_unit, ProbMap};
 
 /// Label written for pixels that are uncertain, outside the field, or otherwise ignored.
 pub const IGNORE: u8 = 255;
@@ -114,14 +114,7 @@ impl ThresholdConfig {
     /// assert!(e.to_string().contains("at least two classes"), "{e}");
     /// ```
     pub fn validate(&self, classes: usize) -> Result<()> {
-        if classes > 255 {
-            return Err(PostprocError::ClassOutOfRange {
-                name: "number of classes (labels are u8, 255 = ignore)",
-                class: classes,
-                classes: 255,
-                hint: "a label map holds at most 255 classes; merge classes before thresholding",
-            });
-        }
+        check_class_count(classes)?;
         if self.soft_class >= classes {
             return Err(PostprocError::ClassOutOfRange {
                 name: "soft_class",
@@ -155,7 +148,8 @@ impl ThresholdConfig {
     }
 }
 
-/// Most likely class per pixel (ties go to the lower index).
+/// Most likely class per pixel (ties go to the lower index). Every label is a class, never
+/// [`IGNORE`]: a [`ProbMap`] has at most 255 classes.
 ///
 /// # Examples
 /// ```
@@ -176,7 +170,7 @@ pub fn argmax(probs: &ProbMap) -> GrayImage {
 ///
 /// # Errors
 /// When the config fails [`ThresholdConfig::validate`] for this map's class count (with the
-/// default `soft_class`, a one-class map), or the map has more than 255 classes.
+/// default `soft_class`, a one-class map).
 ///
 /// # Examples
 /// ```

@@ -146,6 +146,38 @@ fn sweep_counts_match_direct_thresholding() {
     }
 }
 
+/// A map of more than 255 classes is refused when it is built, so `argmax` cannot give class
+/// 255 as `IGNORE` or class 256 as 0 (`lab as u8`); `apply_thresholds` refused it already.
+#[test]
+fn maps_of_more_than_255_classes_are_refused() {
+    for classes in [256usize, 257, 1000] {
+        // One pixel, most likely its last class.
+        let mut p = vec![0.0f32; classes];
+        p[classes - 1] = 1.0;
+        let e = ProbMap::new(&p, classes, 1, 1).unwrap_err();
+        assert!(
+            matches!(e, PostprocError::ClassOutOfRange { class, classes: 255, .. } if class == classes),
+            "{e}"
+        );
+        assert!(e.to_string().contains("at most 255 classes"), "{e}");
+    }
+    // 255 classes: the last one, 254, is a label like any other.
+    let mut p = vec![0.0f32; 2 * 255];
+    p[2 * 254] = 1.0; // pixel 0: class 254
+    p[1] = 1.0; // pixel 1: class 0
+    let map = ProbMap::new(&p, 255, 1, 2).unwrap();
+    assert_eq!(argmax(&map).as_raw(), &vec![254, 0]);
+    let cfg = ThresholdConfig {
+        soft_class: 0,
+        ..Default::default()
+    };
+    assert_eq!(
+        apply_thresholds(&map, &cfg, None).unwrap().as_raw(),
+        &vec![254, 0]
+    );
+    assert!(cfg.validate(256).is_err());
+}
+
 #[test]
 fn bad_input_gives_clear_errors() {
     let v = vec![0.5f32; 12];
