@@ -8,10 +8,29 @@ use crate::validate::{check_len, check_num_classes, IGNORE};
 
 /// Pixel counts `counts[t * C + p]`: pixels whose true class is `t` and predicted class is `p`.
 /// Ignored pixels (label 255) are never counted.
+///
+/// Deserialising checks the fields as [`ConfusionMatrix::from_counts`] does (a class count in
+/// 2..=255 and `C²` counts), so a matrix read from JSON is as consistent as a built one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ConfusionMatrixFields")]
 pub struct ConfusionMatrix {
     num_classes: usize,
     counts: Vec<u64>,
+}
+
+/// [`ConfusionMatrix`]'s serialised fields, checked on the way in.
+#[derive(Deserialize)]
+struct ConfusionMatrixFields {
+    num_classes: usize,
+    counts: Vec<u64>,
+}
+
+impl TryFrom<ConfusionMatrixFields> for ConfusionMatrix {
+    type Error = MetricsError;
+
+    fn try_from(f: ConfusionMatrixFields) -> Result<Self> {
+        Self::from_counts(f.num_classes, f.counts)
+    }
 }
 
 /// Pixels per rayon task in the parallel kernel; large enough that task overhead is noise.
@@ -377,5 +396,27 @@ mod tests {
         assert_eq!(cm.count(1, 2), 1);
         assert_eq!(cm.count(2, 2), 1);
         assert_eq!(cm.tp_fp_fn_tn(2), [1, 1, 0, 1]);
+    }
+
+    /// JSON whose counts do not fit its class count is refused (it deserialised, then
+    /// `support` and the scores panicked on a short slice or read the wrong cells).
+    #[test]
+    fn deserialising_checks_the_fields() {
+        let cm = ConfusionMatrix::from_labels(&[0, 1, 2], &[0, 2, 2], 3).unwrap();
+        let json = serde_json::to_string(&cm).unwrap();
+        assert_eq!(serde_json::from_str::<ConfusionMatrix>(&json).unwrap(), cm);
+        for bad in [
+            r#"{"num_classes": 3, "counts": [1]}"#,
+            r#"{"num_classes": 2, "counts": [1, 2, 3, 4, 5, 6, 7, 8, 9]}"#,
+            r#"{"num_classes": 1, "counts": [1]}"#,
+            r#"{"num_classes": 0, "counts": []}"#,
+        ] {
+            let e = serde_json::from_str::<ConfusionMatrix>(bad).unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.contains("confusion counts") || e.contains("num_classes"),
+                "{bad}: {e}"
+            );
+        }
     }
 }
