@@ -728,3 +728,22 @@ fn a_failed_or_shrinking_resume_leaves_the_run_record_alone() {
     assert_eq!(after["settings"]["epochs"], 3, "{after}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A learning rate that blows the weights up while every step's loss stays finite (1e10:
+/// batch-norm variances overflow) stops the run at the end of the epoch, before such weights
+/// become `best/`; they used to be saved and then failed to load as "corrupt".
+#[test]
+fn weights_that_overflow_stop_training_before_they_are_saved() {
+    let tmp = temp_dir("train-diverged");
+    let job = TrainJob {
+        lr: 1e10,
+        ..tiny_job(tmp.join("run"))
+    };
+    let err = error_of(&job, "diverged weights");
+    assert!(
+        err.contains("non-finite weight") && err.contains("lower learning rate"),
+        "{err}"
+    );
+    assert!(!job.run_dir.join("best").exists(), "{err}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

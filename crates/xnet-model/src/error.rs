@@ -82,7 +82,7 @@ pub enum ModelError {
         /// What is wrong and where (flat index and value).
         message: String,
     },
-    /// The training loss (or gradient norm) became NaN or infinite.
+    /// The training loss, gradient norm, validation loss or a weight became NaN or infinite.
     #[error(
         "non-finite {what} ({value}) at epoch {epoch}, batch {batch}; training stopped{} \
          (the training diverged: a lower learning rate, or gradient clipping, usually helps)",
@@ -92,7 +92,8 @@ pub enum ModelError {
         }
     )]
     NonFinite {
-        /// What became non-finite (`"loss"` or `"gradient norm"`).
+        /// What became non-finite (`"loss"`, `"gradient norm"`, `"validation loss"` or
+        /// `"weight"`).
         what: &'static str,
         /// The offending value.
         value: f64,

@@ -918,6 +918,28 @@ impl<'a> Trainer<'a> {
         Ok(value)
     }
 
+    /// The first NaN or infinite value among the model's variables (weights and batch-norm
+    /// statistics), in name order, if any.
+    fn first_non_finite_weight(&self) -> Result<Option<f64>> {
+        let vars =
+            self.varmap.data().lock().map_err(|_| {
+                ModelError::InvalidInput("the model's variables are poisoned".into())
+            })?;
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        for name in names {
+            let values = vars[name]
+                .as_tensor()
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Ok(Some(f64::from(*v)));
+            }
+        }
+        Ok(None)
+    }
+
     fn non_finite(&self, what: &'static str, value: f64, epoch: usize, batch: usize) -> ModelError {
         let checkpoint = self
             .checkpoint_dir
@@ -1054,6 +1076,12 @@ impl<'a> Trainer<'a> {
                 }
                 None => (None, None),
             };
+            // Every step's loss and gradient norm can be finite while the weights or the
+            // batch-norm statistics overflow (a learning rate of 1e10): such weights must not
+            // become `last/` or `best/`, which would fail to load as corrupt.
+            if let Some(value) = self.first_non_finite_weight()? {
+                return Err(self.non_finite("weight", value, epoch, batches.saturating_sub(1)));
+            }
             let monitored = val_loss.unwrap_or(train_loss);
             let improved = match self.state.best_loss {
                 None => true,
