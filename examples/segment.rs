@@ -181,6 +181,10 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     let next = AtomicUsize::new(0);
     let records = std::sync::Mutex::new(Vec::new());
     let failures = AtomicUsize::new(0);
+    // Categories (from DICOM body parts) that the config's per-category thresholds do not
+    // serve, each said once: a key misspelt in the --postproc file otherwise changes nothing.
+    let unserved = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let thresholds = &opts.pipeline.config().thresholds;
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -199,6 +203,36 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                     match segment_file(&predictor, input, &args.out, &opts) {
                         Ok(s) => {
                             record(serde_json::to_value(&s).unwrap_or_default());
+                            let unlisted = s.category.as_deref().filter(|c| {
+                                !thresholds.per_category.is_empty()
+                                    && thresholds.category_key(Some(c)).is_none()
+                            });
+                            if let Some(c) = unlisted {
+                                let first = unserved
+                                    .lock()
+                                    .map(|mut set| set.insert(c.to_string()))
+                                    .unwrap_or(false);
+                                if first {
+                                    let keys: Vec<String> = thresholds
+                                        .per_category
+                                        .keys()
+                                        .map(|k| format!("{k:?}"))
+                                        .collect();
+                                    let default = match thresholds.soft_threshold {
+                                        t if t > 0.0 => format!("soft-tissue threshold {t}"),
+                                        _ => "arg-max (no soft-tissue threshold)".to_string(),
+                                    };
+                                    bar.suspend(|| {
+                                        eprintln!(
+                                            "warning: category {c:?} (from {}) has no \
+                                             per-category threshold, so the default {default} \
+                                             applies to it; the config lists {}",
+                                            input.display(),
+                                            keys.join(", ")
+                                        )
+                                    });
+                                }
+                            }
                             bar.suspend(|| {
                             println!(
                                 "{}: {}x{}{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?}{} → {}",

@@ -151,8 +151,9 @@ pub fn category_of_body_part(body_part_examined: &str) -> String {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn check_category(pipeline: &Pipeline, category: &str) -> Result<()> {
-    let known = &pipeline.config().thresholds.per_category;
-    if known.contains_key(category) {
+    let thresholds = &pipeline.config().thresholds;
+    let known = &thresholds.per_category;
+    if thresholds.category_key(Some(category)).is_some() {
         return Ok(());
     }
     let message = if known.is_empty() {

@@ -104,11 +104,14 @@ impl Pipeline {
     /// `[0, 1]`, other parameters outside their ranges, and any NaN or infinite value (which
     /// is what a JSON value beyond the `f32` range, such as `1e308`, reads as). Clean-up
     /// classes of 255 ([`CleanupConfig::validate`](crate::CleanupConfig::validate)).
+    /// [`PostprocError::Config`] for two `thresholds.per_category` keys that differ only in
+    /// case.
     pub fn new(cfg: PipelineConfig) -> Result<Self> {
         crate::probs::check_unit("thresholds.soft_threshold", cfg.thresholds.soft_threshold)?;
         for (k, &v) in &cfg.thresholds.per_category {
             crate::probs::check_unit(&format!("thresholds.per_category[{k:?}]"), v)?;
         }
+        cfg.thresholds.check_category_keys()?;
         for (c, &v) in cfg.thresholds.min_confidence.iter().enumerate() {
             crate::probs::check_unit(&format!("thresholds.min_confidence[{c}]"), v)?;
         }

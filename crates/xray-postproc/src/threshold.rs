@@ -59,6 +59,8 @@ pub struct ThresholdConfig {
     /// Soft-tissue threshold `t` in `[0, 1]`; 0 disables it (plain arg-max).
     pub soft_threshold: f32,
     /// Soft-tissue thresholds per category (e.g. `"hand" -> 0.9`), overriding `soft_threshold`.
+    /// Keys match categories whatever their case; two keys that differ only in case are an
+    /// error.
     pub per_category: BTreeMap<String, f32>,
     /// Per-class minimum confidence; empty disables it, otherwise one value in `[0, 1]` per class.
     pub min_confidence: Vec<f32>,
@@ -127,6 +129,7 @@ impl ThresholdConfig {
         for (k, &v) in &self.per_category {
             check_unit(&format!("per_category[{k:?}]"), v)?;
         }
+        self.check_category_keys()?;
         if !self.min_confidence.is_empty() && self.min_confidence.len() != classes {
             return Err(PostprocError::ShapeMismatch {
                 what: "min_confidence",
@@ -140,11 +143,55 @@ impl ThresholdConfig {
         Ok(())
     }
 
-    /// The soft-tissue threshold in force for `category`.
+    /// Two [`Self::per_category`] keys that differ only in case (or surrounding blanks) are
+    /// an error: they would serve the same category.
+    pub(crate) fn check_category_keys(&self) -> Result<()> {
+        let keys: Vec<&String> = self.per_category.keys().collect();
+        for (i, a) in keys.iter().enumerate() {
+            if let Some(b) = keys[i + 1..]
+                .iter()
+                .find(|b| b.trim().eq_ignore_ascii_case(a.trim()))
+            {
+                return Err(PostprocError::Config(format!(
+                    "thresholds.per_category keys {a:?} and {b:?} name the same category \
+                     (keys match whatever their case): keep one"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The soft-tissue threshold in force for `category`: its [`Self::per_category`] entry
+    /// (keys match whatever their case: a file keyed `"CHEST"`, as DICOM writes body parts,
+    /// serves the category `"chest"`), else [`Self::soft_threshold`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ThresholdConfig;
+    /// let mut cfg = ThresholdConfig::default();
+    /// cfg.per_category.insert("CHEST".into(), 0.9);
+    /// assert_eq!(cfg.threshold_for(Some("chest")), 0.9);
+    /// assert_eq!(cfg.threshold_for(Some("hand")), cfg.soft_threshold);
+    /// assert_eq!(cfg.category_key(Some("Chest")), Some("CHEST"));
+    /// ```
     pub fn threshold_for(&self, category: Option<&str>) -> f32 {
-        category
-            .and_then(|c| self.per_category.get(c).copied())
+        self.category_key(category)
+            .and_then(|k| self.per_category.get(k).copied())
             .unwrap_or(self.soft_threshold)
+    }
+
+    /// The [`Self::per_category`] key that serves `category` (the same name, else the same
+    /// name in another case), or `None` when no entry does and the default applies.
+    pub fn category_key(&self, category: Option<&str>) -> Option<&str> {
+        let c = category?.trim();
+        self.per_category
+            .get_key_value(c)
+            .or_else(|| {
+                self.per_category
+                    .iter()
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case(c))
+            })
+            .map(|(k, _)| k.as_str())
     }
 }
 

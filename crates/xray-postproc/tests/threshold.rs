@@ -256,3 +256,32 @@ fn bad_input_gives_clear_errors() {
     assert!(threshold_sweep(&m, &[0, 1, 2, 1], 1, &[1.2]).is_err());
     assert!(multi_otsu(&[1, 2], 2).is_err());
 }
+
+/// DICOM writes body parts in capitals (`CHEST`) and the category is lower case (`chest`):
+/// a key in either case serves it (an upper-case key used to change nothing, silently);
+/// two keys for one category are refused.
+#[test]
+fn per_category_keys_match_whatever_their_case() {
+    let probs = [0.1f32, 0.2, 0.6, 0.3, 0.3, 0.5];
+    let m = ProbMap::new(&probs, 3, 2, 1).unwrap();
+    let mut cfg = ThresholdConfig::default();
+    cfg.per_category.insert(" CHEST".into(), 0.9);
+    assert_eq!(cfg.threshold_for(Some("chest")), 0.9);
+    assert_eq!(cfg.category_key(Some("Chest ")), Some(" CHEST"));
+    assert_eq!(cfg.category_key(Some("hand")), None);
+    assert_eq!(
+        apply_thresholds(&m, &cfg, Some("chest")).unwrap().as_raw(),
+        apply_thresholds(&m, &cfg, Some("CHEST")).unwrap().as_raw()
+    );
+    cfg.per_category.insert("chest".into(), 0.8);
+    // An exact key wins the lookup, but the pair is refused as ambiguous.
+    assert_eq!(cfg.threshold_for(Some("chest")), 0.8);
+    let e = cfg.validate(3).unwrap_err().to_string();
+    assert!(e.contains("name the same category"), "{e}");
+    let e = xray_postproc::Pipeline::from_json(
+        r#"{"thresholds": {"per_category": {"hip": 0.9, "HIP": 0.95}}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(r#""HIP" and "hip""#), "{e}");
+}
