@@ -301,6 +301,9 @@ impl Predictor {
     ) -> Result<Vec<Vec<f32>>> {
         // Before the network runs, not after.
         check_temperature(temperature)?;
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let (w, h) = (self.preprocess.width, self.preprocess.height);
         let plane = w as usize * h as usize;
         let mut inputs = Vec::with_capacity(images.len() * plane);

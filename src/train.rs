@@ -631,11 +631,20 @@ fn check_run_dir(job: &TrainJob, options: &RunOptions) -> Result<()> {
     let used = holds_anything(dir)?;
     if !job.resume {
         if used {
-            return Err(Error::Invalid(format!(
-                "run directory {} already exists and holds a run: pass --resume to continue \
-                 it, or another --name for a new run",
-                dir.display()
-            )));
+            let is_run = dir.join(RUN_OPTIONS_FILE).exists() || is_legacy_run(dir);
+            return Err(Error::Invalid(if is_run {
+                format!(
+                    "run directory {} already exists and holds a run: pass --resume to \
+                     continue it, or another --name for a new run",
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "run directory {} already exists and holds files that are not a train \
+                     run: give another --name (nothing was written there)",
+                    dir.display()
+                )
+            }));
         }
         return Ok(());
     }

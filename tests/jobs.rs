@@ -275,6 +275,10 @@ fn bad_options_are_clear_errors() {
     assert!(run(&job).unwrap_err().to_string().contains("k ≥ 2"));
     let missing = Predictor::load(&tmp.join("nowhere"), &candle_core::Device::Cpu);
     assert!(missing.is_err());
+    // No images, no predictions (it was an "empty input" error).
+    let shipped =
+        Predictor::load(&xray_seg::shipped_weights_dir(), &candle_core::Device::Cpu).unwrap();
+    assert!(shipped.predict_many(&[]).unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -747,3 +747,20 @@ fn weights_that_overflow_stop_training_before_they_are_saved() {
     assert!(!job.run_dir.join("best").exists(), "{err}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A folder holding someone else's files is not called a run (the message said "holds a run"
+/// and `--resume` then said it held none).
+#[test]
+fn a_folder_of_other_files_is_not_called_a_run() {
+    let tmp = temp_dir("train-other-files");
+    let job = tiny_job(tmp.join("notes"));
+    std::fs::create_dir_all(&job.run_dir).unwrap();
+    std::fs::write(job.run_dir.join("todo.txt"), "x").unwrap();
+    let err = error_of(&job, "a folder of other files");
+    assert!(
+        err.contains("holds files that are not a train run") && !err.contains("--resume"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&job.run_dir).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -132,7 +132,7 @@ pub enum DataError {
         frames: u32,
     },
     /// A mask holds a value that is not a known label.
-    #[error("{path}: unknown label {value} at (x={x}, y={y}); expected 0..{num_classes} or 255 (ignore)")]
+    #[error("{path}: unknown label {value} at (x={x}, y={y}); expected a class below {num_classes} or 255 (ignore)")]
     UnknownLabel {
         /// The mask file involved.
         path: PathBuf,

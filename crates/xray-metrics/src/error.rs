@@ -18,7 +18,7 @@ pub enum MetricsError {
     },
     /// A label is neither a class index below `num_classes` nor 255 (ignore).
     #[error(
-        "label {label} at pixel {pixel} is not a class: expected 0..{num_classes} or 255 (ignore)"
+        "label {label} at pixel {pixel} is not a class: expected a class below {num_classes} or 255 (ignore)"
     )]
     LabelOutOfRange {
         /// Pixel index (row-major within the image).
