@@ -152,7 +152,9 @@ impl Predictor {
     /// `varmap` keeps the trained, unfolded weights.
     ///
     /// # Errors
-    /// A preprocessing size that is not a multiple of the network's size multiple.
+    /// A preprocessing size that is not a multiple of the network's size multiple; a
+    /// `config` that is not the model's own ([`Segmenter::config`]), which [`Self::config`]
+    /// would then misreport; a model whose input is not one channel (a radiograph).
     pub fn new(
         mut model: Box<dyn Segmenter>,
         config: ModelConfig,
@@ -160,6 +162,18 @@ impl Predictor {
         preprocess: Preprocess,
         device: &Device,
     ) -> Result<Self> {
+        if model.config() != config {
+            return Err(Error::Invalid(format!(
+                "the configuration given ({config:?}) is not the model's own ({:?})",
+                model.config()
+            )));
+        }
+        if config.in_channels() != 1 {
+            return Err(Error::Invalid(format!(
+                "the model takes {} input channels; a predictor feeds it one (a radiograph)",
+                config.in_channels()
+            )));
+        }
         preprocess.validate(model.size_multiple())?;
         model.fold_batch_norm()?;
         let tile = preprocess.width.max(preprocess.height) as usize;
@@ -340,6 +354,50 @@ mod tests {
     use candle_core::{DType, Tensor};
     use xnet_model::init::seeded_var_builder;
     use xnet_model::models::XNetConfig;
+
+    /// A configuration that is not the model's, or a model that does not take one channel,
+    /// is refused (`config()` reported the wrong network; every `predict` failed).
+    #[test]
+    fn a_config_that_is_not_the_models_is_refused() {
+        let dev = Device::Cpu;
+        let xnet = ModelConfig::XNet(XNetConfig {
+            base_width: 2,
+            ..Default::default()
+        });
+        let build = |cfg: &ModelConfig| {
+            cfg.build(seeded_var_builder(&VarMap::new(), 1, DType::F32, &dev))
+                .unwrap()
+        };
+        let unet = ModelConfig::UNet(xnet_model::models::UNetConfig {
+            base_width: 2,
+            ..Default::default()
+        });
+        let e = Predictor::new(
+            build(&xnet),
+            unet,
+            VarMap::new(),
+            Preprocess::square(32),
+            &dev,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not the model's own"), "{e}");
+        let two = ModelConfig::XNet(XNetConfig {
+            base_width: 2,
+            in_channels: 2,
+            ..Default::default()
+        });
+        let e = Predictor::new(
+            build(&two),
+            two,
+            VarMap::new(),
+            Preprocess::square(32),
+            &dev,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("2 input channels"), "{e}");
+    }
 
     /// The predictor folds its network's batch-norms; its probabilities must equal those of
     /// the unfolded network on the same weights, and the trained weights stay trainable.
