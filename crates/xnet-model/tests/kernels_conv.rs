@@ -108,6 +108,12 @@ fn path_choice_follows_the_measured_rule() {
     );
     assert_eq!(conv2d_fast_path(1, 256, 256, 100, 100, 3, 2), "direct");
     assert_eq!(conv2d_fast_path(1, 256, 256, 100, 100, 5, 1), "direct");
+    // Any sizes may be asked about: the tile counts saturate instead of overflowing.
+    let huge = usize::MAX;
+    assert_eq!(
+        conv2d_fast_path(huge, 64, 64, huge, huge, 3, 1),
+        "winograd-f43"
+    );
     let paths: Vec<&str> = CASES
         .iter()
         .map(|&(n, ci, co, h, w, k, d)| conv2d_fast_path(n, ci, co, h, w, k, d))
@@ -334,6 +340,85 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(conv2d_fast(&x, &w, None, 0, false).is_err());
     let x64 = x.to_dtype(DType::F64).unwrap();
     assert!(conv2d_fast(&x64, &w, None, 1, false).is_err());
+    // An empty kernel takes the reference path, whose padding `dilation·(k−1)/2` underflowed.
+    let w_empty = Tensor::zeros((1, 3, 0, 0), DType::F32, &dev).unwrap();
+    assert!(conv2d(&x, &w_empty, None, 1, false).is_err());
+    assert!(conv2d_reference(&x, &w_empty, None, 1, false).is_err());
+}
+
+/// A dilation beyond the input's larger side: every tap but the centre reads zero padding,
+/// so the fast kernel runs it at that side. The output is the unclamped convolution's bit
+/// for bit (computed here by padding the input by the whole dilation, so that the kernel
+/// does not clamp, and cropping), the gradients match candle's unclamped convolution, and
+/// dilations whose padding would not fit in memory (DeepLab's scaled rates reached 32768 on
+/// an 8 × 8 map, a 17 GB padded plane) or in a `usize` run as cheaply.
+#[test]
+fn dilation_beyond_the_input_is_exact_and_cheap() {
+    let mut rng = StdRng::seed_from_u64(7);
+    // (n, c_in, c_out, h, w, k): direct path, Winograd-sized channels, 5×5, one pixel.
+    for (n, ci, co, h, w, k) in [
+        (2, 3, 4, 5, 7, 3),
+        (1, 64, 64, 6, 6, 3),
+        (1, 4, 3, 4, 3, 5),
+        (1, 2, 2, 1, 1, 3),
+    ] {
+        for dtype in [DType::F32, DType::F64] {
+            let x = rand_tensor(&mut rng, &[n, ci, h, w], dtype);
+            let wt = rand_tensor(&mut rng, &[co, ci, k, k], dtype);
+            let b = rand_tensor(&mut rng, &[co], dtype);
+            for relu in [false, true] {
+                let side = h.max(w).max(2);
+                let at_side = conv2d_fast(&x, &wt, Some(&b), side, relu).unwrap();
+                for d in [side + 1, 2 * side + 3, 40] {
+                    let clamped = conv2d_fast(&x, &wt, Some(&b), d, relu).unwrap();
+                    // Unclamped: padded by the whole reach of the kernel, the input's larger
+                    // side exceeds `d`.
+                    let p = d * (k - 1) / 2;
+                    let xp = x.pad_with_zeros(2, p, p).unwrap();
+                    let xp = xp.pad_with_zeros(3, p, p).unwrap();
+                    let unclamped = conv2d_fast(&xp, &wt, Some(&b), d, relu)
+                        .unwrap()
+                        .narrow(2, p, h)
+                        .unwrap()
+                        .narrow(3, p, w)
+                        .unwrap();
+                    let case = format!("{n}×{ci}→{co} {h}×{w} k{k} {dtype:?} d{d} relu {relu}");
+                    assert_eq!(max_abs_diff(&clamped, &unclamped), 0.0, "{case}");
+                    assert_eq!(max_abs_diff(&clamped, &at_side), 0.0, "{case}");
+                    let candle = x.conv2d(&wt, p, 1, d, 1).unwrap();
+                    let candle = candle.broadcast_add(&b.reshape((1, co, 1, 1)).unwrap());
+                    let candle = candle.unwrap();
+                    let candle = if relu { candle.relu().unwrap() } else { candle };
+                    let err = max_abs_diff(&clamped, &candle);
+                    assert!(err <= 1e-4 * max_abs(&candle).max(1.0), "{case}: {err}");
+                }
+                for d in [4096, 32768, usize::MAX / 2, usize::MAX] {
+                    let y = conv2d_fast(&x, &wt, Some(&b), d, relu).unwrap();
+                    assert_eq!(max_abs_diff(&y, &at_side), 0.0, "d {d}");
+                    let r = conv2d_reference(&x, &wt, Some(&b), d, relu).unwrap();
+                    assert!(max_abs_diff(&y, &r) <= 1e-4 * max_abs(&r).max(1.0), "d {d}");
+                }
+            }
+            // Gradients of the clamped kernel against candle's unclamped convolution.
+            let d = 40;
+            let p = d * (k - 1) / 2;
+            let xv = Var::from_tensor(&x).unwrap();
+            let wv = Var::from_tensor(&wt).unwrap();
+            let r = rand_tensor(&mut rng, &[n, co, h, w], dtype);
+            let loss = |y: Tensor| (y * &r).unwrap().sum_all().unwrap();
+            let g_fast = loss(conv2d_fast(&xv, &wv, None, d, false).unwrap())
+                .backward()
+                .unwrap();
+            let g_ref = loss(xv.conv2d(&wv, p, 1, d, 1).unwrap())
+                .backward()
+                .unwrap();
+            for var in [&xv, &wv] {
+                let (gf, gr) = (g_fast.get(var).unwrap(), g_ref.get(var).unwrap());
+                let err = max_abs_diff(gf, gr);
+                assert!(err <= 1e-4 * max_abs(gr).max(1.0), "grad: {err}");
+            }
+        }
+    }
 }
 
 /// Empty images and zero channels give empty or bias-only results, forward and backward,

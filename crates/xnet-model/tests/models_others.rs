@@ -147,6 +147,51 @@ fn deeplab_rates_scale_with_the_input() {
     assert_eq!(c.rates_for(16, 16), [1, 1, 1]);
 }
 
+/// Rates that scale far beyond the encoder output run at its larger side, where every tap
+/// of a dilated 3×3 but the centre reads zero padding either way. The configuration below
+/// passes `validate`; its rates scale to 32768 on the 8 × 8 encoder output of a 16 × 16
+/// input, and the padding of that dilation (a 17 GB plane) aborted the process.
+#[test]
+fn deeplab_rates_beyond_the_feature_map_run_at_its_size() {
+    let probe: ModelConfig = serde_json::from_str(
+        r#"{"arch": "deeplab", "encoder_widths": [1, 1], "aspp_channels": 1,
+            "aspp_rates": [4096, 4096, 4096], "reference_feature_size": 1}"#,
+    )
+    .unwrap();
+    probe.validate().unwrap();
+    let ModelConfig::DeepLab(c) = &probe else {
+        unreachable!()
+    };
+    assert_eq!(c.rates_for(16, 16), [32768; 3]);
+    let (vm, net) = build(&probe);
+    let x = Tensor::rand(0f32, 1., (2, 1, 16, 16), &Device::Cpu).unwrap();
+    // The same weights with rates of the map's side: the same output, bit for bit.
+    let at_side = ModelConfig::DeepLab(DeepLabConfig {
+        aspp_rates: [8, 8, 8],
+        reference_feature_size: 8,
+        ..c.clone()
+    });
+    let twin = at_side
+        .build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .unwrap();
+    let values = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for train in [false, true] {
+        let y = values(net.forward_t(&x, train).unwrap());
+        assert!(y.iter().all(|v| v.is_finite()));
+        assert_eq!(
+            y,
+            values(twin.forward_t(&x, train).unwrap()),
+            "train {train}"
+        );
+    }
+    // The default rates at 1024 px with reference_feature_size 1 (up to 2304 on 128²).
+    let wide = DeepLabConfig {
+        reference_feature_size: 1,
+        ..Default::default()
+    };
+    assert_eq!(wide.rates_for(1024, 1024), [768, 1536, 2304]);
+}
+
 #[test]
 fn invalid_configurations_are_rejected_with_reasons() {
     let cases: Vec<(ModelConfig, &str)> = vec![

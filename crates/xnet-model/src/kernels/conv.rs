@@ -37,7 +37,7 @@ fn geometry(x: &Layout, w: &Layout, dilation: usize) -> CResult<Geom> {
     if dilation == 0 {
         candle_core::bail!("fast conv2d: dilation must be at least 1");
     }
-    Ok(Geom {
+    checked_geom(Geom {
         n,
         c_in,
         c_out,
@@ -46,6 +46,62 @@ fn geometry(x: &Layout, w: &Layout, dilation: usize) -> CResult<Geom> {
         k: kh,
         dil: dilation,
     })
+}
+
+/// The dilation a stride-1 "same" convolution over an `h × w` map runs with: `dilation`
+/// itself, or the map's larger side (at least 2) where `dilation` is larger.
+///
+/// A tap off the kernel's centre is at least `dilation` pixels from the output pixel along
+/// one axis; once `dilation` reaches the map's larger side, every such tap reads the zero
+/// padding, so any dilation from there on gives the same output (and gradients), bit for
+/// bit: only the padding, which grows with the dilation, changes. DeepLab's rates scale
+/// with the input and would otherwise pad a 1024-pixel input's feature map by thousands of
+/// pixels per side. The floor of 2 keeps a dilated convolution off the Winograd paths
+/// (which need dilation 1 and round differently).
+pub(crate) fn effective_dilation(dilation: usize, h: usize, w: usize) -> usize {
+    if dilation <= 1 {
+        dilation
+    } else {
+        dilation.min(h.max(w).max(2))
+    }
+}
+
+/// `g` with its dilation clamped by [`effective_dilation`], after checking that the sizes
+/// the kernels compute from it (padding, padded planes and buffers, kernel taps, output)
+/// fit a `usize`: an error rather than an arithmetic overflow on absurd shapes.
+fn checked_geom(g: Geom) -> CResult<Geom> {
+    let g = Geom {
+        dil: effective_dilation(g.dil, g.h, g.w),
+        ..g
+    };
+    let fits = (|| {
+        let pad = g.dil.checked_mul(g.k.checked_sub(1)?)? / 2;
+        let hp = g.h.checked_add(pad.checked_mul(2)?)?;
+        let wp = g.w.checked_add(pad.checked_mul(2)?)?;
+        let planes = g.n.checked_mul(g.c_in.max(g.c_out))?;
+        planes
+            .checked_mul(hp.checked_mul(wp)?)?
+            .checked_add(pad.checked_mul(2)?.checked_add(1)?)?;
+        let taps = g.k.checked_mul(g.k)?;
+        g.c_out.checked_mul(g.c_in)?.checked_mul(taps)?;
+        g.n.checked_mul(g.c_out)?.checked_mul(g.h)?.checked_mul(g.w)
+    })()
+    .is_some();
+    if !fits {
+        candle_core::bail!(
+            "fast conv2d: sizes overflow: {} image(s) of {} × {} with {} → {} channels, \
+             a {} × {} kernel and dilation {}",
+            g.n,
+            g.h,
+            g.w,
+            g.c_in,
+            g.c_out,
+            g.k,
+            g.k,
+            g.dil
+        );
+    }
+    Ok(g)
 }
 
 fn wrap<T: Elem>(v: Vec<T>) -> CpuStorage
@@ -276,7 +332,7 @@ impl CustomOp2 for ConvGradInput {
                 "fast conv2d backward: gradient has {c_out} channels, weight {c_out_w}"
             );
         }
-        let g = Geom {
+        let g = checked_geom(Geom {
             n,
             c_in,
             c_out,
@@ -284,7 +340,7 @@ impl CustomOp2 for ConvGradInput {
             w,
             k,
             dil: self.dilation,
-        };
+        })?;
         let shape = Shape::from((n, c_in, h, w));
         match (s1, s2) {
             (CpuStorage::F32(go), CpuStorage::F32(wt)) => Ok((
@@ -334,7 +390,7 @@ impl CustomOp2 for ConvGradWeight {
         if (n, h, w) != (n2, h2, w2) {
             candle_core::bail!("fast conv2d backward: input and gradient shapes disagree");
         }
-        let g = Geom {
+        let g = checked_geom(Geom {
             n,
             c_in,
             c_out,
@@ -342,7 +398,7 @@ impl CustomOp2 for ConvGradWeight {
             w,
             k: self.k,
             dil: self.dilation,
-        };
+        })?;
         let shape = Shape::from((c_out, c_in, self.k, self.k));
         match (s1, s2) {
             (CpuStorage::F32(x), CpuStorage::F32(go)) => {
@@ -420,6 +476,15 @@ pub fn fast_conv_supported(x: &Tensor, weight: &Tensor) -> bool {
 /// the padding is `dilation·(k-1)/2` on every side so the output keeps the input's size.
 /// With `relu`, `max(·, 0)` is fused into the same pass. Gradients flow to all three
 /// operands.
+///
+/// A dilation larger than the input's larger side runs as that side (at least 2): every tap
+/// but the centre one then reads the zero padding either way, so the output and gradients
+/// are the same, bit for bit, without padding the input by the whole dilation.
+///
+/// # Errors
+/// Shapes that do not fit (input channels other than the weight's, a kernel that is not
+/// square and odd, a bias without one value per output channel), dilation 0, dtypes other
+/// than all f32 or all f64, and sizes whose arithmetic would overflow a `usize`.
 ///
 /// # Examples
 /// ```
@@ -534,7 +599,13 @@ fn path_of(
 }
 
 /// The same computation as [`conv2d_fast`] with stock candle operations (`conv2d`,
-/// broadcast add, `relu`): the reference the fast kernel is tested against.
+/// broadcast add, `relu`): the reference the fast kernel is tested against. The padding is
+/// `dilation·(k-1)/2` for a `k × k` weight, and a dilation larger than the input's larger
+/// side runs as that side (the same output, as in [`conv2d_fast`]).
+///
+/// # Errors
+/// candle's errors for shapes that do not fit, and an error for a weight whose kernel is
+/// empty (`k = 0`) or whose padding would overflow a `usize`.
 pub fn conv2d_reference(
     x: &Tensor,
     weight: &Tensor,
@@ -542,8 +613,20 @@ pub fn conv2d_reference(
     dilation: usize,
     relu: bool,
 ) -> CResult<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
     let k = weight.dim(2)?;
-    let pad = dilation * (k - 1) / 2;
+    let dilation = effective_dilation(dilation, h, w);
+    let Some(pad) = k
+        .checked_sub(1)
+        .and_then(|k1| dilation.checked_mul(k1))
+        .map(|p| p / 2)
+    else {
+        candle_core::bail!(
+            "conv2d: the weight {:?} has an empty kernel or its padding at dilation \
+             {dilation} overflows",
+            weight.shape()
+        );
+    };
     let mut y = x.conv2d(weight, pad, 1, dilation, 1)?;
     if let Some(b) = bias {
         y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;

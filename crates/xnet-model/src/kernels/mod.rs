@@ -52,6 +52,7 @@ mod winograd4;
 
 pub use batch_norm::{batch_norm_relu_train, fused_batch_norm_supported};
 pub use concat::concat_channels;
+pub(crate) use conv::effective_dilation;
 pub use conv::{
     conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad, conv2d_fast_weight_grad_path,
     conv2d_reference, fast_conv_supported, fast_kernels_enabled, fold_batch_norm, FastConv2d,

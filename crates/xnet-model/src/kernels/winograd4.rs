@@ -1223,8 +1223,9 @@ pub(crate) fn preferred(g: &Geom) -> ConvPath {
     if !super::winograd::applies(g) {
         return ConvPath::Direct;
     }
-    let per_image = g.h.div_ceil(M) * g.w.div_ceil(M);
-    if g.n * per_image >= 128 && per_image > 16 {
+    // Saturating: the public path queries take any sizes.
+    let per_image = g.h.div_ceil(M).saturating_mul(g.w.div_ceil(M));
+    if g.n.saturating_mul(per_image) >= 128 && per_image > 16 {
         ConvPath::Winograd4
     } else {
         ConvPath::Winograd2

@@ -188,12 +188,25 @@ impl ConvBnRelu {
 
     /// Forward with the convolution's dilation overridden (DeepLab scales its rates to the
     /// input size at run time; the weights do not depend on the dilation).
+    ///
+    /// A dilation larger than the input's larger side runs as that side: every tap but the
+    /// centre one reads the zero padding either way, so the output is the same (see
+    /// [`crate::kernels::conv2d_fast`]), and the padding stays the size of the input.
+    ///
+    /// # Errors
+    /// Dilation 0, an input that is not `[N, in_channels, H, W]`, and a training forward
+    /// after [`Self::fold_batch_norm`].
     pub fn forward_dilated(
         &self,
         x: &Tensor,
         train: bool,
         dilation: usize,
     ) -> candle_core::Result<Tensor> {
+        if dilation == 0 {
+            candle_core::bail!("conv block: dilation must be at least 1");
+        }
+        let (_, _, h, w) = x.dims4()?;
+        let dilation = crate::kernels::effective_dilation(dilation, h, w);
         if crate::kernels::fast_kernels_enabled()
             && crate::kernels::fast_conv_supported(x, &self.weight)
         {

@@ -13,7 +13,10 @@
 //! `reference_feature_size` pixels (DeepLab-v3 uses 6/12/18 at 33 ≈ 513/16); at run time a
 //! rate `r` becomes `max(1, round(r · s / reference_feature_size))` with `s` the smaller
 //! side of the actual encoder output. Dilation does not change the weights, so one network
-//! serves every input size.
+//! serves every input size. A rate beyond the encoder output's larger side runs at that side
+//! ([`ConvBnRelu::forward_dilated`]): every tap but the centre reads zero padding either way,
+//! so the output is the same, and the padding stays the size of the map (rates scale without
+//! bound: 4096 at `reference_feature_size` 1 is 32768 on an 8 × 8 map).
 //!
 //! Variable names: `enc{l}.conv{1,2}`, `aspp.conv1x1`, `aspp.atrous{1,2,3}`,
 //! `aspp.pool` (plain convolution), `aspp.project`, `head`.
@@ -115,7 +118,9 @@ impl DeepLabConfig {
         pow2_saturating(self.encoder_widths.len().max(1) - 1)
     }
 
-    /// The three ASPP dilation rates used for an `h × w` input.
+    /// The three ASPP dilation rates used for an `h × w` input (a rate beyond the encoder
+    /// output's larger side then runs at that side, with the same result; see the
+    /// [module documentation](self)).
     pub fn rates_for(&self, h: usize, w: usize) -> [usize; 3] {
         let s = h.min(w) / self.size_multiple();
         self.aspp_rates.map(|r| {
