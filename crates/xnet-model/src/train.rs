@@ -61,6 +61,10 @@ pub struct TrainBatch {
 impl TrainBatch {
     /// A batch, checking that the vectors have `n·height·width` elements.
     ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`], as [`Self::check_shape`]: an empty batch, a pixel count
+    /// that overflows a `usize`, or vectors of another length.
+    ///
     /// # Examples
     /// ```
     /// use xnet_model::train::TrainBatch;
@@ -96,14 +100,27 @@ impl TrainBatch {
     }
 
     /// Checks the element counts.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] for an empty batch, a pixel count `n · height · width`
+    /// that overflows a `usize`, or vectors of another length.
     pub fn check_shape(&self) -> Result<()> {
-        let expected = self.n * self.height * self.width;
         if self.n == 0 || self.height == 0 || self.width == 0 {
             return Err(ModelError::InvalidInput(format!(
                 "empty batch: n × height × width = {} × {} × {}",
                 self.n, self.height, self.width
             )));
         }
+        let Some(expected) = self
+            .n
+            .checked_mul(self.height)
+            .and_then(|p| p.checked_mul(self.width))
+        else {
+            return Err(ModelError::InvalidInput(format!(
+                "batch of n × height × width = {} × {} × {} pixels: the count overflows",
+                self.n, self.height, self.width
+            )));
+        };
         if self.images.len() != expected || self.labels.len() != expected {
             return Err(ModelError::InvalidInput(format!(
                 "batch of {} image{} of {}×{} needs {expected} pixels, got {} image values and \

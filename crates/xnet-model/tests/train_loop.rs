@@ -850,6 +850,28 @@ fn wrong_batch_lengths_count_images_in_singular_and_plural() {
     }
 }
 
+/// A pixel count `n · height · width` that overflows is refused: it panicked in debug
+/// builds, and in release wrapped to 0, so that empty vectors passed as a valid batch.
+#[test]
+fn batch_sizes_whose_pixel_count_overflows_are_refused() {
+    for (n, h, w) in [(1 << 32, 1 << 32, 1), (1, usize::MAX, 2), (5, 1 << 62, 1)] {
+        let e = TrainBatch::new(vec![], vec![], n, h, w).unwrap_err();
+        assert!(
+            matches!(e, ModelError::InvalidInput(ref m) if m.contains("overflows")),
+            "{n} × {h} × {w}: {e}"
+        );
+        let b = TrainBatch {
+            images: vec![],
+            labels: vec![],
+            n,
+            height: h,
+            width: w,
+        };
+        assert!(b.validate(3, None).is_err());
+        assert!(b.to_tensors(&Device::Cpu).is_err());
+    }
+}
+
 /// A learning rate edited into `trainer_state.json` beyond the `f32` range (`1e308`, which
 /// the file's f64 holds, would run as infinity in the f32 update) or below 0 is refused on
 /// resume, naming the file, like a configured one.
