@@ -727,6 +727,11 @@ impl candle_core::InplaceOp2 for AddScaled {
 /// [`BoundaryWeightConfig`]. Plain data in, plain data out (computed on the CPU; cost
 /// `O(K·H·W)` for `K` objects).
 ///
+/// # Errors
+/// [`ModelError::InvalidConfig`] for a configuration that [`BoundaryWeightConfig::validate`]
+/// refuses; [`ModelError::InvalidInput`] when `labels` does not hold `height · width`
+/// values or that product overflows a `usize`.
+///
 /// # Examples
 /// ```
 /// use xnet_model::loss::{boundary_weight_map, BoundaryWeightConfig};
@@ -748,11 +753,15 @@ pub fn boundary_weight_map(
     ignore_label: Option<u8>,
 ) -> Result<Vec<f32>> {
     cfg.validate()?;
-    if labels.len() != height * width {
+    let Some(pixels) = height.checked_mul(width) else {
         return Err(ModelError::InvalidInput(format!(
-            "label map has {} pixels but height × width = {height} × {width} = {}",
+            "label map of height × width = {height} × {width} pixels: the count overflows"
+        )));
+    };
+    if labels.len() != pixels {
+        return Err(ModelError::InvalidInput(format!(
+            "label map has {} pixels but height × width = {height} × {width} = {pixels}",
             labels.len(),
-            height * width
         )));
     }
     let ignored = |l: u8| ignore_label == Some(l);
@@ -944,6 +953,10 @@ fn dt_1d(f: &[f64], d: &mut [f64], v: &mut [usize], z: &mut [f64]) {
 /// The boundary weight maps of a batch of `n` label maps (`N × H × W`, row-major) as one
 /// `N × H × W` vector.
 ///
+/// # Errors
+/// As [`boundary_weight_map`], and [`ModelError::InvalidInput`] when `labels` does not
+/// hold `n · height · width` values or that product overflows a `usize`.
+///
 /// # Examples
 /// ```
 /// use xnet_model::loss::{boundary_weight_map, boundary_weight_maps, BoundaryWeightConfig};
@@ -969,12 +982,18 @@ pub fn boundary_weight_maps(
     cfg: &BoundaryWeightConfig,
     ignore_label: Option<u8>,
 ) -> Result<Vec<f32>> {
-    let plane = height * width;
-    if labels.len() != n * plane {
+    let Some((plane, total)) = height
+        .checked_mul(width)
+        .and_then(|plane| Some((plane, plane.checked_mul(n)?)))
+    else {
         return Err(ModelError::InvalidInput(format!(
-            "label batch has {} values but N × H × W = {n} × {height} × {width} = {}",
+            "label batch of N × H × W = {n} × {height} × {width} values: the count overflows"
+        )));
+    };
+    if labels.len() != total {
+        return Err(ModelError::InvalidInput(format!(
+            "label batch has {} values but N × H × W = {n} × {height} × {width} = {total}",
             labels.len(),
-            n * plane
         )));
     }
     let mut out = Vec::with_capacity(labels.len());

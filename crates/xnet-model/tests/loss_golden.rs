@@ -3,8 +3,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use xnet_model::loss::{
-    add_l2_gradient, boundary_weight_map, cross_entropy, focal, l2_penalty, soft_dice,
-    weighted_cross_entropy, BoundaryWeightConfig, LossConfig, LossKind, PixelLossOptions,
+    add_l2_gradient, boundary_weight_map, boundary_weight_maps, cross_entropy, focal, l2_penalty,
+    soft_dice, weighted_cross_entropy, BoundaryWeightConfig, LossConfig, LossKind,
+    PixelLossOptions,
 };
 use xnet_model::ModelError;
 
@@ -419,4 +420,31 @@ fn boundary_weight_map_edge_cases() {
     assert!(boundary_weight_map(&[0; 5], 2, 3, &cfg, Some(255)).is_err());
     let bad = BoundaryWeightConfig { sigma: 0.0, ..cfg };
     assert!(boundary_weight_map(&[0; 4], 2, 2, &bad, Some(255)).is_err());
+    // Sizes whose pixel count overflows are refused (the product panicked in debug builds
+    // and wrapped in release: 2^33 × 2^31 = 2^64 to 0, which empty labels matched).
+    let overflows = |r: xnet_model::Result<Vec<f32>>| matches!(r, Err(ModelError::InvalidInput(m)) if m.contains("overflows"));
+    assert!(overflows(boundary_weight_map(
+        &[],
+        1 << 33,
+        1 << 31,
+        &cfg,
+        Some(255)
+    )));
+    assert!(overflows(boundary_weight_map(
+        &[],
+        usize::MAX,
+        3,
+        &cfg,
+        None
+    )));
+    for (n, h, w) in [
+        (1, 1 << 33, 1 << 31),
+        (1 << 33, 1 << 31, 1),
+        (5, 1 << 62, 1),
+    ] {
+        assert!(
+            overflows(boundary_weight_maps(&[], n, h, w, &cfg, Some(255))),
+            "{n} × {h} × {w}"
+        );
+    }
 }
