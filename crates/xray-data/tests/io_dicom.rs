@@ -797,3 +797,53 @@ fn a_deflated_file_decodes_like_the_plain_one() {
     assert_eq!(d.transfer_syntax, uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN);
     assert_eq!(d.image.as_raw(), plain.image.as_raw());
 }
+
+/// A file cut inside an element header parses up to the cut; the attribute it then lacks is
+/// reported with where the file ends (it said only "required attribute PixelData is
+/// missing"). A file cut inside a value was already reported as truncated.
+#[test]
+fn a_file_cut_inside_a_header_says_it_looks_truncated() {
+    let img = Radiograph::from_fn(4, 3, |x, y| image::Luma([(x * 100 + y) as f32]));
+    let opts = DicomWriteOptions {
+        photometric: Photometric::Monochrome1,
+        bits_stored: 12,
+        pixel_spacing_mm: None,
+        intensity_relationship: None,
+    };
+    let bytes = encode_dicom(&img, &opts).unwrap();
+    let pixel_data = bytes
+        .windows(4)
+        .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+        .expect("the PixelData tag");
+    // Cut in its tag, the parser stops without a word at the cut; further in, it fails on
+    // the header itself, and says the file ends early.
+    for cut in [pixel_data + 5, pixel_data + 7] {
+        let e = decode_dicom(&bytes[..cut], &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated"), "{e}");
+    }
+    for cut in [pixel_data + 1, pixel_data + 2, pixel_data + 3] {
+        let e = decode_dicom(&bytes[..cut], &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PixelData is missing")
+                && e.contains(&format!(
+                    "ends inside an element header at byte {pixel_data} of {cut}"
+                ))
+                && e.contains("looks truncated"),
+            "cut at {cut}: {e}"
+        );
+    }
+    // Whole, it decodes; cut at an element boundary, the missing attribute is all there is
+    // to say (nothing shows the file was longer).
+    assert!(decode_dicom(&bytes, &LoadOptions::default()).is_ok());
+    let e = decode_dicom(&bytes[..pixel_data], &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("PixelData is missing") && !e.contains("truncated"),
+        "{e}"
+    );
+}

@@ -373,8 +373,33 @@ pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> 
     // Before the parser: it allocates a value's buffer from its declared length and nests
     // sequences by recursion, so a few corrupt bytes could cost gigabytes or overflow the
     // stack (an abort, which no catch_unwind stops).
-    super::dicom_structure::check_structure(bytes)
+    let cut = super::dicom_structure::walk_structure(bytes)
         .map_err(|m| derr(path, format!("not a readable DICOM file: {m}")))?;
+    // A file cut inside an element header parses up to the cut; what is missing then is
+    // missing because the file is short, which the bare "is missing" did not say.
+    decode_walked(path, bytes, opts).map_err(|e| match (e, cut) {
+        (
+            DataError::Decode {
+                path,
+                format,
+                message,
+            },
+            Some(at),
+        ) if message.starts_with("required attribute") => DataError::Decode {
+            path,
+            format,
+            message: format!(
+                "{message}: the file ends inside an element header at byte {at} of {}, \
+                     so it looks truncated",
+                bytes.len()
+            ),
+        },
+        (e, _) => e,
+    })
+}
+
+/// [`decode_dicom_at`] after the structure walk.
+fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
     let preamble = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         ReadPreamble::Always
     } else {

@@ -61,7 +61,21 @@ const SHORT_VRS: [&[u8; 2]; 21] = [
 /// says, element headers by the transfer syntax (an unknown explicit VR as UN with a 32-bit
 /// length; implicit VRs from the standard dictionary), a sequence for VR SQ or any undefined
 /// length, fragments for encapsulated pixel data.
+#[cfg(test)]
 pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
+    walk_structure(bytes).map(|_| ())
+}
+
+/// [`check_structure`], also giving the byte offset at which the file ends inside an element
+/// header, if it does: a file cut short there still parses (the parser stops at the cut), and
+/// a required attribute is then missing, which alone would not say the file is truncated.
+pub(crate) fn walk_structure(bytes: &[u8]) -> Result<Option<usize>, String> {
+    let cut = std::cell::Cell::new(None);
+    walk(bytes, &cut)?;
+    Ok(cut.get())
+}
+
+fn walk(bytes: &[u8], cut: &std::cell::Cell<Option<usize>>) -> Result<(), String> {
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         132
     } else if bytes.starts_with(b"DICM") {
@@ -74,10 +88,12 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
         explicit: true,
         big_endian: false,
         place: "of the file",
+        cut,
     };
     // The meta group: (0002,0000) with its length, then elements until that many bytes
     // are read, whatever their group (so the data set starts where the parser starts it).
     let Some(h) = meta.header(start) else {
+        cut.set(Some(start));
         return Ok(());
     };
     let Some(group_length) = meta
@@ -91,6 +107,7 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
     let mut syntax = None;
     while read < u64::from(group_length) {
         let Some(mut h) = meta.header(pos) else {
+            cut.set(Some(pos));
             return Ok(());
         };
         // The meta reader takes every value whole, numbers or not.
@@ -131,6 +148,7 @@ pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
         explicit,
         big_endian,
         place: "of the file",
+        cut,
     };
     walker.data_set(pos, bytes.len(), 0, false).map(|_| ())
 }
@@ -155,6 +173,8 @@ fn check_deflated(compressed: &[u8]) -> Result<(), String> {
         explicit: true,
         big_endian: false,
         place: "of the inflated data set",
+        // Offsets into the inflated bytes would not say where the file was cut.
+        cut: &std::cell::Cell::new(None),
     };
     walker.data_set(0, inflated.len(), 0, false).map(|_| ())
 }
@@ -195,6 +215,8 @@ struct Walker<'a> {
     big_endian: bool,
     /// What byte offsets count from, for messages.
     place: &'static str,
+    /// Where the bytes end inside an element header, once a walk has found it.
+    cut: &'a std::cell::Cell<Option<usize>>,
 }
 
 /// An element's header: its tag, whether it opens a sequence by its VR, the size of one
@@ -289,6 +311,7 @@ impl Walker<'_> {
     fn data_set(&self, mut pos: usize, end: usize, depth: usize, in_item: bool) -> Flow {
         while pos < end {
             let Some(h) = self.header(pos) else {
+                self.cut.set(Some(pos));
                 return Ok(None);
             };
             if h.tag == ITEM_END && !h.sequence {
@@ -330,6 +353,7 @@ impl Walker<'_> {
         }
         while pos < end {
             let Some(h) = self.header(pos) else {
+                self.cut.set(Some(pos));
                 return Ok(None);
             };
             pos = match h.tag {
@@ -361,6 +385,7 @@ impl Walker<'_> {
     fn fragments(&self, mut pos: usize) -> Flow {
         loop {
             let Some(h) = self.header(pos) else {
+                self.cut.set(Some(pos));
                 return Ok(None);
             };
             match h.tag {
