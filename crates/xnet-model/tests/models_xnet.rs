@@ -36,6 +36,61 @@ fn paper_forward_flops_at_200() {
     assert_eq!(f / 1_000_000, 66_432);
 }
 
+/// FLOP counts beyond `u64::MAX` saturate: the products and sums overflowed (a panic in
+/// debug builds, a wrapped count in release) from about 2²² pixels a side on the paper's
+/// XNet. Configurations that `validate` refuses (more levels than a shift has bits, fewer
+/// decoder levels than encoder levels) are counted without panicking too.
+#[test]
+fn forward_flops_saturate_instead_of_overflowing() {
+    use xnet_model::models::{DeepLabConfig, SegNetConfig, UNetConfig};
+    let big = 1usize << 22;
+    assert_eq!(
+        ModelConfig::XNet(XNetConfig::default()).forward_flops(big, big),
+        u64::MAX
+    );
+    let all = [
+        ModelConfig::XNet(XNetConfig::default()),
+        ModelConfig::UNet(UNetConfig::default()),
+        ModelConfig::SegNet(SegNetConfig::vgg16()),
+        ModelConfig::DeepLab(DeepLabConfig::default()),
+    ];
+    for cfg in &all {
+        assert!(cfg.forward_flops(big, big) >= cfg.forward_flops(big / 2, big / 2));
+        assert_eq!(
+            cfg.forward_flops(usize::MAX, usize::MAX),
+            u64::MAX,
+            "{}",
+            cfg.arch()
+        );
+        let small = cfg.forward_flops(64, 64);
+        assert!(small > 0 && small < u64::MAX, "{}", cfg.arch());
+    }
+    let refused = [
+        ModelConfig::XNet(XNetConfig {
+            base_width: usize::MAX,
+            ..Default::default()
+        }),
+        ModelConfig::UNet(UNetConfig {
+            depth: 100,
+            ..Default::default()
+        }),
+        ModelConfig::SegNet(SegNetConfig {
+            decoder: vec![],
+            ..SegNetConfig::basic()
+        }),
+        ModelConfig::DeepLab(DeepLabConfig {
+            encoder_widths: vec![8; 100],
+            aspp_channels: usize::MAX,
+            ..Default::default()
+        }),
+    ];
+    for cfg in &refused {
+        assert!(cfg.validate().is_err());
+        cfg.forward_flops(256, 256);
+        cfg.forward_flops(usize::MAX, 1);
+    }
+}
+
 fn tiny() -> XNetConfig {
     XNetConfig {
         base_width: 4,

@@ -104,9 +104,33 @@ impl std::fmt::Display for Upsampling {
 }
 
 /// FLOPs (2 per multiply-accumulate) of a `k × k` convolution from `cin` to `cout` channels
-/// producing an `h × w` output.
+/// producing an `h × w` output, saturating at `u64::MAX` (a count beyond it, for sizes no
+/// machine runs, is reported as `u64::MAX` instead of overflowing).
+///
+/// # Examples
+/// ```
+/// use xnet_model::models::blocks::conv_flops;
+/// assert_eq!(conv_flops(64, 128, 3, 100, 100), 2 * 64 * 128 * 9 * 100 * 100);
+/// assert_eq!(conv_flops(8192, 8192, 31, 1 << 22, 1 << 22), u64::MAX);
+/// ```
 pub fn conv_flops(cin: usize, cout: usize, k: usize, h: usize, w: usize) -> u64 {
-    2 * (cin * cout * k * k) as u64 * (h * w) as u64
+    [cin, cout, k, k, h, w]
+        .into_iter()
+        .fold(2u64, |f, v| f.saturating_mul(v as u64))
+}
+
+/// The sum of FLOP counts, saturating at `u64::MAX` (the networks' `forward_flops`).
+pub(crate) fn flops_sum(terms: impl IntoIterator<Item = u64>) -> u64 {
+    terms.into_iter().fold(0, u64::saturating_add)
+}
+
+/// `v >> l`, 0 once `l` reaches the bits of a `usize` (a level count of a configuration
+/// that `validate` would refuse must not overflow a shift).
+pub(crate) fn shr_or_zero(v: usize, l: usize) -> usize {
+    u32::try_from(l)
+        .ok()
+        .and_then(|l| v.checked_shr(l))
+        .unwrap_or(0)
 }
 
 /// Convolution ("same" padding, stride 1, with bias) → batch-norm → ReLU.
@@ -273,7 +297,8 @@ impl ConvBnRelu {
         }
     }
 
-    /// FLOPs of this block's convolution for an `h × w` output.
+    /// FLOPs of this block's convolution for an `h × w` output, saturating at `u64::MAX`
+    /// (see [`conv_flops`]).
     pub fn flops(&self, h: usize, w: usize) -> u64 {
         conv_flops(
             self.in_channels(),
@@ -362,7 +387,8 @@ impl Up2 {
         }
     }
 
-    /// FLOPs of a transposed convolution for an `h × w` input (0 for the parameter-free kinds).
+    /// FLOPs of a transposed convolution for an `h × w` input (0 for the parameter-free
+    /// kinds), saturating at `u64::MAX`.
     pub(crate) fn flops(kind: Upsampling, cin: usize, cout: usize, h: usize, w: usize) -> u64 {
         match kind {
             Upsampling::TransposedConv => conv_flops(cin, cout, 2, h, w),

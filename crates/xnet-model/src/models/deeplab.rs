@@ -22,8 +22,8 @@
 //! `aspp.pool` (plain convolution), `aspp.project`, `head`.
 
 use super::blocks::{
-    check_channels, check_common, check_input, conv_flops, pow2_saturating, BatchNormSettings,
-    ConvBnRelu, Upsampling, MAX_CHANNELS,
+    check_channels, check_common, check_input, conv_flops, flops_sum, pow2_saturating, shr_or_zero,
+    BatchNormSettings, ConvBnRelu, Upsampling, MAX_CHANNELS,
 };
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
@@ -129,19 +129,27 @@ impl DeepLabConfig {
         })
     }
 
-    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.
+    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
+    /// saturating at `u64::MAX` for sizes whose count does not fit.
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let k = self.kernel_size;
-        let mut f = 0;
+        let mut f = 0u64;
         let mut c = self.in_channels;
         for (l, &o) in self.encoder_widths.iter().enumerate() {
-            f += conv_flops(c, o, k, h >> l, w >> l) + conv_flops(o, o, k, h >> l, w >> l);
+            let (y, x) = (shr_or_zero(h, l), shr_or_zero(w, l));
+            f = flops_sum([f, conv_flops(c, o, k, y, x), conv_flops(o, o, k, y, x)]);
             c = o;
         }
         let m = self.size_multiple();
         let (y, x, a) = (h / m, w / m, self.aspp_channels);
-        f += conv_flops(c, a, 1, y, x) + 3 * conv_flops(c, a, 3, y, x) + conv_flops(c, a, 1, 1, 1);
-        f + conv_flops(5 * a, a, 1, y, x) + conv_flops(a, self.num_classes, 1, y, x)
+        flops_sum([
+            f,
+            conv_flops(c, a, 1, y, x),
+            conv_flops(c, a, 3, y, x).saturating_mul(3),
+            conv_flops(c, a, 1, 1, 1),
+            conv_flops(a.saturating_mul(5), a, 1, y, x),
+            conv_flops(a, self.num_classes, 1, y, x),
+        ])
     }
 
     /// Builds the network (variable names in the [module documentation](self)).

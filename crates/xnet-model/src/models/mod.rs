@@ -59,7 +59,7 @@ pub trait Segmenter: candle_nn::ModuleT + Send + Sync {
     fn fold_batch_norm(&mut self) -> Result<usize>;
 
     /// FLOPs (2 per multiply-accumulate, convolution layers) of one forward pass of one
-    /// `height × width` image.
+    /// `height × width` image, saturating at `u64::MAX` for sizes whose count does not fit.
     fn forward_flops(&self, height: usize, width: usize) -> u64 {
         self.config().forward_flops(height, width)
     }
@@ -200,7 +200,9 @@ impl ModelConfig {
     }
 
     /// FLOPs (2 per multiply-accumulate, convolution layers) of one forward pass of one
-    /// `height × width` image.
+    /// `height × width` image. The count saturates at `u64::MAX` (about 1.8 · 10¹⁹) for
+    /// sizes whose count does not fit, rather than overflowing; any configuration may be
+    /// asked, even one that [`Self::validate`] refuses.
     ///
     /// # Examples
     /// ```
@@ -211,6 +213,8 @@ impl ModelConfig {
     /// assert_eq!((flops as f64 / 1e7).round() / 100.0, 66.43);
     /// // Every convolution's cost grows with the pixels: twice the side, four times the FLOPs.
     /// assert_eq!(paper.forward_flops(400, 400), 4 * flops);
+    /// // 4 194 304 pixels a side: more than a u64 counts.
+    /// assert_eq!(paper.forward_flops(1 << 22, 1 << 22), u64::MAX);
     /// ```
     pub fn forward_flops(&self, height: usize, width: usize) -> u64 {
         match self {

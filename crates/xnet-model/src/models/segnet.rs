@@ -15,8 +15,8 @@
 //! `dec{l}.conv{j}`, `head` (levels and blocks 1-based).
 
 use super::blocks::{
-    check_common, check_input, conv_flops, pow2_saturating, BatchNormSettings, ConvBnRelu, Up2,
-    Upsampling, MAX_CHANNELS,
+    check_common, check_input, conv_flops, pow2_saturating, shr_or_zero, BatchNormSettings,
+    ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
 use super::{ModelConfig, Segmenter};
 use crate::ops::{max_pool2d_with_indices, max_unpool2d};
@@ -217,30 +217,34 @@ impl SegNetConfig {
         pow2_saturating(self.encoder.len())
     }
 
-    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.
+    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
+    /// saturating at `u64::MAX` for sizes whose count does not fit.
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let k = self.kernel_size;
         let levels = self.encoder.len();
-        let mut f = 0;
+        let s = |l: usize| (shr_or_zero(h, l), shr_or_zero(w, l));
+        let mut f = 0u64;
         let mut c = self.in_channels;
         for (l, lvl) in self.encoder.iter().enumerate() {
             for &o in lvl {
-                f += conv_flops(c, o, k, h >> l, w >> l);
+                f = f.saturating_add(conv_flops(c, o, k, s(l).0, s(l).1));
                 c = o;
             }
         }
         for &o in &self.center {
-            f += conv_flops(c, o, k, h >> levels, w >> levels);
+            f = f.saturating_add(conv_flops(c, o, k, s(levels).0, s(levels).1));
             c = o;
         }
         for l in (0..levels).rev() {
-            f += Up2::flops(self.upsampling, c, c, h >> (l + 1), w >> (l + 1));
-            for &o in &self.decoder[l] {
-                f += conv_flops(c, o, k, h >> l, w >> l);
+            let (y, x) = s(l + 1);
+            f = f.saturating_add(Up2::flops(self.upsampling, c, c, y, x));
+            // `get`: a configuration that `validate` refuses may have fewer decoder levels.
+            for &o in self.decoder.get(l).into_iter().flatten() {
+                f = f.saturating_add(conv_flops(c, o, k, s(l).0, s(l).1));
                 c = o;
             }
         }
-        f + conv_flops(c, self.num_classes, 1, h, w)
+        f.saturating_add(conv_flops(c, self.num_classes, 1, h, w))
     }
 
     /// Builds the network (variable names in the [module documentation](self)).

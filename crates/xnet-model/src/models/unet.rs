@@ -12,8 +12,8 @@
 //! `head`.
 
 use super::blocks::{
-    check_common, check_input, conv_flops, pow2_saturating, BatchNormSettings, ConvBnRelu, Up2,
-    Upsampling, MAX_CHANNELS,
+    check_common, check_input, conv_flops, flops_sum, pow2_saturating, shr_or_zero,
+    BatchNormSettings, ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
@@ -93,25 +93,29 @@ impl UNetConfig {
         pow2_saturating(self.depth)
     }
 
-    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass.
+    /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
+    /// saturating at `u64::MAX` for sizes whose count does not fit.
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let k = self.kernel_size;
-        let mut f = 0;
+        let mut f = 0u64;
         let mut cin = self.in_channels;
+        // Saturating widths: a configuration that `validate` refuses must not overflow.
+        let width = |l: usize| self.base_width.saturating_mul(pow2_saturating(l));
         for l in 0..=self.depth {
-            let (y, x, c) = (h >> l, w >> l, self.width(l));
-            f += conv_flops(cin, c, k, y, x) + conv_flops(c, c, k, y, x);
+            let (y, x, c) = (shr_or_zero(h, l), shr_or_zero(w, l), width(l));
+            f = flops_sum([f, conv_flops(cin, c, k, y, x), conv_flops(c, c, k, y, x)]);
             cin = c;
         }
         for l in (0..self.depth).rev() {
-            let (y, x, c) = (h >> l, w >> l, self.width(l));
-            f += match self.upsampling {
-                Upsampling::TransposedConv => Up2::flops(self.upsampling, 2 * c, c, y / 2, x / 2),
-                _ => conv_flops(2 * c, c, k, y, x),
+            let (y, x, c) = (shr_or_zero(h, l), shr_or_zero(w, l), width(l));
+            let c2 = c.saturating_mul(2);
+            let up = match self.upsampling {
+                Upsampling::TransposedConv => Up2::flops(self.upsampling, c2, c, y / 2, x / 2),
+                _ => conv_flops(c2, c, k, y, x),
             };
-            f += conv_flops(2 * c, c, k, y, x) + conv_flops(c, c, k, y, x);
+            f = flops_sum([f, up, conv_flops(c2, c, k, y, x), conv_flops(c, c, k, y, x)]);
         }
-        f + conv_flops(self.base_width, self.num_classes, 1, h, w)
+        f.saturating_add(conv_flops(self.base_width, self.num_classes, 1, h, w))
     }
 
     /// Builds the network (variable names in the [module documentation](self)).

@@ -15,8 +15,8 @@
 //! ```
 
 use super::blocks::{
-    check_common, check_input, conv_flops, scaled_width, scaled_width_f64, BatchNormSettings,
-    ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
+    check_common, check_input, conv_flops, flops_sum, scaled_width, scaled_width_f64,
+    BatchNormSettings, ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
 use super::{ModelConfig, Segmenter};
 use crate::error::readable_number;
@@ -101,33 +101,37 @@ impl XNetConfig {
     }
 
     /// FLOPs (2 per multiply-accumulate, convolutions only) of one forward pass of an
-    /// `h × w` image (66.43 GFLOP for the paper's XNet at 200×200).
+    /// `h × w` image (66.43 GFLOP for the paper's XNet at 200×200), saturating at
+    /// `u64::MAX` for sizes whose count does not fit.
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let [f0, f1, f2, f3] = self.widths();
         let (k, c) = (self.kernel_size, self.in_channels);
         let s = |d: usize| (h / d, w / d);
         let cf = |a, b, kk, (y, x): (usize, usize)| conv_flops(a, b, kk, y, x);
         let up = |a, (y, x): (usize, usize)| Up2::flops(self.upsampling, a, a, y, x);
-        cf(c, f0, k, s(1))
-            + cf(f0, f1, k, s(2))
-            + cf(f1, f2, k, s(4))
-            + cf(f2, f3, k, s(8))
-            + cf(f3, f3, k, s(8))
-            + up(f3, s(8))
-            + cf(f3, f2, k, s(4))
-            + up(2 * f2, s(4))
-            + cf(2 * f2, f1, k, s(2))
-            + cf(2 * f1, f1, k, s(2))
-            + cf(f1, f2, k, s(4))
-            + cf(f2, f3, k, s(8))
-            + cf(f3, f3, k, s(8))
-            + up(f3, s(8))
-            + cf(f3, f2, k, s(4))
-            + up(2 * f2, s(4))
-            + cf(2 * f2, f1, k, s(2))
-            + up(2 * f1, s(2))
-            + cf(2 * f1, f0, k, s(1))
-            + cf(2 * f0, self.num_classes, 1, s(1))
+        let two = |f: usize| f.saturating_mul(2);
+        flops_sum([
+            cf(c, f0, k, s(1)),
+            cf(f0, f1, k, s(2)),
+            cf(f1, f2, k, s(4)),
+            cf(f2, f3, k, s(8)),
+            cf(f3, f3, k, s(8)),
+            up(f3, s(8)),
+            cf(f3, f2, k, s(4)),
+            up(two(f2), s(4)),
+            cf(two(f2), f1, k, s(2)),
+            cf(two(f1), f1, k, s(2)),
+            cf(f1, f2, k, s(4)),
+            cf(f2, f3, k, s(8)),
+            cf(f3, f3, k, s(8)),
+            up(f3, s(8)),
+            cf(f3, f2, k, s(4)),
+            up(two(f2), s(4)),
+            cf(two(f2), f1, k, s(2)),
+            up(two(f1), s(2)),
+            cf(two(f1), f0, k, s(1)),
+            cf(two(f0), self.num_classes, 1, s(1)),
+        ])
     }
 
     /// Builds the network; variables are created in (or loaded from) `vb` under the names
