@@ -149,6 +149,21 @@ fn bad_arguments_are_errors() {
     assert!(max_unpool2d(&v, &i, (2, 2)).is_err());
     assert!(max_unpool2d(&v, &i.narrow(3, 0, 1).unwrap(), (4, 4)).is_err());
     assert!(resize_bilinear(&randn(&[3, 3]), 2, 2).is_err());
+    // Output sizes whose element count overflows (the plane H·W panicked in debug builds).
+    for size in [(usize::MAX, 2), (1 << 32, 1 << 32), (2, usize::MAX)] {
+        for unpool in [max_unpool2d, max_unpool2d_generic] {
+            let e = unpool(&v, &i, size).unwrap_err().to_string();
+            assert!(
+                e.contains("more elements than a usize counts"),
+                "{size:?}: {e}"
+            );
+        }
+    }
+    // The generic path's u32 positions would wrap beyond 2³² elements.
+    let e = max_unpool2d_generic(&v, &i, (1 << 20, 1 << 13))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("u32 positions"), "{e}");
 }
 
 #[test]

@@ -506,6 +506,10 @@ pub fn max_pool2d(x: &Tensor, kernel: usize) -> CResult<Tensor> {
 /// [`max_pool2d_with_indices`]) inside zero planes of `size = (H, W)`, as PyTorch's
 /// `max_unpool2d`. Values that share an index are summed. Differentiable in `values`.
 ///
+/// # Errors
+/// Values and indices of different shapes, an index outside the `H × W` plane, and a
+/// `size` whose element count `N · C · H · W` overflows a `usize`.
+///
 /// # Examples
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -526,6 +530,7 @@ fn unpool_impl(
     size: (usize, usize),
     check: bool,
 ) -> CResult<Tensor> {
+    unpool_len(values, size)?;
     let (h, w) = size;
     if custom_op_device(values) {
         values
@@ -533,6 +538,23 @@ fn unpool_impl(
             .apply_op2(&indices.contiguous()?, Unpool { h, w, check })
     } else {
         max_unpool2d_generic(values, indices, size)
+    }
+}
+
+/// `N · C · H · W`, the elements of the unpooling of `values` (`[N, C, h, w]`) to
+/// `size = (H, W)`; an error naming the sizes where the product overflows a `usize`.
+fn unpool_len(values: &Tensor, (h, w): (usize, usize)) -> CResult<usize> {
+    let (n, c, _, _) = values.dims4()?;
+    match n
+        .checked_mul(c)
+        .and_then(|p| p.checked_mul(h))
+        .and_then(|p| p.checked_mul(w))
+    {
+        Some(len) => Ok(len),
+        None => candle_core::bail!(
+            "max-unpool2d: an output of {n} × {c} planes of {h} × {w} has more elements than a \
+             usize counts"
+        ),
     }
 }
 
@@ -576,6 +598,10 @@ pub fn max_pool2d_with_indices_generic(x: &Tensor, kernel: usize) -> CResult<(Te
 
 /// [`max_unpool2d`] written with stock candle primitives (`index_add`): runs on any device
 /// and is differentiated by candle's autograd.
+///
+/// # Errors
+/// As [`max_unpool2d`], and an output of more than 2³² elements (its flat positions are
+/// `u32`, which would wrap).
 pub fn max_unpool2d_generic(
     values: &Tensor,
     indices: &Tensor,
@@ -587,6 +613,13 @@ pub fn max_unpool2d_generic(
             "max-unpool2d: values {:?} and indices {:?} disagree",
             values.shape(),
             indices.shape()
+        );
+    }
+    let len = unpool_len(values, size)?;
+    if len > 1 << 32 {
+        candle_core::bail!(
+            "max-unpool2d: an output of {len} elements is beyond the u32 positions of the \
+             generic path"
         );
     }
     let (h, w) = size;
