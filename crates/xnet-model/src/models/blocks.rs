@@ -147,8 +147,15 @@ pub struct ConvBnRelu {
     dilation: usize,
 }
 
+/// The most input channels a [`ConvBnRelu`] may have: DeepLab's projection takes the
+/// concatenation of its five ASPP branches, of up to [`MAX_CHANNELS`] each.
+const MAX_BLOCK_INPUT_CHANNELS: usize = 5 * MAX_CHANNELS;
+
 impl ConvBnRelu {
     /// A block of `kernel_size × kernel_size` convolutions (odd sizes keep the resolution).
+    ///
+    /// # Errors
+    /// As [`Self::new_dilated`].
     pub fn new(
         in_channels: usize,
         out_channels: usize,
@@ -160,6 +167,16 @@ impl ConvBnRelu {
     }
 
     /// A block whose convolution has the given default dilation (padding `dilation · (k−1)/2`).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`], before anything is allocated, for `out_channels`
+    /// outside `1..=MAX_CHANNELS` ([`MAX_CHANNELS`]), `in_channels` outside
+    /// `1..=5 · MAX_CHANNELS` (the widest input a network gives a block: DeepLab's five
+    /// concatenated ASPP branches), a kernel size that is even or above
+    /// [`MAX_KERNEL_SIZE`], dilation 0, and batch-norm settings that
+    /// [`BatchNormSettings::validate`] refuses (an `eps` that is not a positive finite
+    /// number, a momentum outside `[0, 1]`); errors of `vb` (a missing or misshapen
+    /// tensor) as [`ModelError::Candle`].
     pub fn new_dilated(
         in_channels: usize,
         out_channels: usize,
@@ -168,11 +185,21 @@ impl ConvBnRelu {
         bn: BatchNormSettings,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if kernel_size % 2 != 1 || dilation == 0 {
+        if !(1..=MAX_BLOCK_INPUT_CHANNELS).contains(&in_channels)
+            || !(1..=MAX_CHANNELS).contains(&out_channels)
+        {
             return Err(ModelError::InvalidConfig(format!(
-                "conv block needs an odd kernel size and dilation ≥ 1, found k={kernel_size}, dilation={dilation}"
+                "conv block needs 1 to {MAX_BLOCK_INPUT_CHANNELS} input channels and 1 to \
+                 {MAX_CHANNELS} output channels, found {in_channels} → {out_channels}"
             )));
         }
+        if kernel_size % 2 != 1 || kernel_size > MAX_KERNEL_SIZE || dilation == 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "conv block needs an odd kernel size of at most {MAX_KERNEL_SIZE} and dilation \
+                 ≥ 1, found k={kernel_size}, dilation={dilation}"
+            )));
+        }
+        bn.validate()?;
         let conv = candle_nn::conv2d(
             in_channels,
             out_channels,
@@ -489,4 +516,85 @@ pub(crate) fn check_common(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    fn block(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        bn: BatchNormSettings,
+    ) -> (VarMap, Result<ConvBnRelu>) {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let b = ConvBnRelu::new(cin, cout, k, bn, vb);
+        (vm, b)
+    }
+
+    /// Absurd channel counts and kernel sizes are refused before anything is allocated
+    /// (2⁴⁰ output channels aborted the process on allocation), and so are batch-norm
+    /// settings that `validate` refuses (a NaN eps was accepted and made every output NaN).
+    #[test]
+    fn new_refuses_absurd_sizes_and_bad_batch_norm_settings() {
+        let bn = BatchNormSettings::default();
+        for (cin, cout, k) in [
+            (1, 1 << 40, 3),
+            (1 << 40, 1, 3),
+            (1, usize::MAX, 1),
+            (0, 4, 3),
+            (4, 0, 3),
+            (1, MAX_CHANNELS + 1, 3),
+            (5 * MAX_CHANNELS + 1, 4, 1),
+            (1, 4, MAX_KERNEL_SIZE + 2),
+            (1, 4, usize::MAX),
+            (1, 4, 2),
+        ] {
+            let (vm, b) = block(cin, cout, k, bn);
+            assert!(
+                matches!(b, Err(ModelError::InvalidConfig(_))),
+                "{cin} → {cout}, k {k}: {b:?}"
+            );
+            assert!(vm.all_vars().is_empty(), "{cin} → {cout}, k {k}");
+        }
+        for (eps, momentum) in [
+            (f64::NAN, 0.01),
+            (0.0, 0.01),
+            (-1e-3, 0.01),
+            (f64::INFINITY, 0.01),
+            (1e308, 0.01),
+            (1e-3, f64::NAN),
+            (1e-3, 1.5),
+        ] {
+            let (vm, b) = block(1, 4, 3, BatchNormSettings { eps, momentum });
+            let e = b.unwrap_err().to_string();
+            assert!(
+                e.contains("batch-norm"),
+                "eps {eps}, momentum {momentum}: {e}"
+            );
+            assert!(vm.all_vars().is_empty());
+        }
+        // The widest blocks the networks build are accepted (DeepLab's projection).
+        let (_, b) = block(5 * MAX_CHANNELS, 1, 1, bn);
+        assert!(b.is_ok());
+        let (_, b) = block(1, 4, MAX_KERNEL_SIZE, bn);
+        assert!(b.is_ok());
+    }
+
+    /// Dilation 0 is an error on both paths (the reference path passed it to candle).
+    #[test]
+    fn forward_dilated_refuses_dilation_zero() {
+        let (_, b) = block(2, 3, 3, BatchNormSettings::default());
+        let b = b.unwrap();
+        let x = Tensor::ones((1, 2, 5, 5), DType::F32, &Device::Cpu).unwrap();
+        let e = b.forward_dilated(&x, false, 0).unwrap_err().to_string();
+        assert!(e.contains("dilation must be at least 1"), "{e}");
+        assert_eq!(
+            b.forward_dilated(&x, false, 7).unwrap().dims(),
+            &[1, 3, 5, 5]
+        );
+    }
 }
