@@ -4,8 +4,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::kernels::{
-    conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad_path, conv2d_reference,
-    fold_batch_norm,
+    conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad, conv2d_fast_weight_grad_path,
+    conv2d_reference, fold_batch_norm,
 };
 
 mod common;
@@ -344,6 +344,14 @@ fn bad_shapes_are_errors_not_panics() {
     let w_empty = Tensor::zeros((1, 3, 0, 0), DType::F32, &dev).unwrap();
     assert!(conv2d(&x, &w_empty, None, 1, false).is_err());
     assert!(conv2d_reference(&x, &w_empty, None, 1, false).is_err());
+    // The weight gradient alone takes any odd kernel side: one whose padding overflows is
+    // an error, a dilation beyond the input runs at the input's side.
+    let dy = Tensor::ones((1, 2, 4, 4), DType::F32, &dev).unwrap();
+    assert!(conv2d_fast_weight_grad(&x, &dy, usize::MAX, 1).is_err());
+    assert!(conv2d_fast_weight_grad(&x, &dy, (1 << 33) + 1, 1 << 31).is_err());
+    let far = conv2d_fast_weight_grad(&x, &dy, 3, usize::MAX).unwrap();
+    let near = conv2d_fast_weight_grad(&x, &dy, 3, 4).unwrap();
+    assert_eq!(max_abs_diff(&far, &near), 0.0);
 }
 
 /// A dilation beyond the input's larger side: every tap but the centre reads zero padding,
