@@ -49,8 +49,8 @@ struct Args {
     /// and input-gradient convolutions.
     #[arg(long)]
     weight_grad: bool,
-    /// Compare whole-XNet logits (eval and train mode, `batch × 1 × size²`, random
-    /// weights) of the default paths and of each forced path with the stock candle kernels.
+    /// Compare whole-XNet logits (eval and train mode, `batch × 1 × size²`, weights and
+    /// input drawn from a fixed seed) of the default paths and of each forced path with the stock candle kernels.
     #[arg(long)]
     network: bool,
 }
@@ -64,15 +64,25 @@ fn max_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<(f64, f64)> {
 
 /// Whole-network logits with each kernel choice against the stock candle path.
 fn network(args: &Args) -> candle_core::Result<()> {
-    use candle_nn::{VarBuilder, VarMap};
+    use candle_nn::VarMap;
     use xnet_model::models::XNetConfig;
     use xnet_model::ModelConfig;
     let dev = Device::Cpu;
     let varmap = VarMap::new();
+    // Fixed weights and input (seed 5, as the kernel timings): runs compare.
     let net = ModelConfig::XNet(XNetConfig::default())
-        .build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+        .build(xnet_model::init::seeded_var_builder(
+            &varmap,
+            5,
+            DType::F32,
+            &dev,
+        ))
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    let x = Tensor::rand(0f32, 1., (args.batch, 1, args.size, args.size), &dev)?;
+    let mut rng = StdRng::seed_from_u64(5);
+    let pixels: Vec<f32> = (0..args.batch * args.size * args.size)
+        .map(|_| rng.random_range(0.0f32..1.0))
+        .collect();
+    let x = Tensor::from_vec(pixels, (args.batch, 1, args.size, args.size), &dev)?;
     let run = |reference: bool, path: Option<&str>, train: bool| {
         if reference {
             std::env::set_var("XNET_REFERENCE_KERNELS", "1");
