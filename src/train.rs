@@ -250,12 +250,21 @@ impl TrainOutcome {
     /// was scored), then the test split's scores.
     pub fn summary_line(&self) -> String {
         let r = &self.evaluation.report;
+        // A resumed run trained only some of its epochs in this call, and timed only those.
+        let this_call = self.summary.epochs.len();
+        let epochs = if this_call == self.summary.epochs_run {
+            format!("{this_call} epochs")
+        } else {
+            format!(
+                "{} epochs ({this_call} in this call)",
+                self.summary.epochs_run
+            )
+        };
         format!(
-            "{}: {} params, split {:?}, {} epochs in {:.0} s ({}); test: {}, confidence {}",
+            "{}: {} params, split {:?}, {epochs} in {:.0} s ({}); test: {}, confidence {}",
             self.run_dir.display(),
             self.parameters,
             self.split_sizes,
-            self.summary.epochs_run,
             self.train_seconds,
             best_epoch_text(self.summary.best_epoch),
             r.headline(),

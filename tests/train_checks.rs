@@ -722,7 +722,9 @@ fn a_failed_or_shrinking_resume_leaves_the_run_record_alone() {
 
     // Mended, the same resume trains on and records its epochs.
     std::fs::write(&optimizer, &bytes).unwrap();
-    run(&longer).expect("the resume trains a third epoch");
+    let (outcomes, _) = run(&longer).expect("the resume trains a third epoch");
+    let line = outcomes[0].summary_line();
+    assert!(line.contains("3 epochs (1 in this call) in"), "{line}");
     let after: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     assert_eq!(after["settings"]["epochs"], 3, "{after}");
