@@ -201,6 +201,28 @@ fn class_statistics_and_weights() {
     assert_eq!(s.inverse_frequency_weights()[2], 0.0);
     assert_eq!(s.median_frequency_weights()[2], 0.0);
     let mut merged = ClassStats::from_masks(3, [&m1]);
-    merged.merge(&ClassStats::from_masks(3, [&m2]));
+    merged.merge(&ClassStats::from_masks(3, [&m2])).unwrap();
     assert_eq!(merged, ClassStats::from_masks(3, [&m1, &m2]));
+}
+
+/// Merging statistics of another class count is an error and leaves the target as it was
+/// (it used to drop the extra classes and still count the mask).
+#[test]
+fn merging_class_statistics_of_another_class_count_is_refused() {
+    let m = Mask::from_raw(5, 1, vec![0, 1, 2, 3, 4]).unwrap();
+    let mut three = ClassStats::from_masks(3, [&m]);
+    let before = three.clone();
+    let err = three.merge(&ClassStats::from_masks(5, [&m])).unwrap_err();
+    assert!(
+        err.to_string().contains("5 classes into statistics of 3"),
+        "{err}"
+    );
+    assert_eq!(three, before);
+    // Fewer classes, and a struct whose own vectors disagree, likewise.
+    assert!(three.merge(&ClassStats::new(2)).is_err());
+    let mut odd = ClassStats::new(3);
+    odd.pixels_of_images_with.pop();
+    assert!(three.merge(&odd).is_err());
+    assert!(odd.merge(&ClassStats::new(3)).is_err());
+    assert_eq!(three, before);
 }

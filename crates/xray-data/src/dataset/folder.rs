@@ -436,7 +436,7 @@ impl Dataset {
             .collect();
         let mut total = super::ClassStats::new(c);
         for p in parts {
-            total.merge(&p?);
+            total.merge(&p?)?;
         }
         Ok(total)
     }

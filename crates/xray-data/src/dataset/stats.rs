@@ -1,6 +1,6 @@
 //! Per-class pixel statistics and loss weights.
 
-use crate::{Mask, IGNORE_LABEL};
+use crate::{DataError, Mask, Result, IGNORE_LABEL};
 
 /// Pixel counts per class over a set of masks ([`IGNORE_LABEL`] pixels excluded).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,41 @@ impl ClassStats {
     }
 
     /// Merges statistics gathered separately (e.g. in parallel).
-    pub fn merge(&mut self, other: &ClassStats) {
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] when the two count different numbers of classes (or
+    /// either holds `pixels` and `pixels_of_images_with` of different lengths); `self` is
+    /// then left unchanged. Adding a 5-class count to a 3-class one would otherwise drop
+    /// classes 3 and 4 while still counting their masks.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::ClassStats;
+    /// let mask = xray_data::Mask::from_raw(3, 1, vec![0, 1, 2]).unwrap();
+    /// let mut total = ClassStats::new(3);
+    /// total.merge(&ClassStats::from_masks(3, [&mask]))?;
+    /// assert_eq!(total.pixels, vec![1, 1, 1]);
+    /// assert!(total.merge(&ClassStats::from_masks(5, [&mask])).is_err());
+    /// assert_eq!(total.masks, 1);
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
+    pub fn merge(&mut self, other: &ClassStats) -> Result<()> {
+        let classes = self.pixels.len();
+        let lengths = [
+            self.pixels_of_images_with.len(),
+            other.pixels.len(),
+            other.pixels_of_images_with.len(),
+        ];
+        if lengths.iter().any(|&n| n != classes) {
+            return Err(DataError::InvalidParameter(format!(
+                "cannot merge class statistics of {} classes into statistics of {classes} \
+                 (pixels / pixels_of_images_with lengths: {classes}/{} and {}/{})",
+                other.pixels.len(),
+                lengths[0],
+                lengths[1],
+                lengths[2]
+            )));
+        }
         for (a, b) in self.pixels.iter_mut().zip(&other.pixels) {
             *a += b;
         }
@@ -67,6 +101,7 @@ impl ClassStats {
         }
         self.ignored += other.ignored;
         self.masks += other.masks;
+        Ok(())
     }
 
     /// Statistics of a set of masks.
