@@ -12,7 +12,8 @@ use dicom_object::InMemDicomObject;
 use std::path::PathBuf;
 use xray_data::io::{
     decode_dicom, encode_dicom, load_dicom, load_image, load_image_with_body_part,
-    load_image_with_info, DicomWriteOptions, IntensityRelationship, LoadOptions, Photometric,
+    load_image_with_info, save_dicom, DicomWriteOptions, IntensityRelationship, LoadOptions,
+    Photometric,
 };
 use xray_data::{DataError, Radiograph};
 
@@ -577,6 +578,42 @@ fn writer_round_trips_both_photometrics() {
         encode_dicom(&too_big, &opts),
         Err(DataError::ValueOutOfRange { .. })
     ));
+}
+
+/// A pixel spacing that is not finite and positive is refused by the writer (it wrote an
+/// invalid `DS` value, and the file read back without a spacing); no file is written.
+#[test]
+fn writer_refuses_a_spacing_that_is_not_finite_and_positive() {
+    let dir = tempdir("spacing");
+    let img = Radiograph::from_pixel(2, 2, image::Luma([7.0]));
+    for bad in [
+        [f64::NAN, 0.2],
+        [0.2, f64::INFINITY],
+        [f64::NEG_INFINITY, 0.2],
+        [-0.1, 0.2],
+        [0.2, 0.0],
+        [-0.0, 0.2],
+    ] {
+        let opts = DicomWriteOptions {
+            pixel_spacing_mm: Some(bad),
+            ..DicomWriteOptions::default()
+        };
+        let err = encode_dicom(&img, &opts).unwrap_err();
+        assert!(
+            matches!(&err, DataError::InvalidParameter(m) if m.contains("pixel_spacing_mm")),
+            "{bad:?}: {err}"
+        );
+        let path = dir.join("bad.dcm");
+        assert!(save_dicom(&path, &img, &opts).is_err(), "{bad:?}");
+        assert!(!path.exists(), "{bad:?}");
+    }
+    // A small positive spacing still round-trips.
+    let opts = DicomWriteOptions {
+        pixel_spacing_mm: Some([1e-3, 0.5]),
+        ..DicomWriteOptions::default()
+    };
+    let d = decode_dicom(&encode_dicom(&img, &opts).unwrap(), &LoadOptions::default()).unwrap();
+    assert_eq!(d.pixel_spacing_mm, Some([1e-3, 0.5]));
 }
 
 #[test]

@@ -17,7 +17,8 @@ pub struct DicomWriteOptions {
     pub photometric: Photometric,
     /// Bits stored per sample, 8 to 16 (16 bits are always allocated).
     pub bits_stored: u16,
-    /// Pixel spacing (row, column) in mm to record, if known.
+    /// Pixel spacing (row, column) in mm to record, if known; both must be finite and
+    /// positive (what the loader reads back as a spacing).
     pub pixel_spacing_mm: Option<[f64; 2]>,
     /// `PixelIntensityRelationship` to record, if known (with its sign: +1 for
     /// `Monochrome1`, whose stored values grow with the X-rays, −1 for the mirrored
@@ -42,7 +43,9 @@ impl Default for DicomWriteOptions {
 /// Values are rounded to the nearest integer and must lie in `0..=2^bits_stored - 1`.
 ///
 /// # Errors
-/// [`DataError::InvalidParameter`] for `bits_stored` outside 8..=16,
+/// [`DataError::InvalidParameter`] for `bits_stored` outside 8..=16 or a
+/// `pixel_spacing_mm` that is not finite and positive (NaN, ±∞, zero or negative: it
+/// would be written as an invalid `DS` value and read back as no spacing),
 /// [`DataError::ValueOutOfRange`], [`DataError::NonFinite`], [`DataError::EmptyImage`].
 pub fn encode_dicom(img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8>> {
     encode_at(&super::memory_path(), img, opts)
@@ -63,6 +66,16 @@ fn encode_at(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<
         return Err(DataError::InvalidParameter(format!(
             "DICOM bits_stored must be 8..=16, got {bits}"
         )));
+    }
+    if let Some(spacing) = opts.pixel_spacing_mm {
+        if !spacing.iter().all(|v| v.is_finite() && *v > 0.0) {
+            return Err(DataError::InvalidParameter(format!(
+                "{}: DICOM pixel_spacing_mm must be finite and positive, got [{}, {}]",
+                path.display(),
+                spacing[0],
+                spacing[1]
+            )));
+        }
     }
     let (w, h) = img.dimensions();
     check_size(path, w.into(), h.into(), u64::MAX)?;
