@@ -156,6 +156,34 @@ fn tiff_f32_u16_u8_round_trips() {
     ));
 }
 
+/// Signed TIFF samples are mirrored within their own range (`lo + hi - v` = `-1 - v`), as
+/// the DICOM loader mirrors signed data; `max - v` took i16 [-32768, -1, 32767] to
+/// [65535, 32768, 0], outside the type.
+#[test]
+fn tiff_signed_inversion_stays_within_the_type() {
+    let dir = tempdir("tiff-signed");
+    let inv = LoadOptions {
+        invert: true,
+        ..LoadOptions::default()
+    };
+    let p = dir.join("i16.tif");
+    write_tiff::<tiff::encoder::colortype::GrayI16>(&p, 4, 1, &[-32768, -1, 0, 32767]);
+    assert_eq!(
+        load_image(&p, &LoadOptions::default()).unwrap().as_raw(),
+        &vec![-32768.0, -1.0, 0.0, 32767.0]
+    );
+    assert_eq!(
+        load_image(&p, &inv).unwrap().as_raw(),
+        &vec![32767.0, 0.0, -1.0, -32768.0]
+    );
+    let p = dir.join("i8.tif");
+    write_tiff::<tiff::encoder::colortype::GrayI8>(&p, 3, 1, &[-128, 5, 127]);
+    assert_eq!(
+        load_image(&p, &inv).unwrap().as_raw(),
+        &vec![127.0, -6.0, -128.0]
+    );
+}
+
 #[test]
 fn tiff_nan_and_float_inversion_are_errors() {
     let dir = tempdir("tiff-nan");

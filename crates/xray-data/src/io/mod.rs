@@ -54,8 +54,10 @@ pub struct LoadOptions {
     /// Largest accepted number of pixels (width × height); larger images are rejected with
     /// [`DataError::TooLarge`] before their pixels are decoded.
     pub max_pixels: u64,
-    /// Mirror PNG/TIFF values within their type's range (`max - v`) because the file stores
-    /// display polarity (bone white). Ignored for DICOM, whose polarity is known.
+    /// Mirror PNG/TIFF values within their type's range (`v' = lo + hi - v`: `max - v` for
+    /// unsigned samples, `-1 - v` for signed TIFF ones, as the DICOM loader mirrors signed
+    /// data) because the file stores display polarity (bone white). Ignored for DICOM, whose
+    /// polarity is known.
     pub invert: bool,
 }
 

@@ -29,19 +29,21 @@ fn check_frame(path: &Path, opts: &LoadOptions) -> Result<()> {
 }
 
 /// Samples of one pixel type converted to the crate's plane, with optional luma conversion
-/// and inversion within the type's range (`range_max`, `None` for floats).
+/// and inversion within the type's range (`range` = `(lo, hi)`, `None` for floats):
+/// `v' = lo + hi - v`, i.e. `hi - v` for unsigned samples and `-1 - v` for signed ones.
+/// `hi` is also the alpha of an opaque pixel.
 fn to_plane<T: Copy + Into<f64>>(
     path: &Path,
     samples: &[T],
     channels: usize,
     has_alpha: bool,
-    range_max: Option<f64>,
+    range: Option<(f64, f64)>,
     opts: &LoadOptions,
     color_name: &str,
 ) -> Result<Vec<f32>> {
     if channels > 1
         && !opts.allow_rgb
-        && !(channels == 2 && has_alpha && alpha_keeps_grey(samples, range_max))
+        && !(channels == 2 && has_alpha && alpha_keeps_grey(samples, range.map(|r| r.1)))
     {
         return Err(DataError::ColorImage {
             path: path.to_path_buf(),
@@ -67,7 +69,7 @@ fn to_plane<T: Copy + Into<f64>>(
             .collect()
     };
     if opts.invert {
-        let Some(max) = range_max else {
+        let Some((lo, hi)) = range else {
             return Err(DataError::Unsupported {
                 path: path.to_path_buf(),
                 what: "inversion",
@@ -75,8 +77,10 @@ fn to_plane<T: Copy + Into<f64>>(
                 expected: "integer samples (a float file has no range to mirror in)".into(),
             });
         };
-        let max = max as f32;
-        out.iter_mut().for_each(|v| *v = max - *v);
+        // `lo + hi` is exact (0 + max, or -1 for signed types), so unsigned samples get
+        // `max - v` as before.
+        let mirror = (lo + hi) as f32;
+        out.iter_mut().for_each(|v| *v = mirror - *v);
     }
     Ok(out)
 }
@@ -121,28 +125,40 @@ fn decode_png_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result
     let name = format!("{color:?}");
     let data = match &img {
         DynamicImage::ImageLuma8(b) => {
-            to_plane(path, b.as_raw(), 1, false, Some(255.0), opts, &name)?
+            to_plane(path, b.as_raw(), 1, false, Some((0.0, 255.0)), opts, &name)?
         }
         DynamicImage::ImageLumaA8(b) => {
-            to_plane(path, b.as_raw(), 2, true, Some(255.0), opts, &name)?
+            to_plane(path, b.as_raw(), 2, true, Some((0.0, 255.0)), opts, &name)?
         }
         DynamicImage::ImageRgb8(b) => {
-            to_plane(path, b.as_raw(), 3, false, Some(255.0), opts, &name)?
+            to_plane(path, b.as_raw(), 3, false, Some((0.0, 255.0)), opts, &name)?
         }
         DynamicImage::ImageRgba8(b) => {
-            to_plane(path, b.as_raw(), 4, true, Some(255.0), opts, &name)?
+            to_plane(path, b.as_raw(), 4, true, Some((0.0, 255.0)), opts, &name)?
         }
-        DynamicImage::ImageLuma16(b) => {
-            to_plane(path, b.as_raw(), 1, false, Some(65535.0), opts, &name)?
-        }
+        DynamicImage::ImageLuma16(b) => to_plane(
+            path,
+            b.as_raw(),
+            1,
+            false,
+            Some((0.0, 65535.0)),
+            opts,
+            &name,
+        )?,
         DynamicImage::ImageLumaA16(b) => {
-            to_plane(path, b.as_raw(), 2, true, Some(65535.0), opts, &name)?
+            to_plane(path, b.as_raw(), 2, true, Some((0.0, 65535.0)), opts, &name)?
         }
-        DynamicImage::ImageRgb16(b) => {
-            to_plane(path, b.as_raw(), 3, false, Some(65535.0), opts, &name)?
-        }
+        DynamicImage::ImageRgb16(b) => to_plane(
+            path,
+            b.as_raw(),
+            3,
+            false,
+            Some((0.0, 65535.0)),
+            opts,
+            &name,
+        )?,
         DynamicImage::ImageRgba16(b) => {
-            to_plane(path, b.as_raw(), 4, true, Some(65535.0), opts, &name)?
+            to_plane(path, b.as_raw(), 4, true, Some((0.0, 65535.0)), opts, &name)?
         }
         DynamicImage::ImageRgb32F(b) => to_plane(path, b.as_raw(), 3, false, None, opts, &name)?,
         DynamicImage::ImageRgba32F(b) => to_plane(path, b.as_raw(), 4, true, None, opts, &name)?,
@@ -207,10 +223,30 @@ fn decode_tiff_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Resul
     };
     let name = format!("{ct:?}");
     let data = match dec.read_image().map_err(err)? {
-        DecodingResult::U8(v) => to_plane(path, &v, channels, alpha, Some(255.0), opts, &name)?,
-        DecodingResult::U16(v) => to_plane(path, &v, channels, alpha, Some(65535.0), opts, &name)?,
-        DecodingResult::I8(v) => to_plane(path, &v, channels, alpha, Some(127.0), opts, &name)?,
-        DecodingResult::I16(v) => to_plane(path, &v, channels, alpha, Some(32767.0), opts, &name)?,
+        DecodingResult::U8(v) => {
+            to_plane(path, &v, channels, alpha, Some((0.0, 255.0)), opts, &name)?
+        }
+        DecodingResult::U16(v) => {
+            to_plane(path, &v, channels, alpha, Some((0.0, 65535.0)), opts, &name)?
+        }
+        DecodingResult::I8(v) => to_plane(
+            path,
+            &v,
+            channels,
+            alpha,
+            Some((-128.0, 127.0)),
+            opts,
+            &name,
+        )?,
+        DecodingResult::I16(v) => to_plane(
+            path,
+            &v,
+            channels,
+            alpha,
+            Some((-32768.0, 32767.0)),
+            opts,
+            &name,
+        )?,
         DecodingResult::F32(v) => to_plane(path, &v, channels, alpha, None, opts, &name)?,
         DecodingResult::F64(v) => to_plane(path, &v, channels, alpha, None, opts, &name)?,
         _ => {
