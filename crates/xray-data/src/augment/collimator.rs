@@ -47,7 +47,7 @@ impl Transform for CollimatorSim {
     fn apply(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut dyn Rng) -> Result<()> {
         self.collimation.validate()?;
         check_same_size(image, mask)?;
-        let field = sample_field(image.width(), image.height(), &self.collimation, true, rng);
+        let field = sample_field(image.width(), image.height(), &self.collimation, true, rng)?;
         let size = image.width().min(image.height()) as f32;
         let pen = uniform(rng, self.collimation.penumbra_px) * size / 256.0;
         let leak = uniform(rng, self.collimation.leakage);

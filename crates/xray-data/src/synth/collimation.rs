@@ -210,13 +210,20 @@ fn draw(rng: &mut (impl Rng + ?Sized), r: [f32; 2]) -> f32 {
 
 /// Draw a field for a `width × height` image. Each blade cuts with
 /// `cfg.side_probability`; with `force_cut` at least one blade cuts.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] when `cfg` fails [`CollimationConfig::validate`]
+/// (checked before anything is drawn, so a valid config draws the same field as before).
 pub fn sample_field(
     width: u32,
     height: u32,
     cfg: &CollimationConfig,
     force_cut: bool,
     rng: &mut (impl Rng + ?Sized),
-) -> FieldPolygon {
+) -> Result<FieldPolygon> {
+    // A probability outside [0, 1] panics in `random_bool`, and a non-finite rotation
+    // range in `random_range`.
+    cfg.validate()?;
     let (w, h) = (width as f32, height as f32);
     let mut cut = [false; 4];
     for c in cut.iter_mut() {
@@ -283,7 +290,7 @@ pub fn sample_field(
         .map(|&(u, v)| [c * u + s * v + center[0], -s * u + c * v + center[1]])
         .collect();
     field.vertices = clip_to_box(&corners, w, h);
-    field
+    Ok(field)
 }
 
 /// Sutherland–Hodgman clipping of a convex polygon to `[0, w] × [0, h]`.
@@ -349,13 +356,45 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let cfg = CollimationConfig::default();
         for _ in 0..200 {
-            let f = sample_field(64, 48, &cfg, false, &mut rng);
+            let f = sample_field(64, 48, &cfg, false, &mut rng).unwrap();
             let d = f.distance_map(64, 48);
             let outside = d.iter().filter(|&&v| v > 0.0).count();
             assert_eq!(outside > 0, f.is_collimated(), "{f:?}");
             assert!(f.vertices.len() >= 3);
             for v in &f.vertices {
                 assert!(v[0] >= -1e-3 && v[0] <= 64.001 && v[1] >= -1e-3 && v[1] <= 48.001);
+            }
+        }
+    }
+
+    /// A config that fails `validate` is an error, not a panic inside the random draws
+    /// (`random_bool(1.5)`, `random_range` over `[0, inf]`).
+    #[test]
+    fn an_invalid_config_is_an_error_not_a_panic() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let bad = [
+            CollimationConfig {
+                side_probability: 1.5,
+                ..Default::default()
+            },
+            CollimationConfig {
+                side_probability: f32::NAN,
+                ..Default::default()
+            },
+            CollimationConfig {
+                side_probability: 1.0,
+                rotation_deg: [0.0, f32::INFINITY],
+                ..Default::default()
+            },
+            CollimationConfig {
+                inset: [0.2, 0.1],
+                ..Default::default()
+            },
+        ];
+        for cfg in bad {
+            for force_cut in [false, true] {
+                let err = sample_field(64, 48, &cfg, force_cut, &mut rng).unwrap_err();
+                assert!(err.to_string().contains("collimation: "), "{cfg:?}: {err}");
             }
         }
     }
@@ -368,7 +407,7 @@ mod tests {
             ..Default::default()
         };
         for _ in 0..20 {
-            let f = sample_field(128, 128, &cfg, true, &mut rng);
+            let f = sample_field(128, 128, &cfg, true, &mut rng).unwrap();
             let inside = f
                 .distance_map(128, 128)
                 .iter()

@@ -250,7 +250,7 @@ pub fn generate(cfg: &PhantomConfig, category: BodyPart, rng: &mut impl Rng) -> 
     let maps = anat.rasterise(w, h, &pose);
 
     let field = if rng.random_bool(cfg.collimation_probability as f64) {
-        collimation::sample_field(cfg.width, cfg.height, &cfg.collimation, true, rng)
+        collimation::sample_field(cfg.width, cfg.height, &cfg.collimation, true, rng)?
     } else {
         FieldPolygon::full(cfg.width, cfg.height)
     };
