@@ -89,6 +89,11 @@ impl Elastic {
     }
 
     /// Check the parameters (all finite, including a constant border's value).
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] naming the setting: an `alpha` range that is not
+    /// finite, ordered and within `[0, 10000]` pixels, a `sigma` outside `(0, 1000]`
+    /// pixels, or a constant border whose value is not finite.
     pub fn validate(&self) -> Result<()> {
         check_range("elastic alpha", self.alpha, 0.0, 1e4)?;
         if !(self.sigma.is_finite() && self.sigma > 0.0 && self.sigma <= 1e3) {
@@ -102,12 +107,38 @@ impl Elastic {
 
     /// Draw one smoothed, unit-`alpha` displacement field `(dx, dy)` for a `width × height`
     /// image (row-major). This is the field [`Transform::apply`] uses, bit for bit.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] when the settings fail [`Elastic::validate`] (a NaN,
+    /// zero, infinite or huge `sigma` would divide by zero, overflow, or allocate terabytes
+    /// for the smoothing kernel), or when `width × height` exceeds
+    /// [`crate::io::DEFAULT_MAX_PIXELS`]. Nothing is drawn from `rng` then.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::Elastic;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    /// let (dx, dy) = Elastic::default().unit_field(8, 4, &mut rng)?;
+    /// assert_eq!((dx.len(), dy.len()), (32, 32));
+    /// let bad = Elastic { sigma: f32::NAN, ..Elastic::default() };
+    /// assert!(bad.unit_field(8, 4, &mut rng).is_err());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn unit_field(
         &self,
         width: usize,
         height: usize,
         rng: &mut dyn Rng,
-    ) -> (Vec<f32>, Vec<f32>) {
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.validate()?;
+        let pixels = (width as u64).saturating_mul(height as u64);
+        if pixels > crate::io::DEFAULT_MAX_PIXELS {
+            return Err(DataError::InvalidParameter(format!(
+                "elastic field of {width}x{height} pixels exceeds the limit of {} pixels",
+                crate::io::DEFAULT_MAX_PIXELS
+            )));
+        }
         let f = self.coarse_field(width, height, rng);
         let mut up = RowUpsampler::new(f.cw, f.ch, f.stride, width);
         let mut dx = vec![0.0f32; width * height];
@@ -122,7 +153,7 @@ impl Elastic {
                 up.row(&f.dy, y, ry);
             }
         }
-        (dx, dy)
+        Ok((dx, dy))
     }
 
     /// The smoothed field on its own grid (full resolution, or `floor(sigma / 2)` times
@@ -315,7 +346,7 @@ mod tests {
 
     fn field_std(e: &Elastic, seed: u64) -> f32 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let (dx, _) = e.unit_field(128, 128, &mut rng);
+        let (dx, _) = e.unit_field(128, 128, &mut rng).unwrap();
         let n = dx.len() as f32;
         let mean = dx.iter().sum::<f32>() / n;
         (dx.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt()
@@ -358,7 +389,7 @@ mod tests {
             e.apply(&mut i2, &mut m2, &mut rng).unwrap();
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
             let alpha = uniform(&mut rng, e.alpha);
-            let (dx, dy) = e.unit_field(w, h, &mut rng);
+            let (dx, dy) = e.unit_field(w, h, &mut rng).unwrap();
             let (ri, rm) = remap_reference(
                 &img,
                 (!e.image_only).then_some(&mask),
@@ -400,6 +431,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `unit_field` validates its settings: a NaN sigma panicked dividing by zero, an
+    /// infinite one overflowed, 1e30 tried to allocate terabytes and 0 gave a NaN field.
+    #[test]
+    fn unit_field_refuses_invalid_settings_and_sizes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        for sigma in [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            1e4,
+            0.0,
+            -1.0,
+        ] {
+            let e = Elastic {
+                sigma,
+                ..Elastic::default()
+            };
+            let err = e.unit_field(16, 16, &mut rng).unwrap_err();
+            assert!(err.to_string().contains("elastic sigma"), "{sigma}: {err}");
+        }
+        let e = Elastic {
+            alpha: [f32::NAN, 1.0],
+            ..Elastic::default()
+        };
+        assert!(e.unit_field(16, 16, &mut rng).is_err());
+        let err = Elastic::default()
+            .unit_field(usize::MAX, 2, &mut rng)
+            .unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        // A refused call draws nothing: the next field is the one a fresh generator gives.
+        let (a, _) = Elastic::default().unit_field(16, 16, &mut rng).unwrap();
+        let mut fresh = rand::rngs::StdRng::seed_from_u64(2);
+        let (b, _) = Elastic::default().unit_field(16, 16, &mut fresh).unwrap();
+        assert_eq!(a, b);
+        assert!(a.iter().all(|v| v.is_finite()));
     }
 
     #[test]
