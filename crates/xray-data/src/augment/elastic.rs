@@ -139,7 +139,7 @@ impl Elastic {
                 crate::io::DEFAULT_MAX_PIXELS
             )));
         }
-        let f = self.coarse_field(width, height, rng);
+        let f = self.coarse_field(width, height, rng)?;
         let mut up = RowUpsampler::new(f.cw, f.ch, f.stride, width);
         let mut dx = vec![0.0f32; width * height];
         let mut dy = vec![0.0f32; width * height];
@@ -158,7 +158,7 @@ impl Elastic {
 
     /// The smoothed field on its own grid (full resolution, or `floor(sigma / 2)` times
     /// coarser, see [`Elastic::exact`]).
-    fn coarse_field(&self, width: usize, height: usize, rng: &mut dyn Rng) -> CoarseField {
+    fn coarse_field(&self, width: usize, height: usize, rng: &mut dyn Rng) -> Result<CoarseField> {
         let mut local = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
         let stride = if self.exact || self.sigma < 4.0 {
             1
@@ -166,6 +166,8 @@ impl Elastic {
             (self.sigma / 2.0).floor() as usize
         };
         let (cw, ch) = (width.div_ceil(stride), height.div_ceil(stride));
+        // The same kernel smooths both components.
+        let kernel = gaussian_kernel(self.sigma / stride as f32, 3.0)?;
         let mut one = || -> Vec<f32> {
             // Keep the smoothed variance of the field independent of the grid: white noise
             // of variance v smoothed by σ has variance ∝ v/σ²; on a grid s times coarser the
@@ -185,20 +187,19 @@ impl Elastic {
                     .collect(),
             };
             if cw > 0 && ch > 0 {
-                let kernel = gaussian_kernel(self.sigma / stride as f32, 3.0);
                 convolve_separable(&mut noise, cw, ch, &kernel);
             }
             noise
         };
         let dx = one();
         let dy = one();
-        CoarseField {
+        Ok(CoarseField {
             dx,
             dy,
             cw,
             ch,
             stride,
-        }
+        })
     }
 
     fn warp(
@@ -217,7 +218,7 @@ impl Elastic {
         }
         // The field is up-sampled row by row inside the resampler instead of into two
         // full-size planes first: the coordinates are consumed while still in L1.
-        let f = self.coarse_field(w, h, rng);
+        let f = self.coarse_field(w, h, rng)?;
         let mut up = RowUpsampler::new(f.cw, f.ch, f.stride, w);
         let (mut rdx, mut rdy) = (vec![0.0f32; w], vec![0.0f32; w]);
         let mut row_y = usize::MAX;

@@ -4,6 +4,9 @@
 //! The inner loops run over whole rows (`out[x] += w * src[x + j]`), which the compiler
 //! vectorises; borders are handled once per row by padding, so no per-pixel bounds logic.
 
+use crate::error::readable_number;
+use crate::{DataError, Result};
+
 /// Index reflection without repeating the edge sample (`dcb|abcd|cba`, OpenCV's
 /// `BORDER_REFLECT_101`), valid for any offset, also far outside `0..n`.
 #[inline]
@@ -31,10 +34,60 @@ pub(crate) fn reflect101(i: isize, n: usize) -> usize {
     m as usize
 }
 
+/// The largest kernel radius (taps either side of the centre) [`gaussian_kernel`] and
+/// [`gaussian_blur`] build: 65 536, far above what any setting of this crate asks for (σ is
+/// at most 1000 pixels, a radius of 3000 at 3σ).
+///
+/// A wider kernel cannot be cut down to the plane instead: borders reflect (`dcb|abcd|cba`,
+/// OpenCV's `BORDER_REFLECT_101`), so taps beyond the plane fold back onto it and still
+/// change the result.
+pub const MAX_KERNEL_RADIUS: usize = 1 << 16;
+
 /// Normalised 1-D Gaussian kernel of standard deviation `sigma` (pixels), truncated at
-/// `truncate` standard deviations (at least one tap either side).
-pub fn gaussian_kernel(sigma: f32, truncate: f32) -> Vec<f32> {
-    let radius = ((truncate * sigma).ceil() as usize).max(1);
+/// `truncate` standard deviations (at least one tap either side): `2r + 1` taps with
+/// `r = max(1, ⌈truncate · σ⌉)`.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] when `sigma` is not finite and positive (zero or NaN
+/// gave NaN taps), `truncate` is not finite and non-negative, or the radius exceeds
+/// [`MAX_KERNEL_RADIUS`] (σ = 1e30 overflowed computing it).
+///
+/// # Examples
+/// ```
+/// use xray_data::augment::filter::gaussian_kernel;
+/// let k = gaussian_kernel(1.0, 3.0)?;
+/// assert_eq!(k.len(), 7);
+/// assert!((k.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+/// assert!(gaussian_kernel(0.0, 3.0).is_err());
+/// assert!(gaussian_kernel(1e30, 3.0).is_err());
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
+pub fn gaussian_kernel(sigma: f32, truncate: f32) -> Result<Vec<f32>> {
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return Err(DataError::InvalidParameter(format!(
+            "Gaussian kernel sigma must be finite and positive, got {}",
+            readable_number(sigma)
+        )));
+    }
+    if !(truncate.is_finite() && truncate >= 0.0) {
+        return Err(DataError::InvalidParameter(format!(
+            "Gaussian kernel truncate must be finite and non-negative, got {}",
+            readable_number(truncate)
+        )));
+    }
+    // The radius as before (in f32; finite factors, so at worst +inf), checked before it
+    // sizes anything.
+    let reach = (truncate * sigma).ceil();
+    if reach > MAX_KERNEL_RADIUS as f32 {
+        return Err(DataError::InvalidParameter(format!(
+            "Gaussian kernel of sigma {} truncated at {} standard deviations needs a radius \
+             of {} taps, above the limit of {MAX_KERNEL_RADIUS}",
+            readable_number(sigma),
+            readable_number(truncate),
+            readable_number(reach)
+        )));
+    }
+    let radius = (reach as usize).max(1);
     let s2 = 2.0 * (sigma as f64) * (sigma as f64);
     let mut k: Vec<f64> = (0..=2 * radius)
         .map(|i| {
@@ -44,31 +97,48 @@ pub fn gaussian_kernel(sigma: f32, truncate: f32) -> Vec<f32> {
         .collect();
     let sum: f64 = k.iter().sum();
     k.iter_mut().for_each(|v| *v /= sum);
-    k.into_iter().map(|v| v as f32).collect()
+    Ok(k.into_iter().map(|v| v as f32).collect())
 }
 
 /// Blur a `width × height` row-major plane in place with a Gaussian of standard deviation
-/// `sigma` pixels (truncated at 3σ), reflecting at the borders. `sigma <= 0` leaves the
-/// plane unchanged.
+/// `sigma` pixels (truncated at 3σ), reflecting at the borders. `sigma <= 0` (and an empty
+/// plane) leaves the plane unchanged.
 ///
-/// # Panics
-/// Never for consistent input; if `data.len() != width * height` the plane is left as is.
+/// # Errors
+/// [`DataError::InvalidParameter`], the plane left unchanged, when `sigma` is NaN or
+/// infinite, its kernel radius `⌈3σ⌉` exceeds [`MAX_KERNEL_RADIUS`] (σ = 1e12 on a 4 × 4
+/// plane tried to allocate 48 TB), or `data.len() != width * height`.
 ///
 /// # Examples
 /// ```
 /// let mut plane = vec![0.0f32; 81];
 /// plane[40] = 1.0; // centre of a 9 × 9 plane, away from the borders
-/// xray_data::augment::filter::gaussian_blur(&mut plane, 9, 9, 0.8);
+/// xray_data::augment::filter::gaussian_blur(&mut plane, 9, 9, 0.8)?;
 /// let sum: f32 = plane.iter().sum();
 /// assert!((sum - 1.0).abs() < 1e-5);
 /// assert!(plane[40] > plane[39] && plane[39] > plane[38]);
+/// assert!(xray_data::augment::filter::gaussian_blur(&mut plane, 9, 9, f32::NAN).is_err());
+/// # Ok::<(), xray_data::DataError>(())
 /// ```
-pub fn gaussian_blur(data: &mut [f32], width: usize, height: usize, sigma: f32) {
-    if sigma <= 0.0 || !sigma.is_finite() || data.len() != width * height || data.is_empty() {
-        return;
+pub fn gaussian_blur(data: &mut [f32], width: usize, height: usize, sigma: f32) -> Result<()> {
+    if width.checked_mul(height) != Some(data.len()) {
+        return Err(DataError::InvalidParameter(format!(
+            "Gaussian blur of a {width}x{height} plane given {} values",
+            data.len()
+        )));
     }
-    let kernel = gaussian_kernel(sigma, 3.0);
+    if sigma.is_nan() || sigma == f32::INFINITY {
+        return Err(DataError::InvalidParameter(format!(
+            "Gaussian blur sigma must be finite, got {}",
+            readable_number(sigma)
+        )));
+    }
+    if sigma <= 0.0 || data.is_empty() {
+        return Ok(());
+    }
+    let kernel = gaussian_kernel(sigma, 3.0)?;
     convolve_separable(data, width, height, &kernel);
+    Ok(())
 }
 
 /// Convolve a plane in place with the same symmetric 1-D `kernel` along x then y
@@ -223,14 +293,14 @@ mod tests {
     #[test]
     fn blur_preserves_constant_and_mass() {
         let mut c = vec![3.5f32; 7 * 5];
-        gaussian_blur(&mut c, 7, 5, 1.3);
+        gaussian_blur(&mut c, 7, 5, 1.3).unwrap();
         assert!(c.iter().all(|v| (v - 3.5).abs() < 1e-5));
         // Impulse far from the border: the 2-D response is the outer product of the kernel.
         let (w, h) = (21, 21);
         let mut d = vec![0.0f32; w * h];
         d[10 * w + 10] = 1.0;
-        gaussian_blur(&mut d, w, h, 1.5);
-        let k = gaussian_kernel(1.5, 3.0);
+        gaussian_blur(&mut d, w, h, 1.5).unwrap();
+        let k = gaussian_kernel(1.5, 3.0).unwrap();
         let r = k.len() / 2;
         for dy in 0..k.len() {
             for dx in 0..k.len() {
@@ -253,7 +323,7 @@ mod tests {
                 let plane: Vec<f32> = (0..w * h)
                     .map(|i| ((i * 7919) % 1009) as f32 / 97.0 - 5.0)
                     .collect();
-                let kernel = gaussian_kernel(sigma, 3.0);
+                let kernel = gaussian_kernel(sigma, 3.0).unwrap();
                 let mut a = plane.clone();
                 convolve_separable_body(&mut a, w, h, &kernel);
                 let mut b = plane;
@@ -267,7 +337,7 @@ mod tests {
 
     #[test]
     fn kernel_matches_closed_form() {
-        let k = gaussian_kernel(1.0, 3.0);
+        let k = gaussian_kernel(1.0, 3.0).unwrap();
         assert_eq!(k.len(), 7);
         let raw: Vec<f64> = (-3..=3)
             .map(|d: i32| (-(d * d) as f64 / 2.0).exp())
@@ -276,5 +346,61 @@ mod tests {
         for (a, b) in k.iter().zip(&raw) {
             assert!((*a as f64 - b / s).abs() < 1e-7);
         }
+    }
+
+    /// Bad sigmas are errors, not NaN taps, an overflow panic or a terabyte allocation.
+    #[test]
+    fn kernel_refuses_bad_sigma_truncate_and_radius() {
+        for sigma in [
+            0.0,
+            -1.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            3e38,
+        ] {
+            let err = gaussian_kernel(sigma, 3.0).unwrap_err();
+            assert!(
+                matches!(err, DataError::InvalidParameter(_)),
+                "{sigma}: {err}"
+            );
+        }
+        for truncate in [-1.0, f32::NAN, f32::INFINITY] {
+            assert!(gaussian_kernel(1.0, truncate).is_err(), "{truncate}");
+        }
+        // The largest radius is accepted, one more is not.
+        let limit = MAX_KERNEL_RADIUS as f32;
+        assert_eq!(
+            gaussian_kernel(limit, 1.0).unwrap().len(),
+            2 * MAX_KERNEL_RADIUS + 1
+        );
+        assert!(gaussian_kernel(limit + 1.0, 1.0).is_err());
+        // A tiny positive sigma is the identity kernel, still finite.
+        assert_eq!(gaussian_kernel(1e-30, 3.0).unwrap(), vec![0.0, 1.0, 0.0]);
+        assert_eq!(gaussian_kernel(0.1, 0.0).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn blur_refuses_bad_sigma_and_sizes_leaving_the_plane() {
+        let plane: Vec<f32> = (0..16).map(|i| i as f32).collect();
+        for sigma in [f32::NAN, f32::INFINITY, 1e12, 1e30] {
+            let mut d = plane.clone();
+            assert!(gaussian_blur(&mut d, 4, 4, sigma).is_err(), "{sigma}");
+            assert_eq!(d, plane);
+        }
+        let mut d = plane.clone();
+        assert!(gaussian_blur(&mut d, 4, 3, 1.0).is_err());
+        assert!(gaussian_blur(&mut d, usize::MAX, 2, 1.0).is_err());
+        assert_eq!(d, plane);
+        // Zero or negative sigma and an empty plane: unchanged, as documented.
+        for sigma in [0.0, -2.0, f32::NEG_INFINITY] {
+            gaussian_blur(&mut d, 4, 4, sigma).unwrap();
+            assert_eq!(d, plane);
+        }
+        gaussian_blur(&mut [], 0, 5, 1.0).unwrap();
+        // A kernel wider than the plane still works (taps fold back by reflection).
+        gaussian_blur(&mut d, 4, 4, 100.0).unwrap();
+        assert!(d.iter().all(|v| v.is_finite()));
     }
 }

@@ -42,8 +42,7 @@ impl ImageTransform for GaussianBlur {
         self.validate()?;
         let s = uniform(rng, self.sigma);
         let (w, h) = (image.width() as usize, image.height() as usize);
-        gaussian_blur(image, w, h, s);
-        Ok(())
+        gaussian_blur(image, w, h, s)
     }
 }
 

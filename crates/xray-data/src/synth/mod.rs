@@ -291,7 +291,7 @@ pub fn generate(cfg: &PhantomConfig, category: BodyPart, rng: &mut impl Rng) -> 
         marker: &lead,
         technique: anat.technique,
     };
-    let values = physics::expose(&exposure, w, h, &cfg.physics, log_output, rng);
+    let values = physics::expose(&exposure, w, h, &cfg.physics, log_output, rng)?;
 
     let mut labels: Vec<u8> = dist
         .iter()

@@ -8,6 +8,7 @@ use rand_distr::{Distribution, Poisson, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::augment::filter::{downsample_mean, gaussian_blur, upsample_bilinear};
+use crate::Result;
 
 /// How detector signal is turned into 16-bit values (both: larger = more X-rays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +108,8 @@ pub(crate) struct Exposure<'a> {
 }
 
 /// Form the image. Returns values in `0..=65535` (rounded), larger = more X-rays.
+///
+/// Errors only as [`gaussian_blur`] does, which a validated config never meets.
 pub(crate) fn expose(
     e: &Exposure<'_>,
     width: usize,
@@ -114,7 +117,7 @@ pub(crate) fn expose(
     cfg: &PhysicsConfig,
     log_output: bool,
     rng: &mut (impl Rng + ?Sized),
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     let n = width * height;
     let size = width.min(height) as f32;
     let t = rng.random_range(0.0..1.0f32);
@@ -167,7 +170,7 @@ pub(crate) fn expose(
     // thick tissue.
     let f = (width.min(height) / 32).max(1);
     let (mut coarse, cw, ch) = downsample_mean(&scatter_src, width, height, f);
-    gaussian_blur(&mut coarse, cw, ch, (size / 10.0) / f as f32);
+    gaussian_blur(&mut coarse, cw, ch, (size / 10.0) / f as f32)?;
     let scat = upsample_bilinear(&coarse, cw, ch, f, width, height);
     for (s, &c) in signal.iter_mut().zip(&scat) {
         *s += spr * c;
@@ -187,7 +190,7 @@ pub(crate) fn expose(
         };
         *s = k as f32;
     }
-    gaussian_blur(&mut signal, width, height, blur);
+    gaussian_blur(&mut signal, width, height, blur)?;
     // Gain non-uniformity: a smooth random field (coarse 6×6 grid, bilinear) plus faint
     // line-to-line banding as left by CR readers.
     let g = 6usize;
@@ -224,7 +227,7 @@ pub(crate) fn expose(
         if rng.random_bool(cfg.presentation_probability as f64) {
             let sigma = draw(rng, cfg.unsharp_sigma) * size;
             let gain = draw(rng, cfg.unsharp_gain);
-            unsharp_mask(&mut signal, width, height, sigma, gain);
+            unsharp_mask(&mut signal, width, height, sigma, gain)?;
         }
         for s in signal.iter_mut() {
             *s = s.clamp(0.0, 65535.0).round();
@@ -237,19 +240,27 @@ pub(crate) fn expose(
             *s = (offset + k * *s).clamp(0.0, 65535.0).round();
         }
     }
-    signal
+    Ok(signal)
 }
 
 /// `v + gain·(v − blur_σ(v))`, the blur on a coarse grid when σ is wide (the blurred image
-/// is smooth, so this loses nothing visible and keeps the cost linear in the pixels).
-fn unsharp_mask(signal: &mut [f32], width: usize, height: usize, sigma: f32, gain: f32) {
+/// is smooth, so this loses nothing visible and keeps the cost linear in the pixels). Errors
+/// as [`gaussian_blur`].
+fn unsharp_mask(
+    signal: &mut [f32],
+    width: usize,
+    height: usize,
+    sigma: f32,
+    gain: f32,
+) -> Result<()> {
     let f = ((sigma / 3.0) as usize).min(width.min(height) / 4).max(1);
     let (mut coarse, cw, ch) = downsample_mean(signal, width, height, f);
-    gaussian_blur(&mut coarse, cw, ch, sigma / f as f32);
+    gaussian_blur(&mut coarse, cw, ch, sigma / f as f32)?;
     let blurred = upsample_bilinear(&coarse, cw, ch, f, width, height);
     for (v, &b) in signal.iter_mut().zip(&blurred) {
         *v += gain * (*v - b);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,7 +271,7 @@ mod tests {
     fn unsharp_mask_keeps_flat_images_and_steepens_edges() {
         let (w, h) = (64, 64);
         let mut flat = vec![1000.0f32; w * h];
-        unsharp_mask(&mut flat, w, h, 6.0, 1.5);
+        unsharp_mask(&mut flat, w, h, 6.0, 1.5).unwrap();
         assert!(
             flat.iter().all(|&v| (v - 1000.0).abs() < 1e-2),
             "a flat image stays flat"
@@ -270,7 +281,7 @@ mod tests {
         let mut step: Vec<f32> = (0..w * h)
             .map(|i| if i % w >= 32 { 1000.0 } else { 0.0 })
             .collect();
-        unsharp_mask(&mut step, w, h, 6.0, 1.5);
+        unsharp_mask(&mut step, w, h, 6.0, 1.5).unwrap();
         let row = &step[32 * w..33 * w];
         assert!(row[33] > 1100.0, "bright side {}", row[33]);
         assert!(row[30] < -100.0, "dark side {}", row[30]);
