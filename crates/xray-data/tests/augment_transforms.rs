@@ -163,6 +163,68 @@ fn integer_translation_shifts_pixels() {
     }
 }
 
+/// Non-finite fixed parameters are refused and leave the sample as it was; they used to
+/// move every pixel outside the source and blank it (image 0, mask 255) with `Ok`.
+#[test]
+fn fixed_affine_and_crop_refuse_non_finite_parameters() {
+    let (img, mask) = sample(12, 10);
+    let a = Affine::default();
+    let nan = f32::NAN;
+    let inf = f32::INFINITY;
+    let affine_cases: [(f32, f32, f32, [f32; 2]); 6] = [
+        (nan, 0.0, 1.0, [0.0, 0.0]),
+        (inf, 0.0, 1.0, [0.0, 0.0]),
+        (0.0, nan, 1.0, [0.0, 0.0]),
+        (0.0, 0.0, nan, [0.0, 0.0]),
+        (0.0, 0.0, 1.0, [inf, 0.0]),
+        (0.0, 0.0, 1.0, [0.0, -inf]),
+    ];
+    for (rot, shear, scale, t) in affine_cases {
+        let (mut i2, mut m2) = (img.clone(), mask.clone());
+        let err = a
+            .apply_fixed(&mut i2, &mut m2, rot, shear, scale, t)
+            .unwrap_err();
+        assert!(err.to_string().contains("must be finite"), "{err}");
+        assert_eq!((&i2, &m2), (&img, &mask));
+    }
+    // A constant border with a NaN value is refused here too, not only by `validate`.
+    let bad_border = Affine {
+        border: Border::Constant {
+            value: nan,
+            mask_value: 255,
+        },
+        ..Affine::default()
+    };
+    let (mut i2, mut m2) = (img.clone(), mask.clone());
+    assert!(bad_border
+        .apply_fixed(&mut i2, &mut m2, 10.0, 0.0, 1.0, [0.0, 0.0])
+        .is_err());
+    assert_eq!((&i2, &m2), (&img, &mask));
+
+    let crop = RandomCrop::default();
+    let crop_cases: [([f32; 2], [f32; 2]); 6] = [
+        ([nan, 0.0], [6.0, 5.0]),
+        ([0.0, inf], [6.0, 5.0]),
+        ([0.0, 0.0], [nan, 5.0]),
+        ([0.0, 0.0], [6.0, inf]),
+        ([0.0, 0.0], [0.0, 5.0]),
+        ([0.0, 0.0], [6.0, -5.0]),
+    ];
+    for (origin, size) in crop_cases {
+        let (mut i2, mut m2) = (img.clone(), mask.clone());
+        assert!(
+            crop.apply_window(&mut i2, &mut m2, origin, size).is_err(),
+            "{origin:?} {size:?}"
+        );
+        assert_eq!((&i2, &m2), (&img, &mask));
+    }
+    // Finite windows still work.
+    let (mut i2, mut m2) = (img.clone(), mask.clone());
+    crop.apply_window(&mut i2, &mut m2, [2.0, 1.0], [6.0, 5.0])
+        .unwrap();
+    assert_ne!(i2, img);
+}
+
 #[test]
 fn flips_are_involutions_and_mirror() {
     let (img, mask) = sample(9, 6);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::warp::{remap, replace_planes, Border, Interpolation, AFFINE_TILE_COLS};
 use super::{check_range, check_same_size, uniform, Transform};
-use crate::error::readable_number;
+use crate::error::{check_finite, readable_number, readable_values};
 use crate::{Mask, Radiograph, Result};
 
 /// Mirror left-right. Exact (a permutation of pixels).
@@ -112,6 +112,9 @@ fn sin_cos_deg(deg: f64) -> (f64, f64) {
 impl Affine {
     /// Check the ranges (finite, scale positive, shear within ±60°) and that a constant
     /// border's value is finite.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`] naming the first bad setting and its values.
     pub fn validate(&self) -> Result<()> {
         check_range("affine rotate_deg", self.rotate_deg, -360.0, 360.0)?;
         check_range("affine shear_deg", self.shear_deg, -60.0, 60.0)?;
@@ -122,7 +125,15 @@ impl Affine {
 
     /// Apply one fixed map (angles in degrees, translation in pixels). Used by
     /// [`Transform::apply`] after drawing the parameters, and by callers wanting a known
-    /// geometry.
+    /// geometry. The parameters are not bound to the ranges of `self`, only its
+    /// interpolation and border are used.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`], image and mask left unchanged, when their
+    /// sizes differ, a parameter is NaN or infinite (a NaN angle or scale, or an infinite
+    /// translation, would otherwise move every pixel outside the source and blank the
+    /// sample), the border's constant value is not finite, or the map is singular
+    /// (`scale` 0 or so close to it that the determinant is below 1e-12).
     pub fn apply_fixed(
         &self,
         image: &mut Radiograph,
@@ -133,6 +144,16 @@ impl Affine {
         translate_px: [f32; 2],
     ) -> Result<()> {
         check_same_size(image, mask)?;
+        check_finite(
+            "affine ",
+            &[
+                ("rotate_deg", &[rotate_deg]),
+                ("shear_deg", &[shear_deg]),
+                ("scale", &[scale]),
+                ("translate_px", &translate_px),
+            ],
+        )?;
+        self.border.validate("affine")?;
         let Some(inv) = InverseMap::new(
             image.width(),
             image.height(),
@@ -269,7 +290,10 @@ impl Default for RandomCrop {
 }
 
 impl RandomCrop {
-    /// Check the keep range.
+    /// Check the keep range: finite, ordered, within `[0.001, 1]`.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
     pub fn validate(&self) -> Result<()> {
         check_range("random crop keep", self.keep, 1e-3, 1.0)?;
         Ok(())
@@ -277,6 +301,11 @@ impl RandomCrop {
 
     /// Crop the window starting at `origin` (pixels) of size `size` (pixels, fractional
     /// allowed) and resize it to the full image.
+    ///
+    /// # Errors
+    /// [`crate::DataError::InvalidParameter`], image and mask left unchanged, when their
+    /// sizes differ, `origin` or `size` holds a NaN or an infinity (which would blank the
+    /// sample: image 0, mask 255), or a side of `size` is not positive.
     pub fn apply_window(
         &self,
         image: &mut Radiograph,
@@ -285,6 +314,13 @@ impl RandomCrop {
         size: [f32; 2],
     ) -> Result<()> {
         check_same_size(image, mask)?;
+        check_finite("random crop ", &[("origin", &origin), ("size", &size)])?;
+        if !(size[0] > 0.0 && size[1] > 0.0) {
+            return Err(crate::DataError::InvalidParameter(format!(
+                "random crop size {} must be positive",
+                readable_values(&size)
+            )));
+        }
         let (w, h) = (image.width() as f32, image.height() as f32);
         let (sx, sy) = (size[0] / w, size[1] / h);
         let (ox, oy) = (origin[0], origin[1]);
