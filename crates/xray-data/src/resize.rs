@@ -2,6 +2,12 @@
 //!
 //! Pixel centres are aligned (`align_corners = false` in PyTorch terms): output pixel `x`
 //! covers input `[x·s, (x+1)·s)` with `s = in / out`.
+//!
+//! Sizes are bounded by [`crate::io::DEFAULT_MAX_PIXELS`] (100 megapixels, the loaders'
+//! default limit): an output, or the intermediate plane of [`resize`] (input height ×
+//! output width), may hold at most that many pixels or as many as the input, whichever is
+//! more. A larger request (`100 000 × 100 000` from a 2 × 2 image would allocate 40 GB and
+//! abort) is an error; shrinking, or resizing to the input's own size, never is.
 
 use crate::{DataError, Mask, Radiograph, Result};
 
@@ -25,6 +31,27 @@ fn check(w_in: u32, h_in: u32, w: u32, h: u32) -> Result<()> {
             "cannot resize {w_in}x{h_in} to {w}x{h}: sizes must be non-zero"
         )));
     }
+    let limit = crate::io::DEFAULT_MAX_PIXELS.max(u64::from(w_in) * u64::from(h_in));
+    if u64::from(w) * u64::from(h) > limit {
+        return Err(DataError::InvalidParameter(format!(
+            "cannot resize {w_in}x{h_in} to {w}x{h}: the output would exceed the limit of \
+             {limit} pixels"
+        )));
+    }
+    Ok(())
+}
+
+/// [`check`], plus the intermediate plane of the separable resampling (input height ×
+/// output width) against the same limit.
+fn check_separable(w_in: u32, h_in: u32, w: u32, h: u32) -> Result<()> {
+    check(w_in, h_in, w, h)?;
+    let limit = crate::io::DEFAULT_MAX_PIXELS.max(u64::from(w_in) * u64::from(h_in));
+    if u64::from(h_in) * u64::from(w) > limit {
+        return Err(DataError::InvalidParameter(format!(
+            "cannot resize {w_in}x{h_in} to {w}x{h}: the intermediate {w}x{h_in} plane would \
+             exceed the limit of {limit} pixels"
+        )));
+    }
     Ok(())
 }
 
@@ -35,7 +62,9 @@ fn check(w_in: u32, h_in: u32, w: u32, h: u32) -> Result<()> {
 /// a finite one.
 ///
 /// # Errors
-/// [`DataError::InvalidParameter`] for a zero input or output size.
+/// [`DataError::InvalidParameter`] for a zero input or output size, or one above the limit
+/// of the [module docs](self) (the output, or input height × output width, above
+/// [`crate::io::DEFAULT_MAX_PIXELS`] and above the input's own pixel count).
 ///
 /// # Examples
 /// ```
@@ -46,7 +75,7 @@ fn check(w_in: u32, h_in: u32, w: u32, h: u32) -> Result<()> {
 /// ```
 pub fn resize(img: &Radiograph, width: u32, height: u32, filter: Filter) -> Result<Radiograph> {
     let (w_in, h_in) = img.dimensions();
-    check(w_in, h_in, width, height)?;
+    check_separable(w_in, h_in, width, height)?;
     if (w_in, h_in) == (width, height) {
         return Ok(img.clone());
     }
@@ -68,7 +97,8 @@ pub fn resize(img: &Radiograph, width: u32, height: u32, filter: Filter) -> Resu
 /// mixed.
 ///
 /// # Errors
-/// [`DataError::InvalidParameter`] for a zero input or output size.
+/// [`DataError::InvalidParameter`] for a zero input or output size, or an output above
+/// [`crate::io::DEFAULT_MAX_PIXELS`] that is also larger than the input.
 ///
 /// # Examples
 /// ```

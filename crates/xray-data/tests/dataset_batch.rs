@@ -209,6 +209,18 @@ fn errors_surface_as_items_and_end_the_iterator() {
     // Bad arguments.
     assert!(ds.batches(Draw::plain(&[7]), 0, &cfg(1), identity).is_err());
     assert!(ds.batches(Draw::plain(&[0]), 0, &cfg(0), identity).is_err());
+    // An output size above the pixel limit is refused up front (it aborted allocating).
+    for (width, height) in [(100_000, 100_000), (u32::MAX, u32::MAX), (10_001, 10_000)] {
+        let huge = BatchConfig {
+            width,
+            height,
+            ..cfg(1)
+        };
+        let err = ds
+            .batches(Draw::plain(&[0]), 0, &huge, identity)
+            .unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    }
 }
 
 #[test]

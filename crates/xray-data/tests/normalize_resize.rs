@@ -180,6 +180,34 @@ fn zero_sizes_are_errors() {
     assert!(resize_mask(&Mask::new(2, 2), 2, 0).is_err());
 }
 
+/// Outputs above the pixel limit are errors, not a 40 GB allocation that aborts.
+#[test]
+fn oversized_outputs_are_errors() {
+    let small = img(2, 2);
+    for f in [Filter::Area, Filter::Bilinear] {
+        let err = resize(&small, 100_000, 100_000, f).unwrap_err();
+        assert!(err.to_string().contains("exceed the limit"), "{err}");
+        // The output is small but the intermediate plane (input height × output width) is
+        // not.
+        let tall = Radiograph::new(1, 20_000);
+        let err = resize(&tall, 20_000, 1, f).unwrap_err();
+        assert!(err.to_string().contains("intermediate"), "{err}");
+    }
+    let err = resize_mask(&Mask::new(2, 2), 100_000, 100_000).unwrap_err();
+    assert!(err.to_string().contains("exceed the limit"), "{err}");
+    assert!(resize_mask(&Mask::new(2, 2), u32::MAX, u32::MAX).is_err());
+    // One pixel over the limit is refused (the limit itself would allocate 100 MB here).
+    let limit = xray_data::io::DEFAULT_MAX_PIXELS as u32;
+    assert!(resize_mask(&Mask::new(2, 1), limit + 1, 1).is_err());
+    assert!(resize(&small, limit / 2 + 1, 2, Filter::Area).is_err());
+    // An intermediate plane as large as the input is allowed whatever its size.
+    let tall = Radiograph::new(1, 300);
+    assert_eq!(
+        resize(&tall, 1, 7, Filter::Area).unwrap().dimensions(),
+        (1, 7)
+    );
+}
+
 #[test]
 fn min_max_and_constant_images() {
     let r = Radiograph::from_raw(4, 1, vec![-2.0, 0.0, 2.0, 6.0]).unwrap();

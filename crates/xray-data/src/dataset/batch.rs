@@ -37,7 +37,8 @@ pub struct BatchConfig {
     pub batch_size: usize,
     /// Width every sample is resized to.
     pub width: u32,
-    /// Height every sample is resized to.
+    /// Height every sample is resized to. `width × height` may be at most
+    /// [`crate::io::DEFAULT_MAX_PIXELS`].
     pub height: u32,
     /// Interpolation of images when resizing (masks always use nearest).
     pub filter: Filter,
@@ -189,8 +190,9 @@ impl Dataset {
     /// `(cfg.seed, epoch, draw)`, so batches are reproducible.
     ///
     /// # Errors
-    /// [`DataError::InvalidParameter`] for a zero batch size or output size, or a draw
-    /// index out of range. Per-sample errors arrive as `Err` items of the iterator, after
+    /// [`DataError::InvalidParameter`] for a zero batch size or output size, an output size
+    /// (`width × height`) above [`crate::io::DEFAULT_MAX_PIXELS`], or a draw index out of
+    /// range. Per-sample errors arrive as `Err` items of the iterator, after
     /// which it ends.
     ///
     /// # Examples
@@ -232,6 +234,15 @@ impl Dataset {
             return Err(DataError::InvalidParameter(format!(
                 "batch size and output size must be non-zero, got batch_size={}, {}x{}",
                 cfg.batch_size, cfg.width, cfg.height
+            )));
+        }
+        let pixels = u64::from(cfg.width) * u64::from(cfg.height);
+        if pixels > crate::io::DEFAULT_MAX_PIXELS {
+            return Err(DataError::InvalidParameter(format!(
+                "output size {}x{} exceeds the limit of {} pixels",
+                cfg.width,
+                cfg.height,
+                crate::io::DEFAULT_MAX_PIXELS
             )));
         }
         if let Some(d) = draws.iter().find(|d| d.index >= self.len()) {
