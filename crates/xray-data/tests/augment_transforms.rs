@@ -314,6 +314,153 @@ fn masks_stay_in_label_set_and_image_only_leaves_mask_identical() {
     assert_ne!(i2.as_raw(), img.as_raw());
 }
 
+/// A NaN or infinite input pixel is refused up front, naming it, and the sample is left as
+/// it was. Before, the pipeline returned `Ok` with a NaN image (the brightness/contrast
+/// mean) or the NaN silently turned into 0 (Poisson noise).
+#[test]
+fn pipeline_refuses_non_finite_input_pixels() {
+    let (img, mask) = sample(7, 5);
+    let steps = [
+        r#"{"steps": [{"type": "brightness_contrast"}]}"#,
+        r#"{"steps": [{"type": "poisson_noise"}]}"#,
+        r#"{"steps": [{"type": "horizontal_flip"}]}"#,
+        r#"{"steps": [{"type": "gaussian_blur", "p": 0}]}"#,
+    ];
+    for json in steps {
+        let p = Pipeline::from_config(&PipelineConfig::from_json(json).unwrap()).unwrap();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut i2 = img.clone();
+            i2.put_pixel(2, 3, Luma([bad]));
+            let (before, mut m2) = (i2.clone(), mask.clone());
+            let err = p
+                .apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(1))
+                .unwrap_err();
+            assert!(
+                matches!(err, xray_data::DataError::NonFinite { x: 2, y: 3, .. }),
+                "{json} {bad}: {err}"
+            );
+            assert!(err.to_string().contains("<memory>"), "{err}");
+            assert_eq!(i2.as_raw().len(), before.as_raw().len());
+            assert!(i2
+                .as_raw()
+                .iter()
+                .zip(before.as_raw())
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert_eq!(m2, mask);
+            // The batch path names the item.
+            let mut batch = vec![(img.clone(), mask.clone()), (before.clone(), mask.clone())];
+            let err = p.apply_batch(&mut batch, 3).unwrap_err();
+            assert!(err.to_string().contains("<batch item 1>"), "{err}");
+        }
+    }
+    // The image-only transforms that read the value range refuse it on their own too.
+    let mut nan = img.clone();
+    nan.put_pixel(0, 0, Luma([f32::NAN]));
+    let image_only: Vec<Box<dyn ImageTransform>> = vec![
+        Box::new(GaussianNoise::default()),
+        Box::new(PoissonNoise::default()),
+        Box::new(Gamma::default()),
+        Box::new(BrightnessContrast::default()),
+    ];
+    for t in &image_only {
+        let mut i2 = nan.clone();
+        let err = t
+            .apply_image(&mut i2, &mut StdRng::seed_from_u64(0))
+            .unwrap_err();
+        assert!(
+            matches!(err, xray_data::DataError::NonFinite { .. }),
+            "{t:?}"
+        );
+        assert!(i2.as_raw()[0].is_nan() && i2.as_raw()[1..] == nan.as_raw()[1..]);
+    }
+}
+
+/// Ranges at the ends of `f32`: an image spanning ±3e38 (its `hi − lo` overflows) became all
+/// non-finite under Gaussian noise, gamma and brightness/contrast, and one whose maximum is
+/// 1e-40 gave NaN pixels under Poisson noise.
+#[test]
+fn intensity_transforms_at_the_ends_of_f32() {
+    let wide = Radiograph::from_raw(4, 1, vec![-3e38, -1.0, 2.0, 3e38]).unwrap();
+    let mut rng = StdRng::seed_from_u64(4);
+    // Gamma maps it in f64: finite, within the range, the extremes kept, order kept.
+    let mut g = wide.clone();
+    Gamma { gamma: [2.0, 2.0] }
+        .apply_image(&mut g, &mut rng)
+        .unwrap();
+    let v = g.as_raw();
+    assert_eq!((v[0], v[3]), (-3e38, 3e38));
+    assert!(v.iter().all(|x| x.is_finite()) && v[0] < v[1] && v[1] <= v[2] && v[2] < v[3]);
+    // t = 0.5 gives lo + span / 4.
+    assert!((v[1] / -1.5e38 - 1.0).abs() < 1e-6, "{v:?}");
+    // Noise and brightness, whose amplitudes are fractions of the span, refuse it and
+    // leave the image unchanged.
+    let refusing: Vec<Box<dyn ImageTransform>> = vec![
+        Box::new(GaussianNoise { std: [0.02, 0.02] }),
+        Box::new(BrightnessContrast {
+            brightness: [0.1, 0.1],
+            contrast: [1.0, 1.0],
+        }),
+        Box::new(BrightnessContrast {
+            brightness: [0.0, 0.0],
+            contrast: [0.8, 0.8],
+        }),
+    ];
+    for t in &refusing {
+        let mut i2 = wide.clone();
+        let err = t.apply_image(&mut i2, &mut rng).unwrap_err();
+        assert!(err.to_string().contains("too wide"), "{t:?}: {err}");
+        assert_eq!(i2, wide);
+    }
+    // A finite span whose fraction overflows (std 10 × 3e38) is refused as well.
+    let half = Radiograph::from_raw(2, 1, vec![0.0, 3e38]).unwrap();
+    let mut i2 = half.clone();
+    let noisy = GaussianNoise { std: [10.0, 10.0] };
+    assert!(noisy.apply_image(&mut i2, &mut rng).is_err());
+    assert_eq!(i2, half);
+    // Zero strength is still the identity.
+    let mut i2 = wide.clone();
+    GaussianNoise { std: [0.0, 0.0] }
+        .apply_image(&mut i2, &mut rng)
+        .unwrap();
+    assert_eq!(i2, wide);
+
+    // Poisson noise with a tiny maximum: `photons / hi` overflows f32, so the scale is
+    // taken in f64; the result is finite and keeps the image's scale.
+    let tiny = Radiograph::from_raw(3, 1, vec![0.0, 5e-41, 1e-40]).unwrap();
+    let mut i2 = tiny.clone();
+    PoissonNoise {
+        photons: [1e6, 1e6],
+    }
+    .apply_image(&mut i2, &mut rng)
+    .unwrap();
+    let v = i2.as_raw();
+    assert!(v.iter().all(|x| x.is_finite()), "{v:?}");
+    assert_eq!(v[0], 0.0);
+    assert!((v[2] / 1e-40 - 1.0).abs() < 0.05, "{v:?}");
+
+    // A step that pushes a finite pixel past f32::MAX is an error of the pipeline, naming
+    // the step, not an `Ok` with infinite pixels.
+    let mut p = Pipeline::new();
+    p.push(Box::new(HorizontalFlip), 1.0).unwrap();
+    p.push_image(
+        Box::new(BrightnessContrast {
+            brightness: [0.0, 0.0],
+            contrast: [100.0, 100.0],
+        }),
+        1.0,
+    )
+    .unwrap();
+    let (mut i2, mut m2) = (half.clone(), Mask::new(2, 1));
+    let err = p
+        .apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(0))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("step 1 produced a non-finite pixel"),
+        "{err}"
+    );
+}
+
 #[test]
 fn collimator_sim_labels_border_255_and_darkens_it() {
     let (img, _) = sample(64, 64);

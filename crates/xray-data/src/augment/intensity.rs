@@ -1,6 +1,15 @@
 //! Image-only transforms: blur, Gaussian and Poisson noise, gamma, brightness and contrast.
 //! None of them reads or writes the mask. Amplitudes are relative to the image's own value
 //! range, so the same settings suit 16-bit counts and normalised images.
+//!
+//! The transforms that read that range ([`GaussianNoise`], [`PoissonNoise`], [`Gamma`],
+//! [`BrightnessContrast`]) refuse an image holding a NaN or infinite pixel with
+//! [`crate::DataError::NonFinite`] (source `<memory>`), leaving it unchanged. An image whose
+//! range spans more than `f32` holds (`hi − lo` overflows, e.g. `±3e38`) is refused by the
+//! noise and brightness transforms, whose amplitudes are a fraction of that span, with
+//! [`crate::DataError::InvalidParameter`]; [`Gamma`] maps it in `f64` instead. Pixels within
+//! a few per cent of `±f32::MAX` can still be pushed past it by noise or contrast and
+//! become infinite; [`super::Pipeline`] refuses that output.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
@@ -8,8 +17,18 @@ use rand_distr::{Distribution, Poisson, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::filter::gaussian_blur;
-use super::{check_range, uniform, value_range, ImageTransform};
-use crate::{Radiograph, Result};
+use super::{check_range, finite_value_range, uniform, ImageTransform};
+use crate::error::readable_number;
+use crate::{DataError, Radiograph, Result};
+
+/// The error for an image whose value range `[lo, hi]` is too wide for `what`.
+fn range_too_wide(what: &str, lo: f32, hi: f32) -> DataError {
+    DataError::InvalidParameter(format!(
+        "{what}: the image's value range [{}, {}] is too wide: its span overflows f32",
+        readable_number(lo),
+        readable_number(hi)
+    ))
+}
 
 /// Gaussian blur with σ (pixels) drawn from a range; σ = 0 is the identity. XNet draws
 /// σ in `[0, 0.4]`.
@@ -77,10 +96,19 @@ impl ImageTransform for GaussianNoise {
         self.validate()?;
         let f = uniform(rng, self.std);
         let seed = rng.next_u64();
-        let (lo, hi) = value_range(image);
+        let (lo, hi) = finite_value_range(image)?;
         let s = f * (hi - lo);
-        if s == 0.0 {
+        if s == 0.0 || f == 0.0 {
             return Ok(());
+        }
+        if !s.is_finite() {
+            // The span overflows, or std (up to 10) times it does: every pixel would
+            // become ±∞ or NaN.
+            return Err(range_too_wide(
+                &format!("gaussian noise of std {}", readable_number(f)),
+                lo,
+                hi,
+            ));
         }
         let mut local = Xoshiro256PlusPlus::seed_from_u64(seed);
         for v in image.iter_mut() {
@@ -126,14 +154,26 @@ impl ImageTransform for PoissonNoise {
         self.validate()?;
         let n = uniform(rng, self.photons);
         let seed = rng.next_u64();
-        let (_, hi) = value_range(image);
+        let (_, hi) = finite_value_range(image)?;
         if hi <= 0.0 {
             return Ok(());
         }
         let scale = n / hi;
+        // A maximum so small (1e-40) that `n / hi` overflows f32: the scale is taken in f64
+        // there, where it cannot (ordinary images keep the f32 arithmetic bit for bit).
+        let wide = !scale.is_finite();
+        let scale64 = if wide {
+            n as f64 / hi as f64
+        } else {
+            scale as f64
+        };
         let mut local = Xoshiro256PlusPlus::seed_from_u64(seed);
         for v in image.iter_mut() {
-            let lam = (v.max(0.0) * scale) as f64;
+            let lam = if wide {
+                v.max(0.0) as f64 * scale64
+            } else {
+                (v.max(0.0) * scale) as f64
+            };
             let k = if lam <= 0.0 {
                 0.0
             } else if lam > 64.0 {
@@ -147,7 +187,7 @@ impl ImageTransform for PoissonNoise {
                     Err(_) => lam,
                 }
             };
-            *v = (k / scale as f64) as f32;
+            *v = (k / scale64) as f32;
         }
         Ok(())
     }
@@ -183,11 +223,21 @@ impl ImageTransform for Gamma {
     fn apply_image(&self, image: &mut Radiograph, rng: &mut dyn Rng) -> Result<()> {
         self.validate()?;
         let g = uniform(rng, self.gamma);
-        let (lo, hi) = value_range(image);
+        let (lo, hi) = finite_value_range(image)?;
         if g == 1.0 || hi <= lo {
             return Ok(());
         }
         let span = hi - lo;
+        if !span.is_finite() {
+            // `hi − lo` overflows f32 (an image spanning ±3e38): map in f64, where it does
+            // not; the result stays within [lo, hi].
+            let (lo, span, g) = (lo as f64, hi as f64 - lo as f64, g as f64);
+            for v in image.iter_mut() {
+                let t = ((*v as f64 - lo) / span).clamp(0.0, 1.0);
+                *v = (lo + span * t.powf(g)) as f32;
+            }
+            return Ok(());
+        }
         for v in image.iter_mut() {
             let t = ((*v - lo) / span).clamp(0.0, 1.0);
             *v = lo + span * t.powf(g);
@@ -234,13 +284,20 @@ impl ImageTransform for BrightnessContrast {
         self.validate()?;
         let b = uniform(rng, self.brightness);
         let c = uniform(rng, self.contrast);
+        let (lo, hi) = finite_value_range(image)?;
         if b == 0.0 && c == 1.0 {
             return Ok(());
         }
-        let (lo, hi) = value_range(image);
+        let shift = b * (hi - lo);
+        if !(hi - lo).is_finite() || !shift.is_finite() {
+            return Err(range_too_wide(
+                &format!("brightness shift {}", readable_number(b)),
+                lo,
+                hi,
+            ));
+        }
         let n = image.len().max(1) as f64;
         let mean = (image.iter().map(|&v| v as f64).sum::<f64>() / n) as f32;
-        let shift = b * (hi - lo);
         for v in image.iter_mut() {
             *v = mean + c * (*v - mean) + shift;
         }

@@ -6,13 +6,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_same_size, Affine, Border, BrightnessContrast, CollimatorSim, Elastic, Gamma,
-    GaussianBlur, GaussianNoise, HorizontalFlip, ImageTransform, PoissonNoise, RandomCrop,
+    check_same_size, first_non_finite, Affine, Border, BrightnessContrast, CollimatorSim, Elastic,
+    Gamma, GaussianBlur, GaussianNoise, HorizontalFlip, ImageTransform, PoissonNoise, RandomCrop,
     Transform, VerticalFlip,
 };
 use crate::error::readable_number;
 use crate::synth::item_seed;
 use crate::{DataError, Mask, Radiograph, Result};
+use std::path::{Path, PathBuf};
 
 /// One transform with its settings, tagged by `type` in JSON/TOML
 /// (e.g. `{"type": "affine", "rotate_deg": [-15, 15]}`); omitted settings take the
@@ -462,14 +463,49 @@ impl Pipeline {
     /// when skipped, so the random stream of later steps does not depend on earlier coins.
     ///
     /// # Errors
-    /// When image and mask sizes differ, or a transform rejects its input.
+    /// - [`DataError::InvalidParameter`] when image and mask sizes differ (nothing is
+    ///   changed).
+    /// - [`DataError::NonFinite`] (source `<memory>`) for a NaN or infinite input pixel,
+    ///   named at its `(x, y)`; nothing is changed. Such a pixel would spread (a blur, a
+    ///   contrast around a NaN mean), vanish (Poisson noise turned NaN into 0) or pass
+    ///   through to the network.
+    /// - [`DataError::InvalidParameter`] `step i produced a non-finite pixel …` when a step
+    ///   pushes a finite pixel past `±f32::MAX` (values close to it under noise, contrast
+    ///   or interpolation), so an `Ok` result is always finite.
+    /// - Any error of a transform that rejects its input (e.g. a value range too wide for
+    ///   it, see [`super::intensity`]).
+    ///
+    /// After an error raised by a step, image and mask hold what the earlier steps made.
     pub fn apply(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut impl Rng) -> Result<()> {
+        self.apply_named(image, mask, rng, &crate::io::memory_path())
+    }
+
+    /// [`Pipeline::apply`], naming the input `source` in its errors.
+    fn apply_named(
+        &self,
+        image: &mut Radiograph,
+        mask: &mut Mask,
+        rng: &mut dyn Rng,
+        source: &Path,
+    ) -> Result<()> {
         check_same_size(image, mask)?;
-        let rng: &mut dyn Rng = rng;
-        for (step, p) in &self.steps {
+        crate::io::check_finite(source, image.width(), image.as_raw())?;
+        for (i, (step, p)) in self.steps.iter().enumerate() {
             let u = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
             if u < *p {
                 step.run(image, mask, rng)?;
+                if let Some(k) = first_non_finite(image.as_raw()) {
+                    let w = image.width().max(1) as usize;
+                    return Err(DataError::InvalidParameter(format!(
+                        "{}: step {i} produced a non-finite pixel {} at (x={}, y={}) from a \
+                         finite image: values this close to ±f32::MAX overflow under its \
+                         settings",
+                        source.display(),
+                        image.as_raw()[k],
+                        k % w,
+                        k / w
+                    )));
+                }
             }
         }
         Ok(())
@@ -485,14 +521,17 @@ impl Pipeline {
     /// docs/performance.md.
     ///
     /// # Errors
-    /// The first error of any item.
+    /// An error of some item, as [`Pipeline::apply`] gives it, with the item named
+    /// `<batch item i>` where `apply` says `<memory>` (a NaN or infinite input pixel is
+    /// [`DataError::NonFinite`] with that source).
     pub fn apply_batch(&self, batch: &mut [(Radiograph, Mask)], seed: u64) -> Result<()> {
         batch
             .par_iter_mut()
             .enumerate()
             .try_for_each(|(i, (img, m))| {
                 let mut rng = StdRng::seed_from_u64(item_seed(seed, i as u64));
-                self.apply(img, m, &mut rng)
+                let source = PathBuf::from(format!("<batch item {i}>"));
+                self.apply_named(img, m, &mut rng, &source)
             })
     }
 
