@@ -127,8 +127,10 @@ impl Dataset {
     /// the loader, naming the file; [`resize`] keeps a finite image finite, even near
     /// `f32::MAX`); should a resized pixel still be non-finite and `cfg.normalize` be set,
     /// [`DataError::NonFinite`] names the image file as `<file> (resized to WxH)` with the
-    /// pixel's `(x, y)` in the resized image; and [`DataError::SizeMismatch`] when `prepare`
-    /// returns another size.
+    /// pixel's `(x, y)` in the resized image; [`DataError::InvalidParameter`] from
+    /// [`resize`] for a zero output size or one above its pixel limit (see
+    /// [`crate::resize`]); and [`DataError::SizeMismatch`] when `prepare` returns another
+    /// size.
     pub fn prepare_sample(
         &self,
         draw: Draw,
