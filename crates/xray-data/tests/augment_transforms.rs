@@ -438,8 +438,9 @@ fn intensity_transforms_at_the_ends_of_f32() {
     assert_eq!(v[0], 0.0);
     assert!((v[2] / 1e-40 - 1.0).abs() < 0.05, "{v:?}");
 
-    // A step that pushes a finite pixel past f32::MAX is an error of the pipeline, naming
-    // the step, not an `Ok` with infinite pixels.
+    // A pixel beyond ±1e30, which a step could push past f32::MAX, is refused by the
+    // pipeline before any step (not an `Ok` with infinite pixels); below it, no built-in
+    // step can overflow (contrast 100 on ±1e30 stays finite).
     let mut p = Pipeline::new();
     p.push(Box::new(HorizontalFlip), 1.0).unwrap();
     p.push_image(
@@ -456,9 +457,15 @@ fn intensity_transforms_at_the_ends_of_f32() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("step 1 produced a non-finite pixel"),
+            .contains("pixel (x=1, y=0) is 3e38, beyond the ±1e30"),
         "{err}"
     );
+    assert_eq!(i2, half);
+    let edge = Radiograph::from_raw(2, 1, vec![-MAX_PIXEL_MAGNITUDE, MAX_PIXEL_MAGNITUDE]).unwrap();
+    let (mut i2, mut m2) = (edge.clone(), Mask::new(2, 1));
+    p.apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(0))
+        .unwrap();
+    assert!(i2.iter().all(|v| v.is_finite()), "{:?}", i2.as_raw());
 }
 
 #[test]

@@ -37,7 +37,10 @@ pub use elastic::{Elastic, NoiseDistribution};
 pub use geometric::{Affine, HorizontalFlip, RandomCrop, VerticalFlip};
 pub use intensity::{BrightnessContrast, Gamma, GaussianBlur, GaussianNoise, PoissonNoise};
 pub use peer_sample::peer_sample;
-pub use pipeline::{balanced_indices, Pipeline, PipelineConfig, Sample, StepConfig, TransformSpec};
+pub use pipeline::{
+    balanced_indices, Pipeline, PipelineConfig, Sample, StepConfig, TransformSpec,
+    MAX_PIXEL_MAGNITUDE,
+};
 pub use warp::{Border, Interpolation};
 
 use rand::Rng;
@@ -93,21 +96,6 @@ pub(crate) fn finite_value_range(image: &Radiograph) -> Result<(f32, f32)> {
     Ok(value_range(image))
 }
 
-/// Index of the first NaN or infinite value. One vectorisable pass (the largest magnitude
-/// bit pattern of each block) finds the block; only a block holding one is searched.
-pub(crate) fn first_non_finite(data: &[f32]) -> Option<usize> {
-    const EXP_ALL_ONES: u32 = 0x7f80_0000;
-    data.chunks(1024).enumerate().find_map(|(c, chunk)| {
-        let worst = chunk
-            .iter()
-            .fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
-        (worst >= EXP_ALL_ONES)
-            .then(|| chunk.iter().position(|v| !v.is_finite()))
-            .flatten()
-            .map(|i| c * 1024 + i)
-    })
-}
-
 /// Finite minimum and maximum of the image (0, 0 for an empty or all-NaN image).
 pub(crate) fn value_range(image: &Radiograph) -> (f32, f32) {
     let mut lo = f32::INFINITY;
@@ -122,37 +110,5 @@ pub(crate) fn value_range(image: &Radiograph) -> (f32, f32) {
         (0.0, 0.0)
     } else {
         (lo, hi)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_non_finite_finds_the_first_in_any_block() {
-        let finite = [
-            0.0,
-            -0.0,
-            f32::MAX,
-            f32::MIN,
-            f32::MIN_POSITIVE,
-            1e-45,
-            -1.0,
-        ];
-        let mut data: Vec<f32> = (0..3000).map(|i| finite[i % finite.len()]).collect();
-        assert_eq!(first_non_finite(&data), None);
-        assert_eq!(first_non_finite(&[]), None);
-        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            for at in [0usize, 1023, 1024, 2999] {
-                let mut d = data.clone();
-                d[at] = bad;
-                d[2999] = bad;
-                assert_eq!(first_non_finite(&d), Some(at), "{bad} at {at}");
-            }
-        }
-        data.truncate(5);
-        data[4] = f32::NAN;
-        assert_eq!(first_non_finite(&data), Some(4));
     }
 }

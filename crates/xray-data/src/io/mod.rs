@@ -435,8 +435,36 @@ pub(crate) fn check_size(path: &Path, width: u64, height: u64, max_pixels: u64) 
     Ok(())
 }
 
+/// Bit pattern of `f32::INFINITY`; with the sign bit cleared, NaN and infinite values are
+/// the patterns at or above it, and finite magnitudes order as their patterns do.
+pub(crate) const INFINITY_BITS: u32 = 0x7f80_0000;
+
+/// The largest magnitude's bit pattern (sign bit cleared) among `data`, 0 when empty: at or
+/// above [`INFINITY_BITS`] when a value is NaN or infinite. Sixteen independent lanes, which
+/// the compiler turns into vector instructions: a 512 × 512 plane takes about 35 µs where
+/// stopping at the first non-finite value (`position`) took 62 µs, on the Zen 4 here.
+pub(crate) fn max_magnitude_bits(data: &[f32]) -> u32 {
+    let mut lanes = [0u32; 16];
+    let mut chunks = data.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane = (*lane).max(v.to_bits() & 0x7fff_ffff);
+        }
+    }
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(0, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+    // Not `lanes.into_iter().fold(..)`: with that ending the loop kept its lanes in memory
+    // and took three times as long (111 against 35 µs per 512 × 512 plane).
+    lanes.iter().copied().max().unwrap_or(0).max(tail)
+}
+
 /// Returns the first non-finite value as an error.
 pub(crate) fn check_finite(path: &Path, width: u32, data: &[f32]) -> Result<()> {
+    if max_magnitude_bits(data) < INFINITY_BITS {
+        return Ok(());
+    }
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
         let w = width.max(1) as usize;
         return Err(DataError::NonFinite {
