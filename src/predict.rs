@@ -118,6 +118,9 @@ impl Predictor {
                     config_file.display()
                 ))
             }
+            Error::Model(xnet_model::ModelError::InvalidConfig(m)) => {
+                Error::Invalid(format!("{}: {m}", config_file.display()))
+            }
             other => other,
         })?;
         if let Some(v) = loaded.metadata.get(TEMPERATURE_KEY) {
@@ -162,16 +165,22 @@ impl Predictor {
         preprocess: Preprocess,
         device: &Device,
     ) -> Result<Self> {
+        // Model errors, not `Invalid`: `load` reads `Invalid` from here as a fault of the
+        // checkpoint's preprocessing record and says so.
         if model.config() != config {
-            return Err(Error::Invalid(format!(
-                "the configuration given ({config:?}) is not the model's own ({:?})",
-                model.config()
+            return Err(Error::Model(xnet_model::ModelError::InvalidConfig(
+                format!(
+                    "the configuration given ({config:?}) is not the model's own ({:?})",
+                    model.config()
+                ),
             )));
         }
         if config.in_channels() != 1 {
-            return Err(Error::Invalid(format!(
-                "the model takes {} input channels; a predictor feeds it one (a radiograph)",
-                config.in_channels()
+            return Err(Error::Model(xnet_model::ModelError::InvalidConfig(
+                format!(
+                    "the model takes {} input channels; a predictor feeds it one (a radiograph)",
+                    config.in_channels()
+                ),
             )));
         }
         preprocess.validate(model.size_multiple())?;
@@ -389,7 +398,7 @@ mod tests {
         });
         let e = Predictor::new(
             build(&two),
-            two,
+            two.clone(),
             VarMap::new(),
             Preprocess::square(32),
             &dev,
@@ -397,6 +406,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("2 input channels"), "{e}");
+        // Loaded from a checkpoint, the error names its config file, and not as a fault of
+        // the preprocessing record.
+        let dir =
+            std::env::temp_dir().join(format!("xray-seg-two-channels-{}", std::process::id()));
+        let varmap = VarMap::new();
+        two.build(seeded_var_builder(&varmap, 1, DType::F32, &dev))
+            .unwrap();
+        let meta = serde_json::json!({ "preprocess": Preprocess::square(32) });
+        xnet_model::checkpoint::save(&dir, &varmap, &two, meta).unwrap();
+        let e = Predictor::load(&dir, &dev).unwrap_err().to_string();
+        assert!(
+            e.contains("config.json: ")
+                && e.contains("2 input channels")
+                && !e.contains("metadata.preprocess"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The predictor folds its network's batch-norms; its probabilities must equal those of

@@ -998,7 +998,9 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
     // same options, and not rerun with others over data made for these. A folder of the
     // user's is only checked, so nothing is written until it passes.
     // A resume records its options (new epochs, say) only once the trainer has taken up
-    // the run: a resume that fails (a damaged `last/`) must leave the record as it was.
+    // the run: a resume that fails (a damaged `last/`) must leave the record as it was. With
+    // k folds that is once the first fold has resumed; a later fold that fails then leaves
+    // the new options recorded, with the folds before it trained under them.
     let synthetic = job.data.is_none();
     if synthetic && !job.resume {
         write_run_options(&job.run_dir, &options)?;
@@ -1190,7 +1192,8 @@ fn train_checked_split(
             Some(next) if next > job.epochs => {
                 return Err(Error::Invalid(format!(
                     "{} has trained {next} epochs already, more than --epochs {}: nothing \
-                     was changed; resume with --epochs above {next} to train on",
+                     was trained and its options stay recorded as they were; resume with \
+                     --epochs above {next} to train on",
                     dir.display(),
                     job.epochs
                 )))

@@ -702,7 +702,8 @@ fn a_failed_or_shrinking_resume_leaves_the_run_record_alone() {
     };
     let err = error_of(&shorter, "fewer epochs than trained");
     assert!(
-        err.contains("trained 2 epochs already, more than --epochs 1"),
+        err.contains("trained 2 epochs already, more than --epochs 1")
+            && err.contains("nothing was trained"),
         "{err}"
     );
     assert_eq!(std::fs::read(&record).unwrap(), before);

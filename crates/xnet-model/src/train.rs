@@ -1214,6 +1214,9 @@ fn trim_log(path: &Path, next_epoch: usize) -> Result<String> {
     let count = text.lines().count();
     let mut kept: Vec<&str> = Vec::with_capacity(count);
     for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue; // a blank line holds no record (the rewrite drops it)
+        }
         match serde_json::from_str::<Epoch>(line) {
             Ok(r) if r.epoch < next_epoch => kept.push(line),
             Ok(_) => {}
@@ -1222,7 +1225,7 @@ fn trim_log(path: &Path, next_epoch: usize) -> Result<String> {
                 return Err(ModelError::InvalidConfig(format!(
                     "{}: line {} is not an epoch record ({e}); a crash only cuts the last \
                      line short, so the log was edited or damaged: mend or delete that line \
-                     and resume again (nothing was changed)",
+                     and resume again (the log is left as it is)",
                     path.display(),
                     n + 1
                 )))

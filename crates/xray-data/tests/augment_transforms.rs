@@ -461,6 +461,27 @@ fn intensity_transforms_at_the_ends_of_f32() {
         "{err}"
     );
     assert_eq!(i2, half);
+    // Intensity steps compound: five contrast factors of 100 take ±1e30 to ±1e40, past the
+    // f32 range; the result is checked again after them.
+    let mut strong = Pipeline::new();
+    for _ in 0..5 {
+        strong
+            .push_image(
+                Box::new(BrightnessContrast {
+                    brightness: [0.0, 0.0],
+                    contrast: [100.0, 100.0],
+                }),
+                1.0,
+            )
+            .unwrap();
+    }
+    let big = Radiograph::from_raw(2, 1, vec![-1e30, 1e30]).unwrap();
+    let (mut i2, mut m2) = (big.clone(), Mask::new(2, 1));
+    let err = strong
+        .apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("carried a pixel past the f32 range"), "{err}");
     let edge = Radiograph::from_raw(2, 1, vec![-MAX_PIXEL_MAGNITUDE, MAX_PIXEL_MAGNITUDE]).unwrap();
     let (mut i2, mut m2) = (edge.clone(), Mask::new(2, 1));
     p.apply(&mut i2, &mut m2, &mut StdRng::seed_from_u64(0))

@@ -104,7 +104,8 @@ impl ThresholdConfig {
     /// [`PostprocError::ClassOutOfRange`] when `classes` exceeds 255 or `soft_class` is not
     /// below it (with the default `soft_class` 1: a one-class map, see "Class counts" on
     /// [`ThresholdConfig`]), or
-    /// [`PostprocError::ShapeMismatch`] (wrong `min_confidence` length).
+    /// [`PostprocError::ShapeMismatch`] (wrong `min_confidence` length), or
+    /// [`PostprocError::Config`] for two `per_category` keys that differ only in case.
     ///
     /// # Examples
     /// ```

@@ -170,9 +170,6 @@ fn run_refuses_a_map_of_another_size_without_field_detection() {
     assert_eq!(out.labels.dimensions(), (10, 10));
 }
 
-/// A clean-up written for three classes (docs/postprocessing.md's example) on a two-class
-/// map is refused, naming the field, instead of skipping the steps whose class the map
-/// lacks; steps that are off, and classes the map has, pass.
 /// A 1 × 1 image runs through every clean-up step, field detection included (the
 /// connected-component labelling panicked on it).
 #[test]
@@ -196,6 +193,9 @@ fn a_one_pixel_image_runs_through_the_pipeline() {
     }
 }
 
+/// A clean-up written for three classes (docs/postprocessing.md's example) on a two-class
+/// map is refused, naming the field, instead of skipping the steps whose class the map
+/// lacks; steps that are off, and classes the map has, pass.
 #[test]
 fn cleanup_classes_must_exist_in_the_map() {
     let three_class = r#"{"cleanup": {"bone_open_radius": 1, "min_component_size": [50, 50, 50]},

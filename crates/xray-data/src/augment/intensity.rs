@@ -7,9 +7,10 @@
 //! [`crate::DataError::NonFinite`] (source `<memory>`), leaving it unchanged. An image whose
 //! range spans more than `f32` holds (`hi − lo` overflows, e.g. `±3e38`) is refused by the
 //! noise and brightness transforms, whose amplitudes are a fraction of that span, with
-//! [`crate::DataError::InvalidParameter`]; [`Gamma`] maps it in `f64` instead. Pixels within
-//! a few per cent of `±f32::MAX` can still be pushed past it by noise or contrast and
-//! become infinite; [`super::Pipeline`] refuses that output.
+//! [`crate::DataError::InvalidParameter`]; [`Gamma`] maps it in `f64` instead. Large pixels
+//! can still be pushed past `±f32::MAX` by noise or contrast (a contrast of 100 takes
+//! anything above about 3e36 there) and become infinite; [`super::Pipeline`] refuses input
+//! beyond ±1e30 and checks the result again after intensity steps.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};

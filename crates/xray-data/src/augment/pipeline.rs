@@ -79,7 +79,7 @@ fn no_settings<'de, D: serde::Deserializer<'de>>(
     impl<'de> serde::de::Visitor<'de> for NoSettings {
         type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("no settings besides `type` and `p`")
+            f.write_str("no settings besides `type`")
         }
         fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
             Ok(())
@@ -91,7 +91,8 @@ fn no_settings<'de, D: serde::Deserializer<'de>>(
             match map.next_key::<String>()? {
                 None => Ok(()),
                 Some(key) => Err(serde::de::Error::custom(format!(
-                    "unknown field `{key}`: a flip takes no settings besides `p`"
+                    "unknown field `{key}`: a flip takes no settings (a step's `p` goes beside \
+                     its `type`, not inside a one_of choice)"
                 ))),
             }
         }
@@ -344,10 +345,12 @@ impl Step {
         })
     }
 
-    fn run(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut dyn Rng) -> Result<()> {
+    /// Runs the step; `Ok(true)` when an intensity (image-only) transform ran, whose
+    /// amplitudes compound from step to step.
+    fn run(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut dyn Rng) -> Result<bool> {
         match self {
-            Step::Joint(t) => t.apply(image, mask, rng),
-            Step::Image(t) => t.apply_image(image, rng),
+            Step::Joint(t) => t.apply(image, mask, rng).map(|()| false),
+            Step::Image(t) => t.apply_image(image, rng).map(|()| true),
             Step::OneOf(c) => {
                 let k = ((rng.next_u32() as u64 * c.len() as u64) >> 32) as usize;
                 c[k.min(c.len() - 1)].run(image, mask, rng)
@@ -499,16 +502,17 @@ impl Pipeline {
     ///   contrast around a NaN mean), vanish (Poisson noise turned NaN into 0) or pass
     ///   through to the network.
     /// - [`DataError::InvalidParameter`] for a pixel beyond ±[`MAX_PIXEL_MAGNITUDE`]
-    ///   (1e30), named at its `(x, y)`; nothing is changed. Below it no built-in transform
-    ///   can leave the `f32` range (interpolation, noise, contrast and brightness scale values
-    ///   by at most a few hundred), so with built-in transforms an `Ok` result is always
-    ///   finite; a transform of your own must keep its output finite itself.
+    ///   (1e30), named at its `(x, y)`; nothing is changed. Below it no single built-in
+    ///   transform leaves the `f32` range; intensity transforms compound, so when one ran the
+    ///   result is checked again (an error when they carried a pixel past the range). With
+    ///   built-in transforms an `Ok` result is always finite; a transform of your own must
+    ///   keep its output finite itself.
     /// - Any error of a transform that rejects its input (e.g. a value range too wide for
     ///   it, see [`super::intensity`]).
     ///
     /// The pixels are checked in one pass before the first step (about 35 µs for 512 × 512
-    /// on the Zen 4 here); checking after every step as well cost a 512² affine call a third
-    /// of its time. After an error raised by a step, image and mask hold what the earlier
+    /// on the Zen 4 here), and once after the steps when an intensity transform ran; checking
+    /// after every step cost a 512² affine call a third of its time. After an error raised by a step, image and mask hold what the earlier
     /// steps made.
     pub fn apply(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut impl Rng) -> Result<()> {
         self.apply_named(image, mask, rng, &crate::io::memory_path())
@@ -524,11 +528,22 @@ impl Pipeline {
     ) -> Result<()> {
         check_same_size(image, mask)?;
         check_pixels(source, image)?;
+        let mut rescaled = false;
         for (step, p) in &self.steps {
             let u = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
             if u < *p {
-                step.run(image, mask, rng)?;
+                rescaled |= step.run(image, mask, rng)?;
             }
+        }
+        // One step cannot leave the f32 range from within ±1e30, but intensity steps
+        // compound (five contrast factors of 100 take 1e30 to 1e40): their output is checked
+        // once more. Geometric steps interpolate, which keeps values within the input's range.
+        if rescaled && crate::io::max_magnitude_bits(image.as_raw()) >= crate::io::INFINITY_BITS {
+            return Err(DataError::InvalidParameter(format!(
+                "{}: the intensity steps carried a pixel past the f32 range (their amplitudes \
+                 compound; e.g. several strong contrast steps)",
+                source.display()
+            )));
         }
         Ok(())
     }
@@ -543,9 +558,9 @@ impl Pipeline {
     /// docs/performance.md.
     ///
     /// # Errors
-    /// An error of some item, as [`Pipeline::apply`] gives it, with the item named
-    /// `<batch item i>` where `apply` says `<memory>` (a NaN or infinite input pixel is
-    /// [`DataError::NonFinite`] with that source).
+    /// An error of some item, as [`Pipeline::apply`] gives it; the pipeline's own checks
+    /// (a NaN, infinite or too large input pixel, an intensity result past the `f32` range)
+    /// name the item `<batch item i>` where `apply` says `<memory>`.
     pub fn apply_batch(&self, batch: &mut [(Radiograph, Mask)], seed: u64) -> Result<()> {
         batch
             .par_iter_mut()
