@@ -273,6 +273,14 @@ pub fn per_category_scores<'a>(
             )));
         }
     }
+    let categories: Vec<Option<&str>> = categories.into_iter().collect();
+    if categories.len() != matrices.len() {
+        return Err(Error::Invalid(format!(
+            "{} images' categories for {} confusion matrices",
+            categories.len(),
+            matrices.len()
+        )));
+    }
     let mut any = false;
     let mut pools: BTreeMap<&str, CategoryPool> = BTreeMap::new();
     for (k, (category, cm)) in categories.into_iter().zip(matrices).enumerate() {
@@ -498,8 +506,9 @@ pub fn check_evaluation_out_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes `report.json`, `report.md` (with the thresholded comparison when present, and the
-/// per-category table when the dataset has categories), `categories.json` (per-category
-/// scores, when there are any) and the plots (`roc`, `reliability`, `confusion`, PNG and
+/// per-category table when the dataset has categories), `thresholds.json` (when
+/// thresholded) and `categories.json` (per-category scores, when there are any; an earlier
+/// evaluation's copy of either is removed when this one has none) and the plots (`roc`, `reliability`, `confusion`, PNG and
 /// SVG) into `dir`.
 ///
 /// # Errors
@@ -518,6 +527,8 @@ pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let path = dir.join("thresholds.json");
         std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    } else {
+        remove_stale(&dir.join("thresholds.json"))?;
     }
     if !eval.per_category.is_empty() {
         md += "\n";
@@ -526,11 +537,22 @@ pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let path = dir.join("categories.json");
         std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    } else {
+        remove_stale(&dir.join("categories.json"))?;
     }
     let path = dir.join("report.md");
     std::fs::write(&path, md).map_err(|e| Error::io(&path, e))?;
     xray_metrics::save_plots(&eval.report, dir)?;
     Ok(())
+}
+
+/// Removes an earlier evaluation's optional output that this one does not write, so that
+/// the folder does not keep scores of other images beside the new report.
+fn remove_stale(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -247,7 +247,8 @@ pub fn input_scale_of(relationship: Option<IntensityRelationship>) -> Option<Inp
 /// As [`segment_file`] for an image already in memory; `stem` names the outputs.
 ///
 /// # Errors
-/// As [`segment_file`]; also a constant image (every pixel the same value: min-max
+/// As [`segment_file`]; also a `stem` that is not one plain name (empty, `.` or `..`, or
+/// holding a path separator), and a constant image (every pixel the same value: min-max
 /// normalisation has nothing to scale, so the network would see a blank input), an
 /// [`Error::Io`] of kind `InvalidData` naming `source`.
 pub fn segment_image(
@@ -269,6 +270,9 @@ pub fn segment_image(
             ),
         ));
     }
+    // The outputs are `out_dir/<stem>.*`: a stem with a separator or `..` would write them
+    // elsewhere, an empty one as hidden files.
+    crate::train::check_plain_name("output stem", stem, "hip")?;
     let category = opts.category.clone();
     crate::check_out_dir(out_dir)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;

@@ -511,9 +511,15 @@ impl RunOptions {
 /// an escape…), which would make an unreadable folder name and break the log lines that
 /// print it.
 pub fn check_run_name(name: &str) -> Result<()> {
+    check_plain_name("run name", name, "hip-unet")
+}
+
+/// `name` must be one plain file or folder name (not empty, no separator, not `.` or `..`,
+/// no control character); `what` and `example` word the error.
+pub(crate) fn check_plain_name(what: &str, name: &str, example: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(Error::Invalid(format!(
-            "run name {name:?} {why}: use a plain name such as \"hip-unet\""
+            "{what} {name:?} {why}: use a plain name such as {example:?}"
         )))
     };
     if name.trim().is_empty() {
@@ -531,7 +537,7 @@ pub fn check_run_name(name: &str) -> Result<()> {
     let mut components = Path::new(name).components();
     match (components.next(), components.next()) {
         (Some(std::path::Component::Normal(c)), None) if c == name => Ok(()),
-        _ => bad("is not a plain folder name"),
+        _ => bad("is not a plain name"),
     }
 }
 
@@ -783,6 +789,19 @@ pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
         if k < 2 {
             return Err(Error::Invalid(format!("--kfold needs k ≥ 2, got {k}")));
         }
+        if job.data.is_none() && k > job.synth_count {
+            return Err(Error::Invalid(format!(
+                "--kfold {k} needs at least {k} images, but --synth-count is {}",
+                job.synth_count
+            )));
+        }
+    }
+    // The phantoms' size, here rather than when the data are generated: by then the run's
+    // options are recorded, and a run refused so late could not be retried under its name.
+    if job.data.is_none() {
+        xray_data::synth::PhantomConfig::with_size(job.synth_size)
+            .validate()
+            .map_err(|e| Error::Invalid(format!("--synth-size {}: {e}", job.synth_size)))?;
     }
     Ok(())
 }
@@ -1111,6 +1130,7 @@ pub fn train_split(
     split: &Split,
     dir: &Path,
 ) -> Result<TrainOutcome> {
+    check_job(job)?;
     check_splits(ds, [split])?;
     train_checked_split(job, ds, split, dir, None)
 }

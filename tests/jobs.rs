@@ -237,6 +237,25 @@ fn train_then_evaluate_then_segment() {
     assert!(std::fs::read_to_string(out.join("report.md"))
         .unwrap()
         .contains("soft-tissue threshold 0.9"));
+    // Written again into the same folder without a threshold or categories, the earlier
+    // thresholds.json and categories.json go: they described the earlier scoring.
+    let plain = xray_seg::evaluate::Evaluation {
+        thresholded: None,
+        per_category: Vec::new(),
+        ..eval.clone()
+    };
+    write_evaluation(&plain, &out).unwrap();
+    assert!(!out.join("thresholds.json").exists());
+    assert!(!out.join("categories.json").exists());
+    // Categories and confusion matrices must pair up (images were dropped silently).
+    let cm = xray_metrics::ConfusionMatrix::from_labels(&[0, 1], &[0, 2], 3).unwrap();
+    let e = xray_seg::evaluate::per_category_scores([Some("hand")], &[cm.clone(), cm], None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1 images' categories for 2 confusion matrices"),
+        "{e}"
+    );
 
     // Segment one image at its own resolution.
     let input = &ds.samples[0].image;

@@ -274,3 +274,28 @@ fn a_category_the_postproc_config_does_not_know_is_refused() {
         "{text}"
     );
 }
+
+/// A stem names the outputs `out_dir/<stem>.*`: one with a separator or `..` wrote them
+/// outside `out_dir`, an empty one as hidden files.
+#[test]
+fn an_output_stem_must_be_one_plain_name() {
+    let tmp = std::env::temp_dir().join(format!("xray-seg-stem-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = tmp.join("out");
+    let predictor = xray_seg::predict::Predictor::load(
+        &xray_seg::shipped_weights_dir(),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let image = xray_data::Radiograph::from_fn(16, 16, |x, y| image::Luma([(x * 16 + y) as f32]));
+    let opts = xray_seg::segment::SegmentOptions::default();
+    for stem in ["../escaped", "", "..", "a/b"] {
+        let err = xray_seg::segment::segment_image(&predictor, &image, stem, "mem", &out, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("output stem"), "{stem:?}: {err}");
+    }
+    assert!(!tmp.join("escaped.labels.png").exists());
+    assert!(!out.exists(), "nothing is written for a refused stem");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

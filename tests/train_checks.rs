@@ -767,3 +767,57 @@ fn a_folder_of_other_files_is_not_called_a_run() {
     assert_eq!(std::fs::read_dir(&job.run_dir).unwrap().count(), 1);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Options of the synthetic data found only when the data were made (a phantom size the
+/// generator refuses, more folds than images) left `train_job.json` behind, and the run's
+/// name could then not be used again with any fix; they are refused before any file.
+#[test]
+fn synthetic_data_options_are_checked_before_the_run_folder_is_written() {
+    let tmp = temp_dir("train-synth-options");
+    for (job, needle) in [
+        (
+            TrainJob {
+                synth_size: 0,
+                ..tiny_job(tmp.join("size"))
+            },
+            "--synth-size 0",
+        ),
+        (
+            TrainJob {
+                kfold: Some(20),
+                synth_count: 6,
+                ..tiny_job(tmp.join("folds"))
+            },
+            "--kfold 20 needs at least 20 images, but --synth-count is 6",
+        ),
+    ] {
+        let err = error_of(&job, needle);
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+        assert!(!job.run_dir.exists(), "{err}: the run folder was written");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// `train_split` checks the job as `run` does (width 0 trained as width 1).
+#[test]
+fn train_split_checks_the_job_first() {
+    let tmp = temp_dir("train-split-check");
+    let data = synthetic_folder(&tmp);
+    let ds =
+        std::sync::Arc::new(xray_data::dataset::Dataset::open(&data, &Default::default()).unwrap());
+    let split = xray_data::dataset::Split {
+        train: vec![0, 1],
+        val: vec![2],
+        test: vec![3],
+    };
+    let job = TrainJob {
+        width: 0,
+        ..tiny_job(tmp.join("run"))
+    };
+    let err = xray_seg::train::train_split(&job, &ds, &split, &tmp.join("run"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--width must be at least 1"), "{err}");
+    assert!(!tmp.join("run").exists());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
