@@ -85,15 +85,19 @@ pub(crate) fn bucket(x: f32, bounds: &[f32]) -> usize {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReliabilityBin {
     /// Lower edge (inclusive).
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub lower: f64,
     /// Upper edge (exclusive, except for the `[1, 1]` bin and equal-mass bins).
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub upper: f64,
     /// Pixels in the bin.
     pub count: u64,
     /// Mean confidence (predicted probability) of those pixels; 0 when empty.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub confidence: f64,
     /// Fraction of those pixels that were correct (top-1) or of the class (class-wise);
     /// 0 when empty.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub accuracy: f64,
 }
 

@@ -11,12 +11,16 @@ use crate::roc::RocPoint;
 use crate::scores::ZeroDivision;
 use crate::temperature::TemperatureFit;
 
-/// JSON has no NaN: serde_json writes it as `null`; read `null` back as NaN.
-fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+/// JSON has no NaN: serde_json writes it as `null`; read `null` back as NaN. Every plain
+/// `f64` field of the report's types reads with it, so every report `save_json` writes
+/// reads back.
+pub(crate) fn nan_from_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-fn nans_from_nulls<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+pub(crate) fn nans_from_nulls<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<f64>, D::Error> {
     Ok(Vec::<Option<f64>>::deserialize(d)?
         .into_iter()
         .map(|v| v.unwrap_or(f64::NAN))
@@ -56,6 +60,7 @@ pub struct AucSummary {
     /// `"exact"`, `"binned(B)"` or `"off"`.
     pub method: String,
     /// Bound on the absolute error of every per-class AUC (0 when exact).
+    #[serde(deserialize_with = "nan_from_null")]
     pub error_bound: f64,
     /// Why the averages are missing, if they are.
     pub undefined: Option<String>,
@@ -67,8 +72,10 @@ pub struct AucSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EqualMassSummary {
     /// ECE over equal-mass bins.
+    #[serde(deserialize_with = "nan_from_null")]
     pub ece: f64,
     /// MCE over equal-mass bins.
+    #[serde(deserialize_with = "nan_from_null")]
     pub mce: f64,
     /// The bins.
     pub reliability: Reliability,
@@ -140,10 +147,13 @@ pub struct Report {
     /// ROC AUC.
     pub auc: AucSummary,
     /// Expected calibration error (l1, equal-width bins).
+    #[serde(deserialize_with = "nan_from_null")]
     pub ece: f64,
     /// Root-mean-square calibration error (l2).
+    #[serde(deserialize_with = "nan_from_null")]
     pub rmsce: f64,
     /// Maximum calibration error.
+    #[serde(deserialize_with = "nan_from_null")]
     pub mce: f64,
     /// Equal-width bins used.
     pub n_bins: usize,
@@ -152,8 +162,10 @@ pub struct Report {
     /// Equal-mass reliability, if kept.
     pub equal_mass: Option<EqualMassSummary>,
     /// Class-wise ECE per class.
+    #[serde(deserialize_with = "nans_from_nulls")]
     pub classwise_ece: Vec<f64>,
     /// Mean class-wise ECE.
+    #[serde(deserialize_with = "nan_from_null")]
     pub classwise_ece_mean: f64,
     /// Class-wise reliability bins per class.
     pub classwise_reliability: Vec<Reliability>,

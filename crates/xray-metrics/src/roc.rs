@@ -152,8 +152,10 @@ fn sort_low_bits(keys: &mut [u32], tmp: &mut [u32]) {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RocPoint {
     /// False-positive rate.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub fpr: f64,
     /// True-positive rate.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub tpr: f64,
 }
 

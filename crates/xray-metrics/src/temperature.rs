@@ -101,14 +101,19 @@ impl Default for TemperatureConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TemperatureFit {
     /// Fitted temperature: divide logits by it before the softmax.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub temperature: f64,
     /// Mean NLL at T = 1.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub nll_before: f64,
     /// Mean NLL at the fitted T.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub nll_after: f64,
     /// Top-label ECE (l1, `n_bins` equal-width bins) at T = 1.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub ece_before: f64,
     /// Top-label ECE at the fitted T.
+    #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub ece_after: f64,
     /// Newton iterations used.
     pub iterations: usize,
