@@ -111,7 +111,10 @@ pub struct Reliability {
 impl Reliability {
     /// Pixels over all bins.
     pub fn total(&self) -> u64 {
-        self.bins.iter().map(|b| b.count).sum()
+        // Saturating: bins read from an edited JSON file may hold counts past u64.
+        self.bins
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(b.count))
     }
 
     /// Calibration error under `norm`; 0 when there is no pixel.

@@ -136,7 +136,7 @@ fn display_bins(bins: &[ReliabilityBin]) -> Vec<ReliabilityBin> {
     if out.len() >= 2 && out[out.len() - 1].lower >= 1.0 {
         let top = out.pop().unwrap_or_else(|| unreachable!());
         let last = out.last_mut().unwrap_or_else(|| unreachable!());
-        let n = last.count + top.count;
+        let n = last.count.saturating_add(top.count);
         if n > 0 {
             last.confidence = (last.confidence * last.count as f64
                 + top.confidence * top.count as f64)
@@ -222,7 +222,7 @@ where
         .border_style(BLACK)
         .position(SeriesLabelPosition::MiddleLeft)
         .draw()?;
-    let total = bins.iter().map(|b| b.count).sum::<u64>().max(1) as f64;
+    let total = bins.iter().map(|b| b.count as f64).sum::<f64>().max(1.0);
     let ymax = bins
         .iter()
         .map(|b| b.count as f64 / total)
@@ -263,7 +263,8 @@ where
         .confusion_matrix
         .iter()
         .map(|row| {
-            let s: u64 = row.iter().sum();
+            // u128: counts edited past u64 must not overflow the sum.
+            let s: u128 = row.iter().map(|&v| u128::from(v)).sum();
             row.iter()
                 .map(|&v| if s == 0 { 0.0 } else { v as f64 / s as f64 })
                 .collect()
@@ -340,22 +341,41 @@ where
 }
 
 /// ROC curves per class with AUC in the legend → `stem.png`, `stem.svg`.
+///
+/// # Errors
+/// [`MetricsError::LengthMismatch`] for a report that fails [`Report::validate`] (checked
+/// before any file is written); [`MetricsError::Io`] when the folder cannot be created;
+/// [`MetricsError::Plot`] when drawing or writing a picture fails.
 pub fn plot_roc(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    report.validate()?;
     render_both!(stem.as_ref(), (900, 800), draw_roc, report)
 }
 
 /// Reliability diagram with the gap shaded, ECE printed and a pixel histogram below.
+///
+/// # Errors
+/// As [`plot_roc`].
 pub fn plot_reliability(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    report.validate()?;
     render_both!(stem.as_ref(), (900, 900), draw_reliability, report)
 }
 
 /// Row-normalised confusion heatmap with percentages and counts.
+///
+/// # Errors
+/// As [`plot_roc`].
 pub fn plot_confusion(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    report.validate()?;
     render_both!(stem.as_ref(), (850, 800), draw_confusion, report)
 }
 
 /// `roc`, `reliability` and `confusion` plots (PNG and SVG) into `dir`.
+///
+/// # Errors
+/// As [`plot_roc`]; a report that fails [`Report::validate`] is refused before any file
+/// is written.
 pub fn save_plots(report: &Report, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    report.validate()?;
     let dir = dir.as_ref();
     let mut out = plot_roc(report, dir.join("roc"))?;
     out.extend(plot_reliability(report, dir.join("reliability"))?);

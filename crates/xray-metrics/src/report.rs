@@ -10,6 +10,7 @@ use crate::error::{MetricsError, Result};
 use crate::roc::RocPoint;
 use crate::scores::ZeroDivision;
 use crate::temperature::TemperatureFit;
+use crate::validate::check_len;
 
 /// JSON has no NaN: serde_json writes it as `null`; read `null` back as NaN. Every plain
 /// `f64` field of the report's types reads with it, so every report `save_json` writes
@@ -232,9 +233,80 @@ impl Report {
         Ok(serde_json::to_string_pretty(self)?)
     }
 
-    /// Parses a report written by [`Report::to_json`].
+    /// Parses a report written by [`Report::to_json`] and checks it with
+    /// [`Report::validate`], so an edited file whose lengths disagree is refused here rather
+    /// than breaking [`Report::to_markdown`] or the plots later.
+    ///
+    /// # Errors
+    /// [`MetricsError::Json`] for text that is not a report (a missing field, a string where
+    /// a number belongs, ...); [`MetricsError::LengthMismatch`] naming the first field whose
+    /// length disagrees with `class_names` (see [`Report::validate`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator, MetricsError, Report};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 0, 1, 1], &[0.9, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2)?;
+    /// let json = ev.finish()?.to_json()?;
+    /// let edited = json.replace(r#""object""#, r#""object", "extra""#);
+    /// let e = Report::from_json(&edited).unwrap_err();
+    /// assert!(matches!(e, MetricsError::LengthMismatch { expected: 3, found: 2, .. }), "{e}");
+    /// assert!(e.to_string().contains("`support`"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_json(s: &str) -> Result<Self> {
-        Ok(serde_json::from_str(s)?)
+        let report: Self = serde_json::from_str(s)?;
+        report.validate()?;
+        Ok(report)
+    }
+
+    /// Checks that the report describes one set of classes: `support`, every `per_class`
+    /// vector (precision, recall, specificity, F1, IoU, Dice, AUC), `per_image.dice` and
+    /// `.iou`, `auc.curves`, `classwise_ece`, `classwise_reliability`, `boundary` (when
+    /// present) and the rows and columns of `confusion_matrix` must each have one entry per
+    /// class name. A report from [`Evaluator::finish`](crate::Evaluator::finish) always
+    /// passes; [`Report::from_json`], [`Report::save_markdown`] and the plot functions call
+    /// it, as the fields are public and a report can be edited or built by hand.
+    ///
+    /// # Errors
+    /// [`MetricsError::LengthMismatch`] naming the first field whose length disagrees with
+    /// the number of `class_names`.
+    pub fn validate(&self) -> Result<()> {
+        let c = self.class_names.len();
+        let per_class = |field: &str, found: usize| {
+            check_len(
+                &format!("report field `{field}` (one entry per name in `class_names`)"),
+                c,
+                found,
+            )
+        };
+        per_class("support", self.support.len())?;
+        for (name, a) in [
+            ("precision", &self.precision),
+            ("recall", &self.recall),
+            ("specificity", &self.specificity),
+            ("f1", &self.f1),
+            ("iou", &self.iou),
+            ("dice", &self.dice),
+        ] {
+            per_class(&format!("{name}.per_class"), a.per_class.len())?;
+        }
+        per_class("auc.per_class", self.auc.per_class.len())?;
+        per_class("auc.curves", self.auc.curves.len())?;
+        per_class("per_image.dice", self.per_image.dice.len())?;
+        per_class("per_image.iou", self.per_image.iou.len())?;
+        per_class("classwise_ece", self.classwise_ece.len())?;
+        per_class("classwise_reliability", self.classwise_reliability.len())?;
+        if let Some(b) = &self.boundary {
+            per_class("boundary", b.len())?;
+        }
+        per_class("confusion_matrix", self.confusion_matrix.len())?;
+        for (k, row) in self.confusion_matrix.iter().enumerate() {
+            per_class(&format!("confusion_matrix[{k}]"), row.len())?;
+        }
+        Ok(())
     }
 
     /// Writes pretty JSON to `path`.
@@ -247,7 +319,12 @@ impl Report {
     }
 
     /// Writes the Markdown tables to `path`.
+    ///
+    /// # Errors
+    /// [`MetricsError::LengthMismatch`] for a report that fails [`Report::validate`] (nothing
+    /// is written); [`MetricsError::Io`] when the file cannot be written.
     pub fn save_markdown(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.validate()?;
         let path = path.as_ref();
         std::fs::write(path, self.to_markdown()).map_err(|source| MetricsError::Io {
             path: path.to_path_buf(),
@@ -256,6 +333,10 @@ impl Report {
     }
 
     /// Markdown: a per-class table, the averages, calibration and the confusion matrix.
+    ///
+    /// A report that fails [`Report::validate`] (lengths that disagree, e.g. an edited JSON
+    /// file) renders as a heading and the error instead of the tables;
+    /// [`Report::save_markdown`] refuses it.
     ///
     /// # Examples
     /// ```
@@ -272,6 +353,10 @@ impl Report {
     /// ```
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
+        if let Err(e) = self.validate() {
+            let _ = writeln!(s, "## Evaluation: inconsistent report\n\n{e}");
+            return s;
+        }
         let c = self.class_names.len();
         let _ = writeln!(
             s,
@@ -383,7 +468,8 @@ impl Report {
         }
         let _ = writeln!(s);
         for (k, row) in self.confusion_matrix.iter().enumerate() {
-            let total: u64 = row.iter().sum();
+            // u128: counts edited past u64 must not overflow the sum.
+            let total: u128 = row.iter().map(|&v| u128::from(v)).sum();
             let _ = write!(s, "| {} |", self.class_names[k]);
             for &v in row {
                 let pct = if total == 0 {

@@ -66,3 +66,122 @@ fn nan_fields_survive_a_json_round_trip() {
     assert!(Report::from_json(&text).unwrap().ece.is_nan());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Edits the JSON of [`report`] with `edit`, then parses it back.
+fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Report> {
+    let mut v: serde_json::Value = serde_json::from_str(&report().to_json().unwrap()).unwrap();
+    edit(&mut v);
+    Report::from_json(&v.to_string())
+}
+
+fn assert_names(r: Result<Report>, field: &str) {
+    match r {
+        Err(e @ MetricsError::LengthMismatch { .. }) => {
+            assert!(e.to_string().contains(&format!("`{field}`")), "{e}")
+        }
+        other => panic!("expected a LengthMismatch naming `{field}`, got {other:?}"),
+    }
+}
+
+#[test]
+fn from_json_refuses_a_report_whose_lengths_disagree() {
+    assert!(edited(|_| ()).is_ok());
+    // Two names for three classes, four names for three.
+    assert_names(
+        edited(|v| v["class_names"] = serde_json::json!(["a", "b"])),
+        "support",
+    );
+    assert_names(
+        edited(|v| v["class_names"] = serde_json::json!(["a", "b", "c", "d"])),
+        "support",
+    );
+    assert_names(
+        edited(|v| v["boundary"] = serde_json::json!([])),
+        "boundary",
+    );
+    assert_names(
+        edited(|v| v["f1"]["per_class"] = serde_json::json!([0.5, 0.5])),
+        "f1.per_class",
+    );
+    assert_names(
+        edited(|v| v["auc"]["per_class"] = serde_json::json!([0.5, 0.5, 0.5, 0.5])),
+        "auc.per_class",
+    );
+    assert_names(
+        edited(|v| v["auc"]["curves"] = serde_json::json!([])),
+        "auc.curves",
+    );
+    assert_names(
+        edited(|v| v["per_image"]["iou"] = serde_json::json!([null])),
+        "per_image.iou",
+    );
+    assert_names(
+        edited(|v| v["classwise_reliability"] = serde_json::json!([])),
+        "classwise_reliability",
+    );
+    assert_names(
+        edited(|v| v["confusion_matrix"] = serde_json::json!([[1, 0, 0], [0, 1, 0]])),
+        "confusion_matrix",
+    );
+    assert_names(
+        edited(|v| v["confusion_matrix"][1] = serde_json::json!([0, 1])),
+        "confusion_matrix[1]",
+    );
+    // No boundary at all is fine (EvalConfig::boundary = false).
+    assert!(edited(|v| v["boundary"] = serde_json::Value::Null).is_ok());
+}
+
+#[test]
+fn markdown_and_plots_of_an_inconsistent_report_do_not_panic() {
+    let dir = temp_dir("inconsistent");
+    let mut cases: Vec<(Report, &str)> = Vec::new();
+    let mut r = report();
+    r.class_names.truncate(2);
+    cases.push((r, "support"));
+    let mut r = report();
+    r.class_names.push("extra".into());
+    cases.push((r, "support"));
+    let mut r = report();
+    r.boundary = Some(Vec::new());
+    cases.push((r, "boundary"));
+    let mut r = report();
+    r.confusion_matrix[2].pop();
+    cases.push((r, "confusion_matrix[2]"));
+    for (r, field) in cases {
+        assert_names(Err(r.validate().unwrap_err()), field);
+        let md = r.to_markdown();
+        assert!(md.starts_with("## Evaluation: inconsistent report"), "{md}");
+        assert!(md.contains(&format!("`{field}`")), "{md}");
+        assert_names(
+            Err(r.save_markdown(dir.join("report.md")).unwrap_err()),
+            field,
+        );
+        assert_names(Err(save_plots(&r, &dir).unwrap_err()), field);
+        assert_names(Err(plot_roc(&r, dir.join("roc")).unwrap_err()), field);
+        assert_names(
+            Err(plot_confusion(&r, dir.join("confusion")).unwrap_err()),
+            field,
+        );
+        assert_names(
+            Err(plot_reliability(&r, dir.join("reliability")).unwrap_err()),
+            field,
+        );
+        assert!(!dir.exists(), "a refused report wrote {}", dir.display());
+    }
+}
+
+#[test]
+fn counts_past_u64_in_an_edited_report_do_not_overflow() {
+    let dir = temp_dir("counts");
+    let mut r = report();
+    r.confusion_matrix[0] = vec![u64::MAX, u64::MAX, 1];
+    let n = r.reliability.bins.len();
+    r.reliability.bins[n - 1].count = u64::MAX;
+    r.reliability.bins[n - 2].count = u64::MAX;
+    let r = Report::from_json(&r.to_json().unwrap()).unwrap();
+    assert!(r.to_markdown().contains("| open beam |"));
+    assert_eq!(r.reliability.total(), u64::MAX);
+    assert!(r.ece.is_finite() && r.reliability.ece().is_finite());
+    assert_eq!(save_plots(&r, &dir).unwrap().len(), 6);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
