@@ -80,6 +80,13 @@ fn color(i: usize) -> RGBColor {
     C[i % C.len()]
 }
 
+/// A rate or probability held to the plots' `[0, 1]` axes: a report's fields are public
+/// and read from JSON, and plotters overflows on coordinates far outside its range. A
+/// value already in `[0, 1]` (every report [`Evaluator`](crate::Evaluator) makes) is kept.
+fn unit(v: f64) -> f64 {
+    v.clamp(0.0, 1.0)
+}
+
 fn draw_roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -114,7 +121,7 @@ where
             .unwrap_or_else(|| "AUC undefined".into());
         chart
             .draw_series(LineSeries::new(
-                curve.iter().map(|p| (p.fpr, p.tpr)),
+                curve.iter().map(|p| (unit(p.fpr), unit(p.tpr))),
                 c.stroke_width(2),
             ))?
             .label(format!("{} ({auc})", r.class_names[k]))
@@ -156,7 +163,16 @@ where
 {
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically((root.dim_in_pixel().1 as f64 * 0.74) as u32);
-    let bins = display_bins(&r.reliability.bins);
+    let bins: Vec<ReliabilityBin> = display_bins(&r.reliability.bins)
+        .into_iter()
+        .map(|b| ReliabilityBin {
+            lower: unit(b.lower),
+            upper: unit(b.upper),
+            confidence: unit(b.confidence),
+            accuracy: unit(b.accuracy),
+            ..b
+        })
+        .collect();
     let mut chart = ChartBuilder::on(&top)
         .caption(
             format!(

@@ -185,3 +185,30 @@ fn counts_past_u64_in_an_edited_report_do_not_overflow() {
     assert_eq!(save_plots(&r, &dir).unwrap().len(), 6);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn plots_of_a_report_with_values_outside_0_1_do_not_panic() {
+    let dir = temp_dir("values");
+    for v in [f64::NAN, f64::INFINITY, -f64::INFINITY, 1e308, -1e308, 1e30] {
+        let mut r = report();
+        for (k, b) in r.reliability.bins.iter_mut().enumerate() {
+            b.lower = v;
+            b.upper = -v;
+            b.accuracy = v;
+            b.confidence = -v;
+            b.count = k as u64;
+        }
+        for p in r.auc.curves.iter_mut().flatten() {
+            p.fpr = v;
+            p.tpr = -v;
+        }
+        r.auc.weighted = Some(v);
+        r.auc.per_class[0] = Some(v);
+        r.ece = v;
+        r.confidence = Some(v);
+        let r = Report::from_json(&r.to_json().unwrap()).unwrap();
+        assert_eq!(save_plots(&r, &dir).unwrap().len(), 6, "{v}");
+        assert!(r.to_markdown().contains("| open beam |"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
