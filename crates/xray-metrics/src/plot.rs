@@ -13,7 +13,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::calibration::ReliabilityBin;
-use crate::error::{MetricsError, Result};
+use crate::error::{readable_number, MetricsError, Result};
 use crate::report::Report;
 
 const FONT: &str = "sans-serif";
@@ -476,6 +476,105 @@ impl TrainingLog {
     }
 }
 
+/// Lowest and highest finite value (`(inf, -inf)` when there is none).
+fn finite_extent<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
+    values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        })
+}
+
+/// A drawable axis `(low, high)` for finite values from `lo` to `hi`, padded by `pad`.
+/// Plotters needs `high − low` finite (an infinite width never finishes placing its tick
+/// marks) and not lost below the values' precision; so a range wider than the largest f64
+/// is refused, padding that would overflow is dropped, and a range too narrow for the
+/// magnitude of its values is spread to ±5 % (at least `min_half`) around its centre.
+/// Ranges of everyday values come back exactly as `pad` makes them.
+fn axis_range(
+    (lo, hi): (f64, f64),
+    pad: impl Fn(f64, f64) -> (f64, f64),
+    min_half: f64,
+) -> std::result::Result<(f64, f64), String> {
+    if lo > hi {
+        return Ok((0.0, 1.0)); // no finite value
+    }
+    if !(hi - lo).is_finite() {
+        return Err(format!(
+            "values run from {} to {}, wider than a plot axis can hold (the width passes the \
+             largest f64); drop or rescale them",
+            readable_number(lo),
+            readable_number(hi)
+        ));
+    }
+    let (mut a, mut b) = pad(lo, hi);
+    if !(a.is_finite() && b.is_finite() && (b - a).is_finite()) {
+        (a, b) = (lo, hi);
+    }
+    if b - a <= 1e-12 * a.abs().max(b.abs()) {
+        let m = a / 2.0 + b / 2.0;
+        let h = (m.abs() * 0.05).max(min_half);
+        (a, b) = if (m - h).is_finite() && (m + h).is_finite() {
+            (m - h, m + h)
+        } else if m > 0.0 {
+            (m - 2.0 * h, m)
+        } else {
+            (m, m + 2.0 * h)
+        };
+    }
+    Ok((a, b))
+}
+
+/// `((x_low, x_high), (y_low, y_high))` of a panel.
+type PanelRanges = ((f64, f64), (f64, f64));
+
+/// The x and y ranges of one training-curve panel (see [`axis_range`]).
+fn panel_ranges(
+    title: &str,
+    x: &[f64],
+    series: &[(&String, &Vec<f64>)],
+) -> std::result::Result<PanelRanges, String> {
+    let xr = axis_range(
+        finite_extent(x.iter()),
+        |lo, hi| {
+            if lo < hi {
+                (lo, hi)
+            } else {
+                (lo - 1.0, lo + 1.0)
+            }
+        },
+        1.0,
+    )
+    .map_err(|e| format!("x axis: {e}"))?;
+    let yr = axis_range(
+        finite_extent(series.iter().flat_map(|(_, v)| v.iter())),
+        |lo, hi| {
+            let pad = ((hi - lo).abs() * 0.05).max(1e-6);
+            (lo - pad, hi + pad)
+        },
+        1e-6,
+    )
+    .map_err(|e| format!("{title} panel: {e}"))?;
+    Ok((xr, yr))
+}
+
+/// The columns of the left (loss) and right (metrics) panels and the x axis.
+type Panels<'a> = (
+    String,
+    Vec<f64>,
+    Vec<(&'a String, &'a Vec<f64>)>,
+    Vec<(&'a String, &'a Vec<f64>)>,
+);
+
+fn panels(log: &TrainingLog) -> Panels<'_> {
+    let (x_name, x) = log.x();
+    let others: Vec<(&String, &Vec<f64>)> =
+        log.columns.iter().filter(|(k, _)| **k != x_name).collect();
+    let (losses, metrics): (Vec<_>, Vec<_>) =
+        others.into_iter().partition(|(k, _)| k.contains("loss"));
+    (x_name, x, losses, metrics)
+}
+
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
@@ -488,30 +587,7 @@ fn draw_panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let finite = |v: &&f64| v.is_finite();
-    let (x0, x1) = x
-        .iter()
-        .filter(finite)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    let (y0, y1) = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().filter(finite))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    let (x0, x1) = if x0 < x1 {
-        (x0, x1)
-    } else {
-        (x0 - 1.0, x0 + 1.0)
-    };
-    let pad = ((y1 - y0).abs() * 0.05).max(1e-6);
-    let (y0, y1) = if y0.is_finite() {
-        (y0 - pad, y1 + pad)
-    } else {
-        (0.0, 1.0)
-    };
+    let ((x0, x1), (y0, y1)) = panel_ranges(title, x, series)?;
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 22))
         .margin(15)
@@ -564,11 +640,7 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let (x_name, x) = log.x();
-    let others: Vec<(&String, &Vec<f64>)> =
-        log.columns.iter().filter(|(k, _)| **k != x_name).collect();
-    let (losses, metrics): (Vec<_>, Vec<_>) =
-        others.into_iter().partition(|(k, _)| k.contains("loss"));
+    let (x_name, x, losses, metrics) = panels(log);
     let panels = root.split_evenly((1, 2));
     draw_panel(
         &panels[0],
@@ -593,6 +665,19 @@ where
 
 /// Training curves: columns whose name contains `loss` on the left, every other numeric
 /// column on the right, against `epoch` (or `step`, or the row number).
+///
+/// # Errors
+/// [`MetricsError::Plot`] naming the axis, before any file is written, when a panel's
+/// values span more than the largest f64 (e.g. a loss of `1e308` and one of `-1e308`:
+/// no axis can hold both), and when drawing or writing a picture fails;
+/// [`MetricsError::Io`] when the folder cannot be created.
 pub fn plot_training_curves(log: &TrainingLog, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let (_, x, losses, metrics) = panels(log);
+    for (title, series) in [("Loss", &losses), ("Metrics", &metrics)] {
+        panel_ranges(title, &x, series).map_err(|reason| MetricsError::Plot {
+            path: stem.as_ref().with_extension("png"),
+            reason,
+        })?;
+    }
     render_both!(stem.as_ref(), (1400, 600), draw_training, log)
 }

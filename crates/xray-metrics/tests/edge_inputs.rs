@@ -212,3 +212,66 @@ fn plots_of_a_report_with_values_outside_0_1_do_not_panic() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Runs `f` on its own thread; a hang fails the test instead of stalling it.
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: no answer within {secs} s"))
+}
+
+#[test]
+fn training_curves_spanning_more_than_f64_are_refused_not_hung() {
+    let dir = temp_dir("training");
+    let refused = [
+        "{\"epoch\":1,\"loss\":1e308}\n{\"epoch\":2,\"loss\":-1e308}",
+        "{\"epoch\":1,\"val_accuracy\":-1.5e308}\n{\"epoch\":2,\"val_accuracy\":1.5e308}",
+        "{\"step\":-1e308,\"loss\":1}\n{\"step\":1e308,\"loss\":2}",
+    ];
+    for (i, text) in refused.into_iter().enumerate() {
+        let log = TrainingLog::parse(text).unwrap();
+        let stem = dir.join(format!("refused{i}"));
+        let r = within(60, text, move || plot_training_curves(&log, stem));
+        match r {
+            Err(e @ MetricsError::Plot { .. }) => {
+                assert!(e.to_string().contains("wider than"), "{e}")
+            }
+            other => panic!("{text}: expected a Plot error, got {other:?}"),
+        }
+        assert!(!dir.join(format!("refused{i}.png")).exists());
+    }
+    // Extreme but drawable: huge values, ranges too narrow for their magnitude, padding
+    // that would pass f64::MAX, columns without a finite value.
+    let drawable = [
+        "{\"epoch\":1,\"loss\":0}\n{\"epoch\":2,\"loss\":1.79e308}",
+        "{\"epoch\":1,\"loss\":-1.79e308}\n{\"epoch\":2,\"loss\":-1.78e308}",
+        "{\"epoch\":1,\"loss\":1e300}\n{\"epoch\":2,\"loss\":1e300}",
+        "{\"epoch\":1,\"loss\":1e300}\n{\"epoch\":2,\"loss\":1.0000000000000002e300}",
+        "{\"step\":100000000000000000,\"loss\":1}",
+        "{\"step\":1.7e308,\"loss\":1}\n{\"step\":1.7976931348623157e308,\"loss\":2}",
+    ];
+    for (i, text) in drawable.into_iter().enumerate() {
+        let log = TrainingLog::parse(text).unwrap();
+        let stem = dir.join(format!("drawable{i}"));
+        let r = within(60, text, move || plot_training_curves(&log, stem));
+        assert_eq!(r.unwrap().len(), 2, "{text}");
+    }
+    let mut log = TrainingLog::parse("{\"epoch\":1,\"loss\":1}").unwrap();
+    log.columns.insert("epoch".into(), vec![f64::NAN]);
+    log.columns.insert("loss".into(), vec![f64::INFINITY]);
+    log.columns
+        .insert("accuracy".into(), vec![f64::NEG_INFINITY]);
+    let stem = dir.join("no_finite");
+    assert_eq!(
+        within(60, "no finite value", move || plot_training_curves(
+            &log, stem
+        ))
+        .unwrap()
+        .len(),
+        2
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
