@@ -3,7 +3,9 @@
 //!
 //! The NLL is convex in `β = 1/T` (log-sum-exp of functions linear in β minus a linear
 //! term), with gradient `E_softmax[z] − z_y` and curvature `Var_softmax(z)` per pixel, so a
-//! safeguarded Newton iteration on β converges in a handful of passes over the data.
+//! safeguarded Newton iteration on β converges in a handful of passes over the data. Where
+//! the curvature underflows (logits hundreds apart: every softmax one-hot in f64), a
+//! bisection of the gradient over the allowed range takes over.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -115,7 +117,8 @@ pub struct TemperatureFit {
     /// Top-label ECE at the fitted T.
     #[serde(deserialize_with = "crate::report::nan_from_null")]
     pub ece_after: f64,
-    /// Newton iterations used.
+    /// Newton iterations used, plus the passes of the bisection that takes over when the
+    /// curvature underflows (logits so far apart that every softmax is one-hot in f64).
     pub iterations: usize,
     /// Scored pixels.
     pub pixels: u64,
@@ -225,6 +228,42 @@ pub fn softmax_with_temperature(
     Ok(out)
 }
 
+/// The minimiser of the NLL over `β ∈ [lo, hi]`, found by bisecting its derivative (the NLL
+/// is convex in β, so the derivative does not decrease), for when Newton's curvature
+/// underflows. Returns it and the passes over the data spent (at most 102).
+fn bisect_gradient(
+    images: &[LogitImage<'_>],
+    c: usize,
+    (mut lo, mut hi): (f64, f64),
+    tolerance: f64,
+) -> (f64, usize) {
+    let slope = |beta: f64| nll_terms(images, c, beta).1;
+    if slope(lo) >= 0.0 {
+        return (lo, 1);
+    }
+    if slope(hi) <= 0.0 {
+        return (hi, 2);
+    }
+    let mut steps = 2;
+    // 100 halvings take any f64 interval down to neighbouring numbers.
+    while steps < 102 && hi - lo > tolerance * lo {
+        let mid = lo / 2.0 + hi / 2.0;
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        steps += 1;
+        let g = slope(mid);
+        if g > 0.0 {
+            hi = mid;
+        } else if g < 0.0 {
+            lo = mid;
+        } else {
+            return (mid, steps);
+        }
+    }
+    (lo / 2.0 + hi / 2.0, steps)
+}
+
 fn ece_at(images: &[LogitImage<'_>], c: usize, t: f64, n_bins: usize) -> Result<f64> {
     let mut bins = ReliabilityBins::new(n_bins)?;
     for im in images {
@@ -239,7 +278,10 @@ fn ece_at(images: &[LogitImage<'_>], c: usize, t: f64, n_bins: usize) -> Result<
 /// Fits the temperature on validation logits and reports NLL and ECE before and after.
 ///
 /// The NLL is convex in `β = 1/T`, so the minimiser within `config.temperature_range` is
-/// the unconstrained one clamped to that range.
+/// the unconstrained one clamped to that range. Newton's method finds it; when its
+/// curvature is 0 or so small that the step is not a finite number (logits hundreds apart,
+/// every softmax one-hot to f64 precision), the derivative is bisected over the range
+/// instead, and the better of that and the Newton iterate (clamped) is kept.
 ///
 /// # Errors
 /// Checked in this order:
@@ -287,12 +329,19 @@ pub fn fit_temperature(
     let mut beta = 1.0f64;
     let (mut f, mut g, mut h) = nll_terms(images, c, beta);
     let mut iterations = 0;
+    let mut stalled = false;
     while iterations < config.max_iter {
         iterations += 1;
-        if h <= 0.0 || g == 0.0 {
+        if g == 0.0 {
             break;
         }
         let mut step = g / h;
+        // A curvature of 0 or one so small that the step leaves f64 (every pixel's softmax
+        // one-hot to f64 precision at this β): Newton cannot go on; bisect below instead.
+        if !(h > 0.0 && step.is_finite()) {
+            stalled = true;
+            break;
+        }
         // Keep β positive and make sure the NLL goes down (backtracking on the Newton step).
         let mut next = beta - step;
         while next <= beta * 1e-3 {
@@ -307,12 +356,28 @@ pub fn fit_temperature(
             cand = nll_terms(images, c, next);
             halvings += 1;
         }
+        if !(next.is_finite() && cand.0.is_finite()) {
+            stalled = true;
+            break;
+        }
         let done = (next - beta).abs() <= config.tolerance * beta;
         beta = next;
         (f, g, h) = cand;
         if done {
             break;
         }
+    }
+    if stalled {
+        let (root, steps) = bisect_gradient(images, c, (1.0 / high, 1.0 / low), config.tolerance);
+        iterations += steps;
+        let here = beta.clamp(1.0 / high, 1.0 / low);
+        let f_here = nll_terms(images, c, here).0;
+        let f_root = nll_terms(images, c, root).0;
+        (beta, f) = if f_root < f_here {
+            (root, f_root)
+        } else {
+            (here, f_here)
+        };
     }
     let bounded = beta.clamp(1.0 / high, 1.0 / low);
     if bounded != beta {

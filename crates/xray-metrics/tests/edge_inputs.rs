@@ -275,3 +275,84 @@ fn training_curves_spanning_more_than_f64_are_refused_not_hung() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn fit(logits: &'static [f32], labels: &'static [u8], range: (f64, f64)) -> TemperatureFit {
+    let what = format!("fit_temperature({logits:?}, {labels:?}, {range:?})");
+    within(60, &what.clone(), move || {
+        let cfg = TemperatureConfig {
+            temperature_range: range,
+            ..TemperatureConfig::default()
+        };
+        fit_temperature(&[LogitImage { logits, labels }], 2, &cfg)
+    })
+    .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn close(a: f64, b: f64, tol: f64, what: &str) {
+    assert!((a - b).abs() <= tol, "{what}: {a} vs {b}");
+}
+
+#[test]
+fn temperature_fit_survives_curvature_underflow() {
+    // Logits (0, -z) labelled 1: the NLL 'z β + ln(1 + exp(-z β))' falls as β = 1/T falls,
+    // so the fit belongs at the range's top, T = 20. At T = 1 the softmax variance (the
+    // curvature) is subnormal (z = 740: the Newton step was infinite and its halving never
+    // ended) or exactly 0 (z = 800: the fit stopped at T = 1 with an NLL of 800).
+    for z in [700f32, 740.0, 800.0, 3e38] {
+        let logits: &'static [f32] = Box::leak(Box::new([0.0, -z]));
+        let r = fit(logits, &[1], (0.05, 20.0));
+        assert_eq!(r.temperature, 20.0, "z = {z}");
+        close(
+            r.nll_before,
+            f64::from(z),
+            1e-9 * f64::from(z),
+            "NLL at T = 1",
+        );
+        close(
+            r.nll_after,
+            f64::from(z) / 20.0,
+            1e-9 * f64::from(z),
+            "NLL at T = 20",
+        );
+    }
+    // Two pixels with the same logits, one of each class: the NLL is least at β = 0.
+    let r = fit(&[0.0, 0.0, -740.0, -740.0], &[0, 1], (0.05, 20.0));
+    assert_eq!(r.temperature, 20.0);
+    close(r.nll_after, 18.5, 1e-9, "NLL at T = 20");
+    // A wider range: the minimiser is inside it. Three pixels of class 0 and one of class 1,
+    // all with logits (0, -800): the NLL's derivative 800 (1 - 4 sigmoid(-800 β)) vanishes
+    // at exp(800 β) = 3, T = 800 / ln 3.
+    let logits: &'static [f32] = &[0.0, 0.0, 0.0, 0.0, -800.0, -800.0, -800.0, -800.0];
+    let r = fit(logits, &[0, 0, 0, 1], (0.05, 1e6));
+    close(r.temperature, 800.0 / 3f64.ln(), 1e-6, "interior T");
+    let at_top = fit(logits, &[0, 0, 0, 1], (0.05, 1e6 - 1.0));
+    assert!(r.nll_after < 1.0 && r.nll_after <= at_top.nll_after);
+    // Whatever the range, the fit lands on its minimiser: no sampled T in the range does
+    // better.
+    for range in [(0.05, 20.0), (0.5, 2.0), (100.0, 5000.0), (1000.0, 1e6)] {
+        let r = fit(logits, &[0, 0, 0, 1], range);
+        assert!(r.temperature >= range.0 && r.temperature <= range.1);
+        for i in 0..=50 {
+            let t = range.0 * (range.1 / range.0).powf(f64::from(i) / 50.0);
+            let cfg = TemperatureConfig {
+                temperature_range: (t, t),
+                ..TemperatureConfig::default()
+            };
+            let images = [LogitImage {
+                logits,
+                labels: &[0, 0, 0, 1],
+            }];
+            let pinned = fit_temperature(&images, 2, &cfg).unwrap();
+            assert!(
+                r.nll_after <= pinned.nll_after + 1e-12,
+                "range {range:?}: T = {} gives {}, T = {t} gives {}",
+                r.temperature,
+                r.nll_after,
+                pinned.nll_after
+            );
+        }
+    }
+    // Confident and right: T = 1 is as good as any (the NLL is 0 to f64 precision).
+    let r = fit(&[0.0, -800.0], &[0], (0.05, 20.0));
+    assert_eq!(r.nll_after, 0.0);
+}
