@@ -203,35 +203,18 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                     match segment_file(&predictor, input, &args.out, &opts) {
                         Ok(s) => {
                             record(serde_json::to_value(&s).unwrap_or_default());
-                            let unlisted = s.category.as_deref().filter(|c| {
-                                !thresholds.per_category.is_empty()
-                                    && thresholds.category_key(Some(c)).is_none()
-                            });
-                            if let Some(c) = unlisted {
-                                let first = unserved
-                                    .lock()
-                                    .map(|mut set| set.insert(c.to_string()))
-                                    .unwrap_or(false);
-                                if first {
-                                    let keys: Vec<String> = thresholds
-                                        .per_category
-                                        .keys()
-                                        .map(|k| format!("{k:?}"))
-                                        .collect();
-                                    let default = match thresholds.soft_threshold {
-                                        t if t > 0.0 => format!("soft-tissue threshold {t}"),
-                                        _ => "arg-max (no soft-tissue threshold)".to_string(),
-                                    };
-                                    bar.suspend(|| {
-                                        eprintln!(
-                                            "warning: category {c:?} (from {}) has no \
-                                             per-category threshold, so the default {default} \
-                                             applies to it; the config lists {}",
-                                            input.display(),
-                                            keys.join(", ")
-                                        )
-                                    });
-                                }
+                            let first_unserved = s
+                                .category
+                                .as_deref()
+                                .and_then(|c| unserved_category_warning(thresholds, c, input))
+                                .filter(|(c, _)| {
+                                    unserved
+                                        .lock()
+                                        .map(|mut set| set.insert(c.clone()))
+                                        .unwrap_or(false)
+                                });
+                            if let Some((_, warning)) = first_unserved {
+                                bar.suspend(|| eprintln!("{warning}"));
                             }
                             bar.suspend(|| {
                             println!(
@@ -286,4 +269,33 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     std::fs::write(&summary, text).map_err(|e| xray_seg::Error::io(&summary, e))?;
     println!("summary of every input: {}", summary.display());
     Ok(failures.into_inner())
+}
+
+/// The warning for a category (from a DICOM's body part) that none of the config's
+/// per-category thresholds serves, with the category, when the config lists some: a key
+/// misspelt in the --postproc file otherwise changes nothing without a word.
+fn unserved_category_warning(
+    thresholds: &xray_postproc::ThresholdConfig,
+    category: &str,
+    input: &std::path::Path,
+) -> Option<(String, String)> {
+    if thresholds.per_category.is_empty() || thresholds.category_key(Some(category)).is_some() {
+        return None;
+    }
+    let keys: Vec<String> = thresholds
+        .per_category
+        .keys()
+        .map(|k| format!("{k:?}"))
+        .collect();
+    let default = match thresholds.soft_threshold {
+        t if t > 0.0 => format!("soft-tissue threshold {t}"),
+        _ => "arg-max (no soft-tissue threshold)".to_string(),
+    };
+    let warning = format!(
+        "warning: category {category:?} (from {}) has no per-category threshold, so the \
+         default {default} applies to it; the config lists {}",
+        input.display(),
+        keys.join(", ")
+    );
+    Some((category.to_string(), warning))
 }
