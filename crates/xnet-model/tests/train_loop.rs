@@ -708,20 +708,25 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     }
 }
 
+/// A fresh folder `tag` holding a finished two-epoch run of the toy network.
+fn two_epoch_run(tag: &str, train: &mut InMemoryBatches, val: &mut InMemoryBatches) -> PathBuf {
+    let dev = Device::Cpu;
+    let dir = temp_dir(tag);
+    let vm = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    Trainer::new(&toy, &vm, config(2), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir)
+        .fit(train, Some(val))
+        .unwrap();
+    dir
+}
+
 #[test]
 fn a_resumed_run_logs_each_epoch_once_even_after_a_crash_between_log_and_checkpoint() {
     let dev = Device::Cpu;
     let (mut train, mut val) = sources();
-    let dir = temp_dir("log-crash");
-    {
-        let vm = VarMap::new();
-        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
-        Trainer::new(&toy, &vm, config(2), &dev)
-            .unwrap()
-            .with_checkpoint_dir(&dir)
-            .fit(&mut train, Some(&mut val))
-            .unwrap();
-    }
+    let dir = two_epoch_run("log-crash", &mut train, &mut val);
     // The record of epoch 2 was written, its checkpoint was not, and the process died in
     // the middle of one more line.
     let log = dir.join("log.jsonl");
@@ -756,16 +761,7 @@ fn a_resumed_run_logs_each_epoch_once_even_after_a_crash_between_log_and_checkpo
 fn a_damaged_log_line_before_the_last_is_refused_and_kept() {
     let dev = Device::Cpu;
     let (mut train, mut val) = sources();
-    let dir = temp_dir("log-damaged");
-    {
-        let vm = VarMap::new();
-        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
-        Trainer::new(&toy, &vm, config(2), &dev)
-            .unwrap()
-            .with_checkpoint_dir(&dir)
-            .fit(&mut train, Some(&mut val))
-            .unwrap();
-    }
+    let dir = two_epoch_run("log-damaged", &mut train, &mut val);
     let log = dir.join("log.jsonl");
     let text = std::fs::read_to_string(&log).unwrap();
     let second = text.lines().nth(1).unwrap().to_string();

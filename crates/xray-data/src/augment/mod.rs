@@ -92,23 +92,32 @@ pub(crate) fn uniform(rng: &mut dyn Rng, r: [f32; 2]) -> f32 {
 /// [`DataError::NonFinite`] (source `<memory>`) naming the first NaN or infinite pixel:
 /// such a pixel would make the mean NaN, or turn into 0 under Poisson noise.
 pub(crate) fn finite_value_range(image: &Radiograph) -> Result<(f32, f32)> {
-    crate::io::check_finite(&crate::io::memory_path(), image.width(), image.as_raw())?;
-    Ok(value_range(image))
+    let (range, all_finite) = range_and_finiteness(image);
+    if !all_finite {
+        // Only to name the pixel: the range pass has already seen there is one.
+        crate::io::check_finite(&crate::io::memory_path(), image.width(), image.as_raw())?;
+    }
+    Ok(range)
 }
 
 /// Finite minimum and maximum of the image (0, 0 for an empty or all-NaN image).
 pub(crate) fn value_range(image: &Radiograph) -> (f32, f32) {
+    range_and_finiteness(image).0
+}
+
+/// [`value_range`], and whether every pixel is finite, in one pass.
+fn range_and_finiteness(image: &Radiograph) -> ((f32, f32), bool) {
     let mut lo = f32::INFINITY;
     let mut hi = f32::NEG_INFINITY;
+    let mut all_finite = true;
     for &v in image.as_raw() {
         if v.is_finite() {
             lo = lo.min(v);
             hi = hi.max(v);
+        } else {
+            all_finite = false;
         }
     }
-    if lo > hi {
-        (0.0, 0.0)
-    } else {
-        (lo, hi)
-    }
+    let range = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+    (range, all_finite)
 }
