@@ -15,7 +15,8 @@
 //! `--uncertainty` `<stem>.uncertainty.png` (16-bit, `1 − max_k p_k`) plus the file's
 //! expected error rate. `OUT/segment.jsonl` has one JSON line per input, in input order:
 //! what was written for it (size, category, edges, label counts, expected error, paths) or
-//! its error.
+//! its error. Outputs an earlier run wrote for a stem and this run does not (probability maps
+//! without `--probs`, everything of an input that now fails) are removed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

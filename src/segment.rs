@@ -174,6 +174,10 @@ pub fn check_category(pipeline: &Pipeline, category: &str) -> Result<()> {
 
 /// Segments one radiograph file and writes its outputs into `out_dir`.
 ///
+/// The outputs an earlier run wrote there for the same stem and this one does not (the
+/// probability maps of a run with `--probs`, say) are removed, and all of them when the
+/// input fails: whatever `<stem>.*` output is in `out_dir` afterwards is this call's.
+///
 /// A DICOM input's `BodyPartExamined` gives the category when `opts` names none, and its
 /// `PixelIntensityRelationship` (`LIN` or `LOG`, see [`input_scale_of`]) the collimator
 /// search's input scale when the pipeline's is `auto` ([`Segmented::input_scale_from_file`]).
@@ -187,11 +191,23 @@ pub fn segment_file(
     out_dir: &Path,
     opts: &SegmentOptions,
 ) -> Result<Segmented> {
-    let (image, info) = load_image_with_info(input, &opts.load)?;
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .ok_or_else(|| Error::Invalid(format!("{}: no file name", input.display())))?;
+    let loaded = load_image_with_info(input, &opts.load);
+    let (image, info) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // An unreadable input leaves no earlier run's outputs behind to pass for its own.
+            if crate::train::check_plain_name("output stem", &stem, "hip").is_ok()
+                && crate::check_out_dir(out_dir).is_ok()
+            {
+                let _ = remove_stale_outputs(out_dir, &stem, &[]);
+            }
+            return Err(e.into());
+        }
+    };
     let config = opts.pipeline.config();
     let scale = input_scale_of(info.intensity_relationship)
         .filter(|_| config.detect_field && config.collimator.input_scale == InputScale::Auto);
@@ -244,7 +260,8 @@ pub fn input_scale_of(relationship: Option<IntensityRelationship>) -> Option<Inp
     }
 }
 
-/// As [`segment_file`] for an image already in memory; `stem` names the outputs.
+/// As [`segment_file`] for an image already in memory; `stem` names the outputs (and, as
+/// there, earlier outputs of `stem` that this call does not write are removed).
 ///
 /// # Errors
 /// As [`segment_file`]; also a `stem` that is not one plain name (empty, `.` or `..`, or
@@ -252,6 +269,78 @@ pub fn input_scale_of(relationship: Option<IntensityRelationship>) -> Option<Inp
 /// normalisation has nothing to scale, so the network would see a blank input), an
 /// [`Error::Io`] of kind `InvalidData` naming `source`.
 pub fn segment_image(
+    predictor: &Predictor,
+    image: &Radiograph,
+    stem: &str,
+    source: &str,
+    out_dir: &Path,
+    opts: &SegmentOptions,
+) -> Result<Segmented> {
+    // The outputs are `out_dir/<stem>.*`: a stem with a separator or `..` would write them
+    // elsewhere, an empty one as hidden files.
+    crate::train::check_plain_name("output stem", stem, "hip")?;
+    crate::check_out_dir(out_dir)?;
+    match write_segmentation(predictor, image, stem, source, out_dir, opts) {
+        Ok(done) => {
+            let mut written: Vec<&Path> = vec![
+                &done.labels,
+                &done.field_mask,
+                &done.field_json,
+                &done.overlay,
+            ];
+            written.extend(done.probabilities.iter().map(PathBuf::as_path));
+            written.extend(done.uncertainty.as_deref());
+            remove_stale_outputs(out_dir, stem, &written)?;
+            Ok(done)
+        }
+        Err(e) => {
+            // The input's own error is the one to report; a stale output that cannot be
+            // removed stays, as it would have without this clean-up.
+            let _ = remove_stale_outputs(out_dir, stem, &[]);
+            Err(e)
+        }
+    }
+}
+
+/// Removes the files named as `stem`'s outputs in `out_dir` (`<stem>.labels.png`,
+/// `.field.png`, `.field.json`, `.overlay.png`, `.uncertainty.png`, `.prob-<k>.png`) other
+/// than `keep`, and returns them: what an earlier run wrote and this one did not (probability
+/// maps of a run with `--probs`, every output of an input that now fails) would otherwise
+/// pass for this run's. A folder that does not exist holds none.
+///
+/// # Errors
+/// [`Error::Io`] for a folder that cannot be listed or a file that cannot be removed.
+fn remove_stale_outputs(out_dir: &Path, stem: &str, keep: &[&Path]) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(out_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(out_dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(out_dir, e))?;
+        let is_output = entry
+            .file_name()
+            .to_str()
+            .and_then(output_stem)
+            .is_some_and(|s| s == stem);
+        // A folder named like an output is not one of ours.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let path = entry.path();
+        if !is_output || is_dir || keep.iter().any(|k| *k == path) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// [`segment_image`] after its name checks: runs the network and writes the outputs.
+fn write_segmentation(
     predictor: &Predictor,
     image: &Radiograph,
     stem: &str,
@@ -270,11 +359,7 @@ pub fn segment_image(
             ),
         ));
     }
-    // The outputs are `out_dir/<stem>.*`: a stem with a separator or `..` would write them
-    // elsewhere, an empty one as hidden files.
-    crate::train::check_plain_name("output stem", stem, "hip")?;
     let category = opts.category.clone();
-    crate::check_out_dir(out_dir)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let (w, h) = image.dimensions();
     let (wu, hu) = (w as usize, h as usize);
@@ -757,6 +842,71 @@ mod tests {
                 assert!(e.to_string().contains(&path.display().to_string()), "{e}");
             }
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_rerun_leaves_no_earlier_output_that_it_did_not_write() {
+        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
+            .expect("shipped weights");
+        let dir = scratch("stale");
+        let out = dir.join("out");
+        let input = dir.join("hip.png");
+        let image = Radiograph::from_fn(16, 16, |x, y| image::Luma([(x * 16 + y) as f32]));
+        xray_data::io::save_png16(&input, &image).expect("test image");
+        let names = || -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&out)
+                .expect("output folder")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        // Another input's outputs, a file of the user's and a folder named like an output
+        // are not this stem's.
+        std::fs::create_dir_all(out.join("hip.prob-7.png")).expect("folder");
+        std::fs::write(out.join("knee.labels.png"), b"x").expect("other output");
+        std::fs::write(out.join("hip.notes.txt"), b"x").expect("user file");
+        let others = ["hip.notes.txt", "hip.prob-7.png", "knee.labels.png"];
+
+        let everything = SegmentOptions {
+            probabilities: true,
+            uncertainty: true,
+            ..SegmentOptions::default()
+        };
+        let first = segment_file(&predictor, &input, &out, &everything).expect("segmented");
+        assert_eq!(first.probabilities.len(), predictor.num_classes());
+        assert!(out.join("hip.uncertainty.png").is_file());
+        // A stale map of a class this network does not have goes too.
+        std::fs::write(out.join("hip.prob-5.png"), b"x").expect("stale map");
+
+        segment_file(&predictor, &input, &out, &SegmentOptions::default()).expect("segmented");
+        let mut expected: Vec<String> = [
+            "hip.field.json",
+            "hip.field.png",
+            "hip.labels.png",
+            "hip.overlay.png",
+        ]
+        .into_iter()
+        .chain(others)
+        .map(String::from)
+        .collect();
+        expected.sort();
+        assert_eq!(names(), expected);
+
+        // An input that no longer reads leaves none of its earlier outputs.
+        std::fs::write(&input, b"\x89PNG\r\n\x1a\n cut short").expect("corrupt input");
+        let e = segment_file(&predictor, &input, &out, &SegmentOptions::default())
+            .expect_err("a corrupt PNG");
+        assert!(e.to_string().contains("hip.png"), "{e}");
+        assert_eq!(names(), others);
+
+        // Nor does an image that reads but cannot be segmented.
+        segment_image(&predictor, &image, "hip", "hip", &out, &everything).expect("segmented");
+        let flat = Radiograph::from_pixel(16, 16, image::Luma([3.0]));
+        segment_image(&predictor, &flat, "hip", "flat", &out, &everything)
+            .expect_err("a constant image");
+        assert_eq!(names(), others);
         std::fs::remove_dir_all(&dir).ok();
     }
 
