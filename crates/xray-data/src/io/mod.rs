@@ -440,10 +440,23 @@ pub(crate) fn check_size(path: &Path, width: u64, height: u64, max_pixels: u64) 
 pub(crate) const INFINITY_BITS: u32 = 0x7f80_0000;
 
 /// The largest magnitude's bit pattern (sign bit cleared) among `data`, 0 when empty: at or
-/// above [`INFINITY_BITS`] when a value is NaN or infinite. Sixteen independent lanes, which
-/// the compiler turns into vector instructions: a 512 × 512 plane takes about 35 µs where
-/// stopping at the first non-finite value (`position`) took 62 µs, on the Zen 4 here.
+/// above [`INFINITY_BITS`] when a value is NaN or infinite. On CPUs with AVX2, four
+/// 8-lane unsigned maxima per step ([`max_magnitude_bits_avx2`]): a 512 × 512 plane takes
+/// about 8 µs on the Zen 4 here, against 34 µs for the portable loop (which the compiler
+/// did not turn into unsigned vector maxima, even built for AVX2) and 62 µs for stopping at
+/// the first non-finite value (`position`).
 pub(crate) fn max_magnitude_bits(data: &[f32]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { max_magnitude_bits_avx2(data) };
+    }
+    max_magnitude_bits_portable(data)
+}
+
+/// [`max_magnitude_bits`] without CPU-specific instructions; the reference the AVX2 path is
+/// tested against.
+fn max_magnitude_bits_portable(data: &[f32]) -> u32 {
     let mut lanes = [0u32; 16];
     let mut chunks = data.chunks_exact(16);
     for chunk in &mut chunks {
@@ -456,8 +469,43 @@ pub(crate) fn max_magnitude_bits(data: &[f32]) -> u32 {
         .iter()
         .fold(0, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
     // Not `lanes.into_iter().fold(..)`: with that ending the loop kept its lanes in memory
-    // and took three times as long (111 against 35 µs per 512 × 512 plane).
+    // and took three times as long (111 against 34 µs per 512 × 512 plane).
     lanes.iter().copied().max().unwrap_or(0).max(tail)
+}
+
+/// [`max_magnitude_bits`] with AVX2: 32 values per step in four independent accumulators
+/// (one would wait on the previous maximum), the rest by the portable loop.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_magnitude_bits_avx2(data: &[f32]) -> u32 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_and_si256, _mm256_loadu_si256, _mm256_max_epu32, _mm256_set1_epi32,
+        _mm256_setzero_si256, _mm256_storeu_si256,
+    };
+    let magnitude = _mm256_set1_epi32(0x7fff_ffff);
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut blocks = data.chunks_exact(32);
+    for block in &mut blocks {
+        let p = block.as_ptr().cast::<__m256i>();
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `block` holds 32 values, so `p.add(k)` for k < 4 reads 8 of them;
+            // unaligned loads need no alignment.
+            let v = unsafe { _mm256_loadu_si256(p.add(k)) };
+            *a = _mm256_max_epu32(*a, _mm256_and_si256(magnitude, v));
+        }
+    }
+    let both = _mm256_max_epu32(
+        _mm256_max_epu32(acc[0], acc[1]),
+        _mm256_max_epu32(acc[2], acc[3]),
+    );
+    let mut lanes = [0u32; 8];
+    // SAFETY: `lanes` is 32 bytes, one unaligned 256-bit store.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), both) };
+    let head = lanes.iter().copied().max().unwrap_or(0);
+    head.max(max_magnitude_bits_portable(blocks.remainder()))
 }
 
 /// Returns the first non-finite value as an error.
@@ -496,4 +544,58 @@ pub(crate) fn to_radiograph(
 /// The name used for data decoded from memory.
 pub(crate) fn memory_path() -> PathBuf {
     PathBuf::from("<memory>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatched path (AVX2 where the CPU has it) against the portable loop, over
+    /// lengths around the 32-value blocks, with the extreme value at every position.
+    #[test]
+    fn max_magnitude_bits_matches_the_portable_loop() {
+        let specials = [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -3.0e38,
+            1.0e-42,
+            -0.0,
+            7.5,
+        ];
+        for len in (0..100).chain([512 * 512 + 5]) {
+            // Mixed signs and magnitudes below every special but the subnormal and zero.
+            let base: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.01)
+                .collect();
+            assert_eq!(
+                max_magnitude_bits(&base),
+                max_magnitude_bits_portable(&base)
+            );
+            let positions: Vec<usize> = if len < 100 {
+                (0..len).collect()
+            } else {
+                vec![0, 31, 32, len / 2, len - 5, len - 1]
+            };
+            for &at in &positions {
+                for special in specials {
+                    let mut data = base.clone();
+                    data[at] = special;
+                    let expected = max_magnitude_bits_portable(&data);
+                    assert_eq!(
+                        max_magnitude_bits(&data),
+                        expected,
+                        "len {len}, {special} at {at}"
+                    );
+                    let worst = data
+                        .iter()
+                        .map(|v| v.to_bits() & 0x7fff_ffff)
+                        .max()
+                        .unwrap_or(0);
+                    assert_eq!(expected, worst);
+                }
+            }
+        }
+    }
 }
