@@ -942,6 +942,25 @@ impl<'a> Trainer<'a> {
             self.varmap.data().lock().map_err(|_| {
                 ModelError::InvalidInput("the model's variables are poisoned".into())
             })?;
+        // One reduction on the device first: `v − v` is 0 for a finite value and NaN for
+        // NaN or ±inf, so the sum over every variable is finite exactly when all weights
+        // are. On a GPU that is one transfer per epoch instead of one per variable; the
+        // variables are copied out one by one only to name the bad value.
+        let zeros: Vec<Tensor> = vars
+            .values()
+            .map(|v| {
+                let t = v.as_tensor();
+                t.sub(t)?.sum_all()?.to_dtype(DType::F32)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        if zeros.is_empty()
+            || Tensor::stack(&zeros, 0)?
+                .sum_all()?
+                .to_scalar::<f32>()?
+                .is_finite()
+        {
+            return Ok(None);
+        }
         let mut names: Vec<&String> = vars.keys().collect();
         names.sort();
         for name in names {
@@ -1285,4 +1304,63 @@ fn append_log(path: &Path, record: &EpochRecord) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ModelConfig, XNetConfig};
+    use candle_nn::{VarBuilder, VarMap};
+
+    /// The one-reduction check finds a NaN, +inf or −inf in any variable (a kernel or a
+    /// batch-norm statistic), names the value, and passes finite weights.
+    #[test]
+    fn a_non_finite_weight_is_found_in_any_variable() {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let cfg = ModelConfig::XNet(XNetConfig {
+            base_width: 2,
+            ..Default::default()
+        });
+        let model = cfg
+            .build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+            .expect("small network");
+        let config = TrainConfig {
+            progress: false,
+            ..Default::default()
+        };
+        let trainer = Trainer::new(model.as_ref(), &varmap, config, &dev).expect("trainer");
+        assert_eq!(trainer.first_non_finite_weight().expect("check"), None);
+        let names: Vec<String> = {
+            let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+            names.sort();
+            names
+        };
+        let picks = [
+            names[0].clone(),
+            names[names.len() / 2].clone(),
+            names[names.len() - 1].clone(),
+        ];
+        for (name, bad) in picks
+            .iter()
+            .zip([f32::NAN, f32::INFINITY, f32::NEG_INFINITY])
+        {
+            let var = varmap.data().lock().unwrap()[name].clone();
+            let original = var.as_tensor().copy().unwrap();
+            let mut values = original.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let last = values.len() - 1;
+            values[last] = bad;
+            var.set(&Tensor::from_vec(values, original.shape(), &dev).unwrap())
+                .unwrap();
+            let found = trainer.first_non_finite_weight().expect("check");
+            assert!(
+                found.is_some_and(
+                    |v| v.to_bits() == f64::from(bad).to_bits() || v.is_nan() && bad.is_nan()
+                ),
+                "{name}: {found:?}"
+            );
+            var.set(&original).unwrap();
+            assert_eq!(trainer.first_non_finite_weight().expect("check"), None);
+        }
+    }
 }
