@@ -217,6 +217,9 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                             if let Some((_, warning)) = first_unserved {
                                 bar.suspend(|| eprintln!("{warning}"));
                             }
+                            for warning in &s.warnings {
+                                bar.suspend(|| eprintln!("warning: {warning}"));
+                            }
                             bar.suspend(|| {
                             println!(
                                 "{}: {}x{}{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?}{} → {}",

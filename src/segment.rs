@@ -106,6 +106,12 @@ pub struct Segmented {
     /// docs/postprocessing.md). `None` when the file names neither, when the pipeline's
     /// collimator configuration already sets a scale, or when it does not look for the field.
     pub input_scale_from_file: Option<InputScale>,
+    /// What the input's file said that its user should know, each a sentence naming the
+    /// file (the `segment` example prints them): so far, a DICOM whose pixels had bits set
+    /// outside `BitsStored` ([`xray_data::io::ImageInfo::pixels_beyond_bits_stored`]).
+    /// Omitted from `segment.jsonl` when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The category of a DICOM `BodyPartExamined` value: the project's body-part name
@@ -237,6 +243,16 @@ pub fn segment_file(
         &opts,
     )?;
     done.input_scale_from_file = scale;
+    if info.pixels_beyond_bits_stored > 0 {
+        done.warnings.push(format!(
+            "{}: {} pixel(s) had bits set outside BitsStored and were read without them, as \
+             DICOM says; such bits are overlay planes of an old file, or BitsStored is wrong \
+             and the image is garbled (check {}.overlay.png)",
+            input.display(),
+            info.pixels_beyond_bits_stored,
+            done.stem
+        ));
+    }
     Ok(done)
 }
 
@@ -476,6 +492,7 @@ fn write_segmentation(
         label_counts: count_labels(&out.labels),
         category,
         input_scale_from_file: None,
+        warnings: Vec::new(),
     })
 }
 
@@ -907,6 +924,44 @@ mod tests {
         segment_image(&predictor, &flat, "hip", "flat", &out, &everything)
             .expect_err("a constant image");
         assert_eq!(names(), others);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_dicom_with_bits_beyond_bits_stored_is_segmented_with_a_warning() {
+        use xray_data::io::{encode_dicom, DicomWriteOptions};
+        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
+            .expect("shipped weights");
+        let dir = scratch("stray-bits");
+        let image = Radiograph::from_fn(16, 16, |x, y| image::Luma([(x * 200 + y) as f32]));
+        let opts = DicomWriteOptions {
+            bits_stored: 12,
+            ..DicomWriteOptions::default()
+        };
+        let mut bytes = encode_dicom(&image, &opts).expect("DICOM");
+        let input = dir.join("old.dcm");
+        std::fs::write(&input, &bytes).expect("clean file");
+        let done =
+            segment_file(&predictor, &input, &dir, &SegmentOptions::default()).expect("segmented");
+        assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+        let line = serde_json::to_value(&done).expect("json");
+        assert!(line.get("warnings").is_none(), "{line}");
+        // An overlay bit (bit 13) in the last pixel's word, the file's last two bytes.
+        let last = bytes.len() - 1;
+        bytes[last] |= 0x20;
+        std::fs::write(&input, &bytes).expect("file with an overlay bit");
+        let done =
+            segment_file(&predictor, &input, &dir, &SegmentOptions::default()).expect("segmented");
+        assert_eq!(done.warnings.len(), 1, "{:?}", done.warnings);
+        let warning = &done.warnings[0];
+        assert!(
+            warning.contains("old.dcm")
+                && warning.contains("1 pixel(s)")
+                && warning.contains("BitsStored"),
+            "{warning}"
+        );
+        let line = serde_json::to_value(&done).expect("json");
+        assert_eq!(line["warnings"][0], warning.as_str());
         std::fs::remove_dir_all(&dir).ok();
     }
 

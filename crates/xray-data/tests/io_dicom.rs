@@ -884,3 +884,38 @@ fn a_file_cut_inside_a_header_says_it_looks_truncated() {
         "{e}"
     );
 }
+
+/// Bits set above `BitsStored` (overlay planes of old files, or a `BitsStored` that is
+/// wrong) are masked off, as the standard says, and counted so that a reader can warn: the
+/// file used to load as if they were not there, without a word.
+#[test]
+fn bits_outside_bits_stored_are_masked_and_counted() {
+    let dir = tempdir("stray-bits");
+    let img = Radiograph::from_fn(4, 2, |x, y| image::Luma([(x * 900 + y * 7) as f32]));
+    let opts = DicomWriteOptions {
+        bits_stored: 12,
+        ..DicomWriteOptions::default()
+    };
+    let clean = encode_dicom(&img, &opts).unwrap();
+    let d = decode_dicom(&clean, &LoadOptions::default()).unwrap();
+    assert_eq!(d.pixels_beyond_bits_stored, 0);
+    // Pixel data is the last element: 8 little-endian 16-bit words. Set bits 12–15 of
+    // words 1 and 6 (their high bytes).
+    let mut stray = clean.clone();
+    let start = stray.len() - 16;
+    stray[start + 2 * 1 + 1] |= 0xA0;
+    stray[start + 2 * 6 + 1] |= 0x10;
+    let d = decode_dicom(&stray, &LoadOptions::default()).unwrap();
+    assert_eq!(d.image, img, "the stray bits are not part of the values");
+    assert_eq!(d.pixels_beyond_bits_stored, 2);
+    let path = dir.join("stray.dcm");
+    std::fs::write(&path, &stray).unwrap();
+    let (back, info) = load_image_with_info(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(back, img);
+    assert_eq!(info.pixels_beyond_bits_stored, 2);
+    // PNG and TIFF files carry no such bits.
+    let png = dir.join("clean.png");
+    xray_data::io::save_png16(&png, &img).unwrap();
+    let (_, info) = load_image_with_info(&png, &LoadOptions::default()).unwrap();
+    assert_eq!(info.pixels_beyond_bits_stored, 0);
+}

@@ -114,6 +114,50 @@ pub struct DicomImage {
     /// decides [`DicomImage::inverted`] (−1 mirrors), whatever the photometric
     /// interpretation and presentation LUT say about display.
     pub intensity_sign: Option<i8>,
+    /// Pixels of the frame whose stored word had bits set outside its `BitsStored` bits
+    /// (below `HighBit + 1 − BitsStored`, or above `HighBit`, where a signed value may
+    /// only repeat its sign). They are masked off, as the standard says; but the bits are
+    /// either overlay planes of an old file or a sign that `BitsStored` is wrong, in which
+    /// case the image is garbled: a reader should say so (the `segment` example warns).
+    pub pixels_beyond_bits_stored: u64,
+}
+
+/// Which bits of a stored word lie outside its `BitsStored` bits ([`StrayBits::holds`]).
+struct StrayBits {
+    /// The word's bits outside the stored ones.
+    outside: u32,
+    /// The bits above `HighBit`, where a signed value may repeat its sign.
+    above: u32,
+    /// `HighBit`.
+    high_bit: u32,
+    signed: bool,
+}
+
+impl StrayBits {
+    fn new(bits_allocated: u32, bits_stored: u32, high_bit: u32, signed: bool) -> Self {
+        let word = (1u32 << bits_allocated) - 1;
+        let stored = ((1u32 << bits_stored) - 1) << (high_bit + 1 - bits_stored);
+        StrayBits {
+            outside: word & !stored,
+            above: word & !((1u32 << (high_bit + 1)) - 1),
+            high_bit,
+            signed,
+        }
+    }
+
+    /// Whether `word` has a bit set outside the stored bits, a signed value's copies of its
+    /// sign above `HighBit` (two's complement over the whole word, as many writers store
+    /// it) excepted.
+    fn holds(&self, word: u32) -> bool {
+        let stray = word & self.outside;
+        if stray == 0 {
+            return false;
+        }
+        if self.signed && (word >> self.high_bit) & 1 == 1 {
+            return stray != self.above;
+        }
+        true
+    }
 }
 
 /// Loads a DICOM file (with or without preamble) into a [`DicomImage`].
@@ -589,14 +633,28 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         (slope * v as f64 + intercept) as f32
     };
     let n = rows as usize * cols as usize;
-    let data: Vec<f32> = if bits_allocated == 8 {
-        raw.iter().take(n).map(|&b| convert(u32::from(b))).collect()
+    let words: Box<dyn Iterator<Item = u32> + '_> = if bits_allocated == 8 {
+        Box::new(raw.iter().take(n).map(|&b| u32::from(b)))
     } else {
-        raw.chunks_exact(2)
-            .take(n)
-            .map(|c| convert(u32::from(u16::from_le_bytes([c[0], c[1]]))))
-            .collect()
+        Box::new(
+            raw.chunks_exact(2)
+                .take(n)
+                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))),
+        )
     };
+    let beyond = StrayBits::new(
+        bits_allocated as u32,
+        bits_stored as u32,
+        high_bit as u32,
+        signed,
+    );
+    let mut pixels_beyond_bits_stored = 0u64;
+    let data: Vec<f32> = words
+        .map(|word| {
+            pixels_beyond_bits_stored += u64::from(beyond.holds(word));
+            convert(word)
+        })
+        .collect();
     check_finite(path, cols, &data)?;
     let image = to_radiograph(path, "DICOM", cols, rows, data)?;
     Ok(DicomImage {
@@ -619,5 +677,47 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         intensity_relationship: get_str(&obj, tags::PIXEL_INTENSITY_RELATIONSHIP)
             .and_then(|v| IntensityRelationship::from_dicom(&v)),
         intensity_sign,
+        pixels_beyond_bits_stored,
     })
+}
+
+#[cfg(test)]
+mod stray_bits_tests {
+    use super::StrayBits;
+
+    #[test]
+    fn unsigned_words_with_any_bit_outside_the_stored_ones() {
+        // 12 bits stored in 16, HighBit 11: bits 12-15 are outside.
+        let b = StrayBits::new(16, 12, 11, false);
+        assert!(!b.holds(0x0FFF));
+        assert!(!b.holds(0));
+        assert!(b.holds(0x1000));
+        assert!(b.holds(0x8001));
+        // 12 bits stored at bits 2-13 (HighBit 13): bits 0-1 and 14-15 are outside.
+        let b = StrayBits::new(16, 12, 13, false);
+        assert!(!b.holds(0x3FFC));
+        assert!(b.holds(0x0001));
+        assert!(b.holds(0x4000));
+        // All 16 bits stored: nothing is outside.
+        let b = StrayBits::new(16, 16, 15, false);
+        assert!(!b.holds(0xFFFF));
+        let b = StrayBits::new(8, 8, 7, false);
+        assert!(!b.holds(0xFF));
+    }
+
+    #[test]
+    fn a_signed_value_may_repeat_its_sign_above_the_high_bit() {
+        let b = StrayBits::new(16, 12, 11, true);
+        // -5 as 12 bits, with the sign extended over 16 bits, and without it.
+        assert!(!b.holds(0xFFFB));
+        assert!(!b.holds(0x0FFB));
+        // +5 with ones above: not a sign extension.
+        assert!(b.holds(0xF005));
+        // A negative value with only some of the bits above set.
+        assert!(b.holds(0x8FFB));
+        // Below the stored bits nothing may be set, sign or not.
+        let b = StrayBits::new(16, 12, 13, true);
+        assert!(!b.holds(0xFFFC));
+        assert!(b.holds(0xFFFD));
+    }
 }

@@ -163,13 +163,16 @@ pub fn load_image_with_body_part(
 }
 
 /// What a file says about its image beyond the pixels: only DICOM files carry any of it, so
-/// every field is `None` for PNG and TIFF files.
+/// every field is `None` (or 0) for PNG and TIFF files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageInfo {
     /// `BodyPartExamined`, trimmed (`None` when absent or empty).
     pub body_part: Option<String>,
     /// `PixelIntensityRelationship` (see [`DicomImage::intensity_relationship`]).
     pub intensity_relationship: Option<IntensityRelationship>,
+    /// Pixels whose stored word had bits outside `BitsStored`, masked off (see
+    /// [`DicomImage::pixels_beyond_bits_stored`]): overlay planes, or a wrong `BitsStored`.
+    pub pixels_beyond_bits_stored: u64,
 }
 
 /// As [`load_image`], with what the file says about the image ([`ImageInfo`]).
@@ -199,6 +202,7 @@ pub fn load_image_with_info(path: &Path, opts: &LoadOptions) -> Result<(Radiogra
             let info = ImageInfo {
                 body_part: d.body_part,
                 intensity_relationship: d.intensity_relationship,
+                pixels_beyond_bits_stored: d.pixels_beyond_bits_stored,
             };
             Ok((d.image, info))
         }
