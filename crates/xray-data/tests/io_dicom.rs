@@ -903,7 +903,7 @@ fn bits_outside_bits_stored_are_masked_and_counted() {
     // words 1 and 6 (their high bytes).
     let mut stray = clean.clone();
     let start = stray.len() - 16;
-    stray[start + 2 * 1 + 1] |= 0xA0;
+    stray[start + 3] |= 0xA0;
     stray[start + 2 * 6 + 1] |= 0x10;
     let d = decode_dicom(&stray, &LoadOptions::default()).unwrap();
     assert_eq!(d.image, img, "the stray bits are not part of the values");
