@@ -364,6 +364,13 @@ pub struct TrainSettings {
     pub patience: usize,
     /// The augmentation pipeline (`None` without augmentation).
     pub augment: Option<AugmentConfig>,
+    /// Threads the CPU kernels ran on (rayon's pool: `RAYON_NUM_THREADS`, else one per
+    /// core); `None` on a GPU and in runs stored before it was recorded. The convolutions'
+    /// weight gradients are summed in one part per thread, so another count rounds them
+    /// differently: bit-identical weights take the same seed, code, CPU kernels and thread
+    /// count (inference does not depend on the count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// `"FLAG: the run has STORED, this call GIVEN"` where the two differ.
@@ -416,6 +423,7 @@ impl RunOptions {
                 lr: job.lr,
                 patience: job.patience,
                 augment: job.augment.then(|| job.augment_config.clone()),
+                threads: job.device.is_cpu().then(rayon::current_num_threads),
             }),
         }
     }
@@ -435,6 +443,14 @@ impl RunOptions {
                      not the run's"
                         .to_string()
                 }),
+                match (stored.threads, given.threads) {
+                    (Some(a), Some(b)) if a != b => Some(format!(
+                        "threads (RAYON_NUM_THREADS): the run has {a}, this call {b} (the \
+                         weight gradients round differently, so the weights will not match a \
+                         run trained on {a} throughout)"
+                    )),
+                    _ => None,
+                },
             ]
             .into_iter()
             .flatten()

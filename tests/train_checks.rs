@@ -681,6 +681,45 @@ fn a_resume_that_changes_the_schedule_or_augmentation_says_so_without_refusing()
     assert_eq!(serde_json::from_value::<RunOptions>(v).unwrap(), older);
 }
 
+/// The CPU thread count is recorded (the weight gradients' rounding depends on it), and a
+/// resume on another count says so without refusing; runs stored before it was recorded
+/// and GPU runs have none, and say nothing.
+#[test]
+fn a_resume_on_another_thread_count_says_so() {
+    use xray_seg::train::RunOptions;
+    let job = tiny_job(PathBuf::from("runs/unused"));
+    let now = RunOptions::of(&job);
+    let threads = now.settings.as_ref().and_then(|s| s.threads);
+    assert_eq!(threads, Some(rayon::current_num_threads()));
+    let with = |threads: Option<usize>| {
+        let mut options = now.clone();
+        if let Some(s) = options.settings.as_mut() {
+            s.threads = threads;
+        }
+        options
+    };
+    let other = with(Some(rayon::current_num_threads() + 3));
+    assert!(other.differences(&now).is_empty());
+    let changes = other.setting_changes(&now);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].contains("threads (RAYON_NUM_THREADS)") && changes[0].contains("round"),
+        "{}",
+        changes[0]
+    );
+    assert!(with(None).setting_changes(&now).is_empty());
+    assert!(now.setting_changes(&with(None)).is_empty());
+    // Recorded in train_job.json, and a record without it still reads.
+    let json = serde_json::to_value(&now).unwrap();
+    assert_eq!(json["settings"]["threads"], rayon::current_num_threads());
+    let mut older = json.clone();
+    older["settings"].as_object_mut().unwrap().remove("threads");
+    assert_eq!(
+        serde_json::from_value::<RunOptions>(older).unwrap(),
+        with(None)
+    );
+}
+
 /// A resume that fails leaves `train_job.json` as it was (it recorded the new `--epochs`
 /// before the damaged `last/` was read), and one asking for fewer epochs than the run has
 /// trained is refused instead of rewriting the record and training nothing.
