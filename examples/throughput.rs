@@ -200,10 +200,17 @@ fn check_memory(args: &Args, classes: usize) -> Result<(), Box<dyn std::error::E
         _ => args.batch as u128,
     };
     let tiles = match args.mode {
-        Mode::Tiled => (args.tile_batch as u128) * (args.tile as u128).pow(2) * (8 << 10),
+        Mode::Tiled => (args.tile_batch as u128)
+            .saturating_mul((args.tile as u128).saturating_pow(2))
+            .saturating_mul(8 << 10),
         _ => 0,
     };
-    let need = images * side * side * per_pixel + tiles;
+    // Saturating: `--size` near 2^64 must be refused, not wrap to a small need.
+    let need = images
+        .saturating_mul(side)
+        .saturating_mul(side)
+        .saturating_mul(per_pixel)
+        .saturating_add(tiles);
     if need > u128::from(available) {
         let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
         return Err(format!(
