@@ -1511,6 +1511,30 @@ fn strict_first_edge(cfg: &CollimatorConfig) -> CollimatorConfig {
     }
 }
 
+/// The least [`stepping_share`] of a line taken by the look for a lone blade over a bright
+/// band (see [`lone_blade_over_a_bright_band`]): a blade steps down along its whole length,
+/// whatever lies beyond it; with the dark-band tests relaxed, only a line that does so along
+/// nearly all of it is taken, with no field rotation to hold it to.
+const LONE_BRIGHT_BAND_STEPPING_SHARE: f32 = 0.9;
+
+/// The tests of the look for a lone blade whose band holds collimated open beam (run when the
+/// look for a lone blade found nothing): `strict` ([`strict_first_edge`]) with the dark-band
+/// tests relaxed as in the relaxed look at the band (no `min_dark_beyond`, `max_bright_share`
+/// 0.6, `min_dark_rays` 0.4): over a thick trunk the band beyond a blade can hold the beam
+/// beside the body, passed by the blade's leakage, brighter than the band next to the edge.
+/// The candidates it takes must also step down along at least
+/// [`LONE_BRIGHT_BAND_STEPPING_SHARE`] of their line, with the field just inside under
+/// [`STEP_LOOK_OPEN_BEAM`] (beside open beam a blade steps down by the whole range, which the
+/// first look sees; a weaker step there is the body's outline).
+fn lone_blade_over_a_bright_band(strict: &CollimatorConfig) -> CollimatorConfig {
+    CollimatorConfig {
+        min_dark_beyond: 0.0,
+        max_bright_share: strict.max_bright_share.max(0.6),
+        min_dark_rays: strict.min_dark_rays.min(0.4),
+        ..strict.clone()
+    }
+}
+
 /// While the field's rotation (from the first look's candidates) leaves one side alone with
 /// candidates at it, drops that side's weak lone lines at the rotation (see
 /// [`weak_lone_edge`]) and takes the rotation again from what is left. Every round drops a
@@ -1669,6 +1693,29 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                     .collect();
             }
             rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
+            // Still nothing: a lone blade over a thick trunk whose band holds collimated open
+            // beam (the beam beside the body, passed by the blade's leakage), brighter than
+            // the band next to the edge, fails the dark-band tests above. The band tests are
+            // relaxed as in the relaxed look below, and what stands for the rotation that look
+            // has is the blade's own signature: the exposure steps down along (nearly) the
+            // whole line, and the field just inside is not open beam (see
+            // `lone_blade_over_a_bright_band`).
+            if rotation.is_none() {
+                let loose = lone_blade_over_a_bright_band(&strict);
+                for (side, found) in accepted.iter_mut() {
+                    *found = accepted_candidates(work, *side, &loose, |_| true)
+                        .into_iter()
+                        .filter(|(c, v)| {
+                            v.band_depth >= LONE_EDGE_BAND_DEPTH
+                                && v.visible_share >= LONE_EDGE_VISIBLE_SHARE
+                                && v.inside < STEP_LOOK_OPEN_BEAM
+                                && stepping_share(work, (c.phi.cos(), c.phi.sin()), c.rho)
+                                    >= LONE_BRIGHT_BAND_STEPPING_SHARE
+                        })
+                        .collect();
+                }
+                rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
+            }
         }
     }
     let consistent =

@@ -27,3 +27,32 @@ fn rg1_chest_has_no_bottom_collimator_edge() {
     assert!(c.edges.is_empty(), "edges on RG1: {:?}", c.edges);
     nema::overlay_for_docs(&plane, &c, "rg1-collimator.png");
 }
+
+/// `detect_collimator` on the real images, one thread: RG1 (no edge, so every look runs)
+/// and RG2 (two edges), fastest and median of 21 calls each.
+#[test]
+#[ignore = "timing on the NEMA images: cargo test --release -p xray-postproc --test rg1 -- --ignored --nocapture timing_real_images"]
+fn timing_real_images() {
+    for name in ["RG1_UNCR.dcm", "RG2_UNC"] {
+        let Some(img) = nema::load(name) else {
+            return;
+        };
+        let plane = Plane::from_image(&img).unwrap();
+        let cfg = xray_postproc::CollimatorConfig::default();
+        let mut times = Vec::new();
+        let mut edges = 0;
+        for _ in 0..21 {
+            let t = std::time::Instant::now();
+            edges = xray_postproc::detect_collimator(&plane, &cfg)
+                .unwrap()
+                .edges
+                .len();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{name}: {edges} edge(s), fastest {:.1} ms, median {:.1} ms (21 runs, one thread)",
+            times[0], times[10]
+        );
+    }
+}

@@ -318,3 +318,31 @@ fn synth_phantoms_guard_256() {
     );
     assert!(mean.is_finite());
 }
+
+/// A lone blade over a thick trunk whose band holds collimated open beam (the beam beside the
+/// body, passed by the blade's leakage), brighter than the band next to the edge: the default
+/// generator's phantom 20 of seed 3015 at 512 × 512 (a linear pelvis view, its top side
+/// collimated), which the look for a lone blade over a bright band finds and the earlier
+/// looks did not (2026-11-30, session 32; docs/postprocessing.md). Seed 3015 was one of the
+/// fresh samples that confirmed the look.
+#[test]
+fn a_lone_blade_over_a_bright_band_is_found() {
+    let mut rng = StdRng::seed_from_u64(3015);
+    let cfg = PhantomConfig::with_size(512);
+    let mut phantom = None;
+    for _ in 0..=20 {
+        let cat = sample_category(&mut rng, &cfg.category_weights).unwrap();
+        phantom = Some((cat, generate(&cfg, cat, &mut rng).unwrap()));
+    }
+    let (cat, p) = phantom.unwrap();
+    assert_eq!(cat, BodyPart::Pelvis);
+    assert!(!p.log_output);
+    let truth = true_edges(&p.field);
+    assert_eq!(truth.iter().map(|t| t.0).collect::<Vec<_>>(), [Side::Top]);
+    let plane = Plane::from_image(&p.image).unwrap();
+    let found = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+    let sides: Vec<Side> = found.edges.iter().map(|e| e.side).collect();
+    assert_eq!(sides, [Side::Top]);
+    let d = edge_distance(&found.edges[0].line, &truth[0].1, 512, 512).unwrap();
+    assert!(d < 1.0, "top edge {d} px from the truth");
+}
