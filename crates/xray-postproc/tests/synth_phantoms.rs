@@ -347,6 +347,33 @@ fn a_lone_blade_over_a_bright_band_is_found() {
     assert!(d < 1.0, "top edge {d} px from the truth");
 }
 
+/// An upper arm beside an uncollimated log chest: the default generator's phantom 36 of seed
+/// 31 at 512 × 512 (a log chest view without collimation). The arm's edge along the top of
+/// the image, with open beam just inside it, passed every test of the first look for a top
+/// blade (log input skips the flat-beyond test), with the rest of the arm as the "band".
+/// Beside open beam a blade's band holds only leakage and scatter; this one stays at 0.70 of
+/// the field's level and keeps falling beyond the line, as tissue thickening beyond a skin
+/// line does, so it is refused and nothing is found (2026-11-30, session 32 (3);
+/// docs/postprocessing.md).
+#[test]
+fn an_arm_beside_open_beam_on_a_log_chest_is_no_blade() {
+    let mut rng = StdRng::seed_from_u64(31);
+    let cfg = PhantomConfig::with_size(512);
+    let mut phantom = None;
+    for _ in 0..=36 {
+        let cat = sample_category(&mut rng, &cfg.category_weights).unwrap();
+        phantom = Some((cat, generate(&cfg, cat, &mut rng).unwrap()));
+    }
+    let (cat, p) = phantom.unwrap();
+    assert_eq!(cat, BodyPart::Chest);
+    assert!(p.log_output);
+    assert!(true_edges(&p.field).is_empty());
+    let plane = Plane::from_image(&p.image).unwrap();
+    let found = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+    let sides: Vec<Side> = found.edges.iter().map(|e| e.side).collect();
+    assert_eq!(sides, []);
+}
+
 /// A log image whose anatomy's fine structure the plain noise test took for linear noise: the
 /// default generator's phantom 20 of seed 41 at 512 × 512 (a log pelvis view with top, right
 /// and bottom blades). With the median Laplacian of every pixel per tenth of the levels, the
