@@ -319,6 +319,27 @@ fn synth_phantoms_guard_256() {
     assert!(mean.is_finite());
 }
 
+/// Phantom `index` of the 512 × 512 study of `seed` ([`study`]'s stream: a category drawn,
+/// then the phantom, for each image in turn), with its category.
+fn study_phantom(seed: u64, index: usize) -> (BodyPart, xray_data::synth::Phantom) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let cfg = PhantomConfig::with_size(512);
+    let mut phantom = None;
+    for _ in 0..=index {
+        let cat = sample_category(&mut rng, &cfg.category_weights).unwrap();
+        phantom = Some((cat, generate(&cfg, cat, &mut rng).unwrap()));
+    }
+    phantom.unwrap()
+}
+
+/// The default detector's field on a phantom, and the sides it found.
+fn detect(p: &xray_data::synth::Phantom) -> (xray_postproc::Collimator, Vec<Side>) {
+    let plane = Plane::from_image(&p.image).unwrap();
+    let found = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
+    let sides = found.edges.iter().map(|e| e.side).collect();
+    (found, sides)
+}
+
 /// A lone blade over a thick trunk whose band holds collimated open beam (the beam beside the
 /// body, passed by the blade's leakage), brighter than the band next to the edge: the default
 /// generator's phantom 20 of seed 3015 at 512 × 512 (a linear pelvis view, its top side
@@ -327,21 +348,12 @@ fn synth_phantoms_guard_256() {
 /// fresh samples that confirmed the look.
 #[test]
 fn a_lone_blade_over_a_bright_band_is_found() {
-    let mut rng = StdRng::seed_from_u64(3015);
-    let cfg = PhantomConfig::with_size(512);
-    let mut phantom = None;
-    for _ in 0..=20 {
-        let cat = sample_category(&mut rng, &cfg.category_weights).unwrap();
-        phantom = Some((cat, generate(&cfg, cat, &mut rng).unwrap()));
-    }
-    let (cat, p) = phantom.unwrap();
+    let (cat, p) = study_phantom(3015, 20);
     assert_eq!(cat, BodyPart::Pelvis);
     assert!(!p.log_output);
     let truth = true_edges(&p.field);
     assert_eq!(truth.iter().map(|t| t.0).collect::<Vec<_>>(), [Side::Top]);
-    let plane = Plane::from_image(&p.image).unwrap();
-    let found = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
-    let sides: Vec<Side> = found.edges.iter().map(|e| e.side).collect();
+    let (found, sides) = detect(&p);
     assert_eq!(sides, [Side::Top]);
     let d = edge_distance(&found.edges[0].line, &truth[0].1, 512, 512).unwrap();
     assert!(d < 1.0, "top edge {d} px from the truth");
@@ -357,20 +369,11 @@ fn a_lone_blade_over_a_bright_band_is_found() {
 /// docs/postprocessing.md).
 #[test]
 fn an_arm_beside_open_beam_on_a_log_chest_is_no_blade() {
-    let mut rng = StdRng::seed_from_u64(31);
-    let cfg = PhantomConfig::with_size(512);
-    let mut phantom = None;
-    for _ in 0..=36 {
-        let cat = sample_category(&mut rng, &cfg.category_weights).unwrap();
-        phantom = Some((cat, generate(&cfg, cat, &mut rng).unwrap()));
-    }
-    let (cat, p) = phantom.unwrap();
+    let (cat, p) = study_phantom(31, 36);
     assert_eq!(cat, BodyPart::Chest);
     assert!(p.log_output);
     assert!(true_edges(&p.field).is_empty());
-    let plane = Plane::from_image(&p.image).unwrap();
-    let found = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
-    let sides: Vec<Side> = found.edges.iter().map(|e| e.side).collect();
+    let (_, sides) = detect(&p);
     assert_eq!(sides, []);
 }
 
@@ -383,14 +386,7 @@ fn an_arm_beside_open_beam_on_a_log_chest_is_no_blade() {
 /// (2026-11-30, session 32 (2); docs/postprocessing.md).
 #[test]
 fn a_log_pelvis_with_fine_structure_is_judged_log() {
-    let mut rng = StdRng::seed_from_u64(41);
-    let cfg = PhantomConfig::with_size(512);
-    let mut phantom = None;
-    for _ in 0..=20 {
-        let cat = sample_category(&mut rng, &cfg.category_weights).unwrap();
-        phantom = Some((cat, generate(&cfg, cat, &mut rng).unwrap()));
-    }
-    let (cat, p) = phantom.unwrap();
+    let (cat, p) = study_phantom(41, 20);
     assert_eq!(cat, BodyPart::Pelvis);
     assert!(p.log_output);
     let truth = true_edges(&p.field);
@@ -398,9 +394,7 @@ fn a_log_pelvis_with_fine_structure_is_judged_log() {
         truth.iter().map(|t| t.0).collect::<Vec<_>>(),
         [Side::Top, Side::Right, Side::Bottom]
     );
-    let plane = Plane::from_image(&p.image).unwrap();
-    let found = detect_collimator(&plane, &CollimatorConfig::default()).unwrap();
-    let sides: Vec<Side> = found.edges.iter().map(|e| e.side).collect();
+    let (found, sides) = detect(&p);
     assert_eq!(sides, [Side::Top, Side::Right, Side::Bottom]);
     for (e, (_, t)) in found.edges.iter().zip(&truth) {
         let d = edge_distance(&e.line, t, 512, 512).unwrap();
