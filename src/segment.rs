@@ -803,6 +803,12 @@ fn count_labels(labels: &Mask) -> [u64; 4] {
 mod tests {
     use super::*;
 
+    /// The shipped weights on the CPU.
+    fn shipped_predictor() -> Predictor {
+        Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
+            .expect("shipped weights")
+    }
+
     /// A fresh, empty folder for one test.
     fn scratch(test: &str) -> PathBuf {
         let dir =
@@ -846,8 +852,7 @@ mod tests {
         assert!(inputs.skipped.is_empty());
 
         // Each broken entry is its own error, naming it; the good file is segmented.
-        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
-            .expect("shipped weights");
+        let predictor = shipped_predictor();
         let out = dir.join("out");
         let opts = SegmentOptions::default();
         for path in &inputs.files {
@@ -864,8 +869,7 @@ mod tests {
 
     #[test]
     fn a_rerun_leaves_no_earlier_output_that_it_did_not_write() {
-        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
-            .expect("shipped weights");
+        let predictor = shipped_predictor();
         let dir = scratch("stale");
         let out = dir.join("out");
         let input = dir.join("hip.png");
@@ -930,8 +934,7 @@ mod tests {
     #[test]
     fn a_dicom_with_bits_beyond_bits_stored_is_segmented_with_a_warning() {
         use xray_data::io::{encode_dicom, DicomWriteOptions};
-        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
-            .expect("shipped weights");
+        let predictor = shipped_predictor();
         let dir = scratch("stray-bits");
         let image = Radiograph::from_fn(16, 16, |x, y| image::Luma([(x * 200 + y) as f32]));
         let opts = DicomWriteOptions {
@@ -993,8 +996,7 @@ mod tests {
 
     #[test]
     fn constant_and_subnormal_images() {
-        let predictor = Predictor::load(&crate::shipped_weights_dir(), &candle_core::Device::Cpu)
-            .expect("shipped weights");
+        let predictor = shipped_predictor();
         let dir = scratch("constant");
         let opts = SegmentOptions::default();
         // A constant image is reported as such, naming it.
