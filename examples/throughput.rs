@@ -190,20 +190,32 @@ fn check_memory(args: &Args, classes: usize) -> Result<(), Box<dyn std::error::E
         return Ok(());
     };
     let side = args.size as u128;
-    let per_pixel: u128 = match args.mode {
-        Mode::Forward => 8 << 10,
-        Mode::Train => 16 << 10,
-        Mode::Tiled => 4 * (2 + 2 * classes as u128),
-    };
-    let images = match args.mode {
-        Mode::Tiled => 1,
-        _ => args.batch as u128,
-    };
-    let tiles = match args.mode {
-        Mode::Tiled => (args.tile_batch as u128)
-            .saturating_mul((args.tile as u128).saturating_pow(2))
-            .saturating_mul(8 << 10),
-        _ => 0,
+    // Per mode: images of `side²` held at once, bytes per input pixel, bytes of the tile
+    // batch, and the options named in the refusal.
+    let (images, per_pixel, tiles, options, lower) = match args.mode {
+        Mode::Forward | Mode::Train => (
+            args.batch as u128,
+            if args.mode == Mode::Train {
+                16 << 10
+            } else {
+                8 << 10
+            },
+            0,
+            format!("--batch {} --size {}", args.batch, args.size),
+            "--batch or --size",
+        ),
+        Mode::Tiled => (
+            1,
+            4 * (2 + 2 * classes as u128),
+            (args.tile_batch as u128)
+                .saturating_mul((args.tile as u128).saturating_pow(2))
+                .saturating_mul(8 << 10),
+            format!(
+                "--size {} --tile {} --tile-batch {}",
+                args.size, args.tile, args.tile_batch
+            ),
+            "--size, --tile or --tile-batch",
+        ),
     };
     // Saturating: `--size` near 2^64 must be refused, not wrap to a small need.
     let need = images
@@ -214,21 +226,10 @@ fn check_memory(args: &Args, classes: usize) -> Result<(), Box<dyn std::error::E
     if need > u128::from(available) {
         let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
         return Err(format!(
-            "{} needs about {:.1} GiB, more than the {:.1} GiB this machine has available: \
-             lower {}",
-            match args.mode {
-                Mode::Tiled => format!(
-                    "--size {} --tile {} --tile-batch {}",
-                    args.size, args.tile, args.tile_batch
-                ),
-                _ => format!("--batch {} --size {}", args.batch, args.size),
-            },
+            "{options} needs about {:.1} GiB, more than the {:.1} GiB this machine has \
+             available: lower {lower}",
             gib(need),
             gib(u128::from(available)),
-            match args.mode {
-                Mode::Tiled => "--size, --tile or --tile-batch",
-                _ => "--batch or --size",
-            }
         )
         .into());
     }

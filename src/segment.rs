@@ -206,11 +206,7 @@ pub fn segment_file(
         Ok(loaded) => loaded,
         Err(e) => {
             // An unreadable input leaves no earlier run's outputs behind to pass for its own.
-            if crate::train::check_plain_name("output stem", &stem, "hip").is_ok()
-                && crate::check_out_dir(out_dir).is_ok()
-            {
-                let _ = remove_stale_outputs(out_dir, &stem, &[]);
-            }
+            discard_outputs(out_dir, &stem);
             return Err(e.into());
         }
     };
@@ -310,11 +306,22 @@ pub fn segment_image(
             Ok(done)
         }
         Err(e) => {
-            // The input's own error is the one to report; a stale output that cannot be
-            // removed stays, as it would have without this clean-up.
-            let _ = remove_stale_outputs(out_dir, stem, &[]);
+            discard_outputs(out_dir, stem);
             Err(e)
         }
+    }
+}
+
+/// After an input failed: removes every earlier output of `stem` in `out_dir`, so that none
+/// passes for this run's. The input's own error is the one to report, so nothing is said
+/// here: a stem that is not a plain name or an `out_dir` that is not a folder has no outputs
+/// of ours, and a stale output that cannot be removed stays, as it would have without this
+/// clean-up.
+fn discard_outputs(out_dir: &Path, stem: &str) {
+    if crate::train::check_plain_name("output stem", stem, "hip").is_ok()
+        && crate::check_out_dir(out_dir).is_ok()
+    {
+        let _ = remove_stale_outputs(out_dir, stem, &[]);
     }
 }
 
