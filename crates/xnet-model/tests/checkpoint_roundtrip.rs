@@ -307,6 +307,15 @@ fn absurd_configurations_are_errors_naming_the_field_and_file() {
             serde_json::json!({"arch": "deeplab", "aspp_rates": [6, 12, usize::MAX]}),
             "aspp_rates",
         ),
+        // Every field within its bounds, 2.4e11 weights in all.
+        (
+            serde_json::json!({"arch": "xnet", "base_width": 1024, "kernel_size": 31}),
+            "parameters",
+        ),
+        (
+            serde_json::json!({"arch": "segnet", "encoder": [[8192, 8192]], "decoder": [[8192]], "kernel_size": 31, "upsampling": "nearest"}),
+            "parameters",
+        ),
     ];
     for (k, (model, field)) in cases.into_iter().enumerate() {
         let dir = checkpoint_with_config(&format!("absurd-{k}"), model.clone());

@@ -25,6 +25,7 @@ use super::blocks::{
     check_channels, check_common, check_input, conv_flops, flops_sum, pow2_saturating, shr_or_zero,
     BatchNormSettings, ConvBnRelu, Upsampling, MAX_CHANNELS,
 };
+use super::parameter_count::{check_parameter_count, count_parameters};
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
 use candle_core::{Module, ModuleT, Tensor};
@@ -74,8 +75,30 @@ impl Default for DeepLabConfig {
 }
 
 impl DeepLabConfig {
-    /// Checks every field.
+    /// Checks every field, then the number of parameters they give (at most
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation).
     pub fn validate(&self) -> Result<()> {
+        check_parameter_count(
+            "DeepLab",
+            self.parameter_count()?,
+            "encoder_widths, aspp_channels and kernel_size",
+        )
+    }
+
+    /// The number of trainable parameters (weights, biases and batch-norm scales; not the
+    /// running statistics), counted without allocating them. It does not apply the
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS) ceiling, so it also sizes a configuration that [`Self::validate`]
+    /// refuses for its size.
+    ///
+    /// # Errors
+    /// The field checks of [`Self::validate`].
+    pub fn parameter_count(&self) -> Result<u64> {
+        self.validate_fields()?;
+        count_parameters(|vb| self.assemble(vb))
+    }
+
+    /// The field checks of [`Self::validate`], without the parameter count.
+    fn validate_fields(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("DeepLab: {m}")));
         check_common(
             "DeepLab",
@@ -155,6 +178,11 @@ impl DeepLabConfig {
     /// Builds the network (variable names in the [module documentation](self)).
     pub fn build(&self, vb: VarBuilder) -> Result<DeepLab> {
         self.validate()?;
+        self.assemble(vb)
+    }
+
+    /// Creates the layers of a configuration that [`Self::validate`] accepted.
+    fn assemble(&self, vb: VarBuilder) -> Result<DeepLab> {
         let (k, bn, a) = (self.kernel_size, self.batch_norm, self.aspp_channels);
         let mut encoder = Vec::new();
         let mut c = self.in_channels;

@@ -25,6 +25,7 @@ use crate::Result;
 
 pub mod blocks;
 pub mod deeplab;
+mod parameter_count;
 pub mod segnet;
 pub mod unet;
 pub mod xnet;
@@ -33,6 +34,7 @@ pub use blocks::{
     BatchNormSettings, ConvBnRelu, Upsampling, MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL_SIZE,
 };
 pub use deeplab::{DeepLab, DeepLabConfig};
+pub use parameter_count::MAX_PARAMETERS;
 pub use segnet::{SegNet, SegNetConfig};
 pub use unet::{UNet, UNetConfig};
 pub use xnet::{XNet, XNetConfig};
@@ -108,6 +110,41 @@ impl ModelConfig {
             ModelConfig::UNet(c) => c.validate(),
             ModelConfig::SegNet(c) => c.validate(),
             ModelConfig::DeepLab(c) => c.validate(),
+        }
+    }
+
+    /// The number of trainable parameters (weights, biases and batch-norm scales; not the
+    /// running statistics), counted from the configuration without allocating them: the
+    /// `params` of a built network's `VarMap` as
+    /// [`count_trainable_parameters`] gives it. A configuration above [`MAX_PARAMETERS`] is
+    /// counted too ([`Self::validate`] refuses it).
+    ///
+    /// # Errors
+    /// The field checks of [`Self::validate`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::{ModelConfig, XNetConfig, MAX_PARAMETERS};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(ModelConfig::default().parameter_count()?, 11_734_851); // the paper's XNet
+    /// // Widths of 1024 to 8192 channels with 31×31 kernels: 2.4·10¹¹ weights, a terabyte.
+    /// let absurd = ModelConfig::XNet(XNetConfig {
+    ///     base_width: 1024,
+    ///     kernel_size: 31,
+    ///     ..Default::default()
+    /// });
+    /// assert!(absurd.parameter_count()? > MAX_PARAMETERS);
+    /// let e = absurd.validate().unwrap_err().to_string();
+    /// assert!(e.contains("parameters"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn parameter_count(&self) -> Result<u64> {
+        match self {
+            ModelConfig::XNet(c) => c.parameter_count(),
+            ModelConfig::UNet(c) => c.parameter_count(),
+            ModelConfig::SegNet(c) => c.parameter_count(),
+            ModelConfig::DeepLab(c) => c.parameter_count(),
         }
     }
 
@@ -257,7 +294,12 @@ impl ModelConfig {
 pub fn count_trainable_parameters(varmap: &candle_nn::VarMap) -> usize {
     let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
     data.iter()
-        .filter(|(name, _)| !name.ends_with("running_mean") && !name.ends_with("running_var"))
+        .filter(|(name, _)| is_trainable(name))
         .map(|(_, v)| v.elem_count())
         .sum()
+}
+
+/// Whether a variable of that name is trained: everything but batch-norm running statistics.
+pub(crate) fn is_trainable(name: &str) -> bool {
+    !(name.ends_with("running_mean") || name.ends_with("running_var"))
 }

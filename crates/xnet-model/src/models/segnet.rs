@@ -18,6 +18,7 @@ use super::blocks::{
     check_common, check_input, conv_flops, pow2_saturating, shr_or_zero, BatchNormSettings,
     ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
+use super::parameter_count::{check_parameter_count, count_parameters};
 use super::{ModelConfig, Segmenter};
 use crate::ops::{max_pool2d_with_indices, max_unpool2d};
 use crate::{ModelError, Result};
@@ -150,8 +151,30 @@ impl SegNetConfig {
         (entering, c)
     }
 
-    /// Checks every field, including that index unpooling meets equal channel counts.
+    /// Checks every field, then the number of parameters they give (at most
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation), including that index unpooling meets equal channel counts.
     pub fn validate(&self) -> Result<()> {
+        check_parameter_count(
+            "SegNet",
+            self.parameter_count()?,
+            "the encoder, center and decoder widths and kernel_size",
+        )
+    }
+
+    /// The number of trainable parameters (weights, biases and batch-norm scales; not the
+    /// running statistics), counted without allocating them. It does not apply the
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS) ceiling, so it also sizes a configuration that [`Self::validate`]
+    /// refuses for its size.
+    ///
+    /// # Errors
+    /// The field checks of [`Self::validate`].
+    pub fn parameter_count(&self) -> Result<u64> {
+        self.validate_fields()?;
+        count_parameters(|vb| self.assemble(vb))
+    }
+
+    /// The field checks of [`Self::validate`], without the parameter count.
+    fn validate_fields(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("SegNet: {m}")));
         check_common(
             "SegNet",
@@ -250,6 +273,11 @@ impl SegNetConfig {
     /// Builds the network (variable names in the [module documentation](self)).
     pub fn build(&self, vb: VarBuilder) -> Result<SegNet> {
         self.validate()?;
+        self.assemble(vb)
+    }
+
+    /// Creates the layers of a configuration that [`Self::validate`] accepted.
+    fn assemble(&self, vb: VarBuilder) -> Result<SegNet> {
         let (k, bn) = (self.kernel_size, self.batch_norm);
         let mut c = self.in_channels;
         let mut chain = |widths: &[usize], vb: VarBuilder| -> Result<Vec<ConvBnRelu>> {

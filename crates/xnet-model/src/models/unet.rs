@@ -15,6 +15,7 @@ use super::blocks::{
     check_common, check_input, conv_flops, flops_sum, pow2_saturating, shr_or_zero,
     BatchNormSettings, ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
+use super::parameter_count::{check_parameter_count, count_parameters};
 use super::{ModelConfig, Segmenter};
 use crate::{ModelError, Result};
 use candle_core::{ModuleT, Tensor};
@@ -61,8 +62,30 @@ impl UNetConfig {
         self.base_width << l
     }
 
-    /// Checks every field.
+    /// Checks every field, then the number of parameters they give (at most
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation).
     pub fn validate(&self) -> Result<()> {
+        check_parameter_count(
+            "U-Net",
+            self.parameter_count()?,
+            "base_width, depth and kernel_size",
+        )
+    }
+
+    /// The number of trainable parameters (weights, biases and batch-norm scales; not the
+    /// running statistics), counted without allocating them. It does not apply the
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS) ceiling, so it also sizes a configuration that [`Self::validate`]
+    /// refuses for its size.
+    ///
+    /// # Errors
+    /// The field checks of [`Self::validate`].
+    pub fn parameter_count(&self) -> Result<u64> {
+        self.validate_fields()?;
+        count_parameters(|vb| self.assemble(vb))
+    }
+
+    /// The field checks of [`Self::validate`], without the parameter count.
+    fn validate_fields(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("U-Net: {m}")));
         check_common(
             "U-Net",
@@ -121,6 +144,11 @@ impl UNetConfig {
     /// Builds the network (variable names in the [module documentation](self)).
     pub fn build(&self, vb: VarBuilder) -> Result<UNet> {
         self.validate()?;
+        self.assemble(vb)
+    }
+
+    /// Creates the layers of a configuration that [`Self::validate`] accepted.
+    fn assemble(&self, vb: VarBuilder) -> Result<UNet> {
         let (k, bn) = (self.kernel_size, self.batch_norm);
         let double = |cin: usize, c: usize, vb: VarBuilder| -> Result<[ConvBnRelu; 2]> {
             Ok([

@@ -18,6 +18,7 @@ use super::blocks::{
     check_common, check_input, conv_flops, flops_sum, scaled_width, scaled_width_f64,
     BatchNormSettings, ConvBnRelu, Up2, Upsampling, MAX_CHANNELS,
 };
+use super::parameter_count::{check_parameter_count, count_parameters};
 use super::{ModelConfig, Segmenter};
 use crate::error::readable_number;
 use crate::{ModelError, Result};
@@ -72,8 +73,30 @@ impl XNetConfig {
         [0, 1, 2, 3].map(|l| scaled_width(self.base_width, l, self.width_multiplier))
     }
 
-    /// Checks every field; the error names the field and the accepted values.
+    /// Checks every field, then the number of parameters they give (at most
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation); the error names the field and the accepted values.
     pub fn validate(&self) -> Result<()> {
+        check_parameter_count(
+            "XNet",
+            self.parameter_count()?,
+            "base_width, width_multiplier and kernel_size",
+        )
+    }
+
+    /// The number of trainable parameters (weights, biases and batch-norm scales; not the
+    /// running statistics), counted without allocating them. It does not apply the
+    /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS) ceiling, so it also sizes a configuration that [`Self::validate`]
+    /// refuses for its size.
+    ///
+    /// # Errors
+    /// The field checks of [`Self::validate`].
+    pub fn parameter_count(&self) -> Result<u64> {
+        self.validate_fields()?;
+        count_parameters(|vb| self.assemble(vb))
+    }
+
+    /// The field checks of [`Self::validate`], without the parameter count.
+    fn validate_fields(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidConfig(format!("XNet: {m}")));
         check_common("XNet", self.in_channels, self.num_classes, self.kernel_size)?;
         if self.base_width == 0
@@ -139,6 +162,11 @@ impl XNetConfig {
     /// only) and `conv15` (the 1×1 classifier).
     pub fn build(&self, vb: VarBuilder) -> Result<XNet> {
         self.validate()?;
+        self.assemble(vb)
+    }
+
+    /// Creates the layers of a configuration that [`Self::validate`] accepted.
+    fn assemble(&self, vb: VarBuilder) -> Result<XNet> {
         let [f0, f1, f2, f3] = self.widths();
         let (k, bn) = (self.kernel_size, self.batch_norm);
         let specs = [
