@@ -284,13 +284,21 @@ impl<'a> Plane<'a> {
     /// Value at `(x, y)`.
     ///
     /// # Panics
-    /// If `x` or `y` is out of bounds; [`Plane::try_get`] returns `None` instead. (An `x`
-    /// past the width with a `y` inside the image would otherwise read another pixel, so
-    /// each index is checked on its own.)
-    pub fn get(&self, x: usize, y: usize) -> f32 {
-        self.try_get(x, y).unwrap_or_else(|| {
+    /// If `x` or `y` is out of bounds; [`Plane::get`] returns `None` instead. (An `x` past
+    /// the width with a `y` inside the image would otherwise read another pixel, so each
+    /// index is checked on its own.)
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Plane;
+    /// let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]; // 3 x 2 pixels
+    /// let p = Plane::new(&v, 3, 2).unwrap();
+    /// assert_eq!(p.value(2, 1), 5.0);
+    /// ```
+    pub fn value(&self, x: usize, y: usize) -> f32 {
+        self.get(x, y).unwrap_or_else(|| {
             panic!(
-                "Plane::get: pixel (x={x}, y={y}) is outside the image ({} x {} pixels)",
+                "Plane::value: pixel (x={x}, y={y}) is outside the image ({} x {} pixels)",
                 self.width, self.height
             )
         })
@@ -298,18 +306,19 @@ impl<'a> Plane<'a> {
 
     /// Value at `(x, y)`, or `None` when the column or row is out of bounds (each is checked
     /// on its own: an `x` past the width is `None`, not the next row's pixel):
-    /// [`Plane::get`] without the panic, as [`slice::get`].
+    /// [`Plane::value`] without the panic, as [`slice::get`] (and [`ProbMap::get`] beside
+    /// [`ProbMap::prob`]).
     ///
     /// # Examples
     /// ```
     /// use xray_postproc::Plane;
     /// let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]; // 3 x 2 pixels
     /// let p = Plane::new(&v, 3, 2).unwrap();
-    /// assert_eq!(p.try_get(2, 1), Some(5.0));
-    /// assert_eq!(p.try_get(3, 0), None); // x past the width
-    /// assert_eq!(p.try_get(0, 2), None); // y past the height
+    /// assert_eq!(p.get(2, 1), Some(5.0));
+    /// assert_eq!(p.get(3, 0), None); // x past the width
+    /// assert_eq!(p.get(0, 2), None); // y past the height
     /// ```
-    pub fn try_get(&self, x: usize, y: usize) -> Option<f32> {
+    pub fn get(&self, x: usize, y: usize) -> Option<f32> {
         if x >= self.width || y >= self.height {
             return None;
         }

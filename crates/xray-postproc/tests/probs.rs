@@ -1,5 +1,5 @@
 //! `ProbMap`'s and `Plane`'s accessors: the non-panicking `get`, `get_plane` and
-//! `Plane::try_get` agree with `prob`, `plane` and `Plane::get` inside the map and return
+//! `Plane::get` agree with `prob`, `plane` and `Plane::value` inside the map and return
 //! `None` outside it, one index at a time; the panicking ones panic for an `x` past the
 //! width instead of reading the next row.
 
@@ -66,35 +66,35 @@ fn plane_panics_past_the_last_class() {
     let _ = map.plane(3);
 }
 
-/// `Plane::get` checks `x` against the width on its own: `(width, 0)` would otherwise read
+/// `Plane::value` checks `x` against the width on its own: `(width, 0)` would otherwise read
 /// the first pixel of the second row.
 #[test]
 #[should_panic(expected = "outside the image")]
-fn plane_get_panics_for_x_past_the_width() {
+fn plane_value_panics_for_x_past_the_width() {
     let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]; // 3 x 2
     let plane = Plane::new(&v, 3, 2).unwrap();
-    let _ = plane.get(3, 0);
+    let _ = plane.value(3, 0);
 }
 
 #[test]
 #[should_panic(expected = "outside the image")]
-fn plane_get_panics_for_y_past_the_height() {
+fn plane_value_panics_for_y_past_the_height() {
     let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]; // 3 x 2
     let plane = Plane::new(&v, 3, 2).unwrap();
-    let _ = plane.get(0, 2);
+    let _ = plane.value(0, 2);
 }
 
 #[test]
-fn plane_get_reads_row_major_inside_the_image() {
+fn plane_value_and_get_read_row_major_inside_the_image() {
     let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]; // 3 x 2
     let plane = Plane::new(&v, 3, 2).unwrap();
     for y in 0..2 {
         for x in 0..3 {
-            assert_eq!(plane.get(x, y), v[y * 3 + x]);
-            assert_eq!(plane.try_get(x, y), Some(v[y * 3 + x]));
+            assert_eq!(plane.value(x, y), v[y * 3 + x]);
+            assert_eq!(plane.get(x, y), Some(v[y * 3 + x]));
         }
     }
     for (x, y) in [(3, 0), (0, 2), (3, 1), (usize::MAX, 0), (0, usize::MAX)] {
-        assert_eq!(plane.try_get(x, y), None, "pixel ({x}, {y})");
+        assert_eq!(plane.get(x, y), None, "pixel ({x}, {y})");
     }
 }

@@ -41,7 +41,7 @@ fn rg2_collimator_bands_left_and_right() {
         let mut s = 0.0f64;
         for y in h / 4..3 * h / 4 {
             for x in x0..x1 {
-                s += plane.get(x, y) as f64;
+                s += plane.value(x, y) as f64;
             }
         }
         s / ((x1 - x0) * h / 2) as f64
