@@ -20,6 +20,14 @@ struct Args {
     /// Dataset folder; synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The dataset's PNG/TIFF images store display polarity (bone white, as exports from a
+    /// viewer or PACS do): mirror them into the convention, larger = more X-rays. DICOM files
+    /// carry their polarity and are read as they say.
+    #[arg(long, requires = "data")]
+    invert: bool,
+    /// Convert the dataset's colour PNG/TIFF images to grey instead of refusing them.
+    #[arg(long, requires = "data")]
+    allow_rgb: bool,
     /// Run name: outputs go to runs/<name>/ (a rerun under the same name replaces them; without --data it reuses runs/<name>/data, which must hold --synth-count images).
     #[arg(long, default_value = "compare")]
     name: String,
@@ -90,6 +98,8 @@ fn main() -> ExitCode {
         patience: args.epochs,
         flip_average: args.flip_average,
         seed: args.seed,
+        invert: args.invert,
+        allow_rgb: args.allow_rgb,
         synth_count: args.synth_count,
         progress: !args.quiet,
         device,

@@ -18,6 +18,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use xnet_model::infer::FlipAverage;
 use xray_data::dataset::{Dataset, DatasetOptions};
+use xray_data::io::LoadOptions;
 use xray_seg::calibrate::{fit_temperature_on, store_temperature};
 use xray_seg::evaluate::{evaluate_samples, write_evaluation};
 use xray_seg::predict::Predictor;
@@ -31,6 +32,14 @@ struct Args {
     /// Dataset folder with images/ and masks/.
     #[arg(long)]
     data: PathBuf,
+    /// The dataset's PNG/TIFF images store display polarity (bone white, as exports from a
+    /// viewer or PACS do): mirror them into the convention, larger = more X-rays. DICOM files
+    /// carry their polarity and are read as they say.
+    #[arg(long)]
+    invert: bool,
+    /// Convert the dataset's colour PNG/TIFF images to grey instead of refusing them.
+    #[arg(long)]
+    allow_rgb: bool,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -98,7 +107,15 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     if let Some(flips) = args.flip_average {
         predictor.set_flip_average(flips);
     }
-    let ds = Dataset::open(&args.data, &DatasetOptions::default())?;
+    let options = DatasetOptions {
+        load: LoadOptions {
+            invert: args.invert,
+            allow_rgb: args.allow_rgb,
+            ..LoadOptions::default()
+        },
+        ..DatasetOptions::default()
+    };
+    let ds = Dataset::open(&args.data, &options)?;
     let indices: Vec<usize> = (0..ds.len()).collect();
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::default_spinner());

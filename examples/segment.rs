@@ -71,6 +71,12 @@ struct Args {
     /// Convert colour inputs to grey instead of refusing them.
     #[arg(long)]
     allow_rgb: bool,
+    /// PNG/TIFF inputs store display polarity (bone white, as exports from a viewer or PACS
+    /// do): mirror them into the convention, larger = more X-rays. Without it they are taken
+    /// as they are, and a display-polarity image comes out as nonsense (bone called open
+    /// beam). DICOM files carry their polarity and are read as they say.
+    #[arg(long)]
+    invert: bool,
     /// Files segmented at the same time (default: one per core on the CPU, one on a GPU).
     /// Each holds its image and outputs in memory, about 21 bytes per pixel (peak RSS with one
     /// job: 128 MB for a 1841 × 1955 chest, 1.4 GB for an 8192 × 8192 image), so lower it for
@@ -174,6 +180,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     };
     opts.load.frame = args.frame;
     opts.load.allow_rgb = args.allow_rgb;
+    opts.load.invert = args.invert;
     let bar = ProgressBar::new(inputs.files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len}")

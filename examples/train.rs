@@ -28,6 +28,14 @@ struct Args {
     /// Dataset folder (images/, masks/, categories.csv); synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The dataset's PNG/TIFF images store display polarity (bone white, as exports from a
+    /// viewer or PACS do): mirror them into the convention, larger = more X-rays. DICOM files
+    /// carry their polarity and are read as they say.
+    #[arg(long, requires = "data")]
+    invert: bool,
+    /// Convert the dataset's colour PNG/TIFF images to grey instead of refusing them.
+    #[arg(long, requires = "data")]
+    allow_rgb: bool,
     /// Run name: outputs go to runs/<name>/ (default: a timestamp); a plain folder name.
     /// A new run needs a name not in use (or an empty folder).
     #[arg(long)]
@@ -101,9 +109,9 @@ struct Args {
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Continue the run from its last checkpoint; the run must exist, and --data, --seed,
-    /// --synth-count, --synth-size, --kfold, --model, --width, --size, --l2 and --loss must be the
-    /// ones it was started with (stored in runs/<name>/train_job.json). --epochs, --batch, --lr,
+    /// Continue the run from its last checkpoint; the run must exist, and --data, --invert,
+    /// --allow-rgb, --seed, --synth-count, --synth-size, --kfold, --model, --width, --size, --l2
+    /// and --loss must be the ones it was started with (stored in runs/<name>/train_job.json). --epochs, --batch, --lr,
     /// --patience and the augmentation may change (with a warning): more epochs extend a
     /// finished run, and the cosine schedule then spans the new count from the resumed epoch.
     #[arg(long)]
@@ -192,6 +200,8 @@ fn main() -> ExitCode {
         l2: args.l2,
         loss: args.loss.kind(args.focal_gamma, args.dice_weight),
         seed: args.seed,
+        invert: args.invert,
+        allow_rgb: args.allow_rgb,
         synth_count: args.synth_count,
         synth_size: args.synth_size,
         augment: !args.no_augment,

@@ -26,6 +26,7 @@ use xray_data::augment::{Pipeline as Augment, PipelineConfig as AugmentConfig};
 use xray_data::dataset::{
     stratified_kfold, xnet_split, Dataset, DatasetOptions, Split, SplitConfig,
 };
+use xray_data::io::LoadOptions;
 use xray_metrics::Report;
 
 use crate::calibrate::{fit_temperature_on, record_temperature};
@@ -161,6 +162,14 @@ pub struct TrainJob {
     pub loss: LossKind,
     /// Seed of every random choice (data, split, initialisation, augmentation).
     pub seed: u64,
+    /// Read the dataset's PNG and TIFF images as display polarity (bone white, as most
+    /// exports from a viewer or PACS are) and mirror them into the project's convention
+    /// (larger = more X-rays); [`LoadOptions::invert`]. DICOM files carry their polarity and
+    /// are not affected. Only with `data`: synthetic data is written in the convention.
+    pub invert: bool,
+    /// Convert the dataset's colour (RGB, RGBA, grey + alpha) PNG and TIFF images to grey
+    /// instead of refusing them; [`LoadOptions::allow_rgb`]. Only with `data`.
+    pub allow_rgb: bool,
     /// Synthetic images to generate when `data` is `None`.
     pub synth_count: usize,
     /// Side of the synthetic images.
@@ -209,6 +218,8 @@ impl Default for TrainJob {
             l2: 5e-4,
             loss: LossKind::CrossEntropy,
             seed: 1,
+            invert: false,
+            allow_rgb: false,
             synth_count: 160,
             synth_size: 256,
             augment: true,
@@ -221,6 +232,30 @@ impl Default for TrainJob {
             flip_average: FlipAverage::HorizontalVertical,
             calibrate: true,
             device: Device::Cpu,
+        }
+    }
+}
+
+impl TrainJob {
+    /// How the dataset's images are read: [`TrainJob::invert`] and [`TrainJob::allow_rgb`]
+    /// over the defaults.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_seg::train::TrainJob;
+    /// let job = TrainJob { data: Some("exports".into()), invert: true, ..TrainJob::default() };
+    /// let opts = job.dataset_options();
+    /// assert!(opts.load.invert && !opts.load.allow_rgb);
+    /// assert_eq!(opts.num_classes, 3);
+    /// ```
+    pub fn dataset_options(&self) -> DatasetOptions {
+        DatasetOptions {
+            load: LoadOptions {
+                invert: self.invert,
+                allow_rgb: self.allow_rgb,
+                ..LoadOptions::default()
+            },
+            ..DatasetOptions::default()
         }
     }
 }
@@ -322,6 +357,14 @@ pub struct RunOptions {
     pub data: Option<PathBuf>,
     /// The seed of the split (and of the synthetic data).
     pub seed: u64,
+    /// The dataset's PNG and TIFF images are read as display polarity and mirrored
+    /// ([`TrainJob::invert`]; false in runs stored before it existed).
+    #[serde(default)]
+    pub invert: bool,
+    /// The dataset's colour images are converted to grey ([`TrainJob::allow_rgb`]; false in
+    /// runs stored before it existed).
+    #[serde(default)]
+    pub allow_rgb: bool,
     /// Synthetic images (`None` with a dataset folder).
     pub synth_count: Option<usize>,
     /// Side of the synthetic images (`None` with a dataset folder).
@@ -408,6 +451,8 @@ impl RunOptions {
                 .as_ref()
                 .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())),
             seed: job.seed,
+            invert: job.invert,
+            allow_rgb: job.allow_rgb,
             synth_count: synthetic.then_some(job.synth_count),
             synth_size: synthetic.then_some(job.synth_size),
             kfold: job.kfold,
@@ -491,6 +536,12 @@ impl RunOptions {
         };
         differ("--data", data(&self.data), data(&now.data));
         differ("--seed", self.seed.to_string(), now.seed.to_string());
+        differ("--invert", self.invert.to_string(), now.invert.to_string());
+        differ(
+            "--allow-rgb",
+            self.allow_rgb.to_string(),
+            now.allow_rgb.to_string(),
+        );
         if self.data.is_none() && now.data.is_none() {
             differ(
                 "--synth-count",
@@ -761,6 +812,17 @@ pub(crate) fn check_job(job: &TrainJob) -> Result<()> {
     if !zero.is_empty() {
         return Err(Error::Invalid(zero.join("; ")));
     }
+    if job.data.is_none() && (job.invert || job.allow_rgb) {
+        return Err(Error::Invalid(format!(
+            "{} applies to a dataset folder's images (--data): synthetic data is written in \
+             grey and in the project's polarity (larger = more X-rays)",
+            if job.invert {
+                "--invert"
+            } else {
+                "--allow-rgb"
+            }
+        )));
+    }
     // The network and its input size, before any file is written or image read.
     let config = model_config(job.arch, job.width, job.upsampling);
     config.validate()?;
@@ -877,7 +939,7 @@ pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
             dir
         }
     };
-    let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    let ds = Dataset::open(&root, &job.dataset_options())?;
     if reused {
         check_reused_synthetic(&ds, job)?;
     }

@@ -812,3 +812,30 @@ fn a_dicom_intensity_relationship_sets_the_collimator_scale() {
     assert_eq!(s.input_scale_from_file, None);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn a_display_polarity_png_segments_with_invert_as_its_convention_copy() {
+    let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &candle_core::Device::Cpu)
+        .expect("the shipped checkpoint loads");
+    let dir = std::env::temp_dir().join(format!("xray-seg-invert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    xray_data::synth::generate_dataset(&dir.join("data"), 1, 96, 4).unwrap();
+    let convention = dir.join("data/images/synth_00000.png");
+    let mut img =
+        xray_data::io::load_image(&convention, &xray_data::io::LoadOptions::default()).unwrap();
+    for v in img.iter_mut() {
+        *v = 65535.0 - *v;
+    }
+    let display = dir.join("display.png");
+    xray_data::io::save_png16(&display, &img).unwrap();
+    let labels = |path: &Path, invert: bool, out: &str| {
+        let mut opts = SegmentOptions::default();
+        opts.load.invert = invert;
+        let s = segment_file(&predictor, path, &dir.join(out), &opts).expect("it segments");
+        load_mask(&s.labels).unwrap()
+    };
+    let reference = labels(&convention, false, "convention");
+    assert_eq!(labels(&display, true, "inverted"), reference);
+    assert_ne!(labels(&display, false, "as-is"), reference);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -860,3 +860,80 @@ fn train_split_checks_the_job_first() {
     assert!(!tmp.join("run").exists());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A copy of the labelled folder `from` whose images are stored in display polarity (bone
+/// white: `65535 − v`), as a viewer's or PACS's PNG export holds them; masks and categories
+/// unchanged.
+fn display_polarity_copy(from: &Path, to: &Path) {
+    copy_folder(from, to);
+    let images = to.join("images");
+    for entry in std::fs::read_dir(&images).unwrap() {
+        let path = entry.unwrap().path();
+        let mut img =
+            xray_data::io::load_image(&path, &xray_data::io::LoadOptions::default()).unwrap();
+        for v in img.iter_mut() {
+            *v = 65535.0 - *v;
+        }
+        xray_data::io::save_png16(&path, &img).unwrap();
+    }
+}
+
+#[test]
+fn a_display_polarity_dataset_trains_with_invert_as_its_convention_copy() {
+    let tmp = temp_dir("train-invert");
+    let data = synthetic_folder(&tmp);
+    let display = tmp.join("display");
+    display_polarity_copy(&data, &display);
+    let trained = |name: &str, data: &Path, invert: bool| {
+        let job = TrainJob {
+            data: Some(data.to_path_buf()),
+            invert,
+            ..tiny_job(tmp.join(name))
+        };
+        run(&job).expect("the run trains");
+        std::fs::read(job.run_dir.join("model.safetensors")).unwrap()
+    };
+    let convention = trained("convention", &data, false);
+    // Mirrored back on reading, the display copy is the same data: the same weights.
+    assert_eq!(trained("inverted", &display, true), convention);
+    // Read as it is, it is other data.
+    assert_ne!(trained("as-is", &display, false), convention);
+    // The run records it, and a resume must keep it.
+    let resumed = TrainJob {
+        data: Some(display.clone()),
+        invert: false,
+        resume: true,
+        ..tiny_job(tmp.join("inverted"))
+    };
+    let err = error_of(&resumed, "a resume without --invert must be refused");
+    assert!(
+        err.contains("--invert: the run has true, this call false"),
+        "{err}"
+    );
+    // Synthetic data is written in the convention: neither flag applies to it.
+    for (job, flag) in [
+        (
+            TrainJob {
+                invert: true,
+                ..tiny_job(tmp.join("synthetic-invert"))
+            },
+            "--invert",
+        ),
+        (
+            TrainJob {
+                allow_rgb: true,
+                ..tiny_job(tmp.join("synthetic-rgb"))
+            },
+            "--allow-rgb",
+        ),
+    ] {
+        let err = fails_before_training(&job, flag);
+        assert!(err.contains("--data"), "{err}");
+        assert!(
+            !job.run_dir.exists(),
+            "{} was created",
+            job.run_dir.display()
+        );
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
