@@ -118,6 +118,20 @@ impl Reliability {
     }
 
     /// Calibration error under `norm`; 0 when there is no pixel.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{CalibrationNorm, Reliability, ReliabilityBin};
+    /// let bin = |count, confidence, accuracy| ReliabilityBin {
+    ///     lower: 0.0, upper: 1.0, count, confidence, accuracy,
+    /// };
+    /// // 3 pixels at confidence 0.5, all right (gap 0.5); 1 at 0.75, wrong (gap 0.75).
+    /// let r = Reliability { bins: vec![bin(3, 0.5, 1.0), bin(1, 0.75, 0.0)] };
+    /// assert_eq!(r.error(CalibrationNorm::L1), 0.5 * 0.75 + 0.75 * 0.25); // = r.ece()
+    /// assert_eq!(r.error(CalibrationNorm::L2), (0.25f64 * 0.75 + 0.5625 * 0.25).sqrt());
+    /// assert_eq!(r.error(CalibrationNorm::Max), 0.75); // = r.mce()
+    /// assert_eq!(Reliability { bins: vec![] }.ece(), 0.0); // no pixel: 0, not NaN
+    /// ```
     pub fn error(&self, norm: CalibrationNorm) -> f64 {
         let total = self.total();
         if total == 0 {
@@ -166,6 +180,19 @@ impl ReliabilityBins {
     ///
     /// # Errors
     /// [`MetricsError::InvalidConfig`] when `n_bins` is 0 or above [`MAX_BINS`](crate::MAX_BINS).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ReliabilityBins;
+    /// let r = ReliabilityBins::new(4)?.reliability();
+    /// assert_eq!(r.bins.len(), 5); // [0, .25) [.25, .5) [.5, .75) [.75, 1) and [1, 1]
+    /// assert_eq!((r.bins[4].lower, r.bins[4].upper), (1.0, 1.0));
+    /// let e = ReliabilityBins::new(0).unwrap_err();
+    /// assert!(e.to_string().contains("n_bins"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(n_bins: usize) -> Result<Self> {
         Ok(Self {
             bounds: torch_bin_boundaries(n_bins)?,
@@ -176,6 +203,21 @@ impl ReliabilityBins {
     }
 
     /// Adds one pixel: `score` in [0, 1], `hit` = correct / of the class.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ReliabilityBins;
+    /// let mut bins = ReliabilityBins::new(4)?;
+    /// bins.push(0.8, true);
+    /// bins.push(0.9, false);
+    /// bins.push(1.0, true); // exactly 1 has a bin of its own, as in torchmetrics
+    /// let r = bins.reliability();
+    /// assert_eq!((r.bins[3].count, r.bins[3].accuracy), (2, 0.5)); // [0.75, 1)
+    /// assert_eq!((r.bins[4].count, r.bins[4].accuracy), (1, 1.0)); // [1, 1]
+    /// # Ok(())
+    /// # }
+    /// ```
     #[inline]
     pub fn push(&mut self, score: f32, hit: bool) {
         let b = bucket(score, &self.bounds);
@@ -185,6 +227,24 @@ impl ReliabilityBins {
     }
 
     /// Adds another accumulator with the same bins.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `other` has other boundaries (nothing is added).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ReliabilityBins;
+    /// let (mut a, mut b) = (ReliabilityBins::new(10)?, ReliabilityBins::new(10)?);
+    /// a.push(0.95, true);
+    /// b.push(0.15, false);
+    /// a.merge(&b)?;
+    /// assert_eq!(a.total(), 2);
+    /// assert!(a.merge(&ReliabilityBins::new(5)?).is_err()); // other boundaries
+    /// assert_eq!(a.total(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn merge(&mut self, other: &ReliabilityBins) -> Result<()> {
         if other.bounds != self.bounds {
             return Err(MetricsError::InvalidConfig(
@@ -205,12 +265,42 @@ impl ReliabilityBins {
     }
 
     /// Mean score over all pixels (the "confidence" for top-1 bins); `None` if empty.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ReliabilityBins;
+    /// let mut bins = ReliabilityBins::new(10)?;
+    /// assert_eq!(bins.mean_score(), None);
+    /// bins.push(0.5, true);
+    /// bins.push(0.75, false);
+    /// assert_eq!(bins.mean_score(), Some(0.625)); // over all bins, hit or not
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mean_score(&self) -> Option<f64> {
         let t = self.total();
         (t > 0).then(|| self.sum.iter().sum::<f64>() / t as f64)
     }
 
     /// The bins as a [`Reliability`].
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ReliabilityBins;
+    /// let mut bins = ReliabilityBins::new(2)?; // [0, 0.5), [0.5, 1), [1, 1]
+    /// for (score, hit) in [(0.75, true), (0.75, true), (0.75, false), (0.25, false)] {
+    ///     bins.push(score, hit);
+    /// }
+    /// let r = bins.reliability();
+    /// assert_eq!((r.bins[1].confidence, r.bins[1].accuracy), (0.75, 2.0 / 3.0));
+    /// assert_eq!((r.bins[0].confidence, r.bins[0].accuracy), (0.25, 0.0));
+    /// // ECE: gaps weighted by the share of pixels, (0.75 − 2/3) · 3/4 + 0.25 · 1/4.
+    /// assert!((r.ece() - 0.125).abs() < 1e-12);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reliability(&self) -> Reliability {
         let n = self.bounds.len() - 1;
         Reliability {

@@ -42,6 +42,22 @@ impl ConfusionMatrix {
     /// # Errors
     /// [`MetricsError::InvalidConfig`] when `num_classes` is not in `2..=255` (255 is the
     /// ignore label).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::new(3)?;
+    /// assert_eq!(cm.counts(), [0; 9]);
+    /// assert_eq!(cm.accuracy(), None); // no pixel scored yet
+    /// // One class is nothing to segment; 256 would collide with the ignore label 255.
+    /// for bad in [1, 256] {
+    ///     let e = ConfusionMatrix::new(bad).unwrap_err();
+    ///     assert!(e.to_string().contains("num_classes"), "{e}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(num_classes: usize) -> Result<Self> {
         check_num_classes(num_classes)?;
         Ok(Self {
@@ -55,6 +71,20 @@ impl ConfusionMatrix {
     /// # Errors
     /// - [`MetricsError::InvalidConfig`] when `num_classes` is not in `2..=255`;
     /// - [`MetricsError::LengthMismatch`] when `counts` does not hold `num_classes²` values.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ConfusionMatrix, MetricsError};
+    /// let cm = ConfusionMatrix::from_counts(2, vec![5, 1, 2, 8])?; // rows: truth 0, truth 1
+    /// assert_eq!(cm.count(1, 0), 2); // two class-1 pixels predicted as class 0
+    /// assert_eq!(cm.support(1), 10);
+    /// let e = ConfusionMatrix::from_counts(2, vec![5, 1, 2]).unwrap_err();
+    /// assert!(matches!(e, MetricsError::LengthMismatch { expected: 4, found: 3, .. }));
+    /// assert!(e.to_string().contains("confusion counts"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_counts(num_classes: usize, counts: Vec<u64>) -> Result<Self> {
         check_num_classes(num_classes)?;
         check_len(
@@ -97,6 +127,26 @@ impl ConfusionMatrix {
     /// As [`ConfusionMatrix::from_labels`], with the same pixel indices (counted from the
     /// start of `truth`, not of a chunk); when several chunks hold a bad value, the first
     /// chunk's error is returned.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ConfusionMatrix, MetricsError};
+    /// // 300 000 pixels: two parallel chunks of 2^18. Pixel 299 999 is class 2 (299 999 % 3).
+    /// let truth: Vec<u8> = (0..300_000u32).map(|i| (i % 3) as u8).collect();
+    /// let mut pred = truth.clone();
+    /// pred[299_999] = 0;
+    /// let cm = ConfusionMatrix::from_labels_par(&truth, &pred, 3)?;
+    /// assert_eq!(cm, ConfusionMatrix::from_labels(&truth, &pred, 3)?);
+    /// assert_eq!(cm.count(2, 0), 1);
+    /// // A bad label in the second chunk is reported at its index in the whole slice.
+    /// let mut bad = truth;
+    /// bad[299_998] = 7;
+    /// let e = ConfusionMatrix::from_labels_par(&bad, &pred, 3).unwrap_err();
+    /// assert!(matches!(e, MetricsError::LabelOutOfRange { pixel: 299_998, label: 7, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_labels_par(truth: &[u8], pred: &[u8], num_classes: usize) -> Result<Self> {
         check_num_classes(num_classes)?;
         check_len("predicted labels", truth.len(), pred.len())?;
@@ -127,6 +177,22 @@ impl ConfusionMatrix {
     ///   than 255 (ignore), checked before the predictions;
     /// - [`MetricsError::PredictionOutOfRange`] for the first prediction ≥ the class count
     ///   at a scored pixel (predictions at ignored pixels are not looked at).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ConfusionMatrix, MetricsError};
+    /// let mut cm = ConfusionMatrix::new(2)?;
+    /// cm.add_labels(&[0, 1, 255], &[0, 0, 9])?; // an ignored pixel's prediction is not read
+    /// cm.add_labels(&[1, 1], &[1, 1])?;
+    /// assert_eq!(cm.rows(), [[1, 0], [1, 2]]);
+    /// // Prediction 2 at a scored pixel of a 2-class matrix: refused, nothing added.
+    /// let e = cm.add_labels(&[0, 1], &[1, 2]).unwrap_err();
+    /// assert!(matches!(e, MetricsError::PredictionOutOfRange { pixel: 1, label: 2, .. }));
+    /// assert_eq!(cm.total(), 4);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_labels(&mut self, truth: &[u8], pred: &[u8]) -> Result<()> {
         check_len("predicted labels", truth.len(), pred.len())?;
         let c = self.num_classes;
@@ -198,6 +264,20 @@ impl ConfusionMatrix {
     /// # Errors
     /// [`MetricsError::InvalidConfig`] when `other` has a different number of classes (then
     /// nothing is added).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ConfusionMatrix, MetricsError};
+    /// let mut a = ConfusionMatrix::from_labels(&[0, 1], &[0, 0], 2)?;
+    /// a.merge(&ConfusionMatrix::from_labels(&[1, 1], &[1, 0], 2)?)?;
+    /// assert_eq!(a.rows(), [[1, 0], [2, 1]]);
+    /// let e = a.merge(&ConfusionMatrix::new(3)?).unwrap_err();
+    /// assert!(matches!(e, MetricsError::InvalidConfig(_)), "{e}");
+    /// assert_eq!(a.total(), 4); // unchanged
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn merge(&mut self, other: &Self) -> Result<()> {
         if other.num_classes != self.num_classes {
             return Err(MetricsError::InvalidConfig(format!(
@@ -226,6 +306,18 @@ impl ConfusionMatrix {
     /// # Panics
     /// When `truth` or `pred` is not below [`ConfusionMatrix::num_classes`] (the message
     /// names the index and the class count); an index out of range never reads another cell.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 2], &[0, 2, 2], 3)?;
+    /// assert_eq!(cm.count(1, 2), 1); // the class-1 pixel predicted as class 2
+    /// assert_eq!(cm.count(2, 1), 0); // rows are truth, columns prediction: not symmetric
+    /// assert!(std::panic::catch_unwind(|| cm.count(0, 3)).is_err()); // no class 3
+    /// # Ok(())
+    /// # }
+    /// ```
     #[track_caller]
     pub fn count(&self, truth: usize, pred: usize) -> u64 {
         self.assert_class("true class", truth);
@@ -254,6 +346,19 @@ impl ConfusionMatrix {
 
     /// Each row divided by its sum (the fraction of class-`t` pixels predicted as each class);
     /// a row with no pixels is all zeros.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 0, 0, 0, 1], &[0, 0, 0, 1, 1], 3)?;
+    /// let rows = cm.row_normalised();
+    /// assert_eq!(rows[0], [0.75, 0.25, 0.0]); // 3 of the 4 class-0 pixels are right
+    /// assert_eq!(rows[1], [0.0, 1.0, 0.0]);
+    /// assert_eq!(rows[2], [0.0, 0.0, 0.0]); // no class-2 pixel: zeros, not NaN
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn row_normalised(&self) -> Vec<Vec<f64>> {
         self.counts
             .chunks(self.num_classes)
@@ -275,6 +380,17 @@ impl ConfusionMatrix {
     ///
     /// # Panics
     /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 255], &[1, 1, 0, 0], 2)?;
+    /// assert_eq!(cm.support(1), 2); // the true class counts, whatever was predicted
+    /// assert_eq!(cm.support(0), 1); // the ignored pixel is not anyone's support
+    /// # Ok(())
+    /// # }
+    /// ```
     #[track_caller]
     pub fn support(&self, class: usize) -> u64 {
         self.assert_class("true class", class);
@@ -287,6 +403,17 @@ impl ConfusionMatrix {
     ///
     /// # Panics
     /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 255], &[1, 1, 0, 0], 2)?;
+    /// assert_eq!(cm.predicted(1), 2); // pixels 0 and 1
+    /// assert_eq!(cm.predicted(0), 1); // pixel 2; pixel 3's prediction is ignored with it
+    /// # Ok(())
+    /// # }
+    /// ```
     #[track_caller]
     pub fn predicted(&self, class: usize) -> u64 {
         self.assert_class("predicted class", class);

@@ -70,6 +70,15 @@ impl Default for EvalConfig {
 
 impl EvalConfig {
     /// Default settings for the given class names.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{AucMethod, EvalConfig};
+    /// let cfg = EvalConfig::new(["background", "object"]);
+    /// assert_eq!(cfg.class_names, ["background", "object"]);
+    /// assert_eq!((cfg.n_bins, cfg.auc), (15, AucMethod::Exact));
+    /// assert_eq!(EvalConfig::default().class_names, ["open beam", "soft tissue", "bone"]);
+    /// ```
     pub fn new<S: Into<String>>(class_names: impl IntoIterator<Item = S>) -> Self {
         Self {
             class_names: class_names.into_iter().map(Into::into).collect(),
@@ -159,6 +168,17 @@ impl Evaluator {
     /// 2..=255, `n_bins` is not in 1..=[`MAX_BINS`](crate::MAX_BINS), binned AUC's `bins` is
     /// not in 2..=[`MAX_BINS`](crate::MAX_BINS), `sum_tolerance` is NaN or negative, or
     /// `pixel_spacing` is not finite and `> 0`. Nothing is allocated before the checks.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let mut cfg = EvalConfig::new(["background", "object"]);
+    /// cfg.pixel_spacing = 0.0;
+    /// let e = Evaluator::new(cfg).unwrap_err();
+    /// assert!(e.to_string().contains("pixel_spacing"), "{e}");
+    /// let e = Evaluator::new(EvalConfig::new(["only class"])).unwrap_err();
+    /// assert!(e.to_string().contains("num_classes"), "{e}");
+    /// ```
     pub fn new(config: EvalConfig) -> Result<Self> {
         config.validate()?;
         let c = config.class_names.len();
@@ -208,6 +228,24 @@ impl Evaluator {
 
     /// Per-image top-label reliability bins so far (the report's bins), in the order added:
     /// merged over any subset of images they give that subset's calibration error.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0], &[0.75, 0.25], 1, 1)?; // right at confidence 0.75: gap 0.25
+    /// ev.add_image(&[1], &[0.75, 0.25], 1, 1)?; // wrong at confidence 0.75: gap 0.75
+    /// let bins = ev.per_image_calibration();
+    /// assert_eq!(bins[0].reliability().ece(), 0.25);
+    /// assert_eq!(bins[1].reliability().ece(), 0.75);
+    /// let mut both = bins[0].clone();
+    /// both.merge(&bins[1])?; // one bin: confidence 0.75, accuracy 1/2
+    /// assert_eq!(both.reliability().ece(), 0.25);
+    /// assert_eq!(ev.finish()?.ece, 0.25);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn per_image_calibration(&self) -> &[ReliabilityBins] {
         &self.per_image_top1
     }
@@ -321,6 +359,26 @@ impl Evaluator {
     }
 
     /// Adds another evaluator's images (e.g. one per rayon task over a dataset).
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `other` has another configuration (nothing is
+    /// added).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let cfg = EvalConfig::new(["background", "object"]);
+    /// let (mut a, mut b) = (Evaluator::new(cfg.clone())?, Evaluator::new(cfg)?);
+    /// a.add_image(&[0, 1], &[0.9, 0.2, 0.1, 0.8], 2, 1)?;
+    /// b.add_image(&[1, 1], &[0.6, 0.3, 0.4, 0.7], 2, 1)?; // the first pixel is missed
+    /// a.merge(b)?;
+    /// assert_eq!((a.images(), a.confusion().rows()), (2, vec![vec![1, 0], vec![1, 2]]));
+    /// assert!(a.merge(Evaluator::new(EvalConfig::new(["a", "b"]))?).is_err());
+    /// assert_eq!(a.finish()?.accuracy, Some(0.75));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn merge(&mut self, other: Evaluator) -> Result<()> {
         if other.cfg != self.cfg {
             return Err(MetricsError::InvalidConfig(
@@ -351,6 +409,25 @@ impl Evaluator {
     }
 
     /// Computes every metric. Fails only when no pixel was scored.
+    ///
+    /// # Errors
+    /// [`MetricsError::Empty`] when no image was added or every pixel was ignored.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator, MetricsError};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[255, 255], &[0.5, 0.5, 0.5, 0.5], 2, 1)?;
+    /// let e = ev.clone().finish().unwrap_err();
+    /// assert!(matches!(e, MetricsError::Empty(_)), "{e}");
+    /// ev.add_image(&[0, 1], &[0.9, 0.6, 0.1, 0.4], 2, 1)?; // pixel 1 predicted as class 0
+    /// let report = ev.finish()?;
+    /// assert_eq!((report.images, report.pixels, report.ignored_pixels), (2, 2, 2));
+    /// assert_eq!(report.recall.per_class, [1.0, 0.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn finish(self) -> Result<Report> {
         let c = self.num_classes();
         let cm = &self.pooled;

@@ -310,6 +310,29 @@ impl Report {
     }
 
     /// Writes pretty JSON to `path`.
+    ///
+    /// # Errors
+    /// [`MetricsError::Json`] when the report cannot be serialised; [`MetricsError::Io`]
+    /// naming `path` when the file cannot be written.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use xray_metrics::{EvalConfig, Evaluator, MetricsError, Report};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 1], &[0.9, 0.2, 0.1, 0.8], 2, 1)?;
+    /// let report = ev.finish()?;
+    /// let path = std::env::temp_dir().join(format!("xray-doc-save-json-{}.json", std::process::id()));
+    /// report.save_json(&path)?;
+    /// let back = Report::from_json(&std::fs::read_to_string(&path)?)?;
+    /// std::fs::remove_file(&path)?;
+    /// assert_eq!(back.confusion_matrix, [[1, 0], [0, 1]]);
+    /// let missing_dir = path.with_extension("no-such-dir").join("report.json");
+    /// let e = report.save_json(&missing_dir).unwrap_err();
+    /// assert!(matches!(&e, MetricsError::Io { path, .. } if *path == missing_dir), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         std::fs::write(path, self.to_json()?).map_err(|source| MetricsError::Io {
@@ -323,6 +346,25 @@ impl Report {
     /// # Errors
     /// [`MetricsError::LengthMismatch`] for a report that fails [`Report::validate`] (nothing
     /// is written); [`MetricsError::Io`] when the file cannot be written.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use xray_metrics::{EvalConfig, Evaluator, MetricsError};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 1], &[0.9, 0.2, 0.1, 0.8], 2, 1)?;
+    /// let mut report = ev.finish()?;
+    /// let path = std::env::temp_dir().join(format!("xray-doc-save-md-{}.md", std::process::id()));
+    /// report.save_markdown(&path)?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, report.to_markdown());
+    /// std::fs::remove_file(&path)?;
+    /// report.support.push(0); // a third class out of nowhere: refused, nothing written
+    /// let e = report.save_markdown(&path).unwrap_err();
+    /// assert!(matches!(e, MetricsError::LengthMismatch { .. }) && e.to_string().contains("`support`"));
+    /// assert!(!path.exists());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn save_markdown(&self, path: impl AsRef<Path>) -> Result<()> {
         self.validate()?;
         let path = path.as_ref();

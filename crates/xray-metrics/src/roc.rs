@@ -417,6 +417,21 @@ impl AucResult {
     }
 
     /// Largest per-class error bound (0 for the exact method).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{roc_ovr, BinnedAuc, MicroAuc};
+    /// let labels = [0u8, 1, 1, 0];
+    /// let probs = [0.8f32, 0.1, 0.4, 0.05, /* class 1 */ 0.2, 0.9, 0.6, 0.95];
+    /// assert_eq!(roc_ovr(&labels, &probs, 2, MicroAuc::Skip)?.error_bound(), 0.0);
+    /// let mut binned = BinnedAuc::new(2, 2)?;
+    /// binned.add(&labels, &probs)?;
+    /// // Both classes have 2 of their 4 (positive, negative) pairs in one bin: ½ · 2/4.
+    /// assert_eq!(binned.finish().error_bound(), 0.25);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn error_bound(&self) -> f64 {
         self.per_class
             .iter()
@@ -437,6 +452,22 @@ pub struct ExactAuc {
 
 impl ExactAuc {
     /// Empty accumulator for `num_classes` classes.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `num_classes` is not in 2..=255.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ExactAuc, MicroAuc};
+    /// let roc = ExactAuc::new(3)?.finish(MicroAuc::Compute);
+    /// assert_eq!(roc.per_class.len(), 3);
+    /// assert_eq!((roc.per_class[0].auc, roc.micro), (None, None)); // no pixel: undefined
+    /// let e = ExactAuc::new(1).unwrap_err();
+    /// assert!(e.to_string().contains("num_classes"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(num_classes: usize) -> Result<Self> {
         crate::validate::check_num_classes(num_classes)?;
         Ok(Self {
@@ -503,6 +534,23 @@ impl ExactAuc {
     }
 
     /// Adds another accumulator's pixels.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `other` has another class count.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ExactAuc, MicroAuc};
+    /// let (mut a, mut b) = (ExactAuc::new(2)?, ExactAuc::new(2)?);
+    /// a.add(&[0, 1], &[0.8, 0.3, 0.2, 0.7])?;
+    /// b.add(&[1, 0], &[0.7, 0.6, 0.3, 0.4])?;
+    /// a.merge(b)?; // as adding both images to `a` (see ExactAuc::add)
+    /// assert_eq!(a.clone().finish(MicroAuc::Skip).per_class[1].auc, Some(0.75));
+    /// assert!(a.merge(ExactAuc::new(3)?).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn merge(&mut self, other: ExactAuc) -> Result<()> {
         if other.keys.len() != self.keys.len() {
             return Err(MetricsError::InvalidConfig(
@@ -522,6 +570,23 @@ impl ExactAuc {
 
     /// Sorts (classes in parallel on the rayon pool) and computes the ROC of every class,
     /// plus the micro average when `micro` asks for it (a merge over all classes' keys).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ExactAuc, MicroAuc};
+    /// let mut acc = ExactAuc::new(2)?;
+    /// acc.add(&[0, 1, 1, 0], &[0.5, 0.5, 0.1, 0.9, /* class 1 */ 0.5, 0.5, 0.9, 0.1])?;
+    /// let roc = acc.finish(MicroAuc::Compute);
+    /// // Class 1: positives 0.5 and 0.9, negatives 0.5 and 0.1. The tie 0.5 = 0.5 counts
+    /// // half a pair, the 3 other pairs are ordered right: 3.5 / 4.
+    /// assert_eq!(roc.per_class[1].auc, Some(0.875));
+    /// // Micro: the 8 (pixel, class) scores as one problem, 14 of 16 pairs' credit.
+    /// assert_eq!(roc.micro, Some(0.875));
+    /// assert_eq!(roc.method, "exact");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn finish(mut self, micro: MicroAuc) -> AucResult {
         let scored = self.scored;
         let positives = self.positives.clone();
@@ -578,6 +643,18 @@ impl BinnedAuc {
     /// # Errors
     /// [`MetricsError::InvalidConfig`] when `num_classes` is not in 2..=255 or `bins` is
     /// below 2 or above [`MAX_BINS`](crate::MAX_BINS).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::BinnedAuc;
+    /// assert_eq!(BinnedAuc::new(3, 100)?.finish().method, "binned(100)");
+    /// let e = BinnedAuc::new(3, 1).unwrap_err();
+    /// assert!(e.to_string().contains("at least 2 bins"), "{e}");
+    /// assert!(BinnedAuc::new(3, 2_000_000).is_err()); // above MAX_BINS
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(num_classes: usize, bins: usize) -> Result<Self> {
         crate::validate::check_num_classes(num_classes)?;
         if bins < 2 {
@@ -622,6 +699,26 @@ impl BinnedAuc {
     }
 
     /// Adds another accumulator with the same classes and bins.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidConfig`] when `other` has another class or bin count.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::BinnedAuc;
+    /// let (mut a, mut b) = (BinnedAuc::new(2, 10)?, BinnedAuc::new(2, 10)?);
+    /// a.add(&[0, 1], &[0.8, 0.3, 0.2, 0.7])?;
+    /// b.add(&[1, 0], &[0.35, 0.95, 0.65, 0.05])?;
+    /// a.merge(&b)?;
+    /// let class1 = &a.finish().per_class[1];
+    /// assert_eq!((class1.positives, class1.negatives), (2, 2));
+    /// // Positives 0.7 and 0.65 share no bin with negatives 0.2 and 0.05: all pairs right.
+    /// assert_eq!((class1.auc, class1.error_bound), (Some(1.0), 0.0));
+    /// assert!(a.merge(&BinnedAuc::new(2, 20)?).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn merge(&mut self, other: &BinnedAuc) -> Result<()> {
         if other.num_classes != self.num_classes || other.bins != self.bins {
             return Err(MetricsError::InvalidConfig(
@@ -636,6 +733,24 @@ impl BinnedAuc {
     }
 
     /// Per-class AUC estimates with their error bounds.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{roc_ovr, BinnedAuc, MicroAuc};
+    /// let labels = [0u8, 1, 1, 0];
+    /// let probs = [0.8f32, 0.1, 0.4, 0.05, /* class 1 */ 0.2, 0.9, 0.6, 0.95];
+    /// let mut binned = BinnedAuc::new(2, 2)?; // bins [0, 0.5) and [0.5, 1]
+    /// binned.add(&labels, &probs)?;
+    /// let class1 = &binned.finish().per_class[1];
+    /// // Class 1: positives 0.9 and 0.6, negatives 0.2 and 0.95. Exactly, 0.95 outranks both
+    /// // positives: AUC 2/4. Binned, the two pairs sharing bin [0.5, 1] count ½ each: 3/4,
+    /// // and the bound ½ · 2/4 covers the difference.
+    /// assert_eq!((class1.auc, class1.error_bound), (Some(0.75), 0.25));
+    /// assert_eq!(roc_ovr(&labels, &probs, 2, MicroAuc::Skip)?.per_class[1].auc, Some(0.5));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn finish(&self) -> AucResult {
         let b = self.bins;
         let per_class = (0..self.num_classes)
@@ -707,6 +822,24 @@ pub fn roc_auc_ovr(
 /// - [`MetricsError::LabelOutOfRange`] for a label that is neither a class nor 255;
 /// - [`MetricsError::InvalidProbability`] for a probability that is NaN, infinite or outside
 ///   [0, 1] (an ignored pixel's included).
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_metrics::MetricsError> {
+/// use xray_metrics::{roc_ovr, MicroAuc, RocPoint};
+/// let labels = [0u8, 0, 1, 1];
+/// let probs = [0.9f32, 0.4, 0.6, 0.2, /* class 1 */ 0.1, 0.6, 0.4, 0.8];
+/// let roc = roc_ovr(&labels, &probs, 2, MicroAuc::Compute)?;
+/// // Class 1, thresholds 0.8, 0.6, 0.4, 0.1: one positive, then one negative, then
+/// // the other positive, then the other negative.
+/// let pt = |fpr, tpr| RocPoint { fpr, tpr };
+/// let curve = [pt(0.0, 0.0), pt(0.0, 0.5), pt(0.5, 0.5), pt(0.5, 1.0), pt(1.0, 1.0)];
+/// assert_eq!(roc.per_class[1].curve, curve);
+/// assert_eq!(roc.per_class[1].auc, Some(0.75)); // the area under those steps
+/// assert_eq!(roc.micro, Some(0.75)); // 12 of 16 pairs over both planes
+/// # Ok(())
+/// # }
+/// ```
 pub fn roc_ovr(
     labels: &[u8],
     probs: &[f32],

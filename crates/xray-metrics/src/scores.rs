@@ -242,6 +242,20 @@ impl ConfusionMatrix {
     }
 
     /// One value per class.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{ClassMetric, ConfusionMatrix, ZeroDivision};
+    /// let cm = ConfusionMatrix::from_labels(&[0, 0, 1, 1], &[0, 1, 1, 1], 3)?;
+    /// // IoU = TP / (TP + FP + FN): class 0 is 1/2, class 1 is 2/3; class 2 never occurs,
+    /// // so its 0/0 takes the zero-division value.
+    /// let iou = cm.per_class(ClassMetric::Iou, ZeroDivision::Zero);
+    /// assert_eq!(iou, [0.5, 2.0 / 3.0, 0.0]);
+    /// assert!(cm.per_class(ClassMetric::Iou, ZeroDivision::Nan)[2].is_nan());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn per_class(&self, metric: ClassMetric, zero_division: ZeroDivision) -> Vec<f64> {
         (0..self.num_classes())
             .map(|c| metric.evaluate(counts_f64(self, c), zero_division))
