@@ -467,6 +467,34 @@ pub fn load_with(
 ///
 /// # Errors
 /// As [`load`], less the configuration.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{ModuleT, VarBuilder, VarMap};
+/// use xnet_model::checkpoint::{self, WEIGHTS_FILE};
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (dev, dir) = (Device::Cpu, std::env::temp_dir().join(format!("xnet-doc-into-{}", std::process::id())));
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// let (saved, fresh) = (VarMap::new(), VarMap::new());
+/// let a = cfg.build(VarBuilder::from_varmap(&saved, DType::F32, &dev))?;
+/// let b = cfg.build(VarBuilder::from_varmap(&fresh, DType::F32, &dev))?; // other random weights
+/// checkpoint::save(&dir, &saved, &cfg, serde_json::Value::Null)?;
+/// checkpoint::load_weights_into(&fresh, &dir.join(WEIGHTS_FILE), &dev)?;
+/// let x = Tensor::rand(0f32, 1., (1, 1, 8, 8), &dev)?;
+/// let out = |y: Tensor| y.flatten_all()?.to_vec1::<f32>();
+/// assert_eq!(out(a.forward_t(&x, false)?)?, out(b.forward_t(&x, false)?)?);
+/// // A wider network's variables do not fit the file: refused, naming a tensor.
+/// let wide = VarMap::new();
+/// ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() })
+///     .build(VarBuilder::from_varmap(&wide, DType::F32, &dev))?;
+/// let e = checkpoint::load_weights_into(&wide, &dir.join(WEIGHTS_FILE), &dev).unwrap_err();
+/// assert!(e.to_string().contains("conv1"), "{e}");
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn load_weights_into(varmap: &VarMap, weights: &Path, device: &Device) -> Result<()> {
     let (_, config_path) = resolve(weights);
     let is_checkpoint = weights.file_name().is_some_and(|n| n == WEIGHTS_FILE);
@@ -503,6 +531,22 @@ fn load_weights_into_checked(
 ///
 /// # Errors
 /// Whatever `build` returns.
+///
+/// # Examples
+/// ```
+/// use xnet_model::checkpoint::expected_shapes;
+/// # fn main() -> xnet_model::Result<()> {
+/// // A 3 → 2 linear layer: a 2×3 weight and 2 biases, named as the builder prefixes them.
+/// let shapes = expected_shapes(|vb| {
+///     candle_nn::linear(3, 2, vb.pp("fc"))?;
+///     Ok(())
+/// })?;
+/// assert_eq!(shapes.len(), 2);
+/// assert_eq!(shapes["fc.weight"], [2, 3]);
+/// assert_eq!(shapes["fc.bias"], [2]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn expected_shapes(
     build: impl FnOnce(VarBuilder) -> Result<()>,
 ) -> Result<BTreeMap<String, Vec<usize>>> {
@@ -985,6 +1029,26 @@ pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 ///
 /// # Errors
 /// A value that does not serialise, or a file-system error.
+///
+/// # Examples
+/// ```
+/// use xnet_model::checkpoint::write_json_atomic;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("xnet-doc-json-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("state.json");
+/// write_json_atomic(&path, &serde_json::json!({ "next_epoch": 3 }))?;
+/// write_json_atomic(&path, &serde_json::json!({ "next_epoch": 4 }))?; // replaces it whole
+/// let back: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+/// assert_eq!(back["next_epoch"], 4);
+/// assert_eq!(std::fs::read_dir(&dir)?.count(), 1); // no temporary file left behind
+/// // A missing folder is an error naming the file.
+/// let e = write_json_atomic(&dir.join("no/such/dir.json"), &1).unwrap_err();
+/// assert!(e.to_string().contains("dir.json"), "{e}");
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|source| ModelError::Json {
         path: path.to_path_buf(),

@@ -104,6 +104,19 @@ impl TrainBatch {
     /// # Errors
     /// [`ModelError::InvalidInput`] for an empty batch, a pixel count `n · height · width`
     /// that overflows a `usize`, or vectors of another length.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::train::TrainBatch;
+    /// // The fields are public: a batch edited after `new` is checked again before use.
+    /// let mut batch = TrainBatch { images: vec![0.0; 4], labels: vec![0; 4], n: 1, height: 2, width: 2 };
+    /// assert!(batch.check_shape().is_ok());
+    /// batch.n = usize::MAX; // n · height · width does not fit a usize
+    /// let e = batch.check_shape().unwrap_err().to_string();
+    /// assert!(e.contains("the count overflows"), "{e}");
+    /// batch.n = 0;
+    /// assert!(batch.check_shape().unwrap_err().to_string().contains("empty batch"));
+    /// ```
     pub fn check_shape(&self) -> Result<()> {
         if self.n == 0 || self.height == 0 || self.width == 0 {
             return Err(ModelError::InvalidInput(format!(
@@ -138,6 +151,27 @@ impl TrainBatch {
 
     /// Checks shapes, finite image values and labels `< num_classes` (or `ignore`); the
     /// error names the image and pixel.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`]: the shape errors of [`Self::check_shape`], then the
+    /// first non-finite image value, then the first label that is neither a class nor
+    /// `ignore`, each naming the image and the pixel's `(x, y)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::train::TrainBatch;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two 2×2 images; the second has label 3 at its pixel 1, i.e. x = 1, y = 0.
+    /// let batch = TrainBatch::new(vec![0.5; 8], vec![0, 1, 2, 255, 2, 3, 1, 0], 2, 2, 2)?;
+    /// assert!(batch.validate(4, Some(255)).is_ok());
+    /// let e = batch.validate(3, Some(255)).unwrap_err().to_string();
+    /// assert!(e.contains("image 1 of the batch has label 3 at pixel (x=1, y=0)"), "{e}");
+    /// // Without an ignore label, 255 is a label like any other.
+    /// let e = batch.validate(4, None).unwrap_err().to_string();
+    /// assert!(e.contains("image 0 of the batch has label 255 at pixel (x=1, y=1)"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn validate(&self, num_classes: usize, ignore: Option<u8>) -> Result<()> {
         self.check_shape()?;
         let plane = self.height * self.width;
@@ -279,6 +313,19 @@ impl TrainConfig {
     ///
     /// # Errors
     /// [`ModelError::InvalidConfig`] naming the field and the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::train::TrainConfig;
+    /// let config = TrainConfig { progress: false, ..Default::default() };
+    /// assert!(config.validate(3).is_ok());
+    /// let nan_delta = TrainConfig { min_delta: f64::NAN, ..config.clone() };
+    /// let e = nan_delta.validate(3).unwrap_err().to_string();
+    /// assert!(e.contains("min_delta must be finite"), "{e}");
+    /// let no_patience = TrainConfig { early_stopping_patience: Some(0), ..config };
+    /// let e = no_patience.validate(3).unwrap_err().to_string();
+    /// assert!(e.contains("early_stopping_patience"), "{e}");
+    /// ```
     pub fn validate(&self, num_classes: usize) -> Result<()> {
         if self.epochs == 0 {
             return Err(ModelError::InvalidConfig("epochs must be ≥ 1".into()));
@@ -372,6 +419,33 @@ pub struct Evaluation {
 }
 
 /// Evaluates `model` (inference mode) on every batch of `source` epoch 0.
+///
+/// # Errors
+/// A batch that [`TrainBatch::validate`] refuses for the model's classes and the loss's
+/// ignore label, a source that yields an error or no batch at all, or a failing forward pass.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::loss::LossConfig;
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// use xnet_model::train::{evaluate, InMemoryBatches, TrainBatch};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dev = Device::Cpu;
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// let model = cfg.build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &dev))?;
+/// // One 8×8 image whose first row is ignored: 56 pixels are scored.
+/// let labels = (0..64).map(|i| if i < 8 { 255 } else { (i % 3) as u8 }).collect();
+/// let batch = TrainBatch::new(vec![0.5; 64], labels, 1, 8, 8)?;
+/// let ev = evaluate(model.as_ref(), &mut InMemoryBatches::new(vec![batch]), &LossConfig::default(), &dev)?;
+/// assert_eq!(ev.pixels, 56);
+/// assert!(ev.loss.is_finite() && (0.0..=1.0).contains(&ev.accuracy));
+/// let e = evaluate(model.as_ref(), &mut InMemoryBatches::default(), &LossConfig::default(), &dev);
+/// assert!(e.unwrap_err().to_string().contains("yielded no batches"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn evaluate(
     model: &dyn Segmenter,
     source: &mut dyn BatchSource,

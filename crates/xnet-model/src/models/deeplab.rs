@@ -77,6 +77,14 @@ impl Default for DeepLabConfig {
 impl DeepLabConfig {
     /// Checks every field, then the number of parameters they give (at most
     /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation).
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::DeepLabConfig;
+    /// assert!(DeepLabConfig::default().validate().is_ok());
+    /// let e = DeepLabConfig { encoder_widths: vec![], ..Default::default() }.validate().unwrap_err();
+    /// assert!(e.to_string().contains("encoder_widths"), "{e}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_parameter_count(
             "DeepLab",
@@ -144,6 +152,16 @@ impl DeepLabConfig {
     /// The three ASPP dilation rates used for an `h × w` input (a rate beyond the encoder
     /// output's larger side then runs at that side, with the same result; see the
     /// [module documentation](self)).
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::DeepLabConfig;
+    /// let cfg = DeepLabConfig::default(); // rates 6, 12, 18 at 33 pixels; output stride 8
+    /// assert_eq!(cfg.size_multiple(), 8);
+    /// assert_eq!(cfg.rates_for(264, 264), [6, 12, 18]); // 264 / 8 = 33: unscaled
+    /// assert_eq!(cfg.rates_for(512, 64), [1, 3, 4]); // smaller side 64 / 8 = 8: r · 8 / 33
+    /// assert_eq!(cfg.rates_for(8, 8), [1, 1, 1]); // never below 1
+    /// ```
     pub fn rates_for(&self, h: usize, w: usize) -> [usize; 3] {
         let s = h.min(w) / self.size_multiple();
         self.aspp_rates.map(|r| {

@@ -68,6 +68,19 @@ impl Default for SegNetConfig {
 
 impl SegNetConfig {
     /// SegNet-Basic: four levels of one 7×7 block of 64 channels each way, index unpooling.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::SegNetConfig;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let basic = SegNetConfig::basic();
+    /// assert_eq!(basic.size_multiple(), 16); // four 2×2 poolings
+    /// // Eight 7×7 blocks (49·a·b weights + 3·b), 1→64 then seven 64→64, and a 1×1 head
+    /// // 64→3: 3 328 + 7 · 200 896 + 195.
+    /// assert_eq!(basic.parameter_count()?, 1_409_795);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn basic() -> Self {
         Self {
             in_channels: 1,
@@ -125,6 +138,17 @@ impl SegNetConfig {
     }
 
     /// Divides every width by `divisor` (rounding up, at least 1): a CPU-sized variant.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::SegNetConfig;
+    /// let small = SegNetConfig::simple().narrowed(3);
+    /// // 64, 128, 256 and 512 divided by 3, rounded up.
+    /// assert_eq!(small.encoder, [[22], [43], [86]]);
+    /// assert_eq!(small.center, [171, 171]);
+    /// assert!(small.validate().is_ok());
+    /// assert_eq!(SegNetConfig::basic().narrowed(0), SegNetConfig::basic()); // 0 acts as 1
+    /// ```
     pub fn narrowed(mut self, divisor: usize) -> Self {
         let d = divisor.max(1);
         let f = |w: &mut usize| *w = w.div_ceil(d).max(1);
@@ -153,6 +177,15 @@ impl SegNetConfig {
 
     /// Checks every field, then the number of parameters they give (at most
     /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation), including that index unpooling meets equal channel counts.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::SegNetConfig;
+    /// let mut cfg = SegNetConfig::basic();
+    /// cfg.decoder.pop(); // three decoder levels for four encoder levels
+    /// let e = cfg.validate().unwrap_err().to_string();
+    /// assert!(e.contains("decoder must have as many levels as the encoder (4), found 3"), "{e}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_parameter_count(
             "SegNet",

@@ -64,6 +64,16 @@ impl UNetConfig {
 
     /// Checks every field, then the number of parameters they give (at most
     /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation).
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::{UNetConfig, Upsampling};
+    /// assert!(UNetConfig::default().validate().is_ok());
+    /// let e = UNetConfig { depth: 9, ..Default::default() }.validate().unwrap_err();
+    /// assert!(e.to_string().contains("U-Net: depth must be 1 to 8, found 9"), "{e}");
+    /// let unpool = UNetConfig { upsampling: Upsampling::IndexUnpool, ..Default::default() };
+    /// assert!(unpool.validate().unwrap_err().to_string().contains("index_unpool"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_parameter_count(
             "U-Net",
@@ -79,6 +89,19 @@ impl UNetConfig {
     ///
     /// # Errors
     /// The field checks of [`Self::validate`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::UNetConfig;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// // depth 1, base 2: 3×3 blocks 1→2, 2→2 | bottleneck 2→4, 4→4 | up-convolution 4→2
+    /// // (2×2 kernel + bias: 34) | 4→2, 2→2 | 1×1 head 2→3. A block a→b holds 9ab + 3b
+    /// // (kernel, bias, batch-norm scale and shift): 24 + 42 + 84 + 156 + 34 + 78 + 42 + 9.
+    /// let cfg = UNetConfig { base_width: 2, depth: 1, ..Default::default() };
+    /// assert_eq!(cfg.parameter_count()?, 469);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn parameter_count(&self) -> Result<u64> {
         self.validate_fields()?;
         count_parameters(|vb| self.assemble(vb))
@@ -142,6 +165,23 @@ impl UNetConfig {
     }
 
     /// Builds the network (variable names in the [module documentation](self)).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{count_trainable_parameters, UNetConfig};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = UNetConfig { base_width: 2, depth: 1, ..Default::default() };
+    /// let varmap = VarMap::new();
+    /// let net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::zeros((2, 1, 8, 8), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), [2, 3, 8, 8]);
+    /// assert_eq!(count_trainable_parameters(&varmap) as u64, cfg.parameter_count()?);
+    /// assert!(net.forward_t(&Tensor::zeros((1, 1, 9, 9), DType::F32, &Device::Cpu)?, false).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(&self, vb: VarBuilder) -> Result<UNet> {
         self.validate()?;
         self.assemble(vb)

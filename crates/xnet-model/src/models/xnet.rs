@@ -75,6 +75,17 @@ impl XNetConfig {
 
     /// Checks every field, then the number of parameters they give (at most
     /// [`MAX_PARAMETERS`](super::MAX_PARAMETERS), which keeps an absurd configuration from aborting on allocation); the error names the field and the accepted values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::{Upsampling, XNetConfig};
+    /// assert!(XNetConfig::default().validate().is_ok());
+    /// let e = XNetConfig { base_width: 0, ..Default::default() }.validate().unwrap_err();
+    /// assert!(e.to_string().contains("XNet: base_width must be ≥ 1"), "{e}");
+    /// // SegNet's index unpooling needs pooled channels that XNet's decoder does not have.
+    /// let unpool = XNetConfig { upsampling: Upsampling::IndexUnpool, ..Default::default() };
+    /// assert!(unpool.validate().unwrap_err().to_string().contains("index_unpool"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_parameter_count(
             "XNet",
@@ -90,6 +101,24 @@ impl XNetConfig {
     ///
     /// # Errors
     /// The field checks of [`Self::validate`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{count_trainable_parameters, XNetConfig};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// // Widths 2, 4, 8, 16: fourteen 3×3 blocks of 9·a·b weights + 3·b (bias, BN scale and
+    /// // shift) each, and the 1×1 head 4 → 3 with 15: 11 829 in all.
+    /// let cfg = XNetConfig { base_width: 2, ..Default::default() };
+    /// assert_eq!(cfg.parameter_count()?, 11_829);
+    /// // The same number as a built network's trainable variables.
+    /// let varmap = VarMap::new();
+    /// cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    /// assert_eq!(count_trainable_parameters(&varmap), 11_829);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn parameter_count(&self) -> Result<u64> {
         self.validate_fields()?;
         count_parameters(|vb| self.assemble(vb))
@@ -160,6 +189,24 @@ impl XNetConfig {
     /// Builds the network; variables are created in (or loaded from) `vb` under the names
     /// `conv1` … `conv14` (each a [`ConvBnRelu`]), `up1` … `up5` (transposed convolutions
     /// only) and `conv15` (the 1×1 classifier).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::XNetConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = XNetConfig { base_width: 2, num_classes: 4, ..Default::default() };
+    /// let varmap = VarMap::new();
+    /// let net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::zeros((1, 1, 8, 8), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), [1, 4, 8, 8]);
+    /// // The classifier `conv15` maps the 2·f0 = 4 concatenated channels to the 4 classes.
+    /// let head = varmap.data().lock().map_err(|_| "poisoned")?["conv15.weight"].dims().to_vec();
+    /// assert_eq!(head, [4, 4, 1, 1]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(&self, vb: VarBuilder) -> Result<XNet> {
         self.validate()?;
         self.assemble(vb)

@@ -288,6 +288,23 @@ fn axis_matrix(
 
 /// [`resize_bilinear`] as two matrix products (`A_h · X · A_wᵀ`) of stock candle operations:
 /// runs on any device and is differentiated by candle's autograd.
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// use xnet_model::ops::resize_bilinear_generic;
+/// // 1 × 2 → 1 × 4, align_corners=False: outputs sit at x = -0.25, 0.25, 0.75, 1.25
+/// // (clamped to the edges), i.e. 0, ¼·4, ¾·4, 4.
+/// let x = Var::new(&[[[[0f32, 4.]]]], &Device::Cpu)?;
+/// let y = resize_bilinear_generic(&x, 1, 4)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![0., 1., 3., 4.]);
+/// // Autograd: each input gets the sum of its interpolation weights, 1 + ¾ + ¼ = 2.
+/// let g = y.sum_all()?.backward()?;
+/// let gx = g.get(&x).map(|t| t.flatten_all()?.to_vec1::<f32>()).transpose()?;
+/// assert_eq!(gx, Some(vec![2., 2.]));
+/// assert!(resize_bilinear_generic(&x, 0, 4).is_err());
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn resize_bilinear_generic(x: &Tensor, out_h: usize, out_w: usize) -> CResult<Tensor> {
     check_sizes(x, out_h, out_w)?;
     let (n, c, h, w) = x.dims4()?;

@@ -426,6 +426,18 @@ fn custom_op_device(x: &Tensor) -> bool {
 
 /// Arg-max indices (`u32`, shape `[N, C, H/k, W/k]`) of `k × k` max-pooling with stride `k`
 /// of a `[N, C, H, W]` tensor. Not differentiable (the indices are integers).
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor};
+/// // 3 × 4 with k = 2: floor mode drops the last row. The left window ties (all 1): its
+/// // first maximum wins, as in PyTorch. Indices are flat in the whole H × W plane.
+/// let x = Tensor::new(&[[[[1f32, 1., 0., 2.], [1., 1., 7., 0.], [9., 9., 9., 9.]]]], &Device::Cpu)?;
+/// let i = xnet_model::ops::max_pool2d_indices(&x, 2)?;
+/// assert_eq!(i.dims(), [1, 1, 1, 2]);
+/// assert_eq!(i.flatten_all()?.to_vec1::<u32>()?, vec![0, 6]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn max_pool2d_indices(x: &Tensor, kernel: usize) -> CResult<Tensor> {
     if custom_op_device(x) {
         x.contiguous()?.apply_op1_no_bwd(&MaxPoolIndices { kernel })
@@ -437,6 +449,20 @@ pub fn max_pool2d_indices(x: &Tensor, kernel: usize) -> CResult<Tensor> {
 /// Picks `x[n, c, idx]` from each flattened `H × W` plane of `x` (`[N, C, H, W]`) at the
 /// indices `idx` (`u32`, `[N, C, h, w]`), giving `[N, C, h, w]`. Differentiable in `x`; its
 /// gradient is [`max_unpool2d`] of the incoming gradient.
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// let x = Var::new(&[[[[1f32, 5., 2., 0.], [3., 4., 8., 1.]]]], &Device::Cpu)?;
+/// let idx = Tensor::new(&[[[[1u32, 6]]]], &Device::Cpu)?; // plane positions of 5 and 8
+/// let y = xnet_model::ops::pool_gather(&x, &idx)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![5., 8.]);
+/// // The gradient of a sum reaches the picked positions only.
+/// let g = y.sum_all()?.backward()?;
+/// let gx = g.get(&x).map(|t| t.flatten_all()?.to_vec1::<f32>()).transpose()?;
+/// assert_eq!(gx, Some(vec![0., 1., 0., 0., 0., 0., 1., 0.]));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn pool_gather(x: &Tensor, idx: &Tensor) -> CResult<Tensor> {
     gather_impl(x, idx, true)
 }
@@ -585,6 +611,19 @@ fn indices_generic(x: &Tensor, k: usize) -> CResult<Tensor> {
 
 /// [`max_pool2d_with_indices`] written with stock candle primitives (`argmax`, `gather`):
 /// runs on any device and is differentiated by candle's autograd.
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use xnet_model::ops::{max_pool2d_with_indices, max_pool2d_with_indices_generic};
+/// let x = Tensor::new(&[[[[1f32, 5., 2., 0.], [3., 4., 8., 1.]]]], &Device::Cpu)?;
+/// let (v, i) = max_pool2d_with_indices_generic(&x, 2)?;
+/// assert_eq!(v.flatten_all()?.to_vec1::<f32>()?, vec![5., 8.]);
+/// assert_eq!(i.flatten_all()?.to_vec1::<u32>()?, vec![1, 6]);
+/// let (_, fast) = max_pool2d_with_indices(&x, 2)?; // the custom CPU operation agrees
+/// assert_eq!(fast.flatten_all()?.to_vec1::<u32>()?, vec![1, 6]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn max_pool2d_with_indices_generic(x: &Tensor, kernel: usize) -> CResult<(Tensor, Tensor)> {
     let idx = indices_generic(x, kernel)?;
     let (n, c, oh, ow) = idx.dims4()?;
@@ -602,6 +641,20 @@ pub fn max_pool2d_with_indices_generic(x: &Tensor, kernel: usize) -> CResult<(Te
 /// # Errors
 /// As [`max_unpool2d`], and an output of more than 2³² elements (its flat positions are
 /// `u32`, which would wrap).
+///
+/// # Examples
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use xnet_model::ops::max_unpool2d_generic;
+/// let v = Tensor::new(&[[[[5f32, 8.]]]], &Device::Cpu)?;
+/// let i = Tensor::new(&[[[[1u32, 6]]]], &Device::Cpu)?;
+/// let u = max_unpool2d_generic(&v, &i, (2, 4))?;
+/// assert_eq!(u.flatten_all()?.to_vec1::<f32>()?, vec![0., 5., 0., 0., 0., 0., 8., 0.]);
+/// let three = Tensor::new(&[[[[1u32, 6, 7]]]], &Device::Cpu)?; // 3 indices for 2 values
+/// let e = max_unpool2d_generic(&v, &three, (2, 4)).unwrap_err().to_string();
+/// assert!(e.contains("disagree"), "{e}");
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn max_unpool2d_generic(
     values: &Tensor,
     indices: &Tensor,
