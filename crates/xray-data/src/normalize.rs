@@ -46,6 +46,16 @@ impl NormalizeConfig {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] when percentiles are outside `0..=100` or not ordered.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::normalize::{Method, NormalizeConfig};
+    /// let window = |low, high| NormalizeConfig { method: Method::Percentile { low, high }, log: false };
+    /// assert!(window(1.0, 99.0).validate().is_ok());
+    /// let e = window(99.0, 1.0).validate().unwrap_err().to_string();
+    /// assert!(e.contains("low=99, high=1"), "{e}");
+    /// assert!(window(0.0, 101.0).validate().is_err()); // not a percentile
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if let Method::Percentile { low, high } = self.method {
             if !(0.0..=100.0).contains(&low) || !(0.0..=100.0).contains(&high) || low >= high {
@@ -225,6 +235,18 @@ fn percentile_select(v: &mut [f32], pct: f32) -> f32 {
 /// Log transform `ln(1 + max(v - min, 0))`: compresses the large dynamic range of
 /// transmitted intensity so that thick and thin parts get comparable contrast. Shifting by
 /// the image minimum keeps the argument at least 1, so the result is finite and `>= 0`.
+///
+/// # Examples
+/// ```
+/// use xray_data::{normalize::log_transform, Radiograph};
+/// let img = Radiograph::from_raw(3, 1, vec![5.0, 6.0, 8.0]).ok_or("3 pixels")?;
+/// // Shifted by the minimum 5: ln(1 + 0), ln(1 + 1), ln(1 + 3) = 0, ln 2, 2 ln 2.
+/// let out = log_transform(&img);
+/// let ln2 = std::f32::consts::LN_2;
+/// let expected = [0.0, ln2, 2.0 * ln2];
+/// assert!(out.as_raw().iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{:?}", out.as_raw());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn log_transform(img: &Radiograph) -> Radiograph {
     let lo = img.as_raw().iter().copied().fold(f32::INFINITY, f32::min);
     let lo = if lo.is_finite() { lo } else { 0.0 };

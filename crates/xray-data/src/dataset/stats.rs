@@ -29,6 +29,18 @@ impl ClassStats {
 
     /// Adds one mask. Values other than `0..num_classes` and [`IGNORE_LABEL`] are counted
     /// as ignored (validated masks hold none).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::{dataset::ClassStats, Mask};
+    /// let mut stats = ClassStats::new(3);
+    /// stats.add(&Mask::from_raw(4, 1, vec![0, 0, 1, 255]).ok_or("4 labels")?);
+    /// stats.add(&Mask::from_raw(2, 1, vec![2, 9]).ok_or("2 labels")?); // 9: no class of 3
+    /// assert_eq!((stats.pixels.clone(), stats.ignored, stats.masks), (vec![2, 1, 1], 2, 2));
+    /// // Classes 0 and 1 appear in the first mask (3 labelled pixels), class 2 in the second (1).
+    /// assert_eq!(stats.pixels_of_images_with, [3, 3, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn add(&mut self, mask: &Mask) {
         let c = self.pixels.len();
         let mut counts = vec![0u64; c];
@@ -112,6 +124,16 @@ impl ClassStats {
     }
 
     /// Fraction of labelled pixels in each class.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::{dataset::ClassStats, Mask};
+    /// let mask = Mask::from_raw(5, 1, vec![0, 0, 1, 2, 255]).ok_or("5 labels")?;
+    /// let stats = ClassStats::from_masks(3, [&mask]);
+    /// assert_eq!(stats.frequencies(), [0.5, 0.25, 0.25]); // of the 4 labelled pixels
+    /// assert_eq!(ClassStats::new(3).frequencies(), [0.0; 3]); // nothing counted: zeros
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn frequencies(&self) -> Vec<f64> {
         let total: u64 = self.pixels.iter().sum();
         self.pixels
@@ -158,6 +180,19 @@ impl ClassStats {
     /// Median-frequency weights (Eigen & Fergus 2015, as SegNet): with
     /// `freq_c = pixels_c / pixels of the masks where c appears`, the weight is
     /// `median(freq) / freq_c` over the classes that appear; absent classes get 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::{dataset::ClassStats, Mask};
+    /// let a = Mask::from_raw(4, 1, vec![0, 0, 0, 1]).ok_or("4 labels")?;
+    /// let b = Mask::from_raw(4, 1, vec![0, 0, 2, 2]).ok_or("4 labels")?;
+    /// let stats = ClassStats::from_masks(4, [&a, &b]);
+    /// // freq: class 0 5/8 (both masks), class 1 1/4, class 2 2/4; median 0.5; class 3 absent.
+    /// let w = stats.median_frequency_weights();
+    /// let expected = [0.5 / 0.625, 0.5 / 0.25, 1.0, 0.0];
+    /// assert!(w.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{w:?}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn median_frequency_weights(&self) -> Vec<f32> {
         let freq: Vec<Option<f64>> = self
             .pixels

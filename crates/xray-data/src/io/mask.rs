@@ -109,6 +109,19 @@ pub fn encode_color_mask(mask: &Mask) -> Result<RgbImage> {
 ///
 /// # Errors
 /// [`DataError::UnknownLabel`] naming the first offending pixel.
+///
+/// # Examples
+/// ```
+/// use std::path::Path;
+/// use xray_data::{io::validate_mask, DataError, Mask};
+/// // 2 × 2, row by row: the 3 at index 3 is pixel (x = 1, y = 1).
+/// let mask = Mask::from_raw(2, 2, vec![0, 255, 2, 3]).ok_or("4 labels")?;
+/// validate_mask(Path::new("m.png"), &mask, 4)?; // 255 is always allowed (ignore)
+/// let e = validate_mask(Path::new("m.png"), &mask, 3).unwrap_err();
+/// assert!(matches!(e, DataError::UnknownLabel { x: 1, y: 1, value: 3, num_classes: 3, .. }), "{e}");
+/// assert!(e.to_string().contains("m.png"), "{e}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn validate_mask(path: &Path, mask: &Mask, num_classes: u8) -> Result<()> {
     let w = mask.width().max(1) as usize;
     if let Some(i) = mask
@@ -163,6 +176,22 @@ pub fn load_mask(path: &Path) -> Result<Mask> {
 /// for anything but 8-bit grayscale (a 1-, 2- or 4-bit grayscale PNG included: decoding
 /// scales its values to 0..255, so its labels would not survive), [`DataError::EmptyImage`],
 /// [`DataError::UnknownLabel`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_data::io::{load_mask_with_classes, save_mask};
+/// use xray_data::{DataError, Mask};
+/// let path = std::env::temp_dir().join(format!("xray-doc-mask5-{}.png", std::process::id()));
+/// let mask = Mask::from_raw(3, 1, vec![0, 4, 255]).ok_or("3 labels")?;
+/// save_mask(&path, &mask)?;
+/// assert_eq!(load_mask_with_classes(&path, 5)?, mask); // label 4 is a class of 5
+/// let e = load_mask_with_classes(&path, 3).unwrap_err(); // but not of 3
+/// std::fs::remove_file(&path)?;
+/// assert!(matches!(e, DataError::UnknownLabel { x: 1, y: 0, value: 4, .. }), "{e}");
+/// # Ok(())
+/// # }
+/// ```
 pub fn load_mask_with_classes(path: &Path, num_classes: u8) -> Result<Mask> {
     let bytes = super::read_image_file(path)?;
     // The decoder expands 1-, 2- and 4-bit grey to 8 bits by scaling (a 1-bit 1 becomes
