@@ -1,11 +1,11 @@
-//! Segment radiographs (PNG, TIFF or DICOM, any size).
+//! Segment radiographs (PNG, TIFF, JPEG or DICOM, any size).
 //!
 //! ```text
 //! cargo run --release --example segment -- ../shared/data/nema-cr/RG2_UNC --out out/
 //! cargo run --release --example segment -- --weights runs/x --probs a.png b.dcm --out out/
 //! cargo run --release --example segment -- ../shared/data/nema-cr --out out/
 //! ```
-//! A folder stands for its PNG, TIFF and DICOM files (by content, so extension-less DICOM
+//! A folder stands for its PNG, TIFF, JPEG and DICOM files (by content, so extension-less DICOM
 //! files count); two inputs with the same file stem are refused, since their outputs would
 //! share names.
 //! Per input stem: `<stem>.labels.png` (class indices at the input's resolution, 255 outside
@@ -120,7 +120,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     check_outputs_spare_inputs(&inputs.files, &args.out)?;
     for skipped in &inputs.skipped {
         eprintln!(
-            "skipped (not a PNG, TIFF or DICOM file): {}",
+            "skipped (not a PNG, TIFF, JPEG or DICOM file): {}",
             skipped.display()
         );
     }

@@ -671,12 +671,12 @@ pub fn worker_count(
 
 /// File extensions taken as radiographs inside a folder even when their content is not
 /// recognised, so that a corrupt image is reported rather than silently left out.
-const IMAGE_EXTENSIONS: &[&str] = &["png", "tif", "tiff", "dcm", "dicom"];
+const IMAGE_EXTENSIONS: &[&str] = &["png", "tif", "tiff", "dcm", "dicom", "jpg", "jpeg"];
 
 /// Expands command-line inputs: a file is kept as given (its errors come when it is read);
 /// a folder gives its radiographs, not recursively, sorted by name: files whose content is
-/// PNG, TIFF or DICOM ([`detect_format`] on the first 132 bytes, so extension-less DICOM
-/// files count), and files named `.png`, `.tif(f)`, `.dcm` or `.dicom` whatever their
+/// PNG, TIFF, JPEG or DICOM ([`detect_format`] on the first 132 bytes, so extension-less
+/// DICOM files count), and files named `.png`, `.tif(f)`, `.jp(e)g`, `.dcm` or `.dicom` whatever their
 /// content, and entries that cannot be inspected (a broken symbolic link: reading it
 /// reports why). An earlier run's outputs are listed in [`Inputs::previous_outputs`],
 /// everything else in a folder in [`Inputs::skipped`]. Then no two
@@ -733,7 +733,7 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
         }
         if out.files.len() == before {
             return Err(Error::Invalid(format!(
-                "{}: no PNG, TIFF or DICOM file in this folder",
+                "{}: no PNG, TIFF, JPEG or DICOM file in this folder",
                 input.display()
             )));
         }

@@ -34,9 +34,11 @@ fn a_folder_gives_its_radiographs_sorted_and_lists_the_rest() {
     write(&dir.join("b.png"), b"\x89PNG\r\n\x1a\n....");
     write(&dir.join("a_tiff"), b"II*\0........");
     write(&dir.join("RG2_UNC"), &dicom_head());
+    write(&dir.join("export_jpg"), b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00");
     // Named as images, corrupt or empty: kept, so that reading them reports the problem.
     write(&dir.join("corrupt.tif"), b"not a tiff");
     write(&dir.join("empty.DCM"), b"");
+    write(&dir.join("cut.JPEG"), b"");
     write(&dir.join("README.md"), b"# notes");
     write(&dir.join("SHA256SUMS"), b"0123  RG2_UNC\n");
     std::fs::create_dir_all(dir.join("sub")).expect("sub-folder");
@@ -72,7 +74,9 @@ fn a_folder_gives_its_radiographs_sorted_and_lists_the_rest() {
             "b.png",
             "c.prob-x.png",
             "corrupt.tif",
-            "empty.DCM"
+            "cut.JPEG",
+            "empty.DCM",
+            "export_jpg"
         ]
     );
     assert_eq!(names(&inputs.skipped), ["README.md", "SHA256SUMS", "sub"]);
@@ -115,7 +119,7 @@ fn missing_inputs_empty_folders_and_no_inputs_are_errors() {
     write(&dir.join("README.md"), b"# notes");
     let err = expand_inputs(std::slice::from_ref(&dir)).expect_err("no radiograph in it");
     assert!(
-        err.to_string().contains("no PNG, TIFF or DICOM file"),
+        err.to_string().contains("no PNG, TIFF, JPEG or DICOM file"),
         "{err}"
     );
     assert!(matches!(expand_inputs(&[]), Err(Error::Invalid(_))));

@@ -23,8 +23,8 @@ pub enum DataError {
     /// A parameter given by the caller is invalid.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
-    /// The file is neither PNG, TIFF nor DICOM (by content and extension).
-    #[error("{path}: unrecognised image format ({reason}); expected PNG, TIFF or DICOM")]
+    /// The file is neither PNG, TIFF, JPEG nor DICOM (by content and extension).
+    #[error("{path}: unrecognised image format ({reason}); expected PNG, TIFF, JPEG or DICOM")]
     UnknownFormat {
         /// The file involved.
         path: PathBuf,

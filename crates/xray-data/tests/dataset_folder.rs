@@ -178,7 +178,7 @@ fn categories_csv_parsing() {
 
 #[test]
 fn from_listing_needs_no_file_system() {
-    let names: Vec<String> = ["p.PNG", "q.dcm", ".hidden.png", "noext", "r.jpg"]
+    let names: Vec<String> = ["p.PNG", "q.dcm", ".hidden.png", "noext", "r.gif", "s.JPEG"]
         .map(String::from)
         .to_vec();
     let ds = Dataset::from_listing(
@@ -190,7 +190,7 @@ fn from_listing_needs_no_file_system() {
     )
     .unwrap();
     let stems: Vec<&str> = ds.samples.iter().map(|s| s.stem.as_str()).collect();
-    assert_eq!(stems, ["p", "q"]);
+    assert_eq!(stems, ["p", "q", "s"]);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Extensions (lower case) accepted in `images/`; other files there are ignored.
-pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "tif", "tiff", "dcm"];
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "tif", "tiff", "dcm", "jpg", "jpeg"];
 
 /// Options of [`Dataset::open`] and sample loading.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +286,10 @@ impl Dataset {
                     if !by_stem.contains_key(stem) {
                         return Err(ds_err(
                             mask_dir.join(name),
-                            format!("mask without image: no images/{stem}.{{png,tif,tiff,dcm}}"),
+                            format!(
+                                "mask without image: no images/{stem}.{{{}}}",
+                                IMAGE_EXTENSIONS.join(",")
+                            ),
                         ));
                     }
                 }

@@ -261,6 +261,16 @@ fn low_bit_grey_png_depth(bytes: &[u8]) -> Option<u8> {
 /// Decodes a mask image of any format `image` reads; a panic in the decoder is a decoding
 /// error.
 fn decode_png_any(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    // Lossy compression moves values across label boundaries (a 1 next to 2s may come back
+    // as 2) while every value stays a valid label: nothing after decoding could tell.
+    if super::detect_format(path, bytes).is_ok_and(|f| f == super::ImageFormat::Jpeg) {
+        return Err(DataError::Unsupported {
+            path: path.to_path_buf(),
+            what: "mask format",
+            found: "JPEG, which is lossy: its labels are not the ones compressed".into(),
+            expected: "a lossless 8-bit grayscale index PNG (or TIFF)".into(),
+        });
+    }
     super::quiet_panic::decode_guarded(path, "mask image", || decode_any_unguarded(path, bytes))
 }
 

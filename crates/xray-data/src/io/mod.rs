@@ -1,4 +1,4 @@
-//! Reading and writing radiographs (PNG, TIFF, DICOM) and label masks.
+//! Reading and writing radiographs (PNG, TIFF, DICOM; JPEG read only) and label masks.
 //!
 //! # Convention
 //! Every loader returns a [`Radiograph`] in which **a larger value means more X-rays reached
@@ -8,12 +8,13 @@
 //!   `MONOCHROME2` (largest value displays white) is mirrored within the range the stored
 //!   bits can hold (`v' = lo + hi - v`). A `PresentationLUTShape` of `INVERSE` swaps the two.
 //!   Values are the stored values after `RescaleSlope`/`RescaleIntercept`, not normalised.
-//! - PNG and TIFF carry no such information and are taken **as they are** (sample values
-//!   as `f32`), which is what [`save_png16`] and [`save_tiff_f32`] write. Set
-//!   [`LoadOptions::invert`] for display-polarity PNG/TIFF files (bone white).
+//! - PNG, TIFF and JPEG carry no such information and are taken **as they are** (sample
+//!   values as `f32`), which is what [`save_png16`] and [`save_tiff_f32`] write. Set
+//!   [`LoadOptions::invert`] for display-polarity files (bone white), as exports from a
+//!   viewer or PACS are.
 //!
-//! Format detection is by content (PNG signature, TIFF byte-order mark, `DICM` at offset
-//! 128); a file whose content is not recognised but whose extension is `.dcm` is tried as
+//! Format detection is by content (PNG signature, TIFF byte-order mark, JPEG start of
+//! image, `DICM` at offset 128); a file whose content is not recognised but whose extension is `.dcm` is tried as
 //! DICOM without preamble.
 
 mod codestream;
@@ -81,6 +82,9 @@ pub enum ImageFormat {
     Tiff,
     /// DICOM Part 10 file (with or without the 128-byte preamble).
     Dicom,
+    /// JPEG (JFIF/Exif, 8-bit): lossy, read for exported radiographs only, never as a
+    /// label mask.
+    Jpeg,
 }
 
 /// Detects the format of `bytes` by content (`DICM` at offset 128 wins over a TIFF header in
@@ -109,6 +113,10 @@ pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") || bytes.starts_with(b"II+\0") {
         return Ok(ImageFormat::Tiff);
     }
+    // Start of image followed by the next marker's 0xFF.
+    if bytes.starts_with(b"\xFF\xD8\xFF") {
+        return Ok(ImageFormat::Jpeg);
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -122,7 +130,7 @@ pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     }
 }
 
-/// Loads a radiograph from a PNG, TIFF or DICOM file into the crate's convention
+/// Loads a radiograph from a PNG, TIFF, JPEG or DICOM file into the crate's convention
 /// (larger = more X-rays; see the [module documentation](self)).
 ///
 /// A 1-, 2- or 4-bit grayscale PNG loads as the 8-bit grey of the same brightness,
@@ -212,6 +220,10 @@ pub fn load_image_with_info(path: &Path, opts: &LoadOptions) -> Result<(Radiogra
         )),
         ImageFormat::Tiff => Ok((
             raster::decode_tiff(path, &bytes, opts)?,
+            ImageInfo::default(),
+        )),
+        ImageFormat::Jpeg => Ok((
+            raster::decode_jpeg(path, &bytes, opts)?,
             ImageInfo::default(),
         )),
     }
@@ -387,7 +399,7 @@ fn explain_broken_link(path: &Path, e: std::io::Error) -> std::io::Error {
     }
 }
 
-/// Decodes an in-memory PNG, TIFF or DICOM file; `path` only names it in errors and
+/// Decodes an in-memory PNG, TIFF, JPEG or DICOM file; `path` only names it in errors and
 /// supplies the extension for [`detect_format`].
 ///
 /// # Errors
@@ -415,6 +427,7 @@ pub fn decode_image(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Rad
     match detect_format(path, bytes)? {
         ImageFormat::Png => raster::decode_png(path, bytes, opts),
         ImageFormat::Tiff => raster::decode_tiff(path, bytes, opts),
+        ImageFormat::Jpeg => raster::decode_jpeg(path, bytes, opts),
         ImageFormat::Dicom => Ok(dicom::decode_dicom_at(path, bytes, opts)?.image),
     }
 }

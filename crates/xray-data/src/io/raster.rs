@@ -1,4 +1,4 @@
-//! PNG and TIFF radiographs.
+//! PNG, TIFF and JPEG radiographs.
 
 use super::{check_finite, check_size, to_radiograph, LoadOptions};
 use crate::{DataError, Radiograph, Result};
@@ -111,18 +111,34 @@ pub(crate) fn decode_png(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Resul
     super::quiet_panic::decode_guarded(path, "PNG", || decode_png_unguarded(path, bytes, opts))
 }
 
-fn decode_png_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
-    use image::{DynamicImage, ImageDecoder};
+/// Decodes `bytes` as `format` with `image`, after checking the frame and the header's size
+/// against the options and running `before_pixels` (a format's own check of the file).
+fn decode_with_image(
+    path: &Path,
+    bytes: &[u8],
+    format: image::ImageFormat,
+    name: &'static str,
+    opts: &LoadOptions,
+    before_pixels: impl FnOnce() -> Result<()>,
+) -> Result<(image::DynamicImage, u32, u32)> {
+    use image::ImageDecoder;
     check_frame(path, opts)?;
-    let reader = image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png);
+    let reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let decoder = reader
         .into_decoder()
-        .map_err(|e| decode_err(path, "PNG", e))?;
+        .map_err(|e| decode_err(path, name, e))?;
     let (w, h) = decoder.dimensions();
     check_size(path, w.into(), h.into(), opts.max_pixels)?;
-    let color = decoder.color_type();
-    let img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(path, "PNG", e))?;
-    let name = format!("{color:?}");
+    before_pixels()?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| decode_err(path, name, e))?;
+    Ok((img, w, h))
+}
+
+fn decode_png_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    use image::DynamicImage;
+    let (img, w, h) =
+        decode_with_image(path, bytes, image::ImageFormat::Png, "PNG", opts, || Ok(()))?;
+    let name = format!("{:?}", img.color());
     let data = match &img {
         DynamicImage::ImageLuma8(b) => {
             to_plane(path, b.as_raw(), 1, false, Some((0.0, 255.0)), opts, &name)?
@@ -173,6 +189,98 @@ fn decode_png_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result
     };
     check_finite(path, w, &data)?;
     to_radiograph(path, "PNG", w, h, data)
+}
+
+/// Decodes a JPEG radiograph (8-bit baseline or progressive, grey or colour); a panic in
+/// the decoder is a decoding error. JPEG is lossy: the values are the decoder's
+/// reconstruction of what was compressed, good enough to segment an export from a viewer but
+/// never a label mask ([`super::load_mask`] refuses one).
+pub(crate) fn decode_jpeg(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    super::quiet_panic::decode_guarded(path, "JPEG", || decode_jpeg_unguarded(path, bytes, opts))
+}
+
+fn decode_jpeg_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Radiograph> {
+    use image::DynamicImage;
+    // The decoder fills what a truncated file lacks with mid-grey and says nothing.
+    let complete = || jpeg_end_of_image(bytes).map_err(|m| decode_err(path, "JPEG", m));
+    let (img, w, h) = decode_with_image(
+        path,
+        bytes,
+        image::ImageFormat::Jpeg,
+        "JPEG",
+        opts,
+        complete,
+    )?;
+    let name = format!("{:?}", img.color());
+    let range = Some((0.0, 255.0));
+    let data = match &img {
+        DynamicImage::ImageLuma8(b) => to_plane(path, b.as_raw(), 1, false, range, opts, &name)?,
+        DynamicImage::ImageRgb8(b) => to_plane(path, b.as_raw(), 3, false, range, opts, &name)?,
+        other => {
+            return Err(DataError::Unsupported {
+                path: path.to_path_buf(),
+                what: "JPEG colour type",
+                found: format!("{:?}", other.color()),
+                expected: "8-bit grayscale (or colour with allow_rgb)".into(),
+            })
+        }
+    };
+    to_radiograph(path, "JPEG", w, h, data)
+}
+
+/// Checks that a JPEG's data reaches its end-of-image marker: walks the marker segments by
+/// their lengths and, after each start of scan, the entropy-coded data to the next marker
+/// (a `0xFF` followed by neither a stuffed `0x00`, a restart marker nor fill). Bytes where a
+/// marker should be are skipped, as decoders skip them; only running out of data before the
+/// end of image is an error, naming where the file ends.
+fn jpeg_end_of_image(bytes: &[u8]) -> std::result::Result<(), String> {
+    let truncated = || {
+        format!(
+            "the file ends at byte {} before its end-of-image marker: it is truncated (the \
+             decoder would fill the missing part with grey)",
+            bytes.len()
+        )
+    };
+    let next_ff = |from: usize| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| b == 0xFF))
+            .map(|k| from + k)
+    };
+    // After the start-of-image marker.
+    let mut i = 2;
+    loop {
+        let at = next_ff(i).ok_or_else(truncated)?;
+        let marker = *bytes.get(at + 1).ok_or_else(truncated)?;
+        i = at + 2;
+        match marker {
+            0xD9 => return Ok(()),
+            // Fill bytes, stray restart markers and TEM carry no length.
+            0xFF => i = at + 1,
+            0x00 | 0x01 | 0xD0..=0xD7 => {}
+            _ => {
+                let len = bytes
+                    .get(i..i + 2)
+                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+                    .ok_or_else(truncated)?;
+                i += len.max(2);
+                if marker == 0xDA {
+                    // Entropy-coded data up to the next real marker.
+                    loop {
+                        let ff = next_ff(i).ok_or_else(truncated)?;
+                        match *bytes.get(ff + 1).ok_or_else(truncated)? {
+                            0x00 | 0xD0..=0xD7 => i = ff + 2,
+                            0xFF => i = ff + 1,
+                            _ => {
+                                i = ff;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Decodes a TIFF radiograph (page `opts.frame`); a panic in the decoder is a decoding error.
