@@ -50,11 +50,15 @@ fn write_fuzz_seeds() {
     ] {
         fs::write(dicom.join(name), transcode(&plain, uid)).unwrap();
     }
-    // The target also sends its bytes through format detection, so PNG and TIFF seeds put
-    // the raster decoders under the fuzzer too.
+    // The target also sends its bytes through format detection, so PNG, TIFF and JPEG seeds
+    // put the raster decoders under the fuzzer too.
     let img = Radiograph::from_fn(5, 3, |x, y| image::Luma([(x * 1000 + y * 7) as f32]));
     xray_data::io::save_png16(&dicom.join("seed_png16.png"), &img).unwrap();
     xray_data::io::save_tiff_f32(&dicom.join("seed_f32.tif"), &img).unwrap();
+    // And a JPEG, whose end-of-image walk runs before its decoder.
+    let grey = image::GrayImage::from_fn(16, 16, |x, y| image::Luma([(x * 13 + y * 3) as u8]));
+    grey.save_with_format(dicom.join("seed_grey.jpg"), image::ImageFormat::Jpeg)
+        .unwrap();
     let colour = root.join("color_mask");
     fs::create_dir_all(&colour).unwrap();
     let m = Mask::from_fn(4, 3, |x, y| image::Luma([((x + y) % 3) as u8]));
