@@ -204,6 +204,11 @@ impl ReliabilityBins {
 
     /// Adds one pixel: `score` in [0, 1], `hit` = correct / of the class.
     ///
+    /// Unchecked, for the per-pixel loops of callers that checked their scores already (as
+    /// the [`crate::Evaluator`] does): a score outside [0, 1] lands in the first or last
+    /// bin, and a NaN makes the bin's mean score NaN. [`ReliabilityBins::try_push`] refuses
+    /// them instead.
+    ///
     /// # Examples
     /// ```
     /// # fn main() -> Result<(), xray_metrics::MetricsError> {
@@ -224,6 +229,36 @@ impl ReliabilityBins {
         self.count[b] += 1;
         self.sum[b] += score as f64;
         self.hits[b] += hit as u64;
+    }
+
+    /// [`ReliabilityBins::push`] for a score that has not been checked.
+    ///
+    /// # Errors
+    /// [`MetricsError::InvalidProbability`] (pixel and class 0) for a score that is NaN,
+    /// infinite or outside [0, 1]; nothing is added.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ReliabilityBins;
+    /// let mut bins = ReliabilityBins::new(4)?;
+    /// bins.try_push(0.8, true)?;
+    /// assert!(bins.try_push(f32::NAN, true).is_err());
+    /// assert!(bins.try_push(1.5, false).is_err());
+    /// assert_eq!(bins.total(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_push(&mut self, score: f32, hit: bool) -> Result<()> {
+        if !(0.0..=1.0).contains(&score) {
+            return Err(MetricsError::InvalidProbability {
+                pixel: 0,
+                class: 0,
+                value: score,
+            });
+        }
+        self.push(score, hit);
+        Ok(())
     }
 
     /// Adds another accumulator with the same bins.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MetricsError, Result};
 use crate::scores::Average;
-use crate::validate::{check_planes, first_bad_label, IGNORE};
+use crate::validate::{check_planes, first_bad_label, first_bad_probability, IGNORE};
 
 /// Sort key of a score in [0, 1] and its positive flag. Callers check the score first: the
 /// key of NaN, an infinity or a score of 2 or more is 2^31 or more, past the radix sort's
@@ -502,15 +502,12 @@ impl ExactAuc {
         let c = self.keys.len();
         let n = check_planes(labels, probs, c)?;
         first_bad_label(labels, c)?;
+        // Every plane before any is taken in: a refused call must leave the counts as they
+        // were (a later plane's bad value once left the earlier classes' keys added and
+        // their positives not, and `finish` then underflowed).
+        first_bad_probability(probs, n)?;
         for (class, keys) in self.keys.iter_mut().enumerate() {
             let plane = &probs[class * n..(class + 1) * n];
-            if let Some(i) = plane.iter().position(|v| !(0.0..=1.0).contains(v)) {
-                return Err(MetricsError::InvalidProbability {
-                    pixel: i,
-                    class,
-                    value: plane[i],
-                });
-            }
             keys.reserve(n);
             let cl = class as u8;
             keys.extend(
@@ -675,17 +672,12 @@ impl BinnedAuc {
         let c = self.num_classes;
         let n = check_planes(labels, probs, c)?;
         first_bad_label(labels, c)?;
+        // Every plane before any is counted, as in `ExactAuc::add`.
+        first_bad_probability(probs, n)?;
         let b = self.bins;
         let scale = b as f32;
         for class in 0..c {
             let plane = &probs[class * n..(class + 1) * n];
-            if let Some(i) = plane.iter().position(|v| !(0.0..=1.0).contains(v)) {
-                return Err(MetricsError::InvalidProbability {
-                    pixel: i,
-                    class,
-                    value: plane[i],
-                });
-            }
             let h = &mut self.hist[class * b..(class + 1) * b];
             for (&l, &p) in labels.iter().zip(plane) {
                 if l != IGNORE {

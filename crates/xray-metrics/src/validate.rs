@@ -110,6 +110,21 @@ pub(crate) fn first_bad_label(labels: &[u8], num_classes: usize) -> Result<()> {
     Ok(())
 }
 
+/// Finds the first probability outside `[0, 1]` (NaN and the infinities included) in `probs`,
+/// class planes of `n` values each, plane by plane: the check accumulators run before they
+/// take anything in, so that a refused call leaves them as they were.
+pub(crate) fn first_bad_probability(probs: &[f32], n: usize) -> Result<()> {
+    let bad = |v: &f32| !(0.0..=1.0).contains(v);
+    match probs.iter().position(bad) {
+        None => Ok(()),
+        Some(i) => Err(MetricsError::InvalidProbability {
+            pixel: i % n.max(1),
+            class: i / n.max(1),
+            value: probs[i],
+        }),
+    }
+}
+
 /// Slow path run only after a fast kernel flagged a problem, to name the first bad pixel.
 pub(crate) fn explain_bad_probs(
     probs: &[f32],

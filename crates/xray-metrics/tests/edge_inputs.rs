@@ -356,3 +356,53 @@ fn temperature_fit_survives_curvature_underflow() {
     let r = fit(&[0.0, -800.0], &[0], (0.05, 20.0));
     assert_eq!(r.nll_after, 0.0);
 }
+
+/// A call refused for a bad probability in a later class plane leaves the AUC accumulators
+/// as they were: earlier planes were once taken in without their positives, so the next
+/// `finish` underflowed (debug) or scored wrongly (release).
+#[test]
+fn a_refused_add_leaves_the_auc_accumulators_unchanged() {
+    let labels = [0u8, 1, 1, 0];
+    let good = [0.8f32, 0.3, 0.4, 0.6, /* class 1 */ 0.2, 0.7, 0.6, 0.4];
+    let more = [0.1f32, 0.9, 0.5, /* class 1 */ 0.9, 0.1, 0.5];
+    let more_labels = [1u8, 0, 255];
+    // Class 0 in range, class 1 not (2.0, and a NaN after it).
+    let bad = [
+        0.5f32,
+        0.5,
+        0.5,
+        0.5,
+        /* class 1 */ 0.5,
+        2.0,
+        f32::NAN,
+        0.5,
+    ];
+
+    let mut exact = ExactAuc::new(2).unwrap();
+    exact.add(&labels, &good).unwrap();
+    match exact.add(&labels, &bad) {
+        Err(MetricsError::InvalidProbability {
+            pixel: 1,
+            class: 1,
+            value,
+        }) => assert_eq!(value, 2.0),
+        other => panic!("expected class 1's pixel 1 to be named, got {other:?}"),
+    }
+    exact.add(&more_labels, &more).unwrap();
+    let mut clean = ExactAuc::new(2).unwrap();
+    clean.add(&labels, &good).unwrap();
+    clean.add(&more_labels, &more).unwrap();
+    assert_eq!(
+        exact.finish(MicroAuc::Compute),
+        clean.finish(MicroAuc::Compute)
+    );
+
+    let mut binned = BinnedAuc::new(2, 16).unwrap();
+    binned.add(&labels, &good).unwrap();
+    assert!(binned.add(&labels, &bad).is_err());
+    binned.add(&more_labels, &more).unwrap();
+    let mut clean = BinnedAuc::new(2, 16).unwrap();
+    clean.add(&labels, &good).unwrap();
+    clean.add(&more_labels, &more).unwrap();
+    assert_eq!(binned.finish(), clean.finish());
+}
