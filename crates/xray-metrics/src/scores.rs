@@ -322,7 +322,8 @@ impl ConfusionMatrix {
 ///
 /// For [`Average::None`] class `k`'s mean is taken over the images where `k` occurs in the
 /// truth or the prediction; a class that never occurs gets NaN. Images with no scored pixel
-/// are skipped.
+/// are skipped. Matrices should share one class count; where they do not, there is one
+/// score per class of the largest, each over the images that have that class.
 ///
 /// # Examples
 /// ```
@@ -348,13 +349,15 @@ pub fn mean_over_images(
     let scored: Vec<&ConfusionMatrix> = images.iter().filter(|m| m.total() > 0).collect();
     match average {
         Average::None => {
-            let c = scored.first().map_or(0, |m| m.num_classes());
+            // Matrices of other class counts (the caller's mix-up) must not panic: class `k`
+            // is taken from the images that have it.
+            let c = scored.iter().map(|m| m.num_classes()).max().unwrap_or(0);
             Score::PerClass(
                 (0..c)
                     .map(|k| {
                         let vals: Vec<f64> = scored
                             .iter()
-                            .filter(|m| present(m, k))
+                            .filter(|m| k < m.num_classes() && present(m, k))
                             .map(|m| metric.evaluate(counts_f64(m, k), zero_division))
                             .collect();
                         if vals.is_empty() {

@@ -406,3 +406,22 @@ fn a_refused_add_leaves_the_auc_accumulators_unchanged() {
     clean.add(&more_labels, &more).unwrap();
     assert_eq!(binned.finish(), clean.finish());
 }
+
+/// Per-image means over matrices of different class counts (a caller's mix-up) give one
+/// score per class of the largest, each over the images that have it, instead of panicking
+/// on the smaller matrix.
+#[test]
+fn per_image_means_over_mixed_class_counts_do_not_panic() {
+    let two = ConfusionMatrix::from_labels(&[0, 1], &[0, 1], 2).unwrap();
+    let three = ConfusionMatrix::from_labels(&[0, 1, 2, 2], &[0, 1, 2, 1], 3).unwrap();
+    for images in [[two.clone(), three.clone()], [three, two]] {
+        let s = mean_over_images(
+            &images,
+            ClassMetric::Recall,
+            Average::None,
+            ZeroDivision::Zero,
+        );
+        // Class 2's recall (1 of 2) comes from the three-class image alone.
+        assert_eq!(s, Score::PerClass(vec![1.0, 1.0, 0.5]));
+    }
+}
