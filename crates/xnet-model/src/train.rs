@@ -422,7 +422,8 @@ pub struct Evaluation {
 ///
 /// # Errors
 /// A batch that [`TrainBatch::validate`] refuses for the model's classes and the loss's
-/// ignore label, a source that yields an error or no batch at all, or a failing forward pass.
+/// ignore label, a source that yields an error, no batch at all or no scored pixel (every
+/// label the ignore label), or a failing forward pass.
 ///
 /// # Examples
 /// ```
@@ -443,6 +444,9 @@ pub struct Evaluation {
 /// assert!(ev.loss.is_finite() && (0.0..=1.0).contains(&ev.accuracy));
 /// let e = evaluate(model.as_ref(), &mut InMemoryBatches::default(), &LossConfig::default(), &dev);
 /// assert!(e.unwrap_err().to_string().contains("yielded no batches"));
+/// let unlabelled = TrainBatch::new(vec![0.5; 64], vec![255; 64], 1, 8, 8)?;
+/// let e = evaluate(model.as_ref(), &mut InMemoryBatches::new(vec![unlabelled]), &LossConfig::default(), &dev);
+/// assert!(e.unwrap_err().to_string().contains("no scored pixel"));
 /// # Ok(())
 /// # }
 /// ```
@@ -507,7 +511,16 @@ impl EvalAccumulator {
                 "the evaluation source yielded no batches".into(),
             ));
         }
-        let denom = self.pixels.max(1) as f64;
+        // A loss of 0 over no pixel would pass for a perfect model (and, as a validation
+        // loss, hold early stopping's best at the first epoch).
+        if self.pixels == 0 {
+            return Err(ModelError::InvalidInput(format!(
+                "the evaluation source's {} batch(es) hold no scored pixel: every label is the \
+                 ignore label",
+                self.batches
+            )));
+        }
+        let denom = self.pixels as f64;
         Ok(Evaluation {
             loss: self.loss_sum / denom,
             accuracy: self.correct as f64 / denom,
