@@ -1541,9 +1541,10 @@ fn strict_first_edge(cfg: &CollimatorConfig) -> CollimatorConfig {
 }
 
 /// The least [`stepping_share`] of a line taken by the look for a lone blade over a bright
-/// band (see [`lone_blade_over_a_bright_band`]): a blade steps down along its whole length,
-/// whatever lies beyond it; with the dark-band tests relaxed, only a line that does so along
-/// nearly all of it is taken, with no field rotation to hold it to.
+/// band (see [`lone_blade_over_a_bright_band`]) or at the darkest end (see
+/// [`lone_blade_at_the_darkest_end`]): a blade steps down along its whole length, whatever
+/// lies beyond it; with the dark-band tests or the level just outside relaxed, only a line
+/// that does so along nearly all of it is taken, with no field rotation to hold it to.
 const LONE_BRIGHT_BAND_STEPPING_SHARE: f32 = 0.9;
 
 /// The tests of the look for a lone blade whose band holds collimated open beam (run when the
@@ -1561,6 +1562,73 @@ fn lone_blade_over_a_bright_band(strict: &CollimatorConfig) -> CollimatorConfig 
         max_bright_share: strict.max_bright_share.max(0.6),
         min_dark_rays: strict.min_dark_rays.min(0.4),
         ..strict.clone()
+    }
+}
+
+/// The look for a lone blade on `work` with `tests`: every side's candidates are replaced by
+/// its accepted lines whose band is deep enough ([`LONE_EDGE_BAND_DEPTH`]), that are visible
+/// along enough of their side ([`LONE_EDGE_VISIBLE_SHARE`]) and that `keep` keeps.
+fn lone_blade_look(
+    accepted: &mut [(Side, Vec<(Cand, Verdict)>)],
+    work: &Work,
+    tests: &CollimatorConfig,
+    keep: impl Fn(Cand, &Verdict) -> bool,
+) {
+    for (side, found) in accepted.iter_mut() {
+        *found = accepted_candidates(work, *side, tests, |_| true)
+            .into_iter()
+            .filter(|(c, v)| {
+                v.band_depth >= LONE_EDGE_BAND_DEPTH
+                    && v.visible_share >= LONE_EDGE_VISIBLE_SHARE
+                    && keep(*c, v)
+            })
+            .collect();
+    }
+}
+
+/// Whether `cand` steps down along at least [`LONE_BRIGHT_BAND_STEPPING_SHARE`] of its line:
+/// the blade's own signature, which stands in for the field rotation the looks with relaxed
+/// tests for a lone blade do not have.
+fn steps_down_nearly_everywhere(work: &Work, cand: Cand) -> bool {
+    stepping_share(work, (cand.phi.cos(), cand.phi.sin()), cand.rho)
+        >= LONE_BRIGHT_BAND_STEPPING_SHARE
+}
+
+/// The third look's tests (linear input; see `detect_collimator`): its contrast asks for the
+/// same exposure ratio as the first look's, and the flat-beyond test is left out.
+fn darkest_look(cfg: &CollimatorConfig) -> CollimatorConfig {
+    let lr = |e: f32| ((1.0 + e) / e).ln();
+    CollimatorConfig {
+        min_contrast: cfg.min_contrast * lr(LOG_OFFSET) / lr(DARKEST_LOG_OFFSET),
+        max_outside_fall: 1.0,
+        ..cfg.clone()
+    }
+}
+
+/// The third look's working image: compressed at [`DARKEST_LOG_OFFSET`], its band allowed to
+/// hold collimated open beam up to `max_outside_level` without counting as bright.
+fn darkest_work<'a>(down: &'a Downsampled, cfg: &CollimatorConfig) -> Work<'a> {
+    Work {
+        band_ceiling: cfg.max_outside_level,
+        ..build_work(down, cfg, DARKEST_LOG_OFFSET)
+    }
+}
+
+/// The tests of the look for a lone blade at the darkest end (linear input, run when the looks
+/// for a lone blade above found nothing): the third look's ([`darkest_look`]) with the lone
+/// looks' straightness (0.95), support (0.9) and bright share (0.1; see
+/// [`strict_first_edge`]). The level just outside keeps the plain `max_outside_ratio`: over a
+/// thick trunk the band's scatter is large next to the primary (the lone blades of linear hips
+/// this look is for stepped down to 0.26–0.54 of the field's level), and what keeps anatomy
+/// out instead is a field under [`BRIGHT_FIELD_LEVEL`] and a step along nearly the whole line
+/// (see `detect_collimator`).
+fn lone_blade_at_the_darkest_end(cfg: &CollimatorConfig) -> CollimatorConfig {
+    let darkest = darkest_look(cfg);
+    CollimatorConfig {
+        min_support: darkest.min_support.max(0.9),
+        min_straightness: darkest.min_straightness.max(0.95),
+        max_bright_share: darkest.max_bright_share.min(0.1),
+        ..darkest
     }
 }
 
@@ -1708,19 +1776,14 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // nothing bright beyond them (see `strict_first_edge`); an edge found this way gives the
     // field its rotation for the looks below.
     let mut faint: Option<Work> = None;
+    // The third look's working image (see below), which the look for a lone blade at the
+    // darkest end may build first.
+    let mut darkest: Option<Work> = None;
     if rotation.is_none() && cfg.log_compress {
         if let Some(spread) = cfg.rotation_spread_deg {
             let work = faint.insert(build_work(&down, cfg, FAINT_LOG_OFFSET));
             let strict = strict_first_edge(cfg);
-            for (side, found) in accepted.iter_mut() {
-                *found = accepted_candidates(work, *side, &strict, |_| true)
-                    .into_iter()
-                    .filter(|(_, v)| {
-                        v.band_depth >= LONE_EDGE_BAND_DEPTH
-                            && v.visible_share >= LONE_EDGE_VISIBLE_SHARE
-                    })
-                    .collect();
-            }
+            lone_blade_look(&mut accepted, work, &strict, |_, _| true);
             rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
             // Still nothing: a lone blade over a thick trunk whose band holds collimated open
             // beam (the beam beside the body, passed by the blade's leakage), brighter than
@@ -1731,18 +1794,25 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             // `lone_blade_over_a_bright_band`).
             if rotation.is_none() {
                 let loose = lone_blade_over_a_bright_band(&strict);
-                for (side, found) in accepted.iter_mut() {
-                    *found = accepted_candidates(work, *side, &loose, |_| true)
-                        .into_iter()
-                        .filter(|(c, v)| {
-                            v.band_depth >= LONE_EDGE_BAND_DEPTH
-                                && v.visible_share >= LONE_EDGE_VISIBLE_SHARE
-                                && v.inside < STEP_LOOK_OPEN_BEAM
-                                && stepping_share(work, (c.phi.cos(), c.phi.sin()), c.rho)
-                                    >= LONE_BRIGHT_BAND_STEPPING_SHARE
-                        })
-                        .collect();
-                }
+                lone_blade_look(&mut accepted, work, &loose, |c, v| {
+                    v.inside < STEP_LOOK_OPEN_BEAM && steps_down_nearly_everywhere(work, c)
+                });
+                rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
+            }
+            // Still nothing on linear input: over a thick hip or pelvis a lone blade can leave
+            // the field under 1 % of the range and the band at half of that, which even the
+            // second look's offset compresses below the support it needs; only the third
+            // look's working image spreads them, and that look needs a rotation. The third
+            // look's tests are used with the lone looks' straightness, support and bright
+            // share (see `lone_blade_at_the_darkest_end`), for lines beside a field under
+            // BRIGHT_FIELD_LEVEL (an arm's skin line or bone beside a chest lies beside a
+            // brighter one) that step down along nearly their whole length.
+            if rotation.is_none() && !log_input {
+                let work = darkest.insert(darkest_work(&down, cfg));
+                let lone = lone_blade_at_the_darkest_end(cfg);
+                lone_blade_look(&mut accepted, work, &lone, |c, v| {
+                    v.inside < BRIGHT_FIELD_LEVEL && steps_down_nearly_everywhere(work, c)
+                });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
             }
         }
@@ -1768,18 +1838,9 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         // strip beside a chest lies above it), and, beside a field above
         // BRIGHT_FIELD_LEVEL, a step down to at most DARKEST_LOOK_OUTSIDE_RATIO of it.
         if !log_input {
-            let lr = |e: f32| ((1.0 + e) / e).ln();
-            let darkest_cfg = CollimatorConfig {
-                min_contrast: cfg.min_contrast * lr(LOG_OFFSET) / lr(DARKEST_LOG_OFFSET),
-                max_outside_fall: 1.0,
-                ..cfg.clone()
-            };
-            let mut darkest: Option<Work> = None;
+            let darkest_cfg = darkest_look(cfg);
             search_empty_sides(&mut accepted, consistent, |side| {
-                let work = darkest.get_or_insert_with(|| Work {
-                    band_ceiling: cfg.max_outside_level,
-                    ..build_work(&down, cfg, DARKEST_LOG_OFFSET)
-                });
+                let work = darkest.get_or_insert_with(|| darkest_work(&down, cfg));
                 accepted_candidates(work, side, &darkest_cfg, consistent)
                     .into_iter()
                     .filter(|(_, v)| {
