@@ -20,12 +20,12 @@ struct Args {
     /// Dataset folder; synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// The dataset's PNG/TIFF images store display polarity (bone white, as exports from a
+    /// The dataset's PNG/TIFF/JPEG images store display polarity (bone white, as exports from a
     /// viewer or PACS do): mirror them into the convention, larger = more X-rays. DICOM files
     /// carry their polarity and are read as they say.
     #[arg(long, requires = "data")]
     invert: bool,
-    /// Convert the dataset's colour PNG/TIFF images to grey instead of refusing them.
+    /// Convert the dataset's colour PNG/TIFF/JPEG images to grey instead of refusing them.
     #[arg(long, requires = "data")]
     allow_rgb: bool,
     /// Run name: outputs go to runs/<name>/ (a rerun under the same name replaces them; without --data it reuses runs/<name>/data, which must hold --synth-count images).

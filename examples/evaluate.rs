@@ -32,12 +32,12 @@ struct Args {
     /// Dataset folder with images/ and masks/.
     #[arg(long)]
     data: PathBuf,
-    /// The dataset's PNG/TIFF images store display polarity (bone white, as exports from a
+    /// The dataset's PNG/TIFF/JPEG images store display polarity (bone white, as exports from a
     /// viewer or PACS do): mirror them into the convention, larger = more X-rays. DICOM files
     /// carry their polarity and are read as they say.
     #[arg(long)]
     invert: bool,
-    /// Convert the dataset's colour PNG/TIFF images to grey instead of refusing them.
+    /// Convert the dataset's colour PNG/TIFF/JPEG images to grey instead of refusing them.
     #[arg(long)]
     allow_rgb: bool,
     /// Output directory.

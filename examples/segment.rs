@@ -71,7 +71,7 @@ struct Args {
     /// Convert colour inputs to grey instead of refusing them.
     #[arg(long)]
     allow_rgb: bool,
-    /// PNG/TIFF inputs store display polarity (bone white, as exports from a viewer or PACS
+    /// PNG/TIFF/JPEG inputs store display polarity (bone white, as exports from a viewer or PACS
     /// do): mirror them into the convention, larger = more X-rays. Without it they are taken
     /// as they are, and a display-polarity image comes out as nonsense (bone called open
     /// beam). DICOM files carry their polarity and are read as they say.

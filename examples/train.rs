@@ -28,12 +28,12 @@ struct Args {
     /// Dataset folder (images/, masks/, categories.csv); synthetic data when absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// The dataset's PNG/TIFF images store display polarity (bone white, as exports from a
+    /// The dataset's PNG/TIFF/JPEG images store display polarity (bone white, as exports from a
     /// viewer or PACS do): mirror them into the convention, larger = more X-rays. DICOM files
     /// carry their polarity and are read as they say.
     #[arg(long, requires = "data")]
     invert: bool,
-    /// Convert the dataset's colour PNG/TIFF images to grey instead of refusing them.
+    /// Convert the dataset's colour PNG/TIFF/JPEG images to grey instead of refusing them.
     #[arg(long, requires = "data")]
     allow_rgb: bool,
     /// Run name: outputs go to runs/<name>/ (default: a timestamp); a plain folder name.
@@ -110,10 +110,11 @@ struct Args {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Continue the run from its last checkpoint; the run must exist, and --data, --invert,
-    /// --allow-rgb, --seed, --synth-count, --synth-size, --kfold, --model, --width, --size, --l2
-    /// and --loss must be the ones it was started with (stored in runs/<name>/train_job.json). --epochs, --batch, --lr,
-    /// --patience and the augmentation may change (with a warning): more epochs extend a
-    /// finished run, and the cosine schedule then spans the new count from the resumed epoch.
+    /// --allow-rgb, --seed, --synth-count, --synth-size, --kfold, --model, --width, --size,
+    /// --l2 and --loss must be the ones it was started with (stored in
+    /// runs/<name>/train_job.json). --epochs, --batch, --lr, --patience and the augmentation
+    /// may change (with a warning): more epochs extend a finished run, and the cosine schedule
+    /// then spans the new count from the resumed epoch.
     #[arg(long)]
     resume: bool,
     /// Seed of every random choice.

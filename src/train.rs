@@ -162,12 +162,12 @@ pub struct TrainJob {
     pub loss: LossKind,
     /// Seed of every random choice (data, split, initialisation, augmentation).
     pub seed: u64,
-    /// Read the dataset's PNG and TIFF images as display polarity (bone white, as most
+    /// Read the dataset's PNG, TIFF and JPEG images as display polarity (bone white, as most
     /// exports from a viewer or PACS are) and mirror them into the project's convention
     /// (larger = more X-rays); [`LoadOptions::invert`]. DICOM files carry their polarity and
     /// are not affected. Only with `data`: synthetic data is written in the convention.
     pub invert: bool,
-    /// Convert the dataset's colour (RGB, RGBA, grey + alpha) PNG and TIFF images to grey
+    /// Convert the dataset's colour (RGB, RGBA, grey + alpha) PNG, TIFF and JPEG images to grey
     /// instead of refusing them; [`LoadOptions::allow_rgb`]. Only with `data`.
     pub allow_rgb: bool,
     /// Synthetic images to generate when `data` is `None`.
@@ -357,7 +357,7 @@ pub struct RunOptions {
     pub data: Option<PathBuf>,
     /// The seed of the split (and of the synthetic data).
     pub seed: u64,
-    /// The dataset's PNG and TIFF images are read as display polarity and mirrored
+    /// The dataset's PNG, TIFF and JPEG images are read as display polarity and mirrored
     /// ([`TrainJob::invert`]; false in runs stored before it existed).
     #[serde(default)]
     pub invert: bool,

@@ -44,10 +44,10 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 /// Options for [`load_image`] and [`load_dicom`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Frame of a multi-frame DICOM file, or page of a multi-page TIFF (0-based). A PNG only
+    /// Frame of a multi-frame DICOM file, or page of a multi-page TIFF (0-based). A PNG or JPEG only
     /// has frame 0.
     pub frame: u32,
-    /// Convert colour (RGB/RGBA, grayscale+alpha) PNG and TIFF to luma with the Rec. 709
+    /// Convert colour (RGB/RGBA, grayscale+alpha) PNG, TIFF and JPEG to luma with the Rec. 709
     /// weights instead of returning [`DataError::ColorImage`]. A grayscale + alpha image
     /// whose pixels are all opaque, or whose transparent pixels all hold one grey value (a
     /// grayscale PNG with a `tRNS` chunk), loads without it: its grey samples are the image.
@@ -55,7 +55,7 @@ pub struct LoadOptions {
     /// Largest accepted number of pixels (width × height); larger images are rejected with
     /// [`DataError::TooLarge`] before their pixels are decoded.
     pub max_pixels: u64,
-    /// Mirror PNG/TIFF values within their type's range (`v' = lo + hi - v`: `max - v` for
+    /// Mirror PNG/TIFF/JPEG values within their type's range (`v' = lo + hi - v`: `max - v` for
     /// unsigned samples, `-1 - v` for signed TIFF ones, as the DICOM loader mirrors signed
     /// data) because the file stores display polarity (bone white). Ignored for DICOM, whose
     /// polarity is known.
