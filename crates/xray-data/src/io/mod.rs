@@ -44,8 +44,8 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 /// Options for [`load_image`] and [`load_dicom`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Frame of a multi-frame DICOM file, or page of a multi-page TIFF (0-based). A PNG or JPEG only
-    /// has frame 0.
+    /// Frame of a multi-frame DICOM file, or page of a multi-page TIFF (0-based). A PNG or
+    /// JPEG only has frame 0.
     pub frame: u32,
     /// Convert colour (RGB/RGBA, grayscale+alpha) PNG, TIFF and JPEG to luma with the Rec. 709
     /// weights instead of returning [`DataError::ColorImage`]. A grayscale + alpha image
