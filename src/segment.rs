@@ -92,6 +92,11 @@ pub struct Segmented {
     /// calibrated network expects to have labelled wrongly. It cannot see what the network
     /// never learnt (a radiograph unlike its training data can be wrong with confidence).
     pub expected_error: Option<f64>,
+    /// Whether the input's values were mirrored into the convention on reading
+    /// ([`xray_data::io::ImageInfo::mirrored`]: a DICOM's polarity, or
+    /// [`SegmentOptions::load`]'s `invert` on a PNG, TIFF or JPEG); false for an image
+    /// given in memory ([`segment_image`]).
+    pub mirrored: bool,
     /// Number of collimator edges found.
     pub edges: usize,
     /// Pixel count per label value 0, 1, 2 and 255 (last).
@@ -239,6 +244,7 @@ pub fn segment_file(
         &opts,
     )?;
     done.input_scale_from_file = scale;
+    done.mirrored = info.mirrored;
     if info.pixels_beyond_bits_stored > 0 {
         done.warnings.push(format!(
             "{}: {} pixel(s) had bits set outside BitsStored and were read without them, as \
@@ -495,6 +501,7 @@ fn write_segmentation(
         probabilities: prob_paths,
         uncertainty: uncertainty_path,
         expected_error,
+        mirrored: false,
         edges: field.edges.len(),
         label_counts: count_labels(&out.labels),
         category,

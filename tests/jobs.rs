@@ -472,6 +472,8 @@ fn shipped_weights_segment_the_real_hip_radiograph() {
     );
     // Its DICOM BodyPartExamined ("HIP") chose the category.
     assert_eq!(s.category.as_deref(), Some("hip"));
+    // MONOCHROME2: stored for display (bone white), mirrored on reading.
+    assert!(s.mirrored);
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -832,6 +834,8 @@ fn a_display_polarity_png_segments_with_invert_as_its_convention_copy() {
         let mut opts = SegmentOptions::default();
         opts.load.invert = invert;
         let s = segment_file(&predictor, path, &dir.join(out), &opts).expect("it segments");
+        // The summary says how the file was read.
+        assert_eq!(s.mirrored, invert);
         load_mask(&s.labels).unwrap()
     };
     let reference = labels(&convention, false, "convention");

@@ -170,10 +170,15 @@ pub fn load_image_with_body_part(
     Ok((image, info.body_part))
 }
 
-/// What a file says about its image beyond the pixels: only DICOM files carry any of it, so
-/// every field is `None` (or 0) for PNG and TIFF files.
+/// What a file says about its image beyond the pixels, and how it was read: only DICOM files
+/// carry a body part, intensity relationship or stray bits, so those are `None` (or 0) for
+/// PNG, TIFF and JPEG files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageInfo {
+    /// Whether the stored values were mirrored into the convention (larger = more X-rays):
+    /// a DICOM file's polarity said so ([`DicomImage::inverted`]), or a PNG, TIFF or JPEG
+    /// file was read with [`LoadOptions::invert`].
+    pub mirrored: bool,
     /// `BodyPartExamined`, trimmed (`None` when absent or empty).
     pub body_part: Option<String>,
     /// `PixelIntensityRelationship` (see [`DicomImage::intensity_relationship`]).
@@ -203,29 +208,25 @@ pub struct ImageInfo {
 /// ```
 pub fn load_image_with_info(path: &Path, opts: &LoadOptions) -> Result<(Radiograph, ImageInfo)> {
     let bytes = read_image_file(path)?;
+    let raster_info = ImageInfo {
+        mirrored: opts.invert,
+        ..ImageInfo::default()
+    };
     // The DICOM reader already trims the tags and drops empty ones.
     match detect_format(path, &bytes)? {
         ImageFormat::Dicom => {
             let d = dicom::decode_dicom_at(path, &bytes, opts)?;
             let info = ImageInfo {
+                mirrored: d.inverted,
                 body_part: d.body_part,
                 intensity_relationship: d.intensity_relationship,
                 pixels_beyond_bits_stored: d.pixels_beyond_bits_stored,
             };
             Ok((d.image, info))
         }
-        ImageFormat::Png => Ok((
-            raster::decode_png(path, &bytes, opts)?,
-            ImageInfo::default(),
-        )),
-        ImageFormat::Tiff => Ok((
-            raster::decode_tiff(path, &bytes, opts)?,
-            ImageInfo::default(),
-        )),
-        ImageFormat::Jpeg => Ok((
-            raster::decode_jpeg(path, &bytes, opts)?,
-            ImageInfo::default(),
-        )),
+        ImageFormat::Png => Ok((raster::decode_png(path, &bytes, opts)?, raster_info)),
+        ImageFormat::Tiff => Ok((raster::decode_tiff(path, &bytes, opts)?, raster_info)),
+        ImageFormat::Jpeg => Ok((raster::decode_jpeg(path, &bytes, opts)?, raster_info)),
     }
 }
 
