@@ -1565,6 +1565,30 @@ fn lone_blade_over_a_bright_band(strict: &CollimatorConfig) -> CollimatorConfig 
     }
 }
 
+/// The relaxed look's tests (log input; see `detect_collimator`): long, straight and fully
+/// supported lines (`min_support` 0.9, `min_straightness` 0.95) whose band may hold collimated
+/// open beam (no `min_dark_beyond`, `max_bright_share` 0.6, `min_dark_rays` 0.4). A
+/// configuration already looser or stricter keeps its own values.
+fn relaxed_band_look(cfg: &CollimatorConfig) -> CollimatorConfig {
+    CollimatorConfig {
+        min_dark_beyond: 0.0,
+        max_bright_share: cfg.max_bright_share.max(0.6),
+        min_dark_rays: cfg.min_dark_rays.min(0.4),
+        min_support: cfg.min_support.max(0.9),
+        min_straightness: cfg.min_straightness.max(0.95),
+        ..cfg.clone()
+    }
+}
+
+/// On log input, the level just inside (share of the range) under which the look for a lone
+/// blade with the relaxed look's tests takes a line (see `detect_collimator`). On the
+/// [`STEP_LOOK_LOG_SPAN`] a log image is taken to span, half the range is about 3 % of the
+/// exposure at its top: a field over a thick trunk. On the fitted synth samples the lone blades
+/// of log pelvises, hips and a chest it found lay beside fields at 0.24–0.48 of the range, and
+/// the lines it took on log chests without collimation (a shoulder, an upper arm) beside fields
+/// at 0.51–0.56 (with 0.572, `BRIGHT_FIELD_LEVEL`'s 5 % on that span, three of them were taken).
+const LONE_LOG_FIELD_LEVEL: f32 = 0.5;
+
 /// The look for a lone blade on `work` with `tests`: every side's candidates are replaced by
 /// its accepted lines whose band is deep enough ([`LONE_EDGE_BAND_DEPTH`]), that are visible
 /// along enough of their side ([`LONE_EDGE_VISIBLE_SHARE`]) and that `keep` keeps.
@@ -1781,9 +1805,9 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     let mut darkest: Option<Work> = None;
     if rotation.is_none() && cfg.log_compress {
         if let Some(spread) = cfg.rotation_spread_deg {
-            let work = faint.insert(build_work(&down, cfg, FAINT_LOG_OFFSET));
+            let faint_work = faint.insert(build_work(&down, cfg, FAINT_LOG_OFFSET));
             let strict = strict_first_edge(cfg);
-            lone_blade_look(&mut accepted, work, &strict, |_, _| true);
+            lone_blade_look(&mut accepted, faint_work, &strict, |_, _| true);
             rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
             // Still nothing: a lone blade over a thick trunk whose band holds collimated open
             // beam (the beam beside the body, passed by the blade's leakage), brighter than
@@ -1794,8 +1818,8 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             // `lone_blade_over_a_bright_band`).
             if rotation.is_none() {
                 let loose = lone_blade_over_a_bright_band(&strict);
-                lone_blade_look(&mut accepted, work, &loose, |c, v| {
-                    v.inside < STEP_LOOK_OPEN_BEAM && steps_down_nearly_everywhere(work, c)
+                lone_blade_look(&mut accepted, faint_work, &loose, |c, v| {
+                    v.inside < STEP_LOOK_OPEN_BEAM && steps_down_nearly_everywhere(faint_work, c)
                 });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
             }
@@ -1808,10 +1832,24 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             // BRIGHT_FIELD_LEVEL (an arm's skin line or bone beside a chest lies beside a
             // brighter one) that step down along nearly their whole length.
             if rotation.is_none() && !log_input {
-                let work = darkest.insert(darkest_work(&down, cfg));
+                let dark_work = darkest.insert(darkest_work(&down, cfg));
                 let lone = lone_blade_at_the_darkest_end(cfg);
-                lone_blade_look(&mut accepted, work, &lone, |c, v| {
-                    v.inside < BRIGHT_FIELD_LEVEL && steps_down_nearly_everywhere(work, c)
+                lone_blade_look(&mut accepted, dark_work, &lone, |c, v| {
+                    v.inside < BRIGHT_FIELD_LEVEL && steps_down_nearly_everywhere(dark_work, c)
+                });
+                rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
+            }
+            // Still nothing on log input: the lone blades of log pelvises and hips that no look
+            // above takes pass the relaxed look's tests below (the band beyond them holds
+            // collimated open beam, and the level just outside reaches 0.4–0.7 of the level
+            // inside, which the lone looks' 0.35 refuses), and that look needs a rotation. They
+            // are searched for with those tests on the first look's working image, beside a
+            // field under LONE_LOG_FIELD_LEVEL (the upper arms and shoulders of log chests
+            // without collimation lie beside brighter ones) and stepping down along nearly
+            // their whole length.
+            if rotation.is_none() && log_input {
+                lone_blade_look(&mut accepted, &work, &relaxed_band_look(cfg), |c, v| {
+                    v.inside < LONE_LOG_FIELD_LEVEL && steps_down_nearly_everywhere(&work, c)
                 });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
             }
@@ -1865,14 +1903,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
     // blade), so the look does not ask for any dark-beyond share; the rays must still stay
     // clear of the field's level (`min_dark_rays`), and most of the band must not be bright.
     if let (true, Some((r, _))) = (log_input, rotation) {
-        let relaxed = CollimatorConfig {
-            min_dark_beyond: 0.0,
-            max_bright_share: cfg.max_bright_share.max(0.6),
-            min_dark_rays: cfg.min_dark_rays.min(0.4),
-            min_support: cfg.min_support.max(0.9),
-            min_straightness: cfg.min_straightness.max(0.95),
-            ..cfg.clone()
-        };
+        let relaxed = relaxed_band_look(cfg);
         let tight = |c: Cand| rotation_gap(c.rotation(), r) <= RELAXED_ROTATION_GAP;
         search_empty_sides(&mut accepted, consistent, |side| {
             accepted_candidates(&work, side, &relaxed, tight)

@@ -389,6 +389,19 @@ fn lone_blades_over_a_thick_linear_hip_are_found_at_the_darkest_end() {
     assert_finds_the_true_sides(202, 159, BodyPart::Hip, false, &sides, 1.0);
 }
 
+/// A lone blade over a log pelvis whose band holds collimated open beam: the default
+/// generator's phantom 129 of seed 21 at 512 × 512 (a log pelvis view, its right side
+/// collimated). The right blade is straight and steps down along its whole length, but its
+/// band holds collimated open beam, brighter than the band next to the edge, and the looks
+/// for a lone blade refused it with their strict level and band tests; the relaxed look at
+/// the band takes it, but needs a rotation. The look for a lone blade with the relaxed look's
+/// tests, beside a field under half the range, finds it (2026-11-30, session 32 (5);
+/// docs/postprocessing.md).
+#[test]
+fn a_lone_blade_over_a_log_pelvis_with_a_bright_band_is_found() {
+    assert_finds_the_true_sides(21, 129, BodyPart::Pelvis, true, &[Side::Right], 1.0);
+}
+
 /// An upper arm beside an uncollimated log chest: the default generator's phantom 36 of seed
 /// 31 at 512 × 512 (a log chest view without collimation). The arm's edge along the top of
 /// the image, with open beam just inside it, passed every test of the first look for a top
