@@ -1841,7 +1841,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             }
             // Still nothing on log input: the lone blades of log pelvises and hips that no look
             // above takes pass the relaxed look's tests below (the band beyond them holds
-            // collimated open beam, and the level just outside reaches 0.4–0.7 of the level
+            // collimated open beam, and the level just outside reaches 0.38–0.63 of the level
             // inside, which the lone looks' 0.35 refuses), and that look needs a rotation. They
             // are searched for with those tests on the first look's working image, beside a
             // field under LONE_LOG_FIELD_LEVEL (the upper arms and shoulders of log chests
