@@ -382,7 +382,7 @@ fn a_lone_blade_over_a_bright_band_is_found() {
 /// contrast or support, so no look found an edge and no rotation was known for the third
 /// look at the darkest end. The look for a lone blade at the darkest end finds the left blade
 /// on the third look's working image; its rotation then lets the third look find the bottom
-/// one (2026-12-01, session 33 (1); docs/postprocessing.md).
+/// one (2026-11-30, session 33 (1); docs/postprocessing.md).
 #[test]
 fn lone_blades_over_a_thick_linear_hip_are_found_at_the_darkest_end() {
     let sides = [Side::Left, Side::Bottom];
