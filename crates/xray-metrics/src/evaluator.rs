@@ -309,10 +309,10 @@ impl Evaluator {
         } else {
             None
         };
-        // All checks passed: update the accumulators.
+        // All checks passed (`top1` saw every probability): update the accumulators.
         match &mut self.auc {
-            AucAcc::Exact(a) => a.add(labels, probs)?,
-            AucAcc::Binned(a) => a.add(labels, probs)?,
+            AucAcc::Exact(a) => a.add_checked(labels, probs, n),
+            AucAcc::Binned(a) => a.add_checked(labels, probs, n),
             AucAcc::Off => {}
         }
         for ((&l, &p), &k) in labels.iter().zip(&conf).zip(&pred) {

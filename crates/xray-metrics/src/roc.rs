@@ -506,6 +506,13 @@ impl ExactAuc {
         // were (a later plane's bad value once left the earlier classes' keys added and
         // their positives not, and `finish` then underflowed).
         first_bad_probability(probs, n)?;
+        self.add_checked(labels, probs, n);
+        Ok(())
+    }
+
+    /// [`ExactAuc::add`] after its checks (the planes' shape, the labels, every probability
+    /// in [0, 1]), for a caller that made them already (the [`crate::Evaluator`]).
+    pub(crate) fn add_checked(&mut self, labels: &[u8], probs: &[f32], n: usize) {
         for (class, keys) in self.keys.iter_mut().enumerate() {
             let plane = &probs[class * n..(class + 1) * n];
             keys.reserve(n);
@@ -527,7 +534,6 @@ impl ExactAuc {
         }
         self.scored += scored;
         self.sorted = false;
-        Ok(())
     }
 
     /// Adds another accumulator's pixels.
@@ -674,6 +680,13 @@ impl BinnedAuc {
         first_bad_label(labels, c)?;
         // Every plane before any is counted, as in `ExactAuc::add`.
         first_bad_probability(probs, n)?;
+        self.add_checked(labels, probs, n);
+        Ok(())
+    }
+
+    /// [`BinnedAuc::add`] after its checks, as [`ExactAuc::add_checked`].
+    pub(crate) fn add_checked(&mut self, labels: &[u8], probs: &[f32], n: usize) {
+        let c = self.num_classes;
         let b = self.bins;
         let scale = b as f32;
         for class in 0..c {
@@ -687,7 +700,6 @@ impl BinnedAuc {
                 }
             }
         }
-        Ok(())
     }
 
     /// Adds another accumulator with the same classes and bins.

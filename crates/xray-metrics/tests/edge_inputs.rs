@@ -425,3 +425,22 @@ fn per_image_means_over_mixed_class_counts_do_not_panic() {
         assert_eq!(s, Score::PerClass(vec![1.0, 1.0, 0.5]));
     }
 }
+
+/// The evaluator hands its AUC accumulator the probabilities unchecked, relying on its own
+/// check of every pixel (an ignored one's and a non-top class's included, the sum check
+/// off): a bad value there is still refused, and the image is not counted.
+#[test]
+fn the_evaluator_refuses_a_bad_probability_of_any_pixel_before_the_auc_counts_it() {
+    let mut cfg = EvalConfig::new(["open beam", "bone"]);
+    cfg.sum_tolerance = f64::INFINITY;
+    let mut ev = Evaluator::new(cfg).unwrap();
+    let labels = [0u8, 255];
+    // Pixel 1 is ignored, and its class-1 probability 1.5 is out of range.
+    let bad = [0.9f32, 0.1, /* class 1 */ 0.1, 1.5];
+    match ev.add_image(&labels, &bad, 2, 1) {
+        Err(MetricsError::InvalidProbability { .. }) => {}
+        other => panic!("expected the bad probability to be refused, got {other:?}"),
+    }
+    ev.add_image(&labels, &[0.9, 0.1, 0.1, 0.9], 2, 1).unwrap();
+    assert_eq!(ev.confusion().total(), 1);
+}
