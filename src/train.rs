@@ -408,10 +408,10 @@ pub struct TrainSettings {
     /// The augmentation pipeline (`None` without augmentation).
     pub augment: Option<AugmentConfig>,
     /// Threads the CPU kernels ran on (rayon's pool: `RAYON_NUM_THREADS`, else one per
-    /// core); `None` on a GPU and in runs stored before it was recorded. The convolutions'
-    /// weight gradients are summed in one part per thread, so another count rounds them
-    /// differently: bit-identical weights take the same seed, code, CPU kernels and thread
-    /// count (inference does not depend on the count).
+    /// core); `None` on a GPU and in runs stored before it was recorded. For the record
+    /// only: the weights do not depend on it (the kernels round as for a fixed nominal
+    /// count, so a run repeats bit for bit on any number of threads), and a resume on
+    /// another count is not a change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
 }
@@ -488,14 +488,6 @@ impl RunOptions {
                      not the run's"
                         .to_string()
                 }),
-                match (stored.threads, given.threads) {
-                    (Some(a), Some(b)) if a != b => Some(format!(
-                        "threads (RAYON_NUM_THREADS): the run has {a}, this call {b} (the \
-                         weight gradients round differently, so the weights will not match a \
-                         run trained on {a} throughout)"
-                    )),
-                    _ => None,
-                },
             ]
             .into_iter()
             .flatten()

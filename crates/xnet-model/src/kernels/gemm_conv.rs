@@ -407,13 +407,13 @@ pub(crate) fn conv_grad_weight<T: Elem>(
                 dst[y * wp..y * wp + w].copy_from_slice(&src[y * w..(y + 1) * w]);
             }
         });
-    // Work items: the rows of all images, one contiguous range per thread. Accumulator
+    // Work items: the rows of all images, in contiguous ranges (`sum_over_parts`). Accumulator
     // layout [tap][c_in][c_out]: unit stride along the GEMM's rows (c_out).
     let acc = sum_over_parts(
         g.n * h,
         threads,
         kk * c_in * c_out,
-        |rows, acc: &mut [T]| {
+        |rows, acc: &mut [T], parallelism| {
             let (r0, r1) = (rows.start, rows.end);
             let mut r = r0;
             let mut first = true;
@@ -447,7 +447,7 @@ pub(crate) fn conv_grad_weight<T: Elem>(
                             false,
                             false,
                             false,
-                            Parallelism::None,
+                            parallelism,
                         );
                     }
                 }
@@ -468,9 +468,21 @@ pub(crate) fn conv_grad_weight<T: Elem>(
     dw
 }
 
-/// Splits work items `0..total` into one contiguous range per thread, lets `part`
-/// accumulate its range into a buffer of `len` elements, and returns the sum of the
-/// buffers: the reduction of both weight gradients (GEMM per tap and Winograd).
+/// The thread count that every kernel choice which sets the rounding is made for,
+/// whatever the actual count: the parts the weight gradients' sums over pixels are split
+/// into ([`sum_over_parts`]) and the Winograd paths' tile blocks. The rounding, and with it
+/// a training run's weights, is therefore the same on any number of threads. Two, the
+/// cores of the machine the defaults were measured on, whose arithmetic is the one it had
+/// when these choices followed the actual count. The actual threads only decide who
+/// computes what: parts and blocks run in parallel, and spare threads split the GEMMs'
+/// outputs, which changes no sum's order.
+pub(crate) const NOMINAL_THREADS: usize = 2;
+
+/// Splits work items `0..total` into [`NOMINAL_THREADS`] contiguous ranges, lets `part`
+/// accumulate each range into a buffer of `len` elements, and returns the sum of the
+/// buffers in range order: the reduction of both weight gradients (GEMM per tap and
+/// Winograd). The parts run in parallel on `threads` threads; `part` gets the parallelism
+/// its GEMMs may use (the threads beyond one per part), which changes no rounding.
 ///
 /// The buffers come from the scratch pool ([`super::scratch::Scratch`]) with unspecified
 /// contents: `part` must overwrite every element before it adds to it (the weight
@@ -479,15 +491,19 @@ pub(crate) fn sum_over_parts<T: Elem>(
     total: usize,
     threads: usize,
     len: usize,
-    part: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync,
+    part: impl Fn(std::ops::Range<usize>, &mut [T], Parallelism) + Sync,
 ) -> super::scratch::Scratch<T> {
     use super::scratch::Scratch;
-    let parts = threads.max(1).min(total);
+    let parts = NOMINAL_THREADS.min(total);
+    let inner = match threads.div_ceil(parts.max(1)) {
+        0 | 1 => Parallelism::None,
+        spare => Parallelism::Rayon(spare),
+    };
     let partials: Vec<Scratch<T>> = (0..parts)
         .into_par_iter()
         .map(|p| {
             let mut acc = Scratch::take(len);
-            part(p * total / parts..(p + 1) * total / parts, &mut acc);
+            part(p * total / parts..(p + 1) * total / parts, &mut acc, inner);
             acc
         })
         .collect();

@@ -36,7 +36,11 @@
 //! `BatchNorm` and `upsample_nearest2d`, which are already fast there. Calling a `*_fast`
 //! function directly with a CUDA tensor returns candle's "no cuda implementation" error.
 //!
-//! Threads: the kernels run on rayon's global pool (`RAYON_NUM_THREADS`), like candle.
+//! Threads: the kernels run on rayon's current pool (the global one sized by
+//! `RAYON_NUM_THREADS`, like candle's), and give the same bits on any number of threads:
+//! every choice that sets the rounding (the weight gradients' partial sums, the Winograd
+//! tile blocks) is made for a fixed nominal count of two, and the actual threads only share
+//! out the work (`tests/thread_count.rs`).
 
 mod batch_norm;
 mod concat;

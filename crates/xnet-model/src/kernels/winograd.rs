@@ -603,7 +603,8 @@ pub(crate) fn transpose_components<T: Elem>(
 
 /// `dU_ξ (+)= dM_ξ · V_ξᵀ` for the `components` Winograd components of a block of `tb`
 /// tiles, the weight gradients' sum over tiles: `v` is `[ξ][c_in][tb]`; `dm` and `du` are
-/// laid out as `layout` says; `du` is overwritten unless `accumulate`.
+/// laid out as `layout` says; `du` is overwritten unless `accumulate`. Each GEMM splits its
+/// output as `parallelism` says.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn accumulate_component_gemms<T: Elem>(
     components: usize,
@@ -615,6 +616,7 @@ pub(crate) fn accumulate_component_gemms<T: Elem>(
     layout: WeightGradLayout,
     du: &mut [T],
     accumulate: bool,
+    parallelism: Parallelism,
 ) {
     assert!(
         dm.len() >= components * co * tb
@@ -650,7 +652,7 @@ pub(crate) fn accumulate_component_gemms<T: Elem>(
                 false,
                 false,
                 false,
-                Parallelism::None,
+                parallelism,
             );
         }
     }
@@ -695,12 +697,14 @@ pub(crate) fn conv3x3<T: Elem>(
     let mut trows = target_tiles.div_ceil(tw).clamp(1, th);
     // Few tiles (the 25² layers of a 200² XNet have 169): splitting them into blocks would
     // give GEMMs of a few dozen rows, each repacking the whole transformed weight. Keep one
-    // block per image instead and let the GEMMs use the threads.
-    let few_tiles = n * th * tw < 2 * threads * 128;
+    // block per image instead and let the GEMMs use the threads. The blocks may set the
+    // rounding, so they are made for the nominal thread count.
+    let nominal = super::gemm_conv::NOMINAL_THREADS;
+    let few_tiles = n * th * tw < 2 * nominal * 128;
     if few_tiles {
         trows = th;
     }
-    while !few_tiles && trows > 1 && n * th.div_ceil(trows) < 2 * threads {
+    while !few_tiles && trows > 1 && n * th.div_ceil(trows) < 2 * nominal {
         trows = trows.div_ceil(2);
     }
     let blocks = th.div_ceil(trows);
@@ -748,7 +752,7 @@ pub(crate) fn conv3x3<T: Elem>(
 /// Weight gradient of a stride-1, pad-1 3×3 convolution by Winograd F(2×2, 3×3):
 /// `dW = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G`, the transpose of [`conv3x3`]'s algebra. The
 /// 16 products summed over tiles are GEMMs `dU_ξ [c_out × c_in] += dM_ξ [c_out × tiles] ·
-/// V_ξᵀ [tiles × c_in]`, accumulated per thread over its share of tile blocks and then
+/// V_ξᵀ [tiles × c_in]`, accumulated per part over its share of tile blocks and then
 /// added. `x` is the unpadded `[n, c_in, h, w]` input, `grad_out` the `[n, c_out, h, w]`
 /// gradient; the result is `[c_out, c_in, 3, 3]`.
 pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads: usize) -> Vec<T> {
@@ -760,65 +764,71 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
     let target_tiles = (65_536 / ci.max(co).max(1)).clamp(64, 1024);
     let trows = target_tiles.div_ceil(tw).clamp(1, th);
     let blocks = th.div_ceil(trows);
-    let du = sum_over_parts(n * blocks, threads, 16 * co * ci, |tasks, du: &mut [T]| {
-        // `v` is written before it is read; `dm` is written below for every tile.
-        let mut v = Scratch::<T>::take(16 * ci * trows * tw);
-        let mut dm = Scratch::<T>::take(16 * co * trows * tw);
-        let mut first = true;
-        for task in tasks {
-            let (b, tiles) = TileRows::of_task(task, (blocks, trows, th), tw, wp, plane);
-            let (tr0, tr1, tb) = (tiles.tr0, tiles.tr1, tiles.count());
-            // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
-            transform_input(&xp, b, ci, 0..ci, &tiles, SendPtr(v.as_mut_ptr()), v.len());
-            // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
-            // [16][c_out][tiles]; output pixels beyond the image have dY = 0.
-            for o in 0..co {
-                let go = &grad_out[(b * co + o) * h * w..(b * co + o + 1) * h * w];
-                for ty in tr0..tr1 {
-                    let t0 = (ty - tr0) * tw;
-                    let dy = |y: usize, x: usize| {
-                        if y < h && x < w {
-                            go[y * w + x]
-                        } else {
-                            T::ZERO
-                        }
-                    };
-                    for tx in 0..tw {
-                        let (y0, x0) = (2 * ty, 2 * tx);
-                        let d = [
-                            [dy(y0, x0), dy(y0, x0 + 1)],
-                            [dy(y0 + 1, x0), dy(y0 + 1, x0 + 1)],
-                        ];
-                        // P = A dY (4 × 2), then dM = P Aᵀ (4 × 4).
-                        let pr = [
-                            d[0],
-                            [d[0][0] + d[1][0], d[0][1] + d[1][1]],
-                            [d[0][0] - d[1][0], d[0][1] - d[1][1]],
-                            [T::ZERO - d[1][0], T::ZERO - d[1][1]],
-                        ];
-                        for (r, p) in pr.iter().enumerate() {
-                            let vals = [p[0], p[0] + p[1], p[0] - p[1], T::ZERO - p[1]];
-                            for (c, &val) in vals.iter().enumerate() {
-                                dm[((4 * r + c) * co + o) * tb + t0 + tx] = val;
+    let du = sum_over_parts(
+        n * blocks,
+        threads,
+        16 * co * ci,
+        |tasks, du: &mut [T], parallelism| {
+            // `v` is written before it is read; `dm` is written below for every tile.
+            let mut v = Scratch::<T>::take(16 * ci * trows * tw);
+            let mut dm = Scratch::<T>::take(16 * co * trows * tw);
+            let mut first = true;
+            for task in tasks {
+                let (b, tiles) = TileRows::of_task(task, (blocks, trows, th), tw, wp, plane);
+                let (tr0, tr1, tb) = (tiles.tr0, tiles.tr1, tiles.count());
+                // V = Bᵀ d B exactly as in the forward, layout [16][c_in][tiles].
+                transform_input(&xp, b, ci, 0..ci, &tiles, SendPtr(v.as_mut_ptr()), v.len());
+                // dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], layout
+                // [16][c_out][tiles]; output pixels beyond the image have dY = 0.
+                for o in 0..co {
+                    let go = &grad_out[(b * co + o) * h * w..(b * co + o + 1) * h * w];
+                    for ty in tr0..tr1 {
+                        let t0 = (ty - tr0) * tw;
+                        let dy = |y: usize, x: usize| {
+                            if y < h && x < w {
+                                go[y * w + x]
+                            } else {
+                                T::ZERO
+                            }
+                        };
+                        for tx in 0..tw {
+                            let (y0, x0) = (2 * ty, 2 * tx);
+                            let d = [
+                                [dy(y0, x0), dy(y0, x0 + 1)],
+                                [dy(y0 + 1, x0), dy(y0 + 1, x0 + 1)],
+                            ];
+                            // P = A dY (4 × 2), then dM = P Aᵀ (4 × 4).
+                            let pr = [
+                                d[0],
+                                [d[0][0] + d[1][0], d[0][1] + d[1][1]],
+                                [d[0][0] - d[1][0], d[0][1] - d[1][1]],
+                                [T::ZERO - d[1][0], T::ZERO - d[1][1]],
+                            ];
+                            for (r, p) in pr.iter().enumerate() {
+                                let vals = [p[0], p[0] + p[1], p[0] - p[1], T::ZERO - p[1]];
+                                for (c, &val) in vals.iter().enumerate() {
+                                    dm[((4 * r + c) * co + o) * tb + t0 + tx] = val;
+                                }
                             }
                         }
                     }
                 }
+                accumulate_component_gemms(
+                    16,
+                    tb,
+                    ci,
+                    co,
+                    &dm,
+                    &v,
+                    WeightGradLayout::Direct,
+                    du,
+                    !first,
+                    parallelism,
+                );
+                first = false;
             }
-            accumulate_component_gemms(
-                16,
-                tb,
-                ci,
-                co,
-                &dm,
-                &v,
-                WeightGradLayout::Direct,
-                du,
-                !first,
-            );
-            first = false;
-        }
-    });
+        },
+    );
     // dW = Gᵀ dU G with G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
     let mut dw = vec![T::ZERO; co * ci * 9];
     dw.par_chunks_mut(ci * 9).enumerate().for_each(|(o, dwo)| {
@@ -845,6 +855,42 @@ pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads
 #[cfg(test)]
 mod tests {
     use super::split_range;
+    use crate::kernels::gemm_conv::Geom;
+
+    /// The F(2×2, 3×3) weight gradient, which runs only where forced (`XNET_CONV_PATH=f23`),
+    /// gives the same bits on any thread count, like the paths `tests/thread_count.rs`
+    /// covers: several tile blocks per image, summed in the nominal parts.
+    #[test]
+    fn f23_weight_gradient_is_the_same_on_any_thread_count() {
+        let g = Geom {
+            n: 2,
+            c_in: 64,
+            c_out: 64,
+            h: 40,
+            w: 40,
+            k: 3,
+            dil: 1,
+        };
+        let wave = |len: usize, step: f32| -> Vec<f32> {
+            (0..len).map(|i| (i as f32 * step).sin()).collect()
+        };
+        let x = wave(g.n * g.c_in * g.h * g.w, 1.3e-3);
+        let dy = wave(g.n * g.c_out * g.h * g.w, 2.1e-3);
+        let on = |threads: usize| -> Vec<u32> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| super::grad_weight3x3(&x, &dy, &g, threads))
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        let nominal = on(2);
+        for threads in [1, 3, 5] {
+            assert!(on(threads) == nominal, "differs on a pool of {threads}");
+        }
+    }
 
     /// The parts cover `0..len` in order without overlap, one part unless split, and never
     /// more parts than threads or elements.

@@ -643,12 +643,14 @@ pub(crate) fn conv3x3<T: Elem>(
     let outp = SendPtr(out.as_mut_ptr());
     // Blocks of `tb` consecutive tiles of one image, a multiple of 16 (the GEMM
     // micro-kernel's rows), large enough that repacking U per GEMM is cheap next to the
-    // products, and at least two blocks per thread where there are enough tiles.
+    // products, and at least two blocks per thread where there are enough tiles. The blocks
+    // set the transforms' rounding, so they are made for the nominal thread count.
+    let nominal = super::gemm_conv::NOMINAL_THREADS;
     let tiles = th * tw;
     let target = 128;
-    let per_task = (n * tiles).div_ceil(2 * threads).div_ceil(16) * 16;
+    let per_task = (n * tiles).div_ceil(2 * nominal).div_ceil(16) * 16;
     let tb_max = target.min(per_task).max(16).min(tiles);
-    let (tb_max, blocks) = balanced_blocks(n, tiles, tiles.div_ceil(tb_max), threads);
+    let (tb_max, blocks) = balanced_blocks(n, tiles, tiles.div_ceil(tb_max), nominal);
     let gemm_threads = if n * blocks < threads {
         Parallelism::Rayon(threads)
     } else {
@@ -823,13 +825,15 @@ impl<T: Elem> GradWeightInputs<'_, T> {
 
     /// The accumulator `dU` (`[36][c_out][c_in]`, or `[36][c_in][c_out]` for
     /// [`WeightGradLayout::GradTransposed`]) of `n` images split by tiles: blocks of
-    /// consecutive tiles of one image, each thread summing its blocks into its own whole
-    /// accumulator, the accumulators added at the end.
+    /// consecutive tiles of one image, each of the
+    /// [`NOMINAL_THREADS`](super::gemm_conv::NOMINAL_THREADS) parts summing its blocks into
+    /// its own whole accumulator, the accumulators added at the end; `threads` only decides
+    /// how many threads each part's GEMMs use.
     ///
     /// The transformed input and gradient of a block (36·(c_in + c_out)·tb elements) stay
-    /// near 8 MB, at least one block per thread, and the block count a multiple of the
-    /// threads. Where that leaves fewer than four blocks per thread, one block per thread
-    /// instead: each block adds its GEMMs into the thread's whole 36·c_in·c_out accumulator
+    /// near 8 MB, at least one block per part, and the block count a multiple of the
+    /// parts. Where that leaves fewer than four blocks per part, one block per part
+    /// instead (measured when the parts were the two threads): each block adds its GEMMs into the thread's whole 36·c_in·c_out accumulator
     /// (9.4 MB at 512→128), so a few short blocks re-read it for little work, and 625 tiles
     /// in 5 or 3 blocks kept one of two threads idle for a fifth or a third of the layer.
     /// XNet 1×200² backward, in-process alternating steps: 2–4 % faster (0.615 against
@@ -837,19 +841,22 @@ impl<T: Elem> GradWeightInputs<'_, T> {
     /// 1.544 against 1.561 s.
     fn by_tiles(&self, n: usize, threads: usize) -> Scratch<T> {
         let (ci, co, tiles) = (self.ci, self.co, self.tiles);
+        // The blocks set the sums' rounding, so they follow the nominal thread count, not
+        // the actual one.
+        let parts = super::gemm_conv::NOMINAL_THREADS;
         let target = (65_536 / ci.max(co).max(1)).clamp(32, 1024);
         let blocks = tiles.div_ceil(target).max(1);
-        let blocks = if n * blocks < 4 * threads {
-            threads.div_ceil(n)
+        let blocks = if n * blocks < 4 * parts {
+            parts.div_ceil(n)
         } else {
             blocks
         };
-        let (tb_max, blocks) = balanced_blocks(n, tiles, blocks, threads);
+        let (tb_max, blocks) = balanced_blocks(n, tiles, blocks, parts);
         super::gemm_conv::sum_over_parts(
             n * blocks,
             threads,
             XI * co * ci,
-            |tasks, du: &mut [T]| {
+            |tasks, du: &mut [T], parallelism| {
                 // Every element a task reads is written first (see `transform_*`).
                 let mut v = Scratch::<T>::take(XI * ci * tb_max);
                 let mut dm = Scratch::<T>::take(XI * co * tb_max);
@@ -868,6 +875,7 @@ impl<T: Elem> GradWeightInputs<'_, T> {
                         self.layout,
                         du,
                         i > 0,
+                        parallelism,
                     );
                 }
             },
@@ -915,6 +923,7 @@ impl<T: Elem> GradWeightInputs<'_, T> {
                         self.layout,
                         du_xi,
                         b > 0,
+                        Parallelism::None,
                     );
                 }
             });
@@ -1141,7 +1150,7 @@ fn transform_grad_impl<T: Elem>(
 /// Winograd F(3×3, 4×4); by the transposition principle it reuses this module's matrices:
 /// `dW = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G`, where `Bᵀ d B` is exactly the forward's
 /// input transform. The sum over tiles is 36 GEMMs `[c_out × tiles] · [tiles × c_in]` per
-/// block of tiles, accumulated per thread: 36 multiplies per 16 pixels and tap set instead
+/// block of tiles, accumulated per part: 36 multiplies per 16 pixels and tap set instead
 /// of 144 (F(2×2, 3×3)'s weight gradient, [`super::winograd::grad_weight3x3`], does 64).
 pub(crate) fn grad_weight3x3<T: Elem>(x: &[T], grad_out: &[T], g: &Geom, threads: usize) -> Vec<T> {
     let layout = WeightGradLayout::preferred(g.c_in, g.c_out);
@@ -1170,7 +1179,7 @@ fn grad_weight3x3_with<T: Elem>(
         gplane: (M * th + 1) * M * tw,
         layout,
     };
-    let du = if inputs.tiles <= FEW_TILES_PER_IMAGE && threads > 1 {
+    let du = if inputs.tiles <= FEW_TILES_PER_IMAGE {
         inputs.by_components(n)
     } else {
         inputs.by_tiles(n, threads)
