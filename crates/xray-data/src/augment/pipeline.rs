@@ -116,6 +116,23 @@ impl PipelineConfig {
     /// (±1 % translate, ±15° rotate, ±2° shear, reflect), a random crop keeping 60–90 % of
     /// each side resized back, then one of a Gaussian blur (σ ≤ 0.4) or the mild image-only
     /// elastic jitter.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Pipeline, PipelineConfig, TransformSpec};
+    /// let cfg = PipelineConfig::xnet();
+    /// let kinds: Vec<_> = cfg.steps.iter().map(|s| (&s.transform, s.p)).collect();
+    /// assert!(matches!(kinds[0], (TransformSpec::HorizontalFlip, 0.5)));
+    /// assert!(matches!(kinds[1], (TransformSpec::VerticalFlip, 0.5)));
+    /// assert!(matches!(kinds[2], (TransformSpec::Affine(_), 1.0)));
+    /// assert!(matches!(kinds[3], (TransformSpec::RandomCrop(c), 1.0) if c.keep == [0.6, 0.9]));
+    /// match kinds[4].0 {
+    ///     TransformSpec::OneOf { choices } => assert_eq!(choices.len(), 2),
+    ///     other => panic!("expected one_of, got {other:?}"),
+    /// }
+    /// assert_eq!(Pipeline::from_config(&cfg)?.len(), 5); // every setting is valid
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn xnet() -> Self {
         Self {
             steps: vec![
@@ -173,6 +190,28 @@ impl PipelineConfig {
     /// [`PipelineConfig::xnet`] plus the reference's strong joint elastic deformation
     /// (α 50–60 px, σ 16 px, p = 0.5) after the affine step, and collimator simulation
     /// (p = 0.3) so uncollimated images teach the 255 border.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Pipeline, PipelineConfig, TransformSpec};
+    /// let strong = PipelineConfig::xnet_strong();
+    /// assert_eq!(strong.steps.len(), PipelineConfig::xnet().steps.len() + 2);
+    /// // The joint elastic deformation follows the affine step...
+    /// assert!(matches!(strong.steps[2].transform, TransformSpec::Affine(_)));
+    /// match &strong.steps[3].transform {
+    ///     TransformSpec::Elastic(e) => {
+    ///         assert!(!e.image_only); // it moves the mask too
+    ///         assert_eq!(strong.steps[3].p, 0.5);
+    ///     }
+    ///     other => panic!("expected elastic, got {other:?}"),
+    /// }
+    /// // ...and the collimator simulation comes last.
+    /// let last = strong.steps.last().unwrap();
+    /// assert!(matches!(last.transform, TransformSpec::Collimator(_)));
+    /// assert_eq!(last.p, 0.3);
+    /// Pipeline::from_config(&strong)?;
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn xnet_strong() -> Self {
         let mut c = Self::xnet();
         c.steps.insert(
@@ -193,6 +232,25 @@ impl PipelineConfig {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] with serde's message (line and column).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{PipelineConfig, TransformSpec};
+    /// use xray_data::DataError;
+    /// let cfg = PipelineConfig::from_json(
+    ///     r#"{"steps": [{"type": "horizontal_flip", "p": 0.5}, {"type": "gamma"}]}"#,
+    /// )?;
+    /// assert_eq!(cfg.steps[0].transform, TransformSpec::HorizontalFlip);
+    /// assert_eq!(cfg.steps[0].p, 0.5);
+    /// assert_eq!(cfg.steps[1].p, 1.0); // `p` defaults to 1
+    /// let TransformSpec::Gamma(g) = cfg.steps[1].transform else { panic!() };
+    /// assert_eq!(g.gamma, [0.8, 1.25]); // the transform's defaults
+    /// // A misspelt setting is an error, not a silent default.
+    /// let err = PipelineConfig::from_json(r#"{"steps": [{"type": "gamma", "gama": [1, 2]}]}"#)
+    ///     .unwrap_err();
+    /// assert!(matches!(&err, DataError::InvalidParameter(m) if m.contains("gama")), "{err}");
+    /// # Ok::<(), DataError>(())
+    /// ```
     pub fn from_json(text: &str) -> Result<Self> {
         serde_json::from_str(text)
             .map_err(|e| DataError::InvalidParameter(format!("augmentation config (JSON): {e}")))
@@ -202,6 +260,27 @@ impl PipelineConfig {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] with the TOML parser's message.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{GaussianBlur, PipelineConfig, StepConfig, TransformSpec};
+    /// let cfg = PipelineConfig::from_toml(
+    ///     "[[steps]]\ntype = \"vertical_flip\"\np = 0.25\n\n\
+    ///      [[steps]]\ntype = \"gaussian_blur\"\nsigma = [0.5, 1.0]\n",
+    /// )?;
+    /// assert_eq!(
+    ///     cfg.steps,
+    ///     [
+    ///         StepConfig { p: 0.25, transform: TransformSpec::VerticalFlip },
+    ///         StepConfig {
+    ///             p: 1.0,
+    ///             transform: TransformSpec::GaussianBlur(GaussianBlur { sigma: [0.5, 1.0] }),
+    ///         },
+    ///     ]
+    /// );
+    /// assert!(PipelineConfig::from_toml("[[steps]]\ntype = \"no_such_transform\"\n").is_err());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn from_toml(text: &str) -> Result<Self> {
         toml::from_str(text)
             .map_err(|e| DataError::InvalidParameter(format!("augmentation config (TOML): {e}")))
@@ -211,6 +290,30 @@ impl PipelineConfig {
     ///
     /// # Errors
     /// [`DataError::Io`] or [`DataError::InvalidParameter`] naming the file.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{PipelineConfig, TransformSpec};
+    /// let dir = std::env::temp_dir().join(format!("xray-doc-pipeline-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).map_err(|e| xray_data::DataError::io(&dir, e))?;
+    /// // TOML by extension (any case)...
+    /// let toml = dir.join("aug.TOML");
+    /// std::fs::write(&toml, "[[steps]]\ntype = \"horizontal_flip\"\n")
+    ///     .map_err(|e| xray_data::DataError::io(&toml, e))?;
+    /// let cfg = PipelineConfig::from_file(&toml)?;
+    /// assert_eq!(cfg.steps[0].transform, TransformSpec::HorizontalFlip);
+    /// // ...JSON otherwise; a parse error names the file.
+    /// let json = dir.join("aug.json");
+    /// std::fs::write(&json, r#"{"steps": [{"type": "affine", "rotate": 5}]}"#)
+    ///     .map_err(|e| xray_data::DataError::io(&json, e))?;
+    /// let err = PipelineConfig::from_file(&json).unwrap_err();
+    /// assert!(err.to_string().contains("aug.json"), "{err}");
+    /// // A missing file is an I/O error.
+    /// let missing = PipelineConfig::from_file(&dir.join("missing.json")).unwrap_err();
+    /// assert!(matches!(missing, xray_data::DataError::Io { .. }), "{missing}");
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text = crate::io::read_text_file(path)?;
         let is_toml = path
@@ -418,6 +521,21 @@ fn in_step(i: usize, e: DataError) -> DataError {
 
 impl Pipeline {
     /// An empty pipeline (the identity).
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::Pipeline;
+    /// use xray_data::{Mask, Radiograph};
+    /// let identity = Pipeline::new();
+    /// assert!(identity.is_empty());
+    /// let mut image = Radiograph::from_fn(3, 2, |x, y| image::Luma([(x + 3 * y) as f32]));
+    /// let mut mask = Mask::from_pixel(3, 2, image::Luma([1]));
+    /// let before = (image.clone(), mask.clone());
+    /// identity.apply(&mut image, &mut mask, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+    /// assert_eq!((image, mask), before);
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -465,6 +583,28 @@ impl Pipeline {
     ///
     /// # Errors
     /// When `p` is outside `[0, 1]`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::{HorizontalFlip, Pipeline, VerticalFlip};
+    /// use xray_data::{Mask, Radiograph};
+    /// let mut pipeline = Pipeline::new();
+    /// pipeline
+    ///     .push(Box::new(HorizontalFlip), 1.0)?
+    ///     .push(Box::new(VerticalFlip), 1.0)?;
+    /// assert_eq!(pipeline.len(), 2);
+    /// // Both flips: a half turn of image and mask.
+    /// let mut image = Radiograph::from_raw(2, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    /// let mut mask = Mask::from_raw(2, 2, vec![0, 1, 2, 255]).unwrap();
+    /// pipeline.apply(&mut image, &mut mask, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+    /// assert_eq!(image.as_raw(), &[4.0, 3.0, 2.0, 1.0]);
+    /// assert_eq!(mask.as_raw(), &[255, 2, 1, 0]);
+    /// // A probability outside [0, 1] is refused and adds no step.
+    /// assert!(pipeline.push(Box::new(HorizontalFlip), 1.5).is_err());
+    /// assert_eq!(pipeline.len(), 2);
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn push(&mut self, t: Box<dyn Transform>, p: f32) -> Result<&mut Self> {
         check_p(p)?;
         self.steps.push((Step::Joint(t), p));
@@ -475,6 +615,23 @@ impl Pipeline {
     ///
     /// # Errors
     /// When `p` is outside `[0, 1]`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::{Gamma, Pipeline};
+    /// use xray_data::{Mask, Radiograph};
+    /// let mut pipeline = Pipeline::new();
+    /// // γ = 2 exactly: t ↦ t² on the image's own range [0, 1].
+    /// pipeline.push_image(Box::new(Gamma { gamma: [2.0, 2.0] }), 1.0)?;
+    /// let mut image = Radiograph::from_raw(3, 1, vec![0.0, 0.5, 1.0]).unwrap();
+    /// let mut mask = Mask::from_raw(3, 1, vec![0, 1, 2]).unwrap();
+    /// pipeline.apply(&mut image, &mut mask, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+    /// assert_eq!(image.as_raw(), &[0.0, 0.25, 1.0]);
+    /// assert_eq!(mask.as_raw(), &[0, 1, 2]); // the mask is never touched
+    /// assert!(pipeline.push_image(Box::new(Gamma::default()), -0.1).is_err());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn push_image(&mut self, t: Box<dyn ImageTransform>, p: f32) -> Result<&mut Self> {
         check_p(p)?;
         self.steps.push((Step::Image(t), p));
@@ -482,11 +639,31 @@ impl Pipeline {
     }
 
     /// Number of steps.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Pipeline, PipelineConfig};
+    /// assert_eq!(Pipeline::new().len(), 0);
+    /// // One step per configured step (a one_of counts once).
+    /// let cfg = PipelineConfig::xnet();
+    /// assert_eq!(Pipeline::from_config(&cfg)?.len(), cfg.steps.len());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.steps.len()
     }
 
     /// True when there are no steps.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Pipeline, PipelineConfig, VerticalFlip};
+    /// assert!(Pipeline::from_config(&PipelineConfig::default())?.is_empty());
+    /// let mut pipeline = Pipeline::new();
+    /// pipeline.push(Box::new(VerticalFlip), 0.0)?; // a step, even one never applied
+    /// assert!(!pipeline.is_empty());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
@@ -514,6 +691,40 @@ impl Pipeline {
     /// on the Zen 4 here), and once after the steps when an intensity transform ran; checking
     /// after every step cost a 512² affine call a third of its time. After an error raised by a step, image and mask hold what the earlier
     /// steps made.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::{GaussianNoise, HorizontalFlip, Pipeline};
+    /// use xray_data::{DataError, Mask, Radiograph};
+    /// let mut pipeline = Pipeline::new();
+    /// pipeline
+    ///     .push(Box::new(HorizontalFlip), 0.5)?
+    ///     .push_image(Box::new(GaussianNoise { std: [0.01, 0.05] }), 1.0)?;
+    /// let image = Radiograph::from_fn(4, 4, |x, _| image::Luma([x as f32]));
+    /// let mask = Mask::from_fn(4, 4, |x, _| image::Luma([(x % 3) as u8]));
+    /// // The same seed gives the same result.
+    /// let run = |seed| -> Result<(Radiograph, Mask), DataError> {
+    ///     let (mut i, mut m) = (image.clone(), mask.clone());
+    ///     pipeline.apply(&mut i, &mut m, &mut rand::rngs::StdRng::seed_from_u64(seed))?;
+    ///     Ok((i, m))
+    /// };
+    /// assert_eq!(run(3)?, run(3)?);
+    /// // A mask of another size is refused, leaving both unchanged.
+    /// let (mut i, mut small) = (image.clone(), Mask::new(2, 2));
+    /// let err = pipeline.apply(&mut i, &mut small, &mut rand::rngs::StdRng::seed_from_u64(0));
+    /// assert!(matches!(err, Err(DataError::InvalidParameter(_))));
+    /// assert_eq!(i, image);
+    /// // So is a NaN pixel, named at its position.
+    /// let mut bad = image.clone();
+    /// bad.put_pixel(1, 2, image::Luma([f32::NAN]));
+    /// let mut m = mask.clone();
+    /// let err = pipeline
+    ///     .apply(&mut bad, &mut m, &mut rand::rngs::StdRng::seed_from_u64(0))
+    ///     .unwrap_err();
+    /// assert!(matches!(err, DataError::NonFinite { .. }), "{err}");
+    /// # Ok::<(), DataError>(())
+    /// ```
     pub fn apply(&self, image: &mut Radiograph, mask: &mut Mask, rng: &mut impl Rng) -> Result<()> {
         self.apply_named(image, mask, rng, &crate::io::memory_path())
     }
@@ -561,6 +772,34 @@ impl Pipeline {
     /// An error of some item, as [`Pipeline::apply`] gives it; the pipeline's own checks
     /// (a NaN, infinite or too large input pixel, an intensity result past the `f32` range)
     /// name the item `<batch item i>` where `apply` says `<memory>`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::{GaussianNoise, Pipeline};
+    /// use xray_data::synth::item_seed;
+    /// use xray_data::{Mask, Radiograph};
+    /// let mut pipeline = Pipeline::new();
+    /// pipeline.push_image(Box::new(GaussianNoise { std: [0.05, 0.05] }), 1.0)?;
+    /// let sample = (
+    ///     Radiograph::from_fn(4, 4, |x, y| image::Luma([(x + y) as f32])),
+    ///     Mask::new(4, 4),
+    /// );
+    /// let mut batch = vec![sample.clone(); 3];
+    /// pipeline.apply_batch(&mut batch, 42)?;
+    /// // Item 2 is what `apply` makes with a generator seeded from (42, 2)...
+    /// let (mut image, mut mask) = sample.clone();
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(item_seed(42, 2));
+    /// pipeline.apply(&mut image, &mut mask, &mut rng)?;
+    /// assert_eq!(batch[2], (image, mask));
+    /// // ...so equal inputs still get different noise.
+    /// assert_ne!(batch[0].0, batch[1].0);
+    /// // Errors name the item.
+    /// batch[1].0.put_pixel(0, 0, image::Luma([f32::INFINITY]));
+    /// let err = pipeline.apply_batch(&mut batch, 42).unwrap_err();
+    /// assert!(err.to_string().contains("<batch item 1>"), "{err}");
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn apply_batch(&self, batch: &mut [(Radiograph, Mask)], seed: u64) -> Result<()> {
         batch
             .par_iter_mut()
@@ -579,6 +818,26 @@ impl Pipeline {
     ///
     /// # Errors
     /// When `samples` and `categories` differ in length, or as [`Pipeline::apply_batch`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Pipeline, VerticalFlip};
+    /// use xray_data::{Mask, Radiograph};
+    /// let samples: Vec<(Radiograph, Mask)> = (0..3)
+    ///     .map(|k| (Radiograph::from_pixel(2, 2, image::Luma([k as f32])), Mask::new(2, 2)))
+    ///     .collect();
+    /// let categories = ["hand", "hand", "knee"];
+    /// let mut pipeline = Pipeline::new();
+    /// pipeline.push(Box::new(VerticalFlip), 1.0)?;
+    /// let (copies, sources) = pipeline.augment_balanced(&samples, &categories, 7)?;
+    /// // The one knee is copied twice to match the two hands.
+    /// assert_eq!(sources, [0, 1, 2, 2]);
+    /// assert_eq!(copies.len(), 4);
+    /// assert_eq!(copies[3].0.get_pixel(0, 0).0, [2.0]); // a copy of sample 2
+    /// // One category per sample.
+    /// assert!(pipeline.augment_balanced(&samples, &categories[..2], 7).is_err());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn augment_balanced<C: Ord + Clone + Sync>(
         &self,
         samples: &[(Radiograph, Mask)],
@@ -601,6 +860,15 @@ impl Pipeline {
 
 /// Indices that balance `categories`: each category's members are cycled until it has as
 /// many entries as the largest category. Order: by category, then cycle.
+///
+/// # Examples
+/// ```
+/// use xray_data::augment::balanced_indices;
+/// let categories = ["knee", "hand", "hand", "hand", "knee"];
+/// // hand (samples 1, 2, 3) first, then knee (0, 4) cycled to three entries.
+/// assert_eq!(balanced_indices(&categories), [1, 2, 3, 0, 4, 0]);
+/// assert!(balanced_indices::<u8>(&[]).is_empty());
+/// ```
 pub fn balanced_indices<C: Ord + Clone>(categories: &[C]) -> Vec<usize> {
     let mut groups: std::collections::BTreeMap<C, Vec<usize>> = Default::default();
     for (i, c) in categories.iter().enumerate() {
