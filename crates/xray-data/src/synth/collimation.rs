@@ -47,6 +47,16 @@ pub struct FieldPolygon {
 
 impl FieldPolygon {
     /// The whole image as the field (no side cut).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::FieldPolygon;
+    /// let field = FieldPolygon::full(4, 3);
+    /// assert_eq!(field.vertices, [[0.0, 0.0], [4.0, 0.0], [4.0, 3.0], [0.0, 3.0]]);
+    /// assert!(!field.is_collimated());
+    /// // Every pixel is inside, at least a pixel from the rectangle's edge.
+    /// assert!(field.distance_map(4, 3).iter().all(|&d| d <= -1.0));
+    /// ```
     pub fn full(width: u32, height: u32) -> Self {
         let (w, h) = (width as f32, height as f32);
         Self {
@@ -60,12 +70,44 @@ impl FieldPolygon {
     }
 
     /// True when at least one blade shows in the image.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::synth::{collimation::sample_field, CollimationConfig, FieldPolygon};
+    /// assert!(!FieldPolygon::full(32, 32).is_collimated());
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    /// let cfg = CollimationConfig::default();
+    /// let forced = sample_field(32, 32, &cfg, true, &mut rng)?;
+    /// assert!(forced.is_collimated());
+    /// let never = CollimationConfig { side_probability: 0.0, ..cfg };
+    /// assert!(!sample_field(32, 32, &never, false, &mut rng)?.is_collimated());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn is_collimated(&self) -> bool {
         self.cut.iter().any(|&c| c)
     }
 
     /// Signed distance (pixels) from point `(x, y)` to the rectangle edge, positive
     /// outside, negative inside (the max of the four half-plane distances).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::FieldPolygon;
+    /// // An unrotated 4 × 6 pixel field centred at (5, 5): x in [3, 7], y in [2, 8].
+    /// let field = FieldPolygon {
+    ///     vertices: vec![[3.0, 2.0], [7.0, 2.0], [7.0, 8.0], [3.0, 8.0]],
+    ///     cut: [true; 4],
+    ///     angle_deg: 0.0,
+    ///     center: [5.0, 5.0],
+    ///     u_bounds: [-2.0, 2.0],
+    ///     v_bounds: [-3.0, 3.0],
+    /// };
+    /// assert_eq!(field.signed_distance(5.0, 5.0), -2.0); // the centre: 2 px from the sides
+    /// assert_eq!(field.signed_distance(7.0, 5.0), 0.0); // on the right edge
+    /// assert_eq!(field.signed_distance(9.0, 5.0), 2.0); // 2 px outside
+    /// assert_eq!(field.signed_distance(5.0, 0.0), 2.0); // 2 px above the top
+    /// ```
     pub fn signed_distance(&self, x: f32, y: f32) -> f32 {
         let (s, c) = self.angle_deg.to_radians().sin_cos();
         let (dx, dy) = (x - self.center[0], y - self.center[1]);
@@ -79,12 +121,49 @@ impl FieldPolygon {
     }
 
     /// Whether the centre of pixel `(x, y)` lies inside the field.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::FieldPolygon;
+    /// // An unrotated 4 × 6 pixel field centred at (5, 5): x in [3, 7], y in [2, 8].
+    /// let field = FieldPolygon {
+    ///     vertices: vec![[3.0, 2.0], [7.0, 2.0], [7.0, 8.0], [3.0, 8.0]],
+    ///     cut: [true; 4],
+    ///     angle_deg: 0.0,
+    ///     center: [5.0, 5.0],
+    ///     u_bounds: [-2.0, 2.0],
+    ///     v_bounds: [-3.0, 3.0],
+    /// };
+    /// assert!(field.contains_pixel(3, 2)); // centre (3.5, 2.5)
+    /// assert!(field.contains_pixel(6, 7)); // centre (6.5, 7.5)
+    /// assert!(!field.contains_pixel(7, 5)); // centre (7.5, 5.5), right of x = 7
+    /// assert!(!field.contains_pixel(4, 1)); // centre (4.5, 1.5), above y = 2
+    /// let inside = (0..10).flat_map(|y| (0..10).map(move |x| (x, y)));
+    /// assert_eq!(inside.filter(|&(x, y)| field.contains_pixel(x, y)).count(), 4 * 6);
+    /// ```
     pub fn contains_pixel(&self, x: u32, y: u32) -> bool {
         self.signed_distance(x as f32 + 0.5, y as f32 + 0.5) <= 0.0
     }
 
     /// Per-pixel signed distances for a `width × height` image (row-major), computed with
     /// incremental steps along rows.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::synth::{collimation::sample_field, CollimationConfig};
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    /// let field = sample_field(20, 12, &CollimationConfig::default(), true, &mut rng)?;
+    /// let map = field.distance_map(20, 12);
+    /// assert_eq!(map.len(), 20 * 12);
+    /// // Entry (x, y) is the signed distance of pixel (x, y)'s centre.
+    /// for (i, &d) in map.iter().enumerate() {
+    ///     let (x, y) = ((i % 20) as u32, (i / 20) as u32);
+    ///     assert_eq!(d, field.signed_distance(x as f32 + 0.5, y as f32 + 0.5));
+    ///     assert_eq!(d <= 0.0, field.contains_pixel(x, y));
+    /// }
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn distance_map(&self, width: u32, height: u32) -> Vec<f32> {
         let (w, h) = (width as usize, height as usize);
         let (s, c) = self.angle_deg.to_radians().sin_cos();
@@ -142,6 +221,17 @@ impl CollimationConfig {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] naming the first bad setting (`collimation: ...`).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::CollimationConfig;
+    /// assert!(CollimationConfig::default().validate().is_ok());
+    /// let reversed = CollimationConfig { inset: [0.2, 0.1], ..Default::default() };
+    /// let err = reversed.validate().unwrap_err().to_string();
+    /// assert!(err.contains("collimation: inset must be an ordered range"), "{err}");
+    /// let nan = CollimationConfig { leakage: [0.0, f32::NAN], ..Default::default() };
+    /// assert!(nan.validate().unwrap_err().to_string().contains("collimation: leakage"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_finite(
             "collimation: ",
@@ -214,6 +304,31 @@ fn draw(rng: &mut (impl Rng + ?Sized), r: [f32; 2]) -> f32 {
 /// # Errors
 /// [`DataError::InvalidParameter`] when `cfg` fails [`CollimationConfig::validate`]
 /// (checked before anything is drawn, so a valid config draws the same field as before).
+///
+/// # Examples
+/// ```
+/// use rand::SeedableRng;
+/// use xray_data::synth::{collimation::sample_field, CollimationConfig};
+/// let cfg = CollimationConfig::default();
+/// let draw = |seed| {
+///     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+///     sample_field(64, 48, &cfg, true, &mut rng)
+/// };
+/// let field = draw(4)?;
+/// assert_eq!(field, draw(4)?); // a seed fixes the field
+/// assert!(field.is_collimated()); // `force_cut`
+/// // The clipped polygon lies within the image.
+/// assert!(field.vertices.len() >= 3);
+/// for [x, y] in &field.vertices {
+///     assert!((-1e-3..=64.001).contains(x) && (-1e-3..=48.001).contains(y));
+/// }
+/// // Part of the image is outside the field, and the centre is inside.
+/// assert!(!(0..64).all(|x| (0..48).all(|y| field.contains_pixel(x, y))));
+/// assert!(field.contains_pixel(32, 24));
+/// let bad = CollimationConfig { side_probability: 1.5, ..cfg };
+/// assert!(sample_field(64, 48, &bad, true, &mut rand::rngs::StdRng::seed_from_u64(4)).is_err());
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
 pub fn sample_field(
     width: u32,
     height: u32,

@@ -71,6 +71,16 @@ pub struct PhantomConfig {
 /// The default, deliberately unbalanced category weights (hands common, femurs rare;
 /// a tenth chests and as many pelvis and hip views together, so a model trained on the
 /// default set has seen thick, air-filled anatomy).
+///
+/// # Examples
+/// ```
+/// use xray_data::synth::{default_category_weights, BodyPart, PhantomConfig};
+/// let w = default_category_weights();
+/// assert_eq!(w.len(), BodyPart::ALL.len()); // every body part can be drawn
+/// assert!((w.values().sum::<f32>() - 1.0).abs() < 1e-6);
+/// assert!(w[&BodyPart::Hand] > w[&BodyPart::Femur]); // unbalanced on purpose
+/// assert_eq!(PhantomConfig::default().category_weights, w);
+/// ```
 pub fn default_category_weights() -> BTreeMap<BodyPart, f32> {
     [
         (BodyPart::Hand, 0.24),
@@ -106,6 +116,16 @@ impl Default for PhantomConfig {
 
 impl PhantomConfig {
     /// The default configuration for `size × size` images.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::PhantomConfig;
+    /// let cfg = PhantomConfig::with_size(64);
+    /// assert_eq!((cfg.width, cfg.height), (64, 64));
+    /// assert_eq!(cfg, PhantomConfig { width: 64, height: 64, ..PhantomConfig::default() });
+    /// assert!(cfg.validate().is_ok());
+    /// assert!(PhantomConfig::with_size(8).validate().is_err()); // below 16 pixels a side
+    /// ```
     pub fn with_size(size: u32) -> Self {
         Self {
             width: size,
@@ -122,6 +142,24 @@ impl PhantomConfig {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] naming that setting.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::{BodyPart, PhantomConfig};
+    /// use xray_data::DataError;
+    /// assert!(PhantomConfig::default().validate().is_ok());
+    /// let mut cfg = PhantomConfig::with_size(32);
+    /// cfg.marker_probability = 1.5;
+    /// let err = cfg.validate().unwrap_err();
+    /// assert!(matches!(&err, DataError::InvalidParameter(m) if m.contains("marker_probability")));
+    /// // A finite but absurd physics setting is refused too, by name.
+    /// let mut cfg = PhantomConfig::with_size(32);
+    /// cfg.physics.photons = [100.0, 3e38];
+    /// assert!(cfg.validate().unwrap_err().to_string().contains("physics.photons"));
+    /// let mut cfg = PhantomConfig::with_size(32);
+    /// cfg.category_weights.insert(BodyPart::Knee, -1.0);
+    /// assert!(cfg.validate().unwrap_err().to_string().contains("knee"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if !(16..=8192).contains(&self.width) || !(16..=8192).contains(&self.height) {
             return Err(DataError::InvalidParameter(format!(
@@ -204,6 +242,31 @@ fn check_weights(w: &BTreeMap<BodyPart, f32>) -> Result<f32> {
 /// # Errors
 /// [`DataError::InvalidParameter`] when a weight is negative or not finite, all are 0, or
 /// their sum is beyond the `f32` range.
+///
+/// # Examples
+/// ```
+/// use rand::SeedableRng;
+/// use std::collections::BTreeMap;
+/// use xray_data::synth::{sample_category, BodyPart};
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+/// let weights = BTreeMap::from([
+///     (BodyPart::Hand, 3.0),
+///     (BodyPart::Knee, 1.0),
+///     (BodyPart::Hip, 0.0),
+/// ]);
+/// let mut hands = 0;
+/// for _ in 0..1000 {
+///     match sample_category(&mut rng, &weights)? {
+///         BodyPart::Hand => hands += 1,
+///         BodyPart::Knee => {}
+///         other => panic!("{other} has weight 0"),
+///     }
+/// }
+/// assert!((650..850).contains(&hands), "{hands}"); // about 3 in 4
+/// let zero = BTreeMap::from([(BodyPart::Hand, 0.0)]);
+/// assert!(sample_category(&mut rng, &zero).is_err());
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
 pub fn sample_category(rng: &mut impl Rng, weights: &BTreeMap<BodyPart, f32>) -> Result<BodyPart> {
     let total = check_weights(weights)?;
     let mut u = rng.random_range(0.0..total);
@@ -241,6 +304,30 @@ pub struct Phantom {
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] when `cfg` fails [`PhantomConfig::validate`].
+///
+/// # Examples
+/// ```
+/// use rand::SeedableRng;
+/// use xray_data::synth::{generate, BodyPart, OutputScale, PhantomConfig};
+/// use xray_data::IGNORE_LABEL;
+/// let mut cfg = PhantomConfig::with_size(32);
+/// cfg.collimation_probability = 1.0; // always at least one blade
+/// cfg.output = OutputScale::Linear;
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+/// let p = generate(&cfg, BodyPart::Knee, &mut rng)?;
+/// assert_eq!(p.category, BodyPart::Knee);
+/// assert!(p.field.is_collimated() && !p.log_output);
+/// assert!(p.image.pixels().all(|v| (0.0..=65535.0).contains(&v.0[0])));
+/// // Pixels outside the collimated field are labelled "ignore".
+/// for (x, y, m) in p.mask.enumerate_pixels() {
+///     if !p.field.contains_pixel(x, y) {
+///         assert_eq!(m.0[0], IGNORE_LABEL);
+///     }
+/// }
+/// cfg.width = 4; // too small
+/// assert!(generate(&cfg, BodyPart::Knee, &mut rng).is_err());
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
 pub fn generate(cfg: &PhantomConfig, category: BodyPart, rng: &mut impl Rng) -> Result<Phantom> {
     cfg.validate()?;
     let (w, h) = (cfg.width as usize, cfg.height as usize);
@@ -340,6 +427,20 @@ pub struct DatasetSummary {
 
 impl DatasetSummary {
     /// Number of images per body part.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::{BodyPart, DatasetSummary};
+    /// let summary = DatasetSummary {
+    ///     dir: "set".into(),
+    ///     stems: vec!["synth_00000".into(), "synth_00001".into(), "synth_00002".into()],
+    ///     categories: vec![BodyPart::Hand, BodyPart::Chest, BodyPart::Hand],
+    /// };
+    /// let counts = summary.counts();
+    /// assert_eq!(counts[&BodyPart::Hand], 2);
+    /// assert_eq!(counts[&BodyPart::Chest], 1);
+    /// assert!(!counts.contains_key(&BodyPart::Knee)); // only parts that occur
+    /// ```
     pub fn counts(&self) -> BTreeMap<BodyPart, usize> {
         let mut m = BTreeMap::new();
         for &c in &self.categories {
@@ -351,6 +452,16 @@ impl DatasetSummary {
 
 /// Independent, well-mixed seed for item `index` of a dataset seeded with `seed`
 /// (SplitMix64), so every image is the same whatever the thread count or order.
+///
+/// # Examples
+/// ```
+/// use xray_data::synth::item_seed;
+/// assert_eq!(item_seed(7, 3), item_seed(7, 3)); // a pure function of (seed, index)
+/// // Neighbouring items and neighbouring data sets get unrelated seeds.
+/// assert_ne!(item_seed(7, 3), item_seed(7, 4));
+/// assert_ne!(item_seed(7, 3), item_seed(8, 3));
+/// assert!((item_seed(0, 0) ^ item_seed(0, 1)).count_ones() > 10);
+/// ```
 pub fn item_seed(seed: u64, index: u64) -> u64 {
     let mut z = seed
         ^ index
@@ -366,6 +477,22 @@ pub fn item_seed(seed: u64, index: u64) -> u64 {
 ///
 /// # Errors
 /// As [`generate`].
+///
+/// # Examples
+/// ```
+/// use rand::SeedableRng;
+/// use xray_data::synth::{generate, generate_item, item_seed, sample_category, PhantomConfig};
+/// let cfg = PhantomConfig::with_size(24);
+/// let a = generate_item(&cfg, 11, 5)?;
+/// // The same as drawing category then phantom from the item's own seed...
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(item_seed(11, 5));
+/// let category = sample_category(&mut rng, &cfg.category_weights)?;
+/// let b = generate(&cfg, category, &mut rng)?;
+/// assert_eq!((a.category, &a.image, &a.mask), (b.category, &b.image, &b.mask));
+/// // ...so it can be regenerated alone, in any order.
+/// assert_eq!(generate_item(&cfg, 11, 5)?.image, a.image);
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
 pub fn generate_item(cfg: &PhantomConfig, seed: u64, index: u64) -> Result<Phantom> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(item_seed(seed, index));
     let category = sample_category(&mut rng, &cfg.category_weights)?;
@@ -422,6 +549,31 @@ pub fn generate_dataset(dir: &Path, count: usize, size: u32, seed: u64) -> Resul
 /// train or be scored on) or a bad configuration, [`DataError::Dataset`] naming a
 /// file in `images/` or `masks/` that this call would not replace, [`DataError::Io`] naming
 /// the file that could not be written.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use xray_data::synth::{generate_dataset_with, PhantomConfig};
+/// use xray_data::DataError;
+/// let dir = std::env::temp_dir().join(format!("xray-doc-synth-with-{}", std::process::id()));
+/// let mut cfg = PhantomConfig::with_size(24);
+/// cfg.marker_probability = 0.0;
+/// let written = AtomicUsize::new(0);
+/// let progress = || {
+///     written.fetch_add(1, Ordering::Relaxed);
+/// };
+/// let summary = generate_dataset_with(&dir, 2, &cfg, 1, &progress)?;
+/// assert_eq!(written.load(Ordering::Relaxed), 2); // once per image
+/// assert_eq!(summary.stems.len(), 2);
+/// assert!(dir.join("fields.json").is_file());
+/// // The same call may run again; fewer images into the same folder may not.
+/// generate_dataset_with(&dir, 2, &cfg, 1, &|| {})?;
+/// let err = generate_dataset_with(&dir, 1, &cfg, 1, &|| {}).unwrap_err();
+/// // synth_00001.png would stay behind, unlisted.
+/// assert!(matches!(&err, DataError::Dataset { message, .. } if message.contains("synth_00001")));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), DataError>(())
+/// ```
 pub fn generate_dataset_with(
     dir: &Path,
     count: usize,
@@ -531,6 +683,26 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 ///
 /// # Errors
 /// [`DataError::Io`] naming the file.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_data::synth::{preview, save_preview};
+/// use xray_data::{Mask, Radiograph};
+/// let image = Radiograph::from_fn(8, 6, |x, _| image::Luma([100.0 * x as f32]));
+/// let mask = Mask::from_pixel(8, 6, image::Luma([1]));
+/// let rgb = preview(&image, &mask);
+/// let path = std::env::temp_dir().join(format!("xray-doc-preview-{}.png", std::process::id()));
+/// save_preview(&path, &rgb)?;
+/// let back = image::open(&path)?.into_rgb8();
+/// assert_eq!(back, rgb); // PNG is lossless
+/// std::fs::remove_file(&path)?;
+/// // An unwritable path is an I/O error naming it.
+/// let err = save_preview(&path.join("inside-a-file.png"), &rgb).unwrap_err();
+/// assert!(matches!(err, xray_data::DataError::Io { .. }), "{err}");
+/// # Ok(())
+/// # }
+/// ```
 pub fn save_preview(path: &Path, rgb: &image::RgbImage) -> Result<()> {
     let io = |e| DataError::Io {
         path: path.to_path_buf(),
