@@ -229,6 +229,38 @@ impl Dataset {
     ///
     /// # Errors
     /// As [`Dataset::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::path::Path;
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// let images = names(&["b.tif", "a.png", "notes.txt", ".hidden.png"]);
+    /// let masks = names(&["a.png", "b.png"]);
+    /// let ds = Dataset::from_listing(
+    ///     Path::new("set"),
+    ///     &images,
+    ///     Some(&masks),
+    ///     Some("a,hand\nb,knee\n"),
+    ///     &DatasetOptions::default(),
+    /// )?;
+    /// // Other extensions and hidden files are skipped; samples are sorted by stem.
+    /// let stems: Vec<_> = ds.samples.iter().map(|s| s.stem.as_str()).collect();
+    /// assert_eq!(stems, ["a", "b"]);
+    /// assert_eq!(ds.samples[1].image, Path::new("set/images/b.tif"));
+    /// assert_eq!(ds.samples[1].mask.as_deref(), Some(Path::new("set/masks/b.png")));
+    /// // An image without its mask is refused, naming the mask that is missing.
+    /// let err = Dataset::from_listing(
+    ///     Path::new("set"),
+    ///     &images,
+    ///     Some(&masks[..1]),
+    ///     None,
+    ///     &DatasetOptions::default(),
+    /// )
+    /// .unwrap_err();
+    /// assert!(err.to_string().contains("b.png"), "{err}");
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn from_listing(
         root: &Path,
         images: &[String],
@@ -355,21 +387,76 @@ impl Dataset {
     }
 
     /// Number of samples.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::path::Path;
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// let images = names(&["x.png", "y.dcm", "z.jpeg", "readme.md"]);
+    /// let opts = DatasetOptions::default();
+    /// let ds = Dataset::from_listing(Path::new("set"), &images, None, None, &opts)?;
+    /// assert_eq!(ds.len(), 3); // readme.md is not an image
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
     /// Whether the dataset has no samples (never true for an opened dataset).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::path::Path;
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// let opts = DatasetOptions::default();
+    /// let ds = Dataset::from_listing(Path::new("set"), &names(&["x.png"]), None, None, &opts)?;
+    /// assert!(!ds.is_empty());
+    /// // A listing without images is an error, not an empty dataset.
+    /// assert!(Dataset::from_listing(Path::new("set"), &[], None, None, &opts).is_err());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
 
     /// Whether every sample has a mask (a training dataset) rather than none (inference).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::path::Path;
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// let images = names(&["x.png", "y.png"]);
+    /// let opts = DatasetOptions::default();
+    /// let inference = Dataset::from_listing(Path::new("set"), &images, None, None, &opts)?;
+    /// assert!(!inference.has_masks());
+    /// let masks = names(&["x.png", "y.png"]);
+    /// let training = Dataset::from_listing(Path::new("set"), &images, Some(&masks), None, &opts)?;
+    /// assert!(training.has_masks());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn has_masks(&self) -> bool {
         self.samples.iter().all(|s| s.mask.is_some())
     }
 
     /// The category of every sample, in sample order; samples without one get `""`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::path::Path;
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// let images = names(&["b.png", "a.png"]);
+    /// let opts = DatasetOptions::default();
+    /// let csv = "stem,category\nb,knee\na,hand\n";
+    /// let ds = Dataset::from_listing(Path::new("set"), &images, None, Some(csv), &opts)?;
+    /// assert_eq!(ds.categories(), ["hand", "knee"]); // in sample (stem) order
+    /// let plain = Dataset::from_listing(Path::new("set"), &images, None, None, &opts)?;
+    /// assert_eq!(plain.categories(), ["", ""]);
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn categories(&self) -> Vec<String> {
         self.samples
             .iter()
@@ -383,6 +470,34 @@ impl Dataset {
     /// # Errors
     /// [`DataError::InvalidParameter`] for an index out of range; the loaders' errors;
     /// [`DataError::SizeMismatch`] naming the mask when sizes differ.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_data::io::{save_mask, save_png16};
+    /// use xray_data::{DataError, Mask, Radiograph};
+    /// let root = std::env::temp_dir().join(format!("xray-doc-load-{}", std::process::id()));
+    /// for d in ["images", "masks"] {
+    ///     std::fs::create_dir_all(root.join(d)).map_err(|e| DataError::io(&root, e))?;
+    /// }
+    /// let image = Radiograph::from_fn(3, 2, |x, y| image::Luma([(100 * x + 10 * y) as f32]));
+    /// save_png16(&root.join("images/a.png"), &image)?;
+    /// let labels = Mask::from_raw(3, 2, vec![0, 1, 2, 255, 1, 0]).unwrap();
+    /// save_mask(&root.join("masks/a.png"), &labels)?;
+    /// save_png16(&root.join("images/b.png"), &image)?;
+    /// save_mask(&root.join("masks/b.png"), &Mask::new(2, 2))?; // the wrong size
+    /// let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    /// let (loaded, mask) = ds.load(0)?;
+    /// assert_eq!(loaded, image); // 16-bit PNG keeps integer counts exactly
+    /// assert_eq!(mask.map(|m| m.into_raw()), Some(vec![0, 1, 2, 255, 1, 0]));
+    /// assert!(matches!(ds.load(1), Err(DataError::SizeMismatch { .. })));
+    /// assert!(matches!(ds.load(2), Err(DataError::InvalidParameter(_))));
+    /// // A label of no class is refused.
+    /// let two = DatasetOptions { num_classes: 2, ..DatasetOptions::default() };
+    /// assert!(Dataset::open(&root, &two)?.load(0).is_err());
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok::<(), DataError>(())
+    /// ```
     pub fn load(&self, index: usize) -> Result<(Radiograph, Option<Mask>)> {
         let s = self.samples.get(index).ok_or_else(|| {
             DataError::InvalidParameter(format!(
@@ -417,6 +532,32 @@ impl Dataset {
     /// # Errors
     /// [`DataError::Dataset`] when the dataset has no masks; the first error of
     /// [`Dataset::load`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_data::io::{save_mask, save_png16};
+    /// use xray_data::{DataError, Mask, Radiograph};
+    /// let root = std::env::temp_dir().join(format!("xray-doc-stats-{}", std::process::id()));
+    /// for d in ["images", "masks"] {
+    ///     std::fs::create_dir_all(root.join(d)).map_err(|e| DataError::io(&root, e))?;
+    /// }
+    /// for (stem, labels) in [("a", [0, 0, 1, 255]), ("b", [2, 2, 2, 1])] {
+    ///     save_png16(&root.join(format!("images/{stem}.png")), &Radiograph::new(2, 2))?;
+    ///     let mask = Mask::from_raw(2, 2, labels.to_vec()).unwrap();
+    ///     save_mask(&root.join(format!("masks/{stem}.png")), &mask)?;
+    /// }
+    /// let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    /// let all = ds.class_stats(&[0, 1])?;
+    /// assert_eq!((all.pixels.clone(), all.ignored, all.masks), (vec![2, 2, 3], 1, 2));
+    /// assert_eq!(ds.class_stats(&[1])?.pixels, [0, 1, 3]); // only the split asked for
+    /// // Without masks there is nothing to count.
+    /// std::fs::remove_dir_all(root.join("masks")).map_err(|e| DataError::io(&root, e))?;
+    /// let images_only = Dataset::open(&root, &DatasetOptions::default())?;
+    /// assert!(matches!(images_only.class_stats(&[0]), Err(DataError::Dataset { .. })));
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok::<(), DataError>(())
+    /// ```
     pub fn class_stats(&self, indices: &[usize]) -> Result<super::ClassStats> {
         use rayon::prelude::*;
         if !self.has_masks() {
@@ -449,6 +590,31 @@ impl Dataset {
     ///
     /// # Errors
     /// The first error of [`Dataset::load`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_data::io::{save_mask, save_png16};
+    /// use xray_data::{DataError, Mask, Radiograph};
+    /// let root = std::env::temp_dir().join(format!("xray-doc-validate-{}", std::process::id()));
+    /// for d in ["images", "masks"] {
+    ///     std::fs::create_dir_all(root.join(d)).map_err(|e| DataError::io(&root, e))?;
+    /// }
+    /// for stem in ["a", "b", "c"] {
+    ///     save_png16(&root.join(format!("images/{stem}.png")), &Radiograph::new(2, 2))?;
+    ///     save_mask(&root.join(format!("masks/{stem}.png")), &Mask::new(2, 2))?;
+    /// }
+    /// let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    /// ds.validate()?;
+    /// // Listing the folder reads no pixels; validate reads them all.
+    /// let corrupt = root.join("images/b.png");
+    /// std::fs::write(&corrupt, b"not a png").map_err(|e| DataError::io(&corrupt, e))?;
+    /// let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    /// let err = ds.validate().unwrap_err();
+    /// assert!(err.to_string().contains("b.png"), "{err}");
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok::<(), DataError>(())
+    /// ```
     pub fn validate(&self) -> Result<()> {
         use rayon::prelude::*;
         (0..self.len())
