@@ -115,6 +115,18 @@ impl Affine {
     ///
     /// # Errors
     /// [`crate::DataError::InvalidParameter`] naming the first bad setting and its values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Affine, Border};
+    /// assert!(Affine::default().validate().is_ok());
+    /// let err = Affine { shear_deg: [-75.0, 0.0], ..Affine::default() }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("affine shear_deg range [-75, 0]"), "{err}");
+    /// assert!(Affine { scale: [0.0, 1.0], ..Affine::default() }.validate().is_err());
+    /// let nan_fill = Border::Constant { value: f32::NAN, mask_value: 255 };
+    /// let err = Affine { border: nan_fill, ..Affine::default() }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("affine border value"), "{err}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("affine rotate_deg", self.rotate_deg, -360.0, 360.0)?;
         check_range("affine shear_deg", self.shear_deg, -60.0, 60.0)?;
@@ -134,6 +146,33 @@ impl Affine {
     /// translation, would otherwise move every pixel outside the source and blank the
     /// sample), the border's constant value is not finite, or the map is singular
     /// (`scale` 0 or so close to it that the determinant is below 1e-12).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Affine, Border};
+    /// use xray_data::{Mask, Radiograph};
+    /// let image = Radiograph::from_raw(3, 3, (1..=9).map(|v| v as f32).collect()).unwrap();
+    /// let mask = Mask::from_raw(3, 3, vec![0, 0, 1, 0, 1, 2, 1, 2, 2]).unwrap();
+    /// // A quarter turn counter-clockwise (as displayed) is exact on a square image.
+    /// let (mut i, mut m) = (image.clone(), mask.clone());
+    /// Affine::default().apply_fixed(&mut i, &mut m, 90.0, 0.0, 1.0, [0.0, 0.0])?;
+    /// assert_eq!(i.as_raw(), &[3.0, 6.0, 9.0, 2.0, 5.0, 8.0, 1.0, 4.0, 7.0]);
+    /// assert_eq!(m.as_raw(), &[1, 2, 2, 0, 1, 2, 0, 0, 1]);
+    /// // One pixel to the right: the uncovered column reads the constant border.
+    /// let fill = Affine {
+    ///     border: Border::Constant { value: -1.0, mask_value: 255 },
+    ///     ..Affine::default()
+    /// };
+    /// let (mut i, mut m) = (image.clone(), mask.clone());
+    /// fill.apply_fixed(&mut i, &mut m, 0.0, 0.0, 1.0, [1.0, 0.0])?;
+    /// assert_eq!(i.as_raw(), &[-1.0, 1.0, 2.0, -1.0, 4.0, 5.0, -1.0, 7.0, 8.0]);
+    /// assert_eq!(m.as_raw(), &[255, 0, 0, 255, 0, 1, 255, 1, 2]);
+    /// // A singular map is refused, leaving both unchanged.
+    /// let (mut i, mut m) = (image.clone(), mask.clone());
+    /// assert!(fill.apply_fixed(&mut i, &mut m, 0.0, 0.0, 0.0, [0.0, 0.0]).is_err());
+    /// assert_eq!((i, m), (image, mask));
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn apply_fixed(
         &self,
         image: &mut Radiograph,
@@ -294,6 +333,16 @@ impl RandomCrop {
     ///
     /// # Errors
     /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::RandomCrop;
+    /// assert!(RandomCrop::default().validate().is_ok()); // keep 60–90 %
+    /// assert!(RandomCrop { keep: [1.0, 1.0], ..RandomCrop::default() }.validate().is_ok());
+    /// let err = RandomCrop { keep: [0.5, 1.2], ..RandomCrop::default() }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("random crop keep range [0.5, 1.2]"), "{err}");
+    /// assert!(RandomCrop { keep: [0.0, 0.5], ..RandomCrop::default() }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("random crop keep", self.keep, 1e-3, 1.0)?;
         Ok(())
@@ -306,6 +355,22 @@ impl RandomCrop {
     /// [`crate::DataError::InvalidParameter`], image and mask left unchanged, when their
     /// sizes differ, `origin` or `size` holds a NaN or an infinity (which would blank the
     /// sample: image 0, mask 255), or a side of `size` is not positive.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Interpolation, RandomCrop};
+    /// use xray_data::{Mask, Radiograph};
+    /// let mut image = Radiograph::from_fn(4, 4, |x, y| image::Luma([(10 * y + x) as f32]));
+    /// let mut mask = Mask::from_fn(4, 4, |x, y| image::Luma([(x / 2 + y / 2) as u8]));
+    /// let crop = RandomCrop { interpolation: Interpolation::Nearest, ..RandomCrop::default() };
+    /// // The top-left 2 × 2 window, enlarged back to 4 × 4: each pixel becomes a 2 × 2 block.
+    /// crop.apply_window(&mut image, &mut mask, [0.0, 0.0], [2.0, 2.0])?;
+    /// assert_eq!(image.as_raw()[..4], [0.0, 0.0, 1.0, 1.0]);
+    /// assert_eq!(image.as_raw()[12..], [10.0, 10.0, 11.0, 11.0]);
+    /// assert!(mask.pixels().all(|p| p.0[0] == 0)); // that window is all label 0
+    /// assert!(crop.apply_window(&mut image, &mut mask, [0.0, 0.0], [0.0, 2.0]).is_err());
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn apply_window(
         &self,
         image: &mut Radiograph,

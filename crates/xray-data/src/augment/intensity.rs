@@ -51,6 +51,20 @@ impl GaussianBlur {
     ///
     /// # Errors
     /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::GaussianBlur;
+    /// assert!(GaussianBlur::default().validate().is_ok()); // σ in [0, 0.4]
+    /// assert!(GaussianBlur { sigma: [2.0, 2.0] }.validate().is_ok()); // a fixed σ
+    /// let err = GaussianBlur { sigma: [0.5, 0.2] }.validate().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid parameter: gaussian blur sigma range [0.5, 0.2] must be finite, ordered and \
+    ///      within [0, 1000]"
+    /// );
+    /// assert!(GaussianBlur { sigma: [0.0, f32::INFINITY] }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("gaussian blur sigma", self.sigma, 0.0, 1e3)?;
         Ok(())
@@ -86,6 +100,15 @@ impl GaussianNoise {
     ///
     /// # Errors
     /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::GaussianNoise;
+    /// assert!(GaussianNoise::default().validate().is_ok()); // 0–2 % of the value range
+    /// assert!(GaussianNoise { std: [-0.1, 0.1] }.validate().is_err()); // negative std
+    /// let err = GaussianNoise { std: [0.0, 11.0] }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("gaussian noise std range [0, 11]"), "{err}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("gaussian noise std", self.std, 0.0, 10.0)?;
         Ok(())
@@ -144,6 +167,16 @@ impl PoissonNoise {
     ///
     /// # Errors
     /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::PoissonNoise;
+    /// assert!(PoissonNoise::default().validate().is_ok()); // 200–5000 quanta
+    /// // Zero quanta would be no signal at all.
+    /// let err = PoissonNoise { photons: [0.0, 100.0] }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("poisson noise photons range [0, 100]"), "{err}");
+    /// assert!(PoissonNoise { photons: [100.0, 1e10] }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("poisson noise photons", self.photons, 1e-3, 1e9)?;
         Ok(())
@@ -214,6 +247,16 @@ impl Gamma {
     ///
     /// # Errors
     /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::Gamma;
+    /// assert!(Gamma::default().validate().is_ok()); // γ in [0.8, 1.25]
+    /// assert!(Gamma { gamma: [1.0, 1.0] }.validate().is_ok()); // the identity
+    /// let err = Gamma { gamma: [0.0, 2.0] }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("gamma range [0, 2]"), "{err}"); // γ = 0 is flat
+    /// assert!(Gamma { gamma: [2.0, f32::NAN] }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("gamma", self.gamma, 1e-3, 1e3)?;
         Ok(())
@@ -274,6 +317,22 @@ impl BrightnessContrast {
     ///
     /// # Errors
     /// [`crate::DataError::InvalidParameter`] naming the setting and its values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::BrightnessContrast;
+    /// assert!(BrightnessContrast::default().validate().is_ok());
+    /// // Contrast 0 (a flat image at the mean) is allowed, a negative one (inversion) is not.
+    /// let flat = BrightnessContrast { brightness: [0.0, 0.0], contrast: [0.0, 0.0] };
+    /// assert!(flat.validate().is_ok());
+    /// let inverted = BrightnessContrast { contrast: [-1.0, -1.0], ..Default::default() };
+    /// let err = inverted.validate().unwrap_err();
+    /// assert!(err.to_string().contains("contrast range [-1, -1]"), "{err}");
+    /// let err = BrightnessContrast { brightness: [0.0, 20.0], ..Default::default() }
+    ///     .validate()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("brightness range [0, 20]"), "{err}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("brightness", self.brightness, -10.0, 10.0)?;
         check_range("contrast", self.contrast, 0.0, 100.0)
