@@ -117,18 +117,55 @@ impl<'a> ProbMap<'a> {
     }
 
     /// Number of classes `C`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.5f32; 12]; // 2 classes, 2 x 3 pixels
+    /// let map = ProbMap::new(&p, 2, 2, 3)?;
+    /// assert_eq!(map.classes(), 2);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn classes(&self) -> usize {
         self.classes
     }
     /// Height `H` in pixels.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.5f32; 12]; // 2 classes, 2 rows of 3 pixels
+    /// let map = ProbMap::new(&p, 2, 2, 3)?;
+    /// assert_eq!(map.height(), 2);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn height(&self) -> usize {
         self.height
     }
     /// Width `W` in pixels.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.5f32; 12]; // 2 classes, 2 rows of 3 pixels
+    /// let map = ProbMap::new(&p, 2, 2, 3)?;
+    /// assert_eq!(map.width(), 3);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn width(&self) -> usize {
         self.width
     }
     /// The whole class-major buffer.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.25f32, 1.0, 0.75, 0.0]; // 2 classes, 1 x 2 pixels
+    /// let map = ProbMap::new(&p, 2, 1, 2)?;
+    /// assert_eq!(map.data(), &p[..]); // class 0's plane, then class 1's
+    /// assert_eq!(map.data().len(), map.classes() * map.height() * map.width());
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn data(&self) -> &'a [f32] {
         self.data
     }
@@ -136,6 +173,24 @@ impl<'a> ProbMap<'a> {
     ///
     /// # Panics
     /// If `c >= classes()`; [`ProbMap::get_plane`] returns `None` instead.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.25f32, 1.0, 0.75, 0.0]; // 2 classes, 1 x 2 pixels
+    /// let map = ProbMap::new(&p, 2, 1, 2)?;
+    /// assert_eq!(map.plane(0), &[0.25, 1.0]);
+    /// assert_eq!(map.plane(1), &[0.75, 0.0]);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
+    ///
+    /// A class past the map panics:
+    /// ```should_panic
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.25f32, 1.0, 0.75, 0.0];
+    /// let map = ProbMap::new(&p, 2, 1, 2).unwrap();
+    /// map.plane(2);
+    /// ```
     pub fn plane(&self, c: usize) -> &'a [f32] {
         self.get_plane(c).unwrap_or_else(|| {
             panic!(
@@ -151,6 +206,26 @@ impl<'a> ProbMap<'a> {
     /// If `c`, `x` or `y` is out of bounds; [`ProbMap::get`] returns `None` instead. (An
     /// `x` past the width with a `y` inside the map would otherwise read another pixel, so
     /// each index is checked on its own.)
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ProbMap;
+    /// // 2 classes over 2 rows of 2 pixels; class 1 is the complement of class 0.
+    /// let p = [0.1f32, 0.2, 0.3, 0.4, /* class 1 */ 0.9, 0.8, 0.7, 0.6];
+    /// let map = ProbMap::new(&p, 2, 2, 2)?;
+    /// assert_eq!(map.prob(0, 1, 0), 0.2); // x = 1, y = 0
+    /// assert_eq!(map.prob(0, 0, 1), 0.3); // x = 0, y = 1
+    /// assert_eq!(map.prob(1, 1, 1), 0.6);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
+    ///
+    /// An `x` past the width panics even where `y * width + x` would fall inside the buffer:
+    /// ```should_panic
+    /// use xray_postproc::ProbMap;
+    /// let p = [0.1f32, 0.2, 0.3, 0.4];
+    /// let map = ProbMap::new(&p, 1, 2, 2).unwrap();
+    /// map.prob(0, 2, 0); // not the pixel (0, 1)
+    /// ```
     pub fn prob(&self, c: usize, x: usize, y: usize) -> f32 {
         self.get(c, x, y).unwrap_or_else(|| {
             panic!(
@@ -226,6 +301,23 @@ impl<'a> Plane<'a> {
     ///
     /// # Errors
     /// Zero size, wrong length or a non-finite value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Plane, PostprocError};
+    /// let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
+    /// let p = Plane::new(&v, 3, 2)?; // 2 rows of 3 values
+    /// assert_eq!(p.value(0, 1), 3.0);
+    ///
+    /// // Unlike a probability map, a plane may hold any finite value ...
+    /// assert!(Plane::new(&[-2.0, 1e6], 2, 1).is_ok());
+    /// // ... but not NaN or infinity, nor the wrong number of values, nor none at all.
+    /// let e = Plane::new(&[0.0, f32::NAN], 2, 1).unwrap_err();
+    /// assert!(matches!(e, PostprocError::NonFinite { x: 1, y: 0, .. }));
+    /// assert!(matches!(Plane::new(&v, 4, 2), Err(PostprocError::ShapeMismatch { .. })));
+    /// assert!(matches!(Plane::new(&[], 0, 2), Err(PostprocError::Empty { .. })));
+    /// # Ok::<(), PostprocError>(())
+    /// ```
     pub fn new(data: &'a [f32], width: usize, height: usize) -> Result<Self> {
         if width == 0 || height == 0 {
             return Err(PostprocError::Empty {
@@ -265,19 +357,60 @@ impl<'a> Plane<'a> {
     ///
     /// # Errors
     /// As [`Plane::new`].
+    ///
+    /// # Examples
+    /// ```
+    /// use image::{ImageBuffer, Luma};
+    /// use xray_postproc::Plane;
+    /// let img: ImageBuffer<Luma<f32>, Vec<f32>> =
+    ///     ImageBuffer::from_fn(3, 2, |x, y| Luma([(10 * y + x) as f32]));
+    /// let p = Plane::from_image(&img)?;
+    /// assert_eq!((p.width(), p.height()), (3, 2));
+    /// assert_eq!(p.value(2, 1), 12.0);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn from_image(img: &'a image::ImageBuffer<image::Luma<f32>, Vec<f32>>) -> Result<Self> {
         Self::new(img.as_raw(), img.width() as usize, img.height() as usize)
     }
 
     /// Width in pixels.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Plane;
+    /// let v = [0.0f32; 6];
+    /// let p = Plane::new(&v, 3, 2)?; // 2 rows of 3 values
+    /// assert_eq!(p.width(), 3);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn width(&self) -> usize {
         self.width
     }
     /// Height in pixels.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Plane;
+    /// let v = [0.0f32; 6];
+    /// let p = Plane::new(&v, 3, 2)?; // 2 rows of 3 values
+    /// assert_eq!(p.height(), 2);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn height(&self) -> usize {
         self.height
     }
     /// The row-major values.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Plane;
+    /// let v = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
+    /// let p = Plane::new(&v, 3, 2)?;
+    /// assert_eq!(p.data(), &v[..]);
+    /// // Row y starts at y * width.
+    /// assert_eq!(p.data()[p.width()..], [3.0, 4.0, 5.0]);
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn data(&self) -> &'a [f32] {
         self.data
     }
