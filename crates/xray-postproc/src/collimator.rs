@@ -161,12 +161,37 @@ impl Line {
     pub const UNIT_TOLERANCE: f32 = 1e-3;
 
     /// Signed distance of `(x, y)` from the line; positive on the field side.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Line;
+    /// // The vertical line x = 10, field to its right.
+    /// let l = Line { nx: 1.0, ny: 0.0, c: 10.0 };
+    /// assert_eq!(l.signed_distance(12.0, 5.0), 2.0); // in the field
+    /// assert_eq!(l.signed_distance(7.0, 5.0), -3.0); // collimated side
+    /// assert_eq!(l.signed_distance(10.0, 99.0), 0.0); // on the line
+    /// ```
     pub fn signed_distance(&self, x: f32, y: f32) -> f32 {
         self.nx * x + self.ny * y - self.c
     }
 
     /// Angle of the line's direction to the nearest image axis, in degrees (−45..45):
     /// 0 for an edge parallel to the image side, positive when rotated clockwise on screen.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Line;
+    /// // Unrotated edges of every side have no tilt.
+    /// for (nx, ny) in [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)] {
+    ///     assert_eq!(Line { nx, ny, c: 0.0 }.tilt_deg(), 0.0);
+    /// }
+    /// // A left and a top edge of one field rotated 5 degrees clockwise on screen (y down).
+    /// let a = 5f32.to_radians();
+    /// let left = Line { nx: a.cos(), ny: a.sin(), c: 10.0 };
+    /// let top = Line { nx: -a.sin(), ny: a.cos(), c: 10.0 };
+    /// assert!((left.tilt_deg() - 5.0).abs() < 1e-4);
+    /// assert!((top.tilt_deg() - 5.0).abs() < 1e-4);
+    /// ```
     pub fn tilt_deg(&self) -> f32 {
         let a = self.ny.atan2(self.nx).to_degrees();
         let r = a - (a / 90.0).round() * 90.0;
@@ -179,6 +204,16 @@ impl Line {
 
     /// The part of the line inside the rectangle `[0, width−1] × [0, height−1]`, as two end
     /// points, or `None` when the line misses it.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Line;
+    /// // The vertical line x = 10 crosses a 64 x 32 image from top to bottom.
+    /// let l = Line { nx: 1.0, ny: 0.0, c: 10.0 };
+    /// assert_eq!(l.clip_to(64, 32), Some(((10.0, 0.0), (10.0, 31.0))));
+    /// // x = 100 lies right of the image.
+    /// assert_eq!(Line { nx: 1.0, ny: 0.0, c: 100.0 }.clip_to(64, 32), None);
+    /// ```
     pub fn clip_to(&self, width: usize, height: usize) -> Option<((f32, f32), (f32, f32))> {
         let (w, h) = ((width.max(1) - 1) as f32, (height.max(1) - 1) as f32);
         let (tx, ty) = (-self.ny, self.nx);
@@ -251,6 +286,27 @@ impl FieldEdge {
     /// # Errors
     /// [`PostprocError::OutOfRange`] named as in JSON: `line.nx`, `line.ny`, `line.c`,
     /// `line.(nx, ny)` (a normal that is not a unit vector), `contrast` or `support`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{FieldEdge, Line, PostprocError, Side};
+    /// let mut edge = FieldEdge {
+    ///     side: Side::Left,
+    ///     line: Line { nx: 1.0, ny: 0.0, c: 10.0 },
+    ///     contrast: 2.0,
+    ///     support: 0.9,
+    /// };
+    /// assert!(edge.validate().is_ok());
+    ///
+    /// edge.support = 1.5; // a share above 1
+    /// let e = edge.validate().unwrap_err();
+    /// assert!(matches!(e, PostprocError::OutOfRange { ref name, .. } if name == "support"));
+    ///
+    /// edge.support = 0.9;
+    /// edge.line.ny = 1.0; // the normal (1, 1) is not a unit vector
+    /// let e = edge.validate().unwrap_err();
+    /// assert!(matches!(e, PostprocError::OutOfRange { ref name, .. } if name == "line.(nx, ny)"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         self.line
             .validate()
@@ -283,7 +339,8 @@ impl FieldEdge {
 /// [`overlay`](crate::overlay()) and [`baseline_segment`](crate::baseline_segment) refuse a
 /// field that fails it; [`Collimator::field_mask`], [`Collimator::contains`] and
 /// [`Collimator::polygon`] return no error and assume a valid field (a NaN edge is then
-/// skipped, an infinite offset puts everything outside the field).
+/// skipped by `field_mask` but leaves `contains` and `polygon` no point in the field; an
+/// offset `c` of +∞ puts everything outside the field, one of −∞ everything inside).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Collimator {
     /// Width of the image the edges refer to.
@@ -349,11 +406,42 @@ impl Collimator {
 
     /// The edge on `side`, if one was found (the first one, in a field that breaks the rule
     /// of one edge per side: see [`Collimator::validate`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Collimator, FieldEdge, Line, Side};
+    /// let left = FieldEdge {
+    ///     side: Side::Left,
+    ///     line: Line { nx: 1.0, ny: 0.0, c: 2.5 },
+    ///     contrast: 1.0,
+    ///     support: 1.0,
+    /// };
+    /// let field = Collimator { width: 8, height: 4, edges: vec![left] };
+    /// assert_eq!(field.edge(Side::Left).map(|e| e.line.c), Some(2.5));
+    /// assert!(field.edge(Side::Top).is_none());
+    /// ```
     pub fn edge(&self, side: Side) -> Option<&FieldEdge> {
         self.edges.iter().find(|e| e.side == side)
     }
 
     /// Whether the point `(x, y)` lies in the field (on the inner side of every edge, or on it).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Collimator, FieldEdge, Line, Side};
+    /// let left = FieldEdge {
+    ///     side: Side::Left,
+    ///     line: Line { nx: 1.0, ny: 0.0, c: 2.5 },
+    ///     contrast: 1.0,
+    ///     support: 1.0,
+    /// };
+    /// let field = Collimator { width: 8, height: 4, edges: vec![left] };
+    /// assert!(field.contains(3.0, 0.0));
+    /// assert!(field.contains(2.5, 1.0)); // on the edge
+    /// assert!(!field.contains(2.0, 0.0));
+    /// // With no edges the whole image is the field.
+    /// assert!(Collimator { width: 8, height: 4, edges: vec![] }.contains(0.0, 0.0));
+    /// ```
     pub fn contains(&self, x: f32, y: f32) -> bool {
         self.edges
             .iter()
@@ -401,6 +489,28 @@ impl Collimator {
 
     /// The field polygon: the image rectangle `[0, w−1] × [0, h−1]` cut by every edge,
     /// as vertices in order (empty when nothing of the image is in the field).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Collimator, FieldEdge, Line, Side};
+    /// let left = |c| FieldEdge {
+    ///     side: Side::Left,
+    ///     line: Line { nx: 1.0, ny: 0.0, c },
+    ///     contrast: 1.0,
+    ///     support: 1.0,
+    /// };
+    /// // An 8 x 4 image cut at x = 2.5: the rectangle [2.5, 7] x [0, 3].
+    /// let field = Collimator { width: 8, height: 4, edges: vec![left(2.5)] };
+    /// let poly = field.polygon();
+    /// let expected = [(2.5, 0.0), (7.0, 0.0), (7.0, 3.0), (2.5, 3.0)];
+    /// assert_eq!(poly.len(), expected.len());
+    /// for (&(x, y), &(ex, ey)) in poly.iter().zip(&expected) {
+    ///     assert!((x - ex).abs() < 1e-5 && (y - ey).abs() < 1e-5, "{poly:?}");
+    /// }
+    /// // An edge right of the image leaves nothing in the field.
+    /// let gone = Collimator { width: 8, height: 4, edges: vec![left(20.0)] };
+    /// assert!(gone.polygon().is_empty());
+    /// ```
     pub fn polygon(&self) -> Vec<(f32, f32)> {
         let (w, h) = (
             (self.width.max(1) - 1) as f32,
@@ -436,6 +546,28 @@ impl Collimator {
     /// [`PostprocError::ShapeMismatch`] when `labels` is not `width × height`;
     /// [`PostprocError::OutOfRange`] or [`PostprocError::DuplicateEdge`] for a field that
     /// fails [`Collimator::validate`] (then `labels` is left as it was).
+    ///
+    /// # Examples
+    /// ```
+    /// use image::GrayImage;
+    /// use xray_postproc::{Collimator, FieldEdge, Line, PostprocError, Side, IGNORE};
+    /// let left = FieldEdge {
+    ///     side: Side::Left,
+    ///     line: Line { nx: 1.0, ny: 0.0, c: 1.5 },
+    ///     contrast: 1.0,
+    ///     support: 1.0,
+    /// };
+    /// let field = Collimator { width: 4, height: 2, edges: vec![left] };
+    /// let mut labels = GrayImage::from_pixel(4, 2, image::Luma([1]));
+    /// field.mask_labels(&mut labels)?;
+    /// // Columns 0 and 1 lie left of x = 1.5, outside the field.
+    /// assert_eq!(labels.as_raw(), &[IGNORE, IGNORE, 1, 1, IGNORE, IGNORE, 1, 1]);
+    ///
+    /// let mut small = GrayImage::new(3, 2);
+    /// let e = field.mask_labels(&mut small).unwrap_err();
+    /// assert!(matches!(e, PostprocError::ShapeMismatch { .. }));
+    /// # Ok::<(), PostprocError>(())
+    /// ```
     pub fn mask_labels(&self, labels: &mut GrayImage) -> Result<()> {
         check_labels("label map", labels, self.width, self.height)?;
         self.validate()?;
@@ -579,6 +711,22 @@ impl CollimatorConfig {
     /// # Errors
     /// [`PostprocError::OutOfRange`] naming the parameter (as in the JSON config; a
     /// [`Pipeline`](crate::Pipeline) prefixes it with `collimator.`).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{CollimatorConfig, PostprocError};
+    /// assert!(CollimatorConfig::default().validate().is_ok());
+    ///
+    /// let steep = CollimatorConfig { max_angle_deg: 60.0, ..Default::default() };
+    /// let e = steep.validate().unwrap_err();
+    /// assert!(matches!(e, PostprocError::OutOfRange { ref name, .. } if name == "max_angle_deg"));
+    ///
+    /// // No spread test is allowed; an infinite spread is not.
+    /// let free = CollimatorConfig { rotation_spread_deg: None, ..Default::default() };
+    /// assert!(free.validate().is_ok());
+    /// let inf = CollimatorConfig { rotation_spread_deg: Some(f32::INFINITY), ..Default::default() };
+    /// assert!(inf.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let range = |name: &str, v: f32, lo: f32, hi: f32, expected: &'static str| {
             if v.is_finite() && v >= lo && v <= hi {
