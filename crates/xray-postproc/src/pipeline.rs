@@ -106,6 +106,26 @@ impl Pipeline {
     /// classes of 255 ([`CleanupConfig::validate`](crate::CleanupConfig::validate)).
     /// [`PostprocError::Config`] for two `thresholds.per_category` keys that differ only in
     /// case.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Pipeline, PipelineConfig, PostprocError};
+    /// let mut cfg = PipelineConfig::default();
+    /// cfg.thresholds.soft_threshold = 0.8;
+    /// assert_eq!(Pipeline::new(cfg.clone())?.config().thresholds.soft_threshold, 0.8);
+    ///
+    /// // Parameters are named as in the JSON config.
+    /// cfg.thresholds.soft_threshold = 1.5;
+    /// let e = Pipeline::new(cfg.clone()).unwrap_err();
+    /// assert!(matches!(e, PostprocError::OutOfRange { ref name, .. }
+    ///     if name == "thresholds.soft_threshold"));
+    /// cfg.thresholds.soft_threshold = 0.8;
+    /// cfg.collimator.max_angle_deg = f32::NAN;
+    /// let e = Pipeline::new(cfg).unwrap_err();
+    /// assert!(matches!(e, PostprocError::OutOfRange { ref name, .. }
+    ///     if name == "collimator.max_angle_deg"));
+    /// # Ok::<(), PostprocError>(())
+    /// ```
     pub fn new(cfg: PipelineConfig) -> Result<Self> {
         crate::probs::check_unit("thresholds.soft_threshold", cfg.thresholds.soft_threshold)?;
         for (k, &v) in &cfg.thresholds.per_category {
@@ -126,6 +146,19 @@ impl Pipeline {
     ///
     /// # Errors
     /// [`PostprocError::Config`] for malformed JSON or unknown fields, else as [`Pipeline::new`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{Pipeline, PipelineConfig, PostprocError};
+    /// // Every part has a default.
+    /// assert_eq!(Pipeline::from_json("{}")?.config(), &PipelineConfig::default());
+    ///
+    /// let e = Pipeline::from_json(r#"{"detect_feild": false}"#).unwrap_err();
+    /// assert!(matches!(e, PostprocError::Config(_)), "{e}"); // unknown field
+    /// let e = Pipeline::from_json(r#"{"thresholds": {"soft_threshold": -0.1}}"#).unwrap_err();
+    /// assert!(matches!(e, PostprocError::OutOfRange { .. }), "{e}");
+    /// # Ok::<(), PostprocError>(())
+    /// ```
     pub fn from_json(json: &str) -> Result<Self> {
         let cfg: PipelineConfig =
             serde_json::from_str(json).map_err(|e| PostprocError::Config(e.to_string()))?;
@@ -133,6 +166,15 @@ impl Pipeline {
     }
 
     /// The configuration in force.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::Pipeline;
+    /// let pipe = Pipeline::from_json(r#"{"detect_field": false}"#)?;
+    /// assert!(!pipe.config().detect_field);
+    /// assert_eq!(pipe.config().thresholds.soft_class, 1); // the default
+    /// # Ok::<(), xray_postproc::PostprocError>(())
+    /// ```
     pub fn config(&self) -> &PipelineConfig {
         &self.cfg
     }

@@ -183,6 +183,18 @@ impl ThresholdConfig {
 
     /// The [`Self::per_category`] key that serves `category` (the same name, else the same
     /// name in another case), or `None` when no entry does and the default applies.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::ThresholdConfig;
+    /// let mut cfg = ThresholdConfig::default();
+    /// cfg.per_category.insert("CHEST".into(), 0.9);
+    /// cfg.per_category.insert("hand".into(), 0.95);
+    /// assert_eq!(cfg.category_key(Some("hand")), Some("hand"));
+    /// assert_eq!(cfg.category_key(Some(" chest ")), Some("CHEST")); // case and blanks
+    /// assert_eq!(cfg.category_key(Some("knee")), None); // soft_threshold applies
+    /// assert_eq!(cfg.category_key(None), None);
+    /// ```
     pub fn category_key(&self, category: Option<&str>) -> Option<&str> {
         let c = category?.trim();
         self.per_category
