@@ -85,10 +85,25 @@ impl Default for CleanupConfig {
 }
 
 impl CleanupConfig {
-    /// Checks class indices against [`IGNORE`] (which is not a class).
+    /// Checks class indices against [`IGNORE`] (which is not a class), and that
+    /// `min_component_size` has at most one entry per possible class.
     ///
     /// # Errors
-    /// [`PostprocError::ClassOutOfRange`] when a class index is 255.
+    /// [`PostprocError::ClassOutOfRange`] when a class index is 255;
+    /// [`PostprocError::ShapeMismatch`] when `min_component_size` has more than 255 entries.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{CleanupConfig, PostprocError, IGNORE};
+    /// assert!(CleanupConfig::default().validate().is_ok());
+    ///
+    /// let cfg = CleanupConfig { keep_largest: vec![2, IGNORE], ..CleanupConfig::default() };
+    /// let e = cfg.validate().unwrap_err();
+    /// assert!(matches!(e, PostprocError::ClassOutOfRange { class: 255, .. }));
+    ///
+    /// let cfg = CleanupConfig { min_component_size: vec![0; 256], ..CleanupConfig::default() };
+    /// assert!(matches!(cfg.validate(), Err(PostprocError::ShapeMismatch { .. })));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let bad = |c: u8| c == IGNORE;
         if bad(self.bone_class)

@@ -414,6 +414,25 @@ fn draw_text(out: &mut RgbImage, x: i32, y: i32, scale: i32, text: &str, colour:
 ///
 /// # Errors
 /// [`PostprocError::Image`] naming the path when writing fails.
+///
+/// # Examples
+/// ```
+/// use image::{Rgb, RgbImage};
+/// use xray_postproc::{save_png, PostprocError};
+/// let img = RgbImage::from_pixel(4, 3, Rgb([255, 0, 0]));
+/// let path = std::env::temp_dir().join(format!("xray_postproc_save_png_{}.png", std::process::id()));
+/// save_png(&img, &path)?;
+/// let back = image::open(&path).expect("readable PNG").to_rgb8();
+/// assert_eq!(back, img); // PNG is lossless
+/// std::fs::remove_file(&path).unwrap();
+///
+/// // A folder that does not exist cannot be written.
+/// let bad = std::env::temp_dir().join("xray_postproc_no_such_dir").join("x.png");
+/// let e = save_png(&img, &bad).unwrap_err();
+/// assert!(matches!(e, PostprocError::Image { .. }));
+/// assert!(e.to_string().contains("x.png"), "{e}");
+/// # Ok::<(), PostprocError>(())
+/// ```
 pub fn save_png(img: &RgbImage, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     img.save_with_format(path, image::ImageFormat::Png)
