@@ -68,6 +68,15 @@ impl Default for Elastic {
 impl Elastic {
     /// XNet's mild image-only elastic jitter: imgaug `ElasticTransformation(alpha=(0.5,
     /// 1.5), sigma=0.25)` applied to the image after cropping.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::Elastic;
+    /// let mild = Elastic::xnet_mild();
+    /// assert!(mild.image_only); // the mask does not move
+    /// assert_eq!((mild.alpha, mild.sigma), ([0.5, 1.5], 0.25));
+    /// assert!(mild.validate().is_ok());
+    /// ```
     pub fn xnet_mild() -> Self {
         Self {
             alpha: [0.5, 1.5],
@@ -79,6 +88,22 @@ impl Elastic {
 
     /// XNet's strong joint elastic deformation (`alpha=(50, 60), sigma=16`, applied with
     /// probability 0.5 in the reference code).
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::augment::{Elastic, Transform};
+    /// use xray_data::{Mask, Radiograph};
+    /// let strong = Elastic::xnet_strong();
+    /// assert!(!strong.image_only); // image and mask move together
+    /// assert_eq!((strong.alpha, strong.sigma), ([50.0, 60.0], 16.0));
+    /// let mut image = Radiograph::from_fn(16, 16, |x, _| image::Luma([x as f32]));
+    /// let mut mask = Mask::from_fn(16, 16, |x, _| image::Luma([u8::from(x >= 8)]));
+    /// strong.apply(&mut image, &mut mask, &mut rand::rngs::StdRng::seed_from_u64(1))?;
+    /// // The mask is resampled with nearest neighbour: still only labels 0 and 1.
+    /// assert!(mask.pixels().all(|p| p.0[0] <= 1));
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn xnet_strong() -> Self {
         Self {
             alpha: [50.0, 60.0],
@@ -94,6 +119,17 @@ impl Elastic {
     /// [`DataError::InvalidParameter`] naming the setting: an `alpha` range that is not
     /// finite, ordered and within `[0, 10000]` pixels, a `sigma` outside `(0, 1000]`
     /// pixels, or a constant border whose value is not finite.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::{Border, Elastic};
+    /// assert!(Elastic::default().validate().is_ok());
+    /// let err = Elastic { sigma: 0.0, ..Elastic::default() }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("elastic sigma must be in (0, 1000] pixels, got 0"));
+    /// assert!(Elastic { alpha: [40.0, 30.0], ..Elastic::default() }.validate().is_err());
+    /// let fill = Border::Constant { value: f32::INFINITY, mask_value: 255 };
+    /// assert!(Elastic { border: fill, ..Elastic::default() }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_range("elastic alpha", self.alpha, 0.0, 1e4)?;
         if !(self.sigma.is_finite() && self.sigma > 0.0 && self.sigma <= 1e3) {

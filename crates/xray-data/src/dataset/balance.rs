@@ -17,6 +17,15 @@ pub struct Draw {
 
 impl Draw {
     /// One draw per index, copy 0, in the given order (no balancing).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::Draw;
+    /// assert_eq!(
+    ///     Draw::plain(&[4, 2]),
+    ///     [Draw { index: 4, copy: 0 }, Draw { index: 2, copy: 0 }]
+    /// );
+    /// ```
     pub fn plain(indices: &[usize]) -> Vec<Draw> {
         indices
             .iter()
@@ -42,6 +51,18 @@ impl BalancedSampler {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] for no indices or an index outside `categories`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::BalancedSampler;
+    /// let categories: Vec<String> = ["hand", "knee", "hand"].map(String::from).to_vec();
+    /// // Only the samples listed count: here sample 2 is left out.
+    /// let sampler = BalancedSampler::new(&categories, &[0, 1])?;
+    /// assert_eq!(sampler.epoch_len(), 2); // one hand, one knee
+    /// assert!(BalancedSampler::new(&categories, &[]).is_err());
+    /// assert!(BalancedSampler::new(&categories, &[0, 3]).is_err()); // no category for 3
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn new(categories: &[String], indices: &[usize]) -> Result<Self> {
         if indices.is_empty() {
             return Err(DataError::InvalidParameter(
@@ -64,11 +85,37 @@ impl BalancedSampler {
     }
 
     /// Number of draws per epoch: number of categories × size of the largest.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::BalancedSampler;
+    /// let names = ["hand", "hand", "hand", "knee", "hip"];
+    /// let categories: Vec<String> = names.map(String::from).to_vec();
+    /// let sampler = BalancedSampler::new(&categories, &[0, 1, 2, 3, 4])?;
+    /// assert_eq!(sampler.epoch_len(), 3 * 3); // 3 categories, the largest of 3 samples
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn epoch_len(&self) -> usize {
         self.groups.len() * self.largest
     }
 
     /// The draws of one epoch, shuffled.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::SeedableRng;
+    /// use xray_data::dataset::{BalancedSampler, Draw};
+    /// let categories: Vec<String> = ["hand", "hand", "hand", "knee"].map(String::from).to_vec();
+    /// let sampler = BalancedSampler::new(&categories, &[0, 1, 2, 3])?;
+    /// let mut draws = sampler.epoch(&mut rand::rngs::StdRng::seed_from_u64(0));
+    /// assert_eq!(draws.len(), sampler.epoch_len());
+    /// // Every hand once; the one knee three times, each copy numbered.
+    /// draws.sort();
+    /// let expected = [(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (3, 2)]
+    ///     .map(|(index, copy)| Draw { index, copy });
+    /// assert_eq!(draws, expected);
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn epoch<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<Draw> {
         let mut out = Vec::with_capacity(self.epoch_len());
         for g in &self.groups {
