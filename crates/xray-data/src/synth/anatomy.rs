@@ -69,6 +69,13 @@ impl BodyPart {
     ];
 
     /// The name written to `categories.csv` (snake case).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::BodyPart;
+    /// assert_eq!(BodyPart::AnkleFoot.name(), "ankle_foot");
+    /// assert_eq!(BodyPart::Chest.to_string(), "chest"); // `Display` writes the name
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             BodyPart::Hand => "hand",
@@ -86,6 +93,16 @@ impl BodyPart {
     }
 
     /// Parse a name written by [`BodyPart::name`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::BodyPart;
+    /// assert_eq!(BodyPart::from_name("lower_leg"), Some(BodyPart::LowerLeg));
+    /// assert_eq!(BodyPart::from_name("Lower_Leg"), None); // exact, case-sensitive
+    /// for part in BodyPart::ALL {
+    ///     assert_eq!(BodyPart::from_name(part.name()), Some(part));
+    /// }
+    /// ```
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|b| b.name() == name)
     }
@@ -122,6 +139,16 @@ impl BodyPart {
     }
 
     /// Position in [`BodyPart::ALL`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::BodyPart;
+    /// assert_eq!(BodyPart::Hand.index(), 0);
+    /// assert_eq!(BodyPart::Hip.index(), 10);
+    /// for (i, part) in BodyPart::ALL.into_iter().enumerate() {
+    ///     assert_eq!(part.index(), i);
+    /// }
+    /// ```
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|&b| b == self).unwrap_or(0)
     }

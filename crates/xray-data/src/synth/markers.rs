@@ -43,6 +43,23 @@ impl Marker {
 
     /// Lead coverage of pixel `(x, y)` in `[0, 1]` (fraction of the pixel covered, by 2×2
     /// supersampling).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::{Marker, MarkerLetter};
+    /// let l = Marker { letter: MarkerLetter::L, origin: [0.0, 0.0], cell: 1.0 };
+    /// assert_eq!(l.coverage(0, 0), 1.0); // the stem of the L
+    /// assert_eq!(l.coverage(1, 0), 0.0);
+    /// assert_eq!(l.coverage(4, 6), 1.0); // its foot
+    /// assert_eq!(l.coverage(5, 6), 0.0); // beyond the 5 × 7 glyph
+    /// // One pixel per glyph cell: the L has 11 lead cells.
+    /// let cells = (0..7).flat_map(|y| (0..5).map(move |x| (x, y)));
+    /// let total: f32 = cells.map(|(x, y)| l.coverage(x, y)).sum();
+    /// assert_eq!(total, 11.0);
+    /// // Shifted half a pixel, the stem covers half of pixel (0, 0).
+    /// let shifted = Marker { origin: [0.5, 0.0], ..l };
+    /// assert_eq!(shifted.coverage(0, 0), 0.5);
+    /// ```
     pub fn coverage(&self, x: usize, y: usize) -> f32 {
         let mut hit = 0u32;
         for (ox, oy) in [(0.25f32, 0.25f32), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
@@ -60,6 +77,19 @@ impl Marker {
     }
 
     /// Pixel bounding box `(x0, x1, y0, y1)` (exclusive ends) clipped to the image.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::synth::{Marker, MarkerLetter};
+    /// // 5 × 7 cells of 2 pixels from (2.5, 3): x in [2.5, 12.5], y in [3, 17].
+    /// let r = Marker { letter: MarkerLetter::R, origin: [2.5, 3.0], cell: 2.0 };
+    /// assert_eq!(r.bbox(100, 100), (2, 13, 3, 17));
+    /// assert_eq!(r.bbox(10, 10), (2, 10, 3, 10)); // clipped to the image
+    /// // No lead outside the box.
+    /// assert_eq!(r.coverage(1, 5) + r.coverage(13, 5) + r.coverage(5, 17), 0.0);
+    /// let off = Marker { origin: [-3.0, -3.0], cell: 1.0, ..r };
+    /// assert_eq!(off.bbox(10, 10), (0, 2, 0, 4));
+    /// ```
     pub fn bbox(&self, width: usize, height: usize) -> (usize, usize, usize, usize) {
         let x0 = self.origin[0].floor().max(0.0) as usize;
         let y0 = self.origin[1].floor().max(0.0) as usize;
