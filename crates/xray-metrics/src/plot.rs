@@ -20,6 +20,17 @@ const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// Registers the embedded font with plotters (idempotent; every plot function calls it).
+///
+/// # Errors
+/// [`MetricsError::Plot`] naming `assets/DejaVuSans.ttf` if the embedded font cannot be
+/// parsed (it always can: the font is part of the crate).
+///
+/// # Examples
+/// ```
+/// use xray_metrics::register_font;
+/// assert!(register_font().is_ok());
+/// assert!(register_font().is_ok()); // a second call changes nothing
+/// ```
 pub fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
@@ -362,24 +373,95 @@ where
 /// [`MetricsError::LengthMismatch`] for a report that fails [`Report::validate`] (checked
 /// before any file is written); [`MetricsError::Io`] when the folder cannot be created;
 /// [`MetricsError::Plot`] when drawing or writing a picture fails.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_metrics::{plot_roc, EvalConfig, Evaluator, MetricsError};
+/// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+/// ev.add_image(&[0, 0, 1, 1], &[0.9, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2)?;
+/// let report = ev.finish()?;
+/// let stem = std::env::temp_dir().join(format!("xray-doc-plot-roc-{}", std::process::id()));
+/// let files = plot_roc(&report, &stem)?;
+/// assert_eq!(files, [stem.with_extension("png"), stem.with_extension("svg")]);
+/// let png = std::fs::read(&files[0])?;
+/// assert_eq!(&png[1..4], b"PNG");
+/// // The PNG header holds the picture's size: 900 x 800 pixels.
+/// assert_eq!(png[16..24], [0, 0, 3, 132, 0, 0, 3, 32]);
+/// assert!(std::fs::read_to_string(&files[1])?.contains("<svg"));
+/// for f in &files {
+///     std::fs::remove_file(f)?;
+/// }
+///
+/// // A report whose fields disagree on the number of classes is refused, writing nothing.
+/// let mut broken = report.clone();
+/// broken.support.pop();
+/// let e = plot_roc(&broken, &stem).unwrap_err();
+/// assert!(matches!(e, MetricsError::LengthMismatch { .. }), "{e}");
+/// assert!(!files[0].exists());
+/// # Ok(())
+/// # }
+/// ```
 pub fn plot_roc(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     report.validate()?;
     render_both!(stem.as_ref(), (900, 800), draw_roc, report)
 }
 
-/// Reliability diagram with the gap shaded, ECE printed and a pixel histogram below.
+/// Reliability diagram with the gap shaded, ECE printed and a pixel histogram below →
+/// `stem.png`, `stem.svg`.
 ///
 /// # Errors
 /// As [`plot_roc`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_metrics::{plot_reliability, EvalConfig, Evaluator};
+/// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+/// ev.add_image(&[0, 0, 1, 1], &[0.9, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2)?;
+/// let report = ev.finish()?;
+/// let stem = std::env::temp_dir().join(format!("xray-doc-plot-rel-{}", std::process::id()));
+/// let files = plot_reliability(&report, &stem)?;
+/// assert_eq!(files, [stem.with_extension("png"), stem.with_extension("svg")]);
+/// let png = std::fs::read(&files[0])?;
+/// assert_eq!(png[16..24], [0, 0, 3, 132, 0, 0, 3, 132]); // 900 x 900 pixels
+/// assert!(std::fs::metadata(&files[1])?.len() > 0);
+/// for f in &files {
+///     std::fs::remove_file(f)?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub fn plot_reliability(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     report.validate()?;
     render_both!(stem.as_ref(), (900, 900), draw_reliability, report)
 }
 
-/// Row-normalised confusion heatmap with percentages and counts.
+/// Row-normalised confusion heatmap with percentages and counts → `stem.png`, `stem.svg`.
 ///
 /// # Errors
 /// As [`plot_roc`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_metrics::{plot_confusion, EvalConfig, Evaluator};
+/// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+/// ev.add_image(&[0, 0, 1, 1], &[0.9, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2)?;
+/// let report = ev.finish()?;
+/// let stem = std::env::temp_dir().join(format!("xray-doc-plot-cm-{}", std::process::id()));
+/// let files = plot_confusion(&report, &stem)?;
+/// assert_eq!(files, [stem.with_extension("png"), stem.with_extension("svg")]);
+/// let png = std::fs::read(&files[0])?;
+/// assert_eq!(png[16..24], [0, 0, 3, 82, 0, 0, 3, 32]); // 850 x 800 pixels
+/// // The SVG names the classes.
+/// assert!(std::fs::read_to_string(&files[1])?.contains("object"));
+/// for f in &files {
+///     std::fs::remove_file(f)?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub fn plot_confusion(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     report.validate()?;
     render_both!(stem.as_ref(), (850, 800), draw_confusion, report)
@@ -390,6 +472,27 @@ pub fn plot_confusion(report: &Report, stem: impl AsRef<Path>) -> Result<Vec<Pat
 /// # Errors
 /// As [`plot_roc`]; a report that fails [`Report::validate`] is refused before any file
 /// is written.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_metrics::{save_plots, EvalConfig, Evaluator};
+/// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+/// ev.add_image(&[0, 0, 1, 1], &[0.9, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2)?;
+/// let report = ev.finish()?;
+/// let dir = std::env::temp_dir().join(format!("xray-doc-save-plots-{}", std::process::id()));
+/// let files = save_plots(&report, &dir)?; // creates the folder
+/// let names: Vec<_> = files.iter().map(|f| f.strip_prefix(&dir).unwrap()).collect();
+/// assert_eq!(
+///     names,
+///     ["roc.png", "roc.svg", "reliability.png", "reliability.svg", "confusion.png", "confusion.svg"]
+///         .map(std::path::Path::new)
+/// );
+/// assert!(files.iter().all(|f| f.metadata().is_ok_and(|m| m.len() > 0)));
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn save_plots(report: &Report, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     report.validate()?;
     let dir = dir.as_ref();
@@ -456,6 +559,28 @@ impl TrainingLog {
     }
 
     /// Reads and parses a JSON-lines file.
+    ///
+    /// # Errors
+    /// [`MetricsError::Io`] naming `path` when the file cannot be read; otherwise as
+    /// [`TrainingLog::parse`] ([`MetricsError::Log`] with the line number).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use xray_metrics::{MetricsError, TrainingLog};
+    /// let path = std::env::temp_dir().join(format!("xray-doc-log-{}.jsonl", std::process::id()));
+    /// std::fs::write(&path, "{\"epoch\":1,\"val_dice\":0.8}\n\n{\"epoch\":2}\n")?;
+    /// let log = TrainingLog::load(&path)?;
+    /// std::fs::remove_file(&path)?;
+    /// assert_eq!(log.rows, 2); // the blank line is skipped
+    /// assert_eq!(log.columns["epoch"], [1.0, 2.0]);
+    /// assert!(log.columns["val_dice"][1].is_nan()); // row 2 lacks the field
+    ///
+    /// let e = TrainingLog::load(&path).unwrap_err(); // the file is gone
+    /// assert!(matches!(e, MetricsError::Io { .. }), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io {
@@ -671,6 +796,34 @@ where
 /// values span more than the largest f64 (e.g. a loss of `1e308` and one of `-1e308`:
 /// no axis can hold both), and when drawing or writing a picture fails;
 /// [`MetricsError::Io`] when the folder cannot be created.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_metrics::{plot_training_curves, MetricsError, TrainingLog};
+/// let log = TrainingLog::parse(
+///     "{\"epoch\":1,\"train_loss\":0.9,\"val_dice\":0.6}\n\
+///      {\"epoch\":2,\"train_loss\":0.5,\"val_dice\":0.8}",
+/// )?;
+/// let stem = std::env::temp_dir().join(format!("xray-doc-curves-{}", std::process::id()));
+/// let files = plot_training_curves(&log, &stem)?;
+/// assert_eq!(files, [stem.with_extension("png"), stem.with_extension("svg")]);
+/// let png = std::fs::read(&files[0])?;
+/// assert_eq!(png[16..24], [0, 0, 5, 120, 0, 0, 2, 88]); // 1400 x 600 pixels
+/// let svg = std::fs::read_to_string(&files[1])?;
+/// assert!(svg.contains("train_loss") && svg.contains("val_dice"), "legends");
+/// for f in &files {
+///     std::fs::remove_file(f)?;
+/// }
+///
+/// // No axis holds both 1e308 and -1e308: refused before any file is written.
+/// let wide = TrainingLog::parse("{\"loss\":1e308}\n{\"loss\":-1e308}")?;
+/// let e = plot_training_curves(&wide, &stem).unwrap_err();
+/// assert!(matches!(e, MetricsError::Plot { .. }), "{e}");
+/// assert!(!files[0].exists() && !files[1].exists());
+/// # Ok(())
+/// # }
+/// ```
 pub fn plot_training_curves(log: &TrainingLog, stem: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     let (_, x, losses, metrics) = panels(log);
     for (title, series) in [("Loss", &losses), ("Metrics", &metrics)] {
