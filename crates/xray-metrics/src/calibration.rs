@@ -109,7 +109,19 @@ pub struct Reliability {
 }
 
 impl Reliability {
-    /// Pixels over all bins.
+    /// Pixels over all bins (saturating at `u64::MAX`).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{Reliability, ReliabilityBin};
+    /// let bin = |count, confidence, accuracy| ReliabilityBin {
+    ///     lower: 0.0, upper: 1.0, count, confidence, accuracy,
+    /// };
+    /// // 3 pixels at confidence 0.5, all right (gap 0.5); 1 at 0.75, wrong (gap 0.75).
+    /// let r = Reliability { bins: vec![bin(3, 0.5, 1.0), bin(1, 0.75, 0.0)] };
+    /// assert_eq!(r.total(), 4);
+    /// assert_eq!(Reliability { bins: vec![] }.total(), 0);
+    /// ```
     pub fn total(&self) -> u64 {
         // Saturating: bins read from an edited JSON file may hold counts past u64.
         self.bins
@@ -151,16 +163,53 @@ impl Reliability {
     }
 
     /// Expected calibration error (l1).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{Reliability, ReliabilityBin};
+    /// let bin = |count, confidence, accuracy| ReliabilityBin {
+    ///     lower: 0.0, upper: 1.0, count, confidence, accuracy,
+    /// };
+    /// // 3 pixels at confidence 0.5, all right (gap 0.5); 1 at 0.75, wrong (gap 0.75).
+    /// let r = Reliability { bins: vec![bin(3, 0.5, 1.0), bin(1, 0.75, 0.0)] };
+    /// // Gaps weighted by the bins' shares of the pixels: 0.5 · 3/4 + 0.75 · 1/4.
+    /// assert_eq!(r.ece(), 0.5625);
+    /// ```
     pub fn ece(&self) -> f64 {
         self.error(CalibrationNorm::L1)
     }
 
     /// Root-mean-square calibration error (l2).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{Reliability, ReliabilityBin};
+    /// let bin = |count, confidence, accuracy| ReliabilityBin {
+    ///     lower: 0.0, upper: 1.0, count, confidence, accuracy,
+    /// };
+    /// // 3 pixels at confidence 0.5, all right (gap 0.5); 1 at 0.75, wrong (gap 0.75).
+    /// let r = Reliability { bins: vec![bin(3, 0.5, 1.0), bin(1, 0.75, 0.0)] };
+    /// // sqrt(0.5² · 3/4 + 0.75² · 1/4)
+    /// assert!((r.rmsce() - 0.328125f64.sqrt()).abs() < 1e-15);
+    /// assert!(r.rmsce() >= r.ece()); // l2 ≥ l1 for the same weights
+    /// ```
     pub fn rmsce(&self) -> f64 {
         self.error(CalibrationNorm::L2)
     }
 
-    /// Maximum calibration error.
+    /// Maximum calibration error: the largest gap between a bin's accuracy and confidence,
+    /// whatever the bin's share of the pixels.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{Reliability, ReliabilityBin};
+    /// let bin = |count, confidence, accuracy| ReliabilityBin {
+    ///     lower: 0.0, upper: 1.0, count, confidence, accuracy,
+    /// };
+    /// // 3 pixels at confidence 0.5, all right (gap 0.5); 1 at 0.75, wrong (gap 0.75).
+    /// let r = Reliability { bins: vec![bin(3, 0.5, 1.0), bin(1, 0.75, 0.0)] };
+    /// assert_eq!(r.mce(), 0.75); // the one wrong pixel's bin
+    /// ```
     pub fn mce(&self) -> f64 {
         self.error(CalibrationNorm::Max)
     }
@@ -295,6 +344,20 @@ impl ReliabilityBins {
     }
 
     /// Pixels added.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ReliabilityBins;
+    /// let mut bins = ReliabilityBins::new(10)?;
+    /// assert_eq!(bins.total(), 0);
+    /// for score in [0.05, 0.55, 1.0] {
+    ///     bins.push(score, true);
+    /// }
+    /// assert_eq!(bins.total(), 3); // whatever their bins and hits
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn total(&self) -> u64 {
         self.count.iter().sum()
     }
@@ -746,6 +809,24 @@ pub fn calibration_error(
 /// As [`calibration_bins`].
 ///
 /// Single-threaded by construction (the summation order is part of the result).
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_metrics::MetricsError> {
+/// use xray_metrics::{calibration_error, calibration_error_torch_f32, CalibrationNorm};
+/// // 3 pixels, the last ignored; top-1 confidences 0.75 (right) and 0.65 (wrong).
+/// let labels = [0u8, 1, 255];
+/// let probs = [0.75f32, 0.65, 0.5, /* class 1 */ 0.25, 0.35, 0.5];
+/// let ece = calibration_error_torch_f32(&labels, &probs, 2, 10, CalibrationNorm::L1)?;
+/// assert!((ece - (0.25 + 0.65) / 2.0).abs() < 1e-6);
+/// // f32 arithmetic: the f64 value to within float32 rounding.
+/// let exact = calibration_error(&labels, &probs, 2, 10, CalibrationNorm::L1)?;
+/// assert!((ece - exact).abs() < 1e-6);
+/// let mce = calibration_error_torch_f32(&labels, &probs, 2, 10, CalibrationNorm::Max)?;
+/// assert!((mce - 0.65).abs() < 1e-6);
+/// # Ok(())
+/// # }
+/// ```
 pub fn calibration_error_torch_f32(
     labels: &[u8],
     probs: &[f32],
