@@ -202,26 +202,95 @@ impl Evaluator {
     }
 
     /// The configuration.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{AucMethod, EvalConfig, Evaluator};
+    /// let mut cfg = EvalConfig::new(["background", "object"]);
+    /// cfg.auc = AucMethod::Binned { bins: 100 };
+    /// let ev = Evaluator::new(cfg.clone())?;
+    /// assert_eq!(ev.config(), &cfg);
+    /// assert_eq!(ev.config().n_bins, 15); // the default
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn config(&self) -> &EvalConfig {
         &self.cfg
     }
 
-    /// Number of classes.
+    /// Number of classes: the number of class names in the configuration.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// assert_eq!(Evaluator::new(EvalConfig::default())?.num_classes(), 3);
+    /// assert_eq!(Evaluator::new(EvalConfig::new(["bg", "fg"]))?.num_classes(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn num_classes(&self) -> usize {
         self.cfg.class_names.len()
     }
 
-    /// Images added so far.
+    /// Images added so far (an image refused with an error does not count).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// assert_eq!(ev.images(), 0);
+    /// ev.add_image(&[0, 1], &[0.9, 0.2, 0.1, 0.8], 2, 1)?;
+    /// ev.add_image(&[1], &[0.4, 0.6], 1, 1)?;
+    /// assert!(ev.add_image(&[2], &[0.4, 0.6], 1, 1).is_err()); // no class 2
+    /// assert_eq!(ev.images(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn images(&self) -> usize {
         self.per_image.len()
     }
 
-    /// Pooled confusion matrix so far.
+    /// Pooled confusion matrix so far: every scored pixel of every image added.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 1], &[0.9, 0.6, 0.1, 0.4], 2, 1)?; // pixel 1 predicted as class 0
+    /// ev.add_image(&[1, 255], &[0.3, 0.5, 0.7, 0.5], 2, 1)?; // pixel 1 ignored
+    /// assert_eq!(ev.confusion().rows(), [[1, 0], [1, 1]]);
+    /// assert_eq!(ev.confusion().total(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn confusion(&self) -> &ConfusionMatrix {
         &self.pooled
     }
 
     /// Per-image confusion matrices so far, in the order added.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 1], &[0.9, 0.6, 0.1, 0.4], 2, 1)?;
+    /// ev.add_image(&[1, 255], &[0.3, 0.5, 0.7, 0.5], 2, 1)?;
+    /// let per_image = ev.per_image_confusion();
+    /// assert_eq!(per_image.len(), 2);
+    /// assert_eq!(per_image[0].rows(), [[1, 0], [1, 0]]);
+    /// assert_eq!(per_image[1].rows(), [[0, 0], [0, 1]]);
+    /// // Summed, they give the pooled matrix.
+    /// let mut sum = per_image[0].clone();
+    /// sum.merge(&per_image[1])?;
+    /// assert_eq!(&sum, ev.confusion());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn per_image_confusion(&self) -> &[ConfusionMatrix] {
         &self.per_image
     }
