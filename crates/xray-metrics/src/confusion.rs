@@ -292,11 +292,34 @@ impl ConfusionMatrix {
     }
 
     /// Number of classes.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// assert_eq!(ConfusionMatrix::new(3)?.num_classes(), 3);
+    /// // As given, even when some classes never occur.
+    /// assert_eq!(ConfusionMatrix::from_labels(&[0], &[0], 4)?.num_classes(), 4);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn num_classes(&self) -> usize {
         self.num_classes
     }
 
-    /// Raw counts, row-major, rows = true class.
+    /// Raw counts, row-major, rows = true class: `counts()[truth * num_classes() + pred]`.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// // Truth 0 predicted 1, truth 1 predicted 1 twice.
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1], &[1, 1, 1], 2)?;
+    /// assert_eq!(cm.counts(), [0, 1, 0, 2]);
+    /// assert_eq!(cm.counts()[2 + 1], cm.count(1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn counts(&self) -> &[u64] {
         &self.counts
     }
@@ -337,6 +360,17 @@ impl ConfusionMatrix {
     }
 
     /// Rows (true class) as nested vectors, for JSON.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1], &[1, 1, 1], 2)?;
+    /// assert_eq!(cm.rows(), [[0, 1], [0, 2]]); // row 1: both class-1 pixels right
+    /// assert_eq!(serde_json::to_string(&cm.rows()).unwrap(), "[[0,1],[0,2]]");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn rows(&self) -> Vec<Vec<u64>> {
         self.counts
             .chunks(self.num_classes)
@@ -371,7 +405,18 @@ impl ConfusionMatrix {
             .collect()
     }
 
-    /// Scored pixels.
+    /// Scored pixels (ignored pixels, label 255, are not counted).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 255, 1], &[0, 0, 1, 1], 2)?;
+    /// assert_eq!(cm.total(), 3);
+    /// assert_eq!(ConfusionMatrix::new(2)?.total(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }

@@ -120,6 +120,18 @@ impl ClassMetric {
     /// # Errors
     /// [`MetricsError::InvalidConfig`] naming `f_beta` and the value, for a NaN, negative or
     /// infinite β.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{ClassMetric, MetricsError};
+    /// assert!(ClassMetric::FBeta(0.0).validate().is_ok()); // β = 0 is precision
+    /// assert!(ClassMetric::FBeta(1e308).validate().is_ok()); // scores as recall
+    /// assert!(ClassMetric::Iou.validate().is_ok()); // no parameter to check
+    /// let e = ClassMetric::FBeta(-2.0).validate().unwrap_err();
+    /// assert!(matches!(e, MetricsError::InvalidConfig(_)));
+    /// assert!(e.to_string().contains("f_beta"), "{e}");
+    /// assert!(ClassMetric::FBeta(f64::INFINITY).validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         match *self {
             ClassMetric::FBeta(beta) if !beta_ok(beta) => {
@@ -172,6 +184,19 @@ pub enum Score {
 
 impl Score {
     /// The averaged value, `None` for a per-class score.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{Average, ClassMetric, ConfusionMatrix, ZeroDivision};
+    /// let cm = ConfusionMatrix::from_labels(&[0, 0, 1, 1], &[0, 1, 1, 1], 2)?;
+    /// let micro = cm.score(ClassMetric::Recall, Average::Micro, ZeroDivision::Zero);
+    /// assert_eq!(micro.value(), Some(0.75)); // micro recall = accuracy
+    /// let per_class = cm.score(ClassMetric::Recall, Average::None, ZeroDivision::Zero);
+    /// assert_eq!(per_class.value(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn value(&self) -> Option<f64> {
         match self {
             Score::Value(v) => Some(*v),
@@ -180,6 +205,19 @@ impl Score {
     }
 
     /// The per-class values, `None` for an averaged score.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{Average, ClassMetric, ConfusionMatrix, ZeroDivision};
+    /// let cm = ConfusionMatrix::from_labels(&[0, 0, 1, 1], &[0, 1, 1, 1], 2)?;
+    /// let recall = cm.score(ClassMetric::Recall, Average::None, ZeroDivision::Zero);
+    /// assert_eq!(recall.per_class(), Some(&[0.5, 1.0][..]));
+    /// let macro_ = cm.score(ClassMetric::Recall, Average::Macro, ZeroDivision::Zero);
+    /// assert_eq!(macro_.per_class(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn per_class(&self) -> Option<&[f64]> {
         match self {
             Score::Value(_) => None,
