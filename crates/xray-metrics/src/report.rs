@@ -273,6 +273,23 @@ impl Report {
     /// # Errors
     /// [`MetricsError::LengthMismatch`] naming the first field whose length disagrees with
     /// the number of `class_names`.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{EvalConfig, Evaluator, MetricsError};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image(&[0, 1], &[0.9, 0.2, 0.1, 0.8], 2, 1)?;
+    /// let mut report = ev.finish()?;
+    /// report.validate()?;
+    /// // A third class name without its numbers:
+    /// report.class_names.push("bone".into());
+    /// let e = report.validate().unwrap_err();
+    /// assert!(matches!(e, MetricsError::LengthMismatch { expected: 3, found: 2, .. }), "{e}");
+    /// assert!(e.to_string().contains("`support`"), "{e}"); // the first field checked
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let c = self.class_names.len();
         let per_class = |field: &str, found: usize| {

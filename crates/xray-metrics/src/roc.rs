@@ -674,6 +674,30 @@ impl BinnedAuc {
     }
 
     /// Adds one image (same input rules as [`ExactAuc::add`]).
+    ///
+    /// # Errors
+    /// As [`ExactAuc::add`]: [`MetricsError::LengthMismatch`] when `probs` is not
+    /// `num_classes` planes of `labels.len()` values, [`MetricsError::LabelOutOfRange`] and
+    /// [`MetricsError::InvalidProbability`] for the first bad label or probability; nothing
+    /// is added then.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{BinnedAuc, MetricsError};
+    /// let mut acc = BinnedAuc::new(2, 10)?;
+    /// acc.add(&[0, 1, 255], &[0.9, 0.2, 0.5, /* class 1 */ 0.1, 0.8, 0.5])?;
+    /// let e = acc.add(&[0, 2], &[0.9, 0.2, 0.1, 0.8]).unwrap_err();
+    /// assert!(matches!(e, MetricsError::LabelOutOfRange { pixel: 1, label: 2, .. }));
+    /// let e = acc.add(&[0, 1], &[0.9, 1.5, 0.1, 0.8]).unwrap_err();
+    /// assert!(matches!(e, MetricsError::InvalidProbability { pixel: 1, class: 0, .. }));
+    /// // Only the first image counts; its ignored pixel is not scored.
+    /// let class1 = &acc.finish().per_class[1];
+    /// assert_eq!((class1.positives, class1.negatives), (1, 1));
+    /// assert_eq!(class1.auc, Some(1.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add(&mut self, labels: &[u8], probs: &[f32]) -> Result<()> {
         let c = self.num_classes;
         let n = check_planes(labels, probs, c)?;
