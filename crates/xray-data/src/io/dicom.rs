@@ -175,6 +175,32 @@ impl StrayBits {
 /// depths, sample counts or photometric interpretations outside the list above,
 /// [`DataError::FrameOutOfRange`],
 /// [`DataError::EmptyImage`], [`DataError::TooLarge`], [`DataError::NonFinite`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{load_dicom, save_dicom, DicomWriteOptions, LoadOptions, Photometric};
+/// use xray_data::{DataError, Radiograph};
+/// let path = std::env::temp_dir().join(format!("xray-doc-load-dicom-{}.dcm", std::process::id()));
+/// let img = Radiograph::from_fn(4, 3, |x, y| image::Luma([(1000 * x + y) as f32]));
+/// // MONOCHROME2 stores the values mirrored (bone bright); loading mirrors them back.
+/// let opts = DicomWriteOptions {
+///     photometric: Photometric::Monochrome2,
+///     pixel_spacing_mm: Some([0.2, 0.15]),
+///     ..DicomWriteOptions::default()
+/// };
+/// save_dicom(&path, &img, &opts)?;
+/// let d = load_dicom(&path, &LoadOptions::default())?;
+/// assert_eq!(d.image, img);
+/// assert!(d.inverted);
+/// assert_eq!((d.columns, d.rows, d.frames, d.bits_stored), (4, 3, 1, 16));
+/// assert_eq!(d.pixel_spacing_mm, Some([0.2, 0.15]));
+/// assert_eq!(d.modality.as_deref(), Some("DX"));
+/// // A frame the file does not have is refused.
+/// let second = LoadOptions { frame: 1, ..LoadOptions::default() };
+/// assert!(matches!(load_dicom(&path, &second), Err(DataError::FrameOutOfRange { .. })));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), DataError>(())
+/// ```
 pub fn load_dicom(path: &Path, opts: &LoadOptions) -> Result<DicomImage> {
     let bytes = super::read_image_file(path)?;
     decode_dicom_at(path, &bytes, opts)
@@ -185,6 +211,23 @@ pub fn load_dicom(path: &Path, opts: &LoadOptions) -> Result<DicomImage> {
 ///
 /// # Errors
 /// As [`load_dicom`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{decode_dicom, encode_dicom, DicomWriteOptions, LoadOptions};
+/// use xray_data::Radiograph;
+/// let img = Radiograph::from_fn(3, 3, |x, y| image::Luma([(x * 3 + y) as f32]));
+/// let opts = DicomWriteOptions { bits_stored: 12, ..DicomWriteOptions::default() };
+/// let bytes = encode_dicom(&img, &opts)?;
+/// let d = decode_dicom(&bytes, &LoadOptions::default())?;
+/// assert_eq!((d.image, d.bits_stored, d.inverted), (img, 12, false));
+/// // Without the 128-byte preamble too.
+/// assert!(decode_dicom(&bytes[128..], &LoadOptions::default()).is_ok());
+/// // A truncated file is an error naming `<memory>`.
+/// let err = decode_dicom(&bytes[..bytes.len() - 4], &LoadOptions::default()).unwrap_err();
+/// assert!(err.to_string().starts_with("<memory>"), "{err}");
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
 pub fn decode_dicom(bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
     decode_dicom_at(&super::memory_path(), bytes, opts)
 }

@@ -47,6 +47,23 @@ impl Default for DicomWriteOptions {
 /// `pixel_spacing_mm` that is not finite and positive (NaN, ±∞, zero or negative: it
 /// would be written as an invalid `DS` value and read back as no spacing),
 /// [`DataError::ValueOutOfRange`], [`DataError::NonFinite`], [`DataError::EmptyImage`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{encode_dicom, DicomWriteOptions};
+/// use xray_data::{DataError, Radiograph};
+/// let img = Radiograph::from_raw(2, 1, vec![0.0, 4095.4]).unwrap();
+/// let twelve = DicomWriteOptions { bits_stored: 12, ..DicomWriteOptions::default() };
+/// let bytes = encode_dicom(&img, &twelve)?;
+/// assert_eq!(&bytes[128..132], b"DICM"); // preamble, then the Part 10 magic
+/// // 4095.6 rounds to 4096, beyond 12 bits: refused, naming the pixel.
+/// let over = Radiograph::from_raw(2, 1, vec![0.0, 4095.6]).unwrap();
+/// let err = encode_dicom(&over, &twelve).unwrap_err();
+/// assert!(matches!(err, DataError::ValueOutOfRange { x: 1, y: 0, .. }), "{err}");
+/// let seven = DicomWriteOptions { bits_stored: 7, ..DicomWriteOptions::default() };
+/// assert!(matches!(encode_dicom(&img, &seven), Err(DataError::InvalidParameter(_))));
+/// # Ok::<(), DataError>(())
+/// ```
 pub fn encode_dicom(img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8>> {
     encode_at(&super::memory_path(), img, opts)
 }
@@ -55,6 +72,22 @@ pub fn encode_dicom(img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8
 ///
 /// # Errors
 /// As [`encode_dicom`], plus [`DataError::Io`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{load_image, save_dicom, DicomWriteOptions, LoadOptions};
+/// use xray_data::{DataError, Radiograph};
+/// let path = std::env::temp_dir().join(format!("xray-doc-save-dicom-{}.dcm", std::process::id()));
+/// let img = Radiograph::from_fn(5, 2, |x, y| image::Luma([(x * 10000 + y) as f32]));
+/// save_dicom(&path, &img, &DicomWriteOptions::default())?;
+/// assert_eq!(load_image(&path, &LoadOptions::default())?, img);
+/// std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?;
+/// // A negative value cannot be stored (unsigned samples); nothing is written.
+/// let negative = Radiograph::from_raw(1, 1, vec![-3.0]).unwrap();
+/// assert!(save_dicom(&path, &negative, &DicomWriteOptions::default()).is_err());
+/// assert!(!path.exists());
+/// # Ok::<(), DataError>(())
+/// ```
 pub fn save_dicom(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<()> {
     let bytes = encode_at(path, img, opts)?;
     std::fs::write(path, bytes).map_err(|e| DataError::io(path, e))

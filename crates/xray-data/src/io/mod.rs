@@ -94,6 +94,25 @@ pub enum ImageFormat {
 /// # Errors
 /// [`DataError::Decode`] for a zero-byte file, [`DataError::UnknownFormat`] otherwise
 /// when nothing matches.
+///
+/// # Examples
+/// ```
+/// use std::path::Path;
+/// use xray_data::io::{detect_format, ImageFormat};
+/// use xray_data::DataError;
+/// let any = Path::new("scan.bin");
+/// assert_eq!(detect_format(any, b"\x89PNG\r\n\x1a\n...")?, ImageFormat::Png);
+/// assert_eq!(detect_format(any, b"II*\0...")?, ImageFormat::Tiff);
+/// assert_eq!(detect_format(any, b"\xFF\xD8\xFF\xE0...")?, ImageFormat::Jpeg);
+/// let mut dicom = vec![0u8; 128]; // the preamble, then the magic
+/// dicom.extend_from_slice(b"DICM...");
+/// assert_eq!(detect_format(any, &dicom)?, ImageFormat::Dicom);
+/// // Content first, then the extension: a DICOM without preamble is known by its name.
+/// assert_eq!(detect_format(Path::new("a.DCM"), b"\x08\0\x05\0")?, ImageFormat::Dicom);
+/// assert!(matches!(detect_format(any, b"\x08\0\x05\0"), Err(DataError::UnknownFormat { .. })));
+/// assert!(matches!(detect_format(any, b""), Err(DataError::Decode { .. })));
+/// # Ok::<(), DataError>(())
+/// ```
 pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     if bytes.is_empty() {
         return Err(DataError::Decode {
@@ -162,6 +181,34 @@ pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<Radiograph> {
 ///
 /// # Errors
 /// As [`load_image`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use dicom_core::{DataElement, VR};
+/// use dicom_dictionary_std::tags;
+/// use xray_data::io::{encode_dicom, load_image_with_body_part, save_png16};
+/// use xray_data::io::{DicomWriteOptions, LoadOptions};
+/// use xray_data::Radiograph;
+/// let dir = std::env::temp_dir().join(format!("xray-doc-body-part-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let img = Radiograph::from_fn(3, 2, |x, y| image::Luma([(100 * x + y) as f32]));
+/// // A DICOM file that names its body part (padded with a space, as CS values are).
+/// let bytes = encode_dicom(&img, &DicomWriteOptions::default())?;
+/// let mut file = dicom_object::OpenFileOptions::new().from_reader(&bytes[128..])?;
+/// file.put(DataElement::new(tags::BODY_PART_EXAMINED, VR::CS, "HAND "));
+/// let dcm = dir.join("hand.dcm");
+/// file.write_to_file(&dcm)?;
+/// let (image, part) = load_image_with_body_part(&dcm, &LoadOptions::default())?;
+/// assert_eq!((image, part.as_deref()), (img.clone(), Some("HAND")));
+/// // A PNG has no such tag.
+/// let png = dir.join("hand.png");
+/// save_png16(&png, &img)?;
+/// assert_eq!(load_image_with_body_part(&png, &LoadOptions::default())?, (img, None));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(())
+/// # }
+/// ```
 pub fn load_image_with_body_part(
     path: &Path,
     opts: &LoadOptions,
