@@ -228,6 +228,26 @@ pub fn load_mask_with_classes(path: &Path, num_classes: u8) -> Result<Mask> {
 /// # Errors
 /// [`DataError::Io`], [`DataError::Decode`], [`DataError::EmptyImage`], or
 /// [`DataError::Unsupported`] for a grayscale file.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use xray_data::io::{encode_color_mask, load_color_mask, save_mask};
+/// use xray_data::{DataError, Mask};
+/// let dir = std::env::temp_dir().join(format!("xray-doc-color-mask-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let mask = Mask::from_raw(3, 1, vec![2, 1, 0]).ok_or("3 labels")?;
+/// let rgb = dir.join("labels.png");
+/// encode_color_mask(&mask)?.save(&rgb)?;
+/// assert_eq!(load_color_mask(&rgb)?, mask);
+/// // An index mask is not a colour label image.
+/// let grey = dir.join("index.png");
+/// save_mask(&grey, &mask)?;
+/// assert!(matches!(load_color_mask(&grey), Err(DataError::Unsupported { .. })));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(())
+/// # }
+/// ```
 pub fn load_color_mask(path: &Path) -> Result<Mask> {
     let bytes = super::read_image_file(path)?;
     let img = decode_png_any(path, &bytes)?;
@@ -297,6 +317,19 @@ fn decode_any_unguarded(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage
 ///
 /// # Errors
 /// [`DataError::EmptyImage`] or [`DataError::Io`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{load_mask, save_mask};
+/// use xray_data::{DataError, Mask};
+/// let path = std::env::temp_dir().join(format!("xray-doc-save-mask-{}.png", std::process::id()));
+/// let mask = Mask::from_raw(4, 1, vec![0, 1, 2, 255]).unwrap();
+/// save_mask(&path, &mask)?;
+/// assert_eq!(load_mask(&path)?, mask); // labels unchanged, ignore included
+/// std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?;
+/// assert!(matches!(save_mask(&path, &Mask::new(0, 3)), Err(DataError::EmptyImage { .. })));
+/// # Ok::<(), DataError>(())
+/// ```
 pub fn save_mask(path: &Path, mask: &Mask) -> Result<()> {
     use std::io::Write;
     super::check_size(path, mask.width().into(), mask.height().into(), u64::MAX)?;

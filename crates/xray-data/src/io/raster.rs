@@ -435,6 +435,21 @@ pub(crate) fn image_write_err(path: &Path, e: image::ImageError) -> DataError {
 ///
 /// # Errors
 /// [`DataError::NonFinite`], [`DataError::EmptyImage`] or [`DataError::Io`].
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{load_image, save_tiff_f32, LoadOptions};
+/// use xray_data::{DataError, Radiograph};
+/// let path = std::env::temp_dir().join(format!("xray-doc-tiff-f32-{}.tif", std::process::id()));
+/// // Fractional and negative values survive exactly, unlike a 16-bit PNG.
+/// let img = Radiograph::from_raw(3, 1, vec![-0.5, 0.1, 1e6]).unwrap();
+/// save_tiff_f32(&path, &img)?;
+/// assert_eq!(load_image(&path, &LoadOptions::default())?, img);
+/// let nan = Radiograph::from_raw(1, 1, vec![f32::NAN]).unwrap();
+/// assert!(matches!(save_tiff_f32(&path, &nan), Err(DataError::NonFinite { .. })));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), DataError>(())
+/// ```
 pub fn save_tiff_f32(path: &Path, img: &Radiograph) -> Result<()> {
     use tiff::encoder::{colortype::Gray32Float, TiffEncoder};
     let (w, h) = img.dimensions();
