@@ -476,7 +476,8 @@ impl Dataset {
     /// use xray_data::dataset::{Dataset, DatasetOptions};
     /// use xray_data::io::{save_mask, save_png16};
     /// use xray_data::{DataError, Mask, Radiograph};
-    /// let root = std::env::temp_dir().join(format!("xray-doc-load-{}", std::process::id()));
+    /// let name = format!("xray-doc-dataset-load-{}", std::process::id());
+    /// let root = std::env::temp_dir().join(name);
     /// for d in ["images", "masks"] {
     ///     std::fs::create_dir_all(root.join(d)).map_err(|e| DataError::io(&root, e))?;
     /// }
