@@ -158,7 +158,13 @@ impl Reliability {
         match norm {
             CalibrationNorm::L1 => gaps.map(|(g, w)| g * w).sum(),
             CalibrationNorm::L2 => gaps.map(|(g, w)| g * g * w).sum::<f64>().sqrt(),
-            CalibrationNorm::Max => gaps.map(|(g, _)| g).fold(0.0, f64::max),
+            // Over the non-empty bins only (a bin's weight is 0 exactly when it is empty):
+            // an empty bin of a hand-built or edited reliability may hold any confidence
+            // and accuracy.
+            CalibrationNorm::Max => gaps
+                .filter(|&(_, w)| w > 0.0)
+                .map(|(g, _)| g)
+                .fold(0.0, f64::max),
         }
     }
 

@@ -444,3 +444,29 @@ fn the_evaluator_refuses_a_bad_probability_of_any_pixel_before_the_auc_counts_it
     ev.add_image(&labels, &[0.9, 0.1, 0.1, 0.9], 2, 1).unwrap();
     assert_eq!(ev.confusion().total(), 1);
 }
+
+#[test]
+fn mce_ignores_the_empty_bins_of_an_edited_reliability() {
+    // `CalibrationNorm::Max` is the largest gap over the non-empty bins. The crate's own
+    // empty bins hold confidence and accuracy 0 (gap 0), but an edited or hand-built
+    // reliability's need not: this one's empty bin once gave an MCE of 0.3.
+    let bin = |count, confidence, accuracy| ReliabilityBin {
+        lower: 0.0,
+        upper: 1.0,
+        count,
+        confidence,
+        accuracy,
+    };
+    let r = Reliability {
+        bins: vec![bin(0, 0.3, 0.0), bin(2, 0.6, 0.5)],
+    };
+    assert!((r.mce() - 0.1).abs() < 1e-12, "{}", r.mce());
+    assert_eq!(r.error(CalibrationNorm::Max), r.mce());
+    // ECE and RMSCE weight bins by their pixels, so an empty bin never counted there.
+    assert!((r.ece() - 0.1).abs() < 1e-12 && (r.rmsce() - 0.1).abs() < 1e-12);
+    // No pixel at all: 0, as for the other norms.
+    let empty = Reliability {
+        bins: vec![bin(0, 0.3, 0.0)],
+    };
+    assert_eq!((empty.mce(), empty.ece()), (0.0, 0.0));
+}
