@@ -203,8 +203,8 @@ impl Reliability {
         self.error(CalibrationNorm::L2)
     }
 
-    /// Maximum calibration error: the largest gap between a bin's accuracy and confidence,
-    /// whatever the bin's share of the pixels.
+    /// Maximum calibration error: the largest gap between a non-empty bin's accuracy and
+    /// confidence, whatever its share of the pixels.
     ///
     /// # Examples
     /// ```
