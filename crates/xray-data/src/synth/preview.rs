@@ -10,6 +10,18 @@ use image::{Rgb, RgbImage};
 use crate::{Mask, Radiograph, BONE, IGNORE_LABEL, OPEN_BEAM, SOFT_TISSUE};
 
 /// Overlay colour of a label.
+///
+/// # Examples
+/// ```
+/// use xray_data::synth::preview::label_color;
+/// use xray_data::{BONE, IGNORE_LABEL, OPEN_BEAM, SOFT_TISSUE};
+/// assert_eq!(label_color(BONE), [250, 200, 40]);
+/// let known = [OPEN_BEAM, SOFT_TISSUE, BONE, IGNORE_LABEL].map(label_color);
+/// for (i, a) in known.iter().enumerate() {
+///     assert!(known[i + 1..].iter().all(|b| a != b)); // four distinct colours
+/// }
+/// assert_eq!(label_color(7), [255, 0, 0]); // anything else is plain red
+/// ```
 pub fn label_color(label: u8) -> [u8; 3] {
     match label {
         OPEN_BEAM => [40, 110, 230],
@@ -21,6 +33,19 @@ pub fn label_color(label: u8) -> [u8; 3] {
 }
 
 /// Display grey levels (bone white) of `image`, windowed on the pixels not ignored by `mask`.
+///
+/// # Examples
+/// ```
+/// use xray_data::synth::preview::display;
+/// use xray_data::{Mask, Radiograph};
+/// // Four columns from no X-rays (bone-like) to many (open beam).
+/// let columns = [0.0, 10.0, 100.0, 1000.0];
+/// let image = Radiograph::from_fn(4, 4, |x, _| image::Luma([columns[x as usize]]));
+/// let grey = display(&image, &Mask::new(4, 4));
+/// assert_eq!(grey.len(), 16);
+/// assert_eq!((grey[0], grey[3]), (255, 0)); // inverted: the fewest X-rays white
+/// assert!(grey[..4].windows(2).all(|w| w[0] > w[1]));
+/// ```
 pub fn display(image: &Radiograph, mask: &Mask) -> Vec<u8> {
     let logv: Vec<f32> = image
         .as_raw()
@@ -56,6 +81,23 @@ pub fn display(image: &Radiograph, mask: &Mask) -> Vec<u8> {
 
 /// The image (light-box display) beside the same display blended with the label colours.
 /// Output is `2w + gap` by `h`.
+///
+/// # Examples
+/// ```
+/// use xray_data::synth::preview::{display, label_color, preview};
+/// use xray_data::{Mask, Radiograph, BONE};
+/// let image = Radiograph::from_fn(5, 3, |x, y| image::Luma([(x * 100 + y) as f32]));
+/// let mask = Mask::from_pixel(5, 3, image::Luma([BONE]));
+/// let rgb = preview(&image, &mask);
+/// assert_eq!(rgb.dimensions(), (2 * 5 + 4, 3)); // two panels and a 4-pixel gap
+/// let g = display(&image, &mask)[0];
+/// assert_eq!(rgb.get_pixel(0, 0).0, [g, g, g]); // left: the grey display
+/// assert_eq!(rgb.get_pixel(5, 0).0, [70, 70, 70]); // the gap
+/// // Right: half grey, half the label's colour.
+/// let c = label_color(BONE);
+/// let mix = |k: usize| ((g as f32 + c[k] as f32) / 2.0).round() as u8;
+/// assert_eq!(rgb.get_pixel(9, 0).0, [mix(0), mix(1), mix(2)]);
+/// ```
 pub fn preview(image: &Radiograph, mask: &Mask) -> RgbImage {
     let (w, h) = image.dimensions();
     let gap = 4u32;
@@ -79,6 +121,21 @@ pub fn preview(image: &Radiograph, mask: &Mask) -> RgbImage {
 }
 
 /// Tile previews (all the same size) into a grid with `cols` columns and a grey gap.
+///
+/// # Examples
+/// ```
+/// use image::{Rgb, RgbImage};
+/// use xray_data::synth::preview_grid;
+/// let tiles: Vec<RgbImage> = (0..3).map(|k| RgbImage::from_pixel(4, 2, Rgb([k, k, k]))).collect();
+/// // Two columns: two rows, 8-pixel gaps between tiles.
+/// let grid = preview_grid(&tiles, 2);
+/// assert_eq!(grid.dimensions(), (4 + 8 + 4, 2 + 8 + 2));
+/// assert_eq!(grid.get_pixel(12, 0).0, [1, 1, 1]); // tile 1, top right
+/// assert_eq!(grid.get_pixel(0, 10).0, [2, 2, 2]); // tile 2, second row
+/// assert_eq!(grid.get_pixel(12, 10).0, [70, 70, 70]); // no tile there
+/// assert_eq!(preview_grid(&tiles, 5).dimensions(), (3 * 4 + 2 * 8, 2)); // one row
+/// assert_eq!(preview_grid(&[], 2).dimensions(), (1, 1));
+/// ```
 pub fn preview_grid(tiles: &[RgbImage], cols: usize) -> RgbImage {
     let cols = cols.max(1);
     let Some(first) = tiles.first() else {
