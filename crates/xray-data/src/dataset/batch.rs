@@ -131,6 +131,41 @@ impl Dataset {
     /// [`resize`] for a zero output size or one above its pixel limit (see
     /// [`crate::resize`]); and [`DataError::SizeMismatch`] when `prepare` returns another
     /// size.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rand::RngExt;
+    /// use xray_data::dataset::{BatchConfig, Dataset, DatasetOptions, Draw, PrepareFn};
+    /// use xray_data::{DataError, Mask, Radiograph};
+    /// let root = std::env::temp_dir().join(format!("xray-doc-prepare-{}", std::process::id()));
+    /// std::fs::create_dir_all(root.join("images"))?;
+    /// let image = Radiograph::from_fn(8, 8, |x, y| image::Luma([(x * 100 + y) as f32]));
+    /// xray_data::io::save_png16(&root.join("images/a.png"), &image)?;
+    /// let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    /// let cfg = BatchConfig { width: 4, height: 4, ..BatchConfig::default() };
+    /// // A hook that adds noise drawn from the draw's own generator.
+    /// let noisy: &PrepareFn = &|_, mut img: Radiograph, mask: Mask, rng| {
+    ///     img.iter_mut().for_each(|v| *v += rng.random::<f32>());
+    ///     Ok((img, mask))
+    /// };
+    /// let draw = Draw { index: 0, copy: 0 };
+    /// let (img, mask) = ds.prepare_sample(draw, 3, &cfg, noisy)?;
+    /// assert_eq!(img.dimensions(), (4, 4));
+    /// assert!(mask.pixels().all(|m| m.0[0] == 255)); // no masks/: all ignored
+    /// // The generator depends on (seed, epoch, index, copy) only: reproducible...
+    /// assert_eq!(ds.prepare_sample(draw, 3, &cfg, noisy)?.0, img);
+    /// // ...and a second copy of the same sample is augmented afresh.
+    /// let copy = Draw { index: 0, copy: 1 };
+    /// assert_ne!(ds.prepare_sample(copy, 3, &cfg, noisy)?.0, img);
+    /// // A hook must keep the configured size.
+    /// let shrink: &PrepareFn = &|_, _, _, _| Ok((Radiograph::new(2, 2), Mask::new(2, 2)));
+    /// let err = ds.prepare_sample(draw, 3, &cfg, shrink).unwrap_err();
+    /// assert!(matches!(err, DataError::SizeMismatch { .. }), "{err}");
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn prepare_sample(
         &self,
         draw: Draw,
@@ -318,6 +353,30 @@ fn assemble(
 
 impl BatchIter {
     /// Batches not yet received.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use xray_data::dataset::{BatchConfig, Dataset, DatasetOptions, Draw};
+    /// let root = std::env::temp_dir().join(format!("xray-doc-remaining-{}", std::process::id()));
+    /// std::fs::create_dir_all(root.join("images"))?;
+    /// for stem in ["a", "b", "c"] {
+    ///     let image = xray_data::Radiograph::from_pixel(4, 4, image::Luma([9.0]));
+    ///     xray_data::io::save_png16(&root.join(format!("images/{stem}.png")), &image)?;
+    /// }
+    /// let ds = Arc::new(Dataset::open(&root, &DatasetOptions::default())?);
+    /// let cfg = BatchConfig { batch_size: 2, width: 4, height: 4, ..BatchConfig::default() };
+    /// let mut batches = ds.batches(Draw::plain(&[0, 1, 2]), 0, &cfg, |_, i, m, _| Ok((i, m)))?;
+    /// assert_eq!(batches.remaining(), 2); // 3 draws in batches of 2
+    /// batches.next().transpose()?;
+    /// assert_eq!(batches.remaining(), 1);
+    /// batches.next().transpose()?;
+    /// assert_eq!((batches.remaining(), batches.next().is_none()), (0, true));
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn remaining(&self) -> usize {
         self.remaining
     }

@@ -33,6 +33,16 @@ impl SplitConfig {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::SplitConfig;
+    /// assert!(SplitConfig::default().validate().is_ok()); // 70 / 15 / 15
+    /// assert!(SplitConfig { train: 1.0, val: 0.0, test: 0.0 }.validate().is_ok());
+    /// let err = SplitConfig { train: 0.7, val: 0.2, test: 0.2 }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("train=0.7, val=0.2, test=0.2"), "{err}"); // sums to 1.1
+    /// assert!(SplitConfig { train: 0.0, val: 0.5, test: 0.5 }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let f = [self.train, self.val, self.test];
         let sum: f64 = f.iter().sum();

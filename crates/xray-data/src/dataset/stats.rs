@@ -18,6 +18,15 @@ pub struct ClassStats {
 
 impl ClassStats {
     /// Empty statistics for `num_classes` classes.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::ClassStats;
+    /// let stats = ClassStats::new(3);
+    /// assert_eq!(stats.pixels, [0, 0, 0]);
+    /// assert_eq!((stats.ignored, stats.masks), (0, 0));
+    /// assert_eq!(stats, ClassStats::from_masks(3, []));
+    /// ```
     pub fn new(num_classes: usize) -> Self {
         ClassStats {
             pixels: vec![0; num_classes],
@@ -117,6 +126,21 @@ impl ClassStats {
     }
 
     /// Statistics of a set of masks.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::{dataset::ClassStats, Mask};
+    /// let a = Mask::from_raw(3, 1, vec![0, 1, 255]).ok_or("3 labels")?;
+    /// let b = Mask::from_raw(2, 1, vec![2, 2]).ok_or("2 labels")?;
+    /// let stats = ClassStats::from_masks(3, [&a, &b]);
+    /// assert_eq!((stats.pixels.clone(), stats.ignored, stats.masks), (vec![1, 1, 2], 1, 2));
+    /// // The same as adding them one by one.
+    /// let mut added = ClassStats::new(3);
+    /// added.add(&a);
+    /// added.add(&b);
+    /// assert_eq!(stats, added);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_masks<'a>(num_classes: usize, masks: impl IntoIterator<Item = &'a Mask>) -> Self {
         let mut s = ClassStats::new(num_classes);
         masks.into_iter().for_each(|m| s.add(m));
