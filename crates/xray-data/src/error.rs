@@ -173,6 +173,17 @@ pub enum DataError {
 
 impl DataError {
     /// Builds [`DataError::Io`] from a path and an I/O error.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use xray_data::DataError;
+    /// let path = std::path::Path::new("/no/such/folder/scan.png");
+    /// let err = DataError::io(path, std::fs::read(path).unwrap_err());
+    /// let DataError::Io { source, .. } = &err else { panic!("{err}") };
+    /// assert_eq!(source.kind(), ErrorKind::NotFound);
+    /// assert!(err.to_string().starts_with("/no/such/folder/scan.png: "), "{err}");
+    /// ```
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),

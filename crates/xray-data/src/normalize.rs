@@ -127,6 +127,16 @@ pub fn min_max(img: &Radiograph) -> Radiograph {
 }
 
 /// In-place form of [`min_max`].
+///
+/// # Examples
+/// ```
+/// use xray_data::normalize::{min_max, min_max_in_place};
+/// let mut img = xray_data::Radiograph::from_raw(3, 1, vec![100.0, 300.0, 200.0]).unwrap();
+/// let copy = min_max(&img);
+/// min_max_in_place(&mut img);
+/// assert_eq!(img.as_raw(), &[0.0, 1.0, 0.5]);
+/// assert_eq!(img, copy); // the same as the copying form
+/// ```
 pub fn min_max_in_place(img: &mut Radiograph) {
     // No finite value at all: an empty window, so all zeros.
     let (lo, hi) = value_range(img).unwrap_or((0.0, 0.0));

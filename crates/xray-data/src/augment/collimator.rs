@@ -21,6 +21,31 @@ pub struct CollimatorSim {
 
 impl CollimatorSim {
     /// Apply a given field (for tests and callers that draw their own geometry).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::augment::CollimatorSim;
+    /// use xray_data::synth::FieldPolygon;
+    /// use xray_data::{Mask, Radiograph, IGNORE_LABEL};
+    /// // The left half of a 4 × 1 image: x in [0, 2].
+    /// let field = FieldPolygon {
+    ///     vertices: vec![[0.0, 0.0], [2.0, 0.0], [2.0, 1.0], [0.0, 1.0]],
+    ///     cut: [false, true, false, false],
+    ///     angle_deg: 0.0,
+    ///     center: [1.0, 0.5],
+    ///     u_bounds: [-2.0, 1.0],
+    ///     v_bounds: [-2.0, 2.0],
+    /// };
+    /// let mut image = Radiograph::from_raw(4, 1, vec![10.0, 110.0, 110.0, 110.0]).unwrap();
+    /// let mut mask = Mask::from_raw(4, 1, vec![1, 1, 0, 0]).unwrap();
+    /// // A hard edge (tiny penumbra) and 10 % leakage.
+    /// CollimatorSim::default().apply_field(&mut image, &mut mask, &field, 0.01, 0.1)?;
+    /// assert_eq!(mask.as_raw(), &[1, 1, IGNORE_LABEL, IGNORE_LABEL]);
+    /// // Inside unchanged; outside falls to min + leakage · (v − min) = 10 + 0.1 · 100.
+    /// assert_eq!(&image.as_raw()[..2], &[10.0, 110.0]);
+    /// assert!(image.as_raw()[2..].iter().all(|&v| (v - 20.0).abs() < 1e-3));
+    /// # Ok::<(), xray_data::DataError>(())
+    /// ```
     pub fn apply_field(
         &self,
         image: &mut Radiograph,
