@@ -48,13 +48,29 @@ pub fn register_font() -> Result<()> {
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// `stem` with `.ext` appended to its file name: `out/roc` → `out/roc.png`, and
+/// `out/epoch-1.5` → `out/epoch-1.5.png` ([`Path::with_extension`] would replace the `.5`
+/// and write `out/epoch-1.png`, so that the stems `run.a` and `run.b` wrote the same
+/// files). A stem without a file name (`""`, `..`) is left to `with_extension`.
+fn stem_file(stem: &Path, ext: &str) -> PathBuf {
+    match stem.file_name() {
+        Some(name) => {
+            let mut name = name.to_os_string();
+            name.push(".");
+            name.push(ext);
+            stem.with_file_name(name)
+        }
+        None => stem.with_extension(ext),
+    }
+}
+
 /// Draws with `draw` into `stem.png` and `stem.svg`; returns both paths.
 macro_rules! render_both {
     ($stem:expr, $size:expr, $draw:ident, $($arg:expr),*) => {{
         register_font()?;
         let stem: &Path = $stem;
-        let png = stem.with_extension("png");
-        let svg = stem.with_extension("svg");
+        let png = stem_file(stem, "png");
+        let svg = stem_file(stem, "svg");
         if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io {
                 path: dir.to_path_buf(),
@@ -381,9 +397,12 @@ where
 /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
 /// ev.add_image(&[0, 0, 1, 1], &[0.9, 0.7, 0.2, 0.4, 0.1, 0.3, 0.8, 0.6], 2, 2)?;
 /// let report = ev.finish()?;
-/// let stem = std::env::temp_dir().join(format!("xray-doc-plot-roc-{}", std::process::id()));
+/// let name = format!("xray-doc-plot-roc-{}.v1", std::process::id());
+/// let stem = std::env::temp_dir().join(&name);
 /// let files = plot_roc(&report, &stem)?;
-/// assert_eq!(files, [stem.with_extension("png"), stem.with_extension("svg")]);
+/// // `.png` and `.svg` are appended to the stem's whole name, dots and all.
+/// let dir = std::env::temp_dir();
+/// assert_eq!(files, [dir.join(format!("{name}.png")), dir.join(format!("{name}.svg"))]);
 /// let png = std::fs::read(&files[0])?;
 /// assert_eq!(&png[1..4], b"PNG");
 /// // The PNG header holds the picture's size: 900 x 800 pixels.
@@ -828,7 +847,7 @@ pub fn plot_training_curves(log: &TrainingLog, stem: impl AsRef<Path>) -> Result
     let (_, x, losses, metrics) = panels(log);
     for (title, series) in [("Loss", &losses), ("Metrics", &metrics)] {
         panel_ranges(title, &x, series).map_err(|reason| MetricsError::Plot {
-            path: stem.as_ref().with_extension("png"),
+            path: stem_file(stem.as_ref(), "png"),
             reason,
         })?;
     }

@@ -470,3 +470,35 @@ fn mce_ignores_the_empty_bins_of_an_edited_reliability() {
     };
     assert_eq!((empty.mce(), empty.ece()), (0.0, 0.0));
 }
+
+#[test]
+fn a_plot_stem_with_a_dot_keeps_its_whole_name() {
+    // The plots write `stem.png` and `stem.svg`. The extension was once set with
+    // `Path::with_extension`, which replaced the part after a dot: the stems `run.a` and
+    // `run.b` both wrote `run.png` and `run.svg`, the second plot over the first.
+    let dir = temp_dir("dotted-stems");
+    let r = report();
+    let a = plot_roc(&r, dir.join("run.a")).unwrap();
+    let b = plot_confusion(&r, dir.join("run.b")).unwrap();
+    assert_eq!(a, [dir.join("run.a.png"), dir.join("run.a.svg")]);
+    assert_eq!(b, [dir.join("run.b.png"), dir.join("run.b.svg")]);
+    assert!(a.iter().chain(&b).all(|f| f.exists()));
+    assert!(!dir.join("run.png").exists());
+    let rel = plot_reliability(&r, dir.join("epoch-1.5")).unwrap();
+    assert_eq!(rel[0], dir.join("epoch-1.5.png"));
+    let log = TrainingLog::parse("{\"epoch\":1,\"loss\":0.5}").unwrap();
+    let curves = plot_training_curves(&log, dir.join("curves.v2")).unwrap();
+    assert_eq!(curves[1], dir.join("curves.v2.svg"));
+    // The refusal before drawing names the same file.
+    let wide = TrainingLog::parse("{\"loss\":1e308}\n{\"loss\":-1e308}").unwrap();
+    match plot_training_curves(&wide, dir.join("curves.v3")) {
+        Err(MetricsError::Plot { path, .. }) => assert_eq!(path, dir.join("curves.v3.png")),
+        other => panic!("expected a plot error, got {other:?}"),
+    }
+    // Stems without a dot are as before.
+    assert_eq!(
+        plot_roc(&r, dir.join("roc")).unwrap()[0],
+        dir.join("roc.png")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
