@@ -739,3 +739,51 @@ fn a_config_file_that_does_not_parse_is_named_once() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A field applied by hand takes only a finite penumbra of at least 0, a leakage in [0, 1]
+/// and a finite geometry, and a refused call leaves image and mask as they were: a NaN
+/// leakage made every pixel NaN, an infinite penumbra dimmed the field's inside too.
+#[test]
+fn a_field_applied_by_hand_refuses_bad_parameters_and_changes_nothing() {
+    use xray_data::synth::FieldPolygon;
+    let field = FieldPolygon {
+        vertices: vec![[0.0, 0.0], [8.0, 0.0], [8.0, 16.0], [0.0, 16.0]],
+        cut: [false, true, false, false],
+        angle_deg: 0.0,
+        center: [8.0, 8.0],
+        u_bounds: [-16.0, 0.0],
+        v_bounds: [-16.0, 16.0],
+    };
+    let sim = CollimatorSim::default();
+    let (image, mask) = sample(16, 16);
+    let refused = |penumbra: f32, leakage: f32, field: &FieldPolygon, what: &str| {
+        let (mut im, mut m) = (image.clone(), mask.clone());
+        let err = sim
+            .apply_field(&mut im, &mut m, field, penumbra, leakage)
+            .expect_err(what)
+            .to_string();
+        assert!(err.contains("collimator"), "{what}: {err}");
+        assert_eq!(im, image, "{what}: the image changed");
+        assert_eq!(m, mask, "{what}: the mask changed");
+    };
+    refused(2.0, f32::NAN, &field, "NaN leakage");
+    refused(2.0, 1.5, &field, "leakage above 1");
+    refused(2.0, -0.1, &field, "negative leakage");
+    refused(f32::INFINITY, 0.1, &field, "infinite penumbra");
+    refused(f32::NAN, 0.1, &field, "NaN penumbra");
+    refused(-1.0, 0.1, &field, "negative penumbra");
+    let mut nan_angle = field.clone();
+    nan_angle.angle_deg = f32::NAN;
+    refused(2.0, 0.1, &nan_angle, "NaN angle");
+    let mut infinite_bound = field.clone();
+    infinite_bound.u_bounds[1] = f32::INFINITY;
+    refused(2.0, 0.1, &infinite_bound, "infinite bound");
+    // The limits themselves are accepted: a hard edge, no leakage, full leakage.
+    for (penumbra, leakage) in [(0.0, 0.0), (2.0, 1.0)] {
+        let (mut im, mut m) = (image.clone(), mask.clone());
+        sim.apply_field(&mut im, &mut m, &field, penumbra, leakage)
+            .expect("limits accepted");
+        assert!(im.iter().all(|v| v.is_finite()));
+        assert_eq!(m.get_pixel(15, 8)[0], xray_data::IGNORE_LABEL);
+    }
+}

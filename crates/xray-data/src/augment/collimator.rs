@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_same_size, uniform, value_range, Transform};
 use crate::synth::collimation::{sample_field, transmission, CollimationConfig, FieldPolygon};
-use crate::{Mask, Radiograph, Result, IGNORE_LABEL};
+use crate::{DataError, Mask, Radiograph, Result, IGNORE_LABEL};
 
 /// Draws a rotated rectangular field (at least one blade cutting, see
 /// [`CollimationConfig`]); outside it the image falls to `lo + leakage · (v − lo)` through a
@@ -20,7 +20,15 @@ pub struct CollimatorSim {
 }
 
 impl CollimatorSim {
-    /// Apply a given field (for tests and callers that draw their own geometry).
+    /// Apply a given field (for tests and callers that draw their own geometry): the image
+    /// outside it falls towards its minimum (to `min + leakage · (v − min)`) over a logistic
+    /// edge whose 10–90 % width is `penumbra` pixels, and the mask there becomes
+    /// [`IGNORE_LABEL`].
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] for an image and mask of different sizes, a penumbra that is negative or not finite, a
+    /// leakage outside `[0, 1]` (or NaN), or a field whose angle, centre or bounds are not
+    /// finite.
     ///
     /// # Examples
     /// ```
@@ -55,6 +63,34 @@ impl CollimatorSim {
         leakage: f32,
     ) -> Result<()> {
         check_same_size(image, mask)?;
+        // Checked here as `CollimationConfig::validate` checks the drawn ones: a NaN leakage
+        // made every pixel NaN, an infinite penumbra dimmed the inside of the field too, and
+        // a leakage outside [0, 1] brightened or inverted the border.
+        if !(penumbra.is_finite() && penumbra >= 0.0) {
+            return Err(DataError::InvalidParameter(format!(
+                "collimator: the penumbra must be a finite width of at least 0 pixels, got \
+                 {penumbra}"
+            )));
+        }
+        if !(0.0..=1.0).contains(&leakage) {
+            return Err(DataError::InvalidParameter(format!(
+                "collimator: the leakage must be a fraction in [0, 1], got {leakage}"
+            )));
+        }
+        let geometry = [
+            field.angle_deg,
+            field.center[0],
+            field.center[1],
+            field.u_bounds[0],
+            field.u_bounds[1],
+            field.v_bounds[0],
+            field.v_bounds[1],
+        ];
+        if geometry.iter().any(|v| !v.is_finite()) {
+            return Err(DataError::InvalidParameter(
+                "collimator: the field's angle, centre and bounds must be finite".to_string(),
+            ));
+        }
         let dist = field.distance_map(image.width(), image.height());
         let t = transmission(&dist, penumbra, leakage);
         let (lo, _) = value_range(image);
