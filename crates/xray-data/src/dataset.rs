@@ -3,9 +3,9 @@
 //! # Folder format
 //! ```text
 //! root/
-//!   images/<stem>.{png,tif,tiff,dcm}   one radiograph per stem (required)
-//!   masks/<stem>.png                   index-PNG label mask per stem (optional folder)
-//!   categories.csv                     `stem,category` lines (optional)
+//!   images/<stem>.{png,tif,tiff,jpg,jpeg,dcm}   one radiograph per stem (required)
+//!   masks/<stem>.png                             index-PNG label mask per stem (optional folder)
+//!   categories.csv                               `stem,category` lines (optional)
 //! ```
 //! Without `masks/` the dataset is inference-only. See `docs/data-format.md`.
 

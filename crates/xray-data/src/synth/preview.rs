@@ -120,7 +120,8 @@ pub fn preview(image: &Radiograph, mask: &Mask) -> RgbImage {
     out
 }
 
-/// Tile previews (all the same size) into a grid with `cols` columns and a grey gap.
+/// Tile previews into a grid with `cols` columns and a grey gap. Each tile sits at the top
+/// left of a cell the size of the largest tile, so tiles of different sizes are never cut.
 ///
 /// # Examples
 /// ```
@@ -135,13 +136,20 @@ pub fn preview(image: &Radiograph, mask: &Mask) -> RgbImage {
 /// assert_eq!(grid.get_pixel(12, 10).0, [70, 70, 70]); // no tile there
 /// assert_eq!(preview_grid(&tiles, 5).dimensions(), (3 * 4 + 2 * 8, 2)); // one row
 /// assert_eq!(preview_grid(&[], 2).dimensions(), (1, 1));
+/// // A larger tile widens every cell instead of being cut.
+/// let mixed = [RgbImage::new(4, 2), RgbImage::from_pixel(6, 3, Rgb([9, 9, 9]))];
+/// let grid = preview_grid(&mixed, 2);
+/// assert_eq!(grid.dimensions(), (6 + 8 + 6, 3));
+/// assert_eq!(grid.get_pixel(6 + 8 + 5, 2).0, [9, 9, 9]); // the large tile's last pixel
+/// assert_eq!(grid.get_pixel(5, 2).0, [70, 70, 70]); // beside the small one: grey
 /// ```
 pub fn preview_grid(tiles: &[RgbImage], cols: usize) -> RgbImage {
     let cols = cols.max(1);
-    let Some(first) = tiles.first() else {
+    if tiles.is_empty() {
         return RgbImage::new(1, 1);
-    };
-    let (tw, th) = first.dimensions();
+    }
+    let tw = tiles.iter().map(|t| t.width()).max().unwrap_or(1);
+    let th = tiles.iter().map(|t| t.height()).max().unwrap_or(1);
     let gap = 8u32;
     let rows = tiles.len().div_ceil(cols) as u32;
     let c = cols.min(tiles.len()) as u32;
@@ -156,9 +164,7 @@ pub fn preview_grid(tiles: &[RgbImage], cols: usize) -> RgbImage {
             (k / cols) as u32 * (th + gap),
         );
         for (x, y, p) in t.enumerate_pixels() {
-            if x < tw && y < th {
-                out.put_pixel(ox + x, oy + y, *p);
-            }
+            out.put_pixel(ox + x, oy + y, *p);
         }
     }
     out
