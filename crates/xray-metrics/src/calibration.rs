@@ -809,7 +809,8 @@ pub fn calibration_error(
 /// accumulated in `f32` in pixel order (`scatter_add_` on a float32 tensor), then `f32`
 /// divisions and an `f32` sum. Use it to reproduce a torchmetrics number to the last digits;
 /// [`calibration_error`] (f64 sums) is the more accurate value. On 10 million pixels the two
-/// differ by about 5e-5 (float32 loses about 0.1 % of a bin's confidence sum).
+/// differ by about 5e-5 (float32 loses about 0.1 % of a bin's confidence sum). With no
+/// scored pixel (every label ignored) it is 0 for every norm, as [`calibration_error`] is.
 ///
 /// # Errors
 /// As [`calibration_bins`].
@@ -875,6 +876,11 @@ pub fn calibration_error_torch_f32(
         off += m;
     }
     let total: f32 = count.iter().sum();
+    if total == 0.0 {
+        // No scored pixel (every label ignored): 0, as `calibration_error` gives, instead of
+        // the 0/0 bin weights' NaN.
+        return Ok(0.0);
+    }
     let gaps = (0..=n_bins).map(|b| {
         let (cb, ab) = if count[b] > 0.0 {
             (sum[b] / count[b], hits[b] / count[b])

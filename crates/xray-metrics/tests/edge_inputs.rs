@@ -502,3 +502,20 @@ fn a_plot_stem_with_a_dot_keeps_its_whole_name() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// With every pixel ignored, the torchmetrics-style float32 calibration error is 0 for every
+/// norm, as the f64 one is (its bin weights were 0/0, so L1 and L2 came out NaN).
+#[test]
+fn torch_f32_calibration_error_of_no_scored_pixel_is_zero() {
+    let labels = [255u8, 255, 255];
+    let probs = [0.75f32, 0.65, 0.5, 0.25, 0.35, 0.5];
+    for norm in [
+        CalibrationNorm::L1,
+        CalibrationNorm::L2,
+        CalibrationNorm::Max,
+    ] {
+        let torch = calibration_error_torch_f32(&labels, &probs, 2, 10, norm).unwrap();
+        let exact = calibration_error(&labels, &probs, 2, 10, norm).unwrap();
+        assert_eq!((torch, exact), (0.0, 0.0), "{norm:?}");
+    }
+}
