@@ -156,6 +156,38 @@ impl ConvBnRelu {
     ///
     /// # Errors
     /// As [`Self::new_dilated`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// use xnet_model::ModelError;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let block = ConvBnRelu::new(1, 4, 3, BatchNormSettings::default(), vb.pp("enc1"))?;
+    /// let x = Tensor::randn(0f32, 1.0, (2, 1, 16, 16), &Device::Cpu)?;
+    /// let y = block.forward_t(&x, false)?;
+    /// assert_eq!(y.dims(), &[2, 4, 16, 16]); // "same" padding keeps 16 × 16
+    /// assert!(y.min_all()?.to_scalar::<f32>()? >= 0.0); // after the ReLU
+    ///
+    /// // Its variables, under the builder's prefix.
+    /// let mut names: Vec<String> =
+    ///     varmap.data().lock().map_err(|_| "poisoned")?.keys().cloned().collect();
+    /// names.sort();
+    /// assert_eq!(names, [
+    ///     "enc1.bn.bias", "enc1.bn.running_mean", "enc1.bn.running_var", "enc1.bn.weight",
+    ///     "enc1.conv.bias", "enc1.conv.weight",
+    /// ]);
+    ///
+    /// // An even kernel has no centre pixel: refused before anything is allocated.
+    /// let even = ConvBnRelu::new(1, 4, 2, BatchNormSettings::default(), vb.pp("enc2"));
+    /// assert!(matches!(even, Err(ModelError::InvalidConfig(_))));
+    /// assert_eq!(varmap.all_vars().len(), 6);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         in_channels: usize,
         out_channels: usize,
@@ -177,6 +209,36 @@ impl ConvBnRelu {
     /// [`BatchNormSettings::validate`] refuses (an `eps` that is not a positive finite
     /// number, a momentum outside `[0, 1]`); errors of `vb` (a missing or misshapen
     /// tensor) as [`ModelError::Candle`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// use xnet_model::ModelError;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let bn = BatchNormSettings::default();
+    /// let dilated = ConvBnRelu::new_dilated(2, 4, 3, 2, bn, vb.pp("aspp"))?;
+    /// let x = Tensor::randn(0f32, 1.0, (1, 2, 16, 16), &Device::Cpu)?;
+    /// let y = dilated.forward_t(&x, false)?;
+    /// assert_eq!(y.dims(), &[1, 4, 16, 16]); // padding 2 · (3 − 1) / 2 = 2 keeps 16 × 16
+    ///
+    /// // The weights do not depend on the dilation: an undilated block over the same
+    /// // variables gives the same output when run at dilation 2.
+    /// let plain = ConvBnRelu::new(2, 4, 3, bn, vb.pp("aspp"))?;
+    /// assert_eq!(varmap.all_vars().len(), 6); // no new variables
+    /// let same = plain.forward_dilated(&x, false, 2)?;
+    /// assert_eq!((&y - &same)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+    /// let undilated = plain.forward_t(&x, false)?;
+    /// assert!((&y - &undilated)?.abs()?.max_all()?.to_scalar::<f32>()? > 0.0);
+    ///
+    /// let zero = ConvBnRelu::new_dilated(2, 4, 3, 0, bn, vb.pp("bad"));
+    /// assert!(matches!(zero, Err(ModelError::InvalidConfig(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new_dilated(
         in_channels: usize,
         out_channels: usize,
@@ -218,21 +280,92 @@ impl ConvBnRelu {
     }
 
     /// Output channels.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    /// let block = ConvBnRelu::new(3, 8, 3, BatchNormSettings::default(), vb)?;
+    /// assert_eq!(block.out_channels(), 8);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
     }
 
     /// Input channels.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    /// let block = ConvBnRelu::new(3, 8, 3, BatchNormSettings::default(), vb)?;
+    /// assert_eq!(block.in_channels(), 3);
+    /// // An input with another number of channels is an error.
+    /// let x = Tensor::zeros((1, 2, 8, 8), DType::F32, &Device::Cpu)?;
+    /// assert!(block.forward_t(&x, false).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn in_channels(&self) -> usize {
         self.weight.dims()[1]
     }
 
     /// Whether the batch-norm has been folded into the convolution.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    /// let mut block = ConvBnRelu::new(1, 4, 3, BatchNormSettings::default(), vb)?;
+    /// assert!(!block.is_folded());
+    /// block.fold_batch_norm()?;
+    /// assert!(block.is_folded());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_folded(&self) -> bool {
         self.bn.is_none()
     }
 
     /// The convolution weight `[out, in, k, k]` and bias (after folding, the folded ones).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    /// let mut block = ConvBnRelu::new(3, 8, 5, BatchNormSettings::default(), vb)?;
+    /// let (w, b) = block.conv_weights();
+    /// assert_eq!(w.dims(), &[8, 3, 5, 5]);
+    /// assert_eq!(b.map(|b| b.dims().to_vec()), Some(vec![8]));
+    /// let (w, b) = (w.clone(), b.cloned());
+    ///
+    /// // A fresh batch norm (mean 0, variance 1, scale 1, shift 0) folds into a division of
+    /// // the weight and bias by √(1 + eps).
+    /// block.fold_batch_norm()?;
+    /// let (wf, bf) = block.conv_weights();
+    /// let s = (1.0f64 + 1e-3).sqrt();
+    /// let err = |a: &candle_core::Tensor, b: &candle_core::Tensor| -> candle_core::Result<f32> {
+    ///     (a - (b / s)?)?.abs()?.max_all()?.to_scalar::<f32>()
+    /// };
+    /// assert!(err(wf, &w)? < 1e-6);
+    /// assert!(err(bf.expect("a folded block has a bias"), &b.expect("bias"))? < 1e-6);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn conv_weights(&self) -> (&Tensor, Option<&Tensor>) {
         (&self.weight, self.bias.as_ref())
     }
@@ -247,6 +380,29 @@ impl ConvBnRelu {
     /// # Errors
     /// Dilation 0, an input that is not `[N, in_channels, H, W]`, and a training forward
     /// after [`Self::fold_batch_norm`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    /// let block = ConvBnRelu::new(2, 4, 3, BatchNormSettings::default(), vb)?;
+    /// let x = Tensor::randn(0f32, 1.0, (1, 2, 16, 16), &Device::Cpu)?;
+    /// let y = block.forward_dilated(&x, false, 4)?;
+    /// assert_eq!(y.dims(), &[1, 4, 16, 16]);
+    ///
+    /// // Beyond the input's side, every tap but the centre one reads padding: dilation 1000
+    /// // gives what dilation 16 gives.
+    /// let far = block.forward_dilated(&x, false, 1000)?;
+    /// let side = block.forward_dilated(&x, false, 16)?;
+    /// assert_eq!((far - side)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+    ///
+    /// assert!(block.forward_dilated(&x, false, 0).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn forward_dilated(
         &self,
         x: &Tensor,
@@ -326,6 +482,22 @@ impl ConvBnRelu {
 
     /// FLOPs of this block's convolution for an `h × w` output, saturating at `u64::MAX`
     /// (see [`conv_flops`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::blocks::conv_flops;
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    /// let block = ConvBnRelu::new(3, 8, 5, BatchNormSettings::default(), vb)?;
+    /// // 2 FLOPs for each of the 3 · 25 multiply-accumulates of each of 8 · 16 · 16 outputs.
+    /// assert_eq!(block.flops(16, 16), 2 * 3 * 25 * 8 * 16 * 16);
+    /// assert_eq!(block.flops(16, 16), conv_flops(3, 8, 5, 16, 16));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn flops(&self, h: usize, w: usize) -> u64 {
         conv_flops(
             self.in_channels(),
@@ -339,6 +511,28 @@ impl ConvBnRelu {
     /// Folds the batch-norm's running statistics and affine parameters into the convolution:
     /// `w' = w · γ/√(σ²+ε)`, `b' = (b − μ) · γ/√(σ²+ε) + β`. Afterwards the block is
     /// inference-only (a training forward is an error). Returns `false` when already folded.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{BatchNormSettings, ConvBnRelu};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    /// let bn = BatchNormSettings { momentum: 0.5, ..Default::default() };
+    /// let mut block = ConvBnRelu::new(2, 4, 3, bn, vb)?;
+    /// let x = Tensor::randn(0f32, 1.0, (2, 2, 8, 8), &Device::Cpu)?;
+    /// block.forward_t(&(&x * 3.0)?, true)?; // a training step moves the running statistics
+    /// let before = block.forward_t(&x, false)?;
+    ///
+    /// assert!(block.fold_batch_norm()?);
+    /// assert!(!block.fold_batch_norm()?); // already folded
+    /// let after = block.forward_t(&x, false)?;
+    /// assert!((&after - &before)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+    /// assert!(block.forward_t(&x, true).is_err()); // inference only now
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fold_batch_norm(&mut self) -> Result<bool> {
         let Some(bn) = self.bn.take() else {
             return Ok(false);
