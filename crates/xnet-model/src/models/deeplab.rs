@@ -100,6 +100,26 @@ impl DeepLabConfig {
     ///
     /// # Errors
     /// The field checks of [`Self::validate`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::DeepLabConfig;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let cfg = DeepLabConfig { encoder_widths: vec![4, 8], aspp_channels: 4, ..Default::default() };
+    /// // A block a→b with a k×k kernel holds k²·a·b weights and 3·b (bias, batch-norm scale
+    /// // and shift). Encoder: 1→4, 4→4, 4→8, 8→8 (3×3); ASPP: a 1×1 block 8→4, three 3×3
+    /// // blocks 8→4, the pooling branch's plain 1×1 convolution 8→4 (32 + 4) and the 1×1
+    /// // projection 20→4; the 1×1 head 4→3 (12 + 3).
+    /// let encoder = 48 + 156 + 312 + 600;
+    /// let aspp = 44 + 3 * 300 + 36 + 92;
+    /// assert_eq!(cfg.parameter_count()?, encoder + aspp + 15);
+    ///
+    /// let no_rates = DeepLabConfig { aspp_rates: [6, 0, 18], ..cfg };
+    /// let e = no_rates.parameter_count().unwrap_err().to_string();
+    /// assert!(e.contains("aspp_rates"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn parameter_count(&self) -> Result<u64> {
         self.validate_fields()?;
         count_parameters(|vb| self.assemble(vb))
@@ -145,6 +165,14 @@ impl DeepLabConfig {
     }
 
     /// Inputs must have height and width multiples of the output stride `2^(levels−1)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::DeepLabConfig;
+    /// assert_eq!(DeepLabConfig::default().size_multiple(), 8); // four levels, three pools
+    /// let one = DeepLabConfig { encoder_widths: vec![16], ..Default::default() };
+    /// assert_eq!(one.size_multiple(), 1); // no pooling: any size
+    /// ```
     pub fn size_multiple(&self) -> usize {
         pow2_saturating(self.encoder_widths.len().max(1) - 1)
     }
@@ -172,6 +200,20 @@ impl DeepLabConfig {
 
     /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
     /// saturating at `u64::MAX` for sizes whose count does not fit.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::DeepLabConfig;
+    /// let cfg = DeepLabConfig { encoder_widths: vec![4, 8], aspp_channels: 4, ..Default::default() };
+    /// // 2 FLOPs per multiply-accumulate, at 16 × 16: the encoder at 256 and 64 pixels, the
+    /// // ASPP, projection and head at the 8 × 8 output of the encoder, and the pooling
+    /// // branch once on its 1 × 1 average. The final resize is not a convolution.
+    /// let encoder = 2 * (256 * 9 * (4 + 16) + 64 * 9 * (32 + 64));
+    /// let aspp = 2 * (64 * 32 + 3 * 64 * 9 * 32 + 32 + 64 * 80 + 64 * 12);
+    /// assert_eq!(cfg.forward_flops(16, 16), encoder + aspp);
+    /// // Twice the side: four times everything but the pooling branch's 64 FLOPs.
+    /// assert_eq!(cfg.forward_flops(32, 32), 4 * cfg.forward_flops(16, 16) - 3 * 64);
+    /// ```
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let k = self.kernel_size;
         let mut f = 0u64;
@@ -194,6 +236,34 @@ impl DeepLabConfig {
     }
 
     /// Builds the network (variable names in the [module documentation](self)).
+    ///
+    /// # Errors
+    /// What [`Self::validate`] refuses; errors of `vb` (a missing or misshapen tensor).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{count_trainable_parameters, DeepLabConfig, Upsampling};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = DeepLabConfig { encoder_widths: vec![4, 8], aspp_channels: 4, ..Default::default() };
+    /// let varmap = VarMap::new();
+    /// let net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    /// assert_eq!(count_trainable_parameters(&varmap) as u64, cfg.parameter_count()?);
+    /// assert_eq!(varmap.data().lock().map_err(|_| "poisoned")?["aspp.project.conv.weight"].dims(),
+    ///     &[4, 20, 1, 1]); // the five 4-channel branches, concatenated
+    /// // Logits at the input's size (the encoder works at half of it).
+    /// for (h, w) in [(16, 16), (8, 30)] {
+    ///     let x = Tensor::randn(0f32, 1.0, (1, 1, h, w), &Device::Cpu)?;
+    ///     assert_eq!(net.forward_t(&x, false)?.dims(), &[1, 3, h, w]);
+    /// }
+    ///
+    /// // The final resize must be bilinear or nearest.
+    /// let unpool = DeepLabConfig { upsampling: Upsampling::IndexUnpool, ..cfg };
+    /// assert!(unpool.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(&self, vb: VarBuilder) -> Result<DeepLab> {
         self.validate()?;
         self.assemble(vb)

@@ -97,6 +97,29 @@ impl SegNetConfig {
     /// The VGG-16-depth SegNet: encoder 64², 128², 256³, 512³, 512³ (13 convs), mirrored
     /// decoder whose last block of each level narrows to the next level's width, 3×3 kernels,
     /// index unpooling.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::SegNetConfig;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let vgg = SegNetConfig::vgg16();
+    /// assert_eq!(vgg.encoder.iter().map(Vec::len).sum::<usize>(), 13);
+    /// assert_eq!(vgg.size_multiple(), 32); // five 2×2 poolings
+    /// // Each decoder level ends with the channels that the level above pooled.
+    /// let ends: Vec<usize> = vgg.decoder.iter().map(|l| l[l.len() - 1]).collect();
+    /// assert_eq!(ends, [64, 64, 128, 256, 512]);
+    /// assert!(vgg.validate().is_ok());
+    ///
+    /// // A sixteenth of the widths runs on a CPU in no time.
+    /// let small = SegNetConfig::vgg16().narrowed(16);
+    /// let net = small.build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::zeros((1, 1, 32, 32), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), &[1, 3, 32, 32]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn vgg16() -> Self {
         Self {
             in_channels: 1,
@@ -124,6 +147,24 @@ impl SegNetConfig {
 
     /// The XNet paper's SegNet comparator (`SimpleSegNet.py`): encoder 64, 128, 256 with
     /// pools, centre 512, 512, decoder 256, 128, 64 after nearest ×2 up-sampling.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::{SegNetConfig, Upsampling};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let simple = SegNetConfig::simple();
+    /// assert_eq!((simple.upsampling, simple.size_multiple()), (Upsampling::Nearest, 8));
+    /// assert_eq!(simple.center, [512, 512]);
+    ///
+    /// let small = simple.narrowed(32); // widths 2, 4, 8 and a centre of 16
+    /// let net = small.build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::zeros((2, 1, 16, 16), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), &[2, 3, 16, 16]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn simple() -> Self {
         Self {
             in_channels: 1,
@@ -201,6 +242,35 @@ impl SegNetConfig {
     ///
     /// # Errors
     /// The field checks of [`Self::validate`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{count_trainable_parameters, SegNetConfig};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// // One level of one 3×3 block each way, 2 channels: 1→2 (18 weights, then bias,
+    /// // batch-norm scale and shift: 24) down, 2→2 (42) up, and the 1×1 head 2→3 (9).
+    /// let cfg = SegNetConfig {
+    ///     encoder: vec![vec![2]],
+    ///     decoder: vec![vec![2]],
+    ///     kernel_size: 3,
+    ///     ..SegNetConfig::basic()
+    /// };
+    /// assert_eq!(cfg.parameter_count()?, 24 + 42 + 9);
+    /// let varmap = VarMap::new();
+    /// cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    /// assert_eq!(count_trainable_parameters(&varmap), 75);
+    ///
+    /// // SegNet-VGG16 at full width: 14 721 984 in the encoder, 14 756 928 in the decoder
+    /// // and 195 in the head.
+    /// assert_eq!(SegNetConfig::vgg16().parameter_count()?, 29_479_107);
+    /// // A block of width 0 is refused, not counted.
+    /// let empty = SegNetConfig { center: vec![0], ..cfg };
+    /// assert!(empty.parameter_count().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn parameter_count(&self) -> Result<u64> {
         self.validate_fields()?;
         count_parameters(|vb| self.assemble(vb))
@@ -269,12 +339,49 @@ impl SegNetConfig {
     }
 
     /// Inputs must have height and width multiples of `2^levels`.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::SegNetConfig;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let cfg = SegNetConfig::basic().narrowed(32); // four levels of 2 channels
+    /// assert_eq!(cfg.size_multiple(), 16);
+    /// let net = cfg.build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu))?;
+    /// let ok = Tensor::zeros((1, 1, 16, 32), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&ok, false)?.dims(), &[1, 3, 16, 32]);
+    /// let odd = Tensor::zeros((1, 1, 16, 24), DType::F32, &Device::Cpu)?;
+    /// let e = net.forward_t(&odd, false).unwrap_err().to_string();
+    /// assert!(e.contains("positive multiples of 16"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn size_multiple(&self) -> usize {
         pow2_saturating(self.encoder.len())
     }
 
     /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
     /// saturating at `u64::MAX` for sizes whose count does not fit.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::{SegNetConfig, Upsampling};
+    /// // One level of one 3×3 block of 2 channels each way.
+    /// let cfg = SegNetConfig {
+    ///     encoder: vec![vec![2]],
+    ///     decoder: vec![vec![2]],
+    ///     kernel_size: 3,
+    ///     ..SegNetConfig::basic()
+    /// };
+    /// // At 8 × 8 (64 pixels), 2 FLOPs per multiply-accumulate: the block 1→2 (9 · 2 per
+    /// // pixel), the block 2→2 (9 · 4) and the 1×1 head 2→3 (6); unpooling costs none.
+    /// assert_eq!(cfg.forward_flops(8, 8), 2 * 64 * (18 + 36 + 6));
+    /// // A transposed convolution (2×2, 2→2 channels, on the 4 × 4 pooled map) does.
+    /// let learnt = SegNetConfig { upsampling: Upsampling::TransposedConv, ..cfg.clone() };
+    /// assert_eq!(learnt.forward_flops(8, 8), cfg.forward_flops(8, 8) + 2 * 16 * (4 * 4));
+    /// assert_eq!(SegNetConfig::vgg16().forward_flops(1 << 30, 1 << 30), u64::MAX);
+    /// ```
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let k = self.kernel_size;
         let levels = self.encoder.len();
@@ -304,6 +411,42 @@ impl SegNetConfig {
     }
 
     /// Builds the network (variable names in the [module documentation](self)).
+    ///
+    /// # Errors
+    /// What [`Self::validate`] refuses; errors of `vb` (a missing or misshapen tensor).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::SegNetConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two levels; each decoder level ends with the channels its unpooling indices have.
+    /// let cfg = SegNetConfig {
+    ///     encoder: vec![vec![4], vec![8]],
+    ///     decoder: vec![vec![4], vec![4]],
+    ///     kernel_size: 3,
+    ///     ..SegNetConfig::basic()
+    /// };
+    /// let varmap = VarMap::new();
+    /// let net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::randn(0f32, 1.0, (1, 1, 16, 16), &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), &[1, 3, 16, 16]);
+    /// let vars = varmap.data().lock().map_err(|_| "poisoned")?;
+    /// assert_eq!(vars["enc2.conv1.conv.weight"].dims(), &[8, 4, 3, 3]);
+    /// assert_eq!(vars["dec2.conv1.conv.weight"].dims(), &[4, 8, 3, 3]);
+    /// assert_eq!(vars["head.weight"].dims(), &[3, 4, 1, 1]);
+    ///
+    /// // Level 1's decoder would receive 6 channels at indices pooled from 4.
+    /// let bad = SegNetConfig { decoder: vec![vec![4], vec![6]], ..cfg };
+    /// let e = bad
+    ///     .build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu))
+    ///     .unwrap_err()
+    ///     .to_string();
+    /// assert!(e.contains("index_unpool at level 1 receives 6 channels"), "{e}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(&self, vb: VarBuilder) -> Result<SegNet> {
         self.validate()?;
         self.assemble(vb)
