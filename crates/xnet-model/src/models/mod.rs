@@ -186,6 +186,17 @@ impl ModelConfig {
     }
 
     /// Number of output classes.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::ModelConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(ModelConfig::default().num_classes(), 3); // open beam, soft tissue, bone
+    /// let two: ModelConfig = serde_json::from_str(r#"{"arch": "segnet", "num_classes": 2}"#)?;
+    /// assert_eq!(two.num_classes(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn num_classes(&self) -> usize {
         match self {
             ModelConfig::XNet(c) => c.num_classes,
@@ -196,6 +207,17 @@ impl ModelConfig {
     }
 
     /// Number of input channels.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::ModelConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(ModelConfig::default().in_channels(), 1); // one radiograph plane
+    /// let dual: ModelConfig = serde_json::from_str(r#"{"arch": "deeplab", "in_channels": 2}"#)?;
+    /// assert_eq!(dual.in_channels(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn in_channels(&self) -> usize {
         match self {
             ModelConfig::XNet(c) => c.in_channels,
@@ -263,6 +285,18 @@ impl ModelConfig {
     }
 
     /// The architecture's short name (`"xnet"`, `"unet"`, `"segnet"`, `"deeplab"`), as in JSON.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::{ModelConfig, UNetConfig};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = ModelConfig::UNet(UNetConfig::default());
+    /// assert_eq!(cfg.arch(), "unet");
+    /// assert_eq!(serde_json::to_value(&cfg)?["arch"], cfg.arch()); // the JSON tag
+    /// assert_eq!(ModelConfig::default().arch(), "xnet");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn arch(&self) -> &'static str {
         match self {
             ModelConfig::XNet(_) => "xnet",

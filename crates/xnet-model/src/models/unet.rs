@@ -135,12 +135,48 @@ impl UNetConfig {
     }
 
     /// Inputs must have height and width multiples of `2^depth`.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{ModuleT, VarBuilder, VarMap};
+    /// use xnet_model::models::UNetConfig;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// assert_eq!(UNetConfig::default().size_multiple(), 16); // the paper's four poolings
+    /// let cfg = UNetConfig { base_width: 2, depth: 3, ..Default::default() };
+    /// assert_eq!(cfg.size_multiple(), 8);
+    /// let net = cfg.build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::zeros((1, 1, 8, 24), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(net.forward_t(&x, false)?.dims(), &[1, 3, 8, 24]);
+    /// let x = Tensor::zeros((1, 1, 8, 12), DType::F32, &Device::Cpu)?;
+    /// assert!(net.forward_t(&x, false).is_err()); // 12 is no multiple of 8
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn size_multiple(&self) -> usize {
         pow2_saturating(self.depth)
     }
 
     /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
     /// saturating at `u64::MAX` for sizes whose count does not fit.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::{UNetConfig, Upsampling};
+    /// // depth 1, base 2, at 8 × 8 (64 pixels), 2 FLOPs per multiply-accumulate of 3×3
+    /// // blocks: 1→2 and 2→2 at 64 pixels, the bottleneck 2→4 and 4→4 at 16, then the
+    /// // up-convolution 4→2 (2×2 kernel on the 4 × 4 map), 4→2 and 2→2 at 64, and the 1×1
+    /// // head 2→3.
+    /// let cfg = UNetConfig { base_width: 2, depth: 1, ..Default::default() };
+    /// let encoder = 2 * (64 * 9 * (2 + 4) + 16 * 9 * (8 + 16));
+    /// let decoder = 2 * (16 * 4 * 8 + 64 * 9 * (8 + 4) + 64 * 6);
+    /// assert_eq!(cfg.forward_flops(8, 8), encoder + decoder);
+    /// // Nearest up-sampling is free but is followed by a 3×3 block 4→2 at 64 pixels.
+    /// let nearest = UNetConfig { upsampling: Upsampling::Nearest, ..cfg.clone() };
+    /// let extra = 2 * 64 * 9 * 8 - 2 * 16 * 4 * 8;
+    /// assert_eq!(nearest.forward_flops(8, 8), cfg.forward_flops(8, 8) + extra);
+    /// assert_eq!(UNetConfig::default().forward_flops(1 << 30, 1 << 30), u64::MAX);
+    /// ```
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let k = self.kernel_size;
         let mut f = 0u64;

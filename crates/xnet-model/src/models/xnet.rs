@@ -69,6 +69,19 @@ impl Default for XNetConfig {
 
 impl XNetConfig {
     /// The four level widths `[f0, f1, f2, f3]`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::XNetConfig;
+    /// assert_eq!(XNetConfig::default().widths(), [64, 128, 256, 512]); // the paper's
+    /// let quarter = XNetConfig { width_multiplier: 0.25, ..Default::default() };
+    /// assert_eq!(quarter.widths(), [16, 32, 64, 128]);
+    /// // `base · 2^level · multiplier`, rounded (halves away from zero), at least 1.
+    /// let odd = XNetConfig { base_width: 10, width_multiplier: 0.25, ..Default::default() };
+    /// assert_eq!(odd.widths(), [3, 5, 10, 20]);
+    /// let tiny = XNetConfig { base_width: 1, width_multiplier: 0.1, ..Default::default() };
+    /// assert_eq!(tiny.widths(), [1, 1, 1, 1]);
+    /// ```
     pub fn widths(&self) -> [usize; 4] {
         [0, 1, 2, 3].map(|l| scaled_width(self.base_width, l, self.width_multiplier))
     }
@@ -155,6 +168,23 @@ impl XNetConfig {
     /// FLOPs (2 per multiply-accumulate, convolutions only) of one forward pass of an
     /// `h × w` image (66.43 GFLOP for the paper's XNet at 200×200), saturating at
     /// `u64::MAX` for sizes whose count does not fit.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::blocks::conv_flops;
+    /// use xnet_model::models::{Upsampling, XNetConfig};
+    /// let paper = XNetConfig::default();
+    /// let flops = paper.forward_flops(200, 200);
+    /// assert_eq!((flops as f64 / 1e7).round() / 100.0, 66.43); // GFLOP
+    /// // Learnt up-sampling adds its five 2×2 transposed convolutions, on the 25 × 25,
+    /// // 50 × 50 and 100 × 100 maps they double (512, 2·256 and 2·128 channels).
+    /// let learnt = XNetConfig { upsampling: Upsampling::TransposedConv, ..paper.clone() };
+    /// let ups = 2 * conv_flops(512, 512, 2, 25, 25)
+    ///     + 2 * conv_flops(512, 512, 2, 50, 50)
+    ///     + conv_flops(256, 256, 2, 100, 100);
+    /// assert_eq!(learnt.forward_flops(200, 200), flops + ups);
+    /// assert_eq!(paper.forward_flops(1 << 22, 1 << 22), u64::MAX);
+    /// ```
     pub fn forward_flops(&self, h: usize, w: usize) -> u64 {
         let [f0, f1, f2, f3] = self.widths();
         let (k, c) = (self.kernel_size, self.in_channels);
@@ -269,6 +299,22 @@ pub struct XNet {
 
 impl XNet {
     /// The configuration it was built from.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, Segmenter, XNetConfig};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let cfg = XNetConfig { base_width: 4, num_classes: 2, ..Default::default() };
+    /// let net = cfg.build(VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu))?;
+    /// assert_eq!(net.config(), &cfg);
+    /// assert_eq!(net.config().widths(), [4, 8, 16, 32]);
+    /// // The `Segmenter` trait's `config` gives it wrapped, as checkpoints store it.
+    /// assert_eq!(Segmenter::config(&net), ModelConfig::XNet(cfg));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn config(&self) -> &XNetConfig {
         &self.cfg
     }
