@@ -121,6 +121,7 @@ mod readable;
 /// and xray-postproc include for their own messages too (the crates do not depend on one
 /// another).
 ///
+/// # Examples
 /// ```
 /// use xnet_model::error::readable_number;
 /// assert_eq!(readable_number(1e308), "1e308");

@@ -96,7 +96,23 @@ impl Default for BoundaryWeightConfig {
 }
 
 impl BoundaryWeightConfig {
-    /// Checks that the parameters are usable.
+    /// Checks that the parameters are usable: `w0` finite and ≥ 0, `sigma` finite and > 0.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the parameter and its value.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::loss::BoundaryWeightConfig;
+    /// assert!(BoundaryWeightConfig::default().validate().is_ok()); // U-Net's w0 10, σ 5
+    /// // w0 = 0 turns the border term off: plain (or class-balanced) weights.
+    /// assert!(BoundaryWeightConfig { w0: 0.0, ..Default::default() }.validate().is_ok());
+    /// let flat = BoundaryWeightConfig { sigma: 0.0, ..Default::default() };
+    /// let e = flat.validate().unwrap_err().to_string();
+    /// assert!(e.contains("boundary weight sigma must be finite and > 0, got 0"), "{e}");
+    /// let nan = BoundaryWeightConfig { w0: f32::NAN, ..Default::default() };
+    /// assert!(nan.validate().unwrap_err().to_string().contains("w0"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if !(self.w0.is_finite() && self.w0 >= 0.0) {
             return Err(ModelError::InvalidConfig(format!(

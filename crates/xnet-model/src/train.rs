@@ -249,6 +249,24 @@ pub struct InMemoryBatches {
 
 impl InMemoryBatches {
     /// A source over `batches`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::train::{BatchSource, InMemoryBatches, TrainBatch};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let one = TrainBatch::new(vec![0.0; 16], vec![0; 16], 1, 4, 4)?;
+    /// let two = TrainBatch::new(vec![1.0; 32], vec![2; 32], 2, 4, 4)?;
+    /// let mut source = InMemoryBatches::new(vec![one, two]);
+    /// assert_eq!(source.batches_per_epoch(), Some(2));
+    /// // The same batches, in the same order, every epoch.
+    /// for epoch in 0..3 {
+    ///     let sizes: Vec<usize> =
+    ///         source.epoch_batches(epoch).map(|b| b.map(|b| b.n)).collect::<Result<_, _>>()?;
+    ///     assert_eq!(sizes, [1, 2]);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(batches: Vec<TrainBatch>) -> Self {
         Self { batches }
     }
@@ -775,16 +793,95 @@ impl<'a> Trainer<'a> {
     }
 
     /// The configuration.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::train::{TrainConfig, Trainer};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let dev = Device::Cpu;
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let config = TrainConfig { epochs: 3, progress: false, ..Default::default() };
+    /// let trainer = Trainer::new(model.as_ref(), &varmap, config.clone(), &dev)?;
+    /// assert_eq!(trainer.config(), &config);
+    /// assert_eq!(trainer.config().optimizer.learning_rate(), 1e-4); // RMSprop, as the reference
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
 
     /// The resumable state (next epoch, best loss, scheduler).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::train::{InMemoryBatches, TrainBatch, TrainConfig, Trainer};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let dev = Device::Cpu;
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let config = TrainConfig { epochs: 2, progress: false, ..Default::default() };
+    /// let mut trainer = Trainer::new(model.as_ref(), &varmap, config, &dev)?;
+    /// assert_eq!((trainer.state().next_epoch, trainer.state().best_loss), (0, None));
+    ///
+    /// let batch = TrainBatch::new(vec![0.5; 16 * 16], vec![1; 16 * 16], 1, 16, 16)?;
+    /// let summary = trainer.fit(&mut InMemoryBatches::new(vec![batch]), None)?;
+    /// let state = trainer.state();
+    /// assert_eq!(state.next_epoch, 2);
+    /// // Without validation batches the training loss is monitored.
+    /// assert_eq!((state.best_epoch, state.best_loss), (summary.best_epoch, summary.best_loss));
+    /// assert!(state.best_loss.is_some_and(f64::is_finite));
+    /// assert_eq!(state.scheduler.learning_rate(), 1e-4); // a constant schedule
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn state(&self) -> &TrainState {
         &self.state
     }
 
     /// The optimiser.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use xnet_model::models::{ModelConfig, XNetConfig};
+    /// use xnet_model::optim::OptimizerConfig;
+    /// use xnet_model::train::{TrainBatch, TrainConfig, Trainer};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// let dev = Device::Cpu;
+    /// let varmap = VarMap::new();
+    /// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+    /// let model = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let config = TrainConfig {
+    ///     optimizer: OptimizerConfig::adam(1e-3),
+    ///     progress: false,
+    ///     ..Default::default()
+    /// };
+    /// let mut trainer = Trainer::new(model.as_ref(), &varmap, config, &dev)?;
+    /// assert_eq!(trainer.optimizer().config(), &OptimizerConfig::adam(1e-3));
+    /// // Every variable of the VarMap, batch-norm running statistics included (which get
+    /// // no gradient, so are never updated).
+    /// assert_eq!(trainer.optimizer().vars().len(), varmap.all_vars().len());
+    ///
+    /// let batch = TrainBatch::new(vec![0.5; 16 * 16], vec![1; 16 * 16], 1, 16, 16)?;
+    /// assert_eq!(trainer.optimizer().steps(), 0);
+    /// trainer.train_step(&batch)?;
+    /// trainer.train_step(&batch)?;
+    /// assert_eq!(trainer.optimizer().steps(), 2);
+    /// assert_eq!(trainer.optimizer().learning_rate(), 1e-3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn optimizer(&self) -> &Optimizer {
         &self.optimizer
     }
