@@ -598,6 +598,19 @@ pub fn batch_norm_relu_train(x: &Tensor, bn: &candle_nn::BatchNorm, relu: bool) 
 }
 
 /// Whether [`batch_norm_relu_train`] can run on `x`: a CPU f32/f64 `[n, c, h, w]` tensor.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::kernels::fused_batch_norm_supported;
+/// let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &Device::Cpu)?;
+/// assert!(fused_batch_norm_supported(&x));
+/// assert!(fused_batch_norm_supported(&x.to_dtype(DType::F64)?));
+/// // Half precision, or a tensor that is not `[n, c, h, w]`: candle's batch norm instead.
+/// assert!(!fused_batch_norm_supported(&x.to_dtype(DType::F16)?));
+/// assert!(!fused_batch_norm_supported(&x.flatten_from(2)?));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn fused_batch_norm_supported(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu)
         && matches!(x.dtype(), DType::F32 | DType::F64)

@@ -454,12 +454,40 @@ pub fn conv2d_fast_path(
 /// Whether the fast kernels are used where they apply. They are, unless the environment
 /// variable `XNET_REFERENCE_KERNELS` is set to anything but `0` or an empty string, which
 /// forces the stock candle path (the reference the fast path is tested against).
+///
+/// # Examples
+/// ```
+/// use xnet_model::kernels::fast_kernels_enabled;
+/// std::env::set_var("XNET_REFERENCE_KERNELS", "1");
+/// assert!(!fast_kernels_enabled()); // stock candle operations everywhere
+/// for off in ["0", ""] {
+///     std::env::set_var("XNET_REFERENCE_KERNELS", off);
+///     assert!(fast_kernels_enabled());
+/// }
+/// std::env::remove_var("XNET_REFERENCE_KERNELS");
+/// assert!(fast_kernels_enabled()); // the default
+/// ```
 pub fn fast_kernels_enabled() -> bool {
     !matches!(std::env::var("XNET_REFERENCE_KERNELS"), Ok(v) if !v.is_empty() && v != "0")
 }
 
 /// Whether [`conv2d_fast`] can run on these operands: CPU tensors of f32 or f64 and a square
 /// odd kernel.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::kernels::fast_conv_supported;
+/// let x = Tensor::zeros((1, 2, 8, 8), DType::F32, &Device::Cpu)?;
+/// let w = Tensor::zeros((4, 2, 3, 3), DType::F32, &Device::Cpu)?;
+/// assert!(fast_conv_supported(&x, &w));
+/// assert!(fast_conv_supported(&x.to_dtype(DType::F64)?, &w.to_dtype(DType::F64)?));
+/// // An even kernel, mixed dtypes, half precision: candle's convolution instead.
+/// assert!(!fast_conv_supported(&x, &Tensor::zeros((4, 2, 2, 2), DType::F32, &Device::Cpu)?));
+/// assert!(!fast_conv_supported(&x.to_dtype(DType::F64)?, &w));
+/// assert!(!fast_conv_supported(&x.to_dtype(DType::F16)?, &w.to_dtype(DType::F16)?));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn fast_conv_supported(x: &Tensor, weight: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu)
         && matches!(x.dtype(), DType::F32 | DType::F64)
@@ -606,6 +634,33 @@ fn path_of(
 /// # Errors
 /// candle's errors for shapes that do not fit, and an error for a weight whose kernel is
 /// empty (`k = 0`) or whose padding would overflow a `usize`.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::kernels::{conv2d_fast, conv2d_reference};
+/// let dev = Device::Cpu;
+/// let x = Tensor::randn(0f32, 1.0, (2, 3, 10, 12), &dev)?;
+/// let w = Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev)?;
+/// let b = Tensor::randn(0f32, 1.0, 4, &dev)?;
+/// let max_diff = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
+///     (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+/// };
+/// for dilation in [1, 2, 12, 50] {
+///     let y = conv2d_reference(&x, &w, Some(&b), dilation, true)?;
+///     assert_eq!(y.dims(), &[2, 4, 10, 12]); // "same" padding
+///     // The fast kernel computes the same, up to the order of the float sums.
+///     let fast = conv2d_fast(&x, &w, Some(&b), dilation, true)?;
+///     assert!(max_diff(&y, &fast)? < 1e-4);
+/// }
+/// // A dilation beyond the larger side (12) runs as that side.
+/// let far = conv2d_reference(&x, &w, None, 1000, false)?;
+/// assert_eq!(max_diff(&far, &conv2d_reference(&x, &w, None, 12, false)?)?, 0.0);
+///
+/// let two_channels = Tensor::zeros((4, 2, 3, 3), DType::F32, &dev)?;
+/// assert!(conv2d_reference(&x, &two_channels, None, 1, false).is_err());
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn conv2d_reference(
     x: &Tensor,
     weight: &Tensor,
@@ -639,6 +694,37 @@ pub fn conv2d_reference(
 
 /// `act(conv(x, weight) + bias)` through the fast kernel when it applies and
 /// [`fast_kernels_enabled`], otherwise through [`conv2d_reference`].
+///
+/// # Errors
+/// Those of the path taken: [`conv2d_fast`]'s or [`conv2d_reference`]'s.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::kernels::{conv2d, conv2d_fast, conv2d_reference};
+/// # std::env::remove_var("XNET_REFERENCE_KERNELS"); // the default
+/// let dev = Device::Cpu;
+/// let x = Tensor::randn(0f32, 1.0, (1, 2, 8, 8), &dev)?;
+/// let w = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev)?;
+/// let max_diff = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
+///     (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?.max_all()?.to_scalar::<f32>()
+/// };
+/// // f32 on the CPU: the fast kernel, bit for bit.
+/// let y = conv2d(&x, &w, None, 1, true)?;
+/// assert_eq!(max_diff(&y, &conv2d_fast(&x, &w, None, 1, true)?)?, 0.0);
+/// assert!(y.min_all()?.to_scalar::<f32>()? >= 0.0); // the fused ReLU
+/// // Half precision has no fast kernel: candle's convolution.
+/// let (xh, wh) = (x.to_dtype(DType::F16)?, w.to_dtype(DType::F16)?);
+/// let yh = conv2d(&xh, &wh, None, 1, true)?;
+/// assert_eq!(max_diff(&yh, &conv2d_reference(&xh, &wh, None, 1, true)?)?, 0.0);
+/// assert!(max_diff(&yh, &y)? < 0.05);
+/// // So does everything with `XNET_REFERENCE_KERNELS=1`.
+/// std::env::set_var("XNET_REFERENCE_KERNELS", "1");
+/// let r = conv2d(&x, &w, None, 1, true)?;
+/// assert_eq!(max_diff(&r, &conv2d_reference(&x, &w, None, 1, true)?)?, 0.0);
+/// assert!(max_diff(&r, &y)? < 1e-5);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -657,6 +743,42 @@ pub fn conv2d(
 /// `bn(conv(x, w) + b) = conv(x, w·s) + (b - mean)·s + beta` with `s = gamma / sqrt(var + eps)`.
 ///
 /// Returns the folded `(weight, bias)`; `bias` may be `None` (treated as zero).
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::kernels::{conv2d_reference, fold_batch_norm};
+/// let dev = Device::Cpu;
+/// let x = Tensor::randn(0f32, 1.0, (1, 2, 6, 6), &dev)?;
+/// let w = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev)?;
+/// let b = Tensor::new(&[0.1f32, -0.2, 0.3], &dev)?;
+/// let gamma = Tensor::new(&[1.5f32, 0.5, 2.0], &dev)?;
+/// let beta = Tensor::new(&[0.0f32, 1.0, -1.0], &dev)?;
+/// let mean = Tensor::new(&[0.2f32, -0.1, 0.0], &dev)?;
+/// let var = Tensor::new(&[1.0f32, 4.0, 0.25], &dev)?;
+/// let eps = 1e-3;
+///
+/// // Batch norm (inference) after the convolution, channel by channel...
+/// let per_channel = |t: &Tensor| t.reshape((1, 3, 1, 1));
+/// let y = conv2d_reference(&x, &w, Some(&b), 1, false)?;
+/// let bn = y
+///     .broadcast_sub(&per_channel(&mean)?)?
+///     .broadcast_div(&per_channel(&(&var + eps)?.sqrt()?)?)?
+///     .broadcast_mul(&per_channel(&gamma)?)?
+///     .broadcast_add(&per_channel(&beta)?)?;
+/// // ... is one convolution with the folded weight and bias.
+/// let (wf, bf) = fold_batch_norm(&w, Some(&b), &gamma, &beta, &mean, &var, eps)?;
+/// assert_eq!((wf.dims(), bf.dims()), (w.dims(), &[3][..]));
+/// let folded = conv2d_reference(&x, &wf, Some(&bf), 1, false)?;
+/// assert!((folded - bn)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
+///
+/// // Without a bias: b' = beta − mean · gamma / √(var + eps).
+/// let (_, bf) = fold_batch_norm(&w, None, &gamma, &beta, &mean, &var, 0.0)?;
+/// let expected = [0.0f32 - 0.2 * 1.5, 1.0 + 0.1 * 0.5 / 2.0, -1.0];
+/// let bf = bf.to_vec1::<f32>()?;
+/// assert!(bf.iter().zip(expected).all(|(a, e)| (a - e).abs() < 1e-6), "{bf:?}");
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn fold_batch_norm(
     weight: &Tensor,
     bias: Option<&Tensor>,

@@ -119,6 +119,28 @@ pub fn upsample_nearest2x_fast(x: &Tensor) -> CResult<Tensor> {
 
 /// Nearest-neighbour ×2 up-sampling: the fast copy on CPU f32/f64 tensors when
 /// [`super::fast_kernels_enabled`], otherwise candle's `upsample_nearest2d`.
+///
+/// # Errors
+/// An input that is not `[n, c, h, w]`; candle's errors on the other path.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use xnet_model::kernels::upsample_nearest2x;
+/// let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu)?;
+/// let y = upsample_nearest2x(&x)?;
+/// assert_eq!(
+///     y.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?,
+///     [[1., 1., 2., 2.], [1., 1., 2., 2.], [3., 3., 4., 4.], [3., 3., 4., 4.]]
+/// );
+/// // The same as candle's own up-sampling, which other dtypes take.
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?,
+///     x.upsample_nearest2d(4, 4)?.flatten_all()?.to_vec1::<f32>()?);
+/// let half = upsample_nearest2x(&x.to_dtype(DType::F16)?)?.to_dtype(DType::F32)?;
+/// assert_eq!(half.flatten_all()?.to_vec1::<f32>()?, y.flatten_all()?.to_vec1::<f32>()?);
+/// assert!(upsample_nearest2x(&x.squeeze(0)?).is_err()); // not [n, c, h, w]
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn upsample_nearest2x(x: &Tensor) -> CResult<Tensor> {
     if super::fast_kernels_enabled()
         && matches!(x.device(), Device::Cpu)
