@@ -158,6 +158,33 @@ impl Predictor {
     /// A preprocessing size that is not a multiple of the network's size multiple; a
     /// `config` that is not the model's own ([`Segmenter::config`]), which [`Self::config`]
     /// would then misreport; a model whose input is not one channel (a radiograph).
+    ///
+    /// # Examples
+    /// A freshly built (untrained) network, as the train job wraps its own:
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::VarMap;
+    /// use xnet_model::infer::FlipAverage;
+    /// use xnet_model::init::seeded_var_builder;
+    /// use xnet_model::models::XNetConfig;
+    /// use xnet_model::ModelConfig;
+    /// use xray_seg::{predict::Predictor, prepare::Preprocess};
+    /// let config = ModelConfig::XNet(XNetConfig { base_width: 2, ..XNetConfig::default() });
+    /// let build = || {
+    ///     let varmap = VarMap::new();
+    ///     let model = config.build(seeded_var_builder(&varmap, 1, DType::F32, &Device::Cpu));
+    ///     model.map(|m| (m, varmap))
+    /// };
+    /// let (model, varmap) = build()?;
+    /// let predictor = Predictor::new(model, config.clone(), varmap, Preprocess::square(32), &Device::Cpu)?;
+    /// assert_eq!(predictor.config(), &config);
+    /// assert_eq!((predictor.temperature(), predictor.flip_average()), (1.0, FlipAverage::Off));
+    /// // XNet needs sides that are multiples of 8.
+    /// let (model, varmap) = build()?;
+    /// let e = Predictor::new(model, config, varmap, Preprocess::square(36), &Device::Cpu).unwrap_err();
+    /// assert!(e.to_string().contains("multiple of 8"), "{e}");
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn new(
         mut model: Box<dyn Segmenter>,
         config: ModelConfig,
@@ -205,6 +232,17 @@ impl Predictor {
     }
 
     /// The flip averaging of every prediction ([`InferenceOptions::flip_average`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xnet_model::infer::FlipAverage;
+    /// use xray_seg::predict::Predictor;
+    /// // The shipped checkpoint records the averaging its temperature was fitted with.
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// assert_eq!(predictor.flip_average(), FlipAverage::HorizontalVertical);
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn flip_average(&self) -> FlipAverage {
         self.options.flip_average
     }
@@ -213,16 +251,62 @@ impl Predictor {
     /// mirror images (one network pass per copy). A temperature fitted without it (or with
     /// another) is no longer the fitted one; the train job fits it with the averaging it
     /// records.
+    ///
+    /// # Examples
+    /// Averaged over its mirror images, a prediction mirrors with its input:
+    /// ```
+    /// use candle_core::Device;
+    /// use image::{imageops, Luma};
+    /// use xnet_model::infer::FlipAverage;
+    /// use xray_data::Radiograph;
+    /// use xray_seg::predict::Predictor;
+    /// let mut predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// predictor.set_flip_average(FlipAverage::Horizontal);
+    /// assert_eq!(predictor.flip_average(), FlipAverage::Horizontal);
+    /// // At the network's input size, so that no resize stands between the two.
+    /// let image = Radiograph::from_fn(128, 128, |x, y| Luma([(x * x + 3 * y) as f32]));
+    /// let mirrored = imageops::flip_horizontal(&image);
+    /// let (p, q) = (predictor.predict(&image)?, predictor.predict(&mirrored)?);
+    /// let plane = 128 * 128;
+    /// for (c, y, x) in [(0, 5, 7), (1, 64, 3), (2, 100, 120)] {
+    ///     let (a, b) = (p[c * plane + y * 128 + x], q[c * plane + y * 128 + (127 - x)]);
+    ///     assert!((a - b).abs() < 1e-4, "class {c} at ({x}, {y}): {a} vs {b}");
+    /// }
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn set_flip_average(&mut self, flips: FlipAverage) {
         self.options.flip_average = flips;
     }
 
     /// The network's configuration.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xnet_model::ModelConfig;
+    /// use xray_seg::predict::Predictor;
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// let ModelConfig::XNet(xnet) = predictor.config() else {
+    ///     panic!("the shipped network is an XNet");
+    /// };
+    /// assert_eq!((xnet.base_width, xnet.num_classes), (8, 3));
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
     /// The preprocessing applied before the network.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xray_seg::{predict::Predictor, prepare::Preprocess};
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// // The shipped network was trained on 128×128 min-max normalised inputs.
+    /// assert_eq!(predictor.preprocess(), &Preprocess::square(128));
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn preprocess(&self) -> &Preprocess {
         &self.preprocess
     }
@@ -231,6 +315,26 @@ impl Predictor {
     /// found none and took XNet's default (200×200, min-max) instead, which is wrong for a
     /// network trained at another size. Programs that load checkpoints they did not write
     /// should say so to their user (the example programs print a warning).
+    ///
+    /// # Examples
+    /// A checkpoint saved without the record is loaded with XNet's default, and says so:
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::VarMap;
+    /// use xnet_model::{checkpoint, init::seeded_var_builder, models::XNetConfig, ModelConfig};
+    /// use xray_seg::{predict::Predictor, prepare::Preprocess};
+    /// let dir = std::env::temp_dir().join(format!("xray-seg-doc-unrecorded-{}", std::process::id()));
+    /// let config = ModelConfig::XNet(XNetConfig { base_width: 2, ..XNetConfig::default() });
+    /// let varmap = VarMap::new();
+    /// config.build(seeded_var_builder(&varmap, 1, DType::F32, &Device::Cpu))?;
+    /// checkpoint::save(&dir, &varmap, &config, serde_json::json!({}))?;
+    /// let predictor = Predictor::load(&dir, &Device::Cpu)?;
+    /// assert!(!predictor.preprocess_recorded());
+    /// assert_eq!(predictor.preprocess(), &Preprocess::default()); // 200×200, a guess
+    /// assert!(predictor.preprocess_warning(&dir).is_some());
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn preprocess_recorded(&self) -> bool {
         self.preprocess_recorded
     }
@@ -266,11 +370,30 @@ impl Predictor {
     }
 
     /// Number of classes of the probability maps.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xray_seg::predict::Predictor;
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// assert_eq!(predictor.num_classes(), xray_seg::CLASS_NAMES.len());
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn num_classes(&self) -> usize {
         self.model.num_classes()
     }
 
     /// The softmax temperature applied to every prediction (1 = the network's own softmax).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xray_seg::predict::Predictor;
+    /// // The shipped checkpoint holds the temperature the train job fitted.
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// assert!((predictor.temperature() - 0.6938).abs() < 1e-4);
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn temperature(&self) -> f64 {
         self.temperature
     }
@@ -280,6 +403,35 @@ impl Predictor {
     ///
     /// # Errors
     /// A temperature outside [`TEMPERATURE_RANGE`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use image::Luma;
+    /// use xray_data::Radiograph;
+    /// use xray_seg::predict::{Predictor, TEMPERATURE_RANGE};
+    /// let mut predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// let image = Radiograph::from_fn(64, 48, |x, y| Luma([(x * y) as f32]));
+    /// let sharp = predictor.predict(&image)?;
+    /// predictor.set_temperature(4.0)?;
+    /// assert_eq!(predictor.temperature(), 4.0);
+    /// let soft = predictor.predict(&image)?;
+    /// // Softer confidences, the same arg-max.
+    /// let plane = 64 * 48;
+    /// let top = |p: &[f32], i: usize| {
+    ///     (0..3).max_by(|&a, &b| p[a * plane + i].total_cmp(&p[b * plane + i])).unwrap()
+    /// };
+    /// for i in [0, 1000, plane - 1] {
+    ///     assert_eq!(top(&sharp, i), top(&soft, i));
+    ///     assert!(soft[top(&soft, i) * plane + i] <= sharp[top(&sharp, i) * plane + i]);
+    /// }
+    /// // Outside the accepted range: refused, and the temperature stays.
+    /// assert!(predictor.set_temperature(0.0).is_err());
+    /// assert!(predictor.set_temperature(TEMPERATURE_RANGE.1 * 2.0).is_err());
+    /// assert!(predictor.set_temperature(f64::NAN).is_err());
+    /// assert_eq!(predictor.temperature(), 4.0);
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
         check_temperature(temperature)?;
         self.temperature = temperature;
@@ -287,6 +439,25 @@ impl Predictor {
     }
 
     /// Images per forward pass (default 4).
+    ///
+    /// # Examples
+    /// The batch size changes how many images share a forward pass, not the result:
+    /// ```
+    /// use candle_core::Device;
+    /// use image::Luma;
+    /// use xray_data::Radiograph;
+    /// use xray_seg::predict::Predictor;
+    /// let mut predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// let images: Vec<Radiograph> =
+    ///     (1..=3).map(|k| Radiograph::from_fn(40, 40, |x, y| Luma([(k * x + y) as f32]))).collect();
+    /// let batched = predictor.predict_many(&images)?;
+    /// predictor.set_batch_size(0); // taken as 1
+    /// let one_by_one = predictor.predict_many(&images)?;
+    /// for (a, b) in batched.iter().zip(&one_by_one) {
+    ///     assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-5));
+    /// }
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn set_batch_size(&mut self, batch_size: usize) {
         self.options.batch_size = batch_size.max(1);
     }
@@ -300,6 +471,26 @@ impl Predictor {
     /// An empty image; a NaN or infinite pixel, reported at its position in the shrunk network
     /// input ([`Preprocess::network_input`]), not in `image`; a network error, or probabilities
     /// that are not finite (a network with non-finite weights).
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use image::Luma;
+    /// use xray_data::{DataError, Radiograph};
+    /// use xray_seg::{predict::Predictor, Error};
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// let image = Radiograph::from_fn(50, 30, |x, y| Luma([(x + 2 * y) as f32]));
+    /// let probs = predictor.predict(&image)?;
+    /// assert_eq!(probs.len(), 3 * 50 * 30); // C × H × W at the image's own size
+    /// assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
+    /// // A NaN pixel is refused, at its place in the 128×128 network input.
+    /// let mut bad = image.clone();
+    /// bad.put_pixel(0, 0, Luma([f32::NAN]));
+    /// let e = predictor.predict(&bad).unwrap_err();
+    /// assert!(matches!(e, Error::Data(DataError::NonFinite { x: 0, y: 0, .. })), "{e}");
+    /// assert!(predictor.predict(&Radiograph::new(0, 0)).is_err()); // an empty image
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn predict(&self, image: &Radiograph) -> Result<Vec<f32>> {
         Ok(self.predict_many(std::slice::from_ref(image))?.remove(0))
     }
@@ -308,6 +499,24 @@ impl Predictor {
     ///
     /// # Errors
     /// As [`Predictor::predict`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use image::Luma;
+    /// use xray_data::Radiograph;
+    /// use xray_seg::predict::Predictor;
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// let small = Radiograph::from_fn(40, 24, |x, y| Luma([(x + y) as f32]));
+    /// let large = Radiograph::from_fn(96, 80, |x, y| Luma([(x * y) as f32]));
+    /// let probs = predictor.predict_many(&[small.clone(), large])?;
+    /// // One map per image, each at its image's size.
+    /// assert_eq!((probs[0].len(), probs[1].len()), (3 * 40 * 24, 3 * 96 * 80));
+    /// let alone = predictor.predict(&small)?;
+    /// assert!(probs[0].iter().zip(&alone).all(|(a, b)| (a - b).abs() < 1e-5));
+    /// assert!(predictor.predict_many(&[])?.is_empty());
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn predict_many(&self, images: &[Radiograph]) -> Result<Vec<Vec<f32>>> {
         self.predict_many_at(images, self.temperature)
     }
@@ -317,6 +526,26 @@ impl Predictor {
     ///
     /// # Errors
     /// As [`Predictor::predict`]; a temperature outside [`TEMPERATURE_RANGE`].
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use image::Luma;
+    /// use xray_data::Radiograph;
+    /// use xray_seg::predict::Predictor;
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// let image = Radiograph::from_fn(32, 32, |x, y| Luma([(x + 5 * y) as f32]));
+    /// let at_own = predictor.predict_many(std::slice::from_ref(&image))?;
+    /// let at_own_again = predictor.predict_many_at(std::slice::from_ref(&image), predictor.temperature())?;
+    /// assert_eq!(at_own, at_own_again);
+    /// // T = 1: the network's own softmax, less confident than at the fitted T < 1.
+    /// let raw = predictor.predict_many_at(std::slice::from_ref(&image), 1.0)?;
+    /// let max = |p: &[f32]| p.iter().copied().fold(0f32, f32::max);
+    /// assert!(max(&raw[0]) <= max(&at_own[0]));
+    /// // A temperature out of range is refused before the network runs, even with no image.
+    /// assert!(predictor.predict_many_at(&[], 0.0).is_err());
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn predict_many_at(
         &self,
         images: &[Radiograph],
