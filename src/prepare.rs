@@ -47,6 +47,16 @@ impl Default for Preprocess {
 
 impl Preprocess {
     /// A square input of `size` pixels, min-max normalised.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_seg::prepare::Preprocess;
+    /// let p = Preprocess::square(64);
+    /// assert_eq!((p.width, p.height), (64, 64));
+    /// // Otherwise XNet's default: no log transform, per-image min-max.
+    /// assert_eq!(p, Preprocess { width: 64, height: 64, ..Preprocess::default() });
+    /// assert!(!p.log && p.percentile.is_none());
+    /// ```
     pub fn square(size: u32) -> Self {
         Preprocess {
             width: size,
@@ -56,6 +66,17 @@ impl Preprocess {
     }
 
     /// The normalisation as `xray-data` configures it.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::normalize::Method;
+    /// use xray_seg::prepare::Preprocess;
+    /// assert_eq!(Preprocess::square(64).normalize_config().method, Method::MinMax);
+    /// let windowed = Preprocess { log: true, percentile: Some((1.0, 99.0)), ..Preprocess::square(64) };
+    /// let n = windowed.normalize_config();
+    /// assert_eq!(n.method, Method::Percentile { low: 1.0, high: 99.0 });
+    /// assert!(n.log);
+    /// ```
     pub fn normalize_config(&self) -> NormalizeConfig {
         NormalizeConfig {
             method: match self.percentile {
@@ -70,7 +91,23 @@ impl Preprocess {
     ///
     /// # Errors
     /// [`Error::Invalid`] when a side is zero, larger than [`MAX_INPUT_SIDE`] or not a
-    /// multiple of `size_multiple`.
+    /// multiple of `size_multiple`; [`Error::Data`] for a percentile window that is not
+    /// `0 <= low < high <= 100`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_seg::prepare::{Preprocess, MAX_INPUT_SIDE};
+    /// use xray_seg::Error;
+    /// assert!(Preprocess::square(96).validate(8).is_ok());
+    /// let e = Preprocess::square(100).validate(8).unwrap_err();
+    /// assert!(matches!(e, Error::Invalid(_)));
+    /// assert!(e.to_string().contains("multiple of 8"), "{e}");
+    /// assert!(Preprocess::square(0).validate(1).is_err());
+    /// assert!(Preprocess::square(MAX_INPUT_SIDE + 8).validate(8).is_err());
+    /// // The percentile window is checked too.
+    /// let reversed = Preprocess { percentile: Some((99.0, 1.0)), ..Preprocess::square(96) };
+    /// assert!(matches!(reversed.validate(8), Err(Error::Data(_))));
+    /// ```
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
         if self.width > MAX_INPUT_SIDE || self.height > MAX_INPUT_SIDE {
             return Err(Error::Invalid(format!(
@@ -95,6 +132,18 @@ impl Preprocess {
     }
 
     /// Batch settings that prepare training samples exactly as [`Preprocess::network_input`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::resize::Filter;
+    /// use xray_seg::prepare::Preprocess;
+    /// let p = Preprocess::square(64);
+    /// let b = p.batch_config(4, 7);
+    /// assert_eq!((b.batch_size, b.width, b.height, b.seed), (4, 64, 64, 7));
+    /// // The same resize filter and normalisation as `network_input`.
+    /// assert_eq!(b.filter, Filter::Area);
+    /// assert_eq!(b.normalize, Some(p.normalize_config()));
+    /// ```
     pub fn batch_config(&self, batch_size: usize, seed: u64) -> BatchConfig {
         BatchConfig {
             batch_size,
@@ -115,6 +164,28 @@ impl Preprocess {
     /// a position in the resized network input (`width × height`), not in `image`, and its
     /// source reads `<memory>`. A NaN in `image` spreads to every input pixel that averages
     /// it, and finite values near `f32::MAX` can overflow to ±∞ in the resize.
+    ///
+    /// # Examples
+    /// ```
+    /// use image::Luma;
+    /// use xray_data::{DataError, Radiograph};
+    /// use xray_seg::{prepare::Preprocess, Error};
+    /// let image = Radiograph::from_fn(100, 80, |x, y| Luma([1000.0 + (x + y) as f32 * 10.0]));
+    /// let input = Preprocess::square(32).network_input(&image)?;
+    /// assert_eq!(input.dimensions(), (32, 32));
+    /// // Min-max normalised: the darkest input pixel is 0, the brightest 1.
+    /// let values = input.as_raw().iter().copied();
+    /// let (lo, hi) = values.fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    /// assert_eq!((lo, hi), (0.0, 1.0));
+    /// // A NaN pixel is refused at its place in the 32×32 input.
+    /// let mut bad = image.clone();
+    /// bad.put_pixel(99, 79, Luma([f32::NAN]));
+    /// match Preprocess::square(32).network_input(&bad) {
+    ///     Err(Error::Data(DataError::NonFinite { x, y, .. })) => assert_eq!((x, y), (31, 31)),
+    ///     other => panic!("expected NonFinite, got {other:?}"),
+    /// }
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn network_input(&self, image: &Radiograph) -> Result<Radiograph> {
         let small = resize(image, self.width, self.height, Filter::Area)?;
         Ok(normalize(&small, &self.normalize_config())?)
@@ -126,6 +197,24 @@ impl Preprocess {
 ///
 /// # Errors
 /// A length that does not match `C × from_h × from_w`, or a zero size.
+///
+/// # Examples
+/// ```
+/// use xray_seg::prepare::resize_probabilities;
+/// // Two classes on a 2×1 image: the left pixel is class 0, the right one class 1.
+/// let probs = [1.0, 0.0, 0.0, 1.0];
+/// let out = resize_probabilities(&probs, 2, (2, 1), (4, 2))?;
+/// assert_eq!(out.len(), 2 * 4 * 2);
+/// let plane = 8;
+/// for i in 0..plane {
+///     assert!((out[i] + out[plane + i] - 1.0).abs() < 1e-6); // still sums to one
+/// }
+/// assert!(out[0] > out[plane]); // the left column stays class 0
+/// assert!(out[3] < out[plane + 3]); // the right one class 1
+/// // Three classes do not fit four values.
+/// assert!(resize_probabilities(&probs, 3, (2, 1), (4, 2)).is_err());
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn resize_probabilities(
     probs: &[f32],
     classes: usize,
