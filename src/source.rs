@@ -42,6 +42,31 @@ impl DatasetSource {
     ///
     /// # Errors
     /// [`Error::Invalid`] when `indices` is empty or the dataset has no masks.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use xnet_model::train::BatchSource;
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_seg::{prepare::Preprocess, source::DatasetSource};
+    /// let dir = std::env::temp_dir().join(format!("xray-seg-doc-plain-{}", std::process::id()));
+    /// xray_data::synth::generate_dataset(&dir, 3, 32, 1)?;
+    /// let ds = Arc::new(Dataset::open(&dir, &DatasetOptions::default())?);
+    /// let config = Preprocess::square(32).batch_config(2, 0);
+    /// let mut source = DatasetSource::plain(ds.clone(), vec![0, 1, 2], config.clone())?;
+    /// assert_eq!(source.batches_per_epoch(), Some(2)); // 2 + 1 samples
+    /// let batches = source.epoch_batches(0).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!((batches[0].n, batches[0].height, batches[0].width), (2, 32, 32));
+    /// assert_eq!(batches[1].n, 1);
+    /// // Nothing to draw from, or images without masks, are refused.
+    /// assert!(DatasetSource::plain(ds, vec![], config.clone()).is_err());
+    /// std::fs::remove_dir_all(dir.join("masks")).ok();
+    /// let unlabelled = Arc::new(Dataset::open(&dir, &DatasetOptions::default())?);
+    /// let e = DatasetSource::plain(unlabelled, vec![0], config).unwrap_err();
+    /// assert!(e.to_string().contains("need masks/"), "{e}");
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn plain(dataset: Arc<Dataset>, indices: Vec<usize>, config: BatchConfig) -> Result<Self> {
         if indices.is_empty() {
             return Err(Error::Invalid(
@@ -69,6 +94,30 @@ impl DatasetSource {
     ///
     /// # Errors
     /// As [`DatasetSource::plain`], and balancing errors.
+    ///
+    /// # Examples
+    /// Every epoch's draws and augmentations depend on the seed and the epoch only:
+    /// ```
+    /// use std::sync::Arc;
+    /// use xnet_model::train::BatchSource;
+    /// use xray_data::augment::{Pipeline, PipelineConfig};
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_seg::{prepare::Preprocess, source::DatasetSource};
+    /// let dir = std::env::temp_dir().join(format!("xray-seg-doc-training-{}", std::process::id()));
+    /// xray_data::synth::generate_dataset(&dir, 4, 32, 1)?;
+    /// let ds = Arc::new(Dataset::open(&dir, &DatasetOptions::default())?);
+    /// let config = Preprocess::square(32).batch_config(2, 9);
+    /// let augment = || Pipeline::from_config(&PipelineConfig::xnet_no_crop());
+    /// let mut a = DatasetSource::training(ds.clone(), vec![0, 1, 2, 3], config.clone(), true, Some(augment()?))?;
+    /// let mut b = DatasetSource::training(ds, vec![0, 1, 2, 3], config, true, Some(augment()?))?;
+    /// let first = a.epoch_batches(1).collect::<Result<Vec<_>, _>>()?;
+    /// let again = b.epoch_batches(1).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(first.iter().map(|t| t.n).sum::<usize>(), a.epoch_len());
+    /// assert_eq!(first[0].images, again[0].images);
+    /// assert_eq!(first[0].labels, again[0].labels);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn training(
         dataset: Arc<Dataset>,
         indices: Vec<usize>,
@@ -87,6 +136,31 @@ impl DatasetSource {
     }
 
     /// Number of draws in one epoch.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use std::sync::Arc;
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_seg::{prepare::Preprocess, source::DatasetSource};
+    /// let dir = std::env::temp_dir().join(format!("xray-seg-doc-epoch-len-{}", std::process::id()));
+    /// xray_data::synth::generate_dataset(&dir, 6, 32, 1)?;
+    /// let ds = Arc::new(Dataset::open(&dir, &DatasetOptions::default())?);
+    /// let config = Preprocess::square(32).batch_config(2, 0);
+    /// let all: Vec<usize> = (0..6).collect();
+    /// let plain = DatasetSource::plain(ds.clone(), all.clone(), config.clone())?;
+    /// assert_eq!(plain.epoch_len(), 6);
+    /// // Balanced: every category drawn as often as the largest.
+    /// let mut sizes = BTreeMap::new();
+    /// for c in ds.categories() {
+    ///     *sizes.entry(c).or_insert(0) += 1;
+    /// }
+    /// let largest = *sizes.values().max().unwrap();
+    /// let balanced = DatasetSource::training(ds, all, config, true, None)?;
+    /// assert_eq!(balanced.epoch_len(), sizes.len() * largest);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn epoch_len(&self) -> usize {
         self.balance
             .as_ref()
@@ -111,6 +185,24 @@ impl DatasetSource {
 }
 
 /// A prepared `xray-data` batch as the trainer's plain batch.
+///
+/// # Examples
+/// ```
+/// use xray_data::dataset::{Batch, Draw};
+/// use xray_seg::source::to_train_batch;
+/// let batch = Batch {
+///     images: vec![0.5; 2 * 4 * 3],
+///     labels: vec![1; 2 * 4 * 3],
+///     n: 2,
+///     height: 4,
+///     width: 3,
+///     stems: vec!["a".into(), "b".into()],
+///     draws: Draw::plain(&[0, 1]),
+/// };
+/// let t = to_train_batch(batch.clone());
+/// assert_eq!((t.n, t.height, t.width), (2, 4, 3));
+/// assert_eq!((t.images, t.labels), (batch.images, batch.labels));
+/// ```
 pub fn to_train_batch(b: Batch) -> TrainBatch {
     TrainBatch {
         images: b.images,
