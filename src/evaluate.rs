@@ -42,6 +42,25 @@ pub struct LabelScores {
 impl LabelScores {
     /// Scores from a confusion matrix (soft tissue = class 1). A matrix without a scored
     /// pixel gives NaN F1 scores (see [`LabelScores::f1_weighted`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::ConfusionMatrix;
+    /// use xray_seg::evaluate::LabelScores;
+    /// // Truth, then prediction: one soft-tissue pixel found, one missed, one invented.
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 2], &[0, 1, 2, 1], 3)?;
+    /// let s = LabelScores::from_confusion("arg-max", &cm);
+    /// assert_eq!(s.method, "arg-max");
+    /// assert_eq!(s.accuracy, Some(0.5));
+    /// assert_eq!(s.soft_tissue_recall, 0.5);
+    /// assert_eq!(s.soft_tissue_false_positive_rate, 0.5); // 1 of the 2 other pixels
+    /// assert_eq!(s.confusion_matrix[1], [0, 1, 1]);
+    /// assert_eq!(s.f1_per_class[0], 1.0);
+    /// // Nothing scored: the F1 scores are undefined, not 0.
+    /// let none = LabelScores::from_confusion("empty", &ConfusionMatrix::new(3)?);
+    /// assert!(none.f1_weighted.is_nan() && none.f1_per_class.iter().all(|f| f.is_nan()));
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn from_confusion(method: impl Into<String>, cm: &ConfusionMatrix) -> Self {
         let zd = ZeroDivision::Zero;
         let scored = cm.total() > 0;
@@ -75,6 +94,19 @@ impl LabelScores {
     }
 
     /// A Markdown table of these scores.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::ConfusionMatrix;
+    /// use xray_seg::evaluate::{class_names, LabelScores};
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 2], &[0, 1, 2, 1], 3)?;
+    /// let md = LabelScores::from_confusion("soft-tissue threshold 0.9", &cm).to_markdown(&class_names(3));
+    /// assert!(md.starts_with("## soft-tissue threshold 0.9\n"));
+    /// assert!(md.contains("| accuracy | 0.5000 |"), "{md}");
+    /// assert!(md.contains("| F1 open beam | 1.0000 |"), "{md}");
+    /// assert!(md.contains("| soft-tissue recall | 50.00% |"), "{md}");
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn to_markdown(&self, class_names: &[String]) -> String {
         let pct = |v: f64| format!("{:.2}%", 100.0 * v);
         let mut s = format!("## {}\n\n| metric | value |\n|---|---|\n", self.method);
@@ -398,6 +430,14 @@ pub(crate) fn table_header(first: &str, rest: impl IntoIterator<Item = String>) 
 }
 
 /// The class names for `classes` classes: the project's names for three, else `class k`.
+///
+/// # Examples
+/// ```
+/// use xray_seg::evaluate::class_names;
+/// assert_eq!(class_names(3), xray_seg::CLASS_NAMES);
+/// assert_eq!(class_names(2), ["class 0", "class 1"]);
+/// assert!(class_names(0).is_empty());
+/// ```
 pub fn class_names(classes: usize) -> Vec<String> {
     if classes == CLASS_NAMES.len() {
         CLASS_NAMES.iter().map(|s| s.to_string()).collect()
@@ -411,6 +451,35 @@ pub fn class_names(classes: usize) -> Vec<String> {
 ///
 /// # Errors
 /// A dataset without masks, no indices, loading errors, a threshold outside `[0, 1]`.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xray_data::dataset::{Dataset, DatasetOptions};
+/// use xray_seg::evaluate::{class_names, evaluate_samples};
+/// use xray_seg::predict::Predictor;
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-evaluate-{}", std::process::id()));
+/// xray_data::synth::generate_dataset(&dir, 2, 48, 1)?;
+/// let ds = Dataset::open(&dir, &DatasetOptions::default())?;
+/// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+/// let eval = evaluate_samples(&predictor, &ds, &[0, 1], Some(0.5))?;
+/// assert_eq!(eval.report.class_names, class_names(3));
+/// // Every labelled pixel is scored once (255, "ignore", is not).
+/// let mut labelled = 0;
+/// for i in 0..2 {
+///     let mask = ds.load(i)?.1.expect("synthetic data has masks");
+///     labelled += mask.as_raw().iter().filter(|&&l| l < 3).count() as u64;
+/// }
+/// assert_eq!(eval.argmax.confusion_matrix.iter().flatten().sum::<u64>(), labelled);
+/// let thresholded = eval.thresholded.as_ref().expect("a threshold was given");
+/// assert_eq!(thresholded.method, "soft-tissue threshold 0.5");
+/// assert!(!eval.per_category.is_empty()); // synthetic images have body parts
+/// // Nothing to evaluate, or a threshold outside [0, 1], is an error.
+/// assert!(evaluate_samples(&predictor, &ds, &[], None).is_err());
+/// assert!(evaluate_samples(&predictor, &ds, &[0], Some(1.5)).is_err());
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn evaluate_samples(
     predictor: &Predictor,
     dataset: &Dataset,
@@ -513,6 +582,30 @@ pub fn check_evaluation_out_dir(dir: &Path) -> Result<()> {
 ///
 /// # Errors
 /// File-system or plotting errors.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xray_data::dataset::{Dataset, DatasetOptions};
+/// use xray_seg::evaluate::{evaluate_samples, write_evaluation};
+/// use xray_seg::predict::Predictor;
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-write-eval-{}", std::process::id()));
+/// xray_data::synth::generate_dataset(&dir.join("data"), 1, 32, 1)?;
+/// let ds = Dataset::open(&dir.join("data"), &DatasetOptions::default())?;
+/// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+/// let out = dir.join("report");
+/// write_evaluation(&evaluate_samples(&predictor, &ds, &[0], Some(0.9))?, &out)?;
+/// for file in ["report.json", "report.md", "thresholds.json", "categories.json", "roc.svg"] {
+///     assert!(out.join(file).is_file(), "{file}");
+/// }
+/// // Evaluated again without the threshold: the earlier thresholds.json goes.
+/// write_evaluation(&evaluate_samples(&predictor, &ds, &[0], None)?, &out)?;
+/// assert!(!out.join("thresholds.json").exists());
+/// let md = std::fs::read_to_string(out.join("report.md"))?;
+/// assert!(md.contains("By category"), "{md}");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
     crate::check_out_dir(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
