@@ -30,6 +30,14 @@ pub struct Variant {
 
 impl Variant {
     /// A short name, e.g. `xnet/nearest`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::models::Upsampling;
+    /// use xray_seg::{compare::Variant, train::Arch};
+    /// let v = Variant { arch: Arch::UNet, upsampling: Upsampling::TransposedConv };
+    /// assert_eq!(v.name(), "unet/transposed_conv");
+    /// ```
     pub fn name(&self) -> String {
         format!("{}/{}", self.arch, self.upsampling)
     }
@@ -37,6 +45,24 @@ impl Variant {
 
 /// The default line-up: each family with its own up-sampling, plus the paper's "lego"
 /// alternatives where the decoder allows them.
+///
+/// # Examples
+/// ```
+/// use xnet_model::models::Upsampling;
+/// use xray_seg::{compare::default_variants, train::Arch};
+/// let variants = default_variants();
+/// assert_eq!(variants.len(), 7);
+/// // Every family takes part, and no contestant twice.
+/// for arch in [Arch::XNet, Arch::UNet, Arch::SegNet, Arch::DeepLab] {
+///     assert!(variants.iter().any(|v| v.arch == arch));
+/// }
+/// let mut names: Vec<String> = variants.iter().map(|v| v.name()).collect();
+/// names.sort();
+/// names.dedup();
+/// assert_eq!(names.len(), 7);
+/// assert!(names.contains(&"segnet/index_unpool".to_string()));
+/// assert!(variants.iter().all(|v| v.arch == Arch::SegNet || v.upsampling != Upsampling::IndexUnpool));
+/// ```
 pub fn default_variants() -> Vec<Variant> {
     use Upsampling::*;
     [
@@ -87,6 +113,30 @@ fn f1_by_category(scores: &[CategoryScores]) -> BTreeMap<String, f64> {
 }
 
 /// The table as Markdown.
+///
+/// # Examples
+/// ```
+/// use std::collections::BTreeMap;
+/// use xray_seg::compare::{to_markdown, Row};
+/// let row = Row {
+///     name: "classical baseline (Otsu + field)".into(),
+///     parameters: 0,
+///     gflop_per_image: 0.0,
+///     train_seconds: 0.0,
+///     images_per_second: 52.31,
+///     f1_weighted: 0.81234,
+///     auc_weighted: None,
+///     ece: None,
+///     epochs: 0,
+///     f1_by_category: BTreeMap::from([("hand".to_string(), 0.9), ("knee".to_string(), f64::NAN)]),
+/// };
+/// let md = to_markdown(&[row]);
+/// let line = "| classical baseline (Otsu + field) | 0 | 0.000 | 0 | 0 | 52.3 | 0.8123 | n/a | n/a |";
+/// assert!(md.contains(line), "{md}");
+/// // With categories, a second table: a category without scored pixels reads n/a.
+/// assert!(md.contains("| model | hand | knee |"), "{md}");
+/// assert!(md.contains("| classical baseline (Otsu + field) | 0.9000 | n/a |"), "{md}");
+/// ```
 pub fn to_markdown(rows: &[Row]) -> String {
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let mut s = String::from(
@@ -134,6 +184,45 @@ pub fn to_markdown(rows: &[Row]) -> String {
 ///
 /// # Errors
 /// As [`crate::train::run`].
+///
+/// # Examples
+/// One contestant against the classical baseline, on six synthetic 32×32 images:
+/// ```
+/// use xnet_model::infer::FlipAverage;
+/// use xnet_model::models::Upsampling;
+/// use xray_seg::compare::{run, Variant};
+/// use xray_seg::train::{Arch, TrainJob};
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-compare-{}", std::process::id()));
+/// let job = TrainJob {
+///     run_dir: dir.clone(),
+///     size: 32,
+///     width: 2,
+///     epochs: 1,
+///     batch: 4,
+///     synth_count: 6,
+///     synth_size: 32,
+///     augment: false,
+///     flip_average: FlipAverage::Off,
+///     calibrate: false,
+///     progress: false,
+///     ..TrainJob::default()
+/// };
+/// let xnet = Variant { arch: Arch::XNet, upsampling: Upsampling::Nearest };
+/// let rows = run(&job, &[xnet])?;
+/// assert_eq!(rows.len(), 2);
+/// assert_eq!((rows[0].name.as_str(), rows[0].epochs), ("xnet/nearest", 1));
+/// assert!(rows[0].parameters > 0 && rows[0].ece.is_some());
+/// assert_eq!((rows[1].parameters, rows[1].auc_weighted), (0, None)); // the baseline
+/// assert!(dir.join("xnet-nearest/model.safetensors").is_file());
+/// assert!(dir.join("compare.md").is_file() && dir.join("compare.json").is_file());
+/// // Options are checked before anything is written; k folds are not supported.
+/// let elsewhere = dir.join("refused");
+/// assert!(run(&TrainJob { epochs: 0, run_dir: elsewhere.clone(), ..job.clone() }, &[xnet]).is_err());
+/// assert!(run(&TrainJob { kfold: Some(2), run_dir: elsewhere.clone(), ..job }, &[xnet]).is_err());
+/// assert!(!elsewhere.exists());
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     if job.kfold.is_some() {
         return Err(Error::Invalid(
@@ -212,6 +301,20 @@ fn inference_rate(predictor: &Predictor, ds: &Dataset, indices: &[usize]) -> Res
 
 /// Predicted labels as the confusion matrix can score them: a pixel the prediction left
 /// out (255) where the truth has a class counts as wrong.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::ConfusionMatrix;
+/// use xray_seg::compare::scoreable_prediction;
+/// let truth = [0, 1, 2, 255];
+/// let pred = [0, 255, 2, 255]; // the second pixel was left out
+/// let scored = scoreable_prediction(&truth, &pred, 3);
+/// assert_eq!(scored, [0, 2, 2, 0]); // left out → another class than the truth
+/// let cm = ConfusionMatrix::from_labels(&truth, &scored, 3)?;
+/// assert_eq!(cm.total(), 3); // the ignored truth pixel is not scored
+/// assert_eq!(cm.accuracy(), Some(2.0 / 3.0));
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn scoreable_prediction(truth: &[u8], pred: &[u8], classes: usize) -> Vec<u8> {
     truth
         .iter()
