@@ -85,6 +85,25 @@ impl std::fmt::Display for Arch {
 /// Batch-norm running statistics use PyTorch's momentum 0.1 rather than Keras' 0.01 (the
 /// paper's): a CPU-sized run makes a few hundred optimiser steps, and with 0.01 the
 /// inference-mode statistics would still lag far behind the weights when training stops.
+///
+/// # Examples
+/// ```
+/// use xnet_model::models::Upsampling;
+/// use xnet_model::ModelConfig;
+/// use xray_seg::train::{model_config, Arch};
+/// let ModelConfig::XNet(xnet) = model_config(Arch::XNet, 4, None) else {
+///     panic!("not an XNet");
+/// };
+/// assert_eq!((xnet.base_width, xnet.upsampling), (4, Upsampling::Nearest));
+/// assert_eq!(xnet.batch_norm.momentum, 0.1);
+/// let ModelConfig::UNet(unet) = model_config(Arch::UNet, 4, Some(Upsampling::Bilinear)) else {
+///     panic!("not a U-Net");
+/// };
+/// assert_eq!(unet.upsampling, Upsampling::Bilinear); // the override
+/// // A width of 0 is taken as 1.
+/// assert_eq!(model_config(Arch::DeepLab, 0, None), model_config(Arch::DeepLab, 1, None));
+/// assert!(model_config(Arch::SegNet, 2, None).validate().is_ok());
+/// ```
 pub fn model_config(arch: Arch, width: usize, upsampling: Option<Upsampling>) -> ModelConfig {
     let width = width.max(1);
     let batch_norm = BatchNormSettings {
@@ -283,6 +302,36 @@ impl TrainOutcome {
     /// The line `train` prints for the run (or fold): where it is, its size and split, how
     /// long it trained and its best epoch ("best epoch 12", or "no best epoch" when no epoch
     /// was scored), then the test split's scores.
+    ///
+    /// # Examples
+    /// ```
+    /// use xnet_model::infer::FlipAverage;
+    /// use xray_seg::train::{run, TrainJob};
+    /// let dir = std::env::temp_dir().join(format!("xray-seg-doc-summary-{}", std::process::id()));
+    /// let job = TrainJob {
+    ///     run_dir: dir.clone(),
+    ///     size: 32,
+    ///     width: 2,
+    ///     epochs: 1,
+    ///     batch: 4,
+    ///     synth_count: 6,
+    ///     synth_size: 32,
+    ///     augment: false,
+    ///     flip_average: FlipAverage::Off,
+    ///     calibrate: false,
+    ///     progress: false,
+    ///     overlays: 0,
+    ///     ..TrainJob::default()
+    /// };
+    /// let (outcomes, _) = run(&job)?;
+    /// let o = &outcomes[0];
+    /// let line = o.summary_line();
+    /// let start = format!("{}: {} params, split {:?}, 1 epochs in ", dir.display(), o.parameters, o.split_sizes);
+    /// assert!(line.starts_with(&start), "{line}");
+    /// assert!(line.contains("(best epoch 0); test: "), "{line}");
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
     pub fn summary_line(&self) -> String {
         let r = &self.evaluation.report;
         // A resumed run trained only some of its epochs in this call, and timed only those.
@@ -443,6 +492,22 @@ fn default_l2() -> f64 {
 
 impl RunOptions {
     /// The options of `job`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::path::PathBuf;
+    /// use xray_seg::train::{Arch, RunOptions, TrainJob};
+    /// let job = TrainJob { seed: 7, size: 64, ..TrainJob::default() };
+    /// let options = RunOptions::of(&job);
+    /// assert_eq!((options.seed, options.size, options.model), (7, 64, Arch::XNet));
+    /// // Synthetic data: its count and side are part of the run's identity.
+    /// assert_eq!((options.synth_count, options.synth_size), (Some(160), Some(256)));
+    /// assert_eq!(options.settings.as_ref().map(|s| s.epochs), Some(150));
+    /// // A dataset folder instead (canonicalised where it exists).
+    /// let folder = RunOptions::of(&TrainJob { data: Some("no-such-scans".into()), ..job });
+    /// assert_eq!(folder.data, Some(PathBuf::from("no-such-scans")));
+    /// assert_eq!(folder.synth_count, None);
+    /// ```
     pub fn of(job: &TrainJob) -> Self {
         let synthetic = job.data.is_none();
         RunOptions {
@@ -476,6 +541,23 @@ impl RunOptions {
     /// What a resume with `now` changes in the stored run's [`TrainSettings`], one line per
     /// setting, named as the `train` example's flag; for a run stored without them, one line
     /// saying that this call's apply.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_seg::train::{RunOptions, TrainJob};
+    /// let stored = RunOptions::of(&TrainJob::default());
+    /// let now = RunOptions::of(&TrainJob { epochs: 200, lr: 1e-3, seed: 5, ..TrainJob::default() });
+    /// assert_eq!(
+    ///     stored.setting_changes(&now),
+    ///     ["--epochs: the run has 150, this call 200", "--lr: the run has 0.002, this call 0.001"]
+    /// ); // the seed is no setting: see `differences`
+    /// assert!(stored.setting_changes(&stored).is_empty());
+    /// // A run stored before the settings were recorded gets one line on this call's.
+    /// let old = RunOptions { settings: None, ..stored };
+    /// let lines = old.setting_changes(&now);
+    /// assert_eq!(lines.len(), 1);
+    /// assert!(lines[0].contains("up to 200 epochs, batch 8"), "{}", lines[0]);
+    /// ```
     pub fn setting_changes(&self, now: &RunOptions) -> Vec<String> {
         match (&self.settings, &now.settings) {
             (Some(stored), Some(given)) => [
@@ -513,6 +595,23 @@ impl RunOptions {
 
     /// What differs between the stored options (`self`) and `now`, one line per option,
     /// named as the `train` example's flag.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_seg::train::{Arch, RunOptions, TrainJob};
+    /// let stored = RunOptions::of(&TrainJob::default());
+    /// let now = RunOptions::of(&TrainJob {
+    ///     seed: 2,
+    ///     arch: Arch::UNet,
+    ///     epochs: 10, // a setting, not an option that fixes the run
+    ///     ..TrainJob::default()
+    /// });
+    /// assert_eq!(
+    ///     stored.differences(&now),
+    ///     ["--seed: the run has 1, this call 2", "--model: the run has xnet, this call unet"]
+    /// );
+    /// assert!(stored.differences(&stored).is_empty());
+    /// ```
     pub fn differences(&self, now: &RunOptions) -> Vec<String> {
         fn show<T: std::fmt::Debug>(v: &Option<T>) -> String {
             v.as_ref().map_or("none".into(), |v| format!("{v:?}"))
@@ -569,6 +668,18 @@ impl RunOptions {
 /// (`/` or `\`), an absolute one, or one holding a control character (a newline, a tab,
 /// an escape…), which would make an unreadable folder name and break the log lines that
 /// print it.
+///
+/// # Examples
+/// ```
+/// use xray_seg::{train::check_run_name, Error};
+/// assert!(check_run_name("hip-unet").is_ok());
+/// assert!(check_run_name("run.2").is_ok());
+/// for bad in ["", "  ", ".", "..", "a/b", r"a\b", "/tmp", "two\nlines"] {
+///     assert!(matches!(check_run_name(bad), Err(Error::Invalid(_))), "{bad:?}");
+/// }
+/// let e = check_run_name("../elsewhere").unwrap_err().to_string();
+/// assert!(e.contains("holds a path separator"), "{e}");
+/// ```
 pub fn check_run_name(name: &str) -> Result<()> {
     check_plain_name("run name", name, "hip-unet")
 }
@@ -912,6 +1023,22 @@ fn check_reused_synthetic(ds: &Dataset, job: &TrainJob) -> Result<()> {
 /// # Errors
 /// Dataset errors (named files), generation errors, a reused synthetic data set of another
 /// count or size.
+///
+/// # Examples
+/// ```
+/// use xray_seg::train::{open_dataset, TrainJob};
+/// let run = std::env::temp_dir().join(format!("xray-seg-doc-open-{}", std::process::id()));
+/// let job = TrainJob { run_dir: run.clone(), synth_count: 6, synth_size: 32, ..TrainJob::default() };
+/// let ds = open_dataset(&job)?; // no `data`: generated into <run>/data
+/// assert_eq!((ds.len(), ds.root.clone()), (6, run.join("data")));
+/// assert!(ds.has_masks());
+/// // Opened again it is reused, and must then be the data set the job asks for.
+/// assert_eq!(open_dataset(&job)?.samples, ds.samples);
+/// let e = open_dataset(&TrainJob { synth_count: 8, ..job }).unwrap_err();
+/// assert!(e.to_string().contains("earlier run's synthetic data set"), "{e}");
+/// # std::fs::remove_dir_all(&run).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
     let mut reused = false;
     let root = match &job.data {
@@ -956,6 +1083,30 @@ pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
 ///
 /// # Errors
 /// Splitting errors (too few images, bad k).
+///
+/// # Examples
+/// ```
+/// use std::path::Path;
+/// use xray_seg::train::{plan_splits, TrainJob};
+/// let categories: Vec<String> = ["hand", "knee"].iter().cycle().take(20).map(|c| c.to_string()).collect();
+/// let job = TrainJob { run_dir: "runs/hip".into(), ..TrainJob::default() };
+/// let plan = plan_splits(&job, &categories)?;
+/// assert_eq!(plan.len(), 1);
+/// assert_eq!(plan[0].1, Path::new("runs/hip"));
+/// let s = &plan[0].0;
+/// let mut all: Vec<usize> = s.train.iter().chain(&s.val).chain(&s.test).copied().collect();
+/// all.sort();
+/// assert_eq!(all, (0..20).collect::<Vec<_>>()); // every image in exactly one part
+/// assert_eq!(plan_splits(&job, &categories)?, plan); // drawn from the seed alone
+/// // Three folds: each image is tested in exactly one of them.
+/// let folds = plan_splits(&TrainJob { kfold: Some(3), ..job.clone() }, &categories)?;
+/// assert_eq!(folds[2].1, Path::new("runs/hip/fold-2"));
+/// let mut tested: Vec<usize> = folds.iter().flat_map(|(s, _)| s.test.clone()).collect();
+/// tested.sort();
+/// assert_eq!(tested, (0..20).collect::<Vec<_>>());
+/// assert!(plan_splits(&TrainJob { kfold: Some(30), ..job }, &categories).is_err());
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn plan_splits(job: &TrainJob, categories: &[String]) -> Result<Vec<(Split, PathBuf)>> {
     let mut rng = StdRng::seed_from_u64(job.seed);
     let Some(k) = job.kfold else {
@@ -997,6 +1148,30 @@ pub fn plan_splits(job: &TrainJob, categories: &[String]) -> Result<Vec<(Split, 
 /// # Errors
 /// The loaders' errors naming the file; [`xray_data::DataError::Dataset`] naming the masks
 /// of a split whose every pixel is ignored.
+///
+/// # Examples
+/// ```
+/// use image::{GrayImage, Luma};
+/// use xray_data::dataset::{Dataset, DatasetOptions, Split};
+/// use xray_data::DataError;
+/// use xray_seg::{train::check_splits, Error};
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-check-splits-{}", std::process::id()));
+/// xray_data::synth::generate_dataset(&dir, 3, 32, 1)?;
+/// let ds = Dataset::open(&dir, &DatasetOptions::default())?;
+/// let split = Split { train: vec![0], val: vec![1], test: vec![2] };
+/// check_splits(&ds, [&split])?;
+/// // The test image's mask made all "ignore" (255): nothing left to score.
+/// let mask = ds.samples[2].mask.clone().expect("synthetic data has masks");
+/// GrayImage::from_pixel(32, 32, Luma([255])).save(&mask).expect("mask written");
+/// match check_splits(&ds, [&split]) {
+///     Err(Error::Data(DataError::Dataset { message, .. })) => {
+///         assert!(message.contains("test image(s) label no pixel"), "{message}")
+///     }
+///     other => panic!("expected a dataset error, got {other:?}"),
+/// }
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn check_splits<'a>(ds: &Dataset, splits: impl IntoIterator<Item = &'a Split>) -> Result<()> {
     use rayon::prelude::*;
     let splits: Vec<&Split> = splits.into_iter().collect();
@@ -1078,6 +1253,41 @@ pub fn check_splits<'a>(ds: &Dataset, splits: impl IntoIterator<Item = &'a Split
 /// # Errors
 /// Invalid options, a run directory in use (or nothing to resume, or a resume with other
 /// options), data, model or file-system errors, a non-finite loss.
+///
+/// # Examples
+/// A tiny run on six synthetic 32×32 images, one epoch:
+/// ```
+/// use xnet_model::infer::FlipAverage;
+/// use xray_seg::train::{run, TrainJob, RUN_OPTIONS_FILE};
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-train-run-{}", std::process::id()));
+/// let job = TrainJob {
+///     run_dir: dir.join("run"),
+///     size: 32,
+///     width: 2,
+///     epochs: 1,
+///     batch: 4,
+///     patience: 1,
+///     synth_count: 6,
+///     synth_size: 32,
+///     augment: false,
+///     flip_average: FlipAverage::Off,
+///     calibrate: false,
+///     progress: false,
+///     overlays: 0,
+///     ..TrainJob::default()
+/// };
+/// let (outcomes, kfold) = run(&job)?;
+/// assert!(kfold.is_none()); // one split, no folds
+/// assert_eq!(outcomes[0].split_sizes.iter().sum::<usize>(), 6);
+/// for file in ["model.safetensors", "report.json", "log.jsonl", RUN_OPTIONS_FILE] {
+///     assert!(job.run_dir.join(file).is_file(), "{file}");
+/// }
+/// // The folder now holds a run: a second call must resume it or pick another name.
+/// let e = run(&job).unwrap_err();
+/// assert!(e.to_string().contains("pass --resume"), "{e}");
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> {
     check_job(job)?;
     let options = RunOptions::of(job);
@@ -1194,6 +1404,43 @@ fn inference_metadata(
 ///
 /// # Errors
 /// As [`run`]; also an empty train or validation subset.
+///
+/// # Examples
+/// ```
+/// use xnet_model::infer::FlipAverage;
+/// use xray_data::dataset::Split;
+/// use xray_seg::prepare::Preprocess;
+/// use xray_seg::train::{open_dataset, plan_splits, train_split, TrainJob};
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-train-split-{}", std::process::id()));
+/// let job = TrainJob {
+///     run_dir: dir.clone(),
+///     size: 32,
+///     width: 2,
+///     epochs: 1,
+///     batch: 4,
+///     synth_count: 6,
+///     synth_size: 32,
+///     augment: false,
+///     flip_average: FlipAverage::Off,
+///     calibrate: false,
+///     progress: false,
+///     overlays: 1,
+///     ..TrainJob::default()
+/// };
+/// let ds = open_dataset(&job)?;
+/// let (split, _) = plan_splits(&job, &ds.categories())?.remove(0);
+/// let out = train_split(&job, &ds, &split, &dir.join("xnet"))?;
+/// assert_eq!(out.split_sizes, [split.train.len(), split.val.len(), split.test.len()]);
+/// assert_eq!(out.summary.epochs_run, 1);
+/// assert_eq!(out.predictor.preprocess(), &Preprocess::square(32));
+/// assert!(dir.join("xnet/model.safetensors").is_file() && dir.join("xnet/overlays").is_dir());
+/// // Nothing to train on: refused before any folder is made.
+/// let empty = Split { train: Vec::new(), ..split };
+/// assert!(train_split(&job, &ds, &empty, &dir.join("empty")).is_err());
+/// assert!(!dir.join("empty").exists());
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn train_split(
     job: &TrainJob,
     ds: &Arc<Dataset>,
@@ -1385,6 +1632,27 @@ fn train_checked_split(
 ///
 /// # Errors
 /// Loading, network or file-system errors.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xray_data::dataset::{Dataset, DatasetOptions};
+/// use xray_seg::{predict::Predictor, train::write_overlays};
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-overlays-{}", std::process::id()));
+/// xray_data::synth::generate_dataset(&dir.join("data"), 3, 48, 1)?;
+/// let ds = Dataset::open(&dir.join("data"), &DatasetOptions::default())?;
+/// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+/// write_overlays(&predictor, &ds, &[0, 2], &dir.join("overlays"))?;
+/// // Labels, field mask, field JSON and overlay of each sample, named by its stem.
+/// for stem in ["synth_00000", "synth_00002"] {
+///     for suffix in ["labels.png", "field.png", "field.json", "overlay.png"] {
+///         assert!(dir.join(format!("overlays/{stem}.{suffix}")).is_file());
+///     }
+/// }
+/// assert!(!dir.join("overlays/synth_00001.overlay.png").exists());
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn write_overlays(
     predictor: &Predictor,
     ds: &Dataset,
