@@ -196,6 +196,33 @@ pub fn check_category(pipeline: &Pipeline, category: &str) -> Result<()> {
 /// # Errors
 /// Unreadable or invalid inputs (named), network or post-processing errors, file-system
 /// errors on the outputs.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xray_data::io::save_png16;
+/// use xray_data::synth::{generate_item, PhantomConfig};
+/// use xray_seg::predict::Predictor;
+/// use xray_seg::segment::{segment_file, SegmentOptions};
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-segment-file-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let input = dir.join("knee.png");
+/// save_png16(&input, &generate_item(&PhantomConfig::with_size(64), 1, 0)?.image)?;
+/// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+/// let out = dir.join("out");
+/// let done = segment_file(&predictor, &input, &out, &SegmentOptions::default())?;
+/// assert_eq!((done.stem.as_str(), done.size), ("knee", (64, 64)));
+/// assert_eq!(done.labels, out.join("knee.labels.png"));
+/// assert!(done.labels.is_file() && done.field_json.is_file() && done.overlay.is_file());
+/// assert_eq!(done.label_counts.iter().sum::<u64>(), 64 * 64);
+/// // An input that cannot be read is an error naming it, and leaves no earlier outputs.
+/// std::fs::write(&input, b"not an image")?;
+/// let e = segment_file(&predictor, &input, &out, &SegmentOptions::default()).unwrap_err();
+/// assert!(e.to_string().contains("knee.png"), "{e}");
+/// assert!(!done.labels.exists());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn segment_file(
     predictor: &Predictor,
     input: &Path,
@@ -286,6 +313,42 @@ pub fn input_scale_of(relationship: Option<IntensityRelationship>) -> Option<Inp
 /// holding a path separator), and a constant image (every pixel the same value: min-max
 /// normalisation has nothing to scale, so the network would see a blank input), an
 /// [`Error::Io`] of kind `InvalidData` naming `source`.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use image::Luma;
+/// use xray_data::synth::{generate_item, PhantomConfig};
+/// use xray_data::Radiograph;
+/// use xray_seg::predict::Predictor;
+/// use xray_seg::segment::{segment_image, SegmentOptions};
+/// use xray_seg::Error;
+/// let out = std::env::temp_dir().join(format!("xray-seg-doc-segment-image-{}", std::process::id()));
+/// let image = generate_item(&PhantomConfig::with_size(64), 1, 0)?.image;
+/// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+/// let all = SegmentOptions { probabilities: true, uncertainty: true, ..SegmentOptions::default() };
+/// let done = segment_image(&predictor, &image, "hand", "phantom 0", &out, &all)?;
+/// assert_eq!(done.probabilities.len(), predictor.num_classes());
+/// assert!(done.expected_error.is_some_and(|e| (0.0..=1.0).contains(&e)));
+/// // Again without them: the earlier probability maps are removed with the others kept.
+/// let plain_opts = SegmentOptions::default();
+/// let plain = segment_image(&predictor, &image, "hand", "phantom 0", &out, &plain_opts)?;
+/// assert!(plain.probabilities.is_empty() && plain.uncertainty.is_none());
+/// assert!(!done.probabilities[0].exists() && plain.labels.is_file());
+/// // A stem that would write elsewhere, and a constant image, are refused.
+/// let e = segment_image(&predictor, &image, "../hand", "phantom 0", &out, &plain_opts);
+/// assert!(matches!(e, Err(Error::Invalid(_))));
+/// let flat = Radiograph::from_pixel(32, 32, Luma([7.0]));
+/// match segment_image(&predictor, &flat, "flat", "flat.png", &out, &plain_opts) {
+///     Err(Error::Io { path, source }) => {
+///         assert_eq!(path, std::path::Path::new("flat.png"));
+///         assert_eq!(source.kind(), std::io::ErrorKind::InvalidData);
+///     }
+///     other => panic!("expected an Io error, got {other:?}"),
+/// }
+/// # std::fs::remove_dir_all(&out)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn segment_image(
     predictor: &Predictor,
     image: &Radiograph,
