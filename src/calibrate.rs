@@ -116,6 +116,40 @@ pub fn fit_temperature_on(
 /// # Errors
 /// An unreadable or invalid `config.json`, metadata that is not a JSON object, or a write
 /// error.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xnet_model::infer::FlipAverage;
+/// use xray_metrics::TemperatureFit;
+/// use xray_seg::{calibrate::store_temperature, predict::Predictor};
+/// // A copy of the shipped checkpoint, to store another fit into.
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-store-t-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// for file in ["config.json", "model.safetensors"] {
+///     std::fs::copy(xray_seg::shipped_weights_dir().join(file), dir.join(file))?;
+/// }
+/// let fit = TemperatureFit {
+///     temperature: 1.5,
+///     nll_before: 0.30,
+///     nll_after: 0.25,
+///     ece_before: 0.08,
+///     ece_after: 0.02,
+///     iterations: 7,
+///     pixels: 4096,
+/// };
+/// store_temperature(&dir, &fit, FlipAverage::Off)?;
+/// let predictor = Predictor::load(&dir, &Device::Cpu)?;
+/// assert_eq!(predictor.temperature(), 1.5);
+/// assert_eq!(predictor.flip_average(), FlipAverage::Off);
+/// let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
+/// assert_eq!(config["metadata"]["temperature_fit"]["pixels"], 4096);
+/// assert_eq!(config["metadata"]["preprocess"]["width"], 128); // the rest stays
+/// // No checkpoint there: an error.
+/// assert!(store_temperature(&dir.join("missing"), &fit, FlipAverage::Off).is_err());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn store_temperature(
     checkpoint_path: &Path,
     fit: &TemperatureFit,

@@ -36,6 +36,18 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::Io`] on `path`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::io::{Error as IoError, ErrorKind};
+    /// use std::path::Path;
+    /// use xray_seg::Error;
+    /// let e = Error::io("runs/hip/report.json", IoError::new(ErrorKind::PermissionDenied, "denied"));
+    /// assert_eq!(e.to_string(), "runs/hip/report.json: denied");
+    /// let Error::Io { path, source } = e else { panic!("not an Io error") };
+    /// assert_eq!(path, Path::new("runs/hip/report.json"));
+    /// assert_eq!(source.kind(), ErrorKind::PermissionDenied);
+    /// ```
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -34,6 +34,18 @@ pub const CLASS_NAMES: [&str; 3] = ["open beam", "soft tissue", "bone"];
 
 /// Directory of the shipped CPU-sized XNet checkpoint (`model.safetensors` +
 /// `config.json`), used by `segment` when no `--weights` are given.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xray_seg::predict::Predictor;
+/// let dir = xray_seg::shipped_weights_dir();
+/// assert!(dir.join("model.safetensors").is_file() && dir.join("config.json").is_file());
+/// let predictor = Predictor::load(&dir, &Device::Cpu)?;
+/// assert_eq!(predictor.num_classes(), xray_seg::CLASS_NAMES.len());
+/// assert!(predictor.preprocess_recorded());
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 pub fn shipped_weights_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/weights/xnet-small")
 }
