@@ -300,7 +300,9 @@ fn inference_rate(predictor: &Predictor, ds: &Dataset, indices: &[usize]) -> Res
 }
 
 /// Predicted labels as the confusion matrix can score them: a pixel the prediction left
-/// out (255) where the truth has a class counts as wrong.
+/// out (255) where the truth has a class counts as wrong. The two are read pixel by pixel
+/// together, so the result is as long as the shorter; scoring it against a longer `truth`
+/// is then refused by [`ConfusionMatrix::from_labels`](xray_metrics::ConfusionMatrix::from_labels).
 ///
 /// # Examples
 /// ```

@@ -228,6 +228,14 @@ pub fn resize_probabilities(
             probs.len()
         )));
     }
+    // Checked before the early return for equal sizes, which would otherwise let 0 × n
+    // through as a copy.
+    if from_w == 0 || from_h == 0 || to_w == 0 || to_h == 0 {
+        return Err(Error::Invalid(format!(
+            "probabilities cannot be resized from {from_w} x {from_h} to {to_w} x {to_h}: a \
+             size is zero"
+        )));
+    }
     if (from_w, from_h) == (to_w, to_h) {
         return Ok(probs.to_vec());
     }
@@ -272,6 +280,20 @@ mod tests {
     #[test]
     fn wrong_length_is_an_error() {
         assert!(resize_probabilities(&[0.5; 5], 2, (2, 2), (4, 4)).is_err());
+    }
+
+    /// A zero size is refused either way, also between equal sizes (which returned a copy
+    /// of nothing before the check came first).
+    #[test]
+    fn a_zero_size_is_an_error_even_between_equal_sizes() {
+        for (from, to) in [((0, 3), (0, 3)), ((0, 3), (4, 4)), ((2, 2), (0, 4))] {
+            let len = 2 * from.0 as usize * from.1 as usize;
+            let err = resize_probabilities(&vec![0.5; len], 2, from, to).unwrap_err();
+            assert!(
+                err.to_string().contains("zero"),
+                "{from:?} -> {to:?}: {err}"
+            );
+        }
     }
 
     #[test]
