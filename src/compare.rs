@@ -130,12 +130,15 @@ fn f1_by_category(scores: &[CategoryScores]) -> BTreeMap<String, f64> {
 ///     epochs: 0,
 ///     f1_by_category: BTreeMap::from([("hand".to_string(), 0.9), ("knee".to_string(), f64::NAN)]),
 /// };
-/// let md = to_markdown(&[row]);
+/// let md = to_markdown(std::slice::from_ref(&row));
 /// let line = "| classical baseline (Otsu + field) | 0 | 0.000 | 0 | 0 | 52.3 | 0.8123 | n/a | n/a |";
 /// assert!(md.contains(line), "{md}");
 /// // With categories, a second table: a category without scored pixels reads n/a.
 /// assert!(md.contains("| model | hand | knee |"), "{md}");
 /// assert!(md.contains("| classical baseline (Otsu + field) | 0.9000 | n/a |"), "{md}");
+/// // So does a weighted F1 without any scored pixel in the main table.
+/// let empty = Row { name: "empty".into(), f1_weighted: f64::NAN, ..row };
+/// assert!(to_markdown(&[empty]).contains("| 52.3 | n/a | n/a | n/a |"));
 /// ```
 pub fn to_markdown(rows: &[Row]) -> String {
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
@@ -144,14 +147,15 @@ pub fn to_markdown(rows: &[Row]) -> String {
     );
     for r in rows {
         s += &format!(
-            "| {} | {} | {:.3} | {} | {:.0} | {:.1} | {:.4} | {} | {} |\n",
+            "| {} | {} | {:.3} | {} | {:.0} | {:.1} | {} | {} | {} |\n",
             r.name,
             r.parameters,
             r.gflop_per_image,
             r.epochs,
             r.train_seconds,
             r.images_per_second,
-            r.f1_weighted,
+            // NaN without a scored pixel, shown as the per-category table shows it.
+            opt(Some(r.f1_weighted).filter(|f| f.is_finite())),
             opt(r.auc_weighted),
             opt(r.ece)
         );
