@@ -41,7 +41,8 @@ impl DatasetSource {
     /// Plain, unshuffled batches of `indices` (validation and test).
     ///
     /// # Errors
-    /// [`Error::Invalid`] when `indices` is empty or the dataset has no masks.
+    /// [`Error::Invalid`] when `indices` is empty or names a sample the dataset does not
+    /// hold, the batch size is 0, or the dataset has no masks.
     ///
     /// # Examples
     /// ```
@@ -58,8 +59,13 @@ impl DatasetSource {
     /// let batches = source.epoch_batches(0).collect::<Result<Vec<_>, _>>()?;
     /// assert_eq!((batches[0].n, batches[0].height, batches[0].width), (2, 32, 32));
     /// assert_eq!(batches[1].n, 1);
-    /// // Nothing to draw from, or images without masks, are refused.
-    /// assert!(DatasetSource::plain(ds, vec![], config.clone()).is_err());
+    /// // Nothing to draw from, a sample it does not hold, no batch size, or images without
+    /// // masks, are refused.
+    /// assert!(DatasetSource::plain(ds.clone(), vec![], config.clone()).is_err());
+    /// let e = DatasetSource::plain(ds.clone(), vec![0, 3], config.clone()).unwrap_err();
+    /// assert!(e.to_string().contains("sample 3 asked for"), "{e}");
+    /// let no_batch = Preprocess::square(32).batch_config(0, 0);
+    /// assert!(DatasetSource::plain(ds, vec![0], no_batch).is_err());
     /// std::fs::remove_dir_all(dir.join("masks")).ok();
     /// let unlabelled = Arc::new(Dataset::open(&dir, &DatasetOptions::default())?);
     /// let e = DatasetSource::plain(unlabelled, vec![0], config).unwrap_err();
@@ -71,6 +77,20 @@ impl DatasetSource {
         if indices.is_empty() {
             return Err(Error::Invalid(
                 "a batch source needs at least one sample".into(),
+            ));
+        }
+        // Checked here rather than at the first draw of the first epoch, which named only
+        // the index.
+        if let Some(&bad) = indices.iter().find(|&&i| i >= dataset.len()) {
+            return Err(Error::Invalid(format!(
+                "{}: sample {bad} asked for, but the dataset holds {} images",
+                dataset.root.display(),
+                dataset.len()
+            )));
+        }
+        if config.batch_size == 0 {
+            return Err(Error::Invalid(
+                "a batch source needs a batch size of at least 1".into(),
             ));
         }
         if !dataset.has_masks() {
