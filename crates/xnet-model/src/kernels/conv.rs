@@ -633,7 +633,8 @@ fn path_of(
 ///
 /// # Errors
 /// candle's errors for shapes that do not fit, and an error for a weight whose kernel is
-/// empty (`k = 0`) or whose padding would overflow a `usize`.
+/// empty (`k = 0`) or even (no centred "same" padding), or whose padding would overflow a
+/// `usize`.
 ///
 /// # Examples
 /// ```
@@ -659,6 +660,8 @@ fn path_of(
 ///
 /// let two_channels = Tensor::zeros((4, 2, 3, 3), DType::F32, &dev)?;
 /// assert!(conv2d_reference(&x, &two_channels, None, 1, false).is_err());
+/// let even = Tensor::zeros((4, 3, 2, 2), DType::F32, &dev)?;
+/// assert!(conv2d_reference(&x, &even, None, 1, false).is_err());
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn conv2d_reference(
@@ -670,6 +673,14 @@ pub fn conv2d_reference(
 ) -> CResult<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let k = weight.dim(2)?;
+    // An even kernel has no centre: `dilation·(k−1)/2` would pad one pixel short, and the
+    // output would shrink instead of keeping the input's size (the fast kernel refuses it too).
+    if k % 2 == 0 && k > 0 {
+        candle_core::bail!(
+            "conv2d: the weight {:?} has an even kernel, which has no centred \"same\" padding",
+            weight.shape()
+        );
+    }
     let dilation = effective_dilation(dilation, h, w);
     let Some(pad) = k
         .checked_sub(1)
