@@ -427,3 +427,17 @@ fn a_log_pelvis_with_fine_structure_is_judged_log() {
     let sides = [Side::Top, Side::Right, Side::Bottom];
     assert_finds_the_true_sides(41, 20, BodyPart::Pelvis, true, &sides, 3.0);
 }
+
+/// A lone blade over a thick log hip with every mark of an arm: the default generator's
+/// phantom 163 of seed 202 at 512 × 512 (a log hip view, its right side collimated). The first
+/// look accepts the right blade, but it steps down weakly (contrast 0.20), to a band at 0.45 of
+/// the field's level and 18 working px deep, so `drop_lone_arms` dropped it as an arm cut by
+/// the border, and the looks for a lone blade refused it for support (0.69–0.87 of the line
+/// at the offsets tried, under their 0.9): nothing was found. Its field lies at 0.27 of the range, about 0.6 % of
+/// the top exposure, too dark for an arm (whose field passes 2 % and more), and it steps down
+/// along its whole length, so it is kept as a blade over a thick trunk (2026-12-01, session
+/// 34 (1); docs/postprocessing.md).
+#[test]
+fn a_weak_lone_blade_over_a_thick_log_hip_is_no_arm() {
+    assert_finds_the_true_sides(202, 163, BodyPart::Hip, true, &[Side::Right], 1.5);
+}
