@@ -833,9 +833,10 @@ impl<T: Elem> GradWeightInputs<'_, T> {
     /// The transformed input and gradient of a block (36·(c_in + c_out)·tb elements) stay
     /// near 8 MB, at least one block per part, and the block count a multiple of the
     /// parts. Where that leaves fewer than four blocks per part, one block per part
-    /// instead (measured when the parts were the two threads): each block adds its GEMMs into the thread's whole 36·c_in·c_out accumulator
-    /// (9.4 MB at 512→128), so a few short blocks re-read it for little work, and 625 tiles
-    /// in 5 or 3 blocks kept one of two threads idle for a fifth or a third of the layer.
+    /// instead (measured when the parts were the two threads): each block adds its GEMMs
+    /// into the part's whole 36·c_in·c_out accumulator (9.4 MB at 512→128), so a few short
+    /// blocks re-read it for little work, and 625 tiles in 5 or 3 blocks kept one of two
+    /// threads idle for a fifth or a third of the layer.
     /// XNet 1×200² backward, in-process alternating steps: 2–4 % faster (0.615 against
     /// 0.629 s, 0.656 against 0.681 s); 8×128² (blocks unchanged): 1.707 against 1.704 s,
     /// 1.544 against 1.561 s.
