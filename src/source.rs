@@ -42,7 +42,8 @@ impl DatasetSource {
     ///
     /// # Errors
     /// [`Error::Invalid`] when `indices` is empty or names a sample the dataset does not
-    /// hold, the batch size is 0, or the dataset has no masks.
+    /// hold, or the dataset has no masks; [`Error::Data`] for batch and output sizes that
+    /// [`BatchConfig::validate`](xray_data::dataset::BatchConfig::validate) refuses.
     ///
     /// # Examples
     /// ```
@@ -88,11 +89,7 @@ impl DatasetSource {
                 dataset.len()
             )));
         }
-        if config.batch_size == 0 {
-            return Err(Error::Invalid(
-                "a batch source needs a batch size of at least 1".into(),
-            ));
-        }
+        config.validate()?;
         if !dataset.has_masks() {
             return Err(Error::Invalid(format!(
                 "{}: training and validation need masks/ beside images/",

@@ -69,6 +69,42 @@ impl Default for BatchConfig {
     }
 }
 
+impl BatchConfig {
+    /// Checks the sizes: a batch size and an output size of at least 1, and an output of at
+    /// most [`crate::io::DEFAULT_MAX_PIXELS`] pixels. [`Dataset::batches`] checks them too.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] naming the size that does not fit.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::BatchConfig;
+    /// assert!(BatchConfig::default().validate().is_ok());
+    /// let empty = BatchConfig { batch_size: 0, ..BatchConfig::default() };
+    /// assert!(empty.validate().unwrap_err().to_string().contains("batch_size=0"));
+    /// let huge = BatchConfig { width: 1 << 20, height: 1 << 20, ..BatchConfig::default() };
+    /// assert!(huge.validate().unwrap_err().to_string().contains("exceeds the limit"));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.width == 0 || self.height == 0 {
+            return Err(DataError::InvalidParameter(format!(
+                "batch size and output size must be non-zero, got batch_size={}, {}x{}",
+                self.batch_size, self.width, self.height
+            )));
+        }
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        if pixels > crate::io::DEFAULT_MAX_PIXELS {
+            return Err(DataError::InvalidParameter(format!(
+                "output size {}x{} exceeds the limit of {} pixels",
+                self.width,
+                self.height,
+                crate::io::DEFAULT_MAX_PIXELS
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A batch ready for a network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -227,9 +263,8 @@ impl Dataset {
     /// `(cfg.seed, epoch, draw)`, so batches are reproducible.
     ///
     /// # Errors
-    /// [`DataError::InvalidParameter`] for a zero batch size or output size, an output size
-    /// (`width × height`) above [`crate::io::DEFAULT_MAX_PIXELS`], or a draw index out of
-    /// range. Per-sample errors arrive as `Err` items of the iterator, after
+    /// [`DataError::InvalidParameter`] for sizes [`BatchConfig::validate`] refuses, or a draw
+    /// index out of range. Per-sample errors arrive as `Err` items of the iterator, after
     /// which it ends.
     ///
     /// # Examples
@@ -267,21 +302,7 @@ impl Dataset {
             + Sync
             + 'static,
     {
-        if cfg.batch_size == 0 || cfg.width == 0 || cfg.height == 0 {
-            return Err(DataError::InvalidParameter(format!(
-                "batch size and output size must be non-zero, got batch_size={}, {}x{}",
-                cfg.batch_size, cfg.width, cfg.height
-            )));
-        }
-        let pixels = u64::from(cfg.width) * u64::from(cfg.height);
-        if pixels > crate::io::DEFAULT_MAX_PIXELS {
-            return Err(DataError::InvalidParameter(format!(
-                "output size {}x{} exceeds the limit of {} pixels",
-                cfg.width,
-                cfg.height,
-                crate::io::DEFAULT_MAX_PIXELS
-            )));
-        }
+        cfg.validate()?;
         if let Some(d) = draws.iter().find(|d| d.index >= self.len()) {
             return Err(DataError::InvalidParameter(format!(
                 "draw index {} out of range (dataset has {} samples)",
