@@ -316,7 +316,8 @@ impl ReliabilityBins {
         Ok(())
     }
 
-    /// Adds another accumulator with the same bins.
+    /// Adds another accumulator with the same bins. Counts saturate at `u64::MAX` rather
+    /// than wrap.
     ///
     /// # Errors
     /// [`MetricsError::InvalidConfig`] when `other` has other boundaries (nothing is added).
@@ -332,6 +333,12 @@ impl ReliabilityBins {
     /// assert_eq!(a.total(), 2);
     /// assert!(a.merge(&ReliabilityBins::new(5)?).is_err()); // other boundaries
     /// assert_eq!(a.total(), 2);
+    /// // Merged into itself 70 times: 2 · 2⁷⁰ pixels, held as u64::MAX instead of wrapping.
+    /// for _ in 0..70 {
+    ///     a.merge(&a.clone())?;
+    /// }
+    /// assert_eq!(a.total(), u64::MAX);
+    /// assert!(a.reliability().bins.iter().all(|b| b.accuracy.is_finite()));
     /// # Ok(())
     /// # }
     /// ```
@@ -341,10 +348,12 @@ impl ReliabilityBins {
                 "cannot merge reliability bins with different boundaries".into(),
             ));
         }
+        // Saturating: merging a set into itself again and again doubles its counts, which
+        // would wrap past u64 after 64 rounds (pixels pushed one by one never get there).
         for i in 0..self.count.len() {
-            self.count[i] += other.count[i];
+            self.count[i] = self.count[i].saturating_add(other.count[i]);
             self.sum[i] += other.sum[i];
-            self.hits[i] += other.hits[i];
+            self.hits[i] = self.hits[i].saturating_add(other.hits[i]);
         }
         Ok(())
     }
@@ -365,7 +374,7 @@ impl ReliabilityBins {
     /// # }
     /// ```
     pub fn total(&self) -> u64 {
-        self.count.iter().sum()
+        self.count.iter().fold(0u64, |a, &c| a.saturating_add(c))
     }
 
     /// Mean score over all pixels (the "confidence" for top-1 bins); `None` if empty.
