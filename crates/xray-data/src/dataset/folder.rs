@@ -421,7 +421,9 @@ impl Dataset {
         self.samples.is_empty()
     }
 
-    /// Whether every sample has a mask (a training dataset) rather than none (inference).
+    /// Whether the dataset holds samples and every one has a mask (a training dataset),
+    /// rather than none (inference). A dataset without samples (only a hand-built one:
+    /// [`Dataset::open`] refuses an empty `images/`) has no masks to train or score on.
     ///
     /// # Examples
     /// ```
@@ -435,10 +437,12 @@ impl Dataset {
     /// let masks = names(&["x.png", "y.png"]);
     /// let training = Dataset::from_listing(Path::new("set"), &images, Some(&masks), None, &opts)?;
     /// assert!(training.has_masks());
+    /// let empty = Dataset { samples: Vec::new(), ..training };
+    /// assert!(!empty.has_masks());
     /// # Ok::<(), xray_data::DataError>(())
     /// ```
     pub fn has_masks(&self) -> bool {
-        self.samples.iter().all(|s| s.mask.is_some())
+        !self.samples.is_empty() && self.samples.iter().all(|s| s.mask.is_some())
     }
 
     /// The category of every sample, in sample order; samples without one get `""`.
@@ -531,8 +535,8 @@ impl Dataset {
     /// [`super::ClassStats::median_frequency_weights`] to a weighted loss.
     ///
     /// # Errors
-    /// [`DataError::Dataset`] when the dataset has no masks; the first error of
-    /// [`Dataset::load`].
+    /// [`DataError::Dataset`] when the dataset has no samples or no masks; the first error
+    /// of [`Dataset::load`].
     ///
     /// # Examples
     /// ```
@@ -561,6 +565,9 @@ impl Dataset {
     /// ```
     pub fn class_stats(&self, indices: &[usize]) -> Result<super::ClassStats> {
         use rayon::prelude::*;
+        if self.is_empty() {
+            return Err(ds_err(&self.root, "no samples: nothing to count"));
+        }
         if !self.has_masks() {
             return Err(ds_err(
                 &self.root,
