@@ -17,11 +17,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use xnet_model::infer::FlipAverage;
-use xray_data::dataset::{Dataset, DatasetOptions};
-use xray_data::io::LoadOptions;
+use xray_data::dataset::Dataset;
 use xray_seg::calibrate::{fit_temperature_on, store_temperature};
 use xray_seg::evaluate::{evaluate_samples, write_evaluation};
 use xray_seg::predict::Predictor;
+use xray_seg::train::TrainJob;
 
 #[derive(Parser, Debug)]
 #[command(about = "Evaluate a trained checkpoint on a labelled dataset folder")]
@@ -107,15 +107,13 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     if let Some(flips) = args.flip_average {
         predictor.set_flip_average(flips);
     }
-    let options = DatasetOptions {
-        load: LoadOptions {
-            invert: args.invert,
-            allow_rgb: args.allow_rgb,
-            ..LoadOptions::default()
-        },
-        ..DatasetOptions::default()
+    // Read as `train` reads a dataset folder, so that the same flags mean the same images.
+    let reading = TrainJob {
+        invert: args.invert,
+        allow_rgb: args.allow_rgb,
+        ..TrainJob::default()
     };
-    let ds = Dataset::open(&args.data, &options)?;
+    let ds = Dataset::open(&args.data, &reading.dataset_options())?;
     let indices: Vec<usize> = (0..ds.len()).collect();
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::default_spinner());
