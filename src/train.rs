@@ -17,7 +17,7 @@ use xnet_model::infer::FlipAverage;
 use xnet_model::init::seeded_var_builder;
 use xnet_model::loss::{LossConfig, LossKind};
 use xnet_model::models::{
-    BatchNormSettings, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
+    BatchNormSettings, DeepLabConfig, SegNetConfig, Segmenter, UNetConfig, Upsampling, XNetConfig,
 };
 use xnet_model::optim::{LrSchedule, OptimizerConfig};
 use xnet_model::train::{BatchSource, TrainConfig, TrainSummary, Trainer};
@@ -1296,10 +1296,9 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
     // first, so that a run that fails later (in the split checks) can be resumed with the
     // same options, and not rerun with others over data made for these. A folder of the
     // user's is only checked, so nothing is written until it passes.
-    // A resume records its options (new epochs, say) only once the trainer has taken up
-    // the run: a resume that fails (a damaged `last/`) must leave the record as it was. With
-    // k folds that is once the first fold has resumed; a later fold that fails then leaves
-    // the new options recorded, with the folds before it trained under them.
+    // A resume records its options (new epochs, say) only once every split's (every
+    // fold's) `last/` has been taken up: a resume that fails (a damaged `last/`, of the
+    // third fold say) must leave the record as it was, and train nothing under the new one.
     let synthetic = job.data.is_none();
     if synthetic && !job.resume {
         write_run_options(&job.run_dir, &options)?;
@@ -1307,19 +1306,15 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
     let ds = open_dataset(job)?;
     let plan = plan_splits(job, &ds.categories())?;
     check_splits(&ds, plan.iter().map(|(split, _)| split))?;
-    if !synthetic && !job.resume {
+    if job.resume {
+        check_resumable(job, plan.iter().map(|(_, dir)| dir.as_path()))?;
+    }
+    if !synthetic || job.resume {
         write_run_options(&job.run_dir, &options)?;
     }
-    let mut record_after_resume = job.resume.then_some(&options);
     let mut outcomes = Vec::with_capacity(plan.len());
     for (split, dir) in &plan {
-        outcomes.push(train_checked_split(
-            job,
-            &ds,
-            split,
-            dir,
-            record_after_resume.take(),
-        )?);
+        outcomes.push(train_checked_split(job, &ds, split, dir)?);
     }
     if job.kfold.is_none() {
         return Ok((outcomes, None));
@@ -1398,6 +1393,78 @@ fn inference_metadata(
     m
 }
 
+/// The job's network, its weights drawn from `--seed` (candle's CPU generator has no seed,
+/// so the same seed gives the same initial weights only this way).
+fn build_seeded(job: &TrainJob, config: &ModelConfig) -> Result<(VarMap, Box<dyn Segmenter>)> {
+    let varmap = VarMap::new();
+    let model = config.build(seeded_var_builder(
+        &varmap,
+        job.seed,
+        DType::F32,
+        &job.device,
+    ))?;
+    Ok((varmap, model))
+}
+
+/// The trainer of one split (or fold), saving its checkpoints into `dir`.
+fn split_trainer<'a>(
+    job: &TrainJob,
+    model: &'a dyn Segmenter,
+    varmap: &'a VarMap,
+    dir: &Path,
+    preprocess: &Preprocess,
+) -> Result<Trainer<'a>> {
+    let train_cfg = TrainConfig {
+        epochs: job.epochs,
+        optimizer: OptimizerConfig::adam(job.lr),
+        schedule: LrSchedule::Cosine {
+            t_max: job.epochs,
+            eta_min: job.lr * 0.05,
+        },
+        early_stopping_patience: Some(job.patience.max(1)),
+        progress: job.progress,
+        loss: loss_config(job),
+        ..TrainConfig::default()
+    };
+    Ok(Trainer::new(model, varmap, train_cfg, &job.device)?
+        .with_checkpoint_dir(dir)
+        .with_checkpoint_metadata(inference_metadata(preprocess, job.flip_average)))
+}
+
+/// Loads `dir/last` into `trainer` for a resume, refusing one that would restart over a
+/// trained model or that has trained more epochs than `--epochs` already.
+fn take_up_run(trainer: &mut Trainer<'_>, job: &TrainJob, dir: &Path) -> Result<()> {
+    match trainer.resume()? {
+        None => refuse_restart_over_results(dir),
+        Some(next) if next > job.epochs => Err(Error::Invalid(format!(
+            "{} has trained {next} epochs already, more than --epochs {}: nothing was \
+             trained and its options stay recorded as they were; resume with --epochs above \
+             {next} to train on",
+            dir.display(),
+            job.epochs
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether every split's (every fold's) run in `dirs` can be resumed, checked before any of
+/// them trains: each one's `last/` is loaded as its resume will load it, then dropped. A
+/// resume that fails then fails before it has trained or recorded anything, also when a
+/// later fold's `last/` is the damaged one.
+///
+/// # Errors
+/// The first split's that [`take_up_run`] refuses, naming its folder.
+fn check_resumable<'a>(job: &TrainJob, dirs: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    let config = model_config(job.arch, job.width, job.upsampling);
+    let preprocess = Preprocess::square(job.size);
+    for dir in dirs {
+        let (varmap, model) = build_seeded(job, &config)?;
+        let mut trainer = split_trainer(job, model.as_ref(), &varmap, dir, &preprocess)?;
+        take_up_run(&mut trainer, job, dir)?;
+    }
+    Ok(())
+}
+
 /// Trains on `split.train`, stops early on `split.val`, evaluates the best weights on
 /// `split.test` and writes everything into `dir`. Every image of the split is read and
 /// checked first ([`check_splits`]).
@@ -1449,17 +1516,15 @@ pub fn train_split(
 ) -> Result<TrainOutcome> {
     check_job(job)?;
     check_splits(ds, [split])?;
-    train_checked_split(job, ds, split, dir, None)
+    train_checked_split(job, ds, split, dir)
 }
 
-/// [`train_split`] on a split [`check_splits`] has passed; `record_after_resume`: the
-/// options to write into the run folder once a resume has succeeded.
+/// [`train_split`] on a split [`check_splits`] has passed.
 fn train_checked_split(
     job: &TrainJob,
     ds: &Arc<Dataset>,
     split: &Split,
     dir: &Path,
-    record_after_resume: Option<&RunOptions>,
 ) -> Result<TrainOutcome> {
     if split.train.is_empty() {
         return Err(Error::Invalid(
@@ -1472,14 +1537,7 @@ fn train_checked_split(
     let preprocess = Preprocess::square(job.size);
     preprocess.validate(config.size_multiple())?;
 
-    let varmap = VarMap::new();
-    // Seeded so the same --seed gives the same initial weights (candle's CPU RNG has no seed).
-    let model = config.build(seeded_var_builder(
-        &varmap,
-        job.seed,
-        DType::F32,
-        &job.device,
-    ))?;
+    let (varmap, model) = build_seeded(job, &config)?;
     let parameters = xnet_model::models::count_trainable_parameters(&varmap);
     let augment = if job.augment {
         Some(Augment::from_config(&job.augment_config)?)
@@ -1506,39 +1564,11 @@ fn train_checked_split(
         )?)
     };
 
-    let train_cfg = TrainConfig {
-        epochs: job.epochs,
-        optimizer: OptimizerConfig::adam(job.lr),
-        schedule: LrSchedule::Cosine {
-            t_max: job.epochs,
-            eta_min: job.lr * 0.05,
-        },
-        early_stopping_patience: Some(job.patience.max(1)),
-        progress: job.progress,
-        loss: loss_config(job),
-        ..TrainConfig::default()
-    };
     let started = Instant::now();
     let summary = {
-        let mut trainer = Trainer::new(model.as_ref(), &varmap, train_cfg, &job.device)?
-            .with_checkpoint_dir(dir)
-            .with_checkpoint_metadata(inference_metadata(&preprocess, job.flip_average));
-        let resumed_at = if job.resume { trainer.resume()? } else { None };
-        match resumed_at {
-            None if job.resume => refuse_restart_over_results(dir)?,
-            Some(next) if next > job.epochs => {
-                return Err(Error::Invalid(format!(
-                    "{} has trained {next} epochs already, more than --epochs {}: nothing \
-                     was trained and its options stay recorded as they were; resume with \
-                     --epochs above {next} to train on",
-                    dir.display(),
-                    job.epochs
-                )))
-            }
-            _ => {}
-        }
-        if let Some(options) = record_after_resume {
-            write_run_options(&job.run_dir, options)?;
+        let mut trainer = split_trainer(job, model.as_ref(), &varmap, dir, &preprocess)?;
+        if job.resume {
+            take_up_run(&mut trainer, job, dir)?;
         }
         trainer.fit(
             &mut train_src,

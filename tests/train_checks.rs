@@ -765,6 +765,53 @@ fn a_failed_or_shrinking_resume_leaves_the_run_record_alone() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// With k folds, every fold's `last/` is taken up before any fold trains on: a damaged
+/// second fold fails the resume before the first fold trains a further epoch under the new
+/// options or the record says it did.
+#[test]
+fn a_kfold_resume_with_a_damaged_later_fold_trains_and_records_nothing() {
+    let tmp = temp_dir("train-resume-kfold");
+    let job = TrainJob {
+        kfold: Some(2),
+        synth_count: 8,
+        ..tiny_job(tmp.join("run"))
+    };
+    run(&job).expect("the first run trains both folds");
+    let record = job.run_dir.join(xray_seg::train::RUN_OPTIONS_FILE);
+    let before = std::fs::read(&record).unwrap();
+    let log = |fold: &str| std::fs::read(job.run_dir.join(fold).join("log.jsonl")).unwrap();
+    let first_fold_log = log("fold-0");
+
+    let optimizer = job.run_dir.join("fold-1/last/optimizer.safetensors");
+    let bytes = std::fs::read(&optimizer).unwrap();
+    std::fs::write(&optimizer, &bytes[..bytes.len() / 2]).unwrap();
+    let longer = TrainJob {
+        resume: true,
+        epochs: 2,
+        ..job.clone()
+    };
+    let err = error_of(&longer, "a damaged second fold");
+    assert!(
+        err.contains("fold-1") && err.contains("optimizer.safetensors"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&record).unwrap(), before);
+    assert_eq!(log("fold-0"), first_fold_log, "fold 0 trained on");
+
+    // Mended, both folds train their second epoch and the record says 2.
+    std::fs::write(&optimizer, &bytes).unwrap();
+    let (outcomes, kfold) = run(&longer).expect("the resume trains on");
+    assert_eq!((outcomes.len(), kfold.map(|k| k.folds)), (2, Some(2)));
+    for o in &outcomes {
+        let line = o.summary_line();
+        assert!(line.contains("2 epochs (1 in this call) in"), "{line}");
+    }
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(after["settings"]["epochs"], 2, "{after}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 /// A learning rate that blows the weights up while every step's loss stays finite (1e10:
 /// batch-norm variances overflow) stops the run at the end of the epoch, before such weights
 /// become `best/`; they used to be saved and then failed to load as "corrupt".
