@@ -1,7 +1,7 @@
 //! The networks with the fast kernels (`crate::kernels`, the default) against the same
 //! networks on stock candle ops (`XNET_REFERENCE_KERNELS=1`): eval outputs, train-mode
-//! outputs and every gradient. The tests here flip a process-wide environment variable, so
-//! they hold one lock while they run.
+//! outputs and every gradient. Each test picks the path per call on its own thread
+//! (`kernels::with_kernels`), so they run side by side.
 //!
 //! Gradients are compared in two ways, because the gradient of a ReLU network is not
 //! continuous: an input moved by 3e-5 (relative) moves the exact (f64) XNet gradient by
@@ -20,8 +20,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::sync::Mutex;
 use xnet_model::init::seeded_var_builder;
+use xnet_model::kernels::KernelChoice;
 use xnet_model::models::{SegNetConfig, UNetConfig, Upsampling, XNetConfig};
 use xnet_model::{ModelConfig, Segmenter};
 
@@ -43,20 +43,15 @@ fn scale(a: &Tensor) -> f64 {
     m.max(1.0)
 }
 
-/// Held by every test of this binary: they switch `XNET_REFERENCE_KERNELS`.
-static KERNEL_SWITCH: Mutex<()> = Mutex::new(());
-
-/// Runs `f` with the fast kernels (`reference = false`) or the stock candle path. The caller
-/// holds [`KERNEL_SWITCH`].
+/// Runs `f` with the fast kernels (`reference = false`) or the stock candle path, on this
+/// thread only: the tests of this binary run side by side.
 fn with_kernels<T>(reference: bool, f: impl FnOnce() -> T) -> T {
-    if reference {
-        std::env::set_var("XNET_REFERENCE_KERNELS", "1");
+    let choice = if reference {
+        KernelChoice::Reference
     } else {
-        std::env::remove_var("XNET_REFERENCE_KERNELS");
-    }
-    let out = f();
-    std::env::remove_var("XNET_REFERENCE_KERNELS");
-    out
+        KernelChoice::Fast
+    };
+    xnet_model::kernels::with_kernels(choice, f)
 }
 
 /// Every gradient, flattened to `f64`, by variable name.
@@ -217,7 +212,6 @@ fn compare(cfg: &ModelConfig, seed: u64, affine: Affine) -> Distances {
 
 #[test]
 fn fast_kernels_match_the_reference_path() {
-    let _switch = KERNEL_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     for cfg in &configs() {
         let arch = cfg.arch();
         let mut f32_distances = Vec::new();
@@ -259,7 +253,6 @@ fn fast_kernels_match_the_reference_path() {
 #[test]
 #[ignore = "measurement over eight seeds and two γ/β settings (about 45 s); prints only"]
 fn gradient_accuracy_over_seeds() {
-    let _switch = KERNEL_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     for affine in [Affine::Initial, Affine::Drawn] {
         println!("γ, β {affine:?}; seed arch: f64 fast vs stock | f32 fast vs f64 | f32 stock vs f64 (relative L2 of all gradients)");
         for seed in 1..=8 {

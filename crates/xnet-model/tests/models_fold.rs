@@ -1,13 +1,13 @@
 //! Batch-norm folding: the folded network gives the same eval-mode outputs (within 1e-5) as
 //! the unfolded one on stock candle ops (`XNET_REFERENCE_KERNELS=1`, candle's `BatchNorm`)
 //! and on the fast kernels (which fold on the fly), for every architecture; it folds once,
-//! and refuses to train afterwards. One test in this binary: it flips a process-wide
-//! environment variable.
+//! and refuses to train afterwards.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 mod common;
 use common::{draw_batch_norm_affine, max_abs_diff};
+use xnet_model::kernels::{with_kernels, KernelChoice};
 use xnet_model::models::{
     BatchNormSettings, DeepLabConfig, ModelConfig, SegNetConfig, UNetConfig, XNetConfig,
 };
@@ -57,10 +57,8 @@ fn folded_networks_match_within_1e5() {
             net.forward_t(&x, true).unwrap();
         }
         let x = Tensor::rand(0f32, 1., (2, 1, 16, 16), &Device::Cpu).unwrap();
-        std::env::set_var("XNET_REFERENCE_KERNELS", "1");
-        let before = net.forward_t(&x, false).unwrap();
-        std::env::remove_var("XNET_REFERENCE_KERNELS");
-        let before_fast = net.forward_t(&x, false).unwrap();
+        let before = with_kernels(KernelChoice::Reference, || net.forward_t(&x, false)).unwrap();
+        let before_fast = with_kernels(KernelChoice::Fast, || net.forward_t(&x, false)).unwrap();
         let folded = net.fold_batch_norm().unwrap();
         assert!(folded > 0);
         assert_eq!(

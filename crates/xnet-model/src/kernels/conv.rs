@@ -451,24 +451,92 @@ pub fn conv2d_fast_path(
     path_of(gemm_conv::forward_path, (n, c_in, c_out, h, w, k, dilation))
 }
 
-/// Whether the fast kernels are used where they apply. They are, unless the environment
-/// variable `XNET_REFERENCE_KERNELS` is set to anything but `0` or an empty string, which
-/// forces the stock candle path (the reference the fast path is tested against).
+/// Which kernels the dispatching functions ([`conv2d`], [`upsample_nearest2x`],
+/// [`concat_channels`], the networks' convolution blocks) take, for [`with_kernels`].
+///
+/// [`upsample_nearest2x`]: super::upsample_nearest2x
+/// [`concat_channels`]: super::concat_channels
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The fast kernels wherever they apply (CPU, `f32`/`f64`), whatever the environment.
+    Fast,
+    /// Stock candle operations everywhere: the reference the fast kernels are tested
+    /// against.
+    Reference,
+}
+
+thread_local! {
+    /// The choice of the innermost [`with_kernels`] running on this thread.
+    static KERNEL_CHOICE: std::cell::Cell<Option<KernelChoice>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the dispatching functions called on this thread taking `choice`, instead
+/// of what `XNET_REFERENCE_KERNELS` says ([`fast_kernels_enabled`]); the previous choice is
+/// back when `f` returns or unwinds. Unlike setting the variable, it changes nothing for
+/// other threads, so tests comparing the two paths can run side by side: a network's
+/// forward pass and `backward` dispatch on the calling thread (their kernels then share
+/// out work on rayon's pool, which does not decide anything), but a closure that hands
+/// whole forward passes to other threads takes the choice only where it is made.
 ///
 /// # Examples
 /// ```
-/// use xnet_model::kernels::fast_kernels_enabled;
-/// std::env::set_var("XNET_REFERENCE_KERNELS", "1");
-/// assert!(!fast_kernels_enabled()); // stock candle operations everywhere
-/// for off in ["0", ""] {
-///     std::env::set_var("XNET_REFERENCE_KERNELS", off);
+/// use candle_core::{Device, Tensor};
+/// use xnet_model::kernels::{conv2d, conv2d_reference, fast_kernels_enabled, with_kernels, KernelChoice};
+/// let dev = Device::Cpu;
+/// let x = Tensor::randn(0f32, 1.0, (1, 2, 8, 8), &dev)?;
+/// let w = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev)?;
+/// let stock = with_kernels(KernelChoice::Reference, || {
+///     assert!(!fast_kernels_enabled());
+///     conv2d(&x, &w, None, 1, false)
+/// })?;
+/// let same = conv2d_reference(&x, &w, None, 1, false)?;
+/// let diff = (stock - same)?.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert_eq!(diff, 0.0); // bit for bit the stock path
+/// // Other threads keep their own choice.
+/// with_kernels(KernelChoice::Fast, || {
 ///     assert!(fast_kernels_enabled());
-/// }
-/// std::env::remove_var("XNET_REFERENCE_KERNELS");
-/// assert!(fast_kernels_enabled()); // the default
+///     let other = std::thread::spawn(|| with_kernels(KernelChoice::Reference, fast_kernels_enabled));
+///     assert!(!other.join().unwrap());
+///     assert!(fast_kernels_enabled());
+/// });
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn with_kernels<T>(choice: KernelChoice, f: impl FnOnce() -> T) -> T {
+    /// Puts the enclosing choice back, also when `f` panics.
+    struct Restore(Option<KernelChoice>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = KERNEL_CHOICE.try_with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(KERNEL_CHOICE.with(|c| c.replace(Some(choice))));
+    f()
+}
+
+/// Whether the fast kernels are used where they apply. Inside [`with_kernels`], as it says;
+/// otherwise they are, unless the environment variable `XNET_REFERENCE_KERNELS` is set to
+/// anything but `0` or an empty string, which forces the stock candle path (the reference
+/// the fast path is tested against) for the whole process: set it before the program
+/// starts (`XNET_REFERENCE_KERNELS=1 cargo run ...`), as it is read on every call.
+///
+/// # Examples
+/// ```
+/// use xnet_model::kernels::{fast_kernels_enabled, with_kernels, KernelChoice};
+/// // The default, unless the process was started with XNET_REFERENCE_KERNELS=1.
+/// # if std::env::var_os("XNET_REFERENCE_KERNELS").is_none() {
+/// assert!(fast_kernels_enabled());
+/// # }
+/// assert!(!with_kernels(KernelChoice::Reference, fast_kernels_enabled));
+/// assert!(with_kernels(KernelChoice::Fast, fast_kernels_enabled));
 /// ```
 pub fn fast_kernels_enabled() -> bool {
-    !matches!(std::env::var("XNET_REFERENCE_KERNELS"), Ok(v) if !v.is_empty() && v != "0")
+    match KERNEL_CHOICE.try_with(std::cell::Cell::get).ok().flatten() {
+        Some(choice) => choice == KernelChoice::Fast,
+        None => {
+            !matches!(std::env::var("XNET_REFERENCE_KERNELS"), Ok(v) if !v.is_empty() && v != "0")
+        }
+    }
 }
 
 /// Whether [`conv2d_fast`] can run on these operands: CPU tensors of f32 or f64 and a square
@@ -712,8 +780,7 @@ pub fn conv2d_reference(
 /// # Examples
 /// ```
 /// use candle_core::{DType, Device, Tensor};
-/// use xnet_model::kernels::{conv2d, conv2d_fast, conv2d_reference};
-/// # std::env::remove_var("XNET_REFERENCE_KERNELS"); // the default
+/// use xnet_model::kernels::{conv2d, conv2d_fast, conv2d_reference, with_kernels, KernelChoice};
 /// let dev = Device::Cpu;
 /// let x = Tensor::randn(0f32, 1.0, (1, 2, 8, 8), &dev)?;
 /// let w = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev)?;
@@ -721,7 +788,7 @@ pub fn conv2d_reference(
 ///     (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?.max_all()?.to_scalar::<f32>()
 /// };
 /// // f32 on the CPU: the fast kernel, bit for bit.
-/// let y = conv2d(&x, &w, None, 1, true)?;
+/// let y = with_kernels(KernelChoice::Fast, || conv2d(&x, &w, None, 1, true))?;
 /// assert_eq!(max_diff(&y, &conv2d_fast(&x, &w, None, 1, true)?)?, 0.0);
 /// assert!(y.min_all()?.to_scalar::<f32>()? >= 0.0); // the fused ReLU
 /// // Half precision has no fast kernel: candle's convolution.
@@ -729,9 +796,8 @@ pub fn conv2d_reference(
 /// let yh = conv2d(&xh, &wh, None, 1, true)?;
 /// assert_eq!(max_diff(&yh, &conv2d_reference(&xh, &wh, None, 1, true)?)?, 0.0);
 /// assert!(max_diff(&yh, &y)? < 0.05);
-/// // So does everything with `XNET_REFERENCE_KERNELS=1`.
-/// std::env::set_var("XNET_REFERENCE_KERNELS", "1");
-/// let r = conv2d(&x, &w, None, 1, true)?;
+/// // So does everything with `XNET_REFERENCE_KERNELS=1`, or inside `with_kernels`.
+/// let r = with_kernels(KernelChoice::Reference, || conv2d(&x, &w, None, 1, true))?;
 /// assert_eq!(max_diff(&r, &conv2d_reference(&x, &w, None, 1, true)?)?, 0.0);
 /// assert!(max_diff(&r, &y)? < 1e-5);
 /// # Ok::<(), candle_core::Error>(())

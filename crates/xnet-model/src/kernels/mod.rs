@@ -28,7 +28,8 @@
 //! `upsample_nearest2d`) that the tests compare it with, and the dispatching functions
 //! ([`conv2d`], [`upsample_nearest2x`]) fall back to it off the CPU, for other dtypes, and
 //! whenever the environment variable `XNET_REFERENCE_KERNELS=1` is set
-//! ([`fast_kernels_enabled`]).
+//! ([`fast_kernels_enabled`]) or a thread runs inside
+//! [`with_kernels`]`(`[`KernelChoice::Reference`]`, ..)`.
 //!
 //! CUDA: these kernels are CPU-only on purpose. Every caller in the networks checks
 //! [`fast_conv_supported`], [`fused_batch_norm_supported`] or the device first, so CUDA
@@ -59,7 +60,8 @@ pub use concat::concat_channels;
 pub(crate) use conv::effective_dilation;
 pub use conv::{
     conv2d, conv2d_fast, conv2d_fast_path, conv2d_fast_weight_grad, conv2d_fast_weight_grad_path,
-    conv2d_reference, fast_conv_supported, fast_kernels_enabled, fold_batch_norm, FastConv2d,
+    conv2d_reference, fast_conv_supported, fast_kernels_enabled, fold_batch_norm, with_kernels,
+    FastConv2d, KernelChoice,
 };
 pub use grad_sink::backward;
 pub use upsample::{upsample_nearest2x, upsample_nearest2x_fast};
