@@ -2075,6 +2075,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                         !shallow_beside_bright_field(
                             inside,
                             inside - outside,
+                            BRIGHT_FIELD_LEVEL,
                             DARKEST_LOOK_OUTSIDE_RATIO,
                         )
                     })
@@ -2197,14 +2198,14 @@ const STEP_LOOK_LOG_SPAN: f32 = 7.0;
 /// a few per cent), which the first look always sees. A weaker step there is the body's
 /// outline (a shoulder, an arm), not a blade.
 const STEP_LOOK_OPEN_BEAM: f32 = 0.9;
-/// A step look line whose field just inside receives at least this share of the exposure at
-/// the top of the range must step down to at most [`WEAK_LONE_OUTSIDE_RATIO`] of it (a third
-/// look line to [`DARKEST_LOOK_OUTSIDE_RATIO`]): behind a blade only leakage and scatter
-/// arrive, and only where the field itself is dark (a thick trunk, whose scatter is large
-/// next to its primary) does the band come close to the field's level. A shallower step
-/// beside a bright field is anatomy: an arm cut by the border (whose strip stays at 0.40–0.70
-/// of the level inside, see [`WEAK_LONE_CONTRAST`]), a limb's outline seen through the
-/// presentation mask.
+/// A third look line whose field just inside receives at least this share of the exposure at
+/// the top of the range must step down to at most [`DARKEST_LOOK_OUTSIDE_RATIO`] of it (a step
+/// look line, from [`STEP_LOOK_BRIGHT_FIELD_LEVEL`] on, to [`WEAK_LONE_OUTSIDE_RATIO`]): behind
+/// a blade only leakage and scatter arrive, and only where the field itself is dark (a thick
+/// trunk, whose scatter is large next to its primary) does the band come close to the field's
+/// level. A shallower step beside a bright field is anatomy: an arm cut by the border (whose
+/// strip stays at 0.40–0.70 of the level inside, see [`WEAK_LONE_CONTRAST`]), a limb's
+/// outline seen through the presentation mask.
 const BRIGHT_FIELD_LEVEL: f32 = 0.05;
 /// The third look's largest level just outside a line beside a field above
 /// [`BRIGHT_FIELD_LEVEL`], as a share of the level just inside (linear, range-normalised
@@ -2215,12 +2216,26 @@ const BRIGHT_FIELD_LEVEL: f32 = 0.05;
 /// (tests/collimator.rs).
 const DARKEST_LOOK_OUTSIDE_RATIO: f32 = 0.62;
 
+/// The step look's field level (share of the exposure at the top of the range) from which a
+/// line must step down to at most [`WEAK_LONE_OUTSIDE_RATIO`] of it (see
+/// [`BRIGHT_FIELD_LEVEL`], which it was until 2026-12-01, session 35 (1)). On the fitted synth
+/// samples the blades the step look refused for a shallow step alone (pelvis, hip and chest
+/// views with other edges found) lay beside fields at 5–16 % of the top exposure and stepped
+/// down to 0.44–0.76 of them (the trunk's scatter fills the band next to the edge), while the
+/// lines it refused so that were no blades (upper arms beside chests, a knee's outline on log
+/// output) lay beside fields at 21 % and more (16 % and more on seeds 1001–1006). A tenth,
+/// not more: a step to two thirds of a field at 12 % of the beam stays refused
+/// (tests/collimator.rs, `a_faint_blade_over_a_dense_trunk_is_found_at_the_dark_end`). Under
+/// it the look takes a step to any level, as under [`BRIGHT_FIELD_LEVEL`] before; what keeps
+/// anatomy out there is the step along the whole line at the field's rotation.
+const STEP_LOOK_BRIGHT_FIELD_LEVEL: f32 = 0.1;
+
 /// Whether a step of `step` e-folds down from a field whose exposure just inside is `inside`
 /// (natural log of its share of the top of the range) is too shallow for a blade beside a
-/// field that bright: above [`BRIGHT_FIELD_LEVEL`], the band must fall to at most
-/// `max_ratio` of the field's level.
-fn shallow_beside_bright_field(inside: f32, step: f32, max_ratio: f32) -> bool {
-    inside >= BRIGHT_FIELD_LEVEL.ln() && step < -max_ratio.ln()
+/// field that bright: at `level` (share of the top of the range) or above, the band must
+/// fall to at most `max_ratio` of the field's level.
+fn shallow_beside_bright_field(inside: f32, step: f32, level: f32, max_ratio: f32) -> bool {
+    inside >= level.ln() && step < -max_ratio.ln()
 }
 
 /// Samples across a line at `rho` (working units, inward unit normal `n`) of a working
@@ -2333,7 +2348,7 @@ fn median(mut v: Vec<f32>) -> f32 {
 /// px inside minus outside) is taken when that step is at least [`STEP_LOOK_MIN_STEP`]
 /// e-folds, at least [`STEP_LOOK_MIN_SHARE`] of its stretches show half of it, and it is
 /// not the body's outline, an arm or a limb's outline ([`STEP_LOOK_OPEN_BEAM`],
-/// [`BRIGHT_FIELD_LEVEL`]). Returns (side, line in input coordinates, share).
+/// [`STEP_LOOK_BRIGHT_FIELD_LEVEL`]). Returns (side, line in input coordinates, share).
 fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
     let Some(first) = edges.first() else {
         return Vec::new();
@@ -2397,7 +2412,12 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
         if step >= STEP_LOOK_MIN_STEP
             && share >= STEP_LOOK_MIN_SHARE
             && inside < STEP_LOOK_OPEN_BEAM
-            && !shallow_beside_bright_field(inside_exposure, step, WEAK_LONE_OUTSIDE_RATIO)
+            && !shallow_beside_bright_field(
+                inside_exposure,
+                step,
+                STEP_LOOK_BRIGHT_FIELD_LEVEL,
+                WEAK_LONE_OUTSIDE_RATIO,
+            )
         {
             out.push((side, work.input_line(n, rho), share));
         }
@@ -2922,6 +2942,25 @@ mod tests {
         // The same field stepping to a fifth of itself is a blade.
         let found = step_look_on(&field_with_right_band(300.0, |_| 60.0), false);
         assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn the_step_look_takes_a_shallow_step_beside_a_field_over_a_thick_trunk() {
+        // A field at 6.5 % of the range (under STEP_LOOK_BRIGHT_FIELD_LEVEL, above
+        // BRIGHT_FIELD_LEVEL) stepping down to 0.6 of itself: a blade over a pelvis, hip or
+        // chest whose band the trunk's scatter fills (synth seed 88's pelvis 68).
+        let found = step_look_on(&field_with_right_band(70.0, |_| 42.0), false);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (side, line) = found[0];
+        assert_eq!(side, Side::Right);
+        assert!(line.signed_distance(219.5, 128.0).abs() <= 1.0, "{line:?}");
+        // Log input: a field at 0.6 of the range (about 6 % of the top exposure on the
+        // 7 e-folds) stepping down by 0.42 e-folds (synth seed 606's chest 28).
+        let found = step_look_on(&field_with_right_band(600.0, |_| 540.0), true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        // The same step beside a field at a quarter of the range (an arm beside a chest
+        // lies beside one this bright) is still refused.
+        assert!(step_look_on(&field_with_right_band(250.0, |_| 150.0), false).is_empty());
     }
 
     #[test]
