@@ -2219,11 +2219,13 @@ const DARKEST_LOOK_OUTSIDE_RATIO: f32 = 0.62;
 /// The step look's field level (share of the exposure at the top of the range) from which a
 /// line must step down to at most [`WEAK_LONE_OUTSIDE_RATIO`] of it (see
 /// [`BRIGHT_FIELD_LEVEL`], which it was until 2026-12-01, session 35 (1)). On the fitted synth
-/// samples the blades the step look refused for a shallow step alone (pelvis, hip and chest
-/// views with other edges found) lay beside fields at 5–16 % of the top exposure and stepped
-/// down to 0.44–0.76 of them (the trunk's scatter fills the band next to the edge), while the
-/// lines it refused so that were no blades (upper arms beside chests, a knee's outline on log
-/// output) lay beside fields at 21 % and more (16 % and more on seeds 1001–1006). A tenth,
+/// samples the blades the step look refused for a shallow step alone (pelvis and chest views
+/// with other edges found) stepped down to 0.44–0.76 of their field (the trunk's scatter fills
+/// the band next to the edge); six of them lay beside fields at 5–16 % of the top exposure,
+/// while the lines it refused so that were no blades (upper arms beside chests, a knee's
+/// outline on log output) lay beside fields at 21 % and more (16 % and more on seeds
+/// 1001–1006). The other five lay beside fields at 35–56 %, among the arms, and stay refused.
+/// A tenth,
 /// not more: a step to two thirds of a field at 12 % of the beam stays refused
 /// (tests/collimator.rs, `a_faint_blade_over_a_dense_trunk_is_found_at_the_dark_end`). Under
 /// it the look takes a step to any level, as under [`BRIGHT_FIELD_LEVEL`] before; what keeps
