@@ -269,8 +269,10 @@ pub fn predict_proba(
 /// [`ModelError::InvalidConfig`] for options that do not fit the model
 /// ([`InferenceOptions::validate`]); [`ModelError::InvalidInput`] for a zero dimension,
 /// dimensions whose product overflows `usize`, an `images` length other than
-/// `n × height × width`, or a non-finite value (naming the image and pixel); candle's errors
-/// from the forward pass.
+/// `n × height × width`, or a non-finite value (naming the image and pixel), and for a
+/// network whose output is NaN or infinite (finite weights of a damaged checkpoint, such as
+/// one of 1.7e38, can carry it past the `f32` range; naming the image, class and pixel);
+/// candle's errors from the forward pass.
 ///
 /// # Examples
 /// ```
@@ -352,7 +354,29 @@ pub fn predict_proba_batch(
         let share = 1.0 / flips.len() as f32;
         sum.iter_mut().for_each(|s| *s *= share);
     }
+    check_output_finite(&sum, model.num_classes(), height, width)?;
     Ok(sum)
+}
+
+/// Refuses probabilities that are NaN or infinite. Finite weights can still carry a
+/// network's output past the `f32` range (a damaged or hostile checkpoint holding a weight of
+/// 1.7e38 gave NaN probabilities for every pixel, returned as `Ok`); labels drawn from them
+/// would be meaningless.
+fn check_output_finite(probs: &[f32], classes: usize, height: usize, width: usize) -> Result<()> {
+    let Some(i) = probs.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let plane = (height * width).max(1);
+    let (image, class) = (i / plane / classes.max(1), i / plane % classes.max(1));
+    let pixel = i % plane;
+    Err(ModelError::InvalidInput(format!(
+        "the network's output for image {image} is not finite ({} for class {class} at pixel \
+         (x={}, y={})): its weights, or this input, carry it past the f32 range (a damaged \
+         checkpoint?)",
+        probs[i],
+        pixel % width.max(1),
+        pixel / width.max(1)
+    )))
 }
 
 /// The planes of `data` (`… × height × width`, row-major) mirrored left–right and/or
@@ -876,6 +900,40 @@ fn resize_bilinear(src: &[f32], h: usize, w: usize, nh: usize, nw: usize) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `checkpoint` fuzz target: one weight of 1.7e38 in an otherwise sound
+    /// checkpoint made every probability NaN, and `predict_proba` returned them as `Ok`.
+    #[test]
+    fn non_finite_output_is_refused() {
+        use candle_core::{DType, Device, Tensor};
+        use candle_nn::{VarBuilder, VarMap};
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let cfg = crate::ModelConfig::XNet(crate::models::XNetConfig {
+            base_width: 2,
+            ..Default::default()
+        });
+        let model = cfg
+            .build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+            .unwrap();
+        let (h, w) = (16, 16);
+        let image: Vec<f32> = (0..h * w).map(|i| (i % 13) as f32 / 13.0).collect();
+        let opts = InferenceOptions::default();
+        for var in varmap.all_vars() {
+            var.set(&Tensor::full(0.5f32, var.shape(), &dev).unwrap())
+                .unwrap();
+        }
+        let vars = varmap.data().lock().unwrap();
+        let conv = &vars["conv3.conv.weight"];
+        let mut values = vec![0.5f32; conv.elem_count()];
+        values[0] = 1.7e38;
+        conv.set(&Tensor::from_vec(values, conv.shape(), &dev).unwrap())
+            .unwrap();
+        drop(vars);
+        let e = predict_proba(model.as_ref(), &image, h, w, &opts).unwrap_err();
+        assert!(matches!(e, ModelError::InvalidInput(_)), "{e}");
+        assert!(e.to_string().contains("is not finite"), "{e}");
+    }
     #[test]
     fn ln_and_exp_are_within_a_few_ulps() {
         // ln over (0, 1] and a bit above, spread over every binade.
