@@ -2411,20 +2411,45 @@ fn step_look(work: &Work, edges: &[FieldEdge]) -> Vec<(Side, Line, f32)> {
         } else {
             inside.max(f32::MIN_POSITIVE).ln()
         };
+        let shallow = shallow_beside_bright_field(
+            inside_exposure,
+            step,
+            STEP_LOOK_BRIGHT_FIELD_LEVEL,
+            WEAK_LONE_OUTSIDE_RATIO,
+        );
         if step >= STEP_LOOK_MIN_STEP
             && share >= STEP_LOOK_MIN_SHARE
             && inside < STEP_LOOK_OPEN_BEAM
-            && !shallow_beside_bright_field(
-                inside_exposure,
-                step,
-                STEP_LOOK_BRIGHT_FIELD_LEVEL,
-                WEAK_LONE_OUTSIDE_RATIO,
-            )
+            && (!shallow || blade_over_a_deep_band(work, n, rho, step, best_samples.len()))
         {
             out.push((side, work.input_line(n, rho), share));
         }
     }
     out
+}
+
+/// Whether a step look line at `rho` (inward unit normal `n`, working units) that steps down
+/// by `step` e-folds along `visible` samples, too shallow a step beside a bright field
+/// ([`shallow_beside_bright_field`]), is still a blade: its band is on average at least
+/// [`WEAK_LONE_BAND_DEPTH`] working px deep and the step goes down to at most
+/// [`DARKEST_LOOK_OUTSIDE_RATIO`] of the field's level. The shallow steps beside bright fields
+/// that are no blades are arms cut by the image border, whose strip is narrower (the arm
+/// rule's depth: at most 25 working px on the synth studies), and limbs' outlines on log
+/// output, which step down less (to 0.74–0.78 of the field on the fitted synth samples); blades
+/// over linear chests and pelvises whose band the trunk's scatter fills step down to 0.45–0.47
+/// of fields at 36–44 % of the top exposure over bands 56 working px deep (seed 303's chest
+/// 311, seed 41's pelvis 23; docs/postprocessing.md, session 35 (1)).
+fn blade_over_a_deep_band(work: &Work, n: (f32, f32), rho: f32, step: f32, visible: usize) -> bool {
+    if step < -DARKEST_LOOK_OUTSIDE_RATIO.ln() {
+        return false;
+    }
+    let cand = Cand {
+        phi: n.1.atan2(n.0),
+        rho,
+        turn: 0,
+    };
+    let band: usize = band_rows(work, cand).map(|(_, lo, hi)| hi - lo).sum();
+    band as f32 >= WEAK_LONE_BAND_DEPTH * visible.max(1) as f32
 }
 
 /// Sub-pixel refinement on the full-resolution image (two passes, narrowing the window).
@@ -2960,9 +2985,26 @@ mod tests {
         // 7 e-folds) stepping down by 0.42 e-folds (synth seed 606's chest 28).
         let found = step_look_on(&field_with_right_band(600.0, |_| 540.0), true);
         assert_eq!(found.len(), 1, "{found:?}");
-        // The same step beside a field at a quarter of the range (an arm beside a chest
-        // lies beside one this bright) is still refused.
-        assert!(step_look_on(&field_with_right_band(250.0, |_| 150.0), false).is_empty());
+        // The same step beside a field at a quarter of the range, over a strip 17 px deep
+        // beyond the margin (an arm beside a chest, cut by the border), is still refused.
+        let arm = |x: usize| if x < 236 { 250.0 } else { 150.0 };
+        assert!(step_look_on(&field_with_right_band(250.0, arm), false).is_empty());
+    }
+
+    #[test]
+    fn the_step_look_takes_a_shallow_step_beside_a_bright_field_over_a_deep_band() {
+        // A field at 0.4 of the range stepping down to 0.45 of itself, over a band 33 working
+        // px deep beyond the margin: a blade over a linear chest or pelvis whose band the
+        // trunk's scatter fills (synth seed 303's chest 311, seed 41's pelvis 23).
+        let found = step_look_on(&field_with_right_band(400.0, |_| 180.0), false);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (side, line) = found[0];
+        assert_eq!(side, Side::Right);
+        assert!(line.signed_distance(219.5, 128.0).abs() <= 1.0, "{line:?}");
+        // The same step 20 px from the border (a strip 17 px deep beyond the margin, as an
+        // arm cut by the border leaves): refused.
+        let narrow = |x: usize| if x < 236 { 400.0 } else { 180.0 };
+        assert!(step_look_on(&field_with_right_band(400.0, narrow), false).is_empty());
     }
 
     #[test]
