@@ -96,10 +96,10 @@ fn take_up_run(trainer: &mut Trainer<'_>, job: &TrainJob, dir: &Path) -> Result<
     }
 }
 
-/// Whether every split's (every fold's) run in `dirs` can be resumed, checked before any of
-/// them trains: each one's `last/` is loaded as its resume will load it, then dropped. A
-/// resume that fails then fails before it has trained or recorded anything, also when a
-/// later fold's `last/` is the damaged one.
+/// Checks that every split's (every fold's) run in `dirs` can be resumed, before any of them
+/// trains: each one's `last/` is loaded as its resume will load it, then dropped. A resume
+/// that fails then fails before it has trained or recorded anything, also when a later
+/// fold's `last/` is the damaged one.
 ///
 /// # Errors
 /// The first split's that [`take_up_run`] refuses, naming its folder.
