@@ -1745,6 +1745,22 @@ fn lone_blade_over_a_bright_band(strict: &CollimatorConfig) -> CollimatorConfig 
     }
 }
 
+/// The tests of the look for a lone blade over a band that the trunk's scatter fills (linear
+/// input, run when the looks for a lone blade above found nothing): `strict`
+/// ([`strict_first_edge`]) without the level ceiling `max_outside_level`. Beyond a skin line
+/// the tissue keeps thickening and passes far more of the beam, which that ceiling is there
+/// to refuse; over a thick trunk a blade's band holds the trunk's scatter, above the ceiling
+/// beside a bright field, but flat (the flat-beyond test stays) and under 0.35 of the level
+/// inside (an arm's strip stays at 0.40–0.70 of it, see [`WEAK_LONE_CONTRAST`]). Only lines
+/// over a band at least [`WEAK_LONE_BAND_DEPTH`] deep are taken (see `detect_collimator`): an
+/// arm cut by the border leaves a narrower strip.
+fn lone_blade_over_scatter(strict: &CollimatorConfig) -> CollimatorConfig {
+    CollimatorConfig {
+        max_outside_level: 1.0,
+        ..strict.clone()
+    }
+}
+
 /// The relaxed look's tests (log input; see `detect_collimator`): long, straight and fully
 /// supported lines (`min_support` 0.9, `min_straightness` 0.95) whose band may hold collimated
 /// open beam (no `min_dark_beyond`, `max_bright_share` 0.6, `min_dark_rays` 0.4). A
@@ -2025,6 +2041,19 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
                 let lone = lone_blade_at_the_darkest_end(cfg);
                 lone_blade_look(&mut accepted, dark_work, &lone, |c, v| {
                     v.inside < BRIGHT_FIELD_LEVEL && steps_down_nearly_everywhere(dark_work, c)
+                });
+                rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
+            }
+            // Still nothing on linear input: over a thick trunk the trunk's scatter can fill
+            // the band beyond a lone blade to a level above `max_outside_level` (0.19–0.29 of
+            // the range beside fields at 0.55–0.86 on the fitted synth samples) while the band
+            // stays flat and the level just outside under the lone looks' 0.35 of the level
+            // inside. The strict look's tests are used without the level ceiling, for lines
+            // over a band at least WEAK_LONE_BAND_DEPTH deep (see `lone_blade_over_scatter`).
+            if rotation.is_none() && !log_input {
+                let scatter = lone_blade_over_scatter(&strict);
+                lone_blade_look(&mut accepted, faint_work, &scatter, |_, v| {
+                    v.band_depth >= WEAK_LONE_BAND_DEPTH
                 });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
             }

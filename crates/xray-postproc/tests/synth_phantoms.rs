@@ -402,6 +402,23 @@ fn a_lone_blade_over_a_log_pelvis_with_a_bright_band_is_found() {
     assert_finds_the_true_sides(21, 129, BodyPart::Pelvis, true, &[Side::Right], 1.0);
 }
 
+/// Lone blades over linear trunks whose band the trunk's scatter fills: the default
+/// generator's phantom 244 of seed 303 at 512 × 512 (a linear chest view, its left side
+/// collimated) and phantom 226 of seed 88 (a linear hip view, left, top and bottom
+/// collimated). Their left blades are straight, supported along the whole line, over flat
+/// bands 35 and 49 working px deep whose level just outside is 0.27 and 0.32 of the level
+/// inside, but that level (0.19 and 0.20 of the range) lies over `max_outside_level` (0.15),
+/// so every look refused them and nothing was found. The look for a lone blade over such a
+/// band (the strict tests without that ceiling, over a band at least 30 working px deep)
+/// finds them, and the hip's left blade gives the rotation for its top and bottom ones
+/// (2026-12-01, session 35 (2); docs/postprocessing.md).
+#[test]
+fn lone_blades_over_a_band_filled_by_scatter_are_found() {
+    assert_finds_the_true_sides(303, 244, BodyPart::Chest, false, &[Side::Left], 1.0);
+    let sides = [Side::Left, Side::Top, Side::Bottom];
+    assert_finds_the_true_sides(88, 226, BodyPart::Hip, false, &sides, 1.0);
+}
+
 /// An upper arm beside an uncollimated log chest: the default generator's phantom 36 of seed
 /// 31 at 512 × 512 (a log chest view without collimation). The arm's edge along the top of
 /// the image, with open beam just inside it, passed every test of the first look for a top
