@@ -1786,17 +1786,20 @@ fn relaxed_band_look(cfg: &CollimatorConfig) -> CollimatorConfig {
 const LONE_LOG_FIELD_LEVEL: f32 = 0.5;
 
 /// The look for a lone blade on `work` with `tests`: every side's candidates are replaced by
-/// its accepted lines whose band is deep enough ([`LONE_EDGE_BAND_DEPTH`]), that are visible
+/// its accepted lines among `peaks` (its Hough peaks on `work`, in [`Side::ALL`] order, see
+/// [`side_peaks`]) whose band is deep enough ([`LONE_EDGE_BAND_DEPTH`]), that are visible
 /// along enough of their side ([`LONE_EDGE_VISIBLE_SHARE`]) and that `keep` keeps.
 fn lone_blade_look(
     accepted: &mut [(Side, Vec<(Cand, Verdict)>)],
     work: &Work,
+    peaks: &[Vec<Cand>],
     tests: &CollimatorConfig,
     keep: impl Fn(Cand, &Verdict) -> bool,
 ) {
-    for (side, found) in accepted.iter_mut() {
-        *found = accepted_candidates(work, *side, tests, |_| true)
-            .into_iter()
+    for ((side, found), peaks) in accepted.iter_mut().zip(peaks) {
+        *found = peaks
+            .iter()
+            .filter_map(|&peak| near_peak(work, peak, *side, tests))
             .filter(|(c, v)| {
                 v.band_depth >= LONE_EDGE_BAND_DEPTH
                     && v.visible_share >= LONE_EDGE_VISIBLE_SHARE
@@ -1804,6 +1807,16 @@ fn lone_blade_look(
             })
             .collect();
     }
+}
+
+/// Every side's Hough peaks on `work` ([`hough_side`]), in [`Side::ALL`] order: computed once
+/// for the looks for a lone blade that share a working image (they depend only on
+/// `min_contrast` and `max_angle_deg`, which those looks' tests keep).
+fn side_peaks(work: &Work, cfg: &CollimatorConfig) -> Vec<Vec<Cand>> {
+    Side::ALL
+        .iter()
+        .map(|&side| hough_side(work, side, cfg))
+        .collect()
 }
 
 /// Whether `cand` steps down along at least [`LONE_BRIGHT_BAND_STEPPING_SHARE`] of its line:
@@ -2012,7 +2025,10 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
         if let Some(spread) = cfg.rotation_spread_deg {
             let faint_work = faint.insert(build_work(&down, cfg, FAINT_LOG_OFFSET));
             let strict = strict_first_edge(cfg);
-            lone_blade_look(&mut accepted, faint_work, &strict, |_, _| true);
+            let faint_peaks = side_peaks(faint_work, &strict);
+            lone_blade_look(&mut accepted, faint_work, &faint_peaks, &strict, |_, _| {
+                true
+            });
             rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
             // Still nothing: a lone blade over a thick trunk whose band holds collimated open
             // beam (the beam beside the body, passed by the blade's leakage), brighter than
@@ -2023,7 +2039,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             // `lone_blade_over_a_bright_band`).
             if rotation.is_none() {
                 let loose = lone_blade_over_a_bright_band(&strict);
-                lone_blade_look(&mut accepted, faint_work, &loose, |c, v| {
+                lone_blade_look(&mut accepted, faint_work, &faint_peaks, &loose, |c, v| {
                     v.inside < STEP_LOOK_OPEN_BEAM && steps_down_nearly_everywhere(faint_work, c)
                 });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
@@ -2039,7 +2055,8 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             if rotation.is_none() && !log_input {
                 let dark_work = darkest.insert(darkest_work(&down, cfg));
                 let lone = lone_blade_at_the_darkest_end(cfg);
-                lone_blade_look(&mut accepted, dark_work, &lone, |c, v| {
+                let dark_peaks = side_peaks(dark_work, &lone);
+                lone_blade_look(&mut accepted, dark_work, &dark_peaks, &lone, |c, v| {
                     v.inside < BRIGHT_FIELD_LEVEL && steps_down_nearly_everywhere(dark_work, c)
                 });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
@@ -2052,7 +2069,7 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             // over a band at least WEAK_LONE_BAND_DEPTH deep (see `lone_blade_over_scatter`).
             if rotation.is_none() && !log_input {
                 let scatter = lone_blade_over_scatter(&strict);
-                lone_blade_look(&mut accepted, faint_work, &scatter, |_, v| {
+                lone_blade_look(&mut accepted, faint_work, &faint_peaks, &scatter, |_, v| {
                     v.band_depth >= WEAK_LONE_BAND_DEPTH
                 });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
@@ -2066,7 +2083,9 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             // without collimation lie beside brighter ones) and stepping down along nearly
             // their whole length.
             if rotation.is_none() && log_input {
-                lone_blade_look(&mut accepted, &work, &relaxed_band_look(cfg), |c, v| {
+                let relaxed = relaxed_band_look(cfg);
+                let peaks = side_peaks(&work, &relaxed);
+                lone_blade_look(&mut accepted, &work, &peaks, &relaxed, |c, v| {
                     v.inside < LONE_LOG_FIELD_LEVEL && steps_down_nearly_everywhere(&work, c)
                 });
                 rotation = field_rotation(&accepted, spread).map(|r| (r, spread));
