@@ -1786,18 +1786,24 @@ fn relaxed_band_look(cfg: &CollimatorConfig) -> CollimatorConfig {
 const LONE_LOG_FIELD_LEVEL: f32 = 0.5;
 
 /// The look for a lone blade on `work` with `tests`: every side's candidates are replaced by
-/// its accepted lines among `peaks` (its Hough peaks on `work`, in [`Side::ALL`] order, see
-/// [`side_peaks`]) whose band is deep enough ([`LONE_EDGE_BAND_DEPTH`]), that are visible
-/// along enough of their side ([`LONE_EDGE_VISIBLE_SHARE`]) and that `keep` keeps.
+/// its accepted lines among `peaks` (its Hough peaks on `work`, see [`side_peaks`]) whose
+/// band is deep enough ([`LONE_EDGE_BAND_DEPTH`]), that are visible along enough of their side
+/// ([`LONE_EDGE_VISIBLE_SHARE`]) and that `keep` keeps.
 fn lone_blade_look(
     accepted: &mut [(Side, Vec<(Cand, Verdict)>)],
     work: &Work,
-    peaks: &[Vec<Cand>],
+    peaks: &SidePeaks,
     tests: &CollimatorConfig,
     keep: impl Fn(Cand, &Verdict) -> bool,
 ) {
-    for ((side, found), peaks) in accepted.iter_mut().zip(peaks) {
+    // Peaks shared between looks must be the ones these tests' Hough search would give.
+    debug_assert!(
+        peaks.searched_as(tests),
+        "Hough peaks shared with a look of other search settings"
+    );
+    for (side, found) in accepted.iter_mut() {
         *found = peaks
+            .of(*side)
             .iter()
             .filter_map(|&peak| near_peak(work, peak, *side, tests))
             .filter(|(c, v)| {
@@ -1809,14 +1815,39 @@ fn lone_blade_look(
     }
 }
 
-/// Every side's Hough peaks on `work` ([`hough_side`]), in [`Side::ALL`] order: computed once
-/// for the looks for a lone blade that share a working image (they depend only on
-/// `min_contrast` and `max_angle_deg`, which those looks' tests keep).
-fn side_peaks(work: &Work, cfg: &CollimatorConfig) -> Vec<Vec<Cand>> {
-    Side::ALL
-        .iter()
-        .map(|&side| hough_side(work, side, cfg))
-        .collect()
+/// Every side's Hough peaks on one working image, in [`Side::ALL`] order, with the two
+/// settings they depend on ([`hough_side`] reads only `min_contrast` and `max_angle_deg`).
+struct SidePeaks {
+    sides: Vec<Vec<Cand>>,
+    min_contrast: f32,
+    max_angle_deg: f32,
+}
+
+impl SidePeaks {
+    /// Whether `tests`' Hough search gives these peaks: the looks for a lone blade that share
+    /// a working image relax other tests, never these two.
+    fn searched_as(&self, tests: &CollimatorConfig) -> bool {
+        self.min_contrast == tests.min_contrast && self.max_angle_deg == tests.max_angle_deg
+    }
+
+    /// The peaks of `side`.
+    fn of(&self, side: Side) -> &[Cand] {
+        let i = Side::ALL.iter().position(|&s| s == side).unwrap_or(0);
+        &self.sides[i]
+    }
+}
+
+/// Every side's Hough peaks on `work` ([`hough_side`]): computed once for the looks for a
+/// lone blade that share a working image.
+fn side_peaks(work: &Work, cfg: &CollimatorConfig) -> SidePeaks {
+    SidePeaks {
+        sides: Side::ALL
+            .iter()
+            .map(|&side| hough_side(work, side, cfg))
+            .collect(),
+        min_contrast: cfg.min_contrast,
+        max_angle_deg: cfg.max_angle_deg,
+    }
 }
 
 /// Whether `cand` steps down along at least [`LONE_BRIGHT_BAND_STEPPING_SHARE`] of its line:
