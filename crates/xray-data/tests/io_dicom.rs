@@ -919,3 +919,67 @@ fn bits_outside_bits_stored_are_masked_and_counted() {
     let (_, info) = load_image_with_info(&png, &LoadOptions::default()).unwrap();
     assert_eq!(info.pixels_beyond_bits_stored, 0);
 }
+
+/// Native little-endian pixel data is read in place (no decoder copy); the decoder still
+/// reads every other layout. Both must give the same pixels and the same count of words
+/// with stray bits, frame by frame, for 8- and 16-bit words, signed values, a shifted
+/// HighBit and a rescale.
+#[test]
+fn native_pixel_data_read_in_place_matches_the_decoder() {
+    // 16 bits allocated, 12 stored at bits 2-13, signed, three frames of 2 x 3; some words
+    // carry bits outside the stored ones (one a sign extension, which does not count).
+    let mut words: Vec<u16> = (0..18u16).map(|i| ((i * 977) % 4096) << 2).collect();
+    words[4] |= 1; // a bit below the stored ones
+    words[7] = 0xFFFC; // -1, its sign repeated above HighBit: not stray
+    words[9] = 0x4000 | 4; // +1 with a bit above HighBit
+    let strays = [1, 1, 0];
+    let mut wide = Raw::new(2, 3, &words);
+    wide.frames = Some("3");
+    wide.bits_stored = 12;
+    wide.high_bit = 13;
+    wide.signed = true;
+    wide.slope = Some("0.5");
+    wide.intercept = Some("-3");
+    // 8 bits allocated and stored, two frames of 3 x 2, MONOCHROME2 (mirrored on loading).
+    let mut narrow = Raw::new(3, 2, &[]);
+    narrow.frames = Some("2");
+    narrow.bits_allocated = 8;
+    narrow.bits_stored = 8;
+    narrow.high_bit = 7;
+    narrow.photometric = "MONOCHROME2";
+    narrow.pixels = (0..12u8).map(|i| i.wrapping_mul(23)).collect();
+    for (name, raw, frames) in [("16-bit", &wide, 3u32), ("8-bit", &narrow, 2)] {
+        let plain = raw.bytes();
+        for frame in 0..frames {
+            let opts = LoadOptions {
+                frame,
+                ..LoadOptions::default()
+            };
+            let reference = decode_dicom(&plain, &opts).unwrap();
+            let expected_strays = if raw.bits_allocated == 16 {
+                strays[frame as usize]
+            } else {
+                0
+            };
+            assert_eq!(
+                reference.pixels_beyond_bits_stored, expected_strays,
+                "{name}, frame {frame}"
+            );
+            for uid in [
+                uids::IMPLICIT_VR_LITTLE_ENDIAN,
+                uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+                // Explicit VR big endian: retired, but still in old archives; read by the
+                // decoder.
+                "1.2.840.10008.1.2.2",
+            ] {
+                let other = decode_dicom(&transcode(&plain, uid), &opts).unwrap();
+                assert_eq!(other.transfer_syntax, uid);
+                assert_eq!(other.image, reference.image, "{name}, frame {frame}, {uid}");
+                assert_eq!(
+                    other.pixels_beyond_bits_stored, reference.pixels_beyond_bits_stored,
+                    "{name}, frame {frame}, {uid}"
+                );
+            }
+        }
+    }
+}

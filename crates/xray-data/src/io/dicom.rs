@@ -160,6 +160,111 @@ impl StrayBits {
     }
 }
 
+/// The uncompressed little-endian transfer syntaxes (implicit VR, explicit VR, and explicit
+/// VR deflated, which the parser has inflated by the time the pixel data is read): their
+/// pixel data is the frames' words as they are, so [`native_frame`] can read a frame in place.
+const NATIVE_LITTLE_ENDIAN: [&str; 3] = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+];
+
+/// One frame of native pixel data, borrowed from the parsed object.
+enum NativeFrame<'a> {
+    /// Little-endian words of `BitsAllocated` bits (one byte or two per pixel).
+    Bytes(&'a [u8]),
+    /// 16-bit words the parser has already read as numbers.
+    Words(&'a [u16]),
+}
+
+/// Frame `frame` of `pixels` pixels, read in place from native little-endian pixel data, or
+/// `None` where the pixel-data decoder must do it (compressed or big-endian data, a value
+/// of another kind, a frame past the data's end: the decoder then says what is wrong).
+/// Going through the decoder copies the frame into a buffer of its own first, which for a
+/// 2000 × 2000 image cost more than the conversion to `f32` (docs/performance.md, "Data I/O").
+fn native_frame(
+    obj: &DefaultDicomObject,
+    pixels: usize,
+    bits_allocated: u32,
+    frame: u32,
+) -> Option<NativeFrame<'_>> {
+    use dicom_core::PrimitiveValue;
+    let syntax = obj.meta().transfer_syntax().trim_end_matches('\0');
+    if !NATIVE_LITTLE_ENDIAN.contains(&syntax) {
+        return None;
+    }
+    let value = obj.element(tags::PIXEL_DATA).ok()?.value().primitive()?;
+    let frame = usize::try_from(frame).ok()?;
+    match (value, bits_allocated) {
+        (PrimitiveValue::U8(bytes), 8 | 16) => {
+            let len = pixels.checked_mul(bits_allocated as usize / 8)?;
+            let start = frame.checked_mul(len)?;
+            bytes
+                .get(start..start.checked_add(len)?)
+                .map(NativeFrame::Bytes)
+        }
+        (PrimitiveValue::U16(words), 16) => {
+            let start = frame.checked_mul(pixels)?;
+            words
+                .get(start..start.checked_add(pixels)?)
+                .map(NativeFrame::Words)
+        }
+        _ => None,
+    }
+}
+
+/// Every stored word's value (after the bit shift, sign, inversion and rescale) and whether
+/// it holds stray bits, worked out once for each of the `2^BitsAllocated` words, so that
+/// converting a frame is one lookup a pixel.
+struct WordTable {
+    /// `value[word]`: the word's pixel value.
+    value: Vec<f32>,
+    /// `stray[word]`: [`StrayBits::holds`] for the word.
+    stray: Vec<bool>,
+    /// Bytes a word: 1 or 2.
+    word_bytes: usize,
+}
+
+impl WordTable {
+    fn new(bits_allocated: u32, convert: impl Fn(u32) -> f32, beyond: &StrayBits) -> Self {
+        let words = 0..1u32 << bits_allocated;
+        WordTable {
+            value: words.clone().map(convert).collect(),
+            stray: words.map(|w| beyond.holds(w)).collect(),
+            word_bytes: if bits_allocated == 8 { 1 } else { 2 },
+        }
+    }
+
+    /// The first `pixels` little-endian words of `raw` (fewer if it is shorter: the
+    /// image's size check then refuses the result), and how many hold stray bits.
+    fn convert_bytes(&self, raw: &[u8], pixels: usize) -> (Vec<f32>, u64) {
+        if self.word_bytes == 1 {
+            self.convert(raw.iter().take(pixels).map(|&b| usize::from(b)))
+        } else {
+            self.convert(
+                raw.chunks_exact(2)
+                    .take(pixels)
+                    .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]]))),
+            )
+        }
+    }
+
+    /// 16-bit words already read as numbers, and how many hold stray bits.
+    fn convert_words(&self, words: &[u16]) -> (Vec<f32>, u64) {
+        self.convert(words.iter().map(|&w| usize::from(w)))
+    }
+
+    fn convert(&self, words: impl ExactSizeIterator<Item = usize>) -> (Vec<f32>, u64) {
+        let mut data = Vec::with_capacity(words.len());
+        let mut stray = 0u64;
+        for w in words {
+            data.push(self.value[w]);
+            stray += u64::from(self.stray[w]);
+        }
+        (data, stray)
+    }
+}
+
 /// Loads a DICOM file (with or without preamble) into a [`DicomImage`].
 ///
 /// Supports MONOCHROME1/MONOCHROME2, BitsStored 8 to 16 (signed or unsigned), Rescale
@@ -635,26 +740,6 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
     check_native_length(path, &obj, rows, cols, bits_allocated, frames)?;
     check_codestream_header(path, &obj, rows, cols)?;
     check_rle_segments(path, &obj, rows, cols, bits_allocated, opts.frame)?;
-    let decoded = catch_unwind_quietly(|| obj.decode_pixel_data_frame(opts.frame))
-        .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
-        .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;
-    if decoded.rows() != rows || decoded.columns() != cols {
-        return Err(derr(
-            path,
-            format!(
-                "decoded frame is {}x{}, header says {cols}x{rows}",
-                decoded.columns(),
-                decoded.rows()
-            ),
-        ));
-    }
-    let raw = decoded.frame_data(0).map_err(|e| {
-        derr(
-            path,
-            format!("pixel data too short for frame {}: {e}", opts.frame),
-        )
-    })?;
-
     let bits = bits_stored as u32;
     let shift = (high_bit + 1 - bits_stored) as u32;
     let mask: u32 = (1u32 << bits) - 1;
@@ -675,29 +760,41 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         }
         (slope * v as f64 + intercept) as f32
     };
-    let n = rows as usize * cols as usize;
-    let words: Box<dyn Iterator<Item = u32> + '_> = if bits_allocated == 8 {
-        Box::new(raw.iter().take(n).map(|&b| u32::from(b)))
-    } else {
-        Box::new(
-            raw.chunks_exact(2)
-                .take(n)
-                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))),
-        )
-    };
     let beyond = StrayBits::new(
         bits_allocated as u32,
         bits_stored as u32,
         high_bit as u32,
         signed,
     );
-    let mut pixels_beyond_bits_stored = 0u64;
-    let data: Vec<f32> = words
-        .map(|word| {
-            pixels_beyond_bits_stored += u64::from(beyond.holds(word));
-            convert(word)
-        })
-        .collect();
+    let table = WordTable::new(bits_allocated as u32, convert, &beyond);
+    let n = rows as usize * cols as usize;
+    let (data, pixels_beyond_bits_stored) =
+        match native_frame(&obj, n, bits_allocated as u32, opts.frame) {
+            Some(NativeFrame::Bytes(raw)) => table.convert_bytes(raw, n),
+            Some(NativeFrame::Words(words)) => table.convert_words(words),
+            None => {
+                let decoded = catch_unwind_quietly(|| obj.decode_pixel_data_frame(opts.frame))
+                    .map_err(|_| derr(path, "the pixel-data decoder panicked on this file"))?
+                    .map_err(|e| derr(path, format!("cannot decode pixel data: {e}")))?;
+                if decoded.rows() != rows || decoded.columns() != cols {
+                    return Err(derr(
+                        path,
+                        format!(
+                            "decoded frame is {}x{}, header says {cols}x{rows}",
+                            decoded.columns(),
+                            decoded.rows()
+                        ),
+                    ));
+                }
+                let raw = decoded.frame_data(0).map_err(|e| {
+                    derr(
+                        path,
+                        format!("pixel data too short for frame {}: {e}", opts.frame),
+                    )
+                })?;
+                table.convert_bytes(raw, n)
+            }
+        };
     check_finite(path, cols, &data)?;
     let image = to_radiograph(path, "DICOM", cols, rows, data)?;
     Ok(DicomImage {
