@@ -9,7 +9,7 @@
 //!   sequences (a 60 kB file) overflowed the thread's stack, which aborts the whole process
 //!   and cannot be caught.
 //!
-//! [`check_structure`] refuses such files first, reading only headers, the way the parser
+//! [`walk_structure`] refuses such files first, reading only headers, the way the parser
 //! will: a value that claims more bytes than the file has left (the parser would fail on it
 //! anyway, once it had allocated the buffer), or sequences nested deeper than
 //! [`MAX_NESTING`]. Where the parser itself would stop (the file ends inside a header, a
@@ -54,21 +54,22 @@ const SHORT_VRS: [&[u8; 2]; 21] = [
     b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 ];
 
-/// Checks the declared value lengths and the sequence nesting of a whole DICOM file (with or
-/// without its 128-byte preamble). `Err` holds the reason, for a decoding error's message.
-///
-/// The walk reads the file as dicom-rs 0.10 does: the meta group as long as its group length
-/// says, element headers by the transfer syntax (an unknown explicit VR as UN with a 32-bit
-/// length; implicit VRs from the standard dictionary), a sequence for VR SQ or any undefined
-/// length, fragments for encapsulated pixel data.
+/// [`walk_structure`] without the cut's offset, for the tests.
 #[cfg(test)]
 pub(crate) fn check_structure(bytes: &[u8]) -> Result<(), String> {
     walk_structure(bytes).map(|_| ())
 }
 
-/// [`check_structure`], also giving the byte offset at which the file ends inside an element
-/// header, if it does: a file cut short there still parses (the parser stops at the cut), and
-/// a required attribute is then missing, which alone would not say the file is truncated.
+/// Checks the declared value lengths and the sequence nesting of a whole DICOM file (with or
+/// without its 128-byte preamble). `Err` holds the reason, for a decoding error's message;
+/// `Ok` the byte offset at which the file ends inside an element header, if it does: a file
+/// cut short there still parses (the parser stops at the cut), and a required attribute is
+/// then missing, which alone would not say the file is truncated.
+///
+/// The walk reads the file as dicom-rs 0.10 does: the meta group as long as its group length
+/// says, element headers by the transfer syntax (an unknown explicit VR as UN with a 32-bit
+/// length; implicit VRs from the standard dictionary), a sequence for VR SQ or any undefined
+/// length, fragments for encapsulated pixel data.
 pub(crate) fn walk_structure(bytes: &[u8]) -> Result<Option<usize>, String> {
     let cut = std::cell::Cell::new(None);
     walk(bytes, &cut)?;
