@@ -15,7 +15,7 @@ pub const DEFAULT_SUM_TOLERANCE: f64 = 1e-3;
 /// [`crate::torch_bin_boundaries`]) and binned AUC ([`crate::AucMethod::Binned`],
 /// [`crate::BinnedAuc::new`]). A million bins already resolve probabilities to 10⁻⁶, far finer
 /// than any evaluation needs; a larger count is refused with
-/// [`MetricsError::InvalidConfig`](crate::MetricsError::InvalidConfig) before anything is
+/// [`MetricsError::InvalidConfig`] before anything is
 /// allocated (2³³ bins would ask for tens of GB, `usize::MAX` overflowed).
 pub const MAX_BINS: usize = 1_000_000;
 
