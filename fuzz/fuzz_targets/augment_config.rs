@@ -6,24 +6,9 @@
 //! label, or a constant border's `mask_value` named in the config.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rand::SeedableRng;
-use xray_data::augment::{Border, Pipeline, PipelineConfig, TransformSpec};
-use xray_data::{Mask, Radiograph, IGNORE_LABEL};
+use xray_data::augment::PipelineConfig;
 
-fn border_labels(spec: &TransformSpec, out: &mut Vec<u8>) {
-    let border = match spec {
-        TransformSpec::Affine(t) => t.border,
-        TransformSpec::Elastic(t) => t.border,
-        TransformSpec::OneOf { choices } => {
-            choices.iter().for_each(|c| border_labels(c, out));
-            return;
-        }
-        _ => return,
-    };
-    if let Border::Constant { mask_value, .. } = border {
-        out.push(mask_value);
-    }
-}
+mod augment_check;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -32,31 +17,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cfg) = PipelineConfig::from_json(text) else {
         return;
     };
-    let _ = cfg.check_mask_labels(3);
-    let Ok(pipeline) = Pipeline::from_config(&cfg) else {
-        return;
-    };
-    let mut allowed = vec![0u8, 1, 2, IGNORE_LABEL];
-    cfg.steps
-        .iter()
-        .for_each(|s| border_labels(&s.transform, &mut allowed));
-    let (w, h) = (24u32, 20u32);
-    for seed in [0u64, data.len() as u64] {
-        let mut image = Radiograph::from_fn(w, h, |x, y| {
-            image::Luma([(x * 97 + y * 31) as f32 % 1000.0 + 20.0])
-        });
-        let mut mask = Mask::from_fn(w, h, |x, y| image::Luma([((x / 5 + y / 7) % 3) as u8]));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        if pipeline.apply(&mut image, &mut mask, &mut rng).is_err() {
-            continue;
-        }
-        assert_eq!(image.dimensions(), (w, h));
-        assert_eq!(mask.dimensions(), (w, h));
-        for &v in image.as_raw() {
-            assert!(v.is_finite(), "non-finite pixel {v}");
-        }
-        for &l in mask.as_raw() {
-            assert!(allowed.contains(&l), "mask label {l} not in {allowed:?}");
-        }
-    }
+    augment_check::check_config(&cfg, data.len() as u64);
 });

@@ -10,7 +10,12 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     // Sections separated by NUL: image names, mask names (optional), categories.csv (optional).
     let mut parts = text.split('\0');
-    let images: Vec<String> = parts.next().unwrap_or("").lines().map(String::from).collect();
+    let images: Vec<String> = parts
+        .next()
+        .unwrap_or("")
+        .lines()
+        .map(String::from)
+        .collect();
     let masks: Option<Vec<String>> = parts.next().map(|s| s.lines().map(String::from).collect());
     let csv = parts.next();
     let _ = parse_categories(&text, Path::new("categories.csv"));
@@ -27,6 +32,12 @@ fuzz_target!(|data: &[u8]| {
     for w in ds.samples.windows(2) {
         assert!(w[0].stem < w[1].stem, "stems not unique and sorted");
     }
-    assert!(ds.samples.iter().all(|s| s.mask.is_some() == masks.is_some()));
-    assert!(ds.samples.iter().all(|s| s.category.is_some() == csv.is_some()));
+    assert!(ds
+        .samples
+        .iter()
+        .all(|s| s.mask.is_some() == masks.is_some()));
+    assert!(ds
+        .samples
+        .iter()
+        .all(|s| s.category.is_some() == csv.is_some()));
 });

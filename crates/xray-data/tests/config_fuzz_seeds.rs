@@ -1,5 +1,5 @@
-//! Writes the seed corpora of the `augment_config` and `phantom_config` cargo-fuzz targets
-//! in `fuzz/` (ignored by default):
+//! Writes the seed corpora of the `augment_config`, `augment_config_toml` and
+//! `phantom_config` cargo-fuzz targets in `fuzz/` (ignored by default):
 //! `cargo test -p xray-data --test config_fuzz_seeds -- --ignored`.
 
 use std::fs;
@@ -19,7 +19,7 @@ fn corpus(target: &str) -> PathBuf {
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand before fuzzing"]
 fn write_augment_seeds() {
-    let dir = corpus("augment_config");
+    let (json_dir, toml_dir) = (corpus("augment_config"), corpus("augment_config_toml"));
     let step = |transform| StepConfig { p: 1.0, transform };
     let every = PipelineConfig {
         steps: vec![
@@ -56,7 +56,10 @@ fn write_augment_seeds() {
         Pipeline::from_config(cfg).unwrap_or_else(|e| panic!("seed {i}: {e}"));
         let json = serde_json::to_string_pretty(cfg).unwrap();
         assert_eq!(&PipelineConfig::from_json(&json).unwrap(), cfg, "seed {i}");
-        fs::write(dir.join(format!("seed{i}.json")), json).unwrap();
+        fs::write(json_dir.join(format!("seed{i}.json")), json).unwrap();
+        let toml = toml::to_string(cfg).unwrap_or_else(|e| panic!("seed {i} as TOML: {e}"));
+        assert_eq!(&PipelineConfig::from_toml(&toml).unwrap(), cfg, "seed {i}");
+        fs::write(toml_dir.join(format!("seed{i}.toml")), toml).unwrap();
     }
 }
 
