@@ -15,6 +15,7 @@ use xray_data::dataset::{BatchConfig, Dataset, DatasetOptions, Draw};
 use xray_data::io::{
     load_image, save_dicom, save_mask, save_png16, DicomWriteOptions, LoadOptions,
 };
+use xray_data::normalize::value_range;
 use xray_data::resize::{resize, resize_mask, Filter};
 use xray_data::{Mask, Radiograph};
 
@@ -75,6 +76,13 @@ fn benches(c: &mut Criterion) {
             b.iter(|| black_box(load_image(&p, &opts).unwrap()))
         });
     }
+    g.finish();
+
+    // The range scan every min-max normalisation and `segment`'s constant-image check make.
+    let mut g = c.benchmark_group("scan_2000x2000");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(u64::from(SIZE * SIZE)));
+    g.bench_function("value_range", |b| b.iter(|| black_box(value_range(&img))));
     g.finish();
 
     let mut g = c.benchmark_group("resize_2000_to_200");

@@ -363,3 +363,51 @@ fn non_finite_pixels_are_refused_at_their_position() {
         }
     }
 }
+
+/// `value_range` runs sixteen lanes; it must give what a plain fold over the finite values
+/// gives for every length (the lanes' remainder included), wherever NaN and ±∞ fall, and
+/// `None` when nothing is finite.
+#[test]
+fn value_range_matches_a_plain_fold_over_the_finite_values() {
+    let plain = |v: &[f32]| {
+        let (lo, hi) = v
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        (lo <= hi).then_some((lo, hi))
+    };
+    // A fixed pseudo-random sequence (an LCG), so the test needs no generator.
+    let mut state = 12345u32;
+    let mut next = move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        state
+    };
+    for len in 1..70u32 {
+        for round in 0..6 {
+            let values: Vec<f32> = (0..len)
+                .map(|_| match next() % 23 {
+                    0 if round > 0 => f32::NAN,
+                    1 if round > 1 => f32::INFINITY,
+                    2 if round > 1 => f32::NEG_INFINITY,
+                    3 => f32::MAX,
+                    4 => -f32::MAX,
+                    5 => f32::MIN_POSITIVE / 4.0, // subnormal
+                    r => (next() % 20_000) as f32 / 7.0 - 1000.0 + r as f32,
+                })
+                .collect();
+            let img = Radiograph::from_raw(len, 1, values.clone()).unwrap();
+            assert_eq!(value_range(&img), plain(&values), "{values:?}");
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let img = Radiograph::from_raw(len, 1, vec![bad; len as usize]).unwrap();
+            assert_eq!(value_range(&img), None, "{len} × {bad}");
+        }
+        // One finite value among non-finite ones, in every position of a lane.
+        let mut values = vec![f32::NAN; len as usize];
+        values[(len as usize - 1) / 2] = -3.25;
+        let img = Radiograph::from_raw(len, 1, values).unwrap();
+        assert_eq!(value_range(&img), Some((-3.25, -3.25)));
+    }
+}
