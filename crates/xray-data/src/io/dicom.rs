@@ -254,13 +254,11 @@ impl WordTable {
         self.convert(words.iter().map(|&w| usize::from(w)))
     }
 
-    fn convert(&self, words: impl ExactSizeIterator<Item = usize>) -> (Vec<f32>, u64) {
-        let mut data = Vec::with_capacity(words.len());
-        let mut stray = 0u64;
-        for w in words {
-            data.push(self.value[w]);
-            stray += u64::from(self.stray[w]);
-        }
+    /// Two passes over the words, the lookup and the count of stray ones: apart, each
+    /// loop is simple enough to run without a capacity check a pixel.
+    fn convert(&self, words: impl ExactSizeIterator<Item = usize> + Clone) -> (Vec<f32>, u64) {
+        let data = words.clone().map(|w| self.value[w]).collect();
+        let stray = words.filter(|&w| self.stray[w]).count() as u64;
         (data, stray)
     }
 }
