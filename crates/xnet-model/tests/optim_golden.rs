@@ -146,6 +146,115 @@ fn optimizer_state_round_trips() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The `run_weights` fuzz target's finding: `load_state` restored moments that no step can
+/// run with (a negative `exp_avg_sq`, whose square root is NaN; NaN or infinite moments) and
+/// step counts that are no count (NaN, negative, fractional: cast to `u64` as 0 or truncated),
+/// and a step of another shape failed with candle's error, naming no file. Each is refused,
+/// naming the file and the tensor, and the optimiser keeps its state.
+#[test]
+fn damaged_optimizer_state_is_refused() {
+    use candle_core::DType;
+    use std::collections::HashMap;
+    let g = golden();
+    let p0 = vec_of(&g["p0"]);
+    let grads: Vec<Vec<f64>> = g["grads"].as_array().unwrap().iter().map(vec_of).collect();
+    let dir = std::env::temp_dir().join(format!("xnet-optim-damaged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("optimizer.safetensors");
+    let dev = Device::Cpu;
+    for name in ["adam", "rmsprop_centered_momentum"] {
+        let p = Var::from_slice(&p0, p0.len(), &dev).unwrap();
+        let mut opt = Optimizer::new(config_for(name), vec![("p".into(), p.clone())]).unwrap();
+        for gr in &grads[..2] {
+            opt.step(&grads_for(&p, gr)).unwrap();
+        }
+        let good = opt.state_tensors().unwrap();
+        let squared = if name == "adam" {
+            "exp_avg_sq"
+        } else {
+            "square_avg"
+        };
+        let with_value = |key: &str, i: usize, v: f64| {
+            let mut t = good.clone();
+            let mut values = t[key]
+                .to_dtype(DType::F64)
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            values[i] = v;
+            t.insert(key.into(), Tensor::new(values, &dev).unwrap());
+            t
+        };
+        let with_step = |step: Tensor| {
+            let mut t = good.clone();
+            t.insert("p/step".into(), step);
+            t
+        };
+        let first_moment = if name == "adam" {
+            "p/exp_avg"
+        } else {
+            "p/grad_avg"
+        };
+        let cases: Vec<(String, HashMap<String, Tensor>, &str)> = vec![
+            (
+                format!("negative {squared}"),
+                with_value(&format!("p/{squared}"), 3, -1e-3),
+                "negative",
+            ),
+            (
+                format!("NaN in {first_moment}"),
+                with_value(first_moment, 0, f64::NAN),
+                "NaN",
+            ),
+            (
+                format!("infinite {squared}"),
+                with_value(&format!("p/{squared}"), 5, f64::INFINITY),
+                "inf",
+            ),
+            (
+                "NaN step".into(),
+                with_step(Tensor::new(f64::NAN, &dev).unwrap()),
+                "step",
+            ),
+            (
+                "negative step".into(),
+                with_step(Tensor::new(-1f64, &dev).unwrap()),
+                "step",
+            ),
+            (
+                "fractional step".into(),
+                with_step(Tensor::new(1.5f64, &dev).unwrap()),
+                "step",
+            ),
+            (
+                "step of shape [2]".into(),
+                with_step(Tensor::new(&[2f64, 2.], &dev).unwrap()),
+                "step",
+            ),
+        ];
+        for (what, tensors, says) in cases {
+            candle_core::safetensors::save(&tensors, &path).unwrap();
+            let q = Var::from_slice(&p0, p0.len(), &dev).unwrap();
+            let mut resumed = Optimizer::new(config_for(name), vec![("p".into(), q)]).unwrap();
+            let e = match resumed.load_state(&path, &dev) {
+                Ok(()) => panic!("{name}: {what} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                e.contains(&path.display().to_string()) && e.contains("`p/") && e.contains(says),
+                "{name}, {what}: {e}"
+            );
+            assert_eq!(resumed.steps(), 0, "{name}, {what}: state restored in part");
+        }
+        candle_core::safetensors::save(&good, &path).unwrap();
+        let q = Var::from_slice(&p0, p0.len(), &dev).unwrap();
+        let mut resumed = Optimizer::new(config_for(name), vec![("p".into(), q)]).unwrap();
+        resumed.load_state(&path, &dev).unwrap();
+        assert_eq!(resumed.steps(), 2);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn schedules_match_torch() {
     let g = golden();

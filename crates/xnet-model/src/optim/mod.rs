@@ -558,13 +558,22 @@ impl Optimizer {
 
     /// Restores state written by [`Optimizer::save_state`] for the same variables. A state
     /// tensor whose shape does not match its variable, or a variable whose step count is
-    /// missing, is an error naming it.
+    /// missing, is an error naming it, as is a damaged value no update can run with: a step
+    /// count that is not a single whole number ≥ 0, a state value that is NaN or infinite
+    /// (in the variable's dtype), or a negative squared average (`exp_avg_sq`,
+    /// `square_avg`, whose square root the update takes). Errors name the file; on an error
+    /// the optimiser's state is left as it was.
     pub fn load_state(&mut self, path: &Path, device: &Device) -> Result<()> {
         let tensors =
             candle_core::safetensors::load(path, device).map_err(|e| ModelError::Safetensors {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+        let damaged = |tensor: &str, message: String| ModelError::WeightValue {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            message: format!("{message}; the optimiser state is damaged"),
+        };
         let mut restored = Vec::with_capacity(self.params.len());
         for p in &self.params {
             let step_key = format!("{}/step", p.name);
@@ -574,9 +583,24 @@ impl Optimizer {
                     path: path.to_path_buf(),
                     missing: vec![step_key.clone()],
                     unexpected: vec![],
-                })?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
+                })?;
+            if step.rank() != 0 {
+                return Err(damaged(
+                    &step_key,
+                    format!(
+                        "a step count is one number, the file holds shape {:?}",
+                        step.dims()
+                    ),
+                ));
+            }
+            let step = step.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            // `as u64` would read NaN and negatives as 0 and cut fractions silently.
+            if !(step.is_finite() && step >= 0.0 && step.fract() == 0.0 && step < 2f64.powi(64)) {
+                return Err(damaged(
+                    &step_key,
+                    format!("step count {step} is not a whole number ≥ 0"),
+                ));
+            }
             let mut state = HashMap::new();
             for key in [
                 "exp_avg",
@@ -595,7 +619,23 @@ impl Optimizer {
                             found: t.dims().to_vec(),
                         });
                     }
-                    state.insert(key, t.to_dtype(p.var.dtype())?);
+                    let t = t.to_dtype(p.var.dtype())?;
+                    let values = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                        return Err(damaged(
+                            &name,
+                            format!("value {v} at index {i} is not finite"),
+                        ));
+                    }
+                    if key == "exp_avg_sq" || key == "square_avg" {
+                        if let Some((i, v)) = values.iter().enumerate().find(|(_, &v)| v < 0.0) {
+                            return Err(damaged(
+                                &name,
+                                format!("value {v} at index {i} is negative (a squared average)"),
+                            ));
+                        }
+                    }
+                    state.insert(key, t);
                 }
             }
             restored.push((step as u64, state));
