@@ -787,7 +787,10 @@ fn a_dark_half_of_the_image_is_anatomy_not_a_band_by_default() {
 /// A log-processed 256 × 256 image (values `1000 + 1000·L`, `L` in log units of the range):
 /// open beam at `L = 1`, a body at 0.75 (from column 8, its inner outline a diagonal,
 /// `x − 8 < y − 28`, too steep for any side's blade), and three blades that each take
-/// 0.5 off (a corner under two, 1.0): left of column 30, above row 30 and right of column 225, each with a penumbra of
+/// 0.5 off (a corner under two collimated once, as the synth generator does: a blade's
+/// transmission depends on the distance to the field; until 2026-12-01 the corners took 1.0
+/// off, which `drop_crossed_bands` reads as the neighbouring blade's step running on into the
+/// band): left of column 30, above row 30 and right of column 225, each with a penumbra of
 /// about a pixel and a little noise. Beyond the left edge the band over the body (0.25) gives
 /// way, towards the border, to collimated open beam (0.5): every ray from the edge to the
 /// border rises by half the edge's step.
@@ -803,7 +806,7 @@ fn log_band_with_collimated_open_beam(rng: &mut StdRng) -> Vec<f32> {
                 1.0
             };
             let shut = |d: f32| 0.5 * (1.0 - edge(d));
-            let l = under - shut(x - 29.5) - shut(y - 29.5) - shut(225.5 - x);
+            let l = under - shut(x - 29.5).max(shut(y - 29.5)).max(shut(225.5 - x));
             let u: f32 = rng.random_range(-1.0..1.0);
             1000.0 + 1000.0 * l + 4.0 * u
         })
@@ -969,4 +972,47 @@ fn edge_contrast_is_the_exposure_step_in_e_folds_whichever_edge() {
     // A band at the floor steps down much further, on the same scale.
     let top = c.edge(Side::Top).unwrap().contrast;
     assert!(top > left + 2.0, "top {top}, left {left}");
+}
+
+/// A linear 256 × 256 chest-like field: open beam (1000) with a dense body (a quarter of the
+/// beam) in the middle, top and bottom blades (leakage 2 %) above row 40 and from row 220,
+/// and left of column 25 either a third blade (`arm` false: the same flat leakage, the
+/// corners collimated once, as a blade's transmission depends on the distance to the field)
+/// or a thick upper arm along the border passing a tenth of the beam, flat (`arm` true),
+/// which the top and bottom blades collimate like the rest of the field.
+fn field_beside_a_strip(arm: bool) -> Vec<f32> {
+    let (w, h) = (256usize, 256usize);
+    (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f32, (i / w) as f32);
+            let (dx, dy) = ((x - 130.0) / 70.0, (y - 130.0) / 70.0);
+            let body = if dx * dx + dy * dy < 1.0 { 0.25 } else { 1.0 };
+            let strip = x < 25.0;
+            let collimated = !(40.0..220.0).contains(&y) || (strip && !arm);
+            let arm = if strip && arm { 0.1 } else { 1.0 };
+            1000.0 * body * arm * if collimated { 0.02 } else { 1.0 }
+        })
+        .collect()
+}
+
+#[test]
+fn a_strip_the_neighbouring_blades_collimate_is_no_band() {
+    let cfg = linear();
+    let sides = |img: &[f32]| -> Vec<Side> {
+        let c = detect_collimator(&Plane::new(img, 256, 256).unwrap(), &cfg).unwrap();
+        c.edges.iter().map(|e| e.side).collect()
+    };
+    // The blade's band is dark along its whole length, the top and bottom blades' steps end
+    // where it begins: three edges.
+    assert_eq!(
+        sides(&field_beside_a_strip(false)),
+        [Side::Left, Side::Top, Side::Bottom]
+    );
+    // The arm steps down to a flat strip as a blade with 10 % leakage would, and lies at the
+    // field's rotation; but the top and bottom blades' steps run on across it, by more than
+    // the arm's own step: it is exposed field, not a band.
+    assert_eq!(
+        sides(&field_beside_a_strip(true)),
+        [Side::Top, Side::Bottom]
+    );
 }

@@ -41,7 +41,9 @@ pub(super) struct Verdict {
     pub(super) support: f32,
 }
 
-const MARGIN: f32 = 3.0;
+/// How far (working px) beyond a candidate line its band begins (the band the dark-band tests
+/// judge; [`band_rows`]).
+pub(super) const MARGIN: f32 = 3.0;
 /// How far (working px) on either side of a candidate line its steepest step is looked for.
 const STEEP_REACH: i32 = 4;
 /// Least number of working pixels in a collimated band.

@@ -35,6 +35,7 @@
 //! - `darkest_look.rs`: the third look, at the darkest end (linear input);
 //! - `relaxed_look.rs`: the relaxed look at the band (log input);
 //! - `step_look.rs`: the last look, a step along the field's rotation, and the stepping share;
+//! - `crossed_bands.rs`: dropping a found edge whose band a neighbouring edge's step crosses;
 //! - `refine.rs`: the sub-pixel refinement on the full-resolution image;
 //! - `input_scale.rs`: whether the input is log-processed, judged from its noise.
 
@@ -46,6 +47,7 @@ use crate::probs::{check_labels, Plane};
 use crate::threshold::IGNORE;
 
 mod config;
+mod crossed_bands;
 mod darkest_look;
 mod hough;
 mod input_scale;
@@ -61,6 +63,7 @@ mod work;
 pub use config::{CollimatorConfig, InputScale};
 pub(crate) use work::gaussian_smooth;
 
+use crossed_bands::drop_crossed_bands;
 use darkest_look::{darkest_look, darkest_work, BRIGHT_FIELD_LEVEL, DARKEST_LOOK_OUTSIDE_RATIO};
 use hough::{accepted_candidates, search_empty_sides};
 use input_scale::looks_log;
@@ -856,6 +859,12 @@ pub fn detect_collimator(img: &Plane, cfg: &CollimatorConfig) -> Result<Collimat
             });
         }
         out.edges.sort_by_key(|e| e.side.index());
+    }
+    // An edge whose band a neighbouring edge's step runs on into is an outline in the field,
+    // not a blade (see `drop_crossed_bands`); only with the one-rectangle rule, whose premise
+    // (the edges bound one field) it shares.
+    if cfg.rotation_spread_deg.is_some() {
+        drop_crossed_bands(&work, &mut out.edges);
     }
     for e in out.edges.iter_mut() {
         e.contrast = edge_step(&work, &e.line);

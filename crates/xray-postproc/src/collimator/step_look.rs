@@ -38,15 +38,15 @@ fn stretch_steps(samples: &[(f32, f32)]) -> Vec<f32> {
 }
 
 /// The step look's least step across a line, in e-folds of the exposure (see [`step_look`]).
-const STEP_LOOK_MIN_STEP: f32 = 0.2;
+pub(super) const STEP_LOOK_MIN_STEP: f32 = 0.2;
 /// The step look's least share of a line's stretches that show at least half its step.
 const STEP_LOOK_MIN_SHARE: f32 = 0.7;
 /// How deep into the image (share of its extent across the side) the step look searches.
 const STEP_LOOK_DEPTH: f32 = 0.3;
 /// Working px either side of a line at which the step look compares levels.
-const STEP_LOOK_REACH: f32 = 2.0;
+pub(super) const STEP_LOOK_REACH: f32 = 2.0;
 /// Working samples per stretch of a line, for the step look's share.
-const STEP_LOOK_STRETCH: usize = 8;
+pub(super) const STEP_LOOK_STRETCH: usize = 8;
 /// The e-folds a log-processed input's range is taken to span in the step look (the
 /// phantoms' CR-like output spans 2.5–4 decades, 6–9 e-folds, from open beam to zero).
 pub(super) const STEP_LOOK_LOG_SPAN: f32 = 7.0;
@@ -89,7 +89,13 @@ pub(super) fn shallow_beside_bright_field(
 
 /// Samples across a line at `rho` (working units, inward unit normal `n`) of a working
 /// plane `p`: the values [`STEP_LOOK_REACH`] inside and outside, where both lie in the image.
-fn across_line(p: &[f32], w: usize, h: usize, n: (f32, f32), rho: f32) -> Vec<(f32, f32)> {
+pub(super) fn across_line(
+    p: &[f32],
+    w: usize,
+    h: usize,
+    n: (f32, f32),
+    rho: f32,
+) -> Vec<(f32, f32)> {
     let (nx, ny) = n;
     let (fx, fy) = (nx * rho, ny * rho);
     let reach = (w + h) as i32;
@@ -172,7 +178,7 @@ const STEPPING_MIN_STEP: f32 = 0.1;
 /// a full sort (0 when empty).
 ///
 /// [`percentile_sorted`]: super::work::percentile_sorted
-fn median(mut v: Vec<f32>) -> f32 {
+pub(super) fn median(mut v: Vec<f32>) -> f32 {
     if v.is_empty() {
         return 0.0;
     }
