@@ -16,6 +16,7 @@
 //! reports the state's next epoch (2 for the run's own state) and leaves a log whose every
 //! line is an epoch record before it; a log refused for a damaged line is left as it was.
 #![no_main]
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -28,26 +29,13 @@ use xray_seg::train::{run, RunOptions, RUN_OPTIONS_FILE};
 
 #[path = "../../tests/support/run_record_fixture.rs"]
 mod fixture;
+mod run_folder;
+use run_folder::{restore, snapshot, stopped_at};
 
 struct Fixture {
     run_dir: PathBuf,
     /// Every file of the run outside `data/`: path relative to the run, contents.
-    files: Vec<(PathBuf, Vec<u8>)>,
-}
-
-fn snapshot(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    for entry in fs::read_dir(root.join(rel)).unwrap() {
-        let path = entry.unwrap().path();
-        let rel = rel.join(path.file_name().unwrap());
-        if rel == Path::new("data") {
-            continue;
-        }
-        if path.is_dir() {
-            snapshot(root, &rel, out);
-        } else {
-            out.push((rel, fs::read(&path).unwrap()));
-        }
-    }
+    files: BTreeMap<PathBuf, Vec<u8>>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -57,37 +45,10 @@ fn fixture() -> &'static Fixture {
         let _ = fs::remove_dir_all(&dir);
         let run_dir = dir.join("run");
         fixture::make_fixture(&run_dir);
-        let mut files = Vec::new();
+        let mut files = BTreeMap::new();
         snapshot(&run_dir, Path::new(""), &mut files);
         Fixture { run_dir, files }
     })
-}
-
-/// Puts the run back as it was trained (a resume may trim the log or rewrite `best/`).
-fn restore(f: &Fixture) {
-    for entry in fs::read_dir(&f.run_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap() == "data" {
-            continue;
-        }
-        if path.is_dir() {
-            fs::remove_dir_all(&path).unwrap();
-        } else {
-            fs::remove_file(&path).unwrap();
-        }
-    }
-    for (rel, bytes) in &f.files {
-        let path = f.run_dir.join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, bytes).unwrap();
-    }
-}
-
-/// The epochs a stopped resume reports ("… has trained N epochs already …").
-fn stopped_at(message: &str) -> Option<usize> {
-    let rest = message.split("has trained ").nth(1)?;
-    let (n, tail) = rest.split_once(' ')?;
-    tail.starts_with("epochs already").then(|| n.parse().ok())?
 }
 
 /// A log line as `Trainer::resume` reads it.
@@ -109,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let f = fixture();
-    restore(f);
+    restore(&f.run_dir, &f.files, &BTreeMap::new());
     let job = fixture::resume_job(f.run_dir.clone());
     let record_path = f.run_dir.join(fixture::RECORDS[mode]);
     fs::write(&record_path, record).unwrap();

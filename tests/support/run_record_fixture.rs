@@ -1,6 +1,6 @@
-//! The tiny train run behind the `run_record` fuzz target (`fuzz/fuzz_targets/run_record.rs`)
-//! and its seed writer (`tests/run_record_fuzz_seeds.rs`), which both include this file, so
-//! that the seeds are records of the run the target resumes.
+//! The tiny train run behind the `run_record` and `run_weights` fuzz targets
+//! (`fuzz/fuzz_targets/`) and their seed writer (`tests/run_record_fuzz_seeds.rs`), which all
+//! include this file, so that the seeds are files of the run the targets resume.
 //!
 //! The run: XNet of base width 2 on six synthetic 32×32 images, two epochs, with the default
 //! augmentation (so that `train_job.json` records a pipeline). Its resume ([`resume_job`])
