@@ -388,6 +388,16 @@ pub fn segment_image(
     }
 }
 
+/// The outputs `<stem>.<kind>` of an input other than its probability maps
+/// (`<stem>.prob-<k>.png`).
+const OUTPUT_KINDS: [&str; 5] = [
+    "labels.png",
+    "field.png",
+    "field.json",
+    "overlay.png",
+    "uncertainty.png",
+];
+
 /// Whether `out_dir` holds an output that a `segment` run with a network of `classes`
 /// classes writes for `stem` (`<stem>.labels.png`, `.field.png`, `.field.json`,
 /// `.overlay.png`, `.uncertainty.png`, `.prob-<k>.png` for `k < classes`), even one run cut
@@ -396,15 +406,7 @@ pub fn segment_image(
 fn has_outputs_of(out_dir: &Path, stem: &str, classes: usize) -> bool {
     let exists =
         |kind: &str| std::fs::symlink_metadata(out_dir.join(format!("{stem}.{kind}"))).is_ok();
-    [
-        "labels.png",
-        "field.png",
-        "field.json",
-        "overlay.png",
-        "uncertainty.png",
-    ]
-    .iter()
-    .any(|kind| exists(kind))
+    OUTPUT_KINDS.iter().any(|kind| exists(kind))
         || (0..classes).any(|k| exists(&format!("prob-{k}.png")))
 }
 
@@ -436,14 +438,7 @@ fn discard_outputs(out_dir: &Path, stem: &str) {
 /// # Errors
 /// [`Error::Io`] for a file that cannot be removed.
 fn remove_stale_outputs(out_dir: &Path, stem: &str, keep: &[&Path]) -> Result<Vec<PathBuf>> {
-    let fixed = [
-        "labels.png",
-        "field.png",
-        "field.json",
-        "overlay.png",
-        "uncertainty.png",
-    ]
-    .map(|kind| format!("{stem}.{kind}"));
+    let fixed = OUTPUT_KINDS.map(|kind| format!("{stem}.{kind}"));
     let maps = (0..MAX_CLASSES).map(|k| format!("{stem}.prob-{k}.png"));
     let mut removed = Vec::new();
     for name in fixed.into_iter().chain(maps) {
