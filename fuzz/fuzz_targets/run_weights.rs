@@ -16,6 +16,8 @@
 //! - 4: replaces `best/config.json`, which the resume reads because the fixture's best epoch
 //!   is its last (`catch_up_best` rewrites `best/` when it does not record that epoch).
 //!
+//! `RUN_WEIGHTS_MODE=<0..=4>` in the environment runs every input in that mode instead.
+//!
 //! The resume asks for one epoch, so a folder that passes every check stops with "has
 //! trained 2 epochs already" before training anything.
 //!
@@ -204,11 +206,23 @@ fn check_optimizer_state(f: &Fixture, bytes: &[u8]) {
     }
 }
 
+/// `RUN_WEIGHTS_MODE=<0..=4>` runs every input in that mode (its first byte still read), to
+/// fuzz one mode at a time.
+fn forced_mode() -> Option<u8> {
+    static MODE: OnceLock<Option<u8>> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        let mode = std::env::var("RUN_WEIGHTS_MODE").ok()?;
+        let mode: u8 = mode.parse().expect("RUN_WEIGHTS_MODE is one of 0..=4");
+        assert!(mode < 5, "RUN_WEIGHTS_MODE is one of 0..=4");
+        Some(mode)
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mode = mode % 5;
+    let mode = forced_mode().unwrap_or(mode % 5);
     let f = fixture();
     let (file, bytes) = match mode {
         0 => (OPTIMIZER, rest.to_vec()),
