@@ -185,6 +185,16 @@ fn check_optimizer_state(f: &Fixture, bytes: &[u8]) {
             step.is_finite() && step >= 0.0 && step.fract() == 0.0,
             "accepted {var}/step = {step}"
         );
+        // The fixture trains with Adam, which keeps both moments of every variable that has
+        // taken a step.
+        if step > 0.0 {
+            for key in ["exp_avg", "exp_avg_sq"] {
+                assert!(
+                    tensors.contains_key(&format!("{var}/{key}")),
+                    "accepted a state without {var}/{key} after {step} step(s)"
+                );
+            }
+        }
         for key in [
             "exp_avg",
             "exp_avg_sq",

@@ -149,8 +149,9 @@ fn optimizer_state_round_trips() {
 /// The `run_weights` fuzz target's finding: `load_state` restored moments that no step can
 /// run with (a negative `exp_avg_sq`, whose square root is NaN; NaN or infinite moments) and
 /// step counts that are no count (NaN, negative, fractional: cast to `u64` as 0 or truncated),
-/// and a step of another shape failed with candle's error, naming no file. Each is refused,
-/// naming the file and the tensor, and the optimiser keeps its state.
+/// and a step of another shape failed with candle's error, naming no file. A moment the
+/// optimiser keeps, missing for a variable that has taken steps, restarted from zero unseen.
+/// Each is refused, naming the file and the tensor, and the optimiser keeps its state.
 #[test]
 fn damaged_optimizer_state_is_refused() {
     use candle_core::DType;
@@ -195,6 +196,12 @@ fn damaged_optimizer_state_is_refused() {
         } else {
             "p/grad_avg"
         };
+        // A moment this optimiser keeps, gone: it would restart from zero unseen.
+        let without = |key: &str| {
+            let mut t = good.clone();
+            t.remove(key);
+            t
+        };
         let cases: Vec<(String, HashMap<String, Tensor>, &str)> = vec![
             (
                 format!("negative {squared}"),
@@ -210,6 +217,16 @@ fn damaged_optimizer_state_is_refused() {
                 format!("infinite {squared}"),
                 with_value(&format!("p/{squared}"), 5, f64::INFINITY),
                 "inf",
+            ),
+            (
+                format!("no {first_moment}"),
+                without(first_moment),
+                "missing",
+            ),
+            (
+                format!("no {squared}"),
+                without(&format!("p/{squared}")),
+                "missing",
             ),
             (
                 "NaN step".into(),

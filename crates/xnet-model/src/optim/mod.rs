@@ -94,6 +94,30 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// The state an update keeps for each variable, besides its step count: Adam's two
+    /// moments, RMSprop's squared average (and the mean gradient when centred, the momentum
+    /// buffer with momentum), SGD's momentum buffer with momentum.
+    fn state_keys(&self) -> impl Iterator<Item = &'static str> {
+        let keys: [(&'static str, bool); 3] = match *self {
+            OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => {
+                [("exp_avg", true), ("exp_avg_sq", true), ("", false)]
+            }
+            OptimizerConfig::RmsProp {
+                momentum, centered, ..
+            } => [
+                ("square_avg", true),
+                ("grad_avg", centered),
+                ("momentum_buffer", momentum > 0.0),
+            ],
+            OptimizerConfig::Sgd { momentum, .. } => [
+                ("momentum_buffer", momentum > 0.0),
+                ("", false),
+                ("", false),
+            ],
+        };
+        keys.into_iter().filter(|&(_, kept)| kept).map(|(k, _)| k)
+    }
+
     /// Adam with PyTorch's defaults (β = (0.9, 0.999), ε = 10⁻⁸, no weight decay).
     pub fn adam(lr: f64) -> Self {
         Self::Adam {
@@ -556,9 +580,11 @@ impl Optimizer {
         crate::checkpoint::write_safetensors_atomic(path, &tensors).map(|_| ())
     }
 
-    /// Restores state written by [`Optimizer::save_state`] for the same variables. A state
-    /// tensor whose shape does not match its variable, or a variable whose step count is
-    /// missing, is an error naming it, as is a damaged value no update can run with: a step
+    /// Restores state written by [`Optimizer::save_state`] for the same variables and
+    /// optimiser configuration. A state tensor whose shape does not match its variable, a
+    /// variable whose step count is missing, or a moment this configuration keeps missing for
+    /// a variable that has taken a step, is an error naming it, as is a damaged value no
+    /// update can run with: a step
     /// count that is not a single whole number ≥ 0, a state value that is NaN or infinite
     /// (in the variable's dtype), or a negative squared average (`exp_avg_sq`,
     /// `square_avg`, whose square root the update takes). Errors name the file; on an error
@@ -636,6 +662,21 @@ impl Optimizer {
                         }
                     }
                     state.insert(key, t);
+                }
+            }
+            // Every update stores these, so a variable that has taken a step holds them all;
+            // a missing one would silently restart that moment from zero.
+            if step > 0.0 {
+                if let Some(key) = self.config.state_keys().find(|k| !state.contains_key(k)) {
+                    return Err(ModelError::WeightValue {
+                        path: path.to_path_buf(),
+                        tensor: format!("{}/{key}", p.name),
+                        message: format!(
+                            "missing, though the variable has taken {step} step(s) and this \
+                             optimiser keeps it: the state of another optimiser configuration, \
+                             or a damaged file"
+                        ),
+                    });
                 }
             }
             restored.push((step as u64, state));
