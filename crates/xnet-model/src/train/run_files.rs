@@ -29,8 +29,10 @@ impl Trainer<'_> {
     ///
     /// # Errors
     /// Unreadable or inconsistent files in `last/`, a model configuration other than the
-    /// model's, or a stored learning rate that is negative, NaN or beyond the `f32` range
-    /// (one edited into `trainer_state.json`), naming the file.
+    /// model's, an optimiser state that lacks what this trainer's optimiser keeps (another
+    /// kind of optimiser, or momentum where the run had none: [`Optimizer::load_state`](crate::optim::Optimizer::load_state)), or
+    /// a stored learning rate that is negative, NaN or beyond the `f32` range (one edited
+    /// into `trainer_state.json`), naming the file.
     ///
     /// # Examples
     /// A run of one epoch, continued to two by another trainer (as a new process would):
