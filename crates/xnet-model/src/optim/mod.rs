@@ -581,10 +581,10 @@ impl Optimizer {
     }
 
     /// Restores state written by [`Optimizer::save_state`] for the same variables and
-    /// optimiser configuration. A state tensor whose shape does not match its variable, a
-    /// variable whose step count is missing, or a moment this configuration keeps missing for
-    /// a variable that has taken a step, is an error naming it, as is a damaged value no
-    /// update can run with: a step
+    /// optimiser configuration; only the state this configuration keeps is read. A state
+    /// tensor whose shape does not match its variable, a variable whose step count is
+    /// missing, or a moment this configuration keeps missing for a variable that has taken a
+    /// step, is an error naming it, as is a damaged value no update can run with: a step
     /// count that is not a single whole number ≥ 0, a state value that is NaN or infinite
     /// (in the variable's dtype), or a negative squared average (`exp_avg_sq`,
     /// `square_avg`, whose square root the update takes). Errors name the file; on an error
@@ -628,56 +628,50 @@ impl Optimizer {
                 ));
             }
             let mut state = HashMap::new();
-            for key in [
-                "exp_avg",
-                "exp_avg_sq",
-                "square_avg",
-                "grad_avg",
-                "momentum_buffer",
-            ] {
+            // Only what this configuration keeps: every update stores all of it, so a
+            // variable that has taken a step must hold each (a missing one would silently
+            // restart from zero); another configuration's extra state is not read.
+            for key in self.config.state_keys() {
                 let name = format!("{}/{key}", p.name);
-                if let Some(t) = tensors.get(&name) {
-                    if t.dims() != p.var.dims() {
-                        return Err(ModelError::WeightShape {
+                let Some(t) = tensors.get(&name) else {
+                    if step > 0.0 {
+                        return Err(ModelError::WeightValue {
                             path: path.to_path_buf(),
                             tensor: name,
-                            expected: p.var.dims().to_vec(),
-                            found: t.dims().to_vec(),
+                            message: format!(
+                                "missing, though the variable has taken {step} step(s) and \
+                                 this optimiser keeps it: the state of another optimiser \
+                                 configuration, or a damaged file"
+                            ),
                         });
                     }
-                    let t = t.to_dtype(p.var.dtype())?;
-                    let values = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-                    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                        return Err(damaged(
-                            &name,
-                            format!("value {v} at index {i} is not finite"),
-                        ));
-                    }
-                    if key == "exp_avg_sq" || key == "square_avg" {
-                        if let Some((i, v)) = values.iter().enumerate().find(|(_, &v)| v < 0.0) {
-                            return Err(damaged(
-                                &name,
-                                format!("value {v} at index {i} is negative (a squared average)"),
-                            ));
-                        }
-                    }
-                    state.insert(key, t);
-                }
-            }
-            // Every update stores these, so a variable that has taken a step holds them all;
-            // a missing one would silently restart that moment from zero.
-            if step > 0.0 {
-                if let Some(key) = self.config.state_keys().find(|k| !state.contains_key(k)) {
-                    return Err(ModelError::WeightValue {
+                    continue;
+                };
+                if t.dims() != p.var.dims() {
+                    return Err(ModelError::WeightShape {
                         path: path.to_path_buf(),
-                        tensor: format!("{}/{key}", p.name),
-                        message: format!(
-                            "missing, though the variable has taken {step} step(s) and this \
-                             optimiser keeps it: the state of another optimiser configuration, \
-                             or a damaged file"
-                        ),
+                        tensor: name,
+                        expected: p.var.dims().to_vec(),
+                        found: t.dims().to_vec(),
                     });
                 }
+                let t = t.to_dtype(p.var.dtype())?;
+                let values = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    return Err(damaged(
+                        &name,
+                        format!("value {v} at index {i} is not finite"),
+                    ));
+                }
+                if key == "exp_avg_sq" || key == "square_avg" {
+                    if let Some((i, v)) = values.iter().enumerate().find(|(_, &v)| v < 0.0) {
+                        return Err(damaged(
+                            &name,
+                            format!("value {v} at index {i} is negative (a squared average)"),
+                        ));
+                    }
+                }
+                state.insert(key, t);
             }
             restored.push((step as u64, state));
         }
