@@ -221,8 +221,6 @@ struct WordTable {
     value: Vec<f32>,
     /// `stray[word]`: [`StrayBits::holds`] for the word.
     stray: Vec<bool>,
-    /// Bytes a word: 1 or 2.
-    word_bytes: usize,
 }
 
 impl WordTable {
@@ -231,14 +229,14 @@ impl WordTable {
         WordTable {
             value: words.clone().map(convert).collect(),
             stray: words.map(|w| beyond.holds(w)).collect(),
-            word_bytes: if bits_allocated == 8 { 1 } else { 2 },
         }
     }
 
     /// The first `pixels` little-endian words of `raw` (fewer if it is shorter: the
     /// image's size check then refuses the result), and how many hold stray bits.
     fn convert_bytes(&self, raw: &[u8], pixels: usize) -> (Vec<f32>, u64) {
-        if self.word_bytes == 1 {
+        // 256 entries: one byte a word.
+        if self.value.len() == 256 {
             self.convert(raw.iter().take(pixels).map(|&b| usize::from(b)))
         } else {
             self.convert(
