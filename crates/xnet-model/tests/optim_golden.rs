@@ -263,11 +263,50 @@ fn damaged_optimizer_state_is_refused() {
             );
             assert_eq!(resumed.steps(), 0, "{name}, {what}: state restored in part");
         }
+        // Tensors no variable here owns, or no optimiser keeps: another network's file.
+        for extra in ["q/step", "p/velocity", "step"] {
+            let mut tensors = good.clone();
+            tensors.insert(extra.into(), Tensor::new(1f64, &dev).unwrap());
+            candle_core::safetensors::save(&tensors, &path).unwrap();
+            let q = Var::from_slice(&p0, p0.len(), &dev).unwrap();
+            let mut resumed = Optimizer::new(config_for(name), vec![("p".into(), q)]).unwrap();
+            let e = match resumed.load_state(&path, &dev) {
+                Ok(()) => panic!("{name}: a file with {extra} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                e.contains(&path.display().to_string())
+                    && e.contains("unexpected")
+                    && e.contains(&format!("\"{extra}\"")),
+                "{name}, {extra}: {e}"
+            );
+            assert_eq!(
+                resumed.steps(),
+                0,
+                "{name}, {extra}: state restored in part"
+            );
+        }
         candle_core::safetensors::save(&good, &path).unwrap();
         let q = Var::from_slice(&p0, p0.len(), &dev).unwrap();
         let mut resumed = Optimizer::new(config_for(name), vec![("p".into(), q)]).unwrap();
         resumed.load_state(&path, &dev).unwrap();
         assert_eq!(resumed.steps(), 2);
+        // Another configuration's moments are passed over: the centred RMSprop's file
+        // resumes an RMSprop that is not centred (its squared average and momentum kept).
+        if name == "rmsprop_centered_momentum" {
+            let plain = OptimizerConfig::RmsProp {
+                lr: 1e-3,
+                alpha: 0.95,
+                eps: 1e-6,
+                momentum: 0.9,
+                centered: false,
+            };
+            let q = Var::from_slice(&p0, p0.len(), &dev).unwrap();
+            let mut resumed = Optimizer::new(plain, vec![("p".into(), q)]).unwrap();
+            resumed.load_state(&path, &dev).unwrap();
+            let state = resumed.state_tensors().unwrap();
+            assert!(!state.contains_key("p/grad_avg") && state.contains_key("p/square_avg"));
+        }
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -386,4 +425,54 @@ fn configs_validate_and_serialise() {
     // Duplicate names are refused.
     let v = Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap();
     assert!(Optimizer::new(cfg, vec![("x".into(), v.clone()), ("x".into(), v)]).is_err());
+}
+
+/// Centred RMSprop divides by `√(square_avg − grad_avg²)`, a variance that updates keep ≥ 0
+/// in exact arithmetic (each step adds `α(1 − α)(grad_avg − g)²` to it) but that f32
+/// rounding takes below zero once a gradient has stayed the same for long enough: the
+/// two averages then agree to the last bit or two. `torch.optim.RMSprop` takes the square
+/// root as it is there and its weights turn NaN; the update here reads a negative variance
+/// as zero (the value it approximates), so they stay finite.
+#[test]
+fn centered_rmsprop_stays_finite_when_the_variance_rounds_below_zero() {
+    use candle_core::DType;
+    let dev = Device::Cpu;
+    let n = 64;
+    let g: Vec<f64> = (0..n).map(|i| 0.013 * (i as f64 + 1.0) * 1.37).collect();
+    let p = Var::from_tensor(&Tensor::zeros(n, DType::F32, &dev).unwrap()).unwrap();
+    let config = OptimizerConfig::RmsProp {
+        lr: 1e-6,
+        alpha: 0.9,
+        eps: 1e-8,
+        momentum: 0.0,
+        centered: true,
+    };
+    let mut opt = Optimizer::new(config, vec![("p".into(), p.clone())]).unwrap();
+    let gt = Tensor::from_slice(&g, n, &dev)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let mut went_negative = false;
+    for step in 0..600 {
+        let grads = (p.as_tensor() * &gt)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        opt.step(&grads).unwrap();
+        let state = opt.state_tensors().unwrap();
+        let v = state["p/square_avg"].to_vec1::<f32>().unwrap();
+        let m = state["p/grad_avg"].to_vec1::<f32>().unwrap();
+        went_negative |= v.iter().zip(&m).any(|(v, m)| v - m * m < 0.0);
+        let w = p.as_tensor().to_vec1::<f32>().unwrap();
+        assert!(
+            w.iter().all(|x| x.is_finite()),
+            "step {step}: weights not finite"
+        );
+    }
+    assert!(
+        went_negative,
+        "the case no longer reaches a negative variance; pick another"
+    );
 }

@@ -68,7 +68,9 @@ pub enum OptimizerConfig {
         eps: f64,
         /// Momentum factor (0 = none).
         momentum: f64,
-        /// Normalise by the variance estimate instead of the raw second moment.
+        /// Normalise by the variance estimate instead of the raw second moment. Where
+        /// rounding makes that estimate negative (a gradient that has long stayed the same),
+        /// it counts as zero; `torch.optim.RMSprop` takes its square root and gives NaN.
         centered: bool,
     },
     /// SGD with optional (Nesterov) momentum, as `torch.optim.SGD`.
@@ -92,6 +94,17 @@ impl Default for OptimizerConfig {
         Self::rmsprop(1e-4)
     }
 }
+
+/// Every name a variable's state goes by in [`Optimizer::state_tensors`], whichever the
+/// configuration: the step count and each moment some configuration keeps.
+const STATE_KEYS: [&str; 6] = [
+    "step",
+    "exp_avg",
+    "exp_avg_sq",
+    "square_avg",
+    "grad_avg",
+    "momentum_buffer",
+];
 
 impl OptimizerConfig {
     /// The state an update keeps for each variable, besides its step count: Adam's two
@@ -495,7 +508,10 @@ impl Optimizer {
                             Some(a) => ((a * alpha)? + (&g * (1.0 - alpha))?)?,
                             None => (&g * (1.0 - alpha))?,
                         };
-                        let avg = ((&v - ga.sqr()?)?.sqrt()? + eps)?;
+                        // The variance is ≥ 0 in exact arithmetic, but rounding takes it
+                        // below once a gradient has long stayed the same, and its square
+                        // root would be NaN (as in torch.optim): read as zero instead.
+                        let avg = ((&v - ga.sqr()?)?.relu()?.sqrt()? + eps)?;
                         p.state.insert("grad_avg", ga);
                         avg
                     } else {
@@ -581,7 +597,11 @@ impl Optimizer {
     }
 
     /// Restores state written by [`Optimizer::save_state`] for the same variables and
-    /// optimiser configuration; only the state this configuration keeps is read. A state
+    /// optimiser configuration; only the state this configuration keeps is read (another
+    /// configuration's moments, e.g. RMSprop's mean gradient when it is no longer centred,
+    /// are passed over). A tensor that belongs to no variable of this optimiser, or that is
+    /// no state any optimiser keeps, is an error listing them (the file of another network,
+    /// or a damaged one). A state
     /// tensor whose shape does not match its variable, a variable whose step count is
     /// missing, or a moment this configuration keeps missing for a variable that has taken a
     /// step, is an error naming it, as is a damaged value no update can run with: a step
@@ -600,6 +620,27 @@ impl Optimizer {
             tensor: tensor.to_string(),
             message: format!("{message}; the optimiser state is damaged"),
         };
+        // A tensor of no variable here, or no state any optimiser keeps, means the file
+        // belongs to another network (or is damaged); loading the rest would resume from a
+        // state that is not this run's.
+        let mut unexpected: Vec<String> = tensors
+            .keys()
+            .filter(|name| match name.rsplit_once('/') {
+                Some((var, key)) => {
+                    !(STATE_KEYS.contains(&key) && self.params.iter().any(|p| p.name == var))
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
+        if !unexpected.is_empty() {
+            unexpected.sort();
+            return Err(ModelError::WeightNames {
+                path: path.to_path_buf(),
+                missing: vec![],
+                unexpected,
+            });
+        }
         let mut restored = Vec::with_capacity(self.params.len());
         for p in &self.params {
             let step_key = format!("{}/step", p.name);
@@ -1049,5 +1090,36 @@ impl LrScheduler {
             }
         };
         self.lr
+    }
+}
+
+#[cfg(test)]
+mod state_key_tests {
+    use super::*;
+
+    #[test]
+    fn every_kept_moment_is_a_state_key() {
+        let configs = [
+            OptimizerConfig::adam(1e-3),
+            OptimizerConfig::adamw(1e-3),
+            OptimizerConfig::RmsProp {
+                lr: 1e-3,
+                alpha: 0.9,
+                eps: 1e-8,
+                momentum: 0.9,
+                centered: true,
+            },
+            OptimizerConfig::sgd(0.1, 0.9),
+        ];
+        let mut seen = vec!["step"];
+        for config in &configs {
+            for key in config.state_keys() {
+                assert!(STATE_KEYS.contains(&key), "{key} is not in STATE_KEYS");
+                seen.push(key);
+            }
+        }
+        for key in STATE_KEYS {
+            assert!(seen.contains(&key), "no configuration keeps {key}");
+        }
     }
 }

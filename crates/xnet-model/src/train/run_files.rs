@@ -30,7 +30,8 @@ impl Trainer<'_> {
     /// # Errors
     /// Unreadable or inconsistent files in `last/`, a model configuration other than the
     /// model's, an optimiser state that lacks what this trainer's optimiser keeps (another
-    /// kind of optimiser, or momentum where the run had none: [`Optimizer::load_state`](crate::optim::Optimizer::load_state)), or
+    /// kind of optimiser, or momentum where the run had none) or holds tensors of variables
+    /// this model does not have ([`Optimizer::load_state`](crate::optim::Optimizer::load_state)), or
     /// a stored learning rate that is negative, NaN or beyond the `f32` range (one edited
     /// into `trainer_state.json`), naming the file.
     ///
