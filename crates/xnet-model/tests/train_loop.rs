@@ -915,3 +915,66 @@ fn a_huge_learning_rate_in_the_trainer_state_is_refused_on_resume() {
     assert!(resume().is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A trainer state whose best epoch is not one the run has trained (at or after its next
+/// epoch), or which names a best epoch without a best loss or the other way round, is refused
+/// on resume, naming the file: resumed, such a state trained on and recorded a best epoch
+/// that `best/` does not hold (the `run_resume` fuzz target, 2026-12-02).
+#[test]
+fn a_trainer_state_with_an_untrained_or_half_recorded_best_epoch_is_refused_on_resume() {
+    let dev = Device::Cpu;
+    let (mut train, mut val) = sources();
+    let dir = temp_dir("state-best");
+    let vm = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    Trainer::new(&toy, &vm, config(1), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&dir)
+        .fit(&mut train, Some(&mut val))
+        .unwrap();
+    let state_path = dir.join("last").join("trainer_state.json");
+    let good = std::fs::read_to_string(&state_path).unwrap();
+    let resume = || {
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        let mut t = Trainer::new(&toy, &vm, config(3), &dev)
+            .unwrap()
+            .with_checkpoint_dir(&dir);
+        t.resume().map_err(|e| e.to_string())
+    };
+    assert_eq!(resume(), Ok(Some(1)));
+    for (best_epoch, best_loss, expected) in [
+        (serde_json::json!(1), serde_json::json!(0.5), "best_epoch 1"),
+        (
+            serde_json::json!(7),
+            serde_json::json!(1e-4),
+            "best_epoch 7",
+        ),
+        (
+            serde_json::Value::Null,
+            serde_json::json!(1e-4),
+            "best_loss",
+        ),
+        (serde_json::json!(0), serde_json::Value::Null, "best_loss"),
+    ] {
+        let mut state: serde_json::Value = serde_json::from_str(&good).unwrap();
+        state["best_epoch"] = best_epoch.clone();
+        state["best_loss"] = best_loss.clone();
+        std::fs::write(&state_path, state.to_string()).unwrap();
+        let e = resume().unwrap_err();
+        assert!(
+            e.contains("trainer_state.json"),
+            "{best_epoch} {best_loss}: {e}"
+        );
+        assert!(e.contains(expected), "{best_epoch} {best_loss}: {e}");
+    }
+    // Neither recorded (a run that has trained no epoch) is whole.
+    let mut state: serde_json::Value = serde_json::from_str(&good).unwrap();
+    state["best_epoch"] = serde_json::Value::Null;
+    state["best_loss"] = serde_json::Value::Null;
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    assert_eq!(resume(), Ok(Some(1)));
+    std::fs::write(&state_path, &good).unwrap();
+    assert_eq!(resume(), Ok(Some(1)));
+    std::fs::remove_dir_all(&dir).ok();
+}

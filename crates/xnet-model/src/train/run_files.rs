@@ -33,7 +33,8 @@ impl Trainer<'_> {
     /// kind of optimiser, or momentum where the run had none) or holds tensors of variables
     /// this model does not have ([`Optimizer::load_state`](crate::optim::Optimizer::load_state)), or
     /// a stored learning rate that is negative, NaN or beyond the `f32` range (one edited
-    /// into `trainer_state.json`), naming the file.
+    /// into `trainer_state.json`), or a stored best epoch that is not before the next epoch
+    /// or is recorded without its loss (or the loss without it), naming the file.
     ///
     /// # Examples
     /// A run of one epoch, continued to two by another trainer (as a new process would):
@@ -102,6 +103,7 @@ impl Trainer<'_> {
             path: state_path.clone(),
             source,
         })?;
+        check_best_record(&state, &state_path)?;
         // A stored scheduler that continues the run brings its rate: one edited into the file
         // (`1e308`, which f64 holds, would run as infinity in the f32 update) is refused like
         // a configured one, before anything is loaded. One that does not is rebuilt from the
@@ -196,6 +198,29 @@ impl Trainer<'_> {
             checkpoint::write_json_atomic(&staging.join(STATE_FILE), &self.state)
         })
     }
+}
+
+/// The state's best epoch and its loss are recorded together (both absent before the first
+/// epoch), and the epoch is one the run has trained, before its next one. A state edited or
+/// damaged otherwise would be trained on, and the run would record a best epoch that
+/// `best/` does not hold (or none while its model is `best/`'s).
+fn check_best_record(state: &TrainState, path: &Path) -> Result<()> {
+    let problem = match (state.best_epoch, state.best_loss) {
+        (Some(epoch), Some(_)) if epoch >= state.next_epoch => format!(
+            "best_epoch {epoch} is not an epoch the run has trained (its next_epoch is {})",
+            state.next_epoch
+        ),
+        (Some(_), None) | (None, Some(_)) => {
+            "best_epoch and best_loss are recorded together (both null before the first epoch), \
+             but one of them is null"
+                .to_string()
+        }
+        _ => return Ok(()),
+    };
+    Err(ModelError::InvalidConfig(format!(
+        "{}: {problem}; the file was edited or damaged",
+        path.display()
+    )))
 }
 
 /// Keeps only the log records of epochs before `next_epoch`: those after it belong to epochs
