@@ -812,6 +812,76 @@ fn a_kfold_resume_with_a_damaged_later_fold_trains_and_records_nothing() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// A fold's `best/`, which its training reads last (its weights become the fold's model), is
+/// checked with its `last/` before any fold trains: a `best/` whose weights are not its
+/// config's failed the resume only after the earlier folds had trained on under the new
+/// record (the `run_kfold` fuzz target, 2026-12-02).
+#[test]
+fn a_kfold_resume_with_a_damaged_later_best_checkpoint_trains_and_records_nothing() {
+    let tmp = temp_dir("train-resume-kfold-best");
+    let job = TrainJob {
+        kfold: Some(2),
+        synth_count: 8,
+        ..tiny_job(tmp.join("run"))
+    };
+    run(&job).expect("the first run trains both folds");
+    let record = job.run_dir.join(xray_seg::train::RUN_OPTIONS_FILE);
+    let before = std::fs::read(&record).unwrap();
+    let fold_files = |fold: &str| {
+        ["log.jsonl", "last/trainer_state.json", "model.safetensors"]
+            .map(|f| std::fs::read(job.run_dir.join(fold).join(f)).unwrap())
+    };
+    let first_fold = fold_files("fold-0");
+
+    // fold-1/best/config.json records fold 0's weights. Its epoch and loss are the trainer
+    // state's, so the resume's catch-up of best/ leaves it as it is; both say 1e-9, so the
+    // epoch the resume trains does not improve on it and replace best/.
+    let config_path = job.run_dir.join("fold-1/best/config.json");
+    let state_path = job.run_dir.join("fold-1/last/trainer_state.json");
+    let good = std::fs::read(&config_path).unwrap();
+    let good_state = std::fs::read(&state_path).unwrap();
+    let mut state: serde_json::Value = serde_json::from_slice(&good_state).unwrap();
+    state["best_loss"] = serde_json::json!(1e-9);
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let digest_of = |fold: &str| {
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(job.run_dir.join(fold).join("best/config.json")).unwrap(),
+        )
+        .unwrap();
+        config["weights_digest"].clone()
+    };
+    let mut config: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    assert_ne!(digest_of("fold-0"), config["weights_digest"]);
+    config["weights_digest"] = digest_of("fold-0");
+    config["metadata"]["monitored_loss"] = serde_json::json!(1e-9);
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let longer = TrainJob {
+        resume: true,
+        epochs: 2,
+        ..job.clone()
+    };
+    let err = error_of(&longer, "a damaged best/ in the second fold");
+    assert!(
+        err.contains("fold-1") && err.contains("best") && err.contains("model.safetensors"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read(&record).unwrap() == before,
+        "the record changed: {err}"
+    );
+    assert!(
+        fold_files("fold-0") == first_fold,
+        "fold 0 trained on: {err}"
+    );
+
+    // Mended, both folds train their second epoch.
+    std::fs::write(&config_path, &good).unwrap();
+    std::fs::write(&state_path, &good_state).unwrap();
+    let (outcomes, _) = run(&longer).expect("the resume trains on");
+    assert!(outcomes.iter().all(|o| o.summary.epochs_run == 2));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 /// A learning rate that blows the weights up while every step's loss stays finite (1e10:
 /// batch-norm variances overflow) stops the run at the end of the epoch, before such weights
 /// become `best/`; they used to be saved and then failed to load as "corrupt".

@@ -97,12 +97,15 @@ fn take_up_run(trainer: &mut Trainer<'_>, job: &TrainJob, dir: &Path) -> Result<
 }
 
 /// Checks that every split's (every fold's) run in `dirs` can be resumed, before any of them
-/// trains: each one's `last/` is loaded as its resume will load it, then dropped. A resume
-/// that fails then fails before it has trained or recorded anything, also when a later
-/// fold's `last/` is the damaged one.
+/// trains: each one's `last/` is loaded as its resume will load it, then its `best/` weights,
+/// which the split's training ends by loading (they become its model), then both are
+/// dropped. A resume that fails then fails before it has trained or recorded anything, also
+/// when a later fold's `last/` or `best/` is the damaged one.
 ///
 /// # Errors
-/// The first split's that [`take_up_run`] refuses, naming its folder.
+/// The first split's that [`take_up_run`] refuses, naming its folder, or whose `best/`
+/// weights do not load ([`checkpoint::load_weights_into`]: not its config's, or damaged),
+/// naming the file.
 pub(super) fn check_resumable<'a>(
     job: &TrainJob,
     dirs: impl IntoIterator<Item = &'a Path>,
@@ -113,6 +116,12 @@ pub(super) fn check_resumable<'a>(
         let (varmap, model) = build_seeded(job, &config)?;
         let mut trainer = split_trainer(job, model.as_ref(), &varmap, dir, &preprocess)?;
         take_up_run(&mut trainer, job, dir)?;
+        drop(trainer);
+        // After the take-up, which may have written `best/` from `last/`.
+        let best = dir.join("best").join(checkpoint::WEIGHTS_FILE);
+        if best.exists() {
+            checkpoint::load_weights_into(&varmap, &best, &job.device)?;
+        }
     }
     Ok(())
 }
