@@ -882,6 +882,30 @@ fn a_kfold_resume_with_a_damaged_later_best_checkpoint_trains_and_records_nothin
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// A resume with nothing to train whose log holds no epoch record (emptied, or only a line cut
+/// short, which the resume drops) evaluates the run again without plotting curves: it failed
+/// with "training log line 0: the log has no rows", naming no file, after the evaluation (and
+/// with k folds, after the earlier folds had been written again; the `run_kfold` fuzz target,
+/// 2026-12-02).
+#[test]
+fn a_resume_whose_log_holds_no_record_skips_the_curves() {
+    let tmp = temp_dir("train-resume-empty-log");
+    let job = tiny_job(tmp.join("run"));
+    run(&job).expect("the first run trains");
+    let again = TrainJob {
+        resume: true,
+        ..job.clone()
+    };
+    let log = job.run_dir.join("log.jsonl");
+    for text in ["", "\n\n", "{\"epo"] {
+        std::fs::write(&log, text).unwrap();
+        let (outcomes, _) = run(&again).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(outcomes[0].summary.epochs_run, 1);
+        assert!(outcomes[0].summary.epochs.is_empty(), "{text:?}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 /// A learning rate that blows the weights up while every step's loss stays finite (1e10:
 /// batch-norm variances overflow) stops the run at the end of the epoch, before such weights
 /// become `best/`; they used to be saved and then failed to load as "corrupt".

@@ -297,9 +297,17 @@ pub(super) fn train_checked_split(
     let mut evaluation = evaluate_samples(&predictor, ds, test, Some(0.5))?;
     evaluation.report.temperature = temperature;
     write_evaluation(&evaluation, dir)?;
+    // The curves of the log's records. A log without any (emptied by hand, or holding only a
+    // line cut short, which the resume drops) has none to plot: a resume with nothing to train
+    // used to fail on it here, after the evaluation.
     let log = dir.join("log.jsonl");
-    if log.exists() {
-        let curves = xray_metrics::TrainingLog::load(&log)?;
+    let text = match std::fs::read_to_string(&log) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&log, e)),
+    };
+    if text.lines().any(|line| !line.trim().is_empty()) {
+        let curves = xray_metrics::TrainingLog::parse(&text)?;
         xray_metrics::plot_training_curves(&curves, dir.join("training"))?;
     }
     write_overlays(
