@@ -76,8 +76,9 @@ impl Default for OptimizerConfig {
     }
 }
 
-/// Every name a variable's state goes by in [`Optimizer::state_tensors`], whichever the
-/// configuration: the step count and each moment some configuration keeps.
+/// Every name a variable's state goes by in
+/// [`Optimizer::state_tensors`](super::Optimizer::state_tensors), whichever the configuration:
+/// the step count and each moment some configuration keeps.
 pub(super) const STATE_KEYS: [&str; 6] = [
     "step",
     "exp_avg",
