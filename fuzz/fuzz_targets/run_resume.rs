@@ -32,11 +32,13 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use xray_seg::train::{run, RunOptions, TrainJob, RUN_OPTIONS_FILE};
 
+mod byte_edits;
 #[path = "../../tests/support/run_resume_fixture.rs"]
 mod fixture;
 mod resume_check;
 mod run_folder;
-use resume_check::{check_trained_split, edited, no_leftovers, remove};
+use byte_edits::edited;
+use resume_check::{check_trained_split, no_leftovers, remove};
 use run_folder::{restore, snapshot, stopped_at};
 
 const STATE: &str = "last/trainer_state.json";

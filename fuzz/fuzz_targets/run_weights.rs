@@ -41,9 +41,12 @@ use xnet_model::checkpoint;
 use xnet_model::train::TrainState;
 use xray_seg::train::run;
 
+mod byte_edits;
 #[path = "../../tests/support/run_record_fixture.rs"]
 mod fixture;
 mod run_folder;
+
+use byte_edits::edited;
 use run_folder::{restore, snapshot, stopped_at};
 
 struct Fixture {
@@ -115,28 +118,6 @@ fn fixture() -> &'static Fixture {
             best_loss: state.best_loss.unwrap(),
         }
     })
-}
-
-/// The real file with the input's truncation and patches applied.
-fn edited(original: &[u8], edits: &[u8]) -> Vec<u8> {
-    let mut bytes = original.to_vec();
-    let mut edits = edits;
-    if let Some((&flag, rest)) = edits.split_first() {
-        edits = rest;
-        if flag % 2 == 1 && edits.len() >= 4 {
-            let n = u32::from_le_bytes(edits[..4].try_into().unwrap()) as usize;
-            bytes.truncate(n % (original.len() + 1));
-            edits = &edits[4..];
-        }
-    }
-    for patch in edits.chunks_exact(5) {
-        if bytes.is_empty() {
-            break;
-        }
-        let at = u32::from_le_bytes(patch[..4].try_into().unwrap()) as usize % bytes.len();
-        bytes[at] = patch[4];
-    }
-    bytes
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
