@@ -1,8 +1,41 @@
-//! The run folder of the `run_record` and `run_weights` targets (a module of both, not a
-//! target of its own): its files read and put back, and the resume's stop message.
+//! The run folder of the `run_record`, `run_weights`, `run_resume` and `run_kfold` targets (a
+//! module of each, not a target of its own): made once, its files read and put back, and the
+//! resume's stop message.
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// A run made by `make` in a fresh `$TMPDIR/xray-fuzz-<label>-<pid>/run` (once per process:
+/// the targets keep it in a `OnceLock`), what `make` returned, and every file of the run
+/// outside `data/` ([`snapshot`]).
+pub fn fresh_run<T>(
+    label: &str,
+    make: impl FnOnce(&Path) -> T,
+) -> (PathBuf, T, BTreeMap<PathBuf, Vec<u8>>) {
+    let dir = std::env::temp_dir().join(format!("xray-fuzz-{label}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let run_dir = dir.join("run");
+    let made = make(&run_dir);
+    let mut files = BTreeMap::new();
+    snapshot(&run_dir, Path::new(""), &mut files);
+    (run_dir, made, files)
+}
+
+/// A checkpoint `config.json` without its `weights_digest`, so that edits of the weights
+/// beside it reach their names, shapes and values instead of stopping at the digest.
+#[allow(dead_code)] // `run_weights`' and `run_resume`'s
+pub fn without_digest(config_json: &[u8]) -> Vec<u8> {
+    let mut config: serde_json::Value = serde_json::from_slice(config_json).unwrap();
+    assert!(
+        config
+            .as_object_mut()
+            .unwrap()
+            .remove("weights_digest")
+            .is_some(),
+        "the fixture's config.json records no weights_digest"
+    );
+    serde_json::to_vec_pretty(&config).unwrap()
+}
 
 /// Every file below `root/rel` outside `data/` (which a resume only reads): path relative
 /// to `root`, contents.

@@ -25,7 +25,6 @@
 //! the weights load; `train_job.json` records the call's options.
 #![no_main]
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -37,7 +36,7 @@ mod fixture;
 mod resume_check;
 mod run_folder;
 use resume_check::{check_trained_split, no_leftovers, remove};
-use run_folder::{restore, snapshot, stopped_at};
+use run_folder::{fresh_run, restore, snapshot, stopped_at};
 
 const KFOLD: &str = "kfold.json";
 
@@ -64,12 +63,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("xray-fuzz-run-kfold-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let run_dir = dir.join("run");
-        fixture::make_kfold(&run_dir);
-        let mut files = BTreeMap::new();
-        snapshot(&run_dir, Path::new(""), &mut files);
+        let (run_dir, _, files) = fresh_run("run-kfold", fixture::make_kfold);
         Fixture { run_dir, files }
     })
 }

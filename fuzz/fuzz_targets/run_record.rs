@@ -18,7 +18,7 @@
 #![no_main]
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
@@ -30,7 +30,7 @@ use xray_seg::train::{run, RunOptions, RUN_OPTIONS_FILE};
 #[path = "../../tests/support/run_record_fixture.rs"]
 mod fixture;
 mod run_folder;
-use run_folder::{restore, snapshot, stopped_at};
+use run_folder::{fresh_run, restore, stopped_at};
 
 struct Fixture {
     run_dir: PathBuf,
@@ -41,12 +41,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("xray-fuzz-run-record-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let run_dir = dir.join("run");
-        fixture::make_fixture(&run_dir);
-        let mut files = BTreeMap::new();
-        snapshot(&run_dir, Path::new(""), &mut files);
+        let (run_dir, _, files) = fresh_run("run-record", fixture::make_fixture);
         Fixture { run_dir, files }
     })
 }

@@ -25,7 +25,6 @@
 //! records the call's options.
 #![no_main]
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -39,7 +38,7 @@ mod resume_check;
 mod run_folder;
 use byte_edits::edited;
 use resume_check::{check_trained_split, no_leftovers, remove};
-use run_folder::{restore, snapshot, stopped_at};
+use run_folder::{fresh_run, restore, snapshot, stopped_at, without_digest};
 
 const STATE: &str = "last/trainer_state.json";
 const LOG: &str = "log.jsonl";
@@ -74,24 +73,13 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("xray-fuzz-run-resume-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let run_dir = dir.join("run");
-        let job = fixture::make_resumable(&run_dir);
-        let mut files = BTreeMap::new();
-        snapshot(&run_dir, Path::new(""), &mut files);
-        let mut config: serde_json::Value =
-            serde_json::from_slice(&files[Path::new(LAST_CONFIG)]).unwrap();
-        assert!(config
-            .as_object_mut()
-            .unwrap()
-            .remove("weights_digest")
-            .is_some());
+        let (run_dir, job, files) = fresh_run("run-resume", fixture::make_resumable);
+        let config_without_digest = without_digest(&files[Path::new(LAST_CONFIG)]);
         Fixture {
             run_dir,
             job,
             files,
-            config_without_digest: serde_json::to_vec_pretty(&config).unwrap(),
+            config_without_digest,
         }
     })
 }

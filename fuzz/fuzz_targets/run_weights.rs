@@ -47,7 +47,7 @@ mod fixture;
 mod run_folder;
 
 use byte_edits::edited;
-use run_folder::{restore, snapshot, stopped_at};
+use run_folder::{fresh_run, restore, snapshot, stopped_at, without_digest};
 
 struct Fixture {
     run_dir: PathBuf,
@@ -72,24 +72,8 @@ const BEST_MODEL: &str = "best/model.safetensors";
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("xray-fuzz-run-weights-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let run_dir = dir.join("run");
-        fixture::make_fixture(&run_dir);
-        let mut files = BTreeMap::new();
-        snapshot(&run_dir, Path::new(""), &mut files);
-        let mut config: serde_json::Value =
-            serde_json::from_slice(&files[Path::new(LAST_CONFIG)]).unwrap();
-        assert!(
-            config
-                .as_object_mut()
-                .unwrap()
-                .remove("weights_digest")
-                .is_some(),
-            "the fixture's last/config.json records no weights_digest"
-        );
-        let config_without_digest = serde_json::to_vec_pretty(&config).unwrap();
+        let (run_dir, _, files) = fresh_run("run-weights", fixture::make_fixture);
+        let config_without_digest = without_digest(&files[Path::new(LAST_CONFIG)]);
         let shapes = candle_core::safetensors::load_buffer(&files[Path::new(MODEL)], &Device::Cpu)
             .unwrap()
             .into_iter()
