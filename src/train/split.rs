@@ -307,7 +307,7 @@ pub(super) fn train_checked_split(
         Err(e) => return Err(Error::io(&log, e)),
     };
     if text.lines().any(|line| !line.trim().is_empty()) {
-        let curves = xray_metrics::TrainingLog::parse(&text)?;
+        let curves = xray_metrics::TrainingLog::parse(&text).map_err(|e| e.in_file(&log))?;
         xray_metrics::plot_training_curves(&curves, dir.join("training"))?;
     }
     write_overlays(

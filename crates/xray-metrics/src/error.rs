@@ -97,9 +97,14 @@ pub enum MetricsError {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// A trainer log could not be parsed.
-    #[error("training log line {line}: {reason}")]
+    #[error("{}training log line {line}: {reason}", file_prefix(file.as_deref()))]
     Log {
-        /// 1-based line number.
+        /// The log file, when the text was read from one ([`TrainingLog::load`], or an error
+        /// given its file by [`MetricsError::in_file`]).
+        ///
+        /// [`TrainingLog::load`]: crate::TrainingLog::load
+        file: Option<PathBuf>,
+        /// 1-based line number (0: the log as a whole, e.g. it has no rows).
         line: usize,
         /// What was wrong.
         reason: String,
@@ -127,6 +132,42 @@ pub enum MetricsError {
 
 /// `Result` with [`MetricsError`].
 pub type Result<T> = std::result::Result<T, MetricsError>;
+
+impl MetricsError {
+    /// Names `path` as the file a [`MetricsError::Log`] was read from (one that names a
+    /// file already keeps it); any other error is returned as it is. For a caller that read
+    /// the log's text itself and parsed it with [`TrainingLog::parse`].
+    ///
+    /// [`TrainingLog::parse`]: crate::TrainingLog::parse
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::TrainingLog;
+    /// let e = TrainingLog::parse("{\"epoch\":1}\nnot json").unwrap_err();
+    /// let e = e.in_file("runs/a/log.jsonl");
+    /// assert!(e.to_string().starts_with("runs/a/log.jsonl: training log line 2:"), "{e}");
+    /// ```
+    pub fn in_file(self, path: impl AsRef<std::path::Path>) -> Self {
+        match self {
+            MetricsError::Log {
+                file: None,
+                line,
+                reason,
+            } => MetricsError::Log {
+                file: Some(path.as_ref().to_path_buf()),
+                line,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// `"<file>: "` before a log error's text, or nothing when no file is known.
+fn file_prefix(file: Option<&std::path::Path>) -> String {
+    file.map(|f| format!("{}: ", f.display()))
+        .unwrap_or_default()
+}
 
 /// How error messages print a number: the rule of `xnet_model::error::readable_number`,
 /// included by source (see the file) because the crates do not depend on one another.

@@ -547,10 +547,12 @@ impl TrainingLog {
             }
             let v: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| MetricsError::Log {
+                    file: None,
                     line: i + 1,
                     reason: e.to_string(),
                 })?;
             let obj = v.as_object().ok_or_else(|| MetricsError::Log {
+                file: None,
                 line: i + 1,
                 reason: "expected a JSON object".into(),
             })?;
@@ -570,6 +572,7 @@ impl TrainingLog {
         }
         if log.rows == 0 {
             return Err(MetricsError::Log {
+                file: None,
                 line: 0,
                 reason: "the log has no rows".into(),
             });
@@ -581,7 +584,7 @@ impl TrainingLog {
     ///
     /// # Errors
     /// [`MetricsError::Io`] naming `path` when the file cannot be read; otherwise as
-    /// [`TrainingLog::parse`] ([`MetricsError::Log`] with the line number).
+    /// [`TrainingLog::parse`] ([`MetricsError::Log`] with `path` and the line number).
     ///
     /// # Examples
     /// ```
@@ -606,7 +609,7 @@ impl TrainingLog {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text)
+        Self::parse(&text).map_err(|e| e.in_file(path))
     }
 
     /// The x axis: `epoch`, else `step`, else the row number.

@@ -636,8 +636,25 @@ fn plots_and_training_log() {
     plot_training_curves(&log, dir.join("training")).unwrap();
     assert!(matches!(
         TrainingLog::parse("{\"epoch\":1}\nnot json"),
-        Err(MetricsError::Log { line: 2, .. })
+        Err(MetricsError::Log {
+            file: None,
+            line: 2,
+            ..
+        })
     ));
+    // Read from a file, the error names it: a run folder holds several logs (one per fold).
+    let bad = dir.join("log.jsonl");
+    std::fs::write(&bad, "{\"epoch\":1}\n{\"epoch\":2,\n").unwrap();
+    let e = TrainingLog::load(&bad).unwrap_err();
+    assert!(
+        matches!(&e, MetricsError::Log { file: Some(f), line: 2, .. } if f == &bad),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: training log line 2:", bad.display())),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
