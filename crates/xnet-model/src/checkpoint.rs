@@ -978,6 +978,42 @@ fn unused_sibling(path: &Path) -> PathBuf {
         .unwrap_or_else(|| path.to_path_buf())
 }
 
+/// The folders a save of `dir` may have moved it aside to that exist: `<dir>.previous`, then
+/// the numbered ones [`replace_dir`] takes when that name is in use (`<dir>.previous.1`, ...),
+/// by number.
+fn previous_dirs(dir: &Path) -> Vec<PathBuf> {
+    let previous = previous_dir(dir);
+    let mut found: Vec<(u32, PathBuf)> = Vec::new();
+    if previous.exists() {
+        found.push((0, previous.clone()));
+    }
+    let prefix = format!(
+        "{}.",
+        previous
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let number = name.strip_prefix(&prefix).and_then(|n| {
+            n.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| n.parse::<u32>().ok())
+                .flatten()
+        });
+        if let Some(n) = number {
+            found.push((n, parent.join(&name)));
+        }
+    }
+    found.sort();
+    found.into_iter().map(|(_, path)| path).collect()
+}
+
 /// Finishes or undoes a [`replace_dir`] that a crash interrupted, so that `dir` holds one
 /// whole save again. Returns whether anything was left to clean up.
 ///
@@ -987,8 +1023,11 @@ fn unused_sibling(path: &Path) -> PathBuf {
 /// - A `<dir>.partial` beside an existing `dir`: an unfinished save; it is removed, and `dir`
 ///   keeps the last complete one.
 /// - A `<dir>.previous` beside an existing `dir`: the old save that was not yet removed.
+///
+/// A save that found `<dir>.previous` in use moved `dir` aside as `<dir>.previous.1` (or the
+/// next free number): those count as `<dir>.previous` too, after it.
 pub(crate) fn recover_replaced_dir(dir: &Path) -> Result<bool> {
-    let (staging, previous) = (staging_dir(dir), previous_dir(dir));
+    let staging = staging_dir(dir);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ModelError::Io { path, source }
@@ -996,20 +1035,18 @@ pub(crate) fn recover_replaced_dir(dir: &Path) -> Result<bool> {
     let mut recovered = false;
     if !dir.exists() {
         let newest = if staging.join(COMPLETE_MARKER).is_file() {
-            Some(&staging)
-        } else if previous.is_dir() {
-            Some(&previous)
+            Some(staging.clone())
         } else {
-            None
+            previous_dirs(dir).into_iter().find(|p| p.is_dir())
         };
         if let Some(newest) = newest {
-            std::fs::rename(newest, dir).map_err(io(dir))?;
+            std::fs::rename(&newest, dir).map_err(io(dir))?;
             recovered = true;
         }
     }
     // `dir` holds a whole save now: leftovers that cannot be deleted are left, not an error
     // (the next save swaps around them).
-    for leftover in [staging, previous] {
+    for leftover in std::iter::once(staging).chain(previous_dirs(dir)) {
         if leftover.exists() {
             let _ = std::fs::remove_dir_all(&leftover);
             recovered = true;

@@ -708,6 +708,104 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     }
 }
 
+/// One- and two-epoch runs of the toy network in fresh folders `<tag>-one` and `<tag>-two`.
+fn one_and_two_epoch_runs(tag: &str) -> (PathBuf, PathBuf) {
+    let dev = Device::Cpu;
+    let (mut train, mut val) = sources();
+    let mut run = |epochs: usize, name: &str| {
+        let dir = temp_dir(&format!("{tag}-{name}"));
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        Trainer::new(&toy, &vm, config(epochs), &dev)
+            .unwrap()
+            .with_checkpoint_dir(&dir)
+            .fit(&mut train, Some(&mut val))
+            .unwrap();
+        dir
+    };
+    (run(1, "one"), run(2, "two"))
+}
+
+/// Resumes the toy network's run in `dir` (towards four epochs): the epoch it goes on at
+/// and the weights it loaded.
+fn resumed(dir: &Path) -> Result<(Option<usize>, Vec<f32>)> {
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    let mut trainer = Trainer::new(&toy, &vm, config(4), &dev)?.with_checkpoint_dir(dir);
+    let at = trainer.resume()?;
+    Ok((at, weights(&vm)))
+}
+
+/// The toy network's weights saved in the checkpoint folder `dir`.
+fn saved_weights(dir: &Path) -> Vec<f32> {
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let _toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    checkpoint::load_weights_into(&vm, &dir.join("model.safetensors"), &dev).unwrap();
+    weights(&vm)
+}
+
+/// The swap folders of `name` (`name.partial`, `name.previous`, `name.previous.1`, ...) in
+/// the run folder `dir`.
+fn swap_leftovers(dir: &Path, name: &str) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}.")))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_save_moved_aside_under_a_numbered_name_is_removed_on_resume() {
+    // When an older `last.previous/` could not be removed (a file in it still open on NFS),
+    // a save moves `last/` aside as `last.previous.1/`. A crash before that one is removed
+    // leaves both; the resume must not keep the numbered one forever.
+    let (one, two) = one_and_two_epoch_runs("numbered");
+    let epoch_two = saved_weights(&two.join("last"));
+    let stale = |case: &Path| {
+        // The older save, partly removed.
+        copy_dir(&one.join("last"), &case.join("last.previous"));
+        std::fs::remove_file(case.join("last.previous/model.safetensors")).unwrap();
+    };
+    // After the renames: `last/` is the new save.
+    let case = crashed_run(
+        "numbered-after",
+        &one,
+        &[
+            (&two.join("last"), "last"),
+            (&one.join("last"), "last.previous.1"),
+            (&two.join("best"), "best"),
+        ],
+    );
+    stale(&case);
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
+    assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new());
+    // Between the renames: the complete staging folder is put in place.
+    let case = crashed_run(
+        "numbered-between",
+        &one,
+        &[
+            (&two.join("last"), "last.partial"),
+            (&one.join("last"), "last.previous.1"),
+            (&two.join("best"), "best"),
+        ],
+    );
+    stale(&case);
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
+    assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new());
+    for tag in [
+        "numbered-one",
+        "numbered-two",
+        "numbered-after",
+        "numbered-between",
+    ] {
+        std::fs::remove_dir_all(temp_dir(tag)).ok();
+    }
+}
+
 /// A fresh folder `tag` holding a finished two-epoch run of the toy network.
 fn two_epoch_run(tag: &str, train: &mut InMemoryBatches, val: &mut InMemoryBatches) -> PathBuf {
     let dev = Device::Cpu;
