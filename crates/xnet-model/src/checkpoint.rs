@@ -1026,7 +1026,20 @@ fn previous_dirs(dir: &Path) -> Vec<PathBuf> {
 ///
 /// A save that found `<dir>.previous` in use moved `dir` aside as `<dir>.previous.1` (or the
 /// next free number): those count as `<dir>.previous` too, after it.
+///
+/// The two steps, [`restore_replaced_dir`] and [`remove_replaced_leftovers`], are apart for a
+/// caller that removes the leftovers only once `dir` has loaded (a resume).
 pub(crate) fn recover_replaced_dir(dir: &Path) -> Result<bool> {
+    let restored = restore_replaced_dir(dir)?;
+    Ok(remove_replaced_leftovers(dir) || restored)
+}
+
+/// The first step of [`recover_replaced_dir`]: when `dir` is missing, puts the complete
+/// staging folder or else the previous save in its place, and returns whether it did. The
+/// other folders stay: a save marked complete can still be damaged (in a copy of the run
+/// folder, or on a disk that lost a write), and the one it was to replace may then be the only
+/// whole save.
+pub(crate) fn restore_replaced_dir(dir: &Path) -> Result<bool> {
     let staging = staging_dir(dir);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -1044,15 +1057,36 @@ pub(crate) fn recover_replaced_dir(dir: &Path) -> Result<bool> {
             recovered = true;
         }
     }
-    // `dir` holds a whole save now: leftovers that cannot be deleted are left, not an error
-    // (the next save swaps around them).
-    for leftover in std::iter::once(staging).chain(previous_dirs(dir)) {
+    Ok(recovered)
+}
+
+/// The second step of [`recover_replaced_dir`], for when `dir` holds a whole save: removes the
+/// staging and previous folders of its swap, and returns whether there were any. Leftovers
+/// that cannot be deleted are left, not an error (the next save swaps around them).
+pub(crate) fn remove_replaced_leftovers(dir: &Path) -> bool {
+    let mut found = false;
+    for leftover in std::iter::once(staging_dir(dir)).chain(previous_dirs(dir)) {
         if leftover.exists() {
             let _ = std::fs::remove_dir_all(&leftover);
-            recovered = true;
+            found = true;
         }
     }
-    Ok(recovered)
+    found
+}
+
+/// Whether the checkpoint folder `dir` holds the weights its config was saved with: the config
+/// reads, and the weights file is there, with the recorded [`weights_digest`] if any. (Not
+/// whether every value is finite: [`load`] checks that.)
+pub(crate) fn holds_its_weights(dir: &Path) -> bool {
+    let Ok(config) = read_config(dir) else {
+        return false;
+    };
+    let Ok(bytes) = std::fs::read(dir.join(WEIGHTS_FILE)) else {
+        return false;
+    };
+    config
+        .weights_digest
+        .is_none_or(|want| weights_digest(&bytes) == want)
 }
 
 /// Writes bytes: temporary file (flushed to the disk), then rename.

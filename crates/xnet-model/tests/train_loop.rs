@@ -806,6 +806,106 @@ fn a_save_moved_aside_under_a_numbered_name_is_removed_on_resume() {
     }
 }
 
+#[test]
+fn a_swapped_in_save_that_does_not_load_keeps_the_whole_one_it_replaced() {
+    // A crash leaves a staging folder marked complete only once every file of it is on the
+    // disk, but a copy of the run folder (or a disk that lost a write) can hold a marked one
+    // with a damaged or missing file. The resume refuses it, naming the file, and must keep
+    // the whole save it was to replace: that one may be the run's only whole checkpoint.
+    let (one, two) = one_and_two_epoch_runs("damaged-swap");
+    let epoch_one = saved_weights(&one.join("last"));
+    let halve = |file: &Path| {
+        let bytes = std::fs::read(file).unwrap();
+        std::fs::write(file, &bytes[..bytes.len() / 2]).unwrap();
+    };
+    // Between the renames: the damaged staging folder is put in place as `last/`.
+    let case = crashed_run(
+        "damaged-between",
+        &one,
+        &[
+            (&two.join("last"), "last.partial"),
+            (&one.join("last"), "last.previous"),
+            (&two.join("best"), "best"),
+        ],
+    );
+    halve(&case.join("last.partial/model.safetensors"));
+    let e = resumed(&case).unwrap_err().to_string();
+    assert!(e.contains("model.safetensors"), "{e}");
+    assert_eq!(saved_weights(&case.join("last.previous")), epoch_one);
+    // With the damaged save moved away, the resume goes on from the kept one.
+    std::fs::remove_dir_all(case.join("last")).unwrap();
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
+    assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new());
+    // After the renames, the old save not yet removed.
+    let case = crashed_run(
+        "damaged-after",
+        &one,
+        &[
+            (&two.join("last"), "last"),
+            (&one.join("last"), "last.previous"),
+            (&two.join("best"), "best"),
+        ],
+    );
+    halve(&case.join("last/optimizer.safetensors"));
+    let e = resumed(&case).unwrap_err().to_string();
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+    assert_eq!(saved_weights(&case.join("last.previous")), epoch_one);
+    // A marked staging folder without its trainer state: nothing to resume, but the save
+    // it was to replace stays.
+    let case = crashed_run(
+        "damaged-stateless",
+        &one,
+        &[
+            (&two.join("last"), "last.partial"),
+            (&one.join("last"), "last.previous"),
+            (&two.join("best"), "best"),
+        ],
+    );
+    std::fs::remove_file(case.join("last.partial/trainer_state.json")).unwrap();
+    assert_eq!(resumed(&case).unwrap().0, None);
+    assert_eq!(saved_weights(&case.join("last.previous")), epoch_one);
+    // `best/` (which the trainer's resume does not load) damaged beside the whole save it
+    // replaced: that one stays until a save of `best/` replaces both.
+    let case = crashed_run(
+        "damaged-best",
+        &two,
+        &[
+            (&two.join("last"), "last"),
+            (&two.join("best"), "best"),
+            (&one.join("best"), "best.previous"),
+        ],
+    );
+    halve(&case.join("best/model.safetensors"));
+    assert_eq!(resumed(&case).unwrap().0, Some(2));
+    assert_eq!(
+        saved_weights(&case.join("best.previous")),
+        saved_weights(&one.join("best"))
+    );
+    // An intact `best/` lets it go.
+    let case = crashed_run(
+        "damaged-best-intact",
+        &two,
+        &[
+            (&two.join("last"), "last"),
+            (&two.join("best"), "best"),
+            (&one.join("best"), "best.previous"),
+        ],
+    );
+    assert_eq!(resumed(&case).unwrap().0, Some(2));
+    assert_eq!(swap_leftovers(&case, "best"), Vec::<String>::new());
+    for tag in [
+        "damaged-swap-one",
+        "damaged-swap-two",
+        "damaged-between",
+        "damaged-after",
+        "damaged-stateless",
+        "damaged-best",
+        "damaged-best-intact",
+    ] {
+        std::fs::remove_dir_all(temp_dir(tag)).ok();
+    }
+}
+
 /// A fresh folder `tag` holding a finished two-epoch run of the toy network.
 fn two_epoch_run(tag: &str, train: &mut InMemoryBatches, val: &mut InMemoryBatches) -> PathBuf {
     let dev = Device::Cpu;

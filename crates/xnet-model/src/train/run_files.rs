@@ -27,6 +27,10 @@ impl Trainer<'_> {
     /// (e.g. more epochs for a cosine schedule), they apply from the resumed epoch
     /// ([`LrScheduler::resumed_at`]); otherwise the stored scheduler continues exactly.
     ///
+    /// A save a crash interrupted is finished or undone first. The swap's other folders
+    /// (`last.previous/`, say) are removed once `last/` has loaded (and `best/` holds its
+    /// config's weights): after a refusal they stay, as they may hold the only whole save.
+    ///
     /// # Errors
     /// Unreadable or inconsistent files in `last/`, a model configuration other than the
     /// model's, an optimiser state that lacks what this trainer's optimiser keeps (another
@@ -77,12 +81,22 @@ impl Trainer<'_> {
         let Some(dir) = &self.checkpoint_dir else {
             return Ok(None);
         };
-        let last = dir.join(LAST_DIR);
-        // A save the previous process did not finish: put the last whole one in place.
-        checkpoint::recover_replaced_dir(&last)?;
-        checkpoint::recover_replaced_dir(&dir.join(BEST_DIR))?;
+        let (last, best) = (dir.join(LAST_DIR), dir.join(BEST_DIR));
+        // A save the previous process did not finish: put the last whole one in place. The
+        // other folders of the swap go only once what is in place is known whole (`last/`
+        // loaded, `best/` its config's weights): a copy of the run can hold a save marked
+        // complete but damaged, and the one it was to replace would be the only whole one.
+        checkpoint::restore_replaced_dir(&last)?;
+        checkpoint::restore_replaced_dir(&best)?;
+        if !best.exists() || checkpoint::holds_its_weights(&best) {
+            checkpoint::remove_replaced_leftovers(&best);
+        }
         let state_path = last.join(STATE_FILE);
         if !state_path.exists() {
+            if !last.exists() {
+                // Nothing was put in place: what is left is a save never marked complete.
+                checkpoint::remove_replaced_leftovers(&last);
+            }
             return Ok(None);
         }
         let stored = checkpoint::read_config(&last)?;
@@ -138,6 +152,7 @@ impl Trainer<'_> {
         checkpoint::load_weights_into(self.varmap, &weights, &self.device)?;
         self.optimizer
             .load_state(&last.join(OPTIMIZER_FILE), &self.device)?;
+        checkpoint::remove_replaced_leftovers(&last);
         let mut state = state;
         // The stored scheduler continues the run exactly; a configuration with another
         // schedule or rate (more epochs for a cosine, a new learning rate) takes effect from
