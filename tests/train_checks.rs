@@ -1072,3 +1072,37 @@ fn a_display_polarity_dataset_trains_with_invert_as_its_convention_copy() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// A `best/` that lost its weights file but kept its config was passed by the resume check,
+/// which loaded `best/`'s weights only when the file was there: the run then took its final
+/// weights for the model while recording `best/`'s epoch, and left a `best/` that does not
+/// load (the `interrupted_save` fuzz target, 2026-12-02).
+#[test]
+fn a_resume_refuses_a_best_checkpoint_without_its_weights_before_training() {
+    let tmp = temp_dir("train-resume-best-without-weights");
+    let job = tiny_job(tmp.join("run"));
+    run(&job).expect("the first run trains");
+    let weights = job.run_dir.join("best/model.safetensors");
+    std::fs::remove_file(&weights).unwrap();
+    let record = || {
+        [
+            "last/trainer_state.json",
+            "log.jsonl",
+            xray_seg::train::RUN_OPTIONS_FILE,
+        ]
+        .map(|f| std::fs::read(job.run_dir.join(f)).unwrap())
+    };
+    let before = record();
+    let longer = TrainJob {
+        resume: true,
+        epochs: 2,
+        ..job.clone()
+    };
+    let err = error_of(&longer, "a best/ without its weights");
+    assert!(err.contains(&weights.display().to_string()), "{err}");
+    assert!(
+        record() == before,
+        "the resume trained or recorded something: {err}"
+    );
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -117,10 +117,15 @@ pub(super) fn check_resumable<'a>(
         let mut trainer = split_trainer(job, model.as_ref(), &varmap, dir, &preprocess)?;
         take_up_run(&mut trainer, job, dir)?;
         drop(trainer);
-        // After the take-up, which may have written `best/` from `last/`.
-        let best = dir.join("best").join(checkpoint::WEIGHTS_FILE);
+        // After the take-up, which may have written `best/` from `last/`. A `best/` without
+        // its weights file is refused too: the training would end on other weights.
+        let best = dir.join("best");
         if best.exists() {
-            checkpoint::load_weights_into(&varmap, &best, &job.device)?;
+            checkpoint::load_weights_into(
+                &varmap,
+                &best.join(checkpoint::WEIGHTS_FILE),
+                &job.device,
+            )?;
         }
     }
     Ok(())
