@@ -906,6 +906,105 @@ fn a_swapped_in_save_that_does_not_load_keeps_the_whole_one_it_replaced() {
     }
 }
 
+#[test]
+fn a_save_interrupted_before_its_renames_or_while_the_old_one_is_removed_resumes_whole() {
+    // The points of a save `a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint`
+    // does not stop at, for `last/` and then `best/`.
+    let (one, two) = one_and_two_epoch_runs("points");
+    let (epoch_one, epoch_two) = (
+        saved_weights(&one.join("last")),
+        saved_weights(&two.join("last")),
+    );
+    // The staging folder complete (its marker written), before the first rename: `last/` is
+    // still the old save, which the resume keeps (the epoch is trained again).
+    let case = crashed_run(
+        "points-marked",
+        &one,
+        &[
+            (&one.join("last"), "last"),
+            (&two.join("last"), "last.partial"),
+            (&one.join("best"), "best"),
+        ],
+    );
+    assert!(case.join("last.partial/.complete").is_file());
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
+    assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new());
+    // The staging folder being written: one file in, the next one's temporary file cut short.
+    let case = crashed_run(
+        "points-temporary",
+        &one,
+        &[(&one.join("last"), "last"), (&one.join("best"), "best")],
+    );
+    std::fs::create_dir_all(case.join("last.partial")).unwrap();
+    std::fs::copy(
+        two.join("last/model.safetensors"),
+        case.join("last.partial/model.safetensors"),
+    )
+    .unwrap();
+    let config = std::fs::read(two.join("last/config.json")).unwrap();
+    std::fs::write(
+        case.join("last.partial/.config.json.tmp-1"),
+        &config[..config.len() / 2],
+    )
+    .unwrap();
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
+    assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new());
+    // After the renames, the old save partly removed.
+    let case = crashed_run(
+        "points-removing",
+        &one,
+        &[
+            (&two.join("last"), "last"),
+            (&one.join("last"), "last.previous"),
+            (&two.join("best"), "best"),
+        ],
+    );
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        std::fs::remove_file(case.join("last.previous").join(file)).unwrap();
+    }
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
+    assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new());
+    // `best/` (saved after `last/`, epoch 1 improving): its complete staging folder before
+    // the renames is dropped and `best/` caught up from `last/`; after the renames, the old
+    // `best/` partly removed goes.
+    let case = crashed_run(
+        "points-best-marked",
+        &two,
+        &[
+            (&two.join("last"), "last"),
+            (&one.join("best"), "best"),
+            (&two.join("best"), "best.partial"),
+        ],
+    );
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
+    assert_eq!(saved_weights(&case.join("best")), epoch_two);
+    assert_eq!(swap_leftovers(&case, "best"), Vec::<String>::new());
+    let case = crashed_run(
+        "points-best-removing",
+        &two,
+        &[
+            (&two.join("last"), "last"),
+            (&two.join("best"), "best"),
+            (&one.join("best"), "best.previous"),
+        ],
+    );
+    std::fs::remove_file(case.join("best.previous/model.safetensors")).unwrap();
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
+    assert_eq!(saved_weights(&case.join("best")), epoch_two);
+    assert_eq!(swap_leftovers(&case, "best"), Vec::<String>::new());
+    for tag in [
+        "points-one",
+        "points-two",
+        "points-marked",
+        "points-temporary",
+        "points-removing",
+        "points-best-marked",
+        "points-best-removing",
+    ] {
+        std::fs::remove_dir_all(temp_dir(tag)).ok();
+    }
+}
+
 /// A fresh folder `tag` holding a finished two-epoch run of the toy network.
 fn two_epoch_run(tag: &str, train: &mut InMemoryBatches, val: &mut InMemoryBatches) -> PathBuf {
     let dev = Device::Cpu;
