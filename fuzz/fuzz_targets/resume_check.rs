@@ -1,5 +1,6 @@
-//! What `run_resume` and `run_kfold` check of a split's folder after a resume (a module of
-//! both, not a target of its own): the input's edits, the log, the weights and the records.
+//! What `run_resume`, `run_kfold` and `interrupted_save` check of a split's folder after a
+//! resume (a module of each, not a target of its own): the input's edits, the log, the weights
+//! and the records.
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use xnet_model::checkpoint;
 use xnet_model::train::{TrainState, TrainSummary};
 
 /// Removes `rel` (a file or a folder) below `root`, if present.
+#[allow(dead_code)] // `run_resume`'s and `run_kfold`'s
 pub fn remove(root: &Path, rel: &str) {
     let path = root.join(rel);
     if path.is_dir() {
@@ -34,12 +36,12 @@ pub fn log_epochs(text: &str) -> Vec<Option<usize>> {
 }
 
 /// No temporary file or unfinished folder swap is left below `dir` (`.x.tmp-<pid>`,
-/// `<dir>.partial`, `<dir>.old`, `.complete`).
+/// `<dir>.partial`, `<dir>.previous`).
 pub fn no_leftovers(files: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
     for rel in files.keys() {
         let s = rel.to_string_lossy();
         assert!(
-            !s.contains(".tmp-") && !s.contains(".partial") && !s.contains(".old"),
+            !s.contains(".tmp-") && !s.contains(".partial") && !s.contains(".previous"),
             "{what}: {s} left behind"
         );
     }

@@ -1,6 +1,6 @@
-//! The run folder of the `run_record`, `run_weights`, `run_resume` and `run_kfold` targets (a
-//! module of each, not a target of its own): made once, its files read and put back, and the
-//! resume's stop message.
+//! The run folder of the `run_record`, `run_weights`, `run_resume`, `run_kfold` and
+//! `interrupted_save` targets (a module of each, not a target of its own): made once, its files
+//! read and put back, and the resume's stop message.
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,7 @@ pub fn snapshot(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
 
 /// Puts the run in `run_dir` back as `files` (a [`snapshot`]), with `changed` in place of
 /// some of them (a resume may trim the log or rewrite `best/`).
+#[allow(dead_code)] // not `interrupted_save`'s
 pub fn restore(
     run_dir: &Path,
     files: &BTreeMap<PathBuf, Vec<u8>>,
@@ -80,6 +81,7 @@ pub fn restore(
 }
 
 /// The epochs a stopped resume reports ("… has trained N epochs already …").
+#[allow(dead_code)] // not `interrupted_save`'s
 pub fn stopped_at(message: &str) -> Option<usize> {
     let rest = message.split("has trained ").nth(1)?;
     let (n, tail) = rest.split_once(' ')?;
