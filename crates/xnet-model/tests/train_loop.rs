@@ -501,20 +501,7 @@ fn crashed_run(tag: &str, one: &Path, folders: &[(&Path, &str)]) -> PathBuf {
 
 #[test]
 fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
-    let dev = Device::Cpu;
-    let (mut train, mut val) = sources();
-    let mut run = |dir: &Path, epochs: usize| {
-        let vm = VarMap::new();
-        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
-        Trainer::new(&toy, &vm, config(epochs), &dev)
-            .unwrap()
-            .with_checkpoint_dir(dir)
-            .fit(&mut train, Some(&mut val))
-            .unwrap();
-    };
-    let (one, two) = (temp_dir("crash-one"), temp_dir("crash-two"));
-    run(&one, 1);
-    run(&two, 2);
+    let (one, two) = one_and_two_epoch_runs("crash");
     // Nothing of a save's staging is left behind by a save that finished.
     for name in [
         "last.partial",
@@ -524,22 +511,10 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     ] {
         assert!(!two.join(name).exists(), "{name} left behind");
     }
-    let resume_at = |dir: &Path| {
-        let vm = VarMap::new();
-        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
-        let mut t = Trainer::new(&toy, &vm, config(4), &dev)
-            .unwrap()
-            .with_checkpoint_dir(dir);
-        let at = t.resume().unwrap();
-        (at, weights(&vm))
-    };
-    let weights_of = |dir: &Path| {
-        let vm = VarMap::new();
-        let _toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
-        checkpoint::load_weights_into(&vm, &dir.join("model.safetensors"), &dev).unwrap();
-        weights(&vm)
-    };
-    let (epoch_one, epoch_two) = (weights_of(&one.join("last")), weights_of(&two.join("last")));
+    let (epoch_one, epoch_two) = (
+        saved_weights(&one.join("last")),
+        saved_weights(&two.join("last")),
+    );
     assert_ne!(epoch_one, epoch_two);
 
     // 1. Crashed while the staging directory was written: the last whole save stays, and
@@ -555,7 +530,7 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
         case.join("last.partial/model.safetensors"),
     )
     .unwrap();
-    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
     assert!(!case.join("last.partial").exists());
 
     // 2. Crashed between the two renames: no `last/`, the old save moved aside and the new
@@ -569,7 +544,7 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
             (&two.join("best"), "best"),
         ],
     );
-    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
     assert!(case.join("last/trainer_state.json").is_file());
     assert!(!case.join("last.previous").exists() && !case.join("last.partial").exists());
 
@@ -583,7 +558,7 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
             (&two.join("best"), "best"),
         ],
     );
-    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
     assert!(!case.join("last.previous").exists());
 
     // 4. best/ crashed between its renames: put back before training goes on. (The staged
@@ -598,7 +573,7 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
             (&two.join("best"), "best.partial"),
         ],
     );
-    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
     assert!(case.join("best/model.safetensors").is_file());
     assert!(!case.join("best.partial").exists() && !case.join("best.previous").exists());
 
@@ -606,7 +581,7 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     //    complete (its marker was written last), so it is the save.
     let case = crashed_run("crash-alone", &one, &[(&two.join("last"), "last.partial")]);
     assert!(case.join("last.partial/.complete").is_file());
-    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
 
     // 6. No `last/` and a staging folder without its marker beside the old save: the
     //    staging folder may be incomplete, so the old save comes back.
@@ -619,7 +594,7 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
         ],
     );
     std::fs::remove_file(case.join("last.partial/.complete")).unwrap();
-    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
     assert!(!case.join("last.partial").exists());
 
     // 7. Crashed after `last/` was replaced by an improving epoch, before `best/` was:
@@ -638,9 +613,9 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
         &[(&two.join("last"), "last"), (&one.join("best"), "best")],
     );
     assert_eq!(best_epoch_of(&case), Some(0));
-    assert_eq!(resume_at(&case), (Some(2), epoch_two.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
     assert_eq!(best_epoch_of(&case), Some(1));
-    assert_eq!(weights_of(&case.join("best")), epoch_two);
+    assert_eq!(saved_weights(&case.join("best")), epoch_two);
     let (saved, written) = (
         checkpoint::read_config(&case.join("best"))
             .unwrap()
@@ -649,9 +624,9 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     );
     assert_eq!(saved, written, "the same record as an uninterrupted save");
     let case = crashed_run("crash-first-best", &one, &[(&one.join("last"), "last")]);
-    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
     assert_eq!(best_epoch_of(&case), Some(0));
-    assert_eq!(weights_of(&case.join("best")), epoch_one);
+    assert_eq!(saved_weights(&case.join("best")), epoch_one);
     // A `best/` another run left in the folder under the same epoch number (here epoch 1's
     // relabelled as epoch 0) is not taken for this run's.
     let case = crashed_run(
@@ -664,8 +639,8 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     config["metadata"]["epoch"] = serde_json::json!(0);
     std::fs::write(&config_path, config.to_string()).unwrap();
-    assert_eq!(resume_at(&case), (Some(1), epoch_one.clone()));
-    assert_eq!(weights_of(&case.join("best")), epoch_one);
+    assert_eq!(resumed(&case).unwrap(), (Some(1), epoch_one.clone()));
+    assert_eq!(saved_weights(&case.join("best")), epoch_one);
     // A `best/` of an earlier epoch than the last one is left alone.
     let case = crashed_run(
         "crash-best-older",
@@ -683,28 +658,31 @@ fn a_save_interrupted_at_any_step_resumes_from_a_whole_checkpoint() {
     )
     .unwrap();
     let before = std::fs::read(case.join("best/model.safetensors")).unwrap();
-    assert_eq!(resume_at(&case).0, Some(2));
+    assert_eq!(resumed(&case).unwrap().0, Some(2));
     assert_eq!(
         std::fs::read(case.join("best/model.safetensors")).unwrap(),
         before
     );
 
-    for dir in [&one, &two] {
-        std::fs::remove_dir_all(dir).ok();
-    }
-    for tag in [
-        "crash-before-best",
-        "crash-first-best",
-        "crash-foreign-best",
-        "crash-best-older",
-        "crash-staging",
-        "crash-between",
-        "crash-after",
-        "crash-best",
-        "crash-alone",
-        "crash-unmarked",
-    ] {
-        std::fs::remove_dir_all(temp_dir(tag)).ok();
+    remove_cases("crash");
+}
+
+/// Removes this process's folders of the test whose case tags start with `prefix-`
+/// ([`temp_dir`]'s names), so that a test need not list every case it made.
+fn remove_cases(prefix: &str) {
+    let (head, tail) = (
+        format!("xnet-train-{prefix}-"),
+        format!("-{}", std::process::id()),
+    );
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&head) && name.ends_with(&tail) {
+            std::fs::remove_dir_all(entry.path()).ok();
+        }
     }
 }
 
@@ -796,14 +774,7 @@ fn a_save_moved_aside_under_a_numbered_name_is_removed_on_resume() {
     stale(&case);
     assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
     assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new());
-    for tag in [
-        "numbered-one",
-        "numbered-two",
-        "numbered-after",
-        "numbered-between",
-    ] {
-        std::fs::remove_dir_all(temp_dir(tag)).ok();
-    }
+    remove_cases("numbered");
 }
 
 #[test]
@@ -893,17 +864,7 @@ fn a_swapped_in_save_that_does_not_load_keeps_the_whole_one_it_replaced() {
     );
     assert_eq!(resumed(&case).unwrap().0, Some(2));
     assert_eq!(swap_leftovers(&case, "best"), Vec::<String>::new());
-    for tag in [
-        "damaged-swap-one",
-        "damaged-swap-two",
-        "damaged-between",
-        "damaged-after",
-        "damaged-stateless",
-        "damaged-best",
-        "damaged-best-intact",
-    ] {
-        std::fs::remove_dir_all(temp_dir(tag)).ok();
-    }
+    remove_cases("damaged");
 }
 
 #[test]
@@ -992,17 +953,7 @@ fn a_save_interrupted_before_its_renames_or_while_the_old_one_is_removed_resumes
     assert_eq!(resumed(&case).unwrap(), (Some(2), epoch_two.clone()));
     assert_eq!(saved_weights(&case.join("best")), epoch_two);
     assert_eq!(swap_leftovers(&case, "best"), Vec::<String>::new());
-    for tag in [
-        "points-one",
-        "points-two",
-        "points-marked",
-        "points-temporary",
-        "points-removing",
-        "points-best-marked",
-        "points-best-removing",
-    ] {
-        std::fs::remove_dir_all(temp_dir(tag)).ok();
-    }
+    remove_cases("points");
 }
 
 /// A fresh folder `tag` holding a finished two-epoch run of the toy network.
