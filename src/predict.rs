@@ -50,6 +50,56 @@ impl std::fmt::Debug for Predictor {
     }
 }
 
+/// Refuses a folder that holds neither checkpoint file ([`checkpoint::WEIGHTS_FILE`],
+/// [`checkpoint::CONFIG_FILE`]) with an error that says so and names the sub-folders that
+/// hold one: a k-fold run keeps a checkpoint per fold (`fold-<k>/`) and a `compare` run one
+/// per model, and `--weights` given such a run's folder used to fail with "config.json: No
+/// such file or directory", which says neither. Anything else is left to
+/// [`checkpoint::load`].
+fn check_holds_checkpoint(path: &Path) -> Result<()> {
+    let holds = |dir: &Path| {
+        [checkpoint::WEIGHTS_FILE, checkpoint::CONFIG_FILE]
+            .iter()
+            .any(|f| dir.join(f).exists())
+    };
+    if !path.is_dir() || holds(path) {
+        return Ok(());
+    }
+    let mut below: Vec<String> = std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir() && p.join(checkpoint::CONFIG_FILE).is_file())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    below.sort();
+    let hint = if below.is_empty() {
+        format!(
+            "expected a checkpoint folder holding {} and {} (a train run's folder, or its \
+             best/ or last/)",
+            checkpoint::WEIGHTS_FILE,
+            checkpoint::CONFIG_FILE
+        )
+    } else {
+        format!(
+            "it holds no {} or {}, but these sub-folders hold a checkpoint each (the folds \
+             of a k-fold run, the models of a compare run): {}; give one of them",
+            checkpoint::WEIGHTS_FILE,
+            checkpoint::CONFIG_FILE,
+            below.join(", ")
+        )
+    };
+    Err(Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no checkpoint in this folder: {hint}"),
+        ),
+    ))
+}
+
 impl Predictor {
     /// Loads a checkpoint directory (or its `model.safetensors`) written by `train`.
     ///
@@ -63,6 +113,9 @@ impl Predictor {
     /// Missing or corrupt files, weights that do not fit the config, a preprocessing record
     /// that does not fit the network, a temperature that is not a number in
     /// [`TEMPERATURE_RANGE`], a flip-averaging record that is not one of [`FlipAverage`]'s.
+    /// A folder that holds neither checkpoint file is an [`Error::Io`] of kind `NotFound`
+    /// that says so and names its sub-folders that hold a checkpoint (the `fold-<k>/` of a
+    /// k-fold run, the models of a `compare` run), one of which was most likely meant.
     ///
     /// # Examples
     ///
@@ -89,6 +142,7 @@ impl Predictor {
     /// # }
     /// ```
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        check_holds_checkpoint(path)?;
         let loaded = checkpoint::load(path, device)?;
         // The record is in the config file: its errors name it (a percentile window out of
         // order said only "invalid parameter: percentile window must satisfy ...").
