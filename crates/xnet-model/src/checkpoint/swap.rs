@@ -117,8 +117,8 @@ fn previous_dirs(dir: &Path) -> Vec<PathBuf> {
 /// whole save again. Returns whether anything was left to clean up.
 ///
 /// - No `dir`: the crash came between the two renames. The staging directory becomes `dir`
-///   if it was completely written (it holds the marker written last), else the previous save
-///   (`<dir>.previous`) is put back.
+///   if it was completely written (it holds the marker written last), else the newest whole
+///   save it replaced (`<dir>.previous`, or a numbered sibling) is put back.
 /// - A `<dir>.partial` beside an existing `dir`: an unfinished save; it is removed, and `dir`
 ///   keeps the last complete one.
 /// - A `<dir>.previous` beside an existing `dir`: the old save that was not yet removed.
@@ -149,7 +149,7 @@ pub(crate) fn restore_replaced_dir(dir: &Path) -> Result<bool> {
         let newest = if staging.join(COMPLETE_MARKER).is_file() {
             Some(staging.clone())
         } else {
-            previous_dirs(dir).into_iter().find(|p| p.is_dir())
+            newest_previous(dir)
         };
         if let Some(newest) = newest {
             std::fs::rename(&newest, dir).map_err(io(dir))?;
@@ -157,6 +157,30 @@ pub(crate) fn restore_replaced_dir(dir: &Path) -> Result<bool> {
         }
     }
     Ok(recovered)
+}
+
+/// The save to put back when `dir` is missing and no staging folder is complete (only a copy
+/// of the run folder, or a disk that lost a write, leaves that): of the folders swaps moved
+/// `dir` aside to, the one that holds its weights, then the one whose metadata records the
+/// latest epoch (`next_epoch` for a trainer's `last/`, `epoch` for its `best/`), then the one
+/// moved aside last. `<dir>.previous` is older than any numbered sibling (a save takes a
+/// number only when that name is in use), so a name-order pick would retrain from an older
+/// epoch than the run had reached.
+fn newest_previous(dir: &Path) -> Option<PathBuf> {
+    previous_dirs(dir)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| p.is_dir())
+        .max_by_key(|(order, p)| (holds_its_weights(p), recorded_epoch(p), *order))
+        .map(|(_, p)| p)
+}
+
+/// The epoch a checkpoint folder's metadata records, if it reads and records one.
+fn recorded_epoch(dir: &Path) -> Option<u64> {
+    let config = read_config(dir).ok()?;
+    ["next_epoch", "epoch"]
+        .iter()
+        .find_map(|key| config.metadata.get(*key).and_then(|v| v.as_u64()))
 }
 
 /// The second step of [`recover_replaced_dir`], for when `dir` holds a whole save: removes the
