@@ -72,8 +72,25 @@ pub(super) fn sync_dir(dir: &Path) {
 /// Writes bytes: temporary file (flushed to the disk), then rename.
 pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
-    write_synced(&tmp, bytes)?;
+    write_synced(&tmp, bytes).map_err(|e| {
+        // A write that failed part way (a full disk) must not leave the part behind, holding
+        // the space it lacked.
+        let _ = std::fs::remove_file(&tmp);
+        retarget_io(e, path)
+    })?;
     rename_into_place(&tmp, path)
+}
+
+/// An I/O error on the temporary file, reported on the file it was to become: that is the
+/// name a user knows, and the temporary one is gone.
+fn retarget_io(e: ModelError, path: &Path) -> ModelError {
+    match e {
+        ModelError::Io { source, .. } => ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    }
 }
 
 /// Writes a value as pretty JSON: temporary file, then rename.
