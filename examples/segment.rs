@@ -246,14 +246,9 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                         }
                         Err(e) => {
                             failures.fetch_add(1, Ordering::Relaxed);
-                            // Most errors already start with the file's name.
-                            let mut text = e.to_string();
-                            if matches!(
-                                e,
-                                xray_seg::Error::Data(xray_data::DataError::ColorImage { .. })
-                            ) {
-                                text.push_str(" (here: --allow-rgb)");
-                            }
+                            // Most errors already start with the file's name; a colour
+                            // image's names --allow-rgb (xray_seg::Error::Data).
+                            let text = e.to_string();
                             record(serde_json::json!({ "error": text }));
                             let name = input.display().to_string();
                             bar.suspend(|| {

@@ -8,8 +8,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything a job can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading, writing or preparing data.
-    #[error(transparent)]
+    /// Reading, writing or preparing data. The message is the data error's, followed, where
+    /// a flag of the examples avoids the error, by that flag: `--allow-rgb` for a colour
+    /// image ([`xray_data::DataError::ColorImage`], whose own message names the library's
+    /// `LoadOptions::allow_rgb`).
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use xray_data::DataError;
+    /// let colour = DataError::ColorImage { path: PathBuf::from("hip.png"), found: "Rgb8".into() };
+    /// let e = xray_seg::Error::from(colour).to_string();
+    /// assert!(e.starts_with("hip.png: not plain grayscale") && e.contains("--allow-rgb converts"), "{e}");
+    /// ```
+    #[error("{0}{hint}", hint = flag_hint(.0))]
     Data(#[from] xray_data::DataError),
     /// Building, training or running a network.
     #[error(transparent)]
@@ -53,5 +64,15 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// The examples' flag that avoids a data error, as a suffix of its message, or nothing.
+fn flag_hint(e: &xray_data::DataError) -> &'static str {
+    match e {
+        xray_data::DataError::ColorImage { .. } => {
+            " (with the examples: --allow-rgb converts colour images to grey)"
+        }
+        _ => "",
     }
 }

@@ -59,3 +59,73 @@ fn a_weights_folder_with_checkpoints_only_below_names_them() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Replaces `path` (a 16-bit grey PNG) by an 8-bit RGB copy, as a viewer's export is.
+fn make_rgb(path: &Path) {
+    let grey = image::open(path).unwrap().to_luma8();
+    image::DynamicImage::ImageLuma8(grey)
+        .to_rgb8()
+        .save(path)
+        .unwrap();
+}
+
+/// A colour image among a `--data` folder's images stopped `train`, `evaluate` and
+/// `compare` with "...; set LoadOptions::allow_rgb to convert it to luma": a field of the
+/// library, where the user of the examples needs the flag `--allow-rgb` (`segment` alone
+/// appended it). The jobs' errors now name the flag, whichever job meets the image.
+#[test]
+fn a_colour_image_error_names_the_allow_rgb_flag() {
+    use xray_data::dataset::Dataset;
+    use xray_seg::segment::{segment_file, SegmentOptions};
+    use xray_seg::train::{run, TrainJob};
+    let dir = scratch("colour");
+    let data = dir.join("data");
+    xray_data::synth::generate_dataset(&data, 8, 32, 4).unwrap();
+    let rgb = data.join("images/synth_00003.png");
+    make_rgb(&rgb);
+    let name = rgb.display().to_string();
+    let job = TrainJob {
+        data: Some(data.clone()),
+        run_dir: dir.join("run"),
+        size: 32,
+        width: 2,
+        epochs: 1,
+        batch: 4,
+        patience: 1,
+        progress: false,
+        overlays: 0,
+        calibrate: false,
+        ..TrainJob::default()
+    };
+    // train (and compare, which reads the data set the same way)
+    let e = match run(&job) {
+        Ok(_) => panic!("a colour image trained without --allow-rgb"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains(&name) && e.contains("--allow-rgb"), "{e}");
+    // evaluate
+    let ds = Dataset::open(&data, &job.dataset_options()).unwrap();
+    let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu).unwrap();
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let e = xray_seg::evaluate::evaluate_samples(&predictor, &ds, &all, None)
+        .expect_err("a colour image evaluated without --allow-rgb")
+        .to_string();
+    assert!(e.contains(&name) && e.contains("--allow-rgb"), "{e}");
+    // segment, once (it appended the flag itself, which must not now come twice)
+    let e = segment_file(
+        &predictor,
+        &rgb,
+        &dir.join("seg"),
+        &SegmentOptions::default(),
+    )
+    .expect_err("a colour image segmented without --allow-rgb")
+    .to_string();
+    assert_eq!(e.matches("--allow-rgb").count(), 1, "{e}");
+    // With the flag, the image is read.
+    let job = TrainJob {
+        allow_rgb: true,
+        ..job
+    };
+    assert!(run(&job).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
