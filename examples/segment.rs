@@ -15,7 +15,8 @@
 //! `--uncertainty` `<stem>.uncertainty.png` (16-bit, `1 − max_k p_k`) plus the file's
 //! expected error rate. `OUT/segment.jsonl` has one JSON line per input, in input order:
 //! what was written for it (size, category, edges, label counts, expected error, paths) or
-//! its error. Outputs an earlier run wrote for a stem and this run does not (probability maps
+//! its error; an earlier run's lines for inputs this run does not segment come first, kept
+//! while their outputs are in the folder (`xray_seg::segment::write_summary`). Outputs an earlier run wrote for a stem and this run does not (probability maps
 //! without `--probs`, everything of an input that now fails) are removed.
 
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ use xray_postproc::{Pipeline, PipelineConfig};
 use xray_seg::predict::Predictor;
 use xray_seg::segment::{
     check_category, check_outputs_spare_inputs, expand_inputs, segment_file, worker_count,
-    SegmentOptions, SUMMARY_FILE,
+    write_summary, SegmentOptions,
 };
 
 #[derive(Parser, Debug)]
@@ -266,13 +267,12 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         }
     });
     bar.finish_and_clear();
-    // One JSON line per input, in the order of the inputs: what was written, or the error.
+    // One JSON line per input, in the order of the inputs: what was written, or the error;
+    // after the lines of an earlier run's inputs that this run did not segment.
     let mut records = records.into_inner().unwrap_or_default();
     records.sort_by_key(|(index, _)| *index);
-    let summary = args.out.join(SUMMARY_FILE);
-    let text: String = records.iter().map(|(_, r)| format!("{r}\n")).collect();
-    std::fs::create_dir_all(&args.out).map_err(|e| xray_seg::Error::io(&args.out, e))?;
-    std::fs::write(&summary, text).map_err(|e| xray_seg::Error::io(&summary, e))?;
+    let lines: Vec<serde_json::Value> = records.into_iter().map(|(_, r)| r).collect();
+    let summary = write_summary(&args.out, &lines)?;
     println!("summary of every input: {}", summary.display());
     Ok(failures.into_inner())
 }

@@ -129,3 +129,85 @@ fn a_colour_image_error_names_the_allow_rgb_flag() {
     assert!(run(&job).is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A second `segment` run into a folder that holds an earlier run's results (other inputs,
+/// or some of the same) kept the earlier outputs but replaced `segment.jsonl` with its own
+/// lines alone: the summary of the earlier inputs (label counts, expected error, warnings,
+/// errors) was lost while their outputs stayed. The summary now keeps an earlier line for
+/// an input this run did not segment, while its outputs are still there, ahead of this
+/// run's lines in input order; a line of an input segmented again is replaced.
+#[test]
+fn a_second_segment_run_keeps_the_summary_of_the_earlier_inputs() {
+    use xray_data::io::save_png16;
+    use xray_data::synth::{generate_item, PhantomConfig};
+    use xray_seg::segment::{segment_file, write_summary, SegmentOptions, SUMMARY_FILE};
+    let dir = scratch("summary");
+    let out = dir.join("seg");
+    let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu).unwrap();
+    let cfg = PhantomConfig::with_size(48);
+    let inputs: Vec<PathBuf> = ["a", "b", "c", "gone"]
+        .iter()
+        .enumerate()
+        .map(|(i, stem)| {
+            let path = dir.join(format!("{stem}.png"));
+            save_png16(&path, &generate_item(&cfg, 3, i as u64).unwrap().image).unwrap();
+            path
+        })
+        .collect();
+    std::fs::write(dir.join("bad.png"), b"not a png").unwrap();
+    // The example's lines: what segment_file wrote, or the error, each with its input.
+    let lines = |files: &[PathBuf]| -> Vec<serde_json::Value> {
+        files
+            .iter()
+            .map(|f| {
+                let mut line = match segment_file(&predictor, f, &out, &SegmentOptions::default()) {
+                    Ok(s) => serde_json::to_value(&s).unwrap(),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                };
+                line["input"] = f.display().to_string().into();
+                line
+            })
+            .collect()
+    };
+    let stems_in = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let input = v["input"].as_str().unwrap().to_string();
+                let stem = Path::new(&input).file_stem().unwrap();
+                stem.to_string_lossy().into_owned()
+            })
+            .collect()
+    };
+    // First run: a, b, gone and one that fails.
+    let first = [
+        inputs[0].clone(),
+        inputs[1].clone(),
+        inputs[3].clone(),
+        dir.join("bad.png"),
+    ];
+    let path = write_summary(&out, &lines(&first)).unwrap();
+    assert_eq!(path, out.join(SUMMARY_FILE));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(stems_in(&text), ["a", "b", "gone", "bad"]);
+    // The user deletes one input's outputs; then a second run: c, and b again.
+    std::fs::remove_file(out.join("gone.labels.png")).unwrap();
+    let second = [inputs[2].clone(), inputs[1].clone()];
+    write_summary(&out, &lines(&second)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    // a and bad's error kept (not segmented again), gone dropped (its outputs are no longer
+    // there), then this run's c and b, b once.
+    assert_eq!(stems_in(&text), ["a", "bad", "c", "b"], "{text}");
+    assert!(text.lines().nth(1).unwrap().contains("\"error\""), "{text}");
+    // A line that is not JSON (edited by hand) is kept as it was.
+    std::fs::write(&path, format!("{text}not json\n")).unwrap();
+    write_summary(&out, &lines(&second[..1])).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().any(|l| l == "not json"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains("c.png")).count(),
+        1,
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

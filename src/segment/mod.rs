@@ -19,7 +19,7 @@ mod inputs;
 mod outputs;
 
 pub use inputs::{check_unique_stems, expand_inputs, worker_count, Inputs};
-pub use outputs::{check_outputs_spare_inputs, SUMMARY_FILE};
+pub use outputs::{check_outputs_spare_inputs, write_summary, SUMMARY_FILE};
 use outputs::{discard_outputs, has_outputs_of, remove_stale_outputs};
 
 /// Options of [`segment_file`].

@@ -106,6 +106,80 @@ fn output_stem(name: &str) -> Option<&str> {
 /// The summary the `segment` example writes into its output folder, one JSON line per input.
 pub const SUMMARY_FILE: &str = "segment.jsonl";
 
+/// Writes [`SUMMARY_FILE`] into `out_dir` (created if need be) and returns its path: one
+/// JSON line per input of this run, in the order given (each a [`Segmented`](super::Segmented)
+/// or `{"error": ...}` object with the input's path under `"input"`), after the lines an
+/// earlier run wrote there for inputs this run did not segment.
+///
+/// An output folder is often used again (another batch, one file redone): a summary of this
+/// run alone would drop the lines of the earlier inputs whose outputs stay in the folder, and
+/// with them their label counts, expected errors, warnings and errors. So an earlier line is
+/// kept when its input's stem (`"stem"`, else the file stem of `"input"`) is not one of this
+/// run's and either its `<stem>.labels.png` is still in `out_dir` or it reports an error (a
+/// failed input has no outputs); a line that is not a JSON object (edited by hand) is kept as
+/// it is. A line of an input segmented again is replaced by this run's.
+///
+/// # Errors
+/// [`Error::Io`] when the folder cannot be made, or the summary cannot be read or written.
+///
+/// # Examples
+/// ```
+/// use serde_json::json;
+/// use xray_seg::segment::write_summary;
+/// let out = std::env::temp_dir().join(format!("xray-doc-summary-{}", std::process::id()));
+/// let failed = |input: &str| json!({ "input": input, "error": "cannot decode" });
+/// write_summary(&out, &[failed("a.png"), failed("b.png")])?;
+/// // Later, b alone again: a's line stays, b's is this run's.
+/// let path = write_summary(&out, &[json!({ "input": "in/b.png", "error": "still bad" })])?;
+/// let text = std::fs::read_to_string(path)?;
+/// assert_eq!(text.lines().count(), 2);
+/// assert!(text.starts_with(r#"{"error":"cannot decode","input":"a.png"}"#), "{text}");
+/// assert!(text.contains("still bad") && !text.contains(r#""input":"b.png""#), "{text}");
+/// # std::fs::remove_dir_all(&out)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_summary(out_dir: &Path, lines: &[serde_json::Value]) -> Result<PathBuf> {
+    let summary = out_dir.join(SUMMARY_FILE);
+    let ours: std::collections::HashSet<String> = lines.iter().filter_map(line_stem).collect();
+    let earlier = match std::fs::read_to_string(&summary) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&summary, e)),
+    };
+    let mut text = String::new();
+    for line in earlier.lines().filter(|l| !l.trim().is_empty()) {
+        let keep = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(value) if value.is_object() => line_stem(&value).is_some_and(|stem| {
+                !ours.contains(&stem)
+                    && (value.get("error").is_some()
+                        || out_dir.join(format!("{stem}.labels.png")).is_file())
+            }),
+            _ => true,
+        };
+        if keep {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    for line in lines {
+        text.push_str(&format!("{line}\n"));
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    std::fs::write(&summary, text).map_err(|e| Error::io(&summary, e))?;
+    Ok(summary)
+}
+
+/// The input stem of a summary line: its `"stem"`, else the file stem of its `"input"`.
+fn line_stem(line: &serde_json::Value) -> Option<String> {
+    if let Some(stem) = line.get("stem").and_then(|s| s.as_str()) {
+        return Some(stem.to_string());
+    }
+    let input = line.get("input").and_then(|s| s.as_str())?;
+    Path::new(input)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+}
+
 /// Checks that segmenting `files` into `out_dir` overwrites none of them: every input's
 /// outputs are named after its stem (`<stem>.labels.png`, `.field.png`, `.field.json`,
 /// `.overlay.png`, `.uncertainty.png`, `.prob-<k>.png`, plus [`SUMMARY_FILE`]), so an input
