@@ -15,7 +15,12 @@ use xray_seg::compare::{default_variants, run, to_markdown};
 use xray_seg::train::{check_run_name, Arch, TrainJob};
 
 #[derive(Parser, Debug)]
-#[command(about = "Compare architectures and the classical baseline on the same data and budget")]
+#[command(
+    about = "Compare architectures and the classical baseline on the same data and budget",
+    // A negative number after a flag is its value (refused, by the flag's name, where it
+    // cannot be), not an unknown option.
+    allow_negative_numbers = true
+)]
 struct Args {
     /// Dataset folder; synthetic data when absent.
     #[arg(long)]
@@ -119,5 +124,23 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A negative number after a flag is the flag's value, which the job's checks then
+    /// refuse by the flag's name; clap took it for an unknown option ("unexpected
+    /// argument '-1' found"), which named no flag.
+    #[test]
+    fn a_negative_number_is_the_flag_s_value() {
+        let args = Args::try_parse_from(["compare", "--lr", "-1"]).map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.lr), Ok(-1.0));
+        let e = Args::try_parse_from(["compare", "--epochs", "-3"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'-3' for '--epochs"), "{e}");
     }
 }

@@ -24,7 +24,12 @@ use xray_seg::predict::Predictor;
 use xray_seg::train::TrainJob;
 
 #[derive(Parser, Debug)]
-#[command(about = "Evaluate a trained checkpoint on a labelled dataset folder")]
+#[command(
+    about = "Evaluate a trained checkpoint on a labelled dataset folder",
+    // A negative number after a flag is its value (refused, by the flag's name, where it
+    // cannot be), not an unknown option.
+    allow_negative_numbers = true
+)]
 struct Args {
     /// Checkpoint directory (or its model.safetensors); default: the shipped weights.
     #[arg(long)]
@@ -168,4 +173,38 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     }
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A negative number after a flag is the flag's value, which the job's checks then
+    /// refuse by the flag's name; clap took it for an unknown option ("unexpected
+    /// argument '-1' found"), which named no flag.
+    #[test]
+    fn a_negative_number_is_the_flag_s_value() {
+        let args = Args::try_parse_from([
+            "evaluate",
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--tissue-threshold",
+            "-0.5",
+        ])
+        .map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.tissue_threshold), Ok(Some(-0.5)));
+        let args = Args::try_parse_from([
+            "evaluate",
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--temperature",
+            "-1",
+        ])
+        .map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.temperature), Ok(Some(-1.0)));
+    }
 }

@@ -34,7 +34,10 @@ use xray_seg::segment::{
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Segment radiographs into open beam, soft tissue and bone, and find the collimator"
+    about = "Segment radiographs into open beam, soft tissue and bone, and find the collimator",
+    // A negative number after a flag is its value (refused, by the flag's name, where it
+    // cannot be), not an unknown option.
+    allow_negative_numbers = true
 )]
 struct Args {
     /// Input radiographs, or folders of them (not recursive; other files there are skipped).
@@ -304,4 +307,33 @@ fn unserved_category_warning(
         keys.join(", ")
     );
     Some((category.to_string(), warning))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A negative number after a flag is the flag's value, which the job's checks then
+    /// refuse by the flag's name; clap took it for an unknown option ("unexpected
+    /// argument '-1' found"), which named no flag.
+    #[test]
+    fn a_negative_number_is_the_flag_s_value() {
+        let args = Args::try_parse_from([
+            "segment",
+            "a.png",
+            "--out",
+            "o",
+            "--tissue-threshold",
+            "-0.5",
+        ])
+        .map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.tissue_threshold), Ok(-0.5));
+        let args = Args::try_parse_from(["segment", "a.png", "--out", "o", "--temperature", "-1"])
+            .map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.temperature), Ok(Some(-1.0)));
+        let e = Args::try_parse_from(["segment", "a.png", "--out", "o", "--jobs", "-2"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'-2' for '--jobs"), "{e}");
+    }
 }

@@ -27,7 +27,10 @@ enum Output {
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Generate synthetic limb, chest and pelvis radiographs with exact open-beam / soft-tissue / bone labels"
+    about = "Generate synthetic limb, chest and pelvis radiographs with exact open-beam / soft-tissue / bone labels",
+    // A negative number after a flag is its value (refused, by the flag's name, where it
+    // cannot be), not an unknown option.
+    allow_negative_numbers = true
 )]
 struct Args {
     /// Output folder (created).
@@ -185,5 +188,28 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A negative number after a flag is the flag's value, which the job's checks then
+    /// refuse by the flag's name; clap took it for an unknown option ("unexpected
+    /// argument '-1' found"), which named no flag.
+    #[test]
+    fn a_negative_number_is_the_flag_s_value() {
+        let args =
+            Args::try_parse_from(["synth", "--out", "o", "--collimation-probability", "-0.5"])
+                .map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.collimation_probability), Ok(Some(-0.5)));
+        let args = Args::try_parse_from(["synth", "--out", "o", "--marker-probability", "-1"])
+            .map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.marker_probability), Ok(Some(-1.0)));
+        let e = Args::try_parse_from(["synth", "--out", "o", "--count", "-4"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'-4' for '--count"), "{e}");
     }
 }

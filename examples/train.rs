@@ -22,7 +22,10 @@ use xray_seg::train::{check_run_name, run, Arch, TrainJob};
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Train XNet / U-Net / SegNet / DeepLab-lite on radiographs (synthetic when no --data)"
+    about = "Train XNet / U-Net / SegNet / DeepLab-lite on radiographs (synthetic when no --data)",
+    // A negative number after a flag is its value (refused, by the flag's name, where it
+    // cannot be), not an unknown option.
+    allow_negative_numbers = true
 )]
 struct Args {
     /// Dataset folder (images/, masks/, categories.csv); synthetic data when absent.
@@ -284,5 +287,28 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A negative number after a flag is the flag's value, which the job's checks then
+    /// refuse by the flag's name; clap took it for an unknown option ("unexpected
+    /// argument '-1' found"), which named no flag.
+    #[test]
+    fn a_negative_number_is_the_flag_s_value() {
+        let args = Args::try_parse_from(["train", "--lr", "-1"]).map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.lr), Ok(-1.0));
+        let args = Args::try_parse_from(["train", "--l2", "-0.5"]).map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.l2), Ok(-0.5));
+        let args =
+            Args::try_parse_from(["train", "--dice-weight", "-2"]).map_err(|e| e.to_string());
+        assert_eq!(args.map(|a| a.dice_weight), Ok(-2.0));
+        let e = Args::try_parse_from(["train", "--epochs", "-3"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'-3' for '--epochs"), "{e}");
     }
 }
