@@ -57,7 +57,7 @@ struct Args {
     #[arg(long)]
     uncertainty: bool,
     /// Soft-tissue threshold t in [0, 1] (soft tissue only where P(soft) > t).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_threshold)]
     tissue_threshold: f32,
     /// Post-processing config (JSON, see xray_postproc::PipelineConfig); overrides
     /// --tissue-threshold.
@@ -101,6 +101,17 @@ struct Args {
     /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// `--tissue-threshold`: a probability in [0, 1], refused by the flag's name (the
+/// post-processing config refused it later as "thresholds.soft_threshold", after the model
+/// had loaded).
+fn parse_threshold(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(t),
+        Ok(_) => Err("must be a probability in [0, 1]".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -313,12 +324,31 @@ fn unserved_category_warning(
 mod tests {
     use super::*;
 
+    /// `--tissue-threshold 1.5` was refused only after the model had loaded, as
+    /// "parameter thresholds.soft_threshold = 1.5 is out of range", a name the user never typed.
+    #[test]
+    fn a_tissue_threshold_outside_0_1_names_the_flag() {
+        for bad in ["1.5", "-0.1", "NaN"] {
+            let e =
+                Args::try_parse_from(["segment", "a.png", "--out", "o", "--tissue-threshold", bad])
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                e.contains("--tissue-threshold") && e.contains("[0, 1]"),
+                "{e}"
+            );
+        }
+        let args =
+            Args::try_parse_from(["segment", "a.png", "--out", "o", "--tissue-threshold", "1"]);
+        assert_eq!(args.map(|a| a.tissue_threshold).ok(), Some(1.0));
+    }
+
     /// A negative number after a flag is the flag's value, which the job's checks then
     /// refuse by the flag's name; clap took it for an unknown option ("unexpected
     /// argument '-1' found"), which named no flag.
     #[test]
     fn a_negative_number_is_the_flag_s_value() {
-        let args = Args::try_parse_from([
+        let e = Args::try_parse_from([
             "segment",
             "a.png",
             "--out",
@@ -326,8 +356,9 @@ mod tests {
             "--tissue-threshold",
             "-0.5",
         ])
-        .map_err(|e| e.to_string());
-        assert_eq!(args.map(|a| a.tissue_threshold), Ok(-0.5));
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'-0.5' for '--tissue-threshold"), "{e}");
         let args = Args::try_parse_from(["segment", "a.png", "--out", "o", "--temperature", "-1"])
             .map_err(|e| e.to_string());
         assert_eq!(args.map(|a| a.temperature), Ok(Some(-1.0)));
