@@ -159,21 +159,10 @@ fn set_path(path: &str) {
     std::env::set_var("XNET_CONV_PATH", path);
 }
 
-fn main() -> candle_core::Result<()> {
-    xnet_model::runtime::exit_quietly_on_closed_pipe();
-    let args = Args::parse();
-    // As the throughput example and the trainer: large freed buffers stay mapped, so the
-    // timings do not include the page faults a long-running process avoids.
-    xnet_model::memory::keep_freed_memory();
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build_global()
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    if args.network {
-        return network(&args);
-    }
-    let dev = Device::Cpu;
-    // Forward shapes, then the input-gradient shapes (channels swapped) not already listed.
+/// The 3×3 layer shapes `(c_in, c_out, side)` timed or checked: the forward shapes, then
+/// the input-gradient shapes (channels swapped) not already listed (forward only with
+/// `--weight-grad`).
+fn shapes(args: &Args) -> Vec<(usize, usize, usize)> {
     let mut shapes: Vec<(usize, usize, usize)> = Vec::new();
     for &(ci, co, d) in FORWARD {
         let transposed = (co, ci, args.size / d);
@@ -188,6 +177,78 @@ fn main() -> candle_core::Result<()> {
             }
         }
     }
+    shapes
+}
+
+/// A layer's label in the table, which `--only` matches.
+fn label(n: usize, ci: usize, co: usize, side: usize) -> String {
+    format!("{n}×{ci}→{co} @{side}")
+}
+
+/// The options that would print a table of zeros, infinities or dashes, or none: a batch or
+/// repeat count of 0 (every time 0.0, or inf), a size whose smallest layer (side / 8) is
+/// empty, a `--paths` entry that is no path (every cell "–"), an `--only` no layer matches
+/// (a table without rows).
+fn check_args(args: &Args) -> Result<(), String> {
+    let zero: Vec<&str> = [
+        ("--batch", args.batch),
+        ("--reps", args.reps),
+        ("--threads", args.threads),
+    ]
+    .into_iter()
+    .filter(|&(_, v)| v == 0)
+    .map(|(flag, _)| flag)
+    .collect();
+    if !zero.is_empty() {
+        return Err(format!("{} must be at least 1", zero.join(", ")));
+    }
+    if args.size < 8 || !args.size.is_multiple_of(8) {
+        return Err(format!(
+            "--size must be a positive multiple of 8 (the layers run at side, side/2, side/4 \
+             and side/8), got {}",
+            args.size
+        ));
+    }
+    const PATHS: [&str; 3] = ["direct", "f23", "f43"];
+    if let Some(bad) = args.paths.split(',').find(|p| !PATHS.contains(&p.trim())) {
+        return Err(format!(
+            "--paths: {bad:?} is not a path; expected a comma-separated list among {}",
+            PATHS.join(", ")
+        ));
+    }
+    let labels: Vec<String> = shapes(args)
+        .into_iter()
+        .map(|(ci, co, s)| label(args.batch, ci, co, s))
+        .collect();
+    if !args.network && !labels.iter().any(|l| l.contains(&args.only)) {
+        return Err(format!(
+            "--only {:?} matches no layer; the layers: {}",
+            args.only,
+            labels.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn main() -> candle_core::Result<()> {
+    xnet_model::runtime::exit_quietly_on_closed_pipe();
+    let args = Args::parse();
+    if let Err(e) = check_args(&args) {
+        eprintln!("conv_paths: {e}");
+        std::process::exit(2);
+    }
+    // As the throughput example and the trainer: large freed buffers stay mapped, so the
+    // timings do not include the page faults a long-running process avoids.
+    xnet_model::memory::keep_freed_memory();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    if args.network {
+        return network(&args);
+    }
+    let dev = Device::Cpu;
+    let shapes = shapes(&args);
     let mut rng = StdRng::seed_from_u64(5);
     if args.accuracy {
         println!("| layer | max abs ref | direct f32 | F(2,3) f32 | F(4,3) f32 | F(4,3) f64 |");
@@ -200,7 +261,7 @@ fn main() -> candle_core::Result<()> {
     }
     for &(ci, co, s) in &shapes {
         let n = args.batch;
-        let label = format!("{n}×{ci}→{co} @{s}");
+        let label = label(n, ci, co, s);
         if !label.contains(&args.only) {
             continue;
         }
@@ -266,7 +327,7 @@ fn main() -> candle_core::Result<()> {
         let b = Tensor::zeros(co, DType::F32, &dev)?;
         let mut cells = Vec::new();
         for p in ["direct", "f23", "f43"] {
-            if !paths.contains(&p) || !args.paths.split(',').any(|q| q == p) {
+            if !paths.contains(&p) || !args.paths.split(',').any(|q| q.trim() == p) {
                 cells.push("–".to_string());
                 continue;
             }
@@ -302,4 +363,39 @@ fn main() -> candle_core::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Args {
+        let mut argv = vec!["conv_paths"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).expect("parses")
+    }
+
+    /// Each of these printed a table of zeros (--batch 0), infinities (--reps 0), dashes
+    /// (--paths bogus), empty layers (--size 4) or no row at all (--only nothing), and
+    /// exited 0.
+    #[test]
+    fn options_that_measure_nothing_are_refused_by_name() {
+        for (argv, flag) in [
+            (&["--batch", "0"][..], "--batch"),
+            (&["--reps", "0"], "--reps"),
+            (&["--threads", "0"], "--threads"),
+            (&["--size", "4"], "--size"),
+            (&["--size", "100"], "--size"),
+            (&["--paths", "direct,bogus"], "\"bogus\""),
+            (&["--only", "nothing"], "--only"),
+        ] {
+            let e = check_args(&parse(argv)).expect_err("refused");
+            assert!(e.contains(flag), "{argv:?}: {e}");
+        }
+        assert!(check_args(&parse(&[])).is_ok());
+        assert!(check_args(&parse(&[
+            "--size", "32", "--paths", "f23, f43", "--only", "@4"
+        ]))
+        .is_ok());
+    }
 }
