@@ -681,3 +681,37 @@ fn a_tiff_page_with_an_empty_sample_format_is_an_error_not_a_panic() {
         "{e:?}"
     );
 }
+
+/// A palette (indexed-colour) PNG, as PASCAL VOC and labelme save label masks, was refused
+/// as a mask with "found Rgb8" (what the decoder expands it to), which describes no file the
+/// user has and hides why: its indices are not read as labels. The error now says what the
+/// file is and what to save instead.
+#[test]
+fn a_palette_png_mask_is_refused_as_what_it_is() {
+    let dir = tempdir("palette-mask");
+    let p = dir.join("labels.png");
+    let file = std::fs::File::create(&p).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 3, 1);
+    enc.set_color(png::ColorType::Indexed);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_palette(vec![0u8, 0, 0, 0, 255, 0, 255, 0, 0]);
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&[0, 1, 2])
+        .unwrap();
+    match load_mask(&p) {
+        Err(e @ DataError::Unsupported { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("labels.png") && text.contains("palette"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("Rgb8") && text.contains("grayscale"),
+                "{text}"
+            );
+        }
+        other => panic!("palette mask: {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -174,7 +174,9 @@ pub fn load_mask(path: &Path) -> Result<Mask> {
 /// # Errors
 /// [`DataError::Io`], [`DataError::Decode`] for a corrupt file, [`DataError::Unsupported`]
 /// for anything but 8-bit grayscale (a 1-, 2- or 4-bit grayscale PNG included: decoding
-/// scales its values to 0..255, so its labels would not survive), [`DataError::EmptyImage`],
+/// scales its values to 0..255, so its labels would not survive; a palette PNG, as PASCAL
+/// VOC and labelme save label masks, is named as such: its indices are not read as labels,
+/// since a palette may as well encode colours), [`DataError::EmptyImage`],
 /// [`DataError::UnknownLabel`].
 ///
 /// # Examples
@@ -203,6 +205,18 @@ pub fn load_mask_with_classes(path: &Path, num_classes: u8) -> Result<Mask> {
             found: format!("{depth}-bit grayscale"),
             expected: "8-bit grayscale index PNG (a 1-, 2- or 4-bit one would load its labels \
                        scaled to 0..255)"
+                .into(),
+        });
+    }
+    // The decoder expands a palette to its colours: saying "Rgb8" would describe a file
+    // the user does not have, and hide that the indices they saved are not read.
+    if is_palette_png(&bytes) {
+        return Err(DataError::Unsupported {
+            path: path.to_path_buf(),
+            what: "mask colour type",
+            found: "a palette (indexed-colour) PNG, whose indices are not read as labels".into(),
+            expected: "8-bit grayscale index PNG holding the labels themselves (0, 1, 2, 255): \
+                       save the index image as grayscale (e.g. PIL mode \"L\")"
                 .into(),
         });
     }
@@ -276,6 +290,14 @@ fn low_bit_grey_png_depth(bytes: &[u8]) -> Option<u8> {
     let (depth, colour_type) = (header[24], header[25]);
     // Colour types 0 (grayscale) and 4 (grayscale+alpha); palettes decode to colour.
     (matches!(colour_type, 0 | 4) && depth < 8).then_some(depth)
+}
+
+/// Whether `bytes` are a PNG of colour type 3 (palette), read from its header.
+fn is_palette_png(bytes: &[u8]) -> bool {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    bytes
+        .get(..26)
+        .is_some_and(|h| &h[..8] == SIGNATURE && &h[12..16] == b"IHDR" && h[25] == 3)
 }
 
 /// Decodes a mask image of any format `image` reads; a panic in the decoder is a decoding
