@@ -223,3 +223,41 @@ fn masks_or_categories_of_the_wrong_kind_are_errors_not_absent() {
     assert!(e.contains("masks") && e.contains("not a folder"), "{e}");
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// `--data DIR` given a folder of radiographs (as `segment` takes), or a path that is not
+/// there, failed with "DIR/images: No such file or directory (os error 2)": true, but neither
+/// that the dataset layout wants `images/` (and `masks/`) nor that the radiographs were found
+/// one level up. The error now names the folder and says what a dataset folder holds.
+#[test]
+fn a_folder_without_images_subfolder_says_what_a_dataset_holds() {
+    let dir = Scratch::new("xray-ds-folder-flat");
+    // Radiographs (and masks, named alike) straight in the folder.
+    save_png16(&dir.join("a.png"), &img(6, 4)).unwrap();
+    save_png16(&dir.join("b.png"), &img(6, 4)).unwrap();
+    std::fs::write(dir.join("notes.txt"), "x").unwrap();
+    let e = Dataset::open(&dir, &DatasetOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("images/") && e.contains("masks/"), "{e}");
+    assert!(e.contains("2 image files"), "{e}");
+    // A folder that does not exist, and a file given for the folder.
+    let missing = dir.join("no-such-set");
+    let e = Dataset::open(&missing, &DatasetOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no-such-set") && e.contains("does not exist"),
+        "{e}"
+    );
+    let e = Dataset::open(&dir.join("a.png"), &DatasetOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a.png") && e.contains("not a folder"), "{e}");
+    // An empty folder: the layout, without the count.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = Dataset::open(&empty, &DatasetOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("images/") && !e.contains("image files"), "{e}");
+}

@@ -57,6 +57,45 @@ fn ds_err(path: impl Into<PathBuf>, message: impl Into<String>) -> DataError {
     }
 }
 
+/// What a dataset folder holds, for the errors of [`check_layout`].
+const LAYOUT: &str = "a dataset folder holds its radiographs in images/ and, to train or \
+                      evaluate, their label masks in masks/ (same file stems), optionally \
+                      categories.csv (docs/data-format.md)";
+
+/// Refuses a dataset `root` that does not exist, is not a folder or has no `images/`
+/// folder, with what a dataset folder holds: listing `root/images` alone said only "No such
+/// file or directory", for a mistyped path as for a folder of radiographs given in place of
+/// the dataset folder (which this counts).
+fn check_layout(root: &Path) -> Result<()> {
+    let meta = match std::fs::metadata(root) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ds_err(root, format!("does not exist; {LAYOUT}")));
+        }
+        Err(e) => return Err(DataError::io(root, e)),
+    };
+    if !meta.is_dir() {
+        return Err(ds_err(root, format!("is not a folder; {LAYOUT}")));
+    }
+    let images = root.join("images");
+    if images.exists() {
+        return Ok(());
+    }
+    let direct = list_dir(root)?
+        .iter()
+        .filter_map(|name| split_name(name))
+        .filter(|(_, ext)| IMAGE_EXTENSIONS.contains(&ext.as_str()))
+        .count();
+    let found = match direct {
+        0 => String::new(),
+        n => format!(
+            " (this folder holds {n} image file{} itself: move them into images/)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    Err(ds_err(root, format!("no images/ folder: {LAYOUT}{found}")))
+}
+
 fn list_dir(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
@@ -163,8 +202,10 @@ impl Dataset {
     /// # Errors
     /// [`DataError::Dataset`] naming the file for a duplicate stem, a missing mask, a mask
     /// without image, an image missing from `categories.csv` (or a listed stem without
-    /// image), a malformed `categories.csv`, or an empty `images/`; [`DataError::Io`] when
-    /// `images/` cannot be read.
+    /// image), a malformed `categories.csv`, an empty `images/`, and for a `root` that does
+    /// not exist, is not a folder or has no `images/` (saying what a dataset folder holds,
+    /// and how many image files `root` holds itself, as a folder of radiographs given in its
+    /// place does); [`DataError::Io`] when `images/` cannot be read.
     ///
     /// # Examples
     /// ```
@@ -198,6 +239,7 @@ impl Dataset {
     /// # }
     /// ```
     pub fn open(root: &Path, options: &DatasetOptions) -> Result<Dataset> {
+        check_layout(root)?;
         let images = list_dir(&root.join("images"))?;
         // `masks` and `categories.csv` are optional, but one that exists as the wrong kind
         // of entry (a file named masks, a folder named categories.csv) is an error, not
