@@ -115,9 +115,10 @@ struct Args {
     /// Continue the run from its last checkpoint; the run must exist, and --data, --invert,
     /// --allow-rgb, --seed, --synth-count, --synth-size, --kfold, --model, --width, --size,
     /// --l2 and --loss must be the ones it was started with (stored in
-    /// runs/<name>/train_job.json). --epochs, --batch, --lr, --patience and the augmentation
-    /// may change (with a warning): more epochs extend a finished run, and the cosine schedule
-    /// then spans the new count from the resumed epoch.
+    /// runs/<name>/train_job.json). --epochs, --batch, --lr, --patience, the augmentation,
+    /// --no-balance, --flip-average and --no-calibrate may change (with a warning): more
+    /// epochs extend a finished run, and the cosine schedule then spans the new count from
+    /// the resumed epoch.
     #[arg(long)]
     resume: bool,
     /// Seed of every random choice.

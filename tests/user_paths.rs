@@ -211,3 +211,42 @@ fn a_second_segment_run_keeps_the_summary_of_the_earlier_inputs() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A resume that changes category balancing (`--no-balance`), the flip averaging stored in
+/// the checkpoint (`--flip-average`) or the temperature fit (`--no-calibrate`) went through
+/// without a word, where one that changes `--lr` or the augmentation warns: the first
+/// changes how the rest of the run samples its images, the other two what the saved
+/// checkpoint predicts. Runs recorded before these settings were stored get no line.
+#[test]
+fn a_resume_that_changes_balancing_flips_or_calibration_says_so() {
+    use xnet_model::infer::FlipAverage;
+    use xray_seg::train::{RunOptions, TrainJob};
+    let stored = RunOptions::of(&TrainJob::default());
+    let now = RunOptions::of(&TrainJob {
+        balance: false,
+        flip_average: FlipAverage::Off,
+        calibrate: false,
+        ..TrainJob::default()
+    });
+    let lines = stored.setting_changes(&now);
+    for flag in ["--no-balance", "--flip-average", "--no-calibrate"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(flag)),
+            "{flag} not in {lines:?}"
+        );
+    }
+    assert!(stored.differences(&now).is_empty(), "settings, not options");
+    assert!(stored.setting_changes(&stored).is_empty());
+    // A record without them (an older run) is compared on what it has.
+    let mut json = serde_json::to_value(&stored).unwrap();
+    let settings = json["settings"].as_object_mut().unwrap();
+    for key in ["balance", "flip_average", "calibrate"] {
+        settings.remove(key);
+    }
+    let older: RunOptions = serde_json::from_value(json).unwrap();
+    assert!(
+        older.setting_changes(&now).is_empty(),
+        "{:?}",
+        older.setting_changes(&now)
+    );
+}

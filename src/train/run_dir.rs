@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use xnet_model::checkpoint;
+use xnet_model::infer::FlipAverage;
 use xnet_model::loss::LossKind;
 use xnet_model::models::Upsampling;
 use xray_data::augment::PipelineConfig as AugmentConfig;
@@ -85,12 +86,34 @@ pub struct TrainSettings {
     /// another count is not a change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Category balancing of the training draws ([`TrainJob::balance`]; `None` in runs
+    /// stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<bool>,
+    /// The flip averaging stored in the checkpoint, with which the temperature is fitted
+    /// and the test split scored ([`TrainJob::flip_average`]; `None` in runs stored before
+    /// it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip_average: Option<FlipAverage>,
+    /// Whether the softmax temperature is fitted and stored in the checkpoint
+    /// ([`TrainJob::calibrate`]; `None` in runs stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrate: Option<bool>,
 }
 
 /// `"FLAG: the run has STORED, this call GIVEN"` where the two differ.
 fn change_line(flag: &str, stored: impl ToString, given: impl ToString) -> Option<String> {
     let (stored, given) = (stored.to_string(), given.to_string());
     (stored != given).then(|| format!("{flag}: the run has {stored}, this call {given}"))
+}
+
+/// A switch as `change_line` shows it.
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// The data term of runs stored before [`RunOptions::loss`] existed.
@@ -147,6 +170,9 @@ impl RunOptions {
                 patience: job.patience,
                 augment: job.augment.then(|| job.augment_config.clone()),
                 threads: job.device.is_cpu().then(rayon::current_num_threads),
+                balance: Some(job.balance),
+                flip_average: Some(job.flip_average),
+                calibrate: Some(job.calibrate),
             }),
         }
     }
@@ -182,6 +208,23 @@ impl RunOptions {
                     "--augment-config / --no-augment: this call's augmentation pipeline is \
                      not the run's"
                         .to_string()
+                }),
+                // Compared only where both record them (older runs do not).
+                stored
+                    .balance
+                    .zip(given.balance)
+                    .and_then(|(s, g)| change_line("--no-balance", on_off(!s), on_off(!g))),
+                stored
+                    .flip_average
+                    .zip(given.flip_average)
+                    .and_then(|(s, g)| change_line("--flip-average", s, g)),
+                stored.calibrate.zip(given.calibrate).and_then(|(s, g)| {
+                    change_line("--no-calibrate", on_off(!s), on_off(!g)).map(|line| {
+                        format!(
+                            "{line} (without the fit the checkpoint loses its softmax \
+                             temperature and predicts the network's own softmax)"
+                        )
+                    })
                 }),
             ]
             .into_iter()
