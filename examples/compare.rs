@@ -62,7 +62,7 @@ struct Args {
     #[arg(long, value_name = "FLIPS", default_value_t = xnet_model::infer::FlipAverage::Off)]
     flip_average: xnet_model::infer::FlipAverage,
     /// Synthetic images when no --data is given.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, conflicts_with = "data")]
     synth_count: usize,
     /// Seed.
     #[arg(long, default_value_t = 1)]
@@ -130,6 +130,17 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--synth-count` / `--synth-size` with `--data` were ignored without a word: the run
+    /// trained on the folder, whatever count was asked for.
+    #[test]
+    fn synthetic_data_flags_conflict_with_a_data_folder() {
+        let e = Args::try_parse_from(["compare", "--data", "d", "--synth-count", "3"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--synth-count") && e.contains("--data"), "{e}");
+        assert!(Args::try_parse_from(["compare", "--synth-count", "30"]).is_ok());
+    }
 
     /// A negative number after a flag is the flag's value, which the job's checks then
     /// refuse by the flag's name; clap took it for an unknown option ("unexpected

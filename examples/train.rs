@@ -84,10 +84,10 @@ struct Args {
     #[arg(long)]
     kfold: Option<usize>,
     /// Number of synthetic images when no --data is given.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 160, conflicts_with = "data")]
     synth_count: usize,
     /// Side of the synthetic images.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, conflicts_with = "data")]
     synth_size: u32,
     /// Do not augment training images.
     #[arg(long)]
@@ -294,6 +294,21 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--synth-count` / `--synth-size` with `--data` were ignored without a word: the run
+    /// trained on the folder, whatever count was asked for.
+    #[test]
+    fn synthetic_data_flags_conflict_with_a_data_folder() {
+        let e = Args::try_parse_from(["train", "--data", "d", "--synth-count", "3"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--synth-count") && e.contains("--data"), "{e}");
+        let e = Args::try_parse_from(["train", "--data", "d", "--synth-size", "64"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--synth-size") && e.contains("--data"), "{e}");
+        assert!(Args::try_parse_from(["train", "--synth-count", "30"]).is_ok());
+    }
 
     /// A negative number after a flag is the flag's value, which the job's checks then
     /// refuse by the flag's name; clap took it for an unknown option ("unexpected
