@@ -14,7 +14,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use xnet_model::infer::FlipAverage;
 use xnet_model::loss::LossKind;
 use xray_data::augment::PipelineConfig;
@@ -157,6 +158,34 @@ impl LossArg {
     }
 }
 
+/// A loss parameter given on the command line for a data term that does not use it
+/// (`--focal-gamma` without `--loss focal`, `--dice-weight` without `--loss ce-dice`): it
+/// was ignored without a word, and the run trained on another objective than the one meant.
+fn unused_loss_flag(matches: &ArgMatches, loss: LossArg) -> Option<String> {
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let name = |loss: LossArg| match loss {
+        LossArg::Ce => "ce",
+        LossArg::Focal => "focal",
+        LossArg::Dice => "dice",
+        LossArg::CeDice => "ce-dice",
+    };
+    [
+        ("focal_gamma", "--focal-gamma", LossArg::Focal),
+        ("dice_weight", "--dice-weight", LossArg::CeDice),
+    ]
+    .into_iter()
+    .find(|&(id, _, wants)| given(id) && loss != wants)
+    .map(|(_, flag, wants)| {
+        format!(
+            "{flag} applies to --loss {} only, and this call trains with --loss {}: add \
+             --loss {} or leave {flag} out",
+            name(wants),
+            name(loss),
+            name(wants)
+        )
+    })
+}
+
 fn timestamp() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -166,7 +195,15 @@ fn timestamp() -> String {
 
 fn main() -> ExitCode {
     xnet_model::runtime::exit_quietly_on_closed_pipe();
-    let args = Args::parse();
+    // The command that parsed, so that an error's usage line names the binary as clap's do.
+    let mut command = Args::command();
+    let matches = command.get_matches_mut();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(message) = unused_loss_flag(&matches, args.loss) {
+        command
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     // Large layer buffers are reused instead of page-faulted in again on every step.
     xnet_model::memory::keep_freed_memory();
     xnet_model::runtime::tune_candle_threads();
@@ -294,6 +331,34 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loss_parameter_without_its_loss_is_refused() {
+        let check = |argv: &[&str]| {
+            let matches = Args::command().try_get_matches_from(argv).expect("parses");
+            let args = Args::from_arg_matches(&matches).expect("parses");
+            unused_loss_flag(&matches, args.loss)
+        };
+        let e = check(&["train", "--dice-weight", "0.5"]).expect("refused");
+        assert!(
+            e.contains("--dice-weight") && e.contains("--loss ce-dice"),
+            "{e}"
+        );
+        let e = check(&["train", "--loss", "dice", "--focal-gamma", "3"]).expect("refused");
+        assert!(
+            e.contains("--focal-gamma") && e.contains("--loss focal"),
+            "{e}"
+        );
+        assert_eq!(
+            check(&["train", "--loss", "ce-dice", "--dice-weight", "0.5"]),
+            None
+        );
+        assert_eq!(
+            check(&["train", "--loss", "focal", "--focal-gamma", "3"]),
+            None
+        );
+        assert_eq!(check(&["train"]), None); // the defaults are no request
+    }
 
     /// `--synth-count` / `--synth-size` with `--data` were ignored without a word: the run
     /// trained on the folder, whatever count was asked for.
