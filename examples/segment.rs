@@ -56,11 +56,17 @@ struct Args {
     /// chance that a pixel's label is wrong) and print each file's expected error rate.
     #[arg(long)]
     uncertainty: bool,
-    /// Soft-tissue threshold t in [0, 1] (soft tissue only where P(soft) > t).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_threshold)]
+    /// Soft-tissue threshold t in [0, 1] (soft tissue only where P(soft) > t). Not with
+    /// --postproc, whose file sets the thresholds (thresholds.soft_threshold).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_parser = parse_threshold,
+        conflicts_with = "postproc"
+    )]
     tissue_threshold: f32,
-    /// Post-processing config (JSON, see xray_postproc::PipelineConfig); overrides
-    /// --tissue-threshold.
+    /// Post-processing config (JSON, see xray_postproc::PipelineConfig), thresholds
+    /// included.
     #[arg(long)]
     postproc: Option<PathBuf>,
     /// Category (body part, as in categories.csv) for per-category thresholds of --postproc;
@@ -326,6 +332,28 @@ mod tests {
 
     /// `--tissue-threshold 1.5` was refused only after the model had loaded, as
     /// "parameter thresholds.soft_threshold = 1.5 is out of range", a name the user never typed.
+    #[test]
+    fn a_tissue_threshold_with_a_postproc_file_is_refused() {
+        let e = Args::try_parse_from([
+            "segment",
+            "a.png",
+            "--out",
+            "o",
+            "--postproc",
+            "p.json",
+            "--tissue-threshold",
+            "0.9",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--tissue-threshold") && e.contains("--postproc"),
+            "{e}"
+        );
+        let args = Args::try_parse_from(["segment", "a.png", "--out", "o", "--postproc", "p.json"]);
+        assert!(args.is_ok());
+    }
+
     #[test]
     fn a_tissue_threshold_outside_0_1_names_the_flag() {
         for bad in ["1.5", "-0.1", "NaN"] {
