@@ -184,7 +184,8 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// `<run>/<arch>-<upsampling>/`), then the classical baseline; writes `compare.json` and
 /// `compare.md` into the run directory and returns the rows.
 ///
-/// Every variant's options are checked first, before any image is generated or folder made.
+/// Every variant's options are checked first, before any image is generated or folder made,
+/// and a run directory that holds a `train` run is refused.
 ///
 /// # Errors
 /// As [`crate::train::run`].
@@ -238,6 +239,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     for v in variants {
         check_job(&variant_job(job, v))?;
     }
+    check_not_a_train_run(&job.run_dir)?;
     std::fs::create_dir_all(&job.run_dir).map_err(|e| Error::io(&job.run_dir, e))?;
     let ds = open_dataset(job)?;
     let mut rng = StdRng::seed_from_u64(job.seed);
@@ -279,6 +281,21 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     let path: PathBuf = job.run_dir.join("compare.md");
     std::fs::write(&path, to_markdown(&rows)).map_err(|e| Error::io(&path, e))?;
     Ok(rows)
+}
+
+/// Refuses a run folder that holds a `train` run (its options file, log or best
+/// checkpoint): `compare --name` of a training run's name wrote the table, a folder per
+/// model and perhaps synthetic data into that run's folder without a word.
+fn check_not_a_train_run(dir: &std::path::Path) -> Result<()> {
+    let marks = [crate::train::RUN_OPTIONS_FILE, "log.jsonl", "best"];
+    match marks.iter().find(|m| dir.join(m).exists()) {
+        Some(mark) => Err(Error::Invalid(format!(
+            "{} holds a train run ({mark}): compare would write its table and a folder per \
+             model into it; give --name another name",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `job` for one contestant: its network family and up-sampling, no overlays.

@@ -250,3 +250,62 @@ fn a_resume_that_changes_balancing_flips_or_calibration_says_so() {
         older.setting_changes(&now)
     );
 }
+
+/// `compare --name X` where `runs/X` holds a `train` run wrote its table, its models'
+/// folders (and, without `--data`, synthetic data) into the training run's folder without a
+/// word (`evaluate` refuses such a folder as `--out`). It is now refused before anything is
+/// written there.
+#[test]
+fn compare_refuses_a_train_run_s_folder() {
+    use xnet_model::infer::FlipAverage;
+    use xnet_model::models::Upsampling;
+    use xray_seg::compare::{run, Variant};
+    use xray_seg::train::{Arch, TrainJob, RUN_OPTIONS_FILE};
+    let dir = scratch("compare-into-run");
+    let run_dir = dir.join("hip");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::fs::write(run_dir.join(RUN_OPTIONS_FILE), "{}").unwrap();
+    let job = TrainJob {
+        run_dir: run_dir.clone(),
+        size: 32,
+        width: 2,
+        epochs: 1,
+        batch: 4,
+        synth_count: 6,
+        synth_size: 32,
+        augment: false,
+        flip_average: FlipAverage::Off,
+        calibrate: false,
+        progress: false,
+        ..TrainJob::default()
+    };
+    let xnet = Variant {
+        arch: Arch::XNet,
+        upsampling: Upsampling::Nearest,
+    };
+    let e = run(&job, &[xnet])
+        .expect_err("a train run's folder is no compare folder")
+        .to_string();
+    assert!(e.contains("hip") && e.contains("train run"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&run_dir).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "written into the run: {left:?}");
+    // A compare folder of its own is used again (a rerun replaces its table).
+    let own = dir.join("compare");
+    assert!(run(
+        &TrainJob {
+            run_dir: own.clone(),
+            ..job.clone()
+        },
+        &[xnet]
+    )
+    .is_ok());
+    assert!(run(
+        &TrainJob {
+            run_dir: own,
+            ..job
+        },
+        &[xnet]
+    )
+    .is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
