@@ -1,6 +1,7 @@
-//! The byte edits `run_weights`, `run_resume` and `interrupted_save` apply to a real run file
-//! (a module of each, not a target of its own), so that mutations reach past a file's header
-//! into its names, shapes and values.
+//! The byte edits `run_weights`, `run_resume`, `interrupted_save` and
+//! `interrupted_kfold_save` (through `swap_state`) apply to a real run file (a module of each,
+//! not a target of its own), so that mutations reach past a file's header into its names,
+//! shapes and values.
 
 /// The real file with the input's truncation and patches applied (`run_weights`' and
 /// `run_resume`'s edit modes): a flag byte (odd = truncate, then a little-endian `u32` length

@@ -50,35 +50,15 @@ mod byte_edits;
 mod fixture;
 mod resume_check;
 mod run_folder;
-use byte_edits::edited;
+mod swap_state;
 use resume_check::{check_trained_split, no_leftovers};
 use run_folder::{fresh_run, snapshot};
+use swap_state::{
+    copy_tree, crash_state, has_whole, read_save, slots_of, users_copy, write_slots, Folder,
+    BEST_ORDER, LAST_ORDER, WEIGHTS,
+};
 
-/// A checkpoint folder's files: name, contents.
-type Save = BTreeMap<String, Vec<u8>>;
-
-const MARKER: &str = ".complete";
 const LOG: &str = "log.jsonl";
-const WEIGHTS: &str = "model.safetensors";
-/// The order `Trainer::save_last` writes `last/`'s files in (the marker last).
-const LAST_ORDER: [&str; 5] = [
-    WEIGHTS,
-    "config.json",
-    "optimizer.safetensors",
-    "trainer_state.json",
-    MARKER,
-];
-/// The order `Trainer::save_best` writes `best/`'s files in.
-const BEST_ORDER: [&str; 3] = [WEIGHTS, "config.json", MARKER];
-/// The folders of one save's swap: the folder, its staging, the one moved aside, and the
-/// name that one takes when an older `<dir>.previous` could not be removed.
-const SLOTS: [&str; 4] = ["", ".partial", ".previous", ".previous.1"];
-
-struct Folder {
-    order: &'static [&'static str],
-    old: Save,
-    new: Save,
-}
 
 struct Fixture {
     run_dir: PathBuf,
@@ -92,33 +72,6 @@ struct Fixture {
     /// `ref/`'s `last/` and `best/` weights after its resume, when a second resume of a
     /// copy ended with the same bytes (training deterministic).
     final_weights: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// Copies the folder `from` to `to`, recursively.
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
-/// The files of `dir` (no subfolders), by name.
-fn read_save(dir: &Path) -> Save {
-    let mut save = Save::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            save.insert(name, fs::read(&path).unwrap());
-        }
-    }
-    save
 }
 
 /// Resumes a copy of the run in `run_dir` as `<parent>/<name>` (training epoch 1).
@@ -183,114 +136,6 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// The swap folders of `f` (slot suffix, files) a crash at `point` leaves, `aux` the byte
-/// that picks the files written or removed, `stale` whether an older `.previous` stayed.
-fn crash_state(f: &Folder, point: u8, aux: u8, stale: bool) -> BTreeMap<&'static str, Save> {
-    let mut slots = BTreeMap::new();
-    let first = |k: usize| -> Save {
-        f.order[..k]
-            .iter()
-            .map(|n| (n.to_string(), f.new[*n].clone()))
-            .collect()
-    };
-    match point {
-        0 => {
-            slots.insert("", f.old.clone());
-        }
-        1 => {
-            let k = usize::from(aux) % f.order.len();
-            let mut staging = first(k);
-            if aux & 0x80 != 0 && k + 1 < f.order.len() {
-                let next = &f.new[f.order[k]];
-                let cut = next.len() * usize::from((aux >> 3) & 15) / 16;
-                let tmp = format!(".{}.tmp-{}", f.order[k], std::process::id());
-                staging.insert(tmp, next[..cut].to_vec());
-            }
-            slots.insert("", f.old.clone());
-            slots.insert(".partial", staging);
-        }
-        2 => {
-            slots.insert("", f.old.clone());
-            slots.insert(".partial", f.new.clone());
-        }
-        3 => {
-            slots.insert(".partial", f.new.clone());
-            slots.insert(".previous", f.old.clone());
-        }
-        4 => {
-            slots.insert("", f.new.clone());
-            slots.insert(".previous", f.old.clone());
-        }
-        5 => {
-            let kept = f
-                .old
-                .iter()
-                .enumerate()
-                .filter(|(n, _)| aux & (1 << n) == 0)
-                .map(|(_, (k, v))| (k.clone(), v.clone()))
-                .collect();
-            slots.insert("", f.new.clone());
-            slots.insert(".previous", kept);
-        }
-        _ => {
-            slots.insert("", f.new.clone());
-        }
-    }
-    if stale && (3..=5).contains(&point) {
-        let moved = slots.remove(".previous").unwrap();
-        slots.insert(".previous.1", moved);
-        // An older save, partly removed: its weights went first.
-        let mut older = f.old.clone();
-        older.remove(WEIGHTS);
-        slots.insert(".previous", older);
-    }
-    slots
-}
-
-/// Whether `files` holds every file of `save` (but its marker) unchanged.
-fn holds(files: &Save, save: &Save) -> bool {
-    save.iter()
-        .filter(|(n, _)| *n != MARKER)
-        .all(|(n, b)| files.get(n) == Some(b))
-}
-
-/// The slots of the folder `name` found below `root` in a snapshot.
-fn slots_of(snap: &BTreeMap<PathBuf, Vec<u8>>, name: &str) -> BTreeMap<&'static str, Save> {
-    let mut slots = BTreeMap::new();
-    for slot in SLOTS {
-        let dir = PathBuf::from(format!("{name}{slot}"));
-        let files: Save = snap
-            .iter()
-            .filter(|(rel, _)| rel.parent() == Some(dir.as_path()))
-            .map(|(rel, b)| {
-                (
-                    rel.file_name().unwrap().to_string_lossy().into_owned(),
-                    b.clone(),
-                )
-            })
-            .collect();
-        if !files.is_empty() {
-            slots.insert(slot, files);
-        }
-    }
-    slots
-}
-
-/// Whether any slot holds one of the folder's two whole saves.
-fn has_whole(slots: &BTreeMap<&'static str, Save>, f: &Folder) -> bool {
-    slots.values().any(|s| holds(s, &f.old) || holds(s, &f.new))
-}
-
-fn write_slots(run_dir: &Path, name: &str, slots: &BTreeMap<&'static str, Save>) {
-    for (slot, files) in slots {
-        let dir = run_dir.join(format!("{name}{slot}"));
-        fs::create_dir_all(&dir).unwrap();
-        for (file, bytes) in files {
-            fs::write(dir.join(file), bytes).unwrap();
-        }
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let [last_point, best_point, last_aux, best_aux, flags, pick, rest @ ..] = data else {
         return;
@@ -304,43 +149,7 @@ fuzz_target!(|data: &[u8]| {
     let crash_made = best_point == 0 || last_point == 6;
     let (last_made, best_made) = (last.clone(), best.clone());
     // What a user's copy can hold beside.
-    let pick_slot = |slots: &BTreeMap<&'static str, Save>| -> Option<(&'static str, String)> {
-        let (slot, files) = slots
-            .iter()
-            .nth(usize::from(pick >> 1) % slots.len().max(1))?;
-        let file = files
-            .keys()
-            .nth(usize::from(pick >> 3) % files.len().max(1))?;
-        Some((slot, file.clone()))
-    };
-    match (flags >> 2) % 5 {
-        1 | 4 => {
-            let target = if pick & 1 == 0 { &mut last } else { &mut best };
-            if let Some((slot, file)) = pick_slot(target) {
-                let files = target.get_mut(slot).unwrap();
-                if (flags >> 2) % 5 == 1 {
-                    let bytes = edited(&files[&file], rest);
-                    files.insert(file, bytes);
-                } else {
-                    files.remove(&file);
-                }
-            }
-        }
-        2 => {
-            for slots in [&mut last, &mut best] {
-                if let Some(staging) = slots.get_mut(".partial") {
-                    staging.insert(MARKER.to_string(), Vec::new());
-                }
-            }
-        }
-        3 => {
-            let target = if pick & 1 == 0 { &mut last } else { &mut best };
-            for files in target.values_mut() {
-                files.remove(MARKER);
-            }
-        }
-        _ => {}
-    }
+    users_copy(flags >> 2, *pick, rest, &mut last, &mut best);
     // Not a state a crash leaves (both folders mid-swap, or edited): checked as a user's copy.
     let crash_made = crash_made && last == last_made && best == best_made;
 

@@ -1,6 +1,6 @@
-//! What `run_resume`, `run_kfold` and `interrupted_save` check of a split's folder after a
-//! resume (a module of each, not a target of its own): the input's edits, the log, the weights
-//! and the records.
+//! What `run_resume`, `run_kfold`, `interrupted_save` and `interrupted_kfold_save` check of a
+//! split's folder after a resume (a module of each, not a target of its own): the input's
+//! edits, the log, the weights and the records.
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
-//! The run folder of the `run_record`, `run_weights`, `run_resume`, `run_kfold` and
-//! `interrupted_save` targets (a module of each, not a target of its own): made once, its files
-//! read and put back, and the resume's stop message.
+//! The run folder of the `run_record`, `run_weights`, `run_resume`, `run_kfold`,
+//! `interrupted_save` and `interrupted_kfold_save` targets (a module of each, not a target of
+//! its own): made once, its files read and put back, and the resume's stop message.
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// A run made by `make` in a fresh `$TMPDIR/xray-fuzz-<label>-<pid>/run` (once per process:
 /// the targets keep it in a `OnceLock`), what `make` returned, and every file of the run
 /// outside `data/` ([`snapshot`]).
+#[allow(dead_code)] // not `interrupted_kfold_save`'s
 pub fn fresh_run<T>(
     label: &str,
     make: impl FnOnce(&Path) -> T,
