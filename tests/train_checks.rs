@@ -1106,3 +1106,77 @@ fn a_resume_refuses_a_best_checkpoint_without_its_weights_before_training() {
     );
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// A process stopped between an atomic write and its rename leaves the temporary file
+/// (`.<name>.tmp-<pid>`) beside the file it was to replace: a fold's final model or config,
+/// its `train_config.json` when it started, the run's `kfold.json`. A resume writes each of
+/// them again but kept the temporary ones for good, each as large as its file (the
+/// `interrupted_kfold_save` fuzz target, 2026-12-02); a refused resume still keeps them.
+#[test]
+fn a_kfold_resume_removes_the_temporary_files_a_crash_left() {
+    let tmp = temp_dir("train-resume-kfold-tmp");
+    let job = TrainJob {
+        kfold: Some(3),
+        synth_count: 9,
+        ..tiny_job(tmp.join("run"))
+    };
+    run(&job).expect("the first run trains the three folds");
+    let run_dir = &job.run_dir;
+    // The pid of a stopped process (above Linux's largest, so never a live one).
+    let stale = |name: &str| format!(".{name}.tmp-4194305");
+    let half = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        bytes[..bytes.len() / 2].to_vec()
+    };
+    let left = [
+        ("fold-1", "model.safetensors"),
+        ("fold-1", "config.json"),
+        ("fold-2", "train_config.json"),
+        ("", "kfold.json"),
+    ]
+    .map(|(fold, name)| {
+        let dir = run_dir.join(fold);
+        let path = dir.join(stale(name));
+        std::fs::write(&path, half(&dir.join(name))).unwrap();
+        path
+    });
+    let temporaries = || -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for dir in ["", "fold-0", "fold-1", "fold-2"] {
+            for entry in std::fs::read_dir(run_dir.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.to_string_lossy().contains(".tmp-") {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let mut expected = left.to_vec();
+    expected.sort();
+    assert_eq!(temporaries(), expected);
+
+    // Refused (another seed): nothing is removed.
+    let refused = TrainJob {
+        resume: true,
+        seed: 6,
+        ..job.clone()
+    };
+    let err = error_of(&refused, "a resume with another seed");
+    assert!(err.contains("--seed"), "{err}");
+    assert_eq!(temporaries(), expected, "{err}");
+
+    let (outcomes, kfold) = run(&TrainJob {
+        resume: true,
+        ..job.clone()
+    })
+    .expect("the resume evaluates the folds again");
+    assert_eq!((outcomes.len(), kfold.map(|k| k.folds)), (3, Some(3)));
+    assert_eq!(
+        temporaries(),
+        Vec::<PathBuf>::new(),
+        "a crash's temporary files outlived the resume"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

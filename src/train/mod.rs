@@ -408,7 +408,9 @@ fn loss_config(job: &TrainJob) -> LossConfig {
 /// Before the first epoch it checks the run directory (a new run needs a missing or empty
 /// one; `resume` needs a run there, started with the same [`RunOptions`], recorded in
 /// `<run>/train_job.json`) and reads every image and mask of every split
-/// ([`check_splits`]).
+/// ([`check_splits`]). A resume that passes its checks removes the temporary files a stopped
+/// process's atomic writes left in the run's folder and in each split's (fold's)
+/// ([`checkpoint::remove_stale_temporaries`]).
 ///
 /// # Errors
 /// Invalid options, a run directory in use (or nothing to resume, or a resume with other
@@ -468,6 +470,13 @@ pub fn run(job: &TrainJob) -> Result<(Vec<TrainOutcome>, Option<KFoldSummary>)> 
     check_splits(&ds, plan.iter().map(|(split, _)| split))?;
     if job.resume {
         check_resumable(job, plan.iter().map(|(_, dir)| dir.as_path()))?;
+        // A process stopped inside an atomic write (a fold's final model or config, its
+        // `train_config.json`, the run's `kfold.json`) left the temporary file it wrote, which
+        // nothing else removes; this resume writes each of those files again.
+        let dirs = plan.iter().map(|(_, dir)| dir.as_path());
+        for dir in std::iter::once(job.run_dir.as_path()).chain(dirs) {
+            checkpoint::remove_stale_temporaries(dir);
+        }
     }
     if !synthetic || job.resume {
         write_run_options(&job.run_dir, &options)?;

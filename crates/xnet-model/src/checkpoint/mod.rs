@@ -149,6 +149,60 @@ pub fn save(
     write_json_atomic(&dir.join(CONFIG_FILE), &cfg)
 }
 
+/// Removes the temporary files that atomic writes of another process left in `dir` (not
+/// below it): `.<name>.tmp-<pid>`, the name every file of this module is written under before
+/// it is renamed into place ([`save`], [`write_json_atomic`]). Only a process stopped between
+/// the write and the rename (a crash, a kill, a power cut) leaves one, and it never holds
+/// anything the file under its final name has not or will not get again: the rename is what
+/// makes a write count. Those of this process (its own id) are kept. Returns the files
+/// removed; a file that cannot be removed is left (it is only space), and a folder that does
+/// not exist holds none.
+///
+/// For a caller that takes up a folder a stopped process wrote in (a resumed training run),
+/// once it has checked that it will write there: only one process may write a folder at a
+/// time, or its temporary files would go too.
+///
+/// # Examples
+/// ```
+/// use xnet_model::checkpoint::{remove_stale_temporaries, write_json_atomic};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("xnet-doc-stale-tmp-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// write_json_atomic(&dir.join("kfold.json"), &serde_json::json!({ "folds": 2 }))?;
+/// // A process killed before its rename left half a file.
+/// std::fs::write(dir.join(".kfold.json.tmp-4194305"), b"{ \"fol")?;
+/// std::fs::write(dir.join(".notes.tmp-x"), b"not one of ours")?;
+/// assert_eq!(remove_stale_temporaries(&dir), vec![dir.join(".kfold.json.tmp-4194305")]);
+/// assert!(dir.join("kfold.json").is_file() && dir.join(".notes.tmp-x").is_file());
+/// assert!(remove_stale_temporaries(&dir.join("missing")).is_empty());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+    let ours = std::process::id().to_string();
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((stem, pid)) = name.rsplit_once(".tmp-") else {
+            continue;
+        };
+        let temporary = stem.len() > 1
+            && stem.starts_with('.')
+            && !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && pid != ours;
+        if temporary
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(entry.path());
+        }
+    }
+    removed.sort();
+    removed
+}
+
 /// Resolves a checkpoint path: a directory, its weights file or its `config.json` (the
 /// other file is the sibling). Returns `(weights file, config file)`.
 ///
