@@ -140,10 +140,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     let inputs = expand_inputs(&args.inputs)?;
     check_outputs_spare_inputs(&inputs.files, &args.out)?;
     for skipped in &inputs.skipped {
-        eprintln!(
-            "skipped (not a PNG, TIFF, JPEG or DICOM file): {}",
-            skipped.display()
-        );
+        eprintln!("{}", skipped_line(skipped));
     }
     if !inputs.previous_outputs.is_empty() {
         eprintln!(
@@ -297,6 +294,23 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
     Ok(failures.into_inner())
 }
 
+/// What is said of a folder entry that is not segmented: a sub-folder was called "not a PNG,
+/// TIFF, JPEG or DICOM file", which hid that folders are not searched recursively.
+fn skipped_line(path: &std::path::Path) -> String {
+    if path.is_dir() {
+        format!(
+            "skipped sub-folder (folders are not searched recursively; give it as an input \
+             to segment its radiographs): {}",
+            path.display()
+        )
+    } else {
+        format!(
+            "skipped (not a PNG, TIFF, JPEG or DICOM file): {}",
+            path.display()
+        )
+    }
+}
+
 /// The warning for a category (from a DICOM's body part) that none of the config's
 /// per-category thresholds serves, with the category, when the config lists some: a key
 /// misspelt in the --postproc file otherwise changes nothing without a word.
@@ -332,6 +346,26 @@ mod tests {
 
     /// `--tissue-threshold 1.5` was refused only after the model had loaded, as
     /// "parameter thresholds.soft_threshold = 1.5 is out of range", a name the user never typed.
+    #[test]
+    fn a_skipped_sub_folder_is_called_a_folder() {
+        let dir = std::env::temp_dir().join(format!("segment-skipped-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        std::fs::write(dir.join("a.png"), b"\x89PNG\r\n\x1a\n").unwrap();
+        let inputs = expand_inputs(std::slice::from_ref(&dir)).unwrap();
+        let lines: Vec<String> = inputs.skipped.iter().map(|p| skipped_line(p)).collect();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains("notes.txt") && lines[0].contains("not a PNG"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("sub-folder") && lines[1].contains("recursively"),
+            "{lines:?}"
+        );
+    }
+
     #[test]
     fn a_tissue_threshold_with_a_postproc_file_is_refused() {
         let e = Args::try_parse_from([
