@@ -147,6 +147,9 @@ fn run(args: &Args) -> xray_seg::Result<()> {
             fit.ece_after,
             xnet_model::checkpoint::resolve(&weights).1.display()
         );
+        if let Some(warning) = xray_seg::calibrate::bound_warning(fit) {
+            println!("warning: {warning}");
+        }
     }
     eval.report.temperature = fit;
     write_evaluation(&eval, &args.out)?;

@@ -270,10 +270,15 @@ fn main() -> ExitCode {
                     );
                 }
                 match &r.temperature {
-                    Some(t) => println!(
-                        "  softmax temperature {:.3}, fitted on the validation split (its ECE {:.4} → {:.4}); the test scores above use it",
-                        t.temperature, t.ece_before, t.ece_after
-                    ),
+                    Some(t) => {
+                        println!(
+                            "  softmax temperature {:.3}, fitted on the validation split (its ECE {:.4} → {:.4}); the test scores above use it",
+                            t.temperature, t.ece_before, t.ece_after
+                        );
+                        if let Some(warning) = xray_seg::calibrate::bound_warning(t) {
+                            println!("  warning: {warning}");
+                        }
+                    }
                     None if !args.no_calibrate => println!(
                         "  not calibrated: {}",
                         if o.split_sizes[1] == 0 {

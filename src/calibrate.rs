@@ -181,6 +181,54 @@ pub(crate) fn record_temperature(
     metadata.insert(TEMPERATURE_FIT_KEY.into(), serde_json::json!(fit));
 }
 
+/// A warning for a fit that stopped at an end of the temperature range
+/// ([`TemperatureConfig::temperature_range`], [0.05, 20] by default), or `None`. There the
+/// temperature is the range's bound, not a calibration: at the upper end the network is
+/// about as good as chance on those images (too short a training, too few validation
+/// images), and every probability it then reports is near uniform (`segment
+/// --uncertainty` calls most pixels wrong); at the lower end the softmax is pushed to one-hot.
+/// The train job stored such a fit (T = 20.000 after two epochs on six real images) and
+/// printed it as any other.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::TemperatureFit;
+/// use xray_seg::calibrate::bound_warning;
+/// let fit = |temperature| TemperatureFit {
+///     temperature,
+///     nll_before: 1.0,
+///     nll_after: 0.9,
+///     ece_before: 0.2,
+///     ece_after: 0.1,
+///     iterations: 3,
+///     pixels: 100,
+/// };
+/// assert!(bound_warning(&fit(0.8)).is_none());
+/// let w = bound_warning(&fit(20.0)).expect("at the upper end");
+/// assert!(w.contains("20") && w.contains("near chance"), "{w}");
+/// assert!(bound_warning(&fit(0.05)).is_some());
+/// ```
+pub fn bound_warning(fit: &TemperatureFit) -> Option<String> {
+    let (low, high) = TemperatureConfig::default().temperature_range;
+    let t = fit.temperature;
+    let at = |bound: f64| (t - bound).abs() <= 1e-6 * bound;
+    if at(high) {
+        Some(format!(
+            "the softmax temperature stopped at the upper end of its range ({high}): on these \
+             images the network is near chance, and its probabilities come out near uniform; \
+             train longer or fit on more images"
+        ))
+    } else if at(low) {
+        Some(format!(
+            "the softmax temperature stopped at the lower end of its range ({low}): the fit \
+             found no calibrated temperature on these images (its probabilities come out \
+             near one-hot); fit on more images"
+        ))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
