@@ -69,11 +69,29 @@ struct Args {
     #[arg(long)]
     grid: Option<PathBuf>,
     /// Columns of the grid.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = parse_columns)]
     grid_cols: usize,
 }
 
+/// `--grid FILE` in a folder that does not exist failed only after the whole data set and
+/// its previews were written; it is refused before anything is.
+fn check_grid_path(grid: Option<&std::path::Path>) -> Result<(), String> {
+    let Some(grid) = grid else {
+        return Ok(());
+    };
+    match grid.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) if !parent.is_dir() => Err(format!(
+            "--grid {}: the folder {} does not exist (the grid is written last, after the \
+             data set)",
+            grid.display(),
+            parent.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    check_grid_path(args.grid.as_deref())?;
     let mut cfg = match &args.config {
         Some(p) => {
             let text = xray_data::io::read_text_file(p)?;
@@ -171,6 +189,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `--grid-cols`: a whole number, at least 1 (0 was taken as 1 without a word).
+fn parse_columns(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `--count`: a whole number, at least 1 (0 wrote an empty data set and succeeded).
 fn parse_count(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -194,6 +221,20 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grid_options_are_checked_before_the_data_set_is_written() {
+        let e = Args::try_parse_from(["synth", "--out", "o", "--grid-cols", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--grid-cols") && e.contains("at least 1"), "{e}");
+        let missing = std::env::temp_dir().join(format!("synth-no-dir-{}", std::process::id()));
+        let e = check_grid_path(Some(&missing.join("grid.png"))).unwrap_err();
+        assert!(e.contains("--grid") && e.contains("does not exist"), "{e}");
+        assert!(check_grid_path(Some(&std::env::temp_dir().join("grid.png"))).is_ok());
+        assert!(check_grid_path(Some(std::path::Path::new("grid.png"))).is_ok());
+        assert!(check_grid_path(None).is_ok());
+    }
 
     /// A negative number after a flag is the flag's value, which the job's checks then
     /// refuse by the flag's name; clap took it for an unknown option ("unexpected
