@@ -120,7 +120,9 @@ pub const SUMMARY_FILE: &str = "segment.jsonl";
 /// it is. A line of an input segmented again is replaced by this run's.
 ///
 /// # Errors
-/// [`Error::Io`] when the folder cannot be made, or the summary cannot be read or written.
+/// [`Error::Io`] when the folder cannot be made or the summary cannot be read, and
+/// [`Error::Model`] holding an I/O error naming the summary when it cannot be written (it is
+/// replaced atomically, so the earlier one then stays as it was).
 ///
 /// # Examples
 /// ```
@@ -165,7 +167,9 @@ pub fn write_summary(out_dir: &Path, lines: &[serde_json::Value]) -> Result<Path
         text.push_str(&format!("{line}\n"));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    std::fs::write(&summary, text).map_err(|e| Error::io(&summary, e))?;
+    // Atomically: the file now carries the earlier runs' lines too, which a write that
+    // failed part way (a full disk) would otherwise lose.
+    xnet_model::checkpoint::write_bytes_atomic(&summary, text.as_bytes())?;
     Ok(summary)
 }
 

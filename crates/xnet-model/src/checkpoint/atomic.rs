@@ -69,8 +69,32 @@ pub(super) fn sync_dir(dir: &Path) {
     }
 }
 
-/// Writes bytes: temporary file (flushed to the disk), then rename.
-pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes bytes to `path` atomically: a temporary sibling (`.<name>.tmp-<pid>`) flushed to
+/// the disk, then renamed into place, so that a reader finds the old file or the new one
+/// whole, never a mix, and a write that fails (a full disk) or a crash leaves the old file as
+/// it was. A failed write removes its temporary file.
+///
+/// # Errors
+/// [`ModelError::Io`] naming `path` when the file cannot be written or renamed into place.
+///
+/// # Examples
+/// ```
+/// use xnet_model::checkpoint::write_bytes_atomic;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("xnet-doc-bytes-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("summary.jsonl");
+/// write_bytes_atomic(&path, b"{\"a\":1}\n")?;
+/// write_bytes_atomic(&path, b"{\"a\":1}\n{\"b\":2}\n")?; // replaces it whole
+/// assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 2);
+/// assert_eq!(std::fs::read_dir(&dir)?.count(), 1); // no temporary file left behind
+/// let e = write_bytes_atomic(&dir.join("no/such/dir.txt"), b"x").unwrap_err();
+/// assert!(e.to_string().contains("dir.txt"), "{e}");
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
     write_synced(&tmp, bytes).map_err(|e| {
         // A write that failed part way (a full disk) must not leave the part behind, holding

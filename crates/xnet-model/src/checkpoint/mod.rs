@@ -29,8 +29,8 @@ mod atomic;
 mod swap;
 mod weights_file;
 
-pub use atomic::write_json_atomic;
-pub(crate) use atomic::{write_bytes_atomic, write_safetensors_atomic};
+pub(crate) use atomic::write_safetensors_atomic;
+pub use atomic::{write_bytes_atomic, write_json_atomic};
 pub(crate) use swap::{
     holds_its_weights, remove_replaced_leftovers, replace_dir, restore_replaced_dir,
 };
