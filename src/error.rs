@@ -40,8 +40,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A job option that cannot work, with what was expected.
-    #[error("invalid option: {0}")]
+    /// A job option or an input that cannot work, with what was expected. The message names
+    /// the flag or the file itself (many are not about an option: an empty dataset, a folder
+    /// that holds a training run), so it carries no prefix.
+    ///
+    /// ```
+    /// let e = xray_seg::Error::Invalid("runs/data: the dataset is empty".into());
+    /// assert_eq!(e.to_string(), "runs/data: the dataset is empty");
+    /// ```
+    #[error("{0}")]
     Invalid(String),
 }
 
