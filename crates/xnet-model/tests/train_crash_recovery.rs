@@ -565,3 +565,25 @@ fn a_save_interrupted_before_its_renames_or_while_the_old_one_is_removed_resumes
     assert_eq!(swap_leftovers(&case, "best"), Vec::<String>::new());
     remove_cases("points");
 }
+
+#[test]
+fn a_resume_removes_the_temporary_files_a_stopped_process_left() {
+    // A process killed between an atomic write and its rename leaves `.<name>.tmp-<pid>`
+    // (4194305 is above Linux's largest process id, so never this process's).
+    let (_, two) = one_and_two_epoch_runs("stale-tmp");
+    let stale = [".log.jsonl.tmp-4194305", ".train_config.json.tmp-4194305"];
+    for name in stale {
+        std::fs::write(two.join(name), b"{ \"cut").unwrap();
+    }
+    let user_file = two.join(".notes.tmp-mine");
+    std::fs::write(&user_file, b"kept").unwrap();
+    assert_eq!(resumed(&two).unwrap().0, Some(2));
+    for name in stale {
+        assert!(!two.join(name).exists(), "{name} outlived the resume");
+    }
+    assert!(
+        user_file.is_file(),
+        "a file not of this crate's writes was removed"
+    );
+    remove_cases("stale-tmp");
+}

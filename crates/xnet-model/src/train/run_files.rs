@@ -30,6 +30,9 @@ impl Trainer<'_> {
     /// A save a crash interrupted is finished or undone first. The swap's other folders
     /// (`last.previous/`, say) are removed once `last/` has loaded (and `best/` holds its
     /// config's weights): after a refusal they stay, as they may hold the only whole save.
+    /// So do the temporary files (`.<name>.tmp-<pid>`) that a process stopped inside an
+    /// atomic write left in `checkpoint_dir`: a resume that loaded `last/` removes them
+    /// ([`checkpoint::remove_stale_temporaries`]).
     ///
     /// # Errors
     /// Unreadable or inconsistent files in `last/`, a model configuration other than the
@@ -153,6 +156,9 @@ impl Trainer<'_> {
         self.optimizer
             .load_state(&last.join(OPTIMIZER_FILE), &self.device)?;
         checkpoint::remove_replaced_leftovers(&last);
+        // A process stopped inside an atomic write (the log's trim, `train_config.json`) left
+        // its temporary file, which nothing else removes; the run is this process's now.
+        checkpoint::remove_stale_temporaries(dir);
         let mut state = state;
         // The stored scheduler continues the run exactly; a configuration with another
         // schedule or rate (more epochs for a cosine, a new learning rate) takes effect from
