@@ -9,13 +9,18 @@
 //! `OUT/categories.csv`, `OUT/fields.json`, and `OUT/preview/<stem>.png`: the image as on a
 //! light box (bone white) beside a colour overlay of its mask (blue open beam, green soft
 //! tissue, yellow bone, magenta ignored). `--grid FILE` also writes the previews as one grid.
+//!
+//! It records what it wrote in `OUT/synth.json` (seed, count, generator settings): the same
+//! command may run again into `OUT`, but a data set written with other settings, or one it did
+//! not record, is replaced only with `--overwrite`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use xray_data::synth::{self, BodyPart, OutputScale, PhantomConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -71,6 +76,82 @@ struct Args {
     /// Columns of the grid.
     #[arg(long, default_value_t = 4, value_parser = parse_columns)]
     grid_cols: usize,
+    /// Replace a data set in OUT that was written with other settings (or not by synth).
+    /// Without it only the same command may write into OUT again.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// The record of what `synth` wrote into its output folder.
+const RECORD_FILE: &str = "synth.json";
+
+/// What a data set was generated with: two with the same record are the same files.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct SynthRecord {
+    seed: u64,
+    count: usize,
+    config: PhantomConfig,
+}
+
+/// Refuses to write into `out` when it holds a data set other than the one `record` describes,
+/// unless `overwrite`: one whose `synth.json` records other settings, or, without a record, a
+/// non-empty `images/`. The generator rewrites every file of the same names, so another seed
+/// or configuration replaced an earlier data set in place without a word.
+fn check_out_folder(out: &Path, record: &SynthRecord, overwrite: bool) -> Result<(), String> {
+    if overwrite {
+        return Ok(());
+    }
+    let again = "give another --out, or --overwrite to replace it";
+    let path = out.join(RECORD_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match serde_json::from_str::<SynthRecord>(&text) {
+            Ok(stored) if stored == *record => Ok(()),
+            Ok(stored) => Err(format!(
+                "{} holds a synthetic data set written with other settings ({}; this call: \
+                 {}); {again}",
+                out.display(),
+                describe(&stored, record),
+                describe(record, &stored)
+            )),
+            Err(e) => Err(format!(
+                "{}: not a record synth wrote ({e}); {again}",
+                path.display()
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let images = out.join("images");
+            let held = std::fs::read_dir(&images).map_or(0, |entries| entries.count());
+            if held > 0 {
+                Err(format!(
+                    "{} already holds a data set ({held} file(s) in {}) that synth did not \
+                     record; {again}",
+                    out.display(),
+                    images.display()
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// The settings of `a` that differ from `b`'s, for a message.
+fn describe(a: &SynthRecord, b: &SynthRecord) -> String {
+    let mut parts = Vec::new();
+    if a.seed != b.seed {
+        parts.push(format!("seed {}", a.seed));
+    }
+    if a.count != b.count {
+        parts.push(format!("{} images", a.count));
+    }
+    if a.config != b.config {
+        parts.push(format!(
+            "{}x{} images, other generator settings",
+            a.config.width, a.config.height
+        ));
+    }
+    parts.join(", ")
 }
 
 /// `--grid FILE` in a folder that does not exist failed only after the whole data set and
@@ -134,6 +215,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Result<_, _>>()?;
     }
     cfg.validate()?;
+    let record = SynthRecord {
+        seed: args.seed,
+        count: args.count,
+        config: cfg.clone(),
+    };
+    check_out_folder(&args.out, &record, args.overwrite)?;
+    // Before the images: a run stopped part way leaves the record of what it was writing, so
+    // the same command can finish it.
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    xnet_model::checkpoint::write_json_atomic(&args.out.join(RECORD_FILE), &record)?;
 
     let bar = ProgressBar::new(args.count as u64);
     bar.set_style(
@@ -234,6 +325,45 @@ mod tests {
         assert!(check_grid_path(Some(&std::env::temp_dir().join("grid.png"))).is_ok());
         assert!(check_grid_path(Some(std::path::Path::new("grid.png"))).is_ok());
         assert!(check_grid_path(None).is_ok());
+    }
+
+    /// Another seed into a folder that held a data set replaced it in place without a word.
+    #[test]
+    fn another_data_set_is_replaced_only_with_overwrite() {
+        let out = std::env::temp_dir().join(format!("synth-out-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let record = |seed| SynthRecord {
+            seed,
+            count: 2,
+            config: PhantomConfig::with_size(24),
+        };
+        // An empty or missing folder takes anything.
+        assert!(check_out_folder(&out, &record(1), false).is_ok());
+        std::fs::create_dir_all(out.join("images")).unwrap();
+        assert!(check_out_folder(&out, &record(1), false).is_ok());
+        // A data set synth did not record is kept.
+        std::fs::write(out.join("images/x.png"), b"x").unwrap();
+        let e = check_out_folder(&out, &record(1), false).unwrap_err();
+        assert!(
+            e.contains("did not record") && e.contains("--overwrite"),
+            "{e}"
+        );
+        assert!(check_out_folder(&out, &record(1), true).is_ok());
+        // The same settings again are the same files; another seed is refused, naming both.
+        let text = serde_json::to_string(&record(1)).unwrap();
+        std::fs::write(out.join(RECORD_FILE), text).unwrap();
+        assert!(check_out_folder(&out, &record(1), false).is_ok());
+        let e = check_out_folder(&out, &record(2), false).unwrap_err();
+        assert!(e.contains("seed 1") && e.contains("seed 2"), "{e}");
+        let mut larger = record(1);
+        larger.config = PhantomConfig::with_size(32);
+        let e = check_out_folder(&out, &larger, false).unwrap_err();
+        assert!(e.contains("24x24") && e.contains("32x32"), "{e}");
+        assert!(check_out_folder(&out, &record(2), true).is_ok());
+        std::fs::write(out.join(RECORD_FILE), "{").unwrap();
+        let e = check_out_folder(&out, &record(1), false).unwrap_err();
+        assert!(e.contains(RECORD_FILE) && e.contains("not a record"), "{e}");
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     /// A negative number after a flag is the flag's value, which the job's checks then
