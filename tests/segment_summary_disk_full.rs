@@ -9,22 +9,10 @@
 use serde_json::json;
 use xray_seg::segment::{write_summary, SUMMARY_FILE};
 
-/// Sets the soft limit on the size of the files this process writes (`None`: the hard limit),
-/// and makes a write past it fail instead of killing the process (`SIGXFSZ` ignored).
-fn limit_file_size(bytes: Option<u64>) {
-    // SAFETY: plain libc calls with valid pointers; the signal disposition is process-wide,
-    // which this single-test crate owns.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
-        limit.rlim_cur = bytes.map_or(limit.rlim_max, |b| b.min(limit.rlim_max));
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
-    }
-}
+#[path = "../crates/xnet-model/tests/file_size_limit/mod.rs"]
+mod file_size_limit;
+
+use file_size_limit::limit_file_size;
 
 #[test]
 fn a_summary_that_cannot_be_rewritten_keeps_the_earlier_one_whole() {

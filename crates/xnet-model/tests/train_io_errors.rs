@@ -14,26 +14,11 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use xnet_model::train::Trainer;
 
+mod file_size_limit;
 mod toy_trainer;
 
+use file_size_limit::limit_file_size;
 use toy_trainer::{config, read_log, saved_weights, sources, temp_dir, weights, Toy};
-
-/// Sets the soft limit on the size of the files this process writes (`None`: the hard limit),
-/// and makes a write past it fail instead of killing the process (`SIGXFSZ` ignored).
-fn limit_file_size(bytes: Option<u64>) {
-    // SAFETY: plain libc calls with valid pointers; the signal disposition is process-wide,
-    // which this single-test crate owns.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
-        limit.rlim_cur = bytes.map_or(limit.rlim_max, |b| b.min(limit.rlim_max));
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
-    }
-}
 
 /// Trains the toy network in `dir` up to `epochs` epochs, resuming what is there.
 fn train_to(dir: &Path, epochs: usize) -> xnet_model::Result<VarMap> {
