@@ -69,8 +69,8 @@ mod swap_state;
 use resume_check::{check_trained_split, no_leftovers};
 use run_folder::snapshot;
 use swap_state::{
-    copy_tree, crash_state, has_whole, slots_of, users_copy, write_slots, Folder, Save, BEST_ORDER,
-    LAST_ORDER, WEIGHTS,
+    assert_files_kept, assert_saves_kept, copy_tree, crash_state, users_copy, write_slots, Folder,
+    Save, BEST_ORDER, LAST_ORDER, WEIGHTS,
 };
 
 /// Every file of a run outside `data/`: path relative to the run, contents.
@@ -458,55 +458,24 @@ fuzz_target!(
                 );
                 let run_dir = runs.work.display().to_string();
                 assert!(e.contains(&run_dir), "a refusal that names no file: {e}");
-                for (rel, bytes) in &before {
-                    if in_swap(rel, &fold) || in_best(rel) {
-                        continue;
-                    }
-                    if rel.ends_with(LOG) {
-                        let old = String::from_utf8_lossy(bytes);
-                        let mut old = old.lines();
-                        let now = after
-                            .get(rel)
-                            .map(|b| String::from_utf8_lossy(b).into_owned());
-                        for line in now.as_deref().unwrap_or("").lines() {
-                            assert!(old.any(|o| o == line), "{e}: log line {line:?} added");
-                        }
-                    } else {
-                        assert!(
-                            after.get(rel) == Some(bytes),
-                            "a refused resume changed {}: {e}; {}",
-                            rel.display(),
-                            describe()
-                        );
-                    }
-                }
+                assert_files_kept(
+                    &before,
+                    &after,
+                    |rel| in_swap(rel, &fold) || in_best(rel),
+                    |rel| rel.ends_with(LOG),
+                    &e,
+                    &describe,
+                );
                 let last_name = format!("{fold}/last");
                 let best_name = format!("{fold}/best");
-                for (name, folder) in [(&last_name, &last_folder), (&best_name, &best_folder)] {
-                    let (was, now) = (slots_of(&before, &name), slots_of(&after, &name));
-                    let was_weights: Vec<Vec<u8>> = slots_of(&before, &last_name)
-                        .into_values()
-                        .filter_map(|mut s| s.remove(WEIGHTS))
-                        .collect();
-                    for (slot, files) in &now {
-                        let caught_up = name.ends_with("best")
-                            && slot.is_empty()
-                            && files.get(WEIGHTS).is_some_and(|w| was_weights.contains(w));
-                        assert!(
-                            was.values().any(|s| s == files) || caught_up,
-                            "a refused resume left a {name}{slot}/ that was not there before: \
-                             {e}; {}",
-                            describe()
-                        );
-                    }
-                    if has_whole(&was, folder) {
-                        assert!(
-                            has_whole(&now, folder),
-                            "a refused resume deleted the only whole copy of {name}/: {e}; {}",
-                            describe()
-                        );
-                    }
-                }
+                assert_saves_kept(
+                    &before,
+                    &after,
+                    &last_name,
+                    [(&last_name, &last_folder), (&best_name, &best_folder)],
+                    &e,
+                    &describe,
+                );
             }
         }
     }

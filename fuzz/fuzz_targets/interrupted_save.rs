@@ -54,8 +54,8 @@ mod swap_state;
 use resume_check::{check_trained_split, no_leftovers};
 use run_folder::{fresh_run, snapshot};
 use swap_state::{
-    copy_tree, crash_state, has_whole, read_save, slots_of, users_copy, write_slots, Folder,
-    BEST_ORDER, LAST_ORDER, WEIGHTS,
+    assert_files_kept, assert_saves_kept, copy_tree, crash_state, read_save, users_copy,
+    write_slots, Folder, BEST_ORDER, LAST_ORDER, WEIGHTS,
 };
 
 const LOG: &str = "log.jsonl";
@@ -228,51 +228,22 @@ fuzz_target!(|data: &[u8]| {
                     .to_string_lossy();
                 first.starts_with("last") || first.starts_with("best")
             };
-            for (rel, bytes) in &before {
-                if swap(rel) {
-                    continue;
-                }
-                if rel == Path::new(LOG) {
-                    let old = String::from_utf8_lossy(bytes);
-                    let mut old = old.lines();
-                    let now = after
-                        .get(rel)
-                        .map(|b| String::from_utf8_lossy(b).into_owned());
-                    for line in now.as_deref().unwrap_or("").lines() {
-                        assert!(old.any(|o| o == line), "{e}: log line {line:?} added");
-                    }
-                } else {
-                    assert!(
-                        after.get(rel) == Some(bytes),
-                        "a refused resume changed {}: {e}",
-                        rel.display()
-                    );
-                }
-            }
-            for (name, folder) in [("last", &f.last), ("best", &f.best)] {
-                let (was, now) = (slots_of(&before, name), slots_of(&after, name));
-                let was_weights: Vec<Vec<u8>> = slots_of(&before, "last")
-                    .into_values()
-                    .filter_map(|mut s| s.remove(WEIGHTS))
-                    .collect();
-                for (slot, files) in &now {
-                    let caught_up = name == "best"
-                        && *slot == ""
-                        && files.get(WEIGHTS).is_some_and(|w| was_weights.contains(&w));
-                    assert!(
-                        was.values().any(|s| s == files) || caught_up,
-                        "a refused resume left a {name}{slot}/ that was not there before: {e}; {}",
-                        describe()
-                    );
-                }
-                if has_whole(&was, folder) {
-                    assert!(
-                        has_whole(&now, folder),
-                        "a refused resume deleted the only whole copy of {name}/: {e}; {}",
-                        describe()
-                    );
-                }
-            }
+            assert_files_kept(
+                &before,
+                &after,
+                swap,
+                |rel| rel == Path::new(LOG),
+                &e,
+                &describe,
+            );
+            assert_saves_kept(
+                &before,
+                &after,
+                "last",
+                [("last", &f.last), ("best", &f.best)],
+                &e,
+                &describe,
+            );
         }
     }
 });

@@ -163,6 +163,78 @@ pub fn has_whole(slots: &Slots, f: &Folder) -> bool {
     slots.values().any(|s| holds(s, &f.old) || holds(s, &f.new))
 }
 
+/// Asserts what a refused resume may have changed in the run (`before` and `after` its
+/// snapshots): no file that `skip` does not pass over, except the log (`is_log`), which may
+/// only have lost lines (the trim of epochs to train again).
+pub fn assert_files_kept(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+    skip: impl Fn(&Path) -> bool,
+    is_log: impl Fn(&Path) -> bool,
+    e: &str,
+    describe: &dyn Fn() -> String,
+) {
+    for (rel, bytes) in before {
+        if skip(rel) {
+            continue;
+        }
+        if is_log(rel) {
+            let old = String::from_utf8_lossy(bytes);
+            let mut old = old.lines();
+            let now = after
+                .get(rel)
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            for line in now.as_deref().unwrap_or("").lines() {
+                assert!(old.any(|o| o == line), "{e}: log line {line:?} added");
+            }
+        } else {
+            assert!(
+                after.get(rel) == Some(bytes),
+                "a refused resume changed {}: {e}; {}",
+                rel.display(),
+                describe()
+            );
+        }
+    }
+}
+
+/// Asserts that a refused resume left in the swap of each of `saves` (`(name, folder)`, the
+/// name as [`slots_of`] takes it) only copies that were there before, or a `best/` caught up
+/// from a save of `last_name`, and kept a whole copy of each save it held.
+pub fn assert_saves_kept(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+    last_name: &str,
+    saves: [(&str, &Folder); 2],
+    e: &str,
+    describe: &dyn Fn() -> String,
+) {
+    let was_weights: Vec<Vec<u8>> = slots_of(before, last_name)
+        .into_values()
+        .filter_map(|mut s| s.remove(WEIGHTS))
+        .collect();
+    for (name, folder) in saves {
+        let (was, now) = (slots_of(before, name), slots_of(after, name));
+        for (slot, files) in &now {
+            let caught_up = name.ends_with("best")
+                && slot.is_empty()
+                && files.get(WEIGHTS).is_some_and(|w| was_weights.contains(w));
+            assert!(
+                was.values().any(|s| s == files) || caught_up,
+                "a refused resume left a {name}{slot}/ that was not there before: {e}; {}",
+                describe()
+            );
+        }
+        if has_whole(&was, folder) {
+            assert!(
+                has_whole(&now, folder),
+                "a refused resume deleted the only whole copy of {name}/: {e}; {}",
+                describe()
+            );
+        }
+    }
+}
+
 /// Writes the slots of the folder `name` into `run_dir`.
 pub fn write_slots(run_dir: &Path, name: &str, slots: &Slots) {
     for (slot, files) in slots {
