@@ -587,3 +587,55 @@ fn a_resume_removes_the_temporary_files_a_stopped_process_left() {
     );
     remove_cases("stale-tmp");
 }
+
+#[test]
+fn a_crash_in_the_first_save_before_any_epoch_trains_the_run_from_the_start() {
+    // A fresh run writes `last/` before its first epoch (so that a NaN there leaves a good
+    // state). A crash inside that save leaves no `last/` and no older save: a staging folder
+    // half written, or complete but not yet renamed. Either way the resume must train the
+    // whole run, to the weights of one that never stopped.
+    /// Trains the toy network in `dir` to `epochs` epochs, resuming what is there; its weights.
+    fn fit(dir: &Path, epochs: usize) -> Vec<f32> {
+        let dev = Device::Cpu;
+        let (mut train, mut val) = sources();
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        let mut trainer = Trainer::new(&toy, &vm, config(epochs), &dev)
+            .unwrap()
+            .with_checkpoint_dir(dir);
+        trainer.resume().unwrap();
+        trainer.fit(&mut train, Some(&mut val)).unwrap();
+        drop(trainer);
+        weights(&vm)
+    }
+    let uninterrupted = fit(&temp_dir("first-save-whole"), 2);
+    // The first save as written before epoch 0: a run whose first step is NaN stops and
+    // leaves just that.
+    let start = temp_dir("first-save-start");
+    {
+        let dev = Device::Cpu;
+        let (mut train, mut val) = sources();
+        let vm = VarMap::new();
+        let toy = Toy::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        toy.poison.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut trainer = Trainer::new(&toy, &vm, config(2), &dev)
+            .unwrap()
+            .with_checkpoint_dir(&start);
+        assert!(trainer.fit(&mut train, Some(&mut val)).is_err());
+    }
+    assert!(start.join("last/trainer_state.json").is_file());
+    for (tag, complete) in [("first-save-torn", false), ("first-save-complete", true)] {
+        let case = temp_dir(tag);
+        copy_dir(&start, &case);
+        copy_dir(&start.join("last"), &case.join("last.partial"));
+        if !complete {
+            std::fs::remove_file(case.join("last.partial/.complete")).unwrap();
+            std::fs::remove_file(case.join("last.partial/trainer_state.json")).unwrap();
+        }
+        let resumed_at = resumed(&case).unwrap().0;
+        assert_eq!(resumed_at, complete.then_some(0), "{tag}");
+        assert_eq!(swap_leftovers(&case, "last"), Vec::<String>::new(), "{tag}");
+        assert_eq!(fit(&case, 2), uninterrupted, "{tag}: other final weights");
+    }
+    remove_cases("first-save");
+}
