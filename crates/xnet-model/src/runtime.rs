@@ -106,7 +106,8 @@ pub fn exit_quietly_on_closed_pipe() -> bool {
     }
 }
 
-/// The device a command-line name stands for: `cpu`, `cuda` (the first GPU) or `cuda:N`.
+/// The device a command-line name stands for: `cpu`, `cuda` (the first GPU; `gpu` is taken
+/// as the same) or `cuda:N`. Case and surrounding blanks do not matter.
 ///
 /// # Errors
 /// [`ModelError::InvalidConfig`] for any other name, and for a CUDA device that cannot be
