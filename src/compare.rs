@@ -3,12 +3,12 @@
 //! categories, a second one of weighted F1 per category).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
+use xnet_model::checkpoint::write_bytes_atomic;
 use xnet_model::models::Upsampling;
 use xray_data::dataset::{xnet_split, Dataset, SplitConfig};
 use xray_metrics::ConfusionMatrix;
@@ -276,10 +276,12 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     }
     rows.push(baseline_row(&ds, &test)?);
     let json = serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
-    let path = job.run_dir.join("compare.json");
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
-    let path: PathBuf = job.run_dir.join("compare.md");
-    std::fs::write(&path, to_markdown(&rows)).map_err(|e| Error::io(&path, e))?;
+    // Whole or not at all: a write that fails part way keeps an earlier table as it was.
+    write_bytes_atomic(&job.run_dir.join("compare.json"), json.as_bytes())?;
+    write_bytes_atomic(
+        &job.run_dir.join("compare.md"),
+        to_markdown(&rows).as_bytes(),
+    )?;
     Ok(rows)
 }
 

@@ -5,6 +5,7 @@ use std::collections::btree_map::{BTreeMap, Entry};
 use std::path::Path;
 
 use serde::Serialize;
+use xnet_model::checkpoint::write_bytes_atomic;
 use xray_data::dataset::Dataset;
 use xray_metrics::{
     Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator, ReliabilityBins, Report,
@@ -578,7 +579,9 @@ pub fn check_evaluation_out_dir(dir: &Path) -> Result<()> {
 /// per-category table when the dataset has categories), `thresholds.json` (when
 /// thresholded) and `categories.json` (per-category scores, when there are any; an earlier
 /// evaluation's copy of either is removed when this one has none) and the plots (`roc`, `reliability`, `confusion`, PNG and
-/// SVG) into `dir`.
+/// SVG) into `dir`. The JSON and Markdown files are each replaced atomically (a temporary file
+/// renamed into place): a write that fails part way, on a full disk, leaves an earlier
+/// evaluation's file as it was.
 ///
 /// # Errors
 /// File-system or plotting errors.
@@ -609,7 +612,11 @@ pub fn check_evaluation_out_dir(dir: &Path) -> Result<()> {
 pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
     crate::check_out_dir(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    eval.report.save_json(dir.join("report.json"))?;
+    // Each file whole or not at all: a write that fails part way (a full disk) keeps an
+    // earlier evaluation's file as it was instead of cutting it.
+    let write = |name: &str, text: &str| write_bytes_atomic(&dir.join(name), text.as_bytes());
+    eval.report.validate()?;
+    write("report.json", &eval.report.to_json()?)?;
     let mut md = eval.report.to_markdown();
     if let Some(t) = &eval.thresholded {
         md += "\n";
@@ -618,8 +625,7 @@ pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
         md += &t.to_markdown(&eval.report.class_names);
         let json = serde_json::to_string_pretty(&[&eval.argmax, t])
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let path = dir.join("thresholds.json");
-        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+        write("thresholds.json", &json)?;
     } else {
         remove_stale(&dir.join("thresholds.json"))?;
     }
@@ -628,13 +634,11 @@ pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
         md += &per_category_markdown(&eval.per_category, &eval.report.class_names);
         let json = serde_json::to_string_pretty(&eval.per_category)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let path = dir.join("categories.json");
-        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+        write("categories.json", &json)?;
     } else {
         remove_stale(&dir.join("categories.json"))?;
     }
-    let path = dir.join("report.md");
-    std::fs::write(&path, md).map_err(|e| Error::io(&path, e))?;
+    write("report.md", &md)?;
     xray_metrics::save_plots(&eval.report, dir)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! write past it fail with `EFBIG` after a short write, as a full disk fails one with
 //! `ENOSPC`. The limit holds for the whole process: a test crate that uses it must hold a
 //! single test. Shared by `train_io_errors` here and the workspace's
-//! `tests/segment_summary_disk_full.rs` (through `#[path]`).
+//! `tests/outputs_disk_full.rs` (through `#[path]`).
 #![cfg(target_os = "linux")]
 
 /// Sets the soft limit on the size of the files this process writes (`None`: the hard limit),
