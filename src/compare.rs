@@ -289,8 +289,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
 /// checkpoint): `compare --name` of a training run's name wrote the table, a folder per
 /// model and perhaps synthetic data into that run's folder without a word.
 fn check_not_a_train_run(dir: &std::path::Path) -> Result<()> {
-    let marks = [crate::train::RUN_OPTIONS_FILE, "log.jsonl", "best"];
-    match marks.iter().find(|m| dir.join(m).exists()) {
+    match crate::train::train_run_mark(dir) {
         Some(mark) => Err(Error::Invalid(format!(
             "{} holds a train run ({mark}): compare would write its table and a folder per \
              model into it; give --name another name",

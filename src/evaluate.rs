@@ -564,8 +564,7 @@ pub fn evaluate_samples(
 /// ```
 pub fn check_evaluation_out_dir(dir: &Path) -> Result<()> {
     crate::check_out_dir(dir)?;
-    let marks = [crate::train::RUN_OPTIONS_FILE, "log.jsonl", "best"];
-    if let Some(mark) = marks.iter().find(|m| dir.join(m).exists()) {
+    if let Some(mark) = crate::train::train_run_mark(dir) {
         return Err(Error::Invalid(format!(
             "{} holds a training run ({mark}): its report and plots would be overwritten by \
              this evaluation; give --out another folder",

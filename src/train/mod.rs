@@ -36,7 +36,7 @@ mod split;
 
 pub(crate) use checks::check_job;
 pub use data::{check_splits, open_dataset, plan_splits};
-pub(crate) use run_dir::check_plain_name;
+pub(crate) use run_dir::{check_plain_name, train_run_mark};
 use run_dir::{check_run_dir, write_run_options};
 pub use run_dir::{check_run_name, RunOptions, TrainSettings, RUN_OPTIONS_FILE};
 use split::{check_resumable, train_checked_split};

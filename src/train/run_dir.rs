@@ -416,6 +416,16 @@ fn legacy_seed_and_size(dir: &Path) -> (Option<u64>, Option<u32>) {
     (None, None)
 }
 
+/// The first mark of a train run that `dir` holds (its [`RUN_OPTIONS_FILE`], `log.jsonl` or
+/// `best/`), if any: the jobs that write into a folder of their own (`evaluate --out`,
+/// `compare --name`) refuse such a folder, whose report, plots and checkpoints they would
+/// overwrite.
+pub(crate) fn train_run_mark(dir: &Path) -> Option<&'static str> {
+    [RUN_OPTIONS_FILE, "log.jsonl", "best"]
+        .into_iter()
+        .find(|mark| dir.join(mark).exists())
+}
+
 /// Whether `dir` holds a run of the train job written before `train_job.json` existed.
 fn is_legacy_run(dir: &Path) -> bool {
     let trained = |d: &Path| {
