@@ -16,8 +16,9 @@
 //! expected error rate. `OUT/segment.jsonl` has one JSON line per input, in input order:
 //! what was written for it (size, category, edges, label counts, expected error, paths) or
 //! its error; an earlier run's lines for inputs this run does not segment come first, kept
-//! while their outputs are in the folder (`xray_seg::segment::write_summary`). Outputs an earlier run wrote for a stem and this run does not (probability maps
-//! without `--probs`, everything of an input that now fails) are removed.
+//! while their outputs are in the folder (`xray_seg::segment::write_summary`). Outputs an
+//! earlier run wrote for a stem and this run does not (probability maps without `--probs`,
+//! everything of an input that now fails) are removed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -344,8 +345,8 @@ fn unserved_category_warning(
 mod tests {
     use super::*;
 
-    /// `--tissue-threshold 1.5` was refused only after the model had loaded, as
-    /// "parameter thresholds.soft_threshold = 1.5 is out of range", a name the user never typed.
+    /// A sub-folder of an input folder was reported as "not a PNG, TIFF, JPEG or DICOM
+    /// file", which hid that folders are not searched recursively.
     #[test]
     fn a_skipped_sub_folder_is_called_a_folder() {
         let dir = std::env::temp_dir().join(format!("segment-skipped-{}", std::process::id()));
@@ -388,6 +389,8 @@ mod tests {
         assert!(args.is_ok());
     }
 
+    /// `--tissue-threshold 1.5` was refused only after the model had loaded, as
+    /// "parameter thresholds.soft_threshold = 1.5 is out of range", a name the user never typed.
     #[test]
     fn a_tissue_threshold_outside_0_1_names_the_flag() {
         for bad in ["1.5", "-0.1", "NaN"] {
