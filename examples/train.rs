@@ -163,11 +163,11 @@ impl LossArg {
 /// was ignored without a word, and the run trained on another objective than the one meant.
 fn unused_loss_flag(matches: &ArgMatches, loss: LossArg) -> Option<String> {
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    let name = |loss: LossArg| match loss {
-        LossArg::Ce => "ce",
-        LossArg::Focal => "focal",
-        LossArg::Dice => "dice",
-        LossArg::CeDice => "ce-dice",
+    // The name clap parses, from the same derive.
+    let name = |loss: LossArg| {
+        clap::ValueEnum::to_possible_value(&loss)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     };
     [
         ("focal_gamma", "--focal-gamma", LossArg::Focal),
