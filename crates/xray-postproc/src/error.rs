@@ -108,6 +108,25 @@ pub enum PostprocError {
         /// What to do about it, in words.
         hint: &'static str,
     },
+    /// A label map (ground truth) holds a label that is neither a class of the probability
+    /// map it is compared with nor [`IGNORE`](crate::IGNORE) (255).
+    #[error(
+        "{what} has label {label} at pixel (x={x}, y={y}), but there {} (0..{classes}) and \
+         255 means ignore; relabel it, or mark it 255 to leave it out",
+        class_count(*.classes)
+    )]
+    LabelOutOfRange {
+        /// Which label map, e.g. `ground-truth labels`.
+        what: &'static str,
+        /// The label found.
+        label: u8,
+        /// Its column.
+        x: usize,
+        /// Its row.
+        y: usize,
+        /// Number of classes of the probability map.
+        classes: usize,
+    },
     /// A configuration could not be parsed.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -375,7 +375,21 @@ pub struct SweepPoint {
 /// ```
 ///
 /// # Errors
-/// Length mismatch of `truth`, a threshold outside `[0, 1]`, or `soft_class` out of range.
+/// [`PostprocError::ShapeMismatch`] when `truth` does not hold `W × H` labels,
+/// [`PostprocError::ClassOutOfRange`] for a `soft_class` that is not a class of the map,
+/// [`PostprocError::OutOfRange`] for a threshold outside `[0, 1]` (NaN included), and
+/// [`PostprocError::LabelOutOfRange`] for the first `truth` label (row by row) that is
+/// neither a class of the map nor [`IGNORE`], at its `(x, y)`: such a pixel would otherwise
+/// be counted as a true negative, as [`apply_thresholds`] cannot give it.
+///
+/// ```
+/// use xray_postproc::{threshold_sweep, PostprocError, ProbMap};
+/// let p = [0.4f32, 0.1, 0.6, 0.9]; // 2 classes, 1 x 2
+/// let m = ProbMap::new(&p, 2, 1, 2).unwrap();
+/// let e = threshold_sweep(&m, &[0, 7], 1, &[0.5]).unwrap_err();
+/// assert!(matches!(e, PostprocError::LabelOutOfRange { label: 7, x: 1, y: 0, classes: 2, .. }));
+/// assert!(threshold_sweep(&m, &[0, 255], 1, &[0.5]).is_ok()); // 255: left out
+/// ```
 pub fn threshold_sweep(
     probs: &ProbMap,
     truth: &[u8],
@@ -401,6 +415,18 @@ pub fn threshold_sweep(
     }
     for (i, &t) in thresholds.iter().enumerate() {
         check_unit(&format!("thresholds[{i}]"), t)?;
+    }
+    if let Some(i) = truth
+        .iter()
+        .position(|&g| g != IGNORE && usize::from(g) >= c)
+    {
+        return Err(PostprocError::LabelOutOfRange {
+            what: "ground-truth labels",
+            label: truth[i],
+            x: i % w,
+            y: i / w,
+            classes: c,
+        });
     }
     // Only pixels whose arg-max is soft tissue depend on t: keep their P(soft), split by truth.
     let data = probs.data();

@@ -285,3 +285,23 @@ fn per_category_keys_match_whatever_their_case() {
     .to_string();
     assert!(e.contains(r#""HIP" and "hip""#), "{e}");
 }
+
+/// A truth label that is no class of the map (nor 255) was counted as a true negative of
+/// soft tissue, and the sweep returned rates over pixels that cannot be scored; now it is
+/// refused at its pixel, as xray-metrics refuses such a label.
+#[test]
+fn sweep_refuses_truth_labels_that_are_no_class() {
+    // 3 classes, 2 x 2 pixels, all soft tissue at 0.6.
+    let p = probs_3x(&[[0.2, 0.6, 0.2]; 4]);
+    let m = ProbMap::new(&p, 3, 2, 2).unwrap();
+    let e = match threshold_sweep(&m, &[1, 0, 255, 3], 1, &[0.5]) {
+        Ok(s) => panic!("label 3 of a 3-class map was swept: {s:?}"),
+        Err(e) => e,
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("label 3 at pixel (x=1, y=1)"), "{msg}");
+    assert!(msg.contains("are only 3 classes"), "{msg}");
+    // The same map with the label ignored sweeps as before.
+    let s = threshold_sweep(&m, &[1, 0, 255, 255], 1, &[0.5]).unwrap();
+    assert_eq!((s[0].true_positives, s[0].false_positives), (1, 1));
+}
