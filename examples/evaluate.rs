@@ -147,7 +147,7 @@ fn run(args: &Args) -> xray_seg::Result<()> {
             fit.ece_after,
             xnet_model::checkpoint::resolve(&weights).1.display()
         );
-        if let Some(warning) = xray_seg::calibrate::bound_warning(fit) {
+        for warning in xray_seg::calibrate::fit_warnings(fit) {
             println!("warning: {warning}");
         }
     }

@@ -275,7 +275,7 @@ fn main() -> ExitCode {
                             "  softmax temperature {:.3}, fitted on the validation split (its ECE {:.4} → {:.4}); the test scores above use it",
                             t.temperature, t.ece_before, t.ece_after
                         );
-                        if let Some(warning) = xray_seg::calibrate::bound_warning(t) {
+                        for warning in xray_seg::calibrate::fit_warnings(t) {
                             println!("  warning: {warning}");
                         }
                     }

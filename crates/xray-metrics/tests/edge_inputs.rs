@@ -519,3 +519,36 @@ fn torch_f32_calibration_error_of_no_scored_pixel_is_zero() {
         assert_eq!((torch, exact), (0.0, 0.0), "{norm:?}");
     }
 }
+
+/// A temperature fit lowers the NLL it minimises; when it raised the ECE on the same pixels,
+/// the markdown says so instead of showing the rise as a calibration that worked.
+#[test]
+fn a_fit_that_raised_the_ece_is_flagged_in_the_markdown() {
+    let fit = TemperatureFit {
+        temperature: 0.8,
+        nll_before: 0.50,
+        nll_after: 0.45,
+        ece_before: 0.0906,
+        ece_after: 0.1058,
+        iterations: 5,
+        pixels: 4096,
+    };
+    let mut r = report();
+    r.temperature = Some(fit.clone());
+    let md = r.to_markdown();
+    assert!(
+        md.contains("| temperature | 0.8000 (ECE 0.0906 → 0.1058"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| temperature note | the fit lowered the NLL but raised the ECE"),
+        "{md}"
+    );
+    for ece_after in [0.02, 0.0906, f64::NAN] {
+        r.temperature = Some(TemperatureFit {
+            ece_after,
+            ..fit.clone()
+        });
+        assert!(!r.to_markdown().contains("temperature note"), "{ece_after}");
+    }
+}
