@@ -7,7 +7,9 @@
 //!   masks/<stem>.png                             index-PNG label mask per stem (optional folder)
 //!   categories.csv                               `stem,category` lines (optional)
 //! ```
-//! Without `masks/` the dataset is inference-only. See `docs/data-format.md`.
+//! DICOM files are also found by their content whatever their name (`IM000001`, a UID), with
+//! the whole file name as their stem. Without `masks/` the dataset is inference-only. See
+//! `docs/data-format.md`.
 
 mod balance;
 mod batch;

@@ -261,3 +261,70 @@ fn a_folder_without_images_subfolder_says_what_a_dataset_holds() {
         .to_string();
     assert!(e.contains("images/") && !e.contains("image files"), "{e}");
 }
+
+/// DICOM files from a modality or a PACS export are often named without an extension
+/// (`IM000001`) or by their UID (`1.2.840….7`): `Dataset::open` finds them by their content
+/// and pairs them with `masks/<file name>.png`, as `segment` reads them; before, they were
+/// left out without a word (and their masks refused as "mask without image").
+#[test]
+fn dicom_files_without_an_image_extension_are_found_by_content() {
+    use xray_data::io::{save_dicom, DicomWriteOptions};
+    let root = tempdir("dicom-content");
+    make(&root, &["a"], true);
+    let dicom = Radiograph::from_fn(6, 4, |x, y| Luma([(x * 100 + y) as f32]));
+    let names = ["IM000001", "1.2.840.113619.2.7", "c.DICOM"];
+    for name in names {
+        save_dicom(
+            &root.join("images").join(name),
+            &dicom,
+            &DicomWriteOptions::default(),
+        )
+        .unwrap();
+    }
+    for stem in ["IM000001", "1.2.840.113619.2.7", "c"] {
+        save_mask(&root.join(format!("masks/{stem}.png")), &mask(6, 4)).unwrap();
+    }
+    // Extension-less files that are not DICOM stay out, as other extensions do: a short
+    // one, a text file, and a file with the magic at the wrong place.
+    std::fs::write(root.join("images/README"), "notes").unwrap();
+    std::fs::write(root.join("images/empty"), "").unwrap();
+    std::fs::write(root.join("images/notes.md"), vec![b'x'; 200]).unwrap();
+    let mut shifted = vec![0u8; 140];
+    shifted[129..133].copy_from_slice(b"DICM");
+    std::fs::write(root.join("images/shifted"), shifted).unwrap();
+
+    let ds = Dataset::open(&root, &DatasetOptions::default()).unwrap();
+    let stems: Vec<&str> = ds.samples.iter().map(|s| s.stem.as_str()).collect();
+    assert_eq!(stems, ["1.2.840.113619.2.7", "IM000001", "a", "c"]);
+    for (sample, file) in
+        ds.samples
+            .iter()
+            .zip(["1.2.840.113619.2.7", "IM000001", "a.png", "c.DICOM"])
+    {
+        assert_eq!(sample.image, root.join("images").join(file));
+        let stem = &sample.stem;
+        assert_eq!(
+            sample.mask.as_deref(),
+            Some(root.join(format!("masks/{stem}.png")).as_path())
+        );
+    }
+    for i in [0, 1, 3] {
+        let (image, mask) = ds.load(i).unwrap();
+        assert_eq!(image, dicom);
+        assert!(mask.is_some());
+    }
+
+    // The stem of a DICOM found by content collides with a named image as any stem does.
+    save_png16(&root.join("images/IM000001.png"), &img(6, 4)).unwrap();
+    let e = Dataset::open(&root, &DatasetOptions::default()).unwrap_err();
+    assert!(message(&e).contains("duplicate stem \"IM000001\""), "{e}");
+    std::fs::remove_file(root.join("images/IM000001.png")).unwrap();
+
+    // Without its mask the DICOM found by content is refused like any other image.
+    std::fs::remove_file(root.join("masks/IM000001.png")).unwrap();
+    let e = Dataset::open(&root, &DatasetOptions::default()).unwrap_err();
+    assert!(
+        message(&e).contains("IM000001.png") && message(&e).contains("missing mask"),
+        "{e}"
+    );
+}

@@ -29,7 +29,8 @@ impl Default for DatasetOptions {
 /// One entry of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
-    /// File name without extension, unique in the dataset.
+    /// File name without extension, unique in the dataset (a DICOM file found by its
+    /// content, [`Dataset::open`], keeps its whole name unless it ends in `.dicom`).
     pub stem: String,
     /// The radiograph file.
     pub image: PathBuf,
@@ -132,6 +133,52 @@ fn split_name(name: &str) -> Option<(&str, String)> {
     (!stem.is_empty()).then(|| (stem, ext.to_ascii_lowercase()))
 }
 
+/// The stem of a DICOM file found by its content: a `.dicom` name without that extension,
+/// any other its whole name (`IM000001`; `1.2.840.10008.1.1`, a UID, whose last dot
+/// starts no extension).
+fn content_dicom_stem(name: &str) -> &str {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.eq_ignore_ascii_case("dicom") => stem,
+        _ => name,
+    }
+}
+
+/// The names in `images` (files of the folder `dir`) that no image extension names but
+/// whose content is DICOM (`DICM` at offset 128): modalities and PACS exports write files
+/// without an extension (`IM000001`) or named by their UID (`1.2.840….7`), and `segment`
+/// reads those by content too. Hidden files are left out; a file too short to hold the
+/// magic, or unreadable, is not DICOM and is left out as other files are.
+fn dicom_by_content(dir: &Path, images: &[String]) -> Result<Vec<String>> {
+    use std::io::Read;
+    let mut found = Vec::new();
+    for name in images {
+        if name.starts_with('.') {
+            continue;
+        }
+        if split_name(name).is_some_and(|(_, ext)| IMAGE_EXTENSIONS.contains(&ext.as_str())) {
+            continue;
+        }
+        let mut head = [0u8; 132];
+        let Ok(file) = std::fs::File::open(dir.join(name)) else {
+            continue;
+        };
+        let mut read = 0;
+        let mut file = file.take(132);
+        while read < head.len() {
+            match file.read(&mut head[read..]) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(DataError::io(dir.join(name), e)),
+            }
+        }
+        if read == head.len() && &head[128..] == b"DICM" {
+            found.push(name.clone());
+        }
+    }
+    Ok(found)
+}
+
 /// Parses `categories.csv` text into `(stem, category)` pairs, in file order.
 ///
 /// One `stem,category` pair per line; surrounding whitespace is trimmed; blank lines and
@@ -199,6 +246,11 @@ impl Dataset {
     /// categories from `categories.csv` when it exists. Pixels are not read; see
     /// [`Dataset::validate`].
     ///
+    /// Images are the files with one of the [`IMAGE_EXTENSIONS`], plus DICOM files found by
+    /// their content (`DICM` at offset 128) whatever their name: an extension-less
+    /// `IM000001` or a UID-named `1.2.840.113619.2.1` has its whole file name as its stem
+    /// (its mask is `masks/IM000001.png`), a `.dicom` file its name less that extension.
+    ///
     /// # Errors
     /// [`DataError::Dataset`] naming the file for a duplicate stem, a missing mask, a mask
     /// without image, an image missing from `categories.csv` (or a listed stem without
@@ -262,7 +314,15 @@ impl Dataset {
         } else {
             None
         };
-        Self::from_listing(root, &images, masks.as_deref(), csv.as_deref(), options)
+        let found_by_content = dicom_by_content(&root.join("images"), &images)?;
+        Self::from_names(
+            root,
+            &images,
+            &found_by_content,
+            masks.as_deref(),
+            csv.as_deref(),
+            options,
+        )
     }
 
     /// Builds a dataset from file names (as [`Dataset::open`] lists them) without touching
@@ -310,15 +370,27 @@ impl Dataset {
         categories_csv: Option<&str>,
         options: &DatasetOptions,
     ) -> Result<Dataset> {
+        Self::from_names(root, images, &[], masks, categories_csv, options)
+    }
+
+    /// [`Dataset::from_listing`] plus `dicom_by_content`: names in `images` that
+    /// [`Dataset::open`] found to be DICOM by their content, whatever their extension.
+    fn from_names(
+        root: &Path,
+        images: &[String],
+        dicom_by_content: &[String],
+        masks: Option<&[String]>,
+        categories_csv: Option<&str>,
+        options: &DatasetOptions,
+    ) -> Result<Dataset> {
         let image_dir = root.join("images");
         let mut by_stem: BTreeMap<&str, &str> = BTreeMap::new();
         for name in images {
-            let Some((stem, ext)) = split_name(name) else {
-                continue;
+            let stem = match split_name(name) {
+                Some((stem, ext)) if IMAGE_EXTENSIONS.contains(&ext.as_str()) => stem,
+                _ if dicom_by_content.contains(name) => content_dicom_stem(name),
+                _ => continue,
             };
-            if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-                continue;
-            }
             if let Some(prev) = by_stem.insert(stem, name) {
                 return Err(ds_err(
                     image_dir.join(name),
