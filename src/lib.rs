@@ -17,6 +17,10 @@
 //! | [`compare`] | `compare`: every architecture under one budget → one table |
 #![deny(missing_docs)]
 
+/// Replacing output files atomically (`segment`'s images and field). Shared with the
+/// library crates by source.
+#[path = "../crates/shared-src/atomic_write.rs"]
+mod atomic_write;
 pub mod calibrate;
 pub mod compare;
 pub mod error;

@@ -465,7 +465,8 @@ fn write_segmentation(
         };
         let json =
             serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
-        std::fs::write(&json_path, json).map_err(|e| Error::io(&json_path, e))
+        crate::atomic_write::write_atomic(&json_path, json.as_bytes())
+            .map_err(|e| Error::io(&json_path, e))
     };
     let write_overlay = || -> Result<()> {
         let rgb = overlay(&plane, &out.labels, Some(&field), &opts.overlay)?;
@@ -545,9 +546,11 @@ fn save_unit_png16(path: &Path, width: u32, height: u32, values: &[f32]) -> Resu
             .collect(),
     )
     .ok_or_else(|| Error::Invalid(format!("{}: plane of the wrong size", path.display())))?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
     plane16
-        .save(path)
-        .map_err(|e| Error::io(path, std::io::Error::other(e)))
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+    crate::atomic_write::write_atomic(path, bytes.get_ref()).map_err(|e| Error::io(path, e))
 }
 
 fn count_labels(labels: &Mask) -> [u64; 4] {

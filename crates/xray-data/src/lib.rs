@@ -10,6 +10,10 @@
 //! - Every random operation takes `&mut impl rand::Rng`, so a seed fixes the result.
 #![deny(missing_docs)]
 
+/// Replacing files atomically: the savers write to a temporary sibling and rename it into
+/// place. Shared with the other crates by source.
+#[path = "../../shared-src/atomic_write.rs"]
+mod atomic_write;
 pub mod augment;
 pub mod dataset;
 pub mod error;

@@ -25,6 +25,10 @@
 //! ```
 #![deny(missing_docs)]
 
+/// Replacing files atomically: the reports and plots an earlier evaluation wrote must
+/// survive a rewrite that fails part way. Shared with the other crates by source.
+#[path = "../../shared-src/atomic_write.rs"]
+mod atomic_write;
 mod boundary;
 mod calibration;
 mod calibration_kernel;

@@ -46,7 +46,7 @@ pub fn register_font() -> Result<()> {
     }
 }
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type DrawResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// `stem` with `.ext` appended to its file name: `out/roc` → `out/roc.png`, and
 /// `out/epoch-1.5` → `out/epoch-1.5.png` ([`Path::with_extension`] would replace the `.5`
@@ -64,7 +64,9 @@ fn stem_file(stem: &Path, ext: &str) -> PathBuf {
     }
 }
 
-/// Draws with `draw` into `stem.png` and `stem.svg`; returns both paths.
+/// Draws with `draw` into `stem.png` and `stem.svg`; returns both paths. Both pictures are
+/// drawn in memory and then written atomically (`atomic_write`), so that a write that fails
+/// part way (a full disk) leaves an earlier run's pictures as they were.
 macro_rules! render_both {
     ($stem:expr, $size:expr, $draw:ident, $($arg:expr),*) => {{
         register_font()?;
@@ -77,20 +79,48 @@ macro_rules! render_both {
                 source,
             })?;
         }
+        let (width, height): (u32, u32) = $size;
+        let plot_error = |path: &Path, e: Box<dyn std::error::Error>| MetricsError::Plot {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut rgb = vec![0u8; width as usize * height as usize * 3];
         {
-            let root = BitMapBackend::new(&png, $size).into_drawing_area();
+            let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
             $draw(&root, $($arg),*)
                 .and_then(|_| root.present().map_err(|e| e.to_string().into()))
-                .map_err(|e| MetricsError::Plot { path: png.clone(), reason: e.to_string() })?;
+                .map_err(|e| plot_error(&png, e))?;
         }
+        let png_bytes = encode_png(&rgb, width, height).map_err(|e| plot_error(&png, e))?;
+        let mut svg_text = String::new();
         {
-            let root = SVGBackend::new(&svg, $size).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg_text, (width, height)).into_drawing_area();
             $draw(&root, $($arg),*)
                 .and_then(|_| root.present().map_err(|e| e.to_string().into()))
-                .map_err(|e| MetricsError::Plot { path: svg.clone(), reason: e.to_string() })?;
+                .map_err(|e| plot_error(&svg, e))?;
+        }
+        for (path, bytes) in [(&png, png_bytes.as_slice()), (&svg, svg_text.as_bytes())] {
+            crate::atomic_write::write_atomic(path, bytes).map_err(|source| MetricsError::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(vec![png, svg])
     }};
+}
+
+/// An RGB picture as PNG bytes, as plotters' own file backend encodes it (the image crate's
+/// PNG encoder at its defaults).
+fn encode_png(rgb: &[u8], width: u32, height: u32) -> DrawResult<Vec<u8>> {
+    use image::ImageEncoder;
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes).write_image(
+        rgb,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(bytes)
 }
 
 fn color(i: usize) -> RGBColor {
@@ -387,8 +417,10 @@ where
 ///
 /// # Errors
 /// [`MetricsError::LengthMismatch`] for a report that fails [`Report::validate`] (checked
-/// before any file is written); [`MetricsError::Io`] when the folder cannot be created;
-/// [`MetricsError::Plot`] when drawing or writing a picture fails.
+/// before any file is written); [`MetricsError::Io`] when the folder cannot be created or a
+/// picture cannot be written (both are drawn first, then each replaced atomically: a write
+/// that fails part way leaves an earlier picture of that name as it was);
+/// [`MetricsError::Plot`] when drawing fails.
 ///
 /// # Examples
 /// ```

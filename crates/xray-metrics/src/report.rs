@@ -326,7 +326,9 @@ impl Report {
         Ok(())
     }
 
-    /// Writes pretty JSON to `path`.
+    /// Writes pretty JSON to `path`, atomically: a temporary sibling, flushed, then renamed
+    /// over it, so that a write that fails part way (a full disk) leaves an earlier file at
+    /// `path` as it was, and no temporary file.
     ///
     /// # Errors
     /// [`MetricsError::Json`] when the report cannot be serialised; [`MetricsError::Io`]
@@ -352,13 +354,15 @@ impl Report {
     /// ```
     pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_json()?).map_err(|source| MetricsError::Io {
-            path: path.to_path_buf(),
-            source,
+        crate::atomic_write::write_atomic(path, self.to_json()?.as_bytes()).map_err(|source| {
+            MetricsError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })
     }
 
-    /// Writes the Markdown tables to `path`.
+    /// Writes the Markdown tables to `path`, atomically as [`Report::save_json`] does.
     ///
     /// # Errors
     /// [`MetricsError::LengthMismatch`] for a report that fails [`Report::validate`] (nothing
@@ -385,9 +389,11 @@ impl Report {
     pub fn save_markdown(&self, path: impl AsRef<Path>) -> Result<()> {
         self.validate()?;
         let path = path.as_ref();
-        std::fs::write(path, self.to_markdown()).map_err(|source| MetricsError::Io {
-            path: path.to_path_buf(),
-            source,
+        crate::atomic_write::write_atomic(path, self.to_markdown().as_bytes()).map_err(|source| {
+            MetricsError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })
     }
 

@@ -14,6 +14,9 @@
 //! - [`mod@overlay`]: label maps blended over the radiograph in fixed colours, PNG output.
 #![deny(missing_docs)]
 
+/// Replacing files atomically ([`save_png`]). Shared with the other crates by source.
+#[path = "../../shared-src/atomic_write.rs"]
+mod atomic_write;
 pub mod baseline;
 pub mod cleanup;
 pub mod collimator;

@@ -410,7 +410,9 @@ fn draw_text(out: &mut RgbImage, x: i32, y: i32, scale: i32, text: &str, colour:
     }
 }
 
-/// Saves an overlay (or any RGB image) as PNG.
+/// Saves an overlay (or any RGB image) as PNG, replacing the file atomically (encoded in
+/// memory, written to a temporary sibling, renamed into place): a write that fails part way
+/// (a full disk) leaves an earlier file whole, and no temporary file.
 ///
 /// # Errors
 /// [`PostprocError::Image`] naming the path when writing fails.
@@ -435,9 +437,13 @@ fn draw_text(out: &mut RgbImage, x: i32, y: i32, scale: i32, text: &str, colour:
 /// ```
 pub fn save_png(img: &RgbImage, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| PostprocError::Image {
-            path: path.display().to_string(),
-            source,
-        })
+    let error = |source| PostprocError::Image {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(error)?;
+    crate::atomic_write::write_atomic(path, bytes.get_ref())
+        .map_err(|e| error(image::ImageError::IoError(e)))
 }

@@ -68,7 +68,8 @@ pub fn encode_dicom(img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8
     encode_at(&super::memory_path(), img, opts)
 }
 
-/// Writes a radiograph to `path` as [`encode_dicom`] encodes it.
+/// Writes a radiograph to `path` as [`encode_dicom`] encodes it, replacing the file
+/// atomically as [`save_png16`](super::save_png16) does.
 ///
 /// # Errors
 /// As [`encode_dicom`], plus [`DataError::Io`].
@@ -90,7 +91,7 @@ pub fn encode_dicom(img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8
 /// ```
 pub fn save_dicom(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<()> {
     let bytes = encode_at(path, img, opts)?;
-    std::fs::write(path, bytes).map_err(|e| DataError::io(path, e))
+    super::write_atomic(path, &bytes)
 }
 
 fn encode_at(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<Vec<u8>> {

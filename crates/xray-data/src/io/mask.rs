@@ -335,7 +335,8 @@ fn decode_any_unguarded(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage
     })
 }
 
-/// Writes a mask as an 8-bit grayscale index PNG (lossless).
+/// Writes a mask as an 8-bit grayscale index PNG (lossless), replacing the file atomically
+/// as [`save_png16`](super::save_png16) does.
 ///
 /// # Errors
 /// [`DataError::EmptyImage`] or [`DataError::Io`].
@@ -353,11 +354,9 @@ fn decode_any_unguarded(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage
 /// # Ok::<(), DataError>(())
 /// ```
 pub fn save_mask(path: &Path, mask: &Mask) -> Result<()> {
-    use std::io::Write;
     super::check_size(path, mask.width().into(), mask.height().into(), u64::MAX)?;
-    let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    let mut writer = std::io::BufWriter::new(file);
-    mask.write_to(&mut writer, image::ImageFormat::Png)
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    mask.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| image_write_err(path, e))?;
-    writer.flush().map_err(|e| DataError::io(path, e))
+    super::write_atomic(path, bytes.get_ref())
 }

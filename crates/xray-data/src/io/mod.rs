@@ -480,6 +480,12 @@ pub fn decode_image(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Rad
     }
 }
 
+/// Replaces `path` with `bytes` atomically: what every saver here writes (a write that
+/// fails part way leaves an earlier file whole, and no temporary file).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::atomic_write::write_atomic(path, bytes).map_err(|e| DataError::io(path, e))
+}
+
 /// Checks dimensions against emptiness and the pixel limit.
 pub(crate) fn check_size(path: &Path, width: u64, height: u64, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {

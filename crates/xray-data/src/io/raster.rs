@@ -2,8 +2,7 @@
 
 use super::{check_finite, check_size, to_radiograph, LoadOptions};
 use crate::{DataError, Radiograph, Result};
-use std::fs::File;
-use std::io::{BufWriter, Cursor, Write};
+use std::io::Cursor;
 use std::path::Path;
 
 /// Rec. 709 luma weights, as `image`'s own conversion uses.
@@ -372,6 +371,9 @@ fn decode_tiff_unguarded(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Resul
 
 /// Writes a radiograph as a 16-bit grayscale PNG.
 ///
+/// The file is replaced atomically (encoded in memory, written to a temporary sibling, renamed
+/// into place): a write that fails part way (a full disk) leaves an earlier file whole.
+///
 /// Each value is rounded to the nearest integer (halves away from zero); values must lie in
 /// `0.0..=65535.0` (after rounding, so `-0.4` and `65535.4` are accepted). Integer-valued
 /// radiographs in that range therefore round-trip exactly through [`super::load_image`].
@@ -416,11 +418,10 @@ pub fn save_png16(path: &Path, img: &Radiograph) -> Result<()> {
     }
     let buf = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(w, h, out)
         .ok_or_else(|| DataError::InvalidParameter("radiograph buffer size mismatch".into()))?;
-    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
-    let mut writer = BufWriter::new(file);
-    buf.write_to(&mut writer, image::ImageFormat::Png)
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    buf.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| image_write_err(path, e))?;
-    writer.flush().map_err(|e| DataError::io(path, e))
+    super::write_atomic(path, bytes.get_ref())
 }
 
 pub(crate) fn image_write_err(path: &Path, e: image::ImageError) -> DataError {
@@ -431,7 +432,7 @@ pub(crate) fn image_write_err(path: &Path, e: image::ImageError) -> DataError {
 }
 
 /// Writes a radiograph as an uncompressed 32-bit float grayscale TIFF (lossless for every
-/// finite `f32`).
+/// finite `f32`). Replaced atomically, as [`save_png16`] does.
 ///
 /// # Errors
 /// [`DataError::NonFinite`], [`DataError::EmptyImage`] or [`DataError::Io`].
@@ -455,15 +456,14 @@ pub fn save_tiff_f32(path: &Path, img: &Radiograph) -> Result<()> {
     let (w, h) = img.dimensions();
     check_size(path, w.into(), h.into(), u64::MAX)?;
     check_finite(path, w, img.as_raw())?;
-    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
-    let mut writer = BufWriter::new(file);
+    let mut bytes = std::io::Cursor::new(Vec::new());
     let tiff_err = |e: tiff::TiffError| match e {
         tiff::TiffError::IoError(io) => DataError::io(path, io),
         other => DataError::InvalidParameter(format!("{}: {other}", path.display())),
     };
-    TiffEncoder::new(&mut writer)
+    TiffEncoder::new(&mut bytes)
         .map_err(tiff_err)?
         .write_image::<Gray32Float>(w, h, img.as_raw())
         .map_err(tiff_err)?;
-    writer.flush().map_err(|e| DataError::io(path, e))
+    super::write_atomic(path, bytes.get_ref())
 }

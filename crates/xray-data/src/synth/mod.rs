@@ -29,7 +29,6 @@ pub mod physics;
 pub mod preview;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, RngExt, SeedableRng};
@@ -671,15 +670,11 @@ fn check_only_own_files(dir: &Path, count: usize) -> Result<()> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e| DataError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut f = std::fs::File::create(path).map_err(io)?;
-    f.write_all(bytes).map_err(io)
+    crate::io::write_atomic(path, bytes)
 }
 
-/// Save an RGB preview (as made by [`preview()`] or [`preview_grid`]) as PNG.
+/// Save an RGB preview (as made by [`preview()`] or [`preview_grid`]) as PNG, replacing the
+/// file atomically as [`save_png16`](crate::io::save_png16) does.
 ///
 /// # Errors
 /// [`DataError::Io`] naming the file.
@@ -704,16 +699,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// # }
 /// ```
 pub fn save_preview(path: &Path, rgb: &image::RgbImage) -> Result<()> {
-    let io = |e| DataError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let f = std::fs::File::create(path).map_err(io)?;
-    let mut wtr = std::io::BufWriter::new(f);
-    rgb.write_to(&mut wtr, image::ImageFormat::Png)
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    rgb.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| DataError::Io {
             path: path.to_path_buf(),
             source: std::io::Error::other(e),
         })?;
-    wtr.flush().map_err(io)
+    crate::io::write_atomic(path, bytes.get_ref())
 }
