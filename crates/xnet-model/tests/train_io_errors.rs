@@ -1,6 +1,7 @@
 //! A run whose files cannot be written (a full disk) stops with an error that names the file,
-//! leaves its last whole checkpoint in place and no temporary file behind, and a resume once
-//! there is room goes on exactly as a run that was never stopped.
+//! leaves its last whole checkpoint in place and no temporary file behind; a resume while the
+//! disk is still full fails the same way, on its own writes; and a resume once there is room
+//! goes on exactly as a run that was never stopped.
 //!
 //! The failed writes are real ones: the process's file-size limit (`RLIMIT_FSIZE`) makes a
 //! write past it fail with `EFBIG` after a short write, as a full disk fails one with
@@ -48,6 +49,19 @@ fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
     found
 }
 
+/// Fails when a temporary file of an atomic write is left anywhere under `dir`.
+fn assert_no_temporaries(dir: &Path, case: &str) {
+    let leftovers: Vec<PathBuf> = files(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{case}: temporary files left behind: {leftovers:?}"
+    );
+}
+
 /// Epochs a run has trained when its files stop fitting on the disk: enough that the log
 /// (one line of about 170 bytes per epoch) outgrows the run's config, written before it.
 const BEFORE: usize = 3;
@@ -91,15 +105,22 @@ fn a_run_that_runs_out_of_disk_space_loses_nothing_and_resumes_exactly() {
                 .unwrap_or_default();
             failed_files.insert(file);
         }
-        let leftovers: Vec<PathBuf> = files(&dir)
-            .into_iter()
-            .map(|(p, _)| p)
-            .filter(|p| p.to_string_lossy().contains(".tmp-"))
-            .collect();
-        assert!(
-            leftovers.is_empty(),
-            "limit {limit:?}: temporary files left behind: {leftovers:?}"
-        );
+        assert_no_temporaries(&dir, &format!("limit {limit:?}"));
+        // A resume while the disk is still full: it must fail on a write of its own (trimming
+        // the log of the epoch the failed save left behind, finishing the swap, the first
+        // epoch's log line), naming the file, and leave nothing that the resume with room
+        // below would trip over.
+        limit_file_size(Some(0));
+        let still_full = train_to(&dir, BEFORE + 2);
+        limit_file_size(None);
+        match still_full {
+            Ok(_) => panic!("limit {limit:?}: a resume with no room wrote nothing"),
+            Err(e) => assert!(
+                e.to_string().contains(&*dir.to_string_lossy()),
+                "limit {limit:?}: the full-disk resume's error names no file of the run: {e}"
+            ),
+        }
+        assert_no_temporaries(&dir, &format!("limit {limit:?}, resumed without room"));
         // Room again: the run goes on to its end exactly as one that never stopped.
         let resumed = weights(&train_to(&dir, BEFORE + 2).unwrap());
         assert_eq!(resumed, reference, "limit {limit:?}: final weights differ");
