@@ -67,7 +67,8 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    /// Device: cpu, cuda (the first GPU; gpu is taken as the same) or cuda:N (CUDA needs a
+    /// build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// No progress bars.

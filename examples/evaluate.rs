@@ -65,7 +65,8 @@ struct Args {
     /// averaging are stored together.
     #[arg(long, value_name = "FLIPS")]
     flip_average: Option<FlipAverage>,
-    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    /// Device: cpu, cuda (the first GPU; gpu is taken as the same) or cuda:N (CUDA needs a
+    /// build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Seed (evaluation is deterministic; accepted for symmetry with the other examples).

@@ -102,7 +102,8 @@ struct Args {
     /// temperature was fitted with its own).
     #[arg(long, value_name = "FLIPS")]
     flip_average: Option<xnet_model::infer::FlipAverage>,
-    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    /// Device: cpu, cuda (the first GPU; gpu is taken as the same) or cuda:N (CUDA needs a
+    /// build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).

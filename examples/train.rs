@@ -110,7 +110,8 @@ struct Args {
     /// predicts the network's own softmax).
     #[arg(long)]
     no_calibrate: bool,
-    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    /// Device: cpu, cuda (the first GPU; gpu is taken as the same) or cuda:N (CUDA needs a
+    /// build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Continue the run from its last checkpoint; the run must exist, and --data, --invert,
