@@ -147,38 +147,57 @@ fn check_images(images: &[LogitImage<'_>], c: usize) -> Result<u64> {
     Ok(scored)
 }
 
+/// Pixels per task of [`nll_terms`]: each task sums its run of one image in order.
+const NLL_CHUNK: usize = 4096;
+
 /// Sum over pixels of (NLL, dNLL/dβ, d²NLL/dβ²) at β.
+///
+/// Each image is cut into fixed runs of [`NLL_CHUNK`] pixels, each run summed in order on a
+/// rayon task, and the runs' sums added in image and pixel order: the result does not
+/// depend on the thread count or on how rayon shares the work out. (A parallel `reduce`
+/// added the partial sums in whatever tree work stealing built, so the same logits gave
+/// NLLs that differed in the last bits and temperatures in the ninth digit from one run to
+/// the next: two `train` runs of one seed wrote the same weights but another
+/// `config.json`.)
 fn nll_terms(images: &[LogitImage<'_>], c: usize, beta: f64) -> (f64, f64, f64) {
-    images
+    let runs: Vec<(f64, f64, f64)> = images
         .par_iter()
         .flat_map(|im| {
             let n = im.labels.len();
-            (0..n)
+            (0..n.div_ceil(NLL_CHUNK))
                 .into_par_iter()
-                .with_min_len(4096)
-                .map(move |i| (im, n, i))
+                .map(move |j| (im, n, j * NLL_CHUNK..n.min((j + 1) * NLL_CHUNK)))
         })
-        .map(|(im, n, i)| {
-            let y = im.labels[i];
-            if y == IGNORE {
-                return (0.0, 0.0, 0.0);
+        .map(|(im, n, pixels)| {
+            let mut acc = (0.0, 0.0, 0.0);
+            for i in pixels {
+                let y = im.labels[i];
+                if y == IGNORE {
+                    continue;
+                }
+                let z = |k: usize| im.logits[k * n + i] as f64;
+                let m = (0..c).map(z).fold(f64::NEG_INFINITY, f64::max);
+                let (mut s, mut s1, mut s2) = (0.0, 0.0, 0.0);
+                for k in 0..c {
+                    let zk = z(k);
+                    let e = (beta * (zk - m)).exp();
+                    s += e;
+                    s1 += e * zk;
+                    s2 += e * zk * zk;
+                }
+                let mean = s1 / s;
+                let var = (s2 / s - mean * mean).max(0.0);
+                let zy = z(y as usize);
+                acc.0 += beta * m + s.ln() - beta * zy;
+                acc.1 += mean - zy;
+                acc.2 += var;
             }
-            let z = |k: usize| im.logits[k * n + i] as f64;
-            let m = (0..c).map(z).fold(f64::NEG_INFINITY, f64::max);
-            let (mut s, mut s1, mut s2) = (0.0, 0.0, 0.0);
-            for k in 0..c {
-                let zk = z(k);
-                let e = (beta * (zk - m)).exp();
-                s += e;
-                s1 += e * zk;
-                s2 += e * zk * zk;
-            }
-            let mean = s1 / s;
-            let var = (s2 / s - mean * mean).max(0.0);
-            let zy = z(y as usize);
-            (beta * m + s.ln() - beta * zy, mean - zy, var)
+            acc
         })
-        .reduce(|| (0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+        // `collect` keeps the order of the runs, whatever thread summed each.
+        .collect();
+    runs.iter()
+        .fold((0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
 }
 
 /// Softmax of `logits / temperature`, class-major in and out.

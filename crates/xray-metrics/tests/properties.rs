@@ -554,6 +554,61 @@ fn temperature_recovers_a_known_scale() {
     ));
 }
 
+/// The fitted temperature is the same to the bit on any thread count and in every run: the
+/// NLL's parallel `reduce` added its partial sums in whatever order work stealing gave, so
+/// two `train` runs of one seed fitted temperatures that differed in the ninth digit (and
+/// Newton took 5 steps in one, 9 in the other) and wrote different `config.json` files.
+#[test]
+fn temperature_fit_does_not_depend_on_the_thread_count_or_the_run() {
+    let c = 3;
+    let mut rng = Rng(21);
+    // Images of unequal sizes, none a multiple of the kernel's run length.
+    let images: Vec<(Vec<f32>, Vec<u8>)> = [30_011, 17_003, 4_099, 65_537]
+        .iter()
+        .map(|&n| {
+            let labels: Vec<u8> = (0..n)
+                .map(|_| {
+                    if rng.uniform() < 0.05 {
+                        255
+                    } else {
+                        rng.below(c) as u8
+                    }
+                })
+                .collect();
+            let logits: Vec<f32> = (0..c * n)
+                .map(|j| {
+                    let own = labels[j % n] as usize == j / n;
+                    (3.0 * rng.normal() + if own { 2.0 } else { 0.0 }) as f32
+                })
+                .collect();
+            (logits, labels)
+        })
+        .collect();
+    let fit = || {
+        let views: Vec<LogitImage<'_>> = images
+            .iter()
+            .map(|(logits, labels)| LogitImage { logits, labels })
+            .collect();
+        let f = fit_temperature(&views, c, &TemperatureConfig::default()).unwrap();
+        (
+            f.temperature.to_bits(),
+            f.nll_before.to_bits(),
+            f.nll_after.to_bits(),
+            f.iterations,
+        )
+    };
+    let first = fit();
+    for threads in [1, 2, 3, 5, 8] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for run in 0..4 {
+            assert_eq!(pool.install(fit), first, "{threads} threads, run {run}");
+        }
+    }
+}
+
 #[test]
 fn report_json_has_the_contract_fields_and_markdown_renders() {
     let (labels, probs) = data(2000, 3, 9);
