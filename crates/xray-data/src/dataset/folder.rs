@@ -327,7 +327,9 @@ impl Dataset {
 
     /// Builds a dataset from file names (as [`Dataset::open`] lists them) without touching
     /// the file system: `images` and `masks` are bare file names inside `root/images` and
-    /// `root/masks`, `categories_csv` the text of `categories.csv`.
+    /// `root/masks`, `categories_csv` the text of `categories.csv`. Only names with one of the
+    /// [`IMAGE_EXTENSIONS`] are images here: finding DICOM files of other names takes their
+    /// content, which [`Dataset::open`] reads.
     ///
     /// # Errors
     /// As [`Dataset::open`].
