@@ -97,8 +97,25 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `avx512` | yes | `gemm`'s AVX-512 micro-kernels, picked at run time on CPUs with AVX-512F |
+//! | `progress` | yes | the trainer's indicatif progress bar on stderr ([`train::TrainConfig::progress`]); without it no bar is drawn and indicatif is not built |
+//! | `cuda`, `cudnn` | no | the CUDA path (needs `nvcc`), and cuDNN convolutions |
+//! | `mkl` | no | candle's MKL back end |
+//!
+//! A program that only runs networks can depend on the crate with
+//! `default-features = false, features = ["avx512"]`.
 #![deny(missing_docs)]
 
+/// Replacing files atomically (`checkpoint::write_bytes_atomic`). Shared with the other
+/// crates by source, so that every file of the workspace is written under the one temporary
+/// name that `checkpoint::remove_stale_temporaries` recognises.
+#[path = "../../shared-src/atomic_write.rs"]
+mod atomic_write;
 pub mod checkpoint;
 pub mod error;
 pub mod infer;

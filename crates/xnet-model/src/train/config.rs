@@ -25,7 +25,8 @@ pub struct TrainConfig {
     pub early_stopping_patience: Option<usize>,
     /// Improvement of the validation loss smaller than this does not count.
     pub min_delta: f64,
-    /// Show an indicatif progress bar on stderr.
+    /// Show an indicatif progress bar on stderr. Only in a build with the crate's `progress`
+    /// feature (a default one); without it no bar is shown, whatever this says.
     pub progress: bool,
 }
 

@@ -731,6 +731,12 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    #[cfg(not(feature = "progress"))]
+    fn progress_bar(&self, _len: Option<usize>, _epoch: usize) -> NoProgressBar {
+        NoProgressBar
+    }
+
+    #[cfg(feature = "progress")]
     fn progress_bar(&self, len: Option<usize>, epoch: usize) -> indicatif::ProgressBar {
         if !self.config.progress {
             return indicatif::ProgressBar::hidden();
@@ -748,6 +754,18 @@ impl<'a> Trainer<'a> {
         bar
     }
 }
+/// What the trainer's progress bar is in a build without the `progress` feature: the calls
+/// [`Trainer::fit`] makes on an indicatif bar, doing nothing.
+#[cfg(not(feature = "progress"))]
+struct NoProgressBar;
+
+#[cfg(not(feature = "progress"))]
+impl NoProgressBar {
+    fn set_message(&self, _message: String) {}
+    fn inc(&self, _delta: u64) {}
+    fn finish_and_clear(&self) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
