@@ -51,6 +51,7 @@ struct Args {
     weight_grad: bool,
     /// Compare whole-XNet logits (eval and train mode, `batch × 1 × size²`, weights and
     /// input drawn from a fixed seed) of the default paths and of each forced path with the stock candle kernels.
+    /// Takes --batch, --size and --threads; the per-layer options are refused beside it.
     #[arg(long)]
     network: bool,
 }
@@ -188,8 +189,32 @@ fn label(n: usize, ci: usize, co: usize, side: usize) -> String {
 /// The options that would print a table of zeros, infinities or dashes, or none: a batch or
 /// repeat count of 0 (every time 0.0, or inf), a size whose smallest layer (side / 8) is
 /// empty, a `--paths` entry that is no path (every cell "–"), an `--only` no layer matches
-/// (a table without rows).
+/// (a table without rows); and the per-layer options beside `--network`, which compares
+/// every path once over the whole network and used none of them without a word.
 fn check_args(args: &Args) -> Result<(), String> {
+    if args.network {
+        let ignored: Vec<&str> = [
+            ("--accuracy", args.accuracy),
+            ("--weight-grad", args.weight_grad),
+            ("--reps", args.reps != 5),
+            ("--paths", args.paths != "direct,f23,f43"),
+            ("--only", !args.only.is_empty()),
+        ]
+        .into_iter()
+        .filter(|&(_, given)| given)
+        .map(|(flag, _)| flag)
+        .collect();
+        if !ignored.is_empty() {
+            return Err(format!(
+                "{} do{} not apply to --network (whole-XNet logits of the default and of \
+                 every forced path against stock candle, once each): leave {} out, or drop \
+                 --network for the per-layer tables",
+                ignored.join(", "),
+                if ignored.len() == 1 { "es" } else { "" },
+                if ignored.len() == 1 { "it" } else { "them" }
+            ));
+        }
+    }
     let zero: Vec<&str> = [
         ("--batch", args.batch),
         ("--reps", args.reps),
@@ -397,5 +422,23 @@ mod tests {
             "--size", "32", "--paths", "f23, f43", "--only", "@4"
         ]))
         .is_ok());
+    }
+
+    /// `--network` compares whole-XNet logits once per path: --accuracy, --weight-grad,
+    /// --reps, --paths and --only were accepted beside it and ignored, so
+    /// `--network --weight-grad` printed the forward's logits as if they were gradients.
+    #[test]
+    fn per_layer_options_beside_network_are_refused_by_name() {
+        for (argv, flag) in [
+            (&["--network", "--accuracy"][..], "--accuracy"),
+            (&["--network", "--weight-grad"], "--weight-grad"),
+            (&["--network", "--reps", "3"], "--reps"),
+            (&["--network", "--paths", "f23"], "--paths"),
+            (&["--network", "--only", "@25"], "--only"),
+        ] {
+            let e = check_args(&parse(argv)).expect_err("refused");
+            assert!(e.contains(flag) && e.contains("--network"), "{argv:?}: {e}");
+        }
+        assert!(check_args(&parse(&["--network", "--batch", "2", "--size", "64"])).is_ok());
     }
 }
