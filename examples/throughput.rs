@@ -10,13 +10,17 @@
 //! unless `--no-fold`). `train`: forward with batch statistics, cross-entropy + 5e-4·Σw²
 //! over the convolution kernels, backward and one Adam step (lr 1e-4), as the twin does.
 //! `--reference` forces the stock candle kernels (`XNET_REFERENCE_KERNELS=1`). On the CPU,
-//! a batch and size whose tensors would not fit the memory available are refused up front.
+//! a batch and size whose tensors would not fit the memory available are refused up front,
+//! and so is an option of another mode (`--tile`, `--overlap`, `--tile-batch` outside
+//! `--mode tiled`, `--no-fold` in it, `--candle-backward` outside `--mode train`, a
+//! `--batch` other than 1 in tiled mode).
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use xnet_model::models::{
     count_trainable_parameters, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
@@ -39,7 +43,7 @@ enum Mode {
     Forward,
     Train,
     /// Whole-radiograph inference by tiles (`xnet_model::infer::predict_proba`) of one
-    /// `size × size` plane; `batch` is ignored.
+    /// `size × size` plane; `--batch` does not apply (refused unless 1), `--tile-batch` does.
     Tiled,
 }
 
@@ -82,16 +86,17 @@ struct Args {
     /// Use the stock candle kernels instead of `xnet_model::kernels`.
     #[arg(long)]
     reference: bool,
-    /// Keep the batch-norms separate in forward mode (the twin does not fold them either).
+    /// Keep the batch-norms separate in forward mode (the twin does not fold them either);
+    /// refused in tiled mode, which always folds (train mode never folds).
     #[arg(long)]
     no_fold: bool,
-    /// Tiled mode: tile side (a multiple of the model's size multiple).
+    /// Tiled mode only: tile side (a multiple of the model's size multiple).
     #[arg(long, default_value_t = 256)]
     tile: usize,
-    /// Tiled mode: overlap between neighbouring tiles, pixels.
+    /// Tiled mode only: overlap between neighbouring tiles, pixels.
     #[arg(long, default_value_t = 32)]
     overlap: usize,
-    /// Tiled mode: tiles per forward pass.
+    /// Tiled mode only: tiles per forward pass.
     #[arg(long, default_value_t = 1)]
     tile_batch: usize,
     /// Random seed for weights, input and labels.
@@ -106,7 +111,7 @@ struct Args {
     /// core) instead of calling `xnet_model::runtime::tune_candle_threads`.
     #[arg(long)]
     candle_default: bool,
-    /// Train mode: candle's own `loss.backward()` instead of `xnet_model::kernels::backward`
+    /// Train mode only: candle's own `loss.backward()` instead of `xnet_model::kernels::backward`
     /// (which hands the convolutions' parameter gradients over without candle's serial
     /// `zeros_like + add`).
     #[arg(long)]
@@ -262,8 +267,61 @@ fn main() {
     }
 }
 
+/// A flag given on the command line for a mode that does not use it: `--tile`,
+/// `--overlap` and `--tile-batch` outside `--mode tiled`, `--no-fold` in `--mode tiled`
+/// (which always folds; train mode never folds, so it is harmless there and
+/// `scripts/compare_throughput.sh`'s `EXTRA="--no-fold"` keeps working), `--candle-backward`
+/// outside `--mode train`, and a `--batch` other than 1 in tiled mode (one plane per call).
+/// Each was ignored without a word, and the JSON record did not say so: `--mode tiled
+/// --no-fold` timed a folded network, `--mode forward --candle-backward` printed
+/// `"candle_backward": true`.
+fn unused_mode_flag(matches: &ArgMatches, args: &Args) -> Option<String> {
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let mode = |m: Mode| {
+        ValueEnum::to_possible_value(&m)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    };
+    let flags: [(&str, &str, &[Mode]); 5] = [
+        ("tile", "--tile", &[Mode::Tiled]),
+        ("overlap", "--overlap", &[Mode::Tiled]),
+        ("tile_batch", "--tile-batch", &[Mode::Tiled]),
+        ("no_fold", "--no-fold", &[Mode::Forward, Mode::Train]),
+        ("candle_backward", "--candle-backward", &[Mode::Train]),
+    ];
+    if let Some((_, flag, modes)) = flags
+        .into_iter()
+        .find(|&(id, _, modes)| given(id) && !modes.contains(&args.mode))
+    {
+        let modes: Vec<String> = modes
+            .iter()
+            .map(|&m| format!("--mode {}", mode(m)))
+            .collect();
+        return Some(format!(
+            "{flag} applies to {} only, and this call runs --mode {}: leave {flag} out",
+            modes.join(" and "),
+            mode(args.mode)
+        ));
+    }
+    if args.mode == Mode::Tiled && given("batch") && args.batch != 1 {
+        return Some(format!(
+            "--batch {} does not apply to --mode tiled (one plane per call; tiles per pass \
+             are --tile-batch): leave --batch out",
+            args.batch
+        ));
+    }
+    None
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+    let mut command = Args::command();
+    let matches = command.get_matches_mut();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(message) = unused_mode_flag(&matches, &args) {
+        command
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     let kept_freed_memory = !args.malloc_default && xnet_model::memory::keep_freed_memory();
     let candle_threads = (!args.candle_default).then(xnet_model::runtime::tune_candle_threads);
     if args.iters == 0 || args.batch == 0 || args.threads == 0 {
@@ -483,4 +541,92 @@ fn cpu_description() -> serde_json::Value {
         "avx2_fma": avx2,
         "avx512f": avx512f,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(argv: &[&str]) -> Option<String> {
+        let matches = Args::command().try_get_matches_from(argv).expect("parses");
+        let args = Args::from_arg_matches(&matches).expect("parses");
+        unused_mode_flag(&matches, &args)
+    }
+
+    /// Each of these was ignored without a word and the run timed something else than asked:
+    /// `--no-fold` in tiled mode (which always folds), the tile options outside
+    /// tiled mode, `--candle-backward` outside train mode, `--batch 8` in tiled mode.
+    #[test]
+    fn a_flag_of_another_mode_is_refused_by_name() {
+        for (argv, flag) in [
+            (&["t", "--mode", "tiled", "--no-fold"][..], "--no-fold"),
+            (&["t", "--tile", "128"], "--tile"),
+            (&["t", "--mode", "train", "--overlap", "16"], "--overlap"),
+            (&["t", "--tile-batch", "2"], "--tile-batch"),
+            (&["t", "--candle-backward"], "--candle-backward"),
+            (
+                &["t", "--mode", "tiled", "--candle-backward"],
+                "--candle-backward",
+            ),
+            (&["t", "--mode", "tiled", "--batch", "8"], "--batch 8"),
+        ] {
+            let e = check(argv).unwrap_or_else(|| panic!("{argv:?} was accepted"));
+            assert!(e.contains(flag), "{argv:?}: {e}");
+        }
+        // Each in its own mode, the defaults, and the docs' commands.
+        for argv in [
+            &["t"][..],
+            &["t", "--mode", "forward", "--no-fold"],
+            &["t", "--mode", "train", "--no-fold"],
+            &["t", "--mode", "train", "--candle-backward", "--batch", "2"],
+            &[
+                "t",
+                "--mode",
+                "tiled",
+                "--tile",
+                "128",
+                "--overlap",
+                "16",
+                "--tile-batch",
+                "2",
+            ],
+            &["t", "--mode", "tiled", "--batch", "1"],
+            &[
+                "t",
+                "--model",
+                "xnet",
+                "--mode",
+                "forward",
+                "--batch",
+                "1",
+                "--size",
+                "200",
+                "--threads",
+                "2",
+                "--iters",
+                "5",
+            ],
+            &[
+                "t",
+                "--model",
+                "xnet",
+                "--mode",
+                "tiled",
+                "--size",
+                "2000",
+                "--tile",
+                "256",
+                "--overlap",
+                "32",
+                "--tile-batch",
+                "1",
+                "--iters",
+                "1",
+                "--warmup",
+                "0",
+            ],
+        ] {
+            assert_eq!(check(argv), None, "{argv:?}");
+        }
+    }
 }
