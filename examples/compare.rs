@@ -4,8 +4,10 @@
 //! ```text
 //! cargo run --release --example compare -- --epochs 12 --name compare
 //! ```
-//! Prints a table (parameters, GFLOP per image, train time, inference images/s, weighted F1,
-//! AUC, ECE) and writes it to `runs/<name>/compare.md` and `compare.json`.
+//! Prints what every row shares (the data, the one split and its sizes, the seed, input size,
+//! width and budget) and a table (parameters, GFLOP per image, train time, inference
+//! images/s, weighted F1, AUC, ECE), and writes them to `runs/<name>/compare.md` (the rows
+//! alone to `compare.json`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,8 +119,13 @@ fn main() -> ExitCode {
         .collect();
     match run(&job, &variants) {
         Ok(rows) => {
-            println!("{}", to_markdown(&rows));
-            println!("written to {}", job.run_dir.join("compare.md").display());
+            // compare.md: what every row shares, then the tables.
+            let md = job.run_dir.join("compare.md");
+            match std::fs::read_to_string(&md) {
+                Ok(text) => print!("{text}"),
+                Err(_) => println!("{}", to_markdown(&rows)),
+            }
+            println!("written to {}", md.display());
             ExitCode::SUCCESS
         }
         Err(e) => {

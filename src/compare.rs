@@ -180,9 +180,76 @@ pub fn to_markdown(rows: &[Row]) -> String {
     s
 }
 
+/// What every row of the table shares, as a paragraph written above it in `compare.md`:
+/// the data, the one split (its sizes) every network and the baseline use, the seed, the
+/// input size, width and budget, and what the timing columns count. A table without it did
+/// not say which images, split or budget its rows were measured on.
+///
+/// `images` is the dataset's size and `split` the train / validation / test sizes.
+///
+/// # Examples
+/// ```
+/// use std::path::PathBuf;
+/// use xray_seg::compare::settings_markdown;
+/// use xray_seg::train::TrainJob;
+/// let job = TrainJob { epochs: 4, size: 64, synth_count: 60, ..TrainJob::default() };
+/// let md = settings_markdown(&job, 60, [42, 9, 9]);
+/// assert!(md.contains("60 images (synthetic: 60 at 256×256, seed 1)"), "{md}");
+/// assert!(md.contains("42 train / 9 validation / 9 test images"), "{md}");
+/// assert!(md.contains("input 64×64, first-level width 8, 4 epochs each"), "{md}");
+/// let folder = TrainJob { data: Some(PathBuf::from("hips")), ..job };
+/// let md = settings_markdown(&folder, 30, [21, 4, 0]);
+/// assert!(md.contains("30 images (folder hips)"), "{md}");
+/// // Without test images, every method is scored on the validation images.
+/// assert!(md.contains("scored on the same 4 validation images"), "{md}");
+/// ```
+pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> String {
+    let source = match &job.data {
+        Some(dir) => format!("folder {}", dir.display()),
+        None => format!(
+            "synthetic: {} at {s}×{s}, seed {}",
+            job.synth_count,
+            job.seed,
+            s = job.synth_size
+        ),
+    };
+    let [train, val, test] = split;
+    let scored = if test == 0 {
+        format!("{val} validation images (the split left no test image)")
+    } else {
+        format!("{test} test images")
+    };
+    let temperature = if job.calibrate {
+        format!("its softmax temperature fitted on the same {val} validation images")
+    } else {
+        "no softmax temperature fitted".to_string()
+    };
+    format!(
+        "Every row: the same {images} images ({source}), one split by category with seed {seed}: \
+         {train} train / {val} validation / {test} test images. Each network trains on the same \
+         {train}, with {temperature}, and is scored on the same {scored}, as the classical \
+         baseline is. Networks: input {size}×{size}, first-level width {width}, {epochs} epochs \
+         each (no early stopping), batch {batch}, Adam lr {lr} with the cosine schedule, \
+         augmentation {augment}, category balancing {balance}, initialisation and augmentation \
+         seed {seed}, flip averaging {flips}. GFLOP/img: forward convolution FLOPs at the input \
+         size; train s: wall seconds of training; infer img/s: the whole path (resize, \
+         network, resize back), one scored image at a time.\n\n",
+        seed = job.seed,
+        size = job.size,
+        width = job.width,
+        epochs = job.epochs,
+        batch = job.batch,
+        lr = job.lr,
+        augment = if job.augment { "on" } else { "off" },
+        balance = if job.balance { "on" } else { "off" },
+        flips = job.flip_average,
+    )
+}
+
 /// Trains and evaluates every variant with `job`'s data, budget and seed (each in
-/// `<run>/<arch>-<upsampling>/`), then the classical baseline; writes `compare.json` and
-/// `compare.md` into the run directory and returns the rows.
+/// `<run>/<arch>-<upsampling>/`), then the classical baseline; writes `compare.json` (the
+/// rows) and `compare.md` ([`settings_markdown`] above the table) into the run directory and
+/// returns the rows.
 ///
 /// Every variant's options are checked first, before any image is generated or folder made,
 /// and a run directory that holds a `train` run is refused.
@@ -220,6 +287,9 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// assert_eq!((rows[1].parameters, rows[1].auc_weighted), (0, None)); // the baseline
 /// assert!(dir.join("xnet-nearest/model.safetensors").is_file());
 /// assert!(dir.join("compare.md").is_file() && dir.join("compare.json").is_file());
+/// // The table says what its rows share.
+/// let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
+/// assert!(md.starts_with("Every row: the same 6 images (synthetic: 6 at 32×32, seed 1)"), "{md}");
 /// // Options are checked before anything is written; k folds are not supported.
 /// let elsewhere = dir.join("refused");
 /// assert!(run(&TrainJob { epochs: 0, run_dir: elsewhere.clone(), ..job.clone() }, &[xnet]).is_err());
@@ -278,10 +348,9 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     let json = serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
     // Whole or not at all: a write that fails part way keeps an earlier table as it was.
     write_bytes_atomic(&job.run_dir.join("compare.json"), json.as_bytes())?;
-    write_bytes_atomic(
-        &job.run_dir.join("compare.md"),
-        to_markdown(&rows).as_bytes(),
-    )?;
+    let split_sizes = [split.train.len(), split.val.len(), split.test.len()];
+    let md = settings_markdown(job, ds.len(), split_sizes) + &to_markdown(&rows);
+    write_bytes_atomic(&job.run_dir.join("compare.md"), md.as_bytes())?;
     Ok(rows)
 }
 
