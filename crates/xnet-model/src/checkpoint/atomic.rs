@@ -1,32 +1,13 @@
 //! Files written atomically: a temporary sibling flushed to the disk, then renamed into place.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Tensor;
 use serde::Serialize;
 
 use super::weights_digest;
 use crate::{ModelError, Result};
-
-/// A temporary sibling of `path` (same directory, so that the rename is atomic).
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(tmp);
-        ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
-}
 
 /// Writes named tensors as safetensors: temporary file, then rename. Returns the file's
 /// [`weights_digest`].
@@ -95,26 +76,12 @@ pub(super) fn sync_dir(dir: &Path) {
 /// # }
 /// ```
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
-    write_synced(&tmp, bytes).map_err(|e| {
-        // A write that failed part way (a full disk) must not leave the part behind, holding
-        // the space it lacked.
-        let _ = std::fs::remove_file(&tmp);
-        retarget_io(e, path)
-    })?;
-    rename_into_place(&tmp, path)
-}
-
-/// An I/O error on the temporary file, reported on the file it was to become: that is the
-/// name a user knows, and the temporary one is gone.
-fn retarget_io(e: ModelError, path: &Path) -> ModelError {
-    match e {
-        ModelError::Io { source, .. } => ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => other,
-    }
+    // The error of the temporary file is reported on the file it was to become: that is the
+    // name a user knows, and the temporary one is gone.
+    crate::atomic_write::write_atomic_synced(path, bytes).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a value as pretty JSON: temporary file, then rename.
