@@ -249,6 +249,16 @@ fn available_memory_bytes() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// The twin's `bn_buffers`: elements of the batch-norms' running means and variances (the
+/// variables [`count_trainable_parameters`] leaves out).
+fn bn_buffer_count(varmap: &VarMap) -> usize {
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    data.iter()
+        .filter(|(name, _)| name.ends_with("running_mean") || name.ends_with("running_var"))
+        .map(|(_, v)| v.elem_count())
+        .sum()
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -363,6 +373,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let varmap = VarMap::new();
     let mut net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     let params = count_trainable_parameters(&varmap);
+    let bn_buffers = bn_buffer_count(&varmap);
 
     let mut rng = StdRng::seed_from_u64(args.seed);
     // Tiled mode runs one plane; the batch tensors below stay small.
@@ -491,6 +502,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "images_per_s": images_per_s,
         "params": params,
         "params_trainable": params,
+        "bn_buffers": bn_buffers,
         "gflop_per_image": flops_per_image / 1e9,
         "achieved_gflops": flops_per_image * images_per_s / 1e9,
         "keep_freed_memory": kept_freed_memory,
@@ -546,6 +558,20 @@ fn cpu_description() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The record carried the twin's `params_trainable` but not its `bn_buffers`, so the two
+    /// networks' sizes could be set side by side only in part. XNet at the paper's widths has
+    /// 14 batch-normed blocks of 64, 128, 256, 512, 512, 256, 128, 128, 256, 512, 512, 256,
+    /// 128 and 64 channels (`xnet_torch.py`'s c1–c14): 2 × 3712 running statistics.
+    #[test]
+    fn bn_buffers_count_the_running_statistics_as_the_twin_does() {
+        let varmap = VarMap::new();
+        let cfg = ModelConfig::XNet(XNetConfig::default());
+        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+            .expect("builds");
+        assert_eq!(bn_buffer_count(&varmap), 7424);
+        assert_eq!(count_trainable_parameters(&varmap), 11_734_851);
+    }
 
     fn check(argv: &[&str]) -> Option<String> {
         let matches = Args::command().try_get_matches_from(argv).expect("parses");
