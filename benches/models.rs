@@ -1,4 +1,10 @@
-//! Forward and train-step throughput of XNet, U-Net and SegNet on stock candle (CPU).
+//! Forward and train-step throughput of XNet, U-Net and SegNet on the CPU, through the
+//! crate's kernels (`xnet_model::kernels`; `XNET_REFERENCE_KERNELS=1` for stock candle).
+//!
+//! Not the `throughput` example's step, which docs/performance.md sets beside the twin: here
+//! batch-norm stays unfolded, the C allocator and candle's thread pool keep their defaults,
+//! and the train step is candle's `AdamW` (its default weight decay 0.01) with candle's
+//! backward and no L2 term.
 //!
 //! Shapes follow the PyTorch twin (`../shared/peers/xnet_torch.py`, RESULTS.md): XNet at
 //! 1×1×200×200 and 8×1×128×128; U-Net (3 levels, nearest + conv up-path) and SegNet
