@@ -7,6 +7,7 @@
 # CONFIG is model:mode:batch:size:iters, e.g. xnet:forward:1:200:5 (defaults below).
 # Environment: THREADS (2), PYTHON (/work/venv/bin/python), TWIN (../shared/peers/xnet_torch.py),
 # EXTRA (extra flags for our example, e.g. "--no-fold" or "--reference"),
+# OURS (a throughput binary to run instead of building the example),
 # OUT (JSONL file, default target/compare_throughput.jsonl),
 # ISA (unset: each side uses the best the CPU has; "avx2": both sides kept to AVX2 + FMA, as on
 # a CPU without AVX-512: ours built with --no-default-features, so `gemm` keeps its AVX2
@@ -39,13 +40,19 @@ case "$ISA" in
     ;;
   *) echo "ISA must be unset or avx2, not '$ISA'" >&2; exit 2 ;;
 esac
-cargo build --release "${BUILD_FLAGS[@]}" --example throughput >&2
-OURS="$TARGET/release/examples/throughput"
+if [ -z "${OURS:-}" ]; then
+  cargo build --release "${BUILD_FLAGS[@]}" --example throughput >&2
+  OURS="$TARGET/release/examples/throughput"
+fi
 HAVE_TORCH=1
 "$PYTHON" -c "import torch" 2>/dev/null || HAVE_TORCH=0
 if [ $HAVE_TORCH = 0 ]; then
   echo "torch is not importable by $PYTHON: only our side runs; compare with ../shared/peers/RESULTS.md" >&2
 fi
+# The helpers below (a JSON field, a ratio, a median) need any Python 3: without the twin's
+# environment (no $PYTHON at all), the system's python3 reads our side's records.
+PY=$PYTHON
+"$PY" -c "" 2>/dev/null || PY=python3
 
 ours() { # model mode batch size iters warmup
   # EXTRA is split into words on purpose (several flags).
@@ -58,7 +65,7 @@ twin() {
     OMP_NUM_THREADS=$THREADS "$PYTHON" "$TWIN" --model "$1" --mode "$2" --batch "$3" --size "$4" --iters "$5" \
     --warmup "$6" --threads "$THREADS" --json --retries 0
 }
-field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
+field() { "$PY" -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
 
 echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg) threads=$THREADS extra='$EXTRA' isa='${ISA:-native}'"
 printf '%-28s %5s %-6s %12s %12s %8s\n' config round first ours_img/s torch_img/s ratio
@@ -78,15 +85,15 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "{\"round\": $round, \"isa\": \"${ISA:-native}\", \"config\": \"$c\", \"ours\": $a, \"torch\": ${b:-null}}" >>"$OUT"
     ia=$(field images_per_s <<<"$a")
     if [ -n "$b" ]; then ib=$(field images_per_s <<<"$b"); else ib=nan; fi
-    ratio=$("$PYTHON" -c "print(f'{$ia/$ib:.2f}' if '$ib'!='nan' else 'n/a')")
+    ratio=$("$PY" -c "print(f'{$ia/$ib:.2f}' if '$ib'!='nan' else 'n/a')")
     R["$c"]+="$ratio "
-    ibf=$("$PYTHON" -c "print(f'{float(\"$ib\"):.3f}')")
+    ibf=$("$PY" -c "print(f'{float(\"$ib\"):.3f}')")
     printf '%-28s %5s %-6s %12.3f %12s %8s\n' "$c" "$round" "$first" "$ia" "$ibf" "$ratio"
   done
 done
 echo "# ratios (ours / torch) per config over rounds; median:"
 for c in "${CONFIGS[@]}"; do
-  med=$("$PYTHON" -c "import statistics,sys; v=[float(x) for x in '${R[$c]}'.split() if x!='n/a']; print(f'{statistics.median(v):.2f}' if v else 'n/a')")
+  med=$("$PY" -c "import statistics,sys; v=[float(x) for x in '${R[$c]}'.split() if x!='n/a']; print(f'{statistics.median(v):.2f}' if v else 'n/a')")
   printf '%-28s %s  median %s\n' "$c" "${R[$c]}" "$med"
 done
 echo "# records appended to $OUT"
