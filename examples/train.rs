@@ -53,7 +53,10 @@ struct Args {
     /// Network input side in pixels (whole radiographs are resized to it).
     #[arg(long, default_value_t = 128)]
     size: u32,
-    /// Channels of the first level (64 in the paper; 8 is CPU-sized).
+    /// Channels of the first level (64 in the paper; 8 is CPU-sized). XNet and U-Net double
+    /// them per level; SegNet keeps them at every level of SegNet-Basic's four, with 3×3
+    /// kernels instead of its 7×7 (so --width 64 is not SegNet-Basic's 1.4 M parameters but
+    /// 260 k); DeepLab-lite's encoder is 1, 2, 4 and 8 times them and its ASPP 4 times.
     #[arg(long, default_value_t = 8)]
     width: usize,
     /// Maximum number of epochs (the cosine schedule spans them).

@@ -85,6 +85,11 @@ impl std::fmt::Display for Arch {
 /// A network of family `arch` whose first level has `width` channels (the paper's XNet
 /// and U-Net use 64), with an optional up-sampling override.
 ///
+/// XNet and U-Net double the width per level; SegNet is SegNet-Basic's four levels with
+/// `width` channels at every level and 3×3 kernels instead of its 7×7 (at width 64 that is
+/// 260,355 parameters, not [`SegNetConfig::basic`]'s 1,409,795); DeepLab-lite's encoder is
+/// `width`·(1, 2, 4, 8) with a `4·width`-channel ASPP.
+///
 /// Batch-norm running statistics use PyTorch's momentum 0.1 rather than Keras' 0.01 (the
 /// paper's): a CPU-sized run makes a few hundred optimiser steps, and with 0.01 the
 /// inference-mode statistics would still lag far behind the weights when training stops.
@@ -106,6 +111,9 @@ impl std::fmt::Display for Arch {
 /// // A width of 0 is taken as 1.
 /// assert_eq!(model_config(Arch::DeepLab, 0, None), model_config(Arch::DeepLab, 1, None));
 /// assert!(model_config(Arch::SegNet, 2, None).validate().is_ok());
+/// assert_eq!(model_config(Arch::SegNet, 64, None).parameter_count()?, 260_355);
+/// assert_eq!(model_config(Arch::XNet, 8, None).parameter_count()?, 184_683);
+/// # Ok::<(), xnet_model::ModelError>(())
 /// ```
 pub fn model_config(arch: Arch, width: usize, upsampling: Option<Upsampling>) -> ModelConfig {
     let width = width.max(1);
