@@ -197,11 +197,15 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// assert!(md.contains("60 images (synthetic: 60 at 256×256, seed 1)"), "{md}");
 /// assert!(md.contains("42 train / 9 validation / 9 test images"), "{md}");
 /// assert!(md.contains("input 64×64, first-level width 8, 4 epochs each"), "{md}");
-/// let folder = TrainJob { data: Some(PathBuf::from("hips")), ..job };
+/// let folder = TrainJob { data: Some(PathBuf::from("hips")), ..job.clone() };
 /// let md = settings_markdown(&folder, 30, [21, 4, 0]);
 /// assert!(md.contains("30 images (folder hips)"), "{md}");
 /// // Without test images, every method is scored on the validation images.
 /// assert!(md.contains("scored on the same 4 validation images"), "{md}");
+/// // Without validation images, no temperature is fitted.
+/// let md = settings_markdown(&TrainJob { epochs: 1, ..job.clone() }, 12, [9, 0, 3]);
+/// assert!(md.contains("no softmax temperature fitted (the split left no validation image)"), "{md}");
+/// assert!(md.contains("1 epoch each"), "{md}");
 /// ```
 pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> String {
     let source = match &job.data {
@@ -219,16 +223,18 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
     } else {
         format!("{test} test images")
     };
-    let temperature = if job.calibrate {
-        format!("its softmax temperature fitted on the same {val} validation images")
-    } else {
+    let temperature = if !job.calibrate {
         "no softmax temperature fitted".to_string()
+    } else if val == 0 {
+        "no softmax temperature fitted (the split left no validation image)".to_string()
+    } else {
+        format!("its softmax temperature fitted on the same {val} validation images")
     };
     format!(
         "Every row: the same {images} images ({source}), one split by category with seed {seed}: \
          {train} train / {val} validation / {test} test images. Each network trains on the same \
          {train}, with {temperature}, and is scored on the same {scored}, as the classical \
-         baseline is. Networks: input {size}×{size}, first-level width {width}, {epochs} epochs \
+         baseline is. Networks: input {size}×{size}, first-level width {width}, {epochs} epoch{plural} \
          each (no early stopping), batch {batch}, Adam lr {lr} with the cosine schedule, \
          augmentation {augment}, category balancing {balance}, initialisation and augmentation \
          seed {seed}, flip averaging {flips}. GFLOP/img: forward convolution FLOPs at the input \
@@ -238,6 +244,7 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
         size = job.size,
         width = job.width,
         epochs = job.epochs,
+        plural = if job.epochs == 1 { "" } else { "s" },
         batch = job.batch,
         lr = job.lr,
         augment = if job.augment { "on" } else { "off" },
