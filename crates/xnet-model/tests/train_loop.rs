@@ -595,3 +595,37 @@ fn a_trainer_state_with_an_untrained_or_half_recorded_best_epoch_is_refused_on_r
     assert_eq!(resume(), Ok(Some(1)));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A checkpoint directory that is a file (a run's `config.json` given as the run) was
+/// reported by the OS as "File exists (os error 17)" from `fit`, and `resume` took it for a
+/// run not started (`Ok(None)`). Both now refuse it as not a folder, naming it, and leave
+/// the file as it was.
+#[test]
+fn a_checkpoint_dir_that_is_a_file_is_refused_as_such() {
+    let dir = temp_dir("dir-is-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.json");
+    std::fs::write(&file, b"{}").unwrap();
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let toy = Toy::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev));
+    let (mut train, _) = sources();
+    let mut trainer = Trainer::new(&toy, &varmap, config(1), &dev)
+        .unwrap()
+        .with_checkpoint_dir(&file);
+    let resumed = trainer.resume();
+    assert!(
+        resumed.is_err(),
+        "resume took a file for a run: {resumed:?}"
+    );
+    let fitted = trainer.fit(&mut train, None).map(|s| s.epochs_run);
+    for e in [resumed.map(|_| ()), fitted.map(|_| ())] {
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("config.json") && e.contains("not a folder"),
+            "{e}"
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"{}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -239,7 +239,9 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Keep checkpoints and the log in `dir` (see the module docs for the layout).
+    /// Keep checkpoints and the log in `dir` (see the module docs for the layout). `dir` is
+    /// created by [`Trainer::fit`] when missing; one that exists but is not a folder is
+    /// refused by [`Trainer::resume`] and [`Trainer::fit`].
     ///
     /// # Examples
     /// ```
@@ -599,6 +601,7 @@ impl<'a> Trainer<'a> {
         mut val: Option<&mut dyn BatchSource>,
     ) -> Result<TrainSummary> {
         if let Some(dir) = self.checkpoint_dir.clone() {
+            check_checkpoint_dir(&dir)?;
             std::fs::create_dir_all(&dir).map_err(|source| ModelError::Io {
                 path: dir.clone(),
                 source,
@@ -754,6 +757,24 @@ impl<'a> Trainer<'a> {
         bar
     }
 }
+
+/// Refuses a checkpoint directory that exists but is not a folder (a file, such as a run's
+/// `config.json` given as the run): creating it would fail with the OS's "File exists", and
+/// [`Trainer::resume`] would find no run in it.
+fn check_checkpoint_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(ModelError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a folder: a trainer's checkpoint directory (with_checkpoint_dir) is the \
+                 folder that holds its run (best/, last/, log.jsonl, train_config.json)",
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// What the trainer's progress bar is in a build without the `progress` feature: the calls
 /// [`Trainer::fit`] makes on an indicatif bar, doing nothing.
 #[cfg(not(feature = "progress"))]

@@ -35,7 +35,8 @@ impl Trainer<'_> {
     /// ([`checkpoint::remove_stale_temporaries`]).
     ///
     /// # Errors
-    /// Unreadable or inconsistent files in `last/`, a model configuration other than the
+    /// A checkpoint directory that exists but is not a folder ([`ModelError::Io`] naming it);
+    /// unreadable or inconsistent files in `last/`, a model configuration other than the
     /// model's, an optimiser state that lacks what this trainer's optimiser keeps (another
     /// kind of optimiser, or momentum where the run had none) or holds tensors of variables
     /// this model does not have ([`Optimizer::load_state`](crate::optim::Optimizer::load_state)), or
@@ -84,6 +85,7 @@ impl Trainer<'_> {
         let Some(dir) = &self.checkpoint_dir else {
             return Ok(None);
         };
+        super::check_checkpoint_dir(dir)?;
         let (last, best) = (dir.join(LAST_DIR), dir.join(BEST_DIR));
         // A save the previous process did not finish: put the last whole one in place. The
         // other folders of the swap go only once what is in place is known whole (`last/`
