@@ -1016,3 +1016,25 @@ fn a_strip_the_neighbouring_blades_collimate_is_no_band() {
         [Side::Top, Side::Bottom]
     );
 }
+
+/// A DICOM file's `PixelIntensityRelationship`, as xray-data reads it, names the collimator
+/// search's input scale; before `InputScale::from_dicom` only the root package's
+/// `segment::input_scale_of` mapped it, so a crate using the libraries alone had to copy it.
+#[test]
+fn a_dicom_intensity_relationship_names_the_input_scale() {
+    use xray_data::io::IntensityRelationship as Relationship;
+    for (relationship, want) in [
+        (Relationship::Linear, Some(InputScale::Linear)),
+        (Relationship::Log, Some(InputScale::Log)),
+        (Relationship::Display, None),
+    ] {
+        assert_eq!(
+            InputScale::from_dicom(relationship.as_dicom()),
+            want,
+            "{relationship:?}"
+        );
+    }
+    // Code strings are padded to even length with a space in the file.
+    assert_eq!(InputScale::from_dicom("LOG "), Some(InputScale::Log));
+    assert_eq!(InputScale::from_dicom(""), None);
+}

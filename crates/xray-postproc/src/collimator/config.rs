@@ -71,7 +71,8 @@ pub struct CollimatorConfig {
     pub refine: bool,
     /// Whether the input values are linear in the exposure or log-processed; `auto` judges
     /// it from the image's noise, and misjudges about 2 % of the synthetic phantoms, so set it
-    /// when the data's scale is known. The sub-pixel refinement and the linear-only tests
+    /// when the data's scale is known (a DICOM file's `PixelIntensityRelationship` tells it:
+    /// [`InputScale::from_dicom`]). The sub-pixel refinement and the linear-only tests
     /// (`max_outside_fall`, `max_outside_level`) depend on it.
     pub input_scale: InputScale,
     /// Largest difference between the rotations of two edges of one field, in degrees
@@ -102,6 +103,39 @@ pub enum InputScale {
     Linear,
     /// Values proportional to the logarithm of the exposure (CR, "for presentation").
     Log,
+}
+
+impl InputScale {
+    /// The scale a DICOM `PixelIntensityRelationship` (0028,1040) value names: `LIN` linear,
+    /// `LOG` log; `None` for `DISP` (values mapped for display, no known relation to the
+    /// exposure) and anything else, which leave [`InputScale::Auto`] to judge. Case and
+    /// surrounding blanks do not matter. With `xray-data`, whose
+    /// `IntensityRelationship::as_dicom` gives the code the file holds:
+    /// `info.intensity_relationship.and_then(|r| InputScale::from_dicom(r.as_dicom()))`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_postproc::{CollimatorConfig, InputScale};
+    /// assert_eq!(InputScale::from_dicom("LOG"), Some(InputScale::Log));
+    /// assert_eq!(InputScale::from_dicom(" lin "), Some(InputScale::Linear));
+    /// assert_eq!(InputScale::from_dicom("DISP"), None);
+    /// // A DX file says LOG: tell the collimator search instead of letting it judge.
+    /// let mut cfg = CollimatorConfig::default();
+    /// if let Some(scale) = InputScale::from_dicom("LOG") {
+    ///     cfg.input_scale = scale;
+    /// }
+    /// assert_eq!(cfg.input_scale, InputScale::Log);
+    /// ```
+    pub fn from_dicom(pixel_intensity_relationship: &str) -> Option<InputScale> {
+        let code = pixel_intensity_relationship.trim();
+        if code.eq_ignore_ascii_case("LIN") {
+            Some(InputScale::Linear)
+        } else if code.eq_ignore_ascii_case("LOG") {
+            Some(InputScale::Log)
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for CollimatorConfig {
