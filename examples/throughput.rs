@@ -241,6 +241,42 @@ fn check_memory(args: &Args, classes: usize) -> Result<(), Box<dyn std::error::E
     Ok(())
 }
 
+/// The sides the mode needs: the network input (`--size` in forward and train mode, `--tile`
+/// in tiled mode) a positive multiple of the model's size multiple `m`, and in tiled mode an
+/// overlap smaller than the tile. Tiled mode pads and crops a plane of any size, as it does a
+/// radiograph; `--size 500 --mode tiled` was refused ("--size must be a positive multiple of
+/// 8") while `--tile` went unchecked until the tiler named it `tile_size`.
+fn check_sizes(args: &Args, m: usize) -> Result<(), String> {
+    match args.mode {
+        Mode::Forward | Mode::Train => {
+            if args.size == 0 || !args.size.is_multiple_of(m) {
+                return Err(format!(
+                    "--size must be a positive multiple of {m}, got {}",
+                    args.size
+                ));
+            }
+        }
+        Mode::Tiled => {
+            if args.size == 0 {
+                return Err("--size must be at least 1".into());
+            }
+            if args.tile == 0 || !args.tile.is_multiple_of(m) {
+                return Err(format!(
+                    "--tile must be a positive multiple of {m}, got {}",
+                    args.tile
+                ));
+            }
+            if args.overlap >= args.tile {
+                return Err(format!(
+                    "--overlap {} must be smaller than --tile {}",
+                    args.overlap, args.tile
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `MemAvailable` of `/proc/meminfo`, bytes; `None` where it cannot be read.
 fn available_memory_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -359,10 +395,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Model::Segnet => ModelConfig::SegNet(SegNetConfig::simple()),
         Model::Deeplab => ModelConfig::DeepLab(DeepLabConfig::default()),
     };
-    let m = cfg.size_multiple();
-    if args.size == 0 || args.size % m != 0 {
-        return Err(format!("--size must be a positive multiple of {m}").into());
-    }
+    check_sizes(&args, cfg.size_multiple())?;
     if args.device == DeviceKind::Cpu {
         check_memory(&args, cfg.num_classes())?;
     }
@@ -571,6 +604,34 @@ mod tests {
             .expect("builds");
         assert_eq!(bn_buffer_count(&varmap), 7424);
         assert_eq!(count_trainable_parameters(&varmap), 11_734_851);
+    }
+
+    fn parse(argv: &[&str]) -> Args {
+        Args::try_parse_from(argv).expect("parses")
+    }
+
+    /// Tiled mode times a plane of any size (the tiler pads and crops it), so only its tile
+    /// must be a multiple of the network's; forward and train mode feed `--size` to it.
+    #[test]
+    fn tiled_mode_checks_the_tile_not_the_plane() {
+        let ok = |argv: &[&str]| check_sizes(&parse(argv), 8);
+        assert_eq!(ok(&["t", "--mode", "tiled", "--size", "500"]), Ok(()));
+        assert_eq!(ok(&["t", "--mode", "tiled", "--size", "2000"]), Ok(()));
+        for (argv, flag) in [
+            (&["t", "--mode", "tiled", "--tile", "100"][..], "--tile"),
+            (&["t", "--mode", "tiled", "--tile", "0"], "--tile"),
+            (&["t", "--mode", "tiled", "--size", "0"], "--size"),
+            (
+                &["t", "--mode", "tiled", "--tile", "64", "--overlap", "64"],
+                "--overlap",
+            ),
+            (&["t", "--size", "500"], "--size"),
+            (&["t", "--mode", "train", "--size", "0"], "--size"),
+        ] {
+            let e = ok(argv).expect_err("refused");
+            assert!(e.contains(flag), "{argv:?}: {e}");
+        }
+        assert_eq!(ok(&["t", "--size", "200"]), Ok(()));
     }
 
     fn check(argv: &[&str]) -> Option<String> {
