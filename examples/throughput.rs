@@ -71,7 +71,8 @@ struct Args {
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// Square image side in pixels (a multiple of 8).
+    /// Square image side in pixels: a multiple of 8 in forward and train mode, any side in
+    /// tiled mode (the plane is padded and cropped as a radiograph is).
     #[arg(long, default_value_t = 128)]
     size: usize,
     /// Worker threads (rayon's global pool, which candle and the kernels share).
