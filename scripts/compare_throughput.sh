@@ -4,7 +4,8 @@
 #
 #   scripts/compare_throughput.sh [ROUNDS] [CONFIG ...]
 #
-# CONFIG is model:mode:batch:size:iters, e.g. xnet:forward:1:200:5 (defaults below).
+# CONFIG is model:mode:batch:size:iters, e.g. xnet:forward:1:200:5 (defaults below); deeplab
+# and the tiled mode (batch 1) run on our side only, the twin having neither.
 # Environment: THREADS (2), PYTHON (/work/venv/bin/python), TWIN (../shared/peers/xnet_torch.py),
 # EXTRA (extra flags for our example, e.g. "--no-fold" or "--reference"),
 # OURS (a throughput binary to run instead of building the example),
@@ -75,9 +76,13 @@ for round in $(seq 1 "$ROUNDS"); do
     IFS=: read -r model mode batch size iters <<<"$c"
     warm=2; [ "$mode" = train ] && warm=1
     a=""; b=""
-    if [ $((round % 2)) = 1 ] || [ $HAVE_TORCH = 0 ]; then
+    # The twin has no DeepLab and no tiled mode (its argparse refuses them): those configs
+    # run on our side alone, with ratio n/a.
+    twin_here=$HAVE_TORCH
+    case "$model:$mode" in deeplab:* | *:tiled) twin_here=0 ;; esac
+    if [ $((round % 2)) = 1 ] || [ $twin_here = 0 ]; then
       a=$(ours "$model" "$mode" "$batch" "$size" "$iters" "$warm"); first=ours
-      [ $HAVE_TORCH = 1 ] && b=$(twin "$model" "$mode" "$batch" "$size" "$iters" "$warm")
+      [ $twin_here = 1 ] && b=$(twin "$model" "$mode" "$batch" "$size" "$iters" "$warm")
     else
       b=$(twin "$model" "$mode" "$batch" "$size" "$iters" "$warm"); first=torch
       a=$(ours "$model" "$mode" "$batch" "$size" "$iters" "$warm")

@@ -76,3 +76,72 @@ fn our_side_runs_alone_without_the_twin_s_python() {
     assert!(records.contains(r#""torch": null"#), "{records}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The twin has no DeepLab and no tiled mode: `compare_throughput.sh 1 deeplab:forward:...`
+/// called it anyway, its argparse refused `--model deeplab`, and `set -e` ended the script
+/// before any figure of that config (or of the configs after it) was printed.
+#[cfg(unix)]
+#[test]
+fn configs_the_twin_lacks_run_on_our_side_alone() {
+    let have = |program: &str| {
+        Command::new(program)
+            .arg("-c")
+            .arg("")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !have("bash") || !have("python3") {
+        eprintln!("skipped: the script needs bash and a python3");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "xray-seg-compare-throughput-twin-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temporary folder");
+    script(
+        &dir.join("throughput"),
+        r#"echo '{"impl": "xray-seg", "images_per_s": 2.5}'"#,
+    );
+    // A Python with "torch" whose twin refuses what xnet_torch.py's argparse refuses.
+    script(
+        &dir.join("python"),
+        r#"case "$1" in
+  -c) [ "$2" = "import torch" ] && exit 0; exec python3 "$@" ;;
+  *xnet_torch.py) case "$*" in
+      *"--model deeplab"* | *"--mode tiled"*) echo "xnet_torch.py: error: invalid choice" >&2; exit 2 ;;
+    esac
+    echo '{"images_per_s": 1.25}' ;;
+esac"#,
+    );
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compare_throughput.sh"))
+        .args([
+            "1",
+            "deeplab:forward:1:64:1",
+            "xnet:tiled:1:300:1",
+            "xnet:forward:1:64:1",
+        ])
+        .env("OURS", dir.join("throughput"))
+        .env("PYTHON", dir.join("python"))
+        .env("TWIN", dir.join("xnet_torch.py"))
+        .env("OUT", dir.join("records.jsonl"))
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = |config: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(config) && l.contains("median"))
+            .unwrap_or_else(|| panic!("no median line for {config}:\n{stdout}"))
+            .to_string()
+    };
+    assert!(line("deeplab:forward").ends_with("median n/a"), "{stdout}");
+    assert!(line("xnet:tiled").ends_with("median n/a"), "{stdout}");
+    assert!(line("xnet:forward").ends_with("median 2.00"), "{stdout}");
+    std::fs::remove_dir_all(&dir).ok();
+}
