@@ -107,6 +107,35 @@ impl std::fmt::Debug for LoadedModel {
 /// `Value::Null`) into directory `dir`, creating it if needed. Both files are written
 /// atomically (temporary file + rename).
 ///
+/// `save` does not check that `varmap` holds the variables `config` builds (a network made
+/// by a [`load_with`] builder may hold others than its config's): a checkpoint of another
+/// network's variables, or of an empty `VarMap`, is written, and refused only when [`load`]
+/// reads it ([`ModelError::WeightShape`], [`ModelError::WeightNames`]). To check first,
+/// compare [`expected_shapes`] of `config` with the `VarMap`'s variables:
+/// ```
+/// use std::collections::BTreeMap;
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::checkpoint::expected_shapes;
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// let varmap = VarMap::new(); // holds a wider network's variables
+/// ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() })
+///     .build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// let want = expected_shapes(|vb| cfg.build(vb).map(|_| ()))?;
+/// let have: BTreeMap<String, Vec<usize>> = varmap.data().lock().map_err(|_| "poisoned")?
+///     .iter().map(|(name, var)| (name.clone(), var.dims().to_vec())).collect();
+/// assert_ne!(want, have); // `save(dir, &varmap, &cfg, ..)` would write what `load` refuses
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`ModelError::Io`] naming `dir` or the file when the folder cannot be created (a file of
+/// that name, say) or a file cannot be written; the file already under that name then stays
+/// as it was. Candle's errors reading the variables.
+///
 /// # Examples
 /// ```
 /// use candle_core::{DType, Device};

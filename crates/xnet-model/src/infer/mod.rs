@@ -410,7 +410,12 @@ fn mirror_planes(
     out
 }
 
-/// Per-pixel arg-max of `C × H × W` probabilities: the `H × W` class map.
+/// Per-pixel arg-max of `C × H × W` probabilities: the `H × W` class map (ties go to the
+/// lower class).
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] when `probs` does not hold `num_classes × height × width`
+/// values (a product that overflows `usize` included), or `num_classes` is 0 or above 256.
 ///
 /// # Examples
 /// ```

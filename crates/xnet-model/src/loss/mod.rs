@@ -10,6 +10,14 @@
 //! `Σ w[yᵢ]·ℓᵢ / Σ w[yᵢ]` over the non-ignored pixels `i`. One difference: when every pixel is
 //! ignored, PyTorch returns NaN while these functions return 0 (a batch without labels
 //! teaches nothing, and must not stop training).
+//!
+//! # Errors
+//! Every pixel loss ([`cross_entropy`], [`weighted_cross_entropy`], [`focal`], [`soft_dice`],
+//! [`LossConfig::data_loss`]) returns [`ModelError::InvalidInput`] for logits that are not
+//! `[N, C, H, W]`, labels that are not `[N, H, W]` of the same `N`, `H`, `W` or not of an
+//! integer type, a label `≥ C` other than the ignore label, and pixel weights of another
+//! shape than the labels; [`ModelError::InvalidConfig`] for class weights that are not one
+//! finite, non-negative value per class, or a loss parameter out of its range (γ, `smooth`).
 
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};

@@ -154,6 +154,12 @@ impl ModelConfig {
     /// in the `VarMap` (for training and saving); with a safetensors-backed `VarBuilder` they
     /// are loaded, and a missing tensor or wrong shape is an error naming it.
     ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`](crate::ModelError::InvalidConfig) for a configuration
+    /// that [`ModelConfig::validate`] refuses, naming the field; candle's errors from `vb` (a
+    /// `VarMap` that already holds a variable of that name with another shape, such as one a
+    /// network of another width left there, or a tensor a safetensors-backed builder lacks).
+    ///
     /// # Examples
     /// ```
     /// use candle_core::{DType, Device, Tensor};

@@ -423,6 +423,13 @@ impl<'a> Trainer<'a> {
     /// One optimisation step on `batch`; returns its data loss (without L2). A non-finite
     /// loss or gradient norm is an error and the update is not applied.
     ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] for a batch that [`TrainBatch::validate`] refuses
+    /// (shape, a non-finite pixel, a label that is no class nor the ignore label, each
+    /// naming the image and pixel); [`ModelError::NonFinite`] for a NaN or infinite loss or
+    /// gradient norm; candle's errors from the network, such as a height or width that is
+    /// not a multiple of its [`Segmenter::size_multiple`] (the message names both).
+    ///
     /// # Examples
     /// ```
     /// use candle_core::{DType, Device, Tensor};
@@ -554,6 +561,16 @@ impl<'a> Trainer<'a> {
     ///
     /// Without a validation source the training loss is monitored for early stopping and the
     /// best checkpoint.
+    ///
+    /// # Errors
+    /// Those of [`Trainer::train_step`] for every training batch, naming the epoch and batch
+    /// for a non-finite value ([`ModelError::NonFinite`], which also names the last good
+    /// checkpoint); [`ModelError::InvalidInput`] for a training source that yields no batch
+    /// in an epoch, and a validation source that yields none or whose batches hold no scored
+    /// pixel; a source's own errors as it returns them; [`ModelError::Io`] and
+    /// [`ModelError::Json`] naming the file for a checkpoint directory that is not a folder
+    /// or a file that cannot be written (a full disk: `last/` stays whole, see the module
+    /// docs).
     ///
     /// # Examples
     /// Two epochs on one in-memory batch, validated on the same batch (a real run holds out
