@@ -307,11 +307,8 @@ pub fn segment_file(
 /// assert_eq!(input_scale_of(Some(IntensityRelationship::Display)), None);
 /// ```
 pub fn input_scale_of(relationship: Option<IntensityRelationship>) -> Option<InputScale> {
-    match relationship? {
-        IntensityRelationship::Linear => Some(InputScale::Linear),
-        IntensityRelationship::Log => Some(InputScale::Log),
-        IntensityRelationship::Display => None,
-    }
+    // One mapping of the DICOM codes, the library's, which crates without this one use.
+    InputScale::from_dicom(relationship?.as_dicom())
 }
 
 /// As [`segment_file`] for an image already in memory; `stem` names the outputs (and, as
