@@ -55,8 +55,9 @@
 //! | `temperature` | the softmax temperature fitted on the validation split, with that flip averaging | [`infer::apply_temperature`] on the probabilities |
 //!
 //! The probabilities come out at `width × height`: resize each class plane back to the
-//! radiograph (`Filter::Bilinear`), divide each pixel's by their sum, then apply the
-//! temperature (it keeps every pixel's arg-max). A full-size radiograph given straight to
+//! radiograph (`Filter::Bilinear`), divide each pixel's by their sum
+//! (`xray_data::resize::resize_probabilities` does both), then apply the temperature (it
+//! keeps every pixel's arg-max). A full-size radiograph given straight to
 //! [`infer::predict_proba`] instead is tiled at a scale the network never saw: on the NEMA
 //! chest radiograph (1841 × 1955) the shipped weights then call 40 % of it soft tissue
 //! instead of 15 %, and take 10 s instead of a fraction of one. In this workspace
@@ -92,7 +93,8 @@
 //!     ..Default::default()
 //! };
 //! let mut probs = infer::predict_proba(loaded.model.as_ref(), &plane, height, width, &opts)?;
-//! // ... resize each class plane back to the radiograph, renormalise, then:
+//! // ... resize each class plane back to the radiograph and renormalise
+//! // (xray_data::resize::resize_probabilities), then:
 //! infer::apply_temperature(&mut probs, loaded.model.num_classes(), temperature)?;
 //! # Ok(())
 //! # }

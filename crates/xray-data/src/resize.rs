@@ -128,6 +128,75 @@ pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Result<Mask> {
     Ok(out)
 }
 
+/// Resizes class-major probabilities, `classes` planes of `from_w × from_h` (a network's
+/// softmax output at its input size), to `to_w × to_h` with [`Filter::Bilinear`], plane by
+/// plane, then divides each output pixel's values by their sum so that they still sum to one
+/// (a pixel whose values sum to 0 is left at 0); at the same size the map comes back as it
+/// is. A convex combination of each class's values, so a pixel's values stay in `[0, 1]`;
+/// the values themselves are not checked.
+///
+/// This is the step that brings probabilities computed on a radiograph shrunk to the
+/// network input (a checkpoint's `metadata.preprocess`, see xnet-model's crate docs) back
+/// to the radiograph's own size, as the workspace's `xray_seg::predict::Predictor` does.
+///
+/// # Errors
+/// [`DataError::InvalidParameter`] for no classes, a `probs` length other than
+/// `classes × from_w × from_h`, a zero size, or an output above the limit of the
+/// [module docs](self).
+///
+/// # Examples
+/// ```
+/// use xray_data::resize::resize_probabilities;
+/// // Two classes on 2 × 1 pixels: the left pixel is class 0, the right one class 1.
+/// let probs = [1.0, 0.0, /* class 1 */ 0.0, 1.0];
+/// let out = resize_probabilities(&probs, 2, (2, 1), (4, 2))?;
+/// assert_eq!(out.len(), 2 * 4 * 2);
+/// let plane = 4 * 2;
+/// for i in 0..plane {
+///     assert!((out[i] + out[plane + i] - 1.0).abs() < 1e-6); // still sums to one
+/// }
+/// assert!(out[0] > out[plane] && out[3] < out[plane + 3]); // left class 0, right class 1
+/// // Three classes do not fit four values.
+/// assert!(resize_probabilities(&probs, 3, (2, 1), (4, 2)).is_err());
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
+pub fn resize_probabilities(
+    probs: &[f32],
+    classes: usize,
+    (from_w, from_h): (u32, u32),
+    (to_w, to_h): (u32, u32),
+) -> Result<Vec<f32>> {
+    let plane = from_w as usize * from_h as usize;
+    if classes == 0 || classes.checked_mul(plane) != Some(probs.len()) {
+        return Err(DataError::InvalidParameter(format!(
+            "probabilities hold {} values, expected {classes} classes x {from_w} x {from_h} \
+             (class-major planes)",
+            probs.len()
+        )));
+    }
+    check_separable(from_w, from_h, to_w, to_h)?;
+    if (from_w, from_h) == (to_w, to_h) {
+        return Ok(probs.to_vec());
+    }
+    let out_plane = to_w as usize * to_h as usize;
+    let mut out = Vec::with_capacity(classes * out_plane);
+    for class_plane in probs.chunks_exact(plane) {
+        let p = Radiograph::from_raw(from_w, from_h, class_plane.to_vec()).ok_or_else(|| {
+            DataError::InvalidParameter("probability plane of the wrong size".into())
+        })?;
+        out.extend_from_slice(resize(&p, to_w, to_h, Filter::Bilinear)?.as_raw());
+    }
+    for i in 0..out_plane {
+        let sum: f32 = (0..classes).map(|c| out[c * out_plane + i]).sum();
+        if sum > 0.0 {
+            for c in 0..classes {
+                out[c * out_plane + i] /= sum;
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn nearest(dst: u32, n_in: u32, n_out: u32) -> u32 {
     let s = ((u64::from(dst) * 2 + 1) * u64::from(n_in)) / (2 * u64::from(n_out));
     (s as u32).min(n_in - 1)

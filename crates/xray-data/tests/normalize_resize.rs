@@ -5,7 +5,7 @@ use image::Luma;
 use xray_data::normalize::{
     log_transform, min_max, normalize, percentiles, value_range, Method, NormalizeConfig,
 };
-use xray_data::resize::{resize, resize_mask, Filter};
+use xray_data::resize::{resize, resize_mask, resize_probabilities, Filter};
 use xray_data::{Mask, Radiograph};
 
 // Golden values: PyTorch 2.x / NumPy, see tests/golden/normalize_resize.py.
@@ -410,4 +410,58 @@ fn value_range_matches_a_plain_fold_over_the_finite_values() {
         let img = Radiograph::from_raw(len, 1, values).unwrap();
         assert_eq!(value_range(&img), Some((-3.25, -3.25)));
     }
+}
+
+/// Probabilities at a network's input size brought back to the radiograph's: each class
+/// plane resized bilinearly, then every pixel renormalised. A crate using the libraries
+/// alone had to write this loop itself (it lived only in the root package's `prepare`).
+#[test]
+fn probabilities_are_resized_plane_by_plane_and_renormalised() {
+    let (classes, fw, fh, tw, th) = (3usize, 5u32, 4u32, 13u32, 7u32);
+    let plane = (fw * fh) as usize;
+    // A softmax-like map: class k's weight varies over the image, each pixel sums to 1.
+    let mut probs = vec![0f32; classes * plane];
+    for i in 0..plane {
+        let raw: Vec<f32> = (0..classes)
+            .map(|k| 1.0 + ((i * (k + 2)) % 7) as f32)
+            .collect();
+        let sum: f32 = raw.iter().sum();
+        for k in 0..classes {
+            probs[k * plane + i] = raw[k] / sum;
+        }
+    }
+    let out = resize_probabilities(&probs, classes, (fw, fh), (tw, th)).unwrap();
+    let out_plane = (tw * th) as usize;
+    assert_eq!(out.len(), classes * out_plane);
+    // Each plane as `resize` gives it, divided by the pixel's sum over the planes.
+    let planes: Vec<Vec<f32>> = (0..classes)
+        .map(|k| {
+            let p = Radiograph::from_raw(fw, fh, probs[k * plane..(k + 1) * plane].to_vec());
+            resize(&p.unwrap(), tw, th, Filter::Bilinear)
+                .unwrap()
+                .into_raw()
+        })
+        .collect();
+    for i in 0..out_plane {
+        let sum: f32 = planes.iter().map(|p| p[i]).sum();
+        for k in 0..classes {
+            assert_eq!(
+                out[k * out_plane + i],
+                planes[k][i] / sum,
+                "class {k}, pixel {i}"
+            );
+        }
+        let total: f32 = (0..classes).map(|k| out[k * out_plane + i]).sum();
+        assert!((total - 1.0).abs() < 1e-6, "pixel {i} sums to {total}");
+    }
+    // The same size gives the map back; bad shapes are errors naming the sizes.
+    assert_eq!(
+        resize_probabilities(&probs, classes, (fw, fh), (fw, fh)).unwrap(),
+        probs
+    );
+    let e = resize_probabilities(&probs, 2, (fw, fh), (tw, th)).unwrap_err();
+    assert!(e.to_string().contains("expected 2 classes x 5 x 4"), "{e}");
+    assert!(resize_probabilities(&probs, 0, (fw, fh), (tw, th)).is_err());
+    assert!(resize_probabilities(&probs, classes, (fw, fh), (0, th)).is_err());
+    assert!(resize_probabilities(&[], 1, (0, 0), (2, 2)).is_err());
 }
