@@ -35,7 +35,7 @@ struct Args {
     /// Convert the dataset's colour PNG/TIFF/JPEG images to grey instead of refusing them.
     #[arg(long, requires = "data")]
     allow_rgb: bool,
-    /// Run name: outputs go to runs/<name>/ (a rerun under the same name replaces them; without --data it reuses runs/<name>/data, which must hold --synth-count images; a train run's folder is refused).
+    /// Run name: outputs go to runs/<name>/ (a rerun under the same name replaces them; without --data it reuses runs/<name>/data, which must hold --synth-count images generated with the same --seed; a train run's folder is refused).
     #[arg(long, default_value = "compare")]
     name: String,
     /// Directory that holds the runs.

@@ -12,11 +12,34 @@ use crate::{Error, Result};
 
 use super::TrainJob;
 
+/// The record of the seed a synthetic data set was generated with, beside its images
+/// (`<run>/data/synthetic.json`).
+const SYNTH_RECORD: &str = "synthetic.json";
+
 /// A synthetic data set found in the run folder (an earlier run's, reused so that a resumed
 /// run sees the same data) must be the one this job would generate: as many images, of the
-/// same side. `compare` reruns under the same name, which `train_job.json` does not guard,
-/// once silently evaluated on the earlier run's images whatever `--synth-count` said.
+/// same side, and (where its record says) of the same seed. `compare` reruns under the same
+/// name, which `train_job.json` does not guard, once silently evaluated on the earlier run's
+/// images whatever `--synth-count` said, and a rerun with another `--seed` on the images of
+/// the earlier seed.
 fn check_reused_synthetic(ds: &Dataset, job: &TrainJob) -> Result<()> {
+    let record = ds.root.join(SYNTH_RECORD);
+    if let Ok(text) = std::fs::read_to_string(&record) {
+        let seed = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("seed").and_then(serde_json::Value::as_u64));
+        if seed != Some(job.seed) {
+            return Err(Error::Invalid(format!(
+                "{} holds an earlier run's synthetic data set of {} ({}), not the one of \
+                 --seed {} this call asks for: use another --name, or remove the folder to \
+                 generate it again",
+                ds.root.display(),
+                seed.map_or("an unreadable seed".to_string(), |s| format!("--seed {s}")),
+                record.display(),
+                job.seed
+            )));
+        }
+    }
     let size = match ds.samples.first() {
         Some(s) => Some(
             image::image_dimensions(&s.image)
@@ -43,7 +66,7 @@ fn check_reused_synthetic(ds: &Dataset, job: &TrainJob) -> Result<()> {
 
 /// Opens the job's dataset, generating the synthetic one first when no folder is given (and
 /// reusing it when it is already there, so a resumed run sees the same data; it must then
-/// hold as many images of the same side as the job asks for).
+/// hold as many images of the same side, and of the same seed, as the job asks for).
 ///
 /// # Errors
 /// Dataset errors (named files), generation errors, a reused synthetic data set of another
@@ -59,8 +82,11 @@ fn check_reused_synthetic(ds: &Dataset, job: &TrainJob) -> Result<()> {
 /// assert!(ds.has_masks());
 /// // Opened again it is reused, and must then be the data set the job asks for.
 /// assert_eq!(open_dataset(&job)?.samples, ds.samples);
-/// let e = open_dataset(&TrainJob { synth_count: 8, ..job }).unwrap_err();
+/// let e = open_dataset(&TrainJob { synth_count: 8, ..job.clone() }).unwrap_err();
 /// assert!(e.to_string().contains("earlier run's synthetic data set"), "{e}");
+/// // Nor is one of another seed (recorded in <run>/data/synthetic.json).
+/// let e = open_dataset(&TrainJob { seed: 2, ..job }).unwrap_err();
+/// assert!(e.to_string().contains("--seed 1") && e.to_string().contains("--seed 2"), "{e}");
 /// # std::fs::remove_dir_all(&run).ok();
 /// # Ok::<(), xray_seg::Error>(())
 /// ```
@@ -78,6 +104,17 @@ pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
                     job.synth_count,
                     job.synth_size,
                     job.seed,
+                )?;
+                // What a later reuse is checked against (a data set of an earlier version,
+                // without it, is checked by count and size only).
+                let record = serde_json::json!({
+                    "seed": job.seed,
+                    "count": job.synth_count,
+                    "size": job.synth_size,
+                });
+                xnet_model::checkpoint::write_bytes_atomic(
+                    &dir.join(SYNTH_RECORD),
+                    record.to_string().as_bytes(),
                 )?;
             }
             dir
