@@ -440,3 +440,21 @@ fn flip_averaging_applies_to_tiled_inputs_too() {
     let one = predict_proba(&toy, &img, h, w, &whole).unwrap();
     assert!(max_abs_diff(&tiled, &one) < 1e-5);
 }
+
+/// A 256-class map's class 255 is the ignore label (`IGNORE_LABEL`): its pixels would read
+/// as unlabelled downstream (metrics, post-processing). `argmax_classes` took up to 256
+/// classes, though no network of this crate has more than 255 and xray-postproc's `ProbMap`
+/// refuses a 256th; it now refuses 256 as well, saying why.
+#[test]
+fn argmax_refuses_a_class_that_would_read_as_the_ignore_label() {
+    // One pixel, 256 classes, the last one most likely: its label would be 255.
+    let mut p = vec![0.0f32; 256];
+    p[255] = 1.0;
+    let got = argmax_classes(&p, 256, 1, 1);
+    let e = match got {
+        Ok(labels) => panic!("256 classes gave labels {labels:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("1..=255") && e.contains("ignore"), "{e}");
+    assert_eq!(argmax_classes(&p[1..], 255, 1, 1).unwrap(), vec![254]);
+}

@@ -415,7 +415,9 @@ fn mirror_planes(
 ///
 /// # Errors
 /// [`ModelError::InvalidInput`] when `probs` does not hold `num_classes × height × width`
-/// values (a product that overflows `usize` included), or `num_classes` is 0 or above 256.
+/// values (a product that overflows `usize` included), or `num_classes` is 0 or above 255:
+/// class 255 would read as the ignore label ([`crate::IGNORE_LABEL`]), and no network of
+/// this crate has more than 255 classes.
 ///
 /// # Examples
 /// ```
@@ -434,10 +436,10 @@ pub fn argmax_classes(
     let values = height
         .checked_mul(width)
         .and_then(|p| p.checked_mul(num_classes));
-    if num_classes == 0 || num_classes > 256 || values != Some(probs.len()) {
+    if num_classes == 0 || num_classes > 255 || values != Some(probs.len()) {
         return Err(ModelError::InvalidInput(format!(
-            "probabilities must be C × H × W = {num_classes} × {height} × {width} (C in 1..=256), \
-             got {} values",
+            "probabilities must be C × H × W = {num_classes} × {height} × {width} (C in 1..=255: \
+             label 255 is the ignore label), got {} values",
             probs.len()
         )));
     }
