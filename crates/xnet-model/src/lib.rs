@@ -51,8 +51,8 @@
 //! | key | what it means | what to do |
 //! |---|---|---|
 //! | `preprocess` | `{"width", "height", "log", "percentile"}`: every training radiograph was shrunk whole to `width × height` (area averaging), then normalised per image: min-max to `0..=1`, or the `percentile: [low, high]` window; after `ln(1 + v − min)` when `log` | the same with `xray-data`: `resize::resize(&image, width, height, Filter::Area)`, then `normalize::normalize` (`Method::MinMax` or `Method::Percentile`, `log`); run the network on that `height × width` plane in one tile ([`infer::InferenceOptions::tile_size`] at least `max(width, height)`, `overlap` 0) |
-//! | `flip_average` | `"off"`, `"horizontal"` or `"horizontal_vertical"` ([`infer::FlipAverage`]; absent: off) | [`infer::InferenceOptions::flip_average`] |
-//! | `temperature` | the softmax temperature fitted on the validation split, with that flip averaging | [`infer::apply_temperature`] on the probabilities |
+//! | `flip_average` | `"off"`, `"horizontal"` or `"horizontal_vertical"` ([`infer::FlipAverage`]; absent: off) | [`infer::InferenceOptions::flip_average`], from [`checkpoint::LoadedModel::flip_average`] |
+//! | `temperature` | the softmax temperature fitted on the validation split, with that flip averaging | [`infer::apply_temperature`] on the probabilities, with [`checkpoint::LoadedModel::temperature`] |
 //!
 //! The probabilities come out at `width × height`: resize each class plane back to the
 //! radiograph (`Filter::Bilinear`), divide each pixel's by their sum
@@ -76,11 +76,9 @@
 //! let input = |key: &str| meta["preprocess"][key].as_u64().ok_or("no metadata.preprocess");
 //! let (width, height) = (input("width")? as usize, input("height")? as usize);
 //! assert_eq!((width, height), (128, 128));
-//! let flip_average: infer::FlipAverage = match meta.get("flip_average") {
-//!     Some(v) => serde_json::from_value(v.clone())?,
-//!     None => infer::FlipAverage::Off,
-//! };
-//! let temperature = meta.get("temperature").and_then(|t| t.as_f64()).unwrap_or(1.0);
+//! // Both checked: an unknown averaging or a temperature out of range is an error.
+//! let flip_average = loaded.flip_average()?; // `Off` when not recorded
+//! let temperature = loaded.temperature()?.unwrap_or(1.0);
 //!
 //! // `plane`: the radiograph resized to width × height and normalised (xray-data).
 //! # let plane = vec![0.5f32; width * height];

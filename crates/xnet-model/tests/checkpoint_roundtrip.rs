@@ -653,3 +653,53 @@ fn huge_float_values_in_config_json_are_refused_naming_the_field_and_file() {
     checkpoint::load(&dir, &Device::Cpu).unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// What inference must repeat from a checkpoint's metadata (xnet-model's crate docs) has
+/// typed accessors: a crate embedding the library read `metadata["flip_average"]` and
+/// `metadata["temperature"]` as raw JSON, where a missing key, a string temperature or a
+/// misspelt averaging passed unnoticed (`as_f64().unwrap_or(1.0)`, as the crate docs'
+/// example did).
+#[test]
+fn inference_settings_are_read_from_the_metadata_and_checked() {
+    let dir = temp_dir("inference-metadata");
+    let dev = Device::Cpu;
+    let cfg = small(2);
+    let varmap = VarMap::new();
+    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+        .unwrap();
+    let load_with = |metadata: serde_json::Value| {
+        checkpoint::save(&dir, &varmap, &cfg, metadata).unwrap();
+        checkpoint::load(&dir, &dev).unwrap()
+    };
+    use xnet_model::infer::FlipAverage;
+    let recorded = load_with(serde_json::json!({
+        "flip_average": "horizontal_vertical",
+        "temperature": 0.7,
+        "epoch": 3,
+    }));
+    assert_eq!(
+        recorded.flip_average().unwrap(),
+        FlipAverage::HorizontalVertical
+    );
+    assert_eq!(recorded.temperature().unwrap(), Some(0.7));
+    for none in [serde_json::json!({ "epoch": 3 }), serde_json::Value::Null] {
+        let plain = load_with(none);
+        assert_eq!(plain.flip_average().unwrap(), FlipAverage::Off);
+        assert_eq!(plain.temperature().unwrap(), None);
+    }
+    let bad = load_with(serde_json::json!({ "flip_average": "both", "temperature": "0.7" }));
+    let e = bad.flip_average().unwrap_err().to_string();
+    assert!(
+        e.contains("metadata.flip_average") && e.contains("\"both\""),
+        "{e}"
+    );
+    let e = bad.temperature().unwrap_err().to_string();
+    assert!(e.contains("metadata.temperature must be a number"), "{e}");
+    let out_of_range = load_with(serde_json::json!({ "temperature": 0.0 }));
+    let e = out_of_range.temperature().unwrap_err().to_string();
+    assert!(
+        e.contains("metadata.temperature") && e.contains("[0.01, 100]"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

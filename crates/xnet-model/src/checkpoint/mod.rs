@@ -94,6 +94,80 @@ pub struct LoadedModel {
     pub metadata: serde_json::Value,
 }
 
+impl LoadedModel {
+    /// The test-time flip averaging its metadata records (`metadata.flip_average`, as the
+    /// workspace's `train` job writes it and the shipped weights hold it):
+    /// [`FlipAverage::Off`](crate::infer::FlipAverage::Off) when there is none. Give it to
+    /// [`InferenceOptions::flip_average`](crate::infer::InferenceOptions::flip_average): the
+    /// temperature was fitted on probabilities averaged that way.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] for a value other than `"off"`, `"horizontal"` or
+    /// `"horizontal_vertical"`, quoting it.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xnet_model::{checkpoint, infer::FlipAverage};
+    /// # fn main() -> xnet_model::Result<()> {
+    /// # let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    /// #     .join("../../fixtures/weights/xnet-small");
+    /// let loaded = checkpoint::load(&shipped, &Device::Cpu)?;
+    /// assert_eq!(loaded.flip_average()?, FlipAverage::HorizontalVertical);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn flip_average(&self) -> Result<crate::infer::FlipAverage> {
+        match self.metadata.get("flip_average") {
+            None => Ok(crate::infer::FlipAverage::Off),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                ModelError::InvalidConfig(format!(
+                    "metadata.flip_average must be \"off\", \"horizontal\" or \
+                     \"horizontal_vertical\", got {v}"
+                ))
+            }),
+        }
+    }
+
+    /// The softmax temperature its metadata records (`metadata.temperature`, fitted on the
+    /// validation split by the workspace's `train` job), `None` when there is none. Apply it
+    /// with [`infer::apply_temperature`](crate::infer::apply_temperature) to probabilities
+    /// computed with [`Self::flip_average`].
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] for a value that is not a number, or one outside
+    /// [`TEMPERATURE_RANGE`](crate::infer::TEMPERATURE_RANGE), quoting it.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::Device;
+    /// use xnet_model::checkpoint;
+    /// # fn main() -> xnet_model::Result<()> {
+    /// # let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    /// #     .join("../../fixtures/weights/xnet-small");
+    /// let loaded = checkpoint::load(&shipped, &Device::Cpu)?;
+    /// let t = loaded.temperature()?.unwrap_or(1.0);
+    /// assert!((t - 0.694).abs() < 5e-4, "{t}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn temperature(&self) -> Result<Option<f64>> {
+        let Some(v) = self.metadata.get("temperature") else {
+            return Ok(None);
+        };
+        let t = v.as_f64().ok_or_else(|| {
+            ModelError::InvalidConfig(format!("metadata.temperature must be a number, got {v}"))
+        })?;
+        crate::infer::check_temperature(t).map_err(|e| match e {
+            ModelError::InvalidConfig(m) => {
+                ModelError::InvalidConfig(format!("metadata.temperature: {m}"))
+            }
+            other => other,
+        })?;
+        Ok(Some(t))
+    }
+}
+
 impl std::fmt::Debug for LoadedModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedModel")
