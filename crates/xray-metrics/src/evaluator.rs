@@ -501,10 +501,16 @@ impl Evaluator {
         let c = self.num_classes();
         let cm = &self.pooled;
         if cm.total() == 0 {
-            return Err(MetricsError::Empty(format!(
-                "{} images added, every pixel ignored or none at all",
-                self.per_image.len()
-            )));
+            return Err(MetricsError::Empty(match self.per_image.len() {
+                0 => "no image was added (Evaluator::add_image)".to_string(),
+                1 => "1 image added, but every pixel of it is labelled 255 (ignore), or it has \
+                      none"
+                    .to_string(),
+                n => format!(
+                    "{n} images added, but every pixel of them is labelled 255 (ignore), or \
+                     they have none"
+                ),
+            }));
         }
         let zd = self.cfg.zero_division;
         let averages = |m: ClassMetric| Averages {

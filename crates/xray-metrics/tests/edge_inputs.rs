@@ -552,3 +552,27 @@ fn a_fit_that_raised_the_ece_is_flagged_in_the_markdown() {
         assert!(!r.to_markdown().contains("temperature note"), "{ece_after}");
     }
 }
+
+/// Finishing with nothing to score says what was added: it read "0 images added, every
+/// pixel ignored or none at all" (and "1 images added") whether no image was given or every
+/// pixel of the images was ignored.
+#[test]
+fn finishing_with_nothing_scored_says_what_was_added() {
+    let nothing = Evaluator::new(EvalConfig::default()).unwrap();
+    let e = nothing.finish().unwrap_err().to_string();
+    assert!(e.contains("no image was added"), "{e}");
+    for n in [1usize, 2] {
+        let mut ev = Evaluator::new(EvalConfig::default()).unwrap();
+        for _ in 0..n {
+            ev.add_image(&[255, 255], &[0.2, 0.2, 0.3, 0.3, 0.5, 0.5], 2, 1)
+                .unwrap();
+        }
+        let e = ev.finish().unwrap_err().to_string();
+        let want = if n == 1 {
+            "1 image added, but every pixel of it is labelled 255"
+        } else {
+            "2 images added, but every pixel of them is labelled 255"
+        };
+        assert!(e.contains(want), "{e}");
+    }
+}
