@@ -193,10 +193,12 @@ impl Preprocess {
 }
 
 /// Resizes class-major probabilities `C × from_h × from_w` to `C × to_h × to_w` (bilinear,
-/// per class), then renormalises each pixel so the classes still sum to one.
+/// per class), then renormalises each pixel so the classes still sum to one:
+/// [`xray_data::resize::resize_probabilities`] with this crate's error type.
 ///
 /// # Errors
-/// A length that does not match `C × from_h × from_w`, or a zero size.
+/// A length that does not match `C × from_h × from_w`, a zero size, or a size beyond the
+/// resize's limit ([`Error::Data`]).
 ///
 /// # Examples
 /// ```
@@ -221,40 +223,14 @@ pub fn resize_probabilities(
     (from_w, from_h): (u32, u32),
     (to_w, to_h): (u32, u32),
 ) -> Result<Vec<f32>> {
-    let plane = from_w as usize * from_h as usize;
-    if classes == 0 || probs.len() != classes * plane {
-        return Err(Error::Invalid(format!(
-            "probabilities hold {} values, expected {classes} classes x {from_w} x {from_h}",
-            probs.len()
-        )));
-    }
-    // Checked before the early return for equal sizes, which would otherwise let 0 × n
-    // through as a copy.
-    if from_w == 0 || from_h == 0 || to_w == 0 || to_h == 0 {
-        return Err(Error::Invalid(format!(
-            "probabilities cannot be resized from {from_w} x {from_h} to {to_w} x {to_h}: a \
-             size is zero"
-        )));
-    }
-    if (from_w, from_h) == (to_w, to_h) {
-        return Ok(probs.to_vec());
-    }
-    let out_plane = to_w as usize * to_h as usize;
-    let mut out = Vec::with_capacity(classes * out_plane);
-    for c in 0..classes {
-        let p = Radiograph::from_raw(from_w, from_h, probs[c * plane..(c + 1) * plane].to_vec())
-            .ok_or_else(|| Error::Invalid("probability plane of the wrong size".into()))?;
-        out.extend_from_slice(resize(&p, to_w, to_h, Filter::Bilinear)?.as_raw());
-    }
-    for i in 0..out_plane {
-        let sum: f32 = (0..classes).map(|c| out[c * out_plane + i]).sum();
-        if sum > 0.0 {
-            for c in 0..classes {
-                out[c * out_plane + i] /= sum;
-            }
-        }
-    }
-    Ok(out)
+    // The library's, which crates without this one use; the same arithmetic this function
+    // held (bilinear per class plane, then each pixel renormalised).
+    Ok(xray_data::resize::resize_probabilities(
+        probs,
+        classes,
+        (from_w, from_h),
+        (to_w, to_h),
+    )?)
 }
 
 #[cfg(test)]
