@@ -157,6 +157,16 @@ impl Predictor {
             })?,
             None => Preprocess::default(),
         };
+        // The checks of the library's readers (a number within the temperature range; one of
+        // the averaging names), their messages prefixed with the checkpoint.
+        let in_file = |e: xnet_model::ModelError| match e {
+            xnet_model::ModelError::InvalidConfig(m) => {
+                Error::Invalid(format!("{}: {m}", path.display()))
+            }
+            other => Error::Model(other),
+        };
+        let temperature = loaded.temperature().map_err(in_file)?;
+        let flip_average = loaded.flip_average().map_err(in_file)?;
         // `new` validates the record; its errors name the config file that holds it.
         let mut predictor = Self::new(
             loaded.model,
@@ -177,27 +187,10 @@ impl Predictor {
             }
             other => other,
         })?;
-        if let Some(v) = loaded.metadata.get(TEMPERATURE_KEY) {
-            let t = v.as_f64().ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}: metadata.{TEMPERATURE_KEY} must be a number, got {v}",
-                    path.display()
-                ))
-            })?;
-            predictor
-                .set_temperature(t)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        if let Some(t) = temperature {
+            predictor.set_temperature(t)?;
         }
-        if let Some(v) = loaded.metadata.get(FLIP_AVERAGE_KEY) {
-            let flips = serde_json::from_value(v.clone()).map_err(|_| {
-                Error::Invalid(format!(
-                    "{}: metadata.{FLIP_AVERAGE_KEY} must be \"off\", \"horizontal\" or \
-                     \"horizontal_vertical\", got {v}",
-                    path.display()
-                ))
-            })?;
-            predictor.set_flip_average(flips);
-        }
+        predictor.set_flip_average(flip_average);
         predictor.preprocess_recorded = recorded;
         Ok(predictor)
     }
