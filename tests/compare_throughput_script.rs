@@ -6,6 +6,17 @@
 use std::path::Path;
 use std::process::Command;
 
+/// Whether `bash` and `python3` both run here (the script needs both).
+fn bash_and_python3_run() -> bool {
+    ["bash", "python3"].iter().all(|program| {
+        Command::new(program)
+            .arg("-c")
+            .arg("")
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
 /// Writes an executable shell script.
 fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write a script");
@@ -20,14 +31,7 @@ fn script(path: &Path, body: &str) {
 #[cfg(unix)]
 #[test]
 fn our_side_runs_alone_without_the_twin_s_python() {
-    let have = |program: &str| {
-        Command::new(program)
-            .arg("-c")
-            .arg("")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !have("bash") || !have("python3") {
+    if !bash_and_python3_run() {
         eprintln!("skipped: the script needs bash and a python3");
         return;
     }
@@ -83,14 +87,7 @@ fn our_side_runs_alone_without_the_twin_s_python() {
 #[cfg(unix)]
 #[test]
 fn configs_the_twin_lacks_run_on_our_side_alone() {
-    let have = |program: &str| {
-        Command::new(program)
-            .arg("-c")
-            .arg("")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !have("bash") || !have("python3") {
+    if !bash_and_python3_run() {
         eprintln!("skipped: the script needs bash and a python3");
         return;
     }
