@@ -98,6 +98,11 @@
 //! # }
 //! ```
 //!
+//! A program that must not depend on files beside it (a device's firmware) can carry the
+//! checkpoint inside itself: [`checkpoint::load_from_bytes`] takes the bytes of the two
+//! files (`include_bytes!("model/config.json")`, `include_bytes!("model/model.safetensors")`)
+//! with every check [`checkpoint::load`] makes.
+//!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |

@@ -35,7 +35,7 @@ pub(crate) use swap::{
     holds_its_weights, remove_replaced_leftovers, replace_dir, restore_replaced_dir,
 };
 pub(crate) use weights_file::varmap_tensors;
-use weights_file::{read_weights_checked, set_weights};
+use weights_file::{read_weights_checked, set_weights, weights_from_bytes};
 
 /// File name of the weights inside a checkpoint directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -437,6 +437,12 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
         path: cfg_path.clone(),
         source,
     })?;
+    check_format_version(&cfg, &cfg_path)?;
+    Ok(cfg)
+}
+
+/// Refuses a configuration of a format newer than this crate reads.
+fn check_format_version(cfg: &CheckpointConfig, cfg_path: &Path) -> Result<()> {
     if cfg.format_version > FORMAT_VERSION {
         return Err(ModelError::InvalidConfig(format!(
             "{}: checkpoint format version {} is newer than this crate's {FORMAT_VERSION}",
@@ -444,7 +450,7 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
             cfg.format_version
         )));
     }
-    Ok(cfg)
+    Ok(())
 }
 
 /// Rewrites `config.json` of a checkpoint (given as its directory, its weights file or the
@@ -603,6 +609,35 @@ pub fn load_with(
 ) -> Result<LoadedModel> {
     let cfg = read_config(path)?;
     let (weights, cfg_path) = resolve(path);
+    load_parsed(
+        cfg,
+        &cfg_path,
+        &weights,
+        device,
+        build,
+        Box::new(|expected, saved_with| read_weights_checked(&weights, expected, saved_with)),
+    )
+}
+
+/// The tensors of a weights file whose names and shapes must be the given ones, checked
+/// against the digest its config recorded (with that config's path, for the error).
+type ReadWeights<'a> = dyn FnOnce(
+        &BTreeMap<String, Vec<usize>>,
+        Option<(&str, &Path)>,
+    ) -> Result<std::collections::HashMap<String, Tensor>>
+    + 'a;
+
+/// [`load_with`] once the configuration is read (`cfg_path` and `weights` name the two
+/// files in errors): validates it, reads the weights through `read` against the shapes the
+/// builder asks for, and builds the network with them.
+fn load_parsed(
+    cfg: CheckpointConfig,
+    cfg_path: &Path,
+    weights: &Path,
+    device: &Device,
+    build: impl Fn(&ModelConfig, VarBuilder) -> Result<Box<dyn Segmenter>>,
+    read: Box<ReadWeights<'_>>,
+) -> Result<LoadedModel> {
     cfg.model.validate().map_err(|e| match e {
         ModelError::InvalidConfig(m) => {
             ModelError::InvalidConfig(format!("{}: {m}", cfg_path.display()))
@@ -610,21 +645,85 @@ pub fn load_with(
         other => other,
     })?;
     let expected = expected_shapes(|vb| build(&cfg.model, vb).map(|_| ()))?;
-    let saved_with = cfg
-        .weights_digest
-        .as_deref()
-        .map(|d| (d, cfg_path.as_path()));
-    let stored = read_weights_checked(&weights, &expected, saved_with)?;
+    let saved_with = cfg.weights_digest.as_deref().map(|d| (d, cfg_path));
+    let stored = read(&expected, saved_with)?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = build(&cfg.model, vb)?;
-    set_weights(&varmap, stored, &weights, device)?;
+    set_weights(&varmap, stored, weights, device)?;
     Ok(LoadedModel {
         model,
         config: cfg.model,
         varmap,
         metadata: cfg.metadata,
     })
+}
+
+/// The folder name that errors of [`load_from_bytes`] give its two files
+/// (`<in memory>/config.json`, `<in memory>/model.safetensors`).
+pub const IN_MEMORY: &str = "<in memory>";
+
+/// Loads a checkpoint from memory: the bytes of its [`CONFIG_FILE`] and [`WEIGHTS_FILE`],
+/// e.g. compiled into a device's program with `include_bytes!`, so that no file has to ship
+/// beside it. Every check of [`load`] applies: the format version, the configuration, the
+/// weights' names, shapes and values, and that the two are from one save (the digest the
+/// config records); errors name the files as `<in memory>/config.json` and
+/// `<in memory>/model.safetensors` ([`IN_MEMORY`]).
+///
+/// # Errors
+/// As [`load`], less the file-system errors: a config that is not a checkpoint's JSON
+/// ([`ModelError::Json`]), weights that do not fit it or are corrupt, or a pair from two
+/// saves.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{ModuleT, VarBuilder, VarMap};
+/// use xnet_model::checkpoint::{self, CONFIG_FILE, WEIGHTS_FILE};
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("xnet-doc-from-bytes-{}", std::process::id()));
+/// # let varmap = VarMap::new();
+/// # let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// # cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// # checkpoint::save(&dir, &varmap, &cfg, serde_json::json!({ "epoch": 3 }))?;
+/// // `dir`: a saved checkpoint. A program can carry its two files instead:
+/// // `include_bytes!("model/config.json")`, `include_bytes!("model/model.safetensors")`.
+/// let config = std::fs::read(dir.join(CONFIG_FILE))?;
+/// let weights = std::fs::read(dir.join(WEIGHTS_FILE))?;
+/// let loaded = checkpoint::load_from_bytes(&config, &weights, &Device::Cpu)?;
+/// let from_disk = checkpoint::load(&dir, &Device::Cpu)?;
+/// let x = Tensor::rand(0f32, 1., (1, 1, 16, 16), &Device::Cpu)?;
+/// let out = |m: &dyn ModuleT| m.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>();
+/// assert_eq!(out(&*loaded.model)?, out(&*from_disk.model)?);
+/// assert_eq!(loaded.metadata["epoch"], 3);
+/// // A weights file cut short is refused, naming it.
+/// let e = checkpoint::load_from_bytes(&config, &weights[..weights.len() - 4], &Device::Cpu)
+///     .unwrap_err();
+/// assert!(e.to_string().contains("<in memory>/model.safetensors"), "{e}");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn load_from_bytes(config_json: &[u8], weights: &[u8], device: &Device) -> Result<LoadedModel> {
+    let cfg_path = Path::new(IN_MEMORY).join(CONFIG_FILE);
+    let weights_path = Path::new(IN_MEMORY).join(WEIGHTS_FILE);
+    let cfg: CheckpointConfig =
+        serde_json::from_slice(config_json).map_err(|source| ModelError::Json {
+            path: cfg_path.clone(),
+            source,
+        })?;
+    check_format_version(&cfg, &cfg_path)?;
+    load_parsed(
+        cfg,
+        &cfg_path,
+        &weights_path,
+        device,
+        |c, vb| c.build(vb),
+        Box::new(|expected, saved_with| {
+            weights_from_bytes(&weights_path, weights, expected, saved_with)
+        }),
+    )
 }
 
 /// Fills every variable of `varmap` from a safetensors file, strictly: every variable must

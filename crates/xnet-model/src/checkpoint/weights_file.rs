@@ -67,21 +67,7 @@ pub(super) fn read_weights_checked(
     }
     let mut header = vec![0u8; n as usize];
     file.read_exact(&mut header).map_err(io)?;
-    let entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| st_error(path, format!("the header is not a JSON object: {e}")))?;
-    let mut found: BTreeMap<String, HeaderEntry> = BTreeMap::new();
-    for (name, value) in entries {
-        if name == "__metadata__" {
-            continue;
-        }
-        let entry: HeaderEntry = serde_json::from_value(value).map_err(|e| {
-            st_error(
-                path,
-                format!("header entry of tensor `{name}` is malformed: {e}"),
-            )
-        })?;
-        found.insert(name, entry);
-    }
+    let found = parse_header(path, &header)?;
     check_names_and_shapes(path, expected, found.iter().map(|(k, e)| (k, &e.shape)))?;
     check_data_length(path, &found, len - 8 - n)?;
     // The data cannot be larger than the expected tensors in the widest dtype (f64): a file
@@ -103,14 +89,75 @@ pub(super) fn read_weights_checked(
     let mut bytes = Vec::with_capacity(len as usize);
     file.rewind().map_err(io)?;
     file.read_to_end(&mut bytes).map_err(io)?;
+    checked_tensors(path, &bytes, &found, saved_with)
+}
+
+/// [`read_weights_checked`] for a safetensors file already in memory (`bytes`; `label`
+/// names it in errors): the same checks, less the size bound that keeps an oversized file
+/// from being read.
+pub(super) fn weights_from_bytes(
+    label: &Path,
+    bytes: &[u8],
+    expected: &BTreeMap<String, Vec<usize>>,
+    saved_with: Option<(&str, &Path)>,
+) -> Result<HashMap<String, Tensor>> {
+    let len = bytes.len() as u64;
+    let Some((n, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(st_error(
+            label,
+            format!("the file is {len} bytes, too short for a safetensors header"),
+        ));
+    };
+    let n = u64::from_le_bytes(*n);
+    if n > MAX_HEADER_BYTES || n > len - 8 {
+        return Err(st_error(
+            label,
+            format!("header length {n} does not fit the file ({len} bytes) or exceeds {MAX_HEADER_BYTES}"),
+        ));
+    }
+    let found = parse_header(label, &rest[..n as usize])?;
+    check_names_and_shapes(label, expected, found.iter().map(|(k, e)| (k, &e.shape)))?;
+    check_data_length(label, &found, len - 8 - n)?;
+    checked_tensors(label, bytes, &found, saved_with)
+}
+
+/// The tensor entries of a safetensors header (the JSON after its length).
+fn parse_header(path: &Path, header: &[u8]) -> Result<BTreeMap<String, HeaderEntry>> {
+    let entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|e| st_error(path, format!("the header is not a JSON object: {e}")))?;
+    let mut found: BTreeMap<String, HeaderEntry> = BTreeMap::new();
+    for (name, value) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let entry: HeaderEntry = serde_json::from_value(value).map_err(|e| {
+            st_error(
+                path,
+                format!("header entry of tensor `{name}` is malformed: {e}"),
+            )
+        })?;
+        found.insert(name, entry);
+    }
+    Ok(found)
+}
+
+/// The tensors of a whole safetensors file whose header passed the checks (`found`): the
+/// digest its config recorded (`saved_with`), then every value ([`check_values`]); in `f32`
+/// on the CPU.
+fn checked_tensors(
+    path: &Path,
+    bytes: &[u8],
+    found: &BTreeMap<String, HeaderEntry>,
+    saved_with: Option<(&str, &Path)>,
+) -> Result<HashMap<String, Tensor>> {
     // After the names and shapes: a file that does not fit the network at all is reported
     // as such; one that fits but is from another save, here.
     if let Some((want, config_path)) = saved_with {
-        check_digest(want, &bytes, path, config_path)?;
+        check_digest(want, bytes, path, config_path)?;
     }
     let st =
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| st_error(path, e.to_string()))?;
-    let mut out = HashMap::with_capacity(expected.len());
+        safetensors::SafeTensors::deserialize(bytes).map_err(|e| st_error(path, e.to_string()))?;
+    let mut out = HashMap::with_capacity(found.len());
     for (name, view) in st.tensors() {
         let dtype = found.get(&name).map_or("?", |e| e.dtype.as_str());
         let t = candle_core::safetensors::Load::load(&view, &Device::Cpu).map_err(|e| {
