@@ -10,7 +10,9 @@
 //! the first NUL byte is `config.json`, the bytes after it `model.safetensors`.
 //!
 //! Never panics; a loaded model runs `infer::predict_proba` on a 16 × 16 input and gives
-//! `classes × 16 × 16` finite probabilities, or an error.
+//! `classes × 16 × 16` finite probabilities, or an error. The same bytes given to
+//! `checkpoint::load_from_bytes` are refused or loaded alike, and load to a network that
+//! predicts the same probabilities.
 #![no_main]
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -76,20 +78,40 @@ fuzz_target!(|data: &[u8]| {
     };
     std::fs::write(f.case.join(CONFIG_FILE), config).expect("write config");
     std::fs::write(f.case.join(WEIGHTS_FILE), weights).expect("write weights");
-    let Ok(loaded) = checkpoint::load(&f.case, &Device::Cpu) else {
+    let from_disk = checkpoint::load(&f.case, &Device::Cpu);
+    // The same bytes from memory: refused or loaded alike (the file's loader alone bounds a
+    // file's size before reading it, so only its refusal may stand alone).
+    let from_memory = checkpoint::load_from_bytes(config, weights, &Device::Cpu);
+    let loaded = match (from_disk, from_memory) {
+        (Ok(disk), Ok(memory)) => Some((disk, memory)),
+        (Err(_), Err(e)) => {
+            assert!(e.to_string().contains(checkpoint::IN_MEMORY), "{e}");
+            None
+        }
+        (Err(e), Ok(_)) => {
+            assert!(
+                e.to_string().contains("larger than its tensors can be"),
+                "{e}"
+            );
+            None
+        }
+        (Ok(_), Err(e)) => panic!("loaded from disk, refused from memory: {e}"),
+    };
+    let Some((loaded, from_memory)) = loaded else {
         return;
     };
     let (h, w) = (16, 16);
     let image: Vec<f32> = (0..h * w).map(|i| (i % 13) as f32 / 13.0).collect();
-    let Ok(probs) = predict_proba(
-        loaded.model.as_ref(),
-        &image,
-        h,
-        w,
-        &InferenceOptions::default(),
-    ) else {
+    let opts = InferenceOptions::default();
+    let Ok(probs) = predict_proba(loaded.model.as_ref(), &image, h, w, &opts) else {
         return;
     };
+    let memory_probs = predict_proba(from_memory.model.as_ref(), &image, h, w, &opts);
+    assert_eq!(
+        memory_probs.ok().as_ref(),
+        Some(&probs),
+        "the checkpoint from memory predicts otherwise"
+    );
     assert_eq!(probs.len(), loaded.model.num_classes() * h * w);
     for &p in &probs {
         assert!(
