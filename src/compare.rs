@@ -406,7 +406,7 @@ fn inference_rate(predictor: &Predictor, ds: &Dataset, indices: &[usize]) -> Res
     )
 }
 
-/// Least wall time over which [`inference_rate`] times its passes over the scored images.
+/// Least wall time over which the inference column times its passes over the scored images.
 pub const INFERENCE_SECONDS: f64 = 1.0;
 
 /// Items per second of `pass` (which handles `items` items), after one untimed `warm_up`
