@@ -329,6 +329,7 @@ impl ConfusionMatrix {
     /// # Panics
     /// When `truth` or `pred` is not below [`ConfusionMatrix::num_classes`] (the message
     /// names the index and the class count); an index out of range never reads another cell.
+    /// [`ConfusionMatrix::get`] returns `None` instead.
     ///
     /// # Examples
     /// ```
@@ -346,6 +347,26 @@ impl ConfusionMatrix {
         self.assert_class("true class", truth);
         self.assert_class("predicted class", pred);
         self.counts[truth * self.num_classes + pred]
+    }
+
+    /// The count of pixels of true class `truth` predicted as `pred`, or `None` when either
+    /// is not a class of the matrix: [`ConfusionMatrix::count`] for indices that come from
+    /// data (a label read from a file), as `slice::get` is to indexing.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 2], &[0, 2, 2], 3)?;
+    /// assert_eq!(cm.get(1, 2), Some(1));
+    /// assert_eq!(cm.get(0, 3), None); // no class 3: no panic
+    /// assert_eq!(cm.get(usize::MAX, 0), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get(&self, truth: usize, pred: usize) -> Option<u64> {
+        let c = self.num_classes;
+        (truth < c && pred < c).then(|| self.counts[truth * c + pred])
     }
 
     /// Panics, naming the index (`what` says which) and the class count, unless
