@@ -187,12 +187,21 @@ fn a_failed_or_shrinking_resume_leaves_the_run_record_alone() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-/// With k folds, every fold's `last/` is taken up before any fold trains on: a damaged
-/// second fold fails the resume before the first fold trains a further epoch under the new
-/// options or the record says it did.
-#[test]
-fn a_kfold_resume_with_a_damaged_later_fold_trains_and_records_nothing() {
-    let tmp = temp_dir("train-resume-kfold");
+/// A tiny two-fold run trained one epoch, for the k-fold resume checks.
+struct TwoFoldRun {
+    /// The temporary folder holding the run.
+    tmp: PathBuf,
+    /// The job that trained it.
+    job: TrainJob,
+    /// The run's record of its options (`train_job.json`), and its bytes after the run.
+    record: PathBuf,
+    before: Vec<u8>,
+    /// The same job resumed with two epochs.
+    longer: TrainJob,
+}
+
+fn two_fold_run(tag: &str) -> TwoFoldRun {
+    let tmp = temp_dir(tag);
     let job = TrainJob {
         kfold: Some(2),
         synth_count: 8,
@@ -201,17 +210,38 @@ fn a_kfold_resume_with_a_damaged_later_fold_trains_and_records_nothing() {
     run(&job).expect("the first run trains both folds");
     let record = job.run_dir.join(xray_seg::train::RUN_OPTIONS_FILE);
     let before = std::fs::read(&record).unwrap();
+    let longer = TrainJob {
+        resume: true,
+        epochs: 2,
+        ..job.clone()
+    };
+    TwoFoldRun {
+        tmp,
+        job,
+        record,
+        before,
+        longer,
+    }
+}
+
+/// With k folds, every fold's `last/` is taken up before any fold trains on: a damaged
+/// second fold fails the resume before the first fold trains a further epoch under the new
+/// options or the record says it did.
+#[test]
+fn a_kfold_resume_with_a_damaged_later_fold_trains_and_records_nothing() {
+    let TwoFoldRun {
+        tmp,
+        job,
+        record,
+        before,
+        longer,
+    } = two_fold_run("train-resume-kfold");
     let log = |fold: &str| std::fs::read(job.run_dir.join(fold).join("log.jsonl")).unwrap();
     let first_fold_log = log("fold-0");
 
     let optimizer = job.run_dir.join("fold-1/last/optimizer.safetensors");
     let bytes = std::fs::read(&optimizer).unwrap();
     std::fs::write(&optimizer, &bytes[..bytes.len() / 2]).unwrap();
-    let longer = TrainJob {
-        resume: true,
-        epochs: 2,
-        ..job.clone()
-    };
     let err = error_of(&longer, "a damaged second fold");
     assert!(
         err.contains("fold-1") && err.contains("optimizer.safetensors"),
@@ -240,15 +270,13 @@ fn a_kfold_resume_with_a_damaged_later_fold_trains_and_records_nothing() {
 /// record (the `run_kfold` fuzz target, 2026-12-02).
 #[test]
 fn a_kfold_resume_with_a_damaged_later_best_checkpoint_trains_and_records_nothing() {
-    let tmp = temp_dir("train-resume-kfold-best");
-    let job = TrainJob {
-        kfold: Some(2),
-        synth_count: 8,
-        ..tiny_job(tmp.join("run"))
-    };
-    run(&job).expect("the first run trains both folds");
-    let record = job.run_dir.join(xray_seg::train::RUN_OPTIONS_FILE);
-    let before = std::fs::read(&record).unwrap();
+    let TwoFoldRun {
+        tmp,
+        job,
+        record,
+        before,
+        longer,
+    } = two_fold_run("train-resume-kfold-best");
     let fold_files = |fold: &str| {
         ["log.jsonl", "last/trainer_state.json", "model.safetensors"]
             .map(|f| std::fs::read(job.run_dir.join(fold).join(f)).unwrap())
@@ -277,11 +305,6 @@ fn a_kfold_resume_with_a_damaged_later_best_checkpoint_trains_and_records_nothin
     config["weights_digest"] = digest_of("fold-0");
     config["metadata"]["monitored_loss"] = serde_json::json!(1e-9);
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let longer = TrainJob {
-        resume: true,
-        epochs: 2,
-        ..job.clone()
-    };
     let err = error_of(&longer, "a damaged best/ in the second fold");
     assert!(
         err.contains("fold-1") && err.contains("best") && err.contains("model.safetensors"),
