@@ -17,6 +17,23 @@ fn bash_and_python3_run() -> bool {
     })
 }
 
+/// Runs `scripts/compare_throughput.sh` with `args` and the environment `env`, which must
+/// succeed; returns its stdout and stderr.
+fn run_script(args: &[&str], env: &[(&str, std::ffi::OsString)]) -> (String, String) {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compare_throughput.sh"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
 /// Writes an executable shell script.
 fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write a script");
@@ -53,21 +70,16 @@ fn our_side_runs_alone_without_the_twin_s_python() {
         dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compare_throughput.sh"))
-        .args(["1", "xnet:forward:1:64:1"])
-        .env("PATH", path)
-        .env("OURS", dir.join("throughput"))
-        .env("CARGO_TARGET_DIR", dir.join("target"))
-        .env("PYTHON", dir.join("no-such-python"))
-        .env("OUT", dir.join("records.jsonl"))
-        .output()
-        .expect("bash runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let (stdout, stderr) = run_script(
+        &["1", "xnet:forward:1:64:1"],
+        &[
+            ("PATH", path.into()),
+            ("OURS", dir.join("throughput").into()),
+            ("CARGO_TARGET_DIR", dir.join("target").into()),
+            ("PYTHON", dir.join("no-such-python").into()),
+            ("OUT", dir.join("records.jsonl").into()),
+        ],
     );
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("only our side runs"), "{stderr}");
     // Our images/s, no ratio, and a median line that says so.
     assert!(
@@ -111,25 +123,20 @@ fn configs_the_twin_lacks_run_on_our_side_alone() {
     echo '{"images_per_s": 1.25}' ;;
 esac"#,
     );
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compare_throughput.sh"))
-        .args([
+    let (stdout, _) = run_script(
+        &[
             "1",
             "deeplab:forward:1:64:1",
             "xnet:tiled:1:300:1",
             "xnet:forward:1:64:1",
-        ])
-        .env("OURS", dir.join("throughput"))
-        .env("PYTHON", dir.join("python"))
-        .env("TWIN", dir.join("xnet_torch.py"))
-        .env("OUT", dir.join("records.jsonl"))
-        .output()
-        .expect("bash runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+        ],
+        &[
+            ("OURS", dir.join("throughput").into()),
+            ("PYTHON", dir.join("python").into()),
+            ("TWIN", dir.join("xnet_torch.py").into()),
+            ("OUT", dir.join("records.jsonl").into()),
+        ],
     );
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let line = |config: &str| {
         stdout
             .lines()
