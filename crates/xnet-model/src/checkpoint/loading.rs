@@ -139,20 +139,17 @@ pub fn load_with(
         &weights,
         device,
         build,
-        Box::new(|expected, saved_with| read_weights_checked(&weights, expected, saved_with)),
+        |expected, saved_with| read_weights_checked(&weights, expected, saved_with),
     )
 }
-
-/// The tensors of a weights file whose names and shapes must be the given ones, checked
-/// against the digest its config recorded (with that config's path, for the error).
-type ReadWeights<'a> =
-    dyn FnOnce(&Shapes, Option<(&str, &Path)>) -> Result<HashMap<String, Tensor>> + 'a;
 
 /// Variables' names and shapes ([`expected_shapes`]).
 type Shapes = BTreeMap<String, Vec<usize>>;
 
 /// [`load_with`] once the configuration is read (`cfg_path` and `weights` name the two
-/// files in errors): validates it, reads the weights through `read` against the shapes the
+/// files in errors): validates it, reads the weights through `read` (the tensors of a
+/// weights file whose names and shapes must be the given ones, checked against the digest
+/// the config recorded, with the config's path for the error) against the shapes the
 /// builder asks for, and builds the network with them.
 fn load_parsed(
     cfg: CheckpointConfig,
@@ -160,7 +157,7 @@ fn load_parsed(
     weights: &Path,
     device: &Device,
     build: impl Fn(&ModelConfig, VarBuilder) -> Result<Box<dyn Segmenter>>,
-    read: Box<ReadWeights<'_>>,
+    read: impl FnOnce(&Shapes, Option<(&str, &Path)>) -> Result<HashMap<String, Tensor>>,
 ) -> Result<LoadedModel> {
     cfg.model.validate().map_err(|e| match e {
         ModelError::InvalidConfig(m) => {
@@ -244,9 +241,7 @@ pub fn load_from_bytes(config_json: &[u8], weights: &[u8], device: &Device) -> R
         &weights_path,
         device,
         |c, vb| c.build(vb),
-        Box::new(|expected, saved_with| {
-            weights_from_bytes(&weights_path, weights, expected, saved_with)
-        }),
+        |expected, saved_with| weights_from_bytes(&weights_path, weights, expected, saved_with),
     )
 }
 
