@@ -329,7 +329,13 @@ impl ConfusionMatrix {
     /// # Panics
     /// When `truth` or `pred` is not below [`ConfusionMatrix::num_classes`] (the message
     /// names the index and the class count); an index out of range never reads another cell.
-    /// [`ConfusionMatrix::get`] returns `None` instead.
+    /// [`ConfusionMatrix::get`] returns `None` instead. Each panicking accessor has such a
+    /// counterpart for indices that come from data, named as `slice::get` is to indexing:
+    /// `count` → `get`, and `get_` before the name for the others
+    /// ([`get_support`](ConfusionMatrix::get_support),
+    /// [`get_predicted`](ConfusionMatrix::get_predicted),
+    /// [`get_tp_fp_fn_tn`](ConfusionMatrix::get_tp_fp_fn_tn)), as `xray_postproc`'s
+    /// `ProbMap::plane` → `get_plane`.
     ///
     /// # Examples
     /// ```
@@ -446,6 +452,8 @@ impl ConfusionMatrix {
     ///
     /// # Panics
     /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
+    /// [`ConfusionMatrix::get_support`] returns `None` instead (the `get_` counterpart, as
+    /// [`ConfusionMatrix::get`] is `count`'s).
     ///
     /// # Examples
     /// ```
@@ -469,6 +477,7 @@ impl ConfusionMatrix {
     ///
     /// # Panics
     /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
+    /// [`ConfusionMatrix::get_predicted`] returns `None` instead.
     ///
     /// # Examples
     /// ```
@@ -491,6 +500,7 @@ impl ConfusionMatrix {
     ///
     /// # Panics
     /// When `class` is not below [`ConfusionMatrix::num_classes`] (the message names it).
+    /// [`ConfusionMatrix::get_tp_fp_fn_tn`] returns `None` instead.
     ///
     /// # Examples
     /// ```
@@ -512,6 +522,61 @@ impl ConfusionMatrix {
         let fneg = self.support(class) - tp;
         let tn = self.total() - tp - fp - fneg;
         [tp, fp, fneg, tn]
+    }
+
+    /// Pixels whose true class is `class` (row sum), or `None` when `class` is not a class
+    /// of the matrix: [`ConfusionMatrix::support`] for a class that comes from data, without
+    /// its panic.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 255], &[1, 1, 0, 0], 2)?;
+    /// assert_eq!(cm.get_support(1), Some(2));
+    /// assert_eq!(cm.get_support(2), None); // no class 2: no panic
+    /// assert_eq!(cm.get_support(usize::MAX), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_support(&self, class: usize) -> Option<u64> {
+        (class < self.num_classes).then(|| self.support(class))
+    }
+
+    /// Pixels predicted as `class` (column sum), or `None` when `class` is not a class of
+    /// the matrix: [`ConfusionMatrix::predicted`] without its panic.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 255], &[1, 1, 0, 0], 2)?;
+    /// assert_eq!(cm.get_predicted(1), Some(2));
+    /// assert_eq!(cm.get_predicted(2), None); // no class 2: no panic
+    /// assert_eq!(cm.get_predicted(usize::MAX), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_predicted(&self, class: usize) -> Option<u64> {
+        (class < self.num_classes).then(|| self.predicted(class))
+    }
+
+    /// `[TP, FP, FN, TN]` of one class against the rest, or `None` when `class` is not a
+    /// class of the matrix: [`ConfusionMatrix::tp_fp_fn_tn`] without its panic.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::ConfusionMatrix;
+    /// let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 2], &[0, 0, 1, 2], 3)?;
+    /// assert_eq!(cm.get_tp_fp_fn_tn(1), Some([1, 0, 1, 2]));
+    /// assert_eq!(cm.get_tp_fp_fn_tn(3), None); // no class 3: no panic
+    /// assert_eq!(cm.get_tp_fp_fn_tn(usize::MAX), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_tp_fp_fn_tn(&self, class: usize) -> Option<[u64; 4]> {
+        (class < self.num_classes).then(|| self.tp_fp_fn_tn(class))
     }
 }
 
@@ -589,6 +654,31 @@ mod tests {
         assert_eq!(cm.count(1, 2), 1);
         assert_eq!(cm.count(2, 2), 1);
         assert_eq!(cm.tp_fp_fn_tn(2), [1, 1, 0, 1]);
+    }
+
+    /// Every panicking accessor has a `get` counterpart (the embedding walkthrough found only
+    /// `get` for `count`): in range it agrees with it, out of range it is `None`, not a panic.
+    #[test]
+    fn get_counterparts_agree_in_range_and_return_none_outside() {
+        let cm = ConfusionMatrix::from_labels(&[0, 1, 1, 2, 255], &[0, 0, 1, 2, 1], 3).unwrap();
+        for class in 0..3 {
+            assert_eq!(cm.get_support(class), Some(cm.support(class)));
+            assert_eq!(cm.get_predicted(class), Some(cm.predicted(class)));
+            assert_eq!(cm.get_tp_fp_fn_tn(class), Some(cm.tp_fp_fn_tn(class)));
+            for pred in 0..3 {
+                assert_eq!(cm.get(class, pred), Some(cm.count(class, pred)));
+            }
+        }
+        for class in [3, 4, 255, usize::MAX] {
+            let out = std::panic::catch_unwind(|| {
+                (
+                    cm.get_support(class),
+                    cm.get_predicted(class),
+                    cm.get_tp_fp_fn_tn(class),
+                )
+            });
+            assert_eq!(out.ok(), Some((None, None, None)), "class {class}");
+        }
     }
 
     /// JSON whose counts do not fit its class count is refused (it deserialised, then
