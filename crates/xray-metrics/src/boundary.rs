@@ -12,7 +12,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{readable_number, MetricsError, Result};
-use crate::validate::{check_image_len, check_len, check_num_classes, first_bad_label, IGNORE};
+use crate::validate::{
+    check_image_len, check_len, check_num_classes, first_bad_label, IGNORE_LABEL,
+};
 
 /// Squared Euclidean distance of every pixel to the nearest `true` pixel of `features`
 /// (row-major, `width × height`); `f64::INFINITY` everywhere when there is none.
@@ -205,7 +207,7 @@ pub fn surface_distances(
     if let Some(i) = truth
         .iter()
         .zip(pred)
-        .position(|(&t, &p)| t != IGNORE && p as usize >= num_classes)
+        .position(|(&t, &p)| t != IGNORE_LABEL && p as usize >= num_classes)
     {
         return Err(MetricsError::PredictionOutOfRange {
             pixel: i,
@@ -219,7 +221,7 @@ pub fn surface_distances(
             let b: Vec<bool> = truth
                 .iter()
                 .zip(pred)
-                .map(|(&t, &p)| t != IGNORE && p as usize == k)
+                .map(|(&t, &p)| t != IGNORE_LABEL && p as usize == k)
                 .collect();
             if !a.iter().any(|&v| v) || !b.iter().any(|&v| v) {
                 return Ok(None);

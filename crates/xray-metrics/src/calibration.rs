@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MetricsError, Result};
 use crate::roc::radix_sort;
-use crate::validate::{check_max_bins, check_planes, explain_bad_probs, IGNORE};
+use crate::validate::{check_max_bins, check_planes, explain_bad_probs, IGNORE_LABEL};
 
 /// Norm of the calibration error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -746,7 +746,7 @@ pub fn calibration_bins(
                     .enumerate()
                 {
                     let g = bucket_fast(x, scale, &padded);
-                    let g = if l == IGNORE { nb } else { g };
+                    let g = if l == IGNORE_LABEL { nb } else { g };
                     let lane = j & 3;
                     count_hits[g][lane] += 1 | (u64::from(p == l) << 32);
                     sum[g][lane] += x as f64;
@@ -875,7 +875,7 @@ pub fn calibration_error_torch_f32(
         }
         for j in 0..m {
             let l = labels[off + j];
-            if l != IGNORE {
+            if l != IGNORE_LABEL {
                 let b = bucket(conf[j], &bounds);
                 count[b] += 1.0;
                 sum[b] += conf[j];
@@ -941,7 +941,7 @@ pub fn classwise_reliability(
             let mut acc = ReliabilityBins::new(n_bins)?;
             let plane = &probs[k * n..(k + 1) * n];
             for (i, (&l, &p)) in labels.iter().zip(plane).enumerate() {
-                if l != IGNORE {
+                if l != IGNORE_LABEL {
                     if !(0.0..=1.0).contains(&p) {
                         return Err(MetricsError::InvalidProbability {
                             pixel: i,

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MetricsError, Result};
-use crate::validate::{check_len, check_num_classes, IGNORE};
+use crate::validate::{check_len, check_num_classes, IGNORE_LABEL};
 
 /// Pixel counts `counts[t * C + p]`: pixels whose true class is `t` and predicted class is `p`.
 /// Ignored pixels (label 255) are never counted.
@@ -204,7 +204,7 @@ impl ConfusionMatrix {
         for v in 0..256usize {
             let t = if v < c {
                 v
-            } else if v == IGNORE as usize {
+            } else if v == IGNORE_LABEL as usize {
                 c
             } else {
                 c + 1

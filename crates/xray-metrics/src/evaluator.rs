@@ -20,7 +20,7 @@ use crate::report::{
 };
 use crate::roc::{key, BinnedAuc, ExactAuc, MicroAuc};
 use crate::scores::{mean_over_images, Average, ClassMetric, ZeroDivision};
-use crate::validate::{check_image_len, check_planes, IGNORE};
+use crate::validate::{check_image_len, check_planes, IGNORE_LABEL};
 
 /// How ROC AUC is accumulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -385,7 +385,7 @@ impl Evaluator {
             AucAcc::Off => {}
         }
         for ((&l, &p), &k) in labels.iter().zip(&conf).zip(&pred) {
-            if l != IGNORE {
+            if l != IGNORE_LABEL {
                 image_top1.push(p, k == l);
             }
         }
@@ -396,7 +396,7 @@ impl Evaluator {
                     .iter()
                     .zip(&conf)
                     .zip(&pred)
-                    .filter(|((&l, _), _)| l != IGNORE)
+                    .filter(|((&l, _), _)| l != IGNORE_LABEL)
                     .map(|((&l, &p), &k)| key(p, k == l)),
             );
         }
@@ -405,7 +405,7 @@ impl Evaluator {
             .enumerate()
             .for_each(|(k, bins)| {
                 for (&l, &p) in labels.iter().zip(&probs[k * n..(k + 1) * n]) {
-                    if l != IGNORE {
+                    if l != IGNORE_LABEL {
                         bins.push(p, l as usize == k);
                     }
                 }
@@ -420,7 +420,7 @@ impl Evaluator {
                 }
             }
         }
-        self.ignored += labels.iter().filter(|&&l| l == IGNORE).count() as u64;
+        self.ignored += labels.iter().filter(|&&l| l == IGNORE_LABEL).count() as u64;
         self.pooled.merge(&cm)?;
         self.per_image.push(cm);
         self.per_image_top1.push(image_top1);

@@ -62,4 +62,6 @@ pub use scores::{mean_over_images, Average, ClassMetric, Score, ZeroDivision};
 pub use temperature::{
     fit_temperature, softmax_with_temperature, LogitImage, TemperatureConfig, TemperatureFit,
 };
-pub use validate::{DEFAULT_SUM_TOLERANCE, IGNORE, MAX_BINS};
+#[allow(deprecated)]
+pub use validate::IGNORE;
+pub use validate::{DEFAULT_SUM_TOLERANCE, IGNORE_LABEL, MAX_BINS};

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MetricsError, Result};
 use crate::scores::Average;
-use crate::validate::{check_planes, first_bad_label, first_bad_probability, IGNORE};
+use crate::validate::{check_planes, first_bad_label, first_bad_probability, IGNORE_LABEL};
 
 /// Sort key of a score in [0, 1] and its positive flag. Callers check the score first: the
 /// key of NaN, an infinity or a score of 2 or more is 2^31 or more, past the radix sort's
@@ -521,13 +521,13 @@ impl ExactAuc {
                 labels
                     .iter()
                     .zip(plane)
-                    .filter(|(&l, _)| l != IGNORE)
+                    .filter(|(&l, _)| l != IGNORE_LABEL)
                     .map(|(&l, &p)| key(p, l == cl)),
             );
         }
         let mut scored = 0u64;
         for &l in labels {
-            if l != IGNORE {
+            if l != IGNORE_LABEL {
                 self.positives[l as usize] += 1;
                 scored += 1;
             }
@@ -717,7 +717,7 @@ impl BinnedAuc {
             let plane = &probs[class * n..(class + 1) * n];
             let h = &mut self.hist[class * b..(class + 1) * b];
             for (&l, &p) in labels.iter().zip(plane) {
-                if l != IGNORE {
+                if l != IGNORE_LABEL {
                     // `p * B` is monotone in p, so bins are ordered like the scores.
                     let bin = ((p * scale) as usize).min(b - 1);
                     h[bin][(l as usize != class) as usize] += 1;
@@ -890,7 +890,7 @@ pub fn roc_ovr(
                 // scores of 2 or more have keys of 2^31 or more, past its last bucket.
                 let ok = (0.0..=1.0).contains(&p);
                 bad |= !ok;
-                if l != IGNORE && ok {
+                if l != IGNORE_LABEL && ok {
                     let k = key(p, l == cl);
                     count_top_digit(&mut hist, k);
                     keys.push(k);
@@ -915,7 +915,7 @@ pub fn roc_ovr(
     let mut positives = vec![0u64; num_classes];
     let mut scored = 0;
     for &l in labels {
-        if l != IGNORE {
+        if l != IGNORE_LABEL {
             positives[l as usize] += 1;
             scored += 1;
         }

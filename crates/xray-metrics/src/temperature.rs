@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::ReliabilityBins;
 use crate::error::{readable_number, MetricsError, Result};
-use crate::validate::{check_len, check_num_classes, first_bad_label, IGNORE};
+use crate::validate::{check_len, check_num_classes, first_bad_label, IGNORE_LABEL};
 
 /// Validation logits of one image: class-major `C × pixels` plus labels (255 = ignore).
 #[derive(Clone, Copy, Debug)]
@@ -142,7 +142,7 @@ fn check_images(images: &[LogitImage<'_>], c: usize) -> Result<u64> {
                 value: im.logits[i],
             });
         }
-        scored += im.labels.iter().filter(|&&l| l != IGNORE).count() as u64;
+        scored += im.labels.iter().filter(|&&l| l != IGNORE_LABEL).count() as u64;
     }
     Ok(scored)
 }
@@ -172,7 +172,7 @@ fn nll_terms(images: &[LogitImage<'_>], c: usize, beta: f64) -> (f64, f64, f64) 
             let mut acc = (0.0, 0.0, 0.0);
             for i in pixels {
                 let y = im.labels[i];
-                if y == IGNORE {
+                if y == IGNORE_LABEL {
                     continue;
                 }
                 let z = |k: usize| im.logits[k * n + i] as f64;

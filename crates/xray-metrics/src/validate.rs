@@ -2,8 +2,30 @@
 
 use crate::error::{MetricsError, Result};
 
-/// Label value meaning "do not score this pixel".
-pub const IGNORE: u8 = 255;
+/// Label value meaning "do not score this pixel" (outside the collimated field, or
+/// unlabelled): the same value and name as `xray_data::IGNORE_LABEL`,
+/// `xnet_model::IGNORE_LABEL` and `xray_postproc::IGNORE_LABEL`.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::{ConfusionMatrix, IGNORE_LABEL};
+/// let cm = ConfusionMatrix::from_labels(&[0, IGNORE_LABEL, 1], &[0, 1, 1], 2).unwrap();
+/// assert_eq!(cm.total(), 2); // the ignored pixel is not scored
+/// ```
+pub const IGNORE_LABEL: u8 = 255;
+
+/// The ignore label under its old name: [`IGNORE_LABEL`], the name the other crates of the
+/// workspace use. Kept so that code written against it still builds (with a deprecation
+/// warning).
+///
+/// # Examples
+/// ```
+/// #[allow(deprecated)]
+/// let old = xray_metrics::IGNORE;
+/// assert_eq!(old, xray_metrics::IGNORE_LABEL);
+/// ```
+#[deprecated(note = "use IGNORE_LABEL")]
+pub const IGNORE: u8 = IGNORE_LABEL;
 
 /// Default tolerance on `|Σ_c p_c − 1|` for one pixel. Float32 softmax outputs are within a
 /// few ulps of 1; a larger error means the input is not a probability distribution
@@ -83,9 +105,9 @@ pub(crate) fn check_planes(labels: &[u8], probs: &[f32], num_classes: usize) -> 
     Ok(n)
 }
 
-/// Finds the first label that is neither a class nor [`IGNORE`].
+/// Finds the first label that is neither a class nor [`IGNORE_LABEL`].
 ///
-/// `l + 1` wraps [`IGNORE`] (255) to 0, so every label is valid when the largest `l + 1`
+/// `l + 1` wraps [`IGNORE_LABEL`] (255) to 0, so every label is valid when the largest `l + 1`
 /// is at most `num_classes`: a branch-free byte maximum per chunk, which vectorises, and
 /// a search for the position only in a chunk that fails.
 pub(crate) fn first_bad_label(labels: &[u8], num_classes: usize) -> Result<()> {
@@ -97,7 +119,7 @@ pub(crate) fn first_bad_label(labels: &[u8], num_classes: usize) -> Result<()> {
         }
         if let Some(i) = chunk
             .iter()
-            .position(|&l| l as usize >= num_classes && l != IGNORE)
+            .position(|&l| l as usize >= num_classes && l != IGNORE_LABEL)
         {
             let pixel = k * CHUNK + i;
             return Err(MetricsError::LabelOutOfRange {
@@ -158,7 +180,7 @@ pub(crate) fn explain_bad_probs(
 
 #[cfg(test)]
 mod tests {
-    use super::{first_bad_label, IGNORE};
+    use super::{first_bad_label, IGNORE_LABEL};
     use crate::MetricsError;
 
     /// The first bad label is named at its pixel, also past the first chunk and after
@@ -167,7 +189,7 @@ mod tests {
     fn first_bad_label_names_the_first_offender() {
         let mut labels = vec![2u8; 10_000];
         for i in (0..labels.len()).step_by(7) {
-            labels[i] = IGNORE;
+            labels[i] = IGNORE_LABEL;
         }
         assert!(first_bad_label(&labels, 3).is_ok());
         assert!(first_bad_label(&labels, 2).is_err());
@@ -186,7 +208,7 @@ mod tests {
                 other => panic!("pixel {at}: {other:?}"),
             }
         }
-        assert!(first_bad_label(&[254, IGNORE, 0], 255).is_ok());
+        assert!(first_bad_label(&[254, IGNORE_LABEL, 0], 255).is_ok());
         assert!(first_bad_label(&[], 1).is_ok());
     }
 }

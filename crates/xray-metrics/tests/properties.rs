@@ -112,7 +112,7 @@ fn ignored_pixels_never_count() {
     let mut ign = labels.clone();
     let mut noisy = probs.clone();
     for i in (0..n).step_by(3) {
-        ign[i] = IGNORE;
+        ign[i] = IGNORE_LABEL;
         for k in 0..c {
             noisy[k * n + i] = if k == 2 { 1.0 } else { 0.0 };
         }
@@ -135,7 +135,7 @@ fn ignored_pixels_never_count() {
     // Predictions at ignored pixels may be anything, even out of range.
     let pred: Vec<u8> = ign
         .iter()
-        .map(|&l| if l == IGNORE { 99 } else { l })
+        .map(|&l| if l == IGNORE_LABEL { 99 } else { l })
         .collect();
     let cm = ConfusionMatrix::from_labels(&ign, &pred, c).unwrap();
     assert_eq!(cm.total(), keep.len() as u64);

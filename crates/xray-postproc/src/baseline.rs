@@ -10,7 +10,7 @@ use crate::cleanup::{bone_cleanup, remove_small_components, Connectivity};
 use crate::collimator::{gaussian_smooth, Collimator};
 use crate::error::{PostprocError, Result};
 use crate::probs::Plane;
-use crate::threshold::IGNORE;
+use crate::threshold::IGNORE_LABEL;
 
 /// Multi-level Otsu on a histogram: the `n_thresholds` (1 or 2) bin indices that maximise the
 /// between-class variance. Class `k` holds bins `t[k−1]+1 ..= t[k]` (the last class runs to
@@ -156,7 +156,7 @@ impl Default for BaselineConfig {
 }
 
 /// Segments a radiograph (larger = more X-rays) without a network into `0` open beam,
-/// `1` soft tissue, `2` bone, and [`IGNORE`] outside `field` (when given).
+/// `1` soft tissue, `2` bone, and [`IGNORE_LABEL`] outside `field` (when given).
 ///
 /// Open beam is the brightest Otsu class, bone the darkest; thresholds come from the log
 /// image inside the field only, so the collimator's dark band does not pull them.
@@ -206,7 +206,7 @@ pub fn baseline_segment(
             hi = hi.max(v);
         }
     }
-    let mut labels = GrayImage::from_pixel(w as u32, h as u32, image::Luma([IGNORE]));
+    let mut labels = GrayImage::from_pixel(w as u32, h as u32, image::Luma([IGNORE_LABEL]));
     if hi.partial_cmp(&lo).is_none_or(|o| o.is_lt()) {
         return Ok(labels); // empty field
     }

@@ -9,7 +9,7 @@ use imageproc::region_labelling::{connected_components, Connectivity as IpConnec
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PostprocError, Result};
-use crate::threshold::IGNORE;
+use crate::threshold::IGNORE_LABEL;
 
 /// Pixel connectivity used to group a class's pixels into components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -85,7 +85,7 @@ impl Default for CleanupConfig {
 }
 
 impl CleanupConfig {
-    /// Checks class indices against [`IGNORE`] (which is not a class), and that
+    /// Checks class indices against [`IGNORE_LABEL`] (which is not a class), and that
     /// `min_component_size` has at most one entry per possible class.
     ///
     /// # Errors
@@ -94,10 +94,10 @@ impl CleanupConfig {
     ///
     /// # Examples
     /// ```
-    /// use xray_postproc::{CleanupConfig, PostprocError, IGNORE};
+    /// use xray_postproc::{CleanupConfig, PostprocError, IGNORE_LABEL};
     /// assert!(CleanupConfig::default().validate().is_ok());
     ///
-    /// let cfg = CleanupConfig { keep_largest: vec![2, IGNORE], ..CleanupConfig::default() };
+    /// let cfg = CleanupConfig { keep_largest: vec![2, IGNORE_LABEL], ..CleanupConfig::default() };
     /// let e = cfg.validate().unwrap_err();
     /// assert!(matches!(e, PostprocError::ClassOutOfRange { class: 255, .. }));
     ///
@@ -105,7 +105,7 @@ impl CleanupConfig {
     /// assert!(matches!(cfg.validate(), Err(PostprocError::ShapeMismatch { .. })));
     /// ```
     pub fn validate(&self) -> Result<()> {
-        let bad = |c: u8| c == IGNORE;
+        let bad = |c: u8| c == IGNORE_LABEL;
         if bad(self.bone_class)
             || self.fill_holes.iter().any(|h| bad(h.class))
             || self.keep_largest.iter().any(|&c| bad(c))
@@ -234,7 +234,7 @@ fn class_mask(labels: &GrayImage, class: u8) -> GrayImage {
 }
 
 /// Gives every component `k` with `selected[k]` the label most common among the
-/// 4-neighbours just outside it, preferring real classes over [`IGNORE`] and never choosing
+/// 4-neighbours just outside it, preferring real classes over [`IGNORE_LABEL`] and never choosing
 /// `exclude`. Components with no eligible neighbour are left as they are.
 fn reassign_components(
     labels: &mut GrayImage,
@@ -290,15 +290,16 @@ fn reassign_components(
             let mut best: Option<(u32, u8)> = None;
             for (l, &n) in hist.iter().enumerate() {
                 let l = l as u8;
-                if n == 0 || Some(l) == exclude || l == IGNORE {
+                if n == 0 || Some(l) == exclude || l == IGNORE_LABEL {
                     continue;
                 }
                 if best.is_none_or(|(bn, _)| n > bn) {
                     best = Some((n, l));
                 }
             }
-            best.map(|(_, l)| l)
-                .or((hist[IGNORE as usize] > 0 && exclude != Some(IGNORE)).then_some(IGNORE))
+            best.map(|(_, l)| l).or((hist[IGNORE_LABEL as usize] > 0
+                && exclude != Some(IGNORE_LABEL))
+            .then_some(IGNORE_LABEL))
         })
         .collect();
     for (l, &k) in labels.iter_mut().zip(cid.iter()) {
@@ -439,7 +440,7 @@ pub fn fill_holes(labels: &mut GrayImage, class: u8, max_area: usize) -> usize {
 /// XNet's bone clean-up: open the bone mask with a square of radius `open_radius`
 /// (removing thin false-positive bone), give the removed pixels to the class most common
 /// around them, then dilate the opened mask by `dilate_radius` pixels and label the grown
-/// pixels bone (never pixels marked [`IGNORE`]).
+/// pixels bone (never pixels marked [`IGNORE_LABEL`]).
 ///
 /// # Examples
 /// ```
@@ -468,7 +469,7 @@ pub fn bone_cleanup(labels: &mut GrayImage, bone: u8, open_radius: u8, dilate_ra
     if dilate_radius > 0 {
         let grown = dilate(&opened, Norm::LInf, dilate_radius);
         for (l, &g) in labels.iter_mut().zip(grown.iter()) {
-            if g > 0 && *l != IGNORE {
+            if g > 0 && *l != IGNORE_LABEL {
                 *l = bone;
             }
         }

@@ -109,7 +109,7 @@ pub enum PostprocError {
         hint: &'static str,
     },
     /// A label map (ground truth) holds a label that is neither a class of the probability
-    /// map it is compared with nor [`IGNORE`](crate::IGNORE) (255).
+    /// map it is compared with nor [`IGNORE_LABEL`](crate::IGNORE_LABEL) (255).
     #[error(
         "{what} has label {label} at pixel (x={x}, y={y}), but there {} (0..{classes}) and \
          255 means ignore; relabel it, or mark it 255 to leave it out",

@@ -2,8 +2,8 @@
 //!
 //! Inputs are plain data: class-major `C × H × W` probabilities ([`ProbMap`]) and `f32`
 //! image planes ([`Plane`], larger = more X-rays). Labels follow the project's convention:
-//! `0` open beam, `1` soft tissue, `2` bone, [`IGNORE`] (255) for uncertain pixels and pixels
-//! outside the collimated field.
+//! `0` open beam, `1` soft tissue, `2` bone, [`IGNORE_LABEL`] (255) for uncertain pixels and
+//! pixels outside the collimated field (`IGNORE`, its old name, is a deprecated alias).
 //!
 //! - [`threshold`]: the soft-tissue confidence threshold, per-category thresholds, the
 //!   "uncertain" threshold, and [`threshold_sweep`] to choose `t`;
@@ -41,8 +41,10 @@ pub use overlay::{
 };
 pub use pipeline::{Pipeline, PipelineConfig, PipelineOutput};
 pub use probs::{Plane, ProbMap};
+#[allow(deprecated)]
+pub use threshold::IGNORE;
 pub use threshold::{
-    apply_thresholds, argmax, threshold_sweep, SweepPoint, ThresholdConfig, IGNORE,
+    apply_thresholds, argmax, threshold_sweep, SweepPoint, ThresholdConfig, IGNORE_LABEL,
 };
 
 /// `x.round() as u32` for every `x`, without a library call: on the x86-64

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::collimator::Collimator;
 use crate::error::{PostprocError, Result};
 use crate::probs::{check_labels, Plane};
-use crate::threshold::IGNORE;
+use crate::threshold::IGNORE_LABEL;
 
 /// Colours of labels 0, 1, 2, 3, 4, 5 (cycled for higher labels).
 pub const CLASS_COLOURS: [[u8; 3]; 6] = [
@@ -36,7 +36,7 @@ pub const CLASS_COLOURS: [[u8; 3]; 6] = [
 ];
 /// Colour of collimator edges.
 pub const FIELD_EDGE_COLOUR: [u8; 3] = [240, 228, 66];
-/// Legend swatch colour of [`IGNORE`] pixels (they are drawn as the image darkened to 40 %).
+/// Legend swatch colour of [`IGNORE_LABEL`] pixels (they are drawn as the image darkened to 40 %).
 pub const UNCERTAIN_COLOUR: [u8; 3] = [60, 60, 60];
 
 /// How an overlay is drawn.
@@ -166,7 +166,7 @@ pub fn overlay(
     let colour_of = |l: u8| -> Box<[Rgb<u8>; 256]> {
         Box::new(std::array::from_fn(|grey_level| {
             let g = grey_level as f32;
-            if l == IGNORE {
+            if l == IGNORE_LABEL {
                 let d = (g * 0.4).round() as u8;
                 Rgb([d, d, d])
             } else {
@@ -189,7 +189,7 @@ pub fn overlay(
                 let l = lab[y * w + x];
                 let differs = (x + 1 < w && lab[y * w + x + 1] != l)
                     || (y + 1 < h && lab[(y + 1) * w + x] != l);
-                if differs && l != IGNORE {
+                if differs && l != IGNORE_LABEL {
                     out.put_pixel(x as u32, y as u32, Rgb([255, 255, 255]));
                 }
             }
@@ -236,7 +236,7 @@ fn draw_legend(out: &mut RgbImage, labels: &GrayImage, with_field: bool, cfg: &O
             rows.push((class_colour(l as u8), name));
         }
     }
-    if present[IGNORE as usize] {
+    if present[IGNORE_LABEL as usize] {
         rows.push((UNCERTAIN_COLOUR, "ignore".into()));
     }
     if with_field {

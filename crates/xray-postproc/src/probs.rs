@@ -2,7 +2,7 @@
 
 use crate::error::{PostprocError, Result};
 
-/// Refuses more than 255 classes: labels are `u8` and 255 is [`IGNORE`](crate::IGNORE), so a
+/// Refuses more than 255 classes: labels are `u8` and 255 is [`IGNORE_LABEL`](crate::IGNORE_LABEL), so a
 /// label map holds classes 0..=254 at most. [`ProbMap::new`] and
 /// [`ThresholdConfig::validate`](crate::ThresholdConfig::validate) both check it.
 pub(crate) fn check_class_count(classes: usize) -> Result<()> {
@@ -21,7 +21,7 @@ pub(crate) fn check_class_count(classes: usize) -> Result<()> {
 /// `[N, C, H, W]` network output gives for one image).
 ///
 /// Construction checks the length, that no dimension is zero, that there are at most 255
-/// classes (labels are `u8` and 255 is [`IGNORE`](crate::IGNORE)), and that every value is
+/// classes (labels are `u8` and 255 is [`IGNORE_LABEL`](crate::IGNORE_LABEL)), and that every value is
 /// a finite number in `[0, 1]`, so the functions that take a `ProbMap` need not check again.
 ///
 /// # Examples
@@ -46,7 +46,7 @@ impl<'a> ProbMap<'a> {
     /// # Errors
     /// [`PostprocError::Empty`] for a zero dimension, [`PostprocError::ClassOutOfRange`] for
     /// more than 255 classes (no `u8` label map could hold its arg-max: class 255 would read
-    /// as [`IGNORE`](crate::IGNORE), class 256 as 0), [`PostprocError::ShapeMismatch`] when
+    /// as [`IGNORE_LABEL`](crate::IGNORE_LABEL), class 256 as 0), [`PostprocError::ShapeMismatch`] when
     /// `data.len()` differs from the product, [`PostprocError::NonFinite`] for NaN/inf and
     /// [`PostprocError::NotAProbability`] for values outside `[0, 1]` (a small tolerance of
     /// 1e-4 is allowed for softmax rounding).

@@ -9,8 +9,34 @@ use serde::{Deserialize, Serialize};
 use crate::error::{PostprocError, Result};
 use crate::probs::{check_class_count, check_unit, ProbMap};
 
-/// Label written for pixels that are uncertain, outside the field, or otherwise ignored.
-pub const IGNORE: u8 = 255;
+/// Label written for pixels that are uncertain, outside the field, or otherwise ignored:
+/// the same value and name as `xray_data::IGNORE_LABEL`, `xnet_model::IGNORE_LABEL` and
+/// `xray_metrics::IGNORE_LABEL`.
+///
+/// # Examples
+/// ```
+/// use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig, IGNORE_LABEL};
+/// // One pixel, 3 classes, no class at least 50 % sure: "uncertain".
+/// let p = [0.4f32, 0.3, 0.3];
+/// let map = ProbMap::new(&p, 3, 1, 1)?;
+/// let cfg = ThresholdConfig { min_confidence: vec![0.5; 3], ..ThresholdConfig::default() };
+/// assert_eq!(apply_thresholds(&map, &cfg, None)?.as_raw(), &vec![IGNORE_LABEL]);
+/// # Ok::<(), xray_postproc::PostprocError>(())
+/// ```
+pub const IGNORE_LABEL: u8 = 255;
+
+/// The ignore label under its old name: [`IGNORE_LABEL`], the name the other crates of the
+/// workspace use. Kept so that code written against it still builds (with a deprecation
+/// warning).
+///
+/// # Examples
+/// ```
+/// #[allow(deprecated)]
+/// let old = xray_postproc::IGNORE;
+/// assert_eq!(old, xray_postproc::IGNORE_LABEL);
+/// ```
+#[deprecated(note = "use IGNORE_LABEL")]
+pub const IGNORE: u8 = IGNORE_LABEL;
 
 /// What to do when `soft_class` is not a class of the map ([`ThresholdConfig::validate`]):
 /// with the default `soft_class` 1, a one-class map.
@@ -25,7 +51,7 @@ const SOFT_CLASS_HINT: &str = "the soft-tissue threshold needs its class in the 
 /// is not above the soft-tissue threshold `t`, take the most likely of the *other* classes
 /// instead (XNet's post-processing, which cut soft-tissue false positives from 5% to 0.5%).
 /// Then, if `min_confidence` is non-empty and the chosen class's probability is below
-/// `min_confidence[class]`, the pixel becomes [`IGNORE`] ("uncertain").
+/// `min_confidence[class]`, the pixel becomes [`IGNORE_LABEL`] ("uncertain").
 ///
 /// `t` is `per_category[category]` when a category (e.g. a body part) is given and listed,
 /// else `soft_threshold`.
@@ -38,7 +64,7 @@ const SOFT_CLASS_HINT: &str = "the soft-tissue threshold needs its class in the 
 /// ([`PostprocError::ClassOutOfRange`], saying what to do). A one-class map has nothing to
 /// decide, since every pixel's arg-max is class 0; a network with one sigmoid output `p`
 /// gives the two planes `1 − p` and `p`. At most 255 classes: labels are `u8` and 255 is
-/// [`IGNORE`]. A non-empty `min_confidence` needs exactly one value per class.
+/// [`IGNORE_LABEL`]. A non-empty `min_confidence` needs exactly one value per class.
 ///
 /// # Examples
 /// ```
@@ -209,7 +235,7 @@ impl ThresholdConfig {
 }
 
 /// Most likely class per pixel (ties go to the lower index). Every label is a class, never
-/// [`IGNORE`]: a [`ProbMap`] has at most 255 classes.
+/// [`IGNORE_LABEL`]: a [`ProbMap`] has at most 255 classes.
 ///
 /// # Examples
 /// ```
@@ -235,12 +261,12 @@ pub fn argmax(probs: &ProbMap) -> GrayImage {
 /// # Examples
 /// ```
 /// # fn main() -> Result<(), xray_postproc::PostprocError> {
-/// use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig, IGNORE};
+/// use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig, IGNORE_LABEL};
 /// // 3 classes, 1 × 2 pixels: pixel 0 is bone at 0.9, pixel 1 bone at only 0.4.
 /// let probs = [0.05, 0.3, /* soft tissue */ 0.05, 0.3, /* bone */ 0.9, 0.4];
 /// let map = ProbMap::new(&probs, 3, 1, 2)?;
 /// let cfg = ThresholdConfig { min_confidence: vec![0.5; 3], ..ThresholdConfig::default() };
-/// assert_eq!(apply_thresholds(&map, &cfg, None)?.as_raw(), &vec![2, IGNORE]); // uncertain
+/// assert_eq!(apply_thresholds(&map, &cfg, None)?.as_raw(), &vec![2, IGNORE_LABEL]); // uncertain
 /// // `min_confidence` needs one value per class.
 /// let two = ThresholdConfig { min_confidence: vec![0.5; 2], ..ThresholdConfig::default() };
 /// assert!(apply_thresholds(&map, &two, None).is_err());
@@ -288,7 +314,7 @@ fn finish_label(
         best
     };
     if !cfg.min_confidence.is_empty() && p(lab) < cfg.min_confidence[lab] {
-        IGNORE
+        IGNORE_LABEL
     } else {
         lab as u8
     }
@@ -360,7 +386,7 @@ pub struct SweepPoint {
 
 /// Sweeps the soft-tissue threshold over `thresholds` and reports, for each, the
 /// false-positive rate and recall of the soft-tissue class against `truth`
-/// (`W × H` labels; [`IGNORE`] pixels are skipped), with the same rule as
+/// (`W × H` labels; [`IGNORE_LABEL`] pixels are skipped), with the same rule as
 /// [`apply_thresholds`] (no `min_confidence`).
 ///
 /// # Examples
@@ -379,7 +405,7 @@ pub struct SweepPoint {
 /// [`PostprocError::ClassOutOfRange`] for a `soft_class` that is not a class of the map,
 /// [`PostprocError::OutOfRange`] for a threshold outside `[0, 1]` (NaN included), and
 /// [`PostprocError::LabelOutOfRange`] for the first `truth` label (row by row) that is
-/// neither a class of the map nor [`IGNORE`], at its `(x, y)`: such a pixel would otherwise
+/// neither a class of the map nor [`IGNORE_LABEL`], at its `(x, y)`: such a pixel would otherwise
 /// be counted as a true negative, as [`apply_thresholds`] cannot give it.
 ///
 /// ```
@@ -418,7 +444,7 @@ pub fn threshold_sweep(
     }
     if let Some(i) = truth
         .iter()
-        .position(|&g| g != IGNORE && usize::from(g) >= c)
+        .position(|&g| g != IGNORE_LABEL && usize::from(g) >= c)
     {
         return Err(PostprocError::LabelOutOfRange {
             what: "ground-truth labels",
@@ -433,7 +459,7 @@ pub fn threshold_sweep(
     let (mut pos_p, mut neg_p) = (Vec::new(), Vec::new());
     let (mut total_pos, mut total_neg) = (0u64, 0u64);
     for (i, &g) in truth.iter().enumerate() {
-        if g == IGNORE {
+        if g == IGNORE_LABEL {
             continue;
         }
         let is_soft = g as usize == soft_class;

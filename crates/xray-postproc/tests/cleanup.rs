@@ -3,7 +3,7 @@
 use image::{GrayImage, Luma};
 use xray_postproc::{
     bone_cleanup, cleanup, fill_holes, keep_largest_component, remove_small_components,
-    CleanupConfig, Connectivity, HoleFill, IGNORE,
+    CleanupConfig, Connectivity, HoleFill, IGNORE_LABEL,
 };
 
 fn rect(l: &mut GrayImage, x0: u32, y0: u32, x1: u32, y1: u32, v: u8) {
@@ -55,11 +55,11 @@ fn majority_of_the_border_decides() {
     l.put_pixel(1, 3, Luma([0]));
     remove_small_components(&mut l, 2, 5, Connectivity::Four);
     assert_eq!(l.get_pixel(2, 2)[0], 1);
-    // Surrounded only by IGNORE: becomes IGNORE; never the removed class itself.
-    let mut l = GrayImage::from_pixel(5, 5, Luma([IGNORE]));
+    // Surrounded only by IGNORE_LABEL: becomes IGNORE_LABEL; never the removed class itself.
+    let mut l = GrayImage::from_pixel(5, 5, Luma([IGNORE_LABEL]));
     l.put_pixel(2, 2, Luma([1]));
     remove_small_components(&mut l, 1, 2, Connectivity::Eight);
-    assert_eq!(l.get_pixel(2, 2)[0], IGNORE);
+    assert_eq!(l.get_pixel(2, 2)[0], IGNORE_LABEL);
 }
 
 #[test]
@@ -86,14 +86,14 @@ fn bone_cleanup_opens_then_dilates() {
     for x in 25..38 {
         l.put_pixel(x, 30, Luma([2])); // a 1-px line does not
     }
-    l.put_pixel(0, 0, Luma([IGNORE]));
+    l.put_pixel(0, 0, Luma([IGNORE_LABEL]));
     bone_cleanup(&mut l, 2, 1, 2);
     assert!((25..38).all(|x| l.get_pixel(x, 30)[0] == 1));
     // Opening keeps the square exactly; dilation by 2 (L-inf) grows it to 14x14.
     assert_eq!(count(&l, 2), 14 * 14);
     assert_eq!(l.get_pixel(8, 8)[0], 2);
     assert_eq!(l.get_pixel(7, 7)[0], 1);
-    assert_eq!(l.get_pixel(0, 0)[0], IGNORE);
+    assert_eq!(l.get_pixel(0, 0)[0], IGNORE_LABEL);
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn config_runs_all_steps_and_parses_from_json() {
 /// pixel (W × 0, 0 × H) has nothing to change (`fill_holes` panicked on its border).
 #[test]
 fn tiny_and_empty_maps() {
-    for v in [0u8, 1, 2, IGNORE] {
+    for v in [0u8, 1, 2, IGNORE_LABEL] {
         for conn in [Connectivity::Four, Connectivity::Eight] {
             // 1 × 1: the class's one component is the largest and touches the border, so it
             // is kept; a component too small with no neighbour to take it stays (as on any

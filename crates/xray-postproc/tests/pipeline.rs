@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use xray_postproc::{
     baseline_segment, detect_collimator, overlay, save_png, BaselineConfig, CollimatorConfig,
     OverlayConfig, Pipeline, PipelineConfig, Plane, PostprocError, ProbMap, Side, CLASS_COLOURS,
-    FIELD_EDGE_COLOUR, IGNORE,
+    FIELD_EDGE_COLOUR, IGNORE_LABEL,
 };
 
 /// Three vertical bands (open beam | soft tissue | bone) inside a field collimated on the
@@ -31,7 +31,7 @@ fn bands(w: usize, h: usize) -> (Vec<f32>, Vec<u8>) {
             // Deterministic, mild texture.
             let tex = 1.0 + 0.03 * (((x * 7 + y * 13) % 17) as f32 / 17.0 - 0.5);
             img[y * w + x] = 1000.0 * t * field * tex;
-            truth[y * w + x] = if field < 1.0 { IGNORE } else { class as u8 };
+            truth[y * w + x] = if field < 1.0 { IGNORE_LABEL } else { class as u8 };
         }
     }
     (img, truth)
@@ -84,7 +84,7 @@ fn pipeline_masks_outside_the_field_and_applies_thresholds() {
     let n = w * h;
     let mut p = vec![0.0f32; 3 * n];
     for i in 0..n {
-        let c = if truth[i] == IGNORE {
+        let c = if truth[i] == IGNORE_LABEL {
             1
         } else {
             truth[i] as usize

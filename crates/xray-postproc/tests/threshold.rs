@@ -2,7 +2,7 @@
 
 use xray_postproc::{
     apply_thresholds, argmax, multi_otsu, threshold_sweep, PostprocError, ProbMap, ThresholdConfig,
-    IGNORE,
+    IGNORE_LABEL,
 };
 
 /// (histogram, number of thresholds, scikit-image's threshold bin indices), from
@@ -79,7 +79,7 @@ fn soft_tissue_threshold_rule() {
     cfg.min_confidence = vec![0.4, 0.5, 0.45];
     assert_eq!(
         apply_thresholds(&m, &cfg, None).unwrap().as_raw(),
-        &vec![IGNORE, 1, 1, 2, IGNORE]
+        &vec![IGNORE_LABEL, 1, 1, 2, IGNORE_LABEL]
     );
 }
 
@@ -101,7 +101,7 @@ fn sweep_counts_match_direct_thresholding() {
         v[n + i] = b / z;
         v[2 * n + i] = c / z;
         truth[i] = if next() < 0.1 {
-            IGNORE
+            IGNORE_LABEL
         } else {
             (next() * 3.0) as u8 % 3
         };
@@ -117,7 +117,7 @@ fn sweep_counts_match_direct_thresholding() {
         let l = apply_thresholds(&m, &cfg, None).unwrap();
         let (mut tp, mut fp, mut fneg, mut tn) = (0, 0, 0, 0);
         for (&g, &x) in truth.iter().zip(l.iter()) {
-            if g == IGNORE {
+            if g == IGNORE_LABEL {
                 continue;
             }
             match (g == 1, x == 1) {
@@ -147,7 +147,7 @@ fn sweep_counts_match_direct_thresholding() {
 }
 
 /// A map of more than 255 classes is refused when it is built, so `argmax` cannot give class
-/// 255 as `IGNORE` or class 256 as 0 (`lab as u8`); `apply_thresholds` refused it already.
+/// 255 as `IGNORE_LABEL` or class 256 as 0 (`lab as u8`); `apply_thresholds` refused it already.
 #[test]
 fn maps_of_more_than_255_classes_are_refused() {
     for classes in [256usize, 257, 1000] {

@@ -62,7 +62,7 @@ pub(super) unsafe fn pass_one_scatter<const K: usize>(
     let cap = _mm256_set1_ps(super::near_cap(n_bins));
     let sign = _mm256_set1_ps(-0.0);
     let conf_scale = _mm256_set1_ps(CONF_SCALE);
-    let ignore = _mm256_set1_epi32(i32::from(crate::validate::IGNORE));
+    let ignore = _mm256_set1_epi32(i32::from(crate::validate::IGNORE_LABEL));
     let ignore_slot = _mm256_set1_epi32(n_bins as i32 + 1);
     let near_slot = _mm256_set1_epi32(i32::from(NEAR_SLOT));
     let (miss_high, hit_high) = (

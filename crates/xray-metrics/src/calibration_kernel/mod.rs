@@ -20,7 +20,7 @@
 //! classes summing to 1; otherwise the error is below 2⁻²⁸ ≈ 3.7e-9 per pixel.
 
 use crate::calibration::{bucket_fast, top1_pixel, BLOCK};
-use crate::validate::IGNORE;
+use crate::validate::IGNORE_LABEL;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -327,7 +327,7 @@ fn pass_one_body<const K: usize>(planes: [&[f32]; K], args: PassArgs<'_>) -> u32
     let eps = near_margin(n_bins);
     let cap = near_cap(n_bins);
     let ignore_slot = (n_bins + 1) as u32;
-    let ignore = u32::from(IGNORE);
+    let ignore = u32::from(IGNORE_LABEL);
     let (mut bad, mut bad_label, mut any_near) = (false, false, false);
     for j in 0..m {
         let (best, k, invalid) = top1_pixel(&planes, j, tolerance);
@@ -390,7 +390,7 @@ mod tests {
                 probs[c * n + i] = if c == top { conf } else { rest };
             }
             labels.push(match (r >> 20) % 5 {
-                0 => crate::validate::IGNORE,
+                0 => crate::validate::IGNORE_LABEL,
                 _ => ((r >> 24) % num_classes as u64) as u8,
             });
         }
@@ -407,7 +407,7 @@ mod tests {
                 let fast = calibration_bins(&labels, &probs, num_classes, n_bins).unwrap();
                 let mut reference = ReliabilityBins::new(n_bins).unwrap();
                 for (i, &l) in labels.iter().enumerate() {
-                    if l == crate::validate::IGNORE {
+                    if l == crate::validate::IGNORE_LABEL {
                         continue;
                     }
                     let (mut best, mut k) = (probs[i], 0);

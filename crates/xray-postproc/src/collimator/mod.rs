@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{PostprocError, Result};
 use crate::probs::{check_labels, Plane};
-use crate::threshold::IGNORE;
+use crate::threshold::IGNORE_LABEL;
 
 mod config;
 mod crossed_bands;
@@ -591,7 +591,7 @@ impl Collimator {
         poly
     }
 
-    /// Marks every pixel of `labels` outside the field as [`IGNORE`].
+    /// Marks every pixel of `labels` outside the field as [`IGNORE_LABEL`].
     ///
     /// # Errors
     /// [`PostprocError::ShapeMismatch`] when `labels` is not `width × height`;
@@ -601,7 +601,7 @@ impl Collimator {
     /// # Examples
     /// ```
     /// use image::GrayImage;
-    /// use xray_postproc::{Collimator, FieldEdge, Line, PostprocError, Side, IGNORE};
+    /// use xray_postproc::{Collimator, FieldEdge, Line, PostprocError, Side, IGNORE_LABEL};
     /// let left = FieldEdge {
     ///     side: Side::Left,
     ///     line: Line { nx: 1.0, ny: 0.0, c: 1.5 },
@@ -612,7 +612,7 @@ impl Collimator {
     /// let mut labels = GrayImage::from_pixel(4, 2, image::Luma([1]));
     /// field.mask_labels(&mut labels)?;
     /// // Columns 0 and 1 lie left of x = 1.5, outside the field.
-    /// assert_eq!(labels.as_raw(), &[IGNORE, IGNORE, 1, 1, IGNORE, IGNORE, 1, 1]);
+    /// assert_eq!(labels.as_raw(), &[IGNORE_LABEL, IGNORE_LABEL, 1, 1, IGNORE_LABEL, IGNORE_LABEL, 1, 1]);
     ///
     /// let mut small = GrayImage::new(3, 2);
     /// let e = field.mask_labels(&mut small).unwrap_err();
@@ -625,7 +625,7 @@ impl Collimator {
         let m = self.field_mask();
         for (l, &f) in labels.iter_mut().zip(m.iter()) {
             if f == 0 {
-                *l = IGNORE;
+                *l = IGNORE_LABEL;
             }
         }
         Ok(())
