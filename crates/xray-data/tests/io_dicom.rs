@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use xray_data::io::{
     decode_dicom, encode_dicom, load_dicom, load_image, load_image_with_body_part,
     load_image_with_info, save_dicom, DicomWriteOptions, IntensityRelationship, LoadOptions,
-    Photometric,
+    Photometric, SpacingSource,
 };
 use xray_data::{DataError, Radiograph};
 
@@ -54,6 +54,8 @@ fn nema_rg2_transfer_syntaxes_are_pixel_identical() {
     assert!(unc.inverted);
     assert_eq!(unc.bits_stored, 10);
     assert_eq!(unc.pixel_spacing_mm, Some([0.2, 0.2]));
+    let spacing = unc.pixel_spacing.unwrap();
+    assert_eq!(spacing.source(), SpacingSource::PixelSpacing);
     for name in ["RG2_RLE", "RG2_J2KR"] {
         let other = load_dicom(&dir.join(name), &opts).unwrap();
         assert_eq!(other.image.dimensions(), unc.image.dimensions(), "{name}");
@@ -119,6 +121,8 @@ fn nema_rg1_monochrome1_keeps_values() {
     assert!(!d.inverted);
     assert_eq!(d.bits_stored, 15);
     assert_eq!((d.columns, d.rows), (1841, 1955));
+    // Its PixelSpacing is "0.000\\0.000", and it has no ImagerPixelSpacing: no spacing.
+    assert_eq!((d.pixel_spacing, d.pixel_spacing_mm), (None, None));
     let (lo, hi) = d
         .image
         .as_raw()
@@ -204,6 +208,8 @@ struct Raw {
     inverse_lut: bool,
     intensity_sign: Option<i16>,
     samples_per_pixel: u16,
+    pixel_spacing: Option<&'static str>,
+    imager_pixel_spacing: Option<&'static str>,
     pixels: Vec<u8>,
 }
 
@@ -223,6 +229,8 @@ impl Raw {
             inverse_lut: false,
             intensity_sign: None,
             samples_per_pixel: 1,
+            pixel_spacing: None,
+            imager_pixel_spacing: None,
             pixels: pixels_u16.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
     }
@@ -275,6 +283,12 @@ impl Raw {
                 VR::CS,
                 "INVERSE",
             ));
+        }
+        if let Some(s) = self.pixel_spacing {
+            obj.put(DataElement::new(tags::PIXEL_SPACING, VR::DS, s));
+        }
+        if let Some(s) = self.imager_pixel_spacing {
+            obj.put(DataElement::new(tags::IMAGER_PIXEL_SPACING, VR::DS, s));
         }
         if let Some(sign) = self.intensity_sign {
             obj.put(DataElement::new(
@@ -593,6 +607,8 @@ fn writer_refuses_a_spacing_that_is_not_finite_and_positive() {
         [-0.1, 0.2],
         [0.2, 0.0],
         [-0.0, 0.2],
+        // A unit error (metres or micrometres taken for mm): the reader would drop it.
+        [0.2, 1000.5],
     ] {
         let opts = DicomWriteOptions {
             pixel_spacing_mm: Some(bad),
@@ -607,7 +623,13 @@ fn writer_refuses_a_spacing_that_is_not_finite_and_positive() {
         assert!(save_dicom(&path, &img, &opts).is_err(), "{bad:?}");
         assert!(!path.exists(), "{bad:?}");
     }
-    // A small positive spacing still round-trips.
+    // A small positive spacing still round-trips, and so does the largest accepted.
+    let opts = DicomWriteOptions {
+        pixel_spacing_mm: Some([1000.0, 0.5]),
+        ..DicomWriteOptions::default()
+    };
+    let d = decode_dicom(&encode_dicom(&img, &opts).unwrap(), &LoadOptions::default()).unwrap();
+    assert_eq!(d.pixel_spacing_mm, Some([1000.0, 0.5]));
     let opts = DicomWriteOptions {
         pixel_spacing_mm: Some([1e-3, 0.5]),
         ..DicomWriteOptions::default()
@@ -982,4 +1004,59 @@ fn native_pixel_data_read_in_place_matches_the_decoder() {
             }
         }
     }
+}
+
+/// `PixelSpacing` is read before `ImagerPixelSpacing`, an invalid value of either counts as
+/// absent (the other may still hold one), and the attribute read is reported with the
+/// values, in `DicomImage` and in `ImageInfo`.
+#[test]
+fn pixel_spacing_says_which_attribute_it_came_from() {
+    let ours = |pixel: Option<&'static str>, imager: Option<&'static str>| {
+        let raw = Raw {
+            pixel_spacing: pixel,
+            imager_pixel_spacing: imager,
+            ..Raw::new(2, 2, &[1, 2, 3, 4])
+        };
+        let d = load(&raw).unwrap();
+        let pair = d.pixel_spacing.map(|s| [s.row_mm(), s.column_mm()]);
+        assert_eq!(d.pixel_spacing_mm, pair, "{pixel:?} {imager:?}");
+        d.pixel_spacing
+            .map(|s| (s.row_mm(), s.column_mm(), s.source()))
+    };
+    use SpacingSource::{ImagerPixelSpacing, PixelSpacing};
+    assert_eq!(ours(None, None), None);
+    assert_eq!(
+        ours(Some("0.15\\0.1"), Some("0.2\\0.2")),
+        Some((0.15, 0.1, PixelSpacing))
+    );
+    assert_eq!(
+        ours(None, Some("0.143\\0.139")),
+        Some((0.143, 0.139, ImagerPixelSpacing))
+    );
+    for bad in ["0\\0", "-0.1\\0.1", "0.1", "5000\\5000", "abc"] {
+        assert_eq!(
+            ours(Some(bad), Some("0.2\\0.25")),
+            Some((0.2, 0.25, ImagerPixelSpacing)),
+            "{bad}"
+        );
+        assert_eq!(ours(None, Some(bad)), None, "{bad}");
+    }
+    // Through the format-blind loader: a DICOM file's spacing, none for a PNG.
+    let dir = tempdir("spacing-info");
+    let raw = Raw {
+        imager_pixel_spacing: Some("0.2\\0.1"),
+        ..Raw::new(2, 2, &[1, 2, 3, 4])
+    };
+    let dcm = dir.join("a.dcm");
+    std::fs::write(&dcm, raw.bytes()).unwrap();
+    let (_, info) = load_image_with_info(&dcm, &LoadOptions::default()).unwrap();
+    let spacing = info.pixel_spacing.unwrap();
+    assert_eq!(
+        (spacing.row_mm(), spacing.column_mm(), spacing.source()),
+        (0.2, 0.1, ImagerPixelSpacing)
+    );
+    let png = dir.join("a.png");
+    xray_data::io::save_png16(&png, &Radiograph::from_pixel(2, 2, image::Luma([3.0]))).unwrap();
+    let (_, info) = load_image_with_info(&png, &LoadOptions::default()).unwrap();
+    assert_eq!(info.pixel_spacing, None);
 }

@@ -1,7 +1,7 @@
 //! DICOM radiographs (CR/DX) through dicom-rs.
 
 use super::quiet_panic::catch_unwind_quietly;
-use super::{check_finite, check_size, to_radiograph, LoadOptions};
+use super::{check_finite, check_size, to_radiograph, LoadOptions, PixelSpacing, SpacingSource};
 use crate::{DataError, Radiograph, Result};
 use dicom_dictionary_std::tags;
 use dicom_dictionary_std::uids::RLE_LOSSLESS;
@@ -97,8 +97,12 @@ pub struct DicomImage {
     /// `RescaleIntercept` (0 when absent).
     pub rescale_intercept: f64,
     /// Spacing between rows and between columns in mm: `PixelSpacing`, or
-    /// `ImagerPixelSpacing` (at the detector) when the former is absent.
+    /// `ImagerPixelSpacing` (at the detector) when the former is absent or invalid; the
+    /// values of [`DicomImage::pixel_spacing`], kept as a plain pair.
     pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// The same spacing as a checked [`PixelSpacing`] that says which attribute it came
+    /// from ([`SpacingSource`]: at the detector, or as the file calibrated it).
+    pub pixel_spacing: Option<PixelSpacing>,
     /// Transfer syntax UID of the file.
     pub transfer_syntax: String,
     /// `Modality` (e.g. `CR`, `DX`), when present.
@@ -295,6 +299,10 @@ impl WordTable {
 /// assert!(d.inverted);
 /// assert_eq!((d.columns, d.rows, d.frames, d.bits_stored), (4, 3, 1, 16));
 /// assert_eq!(d.pixel_spacing_mm, Some([0.2, 0.15]));
+/// // Written as the detector's pitch (`ImagerPixelSpacing`), and read back as such.
+/// let spacing = d.pixel_spacing.expect("a spacing");
+/// assert_eq!((spacing.row_mm(), spacing.column_mm()), (0.2, 0.15));
+/// assert_eq!(spacing.source(), xray_data::io::SpacingSource::ImagerPixelSpacing);
 /// assert_eq!(d.modality.as_deref(), Some("DX"));
 /// // A frame the file does not have is refused.
 /// let second = LoadOptions { frame: 1, ..LoadOptions::default() };
@@ -540,18 +548,24 @@ fn check_rle_segments(
     })
 }
 
-fn get_spacing(obj: &DefaultDicomObject) -> Option<[f64; 2]> {
-    [tags::PIXEL_SPACING, tags::IMAGER_PIXEL_SPACING]
-        .into_iter()
-        .find_map(|tag| {
-            let v = obj.element_opt(tag).ok()??.to_multi_float64().ok()?;
-            match v.as_slice() {
-                [r, c, ..] if r.is_finite() && c.is_finite() && *r > 0.0 && *c > 0.0 => {
-                    Some([*r, *c])
-                }
-                _ => None,
-            }
-        })
+fn get_spacing(obj: &DefaultDicomObject) -> Option<PixelSpacing> {
+    [
+        (tags::PIXEL_SPACING, SpacingSource::PixelSpacing),
+        (
+            tags::IMAGER_PIXEL_SPACING,
+            SpacingSource::ImagerPixelSpacing,
+        ),
+    ]
+    .into_iter()
+    .find_map(|(tag, source)| {
+        let v = obj.element_opt(tag).ok()??.to_multi_float64().ok()?;
+        match v.as_slice() {
+            // An invalid value (zero, negative, not finite, a unit error) is no spacing: the
+            // next attribute may still hold a usable one.
+            [r, c, ..] => PixelSpacing::new(*r, *c, source).ok(),
+            _ => None,
+        }
+    })
 }
 
 pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
@@ -793,6 +807,7 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         };
     check_finite(path, cols, &data)?;
     let image = to_radiograph(path, "DICOM", cols, rows, data)?;
+    let spacing = get_spacing(&obj);
     Ok(DicomImage {
         image,
         photometric,
@@ -806,7 +821,8 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         frame: opts.frame,
         rescale_slope: slope,
         rescale_intercept: intercept,
-        pixel_spacing_mm: get_spacing(&obj),
+        pixel_spacing_mm: spacing.map(|s| [s.row_mm(), s.column_mm()]),
+        pixel_spacing: spacing,
         transfer_syntax: obj.meta().transfer_syntax().to_string(),
         modality: get_str(&obj, tags::MODALITY),
         body_part: get_str(&obj, tags::BODY_PART_EXAMINED),

@@ -17,8 +17,9 @@ pub struct DicomWriteOptions {
     pub photometric: Photometric,
     /// Bits stored per sample, 8 to 16 (16 bits are always allocated).
     pub bits_stored: u16,
-    /// Pixel spacing (row, column) in mm to record, if known; both must be finite and
-    /// positive (what the loader reads back as a spacing).
+    /// Pixel spacing (row, column) in mm to record as `ImagerPixelSpacing`, if known; both
+    /// must be finite, positive and at most 1000 mm (what [`super::PixelSpacing::new`]
+    /// accepts, and the loader reads back as a spacing).
     pub pixel_spacing_mm: Option<[f64; 2]>,
     /// `PixelIntensityRelationship` to record, if known (with its sign: +1 for
     /// `Monochrome1`, whose stored values grow with the X-rays, −1 for the mirrored
@@ -44,8 +45,9 @@ impl Default for DicomWriteOptions {
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] for `bits_stored` outside 8..=16 or a
-/// `pixel_spacing_mm` that is not finite and positive (NaN, ±∞, zero or negative: it
-/// would be written as an invalid `DS` value and read back as no spacing),
+/// `pixel_spacing_mm` that [`super::PixelSpacing::new`] refuses (NaN, ±∞, zero, negative
+/// or above 1000 mm: it would be written as an invalid `DS` value, or read back as no
+/// spacing),
 /// [`DataError::ValueOutOfRange`], [`DataError::NonFinite`], [`DataError::EmptyImage`].
 ///
 /// # Examples
@@ -101,15 +103,16 @@ fn encode_at(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<
             "DICOM bits_stored must be 8..=16, got {bits}"
         )));
     }
-    if let Some(spacing) = opts.pixel_spacing_mm {
-        if !spacing.iter().all(|v| v.is_finite() && *v > 0.0) {
-            return Err(DataError::InvalidParameter(format!(
-                "{}: DICOM pixel_spacing_mm must be finite and positive, got [{}, {}]",
-                path.display(),
-                spacing[0],
-                spacing[1]
-            )));
-        }
+    if let Some([row, column]) = opts.pixel_spacing_mm {
+        // The loader's own check, so that whatever is written is read back as a spacing.
+        super::PixelSpacing::new(row, column, super::SpacingSource::ImagerPixelSpacing).map_err(
+            |e| {
+                DataError::InvalidParameter(format!(
+                    "{}: DICOM pixel_spacing_mm: {e}",
+                    path.display()
+                ))
+            },
+        )?;
     }
     let (w, h) = img.dimensions();
     check_size(path, w.into(), h.into(), u64::MAX)?;

@@ -25,6 +25,7 @@ mod mask;
 mod quiet_panic;
 mod raster;
 mod rle;
+mod spacing;
 
 pub use dicom::{decode_dicom, load_dicom, DicomImage, IntensityRelationship, Photometric};
 pub use dicom_write::{encode_dicom, save_dicom, DicomWriteOptions};
@@ -33,6 +34,7 @@ pub use mask::{
     save_mask, validate_mask, COLOR_TOLERANCE,
 };
 pub use raster::{save_png16, save_tiff_f32};
+pub use spacing::{PixelSpacing, SpacingSource};
 
 use crate::{DataError, Radiograph, Result};
 use std::path::{Path, PathBuf};
@@ -233,6 +235,11 @@ pub struct ImageInfo {
     /// Pixels whose stored word had bits outside `BitsStored`, masked off (see
     /// [`DicomImage::pixels_beyond_bits_stored`]): overlay planes, or a wrong `BitsStored`.
     pub pixels_beyond_bits_stored: u64,
+    /// The physical size of a pixel, from a DICOM file's `PixelSpacing` or
+    /// `ImagerPixelSpacing` ([`DicomImage::pixel_spacing`]); `None` for a DICOM file
+    /// without a valid one and for PNG, TIFF and JPEG files, whose resolution fields are
+    /// print settings rather than measurements (see [`PixelSpacing`]).
+    pub pixel_spacing: Option<PixelSpacing>,
 }
 
 /// As [`load_image`], with what the file says about the image ([`ImageInfo`]).
@@ -268,6 +275,7 @@ pub fn load_image_with_info(path: &Path, opts: &LoadOptions) -> Result<(Radiogra
                 body_part: d.body_part,
                 intensity_relationship: d.intensity_relationship,
                 pixels_beyond_bits_stored: d.pixels_beyond_bits_stored,
+                pixel_spacing: d.pixel_spacing,
             };
             Ok((d.image, info))
         }
