@@ -48,8 +48,13 @@ impl<'a> ProbMap<'a> {
     /// more than 255 classes (no `u8` label map could hold its arg-max: class 255 would read
     /// as [`IGNORE_LABEL`](crate::IGNORE_LABEL), class 256 as 0), [`PostprocError::ShapeMismatch`] when
     /// `data.len()` differs from the product, [`PostprocError::NonFinite`] for NaN/inf and
-    /// [`PostprocError::NotAProbability`] for values outside `[0, 1]` (a small tolerance of
-    /// 1e-4 is allowed for softmax rounding).
+    /// [`PostprocError::NotAProbability`] for a negative value (any: `-0.0` is zero, not
+    /// negative) or one above `1 + 1e-4` (the tolerance is for rounding above 1).
+    ///
+    /// A softmax never gives a negative value, even rounded, so a negative one means the data
+    /// is not softmax output; `xnet_model::infer::apply_temperature` and `xray_metrics` refuse
+    /// it too. Until 2026-12-02 values down to `-1e-4` were accepted here (and kept negative),
+    /// so the same buffer was a probability map for this crate and refused by the others.
     ///
     /// # Examples
     /// ```
@@ -58,6 +63,15 @@ impl<'a> ProbMap<'a> {
     /// let e = ProbMap::new(&p, 256, 1, 1).unwrap_err();
     /// assert!(matches!(e, PostprocError::ClassOutOfRange { class: 256, classes: 255, .. }));
     /// assert!(ProbMap::new(&p[..255], 255, 1, 1).is_ok());
+    ///
+    /// // The bounds: 0 (and -0.0) and 1 + 1e-4 are accepted, anything below 0 is not.
+    /// for ok in [0.0, -0.0, 1.0 + 1e-4] {
+    ///     assert!(ProbMap::new(&[ok, 0.5], 2, 1, 1).is_ok(), "{ok}");
+    /// }
+    /// for bad in [-f32::from_bits(1), -1e-7, -1e-4, 1.0 + 2e-4] {
+    ///     let e = ProbMap::new(&[bad, 0.5], 2, 1, 1).unwrap_err();
+    ///     assert!(matches!(e, PostprocError::NotAProbability { class: 0, .. }), "{bad}");
+    /// }
     /// ```
     pub fn new(data: &'a [f32], classes: usize, height: usize, width: usize) -> Result<Self> {
         if classes == 0 || height == 0 || width == 0 {
@@ -86,7 +100,8 @@ impl<'a> ProbMap<'a> {
         }
         let plane = height * width;
         for (i, &v) in data.iter().enumerate() {
-            if !v.is_finite() || !(-1e-4..=1.0 + 1e-4).contains(&v) {
+            // `0.0..` holds -0.0 (it compares equal to 0) and no negative value.
+            if !v.is_finite() || !(0.0..=1.0 + 1e-4).contains(&v) {
                 let (class, rest) = (i / plane, i % plane);
                 let (y, x) = (rest / width, rest % width);
                 return Err(if v.is_finite() {
