@@ -14,7 +14,8 @@
 //! temperature, docs/calibration.md; `--temperature 1` for the network's raw softmax); with
 //! `--uncertainty` `<stem>.uncertainty.png` (16-bit, `1 − max_k p_k`) plus the file's
 //! expected error rate. `OUT/segment.jsonl` has one JSON line per input, in input order:
-//! what was written for it (size, category, edges, label counts, expected error, paths) or
+//! what was written for it (size, category, edges, field size in mm where the pixel spacing is
+//! known, label counts, expected error, paths) or
 //! its error; an earlier run's lines for inputs this run does not segment come first, kept
 //! while their outputs are in the folder (`xray_seg::segment::write_summary`). Outputs an
 //! earlier run wrote for a stem and this run does not (probability maps without `--probs`,
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use xray_data::io::{PixelSpacing, SpacingSource};
 use xray_postproc::{Pipeline, PipelineConfig};
 use xray_seg::predict::Predictor;
 use xray_seg::segment::{
@@ -106,6 +108,13 @@ struct Args {
     /// build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Pixel spacing in mm, ROW[,COLUMN] (one value for square pixels): the field is then
+    /// measured in mm (<stem>.field.json's size_mm, segment.jsonl's field_size). Default: a
+    /// DICOM input's PixelSpacing or ImagerPixelSpacing; PNG, TIFF and JPEG files carry none
+    /// this reads (their resolution fields are print settings). Overrides a DICOM's own, with a
+    /// warning where they differ.
+    #[arg(long, value_name = "MM", value_parser = parse_spacing)]
+    pixel_spacing: Option<PixelSpacing>,
     /// Seed (segmentation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -120,6 +129,20 @@ fn parse_threshold(text: &str) -> Result<f32, String> {
         Ok(_) => Err("must be a probability in [0, 1]".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `--pixel-spacing`: `ROW[,COLUMN]` in mm, refused by the flag's name when not a spacing.
+fn parse_spacing(text: &str) -> Result<PixelSpacing, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>().map_err(|e| format!("{v:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let (row, column) = match values[..] {
+        [square] => (square, square),
+        [row, column] => (row, column),
+        _ => return Err("expected ROW or ROW,COLUMN in mm, e.g. 0.143 or 0.2,0.15".into()),
+    };
+    PixelSpacing::new(row, column, SpacingSource::Stated).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -196,6 +219,7 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
         probabilities: args.probs,
         uncertainty: args.uncertainty,
         category: args.category.clone(),
+        pixel_spacing: args.pixel_spacing,
         ..SegmentOptions::default()
     };
     opts.load.frame = args.frame;
@@ -249,12 +273,16 @@ fn run(args: &Args) -> xray_seg::Result<usize> {
                             }
                             bar.suspend(|| {
                             println!(
-                                "{}: {}x{}{}, {} collimator edge(s), pixels open/soft/bone/outside = {:?}{} → {}",
+                                "{}: {}x{}{}, {} collimator edge(s){}, pixels open/soft/bone/outside = {:?}{} → {}",
                                 input.display(),
                                 s.size.0,
                                 s.size.1,
                                 s.category.as_deref().map_or(String::new(), |c| format!(" ({c})")),
                                 s.edges,
+                                s.field_size.as_ref().map_or(String::new(), |f| format!(
+                                    ", field {:.0} × {:.0} mm",
+                                    f.extent_mm[0], f.extent_mm[1]
+                                )),
                                 s.label_counts,
                                 s.expected_error.map_or(String::new(), |e| format!(
                                     ", expected error {:.1} %",

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use xray_data::io::{load_image_with_info, save_mask, IntensityRelationship, LoadOptions};
+use xray_data::io::{
+    load_image_with_info, save_mask, IntensityRelationship, LoadOptions, PixelSpacing,
+};
 use xray_data::normalize::value_range;
 use xray_data::synth::BodyPart;
 use xray_data::{Mask, Radiograph};
@@ -15,9 +17,11 @@ use xray_postproc::{
 use crate::predict::Predictor;
 use crate::{Error, Result};
 
+mod field_size;
 mod inputs;
 mod outputs;
 
+pub use field_size::{field_outline, measure_field, FieldSize};
 pub use inputs::{check_unique_stems, expand_inputs, worker_count, Inputs};
 pub use outputs::{check_outputs_spare_inputs, write_summary, SUMMARY_FILE};
 use outputs::{discard_outputs, has_outputs_of, remove_stale_outputs};
@@ -41,6 +45,14 @@ pub struct SegmentOptions {
     /// category the pipeline does not list gets its default threshold; [`check_category`]
     /// refuses one given by the user instead.
     pub category: Option<String>,
+    /// The physical size of a pixel, stated by the caller ([`SpacingSource::Stated`]
+    /// marks it so): the field is then measured in mm ([`FieldSize`]). When `None`,
+    /// [`segment_file`] takes a DICOM input's `PixelSpacing` or `ImagerPixelSpacing`; a
+    /// stated spacing overrides the file's, with a warning in [`Segmented::warnings`]
+    /// where the two differ.
+    ///
+    /// [`SpacingSource::Stated`]: xray_data::io::SpacingSource::Stated
+    pub pixel_spacing: Option<PixelSpacing>,
 }
 
 impl Default for SegmentOptions {
@@ -53,6 +65,7 @@ impl Default for SegmentOptions {
             probabilities: false,
             uncertainty: false,
             category: None,
+            pixel_spacing: None,
         }
     }
 }
@@ -70,6 +83,12 @@ pub struct FieldReport<'a> {
     pub polygon: Vec<(f32, f32)>,
     /// The edges found (absent sides omitted; lines `nx·x + ny·y = c`, normal into the field).
     pub field: &'a Collimator,
+    /// The pixel spacing the sizes below were measured with (absent when unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_spacing: Option<PixelSpacing>,
+    /// The field measured in mm (absent without a pixel spacing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_mm: Option<&'a FieldSize>,
 }
 
 /// What [`segment_file`] wrote for one input (serialised as a line of the `segment`
@@ -104,6 +123,14 @@ pub struct Segmented {
     pub mirrored: bool,
     /// Number of collimator edges found.
     pub edges: usize,
+    /// The pixel spacing used: [`SegmentOptions::pixel_spacing`], or the input file's.
+    /// Omitted from `segment.jsonl` when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_spacing: Option<PixelSpacing>,
+    /// The exposed field measured in mm with [`Segmented::pixel_spacing`] (the whole image
+    /// when no collimator edge was found). Omitted from `segment.jsonl` when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_size: Option<FieldSize>,
     /// Pixel count per label value 0, 1, 2 and 255 (last).
     pub label_counts: [u64; 4],
     /// The category the thresholds were chosen by: [`SegmentOptions::category`], or the
@@ -266,9 +293,11 @@ pub fn segment_file(
         .category
         .clone()
         .or_else(|| info.body_part.as_deref().map(category_of_body_part));
+    let pixel_spacing = opts.pixel_spacing.or(info.pixel_spacing);
     let opts = SegmentOptions {
         category,
         pipeline,
+        pixel_spacing,
         ..opts.clone()
     };
     let mut done = segment_image(
@@ -281,6 +310,20 @@ pub fn segment_file(
     )?;
     done.input_scale_from_file = scale;
     done.mirrored = info.mirrored;
+    if let Some((stated, file)) = opts.pixel_spacing.zip(info.pixel_spacing) {
+        if (stated.row_mm(), stated.column_mm()) != (file.row_mm(), file.column_mm()) {
+            done.warnings.push(format!(
+                "{}: the stated pixel spacing ({} × {} mm) was used in place of the file's \
+                 ({} × {} mm, {:?})",
+                input.display(),
+                stated.row_mm(),
+                stated.column_mm(),
+                file.row_mm(),
+                file.column_mm(),
+                file.source()
+            ));
+        }
+    }
     if info.pixels_beyond_bits_stored > 0 {
         done.warnings.push(format!(
             "{}: {} pixel(s) had bits set outside BitsStored and were read without them, as \
@@ -437,6 +480,9 @@ fn write_segmentation(
         height: hu,
         edges: Vec::new(),
     });
+    let field_size = opts
+        .pixel_spacing
+        .map(|spacing| measure_field(&field, &spacing));
 
     let path = |suffix: &str| out_dir.join(format!("{stem}.{suffix}"));
     let labels_path = path("labels.png");
@@ -459,6 +505,8 @@ fn write_segmentation(
             height: hu,
             polygon: field.polygon(),
             field: &field,
+            pixel_spacing: opts.pixel_spacing,
+            size_mm: field_size.as_ref(),
         };
         let json =
             serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -525,6 +573,8 @@ fn write_segmentation(
         expected_error,
         mirrored: false,
         edges: field.edges.len(),
+        pixel_spacing: opts.pixel_spacing,
+        field_size,
         label_counts: count_labels(&out.labels),
         category,
         input_scale_from_file: None,
