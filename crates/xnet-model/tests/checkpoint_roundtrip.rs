@@ -703,3 +703,53 @@ fn inference_settings_are_read_from_the_metadata_and_checked() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `save` refuses variables that are not the network's (an empty `VarMap`, a wider
+/// network's, one with an extra variable) before writing anything: no folder is made for a
+/// new checkpoint, and an earlier one keeps its bytes. Before, each was written and refused
+/// only by `load`, the earlier checkpoint lost.
+#[test]
+fn save_refuses_variables_that_are_not_the_network_s() {
+    let dev = Device::Cpu;
+    let cfg = small(2);
+    let good = VarMap::new();
+    cfg.build(VarBuilder::from_varmap(&good, DType::F32, &dev))
+        .unwrap();
+    let wider = VarMap::new();
+    small(4)
+        .build(VarBuilder::from_varmap(&wider, DType::F32, &dev))
+        .unwrap();
+    let extra = VarMap::new();
+    let vb = VarBuilder::from_varmap(&extra, DType::F32, &dev);
+    cfg.build(vb.clone()).unwrap();
+    vb.get_with_hints(3, "stray.bias", candle_nn::Init::Const(0.0))
+        .unwrap();
+
+    let fresh = temp_dir("save-refused-fresh");
+    let kept = temp_dir("save-refused-kept");
+    checkpoint::save(&kept, &good, &cfg, serde_json::json!({ "epoch": 1 })).unwrap();
+    let bytes = |name: &str| std::fs::read(kept.join(name)).unwrap();
+    let (config_before, weights_before) = (bytes(CONFIG_FILE), bytes(WEIGHTS_FILE));
+    for (what, varmap, names) in [
+        ("empty", VarMap::new(), "missing"),
+        ("wider", wider, "has shape"),
+        ("extra", extra, "unexpected [\"stray.bias\"]"),
+    ] {
+        for dir in [&fresh, &kept] {
+            let e = checkpoint::save(dir, &varmap, &cfg, serde_json::Value::Null).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, ModelError::InvalidConfig(_)), "{what}: {e:?}");
+            assert!(
+                text.contains(&dir.display().to_string())
+                    && text.contains("not saved")
+                    && text.contains(names),
+                "{what}: {text}"
+            );
+        }
+        assert!(!fresh.exists(), "{what}");
+        assert_eq!(bytes(CONFIG_FILE), config_before, "{what}");
+        assert_eq!(bytes(WEIGHTS_FILE), weights_before, "{what}");
+    }
+    assert!(checkpoint::load(&kept, &dev).is_ok());
+    std::fs::remove_dir_all(&kept).ok();
+}

@@ -182,34 +182,18 @@ impl std::fmt::Debug for LoadedModel {
 /// `Value::Null`) into directory `dir`, creating it if needed. Both files are written
 /// atomically (temporary file + rename).
 ///
-/// `save` does not check that `varmap` holds the variables `config` builds (a network made
-/// by a [`load_with`] builder may hold others than its config's): a checkpoint of another
-/// network's variables, or of an empty `VarMap`, is written, and refused only when [`load`]
-/// reads it ([`ModelError::WeightShape`], [`ModelError::WeightNames`]). To check first,
-/// compare [`expected_shapes`] of `config` with the `VarMap`'s variables:
-/// ```
-/// use std::collections::BTreeMap;
-/// use candle_core::{DType, Device};
-/// use candle_nn::{VarBuilder, VarMap};
-/// use xnet_model::checkpoint::expected_shapes;
-/// use xnet_model::models::{ModelConfig, XNetConfig};
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
-/// let varmap = VarMap::new(); // holds a wider network's variables
-/// ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() })
-///     .build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
-/// let want = expected_shapes(|vb| cfg.build(vb).map(|_| ()))?;
-/// let have: BTreeMap<String, Vec<usize>> = varmap.data().lock().map_err(|_| "poisoned")?
-///     .iter().map(|(name, var)| (name.clone(), var.dims().to_vec())).collect();
-/// assert_ne!(want, have); // `save(dir, &varmap, &cfg, ..)` would write what `load` refuses
-/// # Ok(())
-/// # }
-/// ```
+/// `varmap` must hold exactly the variables the network `config` builds, with their
+/// shapes: a checkpoint of another network's variables, or of an empty `VarMap`, would be
+/// written only to be refused when [`load`] reads it, and would have replaced a good
+/// checkpoint on its way. A network built by a [`load_with`] builder that asks for other
+/// variables than its config is saved with [`save_with`] and that builder.
 ///
 /// # Errors
-/// [`ModelError::Io`] naming `dir` or the file when the folder cannot be created (a file of
-/// that name, say) or a file cannot be written; the file already under that name then stays
-/// as it was. Candle's errors reading the variables.
+/// [`ModelError::InvalidConfig`] naming `dir`, before anything is written, when `varmap`
+/// does not hold `config`'s variables (the names missing and unexpected, or the first
+/// variable of another shape). [`ModelError::Io`] naming `dir` or the file when the folder
+/// cannot be created (a file of that name, say) or a file cannot be written; the file
+/// already under that name then stays as it was. Candle's errors reading the variables.
 ///
 /// # Examples
 /// ```
@@ -228,6 +212,12 @@ impl std::fmt::Debug for LoadedModel {
 /// let stored = checkpoint::read_config(&dir.join(checkpoint::CONFIG_FILE))?;
 /// assert_eq!(stored.model, cfg);
 /// assert_eq!(stored.metadata["epoch"], 3);
+///
+/// // Another network's variables are refused, and the checkpoint there is kept.
+/// let wider = ModelConfig::XNet(XNetConfig { base_width: 4, ..Default::default() });
+/// let e = checkpoint::save(&dir, &varmap, &wider, serde_json::Value::Null).unwrap_err();
+/// assert!(e.to_string().contains("not saved"), "{e}");
+/// assert_eq!(checkpoint::read_config(&dir.join(checkpoint::CONFIG_FILE))?.model, cfg);
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok(())
 /// # }
@@ -238,11 +228,52 @@ pub fn save(
     config: &ModelConfig,
     metadata: serde_json::Value,
 ) -> Result<()> {
+    save_with(dir, varmap, config, metadata, |cfg, vb| cfg.build(vb))
+}
+
+/// As [`save`], for a network that `build` made of `config` (the builder the checkpoint
+/// will be read with, by [`load_with`]): `varmap` must hold the variables `build` asks for.
+///
+/// # Errors
+/// As [`save`], the variables compared with `build`'s; also `build`'s own errors.
+///
+/// # Examples
+/// ```
+/// use candle_core::{DType, Device};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use xnet_model::checkpoint;
+/// use xnet_model::models::{ModelConfig, XNetConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("xnet-doc-save-with-{}", std::process::id()));
+/// // A two-class network stored under a three-class config: only its builder knows.
+/// let two_classes = |stored: &ModelConfig, vb: VarBuilder| match stored {
+///     ModelConfig::XNet(c) => ModelConfig::XNet(XNetConfig { num_classes: 2, ..c.clone() }).build(vb),
+///     other => other.build(vb),
+/// };
+/// let cfg = ModelConfig::XNet(XNetConfig { base_width: 2, ..Default::default() });
+/// let varmap = VarMap::new();
+/// two_classes(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+/// assert!(checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).is_err());
+/// checkpoint::save_with(&dir, &varmap, &cfg, serde_json::Value::Null, two_classes)?;
+/// assert!(checkpoint::load_with(&dir, &Device::Cpu, two_classes).is_ok());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn save_with(
+    dir: &Path,
+    varmap: &VarMap,
+    config: &ModelConfig,
+    metadata: serde_json::Value,
+    build: impl Fn(&ModelConfig, VarBuilder) -> Result<Box<dyn Segmenter>>,
+) -> Result<()> {
+    let tensors = varmap_tensors(varmap)?;
+    let expected = expected_shapes(|vb| build(config, vb).map(|_| ()))?;
+    check_varmap_fits(dir, &expected, &tensors)?;
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let tensors = varmap_tensors(varmap)?;
     let digest = write_safetensors_atomic(&dir.join(WEIGHTS_FILE), &tensors)?;
     let cfg = CheckpointConfig {
         format_version: FORMAT_VERSION,
@@ -251,6 +282,53 @@ pub fn save(
         weights_digest: Some(digest),
     };
     write_json_atomic(&dir.join(CONFIG_FILE), &cfg)
+}
+
+/// Refuses to save variables that are not the network's: names missing or unexpected, or
+/// a variable of another shape (the first, by name).
+fn check_varmap_fits(
+    dir: &Path,
+    expected: &BTreeMap<String, Vec<usize>>,
+    tensors: &std::collections::HashMap<String, Tensor>,
+) -> Result<()> {
+    let refuse = |detail: String| {
+        Err(ModelError::InvalidConfig(format!(
+            "{}: not saved: the VarMap does not hold the variables of the network the \
+             configuration builds ({detail})",
+            dir.display()
+        )))
+    };
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !tensors.contains_key(*k))
+        .collect();
+    let mut unexpected: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    unexpected.sort();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        let list = |names: &[&String]| match names.len() {
+            0 => "none".to_string(),
+            n if n > 5 => format!("{:?} and {} more", &names[..5], n - 5),
+            _ => format!("{names:?}"),
+        };
+        return refuse(format!(
+            "missing {}, unexpected {}",
+            list(&missing),
+            list(&unexpected)
+        ));
+    }
+    for (name, dims) in expected {
+        let found = tensors.get(name).map(|t| t.dims().to_vec());
+        if found.as_ref() != Some(dims) {
+            return refuse(format!(
+                "`{name}` has shape {:?}, the network's is {dims:?}",
+                found.unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Removes the temporary files that atomic writes of another process left in `dir` (not
