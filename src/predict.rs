@@ -44,6 +44,7 @@ impl std::fmt::Debug for Predictor {
         f.debug_struct("Predictor")
             .field("config", &self.config)
             .field("preprocess", &self.preprocess)
+            .field("device", &self.options.device.location())
             .field("temperature", &self.temperature)
             .field("flip_average", &self.options.flip_average)
             .finish_non_exhaustive()
@@ -414,6 +415,29 @@ impl Predictor {
                 self.preprocess.height,
             )
         })
+    }
+
+    /// The device the network runs on, the one given to [`Predictor::load`] or
+    /// [`Predictor::new`]: [`Device::Cpu`], or a CUDA GPU (with the `cuda` feature), whose
+    /// [`location`](Device::location) names its ordinal. What a program that embeds the
+    /// predictor logs, or checks before it sends a batch.
+    ///
+    /// # Examples
+    /// ```
+    /// use candle_core::{Device, DeviceLocation};
+    /// use xray_seg::predict::Predictor;
+    /// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+    /// assert!(predictor.device().is_cpu());
+    /// assert!(matches!(predictor.device().location(), DeviceLocation::Cpu));
+    /// // Loaded on the first GPU, where there is one:
+    /// if let Ok(gpu) = Device::new_cuda(0) {
+    ///     let on_gpu = Predictor::load(&xray_seg::shipped_weights_dir(), &gpu)?;
+    ///     assert!(matches!(on_gpu.device().location(), DeviceLocation::Cuda { gpu_id: 0 }));
+    /// }
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
+    pub fn device(&self) -> &Device {
+        &self.options.device
     }
 
     /// Number of classes of the probability maps.
