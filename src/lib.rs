@@ -15,6 +15,16 @@
 //! | [`evaluate`] | `evaluate`: checkpoint + labelled folder → report and plots |
 //! | [`segment`] | `segment`: radiographs → labels, field, overlays |
 //! | [`compare`] | `compare`: every architecture under one budget → one table |
+//!
+//! # Sizes
+//!
+//! The workspace's convention (docs/architecture.md): tensor-like data (candle tensors,
+//! class-major `C × H × W` probability maps) takes (classes,) `height`, then `width`, as
+//! candle does; image-like data (radiographs, masks, label maps, planes) takes `width`, then
+//! `height`, as the `image` crate does. Sizes are mostly read from the images themselves here;
+//! one function takes them and differs from the rule: [`prepare::resize_probabilities`] takes
+//! a `C × H × W` map with `(width, height)` pairs, as
+//! `xray_data::resize::resize_probabilities`, which it calls.
 #![deny(missing_docs)]
 
 /// Replacing output files atomically (`segment`'s images and field). Shared with the

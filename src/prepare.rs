@@ -196,6 +196,12 @@ impl Preprocess {
 /// per class), then renormalises each pixel so the classes still sum to one:
 /// [`xray_data::resize::resize_probabilities`] with this crate's error type.
 ///
+/// # Shapes
+/// `probs` is class-major, `classes × height × width`, but its sizes are `(width, height)` pairs
+/// ([image order](crate#sizes)), as `xray_data::resize::resize_probabilities`, which it calls: an
+/// exception to the [size order](crate#sizes), kept because reordering two `u32`s would break
+/// callers silently.
+///
 /// # Errors
 /// A length that does not match `C × from_h × from_w`, a zero size, or a size beyond the
 /// resize's limit ([`Error::Data`]).

@@ -56,3 +56,89 @@ fn prob_map_and_apply_temperature_agree_on_negative_values() {
         }
     }
 }
+
+/// Parameter names that carry a width or a height.
+const WIDTH_NAMES: [&str; 4] = ["w", "width", "out_w", "from_w"];
+const HEIGHT_NAMES: [&str; 4] = ["h", "height", "out_h", "from_h"];
+
+/// `(file:line, function)` of every `pub fn` under `dir` that takes both a width and a height
+/// but whose docs have no `# Shapes` section.
+fn sized_functions_without_shapes(dir: &std::path::Path, missing: &mut Vec<String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            sized_functions_without_shapes(&path, missing);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(rest) = line.trim_start().strip_prefix("pub fn ") else {
+                continue;
+            };
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // The signature up to its body (or `;`).
+            let mut signature = String::new();
+            for l in &lines[i..] {
+                signature.push_str(l);
+                signature.push(' ');
+                if l.contains('{') || l.trim_end().ends_with(';') {
+                    break;
+                }
+            }
+            let idents: Vec<&str> = signature
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .collect();
+            let takes = |names: &[&str]| idents.iter().any(|t| names.contains(t));
+            if !(takes(&WIDTH_NAMES) && takes(&HEIGHT_NAMES)) {
+                continue;
+            }
+            let has_shapes = lines[..i]
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .skip_while(|l| l.starts_with("#["))
+                .take_while(|l| l.starts_with("///"))
+                .any(|l| l == "/// # Shapes");
+            if !has_shapes {
+                missing.push(format!("{}:{} {name}", path.display(), i + 1));
+            }
+        }
+    }
+}
+
+/// Height and width come in two orders in the workspace (tensor-like: height, width, as
+/// candle; image-like: width, height, as `image`), both as plain integers, so a swapped pair
+/// compiles. Every public function that takes both must say its order under `# Shapes`
+/// (the embedding walkthrough found `predict_proba(h, w)` beside `Plane::new(w, h)` with
+/// nothing saying which is which).
+#[test]
+fn every_public_function_taking_a_width_and_a_height_documents_their_order() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    for dir in [
+        "src",
+        "crates/xray-data/src",
+        "crates/xnet-model/src",
+        "crates/xray-metrics/src",
+        "crates/xray-postproc/src",
+    ] {
+        sized_functions_without_shapes(&root.join(dir), &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "public functions taking a width and a height without a `# Shapes` section saying \
+         their order (see docs/architecture.md, Sizes):\n{}",
+        missing.join("\n")
+    );
+}

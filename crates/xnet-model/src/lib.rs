@@ -114,6 +114,18 @@
 //!
 //! A program that only runs networks can depend on the crate with
 //! `default-features = false, features = ["avx512"]`.
+//!
+//! # Sizes
+//!
+//! Everything here takes sizes in tensor order, as candle does: (batch `n`,) (channels or
+//! classes,) `height`, then `width`, the order of the `[N, C, H, W]` shapes the networks read
+//! and write, also where the input is a plain plane or label map that becomes a tensor
+//! (`infer::predict_proba(model, image, height, width, opts)`,
+//! `loss::boundary_weight_map(labels, height, width, ..)`, `ops::resize_bilinear(x, out_h,
+//! out_w)`, `forward_flops(h, w)`). The workspace's image-like types take `width`, then
+//! `height`, as the `image` crate does (`ImageBuffer::new(width, height)`: xray-data,
+//! xray-metrics, xray-postproc's `Plane`). Both orders are plain integers, so a swapped pair
+//! compiles: every function here that takes a size says its order under `# Shapes`.
 #![deny(missing_docs)]
 
 /// Replacing files atomically (`checkpoint::write_bytes_atomic`). Shared with the other

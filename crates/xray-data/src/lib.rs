@@ -8,6 +8,17 @@
 //! - A mask is a [`Mask`] (`image::GrayImage`) holding class indices: `0` open beam,
 //!   `1` soft tissue, `2` bone, [`IGNORE_LABEL`] (`255`) ignored.
 //! - Every random operation takes `&mut impl rand::Rng`, so a seed fixes the result.
+//!
+//! # Sizes
+//!
+//! Sizes are `width`, then `height`, as the `image` crate's (`ImageBuffer::new(width,
+//! height)`, [`resize::resize`]`(img, width, height, filter)`): this crate works on images.
+//! The workspace's tensor-like types (xnet-model's functions, xray-postproc's `ProbMap`) take
+//! (classes,) `height`, then `width`, as candle does. Both are plain integers, so a swapped
+//! pair compiles: every function here that takes a size says its order under `# Shapes`. One
+//! function differs from that rule: [`resize::resize_probabilities`] takes a class-major
+//! `C × H × W` probability map (tensor-like) with `(width, height)` pairs, as the image
+//! resizers beside it do.
 #![deny(missing_docs)]
 
 /// Replacing files atomically: the savers write to a temporary sibling and rename it into

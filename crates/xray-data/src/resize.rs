@@ -61,6 +61,9 @@ fn check_separable(w_in: u32, h_in: u32, w: u32, h: u32) -> Result<()> {
 /// their mean is finite, the image is redone in `f64`, so a finite image always resizes to
 /// a finite one.
 ///
+/// # Shapes
+/// `width`, then `height` ([image order](crate#sizes)), of the output.
+///
 /// # Errors
 /// [`DataError::InvalidParameter`] for a zero input or output size, or one above the limit
 /// of the [module docs](self) (the output, or input height × output width, above
@@ -95,6 +98,9 @@ pub fn resize(img: &Radiograph, width: u32, height: u32, filter: Filter) -> Resu
 /// Resizes a label mask with nearest-neighbour sampling at pixel centres
 /// (`src = floor((dst + 0.5) · in / out)`, PyTorch's `nearest-exact`), so labels are never
 /// mixed.
+///
+/// # Shapes
+/// `width`, then `height` ([image order](crate#sizes)), of the output.
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] for a zero input or output size, or an output above
@@ -138,6 +144,12 @@ pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Result<Mask> {
 /// This is the step that brings probabilities computed on a radiograph shrunk to the
 /// network input (a checkpoint's `metadata.preprocess`, see xnet-model's crate docs) back
 /// to the radiograph's own size, as the workspace's `xray_seg::predict::Predictor` does.
+///
+/// # Shapes
+/// `probs` is class-major, `classes × height × width`, but its sizes are `(width, height)` pairs
+/// ([image order](crate#sizes), as [`resize`] beside it), not tensor order: the one exception to
+/// the crate's [size order](crate#sizes), kept because reordering two `u32`s would break callers
+/// silently.
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] for no classes, a `probs` length other than

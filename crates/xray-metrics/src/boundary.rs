@@ -19,6 +19,10 @@ use crate::validate::{
 /// Squared Euclidean distance of every pixel to the nearest `true` pixel of `features`
 /// (row-major, `width × height`); `f64::INFINITY` everywhere when there is none.
 ///
+/// # Shapes
+/// `width`, then `height` ([image order](crate#sizes)): `features` and the result are `height` rows
+/// of `width` values.
+///
 /// # Errors
 /// [`MetricsError::LengthMismatch`] when `features` does not hold `width × height` values
 /// (a product that overflows `usize` included).
@@ -168,6 +172,10 @@ fn directed(from: &[bool], to_dt: &[f64], spacing: f64) -> Vec<f64> {
 
 /// Per-class surface distances between `truth` and `pred` label images (`width × height`,
 /// row-major). `None` for a class missing from either image (the distance is undefined).
+///
+/// # Shapes
+/// `width`, then `height` ([image order](crate#sizes)): `truth` and `pred` are `height` rows of
+/// `width` labels.
 ///
 /// # Errors
 /// - [`MetricsError::InvalidConfig`] when `num_classes` is not in 2..=255 or `spacing` is not

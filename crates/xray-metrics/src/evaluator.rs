@@ -323,6 +323,12 @@ impl Evaluator {
     /// probabilities, class-major (`C` planes of `width × height`). The prediction is the
     /// arg-max class (first one on ties).
     ///
+    /// # Shapes
+    /// `width`, then `height` ([image order](crate#sizes)): `labels` is `height` rows of `width`
+    /// values and `probs` is class-major, `C × height × width`, sized by the same pair (image order
+    /// for both, although a probability map is tensor-like elsewhere, as
+    /// `xray_postproc::ProbMap::new(data, classes, height, width)`).
+    ///
     /// # Errors
     /// Nothing is added when one occurs.
     /// - [`MetricsError::LengthMismatch`] when `labels` does not hold `width × height`

@@ -23,6 +23,16 @@
 //! assert_eq!(report.accuracy, Some(1.0));
 //! assert_eq!(report.auc.weighted, None); // soft tissue has no pixel: AUC undefined, not a number
 //! ```
+//!
+//! # Sizes
+//!
+//! Functions that take an image's size take `width`, then `height`, as the `image` crate does
+//! ([`Evaluator::add_image`]`(labels, probs, width, height)`, [`surface_distances`],
+//! [`squared_distance_transform`]); `add_image` sizes its class-major `C × H × W`
+//! probabilities by the same pair. The workspace's tensor-like types (xnet-model's functions,
+//! xray-postproc's `ProbMap::new(data, classes, height, width)`) take (classes,) `height`,
+//! then `width`, as candle does. Both are plain integers, so a swapped pair compiles: every
+//! function here that takes a size says its order under `# Shapes`.
 #![deny(missing_docs)]
 
 /// Replacing files atomically: the reports and plots an earlier evaluation wrote must

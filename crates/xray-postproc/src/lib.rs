@@ -12,6 +12,15 @@
 //! - [`baseline`]: a classical, network-free segmenter for comparison;
 //! - [`pipeline`]: [`Pipeline`] ties the steps together from a serde config;
 //! - [`mod@overlay`]: label maps blended over the radiograph in fixed colours, PNG output.
+//!
+//! # Sizes
+//!
+//! A [`ProbMap`] is tensor-like (one image of a softmax's `[N, C, H, W]`) and takes
+//! `classes, height, width`, as candle does; a [`Plane`] and the other image-like inputs
+//! (collimator geometry: [`Line::clip_to`], [`edge_distance`]) take `width, height`, as the
+//! `image` crate does (`ImageBuffer::new(width, height)`). Both are plain `usize`s, so a
+//! swapped pair compiles: every function here that takes a size says its order under
+//! `# Shapes`.
 #![deny(missing_docs)]
 
 /// Replacing files atomically ([`save_png`]). Shared with the other crates by source.

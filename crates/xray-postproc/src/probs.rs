@@ -43,6 +43,11 @@ pub struct ProbMap<'a> {
 impl<'a> ProbMap<'a> {
     /// Wraps `data` (`classes × height × width` values, class-major, rows in order).
     ///
+    /// # Shapes
+    /// `classes`, `height`, then `width` ([tensor order](crate#sizes), as candle's `[C, H, W]`):
+    /// `data` is `classes` planes of `height` rows of `width` values. [`Plane::new`] takes `width,
+    /// height`.
+    ///
     /// # Errors
     /// [`PostprocError::Empty`] for a zero dimension, [`PostprocError::ClassOutOfRange`] for
     /// more than 255 classes (no `u8` label map could hold its arg-max: class 255 would read
@@ -313,6 +318,10 @@ pub struct Plane<'a> {
 
 impl<'a> Plane<'a> {
     /// Wraps `data` (`height` rows of `width` values).
+    ///
+    /// # Shapes
+    /// `width`, then `height` ([image order](crate#sizes), as `image::ImageBuffer::new`): `data` is
+    /// `height` rows of `width` values. [`ProbMap::new`] takes `classes, height, width`.
     ///
     /// # Errors
     /// Zero size, wrong length or a non-finite value.

@@ -238,6 +238,10 @@ impl InferenceOptions {
 
 /// `C × H × W` class probabilities of one normalised `height × width` plane (row-major).
 ///
+/// # Shapes
+/// `height`, then `width` ([tensor order](crate#sizes), as candle's `[N, C, H, W]`): `image` is
+/// `height` rows of `width` values, and the result `C × height × width`.
+///
 /// # Errors
 /// As [`predict_proba_batch`].
 ///
@@ -271,6 +275,10 @@ pub fn predict_proba(
 /// `N × C × H × W` probabilities of `n` equal-size planes (`N × H × W`, row-major), batched
 /// `batch_size` images (or tiles) per forward pass; with [`InferenceOptions::flip_average`]
 /// the mean over the mirrored copies.
+///
+/// # Shapes
+/// `n`, `height`, then `width` ([tensor order](crate#sizes)): `images` is `n × height × width`, the
+/// result `n × C × height × width`.
 ///
 /// # Errors
 /// [`ModelError::InvalidConfig`] for options that do not fit the model
@@ -412,6 +420,10 @@ fn mirror_planes(
 
 /// Per-pixel arg-max of `C × H × W` probabilities: the `H × W` class map (ties go to the
 /// lower class).
+///
+/// # Shapes
+/// `num_classes`, `height`, then `width` ([tensor order](crate#sizes)): `probs` is `num_classes ×
+/// height × width`, the result `height × width`.
 ///
 /// # Errors
 /// [`ModelError::InvalidInput`] when `probs` does not hold `num_classes × height × width`

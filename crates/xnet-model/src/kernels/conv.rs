@@ -431,6 +431,10 @@ impl CustomOp2 for ConvGradWeight {
 /// `XNET_CONV_DIRECT=1`, or `XNET_CONV_PATH=direct|f23|f43` (Winograd only for 3×3 kernels
 /// without dilation; others stay direct).
 ///
+/// # Shapes
+/// `n`, `c_in`, `c_out`, `h`, then `w` ([tensor order](crate#sizes)): the input is `[n, c_in, h,
+/// w]`.
+///
 /// # Examples
 ///
 /// ```
@@ -651,6 +655,10 @@ pub fn conv2d_fast_weight_grad(
 /// weight gradient of this shape: `"direct"`, `"winograd-f23"` or `"winograd-f43"`, chosen
 /// from per-layer timings unless the environment forces one, as for
 /// [`conv2d_fast_path`].
+///
+/// # Shapes
+/// `n`, `c_in`, `c_out`, `h`, then `w` ([tensor order](crate#sizes)): the input is `[n, c_in, h,
+/// w]`.
 ///
 /// # Examples
 /// ```

@@ -77,6 +77,10 @@ impl BoundaryWeightConfig {
 /// [`BoundaryWeightConfig`]. Plain data in, plain data out (computed on the CPU; cost
 /// `O(K·H·W)` for `K` objects).
 ///
+/// # Shapes
+/// `height`, then `width` ([tensor order](crate#sizes), although `labels` is a label map): `labels`
+/// and the result are `height` rows of `width` values.
+///
 /// # Errors
 /// [`ModelError::InvalidConfig`] for a configuration that [`BoundaryWeightConfig::validate`]
 /// refuses; [`ModelError::InvalidInput`] when `labels` does not hold `height · width`
@@ -302,6 +306,10 @@ fn dt_1d(f: &[f64], d: &mut [f64], v: &mut [usize], z: &mut [f64]) {
 
 /// The boundary weight maps of a batch of `n` label maps (`N × H × W`, row-major) as one
 /// `N × H × W` vector.
+///
+/// # Shapes
+/// `n`, `height`, then `width` ([tensor order](crate#sizes)): `labels` and the result are `n ×
+/// height × width`.
 ///
 /// # Errors
 /// As [`boundary_weight_map`], and [`ModelError::InvalidInput`] when `labels` does not

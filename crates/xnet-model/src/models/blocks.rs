@@ -107,6 +107,9 @@ impl std::fmt::Display for Upsampling {
 /// producing an `h × w` output, saturating at `u64::MAX` (a count beyond it, for sizes no
 /// machine runs, is reported as `u64::MAX` instead of overflowing).
 ///
+/// # Shapes
+/// `h`, then `w` ([tensor order](crate#sizes)): the output is `[cout, h, w]`.
+///
 /// # Examples
 /// ```
 /// use xnet_model::models::blocks::conv_flops;
@@ -482,6 +485,9 @@ impl ConvBnRelu {
 
     /// FLOPs of this block's convolution for an `h × w` output, saturating at `u64::MAX`
     /// (see [`conv_flops`]).
+    ///
+    /// # Shapes
+    /// `h`, then `w` ([tensor order](crate#sizes)): the output is `h × w`.
     ///
     /// # Examples
     /// ```

@@ -181,6 +181,9 @@ impl DeepLabConfig {
     /// output's larger side then runs at that side, with the same result; see the
     /// [module documentation](self)).
     ///
+    /// # Shapes
+    /// `h`, then `w` ([tensor order](crate#sizes)): the input is `[N, 1, h, w]`.
+    ///
     /// # Examples
     /// ```
     /// use xnet_model::models::DeepLabConfig;
@@ -200,6 +203,9 @@ impl DeepLabConfig {
 
     /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
     /// saturating at `u64::MAX` for sizes whose count does not fit.
+    ///
+    /// # Shapes
+    /// `h`, then `w` ([tensor order](crate#sizes)): the input is `[1, 1, h, w]`.
     ///
     /// # Examples
     /// ```

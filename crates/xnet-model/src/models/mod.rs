@@ -269,6 +269,9 @@ impl ModelConfig {
     /// sizes whose count does not fit, rather than overflowing; any configuration may be
     /// asked, even one that [`Self::validate`] refuses.
     ///
+    /// # Shapes
+    /// `height`, then `width` ([tensor order](crate#sizes)): the input is `[1, 1, height, width]`.
+    ///
     /// # Examples
     /// ```
     /// use xnet_model::ModelConfig;

@@ -160,6 +160,9 @@ impl UNetConfig {
     /// FLOPs (2 per multiply-accumulate, convolutions) of one `h × w` forward pass,
     /// saturating at `u64::MAX` for sizes whose count does not fit.
     ///
+    /// # Shapes
+    /// `h`, then `w` ([tensor order](crate#sizes)): the input is `[1, 1, h, w]`.
+    ///
     /// # Examples
     /// ```
     /// use xnet_model::models::{UNetConfig, Upsampling};

@@ -169,6 +169,9 @@ impl XNetConfig {
     /// `h × w` image (66.43 GFLOP for the paper's XNet at 200×200), saturating at
     /// `u64::MAX` for sizes whose count does not fit.
     ///
+    /// # Shapes
+    /// `h`, then `w` ([tensor order](crate#sizes)): the input is `[1, 1, h, w]`.
+    ///
     /// # Examples
     /// ```
     /// use xnet_model::models::blocks::conv_flops;

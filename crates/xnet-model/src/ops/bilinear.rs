@@ -252,6 +252,10 @@ fn check_sizes(x: &Tensor, out_h: usize, out_w: usize) -> CResult<()> {
 /// (and, with the `cuda` feature, CUDA tensors of f32/f64) use a custom operation with an
 /// exact backward; other devices and dtypes use [`resize_bilinear_generic`].
 ///
+/// # Shapes
+/// `out_h`, then `out_w` ([tensor order](crate#sizes)): `[N, C, H, W]` becomes `[N, C, out_h,
+/// out_w]`.
+///
 /// # Examples
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -288,6 +292,10 @@ fn axis_matrix(
 
 /// [`resize_bilinear`] as two matrix products (`A_h · X · A_wᵀ`) of stock candle operations:
 /// runs on any device and is differentiated by candle's autograd.
+///
+/// # Shapes
+/// `out_h`, then `out_w` ([tensor order](crate#sizes)): `[N, C, H, W]` becomes `[N, C, out_h,
+/// out_w]`.
 ///
 /// # Examples
 /// ```

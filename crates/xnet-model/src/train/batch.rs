@@ -23,6 +23,10 @@ pub struct TrainBatch {
 impl TrainBatch {
     /// A batch, checking that the vectors have `n·height·width` elements.
     ///
+    /// # Shapes
+    /// `n`, `height`, then `width` ([tensor order](crate#sizes)): `images` and `labels` are `n ×
+    /// height × width`.
+    ///
     /// # Errors
     /// [`ModelError::InvalidInput`], as [`Self::check_shape`]: an empty batch, a pixel count
     /// that overflows a `usize`, or vectors of another length.

@@ -144,6 +144,10 @@ impl Elastic {
     /// Draw one smoothed, unit-`alpha` displacement field `(dx, dy)` for a `width × height`
     /// image (row-major). This is the field [`Transform::apply`] uses, bit for bit.
     ///
+    /// # Shapes
+    /// `width`, then `height` ([image order](crate#sizes)): each field is `height` rows of `width`
+    /// values.
+    ///
     /// # Errors
     /// [`DataError::InvalidParameter`] when the settings fail [`Elastic::validate`] (a NaN,
     /// zero, infinite or huge `sigma` would divide by zero, overflow, or allocate terabytes

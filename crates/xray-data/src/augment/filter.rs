@@ -104,6 +104,9 @@ pub fn gaussian_kernel(sigma: f32, truncate: f32) -> Result<Vec<f32>> {
 /// `sigma` pixels (truncated at 3σ), reflecting at the borders. `sigma <= 0` (and an empty
 /// plane) leaves the plane unchanged.
 ///
+/// # Shapes
+/// `width`, then `height` ([image order](crate#sizes)): `data` is `height` rows of `width` values.
+///
 /// # Errors
 /// [`DataError::InvalidParameter`], the plane left unchanged, when `sigma` is NaN or
 /// infinite, its kernel radius `⌈3σ⌉` exceeds [`MAX_KERNEL_RADIUS`] (σ = 1e12 on a 4 × 4

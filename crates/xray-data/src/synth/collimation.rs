@@ -48,6 +48,9 @@ pub struct FieldPolygon {
 impl FieldPolygon {
     /// The whole image as the field (no side cut).
     ///
+    /// # Shapes
+    /// `width`, then `height` ([image order](crate#sizes)).
+    ///
     /// # Examples
     /// ```
     /// use xray_data::synth::FieldPolygon;
@@ -147,6 +150,10 @@ impl FieldPolygon {
 
     /// Per-pixel signed distances for a `width × height` image (row-major), computed with
     /// incremental steps along rows.
+    ///
+    /// # Shapes
+    /// `width`, then `height` ([image order](crate#sizes)): the result is `height` rows of `width`
+    /// values.
     ///
     /// # Examples
     /// ```
@@ -300,6 +307,9 @@ fn draw(rng: &mut (impl Rng + ?Sized), r: [f32; 2]) -> f32 {
 
 /// Draw a field for a `width × height` image. Each blade cuts with
 /// `cfg.side_probability`; with `force_cut` at least one blade cuts.
+///
+/// # Shapes
+/// `width`, then `height` ([image order](crate#sizes)) of the image the field is drawn in.
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] when `cfg` fails [`CollimationConfig::validate`]

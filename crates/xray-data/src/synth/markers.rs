@@ -78,6 +78,9 @@ impl Marker {
 
     /// Pixel bounding box `(x0, x1, y0, y1)` (exclusive ends) clipped to the image.
     ///
+    /// # Shapes
+    /// `width`, then `height` ([image order](crate#sizes)) of the image to clip to.
+    ///
     /// # Examples
     /// ```
     /// use xray_data::synth::{Marker, MarkerLetter};

@@ -256,6 +256,9 @@ impl Line {
     /// The part of the line inside the rectangle `[0, width−1] × [0, height−1]`, as two end
     /// points, or `None` when the line misses it.
     ///
+    /// # Shapes
+    /// `width`, then `height` ([image order](crate#sizes)) of the image.
+    ///
     /// # Examples
     /// ```
     /// use xray_postproc::Line;
@@ -288,6 +291,9 @@ impl Line {
 /// Mean distance (pixels) from points along `truth` (its part inside a `width × height`
 /// image, 101 evenly spaced points) to the line `found`: the accuracy measure used for
 /// collimator edges. `None` when `truth` misses the image.
+///
+/// # Shapes
+/// `width`, then `height` ([image order](crate#sizes)) of the image.
 ///
 /// # Examples
 /// ```
