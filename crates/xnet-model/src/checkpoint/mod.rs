@@ -270,11 +270,35 @@ pub fn save_with(
     let tensors = varmap_tensors(varmap)?;
     let expected = expected_shapes(|vb| build(config, vb).map(|_| ()))?;
     check_varmap_fits(dir, &expected, &tensors)?;
+    write_checkpoint(dir, &tensors, config, metadata)
+}
+
+/// Saves a model's variables without comparing them with a builder's: for the
+/// [`Trainer`](crate::train::Trainer), whose `VarMap` holds by construction the variables
+/// of the model it trains, whatever builder made that model (a network of the caller's own,
+/// read back with [`load_with`] and its builder).
+pub(crate) fn save_model_variables(
+    dir: &Path,
+    varmap: &VarMap,
+    config: &ModelConfig,
+    metadata: serde_json::Value,
+) -> Result<()> {
+    write_checkpoint(dir, &varmap_tensors(varmap)?, config, metadata)
+}
+
+/// Writes the two files of a checkpoint, the weights first (the config records their
+/// digest).
+fn write_checkpoint(
+    dir: &Path,
+    tensors: &std::collections::HashMap<String, Tensor>,
+    config: &ModelConfig,
+    metadata: serde_json::Value,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let digest = write_safetensors_atomic(&dir.join(WEIGHTS_FILE), &tensors)?;
+    let digest = write_safetensors_atomic(&dir.join(WEIGHTS_FILE), tensors)?;
     let cfg = CheckpointConfig {
         format_version: FORMAT_VERSION,
         model: config.clone(),

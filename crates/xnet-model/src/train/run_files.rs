@@ -207,7 +207,7 @@ impl Trainer<'_> {
     pub(super) fn save_best(&self, dir: &Path, meta: serde_json::Value) -> Result<()> {
         let meta = self.checkpoint_meta(meta);
         checkpoint::replace_dir(&dir.join(BEST_DIR), |staging| {
-            checkpoint::save(staging, self.varmap, &self.model.config(), meta)
+            checkpoint::save_model_variables(staging, self.varmap, &self.model.config(), meta)
         })
     }
 
@@ -216,7 +216,7 @@ impl Trainer<'_> {
     pub(super) fn save_last(&self, dir: &Path) -> Result<()> {
         let meta = self.checkpoint_meta(serde_json::json!({ "next_epoch": self.state.next_epoch }));
         checkpoint::replace_dir(&dir.join(LAST_DIR), |staging| {
-            checkpoint::save(staging, self.varmap, &self.model.config(), meta)?;
+            checkpoint::save_model_variables(staging, self.varmap, &self.model.config(), meta)?;
             self.optimizer.save_state(&staging.join(OPTIMIZER_FILE))?;
             checkpoint::write_json_atomic(&staging.join(STATE_FILE), &self.state)
         })
