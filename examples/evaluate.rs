@@ -9,7 +9,8 @@
 //! the scores per category (`OUT/categories.json`, a table in `report.md`, a line each on
 //! the terminal). `--fit-temperature` first fits the softmax temperature on the folder and
 //! stores it in the checkpoint (calibrating a trained network on a site's labelled images
-//! without retraining; docs/calibration.md).
+//! without retraining; docs/calibration.md). `--pixel-spacing MM` reports the boundary
+//! distances (HD95, ASSD, Hausdorff) in mm instead of pixels.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use xnet_model::infer::FlipAverage;
 use xray_data::dataset::Dataset;
 use xray_seg::calibrate::{fit_temperature_on, store_temperature};
-use xray_seg::evaluate::{evaluate_samples, write_evaluation};
+use xray_seg::evaluate::{evaluate_samples_with, write_evaluation, EvaluateOptions};
 use xray_seg::predict::Predictor;
 use xray_seg::train::TrainJob;
 
@@ -51,6 +52,10 @@ struct Args {
     /// The paper's soft-tissue threshold t in [0, 1]: soft tissue only where P(soft) > t.
     #[arg(long)]
     tissue_threshold: Option<f32>,
+    /// The images' pixel spacing in mm (one for all): boundary distances (HD95, ASSD,
+    /// Hausdorff) are then reported in mm instead of pixels.
+    #[arg(long, value_name = "MM", value_parser = parse_spacing)]
+    pixel_spacing: Option<f64>,
     /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
     #[arg(long, conflicts_with = "fit_temperature")]
     temperature: Option<f64>,
@@ -72,6 +77,15 @@ struct Args {
     /// Seed (evaluation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// `--pixel-spacing`: a distance in mm, finite and above 0, refused by the flag's name.
+fn parse_spacing(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite distance in mm above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -137,7 +151,11 @@ fn run(args: &Args) -> xray_seg::Result<()> {
         None
     };
     bar.set_message(format!("evaluating {} images", ds.len()));
-    let mut eval = evaluate_samples(&predictor, &ds, &indices, args.tissue_threshold)?;
+    let opts = EvaluateOptions {
+        tissue_threshold: args.tissue_threshold,
+        pixel_spacing_mm: args.pixel_spacing,
+    };
+    let mut eval = evaluate_samples_with(&predictor, &ds, &indices, &opts)?;
     bar.finish_and_clear();
     if let Some(fit) = &fit {
         println!(
@@ -210,5 +228,29 @@ mod tests {
         ])
         .map_err(|e| e.to_string());
         assert_eq!(args.map(|a| a.temperature), Ok(Some(-1.0)));
+    }
+
+    /// `--pixel-spacing` takes a distance in mm above 0 and refuses anything else by its
+    /// name, before the model loads.
+    #[test]
+    fn pixel_spacing_is_a_positive_distance() {
+        let parse = |v: &str| {
+            Args::try_parse_from([
+                "evaluate",
+                "--data",
+                "d",
+                "--out",
+                "o",
+                "--pixel-spacing",
+                v,
+            ])
+            .map(|a| a.pixel_spacing)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("0.143"), Ok(Some(0.143)));
+        for bad in ["0", "-0.2", "inf", "NaN", "0.2mm"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("--pixel-spacing"), "{bad}: {e}");
+        }
     }
 }

@@ -487,6 +487,61 @@ pub fn evaluate_samples(
     indices: &[usize],
     tissue_threshold: Option<f32>,
 ) -> Result<Evaluation> {
+    let opts = EvaluateOptions {
+        tissue_threshold,
+        ..EvaluateOptions::default()
+    };
+    evaluate_samples_with(predictor, dataset, indices, &opts)
+}
+
+/// What [`evaluate_samples_with`] does beyond the arg-max scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EvaluateOptions {
+    /// Also score the labels of the paper's soft-tissue threshold `t` in `[0, 1]`
+    /// ([`Evaluation::thresholded`]).
+    pub tissue_threshold: Option<f32>,
+    /// The images' pixel spacing in mm, for boundary distances (HD95, ASSD, Hausdorff) in mm
+    /// ([`xray_metrics::Report::pixel_spacing`]); `None` keeps them in pixels. One spacing
+    /// for every image: a dataset mixing detectors is measured in pixels, or per detector.
+    pub pixel_spacing_mm: Option<f64>,
+}
+
+/// As [`evaluate_samples`], with [`EvaluateOptions`].
+///
+/// # Errors
+/// As [`evaluate_samples`]; also a `pixel_spacing_mm` that is not finite and `> 0`.
+///
+/// # Examples
+/// ```
+/// use candle_core::Device;
+/// use xray_data::dataset::{Dataset, DatasetOptions};
+/// use xray_seg::evaluate::{evaluate_samples_with, EvaluateOptions};
+/// use xray_seg::predict::Predictor;
+/// let dir = std::env::temp_dir().join(format!("xray-seg-doc-evaluate-mm-{}", std::process::id()));
+/// xray_data::synth::generate_dataset(&dir, 1, 48, 1)?;
+/// let ds = Dataset::open(&dir, &DatasetOptions::default())?;
+/// let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu)?;
+/// let in_px = evaluate_samples_with(&predictor, &ds, &[0], &EvaluateOptions::default())?;
+/// let opts = EvaluateOptions { pixel_spacing_mm: Some(0.2), ..EvaluateOptions::default() };
+/// let in_mm = evaluate_samples_with(&predictor, &ds, &[0], &opts)?;
+/// assert_eq!((in_px.report.pixel_spacing, in_mm.report.pixel_spacing), (1.0, 0.2));
+/// let hd95 = |e: &xray_seg::evaluate::Evaluation| e.report.boundary.as_ref().unwrap()[2].hd95;
+/// if let (Some(px), Some(mm)) = (hd95(&in_px), hd95(&in_mm)) {
+///     assert!((mm - 0.2 * px).abs() < 1e-9);
+/// }
+/// assert!(in_mm.report.to_markdown().contains("HD95 mm"));
+/// let bad = EvaluateOptions { pixel_spacing_mm: Some(0.0), ..EvaluateOptions::default() };
+/// assert!(evaluate_samples_with(&predictor, &ds, &[0], &bad).is_err());
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
+pub fn evaluate_samples_with(
+    predictor: &Predictor,
+    dataset: &Dataset,
+    indices: &[usize],
+    opts: &EvaluateOptions,
+) -> Result<Evaluation> {
+    let tissue_threshold = opts.tissue_threshold;
     if indices.is_empty() {
         return Err(Error::Invalid(
             "nothing to evaluate: no labelled samples".into(),
@@ -500,7 +555,11 @@ pub fn evaluate_samples(
     }
     let c = predictor.num_classes();
     let names = class_names(c);
-    let mut evaluator = Evaluator::new(EvalConfig::new(names.clone()))?;
+    let mut config = EvalConfig::new(names.clone());
+    if let Some(spacing) = opts.pixel_spacing_mm {
+        config.pixel_spacing = spacing;
+    }
+    let mut evaluator = Evaluator::new(config)?;
     let mut thresh_cm = ConfusionMatrix::new(c)?;
     let thresholds = tissue_threshold.map(|t| ThresholdConfig {
         soft_threshold: t,

@@ -51,7 +51,9 @@ pub struct EvalConfig {
     pub equal_mass: bool,
     /// Compute per-image surface distances (HD95, ASSD) per class.
     pub boundary: bool,
-    /// Physical size of a pixel for surface distances (1.0 = pixel units); finite and `> 0`.
+    /// Physical size of a pixel for surface distances, in mm (1.0, the default, keeps them in
+    /// pixel units); finite and `> 0`. Recorded as [`Report::pixel_spacing`], which labels
+    /// the distances `mm` or `px`.
     pub pixel_spacing: f64,
     /// Tolerance on `|Σ_c p_c − 1|` per pixel; `≥ 0`, not NaN. Infinity is accepted by
     /// design and turns the sum check off (every probability must still lie in `[0, 1]`);
@@ -604,6 +606,7 @@ impl Evaluator {
                 .collect()
         });
         Ok(Report {
+            pixel_spacing: self.cfg.pixel_spacing,
             class_names: self.cfg.class_names.clone(),
             images: self.per_image.len(),
             pixels: cm.total(),

@@ -110,6 +110,12 @@ pub struct BoundarySummary {
     pub images: usize,
 }
 
+/// The pixel spacing of a report written before [`Report::pixel_spacing`] was recorded:
+/// distances then were always in pixels.
+fn pixel_units() -> f64 {
+    1.0
+}
+
 /// Everything an evaluation produces. JSON field names are the public contract
 /// (`accuracy`, `f1.weighted`, `f1.macro`, `f1.per_class`, `auc.weighted`, `auc.per_class`,
 /// `ece`, `mce`, `confidence`, `confusion_matrix`, `class_names`, ...).
@@ -172,6 +178,13 @@ pub struct Report {
     pub classwise_reliability: Vec<Reliability>,
     /// Boundary quality per class, if computed.
     pub boundary: Option<Vec<BoundarySummary>>,
+    /// The spacing the boundary distances were measured with ([`EvalConfig::pixel_spacing`]):
+    /// mm per pixel, or 1 for distances in pixels (the default; a report without the field
+    /// reads as 1). The Markdown table labels them `mm` or `px` by it.
+    ///
+    /// [`EvalConfig::pixel_spacing`]: crate::EvalConfig::pixel_spacing
+    #[serde(default = "pixel_units")]
+    pub pixel_spacing: f64,
     /// Pixel counts, rows = true class, columns = predicted class.
     pub confusion_matrix: Vec<Vec<u64>>,
     /// Zero-division rule used.
@@ -432,9 +445,15 @@ impl Report {
             if self.pixels == 1 { "" } else { "s" },
             self.ignored_pixels
         );
+        // A spacing of 1 keeps the distances' numbers in pixels, whatever unit it meant.
+        let unit = if self.pixel_spacing == 1.0 {
+            "px"
+        } else {
+            "mm"
+        };
         let _ = writeln!(
             s,
-            "| class | support | precision | recall | specificity | F1 | IoU | Dice | AUC | HD95 px | ASSD px |"
+            "| class | support | precision | recall | specificity | F1 | IoU | Dice | AUC | HD95 {unit} | ASSD {unit} |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for k in 0..c {

@@ -204,3 +204,62 @@ fn bin_counts_above_max_bins_are_refused() {
     let e = Evaluator::new(cfg).unwrap_err().to_string();
     assert!(e.contains("at least 2 bins, got 1"), "{e}");
 }
+
+/// The report records the spacing its boundary distances were measured with and labels
+/// them by it: pixels at 1 (the default), mm otherwise, the distances scaled by it (closed
+/// form: a 2-pixel-wide strip predicted 2 pixels off has HD95 and Hausdorff 2 px). A
+/// report written before the field existed reads as pixels. Before, the table said `px`
+/// whatever the spacing.
+#[test]
+fn boundary_distances_carry_their_unit_into_the_report() {
+    // 8 × 4: truth class 1 in columns 2..4, prediction in columns 4..6; class 0 elsewhere.
+    let (w, h) = (8usize, 4usize);
+    let labels: Vec<u8> = (0..w * h)
+        .map(|i| u8::from((2..4).contains(&(i % w))))
+        .collect();
+    let probs: Vec<f32> = {
+        let pred1: Vec<f32> = (0..w * h)
+            .map(|i| if (4..6).contains(&(i % w)) { 0.9 } else { 0.1 })
+            .collect();
+        pred1
+            .iter()
+            .map(|p| 1.0 - p)
+            .chain(pred1.iter().copied())
+            .collect()
+    };
+    let report_at = |spacing: f64| {
+        let cfg = EvalConfig {
+            pixel_spacing: spacing,
+            ..EvalConfig::new(["a", "b"])
+        };
+        let mut e = Evaluator::new(cfg).unwrap();
+        e.add_image(&labels, &probs, w, h).unwrap();
+        e.finish().unwrap()
+    };
+    let px = report_at(1.0);
+    let mm = report_at(0.2);
+    assert_eq!((px.pixel_spacing, mm.pixel_spacing), (1.0, 0.2));
+    let (b_px, b_mm) = (
+        &px.boundary.as_ref().unwrap()[1],
+        &mm.boundary.as_ref().unwrap()[1],
+    );
+    assert_eq!(b_px.hausdorff, Some(2.0));
+    let scaled = |v: Option<f64>| v.map(|v| v * 0.2);
+    for (got, want) in [
+        (b_mm.hd95, scaled(b_px.hd95)),
+        (b_mm.assd, scaled(b_px.assd)),
+        (b_mm.hausdorff, scaled(b_px.hausdorff)),
+    ] {
+        assert!(
+            (got.unwrap() - want.unwrap()).abs() < 1e-12,
+            "{got:?} {want:?}"
+        );
+    }
+    assert!(px.to_markdown().contains("| HD95 px | ASSD px |"));
+    assert!(mm.to_markdown().contains("| HD95 mm | ASSD mm |"));
+    // A report without the field (written before it) reads as pixels.
+    let mut old = serde_json::to_value(&mm).unwrap();
+    old.as_object_mut().unwrap().remove("pixel_spacing");
+    let back: xray_metrics::Report = serde_json::from_value(old).unwrap();
+    assert_eq!(back.pixel_spacing, 1.0);
+}
