@@ -31,7 +31,11 @@ fn bands(w: usize, h: usize) -> (Vec<f32>, Vec<u8>) {
             // Deterministic, mild texture.
             let tex = 1.0 + 0.03 * (((x * 7 + y * 13) % 17) as f32 / 17.0 - 0.5);
             img[y * w + x] = 1000.0 * t * field * tex;
-            truth[y * w + x] = if field < 1.0 { IGNORE_LABEL } else { class as u8 };
+            truth[y * w + x] = if field < 1.0 {
+                IGNORE_LABEL
+            } else {
+                class as u8
+            };
         }
     }
     (img, truth)
