@@ -148,16 +148,15 @@ impl Predictor {
         // The record is in the config file: its errors name it (a percentile window out of
         // order said only "invalid parameter: percentile window must satisfy ...").
         let config_file = checkpoint::resolve(path).1;
-        let recorded = loaded.metadata.get("preprocess").is_some();
-        let preprocess: Preprocess = match loaded.metadata.get("preprocess") {
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Error::Invalid(format!(
-                    "{}: metadata.preprocess is not a preprocessing record: {e}",
-                    config_file.display()
-                ))
-            })?,
-            None => Preprocess::default(),
-        };
+        // The library's reader of the record, its errors naming the config file.
+        let record = loaded.preprocess().map_err(|e| match e {
+            xnet_model::ModelError::InvalidConfig(m) => {
+                Error::Invalid(format!("{}: {m}", config_file.display()))
+            }
+            other => Error::Model(other),
+        })?;
+        let recorded = record.is_some();
+        let preprocess = record.map_or_else(Preprocess::default, Preprocess::from);
         // The checks of the library's readers (a number within the temperature range; one of
         // the averaging names), their messages prefixed with the checkpoint.
         let in_file = |e: xnet_model::ModelError| match e {

@@ -6,6 +6,7 @@
 //! [`Preprocess`] record travels in the checkpoint's metadata for that reason.
 
 use serde::{Deserialize, Serialize};
+use xnet_model::checkpoint::PreprocessRecord;
 use xray_data::dataset::BatchConfig;
 use xray_data::normalize::{normalize, Method, NormalizeConfig};
 use xray_data::resize::{resize, Filter};
@@ -41,6 +42,30 @@ impl Default for Preprocess {
             height: 200,
             log: false,
             percentile: None,
+        }
+    }
+}
+
+/// The record as xnet-model reads it from a checkpoint ([`LoadedModel::preprocess`], which
+/// checked it against the network).
+///
+/// [`LoadedModel::preprocess`]: xnet_model::checkpoint::LoadedModel::preprocess
+///
+/// # Examples
+/// ```
+/// use xnet_model::checkpoint::PreprocessRecord;
+/// use xray_seg::prepare::Preprocess;
+/// let record = PreprocessRecord { width: 64, height: 32, log: true, percentile: Some((1.0, 99.0)) };
+/// let p = Preprocess::from(record);
+/// assert_eq!((p.width, p.height, p.log, p.percentile), (64, 32, true, Some((1.0, 99.0))));
+/// ```
+impl From<PreprocessRecord> for Preprocess {
+    fn from(r: PreprocessRecord) -> Self {
+        Preprocess {
+            width: r.width,
+            height: r.height,
+            log: r.log,
+            percentile: r.percentile,
         }
     }
 }

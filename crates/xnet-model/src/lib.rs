@@ -50,7 +50,7 @@
 //!
 //! | key | what it means | what to do |
 //! |---|---|---|
-//! | `preprocess` | `{"width", "height", "log", "percentile"}`: every training radiograph was shrunk whole to `width × height` (area averaging), then normalised per image: min-max to `0..=1`, or the `percentile: [low, high]` window; after `ln(1 + v − min)` when `log` | the same with `xray-data`: `resize::resize(&image, width, height, Filter::Area)`, then `normalize::normalize` (`Method::MinMax` or `Method::Percentile`, `log`); run the network on that `height × width` plane in one tile ([`infer::InferenceOptions::tile_size`] at least `max(width, height)`, `overlap` 0) |
+//! | `preprocess` | `{"width", "height", "log", "percentile"}` ([`checkpoint::PreprocessRecord`], from [`checkpoint::LoadedModel::preprocess`]): every training radiograph was shrunk whole to `width × height` (area averaging), then normalised per image: min-max to `0..=1`, or the `percentile: [low, high]` window; after `ln(1 + v − min)` when `log` | the same with `xray-data`: `resize::resize(&image, width, height, Filter::Area)`, then `normalize::normalize` (`Method::MinMax` or `Method::Percentile`, `log`); run the network on that `height × width` plane in one tile ([`infer::InferenceOptions::tile_size`] at least `max(width, height)`, `overlap` 0) |
 //! | `flip_average` | `"off"`, `"horizontal"` or `"horizontal_vertical"` ([`infer::FlipAverage`]; absent: off) | [`infer::InferenceOptions::flip_average`], from [`checkpoint::LoadedModel::flip_average`] |
 //! | `temperature` | the softmax temperature fitted on the validation split, with that flip averaging | [`infer::apply_temperature`] on the probabilities, with [`checkpoint::LoadedModel::temperature`] |
 //!
@@ -72,11 +72,11 @@
 //! #     .join("../../fixtures/weights/xnet-small");
 //! let mut loaded = checkpoint::load(&shipped, &Device::Cpu)?;
 //! loaded.model.fold_batch_norm()?;
-//! let meta = &loaded.metadata;
-//! let input = |key: &str| meta["preprocess"][key].as_u64().ok_or("no metadata.preprocess");
-//! let (width, height) = (input("width")? as usize, input("height")? as usize);
+//! // Each checked: a record that does not fit the network, an unknown averaging or a
+//! // temperature out of range is an error.
+//! let record = loaded.preprocess()?.ok_or("no metadata.preprocess")?;
+//! let (width, height) = (record.width as usize, record.height as usize);
 //! assert_eq!((width, height), (128, 128));
-//! // Both checked: an unknown averaging or a temperature out of range is an error.
 //! let flip_average = loaded.flip_average()?; // `Off` when not recorded
 //! let temperature = loaded.temperature()?.unwrap_or(1.0);
 //!

@@ -753,3 +753,73 @@ fn save_refuses_variables_that_are_not_the_network_s() {
     assert!(checkpoint::load(&kept, &dev).is_ok());
     std::fs::remove_dir_all(&kept).ok();
 }
+
+/// `LoadedModel::preprocess` reads `metadata.preprocess` typed and checked against the
+/// network (its size multiple, the largest input side, the percentile window), as the
+/// workspace's predictor does; an embedding crate read the raw JSON before.
+#[test]
+fn the_preprocessing_record_is_read_typed_and_checked() {
+    let dir = temp_dir("preprocess-record");
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let cfg = small(2);
+    let model = cfg
+        .build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
+        .unwrap();
+    let multiple = model.size_multiple();
+    let side = (4 * multiple) as u64;
+    let record = |v: serde_json::Value| {
+        checkpoint::save(&dir, &varmap, &cfg, serde_json::json!({ "preprocess": v })).unwrap();
+        checkpoint::load(&dir, &dev).unwrap().preprocess()
+    };
+    let ok = record(serde_json::json!({
+        "width": side, "height": 2 * side, "log": true, "percentile": [1.0, 99.0]
+    }))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (ok.width as u64, ok.height as u64, ok.log, ok.percentile),
+        (side, 2 * side, true, Some((1.0, 99.0)))
+    );
+    checkpoint::save(&dir, &varmap, &cfg, serde_json::json!({ "epoch": 1 })).unwrap();
+    assert_eq!(
+        checkpoint::load(&dir, &dev).unwrap().preprocess().unwrap(),
+        None
+    );
+    for (v, what) in [
+        (
+            serde_json::json!({ "width": side, "height": side }),
+            "not a preprocessing record",
+        ),
+        (serde_json::json!("128x128"), "not a preprocessing record"),
+        (
+            serde_json::json!({ "width": side + 1, "height": side, "log": false }),
+            "must be a non-zero multiple",
+        ),
+        (
+            serde_json::json!({ "width": 0, "height": side, "log": false }),
+            "must be a non-zero multiple",
+        ),
+        (
+            serde_json::json!({ "width": 16384, "height": side, "log": false }),
+            "is larger than 8192x8192",
+        ),
+        (
+            serde_json::json!({ "width": side, "height": side, "log": false, "percentile": [50.0, 50.0] }),
+            "low=50, high=50",
+        ),
+        (
+            serde_json::json!({ "width": side, "height": side, "log": false, "percentile": [-1.0, 50.0] }),
+            "0 <= low < high <= 100",
+        ),
+    ] {
+        let e = record(v.clone()).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, ModelError::InvalidConfig(_)), "{v}: {e:?}");
+        assert!(
+            text.contains("metadata.preprocess") && text.contains(what),
+            "{v}: {text}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -27,12 +27,14 @@ use crate::{ModelConfig, ModelError, Result, Segmenter};
 
 mod atomic;
 mod loading;
+mod preprocess_record;
 mod swap;
 mod weights_file;
 
 pub(crate) use atomic::write_safetensors_atomic;
 pub use atomic::{write_bytes_atomic, write_json_atomic};
 pub use loading::{load, load_from_bytes, load_weights_into, load_with, IN_MEMORY};
+pub use preprocess_record::PreprocessRecord;
 pub(crate) use swap::{
     holds_its_weights, remove_replaced_leftovers, replace_dir, restore_replaced_dir,
 };
