@@ -374,6 +374,32 @@ fn unserved_category_warning(
 mod tests {
     use super::*;
 
+    /// `--pixel-spacing` takes ROW or ROW,COLUMN in mm, marked as stated, and refuses
+    /// anything else by its name before the model loads.
+    #[test]
+    fn pixel_spacing_is_one_or_two_distances() {
+        let parse = |v: &str| {
+            Args::try_parse_from(["segment", "a.png", "--out", "o", "--pixel-spacing", v])
+                .map(|a| {
+                    a.pixel_spacing
+                        .map(|s| (s.row_mm(), s.column_mm(), s.source()))
+                })
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse("0.143"),
+            Ok(Some((0.143, 0.143, SpacingSource::Stated)))
+        );
+        assert_eq!(
+            parse("0.2, 0.15"),
+            Ok(Some((0.2, 0.15, SpacingSource::Stated)))
+        );
+        for bad in ["0", "-0.2", "0.2,0", "1,2,3", "", "0.2mm", "nan", "5000"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("--pixel-spacing"), "{bad}: {e}");
+        }
+    }
+
     /// A sub-folder of an input folder was reported as "not a PNG, TIFF, JPEG or DICOM
     /// file", which hid that folders are not searched recursively.
     #[test]
