@@ -1060,3 +1060,44 @@ fn pixel_spacing_says_which_attribute_it_came_from() {
     let (_, info) = load_image_with_info(&png, &LoadOptions::default()).unwrap();
     assert_eq!(info.pixel_spacing, None);
 }
+
+/// `PixelSpacing` and `ImagerPixelSpacing` as devices write their DS values: padded with
+/// spaces, in exponent notation, with a trailing backslash (an empty third value, which
+/// was refused: no spacing at all). One value, an empty middle value, a comma for the
+/// decimal point and RG1's `0.000\\0.000` stay no spacing.
+#[test]
+fn spacing_values_are_read_as_devices_write_them() {
+    let read = |v: &'static str| {
+        let raw = Raw {
+            imager_pixel_spacing: Some(v),
+            ..Raw::new(2, 2, &[1, 2, 3, 4])
+        };
+        load(&raw)
+            .unwrap()
+            .pixel_spacing
+            .map(|s| (s.row_mm(), s.column_mm()))
+    };
+    for v in [
+        "0.139\\0.139",
+        "0.139 \\0.139",
+        " 0.139\\ 0.139 ",
+        "1.39E-1\\1.39e-01",
+        "0.139\\0.139\\",
+        "0.139 \\0.139 \\ ",
+        "0.139\\0.139\\\\",
+    ] {
+        assert_eq!(read(v), Some((0.139, 0.139)), "{v:?}");
+    }
+    for v in [
+        "0.139",
+        "0.139\\",
+        "0.139\\\\0.139",
+        "\\0.139\\0.139",
+        "0,139\\0,139",
+        "0.000\\0.000",
+        "0.000\\0.000 ",
+        "",
+    ] {
+        assert_eq!(read(v), None, "{v:?}");
+    }
+}

@@ -548,6 +548,26 @@ fn check_rle_segments(
     })
 }
 
+/// The numbers of a DS (decimal string) element as devices write them: each value trimmed
+/// of spaces, exponent notation allowed, and empty values at the end dropped (a trailing
+/// backslash, `0.139\0.139\`, which some devices write, makes an empty last value that
+/// would otherwise make the whole element unreadable). `None` when any other value is not a
+/// number.
+fn ds_values(e: &dicom_object::mem::InMemElement) -> Option<Vec<f64>> {
+    if let Ok(v) = e.to_multi_float64() {
+        return Some(v);
+    }
+    let strs = e.to_multi_str().ok()?;
+    let mut values: Vec<&str> = strs
+        .iter()
+        .map(|s| s.trim_matches(|c: char| c.is_whitespace() || c == '\0'))
+        .collect();
+    while values.last() == Some(&"") {
+        values.pop();
+    }
+    values.iter().map(|v| v.parse::<f64>().ok()).collect()
+}
+
 fn get_spacing(obj: &DefaultDicomObject) -> Option<PixelSpacing> {
     [
         (tags::PIXEL_SPACING, SpacingSource::PixelSpacing),
@@ -558,7 +578,7 @@ fn get_spacing(obj: &DefaultDicomObject) -> Option<PixelSpacing> {
     ]
     .into_iter()
     .find_map(|(tag, source)| {
-        let v = obj.element_opt(tag).ok()??.to_multi_float64().ok()?;
+        let v = ds_values(obj.element_opt(tag).ok()??)?;
         match v.as_slice() {
             // An invalid value (zero, negative, not finite, a unit error) is no spacing: the
             // next attribute may still hold a usable one.
