@@ -1101,3 +1101,110 @@ fn spacing_values_are_read_as_devices_write_them() {
         assert_eq!(read(v), None, "{v:?}");
     }
 }
+
+/// `raw`'s file with `elements` added to its top-level data set.
+fn with_elements(raw: &Raw, elements: Vec<dicom_object::mem::InMemElement>) -> Vec<u8> {
+    let file = dicom_object::from_reader(std::io::Cursor::new(raw.bytes())).unwrap();
+    let mut obj = file.into_inner();
+    for e in elements {
+        obj.put(e);
+    }
+    explicit_le_file(obj)
+}
+
+/// A functional group sequence (`SharedFunctionalGroupsSequence` or
+/// `PerFrameFunctionalGroupsSequence`) of one item per spacing, each holding a
+/// `PixelMeasuresSequence` with that `PixelSpacing`.
+fn pixel_measures(tag: dicom_core::Tag, spacings: &[&str]) -> dicom_object::mem::InMemElement {
+    use dicom_core::value::DataSetSequence;
+    let items = spacings
+        .iter()
+        .map(|s| {
+            let measures = InMemDicomObject::from_element_iter([DataElement::new(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                *s,
+            )]);
+            InMemDicomObject::from_element_iter([DataElement::new(
+                tags::PIXEL_MEASURES_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![measures]),
+            )])
+        })
+        .collect::<Vec<_>>();
+    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+}
+
+/// Multi-frame ("enhanced") files keep their spacing in a functional group: the shared
+/// one, or each frame's own. The decoder reads their pixels, so the spacing is read there
+/// too, for the frame decoded; a top-level `PixelSpacing` still comes first, and
+/// `ImagerPixelSpacing` only after the functional groups.
+#[test]
+fn a_multi_frame_file_s_spacing_is_read_from_its_functional_groups() {
+    let mut raw = Raw::new(1, 2, &[1, 2, 3, 4]);
+    raw.frames = Some("2");
+    let read = |raw: &Raw, elements: Vec<dicom_object::mem::InMemElement>, frame: u32| {
+        let opts = LoadOptions {
+            frame,
+            ..LoadOptions::default()
+        };
+        let d = decode_dicom(&with_elements(raw, elements), &opts).unwrap();
+        assert_eq!(
+            d.image.as_raw(),
+            &vec![2.0 * frame as f32 + 1.0, 2.0 * frame as f32 + 2.0]
+        );
+        d.pixel_spacing
+            .map(|s| (s.row_mm(), s.column_mm(), s.source()))
+    };
+    use SpacingSource::{ImagerPixelSpacing, PixelSpacing};
+    let shared = || pixel_measures(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, &["0.15\\0.1"]);
+    let per_frame = || {
+        pixel_measures(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            &["0.3\\0.3", "0.4\\0.4"],
+        )
+    };
+    for frame in 0..2 {
+        assert_eq!(
+            read(&raw, vec![shared()], frame),
+            Some((0.15, 0.1, PixelSpacing))
+        );
+    }
+    assert_eq!(
+        read(&raw, vec![per_frame()], 0),
+        Some((0.3, 0.3, PixelSpacing))
+    );
+    assert_eq!(
+        read(&raw, vec![per_frame()], 1),
+        Some((0.4, 0.4, PixelSpacing))
+    );
+    // A top-level PixelSpacing first; the functional groups before ImagerPixelSpacing.
+    let top = Raw {
+        pixel_spacing: Some("0.2\\0.2"),
+        frames: Some("2"),
+        ..Raw::new(1, 2, &[1, 2, 3, 4])
+    };
+    assert_eq!(
+        read(&top, vec![shared()], 0),
+        Some((0.2, 0.2, PixelSpacing))
+    );
+    let imager = Raw {
+        imager_pixel_spacing: Some("0.25\\0.25"),
+        frames: Some("2"),
+        ..Raw::new(1, 2, &[1, 2, 3, 4])
+    };
+    assert_eq!(
+        read(&imager, vec![shared()], 1),
+        Some((0.15, 0.1, PixelSpacing))
+    );
+    assert_eq!(
+        read(&imager, vec![], 1),
+        Some((0.25, 0.25, ImagerPixelSpacing))
+    );
+    // An invalid functional-group spacing is none, like a top-level one.
+    let zero = pixel_measures(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, &["0\\0"]);
+    assert_eq!(read(&raw, vec![zero], 0), None);
+    // A per-frame sequence with fewer items than frames: none for the frame it lacks.
+    let short = pixel_measures(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, &["0.3\\0.3"]);
+    assert_eq!(read(&raw, vec![short], 1), None);
+}

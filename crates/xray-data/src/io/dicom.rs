@@ -96,7 +96,8 @@ pub struct DicomImage {
     pub rescale_slope: f64,
     /// `RescaleIntercept` (0 when absent).
     pub rescale_intercept: f64,
-    /// Spacing between rows and between columns in mm: `PixelSpacing`, or
+    /// Spacing between rows and between columns in mm: `PixelSpacing` (at the top level,
+    /// else in a multi-frame file's functional groups for the decoded frame), or
     /// `ImagerPixelSpacing` (at the detector) when the former is absent or invalid; the
     /// values of [`DicomImage::pixel_spacing`], kept as a plain pair.
     pub pixel_spacing_mm: Option<[f64; 2]>,
@@ -568,24 +569,46 @@ fn ds_values(e: &dicom_object::mem::InMemElement) -> Option<Vec<f64>> {
     values.iter().map(|v| v.parse::<f64>().ok()).collect()
 }
 
-fn get_spacing(obj: &DefaultDicomObject) -> Option<PixelSpacing> {
-    [
-        (tags::PIXEL_SPACING, SpacingSource::PixelSpacing),
-        (
-            tags::IMAGER_PIXEL_SPACING,
-            SpacingSource::ImagerPixelSpacing,
-        ),
-    ]
-    .into_iter()
-    .find_map(|(tag, source)| {
-        let v = ds_values(obj.element_opt(tag).ok()??)?;
+/// The pixel spacing of frame `frame`: `PixelSpacing`, else the `PixelSpacing` of a
+/// multi-frame ("enhanced") file's functional groups (the frame's own
+/// `PerFrameFunctionalGroupsSequence` item, else the `SharedFunctionalGroupsSequence`, each
+/// through its `PixelMeasuresSequence`), else `ImagerPixelSpacing`. An invalid value (zero,
+/// negative, not finite, a unit error, one number) is no spacing: the next place may still
+/// hold a usable one.
+fn get_spacing(obj: &DefaultDicomObject, frame: u32) -> Option<PixelSpacing> {
+    let read = |item: &dicom_object::InMemDicomObject, tag, source| {
+        let v = ds_values(item.element_opt(tag).ok()??)?;
         match v.as_slice() {
-            // An invalid value (zero, negative, not finite, a unit error) is no spacing: the
-            // next attribute may still hold a usable one.
             [r, c, ..] => PixelSpacing::new(*r, *c, source).ok(),
             _ => None,
         }
-    })
+    };
+    /// Item `index` of the sequence `tag` in `item` (`None` when absent or shorter).
+    fn nth(
+        item: &dicom_object::InMemDicomObject,
+        tag: dicom_core::Tag,
+        index: usize,
+    ) -> Option<&dicom_object::InMemDicomObject> {
+        item.element_opt(tag).ok()??.items()?.get(index)
+    }
+    let functional_group = |groups, index| {
+        let group = nth(obj, groups, index)?;
+        let measures = nth(group, tags::PIXEL_MEASURES_SEQUENCE, 0)?;
+        read(measures, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
+    };
+    read(obj, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
+        .or_else(|| {
+            let frame = usize::try_from(frame).ok()?;
+            functional_group(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame)
+        })
+        .or_else(|| functional_group(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0))
+        .or_else(|| {
+            read(
+                obj,
+                tags::IMAGER_PIXEL_SPACING,
+                SpacingSource::ImagerPixelSpacing,
+            )
+        })
 }
 
 pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
@@ -827,7 +850,7 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         };
     check_finite(path, cols, &data)?;
     let image = to_radiograph(path, "DICOM", cols, rows, data)?;
-    let spacing = get_spacing(&obj);
+    let spacing = get_spacing(&obj, opts.frame);
     Ok(DicomImage {
         image,
         photometric,

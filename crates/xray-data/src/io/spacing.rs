@@ -19,9 +19,11 @@ use crate::error::{DataError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpacingSource {
-    /// DICOM `PixelSpacing` (0028,0030). In a DX or CR image it is either the detector's
-    /// pitch again or a spacing calibrated to some plane in the patient (the file's
-    /// `PixelSpacingCalibrationType` says which); read as given.
+    /// DICOM `PixelSpacing` (0028,0030), at the top level or, in a multi-frame
+    /// ("enhanced") file, in the `PixelMeasuresSequence` (0028,9110) of the frame's
+    /// functional groups (its own, else the shared ones). In a DX or CR image it is either
+    /// the detector's pitch again or a spacing calibrated to some plane in the patient (the
+    /// file's `PixelSpacingCalibrationType` says which); read as given.
     PixelSpacing,
     /// DICOM `ImagerPixelSpacing` (0018,1164), read when `PixelSpacing` is absent: the pitch
     /// at the detector's front face, where lengths in the patient appear magnified.
