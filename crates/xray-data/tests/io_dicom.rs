@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use xray_data::io::{
     decode_dicom, encode_dicom, load_dicom, load_image, load_image_with_body_part,
     load_image_with_info, save_dicom, DicomWriteOptions, IntensityRelationship, LoadOptions,
-    Photometric, SpacingSource,
+    Photometric, SpacingCalibration, SpacingSource,
 };
 use xray_data::{DataError, Radiograph};
 
@@ -1207,4 +1207,75 @@ fn a_multi_frame_file_s_spacing_is_read_from_its_functional_groups() {
     // A per-frame sequence with fewer items than frames: none for the frame it lacks.
     let short = pixel_measures(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, &["0.3\\0.3"]);
     assert_eq!(read(&raw, vec![short], 1), None);
+}
+
+/// A DX file that calibrated its `PixelSpacing` to the patient (`PixelSpacingCalibrationType`
+/// GEOMETRY: `ImagerPixelSpacing` over `EstimatedRadiographicMagnificationFactor`) keeps
+/// all three apart: the spacing read is the calibrated one, and the detector's pitch, the
+/// calibration and the factor come with it, so a length can be told at the detector or in
+/// the patient. Invalid factors (below 1, above 10, not a number, two numbers) are none.
+#[test]
+fn a_calibrated_spacing_comes_with_the_detector_s_pitch_and_the_magnification() {
+    let read = |pixel: Option<&'static str>, elements: Vec<dicom_object::mem::InMemElement>| {
+        let raw = Raw {
+            pixel_spacing: pixel,
+            imager_pixel_spacing: Some("0.139\\0.139"),
+            ..Raw::new(2, 2, &[1, 2, 3, 4])
+        };
+        decode_dicom(&with_elements(&raw, elements), &LoadOptions::default()).unwrap()
+    };
+    let calibration = |v: &str| DataElement::new(tags::PIXEL_SPACING_CALIBRATION_TYPE, VR::CS, v);
+    let factor =
+        |v: &str| DataElement::new(tags::ESTIMATED_RADIOGRAPHIC_MAGNIFICATION_FACTOR, VR::DS, v);
+    let d = read(
+        Some("0.125\\0.125"),
+        vec![calibration("GEOMETRY"), factor("1.112")],
+    );
+    let pair =
+        |s: Option<xray_data::io::PixelSpacing>| s.map(|s| (s.row_mm(), s.column_mm(), s.source()));
+    use SpacingSource::{ImagerPixelSpacing, PixelSpacing};
+    assert_eq!(pair(d.pixel_spacing), Some((0.125, 0.125, PixelSpacing)));
+    assert_eq!(
+        pair(d.imager_pixel_spacing),
+        Some((0.139, 0.139, ImagerPixelSpacing))
+    );
+    assert_eq!(d.spacing_calibration, Some(SpacingCalibration::Geometry));
+    assert_eq!(d.magnification_factor, Some(1.112));
+    // GEOMETRY: the detector's pitch over the factor is the calibrated spacing.
+    assert!((0.139 / 1.112 - 0.125f64).abs() < 1e-3);
+    let d = read(Some("0.1\\0.1"), vec![calibration("FIDUCIAL ")]);
+    assert_eq!(d.spacing_calibration, Some(SpacingCalibration::Fiducial));
+    assert_eq!(d.magnification_factor, None);
+    // Only ImagerPixelSpacing: the same pitch both ways, at the detector, no calibration.
+    let d = read(None, vec![factor("1.2")]);
+    assert_eq!(
+        pair(d.pixel_spacing),
+        Some((0.139, 0.139, ImagerPixelSpacing))
+    );
+    assert_eq!(d.imager_pixel_spacing, d.pixel_spacing);
+    assert_eq!(
+        (d.spacing_calibration, d.magnification_factor),
+        (None, Some(1.2))
+    );
+    for bad in ["0.9", "0", "-1.1", "10.5", "abc", "1.1\\1.2", ""] {
+        assert_eq!(
+            read(None, vec![factor(bad)]).magnification_factor,
+            None,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        read(None, vec![calibration("OTHER")]).spacing_calibration,
+        None
+    );
+    // A file without them: none of the three (RG2 is such a CR file).
+    let plain = load(&Raw::new(2, 2, &[1, 2, 3, 4])).unwrap();
+    assert_eq!(
+        (
+            plain.imager_pixel_spacing,
+            plain.spacing_calibration,
+            plain.magnification_factor
+        ),
+        (None, None, None)
+    );
 }

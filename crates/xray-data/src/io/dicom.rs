@@ -1,7 +1,10 @@
 //! DICOM radiographs (CR/DX) through dicom-rs.
 
 use super::quiet_panic::catch_unwind_quietly;
-use super::{check_finite, check_size, to_radiograph, LoadOptions, PixelSpacing, SpacingSource};
+use super::{
+    check_finite, check_size, to_radiograph, LoadOptions, PixelSpacing, SpacingCalibration,
+    SpacingSource,
+};
 use crate::{DataError, Radiograph, Result};
 use dicom_dictionary_std::tags;
 use dicom_dictionary_std::uids::RLE_LOSSLESS;
@@ -104,6 +107,22 @@ pub struct DicomImage {
     /// The same spacing as a checked [`PixelSpacing`] that says which attribute it came
     /// from ([`SpacingSource`]: at the detector, or as the file calibrated it).
     pub pixel_spacing: Option<PixelSpacing>,
+    /// `ImagerPixelSpacing` (0018,1164) when valid: the pitch at the detector's front face,
+    /// also where [`DicomImage::pixel_spacing`] is the file's `PixelSpacing` (which a DX
+    /// file may have calibrated to a plane in the patient, [`DicomImage::spacing_calibration`]).
+    /// Lengths measured with it are at the detector, magnified by
+    /// [`DicomImage::magnification_factor`] against the patient.
+    pub imager_pixel_spacing: Option<PixelSpacing>,
+    /// `PixelSpacingCalibrationType` (0028,0A02), when `GEOMETRY` or `FIDUCIAL`: the file's
+    /// `PixelSpacing` is calibrated to a plane in the patient, so lengths measured with a
+    /// [`DicomImage::pixel_spacing`] read from it are in that plane, not at the detector.
+    pub spacing_calibration: Option<SpacingCalibration>,
+    /// `EstimatedRadiographicMagnificationFactor` (0018,1114), source-to-detector over
+    /// source-to-object distance, when a number from 1 to 10 (anything else is `None`: the
+    /// object cannot be farther from the source than the detector). A length at the detector
+    /// divided by it is the length in that object's plane; `GEOMETRY` calibration is
+    /// `ImagerPixelSpacing` divided by it.
+    pub magnification_factor: Option<f64>,
     /// Transfer syntax UID of the file.
     pub transfer_syntax: String,
     /// `Modality` (e.g. `CR`, `DX`), when present.
@@ -569,6 +588,41 @@ fn ds_values(e: &dicom_object::mem::InMemElement) -> Option<Vec<f64>> {
     values.iter().map(|v| v.parse::<f64>().ok()).collect()
 }
 
+/// A spacing attribute of `item` when it holds two valid distances (at least two numbers,
+/// the first two finite, above 0 and at most 1000 mm).
+fn read_spacing(
+    item: &dicom_object::InMemDicomObject,
+    tag: dicom_core::Tag,
+    source: SpacingSource,
+) -> Option<PixelSpacing> {
+    let v = ds_values(item.element_opt(tag).ok()??)?;
+    match v.as_slice() {
+        [r, c, ..] => PixelSpacing::new(*r, *c, source).ok(),
+        _ => None,
+    }
+}
+
+/// `ImagerPixelSpacing` when valid, whatever `PixelSpacing` says.
+fn get_imager_spacing(obj: &DefaultDicomObject) -> Option<PixelSpacing> {
+    read_spacing(
+        obj,
+        tags::IMAGER_PIXEL_SPACING,
+        SpacingSource::ImagerPixelSpacing,
+    )
+}
+
+/// `EstimatedRadiographicMagnificationFactor` when a number from 1 to 10.
+fn get_magnification(obj: &DefaultDicomObject) -> Option<f64> {
+    let v = ds_values(
+        obj.element_opt(tags::ESTIMATED_RADIOGRAPHIC_MAGNIFICATION_FACTOR)
+            .ok()??,
+    )?;
+    match v.as_slice() {
+        [m] if (1.0..=10.0).contains(m) => Some(*m),
+        _ => None,
+    }
+}
+
 /// The pixel spacing of frame `frame`: `PixelSpacing`, else the `PixelSpacing` of a
 /// multi-frame ("enhanced") file's functional groups (the frame's own
 /// `PerFrameFunctionalGroupsSequence` item, else the `SharedFunctionalGroupsSequence`, each
@@ -576,13 +630,6 @@ fn ds_values(e: &dicom_object::mem::InMemElement) -> Option<Vec<f64>> {
 /// negative, not finite, a unit error, one number) is no spacing: the next place may still
 /// hold a usable one.
 fn get_spacing(obj: &DefaultDicomObject, frame: u32) -> Option<PixelSpacing> {
-    let read = |item: &dicom_object::InMemDicomObject, tag, source| {
-        let v = ds_values(item.element_opt(tag).ok()??)?;
-        match v.as_slice() {
-            [r, c, ..] => PixelSpacing::new(*r, *c, source).ok(),
-            _ => None,
-        }
-    };
     /// Item `index` of the sequence `tag` in `item` (`None` when absent or shorter).
     fn nth(
         item: &dicom_object::InMemDicomObject,
@@ -594,21 +641,15 @@ fn get_spacing(obj: &DefaultDicomObject, frame: u32) -> Option<PixelSpacing> {
     let functional_group = |groups, index| {
         let group = nth(obj, groups, index)?;
         let measures = nth(group, tags::PIXEL_MEASURES_SEQUENCE, 0)?;
-        read(measures, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
+        read_spacing(measures, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
     };
-    read(obj, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
+    read_spacing(obj, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
         .or_else(|| {
             let frame = usize::try_from(frame).ok()?;
             functional_group(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame)
         })
         .or_else(|| functional_group(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0))
-        .or_else(|| {
-            read(
-                obj,
-                tags::IMAGER_PIXEL_SPACING,
-                SpacingSource::ImagerPixelSpacing,
-            )
-        })
+        .or_else(|| get_imager_spacing(obj))
 }
 
 pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
@@ -866,6 +907,10 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         rescale_intercept: intercept,
         pixel_spacing_mm: spacing.map(|s| [s.row_mm(), s.column_mm()]),
         pixel_spacing: spacing,
+        imager_pixel_spacing: get_imager_spacing(&obj),
+        spacing_calibration: get_str(&obj, tags::PIXEL_SPACING_CALIBRATION_TYPE)
+            .and_then(|v| SpacingCalibration::from_dicom(&v)),
+        magnification_factor: get_magnification(&obj),
         transfer_syntax: obj.meta().transfer_syntax().to_string(),
         modality: get_str(&obj, tags::MODALITY),
         body_part: get_str(&obj, tags::BODY_PART_EXAMINED),

@@ -34,7 +34,7 @@ pub use mask::{
     save_mask, validate_mask, COLOR_TOLERANCE,
 };
 pub use raster::{save_png16, save_tiff_f32};
-pub use spacing::{PixelSpacing, SpacingSource};
+pub use spacing::{PixelSpacing, SpacingCalibration, SpacingSource};
 
 use crate::{DataError, Radiograph, Result};
 use std::path::{Path, PathBuf};

@@ -33,6 +33,72 @@ pub enum SpacingSource {
     Stated,
 }
 
+/// How a file's `PixelSpacing` was calibrated to a plane in the patient: DICOM
+/// `PixelSpacingCalibrationType` (0028,0A02), which DX files give where their
+/// `PixelSpacing` is not simply the detector's pitch.
+///
+/// A spacing with this calibration measures lengths in that plane (a bone, an implant), not
+/// at the detector; [`crate::io::DicomImage::imager_pixel_spacing`] still holds the
+/// detector's pitch, the plane in which a collimated field is compared with the receptor.
+///
+/// # Examples
+/// ```
+/// use xray_data::io::SpacingCalibration;
+/// assert_eq!(SpacingCalibration::from_dicom("GEOMETRY"), Some(SpacingCalibration::Geometry));
+/// assert_eq!(SpacingCalibration::from_dicom("fiducial "), Some(SpacingCalibration::Fiducial));
+/// assert_eq!(SpacingCalibration::from_dicom("NONE"), None);
+/// assert_eq!(SpacingCalibration::Geometry.as_dicom(), "GEOMETRY");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpacingCalibration {
+    /// `GEOMETRY`: corrected for the geometric magnification, i.e. `ImagerPixelSpacing`
+    /// divided by the `EstimatedRadiographicMagnificationFactor`
+    /// ([`crate::io::DicomImage::magnification_factor`]): lengths in the plane that factor
+    /// was estimated for (the table top or a typical depth).
+    Geometry,
+    /// `FIDUCIAL`: calibrated with an object of known size in the image (a marker): lengths
+    /// in the marker's plane.
+    Fiducial,
+}
+
+impl SpacingCalibration {
+    /// The calibration a `PixelSpacingCalibrationType` value names (`GEOMETRY`,
+    /// `FIDUCIAL`; surrounding spaces and case ignored), `None` for anything else.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::io::SpacingCalibration;
+    /// assert_eq!(SpacingCalibration::from_dicom(" Geometry"), Some(SpacingCalibration::Geometry));
+    /// assert_eq!(SpacingCalibration::from_dicom(""), None);
+    /// ```
+    pub fn from_dicom(value: &str) -> Option<Self> {
+        match value
+            .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "GEOMETRY" => Some(Self::Geometry),
+            "FIDUCIAL" => Some(Self::Fiducial),
+            _ => None,
+        }
+    }
+
+    /// The DICOM value: `GEOMETRY` or `FIDUCIAL`.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::io::SpacingCalibration;
+    /// assert_eq!(SpacingCalibration::Fiducial.as_dicom(), "FIDUCIAL");
+    /// ```
+    pub fn as_dicom(self) -> &'static str {
+        match self {
+            Self::Geometry => "GEOMETRY",
+            Self::Fiducial => "FIDUCIAL",
+        }
+    }
+}
+
 /// The distance between the centres of adjacent pixels, in millimetres, checked once to be
 /// finite and positive (so that every length and area computed from it is too).
 ///
