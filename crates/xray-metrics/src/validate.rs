@@ -24,6 +24,12 @@ pub const IGNORE_LABEL: u8 = 255;
 /// let old = xray_metrics::IGNORE;
 /// assert_eq!(old, xray_metrics::IGNORE_LABEL);
 /// ```
+///
+/// Its uses are flagged (here turned into an error) so that code moves to the new name:
+/// ```compile_fail
+/// #![deny(deprecated)]
+/// let old = xray_metrics::IGNORE;
+/// ```
 #[deprecated(note = "use IGNORE_LABEL")]
 pub const IGNORE: u8 = IGNORE_LABEL;
 
