@@ -19,6 +19,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use xnet_model::infer::FlipAverage;
 use xray_data::dataset::Dataset;
+use xray_data::io::{PixelSpacing, SpacingSource};
 use xray_seg::calibrate::{fit_temperature_on, store_temperature};
 use xray_seg::evaluate::{evaluate_samples_with, write_evaluation, EvaluateOptions};
 use xray_seg::predict::Predictor;
@@ -79,13 +80,14 @@ struct Args {
     seed: u64,
 }
 
-/// `--pixel-spacing`: a distance in mm, finite and above 0, refused by the flag's name.
+/// `--pixel-spacing`: a distance in mm that [`PixelSpacing::new`] takes (finite, above 0,
+/// at most 10 mm: a pitch in micrometres is refused, as `segment --pixel-spacing` refuses
+/// it), refused by the flag's name.
 fn parse_spacing(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err("must be a finite distance in mm above 0".into()),
-        Err(e) => Err(e.to_string()),
-    }
+    let v = text.parse::<f64>().map_err(|e| e.to_string())?;
+    PixelSpacing::new(v, v, SpacingSource::Stated)
+        .map(|s| s.row_mm())
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -248,9 +250,13 @@ mod tests {
             .map_err(|e| e.to_string())
         };
         assert_eq!(parse("0.143"), Ok(Some(0.143)));
-        for bad in ["0", "-0.2", "inf", "NaN", "0.2mm"] {
+        assert_eq!(parse("10"), Ok(Some(10.0)));
+        for bad in ["0", "-0.2", "inf", "NaN", "0.2mm", "139", "5000"] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("--pixel-spacing"), "{bad}: {e}");
         }
+        // A detector's pitch in micrometres (139 µm), as segment --pixel-spacing refuses it.
+        let e = parse("139").unwrap_err();
+        assert!(e.contains("micrometres"), "{e}");
     }
 }

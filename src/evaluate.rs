@@ -509,7 +509,9 @@ pub struct EvaluateOptions {
 /// As [`evaluate_samples`], with [`EvaluateOptions`].
 ///
 /// # Errors
-/// As [`evaluate_samples`]; also a `pixel_spacing_mm` that is not finite and `> 0`.
+/// As [`evaluate_samples`]; also [`Error::Invalid`] for a `pixel_spacing_mm` that
+/// [`xray_data::io::PixelSpacing::new`] refuses (not finite, not above 0, or above 10 mm:
+/// a detector pitch in micrometres, 139 for 0.139 mm).
 ///
 /// # Examples
 /// ```
@@ -530,8 +532,11 @@ pub struct EvaluateOptions {
 ///     assert!((mm - 0.2 * px).abs() < 1e-9);
 /// }
 /// assert!(in_mm.report.to_markdown().contains("HD95 mm"));
-/// let bad = EvaluateOptions { pixel_spacing_mm: Some(0.0), ..EvaluateOptions::default() };
-/// assert!(evaluate_samples_with(&predictor, &ds, &[0], &bad).is_err());
+/// for v in [0.0, 139.0] {
+///     let bad = EvaluateOptions { pixel_spacing_mm: Some(v), ..EvaluateOptions::default() };
+///     let e = evaluate_samples_with(&predictor, &ds, &[0], &bad).unwrap_err();
+///     assert!(e.to_string().contains("pixel_spacing_mm"), "{e}");
+/// }
 /// # std::fs::remove_dir_all(&dir).ok();
 /// # Ok::<(), xray_seg::Error>(())
 /// ```
@@ -557,6 +562,9 @@ pub fn evaluate_samples_with(
     let names = class_names(c);
     let mut config = EvalConfig::new(names.clone());
     if let Some(spacing) = opts.pixel_spacing_mm {
+        // The bound every spacing in the workspace has (a pitch in micrometres is refused).
+        xray_data::io::PixelSpacing::new(spacing, spacing, xray_data::io::SpacingSource::Stated)
+            .map_err(|e| Error::Invalid(format!("EvaluateOptions::pixel_spacing_mm: {e}")))?;
         config.pixel_spacing = spacing;
     }
     let mut evaluator = Evaluator::new(config)?;

@@ -607,8 +607,10 @@ fn writer_refuses_a_spacing_that_is_not_finite_and_positive() {
         [-0.1, 0.2],
         [0.2, 0.0],
         [-0.0, 0.2],
-        // A unit error (metres or micrometres taken for mm): the reader would drop it.
-        [0.2, 1000.5],
+        // A unit error (micrometres taken for mm): the reader would drop it.
+        [0.2, 10.5],
+        [139.0, 139.0],
+        [0.2, 1000.0],
     ] {
         let opts = DicomWriteOptions {
             pixel_spacing_mm: Some(bad),
@@ -625,11 +627,11 @@ fn writer_refuses_a_spacing_that_is_not_finite_and_positive() {
     }
     // A small positive spacing still round-trips, and so does the largest accepted.
     let opts = DicomWriteOptions {
-        pixel_spacing_mm: Some([1000.0, 0.5]),
+        pixel_spacing_mm: Some([10.0, 0.5]),
         ..DicomWriteOptions::default()
     };
     let d = decode_dicom(&encode_dicom(&img, &opts).unwrap(), &LoadOptions::default()).unwrap();
-    assert_eq!(d.pixel_spacing_mm, Some([1000.0, 0.5]));
+    assert_eq!(d.pixel_spacing_mm, Some([10.0, 0.5]));
     let opts = DicomWriteOptions {
         pixel_spacing_mm: Some([1e-3, 0.5]),
         ..DicomWriteOptions::default()
@@ -1033,7 +1035,8 @@ fn pixel_spacing_says_which_attribute_it_came_from() {
         ours(None, Some("0.143\\0.139")),
         Some((0.143, 0.139, ImagerPixelSpacing))
     );
-    for bad in ["0\\0", "-0.1\\0.1", "0.1", "5000\\5000", "abc"] {
+    // "139\139": a detector's 139 µm pitch written in micrometres.
+    for bad in ["0\\0", "-0.1\\0.1", "0.1", "5000\\5000", "139\\139", "abc"] {
         assert_eq!(
             ours(Some(bad), Some("0.2\\0.25")),
             Some((0.2, 0.25, ImagerPixelSpacing)),

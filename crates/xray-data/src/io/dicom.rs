@@ -589,7 +589,7 @@ fn ds_values(e: &dicom_object::mem::InMemElement) -> Option<Vec<f64>> {
 }
 
 /// A spacing attribute of `item` when it holds two valid distances (at least two numbers,
-/// the first two finite, above 0 and at most 1000 mm).
+/// the first two finite, above 0 and at most 10 mm).
 fn read_spacing(
     item: &dicom_object::InMemDicomObject,
     tag: dicom_core::Tag,

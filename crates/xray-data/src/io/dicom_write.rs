@@ -18,7 +18,7 @@ pub struct DicomWriteOptions {
     /// Bits stored per sample, 8 to 16 (16 bits are always allocated).
     pub bits_stored: u16,
     /// Pixel spacing (row, column) in mm to record as `ImagerPixelSpacing`, if known; both
-    /// must be finite, positive and at most 1000 mm (what [`super::PixelSpacing::new`]
+    /// must be finite, positive and at most 10 mm (what [`super::PixelSpacing::new`]
     /// accepts, and the loader reads back as a spacing).
     pub pixel_spacing_mm: Option<[f64; 2]>,
     /// `PixelIntensityRelationship` to record, if known (with its sign: +1 for
@@ -46,7 +46,7 @@ impl Default for DicomWriteOptions {
 /// # Errors
 /// [`DataError::InvalidParameter`] for `bits_stored` outside 8..=16 or a
 /// `pixel_spacing_mm` that [`super::PixelSpacing::new`] refuses (NaN, ±∞, zero, negative
-/// or above 1000 mm: it would be written as an invalid `DS` value, or read back as no
+/// or above 10 mm: it would be written as an invalid `DS` value, or read back as no
 /// spacing),
 /// [`DataError::ValueOutOfRange`], [`DataError::NonFinite`], [`DataError::EmptyImage`].
 ///

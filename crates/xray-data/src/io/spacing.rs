@@ -131,9 +131,12 @@ pub struct PixelSpacing {
 // `ImageInfo` keep deriving it holds.
 impl Eq for PixelSpacing {}
 
-/// Spacings beyond this are refused as a unit error (metres or micrometres taken for mm):
-/// the coarsest pitch of a real detector is about 1 mm, and a 1 m pixel measures nothing.
-const LARGEST_SPACING_MM: f64 = 1000.0;
+/// Spacings beyond this are refused as a unit error. The coarsest pitch of a real detector
+/// is about 1 mm, and a 43 cm plate at 10 mm would be 43 pixels across; but a pitch written
+/// in micrometres, as detector data sheets give it (139 for 0.139 mm), is 10 or more for
+/// every radiography detector (dental sensors have about 18 µm), so this bound catches it.
+/// (It was 1000 mm, which let every micrometre pitch through as a pixel 1000 times too large.)
+const LARGEST_SPACING_MM: f64 = 10.0;
 
 impl PixelSpacing {
     /// A spacing of `row_mm` between rows and `column_mm` between columns, read from
@@ -141,7 +144,7 @@ impl PixelSpacing {
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] when either value is not finite, not positive, or
-    /// above 1000 mm (a unit taken for another: no pixel is a metre across).
+    /// above 10 mm (a pitch in micrometres taken for mm: 139 for 0.139 mm).
     ///
     /// # Examples
     /// ```
@@ -150,6 +153,10 @@ impl PixelSpacing {
     /// assert_eq!(s.source(), SpacingSource::ImagerPixelSpacing);
     /// let e = PixelSpacing::new(0.143, -1.0, SpacingSource::Stated).unwrap_err();
     /// assert!(e.to_string().contains("-1"), "{e}");
+    /// // A data sheet's 139 µm pitch taken for mm is refused, the unit named.
+    /// let e = PixelSpacing::new(139.0, 139.0, SpacingSource::Stated).unwrap_err();
+    /// assert!(e.to_string().contains("micrometres"), "{e}");
+    /// assert!(PixelSpacing::new(10.0, 10.0, SpacingSource::Stated).is_ok());
     /// # Ok::<(), xray_data::DataError>(())
     /// ```
     pub fn new(row_mm: f64, column_mm: f64, source: SpacingSource) -> Result<Self> {
@@ -157,7 +164,12 @@ impl PixelSpacing {
         if !(valid(row_mm) && valid(column_mm)) {
             return Err(DataError::InvalidParameter(format!(
                 "pixel spacing must be two finite distances in mm above 0 and at most \
-                 {LARGEST_SPACING_MM} (rows, columns), got [{row_mm}, {column_mm}]"
+                 {LARGEST_SPACING_MM} (rows, columns), got [{row_mm}, {column_mm}]{}",
+                if row_mm > LARGEST_SPACING_MM || column_mm > LARGEST_SPACING_MM {
+                    " (a pitch in micrometres? 139 micrometres is 0.139 mm)"
+                } else {
+                    ""
+                }
             )));
         }
         Ok(PixelSpacing {
