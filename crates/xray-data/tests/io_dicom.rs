@@ -1282,3 +1282,39 @@ fn a_calibrated_spacing_comes_with_the_detector_s_pitch_and_the_magnification() 
         (None, None, None)
     );
 }
+
+/// The writer's `ImagerPixelSpacing` is a valid DS value whatever spacing it is given: each
+/// number at most 16 characters. A computed spacing (a 430 mm plate over 3008 pixels) was
+/// written as `0.14295212765957446`, 19 characters, which strict readers refuse.
+#[test]
+fn the_writer_s_spacing_fits_a_decimal_string() {
+    let img = Radiograph::from_pixel(2, 2, image::Luma([7.0]));
+    for spacing in [[430.0 / 3008.0, 0.1 + 0.2], [0.2, 0.15], [1e-7 / 3.0, 10.0]] {
+        let opts = DicomWriteOptions {
+            pixel_spacing_mm: Some(spacing),
+            ..DicomWriteOptions::default()
+        };
+        let bytes = encode_dicom(&img, &opts).unwrap();
+        let file = dicom_object::from_reader(std::io::Cursor::new(&bytes)).unwrap();
+        let written = file
+            .element(tags::IMAGER_PIXEL_SPACING)
+            .unwrap()
+            .to_multi_str()
+            .unwrap()
+            .to_vec();
+        assert_eq!(written.len(), 2, "{written:?}");
+        for v in &written {
+            assert!(v.trim().len() <= 16, "{spacing:?}: {v:?}");
+        }
+        let d = decode_dicom(&bytes, &LoadOptions::default()).unwrap();
+        let [r, c] = d.pixel_spacing_mm.unwrap();
+        assert!(
+            (r - spacing[0]).abs() <= spacing[0] * 1e-9,
+            "{r} {spacing:?}"
+        );
+        assert!(
+            (c - spacing[1]).abs() <= spacing[1] * 1e-9,
+            "{c} {spacing:?}"
+        );
+    }
+}

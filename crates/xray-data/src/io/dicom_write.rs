@@ -178,7 +178,7 @@ fn encode_at(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<
         obj.put(DataElement::new(
             tags::IMAGER_PIXEL_SPACING,
             VR::DS,
-            format!("{r}\\{c}"),
+            format!("{}\\{}", decimal_string(r), decimal_string(c)),
         ));
     }
     if let Some(rel) = opts.intensity_relationship {
@@ -204,4 +204,67 @@ fn encode_at(path: &Path, img: &Radiograph, opts: &DicomWriteOptions) -> Result<
     file.write_all(&mut out)
         .map_err(|e| DataError::InvalidParameter(format!("{}: {e}", path.display())))?;
     Ok(out)
+}
+
+/// `v` as a DICOM decimal string (DS): at most 16 characters, as the standard allows. Rust
+/// writes the shortest text that reads back as the same `f64`, which for a computed spacing
+/// (430 mm over 3008 pixels: `0.14295212765957446`) is 19 characters, an invalid value that
+/// strict readers refuse; such a value is rounded to the most digits that fit (12 or more
+/// significant ones for a spacing of at least 0.001 mm, 10 in exponent notation below).
+fn decimal_string(v: f64) -> String {
+    const MAX_LEN: usize = 16;
+    let plain = v.to_string();
+    if plain.len() <= MAX_LEN {
+        return plain;
+    }
+    let text = if v.abs() >= 1e-3 {
+        // Fixed notation: the integer part, the point, and as many decimals as fit.
+        let integer = format!("{:.0}", v.abs().trunc()).len() + usize::from(v < 0.0);
+        let decimals = MAX_LEN.saturating_sub(integer + 1);
+        let fixed = format!("{v:.decimals$}");
+        let fixed = fixed.trim_end_matches('0');
+        fixed.strip_suffix('.').unwrap_or(fixed).to_string()
+    } else {
+        // Exponent notation, e.g. 1.234567891e-5: ten decimals leave room for the sign
+        // and a three-digit exponent.
+        format!("{v:.9e}")
+    };
+    if text.len() <= MAX_LEN {
+        text
+    } else {
+        plain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_string;
+
+    /// Every spacing the writer accepts fits a DS value's 16 characters and reads back
+    /// within the digits kept.
+    #[test]
+    fn decimal_strings_fit_sixteen_characters() {
+        for v in [
+            0.2,
+            0.1 + 0.2,
+            430.0 / 3008.0,
+            10.0,
+            10.0 - 1e-15,
+            9.999_999_999_999_98,
+            1e-3,
+            1.0 / 3.0 * 1e-3,
+            0.000_123_456_789_012_345,
+            1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+        ] {
+            let s = decimal_string(v);
+            assert!(s.len() <= 16, "{v}: {s:?}");
+            let back: f64 = s.parse().unwrap();
+            assert!((back - v).abs() <= v * 1e-9, "{v}: {s:?} reads {back}");
+        }
+        assert_eq!(decimal_string(0.2), "0.2");
+        assert_eq!(decimal_string(430.0 / 3008.0), "0.14295212765957");
+        assert_eq!(decimal_string(0.1 + 0.2), "0.3");
+    }
 }
