@@ -201,7 +201,7 @@ fn library_files_that_cannot_be_rewritten_keep_the_earlier_ones_whole() {
         (
             "overlay.png",
             Box::new(|| {
-                xray_postproc::save_png(&overlay, dir.join("overlay.png"))
+                xray_postproc::save_png(dir.join("overlay.png"), &overlay)
                     .map_err(|e| e.to_string())
             }),
         ),

@@ -515,7 +515,7 @@ fn write_segmentation(
     };
     let write_overlay = || -> Result<()> {
         let rgb = overlay(&plane, &out.labels, Some(&field), &opts.overlay)?;
-        save_png(&rgb, &overlay_path)?;
+        save_png(&overlay_path, &rgb)?;
         Ok(())
     };
     let n = wu * hu;

@@ -21,6 +21,12 @@
 //! `image` crate does (`ImageBuffer::new(width, height)`). Both are plain `usize`s, so a
 //! swapped pair compiles: every function here that takes a size says its order under
 //! `# Shapes`.
+//!
+//! # Changes
+//!
+//! - 2026-12-02: [`save_png`] takes `(path, img)`, the path first as in xray-data's savers
+//!   (`save_png16(path, img)`, `save_mask(path, mask)`); it took `(img, path)`. A call in the
+//!   old order does not compile, so it cannot go wrong silently: swap the two arguments.
 #![deny(missing_docs)]
 
 /// Replacing files atomically ([`save_png`]). Shared with the other crates by source.

@@ -410,9 +410,18 @@ fn draw_text(out: &mut RgbImage, x: i32, y: i32, scale: i32, text: &str, colour:
     }
 }
 
-/// Saves an overlay (or any RGB image) as PNG, replacing the file atomically (encoded in
-/// memory, written to a temporary sibling, renamed into place): a write that fails part way
-/// (a full disk) leaves an earlier file whole, and no temporary file.
+/// Saves an overlay (or any RGB image) as PNG at `path`, replacing the file atomically
+/// (encoded in memory, written to a temporary sibling, renamed into place): a write that
+/// fails part way (a full disk) leaves an earlier file whole, and no temporary file.
+///
+/// The path comes first, as in every saver of the workspace (`xray_data::io::save_png16(path,
+/// img)`, `save_mask(path, mask)`). Until 2026-12-02 this one took `(img, path)`; a call in
+/// that order does not compile (an image is not a path), so no caller can swap them silently:
+/// ```compile_fail,E0308
+/// let img = image::RgbImage::new(1, 1);
+/// xray_postproc::save_png(&img, "overlay.png")?; // the old order
+/// # Ok::<(), xray_postproc::PostprocError>(())
+/// ```
 ///
 /// # Errors
 /// [`PostprocError::Image`] naming the path when writing fails.
@@ -423,19 +432,19 @@ fn draw_text(out: &mut RgbImage, x: i32, y: i32, scale: i32, text: &str, colour:
 /// use xray_postproc::{save_png, PostprocError};
 /// let img = RgbImage::from_pixel(4, 3, Rgb([255, 0, 0]));
 /// let path = std::env::temp_dir().join(format!("xray_postproc_save_png_{}.png", std::process::id()));
-/// save_png(&img, &path)?;
+/// save_png(&path, &img)?;
 /// let back = image::open(&path).expect("readable PNG").to_rgb8();
 /// assert_eq!(back, img); // PNG is lossless
 /// std::fs::remove_file(&path).unwrap();
 ///
 /// // A folder that does not exist cannot be written.
 /// let bad = std::env::temp_dir().join("xray_postproc_no_such_dir").join("x.png");
-/// let e = save_png(&img, &bad).unwrap_err();
+/// let e = save_png(&bad, &img).unwrap_err();
 /// assert!(matches!(e, PostprocError::Image { .. }));
 /// assert!(e.to_string().contains("x.png"), "{e}");
 /// # Ok::<(), PostprocError>(())
 /// ```
-pub fn save_png(img: &RgbImage, path: impl AsRef<Path>) -> Result<()> {
+pub fn save_png(path: impl AsRef<Path>, img: &RgbImage) -> Result<()> {
     let path = path.as_ref();
     let error = |source| PostprocError::Image {
         path: path.display().to_string(),

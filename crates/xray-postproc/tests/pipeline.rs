@@ -323,7 +323,7 @@ fn overlay_colours_legend_and_field() {
     assert_ne!(with_legend.get_pixel(4, 4), rgb.get_pixel(4, 4));
     let path =
         std::env::temp_dir().join(format!("xray-postproc-overlay-{}.png", std::process::id()));
-    save_png(&with_legend, &path).unwrap();
+    save_png(&path, &with_legend).unwrap();
     let back = image::open(&path).unwrap().to_rgb8();
     assert_eq!(back, with_legend);
     std::fs::remove_file(&path).ok();
@@ -334,7 +334,7 @@ fn overlay_colours_legend_and_field() {
     };
     assert!(overlay(&plane, &labels, None, &bad).is_err());
     assert!(overlay(&plane, &GrayImage::new(3, 3), None, &cfg).is_err());
-    assert!(save_png(&rgb, "/nonexistent-dir/x.png").is_err());
+    assert!(save_png("/nonexistent-dir/x.png", &rgb).is_err());
 }
 
 /// The default config refuses a one-class map (its `soft_class` is 1), saying so and what to

@@ -56,7 +56,7 @@ pub fn overlay_for_docs(plane: &Plane, c: &Collimator, file: &str) {
         let out = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../docs/images")
             .join(file);
-        save_png(&small, &out).unwrap();
+        save_png(&out, &small).unwrap();
         eprintln!("wrote {}", out.display());
     }
 }
