@@ -8,10 +8,18 @@ use xray_postproc::{Collimator, FieldEdge, Line};
 /// The detected field measured in millimetres with a [`PixelSpacing`].
 ///
 /// Measured on [`field_outline`], whose image-border sides lie on the pixels' outer edges:
-/// a field that is the whole of a 2000 × 2000 image at 0.2 mm is 400 × 400 mm. With
-/// [`PixelSpacing`]'s `ImagerPixelSpacing` these are sizes at the detector, which is what a
-/// collimation check compares with the detector; a body part's own size is smaller by the
-/// magnification (see [`xray_data::io::SpacingSource`]).
+/// a field that is the whole of a 2000 × 2000 image at 0.2 mm is 400 × 400 mm. The sizes
+/// are in the plane the spacing describes ([`PixelSpacing::source`]): with
+/// `ImagerPixelSpacing` at the detector, which is what a collimation check compares with the
+/// detector, a body part's own size being smaller by the magnification; with a
+/// `PixelSpacing` the file calibrated to the patient
+/// ([`DicomImage::spacing_calibration`]) in that plane, the field then measuring smaller
+/// than at the detector. To measure such a file at the detector, state its
+/// [`DicomImage::imager_pixel_spacing`] ([`SegmentOptions::pixel_spacing`]).
+///
+/// [`DicomImage::spacing_calibration`]: xray_data::io::DicomImage::spacing_calibration
+/// [`DicomImage::imager_pixel_spacing`]: xray_data::io::DicomImage::imager_pixel_spacing
+/// [`SegmentOptions::pixel_spacing`]: super::SegmentOptions::pixel_spacing
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldSize {
     /// The field's area, mm².
