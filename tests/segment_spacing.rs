@@ -35,6 +35,14 @@ fn write_phantom(dir: &Path, name: &str, spacing: Option<[f64; 2]>) -> PathBuf {
     path
 }
 
+/// Options stating a spacing of `row` × `column` mm.
+fn stating(row: f64, column: f64) -> SegmentOptions {
+    SegmentOptions {
+        pixel_spacing: Some(PixelSpacing::new(row, column, SpacingSource::Stated).unwrap()),
+        ..SegmentOptions::default()
+    }
+}
+
 fn field_json(done: &Segmented) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(&done.field_json).unwrap()).unwrap()
 }
@@ -86,13 +94,9 @@ fn a_dicom_spacing_measures_the_field_in_mm() {
     assert_eq!(line["field_size"], size);
 
     // A stated spacing overrides the file's and says so; the same one says nothing.
-    let stated = PixelSpacing::new(0.15, 0.15, SpacingSource::Stated).unwrap();
-    let opts = SegmentOptions {
-        pixel_spacing: Some(stated),
-        ..SegmentOptions::default()
-    };
+    let opts = stating(0.15, 0.15);
     let done = segment_file(&predictor, &input, &out, &opts).unwrap();
-    assert_eq!(done.pixel_spacing, Some(stated));
+    assert_eq!(done.pixel_spacing, opts.pixel_spacing);
     assert_eq!(done.warnings.len(), 1, "{:?}", done.warnings);
     assert!(
         done.warnings[0].contains("knee.dcm")
@@ -102,12 +106,7 @@ fn a_dicom_spacing_measures_the_field_in_mm() {
         done.warnings[0]
     );
     check_area_against_mask(&done);
-    let same = PixelSpacing::new(0.2, 0.1, SpacingSource::Stated).unwrap();
-    let opts = SegmentOptions {
-        pixel_spacing: Some(same),
-        ..SegmentOptions::default()
-    };
-    let done = segment_file(&predictor, &input, &out, &opts).unwrap();
+    let done = segment_file(&predictor, &input, &out, &stating(0.2, 0.1)).unwrap();
     assert!(done.warnings.is_empty(), "{:?}", done.warnings);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -125,13 +124,9 @@ fn a_png_is_measured_only_with_a_stated_spacing() {
     let line = serde_json::to_value(&done).unwrap();
     assert!(line.get("field_size").is_none() && line.get("pixel_spacing").is_none());
 
-    let stated = PixelSpacing::new(0.143, 0.143, SpacingSource::Stated).unwrap();
-    let opts = SegmentOptions {
-        pixel_spacing: Some(stated),
-        ..SegmentOptions::default()
-    };
+    let opts = stating(0.143, 0.143);
     let done = segment_file(&predictor, &input, &out, &opts).unwrap();
-    assert_eq!(done.pixel_spacing, Some(stated));
+    assert_eq!(done.pixel_spacing, opts.pixel_spacing);
     assert!(done.warnings.is_empty(), "{:?}", done.warnings);
     check_area_against_mask(&done);
     assert_eq!(field_json(&done)["pixel_spacing"]["source"], "stated");
