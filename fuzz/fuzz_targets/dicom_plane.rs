@@ -1,5 +1,6 @@
 //! DICOM-to-plane conversion on arbitrary bytes: never panics; a decoded plane has the
-//! announced size and only finite values. The same bytes also go through format detection.
+//! announced size and only finite values, and its spacings and magnification factor are in
+//! their checked ranges. The same bytes also go through format detection.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use xray_data::io::{decode_dicom, decode_image, LoadOptions};
@@ -14,6 +15,23 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(d.image.dimensions(), (d.columns, d.rows));
         assert!(d.image.as_raw().iter().all(|v| v.is_finite()));
         assert!(d.frame < d.frames);
+        // A spacing is a checked one, whichever attribute or functional group it came from,
+        // and the plain pair says the same.
+        for s in [d.pixel_spacing, d.imager_pixel_spacing]
+            .into_iter()
+            .flatten()
+        {
+            for v in [s.row_mm(), s.column_mm()] {
+                assert!(v.is_finite() && v > 0.0 && v <= 10.0, "{s:?}");
+            }
+        }
+        assert_eq!(
+            d.pixel_spacing_mm,
+            d.pixel_spacing.map(|s| [s.row_mm(), s.column_mm()])
+        );
+        if let Some(m) = d.magnification_factor {
+            assert!((1.0..=10.0).contains(&m), "{m}");
+        }
     }
     if let Ok(img) = decode_image(std::path::Path::new("fuzz.dcm"), data, &opts) {
         assert!(u64::from(img.width()) * u64::from(img.height()) <= opts.max_pixels);

@@ -50,6 +50,67 @@ fn write_fuzz_seeds() {
     ] {
         fs::write(dicom.join(name), transcode(&plain, uid)).unwrap();
     }
+    // A two-frame file whose spacing lives in its functional groups (shared and per frame),
+    // beside a calibrated PixelSpacing's type and magnification factor and the detector's
+    // pitch: the fuzzer starts inside the spacing reader's nested sequences.
+    {
+        use dicom_core::value::DataSetSequence;
+        use dicom_core::{DataElement, VR};
+        use dicom_dictionary_std::tags;
+        use dicom_object::InMemDicomObject;
+        let two_frames = Radiograph::from_fn(5, 6, |x, y| image::Luma([(x * 7 + y) as f32]));
+        let bytes = encode_dicom(&two_frames, &DicomWriteOptions::default()).unwrap();
+        let mut obj = dicom_object::from_reader(std::io::Cursor::new(&bytes[128..]))
+            .unwrap()
+            .into_inner();
+        obj.put(DataElement::new(
+            tags::ROWS,
+            VR::US,
+            dicom_core::PrimitiveValue::from(3u16),
+        ));
+        obj.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, "2"));
+        let measures = |spacing: &str| {
+            InMemDicomObject::from_element_iter([DataElement::new(
+                tags::PIXEL_MEASURES_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![InMemDicomObject::from_element_iter([
+                    DataElement::new(tags::PIXEL_SPACING, VR::DS, spacing),
+                ])]),
+            )])
+        };
+        obj.put(DataElement::new(
+            tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![measures("0.15\\0.1")]),
+        ));
+        obj.put(DataElement::new(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![measures("0.3\\0.3"), measures("0.4\\0.4 ")]),
+        ));
+        obj.put(DataElement::new(
+            tags::PIXEL_SPACING_CALIBRATION_TYPE,
+            VR::CS,
+            "GEOMETRY",
+        ));
+        obj.put(DataElement::new(
+            tags::ESTIMATED_RADIOGRAPHIC_MAGNIFICATION_FACTOR,
+            VR::DS,
+            "1.112",
+        ));
+        let file = obj
+            .with_meta(
+                dicom_object::meta::FileMetaTableBuilder::new()
+                    .transfer_syntax(dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        file.write_all(&mut out).unwrap();
+        let d = xray_data::io::decode_dicom(&out, &xray_data::io::LoadOptions::default()).unwrap();
+        assert_eq!(d.frames, 2);
+        assert_eq!(d.pixel_spacing.map(|s| s.row_mm()), Some(0.3));
+        fs::write(dicom.join("seed_functional_groups.dcm"), &out).unwrap();
+    }
     // The target also sends its bytes through format detection, so PNG, TIFF and JPEG seeds
     // put the raster decoders under the fuzzer too.
     let img = Radiograph::from_fn(5, 3, |x, y| image::Luma([(x * 1000 + y * 7) as f32]));

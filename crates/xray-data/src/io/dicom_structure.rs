@@ -325,13 +325,11 @@ impl Walker<'_> {
             let next = if h.tag == PIXEL_DATA && h.length == UNDEFINED && !h.sequence {
                 self.fragments(h.value)?
             } else if h.sequence || h.length == UNDEFINED {
-                let seq_end = if h.length == UNDEFINED {
-                    self.bytes.len()
+                if h.length == UNDEFINED {
+                    self.items(h.value, self.bytes.len(), depth + 1, &h)?
                 } else {
-                    h.value.saturating_add(h.length as usize)
-                };
-                self.items(h.value, seq_end.min(self.bytes.len()), depth + 1, &h)?
-                    .map(|p| if h.length == UNDEFINED { p } else { seq_end })
+                    self.defined_length_sequence(&h, depth)?
+                }
             } else {
                 Some(self.value_end(&h)?)
             };
@@ -341,6 +339,42 @@ impl Walker<'_> {
             }
         }
         Ok(Some(pos))
+    }
+
+    /// The items of a sequence of defined length, which must hold exactly that length: one
+    /// that claims more bytes than the file holds is refused as a value would be, and so is
+    /// one whose items end elsewhere (a sequence delimiter inside it, an item running past
+    /// it). The parser reads on from where the items end, not from the declared end, so a
+    /// walk that skipped to the declared end would leave the bytes the parser reads next
+    /// unchecked: a declared end past the file once hid an element claiming 3.7 GB, which
+    /// the parser then allocated (the `dicom_plane` fuzz target's find, 2026-12-02).
+    fn defined_length_sequence(&self, h: &Header, depth: usize) -> Flow {
+        let left = self.bytes.len().saturating_sub(h.value);
+        if h.length as usize > left {
+            return Err(format!(
+                "sequence ({:04X},{:04X}) at byte {} {} declares {} bytes, but only {left} \
+                 follow (truncated or corrupt)",
+                h.tag.0, h.tag.1, h.offset, self.place, h.length
+            ));
+        }
+        let end = h.value + h.length as usize;
+        match self.items(h.value, end, depth + 1, h)? {
+            Some(p) if p != end => Err(format!(
+                "sequence ({:04X},{:04X}) at byte {} {} declares {} bytes, but its items end \
+                 {} (corrupt)",
+                h.tag.0,
+                h.tag.1,
+                h.offset,
+                self.place,
+                h.length,
+                if p < end {
+                    format!("{} bytes before that", end - p)
+                } else {
+                    format!("{} bytes past it", p - end)
+                }
+            )),
+            other => Ok(other),
+        }
     }
 
     /// Items from `pos` until `end` or a sequence delimiter; `depth` is the sequence's.
@@ -485,6 +519,50 @@ mod tests {
             e.contains("2147483632 bytes") && e.contains("only 10 follow"),
             "{e}"
         );
+    }
+
+    /// A sequence of defined length must hold exactly that length: one declared past the file
+    /// is refused as a value would be, and so is one whose items end early (at a sequence
+    /// delimiter) or late. The walk skipped to the declared end, while the parser reads on
+    /// from where the items end: the `dicom_plane` fuzz target's find (2026-12-02), a
+    /// sequence declared 3.7 GB long whose delimiter was followed by an element that claimed
+    /// 3.7 GB, which the parser then allocated and zeroed (2 GB resident, seconds per file).
+    #[test]
+    fn a_defined_length_sequence_must_hold_its_length() {
+        let mut item = raw(ITEM, 10);
+        item.extend(el((0x0008, 0x0100), b"SH", b"AB"));
+        let sequence = |length: u32, body: &[u8]| {
+            let mut ds = el((0x0008, 0x1140), b"SQ", &[]);
+            ds.truncate(ds.len() - 4);
+            ds.extend(length.to_le_bytes());
+            ds.extend(body);
+            ds
+        };
+        let at = 128 + 4 + 12 + 8 + 20;
+        // Exactly its length, then an element: fine.
+        let mut ds = sequence(item.len() as u32, &item);
+        ds.extend(el((0x0010, 0x0010), b"PN", b"AB"));
+        assert_eq!(check_structure(&file(EXPLICIT_LE, &ds)), Ok(()));
+        // Declared past the file (the find's 0xDFFFFFFF).
+        let e = check_structure(&file(EXPLICIT_LE, &sequence(0xDFFF_FFFF, &item))).unwrap_err();
+        assert!(
+            e.contains("sequence (0008,1140)")
+                && e.contains(&format!("at byte {at}"))
+                && e.contains("declares 3758096383 bytes, but only 18 follow"),
+            "{e}"
+        );
+        // Ended early by a delimiter, the bytes after it (which the parser reads as elements)
+        // hiding an element that claims 3.7 GB within the declared length.
+        let mut body = item.clone();
+        body.extend(raw(SEQUENCE_END, 0));
+        body.extend([0xFE, 0x00, 0xE0, 0xFF, 0x00, 0x0D, 0x00, 0xFE]);
+        body.extend(0xE000_FF00u32.to_le_bytes());
+        let e =
+            check_structure(&file(EXPLICIT_LE, &sequence(body.len() as u32, &body))).unwrap_err();
+        assert!(e.contains("its items end 12 bytes before that"), "{e}");
+        // An item running past the sequence's end.
+        let e = check_structure(&file(EXPLICIT_LE, &sequence(12, &item))).unwrap_err();
+        assert!(e.contains("its items end 6 bytes past it"), "{e}");
     }
 
     #[test]
