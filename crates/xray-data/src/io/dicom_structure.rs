@@ -322,6 +322,24 @@ impl Walker<'_> {
                 pos = h.value; // outside an item the parser skips it
                 continue;
             }
+            if h.tag == ITEM || h.tag == SEQUENCE_END {
+                // Where an element should be, the parser's reading of an item or a sequence
+                // delimiter is not what a walk can follow (it read on into a 3.7 GB claim
+                // the walk never reached: the `dicom_plane` fuzz target's find, 2026-12-02).
+                return Err(format!(
+                    "({:04X},{:04X}), {}, at byte {} {} stands where an element should be \
+                     (corrupt)",
+                    h.tag.0,
+                    h.tag.1,
+                    if h.tag == ITEM {
+                        "an item"
+                    } else {
+                        "a sequence delimiter"
+                    },
+                    h.offset,
+                    self.place
+                ));
+            }
             let next = if h.tag == PIXEL_DATA && h.length == UNDEFINED && !h.sequence {
                 self.fragments(h.value)?
             } else if h.sequence || h.length == UNDEFINED {
@@ -401,7 +419,15 @@ impl Walker<'_> {
                     }
                 }
                 ITEM => {
-                    let item_end = h.value.saturating_add(h.length as usize);
+                    let left = end.saturating_sub(h.value);
+                    if h.length as usize > left {
+                        return Err(format!(
+                            "item at byte {} {} of sequence ({:04X},{:04X}) declares {} bytes, \
+                             but only {left} follow in its sequence (truncated or corrupt)",
+                            h.offset, self.place, seq.tag.0, seq.tag.1, h.length
+                        ));
+                    }
+                    let item_end = h.value + h.length as usize;
                     if self
                         .data_set(h.value, item_end.min(self.bytes.len()), depth, false)?
                         .is_none()
@@ -562,7 +588,32 @@ mod tests {
         assert!(e.contains("its items end 12 bytes before that"), "{e}");
         // An item running past the sequence's end.
         let e = check_structure(&file(EXPLICIT_LE, &sequence(12, &item))).unwrap_err();
-        assert!(e.contains("its items end 6 bytes past it"), "{e}");
+        assert!(
+            e.contains("item at byte") && e.contains("declares 10 bytes, but only 4 follow"),
+            "{e}"
+        );
+        // The same in a sequence of undefined length running to the file's end, and an item
+        // or a sequence delimiter where an element should be (the fuzzer's second find that
+        // day: a defined-length item declared 4.3 GB long, in which the walk took an
+        // undefined-length item for a sequence and stopped where the parser read on).
+        let mut long_item = raw(ITEM, 0xFF5B_FFFF);
+        long_item.extend(el((0x0008, 0x0100), b"SH", b"AB"));
+        let e = check_structure(&file(EXPLICIT_LE, &sequence(UNDEFINED, &long_item))).unwrap_err();
+        assert!(
+            e.contains("declares 4284219391 bytes, but only 10 follow"),
+            "{e}"
+        );
+        for token in [ITEM, SEQUENCE_END] {
+            let mut in_item = raw(ITEM, UNDEFINED);
+            in_item.extend(raw(token, 0));
+            let e =
+                check_structure(&file(EXPLICIT_LE, &sequence(UNDEFINED, &in_item))).unwrap_err();
+            assert!(
+                e.contains(&format!("({:04X},{:04X})", token.0, token.1))
+                    && e.contains("stands where an element should be"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
