@@ -59,6 +59,17 @@ impl Default for Preprocess {
 /// let p = Preprocess::from(record);
 /// assert_eq!((p.width, p.height, p.log, p.percentile), (64, 32, true, Some((1.0, 99.0))));
 /// ```
+impl From<Preprocess> for PreprocessRecord {
+    fn from(p: Preprocess) -> Self {
+        PreprocessRecord {
+            width: p.width,
+            height: p.height,
+            log: p.log,
+            percentile: p.percentile,
+        }
+    }
+}
+
 impl From<PreprocessRecord> for Preprocess {
     fn from(r: PreprocessRecord) -> Self {
         Preprocess {
@@ -116,8 +127,8 @@ impl Preprocess {
     ///
     /// # Errors
     /// [`Error::Invalid`] when a side is zero, larger than [`MAX_INPUT_SIDE`] or not a
-    /// multiple of `size_multiple`; [`Error::Data`] for a percentile window that is not
-    /// `0 <= low < high <= 100`.
+    /// multiple of `size_multiple`, or the percentile window is not `0 <= low < high <= 100`
+    /// ([`PreprocessRecord::validate`]'s checks, which a checkpoint's record gets too).
     ///
     /// # Examples
     /// ```
@@ -131,29 +142,16 @@ impl Preprocess {
     /// assert!(Preprocess::square(MAX_INPUT_SIDE + 8).validate(8).is_err());
     /// // The percentile window is checked too.
     /// let reversed = Preprocess { percentile: Some((99.0, 1.0)), ..Preprocess::square(96) };
-    /// assert!(matches!(reversed.validate(8), Err(Error::Data(_))));
+    /// assert!(matches!(reversed.validate(8), Err(Error::Invalid(_))));
     /// ```
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
-        if self.width > MAX_INPUT_SIDE || self.height > MAX_INPUT_SIDE {
-            return Err(Error::Invalid(format!(
-                "network input {}x{} is larger than {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} \
-                 (metadata.preprocess of a checkpoint, or --size)",
-                self.width, self.height
-            )));
-        }
-        let m = size_multiple.max(1) as u32;
-        if self.width == 0
-            || self.height == 0
-            || !self.width.is_multiple_of(m)
-            || !self.height.is_multiple_of(m)
-        {
-            return Err(Error::Invalid(format!(
-                "input size {}x{} must be a non-zero multiple of {m} for this network",
-                self.width, self.height
-            )));
-        }
-        self.normalize_config().validate()?;
-        Ok(())
+        // The checks a checkpoint's record gets from xnet-model, in one place.
+        PreprocessRecord::from(*self)
+            .validate(size_multiple)
+            .map_err(|e| match e {
+                xnet_model::ModelError::InvalidConfig(m) => Error::Invalid(m),
+                other => Error::Model(other),
+            })
     }
 
     /// Batch settings that prepare training samples exactly as [`Preprocess::network_input`].

@@ -30,9 +30,8 @@ impl PreprocessRecord {
     /// `size_multiple` ([`Segmenter::size_multiple`](crate::Segmenter::size_multiple)).
     ///
     /// # Errors
-    /// [`ModelError::InvalidConfig`] (its message starting `metadata.preprocess: `) when a
-    /// side is zero, above [`MAX_INPUT_SIDE`] or not a multiple of `size_multiple`, or the
-    /// percentile window is not `0 <= low < high <= 100`.
+    /// [`ModelError::InvalidConfig`] when a side is zero, above [`MAX_INPUT_SIDE`] or not a
+    /// multiple of `size_multiple`, or the percentile window is not `0 <= low < high <= 100`.
     ///
     /// # Examples
     /// ```
@@ -45,11 +44,7 @@ impl PreprocessRecord {
     /// assert!(reversed.validate(8).unwrap_err().to_string().contains("low=99, high=1"));
     /// ```
     pub fn validate(&self, size_multiple: usize) -> Result<()> {
-        let refuse = |m: String| {
-            Err(ModelError::InvalidConfig(format!(
-                "metadata.preprocess: {m}"
-            )))
-        };
+        let refuse = |m: String| Err(ModelError::InvalidConfig(m));
         let (w, h) = (self.width as usize, self.height as usize);
         if w > MAX_INPUT_SIDE || h > MAX_INPUT_SIDE {
             return refuse(format!(
@@ -112,7 +107,14 @@ impl LoadedModel {
                 "metadata.preprocess is not a preprocessing record: {e}"
             ))
         })?;
-        record.validate(self.model.size_multiple())?;
+        record
+            .validate(self.model.size_multiple())
+            .map_err(|e| match e {
+                ModelError::InvalidConfig(m) => {
+                    ModelError::InvalidConfig(format!("metadata.preprocess: {m}"))
+                }
+                other => other,
+            })?;
         Ok(Some(record))
     }
 }
