@@ -317,44 +317,42 @@ fn check_varmap_fits(
     expected: &BTreeMap<String, Vec<usize>>,
     tensors: &std::collections::HashMap<String, Tensor>,
 ) -> Result<()> {
-    let refuse = |detail: String| {
-        Err(ModelError::InvalidConfig(format!(
-            "{}: not saved: the VarMap does not hold the variables of the network the \
-             configuration builds ({detail})",
-            dir.display()
-        )))
-    };
-    let missing: Vec<&String> = expected
-        .keys()
-        .filter(|k| !tensors.contains_key(*k))
+    let shapes: BTreeMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(name, t)| (name.clone(), t.dims().to_vec()))
         .collect();
-    let mut unexpected: Vec<&String> = tensors
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .collect();
-    unexpected.sort();
-    if !missing.is_empty() || !unexpected.is_empty() {
-        let list = |names: &[&String]| match names.len() {
-            0 => "none".to_string(),
-            n if n > 5 => format!("{:?} and {} more", &names[..5], n - 5),
-            _ => format!("{names:?}"),
-        };
-        return refuse(format!(
-            "missing {}, unexpected {}",
-            list(&missing),
-            list(&unexpected)
-        ));
-    }
-    for (name, dims) in expected {
-        let found = tensors.get(name).map(|t| t.dims().to_vec());
-        if found.as_ref() != Some(dims) {
-            return refuse(format!(
-                "`{name}` has shape {:?}, the network's is {dims:?}",
-                found.unwrap_or_default()
-            ));
+    // The loader's comparison; its errors speak of a file, these of a VarMap not saved.
+    let detail = match weights_file::check_names_and_shapes(dir, expected, shapes.iter()) {
+        Ok(()) => return Ok(()),
+        Err(ModelError::WeightNames {
+            missing,
+            unexpected,
+            ..
+        }) => {
+            let list = |names: &[String]| match names.len() {
+                0 => "none".to_string(),
+                n if n > 5 => format!("{:?} and {} more", &names[..5], n - 5),
+                _ => format!("{names:?}"),
+            };
+            format!(
+                "missing {}, unexpected {}",
+                list(&missing),
+                list(&unexpected)
+            )
         }
-    }
-    Ok(())
+        Err(ModelError::WeightShape {
+            tensor,
+            expected,
+            found,
+            ..
+        }) => format!("`{tensor}` has shape {found:?}, the network's is {expected:?}"),
+        Err(other) => return Err(other),
+    };
+    Err(ModelError::InvalidConfig(format!(
+        "{}: not saved: the VarMap does not hold the variables of the network the \
+         configuration builds ({detail})",
+        dir.display()
+    )))
 }
 
 /// Removes the temporary files that atomic writes of another process left in `dir` (not

@@ -226,7 +226,7 @@ fn check_values(path: &Path, name: &str, values: &[f32]) -> Result<()> {
 
 /// Compares stored names and shapes with the expected ones: every expected tensor present,
 /// nothing else, the same shapes.
-fn check_names_and_shapes<'a>(
+pub(super) fn check_names_and_shapes<'a>(
     path: &Path,
     expected: &BTreeMap<String, Vec<usize>>,
     found: impl Iterator<Item = (&'a String, &'a Vec<usize>)>,
