@@ -17,6 +17,14 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// The variables of `cfg`'s network, built on the CPU.
+fn variables_of(cfg: &ModelConfig) -> VarMap {
+    let varmap = VarMap::new();
+    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+        .unwrap();
+    varmap
+}
+
 fn small(base_width: usize) -> ModelConfig {
     ModelConfig::XNet(XNetConfig {
         base_width,
@@ -78,18 +86,14 @@ fn save_then_load_gives_the_same_outputs() {
 fn weights_that_do_not_fit_the_config_are_refused() {
     let dir = temp_dir("mismatch");
     let dev = Device::Cpu;
-    let varmap = VarMap::new();
     let cfg = small(2);
-    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
-        .unwrap();
+    let varmap = variables_of(&cfg);
     checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
 
     // Same names, other widths: the error names a tensor and both shapes.
     let other = temp_dir("mismatch-other");
-    let vm4 = VarMap::new();
     let cfg4 = small(4);
-    cfg4.build(VarBuilder::from_varmap(&vm4, DType::F32, &dev))
-        .unwrap();
+    let vm4 = variables_of(&cfg4);
     checkpoint::save(&other, &vm4, &cfg4, serde_json::Value::Null).unwrap();
     std::fs::copy(dir.join(WEIGHTS_FILE), other.join(WEIGHTS_FILE)).unwrap();
     match checkpoint::load(&other, &dev) {
@@ -118,10 +122,7 @@ fn weights_that_do_not_fit_the_config_are_refused() {
         ..Default::default()
     });
     let tc = temp_dir("mismatch-tc");
-    let vm_tc = VarMap::new();
-    cfg_tc
-        .build(VarBuilder::from_varmap(&vm_tc, DType::F32, &dev))
-        .unwrap();
+    let vm_tc = variables_of(&cfg_tc);
     checkpoint::save(&tc, &vm_tc, &cfg_tc, serde_json::Value::Null).unwrap();
     std::fs::copy(tc.join(WEIGHTS_FILE), dir.join("extra.safetensors")).unwrap();
     std::fs::copy(dir.join(WEIGHTS_FILE), tc.join(WEIGHTS_FILE)).unwrap();
@@ -137,9 +138,7 @@ fn weights_that_do_not_fit_the_config_are_refused() {
         other => panic!("expected WeightNames, got {:?}", other.map(|m| m.config)),
     }
     // And the reverse: tensors the model does not have.
-    let vm = VarMap::new();
-    cfg.build(VarBuilder::from_varmap(&vm, DType::F32, &dev))
-        .unwrap();
+    let vm = variables_of(&cfg);
     match checkpoint::load_weights_into(&vm, &dir.join("extra.safetensors"), &dev) {
         Err(ModelError::WeightNames {
             missing,
@@ -177,10 +176,8 @@ fn missing_or_corrupt_files_are_errors_naming_the_file() {
     let e = checkpoint::load(&dir, &dev).unwrap_err();
     assert!(matches!(e, ModelError::Json { .. }), "{e}");
     // Valid config, garbage weights.
-    let varmap = VarMap::new();
     let cfg = small(2);
-    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
-        .unwrap();
+    let varmap = variables_of(&cfg);
     checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
     std::fs::write(dir.join(WEIGHTS_FILE), b"garbage").unwrap();
     let e = checkpoint::load(&dir, &dev).unwrap_err();
@@ -193,10 +190,8 @@ fn pipes_and_directories_in_place_of_checkpoint_files_are_refused_without_blocki
     let dev = Device::Cpu;
     let dir = temp_dir("pipes");
     std::fs::create_dir_all(&dir).unwrap();
-    let varmap = VarMap::new();
     let cfg = small(2);
-    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
-        .unwrap();
+    let varmap = variables_of(&cfg);
     checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
     // A directory where the config should be.
     let nested = dir.join("nested");
@@ -218,9 +213,7 @@ fn pipes_and_directories_in_place_of_checkpoint_files_are_refused_without_blocki
     // Nothing writes to these pipes: opening one to read used to wait for a writer for ever.
     let e = checkpoint::load(&piped, &dev).unwrap_err().to_string();
     assert!(e.contains("named pipe") && e.contains(WEIGHTS_FILE), "{e}");
-    let varmap2 = VarMap::new();
-    cfg.build(VarBuilder::from_varmap(&varmap2, DType::F32, &dev))
-        .unwrap();
+    let varmap2 = variables_of(&cfg);
     let e = checkpoint::load_weights_into(&varmap2, &piped.join(WEIGHTS_FILE), &dev)
         .unwrap_err()
         .to_string();
@@ -240,10 +233,8 @@ fn pipes_and_directories_in_place_of_checkpoint_files_are_refused_without_blocki
 /// XNet: enough for loading to reach the configuration check.
 fn checkpoint_with_config(tag: &str, model: serde_json::Value) -> PathBuf {
     let dir = temp_dir(tag);
-    let varmap = VarMap::new();
     let cfg = small(2);
-    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
-        .unwrap();
+    let varmap = variables_of(&cfg);
     checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
     let text = serde_json::json!({"format_version": 1, "model": model, "metadata": null});
     std::fs::write(dir.join(CONFIG_FILE), text.to_string()).unwrap();
@@ -367,9 +358,7 @@ fn expected_shapes_are_the_built_variables_of_every_architecture() {
     ];
     for cfg in configs {
         let shapes = checkpoint::expected_shapes(|vb| cfg.build(vb).map(|_| ())).unwrap();
-        let varmap = VarMap::new();
-        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
-            .unwrap();
+        let varmap = variables_of(&cfg);
         let built: std::collections::BTreeMap<String, Vec<usize>> = varmap
             .data()
             .lock()
@@ -386,10 +375,8 @@ fn header_names_are_compared_before_the_data_are_read() {
     // A tensor dropped from the header (its bytes still in the file): the error lists it,
     // instead of the safetensors reader's "invalid offset".
     let dir = temp_dir("header-missing");
-    let varmap = VarMap::new();
     let cfg = small(2);
-    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
-        .unwrap();
+    let varmap = variables_of(&cfg);
     checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
     let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -427,10 +414,8 @@ fn non_finite_weights_and_negative_running_variances_are_refused() {
     ];
     for (k, (name, value, what)) in cases.into_iter().enumerate() {
         let dir = temp_dir(&format!("values-{k}"));
-        let varmap = VarMap::new();
         let cfg = small(2);
-        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
-            .unwrap();
+        let varmap = variables_of(&cfg);
         {
             let data = varmap.data().lock().unwrap();
             let var = &data[name];
@@ -468,9 +453,7 @@ fn weights_and_config_from_different_saves_are_refused() {
     let (a, b) = (temp_dir("torn-a"), temp_dir("torn-b"));
     let cfg = small(2);
     for dir in [&a, &b] {
-        let varmap = VarMap::new();
-        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
-            .unwrap();
+        let varmap = variables_of(&cfg);
         checkpoint::save(dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
     }
     let stored = checkpoint::read_config(&a).unwrap();
@@ -506,10 +489,8 @@ fn weights_and_config_from_different_saves_are_refused() {
 fn a_truncated_weights_file_is_reported_as_truncated_not_as_another_save() {
     let dev = Device::Cpu;
     let dir = temp_dir("truncated");
-    let varmap = VarMap::new();
     let cfg = small(2);
-    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
-        .unwrap();
+    let varmap = variables_of(&cfg);
     checkpoint::save(&dir, &varmap, &cfg, serde_json::Value::Null).unwrap();
     assert!(checkpoint::read_config(&dir)
         .unwrap()
@@ -535,9 +516,7 @@ fn a_truncated_weights_file_is_reported_as_truncated_not_as_another_save() {
         "{msg}"
     );
     // The same through load_weights_into, which reads the config's digest too.
-    let varmap2 = VarMap::new();
-    cfg.build(VarBuilder::from_varmap(&varmap2, DType::F32, &dev))
-        .unwrap();
+    let varmap2 = variables_of(&cfg);
     let msg = checkpoint::load_weights_into(&varmap2, &weights, &dev)
         .unwrap_err()
         .to_string();
@@ -664,9 +643,7 @@ fn inference_settings_are_read_from_the_metadata_and_checked() {
     let dir = temp_dir("inference-metadata");
     let dev = Device::Cpu;
     let cfg = small(2);
-    let varmap = VarMap::new();
-    cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))
-        .unwrap();
+    let varmap = variables_of(&cfg);
     let load_with = |metadata: serde_json::Value| {
         checkpoint::save(&dir, &varmap, &cfg, metadata).unwrap();
         checkpoint::load(&dir, &dev).unwrap()
@@ -712,13 +689,8 @@ fn inference_settings_are_read_from_the_metadata_and_checked() {
 fn save_refuses_variables_that_are_not_the_network_s() {
     let dev = Device::Cpu;
     let cfg = small(2);
-    let good = VarMap::new();
-    cfg.build(VarBuilder::from_varmap(&good, DType::F32, &dev))
-        .unwrap();
-    let wider = VarMap::new();
-    small(4)
-        .build(VarBuilder::from_varmap(&wider, DType::F32, &dev))
-        .unwrap();
+    let good = variables_of(&cfg);
+    let wider = variables_of(&small(4));
     let extra = VarMap::new();
     let vb = VarBuilder::from_varmap(&extra, DType::F32, &dev);
     cfg.build(vb.clone()).unwrap();
