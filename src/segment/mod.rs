@@ -293,6 +293,13 @@ pub fn segment_file(
         .category
         .clone()
         .or_else(|| info.body_part.as_deref().map(category_of_body_part));
+    // The stated spacing wins over the file's; said where they differ.
+    let overridden = opts
+        .pixel_spacing
+        .zip(info.pixel_spacing)
+        .filter(|(stated, file)| {
+            (stated.row_mm(), stated.column_mm()) != (file.row_mm(), file.column_mm())
+        });
     let pixel_spacing = opts.pixel_spacing.or(info.pixel_spacing);
     let opts = SegmentOptions {
         category,
@@ -310,19 +317,17 @@ pub fn segment_file(
     )?;
     done.input_scale_from_file = scale;
     done.mirrored = info.mirrored;
-    if let Some((stated, file)) = opts.pixel_spacing.zip(info.pixel_spacing) {
-        if (stated.row_mm(), stated.column_mm()) != (file.row_mm(), file.column_mm()) {
-            done.warnings.push(format!(
-                "{}: the stated pixel spacing ({} × {} mm) was used in place of the file's \
-                 ({} × {} mm, {:?})",
-                input.display(),
-                stated.row_mm(),
-                stated.column_mm(),
-                file.row_mm(),
-                file.column_mm(),
-                file.source()
-            ));
-        }
+    if let Some((stated, file)) = overridden {
+        done.warnings.push(format!(
+            "{}: the stated pixel spacing ({} × {} mm) was used in place of the file's \
+             ({} × {} mm, {:?})",
+            input.display(),
+            stated.row_mm(),
+            stated.column_mm(),
+            file.row_mm(),
+            file.column_mm(),
+            file.source()
+        ));
     }
     if info.pixels_beyond_bits_stored > 0 {
         done.warnings.push(format!(
