@@ -1,6 +1,7 @@
 //! DICOM-to-plane conversion on arbitrary bytes: never panics; a decoded plane has the
-//! announced size and only finite values, and its spacings and magnification factor are in
-//! their checked ranges. The same bytes also go through format detection.
+//! announced size and only finite values, its spacings and magnification factor are in
+//! their checked ranges, and its refused spacings are a file's attributes, each with a
+//! reason. The same bytes also go through format detection.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use xray_data::io::{decode_dicom, decode_image, LoadOptions};
@@ -29,6 +30,14 @@ fuzz_target!(|data: &[u8]| {
             d.pixel_spacing_mm,
             d.pixel_spacing.map(|s| [s.row_mm(), s.column_mm()])
         );
+        // A refused spacing is a file's attribute, read at most once from each of the four
+        // places (top level, the frame's and the shared functional group, the imager's),
+        // with a reason.
+        assert!(d.refused_spacing.len() <= 4, "{:?}", d.refused_spacing);
+        for r in &d.refused_spacing {
+            assert_ne!(r.attribute, xray_data::io::SpacingSource::Stated, "{r:?}");
+            assert!(!r.reason.is_empty(), "{r:?}");
+        }
         if let Some(m) = d.magnification_factor {
             assert!((1.0..=10.0).contains(&m), "{m}");
         }

@@ -123,6 +123,14 @@ fn nema_rg1_monochrome1_keeps_values() {
     assert_eq!((d.columns, d.rows), (1841, 1955));
     // Its PixelSpacing is "0.000\\0.000", and it has no ImagerPixelSpacing: no spacing.
     assert_eq!((d.pixel_spacing, d.pixel_spacing_mm), (None, None));
+    // ... and says why, so that a caller can tell the user.
+    assert_eq!(
+        d.refused_spacing
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["PixelSpacing `0.000\\0.000` (0 mm is no distance)"]
+    );
     let (lo, hi) = d
         .image
         .as_raw()
@@ -1103,6 +1111,88 @@ fn spacing_values_are_read_as_devices_write_them() {
     ] {
         assert_eq!(read(v), None, "{v:?}");
     }
+}
+
+/// A spacing attribute that is present but holds no distance is kept with the reason
+/// (`DicomImage::refused_spacing`, `ImageInfo::refused_spacing`), in the order the
+/// attributes were read, so that a caller can say why an image has no spacing, or why
+/// `ImagerPixelSpacing` was read. Absent and usable attributes add nothing.
+#[test]
+fn an_unusable_spacing_is_kept_with_the_reason() {
+    let refused = |pixel: Option<&'static str>, imager: Option<&'static str>| {
+        let raw = Raw {
+            pixel_spacing: pixel,
+            imager_pixel_spacing: imager,
+            ..Raw::new(2, 2, &[1, 2, 3, 4])
+        };
+        let d = load(&raw).unwrap();
+        let spacing = d.pixel_spacing.map(|s| (s.row_mm(), s.source()));
+        let why: Vec<String> = d.refused_spacing.iter().map(ToString::to_string).collect();
+        (spacing, why)
+    };
+    use SpacingSource::{ImagerPixelSpacing, PixelSpacing};
+    assert_eq!(refused(None, None), (None, vec![]));
+    assert_eq!(
+        refused(Some("0.1\\0.1"), None),
+        (Some((0.1, PixelSpacing)), vec![])
+    );
+    // The usable PixelSpacing is read first; a bad ImagerPixelSpacing is not looked at.
+    assert_eq!(
+        refused(Some("0.1\\0.1"), Some("0\\0")).1,
+        Vec::<String>::new()
+    );
+    let (spacing, why) = refused(Some("0.000\\0.000"), Some("0.139\\0.139"));
+    assert_eq!(spacing, Some((0.139, ImagerPixelSpacing)));
+    assert_eq!(why, ["PixelSpacing `0.000\\0.000` (0 mm is no distance)"]);
+    let (spacing, why) = refused(Some("0.2"), Some("139\\139"));
+    assert_eq!(spacing, None);
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert_eq!(
+        why[0],
+        "PixelSpacing `0.2` (one number, where a row and a column spacing are two)"
+    );
+    assert!(
+        why[1].starts_with("ImagerPixelSpacing `139\\139` ("),
+        "{why:?}"
+    );
+    assert!(why[1].contains("micrometres"), "{why:?}");
+    let (_, why) = refused(Some("0,2\\0,2"), None);
+    assert_eq!(why, ["PixelSpacing `0,2\\0,2` (not a number)"]);
+    let (_, why) = refused(Some("0.2\\-0.2"), None);
+    assert_eq!(why, ["PixelSpacing `0.2\\-0.2` (-0.2 mm is no distance)"]);
+    // A functional group's refused spacing too, before the ImagerPixelSpacing read after it.
+    let raw = Raw {
+        imager_pixel_spacing: Some("0.25\\0.25"),
+        frames: Some("2"),
+        ..Raw::new(1, 2, &[1, 2, 3, 4])
+    };
+    let zero = pixel_measures(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, &["0\\0"]);
+    let d = decode_dicom(&with_elements(&raw, vec![zero]), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        d.pixel_spacing.map(|s| s.source()),
+        Some(ImagerPixelSpacing)
+    );
+    assert_eq!(
+        d.refused_spacing
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["PixelSpacing `0\\0` (0 mm is no distance)"]
+    );
+    // Through the format-blind loader, and none for a PNG.
+    let dir = tempdir("refused-spacing-info");
+    let dcm = dir.join("a.dcm");
+    let raw = Raw {
+        pixel_spacing: Some("0\\0"),
+        ..Raw::new(2, 2, &[1, 2, 3, 4])
+    };
+    std::fs::write(&dcm, raw.bytes()).unwrap();
+    let (_, info) = load_image_with_info(&dcm, &LoadOptions::default()).unwrap();
+    assert_eq!((info.pixel_spacing, info.refused_spacing.len()), (None, 1));
+    let png = dir.join("a.png");
+    xray_data::io::save_png16(&png, &Radiograph::from_pixel(2, 2, image::Luma([3.0]))).unwrap();
+    let (_, info) = load_image_with_info(&png, &LoadOptions::default()).unwrap();
+    assert!(info.refused_spacing.is_empty());
 }
 
 /// `raw`'s file with `elements` added to its top-level data set.

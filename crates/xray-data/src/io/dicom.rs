@@ -2,8 +2,8 @@
 
 use super::quiet_panic::catch_unwind_quietly;
 use super::{
-    check_finite, check_size, to_radiograph, LoadOptions, PixelSpacing, SpacingCalibration,
-    SpacingSource,
+    check_finite, check_size, spacing::spacing_refusal, to_radiograph, LoadOptions, PixelSpacing,
+    RefusedSpacing, SpacingCalibration, SpacingSource,
 };
 use crate::{DataError, Radiograph, Result};
 use dicom_dictionary_std::tags;
@@ -113,6 +113,12 @@ pub struct DicomImage {
     /// Lengths measured with it are at the detector, magnified by
     /// [`DicomImage::magnification_factor`] against the patient.
     pub imager_pixel_spacing: Option<PixelSpacing>,
+    /// The spacing attributes read for [`DicomImage::pixel_spacing`] that were present but
+    /// held no usable distance, in the order they were read (`PixelSpacing` first): RG1's
+    /// `0.000\0.000`, a single number, a pitch in micrometres. Empty when every attribute
+    /// read was usable or absent. With a spacing found, they say why a later attribute was
+    /// read; without one, why the image has none.
+    pub refused_spacing: Vec<RefusedSpacing>,
     /// `PixelSpacingCalibrationType` (0028,0A02), when `GEOMETRY` or `FIDUCIAL`: the file's
     /// `PixelSpacing` is calibrated to a plane in the patient, so lengths measured with a
     /// [`DicomImage::pixel_spacing`] read from it are in that plane, not at the detector.
@@ -589,25 +595,46 @@ fn ds_values(e: &dicom_object::mem::InMemElement) -> Option<Vec<f64>> {
 }
 
 /// A spacing attribute of `item` when it holds two valid distances (at least two numbers,
-/// the first two finite, above 0 and at most 10 mm).
+/// the first two finite, above 0 and at most 10 mm); one that is present but holds no such
+/// pair goes into `refused`, with the reason.
 fn read_spacing(
     item: &dicom_object::InMemDicomObject,
     tag: dicom_core::Tag,
     source: SpacingSource,
+    refused: &mut Vec<RefusedSpacing>,
 ) -> Option<PixelSpacing> {
-    let v = ds_values(item.element_opt(tag).ok()??)?;
-    match v.as_slice() {
-        [r, c, ..] => PixelSpacing::new(*r, *c, source).ok(),
-        _ => None,
+    let element = item.element_opt(tag).ok()??;
+    let reason = match ds_values(element) {
+        None => Some("not a number".to_string()),
+        Some(v) => match spacing_refusal(&v) {
+            None => return PixelSpacing::new(v[0], v[1], source).ok(),
+            reason => reason,
+        },
+    };
+    if let Some(reason) = reason {
+        let value = element
+            .to_str()
+            .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
+            .unwrap_or_else(|_| "(not text)".to_string());
+        refused.push(RefusedSpacing {
+            attribute: source,
+            value,
+            reason,
+        });
     }
+    None
 }
 
 /// `ImagerPixelSpacing` when valid, whatever `PixelSpacing` says.
-fn get_imager_spacing(obj: &DefaultDicomObject) -> Option<PixelSpacing> {
+fn get_imager_spacing(
+    obj: &DefaultDicomObject,
+    refused: &mut Vec<RefusedSpacing>,
+) -> Option<PixelSpacing> {
     read_spacing(
         obj,
         tags::IMAGER_PIXEL_SPACING,
         SpacingSource::ImagerPixelSpacing,
+        refused,
     )
 }
 
@@ -629,7 +656,11 @@ fn get_magnification(obj: &DefaultDicomObject) -> Option<f64> {
 /// through its `PixelMeasuresSequence`), else `ImagerPixelSpacing`. An invalid value (zero,
 /// negative, not finite, a unit error, one number) is no spacing: the next place may still
 /// hold a usable one.
-fn get_spacing(obj: &DefaultDicomObject, frame: u32) -> Option<PixelSpacing> {
+fn get_spacing(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    refused: &mut Vec<RefusedSpacing>,
+) -> Option<PixelSpacing> {
     /// Item `index` of the sequence `tag` in `item` (`None` when absent or shorter).
     fn nth(
         item: &dicom_object::InMemDicomObject,
@@ -638,18 +669,33 @@ fn get_spacing(obj: &DefaultDicomObject, frame: u32) -> Option<PixelSpacing> {
     ) -> Option<&dicom_object::InMemDicomObject> {
         item.element_opt(tag).ok()??.items()?.get(index)
     }
-    let functional_group = |groups, index| {
+    let functional_group = |groups, index, refused: &mut Vec<RefusedSpacing>| {
         let group = nth(obj, groups, index)?;
         let measures = nth(group, tags::PIXEL_MEASURES_SEQUENCE, 0)?;
-        read_spacing(measures, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
+        read_spacing(
+            measures,
+            tags::PIXEL_SPACING,
+            SpacingSource::PixelSpacing,
+            refused,
+        )
     };
-    read_spacing(obj, tags::PIXEL_SPACING, SpacingSource::PixelSpacing)
-        .or_else(|| {
-            let frame = usize::try_from(frame).ok()?;
-            functional_group(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame)
-        })
-        .or_else(|| functional_group(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0))
-        .or_else(|| get_imager_spacing(obj))
+    if let Some(s) = read_spacing(
+        obj,
+        tags::PIXEL_SPACING,
+        SpacingSource::PixelSpacing,
+        refused,
+    ) {
+        return Some(s);
+    }
+    if let Ok(frame) = usize::try_from(frame) {
+        if let Some(s) =
+            functional_group(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame, refused)
+        {
+            return Some(s);
+        }
+    }
+    functional_group(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0, refused)
+        .or_else(|| get_imager_spacing(obj, refused))
 }
 
 pub(crate) fn decode_dicom_at(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomImage> {
@@ -891,7 +937,8 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         };
     check_finite(path, cols, &data)?;
     let image = to_radiograph(path, "DICOM", cols, rows, data)?;
-    let spacing = get_spacing(&obj, opts.frame);
+    let mut refused_spacing = Vec::new();
+    let spacing = get_spacing(&obj, opts.frame, &mut refused_spacing);
     Ok(DicomImage {
         image,
         photometric,
@@ -907,7 +954,8 @@ fn decode_walked(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<DicomI
         rescale_intercept: intercept,
         pixel_spacing_mm: spacing.map(|s| [s.row_mm(), s.column_mm()]),
         pixel_spacing: spacing,
-        imager_pixel_spacing: get_imager_spacing(&obj),
+        imager_pixel_spacing: get_imager_spacing(&obj, &mut Vec::new()),
+        refused_spacing,
         spacing_calibration: get_str(&obj, tags::PIXEL_SPACING_CALIBRATION_TYPE)
             .and_then(|v| SpacingCalibration::from_dicom(&v)),
         magnification_factor: get_magnification(&obj),

@@ -34,7 +34,7 @@ pub use mask::{
     save_mask, validate_mask, COLOR_TOLERANCE,
 };
 pub use raster::{save_png16, save_tiff_f32};
-pub use spacing::{PixelSpacing, SpacingCalibration, SpacingSource};
+pub use spacing::{PixelSpacing, RefusedSpacing, SpacingCalibration, SpacingSource};
 
 use crate::{DataError, Radiograph, Result};
 use std::path::{Path, PathBuf};
@@ -240,6 +240,9 @@ pub struct ImageInfo {
     /// without a valid one and for PNG, TIFF and JPEG files, whose resolution fields are
     /// print settings rather than measurements (see [`PixelSpacing`]).
     pub pixel_spacing: Option<PixelSpacing>,
+    /// The DICOM spacing attributes that were present but held no usable distance
+    /// ([`DicomImage::refused_spacing`]); empty for PNG, TIFF and JPEG files.
+    pub refused_spacing: Vec<RefusedSpacing>,
 }
 
 /// As [`load_image`], with what the file says about the image ([`ImageInfo`]).
@@ -276,6 +279,7 @@ pub fn load_image_with_info(path: &Path, opts: &LoadOptions) -> Result<(Radiogra
                 intensity_relationship: d.intensity_relationship,
                 pixels_beyond_bits_stored: d.pixels_beyond_bits_stored,
                 pixel_spacing: d.pixel_spacing,
+                refused_spacing: d.refused_spacing,
             };
             Ok((d.image, info))
         }

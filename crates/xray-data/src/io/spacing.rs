@@ -99,6 +99,64 @@ impl SpacingCalibration {
     }
 }
 
+/// A spacing attribute that a file holds but that is no usable distance, kept so that a
+/// caller can say why an image has no [`PixelSpacing`] (or why a fallback was read instead)
+/// rather than leave the user to guess: the NEMA chest sample RG1 carries `PixelSpacing`
+/// `0.000\0.000`, which reads as numbers but measures nothing.
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{RefusedSpacing, SpacingSource};
+/// let r = RefusedSpacing {
+///     attribute: SpacingSource::PixelSpacing,
+///     value: "0.000\\0.000".into(),
+///     reason: "0 mm is no distance".into(),
+/// };
+/// assert_eq!(r.to_string(), "PixelSpacing `0.000\\0.000` (0 mm is no distance)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RefusedSpacing {
+    /// The attribute the value was read from ([`SpacingSource::PixelSpacing`] also for a
+    /// multi-frame file's functional groups).
+    pub attribute: SpacingSource,
+    /// The value as the file stores it (a DS element's text, values joined by `\`).
+    pub value: String,
+    /// Why it is no spacing.
+    pub reason: String,
+}
+
+impl std::fmt::Display for RefusedSpacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.attribute {
+            SpacingSource::PixelSpacing => "PixelSpacing",
+            SpacingSource::ImagerPixelSpacing => "ImagerPixelSpacing",
+            SpacingSource::Stated => "stated spacing",
+        };
+        write!(f, "{name} `{}` ({})", self.value, self.reason)
+    }
+}
+
+/// Why the numbers `values` read from a spacing attribute are no [`PixelSpacing`]
+/// (`None` when they are one).
+pub(crate) fn spacing_refusal(values: &[f64]) -> Option<String> {
+    match values {
+        [] => Some("no value".into()),
+        [_] => Some("one number, where a row and a column spacing are two".into()),
+        [r, c, ..] => {
+            let r = (*r, *c);
+            if r.0.is_finite() && r.1.is_finite() && (r.0 <= 0.0 || r.1 <= 0.0) {
+                return Some(format!(
+                    "{} mm is no distance",
+                    if r.0 <= 0.0 { r.0 } else { r.1 }
+                ));
+            }
+            PixelSpacing::new(r.0, r.1, SpacingSource::Stated)
+                .err()
+                .map(|e| e.to_string())
+        }
+    }
+}
+
 /// The distance between the centres of adjacent pixels, in millimetres, checked once to be
 /// finite and positive (so that every length and area computed from it is too).
 ///
