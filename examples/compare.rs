@@ -5,9 +5,13 @@
 //! cargo run --release --example compare -- --epochs 12 --name compare
 //! ```
 //! Prints what every row shares (the data, the one split and its sizes, the seed, input size,
-//! width and budget) and a table (parameters, GFLOP per image, train time, inference
-//! images/s, weighted F1, AUC, ECE), and writes them to `runs/<name>/compare.md` (the rows
-//! alone to `compare.json`).
+//! width and budget), where it was timed (CPU, worker threads, kernels, release or debug
+//! build: a debug build's timing columns are not comparable with a release build's) and a
+//! table (parameters, GFLOP per network pass, epochs trained, the best epoch whose weights
+//! were scored, train time, inference images/s, weighted F1, AUC, ECE), and writes them to
+//! `runs/<name>/compare.md` (the rows alone to `compare.json`, every shared option and the
+//! machine to `compare_settings.json`). Every network trains the whole budget (the patience
+//! is `--epochs`) and is scored with the weights of its epoch of lowest validation loss.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,17 +13,24 @@
 //! a batch and size whose tensors would not fit the memory available are refused up front,
 //! and so is an option of another mode (`--tile`, `--overlap`, `--tile-batch` outside
 //! `--mode tiled`, `--no-fold` in it, `--candle-backward` outside `--mode train`, a
-//! `--batch` other than 1 in tiled mode).
+//! `--batch` other than 1 in tiled mode). `--seed` draws the weights (as `train` does), the
+//! input and the labels, so two runs with one seed time the same network. `gflop_per_image`
+//! counts the convolutions (2 FLOPs per multiply-accumulate) of one forward pass at `--size`,
+//! times 3 in train mode; `images_per_s` is `--batch` over the median wall time of a step
+//! (input creation excluded; softmax, loss, backward and optimiser step included where the
+//! mode has them); `cpu` and `threads` say where it ran.
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
+use xnet_model::init::seeded_var_builder;
 use xnet_model::models::{
-    count_trainable_parameters, DeepLabConfig, SegNetConfig, UNetConfig, Upsampling, XNetConfig,
+    count_trainable_parameters, DeepLabConfig, SegNetConfig, Segmenter, UNetConfig, Upsampling,
+    XNetConfig,
 };
 use xnet_model::optim::{Optimizer, OptimizerConfig};
 use xnet_model::ModelConfig;
@@ -296,6 +303,20 @@ fn bn_buffer_count(varmap: &VarMap) -> usize {
         .sum()
 }
 
+/// The network of `cfg` with its weights drawn from `seed` (`--seed`). It was built with
+/// `VarBuilder::from_varmap`, whose draws candle's unseeded generator makes, so `--seed`
+/// ("for weights, input and labels") set the input and labels only, and two runs timed and
+/// trained different networks.
+fn build_network(
+    cfg: &ModelConfig,
+    seed: u64,
+    dev: &Device,
+) -> xnet_model::Result<(VarMap, Box<dyn Segmenter>)> {
+    let varmap = VarMap::new();
+    let net = cfg.build(seeded_var_builder(&varmap, seed, DType::F32, dev))?;
+    Ok((varmap, net))
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -404,8 +425,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         DeviceKind::Cpu => Device::Cpu,
         DeviceKind::Cuda => xnet_model::runtime::device_by_name("cuda")?,
     };
-    let varmap = VarMap::new();
-    let mut net = cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    let (varmap, mut net) = build_network(&cfg, args.seed, &dev)?;
     let params = count_trainable_parameters(&varmap);
     let bn_buffers = bn_buffer_count(&varmap);
 
@@ -555,38 +575,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         },
         "kernels": if xnet_model::kernels::fast_kernels_enabled() { "fast" } else { "reference" },
         // The same VM has changed CPU generation under the project (Zen 3 → Zen 4).
-        "cpu": cpu_description(),
+        "cpu": xray_seg::compare::CpuInfo::current(),
         "bn_folded": folded,
         "tag": args.tag,
     });
     println!("{record}");
     Ok(())
-}
-
-/// The CPU this ran on: `/proc/cpuinfo`'s model name, family and model (Linux; null
-/// elsewhere) and the vector extensions the kernels choose from at run time.
-fn cpu_description() -> serde_json::Value {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    #[cfg(target_arch = "x86_64")]
-    let (avx2, avx512f) = (
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
-        std::arch::is_x86_feature_detected!("avx512f"),
-    );
-    #[cfg(not(target_arch = "x86_64"))]
-    let (avx2, avx512f) = (false, false);
-    serde_json::json!({
-        "model_name": field("model name"),
-        "family": field("cpu family"),
-        "model": field("model"),
-        "avx2_fma": avx2,
-        "avx512f": avx512f,
-    })
 }
 
 #[cfg(test)]
@@ -601,10 +595,39 @@ mod tests {
     fn bn_buffers_count_the_running_statistics_as_the_twin_does() {
         let varmap = VarMap::new();
         let cfg = ModelConfig::XNet(XNetConfig::default());
-        cfg.build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
-            .expect("builds");
+        cfg.build(candle_nn::VarBuilder::from_varmap(
+            &varmap,
+            DType::F32,
+            &Device::Cpu,
+        ))
+        .expect("builds");
         assert_eq!(bn_buffer_count(&varmap), 7424);
         assert_eq!(count_trainable_parameters(&varmap), 11_734_851);
+    }
+
+    /// `--seed` is "for weights, input and labels": the weights were drawn by candle's
+    /// unseeded generator, so two runs with one seed timed and trained different networks.
+    #[test]
+    fn the_seed_sets_the_weights() {
+        let cfg = ModelConfig::XNet(XNetConfig {
+            base_width: 2,
+            ..Default::default()
+        });
+        let weights = |seed| {
+            let (varmap, _) = build_network(&cfg, seed, &Device::Cpu).expect("builds");
+            let data = varmap.data().lock().expect("not poisoned");
+            let mut all: Vec<(String, Vec<f32>)> = data
+                .iter()
+                .map(|(k, v)| {
+                    let values = v.flatten_all().and_then(|t| t.to_vec1()).expect("f32");
+                    (k.clone(), values)
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        };
+        assert_eq!(weights(3), weights(3));
+        assert_ne!(weights(3), weights(4));
     }
 
     fn parse(argv: &[&str]) -> Args {

@@ -99,8 +99,14 @@ pub struct Row {
     pub auc_weighted: Option<f64>,
     /// Expected calibration error (`None` for the baseline).
     pub ece: Option<f64>,
-    /// Epochs trained before early stopping.
+    /// Epochs trained (compare sets the patience to the budget, so every network trains
+    /// them all).
     pub epochs: usize,
+    /// The epoch (counted from 0) whose weights were scored: the one of lowest validation
+    /// loss (training loss without validation images), which may be well before the last;
+    /// `None` for the baseline. The table used to show the epochs trained alone, and its
+    /// settings said "no early stopping", as if every network were scored at its last epoch.
+    pub best_epoch: Option<usize>,
     /// Weighted F1 of each category's test images (empty without categories).
     pub f1_by_category: BTreeMap<String, f64>,
 }
@@ -110,6 +116,17 @@ fn f1_by_category(scores: &[CategoryScores]) -> BTreeMap<String, f64> {
         .iter()
         .map(|c| (c.category.clone(), c.scores.f1_weighted))
         .collect()
+}
+
+/// `v` rounded to `digits` significant digits (no decimals once its integer part has that
+/// many); `0` for zero.
+fn significant_digits(v: f64, digits: usize) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i64;
+    let decimals = (digits as i64 - 1 - magnitude).max(0) as usize;
+    format!("{v:.decimals$}")
 }
 
 /// The table as Markdown.
@@ -128,11 +145,21 @@ fn f1_by_category(scores: &[CategoryScores]) -> BTreeMap<String, f64> {
 ///     auc_weighted: None,
 ///     ece: None,
 ///     epochs: 0,
+///     best_epoch: None,
 ///     f1_by_category: BTreeMap::from([("hand".to_string(), 0.9), ("knee".to_string(), f64::NAN)]),
 /// };
 /// let md = to_markdown(std::slice::from_ref(&row));
-/// let line = "| classical baseline (Otsu + field) | 0 | 0.000 | 0 | 0.0 | 52.3 | 0.8123 | n/a | n/a |";
+/// let line = "| classical baseline (Otsu + field) | 0 | 0 | 0 | n/a | 0.0 | 52.3 | 0.8123 | n/a | n/a |";
 /// assert!(md.contains(line), "{md}");
+/// // A network's row says which epoch's weights were scored.
+/// let net = Row { name: "xnet/nearest".into(), epochs: 12, best_epoch: Some(7), ..row.clone() };
+/// assert!(to_markdown(&[net.clone()]).contains("| xnet/nearest | 0 | 0 | 12 | 7 | "));
+/// // GFLOP to four significant digits: a small network's 0.0086 read 0.009 and a tiny
+/// // one's 0.0004 read 0.000, as if it cost nothing.
+/// for (gflop, shown) in [(0.000_412_3, "0.0004123"), (0.008_602, "0.008602"), (0.428_605, "0.4286"), (66.432, "66.43")] {
+///     let md = to_markdown(&[Row { gflop_per_image: gflop, ..net.clone() }]);
+///     assert!(md.contains(&format!("| xnet/nearest | 0 | {shown} | 12 |")), "{md}");
+/// }
 /// // With categories, a second table: a category without scored pixels reads n/a.
 /// assert!(md.contains("| model | hand | knee |"), "{md}");
 /// assert!(md.contains("| classical baseline (Otsu + field) | 0.9000 | n/a |"), "{md}");
@@ -143,17 +170,18 @@ fn f1_by_category(scores: &[CategoryScores]) -> BTreeMap<String, f64> {
 pub fn to_markdown(rows: &[Row]) -> String {
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let mut s = String::from(
-        "| model | params | GFLOP/img | epochs | train s | infer img/s | F1 (weighted) | AUC (weighted) | ECE |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| model | params | GFLOP/img | epochs | best epoch | train s | infer img/s | F1 (weighted) | AUC (weighted) | ECE |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s += &format!(
             // Tenths of a second: a small comparison trains each network in a second or two,
             // which whole seconds showed as 0, 1 or 2.
-            "| {} | {} | {:.3} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
             r.name,
             r.parameters,
-            r.gflop_per_image,
+            significant_digits(r.gflop_per_image, 4),
             r.epochs,
+            r.best_epoch.map_or("n/a".to_string(), |e| e.to_string()),
             r.train_seconds,
             r.images_per_second,
             // NaN without a scored pixel, shown as the per-category table shows it.
@@ -199,6 +227,10 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// assert!(md.contains("60 images (synthetic: 60 at 256×256, seed 1)"), "{md}");
 /// assert!(md.contains("42 train / 9 validation / 9 test images"), "{md}");
 /// assert!(md.contains("input 64×64, first-level width 8, 4 epochs each"), "{md}");
+/// // Which weights are scored, and what one GFLOP/img stands for with flip averaging.
+/// assert!(md.contains("scored with the weights of its epoch of lowest validation loss"), "{md}");
+/// assert!(md.contains("one network pass at the input size (a prediction averaged over 4 \
+///     mirror images makes 4 passes, which infer img/s includes)"), "{md}");
 /// let folder = TrainJob { data: Some(PathBuf::from("hips")), ..job.clone() };
 /// let md = settings_markdown(&folder, 30, [21, 4, 0]);
 /// assert!(md.contains("30 images (folder hips)"), "{md}");
@@ -208,6 +240,9 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// let md = settings_markdown(&TrainJob { epochs: 1, ..job.clone() }, 12, [9, 0, 3]);
 /// assert!(md.contains("no softmax temperature fitted (the split left no validation image)"), "{md}");
 /// assert!(md.contains("1 epoch each"), "{md}");
+/// assert!(md.contains("its epoch of lowest training loss"), "{md}");
+/// let one_pass = TrainJob { flip_average: xnet_model::infer::FlipAverage::Off, ..job };
+/// assert!(!settings_markdown(&one_pass, 60, [42, 9, 9]).contains("mirror images"));
 /// ```
 pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> String {
     let source = match &job.data {
@@ -225,6 +260,20 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
     } else {
         format!("{test} test images")
     };
+    let (monitored, val_pass) = if val == 0 {
+        ("training", "")
+    } else {
+        ("validation", "validation pass and ")
+    };
+    let passes = job.flip_average.flips().len();
+    let flip_passes = if passes > 1 {
+        format!(
+            " (a prediction averaged over {passes} mirror images makes {passes} passes, which \
+             infer img/s includes)"
+        )
+    } else {
+        String::new()
+    };
     let temperature = if !job.calibrate {
         "no softmax temperature fitted".to_string()
     } else if val == 0 {
@@ -237,12 +286,14 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
          {train} train / {val} validation / {test} test images. Each network trains on the same \
          {train}, with {temperature}, and is scored on the same {scored}, as the classical \
          baseline is. Networks: input {size}×{size}, first-level width {width}, {epochs} epoch{plural} \
-         each (no early stopping), batch {batch}, Adam lr {lr} with the cosine schedule, \
-         augmentation {augment}, category balancing {balance}, initialisation and augmentation \
-         seed {seed}, flip averaging {flips}. GFLOP/img: forward convolution FLOPs at the input \
-         size; train s: wall seconds of training; infer img/s: the whole path (resize, \
-         network, resize back), one scored image at a time, after one untimed image, over \
-         whole passes of at least 1 s.\n\n",
+         each (no early stopping), each scored with the weights of its epoch of lowest \
+         {monitored} loss (best epoch, counted from 0), batch {batch}, Adam lr {lr} with the \
+         cosine schedule, augmentation {augment}, category balancing {balance}, initialisation \
+         and augmentation seed {seed}, flip averaging {flips}. GFLOP/img: forward convolution \
+         FLOPs of one network pass at the input size{flip_passes}; train s: wall seconds of \
+         training, each epoch's {val_pass}checkpoint writes included; infer img/s: \
+         the whole path (resize, network, resize back), one scored image at a time, after one \
+         untimed image, over whole passes of at least 1 s.\n\n",
         seed = job.seed,
         size = job.size,
         width = job.width,
@@ -256,10 +307,166 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
     )
 }
 
+/// The CPU a measurement ran on: `/proc/cpuinfo`'s model name, family and model (Linux;
+/// `None` elsewhere) and the vector extensions the kernels choose from at run time. The
+/// `throughput` example's JSON record carries it as its `cpu`.
+///
+/// # Examples
+/// ```
+/// use xray_seg::compare::CpuInfo;
+/// let cpu = CpuInfo::current();
+/// let json = serde_json::to_value(&cpu).unwrap();
+/// for key in ["model_name", "family", "model", "avx2_fma", "avx512f"] {
+///     assert!(json.get(key).is_some(), "{key}");
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuInfo {
+    /// `model name` of `/proc/cpuinfo`.
+    pub model_name: Option<String>,
+    /// `cpu family` of `/proc/cpuinfo`.
+    pub family: Option<String>,
+    /// `model` of `/proc/cpuinfo`.
+    pub model: Option<String>,
+    /// AVX2 and FMA are both available (x86-64).
+    pub avx2_fma: bool,
+    /// AVX-512F is available (x86-64): the GEMM library then takes other micro-kernels, and
+    /// trained weights differ from an AVX2-only CPU's.
+    pub avx512f: bool,
+}
+
+impl CpuInfo {
+    /// The CPU this process runs on.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_seg::compare::CpuInfo;
+    /// assert_eq!(CpuInfo::current(), CpuInfo::current());
+    /// ```
+    pub fn current() -> Self {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        #[cfg(target_arch = "x86_64")]
+        let (avx2_fma, avx512f) = (
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma"),
+            std::arch::is_x86_feature_detected!("avx512f"),
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        let (avx2_fma, avx512f) = (false, false);
+        CpuInfo {
+            model_name: field("model name"),
+            family: field("cpu family"),
+            model: field("model"),
+            avx2_fma,
+            avx512f,
+        }
+    }
+}
+
+/// Where and how a comparison's timing columns were measured: the CPU, the worker threads,
+/// which kernels ran, and whether the build was optimised. `compare.md` said none of it, so a
+/// table made by a debug build (`cargo run --example compare`, whose own crates are built at
+/// opt-level 1 with debug assertions) read like a release build's, and one made on two
+/// threads like one made on sixteen.
+///
+/// # Examples
+/// ```
+/// use xray_seg::compare::{CpuInfo, Machine};
+/// let machine = Machine {
+///     cpu: CpuInfo { model_name: Some("AMD EPYC 9B14".into()), family: None, model: None, avx2_fma: true, avx512f: true },
+///     threads: 2,
+///     fast_kernels: true,
+///     optimized: false,
+///     version: "0.1.0".into(),
+/// };
+/// let md = machine.markdown();
+/// assert!(md.contains("AMD EPYC 9B14 (AVX2+FMA, AVX-512F) with 2 worker threads"), "{md}");
+/// assert!(md.contains("a debug build"), "{md}");
+/// assert!(md.contains("not comparable with a release build"), "{md}");
+/// let release = Machine { optimized: true, ..machine };
+/// assert!(release.markdown().contains("a release build of xray-seg 0.1.0"));
+/// // This process: the threads of rayon's pool, which the kernels share out the work on.
+/// assert_eq!(Machine::current().threads, rayon::current_num_threads());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Machine {
+    /// The CPU.
+    pub cpu: CpuInfo,
+    /// Worker threads of rayon's global pool (the kernels' and the data pipeline's).
+    pub threads: usize,
+    /// The crate's CPU kernels ran (`false`: stock candle, `XNET_REFERENCE_KERNELS=1`).
+    pub fast_kernels: bool,
+    /// Built without debug assertions (a release build); `false` for the dev profile, whose
+    /// timing columns are not comparable with a release build's.
+    pub optimized: bool,
+    /// The xray-seg version.
+    pub version: String,
+}
+
+impl Machine {
+    /// This process's machine and build.
+    pub fn current() -> Self {
+        Machine {
+            cpu: CpuInfo::current(),
+            threads: rayon::current_num_threads(),
+            fast_kernels: xnet_model::kernels::fast_kernels_enabled(),
+            optimized: !cfg!(debug_assertions),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// One paragraph for `compare.md`, below [`settings_markdown`].
+    pub fn markdown(&self) -> String {
+        let mut extensions = Vec::new();
+        if self.cpu.avx2_fma {
+            extensions.push("AVX2+FMA");
+        }
+        if self.cpu.avx512f {
+            extensions.push("AVX-512F");
+        }
+        let extensions = if extensions.is_empty() {
+            "neither AVX2+FMA nor AVX-512F".to_string()
+        } else {
+            extensions.join(", ")
+        };
+        format!(
+            "Timed on {} ({extensions}) with {} worker thread{}, the {} kernels, in a {} of \
+             xray-seg {}{}.\n\n",
+            self.cpu.model_name.as_deref().unwrap_or("an unnamed CPU"),
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            if self.fast_kernels {
+                "crate's"
+            } else {
+                "stock candle (reference)"
+            },
+            if self.optimized {
+                "release build"
+            } else {
+                "debug build"
+            },
+            self.version,
+            if self.optimized {
+                ""
+            } else {
+                " (dev profile: its train s and infer img/s are not comparable with a release \
+                 build's)"
+            },
+        )
+    }
+}
+
 /// Trains and evaluates every variant with `job`'s data, budget and seed (each in
 /// `<run>/<arch>-<upsampling>/`), then the classical baseline; writes `compare.json` (the
-/// rows) and `compare.md` ([`settings_markdown`] above the table) into the run directory and
-/// returns the rows.
+/// rows), [`SETTINGS_FILE`] (what they share, and the [`Machine`] that timed them) and
+/// `compare.md` ([`settings_markdown`] and [`Machine::markdown`] above the table) into the
+/// run directory and returns the rows.
 ///
 /// Every variant's options are checked first, before any image is generated or folder made,
 /// and a run directory that holds a `train` run is refused.
@@ -300,6 +507,14 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
 /// // The table says what its rows share.
 /// let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
 /// assert!(md.starts_with("Every row: the same 6 images (synthetic: 6 at 32×32, seed 1)"), "{md}");
+/// // ...and where it was timed, also in compare_settings.json with every option.
+/// assert!(md.contains("worker thread"), "{md}");
+/// let settings: serde_json::Value =
+///     serde_json::from_str(&std::fs::read_to_string(dir.join("compare_settings.json")).unwrap()).unwrap();
+/// assert_eq!((settings["epochs"].as_u64(), settings["l2"].as_f64()), (Some(1), Some(5e-4)));
+/// assert!(settings["machine"]["threads"].as_u64() >= Some(1));
+/// // The scored epoch of each network (the baseline has none).
+/// assert_eq!((rows[0].best_epoch, rows[1].best_epoch), (Some(0), None));
 /// // Options are checked before anything is written; k folds are not supported.
 /// let elsewhere = dir.join("refused");
 /// assert!(run(&TrainJob { epochs: 0, run_dir: elsewhere.clone(), ..job.clone() }, &[xnet]).is_err());
@@ -351,6 +566,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
             auc_weighted: r.auc.weighted,
             ece: Some(r.ece),
             epochs: out.summary.epochs_run,
+            best_epoch: out.summary.best_epoch,
             f1_by_category: f1_by_category(&out.evaluation.per_category),
         });
     }
@@ -359,9 +575,56 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
     // Whole or not at all: a write that fails part way keeps an earlier table as it was.
     write_bytes_atomic(&job.run_dir.join("compare.json"), json.as_bytes())?;
     let split_sizes = [split.train.len(), split.val.len(), split.test.len()];
-    let md = settings_markdown(job, ds.len(), split_sizes) + &to_markdown(&rows);
+    let machine = Machine::current();
+    let settings = settings_json(job, ds.len(), split_sizes, &machine);
+    let settings =
+        serde_json::to_string_pretty(&settings).map_err(|e| Error::Invalid(e.to_string()))?;
+    write_bytes_atomic(&job.run_dir.join(SETTINGS_FILE), settings.as_bytes())?;
+    let md =
+        settings_markdown(job, ds.len(), split_sizes) + &machine.markdown() + &to_markdown(&rows);
     write_bytes_atomic(&job.run_dir.join("compare.md"), md.as_bytes())?;
     Ok(rows)
+}
+
+/// The file beside `compare.json` that records, as JSON, what every row shares
+/// ([`settings_markdown`]'s settings and the [`Machine`]).
+pub const SETTINGS_FILE: &str = "compare_settings.json";
+
+/// What every row shares, machine-readable: the data, the split sizes, every option that
+/// sets a row's weights (the loss, L2 and augmentation pipeline included, which
+/// `compare.md` does not spell out) and the [`Machine`] that timed them.
+fn settings_json(
+    job: &TrainJob,
+    images: usize,
+    split: [usize; 3],
+    machine: &Machine,
+) -> serde_json::Value {
+    serde_json::json!({
+        "data": job.data.as_ref().map(|d| d.display().to_string()),
+        "synthetic": job.data.is_none().then(|| serde_json::json!({
+            "count": job.synth_count,
+            "size": job.synth_size,
+        })),
+        "images": images,
+        "split": { "train": split[0], "validation": split[1], "test": split[2] },
+        "scored": if split[2] == 0 { "validation" } else { "test" },
+        "seed": job.seed,
+        "size": job.size,
+        "width": job.width,
+        "epochs": job.epochs,
+        "patience": job.patience,
+        "batch": job.batch,
+        "lr": job.lr,
+        "l2": job.l2,
+        "loss": job.loss,
+        "augment": job.augment.then_some(&job.augment_config),
+        "balance": job.balance,
+        "flip_average": job.flip_average,
+        "calibrate": job.calibrate,
+        "invert": job.invert,
+        "allow_rgb": job.allow_rgb,
+        "machine": machine,
+    })
 }
 
 /// Refuses a run folder that holds a `train` run (its options file, log or best
@@ -556,6 +819,7 @@ fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
         auc_weighted: None,
         ece: None,
         epochs: 0,
+        best_epoch: None,
         f1_by_category: f1_by_category(&by_category),
     })
 }
