@@ -9,7 +9,10 @@
 //! `report.json` + `report.md` (test split), plots (ROC, reliability, confusion, training
 //! curves), `overlays/` and `train_job.json` (the options a `--resume` must repeat). Every
 //! image and mask is read and checked before the first epoch; a run name in use needs
-//! `--resume` (or another `--name`).
+//! `--resume` (or another `--name`). With `--kfold K`, a folder per fold (`fold-<i>/`) and
+//! `kfold.json`: each fold's scores, their mean, sample standard deviation (divisor K − 1)
+//! and the half-width of the mean's 95 % confidence interval (Student's t, K − 1 degrees of
+//! freedom), the temperatures and the per-category scores pooled over the folds.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -311,9 +314,21 @@ fn main() -> ExitCode {
             }
             if let Some(k) = kfold {
                 let names = ["accuracy", "F1 weighted", "F1 macro", "AUC weighted", "ECE"];
-                println!("{}-fold cross-validation:", k.folds);
+                println!(
+                    "{}-fold cross-validation: mean ± sample std (divisor k − 1) over the folds, \
+                     and the 95 % confidence interval of the mean (Student's t, k − 1 degrees \
+                     of freedom; the folds share training images, so it is if anything too \
+                     narrow):",
+                    k.folds
+                );
                 for (j, n) in names.iter().enumerate() {
-                    println!("  {n}: {:.4} ± {:.4}", k.mean[j], k.std[j]);
+                    let (m, ci) = (k.mean[j], k.ci95[j]);
+                    println!(
+                        "  {n}: {m:.4} ± {:.4}, 95 % CI [{:.4}, {:.4}]",
+                        k.std[j],
+                        m - ci,
+                        m + ci
+                    );
                 }
                 let temperatures: Vec<String> = k
                     .temperatures

@@ -628,6 +628,12 @@ fn kfold_writes_a_report_per_fold_and_the_summary() {
         .map(|o| o.evaluation.report.f1.weighted)
         .collect();
     assert!((summary.mean[1] - (f1[0] + f1[1]) / 2.0).abs() < 1e-12);
+    // Two folds: the sample std (divisor k − 1 = 1) is |a − b| / √2, and the mean's 95 %
+    // interval t(0.975, 1 df) = 12.706 times std / √2 (kfold.json had "mean ± std" only).
+    let std = (f1[0] - f1[1]).abs() / 2f64.sqrt();
+    assert!((summary.std[1] - std).abs() < 1e-12);
+    assert!((summary.ci95[1] - 12.7062 * std / 2f64.sqrt()).abs() < 1e-12);
+    assert_eq!(json["ci95"].as_array().map(Vec::len), Some(5));
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -166,7 +166,9 @@ pub fn open_dataset(job: &TrainJob) -> Result<Arc<Dataset>> {
 /// let mut tested: Vec<usize> = folds.iter().flat_map(|(s, _)| s.test.clone()).collect();
 /// tested.sort();
 /// assert_eq!(tested, (0..20).collect::<Vec<_>>());
-/// assert!(plan_splits(&TrainJob { kfold: Some(30), ..job }, &categories).is_err());
+/// // More folds than images: refused by the flag, with the count.
+/// let e = plan_splits(&TrainJob { kfold: Some(30), ..job }, &categories).unwrap_err();
+/// assert!(e.to_string().contains("--kfold 30 needs at least 30 images") && e.to_string().contains("has 20"), "{e}");
 /// # Ok::<(), xray_seg::Error>(())
 /// ```
 pub fn plan_splits(job: &TrainJob, categories: &[String]) -> Result<Vec<(Split, PathBuf)>> {
@@ -175,6 +177,16 @@ pub fn plan_splits(job: &TrainJob, categories: &[String]) -> Result<Vec<(Split, 
         let split = xnet_split(categories, &SplitConfig::default(), &mut rng)?;
         return Ok(vec![(split, job.run_dir.clone())]);
     };
+    // By the flag, as `check_job` refuses it for synthetic data; a folder's image count is
+    // only known here (the data crate's "k-fold needs 2 <= k <= number of samples" named
+    // neither the flag nor the folder's count as such).
+    if k > categories.len() {
+        return Err(Error::Invalid(format!(
+            "--kfold {k} needs at least {k} images (each fold tests at least one), but the \
+             data set has {}",
+            categories.len()
+        )));
+    }
     let folds = stratified_kfold(categories, k, &mut rng)?;
     let mut plan = Vec::with_capacity(folds.len());
     for (f, fold) in folds.iter().enumerate() {

@@ -391,8 +391,14 @@ pub struct KFoldSummary {
     pub per_fold: Vec<[f64; 5]>,
     /// Means of the columns.
     pub mean: [f64; 5],
-    /// Sample standard deviations of the columns.
+    /// Sample standard deviations of the columns (divisor k − 1).
     pub std: [f64; 5],
+    /// Half-widths of the columns' 95 % confidence intervals for the mean, Student's t with
+    /// k − 1 degrees of freedom times `std / √k` ([`fold_statistics`]). With 2 or 3 folds it is
+    /// 9 or 2.5 times the standard deviation: a "mean ± std" of so few folds read as far
+    /// tighter than it is. A rough interval: the folds share training images, so their scores
+    /// are not independent, and it is, if anything, too narrow.
+    pub ci95: [f64; 5],
     /// Per fold: the softmax temperature fitted on its validation split (`None` where the
     /// fold was not calibrated); the folds' ECE above is at these temperatures.
     pub temperatures: Vec<Option<f64>>,
@@ -511,26 +517,70 @@ fn key_metrics(r: &Report) -> [f64; 5] {
     ]
 }
 
+/// The two-sided 95 % quantile of Student's t with `df` degrees of freedom (`df` ≥ 1):
+/// tabulated to 30, then the Cornish-Fisher expansion about the normal's 1.96 (within 1e-4
+/// of the exact value there).
+fn student_t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010,
+        2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739,
+        2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => {
+            let (z, d) = (1.959_964_f64, df as f64);
+            z + (z.powi(3) + z) / (4.0 * d)
+                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
+        }
+    }
+}
+
+/// Mean, sample standard deviation (divisor n − 1) and the half-width of the 95 %
+/// confidence interval for the mean (Student's t with n − 1 degrees of freedom, times
+/// std / √n) of the folds' values of one metric, as [`KFoldSummary`] reports them. One value
+/// has no spread to estimate: its std and half-width are NaN (not 0, which read as "no
+/// uncertainty"); a NaN value (a fold without the metric) makes all three NaN.
+///
+/// # Examples
+/// ```
+/// use xray_seg::train::fold_statistics;
+/// let (mean, std, ci95) = fold_statistics(&[0.90, 0.92, 0.94]);
+/// assert!((mean - 0.92).abs() < 1e-12);
+/// assert!((std - 0.02).abs() < 1e-12); // sample std: √(0.0008 / 2), not √(0.0008 / 3)
+/// assert!((ci95 - 4.3027 * 0.02 / 3f64.sqrt()).abs() < 1e-12); // t(0.975, 2 df) = 4.3027
+/// // Two folds: the interval is 12.7 std / √2, about nine times the std.
+/// let (_, std, ci95) = fold_statistics(&[0.90, 0.94]);
+/// assert!((ci95 / std - 12.7062 / 2f64.sqrt()).abs() < 1e-9);
+/// assert!(fold_statistics(&[0.9]).1.is_nan());
+/// assert!(fold_statistics(&[0.9, f64::NAN]).0.is_nan());
+/// ```
+pub fn fold_statistics(values: &[f64]) -> (f64, f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, f64::NAN, f64::NAN);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let std = var.sqrt();
+    (mean, std, student_t_975(n - 1) * std / (n as f64).sqrt())
+}
+
 fn kfold_summary(outcomes: &[TrainOutcome]) -> Result<KFoldSummary> {
     let per_fold: Vec<[f64; 5]> = outcomes
         .iter()
         .map(|o| key_metrics(&o.evaluation.report))
         .collect();
-    let n = per_fold.len() as f64;
     let mut mean = [0.0; 5];
     let mut std = [0.0; 5];
+    let mut ci95 = [0.0; 5];
     for j in 0..5 {
-        mean[j] = per_fold.iter().map(|r| r[j]).sum::<f64>() / n;
-        std[j] = if n > 1.0 {
-            (per_fold
-                .iter()
-                .map(|r| (r[j] - mean[j]).powi(2))
-                .sum::<f64>()
-                / (n - 1.0))
-                .sqrt()
-        } else {
-            0.0
-        };
+        let column: Vec<f64> = per_fold.iter().map(|r| r[j]).collect();
+        (mean[j], std[j], ci95[j]) = fold_statistics(&column);
     }
     Ok(KFoldSummary {
         folds: outcomes.len(),
@@ -538,6 +588,7 @@ fn kfold_summary(outcomes: &[TrainOutcome]) -> Result<KFoldSummary> {
         per_fold,
         mean,
         std,
+        ci95,
         temperatures: outcomes
             .iter()
             .map(|o| {
