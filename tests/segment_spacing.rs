@@ -132,3 +132,39 @@ fn a_png_is_measured_only_with_a_stated_spacing() {
     assert_eq!(field_json(&done)["pixel_spacing"]["source"], "stated");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A DICOM file whose spacing measures nothing (the NEMA chest RG1's `0.000\0.000`) gives
+/// no size, and the warning says why and how to state one; a stated spacing measures it
+/// without that warning.
+#[test]
+fn a_dicom_spacing_that_measures_nothing_is_named() {
+    let dir = scratch("refused");
+    let input = write_phantom(&dir, "chest.dcm", Some([0.5, 0.5]));
+    // The writer refuses a spacing of 0: the written value is edited in place instead.
+    let bytes = std::fs::read(&input).unwrap();
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"0.5\\0.5")
+        .expect("the spacing's text");
+    let mut edited = bytes.clone();
+    edited[at..at + 7].copy_from_slice(b"0.0\\0.0");
+    std::fs::write(&input, edited).unwrap();
+    let predictor = Predictor::load(&xray_seg::shipped_weights_dir(), &Device::Cpu).unwrap();
+    let out = dir.join("out");
+    let done = segment_file(&predictor, &input, &out, &SegmentOptions::default()).unwrap();
+    assert_eq!((done.pixel_spacing, done.field_size.as_ref()), (None, None));
+    assert_eq!(done.warnings.len(), 1, "{:?}", done.warnings);
+    let warning = &done.warnings[0];
+    for part in [
+        "chest.dcm",
+        "not measured",
+        "ImagerPixelSpacing `0.0\\0.0` (0 mm is no distance)",
+        "--pixel-spacing",
+    ] {
+        assert!(warning.contains(part), "{part:?} in {warning}");
+    }
+    let done = segment_file(&predictor, &input, &out, &stating(0.5, 0.5)).unwrap();
+    assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+    assert!(done.field_size.is_some());
+    std::fs::remove_dir_all(&dir).ok();
+}

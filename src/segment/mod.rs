@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use xray_data::io::{
-    load_image_with_info, save_mask, IntensityRelationship, LoadOptions, PixelSpacing,
+    load_image_with_info, save_mask, ImageInfo, IntensityRelationship, LoadOptions, PixelSpacing,
 };
 use xray_data::normalize::value_range;
 use xray_data::synth::BodyPart;
@@ -300,7 +300,8 @@ pub fn segment_file(
         .filter(|(stated, file)| {
             (stated.row_mm(), stated.column_mm()) != (file.row_mm(), file.column_mm())
         });
-    let pixel_spacing = opts.pixel_spacing.or(info.pixel_spacing);
+    let stated_spacing = opts.pixel_spacing;
+    let pixel_spacing = stated_spacing.or(info.pixel_spacing);
     let opts = SegmentOptions {
         category,
         pipeline,
@@ -328,6 +329,9 @@ pub fn segment_file(
             file.column_mm(),
             file.source()
         ));
+    }
+    if stated_spacing.is_none() {
+        done.warnings.extend(refused_spacing_warning(input, &info));
     }
     if info.pixels_beyond_bits_stored > 0 {
         done.warnings.push(format!(
@@ -616,9 +620,78 @@ fn count_labels(labels: &Mask) -> [u64; 4] {
     n
 }
 
+/// The warning for a file's spacing attributes that measure nothing, or `None` when it has
+/// none: a user is otherwise left to wonder why a DICOM file's field has no size (RG1:
+/// `0.000\0.000`), or why its `ImagerPixelSpacing` was read.
+fn refused_spacing_warning(input: &Path, info: &ImageInfo) -> Option<String> {
+    if info.refused_spacing.is_empty() {
+        return None;
+    }
+    let refused = info
+        .refused_spacing
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(match info.pixel_spacing {
+        Some(read) => format!(
+            "{}: the file's {refused} is no pixel spacing; its {:?} ({} × {} mm) was read \
+             instead",
+            input.display(),
+            read.source(),
+            read.row_mm(),
+            read.column_mm()
+        ),
+        None => format!(
+            "{}: the field was not measured in mm: the file's {refused} is no pixel spacing \
+             (state one: SegmentOptions::pixel_spacing, segment --pixel-spacing)",
+            input.display()
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused spacing is named with the reason: as the reason the field is not measured,
+    /// or as the reason a later attribute was read; no refusal, no warning.
+    #[test]
+    fn a_refused_spacing_is_named_in_a_warning() {
+        use xray_data::io::{PixelSpacing, RefusedSpacing, SpacingSource};
+        let input = Path::new("in/chest.dcm");
+        let zero = RefusedSpacing {
+            attribute: SpacingSource::PixelSpacing,
+            value: "0\\0".into(),
+            reason: "0 mm is no distance".into(),
+        };
+        assert_eq!(refused_spacing_warning(input, &ImageInfo::default()), None);
+        let none_read = ImageInfo {
+            refused_spacing: vec![zero.clone()],
+            ..ImageInfo::default()
+        };
+        assert_eq!(
+            refused_spacing_warning(input, &none_read).as_deref(),
+            Some(
+                "in/chest.dcm: the field was not measured in mm: the file's PixelSpacing `0\\0` \
+                 (0 mm is no distance) is no pixel spacing (state one: \
+                 SegmentOptions::pixel_spacing, segment --pixel-spacing)"
+            )
+        );
+        let imager = PixelSpacing::new(0.139, 0.139, SpacingSource::ImagerPixelSpacing).unwrap();
+        let fallback = ImageInfo {
+            pixel_spacing: Some(imager),
+            refused_spacing: vec![zero],
+            ..ImageInfo::default()
+        };
+        assert_eq!(
+            refused_spacing_warning(input, &fallback).as_deref(),
+            Some(
+                "in/chest.dcm: the file's PixelSpacing `0\\0` (0 mm is no distance) is no pixel \
+                 spacing; its ImagerPixelSpacing (0.139 × 0.139 mm) was read instead"
+            )
+        );
+    }
 
     /// The shipped weights on the CPU.
     fn shipped_predictor() -> Predictor {
