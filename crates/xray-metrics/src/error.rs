@@ -96,6 +96,22 @@ pub enum MetricsError {
     /// A configuration value is out of its domain.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// An image's boundary distances would be in another unit than those of the images
+    /// before it: their mean would add pixels to millimetres.
+    #[error(
+        "image {image} (counting from 0, in the order added) has its boundary distances in \
+         {unit}, the images before it in {earlier}: one mean cannot hold both; give every \
+         image a spacing in the same unit"
+    )]
+    MixedDistanceUnits {
+        /// The image refused (its index among the images added, merged evaluators counted
+        /// after the receiving one's).
+        image: usize,
+        /// Its unit.
+        unit: crate::DistanceUnit,
+        /// The unit of the images before it.
+        earlier: crate::DistanceUnit,
+    },
     /// A trainer log could not be parsed.
     #[error("{}training log line {line}: {reason}", file_prefix(file.as_deref()))]
     Log {

@@ -6,20 +6,23 @@
 //! - exact AUC: one `u32` per scored pixel and class (score bits + label flag, see
 //!   [`crate::ExactAuc`]), i.e. `4·C` bytes per pixel; or binned AUC: `16·B·C` bytes in all;
 //! - equal-mass bins (optional): one `u32` per scored pixel (top-1 confidence + correct);
-//! - surface distances (optional): per class, sums over the images where they are defined.
+//! - surface distances (optional): per class, sums over the images where they are defined,
+//!   and the range of the spacings they were measured at.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::boundary::surface_distances;
+use crate::boundary::surface_distances_with_spacing;
 use crate::calibration::{equal_mass_from_keys, top1, ReliabilityBins};
 use crate::confusion::ConfusionMatrix;
 use crate::error::{readable_number, MetricsError, Result};
 use crate::report::{
     AucSummary, Averages, BoundarySummary, EqualMassSummary, PerImageSummary, Report,
+    SpacingSummary,
 };
 use crate::roc::{key, BinnedAuc, ExactAuc, MicroAuc};
 use crate::scores::{mean_over_images, Average, ClassMetric, ZeroDivision};
+use crate::spacing::{DistanceUnit, Spacing};
 use crate::validate::{check_image_len, check_planes, IGNORE_LABEL};
 
 /// How ROC AUC is accumulated.
@@ -51,10 +54,19 @@ pub struct EvalConfig {
     pub equal_mass: bool,
     /// Compute per-image surface distances (HD95, ASSD) per class.
     pub boundary: bool,
-    /// Physical size of a pixel for surface distances, in mm (1.0, the default, keeps them in
-    /// pixel units); finite and `> 0`. Recorded as [`Report::pixel_spacing`], which labels
-    /// the distances `mm` or `px`.
+    /// Distance between adjacent pixel centres, rows and columns alike, for the surface
+    /// distances of images added with [`Evaluator::add_image`] (1.0, the default, keeps them
+    /// in pixels), in [`EvalConfig::distance_unit`]; finite and `> 0`. An image with a
+    /// spacing of its own, or one that differs between rows and columns, is added with
+    /// [`Evaluator::add_image_with_spacing`].
     pub pixel_spacing: f64,
+    /// The unit of `pixel_spacing`. `None` (the default, and a configuration written
+    /// before the field) takes it from the value, as earlier versions did: pixels for 1,
+    /// millimetres otherwise; so a spacing of exactly 1 mm needs
+    /// `Some(DistanceUnit::Millimetres)`. `Some(DistanceUnit::Pixels)` needs a spacing of 1.
+    /// See [`EvalConfig::spacing`].
+    #[serde(default)]
+    pub distance_unit: Option<DistanceUnit>,
     /// Tolerance on `|Σ_c p_c − 1|` per pixel; `≥ 0`, not NaN. Infinity is accepted by
     /// design and turns the sum check off (every probability must still lie in `[0, 1]`);
     /// the check runs in `f32`, so any value beyond `f32::MAX` acts as infinity.
@@ -89,8 +101,38 @@ impl EvalConfig {
             equal_mass: true,
             boundary: true,
             pixel_spacing: 1.0,
+            distance_unit: None,
             sum_tolerance: crate::validate::DEFAULT_SUM_TOLERANCE,
             zero_division: ZeroDivision::Zero,
+        }
+    }
+
+    /// The spacing images added with [`Evaluator::add_image`] are measured at:
+    /// [`EvalConfig::pixel_spacing`] on both axes, in [`EvalConfig::distance_unit`] (when
+    /// that is `None`: pixels for a spacing of 1, millimetres otherwise).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{DistanceUnit, EvalConfig, Spacing};
+    /// let mut cfg = EvalConfig::default();
+    /// assert_eq!(cfg.spacing(), Spacing::PIXEL);
+    /// cfg.pixel_spacing = 0.2;
+    /// assert_eq!(cfg.spacing(), Spacing::mm(0.2, 0.2));
+    /// // Exactly 1 mm: say so, or it reads as pixels.
+    /// cfg.pixel_spacing = 1.0;
+    /// cfg.distance_unit = Some(DistanceUnit::Millimetres);
+    /// assert_eq!(cfg.spacing(), Spacing::mm(1.0, 1.0));
+    /// ```
+    pub fn spacing(&self) -> Spacing {
+        let unit = self.distance_unit.unwrap_or(if self.pixel_spacing == 1.0 {
+            DistanceUnit::Pixels
+        } else {
+            DistanceUnit::Millimetres
+        });
+        Spacing {
+            row: self.pixel_spacing,
+            column: self.pixel_spacing,
+            unit,
         }
     }
 
@@ -118,6 +160,13 @@ impl EvalConfig {
         if !(self.pixel_spacing.is_finite() && self.pixel_spacing > 0.0) {
             return Err(MetricsError::InvalidConfig(format!(
                 "pixel_spacing must be finite and > 0, got {}",
+                readable_number(self.pixel_spacing)
+            )));
+        }
+        if self.distance_unit == Some(DistanceUnit::Pixels) && self.pixel_spacing != 1.0 {
+            return Err(MetricsError::InvalidConfig(format!(
+                "pixel_spacing {} with distance_unit px: a pixel is 1 px; set distance_unit \
+                 to the unit of the spacing (mm)",
                 readable_number(self.pixel_spacing)
             )));
         }
@@ -159,7 +208,68 @@ pub struct Evaluator {
     auc: AucAcc,
     /// Per class: (sum hd95, sum assd, sum hausdorff, images).
     boundary: Vec<(f64, f64, f64, usize)>,
+    /// The spacings the surface distances were measured at (with `boundary` on).
+    spacings: SpacingAcc,
     ignored: u64,
+}
+
+/// The unit and range of the spacings of the images added so far.
+#[derive(Clone, Debug, Default)]
+struct SpacingAcc {
+    unit: Option<DistanceUnit>,
+    own: usize,
+    row: [f64; 2],
+    column: [f64; 2],
+}
+
+impl SpacingAcc {
+    /// Refuses an image `image` measured at `unit` after images in another unit.
+    fn check(&self, image: usize, unit: DistanceUnit) -> Result<()> {
+        match self.unit {
+            Some(earlier) if earlier != unit => Err(MetricsError::MixedDistanceUnits {
+                image,
+                unit,
+                earlier,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn push(&mut self, s: Spacing, own: bool) {
+        self.join(s.unit, [s.row; 2], [s.column; 2], usize::from(own));
+    }
+
+    fn merge(&mut self, other: &SpacingAcc) {
+        if let Some(unit) = other.unit {
+            self.join(unit, other.row, other.column, other.own);
+        }
+    }
+
+    /// Widens the ranges by `row` and `column` (each smallest, largest), of images in `unit`
+    /// (checked by [`SpacingAcc::check`]), `own` of them given their spacing.
+    fn join(&mut self, unit: DistanceUnit, row: [f64; 2], column: [f64; 2], own: usize) {
+        let first = self.unit.is_none();
+        let widen = |r: [f64; 2], o: [f64; 2]| {
+            if first {
+                o
+            } else {
+                [r[0].min(o[0]), r[1].max(o[1])]
+            }
+        };
+        self.row = widen(self.row, row);
+        self.column = widen(self.column, column);
+        self.unit = Some(unit);
+        self.own += own;
+    }
+
+    fn summary(&self) -> Option<SpacingSummary> {
+        self.unit.map(|unit| SpacingSummary {
+            unit,
+            images_with_own_spacing: self.own,
+            row: self.row,
+            column: self.column,
+        })
+    }
 }
 
 impl Evaluator {
@@ -198,6 +308,7 @@ impl Evaluator {
             top1_keys: Vec::new(),
             auc,
             boundary: vec![(0.0, 0.0, 0.0, 0); c],
+            spacings: SpacingAcc::default(),
             ignored: 0,
             cfg: config,
         })
@@ -365,6 +476,70 @@ impl Evaluator {
         width: usize,
         height: usize,
     ) -> Result<()> {
+        self.add(labels, probs, width, height, self.cfg.spacing(), false)
+    }
+
+    /// As [`Evaluator::add_image`], with the image's own `spacing` for its surface distances
+    /// in place of the configuration's: a DICOM file's `PixelSpacing`, which may differ from
+    /// image to image and between rows and columns (see [`surface_distances_with_spacing`]).
+    ///
+    /// Every image's distances must be in one unit, so that their means are: the report's
+    /// [`Report::distance_unit`]. The range of the spacings is recorded
+    /// ([`Report::spacing`]).
+    ///
+    /// # Shapes
+    /// As [`Evaluator::add_image`]; `spacing` gives rows first, as DICOM does ([`Spacing`]).
+    ///
+    /// # Errors
+    /// As [`Evaluator::add_image`] (nothing is added when one occurs), and, with
+    /// [`EvalConfig::boundary`] on:
+    /// - [`MetricsError::InvalidConfig`] for a spacing that [`Spacing::validate`] refuses;
+    /// - [`MetricsError::MixedDistanceUnits`] when an earlier image (one added with
+    ///   [`Evaluator::add_image`] included) was measured in another unit.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{DistanceUnit, EvalConfig, Evaluator, MetricsError, Spacing};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// // 1 × 3 pixels: the object, truly at column 0, predicted at column 2.
+    /// let probs = [0.9, 0.9, 0.1, /* object */ 0.1, 0.1, 0.9];
+    /// ev.add_image_with_spacing(&[1, 0, 0], &probs, 3, 1, Spacing::mm(0.5, 0.1))?;
+    /// ev.add_image_with_spacing(&[1, 0, 0], &probs, 3, 1, Spacing::mm(0.5, 0.2))?;
+    /// // An image in pixels after images in mm is refused, and not added.
+    /// let e = ev.add_image(&[1, 0, 0], &probs, 3, 1).unwrap_err();
+    /// assert!(matches!(e, MetricsError::MixedDistanceUnits { image: 2, .. }), "{e}");
+    /// let report = ev.finish()?;
+    /// assert_eq!(report.distance_unit(), DistanceUnit::Millimetres);
+    /// // Two columns apart: 0.2 mm in the first image, 0.4 mm in the second; mean 0.3 mm.
+    /// let hausdorff = report.boundary.as_ref().unwrap()[1].hausdorff.unwrap();
+    /// assert!((hausdorff - 0.3).abs() < 1e-12);
+    /// let spacing = report.spacing.unwrap();
+    /// assert_eq!((spacing.column, spacing.images_with_own_spacing), ([0.1, 0.2], 2));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn add_image_with_spacing(
+        &mut self,
+        labels: &[u8],
+        probs: &[f32],
+        width: usize,
+        height: usize,
+        spacing: Spacing,
+    ) -> Result<()> {
+        self.add(labels, probs, width, height, spacing, true)
+    }
+
+    /// Adds an image measured at `spacing` (`own`: the caller's, not the configuration's).
+    fn add(
+        &mut self,
+        labels: &[u8],
+        probs: &[f32],
+        width: usize,
+        height: usize,
+        spacing: Spacing,
+        own: bool,
+    ) -> Result<()> {
         let c = self.num_classes();
         check_image_len("labels", width, height, labels.len())?;
         let n = check_planes(labels, probs, c)?;
@@ -375,13 +550,9 @@ impl Evaluator {
         let cm = ConfusionMatrix::from_labels(labels, &pred, c)?;
         let mut image_top1 = ReliabilityBins::new(self.cfg.n_bins)?;
         let boundary = if self.cfg.boundary {
-            Some(surface_distances(
-                labels,
-                &pred,
-                width,
-                height,
-                c,
-                self.cfg.pixel_spacing,
+            self.spacings.check(self.images(), spacing.unit)?;
+            Some(surface_distances_with_spacing(
+                labels, &pred, width, height, c, spacing,
             )?)
         } else {
             None
@@ -419,6 +590,7 @@ impl Evaluator {
                 }
             });
         if let Some(b) = boundary {
+            self.spacings.push(spacing, own);
             for (acc, d) in self.boundary.iter_mut().zip(b) {
                 if let Some(d) = d {
                     acc.0 += d.hd95;
@@ -438,8 +610,9 @@ impl Evaluator {
     /// Adds another evaluator's images (e.g. one per rayon task over a dataset).
     ///
     /// # Errors
-    /// [`MetricsError::InvalidConfig`] when `other` has another configuration (nothing is
-    /// added).
+    /// [`MetricsError::InvalidConfig`] when `other` has another configuration, or
+    /// [`MetricsError::MixedDistanceUnits`] when its images' boundary distances are in
+    /// another unit than this one's ([`Evaluator::add_image_with_spacing`]); nothing is added.
     ///
     /// # Examples
     /// ```
@@ -462,6 +635,9 @@ impl Evaluator {
                 "cannot merge evaluators with different configurations".into(),
             ));
         }
+        if let Some(unit) = other.spacings.unit {
+            self.spacings.check(self.images(), unit)?;
+        }
         self.pooled.merge(&other.pooled)?;
         self.per_image.extend(other.per_image);
         self.per_image_top1.extend(other.per_image_top1);
@@ -475,6 +651,7 @@ impl Evaluator {
             (AucAcc::Binned(a), AucAcc::Binned(b)) => a.merge(&b)?,
             _ => {}
         }
+        self.spacings.merge(&other.spacings);
         for (a, b) in self.boundary.iter_mut().zip(other.boundary) {
             a.0 += b.0;
             a.1 += b.1;
@@ -605,8 +782,20 @@ impl Evaluator {
                 })
                 .collect()
         });
+        let spacing = if self.cfg.boundary {
+            self.spacings.summary()
+        } else {
+            None
+        };
+        // One isotropic spacing for every image, or none to name (NaN, `null` in JSON).
+        let pixel_spacing = match &spacing {
+            Some(s) if s.is_uniform() && s.row[0] == s.column[0] => s.row[0],
+            Some(_) => f64::NAN,
+            None => self.cfg.pixel_spacing,
+        };
         Ok(Report {
-            pixel_spacing: self.cfg.pixel_spacing,
+            pixel_spacing,
+            spacing,
             class_names: self.cfg.class_names.clone(),
             images: self.per_image.len(),
             pixels: cm.total(),

@@ -10,7 +10,8 @@
 //! - building blocks: [`ConfusionMatrix`] and [`ConfusionMatrix::score`], [`roc_auc_ovr`] /
 //!   [`ExactAuc`] / [`BinnedAuc`], [`calibration_error`] (and the float32, torchmetrics-exact
 //!   [`calibration_error_torch_f32`]), [`classwise_reliability`], [`fit_temperature`],
-//!   [`surface_distances`].
+//!   [`surface_distances`] / [`surface_distances_with_spacing`] (row and column [`Spacing`]
+//!   apart, in a stated [`DistanceUnit`]).
 //!
 //! ```
 //! use xray_metrics::{EvalConfig, Evaluator};
@@ -49,10 +50,14 @@ mod plot;
 mod report;
 mod roc;
 mod scores;
+mod spacing;
 mod temperature;
 mod validate;
 
-pub use boundary::{squared_distance_transform, surface_distances, SurfaceDistance};
+pub use boundary::{
+    squared_distance_transform, squared_distance_transform_with_spacing, surface_distances,
+    surface_distances_with_spacing, SurfaceDistance,
+};
 pub use calibration::{
     calibration_bins, calibration_error, calibration_error_torch_f32, classwise_reliability,
     torch_bin_boundaries, CalibrationNorm, Reliability, ReliabilityBin, ReliabilityBins,
@@ -66,9 +71,11 @@ pub use plot::{
 };
 pub use report::{
     AucSummary, Averages, BoundarySummary, EqualMassSummary, PerImageSummary, Report,
+    SpacingSummary,
 };
 pub use roc::{roc_auc_ovr, roc_ovr, AucResult, BinnedAuc, ClassRoc, ExactAuc, MicroAuc, RocPoint};
 pub use scores::{mean_over_images, Average, ClassMetric, Score, ZeroDivision};
+pub use spacing::{DistanceUnit, Spacing};
 pub use temperature::{
     fit_temperature, softmax_with_temperature, LogitImage, TemperatureConfig, TemperatureFit,
 };

@@ -9,6 +9,7 @@ use crate::calibration::Reliability;
 use crate::error::{MetricsError, Result};
 use crate::roc::RocPoint;
 use crate::scores::ZeroDivision;
+use crate::spacing::DistanceUnit;
 use crate::temperature::TemperatureFit;
 use crate::validate::check_len;
 
@@ -116,6 +117,108 @@ fn pixel_units() -> f64 {
     1.0
 }
 
+/// The spacings boundary distances were measured at: their unit, and the smallest and
+/// largest spacing between rows and between columns over the images.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), xray_metrics::MetricsError> {
+/// use xray_metrics::{DistanceUnit, EvalConfig, Evaluator, Spacing};
+/// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+/// let probs = [0.9, 0.1, 0.1, 0.9];
+/// ev.add_image_with_spacing(&[0, 1], &probs, 2, 1, Spacing::mm(0.2, 0.1))?;
+/// ev.add_image_with_spacing(&[0, 1], &probs, 2, 1, Spacing::mm(0.15, 0.15))?;
+/// let s = ev.finish()?.spacing.expect("boundary distances are on by default");
+/// assert_eq!(s.unit, DistanceUnit::Millimetres);
+/// assert_eq!((s.row, s.column), ([0.15, 0.2], [0.1, 0.15]));
+/// assert!(!s.is_uniform());
+/// assert_eq!(s.describe(2), "0.15–0.2 × 0.1–0.15 mm (rows × columns), each image at its own");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpacingSummary {
+    /// The unit of every boundary distance in the report.
+    pub unit: DistanceUnit,
+    /// Images measured at a spacing given with them
+    /// ([`Evaluator::add_image_with_spacing`](crate::Evaluator::add_image_with_spacing)); the
+    /// others were measured at the configuration's
+    /// ([`EvalConfig::spacing`](crate::EvalConfig::spacing)).
+    pub images_with_own_spacing: usize,
+    /// Smallest and largest distance between rows, in `unit`.
+    pub row: [f64; 2],
+    /// Smallest and largest distance between columns, in `unit`.
+    pub column: [f64; 2],
+}
+
+impl SpacingSummary {
+    /// Every image at the same spacing (rows and columns may still differ).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{DistanceUnit, SpacingSummary};
+    /// let s = SpacingSummary {
+    ///     unit: DistanceUnit::Millimetres,
+    ///     images_with_own_spacing: 3,
+    ///     row: [0.2, 0.2],
+    ///     column: [0.1, 0.1],
+    /// };
+    /// assert!(s.is_uniform());
+    /// ```
+    pub fn is_uniform(&self) -> bool {
+        self.row[0] == self.row[1] && self.column[0] == self.column[1]
+    }
+
+    /// The spacing in words, as `report.md` gives it, for a report of `images` images:
+    /// `0.2 mm`, `0.2 × 0.1 mm (rows × columns)`, or ranges (`0.1–0.2 × 0.1 mm`), followed
+    /// by how many images were given a spacing with them, when any were.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{DistanceUnit, SpacingSummary};
+    /// let mut s = SpacingSummary {
+    ///     unit: DistanceUnit::Millimetres,
+    ///     images_with_own_spacing: 0,
+    ///     row: [1.0, 1.0],
+    ///     column: [1.0, 1.0],
+    /// };
+    /// assert_eq!(s.describe(4), "1 mm");
+    /// s.images_with_own_spacing = 4;
+    /// s.row = [0.2, 0.2];
+    /// assert_eq!(s.describe(4), "0.2 × 1 mm (rows × columns), given with each image");
+    /// s.images_with_own_spacing = 1;
+    /// s.row = [0.2, 0.3];
+    /// let partly = "0.2–0.3 × 1 mm (rows × columns), 1 of 4 images at a spacing given with them";
+    /// assert_eq!(s.describe(4), partly);
+    /// ```
+    pub fn describe(&self, images: usize) -> String {
+        let range = |r: [f64; 2]| {
+            if r[0] == r[1] {
+                format!("{}", r[0])
+            } else {
+                format!("{}–{}", r[0], r[1])
+            }
+        };
+        let mut s = if self.row == self.column && self.row[0] == self.row[1] {
+            format!("{} {}", range(self.row), self.unit)
+        } else {
+            format!(
+                "{} × {} {} (rows × columns)",
+                range(self.row),
+                range(self.column),
+                self.unit
+            )
+        };
+        match self.images_with_own_spacing {
+            0 => {}
+            n if n == images && self.is_uniform() => s += ", given with each image",
+            n if n == images => s += ", each image at its own",
+            n => s += &format!(", {n} of {images} images at a spacing given with them"),
+        }
+        s
+    }
+}
+
 /// Everything an evaluation produces. JSON field names are the public contract
 /// (`accuracy`, `f1.weighted`, `f1.macro`, `f1.per_class`, `auc.weighted`, `auc.per_class`,
 /// `ece`, `mce`, `confidence`, `confusion_matrix`, `class_names`, ...).
@@ -178,13 +281,21 @@ pub struct Report {
     pub classwise_reliability: Vec<Reliability>,
     /// Boundary quality per class, if computed.
     pub boundary: Option<Vec<BoundarySummary>>,
-    /// The spacing the boundary distances were measured with ([`EvalConfig::pixel_spacing`]):
-    /// mm per pixel, or 1 for distances in pixels (the default; a report without the field
-    /// reads as 1). The Markdown table labels them `mm` or `px` by it.
+    /// The one spacing every image's boundary distances were measured at, rows and columns
+    /// alike ([`EvalConfig::pixel_spacing`], or the same spacing given with every image):
+    /// mm per pixel, or 1 for distances in pixels (a report without the field reads as 1).
+    /// NaN (`null` in JSON) when the images had different spacings, or rows and columns
+    /// did: [`Report::spacing`] then gives their range. Its unit is
+    /// [`Report::distance_unit`].
     ///
     /// [`EvalConfig::pixel_spacing`]: crate::EvalConfig::pixel_spacing
-    #[serde(default = "pixel_units")]
+    #[serde(default = "pixel_units", deserialize_with = "nan_from_null")]
     pub pixel_spacing: f64,
+    /// The unit and range of the spacings the boundary distances were measured at; `None`
+    /// without boundary distances, and in a report written before it was recorded (its
+    /// unit then follows from [`Report::pixel_spacing`]: see [`Report::distance_unit`]).
+    #[serde(default)]
+    pub spacing: Option<SpacingSummary>,
     /// Pixel counts, rows = true class, columns = predicted class.
     pub confusion_matrix: Vec<Vec<u64>>,
     /// Zero-division rule used.
@@ -201,6 +312,31 @@ fn f(v: Option<f64>) -> String {
 }
 
 impl Report {
+    /// The unit of the boundary distances ([`Report::boundary`]): [`SpacingSummary::unit`],
+    /// which states it. A report written before that was recorded has none, and reads as it
+    /// did then: pixels for a [`Report::pixel_spacing`] of 1, millimetres otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), xray_metrics::MetricsError> {
+    /// use xray_metrics::{DistanceUnit, EvalConfig, Evaluator, Spacing};
+    /// let mut ev = Evaluator::new(EvalConfig::new(["background", "object"]))?;
+    /// ev.add_image_with_spacing(&[0, 1], &[0.9, 0.1, 0.1, 0.9], 2, 1, Spacing::mm(1.0, 1.0))?;
+    /// let report = ev.finish()?;
+    /// // 1 mm is millimetres.
+    /// assert_eq!(report.distance_unit(), DistanceUnit::Millimetres);
+    /// assert!(report.to_markdown().contains("| HD95 mm | ASSD mm |"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn distance_unit(&self) -> DistanceUnit {
+        match &self.spacing {
+            Some(s) => s.unit,
+            None if self.pixel_spacing == 1.0 => DistanceUnit::Pixels,
+            None => DistanceUnit::Millimetres,
+        }
+    }
+
     /// The headline scores on one line, as the `train` and `evaluate` jobs print them:
     /// accuracy, weighted F1, weighted AUC (`undefined` without one) and ECE, four decimals.
     ///
@@ -445,12 +581,7 @@ impl Report {
             if self.pixels == 1 { "" } else { "s" },
             self.ignored_pixels
         );
-        // A spacing of 1 keeps the distances' numbers in pixels, whatever unit it meant.
-        let unit = if self.pixel_spacing == 1.0 {
-            "px"
-        } else {
-            "mm"
-        };
+        let unit = self.distance_unit();
         let _ = writeln!(
             s,
             "| class | support | precision | recall | specificity | F1 | IoU | Dice | AUC | HD95 {unit} | ASSD {unit} |"
@@ -530,6 +661,16 @@ impl Report {
         );
         if let Some(why) = &self.auc.undefined {
             let _ = writeln!(s, "| AUC undefined | {why} |");
+        }
+        // In pixels the table's `px` says all; in mm, at what spacing (a range where images
+        // had their own).
+        let in_mm = |s: &&SpacingSummary| s.unit == DistanceUnit::Millimetres;
+        if let (Some(_), Some(spacing)) = (&self.boundary, self.spacing.as_ref().filter(in_mm)) {
+            let _ = writeln!(
+                s,
+                "| boundary distances in | {} |",
+                spacing.describe(self.images)
+            );
         }
         if let Some(t) = &self.temperature {
             let _ = writeln!(
