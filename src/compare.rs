@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use xnet_model::checkpoint::write_bytes_atomic;
 use xnet_model::models::Upsampling;
@@ -95,6 +95,11 @@ pub struct Row {
     pub images_per_second: f64,
     /// Weighted F1 on the test split.
     pub f1_weighted: f64,
+    /// The 95 % percentile-bootstrap interval of `f1_weighted` over the scored images
+    /// ([`f1_bootstrap_interval`]; the same resamples for every row); `None` with fewer than
+    /// two images. A table of a few dozen test images gave its F1 to four decimals with
+    /// nothing to say how far one image more or less moves it.
+    pub f1_weighted_ci95: Option<[f64; 2]>,
     /// Weighted one-vs-rest AUC (`None` for the baseline: it has no probabilities).
     pub auc_weighted: Option<f64>,
     /// Expected calibration error (`None` for the baseline).
@@ -142,6 +147,7 @@ fn significant_digits(v: f64, digits: usize) -> String {
 ///     train_seconds: 0.0,
 ///     images_per_second: 52.31,
 ///     f1_weighted: 0.81234,
+///     f1_weighted_ci95: Some([0.75, 0.8612]),
 ///     auc_weighted: None,
 ///     ece: None,
 ///     epochs: 0,
@@ -149,7 +155,7 @@ fn significant_digits(v: f64, digits: usize) -> String {
 ///     f1_by_category: BTreeMap::from([("hand".to_string(), 0.9), ("knee".to_string(), f64::NAN)]),
 /// };
 /// let md = to_markdown(std::slice::from_ref(&row));
-/// let line = "| classical baseline (Otsu + field) | 0 | 0 | 0 | n/a | 0.0 | 52.3 | 0.8123 | n/a | n/a |";
+/// let line = "| classical baseline (Otsu + field) | 0 | 0 | 0 | n/a | 0.0 | 52.3 | 0.8123 | 0.7500–0.8612 | n/a | n/a |";
 /// assert!(md.contains(line), "{md}");
 /// // A network's row says which epoch's weights were scored.
 /// let net = Row { name: "xnet/nearest".into(), epochs: 12, best_epoch: Some(7), ..row.clone() };
@@ -164,19 +170,19 @@ fn significant_digits(v: f64, digits: usize) -> String {
 /// assert!(md.contains("| model | hand | knee |"), "{md}");
 /// assert!(md.contains("| classical baseline (Otsu + field) | 0.9000 | n/a |"), "{md}");
 /// // So does a weighted F1 without any scored pixel in the main table.
-/// let empty = Row { name: "empty".into(), f1_weighted: f64::NAN, ..row };
-/// assert!(to_markdown(&[empty]).contains("| 52.3 | n/a | n/a | n/a |"));
+/// let empty = Row { name: "empty".into(), f1_weighted: f64::NAN, f1_weighted_ci95: None, ..row };
+/// assert!(to_markdown(&[empty]).contains("| 52.3 | n/a | n/a | n/a | n/a |"));
 /// ```
 pub fn to_markdown(rows: &[Row]) -> String {
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let mut s = String::from(
-        "| model | params | GFLOP/img | epochs | best epoch | train s | infer img/s | F1 (weighted) | AUC (weighted) | ECE |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| model | params | GFLOP/img | epochs | best epoch | train s | infer img/s | F1 (weighted) | F1 95 % CI | AUC (weighted) | ECE |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s += &format!(
             // Tenths of a second: a small comparison trains each network in a second or two,
             // which whole seconds showed as 0, 1 or 2.
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
             r.name,
             r.parameters,
             significant_digits(r.gflop_per_image, 4),
@@ -186,6 +192,8 @@ pub fn to_markdown(rows: &[Row]) -> String {
             r.images_per_second,
             // NaN without a scored pixel, shown as the per-category table shows it.
             opt(Some(r.f1_weighted).filter(|f| f.is_finite())),
+            r.f1_weighted_ci95
+                .map_or("n/a".to_string(), |[lo, hi]| format!("{lo:.4}–{hi:.4}")),
             opt(r.auc_weighted),
             opt(r.ece)
         );
@@ -226,6 +234,7 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// let md = settings_markdown(&job, 60, [42, 9, 9]);
 /// assert!(md.contains("60 images (synthetic: 60 at 256×256, seed 1)"), "{md}");
 /// assert!(md.contains("42 train / 9 validation / 9 test images"), "{md}");
+/// assert!(md.contains("bootstrap of the weighted F1 over the 9 scored images (1000 resamples"), "{md}");
 /// assert!(md.contains("input 64×64, first-level width 8, 4 epochs each"), "{md}");
 /// // Which weights are scored, and what one GFLOP/img stands for with flip averaging.
 /// assert!(md.contains("scored with the weights of its epoch of lowest validation loss"), "{md}");
@@ -293,7 +302,9 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
          FLOPs of one network pass at the input size{flip_passes}; train s: wall seconds of \
          training, each epoch's {val_pass}checkpoint writes included; infer img/s: \
          the whole path (resize, network, resize back), one scored image at a time, after one \
-         untimed image, over whole passes of at least 1 s.\n\n",
+         untimed image, over whole passes of at least 1 s. F1 95 % CI: percentile bootstrap of \
+         the weighted F1 over the {scored_images} scored images ({resamples} resamples drawn \
+         with seed {seed}, the same images for every row; n/a below two images).\n\n",
         seed = job.seed,
         size = job.size,
         width = job.width,
@@ -304,6 +315,8 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
         augment = if job.augment { "on" } else { "off" },
         balance = if job.balance { "on" } else { "off" },
         flips = job.flip_average,
+        scored_images = if test == 0 { val } else { test },
+        resamples = BOOTSTRAP_RESAMPLES,
     )
 }
 
@@ -515,6 +528,11 @@ impl Machine {
 /// assert!(settings["machine"]["threads"].as_u64() >= Some(1));
 /// // The scored epoch of each network (the baseline has none).
 /// assert_eq!((rows[0].best_epoch, rows[1].best_epoch), (Some(0), None));
+/// // Every row's weighted F1 with its bootstrap interval over the test images.
+/// for r in &rows {
+///     let [lo, hi] = r.f1_weighted_ci95.expect("two test images or more");
+///     assert!(0.0 <= lo && lo <= hi && hi <= 1.0, "{r:?}");
+/// }
 /// // Options are checked before anything is written; k folds are not supported.
 /// let elsewhere = dir.join("refused");
 /// assert!(run(&TrainJob { epochs: 0, run_dir: elsewhere.clone(), ..job.clone() }, &[xnet]).is_err());
@@ -550,6 +568,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
         let dir = job.run_dir.join(format!("{}-{}", v.arch, v.upsampling));
         let out = train_split(&j, &ds, &split, &dir)?;
         let ips = inference_rate(&out.predictor, &ds, &test)?;
+        let per_image = per_image_confusion(&out.predictor, &ds, &test)?;
         let r = &out.evaluation.report;
         rows.push(Row {
             name: v.name(),
@@ -563,6 +582,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
             train_seconds: out.train_seconds,
             images_per_second: ips,
             f1_weighted: r.f1.weighted,
+            f1_weighted_ci95: f1_bootstrap_interval(&per_image, BOOTSTRAP_RESAMPLES, job.seed)?,
             auc_weighted: r.auc.weighted,
             ece: Some(r.ece),
             epochs: out.summary.epochs_run,
@@ -570,7 +590,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
             f1_by_category: f1_by_category(&out.evaluation.per_category),
         });
     }
-    rows.push(baseline_row(&ds, &test)?);
+    rows.push(baseline_row(&ds, &test, job.seed)?);
     let json = serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
     // Whole or not at all: a write that fails part way keeps an earlier table as it was.
     write_bytes_atomic(&job.run_dir.join("compare.json"), json.as_bytes())?;
@@ -649,6 +669,110 @@ fn variant_job(job: &TrainJob, v: &Variant) -> TrainJob {
         overlays: 0,
         ..job.clone()
     }
+}
+
+/// Resamples of [`f1_bootstrap_interval`] in `compare`'s table.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+
+/// The 95 % percentile-bootstrap interval of the weighted F1 over images: `resamples` times,
+/// as many images as `per_image` holds are drawn with replacement (from `seed`), their
+/// confusion matrices pooled and the weighted F1 taken; the interval runs from the 2.5th to
+/// the 97.5th percentile of those (linear interpolation between order statistics; resamples
+/// without a scored pixel are left out). `None` with fewer than two images (no spread to
+/// resample) or no resample with a scored pixel.
+///
+/// The draws depend on `seed` and the image count only, so `compare` resamples the same
+/// images for every row (a paired bootstrap): the rows' intervals then differ by the
+/// methods, not the draws. The interval is of one method's score on images like these; two
+/// rows whose intervals overlap may still differ consistently image by image.
+///
+/// # Errors
+/// Matrices of different class counts.
+///
+/// # Examples
+/// ```
+/// use xray_metrics::ConfusionMatrix;
+/// use xray_seg::compare::f1_bootstrap_interval;
+/// // Two classes; image k gets k of its 10 pixels right.
+/// let images: Vec<ConfusionMatrix> = (0..=10u8)
+///     .map(|k| {
+///         let truth = [0u8, 1, 0, 1, 0, 1, 0, 1, 0, 1];
+///         let pred: Vec<u8> = truth.iter().enumerate().map(|(i, &t)| if i < k as usize { t } else { 1 - t }).collect();
+///         ConfusionMatrix::from_labels(&truth, &pred, 2)
+///     })
+///     .collect::<Result<_, _>>()?;
+/// let [lo, hi] = f1_bootstrap_interval(&images, 1000, 1)?.expect("eleven images");
+/// // The pooled score is 0.5; the interval holds it and lies well inside [0, 1].
+/// assert!(0.2 < lo && lo < 0.5 && 0.5 < hi && hi < 0.8, "{lo} {hi}");
+/// // Drawn from the seed: the same interval again.
+/// assert_eq!(f1_bootstrap_interval(&images, 1000, 1)?, Some([lo, hi]));
+/// // Identical images leave no spread; one image, nothing to resample.
+/// let same = vec![images[7].clone(); 5];
+/// let [lo, hi] = f1_bootstrap_interval(&same, 200, 1)?.expect("five images");
+/// assert!((hi - lo).abs() < 1e-12);
+/// assert_eq!(f1_bootstrap_interval(&images[..1], 1000, 1)?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn f1_bootstrap_interval(
+    per_image: &[ConfusionMatrix],
+    resamples: usize,
+    seed: u64,
+) -> Result<Option<[f64; 2]>> {
+    let n = per_image.len();
+    let Some(first) = per_image.first() else {
+        return Ok(None);
+    };
+    if n < 2 {
+        return Ok(None);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut scores = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let mut pooled = ConfusionMatrix::new(first.num_classes())?;
+        for _ in 0..n {
+            pooled.merge(&per_image[rng.random_range(0..n)])?;
+        }
+        let f1 = LabelScores::from_confusion("resample", &pooled).f1_weighted;
+        if f1.is_finite() {
+            scores.push(f1);
+        }
+    }
+    if scores.is_empty() {
+        return Ok(None);
+    }
+    scores.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        let at = q * (scores.len() - 1) as f64;
+        let (below, above) = (at.floor() as usize, at.ceil() as usize);
+        scores[below] + (scores[above] - scores[below]) * (at - below as f64)
+    };
+    Ok(Some([quantile(0.025), quantile(0.975)]))
+}
+
+/// Each scored image's confusion matrix of the predictor's arg-max labels (the first
+/// largest probability, as the evaluation's): what [`f1_bootstrap_interval`] resamples.
+fn per_image_confusion(
+    predictor: &Predictor,
+    ds: &Dataset,
+    indices: &[usize],
+) -> Result<Vec<ConfusionMatrix>> {
+    let classes = predictor.num_classes();
+    indices
+        .iter()
+        .map(|&i| {
+            let (image, mask) = ds.load(i)?;
+            let mask =
+                mask.ok_or_else(|| Error::Invalid(format!("{}: no mask", ds.samples[i].stem)))?;
+            let probs = predictor.predict(&image)?;
+            let (h, w) = (image.height() as usize, image.width() as usize);
+            let labels = xnet_model::infer::argmax_classes(&probs, classes, h, w)?;
+            Ok(ConfusionMatrix::from_labels(
+                mask.as_raw(),
+                &labels,
+                classes,
+            )?)
+        })
+        .collect()
 }
 
 fn inference_rate(predictor: &Predictor, ds: &Dataset, indices: &[usize]) -> Result<f64> {
@@ -770,7 +894,7 @@ pub fn scoreable_prediction(truth: &[u8], pred: &[u8], classes: usize) -> Vec<u8
         .collect()
 }
 
-fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
+fn baseline_row(ds: &Dataset, indices: &[usize], seed: u64) -> Result<Row> {
     let classes = 3;
     let mut cm = ConfusionMatrix::new(classes)?;
     let mut per_image = Vec::with_capacity(indices.len());
@@ -816,10 +940,56 @@ fn baseline_row(ds: &Dataset, indices: &[usize]) -> Result<Row> {
         train_seconds: 0.0,
         images_per_second,
         f1_weighted: scores.f1_weighted,
+        f1_weighted_ci95: f1_bootstrap_interval(&per_image, BOOTSTRAP_RESAMPLES, seed)?,
         auc_weighted: None,
         ece: None,
         epochs: 0,
         best_epoch: None,
         f1_by_category: f1_by_category(&by_category),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xnet_model::infer::FlipAverage;
+
+    /// The bootstrap resamples per-image matrices that compare computes apart from the
+    /// evaluation; pooled, they must be the evaluation's arg-max matrix (the same labels,
+    /// the same pixels scored), or the interval would be of another score than the F1 beside
+    /// it. Checked with flip averaging and a fitted temperature, which the predictor applies.
+    #[test]
+    fn per_image_matrices_pool_to_the_evaluation_s() {
+        let dir = std::env::temp_dir().join(format!("xray-seg-compare-cm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let job = TrainJob {
+            run_dir: dir.clone(),
+            size: 32,
+            width: 2,
+            epochs: 1,
+            batch: 4,
+            synth_count: 14,
+            synth_size: 48,
+            flip_average: FlipAverage::Horizontal,
+            progress: false,
+            overlays: 0,
+            ..TrainJob::default()
+        };
+        let ds = open_dataset(&job).expect("synthetic data");
+        let mut rng = StdRng::seed_from_u64(job.seed);
+        let split = xnet_split(&ds.categories(), &SplitConfig::default(), &mut rng).expect("split");
+        let out = train_split(&job, &ds, &split, &dir.join("xnet")).expect("trains");
+        let per_image = per_image_confusion(&out.predictor, &ds, &split.test).expect("scored");
+        assert_eq!(per_image.len(), split.test.len());
+        let mut pooled = ConfusionMatrix::new(3).expect("3 classes");
+        for cm in &per_image {
+            pooled.merge(cm).expect("same classes");
+        }
+        assert_eq!(pooled.rows(), out.evaluation.argmax.confusion_matrix);
+        let [lo, hi] = f1_bootstrap_interval(&per_image, 200, 1)
+            .expect("same classes")
+            .expect("two images or more");
+        assert!(0.0 <= lo && lo <= hi && hi <= 1.0, "{lo} {hi}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
