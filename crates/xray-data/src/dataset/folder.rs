@@ -1,6 +1,6 @@
 //! Parsing a dataset folder.
 
-use crate::io::{load_image, load_mask_with_classes, LoadOptions};
+use crate::io::{load_image_with_info, load_mask_with_classes, ImageInfo, LoadOptions};
 use crate::{DataError, Mask, Radiograph, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -620,13 +620,52 @@ impl Dataset {
     /// # Ok::<(), DataError>(())
     /// ```
     pub fn load(&self, index: usize) -> Result<(Radiograph, Option<Mask>)> {
+        let (img, mask, _) = self.load_with_info(index)?;
+        Ok((img, mask))
+    }
+
+    /// As [`Dataset::load`], with what the image's file says beyond its pixels
+    /// ([`ImageInfo`]): a DICOM file's pixel spacing (for measuring in mm), body part,
+    /// polarity.
+    ///
+    /// # Errors
+    /// As [`Dataset::load`].
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::dataset::{Dataset, DatasetOptions};
+    /// use xray_data::io::{save_dicom, save_mask, save_png16, DicomWriteOptions};
+    /// use xray_data::{DataError, Mask, Radiograph};
+    /// let name = format!("xray-doc-dataset-info-{}", std::process::id());
+    /// let root = std::env::temp_dir().join(name);
+    /// for d in ["images", "masks"] {
+    ///     std::fs::create_dir_all(root.join(d)).map_err(|e| DataError::io(&root, e))?;
+    /// }
+    /// let image = Radiograph::from_fn(3, 2, |x, y| image::Luma([(100 * x + 10 * y) as f32]));
+    /// // A DICOM file with 0.2 mm between rows and 0.1 mm between columns, and a PNG.
+    /// let dicom = DicomWriteOptions { pixel_spacing_mm: Some([0.2, 0.1]), ..Default::default() };
+    /// save_dicom(&root.join("images/a.dcm"), &image, &dicom)?;
+    /// save_png16(&root.join("images/b.png"), &image)?;
+    /// for stem in ["a", "b"] {
+    ///     save_mask(&root.join(format!("masks/{stem}.png")), &Mask::new(3, 2))?;
+    /// }
+    /// let ds = Dataset::open(&root, &DatasetOptions::default())?;
+    /// let (_, mask, info) = ds.load_with_info(0)?;
+    /// assert!(mask.is_some());
+    /// let spacing = info.pixel_spacing.expect("the DICOM file's spacing");
+    /// assert_eq!((spacing.row_mm(), spacing.column_mm()), (0.2, 0.1));
+    /// assert_eq!(ds.load_with_info(1)?.2.pixel_spacing, None); // a PNG carries none
+    /// # std::fs::remove_dir_all(&root).ok();
+    /// # Ok::<(), DataError>(())
+    /// ```
+    pub fn load_with_info(&self, index: usize) -> Result<(Radiograph, Option<Mask>, ImageInfo)> {
         let s = self.samples.get(index).ok_or_else(|| {
             DataError::InvalidParameter(format!(
                 "sample index {index} out of range (dataset has {})",
                 self.samples.len()
             ))
         })?;
-        let img = load_image(&s.image, &self.options.load)?;
+        let (img, info) = load_image_with_info(&s.image, &self.options.load)?;
         let mask = match &s.mask {
             None => None,
             Some(p) => {
@@ -643,7 +682,7 @@ impl Dataset {
                 Some(m)
             }
         };
-        Ok((img, mask))
+        Ok((img, mask, info))
     }
 
     /// Per-class pixel statistics of the masks of `indices` (e.g. the training split),
