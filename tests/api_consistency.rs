@@ -142,3 +142,62 @@ fn every_public_function_taking_a_width_and_a_height_documents_their_order() {
         missing.join("\n")
     );
 }
+
+/// A crate embedding the library shares a loaded model, a post-processing pipeline and an
+/// evaluator between threads (a scanner's acquisition and review threads, a server's request
+/// handlers): they and every crate's error type are `Send + Sync`, checked at compile time so
+/// that a field added later cannot take it away unnoticed (an `Rc` or a `RefCell` would).
+#[test]
+fn the_shared_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<xray_seg::predict::Predictor>();
+    send_sync::<xray_seg::segment::SegmentOptions>();
+    send_sync::<xray_seg::segment::Segmented>();
+    send_sync::<xnet_model::checkpoint::LoadedModel>();
+    send_sync::<Box<dyn xnet_model::Segmenter>>();
+    send_sync::<xray_postproc::Pipeline>();
+    send_sync::<xray_postproc::ProbMap>();
+    send_sync::<xray_postproc::collimator::Collimator>();
+    send_sync::<xray_metrics::Evaluator>();
+    send_sync::<xray_metrics::Report>();
+    send_sync::<xray_data::augment::Pipeline>();
+    send_sync::<xray_data::io::DicomImage>();
+    // Errors too, so that `?` into `Box<dyn Error + Send + Sync>` (anyhow, a thread's
+    // result) works for each crate's.
+    send_sync::<xray_seg::Error>();
+    send_sync::<xnet_model::ModelError>();
+    send_sync::<xray_data::DataError>();
+    send_sync::<xray_metrics::MetricsError>();
+    send_sync::<xray_postproc::PostprocError>();
+}
+
+/// One `Predictor` serves several threads at once (`predict` takes `&self`), each getting the
+/// probabilities it gets alone: the inference's working buffers are per call, not shared.
+#[test]
+fn one_predictor_serves_several_threads_with_the_same_results() {
+    use xray_data::synth::{generate_item, PhantomConfig};
+    let predictor = xray_seg::predict::Predictor::load(
+        &xray_seg::shipped_weights_dir(),
+        &candle_core::Device::Cpu,
+    )
+    .expect("the shipped weights");
+    let images: Vec<_> = (0..4)
+        .map(|i| {
+            generate_item(&PhantomConfig::with_size(48), 11, i)
+                .unwrap()
+                .image
+        })
+        .collect();
+    let alone: Vec<Vec<f32>> = images
+        .iter()
+        .map(|img| predictor.predict(img).unwrap())
+        .collect();
+    let together: Vec<Vec<f32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = images
+            .iter()
+            .map(|img| s.spawn(|| predictor.predict(img).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+}
