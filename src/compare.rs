@@ -986,6 +986,13 @@ mod tests {
             pooled.merge(cm).expect("same classes");
         }
         assert_eq!(pooled.rows(), out.evaluation.argmax.confusion_matrix);
+        // The networks' F1 column (the report's) and the baseline's (LabelScores of its
+        // matrix) are the same score of the same matrix, zero divisions included.
+        let f1 = LabelScores::from_confusion("pooled", &pooled).f1_weighted;
+        assert!(
+            (f1 - out.evaluation.report.f1.weighted).abs() < 1e-12,
+            "{f1}"
+        );
         let [lo, hi] = f1_bootstrap_interval(&per_image, 200, 1)
             .expect("same classes")
             .expect("two images or more");
