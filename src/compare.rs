@@ -245,6 +245,9 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// assert!(md.contains("30 images (folder hips)"), "{md}");
 /// // Without test images, every method is scored on the validation images.
 /// assert!(md.contains("scored on the same 4 validation images"), "{md}");
+/// // ...which also picked each network's best epoch and its temperature: say so.
+/// assert!(md.contains("these images also chose each network's best epoch and fitted its \
+///     temperature, so its scores are optimistic"), "{md}");
 /// // Without validation images, no temperature is fitted.
 /// let md = settings_markdown(&TrainJob { epochs: 1, ..job.clone() }, 12, [9, 0, 3]);
 /// assert!(md.contains("no softmax temperature fitted (the split left no validation image)"), "{md}");
@@ -265,7 +268,15 @@ pub fn settings_markdown(job: &TrainJob, images: usize, split: [usize; 3]) -> St
     };
     let [train, val, test] = split;
     let scored = if test == 0 {
-        format!("{val} validation images (the split left no test image)")
+        format!(
+            "{val} validation images (the split left no test image: these images also chose \
+             each network's best epoch{}, so its scores are optimistic)",
+            if job.calibrate {
+                " and fitted its temperature"
+            } else {
+                ""
+            }
+        )
     } else {
         format!("{test} test images")
     };
