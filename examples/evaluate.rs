@@ -9,8 +9,17 @@
 //! the scores per category (`OUT/categories.json`, a table in `report.md`, a line each on
 //! the terminal). `--fit-temperature` first fits the softmax temperature on the folder and
 //! stores it in the checkpoint (calibrating a trained network on a site's labelled images
-//! without retraining; docs/calibration.md). `--pixel-spacing MM` reports the boundary
-//! distances (HD95, ASSD, Hausdorff) in mm instead of pixels.
+//! without retraining; docs/calibration.md).
+//!
+//! Boundary distances (HD95, ASSD, Hausdorff) are in mm at each image's own pixel spacing
+//! when every image is a DICOM file that carries one (`PixelSpacing`, else
+//! `ImagerPixelSpacing`; rows and columns apart), and in pixels when none does.
+//! `--pixel-spacing ROW[,COLUMN]` states one spacing in mm for every image instead, with a
+//! warning for each file spacing it replaces. A folder where only some images carry a
+//! spacing is refused before any image is evaluated (their distances would be partly mm,
+//! partly pixels): state one with `--pixel-spacing`, or evaluate the two kinds apart.
+//! `report.json` records the unit and the range of spacings (`spacing`), `report.md` labels
+//! the columns `mm` or `px`. docs/metrics.md, "Boundary distances in millimetres".
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,9 +28,11 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use xnet_model::infer::FlipAverage;
 use xray_data::dataset::Dataset;
-use xray_data::io::{PixelSpacing, SpacingSource};
+use xray_data::io::PixelSpacing;
 use xray_seg::calibrate::{fit_temperature_on, store_temperature};
-use xray_seg::evaluate::{evaluate_samples_with, write_evaluation, EvaluateOptions};
+use xray_seg::evaluate::{
+    evaluate_samples_with, write_evaluation, BoundarySpacing, EvaluateOptions,
+};
 use xray_seg::predict::Predictor;
 use xray_seg::train::TrainJob;
 
@@ -53,10 +64,13 @@ struct Args {
     /// The paper's soft-tissue threshold t in [0, 1]: soft tissue only where P(soft) > t.
     #[arg(long)]
     tissue_threshold: Option<f32>,
-    /// The images' pixel spacing in mm (one for all): boundary distances (HD95, ASSD,
-    /// Hausdorff) are then reported in mm instead of pixels.
-    #[arg(long, value_name = "MM", value_parser = parse_spacing)]
-    pixel_spacing: Option<f64>,
+    /// Pixel spacing in mm for every image, ROW[,COLUMN] (one value for square pixels):
+    /// boundary distances (HD95, ASSD, Hausdorff) are measured at it. Default: each DICOM
+    /// image's own PixelSpacing or ImagerPixelSpacing (in pixels when no image has one; a
+    /// folder where only some do is refused). Overrides a file's own, with a warning where
+    /// they differ.
+    #[arg(long, value_name = "MM", value_parser = xray_seg::parse_pixel_spacing)]
+    pixel_spacing: Option<PixelSpacing>,
     /// Softmax temperature instead of the checkpoint's (1 = the network's own softmax).
     #[arg(long, conflicts_with = "fit_temperature")]
     temperature: Option<f64>,
@@ -78,16 +92,6 @@ struct Args {
     /// Seed (evaluation is deterministic; accepted for symmetry with the other examples).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// `--pixel-spacing`: a distance in mm that [`PixelSpacing::new`] takes (finite, above 0,
-/// at most 10 mm: a pitch in micrometres is refused, as `segment --pixel-spacing` refuses
-/// it), refused by the flag's name.
-fn parse_spacing(text: &str) -> Result<f64, String> {
-    let v = text.parse::<f64>().map_err(|e| e.to_string())?;
-    PixelSpacing::new(v, v, SpacingSource::Stated)
-        .map(|s| s.row_mm())
-        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -155,10 +159,14 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     bar.set_message(format!("evaluating {} images", ds.len()));
     let opts = EvaluateOptions {
         tissue_threshold: args.tissue_threshold,
-        pixel_spacing_mm: args.pixel_spacing,
+        pixel_spacing: args.pixel_spacing,
+        ..EvaluateOptions::default()
     };
     let mut eval = evaluate_samples_with(&predictor, &ds, &indices, &opts)?;
     bar.finish_and_clear();
+    for warning in &eval.warnings {
+        eprintln!("warning: {warning}");
+    }
     if let Some(fit) = &fit {
         println!(
             "softmax temperature {:.3} fitted on these {} images (ECE {:.4} → {:.4}), stored in {}; the scores below are on the same images",
@@ -195,8 +203,31 @@ fn run(args: &Args) -> xray_seg::Result<()> {
     for c in &eval.per_category {
         println!("  {}", c.summary_line());
     }
+    if r.boundary.is_some() {
+        println!("{}", boundary_line(&eval.spacing, r));
+    }
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Where the boundary distances' unit came from, for the terminal.
+fn boundary_line(spacing: &BoundarySpacing, report: &xray_metrics::Report) -> String {
+    let range = report
+        .spacing
+        .as_ref()
+        .map(|s| s.describe(report.images))
+        .unwrap_or_default();
+    match spacing {
+        BoundarySpacing::Pixels => "boundary distances (HD95, ASSD) in pixels: no image carries \
+                                    a pixel spacing (--pixel-spacing MM states one)"
+            .to_string(),
+        BoundarySpacing::FromFiles => {
+            format!("boundary distances (HD95, ASSD) in mm at each DICOM file's spacing: {range}")
+        }
+        BoundarySpacing::Stated(_) => {
+            format!("boundary distances (HD95, ASSD) in mm at {spacing}")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -232,7 +263,7 @@ mod tests {
         assert_eq!(args.map(|a| a.temperature), Ok(Some(-1.0)));
     }
 
-    /// `--pixel-spacing` takes a distance in mm above 0 and refuses anything else by its
+    /// `--pixel-spacing` takes ROW[,COLUMN] in mm above 0 and refuses anything else by its
     /// name, before the model loads.
     #[test]
     fn pixel_spacing_is_a_positive_distance() {
@@ -249,9 +280,23 @@ mod tests {
             .map(|a| a.pixel_spacing)
             .map_err(|e| e.to_string())
         };
-        assert_eq!(parse("0.143"), Ok(Some(0.143)));
-        assert_eq!(parse("10"), Ok(Some(10.0)));
-        for bad in ["0", "-0.2", "inf", "NaN", "0.2mm", "139", "5000"] {
+        let mm = |v: Result<Option<PixelSpacing>, String>| {
+            v.map(|s| s.map(|s| (s.row_mm(), s.column_mm())))
+        };
+        assert_eq!(mm(parse("0.143")), Ok(Some((0.143, 0.143))));
+        assert_eq!(mm(parse("10")), Ok(Some((10.0, 10.0))));
+        // Rows, then columns, as segment --pixel-spacing takes them.
+        assert_eq!(mm(parse("0.2,0.15")), Ok(Some((0.2, 0.15))));
+        for bad in [
+            "0",
+            "-0.2",
+            "inf",
+            "NaN",
+            "0.2mm",
+            "139",
+            "5000",
+            "0.1,0.2,0.3",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("--pixel-spacing"), "{bad}: {e}");
         }

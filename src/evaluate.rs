@@ -4,11 +4,13 @@
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::Serialize;
 use xnet_model::checkpoint::write_bytes_atomic;
 use xray_data::dataset::Dataset;
+use xray_data::io::{PixelSpacing, RefusedSpacing, SpacingSource};
 use xray_metrics::{
-    Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator, ReliabilityBins, Report,
+    Average, ClassMetric, ConfusionMatrix, EvalConfig, Evaluator, ReliabilityBins, Report, Spacing,
     ZeroDivision,
 };
 use xray_postproc::{apply_thresholds, ProbMap, ThresholdConfig};
@@ -204,6 +206,71 @@ pub struct Evaluation {
     /// Arg-max scores per category, sorted by name; empty when the dataset has no
     /// categories. Images without one are pooled under [`UNCATEGORISED`].
     pub per_category: Vec<CategoryScores>,
+    /// The spacing the boundary distances were measured at (their unit and range are in
+    /// [`Report::spacing`]).
+    pub spacing: BoundarySpacing,
+    /// What the caller should know about the spacing (a stated spacing that differs from a
+    /// file's, images at spacings from different planes, a fall-back to pixels), one
+    /// sentence each, for a terminal; empty when there is nothing to say.
+    pub warnings: Vec<String>,
+}
+
+/// The spacing the boundary distances (HD95, ASSD, Hausdorff) of an [`Evaluation`] were
+/// measured at.
+///
+/// # Examples
+/// ```
+/// use xray_seg::evaluate::BoundarySpacing;
+/// assert_eq!(BoundarySpacing::FromFiles.to_string(), "each image's own (its DICOM file's)");
+/// assert_eq!(BoundarySpacing::Pixels.to_string(), "pixels");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BoundarySpacing {
+    /// In pixels: no image's file carries a spacing and none was stated (or, with
+    /// [`MixedSpacing::Pixels`], only some images' files do).
+    Pixels,
+    /// Every image at the spacing stated in [`EvaluateOptions`], whatever its file says.
+    Stated(PixelSpacing),
+    /// Every image at the spacing its DICOM file carries
+    /// ([`xray_data::io::ImageInfo::pixel_spacing`]), which may differ from image to image
+    /// and between rows and columns.
+    FromFiles,
+}
+
+impl std::fmt::Display for BoundarySpacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BoundarySpacing::Pixels => f.write_str("pixels"),
+            BoundarySpacing::Stated(s) if s.row_mm() == s.column_mm() => {
+                write!(f, "the stated {} mm", s.row_mm())
+            }
+            BoundarySpacing::Stated(s) => write!(
+                f,
+                "the stated {} × {} mm (rows × columns)",
+                s.row_mm(),
+                s.column_mm()
+            ),
+            BoundarySpacing::FromFiles => f.write_str("each image's own (its DICOM file's)"),
+        }
+    }
+}
+
+/// What [`evaluate_samples_with`] does when some images' files carry a pixel spacing and
+/// others do not (PNG, TIFF and JPEG files never do; a DICOM file may lack one). Their
+/// boundary distances would be partly in mm and partly in pixels, and no mean over both
+/// means anything, so one of the two is given up, never silently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MixedSpacing {
+    /// Refuse the evaluation before any image is evaluated, naming the first image without
+    /// a spacing and the way out (state one for every image: `--pixel-spacing`,
+    /// [`EvaluateOptions::pixel_spacing_mm`]). The default: whoever evaluates a DICOM
+    /// dataset expects millimetres, and a report in pixels would be found out only later.
+    #[default]
+    Refuse,
+    /// Measure every image in pixels, with a warning ([`Evaluation::warnings`]) that says
+    /// how many images lack a spacing: for a job that must not fail after its work is done
+    /// (the `train` job's test-split report, [`evaluate_samples`]).
+    Pixels,
 }
 
 /// One category's images pooled: confusion counts add up, and reliability bins merge while
@@ -448,7 +515,11 @@ pub fn class_names(classes: usize) -> Vec<String> {
 }
 
 /// Evaluates `predictor` on the samples `indices` of a labelled dataset, at each image's own
-/// resolution, streaming image by image.
+/// resolution, streaming image by image. Boundary distances are at each image's own pixel
+/// spacing when every image's file carries one (DICOM), and in pixels otherwise
+/// ([`MixedSpacing::Pixels`], with a warning in [`Evaluation::warnings`] when only some
+/// do): this is what the `train` job's test-split report uses, which must not fail after
+/// training. [`evaluate_samples_with`] states a spacing or refuses a mixed dataset.
 ///
 /// # Errors
 /// A dataset without masks, no indices, loading errors, a threshold outside `[0, 1]`.
@@ -489,6 +560,7 @@ pub fn evaluate_samples(
 ) -> Result<Evaluation> {
     let opts = EvaluateOptions {
         tissue_threshold,
+        mixed_spacing: MixedSpacing::Pixels,
         ..EvaluateOptions::default()
     };
     evaluate_samples_with(predictor, dataset, indices, &opts)
@@ -500,18 +572,227 @@ pub struct EvaluateOptions {
     /// Also score the labels of the paper's soft-tissue threshold `t` in `[0, 1]`
     /// ([`Evaluation::thresholded`]).
     pub tissue_threshold: Option<f32>,
-    /// The images' pixel spacing in mm, for boundary distances (HD95, ASSD, Hausdorff) in mm
-    /// ([`xray_metrics::Report::pixel_spacing`]); `None` keeps them in pixels. One spacing
-    /// for every image: a dataset mixing detectors is measured in pixels, or per detector.
+    /// A pixel spacing in mm stated for every image, the same between rows and between
+    /// columns: the boundary distances (HD95, ASSD, Hausdorff) are measured at it, in mm,
+    /// in place of the spacing an image's DICOM file carries ([`BoundarySpacing::Stated`];
+    /// a warning in [`Evaluation::warnings`] names the files whose own spacing differs).
+    /// `None` (with `pixel_spacing` `None`): each image at its file's own spacing, in mm,
+    /// or in pixels when no file carries one ([`BoundarySpacing`]). Give this or
+    /// `pixel_spacing`, not both.
     pub pixel_spacing_mm: Option<f64>,
+    /// As `pixel_spacing_mm`, with the spacing between rows and between columns apart
+    /// (`evaluate --pixel-spacing ROW,COLUMN`); its source should be
+    /// [`SpacingSource::Stated`].
+    pub pixel_spacing: Option<PixelSpacing>,
+    /// What to do when only some images' files carry a spacing and none is stated.
+    pub mixed_spacing: MixedSpacing,
 }
 
-/// As [`evaluate_samples`], with [`EvaluateOptions`].
+impl EvaluateOptions {
+    /// The spacing stated for every image: `pixel_spacing`, or `pixel_spacing_mm` on both
+    /// axes; `None` when neither is given.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when both are given, or for a `pixel_spacing_mm` that
+    /// [`PixelSpacing::new`] refuses (not finite, not above 0, or above 10 mm: a detector
+    /// pitch in micrometres, 139 for 0.139 mm).
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_data::io::{PixelSpacing, SpacingSource};
+    /// use xray_seg::evaluate::EvaluateOptions;
+    /// let opts = EvaluateOptions { pixel_spacing_mm: Some(0.2), ..EvaluateOptions::default() };
+    /// let s = opts.stated_spacing()?.expect("stated");
+    /// assert_eq!((s.row_mm(), s.column_mm(), s.source()), (0.2, 0.2, SpacingSource::Stated));
+    /// assert_eq!(EvaluateOptions::default().stated_spacing()?, None);
+    /// let both = EvaluateOptions {
+    ///     pixel_spacing: Some(PixelSpacing::new(0.2, 0.1, SpacingSource::Stated)?),
+    ///     ..opts
+    /// };
+    /// assert!(both.stated_spacing().is_err());
+    /// # Ok::<(), xray_seg::Error>(())
+    /// ```
+    pub fn stated_spacing(&self) -> Result<Option<PixelSpacing>> {
+        match (self.pixel_spacing_mm, self.pixel_spacing) {
+            (Some(_), Some(_)) => Err(Error::Invalid(
+                "EvaluateOptions: give pixel_spacing_mm or pixel_spacing, not both".into(),
+            )),
+            (Some(mm), None) => PixelSpacing::new(mm, mm, SpacingSource::Stated)
+                .map(Some)
+                .map_err(|e| Error::Invalid(format!("EvaluateOptions::pixel_spacing_mm: {e}"))),
+            (None, stated) => Ok(stated),
+        }
+    }
+}
+
+/// The warning for an image whose file's pixel spacing a stated one replaced, in the words
+/// of `segment` (`SegmentOptions::pixel_spacing`); `None` when the two are the same
+/// distances (where each came from aside).
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{PixelSpacing, SpacingSource};
+/// use xray_seg::evaluate::spacing_override_warning;
+/// let stated = PixelSpacing::new(0.15, 0.15, SpacingSource::Stated)?;
+/// let file = PixelSpacing::new(0.2, 0.1, SpacingSource::ImagerPixelSpacing)?;
+/// let w = spacing_override_warning("images/knee.dcm", &stated, &file).expect("they differ");
+/// assert_eq!(
+///     w,
+///     "images/knee.dcm: the stated pixel spacing (0.15 × 0.15 mm) was used in place of the \
+///      file's (0.2 × 0.1 mm, ImagerPixelSpacing)"
+/// );
+/// assert_eq!(spacing_override_warning("a.dcm", &file, &file.with_source(SpacingSource::PixelSpacing)), None);
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
+pub fn spacing_override_warning(
+    file_name: &str,
+    stated: &PixelSpacing,
+    file: &PixelSpacing,
+) -> Option<String> {
+    ((stated.row_mm(), stated.column_mm()) != (file.row_mm(), file.column_mm())).then(|| {
+        format!(
+            "{file_name}: the stated pixel spacing ({} × {} mm) was used in place of the \
+             file's ({} × {} mm, {:?})",
+            stated.row_mm(),
+            stated.column_mm(),
+            file.row_mm(),
+            file.column_mm(),
+            file.source()
+        )
+    })
+}
+
+/// The spacing in mm that the metrics crate measures with.
+fn metric_spacing(s: &PixelSpacing) -> Spacing {
+    Spacing::mm(s.row_mm(), s.column_mm())
+}
+
+/// Decides the spacing of the images `indices` without a stated one: each file's own
+/// when every image's file carries one, pixels when none does; a mix is refused or
+/// measured in pixels as `mixed` says. Reads every image's file first (a decode, no
+/// network pass: a small part of an evaluation's time), so that a refusal comes before
+/// the evaluation's work.
+fn file_spacings(
+    dataset: &Dataset,
+    indices: &[usize],
+    mixed: MixedSpacing,
+    warnings: &mut Vec<String>,
+) -> Result<BoundarySpacing> {
+    let read: Vec<Result<(Option<PixelSpacing>, Vec<RefusedSpacing>)>> = indices
+        .par_iter()
+        .map(|&i| {
+            let info = dataset.load_with_info(i)?.2;
+            Ok((info.pixel_spacing, info.refused_spacing))
+        })
+        .collect();
+    let (spacings, refused): (Vec<_>, Vec<_>) = read
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let with = spacings.iter().filter(|s| s.is_some()).count();
+    if with == 0 {
+        return Ok(BoundarySpacing::Pixels);
+    }
+    let first_without = spacings
+        .iter()
+        .zip(indices.iter().zip(&refused))
+        .find_map(|(s, i)| s.is_none().then_some(i));
+    if let Some((&i, refused)) = first_without {
+        let without = spacings.len() - with;
+        // Why that file has none, when it holds a spacing attribute that measures nothing.
+        let why = refused
+            .iter()
+            .map(|r| format!(", whose {r} is no spacing"))
+            .collect::<String>();
+        let file = format!("{}{why}", dataset.samples[i].image.display());
+        let (does, carries) = if without == 1 {
+            ("does", "carries")
+        } else {
+            ("do", "carry")
+        };
+        return match mixed {
+            MixedSpacing::Refuse => Err(Error::Invalid(format!(
+                "{with} of {} images carry a pixel spacing and {without} {does} not (the first: \
+                 {file}; PNG, TIFF and JPEG files never do): their boundary distances would \
+                 be partly in mm and partly in pixels, and no mean holds both. State one \
+                 spacing for every image (evaluate --pixel-spacing MM, \
+                 EvaluateOptions::pixel_spacing_mm), or evaluate the two kinds apart",
+                spacings.len()
+            ))),
+            MixedSpacing::Pixels => {
+                warnings.push(format!(
+                    "boundary distances in pixels for every image: {without} of {} images \
+                     {carries} no pixel spacing (the first: {file}), so the {with} that do were \
+                     measured in pixels too",
+                    spacings.len()
+                ));
+                Ok(BoundarySpacing::Pixels)
+            }
+        };
+    }
+    // All in mm: say so when they measure in different planes.
+    let from = |source| {
+        spacings
+            .iter()
+            .filter(|s| s.is_some_and(|s| s.source() == source))
+            .count()
+    };
+    let (calibrated, detector) = (
+        from(SpacingSource::PixelSpacing),
+        from(SpacingSource::ImagerPixelSpacing),
+    );
+    if calibrated > 0 && detector > 0 {
+        warnings.push(format!(
+            "the images' spacings come from different attributes: {calibrated} from \
+             PixelSpacing, {detector} from ImagerPixelSpacing (the detector's pitch, at which \
+             lengths in the patient read magnified, typically by 1.05-1.2); their boundary \
+             distances are in mm of different planes (docs/data-format.md, \"Pixel spacing\")"
+        ));
+    }
+    Ok(BoundarySpacing::FromFiles)
+}
+
+/// Stated spacings that replaced a file's, one entry per distinct file spacing: the first
+/// file with it, and how many more.
+#[derive(Default)]
+struct Overrides(Vec<(PixelSpacing, String, usize)>);
+
+impl Overrides {
+    fn add(&mut self, file: PixelSpacing, name: impl FnOnce() -> String) {
+        let same = |s: &PixelSpacing| {
+            (s.row_mm(), s.column_mm(), s.source())
+                == (file.row_mm(), file.column_mm(), file.source())
+        };
+        match self.0.iter_mut().find(|(s, _, _)| same(s)) {
+            Some(entry) => entry.2 += 1,
+            None => self.0.push((file, name(), 0)),
+        }
+    }
+
+    fn warnings(&self, stated: &PixelSpacing) -> impl Iterator<Item = String> + '_ {
+        let stated = *stated;
+        self.0.iter().filter_map(move |(file, name, more)| {
+            let w = spacing_override_warning(name, &stated, file)?;
+            Some(match more {
+                0 => w,
+                1 => format!("{w}; so it was for 1 more image whose file says the same"),
+                n => format!("{w}; so it was for {n} more images whose files say the same"),
+            })
+        })
+    }
+}
+
+/// As [`evaluate_samples`], with [`EvaluateOptions`]: boundary distances at a stated
+/// spacing, or at each image's own (its DICOM file's, rows and columns apart), or in pixels
+/// when no image's file carries one ([`Evaluation::spacing`]). A dataset where only some
+/// files carry a spacing is refused by default ([`MixedSpacing`]).
 ///
 /// # Errors
-/// As [`evaluate_samples`]; also [`Error::Invalid`] for a `pixel_spacing_mm` that
-/// [`xray_data::io::PixelSpacing::new`] refuses (not finite, not above 0, or above 10 mm:
-/// a detector pitch in micrometres, 139 for 0.139 mm).
+/// As [`evaluate_samples`]; also [`Error::Invalid`] for a stated spacing that
+/// [`EvaluateOptions::stated_spacing`] refuses, and, with [`MixedSpacing::Refuse`] and no
+/// stated spacing, for a dataset where some images' files carry a spacing and others do
+/// not (before any image is evaluated; the message names the first without one).
 ///
 /// # Examples
 /// ```
@@ -527,6 +808,8 @@ pub struct EvaluateOptions {
 /// let opts = EvaluateOptions { pixel_spacing_mm: Some(0.2), ..EvaluateOptions::default() };
 /// let in_mm = evaluate_samples_with(&predictor, &ds, &[0], &opts)?;
 /// assert_eq!((in_px.report.pixel_spacing, in_mm.report.pixel_spacing), (1.0, 0.2));
+/// assert_eq!(in_px.spacing, xray_seg::evaluate::BoundarySpacing::Pixels); // a PNG has none
+/// assert_eq!(in_mm.report.distance_unit(), xray_metrics::DistanceUnit::Millimetres);
 /// let hd95 = |e: &xray_seg::evaluate::Evaluation| e.report.boundary.as_ref().unwrap()[2].hd95;
 /// if let (Some(px), Some(mm)) = (hd95(&in_px), hd95(&in_mm)) {
 ///     assert!((mm - 0.2 * px).abs() < 1e-9);
@@ -560,14 +843,14 @@ pub fn evaluate_samples_with(
     }
     let c = predictor.num_classes();
     let names = class_names(c);
-    let mut config = EvalConfig::new(names.clone());
-    if let Some(spacing) = opts.pixel_spacing_mm {
-        // The bound every spacing in the workspace has (a pitch in micrometres is refused).
-        xray_data::io::PixelSpacing::new(spacing, spacing, xray_data::io::SpacingSource::Stated)
-            .map_err(|e| Error::Invalid(format!("EvaluateOptions::pixel_spacing_mm: {e}")))?;
-        config.pixel_spacing = spacing;
-    }
-    let mut evaluator = Evaluator::new(config)?;
+    let stated = opts.stated_spacing()?;
+    let mut warnings = Vec::new();
+    let spacing = match stated {
+        Some(s) => BoundarySpacing::Stated(s),
+        None => file_spacings(dataset, indices, opts.mixed_spacing, &mut warnings)?,
+    };
+    let mut overrides = Overrides::default();
+    let mut evaluator = Evaluator::new(EvalConfig::new(names.clone()))?;
     let mut thresh_cm = ConfusionMatrix::new(c)?;
     let thresholds = tissue_threshold.map(|t| ThresholdConfig {
         soft_threshold: t,
@@ -577,12 +860,29 @@ pub fn evaluate_samples_with(
         t.validate(c)?;
     }
     for &i in indices {
-        let (image, mask) = dataset.load(i)?;
+        let (image, mask, info) = dataset.load_with_info(i)?;
         let mask =
             mask.ok_or_else(|| Error::Invalid(format!("{}: no mask", dataset.samples[i].stem)))?;
         let (w, h) = (image.width() as usize, image.height() as usize);
         let probs = predictor.predict(&image)?;
-        evaluator.add_image(mask.as_raw(), &probs, w, h)?;
+        let at = match spacing {
+            BoundarySpacing::Pixels => None,
+            BoundarySpacing::Stated(s) => {
+                if let Some(file) = info.pixel_spacing {
+                    overrides.add(file, || dataset.samples[i].image.display().to_string());
+                }
+                Some(s)
+            }
+            // Every file had one a moment ago; one changed since is measured in pixels,
+            // which the evaluator refuses to mix with the others' mm.
+            BoundarySpacing::FromFiles => info.pixel_spacing,
+        };
+        match at {
+            Some(s) => {
+                evaluator.add_image_with_spacing(mask.as_raw(), &probs, w, h, metric_spacing(&s))?
+            }
+            None => evaluator.add_image(mask.as_raw(), &probs, w, h)?,
+        }
         if let Some(t) = &thresholds {
             let map = ProbMap::new(&probs, c, h, w)?;
             let category = dataset.samples[i].category.as_deref();
@@ -601,12 +901,17 @@ pub fn evaluate_samples_with(
         Some(evaluator.per_image_calibration()),
         c,
     )?;
+    if let Some(s) = stated {
+        warnings.extend(overrides.warnings(&s));
+    }
     Ok(Evaluation {
         report: evaluator.finish()?,
         argmax,
         thresholded: tissue_threshold
             .map(|t| LabelScores::from_confusion(format!("soft-tissue threshold {t}"), &thresh_cm)),
         per_category,
+        spacing,
+        warnings,
     })
 }
 

@@ -106,3 +106,38 @@ pub fn check_out_dir(out: &std::path::Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Reads a pixel spacing given on the command line (`--pixel-spacing` of `evaluate` and
+/// `segment`): `ROW[,COLUMN]` in mm, one value for square pixels, DICOM's order (the
+/// distance between rows first), marked [`SpacingSource::Stated`]. The message of a
+/// refusal names no flag: clap puts it after the flag's name.
+///
+/// [`SpacingSource::Stated`]: xray_data::io::SpacingSource::Stated
+///
+/// # Errors
+/// A message for text that is not one or two numbers, or a spacing that
+/// [`xray_data::io::PixelSpacing::new`] refuses (not finite, not above 0, above 10 mm: a
+/// pitch in micrometres).
+///
+/// # Examples
+/// ```
+/// use xray_seg::parse_pixel_spacing;
+/// let s = parse_pixel_spacing("0.2,0.15").unwrap();
+/// assert_eq!((s.row_mm(), s.column_mm()), (0.2, 0.15));
+/// assert_eq!(parse_pixel_spacing("0.143").unwrap().column_mm(), 0.143);
+/// assert!(parse_pixel_spacing("139").unwrap_err().contains("micrometres"));
+/// assert!(parse_pixel_spacing("0.1,0.2,0.3").is_err());
+/// ```
+pub fn parse_pixel_spacing(text: &str) -> std::result::Result<xray_data::io::PixelSpacing, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>().map_err(|e| format!("{v:?}: {e}")))
+        .collect::<std::result::Result<_, _>>()?;
+    let (row, column) = match values[..] {
+        [square] => (square, square),
+        [row, column] => (row, column),
+        _ => return Err("expected ROW or ROW,COLUMN in mm, e.g. 0.143 or 0.2,0.15".into()),
+    };
+    xray_data::io::PixelSpacing::new(row, column, xray_data::io::SpacingSource::Stated)
+        .map_err(|e| e.to_string())
+}

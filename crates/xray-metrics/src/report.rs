@@ -171,7 +171,7 @@ impl SpacingSummary {
 
     /// The spacing in words, as `report.md` gives it, for a report of `images` images:
     /// `0.2 mm`, `0.2 × 0.1 mm (rows × columns)`, or ranges (`0.1–0.2 × 0.1 mm`), followed
-    /// by how many images were given a spacing with them, when any were.
+    /// by how many images were given their own spacing, when the spacings differ.
     ///
     /// # Examples
     /// ```
@@ -185,7 +185,7 @@ impl SpacingSummary {
     /// assert_eq!(s.describe(4), "1 mm");
     /// s.images_with_own_spacing = 4;
     /// s.row = [0.2, 0.2];
-    /// assert_eq!(s.describe(4), "0.2 × 1 mm (rows × columns), given with each image");
+    /// assert_eq!(s.describe(4), "0.2 × 1 mm (rows × columns)");
     /// s.images_with_own_spacing = 1;
     /// s.row = [0.2, 0.3];
     /// let partly = "0.2–0.3 × 1 mm (rows × columns), 1 of 4 images at a spacing given with them";
@@ -211,7 +211,8 @@ impl SpacingSummary {
         };
         match self.images_with_own_spacing {
             0 => {}
-            n if n == images && self.is_uniform() => s += ", given with each image",
+            // One spacing for all, whoever gave it: the value says everything.
+            _ if self.is_uniform() => {}
             n if n == images => s += ", each image at its own",
             n => s += &format!(", {n} of {images} images at a spacing given with them"),
         }
