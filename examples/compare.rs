@@ -9,7 +9,8 @@
 //! build: a debug build's timing columns are not comparable with a release build's) and a
 //! table (parameters, GFLOP per network pass, epochs trained, the best epoch whose weights
 //! were scored, train time, inference images/s, weighted F1 with its 95 % bootstrap interval
-//! over the scored images, AUC, ECE), and writes them to
+//! over the scored images, AUC, ECE and the softmax temperature they were taken at), and
+//! writes them to
 //! `runs/<name>/compare.md` (the rows alone to `compare.json`, every shared option and the
 //! machine to `compare_settings.json`). Every network trains the whole budget (the patience
 //! is `--epochs`) and is scored with the weights of its epoch of lowest validation loss.

@@ -102,8 +102,13 @@ pub struct Row {
     pub f1_weighted_ci95: Option<[f64; 2]>,
     /// Weighted one-vs-rest AUC (`None` for the baseline: it has no probabilities).
     pub auc_weighted: Option<f64>,
-    /// Expected calibration error (`None` for the baseline).
+    /// Expected calibration error (`None` for the baseline), at `temperature`.
     pub ece: Option<f64>,
+    /// The softmax temperature fitted on the validation images, at which ECE and AUC were
+    /// taken; `None` where none was fitted (the baseline, a split without validation images,
+    /// or a fit that failed, which only a warning on the terminal said: that row's ECE was
+    /// then at temperature 1 among rows at their fitted ones).
+    pub temperature: Option<f64>,
     /// Epochs trained (compare sets the patience to the budget, so every network trains
     /// them all).
     pub epochs: usize,
@@ -150,12 +155,13 @@ fn significant_digits(v: f64, digits: usize) -> String {
 ///     f1_weighted_ci95: Some([0.75, 0.8612]),
 ///     auc_weighted: None,
 ///     ece: None,
+///     temperature: None,
 ///     epochs: 0,
 ///     best_epoch: None,
 ///     f1_by_category: BTreeMap::from([("hand".to_string(), 0.9), ("knee".to_string(), f64::NAN)]),
 /// };
 /// let md = to_markdown(std::slice::from_ref(&row));
-/// let line = "| classical baseline (Otsu + field) | 0 | 0 | 0 | n/a | 0.0 | 52.3 | 0.8123 | 0.7500–0.8612 | n/a | n/a |";
+/// let line = "| classical baseline (Otsu + field) | 0 | 0 | 0 | n/a | 0.0 | 52.3 | 0.8123 | 0.7500–0.8612 | n/a | n/a | n/a |";
 /// assert!(md.contains(line), "{md}");
 /// // A network's row says which epoch's weights were scored.
 /// let net = Row { name: "xnet/nearest".into(), epochs: 12, best_epoch: Some(7), ..row.clone() };
@@ -170,19 +176,22 @@ fn significant_digits(v: f64, digits: usize) -> String {
 /// assert!(md.contains("| model | hand | knee |"), "{md}");
 /// assert!(md.contains("| classical baseline (Otsu + field) | 0.9000 | n/a |"), "{md}");
 /// // So does a weighted F1 without any scored pixel in the main table.
-/// let empty = Row { name: "empty".into(), f1_weighted: f64::NAN, f1_weighted_ci95: None, ..row };
-/// assert!(to_markdown(&[empty]).contains("| 52.3 | n/a | n/a | n/a | n/a |"));
+/// let empty = Row { name: "empty".into(), f1_weighted: f64::NAN, f1_weighted_ci95: None, ..row.clone() };
+/// assert!(to_markdown(&[empty]).contains("| 52.3 | n/a | n/a | n/a | n/a | n/a |"));
+/// // The temperature each network's ECE was taken at.
+/// let fitted = Row { name: "unet".into(), ece: Some(0.02), temperature: Some(0.7163), ..row };
+/// assert!(to_markdown(&[fitted]).contains("| n/a | 0.0200 | 0.716 |"));
 /// ```
 pub fn to_markdown(rows: &[Row]) -> String {
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let mut s = String::from(
-        "| model | params | GFLOP/img | epochs | best epoch | train s | infer img/s | F1 (weighted) | F1 95 % CI | AUC (weighted) | ECE |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| model | params | GFLOP/img | epochs | best epoch | train s | infer img/s | F1 (weighted) | F1 95 % CI | AUC (weighted) | ECE | T |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s += &format!(
             // Tenths of a second: a small comparison trains each network in a second or two,
             // which whole seconds showed as 0, 1 or 2.
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} |\n",
             r.name,
             r.parameters,
             significant_digits(r.gflop_per_image, 4),
@@ -195,7 +204,9 @@ pub fn to_markdown(rows: &[Row]) -> String {
             r.f1_weighted_ci95
                 .map_or("n/a".to_string(), |[lo, hi]| format!("{lo:.4}–{hi:.4}")),
             opt(r.auc_weighted),
-            opt(r.ece)
+            opt(r.ece),
+            r.temperature
+                .map_or("n/a".to_string(), |t| format!("{t:.3}")),
         );
     }
     let categories: BTreeSet<&String> = rows.iter().flat_map(|r| r.f1_by_category.keys()).collect();
@@ -596,6 +607,7 @@ pub fn run(job: &TrainJob, variants: &[Variant]) -> Result<Vec<Row>> {
             f1_weighted_ci95: f1_bootstrap_interval(&per_image, BOOTSTRAP_RESAMPLES, job.seed)?,
             auc_weighted: r.auc.weighted,
             ece: Some(r.ece),
+            temperature: r.temperature.as_ref().map(|t| t.temperature),
             epochs: out.summary.epochs_run,
             best_epoch: out.summary.best_epoch,
             f1_by_category: f1_by_category(&out.evaluation.per_category),
@@ -954,6 +966,7 @@ fn baseline_row(ds: &Dataset, indices: &[usize], seed: u64) -> Result<Row> {
         f1_weighted_ci95: f1_bootstrap_interval(&per_image, BOOTSTRAP_RESAMPLES, seed)?,
         auc_weighted: None,
         ece: None,
+        temperature: None,
         epochs: 0,
         best_epoch: None,
         f1_by_category: f1_by_category(&by_category),

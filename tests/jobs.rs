@@ -647,6 +647,8 @@ fn compare_scores_every_variant_and_the_baseline_per_category() {
     let mut job = tiny_job(&tmp);
     job.epochs = 1;
     job.overlays = 0;
+    // Enough images for a validation split, on which each network's temperature is fitted.
+    job.synth_count = 24;
     let variants = [
         Variant {
             arch: Arch::XNet,
@@ -659,6 +661,10 @@ fn compare_scores_every_variant_and_the_baseline_per_category() {
     ];
     let rows = compare(&job, &variants).expect("compare runs");
     assert_eq!(rows.len(), 3, "two variants and the baseline");
+    // Each network's ECE is at the temperature its row shows (fitted on the validation
+    // images); the baseline has none.
+    let temperatures: Vec<bool> = rows.iter().map(|r| r.temperature.is_some()).collect();
+    assert_eq!(temperatures, [true, true, false]);
     assert_eq!(rows[0].name, "xnet/nearest");
     assert!(rows[2].name.starts_with("classical baseline"));
     // Every contestant is scored on the same test images, so on the same categories.
