@@ -1,5 +1,6 @@
 //! `evaluate`: a checkpoint against a labelled dataset folder → report and plots, with and
-//! without the paper's soft-tissue threshold.
+//! without the paper's soft-tissue threshold; boundary distances in mm at each image's own
+//! pixel spacing, or at a stated one ([`BoundarySpacing`], [`MixedSpacing`]).
 
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::path::Path;
@@ -259,6 +260,15 @@ impl std::fmt::Display for BoundarySpacing {
 /// others do not (PNG, TIFF and JPEG files never do; a DICOM file may lack one). Their
 /// boundary distances would be partly in mm and partly in pixels, and no mean over both
 /// means anything, so one of the two is given up, never silently.
+///
+/// # Examples
+/// ```
+/// use xray_seg::evaluate::{EvaluateOptions, MixedSpacing};
+/// assert_eq!(MixedSpacing::default(), MixedSpacing::Refuse);
+/// // A job that must finish: all in pixels, with a warning, when only some carry one.
+/// let opts = EvaluateOptions { mixed_spacing: MixedSpacing::Pixels, ..EvaluateOptions::default() };
+/// assert_ne!(opts, EvaluateOptions::default());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum MixedSpacing {
     /// Refuse the evaluation before any image is evaluated, naming the first image without
@@ -567,6 +577,23 @@ pub fn evaluate_samples(
 }
 
 /// What [`evaluate_samples_with`] does beyond the arg-max scores.
+///
+/// # Examples
+/// ```
+/// use xray_seg::evaluate::{EvaluateOptions, MixedSpacing};
+/// // The default: no threshold, each image at its file's spacing, a mixed folder refused.
+/// let opts = EvaluateOptions::default();
+/// assert_eq!((opts.tissue_threshold, opts.pixel_spacing_mm), (None, None));
+/// assert_eq!(opts.mixed_spacing, MixedSpacing::Refuse);
+/// // The paper's threshold, and 0.143 mm stated for every image.
+/// let opts = EvaluateOptions {
+///     tissue_threshold: Some(0.9),
+///     pixel_spacing: Some(xray_seg::parse_pixel_spacing("0.143").unwrap()),
+///     ..EvaluateOptions::default()
+/// };
+/// assert_eq!(opts.stated_spacing()?.map(|s| s.column_mm()), Some(0.143));
+/// # Ok::<(), xray_seg::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EvaluateOptions {
     /// Also score the labels of the paper's soft-tissue threshold `t` in `[0, 1]`

@@ -296,7 +296,8 @@ pub fn surface_distances(
 /// in `spacing.unit`. `None` for a class missing from either image (the distance is
 /// undefined).
 ///
-/// The distance transform is exact at any spacing (see the [module](self) notes). With the
+/// The distance transform is exact at any spacing (see
+/// [`squared_distance_transform_with_spacing`]). With the
 /// same spacing on both axes the distances are computed in pixels and scaled, exactly as
 /// [`surface_distances`] computes them.
 ///

@@ -79,6 +79,17 @@ pub struct Spacing {
 
 impl Spacing {
     /// Distances in pixels: 1 between rows and between columns.
+    ///
+    /// # Examples
+    /// ```
+    /// use xray_metrics::{surface_distances_with_spacing, DistanceUnit, Spacing};
+    /// assert_eq!((Spacing::PIXEL.row, Spacing::PIXEL.column), (1.0, 1.0));
+    /// assert_eq!(Spacing::PIXEL.unit, DistanceUnit::Pixels);
+    /// // One column apart: 1 px.
+    /// let d = surface_distances_with_spacing(&[1, 0], &[0, 1], 2, 1, 2, Spacing::PIXEL)?;
+    /// assert_eq!(d[1].unwrap().hausdorff, 1.0);
+    /// # Ok::<(), xray_metrics::MetricsError>(())
+    /// ```
     pub const PIXEL: Spacing = Spacing {
         row: 1.0,
         column: 1.0,
