@@ -19,7 +19,9 @@
 //! spacing is refused before any image is evaluated (their distances would be partly mm,
 //! partly pixels): state one with `--pixel-spacing`, or evaluate the two kinds apart.
 //! `report.json` records the unit and the range of spacings (`spacing`), `report.md` labels
-//! the columns `mm` or `px`. docs/metrics.md, "Boundary distances in millimetres".
+//! the columns `mm` or `px`, and `OUT/spacings.json` lists each image's spacing (the one used
+//! and its file's) when the distances are in mm. docs/metrics.md, "Boundary distances in
+//! millimetres".
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -214,6 +214,33 @@ pub struct Evaluation {
     /// file's, images at spacings from different planes, a fall-back to pixels), one
     /// sentence each, for a terminal; empty when there is nothing to say.
     pub warnings: Vec<String>,
+    /// The spacing of every image evaluated, in the order evaluated; empty when the boundary
+    /// distances are in pixels. [`write_evaluation`] writes it as `spacings.json`.
+    pub image_spacings: Vec<ImageSpacing>,
+}
+
+/// The spacing one image's boundary distances were measured at (`spacings.json`).
+///
+/// # Examples
+/// ```
+/// use xray_data::io::{PixelSpacing, SpacingSource};
+/// use xray_seg::evaluate::ImageSpacing;
+/// let file = PixelSpacing::new(0.2, 0.1, SpacingSource::ImagerPixelSpacing)?;
+/// let entry = ImageSpacing { stem: "knee".into(), spacing: file, file: Some(file) };
+/// let json = serde_json::to_value(&entry).unwrap();
+/// assert_eq!(json["spacing"]["row_mm"], 0.2);
+/// assert_eq!(json["spacing"]["source"], "imager_pixel_spacing");
+/// # Ok::<(), xray_data::DataError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageSpacing {
+    /// The sample's stem (its file name without the extension).
+    pub stem: String,
+    /// The spacing used: the file's, or the stated one ([`SpacingSource::Stated`]).
+    pub spacing: PixelSpacing,
+    /// The spacing the image's file carries (absent for a PNG, TIFF or JPEG file, or a DICOM
+    /// file without one); differs from `spacing` where a stated one replaced it.
+    pub file: Option<PixelSpacing>,
 }
 
 /// The spacing the boundary distances (HD95, ASSD, Hausdorff) of an [`Evaluation`] were
@@ -877,6 +904,7 @@ pub fn evaluate_samples_with(
         None => file_spacings(dataset, indices, opts.mixed_spacing, &mut warnings)?,
     };
     let mut overrides = Overrides::default();
+    let mut image_spacings = Vec::new();
     let mut evaluator = Evaluator::new(EvalConfig::new(names.clone()))?;
     let mut thresh_cm = ConfusionMatrix::new(c)?;
     let thresholds = tissue_threshold.map(|t| ThresholdConfig {
@@ -906,7 +934,18 @@ pub fn evaluate_samples_with(
         };
         match at {
             Some(s) => {
-                evaluator.add_image_with_spacing(mask.as_raw(), &probs, w, h, metric_spacing(&s))?
+                evaluator.add_image_with_spacing(
+                    mask.as_raw(),
+                    &probs,
+                    w,
+                    h,
+                    metric_spacing(&s),
+                )?;
+                image_spacings.push(ImageSpacing {
+                    stem: dataset.samples[i].stem.clone(),
+                    spacing: s,
+                    file: info.pixel_spacing,
+                });
             }
             None => evaluator.add_image(mask.as_raw(), &probs, w, h)?,
         }
@@ -939,6 +978,7 @@ pub fn evaluate_samples_with(
         per_category,
         spacing,
         warnings,
+        image_spacings,
     })
 }
 
@@ -975,8 +1015,10 @@ pub fn check_evaluation_out_dir(dir: &Path) -> Result<()> {
 
 /// Writes `report.json`, `report.md` (with the thresholded comparison when present, and the
 /// per-category table when the dataset has categories), `thresholds.json` (when
-/// thresholded) and `categories.json` (per-category scores, when there are any; an earlier
-/// evaluation's copy of either is removed when this one has none) and the plots (`roc`, `reliability`, `confusion`, PNG and
+/// thresholded), `categories.json` (per-category scores, when there are any) and
+/// `spacings.json` (each image's pixel spacing, [`Evaluation::image_spacings`], when the
+/// boundary distances are in mm); an earlier evaluation's copy of any of these three is
+/// removed when this one has none; and the plots (`roc`, `reliability`, `confusion`, PNG and
 /// SVG) into `dir`. The JSON and Markdown files are each replaced atomically (a temporary file
 /// renamed into place): a write that fails part way, on a full disk, leaves an earlier
 /// evaluation's file as it was.
@@ -1035,6 +1077,13 @@ pub fn write_evaluation(eval: &Evaluation, dir: &Path) -> Result<()> {
         write("categories.json", &json)?;
     } else {
         remove_stale(&dir.join("categories.json"))?;
+    }
+    if eval.image_spacings.is_empty() {
+        remove_stale(&dir.join("spacings.json"))?;
+    } else {
+        let json = serde_json::to_string_pretty(&eval.image_spacings)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        write("spacings.json", &json)?;
     }
     write("report.md", &md)?;
     xray_metrics::save_plots(&eval.report, dir)?;

@@ -154,6 +154,16 @@ fn each_dicom_image_is_measured_at_its_own_spacing() {
     assert_eq!(json["spacing"]["unit"], "mm");
     assert_eq!(json["spacing"]["images_with_own_spacing"], 4);
     assert!(json["pixel_spacing"].is_null());
+    // spacings.json names each image's.
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("spacings.json")).unwrap()).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[2]["stem"], "s2");
+    assert_eq!(listed[2]["spacing"]["row_mm"], 0.1);
+    assert_eq!(listed[2]["spacing"]["column_mm"], 0.2);
+    assert_eq!(listed[2]["spacing"]["source"], "imager_pixel_spacing");
+    assert_eq!(listed[2]["file"], listed[2]["spacing"]);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| HD95 mm | ASSD mm |"), "{md}");
     assert!(
@@ -179,6 +189,12 @@ fn a_stated_spacing_overrides_every_file_and_names_those_it_replaced() {
         &expected_hd95(&ds, &p, &[Spacing::mm(0.15, 0.15); 4]),
     );
     assert_eq!(eval.report.pixel_spacing, 0.15);
+    let s0 = &eval.image_spacings[0];
+    assert_eq!((s0.stem.as_str(), s0.spacing.row_mm()), ("s0", 0.15));
+    assert_eq!(
+        s0.file.map(|f| (f.row_mm(), f.column_mm())),
+        Some((0.2, 0.1))
+    );
     // One warning per file spacing replaced (s0 and s1 say the same; s3's is the stated one),
     // in segment's words.
     assert_eq!(eval.warnings.len(), 2, "{:?}", eval.warnings);
@@ -275,6 +291,7 @@ fn a_folder_of_png_files_stays_in_pixels() {
         md.contains("| HD95 px | ASSD px |") && !md.contains("boundary distances in"),
         "{md}"
     );
+    assert!(eval.image_spacings.is_empty());
     // 1 mm stated is millimetres, not pixels.
     let opts = EvaluateOptions {
         pixel_spacing_mm: Some(1.0),
@@ -284,5 +301,12 @@ fn a_folder_of_png_files_stays_in_pixels() {
     assert_eq!(eval.report.distance_unit(), DistanceUnit::Millimetres);
     assert!(eval.report.to_markdown().contains("| HD95 mm | ASSD mm |"));
     assert_close(&hd95(&eval), &expected_hd95(&ds, &p, &[Spacing::PIXEL; 2]));
+    // An evaluation in pixels written where one in mm was: its spacings.json goes.
+    let out = dir.join("out");
+    write_evaluation(&eval, &out).unwrap();
+    assert!(out.join("spacings.json").is_file());
+    let in_px = evaluate_samples_with(&p, &ds, &all(&ds), &EvaluateOptions::default()).unwrap();
+    write_evaluation(&in_px, &out).unwrap();
+    assert!(!out.join("spacings.json").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
